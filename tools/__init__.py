@@ -1,0 +1,1 @@
+"""Repository tooling: duplicate scanner, repo checker, type-check runner."""
