@@ -1,0 +1,298 @@
+"""Market calendars: trading days, holidays, early closes and intraday session windows.
+
+Why a wrapper around ``exchange_calendars``: holiday and early-close rules are maintained there (we
+never hand-write holiday tables), but the stack needs more than the regular session: US equities
+trade pre-market, post-market and (at IBKR) overnight, crypto trades around the clock and FX trades
+24x5. :class:`MarketCalendar` turns one exchange calendar plus a :class:`Session` kind into windows
+``[open, close)`` in UTC and answers ``is_open`` / ``next_open`` / ``next_close`` /
+``sessions`` over them.
+
+Session windows, for a trading day ``D`` of the calendar (times in the exchange's time zone, which
+is America/New_York for ``XNYS``/``XNAS``):
+
+========  ===========================================================================
+RTH       the exchange's regular session, early closes included (09:30-16:00 ET, 13:00 on
+          early-close days such as the day before Independence Day)
+PRE       04:00 until the regular open
+POST      the regular close until 20:00 (until 17:00 on early-close days, as NYSE Arca and
+          Nasdaq do)
+IBEOS     IBKR's overnight session: 20:00 on the calendar day before ``D`` until 03:50 on ``D``
+          (so Sunday 20:00 - Monday 03:50 belongs to Monday)
+H24       crypto: every calendar day, 00:00-24:00 UTC (the ``24/7`` calendar)
+X24X5     FX: Monday-Friday, each day ``D`` from 17:00 New York on the previous calendar day
+          to 17:00 on ``D`` - the market opens Sunday 17:00 and closes Friday 17:00 New York time
+========  ===========================================================================
+
+For H24 and X24X5 the trading days come from exchange_calendars' ``24/7`` and ``24/5`` calendars,
+whatever exchange the :class:`MarketCalendar` was built for. Every timestamp passed in must be
+timezone-aware (naive datetimes are ambiguous and refused); every timestamp returned is UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xc
+import pandas as pd
+from mts1b_foundation import MtsError
+
+__all__ = ["CalendarError", "MarketCalendar", "Session"]
+
+_NEW_YORK = ZoneInfo("America/New_York")
+# exchange_calendars builds a calendar for a date range; this covers the research history the stack
+# uses. Requests outside it rebuild the calendar with wider bounds (rules are date-driven).
+_DEFAULT_START = dt.date(1990, 1, 1)
+_SCAN_CHUNK_DAYS = 31
+_MAX_SCAN_DAYS = 366
+
+
+class CalendarError(MtsError, ValueError):
+    """Unknown calendar, naive timestamp, or a date outside what the calendar can answer."""
+
+    code: ClassVar[str] = "PLATFORM.CALENDAR"
+
+
+class Session(enum.StrEnum):
+    """The kinds of trading window a :class:`MarketCalendar` can answer for."""
+
+    RTH = "RTH"
+    PRE = "PRE"
+    POST = "POST"
+    IBEOS = "IBEOS"
+    H24 = "24h"
+    X24X5 = "24x5"
+
+
+_PRE_START = dt.time(4, 0)
+_POST_END = dt.time(20, 0)
+_POST_END_EARLY = dt.time(17, 0)
+_IBEOS_START = dt.time(20, 0)
+_IBEOS_END = dt.time(3, 50)
+_FX_ROLL = dt.time(17, 0)
+
+
+@functools.lru_cache(maxsize=32)
+def _xcal(name: str, start: dt.date, end: dt.date) -> Any:
+    try:
+        return xc.get_calendar(name, start=pd.Timestamp(start), end=pd.Timestamp(end))
+    except xc.errors.InvalidCalendarName as exc:
+        raise CalendarError(f"unknown calendar {name!r}", calendar=name) from exc
+    except (ValueError, xc.errors.DateOutOfBounds) as exc:  # start before the calendar's bound
+        raise CalendarError(f"calendar {name!r} cannot cover {start}..{end}: {exc}",
+                            calendar=name, start=str(start), end=str(end)) from exc
+
+
+def _utc(ts: dt.datetime | pd.Timestamp) -> dt.datetime:
+    if isinstance(ts, pd.Timestamp):
+        ts = ts.to_pydatetime()
+    if not isinstance(ts, dt.datetime):
+        raise CalendarError(f"expected a datetime, got {type(ts).__name__}", value=repr(ts))
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise CalendarError("timestamp must be timezone-aware (naive datetimes are refused)",
+                            value=ts.isoformat())
+    return ts.astimezone(dt.UTC)
+
+
+def _as_date(value: dt.date | str | pd.Timestamp) -> dt.date:
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if isinstance(value, pd.Timestamp):
+        return dt.date(value.year, value.month, value.day)
+    if isinstance(value, dt.datetime):
+        return _utc(value).date()
+    return value
+
+
+class MarketCalendar:
+    """One exchange's calendar (an ``exchange_calendars`` code, default ``XNYS``).
+
+    >>> cal = MarketCalendar("XNYS")
+    >>> cal.sessions("2024-11-27", "2024-11-29")      # Thanksgiving (Nov 28) is closed
+    [datetime.date(2024, 11, 27), datetime.date(2024, 11, 29)]
+    >>> cal.close_of("2024-07-03")                        # early close, 13:00 ET
+    datetime.datetime(2024, 7, 3, 17, 0, tzinfo=datetime.timezone.utc)
+    """
+
+    def __init__(self, name: str = "XNYS") -> None:
+        self.name = name
+        self._end = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=366 * 2)
+        try:
+            self._start = _DEFAULT_START
+            self._cal = _xcal(name, self._start, self._end)
+        except CalendarError:
+            if name not in xc.get_calendar_names():
+                raise
+            # This exchange's rules start after 1990: begin where exchange_calendars can.
+            self._start = xc.get_calendar(name).first_session.date()
+            self._cal = _xcal(name, self._start, self._end)
+
+    def __repr__(self) -> str:
+        return f"MarketCalendar({self.name!r})"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The exchange's time zone."""
+        return ZoneInfo(str(self._cal.tz))
+
+    # --- trading days -------------------------------------------------------------------------
+
+    def _calendar_for(self, session: Session) -> Any:
+        if session is Session.H24:
+            return self._covering("24/7")
+        if session is Session.X24X5:
+            return self._covering("24/5")
+        return self._cal
+
+    def _covering(self, name: str) -> Any:
+        return _xcal(name, self._start, self._end)
+
+    def _check_range(self, start: dt.date, end: dt.date) -> None:
+        if start < self._start or end > self._end:
+            new_start, new_end = min(start, self._start), max(end, self._end)
+            old = self._start, self._end, self._cal
+            self._start, self._end = new_start, new_end
+            try:
+                self._cal = _xcal(self.name, new_start, new_end)
+            except CalendarError:
+                self._start, self._end, self._cal = old
+                raise
+
+    def sessions(self, start: dt.date | str, end: dt.date | str,
+                 session: Session = Session.RTH) -> list[dt.date]:
+        """Trading days in ``[start, end]`` (both inclusive), in order.
+
+        For RTH/PRE/POST/IBEOS these are the exchange's sessions (holidays excluded); for H24 every
+        calendar day; for X24X5 Monday to Friday.
+        """
+        first, last = _as_date(start), _as_date(end)
+        if last < first:
+            return []
+        self._check_range(first, last)
+        cal = self._calendar_for(Session(session))
+        idx = cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))
+        return [ts.date() for ts in idx]
+
+    def is_session(self, day: dt.date | str, session: Session = Session.RTH) -> bool:
+        """Whether ``day`` is a trading day."""
+        d = _as_date(day)
+        return bool(self.sessions(d, d, session))
+
+    def holidays(self, start: dt.date | str, end: dt.date | str) -> list[dt.date]:
+        """Weekdays of the exchange's week in ``[start, end]`` on which it does not trade."""
+        first, last = _as_date(start), _as_date(end)
+        if last < first:
+            return []
+        self._check_range(first, last)
+        weekdays = pd.bdate_range(first, last, freq="C", weekmask=self._cal.weekmask)
+        trading = set(self.sessions(first, last))
+        return [ts.date() for ts in weekdays if ts.date() not in trading]
+
+    def early_closes(self, start: dt.date | str, end: dt.date | str) -> list[dt.date]:
+        """Sessions in ``[start, end]`` that close before the regular close time."""
+        first, last = _as_date(start), _as_date(end)
+        self._check_range(first, last)
+        return [ts.date() for ts in self._cal.early_closes
+                if first <= ts.date() <= last]
+
+    def open_of(self, day: dt.date | str) -> dt.datetime:
+        """Regular-session open of trading day ``day`` (UTC)."""
+        return self._regular(_as_date(day))[0]
+
+    def close_of(self, day: dt.date | str) -> dt.datetime:
+        """Regular-session close of trading day ``day`` (UTC), early closes included."""
+        return self._regular(_as_date(day))[1]
+
+    def _regular(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        self._check_range(day, day)
+        if not self.is_session(day):
+            raise CalendarError(f"{day} is not a trading day of {self.name}",
+                                calendar=self.name, day=str(day))
+        row = self._cal.schedule.loc[pd.Timestamp(day)]
+        return (row["open"].to_pydatetime().astimezone(dt.UTC),
+                row["close"].to_pydatetime().astimezone(dt.UTC))
+
+    # --- intraday windows ---------------------------------------------------------------------
+
+    def window(self, day: dt.date | str, session: Session = Session.RTH,
+               ) -> tuple[dt.datetime, dt.datetime]:
+        """The ``[open, close)`` window (UTC) of ``session`` for trading day ``day``."""
+        d, kind = _as_date(day), Session(session)
+        if not self.is_session(d, kind):
+            raise CalendarError(f"{d} is not a {kind.value} trading day of {self.name}",
+                                calendar=self.name, day=str(d), session=kind.value)
+        return self._window(d, kind)
+
+    def _window(self, d: dt.date, kind: Session) -> tuple[dt.datetime, dt.datetime]:
+        tz = self.tz
+        if kind is Session.H24:
+            start = dt.datetime.combine(d, dt.time(0), dt.UTC)
+            return start, start + dt.timedelta(days=1)
+        if kind is Session.X24X5:
+            prev = d - dt.timedelta(days=1)
+            return (dt.datetime.combine(prev, _FX_ROLL, _NEW_YORK).astimezone(dt.UTC),
+                    dt.datetime.combine(d, _FX_ROLL, _NEW_YORK).astimezone(dt.UTC))
+        if kind is Session.IBEOS:
+            prev = d - dt.timedelta(days=1)
+            return (dt.datetime.combine(prev, _IBEOS_START, tz).astimezone(dt.UTC),
+                    dt.datetime.combine(d, _IBEOS_END, tz).astimezone(dt.UTC))
+        open_, close = self._regular(d)
+        if kind is Session.RTH:
+            return open_, close
+        if kind is Session.PRE:
+            return dt.datetime.combine(d, _PRE_START, tz).astimezone(dt.UTC), open_
+        early = close.astimezone(tz).time() < self._regular_close_time(d)
+        end = _POST_END_EARLY if early else _POST_END
+        return close, dt.datetime.combine(d, end, tz).astimezone(dt.UTC)
+
+    def _regular_close_time(self, d: dt.date) -> dt.time:
+        close_time: dt.time = dt.time(23, 59)
+        for since, t in self._cal.close_times:
+            if since is None or pd.Timestamp(since).date() <= d:
+                close_time = t
+        return close_time
+
+    def _windows_from(self, day: dt.date, kind: Session) -> Iterator[tuple[dt.datetime,
+                                                                            dt.datetime]]:
+        """Windows of trading days from ``day`` on, in order (scans ahead in chunks)."""
+        cursor = day
+        while cursor <= day + dt.timedelta(days=_MAX_SCAN_DAYS):
+            chunk_end = cursor + dt.timedelta(days=_SCAN_CHUNK_DAYS)
+            for d in self.sessions(cursor, chunk_end, kind):
+                yield self._window(d, kind)
+            cursor = chunk_end + dt.timedelta(days=1)
+        raise CalendarError(f"{self.name} has no {kind.value} session within "
+                            f"{_MAX_SCAN_DAYS} days after {day}", calendar=self.name)
+
+    def is_open(self, ts: dt.datetime | pd.Timestamp, session: Session = Session.RTH) -> bool:
+        """Whether ``session`` is open at ``ts`` (window ``[open, close)``)."""
+        t, kind = _utc(ts), Session(session)
+        # A window belongs to a trading day that is at most one calendar day after ts's date.
+        start = t.date() - dt.timedelta(days=1)
+        for d in self.sessions(start, t.date() + dt.timedelta(days=1), kind):
+            open_, close = self._window(d, kind)
+            if open_ <= t < close:
+                return True
+        return False
+
+    def next_open(self, ts: dt.datetime | pd.Timestamp,
+                  session: Session = Session.RTH) -> dt.datetime:
+        """The first window open strictly after ``ts`` (UTC)."""
+        t, kind = _utc(ts), Session(session)
+        for open_, _close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
+            if open_ > t:
+                return open_
+        raise AssertionError("unreachable: _windows_from raises when it runs out")
+
+    def next_close(self, ts: dt.datetime | pd.Timestamp,
+                   session: Session = Session.RTH) -> dt.datetime:
+        """The first window close strictly after ``ts`` (UTC)."""
+        t, kind = _utc(ts), Session(session)
+        for _open, close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
+            if close > t:
+                return close
+        raise AssertionError("unreachable: _windows_from raises when it runs out")

@@ -1,0 +1,118 @@
+"""MarketCalendar on real dates: holidays, early closes and every session kind."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from mts1b_platform.calendars import CalendarError, MarketCalendar, Session
+
+ET = ZoneInfo("America/New_York")
+
+
+def et(year: int, month: int, day: int, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=ET)
+
+
+@pytest.fixture(scope="module")
+def nyse() -> MarketCalendar:
+    return MarketCalendar("XNYS")
+
+
+def test_thanksgiving_is_closed(nyse: MarketCalendar) -> None:
+    assert nyse.sessions("2024-11-27", "2024-11-29") == [dt.date(2024, 11, 27),
+                                                         dt.date(2024, 11, 29)]
+    assert not nyse.is_session("2024-11-28")
+    assert not nyse.is_open(et(2024, 11, 28, 11, 0))
+    assert not nyse.is_open(et(2024, 11, 28, 6, 0), Session.PRE)
+
+
+def test_early_close_before_independence_day(nyse: MarketCalendar) -> None:
+    assert nyse.close_of("2024-07-03") == et(2024, 7, 3, 13, 0)
+    assert nyse.is_open(et(2024, 7, 3, 12, 59))
+    assert not nyse.is_open(et(2024, 7, 3, 13, 0))
+    assert nyse.next_open(et(2024, 7, 3, 13, 0)) == et(2024, 7, 5, 9, 30)  # July 4 closed
+    # Post-market on an early-close day runs 13:00-17:00 ET.
+    assert nyse.window("2024-07-03", Session.POST) == (et(2024, 7, 3, 13, 0), et(2024, 7, 3, 17, 0))
+    assert dt.date(2024, 7, 3) in nyse.early_closes("2024-01-01", "2024-12-31")
+
+
+def test_regular_day_windows(nyse: MarketCalendar) -> None:
+    day = "2024-03-12"
+    assert nyse.window(day, Session.RTH) == (et(2024, 3, 12, 9, 30), et(2024, 3, 12, 16, 0))
+    assert nyse.window(day, Session.PRE) == (et(2024, 3, 12, 4, 0), et(2024, 3, 12, 9, 30))
+    assert nyse.window(day, Session.POST) == (et(2024, 3, 12, 16, 0), et(2024, 3, 12, 20, 0))
+    assert nyse.window(day, Session.IBEOS) == (et(2024, 3, 11, 20, 0), et(2024, 3, 12, 3, 50))
+    assert nyse.is_open(et(2024, 3, 12, 9, 29), Session.PRE)
+    assert not nyse.is_open(et(2024, 3, 12, 9, 30), Session.PRE)
+    assert nyse.is_open(et(2024, 3, 12, 9, 30))
+    assert nyse.next_close(et(2024, 3, 12, 10, 0)) == et(2024, 3, 12, 16, 0)
+    assert nyse.next_close(et(2024, 3, 12, 17, 0), Session.POST) == et(2024, 3, 12, 20, 0)
+
+
+def test_session_counts_2013_2018(nyse: MarketCalendar) -> None:
+    days = nyse.sessions(dt.date(2013, 1, 1), dt.date(2018, 12, 31))
+    assert len(days) == 1510
+    assert days[0] == dt.date(2013, 1, 2)
+    assert days[-1] == dt.date(2018, 12, 31)
+    # Hurricane Sandy (2012) is before; the 2018-12-05 Bush day of mourning is an ad-hoc holiday.
+    assert dt.date(2018, 12, 5) not in days
+    assert dt.date(2018, 12, 5) in nyse.holidays("2018-12-01", "2018-12-31")
+    assert [len(nyse.sessions(f"{y}-01-01", f"{y}-12-31")) for y in (2013, 2014)] == [252, 252]
+
+
+def test_holidays_2024(nyse: MarketCalendar) -> None:
+    assert nyse.holidays("2024-01-01", "2024-12-31") == [
+        dt.date(2024, 1, 1), dt.date(2024, 1, 15), dt.date(2024, 2, 19), dt.date(2024, 3, 29),
+        dt.date(2024, 5, 27), dt.date(2024, 6, 19), dt.date(2024, 7, 4), dt.date(2024, 9, 2),
+        dt.date(2024, 11, 28), dt.date(2024, 12, 25)]
+
+
+def test_ibeos_overnight(nyse: MarketCalendar) -> None:
+    assert nyse.is_open(et(2024, 11, 24, 21, 0), Session.IBEOS)      # Sunday night -> Monday
+    assert not nyse.is_open(et(2024, 11, 23, 21, 0), Session.IBEOS)  # Saturday night
+    assert nyse.is_open(et(2024, 11, 25, 3, 49), Session.IBEOS)
+    assert not nyse.is_open(et(2024, 11, 25, 3, 50), Session.IBEOS)
+    # The night before Thanksgiving belongs to no session; the night after belongs to Friday.
+    assert not nyse.is_open(et(2024, 11, 27, 22, 0), Session.IBEOS)
+    assert nyse.is_open(et(2024, 11, 28, 22, 0), Session.IBEOS)
+    assert nyse.next_open(et(2024, 11, 23, 12, 0), Session.IBEOS) == et(2024, 11, 24, 20, 0)
+
+
+def test_crypto_24h_and_fx_24x5(nyse: MarketCalendar) -> None:
+    saturday = dt.datetime(2024, 11, 23, 12, 0, tzinfo=dt.UTC)
+    assert nyse.is_open(saturday, Session.H24)
+    assert nyse.is_open(et(2024, 11, 28, 12, 0), Session.H24)  # holidays do not apply
+    assert len(nyse.sessions("2024-01-01", "2024-12-31", Session.H24)) == 366
+    assert nyse.next_open(saturday, Session.H24) == dt.datetime(2024, 11, 24, tzinfo=dt.UTC)
+    # FX: closed from Friday 17:00 to Sunday 17:00 New York time.
+    assert nyse.is_open(et(2024, 11, 22, 16, 59), Session.X24X5)
+    assert not nyse.is_open(et(2024, 11, 22, 17, 0), Session.X24X5)
+    assert not nyse.is_open(saturday, Session.X24X5)
+    assert nyse.next_open(saturday, Session.X24X5) == et(2024, 11, 24, 17, 0)
+    assert nyse.is_open(et(2024, 11, 28, 12, 0), Session.X24X5)
+    assert len(nyse.sessions("2024-01-01", "2024-12-31", Session.X24X5)) == 262
+
+
+def test_daylight_saving_switch(nyse: MarketCalendar) -> None:
+    # 2024-03-08 (EST, UTC-5) and 2024-03-11 (EDT, UTC-4): the open stays 09:30 local.
+    assert nyse.open_of("2024-03-08") == dt.datetime(2024, 3, 8, 14, 30, tzinfo=dt.UTC)
+    assert nyse.open_of("2024-03-11") == dt.datetime(2024, 3, 11, 13, 30, tzinfo=dt.UTC)
+
+
+def test_other_exchange_and_old_dates() -> None:
+    lse = MarketCalendar("XLON")
+    assert lse.close_of("2024-12-24") == dt.datetime(2024, 12, 24, 12, 30, tzinfo=dt.UTC)
+    nyse = MarketCalendar()
+    assert len(nyse.sessions("1995-01-01", "1995-12-31")) == 252
+
+
+def test_refusals(nyse: MarketCalendar) -> None:
+    with pytest.raises(CalendarError, match="timezone-aware"):
+        nyse.is_open(dt.datetime(2024, 3, 12, 10, 0))  # noqa: DTZ001
+    with pytest.raises(CalendarError, match="unknown calendar"):
+        MarketCalendar("NOPE")
+    with pytest.raises(CalendarError, match="not a trading day"):
+        nyse.close_of("2024-11-28")
+    assert nyse.sessions("2024-01-05", "2024-01-01") == []
