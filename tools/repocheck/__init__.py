@@ -1,0 +1,1 @@
+"""Repository checker: ``python -m tools.repocheck`` (see tools/README.md)."""
