@@ -39,7 +39,8 @@ def to_day(value: DateLike | dt.datetime) -> np.datetime64:
                 value = value.astimezone(dt.UTC)
             return np.datetime64(value.date(), "D")
         if isinstance(value, np.datetime64):
-            return value.astype("datetime64[D]")
+            day: np.datetime64 = value.astype("datetime64[D]")
+            return day
         if isinstance(value, dt.date):
             return np.datetime64(value, "D")
         if isinstance(value, str):
@@ -85,7 +86,7 @@ class UniversePanel:
         dates: Sequence[DateLike] | npt.NDArray[Any],
         symbols: Sequence[str],
         *,
-        open: npt.ArrayLike,  # noqa: A002 - the field's name in every data source
+        open: npt.ArrayLike,
         high: npt.ArrayLike,
         low: npt.ArrayLike,
         close: npt.ArrayLike,
@@ -165,10 +166,7 @@ class UniversePanel:
         return int(self._dates.size)
 
     def __repr__(self) -> str:
-        if self._dates.size:
-            span = f"{self._dates[0]}..{self._dates[-1]}"
-        else:
-            span = "empty"
+        span = f"{self._dates[0]}..{self._dates[-1]}" if self._dates.size else "empty"
         return (f"UniversePanel(T={self.shape[0]}, A={self.shape[1]}, {span}, "
                 f"fields={list(self._fields)})")
 

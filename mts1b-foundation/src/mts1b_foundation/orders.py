@@ -1,0 +1,255 @@
+"""Orders, their lifecycle events, fills, positions and broker execution reports.
+
+``Order.order_id`` is assigned by the OMS (``None`` until then); ``Order.idempotency_key`` comes
+from the caller, and repeats of one key inside the dedupe window resolve to the same order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from mts1b_foundation.enums import (
+    DenialCode,
+    OrderEventType,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradingSession,
+)
+from mts1b_foundation.instruments import Instrument
+from mts1b_foundation.wire import (
+    Identifier,
+    Money,
+    NonNegativeDecimal,
+    PositiveDecimal,
+    UtcDatetime,
+    WireModel,
+)
+
+__all__ = [
+    "ContextValue",
+    "Denial",
+    "ExecType",
+    "ExecutionReport",
+    "Fill",
+    "Order",
+    "OrderEvent",
+    "Position",
+    "ReplaceRequest",
+]
+
+ContextValue = str | int | float | bool | None
+"""JSON scalars allowed in context maps (denial context, alert context, metadata)."""
+
+Context = dict[Annotated[str, Field(min_length=1, max_length=64)], ContextValue]
+
+_NEEDS_LIMIT = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_ON_CLOSE}
+_NEEDS_STOP = {OrderType.STOP, OrderType.STOP_LIMIT}
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Order(WireModel):
+    """An instruction to trade ``quantity`` (always positive; ``side`` gives the direction)."""
+
+    order_id: Identifier | None = None
+    idempotency_key: Identifier
+    fund_id: Identifier
+    strategy_id: Identifier
+    instrument: Instrument
+    side: Side
+    quantity: PositiveDecimal
+    order_type: OrderType = OrderType.MARKET
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    expire_at: UtcDatetime | None = None
+    session: TradingSession = TradingSession.RTH
+    broker: Identifier | None = None
+    account_id: Identifier | None = None
+    created_at: UtcDatetime = Field(default_factory=_utcnow)
+    tags: Context = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prices_match_type(self) -> Order:
+        t = self.order_type
+        if t in _NEEDS_LIMIT and self.limit_price is None:
+            raise ValueError(f"order_type {t.value!r} needs limit_price")
+        if t not in _NEEDS_LIMIT and self.limit_price is not None:
+            raise ValueError(f"order_type {t.value!r} takes no limit_price "
+                             f"(got {self.limit_price})")
+        if t in _NEEDS_STOP and self.stop_price is None:
+            raise ValueError(f"order_type {t.value!r} needs stop_price")
+        if t not in _NEEDS_STOP and self.stop_price is not None:
+            raise ValueError(f"order_type {t.value!r} takes no stop_price (got {self.stop_price})")
+        if (self.time_in_force is TimeInForce.GTD) != (self.expire_at is not None):
+            raise ValueError("expire_at is required with time_in_force 'GTD' and only with it")
+        on_close = t in {OrderType.MARKET_ON_CLOSE, OrderType.LIMIT_ON_CLOSE}
+        if on_close and self.time_in_force not in {TimeInForce.DAY, TimeInForce.CLS}:
+            raise ValueError(f"order_type {t.value!r} needs time_in_force DAY or CLS, "
+                             f"got {self.time_in_force.value!r}")
+        return self
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+
+class Denial(WireModel):
+    """Why a pre-trade risk gate refused an order: a stable code, the gate, and the numbers."""
+
+    code: DenialCode
+    gate: Identifier
+    message: str = Field(min_length=1, max_length=2000)
+    context: Context = Field(default_factory=dict)
+
+
+class Fill(WireModel):
+    """One execution of (part of) our order. ``trade_id`` is unique: a fill applies once."""
+
+    trade_id: Identifier
+    order_id: Identifier
+    fund_id: Identifier
+    symbol: Identifier
+    side: Side
+    quantity: PositiveDecimal
+    price: PositiveDecimal
+    commission: NonNegativeDecimal = Decimal(0)
+    ts: UtcDatetime
+    venue: Identifier | None = None
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    @property
+    def notional(self) -> Decimal:
+        return self.quantity * self.price
+
+
+class ReplaceRequest(WireModel):
+    """New terms for a working order; a field left ``None`` keeps its current value."""
+
+    order_id: Identifier
+    quantity: PositiveDecimal | None = None
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ReplaceRequest:
+        if self.quantity is None and self.limit_price is None and self.stop_price is None:
+            raise ValueError("a replace must change quantity, limit_price or stop_price")
+        return self
+
+
+class OrderEvent(WireModel):
+    """Something that happened to an order. Which extra field is required depends on the type:
+
+    ``denied`` -> ``denial``; ``rejected``/``cancel_rejected``/``replace_rejected`` -> ``reason``;
+    ``partially_filled``/``filled``/``corrected`` -> ``fill``; ``busted`` -> ``busted_trade_id``;
+    ``replace_requested``/``replaced`` -> ``replace``.
+    """
+
+    event_id: Identifier
+    order_id: Identifier
+    fund_id: Identifier
+    event_type: OrderEventType
+    status: OrderStatus
+    ts: UtcDatetime
+    sequence: int = Field(default=0, ge=0)
+    denial: Denial | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    fill: Fill | None = None
+    busted_trade_id: Identifier | None = None
+    replace: ReplaceRequest | None = None
+    order: Order | None = None
+
+    @model_validator(mode="after")
+    def _required_detail(self) -> OrderEvent:
+        e = self.event_type
+        if e is OrderEventType.DENIED and self.denial is None:
+            raise ValueError("a 'denied' event needs denial")
+        rejected = {OrderEventType.REJECTED, OrderEventType.CANCEL_REJECTED,
+                    OrderEventType.REPLACE_REJECTED}
+        if e in rejected and not self.reason:
+            raise ValueError(f"a {e.value!r} event needs reason")
+        fills = {OrderEventType.PARTIALLY_FILLED, OrderEventType.FILLED, OrderEventType.CORRECTED}
+        if e in fills and self.fill is None:
+            raise ValueError(f"a {e.value!r} event needs fill")
+        if self.fill is not None and self.fill.order_id != self.order_id:
+            raise ValueError(f"fill.order_id {self.fill.order_id!r} differs from order_id "
+                             f"{self.order_id!r}")
+        if e is OrderEventType.BUSTED and self.busted_trade_id is None:
+            raise ValueError("a 'busted' event needs busted_trade_id")
+        if e in {OrderEventType.REPLACE_REQUESTED, OrderEventType.REPLACED} and (
+            self.replace is None
+        ):
+            raise ValueError(f"a {e.value!r} event needs replace")
+        return self
+
+
+class Position(WireModel):
+    """Holdings of one instrument in one fund (and strategy sleeve). ``quantity`` is signed."""
+
+    fund_id: Identifier
+    strategy_id: Identifier | None = None
+    symbol: Identifier
+    quantity: Money
+    avg_cost: Money = Decimal(0)
+    realized_pnl: Money = Decimal(0)
+    unrealized_pnl: Money = Decimal(0)
+    as_of: UtcDatetime
+
+
+class ExecType(StrEnum):
+    """What a broker reports about one of our orders."""
+
+    ACK = "ack"
+    REJECT = "reject"
+    PARTIAL_FILL = "partial_fill"
+    FILL = "fill"
+    CANCELED = "canceled"
+    CANCEL_REJECT = "cancel_reject"
+    REPLACED = "replaced"
+    REPLACE_REJECT = "replace_reject"
+    EXPIRED = "expired"
+
+
+class ExecutionReport(WireModel):
+    """A broker's report on an order, keyed by our ``order_id`` (the client order id)."""
+
+    broker: Identifier
+    account_id: Identifier
+    order_id: Identifier
+    broker_order_id: Identifier | None = None
+    exec_type: ExecType
+    ts: UtcDatetime
+    trade_id: Identifier | None = None
+    symbol: Identifier | None = None
+    side: Side | None = None
+    last_quantity: PositiveDecimal | None = None
+    last_price: PositiveDecimal | None = None
+    commission: NonNegativeDecimal = Decimal(0)
+    cumulative_quantity: NonNegativeDecimal = Decimal(0)
+    leaves_quantity: NonNegativeDecimal = Decimal(0)
+    reason: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _fill_fields(self) -> ExecutionReport:
+        if self.exec_type in {ExecType.PARTIAL_FILL, ExecType.FILL}:
+            missing = [n for n in ("trade_id", "symbol", "side", "last_quantity", "last_price")
+                       if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"a {self.exec_type.value!r} report needs {', '.join(missing)}")
+        rejects = {ExecType.REJECT, ExecType.CANCEL_REJECT, ExecType.REPLACE_REJECT}
+        if self.exec_type in rejects and not self.reason:
+            raise ValueError(f"a {self.exec_type.value!r} report needs reason")
+        return self

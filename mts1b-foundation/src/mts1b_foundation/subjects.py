@@ -1,0 +1,219 @@
+"""The subject registry: which model travels on which NATS subject.
+
+Subjects read ``mts.v1.<domain>.<entity>.<event>``; a ``*`` in a registered pattern matches one
+token (a symbol, a broker name). Every publisher checks the registry, so a consumer subscribed
+to a subject can rely on the model it will decode, and a new subject is a reviewed change here.
+
+Events live in one JetStream stream per domain (:data:`STREAMS`). Commands
+(``mts.v1.<domain>.commands.*`` and broker commands) are request/reply and are *not* stored:
+a stream capturing a command subject would answer the request with its own publish ack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mts1b_foundation.commands import (
+    BrokerQuery,
+    CancelOrder,
+    ReplaceOrder,
+    SetTradingState,
+    SubmitOrder,
+)
+from mts1b_foundation.enums import OrderEventType
+from mts1b_foundation.errors import SubjectError
+from mts1b_foundation.market_data import Bar, Quote, Trade
+from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter
+from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
+from mts1b_foundation.portfolio import (
+    AccountSnapshot,
+    Allocation,
+    Signal,
+    TargetPortfolio,
+    TradingStateChange,
+)
+from mts1b_foundation.wire import WireModel
+
+__all__ = [
+    "PREFIX",
+    "STREAMS",
+    "SubjectSpec",
+    "check_publishable",
+    "dlq_subject",
+    "domain_of",
+    "is_command",
+    "iter_subjects",
+    "matches",
+    "model_for_subject",
+    "stream_name",
+    "subject",
+    "validate_subject",
+]
+
+PREFIX = "mts.v1"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectSpec:
+    """One registered subject pattern, its model, and whether it is stored in a stream."""
+
+    pattern: str
+    model: type[WireModel]
+    stored: bool
+    description: str
+
+
+def _spec(pattern: str, model: type[WireModel], description: str, *, stored: bool = True) -> (
+    SubjectSpec
+):
+    return SubjectSpec(pattern, model, stored, description)
+
+
+_REGISTRY: tuple[SubjectSpec, ...] = (
+    # datalake: market data (replay and live feeds), one subject per symbol
+    _spec("mts.v1.datalake.bars.*", Bar, "OHLCV bar for the symbol in the last token"),
+    _spec("mts.v1.datalake.quotes.*", Quote, "top of book for the symbol in the last token"),
+    _spec("mts.v1.datalake.trades.*", Trade, "tape print for the symbol in the last token"),
+    # research and portfolio
+    _spec("mts.v1.research.signals.published", Signal, "a strategy's target weights"),
+    _spec("mts.v1.portfolio.targets.published", TargetPortfolio, "a fund's combined target"),
+    _spec("mts.v1.treasury.allocations.published", Allocation, "capital assigned to a fund"),
+    # oms: order lifecycle events, one subject per event type
+    *(
+        _spec(f"mts.v1.oms.orders.{e.value}", OrderEvent, f"order event '{e.value}'")
+        for e in OrderEventType
+    ),
+    _spec("mts.v1.oms.fills.recorded", Fill, "a fill applied to positions (once per trade_id)"),
+    _spec("mts.v1.oms.positions.updated", Position, "a position after a fill or reconciliation"),
+    _spec("mts.v1.oms.state.changed", TradingStateChange, "kill switch / trading state change"),
+    _spec("mts.v1.oms.commands.submit", SubmitOrder, "submit an order", stored=False),
+    _spec("mts.v1.oms.commands.cancel", CancelOrder, "cancel an order", stored=False),
+    _spec("mts.v1.oms.commands.replace", ReplaceOrder, "replace an order", stored=False),
+    _spec("mts.v1.oms.commands.state", SetTradingState, "halt/reduce/resume", stored=False),
+    # brokers: commands per broker name, execution reports stored
+    _spec("mts.v1.brokers.*.submit", SubmitOrder, "send an order to a broker", stored=False),
+    _spec("mts.v1.brokers.*.cancel", CancelOrder, "cancel at a broker", stored=False),
+    _spec("mts.v1.brokers.*.replace", ReplaceOrder, "replace at a broker", stored=False),
+    _spec("mts.v1.brokers.*.query", BrokerQuery, "ask a broker for state", stored=False),
+    _spec("mts.v1.brokers.*.account", AccountSnapshot, "an account snapshot"),
+    _spec("mts.v1.brokers.*.execution", ExecutionReport, "a broker's execution report"),
+    # operations
+    _spec("mts.v1.operations.audit.recorded", AuditRecord, "a link of the audit chain"),
+    _spec("mts.v1.operations.alerts.raised", Alert, "an alert for people"),
+    # dead letters, one subject per domain
+    _spec("mts.v1.dlq.*", DeadLetter, "a message that could not be processed"),
+)
+
+STREAMS: Mapping[str, tuple[str, ...]] = {
+    "datalake": ("mts.v1.datalake.>",),
+    "research": ("mts.v1.research.>",),
+    "portfolio": ("mts.v1.portfolio.>",),
+    "treasury": ("mts.v1.treasury.>",),
+    "oms": ("mts.v1.oms.orders.>", "mts.v1.oms.fills.>", "mts.v1.oms.positions.>",
+            "mts.v1.oms.state.>"),
+    "brokers": ("mts.v1.brokers.*.execution", "mts.v1.brokers.*.account"),
+    "operations": ("mts.v1.operations.>",),
+    "dlq": ("mts.v1.dlq.>",),
+}
+"""Domain -> subject filters of its JetStream stream (see :func:`stream_name`)."""
+
+
+def validate_subject(value: str, *, allow_wildcards: bool = False) -> list[str]:
+    """Split a subject into tokens, raising SubjectError naming the bad part."""
+    if not isinstance(value, str) or not value:
+        raise SubjectError("subject must be a non-empty string", field="subject", value=value)
+    tokens = value.split(".")
+    if tokens[:2] != ["mts", "v1"] or len(tokens) < 4:
+        raise SubjectError(f"subject {value!r} must look like mts.v1.<domain>.<entity>[.<event>]",
+                           field="subject", value=value)
+    for i, tok in enumerate(tokens):
+        wildcard = tok == "*" or (tok == ">" and i == len(tokens) - 1)
+        if wildcard and allow_wildcards:
+            continue
+        if not _TOKEN.match(tok):
+            raise SubjectError(f"subject {value!r} has an invalid token {tok!r}",
+                               field="subject", value=value, token=tok)
+    return tokens
+
+
+def matches(pattern: str, value: str) -> bool:
+    """NATS matching: ``*`` matches one token, a final ``>`` one or more."""
+    p, s = pattern.split("."), value.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def _spec_for(value: str) -> SubjectSpec:
+    validate_subject(value)
+    for spec in _REGISTRY:
+        if matches(spec.pattern, value):
+            return spec
+    raise SubjectError(f"subject {value!r} is not registered", field="subject", value=value)
+
+
+def model_for_subject(value: str) -> type[WireModel]:
+    """The model that travels on ``value``; SubjectError if the subject is unknown."""
+    return _spec_for(value).model
+
+
+def is_command(value: str) -> bool:
+    """True for request/reply subjects that no stream stores."""
+    return not _spec_for(value).stored
+
+
+def check_publishable(value: str, message: WireModel) -> None:
+    """Refuse to publish ``message`` on ``value`` unless the registry says it belongs there.
+
+    For order events the subject's last token must also equal the event's ``event_type``.
+    """
+    expected = model_for_subject(value)
+    if type(message) is not expected:
+        raise SubjectError(
+            f"{type(message).__name__} may not be published on {value!r} "
+            f"(it carries {expected.__name__})",
+            field="subject", value=value, model=type(message).__name__,
+        )
+    if isinstance(message, OrderEvent) and value.rsplit(".", 1)[-1] != message.event_type.value:
+        raise SubjectError(
+            f"order event of type {message.event_type.value!r} may not be published on {value!r}",
+            field="subject", value=value, event_type=message.event_type.value,
+        )
+
+
+def subject(domain: str, entity: str, event: str) -> str:
+    """Build ``mts.v1.<domain>.<entity>.<event>`` and check that it is registered."""
+    value = f"{PREFIX}.{domain}.{entity}.{event}"
+    _spec_for(value)
+    return value
+
+
+def domain_of(value: str) -> str:
+    """The ``<domain>`` token of a subject."""
+    return validate_subject(value, allow_wildcards=True)[2]
+
+
+def dlq_subject(domain: str) -> str:
+    """Where undeliverable messages of ``domain`` go."""
+    if not _TOKEN.match(domain):
+        raise SubjectError(f"invalid domain {domain!r}", field="domain", value=domain)
+    return f"{PREFIX}.dlq.{domain}"
+
+
+def stream_name(domain: str) -> str:
+    """JetStream stream name of a domain: ``MTS_<DOMAIN>``."""
+    if domain not in STREAMS:
+        raise SubjectError(f"no stream for domain {domain!r}; known: {sorted(STREAMS)}",
+                           field="domain", value=domain)
+    return f"MTS_{domain.upper()}"
+
+
+def iter_subjects() -> tuple[SubjectSpec, ...]:
+    """Every registered subject pattern, for docs and tooling."""
+    return _REGISTRY

@@ -1,0 +1,29 @@
+import time
+import uuid
+
+import pytest
+from mts1b_foundation import deterministic_id, new_order_id, uuid7
+from mts1b_foundation.ids import uuid7_time_ms
+
+
+def test_uuid7_is_version_7_and_time_ordered() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    assert ids == sorted(ids, key=lambda u: u.int)
+    assert len(set(ids)) == len(ids)
+    now_ms = time.time_ns() // 1_000_000
+    assert abs(uuid7_time_ms(ids[-1]) - now_ms) < 5_000
+
+
+def test_order_ids_sort_by_creation() -> None:
+    a, b = new_order_id(), new_order_id()
+    assert a.startswith("ord-") and a < b
+
+
+def test_deterministic_ids_repeat() -> None:
+    assert deterministic_id("trd", "paper", "X1", 3) == deterministic_id("trd", "paper", "X1", 3)
+    assert deterministic_id("trd", "paper", "X1", 3) != deterministic_id("trd", "paper", "X1", 4)
+    with pytest.raises(ValueError, match="prefix"):
+        deterministic_id("t-d", "x")
+    with pytest.raises(ValueError, match="not a UUIDv7"):
+        uuid7_time_ms(uuid.uuid4())

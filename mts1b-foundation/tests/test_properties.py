@@ -1,0 +1,161 @@
+"""Property tests: every wire model round-trips through JSON unchanged, and no input at all makes
+``parse_message`` raise anything but ``ValidationFailed``."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mts1b_foundation import (
+    ETF,
+    AuditRecord,
+    Bar,
+    CryptoPair,
+    Equity,
+    EventContract,
+    Fill,
+    FundConfig,
+    Future,
+    FxPair,
+    Option,
+    Order,
+    OrderEvent,
+    RiskEnvelope,
+    Signal,
+    ValidationFailed,
+    WireModel,
+    parse_message,
+)
+from mts1b_foundation.schema import wire_models
+
+ident = st.from_regex(r"[A-Za-z0-9_.:/@=+-]{1,24}", fullmatch=True)
+ccy = st.sampled_from(["USD", "EUR", "GBP", "JPY", "BTC", "ETH", "USDT"])
+offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+# hypothesis takes naive bounds and attaches the drawn timezone itself
+aware = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2100, 1, 1),  # noqa: DTZ001
+                     timezones=offsets)
+pos_dec = st.decimals(min_value=Decimal("1e-9"), max_value=Decimal("1e12"), allow_nan=False,
+                      allow_infinity=False, places=9)
+money = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False,
+                    allow_infinity=False, places=9)
+days = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2100, 1, 1))
+
+equity = st.builds(Equity, symbol=ident, tick_size=pos_dec, lot_size=pos_dec,
+                   sector=st.none() | st.text(max_size=20))
+etf = st.builds(ETF, symbol=ident)
+option = st.builds(Option, symbol=ident, underlying=ident, expiry=days, strike=pos_dec,
+                   right=st.sampled_from(["call", "put"]), multiplier=pos_dec)
+future = st.builds(Future, symbol=ident, root=ident, expiry=days, multiplier=pos_dec)
+fx = st.tuples(ccy, ccy).filter(lambda p: p[0] != p[1]).map(
+    lambda p: FxPair(symbol=p[0] + p[1], base=p[0], quote=p[1], currency=p[1]))
+crypto = st.tuples(ccy, ccy).filter(lambda p: p[0] != p[1]).map(
+    lambda p: CryptoPair(symbol=f"{p[0]}-{p[1]}", base=p[0], quote=p[1]))
+event = st.builds(EventContract, asset_class=st.sampled_from(["sports", "prediction"]),
+                  symbol=ident, event=st.text(min_size=1, max_size=50),
+                  outcome=st.text(min_size=1, max_size=20), settlement=aware)
+instrument = st.one_of(equity, etf, option, future, fx, crypto, event)
+
+
+@st.composite
+def orders(draw: st.DrawFn) -> Order:
+    kind = draw(st.sampled_from(["market", "limit", "stop", "stop_limit"]))
+    tif = draw(st.sampled_from(["DAY", "GTC", "IOC", "FOK", "GTD", "OPG", "CLS"]))
+    return Order(
+        order_id=draw(st.none() | ident), idempotency_key=draw(ident), fund_id=draw(ident),
+        strategy_id=draw(ident), instrument=draw(instrument),
+        side=draw(st.sampled_from(["buy", "sell"])), quantity=draw(pos_dec), order_type=kind,
+        limit_price=draw(pos_dec) if kind in ("limit", "stop_limit") else None,
+        stop_price=draw(pos_dec) if kind in ("stop", "stop_limit") else None,
+        time_in_force=tif, expire_at=draw(aware) if tif == "GTD" else None,
+        created_at=draw(aware),
+        tags=draw(st.dictionaries(st.text(min_size=1, max_size=10),
+                                  st.none() | st.booleans() | st.integers() | st.text(),
+                                  max_size=3)),
+    )
+
+
+@st.composite
+def bars(draw: st.DrawFn) -> Bar:
+    lo, hi = sorted([draw(pos_dec), draw(pos_dec)])
+    o = draw(st.sampled_from([lo, hi]))
+    c = draw(st.sampled_from([lo, hi]))
+    return Bar(symbol=draw(ident), ts=draw(aware), open=o, high=hi, low=lo, close=c,
+               volume=draw(pos_dec))
+
+
+@st.composite
+def fill_events(draw: st.DrawFn) -> OrderEvent:
+    order_id = draw(ident)
+    fill = Fill(trade_id=draw(ident), order_id=order_id, fund_id="F", symbol=draw(ident),
+                side=draw(st.sampled_from(["buy", "sell"])), quantity=draw(pos_dec),
+                price=draw(pos_dec), commission=draw(pos_dec), ts=draw(aware))
+    return OrderEvent(event_id=draw(ident), order_id=order_id, fund_id="F",
+                      event_type="partially_filled", status="partially_filled",
+                      ts=draw(aware), fill=fill, sequence=draw(st.integers(0, 10**9)))
+
+
+signals = st.builds(Signal, strategy_id=ident, as_of=aware,
+                    weights=st.dictionaries(ident, money, max_size=5),
+                    ic=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                    t_stat=st.none() | st.floats(allow_nan=False, allow_infinity=False))
+funds = st.builds(FundConfig, fund_id=ident, name=st.text(min_size=1, max_size=30),
+                  target_nav_usd=pos_dec, broker=ident, broker_account_id=ident,
+                  strategies=st.lists(ident, max_size=3),
+                  risk=st.builds(RiskEnvelope, max_order_notional=st.none() | pos_dec,
+                                 max_gross_exposure=st.none() | pos_dec))
+audits = st.builds(
+    lambda seq, subj, ts, payload: AuditRecord.seal(
+        sequence=seq, prev_hash="a" * 64, subject_id=subj, actor="oms", action="x",
+        payload=payload, ts=ts),
+    st.integers(0, 10**6), ident, aware,
+    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
+
+any_model = st.one_of(orders(), bars(), fill_events(), signals, funds, audits, instrument)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(any_model)
+def test_every_model_round_trips(model: WireModel) -> None:
+    back = parse_message(type(model), model.to_json())
+    assert back == model
+    assert back.to_json() == model.to_json()
+    assert parse_message(type(model), model.model_dump(mode="json")) == model
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+MODELS = list(wire_models().values())
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(MODELS), json_values)
+def test_arbitrary_json_only_raises_validation_failed(model: type[WireModel], value: Any) -> None:
+    try:
+        parse_message(model, json.dumps(value))
+    except ValidationFailed as exc:
+        assert exc.context["errors"], "a validation error must name at least one field"
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(MODELS), st.binary(max_size=64))
+def test_arbitrary_bytes_only_raise_validation_failed(model: type[WireModel], data: bytes) -> None:
+    with pytest.raises(ValidationFailed):
+        parse_message(model, data)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(orders(), st.text(min_size=1, max_size=8), json_values)
+def test_mutated_valid_orders_fail_cleanly(order: Order, key: str, value: Any) -> None:
+    data = order.model_dump(mode="json")
+    data[key] = value
+    try:
+        parse_message(Order, json.dumps(data))
+    except ValidationFailed as exc:
+        assert exc.context["errors"]

@@ -1,0 +1,31 @@
+import mts1b_foundation
+
+EXPECTED = {
+    "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STREAMS", "AccountSnapshot", "Alert", "Allocation",
+    "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
+    "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",
+    "CommandReply", "ConnectionState", "CryptoPair", "DeadLetter", "Denial", "DenialCode",
+    "Equity", "EventContract", "ExecType", "ExecutionReport", "Fill", "FundConfig", "Future",
+    "FxPair", "InMemoryMarketData", "InMemoryPublisher", "Instrument", "MarketDataProtocol",
+    "MtsError", "Option", "OptionRight", "Order", "OrderEvent", "OrderEventType", "OrderStatus",
+    "OrderType", "PanelError", "Position", "PublisherProtocol", "Quote", "ReplaceOrder",
+    "ReplaceRequest", "RiskEnvelope", "SetTradingState", "Severity", "Side", "Signal",
+    "StrategySpec", "StrategyState", "SubjectError", "SubmitOrder", "SystemClock",
+    "TargetPortfolio", "TaxLotMethod", "TimeInForce", "Trade", "TradingSession", "TradingState",
+    "TradingStateChange", "UniversePanel", "ValidationFailed", "WireModel", "__version__",
+    "check_publishable", "deterministic_id", "dlq_subject", "domain_of", "export_schemas",
+    "instrument_adapter", "model_for_subject", "new_event_id", "new_order_id", "parse_message",
+    "stream_name", "subject", "to_day", "uuid7",
+}
+
+
+def test_public_surface_is_pinned() -> None:
+    assert set(mts1b_foundation.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert hasattr(mts1b_foundation, name), name
+
+
+def test_version_matches_distribution() -> None:
+    from importlib.metadata import version
+
+    assert mts1b_foundation.__version__ == version("mts1b-foundation")
