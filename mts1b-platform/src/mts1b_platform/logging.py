@@ -1,0 +1,289 @@
+"""Structured logging: JSON lines for machines, a readable format for terminals, secrets masked.
+
+``get_logger(name, **context)`` returns a :class:`BoundLogger` over the standard library logger
+``name``; the context (``fund_id``, ``order_id``, ...) is written with every line, and keyword
+arguments of a call add more. The first line logged installs one handler on the root logger
+(JSON when stderr is not a terminal, console otherwise; ``MTS_LOG_FORMAT=json|console`` and
+``MTS_LOG_LEVEL`` override), unless :func:`configure_logging` was called first.
+
+Every field of a line - the formatted message, each context value, the exception text - goes
+through :func:`mts1b_platform.redaction.redact` before it is written, and context fields whose
+names look sensitive (``password``, ``api_key``, ``*_token`` ...) are masked whole. Records made
+through :class:`BoundLogger` are scrubbed before any handler sees them, so other handlers
+(pytest's ``caplog``, a user's file handler) never receive a secret; records of plain standard
+library loggers are scrubbed by our handler's :class:`RedactingFilter`.
+
+A JSON line::
+
+    {"timestamp": "2024-07-03T14:00:00.123456Z", "level": "INFO", "service": "oms",
+     "logger": "mts1b_oms.engine", "message": "order accepted", "order_id": "ord-1",
+     "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from typing import IO, Any, Literal
+
+from mts1b_platform.redaction import MASK, SENSITIVE_KEY, redact
+
+__all__ = [
+    "BoundLogger",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "RedactingFilter",
+    "configure_logging",
+    "get_logger",
+]
+
+_CONTEXT_ATTR = "mts_context"
+_HANDLER_MARK = "_mts1b_handler"
+_lock = threading.Lock()
+_service: str = os.environ.get("MTS_SERVICE", "")
+_configured = False
+
+
+def _scrub_value(key: str, value: Any) -> Any:
+    """A JSON-safe, redacted version of one context value."""
+    if SENSITIVE_KEY.match(key):
+        return MASK
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): _scrub_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub_value(key, v) for v in value]
+    if hasattr(value, "get_secret_value"):  # pydantic SecretStr / SecretBytes
+        return MASK
+    return redact(str(value))
+
+
+def _trace_ids() -> dict[str, str]:
+    """trace_id/span_id of the current OpenTelemetry span, when there is a valid one."""
+    try:
+        from opentelemetry import trace
+    except ImportError:  # pragma: no cover - opentelemetry-api is a dependency
+        return {}
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs a record in place: message, arguments, context fields and exception text.
+
+    :class:`BoundLogger` applies it before any handler runs; our handler applies it too, for
+    records from plain standard library loggers (third-party libraries).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_mts1b_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad %-format must not lose the line
+            message = f"{record.msg!r} (unformattable with args: {type(exc).__name__})"
+        record.msg = redact(message)
+        record.args = None
+        context = getattr(record, _CONTEXT_ATTR, None)
+        if context:
+            setattr(record, _CONTEXT_ATTR,
+                    {k: _scrub_value(k, v) for k, v in context.items()})
+        if record.exc_info and record.exc_info[0] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(text.rstrip("\n"))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        record._mts1b_redacted = True
+        return True
+
+
+_REDACTOR = RedactingFilter()
+
+
+def _utc_iso(created: float) -> str:
+    return dt.datetime.fromtimestamp(created, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; fields as in the module docstring."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        _REDACTOR.filter(record)
+        line: dict[str, Any] = {
+            "timestamp": _utc_iso(record.created),
+            "level": record.levelname,
+            "service": getattr(record, "service", None) or _service,
+            "logger": record.name,
+            "message": record.msg,
+        }
+        for key, value in (getattr(record, _CONTEXT_ATTR, None) or {}).items():
+            line.setdefault(key, value)
+        for key, value in _trace_ids().items():
+            line.setdefault(key, value)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS.mmm LEVEL logger: message key=value ...`` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        _REDACTOR.filter(record)
+        stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+        fields = dict(getattr(record, _CONTEXT_ATTR, None) or {})
+        fields.update(_trace_ids())
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        text = f"{stamp}Z {record.levelname:<7} {record.name}: {record.msg}"
+        if extra:
+            text += f"  {extra}"
+        if record.exc_text:
+            text += "\n" + record.exc_text
+        # The final text is scrubbed again: the cheap, last line of defence.
+        return redact(text)
+
+
+def configure_logging(
+    service: str | None = None,
+    *,
+    level: int | str | None = None,
+    fmt: Literal["json", "console", "auto"] | None = None,
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Install (or replace) the MTS1B handler on the root logger and return it.
+
+    ``service`` names the process in every line (default ``$MTS_SERVICE``). ``fmt`` defaults to
+    ``$MTS_LOG_FORMAT``, else ``auto``: console on a terminal, JSON otherwise. ``level`` defaults
+    to ``$MTS_LOG_LEVEL`` or ``INFO``. Idempotent: calling again replaces the previous handler.
+    """
+    global _service
+    stream = stream if stream is not None else sys.stderr
+    chosen = fmt or os.environ.get("MTS_LOG_FORMAT", "auto")
+    if chosen == "auto":
+        chosen = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    if chosen not in ("json", "console"):
+        raise ValueError(f"log format must be 'json' or 'console', not {chosen!r}")
+    lvl = level if level is not None else os.environ.get("MTS_LOG_LEVEL", "INFO")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if chosen == "json" else ConsoleFormatter())
+    handler.addFilter(RedactingFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    global _configured
+    with _lock:
+        _configured = True
+        if service is not None:
+            _service = service
+        for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(lvl.upper() if isinstance(lvl, str) else lvl)
+    return handler
+
+
+def _ensure_configured() -> None:
+    global _configured
+    if _configured:
+        return
+    root = logging.getLogger()
+    if not any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
+        configure_logging()
+    _configured = True
+
+
+_CALLER_DEPTH = 3  # BoundLogger.log <- BoundLogger.info <- the caller
+
+
+class BoundLogger:
+    """A standard library logger plus context fields written on every line."""
+
+    __slots__ = ("_context", "_logger")
+
+    def __init__(self, logger: logging.Logger, context: Mapping[str, Any]) -> None:
+        self._logger = logger
+        self._context = dict(context)
+
+    @property
+    def name(self) -> str:
+        return self._logger.name
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        return dict(self._context)
+
+    def bind(self, **context: Any) -> BoundLogger:
+        """A logger with more context fields (this one is unchanged)."""
+        return BoundLogger(self._logger, {**self._context, **context})
+
+    def is_enabled_for(self, level: int) -> bool:
+        return self._logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, exc_info: Any = None,
+            stack_info: bool = False, **fields: Any) -> None:
+        """Log ``msg % args`` with the bound context plus ``fields``.
+
+        The record is redacted before any handler sees it, so third-party handlers (pytest's
+        caplog, a file handler added later) never receive a secret either.
+        """
+        _ensure_configured()
+        logger = self._logger
+        if not logger.isEnabledFor(level):
+            return
+        if exc_info is True or exc_info == 1:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        try:
+            fn, lno, func, sinfo = logger.findCaller(stack_info, _CALLER_DEPTH)
+        except ValueError:  # pragma: no cover - no Python frame to point at
+            fn, lno, func, sinfo = "(unknown file)", 0, "(unknown function)", None
+        record = logger.makeRecord(logger.name, level, fn, lno, msg, args,
+                                   exc_info or None, func,
+                                   {_CONTEXT_ATTR: {**self._context, **fields}}, sinfo)
+        _REDACTOR.filter(record)
+        logger.handle(record)
+
+    def debug(self, msg: object, *args: object, **fields: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **fields)
+
+    def info(self, msg: object, *args: object, **fields: Any) -> None:
+        self.log(logging.INFO, msg, *args, **fields)
+
+    def warning(self, msg: object, *args: object, **fields: Any) -> None:
+        self.log(logging.WARNING, msg, *args, **fields)
+
+    def error(self, msg: object, *args: object, **fields: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **fields)
+
+    def critical(self, msg: object, *args: object, **fields: Any) -> None:
+        self.log(logging.CRITICAL, msg, *args, **fields)
+
+    def exception(self, msg: object, *args: object, **fields: Any) -> None:
+        """Log at ERROR with the exception being handled (its text is redacted too)."""
+        fields.setdefault("exc_info", True)
+        self.log(logging.ERROR, msg, *args, **fields)
+
+
+def get_logger(name: str, **context: Any) -> BoundLogger:
+    """The logger for ``name`` (usually ``__name__``) with ``context`` on every line.
+
+    >>> log = get_logger(__name__, fund_id="fund-a")
+    >>> log.info("order accepted", order_id="ord-1")
+    """
+    return BoundLogger(logging.getLogger(name), context)

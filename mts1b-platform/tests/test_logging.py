@@ -1,0 +1,157 @@
+"""Structured logging and the redaction filter, including a property test over generated secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import string
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from mts1b_platform import redaction
+from mts1b_platform.logging import configure_logging, get_logger
+from mts1b_platform.redaction import MASK, redact, register_secret
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secrets() -> Iterator[None]:
+    redaction.clear_secrets()
+    yield
+    redaction.clear_secrets()
+
+
+def _json_lines(buf: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def test_json_line_fields() -> None:
+    buf = io.StringIO()
+    configure_logging("oms", fmt="json", stream=buf, level="DEBUG")
+    log = get_logger("mts1b_oms.engine", fund_id="fund-a")
+    log.info("order %s accepted", "ord-1", order_id="ord-1", qty=3)
+    (line,) = _json_lines(buf)
+    assert line["level"] == "INFO"
+    assert line["service"] == "oms"
+    assert line["logger"] == "mts1b_oms.engine"
+    assert line["message"] == "order ord-1 accepted"
+    assert line["fund_id"] == "fund-a"
+    assert line["order_id"] == "ord-1"
+    assert line["qty"] == 3
+    assert str(line["timestamp"]).endswith("Z")
+
+
+def test_bind_and_console_format() -> None:
+    buf = io.StringIO()
+    configure_logging("svc", fmt="console", stream=buf)
+    log = get_logger("x").bind(fund_id="f1")
+    log.warning("careful", order_id="o1")
+    out = buf.getvalue()
+    assert "WARNING x: careful" in out
+    assert "fund_id=f1 order_id=o1" in out
+
+
+def test_caller_location_is_the_callers(caplog: pytest.LogCaptureFixture) -> None:
+    configure_logging("svc", fmt="json", stream=io.StringIO())
+    with caplog.at_level(logging.INFO):
+        get_logger("loc").info("here")
+    (record,) = [r for r in caplog.records if r.name == "loc"]
+    assert record.funcName == "test_caller_location_is_the_callers"
+    assert record.filename == "test_logging.py"
+
+
+def test_trace_ids_are_added_inside_a_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    buf = io.StringIO()
+    configure_logging("svc", fmt="json", stream=buf)
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("op") as span:
+        get_logger("t").info("inside")
+    (line,) = _json_lines(buf)
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert line["span_id"] == f"{span.get_span_context().span_id:016x}"
+
+
+@pytest.mark.parametrize(
+    ("text", "leaked"),
+    [
+        ("Authorization: Bearer abc.DEF-123", "abc.DEF-123"),
+        ("headers={'authorization': 'Basic dXNlcjpwYXNz'}", "dXNlcjpwYXNz"),
+        ("sent bearer tok_live_9f8e7d", "tok_live_9f8e7d"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl ok", "c2lnbmF0dXJl"),
+        ("password=hunter2 user=bob", "hunter2"),
+        ('{"client_secret": "s3cr3t!", "id": 1}', "s3cr3t!"),
+        ("api_key: AKIA123 token='t0k3n value'", "AKIA123"),
+        ("db_password=pw1; next", "pw1"),
+        ("dsn postgresql://trader:pa55word@db:5432/mts", "pa55word"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
+         "MIIEpAIBAAKCAQEA"),
+    ],
+)
+def test_patterns(text: str, leaked: str) -> None:
+    out = redact(text)
+    assert leaked not in out
+    assert MASK in out
+
+
+def test_non_secrets_are_left_alone() -> None:
+    text = "order ord-1 filled 100 @ 10.5 on nats://127.0.0.1:4222 token_count=3"
+    assert redact(text) == text.replace("token_count=3", "token_count=3")
+
+
+def test_short_registered_values_are_ignored() -> None:
+    register_secret("abc")
+    assert redact("abcdef") == "abcdef"
+
+
+# Secrets as a generator would make them: any printable characters, including quotes,
+# backslashes and non-ASCII, so the JSON encoder's escaping is exercised too.
+_secret_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+    min_size=redaction.MIN_SECRET_LENGTH, max_size=40,
+).filter(lambda s: s.strip() == s and s != "")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secrets=st.lists(_secret_text, min_size=1, max_size=3, unique=True),
+       fmt=st.sampled_from(["json", "console"]),
+       filler=st.text(alphabet=string.ascii_letters + " ", max_size=20))
+def test_registered_secrets_never_reach_the_output(secrets: list[str], fmt: str,
+                                                   filler: str) -> None:
+    redaction.clear_secrets()
+    buf = io.StringIO()
+    configure_logging("svc", fmt=fmt, stream=buf)  # type: ignore[arg-type]
+    log = get_logger("prop", fund_id="fund-1")
+
+    def emit_everything(values: list[str]) -> None:
+        for secret in values:
+            log.info(f"message {filler}{secret}{filler}")              # in the message
+            log.info("args %s and %r", secret, secret)                 # in %-arguments
+            log.info("ctx", note=f"x{secret}x", nested={"k": [secret]})  # in context fields
+            try:
+                raise ValueError(f"driver said {secret!r}")
+            except ValueError:
+                log.exception("failed")                                # in exception text
+            logging.getLogger("thirdparty").error("plain %s", secret)  # stdlib logger
+
+    # A secret that the lines contain whatever is logged (e.g. "INFO" or '": "') is no leak.
+    emit_everything([f"<placeholder-{i}>" for i in range(len(secrets))])
+    baseline = buf.getvalue()
+    for secret in secrets:
+        assume(secret not in baseline)
+    buf.seek(0)
+    buf.truncate()
+
+    for secret in secrets:
+        register_secret(secret)
+    emit_everything(secrets)
+    out = buf.getvalue()
+    assert out
+    for secret in secrets:
+        assert secret not in out
+        assert json.dumps(secret, ensure_ascii=False)[1:-1] not in out
+        assert json.dumps(secret)[1:-1] not in out
+        assert repr(secret)[1:-1] not in out
