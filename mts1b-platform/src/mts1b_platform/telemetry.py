@@ -1,0 +1,259 @@
+"""OpenTelemetry for every MTS1B process: traces, metrics, logs, and trace context over NATS.
+
+``init_telemetry(service)`` builds a tracer, a meter and a log provider for the service. When
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set they export over OTLP/HTTP (and standard library logs are
+bridged to the OTLP log exporter); otherwise nothing leaves the process. Tests pass the SDK's
+in-memory exporters instead.
+
+:class:`instrumented` gives every primitive the same two signals, labelled by service and
+operation: a span named after the operation and a counter ``mts.operations`` (plus a duration
+histogram ``mts.operation.duration`` in seconds) with ``outcome`` ``ok`` or ``error``::
+
+    @instrumented("bus.publish")
+    async def publish(...): ...
+
+    with instrumented("datalake.ingest", source="yf"):
+        ...
+
+:func:`inject_trace_context` and :func:`extract_trace_context` carry the W3C ``traceparent``
+through message headers, so the span a consumer opens is a child of the publisher's span.
+
+Why our own provider handles and not only the OpenTelemetry globals: the globals can be set once
+per process, while tests (and embedded use) need to re-initialise; the first
+:func:`init_telemetry` also installs its providers as the globals for third-party libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "Telemetry",
+    "current_telemetry",
+    "extract_trace_context",
+    "init_telemetry",
+    "inject_trace_context",
+    "instrumented",
+    "shutdown_telemetry",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@dataclass
+class Telemetry:
+    """The providers of one service, and the instruments shared by :class:`instrumented`."""
+
+    service: str
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    exporting: bool
+    _log_handler: logging.Handler | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tracer = self.tracer_provider.get_tracer("mts1b_platform")
+        self.meter = self.meter_provider.get_meter("mts1b_platform")
+        self.operations = self.meter.create_counter(
+            "mts.operations", unit="1", description="operations run, by service/operation/outcome")
+        self.duration = self.meter.create_histogram(
+            "mts.operation.duration", unit="s", description="operation wall time")
+
+    def shutdown(self) -> None:
+        """Flush and stop the providers (and remove the OTLP log bridge)."""
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        self.logger_provider.shutdown()
+
+
+_current: Telemetry | None = None
+_globals_installed = False
+
+
+def init_telemetry(
+    service: str,
+    *,
+    span_exporter: SpanExporter | None = None,
+    metric_reader: MetricReader | None = None,
+    log_exporter: LogRecordExporter | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    set_global: bool = True,
+) -> Telemetry:
+    """Set up tracing, metrics and logs for ``service`` and make them current.
+
+    Exporters: the ones given (tests use ``InMemorySpanExporter``, ``InMemoryMetricReader``,
+    ``InMemoryLogExporter``); else OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; else
+    none - spans and metrics are recorded in-process and dropped. Calling again replaces the
+    current setup (the previous one is shut down).
+    """
+    global _current, _globals_installed
+    resource = Resource.create({"service.name": service, **(resource_attributes or {})})
+    otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    tracer_provider = TracerProvider(resource=resource)
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    elif otlp:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+
+    readers: list[MetricReader] = []
+    if metric_reader is not None:
+        readers.append(metric_reader)
+    elif otlp:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+
+    logger_provider = LoggerProvider(resource=resource)
+    handler: logging.Handler | None = None
+    if log_exporter is None and otlp:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        log_exporter = OTLPLogExporter()
+    if log_exporter is not None:
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+        handler = LoggingHandler(logger_provider=logger_provider)
+        logging.getLogger().addHandler(handler)
+
+    previous = _current
+    _current = Telemetry(service, tracer_provider, meter_provider, logger_provider,
+                         exporting=otlp or span_exporter is not None, _log_handler=handler)
+    if previous is not None:
+        previous.shutdown()
+    if set_global and not _globals_installed:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        _globals_installed = True
+    return _current
+
+
+def current_telemetry() -> Telemetry:
+    """The current setup; a silent one for service ``$MTS_SERVICE`` if none was initialised."""
+    global _current
+    if _current is None:
+        service = os.environ.get("MTS_SERVICE", "mts1b")
+        resource = Resource.create({"service.name": service})
+        _current = Telemetry(service, TracerProvider(resource=resource),
+                             MeterProvider(resource=resource), LoggerProvider(resource=resource),
+                             exporting=False)
+    return _current
+
+
+def shutdown_telemetry() -> None:
+    """Flush and stop the current setup (services call this on exit)."""
+    global _current
+    if _current is not None:
+        _current.shutdown()
+        _current = None
+
+
+def inject_trace_context(headers: MutableMapping[str, str] | None = None,
+                         ctx: otel_context.Context | None = None) -> MutableMapping[str, str]:
+    """Write ``traceparent`` (and ``tracestate``) of the current span into ``headers``."""
+    carrier: MutableMapping[str, str] = {} if headers is None else headers
+    _PROPAGATOR.inject(carrier, context=ctx)
+    return carrier
+
+
+def extract_trace_context(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The context whose parent is the span that wrote ``headers`` (empty when none did)."""
+    return _PROPAGATOR.extract(dict(headers or {}))
+
+
+class instrumented:  # noqa: N801 - used as a decorator, named like one
+    """A span and a counted, timed operation labelled by service and operation.
+
+    Use as ``with instrumented("op", **attributes) as span:`` or as a decorator on a function or
+    coroutine function. ``parent`` (a context from :func:`extract_trace_context`) makes the span
+    a child of a remote span; ``kind`` is the OpenTelemetry span kind. Exceptions are recorded on
+    the span, counted with ``outcome="error"`` and re-raised.
+    """
+
+    def __init__(self, operation: str, *, parent: otel_context.Context | None = None,
+                 kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> None:
+        self.operation = operation
+        self.parent = parent
+        self.kind = kind
+        self.attributes = attributes
+        self._span_cm: Any = None
+        self._started = 0.0
+        self._telemetry: Telemetry | None = None
+
+    def _labels(self, telemetry: Telemetry, outcome: str) -> dict[str, str]:
+        return {"service": telemetry.service, "operation": self.operation, "outcome": outcome}
+
+    def __enter__(self) -> Span:
+        telemetry = current_telemetry()
+        self._telemetry = telemetry
+        attrs = {"service": telemetry.service, "operation": self.operation,
+                 **{k: v for k, v in self.attributes.items() if v is not None}}
+        self._span_cm = telemetry.tracer.start_as_current_span(
+            self.operation, context=self.parent, kind=self.kind, attributes=attrs,
+            record_exception=True, set_status_on_exception=True)
+        self._started = time.perf_counter()
+        span: Span = self._span_cm.__enter__()
+        return span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        telemetry = self._telemetry
+        if telemetry is None:
+            raise RuntimeError("instrumented.__exit__ without __enter__")
+        outcome = "ok" if exc_type is None else "error"
+        if exc_type is None:
+            trace.get_current_span().set_status(Status(StatusCode.OK))
+        labels = self._labels(telemetry, outcome)
+        telemetry.operations.add(1, labels)
+        telemetry.duration.record(time.perf_counter() - self._started, labels)
+        self._span_cm.__exit__(exc_type, exc, tb)
+
+    def _fresh(self) -> instrumented:
+        return instrumented(self.operation, parent=self.parent, kind=self.kind, **self.attributes)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        if asyncio.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with self._fresh():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self._fresh():
+                return func(*args, **kwargs)
+
+        return wrapper

@@ -1,0 +1,95 @@
+"""Telemetry with the SDK's in-memory exporters: spans, counters and trace context in headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mts1b_platform.telemetry import (
+    extract_trace_context,
+    init_telemetry,
+    inject_trace_context,
+    instrumented,
+    shutdown_telemetry,
+)
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+
+@pytest.fixture
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    init_telemetry("svc-test", span_exporter=spans, metric_reader=reader, set_global=False)
+    yield spans, reader
+    shutdown_telemetry()
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == name for p in m.data.data_points]
+
+
+def test_context_manager_span_and_counter(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+    with instrumented("datalake.ingest", source="yf"):
+        pass
+    with pytest.raises(RuntimeError), instrumented("datalake.ingest", source="yf"):
+        raise RuntimeError("boom")
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished] == ["datalake.ingest", "datalake.ingest"]
+    assert finished[0].attributes is not None
+    assert finished[0].attributes["service"] == "svc-test"
+    assert finished[0].attributes["source"] == "yf"
+    assert finished[0].status.status_code is StatusCode.OK
+    assert finished[1].status.status_code is StatusCode.ERROR
+    counts = {p.attributes["outcome"]: p.value for p in _points(reader, "mts.operations")}
+    assert counts == {"ok": 1, "error": 1}
+    point = _points(reader, "mts.operations")[0]
+    assert point.attributes["service"] == "svc-test"
+    assert point.attributes["operation"] == "datalake.ingest"
+    assert sum(p.count for p in _points(reader, "mts.operation.duration")) == 2
+
+
+async def test_decorator_on_sync_and_async(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, _ = otel
+
+    @instrumented("sync.op")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @instrumented("async.op")
+    async def mul(a: int, b: int) -> int:
+        return a * b
+
+    assert add(2, 3) == 5
+    assert await mul(2, 3) == 6
+    assert add.__name__ == "add"
+    assert sorted(s.name for s in spans.get_finished_spans()) == ["async.op", "sync.op"]
+
+
+def test_trace_context_through_headers(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, _ = otel
+    with instrumented("bus.publish", kind=SpanKind.PRODUCER) as producer:
+        headers = inject_trace_context({"Nats-Msg-Id": "evt-1"})
+    assert headers["traceparent"].startswith("00-")
+    with instrumented("bus.consume", parent=extract_trace_context(headers),
+                      kind=SpanKind.CONSUMER) as consumer:
+        pass
+    assert consumer.get_span_context().trace_id == producer.get_span_context().trace_id
+    publish, consume = spans.get_finished_spans()
+    assert consume.parent is not None
+    assert consume.parent.span_id == publish.context.span_id
+
+
+def test_without_init_nothing_is_exported() -> None:
+    shutdown_telemetry()
+    with instrumented("noop") as span:
+        assert span.get_span_context().is_valid
+    assert extract_trace_context({}) is not None
