@@ -1,0 +1,2 @@
+"""mts1b-brokers."""
+__all__: list[str] = []

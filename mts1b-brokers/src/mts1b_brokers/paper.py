@@ -1,0 +1,901 @@
+"""The paper broker: a deterministic simulated venue that implements ``BrokerProtocol``.
+
+How it trades: orders are accepted (or rejected) at once, then trade only when market data
+arrives - :meth:`PaperClient.on_bar` for OHLCV bars (from the datalake replay or any
+``MarketDataProtocol`` provider, see :meth:`PaperClient.replay`) and :meth:`PaperClient.on_quote`
+for top-of-book quotes. An order can trade on an event whose timestamp is strictly after the time
+it was accepted plus the latency model's delay, so a strategy that decides on bar ``t`` trades
+on bar ``t+1`` (no look-ahead).
+
+Matching against a bar ``(open, high, low, close, volume)``:
+
+========================  =====================================================================
+market                    the bar's open, slipped
+limit buy / sell          open if it is at or better than the limit, else the limit if the bar
+                          reached it (``low <= limit`` / ``high >= limit``)
+stop buy / sell           triggers when ``high >= stop`` / ``low <= stop``; fills at
+                          ``max(open, stop)`` / ``min(open, stop)``, slipped
+stop-limit                triggers like a stop, then trades as a limit (never beyond the limit)
+market / limit on close   the close of a closing bar (a daily bar, or an intraday bar ending
+                          when the calendar's session is no longer open); a limit-on-close
+                          order whose limit the close does not meet expires
+========================  =====================================================================
+
+Quotes: buys trade at the ask, sells at the bid, up to the displayed size when it is non-zero.
+
+Quantity per bar is limited by ``participation_rate * volume`` (rounded down to the lot size),
+shared by all orders on the symbol in arrival order. Time in force: ``DAY`` expires after the
+first closing bar the order could trade on (or when the trading date moves past the date of
+the first event it saw), ``GTC`` stays, ``IOC`` fills what the first eligible event allows and
+cancels the rest, ``FOK`` fills entirely on the first eligible event or is canceled,
+``GTD`` expires once market time reaches ``expire_at``.
+
+Every random choice (latency, slippage) comes from one ``random.Random(seed)``, so the same
+seed, configuration and inputs give the same fills, prices, commissions and trade ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+from mts1b_foundation import (
+    AccountSnapshot,
+    Bar,
+    BrokerRejected,
+    BrokerTransportError,
+    Clock,
+    ConnectionState,
+    EventContract,
+    ExecType,
+    ExecutionReport,
+    Future,
+    Instrument,
+    MarketDataProtocol,
+    Option,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Quote,
+    Side,
+    SystemClock,
+    TimeInForce,
+    TradingSession,
+    deterministic_id,
+)
+
+from mts1b_brokers.errors import RejectReason
+from mts1b_brokers.models import (
+    CommissionModel,
+    FixedLatency,
+    LatencyModel,
+    NoCommission,
+    NoSlippage,
+    SlippageModel,
+)
+
+__all__ = ["PaperClient", "ReportStream", "SessionCalendar", "status_of"]
+
+_ZERO = Decimal(0)
+_LIMIT_TYPES = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_ON_CLOSE}
+_STOP_TYPES = {OrderType.STOP, OrderType.STOP_LIMIT}
+_CLOSE_TYPES = {OrderType.MARKET_ON_CLOSE, OrderType.LIMIT_ON_CLOSE}
+_PLATFORM_SESSION = {
+    TradingSession.RTH: "RTH", TradingSession.PRE: "PRE", TradingSession.POST: "POST",
+    TradingSession.IBEOS: "IBEOS", TradingSession.H24: "24h", TradingSession.H24X5: "24x5",
+}
+
+
+@runtime_checkable
+class SessionCalendar(Protocol):
+    """What the paper venue needs of a calendar (``mts1b_platform.calendars.MarketCalendar``)."""
+
+    def is_open(self, ts: dt.datetime, session: Any = ...) -> bool: ...
+
+
+def status_of(report: ExecutionReport) -> OrderStatus:
+    """The order status an execution report leaves the order in (for replies and tests)."""
+    return {
+        ExecType.ACK: OrderStatus.ACCEPTED,
+        ExecType.REJECT: OrderStatus.REJECTED,
+        ExecType.PARTIAL_FILL: OrderStatus.PARTIALLY_FILLED,
+        ExecType.FILL: OrderStatus.FILLED,
+        ExecType.CANCELED: OrderStatus.CANCELED,
+        ExecType.EXPIRED: OrderStatus.EXPIRED,
+    }.get(report.exec_type, (
+        OrderStatus.FILLED if report.leaves_quantity == 0 and report.cumulative_quantity > 0
+        else OrderStatus.PARTIALLY_FILLED if report.cumulative_quantity > 0
+        else OrderStatus.ACCEPTED
+    ))
+
+
+def _dec(value: Decimal | int | str | float) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class ReportStream:
+    """One subscriber's view of the execution reports, from the moment it was created.
+
+    Registered at construction (not at first iteration) so that nothing emitted between
+    ``broker.execution_reports()`` and the first ``async for`` step is lost.
+    """
+
+    def __init__(self, owner: set[ReportStream]) -> None:
+        self._queue: asyncio.Queue[ExecutionReport] = asyncio.Queue()
+        self._owner = owner
+        owner.add(self)
+
+    def put(self, report: ExecutionReport) -> None:
+        self._queue.put_nowait(report)
+
+    def __aiter__(self) -> ReportStream:
+        return self
+
+    async def __anext__(self) -> ExecutionReport:
+        return await self._queue.get()
+
+    def get_nowait(self) -> ExecutionReport | None:
+        """The next queued report, or ``None`` when none is waiting."""
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def aclose(self) -> None:
+        self._owner.discard(self)
+
+
+@dataclass
+class _Holding:
+    quantity: Decimal = _ZERO
+    avg_cost: Decimal = _ZERO
+    realized_pnl: Decimal = _ZERO
+    strategy_id: str | None = None
+
+
+@dataclass
+class _Account:
+    account_id: str
+    fund_id: str
+    cash: Decimal
+    holdings: dict[str, _Holding] = field(default_factory=dict)
+
+
+@dataclass
+class _Working:
+    order: Order
+    order_id: str
+    seq: int
+    account_id: str
+    broker_order_id: str
+    accepted_at: dt.datetime
+    eligible_at: dt.datetime
+    reserve_qty: Decimal
+    reserve_price: Decimal
+    status: OrderStatus = OrderStatus.ACCEPTED
+    filled: Decimal = _ZERO
+    fills: int = 0
+    triggered: bool = False
+    first_day: dt.date | None = None
+    ack: ExecutionReport | None = None
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.order.quantity - self.filled if not self.status.is_terminal else _ZERO
+
+    @property
+    def reserved(self) -> Decimal:
+        return min(self.leaves, self.reserve_qty) * self.reserve_price
+
+
+class _Reject(Exception):
+    def __init__(self, code: RejectReason, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class PaperClient:
+    """A simulated broker venue with cash and positions per account (one account per fund).
+
+    Parameters (all optional; strings are accepted for Decimals so that CLI and registry
+    configuration can pass them through):
+
+    - ``accounts``: starting cash per account id, e.g. ``{"core": "100000"}``. Orders go to
+      ``order.account_id``, else to ``order.fund_id``. ``default_cash``, when set, opens an
+      unknown account with that cash on its first order instead of rejecting it.
+    - ``market_data``: a ``MarketDataProtocol`` provider: its symbols define the known
+      instruments (unless ``instruments`` is given), its quotes serve as reference prices, and
+      :meth:`replay` reads its bars.
+    - ``instruments``: the tradable instruments; their tick and lot sizes are enforced.
+    - ``calendar``: an object with ``is_open(ts, session)`` (``MarketCalendar``) or a calendar
+      name such as ``"XNYS"``; without one every session is open.
+    - ``participation_rate``: largest fraction of a bar's volume our orders may take
+      (``None``: unlimited).
+    - ``latency`` / ``slippage`` / ``commission``: cost models from :mod:`mts1b_brokers.models`.
+    - ``leverage``: buying power is ``equity * leverage - gross exposure - open order needs``.
+    - ``allow_short``: whether sells may open or grow a short position.
+    - ``seed``: seeds the one random generator every model draws from.
+    - ``clock`` / ``start``: the time before any market data arrives (afterwards, market time is
+      the latest event's timestamp).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "paper",
+        accounts: Mapping[str, Decimal | int | str] | None = None,
+        default_cash: Decimal | int | str | None = None,
+        market_data: MarketDataProtocol | None = None,
+        instruments: Iterable[Instrument] | None = None,
+        calendar: SessionCalendar | str | None = None,
+        participation_rate: Decimal | int | str | None = Decimal("0.1"),
+        latency: LatencyModel | None = None,
+        slippage: SlippageModel | None = None,
+        commission: CommissionModel | None = None,
+        leverage: Decimal | int | str = Decimal(1),
+        allow_short: bool = True,
+        seed: int = 0,
+        clock: Clock | None = None,
+        start: dt.datetime | None = None,
+    ) -> None:
+        self._name = name
+        self._accounts: dict[str, _Account] = {}
+        for account_id, cash in (accounts or {}).items():
+            self.add_account(account_id, cash)
+        self._default_cash = None if default_cash is None else _dec(default_cash)
+        self._market_data = market_data
+        self._instruments: dict[str, Instrument] | None = (
+            None if instruments is None else {i.symbol: i for i in instruments}
+        )
+        if isinstance(calendar, str):
+            from mts1b_platform.calendars import MarketCalendar
+
+            calendar = MarketCalendar(calendar)
+        self._calendar = calendar
+        self._participation = None if participation_rate is None else _dec(participation_rate)
+        if self._participation is not None and self._participation <= 0:
+            raise ValueError(f"participation_rate must be > 0, got {participation_rate}")
+        self._latency = latency or FixedLatency()
+        self._slippage = slippage or NoSlippage()
+        self._commission = commission or NoCommission()
+        self._leverage = _dec(leverage)
+        self._allow_short = allow_short
+        self._rng = random.Random(seed)
+        self._clock = clock or SystemClock()
+        self._market_time: dt.datetime | None = start
+        self._state = ConnectionState.DISCONNECTED
+        self._lock = asyncio.Lock()
+        self._orders: dict[str, _Working] = {}
+        self._rejected: dict[str, BrokerRejected] = {}
+        self._seq = 0
+        self._halted: set[str] = set()
+        self._last: dict[str, Decimal] = {}
+        self._quotes: dict[str, Quote] = {}
+        self._subscribers: set[ReportStream] = set()
+        self._history: list[ExecutionReport] = []
+
+    # ----------------------------------------------------------------- BrokerProtocol surface
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        return self._state
+
+    async def connect(self) -> None:
+        self._state = ConnectionState.CONNECTED
+
+    async def close(self) -> None:
+        self._state = ConnectionState.DISCONNECTED
+
+    async def __aenter__(self) -> PaperClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def submit(self, order: Order) -> ExecutionReport:
+        """Accept ``order`` (an ACK report) or raise ``BrokerRejected`` (a REJECT report is
+        also emitted and attached as ``context["report"]``).
+
+        Submitting an ``order_id`` again returns the original ACK (or raises the original
+        rejection): it never creates a second order.
+        """
+        self._require_connected("submit")
+        async with self._lock:
+            return self._submit(order)
+
+    async def cancel(self, order_id: str) -> ExecutionReport:
+        """Cancel the rest of a working order (CANCELED, keeping what already filled).
+
+        An order that already reached a final state gets a CANCEL_REJECT report (this is how a
+        cancel that lost a race with the last fill is answered). An order id this venue never
+        accepted raises ``BrokerRejected`` with ``UNKNOWN_ORDER``.
+        """
+        self._require_connected("cancel")
+        async with self._lock:
+            w = self._working_or_raise(order_id)
+            if w.status.is_terminal:
+                return self._emit(self._report(
+                    w, ExecType.CANCEL_REJECT,
+                    reason=f"{RejectReason.ORDER_NOT_WORKING}: order is {w.status.value}"))
+            w.status = OrderStatus.CANCELED
+            return self._emit(self._report(w, ExecType.CANCELED, reason="canceled on request"))
+
+    async def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> ExecutionReport:
+        """Change quantity and/or prices of a working order, keeping its queue position.
+
+        Refused with a REPLACE_REJECT report when the order is no longer working, the new
+        quantity is not above what already filled, a price is off tick or not valid for the
+        order type, or the change needs more buying power than the account has.
+        """
+        self._require_connected("replace")
+        async with self._lock:
+            w = self._working_or_raise(order_id)
+            try:
+                if w.status.is_terminal:
+                    raise _Reject(RejectReason.ORDER_NOT_WORKING,
+                                  f"order is {w.status.value}")
+                new = self._replaced_terms(w, quantity, limit_price, stop_price)
+                qty, price = self._reservation(self._account_for(w.order), new)
+                extra = min(new.quantity - w.filled, qty) * price - w.reserved
+                if extra > 0:
+                    self._check_buying_power(self._accounts[w.account_id], extra, new)
+            except _Reject as rej:
+                return self._emit(self._report(w, ExecType.REPLACE_REJECT,
+                                               reason=f"{rej.code}: {rej.text}"))
+            w.order = new
+            w.reserve_qty, w.reserve_price = qty, price
+            return self._emit(self._report(w, ExecType.REPLACED, reason="replaced on request"))
+
+    async def open_orders(self, account_id: str | None = None) -> list[Order]:
+        self._require_connected("open_orders")
+        return [w.order for w in sorted(self._orders.values(), key=lambda w: w.seq)
+                if not w.status.is_terminal
+                and (account_id is None or w.account_id == account_id)]
+
+    async def positions(self, account_id: str) -> list[Position]:
+        self._require_connected("positions")
+        acct = self._account_or_raise(account_id)
+        now = self.now()
+        out: list[Position] = []
+        for symbol, h in sorted(acct.holdings.items()):
+            if h.quantity == 0 and h.realized_pnl == 0:
+                continue
+            mark = self._last.get(symbol, h.avg_cost)
+            out.append(Position(
+                fund_id=acct.fund_id, strategy_id=h.strategy_id, symbol=symbol,
+                quantity=h.quantity, avg_cost=h.avg_cost, realized_pnl=h.realized_pnl,
+                unrealized_pnl=(mark - h.avg_cost) * h.quantity, as_of=now,
+            ))
+        return out
+
+    async def account(self, account_id: str) -> AccountSnapshot:
+        self._require_connected("account")
+        acct = self._account_or_raise(account_id)
+        return AccountSnapshot(
+            broker=self._name, account_id=account_id, cash=acct.cash,
+            buying_power=self._buying_power(acct), equity=self._equity(acct),
+            positions={s: h.quantity for s, h in sorted(acct.holdings.items())
+                       if h.quantity != 0},
+            as_of=self.now(),
+        )
+
+    def execution_reports(self) -> AsyncIterator[ExecutionReport]:
+        """A new subscription to every report emitted from now on (acks, rejects, fills...)."""
+        return ReportStream(self._subscribers)
+
+    # ----------------------------------------------------------------------- venue controls
+    def add_account(self, account_id: str, cash: Decimal | int | str,
+                    *, fund_id: str | None = None) -> None:
+        """Open an account with ``cash`` (one per fund; ``fund_id`` defaults to the id)."""
+        if account_id in self._accounts:
+            raise ValueError(f"account {account_id!r} already exists")
+        self._accounts[account_id] = _Account(account_id, fund_id or account_id, _dec(cash))
+
+    def halt(self, symbol: str) -> None:
+        """Close an instrument: new orders on it are rejected with INSTRUMENT_CLOSED."""
+        self._halted.add(symbol)
+
+    def resume(self, symbol: str) -> None:
+        self._halted.discard(symbol)
+
+    def now(self) -> dt.datetime:
+        """Market time: the latest event's timestamp, else ``start``, else the clock."""
+        return self._market_time if self._market_time is not None else self._clock.now()
+
+    @property
+    def history(self) -> tuple[ExecutionReport, ...]:
+        """Every report emitted so far, in order."""
+        return tuple(self._history)
+
+    async def on_bar(self, bar: Bar) -> list[ExecutionReport]:
+        """Trade working orders on ``bar.symbol`` against the bar; returns the reports made."""
+        async with self._lock:
+            start = len(self._history)
+            self._advance(bar.ts)
+            closing = self._is_closing(bar)
+            capacity = self._bar_capacity(bar)
+            for w in self._candidates(bar.symbol, bar.ts):
+                capacity = self._trade_bar(w, bar, capacity, closing)
+            self._last[bar.symbol] = bar.close
+            return self._history[start:]
+
+    async def on_quote(self, quote: Quote) -> list[ExecutionReport]:
+        """Trade marketable working orders on ``quote.symbol`` at the bid or ask."""
+        async with self._lock:
+            start = len(self._history)
+            self._advance(quote.ts)
+            self._quotes[quote.symbol] = quote
+            cap = {Side.BUY: quote.ask_size if quote.ask_size > 0 else None,
+                   Side.SELL: quote.bid_size if quote.bid_size > 0 else None}
+            for w in self._candidates(quote.symbol, quote.ts):
+                cap[w.order.side] = self._trade_quote(w, quote, cap[w.order.side])
+            self._last[quote.symbol] = quote.mid
+            return self._history[start:]
+
+    async def on_session_close(self, ts: dt.datetime | None = None) -> list[ExecutionReport]:
+        """End the trading day: DAY orders still working expire."""
+        async with self._lock:
+            start = len(self._history)
+            if ts is not None:
+                self._advance(ts)
+            for w in self._live():
+                if w.order.time_in_force in {TimeInForce.DAY, TimeInForce.CLS}:
+                    self._expire(w, "DAY order expired at the session close")
+            return self._history[start:]
+
+    async def replay(
+        self,
+        market_data: MarketDataProtocol | None = None,
+        *,
+        start: dt.date,
+        end: dt.date,
+        symbols: Sequence[str] | None = None,
+    ) -> list[ExecutionReport]:
+        """Feed every bar of ``market_data`` (default: the configured provider) between
+        ``start`` and ``end`` through :meth:`on_bar`, in the provider's order."""
+        source = market_data or self._market_data
+        if source is None:
+            raise ValueError("replay needs a market data provider")
+        made: list[ExecutionReport] = []
+        for bar in source.bars(list(symbols or source.symbols()), start, end):
+            made += await self.on_bar(bar)
+        return made
+
+    # -------------------------------------------------------------------------- internals
+    def _require_connected(self, call: str) -> None:
+        if self._state is not ConnectionState.CONNECTED:
+            raise BrokerTransportError(f"{self._name} is {self._state.value}: {call} not sent",
+                                       broker=self._name, call=call)
+
+    def _emit(self, report: ExecutionReport) -> ExecutionReport:
+        self._history.append(report)
+        for sub in list(self._subscribers):
+            sub.put(report)
+        return report
+
+    def _report(self, w: _Working, exec_type: ExecType, *, reason: str | None = None,
+                trade: tuple[str, Decimal, Decimal, Decimal] | None = None) -> ExecutionReport:
+        fill: dict[str, Any] = {}
+        if trade is not None:
+            trade_id, qty, price, fee = trade
+            fill = {"trade_id": trade_id, "last_quantity": qty, "last_price": price,
+                    "commission": fee}
+        return ExecutionReport(
+            broker=self._name, account_id=w.account_id, order_id=w.order_id,
+            broker_order_id=w.broker_order_id, exec_type=exec_type, ts=self.now(),
+            symbol=w.order.instrument.symbol, side=w.order.side,
+            cumulative_quantity=w.filled, leaves_quantity=w.leaves, reason=reason, **fill,
+        )
+
+    def _working_or_raise(self, order_id: str) -> _Working:
+        w = self._orders.get(order_id)
+        if w is None:
+            raise BrokerRejected(
+                f"{RejectReason.UNKNOWN_ORDER}: {self._name} has no order {order_id!r}",
+                broker=self._name, order_id=order_id, reason_code=str(RejectReason.UNKNOWN_ORDER))
+        return w
+
+    def _account_or_raise(self, account_id: str) -> _Account:
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            raise BrokerRejected(f"{RejectReason.UNKNOWN_ACCOUNT}: no account {account_id!r}",
+                                 broker=self._name, account_id=account_id,
+                                 reason_code=str(RejectReason.UNKNOWN_ACCOUNT))
+        return acct
+
+    def _account_for(self, order: Order) -> _Account:
+        account_id = order.account_id or order.fund_id
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            if self._default_cash is None:
+                raise _Reject(RejectReason.UNKNOWN_ACCOUNT, f"no account {account_id!r}")
+            self.add_account(account_id, self._default_cash, fund_id=order.fund_id)
+            acct = self._accounts[account_id]
+        return acct
+
+    # submit --------------------------------------------------------------------------------
+    def _submit(self, order: Order) -> ExecutionReport:
+        order_id = order.order_id
+        if order_id is None:
+            raise BrokerRejected(f"{RejectReason.INVALID_ORDER}: order_id (the client order id) "
+                                 "is required", broker=self._name, field="order_id",
+                                 reason_code=str(RejectReason.INVALID_ORDER))
+        if order_id in self._rejected:
+            raise self._rejected[order_id]
+        if order_id in self._orders:
+            original = self._orders[order_id].ack
+            assert original is not None  # set when the order was accepted
+            return original
+        account_id = order.account_id or order.fund_id
+        try:
+            acct = self._account_for(order)
+            self._validate(order)
+            qty, price = self._reservation(acct, order)
+            if qty > 0:
+                needed = qty * price + self._commission.commission(qty, price)
+                self._check_buying_power(acct, needed, order)
+        except _Reject as rej:
+            report = ExecutionReport(
+                broker=self._name, account_id=account_id, order_id=order_id,
+                exec_type=ExecType.REJECT, ts=self.now(), symbol=order.instrument.symbol,
+                side=order.side, reason=f"{rej.code}: {rej.text}",
+            )
+            self._emit(report)
+            error = BrokerRejected(report.reason or rej.text, broker=self._name,
+                                   order_id=order_id, reason_code=str(rej.code), report=report)
+            self._rejected[order_id] = error
+            raise error from None
+        self._seq += 1
+        now = self.now()
+        w = _Working(
+            order=order, order_id=order_id, seq=self._seq, account_id=acct.account_id,
+            broker_order_id=deterministic_id("pbo", self._name, acct.account_id, order_id),
+            accepted_at=now, eligible_at=now + self._latency.delay(self._rng),
+            reserve_qty=qty, reserve_price=price,
+        )
+        ack = self._report(w, ExecType.ACK)
+        w.ack = ack
+        self._orders[order_id] = w
+        return self._emit(ack)
+
+    def _instrument(self, order: Order) -> Instrument:
+        symbol = order.instrument.symbol
+        if self._instruments is not None:
+            if symbol not in self._instruments:
+                raise _Reject(RejectReason.UNKNOWN_INSTRUMENT, f"{symbol!r} is not traded here")
+            return self._instruments[symbol]
+        if self._market_data is not None and symbol not in set(self._market_data.symbols()):
+            raise _Reject(RejectReason.UNKNOWN_INSTRUMENT,
+                          f"{symbol!r} has no market data at this venue")
+        return order.instrument
+
+    def _validate(self, order: Order) -> None:
+        inst = self._instrument(order)
+        symbol, now = inst.symbol, self.now()
+        if symbol in self._halted:
+            raise _Reject(RejectReason.INSTRUMENT_CLOSED, f"{symbol!r} is halted")
+        if isinstance(inst, Option | Future) and inst.expiry < now.date():
+            raise _Reject(RejectReason.INSTRUMENT_CLOSED, f"{symbol!r} expired on {inst.expiry}")
+        if isinstance(inst, EventContract) and inst.settlement <= now:
+            raise _Reject(RejectReason.INSTRUMENT_CLOSED, f"{symbol!r} settled")
+        tif = order.time_in_force
+        if tif is TimeInForce.OPG or (tif is TimeInForce.CLS
+                                      and order.order_type not in _CLOSE_TYPES):
+            raise _Reject(RejectReason.UNSUPPORTED,
+                          f"time_in_force {tif.value} is not supported for {order.order_type}")
+        if tif is TimeInForce.GTD and order.expire_at is not None and order.expire_at <= now:
+            raise _Reject(RejectReason.INVALID_ORDER,
+                          f"expire_at {order.expire_at.isoformat()} is not in the future")
+        self._check_prices(inst, order.limit_price, order.stop_price)
+        self._check_quantity(inst, order.quantity)
+        if self._calendar is not None:
+            session = _PLATFORM_SESSION[order.session]
+            try:
+                is_open = self._calendar.is_open(now, session)
+            except Exception as exc:  # a calendar that cannot answer is a closed session
+                raise _Reject(RejectReason.SESSION_CLOSED, f"calendar: {exc}") from None
+            if not is_open:
+                raise _Reject(RejectReason.SESSION_CLOSED,
+                              f"{order.session.value} session is closed at {now.isoformat()}")
+
+    @staticmethod
+    def _check_prices(inst: Instrument, limit: Decimal | None, stop: Decimal | None) -> None:
+        for label, price in (("limit_price", limit), ("stop_price", stop)):
+            if price is None:
+                continue
+            if not price.is_finite() or price <= 0:
+                raise _Reject(RejectReason.INVALID_PRICE, f"{label} {price} must be positive")
+            if price % inst.tick_size != 0:
+                raise _Reject(RejectReason.INVALID_PRICE,
+                              f"{label} {price} is not on the tick grid {inst.tick_size}")
+
+    @staticmethod
+    def _check_quantity(inst: Instrument, quantity: Decimal) -> None:
+        if quantity <= 0 or quantity % inst.lot_size != 0 or quantity < inst.min_quantity:
+            raise _Reject(RejectReason.INVALID_QUANTITY,
+                          f"quantity {quantity} must be a positive multiple of the lot size "
+                          f"{inst.lot_size} and at least {inst.min_quantity}")
+
+    def _reference_price(self, order: Order) -> Decimal:
+        if order.order_type in _LIMIT_TYPES and order.limit_price is not None:
+            return order.limit_price
+        if order.order_type is OrderType.STOP and order.stop_price is not None:
+            return order.stop_price
+        symbol = order.instrument.symbol
+        quote = self._quotes.get(symbol)
+        if quote is None and self._market_data is not None:
+            quote = self._market_data.latest_quote(symbol)
+        if quote is not None:
+            return quote.ask if order.side is Side.BUY else quote.bid
+        if symbol in self._last:
+            return self._last[symbol]
+        raise _Reject(RejectReason.NO_REFERENCE_PRICE,
+                      f"no price seen for {symbol!r} to check buying power")
+
+    def _reservation(self, acct: _Account, order: Order) -> tuple[Decimal, Decimal]:
+        """(quantity that opens or grows exposure, price to reserve it at)."""
+        pos = acct.holdings.get(order.instrument.symbol, _Holding()).quantity
+        closing = (min(order.quantity, max(_ZERO, -pos)) if order.side is Side.BUY
+                   else min(order.quantity, max(_ZERO, pos)))
+        growing = order.quantity - closing
+        if growing > 0 and order.side is Side.SELL and not self._allow_short:
+            raise _Reject(RejectReason.SHORT_NOT_ALLOWED,
+                          f"selling {order.quantity} with {pos} held would open a short")
+        if growing == 0:
+            return _ZERO, _ZERO
+        return growing, self._reference_price(order)
+
+    def _check_buying_power(self, acct: _Account, needed: Decimal, order: Order) -> None:
+        available = self._buying_power(acct)
+        if needed > available:
+            raise _Reject(RejectReason.INSUFFICIENT_BUYING_POWER,
+                          f"needs {needed} but buying power is {available}")
+
+    def _mark(self, symbol: str, h: _Holding) -> Decimal:
+        return self._last.get(symbol, h.avg_cost)
+
+    def _equity(self, acct: _Account) -> Decimal:
+        return acct.cash + sum((h.quantity * self._mark(s, h) for s, h in acct.holdings.items()),
+                               _ZERO)
+
+    def _buying_power(self, acct: _Account) -> Decimal:
+        gross = sum((abs(h.quantity) * self._mark(s, h) for s, h in acct.holdings.items()), _ZERO)
+        reserved = sum((w.reserved for w in self._orders.values()
+                        if w.account_id == acct.account_id and not w.status.is_terminal), _ZERO)
+        return self._equity(acct) * self._leverage - gross - reserved
+
+    def _replaced_terms(self, w: _Working, quantity: Decimal | None,
+                        limit_price: Decimal | None, stop_price: Decimal | None) -> Order:
+        if quantity is None and limit_price is None and stop_price is None:
+            raise _Reject(RejectReason.INVALID_ORDER, "a replace must change something")
+        t = w.order.order_type
+        if limit_price is not None and t not in _LIMIT_TYPES:
+            raise _Reject(RejectReason.INVALID_PRICE, f"a {t.value} order takes no limit_price")
+        if stop_price is not None and t not in _STOP_TYPES:
+            raise _Reject(RejectReason.INVALID_PRICE, f"a {t.value} order takes no stop_price")
+        inst = self._instrument(w.order)
+        self._check_prices(inst, limit_price, stop_price)
+        if quantity is not None:
+            self._check_quantity(inst, quantity)
+            if quantity <= w.filled:
+                raise _Reject(RejectReason.INVALID_QUANTITY,
+                              f"quantity {quantity} must exceed the filled {w.filled}")
+        changes: dict[str, Any] = {}
+        if quantity is not None:
+            changes["quantity"] = quantity
+        if limit_price is not None:
+            changes["limit_price"] = limit_price
+        if stop_price is not None:
+            changes["stop_price"] = stop_price
+        return Order.model_validate({**w.order.model_dump(), **changes})
+
+    # matching ------------------------------------------------------------------------------
+    def _live(self) -> list[_Working]:
+        return sorted((w for w in self._orders.values() if not w.status.is_terminal),
+                      key=lambda w: w.seq)
+
+    def _advance(self, ts: dt.datetime) -> None:
+        if self._market_time is None or ts > self._market_time:
+            self._market_time = ts
+        for w in self._live():
+            o = w.order
+            if o.time_in_force is TimeInForce.GTD and o.expire_at is not None and (
+                o.expire_at <= ts
+            ):
+                self._expire(w, f"GTD order expired at {o.expire_at.isoformat()}")
+            elif (o.time_in_force in {TimeInForce.DAY, TimeInForce.CLS}
+                  and w.first_day is not None and ts.date() > w.first_day):
+                self._expire(w, "DAY order expired: the trading day ended")
+
+    def _candidates(self, symbol: str, ts: dt.datetime) -> list[_Working]:
+        return [w for w in self._live()
+                if w.order.instrument.symbol == symbol and ts > w.eligible_at]
+
+    def _is_closing(self, bar: Bar) -> bool:
+        if bar.interval.lower().endswith(("d", "w", "mo")):
+            return True
+        if self._calendar is None:
+            return False
+        try:
+            return not self._calendar.is_open(bar.ts, "RTH")
+        except Exception:  # outside what the calendar knows: not a closing bar
+            return False
+
+    def _bar_capacity(self, bar: Bar) -> Decimal | None:
+        if self._participation is None:
+            return None
+        return bar.volume * self._participation
+
+    def _expire(self, w: _Working, reason: str) -> None:
+        w.status = OrderStatus.EXPIRED
+        self._emit(self._report(w, ExecType.EXPIRED, reason=reason))
+
+    def _finish_unfilled(self, w: _Working, reason: str) -> None:
+        """IOC/FOK remainder: canceled by the venue."""
+        w.status = OrderStatus.CANCELED
+        self._emit(self._report(w, ExecType.CANCELED, reason=reason))
+
+    def _slip(self, price: Decimal, w: _Working) -> Decimal:
+        inst = self._instruments.get(w.order.instrument.symbol) if self._instruments else None
+        tick = (inst or w.order.instrument).tick_size
+        return self._slippage.adjust(price, w.order.side, tick, self._rng)
+
+    def _bar_price(self, w: _Working, bar: Bar, closing: bool) -> Decimal | None:
+        o = w.order
+        buy = o.side is Side.BUY
+        t = o.order_type
+        if t is OrderType.MARKET:
+            return self._slip(bar.open, w)
+        if t is OrderType.MARKET_ON_CLOSE:
+            return self._slip(bar.close, w) if closing else None
+        if t is OrderType.LIMIT_ON_CLOSE:
+            if not closing:
+                return None
+            limit = o.limit_price or _ZERO
+            return bar.close if (bar.close <= limit if buy else bar.close >= limit) else None
+        if t is OrderType.LIMIT:
+            return self._limit_fill(o, bar.open, bar.low if buy else bar.high)
+        # stops: trigger first
+        stop = o.stop_price or _ZERO
+        if w.triggered:
+            trigger = bar.open
+        elif buy and bar.high >= stop:
+            trigger = max(bar.open, stop)
+        elif not buy and bar.low <= stop:
+            trigger = min(bar.open, stop)
+        else:
+            return None
+        w.triggered = True
+        if t is OrderType.STOP:
+            return self._slip(trigger, w)
+        limit = o.limit_price or _ZERO
+        if buy:
+            if trigger <= limit:
+                return min(self._slip(trigger, w), limit)
+            return limit if bar.low <= limit else None
+        if trigger >= limit:
+            return max(self._slip(trigger, w), limit)
+        return limit if bar.high >= limit else None
+
+    @staticmethod
+    def _limit_fill(o: Order, open_: Decimal, extreme: Decimal) -> Decimal | None:
+        limit = o.limit_price or _ZERO
+        if o.side is Side.BUY:
+            return open_ if open_ <= limit else (limit if extreme <= limit else None)
+        return open_ if open_ >= limit else (limit if extreme >= limit else None)
+
+    def _lot(self, w: _Working) -> Decimal:
+        inst = self._instruments.get(w.order.instrument.symbol) if self._instruments else None
+        return (inst or w.order.instrument).lot_size
+
+    def _fillable(self, w: _Working, capacity: Decimal | None) -> Decimal:
+        if capacity is None:
+            return w.leaves
+        lot = self._lot(w)
+        lots = (min(w.leaves, capacity) / lot).to_integral_value(rounding="ROUND_FLOOR")
+        return lots * lot
+
+    def _trade_bar(self, w: _Working, bar: Bar, capacity: Decimal | None,
+                   closing: bool) -> Decimal | None:
+        if w.first_day is None:
+            w.first_day = bar.ts.date()
+        price = self._bar_price(w, bar, closing)
+        capacity = self._execute(w, price, capacity)
+        tif = w.order.time_in_force
+        if not w.status.is_terminal:
+            if w.order.order_type is OrderType.LIMIT_ON_CLOSE and closing:
+                self._expire(w, "limit-on-close: the close did not meet the limit")
+            elif tif in {TimeInForce.DAY, TimeInForce.CLS} and closing:
+                self._expire(w, "DAY order expired at the session close")
+        return capacity
+
+    def _trade_quote(self, w: _Working, q: Quote, capacity: Decimal | None) -> Decimal | None:
+        o = w.order
+        if o.order_type in _CLOSE_TYPES:
+            return capacity
+        if w.first_day is None:
+            w.first_day = q.ts.date()
+        buy = o.side is Side.BUY
+        touch = q.ask if buy else q.bid
+        price: Decimal | None
+        if o.order_type is OrderType.MARKET:
+            price = self._slip(touch, w)
+        elif o.order_type is OrderType.LIMIT:
+            price = self._limit_fill(o, touch, touch)
+        else:
+            stop = o.stop_price or _ZERO
+            if not w.triggered and (touch >= stop if buy else touch <= stop):
+                w.triggered = True
+            if not w.triggered:
+                price = None
+            elif o.order_type is OrderType.STOP:
+                price = self._slip(touch, w)
+            else:
+                price = self._limit_fill(o, touch, touch)
+        return self._execute(w, price, capacity)
+
+    def _execute(self, w: _Working, price: Decimal | None,
+                 capacity: Decimal | None) -> Decimal | None:
+        """Fill what ``price`` and ``capacity`` allow; apply IOC/FOK; return capacity left."""
+        tif = w.order.time_in_force
+        qty = self._fillable(w, capacity) if price is not None else _ZERO
+        if tif is TimeInForce.FOK and qty < w.leaves:
+            self._finish_unfilled(w, "FOK: the full quantity was not available")
+            return capacity
+        if qty > 0 and price is not None:
+            self._fill(w, qty, price)
+            if capacity is not None:
+                capacity -= qty
+        if tif is TimeInForce.IOC and not w.status.is_terminal:
+            self._finish_unfilled(w, "IOC: remainder canceled")
+        return capacity
+
+    def _fill(self, w: _Working, qty: Decimal, price: Decimal) -> None:
+        acct = self._accounts[w.account_id]
+        fee = self._commission.commission(qty, price)
+        signed = qty if w.order.side is Side.BUY else -qty
+        acct.cash -= signed * price + fee
+        h = acct.holdings.setdefault(w.order.instrument.symbol, _Holding())
+        h.strategy_id = w.order.strategy_id
+        q0 = h.quantity
+        if q0 == 0 or (q0 > 0) == (signed > 0):
+            h.avg_cost = (abs(q0) * h.avg_cost + qty * price) / (abs(q0) + qty)
+            h.quantity = q0 + signed
+        else:
+            closed = min(qty, abs(q0))
+            h.realized_pnl += closed * (price - h.avg_cost) * (1 if q0 > 0 else -1)
+            h.quantity = q0 + signed
+            if h.quantity == 0:
+                h.avg_cost = _ZERO
+            elif (h.quantity > 0) != (q0 > 0):
+                h.avg_cost = price
+        w.filled += qty
+        w.fills += 1
+        if w.filled >= w.order.quantity:
+            w.status = OrderStatus.FILLED
+            exec_type = ExecType.FILL
+        else:
+            w.status = OrderStatus.PARTIALLY_FILLED
+            exec_type = ExecType.PARTIAL_FILL
+        trade_id = deterministic_id("trd", self._name, w.account_id, w.order_id, w.fills)
+        self._emit(self._report(w, exec_type, trade=(trade_id, qty, price, fee)))
