@@ -8,7 +8,6 @@ from decimal import Decimal
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from mts1b_foundation import (
     Equity,
     Fill,

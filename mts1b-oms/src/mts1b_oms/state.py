@@ -137,8 +137,7 @@ class OrderState:
 
     @property
     def order_id(self) -> str:
-        assert self.order.order_id is not None
-        return self.order.order_id
+        return self.order.order_id or ""
 
     @property
     def quantity(self) -> Decimal:
@@ -340,7 +339,8 @@ def fill_from_report(
     commission: Decimal = Decimal(0), venue: str | None = None,
 ) -> Fill:
     """Build the :class:`Fill` of one execution of ``order`` (helper for brokers' reports)."""
-    assert order.order_id is not None
+    if order.order_id is None:
+        raise ValueError("the order has no order_id yet")
     return Fill(trade_id=trade_id, order_id=order.order_id, fund_id=order.fund_id,
                 symbol=order.instrument.symbol, side=order.side, quantity=quantity, price=price,
                 commission=commission, ts=ts, venue=venue)

@@ -1,0 +1,438 @@
+"""Pre-trade risk gates: small units, each returning ``None`` (pass) or a coded :class:`Denial`.
+
+Every gate reads its limits from the fund's :class:`~mts1b_foundation.RiskEnvelope` (``None``
+disables a limit) and the numbers it needs from a :class:`GateContext` snapshot. The
+:class:`GatePipeline` evaluates them in this order and stops at the first denial:
+
+1. ``trading_state`` - kill switch: HALTED denies everything (``TRADING_HALTED``); REDUCING allows
+   only risk-reducing orders (``REDUCE_ONLY``). Global, fund and strategy scopes combine, most
+   restrictive first.
+2. ``permissions`` - the order's fund matches, its strategy may write to the fund
+   (``STRATEGY_NOT_ALLOWED``), its broker is on the allowlist (``BROKER_NOT_ALLOWED``), its
+   symbol is not restricted (``INSTRUMENT_RESTRICTED``).
+3. ``duplicate`` - the same terms (strategy, symbol, side, quantity, type, prices) under another
+   idempotency key inside ``duplicate_window_seconds`` (``DUPLICATE_ORDER``).
+4. ``price_collar`` - a limit/stop price more than ``price_collar_pct`` away from the reference
+   price (``PRICE_COLLAR``); no reference price when one is needed (``NO_REFERENCE_PRICE``).
+5. ``order_size`` - ``max_order_quantity`` (``MAX_QUANTITY``), ``max_order_notional``
+   (``MAX_NOTIONAL``), ``max_adv_pct`` of average daily volume (``MAX_ADV_PCT``).
+6. ``position_cap`` - the position after this order *and every open order on the same side*
+   above ``max_position_pct_nav`` of NAV (``POSITION_CAP``).
+7. ``exposure`` - gross and net exposure (multiples of NAV) after the order
+   (``GROSS_EXPOSURE``, ``NET_EXPOSURE``).
+8. ``drawdown`` - NAV below its peak by more than ``max_drawdown_pct`` (``DRAWDOWN_HALT``); the
+   decision asks the OMS to switch the fund to ``drawdown_action`` (HALTED or REDUCING).
+9. ``message_rate`` - more than ``max_messages_per_window`` orders from the fund inside
+   ``message_window_seconds`` (``MESSAGE_RATE``). *Every* order reaching the pipeline counts,
+   denied ones included.
+10. ``repeated_execution`` - more than ``max_repeated_executions`` passed orders on the same
+    strategy, symbol and side inside ``repeated_window_seconds`` (``REPEATED_EXECUTION``).
+
+Gates 6 and 7 never deny an order that reduces the measure they guard, so a fund over a limit
+can always trade back inside it. Limits are inclusive: a value exactly at the limit passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from mts1b_foundation import (
+    Denial,
+    DenialCode,
+    FundConfig,
+    Order,
+    Side,
+    TradingState,
+)
+from mts1b_foundation.orders import ContextValue
+
+from mts1b_oms.tradingstate import TradingStates
+
+__all__ = [
+    "DEFAULT_GATES",
+    "Decision",
+    "FundMemory",
+    "GateContext",
+    "GateFn",
+    "GatePipeline",
+    "is_risk_reducing",
+]
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class FundMemory:
+    """What the stateful gates remember about one fund (in process; rebuilt after a restart).
+
+    ``messages``: times of every order that reached the pipeline; ``recent``: fingerprint ->
+    (time, idempotency key) of passed orders; ``executions``: (strategy, symbol, side) -> times of
+    passed orders.
+    """
+
+    messages: deque[dt.datetime] = field(default_factory=deque)
+    recent: dict[tuple[object, ...], tuple[dt.datetime, str]] = field(default_factory=dict)
+    executions: dict[tuple[str, str, str], deque[dt.datetime]] = field(default_factory=dict)
+
+
+@dataclass
+class GateContext:
+    """A snapshot of what the gates need for one fund.
+
+    ``positions``: symbol -> signed quantity; ``open_buy`` / ``open_sell``: symbol -> leaves
+    quantity of open orders (positive); ``prices``: reference price per symbol; ``adv``: average
+    daily volume per symbol (shares/contracts); ``peak_nav``: the high-water mark for drawdown.
+    """
+
+    fund: FundConfig
+    now: dt.datetime
+    nav: Decimal
+    states: TradingStates = field(default_factory=TradingStates)
+    positions: Mapping[str, Decimal] = field(default_factory=dict)
+    open_buy: Mapping[str, Decimal] = field(default_factory=dict)
+    open_sell: Mapping[str, Decimal] = field(default_factory=dict)
+    prices: Mapping[str, Decimal] = field(default_factory=dict)
+    adv: Mapping[str, Decimal] = field(default_factory=dict)
+    peak_nav: Decimal | None = None
+    memory: FundMemory = field(default_factory=FundMemory)
+
+
+GateFn = Callable[[Order, "GateContext"], Denial | None]
+"""A gate: ``None`` to pass, a :class:`Denial` to refuse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The pipeline's verdict. ``state_change``: a trading state the OMS must now set on the
+    order's fund (drawdown breach)."""
+
+    denial: Denial | None
+    state_change: TradingState | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.denial is None
+
+
+def _s(value: Decimal | None) -> ContextValue:
+    return None if value is None else str(value)
+
+
+def _deny(code: DenialCode, gate: str, message: str, **context: ContextValue) -> Denial:
+    return Denial(code=code, gate=gate, message=message, context=context)
+
+
+def _price(order: Order, ctx: GateContext) -> Decimal | None:
+    """The price used for notional checks: the limit price, else the reference price."""
+    if order.limit_price is not None:
+        return order.limit_price
+    ref = ctx.prices.get(order.instrument.symbol)
+    if ref is None and order.stop_price is not None:
+        return order.stop_price
+    return ref
+
+
+def _multiplier(order: Order) -> Decimal:
+    m = getattr(order.instrument, "multiplier", None)
+    return m if isinstance(m, Decimal) else Decimal(1)
+
+
+def is_risk_reducing(order: Order, ctx: GateContext) -> bool:
+    """True when the order (with open orders on its side) only shrinks the position, never flips
+    it. This is what REDUCING allows."""
+    sym = order.instrument.symbol
+    pos = ctx.positions.get(sym, ZERO)
+    if order.side is Side.SELL:
+        return pos > 0 and ctx.open_sell.get(sym, ZERO) + order.quantity <= pos
+    return pos < 0 and ctx.open_buy.get(sym, ZERO) + order.quantity <= -pos
+
+
+# --- the gates, in pipeline order ------------------------------------------------------------
+
+
+def trading_state(order: Order, ctx: GateContext) -> Denial | None:
+    state, (scope, scope_id) = ctx.states.effective(order.fund_id, order.strategy_id)
+    if state is TradingState.ACTIVE:
+        return None
+    if state is TradingState.HALTED:
+        return _deny(DenialCode.TRADING_HALTED, "trading_state",
+                     f"trading is HALTED for {scope} {scope_id}", scope=scope, scope_id=scope_id)
+    if is_risk_reducing(order, ctx):
+        return None
+    return _deny(DenialCode.REDUCE_ONLY, "trading_state",
+                 f"{scope} {scope_id} is REDUCING: only risk-reducing orders are allowed",
+                 scope=scope, scope_id=scope_id,
+                 position=_s(ctx.positions.get(order.instrument.symbol, ZERO)))
+
+
+def permissions(order: Order, ctx: GateContext) -> Denial | None:
+    fund, risk = ctx.fund, ctx.fund.risk
+    if order.fund_id != fund.fund_id:
+        return _deny(DenialCode.INVALID_ORDER, "permissions",
+                     f"order fund {order.fund_id} evaluated against fund {fund.fund_id}",
+                     fund_id=order.fund_id)
+    if fund.strategies and order.strategy_id not in fund.strategies:
+        return _deny(DenialCode.STRATEGY_NOT_ALLOWED, "permissions",
+                     f"strategy {order.strategy_id} may not trade fund {fund.fund_id}",
+                     strategy_id=order.strategy_id)
+    broker = order.broker or fund.broker
+    if risk.allowed_brokers and broker not in risk.allowed_brokers:
+        return _deny(DenialCode.BROKER_NOT_ALLOWED, "permissions",
+                     f"broker {broker} is not on the fund's allowlist", broker=broker,
+                     allowed=",".join(risk.allowed_brokers))
+    sym = order.instrument.symbol
+    if sym in risk.restricted_symbols:
+        return _deny(DenialCode.INSTRUMENT_RESTRICTED, "permissions",
+                     f"{sym} is on the fund's restricted list", symbol=sym)
+    return None
+
+
+def _fingerprint(order: Order) -> tuple[object, ...]:
+    return (order.strategy_id, order.instrument.symbol, order.side, order.quantity,
+            order.order_type, order.limit_price, order.stop_price)
+
+
+def duplicate(order: Order, ctx: GateContext) -> Denial | None:
+    window = ctx.fund.risk.duplicate_window_seconds
+    if window <= 0:
+        return None
+    seen = ctx.memory.recent.get(_fingerprint(order))
+    if seen is None:
+        return None
+    at, key = seen
+    age = Decimal(str((ctx.now - at).total_seconds()))
+    if age <= window and key != order.idempotency_key:
+        return _deny(DenialCode.DUPLICATE_ORDER, "duplicate",
+                     f"same order terms seen {age}s ago under idempotency key {key}",
+                     previous_idempotency_key=key, age_seconds=_s(age), window=_s(window))
+    return None
+
+
+def price_collar(order: Order, ctx: GateContext) -> Denial | None:
+    risk = ctx.fund.risk
+    needs_ref = risk.price_collar_pct is not None or risk.max_order_notional is not None or (
+        risk.max_position_pct_nav is not None or risk.max_gross_exposure is not None
+        or risk.max_net_exposure is not None)
+    sym = order.instrument.symbol
+    ref = ctx.prices.get(sym)
+    if ref is None:
+        if needs_ref and order.limit_price is None:
+            return _deny(DenialCode.NO_REFERENCE_PRICE, "price_collar",
+                         f"no reference price for {sym}", symbol=sym)
+        if risk.price_collar_pct is not None:
+            return _deny(DenialCode.NO_REFERENCE_PRICE, "price_collar",
+                         f"no reference price for {sym} to collar against", symbol=sym)
+        return None
+    pct = risk.price_collar_pct
+    if pct is None:
+        return None
+    for name, px in (("limit_price", order.limit_price), ("stop_price", order.stop_price)):
+        if px is None:
+            continue
+        away = abs(px - ref) / ref
+        if away > pct:
+            return _deny(DenialCode.PRICE_COLLAR, "price_collar",
+                         f"{name} {px} is {away:.4%} from reference {ref} (collar {pct:.4%})",
+                         field=name, price=_s(px), reference=_s(ref), collar_pct=_s(pct))
+    return None
+
+
+def order_size(order: Order, ctx: GateContext) -> Denial | None:
+    risk = ctx.fund.risk
+    q = order.quantity
+    if risk.max_order_quantity is not None and q > risk.max_order_quantity:
+        return _deny(DenialCode.MAX_QUANTITY, "order_size",
+                     f"quantity {q} above max {risk.max_order_quantity}",
+                     quantity=_s(q), limit=_s(risk.max_order_quantity))
+    if risk.max_order_notional is not None:
+        px = _price(order, ctx)
+        if px is None:
+            return _deny(DenialCode.NO_REFERENCE_PRICE, "order_size",
+                         f"no price to value {order.instrument.symbol}")
+        notional = q * px * _multiplier(order)
+        if notional > risk.max_order_notional:
+            return _deny(DenialCode.MAX_NOTIONAL, "order_size",
+                         f"notional {notional} above max {risk.max_order_notional}",
+                         notional=_s(notional), limit=_s(risk.max_order_notional))
+    if risk.max_adv_pct is not None:
+        adv = ctx.adv.get(order.instrument.symbol)
+        if adv is None or adv <= 0:
+            return _deny(DenialCode.MAX_ADV_PCT, "order_size",
+                         f"no average daily volume known for {order.instrument.symbol}",
+                         adv=None)
+        pct = q / adv
+        if pct > risk.max_adv_pct:
+            return _deny(DenialCode.MAX_ADV_PCT, "order_size",
+                         f"quantity is {pct:.4%} of ADV {adv} (max {risk.max_adv_pct:.4%})",
+                         quantity=_s(q), adv=_s(adv), limit=_s(risk.max_adv_pct))
+    return None
+
+
+def _projected(order: Order, ctx: GateContext) -> tuple[Decimal, Decimal]:
+    """(position now, worst-case position after this order and open orders on its side)."""
+    sym = order.instrument.symbol
+    pos = ctx.positions.get(sym, ZERO)
+    if order.side is Side.BUY:
+        return pos, pos + ctx.open_buy.get(sym, ZERO) + order.quantity
+    return pos, pos - ctx.open_sell.get(sym, ZERO) - order.quantity
+
+
+def position_cap(order: Order, ctx: GateContext) -> Denial | None:
+    cap = ctx.fund.risk.max_position_pct_nav
+    if cap is None:
+        return None
+    px = _price(order, ctx)
+    if px is None:
+        return _deny(DenialCode.NO_REFERENCE_PRICE, "position_cap",
+                     f"no price to value {order.instrument.symbol}")
+    pos, after = _projected(order, ctx)
+    if abs(after) <= abs(pos):
+        return None
+    value = abs(after) * px * _multiplier(order)
+    limit = cap * ctx.nav
+    if value > limit:
+        return _deny(DenialCode.POSITION_CAP, "position_cap",
+                     f"position {after} worth {value} (with open orders) above "
+                     f"{cap:.4%} of NAV {ctx.nav}",
+                     position_after=_s(after), value=_s(value), limit=_s(limit))
+    return None
+
+
+def exposure(order: Order, ctx: GateContext) -> Denial | None:
+    risk = ctx.fund.risk
+    if risk.max_gross_exposure is None and risk.max_net_exposure is None:
+        return None
+    sym = order.instrument.symbol
+    gross = net = ZERO
+    for s in set(ctx.positions) | set(ctx.open_buy) | set(ctx.open_sell):
+        if s == sym:
+            continue
+        p = ctx.prices.get(s)
+        if p is None:
+            continue
+        q = ctx.positions.get(s, ZERO) + ctx.open_buy.get(s, ZERO) - ctx.open_sell.get(s, ZERO)
+        gross += abs(q) * p
+        net += q * p
+    px = _price(order, ctx)
+    if px is None:
+        return _deny(DenialCode.NO_REFERENCE_PRICE, "exposure", f"no price to value {sym}")
+    m = _multiplier(order)
+    mine = (ctx.positions.get(sym, ZERO) + ctx.open_buy.get(sym, ZERO)
+            - ctx.open_sell.get(sym, ZERO)) * px * m
+    mine_after = mine + order.signed_quantity * px * m
+    nav = ctx.nav
+    if risk.max_gross_exposure is not None and abs(mine_after) > abs(mine):
+        g = (gross + abs(mine_after)) / nav
+        if g > risk.max_gross_exposure:
+            return _deny(DenialCode.GROSS_EXPOSURE, "exposure",
+                         f"gross exposure {g:.4f}x NAV above {risk.max_gross_exposure}x",
+                         gross=_s(g), limit=_s(risk.max_gross_exposure))
+    if risk.max_net_exposure is not None:
+        before, after = (net + mine) / nav, (net + mine_after) / nav
+        if abs(after) > risk.max_net_exposure and abs(after) > abs(before):
+            return _deny(DenialCode.NET_EXPOSURE, "exposure",
+                         f"net exposure {after:.4f}x NAV above {risk.max_net_exposure}x",
+                         net=_s(after), limit=_s(risk.max_net_exposure))
+    return None
+
+
+def drawdown(order: Order, ctx: GateContext) -> Denial | None:
+    limit = ctx.fund.risk.max_drawdown_pct
+    if limit is None or ctx.peak_nav is None or ctx.peak_nav <= 0:
+        return None
+    dd = (ctx.peak_nav - ctx.nav) / ctx.peak_nav
+    if dd <= limit:
+        return None
+    action = ctx.fund.risk.drawdown_action
+    if action is TradingState.REDUCING and is_risk_reducing(order, ctx):
+        return None
+    return _deny(DenialCode.DRAWDOWN_HALT, "drawdown",
+                 f"drawdown {dd:.4%} beyond {limit:.4%}: fund switches to {action.value}",
+                 drawdown=_s(dd), limit=_s(limit), nav=_s(ctx.nav), peak_nav=_s(ctx.peak_nav),
+                 action=action.value)
+
+
+def message_rate(order: Order, ctx: GateContext) -> Denial | None:
+    limit = ctx.fund.risk.max_messages_per_window
+    if limit is None:
+        return None
+    # the pipeline appended this order's own time before evaluating: it counts as one message
+    n = len(ctx.memory.messages)
+    if n > limit:
+        return _deny(DenialCode.MESSAGE_RATE, "message_rate",
+                     f"{n} orders within {ctx.fund.risk.message_window_seconds}s "
+                     f"(max {limit})", count=n, limit=limit)
+    return None
+
+
+def repeated_execution(order: Order, ctx: GateContext) -> Denial | None:
+    limit = ctx.fund.risk.max_repeated_executions
+    if limit is None:
+        return None
+    key = (order.strategy_id, order.instrument.symbol, order.side.value)
+    times = ctx.memory.executions.get(key)
+    n = len(times) if times else 0
+    if n >= limit:
+        return _deny(DenialCode.REPEATED_EXECUTION, "repeated_execution",
+                     f"{n} orders on {key[1]} {key[2]} by {key[0]} within "
+                     f"{ctx.fund.risk.repeated_window_seconds}s (max {limit})",
+                     count=n, limit=limit)
+    return None
+
+
+
+DEFAULT_GATES: Sequence[tuple[str, GateFn]] = (
+    ("trading_state", trading_state),
+    ("permissions", permissions),
+    ("duplicate", duplicate),
+    ("price_collar", price_collar),
+    ("order_size", order_size),
+    ("position_cap", position_cap),
+    ("exposure", exposure),
+    ("drawdown", drawdown),
+    ("message_rate", message_rate),
+    ("repeated_execution", repeated_execution),
+)
+"""(name, gate) in evaluation order; the module docstring explains each."""
+
+
+def _prune(times: deque[dt.datetime], cutoff: dt.datetime) -> None:
+    while times and times[0] < cutoff:
+        times.popleft()
+
+
+class GatePipeline:
+    """Runs the gates in order; remembers message times (all orders) and passed orders."""
+
+    def __init__(self, gates: Sequence[tuple[str, GateFn]] = DEFAULT_GATES) -> None:
+        self.gates = tuple(gates)
+
+    def evaluate(self, order: Order, ctx: GateContext) -> Decision:
+        risk, mem, now = ctx.fund.risk, ctx.memory, ctx.now
+        secs = dt.timedelta(seconds=float(risk.message_window_seconds))
+        _prune(mem.messages, now - secs)
+        mem.messages.append(now)
+        rep_window = dt.timedelta(seconds=float(risk.repeated_window_seconds))
+        key = (order.strategy_id, order.instrument.symbol, order.side.value)
+        times = mem.executions.get(key)
+        if times is not None:
+            _prune(times, now - rep_window)
+        for _name, gate in self.gates:
+            denial = gate(order, ctx)
+            if denial is not None:
+                change = (risk.drawdown_action if denial.code is DenialCode.DRAWDOWN_HALT
+                          else None)
+                return Decision(denial, change)
+        if risk.duplicate_window_seconds > 0:
+            fp = _fingerprint(order)
+            mem.recent[fp] = (now, order.idempotency_key)
+            if len(mem.recent) > 10_000:
+                horizon = now - dt.timedelta(seconds=float(risk.duplicate_window_seconds))
+                for k in [k for k, (t, _) in mem.recent.items() if t < horizon]:
+                    del mem.recent[k]
+        mem.executions.setdefault(key, deque()).append(now)
+        return Decision(None)
