@@ -219,9 +219,12 @@ def _resolve(target: Target, before: OrderState, after: OrderState) -> OrderStat
         return _from_fills(after, status)
     if target is Rule.RESTORE:
         prior = before.prior or S.ACCEPTED
-        if prior in {S.PENDING, S.ACCEPTED} and after.filled_quantity > 0:
-            prior = S.PARTIALLY_FILLED
-        return _from_fills(after, prior)
+        filled = after.filled_quantity
+        if filled >= after.quantity:
+            return S.FILLED
+        if filled > 0:
+            return S.PARTIALLY_FILLED
+        return S.PENDING if prior is S.PENDING else S.ACCEPTED
     # RECOMPUTE after a bust or correction
     if status in _WORKING:
         filled = after.filled_quantity
