@@ -1,0 +1,437 @@
+"""The conformance kit: the behaviour every ``BrokerProtocol`` implementation must show.
+
+A broker adapter (paper, IBKR, Coinbase, a broker reached over NATS) passes when every check
+here passes against it. The kit needs three things, bundled in a :class:`BrokerHarness` that a
+factory builds fresh for each check:
+
+- the broker (not yet connected; the kit connects it),
+- an account with ample cash and an instrument it may trade,
+- a :class:`VenueDriver`: a way to make the venue trade at a price with a given liquidity
+  available to our orders (a simulator's market data feed, a test exchange, ...).
+
+Use it from pytest::
+
+    from mts1b_brokers.conformance import CHECKS, paper_harness, run_check
+
+    @pytest.mark.parametrize("check", sorted(CHECKS))
+    async def test_paper_conforms(check: str) -> None:
+        await run_check(check, paper_harness())
+
+or collect a report with :func:`run_conformance`. Each check raises
+:class:`ConformanceFailure` (an ``AssertionError``) naming what was expected and what came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from mts1b_foundation import (
+    Bar,
+    BrokerProtocol,
+    BrokerRejected,
+    BrokerTransportError,
+    ConnectionState,
+    Equity,
+    ExecType,
+    ExecutionReport,
+    Instrument,
+    Order,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+from mts1b_brokers.paper import PaperClient
+
+__all__ = [
+    "CHECKS",
+    "BrokerHarness",
+    "ConformanceFailure",
+    "HarnessFactory",
+    "PaperDriver",
+    "VenueDriver",
+    "paper_harness",
+    "run_check",
+    "run_conformance",
+]
+
+
+class ConformanceFailure(AssertionError):
+    """A broker did not behave as ``BrokerProtocol`` requires."""
+
+
+@runtime_checkable
+class VenueDriver(Protocol):
+    """Makes the venue trade ``symbol`` at ``price`` with ``liquidity`` units for our orders."""
+
+    async def trade(self, symbol: str, price: Decimal, liquidity: Decimal) -> None: ...
+
+
+@dataclass
+class BrokerHarness:
+    """One broker under test with what the checks need around it."""
+
+    broker: BrokerProtocol
+    account_id: str
+    driver: VenueDriver
+    instrument: Instrument = field(default_factory=lambda: Equity(symbol="CONF"))
+    price: Decimal = Decimal(100)
+    timeout: float = 5.0
+    settle: float = 0.0
+    """Seconds to wait before asserting that something did *not* happen (0 in-process)."""
+    cleanup: Callable[[], Awaitable[None]] | None = None
+
+
+HarnessFactory = Callable[[], Awaitable[BrokerHarness]]
+
+
+class PaperDriver:
+    """Drives a :class:`PaperClient` with one-minute bars at a flat price.
+
+    ``liquidity`` becomes the bar volume divided by the broker's participation rate, so exactly
+    ``liquidity`` units are available to our orders.
+    """
+
+    def __init__(self, broker: PaperClient, *, start: dt.datetime,
+                 participation_rate: Decimal) -> None:
+        self._broker = broker
+        self._ts = start
+        self._rate = participation_rate
+
+    async def trade(self, symbol: str, price: Decimal, liquidity: Decimal) -> None:
+        self._ts += dt.timedelta(minutes=1)
+        await self._broker.on_bar(Bar(
+            symbol=symbol, ts=self._ts, interval="1m", open=price, high=price, low=price,
+            close=price, volume=liquidity / self._rate,
+        ))
+
+
+def paper_harness(**config: Any) -> HarnessFactory:
+    """A factory of fresh paper brokers (account ``conf`` with 1,000,000 cash) for the kit.
+
+    ``config`` is passed to :class:`PaperClient` (``name``, ``seed``, cost models, ...).
+    """
+
+    async def make() -> BrokerHarness:
+        start = dt.datetime(2024, 1, 2, 15, tzinfo=dt.UTC)
+        options = dict(config)
+        rate = Decimal(str(options.pop("participation_rate", "0.5")))
+        broker = PaperClient(accounts={"conf": Decimal(1_000_000)}, start=start,
+                             participation_rate=rate, **options)
+        return BrokerHarness(broker=broker, account_id="conf",
+                             driver=PaperDriver(broker, start=start, participation_rate=rate))
+
+    return make
+
+
+# ------------------------------------------------------------------------------- machinery
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConformanceFailure(message)
+
+
+class _Collector:
+    """Collects the broker's execution reports in the background."""
+
+    def __init__(self, stream: AsyncIterator[ExecutionReport]) -> None:
+        self.reports: list[ExecutionReport] = []
+        self._changed = asyncio.Event()
+        self._stream = stream
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for report in self._stream:
+            self.reports.append(report)
+            self._changed.set()
+
+    def of(self, order_id: str, *types: ExecType) -> list[ExecutionReport]:
+        return [r for r in self.reports
+                if r.order_id == order_id and (not types or r.exec_type in types)]
+
+    async def wait(self, order_id: str, *types: ExecType, count: int = 1,
+                   timeout: float = 5.0) -> list[ExecutionReport]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.of(order_id, *types)) < count:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                seen = [(r.exec_type.value, str(r.cumulative_quantity))
+                        for r in self.of(order_id)]
+                raise ConformanceFailure(
+                    f"waited {timeout}s for {count} {'/'.join(t.value for t in types)} "
+                    f"report(s) of {order_id}; saw {seen}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self.of(order_id, *types)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@dataclass
+class _Ctx:
+    h: BrokerHarness
+    reports: _Collector
+    tag: str
+
+    @property
+    def broker(self) -> BrokerProtocol:
+        return self.h.broker
+
+    def order(self, n: int, *, side: Side = Side.BUY, quantity: int = 10,
+              order_type: OrderType = OrderType.MARKET, limit: Decimal | None = None,
+              tif: TimeInForce = TimeInForce.GTC) -> Order:
+        return Order(
+            order_id=f"{self.tag}-{n}", idempotency_key=f"{self.tag}-{n}",
+            fund_id=self.h.account_id, account_id=self.h.account_id, strategy_id="conformance",
+            instrument=self.h.instrument, side=side, quantity=Decimal(quantity),
+            order_type=order_type, limit_price=limit, time_in_force=tif,
+        )
+
+    async def trade(self, price: Decimal, liquidity: int) -> None:
+        await self.h.driver.trade(self.h.instrument.symbol, price, Decimal(liquidity))
+
+    async def position(self) -> Decimal:
+        for p in await self.broker.positions(self.h.account_id):
+            if p.symbol == self.h.instrument.symbol:
+                return p.quantity
+        return Decimal(0)
+
+    async def open_ids(self) -> list[str]:
+        return [o.order_id or "" for o in await self.broker.open_orders(self.h.account_id)]
+
+    async def settle(self) -> None:
+        await asyncio.sleep(self.h.settle)
+
+
+Check = Callable[[_Ctx], Awaitable[None]]
+
+
+# ----------------------------------------------------------------------------------- checks
+async def _submit_ack(c: _Ctx) -> None:
+    order = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price - 10)
+    ack = await c.broker.submit(order)
+    _expect(ack.exec_type is ExecType.ACK, f"submit returned {ack.exec_type}, expected ack")
+    _expect(ack.order_id == order.order_id, f"ack names {ack.order_id}, not {order.order_id}")
+    _expect(ack.cumulative_quantity == 0 and ack.leaves_quantity == order.quantity,
+            f"ack cum/leaves {ack.cumulative_quantity}/{ack.leaves_quantity}, expected 0/10")
+    await c.reports.wait(ack.order_id, ExecType.ACK, timeout=c.h.timeout)
+    _expect(order.order_id in await c.open_ids(), "accepted order missing from open_orders")
+    await c.broker.cancel(ack.order_id)
+
+
+async def _reject(c: _Ctx) -> None:
+    tick = c.h.instrument.tick_size
+    off_tick = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price - tick / 2)
+    try:
+        await c.broker.submit(off_tick)
+    except BrokerRejected:
+        pass
+    else:
+        raise ConformanceFailure("an off-tick limit price was accepted")
+    rejects = await c.reports.wait(off_tick.order_id or "", ExecType.REJECT, timeout=c.h.timeout)
+    _expect(bool(rejects[0].reason), "a reject report must carry a reason")
+    huge = c.order(2, quantity=10**12)
+    try:
+        await c.broker.submit(huge)
+    except BrokerRejected:
+        pass
+    else:
+        raise ConformanceFailure("an order far beyond buying power was accepted")
+    open_ids = await c.open_ids()
+    _expect(off_tick.order_id not in open_ids and huge.order_id not in open_ids,
+            "a rejected order shows in open_orders")
+
+
+async def _partial_fill(c: _Ctx) -> None:
+    await c.trade(c.h.price, 0)
+    before = await c.position()
+    order = c.order(1)
+    await c.broker.submit(order)
+    oid = order.order_id or ""
+    await c.trade(c.h.price, 4)
+    part = (await c.reports.wait(oid, ExecType.PARTIAL_FILL, timeout=c.h.timeout))[0]
+    _expect((part.last_quantity, part.cumulative_quantity, part.leaves_quantity)
+            == (Decimal(4), Decimal(4), Decimal(6)),
+            f"partial fill last/cum/leaves {part.last_quantity}/{part.cumulative_quantity}/"
+            f"{part.leaves_quantity}, expected 4/4/6")
+    await c.trade(c.h.price, 100)
+    full = (await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout))[0]
+    _expect((full.last_quantity, full.cumulative_quantity, full.leaves_quantity)
+            == (Decimal(6), Decimal(10), Decimal(0)),
+            f"fill last/cum/leaves {full.last_quantity}/{full.cumulative_quantity}/"
+            f"{full.leaves_quantity}, expected 6/10/0")
+    _expect(part.trade_id != full.trade_id, "two fills share a trade_id")
+    _expect(await c.position() - before == 10, "position did not grow by the filled 10")
+    _expect(oid not in await c.open_ids(), "a filled order is still open")
+
+
+async def _cancel_race(c: _Ctx) -> None:
+    limit = c.h.price
+    # (a) cancel after a partial fill: the remainder is canceled, the fill stands
+    a = c.order(1, order_type=OrderType.LIMIT, limit=limit)
+    await c.broker.submit(a)
+    aid = a.order_id or ""
+    await c.trade(limit, 4)
+    await c.reports.wait(aid, ExecType.PARTIAL_FILL, timeout=c.h.timeout)
+    canceled = await c.broker.cancel(aid)
+    _expect(canceled.exec_type is ExecType.CANCELED and canceled.cumulative_quantity == 4
+            and canceled.leaves_quantity == 0,
+            f"cancel after a partial fill gave {canceled.exec_type} "
+            f"cum={canceled.cumulative_quantity} leaves={canceled.leaves_quantity}")
+    await c.trade(limit, 100)
+    await c.settle()
+    _expect(not c.reports.of(aid, ExecType.FILL), "a canceled order kept filling")
+    # (b) cancel after the full fill: cancel-reject, the fill stands
+    b = c.order(2, order_type=OrderType.LIMIT, limit=limit)
+    await c.broker.submit(b)
+    bid = b.order_id or ""
+    await c.trade(limit, 100)
+    await c.reports.wait(bid, ExecType.FILL, timeout=c.h.timeout)
+    late = await c.broker.cancel(bid)
+    _expect(late.exec_type is ExecType.CANCEL_REJECT and late.cumulative_quantity == 10,
+            f"cancel of a filled order gave {late.exec_type} cum={late.cumulative_quantity}")
+    # (c) cancel and fill sent concurrently: either outcome, always consistent
+    r = c.order(3, order_type=OrderType.LIMIT, limit=limit)
+    await c.broker.submit(r)
+    rid = r.order_id or ""
+    answer, _ = await asyncio.gather(c.broker.cancel(rid), c.trade(limit, 100))
+    final_types = (ExecType.FILL, ExecType.CANCELED)
+    final = (await c.reports.wait(rid, *final_types, timeout=c.h.timeout))[-1]
+    await c.settle()
+    filled = sum((x.last_quantity or Decimal(0))
+                 for x in c.reports.of(rid, ExecType.PARTIAL_FILL, ExecType.FILL))
+    if answer.exec_type is ExecType.CANCEL_REJECT:
+        _expect(final.exec_type is ExecType.FILL and filled == 10,
+                f"cancel-reject but the order ended {final.exec_type} with {filled} filled")
+    else:
+        _expect(answer.exec_type is ExecType.CANCELED,
+                f"cancel answered {answer.exec_type}, expected canceled or cancel_reject")
+        _expect(filled == answer.cumulative_quantity and not c.reports.of(rid, ExecType.FILL),
+                f"canceled with cum {answer.cumulative_quantity} but fills sum to {filled}")
+    _expect(len(c.reports.of(rid, *final_types)) == 1, "more than one final report")
+
+
+async def _replace(c: _Ctx) -> None:
+    order = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price - 10)
+    await c.broker.submit(order)
+    oid = order.order_id or ""
+    new_limit = c.h.price - 5
+    rep = await c.broker.replace(oid, quantity=Decimal(12), limit_price=new_limit)
+    _expect(rep.exec_type is ExecType.REPLACED and rep.leaves_quantity == 12,
+            f"replace gave {rep.exec_type} leaves={rep.leaves_quantity}, expected replaced/12")
+    working = [o for o in await c.broker.open_orders(c.h.account_id) if o.order_id == oid]
+    _expect(len(working) == 1 and working[0].quantity == 12
+            and working[0].limit_price == new_limit,
+            f"open_orders does not show the new terms: {working}")
+    await c.trade(c.h.price, 100)
+    await c.settle()
+    _expect(not c.reports.of(oid, ExecType.PARTIAL_FILL, ExecType.FILL),
+            "filled above the replaced limit")
+    await c.trade(new_limit, 100)
+    fill = (await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout))[0]
+    _expect(fill.cumulative_quantity == 12 and (fill.last_price or 0) <= new_limit,
+            f"fill after replace cum={fill.cumulative_quantity} price={fill.last_price}")
+    late = await c.broker.replace(oid, quantity=Decimal(20))
+    _expect(late.exec_type is ExecType.REPLACE_REJECT and bool(late.reason),
+            f"replace of a filled order gave {late.exec_type}")
+
+
+async def _reconnect(c: _Ctx) -> None:
+    order = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price - 10)
+    await c.broker.submit(order)
+    oid = order.order_id or ""
+    await c.broker.close()
+    _expect(c.broker.connection_state is ConnectionState.DISCONNECTED,
+            f"after close the state is {c.broker.connection_state}")
+    try:
+        await c.broker.submit(c.order(2))
+    except BrokerTransportError:
+        pass
+    except BrokerRejected as exc:
+        raise ConformanceFailure(f"a submit while disconnected was called a rejection: {exc}")
+    else:
+        raise ConformanceFailure("a submit while disconnected succeeded")
+    await c.broker.connect()
+    _expect(c.broker.connection_state is ConnectionState.CONNECTED,
+            f"after connect the state is {c.broker.connection_state}")
+    _expect(oid in await c.open_ids(), "the working order was lost across the reconnect")
+    await c.trade(c.h.price - 10, 100)
+    await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout)
+
+
+async def _duplicate_submission(c: _Ctx) -> None:
+    await c.trade(c.h.price, 0)
+    before = await c.position()
+    order = c.order(1, quantity=5)
+    first = await c.broker.submit(order)
+    again = await c.broker.submit(order)
+    _expect(again.exec_type is ExecType.ACK and again.order_id == first.order_id
+            and again.broker_order_id == first.broker_order_id,
+            f"a repeated submit answered {again.exec_type} {again.broker_order_id}, "
+            f"expected the original ack {first.broker_order_id}")
+    _expect((await c.open_ids()).count(order.order_id or "") == 1,
+            "a repeated submit created a second working order")
+    await c.trade(c.h.price, 100)
+    await c.reports.wait(first.order_id, ExecType.FILL, timeout=c.h.timeout)
+    await c.broker.submit(order)
+    await c.trade(c.h.price, 100)
+    await c.settle()
+    fills = c.reports.of(first.order_id, ExecType.PARTIAL_FILL, ExecType.FILL)
+    _expect(sum((f.last_quantity or Decimal(0)) for f in fills) == 5,
+            "a repeated submit was filled twice")
+    _expect(await c.position() - before == 5, "position grew by more than one order")
+
+
+CHECKS: dict[str, Check] = {
+    "submit_ack": _submit_ack,
+    "reject": _reject,
+    "partial_fill": _partial_fill,
+    "cancel_race_with_fill": _cancel_race,
+    "replace": _replace,
+    "reconnect": _reconnect,
+    "duplicate_submission": _duplicate_submission,
+}
+"""Check name -> check. Each runs against a fresh harness."""
+
+
+async def run_check(name: str, factory: HarnessFactory) -> None:
+    """Run one check on a fresh harness; ``ConformanceFailure`` says what went wrong."""
+    if name not in CHECKS:
+        raise KeyError(f"no conformance check {name!r}; known: {sorted(CHECKS)}")
+    h = await factory()
+    await h.broker.connect()
+    collector = _Collector(h.broker.execution_reports())
+    try:
+        await CHECKS[name](_Ctx(h, collector, f"conf-{name}-{uuid.uuid4().hex[:10]}"))
+    finally:
+        await collector.close()
+        await h.broker.close()
+        if h.cleanup is not None:
+            await h.cleanup()
+
+
+async def run_conformance(factory: HarnessFactory,
+                          checks: list[str] | None = None) -> dict[str, str | None]:
+    """Run checks (default: all); map each name to ``None`` (passed) or the failure text."""
+    results: dict[str, str | None] = {}
+    for name in checks or sorted(CHECKS):
+        try:
+            await run_check(name, factory)
+            results[name] = None
+        except Exception as exc:  # report every failure, keep running the rest
+            results[name] = f"{type(exc).__name__}: {exc}"
+    return results
