@@ -1,0 +1,798 @@
+"""The message bus: NATS JetStream with typed messages, dead letters and graceful shutdown.
+
+What :class:`Bus` guarantees:
+
+- **Only registered messages go out.** :meth:`Bus.publish` checks the subject registry of
+  ``mts1b_foundation.subjects`` (the model must be the one registered for the subject), then sets
+  ``Nats-Msg-Id`` (JetStream drops a repeat inside the stream's duplicate window),
+  ``traceparent`` (the consumer's span becomes a child of the publisher's) and
+  ``Content-Type: application/json``, and waits for the stream's acknowledgement.
+- **Nothing is dropped silently.** :meth:`Bus.consume` runs a durable pull consumer with explicit
+  acks. A message that does not decode into its model goes to ``mts.v1.dlq.<domain>`` at once, as
+  a ``DeadLetter`` holding the reason, the validation errors, the original bytes (base64) and
+  headers. A handler that raises gets the message again after a backoff (``nak`` with delay);
+  when the deliveries reach ``max_deliver`` the message goes to the dead-letter subject instead.
+  A message is acknowledged only after its handler returned or its dead letter was stored.
+- **Shutdown loses nothing.** :meth:`Bus.drain` (installed on SIGTERM by
+  :meth:`Bus.install_signal_handlers`) lets consumers finish the message in hand, waits for
+  outstanding publish acks, then drains the connection.
+
+``namespace`` prefixes every subject, stream and bucket (``<ns>.mts.v1.oms...``, stream
+``<NS>_MTS_OMS``), so tests and parallel environments can share one NATS server without
+touching each other. The registry always sees the logical ``mts.v1...`` subject.
+
+Connection options come from :class:`BusSettings`, which :func:`load_config` fills from
+``MTS_NATS_*`` variables (``MTS_NATS_URL``, ``MTS_NATS_USER``/``MTS_NATS_PASSWORD``,
+``MTS_NATS_TOKEN``, ``MTS_NATS_CREDS`` for a JWT+NKey creds file, ``MTS_NATS_NKEY_SEED`` for a
+seed file, ``MTS_NATS_TLS_CA``/``_CERT``/``_KEY``) or Vault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import re
+import signal
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from mts1b_foundation import MtsError, SubjectError, ValidationFailed
+from mts1b_foundation.operations import DeadLetter
+from mts1b_foundation.subjects import (
+    STREAMS,
+    check_publishable,
+    dlq_subject,
+    domain_of,
+    is_command,
+    model_for_subject,
+    stream_name,
+)
+from mts1b_foundation.wire import WireModel, parse_message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue as NatsKeyValue
+from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, Field, SecretStr
+
+from mts1b_platform.config import load_config
+from mts1b_platform.logging import get_logger
+from mts1b_platform.telemetry import extract_trace_context, inject_trace_context, instrumented
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "BusSettings",
+    "Consumer",
+    "Delivery",
+    "KeyValue",
+    "RequestFailed",
+]
+
+M = TypeVar("M", bound=WireModel)
+_log = get_logger(__name__)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+CONTENT_TYPE = "application/json"
+MSG_ID = "Nats-Msg-Id"
+ERROR_HEADER = "Mts-Error"
+
+
+class BusError(MtsError, RuntimeError):
+    """The bus could not do what was asked (connect, declare, publish, consume)."""
+
+    code: ClassVar[str] = "PLATFORM.BUS"
+
+
+class RequestFailed(BusError):
+    """A request/reply command was answered with an error (``context`` says which)."""
+
+    code: ClassVar[str] = "PLATFORM.BUS.REQUEST"
+
+
+class BusSettings(BaseModel):
+    """How to reach NATS and how streams and consumers are set up.
+
+    Load with ``load_config("nats", BusSettings)``: ``url`` is ``MTS_NATS_URL`` (a comma-separated
+    list for a cluster), ``password`` is ``MTS_NATS_PASSWORD``, and so on.
+    """
+
+    url: str = "nats://127.0.0.1:4222"
+    name: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds: str | None = Field(default=None, description="path of a JWT + NKey .creds file")
+    nkey_seed: str | None = Field(default=None, description="path of an NKey seed file")
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_hostname: str | None = None
+    connect_timeout: float = 5.0
+    namespace: str | None = None
+    duplicate_window: float = 120.0
+    max_age: float | None = Field(default=None, description="seconds a stream keeps messages")
+    replicas: int = 1
+    max_deliver: int = 5
+    ack_wait: float = 30.0
+    nak_backoff: tuple[float, ...] = (1.0, 5.0, 30.0)
+
+    @property
+    def servers(self) -> list[str]:
+        return [s.strip() for s in self.url.split(",") if s.strip()]
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """One decoded message handed to a consumer's handler."""
+
+    subject: str
+    message: M
+    headers: Mapping[str, str]
+    msg_id: str | None
+    deliveries: int
+    stream_seq: int
+
+
+Handler = Callable[[Delivery[Any]], Awaitable[None]]
+RequestHandler = Callable[[Any], Awaitable[WireModel]]
+
+
+def _default_msg_id(subject: str, message: WireModel, payload: bytes) -> str:
+    """The event id when the model has one; else a digest of subject and content.
+
+    A content digest makes republishing the same fact (the same bar, the same snapshot) a
+    duplicate that JetStream drops, which is what a replay after a crash needs.
+    """
+    event_id = getattr(message, "event_id", None)
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    digest = hashlib.sha256(subject.encode() + b"\x00" + payload).hexdigest()[:32]
+    return f"sha-{digest}"
+
+
+class Bus:
+    """A connected NATS client with the MTS1B conventions. Create with :meth:`connect`.
+
+    >>> async with await Bus.connect() as bus:
+    ...     await bus.declare_streams(["oms"])
+    ...     await bus.publish("mts.v1.oms.orders.accepted", event)
+    """
+
+    def __init__(self, nc: NatsClient, settings: BusSettings) -> None:
+        self._nc = nc
+        self.settings = settings
+        self.namespace = settings.namespace
+        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=8192)
+        self._consumers: list[Consumer] = []
+        self._servers: list[Subscription] = []
+        self._closed = asyncio.Event()
+        self._draining = False
+
+    # --- connection ---------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, settings: BusSettings | None = None, **overrides: Any) -> Bus:
+        """Connect with ``settings`` (default: ``load_config("nats", BusSettings)``).
+
+        Keyword ``overrides`` replace individual settings, e.g. ``namespace="test123"``.
+        """
+        if settings is None:
+            settings = load_config("nats", BusSettings, overrides=overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        if settings.namespace is not None and not _TOKEN.match(settings.namespace):
+            raise BusError(f"namespace must match {_TOKEN.pattern}, got {settings.namespace!r}",
+                           namespace=settings.namespace)
+        options: dict[str, Any] = {
+            "servers": settings.servers,
+            "name": settings.name,
+            "connect_timeout": settings.connect_timeout,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "tls": settings.tls_context(),
+            "tls_hostname": settings.tls_hostname,
+            "error_cb": _log_error,
+        }
+        if settings.user:
+            options["user"] = settings.user
+        if settings.password is not None:
+            options["password"] = settings.password.get_secret_value()
+        if settings.token is not None:
+            options["token"] = settings.token.get_secret_value()
+        if settings.creds:
+            options["user_credentials"] = settings.creds
+        if settings.nkey_seed:
+            options["nkeys_seed"] = settings.nkey_seed
+        try:
+            nc = await nats.connect(**options)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            raise BusError(f"cannot connect to NATS at {settings.url}: {type(exc).__name__}: "
+                           f"{exc}", url=settings.url) from None
+        bus = cls(nc, settings)
+        _log.info("connected to NATS", url=nc.connected_url.geturl() if nc.connected_url else "",
+                  server_version=bus.server_version,
+                  namespace=settings.namespace)
+        return bus
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drain()
+
+    @property
+    def nc(self) -> NatsClient:
+        """The underlying nats-py client (for what the bus does not wrap)."""
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self._js
+
+    @property
+    def server_version(self) -> str:
+        """The connected server's version, e.g. ``2.10.18``."""
+        v = self._nc.connected_server_version
+        return f"{v.major}.{v.minor}.{v.patch}"
+
+    # --- names --------------------------------------------------------------------------------
+
+    def wire_subject(self, subject: str) -> str:
+        """The subject on the wire: ``subject`` under the namespace, if any."""
+        return f"{self.namespace}.{subject}" if self.namespace else subject
+
+    def logical_subject(self, wire: str) -> str:
+        """Inverse of :meth:`wire_subject`."""
+        prefix = f"{self.namespace}." if self.namespace else ""
+        return wire[len(prefix):] if prefix and wire.startswith(prefix) else wire
+
+    def stream_for(self, domain: str) -> str:
+        """The JetStream stream name of ``domain`` (namespaced)."""
+        name = stream_name(domain)
+        return f"{self.namespace.upper()}_{name}" if self.namespace else name
+
+    def _bucket(self, bucket: str) -> str:
+        if not _TOKEN.match(bucket):
+            raise BusError(f"bucket name must match {_TOKEN.pattern}, got {bucket!r}")
+        return f"{self.namespace}_{bucket}" if self.namespace else bucket
+
+    # --- streams ------------------------------------------------------------------------------
+
+    def stream_config(self, domain: str) -> api.StreamConfig:
+        """File-stored, limits-retention stream of ``domain`` with the duplicate window."""
+        return api.StreamConfig(
+            name=self.stream_for(domain),
+            subjects=[self.wire_subject(s) for s in STREAMS[domain]],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            duplicate_window=self.settings.duplicate_window,
+            max_age=self.settings.max_age,
+            num_replicas=self.settings.replicas,
+            description=f"MTS1B {domain} events",
+        )
+
+    async def declare_streams(self, domains: Iterable[str] | None = None) -> list[str]:
+        """Create or update the streams of ``domains`` (default: every domain, DLQ included).
+
+        Idempotent. The ``dlq`` stream is always declared: consumers dead-letter into it.
+        """
+        wanted = list(STREAMS) if domains is None else list(dict.fromkeys([*domains, "dlq"]))
+        names = []
+        for domain in wanted:
+            if domain not in STREAMS:
+                raise BusError(f"no stream for domain {domain!r}; known: {sorted(STREAMS)}")
+            config = self.stream_config(domain)
+            try:
+                await self._js.stream_info(config.name or "")
+                await self._js.update_stream(config)
+            except nats.js.errors.NotFoundError:
+                await self._js.add_stream(config)
+            names.append(config.name or "")
+        return names
+
+    async def delete_streams(self) -> None:
+        """Delete this namespace's streams and KV buckets (tests clean up with this).
+
+        Refused without a namespace: production streams are never deleted by code.
+        """
+        if not self.namespace:
+            raise BusError("delete_streams needs a namespace; shared streams are not deleted")
+        prefix = f"{self.namespace.upper()}_"
+        kv_prefix = f"KV_{self.namespace}_"
+        for info in await self._js.streams_info():
+            name = info.config.name or ""
+            if name.startswith(prefix) or name.startswith(kv_prefix):
+                await self._js.delete_stream(name)
+
+    # --- publish ------------------------------------------------------------------------------
+
+    def _prepare(self, subject: str, message: WireModel, msg_id: str | None,
+                 headers: Mapping[str, str] | None) -> tuple[str, bytes, dict[str, str]]:
+        check_publishable(subject, message)
+        if is_command(subject):
+            raise BusError(f"{subject!r} is a command subject: use request(), not publish()",
+                           subject=subject)
+        payload = message.to_json()
+        hdrs = dict(headers or {})
+        hdrs[MSG_ID] = msg_id or _default_msg_id(subject, message, payload)
+        hdrs["Content-Type"] = CONTENT_TYPE
+        hdrs["Mts-Model"] = f"{type(message).__name__}/{message.schema_version}"
+        inject_trace_context(hdrs)
+        return self.wire_subject(subject), payload, hdrs
+
+    async def publish_acked(self, subject: str, message: WireModel, *, msg_id: str | None = None,
+                            headers: Mapping[str, str] | None = None,
+                            timeout: float = 5.0) -> api.PubAck:
+        """Publish and return JetStream's ack (``ack.duplicate`` is True for a repeat)."""
+        with instrumented("bus.publish", kind=SpanKind.PRODUCER, subject=subject):
+            wire, payload, hdrs = self._prepare(subject, message, msg_id, headers)
+            try:
+                return await self._js.publish(wire, payload, timeout=timeout, headers=hdrs)
+            except nats.errors.NoRespondersError:
+                raise BusError(f"no stream stores {wire!r}: call declare_streams() first",
+                               subject=subject) from None
+            except (nats.errors.TimeoutError, nats.js.errors.Error) as exc:
+                raise BusError(f"publish to {wire!r} not acknowledged: {exc}",
+                               subject=subject) from None
+
+    async def publish(self, subject: str, message: WireModel, *,
+                      msg_id: str | None = None, headers: Mapping[str, str] | None = None,
+                      ) -> None:
+        """Publish ``message`` on ``subject`` and wait for the stream's ack.
+
+        ``msg_id`` defaults to the model's ``event_id``, else a digest of subject and payload.
+        Raises :class:`~mts1b_foundation.SubjectError` if the registry refuses the pair and
+        :class:`BusError` if no stream acknowledges.
+        """
+        await self.publish_acked(subject, message, msg_id=msg_id, headers=headers)
+
+    async def publish_batch(self, items: Iterable[tuple[str, WireModel]
+                                                   | tuple[str, WireModel, str | None]],
+                            *, timeout: float = 30.0) -> list[api.PubAck]:
+        """Publish many messages with asynchronous acks; return the acks in order.
+
+        Every message is checked like :meth:`publish`; all acks are awaited before returning,
+        and any failure raises :class:`BusError` naming how many were not acknowledged.
+        """
+        futures: list[asyncio.Future[api.PubAck]] = []
+        with instrumented("bus.publish_batch", kind=SpanKind.PRODUCER) as span:
+            for item in items:
+                subject, message = item[0], item[1]
+                msg_id = item[2] if len(item) > 2 else None
+                wire, payload, hdrs = self._prepare(subject, message, msg_id, None)
+                futures.append(await self._js.publish_async(wire, payload, wait_stall=timeout,
+                                                            headers=hdrs))
+            span.set_attribute("messages", len(futures))
+            results = await asyncio.wait_for(
+                asyncio.gather(*futures, return_exceptions=True), timeout)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise BusError(f"{len(failed)} of {len(results)} messages not acknowledged: "
+                           f"{failed[0]!r}", failed=len(failed), total=len(results))
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def publish_bytes(self, subject: str, payload: bytes,
+                            headers: Mapping[str, str] | None = None) -> api.PubAck:
+        """Publish raw bytes to a stored subject without decoding them (for replays and tests).
+
+        No model check: consumers dead-letter whatever does not decode.
+        """
+        try:
+            return await self._js.publish(self.wire_subject(subject), payload,
+                                          headers=dict(headers or {}) or None)
+        except nats.errors.NoRespondersError:
+            raise BusError(f"no stream stores {subject!r}", subject=subject) from None
+
+    # --- consume ------------------------------------------------------------------------------
+
+    async def consume(self, subject: str, handler: Handler, *, durable: str,
+                      batch: int = 64, max_deliver: int | None = None,
+                      nak_backoff: Sequence[float] | None = None, ack_wait: float | None = None,
+                      fetch_timeout: float = 1.0) -> Consumer:
+        """Start a durable pull consumer on ``subject`` (wildcards allowed) and return it.
+
+        ``handler(delivery)`` is awaited for each message in order; returning acks it, raising
+        naks it with the next ``nak_backoff`` delay, until ``max_deliver`` deliveries, after
+        which the message is dead-lettered. The consumer runs until :meth:`Consumer.stop` or
+        :meth:`drain`.
+        """
+        domain = domain_of(subject)
+        if not _TOKEN.match(durable):
+            raise BusError(f"durable name must match {_TOKEN.pattern}, got {durable!r}")
+        stream = self.stream_for(domain)
+        limit = max_deliver if max_deliver is not None else self.settings.max_deliver
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            filter_subject=self.wire_subject(subject),
+            # One more than ours: the extra delivery of a message whose consumer died on its
+            # last try reaches us, and we dead-letter it instead of the server dropping it.
+            max_deliver=limit + 1,
+            ack_wait=ack_wait if ack_wait is not None else self.settings.ack_wait,
+            max_ack_pending=max(batch * 4, 1000),
+        )
+        try:
+            await self._js.add_consumer(stream, config)
+            psub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+        except nats.js.errors.NotFoundError:
+            raise BusError(f"stream {stream} does not exist: call declare_streams()",
+                           stream=stream) from None
+        consumer = Consumer(self, psub, subject=subject, durable=durable, stream=stream,
+                            handler=handler, batch=batch, max_deliver=limit,
+                            nak_backoff=tuple(nak_backoff or self.settings.nak_backoff),
+                            fetch_timeout=fetch_timeout)
+        self._consumers.append(consumer)
+        consumer.start()
+        return consumer
+
+    async def dead_letter(self, subject: str, data: bytes, headers: Mapping[str, str], *,
+                          reason: str, errors: Sequence[Mapping[str, Any]] = (),
+                          deliveries: int = 1, consumer: str | None = None,
+                          dedupe_key: str | None = None) -> None:
+        """Store an undeliverable message on ``mts.v1.dlq.<domain>`` (raises if not stored)."""
+        letter = DeadLetter(
+            original_subject=subject[:512],
+            reason=reason[:4000],
+            errors=[{str(k): _scalar(v) for k, v in e.items()} for e in errors],
+            payload_b64=base64.b64encode(data).decode("ascii"),
+            headers={str(k): str(v) for k, v in headers.items()},
+            deliveries=deliveries,
+            consumer=consumer,
+            ts=dt.datetime.now(dt.UTC),
+        )
+        try:
+            domain = domain_of(subject)
+        except SubjectError:
+            domain = "unknown"
+        target = dlq_subject(domain)
+        await self.publish_acked(target, letter, msg_id=dedupe_key)
+        _log.warning("message dead-lettered", subject=subject, dlq=target, reason=reason,
+                     deliveries=deliveries, consumer=consumer)
+
+    # --- request / reply ----------------------------------------------------------------------
+
+    async def request(self, subject: str, message: WireModel, *, timeout: float = 2.0,
+                      reply_model: type[M] | None = None) -> M | bytes:
+        """Send a command and wait for its reply (decoded into ``reply_model`` if given).
+
+        Raises :class:`RequestFailed` when the server answered with an error and
+        :class:`BusError` on timeout or when nobody serves the subject.
+        """
+        check_publishable(subject, message)
+        hdrs = {"Content-Type": CONTENT_TYPE,
+                "Mts-Model": f"{type(message).__name__}/{message.schema_version}"}
+        with instrumented("bus.request", kind=SpanKind.CLIENT, subject=subject):
+            inject_trace_context(hdrs)
+            try:
+                reply = await self._nc.request(self.wire_subject(subject), message.to_json(),
+                                               timeout=timeout, headers=hdrs)
+            except nats.errors.NoRespondersError:
+                raise BusError(f"nobody serves {subject!r}", subject=subject) from None
+            except nats.errors.TimeoutError:
+                raise BusError(f"no reply on {subject!r} within {timeout}s",
+                               subject=subject) from None
+        if reply.headers and ERROR_HEADER in reply.headers:
+            body = json.loads(reply.data or b"{}")
+            raise RequestFailed(f"{subject}: {body.get('message', 'request failed')}",
+                                subject=subject, remote_code=reply.headers[ERROR_HEADER],
+                                errors=body.get("errors", []))
+        if reply_model is None:
+            return reply.data
+        return parse_message(reply_model, reply.data)
+
+    async def serve(self, subject: str, handler: RequestHandler, *,
+                    queue: str | None = None) -> Subscription:
+        """Answer requests on ``subject`` with ``handler(decoded_request) -> reply model``.
+
+        A request that does not decode is dead-lettered and answered with an ``Mts-Error``
+        header; so is a handler exception (without dead-lettering: the caller decides).
+        """
+        model = model_for_subject(subject) if "*" not in subject else None
+
+        async def on_request(msg: Msg) -> None:
+            logical = self.logical_subject(msg.subject)
+            headers = dict(msg.headers or {})
+            with instrumented("bus.serve", parent=extract_trace_context(headers),
+                              kind=SpanKind.SERVER, subject=logical):
+                try:
+                    request = parse_message(model or model_for_subject(logical), msg.data)
+                except (SubjectError, ValidationFailed) as exc:
+                    await self._safe_dead_letter(logical, msg.data, headers, exc)
+                    await _respond_error(self._nc, msg, exc.code, exc.message,
+                                         exc.context.get("errors", []))
+                    return
+                try:
+                    reply = await handler(request)
+                except MtsError as exc:
+                    await _respond_error(self._nc, msg, exc.code, exc.message, [])
+                    return
+                except Exception as exc:
+                    _log.exception("request handler failed", subject=logical)
+                    await _respond_error(self._nc, msg, "PLATFORM.BUS.HANDLER",
+                                         f"{type(exc).__name__}: {exc}", [])
+                    return
+                await msg.respond(reply.to_json())
+
+        sub = await self._nc.subscribe(self.wire_subject(subject), queue=queue or "",
+                                       cb=on_request)
+        self._servers.append(sub)
+        return sub
+
+    async def _safe_dead_letter(self, subject: str, data: bytes, headers: Mapping[str, str],
+                                exc: MtsError) -> None:
+        try:
+            await self.dead_letter(subject, data, headers, reason=f"invalid request: {exc}",
+                                   errors=exc.context.get("errors", []))
+        except Exception:
+            _log.exception("could not dead-letter an invalid request", subject=subject)
+
+    # --- key/value ----------------------------------------------------------------------------
+
+    async def kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
+        """A key/value bucket for small shared state (created if missing)."""
+        name = self._bucket(bucket)
+        try:
+            store = await self._js.key_value(name)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            store = await self._js.create_key_value(
+                api.KeyValueConfig(bucket=name, history=history, ttl=ttl,
+                                   storage=api.StorageType.FILE))
+        return KeyValue(store, bucket)
+
+    # --- shutdown -----------------------------------------------------------------------------
+
+    def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGTERM,
+                                                                 signal.SIGINT)) -> None:
+        """Drain gracefully when the process receives one of ``signals``."""
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        _log.info("signal received: draining the bus", signal=signal.Signals(sig).name)
+        task = asyncio.get_running_loop().create_task(self.drain())
+        self._signal_task = task  # keep a reference until it is done
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Stop consumers after their current message, wait for acks, drain, close."""
+        if self._draining:
+            await self._closed.wait()
+            return
+        self._draining = True
+        try:
+            await asyncio.gather(*(c.stop() for c in self._consumers), return_exceptions=True)
+            for sub in self._servers:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.drain()  # type: ignore[no-untyped-call]
+            if self._js.publish_async_pending():
+                try:
+                    await asyncio.wait_for(self._js.publish_async_completed(), timeout)
+                except TimeoutError:
+                    _log.error("publish acks still pending at shutdown",
+                               pending=self._js.publish_async_pending())
+            if not self._nc.is_closed:
+                try:
+                    await asyncio.wait_for(self._nc.drain(), timeout)
+                except (TimeoutError, nats.errors.Error):
+                    await self._nc.close()
+        finally:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`drain` has finished (e.g. after SIGTERM)."""
+        await self._closed.wait()
+
+
+class Consumer:
+    """A running durable pull consumer (see :meth:`Bus.consume`)."""
+
+    def __init__(self, bus: Bus, psub: JetStreamContext.PullSubscription, *, subject: str,
+                 durable: str, stream: str, handler: Handler, batch: int, max_deliver: int,
+                 nak_backoff: tuple[float, ...], fetch_timeout: float) -> None:
+        self.bus = bus
+        self.subject = subject
+        self.durable = durable
+        self.stream = stream
+        self._psub = psub
+        self._handler = handler
+        self._batch = batch
+        self.max_deliver = max_deliver
+        self._backoff = nak_backoff or (1.0,)
+        self._fetch_timeout = fetch_timeout
+        self._stopping = False
+        self._fetching = False
+        self._task: asyncio.Task[None] | None = None
+        self.stats: dict[str, int] = {"acked": 0, "naked": 0, "dead_lettered": 0}
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                             name=f"consumer:{self.durable}")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._fetching = True
+                msgs = await self._psub.fetch(self._batch, timeout=self._fetch_timeout)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                break
+            except asyncio.CancelledError:
+                break
+            finally:
+                self._fetching = False
+            for i, msg in enumerate(msgs):
+                if self._stopping:
+                    # Hand the rest back at once rather than after ack_wait.
+                    for rest in msgs[i:]:
+                        await _quietly(rest.nak())
+                    break
+                await self._handle(msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        meta = msg.metadata
+        deliveries = meta.num_delivered or 1
+        logical = self.bus.logical_subject(msg.subject)
+        headers = dict(msg.headers or {})
+        dedupe = f"dlq-{self.stream}-{self.durable}-{meta.sequence.stream}"
+        try:
+            if deliveries > self.max_deliver:
+                await self._dead_letter(msg, logical, headers, deliveries, dedupe,
+                                        f"not acknowledged after {self.max_deliver} deliveries "
+                                        "(consumer died or exceeded ack_wait)")
+                return
+            try:
+                model = parse_message(model_for_subject(logical), msg.data)
+            except (SubjectError, ValidationFailed) as exc:
+                await self._dead_letter(msg, logical, headers, deliveries, dedupe,
+                                        f"invalid message: {exc}",
+                                        exc.context.get("errors", []))
+                return
+            delivery = Delivery(subject=logical, message=model, headers=headers,
+                                msg_id=headers.get(MSG_ID), deliveries=deliveries,
+                                stream_seq=meta.sequence.stream)
+            try:
+                with instrumented("bus.consume", parent=extract_trace_context(headers),
+                                  kind=SpanKind.CONSUMER, subject=logical,
+                                  durable=self.durable):
+                    await self._handler(delivery)
+            except Exception as exc:
+                reason = f"handler failed: {type(exc).__name__}: {exc}"
+                if deliveries >= self.max_deliver:
+                    await self._dead_letter(msg, logical, headers, deliveries, dedupe,
+                                            f"{reason} (after {deliveries} deliveries)")
+                    return
+                delay = self._backoff[min(deliveries - 1, len(self._backoff) - 1)]
+                _log.warning("handler failed; will retry", subject=logical, durable=self.durable,
+                             deliveries=deliveries, retry_in_s=delay, error=repr(exc))
+                await msg.nak(delay=delay)
+                self.stats["naked"] += 1
+                return
+            await msg.ack()
+            self.stats["acked"] += 1
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+            raise
+        except Exception:
+            # Could not ack, nak or dead-letter: leave the message unacknowledged so the server
+            # delivers it again after ack_wait. Never drop it.
+            _log.exception("message left for redelivery", subject=logical,
+                           durable=self.durable, deliveries=deliveries)
+
+    async def _dead_letter(self, msg: Msg, subject: str, headers: Mapping[str, str],
+                           deliveries: int, dedupe: str, reason: str,
+                           errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        await self.bus.dead_letter(subject, msg.data, headers, reason=reason, errors=errors,
+                                   deliveries=deliveries, consumer=self.durable,
+                                   dedupe_key=dedupe)
+        await msg.ack()  # only once the dead letter is stored
+        self.stats["dead_lettered"] += 1
+
+    async def stop(self) -> None:
+        """Finish the message in hand, then stop fetching (the durable consumer stays)."""
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        if self._fetching:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await _quietly(self._psub.unsubscribe())
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+
+class KeyValue:
+    """A JetStream key/value bucket holding bytes, text or wire models."""
+
+    def __init__(self, store: NatsKeyValue, bucket: str) -> None:
+        self._store = store
+        self.bucket = bucket
+
+    async def put(self, key: str, value: bytes | str | WireModel) -> int:
+        """Store ``value``; return the new revision."""
+        data = value.to_json() if isinstance(value, WireModel) else (
+            value.encode() if isinstance(value, str) else value)
+        return await self._store.put(key, data)
+
+    async def get(self, key: str) -> bytes | None:
+        """The current value, or None when the key is absent or deleted."""
+        try:
+            entry = await self._store.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return entry.value
+
+    async def get_model(self, key: str, model: type[M]) -> M | None:
+        data = await self.get(key)
+        return None if data is None else parse_message(model, data)
+
+    async def delete(self, key: str) -> None:
+        await self._store.delete(key)
+
+    async def keys(self) -> list[str]:
+        try:
+            return list(await self._store.keys())
+        except nats.js.errors.NoKeysError:
+            return []
+
+    async def watch(self, key: str = ">") -> AsyncIterator[tuple[str, bytes | None]]:
+        """Yield ``(key, value)`` for every change (``None`` for a delete), current values first."""
+        watcher = await self._store.watch(key)
+        try:
+            async for entry in watcher:
+                if entry is None:  # end of the initial values
+                    continue
+                deleted = entry.operation in ("DEL", "PURGE")
+                yield entry.key, None if deleted else entry.value
+        finally:
+            await _quietly(watcher.stop())  # type: ignore[no-untyped-call]
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        _log.debug("ignored during cleanup", error=repr(exc))
+
+
+async def _respond_error(nc: NatsClient, msg: Msg, code: str, message: str,
+                         errors: Any) -> None:
+    """Reply with ``Mts-Error: <code>`` and a JSON body ``{code, message, errors}``."""
+    if not msg.reply:
+        return
+    body = json.dumps({"code": code, "message": message, "errors": errors}, default=str)
+    await nc.publish(msg.reply, body.encode(), headers={ERROR_HEADER: code})
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+async def _log_error(exc: Exception) -> None:
+    _log.warning("NATS connection error", error=repr(exc))

@@ -1,0 +1,325 @@
+"""The bus against a real NATS JetStream server (MTS_NATS_URL; `python3 dev.py test` provides one).
+
+Each test runs under its own namespace (subjects ``<ns>.mts.v1...``, streams ``<NS>_MTS_...``) and
+deletes its streams afterwards, so runs never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from mts1b_foundation import (
+    Alert,
+    Bar,
+    CancelOrder,
+    CommandReply,
+    SetTradingState,
+    SubjectError,
+)
+from mts1b_foundation.operations import DeadLetter
+from mts1b_foundation.wire import parse_message
+from mts1b_platform.bus import Bus, BusError, BusSettings, Delivery, RequestFailed
+from mts1b_platform.telemetry import init_telemetry, shutdown_telemetry
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+pytestmark = pytest.mark.integration
+
+NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+BAR_SUBJECT = "mts.v1.datalake.bars.AAPL"
+
+
+def _bar(close: str = "10.5", symbol: str = "AAPL") -> Bar:
+    return Bar(symbol=symbol, ts=dt.datetime(2024, 7, 3, 17, tzinfo=dt.UTC), open=Decimal("10"),
+               high=Decimal("11"), low=Decimal("9.5"), close=Decimal(close),
+               volume=Decimal("1000"))
+
+
+def _alert(text: str = "hello") -> Alert:
+    return Alert(alert_id=f"alr-{uuid.uuid4().hex[:8]}", severity="info", source="test",
+                 text=text, ts=dt.datetime.now(dt.UTC))
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace, connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
+    await b.declare_streams(["datalake", "operations"])
+    yield b
+    if b.nc.is_closed:
+        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace))
+    await b.delete_streams()
+    await b.drain()
+
+
+async def _stream_count(bus: Bus, domain: str) -> int:
+    info = await bus.js.stream_info(bus.stream_for(domain))
+    return int(info.state.messages)
+
+
+async def _dead_letters(bus: Bus, n: int, timeout: float = 10.0) -> list[DeadLetter]:
+    sub = await bus.js.pull_subscribe(bus.wire_subject("mts.v1.dlq.>"),
+                                      stream=bus.stream_for("dlq"))
+    msgs = await sub.fetch(n, timeout=timeout)
+    for m in msgs:
+        await m.ack()
+    await sub.unsubscribe()
+    return [parse_message(DeadLetter, m.data) for m in msgs]
+
+
+async def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_same_msg_id_twice_stores_one(bus: Bus) -> None:
+    first = await bus.publish_acked(BAR_SUBJECT, _bar(), msg_id="bar-aapl-20240703")
+    second = await bus.publish_acked(BAR_SUBJECT, _bar(), msg_id="bar-aapl-20240703")
+    assert not first.duplicate
+    assert second.duplicate
+    # Without an explicit id the content digest dedupes an identical republish too.
+    await bus.publish(BAR_SUBJECT, _bar("10.6"))
+    await bus.publish(BAR_SUBJECT, _bar("10.6"))
+    assert await _stream_count(bus, "datalake") == 2
+
+
+async def test_registry_refuses_wrong_model_and_commands(bus: Bus) -> None:
+    with pytest.raises(SubjectError):
+        await bus.publish("mts.v1.operations.alerts.raised", _bar())
+    with pytest.raises(SubjectError):
+        await bus.publish("mts.v1.nowhere.things.happened", _bar())
+    with pytest.raises(BusError, match="command subject"):
+        await bus.publish("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-1"))
+
+
+async def test_headers_set_by_publish(bus: Bus) -> None:
+    alert = _alert()
+    await bus.publish("mts.v1.operations.alerts.raised", alert, msg_id="alert-1")
+    msg = await bus.js.get_last_msg(bus.stream_for("operations"),
+                                    bus.wire_subject("mts.v1.operations.alerts.raised"))
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"] == "alert-1"
+    assert msg.headers["Content-Type"] == "application/json"
+    assert msg.headers["Mts-Model"] == "Alert/1"
+    assert parse_message(Alert, msg.data or b"") == alert
+
+
+async def test_batch_publish_with_async_acks(bus: Bus) -> None:
+    items = [(f"mts.v1.datalake.bars.S{i}", _bar(symbol=f"S{i}")) for i in range(500)]
+    acks = await bus.publish_batch(items)
+    assert len(acks) == 500
+    assert [a.seq for a in acks] == sorted(a.seq for a in acks)
+    assert await _stream_count(bus, "datalake") == 500
+
+
+async def test_malformed_bytes_go_to_dlq_and_consuming_continues(bus: Bus) -> None:
+    got: list[Delivery[Any]] = []
+
+    async def handler(delivery: Delivery[Any]) -> None:
+        got.append(delivery)
+
+    consumer = await bus.consume("mts.v1.datalake.bars.*", handler, durable="ingest")
+    garbage = b"\xff{not json"
+    await bus.publish_bytes(BAR_SUBJECT, garbage, headers={"Nats-Msg-Id": "junk-1", "X-Src": "t"})
+    await bus.publish_bytes(BAR_SUBJECT, b'{"symbol": "AAPL"}', headers={"Nats-Msg-Id": "junk-2"})
+    await bus.publish(BAR_SUBJECT, _bar())
+    await _wait_for(lambda: len(got) == 1)
+    letters = await _dead_letters(bus, 2)
+    assert [base64.b64decode(x.payload_b64) for x in letters] == [garbage,
+                                                                  b'{"symbol": "AAPL"}']
+    assert letters[0].original_subject == BAR_SUBJECT
+    assert letters[0].headers["X-Src"] == "t"
+    assert "invalid message" in letters[0].reason
+    assert letters[0].consumer == "ingest"
+    assert {e["field"] for e in letters[1].errors} >= {"ts", "open"}
+    assert got[0].message == _bar()
+    assert got[0].subject == BAR_SUBJECT
+    # It keeps consuming afterwards.
+    await bus.publish(BAR_SUBJECT, _bar("10.7"))
+    await _wait_for(lambda: len(got) == 2)
+    assert consumer.stats == {"acked": 2, "naked": 0, "dead_lettered": 2}
+    await consumer.stop()
+
+
+async def test_handler_failure_naks_with_backoff_then_dead_letters(bus: Bus) -> None:
+    attempts: list[tuple[int, float]] = []
+
+    async def failing(delivery: Delivery[Any]) -> None:
+        attempts.append((delivery.deliveries, asyncio.get_running_loop().time()))
+        raise RuntimeError("downstream unavailable")
+
+    consumer = await bus.consume(BAR_SUBJECT, failing, durable="flaky", max_deliver=3,
+                                 nak_backoff=[0.3, 0.6])
+    await bus.publish(BAR_SUBJECT, _bar())
+    (letter,) = await _dead_letters(bus, 1)
+    assert [n for n, _ in attempts] == [1, 2, 3]
+    assert attempts[1][1] - attempts[0][1] >= 0.25  # the nak delays were honoured
+    assert attempts[2][1] - attempts[1][1] >= 0.55
+    assert "downstream unavailable" in letter.reason
+    assert letter.deliveries == 3
+    assert parse_message(Bar, base64.b64decode(letter.payload_b64)) == _bar()
+    assert consumer.stats["dead_lettered"] == 1
+    await consumer.stop()
+
+
+_KILLED_CONSUMER = textwrap.dedent("""
+    import asyncio, sys
+    from mts1b_platform.bus import Bus, BusSettings
+
+    async def main():
+        bus = await Bus.connect(BusSettings(url=sys.argv[1], namespace=sys.argv[2]))
+        async def handler(delivery):
+            print("got", delivery.deliveries, flush=True)
+            await asyncio.sleep(3600)  # killed before it can ack
+        await bus.consume(sys.argv[3], handler, durable="killme", ack_wait=1.0)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+""")
+
+
+async def test_consumer_killed_before_ack_gets_the_message_again(bus: Bus) -> None:
+    assert bus.namespace is not None
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_CONSUMER, NATS_URL, bus.namespace,
+                             BAR_SUBJECT], stdout=subprocess.PIPE, text=True)
+    try:
+        await bus.publish(BAR_SUBJECT, _bar())
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        assert line.strip() == "got 1"
+    finally:
+        proc.kill()  # SIGKILL: no ack, no drain
+        proc.wait(10)
+    got: list[Delivery[Any]] = []
+
+    async def handler(delivery: Delivery[Any]) -> None:
+        got.append(delivery)
+
+    consumer = await bus.consume(BAR_SUBJECT, handler, durable="killme", ack_wait=1.0)
+    await _wait_for(lambda: len(got) == 1, timeout=15)
+    assert got[0].deliveries >= 2
+    assert got[0].message == _bar()
+    await consumer.stop()
+
+
+async def test_trace_context_links_publisher_and_consumer(bus: Bus) -> None:
+    spans = InMemorySpanExporter()
+    init_telemetry("bus-test", span_exporter=spans, set_global=False)
+    try:
+        done = asyncio.Event()
+
+        async def handler(delivery: Delivery[Any]) -> None:
+            done.set()
+
+        consumer = await bus.consume(BAR_SUBJECT, handler, durable="traced")
+        await bus.publish(BAR_SUBJECT, _bar())
+        await asyncio.wait_for(done.wait(), 10)
+        await consumer.stop()
+        finished = {s.name: s for s in spans.get_finished_spans()}
+        publish, consume = finished["bus.publish"], finished["bus.consume"]
+        assert consume.context.trace_id == publish.context.trace_id
+        assert consume.parent is not None
+        assert consume.parent.span_id == publish.context.span_id
+    finally:
+        shutdown_telemetry()
+
+
+async def test_request_reply_and_invalid_request(bus: Bus) -> None:
+    async def cancel(request: CancelOrder) -> CommandReply:
+        return CommandReply(ok=True, order_id=request.order_id)
+
+    await bus.serve("mts.v1.oms.commands.cancel", cancel, queue="oms")
+    await bus.declare_streams(["dlq"])
+    reply = await bus.request("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-9"),
+                              reply_model=CommandReply)
+    assert reply == CommandReply(ok=True, order_id="ord-9")
+    # Raw garbage on the command subject: an error reply, and a dead letter.
+    raw = await bus.nc.request(bus.wire_subject("mts.v1.oms.commands.cancel"), b"[1,2]",
+                               timeout=2)
+    assert raw.headers is not None and raw.headers["Mts-Error"] == "FOUNDATION.VALIDATION"
+    (letter,) = await _dead_letters(bus, 1)
+    assert letter.original_subject == "mts.v1.oms.commands.cancel"
+    with pytest.raises(BusError, match="nobody serves"):
+        await bus.request("mts.v1.oms.commands.state",
+                          SetTradingState(scope="fund", scope_id="f-1", state="HALTED",
+                                          actor="ops-1", reason="test"), timeout=1)
+
+
+async def test_request_failed_carries_the_remote_error(bus: Bus) -> None:
+    async def refuse(request: CancelOrder) -> CommandReply:
+        raise BusError("not today", order_id=request.order_id)
+
+    await bus.serve("mts.v1.oms.commands.cancel", refuse)
+    with pytest.raises(RequestFailed) as info:
+        await bus.request("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-1"))
+    assert info.value.context["remote_code"] == "PLATFORM.BUS"
+
+
+async def test_kv_bucket(bus: Bus) -> None:
+    kv = await bus.kv("kill_switch", history=5)
+    assert await kv.get("global") is None
+    rev = await kv.put("global", "halted")
+    assert rev >= 1
+    assert await kv.get("global") == b"halted"
+    alert = _alert()
+    await kv.put("last_alert", alert)
+    assert await kv.get_model("last_alert", Alert) == alert
+    assert sorted(await kv.keys()) == ["global", "last_alert"]
+    changes: list[tuple[str, bytes | None]] = []
+
+    async def watch() -> None:
+        async for key, value in kv.watch("global"):
+            changes.append((key, value))
+            if value is None:
+                return
+
+    task = asyncio.create_task(watch())
+    await _wait_for(lambda: len(changes) == 1)
+    await kv.delete("global")
+    await asyncio.wait_for(task, 10)
+    assert changes == [("global", b"halted"), ("global", None)]
+    assert await kv.get("global") is None
+    # Same bucket again: opened, not recreated.
+    assert await (await bus.kv("kill_switch")).get("last_alert") is not None
+
+
+async def test_sigterm_drains_after_the_message_in_hand(bus: Bus) -> None:
+    finished: list[int] = []
+    started = asyncio.Event()
+
+    async def slow(delivery: Delivery[Any]) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(delivery.stream_seq)
+
+    consumer = await bus.consume(BAR_SUBJECT, slow, durable="drainme")
+    await bus.publish(BAR_SUBJECT, _bar())
+    loop = asyncio.get_running_loop()
+    bus.install_signal_handlers([signal.SIGTERM])
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(bus.wait_closed(), 15)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    assert finished == [1]
+    assert consumer.stats["acked"] == 1
+    assert not consumer.running
+    assert bus.nc.is_closed
