@@ -1,0 +1,246 @@
+"""A broker as a NATS service: commands by request/reply, execution reports into JetStream.
+
+``BrokerService(broker, bus)`` answers ``mts.v1.brokers.<name>.submit|cancel|replace|query``
+with a :class:`~mts1b_foundation.CommandReply` - also when the command is malformed, in which
+case the reply is ``ok=False, code="FOUNDATION.VALIDATION"`` and ``context["field"]`` names the
+first offending field (the message is dead-lettered as well, and the service keeps running).
+Every execution report the broker emits is published on ``mts.v1.brokers.<name>.execution``
+(stream ``MTS_BROKERS``; fills use their ``trade_id`` as ``Nats-Msg-Id``), followed after each
+fill by the account's snapshot on ``mts.v1.brokers.<name>.account``.
+
+For a paper venue the service can also follow market data: bars on
+``mts.v1.datalake.bars.*`` and quotes on ``mts.v1.datalake.quotes.*`` (core NATS subscriptions)
+are fed to ``on_bar`` / ``on_quote``.
+
+The reply's ``payload`` is JSON: the ``ExecutionReport`` for submit/cancel/replace (also for a
+rejection), a list of ``Order`` / ``Position`` for ``open_orders`` / ``positions`` queries, an
+``AccountSnapshot`` for ``account``, ``{"state": ...}`` for ``connection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mts1b_foundation import (
+    Bar,
+    BrokerError,
+    BrokerProtocol,
+    BrokerQuery,
+    BrokerRejected,
+    CancelOrder,
+    CommandReply,
+    ExecType,
+    ExecutionReport,
+    MtsError,
+    Quote,
+    ReplaceOrder,
+    SubmitOrder,
+    ValidationFailed,
+    WireModel,
+    parse_message,
+)
+from mts1b_platform.bus import Bus
+from mts1b_platform.logging import get_logger
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from mts1b_brokers.paper import PaperClient, status_of
+
+__all__ = ["BrokerService", "command_subject", "execution_subject"]
+
+_log = get_logger(__name__)
+_COMMANDS: dict[str, type[WireModel]] = {
+    "submit": SubmitOrder, "cancel": CancelOrder, "replace": ReplaceOrder, "query": BrokerQuery,
+}
+
+
+def command_subject(broker: str, command: str) -> str:
+    """``mts.v1.brokers.<broker>.<command>`` (command: submit, cancel, replace, query)."""
+    return f"mts.v1.brokers.{broker}.{command}"
+
+
+def execution_subject(broker: str) -> str:
+    return f"mts.v1.brokers.{broker}.execution"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _error_reply(exc: MtsError, **extra: Any) -> CommandReply:
+    context: dict[str, str | int | float | bool | None] = {}
+    for key, value in exc.context.items():
+        if isinstance(value, str | int | float | bool) or value is None:
+            context[str(key)[:64]] = value
+    report = exc.context.get("report")
+    return CommandReply(ok=False, code=exc.code, message=exc.message[:4000], context=context,
+                        payload=report.model_dump_json() if isinstance(report, WireModel)
+                        else None, ts=_now(), **extra)
+
+
+class BrokerService:
+    """Serve ``broker`` on the bus under its name. ``await start()``, later ``await stop()``."""
+
+    def __init__(self, broker: BrokerProtocol, bus: Bus, *, follow_market_data: bool = True,
+                 queue: str | None = None) -> None:
+        self.broker = broker
+        self.bus = bus
+        self.name = broker.name
+        self._follow = follow_market_data and isinstance(broker, PaperClient)
+        self._queue = queue or f"brokers-{self.name}"
+        self._subs: list[Subscription] = []
+        self._pump: asyncio.Task[None] | None = None
+        self._accepted: set[str] = set()
+        self._stream: AsyncIterator[ExecutionReport] | None = None
+
+    async def start(self) -> None:
+        await self.bus.declare_streams(["brokers"])
+        await self.broker.connect()
+        self._stream = self.broker.execution_reports()
+        self._pump = asyncio.create_task(self._publish_reports(self._stream))
+        nc = self.bus.nc
+        for command in _COMMANDS:
+            wire = self.bus.wire_subject(command_subject(self.name, command))
+            self._subs.append(await nc.subscribe(wire, queue=self._queue, cb=self._on_command))
+        if self._follow:
+            for kind in ("bars", "quotes"):
+                wire = self.bus.wire_subject(f"mts.v1.datalake.{kind}.*")
+                self._subs.append(await nc.subscribe(wire, cb=self._on_market_data))
+        _log.info("broker service started", broker=self.name, namespace=self.bus.namespace)
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._pump is not None:
+            await asyncio.sleep(0)  # let reports already queued reach the pump
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self.broker.close()
+        _log.info("broker service stopped", broker=self.name)
+
+    async def __aenter__(self) -> BrokerService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --------------------------------------------------------------------------- commands
+    async def _on_command(self, msg: Msg) -> None:
+        subject = self.bus.logical_subject(msg.subject)
+        command = subject.rsplit(".", 1)[-1]
+        reply = await self.handle(command, msg.data, subject=subject,
+                                  headers=dict(msg.headers or {}))
+        if msg.reply:
+            await msg.respond(reply.to_json())
+
+    async def handle(self, command: str, data: bytes, *, subject: str | None = None,
+                     headers: dict[str, str] | None = None) -> CommandReply:
+        """Decode and execute one command; always returns a reply, never raises."""
+        model = _COMMANDS.get(command)
+        if model is None:
+            return CommandReply(ok=False, code="BROKERS.UNKNOWN_COMMAND",
+                                message=f"unknown command {command!r}; expected one of "
+                                        f"{sorted(_COMMANDS)}", ts=_now())
+        try:
+            request = parse_message(model, data)
+        except ValidationFailed as exc:
+            errors = exc.context.get("errors", [])
+            first = errors[0]["field"] if errors else "<root>"
+            _log.warning("malformed broker command", broker=self.name, command=command,
+                         field=first, error=exc.message)
+            await self._dead_letter(subject or command_subject(self.name, command), data,
+                                    headers or {}, exc)
+            return _error_reply(ValidationFailed(exc.message, field=first,
+                                                 errors=len(errors)))
+        try:
+            return await self._execute(request)
+        except BrokerError as exc:
+            return _error_reply(exc)
+        except MtsError as exc:
+            return _error_reply(exc)
+        except Exception as exc:  # the service keeps running whatever a broker raises
+            _log.exception("broker command failed", broker=self.name, command=command)
+            return CommandReply(ok=False, code="BROKERS.INTERNAL",
+                                message=f"{type(exc).__name__}: {exc}"[:4000], ts=_now())
+
+    async def _execute(self, request: WireModel) -> CommandReply:
+        b = self.broker
+        if isinstance(request, SubmitOrder):
+            report = await b.submit(request.order)
+            duplicate = report.order_id in self._accepted
+            self._accepted.add(report.order_id)
+            return self._report_reply(report, duplicate=duplicate)
+        if isinstance(request, CancelOrder):
+            return self._report_reply(await b.cancel(request.order_id))
+        if isinstance(request, ReplaceOrder):
+            r = request.replace
+            return self._report_reply(await b.replace(
+                r.order_id, quantity=r.quantity, limit_price=r.limit_price,
+                stop_price=r.stop_price))
+        assert isinstance(request, BrokerQuery)
+        payload: str
+        if request.kind == "connection":
+            payload = json.dumps({"state": b.connection_state.value})
+        elif request.kind == "open_orders":
+            orders = await b.open_orders(request.account_id)
+            payload = json.dumps([o.model_dump(mode="json") for o in orders])
+        else:
+            if request.account_id is None:
+                raise BrokerRejected(f"a {request.kind!r} query needs account_id",
+                                     field="account_id", reason_code="INVALID_ORDER")
+            if request.kind == "positions":
+                positions = await b.positions(request.account_id)
+                payload = json.dumps([p.model_dump(mode="json") for p in positions])
+            else:
+                payload = (await b.account(request.account_id)).model_dump_json()
+        return CommandReply(ok=True, payload=payload, ts=_now())
+
+    @staticmethod
+    def _report_reply(report: ExecutionReport, *, duplicate: bool = False) -> CommandReply:
+        return CommandReply(ok=True, order_id=report.order_id, status=status_of(report),
+                            duplicate=duplicate, payload=report.model_dump_json(), ts=_now())
+
+    async def _dead_letter(self, subject: str, data: bytes, headers: dict[str, str],
+                           exc: ValidationFailed) -> None:
+        try:
+            await self.bus.dead_letter(subject, data, headers, reason=f"invalid command: {exc}",
+                                       errors=exc.context.get("errors", []))
+        except Exception:  # dead-lettering is best effort; the reply already explains
+            _log.exception("could not dead-letter a malformed command", subject=subject)
+
+    # ------------------------------------------------------------------------ publishing
+    async def _publish_reports(self, stream: AsyncIterator[ExecutionReport]) -> None:
+        subject = execution_subject(self.name)
+        async for report in stream:
+            try:
+                await self.bus.publish(subject, report, msg_id=report.trade_id)
+                if report.exec_type in {ExecType.FILL, ExecType.PARTIAL_FILL}:
+                    snapshot = await self.broker.account(report.account_id)
+                    await self.bus.publish(f"mts.v1.brokers.{self.name}.account", snapshot)
+            except Exception:  # keep publishing the next ones; the failure is logged
+                _log.exception("could not publish an execution report", broker=self.name,
+                               order_id=report.order_id, exec_type=report.exec_type.value)
+
+    # ----------------------------------------------------------------------- market data
+    async def _on_market_data(self, msg: Msg) -> None:
+        assert isinstance(self.broker, PaperClient)
+        subject = self.bus.logical_subject(msg.subject)
+        try:
+            if ".bars." in subject:
+                await self.broker.on_bar(parse_message(Bar, msg.data))
+            else:
+                await self.broker.on_quote(parse_message(Quote, msg.data))
+        except ValidationFailed as exc:
+            _log.warning("ignored malformed market data", subject=subject, error=exc.message)
