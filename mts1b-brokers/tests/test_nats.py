@@ -1,0 +1,159 @@
+"""Over the real NATS at MTS_NATS_URL: conformance, malformed commands, error mapping, the CLI.
+
+Each test uses its own bus namespace (subjects and streams prefixed) and deletes its streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from urllib.parse import urlparse
+
+import pytest
+from mts1b_foundation import (
+    BrokerRejected,
+    BrokerTransportError,
+    BrokerUnknownOutcome,
+    CommandReply,
+    Equity,
+    ExecType,
+    Order,
+    parse_message,
+)
+from mts1b_platform.bus import Bus
+
+from mts1b_brokers.conformance import CHECKS, BrokerHarness, paper_harness, run_check
+from mts1b_brokers.remote import RemoteBroker
+from mts1b_brokers.service import BrokerService
+
+URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _reachable() -> bool:
+    parsed = urlparse(URL.split(",")[0])
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 1):
+            return True
+    except OSError:
+        return False
+
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not _reachable(), reason=f"no NATS at {URL}")]
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    ns = "brk" + uuid.uuid4().hex[:10]
+    yield ns
+    bus = await Bus.connect(url=URL, namespace=ns)
+    await bus.delete_streams()
+    await bus.drain()
+
+
+def order(n: int = 1, **kw: object) -> Order:
+    base: dict[str, object] = dict(
+        order_id=f"n{n}-{uuid.uuid4().hex[:6]}", idempotency_key=f"k{n}", fund_id="conf",
+        strategy_id="s", instrument=Equity(symbol="CONF"), side="buy", quantity=D(10),
+        order_type="limit", limit_price=D(90), time_in_force="GTC")
+    base.update(kw)
+    return Order(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+async def test_paper_passes_over_nats(check: str, namespace: str) -> None:
+    base = paper_harness(name="paper")
+
+    async def make() -> BrokerHarness:
+        h = await base()
+        bus = await Bus.connect(url=URL, namespace=namespace)
+        service = BrokerService(h.broker, bus)
+        await service.start()
+
+        async def cleanup() -> None:
+            await service.stop()
+            await bus.drain()
+
+        return BrokerHarness(broker=RemoteBroker("paper", url=URL, namespace=namespace),
+                             account_id=h.account_id, driver=h.driver, settle=0.2,
+                             cleanup=cleanup)
+
+    await run_check(check, make)
+
+
+async def test_malformed_commands_get_a_reply_naming_the_field(namespace: str) -> None:
+    h = await paper_harness()()
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    async with BrokerService(h.broker, bus):
+        subject = bus.wire_subject("mts.v1.brokers.paper.submit")
+        good = order().model_dump(mode="json")
+        bad = {"order": {**good, "quantity": "lots"}}
+        import json
+        msg = await bus.nc.request(subject, json.dumps(bad).encode(), timeout=3)
+        reply = parse_message(CommandReply, msg.data)
+        assert not reply.ok and reply.code == "FOUNDATION.VALIDATION"
+        assert reply.context["field"] == "order.quantity" and "order.quantity" in (
+            reply.message or "")
+        msg = await bus.nc.request(subject, b"{not json", timeout=3)
+        assert parse_message(CommandReply, msg.data).code == "FOUNDATION.VALIDATION"
+        # the service is still answering
+        async with RemoteBroker("paper", url=URL, namespace=namespace) as remote:
+            ack = await remote.submit(order())
+            assert ack.exec_type is ExecType.ACK
+            with pytest.raises(BrokerRejected) as info:
+                await remote.submit(order(limit_price=D("90.001")))
+            assert info.value.context["reason_code"] == "INVALID_PRICE"
+            assert info.value.context["report"].exec_type is ExecType.REJECT
+            snapshot = await remote.account("conf")
+            assert snapshot.cash == D(1_000_000)
+    await bus.drain()
+
+
+async def test_no_service_is_a_transport_error_and_silence_an_unknown_outcome(
+        namespace: str) -> None:
+    async with RemoteBroker("ghost", url=URL, namespace=namespace, timeout=0.5) as remote:
+        with pytest.raises(BrokerTransportError):
+            await remote.submit(order())
+        bus = await Bus.connect(url=URL, namespace=namespace)
+
+        async def swallow(msg: object) -> None:  # receives, never answers
+            return None
+
+        await bus.nc.subscribe(bus.wire_subject("mts.v1.brokers.ghost.submit"), cb=swallow)
+        await bus.nc.flush()
+        with pytest.raises(BrokerUnknownOutcome) as info:
+            await remote.submit(order())
+        assert not isinstance(info.value, BrokerRejected)
+        await bus.drain()
+
+
+async def test_cli_serve_paper(namespace: str) -> None:
+    name = "papercli"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mts1b_brokers.cli", "serve", "paper", "--name", name,
+         "--account", "conf=5000", "--nats-url", URL, "--namespace", namespace],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        async with RemoteBroker(name, url=URL, namespace=namespace, timeout=2) as remote:
+            for _ in range(100):
+                try:
+                    snapshot = await remote.account("conf")
+                    break
+                except BrokerTransportError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the service did not come up")
+            assert snapshot.cash == D(5000) and snapshot.broker == name
+            ack = await remote.submit(order(quantity=D(1)))
+            assert ack.exec_type is ExecType.ACK and ack.broker == name
+            assert [o.order_id for o in await remote.open_orders("conf")] == [ack.order_id]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) is not None
