@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mts1b_brokers.conformance import (
     CHECKS,
     BrokerHarness,

@@ -12,10 +12,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from decimal import Decimal as D
+from decimal import Decimal as D  # noqa: N817
 from urllib.parse import urlparse
 
 import pytest
+from mts1b_brokers.conformance import CHECKS, BrokerHarness, paper_harness, run_check
+from mts1b_brokers.remote import RemoteBroker
+from mts1b_brokers.service import BrokerService
 from mts1b_foundation import (
     BrokerRejected,
     BrokerTransportError,
@@ -27,10 +30,6 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_platform.bus import Bus
-
-from mts1b_brokers.conformance import CHECKS, BrokerHarness, paper_harness, run_check
-from mts1b_brokers.remote import RemoteBroker
-from mts1b_brokers.service import BrokerService
 
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal as D
+from decimal import Decimal as D  # noqa: N817
 from typing import Any
 
 import pytest
+from mts1b_brokers import (
+    BpsCommission,
+    BpsSlippage,
+    FixedLatency,
+    PaperClient,
+    PerShareCommission,
+    RandomLatency,
+    RandomTickSlippage,
+)
 from mts1b_foundation import (
     Bar,
     BrokerProtocol,
@@ -17,16 +26,6 @@ from mts1b_foundation import (
     InMemoryMarketData,
     Order,
     Quote,
-)
-
-from mts1b_brokers import (
-    BpsCommission,
-    BpsSlippage,
-    FixedLatency,
-    PaperClient,
-    PerShareCommission,
-    RandomLatency,
-    RandomTickSlippage,
 )
 
 T0 = dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC)

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-import pytest
-from mts1b_foundation import BrokerProtocol
-
 import mts1b_brokers
+import pytest
 from mts1b_brokers import BrokerNotFound, PaperClient, available_brokers, get_broker
+from mts1b_foundation import BrokerProtocol
 
 
 def test_paper_is_registered_as_an_entry_point() -> None:
@@ -22,7 +21,7 @@ def test_get_broker_builds_with_config() -> None:
 
 
 def test_unknown_broker_is_a_clear_error() -> None:
-    with pytest.raises(BrokerNotFound, match="no broker named 'ibkr-typo'.*paper") as info:
+    with pytest.raises(BrokerNotFound, match=r"no broker named 'ibkr-typo'.*paper") as info:
         get_broker("ibkr-typo")
     assert info.value.code == "BROKERS.UNKNOWN_BROKER"
 

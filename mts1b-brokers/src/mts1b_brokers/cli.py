@@ -26,7 +26,8 @@ def _accounts(values: list[str]) -> dict[str, Decimal]:
     for value in values:
         account_id, sep, cash = value.partition("=")
         if not sep or not account_id:
-            raise typer.BadParameter(f"expected ACCOUNT=CASH, got {value!r}", param_hint="--account")
+            raise typer.BadParameter(f"expected ACCOUNT=CASH, got {value!r}",
+                                     param_hint="--account")
         try:
             out[account_id] = Decimal(cash)
         except ArithmeticError:

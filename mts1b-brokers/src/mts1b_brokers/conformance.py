@@ -362,7 +362,8 @@ async def _reconnect(c: _Ctx) -> None:
     except BrokerTransportError:
         pass
     except BrokerRejected as exc:
-        raise ConformanceFailure(f"a submit while disconnected was called a rejection: {exc}")
+        raise ConformanceFailure(
+            f"a submit while disconnected was called a rejection: {exc}") from exc
     else:
         raise ConformanceFailure("a submit while disconnected succeeded")
     await c.broker.connect()

@@ -85,7 +85,7 @@ class FixedLatency:
 
 @dataclass(frozen=True, slots=True)
 class RandomLatency:
-    """Uniform latency in ``[low, high]`` drawn from the broker's seeded generator (microseconds)."""
+    """Uniform latency in ``[low, high]`` (microsecond steps) from the seeded generator."""
 
     low: dt.timedelta
     high: dt.timedelta

@@ -259,7 +259,7 @@ class PaperClient:
             from mts1b_platform.calendars import MarketCalendar
 
             calendar = MarketCalendar(calendar)
-        self._calendar = calendar
+        self._calendar: SessionCalendar | None = calendar
         self._participation = None if participation_rate is None else _dec(participation_rate)
         if self._participation is not None and self._participation <= 0:
             raise ValueError(f"participation_rate must be > 0, got {participation_rate}")
@@ -268,7 +268,7 @@ class PaperClient:
         self._commission = commission or NoCommission()
         self._leverage = _dec(leverage)
         self._allow_short = allow_short
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._clock = clock or SystemClock()
         self._market_time: dt.datetime | None = start
         self._state = ConnectionState.DISCONNECTED
@@ -544,7 +544,8 @@ class PaperClient:
             raise self._rejected[order_id]
         if order_id in self._orders:
             original = self._orders[order_id].ack
-            assert original is not None  # set when the order was accepted
+            if original is None:  # pragma: no cover - set whenever an order is stored
+                raise RuntimeError(f"order {order_id} has no ack")
             return original
         account_id = order.account_id or order.fund_id
         try:

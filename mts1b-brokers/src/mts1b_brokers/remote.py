@@ -21,7 +21,6 @@ published while the client was away are still delivered.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -165,7 +164,7 @@ class RemoteBroker:
                 nats.errors.ConnectionReconnectingError) as exc:
             raise BrokerTransportError(f"{command} not sent: {type(exc).__name__}",
                                        broker=self._name, call=command) from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             if mutates:
                 raise BrokerUnknownOutcome(
                     f"no reply to {command} within {self._timeout}s: it may have been executed",
