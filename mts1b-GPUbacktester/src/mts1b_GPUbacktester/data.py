@@ -1,0 +1,121 @@
+"""From a ``universe`` argument to a panel, and from a panel to the engine's price arrays.
+
+A universe is a :class:`~mts1b_foundation.UniversePanel` (used as given), a universe name the
+datalake knows (``"us-large-cap"``) or a list of symbols (both loaded with
+:func:`mts1b_datalake.build_panel`, with ``warmup_days`` of history before ``start`` so that
+factors have a look-back on the first trading day).
+
+:class:`MarketArrays` holds the host (numpy) arrays every run on a panel needs: execution and
+valuation prices, delisting rows, the universe mask, the impact model's inputs. They are built
+once per panel and shared by every combo of a ladder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from mts1b_foundation import UniversePanel, to_day
+
+from mts1b_GPUbacktester.errors import BacktestConfigError
+from mts1b_GPUbacktester.kernels import ffill_rows
+
+__all__ = ["FILLS", "Fill", "MarketArrays", "market_arrays", "resolve_universe"]
+
+Fill = Literal["next_open", "close", "next_close"]
+FILLS: tuple[str, ...] = ("next_open", "close", "next_close")
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def resolve_universe(universe: Any, start: Any = None, end: Any = None, *,
+                     warmup_days: int = 400, store: Any = None) -> tuple[UniversePanel, int]:
+    """``(panel, first trading row)`` for a universe name, symbol list or panel.
+
+    The panel ends at ``end`` (inclusive) and starts ``warmup_days`` calendar days before
+    ``start`` where the data allows; the first trading row is the first row dated ``>= start``.
+    """
+    if isinstance(universe, UniversePanel):
+        panel = universe
+        if end is not None:
+            panel = panel.until(end)
+    elif isinstance(universe, str) or (
+            isinstance(universe, Sequence) and universe
+            and all(isinstance(s, str) for s in universe)):
+        from mts1b_datalake import build_panel  # layer 2: imported only when needed
+
+        first = None
+        if start is not None:
+            first = to_day(start).astype(dt.date) - dt.timedelta(days=warmup_days)
+        uni = universe if isinstance(universe, str) else list(universe)
+        panel = build_panel(uni, first, end, store=store)
+    else:
+        raise BacktestConfigError(
+            "universe must be a UniversePanel, a universe name or a list of symbols; got "
+            f"{type(universe).__name__}", field="universe", value=repr(universe)[:200])
+    t_len, a_len = panel.shape
+    if t_len == 0 or a_len == 0:
+        raise BacktestConfigError(f"the universe is empty over the requested dates ({panel!r})",
+                                  field="universe", value=repr(panel))
+    row0 = 0 if start is None else int(np.searchsorted(panel.dates, to_day(start), "left"))
+    if row0 >= t_len:
+        raise BacktestConfigError(f"start {start} is after the last date {panel.dates[-1]}",
+                                  field="start", value=str(start))
+    return panel, row0
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """Host arrays derived from a panel for one fill convention (shapes ``(T, A)``)."""
+
+    fill: str
+    shift: int                 # rows between a decision and its execution
+    exec_price: FloatArray     # NaN where no trade is possible
+    mark_price: FloatArray     # forward-filled close (NaN before the first close)
+    close: FloatArray
+    returns: FloatArray        # close-to-close returns of held assets (0 where unknown)
+    in_universe: npt.NDArray[np.bool_]
+    delist_row: npt.NDArray[np.int64]   # (A,), T where the asset trades to the end
+    volume: FloatArray
+    adv: FloatArray | None     # mean volume of the previous ``window`` rows
+    sigma: FloatArray | None   # std of daily returns of the previous ``window`` rows
+
+
+def market_arrays(panel: UniversePanel, fill: str, *, impact_window: int | None = None
+                  ) -> MarketArrays:
+    """Prepare the engine's arrays; ``impact_window`` adds ADV and volatility for the
+    square-root impact model (measured on rows strictly before each row: no look-ahead)."""
+    if fill not in FILLS:
+        raise BacktestConfigError(f"fill must be one of {FILLS}; got {fill!r}", field="fill",
+                                  value=fill)
+    close = np.asarray(panel.close, dtype=np.float64)
+    t_len = close.shape[0]
+    valid = np.isfinite(close) & (close > 0)
+    last = ffill_rows(valid)
+    cols = np.arange(close.shape[1])[None, :]
+    mark = np.where(last >= 0, close[np.maximum(last, 0), cols], np.nan)
+    prev = np.empty_like(mark)
+    prev[0] = np.nan
+    prev[1:] = mark[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.where(np.isfinite(mark) & np.isfinite(prev), mark / prev - 1.0, 0.0)
+    last_row = last[-1]
+    delist = np.where((last_row >= 0) & (last_row < t_len - 1), last_row, t_len).astype(np.int64)
+    exec_price = np.asarray(panel.open if fill == "next_open" else panel.close, dtype=np.float64)
+    volume = np.asarray(panel.volume, dtype=np.float64)
+    adv = sigma = None
+    if impact_window:
+        from mts1b_quantkit.factors import rolling_mean, rolling_std, shift
+
+        adv = np.asarray(shift(rolling_mean(volume, impact_window, min_periods=1), 1))
+        sigma = np.asarray(shift(rolling_std(np.where(valid, rets, np.nan), impact_window,
+                                             min_periods=2), 1))
+    return MarketArrays(
+        fill=fill, shift=0 if fill == "close" else 1, exec_price=exec_price, mark_price=mark,
+        close=close, returns=rets, in_universe=np.asarray(panel.mask, dtype=bool),
+        delist_row=delist, volume=volume, adv=adv, sigma=sigma,
+    )

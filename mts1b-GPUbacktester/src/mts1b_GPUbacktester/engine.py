@@ -1,0 +1,343 @@
+"""``run_single``: one backtest of a factor (or of given target weights) on a universe.
+
+The pipeline: universe -> panel (datalake) -> factor scores (quantkit ``evaluate``) -> target
+weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.kernels.simulate`)
+on the chosen backend -> :class:`~mts1b_GPUbacktester.result.BacktestResult`.
+
+Fill conventions (``fill=``):
+
+``"next_open"`` (default)
+    the signal uses data up to the close of ``t``; the trade fills at the open of ``t + 1``
+    (backtrader's market order).
+``"close"``
+    the trade fills at the close of ``t`` itself (vectorbt's ``from_signals`` default; opt-in,
+    because it assumes you can trade at the price your signal just used).
+``"next_close"``
+    the trade fills at the close of ``t + 1``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from mts1b_foundation import UniversePanel, to_day
+
+from mts1b_GPUbacktester.backend import Backend, resolve_backend
+from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe
+from mts1b_GPUbacktester.errors import BacktestConfigError
+from mts1b_GPUbacktester.kernels import CostModel, SimInputs, SimOutput, simulate
+from mts1b_GPUbacktester.result import BacktestResult
+from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
+
+__all__ = [
+    "DEFAULT_SIZING",
+    "SlippageSpec",
+    "compute_targets",
+    "cost_model",
+    "run_single",
+    "run_weights",
+]
+
+FloatArray = npt.NDArray[np.float64]
+SlippageSpec = float | Mapping[str, Any] | None
+
+#: the seeds' sizing: long the assets with a positive score, equal weights, fully invested
+DEFAULT_SIZING: dict[str, Any] = {"method": "equal_weight_long", "gross": 1.0}
+
+
+@dataclass(frozen=True)
+class _Slippage:
+    bps: float = 0.0
+    impact_k: float = 0.0
+    window: int | None = None
+
+
+def _parse_slippage(slippage: SlippageSpec) -> _Slippage:
+    """``None`` | bps as a number | ``{"model": "fixed", "bps": 5}`` |
+    ``{"model": "sqrt", "k": 1.0, "window": 20, "bps": 0}``."""
+    if slippage is None:
+        return _Slippage()
+    if isinstance(slippage, int | float):
+        return _Slippage(bps=float(slippage))
+    if isinstance(slippage, Mapping):
+        model = slippage.get("model", "fixed")
+        unknown = set(slippage) - {"model", "bps", "k", "window"}
+        if unknown:
+            raise BacktestConfigError(f"unknown slippage keys {sorted(unknown)}",
+                                      field="slippage", value=dict(slippage))
+        if model == "fixed":
+            return _Slippage(bps=float(slippage.get("bps", 0.0)))
+        if model == "sqrt":
+            return _Slippage(bps=float(slippage.get("bps", 0.0)),
+                             impact_k=float(slippage.get("k", 1.0)),
+                             window=int(slippage.get("window", 20)))
+        raise BacktestConfigError(f"slippage model must be 'fixed' or 'sqrt'; got {model!r}",
+                                  field="slippage", value=model)
+    raise BacktestConfigError(f"slippage must be None, a number of bps or a dict; got "
+                              f"{slippage!r}", field="slippage", value=repr(slippage))
+
+
+def _per_asset(value: float | Mapping[str, float] | Sequence[float] | None,
+               symbols: Sequence[str], name: str) -> float | FloatArray:
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(symbols)
+        if unknown:
+            raise BacktestConfigError(f"{name} names symbols outside the universe: "
+                                      f"{sorted(unknown)}", field=name, value=sorted(unknown))
+        return np.array([float(value.get(s, 0.0)) for s in symbols])
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (len(symbols),):
+        raise BacktestConfigError(f"{name} must be a scalar, a {{symbol: rate}} dict or "
+                                  f"{len(symbols)} rates; got shape {arr.shape}",
+                                  field=name, value=arr.shape)
+    return arr
+
+
+def cost_model(symbols: Sequence[str], *, cost_bps: float | Mapping[str, float] = 10.0,
+               slippage: SlippageSpec = None, participation: float | None = None,
+               borrow_rate: float | Mapping[str, float] | None = None
+               ) -> tuple[CostModel, int | None]:
+    """The engine's :class:`CostModel` from run arguments, and the impact window (or None)."""
+    slip = _parse_slippage(slippage)
+    if participation is not None and not 0 < participation <= 1:
+        raise BacktestConfigError(f"participation must be in (0, 1]; got {participation}",
+                                  field="participation", value=participation)
+    comm = _per_asset(cost_bps, symbols, "cost_bps")
+    model = CostModel(commission=np.asarray(comm) / 1e4, slippage=slip.bps / 1e4,
+                      impact_k=slip.impact_k, participation=participation,
+                      borrow=_per_asset(borrow_rate, symbols, "borrow_rate"))
+    return model, slip.window
+
+
+def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
+                    params: Mapping[str, Any] | None, sizing: Mapping[str, Any] | None,
+                    returns: FloatArray, *, lookahead_check: bool = False) -> FloatArray:
+    """``(T, A)`` target weights: the factor's scores sized by quantkit, zero outside the
+    universe. With ``lookahead_check`` the factor is first run through quantkit's
+    ``check_lookahead`` and a factor that reads the future is refused."""
+    from mts1b_quantkit.factors import check_lookahead, evaluate
+    from mts1b_quantkit.sizing import size
+
+    kwargs = dict(params or {})
+    if lookahead_check:
+        report = check_lookahead(factor, panel, **kwargs)
+        if not report.ok:
+            raise BacktestConfigError(f"look-ahead check failed: {report}", field="factor",
+                                      value=str(report))
+    scores = evaluate(factor, panel, **kwargs)
+    spec = dict(DEFAULT_SIZING if sizing is None else sizing)
+    weights = np.asarray(size(scores, spec, mask=panel.mask, returns=returns), dtype=np.float64)
+    return np.where(panel.mask, np.nan_to_num(weights, nan=0.0), 0.0)
+
+
+def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0: int,
+               store: Any) -> tuple[FloatArray | None, str | None]:
+    """Daily benchmark returns over rows ``row0..``: a symbol of the panel (or one the
+    datalake can load), a pandas Series of prices, or ``"equal_weight"`` (the default): the
+    universe's daily-rebalanced equal-weight return."""
+    dates = panel.dates[row0:]
+    if benchmark is False:
+        return None, None
+    if benchmark is None or benchmark == "equal_weight":
+        rets = np.where(market.in_universe, market.returns, np.nan)[row0:]
+        with np.errstate(invalid="ignore"):
+            counts = np.isfinite(rets).sum(axis=1)
+            ew = np.where(counts > 0, np.nansum(rets, axis=1) / np.maximum(counts, 1), 0.0)
+        return ew, "equal-weight universe"
+    if isinstance(benchmark, str):
+        if benchmark in panel.symbols:
+            return market.returns[row0:, panel.column(benchmark)].copy(), benchmark
+        from mts1b_datalake import build_panel
+
+        other = build_panel([benchmark], dates[0].astype(dt.date) - dt.timedelta(days=10),
+                            dates[-1].astype(dt.date), store=store)
+        prices = pd.Series(np.asarray(other.close)[:, 0],
+                           index=pd.DatetimeIndex(other.dates.astype("datetime64[ns]")))
+        name = benchmark
+    elif isinstance(benchmark, pd.Series):
+        prices = benchmark.astype(float)
+        prices.index = pd.DatetimeIndex(prices.index).tz_localize(None).normalize()
+        name = str(benchmark.name or "benchmark")
+    else:
+        raise BacktestConfigError("benchmark must be None, False, 'equal_weight', a symbol or a "
+                                  "pandas Series of prices", field="benchmark",
+                                  value=repr(benchmark)[:200])
+    idx = pd.DatetimeIndex(dates.astype("datetime64[ns]"))
+    aligned = prices.sort_index().reindex(idx.union(prices.index)).ffill().reindex(idx)
+    before = prices[prices.index < idx[0]]
+    first = before.iloc[-1] if len(before) else np.nan
+    px = aligned.to_numpy()
+    prev = np.concatenate([[first], px[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(np.isfinite(px) & np.isfinite(prev) & (prev != 0), px / prev - 1.0, 0.0)
+    return r, name
+
+
+def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
+                rebal: RebalanceSpec = "daily", fill: str = "next_open",
+                cost_bps: float | Mapping[str, float] = 10.0, slippage: SlippageSpec = None,
+                participation: float | None = None,
+                borrow_rate: float | Mapping[str, float] | None = None,
+                initial_nav: float = 100_000.0, backend: str | Backend = "auto",
+                benchmark: Any = None, store: Any = None,
+                config: Mapping[str, Any] | None = None) -> BacktestResult:
+    """Backtest given ``(T, A)`` target weights (one row per decision date) on ``panel``.
+
+    This is :func:`run_single` without the factor and sizing steps; the arguments mean the
+    same. Rows before ``row0`` are history only: trading starts at ``row0``.
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.shape != panel.shape:
+        raise BacktestConfigError(f"targets have shape {targets.shape}; the panel is "
+                                  f"{panel.shape}", field="targets", value=targets.shape)
+    costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
+                                      participation=participation, borrow_rate=borrow_rate)
+    market = market_arrays(panel, fill, impact_window=impact_window)
+    be = backend if isinstance(backend, Backend) else resolve_backend(
+        backend, cells=panel.shape[0] * panel.shape[1])
+    rebalance = rebalance_rows(panel.dates, rebal, start=row0)
+    out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
+                    record=True)
+    bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
+    nav = be.to_numpy(out.nav)[0, row0:]
+    cfg = {"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
+           "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
+           "borrow_rate": borrow_rate, "initial_nav": initial_nav, **dict(config or {})}
+    fills = [(t - row0, *rest) for t, *rest in (out.fills or [])]
+    return BacktestResult(
+        dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=initial_nav,
+        weights=be.to_numpy(out.weights)[0, row0:], target_weights=targets[row0:],
+        asset_returns=market.returns[row0:], fills=fills,
+        commission=be.to_numpy(out.commission)[0, row0:],
+        slippage=be.to_numpy(out.slippage)[0, row0:],
+        borrow=be.to_numpy(out.borrow)[0, row0:], traded=be.to_numpy(out.traded)[0, row0:],
+        benchmark_returns=bench, benchmark_name=bench_name, backend=be.describe(), config=cfg,
+    )
+
+
+def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
+              rebalance: npt.NDArray[np.bool_], costs: CostModel, row0: int,
+              initial_nav: float, *, record: bool) -> SimOutput:
+    """Move a run's arrays to the backend and call the engine kernel."""
+    xp = be.xp
+    inp = SimInputs(
+        exec_price=be.asarray(market.exec_price), mark_price=be.asarray(market.mark_price),
+        close=be.asarray(market.close), targets=be.asarray(targets), rebalance=rebalance,
+        in_universe=be.asarray(market.in_universe), delist_row=market.delist_row,
+        shift=market.shift, start=row0, volume=be.asarray(market.volume),
+        adv=None if market.adv is None else be.asarray(market.adv),
+        sigma=None if market.sigma is None else be.asarray(market.sigma),
+    )
+    device_costs = CostModel(
+        commission=be.asarray(costs.commission), slippage=costs.slippage,
+        impact_k=costs.impact_k, participation=costs.participation,
+        borrow=be.asarray(costs.borrow), periods_per_year=costs.periods_per_year)
+    return simulate(inp, device_costs, initial_nav=initial_nav, xp=xp, record_weights=record,
+                    record_fills=record)
+
+
+def run_single(factor: Callable[..., Any] | str | None = None,
+               params: Mapping[str, Any] | None = None,
+               universe: Any = None, start: Any = None, end: Any = None, *,
+               rebal: RebalanceSpec = "daily", sizing: Mapping[str, Any] | None = None,
+               cost_bps: float | Mapping[str, float] = 10.0, fill: str = "next_open",
+               slippage: SlippageSpec = None, participation: float | None = None,
+               borrow_rate: float | Mapping[str, float] | None = None,
+               initial_nav: float = 100_000.0, backend: str = "auto",
+               lookahead_check: bool = False, benchmark: Any = None,
+               weights: Any = None, store: Any = None, warmup_days: int = 400
+               ) -> BacktestResult:
+    """Backtest one factor with one parameter set on one universe.
+
+    Parameters
+    ----------
+    factor, params:
+        a factor function or registered name (``mts1b_quantkit.factors.get("f_sma_cross")``)
+        and its parameters. Alternatively ``weights=``: ``(T, A)`` target weights (array or
+        DataFrame aligned with the panel) and no factor.
+    universe, start, end:
+        a universe name the datalake provides (``"us-large-cap"``), a list of symbols or a
+        :class:`~mts1b_foundation.UniversePanel`; trading runs from the first trading day
+        ``>= start`` to ``end``. Factors see ``warmup_days`` of history before ``start``.
+    rebal:
+        ``"daily" | "weekly" | "monthly"`` or a sequence of rebalance dates.
+    sizing:
+        a :func:`mts1b_quantkit.sizing.size` spec (default
+        ``{"method": "equal_weight_long", "gross": 1.0}``).
+    cost_bps:
+        commission per unit traded, in basis points (scalar or ``{symbol: bps}``).
+    fill:
+        ``"next_open"`` (default), ``"close"`` or ``"next_close"`` (see the module docs).
+    slippage:
+        basis points (fixed), or ``{"model": "sqrt", "k": 1.0, "window": 20}``: the price moves
+        ``k * sigma * sqrt(shares / ADV)`` against the trade (sigma and ADV over the previous
+        ``window`` days).
+    participation:
+        cap on each fill as a fraction of the bar's volume; the unfilled rest carries over.
+    borrow_rate:
+        annual borrow cost on short market value (scalar or ``{symbol: rate}``).
+    initial_nav:
+        starting cash.
+    backend:
+        ``"numpy" | "cupy" | "auto"``; the result's ``backend`` says which ran and why.
+    lookahead_check:
+        run quantkit's look-ahead guard on the factor first and refuse a factor that peeks.
+    benchmark:
+        ``None`` (the universe's equal-weight return), a symbol, a pandas Series of prices, or
+        ``False`` for none.
+
+    Honest data: no trade fills on a NaN price (the order waits); an asset that leaves the
+    universe is sold; an asset whose prices stop before the end (delisted) is closed at its
+    last close.
+    """
+    if universe is None:
+        raise BacktestConfigError("universe is required", field="universe", value=None)
+    panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
+    market_rets = market_arrays(panel, "close").returns
+    if weights is not None:
+        if factor is not None:
+            raise BacktestConfigError("give either factor or weights, not both",
+                                      field="weights", value="both")
+        targets = _align_weights(weights, panel)
+    elif factor is None:
+        raise BacktestConfigError("factor (or weights) is required", field="factor",
+                                  value=None)
+    else:
+        targets = compute_targets(panel, factor, params, sizing, market_rets,
+                                  lookahead_check=lookahead_check)
+    name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
+    return run_weights(
+        panel, targets, row0=row0, rebal=rebal, fill=fill, cost_bps=cost_bps,
+        slippage=slippage, participation=participation, borrow_rate=borrow_rate,
+        initial_nav=initial_nav, backend=backend, benchmark=benchmark, store=store,
+        config={"factor": name, "params": dict(params or {}), "sizing": dict(
+            DEFAULT_SIZING if sizing is None else sizing),
+            "universe": universe if isinstance(universe, str) else (
+                "panel" if isinstance(universe, UniversePanel) else list(universe)),
+            "start": None if start is None else str(to_day(start)),
+            "end": None if end is None else str(to_day(end))},
+    )
+
+
+def _align_weights(weights: Any, panel: UniversePanel) -> FloatArray:
+    if isinstance(weights, pd.DataFrame):
+        idx = pd.DatetimeIndex(panel.dates.astype("datetime64[ns]"))
+        frame = weights.copy()
+        frame.index = pd.DatetimeIndex(frame.index).tz_localize(None).normalize()
+        frame = frame.reindex(index=idx, columns=list(panel.symbols))
+        return np.nan_to_num(frame.to_numpy(dtype=np.float64), nan=0.0)
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.shape != panel.shape:
+        raise BacktestConfigError(f"weights have shape {arr.shape}; the panel is {panel.shape}",
+                                  field="weights", value=arr.shape)
+    return np.nan_to_num(arr, nan=0.0)

@@ -1,0 +1,235 @@
+"""``BacktestResult``: what a run returns.
+
+Every performance number comes from :mod:`mts1b_quantkit.metrics` (the one home of Sharpe,
+CAGR, drawdown...); this class only holds the run's records and hands them to those functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from mts1b_quantkit import metrics as qm
+
+__all__ = ["BacktestResult"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_FILL_COLUMNS = ["date", "symbol", "side", "shares", "price", "notional", "commission",
+                 "slippage", "reason"]
+
+
+class BacktestResult:
+    """The outcome of :func:`~mts1b_GPUbacktester.run_single`.
+
+    Attributes (pandas objects are indexed by trading date, ``T`` rows from the first trading
+    day):
+
+    ``equity``
+        NAV after each day's close (``pd.Series``).
+    ``returns``
+        daily simple returns of the NAV; the first is against ``initial_nav``.
+    ``weights``
+        ``(T, A)`` held weights (position value / NAV) after each close (``pd.DataFrame``);
+        ``weights_array`` is the same as a numpy array.
+    ``target_weights``
+        ``(T, A)`` targets the sizing produced on each decision row.
+    ``trades``
+        the ledger: one row per fill (date, symbol, side, shares, price, notional, commission,
+        slippage, reason in ``rebalance | carry | universe_exit | delisted``).
+    ``costs``
+        per-day commission, slippage, borrow and traded notional (``pd.DataFrame``);
+        ``cost_breakdown`` has the totals.
+    ``benchmark_returns``
+        the benchmark's daily returns over the same days (``None`` if there is none).
+    ``backend``
+        ``{"backend", "reason", "device"}``: which array library ran the kernels, and why.
+
+    Metrics: ``sharpe``, ``cagr``, ``max_drawdown``, ``volatility``, ``sortino``, ``calmar``,
+    ``turnover`` (mean one-way turnover per day), ``total_return`` and every key of
+    :func:`mts1b_quantkit.metrics.summary` are attributes; ``metrics`` is the dict of them all.
+    """
+
+    def __init__(self, *, dates: npt.NDArray[np.datetime64], symbols: tuple[str, ...],
+                 nav: FloatArray, initial_nav: float, weights: FloatArray,
+                 target_weights: FloatArray, asset_returns: FloatArray,
+                 fills: list[tuple[Any, ...]], commission: FloatArray, slippage: FloatArray,
+                 borrow: FloatArray, traded: FloatArray,
+                 benchmark_returns: FloatArray | None, benchmark_name: str | None,
+                 backend: dict[str, str | None], config: dict[str, Any]) -> None:
+        self._index = pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="date")
+        self.symbols = symbols
+        self.initial_nav = float(initial_nav)
+        self._nav = nav
+        self.weights_array = weights
+        self.target_weights_array = target_weights
+        self._asset_returns = asset_returns
+        self._fills = fills
+        self._costs = np.stack([commission, slippage, borrow, traded], axis=1)
+        self._bench = benchmark_returns
+        self.benchmark_name = benchmark_name
+        self.backend = backend
+        self.config = config
+
+    # -- records ------------------------------------------------------------------------------
+    @functools.cached_property
+    def equity(self) -> pd.Series:
+        return pd.Series(self._nav, index=self._index, name="equity")
+
+    @functools.cached_property
+    def returns(self) -> pd.Series:
+        prev = np.concatenate([[self.initial_nav], self._nav[:-1]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(prev != 0, self._nav / prev - 1.0, 0.0)
+        return pd.Series(r, index=self._index, name="returns")
+
+    @functools.cached_property
+    def weights(self) -> pd.DataFrame:
+        return pd.DataFrame(self.weights_array, index=self._index, columns=list(self.symbols))
+
+    @functools.cached_property
+    def target_weights(self) -> pd.DataFrame:
+        return pd.DataFrame(self.target_weights_array, index=self._index,
+                            columns=list(self.symbols))
+
+    @functools.cached_property
+    def trades(self) -> pd.DataFrame:
+        from mts1b_GPUbacktester.kernels import REASONS
+
+        rows = []
+        for t, a, qty, price, comm, slip, reason in self._fills:
+            rows.append((self._index[t], self.symbols[a], "buy" if qty > 0 else "sell",
+                         float(qty), float(price), abs(float(qty) * float(price)), float(comm),
+                         float(slip), REASONS[reason]))
+        return pd.DataFrame(rows, columns=_FILL_COLUMNS)
+
+    @functools.cached_property
+    def costs(self) -> pd.DataFrame:
+        return pd.DataFrame(self._costs, index=self._index,
+                            columns=["commission", "slippage", "borrow", "traded"])
+
+    @property
+    def cost_breakdown(self) -> dict[str, float]:
+        """Totals in currency: commission, slippage, borrow, total, and traded notional."""
+        tot = self._costs.sum(axis=0)
+        return {"commission": float(tot[0]), "slippage": float(tot[1]),
+                "borrow": float(tot[2]), "total": float(tot[:3].sum()),
+                "traded_notional": float(tot[3])}
+
+    @property
+    def benchmark_returns(self) -> pd.Series | None:
+        if self._bench is None:
+            return None
+        return pd.Series(self._bench, index=self._index, name=self.benchmark_name or "benchmark")
+
+    @property
+    def exposure(self) -> pd.DataFrame:
+        """Gross, net, long and short exposure after each close, as fractions of NAV."""
+        w = np.nan_to_num(self.weights_array)
+        return pd.DataFrame({"gross": np.abs(w).sum(axis=1), "net": w.sum(axis=1),
+                             "long": np.clip(w, 0, None).sum(axis=1),
+                             "short": np.clip(w, None, 0).sum(axis=1)}, index=self._index)
+
+    @functools.cached_property
+    def turnover_series(self) -> pd.Series:
+        """One-way turnover per day (:func:`mts1b_quantkit.metrics.turnover` of the held
+        weights against the assets' close-to-close returns)."""
+        return pd.Series(qm.turnover(self.weights_array, self._asset_returns),
+                         index=self._index, name="turnover")
+
+    # -- metrics ------------------------------------------------------------------------------
+    @functools.cached_property
+    def metrics(self) -> dict[str, float]:
+        """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`."""
+        r = self.returns.to_numpy()
+        out = qm.summary(r, self._bench) if self._bench is not None else qm.summary(r)
+        out["cagr"] = float(qm.cagr(r))
+        out["volatility"] = float(qm.volatility(r))
+        out["total_return"] = float(qm.cum_returns_final(r))
+        out["turnover"] = float(self.turnover_series.mean())
+        out["final_nav"] = float(self._nav[-1])
+        return out
+
+    @property
+    def sharpe(self) -> float:
+        return self.metrics["sharpe"]
+
+    @property
+    def cagr(self) -> float:
+        return self.metrics["cagr"]
+
+    @property
+    def max_drawdown(self) -> float:
+        return self.metrics["max_drawdown"]
+
+    @property
+    def volatility(self) -> float:
+        return self.metrics["volatility"]
+
+    @property
+    def sortino(self) -> float:
+        return self.metrics["sortino"]
+
+    @property
+    def calmar(self) -> float:
+        return self.metrics["calmar"]
+
+    @property
+    def turnover(self) -> float:
+        return self.metrics["turnover"]
+
+    @property
+    def total_return(self) -> float:
+        return self.metrics["total_return"]
+
+    def __getattr__(self, name: str) -> float:
+        # only reached for names that are not attributes: the rest of quantkit's summary
+        if name.startswith("_"):
+            raise AttributeError(name)
+        m = self.metrics
+        if name in m:
+            return m[name]
+        raise AttributeError(f"BacktestResult has no attribute or metric {name!r}; metrics: "
+                             f"{sorted(m)}")
+
+    def metric(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Any :mod:`mts1b_quantkit.metrics` function applied to the daily returns, e.g.
+        ``result.metric("value_at_risk", cutoff=0.01)``."""
+        fn = getattr(qm, name, None)
+        if fn is None or not callable(fn):
+            raise AttributeError(f"mts1b_quantkit.metrics has no function {name!r}")
+        return fn(self.returns.to_numpy(), *args, **kwargs)
+
+    # -- views ------------------------------------------------------------------------------
+    def drawdown(self) -> pd.Series:
+        """Drawdown from the running peak (:func:`mts1b_quantkit.metrics.drawdown_series`)."""
+        return pd.Series(qm.drawdown_series(self.returns.to_numpy()), index=self._index,
+                         name="drawdown")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per day: equity, returns, drawdown, exposure, turnover, costs, benchmark."""
+        frame = pd.concat([self.equity, self.returns, self.drawdown(), self.exposure,
+                           self.turnover_series, self.costs], axis=1)
+        if self._bench is not None:
+            frame["benchmark_returns"] = self._bench
+        return frame
+
+    def report(self, path: str | Path = "tearsheet.html", *, title: str | None = None) -> Path:
+        """Write the self-contained HTML tearsheet to ``path`` and return the path."""
+        from mts1b_GPUbacktester.report import write_tearsheet
+
+        return write_tearsheet(self, path, title=title)
+
+    def summary(self) -> dict[str, float]:
+        """The headline numbers as a plain dict (a copy of :attr:`metrics`)."""
+        return dict(self.metrics)
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        return (f"BacktestResult({self._index[0].date()}..{self._index[-1].date()}, "
+                f"A={len(self.symbols)}, sharpe={m['sharpe']:.2f}, cagr={m['cagr']:.2%}, "
+                f"max_drawdown={m['max_drawdown']:.2%}, backend={self.backend['backend']})")

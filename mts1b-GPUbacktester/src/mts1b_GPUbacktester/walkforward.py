@@ -1,0 +1,124 @@
+"""Walk-forward optimisation: choose parameters in sample, record the out-of-sample result.
+
+For each split of a :mod:`mts1b_quantkit.cv` splitter over the trading days, the grid is run
+as a ladder on the training days, the combination with the best ``objective`` is chosen, and
+that combination is backtested on the test days (its factor sees all history up to each
+day, never the future). The out-of-sample record is the test days' returns chained together;
+each test fold starts from cash, so a fold's first trades are charged to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mts1b_GPUbacktester.data import resolve_universe
+from mts1b_GPUbacktester.engine import run_single
+from mts1b_GPUbacktester.errors import BacktestConfigError
+from mts1b_GPUbacktester.ladder import run_ladder
+from mts1b_GPUbacktester.result import BacktestResult
+
+__all__ = ["WalkForwardResult", "run_walk_forward"]
+
+
+@dataclass
+class WalkForwardResult:
+    """``folds``: one row per split (dates, chosen parameters, in-sample objective,
+    out-of-sample metrics). ``returns``: the chained out-of-sample daily returns.
+    ``results``: the out-of-sample :class:`BacktestResult` of each fold."""
+
+    folds: pd.DataFrame
+    returns: pd.Series
+    results: list[BacktestResult]
+    objective: str
+
+    @property
+    def equity(self) -> pd.Series:
+        from mts1b_quantkit import metrics as qm
+
+        return pd.Series(1.0 + np.asarray(qm.cum_returns(self.returns.to_numpy())),
+                         index=self.returns.index, name="oos_equity")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """quantkit's summary of the out-of-sample returns."""
+        from mts1b_quantkit import metrics as qm
+
+        return qm.summary(self.returns.to_numpy())
+
+
+def _splits(cv: Any, n: int) -> Iterable[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    for train, test in cv.split(np.arange(n)):
+        yield np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp)
+
+
+def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any]], *,
+                     universe: Any, start: Any = None, end: Any = None, cv: Any = None,
+                     n_splits: int = 5, objective: str = "sharpe",
+                     constraint: Callable[[dict[str, Any]], bool] | None = None,
+                     store: Any = None, warmup_days: int = 400, progress: bool = False,
+                     executor: str = "local", **run_kwargs: Any) -> WalkForwardResult:
+    """Walk-forward optimisation of ``factor`` over ``grid``.
+
+    ``cv`` is any splitter with ``split(X) -> (train_idx, test_idx)`` over the trading days
+    (default: ``mts1b_quantkit.cv.WalkForward(n_splits=n_splits)``). ``objective`` is a
+    column of the ladder table (``"sharpe"``, ``"cagr"``, ``"calmar"``...; higher is better).
+    ``run_kwargs`` (``rebal``, ``sizing``, ``cost_bps``, ``fill``, ...) go to both the
+    in-sample ladders and the out-of-sample runs.
+    """
+    if cv is None:
+        from mts1b_quantkit.cv import WalkForward
+
+        cv = WalkForward(n_splits=n_splits)
+    panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
+    dates = panel.dates
+    n = len(dates) - row0
+    folds: list[dict[str, Any]] = []
+    results: list[BacktestResult] = []
+    for k, (train, test) in enumerate(_splits(cv, n)):
+        if train.size == 0 or test.size == 0:
+            continue
+        tr0, tr1 = row0 + int(train.min()), row0 + int(train.max())
+        te0, te1 = row0 + int(test.min()), row0 + int(test.max())
+        if te0 <= tr1:
+            raise BacktestConfigError(
+                f"fold {k}: the test days must follow the training days (train ends "
+                f"{dates[tr1]}, test starts {dates[te0]})", field="cv", value=repr(cv))
+        ladder = run_ladder(factor, grid, universe=panel.until(dates[tr1]), start=dates[tr0],
+                            constraint=constraint, progress=progress, executor=executor,
+                            **run_kwargs)
+        if objective not in ladder.table:
+            raise BacktestConfigError(f"objective {objective!r} is not a ladder column "
+                                      f"({list(ladder.table.columns)})", field="objective",
+                                      value=objective)
+        best = ladder.best(objective)
+        params = {name: _plain(best[name]) for name in grid}
+        oos = run_single(factor=factor, params=params, universe=panel.until(dates[te1]),
+                         start=dates[te0], **run_kwargs)
+        results.append(oos)
+        folds.append({"fold": k, "train_start": dates[tr0], "train_end": dates[tr1],
+                      "test_start": dates[te0], "test_end": dates[te1], **params,
+                      f"is_{objective}": float(best[objective]),
+                      "oos_sharpe": oos.sharpe, "oos_total_return": oos.total_return,
+                      "oos_max_drawdown": oos.max_drawdown})
+    if not results:
+        raise BacktestConfigError("the splitter produced no usable fold", field="cv",
+                                  value=repr(cv))
+    returns = pd.concat([r.returns for r in results])
+    returns = returns[~returns.index.duplicated(keep="first")]
+    return WalkForwardResult(folds=pd.DataFrame(folds), returns=returns.rename("oos_returns"),
+                             results=results, objective=objective)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from a DataFrame row back to Python ints/floats."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
