@@ -14,7 +14,8 @@ EXPECTED = {
     "TargetPortfolio", "TaxLotMethod", "TimeInForce", "Trade", "TradingSession", "TradingState",
     "TradingStateChange", "UniversePanel", "ValidationFailed", "WireModel", "__version__",
     "check_publishable", "deterministic_id", "dlq_subject", "domain_of", "export_schemas",
-    "instrument_adapter", "model_for_subject", "new_event_id", "new_order_id", "parse_message",
+    "instrument_adapter", "missing_members", "model_for_subject", "new_event_id",
+    "new_order_id", "parse_message",
     "stream_name", "subject", "to_day", "uuid7",
 }
 

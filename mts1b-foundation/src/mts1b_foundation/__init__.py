@@ -77,6 +77,7 @@ from mts1b_foundation.protocols import (
     MarketDataProtocol,
     PublisherProtocol,
     SystemClock,
+    missing_members,
 )
 from mts1b_foundation.schema import export_schemas
 from mts1b_foundation.subjects import (
@@ -170,6 +171,7 @@ __all__ = [
     "domain_of",
     "export_schemas",
     "instrument_adapter",
+    "missing_members",
     "model_for_subject",
     "new_event_id",
     "new_order_id",
