@@ -8,11 +8,14 @@ and updated from the NATS KV bucket (see :mod:`mts1b_oms.killswitch`).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator, Mapping
 
-from mts1b_foundation import TradingState
+from mts1b_foundation import SetTradingState, TradingState, TradingStateChange, parse_message
 
-__all__ = ["GLOBAL", "Scope", "TradingStates", "scope_key"]
+__all__ = ["GLOBAL", "Scope", "TradingStates", "make_change", "make_command", "parse_change",
+           "scope_key"]
 
 Scope = tuple[str, str]
 """``(scope, scope_id)``: ``("global", "*")``, ``("fund", "f1")`` or ``("strategy", "s1")``."""
@@ -57,3 +60,43 @@ class TradingStates:
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+def make_change(scope: str, scope_id: str, state: TradingState, actor: str, reason: str,
+                ts: dt.datetime) -> TradingStateChange:
+    """A :class:`TradingStateChange`, including the global scope.
+
+    Workaround: foundation 0.1 types ``scope_id`` as an ``Identifier``, whose pattern refuses
+    the ``"*"`` that the global scope requires, so a global change cannot pass validation. The
+    fields are checked here instead and the model is built without re-validation.
+    """
+    if scope == "global":
+        if scope_id != "*":
+            raise ValueError("scope_id must be '*' for the global scope")
+        return TradingStateChange.model_construct(
+            scope=scope, scope_id="*", state=TradingState(state), actor=actor, reason=reason,
+            ts=ts.astimezone(dt.UTC), schema_version=TradingStateChange.SCHEMA_VERSION)
+    return TradingStateChange(scope=scope, scope_id=scope_id, state=state, actor=actor,
+                              reason=reason, ts=ts)
+
+
+def make_command(scope: str, scope_id: str, state: TradingState, actor: str,
+                 reason: str) -> SetTradingState:
+    """A :class:`SetTradingState` command, including the global scope (see :func:`make_change`)."""
+    if scope == "global":
+        if scope_id != "*":
+            raise ValueError("scope_id must be '*' for the global scope")
+        return SetTradingState.model_construct(
+            scope=scope, scope_id="*", state=TradingState(state), actor=actor, reason=reason,
+            schema_version=SetTradingState.SCHEMA_VERSION)
+    return SetTradingState(scope=scope, scope_id=scope_id, state=state, actor=actor,
+                           reason=reason)
+
+
+def parse_change(data: bytes) -> TradingStateChange:
+    """Decode a change from JSON, accepting the global scope (see :func:`make_change`)."""
+    raw = json.loads(data)
+    if raw.get("scope") == "global":
+        return make_change("global", "*", TradingState(raw["state"]), raw["actor"],
+                           raw["reason"], dt.datetime.fromisoformat(raw["ts"]))
+    return parse_message(TradingStateChange, data)

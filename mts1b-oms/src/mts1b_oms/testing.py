@@ -1,0 +1,134 @@
+"""A small broker test double for OMS tests and examples (not a venue simulator).
+
+:class:`RecordingBroker` satisfies :class:`~mts1b_foundation.BrokerProtocol`: it acknowledges
+every order (optionally fills it at once), treats a repeated ``order_id`` as a repeat (no second
+order, as the protocol requires), and records every call. With ``path`` it appends each *new*
+order id to a file (fsync'd) and reloads the file on start, so it survives the OMS process being
+killed - the crash-safety test uses that to prove no order reached it twice.
+
+For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+from mts1b_foundation import (
+    AccountSnapshot,
+    BrokerRejected,
+    ConnectionState,
+    ExecType,
+    ExecutionReport,
+    Order,
+    Position,
+)
+
+__all__ = ["RecordingBroker"]
+
+
+class RecordingBroker:
+    """See the module docstring. ``fill_price``: fill every order in full at this price."""
+
+    def __init__(self, *, name: str = "paper", fill_price: Decimal | str | None = None,
+                 path: str | os.PathLike[str] | None = None,
+                 positions: dict[str, Decimal] | None = None) -> None:
+        self._name = name
+        self.fill_price = Decimal(fill_price) if fill_price is not None else None
+        self.path = Path(path) if path else None
+        self.orders: dict[str, Order] = {}
+        self.submissions: list[str] = []  # every submit call, repeats included
+        self.new_orders: list[str] = []  # order ids that created an order here
+        self.canceled: list[str] = []
+        self.reject_next: str | None = None
+        self.held_positions: dict[str, Decimal] = dict(positions or {})
+        self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
+        self._trade = 0
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                rec = json.loads(line)
+                self.new_orders.append(rec["order_id"])
+                self.orders[rec["order_id"]] = Order.model_validate(rec["order"])
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.CONNECTED
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _report(self, order_id: str, exec_type: ExecType, **kw: object) -> ExecutionReport:
+        return ExecutionReport(broker=self._name, account_id="acc", order_id=order_id,
+                               exec_type=exec_type, ts=dt.datetime.now(dt.UTC), **kw)
+
+    async def submit(self, order: Order) -> ExecutionReport:
+        oid = order.order_id or ""
+        self.submissions.append(oid)
+        if self.reject_next is not None:
+            reason, self.reject_next = self.reject_next, None
+            raise BrokerRejected(reason, order_id=oid)
+        if oid not in self.orders:
+            self.orders[oid] = order
+            self.new_orders.append(oid)
+            if self.path:
+                with self.path.open("a") as fh:
+                    fh.write(json.dumps({"order_id": oid,
+                                         "order": order.model_dump(mode="json")}) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if self.fill_price is not None:
+                self._trade += 1
+                sym = order.instrument.symbol
+                self.held_positions[sym] = self.held_positions.get(sym, Decimal(0)) + (
+                    order.signed_quantity)
+                return self._report(oid, ExecType.FILL, trade_id=f"T-{oid}",
+                                    symbol=sym, side=order.side,
+                                    last_quantity=order.quantity, last_price=self.fill_price,
+                                    cumulative_quantity=order.quantity)
+        return self._report(oid, ExecType.ACK, leaves_quantity=order.quantity)
+
+    async def cancel(self, order_id: str) -> ExecutionReport:
+        if order_id not in self.orders:
+            raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
+        self.canceled.append(order_id)
+        return self._report(order_id, ExecType.CANCELED)
+
+    async def replace(self, order_id: str, *, quantity: Decimal | None = None,
+                      limit_price: Decimal | None = None,
+                      stop_price: Decimal | None = None) -> ExecutionReport:
+        if order_id not in self.orders:
+            raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
+        return self._report(order_id, ExecType.REPLACED)
+
+    async def open_orders(self, account_id: str | None = None) -> list[Order]:
+        return [o for oid, o in self.orders.items() if oid not in self.canceled]
+
+    async def positions(self, account_id: str) -> list[Position]:
+        now = dt.datetime.now(dt.UTC)
+        return [Position(fund_id=account_id, symbol=s, quantity=q, as_of=now)
+                for s, q in self.held_positions.items()]
+
+    async def account(self, account_id: str) -> AccountSnapshot:
+        return AccountSnapshot(broker=self._name, account_id=account_id, cash=Decimal(0),
+                               buying_power=Decimal(0), equity=Decimal(0),
+                               as_of=dt.datetime.now(dt.UTC))
+
+    def push(self, report: ExecutionReport) -> None:
+        """Queue an unsolicited report (a fill, a cancel) for :meth:`execution_reports`."""
+        self._reports.put_nowait(report)
+
+    async def execution_reports(self) -> AsyncIterator[ExecutionReport]:
+        while True:
+            yield await self._reports.get()

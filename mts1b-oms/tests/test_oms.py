@@ -1,0 +1,290 @@
+"""The OMS against a real PostgreSQL: idempotency, lifecycle persistence, outbox, kill switch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from mts1b_foundation import (
+    DenialCode,
+    Equity,
+    ExecType,
+    ExecutionReport,
+    Fill,
+    FundConfig,
+    InMemoryPublisher,
+    Order,
+    OrderStatus,
+    ReplaceRequest,
+    RiskEnvelope,
+    SetTradingState,
+    Side,
+    TradingState,
+)
+from mts1b_oms.oms import Oms
+from mts1b_oms.outbox import OutboxRelay
+from mts1b_oms.store import Store
+from mts1b_oms.testing import RecordingBroker
+
+pytestmark = pytest.mark.integration
+S = OrderStatus
+D = Decimal
+
+
+def fund(fund_id: str = "f1", **risk: Any) -> FundConfig:
+    env = RiskEnvelope.unrestricted().model_copy(update=risk)
+    return FundConfig(fund_id=fund_id, name="Fund", target_nav_usd=D(1_000_000), broker="paper",
+                      broker_account_id=f"acc-{fund_id}", risk=env)
+
+
+def order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",
+          symbol: str = "AAPL") -> Order:
+    return Order(idempotency_key=key, fund_id=fund_id, strategy_id="s1",
+                 instrument=Equity(symbol=symbol), side=side, quantity=D(qty))
+
+
+async def make(store: Store, broker: RecordingBroker, *funds: FundConfig, **kw: Any) -> Oms:
+    o = Oms(store, broker, list(funds) or [fund()], **kw)
+    o.set_price("AAPL", D(100))
+    await o.start(consume_reports=False)
+    return o
+
+
+async def test_submit_assigns_order_id_and_acks(store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    reply = await oms.submit(order("k1"))
+    assert reply.ok and reply.status is S.ACCEPTED and reply.order_id
+    assert reply.order_id.startswith("ord-")
+    assert broker.new_orders == [reply.order_id]
+    st = await store.load_order(reply.order_id)
+    assert st is not None and st.status is S.ACCEPTED
+    assert [e["event_type"] for e in await store.events(reply.order_id)] == [
+        "submitted", "accepted"]
+
+
+async def test_idempotency_key_resolves_to_same_order(store: Store,
+                                                      broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    first = await oms.submit(order("same"))
+    again = await oms.submit(order("same", qty="999"))
+    assert again.duplicate and again.order_id == first.order_id
+    assert broker.new_orders == [first.order_id] and len(broker.submissions) == 1
+    # a fresh OMS on the same store (a restart) still knows the key
+    oms2 = await make(store, broker)
+    third = await oms2.submit(order("same"))
+    assert third.duplicate and third.order_id == first.order_id
+
+
+async def test_idempotency_window_expiry_creates_new_order(store: Store,
+                                                           broker: RecordingBroker) -> None:
+    class Clock:
+        t = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+
+        def now(self) -> dt.datetime:
+            return self.t
+
+    clock = Clock()
+    oms = await make(store, broker, idempotency_window=dt.timedelta(seconds=10), clock=clock)
+    a = await oms.submit(order("w"))
+    clock.t += dt.timedelta(seconds=10)
+    assert (await oms.submit(order("w"))).order_id == a.order_id  # at the edge: same
+    clock.t += dt.timedelta(seconds=1)
+    b = await oms.submit(order("w"))
+    assert not b.duplicate and b.order_id != a.order_id
+
+
+async def test_pending_order_resent_with_same_id_on_retry(store: Store,
+                                                          broker: RecordingBroker) -> None:
+    from mts1b_foundation import BrokerUnknownOutcome
+
+    oms = await make(store, broker)
+    real = broker.submit
+
+    async def timeout(o: Order) -> ExecutionReport:
+        raise BrokerUnknownOutcome("timeout after send")
+
+    broker.submit = timeout  # type: ignore[method-assign]
+    first = await oms.submit(order("u"))
+    assert first.ok and first.status is S.PENDING
+    broker.submit = real  # type: ignore[method-assign]
+    again = await oms.submit(order("u"))
+    assert again.duplicate and again.status is S.ACCEPTED and again.order_id == first.order_id
+    assert broker.new_orders == [first.order_id]
+
+
+async def test_denial_is_event_and_row_and_repeat_returns_it(store: Store,
+                                                             broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund(max_order_quantity=D(5)))
+    reply = await oms.submit(order("big", qty="6"))
+    assert not reply.ok and reply.status is S.DENIED and reply.code == "MAX_QUANTITY"
+    assert reply.denial is not None and reply.denial.context["limit"] == "5"
+    assert broker.submissions == []
+    rows = await store.denials("f1")
+    assert [(r["code"], r["gate"]) for r in rows] == [("MAX_QUANTITY", "order_size")]
+    again = await oms.submit(order("big", qty="6"))
+    assert again.duplicate and again.denial == reply.denial
+
+
+async def test_broker_reject(store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    broker.reject_next = "no buying power"
+    reply = await oms.submit(order("r"))
+    assert not reply.ok and reply.status is S.REJECTED
+    ev = await store.events(reply.order_id or "")
+    assert ev[-1]["reason"] == "no buying power"
+
+
+async def test_fills_update_positions_once_per_trade(store: Store,
+                                                     broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    r = await oms.submit(order("f", qty="10"))
+    oid = r.order_id or ""
+    now = dt.datetime.now(dt.UTC)
+    rep = ExecutionReport(broker="paper", account_id="acc-f1", order_id=oid,
+                          exec_type=ExecType.PARTIAL_FILL, ts=now, trade_id="T1", symbol="AAPL",
+                          side=Side.BUY, last_quantity=D(4), last_price=D(100))
+    await oms.on_execution_report(rep)
+    await oms.on_execution_report(rep)  # duplicate trade id: applied once
+    assert oms.positions("f1") == {"AAPL": D(4)}
+    await oms.on_execution_report(rep.model_copy(update={
+        "trade_id": "T2", "exec_type": ExecType.FILL, "last_quantity": D(6),
+        "last_price": D(110)}))
+    st = await store.load_order(oid)
+    assert st is not None and st.status is S.FILLED
+    [(_, _, _, p)] = await store.positions("f1")
+    assert p.quantity == 10 and p.avg_cost == D(106)
+    # overfill refused and alerted, nothing changes
+    await oms.on_execution_report(rep.model_copy(update={"trade_id": "T3"}))
+    assert oms.positions("f1") == {"AAPL": D(10)}
+    assert any("impossible" in a.text or "overfill" in a.text for a in oms.alerts)
+    # bust T2: the position is rebuilt from what stands
+    await oms.bust(oid, "T2")
+    [(_, _, _, p)] = await store.positions("f1")
+    assert p.quantity == 4 and p.avg_cost == 100
+    assert (await store.load_order(oid)).status is S.PARTIALLY_FILLED  # type: ignore[union-attr]
+    # correction of T1's price
+    await oms.correct(Fill(trade_id="T1", order_id=oid, fund_id="f1", symbol="AAPL",
+                           side=Side.BUY, quantity=D(4), price=D(90), ts=now))
+    [(_, _, _, p)] = await store.positions("f1")
+    assert p.quantity == 4 and p.avg_cost == 90
+
+
+async def test_cancel_and_replace(store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    r = await oms.submit(order("c", qty="10"))
+    oid = r.order_id or ""
+    rep = await oms.replace(ReplaceRequest(order_id=oid, quantity=D(20)))
+    assert rep.ok and rep.status is S.ACCEPTED
+    assert (await store.load_order(oid)).quantity == 20  # type: ignore[union-attr]
+    c = await oms.cancel(oid)
+    assert c.ok and c.status is S.CANCELED and broker.canceled == [oid]
+    again = await oms.cancel(oid)
+    assert not again.ok and again.code == "OMS.NOT_OPEN"
+    unknown = await oms.cancel("ord-nope")
+    assert unknown.code == "OMS.UNKNOWN_ORDER"
+
+
+async def test_impossible_report_is_alert_not_crash(store: Store,
+                                                    broker: RecordingBroker) -> None:
+    oms = await make(store, broker)
+    r = await oms.submit(order("i"))
+    oid = r.order_id or ""
+    await oms.cancel(oid)
+    st = await oms.on_execution_report(ExecutionReport(
+        broker="paper", account_id="a", order_id=oid, exec_type=ExecType.REPLACED,
+        ts=dt.datetime.now(dt.UTC)))
+    assert st is not None and st.status is S.CANCELED
+    assert oms.alerts and "impossible transition" in oms.alerts[-1].text
+
+
+async def test_outbox_relay_publishes_each_event_once(store: Store,
+                                                      broker: RecordingBroker) -> None:
+    pub = InMemoryPublisher()
+    relay = OutboxRelay(store, pub)
+    oms = await make(store, broker, relay=relay)
+    r = await oms.submit(order("o"))
+    await oms.cancel(r.order_id or "")
+    assert await relay.drain() == 4
+    assert await relay.drain() == 0
+    subjects = [s for s, _, _ in pub.published]
+    assert subjects == ["mts.v1.oms.orders.submitted", "mts.v1.oms.orders.accepted",
+                        "mts.v1.oms.orders.cancel_requested", "mts.v1.oms.orders.canceled"]
+    assert all(msg_id == m.event_id for _, m, msg_id in pub.published)  # type: ignore[attr-defined]
+
+
+async def test_outbox_failed_publish_stays_for_retry(store: Store,
+                                                     broker: RecordingBroker) -> None:
+    class Flaky(InMemoryPublisher):
+        fail = True
+
+        async def publish(self, subject: str, message: Any, *, msg_id: str | None = None) -> None:
+            if self.fail:
+                raise RuntimeError("nats down")
+            await super().publish(subject, message, msg_id=msg_id)
+
+    pub = Flaky()
+    relay = OutboxRelay(store, pub)
+    oms = await make(store, broker)
+    await oms.submit(order("x"))
+    with pytest.raises(RuntimeError):
+        await relay.publish_pending()
+    assert await store.unpublished_count() == 2
+    pub.fail = False
+    assert await relay.drain() == 2
+
+
+async def test_halt_cancels_working_orders_and_only_resume_clears(
+        store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund("f1"), fund("f2"))
+    a = await oms.submit(order("a1"))
+    b = await oms.submit(order("b1", fund_id="f2"))
+    reply = await oms.set_trading_state(SetTradingState(
+        scope="fund", scope_id="f1", state=TradingState.HALTED, actor="ops", reason="test"))
+    assert reply.ok and reply.context["canceled"] == 1
+    assert (await store.load_order(a.order_id or "")).status is S.CANCELED  # type: ignore[union-attr]
+    assert (await store.load_order(b.order_id or "")).status is S.ACCEPTED  # type: ignore[union-attr]
+    denied = await oms.submit(order("a2"))
+    assert denied.code == DenialCode.TRADING_HALTED.value
+    # the halt survives a restart (PostgreSQL is the system of record)
+    oms2 = await make(store, broker, fund("f1"), fund("f2"))
+    assert (await oms2.submit(order("a3"))).code == DenialCode.TRADING_HALTED.value
+    await oms2.set_trading_state(SetTradingState(
+        scope="fund", scope_id="f1", state=TradingState.ACTIVE, actor="ops", reason="ok"))
+    assert (await oms2.submit(order("a4"))).ok
+
+
+async def test_global_halt_cancels_everything(store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund("f1"), fund("f2"))
+    await oms.submit(order("g1"))
+    await oms.submit(order("g2", fund_id="f2"))
+    reply = await oms.halt(actor="ops", reason="all")
+    assert reply.context["canceled"] == 2 and await store.open_orders() == []
+
+
+async def test_drawdown_breach_switches_fund_state(store: Store, broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund(max_drawdown_pct=D("0.1"),
+                                         drawdown_action=TradingState.REDUCING))
+    await oms.update_nav("f1", D(1_000_000))
+    await oms.update_nav("f1", D(800_000))
+    reply = await oms.submit(order("dd"))
+    assert reply.code == "DRAWDOWN_HALT"
+    assert oms.states.get("fund", "f1") is TradingState.REDUCING
+    assert (await store.trading_states()) == [("fund", "f1", TradingState.REDUCING)]
+
+
+async def test_reconcile_reports_mismatch(store: Store) -> None:
+    broker = RecordingBroker(fill_price="100")
+    oms = await make(store, broker)
+    await oms.submit(order("p1", qty="10"))
+    assert await oms.reconcile("f1") == []
+    broker.held_positions["AAPL"] = D(12)
+    [m] = await oms.reconcile("f1")
+    assert (m.symbol, m.oms_quantity, m.broker_quantity) == ("AAPL", D(10), D(12))
+    assert oms.positions("f1") == {"AAPL": D(10)}  # reported, not overwritten
+
+
+async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
+    assert await store.migration_versions() == [1]
+    assert await store.migrate() == []
