@@ -1,0 +1,222 @@
+"""``mts mts1b-oms serve``: the OMS as a NATS service.
+
+- Commands by request/reply on ``mts.v1.oms.commands.submit|cancel|replace|state``; each gets a
+  :class:`~mts1b_foundation.CommandReply`. A payload that does not decode is answered with an
+  error and dead-lettered to ``mts.v1.dlq.oms`` with the reason (the platform Bus does this); the
+  service keeps running.
+- Events leave through the PostgreSQL outbox and the :class:`~mts1b_oms.outbox.OutboxRelay`.
+- The kill switch fans out through the KV bucket ``mts_oms_trading_state``: every instance
+  watches it, applies changes at once and cancels the working orders of a halted scope.
+- Reference prices come from ``mts.v1.datalake.bars.*`` / ``quotes.*`` (core NATS) and from an
+  optional prices file.
+- SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, flush the outbox, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from mts1b_foundation import (
+    Bar,
+    BrokerProtocol,
+    CancelOrder,
+    CommandReply,
+    FundConfig,
+    MtsError,
+    Quote,
+    ReplaceOrder,
+    SubmitOrder,
+    TradingState,
+    TradingStateChange,
+    parse_message,
+)
+from mts1b_platform.bus import Bus
+from mts1b_platform.logging import get_logger
+
+from mts1b_oms.oms import Oms
+from mts1b_oms.outbox import OutboxRelay
+from mts1b_oms.store import Store
+from mts1b_oms.tradingstate import make_command, parse_change, scope_key
+
+__all__ = ["KV_BUCKET", "KvFanout", "ServeOptions", "load_broker", "load_funds", "run_service"]
+
+KV_BUCKET = "mts_oms_trading_state"
+_log = get_logger("mts1b_oms.service")
+
+
+class ServiceError(MtsError):
+    code = "OMS.SERVICE"
+
+
+def load_broker(spec: str, **kwargs: Any) -> BrokerProtocol:
+    """A broker by entry-point name (group ``mts1b.brokers``, e.g. ``paper``) or by
+    ``module:attribute``; called with ``kwargs``. The OMS never imports a broker library."""
+    if ":" in spec:
+        module, _, attr = spec.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    else:
+        found = {ep.name: ep for ep in entry_points(group="mts1b.brokers")}
+        if spec not in found:
+            raise ServiceError(f"no broker {spec!r} in entry-point group mts1b.brokers; "
+                               f"installed: {sorted(found)}", broker=spec)
+        factory = found[spec].load()
+    broker = factory(**kwargs)
+    if not isinstance(broker, BrokerProtocol):
+        raise ServiceError(f"{spec} does not satisfy BrokerProtocol", broker=spec)
+    return broker
+
+
+def load_funds(path: str | os.PathLike[str]) -> list[FundConfig]:
+    """Fund configs from a JSON file holding a list of FundConfig objects."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        data = [data]
+    return [parse_message(FundConfig, item) for item in data]
+
+
+class KvFanout:
+    """Kill-switch fan-out through a NATS KV bucket (one key per scope)."""
+
+    def __init__(self, kv: Any) -> None:
+        self.kv = kv
+
+    async def put(self, change: TradingStateChange) -> None:
+        await self.kv.put(scope_key(change.scope, change.scope_id), change.to_json())
+
+
+@dataclass
+class ServeOptions:
+    dsn: str
+    funds: list[FundConfig]
+    broker: str = "paper"
+    broker_args: dict[str, Any] = field(default_factory=dict)
+    schema: str = "mts_oms"
+    namespace: str | None = None
+    nats_url: str | None = None
+    prices: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+async def _watch_states(oms: Oms, kv: Any) -> None:
+    async for _key, value in kv.watch():
+        if value is None:
+            continue
+        try:
+            change = parse_change(value)
+        except Exception as exc:
+            _log.error("bad kill-switch value in KV", error=repr(exc))
+            continue
+        current = oms.states.get(change.scope, change.scope_id)
+        oms.apply_state_change(change)
+        if change.state is TradingState.HALTED:
+            n = await oms.cancel_all(change.scope, change.scope_id, reason=f"halt: "
+                                     f"{change.reason}")
+            if n or current is not TradingState.HALTED:
+                _log.warning("halt seen on KV: working orders canceled", scope=change.scope,
+                             scope_id=change.scope_id, canceled=n)
+
+
+async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
+                      stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain."""
+    overrides: dict[str, Any] = {"name": "mts1b-oms"}
+    if opts.namespace:
+        overrides["namespace"] = opts.namespace
+    if opts.nats_url:
+        overrides["url"] = opts.nats_url
+    bus = await Bus.connect(**overrides)
+    await bus.declare_streams(["oms", "operations"])
+    store = await Store.open(opts.dsn, schema=opts.schema)
+    broker = load_broker(opts.broker, **opts.broker_args)
+    await broker.connect()
+    relay = OutboxRelay(store, bus)
+    kv = await bus.kv(KV_BUCKET)
+    oms = Oms(store, broker, opts.funds, relay=relay, fanout=KvFanout(kv))
+    for sym, px in opts.prices.items():
+        oms.set_price(sym, px)
+    await oms.start()
+    relay.start()
+    watcher = asyncio.get_running_loop().create_task(_watch_states(oms, kv))
+
+    async def on_submit(cmd: SubmitOrder) -> CommandReply:
+        return await oms.submit(cmd.order)
+
+    async def on_cancel(cmd: CancelOrder) -> CommandReply:
+        return await oms.cancel(cmd.order_id, cmd.reason)
+
+    async def on_replace(cmd: ReplaceOrder) -> CommandReply:
+        return await oms.replace(cmd.replace)
+
+    subs = [
+        await bus.serve("mts.v1.oms.commands.submit", on_submit),
+        await bus.serve("mts.v1.oms.commands.cancel", on_cancel),
+        await bus.serve("mts.v1.oms.commands.replace", on_replace),
+    ]
+
+    async def on_state(msg: Any) -> None:
+        # Served directly (not bus.serve): foundation 0.1 cannot validate the global scope.
+        try:
+            raw = json.loads(msg.data)
+            cmd = make_command(raw["scope"], raw.get("scope_id", "*"),
+                               TradingState(raw["state"]), str(raw["actor"]), str(raw["reason"]))
+        except Exception as exc:
+            reason = f"invalid SetTradingState: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await bus.dead_letter("mts.v1.oms.commands.state", msg.data,
+                                      dict(msg.headers or {}), reason=reason)
+            reply = CommandReply(ok=False, code="FOUNDATION.VALIDATION", message=reason[:4000])
+        else:
+            reply = await oms.set_trading_state(cmd)
+        if msg.reply:
+            await msg.respond(reply.to_json())
+
+    subs.append(await bus.nc.subscribe(bus.wire_subject("mts.v1.oms.commands.state"),
+                                       cb=on_state))
+
+    async def on_price(msg: Any) -> None:
+        try:
+            if ".bars." in msg.subject:
+                bar = parse_message(Bar, msg.data)
+                oms.set_price(bar.symbol, bar.close)
+            else:
+                q = parse_message(Quote, msg.data)
+                oms.set_price(q.symbol, (q.bid + q.ask) / 2)
+        except Exception as exc:
+            _log.debug("ignored market data", error=repr(exc))
+
+    for pattern in ("mts.v1.datalake.bars.*", "mts.v1.datalake.quotes.*"):
+        subs.append(await bus.nc.subscribe(bus.wire_subject(pattern), cb=on_price))
+
+    done = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, done.set)
+    _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
+              namespace=opts.namespace or "")
+    if ready is not None:
+        ready.set()
+    await done.wait()
+    _log.info("oms draining")
+    for sub in subs:  # stop taking commands; handlers in hand finish
+        with contextlib.suppress(Exception):
+            await sub.drain()  # type: ignore[no-untyped-call]
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await watcher
+    await relay.stop()  # flushes the outbox while NATS is still up
+    await oms.stop()
+    await bus.drain()
+    await broker.close()
+    await store.close()
+    _log.info("oms stopped")
