@@ -1,0 +1,231 @@
+"""Black-Litterman (1992) posterior returns, covariance and weights, as PyPortfolioOpt's
+``BlackLittermanModel``.
+
+* prior ``pi``: market-implied ``delta * C @ w_mkt + rf`` (from market caps), equal, or given;
+* views: ``P @ r = Q`` (``P`` ``(K, N)`` picking matrix, ``Q`` ``(K,)``), or absolute views
+  ``{asset: expected return}``;
+* ``omega`` (view uncertainty, ``(K, K)``): ``"default"`` (He & Litterman:
+  ``diag(tau P C P')``), ``"idzorek"`` (from ``view_confidences`` in ``[0, 1]``, Walters' closed
+  form) or an explicit matrix;
+* posterior returns ``pi + tau C P' (P tau C P' + omega)^-1 (Q - P pi)``; posterior covariance
+  ``C + tau C - tau C P' (P tau C P' + omega)^-1 P tau C``; weights ``(delta C)^-1 r_post``
+  normalised to sum to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from mts1b_quantkit.covariance import check_covariance
+from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
+
+__all__ = [
+    "BlackLittermanResult",
+    "black_litterman",
+    "idzorek_omega",
+    "market_implied_prior_returns",
+    "market_implied_risk_aversion",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class BlackLittermanResult(NamedTuple):
+    """Posterior expected returns ``(N,)``, posterior covariance ``(N, N)``, the weights they
+    imply ``(N,)`` (sum 1), and the prior ``(N,)`` and ``omega`` ``(K, K)`` that were used."""
+
+    returns: FloatArray
+    cov: FloatArray
+    weights: FloatArray
+    prior: FloatArray
+    omega: FloatArray
+
+
+def _arr(x: Any) -> FloatArray:
+    if hasattr(x, "to_numpy"):
+        x = x.to_numpy(dtype=np.float64)
+    return np.asarray(x, dtype=np.float64)
+
+
+def market_implied_prior_returns(market_caps: Any, risk_aversion: float, cov: Any, *,
+                                 risk_free_rate: float = 0.0) -> FloatArray:
+    """Equilibrium returns ``delta * C @ (caps / sum(caps)) + rf`` (reverse optimisation)."""
+    c = check_covariance(cov, require_pd=False)
+    caps = _arr(list(market_caps.values()) if isinstance(market_caps, Mapping) else market_caps)
+    caps = caps.reshape(-1)
+    if caps.shape != (c.shape[0],):
+        raise OptimizationError(f"market_caps must have {c.shape[0]} entries; got {caps.shape}",
+                                field="market_caps", value=caps.shape)
+    if not (np.isfinite(caps).all() and caps.sum() > 0):
+        raise OptimizationError("market_caps must be finite with a positive total",
+                                field="market_caps")
+    return np.asarray(risk_aversion * c @ (caps / caps.sum()) + risk_free_rate)
+
+
+def market_implied_risk_aversion(market_prices: Any, *, periods_per_year: float = 252,
+                                 risk_free_rate: float = 0.0) -> float:
+    """``delta = (E[R_m] - rf) / Var(R_m)``, annualized from the market's price series
+    (``pct_change``, NaN dropped, ``ddof=1``)."""
+    p = _arr(market_prices).reshape(-1)
+    p = p[~np.isnan(p)]
+    if p.size < 3:
+        raise OptimizationError("market_prices needs at least 3 prices", field="market_prices",
+                                value=int(p.size))
+    r = p[1:] / p[:-1] - 1.0
+    return float((r.mean() * periods_per_year - risk_free_rate)
+                 / (r.var(ddof=1) * periods_per_year))
+
+
+def idzorek_omega(view_confidences: Any, cov: Any, P: Any, tau: float) -> FloatArray:
+    """Idzorek's method in Walters' closed form: ``omega_k = tau (1 - c_k) / c_k * p_k C p_k'``
+    (``c_k = 0`` gives ``1e6``, i.e. the view is ignored)."""
+    c = np.asarray(cov, dtype=np.float64)
+    p = np.atleast_2d(np.asarray(P, dtype=np.float64))
+    conf = _arr(view_confidences).reshape(-1)
+    if conf.shape != (p.shape[0],):
+        raise OptimizationError(f"view_confidences needs one value per view ({p.shape[0]}); got "
+                                f"{conf.shape}", field="view_confidences", value=conf.shape)
+    if ((conf < 0) | (conf > 1) | np.isnan(conf)).any():
+        raise OptimizationError(f"view_confidences must be in [0, 1]; got {conf.tolist()}",
+                                field="view_confidences", value=conf.tolist())
+    out = np.empty(conf.size)
+    for k, ck in enumerate(conf):
+        if ck == 0:
+            out[k] = 1e6
+        else:
+            out[k] = tau * (1 - ck) / ck * float(p[k] @ c @ p[k])
+    return np.diag(out)
+
+
+def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
+           absolute_views: Mapping[str, float] | None) -> tuple[FloatArray, FloatArray]:
+    n = cov.shape[0]
+    if absolute_views is not None:
+        if P is not None or Q is not None:
+            raise OptimizationError("give absolute_views or P and Q, not both",
+                                    field="absolute_views")
+        if assets is None:
+            raise OptimizationError("absolute_views need asset names: pass assets=[...] or a "
+                                    "labelled covariance DataFrame", field="assets")
+        index = {a: i for i, a in enumerate(assets)}
+        q = np.zeros(len(absolute_views))
+        p = np.zeros((len(absolute_views), n))
+        for k, (name, value) in enumerate(absolute_views.items()):
+            if name not in index:
+                raise OptimizationError(f"view on {name!r}, which is not in the universe",
+                                        field="absolute_views", value=name)
+            q[k] = float(value)
+            p[k, index[name]] = 1.0
+        return p, q
+    if Q is None:
+        raise OptimizationError("no views: give Q (and P) or absolute_views", field="Q")
+    q = _arr(Q).reshape(-1)
+    if P is None:
+        if q.size != n:
+            raise OptimizationError(f"without P, Q needs one view per asset ({n}); got {q.size}",
+                                    field="P")
+        return np.eye(n), q
+    p = np.atleast_2d(_arr(P))
+    if p.shape != (q.size, n):
+        raise OptimizationError(f"P must be (K, N) = ({q.size}, {n}); got {p.shape}", field="P",
+                                value=p.shape)
+    return p, q
+
+
+def _solve(a: FloatArray, b: FloatArray, what: str) -> FloatArray:
+    if np.linalg.cond(a) > 1e14:
+        raise SingularCovarianceError(f"{what} is singular (condition number "
+                                      f"{np.linalg.cond(a):.3g})", field=what)
+    try:
+        out = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError as exc:
+        raise SingularCovarianceError(f"{what} is singular: {exc}", field=what) from exc
+    if not np.isfinite(out).all():  # pragma: no cover - solve raises first
+        raise SingularCovarianceError(f"{what} is numerically singular", field=what)
+    return np.asarray(out)
+
+
+def black_litterman(
+    cov: Any,
+    *,
+    pi: Any | Literal["market", "equal"] | None = None,
+    market_caps: Any = None,
+    risk_aversion: float = 1.0,
+    risk_free_rate: float = 0.0,
+    P: Any = None,
+    Q: Any = None,
+    absolute_views: Mapping[str, float] | None = None,
+    omega: Any | Literal["default", "idzorek"] | None = None,
+    view_confidences: Any = None,
+    tau: float = 0.05,
+    assets: Sequence[str] | None = None,
+) -> BlackLittermanResult:
+    """Black-Litterman posterior and weights.
+
+    ``pi`` is an ``(N,)`` prior, ``"market"`` (needs ``market_caps``), ``"equal"`` (``1/N``) or
+    ``None`` (``"market"`` when ``market_caps`` is given; otherwise an error). ``tau`` must be in
+    ``(0, 1]`` and ``risk_aversion > 0``. Asset names come from ``assets`` or from a labelled
+    ``cov`` DataFrame (needed for ``absolute_views``). Numbers equal PyPortfolioOpt's
+    ``BlackLittermanModel(...).bl_returns()``, ``.bl_cov()`` and ``.bl_weights()``.
+    """
+    if assets is None and hasattr(cov, "columns"):
+        assets = [str(c) for c in cov.columns]
+    c = check_covariance(cov, require_pd=False)
+    n = c.shape[0]
+    if not 0 < tau <= 1:
+        raise OptimizationError(f"tau must be in (0, 1]; got {tau!r}", field="tau", value=tau)
+    if not risk_aversion > 0:
+        raise OptimizationError(f"risk_aversion must be > 0; got {risk_aversion!r}",
+                                field="risk_aversion", value=risk_aversion)
+    if pi is None:
+        if market_caps is None:
+            raise OptimizationError("give a prior: pi=array, pi='equal', or market_caps for the "
+                                    "market-implied prior", field="pi")
+        pi = "market"
+    if isinstance(pi, str):
+        if pi == "market":
+            if market_caps is None:
+                raise OptimizationError("pi='market' needs market_caps", field="market_caps")
+            prior = market_implied_prior_returns(market_caps, risk_aversion, c,
+                                                 risk_free_rate=risk_free_rate)
+        elif pi == "equal":
+            prior = np.full(n, 1.0 / n)
+        else:
+            raise OptimizationError(f"unknown prior {pi!r}; use 'market', 'equal' or an array",
+                                    field="pi", value=pi)
+    else:
+        prior = _arr(pi).reshape(-1)
+        if prior.shape != (n,):
+            raise OptimizationError(f"pi must have {n} entries; got {prior.shape}", field="pi",
+                                    value=prior.shape)
+    p, q = _views(c, assets, P, Q, absolute_views)
+    k = q.size
+    if omega is None or (isinstance(omega, str) and omega == "default"):
+        om = np.diag(np.diag(tau * p @ c @ p.T))
+    elif isinstance(omega, str) and omega == "idzorek":
+        if view_confidences is None:
+            raise OptimizationError("omega='idzorek' needs view_confidences (one per view, in "
+                                    "[0, 1])", field="view_confidences")
+        om = idzorek_omega(view_confidences, c, p, tau)
+    elif isinstance(omega, str):
+        raise OptimizationError(f"unknown omega {omega!r}; use 'default', 'idzorek' or a matrix",
+                                field="omega", value=omega)
+    else:
+        om = np.atleast_2d(_arr(omega))
+        if om.shape != (k, k):
+            raise OptimizationError(f"omega must be (K, K) = ({k}, {k}); got {om.shape}",
+                                    field="omega", value=om.shape)
+    tau_sigma_p = tau * c @ p.T
+    a = p @ tau_sigma_p + om
+    post = prior + tau_sigma_p @ _solve(a, q - p @ prior, "P tau C P' + omega")
+    post_cov = c + tau * c - tau_sigma_p @ _solve(a, tau_sigma_p.T, "P tau C P' + omega")
+    raw = _solve(risk_aversion * c, post, "the covariance matrix")
+    total = raw.sum()
+    if total == 0:
+        raise OptimizationError("the implied weights sum to zero and cannot be normalised",
+                                field="weights")
+    return BlackLittermanResult(np.asarray(post), np.asarray(post_cov), raw / total, prior, om)
