@@ -9,7 +9,9 @@ benchmarks are not scanned. Two kinds of finding:
     not reported. When two classes match, their matching methods are not reported again.
 ``canonical``
     a module-level or nested function or class (not a method) whose name is one of a primitive's
-    names or aliases, defined outside that primitive's home module.
+    names or aliases, defined outside that primitive's home module. A definition that delegates
+    (uses the primitive imported from its home, as in a cached accessor or a thin adapter) is
+    not a second implementation and is not reported.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Definition:
     parent: str | None
     digest: str
     size: int
+    refs: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -101,7 +104,45 @@ class Report:
         )
 
 
-def _definitions(tree: ast.AST, *, library: str, module: str, path: str) -> Iterator[Definition]:
+def _imports(tree: ast.AST, package: str) -> dict[str, str]:
+    """Local name -> the dotted name it is bound to, for every import in a module (any depth).
+
+    ``package`` is the module's package, to resolve relative imports.
+    """
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                bound[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join([*(parts if node.level else []), *([node.module] if node.module
+                                                              else [])])
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+    return bound
+
+
+def _references(node: ast.AST, bound: dict[str, str]) -> frozenset[str]:
+    """Dotted names of the imported objects a definition uses (``np.linalg.inv`` ->
+    ``numpy.linalg.inv``)."""
+    refs: set[str] = set()
+    for sub in ast.walk(node):
+        chain: list[str] = []
+        while isinstance(sub, ast.Attribute):
+            chain.append(sub.attr)
+            sub = sub.value
+        if isinstance(sub, ast.Name) and sub.id in bound:
+            refs.add(".".join([bound[sub.id], *reversed(chain)]))
+    return frozenset(refs)
+
+
+def _definitions(
+    tree: ast.AST, *, library: str, module: str, path: str, is_package: bool
+) -> Iterator[Definition]:
+    bound = _imports(tree, module if is_package else module.rpartition(".")[0])
+
     def walk(node: ast.AST, prefix: str, parent: str | None, in_class: bool) -> Iterator[
         Definition
     ]:
@@ -111,7 +152,7 @@ def _definitions(tree: ast.AST, *, library: str, module: str, path: str) -> Iter
                 fp = fingerprint(child)
                 definition = Definition(
                     library, module, qualname, path, child.lineno, in_class, parent,
-                    fp.digest, fp.size,
+                    fp.digest, fp.size, _references(child, bound),
                 )
                 yield definition
                 yield from walk(
@@ -137,7 +178,8 @@ def collect(root: Path) -> tuple[list[Definition], list[Finding], int]:
                 errors.append(Finding("parse", rel, "", f"cannot parse: {exc}"))
                 continue
             definitions.extend(
-                _definitions(tree, library=lib.name, module=source.module, path=rel)
+                _definitions(tree, library=lib.name, module=source.module, path=rel,
+                             is_package=source.path.name == "__init__.py")
             )
     return definitions, errors, len(libraries)
 
@@ -164,6 +206,15 @@ def duplicate_pairs(
     ]
 
 
+def _delegates(d: Definition, primitive: Primitive) -> bool:
+    """Whether ``d`` uses the primitive itself, imported from its home."""
+    return any(
+        primitive.is_home(ref.rpartition(".")[0]) and name_key(ref.rpartition(".")[2])
+        in primitive.keys
+        for ref in d.refs
+    )
+
+
 def canonical_violations(
     definitions: Sequence[Definition], primitives: Iterable[Primitive]
 ) -> list[tuple[Definition, Primitive, Definition | None]]:
@@ -173,7 +224,7 @@ def canonical_violations(
     candidates: list[tuple[Definition, Primitive]] = []
     for d in definitions:
         primitive = by_key.get(name_key(d.name))
-        if primitive is None or d.is_method:
+        if primitive is None or d.is_method or _delegates(d, primitive):
             continue
         if primitive.is_home(d.module):
             homes.setdefault(primitive.name, d)

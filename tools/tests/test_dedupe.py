@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tools.dedupe import fingerprint, scan
+from tools.dedupe import (
+    DEFAULT_ALLOWLIST,
+    DEFAULT_CANONICAL,
+    fingerprint,
+    load_allowlist,
+    load_canonical,
+    scan,
+)
 from tools.dedupe.__main__ import main
 from tools.dedupe.scan import Report
 
@@ -255,6 +262,46 @@ def test_methods_and_imports_of_a_primitive_are_fine(
     assert run(tmp_path, lists).ok
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from mts1b_a.metrics import sharpe as _s\n\ndef sharpe_ratio(r):\n    return _s(r)\n",
+        "import mts1b_a.metrics\n\ndef _sharpe(r):\n    return mts1b_a.metrics.sharpe(r)\n",
+        "def sharpe(r):\n    from mts1b_a import metrics as m\n    return m.sharpe(r) * 2\n",
+    ],
+    ids=["from-import", "module-import", "local-import"],
+)
+def test_wrapper_that_delegates_to_the_home_is_fine(
+    tmp_path: Path, lists: tuple[Path, Path], code: str
+) -> None:
+    repo = tmp_path / "repo"
+    write(repo, "a", "metrics", SHARPE)
+    write(repo, "b", "perf", code)
+    assert run(tmp_path, lists).ok
+
+
+def test_reimplementation_next_to_an_unused_import_is_caught(
+    tmp_path: Path, lists: tuple[Path, Path]
+) -> None:
+    repo = tmp_path / "repo"
+    write(repo, "a", "metrics", SHARPE)
+    write(repo, "b", "perf", "from mts1b_a.metrics import sharpe as s, cagr\n" + SHARPE.replace(
+        "return sum", "return cagr(returns) or sum"))
+    assert kinds(run(tmp_path, lists)) == ["canonical"]
+
+
+def test_relative_import_from_the_home_counts_as_delegation(
+    tmp_path: Path, lists: tuple[Path, Path]
+) -> None:
+    repo = tmp_path / "repo"
+    write(repo, "a", "metrics", SHARPE)
+    write(repo, "a", "report", "from .metrics import sharpe as s\n\ndef _sharpe(r):\n"
+                               "    return s(r)\n")
+    write(repo, "a", "sub.deep", "from ..metrics import sharpe as s\n\ndef _sharpe(r):\n"
+                                 "    return s(r)\n")
+    assert run(tmp_path, lists).ok
+
+
 def test_allowlist_with_reason_suppresses(tmp_path: Path, lists: tuple[Path, Path]) -> None:
     repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
@@ -331,3 +378,10 @@ def test_cli_exit_codes_and_output(
     out = capsys.readouterr().out.splitlines()
     assert " ~ " in out[0]
     assert out[-1].startswith("dedupe: 1 problem(s)")
+
+
+def test_shipped_lists_are_valid() -> None:
+    primitives, errors = load_canonical(DEFAULT_CANONICAL)
+    assert errors == []
+    assert {"sharpe", "hrp", "walk_forward", "get_logger", "uuid7"} <= {p.name for p in primitives}
+    assert load_allowlist(DEFAULT_ALLOWLIST)[1] == []
