@@ -48,12 +48,15 @@ class RecordingBroker:
         self.reject_next: str | None = None
         self.held_positions: dict[str, Decimal] = dict(positions or {})
         self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
-        self._trade = 0
         if self.path and self.path.exists():
             for line in self.path.read_text().splitlines():
                 rec = json.loads(line)
                 self.new_orders.append(rec["order_id"])
-                self.orders[rec["order_id"]] = Order.model_validate(rec["order"])
+                o = Order.model_validate(rec["order"])
+                self.orders[rec["order_id"]] = o
+                if self.fill_price is not None:
+                    self.held_positions[o.instrument.symbol] = self.held_positions.get(
+                        o.instrument.symbol, Decimal(0)) + o.signed_quantity
 
     @property
     def name(self) -> str:
@@ -79,6 +82,8 @@ class RecordingBroker:
         if self.reject_next is not None:
             reason, self.reject_next = self.reject_next, None
             raise BrokerRejected(reason, order_id=oid)
+        if oid in self.orders and self.fill_price is not None:
+            return self._fill_report(self.orders[oid])  # a repeat: the same execution again
         if oid not in self.orders:
             self.orders[oid] = order
             self.new_orders.append(oid)
@@ -89,15 +94,18 @@ class RecordingBroker:
                     fh.flush()
                     os.fsync(fh.fileno())
             if self.fill_price is not None:
-                self._trade += 1
                 sym = order.instrument.symbol
                 self.held_positions[sym] = self.held_positions.get(sym, Decimal(0)) + (
                     order.signed_quantity)
-                return self._report(oid, ExecType.FILL, trade_id=f"T-{oid}",
-                                    symbol=sym, side=order.side,
-                                    last_quantity=order.quantity, last_price=self.fill_price,
-                                    cumulative_quantity=order.quantity)
+                return self._fill_report(order)
         return self._report(oid, ExecType.ACK, leaves_quantity=order.quantity)
+
+    def _fill_report(self, order: Order) -> ExecutionReport:
+        oid = order.order_id or ""
+        return self._report(oid, ExecType.FILL, trade_id=f"T-{oid}",
+                            symbol=order.instrument.symbol, side=order.side,
+                            last_quantity=order.quantity, last_price=self.fill_price,
+                            cumulative_quantity=order.quantity)
 
     async def cancel(self, order_id: str) -> ExecutionReport:
         if order_id not in self.orders:
