@@ -1,0 +1,97 @@
+"""mts1b-datalake: market data in, research panels out.
+
+* providers read long/wide/Yahoo/yfinance CSV and Parquet, reporting every rejected row;
+* :class:`Store` keeps bars, events and symbols as partitioned Parquet with atomic, versioned
+  ingests, queried with DuckDB;
+* :mod:`mts1b_datalake.qc` finds bad ticks, unadjusted splits, spin-offs, OHLC errors, gaps...;
+* corporate actions become back-adjustment factors;
+* :func:`build_panel` returns a :class:`mts1b_foundation.UniversePanel` for a point-in-time
+  universe (``"us-large-cap"``, a list of symbols, or your own);
+* :mod:`mts1b_datalake.synthetic` generates a market for demos and tests;
+* :mod:`mts1b_datalake.replay` publishes historical bars on the bus.
+
+>>> from mts1b_datalake import build_panel
+>>> from mts1b_datalake.synthetic import install_demo_market
+>>> store = install_demo_market()
+>>> panel = build_panel("us-large-cap", "2014-01-01", "2024-01-01", store=store)
+"""
+
+from mts1b_datalake.corporate_actions import adjustment_factors, back_adjust
+from mts1b_datalake.errors import (
+    DatalakeError,
+    EmptyRangeError,
+    IngestError,
+    InvalidRangeError,
+    ProviderError,
+    StoreError,
+    UnknownFieldError,
+    UnknownSymbolError,
+    UnknownUniverseError,
+)
+from mts1b_datalake.frames import Rejected, SourceData
+from mts1b_datalake.panel import EXTRA_FIELDS, build_panel, panel_info
+from mts1b_datalake.providers import (
+    LongCsvProvider,
+    ParquetProvider,
+    WideCsvProvider,
+    YahooCsvProvider,
+    YFinanceCsvProvider,
+    available_providers,
+    get_provider,
+    open_source,
+)
+from mts1b_datalake.qc import Action, QCPolicy, QCReport, run_qc
+from mts1b_datalake.store import IngestReport, Store, StoreMarketData
+from mts1b_datalake.universes import (
+    Membership,
+    StaticUniverse,
+    TopLiquidityUniverse,
+    Universe,
+    register_universe,
+    registered_universes,
+    universe,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EXTRA_FIELDS",
+    "Action",
+    "DatalakeError",
+    "EmptyRangeError",
+    "IngestError",
+    "IngestReport",
+    "InvalidRangeError",
+    "LongCsvProvider",
+    "Membership",
+    "ParquetProvider",
+    "ProviderError",
+    "QCPolicy",
+    "QCReport",
+    "Rejected",
+    "SourceData",
+    "StaticUniverse",
+    "Store",
+    "StoreError",
+    "StoreMarketData",
+    "TopLiquidityUniverse",
+    "Universe",
+    "UnknownFieldError",
+    "UnknownSymbolError",
+    "UnknownUniverseError",
+    "WideCsvProvider",
+    "YFinanceCsvProvider",
+    "YahooCsvProvider",
+    "__version__",
+    "adjustment_factors",
+    "available_providers",
+    "back_adjust",
+    "build_panel",
+    "get_provider",
+    "open_source",
+    "panel_info",
+    "register_universe",
+    "registered_universes",
+    "run_qc",
+    "universe",
+]

@@ -1,0 +1,67 @@
+"""Turning rows of the canonical bars table into :class:`mts1b_foundation.Bar` wire models.
+
+A wire bar is strict (positive prices, ``low <= open, close <= high``, finite volume), so a row
+that violates it cannot be sent: :func:`row_to_bar` returns ``None`` for such rows and the caller
+counts them. ``ts`` of a daily bar is the end of the bar: the session close of the exchange
+calendar (16:00 New York for XNYS, 13:00 on early-close days), in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+from decimal import Decimal
+
+from mts1b_foundation import Bar, ValidationFailed
+from pydantic import ValidationError
+
+__all__ = ["bar_timestamp", "decimal_of", "row_to_bar"]
+
+
+def decimal_of(value: float) -> Decimal:
+    """Shortest exact decimal of a float as printed (``15.07`` -> ``Decimal('15.07')``)."""
+    if float(value).is_integer():
+        return Decimal(int(value))
+    return Decimal(repr(float(value)))
+
+
+@functools.lru_cache(maxsize=8)
+def _calendar(name: str) -> object:
+    from mts1b_platform.calendars import MarketCalendar
+
+    return MarketCalendar(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def bar_timestamp(day: dt.date, calendar: str = "XNYS") -> dt.datetime:
+    """End of the daily bar of ``day``: the session close in UTC.
+
+    Days that are not sessions of ``calendar`` (weekend crypto bars, holidays) end at midnight
+    UTC after the day.
+    """
+    cal = _calendar(calendar)
+    try:
+        if cal.is_session(day):  # type: ignore[attr-defined]
+            close: dt.datetime = cal.close_of(day)  # type: ignore[attr-defined]
+            return close
+    except Exception:  # noqa: S110 - outside the calendar's range: fall through
+        pass
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+
+
+def row_to_bar(symbol: str, day: dt.date, open_: float, high: float, low: float, close: float,
+               volume: float, *, calendar: str = "XNYS") -> Bar | None:
+    """A wire :class:`Bar`, or ``None`` when the row cannot be one (NaN, <= 0, OHLC outside)."""
+    values = (open_, high, low, close)
+    if any(not math.isfinite(v) or v <= 0 for v in values):
+        return None
+    vol = 0.0 if not math.isfinite(volume) else volume
+    if vol < 0 or not (low <= open_ <= high and low <= close <= high):
+        return None
+    try:
+        return Bar(symbol=symbol, ts=bar_timestamp(day, calendar), interval="1d",
+                   open=decimal_of(open_), high=decimal_of(high), low=decimal_of(low),
+                   close=decimal_of(close), volume=decimal_of(vol))
+    except (ValidationError, ValidationFailed, ValueError):
+        return None

@@ -1,0 +1,143 @@
+"""Trading days as ``datetime64[D]`` arrays, from :mod:`mts1b_platform.calendars`, cached.
+
+Panels are aligned to these days. ``"24/7"`` (every calendar day) and ``"24/5"`` (Monday to
+Friday) need no exchange calendar; every other name is an exchange code understood by
+``mts1b_platform.calendars.MarketCalendar`` (``XNYS``, ``XNAS``, ``XLON``, ...).
+
+Sessions of 2000-2030 (widened on demand) are computed once and cached in memory and on disk
+(the user cache directory, keyed by the exchange_calendars version), so a fresh process builds a
+panel without paying for importing and building the exchange calendar.
+``MTS_DATALAKE_CALENDAR_CACHE=0`` turns the disk cache off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.metadata
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mts1b_datalake.errors import InvalidRangeError
+
+__all__ = ["session_close", "to_day", "trading_days"]
+
+_lock = threading.Lock()
+_cache: dict[str, tuple[np.datetime64, np.datetime64, np.ndarray]] = {}
+_calendars: dict[str, Any] = {}
+
+
+def to_day(value: Any) -> np.datetime64:
+    """``datetime64[D]`` of a date, datetime, ISO string or numpy/pandas timestamp."""
+    try:
+        if isinstance(value, np.datetime64):
+            return value.astype("datetime64[D]")
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC)
+            return np.datetime64(value.date(), "D")
+        if isinstance(value, dt.date):
+            return np.datetime64(value, "D")
+        if hasattr(value, "to_datetime64"):
+            return np.datetime64(value.to_datetime64(), "D")
+        return np.datetime64(dt.date.fromisoformat(str(value)[:10]), "D")
+    except (ValueError, TypeError) as exc:
+        raise InvalidRangeError(f"not a date: {value!r}", field="date", value=str(value)) \
+            from exc
+
+
+def _market_calendar(name: str) -> Any:
+    if name not in _calendars:
+        from mts1b_platform.calendars import MarketCalendar
+
+        _calendars[name] = MarketCalendar(name)
+    return _calendars[name]
+
+
+def _disk_cache_path(name: str, lo: np.datetime64, hi: np.datetime64) -> Path | None:
+    """Where computed sessions are cached between processes (keyed by exchange_calendars'
+    version, so a release with new holidays recomputes them). ``None`` disables the cache."""
+    if os.environ.get("MTS_DATALAKE_CALENDAR_CACHE", "1") == "0":
+        return None
+    try:
+        version = importlib.metadata.version("exchange_calendars")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    import platformdirs
+
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return (Path(platformdirs.user_cache_dir("mts1b", appauthor=False)) / "calendars"
+            / f"{safe}-{lo}-{hi}-xc{version}.npy")
+
+
+def _compute(name: str, lo: np.datetime64, hi: np.datetime64) -> np.ndarray:
+    if name in ("24/7", "24h", "24/5", "24x5"):
+        return _compute_uncached(name, lo, hi)
+    path = _disk_cache_path(name, lo, hi)
+    if path is not None and path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            loaded: np.ndarray = np.load(path, allow_pickle=False)
+            return loaded.astype("datetime64[D]")
+    days = _compute_uncached(name, lo, hi)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, days.astype("datetime64[D]"))
+            os.replace(tmp, path)
+    return days
+
+
+def _compute_uncached(name: str, lo: np.datetime64, hi: np.datetime64) -> np.ndarray:
+    if name in ("24/7", "24h"):
+        return np.arange(lo, hi + 1, dtype="datetime64[D]")
+    if name in ("24/5", "24x5"):
+        days = np.arange(lo, hi + 1, dtype="datetime64[D]")
+        return days[np.is_busday(days)]
+    cal = _market_calendar(name)
+    start = lo.astype(dt.date)
+    end = hi.astype(dt.date)
+    last_exc: Exception | None = None
+    for _ in range(10):  # a start before the calendar's first session may be refused: step on
+        try:
+            days = cal.sessions(start, end)
+            return np.array(days, dtype="datetime64[D]")
+        except Exception as exc:
+            last_exc = exc
+            start += dt.timedelta(days=1)
+            if start > end:
+                break
+    raise InvalidRangeError(f"calendar {name} cannot answer {lo}..{hi}: {last_exc}",
+                            field="calendar", value=name) from last_exc
+
+
+def trading_days(calendar: str, start: Any, end: Any) -> np.ndarray:
+    """Sessions of ``calendar`` in ``[start, end]`` (inclusive) as sorted ``datetime64[D]``."""
+    lo, hi = to_day(start), to_day(end)
+    if hi < lo:
+        return np.array([], dtype="datetime64[D]")
+    with _lock:
+        cached = _cache.get(calendar)
+        if cached is None or lo < cached[0] or hi > cached[1]:
+            new_lo = lo if cached is None else min(lo, cached[0])
+            new_hi = hi if cached is None else max(hi, cached[1])
+            # widen generously so later requests hit the cache
+            new_lo = min(new_lo, np.datetime64("2000-01-03", "D"))
+            new_hi = max(new_hi, np.datetime64("2030-12-31", "D"))
+            cached = (new_lo, new_hi, _compute(calendar, new_lo, new_hi))
+            _cache[calendar] = cached
+        days = cached[2]
+    i = int(np.searchsorted(days, lo, side="left"))
+    j = int(np.searchsorted(days, hi, side="right"))
+    return days[i:j]
+
+
+def session_close(calendar: str, day: dt.date) -> dt.datetime:
+    """Close of ``day`` in UTC (see :func:`mts1b_datalake.bars.bar_timestamp`)."""
+    from mts1b_datalake.bars import bar_timestamp
+
+    return bar_timestamp(day, calendar)

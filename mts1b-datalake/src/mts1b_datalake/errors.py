@@ -1,0 +1,84 @@
+"""Errors raised by mts1b-datalake, each with a stable ``code``.
+
+Every error subclasses :class:`DatalakeError` (itself a :class:`mts1b_foundation.MtsError`), and
+carries the offending field and value in ``context`` so a caller can show *what* was wrong
+without parsing the message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mts1b_foundation import MtsError
+
+__all__ = [
+    "DatalakeError",
+    "EmptyRangeError",
+    "IngestError",
+    "InvalidRangeError",
+    "ProviderError",
+    "StoreError",
+    "UnknownFieldError",
+    "UnknownSymbolError",
+    "UnknownUniverseError",
+]
+
+
+class DatalakeError(MtsError):
+    """Base of every datalake error."""
+
+    code: ClassVar[str] = "DATALAKE.ERROR"
+
+
+class UnknownUniverseError(DatalakeError, KeyError):
+    """No universe is registered under the given name."""
+
+    code: ClassVar[str] = "DATALAKE.UNKNOWN_UNIVERSE"
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return f"[{self.code}] {self.message}"
+
+
+class UnknownSymbolError(DatalakeError, KeyError):
+    """One or more symbols are not in the store (or not in the source)."""
+
+    code: ClassVar[str] = "DATALAKE.UNKNOWN_SYMBOL"
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class UnknownFieldError(DatalakeError, ValueError):
+    """A panel field or a column mapping names a field that does not exist."""
+
+    code: ClassVar[str] = "DATALAKE.UNKNOWN_FIELD"
+
+
+class InvalidRangeError(DatalakeError, ValueError):
+    """``start`` is after ``end`` (or a date could not be parsed)."""
+
+    code: ClassVar[str] = "DATALAKE.INVALID_RANGE"
+
+
+class EmptyRangeError(DatalakeError, ValueError):
+    """The requested range holds no trading session, or no data for the universe."""
+
+    code: ClassVar[str] = "DATALAKE.EMPTY_RANGE"
+
+
+class ProviderError(DatalakeError, ValueError):
+    """A source file could not be read at all (missing, unknown layout, missing columns)."""
+
+    code: ClassVar[str] = "DATALAKE.PROVIDER"
+
+
+class IngestError(DatalakeError, ValueError):
+    """An ingest was refused (for example: every row rejected)."""
+
+    code: ClassVar[str] = "DATALAKE.INGEST"
+
+
+class StoreError(DatalakeError):
+    """The store's files are missing or inconsistent."""
+
+    code: ClassVar[str] = "DATALAKE.STORE"

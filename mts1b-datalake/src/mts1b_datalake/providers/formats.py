@@ -1,0 +1,207 @@
+"""The file layouts MTS1B reads out of the box.
+
+=====================  ======================================================================
+reader                 layout
+=====================  ======================================================================
+LongCsvProvider        one row per (date, symbol): ``date,open,high,low,close,volume,Name``
+                       (the Kaggle/IEX S&P 500 file); optional dividend/split columns
+                       (Quandl WIKI's ``ExDividend``/``SplitRatio``) become events
+YahooCsvProvider       one file per symbol: ``Date,Open,High,Low,Close,Adj Close,Volume``;
+                       the symbol comes from the file name (``nvda-1999-2014.txt`` -> NVDA);
+                       dividends are recovered from the steps of ``Adj Close / Close``
+YFinanceCsvProvider    one file per symbol from ``yfinance.Ticker.history()``:
+                       ``Date,Open,High,Low,Close,Volume,Dividends,Stock Splits``; tz-aware
+                       timestamps are read as the local day
+WideCsvProvider        one row per date, one column per symbol, one field (close by default)
+ParquetProvider        long-format Parquet with the same column names as the long CSV
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mts1b_datalake.errors import ProviderError, UnknownFieldError
+from mts1b_datalake.frames import Rejected, empty_events
+from mts1b_datalake.providers.base import (
+    FileProvider,
+    parse_dates,
+    parse_numbers,
+    read_csv_table,
+)
+
+__all__ = [
+    "LongCsvProvider",
+    "ParquetProvider",
+    "WideCsvProvider",
+    "YFinanceCsvProvider",
+    "YahooCsvProvider",
+    "dividends_from_adjusted",
+]
+
+
+class LongCsvProvider(FileProvider):
+    """Long CSV: one row per symbol and date, a symbol column (``Name``/``symbol``/``Stock``)."""
+
+    name: ClassVar[str] = "long-csv"
+    layout: ClassVar[str] = "long"
+
+
+def dividends_from_adjusted(frame: pd.DataFrame, *, min_step: float = 5e-5) -> pd.DataFrame:
+    """Dividend events implied by the steps of ``adj_close / close`` (Yahoo's back-adjustment).
+
+    With back-adjustment ``adj_t = close_t * F_t`` and, for a cash dividend ``D`` going ex on day
+    ``t``, ``F_{t-1} = F_t * (1 - D / close_{t-1})``. So
+    ``D = (1 - ratio_{t-1} / ratio_t) * close_{t-1}`` wherever the ratio steps up by more than the
+    rounding noise ``min_step``. ``frame`` needs symbol, date, close and adj_close, sorted.
+    """
+    if "adj_close" not in frame.columns or frame.empty:
+        return empty_events()
+    ratio = (frame["adj_close"] / frame["close"]).to_numpy(dtype=np.float64)
+    same = (frame["symbol"].to_numpy() == np.roll(frame["symbol"].to_numpy(), 1))
+    same[0] = False
+    prev_ratio = np.roll(ratio, 1)
+    prev_close = np.roll(frame["close"].to_numpy(dtype=np.float64), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = 1.0 - prev_ratio / ratio
+    hit = same & np.isfinite(step) & (step > min_step) & (step < 0.9)
+    return pd.DataFrame({
+        "symbol": frame["symbol"].to_numpy()[hit],
+        "date": frame["date"].to_numpy()[hit],
+        "kind": "dividend",
+        "value": np.round(step[hit] * prev_close[hit], 6),
+    })
+
+
+class YahooCsvProvider(FileProvider):
+    """Yahoo-style per-symbol CSV with ``Adj Close``; dividends recovered from it.
+
+    ``derive_dividends=False`` skips the recovery (for files whose ``Adj Close`` is not a
+    dividend back-adjustment).
+    """
+
+    name: ClassVar[str] = "yahoo-csv"
+    layout: ClassVar[str] = "per-symbol"
+    requires_symbol_column: ClassVar[bool] = False
+
+    def __init__(self, paths: str | Path | Sequence[str | Path], *,
+                 derive_dividends: bool = True, **kwargs: Any) -> None:
+        super().__init__(paths, **kwargs)
+        self.derive_dividends = derive_dividends
+
+    def _events_for(self, frame: pd.DataFrame) -> pd.DataFrame:
+        explicit = super()._events_for(frame)
+        if not self.derive_dividends or "adj_close" not in frame.columns:
+            return explicit
+        derived = dividends_from_adjusted(frame)
+        return pd.concat([explicit, derived], ignore_index=True) if len(explicit) else derived
+
+
+class YFinanceCsvProvider(FileProvider):
+    """``yfinance`` history dumps: ``Dividends`` and ``Stock Splits`` columns become events."""
+
+    name: ClassVar[str] = "yfinance-csv"
+    layout: ClassVar[str] = "per-symbol"
+    requires_symbol_column: ClassVar[bool] = False
+
+
+class WideCsvProvider(FileProvider):
+    """Wide CSV: a date column and one column per symbol holding one ``field``.
+
+    Each missing or non-numeric cell is reported as a rejected row (line and symbol).
+    """
+
+    name: ClassVar[str] = "wide-csv"
+    layout: ClassVar[str] = "wide"
+
+    def __init__(self, paths: str | Path | Sequence[str | Path], *, field: str = "close",
+                 date_column: str | None = None, **kwargs: Any) -> None:
+        super().__init__(paths, **kwargs)
+        if field not in ("open", "high", "low", "close", "volume"):
+            raise UnknownFieldError(f"wide CSV field must be an OHLCV field, not {field!r}",
+                                    field="field", value=field)
+        self.field = field
+        self.date_column = date_column
+
+    def _table(self, path: str) -> tuple[pd.DataFrame, list[Rejected]]:
+        table, lines, rejected = read_csv_table(path, storage_options=self.storage_options)
+        names = table.schema.names
+        date_col = self.date_column or next(
+            (n for n in names if n.strip().lower() in ("date", "datetime", "timestamp")),
+            names[0])
+        if date_col not in names:
+            raise ProviderError(f"{path}: no date column {date_col!r}", field="date_column",
+                                value=date_col)
+        dates = parse_dates(table.column(date_col).to_pandas(), self.date_format)
+        bad_date = dates.isna().to_numpy()
+        raw_dates = table.column(date_col).to_pandas()
+        for i in np.flatnonzero(bad_date):
+            rejected.append(Rejected(path, int(lines[i]), f"date {raw_dates.iloc[i]!r} does not "
+                                                          f"parse"))
+        parts: list[pd.DataFrame] = []
+        for name in names:
+            if name == date_col:
+                continue
+            symbol = name.strip()
+            values, bad = parse_numbers(table.column(name))
+            raw = table.column(name).to_pandas()
+            for i in np.flatnonzero(bad & ~bad_date):
+                rejected.append(Rejected(path, int(lines[i]),
+                                         f"{self.field} {raw.iloc[i]!r} is not a number",
+                                         symbol))
+            keep = ~bad_date & ~np.isnan(values)
+            parts.append(pd.DataFrame({"symbol": symbol, "date": dates.to_numpy()[keep],
+                                       self.field: values[keep], "line": lines[keep]}))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            {"symbol": [], "date": [], self.field: [], "line": []})
+        if self.field != "close":
+            frame["close"] = np.nan
+        frame["file"] = path
+        return frame, rejected
+
+
+class ParquetProvider(FileProvider):
+    """Long-format Parquet (local or fsspec URL); ``line`` in rejections is the 0-based row."""
+
+    name: ClassVar[str] = "parquet"
+    layout: ClassVar[str] = "long"
+
+    def _table(self, path: str) -> tuple[pd.DataFrame, list[Rejected]]:
+        import fsspec
+
+        try:
+            with fsspec.open(path, "rb", **self.storage_options) as fh:
+                table = pq.read_table(fh)
+        except FileNotFoundError as exc:
+            raise ProviderError(f"file not found: {path}", field="path", value=path) from exc
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ProviderError(f"cannot read {path} as Parquet: {exc}", field="path",
+                                value=path) from exc
+        mapping = self._mapping(table.schema.names, path)
+        columns: dict[str, Any] = {}
+        for src, dst in mapping.items():
+            col = table.column(src)
+            if dst == "date" and (pa.types.is_timestamp(col.type) or pa.types.is_date(col.type)):
+                columns[dst] = pd.Series(col.to_pandas()).astype("string")
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or \
+                    dst in ("date", "symbol"):
+                columns[dst] = col.to_pandas().astype("string") if dst in ("date", "symbol") \
+                    else col
+            else:
+                columns[dst] = pa.chunked_array(col.cast(pa.float64()).chunks, pa.float64())
+        lines = np.arange(table.num_rows, dtype=np.int64)
+        rejected: list[Rejected] = []
+        frame = self._columns_to_frame(columns, lines, path, rejected)
+        return frame, rejected
+
+
+def provider_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop None values (CLI options that were not given)."""
+    return {k: v for k, v in options.items() if v is not None}
