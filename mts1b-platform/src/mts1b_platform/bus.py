@@ -222,8 +222,10 @@ class Bus:
             options["user_credentials"] = settings.creds
         if settings.nkey_seed:
             options["nkeys_seed"] = settings.nkey_seed
+        # nats-py keeps retrying a refused first connection when reconnects are allowed: bound it.
+        budget = settings.connect_timeout * max(1, len(settings.servers)) + 1.0
         try:
-            nc = await nats.connect(**options)
+            nc = await asyncio.wait_for(nats.connect(**options), budget)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {settings.url}: {type(exc).__name__}: "
                            f"{exc}", url=settings.url) from None
