@@ -5,10 +5,9 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
-from typer.testing import CliRunner
-
 from mts1b_platform import cli
 from mts1b_platform.commands import matches_filters, parse_filters, parse_since
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

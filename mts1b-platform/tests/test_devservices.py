@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mts1b_platform.devservices import check_nats, check_postgres, export_lines, status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -83,7 +82,6 @@ async def _jetstream_round_trip(url: str) -> None:
     import datetime as dt
 
     from mts1b_foundation import Alert
-
     from mts1b_platform.bus import Bus, BusSettings
 
     async with await Bus.connect(BusSettings(url=url, namespace="devcheck")) as bus:

@@ -12,10 +12,9 @@ import uuid
 
 import pytest
 from mts1b_foundation import Alert
-from typer.testing import CliRunner
-
 from mts1b_platform import cli
 from mts1b_platform.bus import Bus, BusError, BusSettings
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 
