@@ -61,52 +61,84 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
 class WalkForward:
     """Rolling (or expanding) train window followed by a test window, stepping forward.
 
-    Split ``k`` tests rows ``[s, s + test)`` with ``s = train + gap + k * step`` and trains on
-    ``[s - gap - train, s - gap)`` (``[0, s - gap)`` when ``expanding``). ``step`` defaults to
-    ``test`` (back-to-back, non-overlapping test windows). A last, shorter test window is kept
-    only with ``partial=True``. ``gap`` rows between train and test keep overlapping labels apart.
+    Two ways to set it up:
+
+    * ``WalkForward(train, test, step)``: split ``k`` tests rows ``[s, s + test)`` with
+      ``s = train + gap + k * step`` and trains on the ``train`` rows before ``s - gap``
+      (every row before ``s - gap`` when ``expanding``). ``step`` defaults to ``test``
+      (back-to-back test windows). A last, shorter test window is kept only with ``partial``.
+    * ``WalkForward(n_splits=5)``: scikit-learn's ``TimeSeriesSplit``: ``n_splits`` test windows
+      of ``test`` rows (default ``n // (n_splits + 1)``) at the end of the data, each trained on
+      everything before it (or on the last ``train`` rows when ``train`` is given).
+
+    ``gap`` rows between train and test keep overlapping labels apart.
     """
 
-    def __init__(self, train: int, test: int, step: int | None = None, *,
-                 expanding: bool = False, gap: int = 0, partial: bool = False) -> None:
-        self.train = _positive_int(train, "train")
-        self.test = _positive_int(test, "test")
-        self.step = self.test if step is None else _positive_int(step, "step")
+    def __init__(self, train: int | None = None, test: int | None = None,
+                 step: int | None = None, *, n_splits: int | None = None,
+                 expanding: bool | None = None, gap: int = 0, partial: bool = False) -> None:
+        self.n_splits = None if n_splits is None else _positive_int(n_splits, "n_splits")
+        if self.n_splits is None and (train is None or test is None):
+            raise CVError("WalkForward needs train and test sizes, or n_splits",
+                          field="train", value=train)
+        self.train = None if train is None else _positive_int(train, "train")
+        self.test = None if test is None else _positive_int(test, "test")
+        self.step = None if step is None else _positive_int(step, "step")
         self.gap = _positive_int(gap, "gap", minimum=0)
-        self.expanding = bool(expanding)
+        self.expanding = (self.train is None) if expanding is None else bool(expanding)
         self.partial = bool(partial)
 
     def __repr__(self) -> str:
         return (f"WalkForward(train={self.train}, test={self.test}, step={self.step}, "
-                f"expanding={self.expanding}, gap={self.gap}, partial={self.partial})")
+                f"n_splits={self.n_splits}, expanding={self.expanding}, gap={self.gap}, "
+                f"partial={self.partial})")
 
-    def _starts(self, n: int) -> range:
+    def _plan(self, n: int) -> tuple[list[int], int]:
+        """Test-window starts and the test length for ``n`` samples."""
+        if self.n_splits is not None:
+            test = self.test if self.test is not None else n // (self.n_splits + 1)
+            first = n - self.n_splits * test
+            if test < 1 or first - self.gap < 1:
+                raise CVError(f"cannot make {self.n_splits} walk-forward splits of {test} test "
+                              f"rows (gap {self.gap}) from {n} samples", field="n_splits",
+                              value=self.n_splits)
+            step = self.step if self.step is not None else test
+            return list(range(first, n - test + 1, step)), test
+        assert self.train is not None and self.test is not None
+        step = self.step if self.step is not None else self.test
         first = self.train + self.gap
         last = n - (1 if self.partial else self.test)
-        return range(first, max(first, last + 1), self.step)
+        return list(range(first, max(first, last + 1), step)), self.test
 
     def split(self, X: Any, y: Any = None, groups: Any = None
               ) -> Iterator[tuple[IntArray, IntArray]]:
         n = _n_samples(X)
-        for s in self._starts(n):
-            stop = min(s + self.test, n)
+        starts, test = self._plan(n)
+        for s in starts:
+            stop = min(s + test, n)
             train_end = s - self.gap
-            train_start = 0 if self.expanding else train_end - self.train
+            if self.expanding or self.train is None:
+                train_start = 0
+            else:
+                train_start = max(0, train_end - self.train)
             yield (np.arange(train_start, train_end, dtype=np.int64),
                    np.arange(s, stop, dtype=np.int64))
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         if X is None:
+            if self.n_splits is not None and self.step is None:
+                return self.n_splits
             raise CVError("WalkForward.get_n_splits needs X (or n_samples)", field="X")
-        return len(self._starts(_n_samples(X)))
+        return len(self._plan(_n_samples(X))[0])
 
 
-def walk_forward(n_samples: Any, *, train: int, test: int, step: int | None = None,
-                 expanding: bool = False, gap: int = 0, partial: bool = False
+def walk_forward(n_samples: Any, *, train: int | None = None, test: int | None = None,
+                 step: int | None = None, n_splits: int | None = None,
+                 expanding: bool | None = None, gap: int = 0, partial: bool = False
                  ) -> list[tuple[IntArray, IntArray]]:
     """All ``(train_idx, test_idx)`` pairs of a :class:`WalkForward` over ``n_samples`` (an int,
     or anything with a length: an index, an array, a panel's dates)."""
-    return list(WalkForward(train, test, step, expanding=expanding, gap=gap,
+    return list(WalkForward(train, test, step, n_splits=n_splits, expanding=expanding, gap=gap,
                             partial=partial).split(n_samples))
 
 
