@@ -116,9 +116,9 @@ def _imports(tree: ast.AST, package: str) -> dict[str, str]:
                 top = alias.name.split(".")[0]
                 bound[alias.asname or top] = alias.name if alias.asname else top
         elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-            base = ".".join([*(parts if node.level else []), *([node.module] if node.module
-                                                              else [])])
+            parts = package.split(".")
+            parts = parts[: len(parts) - node.level + 1] if node.level else []
+            base = ".".join([*parts, *([node.module] if node.module else [])])
             for alias in node.names:
                 bound[alias.asname or alias.name] = f"{base}.{alias.name}"
     return bound
