@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mts1b_foundation import UniversePanel
 
 ROOT = Path(__file__).resolve().parents[2]

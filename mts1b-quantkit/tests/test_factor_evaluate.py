@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from mts1b_foundation import UniversePanel
-from mts1b_quantkit import factors as F
+from mts1b_quantkit import factors as qf
 from mts1b_quantkit.errors import FactorError
 
 
@@ -24,36 +23,36 @@ def test_sma_cross_fast_is_identical_to_the_seed_loop(a_len, p_fast, p_slow, pan
     panel = panel_factory(a_len=a_len, seed=a_len)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the built-in silences the guide's empty-slice warning
-        seed = F.evaluate("f_sma_cross", panel, p_fast=p_fast, p_slow=p_slow)
-    fast = F.evaluate("f_sma_cross_fast", panel, p_fast=p_fast, p_slow=p_slow)
+        seed = qf.evaluate("f_sma_cross", panel, p_fast=p_fast, p_slow=p_slow)
+    fast = qf.evaluate("f_sma_cross_fast", panel, p_fast=p_fast, p_slow=p_slow)
     np.testing.assert_array_equal(seed, fast)
     assert set(np.unique(seed)) <= {-1.0, 1.0}
 
 
 def test_sma_cross_fast_identical_on_real_prices(sp500_close) -> None:  # type: ignore[no-untyped-def]
     panel = _real_panel(sp500_close, 400, 60)
-    np.testing.assert_array_equal(F.evaluate("f_sma_cross", panel),
-                                  F.evaluate("f_sma_cross_fast", panel))
+    np.testing.assert_array_equal(qf.evaluate("f_sma_cross", panel),
+                                  qf.evaluate("f_sma_cross_fast", panel))
 
 
 def test_sma_cross_fast_averages_exactly_like_the_loop(panel) -> None:  # type: ignore[no-untyped-def]
     close = panel.close
-    got = F.shift(F.rolling_mean(close, 7, min_periods=1, skipna=False), 1)
+    got = qf.shift(qf.rolling_mean(close, 7, min_periods=1, skipna=False), 1)
     for t in (1, 3, 7, 50, 259):
         np.testing.assert_array_equal(got[t], close[max(0, t - 7):t].mean(axis=0))
 
 
 def test_cross_sectional_factor_is_evaluated_point_in_time(panel) -> None:  # type: ignore[no-untyped-def]
     def f_xs(panel, /, h=21):  # type: ignore[no-untyped-def]
-        return F.zscore_cross_sectional(panel.close[-1] / panel.close[-h] - 1)
+        return qf.zscore_cross_sectional(panel.close[-1] / panel.close[-h] - 1)
 
-    got = F.evaluate(f_xs, panel, h=10)
+    got = qf.evaluate(f_xs, panel, h=10)
     close = panel.close
-    ref = F.zscore_cross_sectional(close / F.shift(close, 9) - 1)
+    ref = qf.zscore_cross_sectional(close / qf.shift(close, 9) - 1)
     np.testing.assert_allclose(got, ref, rtol=1e-13, equal_nan=True)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     assert np.isnan(got[:9]).all()  # not enough history: IndexError -> NaN rows
-    np.testing.assert_array_equal(F.evaluate("f_xs_momentum", panel, h=10), got)
+    np.testing.assert_array_equal(qf.evaluate("f_xs_momentum", panel, h=10), got)
 
 
 def test_cross_sectional_factor_sees_only_the_past(panel) -> None:  # type: ignore[no-untyped-def]
@@ -66,20 +65,20 @@ def test_cross_sectional_factor_sees_only_the_past(panel) -> None:  # type: igno
             p.close[0, 0] = 1.0
         return p.close[-1]
 
-    out = F.evaluate(f_probe, panel)
+    out = qf.evaluate(f_probe, panel)
     assert sorted(seen) == list(range(1, len(panel) + 1))
     np.testing.assert_array_equal(out, panel.close)
 
 
 def test_evaluate_rejects_wrong_shapes(panel) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FactorError, match=r"expected \(T, A\)"):
-        F.evaluate(lambda p, /: p.close[:, :3], panel)
+        qf.evaluate(lambda p, /: p.close[:, :3], panel)
     with pytest.raises(FactorError, match="IndexError"):
-        F.evaluate(lambda p, /: p.close[-1000], panel)
+        qf.evaluate(lambda p, /: p.close[-1000], panel)
 
 
 def test_evaluate_accepts_registered_names_and_params(panel) -> None:  # type: ignore[no-untyped-def]
-    out = F.evaluate("f_momentum_12_1", panel, h_long=60, h_skip=5)
+    out = qf.evaluate("f_momentum_12_1", panel, h_long=60, h_skip=5)
     assert out.shape == panel.shape and out.dtype == np.float64
     assert np.isnan(out[:60]).all() and np.isfinite(out[61:, 0]).all()
 
@@ -90,7 +89,7 @@ def test_evaluate_accepts_registered_names_and_params(panel) -> None:  # type: i
 def test_builtin_factors_pass_the_lookahead_guard(name, sp500_close) -> None:  # type: ignore[no-untyped-def]
     panel = _real_panel(sp500_close, 300, 25)
     params = {"h_long": 120, "h_skip": 10} if name == "f_momentum_12_1" else {}
-    report = F.check_lookahead(name, panel, cuts=6, **params)
+    report = qf.check_lookahead(name, panel, cuts=6, **params)
     assert report.ok, str(report)
     assert bool(report) and "no look-ahead" in str(report)
 
@@ -118,7 +117,7 @@ def _peeking_factors():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("kind", ["shift", "centred", "normalised"])
 def test_lookahead_guard_catches_peeking_factors(kind, panel) -> None:  # type: ignore[no-untyped-def]
-    report = F.check_lookahead(_peeking_factors()[kind], panel)
+    report = qf.check_lookahead(_peeking_factors()[kind], panel)
     assert not report.ok
     assert report.changed_rows
     assert all(0 <= r < len(panel) for r in report.changed_rows)
@@ -127,15 +126,15 @@ def test_lookahead_guard_catches_peeking_factors(kind, panel) -> None:  # type: 
 
 
 def test_lookahead_guard_reports_the_rows_that_changed(panel) -> None:  # type: ignore[no-untyped-def]
-    report = F.check_lookahead(_peeking_factors()["shift"], panel, cuts=[100, 200])
+    report = qf.check_lookahead(_peeking_factors()["shift"], panel, cuts=[100, 200])
     assert report.cuts == (100, 200)
     assert report.changed_rows == (99, 199)  # the last row before each cut needs row t + 1
 
 
 def test_lookahead_guard_passes_honest_cross_sectional_factor(panel) -> None:  # type: ignore[no-untyped-def]
-    assert F.check_lookahead(_peeking_factors()["honest_xs"], panel, cuts=4).ok
+    assert qf.check_lookahead(_peeking_factors()["honest_xs"], panel, cuts=4).ok
 
 
 def test_lookahead_guard_bad_cuts(panel) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FactorError, match="cut"):
-        F.check_lookahead("f_reversal", panel, cuts=[0])
+        qf.check_lookahead("f_reversal", panel, cuts=[0])

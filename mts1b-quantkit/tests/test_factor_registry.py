@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mts1b_quantkit import factors
 from mts1b_quantkit.errors import FactorRegistryError, UnknownFactorError
 
@@ -91,8 +90,8 @@ def test_unknown_factor_is_a_keyerror_naming_it() -> None:
 
 def test_seed_sma_cross_pasted_verbatim_registers_and_matches(restore_registry, panel) -> None:  # type: ignore[no-untyped-def]
     builtin = factors.evaluate("f_sma_cross", panel)
+    module = _exec(SEED_SMA_CROSS, "user_strategy")
     with pytest.warns(RuntimeWarning):  # the guide's row 0 averages an empty slice
-        module = _exec(SEED_SMA_CROSS, "user_strategy")
         mine = module.f_sma_cross(panel)
     assert factors.get("f_sma_cross") is module.f_sma_cross  # identical code: idempotent
     np.testing.assert_array_equal(mine, builtin)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-import pytest
-
 import mts1b_quantkit
+import pytest
 
 SURFACE = {
     "mts1b_quantkit.factors": {

@@ -104,11 +104,11 @@ class WalkForward:
                               value=self.n_splits)
             step = self.step if self.step is not None else test
             return list(range(first, n - test + 1, step)), test
-        assert self.train is not None and self.test is not None
-        step = self.step if self.step is not None else self.test
-        first = self.train + self.gap
-        last = n - (1 if self.partial else self.test)
-        return list(range(first, max(first, last + 1), step)), self.test
+        train, test = int(self.train or 0), int(self.test or 0)  # both set without n_splits
+        step = self.step if self.step is not None else test
+        first = train + self.gap
+        last = n - (1 if self.partial else test)
+        return list(range(first, max(first, last + 1), step)), test
 
     def split(self, X: Any, y: Any = None, groups: Any = None
               ) -> Iterator[tuple[IntArray, IntArray]]:
