@@ -287,18 +287,26 @@ def test_cli_exit_codes(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_wheels_install_alone_with_sibling_wheels(tree: Path) -> None:
-    """platform installs from its wheel plus foundation's; a hidden import is reported."""
+    """platform installs from its wheel plus foundation's; hidden imports are reported."""
     (tree / "mts1b-datalake/src/mts1b_datalake/__init__.py").write_text(
         "import mts1b_platform\n", encoding="utf-8")
-    (tree / "mts1b-platform/src/mts1b_platform/extra.py").write_text(
+    platform = tree / "mts1b-platform"
+    (platform / "src/mts1b_platform/extra.py").write_text(
         "import mts1b_datalake\n", encoding="utf-8")  # not installable: datalake is above it
+    # A module needing an optional extra may fail to import without it; an undeclared one may not.
+    (platform / "src/mts1b_platform/gpu.py").write_text("import cupy\n", encoding="utf-8")
+    (platform / "src/mts1b_platform/plot.py").write_text("import plotly\n", encoding="utf-8")
+    edit(platform / "pyproject.toml", "[build-system]",
+         '[project.optional-dependencies]\ngpu = ["cupy-cuda12x>=13"]\n\n[build-system]')
     static = check_static(tree)
     lines: list[str] = []
     found = check_wheels(tree, static.libraries, static.pyprojects, only=["platform"],
                          log=lines.append)
     assert [p.render() for p in found] == [
         "mts1b-platform/ (wheel): import mts1b_platform.extra fails in a clean virtualenv: "
-        "ModuleNotFoundError: No module named 'mts1b_datalake'"
+        "ModuleNotFoundError: No module named 'mts1b_datalake'",
+        "mts1b-platform/ (wheel): import mts1b_platform.plot fails in a clean virtualenv: "
+        "ModuleNotFoundError: No module named 'plotly'",
     ]
     assert any("platform: installed alone" in line and "+ foundation" in line for line in lines)
 
