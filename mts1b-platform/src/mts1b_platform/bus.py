@@ -186,6 +186,7 @@ class Bus:
         self._servers: list[Subscription] = []
         self._closed = asyncio.Event()
         self._draining = False
+        self._checked: set[tuple[str, type[WireModel], object]] = set()
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -328,18 +329,37 @@ class Bus:
 
     # --- publish ------------------------------------------------------------------------------
 
-    def _prepare(self, subject: str, message: WireModel, msg_id: str | None,
-                 headers: Mapping[str, str] | None) -> tuple[str, bytes, dict[str, str]]:
+    def _check(self, subject: str, message: WireModel) -> None:
+        """The registry's verdict for this subject and kind of message, cached.
+
+        The verdict depends only on the subject, the model class and (for order events) the
+        event type, so a batch of thousands of messages asks the registry once per subject.
+        """
+        key = (subject, type(message), getattr(message, "event_type", None))
+        if key in self._checked:
+            return
         check_publishable(subject, message)
         if is_command(subject):
             raise BusError(f"{subject!r} is a command subject: use request(), not publish()",
                            subject=subject)
+        if len(self._checked) > 100_000:
+            self._checked.clear()
+        self._checked.add(key)
+
+    def _prepare(self, subject: str, message: WireModel, msg_id: str | None,
+                 headers: Mapping[str, str] | None,
+                 trace_headers: Mapping[str, str] | None = None,
+                 ) -> tuple[str, bytes, dict[str, str]]:
+        self._check(subject, message)
         payload = message.to_json()
         hdrs = dict(headers or {})
         hdrs[MSG_ID] = msg_id or _default_msg_id(subject, message, payload)
         hdrs["Content-Type"] = CONTENT_TYPE
         hdrs["Mts-Model"] = f"{type(message).__name__}/{message.schema_version}"
-        inject_trace_context(hdrs)
+        if trace_headers is None:
+            inject_trace_context(hdrs)
+        else:
+            hdrs.update(trace_headers)
         return self.wire_subject(subject), payload, hdrs
 
     async def publish_acked(self, subject: str, message: WireModel, *, msg_id: str | None = None,
@@ -378,12 +398,15 @@ class Bus:
         """
         futures: list[asyncio.Future[api.PubAck]] = []
         with instrumented("bus.publish_batch", kind=SpanKind.PRODUCER) as span:
+            trace_headers = dict(inject_trace_context({}))  # one parent span for the batch
             for item in items:
                 subject, message = item[0], item[1]
                 msg_id = item[2] if len(item) > 2 else None
-                wire, payload, hdrs = self._prepare(subject, message, msg_id, None)
-                futures.append(await self._js.publish_async(wire, payload, wait_stall=timeout,
-                                                            headers=hdrs))
+                wire, payload, hdrs = self._prepare(subject, message, msg_id, None,
+                                                    trace_headers)
+                # No wait_stall: with a timeout nats-py wraps the semaphore in wait_for, which
+                # yields to the loop on every message and costs one socket write per message.
+                futures.append(await self._js.publish_async(wire, payload, headers=hdrs))
             span.set_attribute("messages", len(futures))
             results = await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True), timeout)
