@@ -188,17 +188,20 @@ _KILLED_CONSUMER = textwrap.dedent("""
         async def handler(delivery):
             print("got", delivery.deliveries, flush=True)
             await asyncio.sleep(3600)  # killed before it can ack
-        await bus.consume(sys.argv[3], handler, durable="killme", ack_wait=1.0)
+        await bus.consume(sys.argv[3], handler, durable=sys.argv[4], ack_wait=1.0,
+                          max_deliver=int(sys.argv[5]))
         await asyncio.sleep(3600)
 
     asyncio.run(main())
 """)
 
 
-async def test_consumer_killed_before_ack_gets_the_message_again(bus: Bus) -> None:
+async def _killed_while_handling(bus: Bus, durable: str, max_deliver: int) -> None:
+    """A consumer process receives the message and is SIGKILLed before it can ack."""
     assert bus.namespace is not None
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_CONSUMER, NATS_URL, bus.namespace,
-                             BAR_SUBJECT], stdout=subprocess.PIPE, text=True)
+                             BAR_SUBJECT, durable, str(max_deliver)],
+                            stdout=subprocess.PIPE, text=True)
     try:
         await bus.publish(BAR_SUBJECT, _bar())
         assert proc.stdout is not None
@@ -207,6 +210,10 @@ async def test_consumer_killed_before_ack_gets_the_message_again(bus: Bus) -> No
     finally:
         proc.kill()  # SIGKILL: no ack, no drain
         proc.wait(10)
+
+
+async def test_consumer_killed_before_ack_gets_the_message_again(bus: Bus) -> None:
+    await _killed_while_handling(bus, "killme", max_deliver=5)
     got: list[Delivery[Any]] = []
 
     async def handler(delivery: Delivery[Any]) -> None:
@@ -216,6 +223,22 @@ async def test_consumer_killed_before_ack_gets_the_message_again(bus: Bus) -> No
     await _wait_for(lambda: len(got) == 1, timeout=15)
     assert got[0].deliveries >= 2
     assert got[0].message == _bar()
+    await consumer.stop()
+
+
+async def test_killed_on_the_last_delivery_is_dead_lettered_not_dropped(bus: Bus) -> None:
+    await _killed_while_handling(bus, "lastchance", max_deliver=1)
+    called: list[int] = []
+
+    async def handler(delivery: Delivery[Any]) -> None:
+        called.append(delivery.deliveries)
+
+    consumer = await bus.consume(BAR_SUBJECT, handler, durable="lastchance", ack_wait=1.0,
+                                 max_deliver=1)
+    (letter,) = await _dead_letters(bus, 1, timeout=15)
+    assert "not acknowledged after 1 deliveries" in letter.reason
+    assert letter.deliveries == 2
+    assert called == []  # the handler is not run past max_deliver
     await consumer.stop()
 
 
