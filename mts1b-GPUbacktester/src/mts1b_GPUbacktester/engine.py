@@ -213,7 +213,7 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
     cfg = {"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
            "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
            "borrow_rate": borrow_rate, "initial_nav": initial_nav, **dict(config or {})}
-    fills = [(t - row0, *rest) for t, *rest in (out.fills or [])]
+    fills = [(t - row0, *rest) for t, *rest in (out.fills or [])]  # rows from the window
     return BacktestResult(
         dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=initial_nav,
         weights=be.to_numpy(out.weights)[0, row0:], target_weights=targets[row0:],

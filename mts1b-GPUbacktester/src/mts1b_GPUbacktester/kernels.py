@@ -290,6 +290,15 @@ class SimInputs:
     sigma: Any = None
 
 
+#: one row's fills: (row, asset indices, shares, prices, commissions, slippage, reason codes);
+#: every element after the row is an ``(n,)`` numpy array
+Fills = tuple[int, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
+              npt.NDArray[np.int8]]
+
+#: reason codes in :attr:`SimOutput.fills`
+REASONS = ("rebalance", "carry", "universe_exit", "delisted")
+
+
 @dataclass
 class SimOutput:
     """Per-row records of a simulation, as arrays of the backend (``(C, T)`` unless noted)."""
@@ -300,12 +309,9 @@ class SimOutput:
     borrow: Any
     traded: Any               # gross traded notional per row
     weights: Any = None       # (C, T, A) end-of-row holdings / NAV, when recorded
-    fills: list[tuple[int, Any, Any, Any, Any, Any, Any]] | None = None
-    # fills: (row, asset idx, shares, price, commission, slippage, reason code) for combo 0
+    fills: list[Fills] | None = None   # combo 0's fills, one entry per row that traded
 
 
-#: reason codes in :attr:`SimOutput.fills`
-REASONS = ("rebalance", "carry", "universe_exit", "delisted")
 
 
 def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradable: Any,
@@ -367,7 +373,7 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
     borrow_rec = xp.zeros((n_combo, t_len))
     traded_rec = xp.zeros((n_combo, t_len))
     weights = xp.zeros((n_combo, t_len, a_len)) if record_weights else None
-    fills: list[tuple[int, Any, Any, Any, Any, Any, Any]] | None = [] if record_fills else None
+    fills: list[Fills] | None = [] if record_fills else None
     rebalance = np.asarray(inp.rebalance.get() if hasattr(inp.rebalance, "get")
                            else inp.rebalance, dtype=bool)
     delist_host = np.asarray(inp.delist_row.get() if hasattr(inp.delist_row, "get")
@@ -410,6 +416,10 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
                 pending_reason = xp.where(out, 2, pending_reason).astype(xp.int8)
                 any_pending = True
             if any_pending:
+                # orders worth less than 1e-10 of the NAV are float residue, not trades
+                nav_pre = cash + (shares * value_px).sum(axis=1)
+                dust = xp.abs(pending * value_px) <= 1e-10 * xp.abs(nav_pre)[:, None]
+                pending = xp.where(dust, 0.0, pending)
                 order = pending * tradable
                 if cap_on:
                     cap = costs.participation * xp.nan_to_num(inp.volume[t], nan=0.0)
@@ -424,9 +434,6 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
                     - comm.sum(axis=1)
                 shares = shares + order
                 pending = pending - order
-                # an order is done when what is left is dust (below 1e-12 of the position)
-                dust = xp.abs(pending) <= 1e-12 * xp.maximum(xp.abs(shares), 1.0)
-                pending = xp.where(dust, 0.0, pending)
                 any_pending = bool(xp.any(pending != 0))
                 comm_rec[:, t] += comm.sum(axis=1)
                 slip_rec[:, t] += slip_cost.sum(axis=1)
@@ -434,10 +441,7 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
                 if fills is not None:
                     reason = xp.where(pending_reason == 0,
                                       0 if rebalance[d] else 1, pending_reason)
-                    for a in np.flatnonzero(_host(order[0]) != 0):
-                        fills.append((t, int(a), _host(order[0, a]), _host(safe_px[a]),
-                                      _host(comm[0, a]), _host(slip_cost[0, a]),
-                                      int(_host(reason[0, a]))))
+                    _record(fills, t, order[0], safe_px, comm[0], slip_cost[0], reason[0])
                     pending_reason = xp.where(pending != 0, xp.maximum(pending_reason, 1),
                                               0).astype(xp.int8)
         mark = inp.mark_price[t]
@@ -455,10 +459,12 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
             slip_rec[:, t] += slip_cost.sum(axis=1)
             traded_rec[:, t] += notional.sum(axis=1)
             if fills is not None:
-                for j, a in enumerate(gone):
-                    if _host(qty[0, j]) != 0:
-                        fills.append((t, int(a), _host(qty[0, j]), _host(px[j]),
-                                      _host(comm[0, j]), _host(slip_cost[0, j]), 3))
+                qty_all = xp.zeros((a_len,))
+                qty_all[gone_d] = qty[0]
+                full = [xp.zeros((a_len,)) for _ in range(3)]
+                for arr, part in zip(full, (px, comm[0], slip_cost[0]), strict=True):
+                    arr[gone_d] = part
+                _record(fills, t, qty_all, *full, xp.full((a_len,), 3, dtype=xp.int8))
             shares[:, gone_d] = 0.0
             pending[:, gone_d] = 0.0
         mark_px = xp.where(xp.isfinite(mark), mark, 0.0)
@@ -476,12 +482,16 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
                      traded=traded_rec, weights=weights, fills=fills)
 
 
-def _host(x: Any) -> Any:
-    """A device scalar/array as a host (numpy) value."""
-    if hasattr(x, "get"):
-        x = x.get()
-    if isinstance(x, np.ndarray) and x.ndim == 0:
-        return x.item()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
+def _host(x: Any) -> npt.NDArray[Any]:
+    """A device array as a host (numpy) array."""
+    return np.asarray(x.get() if hasattr(x, "get") else x)
+
+
+def _record(fills: list[Fills], t: int, qty: Any, price: Any, comm: Any, slip: Any,
+            reason: Any) -> None:
+    """Append row ``t``'s non-zero fills (``(A,)`` arrays of combo 0) to ``fills``."""
+    q = _host(qty)
+    idx = np.flatnonzero(q)
+    if idx.size:
+        fills.append((t, idx, q[idx], _host(price)[idx], _host(comm)[idx], _host(slip)[idx],
+                      _host(reason)[idx].astype(np.int8)))

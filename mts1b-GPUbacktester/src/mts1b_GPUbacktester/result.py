@@ -15,6 +15,8 @@ import numpy.typing as npt
 import pandas as pd
 from mts1b_quantkit import metrics as qm
 
+from mts1b_GPUbacktester.kernels import REASONS, Fills
+
 __all__ = ["BacktestResult"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -57,7 +59,7 @@ class BacktestResult:
     def __init__(self, *, dates: npt.NDArray[np.datetime64], symbols: tuple[str, ...],
                  nav: FloatArray, initial_nav: float, weights: FloatArray,
                  target_weights: FloatArray, asset_returns: FloatArray,
-                 fills: list[tuple[Any, ...]], commission: FloatArray, slippage: FloatArray,
+                 fills: list[Fills], commission: FloatArray, slippage: FloatArray,
                  borrow: FloatArray, traded: FloatArray,
                  benchmark_returns: FloatArray | None, benchmark_name: str | None,
                  backend: dict[str, str | None], config: dict[str, Any]) -> None:
@@ -98,14 +100,17 @@ class BacktestResult:
 
     @functools.cached_property
     def trades(self) -> pd.DataFrame:
-        from mts1b_GPUbacktester.kernels import REASONS
-
-        rows = []
-        for t, a, qty, price, comm, slip, reason in self._fills:
-            rows.append((self._index[t], self.symbols[a], "buy" if qty > 0 else "sell",
-                         float(qty), float(price), abs(float(qty) * float(price)), float(comm),
-                         float(slip), REASONS[reason]))
-        return pd.DataFrame(rows, columns=_FILL_COLUMNS)
+        if not self._fills:
+            return pd.DataFrame({c: [] for c in _FILL_COLUMNS})
+        rows = np.concatenate([np.full(f[1].size, f[0]) for f in self._fills])
+        cols, qty, price, comm, slip, reason = (
+            np.concatenate([f[k] for f in self._fills]) for k in range(1, 7))
+        return pd.DataFrame({
+            "date": self._index[rows], "symbol": np.asarray(self.symbols, dtype=object)[cols],
+            "side": np.where(qty > 0, "buy", "sell"), "shares": qty, "price": price,
+            "notional": np.abs(qty * price), "commission": comm, "slippage": slip,
+            "reason": np.asarray(REASONS, dtype=object)[reason],
+        })
 
     @functools.cached_property
     def costs(self) -> pd.DataFrame:

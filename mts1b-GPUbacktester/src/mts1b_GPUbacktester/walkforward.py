@@ -96,8 +96,9 @@ def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequen
             raise BacktestConfigError(f"objective {objective!r} is not a ladder column "
                                       f"({list(ladder.table.columns)})", field="objective",
                                       value=objective)
-        best = ladder.best(objective)
-        params = {name: _plain(best[name]) for name in grid}
+        pos = ladder.table[objective].idxmax()
+        params = {name: _plain(ladder.table[name].loc[pos]) for name in grid}
+        best = ladder.table.loc[pos]
         oos = run_single(factor=factor, params=params, universe=panel.until(dates[te1]),
                          start=dates[te0], **run_kwargs)
         results.append(oos)
