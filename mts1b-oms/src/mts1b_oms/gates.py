@@ -35,6 +35,7 @@ can always trade back inside it. Limits are inclusive: a value exactly at the li
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ class FundMemory:
     messages: deque[dt.datetime] = field(default_factory=deque)
     recent: dict[tuple[object, ...], tuple[dt.datetime, str]] = field(default_factory=dict)
     executions: dict[tuple[str, str, str], deque[dt.datetime]] = field(default_factory=dict)
+    prune_at: int = 10_000
+    exposure: tuple[Decimal, Decimal, dict[str, Decimal]] | None = None
+    """Cached (gross, net, value per symbol) of the book; the OMS clears it on any change."""
 
 
 @dataclass
@@ -136,9 +140,32 @@ def _price(order: Order, ctx: GateContext) -> Decimal | None:
     return ref
 
 
+_ONE = Decimal(1)
+
+
 def _multiplier(order: Order) -> Decimal:
-    m = getattr(order.instrument, "multiplier", None)
-    return m if isinstance(m, Decimal) else Decimal(1)
+    inst = order.instrument
+    if "multiplier" not in type(inst).model_fields:
+        return _ONE
+    m = inst.__dict__.get("multiplier")
+    return m if isinstance(m, Decimal) else _ONE
+
+
+def _book_exposure(ctx: GateContext) -> tuple[Decimal, Decimal, dict[str, Decimal]]:
+    cached = ctx.memory.exposure
+    if cached is not None:
+        return cached
+    values: dict[str, Decimal] = {}
+    for s in set(ctx.positions) | set(ctx.open_buy) | set(ctx.open_sell):
+        p = ctx.prices.get(s)
+        if p is None:
+            continue
+        q = ctx.positions.get(s, ZERO) + ctx.open_buy.get(s, ZERO) - ctx.open_sell.get(s, ZERO)
+        values[s] = q * p
+    gross = sum((abs(v) for v in values.values()), ZERO)
+    net = sum(values.values(), ZERO)
+    ctx.memory.exposure = (gross, net, values)
+    return ctx.memory.exposure
 
 
 def is_risk_reducing(order: Order, ctx: GateContext) -> bool:
@@ -307,16 +334,9 @@ def exposure(order: Order, ctx: GateContext) -> Denial | None:
     if risk.max_gross_exposure is None and risk.max_net_exposure is None:
         return None
     sym = order.instrument.symbol
-    gross = net = ZERO
-    for s in set(ctx.positions) | set(ctx.open_buy) | set(ctx.open_sell):
-        if s == sym:
-            continue
-        p = ctx.prices.get(s)
-        if p is None:
-            continue
-        q = ctx.positions.get(s, ZERO) + ctx.open_buy.get(s, ZERO) - ctx.open_sell.get(s, ZERO)
-        gross += abs(q) * p
-        net += q * p
+    book_gross, book_net, values = _book_exposure(ctx)
+    v_sym = values.get(sym, ZERO)
+    gross, net = book_gross - abs(v_sym), book_net - v_sym
     px = _price(order, ctx)
     if px is None:
         return _deny(DenialCode.NO_REFERENCE_PRICE, "exposure", f"no price to value {sym}")
@@ -400,6 +420,11 @@ DEFAULT_GATES: Sequence[tuple[str, GateFn]] = (
 """(name, gate) in evaluation order; the module docstring explains each."""
 
 
+@functools.lru_cache(maxsize=64)
+def _seconds(value: Decimal) -> dt.timedelta:
+    return dt.timedelta(seconds=float(value))
+
+
 def _prune(times: deque[dt.datetime], cutoff: dt.datetime) -> None:
     while times and times[0] < cutoff:
         times.popleft()
@@ -413,10 +438,9 @@ class GatePipeline:
 
     def evaluate(self, order: Order, ctx: GateContext) -> Decision:
         risk, mem, now = ctx.fund.risk, ctx.memory, ctx.now
-        secs = dt.timedelta(seconds=float(risk.message_window_seconds))
-        _prune(mem.messages, now - secs)
+        _prune(mem.messages, now - _seconds(risk.message_window_seconds))
         mem.messages.append(now)
-        rep_window = dt.timedelta(seconds=float(risk.repeated_window_seconds))
+        rep_window = _seconds(risk.repeated_window_seconds)
         key = (order.strategy_id, order.instrument.symbol, order.side.value)
         times = mem.executions.get(key)
         if times is not None:
@@ -430,9 +454,10 @@ class GatePipeline:
         if risk.duplicate_window_seconds > 0:
             fp = _fingerprint(order)
             mem.recent[fp] = (now, order.idempotency_key)
-            if len(mem.recent) > 10_000:
+            if len(mem.recent) > mem.prune_at:  # amortised: scan only when the map doubled
                 horizon = now - dt.timedelta(seconds=float(risk.duplicate_window_seconds))
                 for k in [k for k, (t, _) in mem.recent.items() if t < horizon]:
                     del mem.recent[k]
+                mem.prune_at = max(10_000, 2 * len(mem.recent))
         mem.executions.setdefault(key, deque()).append(now)
         return Decision(None)

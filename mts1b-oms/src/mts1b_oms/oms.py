@@ -189,6 +189,8 @@ class Oms:
     def set_price(self, symbol: str, price: Decimal, adv: Decimal | None = None) -> None:
         """Reference price (and optionally average daily volume) used by the gates."""
         self.prices[symbol] = price
+        for mem in self._memory.values():
+            mem.exposure = None  # the gates' cached book value used the old price
         if adv is not None:
             self.adv[symbol] = adv
 
@@ -463,6 +465,7 @@ class Oms:
         for fund_id, strategy_id, symbol, pos in positions:
             old = self._pos.get((fund_id, strategy_id, symbol), PositionState())
             self._pos[(fund_id, strategy_id, symbol)] = pos
+            self._memory[fund_id].exposure = None
             book = self._books[fund_id]
             book.positions[symbol] = book.positions.get(symbol, ZERO) - old.quantity + (
                 pos.quantity)
@@ -555,6 +558,7 @@ class Oms:
         """Keep the open-order cache and the fund's open leaves in step with a change."""
         o = after.order
         book = self._books[o.fund_id]
+        self._memory[o.fund_id].exposure = None
         sym = o.instrument.symbol
         side = book.open_buy if o.side is Side.BUY else book.open_sell
         if before is not None and before.order_id in self._open:
