@@ -10,7 +10,8 @@ Methods (each a registered sizer; :func:`register_sizer` adds more):
 
 =========================  ========================================================================
 ``equal_weight_long``      equal weights on the assets with ``score > threshold`` (default 0)
-``equal_weight_long_short`` equal weights long ``score > threshold``, short ``score < -threshold``
+``equal_weight_long_short`` equal weights long ``score > threshold``, short ``score < -threshold``;
+                           dollar neutral (``net=0``) unless ``net`` is given
 ``rank_weighted``          weights proportional to the demeaned cross-sectional rank (long/short);
                            ``long_only=True``: proportional to the rank itself
 ``score_weighted``         weights proportional to the score (long/short)
@@ -22,7 +23,9 @@ Methods (each a registered sizer; :func:`register_sizer` adds more):
 
 Parameters every method accepts: ``gross`` (sum of absolute weights per date, default 1.0; for
 the Kelly methods it is a cap on leverage, not a target), ``net`` (long minus short exposure, for
-long/short methods: the long leg gets ``(gross + net) / 2``, the short leg ``(gross - net) / 2``),
+long/short methods: the long leg gets ``(gross + net) / 2``, the short leg ``(gross - net) / 2``;
+without ``net``, ``rank_weighted`` is neutral by construction and ``score_weighted`` keeps the
+scores' own balance),
 and ``max_weight`` (cap on each ``|w|``; the excess is redistributed pro rata to uncapped names of
 the same leg, so a leg keeps its total unless every name in it is capped).
 
@@ -65,7 +68,9 @@ class Sizer:
 
     ``scale_to_gross``: the raw weights only give the shape and ``size`` rescales each date to
     ``gross`` (per leg when ``net`` is given); otherwise they are final and ``gross`` caps them.
-    ``long_short``: whether ``net`` is meaningful. ``needs_returns``: ``returns`` is required.
+    ``long_short``: whether ``net`` is meaningful; ``default_net``: the ``net`` used when the
+    spec gives none (``None``: scale the whole book to ``gross`` as the raw weights lie).
+    ``needs_returns``: ``returns`` is required.
     """
 
     name: str
@@ -73,6 +78,7 @@ class Sizer:
     scale_to_gross: bool = True
     long_short: bool = True
     needs_returns: bool = False
+    default_net: float | None = None
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -86,7 +92,8 @@ _lock = threading.RLock()
 
 
 def register_sizer(name: str, *, replace: bool = False, scale_to_gross: bool = True,
-                   long_short: bool = True, needs_returns: bool = False
+                   long_short: bool = True, needs_returns: bool = False,
+                   default_net: float | None = None
                    ) -> Callable[[Callable[..., FloatArray]], Callable[..., FloatArray]]:
     """Decorator registering a sizing method under ``name`` (a second registration of a name is
     an error unless ``replace=True``). The function takes ``scores`` (``(T, A)`` float64, NaN =
@@ -100,7 +107,8 @@ def register_sizer(name: str, *, replace: bool = False, scale_to_gross: bool = T
             if name in _sizers and not replace:
                 raise SizingError(f"sizing method {name!r} is already registered; pass "
                                   "replace=True to replace it", field="name", value=name)
-            _sizers[name] = Sizer(name, func, scale_to_gross, long_short, needs_returns)
+            _sizers[name] = Sizer(name, func, scale_to_gross, long_short, needs_returns,
+                                  default_net)
         return func
 
     return decorator
@@ -191,7 +199,7 @@ def _equal_weight_long(scores: FloatArray, *, threshold: float = 0.0) -> FloatAr
         return np.where(scores > threshold, 1.0, 0.0)
 
 
-@register_sizer("equal_weight_long_short")
+@register_sizer("equal_weight_long_short", default_net=0.0)
 def _equal_weight_long_short(scores: FloatArray, *, threshold: float = 0.0) -> FloatArray:
     with np.errstate(invalid="ignore"):
         return np.where(scores > threshold, 1.0, np.where(scores < -threshold, -1.0, 0.0))
@@ -310,6 +318,8 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
     if net is not None and not sizer.scale_to_gross:
         raise SizingError(f"sizing method {method!r} sets its own leverage; 'net' is not "
                           "supported", field="net", value=net, method=method)
+    if net is None and sizer.scale_to_gross:
+        net = sizer.default_net
     allowed = sizer.params
     unknown = sorted(set(params) - set(allowed))
     if unknown:
