@@ -1,1 +1,47 @@
-"""mts1b-oms."""
+"""mts1b-oms: order lifecycle, idempotent submission, pre-trade risk gates, kill switch,
+positions, rebalancing, PostgreSQL outbox and the NATS service.
+
+>>> oms = Oms(await Store.open(dsn), broker, [fund])
+>>> await oms.start()
+>>> reply = await oms.submit(order)   # CommandReply: order_id, status, or a coded denial
+"""
+
+from mts1b_oms.gates import DEFAULT_GATES, Decision, FundMemory, GateContext, GatePipeline
+from mts1b_oms.oms import DEFAULT_IDEMPOTENCY_WINDOW, Oms
+from mts1b_oms.outbox import OutboxRelay
+from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
+from mts1b_oms.rebalance import RebalanceError, rebalance
+from mts1b_oms.state import TRANSITIONS, OrderState, Outcome, Rule, apply_event, new_order_state
+from mts1b_oms.store import OutboxItem, StaleState, Store, StoreError
+from mts1b_oms.tradingstate import TradingStates, make_change, make_command
+
+__all__ = [
+    "DEFAULT_GATES",
+    "DEFAULT_IDEMPOTENCY_WINDOW",
+    "TRANSITIONS",
+    "Decision",
+    "FundMemory",
+    "GateContext",
+    "GatePipeline",
+    "Mismatch",
+    "Oms",
+    "OrderState",
+    "OutboxItem",
+    "OutboxRelay",
+    "Outcome",
+    "PositionState",
+    "RebalanceError",
+    "Rule",
+    "StaleState",
+    "Store",
+    "StoreError",
+    "TradingStates",
+    "apply_event",
+    "apply_fill",
+    "make_change",
+    "make_command",
+    "new_order_state",
+    "rebalance",
+    "reconcile",
+    "replay",
+]

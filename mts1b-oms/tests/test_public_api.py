@@ -1,0 +1,23 @@
+"""The exported surface of mts1b_oms is deliberate: this test fails when it changes."""
+
+from __future__ import annotations
+
+import mts1b_oms
+
+
+def test_public_names() -> None:
+    assert sorted(mts1b_oms.__all__) == sorted([
+        "DEFAULT_GATES", "DEFAULT_IDEMPOTENCY_WINDOW", "TRANSITIONS", "Decision", "FundMemory",
+        "GateContext", "GatePipeline", "Mismatch", "Oms", "OrderState", "Outcome", "OutboxItem",
+        "OutboxRelay", "PositionState", "RebalanceError", "Rule", "StaleState", "Store",
+        "StoreError", "TradingStates", "apply_event", "apply_fill", "make_change",
+        "make_command", "new_order_state", "rebalance", "reconcile", "replay"])
+    for name in mts1b_oms.__all__:
+        assert hasattr(mts1b_oms, name), name
+
+
+def test_cli_entry_point_registered() -> None:
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="mts.commands")}
+    assert eps.get("mts1b-oms") == "mts1b_oms.cli:app"
