@@ -213,7 +213,8 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
     cfg = {"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
            "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
            "borrow_rate": borrow_rate, "initial_nav": initial_nav, **dict(config or {})}
-    fills = [(t - row0, *rest) for t, *rest in (out.fills or [])]  # rows from the window
+    # fill rows counted from the first trading day, like every other record
+    fills = [(f[0] - row0, f[1], f[2], f[3], f[4], f[5], f[6]) for f in out.fills or []]
     return BacktestResult(
         dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=initial_nav,
         weights=be.to_numpy(out.weights)[0, row0:], target_weights=targets[row0:],
@@ -335,7 +336,8 @@ def _align_weights(weights: Any, panel: UniversePanel) -> FloatArray:
         frame = weights.copy()
         frame.index = pd.DatetimeIndex(frame.index).tz_localize(None).normalize()
         frame = frame.reindex(index=idx, columns=list(panel.symbols))
-        return np.nan_to_num(frame.to_numpy(dtype=np.float64), nan=0.0)
+        return np.nan_to_num(np.asarray(frame.to_numpy(dtype=np.float64), dtype=np.float64),
+                             nan=0.0)
     arr = np.asarray(weights, dtype=np.float64)
     if arr.shape != panel.shape:
         raise BacktestConfigError(f"weights have shape {arr.shape}; the panel is {panel.shape}",

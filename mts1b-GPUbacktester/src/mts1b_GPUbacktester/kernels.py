@@ -461,10 +461,10 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
             if fills is not None:
                 qty_all = xp.zeros((a_len,))
                 qty_all[gone_d] = qty[0]
-                full = [xp.zeros((a_len,)) for _ in range(3)]
-                for arr, part in zip(full, (px, comm[0], slip_cost[0]), strict=True):
-                    arr[gone_d] = part
-                _record(fills, t, qty_all, *full, xp.full((a_len,), 3, dtype=xp.int8))
+                px_all, comm_all, slip_all = (xp.zeros((a_len,)) for _ in range(3))
+                px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px, comm[0], slip_cost[0]
+                _record(fills, t, qty_all, px_all, comm_all, slip_all,
+                        xp.full((a_len,), 3, dtype=xp.int8))
             shares[:, gone_d] = 0.0
             pending[:, gone_d] = 0.0
         mark_px = xp.where(xp.isfinite(mark), mark, 0.0)

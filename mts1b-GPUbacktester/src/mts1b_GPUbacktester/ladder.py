@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -242,7 +243,12 @@ def _tile_per_asset(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
         growth, n_in, n_out = per_asset_log_growth(be.asarray(signal), ctx, xp=be.xp)
         total = be.to_numpy(be.xp.expm1(growth))
         trades = be.to_numpy(n_in + n_out)
-    with np.errstate(invalid="ignore"):
+    # an asset never in the universe while the window is open has no account at all
+    never = ~np.asarray(market.in_universe).any(axis=0)
+    total[:, never] = np.nan
+    trades[:, never] = np.nan
+    with warnings.catch_warnings():  # a combination where no asset had an account: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         table = {
             "total_return_mean": np.nanmean(total, axis=1),
             "total_return_median": np.nanmedian(total, axis=1),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["rolling_sharpe", "write_tearsheet"]
 
 W, H = 1040, 260
-PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 14, 28
+PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 30, 28
 COLORS = {"strategy": "#1f6feb", "benchmark": "#8b949e", "dd": "#d1242f", "gross": "#1f6feb",
           "net": "#8250df", "long": "#1a7f37", "short": "#d1242f", "turnover": "#bf8700",
           "sharpe": "#1f6feb"}
@@ -154,12 +154,11 @@ def _line_chart(index: pd.DatetimeIndex, series: Sequence[tuple[str, np.ndarray,
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" '
                      f'stroke-width="{width}" stroke-linejoin="round"><title>{_esc(name)}'
                      '</title></polyline>')
-    lx = PAD_L + 10
-    for name, _, color in series:
-        parts.append(f'<rect x="{lx}" y="{PAD_T + 6}" width="12" height="4" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 16}" y="{PAD_T + 12}" class="legend">{_esc(name)}'
-                     '</text>')
-        lx += 24 + 7 * len(name)
+    lx = PAD_L
+    for name, _, color in series if len(series) > 1 else ():  # the title names a lone line
+        parts.append(f'<rect x="{lx}" y="9" width="14" height="4" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 18}" y="15" class="legend">{_esc(name)}</text>')
+        lx += 30 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)
 

@@ -1,0 +1,217 @@
+"""``mts mts1b-GPUbacktester ...``: ``run`` one backtest, sweep a ``ladder``, run the ``demo``.
+
+Installed through the ``mts.commands`` entry point (name ``mts1b-GPUbacktester``)::
+
+    mts mts1b-GPUbacktester run --factor f_sma_cross --param p_fast=20 --param p_slow=50 \\
+        --universe us-large-cap --start 2014-01-01 --end 2024-01-01 --report out.html
+    mts mts1b-GPUbacktester ladder --factor f_sma_cross --grid p_fast=5,10,20,50 \\
+        --grid p_slow=20,50,100,200 --constraint "p_fast < p_slow" --universe us-large-cap \\
+        --start 2014-01-01 --end 2024-01-01 --out ladder.csv
+    mts mts1b-GPUbacktester demo
+
+``--install-demo`` installs the datalake's synthetic market into the store first (idempotent),
+so the commands work on a fresh machine without any download.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mts1b_GPUbacktester.errors import BacktestConfigError, BacktestError
+
+__all__ = ["app", "parse_constraint", "parse_grid", "parse_params"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Backtests: one run, parameter ladders, the demo.")
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=|==|!=|<|>)\s*([A-Za-z_]\w*|-?[\d.]+)\s*$")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["p_fast=20", "p_slow=50"]`` -> ``{"p_fast": 20, "p_slow": 50}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BacktestConfigError(f"--param wants NAME=VALUE; got {item!r}",
+                                      field="param", value=item)
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["p_fast=5,10", "p_slow=20:60:10"]`` -> lists (``a:b:step`` is ``range(a, b, step)``)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise BacktestConfigError(f"--grid wants NAME=V1,V2,... or NAME=START:STOP:STEP; "
+                                      f"got {item!r}", field="grid", value=item)
+        if ":" in values:
+            parts = [int(p) for p in values.split(":")]
+            grid[key.strip()] = list(range(*parts))
+        else:
+            grid[key.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def parse_constraint(text: str | None) -> Callable[[dict[str, Any]], bool] | None:
+    """``"p_fast < p_slow"`` -> a predicate on a combination (names or numbers, one operator)."""
+    if not text:
+        return None
+    match = _CONSTRAINT.match(text)
+    if match is None:
+        raise BacktestConfigError(f"--constraint wants 'NAME OP NAME|NUMBER' with OP in "
+                                  f"{list(_OPS)}; got {text!r}", field="constraint", value=text)
+    left, op, right = match.groups()
+    fn = _OPS[op]
+
+    def side(combo: dict[str, Any], token: str) -> Any:
+        return combo[token] if token in combo else _value(token)
+
+    return lambda combo: bool(fn(side(combo, left), side(combo, right)))
+
+
+def _universe(text: str) -> str | list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()] if "," in text else text
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+def _install_demo(store: str | None) -> Any:
+    from mts1b_datalake.synthetic import install_demo_market
+
+    return install_demo_market(store)
+
+
+StoreOpt = Annotated[str | None, typer.Option(help="datalake store (default: "
+                                              "$MTS_DATALAKE_ROOT or the user data dir)")]
+InstallOpt = Annotated[bool, typer.Option(help="install the synthetic demo market into the "
+                                          "store first")]
+
+
+@app.command()
+def run(
+    factor: Annotated[str, typer.Option(help="registered factor name")] = "f_sma_cross",
+    param: Annotated[list[str] | None, typer.Option(help="factor parameter NAME=VALUE")] = None,
+    universe: Annotated[str, typer.Option(help="universe name or SYM1,SYM2,...")] = (
+        "us-large-cap"),
+    start: Annotated[str | None, typer.Option(help="first trading day")] = None,
+    end: Annotated[str | None, typer.Option(help="last day")] = None,
+    rebal: Annotated[str, typer.Option(help="daily | weekly | monthly")] = "daily",
+    sizing: Annotated[str, typer.Option(help="quantkit sizing method")] = "equal_weight_long",
+    gross: Annotated[float, typer.Option(help="gross exposure")] = 1.0,
+    cost_bps: Annotated[float, typer.Option(help="commission in bps")] = 10.0,
+    fill: Annotated[str, typer.Option(help="next_open | close | next_close")] = "next_open",
+    slippage_bps: Annotated[float, typer.Option(help="fixed slippage in bps")] = 0.0,
+    participation: Annotated[float | None, typer.Option(help="max fraction of volume")] = None,
+    initial_nav: Annotated[float, typer.Option(help="starting cash")] = 100_000.0,
+    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
+    report: Annotated[Path | None, typer.Option(help="write the HTML tearsheet here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write metrics as JSON")] = (
+        None),
+    store: StoreOpt = None,
+    install_demo: InstallOpt = False,
+) -> None:
+    """Backtest one factor with one parameter set and print the headline metrics."""
+    from mts1b_GPUbacktester.engine import run_single
+
+    try:
+        the_store = _install_demo(store) if install_demo else store
+        result = run_single(
+            factor=factor, params=parse_params(param), universe=_universe(universe),
+            start=start, end=end, rebal=rebal, sizing={"method": sizing, "gross": gross},
+            cost_bps=cost_bps, fill=fill, slippage=slippage_bps or None,
+            participation=participation, initial_nav=initial_nav, backend=backend,
+            store=the_store)
+    except (BacktestError, ValueError, KeyError) as exc:
+        raise _fail(exc) from exc
+    m = result.metrics
+    typer.echo(f"{factor} {parse_params(param)} on {universe}: "
+               f"{result.equity.index[0].date()}..{result.equity.index[-1].date()}, "
+               f"{len(result.symbols)} assets, backend {result.backend['backend']}")
+    for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility",
+                "turnover", "final_nav"):
+        typer.echo(f"  {key:<14} {m[key]:>14,.4f}")
+    if report is not None:
+        typer.echo(f"tearsheet: {result.report(report)}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(m, indent=2, sort_keys=True), encoding="utf-8")
+
+
+@app.command()
+def ladder(
+    grid: Annotated[list[str], typer.Option(help="NAME=V1,V2,... or NAME=START:STOP:STEP")],
+    factor: Annotated[str, typer.Option(help="registered factor name")] = "f_sma_cross",
+    constraint: Annotated[str | None, typer.Option(help="e.g. 'p_fast < p_slow'")] = None,
+    universe: Annotated[str, typer.Option(help="universe name or SYM1,SYM2,...")] = (
+        "us-large-cap"),
+    start: Annotated[str | None, typer.Option(help="first trading day")] = None,
+    end: Annotated[str | None, typer.Option(help="last day")] = None,
+    mode: Annotated[str, typer.Option(help="portfolio | per_asset")] = "portfolio",
+    rebal: Annotated[str, typer.Option(help="daily | weekly | monthly")] = "daily",
+    cost_bps: Annotated[float, typer.Option(help="commission in bps")] = 10.0,
+    fill: Annotated[str, typer.Option(help="next_open | close | next_close")] = "next_open",
+    tile_size: Annotated[int | None, typer.Option(help="combinations per tile")] = None,
+    executor: Annotated[str, typer.Option(help="local | process | ray")] = "local",
+    workers: Annotated[int | None, typer.Option(help="processes (default: CPUs)")] = None,
+    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
+    top: Annotated[int, typer.Option(help="rows of the best combinations to print")] = 10,
+    out: Annotated[Path | None, typer.Option(help="write the whole table as CSV")] = None,
+    store: StoreOpt = None,
+    install_demo: InstallOpt = False,
+) -> None:
+    """Evaluate every combination of a parameter grid and print the best ones."""
+    from mts1b_GPUbacktester.ladder import run_ladder
+
+    try:
+        the_store = _install_demo(store) if install_demo else store
+        res = run_ladder(factor, parse_grid(grid), constraint=parse_constraint(constraint),
+                         universe=_universe(universe), start=start, end=end, mode=mode,
+                         rebal=rebal, cost_bps=cost_bps, fill=fill, tile_size=tile_size,
+                         executor=executor, workers=workers, backend=backend, progress=True,
+                         store=the_store)
+    except (BacktestError, ValueError, KeyError) as exc:
+        raise _fail(exc) from exc
+    key = "sharpe" if mode == "portfolio" else "total_return_mean"
+    typer.echo(f"{len(res)} combinations in {res.elapsed_s:.2f}s "
+               f"(backend {res.backend['backend']}, fast path {res.fast_path})")
+    typer.echo(res.table.sort_values(key, ascending=False).head(top).to_string(index=False))
+    if out is not None:
+        res.table.to_csv(out, index=False)
+        typer.echo(f"table: {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="where to write the tearsheet")] = Path(
+        "out/tearsheet.html"),
+    store: StoreOpt = None,
+) -> None:
+    """The README's demo: install the synthetic market, backtest, print, write a tearsheet."""
+    from mts1b_GPUbacktester.demo import main
+
+    raise typer.Exit(code=main(["--out", str(out), *(["--store", store] if store else [])]))
