@@ -35,7 +35,8 @@ def to_day(value: Any) -> np.datetime64:
     """``datetime64[D]`` of a date, datetime, ISO string or numpy/pandas timestamp."""
     try:
         if isinstance(value, np.datetime64):
-            return value.astype("datetime64[D]")
+            day: np.datetime64 = value.astype("datetime64[D]")
+            return day
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(dt.UTC)

@@ -165,7 +165,8 @@ def normalize_events(frame: pd.DataFrame) -> pd.DataFrame:
 def normalize_symbols(frame: pd.DataFrame | None, bars: pd.DataFrame | None = None) -> (
     pd.DataFrame
 ):
-    """Canonical symbol table; symbols that appear in ``bars`` but not here get defaults."""
+    """Canonical symbol table; symbols that appear in ``bars`` but not here get empty rows
+    (the store fills ``asset_class="equity"`` for symbols it has never seen)."""
     base = empty_symbols() if frame is None or frame.empty else frame.copy()
     for col in SYMBOL_COLUMNS:
         if col not in base.columns:
@@ -174,8 +175,7 @@ def normalize_symbols(frame: pd.DataFrame | None, bars: pd.DataFrame | None = No
     if bars is not None and len(bars):
         missing = sorted(set(bars["symbol"].unique()) - set(base["symbol"]))
         if missing:
-            extra = pd.DataFrame({"symbol": missing, "asset_class": "equity", "sector": None,
+            extra = pd.DataFrame({"symbol": missing, "asset_class": None, "sector": None,
                                   "name": None, "source": None})
             base = pd.concat([base, extra.astype(object)], ignore_index=True)
-    base["asset_class"] = base["asset_class"].fillna("equity")
     return base.drop_duplicates("symbol", keep="last").reset_index(drop=True)

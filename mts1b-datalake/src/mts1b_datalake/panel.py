@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.compute as _pc
 from mts1b_foundation import OHLCV_FIELDS, UniversePanel
 from mts1b_platform.logging import get_logger
 
@@ -41,6 +41,7 @@ from mts1b_datalake.universes import Universe, resolve_universe
 __all__ = ["EXTRA_FIELDS", "PanelInfo", "build_panel", "panel_info"]
 
 _log = get_logger(__name__)
+pc: Any = _pc  # pyarrow.compute is untyped
 
 EXTRA_FIELDS: tuple[str, ...] = ("adj_factor", "dividend", "split_ratio", "dollar_volume",
                                  "returns")
@@ -107,7 +108,7 @@ def build_panel(
 
     need_prices = [f for f in ("open", "high", "low", "close") if f in wanted]
     extras = [f for f in wanted if f in EXTRA_FIELDS]
-    load = set(need_prices)
+    load: set[str] = set(need_prices)
     if "volume" in wanted or "dollar_volume" in extras:
         load.add("volume")
     if adjust == "back" or extras:

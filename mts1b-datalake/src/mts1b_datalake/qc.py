@@ -141,7 +141,9 @@ class QCPolicy:
         return Action(self.actions[check])
 
     def with_actions(self, **actions: str) -> QCPolicy:
-        return replace(self, actions={**self.actions, **actions})
+        merged: dict[str, Action] = {**self.actions, **{k: Action(v) for k, v in
+                                                        actions.items()}}
+        return replace(self, actions=merged)
 
     @classmethod
     def parse(cls, items: Iterable[str], **thresholds: Any) -> QCPolicy:
@@ -246,7 +248,8 @@ def _rolling_median_by_group(values: np.ndarray, starts: np.ndarray, window: int
     pos = np.arange(n) + offsets + _SEP
     padded[pos] = values
     med = pd.Series(padded).rolling(window, min_periods=min_periods).median().shift(1)
-    return med.to_numpy()[pos]
+    out: np.ndarray = med.to_numpy()[pos]
+    return out
 
 
 def run_qc(bars: pd.DataFrame, policy: QCPolicy | None = None, *, calendar: str | None = "XNYS",
@@ -519,9 +522,9 @@ def run_qc(bars: pd.DataFrame, policy: QCPolicy | None = None, *, calendar: str 
             key = dict(zip(zip(frame["symbol"], frame["date"], strict=True), range(n),
                            strict=True))
             for f in findings[findings["check"].isin(rejecting)].itertuples(index=False):
-                i = key.get((f.symbol, f.date))
-                if i is not None:
-                    reasons.setdefault(i, []).append(f.check)
+                hit = key.get((f.symbol, f.date))
+                if hit is not None:
+                    reasons.setdefault(int(hit), []).append(str(f.check))
         for i in np.flatnonzero(drop):
             rejected.append(Rejected(str(frame["file"].iat[i]), int(frame["line"].iat[i]),
                                      "qc " + "+".join(reasons.get(int(i), ["policy"])),

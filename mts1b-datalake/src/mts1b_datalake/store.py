@@ -40,8 +40,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.compute as _pc
+import pyarrow.parquet as _pq
 from mts1b_foundation import Bar, Quote
 from mts1b_platform.logging import get_logger
 
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+pc: Any = _pc  # pyarrow.compute functions are generated at import: untyped
+pq: Any = _pq
 
 ENV_ROOT = "MTS_DATALAKE_ROOT"
 MANIFEST = "_manifest.json"
@@ -167,7 +169,8 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     both_nan = np.isnan(a) & np.isnan(b)
     with np.errstate(invalid="ignore"):
         close = np.abs(a - b) <= 1e-12 * np.maximum(np.abs(a), np.abs(b)) + 1e-15
-    return both_nan | close
+    out: np.ndarray = both_nan | close
+    return out
 
 
 class Store:
@@ -248,11 +251,13 @@ class Store:
                 stat = os.stat(path)
                 key = stat.st_mtime_ns + stat.st_size * 1e-3
                 if self._manifest_cache and self._manifest_cache[0] == key:
-                    return json.loads(json.dumps(self._manifest_cache[1]))
+                    cached: dict[str, Any] = json.loads(json.dumps(self._manifest_cache[1]))
+                    return cached
                 with open(path, encoding="utf-8") as fh:
                     data: dict[str, Any] = json.load(fh)
                 self._manifest_cache = (key, data)
-                return json.loads(json.dumps(data))
+                fresh: dict[str, Any] = json.loads(json.dumps(data))
+                return fresh
             with self._fs.open(path, "r", encoding="utf-8") as fh:
                 loaded: dict[str, Any] = json.load(fh)
                 return loaded
@@ -622,8 +627,9 @@ class Store:
                          and not pd.isna(x)]
                 values.append(pick(cands) if cands else None)
             after[col] = pd.Series(values, index=index, dtype=object)
+        after["asset_class"] = after["asset_class"].where(after["asset_class"].notna(), "equity")
         added = incoming.index.difference(current.index)
-        changed_rows = ~(after.astype(str) == before.astype(str)).all(axis=1)
+        changed_rows = ~(after.map(_text) == before.map(_text)).all(axis=1)
         if not changed_rows.any():
             return
         report.symbols_added += len(added)
@@ -849,11 +855,26 @@ class Store:
         return sorted(out)
 
 
+def _text(value: Any) -> str:
+    """Comparable text of a metadata cell (None/NaN/NaT -> "", dates as ISO)."""
+    if value is None:
+        return ""
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return value.date().isoformat()
+    return str(value)
+
+
 def _as_date(value: dt.date | str | pd.Timestamp | None) -> dt.date | None:
     if value is None:
         return None
     if isinstance(value, pd.Timestamp):
-        return value.date()
+        day: dt.date = value.date()
+        return day
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):

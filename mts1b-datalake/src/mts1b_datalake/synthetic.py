@@ -113,12 +113,14 @@ def _regime(rng: np.random.Generator, T: int) -> np.ndarray:
         width = int(rng.integers(20, 60))
         log_s[at:at + width] += np.linspace(1.0, 0.2, len(log_s[at:at + width]))
     mult = np.exp(log_s - log_s.mean())
-    return mult / np.sqrt(np.mean(mult**2))
+    out: np.ndarray = mult / np.sqrt(np.mean(mult**2))
+    return out
 
 
 def _t(rng: np.random.Generator, df: float, size: Any) -> np.ndarray:
     """Student-t draws scaled to unit variance."""
-    return rng.standard_t(df, size) / np.sqrt(df / (df - 2.0))
+    out: np.ndarray = rng.standard_t(df, size) / np.sqrt(df / (df - 2.0))
+    return out
 
 
 def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01",
@@ -161,7 +163,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
     last = np.full(A, T - 1, dtype=np.int64)
     delist = rng.random(A) < 0.15
     bankrupt = delist & (rng.random(A) < 0.4)
-    for a in np.flatnonzero(delist):
+    for a in np.flatnonzero(delist).tolist():
         lo_i = first[a] + 250
         if lo_i >= T - 20:
             delist[a] = bankrupt[a] = False
@@ -183,7 +185,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
     quarter_yield = np.where(payer, rng.uniform(0.002, 0.008, A), 0.0)
     div_step = np.ones((T, A))
     phase = rng.integers(5, 63, A)
-    for a in np.flatnonzero(payer):
+    for a in np.flatnonzero(payer).tolist():
         ex = np.arange(first[a] + phase[a], last[a] + 1, 63)
         div_step[ex, a] = 1.0 - quarter_yield[a] * rng.uniform(0.9, 1.1, len(ex))
     dcum = np.cumprod(div_step, axis=0)
@@ -192,7 +194,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
     unsplit = level0[None, :] * tr * dcum  # raw price if the stock never split
     split_cum = np.ones((T, A))
     split_events: list[tuple[int, int, float]] = []
-    for a in range(A):
+    for a in range(A):  # a: int
         thr = float(rng.uniform(250.0, 600.0))
         s = 1.0
         t0 = int(first[a]) + 1
@@ -205,7 +207,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
             ratio = float(rng.choice([2.0, 2.0, 2.0, 3.0, 4.0])) if seg[over[0]] > thr else 0.1
             s *= ratio
             split_cum[t:, a] = s
-            split_events.append((t, a, ratio))
+            split_events.append((t, int(a), ratio))
             t0 = t + 1
             if t0 > last[a]:
                 break
@@ -238,7 +240,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
     # -- benchmark ETF ----------------------------------------------------------------------------
     tickers = _tickers(rng, A, reserved={"SPY"})
     symbols = list(tickers)
-    sector_names = [SECTORS[i] for i in sector_of]
+    sector_names: list[str | None] = [SECTORS[i] for i in sector_of]
     names = [f"{t.capitalize()} {['Holdings', 'Corp', 'Group', 'Systems', 'Industries'][i % 5]}"
              for i, t in enumerate(tickers)]
     classes = ["equity"] * A
@@ -273,7 +275,7 @@ def generate_market(seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01
         first = np.r_[first, 0]
         last = np.r_[last, T - 1]
         symbols.append("SPY")
-        sector_names.append(None)  # type: ignore[arg-type]
+        sector_names.append(None)
         names.append("Synthetic S&P index ETF")
         classes.append("etf")
 

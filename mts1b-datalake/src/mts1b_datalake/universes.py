@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.compute as _pc
 
 from mts1b_datalake.calendar import to_day, trading_days
 from mts1b_datalake.errors import UnknownFieldError, UnknownUniverseError
 
 if TYPE_CHECKING:
     from mts1b_datalake.store import Store
+
+pc: Any = _pc  # pyarrow.compute is untyped
 
 __all__ = [
     "Membership",
@@ -126,7 +128,8 @@ class Universe(abc.ABC):
         if not len(days):
             return []
         m = self.resolve(store, days[-1:], calendar=calendar)
-        return [s for s, keep in zip(m.symbols, m.mask[-1], strict=True) if keep]
+        last_row: list[bool] = m.mask[-1].tolist()
+        return [s for s, keep in zip(m.symbols, last_row, strict=True) if keep]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -263,8 +266,9 @@ class TopLiquidityUniverse(Universe):
                 idx = idx[order[: self.n]]
             mask[r:bounds[k + 1], idx] = True
         mask &= listed[offset:]
-        keep = mask.any(axis=0)
-        symbols = [s for s, k in zip(candidates, keep, strict=True) if k]
+        keep: np.ndarray = np.asarray(mask.any(axis=0), dtype=bool)
+        flags = [bool(x) for x in keep]
+        symbols = [s for s, k in zip(candidates, flags, strict=True) if k]
         return Membership(symbols, mask[:, keep])
 
 

@@ -31,7 +31,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.csv as _pacsv
 from mts1b_foundation import Bar, Quote
 from mts1b_platform.logging import get_logger
 
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+pacsv: Any = _pacsv  # pyarrow's csv module is only partly typed
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "date", "symbol", "open", "high", "low", "close", "volume", "adj_close", "dividend", "split",

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.parquet as _pq
 
 from mts1b_datalake.errors import ProviderError, UnknownFieldError
 from mts1b_datalake.frames import Rejected, empty_events
@@ -36,6 +36,8 @@ from mts1b_datalake.providers.base import (
     parse_numbers,
     read_csv_table,
 )
+
+pq: Any = _pq  # pyarrow.parquet is untyped
 
 __all__ = [
     "LongCsvProvider",

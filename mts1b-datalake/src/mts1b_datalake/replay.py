@@ -1,0 +1,173 @@
+"""Replay historical bars as a live feed: one :class:`mts1b_foundation.Bar` per symbol and session
+on ``mts.v1.datalake.bars.<symbol>``, at a chosen speed.
+
+This is the paper-trading path's market data. Any publisher with
+``async publish(subject, message, *, msg_id=None)`` works (:class:`mts1b_platform.bus.Bus`, or
+:class:`mts1b_foundation.InMemoryPublisher` in tests); a publisher that also has
+``publish_batch`` (the Bus) gets each session's bars in one batch with asynchronous acks.
+
+``speed`` is in sessions per second of wall time: ``speed=1`` publishes one trading day per
+second, ``speed=None`` (or 0) as fast as the bus acknowledges. Each bar's ``ts`` is the session
+close in UTC. The message id is ``bar:<symbol>:<date>:v<version>``, so replaying the same data
+twice inside JetStream's duplicate window stores nothing new, while a restated bar goes out.
+
+Rows that cannot be valid wire bars (NaN, non-positive, open/close outside high-low) and symbols
+that cannot be a subject token are skipped and counted in the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mts1b_foundation import Bar
+from mts1b_platform.logging import get_logger
+
+from mts1b_datalake.bars import row_to_bar
+from mts1b_datalake.calendar import to_day, trading_days
+from mts1b_datalake.errors import EmptyRangeError, InvalidRangeError, UnknownFieldError
+from mts1b_datalake.store import Store
+from mts1b_datalake.universes import Universe, resolve_universe
+
+__all__ = ["BarReplay", "ReplayReport", "bar_subject"]
+
+_log = get_logger(__name__)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+SUBJECT_PREFIX = "mts.v1.datalake.bars"
+
+
+def bar_subject(symbol: str) -> str:
+    """``mts.v1.datalake.bars.<symbol>``; UnknownFieldError if the symbol cannot be a token."""
+    if not _TOKEN.match(symbol):
+        raise UnknownFieldError(f"symbol {symbol!r} cannot be a NATS subject token",
+                                field="symbol", value=symbol)
+    return f"{SUBJECT_PREFIX}.{symbol}"
+
+
+@dataclass
+class ReplayReport:
+    """What a replay published."""
+
+    sessions: int = 0
+    published: int = 0
+    skipped_invalid: int = 0
+    skipped_symbols: list[str] = field(default_factory=list)
+    first_date: dt.date | None = None
+    last_date: dt.date | None = None
+    seconds: float = 0.0
+    stopped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "published": self.published,
+                "skipped_invalid": self.skipped_invalid,
+                "skipped_symbols": self.skipped_symbols,
+                "first_date": str(self.first_date) if self.first_date else None,
+                "last_date": str(self.last_date) if self.last_date else None,
+                "seconds": round(self.seconds, 3), "stopped": self.stopped}
+
+
+class BarReplay:
+    """Bars of ``universe`` (symbols, a name or a Universe) from ``store`` over a date range."""
+
+    def __init__(self, universe: str | Sequence[str] | Universe, start: Any, end: Any, *,
+                 store: Store | str | Path | None = None, speed: float | None = None,
+                 calendar: str = "XNYS") -> None:
+        lo, hi = to_day(start), to_day(end)
+        if lo > hi:
+            raise InvalidRangeError(f"start {lo} is after end {hi}", field="start",
+                                    value=str(lo))
+        if speed is not None and speed < 0:
+            raise UnknownFieldError(f"speed must be >= 0 sessions per second, not {speed}",
+                                    field="speed", value=speed)
+        self.store = store if isinstance(store, Store) else (
+            Store(store) if store is not None else Store.default())
+        self.sessions = trading_days(calendar, lo, hi)
+        if not len(self.sessions):
+            raise EmptyRangeError(f"no {calendar} session between {lo} and {hi}",
+                                  field="start", value=str(lo))
+        rule = resolve_universe(universe)
+        membership = rule.resolve(self.store, self.sessions, calendar=calendar)
+        self.symbols = [s for s in membership.symbols]
+        self.mask = membership.mask
+        self.speed = speed or None
+        self.calendar = calendar
+        self.report = ReplayReport()
+        bad = [s for s in self.symbols if not _TOKEN.match(s)]
+        if bad:
+            self.report.skipped_symbols = bad
+            _log.warning("symbols that cannot be subject tokens are not replayed", symbols=bad)
+
+    def days(self) -> Iterator[tuple[dt.date, list[tuple[str, Bar, str]]]]:
+        """Per session: ``(day, [(subject, bar, msg_id), ...])`` for the members that traded."""
+        frame = self.store.read_bars(self.symbols, self.sessions[0].astype(dt.date),
+                                     self.sessions[-1].astype(dt.date), with_version=True)
+        index = {s: i for i, s in enumerate(self.symbols)}
+        skip = set(self.report.skipped_symbols)
+        frame = frame[~frame["symbol"].isin(skip)]
+        day_arr = frame["date"].to_numpy().astype("datetime64[D]")
+        rows = np.searchsorted(self.sessions, day_arr)
+        ok = (rows < len(self.sessions)) & (
+            self.sessions[np.minimum(rows, len(self.sessions) - 1)] == day_arr)
+        frame = frame.assign(_row=rows).loc[ok]
+        cols = np.array([index[s] for s in frame["symbol"]], dtype=np.int64)
+        frame = frame.loc[self.mask[frame["_row"].to_numpy(), cols]]
+        grouped = dict(tuple(frame.groupby("_row", sort=True)))
+        for r, day64 in enumerate(self.sessions):
+            day = day64.astype(dt.date)
+            part = grouped.get(r)
+            out: list[tuple[str, Bar, str]] = []
+            if part is not None:
+                for row in part.sort_values("symbol").itertuples(index=False):
+                    bar = row_to_bar(row.symbol, day, row.open, row.high, row.low, row.close,
+                                     row.volume, calendar=self.calendar)
+                    if bar is None:
+                        self.report.skipped_invalid += 1
+                        continue
+                    out.append((bar_subject(row.symbol), bar,
+                                f"bar:{row.symbol}:{day}:v{int(row.version)}"))
+            yield day, out
+
+    async def run(self, publisher: Any, *, stop: asyncio.Event | None = None,
+                  on_session: Callable[[dt.date, int], Awaitable[None] | None] | None = None,
+                  ) -> ReplayReport:
+        """Publish every session's bars in order, pacing by ``speed``; return the report.
+
+        ``stop`` ends the replay after the session in hand; ``on_session(day, n_bars)`` is
+        called after each session (a progress bar, a test hook).
+        """
+        report = self.report
+        t0 = time.monotonic()
+        batch = getattr(publisher, "publish_batch", None)
+        for k, (day, items) in enumerate(self.days()):
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
+            if self.speed:
+                delay = t0 + k / self.speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if items:
+                if batch is not None:
+                    await batch([(s, b, m) for s, b, m in items])
+                else:
+                    for s, b, m in items:
+                        await publisher.publish(s, b, msg_id=m)
+            report.published += len(items)
+            report.sessions += 1
+            report.first_date = report.first_date or day
+            report.last_date = day
+            if on_session is not None:
+                result = on_session(day, len(items))
+                if asyncio.iscoroutine(result):
+                    await result
+        report.seconds = time.monotonic() - t0
+        _log.info("replay finished", **report.as_dict())
+        return report
+

@@ -1,0 +1,92 @@
+"""The `mts mts1b-datalake` commands, through the real `mts` root."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def mts(*args: str) -> object:
+    from mts1b_platform.cli import app
+
+    return runner.invoke(app, ["mts1b-datalake", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    days = pd.bdate_range("2021-01-04", periods=60)
+    rows = [{"date": d.date(), "open": 10 + i * 0.1, "high": 10.5 + i * 0.1,
+             "low": 9.5 + i * 0.1, "close": 10.2 + i * 0.1, "volume": 1000 + i, "Name": s}
+            for s in ("AAA", "BBB", "CCC") for i, d in enumerate(days)]
+    path = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with path.open("a") as fh:
+        fh.write("2021-03-31,1,1,1,,5,AAA\n")
+    return path
+
+
+def test_ingest_qc_universe_panel_replay(csv_file: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "lake")
+    result = mts("ingest", str(csv_file), "--store", store, "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    assert "180" in result.output and "rejected" in result.output
+    assert f"rejected {csv_file}:182: close is missing" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report[0]["added"] == 180 and report[0]["rejected"] == 1
+
+    again = mts("ingest", str(csv_file), "--store", store, "--json", str(tmp_path / "r2.json"))
+    assert again.exit_code == 0, again.output
+    second = json.loads((tmp_path / "r2.json").read_text())[0]
+    assert (second["added"], second["unchanged"]) == (0, 180)
+
+    qc = mts("qc", "--store", store, "--json", str(tmp_path / "qc.json"), "--markdown",
+             str(tmp_path / "qc.md"))
+    assert qc.exit_code == 0, qc.output
+    assert "bad_tick" in qc.output
+    assert json.loads((tmp_path / "qc.json").read_text())["rows"] == 180
+    assert (tmp_path / "qc.md").read_text().startswith("| check |")
+
+    show = mts("universe", "show", "us-all", "--date", "2021-03-26", "--store", store)
+    assert show.exit_code == 0, show.output
+    assert "3 member(s)" in show.output and "AAA BBB CCC" in show.output
+
+    info = mts("panel", "info", "AAA,BBB", "2021-01-04", "2021-03-26", "--store", store,
+               "--json")
+    assert info.exit_code == 0, info.output
+    assert '"symbols": 2' in info.output and '"sessions": 58' in info.output
+
+    rep = mts("replay", "AAA", "2021-03-01", "2021-03-05", "--store", store, "--dry-run",
+              "--speed", "0")
+    assert rep.exit_code == 0, rep.output
+    assert '"published": 5' in rep.output
+
+    stats = mts("store", "info", "--store", store)
+    assert "bars: 180" in stats.output
+
+
+def test_errors_exit_with_code_2(tmp_path: Path) -> None:
+    store = str(tmp_path / "lake")
+    bad = mts("panel", "info", "nope", "2021-01-01", "2021-02-01", "--store", store)
+    assert bad.exit_code == 2
+    assert "DATALAKE.UNKNOWN_UNIVERSE" in bad.output
+    missing = mts("ingest", str(tmp_path / "missing.csv"), "--store", store)
+    assert missing.exit_code == 2 and "not found" in missing.output
+    policy = mts("ingest", str(tmp_path / "missing.csv"), "--policy", "x=y", "--store", store)
+    assert policy.exit_code == 2
+
+
+def test_qc_on_files_and_demo_install(tmp_path: Path,
+                                      data_file: Callable[[str], Path]) -> None:
+    path = data_file("plotly/dash-stock-ticker-demo.csv")
+    out = mts("qc", str(path), "--show", "calendar_gap")
+    assert out.exit_code == 0, out.output
+    assert "calendar_gap" in out.output
+    listing = mts("universe", "list")
+    assert "us-large-cap" in listing.output
