@@ -36,17 +36,21 @@ __all__ = [
 ]
 
 
-@register("f_sma_cross")
-@functools.wraps(_seed.f_sma_cross)
 def f_sma_cross(panel: Any, /, p_fast: int = 20, p_slow: int = 50) -> Any:
-    """Long when fast SMA > slow SMA; flat otherwise.
-
-    The migration guide's loop, unchanged (see ``_seed.py``), with numpy's "Mean of empty slice"
-    warning for row 0 silenced. ``f_sma_cross_fast`` computes the same values without the loop.
-    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _seed.f_sma_cross(panel, p_fast=p_fast, p_slow=p_slow)
+
+
+# ``__wrapped__`` lets the registry recognise a verbatim copy of the guide's code as the same
+# factor; the docstring is ours.
+f_sma_cross = functools.wraps(_seed.f_sma_cross)(f_sma_cross)
+f_sma_cross.__doc__ = """+1 where the mean close of the previous ``p_fast`` rows is above the mean
+close of the previous ``p_slow`` rows, else -1 (row ``t`` itself is not in either window).
+
+The migration guide's loop, run unchanged (see ``_seed.py``) with numpy's warning for row 0's
+empty window silenced. ``f_sma_cross_fast`` computes the same values without the loop."""
+register("f_sma_cross")(f_sma_cross)
 
 
 @register("f_sma_cross_fast")

@@ -1,9 +1,11 @@
-"""The migration guide's ``f_sma_cross``, kept exactly as the guide writes it.
+"""The migration guide's ``f_sma_cross``, its code kept exactly as published.
 
-Only the type annotations are added (they live outside the function's code object, so the code is
-byte-for-byte the guide's). Its quirks are part of the contract: row ``t`` averages
-``close[t - p:t]`` (row ``t`` itself excluded), row 0 averages an empty slice (NaN, with numpy's
-"Mean of empty slice" warning), and a NaN comparison counts as "not above", giving -1.
+Only type annotations are added; they live outside the function's code object, so the compiled
+code is the guide's and the registry can recognise a pasted copy of it.
+
+Its quirks are part of the contract: row ``t`` averages ``close[t - p:t]`` (row ``t`` itself
+excluded), row 0 averages an empty slice (NaN, with numpy's "Mean of empty slice" warning), and a
+NaN comparison counts as "not above", giving -1.
 """
 
 from typing import Any
