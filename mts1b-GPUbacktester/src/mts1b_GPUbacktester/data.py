@@ -24,7 +24,7 @@ from mts1b_foundation import UniversePanel, to_day
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.kernels import ffill_rows
 
-__all__ = ["FILLS", "Fill", "MarketArrays", "market_arrays", "resolve_universe"]
+__all__ = ["FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays", "resolve_universe"]
 
 Fill = Literal["next_open", "close", "next_close"]
 FILLS: tuple[str, ...] = ("next_open", "close", "next_close")
@@ -36,8 +36,9 @@ def resolve_universe(universe: Any, start: Any = None, end: Any = None, *,
                      warmup_days: int = 400, store: Any = None) -> tuple[UniversePanel, int]:
     """``(panel, first trading row)`` for a universe name, symbol list or panel.
 
-    The panel ends at ``end`` (inclusive) and starts ``warmup_days`` calendar days before
-    ``start`` where the data allows; the first trading row is the first row dated ``>= start``.
+    The panel ends at ``end`` (inclusive; default today) and starts ``warmup_days`` calendar
+    days before ``start`` where the data allows; the first trading row is the first row dated
+    ``>= start``. ``start`` is required for a name or a symbol list, optional for a panel.
     """
     if isinstance(universe, UniversePanel):
         panel = universe
@@ -48,11 +49,13 @@ def resolve_universe(universe: Any, start: Any = None, end: Any = None, *,
             and all(isinstance(s, str) for s in universe)):
         from mts1b_datalake import build_panel  # layer 2: imported only when needed
 
-        first = None
-        if start is not None:
-            first = to_day(start).astype(dt.date) - dt.timedelta(days=warmup_days)
+        if start is None:
+            raise BacktestConfigError("start is required when the universe is loaded from the "
+                                      "datalake", field="start", value=None)
+        first = to_day(start).astype(dt.date) - dt.timedelta(days=warmup_days)
+        last = dt.datetime.now(dt.UTC).date() if end is None else end
         uni = universe if isinstance(universe, str) else list(universe)
-        panel = build_panel(uni, first, end, store=store)
+        panel = build_panel(uni, first, last, store=store)
     else:
         raise BacktestConfigError(
             "universe must be a UniversePanel, a universe name or a list of symbols; got "
@@ -85,13 +88,18 @@ class MarketArrays:
     sigma: FloatArray | None   # std of daily returns of the previous ``window`` rows
 
 
+def check_fill(fill: str) -> None:
+    """BacktestConfigError unless ``fill`` is one of :data:`FILLS`."""
+    if fill not in FILLS:
+        raise BacktestConfigError(f"fill must be one of {FILLS}; got {fill!r}", field="fill",
+                                  value=fill)
+
+
 def market_arrays(panel: UniversePanel, fill: str, *, impact_window: int | None = None
                   ) -> MarketArrays:
     """Prepare the engine's arrays; ``impact_window`` adds ADV and volatility for the
     square-root impact model (measured on rows strictly before each row: no look-ahead)."""
-    if fill not in FILLS:
-        raise BacktestConfigError(f"fill must be one of {FILLS}; got {fill!r}", field="fill",
-                                  value=fill)
+    check_fill(fill)
     close = np.asarray(panel.close, dtype=np.float64)
     t_len = close.shape[0]
     valid = np.isfinite(close) & (close > 0)

@@ -29,7 +29,7 @@ import pandas as pd
 from mts1b_foundation import UniversePanel, to_day
 
 from mts1b_GPUbacktester.backend import Backend, resolve_backend
-from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe
+from mts1b_GPUbacktester.data import MarketArrays, check_fill, market_arrays, resolve_universe
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.kernels import CostModel, SimInputs, SimOutput, simulate
 from mts1b_GPUbacktester.result import BacktestResult
@@ -103,15 +103,29 @@ def _per_asset(value: float | Mapping[str, float] | Sequence[float] | None,
     return arr
 
 
+def _check_participation(participation: float | None) -> None:
+    if participation is not None and not 0 < participation <= 1:
+        raise BacktestConfigError(f"participation must be in (0, 1]; got {participation}",
+                                  field="participation", value=participation)
+
+
+def _check_args(fill: str, rebal: RebalanceSpec, slippage: SlippageSpec,
+                participation: float | None) -> None:
+    """The argument checks that need no data, so a typo fails before a panel is loaded."""
+    check_fill(fill)
+    _parse_slippage(slippage)
+    _check_participation(participation)
+    if isinstance(rebal, str):
+        rebalance_rows(np.array([], dtype="datetime64[D]"), rebal)
+
+
 def cost_model(symbols: Sequence[str], *, cost_bps: float | Mapping[str, float] = 10.0,
                slippage: SlippageSpec = None, participation: float | None = None,
                borrow_rate: float | Mapping[str, float] | None = None
                ) -> tuple[CostModel, int | None]:
     """The engine's :class:`CostModel` from run arguments, and the impact window (or None)."""
     slip = _parse_slippage(slippage)
-    if participation is not None and not 0 < participation <= 1:
-        raise BacktestConfigError(f"participation must be in (0, 1]; got {participation}",
-                                  field="participation", value=participation)
+    _check_participation(participation)
     comm = _per_asset(cost_bps, symbols, "cost_bps")
     model = CostModel(commission=np.asarray(comm) / 1e4, slippage=slip.bps / 1e4,
                       impact_k=slip.impact_k, participation=participation,
@@ -303,6 +317,7 @@ def run_single(factor: Callable[..., Any] | str | None = None,
     """
     if universe is None:
         raise BacktestConfigError("universe is required", field="universe", value=None)
+    _check_args(fill, rebal, slippage, participation)  # before any data is loaded
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
     market_rets = market_arrays(panel, "close").returns
     if weights is not None:

@@ -38,8 +38,9 @@ def rebalance_rows(dates: npt.NDArray[np.datetime64], rebal: RebalanceSpec,
             else:
                 # weeks numbered from a Monday (1970-01-05), so a period is Mon..Sun
                 period = (days.astype(np.int64) - 4) // 7
-            out[:-1] = period[1:] != period[:-1]
-            out[-1] = True
+            if t_len:
+                out[:-1] = period[1:] != period[:-1]
+                out[-1] = True
             if start < t_len:
                 out[start] = True
         else:

@@ -1,0 +1,68 @@
+"""``mts mts1b-GPUbacktester run | ladder``: argument parsing and end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mts1b_GPUbacktester import BacktestConfigError
+from mts1b_GPUbacktester.cli import app, parse_constraint, parse_grid, parse_params
+from typer.testing import CliRunner
+
+
+def test_parsers() -> None:
+    assert parse_params(["p_fast=20", "p_slow=50", "x=0.5", "name=abc"]) == {
+        "p_fast": 20, "p_slow": 50, "x": 0.5, "name": "abc"}
+    assert parse_grid(["p_fast=5,10", "p_slow=20:50:10"]) == {
+        "p_fast": [5, 10], "p_slow": [20, 30, 40]}
+    keep = parse_constraint("p_fast < p_slow")
+    assert keep is not None and keep({"p_fast": 5, "p_slow": 20})
+    assert not keep({"p_fast": 20, "p_slow": 20})
+    lim = parse_constraint("p_slow<=100")
+    assert lim is not None and lim({"p_slow": 100}) and not lim({"p_slow": 101})
+    for bad in (lambda: parse_params(["p_fast"]), lambda: parse_grid(["p_fast="]),
+                lambda: parse_constraint("p_fast << p_slow")):
+        with pytest.raises(BacktestConfigError):
+            bad()
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from mts1b_datalake.synthetic import install_demo_market
+
+    root = tmp_path_factory.mktemp("store")
+    install_demo_market(root, n_assets=40, start="2016-01-01", end="2019-12-31")
+    return str(root)
+
+
+def test_run_prints_metrics_and_writes_the_tearsheet(demo_store: str, tmp_path: Path) -> None:
+    out = tmp_path / "t.html"
+    result = CliRunner().invoke(app, [
+        "run", "--factor", "f_sma_cross", "--param", "p_fast=10", "--param", "p_slow=30",
+        "--universe", "us-large-cap", "--start", "2017-01-01", "--end", "2019-06-30",
+        "--report", str(out), "--json", str(tmp_path / "m.json"), "--store", demo_store,
+        "--backend", "numpy"])
+    assert result.exit_code == 0, result.output
+    assert "sharpe" in result.output and "tearsheet:" in result.output
+    assert out.exists() and out.stat().st_size > 10_000
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert {"sharpe", "cagr", "max_drawdown", "turnover"} <= set(metrics)
+
+
+def test_ladder_prints_the_best_combinations(demo_store: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "ladder", "--grid", "p_fast=5,10,20", "--grid", "p_slow=20,40",
+        "--constraint", "p_fast < p_slow", "--universe", "us-large-cap",
+        "--start", "2017-01-01", "--end", "2019-06-30", "--mode", "per_asset",
+        "--store", demo_store, "--out", str(tmp_path / "l.csv"), "--backend", "numpy"])
+    assert result.exit_code == 0, result.output
+    assert "5 combinations" in result.output and "fast path True" in result.output
+    assert len((tmp_path / "l.csv").read_text().splitlines()) == 6
+
+
+def test_bad_arguments_exit_2_with_the_reason(demo_store: str) -> None:
+    result = CliRunner().invoke(app, ["run", "--fill", "tomorrow", "--store", demo_store,
+                                      "--universe", "us-large-cap", "--start", "2017-01-01"])
+    assert result.exit_code == 2
+    assert "fill" in result.output
