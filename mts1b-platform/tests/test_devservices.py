@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,8 +38,17 @@ def _exports(stdout: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in stdout.splitlines())
 
 
-def test_up_starts_local_servers_from_wheels_and_down_stops_them(tmp_path: Path) -> None:
-    env = {**os.environ, "MTS_DEV_DIR": str(tmp_path / "dev"),
+@pytest.fixture
+def dev_dir() -> Iterator[Path]:
+    """A dev dir directly under the temp root: when we run as root, PostgreSQL runs as another
+    user who must traverse the path, and pytest keeps its own temp root private (0700)."""
+    path = Path(tempfile.mkdtemp(prefix="mts1b-devtest-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_starts_local_servers_from_wheels_and_down_stops_them(dev_dir: Path) -> None:
+    env = {**os.environ, "MTS_DEV_DIR": str(dev_dir),
            "MTS_NATS_URL": f"nats://127.0.0.1:{_dead_port()}",
            "MTS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_dead_port()}/postgres"}
     up = _mts(["dev", "up", "--export"], env)
