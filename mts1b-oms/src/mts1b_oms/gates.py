@@ -143,9 +143,16 @@ def _price(order: Order, ctx: GateContext) -> Decimal | None:
 _ONE = Decimal(1)
 
 
+_HAS_MULTIPLIER: dict[type, bool] = {}
+
+
 def _multiplier(order: Order) -> Decimal:
     inst = order.instrument
-    if "multiplier" not in type(inst).model_fields:
+    cls = type(inst)
+    has = _HAS_MULTIPLIER.get(cls)
+    if has is None:
+        has = _HAS_MULTIPLIER[cls] = "multiplier" in cls.model_fields
+    if not has:
         return _ONE
     m = inst.__dict__.get("multiplier")
     return m if isinstance(m, Decimal) else _ONE
