@@ -346,3 +346,15 @@ async def test_sigterm_drains_after_the_message_in_hand(bus: Bus) -> None:
     assert consumer.stats["acked"] == 1
     assert not consumer.running
     assert bus.nc.is_closed
+
+
+async def test_publishing_where_no_stream_listens_is_an_error(bus: Bus) -> None:
+    other = await Bus.connect(BusSettings(url=NATS_URL, namespace=f"{bus.namespace}x"))
+    try:
+        with pytest.raises(BusError, match="declare_streams"):
+            await other.publish(BAR_SUBJECT, _bar())
+        with pytest.raises(BusError, match="2 of 2 messages not acknowledged"):
+            await other.publish_batch([(BAR_SUBJECT, _bar()), (BAR_SUBJECT, _bar("10.9"))],
+                                      timeout=5)
+    finally:
+        await other.drain()

@@ -397,7 +397,7 @@ class Bus:
             wire, payload, hdrs = self._prepare(subject, message, msg_id, headers)
             try:
                 return await self._js.publish(wire, payload, timeout=timeout, headers=hdrs)
-            except nats.errors.NoRespondersError:
+            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
                 raise BusError(f"no stream stores {wire!r}: call declare_streams() first",
                                subject=subject) from None
             except (nats.errors.TimeoutError, nats.js.errors.Error) as exc:
@@ -520,8 +520,9 @@ class Bus:
         try:
             return await self._js.publish(self.wire_subject(subject), payload,
                                           headers=dict(headers or {}) or None)
-        except nats.errors.NoRespondersError:
-            raise BusError(f"no stream stores {subject!r}", subject=subject) from None
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            raise BusError(f"no stream stores {subject!r}: call declare_streams() first",
+                           subject=subject) from None
 
     # --- consume ------------------------------------------------------------------------------
 
