@@ -65,11 +65,11 @@ class Membership:
 def listing_mask(store: Store, symbols: Sequence[str], sessions: np.ndarray) -> np.ndarray:
     """``(T, A)``: True from a symbol's first bar through its last bar (and before any
     delisting event)."""
-    table = store.symbol_table().set_index("symbol")
-    first = np.array([_day_or(table.at[s, "first_date"] if s in table.index else None,
-                              "9999-12-31") for s in symbols], dtype="datetime64[D]")
-    last = np.array([_day_or(table.at[s, "last_date"] if s in table.index else None,
-                             "0001-01-01") for s in symbols], dtype="datetime64[D]")
+    table = store.symbol_table().set_index("symbol").reindex(list(symbols))
+    first = np.array([_day_or(v, "9999-12-31") for v in table["first_date"].tolist()],
+                     dtype="datetime64[D]")
+    last = np.array([_day_or(v, "0001-01-01") for v in table["last_date"].tolist()],
+                    dtype="datetime64[D]")
     delist = store.events(symbols, kinds=["delisting"])
     if len(delist):
         by_sym = delist.groupby("symbol")["date"].min()
