@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two commands of the README, runnable on a fresh machine with only Python >= 3.11.
 
-    python3 dev.py test   # set up the workspace, then lint, type-check, test, build docs, dedupe, repocheck
+    python3 dev.py test   # set up, then lint, type-check, test, docs, dedupe, repocheck
     python3 dev.py demo   # set up the workspace, then run a backtest on the synthetic market
 
 Why a Python script and not a Makefile: the only thing we may assume on a new machine is Python.
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 BOOTSTRAP = ROOT / ".bootstrap"
 
-if sys.version_info < (3, 11):  # pragma: no cover - guard for old interpreters
+if sys.version_info < (3, 11):  # noqa: UP036 - the guard exists for old interpreters
     sys.exit(f"MTS1B needs Python >= 3.11, this is {sys.version.split()[0]}")
 
 

@@ -22,7 +22,7 @@ def mypy_targets(root: Path = ROOT) -> list[str]:
     targets: list[str] = []
     for pkg in sorted(root.glob("mts1b-*/src/*/__init__.py")):
         targets += ["-p", pkg.parent.name]
-    return [*targets, "tools"]
+    return [*targets, "-p", "tools"]
 
 
 def main() -> int:
