@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -136,6 +136,7 @@ class Oms:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reports: asyncio.Task[None] | None = None
         self.alerts: list[Alert] = []
+        self._seen_reports: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
     # --- start / stop -------------------------------------------------------------------------
 
@@ -362,7 +363,18 @@ class Oms:
     # --- broker reports, busts, corrections -----------------------------------------------------
 
     async def on_execution_report(self, report: ExecutionReport) -> OrderState | None:
-        """Apply a broker's report to its order (duplicates are harmless)."""
+        """Apply a broker's report to its order (duplicates are harmless).
+
+        A broker may hand the same report back from a call *and* on its report stream; the
+        second copy is recognised by its content and skipped.
+        """
+        key = (report.order_id, report.exec_type.value, report.ts.isoformat(), report.trade_id,
+               report.reason)
+        if key in self._seen_reports:
+            return await self._load(report.order_id)
+        self._seen_reports[key] = None
+        if len(self._seen_reports) > 10_000:
+            self._seen_reports.popitem(last=False)
         event = _REPORT_EVENTS[report.exec_type]
         fill = None
         if event in {E.PARTIALLY_FILLED, E.FILLED}:
