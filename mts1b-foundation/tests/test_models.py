@@ -200,3 +200,14 @@ def test_strategy_spec_and_state_change() -> None:
         TradingStateChange(scope="fund", state="HALTED", actor="ops", reason="r", ts=NOW)
     with pytest.raises(ValueError, match="needs code"):
         CommandReply(ok=False)
+
+
+def test_global_trading_state_uses_star() -> None:
+    from mts1b_foundation import SetTradingState
+
+    change = TradingStateChange(scope="global", state="HALTED", actor="ops", reason="r", ts=NOW)
+    assert parse_message(TradingStateChange, change.to_json()).scope_id == "*"
+    cmd = SetTradingState(scope="fund", scope_id="F1", state="REDUCING", actor="ops", reason="r")
+    assert parse_message(SetTradingState, cmd.to_json()) == cmd
+    with pytest.raises(ValidationFailed, match="scope_id"):
+        parse_message(SetTradingState, cmd.model_dump(mode="json") | {"scope_id": "F 1"})

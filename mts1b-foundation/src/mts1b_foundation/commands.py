@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import OrderStatus, TradingState
 from mts1b_foundation.orders import Context, Denial, Order, ReplaceRequest
-from mts1b_foundation.wire import Identifier, UtcDatetime, WireModel
+from mts1b_foundation.wire import Identifier, ScopeId, UtcDatetime, WireModel
 
 __all__ = [
     "BrokerQuery",
@@ -44,7 +44,7 @@ class SetTradingState(WireModel):
     """Halt, reduce or resume trading for everything, one fund or one strategy."""
 
     scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
-    scope_id: Identifier = "*"
+    scope_id: ScopeId = "*"
     state: TradingState
     actor: Identifier
     reason: str = Field(min_length=1, max_length=2000)

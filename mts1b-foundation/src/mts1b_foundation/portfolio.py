@@ -14,6 +14,7 @@ from mts1b_foundation.wire import (
     Money,
     NonNegativeDecimal,
     PositiveDecimal,
+    ScopeId,
     UtcDatetime,
     WireModel,
 )
@@ -151,7 +152,7 @@ class TradingStateChange(WireModel):
     """A kill-switch change: ``scope`` is global, one fund, or one strategy."""
 
     scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
-    scope_id: Identifier = "*"
+    scope_id: ScopeId = "*"
     state: TradingState
     actor: Identifier
     reason: str = Field(min_length=1, max_length=2000)

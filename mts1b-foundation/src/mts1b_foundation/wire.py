@@ -36,6 +36,7 @@ __all__ = [
     "Money",
     "NonNegativeDecimal",
     "PositiveDecimal",
+    "ScopeId",
     "UtcDatetime",
     "WireModel",
     "describe_errors",
@@ -85,6 +86,8 @@ NonNegativeDecimal = Annotated[
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/@=+-]+$")]
 """Ids and codes: non-empty, no whitespace, safe inside NATS subjects and log lines."""
+ScopeId = Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9_.:/@=+-]{1,128})$")]
+"""The target of a trading-state change: ``*`` for everything, else a fund or strategy id."""
 
 
 class WireModel(BaseModel):
