@@ -155,3 +155,28 @@ def test_registered_secrets_never_reach_the_output(secrets: list[str], fmt: str,
         assert json.dumps(secret, ensure_ascii=False)[1:-1] not in out
         assert json.dumps(secret)[1:-1] not in out
         assert repr(secret)[1:-1] not in out
+
+
+def test_first_line_configures_json_on_a_pipe() -> None:
+    import subprocess
+    import sys
+
+    code = ("from mts1b_platform.logging import get_logger; "
+            "get_logger('svc.x', fund_id='f1').info('hello password=hunter2')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"MTS_SERVICE": "svc", "PATH": ""}, check=True)
+    line = json.loads(done.stderr)
+    assert line["message"] == "hello password=***"
+    assert (line["service"], line["logger"], line["fund_id"]) == ("svc", "svc.x", "f1")
+
+
+def test_existing_logging_setup_is_respected() -> None:
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(format='OWN %(message)s'); "
+            "from mts1b_platform.logging import get_logger; "
+            "get_logger('x').warning('token=abc123 here')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stderr.strip() == "OWN token=*** here"

@@ -411,7 +411,6 @@ def ensure_up(*, nats: bool = True, postgres: bool = True) -> list[ServiceStatus
             result.append(ServiceStatus("postgres", state.postgres.url, "started", True,
                                         f"configured {pg_url} did not answer ({detail})",
                                         state.postgres.pid))
-    state.save(base / "state.json")
     return result
 
 

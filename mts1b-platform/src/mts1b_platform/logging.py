@@ -2,9 +2,10 @@
 
 ``get_logger(name, **context)`` returns a :class:`BoundLogger` over the standard library logger
 ``name``; the context (``fund_id``, ``order_id``, ...) is written with every line, and keyword
-arguments of a call add more. The first line logged installs one handler on the root logger
+arguments of a call add more. :func:`configure_logging` installs one handler on the root logger
 (JSON when stderr is not a terminal, console otherwise; ``MTS_LOG_FORMAT=json|console`` and
-``MTS_LOG_LEVEL`` override), unless :func:`configure_logging` was called first.
+``MTS_LOG_LEVEL`` override). If nobody configured logging, the first line logged does that; if
+the application set up its own handlers, they are left alone.
 
 Every field of a line - the formatted message, each context value, the exception text - goes
 through :func:`mts1b_platform.redaction.redact` before it is written, and context fields whose
@@ -198,11 +199,11 @@ def configure_logging(
 
 
 def _ensure_configured() -> None:
+    """Install our handler on first use, unless the application configured logging itself."""
     global _configured
     if _configured:
         return
-    root = logging.getLogger()
-    if not any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
+    if not logging.getLogger().handlers:
         configure_logging()
     _configured = True
 
