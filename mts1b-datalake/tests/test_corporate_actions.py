@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mts1b_datalake import (
     LongCsvProvider,
     Store,
@@ -56,15 +58,43 @@ def test_default_convention_agrees_within_two_basis_points(
     assert 1e-6 < err < 2e-4
 
 
-def test_adjusted_total_return_matches_raw_plus_cash() -> None:
-    """Across an ex-date the adjusted return equals (close + dividend) / previous close."""
+def test_adjusted_return_across_an_ex_date_under_both_conventions() -> None:
     bars = pd.DataFrame({"symbol": "X", "date": pd.bdate_range("2021-01-04", periods=4),
-                         "close": [100.0, 101.0, 99.0, 100.0]})
+                         "close": [100.0, 101.0, 98.0, 100.0]})
     events = pd.DataFrame({"symbol": ["X"], "date": [pd.Timestamp("2021-01-06")],
                            "kind": ["dividend"], "value": [2.0]})
-    adj = back_adjust(bars, events)["close"].to_numpy()
-    assert adj[2] / adj[1] == pytest.approx((99.0 + 2.0) / 101.0)
-    assert adj[-1] == 100.0  # the last day is raw
+    crsp = back_adjust(bars, events)["close"].to_numpy()
+    assert crsp[2] / crsp[1] == pytest.approx(98.0 / (101.0 - 2.0))
+    quandl = back_adjust(bars, events, dividend_base="ex_close")["close"].to_numpy()
+    assert quandl[2] / quandl[1] == pytest.approx((98.0 + 2.0) / 101.0)  # cash reinvested
+    assert crsp[-1] == quandl[-1] == 100.0  # the last day is raw
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    closes=st.lists(st.floats(1.0, 1000.0), min_size=3, max_size=40),
+    data=st.data(),
+)
+def test_adjusted_returns_are_raw_returns_plus_the_events(closes: list[float],
+                                                          data: st.DataObject) -> None:
+    """Property: on every day, the adjusted return equals the raw return with the day's split
+    (shares multiply) and dividend (cash added, Quandl convention) put back."""
+    T = len(closes)
+    split = np.ones(T)
+    dividend = np.zeros(T)
+    for t in range(1, T):
+        kind = data.draw(st.sampled_from(["none", "none", "split", "dividend"]))
+        if kind == "split":
+            split[t] = data.draw(st.sampled_from([0.1, 0.5, 2.0, 3.0, 4.0]))
+        elif kind == "dividend":
+            dividend[t] = data.draw(st.floats(0.01, 0.2)) * closes[t - 1]
+    close = np.array(closes)
+    factor, _ = back_adjustment_factors(close[:, None], dividend[:, None], split[:, None],
+                                        dividend_base="ex_close")
+    adj = close * factor[:, 0]
+    expected = (close[1:] * split[1:] + dividend[1:] * split[1:]) / close[:-1]
+    np.testing.assert_allclose(adj[1:] / adj[:-1], expected, rtol=1e-9)
+    assert adj[-1] == close[-1]
 
 
 def test_splits_scale_prices_and_volumes() -> None:

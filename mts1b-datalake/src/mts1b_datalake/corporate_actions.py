@@ -1,7 +1,7 @@
 """Corporate actions -> back-adjustment factors (the one implementation; panels use it too).
 
 Research uses *back-adjusted* prices: every price before an event is scaled so that the series is
-continuous across it and close-to-close returns are total returns. Execution uses *raw* prices
+continuous across it and close-to-close returns include the dividends. Execution uses *raw* prices
 plus the events (a broker fills at the raw price and pays the dividend in cash).
 
 For an event on day ``d`` (its ex-date), the factor applied to every day before ``d``:
@@ -11,7 +11,10 @@ For an event on day ``d`` (its ex-date), the factor applied to every day before 
 * cash dividend ``D``: prices x ``1 - D / close[d-1]`` (the CRSP and Yahoo convention,
   ``dividend_base="previous_close"``, the default; the close before the ex-date is the last
   one known, skipping gaps). Quandl's WIKI prices use ``close[d] / (close[d] + D)`` instead
-  (``dividend_base="ex_close"``); the two differ by a few 1e-5 per dividend.
+  (``dividend_base="ex_close"``); the two differ by a few 1e-5 per dividend. Under Quandl's
+  convention the adjusted return over an ex-date is exactly ``(close[d] + D) / close[d-1]``
+  (the cash reinvested at the ex-date close); under the default it is
+  ``close[d] / (close[d-1] - D)``, the figure CRSP and Yahoo report.
 
 The cumulative factor of day ``t`` is the product over the events after ``t`` (up to the end of
 the series), so the last day is raw. Verified against Quandl WIKI's adjusted columns in

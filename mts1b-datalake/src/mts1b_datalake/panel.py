@@ -7,15 +7,16 @@ NaN where the symbol has no bar; ``mask`` is the point-in-time membership (see
 
 Adjustment (``adjust="back"``, the research default): prices are multiplied by the cumulative
 factor of the corporate actions *after* each day and up to ``end``, so the last row is raw and
-returns computed from any field are total returns. A split of ratio ``k`` on day ``d``
-multiplies earlier prices by ``1/k`` (and earlier volumes by ``k``); a cash dividend ``D``
-multiplies earlier prices by ``1 - D / close[d-1]``. ``adjust="none"`` gives raw prices; the
+returns computed from any field include dividends (see :mod:`mts1b_datalake.corporate_actions`
+for the exact convention). A split of ratio ``k`` on day ``d`` multiplies earlier prices by
+``1/k`` (and earlier volumes by ``k``); a cash dividend ``D`` multiplies earlier prices by
+``1 - D / close[d-1]``. ``adjust="none"`` gives raw prices; the
 events are then available as the extra fields ``dividend`` and ``split_ratio``.
 
 Extra fields (ask for them in ``fields``): ``adj_factor`` (the price factor, 1 when raw),
 ``dividend`` (cash per share on its ex-date, 0 elsewhere), ``split_ratio`` (1 elsewhere),
-``dollar_volume`` (raw close x raw volume), ``returns`` (close-to-close total return, NaN on the
-first row and after gaps).
+``dollar_volume`` (raw close x raw volume), ``returns`` (close-to-close return of the adjusted
+close, NaN on the first row and after gaps).
 """
 
 from __future__ import annotations
