@@ -30,9 +30,11 @@ timezone-aware (naive datetimes are ambiguous and refused); every timestamp retu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import functools
+import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -76,10 +78,22 @@ _IBEOS_END = dt.time(3, 50)
 _FX_ROLL = dt.time(17, 0)
 
 
+@contextlib.contextmanager
+def _quiet_block() -> Iterator[None]:
+    """exchange_calendars 4.x still uses pandas APIs that pandas 3 deprecates (``Series.values``
+    on tz-aware data); its results are right, so keep that deprecation noise out of our callers'
+    logs and warnings-as-errors test runs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 @functools.lru_cache(maxsize=32)
 def _xcal(name: str, start: dt.date, end: dt.date) -> Any:
     try:
-        return xc.get_calendar(name, start=pd.Timestamp(start), end=pd.Timestamp(end))
+        with _quiet_block():
+            return xc.get_calendar(name, start=pd.Timestamp(start), end=pd.Timestamp(end))
     except xc.errors.InvalidCalendarName as exc:
         raise CalendarError(f"unknown calendar {name!r}", calendar=name) from exc
     except (ValueError, xc.errors.DateOutOfBounds) as exc:  # start before the calendar's bound
@@ -128,7 +142,8 @@ class MarketCalendar:
             if name not in xc.get_calendar_names():
                 raise
             # This exchange's rules start after 1990: begin where exchange_calendars can.
-            self._start = xc.get_calendar(name).first_session.date()
+            with _quiet_block():
+                self._start = xc.get_calendar(name).first_session.date()
             self._cal = _xcal(name, self._start, self._end)
 
     def __repr__(self) -> str:
@@ -174,7 +189,8 @@ class MarketCalendar:
             return []
         self._check_range(first, last)
         cal = self._calendar_for(Session(session))
-        idx = cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))
+        with _quiet_block():
+            idx = cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))
         return [ts.date() for ts in idx]
 
     def is_session(self, day: dt.date | str, session: Session = Session.RTH) -> bool:
@@ -212,7 +228,8 @@ class MarketCalendar:
         if not self.is_session(day):
             raise CalendarError(f"{day} is not a trading day of {self.name}",
                                 calendar=self.name, day=str(day))
-        row = self._cal.schedule.loc[pd.Timestamp(day)]
+        with _quiet_block():
+            row = self._cal.schedule.loc[pd.Timestamp(day)]
         return (row["open"].to_pydatetime().astimezone(dt.UTC),
                 row["close"].to_pydatetime().astimezone(dt.UTC))
 
