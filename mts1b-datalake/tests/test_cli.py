@@ -56,6 +56,8 @@ def test_ingest_qc_universe_panel_replay(csv_file: Path, tmp_path: Path) -> None
     show = mts("universe", "show", "us-all", "--date", "2021-03-26", "--store", store)
     assert show.exit_code == 0, show.output
     assert "3 member(s)" in show.output and "AAA BBB CCC" in show.output
+    latest = mts("universe", "show", "us-all", "--store", store)
+    assert "us-all on 2021-03-26: 3 member(s)" in latest.output
 
     info = mts("panel", "info", "AAA,BBB", "2021-01-04", "2021-03-26", "--store", store,
                "--json")

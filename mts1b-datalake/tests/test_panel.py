@@ -110,3 +110,8 @@ def test_panel_info(demo_store: Store) -> None:
                       universe_params={"n": 20})
     assert info["sessions"] == 252 and info["members_max"] == 20
     assert 0.9 < info["coverage"] <= 1.0
+
+
+def test_empty_default_store_says_how_to_fill_it() -> None:
+    with pytest.raises(EmptyRangeError, match="install_demo_market"):
+        build_panel("us-large-cap", "2014-01-01", "2014-12-31")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def test_provider_protocol_and_errors() -> None:
     assert isinstance(provider, MarketDataProtocol)
     syms = provider.symbols()
     assert len(syms) == 6 and "SPY" in syms
-    bars = list(provider.bars(["SPY"], __import__("datetime").date(2020, 1, 1),
-                              __import__("datetime").date(2020, 1, 31)))
+    bars = list(provider.bars(["SPY"], dt.date(2020, 1, 1), dt.date(2020, 1, 31)))
     assert len(bars) == 21
     with pytest.raises(InvalidRangeError):
         generate_market(start="2020-01-01", end="2019-01-01")
     with pytest.raises(UnknownFieldError):
         generate_market(n_assets=0)
+    with pytest.raises(UnknownFieldError, match="not file paths"):
+        SyntheticProvider(["some.csv"])  # type: ignore[arg-type]

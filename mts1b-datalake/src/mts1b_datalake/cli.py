@@ -239,10 +239,11 @@ def universe_show(
         the_store = _store(store)
         params = {"n": n} if n is not None else {}
         rule = resolve_universe(_universe_arg(name), params)
-        when = date or the_store.summary().get("years", "").split("..")[-1]
-        if not date:
-            cov = the_store.symbol_table()
-            when = str(max(cov["last_date"])) if len(cov) else time.strftime("%Y-%m-%d")
+        when = date
+        if not when:  # the last day the store has data for
+            table = the_store.symbol_table()
+            when = str(table["last_date"].dropna().max()) if len(table) else \
+                time.strftime("%Y-%m-%d")
         members = rule.members(when, the_store, calendar=calendar)
     except DatalakeError as exc:
         _fail(exc)

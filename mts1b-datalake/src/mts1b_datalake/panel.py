@@ -102,9 +102,13 @@ def build_panel(
     membership = rule.resolve(the_store, sessions, calendar=calendar)
     symbols = membership.symbols
     if not symbols or not membership.mask.any():
+        hint = "" if the_store.manifest()["bars"] else (
+            " (the store is empty: ingest data, or run "
+            "mts1b_datalake.synthetic.install_demo_market())")
         raise EmptyRangeError(
             f"universe {rule.name!r} has no member between {lo} and {hi} in store "
-            f"{the_store.root}", field="universe", value=rule.name, start=str(lo), end=str(hi))
+            f"{the_store.root}{hint}", field="universe", value=rule.name, start=str(lo),
+            end=str(hi))
     T, A = len(sessions), len(symbols)
 
     need_prices = [f for f in ("open", "high", "low", "close") if f in wanted]

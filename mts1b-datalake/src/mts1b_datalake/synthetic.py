@@ -349,6 +349,10 @@ class SyntheticProvider:
 
     def __init__(self, seed: int = 7, n_assets: int = 300, start: Any = "2012-01-01",
                  end: Any = "2024-12-31", **_: Any) -> None:
+        if not isinstance(seed, int) or not isinstance(n_assets, int):
+            raise UnknownFieldError(
+                "the synthetic provider takes seed and n_assets (integers), not file paths",
+                field="seed", value=repr(seed))
         self.params = {"seed": seed, "n_assets": n_assets, "start": start, "end": end}
         self._market: SyntheticMarket | None = None
         self.skipped_bars = 0
