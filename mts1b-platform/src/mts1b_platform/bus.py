@@ -332,10 +332,14 @@ class Bus:
                 raise BusError(f"no stream for domain {domain!r}; known: {sorted(STREAMS)}")
             config = self.stream_config(domain)
             try:
-                await self._js.stream_info(config.name or "")
-                await self._js.update_stream(config)
-            except nats.js.errors.NotFoundError:
-                await self._js.add_stream(config)
+                try:
+                    await self._js.stream_info(config.name or "")
+                    await self._js.update_stream(config)
+                except nats.js.errors.NotFoundError:
+                    await self._js.add_stream(config)
+            except nats.js.errors.Error as exc:
+                raise BusError(f"cannot declare stream {config.name} for {domain!r}: {exc}",
+                               stream=config.name, domain=domain) from None
             names.append(config.name or "")
         return names
 
@@ -559,6 +563,10 @@ class Bus:
         except nats.js.errors.NotFoundError:
             raise BusError(f"stream {stream} does not exist: call declare_streams()",
                            stream=stream) from None
+        except nats.js.errors.Error as exc:
+            raise BusError(f"cannot create consumer {durable!r} on {stream}: {exc} (a durable "
+                           "keeps its first configuration on older servers: delete it or use "
+                           "another name)", stream=stream, durable=durable) from None
         consumer = Consumer(self, psub, subject=subject, durable=durable, stream=stream,
                             handler=handler, batch=batch, max_deliver=limit,
                             nak_backoff=tuple(nak_backoff or self.settings.nak_backoff),
