@@ -93,3 +93,45 @@ def test_without_init_nothing_is_exported() -> None:
     with instrumented("noop") as span:
         assert span.get_span_context().is_valid
     assert extract_trace_context({}) is not None
+
+
+def test_otlp_exporters_when_the_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set, spans, metrics and logs leave over OTLP/HTTP: a
+    local HTTP server stands in for the collector and records what arrives."""
+    import logging
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: dict[str, bytes] = {}
+
+    class Collector(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received[self.path] = received.get(self.path, b"") + body
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
+                           f"http://127.0.0.1:{server.server_address[1]}")
+        telemetry = init_telemetry("otlp-svc", set_global=False)
+        assert telemetry.exporting
+        with instrumented("oms.submit", order_id="ord-otlp"):
+            logging.getLogger("otlp.test").warning("exported log line")
+        shutdown_telemetry()  # flushes every exporter
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(received) == {"/v1/traces", "/v1/metrics", "/v1/logs"}
+    assert b"otlp-svc" in received["/v1/traces"]
+    assert b"oms.submit" in received["/v1/traces"]
+    assert b"mts.operations" in received["/v1/metrics"]
+    assert b"exported log line" in received["/v1/logs"]

@@ -202,7 +202,7 @@ class Bus:
         self._nc = nc
         self.settings = settings
         self.namespace = settings.namespace
-        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=8192)
+        self._js: JetStreamContext = nc.jetstream()
         self._consumers: list[Consumer] = []
         self._servers: list[Subscription] = []
         self._closed = asyncio.Event()

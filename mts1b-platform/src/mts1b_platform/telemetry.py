@@ -30,6 +30,7 @@ import functools
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -144,7 +145,11 @@ def init_telemetry(
         log_exporter = OTLPLogExporter()
     if log_exporter is not None:
         logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
-        handler = LoggingHandler(logger_provider=logger_provider)
+        with warnings.catch_warnings():
+            # The SDK's handler is deprecated in favour of a separate instrumentation package;
+            # it still does exactly this bridge, without one more dependency.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            handler = LoggingHandler(logger_provider=logger_provider)
         logging.getLogger().addHandler(handler)
 
     previous = _current
