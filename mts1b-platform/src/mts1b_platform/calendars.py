@@ -17,7 +17,8 @@ PRE       04:00 until the regular open
 POST      the regular close until 20:00 (until 17:00 on early-close days, as NYSE Arca and
           Nasdaq do)
 IBEOS     IBKR's overnight session: 20:00 on the calendar day before ``D`` until 03:50 on ``D``
-          (so Sunday 20:00 - Monday 03:50 belongs to Monday)
+          (so Sunday 20:00 - Monday 03:50 belongs to Monday); which symbols are eligible is
+          the broker's list, not the calendar's
 H24       crypto: every calendar day, 00:00-24:00 UTC (the ``24/7`` calendar)
 X24X5     FX: Monday-Friday, each day ``D`` from 17:00 New York on the previous calendar day
           to 17:00 on ``D`` - the market opens Sunday 17:00 and closes Friday 17:00 New York time
