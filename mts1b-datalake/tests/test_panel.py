@@ -21,6 +21,7 @@ from mts1b_datalake.calendar import trading_days
 from mts1b_foundation import UniversePanel
 
 
+@pytest.mark.slow
 def test_full_sp500_panel_shape_and_speed(sp500_store: Store) -> None:
     symbols = sp500_store.symbols()
     build_panel(symbols[:5], "2013-02-08", "2013-03-01", store=sp500_store)  # warm caches
@@ -37,6 +38,7 @@ def test_full_sp500_panel_shape_and_speed(sp500_store: Store) -> None:
     assert np.isnan(panel.close[:first, col]).all() and not np.isnan(panel.close[first, col])
 
 
+@pytest.mark.slow
 def test_values_match_the_source_rows(sp500_store: Store) -> None:
     panel = build_panel(["AAL", "AAPL"], "2013-02-08", "2013-02-12", store=sp500_store,
                         adjust="none")

@@ -56,6 +56,7 @@ def test_every_rejected_row_has_file_line_and_reason(tmp_path: Path) -> None:
     assert np.isnan(data.bars.loc[data.bars["line"] == 9, "open"]).all()
 
 
+@pytest.mark.slow
 def test_long_csv_reads_the_real_sp500_file(data_file: Callable[[str], Path]) -> None:
     data = LongCsvProvider(data_file("sp500_5yr_cnuge/all_stocks_5yr.csv.gz")).read()
     assert len(data.bars) == 619_040

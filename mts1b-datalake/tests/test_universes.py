@@ -134,6 +134,7 @@ def test_rebalance_schedules() -> None:
         TopLiquidityUniverse(0)
 
 
+@pytest.mark.slow
 def test_us_large_cap_on_the_real_sp500_file(sp500_store: Store) -> None:
     members = universe("us-large-cap", n=10).members("2016-06-30", sp500_store)
     assert len(members) == 10
