@@ -13,6 +13,7 @@ answers ``{"auth": {"client_token": ...}}`` or 400 ``{"errors": [...]}``) and
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -87,6 +88,18 @@ def _handler(vault: FakeVault) -> type[BaseHTTPRequestHandler]:
                                       "destroyed": False, "version": 1}}})
 
     return Handler
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Tests here install handlers (on throw-away streams) and levels on the root logger; put
+    it back so that the other libraries' tests in the same run see what they expect."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
