@@ -25,7 +25,7 @@ __all__ = ["OutboxRelay"]
 
 def _decode(subject: str, payload: bytes) -> WireModel:
     if subject == "mts.v1.oms.state.changed":
-        return parse_change(payload)  # accepts the global scope (foundation 0.1 workaround)
+        return parse_change(payload)
     return parse_message(model_for_subject(subject), payload)
 
 _log = get_logger("mts1b_oms.outbox")

@@ -36,6 +36,7 @@ from mts1b_foundation import (
     MtsError,
     Quote,
     ReplaceOrder,
+    SetTradingState,
     SubmitOrder,
     TradingState,
     TradingStateChange,
@@ -47,7 +48,7 @@ from mts1b_platform.logging import get_logger
 from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
-from mts1b_oms.tradingstate import make_command, parse_change, scope_key
+from mts1b_oms.tradingstate import parse_change, scope_key
 
 __all__ = ["KV_BUCKET", "KvFanout", "ServeOptions", "load_broker", "load_funds", "run_service"]
 
@@ -163,25 +164,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         await bus.serve("mts.v1.oms.commands.replace", on_replace),
     ]
 
-    async def on_state(msg: Any) -> None:
-        # Served directly (not bus.serve): foundation 0.1 cannot validate the global scope.
-        try:
-            raw = json.loads(msg.data)
-            cmd = make_command(raw["scope"], raw.get("scope_id", "*"),
-                               TradingState(raw["state"]), str(raw["actor"]), str(raw["reason"]))
-        except Exception as exc:
-            reason = f"invalid SetTradingState: {type(exc).__name__}: {exc}"
-            with contextlib.suppress(Exception):
-                await bus.dead_letter("mts.v1.oms.commands.state", msg.data,
-                                      dict(msg.headers or {}), reason=reason)
-            reply = CommandReply(ok=False, code="FOUNDATION.VALIDATION", message=reason[:4000])
-        else:
-            reply = await oms.set_trading_state(cmd)
-        if msg.reply:
-            await msg.respond(reply.to_json())
+    async def on_state(cmd: SetTradingState) -> CommandReply:
+        return await oms.set_trading_state(cmd)
 
-    subs.append(await bus.nc.subscribe(bus.wire_subject("mts.v1.oms.commands.state"),
-                                       cb=on_state))
+    subs.append(await bus.serve("mts.v1.oms.commands.state", on_state))
 
     async def on_price(msg: Any) -> None:
         try:

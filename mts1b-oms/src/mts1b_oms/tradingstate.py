@@ -9,7 +9,6 @@ and updated from the NATS KV bucket (see :mod:`mts1b_oms.killswitch`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Mapping
 
 from mts1b_foundation import SetTradingState, TradingState, TradingStateChange, parse_message
@@ -64,39 +63,18 @@ class TradingStates:
 
 def make_change(scope: str, scope_id: str, state: TradingState, actor: str, reason: str,
                 ts: dt.datetime) -> TradingStateChange:
-    """A :class:`TradingStateChange`, including the global scope.
-
-    Workaround: foundation 0.1 types ``scope_id`` as an ``Identifier``, whose pattern refuses
-    the ``"*"`` that the global scope requires, so a global change cannot pass validation. The
-    fields are checked here instead and the model is built without re-validation.
-    """
-    if scope == "global":
-        if scope_id != "*":
-            raise ValueError("scope_id must be '*' for the global scope")
-        return TradingStateChange.model_construct(
-            scope=scope, scope_id="*", state=TradingState(state), actor=actor, reason=reason,
-            ts=ts.astimezone(dt.UTC), schema_version=TradingStateChange.SCHEMA_VERSION)
+    """A validated :class:`TradingStateChange` (``scope_id="*"`` for the global scope)."""
     return TradingStateChange(scope=scope, scope_id=scope_id, state=state, actor=actor,
                               reason=reason, ts=ts)
 
 
 def make_command(scope: str, scope_id: str, state: TradingState, actor: str,
                  reason: str) -> SetTradingState:
-    """A :class:`SetTradingState` command, including the global scope (see :func:`make_change`)."""
-    if scope == "global":
-        if scope_id != "*":
-            raise ValueError("scope_id must be '*' for the global scope")
-        return SetTradingState.model_construct(
-            scope=scope, scope_id="*", state=TradingState(state), actor=actor, reason=reason,
-            schema_version=SetTradingState.SCHEMA_VERSION)
+    """A validated :class:`SetTradingState` command (``scope_id="*"`` for the global scope)."""
     return SetTradingState(scope=scope, scope_id=scope_id, state=state, actor=actor,
                            reason=reason)
 
 
 def parse_change(data: bytes) -> TradingStateChange:
-    """Decode a change from JSON, accepting the global scope (see :func:`make_change`)."""
-    raw = json.loads(data)
-    if raw.get("scope") == "global":
-        return make_change("global", "*", TradingState(raw["state"]), raw["actor"],
-                           raw["reason"], dt.datetime.fromisoformat(raw["ts"]))
+    """Decode a change from JSON bytes; raises ``ValidationFailed`` naming the bad field."""
     return parse_message(TradingStateChange, data)
