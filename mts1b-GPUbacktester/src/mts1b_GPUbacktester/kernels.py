@@ -96,22 +96,30 @@ def rolling_mean_stack(x: Any, windows: list[int], *, lag: int = 0,
     xp.cumsum(xp.where(nan, 0.0, x), axis=0, out=csum[1:])
     ncnt = xp.zeros((t_len + 1, *x.shape[1:]), dtype=xp.int64)
     xp.cumsum(nan, axis=0, out=ncnt[1:])
-    hi = np.arange(t_len) - lag  # last row of each window (may be < 0: empty window)
     out = xp.empty((len(windows), *x.shape), dtype=xp.float64)
     for k, w in enumerate(windows):
         if w < 1:
             raise ValueError(f"window lengths must be >= 1; got {w}")
         need = w if min_periods is None else min_periods
-        lo = np.maximum(hi - w + 1, 0)
-        length = np.maximum(hi - lo + 1, 0)
-        top = np.maximum(hi + 1, 0)
-        lo_d = xp.asarray(lo)
-        top_d = xp.asarray(top)
-        sums = csum[top_d] - csum[lo_d]
-        nans = ncnt[top_d] - ncnt[lo_d]
-        ok = xp.asarray(length >= need)[:, None] & (nans == 0)
-        len_d = xp.asarray(np.where(length > 0, length, 1).astype(np.float64))[:, None]
-        out[k] = xp.where(ok, sums / len_d, xp.nan)
+        head = min(t_len, lag + w - 1)  # rows whose window is cut short by the first row
+        if head < t_len:  # full windows: two shifted slices of the running sums
+            top, bottom = slice(w, t_len - lag + 1), slice(0, t_len - lag + 1 - w)
+            body = out[k, head:]
+            if need > w:
+                body[...] = xp.nan
+            else:
+                xp.subtract(csum[top], csum[bottom], out=body)
+                xp.divide(body, float(w), out=body)
+                body[(ncnt[top] - ncnt[bottom]) != 0] = xp.nan
+        if head:
+            hi = np.arange(head) - lag  # last row of each window (< 0: empty)
+            lo = np.maximum(hi - w + 1, 0)
+            length = np.maximum(hi - lo + 1, 0)
+            top_d, lo_d = xp.asarray(np.maximum(hi + 1, 0)), xp.asarray(lo)
+            sums = csum[top_d] - csum[lo_d]
+            ok = xp.asarray(length >= need)[:, None] & ((ncnt[top_d] - ncnt[lo_d]) == 0)
+            len_d = xp.asarray(np.maximum(length, 1).astype(np.float64))[:, None]
+            out[k, :head] = xp.where(ok, sums / len_d, xp.nan)
     return out
 
 
@@ -193,20 +201,25 @@ def per_asset_log_growth(signal: Any, ctx: PerAssetContext,
     the number of trades (the log price at a run's exit minus the one at its entry).
     """
     n_combo, t_len, a_len = signal.shape
-    pos = xp.zeros(signal.shape, dtype=bool)
     k = ctx.shift
+    pos = xp.empty(signal.shape, dtype=bool)
+    pos[:, :k] = False
     pos[:, k:] = signal[:, : t_len - k] if k else signal
     if ctx.carry_rows.shape[0]:
         held = pos[:, ctx.carry_src, ctx.carry_cols] & ctx.carry_src_ok
         pos[:, ctx.carry_rows, ctx.carry_cols] = held
     flips = pos[:, 1:] != pos[:, :-1]
-    c_idx, r_idx, a_idx = xp.nonzero(flips)
-    r_idx = r_idx + 1
-    entering = pos[c_idx, r_idx, a_idx]
+    # flat indices are much cheaper than a 3-d nonzero; unravel by hand
+    f = xp.flatnonzero(flips)
+    per_combo = (t_len - 1) * a_len
+    c_idx, rest = f // per_combo, f % per_combo
+    cell = rest + a_len                     # (row, asset) of the flip in a (T, A) array
+    a_idx = cell % a_len
+    entering = pos.reshape(-1)[c_idx * (t_len * a_len) + cell]
     flat = c_idx * a_len + a_idx
     size = n_combo * a_len
     # entering a run subtracts its log entry price, leaving it adds its log exit price
-    lp = ctx.log_exec[r_idx, a_idx]
+    lp = ctx.log_exec.reshape(-1)[cell]
     growth = xp.bincount(flat, weights=xp.where(entering, -lp, lp), minlength=size)
     n_in = xp.bincount(flat, weights=entering.astype(xp.float64), minlength=size)
     n_flips = xp.bincount(flat, minlength=size).astype(xp.float64)
@@ -315,18 +328,34 @@ class SimOutput:
 
 
 def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradable: Any,
-                          commission: Any, slip: float, impact: Any) -> Any:
+                          buy_rate: Any, sell_rate: Any, commission: Any, slip: float,
+                          impact: Any) -> Any:
     """NAV after a rebalance to weights ``w`` of the *post-trade* NAV, costs paid from it.
 
-    Solves ``V = V_pre - sum_i cost_i(w_i V - held_i)`` by fixed-point iteration (a contraction
-    with factor about the cost rate, so a handful of steps reach machine precision). With one
-    asset and ``w = 1`` from cash this is ``V_pre / (1 + rate)``: exactly the shares vectorbt's
-    ``from_signals`` buys with all its cash.
+    Solves ``V = V_pre - sum_i cost_i(w_i V - held_i)`` for ``V`` (``(C,)``). Without impact
+    the cost is piecewise linear in ``V``: for a guess of which assets are bought and which
+    sold the equation is linear and solved exactly; the guess is refined until it is stable
+    (once or twice). With one asset and ``w = 1`` from cash this is ``V_pre / (1 + rate)``:
+    exactly the shares vectorbt's ``from_signals`` buys with all its cash. With square-root
+    impact the cost is not linear and a fixed-point iteration (a contraction with factor about
+    the cost rate) is used instead.
     """
+    if impact is None:
+        v = v_pre
+        buying = None
+        for _ in range(6):
+            x = (w * v[:, None] - held) * tradable
+            now = x > 0
+            if buying is not None and bool(xp.all(now == buying)):
+                return v
+            buying = now
+            rate = xp.where(now, buy_rate, -sell_rate) * tradable  # cost = rate * trade value
+            v = (v_pre + (rate * held).sum(axis=1)) / (1.0 + (rate * w).sum(axis=1))
+        return v
     v = v_pre
-    for _ in range(8):
+    for _ in range(12):
         trade = (w * v[:, None] - held) * tradable
-        s = slip + impact * xp.sqrt(xp.abs(trade)) if impact is not None else slip
+        s = slip + impact * xp.sqrt(xp.abs(trade))
         rate = xp.where(trade > 0, (1 + s) * (1 + commission) - 1,
                         1 - (1 - s) * (1 - commission))
         v_new = v_pre - (xp.abs(trade) * rate).sum(axis=1)
@@ -349,19 +378,50 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
        assets outside the universe get an exit order, and earlier unfilled remainders carry on.
        A cell without a tradable price does not trade; its order waits. The participation cap
        limits each fill to ``participation * volume``; the remainder waits for the next bar.
+       Orders worth less than 1e-10 of the NAV are float residue and are dropped.
     2. A delisted asset (last price at this row) still held is sold at this row's close.
     3. Borrow is charged on short market value.
     4. NAV is cash plus shares at ``mark_price`` (the last known close).
 
     NaN policy: NaN targets mean weight 0; NaN prices never trade; valuation uses the last
-    known price.
+    known price. Everything that does not depend on the path (tradability, valuation prices,
+    caps, impact coefficients) is computed for all rows before the loop.
     """
     targets = inp.targets
     n_combo, t_len, a_len = targets.shape
     commission = xp.asarray(costs.commission, dtype=xp.float64)
+    slip = float(costs.slippage)
+    buy_rate = (1 + slip) * (1 + commission) - 1
+    sell_rate = 1 - (1 - slip) * (1 - commission)
     borrow = xp.asarray(costs.borrow, dtype=xp.float64) / costs.periods_per_year
-    impact_on = costs.impact_k > 0 and inp.adv is not None and inp.sigma is not None
-    cap_on = costs.participation is not None and inp.volume is not None
+    has_borrow = bool(xp.any(borrow != 0))
+    rebalance = np.asarray(_host(inp.rebalance), dtype=bool)
+    delist_host = np.asarray(_host(inp.delist_row))
+    delist_rows = {int(r) for r in delist_host if r < t_len}
+
+    # -- path-independent arrays, (T, A) -------------------------------------------------------
+    rows = xp.arange(t_len)[:, None]
+    price = inp.exec_price
+    tradable_all = xp.isfinite(price) & (price > 0) & (rows <= xp.asarray(delist_host)[None, :])
+    prev_mark = xp.full((t_len, a_len), xp.nan)
+    prev_mark[1:] = inp.mark_price[:-1]
+    value_all = xp.where(tradable_all, price, prev_mark)
+    value_all = xp.where(xp.isfinite(value_all), value_all, 0.0)
+    safe_all = xp.where(tradable_all, price, 1.0)
+    tradable_f = tradable_all.astype(xp.float64)
+    mark_all = xp.where(xp.isfinite(inp.mark_price), inp.mark_price, 0.0)
+    out_all = ~inp.in_universe
+    weights_all = xp.where(inp.in_universe[None] & xp.isfinite(targets), targets, 0.0)
+    out_rows = np.asarray(_host(out_all.any(axis=1)))
+    cap_all = None
+    if costs.participation is not None and inp.volume is not None:
+        cap_all = costs.participation * xp.nan_to_num(inp.volume, nan=0.0)
+    impact_all = None
+    if costs.impact_k > 0 and inp.adv is not None and inp.sigma is not None:
+        adv_value = inp.adv * safe_all
+        impact_all = costs.impact_k * inp.sigma * xp.sqrt(
+            xp.where(adv_value > 0, 1.0 / xp.where(adv_value > 0, adv_value, 1.0), 0.0))
+        impact_all = xp.where(xp.isfinite(impact_all), impact_all, 0.0)
 
     shares = xp.zeros((n_combo, a_len))
     cash = xp.full((n_combo,), float(initial_nav))
@@ -374,87 +434,71 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
     traded_rec = xp.zeros((n_combo, t_len))
     weights = xp.zeros((n_combo, t_len, a_len)) if record_weights else None
     fills: list[Fills] | None = [] if record_fills else None
-    rebalance = np.asarray(inp.rebalance.get() if hasattr(inp.rebalance, "get")
-                           else inp.rebalance, dtype=bool)
-    delist_host = np.asarray(inp.delist_row.get() if hasattr(inp.delist_row, "get")
-                             else inp.delist_row)
-    prev_mark = inp.mark_price[max(inp.start - 1, 0)]
-    if inp.start == 0:
-        prev_mark = xp.full((a_len,), xp.nan)
     any_pending = False
 
     for t in range(inp.start, t_len):
         d = t - inp.shift
         if d >= inp.start:
-            price = inp.exec_price[t]
-            alive = xp.asarray(delist_host >= t)
-            tradable = xp.isfinite(price) & (price > 0) & alive
-            value_px = xp.where(tradable, price, prev_mark)
-            value_px = xp.where(xp.isfinite(value_px), value_px, 0.0)
-            safe_px = xp.where(tradable, price, 1.0)
-            impact = None
-            if impact_on:
-                adv_px = inp.adv[t] * safe_px
-                impact = costs.impact_k * inp.sigma[t] * xp.sqrt(
-                    xp.where(adv_px > 0, 1.0 / adv_px, 0.0))
-                impact = xp.where(xp.isfinite(impact), impact, 0.0)
+            value_px = value_all[t]
             if rebalance[d]:
-                w = xp.nan_to_num(targets[:, d], nan=0.0) * inp.in_universe[d]
+                w = weights_all[:, d]
                 held = shares * value_px
                 v_pre = cash + held.sum(axis=1)
-                v_post = _solve_post_trade_nav(xp, v_pre, w, held,
-                                               tradable.astype(xp.float64), commission,
-                                               costs.slippage, impact)
+                impact = None if impact_all is None else impact_all[t]
+                v_post = _solve_post_trade_nav(xp, v_pre, w, held, tradable_f[t], buy_rate,
+                                               sell_rate, commission, slip, impact)
                 desired = w * v_post[:, None] / xp.where(value_px > 0, value_px, 1.0)
-                desired = xp.where(value_px > 0, desired, shares)
-                pending = desired - shares
-                pending_reason = xp.zeros_like(pending_reason)
+                pending = xp.where(value_px > 0, desired, shares) - shares
+                if fills is not None:
+                    pending_reason = xp.zeros_like(pending_reason)
                 any_pending = True
-            out = (~inp.in_universe[d]) & (shares != 0)
-            if bool(out.any()):
+            if out_rows[d]:
+                out = out_all[d] & (shares != 0)
                 pending = xp.where(out, -shares, pending)
-                pending_reason = xp.where(out, 2, pending_reason).astype(xp.int8)
+                if fills is not None:
+                    pending_reason = xp.where(out, 2, pending_reason).astype(xp.int8)
                 any_pending = True
             if any_pending:
-                # orders worth less than 1e-10 of the NAV are float residue, not trades
                 nav_pre = cash + (shares * value_px).sum(axis=1)
                 dust = xp.abs(pending * value_px) <= 1e-10 * xp.abs(nav_pre)[:, None]
                 pending = xp.where(dust, 0.0, pending)
-                order = pending * tradable
-                if cap_on:
-                    cap = costs.participation * xp.nan_to_num(inp.volume[t], nan=0.0)
-                    order = xp.clip(order, -cap, cap)
-                notional = xp.abs(order) * safe_px
-                s = costs.slippage
-                if impact is not None:
-                    s = s + impact * xp.sqrt(notional)
-                slip_cost = notional * s
+                any_pending = bool(xp.any(pending != 0))
+            if any_pending:
+                px = safe_all[t]
+                order = pending * tradable_f[t]
+                if cap_all is not None:
+                    order = xp.clip(order, -cap_all[t], cap_all[t])
+                notional = xp.abs(order) * px
+                if impact_all is None:
+                    slip_cost = notional * slip
+                else:
+                    slip_cost = notional * (slip + impact_all[t] * xp.sqrt(notional))
                 comm = (notional + xp.where(order > 0, slip_cost, -slip_cost)) * commission
-                cash = cash - (order * safe_px).sum(axis=1) - slip_cost.sum(axis=1) \
-                    - comm.sum(axis=1)
+                slip_sum = slip_cost.sum(axis=1)
+                comm_sum = comm.sum(axis=1)
+                cash = cash - (order * px).sum(axis=1) - slip_sum - comm_sum
                 shares = shares + order
                 pending = pending - order
                 any_pending = bool(xp.any(pending != 0))
-                comm_rec[:, t] += comm.sum(axis=1)
-                slip_rec[:, t] += slip_cost.sum(axis=1)
+                comm_rec[:, t] += comm_sum
+                slip_rec[:, t] += slip_sum
                 traded_rec[:, t] += notional.sum(axis=1)
                 if fills is not None:
                     reason = xp.where(pending_reason == 0,
                                       0 if rebalance[d] else 1, pending_reason)
-                    _record(fills, t, order[0], safe_px, comm[0], slip_cost[0], reason[0])
+                    _record(fills, t, order[0], px, comm[0], slip_cost[0], reason[0])
                     pending_reason = xp.where(pending != 0, xp.maximum(pending_reason, 1),
                                               0).astype(xp.int8)
-        mark = inp.mark_price[t]
-        gone = np.flatnonzero(delist_host == t)
-        if gone.size:
+        if t in delist_rows:
+            gone = np.flatnonzero(delist_host == t)
             gone_d = xp.asarray(gone)
-            px = inp.close[t][gone_d]
+            px_g = inp.close[t][gone_d]
             qty = -shares[:, gone_d]
-            notional = xp.abs(qty) * px
-            slip_cost = notional * costs.slippage
+            notional = xp.abs(qty) * px_g
+            slip_cost = notional * slip
             comm_vec = commission if commission.ndim == 0 else commission[gone_d]
             comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec
-            cash = cash - (qty * px).sum(axis=1) - slip_cost.sum(axis=1) - comm.sum(axis=1)
+            cash = cash - (qty * px_g).sum(axis=1) - slip_cost.sum(axis=1) - comm.sum(axis=1)
             comm_rec[:, t] += comm.sum(axis=1)
             slip_rec[:, t] += slip_cost.sum(axis=1)
             traded_rec[:, t] += notional.sum(axis=1)
@@ -462,22 +506,20 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
                 qty_all = xp.zeros((a_len,))
                 qty_all[gone_d] = qty[0]
                 px_all, comm_all, slip_all = (xp.zeros((a_len,)) for _ in range(3))
-                px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px, comm[0], slip_cost[0]
+                px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px_g, comm[0], slip_cost[0]
                 _record(fills, t, qty_all, px_all, comm_all, slip_all,
                         xp.full((a_len,), 3, dtype=xp.int8))
             shares[:, gone_d] = 0.0
             pending[:, gone_d] = 0.0
-        mark_px = xp.where(xp.isfinite(mark), mark, 0.0)
-        if bool(xp.any(borrow != 0)):
-            short_value = xp.maximum(-shares, 0.0) * mark_px
-            charge = (short_value * borrow).sum(axis=1)
+        mark_px = mark_all[t]
+        if has_borrow:
+            charge = ((xp.maximum(-shares, 0.0) * mark_px) * borrow).sum(axis=1)
             cash = cash - charge
             borrow_rec[:, t] = charge
         held_value = shares * mark_px
         nav[:, t] = cash + held_value.sum(axis=1)
         if weights is not None:
             weights[:, t] = held_value / xp.where(nav[:, t] != 0, nav[:, t], 1.0)[:, None]
-        prev_mark = mark
     return SimOutput(nav=nav, commission=comm_rec, slippage=slip_rec, borrow=borrow_rec,
                      traded=traded_rec, weights=weights, fills=fills)
 

@@ -113,8 +113,9 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
                      cost_bps: float = 10.0, slippage_bps: float = 0.0, lag: int = 0,
                      min_periods: int | None = None,
                      mask: npt.NDArray[np.bool_] | None = None,
-                     backend: str | Backend = "auto", asset_block: int = 64,
-                     tile_size: int = 128) -> tuple[FloatArray, FloatArray]:
+                     backend: str | Backend = "auto", asset_block: int | None = None,
+                     tile_size: int = 32, memory_mb: float = 32.0
+                     ) -> tuple[FloatArray, FloatArray]:
     """Total return and trade count of every (pair, asset) SMA-crossover account.
 
     ``close`` is ``(T, A)``; each pair ``(fast, slow)`` is long while
@@ -127,8 +128,13 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
     as ``from_signals``). ``mask``: ``(T, A)``, no position outside the universe.
 
     Returns ``(total_return, trades)``, both ``(len(pairs), A)`` float64 numpy arrays.
-    Memory: one asset block of SMAs (windows x T x ``asset_block``) and one tile of signals at
-    a time.
+
+    How it is fast: assets are processed in blocks; for a block every distinct window's SMA is
+    computed once from one cumulative sum, then each pair is one comparison of two of those
+    arrays into a preallocated boolean tile, and each account's return comes from its
+    entry/exit transitions alone. Memory: the block's SMAs (windows x T x block x 8 bytes,
+    the block sized to stay within ``memory_mb``) plus one tile of ``tile_size`` boolean
+    signals; it does not grow with the number of pairs.
     """
     be = backend if isinstance(backend, Backend) else resolve_backend(
         backend, cells=close.shape[0] * close.shape[1] * max(len(pairs), 1))
@@ -136,29 +142,34 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
     close = np.asarray(close, dtype=np.float64)
     exe = close if exec_price is None else np.asarray(exec_price, dtype=np.float64)
     buy, sell = cost_rates(cost_bps / 1e4, slippage_bps / 1e4)
-    n_pairs, a_len = len(pairs), close.shape[1]
+    n_pairs, (t_len, a_len) = len(pairs), close.shape
+    windows = sorted({int(w) for pair in pairs for w in pair})
+    where = {w: k for k, w in enumerate(windows)}
+    index = np.array([(where[int(f)], where[int(s)]) for f, s in pairs], dtype=np.intp)
+    if asset_block is None:
+        per_asset = len(windows) * t_len * 8 + tile_size * t_len  # SMAs + one signal tile
+        asset_block = int(max(1, min(a_len, memory_mb * 2**20 // max(per_asset, 1))))
     total = np.empty((n_pairs, a_len))
     trades = np.empty((n_pairs, a_len))
     for lo in range(0, a_len, asset_block):
         cols = slice(lo, min(lo + asset_block, a_len))
         ctx = per_asset_context(exe[:, cols], close[:, cols], shift=shift, buy_rate=buy,
                                 sell_rate=sell, xp=xp)
-        block = be.asarray(close[:, cols])
+        stack = rolling_mean_stack(be.asarray(close[:, cols]), windows, lag=lag,
+                                   min_periods=min_periods, xp=xp)
         block_mask = None if mask is None else be.asarray(mask[:, cols])
+        signal = xp.empty((min(tile_size, n_pairs), *stack.shape[1:]), dtype=bool)
         for p0 in range(0, n_pairs, tile_size):
-            tile = pairs[p0:p0 + tile_size]
-            windows = sorted({w for pair in tile for w in pair})
-            where = {w: k for k, w in enumerate(windows)}
-            stack = rolling_mean_stack(block, windows, lag=lag, min_periods=min_periods, xp=xp)
-            fast = xp.asarray(np.array([where[f] for f, _ in tile]))
-            slow = xp.asarray(np.array([where[s] for _, s in tile]))
-            signal = stack[fast] > stack[slow]
+            n = min(tile_size, n_pairs - p0)
+            for k in range(n):
+                i, j = index[p0 + k]
+                xp.greater(stack[i], stack[j], out=signal[k])
             if block_mask is not None:
-                signal &= block_mask
-            growth, n_in, n_out = per_asset_log_growth(signal, ctx, xp=xp)
-            total[p0:p0 + len(tile), cols] = be.to_numpy(xp.expm1(growth))
-            trades[p0:p0 + len(tile), cols] = be.to_numpy(n_in + n_out)
-            del stack, signal
+                signal[:n] &= block_mask
+            growth, n_in, n_out = per_asset_log_growth(signal[:n], ctx, xp=xp)
+            total[p0:p0 + n, cols] = be.to_numpy(xp.expm1(growth))
+            trades[p0:p0 + n, cols] = be.to_numpy(n_in + n_out)
+        del stack, signal
     return total, trades
 
 
@@ -182,7 +193,7 @@ class _Job:
     initial_nav: float
     backend: str
     fast: bool
-    asset_block: int
+    asset_block: int | None
     keep: str | None
     cost_bps: float = 10.0
     slippage_bps: float = 0.0
@@ -230,8 +241,7 @@ def _tile_per_asset(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
         total, trades = sma_cross_ladder(
             market.close, pairs, exec_price=market.exec_price, shift=market.shift,
             cost_bps=job.cost_bps, slippage_bps=job.slippage_bps, lag=1, min_periods=1,
-            mask=market.in_universe, backend=be, asset_block=job.asset_block,
-            tile_size=len(combos))
+            mask=market.in_universe, backend=be, asset_block=job.asset_block)
     else:
         from mts1b_quantkit.factors import evaluate
 
@@ -433,7 +443,7 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
                initial_nav: float = 100_000.0, backend: str = "auto",
                tile_size: int | None = None, executor: str = "local",
                workers: int | None = None, progress: bool = True,
-               keep: str | None = None, asset_block: int = 64,
+               keep: str | None = None, asset_block: int | None = None,
                ray_init: Mapping[str, Any] | None = None, store: Any = None,
                warmup_days: int = 400) -> LadderResult:
     """Evaluate ``factor`` for every combination of ``grid`` that passes ``constraint``.
