@@ -13,11 +13,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from mts1b_quantkit import metrics as qm
 
 from mts1b_GPUbacktester.kernels import REASONS, Fills
 
 __all__ = ["BacktestResult"]
+
+
+def _qm() -> Any:
+    """:mod:`mts1b_quantkit.metrics`, imported on first use: it pulls in scipy, which a
+    ladder-only or kernel-only process never needs."""
+    from mts1b_quantkit import metrics
+
+    return metrics
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -143,7 +150,7 @@ class BacktestResult:
     def turnover_series(self) -> pd.Series:
         """One-way turnover per day (:func:`mts1b_quantkit.metrics.turnover` of the held
         weights against the assets' close-to-close returns)."""
-        return pd.Series(qm.turnover(self.weights_array, self._asset_returns),
+        return pd.Series(_qm().turnover(self.weights_array, self._asset_returns),
                          index=self._index, name="turnover")
 
     # -- metrics ------------------------------------------------------------------------------
@@ -151,6 +158,7 @@ class BacktestResult:
     def metrics(self) -> dict[str, float]:
         """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`."""
         r = self.returns.to_numpy()
+        qm = _qm()
         out = qm.summary(r, self._bench) if self._bench is not None else qm.summary(r)
         out["cagr"] = float(qm.cagr(r))
         out["volatility"] = float(qm.volatility(r))
@@ -204,7 +212,7 @@ class BacktestResult:
     def metric(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Any :mod:`mts1b_quantkit.metrics` function applied to the daily returns, e.g.
         ``result.metric("value_at_risk", cutoff=0.01)``."""
-        fn = getattr(qm, name, None)
+        fn = getattr(_qm(), name, None)
         if fn is None or not callable(fn):
             raise AttributeError(f"mts1b_quantkit.metrics has no function {name!r}")
         return fn(self.returns.to_numpy(), *args, **kwargs)
@@ -212,7 +220,7 @@ class BacktestResult:
     # -- views ------------------------------------------------------------------------------
     def drawdown(self) -> pd.Series:
         """Drawdown from the running peak (:func:`mts1b_quantkit.metrics.drawdown_series`)."""
-        return pd.Series(qm.drawdown_series(self.returns.to_numpy()), index=self._index,
+        return pd.Series(_qm().drawdown_series(self.returns.to_numpy()), index=self._index,
                          name="drawdown")
 
     def to_frame(self) -> pd.DataFrame:
