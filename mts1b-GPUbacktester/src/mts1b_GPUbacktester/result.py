@@ -159,7 +159,8 @@ class BacktestResult:
         """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`."""
         r = self.returns.to_numpy()
         qm = _qm()
-        out = qm.summary(r, self._bench) if self._bench is not None else qm.summary(r)
+        out: dict[str, float] = dict(
+            qm.summary(r, self._bench) if self._bench is not None else qm.summary(r))
         out["cagr"] = float(qm.cagr(r))
         out["volatility"] = float(qm.volatility(r))
         out["total_return"] = float(qm.cum_returns_final(r))
