@@ -51,13 +51,13 @@ def test_up_starts_local_servers_from_wheels_and_down_stops_them(dev_dir: Path) 
     env = {**os.environ, "MTS_DEV_DIR": str(dev_dir),
            "MTS_NATS_URL": f"nats://127.0.0.1:{_dead_port()}",
            "MTS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_dead_port()}/postgres"}
-    up = _mts(["dev", "up", "--export"], env)
-    assert up.returncode == 0, up.stderr
-    urls = _exports(up.stdout)
-    assert set(urls) == {"MTS_NATS_URL", "MTS_DATABASE_URL"}
-    assert urls["MTS_NATS_URL"] != env["MTS_NATS_URL"]
-    assert urls["MTS_DATABASE_URL"] != env["MTS_DATABASE_URL"]
     try:
+        up = _mts(["dev", "up", "--export"], env)
+        assert up.returncode == 0, up.stderr
+        urls = _exports(up.stdout)
+        assert set(urls) == {"MTS_NATS_URL", "MTS_DATABASE_URL"}
+        assert urls["MTS_NATS_URL"] != env["MTS_NATS_URL"]
+        assert urls["MTS_DATABASE_URL"] != env["MTS_DATABASE_URL"]
         ok, version = check_nats(urls["MTS_NATS_URL"])
         assert ok, version
         assert version == _wheel_nats_version()
