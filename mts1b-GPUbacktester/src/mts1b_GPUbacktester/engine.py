@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from mts1b_foundation import UniversePanel, to_day
+from mts1b_platform.logging import get_logger
 
 from mts1b_GPUbacktester.backend import Backend, resolve_backend
 from mts1b_GPUbacktester.data import MarketArrays, check_fill, market_arrays, resolve_universe
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+_log = get_logger(__name__)
 SlippageSpec = float | Mapping[str, Any] | None
 
 #: the seeds' sizing: long the assets with a positive score, equal weights, fully invested
@@ -222,6 +224,8 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
     rebalance = rebalance_rows(panel.dates, rebal, start=row0)
     out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
                     record=True)
+    _log.debug("backtest simulated", dates=panel.shape[0] - row0, assets=panel.shape[1],
+               fill=fill, backend=be.name, backend_reason=be.reason)
     bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
     nav = be.to_numpy(out.nav)[0, row0:]
     cfg = {"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,

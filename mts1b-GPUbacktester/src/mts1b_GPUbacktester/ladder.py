@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from mts1b_foundation import UniversePanel
+from mts1b_platform.logging import get_logger
 
 from mts1b_GPUbacktester.backend import Backend, resolve_backend
 from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe
@@ -74,6 +75,8 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+_log = get_logger(__name__)
 
 #: factor names whose ladders take the cumsum fast path (the migration guide's SMA crossover:
 #: +1 when the mean of the ``p_fast`` closes before ``t`` exceeds the ``p_slow`` one, else -1)
@@ -511,8 +514,12 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
             total = np.concatenate([p["total_return"] for _, p in parts], axis=0)
         else:
             returns = np.concatenate([p["returns"] for _, p in parts], axis=1)
+    elapsed = time.perf_counter() - started
+    _log.info("ladder done", factor=name, combos=len(combos), mode=mode, executor=executor,
+              backend=chosen.name, backend_reason=chosen.reason, fast_path=fast,
+              seconds=round(elapsed, 3))
     return LadderResult(table=table, mode=mode, backend=chosen.describe(),
-                        elapsed_s=time.perf_counter() - started, fast_path=fast,
+                        elapsed_s=elapsed, fast_path=fast,
                         symbols=panel.symbols, dates=panel.dates[row0:], total_return=total,
                         returns=returns)
 
