@@ -169,3 +169,33 @@ def test_config_errors(panel: UniversePanel) -> None:
         run_single(universe=panel)
     with pytest.raises(BacktestConfigError):
         run_single(weights=_equal(panel), universe=42)
+
+
+def _peeking(panel, /):  # type: ignore[no-untyped-def]
+    """Tomorrow's return as today's score: the look-ahead bug the guard exists for."""
+    close = np.asarray(panel.close)
+    out = np.full(close.shape, np.nan)
+    out[:-1] = close[1:] / close[:-1] - 1
+    return out
+
+
+def test_lookahead_guard_refuses_a_peeking_factor(panel: UniversePanel) -> None:
+    with pytest.raises(BacktestConfigError, match="look-ahead"):
+        run_single(factor=_peeking, universe=panel, lookahead_check=True, backend="numpy")
+    # unguarded, the same factor "works" - and looks too good to be true
+    cheat = run_single(factor=_peeking, universe=panel, fill="close", cost_bps=0,
+                       backend="numpy")
+    honest = run_single(factor="f_sma_cross", params={"p_fast": 5, "p_slow": 20},
+                        universe=panel, lookahead_check=True, backend="numpy")
+    assert cheat.sharpe > 5 > honest.sharpe
+
+
+def test_seed_sizing_long_only_equal_weights(panel: UniversePanel) -> None:
+    res = run_single(factor="f_sma_cross", params={"p_fast": 5, "p_slow": 20}, universe=panel,
+                     sizing={"method": "equal_weight_long", "gross": 1.0}, backend="numpy")
+    targets = res.target_weights_array
+    longs = (targets > 0).sum(axis=1)
+    rows = longs > 0
+    np.testing.assert_allclose(targets.sum(axis=1)[rows], 1.0)
+    np.testing.assert_allclose(targets.max(axis=1)[rows], 1.0 / longs[rows])
+    assert (targets >= 0).all()
