@@ -70,6 +70,7 @@ def test_portfolio_ladder_equals_run_single_per_combo(panel: UniversePanel) -> N
         assert row["sharpe"] == pytest.approx(single.sharpe, rel=1e-10)
         assert row["total_return"] == pytest.approx(single.total_return, rel=1e-10)
         assert row["max_drawdown"] == pytest.approx(single.max_drawdown, rel=1e-10)
+        assert row["turnover"] == pytest.approx(single.turnover, rel=1e-10)
     assert fast.best("sharpe")["sharpe"] == fast.table["sharpe"].max()
 
 

@@ -223,7 +223,7 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
         backend, cells=panel.shape[0] * panel.shape[1])
     rebalance = rebalance_rows(panel.dates, rebal, start=row0)
     out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
-                    record=True)
+                    record_weights=True, record_fills=True)
     _log.debug("backtest simulated", dates=panel.shape[0] - row0, assets=panel.shape[1],
                fill=fill, backend=be.name, backend_reason=be.reason)
     bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
@@ -246,7 +246,7 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
 
 def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
               rebalance: npt.NDArray[np.bool_], costs: CostModel, row0: int,
-              initial_nav: float, *, record: bool) -> SimOutput:
+              initial_nav: float, *, record_weights: bool, record_fills: bool) -> SimOutput:
     """Move a run's arrays to the backend and call the engine kernel."""
     xp = be.xp
     inp = SimInputs(
@@ -261,8 +261,8 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
         commission=be.asarray(costs.commission), slippage=costs.slippage,
         impact_k=costs.impact_k, participation=costs.participation,
         borrow=be.asarray(costs.borrow), periods_per_year=costs.periods_per_year)
-    return simulate(inp, device_costs, initial_nav=initial_nav, xp=xp, record_weights=record,
-                    record_fills=record)
+    return simulate(inp, device_costs, initial_nav=initial_nav, xp=xp,
+                    record_weights=record_weights, record_fills=record_fills)
 
 
 def run_single(factor: Callable[..., Any] | str | None = None,

@@ -290,13 +290,13 @@ def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
         targets = np.stack([compute_targets(job.panel, job.factor, c, job.sizing,
                                             market.returns) for c in combos])
     out = _simulate(be, market, targets, job.rebalance, job.costs, job.row0, job.initial_nav,
-                    record=False)
+                    record_weights=True, record_fills=False)
     nav = be.to_numpy(out.nav)[:, job.row0:]          # (c, T')
+    held = be.to_numpy(out.weights)[:, job.row0:]     # (c, T', A)
     prev = np.concatenate([np.full((nav.shape[0], 1), job.initial_nav), nav[:, :-1]], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(prev != 0, nav / prev - 1.0, 0.0).T   # (T', c)
-        traded = be.to_numpy(out.traded)[:, job.row0:].T
-        one_way = np.where(prev.T != 0, 0.5 * traded / prev.T, 0.0)
+    asset_rets = market.returns[job.row0:]
     table = {
         "total_return": np.asarray(qm.cum_returns_final(rets)),
         "cagr": np.asarray(qm.cagr(rets)),
@@ -305,7 +305,8 @@ def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
         "max_drawdown": np.asarray(qm.max_drawdown(rets)),
         "volatility": np.asarray(qm.volatility(rets)),
         "calmar": np.asarray(qm.calmar(rets)),
-        "turnover": one_way.mean(axis=0),
+        # the same definition as BacktestResult.turnover: quantkit's, on the held weights
+        "turnover": np.array([qm.turnover(w, asset_rets).mean() for w in held]),
         "commission": be.to_numpy(out.commission)[:, job.row0:].sum(axis=1),
     }
     result: dict[str, Any] = {"table": table}
