@@ -27,6 +27,20 @@ def _slow_sma_cross(panel, /, p_fast=20, p_slow=50):  # type: ignore[no-untyped-
     return get("f_sma_cross")(panel, p_fast=p_fast, p_slow=p_slow)
 
 
+def test_fast_path_only_for_quantkits_own_sma_cross(panel: UniversePanel) -> None:
+    from mts1b_GPUbacktester.ladder import _is_builtin_sma_cross
+
+    assert _is_builtin_sma_cross("f_sma_cross") and _is_builtin_sma_cross(get("f_sma_cross"))
+    assert _is_builtin_sma_cross("f_sma_cross_fast")
+
+    def f_sma_cross(panel, /, p_fast=20, p_slow=50):  # type: ignore[no-untyped-def]
+        return -get("f_sma_cross")(panel, p_fast=p_fast, p_slow=p_slow)
+
+    assert not _is_builtin_sma_cross(f_sma_cross)
+    assert not run_ladder(f_sma_cross, GRID, universe=panel, progress=False,
+                          mode="per_asset").fast_path
+
+
 def test_expand_grid_and_constraint() -> None:
     combos = expand_grid({"a": [1, 2, 3], "b": [2, 3]}, lambda c: c["a"] < c["b"])
     assert combos == [{"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 2, "b": 3}]

@@ -86,6 +86,19 @@ PORTFOLIO_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown"
                      "calmar", "turnover")
 
 
+def _is_builtin_sma_cross(factor: Callable[..., Any] | str) -> bool:
+    """True for quantkit's own ``f_sma_cross`` / ``f_sma_cross_fast`` (by name or object).
+
+    The fast path reimplements their maths, so a different function registered under one of
+    those names (``register(..., replace=True)``) must take the generic path.
+    """
+    from mts1b_quantkit.factors import get
+
+    func = get(factor) if isinstance(factor, str) else factor
+    return (getattr(func, "__name__", None) in SMA_CROSS_FACTORS
+            and str(getattr(func, "__module__", "")).startswith("mts1b_quantkit."))
+
+
 def expand_grid(grid: Mapping[str, Sequence[Any]],
                 constraint: Callable[[dict[str, Any]], bool] | None = None
                 ) -> list[dict[str, Any]]:
@@ -217,16 +230,17 @@ def _run_tile_in_worker(combos: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _signals_fast(job: _Job, combos: list[dict[str, Any]], be: Backend) -> Any:
-    """``(c, T, A)`` +1/-1 scores of the SMA crossover for a tile, from one cumsum."""
+    """``(c, T, A)`` booleans "fast SMA above slow SMA" for a tile, from one cumsum."""
     xp = be.xp
-    windows = sorted({int(c.get(k, d)) for c in combos
-                      for k, d in (("p_fast", 20), ("p_slow", 50))})
+    pairs = [(int(c.get("p_fast", 20)), int(c.get("p_slow", 50))) for c in combos]
+    windows = sorted({w for pair in pairs for w in pair})
     where = {w: k for k, w in enumerate(windows)}
     stack = rolling_mean_stack(be.asarray(job.market.close), windows, lag=1, min_periods=1,
                                xp=xp)
-    fast = xp.asarray(np.array([where[int(c.get("p_fast", 20))] for c in combos]))
-    slow = xp.asarray(np.array([where[int(c.get("p_slow", 50))] for c in combos]))
-    return stack[fast] > stack[slow]
+    out = xp.empty((len(pairs), *stack.shape[1:]), dtype=bool)
+    for k, (f, s) in enumerate(pairs):
+        xp.greater(stack[where[f]], stack[where[s]], out=out[k])
+    return out
 
 
 def _run_tile(job: _Job, combos: list[dict[str, Any]]) -> dict[str, Any]:
@@ -466,7 +480,7 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     combos = expand_grid(grid, constraint)
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
-    fast = name in SMA_CROSS_FACTORS and set(grid) <= {"p_fast", "p_slow"}
+    fast = _is_builtin_sma_cross(factor) and set(grid) <= {"p_fast", "p_slow"}
     slip_bps = 0.0
     if mode == "per_asset":
         if participation is not None or borrow_rate is not None or (
