@@ -130,12 +130,15 @@ def _rolling_accumulate(a: Array, window: int, xp: ModuleType, skipna: bool) -> 
     valid = ~xp.isnan(a)
     values = xp.where(valid, a, 0.0) if skipna else a
     weights = valid.astype(xp.float64) if skipna else xp.ones(a.shape, dtype=xp.float64)
-    total = xp.zeros(a.shape, dtype=xp.float64)
-    count = xp.zeros(a.shape, dtype=xp.float64)
     n = a.shape[0]
+    total = xp.zeros(a.shape, dtype=xp.float64)
     for k in range(min(window, n) - 1, -1, -1):  # offsets, oldest first: same order as a loop
         total[k:] += values[: n - k]
-        count[k:] += weights[: n - k]
+    # the count of rows (or valid values) per window is an exact integer: a cumulative sum is fine
+    csum = xp.cumsum(weights, axis=0)
+    count = csum.copy()
+    if window < n:
+        count[window:] -= csum[: n - window]
     return total, count
 
 
@@ -180,11 +183,17 @@ def rolling_std(x: Any, window: int, *, min_periods: int | None = None, ddof: in
         mean = total / count
     valid = ~xp.isnan(a)
     filled = xp.where(valid, a, 0.0)
+    weight = valid.astype(xp.float64)
     n = a.shape[0]
     ss = xp.zeros(a.shape, dtype=xp.float64)
-    for k in range(min(w, n) - 1, -1, -1):
-        dev = filled[: n - k] - mean[k:]
-        ss[k:] += xp.where(valid[: n - k], dev * dev, 0.0)
+    dev = xp.empty(a.shape, dtype=xp.float64)
+    with _quiet(xp):  # rows with an empty window have a NaN mean; they end up NaN anyway
+        for k in range(min(w, n) - 1, -1, -1):
+            part = dev[: n - k]
+            xp.subtract(filled[: n - k], mean[k:], out=part)
+            xp.multiply(part, part, out=part)
+            xp.multiply(part, weight[: n - k], out=part)  # skipped (NaN) values count 0
+            ss[k:] += part
     with _quiet(xp):
         var = ss / (count - d)
     ok = (count >= mp) & (count > d)

@@ -95,6 +95,14 @@ class _Layout:
     def size(self) -> int:
         return int(self.T.shape[1])
 
+    @property
+    def pairs(self) -> npt.NDArray[np.intp]:
+        """Indices of the (long, short) halves of each weight when split."""
+        if not self.split:
+            return np.zeros((0, 2), dtype=np.intp)
+        idx = np.arange(self.n, dtype=np.intp)
+        return np.column_stack([idx, idx + self.n])
+
     def gross_row(self) -> FloatArray:
         """Row ``r`` with ``r @ z == sum |w|`` at the optimum (``sum w`` when long-only)."""
         return np.ones(self.size)
@@ -115,7 +123,7 @@ def _mv_qp(cov: FloatArray, layout: _Layout, net: float, extra_g: list[tuple[Flo
         g_rhs.append(layout.gross)
     g_mat = np.vstack(g_rows) if g_rows else _empty(layout.size)[0]
     return QP(h_mat, np.zeros(layout.size), e_mat, np.array([net]), g_mat,
-              np.asarray(g_rhs, dtype=np.float64), layout.z_lo, layout.z_hi)
+              np.asarray(g_rhs, dtype=np.float64), layout.z_lo, layout.z_hi, layout.pairs)
 
 
 def min_variance(cov: Any, *, weight_bounds: Bounds = (0.0, 1.0), gross: float | None = None,
@@ -201,11 +209,14 @@ def max_sharpe(mu: Any, cov: Any, *, risk_free_rate: float = 0.0,
                 z_hi[i] = 0.0
             elif hi[i] != 0.0:
                 g_rows.append(t[i] - hi[i] * k_col)
+    bound_like = [True] * len(g_rows)
     if gross is not None:
         row = np.concatenate([np.ones(layout.size), [-float(gross)]])
         g_rows.append(row)
+        bound_like.append(False)
     g_mat = np.vstack(g_rows) if g_rows else np.zeros((0, size))
-    qp = QP(h_mat, np.zeros(size), e_mat, e_vec, g_mat, np.zeros(len(g_rows)), z_lo, z_hi)
+    qp = QP(h_mat, np.zeros(size), e_mat, e_vec, g_mat, np.zeros(len(g_rows)), z_lo, z_hi,
+            layout.pairs, np.asarray(bound_like, dtype=bool))
     z = solve_qp(qp, what="max_sharpe")
     k = z[-1]
     if not k > 0:  # pragma: no cover - excluded by the (mu - rf) @ y = 1 constraint
