@@ -10,9 +10,10 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from mts1b_foundation.enums import OrderStatus, TradingState
+from mts1b_foundation.enums import OrderStatus
 from mts1b_foundation.orders import Context, Denial, Order, ReplaceRequest
-from mts1b_foundation.wire import Identifier, ScopeId, UtcDatetime, WireModel
+from mts1b_foundation.portfolio import TradingScope
+from mts1b_foundation.wire import Identifier, UtcDatetime, WireModel
 
 __all__ = [
     "BrokerQuery",
@@ -40,20 +41,8 @@ class ReplaceOrder(WireModel):
     replace: ReplaceRequest
 
 
-class SetTradingState(WireModel):
+class SetTradingState(TradingScope):
     """Halt, reduce or resume trading for everything, one fund or one strategy."""
-
-    scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
-    scope_id: ScopeId = "*"
-    state: TradingState
-    actor: Identifier
-    reason: str = Field(min_length=1, max_length=2000)
-
-    @model_validator(mode="after")
-    def _scope_id(self) -> SetTradingState:
-        if (self.scope == "global") != (self.scope_id == "*"):
-            raise ValueError("scope_id must be '*' exactly when scope is 'global'")
-        return self
 
 
 class BrokerQuery(WireModel):

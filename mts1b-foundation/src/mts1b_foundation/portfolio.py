@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
@@ -148,21 +148,29 @@ class Allocation(WireModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class TradingStateChange(WireModel):
-    """A kill-switch change: ``scope`` is global, one fund, or one strategy."""
+class TradingScope(WireModel):
+    """Who a kill-switch state applies to, and who set it why (shared by command and event).
+
+    ``scope`` is ``global`` (with ``scope_id="*"``), ``fund`` or ``strategy`` (with its id).
+    """
 
     scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
     scope_id: ScopeId = "*"
     state: TradingState
     actor: Identifier
     reason: str = Field(min_length=1, max_length=2000)
-    ts: UtcDatetime
 
     @model_validator(mode="after")
-    def _scope_id(self) -> TradingStateChange:
+    def _scope_id(self) -> Self:
         if (self.scope == "global") != (self.scope_id == "*"):
             raise ValueError("scope_id must be '*' exactly when scope is 'global'")
         return self
+
+
+class TradingStateChange(TradingScope):
+    """A kill-switch change that happened (the event on ``mts.v1.oms.state.changed``)."""
+
+    ts: UtcDatetime
 
 
 class AccountSnapshot(WireModel):
