@@ -285,3 +285,33 @@ def test_equal_risk_contribution(cov) -> None:  # type: ignore[no-untyped-def]
     same(w2, [1 / 3, 2 / 3], 1e-15)
     with pytest.raises(OptimizationError, match="budget"):
         qp.equal_risk_contribution(cov, budget=-budget)
+
+
+def test_solver_fallback_path_gives_the_same_answer(mu, cov, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mts1b_quantkit.portfolio import _qp
+
+    direct = qp.max_sharpe(mu, cov, weight_bounds=(-0.2, 0.3), gross=1.4)
+    real = _qp._active_set
+    calls = {"n": 0}
+
+    def first_attempts_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return None if calls["n"] <= 2 else real(*args, **kwargs)  # SLSQP, then polish
+
+    monkeypatch.setattr(_qp, "_active_set", first_attempts_fail)
+    via_slsqp = qp.max_sharpe(mu, cov, weight_bounds=(-0.2, 0.3), gross=1.4)
+    assert calls["n"] == 3
+    same(via_slsqp, direct, 1e-12)
+
+
+def test_hundred_assets_match_pypfopt(sp500_returns) -> None:  # type: ignore[no-untyped-def]
+    data = sp500_returns.dropna(axis=1).iloc[:, :100]
+    cov100 = data.cov() * 252
+    mu100 = data.mean() * 252
+    names = list(data.columns)
+    ef = EfficientFrontier(mu100, cov100, weight_bounds=(0.0, 0.05))
+    same(qp.max_sharpe(mu100, cov100, weight_bounds=(0.0, 0.05)),
+         weights_of(ef.max_sharpe(), names), 1e-6)
+    ef = EfficientFrontier(mu100, cov100, weight_bounds=(0.0, 0.05))
+    same(qp.min_variance(cov100, weight_bounds=(0.0, 0.05)),
+         weights_of(ef.min_volatility(), names), 1e-6)
