@@ -27,7 +27,6 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
@@ -47,6 +46,13 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use (it is the slowest part of importing this module)."""
+    from scipy import stats
+
+    return stats
 
 
 def _panel(x: Any, name: str) -> FloatArray:
@@ -114,7 +120,7 @@ def ic_summary(ic: Any) -> dict[str, float]:
     mean = float(np.mean(a)) if n else nan
     std = float(np.std(a, ddof=1)) if n > 1 else nan
     if n >= 2:
-        test = stats.ttest_1samp(a, 0.0)
+        test = _stats().ttest_1samp(a, 0.0)
         t_stat, p_value = float(test.statistic), float(test.pvalue)
     else:
         t_stat = p_value = nan
@@ -124,8 +130,8 @@ def ic_summary(ic: Any) -> dict[str, float]:
         "ir": mean / std if n > 1 and std > 0 else nan,
         "t_stat": t_stat,
         "p_value": p_value,
-        "ic_skew": float(stats.skew(a)) if n else nan,
-        "ic_kurtosis": float(stats.kurtosis(a)) if n else nan,
+        "ic_skew": float(_stats().skew(a)) if n else nan,
+        "ic_kurtosis": float(_stats().kurtosis(a)) if n else nan,
         "n": float(n),
     }
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from mts1b_quantkit.errors import MetricsError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
@@ -64,6 +63,13 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use (it is the slowest part of importing this module)."""
+    from scipy import stats
+
+    return stats
 Result = Any  # float for 1-D input, (N,) float64 array for 2-D input
 
 EULER_GAMMA = 0.5772156649015329
@@ -504,7 +510,7 @@ def _psr(sr: float, sr_star: float, n: int, skew: float, kurt: float) -> float:
     if not var > 0:
         return float("nan")
     z = (sr - sr_star) * math.sqrt(n - 1) / math.sqrt(var)
-    return float(stats.norm.cdf(z))
+    return float(_stats().norm.cdf(z))
 
 
 def _moments(col: FloatArray) -> tuple[float, int, float, float]:
@@ -514,7 +520,7 @@ def _moments(col: FloatArray) -> tuple[float, int, float, float]:
         return float("nan"), n, float("nan"), float("nan")
     sd = float(np.std(col, ddof=1))
     sr = float(np.mean(col)) / sd if sd > 0 else float("nan")
-    return sr, n, float(stats.skew(col)), float(stats.kurtosis(col, fisher=False))
+    return sr, n, float(_stats().skew(col)), float(_stats().kurtosis(col, fisher=False))
 
 
 def probabilistic_sharpe_ratio(returns: Any, sr_benchmark: float = 0.0, *,
@@ -550,8 +556,8 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
                            field="sharpe_variance", value=sharpe_variance)
     if n_trials == 1:
         return 0.0
-    z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
-    z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    z1 = _stats().norm.ppf(1.0 - 1.0 / n_trials)
+    z2 = _stats().norm.ppf(1.0 - 1.0 / (n_trials * math.e))
     return float(math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
 
 
@@ -610,8 +616,8 @@ def summary(returns: Any, factor_returns: Any = None, *, risk_free: float = 0.0,
         "tail_ratio": float(tail_ratio(a)),
         "value_at_risk": float(value_at_risk(a)),
         "conditional_value_at_risk": float(conditional_value_at_risk(a)),
-        "skew": float(stats.skew(clean)) if clean.size > 2 else float("nan"),
-        "kurtosis": float(stats.kurtosis(clean)) if clean.size > 3 else float("nan"),
+        "skew": float(_stats().skew(clean)) if clean.size > 2 else float("nan"),
+        "kurtosis": float(_stats().kurtosis(clean)) if clean.size > 3 else float("nan"),
         "hit_rate": float(hit_rate(a)),
         "probabilistic_sharpe_ratio": float(
             probabilistic_sharpe_ratio(a, periods_per_year=ppy)),

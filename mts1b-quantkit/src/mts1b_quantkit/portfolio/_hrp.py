@@ -14,8 +14,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import scipy.cluster.hierarchy as sch
-import scipy.spatial.distance as ssd
 
 from mts1b_quantkit.covariance import check_covariance, cov_to_corr, sample_corr, sample_cov
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
@@ -82,6 +80,9 @@ def _inputs(returns: Any, cov: Any, corr: Any, corr_decimals: int | None
 def hrp_result(returns: Any = None, *, cov: Any = None, corr: Any = None,
                linkage_method: str = "single", corr_decimals: int | None = 6) -> HRPResult:
     """HRP weights with the clustering that produced them (see :func:`hrp`)."""
+    import scipy.cluster.hierarchy as sch
+    import scipy.spatial.distance as ssd
+
     c, rho = _inputs(returns, cov, corr, corr_decimals)
     n = c.shape[0]
     diag = np.diag(c)

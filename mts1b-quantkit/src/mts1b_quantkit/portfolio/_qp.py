@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
 
 from mts1b_quantkit.errors import InfeasibleError, OptimizationError
 
@@ -48,6 +47,8 @@ class QP:
 
 
 def _feasible_point(qp: QP, what: str) -> FloatArray:
+    from scipy import optimize
+
     n = qp.c.size
     res = optimize.linprog(
         np.zeros(n), A_ub=qp.G if qp.G.size else None, b_ub=qp.h if qp.h.size else None,
@@ -179,6 +180,8 @@ def solve_qp(qp: QP, *, what: str = "the portfolio problem") -> FloatArray:
         z = _active_set(careful, start, np.zeros_like(start), empty_g)
     if z is not None:
         return z
+    from scipy import optimize
+
     cons = []
     if qp.E.size:
         cons.append({"type": "eq", "fun": lambda z: qp.E @ z - qp.e, "jac": lambda z: qp.E})
