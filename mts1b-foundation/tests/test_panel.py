@@ -96,3 +96,14 @@ def test_default_mask_follows_close() -> None:
     assert p.mask.tolist() == [[True, False], [True, True]]
     assert p.column("B") == 1
     assert p.row_of("2024-01-02") == 0
+
+
+def test_row_slices_are_read_only_views() -> None:
+    p = make_panel()
+    cut = p.until("2024-01-03")
+    assert np.shares_memory(cut.close, p.close)
+    assert np.shares_memory(cut.adj_close, p.adj_close)
+    assert not cut.close.flags.writeable
+    assert not cut.mask.flags.writeable
+    assert cut.head(1).shape == (1, 3)
+    assert p.between("2024-01-03", "2024-01-03").close.tolist() == [p.close[1].tolist()]

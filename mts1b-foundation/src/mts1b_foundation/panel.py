@@ -216,21 +216,32 @@ class UniversePanel:
         raise AttributeError(name)
 
     # -- selection ---------------------------------------------------------------------------
-    def _take(self, rows: slice | npt.NDArray[Any], cols: npt.NDArray[np.intp] | None) -> (
-        UniversePanel
-    ):
+    def _columns(self, cols: npt.NDArray[np.intp]) -> UniversePanel:
         def cut(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            sub = a[rows]
-            return sub if cols is None else sub[:, cols]
+            return a[:, cols]
 
-        symbols = self._symbols if cols is None else tuple(self._symbols[i] for i in cols)
+        symbols = tuple(self._symbols[i] for i in cols)
         extra = {k: cut(v) for k, v in self._fields.items() if k not in OHLCV_FIELDS}
         return UniversePanel(
-            self._dates[rows], symbols,
+            self._dates, symbols,
             open=cut(self.open), high=cut(self.high), low=cut(self.low),
             close=cut(self.close), volume=cut(self.volume),
             mask=cut(self._mask), extra=extra,
         )
+
+    def _rows(self, rows: slice) -> UniversePanel:
+        """A row range as read-only *views* of this panel's buffers (no copy, no re-validation).
+
+        Safe because every buffer is non-writeable and a slice of a validated panel is valid;
+        this keeps per-date point-in-time evaluation (one ``until`` per date) cheap.
+        """
+        view = object.__new__(UniversePanel)
+        view._dates = self._dates[rows]
+        view._symbols = self._symbols
+        view._fields = {k: v[rows] for k, v in self._fields.items()}
+        view._mask = self._mask[rows]
+        view._index = self._index
+        return view
 
     def row_of(self, date: DateLike) -> int:
         """Row index of the last date ``<= date`` (-1 if ``date`` precedes the panel)."""
@@ -241,13 +252,13 @@ class UniversePanel:
 
         This is what a factor may see when it is evaluated at ``date``.
         """
-        return self._take(slice(0, self.row_of(date) + 1), None)
+        return self._rows(slice(0, self.row_of(date) + 1))
 
     def head(self, rows: int) -> UniversePanel:
         """The first ``rows`` dates (``until`` by position)."""
         if rows < 0:
             raise PanelError("rows must be >= 0", field="rows", value=rows)
-        return self._take(slice(0, rows), None)
+        return self._rows(slice(0, rows))
 
     def between(self, start: DateLike, end: DateLike) -> UniversePanel:
         """Rows with ``start <= date <= end``; PanelError if ``start`` is after ``end``."""
@@ -256,7 +267,7 @@ class UniversePanel:
             raise PanelError(f"start {lo} is after end {hi}", field="start", value=str(lo))
         i = int(np.searchsorted(self._dates, lo, side="left"))
         j = int(np.searchsorted(self._dates, hi, side="right"))
-        return self._take(slice(i, j), None)
+        return self._rows(slice(i, j))
 
     def select(self, symbols: Iterable[str]) -> UniversePanel:
         """Columns for ``symbols`` in the given order; PanelError naming any unknown symbol."""
@@ -265,7 +276,7 @@ class UniversePanel:
         if missing:
             raise PanelError(f"unknown symbols: {missing}", field="symbols", value=missing)
         cols = np.array([self._index[s] for s in wanted], dtype=np.intp)
-        return self._take(slice(None), cols)
+        return self._columns(cols)
 
     def column(self, symbol: str) -> int:
         """Column index of ``symbol``; PanelError if absent."""

@@ -49,30 +49,9 @@ def _shape(panel: Any) -> tuple[int, int]:
 def panel_prefix(panel: Any, rows: int) -> Any:
     """The first ``rows`` rows of ``panel``: what a factor may see at row ``rows - 1``.
 
-    For a :class:`~mts1b_foundation.UniversePanel` this is ``panel.until(panel.dates[rows - 1])``,
-    built as read-only views (no copy) so per-date evaluation stays cheap. Other panel types use
-    their ``head(rows)`` or ``until(date)``.
+    ``UniversePanel.head`` returns read-only views (no copy), so per-date evaluation stays
+    cheap. Other panel types use their ``head(rows)`` or ``until(date)``.
     """
-    from mts1b_foundation import UniversePanel
-
-    if type(panel) is UniversePanel:
-        try:
-            view = object.__new__(UniversePanel)
-            fields = {k: v[:rows] for k, v in panel._fields.items()}
-            for v in fields.values():
-                v.setflags(write=False)
-            mask = panel._mask[:rows]
-            mask.setflags(write=False)
-            dates = panel._dates[:rows]
-            dates.setflags(write=False)
-            view._dates = dates
-            view._symbols = panel._symbols
-            view._fields = fields
-            view._mask = mask
-            view._index = panel._index
-            return view
-        except AttributeError:  # pragma: no cover - foundation changed its internals
-            return panel.head(rows)
     if hasattr(panel, "head"):
         return panel.head(rows)
     if hasattr(panel, "until") and hasattr(panel, "dates"):
