@@ -111,6 +111,7 @@ class BrokerService:
             for kind in ("bars", "quotes"):
                 wire = self.bus.wire_subject(f"mts.v1.datalake.{kind}.*")
                 self._subs.append(await nc.subscribe(wire, cb=self._on_market_data))
+        await nc.flush()  # the server knows every subscription before start() returns
         _log.info("broker service started", broker=self.name, namespace=self.bus.namespace)
 
     async def stop(self) -> None:

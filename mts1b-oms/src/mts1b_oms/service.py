@@ -190,6 +190,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
             loop.add_signal_handler(sig, done.set)
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
               namespace=opts.namespace or "")
+    await bus.nc.flush()  # every subscription is known to the server before we say ready
     if ready is not None:
         ready.set()
     await done.wait()

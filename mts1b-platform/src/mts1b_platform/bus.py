@@ -665,6 +665,9 @@ class Bus:
 
         sub = await self._nc.subscribe(self.wire_subject(subject), queue=queue or "",
                                        cb=on_request)
+        # nats-py buffers SUB; flush so that once serve() returns the server routes requests
+        # here (otherwise an early request gets "no responders").
+        await self._nc.flush()
         self._servers.append(sub)
         return sub
 
