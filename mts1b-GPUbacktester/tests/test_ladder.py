@@ -104,8 +104,8 @@ def test_ray_executor_on_a_local_ray_cluster(panel: UniversePanel) -> None:
                            progress=False, backend="numpy")
         remote = run_ladder("f_sma_cross", GRID, universe=panel, mode="per_asset",
                             tile_size=2, executor="ray", progress=False, backend="numpy",
-                            ray_init={"num_cpus": 2,
-                                      "include_dashboard": False})
+                            ray_init={"num_cpus": 2, "include_dashboard": False,
+                                      "_node_ip_address": "127.0.0.1"})
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(local.table.to_numpy(), remote.table.to_numpy())
