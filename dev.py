@@ -79,10 +79,6 @@ def _services_env(uv: str) -> dict[str, str]:
     return env
 
 
-def _has_platform() -> bool:
-    return (ROOT / "mts1b-platform").is_dir()
-
-
 def test() -> int:
     uv = _uv()
     _sync(uv)
@@ -91,7 +87,7 @@ def test() -> int:
         "ruff": _run("ruff", [*run, "ruff", "check", "."]),
         "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"]),
     }
-    env = _services_env(uv) if _has_platform() else None
+    env = _services_env(uv)
     results["pytest"] = _run("pytest", [*run, "pytest", "-q"], env=env)
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     results["docs"] = _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",

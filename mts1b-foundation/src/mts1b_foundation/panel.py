@@ -13,6 +13,7 @@ non-writeable turns that bug into an immediate ``ValueError``.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,7 @@ class UniversePanel:
                 )
         syms = tuple(str(s) for s in symbols)
         if len(set(syms)) != len(syms):
-            seen: set[str] = set()
-            dup = next(s for s in syms if s in seen or seen.add(s))  # type: ignore[func-returns-value]
+            dup = next(s for s, n in Counter(syms).items() if n > 1)
             raise PanelError(f"symbols must be unique: {dup!r} appears twice",
                              field="symbols", value=dup)
         if any(not s for s in syms):

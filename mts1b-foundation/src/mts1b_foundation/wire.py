@@ -103,7 +103,6 @@ class WireModel(BaseModel):
         extra="forbid",
         validate_default=True,
         ser_json_inf_nan="strings",
-        str_strip_whitespace=False,
     )
 
     SCHEMA_VERSION: ClassVar[int] = 1
