@@ -44,3 +44,11 @@ def test_cli_is_registered_for_the_mts_root() -> None:
     eps = {ep.name: ep for ep in entry_points(group="mts.commands")}
     assert eps["mts1b-datalake"].value == "mts1b_datalake.cli:app"
     assert isinstance(eps["mts1b-datalake"].load(), typer.Typer)
+
+
+def test_key_errors_print_code_and_message_not_a_quoted_key() -> None:
+    """The KeyError subclasses print like every MtsError (KeyError alone would quote it)."""
+    for cls in (mts1b_datalake.UnknownUniverseError, mts1b_datalake.UnknownSymbolError):
+        exc = cls("no such name: X", field="name", value="X")
+        assert isinstance(exc, KeyError)
+        assert str(exc) == f"[{cls.code}] no such name: X"

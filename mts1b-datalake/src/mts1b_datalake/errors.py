@@ -25,7 +25,12 @@ __all__ = [
 
 
 class DatalakeError(MtsError):
-    """Base of every datalake error."""
+    """Base of every datalake error.
+
+    Subclasses that are also ``KeyError`` need no ``__str__`` of their own: ``MtsError`` comes
+    before ``KeyError`` in their method order, so its ``[code] message`` wins over KeyError's
+    quoting.
+    """
 
     code: ClassVar[str] = "DATALAKE.ERROR"
 
@@ -35,17 +40,11 @@ class UnknownUniverseError(DatalakeError, KeyError):
 
     code: ClassVar[str] = "DATALAKE.UNKNOWN_UNIVERSE"
 
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return f"[{self.code}] {self.message}"
-
 
 class UnknownSymbolError(DatalakeError, KeyError):
     """One or more symbols are not in the store (or not in the source)."""
 
     code: ClassVar[str] = "DATALAKE.UNKNOWN_SYMBOL"
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
 
 
 class UnknownFieldError(DatalakeError, ValueError):
