@@ -101,20 +101,25 @@ def lists(tmp_path: Path) -> tuple[Path, Path]:
     return canonical, allowlist
 
 
-def run(root: Path, lists: tuple[Path, Path], **kwargs: int) -> Report:
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """The planted repository root; the lists stay outside it, next to it in ``tmp_path``."""
+    return tmp_path / "repo"
+
+
+def run(repo: Path, lists: tuple[Path, Path], **kwargs: int) -> Report:
     canonical, allowlist = lists
-    return scan(root / "repo", canonical=canonical, allowlist=allowlist, **kwargs)
+    return scan(repo, canonical=canonical, allowlist=allowlist, **kwargs)
 
 
 def kinds(report: Report) -> list[str]:
     return [f.kind for f in report.findings]
 
 
-def test_exact_copy_across_libraries_is_caught(tmp_path: Path, lists: tuple[Path, Path]) -> None:
-    repo = tmp_path / "repo"
+def test_exact_copy_across_libraries_is_caught(repo: Path, lists: tuple[Path, Path]) -> None:
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "b", "stats", VOLATILITY)
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["duplicate"]
     line = report.findings[0].render()
     assert "mts1b-a/src/mts1b_a/risk.py:2 ~ mts1b-b/src/mts1b_b/stats.py:2" in line
@@ -123,37 +128,34 @@ def test_exact_copy_across_libraries_is_caught(tmp_path: Path, lists: tuple[Path
 
 
 def test_copy_with_renamed_variables_and_literals_is_caught(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "b", "stats", VOLATILITY_RENAMED)
-    assert kinds(run(tmp_path, lists)) == ["duplicate"]
+    assert kinds(run(repo, lists)) == ["duplicate"]
 
 
 def test_copied_class_is_reported_once_not_per_method(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
     method = textwrap.indent(
         textwrap.dedent(VOLATILITY).replace("(returns", "(self, returns"), "    "
     )
     code = "class Estimator:\n    scale = 1.0\n" + method
-    repo = tmp_path / "repo"
     write(repo, "a", "est", code)
     write(repo, "b", "est", code.replace("Estimator", "Vol"))
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["duplicate"]
     assert "mts1b_a.est:Estimator" in report.findings[0].reason
 
 
-def test_copy_nested_and_decorated_is_caught(tmp_path: Path, lists: tuple[Path, Path]) -> None:
-    repo = tmp_path / "repo"
+def test_copy_nested_and_decorated_is_caught(repo: Path, lists: tuple[Path, Path]) -> None:
     write(repo, "a", "risk", VOLATILITY)
     nested = "if True:\n    class Holder:\n        @staticmethod" + textwrap.indent(
         textwrap.dedent(VOLATILITY), "        "
     )
     write(repo, "b", "holder", "def outer():\n    pass\n\n" + nested)
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["duplicate"]
     assert "mts1b_b.holder:Holder.realised_vol" in report.findings[0].reason
 
@@ -164,64 +166,58 @@ def test_copy_nested_and_decorated_is_caught(tmp_path: Path, lists: tuple[Path, 
     ids=["different-operator", "different-structure", "different-binding"],
 )
 def test_near_misses_are_not_caught(
-    tmp_path: Path, lists: tuple[Path, Path], variant: str
+    repo: Path, lists: tuple[Path, Path], variant: str
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "b", "stats", variant)
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert report.ok, [f.render() for f in report.findings]
 
 
 def test_too_small_definitions_are_not_compared(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "util", TINY)
     write(repo, "b", "util", TINY)
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
     # ... unless the threshold is lowered below their size.
     size = fingerprint(ast.parse(textwrap.dedent(TINY)).body[0]).size  # type: ignore[arg-type]
-    assert kinds(run(tmp_path, lists, min_nodes=size)) == ["duplicate"]
+    assert kinds(run(repo, lists, min_nodes=size)) == ["duplicate"]
 
 
 def test_same_library_duplicates_are_not_reported(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "a", "sub.stats", VOLATILITY_RENAMED)
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
 def test_three_libraries_give_every_cross_library_pair(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     for lib in "abc":
         write(repo, lib, "risk", VOLATILITY)
-    assert kinds(run(tmp_path, lists)) == ["duplicate"] * 3
+    assert kinds(run(repo, lists)) == ["duplicate"] * 3
 
 
 def test_tests_and_benchmarks_are_not_scanned(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     for folder in ("tests", "bench"):
         extra = repo / "mts1b-b" / folder / "test_risk.py"
         extra.parent.mkdir(parents=True)
         extra.write_text(textwrap.dedent(VOLATILITY), encoding="utf-8")
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
 def test_canonical_primitive_outside_its_home_is_caught(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "b", "perf", SHARPE.replace("def sharpe", "def _SharpeRatio"))
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["canonical"]
     line = report.findings[0].render()
     assert "mts1b-b/src/mts1b_b/perf.py:2 ~ mts1b-a/src/mts1b_a/metrics.py:2" in line
@@ -229,28 +225,25 @@ def test_canonical_primitive_outside_its_home_is_caught(
 
 
 def test_canonical_primitive_in_another_module_of_its_home_library_is_caught(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "other", SHARPE)
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["canonical"]
     assert "mts1b_a.metrics (home)" in report.findings[0].render()
 
 
 def test_canonical_primitive_in_its_home_or_a_submodule_is_fine(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "a", "metrics.ratios", SHARPE.replace("sharpe", "sharpe_ratio"))
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
 def test_methods_and_imports_of_a_primitive_are_fine(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "b", "result", """
         from mts1b_a.metrics import sharpe
@@ -259,7 +252,7 @@ def test_methods_and_imports_of_a_primitive_are_fine(
             def sharpe(self):
                 return sharpe(self.returns)
         """)
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
 @pytest.mark.parametrize(
@@ -272,38 +265,34 @@ def test_methods_and_imports_of_a_primitive_are_fine(
     ids=["from-import", "module-import", "local-import"],
 )
 def test_wrapper_that_delegates_to_the_home_is_fine(
-    tmp_path: Path, lists: tuple[Path, Path], code: str
+    repo: Path, lists: tuple[Path, Path], code: str
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "b", "perf", code)
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
 def test_reimplementation_next_to_an_unused_import_is_caught(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "b", "perf", "from mts1b_a.metrics import sharpe as s, cagr\n" + SHARPE.replace(
         "return sum", "return cagr(returns) or sum"))
-    assert kinds(run(tmp_path, lists)) == ["canonical"]
+    assert kinds(run(repo, lists)) == ["canonical"]
 
 
 def test_relative_import_from_the_home_counts_as_delegation(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "metrics", SHARPE)
     write(repo, "a", "report", "from .metrics import sharpe as s\n\ndef _sharpe(r):\n"
                                "    return s(r)\n")
     write(repo, "a", "sub.deep", "from ..metrics import sharpe as s\n\ndef _sharpe(r):\n"
                                  "    return s(r)\n")
-    assert run(tmp_path, lists).ok
+    assert run(repo, lists).ok
 
 
-def test_allowlist_with_reason_suppresses(tmp_path: Path, lists: tuple[Path, Path]) -> None:
-    repo = tmp_path / "repo"
+def test_allowlist_with_reason_suppresses(repo: Path, lists: tuple[Path, Path]) -> None:
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "b", "stats", VOLATILITY)
     write(repo, "b", "perf", SHARPE)
@@ -314,7 +303,7 @@ def test_allowlist_with_reason_suppresses(tmp_path: Path, lists: tuple[Path, Pat
         'reason = "kept for the deprecation period"\n',
         encoding="utf-8",
     )
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert report.ok, [f.render() for f in report.findings]
     assert report.allowed == 2
 
@@ -323,50 +312,48 @@ def test_allowlist_with_reason_suppresses(tmp_path: Path, lists: tuple[Path, Pat
     "reason", ["", 'reason = ""', 'reason = "   "'], ids=["absent", "empty", "blank"]
 )
 def test_allowlist_entry_without_reason_is_an_error(
-    tmp_path: Path, lists: tuple[Path, Path], reason: str
+    repo: Path, lists: tuple[Path, Path], reason: str
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     write(repo, "b", "stats", VOLATILITY)
     lists[1].write_text(
         f'[[allow]]\nkind = "duplicate"\nsymbol = "mts1b_b.stats:realised_vol"\n{reason}\n',
         encoding="utf-8",
     )
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert sorted(kinds(report)) == ["allowlist", "duplicate"]
     assert "needs a reason" in report.findings[0].render()
 
 
 def test_allowlist_entry_matching_nothing_is_an_error(
-    tmp_path: Path, lists: tuple[Path, Path]
+    repo: Path, lists: tuple[Path, Path]
 ) -> None:
-    write(tmp_path / "repo", "a", "risk", VOLATILITY)
+    write(repo, "a", "risk", VOLATILITY)
     lists[1].write_text(
         '[[allow]]\nkind = "canonical"\nsymbol = "mts1b_a.risk:gone"\nreason = "old"\n',
         encoding="utf-8",
     )
-    report = run(tmp_path, lists)
+    report = run(repo, lists)
     assert kinds(report) == ["allowlist"]
     assert "matches no finding" in report.findings[0].render()
 
 
-def test_canonical_list_errors_are_reported(tmp_path: Path, lists: tuple[Path, Path]) -> None:
-    write(tmp_path / "repo", "a", "risk", VOLATILITY)
+def test_canonical_list_errors_are_reported(repo: Path, lists: tuple[Path, Path]) -> None:
+    write(repo, "a", "risk", VOLATILITY)
     lists[0].write_text(
         '[[primitive]]\nname = "sharpe"\nhome = "mts1b_a.metrics"\n\n'
         '[[primitive]]\nname = "Sharpe"\nhome = "mts1b_b.metrics"\n\n'
         '[[primitive]]\nname = "hrp"\n',
         encoding="utf-8",
     )
-    messages = [f.render() for f in run(tmp_path, lists).findings]
+    messages = [f.render() for f in run(repo, lists).findings]
     assert any("already claimed by 'sharpe'" in m for m in messages)
     assert any("'home' must be a dotted module name" in m for m in messages)
 
 
 def test_cli_exit_codes_and_output(
-    tmp_path: Path, lists: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+    repo: Path, lists: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = tmp_path / "repo"
     write(repo, "a", "risk", VOLATILITY)
     argv = ["--root", str(repo), "--canonical", str(lists[0]), "--allowlist", str(lists[1])]
     assert main(argv) == 0
