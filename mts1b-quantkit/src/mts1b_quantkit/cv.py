@@ -167,11 +167,11 @@ def _label_ends(n: int, t1: Any, times: Any, label_horizon: int) -> IntArray:
     return np.minimum(pos, n - 1)
 
 
-def _embargo_size(n: int, embargo: float) -> int:
+def _check_embargo(embargo: Any) -> float:
     if not 0.0 <= embargo < 1.0:
         raise CVError(f"embargo must be a fraction in [0, 1); got {embargo!r}", field="embargo",
                       value=embargo)
-    return int(n * embargo)
+    return float(embargo)
 
 
 def _purged_train(n: int, ends: IntArray, test_blocks: Sequence[IntArray], h: int) -> IntArray:
@@ -198,10 +198,7 @@ class PurgedKFold:
         self.n_splits = _positive_int(n_splits, "n_splits", minimum=2)
         self.t1, self.times = t1, times
         self.label_horizon = _positive_int(label_horizon, "label_horizon", minimum=0)
-        if not 0.0 <= embargo < 1.0:
-            raise CVError(f"embargo must be a fraction in [0, 1); got {embargo!r}",
-                          field="embargo", value=embargo)
-        self.embargo = float(embargo)
+        self.embargo = _check_embargo(embargo)
 
     def __repr__(self) -> str:
         return (f"PurgedKFold(n_splits={self.n_splits}, label_horizon={self.label_horizon}, "
@@ -214,7 +211,7 @@ class PurgedKFold:
             raise CVError(f"cannot make {self.n_splits} folds from {n} samples",
                           field="n_splits", value=self.n_splits)
         ends = _label_ends(n, self.t1, self.times, self.label_horizon)
-        h = _embargo_size(n, self.embargo)
+        h = int(n * _check_embargo(self.embargo))
         for block in np.array_split(np.arange(n, dtype=np.int64), self.n_splits):
             yield _purged_train(n, ends, [block], h), block
 
@@ -240,10 +237,7 @@ class CombinatorialPurgedCV:
                           field="n_test_groups", value=n_test_groups)
         self.t1, self.times = t1, times
         self.label_horizon = _positive_int(label_horizon, "label_horizon", minimum=0)
-        if not 0.0 <= embargo < 1.0:
-            raise CVError(f"embargo must be a fraction in [0, 1); got {embargo!r}",
-                          field="embargo", value=embargo)
-        self.embargo = float(embargo)
+        self.embargo = _check_embargo(embargo)
 
     def __repr__(self) -> str:
         return (f"CombinatorialPurgedCV(n_groups={self.n_groups}, "
@@ -277,7 +271,7 @@ class CombinatorialPurgedCV:
             raise CVError(f"cannot make {self.n_groups} groups from {n} samples",
                           field="n_groups", value=self.n_groups)
         ends = _label_ends(n, self.t1, self.times, self.label_horizon)
-        h = _embargo_size(n, self.embargo)
+        h = int(n * _check_embargo(self.embargo))
         blocks = np.array_split(np.arange(n, dtype=np.int64), self.n_groups)
         for combo in self.combinations:
             test_blocks = [blocks[g] for g in combo]
