@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
-from mts1b_quantkit.metrics import _rowwise_pearson, information_coefficient
+from mts1b_quantkit.metrics import _rowwise_pearson, _stats, information_coefficient
 
 __all__ = [
     "factor_rank_autocorrelation",
@@ -46,13 +46,6 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _stats() -> Any:
-    """scipy.stats, imported on first use (it is the slowest part of importing this module)."""
-    from scipy import stats
-
-    return stats
 
 
 def _panel(x: Any, name: str) -> FloatArray:

@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+Result = Any  # float for 1-D input, (N,) float64 array for 2-D input
+
+EULER_GAMMA = 0.5772156649015329
 
 
 def _stats() -> Any:
@@ -70,9 +73,6 @@ def _stats() -> Any:
     from scipy import stats
 
     return stats
-Result = Any  # float for 1-D input, (N,) float64 array for 2-D input
-
-EULER_GAMMA = 0.5772156649015329
 
 
 # -- input handling -----------------------------------------------------------------------------
@@ -113,8 +113,9 @@ def _check_ppy(periods_per_year: float) -> float:
     return float(periods_per_year)
 
 
-def _nan_result(a: FloatArray) -> FloatArray:
-    return np.full(a.shape[1:], np.nan)
+def _nan_out(a: FloatArray) -> Result:
+    """All-NaN result for ``a``: ``nan`` for one series, an ``(N,)`` NaN array for ``(T, N)``."""
+    return _out(np.full(a.shape[1:], np.nan), a.ndim == 1)
 
 
 def _align(returns: Any, other: Any, name: str) -> tuple[FloatArray, FloatArray]:
@@ -153,7 +154,7 @@ def cum_returns_final(returns: Any, starting_value: float = 0.0) -> Result:
     """Total compounded return over the whole series (NaN counts as 0)."""
     a = _values(returns, "returns")
     if a.shape[0] == 0:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     total = np.nanprod(a + 1.0, axis=0)
     return _out(total - 1.0 if starting_value == 0 else total * starting_value, a.ndim == 1)
 
@@ -172,7 +173,7 @@ def max_drawdown(returns: Any) -> Result:
     """Largest peak-to-trough loss as a negative fraction (``-0.25`` is a 25% drawdown)."""
     a = _values(returns, "returns")
     if a.shape[0] < 1:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _out(np.nanmin(drawdown_series(a), axis=0), a.ndim == 1)
@@ -183,7 +184,7 @@ def cagr(returns: Any, *, periods_per_year: float = 252) -> Result:
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 1:
-        return float("nan") if a.ndim == 1 else _nan_result(a)
+        return _nan_out(a)
     years = a.shape[0] / ppy
     ending = np.nanprod(a + 1.0, axis=0)
     with np.errstate(invalid="ignore"):
@@ -198,7 +199,7 @@ def volatility(returns: Any, *, periods_per_year: float = 252, alpha: float = 2.
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 2:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     return _out(_nanstd(a) * ppy ** (1.0 / alpha), a.ndim == 1)
 
 
@@ -235,7 +236,7 @@ def sharpe(returns: Any, risk_free: float | Any = 0.0, *,
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 2:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     adj = a - _rf(risk_free, a)
     std = _zero_dispersion(adj, _nanstd(adj))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -257,7 +258,7 @@ def downside_deviation(returns: Any, required_return: float | Any = 0.0, *,
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 1:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     diff = np.clip(a - _rf(required_return, a), -np.inf, 0.0)
     return _out(np.sqrt(_nanmean(diff * diff)) * np.sqrt(ppy), a.ndim == 1)
 
@@ -271,7 +272,7 @@ def sortino(returns: Any, required_return: float | Any = 0.0, *,
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 2:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     mean = _nanmean(a - _rf(required_return, a)) * ppy
     dd = np.asarray(downside_deviation(a, required_return, periods_per_year=ppy))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -289,11 +290,11 @@ def omega(returns: Any, risk_free: float = 0.0, required_return: float = 0.0, *,
     ppy = _check_ppy(periods_per_year)
     a = _values(returns, "returns")
     if a.shape[0] < 2:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     if ppy == 1:
         threshold = required_return
     elif required_return <= -1:
-        return _out(_nan_result(a), a.ndim == 1) if a.ndim == 2 else float("nan")
+        return _nan_out(a)
     else:
         threshold = (1 + required_return) ** (1.0 / ppy) - 1
     excess = a - risk_free - threshold
@@ -410,7 +411,7 @@ def excess_sharpe(returns: Any, factor_returns: Any) -> Result:
     ``excess_sharpe``; not annualized)."""
     r, f = _align(returns, factor_returns, "factor_returns")
     if r.shape[0] < 2:
-        return _out(_nan_result(r), r.ndim == 1) if r.ndim == 2 else float("nan")
+        return _nan_out(r)
     active = r - (f[:, None] if (f.ndim == 1 and r.ndim == 2) else f)
     te = _zero_dispersion(active, _nanstd(active))
     with np.errstate(divide="ignore", invalid="ignore"):
