@@ -80,7 +80,6 @@ class _Layout:
                                     value=gross)
         self.gross = gross
         self.split = gross is not None and bool((lo < 0).any())
-        self.lo, self.hi = lo, hi
         if self.split:
             self.T = np.hstack([np.eye(self.n), -np.eye(self.n)])
             p_lo, p_hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
@@ -108,10 +107,6 @@ class _Layout:
         return np.ones(self.size)
 
 
-def _empty(n: int) -> tuple[FloatArray, FloatArray]:
-    return np.zeros((0, n)), np.zeros(0)
-
-
 def _mv_qp(cov: FloatArray, layout: _Layout, net: float, extra_g: list[tuple[FloatArray, float]]
            ) -> QP:
     t = layout.T
@@ -121,7 +116,7 @@ def _mv_qp(cov: FloatArray, layout: _Layout, net: float, extra_g: list[tuple[Flo
     if layout.gross is not None:
         g_rows.append(layout.gross_row())
         g_rhs.append(layout.gross)
-    g_mat = np.vstack(g_rows) if g_rows else _empty(layout.size)[0]
+    g_mat = np.vstack(g_rows) if g_rows else np.zeros((0, layout.size))
     return QP(h_mat, np.zeros(layout.size), e_mat, np.array([net]), g_mat,
               np.asarray(g_rhs, dtype=np.float64), layout.z_lo, layout.z_hi, layout.pairs)
 
