@@ -16,6 +16,8 @@ from decimal import Decimal
 from mts1b_foundation import Bar, ValidationFailed
 from pydantic import ValidationError
 
+from mts1b_datalake.calendar import market_calendar
+
 __all__ = ["bar_timestamp", "decimal_of", "row_to_bar"]
 
 
@@ -26,13 +28,6 @@ def decimal_of(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-@functools.lru_cache(maxsize=8)
-def _calendar(name: str) -> object:
-    from mts1b_platform.calendars import MarketCalendar
-
-    return MarketCalendar(name)
-
-
 @functools.lru_cache(maxsize=65536)
 def bar_timestamp(day: dt.date, calendar: str = "XNYS") -> dt.datetime:
     """End of the daily bar of ``day``: the session close in UTC.
@@ -40,10 +35,10 @@ def bar_timestamp(day: dt.date, calendar: str = "XNYS") -> dt.datetime:
     Days that are not sessions of ``calendar`` (weekend crypto bars, holidays) end at midnight
     UTC after the day.
     """
-    cal = _calendar(calendar)
+    cal = market_calendar(calendar)
     try:
-        if cal.is_session(day):  # type: ignore[attr-defined]
-            close: dt.datetime = cal.close_of(day)  # type: ignore[attr-defined]
+        if cal.is_session(day):
+            close: dt.datetime = cal.close_of(day)
             return close
     except Exception:  # noqa: S110 - outside the calendar's range: fall through
         pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import os
 import threading
@@ -24,11 +25,10 @@ import numpy as np
 
 from mts1b_datalake.errors import InvalidRangeError
 
-__all__ = ["session_close", "to_day", "trading_days"]
+__all__ = ["market_calendar", "session_close", "to_day", "trading_days"]
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[np.datetime64, np.datetime64, np.ndarray]] = {}
-_calendars: dict[str, Any] = {}
 
 
 def to_day(value: Any) -> np.datetime64:
@@ -51,12 +51,14 @@ def to_day(value: Any) -> np.datetime64:
             from exc
 
 
-def _market_calendar(name: str) -> Any:
-    if name not in _calendars:
-        from mts1b_platform.calendars import MarketCalendar
+@functools.lru_cache(maxsize=8)
+def market_calendar(name: str) -> Any:
+    """The platform's ``MarketCalendar`` of ``name``, built once per process (sessions here and
+    bar timestamps in :mod:`mts1b_datalake.bars` share it). Imported lazily: building one loads
+    exchange_calendars, which a panel served from the session cache never needs."""
+    from mts1b_platform.calendars import MarketCalendar
 
-        _calendars[name] = MarketCalendar(name)
-    return _calendars[name]
+    return MarketCalendar(name)
 
 
 def _disk_cache_path(name: str, lo: np.datetime64, hi: np.datetime64) -> Path | None:
@@ -99,7 +101,7 @@ def _compute_uncached(name: str, lo: np.datetime64, hi: np.datetime64) -> np.nda
     if name in ("24/5", "24x5"):
         days = np.arange(lo, hi + 1, dtype="datetime64[D]")
         return days[np.is_busday(days)]
-    cal = _market_calendar(name)
+    cal = market_calendar(name)
     start = lo.astype(dt.date)
     end = hi.astype(dt.date)
     last_exc: Exception | None = None
