@@ -177,6 +177,16 @@ def _field(message: WireModel, name: str) -> Any:
     return getattr(message, name) if name in type(message).model_fields else None
 
 
+def _content_headers(message: WireModel) -> dict[str, str]:
+    """``Content-Type`` and ``Mts-Model: <Model>/<schema_version>`` of an outgoing message.
+
+    Events (:meth:`Bus.publish`) and commands (:meth:`Bus.request`) carry the same pair, so it
+    is built in one place.
+    """
+    return {"Content-Type": CONTENT_TYPE,
+            "Mts-Model": f"{type(message).__name__}/{message.schema_version}"}
+
+
 def _default_msg_id(subject: str, message: WireModel, payload: bytes) -> str:
     """The event id when the model has one; else a digest of subject and content.
 
@@ -385,8 +395,7 @@ class Bus:
         payload = message.to_json()
         hdrs = dict(headers or {})
         hdrs[MSG_ID] = msg_id or _default_msg_id(subject, message, payload)
-        hdrs["Content-Type"] = CONTENT_TYPE
-        hdrs["Mts-Model"] = f"{type(message).__name__}/{message.schema_version}"
+        hdrs.update(_content_headers(message))
         if trace_headers is None:
             inject_trace_context(hdrs)
         else:
@@ -609,8 +618,7 @@ class Bus:
         :class:`BusError` on timeout or when nobody serves the subject.
         """
         self._check(subject, message, command=True)
-        hdrs = {"Content-Type": CONTENT_TYPE,
-                "Mts-Model": f"{type(message).__name__}/{message.schema_version}"}
+        hdrs = _content_headers(message)
         with instrumented("bus.request", kind=SpanKind.CLIENT, subject=subject):
             inject_trace_context(hdrs)
             try:
