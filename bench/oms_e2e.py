@@ -40,12 +40,11 @@ from mts1b_foundation import (
     FundConfig,
     Order,
     OrderStatus,
-    RiskEnvelope,
     Side,
     SubmitOrder,
 )
 from mts1b_oms.service import ServeOptions, run_service
-from mts1b_oms.store import Store
+from mts1b_oms.testing import drop_schema, make_fund
 from mts1b_platform.bus import Bus
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -55,9 +54,7 @@ SYMBOLS = [f"S{i:02d}" for i in range(20)]
 
 
 def bench_fund() -> FundConfig:
-    return FundConfig(fund_id="bench", name="e2e bench", target_nav_usd=Decimal(10**9),
-                      broker="paper", broker_account_id="acc1",
-                      risk=RiskEnvelope.unrestricted())
+    return make_fund("bench", name="e2e bench", nav=10**9)
 
 
 # --- the service process ----------------------------------------------------------------------
@@ -218,9 +215,7 @@ async def client(args: argparse.Namespace) -> None:
                 await asyncio.to_thread(child.wait, 30)
             except subprocess.TimeoutExpired:
                 child.kill()
-        store = await Store.open(DSN, schema=schema, min_size=1, max_size=1)
-        await store.drop_schema()
-        await store.close()
+        await drop_schema(DSN, schema)
         await bus.delete_streams()
         await bus.drain()
 

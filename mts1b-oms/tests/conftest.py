@@ -9,10 +9,9 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from mts1b_foundation import FundConfig, RiskEnvelope
 from mts1b_oms.oms import Oms
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker
+from mts1b_oms.testing import RecordingBroker, make_fund
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -36,12 +35,6 @@ async def store() -> AsyncIterator[Store]:
     finally:
         await s.drop_schema()
         await s.close()
-
-
-def make_fund(**risk: object) -> FundConfig:
-    env = RiskEnvelope.unrestricted().model_copy(update=risk)
-    return FundConfig(fund_id="f1", name="Fund one", target_nav_usd=Decimal(1_000_000),
-                      broker="paper", broker_account_id="acc1", risk=env)
 
 
 @pytest.fixture

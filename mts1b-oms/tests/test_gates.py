@@ -13,21 +13,15 @@ from mts1b_foundation import (
     FundConfig,
     Order,
     OrderType,
-    RiskEnvelope,
     Side,
     TradingState,
 )
 from mts1b_oms.gates import DEFAULT_GATES, FundMemory, GateContext, GatePipeline
+from mts1b_oms.testing import make_fund as fund
 from mts1b_oms.tradingstate import TradingStates
 
 NOW = dt.datetime(2026, 1, 5, 15, 0, tzinfo=dt.UTC)
 _n = iter(range(10**9))
-
-
-def fund(**risk: Any) -> FundConfig:
-    env = RiskEnvelope.unrestricted().model_copy(update=risk)
-    return FundConfig(fund_id="f1", name="Fund one", target_nav_usd=D(1_000_000),
-                      broker="paper", broker_account_id="acc1", risk=env)
 
 
 def order(side: Side = Side.BUY, qty: str = "100", limit: str | None = None,

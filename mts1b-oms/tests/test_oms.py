@@ -18,7 +18,6 @@ from mts1b_foundation import (
     Order,
     OrderStatus,
     ReplaceRequest,
-    RiskEnvelope,
     SetTradingState,
     Side,
     TradingState,
@@ -26,7 +25,7 @@ from mts1b_foundation import (
 from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker
+from mts1b_oms.testing import RecordingBroker, make_fund
 
 pytestmark = pytest.mark.integration
 S = OrderStatus
@@ -34,9 +33,7 @@ D = Decimal
 
 
 def fund(fund_id: str = "f1", **risk: Any) -> FundConfig:
-    env = RiskEnvelope.unrestricted().model_copy(update=risk)
-    return FundConfig(fund_id=fund_id, name="Fund", target_nav_usd=D(1_000_000), broker="paper",
-                      broker_account_id=f"acc-{fund_id}", risk=env)
+    return make_fund(fund_id, name="Fund", broker_account_id=f"acc-{fund_id}", **risk)
 
 
 def order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",

@@ -19,7 +19,6 @@ from mts1b_foundation import (
     FundConfig,
     Order,
     OrderStatus,
-    RiskEnvelope,
     Side,
     SubmitOrder,
     parse_message,
@@ -27,6 +26,7 @@ from mts1b_foundation import (
 from mts1b_oms.cli import app
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.store import Store
+from mts1b_oms.testing import drop_schema, make_fund
 from mts1b_platform.bus import Bus, BusError
 from typer.testing import CliRunner
 
@@ -35,9 +35,7 @@ DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/p
 
 
 def fund() -> FundConfig:
-    return FundConfig(fund_id="f1", name="Fund", target_nav_usd=Decimal(1_000_000),
-                      broker="paper", broker_account_id="acc1",
-                      risk=RiskEnvelope.unrestricted())
+    return make_fund(name="Fund")
 
 
 def order(key: str) -> Order:
@@ -63,9 +61,7 @@ async def service() -> AsyncIterator[tuple[Bus, str, str]]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        store = await Store.open(DSN, schema=schema, min_size=1, max_size=1)
-        await store.drop_schema()
-        await store.close()
+        await drop_schema(DSN, schema)
         await bus.delete_streams()
         await bus.drain()
 

@@ -7,6 +7,10 @@ order id to a file (fsync'd) and reloads the file on start, so it survives the O
 killed - the crash-safety test uses that to prove no order reached it twice.
 
 For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper``).
+
+Two more helpers shared by the tests and the benchmarks, so each is written once:
+:func:`make_fund` (a fund whose envelope disables every limit except the ones asked for) and
+:func:`drop_schema` (remove a throwaway PostgreSQL schema after a run).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from mts1b_foundation import (
     AccountSnapshot,
@@ -25,11 +30,35 @@ from mts1b_foundation import (
     ConnectionState,
     ExecType,
     ExecutionReport,
+    FundConfig,
     Order,
     Position,
+    RiskEnvelope,
 )
 
-__all__ = ["RecordingBroker"]
+from mts1b_oms.store import Store
+
+__all__ = ["RecordingBroker", "drop_schema", "make_fund"]
+
+
+def make_fund(fund_id: str = "f1", *, name: str = "Fund one",
+              nav: Decimal | int = Decimal(1_000_000), broker_account_id: str = "acc1",
+              **risk: Any) -> FundConfig:
+    """A ``paper`` fund with :meth:`RiskEnvelope.unrestricted` limits, except the ``risk``
+    fields given (e.g. ``max_order_notional=Decimal(50_000)``): a test switches on only the
+    gate it is about."""
+    env = RiskEnvelope.unrestricted().model_copy(update=risk)
+    return FundConfig(fund_id=fund_id, name=name, target_nav_usd=Decimal(nav), broker="paper",
+                      broker_account_id=broker_account_id, risk=env)
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a throwaway OMS schema (a test's or a benchmark's) through a one-connection store."""
+    store = await Store.open(dsn, schema=schema, min_size=1, max_size=1)
+    try:
+        await store.drop_schema()
+    finally:
+        await store.close()
 
 
 class RecordingBroker:
