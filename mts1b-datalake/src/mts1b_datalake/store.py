@@ -194,7 +194,7 @@ class Store:
             self._fs.makedirs(self._path, exist_ok=True)
         elif not self._fs.exists(self._path):
             raise StoreError(f"no store at {self.root}", field="root", value=self.root)
-        self._manifest_cache: tuple[float, dict[str, Any]] | None = None
+        self._manifest_cache: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     @classmethod
     def default(cls) -> Store:
@@ -237,6 +237,26 @@ class Store:
             raise StoreError(f"store file missing: {rel} (run vacuum or re-ingest)",
                              field="path", value=rel) from exc
 
+    def _read_frame(self, rel: str) -> pd.DataFrame:
+        """A bars/events/history file as a DataFrame, ``date`` in the canonical
+        ``datetime64[s]`` (Arrow's date32 would otherwise come back as ``[ms]``)."""
+        frame = self._read_parquet(rel).to_pandas(date_as_object=False)
+        frame["date"] = frame["date"].astype("datetime64[s]")
+        return frame
+
+    def _append_history(self, entry: dict[str, Any] | None, rows: pd.DataFrame,
+                        schema: pa.Schema, rel_dir: str, replaced: list[str]) -> dict[str, Any]:
+        """Write the history file ``entry`` plus the superseded ``rows`` as a new file.
+
+        Returns the new manifest entry; the old file is retired through ``replaced``.
+        """
+        if entry is not None:
+            rows = pd.concat([self._read_frame(entry["path"]), rows], ignore_index=True)
+            replaced.append(entry["path"])
+        table = pa.Table.from_pandas(rows[list(schema.names)], schema=schema,
+                                     preserve_index=False)
+        return {"path": self._write_parquet(table, rel_dir), "rows": table.num_rows}
+
     # -- manifest ----------------------------------------------------------------------------
     def _empty_manifest(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": 0, "updated": None, "bars": {}, "history": {},
@@ -249,7 +269,7 @@ class Store:
         try:
             if self._local:
                 stat = os.stat(path)
-                key = stat.st_mtime_ns + stat.st_size * 1e-3
+                key = (stat.st_mtime_ns, stat.st_size)
                 if self._manifest_cache and self._manifest_cache[0] == key:
                     cached: dict[str, Any] = json.loads(json.dumps(self._manifest_cache[1]))
                     return cached
@@ -475,9 +495,7 @@ class Store:
                 report.added += len(merged)
                 history_rows = None
             else:
-                existing = self._read_parquet(entry["path"]).to_pandas(
-                    date_as_object=False)
-                existing["date"] = existing["date"].astype("datetime64[s]")
+                existing = self._read_frame(entry["path"])
                 merged, history_rows, counts, rest = self._merge_partition(
                     existing, incoming, ingest_id)
                 report.added += counts[0]
@@ -495,16 +513,9 @@ class Store:
                 replaced.append(entry["path"])
             manifest["bars"][key] = {"path": rel, "rows": table.num_rows}
             if history_rows is not None and len(history_rows):
-                hist_entry = manifest["history"].get(key)
-                if hist_entry is not None:
-                    old = self._read_parquet(hist_entry["path"]).to_pandas(date_as_object=False)
-                    old["date"] = old["date"].astype("datetime64[s]")
-                    history_rows = pd.concat([old, history_rows], ignore_index=True)
-                    replaced.append(hist_entry["path"])
-                htable = pa.Table.from_pandas(history_rows[list(HISTORY_SCHEMA.names)],
-                                              schema=HISTORY_SCHEMA, preserve_index=False)
-                manifest["history"][key] = {"path": self._write_parquet(
-                    htable, f"history/year={key}"), "rows": htable.num_rows}
+                manifest["history"][key] = self._append_history(
+                    manifest["history"].get(key), history_rows, HISTORY_SCHEMA,
+                    f"history/year={key}", replaced)
         if restatements:
             report.restatements = pd.concat(restatements, ignore_index=True)
 
@@ -559,8 +570,7 @@ class Store:
                 ("symbol", object), ("date", "datetime64[s]"), ("kind", object),
                 ("value", np.float64), ("version", np.int32), ("ingest", object))})
         else:
-            existing = self._read_parquet(entry["path"]).to_pandas(date_as_object=False)
-            existing["date"] = existing["date"].astype("datetime64[s]")
+            existing = self._read_frame(entry["path"])
         joined = events.merge(existing, on=["symbol", "date", "kind"], how="left",
                               suffixes=("", "_old"), indicator=True)
         is_new = (joined["_merge"] == "left_only").to_numpy()
@@ -588,17 +598,10 @@ class Store:
         manifest["events"] = {"path": self._write_parquet(table, "events"),
                               "rows": table.num_rows}
         if superseded.any():
-            hist = existing.loc[superseded].assign(superseded_by=ingest_id)
-            hentry = manifest.get("events_history")
-            if hentry is not None:
-                old = self._read_parquet(hentry["path"]).to_pandas(date_as_object=False)
-                old["date"] = old["date"].astype("datetime64[s]")
-                hist = pd.concat([old, hist], ignore_index=True)
-                replaced.append(hentry["path"])
-            htable = pa.Table.from_pandas(hist[list(EVENT_HISTORY_SCHEMA.names)],
-                                          schema=EVENT_HISTORY_SCHEMA, preserve_index=False)
-            manifest["events_history"] = {"path": self._write_parquet(htable, "events_history"),
-                                          "rows": htable.num_rows}
+            manifest["events_history"] = self._append_history(
+                manifest.get("events_history"),
+                existing.loc[superseded].assign(superseded_by=ingest_id), EVENT_HISTORY_SCHEMA,
+                "events_history", replaced)
 
     def _merge_symbols(self, manifest: dict[str, Any], symbols: pd.DataFrame,
                        report: IngestReport, replaced: list[str]) -> None:
@@ -705,8 +708,7 @@ class Store:
         if entry is None:
             return empty_events().assign(version=pd.Series([], dtype=np.int32),
                                          ingest=pd.Series([], dtype=object))
-        frame = self._read_parquet(entry["path"]).to_pandas(date_as_object=False)
-        frame["date"] = frame["date"].astype("datetime64[s]")
+        frame = self._read_frame(entry["path"])
         keep = np.ones(len(frame), dtype=bool)
         if symbols is not None:
             keep &= frame["symbol"].isin(list(symbols)).to_numpy()
