@@ -137,6 +137,14 @@ def _expect(condition: bool, message: str) -> None:
         raise ConformanceFailure(message)
 
 
+def _expect_quantities(what: str, report: ExecutionReport, last: int, cum: int,
+                       leaves: int) -> None:
+    got = (report.last_quantity, report.cumulative_quantity, report.leaves_quantity)
+    _expect(got == (Decimal(last), Decimal(cum), Decimal(leaves)),
+            f"{what} last/cum/leaves {got[0]}/{got[1]}/{got[2]}, "
+            f"expected {last}/{cum}/{leaves}")
+
+
 class _Collector:
     """Collects the broker's execution reports in the background."""
 
@@ -191,6 +199,14 @@ class _Ctx:
     def broker(self) -> BrokerProtocol:
         return self.h.broker
 
+    async def submit_refused(self, order: Order, what: str) -> None:
+        """Submit ``order`` and require ``BrokerRejected``; ``what`` names it if accepted."""
+        try:
+            await self.broker.submit(order)
+        except BrokerRejected:
+            return
+        raise ConformanceFailure(f"{what} was accepted")
+
     def order(self, n: int, *, side: Side = Side.BUY, quantity: int = 10,
               order_type: OrderType = OrderType.MARKET, limit: Decimal | None = None,
               tif: TimeInForce = TimeInForce.GTC) -> Order:
@@ -236,21 +252,11 @@ async def _submit_ack(c: _Ctx) -> None:
 async def _reject(c: _Ctx) -> None:
     tick = c.h.instrument.tick_size
     off_tick = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price - tick / 2)
-    try:
-        await c.broker.submit(off_tick)
-    except BrokerRejected:
-        pass
-    else:
-        raise ConformanceFailure("an off-tick limit price was accepted")
+    await c.submit_refused(off_tick, "an off-tick limit price")
     rejects = await c.reports.wait(off_tick.order_id or "", ExecType.REJECT, timeout=c.h.timeout)
     _expect(bool(rejects[0].reason), "a reject report must carry a reason")
     huge = c.order(2, quantity=10**12)
-    try:
-        await c.broker.submit(huge)
-    except BrokerRejected:
-        pass
-    else:
-        raise ConformanceFailure("an order far beyond buying power was accepted")
+    await c.submit_refused(huge, "an order far beyond buying power")
     open_ids = await c.open_ids()
     _expect(off_tick.order_id not in open_ids and huge.order_id not in open_ids,
             "a rejected order shows in open_orders")
@@ -264,16 +270,10 @@ async def _partial_fill(c: _Ctx) -> None:
     oid = order.order_id or ""
     await c.trade(c.h.price, 4)
     part = (await c.reports.wait(oid, ExecType.PARTIAL_FILL, timeout=c.h.timeout))[0]
-    _expect((part.last_quantity, part.cumulative_quantity, part.leaves_quantity)
-            == (Decimal(4), Decimal(4), Decimal(6)),
-            f"partial fill last/cum/leaves {part.last_quantity}/{part.cumulative_quantity}/"
-            f"{part.leaves_quantity}, expected 4/4/6")
+    _expect_quantities("partial fill", part, 4, 4, 6)
     await c.trade(c.h.price, 100)
     full = (await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout))[0]
-    _expect((full.last_quantity, full.cumulative_quantity, full.leaves_quantity)
-            == (Decimal(6), Decimal(10), Decimal(0)),
-            f"fill last/cum/leaves {full.last_quantity}/{full.cumulative_quantity}/"
-            f"{full.leaves_quantity}, expected 6/10/0")
+    _expect_quantities("fill", full, 6, 10, 0)
     _expect(part.trade_id != full.trade_id, "two fills share a trade_id")
     _expect(await c.position() - before == 10, "position did not grow by the filled 10")
     _expect(oid not in await c.open_ids(), "a filled order is still open")
