@@ -380,7 +380,7 @@ class PaperClient:
         for symbol, h in sorted(acct.holdings.items()):
             if h.quantity == 0 and h.realized_pnl == 0:
                 continue
-            mark = self._last.get(symbol, h.avg_cost)
+            mark = self._mark(symbol, h)
             out.append(Position(
                 fund_id=acct.fund_id, strategy_id=h.strategy_id, symbol=symbol,
                 quantity=h.quantity, avg_cost=h.avg_cost, realized_pnl=h.realized_pnl,
@@ -756,10 +756,14 @@ class PaperClient:
         w.status = OrderStatus.CANCELED
         self._emit(self._report(w, ExecType.CANCELED, reason=reason))
 
-    def _slip(self, price: Decimal, w: _Working) -> Decimal:
+    def _traded(self, w: _Working) -> Instrument:
+        """The venue's definition of the order's instrument (its tick and lot sizes), else the
+        order's own."""
         inst = self._instruments.get(w.order.instrument.symbol) if self._instruments else None
-        tick = (inst or w.order.instrument).tick_size
-        return self._slippage.adjust(price, w.order.side, tick, self._rng)
+        return inst or w.order.instrument
+
+    def _slip(self, price: Decimal, w: _Working) -> Decimal:
+        return self._slippage.adjust(price, w.order.side, self._traded(w).tick_size, self._rng)
 
     def _bar_price(self, w: _Working, bar: Bar, closing: bool) -> Decimal | None:
         o = w.order
@@ -805,14 +809,10 @@ class PaperClient:
             return open_ if open_ <= limit else (limit if extreme <= limit else None)
         return open_ if open_ >= limit else (limit if extreme >= limit else None)
 
-    def _lot(self, w: _Working) -> Decimal:
-        inst = self._instruments.get(w.order.instrument.symbol) if self._instruments else None
-        return (inst or w.order.instrument).lot_size
-
     def _fillable(self, w: _Working, capacity: Decimal | None) -> Decimal:
         if capacity is None:
             return w.leaves
-        lot = self._lot(w)
+        lot = self._traded(w).lot_size
         lots = (min(w.leaves, capacity) / lot).to_integral_value(rounding="ROUND_FLOOR")
         return lots * lot
 

@@ -28,7 +28,6 @@ from typing import Any
 
 from mts1b_foundation import (
     Bar,
-    BrokerError,
     BrokerProtocol,
     BrokerQuery,
     BrokerRejected,
@@ -167,9 +166,7 @@ class BrokerService:
                                                  errors=len(errors)))
         try:
             return await self._execute(request)
-        except BrokerError as exc:
-            return _error_reply(exc)
-        except MtsError as exc:
+        except MtsError as exc:  # BrokerError included: its code and context go back as they are
             return _error_reply(exc)
         except Exception as exc:  # the service keeps running whatever a broker raises
             _log.exception("broker command failed", broker=self.name, command=command)
