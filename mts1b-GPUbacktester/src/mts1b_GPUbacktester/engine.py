@@ -43,6 +43,7 @@ __all__ = [
     "cost_model",
     "run_single",
     "run_weights",
+    "size_targets",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -142,7 +143,6 @@ def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
     universe. With ``lookahead_check`` the factor is first run through quantkit's
     ``check_lookahead`` and a factor that reads the future is refused."""
     from mts1b_quantkit.factors import check_lookahead, evaluate
-    from mts1b_quantkit.sizing import size
 
     kwargs = dict(params or {})
     if lookahead_check:
@@ -150,7 +150,15 @@ def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
         if not report.ok:
             raise BacktestConfigError(f"look-ahead check failed: {report}", field="factor",
                                       value=str(report))
-    scores = evaluate(factor, panel, **kwargs)
+    return size_targets(panel, evaluate(factor, panel, **kwargs), sizing, returns)
+
+
+def size_targets(panel: UniversePanel, scores: Any, sizing: Mapping[str, Any] | None,
+                 returns: FloatArray) -> FloatArray:
+    """``(T, A)`` target weights from scores: quantkit's ``size``, NaN as 0, zero outside the
+    universe. The one place scores become targets (``run_single`` and the ladders)."""
+    from mts1b_quantkit.sizing import size
+
     spec = dict(DEFAULT_SIZING if sizing is None else sizing)
     weights = np.asarray(size(scores, spec, mask=panel.mask, returns=returns), dtype=np.float64)
     return np.where(panel.mask, np.nan_to_num(weights, nan=0.0), 0.0)

@@ -264,8 +264,9 @@ class CostModel:
     periods_per_year: int = 252
 
 
-def cost_rates(commission: float, slippage: float) -> tuple[float, float]:
-    """``(buy_rate, sell_rate)``: cost per unit of notional at the unslipped price.
+def cost_rates(commission: Any, slippage: float) -> tuple[Any, Any]:
+    """``(buy_rate, sell_rate)``: cost per unit of notional at the unslipped price
+    (``commission`` a float or a per-asset array).
 
     A buy pays ``price * (1 + slippage)`` plus commission on that slipped notional; a sell
     receives ``price * (1 - slippage)`` less commission (vectorbt's convention).
@@ -391,8 +392,7 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
     n_combo, t_len, a_len = targets.shape
     commission = xp.asarray(costs.commission, dtype=xp.float64)
     slip = float(costs.slippage)
-    buy_rate = (1 + slip) * (1 + commission) - 1
-    sell_rate = 1 - (1 - slip) * (1 - commission)
+    buy_rate, sell_rate = cost_rates(commission, slip)
     borrow = xp.asarray(costs.borrow, dtype=xp.float64) / costs.periods_per_year
     has_borrow = bool(xp.any(borrow != 0))
     rebalance = np.asarray(_host(inp.rebalance), dtype=bool)

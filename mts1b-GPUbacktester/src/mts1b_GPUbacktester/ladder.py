@@ -55,6 +55,7 @@ from mts1b_GPUbacktester.engine import (
     _simulate,
     compute_targets,
     cost_model,
+    size_targets,
 )
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.kernels import (
@@ -293,13 +294,9 @@ def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
 
     market = job.market
     if job.fast:
-        from mts1b_quantkit.sizing import size
-
         scores = be.to_numpy(_signals_fast(job, combos, be)).astype(np.float64) * 2.0 - 1.0
-        targets = np.stack([
-            np.where(market.in_universe, np.nan_to_num(np.asarray(
-                size(s, job.sizing, mask=job.panel.mask, returns=market.returns),
-                dtype=np.float64), nan=0.0), 0.0) for s in scores])
+        targets = np.stack([size_targets(job.panel, s, job.sizing, market.returns)
+                            for s in scores])
     else:
         targets = np.stack([compute_targets(job.panel, job.factor, c, job.sizing,
                                             market.returns) for c in combos])
