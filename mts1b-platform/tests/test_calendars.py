@@ -116,3 +116,11 @@ def test_refusals(nyse: MarketCalendar) -> None:
     with pytest.raises(CalendarError, match="not a trading day"):
         nyse.close_of("2024-11-28")
     assert nyse.sessions("2024-01-05", "2024-01-01") == []
+
+
+def test_range_starting_on_a_holiday_before_any_session_is_clamped() -> None:
+    # A fresh calendar built from 1990-01-01 (New Year's Day) has its first session on Jan 2;
+    # asking from the holiday must give the sessions, not exchange_calendars' out-of-bounds error.
+    cal = MarketCalendar("XNYS")
+    assert cal.sessions("1990-01-01", "1990-01-03") == [dt.date(1990, 1, 2), dt.date(1990, 1, 3)]
+    assert cal.sessions("1990-01-01", "1990-01-01") == []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mts1b_foundation import MtsError
 
 from mts1b_datalake.errors import InvalidRangeError
 
@@ -102,20 +103,12 @@ def _compute_uncached(name: str, lo: np.datetime64, hi: np.datetime64) -> np.nda
         days = np.arange(lo, hi + 1, dtype="datetime64[D]")
         return days[np.is_busday(days)]
     cal = market_calendar(name)
-    start = lo.astype(dt.date)
-    end = hi.astype(dt.date)
-    last_exc: Exception | None = None
-    for _ in range(10):  # a start before the calendar's first session may be refused: step on
-        try:
-            days = cal.sessions(start, end)
-            return np.array(days, dtype="datetime64[D]")
-        except Exception as exc:
-            last_exc = exc
-            start += dt.timedelta(days=1)
-            if start > end:
-                break
-    raise InvalidRangeError(f"calendar {name} cannot answer {lo}..{hi}: {last_exc}",
-                            field="calendar", value=name) from last_exc
+    try:
+        days = cal.sessions(lo.astype(dt.date), hi.astype(dt.date))
+    except MtsError as exc:
+        raise InvalidRangeError(f"calendar {name} cannot answer {lo}..{hi}: {exc}",
+                                field="calendar", value=name) from exc
+    return np.array(days, dtype="datetime64[D]")
 
 
 def trading_days(calendar: str, start: Any, end: Any) -> np.ndarray:

@@ -190,8 +190,14 @@ class MarketCalendar:
             return []
         self._check_range(first, last)
         cal = self._calendar_for(Session(session))
+        # The calendar was built from `first`, but its first session can fall later (a holiday
+        # or weekend start), and exchange_calendars refuses dates outside its sessions: clamp.
+        lo = max(pd.Timestamp(first), cal.first_session)
+        hi = min(pd.Timestamp(last), cal.last_session)
+        if hi < lo:
+            return []
         with _quiet_block():
-            idx = cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))
+            idx = cal.sessions_in_range(lo, hi)
         return [ts.date() for ts in idx]
 
     def is_session(self, day: dt.date | str, session: Session = Session.RTH) -> bool:
