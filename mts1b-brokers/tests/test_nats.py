@@ -156,3 +156,32 @@ async def test_cli_serve_paper(namespace: str) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) is not None
+
+
+async def test_reports_published_while_the_client_was_away_arrive_after_connect(
+        namespace: str) -> None:
+    """The fill happens while the RemoteBroker is closed; after connect it resumes the stream
+    after the last sequence it saw, so the fill report still arrives."""
+    h = await paper_harness()()
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    async with BrokerService(h.broker, bus):
+        remote = RemoteBroker("paper", url=URL, namespace=namespace)
+        await remote.connect()
+        reports = remote.execution_reports()
+        working = order()  # GTC limit 90
+        assert (await remote.submit(working)).exec_type is ExecType.ACK
+        await remote.close()
+        await h.driver.trade("CONF", D(90), D(100))  # fills while the client is away
+        await asyncio.sleep(0.3)
+        await remote.connect()
+
+        async def fill_of_working() -> ExecType:
+            async for report in reports:
+                if report.order_id == working.order_id and report.exec_type in (
+                        ExecType.PARTIAL_FILL, ExecType.FILL):
+                    return report.exec_type
+            raise AssertionError("report stream ended")
+
+        assert await asyncio.wait_for(fill_of_working(), 5) is ExecType.FILL
+        await remote.close()
+    await bus.drain()

@@ -44,12 +44,13 @@ class FactorRegistryError(QuantkitError, ValueError):
 
 
 class UnknownFactorError(FactorRegistryError, KeyError):
-    """``get(name)`` for a name that is neither registered nor provided by a plugin."""
+    """``get(name)`` for a name that is neither registered nor provided by a plugin.
+
+    Prints as ``[code] message``: ``MtsError.__str__`` precedes ``KeyError``'s repr-style one
+    in the method resolution order.
+    """
 
     code: ClassVar[str] = "QUANTKIT.UNKNOWN_FACTOR"
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return f"[{self.code}] {self.message}"
 
 
 class MetricsError(QuantkitError, ValueError):
