@@ -10,6 +10,7 @@ import pytest
 from mts1b_brokers import (
     BpsCommission,
     BpsSlippage,
+    BrokerConfigError,
     FixedLatency,
     PaperClient,
     PerShareCommission,
@@ -24,6 +25,7 @@ from mts1b_foundation import (
     Equity,
     ExecType,
     InMemoryMarketData,
+    MtsError,
     Order,
     Quote,
 )
@@ -282,3 +284,35 @@ async def test_replay_from_a_market_data_provider() -> None:
     reports = await b.replay(start=dt.date(2024, 1, 3), end=dt.date(2024, 1, 4))
     [fill] = [r for r in reports if r.exec_type is ExecType.FILL]
     assert (fill.last_price, fill.ts.day) == (D(104), 4)  # latency skipped the Jan 3 bar
+
+
+@pytest.mark.parametrize(("build", "field", "value"), [
+    (lambda: PaperClient(participation_rate="0"), "participation_rate", "0"),
+    (lambda: PaperClient(participation_rate="ten percent"), "participation_rate", "ten percent"),
+    (lambda: PaperClient(leverage="NaN"), "leverage", "NaN"),
+    (lambda: PaperClient(accounts={"core": "lots"}), "cash", "lots"),
+    (lambda: PaperClient(default_cash="Infinity"), "default_cash", "Infinity"),
+    (lambda: PaperClient(accounts={"core": 1}).add_account("core", 2), "account_id", "core"),
+    (lambda: RandomLatency(dt.timedelta(seconds=-1), dt.timedelta(0)), "low",
+     dt.timedelta(seconds=-1)),
+    (lambda: RandomLatency(dt.timedelta(seconds=2), dt.timedelta(seconds=1)), "high",
+     dt.timedelta(seconds=1)),
+    (lambda: BpsSlippage(D(-1)), "bps", D(-1)),
+    (lambda: RandomTickSlippage(-2), "max_ticks", -2),
+    (lambda: PerShareCommission(D("0.01"), D(-1)), "minimum", D(-1)),
+    (lambda: BpsCommission(D("NaN")), "bps", "NaN"),
+])
+def test_bad_configuration_names_the_field_and_value(build: Any, field: str, value: Any) -> None:
+    with pytest.raises(BrokerConfigError) as info:
+        build()
+    err = info.value
+    assert isinstance(err, MtsError) and isinstance(err, ValueError)  # old callers still catch
+    assert err.code == "BROKERS.INVALID_CONFIG" and err.context["field"] == field
+    assert str(err.context["value"]) == str(value) and field in err.message
+    assert repr(err.context["value"]) in err.message
+
+
+async def test_replay_without_a_provider_is_a_config_error() -> None:
+    b = PaperClient(accounts={"core": D(1)})
+    with pytest.raises(BrokerConfigError, match="market_data"):
+        await b.replay(start=dt.date(2024, 1, 2), end=dt.date(2024, 1, 3))

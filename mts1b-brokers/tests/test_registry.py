@@ -28,7 +28,8 @@ def test_unknown_broker_is_a_clear_error() -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert set(mts1b_brokers.__all__) == {
-        "ENTRY_POINT_GROUP", "BpsCommission", "BpsSlippage", "BrokerNotFound", "BrokerService",
+        "ENTRY_POINT_GROUP", "BpsCommission", "BpsSlippage", "BrokerConfigError", "BrokerNotFound",
+        "BrokerService",
         "FixedLatency", "NoCommission", "NoSlippage", "PaperClient", "PerShareCommission",
         "RandomLatency", "RandomTickSlippage", "RejectReason", "RemoteBroker", "__version__",
         "available_brokers", "get_broker", "register_broker",

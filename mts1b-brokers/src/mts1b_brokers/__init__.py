@@ -8,7 +8,7 @@
 - :class:`BrokerService` / :class:`RemoteBroker`: a broker served over NATS, and its client.
 """
 
-from mts1b_brokers.errors import BrokerNotFound, RejectReason
+from mts1b_brokers.errors import BrokerConfigError, BrokerNotFound, RejectReason
 from mts1b_brokers.models import (
     BpsCommission,
     BpsSlippage,
@@ -33,6 +33,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "BpsCommission",
     "BpsSlippage",
+    "BrokerConfigError",
     "BrokerNotFound",
     "BrokerService",
     "FixedLatency",

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 from mts1b_foundation import Side
 
+from mts1b_brokers.errors import config_error
+
 __all__ = [
     "BpsCommission",
     "BpsSlippage",
@@ -73,6 +75,14 @@ def on_tick_against(price: Decimal, side: Side, tick: Decimal) -> Decimal:
     return ticks.to_integral_value(rounding=rounding) * tick
 
 
+def _non_negative(**fields: Decimal | int) -> None:
+    """Raise ``BrokerConfigError`` naming the first of ``fields`` that is negative or not finite
+    (a NaN Decimal cannot even be compared, so finiteness is checked first)."""
+    for name, value in fields.items():
+        if (isinstance(value, Decimal) and not value.is_finite()) or value < 0:
+            raise config_error(name, value, "be a finite number >= 0")
+
+
 @dataclass(frozen=True, slots=True)
 class FixedLatency:
     """Every order waits ``delay_`` before it can trade (default: none)."""
@@ -91,8 +101,10 @@ class RandomLatency:
     high: dt.timedelta
 
     def __post_init__(self) -> None:
-        if self.low < dt.timedelta(0) or self.high < self.low:
-            raise ValueError(f"need 0 <= low <= high, got low={self.low} high={self.high}")
+        if self.low < dt.timedelta(0):
+            raise config_error("low", self.low, "be >= 0")
+        if self.high < self.low:
+            raise config_error("high", self.high, f"be >= low ({self.low})")
 
     def delay(self, rng: random.Random) -> dt.timedelta:
         lo = int(self.low / dt.timedelta(microseconds=1))
@@ -115,8 +127,7 @@ class BpsSlippage:
     bps: Decimal
 
     def __post_init__(self) -> None:
-        if self.bps < 0:
-            raise ValueError(f"bps must be >= 0, got {self.bps}")
+        _non_negative(bps=self.bps)
 
     def adjust(self, price: Decimal, side: Side, tick: Decimal, rng: random.Random) -> Decimal:
         factor = Decimal(1) + self.bps / _BPS if side is Side.BUY else Decimal(1) - self.bps / _BPS
@@ -131,8 +142,7 @@ class RandomTickSlippage:
     max_ticks: int
 
     def __post_init__(self) -> None:
-        if self.max_ticks < 0:
-            raise ValueError(f"max_ticks must be >= 0, got {self.max_ticks}")
+        _non_negative(max_ticks=self.max_ticks)
 
     def adjust(self, price: Decimal, side: Side, tick: Decimal, rng: random.Random) -> Decimal:
         n = rng.randint(0, self.max_ticks)
@@ -154,8 +164,7 @@ class PerShareCommission:
     minimum: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        if self.per_share < 0 or self.minimum < 0:
-            raise ValueError("per_share and minimum must be >= 0")
+        _non_negative(per_share=self.per_share, minimum=self.minimum)
 
     def commission(self, quantity: Decimal, price: Decimal) -> Decimal:
         fee = max(quantity * self.per_share, self.minimum)
@@ -173,8 +182,7 @@ class BpsCommission:
     minimum: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        if self.bps < 0 or self.minimum < 0:
-            raise ValueError("bps and minimum must be >= 0")
+        _non_negative(bps=self.bps, minimum=self.minimum)
 
     def commission(self, quantity: Decimal, price: Decimal) -> Decimal:
         fee = max(quantity * price * self.bps / _BPS, self.minimum)

@@ -41,7 +41,7 @@ import datetime as dt
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -71,7 +71,7 @@ from mts1b_foundation import (
     deterministic_id,
 )
 
-from mts1b_brokers.errors import RejectReason
+from mts1b_brokers.errors import RejectReason, config_error
 from mts1b_brokers.models import (
     CommissionModel,
     FixedLatency,
@@ -116,8 +116,16 @@ def status_of(report: ExecutionReport) -> OrderStatus:
     ))
 
 
-def _dec(value: Decimal | int | str | float) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+def _dec(field: str, value: Decimal | int | str | float) -> Decimal:
+    """``value`` as a finite Decimal (strings come from the CLI and registry configuration);
+    anything else is a ``BrokerConfigError`` naming ``field``."""
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise config_error(field, value, "be a decimal number") from None
+    if not number.is_finite():
+        raise config_error(field, value, "be finite")
+    return number
 
 
 class ReportStream:
@@ -250,7 +258,7 @@ class PaperClient:
         self._accounts: dict[str, _Account] = {}
         for account_id, cash in (accounts or {}).items():
             self.add_account(account_id, cash)
-        self._default_cash = None if default_cash is None else _dec(default_cash)
+        self._default_cash = None if default_cash is None else _dec("default_cash", default_cash)
         self._market_data = market_data
         self._instruments: dict[str, Instrument] | None = (
             None if instruments is None else {i.symbol: i for i in instruments}
@@ -260,13 +268,14 @@ class PaperClient:
 
             calendar = MarketCalendar(calendar)
         self._calendar: SessionCalendar | None = calendar
-        self._participation = None if participation_rate is None else _dec(participation_rate)
+        self._participation = (None if participation_rate is None
+                               else _dec("participation_rate", participation_rate))
         if self._participation is not None and self._participation <= 0:
-            raise ValueError(f"participation_rate must be > 0, got {participation_rate}")
+            raise config_error("participation_rate", participation_rate, "be > 0")
         self._latency = latency or FixedLatency()
         self._slippage = slippage or NoSlippage()
         self._commission = commission or NoCommission()
-        self._leverage = _dec(leverage)
+        self._leverage = _dec("leverage", leverage)
         self._allow_short = allow_short
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._clock = clock or SystemClock()
@@ -408,8 +417,9 @@ class PaperClient:
                     *, fund_id: str | None = None) -> None:
         """Open an account with ``cash`` (one per fund; ``fund_id`` defaults to the id)."""
         if account_id in self._accounts:
-            raise ValueError(f"account {account_id!r} already exists")
-        self._accounts[account_id] = _Account(account_id, fund_id or account_id, _dec(cash))
+            raise config_error("account_id", account_id, "be new (that account already exists)")
+        self._accounts[account_id] = _Account(account_id, fund_id or account_id,
+                                              _dec("cash", cash))
 
     def halt(self, symbol: str) -> None:
         """Close an instrument: new orders on it are rejected with INSTRUMENT_CLOSED."""
@@ -475,7 +485,8 @@ class PaperClient:
         ``start`` and ``end`` through :meth:`on_bar`, in the provider's order."""
         source = market_data or self._market_data
         if source is None:
-            raise ValueError("replay needs a market data provider")
+            raise config_error("market_data", None,
+                               "be given to replay() or to PaperClient(market_data=...)")
         made: list[ExecutionReport] = []
         for bar in source.bars(list(symbols or source.symbols()), start, end):
             made += await self.on_bar(bar)
