@@ -286,6 +286,36 @@ async def test_replay_from_a_market_data_provider() -> None:
     assert (fill.last_price, fill.ts.day) == (D(104), 4)  # latency skipped the Jan 3 bar
 
 
+class _CountingMarketData(InMemoryMarketData):
+    """A provider that counts how often its symbol list is read, and can gain a symbol."""
+
+    def __init__(self, bars: list[Bar]) -> None:
+        super().__init__(bars)
+        self.extra: list[str] = []
+        self.symbol_reads = 0
+
+    def symbols(self) -> list[str]:
+        self.symbol_reads += 1
+        return [*super().symbols(), *self.extra]
+
+
+async def test_provider_symbols_are_read_once_and_again_only_on_a_miss() -> None:
+    md = _CountingMarketData([bar("100", "100", "100", "100", minutes=0)])
+    b = PaperClient(accounts={"core": D(100_000)}, market_data=md, start=T0)
+    await b.connect()
+    for n in range(1, 4):
+        await b.submit(order(n, order_type="limit", limit_price=D(100)))
+    assert md.symbol_reads == 1
+    md.extra.append("MSFT")  # the provider gained a symbol: a miss reads the list again
+    ack = await b.submit(order(4, instrument=Equity(symbol="MSFT"), order_type="limit",
+                               limit_price=D(100)))
+    assert ack.exec_type is ExecType.ACK and md.symbol_reads == 2
+    with pytest.raises(BrokerRejected) as info:
+        await b.submit(order(5, instrument=Equity(symbol="ZZZZ"), order_type="limit",
+                             limit_price=D(100)))
+    assert info.value.context["reason_code"] == "UNKNOWN_INSTRUMENT"
+
+
 @pytest.mark.parametrize(("build", "field", "value"), [
     (lambda: PaperClient(participation_rate="0"), "participation_rate", "0"),
     (lambda: PaperClient(participation_rate="ten percent"), "participation_rate", "ten percent"),

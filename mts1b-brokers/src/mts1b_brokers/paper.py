@@ -260,6 +260,7 @@ class PaperClient:
             self.add_account(account_id, cash)
         self._default_cash = None if default_cash is None else _dec("default_cash", default_cash)
         self._market_data = market_data
+        self._symbols: frozenset[str] | None = None  # the provider's symbols, read on demand
         self._instruments: dict[str, Instrument] | None = (
             None if instruments is None else {i.symbol: i for i in instruments}
         )
@@ -596,10 +597,20 @@ class PaperClient:
             if symbol not in self._instruments:
                 raise _Reject(RejectReason.UNKNOWN_INSTRUMENT, f"{symbol!r} is not traded here")
             return self._instruments[symbol]
-        if self._market_data is not None and symbol not in set(self._market_data.symbols()):
+        if self._market_data is not None and not self._lists(self._market_data, symbol):
             raise _Reject(RejectReason.UNKNOWN_INSTRUMENT,
                           f"{symbol!r} has no market data at this venue")
         return order.instrument
+
+    def _lists(self, market_data: MarketDataProtocol, symbol: str) -> bool:
+        """Whether the provider lists ``symbol``, reading its list once rather than per submit.
+
+        A provider can gain symbols (a store that ingests more), so a miss reads the list
+        again before the order is rejected; a hit never calls the provider.
+        """
+        if self._symbols is None or symbol not in self._symbols:
+            self._symbols = frozenset(market_data.symbols())
+        return symbol in self._symbols
 
     def _validate(self, order: Order) -> None:
         inst = self._instrument(order)
