@@ -18,8 +18,9 @@ from urllib.parse import urlparse
 import pytest
 from mts1b_brokers.conformance import CHECKS, BrokerHarness, paper_harness, run_check
 from mts1b_brokers.remote import RemoteBroker
-from mts1b_brokers.service import BrokerService
+from mts1b_brokers.service import BrokerService, account_subject
 from mts1b_foundation import (
+    AccountSnapshot,
     BrokerRejected,
     BrokerTransportError,
     BrokerUnknownOutcome,
@@ -30,6 +31,7 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_platform.bus import Bus
+from nats.aio.msg import Msg
 
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -184,4 +186,22 @@ async def test_reports_published_while_the_client_was_away_arrive_after_connect(
 
         assert await asyncio.wait_for(fill_of_working(), 5) is ExecType.FILL
         await remote.close()
+    await bus.drain()
+
+
+async def test_a_fill_publishes_the_account_snapshot(namespace: str) -> None:
+    h = await paper_harness()()
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    snapshots: asyncio.Queue[AccountSnapshot] = asyncio.Queue()
+
+    async def collect(msg: Msg) -> None:
+        snapshots.put_nowait(parse_message(AccountSnapshot, msg.data))
+
+    await bus.nc.subscribe(bus.wire_subject(account_subject("paper")), cb=collect)
+    async with BrokerService(h.broker, bus):
+        await h.broker.submit(order())  # GTC limit 90 for 10
+        await h.driver.trade("CONF", D(90), D(100))
+        snapshot = await asyncio.wait_for(snapshots.get(), 5)
+    assert (snapshot.account_id, snapshot.positions) == ("conf", {"CONF": D(10)})
+    assert snapshot.cash == D(1_000_000) - D(900)
     await bus.drain()

@@ -43,6 +43,7 @@ from mts1b_foundation import (
     WireModel,
     parse_message,
 )
+from mts1b_foundation import subjects as registry
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
 from nats.aio.msg import Msg
@@ -50,7 +51,7 @@ from nats.aio.subscription import Subscription
 
 from mts1b_brokers.paper import PaperClient, status_of
 
-__all__ = ["BrokerService", "command_subject", "execution_subject"]
+__all__ = ["BrokerService", "account_subject", "command_subject", "execution_subject"]
 
 _log = get_logger(__name__)
 _COMMANDS: dict[str, type[WireModel]] = {
@@ -59,12 +60,23 @@ _COMMANDS: dict[str, type[WireModel]] = {
 
 
 def command_subject(broker: str, command: str) -> str:
-    """``mts.v1.brokers.<broker>.<command>`` (command: submit, cancel, replace, query)."""
-    return f"mts.v1.brokers.{broker}.{command}"
+    """``mts.v1.brokers.<broker>.<command>`` (command: submit, cancel, replace, query).
+
+    Built by the foundation's subject registry, so a broker name that cannot be a subject
+    token, or a command nobody registered, is a ``SubjectError`` here and not a silent
+    publish to nowhere.
+    """
+    return registry.subject("brokers", broker, command)
 
 
 def execution_subject(broker: str) -> str:
-    return f"mts.v1.brokers.{broker}.execution"
+    """``mts.v1.brokers.<broker>.execution``: every execution report (stream MTS_BROKERS)."""
+    return registry.subject("brokers", broker, "execution")
+
+
+def account_subject(broker: str) -> str:
+    """``mts.v1.brokers.<broker>.account``: the account snapshot after each fill."""
+    return registry.subject("brokers", broker, "account")
 
 
 def _now() -> dt.datetime:
@@ -227,7 +239,7 @@ class BrokerService:
                 await self.bus.publish(subject, report, msg_id=report.trade_id)
                 if report.exec_type in {ExecType.FILL, ExecType.PARTIAL_FILL}:
                     snapshot = await self.broker.account(report.account_id)
-                    await self.bus.publish(f"mts.v1.brokers.{self.name}.account", snapshot)
+                    await self.bus.publish(account_subject(self.name), snapshot)
             except Exception:  # keep publishing the next ones; the failure is logged
                 _log.exception("could not publish an execution report", broker=self.name,
                                order_id=report.order_id, exec_type=report.exec_type.value)
