@@ -137,9 +137,12 @@ def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
 
 
 def _solve(a: FloatArray, b: FloatArray, what: str) -> FloatArray:
-    if np.linalg.cond(a) > 1e14:
-        raise SingularCovarianceError(f"{what} is singular (condition number "
-                                      f"{np.linalg.cond(a):.3g})", field=what)
+    """``a^-1 b``, refusing a near-singular ``a``. ``b`` may hold several right-hand sides as
+    columns: ``a`` is then checked and factorised once for all of them."""
+    cond = np.linalg.cond(a)
+    if cond > 1e14:
+        raise SingularCovarianceError(f"{what} is singular (condition number {cond:.3g})",
+                                      field=what)
     try:
         out = np.linalg.solve(a, b)
     except np.linalg.LinAlgError as exc:
@@ -220,9 +223,12 @@ def black_litterman(
             raise OptimizationError(f"omega must be (K, K) = ({k}, {k}); got {om.shape}",
                                     field="omega", value=om.shape)
     tau_sigma_p = tau * c @ p.T
+    # The posterior mean and covariance both need (P tau C P' + omega)^-1: solve for the view
+    # gap and for (tau C P')' as one right-hand side so the matrix is factorised once.
     a = p @ tau_sigma_p + om
-    post = prior + tau_sigma_p @ _solve(a, q - p @ prior, "P tau C P' + omega")
-    post_cov = c + tau * c - tau_sigma_p @ _solve(a, tau_sigma_p.T, "P tau C P' + omega")
+    gain = _solve(a, np.column_stack([q - p @ prior, tau_sigma_p.T]), "P tau C P' + omega")
+    post = prior + tau_sigma_p @ gain[:, 0]
+    post_cov = c + tau * c - tau_sigma_p @ gain[:, 1:]
     raw = _solve(risk_aversion * c, post, "the covariance matrix")
     total = raw.sum()
     if total == 0:
