@@ -171,3 +171,34 @@ def test_register_custom_sizer() -> None:
     finally:
         sizing._sizers.pop("top_one_test", None)
     assert "kelly_voltarget_12" in sizing.list_sizers()
+
+
+def test_a_sizers_parameters_are_read_from_its_signature_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[object] = []
+    real = sizing.inspect.signature
+
+    def counting(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(func)
+        return real(func, *args, **kwargs)
+
+    @sizing.register_sizer("signature_once_test")
+    def by_score(scores, *, tilt: float = 1.0):  # type: ignore[no-untyped-def]
+        return np.where(np.isnan(scores), 0.0, scores * tilt)
+
+    monkeypatch.setattr(sizing.inspect, "signature", counting)
+    try:
+        for _ in range(3):
+            sizing.size(SCORES, {"method": "signature_once_test", "tilt": 2.0})
+        with pytest.raises(SizingError, match="tilts"):  # still checked against the cache
+            sizing.size(SCORES, {"method": "signature_once_test", "tilts": 2.0})
+
+        @sizing.register_sizer("signature_once_test", replace=True)
+        def by_rank(scores, *, power: float = 1.0):  # type: ignore[no-untyped-def]
+            return np.where(np.isnan(scores), 0.0, np.argsort(scores, axis=1) ** power)
+
+        for _ in range(2):  # a replacement has its own signature, read once as well
+            sizing.size(SCORES, {"method": "signature_once_test", "power": 1.0})
+    finally:
+        sizing._sizers.pop("signature_once_test", None)
+    assert reads == [by_score, by_rank]

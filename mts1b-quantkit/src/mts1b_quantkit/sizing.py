@@ -36,6 +36,7 @@ An unknown method or parameter, or an invalid value, raises :class:`SizingError`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import threading
@@ -80,8 +81,10 @@ class Sizer:
     needs_returns: bool = False
     default_net: float | None = None
 
-    @property
+    @functools.cached_property
     def params(self) -> tuple[str, ...]:
+        """The method's own keyword-only parameters. Read from the signature once per sizer
+        (``size`` asks on every call, and ``inspect.signature`` is slow)."""
         sig = inspect.signature(self.func)
         return tuple(p.name for p in sig.parameters.values()
                      if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "returns")
