@@ -28,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
 from mts1b_quantkit.metrics import _rowwise_pearson, _stats, information_coefficient
@@ -49,9 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _panel(x: Any, name: str) -> FloatArray:
-    if hasattr(x, "to_numpy") and hasattr(x, "index"):
-        x = x.to_numpy(dtype=np.float64, na_value=np.nan)
-    a = np.asarray(x, dtype=np.float64)
+    a = as_float_array(x)
     if a.ndim != 2:
         raise FactorError(f"{name} must be (T, A); got shape {a.shape}", field=name,
                           value=a.shape)

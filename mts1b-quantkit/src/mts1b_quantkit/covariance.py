@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
 
 __all__ = [
@@ -38,9 +39,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _returns(returns: Any) -> FloatArray:
-    if hasattr(returns, "to_numpy") and hasattr(returns, "index"):
-        returns = returns.to_numpy(dtype=np.float64, na_value=np.nan)
-    x = np.asarray(returns, dtype=np.float64)
+    x = as_float_array(returns)
     if x.ndim != 2:
         raise OptimizationError(f"returns must be (T, N); got shape {x.shape}", field="returns",
                                 value=x.shape)
@@ -182,9 +181,7 @@ def check_covariance(cov: Any, *, require_pd: bool = True, name: str = "cov") ->
     a negative eigenvalue, or (``require_pd=True``) is singular: a singular covariance makes
     mean-variance and Black-Litterman weights undefined. Shrink it first (:func:`ledoit_wolf`).
     """
-    if hasattr(cov, "to_numpy") and hasattr(cov, "index"):
-        cov = cov.to_numpy(dtype=np.float64)
-    c = np.asarray(cov, dtype=np.float64)
+    c = as_float_array(cov)
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] == 0:
         raise SingularCovarianceError(f"{name} must be a non-empty square matrix; got shape "
                                       f"{c.shape}", field=name, value=c.shape)

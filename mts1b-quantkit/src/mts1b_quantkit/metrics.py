@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import MetricsError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
 
@@ -77,10 +78,8 @@ def _stats() -> Any:
 
 # -- input handling -----------------------------------------------------------------------------
 def _values(x: Any, name: str) -> FloatArray:
-    if hasattr(x, "to_numpy") and hasattr(x, "index"):  # pandas Series / DataFrame
-        x = x.to_numpy(dtype=np.float64, na_value=np.nan)
     try:
-        a = np.asarray(x, dtype=np.float64)
+        a = as_float_array(x)
     except (TypeError, ValueError) as exc:
         raise MetricsError(f"{name} must be numeric: {exc}", field=name) from exc
     if a.ndim not in (1, 2):

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import SizingError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
 
@@ -295,8 +296,7 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
         raise SizingError(f"sizing spec needs a 'method' name; got {spec!r}", field="method",
                           value=repr(method))
     sizer = get_sizer(method)
-    s = np.asarray(scores.to_numpy() if hasattr(scores, "to_numpy") else scores,
-                   dtype=np.float64)
+    s = as_float_array(scores)
     if s.ndim == 1:
         s = s[None, :]
     if s.ndim != 2:
@@ -344,8 +344,7 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
         if returns is None:
             raise SizingError(f"sizing method {method!r} needs returns=(T, A) asset returns",
                               field="returns", method=method)
-        r = np.asarray(returns.to_numpy() if hasattr(returns, "to_numpy") else returns,
-                       dtype=np.float64)
+        r = as_float_array(returns)
         if r.ndim == 1:
             r = r[None, :]
         if r.shape != s.shape:

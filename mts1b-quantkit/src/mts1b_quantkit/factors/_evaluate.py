@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from mts1b_quantkit._xp import to_numpy
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors._registry import get
 
@@ -62,7 +62,7 @@ def panel_prefix(panel: Any, rows: int) -> Any:
 
 def _as_output(value: Any, name: str) -> FloatArray:
     try:
-        return np.asarray(to_numpy(value), dtype=np.float64)
+        return as_float_array(value)
     except (TypeError, ValueError) as exc:
         raise FactorError(f"factor {name!r} returned a non-numeric value: {exc}",
                           field="factor", value=name) from exc

@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
 
@@ -45,18 +46,13 @@ class BlackLittermanResult(NamedTuple):
     omega: FloatArray
 
 
-def _arr(x: Any) -> FloatArray:
-    if hasattr(x, "to_numpy"):
-        x = x.to_numpy(dtype=np.float64)
-    return np.asarray(x, dtype=np.float64)
-
-
 def market_implied_prior_returns(market_caps: Any, risk_aversion: float, cov: Any, *,
                                  risk_free_rate: float = 0.0) -> FloatArray:
     """Equilibrium returns ``delta * C @ (caps / sum(caps)) + rf`` (reverse optimisation)."""
     c = check_covariance(cov, require_pd=False)
-    caps = _arr(list(market_caps.values()) if isinstance(market_caps, Mapping) else market_caps)
-    caps = caps.reshape(-1)
+    if isinstance(market_caps, Mapping):
+        market_caps = list(market_caps.values())
+    caps = as_float_array(market_caps).reshape(-1)
     if caps.shape != (c.shape[0],):
         raise OptimizationError(f"market_caps must have {c.shape[0]} entries; got {caps.shape}",
                                 field="market_caps", value=caps.shape)
@@ -70,7 +66,7 @@ def market_implied_risk_aversion(market_prices: Any, *, periods_per_year: float 
                                  risk_free_rate: float = 0.0) -> float:
     """``delta = (E[R_m] - rf) / Var(R_m)``, annualized from the market's price series
     (``pct_change``, NaN dropped, ``ddof=1``)."""
-    p = _arr(market_prices).reshape(-1)
+    p = as_float_array(market_prices).reshape(-1)
     p = p[~np.isnan(p)]
     if p.size < 3:
         raise OptimizationError("market_prices needs at least 3 prices", field="market_prices",
@@ -83,9 +79,9 @@ def market_implied_risk_aversion(market_prices: Any, *, periods_per_year: float 
 def idzorek_omega(view_confidences: Any, cov: Any, P: Any, tau: float) -> FloatArray:
     """Idzorek's method in Walters' closed form: ``omega_k = tau (1 - c_k) / c_k * p_k C p_k'``
     (``c_k = 0`` gives ``1e6``, i.e. the view is ignored)."""
-    c = np.asarray(cov, dtype=np.float64)
-    p = np.atleast_2d(np.asarray(P, dtype=np.float64))
-    conf = _arr(view_confidences).reshape(-1)
+    c = as_float_array(cov)
+    p = np.atleast_2d(as_float_array(P))
+    conf = as_float_array(view_confidences).reshape(-1)
     if conf.shape != (p.shape[0],):
         raise OptimizationError(f"view_confidences needs one value per view ({p.shape[0]}); got "
                                 f"{conf.shape}", field="view_confidences", value=conf.shape)
@@ -123,13 +119,13 @@ def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
         return p, q
     if Q is None:
         raise OptimizationError("no views: give Q (and P) or absolute_views", field="Q")
-    q = _arr(Q).reshape(-1)
+    q = as_float_array(Q).reshape(-1)
     if P is None:
         if q.size != n:
             raise OptimizationError(f"without P, Q needs one view per asset ({n}); got {q.size}",
                                     field="P")
         return np.eye(n), q
-    p = np.atleast_2d(_arr(P))
+    p = np.atleast_2d(as_float_array(P))
     if p.shape != (q.size, n):
         raise OptimizationError(f"P must be (K, N) = ({q.size}, {n}); got {p.shape}", field="P",
                                 value=p.shape)
@@ -201,7 +197,7 @@ def black_litterman(
             raise OptimizationError(f"unknown prior {pi!r}; use 'market', 'equal' or an array",
                                     field="pi", value=pi)
     else:
-        prior = _arr(pi).reshape(-1)
+        prior = as_float_array(pi).reshape(-1)
         if prior.shape != (n,):
             raise OptimizationError(f"pi must have {n} entries; got {prior.shape}", field="pi",
                                     value=prior.shape)
@@ -218,7 +214,7 @@ def black_litterman(
         raise OptimizationError(f"unknown omega {omega!r}; use 'default', 'idzorek' or a matrix",
                                 field="omega", value=omega)
     else:
-        om = np.atleast_2d(_arr(omega))
+        om = np.atleast_2d(as_float_array(omega))
         if om.shape != (k, k):
             raise OptimizationError(f"omega must be (K, K) = ({k}, {k}); got {om.shape}",
                                     field="omega", value=om.shape)

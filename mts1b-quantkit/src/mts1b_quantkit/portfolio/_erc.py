@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance
 from mts1b_quantkit.errors import OptimizationError
 
@@ -24,8 +25,8 @@ FloatArray = npt.NDArray[np.float64]
 
 def risk_contributions(weights: Any, cov: Any) -> FloatArray:
     """Share of portfolio variance from each asset, ``w_i (C w)_i / (w' C w)`` (sums to 1)."""
-    c = np.asarray(cov.to_numpy() if hasattr(cov, "to_numpy") else cov, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    c = as_float_array(cov)
+    w = as_float_array(weights).reshape(-1)
     marginal = c @ w
     return np.asarray(w * marginal / (w @ marginal))
 

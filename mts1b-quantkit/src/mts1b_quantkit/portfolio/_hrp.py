@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance, cov_to_corr, sample_corr, sample_cov
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
 
@@ -64,8 +65,7 @@ def _inputs(returns: Any, cov: Any, corr: Any, corr_decimals: int | None
         raise OptimizationError("hrp needs returns or cov", field="cov")
     c = check_covariance(cov, require_pd=False)
     if corr is not None:
-        rho = np.asarray(corr.to_numpy() if hasattr(corr, "to_numpy") else corr,
-                         dtype=np.float64)
+        rho = as_float_array(corr)
         if rho.shape != c.shape:
             raise OptimizationError(f"corr has shape {rho.shape}, cov has {c.shape}",
                                     field="corr", value=rho.shape)

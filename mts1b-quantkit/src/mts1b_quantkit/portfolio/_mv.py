@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance
 from mts1b_quantkit.errors import InfeasibleError, OptimizationError
 from mts1b_quantkit.portfolio._qp import QP, solve_qp
@@ -31,9 +32,7 @@ Bounds = Any
 
 
 def _vector(x: Any, n: int, name: str) -> FloatArray:
-    if hasattr(x, "to_numpy"):
-        x = x.to_numpy(dtype=np.float64)
-    v = np.asarray(x, dtype=np.float64).reshape(-1)
+    v = as_float_array(x).reshape(-1)
     if v.shape != (n,):
         raise OptimizationError(f"{name} must have {n} entries; got shape {v.shape}", field=name,
                                 value=v.shape)
@@ -231,7 +230,7 @@ class Performance(NamedTuple):
 def portfolio_performance(weights: Any, mu: Any, cov: Any, *, risk_free_rate: float = 0.0
                           ) -> Performance:
     """``(mu @ w, sqrt(w' C w), (mu @ w - rf) / vol)`` in the units of ``mu`` and ``cov``."""
-    c = np.asarray(cov.to_numpy() if hasattr(cov, "to_numpy") else cov, dtype=np.float64)
+    c = as_float_array(cov)
     w = _vector(weights, c.shape[0], "weights")
     m = _vector(mu, c.shape[0], "mu")
     ret = float(m @ w)
