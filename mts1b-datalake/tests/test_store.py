@@ -129,6 +129,11 @@ def test_events_are_versioned_too(store: Store) -> None:
     assert r3.events_restated == 1
     current = store.events(["AAA"])
     assert current["value"].tolist() == [0.30] and current["version"].tolist() == [2]
+    # the superseded event is kept, like a superseded bar
+    assert store.manifest()["events_history"]["rows"] == 1
+    old = store._read_frame(store.manifest()["events_history"]["path"])
+    assert old[["value", "version", "superseded_by"]].values.tolist() == [
+        [0.25, 1, r3.ingest_id]]
 
 
 def test_reads_filter_by_symbol_and_range(store: Store) -> None:

@@ -173,6 +173,52 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class _Merge:
+    """What merging incoming rows into a versioned table (a bar partition, the events) found."""
+
+    counts: tuple[int, int, int]  # (added, unchanged, restated)
+    rows: pd.DataFrame  # the table after the merge; ``existing`` itself when nothing changed
+    superseded: pd.DataFrame  # existing rows that restatements replace, with ``superseded_by``
+    restated: pd.DataFrame  # incoming rows that restate: new values and the ``<col>_old`` ones
+    new_versions: np.ndarray  # the version each restated row gets
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.counts[0] or self.counts[2])
+
+
+def _merge_versions(existing: pd.DataFrame, incoming: pd.DataFrame, keys: Sequence[str],
+                    values: Sequence[str], ingest_id: str) -> _Merge:
+    """Merge ``incoming`` into the versioned ``existing`` rows, matching on ``keys``.
+
+    The one versioning rule of the store, for bars and for events alike: a new key gets version
+    1; a key whose ``values`` differ (NaN equals NaN) gets the old version + 1 and its old row
+    is superseded by this ingest; an equal row changes nothing. Both tables carry ``version``
+    and ``ingest`` columns.
+    """
+    cols = [*keys, *values]
+    joined = incoming[cols].merge(existing, on=list(keys), how="left", suffixes=("", "_old"),
+                                  indicator=True)
+    is_new = (joined["_merge"] == "left_only").to_numpy()
+    differs = np.zeros(len(joined), dtype=bool)
+    for col in values:
+        differs |= ~is_new & ~_same(joined[col].to_numpy(dtype=np.float64),
+                                    joined[f"{col}_old"].to_numpy(dtype=np.float64))
+    counts = (int(is_new.sum()), int((~is_new & ~differs).sum()), int(differs.sum()))
+    restated = joined.loc[differs]
+    new_versions = (restated["version"].to_numpy(dtype=np.int64) + 1).astype(np.int32)
+    if not (counts[0] or counts[2]):
+        return _Merge(counts, existing, existing.iloc[:0], restated, new_versions)
+    new_rows = joined.loc[is_new, cols].assign(version=np.int32(1), ingest=ingest_id)
+    rest_rows = restated[cols].assign(version=new_versions, ingest=ingest_id)
+    superseded = pd.MultiIndex.from_frame(existing[list(keys)]).isin(
+        pd.MultiIndex.from_frame(restated[list(keys)]))
+    merged = pd.concat([existing.loc[~superseded], rest_rows, new_rows], ignore_index=True)
+    return _Merge(counts, merged, existing.loc[superseded].assign(superseded_by=ingest_id),
+                  restated, new_versions)
+
+
 class Store:
     """Partitioned Parquet + DuckDB market-data store with atomic, versioned ingests.
 
@@ -524,24 +570,10 @@ class Store:
         tuple[pd.DataFrame, pd.DataFrame | None, tuple[int, int, int], pd.DataFrame | None]
     ):
         """Merge one partition. Returns (rows, superseded rows, (added, same, restated), diff)."""
-        joined = incoming.merge(existing, on=["symbol", "date"], how="left",
-                                suffixes=("", "_old"), indicator=True)
-        is_new = (joined["_merge"] == "left_only").to_numpy()
-        both = ~is_new
-        differs = np.zeros(len(joined), dtype=bool)
-        for col in _VALUE_COLUMNS:
-            differs |= both & ~_same(joined[col].to_numpy(dtype=np.float64),
-                                     joined[f"{col}_old"].to_numpy(dtype=np.float64))
-        same = both & ~differs
-        counts = (int(is_new.sum()), int(same.sum()), int(differs.sum()))
-        if counts[0] == 0 and counts[2] == 0:
-            return existing, None, counts, None
-        new_rows = joined.loc[is_new, list(BAR_COLUMNS)].assign(version=np.int32(1),
-                                                                ingest=ingest_id)
-        restated = joined.loc[differs]
-        rest_rows = restated[list(BAR_COLUMNS)].assign(
-            version=(restated["version"].to_numpy(dtype=np.int64) + 1).astype(np.int32),
-            ingest=ingest_id)
+        m = _merge_versions(existing, incoming, ("symbol", "date"), _VALUE_COLUMNS, ingest_id)
+        if not m.changed:
+            return existing, None, m.counts, None
+        restated = m.restated
         diff_parts = []
         for col in _VALUE_COLUMNS:
             a = restated[f"{col}_old"].to_numpy(dtype=np.float64)
@@ -552,15 +584,9 @@ class Store:
                     "symbol": restated["symbol"].to_numpy()[changed],
                     "date": restated["date"].to_numpy()[changed], "field": col,
                     "old": a[changed], "new": b[changed],
-                    "version": rest_rows["version"].to_numpy()[changed]}))
-        key = pd.MultiIndex.from_frame(restated[["symbol", "date"]])
-        existing_key = pd.MultiIndex.from_frame(existing[["symbol", "date"]])
-        superseded_mask = existing_key.isin(key)
-        history = existing.loc[superseded_mask].assign(superseded_by=ingest_id)
-        kept = existing.loc[~superseded_mask]
-        merged = pd.concat([kept, rest_rows, new_rows], ignore_index=True)
+                    "version": m.new_versions[changed]}))
         diff = pd.concat(diff_parts, ignore_index=True) if diff_parts else None
-        return merged, history, counts, diff
+        return m.rows, m.superseded, m.counts, diff
 
     def _merge_events(self, manifest: dict[str, Any], events: pd.DataFrame, ingest_id: str,
                       report: IngestReport, replaced: list[str]) -> None:
@@ -571,36 +597,22 @@ class Store:
                 ("value", np.float64), ("version", np.int32), ("ingest", object))})
         else:
             existing = self._read_frame(entry["path"])
-        joined = events.merge(existing, on=["symbol", "date", "kind"], how="left",
-                              suffixes=("", "_old"), indicator=True)
-        is_new = (joined["_merge"] == "left_only").to_numpy()
-        differs = ~is_new & ~_same(joined["value"].to_numpy(dtype=np.float64),
-                                   joined["value_old"].to_numpy(dtype=np.float64))
-        report.events_added += int(is_new.sum())
-        report.events_restated += int(differs.sum())
-        report.events_unchanged += int((~is_new & ~differs).sum())
-        if not is_new.any() and not differs.any():
+        m = _merge_versions(existing, events, ("symbol", "date", "kind"), ("value",), ingest_id)
+        report.events_added += m.counts[0]
+        report.events_unchanged += m.counts[1]
+        report.events_restated += m.counts[2]
+        if not m.changed:
             return
-        cols = ["symbol", "date", "kind", "value"]
-        new_rows = joined.loc[is_new, cols].assign(version=np.int32(1), ingest=ingest_id)
-        restated = joined.loc[differs]
-        rest_rows = restated[cols].assign(
-            version=(restated["version"].to_numpy(dtype=np.int64) + 1).astype(np.int32),
-            ingest=ingest_id)
-        key = pd.MultiIndex.from_frame(restated[["symbol", "date", "kind"]])
-        superseded = pd.MultiIndex.from_frame(existing[["symbol", "date", "kind"]]).isin(key)
-        merged = pd.concat([existing.loc[~superseded], rest_rows, new_rows], ignore_index=True)
-        merged = merged.sort_values(["symbol", "date", "kind"], kind="stable")
+        merged = m.rows.sort_values(["symbol", "date", "kind"], kind="stable")
         table = pa.Table.from_pandas(merged[list(EVENT_SCHEMA.names)], schema=EVENT_SCHEMA,
                                      preserve_index=False)
         if entry is not None:
             replaced.append(entry["path"])
         manifest["events"] = {"path": self._write_parquet(table, "events"),
                               "rows": table.num_rows}
-        if superseded.any():
+        if len(m.superseded):
             manifest["events_history"] = self._append_history(
-                manifest.get("events_history"),
-                existing.loc[superseded].assign(superseded_by=ingest_id), EVENT_HISTORY_SCHEMA,
+                manifest.get("events_history"), m.superseded, EVENT_HISTORY_SCHEMA,
                 "events_history", replaced)
 
     def _merge_symbols(self, manifest: dict[str, Any], symbols: pd.DataFrame,
