@@ -3,7 +3,15 @@ executors agree; walk-forward."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,18 +105,77 @@ def test_process_executor_matches_local(panel: UniversePanel) -> None:
     np.testing.assert_array_equal(local.table.to_numpy(), pooled.table.to_numpy())
 
 
-def test_ray_executor_on_a_local_ray_cluster(panel: UniversePanel) -> None:
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra (mts1b-GPUbacktester[ray])")
+#: the Ray test's child gets this long (a healthy run takes ~10-20 s, most of it Ray starting)
+RAY_CHILD_TIMEOUT_S = 240
+
+
+def _session_pids(session: int) -> list[int]:
+    """Live (not zombie) processes of a session, from /proc (empty where there is none)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            # "pid (comm) state ppid pgrp session ...": comm may hold spaces or parentheses
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(session: int) -> None:
+    """SIGKILL every live process of ``session``, whatever its process group (Ray may put
+    workers in groups of their own; they stay in the session)."""
+    for _ in range(20):
+        left = _session_pids(session)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="kills the Ray child by POSIX session")
+def test_ray_executor_on_a_local_ray_cluster(panel: UniversePanel, tmp_path: Path) -> None:
+    """The Ray executor's table equals the local one exactly.
+
+    Ray runs in a child process in a session of its own (ray_ladder_child.py): if the local
+    cluster hangs, the child is killed after RAY_CHILD_TIMEOUT_S together with everything Ray
+    started, and the test fails saying so instead of blocking the suite.
+    """
+    pytest.importorskip("ray", reason="Ray is an optional extra (mts1b-GPUbacktester[ray])")
+    source, target, log = tmp_path / "in.pkl", tmp_path / "out.pkl", tmp_path / "child.log"
+    source.write_bytes(pickle.dumps((panel, GRID)))
+    # RAY_ENABLE_UV_RUN_RUNTIME_ENV=0: under `uv run` (dev.py runs pytest so) Ray otherwise
+    # starts its workers with `uv run` in a copy of the working directory, where they find no
+    # Ray, die, and are restarted for ever
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    script = Path(__file__).with_name("ray_ladder_child.py")
+    # output to a file, not a pipe: a leftover Ray process holding a pipe open would block
+    with log.open("wb") as sink:
+        child = subprocess.Popen([sys.executable, str(script), str(source), str(target)],
+                                 stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
     try:
-        local = run_ladder("f_sma_cross", GRID, universe=panel, mode="per_asset",
-                           progress=False, backend="numpy")
-        remote = run_ladder("f_sma_cross", GRID, universe=panel, mode="per_asset",
-                            tile_size=2, executor="ray", progress=False, backend="numpy",
-                            ray_init={"num_cpus": 2, "include_dashboard": False,
-                                      "_node_ip_address": "127.0.0.1"})
+        child.wait(timeout=RAY_CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # the child is not reaped yet: its group is ours
+        _kill_session(child.pid)
+        child.wait()
+        pytest.fail(f"the Ray ladder did not finish within {RAY_CHILD_TIMEOUT_S} s (a local Ray "
+                    "cluster that does not start?); killed it and every process it started. "
+                    f"Its output:\n{log.read_text(errors='replace')[-4000:]}")
     finally:
-        ray.shutdown()
-    np.testing.assert_array_equal(local.table.to_numpy(), remote.table.to_numpy())
+        _kill_session(child.pid)  # whatever Ray left behind, even after a clean exit
+    assert child.returncode == 0, (f"the Ray ladder child exited with {child.returncode}:\n"
+                                   f"{log.read_text(errors='replace')[-4000:]}")
+    remote = pickle.loads(target.read_bytes())
+    local = run_ladder("f_sma_cross", GRID, universe=panel, mode="per_asset", progress=False,
+                       backend="numpy")
+    np.testing.assert_array_equal(local.table.to_numpy(), remote.to_numpy())
+    assert list(local.table.columns) == list(remote.columns)
 
 
 def test_tiles_bound_memory(panel_factory) -> None:  # type: ignore[no-untyped-def]
