@@ -200,3 +200,24 @@ def test_source_data_ingest_with_qc(store: Store) -> None:
     assert any("non_positive" in r.reason for r in report.rejected)
     assert report.qc is not None and len(report.qc.for_check("non_positive")) == 1
     assert np.isfinite(store.read_bars()["close"]).all()
+
+
+def test_the_manifest_is_shared_read_only_and_never_corrupted(store: Store) -> None:
+    store.write(bars())
+    first = store.manifest()
+    assert store.manifest() is first  # no copy per call while the file is unchanged
+    with pytest.raises(TypeError):
+        first["version"] = 99  # type: ignore[index]
+    with pytest.raises(TypeError):
+        first["bars"]["2020"] = {"path": "elsewhere.parquet", "rows": 0}  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        first["ingests"].append({})  # lists come back as tuples
+    # what callers get from the public accessors is theirs to change
+    store.meta.update(demo="x")
+    store.ingests().clear()
+    assert store.meta == {} and len(store.ingests()) == 1
+    # a commit replaces the manifest; a reader holding the old one keeps a consistent snapshot
+    store.set_meta(demo="y")
+    assert store.manifest() is not first and store.version == 2
+    assert first["version"] == 1 and store.meta == {"demo": "y"}
+    assert store.manifest()["bars"] == first["bars"]

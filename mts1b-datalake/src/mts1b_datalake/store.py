@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import fsspec
@@ -240,7 +241,7 @@ class Store:
             self._fs.makedirs(self._path, exist_ok=True)
         elif not self._fs.exists(self._path):
             raise StoreError(f"no store at {self.root}", field="root", value=self.root)
-        self._manifest_cache: tuple[tuple[int, int], dict[str, Any]] | None = None
+        self._manifest_cache: tuple[tuple[int, int], Mapping[str, Any]] | None = None
 
     @classmethod
     def default(cls) -> Store:
@@ -304,34 +305,46 @@ class Store:
         return {"path": self._write_parquet(table, rel_dir), "rows": table.num_rows}
 
     # -- manifest ----------------------------------------------------------------------------
-    def _empty_manifest(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": 0, "updated": None, "bars": {}, "history": {},
-                "events": None, "events_history": None, "symbols": None, "retired": [],
-                "ingests": [], "meta": {}}
+    @staticmethod
+    def _empty_manifest() -> Mapping[str, Any]:
+        empty: Mapping[str, Any] = _frozen({
+            "format": FORMAT, "version": 0, "updated": None, "bars": {}, "history": {},
+            "events": None, "events_history": None, "symbols": None, "retired": [],
+            "ingests": [], "meta": {}})
+        return empty
 
-    def manifest(self) -> dict[str, Any]:
-        """The current manifest (a fresh copy; re-read when the file changed)."""
+    def manifest(self) -> Mapping[str, Any]:
+        """The current manifest, read-only: mappings cannot be assigned to and lists are tuples.
+
+        Every call returns the same object until the file changes (a local store re-reads it
+        when its mtime or size moves), so readers share it without copying and none of them
+        can alter what the next one sees. A writer works on its own copy
+        (:meth:`_manifest_for_write`).
+        """
         path = self._abs(MANIFEST)
         try:
             if self._local:
                 stat = os.stat(path)
                 key = (stat.st_mtime_ns, stat.st_size)
                 if self._manifest_cache and self._manifest_cache[0] == key:
-                    cached: dict[str, Any] = json.loads(json.dumps(self._manifest_cache[1]))
-                    return cached
+                    return self._manifest_cache[1]
                 with open(path, encoding="utf-8") as fh:
-                    data: dict[str, Any] = json.load(fh)
+                    data: Mapping[str, Any] = _frozen(json.load(fh))
                 self._manifest_cache = (key, data)
-                fresh: dict[str, Any] = json.loads(json.dumps(data))
-                return fresh
+                return data
             with self._fs.open(path, "r", encoding="utf-8") as fh:
-                loaded: dict[str, Any] = json.load(fh)
+                loaded: Mapping[str, Any] = _frozen(json.load(fh))
                 return loaded
         except FileNotFoundError:
             return self._empty_manifest()
         except json.JSONDecodeError as exc:
             raise StoreError(f"corrupt manifest at {path}: {exc}", field="manifest",
                              value=path) from exc
+
+    def _manifest_for_write(self) -> dict[str, Any]:
+        """A mutable copy of the manifest for a commit (copied here, on write, only)."""
+        copy: dict[str, Any] = _thawed(self.manifest())
+        return copy
 
     def _commit_manifest(self, manifest: dict[str, Any]) -> None:
         """Atomically replace the manifest (the commit point of every write)."""
@@ -355,18 +368,20 @@ class Store:
     @property
     def meta(self) -> dict[str, Any]:
         """Free-form metadata kept in the manifest (e.g. which demo market is installed)."""
-        return dict(self.manifest().get("meta", {}))
+        meta: dict[str, Any] = _thawed(self.manifest().get("meta", {}))
+        return meta
 
     def set_meta(self, **values: Any) -> None:
         """Merge ``values`` into :attr:`meta` in one atomic commit."""
         with self._lock():
-            manifest = self.manifest()
+            manifest = self._manifest_for_write()
             manifest.setdefault("meta", {}).update(values)
             self._finish_commit(manifest, [])
 
     def ingests(self) -> list[dict[str, Any]]:
         """Log of past ingests (newest last, the last 500 kept)."""
-        return list(self.manifest().get("ingests", []))
+        log: list[dict[str, Any]] = _thawed(self.manifest().get("ingests", ()))
+        return log
 
     @contextlib.contextmanager
     def _lock(self, timeout: float = 60.0) -> Iterator[None]:
@@ -483,7 +498,7 @@ class Store:
             symbols_in["last_date"] = symbols_in["symbol"].map(extent["max"])
 
         with self._lock():
-            manifest = self.manifest()
+            manifest = self._manifest_for_write()
             replaced: list[str] = []
             if len(bars):
                 self._merge_bars(manifest, bars, ingest_id, report, replaced)
@@ -659,7 +674,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
     def _bar_paths(self, start: dt.date | None, end: dt.date | None,
-                   manifest: dict[str, Any] | None = None) -> list[str]:
+                   manifest: Mapping[str, Any] | None = None) -> list[str]:
         parts = (manifest or self.manifest())["bars"]
         out = []
         for key, entry in sorted(parts.items()):
@@ -867,6 +882,24 @@ class Store:
                                                          m["history"].values()]
         out += [m[k]["path"] for k in ("events", "events_history", "symbols") if m.get(k)]
         return sorted(out)
+
+
+def _frozen(value: Any) -> Any:
+    """Decoded JSON made read-only: dicts behind ``MappingProxyType``, lists as tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    """The inverse of :func:`_frozen`: plain dicts and lists, a deep copy a writer may change."""
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
 
 
 def _text(value: Any) -> str:
