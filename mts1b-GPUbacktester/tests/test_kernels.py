@@ -6,15 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from mts1b_GPUbacktester.kernels import (
-    CostModel,
-    SimInputs,
     cost_rates,
     ffill_rows,
     per_asset_context,
     per_asset_log_growth,
     rolling_mean_stack,
-    simulate,
 )
+from mts1b_GPUbacktester.sim import CostModel, SimInputs, simulate
 
 
 def _walk(t_len: int, a_len: int, seed: int = 3) -> np.ndarray:

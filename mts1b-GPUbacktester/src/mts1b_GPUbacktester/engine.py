@@ -1,7 +1,7 @@
 """``run_single``: one backtest of a factor (or of given target weights) on a universe.
 
 The pipeline: universe -> panel (datalake) -> factor scores (quantkit ``evaluate``) -> target
-weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.kernels.simulate`)
+weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.sim.simulate`)
 on the chosen backend -> :class:`~mts1b_GPUbacktester.result.BacktestResult`.
 
 Fill conventions (``fill=``):
@@ -32,9 +32,9 @@ from mts1b_platform.logging import get_logger
 from mts1b_GPUbacktester.backend import Backend, resolve_backend
 from mts1b_GPUbacktester.data import MarketArrays, check_fill, market_arrays, resolve_universe
 from mts1b_GPUbacktester.errors import BacktestConfigError
-from mts1b_GPUbacktester.kernels import CostModel, SimInputs, SimOutput, simulate
 from mts1b_GPUbacktester.result import BacktestResult
 from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
+from mts1b_GPUbacktester.sim import CostModel, SimInputs, SimOutput, simulate
 
 __all__ = [
     "DEFAULT_SIZING",

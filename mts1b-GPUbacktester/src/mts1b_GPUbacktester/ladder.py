@@ -59,13 +59,13 @@ from mts1b_GPUbacktester.engine import (
 )
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.kernels import (
-    CostModel,
     cost_rates,
     per_asset_context,
     per_asset_log_growth,
     rolling_mean_stack,
 )
 from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
+from mts1b_GPUbacktester.sim import CostModel
 
 __all__ = [
     "SMA_CROSS_FACTORS",

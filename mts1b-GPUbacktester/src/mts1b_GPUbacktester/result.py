@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mts1b_GPUbacktester.kernels import REASONS, Fills
+from mts1b_GPUbacktester.sim import REASONS, Fills
 
 __all__ = ["BacktestResult"]
 
