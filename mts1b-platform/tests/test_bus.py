@@ -129,6 +129,21 @@ async def test_batch_publish_with_async_acks(bus: Bus) -> None:
     assert await _stream_count(bus, "datalake") == 500
 
 
+async def test_batch_publish_of_stored_bytes_keeps_them_and_dedupes(bus: Bus) -> None:
+    """What an outbox relay does: bytes committed earlier go out unchanged, and a re-sent row
+    (same Nats-Msg-Id) is dropped by the stream."""
+    rows = [(f"mts.v1.datalake.bars.S{i}", _bar(symbol=f"S{i}").to_json(),
+             {"Nats-Msg-Id": f"row-{i}"}) for i in range(20)]
+    acks = await bus.publish_batch_bytes(rows)
+    assert [a.duplicate for a in acks] == [False] * 20
+    again = await bus.publish_batch_bytes(rows[:5])
+    assert [a.duplicate for a in again] == [True] * 5
+    assert await _stream_count(bus, "datalake") == 20
+    msg = await bus.js.get_last_msg(bus.stream_for("datalake"),
+                                    bus.wire_subject("mts.v1.datalake.bars.S7"))
+    assert msg.data == rows[7][1]
+
+
 async def test_malformed_bytes_go_to_dlq_and_consuming_continues(bus: Bus) -> None:
     got: list[Delivery[Any]] = []
 
@@ -283,6 +298,58 @@ async def test_request_reply_and_invalid_request(bus: Bus) -> None:
         await bus.request("mts.v1.oms.commands.state",
                           SetTradingState(scope="fund", scope_id="f-1", state="HALTED",
                                           actor="ops-1", reason="test"), timeout=1)
+
+
+async def test_serve_with_concurrency_answers_requests_in_parallel_and_drains(bus: Bus) -> None:
+    """Four requests must be in the handler together before any is answered: with the default
+    (one at a time) this would time out. Drain then waits for a request still in hand."""
+    in_hand = 0
+    all_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def cancel(request: CancelOrder) -> CommandReply:
+        nonlocal in_hand
+        in_hand += 1
+        if in_hand == 4:
+            all_in.set()
+        await release.wait()
+        return CommandReply(ok=True, order_id=request.order_id)
+
+    await bus.serve("mts.v1.oms.commands.cancel", cancel, concurrency=4)
+    client = await Bus.connect(BusSettings(url=NATS_URL, namespace=bus.namespace,
+                                           connect_timeout=2))
+    try:
+        calls = [asyncio.ensure_future(client.request(
+            "mts.v1.oms.commands.cancel", CancelOrder(order_id=f"ord-{i}"), timeout=5,
+            reply_model=CommandReply)) for i in range(5)]
+        await asyncio.wait_for(all_in.wait(), 3)
+        assert in_hand == 4  # the fifth waits for a free slot
+        release.set()
+        replies = await asyncio.gather(*calls)
+        assert sorted(r.order_id or "" for r in replies) == [f"ord-{i}" for i in range(5)]
+        # a request in hand when the bus drains is still answered
+        release.clear()
+        last = asyncio.ensure_future(client.request(
+            "mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-last"), timeout=5,
+            reply_model=CommandReply))
+        while in_hand < 6:
+            await asyncio.sleep(0.01)
+        drained = asyncio.ensure_future(bus.drain())
+        await asyncio.sleep(0.1)
+        assert not drained.done()
+        release.set()
+        await drained
+        assert (await last).order_id == "ord-last"
+    finally:
+        await client.drain()
+
+
+async def test_serve_refuses_a_bad_concurrency(bus: Bus) -> None:
+    async def cancel(request: CancelOrder) -> CommandReply:
+        return CommandReply(ok=True)
+
+    with pytest.raises(BusError, match="concurrency must be an integer >= 1, got 0"):
+        await bus.serve("mts.v1.oms.commands.cancel", cancel, concurrency=0)
 
 
 async def test_request_failed_carries_the_remote_error(bus: Bus) -> None:

@@ -38,7 +38,15 @@ import json
 import re
 import signal
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -215,6 +223,7 @@ class Bus:
         self._js: JetStreamContext = nc.jetstream()
         self._consumers: list[Consumer] = []
         self._servers: list[Subscription] = []
+        self._in_hand: set[asyncio.Task[None]] = set()  # requests served concurrently
         self._closed = asyncio.Event()
         self._draining = False
         self._checked: set[tuple[str, type[WireModel], object, bool]] = set()
@@ -441,6 +450,32 @@ class Bus:
         Why not nats-py's ``publish_async``: it costs a future, a semaphore round and a
         dataclass parse per message, about as much CPU as the rest of the publish path.
         """
+        def prepared(trace_headers: Mapping[str, str]
+                     ) -> Iterator[tuple[str, bytes, dict[str, str]]]:
+            for item in items:
+                msg_id = item[2] if len(item) > 2 else None
+                yield self._prepare(item[0], item[1], msg_id, None, trace_headers)
+
+        return await self._send_batch(prepared, timeout)
+
+    async def publish_batch_bytes(self, items: Iterable[tuple[str, bytes, Mapping[str, str]]],
+                                  *, timeout: float = 30.0) -> list[api.PubAck]:
+        """:meth:`publish_batch` for payloads encoded earlier: ``(subject, payload, headers)``.
+
+        For a relay of stored messages (an outbox), whose bytes must go out exactly as they
+        were committed: no model check and no re-encoding, like :meth:`publish_bytes`. Set
+        ``Nats-Msg-Id`` in ``headers`` so that a re-sent row is dropped as a duplicate.
+        """
+        def prepared(trace_headers: Mapping[str, str]
+                     ) -> Iterator[tuple[str, bytes, dict[str, str]]]:
+            for subject, payload, headers in items:
+                yield self.wire_subject(subject), payload, {**headers, **trace_headers}
+
+        return await self._send_batch(prepared, timeout)
+
+    async def _send_batch(self, prepared: Callable[[Mapping[str, str]],
+                                                   Iterable[tuple[str, bytes, dict[str, str]]]],
+                          timeout: float) -> list[api.PubAck]:
         batch = _Batch()
         with instrumented("bus.publish_batch", kind=SpanKind.PRODUCER) as span:
             prefix = await self._ack_inbox()
@@ -449,10 +484,7 @@ class Bus:
             self._batches[batch_id] = batch
             trace_headers = dict(inject_trace_context({}))  # one parent span for the batch
             try:
-                for i, item in enumerate(items):
-                    msg_id = item[2] if len(item) > 2 else None
-                    wire, payload, hdrs = self._prepare(item[0], item[1], msg_id, None,
-                                                        trace_headers)
+                for i, (wire, payload, hdrs) in enumerate(prepared(trace_headers)):
                     batch.results.append(None)
                     batch.pending += 1
                     self._pending_acks += 1
@@ -639,12 +671,22 @@ class Bus:
         return parse_message(reply_model, reply.data)
 
     async def serve(self, subject: str, handler: RequestHandler, *,
-                    queue: str | None = None) -> Subscription:
+                    queue: str | None = None, concurrency: int = 1) -> Subscription:
         """Answer requests on ``subject`` with ``handler(decoded_request) -> reply model``.
 
         A request that does not decode is dead-lettered and answered with an ``Mts-Error``
         header; so is a handler exception (without dead-lettering: the caller decides).
+
+        ``concurrency``: how many requests the handler may have in hand at once. With 1 (the
+        default) requests are answered one after another in arrival order. A service whose
+        handler mostly waits (on a database, a broker) sets more, so that one slow request does
+        not hold up the rest; arrival order is then no longer answer order. Beyond the limit,
+        requests wait in the subscription's queue. :meth:`drain` (and
+        :meth:`wait_requests`) finish the requests in hand.
         """
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise BusError(f"serve concurrency must be an integer >= 1, got {concurrency!r}",
+                           subject=subject, concurrency=repr(concurrency))
         model = model_for_subject(subject) if "*" not in subject else None
 
         async def on_request(msg: Msg) -> None:
@@ -671,8 +713,23 @@ class Bus:
                     return
                 await msg.respond(reply.to_json())
 
+        callback: Callable[[Msg], Awaitable[None]] = on_request
+        if concurrency > 1:
+            slots = asyncio.Semaphore(concurrency)
+
+            def finished(task: asyncio.Task[None]) -> None:
+                self._in_hand.discard(task)
+                slots.release()
+
+            async def dispatch(msg: Msg) -> None:
+                await slots.acquire()  # nats-py queues further messages while we wait here
+                task = asyncio.get_running_loop().create_task(on_request(msg))
+                self._in_hand.add(task)
+                task.add_done_callback(finished)
+
+            callback = dispatch
         sub = await self._nc.subscribe(self.wire_subject(subject), queue=queue or "",
-                                       cb=on_request)
+                                       cb=callback)
         # nats-py buffers SUB; flush so that once serve() returns the server routes requests
         # here (otherwise an early request gets "no responders").
         await self._nc.flush()
@@ -725,6 +782,7 @@ class Bus:
             for sub in self._servers:
                 with contextlib.suppress(nats.errors.Error):
                     await sub.drain()  # type: ignore[no-untyped-call]
+            await self.wait_requests(timeout)
             deadline = asyncio.get_running_loop().time() + timeout
             while self._batches and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)  # publish_batch calls in flight finish first
@@ -738,6 +796,19 @@ class Bus:
                     await self._nc.close()
         finally:
             self._closed.set()
+
+    async def wait_requests(self, timeout: float = 30.0) -> bool:
+        """Wait until every request taken by a concurrent :meth:`serve` has been answered.
+
+        Call it after draining the serving subscriptions (which stops new requests). Returns
+        False if some were still in hand after ``timeout`` seconds.
+        """
+        if not self._in_hand:
+            return True
+        _done, pending = await asyncio.wait(set(self._in_hand), timeout=timeout)
+        if pending:
+            _log.error("requests still in hand at shutdown", pending=len(pending))
+        return not pending
 
     async def wait_closed(self) -> None:
         """Return once :meth:`drain` has finished (e.g. after SIGTERM)."""
