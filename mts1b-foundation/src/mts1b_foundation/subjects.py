@@ -11,6 +11,7 @@ a stream capturing a command subject would answer the request with its own publi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -150,7 +151,10 @@ def matches(pattern: str, value: str) -> bool:
     return len(p) == len(s)
 
 
+@functools.lru_cache(maxsize=4096)
 def _spec_for(value: str) -> SubjectSpec:
+    """The registry entry for ``value``. Cached: the registry is fixed at import, and services
+    look up the same few subjects for every message they publish or decode."""
     validate_subject(value)
     for spec in _REGISTRY:
         if matches(spec.pattern, value):
