@@ -113,3 +113,68 @@ def test_simulate_batches_combos_independently() -> None:
     for c in range(4):
         alone = simulate(SimInputs(targets=targets[c:c + 1], **base), costs).nav[0]
         np.testing.assert_allclose(together[c], alone, rtol=1e-13)
+
+
+def _all_in(t_len: int, a_len: int, plans: list[list[tuple[int, int | None]]]) -> np.ndarray:
+    """``(len(plans), T, A)`` targets: each combo all in one asset (or cash: None) from each
+    plan's row on. One asset at weight 1 does not drift, so daily rebalances between switches
+    leave only float residue: the quiet bars simulate skips."""
+    targets = np.zeros((len(plans), t_len, a_len))
+    for c, plan in enumerate(plans):
+        for (row, asset), (until, _) in zip(plan, [*plan[1:], (t_len, None)], strict=True):
+            if asset is not None:
+                targets[c, row:until, asset] = 1.0
+    return targets
+
+
+# fill reasons: 0 rebalance, 1 carry (an order left from an earlier decision), 2 universe exit,
+# 3 delisting; with daily rebalances every order is a rebalance one
+@pytest.mark.parametrize(("shift", "schedule", "participation", "reasons"),
+                         [(0, "daily", None, {0, 2, 3}), (1, "daily", None, {0, 2, 3}),
+                          (1, "weekly", None, {0, 1, 2, 3}), (1, "daily", 0.01, {0, 2, 3})])
+def test_skipping_quiet_bars_changes_no_bit(monkeypatch: pytest.MonkeyPatch, shift: int,
+                                            schedule: str, participation: float | None,
+                                            reasons: set[int]) -> None:
+    """simulate's quiet-bar fast-forward against the plain bar loop: identical records."""
+    from mts1b_GPUbacktester import sim
+
+    t_len, a_len = 400, 5
+    close = _walk(t_len, a_len, seed=11)
+    price = close * np.exp(np.random.default_rng(2).normal(0, 0.004, close.shape))
+    price[44:52, 1] = np.nan                       # no trade for a few days: orders wait
+    close[300:, 3] = np.nan                        # delisted at row 299
+    price[300:, 3] = np.nan
+    in_universe = np.ones((t_len, a_len), bool)
+    in_universe[150:220, 2] = False                # leaves the universe and comes back
+    rebalance = np.ones(t_len, bool) if schedule == "daily" else np.arange(t_len) % 5 == 0
+    # combo 0 buys asset 1 while it has no price (carry), holds asset 2 when it leaves the
+    # universe (exit) and asset 3 when it delists; the others switch now and then
+    targets = _all_in(t_len, a_len, [[(0, 0), (42, 1), (100, 2), (200, 3), (330, 4)],
+                                     [(0, 4), (150, None), (260, 0)],
+                                     [(0, 2), (90, None), (120, 2)]])
+    inp = SimInputs(exec_price=price, mark_price=pd.DataFrame(close).ffill().to_numpy(),
+                    close=close, targets=targets, rebalance=rebalance, in_universe=in_universe,
+                    delist_row=np.array([t_len, t_len, t_len, 299, t_len]), shift=shift,
+                    start=12, volume=np.full((t_len, a_len), 1e5))
+    costs = CostModel(commission=0.001, slippage=0.0002, participation=participation)
+    skipped: list[int] = []
+    real_skip = sim._skip_quiet
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        skipped.append(real_skip(*args))
+        return skipped[-1]
+
+    monkeypatch.setattr(sim, "_skip_quiet", counting)
+    fast = simulate(inp, costs, initial_nav=1e5, record_weights=True, record_fills=True)
+    assert sum(skipped) > t_len // 2               # the fast path did the most of the work
+    monkeypatch.setattr(sim, "_skip_quiet", lambda *args: 0)   # every bar through the loop
+    plain = simulate(inp, costs, initial_nav=1e5, record_weights=True, record_fills=True)
+    for name in ("nav", "commission", "slippage", "borrow", "traded", "weights"):
+        a, b = getattr(fast, name), getattr(plain, name)
+        assert a.tobytes() == b.tobytes(), name    # bit for bit, signed zeros included
+    assert fast.fills is not None and plain.fills is not None
+    assert len(fast.fills) == len(plain.fills) > 5
+    for f, p in zip(fast.fills, plain.fills, strict=True):
+        assert f[0] == p[0] and all(x.tobytes() == y.tobytes() for x, y in
+                                    zip(f[1:], p[1:], strict=True))
+    assert {int(r) for f in plain.fills for r in f[6]} == reasons

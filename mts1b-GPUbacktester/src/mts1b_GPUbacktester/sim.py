@@ -99,6 +99,14 @@ class SimOutput:
     fills: list[Fills] | None = None   # combo 0's fills, one entry per row that traded
 
 
+#: quiet-bar look-ahead (see :func:`simulate`): the first block of bars checked at once holds
+#: about ``_QUIET_CELLS`` (combo, bar, asset) cells, and at least ``_QUIET_FIRST`` bars; it
+#: doubles after every block in which no bar trades, up to ``_QUIET_MAX`` bars
+_QUIET_CELLS = 1 << 16
+_QUIET_FIRST = 8
+_QUIET_MAX = 256
+
+
 def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradable: Any,
                           buy_rate: Any, sell_rate: Any, commission: Any, slip: float,
                           impact: Any) -> Any:
@@ -111,18 +119,23 @@ def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradabl
     exactly the shares vectorbt's ``from_signals`` buys with all its cash. With square-root
     impact the cost is not linear and a fixed-point iteration (a contraction with factor about
     the cost rate) is used instead.
+
+    Without impact the arrays may carry extra leading axes (``v_pre`` ``(C, B)``, the others
+    ``(C, B, A)``: a block of bars at once) and each element gets the same value as alone:
+    once an element's buy/sell guess is stable its ``V`` no longer changes, so more rounds for
+    the sake of other elements leave it as it was.
     """
     if impact is None:
         v = v_pre
         buying = None
         for _ in range(6):
-            x = (w * v[:, None] - held) * tradable
+            x = (w * v[..., None] - held) * tradable
             now = x > 0
             if buying is not None and bool(xp.all(now == buying)):
                 return v
             buying = now
             rate = xp.where(now, buy_rate, -sell_rate) * tradable  # cost = rate * trade value
-            v = (v_pre + (rate * held).sum(axis=1)) / (1.0 + (rate * w).sum(axis=1))
+            v = (v_pre + (rate * held).sum(axis=-1)) / (1.0 + (rate * w).sum(axis=-1))
         return v
     v = v_pre
     for _ in range(12):
@@ -135,6 +148,97 @@ def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradabl
             return v_new
         v = v_new
     return v
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What does not depend on the path, for every row: computed once before the bar loop.
+
+    Device arrays are ``(T, A)`` unless noted; ``rebalances``, ``exits``, ``delist`` and
+    ``delisting`` are host (numpy) arrays because the loop branches on them. Decisions are
+    made at row ``d`` and executed at row ``t = d + shift``; the ``(T,)`` flags are indexed by
+    the execution row ``t``.
+    """
+
+    start: int
+    shift: int
+    rebalances: npt.NDArray[np.bool_]  # (T,) bar t executes a rebalance decision
+    exits: npt.NDArray[np.bool_]       # (T,) bar t checks for held assets outside the universe
+    delist: npt.NDArray[np.int64]      # (A,) the row each asset delists at (T: never)
+    delisting: npt.NDArray[np.bool_]   # (T,) rows where some asset delists
+    targets: Any      # (C, T, A) target weights, 0 outside the universe and for NaN
+    value: Any        # the price orders are sized at: execution price, else the last mark
+    safe: Any         # execution price where a trade is possible, else 1
+    tradable: Any     # 1.0 where a trade is possible, else 0.0
+    mark: Any         # valuation price, 0 where unknown
+    close: Any
+    out: Any          # bool: outside the universe
+    cap: Any          # most shares a fill may trade (participation cap), or None
+    impact: Any       # square-root impact coefficient per cell, or None
+    commission: Any
+    slip: float
+    buy_rate: Any
+    sell_rate: Any
+    borrow: Any       # per-bar borrow rate
+    has_borrow: bool
+
+
+def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType) -> _Rows:
+    """The path-independent arrays of a run (see :class:`_Rows`)."""
+    t_len, a_len = inp.targets.shape[1:]
+    commission = xp.asarray(costs.commission, dtype=xp.float64)
+    slip = float(costs.slippage)
+    buy_rate, sell_rate = cost_rates(commission, slip)
+    borrow = xp.asarray(costs.borrow, dtype=xp.float64) / costs.periods_per_year
+    delist = np.asarray(_host(inp.delist_row))
+    delisting = np.zeros(t_len, dtype=bool)
+    delisting[delist[delist < t_len]] = True
+    rows = xp.arange(t_len)[:, None]
+    price = inp.exec_price
+    tradable = xp.isfinite(price) & (price > 0) & (rows <= xp.asarray(delist)[None, :])
+    prev_mark = xp.full((t_len, a_len), xp.nan)
+    prev_mark[1:] = inp.mark_price[:-1]
+    value = xp.where(tradable, price, prev_mark)
+    value = xp.where(xp.isfinite(value), value, 0.0)
+    safe = xp.where(tradable, price, 1.0)
+    out = ~inp.in_universe
+    # decision row d acts at bar d + shift, from d = start on
+    decides = np.zeros(t_len, dtype=bool)
+    decides[inp.start + inp.shift:] = True
+    rebalances, exits = decides.copy(), decides.copy()
+    rebalances[decides] &= np.asarray(_host(inp.rebalance), dtype=bool)[inp.start:t_len - inp.shift]
+    exits[decides] &= np.asarray(_host(out.any(axis=1)))[inp.start:t_len - inp.shift]
+    cap = None
+    if costs.participation is not None and inp.volume is not None:
+        cap = costs.participation * xp.nan_to_num(inp.volume, nan=0.0)
+    impact = None
+    if costs.impact_k > 0 and inp.adv is not None and inp.sigma is not None:
+        adv_value = inp.adv * safe
+        impact = costs.impact_k * inp.sigma * xp.sqrt(
+            xp.where(adv_value > 0, 1.0 / xp.where(adv_value > 0, adv_value, 1.0), 0.0))
+        impact = xp.where(xp.isfinite(impact), impact, 0.0)
+    return _Rows(
+        start=inp.start, shift=inp.shift, rebalances=rebalances, exits=exits, delist=delist,
+        delisting=delisting,
+        targets=xp.where(inp.in_universe[None] & xp.isfinite(inp.targets), inp.targets, 0.0),
+        value=value, safe=safe, tradable=tradable.astype(xp.float64),
+        mark=xp.where(xp.isfinite(inp.mark_price), inp.mark_price, 0.0), close=inp.close,
+        out=out, cap=cap, impact=impact, commission=commission, slip=slip, buy_rate=buy_rate,
+        sell_rate=sell_rate, borrow=borrow, has_borrow=bool(xp.any(borrow != 0)))
+
+
+@dataclass
+class _Book:
+    """The path so far: shares held, cash, and orders still waiting (``(C, A)``; cash ``(C,)``).
+
+    ``any_pending`` is False only when every pending order is zero.
+    """
+
+    shares: Any
+    cash: Any
+    pending: Any
+    pending_reason: Any
+    any_pending: bool = False
 
 
 def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
@@ -158,141 +262,214 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
     NaN policy: NaN targets mean weight 0; NaN prices never trade; valuation uses the last
     known price. Everything that does not depend on the path (tradability, valuation prices,
     caps, impact coefficients) is computed for all rows before the loop.
+
+    Quiet bars: most bars of a typical run trade nothing (a daily rebalance to the weights
+    already held leaves only float residue, and between rebalances nothing is due). After a
+    bar that did not trade, or a trade that ended a quiet stretch, the following bars are
+    checked a block at a time (:func:`_skip_quiet`) and those before the next trade are
+    recorded without a Python step each. The check runs the loop's own operations, so the
+    records are the same bit for bit. It is not used with square-root impact (its solver
+    iterates to a tolerance, so the rounding would depend on the block) or with borrow (cash
+    changes every bar a short is held).
     """
-    targets = inp.targets
-    n_combo, t_len, a_len = targets.shape
-    commission = xp.asarray(costs.commission, dtype=xp.float64)
-    slip = float(costs.slippage)
-    buy_rate, sell_rate = cost_rates(commission, slip)
-    borrow = xp.asarray(costs.borrow, dtype=xp.float64) / costs.periods_per_year
-    has_borrow = bool(xp.any(borrow != 0))
-    rebalance = np.asarray(_host(inp.rebalance), dtype=bool)
-    delist_host = np.asarray(_host(inp.delist_row))
-    delist_rows = {int(r) for r in delist_host if r < t_len}
+    n_combo, t_len, a_len = inp.targets.shape
+    rows = _prepare(inp, costs, xp)
+    book = _Book(shares=xp.zeros((n_combo, a_len)), cash=xp.full((n_combo,), float(initial_nav)),
+                 pending=xp.zeros((n_combo, a_len)),
+                 pending_reason=xp.zeros((n_combo, a_len), dtype=xp.int8))
+    out = SimOutput(
+        nav=xp.full((n_combo, t_len), float(initial_nav)), commission=xp.zeros((n_combo, t_len)),
+        slippage=xp.zeros((n_combo, t_len)), borrow=xp.zeros((n_combo, t_len)),
+        traded=xp.zeros((n_combo, t_len)),
+        weights=xp.zeros((n_combo, t_len, a_len)) if record_weights else None,
+        fills=[] if record_fills else None)
+    can_skip = rows.impact is None and not rows.has_borrow
+    first_look = min(max(_QUIET_CELLS // (n_combo * a_len), _QUIET_FIRST), _QUIET_MAX)
+    look = 0           # > 0: check this many bars at once before stepping the next one
+    skipped = False    # the last check found quiet bars: quiet stretches are worth a check
+    t = inp.start
+    while t < t_len:
+        if look and not book.any_pending:
+            stop = min(t + look, t_len)
+            n = _skip_quiet(xp, rows, book, out, t, stop)
+            skipped, t = n > 0, t + n
+            if t == stop:
+                look = min(2 * look, _QUIET_MAX)
+                continue
+        quiet = _bar(xp, rows, book, out, t)
+        look = first_look if can_skip and (quiet or skipped) else 0
+        t += 1
+    return out
 
-    # -- path-independent arrays, (T, A) -------------------------------------------------------
-    rows = xp.arange(t_len)[:, None]
-    price = inp.exec_price
-    tradable_all = xp.isfinite(price) & (price > 0) & (rows <= xp.asarray(delist_host)[None, :])
-    prev_mark = xp.full((t_len, a_len), xp.nan)
-    prev_mark[1:] = inp.mark_price[:-1]
-    value_all = xp.where(tradable_all, price, prev_mark)
-    value_all = xp.where(xp.isfinite(value_all), value_all, 0.0)
-    safe_all = xp.where(tradable_all, price, 1.0)
-    tradable_f = tradable_all.astype(xp.float64)
-    mark_all = xp.where(xp.isfinite(inp.mark_price), inp.mark_price, 0.0)
-    out_all = ~inp.in_universe
-    weights_all = xp.where(inp.in_universe[None] & xp.isfinite(targets), targets, 0.0)
-    out_rows = np.asarray(_host(out_all.any(axis=1)))
-    cap_all = None
-    if costs.participation is not None and inp.volume is not None:
-        cap_all = costs.participation * xp.nan_to_num(inp.volume, nan=0.0)
-    impact_all = None
-    if costs.impact_k > 0 and inp.adv is not None and inp.sigma is not None:
-        adv_value = inp.adv * safe_all
-        impact_all = costs.impact_k * inp.sigma * xp.sqrt(
-            xp.where(adv_value > 0, 1.0 / xp.where(adv_value > 0, adv_value, 1.0), 0.0))
-        impact_all = xp.where(xp.isfinite(impact_all), impact_all, 0.0)
 
-    shares = xp.zeros((n_combo, a_len))
-    cash = xp.full((n_combo,), float(initial_nav))
-    pending = xp.zeros((n_combo, a_len))
-    pending_reason = xp.zeros((n_combo, a_len), dtype=xp.int8)
-    nav = xp.full((n_combo, t_len), float(initial_nav))
-    comm_rec = xp.zeros((n_combo, t_len))
-    slip_rec = xp.zeros((n_combo, t_len))
-    borrow_rec = xp.zeros((n_combo, t_len))
-    traded_rec = xp.zeros((n_combo, t_len))
-    weights = xp.zeros((n_combo, t_len, a_len)) if record_weights else None
-    fills: list[Fills] | None = [] if record_fills else None
-    any_pending = False
+def _bar(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int) -> bool:
+    """Run bar ``t`` (see :func:`simulate`); True when it left the book as it was."""
+    traded = False
+    d = t - rows.shift
+    if d >= rows.start:
+        value_px = rows.value[t]
+        if rows.rebalances[t]:
+            held = book.shares * value_px
+            v_pre = book.cash + held.sum(axis=1)
+            impact = None if rows.impact is None else rows.impact[t]
+            book.pending = _orders(xp, rows, book.shares, v_pre, held, value_px, t, d, impact)
+            if out.fills is not None:
+                book.pending_reason = xp.zeros_like(book.pending_reason)
+            book.any_pending = True
+        if rows.exits[t]:
+            leave = rows.out[d] & (book.shares != 0)
+            book.pending = xp.where(leave, -book.shares, book.pending)
+            if out.fills is not None:
+                book.pending_reason = xp.where(leave, 2, book.pending_reason).astype(xp.int8)
+            book.any_pending = True
+        if book.any_pending:
+            nav_pre = book.cash + (book.shares * value_px).sum(axis=1)
+            dust = xp.abs(book.pending * value_px) <= 1e-10 * xp.abs(nav_pre)[:, None]
+            book.pending = xp.where(dust, 0.0, book.pending)
+            book.any_pending = bool(xp.any(book.pending != 0))
+        if book.any_pending:
+            _fill(xp, rows, book, out, t, rebalanced=bool(rows.rebalances[t]))
+            traded = True
+    if rows.delisting[t]:
+        _delist(xp, rows, book, out, t)
+    mark_px = rows.mark[t]
+    if rows.has_borrow:
+        charge = ((xp.maximum(-book.shares, 0.0) * mark_px) * rows.borrow).sum(axis=1)
+        book.cash = book.cash - charge
+        out.borrow[:, t] = charge
+    held_value = book.shares * mark_px
+    out.nav[:, t] = book.cash + held_value.sum(axis=1)
+    if out.weights is not None:
+        out.weights[:, t] = held_value / xp.where(out.nav[:, t] != 0, out.nav[:, t],
+                                                  1.0)[:, None]
+    return not traded and not rows.delisting[t]
 
-    for t in range(inp.start, t_len):
-        d = t - inp.shift
-        if d >= inp.start:
-            value_px = value_all[t]
-            if rebalance[d]:
-                w = weights_all[:, d]
-                held = shares * value_px
-                v_pre = cash + held.sum(axis=1)
-                impact = None if impact_all is None else impact_all[t]
-                v_post = _solve_post_trade_nav(xp, v_pre, w, held, tradable_f[t], buy_rate,
-                                               sell_rate, commission, slip, impact)
-                desired = w * v_post[:, None] / xp.where(value_px > 0, value_px, 1.0)
-                pending = xp.where(value_px > 0, desired, shares) - shares
-                if fills is not None:
-                    pending_reason = xp.zeros_like(pending_reason)
-                any_pending = True
-            if out_rows[d]:
-                out = out_all[d] & (shares != 0)
-                pending = xp.where(out, -shares, pending)
-                if fills is not None:
-                    pending_reason = xp.where(out, 2, pending_reason).astype(xp.int8)
-                any_pending = True
-            if any_pending:
-                nav_pre = cash + (shares * value_px).sum(axis=1)
-                dust = xp.abs(pending * value_px) <= 1e-10 * xp.abs(nav_pre)[:, None]
-                pending = xp.where(dust, 0.0, pending)
-                any_pending = bool(xp.any(pending != 0))
-            if any_pending:
-                px = safe_all[t]
-                order = pending * tradable_f[t]
-                if cap_all is not None:
-                    order = xp.clip(order, -cap_all[t], cap_all[t])
-                notional = xp.abs(order) * px
-                if impact_all is None:
-                    slip_cost = notional * slip
-                else:
-                    slip_cost = notional * (slip + impact_all[t] * xp.sqrt(notional))
-                comm = (notional + xp.where(order > 0, slip_cost, -slip_cost)) * commission
-                slip_sum = slip_cost.sum(axis=1)
-                comm_sum = comm.sum(axis=1)
-                cash = cash - (order * px).sum(axis=1) - slip_sum - comm_sum
-                shares = shares + order
-                pending = pending - order
-                any_pending = bool(xp.any(pending != 0))
-                comm_rec[:, t] += comm_sum
-                slip_rec[:, t] += slip_sum
-                traded_rec[:, t] += notional.sum(axis=1)
-                if fills is not None:
-                    reason = xp.where(pending_reason == 0,
-                                      0 if rebalance[d] else 1, pending_reason)
-                    _record(fills, t, order[0], px, comm[0], slip_cost[0], reason[0])
-                    pending_reason = xp.where(pending != 0, xp.maximum(pending_reason, 1),
-                                              0).astype(xp.int8)
-        if t in delist_rows:
-            gone = np.flatnonzero(delist_host == t)
-            gone_d = xp.asarray(gone)
-            px_g = inp.close[t][gone_d]
-            qty = -shares[:, gone_d]
-            notional = xp.abs(qty) * px_g
-            slip_cost = notional * slip
-            comm_vec = commission if commission.ndim == 0 else commission[gone_d]
-            comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec
-            cash = cash - (qty * px_g).sum(axis=1) - slip_cost.sum(axis=1) - comm.sum(axis=1)
-            comm_rec[:, t] += comm.sum(axis=1)
-            slip_rec[:, t] += slip_cost.sum(axis=1)
-            traded_rec[:, t] += notional.sum(axis=1)
-            if fills is not None:
-                qty_all = xp.zeros((a_len,))
-                qty_all[gone_d] = qty[0]
-                px_all, comm_all, slip_all = (xp.zeros((a_len,)) for _ in range(3))
-                px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px_g, comm[0], slip_cost[0]
-                _record(fills, t, qty_all, px_all, comm_all, slip_all,
-                        xp.full((a_len,), 3, dtype=xp.int8))
-            shares[:, gone_d] = 0.0
-            pending[:, gone_d] = 0.0
-        mark_px = mark_all[t]
-        if has_borrow:
-            charge = ((xp.maximum(-shares, 0.0) * mark_px) * borrow).sum(axis=1)
-            cash = cash - charge
-            borrow_rec[:, t] = charge
-        held_value = shares * mark_px
-        nav[:, t] = cash + held_value.sum(axis=1)
-        if weights is not None:
-            weights[:, t] = held_value / xp.where(nav[:, t] != 0, nav[:, t], 1.0)[:, None]
-    return SimOutput(nav=nav, commission=comm_rec, slippage=slip_rec, borrow=borrow_rec,
-                     traded=traded_rec, weights=weights, fills=fills)
+
+def _fill(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int, *,
+          rebalanced: bool) -> None:
+    """Execute the pending orders at bar ``t`` (what the participation cap allows)."""
+    px = rows.safe[t]
+    order = book.pending * rows.tradable[t]
+    if rows.cap is not None:
+        order = xp.clip(order, -rows.cap[t], rows.cap[t])
+    notional = xp.abs(order) * px
+    if rows.impact is None:
+        slip_cost = notional * rows.slip
+    else:
+        slip_cost = notional * (rows.slip + rows.impact[t] * xp.sqrt(notional))
+    comm = (notional + xp.where(order > 0, slip_cost, -slip_cost)) * rows.commission
+    slip_sum = slip_cost.sum(axis=1)
+    comm_sum = comm.sum(axis=1)
+    book.cash = book.cash - (order * px).sum(axis=1) - slip_sum - comm_sum
+    book.shares = book.shares + order
+    book.pending = book.pending - order
+    book.any_pending = bool(xp.any(book.pending != 0))
+    out.commission[:, t] += comm_sum
+    out.slippage[:, t] += slip_sum
+    out.traded[:, t] += notional.sum(axis=1)
+    if out.fills is not None:
+        reason = xp.where(book.pending_reason == 0, 0 if rebalanced else 1,
+                          book.pending_reason)
+        _record(out.fills, t, order[0], px, comm[0], slip_cost[0], reason[0])
+        book.pending_reason = xp.where(book.pending != 0, xp.maximum(book.pending_reason, 1),
+                                       0).astype(xp.int8)
+
+
+def _delist(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int) -> None:
+    """Sell what is held of the assets whose last price is at row ``t``, at that close."""
+    a_len = book.shares.shape[1]
+    gone_d = xp.asarray(np.flatnonzero(rows.delist == t))
+    px_g = rows.close[t][gone_d]
+    qty = -book.shares[:, gone_d]
+    notional = xp.abs(qty) * px_g
+    slip_cost = notional * rows.slip
+    comm_vec = rows.commission if rows.commission.ndim == 0 else rows.commission[gone_d]
+    comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec
+    book.cash = (book.cash - (qty * px_g).sum(axis=1) - slip_cost.sum(axis=1)
+                 - comm.sum(axis=1))
+    out.commission[:, t] += comm.sum(axis=1)
+    out.slippage[:, t] += slip_cost.sum(axis=1)
+    out.traded[:, t] += notional.sum(axis=1)
+    if out.fills is not None:
+        qty_all = xp.zeros((a_len,))
+        qty_all[gone_d] = qty[0]
+        px_all, comm_all, slip_all = (xp.zeros((a_len,)) for _ in range(3))
+        px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px_g, comm[0], slip_cost[0]
+        _record(out.fills, t, qty_all, px_all, comm_all, slip_all,
+                xp.full((a_len,), 3, dtype=xp.int8))
+    book.shares[:, gone_d] = 0.0
+    book.pending[:, gone_d] = 0.0
+
+
+def _skip_quiet(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t0: int,
+                t1: int) -> int:
+    """Record the bars ``t0 <= t < t1`` that come before the first one that would trade.
+
+    Called only while no order is pending. With the book fixed, the decisions of every bar of
+    the block (post-trade NAV, orders, the dust filter) are computed at once with the bar
+    loop's operations, element for element, so a bar found quiet gets exactly the NAV, weights
+    and book the loop would leave. A bar is not quiet when an order survives the dust filter,
+    a held asset is outside the universe, or an asset delists at it. Returns how many bars
+    were recorded (0 when bar ``t0`` itself trades).
+    """
+    rebalance, exits = rows.rebalances[t0:t1], rows.exits[t0:t1]
+    touched = np.flatnonzero(rebalance | exits)
+    busy = rows.delisting[t0:t1].copy()
+    shares, cash = book.shares, book.cash
+    pend = None
+    if touched.size:
+        at = touched + t0
+        dec = at - rows.shift
+        value = rows.value[xp.asarray(at)]                        # (n, A)
+        held = shares[:, None, :] * value                         # (C, n, A)
+        nav_pre = cash[:, None] + held.sum(axis=-1)               # (C, n)
+        reb = np.flatnonzero(rebalance[touched])
+        if reb.size == touched.size:  # every touched bar rebalances (a daily schedule)
+            pend = _orders(xp, rows, shares[:, None, :], nav_pre, held, value,
+                           xp.asarray(at), xp.asarray(dec), None)
+        else:  # the others keep the (zero) pending orders
+            pend = xp.broadcast_to(book.pending[:, None, :], held.shape).copy()
+            if reb.size:
+                r = xp.asarray(reb)
+                pend[:, r] = _orders(xp, rows, shares[:, None, :], nav_pre[:, r], held[:, r],
+                                     value[r], xp.asarray(at[reb]), xp.asarray(dec[reb]), None)
+        dust = xp.abs(pend * value) <= 1e-10 * xp.abs(nav_pre)[..., None]
+        pend = xp.where(dust, 0.0, pend)
+        trades = (pend != 0).any(axis=(0, 2))
+        if exits[touched].any():
+            trades |= (rows.out[xp.asarray(dec)] & (shares != 0)[:, None, :]).any(axis=(0, 2))
+        busy[touched] |= _host(trades)
+    first = np.flatnonzero(busy)
+    n = int(first[0]) if first.size else t1 - t0
+    if n == 0:
+        return 0
+    done = np.flatnonzero(touched < n)
+    if done.size and pend is not None:  # the loop keeps the last quiet bar's (zero) orders
+        book.pending = pend[:, done[-1]].copy()
+        if out.fills is not None and rebalance[:n].any():
+            book.pending_reason = xp.zeros_like(book.pending_reason)
+    held_value = shares[:, None, :] * rows.mark[t0:t0 + n]
+    nav = cash[:, None] + held_value.sum(axis=-1)
+    out.nav[:, t0:t0 + n] = nav
+    if out.weights is not None:
+        out.weights[:, t0:t0 + n] = held_value / xp.where(nav != 0, nav, 1.0)[..., None]
+    return n
+
+
+def _orders(xp: ModuleType, rows: _Rows, shares: Any, v_pre: Any, held: Any, value: Any,
+            t: Any, d: Any, impact: Any) -> Any:
+    """Rebalance orders: target weight x post-trade NAV / price - held shares (none where there
+    is no price), for bar ``t`` deciding at row ``d``.
+
+    One bar: ``shares``/``held``/``value`` ``(C, A)`` or ``(A,)``, ``v_pre`` ``(C,)``, ``t``
+    and ``d`` integers. A block of bars (no impact): the same with a bar axis before the asset
+    axis, and ``t``/``d`` index arrays.
+    """
+    w = rows.targets[:, d]
+    v_post = _solve_post_trade_nav(xp, v_pre, w, held, rows.tradable[t], rows.buy_rate,
+                                   rows.sell_rate, rows.commission, rows.slip, impact)
+    desired = w * v_post[..., None] / xp.where(value > 0, value, 1.0)
+    return xp.where(value > 0, desired, shares) - shares
 
 
 def _host(x: Any) -> npt.NDArray[Any]:
