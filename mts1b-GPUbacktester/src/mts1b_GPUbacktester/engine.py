@@ -224,21 +224,43 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
     if targets.shape != panel.shape:
         raise BacktestConfigError(f"targets have shape {targets.shape}; the panel is "
                                   f"{panel.shape}", field="targets", value=targets.shape)
+    costs, market = _costs_and_market(panel, fill, cost_bps=cost_bps, slippage=slippage,
+                                      participation=participation, borrow_rate=borrow_rate)
+    return _backtest(panel, targets, market, costs, row0=row0, rebal=rebal,
+                     initial_nav=initial_nav, backend=backend, benchmark=benchmark, store=store,
+                     config={"rebal": rebal if isinstance(rebal, str) else "custom",
+                             "fill": fill, "cost_bps": cost_bps, "slippage": slippage,
+                             "participation": participation, "borrow_rate": borrow_rate,
+                             "initial_nav": initial_nav, **dict(config or {})})
+
+
+def _costs_and_market(panel: UniversePanel, fill: str, *,
+                      cost_bps: float | Mapping[str, float], slippage: SlippageSpec,
+                      participation: float | None,
+                      borrow_rate: float | Mapping[str, float] | None
+                      ) -> tuple[CostModel, MarketArrays]:
+    """A run's cost model and the panel's engine arrays (built once: ``run_single`` sizes its
+    targets with ``market.returns`` and hands the same arrays to the engine)."""
     costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
                                       participation=participation, borrow_rate=borrow_rate)
-    market = market_arrays(panel, fill, impact_window=impact_window)
+    return costs, market_arrays(panel, fill, impact_window=impact_window)
+
+
+def _backtest(panel: UniversePanel, targets: FloatArray, market: MarketArrays,
+              costs: CostModel, *, row0: int, rebal: RebalanceSpec, initial_nav: float,
+              backend: str | Backend, benchmark: Any, store: Any,
+              config: dict[str, Any]) -> BacktestResult:
+    """Simulate ``targets`` and assemble the :class:`BacktestResult` (``config`` is recorded
+    as given)."""
     be = backend if isinstance(backend, Backend) else resolve_backend(
         backend, cells=panel.shape[0] * panel.shape[1])
     rebalance = rebalance_rows(panel.dates, rebal, start=row0)
     out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
                     record_weights=True, record_fills=True)
     _log.debug("backtest simulated", dates=panel.shape[0] - row0, assets=panel.shape[1],
-               fill=fill, backend=be.name, backend_reason=be.reason)
+               fill=market.fill, backend=be.name, backend_reason=be.reason)
     bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
     nav = be.to_numpy(out.nav)[0, row0:]
-    cfg = {"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
-           "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
-           "borrow_rate": borrow_rate, "initial_nav": initial_nav, **dict(config or {})}
     # fill rows counted from the first trading day, like every other record
     fills = [(f[0] - row0, f[1], f[2], f[3], f[4], f[5], f[6]) for f in out.fills or []]
     return BacktestResult(
@@ -248,7 +270,8 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
         commission=be.to_numpy(out.commission)[0, row0:],
         slippage=be.to_numpy(out.slippage)[0, row0:],
         borrow=be.to_numpy(out.borrow)[0, row0:], traded=be.to_numpy(out.traded)[0, row0:],
-        benchmark_returns=bench, benchmark_name=bench_name, backend=be.describe(), config=cfg,
+        benchmark_returns=bench, benchmark_name=bench_name, backend=be.describe(),
+        config=config,
     )
 
 
@@ -331,7 +354,8 @@ def run_single(factor: Callable[..., Any] | str | None = None,
         raise BacktestConfigError("universe is required", field="universe", value=None)
     _check_args(fill, rebal, slippage, participation)  # before any data is loaded
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
-    market_rets = market_arrays(panel, "close").returns
+    costs, market = _costs_and_market(panel, fill, cost_bps=cost_bps, slippage=slippage,
+                                      participation=participation, borrow_rate=borrow_rate)
     if weights is not None:
         if factor is not None:
             raise BacktestConfigError("give either factor or weights, not both",
@@ -341,19 +365,21 @@ def run_single(factor: Callable[..., Any] | str | None = None,
         raise BacktestConfigError("factor (or weights) is required", field="factor",
                                   value=None)
     else:
-        targets = compute_targets(panel, factor, params, sizing, market_rets,
+        targets = compute_targets(panel, factor, params, sizing, market.returns,
                                   lookahead_check=lookahead_check)
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
-    return run_weights(
-        panel, targets, row0=row0, rebal=rebal, fill=fill, cost_bps=cost_bps,
-        slippage=slippage, participation=participation, borrow_rate=borrow_rate,
-        initial_nav=initial_nav, backend=backend, benchmark=benchmark, store=store,
-        config={"factor": name, "params": dict(params or {}), "sizing": dict(
-            DEFAULT_SIZING if sizing is None else sizing),
-            "universe": universe if isinstance(universe, str) else (
-                "panel" if isinstance(universe, UniversePanel) else list(universe)),
-            "start": None if start is None else str(to_day(start)),
-            "end": None if end is None else str(to_day(end))},
+    return _backtest(
+        panel, targets, market, costs, row0=row0, rebal=rebal, initial_nav=initial_nav,
+        backend=backend, benchmark=benchmark, store=store,
+        config={"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
+                "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
+                "borrow_rate": borrow_rate, "initial_nav": initial_nav, "factor": name,
+                "params": dict(params or {}),
+                "sizing": dict(DEFAULT_SIZING if sizing is None else sizing),
+                "universe": universe if isinstance(universe, str) else (
+                    "panel" if isinstance(universe, UniversePanel) else list(universe)),
+                "start": None if start is None else str(to_day(start)),
+                "end": None if end is None else str(to_day(end))},
     )
 
 
