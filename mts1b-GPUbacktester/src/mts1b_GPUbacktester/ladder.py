@@ -37,7 +37,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -160,9 +160,7 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
     exe = close if exec_price is None else np.asarray(exec_price, dtype=np.float64)
     buy, sell = cost_rates(cost_bps / 1e4, slippage_bps / 1e4)
     n_pairs, (t_len, a_len) = len(pairs), close.shape
-    windows = sorted({int(w) for pair in pairs for w in pair})
-    where = {w: k for k, w in enumerate(windows)}
-    index = np.array([(where[int(f)], where[int(s)]) for f, s in pairs], dtype=np.intp)
+    windows, index = _window_index(pairs)
     if asset_block is None:
         per_asset = len(windows) * t_len * 8 + tile_size * t_len  # SMAs + one signal tile
         asset_block = int(max(1, min(a_len, memory_mb * 2**20 // max(per_asset, 1))))
@@ -188,6 +186,20 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
             trades[p0:p0 + n, cols] = be.to_numpy(n_in + n_out)
         del stack, signal
     return total, trades
+
+
+def _window_index(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], npt.NDArray[np.intp]]:
+    """The distinct window lengths of ``pairs`` (sorted: one SMA each) and, per pair, the
+    positions of its fast and slow windows in that list (``(len(pairs), 2)``)."""
+    windows = sorted({int(w) for pair in pairs for w in pair})
+    where = {w: k for k, w in enumerate(windows)}
+    index = np.array([(where[int(f)], where[int(s)]) for f, s in pairs], dtype=np.intp)
+    return windows, index.reshape(len(pairs), 2)
+
+
+def _sma_pairs(combos: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """``(p_fast, p_slow)`` of each combination (the factor's defaults where absent)."""
+    return [(int(c.get("p_fast", 20)), int(c.get("p_slow", 50))) for c in combos]
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,14 +245,12 @@ def _run_tile_in_worker(combos: list[dict[str, Any]]) -> dict[str, Any]:
 def _signals_fast(job: _Job, combos: list[dict[str, Any]], be: Backend) -> Any:
     """``(c, T, A)`` booleans "fast SMA above slow SMA" for a tile, from one cumsum."""
     xp = be.xp
-    pairs = [(int(c.get("p_fast", 20)), int(c.get("p_slow", 50))) for c in combos]
-    windows = sorted({w for pair in pairs for w in pair})
-    where = {w: k for k, w in enumerate(windows)}
+    windows, index = _window_index(_sma_pairs(combos))
     stack = rolling_mean_stack(be.asarray(job.market.close), windows, lag=1, min_periods=1,
                                xp=xp)
-    out = xp.empty((len(pairs), *stack.shape[1:]), dtype=bool)
-    for k, (f, s) in enumerate(pairs):
-        xp.greater(stack[where[f]], stack[where[s]], out=out[k])
+    out = xp.empty((len(index), *stack.shape[1:]), dtype=bool)
+    for k, (i, j) in enumerate(index):
+        xp.greater(stack[i], stack[j], out=out[k])
     return out
 
 
@@ -255,9 +265,8 @@ def _run_tile(job: _Job, combos: list[dict[str, Any]]) -> dict[str, Any]:
 def _tile_per_asset(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dict[str, Any]:
     market = job.market
     if job.fast:
-        pairs = [(int(c.get("p_fast", 20)), int(c.get("p_slow", 50))) for c in combos]
         total, trades = sma_cross_ladder(
-            market.close, pairs, exec_price=market.exec_price, shift=market.shift,
+            market.close, _sma_pairs(combos), exec_price=market.exec_price, shift=market.shift,
             cost_bps=job.cost_bps, slippage_bps=job.slippage_bps, lag=1, min_periods=1,
             mask=market.in_universe, backend=be, asset_block=job.asset_block)
     else:
@@ -355,6 +364,28 @@ def _tiles(combos: list[dict[str, Any]], size: int) -> Iterator[tuple[int, list[
         yield lo, combos[lo:lo + size]
 
 
+def _bounded(combos: list[dict[str, Any]], tile_size: int, limit: int, progress: _Progress,
+             submit: Callable[[list[dict[str, Any]]], Any],
+             wait_some: Callable[[list[Any]], list[tuple[Any, dict[str, Any]]]]
+             ) -> list[tuple[int, dict[str, Any]]]:
+    """Run tiles through a pool with at most ``limit`` in flight (bounded memory however many
+    tiles there are): ``submit(tile)`` returns a handle, ``wait_some(handles)`` blocks until
+    at least one is done and returns ``(handle, result)`` for those that are. The process
+    pool and Ray differ only in these two functions."""
+    results: list[tuple[int, dict[str, Any]]] = []
+    tiles = _tiles(combos, tile_size)
+    pending = {submit(tile): (lo, len(tile)) for lo, tile in itertools.islice(tiles, limit)}
+    while pending:
+        for handle, result in wait_some(list(pending)):
+            lo, n = pending.pop(handle)
+            results.append((lo, result))
+            progress.update(n)
+            nxt = next(tiles, None)
+            if nxt is not None:
+                pending[submit(nxt[1])] = (nxt[0], len(nxt[1]))
+    return results
+
+
 def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: str,
              workers: int, progress: _Progress,
              ray_init: Mapping[str, Any] | None) -> list[tuple[int, dict[str, Any]]]:
@@ -365,23 +396,15 @@ def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: 
             progress.update(len(tile))
         return results
     if executor == "process":
-        # at most 2 tiles per worker in flight: bounded memory however many tiles there are
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                  initargs=(job,)) as pool:
-            pending: dict[Future[dict[str, Any]], tuple[int, int]] = {}
-            tiles = _tiles(combos, tile_size)
-            for lo, tile in itertools.islice(tiles, 2 * workers):
-                pending[pool.submit(_run_tile_in_worker, tile)] = (lo, len(tile))
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    lo, n = pending.pop(fut)
-                    results.append((lo, fut.result()))
-                    progress.update(n)
-                    nxt = next(tiles, None)
-                    if nxt is not None:
-                        pending[pool.submit(_run_tile_in_worker, nxt[1])] = (nxt[0], len(nxt[1]))
-        return results
+
+            def wait_pool(futures: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                return [(f, f.result()) for f in done]
+
+            return _bounded(combos, tile_size, 2 * workers, progress,
+                            lambda tile: pool.submit(_run_tile_in_worker, tile), wait_pool)
     if executor == "ray":
         try:
             import ray
@@ -393,21 +416,13 @@ def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: 
             ray.init(**dict(ray_init or {}))
         job_ref = ray.put(job)
         remote = ray.remote(_run_tile)
-        refs: dict[Any, tuple[int, int]] = {}
-        tiles = _tiles(combos, tile_size)
-        limit = max(2 * workers, 2)
-        for lo, tile in itertools.islice(tiles, limit):
-            refs[remote.remote(job_ref, tile)] = (lo, len(tile))
-        while refs:
-            done_refs, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done_refs:
-                lo, n = refs.pop(ref)
-                results.append((lo, ray.get(ref)))
-                progress.update(n)
-                nxt = next(tiles, None)
-                if nxt is not None:
-                    refs[remote.remote(job_ref, nxt[1])] = (nxt[0], len(nxt[1]))
-        return results
+
+        def wait_ray(refs: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+            done, _ = ray.wait(refs, num_returns=1)
+            return [(r, ray.get(r)) for r in done]
+
+        return _bounded(combos, tile_size, 2 * workers, progress,
+                        lambda tile: remote.remote(job_ref, tile), wait_ray)
     raise BacktestConfigError(f"executor must be 'local', 'process' or 'ray'; got {executor!r}",
                               field="executor", value=executor)
 
