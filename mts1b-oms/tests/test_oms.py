@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -285,3 +286,38 @@ async def test_reconcile_reports_mismatch(store: Store) -> None:
 async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
     assert await store.migration_versions() == [1]
     assert await store.migrate() == []
+
+
+async def test_concurrent_submissions_cannot_overrun_the_position_cap(
+        store: Store, broker: RecordingBroker) -> None:
+    """The NATS service submits concurrently. Each order's quantity is reserved in the book
+    the moment its gates pass, before the commit, so six concurrent orders of 30 against a cap
+    of 100 shares (1% of 1,000,000 at 100) let exactly three through."""
+    oms = await make(store, broker, fund(max_position_pct_nav=D("0.01")))
+    replies = await asyncio.gather(*(oms.submit(order(f"cap-{i}", qty="30")) for i in range(6)))
+    assert sorted(r.status.value for r in replies if r.status) == ["accepted"] * 3 + [
+        "denied"] * 3
+    assert {r.code for r in replies if not r.ok} == {DenialCode.POSITION_CAP.value}
+    assert oms.gate_context(oms.funds["f1"], oms.clock.now()).open_buy == {"AAPL": D(90)}
+    assert len(broker.new_orders) == 3
+
+
+async def test_concurrent_repeats_of_one_key_make_one_order(store: Store,
+                                                            broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund(max_position_pct_nav=D("0.01")))
+    replies = await asyncio.gather(*(oms.submit(order("twin", qty="30")) for _ in range(5)))
+    assert len({r.order_id for r in replies}) == 1
+    assert sum(r.duplicate for r in replies) == 4
+    assert broker.new_orders == [replies[0].order_id]
+    # the losers' reservations were released: only the one order counts as open
+    assert oms.gate_context(oms.funds["f1"], oms.clock.now()).open_buy == {"AAPL": D(30)}
+
+
+async def test_a_repeat_is_not_counted_as_another_execution(store: Store,
+                                                            broker: RecordingBroker) -> None:
+    oms = await make(store, broker, fund(max_repeated_executions=2))
+    assert (await oms.submit(order("e1"))).ok
+    assert (await oms.submit(order("e1"))).duplicate  # a retry of the first
+    assert (await oms.submit(order("e2"))).ok  # the second execution: still allowed
+    third = await oms.submit(order("e3"))
+    assert not third.ok and third.code == DenialCode.REPEATED_EXECUTION.value

@@ -53,6 +53,7 @@ def serve(
     dsn: Dsn = DEFAULT_DSN,
     schema: Schema = "mts_oms",
     namespace: Namespace = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="commands handled at once")] = 64,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain)."""
     from mts1b_oms.service import ServeOptions, load_funds, run_service
@@ -60,7 +61,7 @@ def serve(
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
     opts = ServeOptions(dsn=dsn, funds=load_funds(funds), broker=broker,
                         broker_args=_parse_args(broker_arg or []), schema=schema,
-                        namespace=namespace, prices=px)
+                        namespace=namespace, prices=px, concurrency=concurrency)
     asyncio.run(run_service(opts))
 
 

@@ -34,6 +34,7 @@ can always trade back inside it. Limits are inclusive: a value exactly at the li
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from collections import deque
@@ -468,3 +469,13 @@ class GatePipeline:
                 mem.prune_at = max(10_000, 2 * len(mem.recent))
         mem.executions.setdefault(key, deque()).append(now)
         return Decision(None)
+
+    def forget(self, order: Order, ctx: GateContext) -> None:
+        """Take back the execution :meth:`evaluate` remembered for a passed ``order`` that
+        turned out to be a repeat of an earlier submission (same idempotency key): a retry is
+        not a second execution for the repeated-execution throttle."""
+        times = ctx.memory.executions.get(
+            (order.strategy_id, order.instrument.symbol, order.side.value))
+        if times:
+            with contextlib.suppress(ValueError):
+                times.remove(ctx.now)

@@ -211,24 +211,31 @@ class Oms:
                            memory=self._memory[fund.fund_id])
 
     async def submit(self, order: Order) -> CommandReply:
-        """Accept an order: idempotency, gates, store, broker. Never raises for a bad order."""
+        """Accept an order: gates, store (claiming the idempotency key), broker. Never raises
+        for a bad order.
+
+        Safe to call concurrently (the NATS service does). Everything from the gates' decision
+        to the reservation of the order's quantity in the fund's book runs without yielding to
+        the event loop, so a concurrent submission's gates already count this order, before it
+        is even committed. A repeat of an earlier ``idempotency_key`` is recognised by the
+        store when it refuses the key (no separate lookup first): it is then answered with the
+        earlier order. It counts as a message for the message-rate throttle, but not as an
+        execution for the repeated-execution throttle.
+        """
         now = self.clock.now()
         fund = self.funds.get(order.fund_id)
         if fund is None:
             return _fail("OMS.UNKNOWN_FUND", f"unknown fund {order.fund_id}", now)
         if order.order_id is not None:
             return _fail("INVALID_ORDER", "order_id is assigned by the OMS; leave it empty", now)
-        existing = await self.store.idempotent_order(order.idempotency_key, now, self.window)
-        if existing is not None:
-            return await self._repeat(existing, now)
         o = order.model_copy(update={
             "order_id": new_order_id(),
             "broker": order.broker or fund.broker,
             "account_id": order.account_id or fund.broker_account_id,
         })
-        decision = self.pipeline.evaluate(o, self.gate_context(fund, now))
-        sub = apply_event(new_order_state(o), E.SUBMITTED)
-        state = sub.state
+        ctx = self.gate_context(fund, now)
+        decision = self.pipeline.evaluate(o, ctx)
+        state = apply_event(new_order_state(o), E.SUBMITTED).state
         items = [self._item(self._event(state, E.SUBMITTED, now, order=o))]
         denial = decision.denial
         denial_row = None
@@ -237,9 +244,19 @@ class Oms:
             ev = self._event(state, E.DENIED, now, denial=denial)
             items.append(self._item(ev))
             denial_row = (ev.event_id, denial)
-        held = await self.store.create_order(state, items, now=now, window=self.window,
-                                             denial=denial_row)
-        if held is not None:  # a concurrent submission with the same key won
+        else:
+            self._reserve(state, +1)
+        try:
+            held = await self.store.create_order(state, items, now=now, window=self.window,
+                                                 denial=denial_row)
+        except BaseException:
+            if denial is None:
+                self._reserve(state, -1)
+            raise
+        if held is not None:  # the key belongs to an earlier order (or a concurrent twin)
+            if denial is None:
+                self._reserve(state, -1)
+                self.pipeline.forget(o, ctx)
             return await self._repeat(held, now)
         self._notify()
         if decision.state_change is not None:
@@ -252,6 +269,7 @@ class Oms:
             return CommandReply(ok=False, order_id=state.order_id, status=S.DENIED,
                                 code=denial.code.value, message=denial.message, denial=denial,
                                 ts=now)
+        self._reserve(state, -1)  # committed: from here the open-order book counts it
         self._track(None, state)
         state = await self._send(state)
         return self._reply(state, now)
@@ -565,6 +583,18 @@ class Oms:
         if cached is not None:
             return cached
         return await self.store.load_order(order_id)
+
+    def _reserve(self, state: OrderState, sign: int) -> None:
+        """Add (+1) or remove (-1) a not-yet-committed order's quantity to the fund's open
+        leaves, which the gates read; nothing else (it is not an open order yet)."""
+        o = state.order
+        book = self._books[o.fund_id]
+        self._memory[o.fund_id].exposure = None
+        side = book.open_buy if o.side is Side.BUY else book.open_sell
+        sym = o.instrument.symbol
+        side[sym] = side.get(sym, ZERO) + sign * state.leaves_quantity
+        if side[sym] == 0:
+            del side[sym]
 
     def _track(self, before: OrderState | None, after: OrderState) -> None:
         """Keep the open-order cache and the fund's open leaves in step with a change."""

@@ -106,6 +106,11 @@ class ServeOptions:
     namespace: str | None = None
     nats_url: str | None = None
     prices: Mapping[str, Decimal] = field(default_factory=dict)
+    concurrency: int = 64
+    """Commands (submit, cancel, replace) handled at once. Each spends most of its time
+    waiting on PostgreSQL and the broker, so taking the next one meanwhile is what lets
+    commits of several orders share a WAL flush. Kill-switch commands are taken one at a time.
+    """
 
 
 async def _watch_states(oms: Oms, kv: Any) -> None:
@@ -159,9 +164,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         return await oms.replace(cmd.replace)
 
     subs = [
-        await bus.serve("mts.v1.oms.commands.submit", on_submit),
-        await bus.serve("mts.v1.oms.commands.cancel", on_cancel),
-        await bus.serve("mts.v1.oms.commands.replace", on_replace),
+        await bus.serve("mts.v1.oms.commands.submit", on_submit, concurrency=opts.concurrency),
+        await bus.serve("mts.v1.oms.commands.cancel", on_cancel, concurrency=opts.concurrency),
+        await bus.serve("mts.v1.oms.commands.replace", on_replace,
+                        concurrency=opts.concurrency),
     ]
 
     async def on_state(cmd: SetTradingState) -> CommandReply:
@@ -198,6 +204,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     for sub in subs:  # stop taking commands; handlers in hand finish
         with contextlib.suppress(Exception):
             await sub.drain()  # type: ignore[no-untyped-call]
+    await bus.wait_requests()
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await watcher

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -36,6 +36,7 @@ from mts1b_foundation import (
 )
 from mts1b_foundation.subjects import check_publishable
 
+from mts1b_oms.groupcommit import GroupCommit
 from mts1b_oms.positions import PositionState
 from mts1b_oms.state import OrderState
 
@@ -108,6 +109,10 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.schema = schema
+        self._creates: GroupCommit[_NewOrder, str | None] = GroupCommit(
+            self._write_creates, keys=lambda item: [item.row[0]])  # one claim per key
+        self._changes: GroupCommit[_Change, bool] = GroupCommit(self._write_changes,
+                                                                keys=_change_keys)
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str = "mts_oms", min_size: int = 2,
@@ -125,7 +130,8 @@ class Store:
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         server_settings={"search_path": schema})
+                                         server_settings={"search_path": schema},
+                                         reset=_keep_session)
         store = cls(pool, schema)
         await store.migrate()
         return store
@@ -162,29 +168,20 @@ class Store:
         return [r["version"] for r in rows]
 
     # --- writes ---------------------------------------------------------------------------------
+    #
+    # Orders are created and changed through two GroupCommit batchers: the writes that arrive
+    # while a statement is in flight go out together as the next statement. Each statement is
+    # a chain of data-modifying CTEs over arrays (unnest) whose inserts keep only the rows of
+    # orders whose first step succeeded (the idempotency key was claimed; the stored sequence
+    # still matched). PostgreSQL runs one statement atomically, so a batch is all-or-nothing
+    # and every order in it is exactly as durable as with its own BEGIN ... COMMIT; what the
+    # orders share is the round trip, the plan and the WAL flush, which were most of the cost.
 
     @staticmethod
     async def _outbox(conn: asyncpg.Connection, items: Iterable[OutboxItem]) -> None:
-        rows = []
-        for it in items:
-            check_publishable(it.subject, it.message)
-            rows.append((it.msg_id, it.subject, it.message.to_json()))
-        if rows:
-            await conn.executemany(
-                "INSERT INTO outbox (msg_id, subject, payload) VALUES ($1, $2, $3) "
-                "ON CONFLICT (msg_id) DO NOTHING", rows)
-
-    @staticmethod
-    async def _events(conn: asyncpg.Connection, items: Iterable[OutboxItem]) -> None:
-        from mts1b_foundation import OrderEvent
-
-        rows = [(e.event_id, e.order_id, e.sequence, e.event_type.value, e.status.value,
-                 e.model_dump_json(), e.ts)
-                for it in items if isinstance(e := it.message, OrderEvent)]
-        if rows:
-            await conn.executemany(
-                "INSERT INTO order_events (event_id, order_id, sequence, event_type, status, "
-                "event, ts) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)", rows)
+        _ids, msg_ids, subjects, payloads = _outbox_rows("", items)
+        if msg_ids:
+            await conn.execute(_INSERT_OUTBOX, msg_ids, subjects, payloads)
 
     async def create_order(self, state: OrderState, outbox: Sequence[OutboxItem], *,
                            now: dt.datetime, window: dt.timedelta,
@@ -195,34 +192,16 @@ class Store:
         the window (nothing is written then).
         """
         o = state.order
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "INSERT INTO idempotency (idempotency_key, order_id, created_at) "
-                "VALUES ($1, $2, $3) ON CONFLICT (idempotency_key) DO UPDATE "
-                "SET order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at "
-                "WHERE idempotency.created_at < $4 "
-                "RETURNING order_id", o.idempotency_key, state.order_id, now, now - window)
-            if row is None:
-                held = await conn.fetchval("SELECT order_id FROM idempotency "
-                                           "WHERE idempotency_key = $1", o.idempotency_key)
-                return str(held)
-            await conn.execute(
-                "INSERT INTO orders (order_id, idempotency_key, fund_id, strategy_id, symbol, "
-                "side, status, quantity, filled_quantity, sequence, state, created_at, "
-                "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12,$12)",
-                state.order_id, o.idempotency_key, o.fund_id, o.strategy_id,
-                o.instrument.symbol, o.side.value, _status(state), o.quantity,
-                state.filled_quantity, state.sequence, state_to_json(state), now)
-            await self._events(conn, outbox)
-            if denial is not None:
-                event_id, d = denial
-                await conn.execute(
-                    "INSERT INTO denials (event_id, order_id, fund_id, code, gate, message, "
-                    "context, ts) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8)", event_id,
-                    state.order_id, o.fund_id, d.code.value, d.gate, d.message,
-                    json.dumps(d.context), now)
-            await self._outbox(conn, outbox)
-        return None
+        row = (o.idempotency_key, state.order_id, now, o.fund_id, o.strategy_id,
+               o.instrument.symbol, o.side.value, _status(state), o.quantity,
+               state.filled_quantity, state.sequence, state_to_json(state))
+        denial_row = None
+        if denial is not None:
+            event_id, d = denial
+            denial_row = (state.order_id, event_id, d.code.value, d.gate, d.message,
+                          json.dumps(d.context))
+        events, outbox_rows = _event_rows(state.order_id, outbox)
+        return await self._creates.run(_NewOrder(row, window, denial_row, events, outbox_rows))
 
     async def update_order(self, before_sequence: int, state: OrderState,
                            outbox: Sequence[OutboxItem], *, now: dt.datetime,
@@ -232,36 +211,55 @@ class Store:
         """Write ``state`` if the stored sequence is still ``before_sequence`` (else
         :class:`StaleState`), with its events, a fill row, position rows and outbox rows."""
         o = state.order
-        async with self.pool.acquire() as conn, conn.transaction():
-            done = await conn.execute(
-                "UPDATE orders SET status=$2, quantity=$3, filled_quantity=$4, sequence=$5, "
-                "state=$6::jsonb, updated_at=$7 WHERE order_id=$1 AND sequence=$8",
-                state.order_id, _status(state), o.quantity, state.filled_quantity,
-                state.sequence, state_to_json(state), now, before_sequence)
-            if done != "UPDATE 1":
-                raise StaleState(f"order {state.order_id} changed since sequence "
-                                 f"{before_sequence}", order_id=state.order_id)
-            await self._events(conn, outbox)
-            if fill is not None:
-                await conn.execute(
-                    "INSERT INTO fills (trade_id, order_id, fund_id, strategy_id, symbol, side, "
-                    "quantity, price, commission, ts) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-                    "ON CONFLICT (trade_id) DO UPDATE SET quantity=EXCLUDED.quantity, "
-                    "price=EXCLUDED.price, commission=EXCLUDED.commission",
-                    fill.trade_id, fill.order_id, fill.fund_id, o.strategy_id, fill.symbol,
-                    fill.side.value, fill.quantity, fill.price, fill.commission, fill.ts)
-            if busted_trade_id is not None:
-                await conn.execute("UPDATE fills SET busted = true WHERE trade_id = $1",
-                                   busted_trade_id)
-            for fund_id, strategy_id, symbol, p in positions:
-                await conn.execute(
-                    "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
-                    "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
-                    "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
-                    "quantity=EXCLUDED.quantity, avg_cost=EXCLUDED.avg_cost, "
-                    "realized_pnl=EXCLUDED.realized_pnl, updated_at=EXCLUDED.updated_at",
-                    fund_id, strategy_id, symbol, p.quantity, p.avg_cost, p.realized_pnl, now)
-            await self._outbox(conn, outbox)
+        oid = state.order_id
+        row = (oid, before_sequence, _status(state), o.quantity, state.filled_quantity,
+               state.sequence, state_to_json(state), now)
+        fill_row = None
+        if fill is not None:
+            fill_row = (fill.trade_id, oid, fill.fund_id, o.strategy_id, fill.symbol,
+                        fill.side.value, fill.quantity, fill.price, fill.commission, fill.ts)
+        position_rows = [(oid, f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, now)
+                         for f, st, sym, p in positions]
+        events, outbox_rows = _event_rows(oid, outbox)
+        changed = await self._changes.run(_Change(row, fill_row, busted_trade_id, position_rows,
+                                                  events, outbox_rows))
+        if not changed:
+            raise StaleState(f"order {oid} changed since sequence {before_sequence}",
+                             order_id=oid)
+
+    async def _write_creates(self, batch: Sequence[_NewOrder]) -> list[str | None]:
+        results: dict[str, str | None] = {}
+        async with self.pool.acquire() as conn:
+            for window in {item.window for item in batch}:  # one statement per window (one)
+                items = [item for item in batch if item.window == window]
+                claimed = {r[0] for r in await conn.fetch(
+                    _CREATE_ORDERS, *_columns([item.row for item in items], 12), window,
+                    *_columns([item.denial for item in items if item.denial], 6),
+                    *_columns([e for item in items for e in item.events], 7),
+                    *_columns([r for item in items for r in item.outbox], 4))}
+                held = [item.row[0] for item in items if item.row[1] not in claimed]
+                holders = {}
+                if held:
+                    # The keys are held. A fresh statement (a new snapshot) sees each holder,
+                    # also one that committed while ours waited on the key's index entry.
+                    holders = {r[0]: r[1] for r in await conn.fetch(
+                        "SELECT idempotency_key, order_id FROM idempotency "
+                        "WHERE idempotency_key = ANY($1::text[])", held)}
+                for item in items:
+                    key, oid = item.row[0], item.row[1]
+                    results[oid] = None if oid in claimed else str(holders.get(key))
+        return [results[item.row[1]] for item in batch]
+
+    async def _write_changes(self, batch: Sequence[_Change]) -> list[bool]:
+        async with self.pool.acquire() as conn:
+            changed = {r[0] for r in await conn.fetch(
+                _UPDATE_ORDERS, *_columns([item.row for item in batch], 8),
+                *_columns([item.fill for item in batch if item.fill], 10),
+                *_columns([(item.row[0], item.busted) for item in batch if item.busted], 2),
+                *_columns([p for item in batch for p in item.positions], 8),
+                *_columns([e for item in batch for e in item.events], 7),
+                *_columns([r for item in batch for r in item.outbox], 4))}
+        return [item.row[0] in changed for item in batch]
 
     async def set_trading_state(self, change: TradingStateChange,
                                 outbox: Sequence[OutboxItem]) -> None:
@@ -372,11 +370,17 @@ class Store:
 
     async def claim_outbox(self, conn: asyncpg.Connection, limit: int
                            ) -> list[tuple[int, str, str, bytes]]:
-        """Lock up to ``limit`` unpublished rows (SKIP LOCKED: relays share the work)."""
+        """Take up to ``limit`` unpublished rows, oldest first, and mark them published.
+
+        Call inside a transaction and commit only once the rows are on the bus: until then
+        the rows stay locked (other relays skip them: SKIP LOCKED), and a rollback un-marks
+        them. Claiming and marking in one statement saves a round trip per batch.
+        """
         rows = await conn.fetch(
-            "SELECT id, msg_id, subject, payload FROM outbox WHERE published_at IS NULL "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
-        return [(r["id"], r["msg_id"], r["subject"], bytes(r["payload"])) for r in rows]
+            "UPDATE outbox SET published_at = now() WHERE id IN (SELECT id FROM outbox "
+            "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, msg_id, subject, payload", limit)
+        return sorted((r["id"], r["msg_id"], r["subject"], bytes(r["payload"])) for r in rows)
 
     async def unpublished_count(self) -> int:
         return int(await self.pool.fetchval(
@@ -385,3 +389,197 @@ class Store:
 
 def _status(state: OrderState) -> str:
     return state.status.value if state.status else "new"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset`` hook: nothing beyond asyncpg's own rollback of an open transaction.
+
+    asyncpg's default sends ``RESET ALL; UNLISTEN *; ...`` on every release, a round trip per
+    query. The store sets no session state (search_path comes from the connection's startup
+    settings, which RESET ALL would keep anyway), takes only transaction-scoped advisory locks
+    and never LISTENs, so there is nothing to reset.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class _NewOrder:
+    """One order's rows for the batched create statement (see :data:`_CREATE_ORDERS`)."""
+
+    row: tuple[Any, ...]
+    window: dt.timedelta
+    denial: tuple[Any, ...] | None
+    events: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """One order change's rows for the batched update statement (see :data:`_UPDATE_ORDERS`)."""
+
+    row: tuple[Any, ...]
+    fill: tuple[Any, ...] | None
+    busted: str | None
+    positions: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+
+
+def _change_keys(change: _Change) -> list[Hashable]:
+    """Rows a change upserts: two changes touching one of them go in different statements."""
+    keys: list[Hashable] = [("order", change.row[0])]
+    keys += [("position", p[1], p[2], p[3]) for p in change.positions]
+    if change.fill is not None:
+        keys.append(("fill", change.fill[0]))
+    if change.busted is not None:
+        keys.append(("fill", change.busted))
+    return keys
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows -> one list per column (the arrays the statements unnest)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _outbox_rows(order_id: str, items: Iterable[OutboxItem], payloads: Sequence[bytes] | None = None
+                 ) -> tuple[list[str], list[str], list[str], list[bytes]]:
+    """Column arrays (order_id, msg_id, subject, payload) of outbox rows; raises SubjectError
+    for an item the subject registry refuses (before anything is queued or written)."""
+    items = list(items)
+    for it in items:
+        check_publishable(it.subject, it.message)
+    data = list(payloads) if payloads is not None else [it.message.to_json() for it in items]
+    return ([order_id] * len(items), [it.msg_id for it in items], [it.subject for it in items],
+            data)
+
+
+def _event_rows(order_id: str, items: Sequence[OutboxItem]
+                ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows of the order events among ``items`` and outbox rows of all items. An event's row
+    and its outbox payload are the same JSON, serialised once."""
+    from mts1b_foundation import OrderEvent
+
+    payloads = [it.message.to_json() for it in items]
+    events = [(e.event_id, e.order_id, e.sequence, e.event_type.value, e.status.value,
+               payload.decode(), e.ts)
+              for it, payload in zip(items, payloads, strict=True)
+              if isinstance(e := it.message, OrderEvent)]
+    outbox = list(zip(*_outbox_rows(order_id, items, payloads), strict=True))
+    return events, outbox
+
+
+# The statements take their rows as arrays (unnest): one fixed text serves any number of orders,
+# with or without denials, fills, busts or position rows (an empty array inserts nothing), and
+# PostgreSQL prepares each statement once per connection.
+
+_INSERT_OUTBOX = """
+INSERT INTO outbox (msg_id, subject, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+ON CONFLICT (msg_id) DO NOTHING
+"""
+
+_CREATE_ORDERS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
+                         $11::int[], $12::text[])
+        AS i(idempotency_key, order_id, created_at, fund_id, strategy_id, symbol, side, status,
+             quantity, filled_quantity, sequence, state)
+), claim AS (
+    INSERT INTO idempotency (idempotency_key, order_id, created_at)
+    SELECT idempotency_key, order_id, created_at FROM input
+    ON CONFLICT (idempotency_key) DO UPDATE
+        SET order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
+        WHERE idempotency.created_at < EXCLUDED.created_at - $13::interval
+    RETURNING order_id
+), new_orders AS (
+    INSERT INTO orders (order_id, idempotency_key, fund_id, strategy_id, symbol, side, status,
+                        quantity, filled_quantity, sequence, state, created_at, updated_at)
+    SELECT order_id, idempotency_key, fund_id, strategy_id, symbol, side, status, quantity,
+           filled_quantity, sequence, state::jsonb, created_at, created_at
+    FROM input WHERE order_id IN (SELECT order_id FROM claim)
+), new_denials AS (
+    INSERT INTO denials (event_id, order_id, fund_id, code, gate, message, context, ts)
+    SELECT d.event_id, d.order_id, i.fund_id, d.code, d.gate, d.message, d.context::jsonb,
+           i.created_at
+    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+        AS d(order_id, event_id, code, gate, message, context)
+    JOIN input i ON i.order_id = d.order_id
+    WHERE d.order_id IN (SELECT order_id FROM claim)
+), new_events AS (
+    INSERT INTO order_events (event_id, order_id, sequence, event_type, status, event, ts)
+    SELECT e.event_id, e.order_id, e.sequence, e.event_type, e.status, e.event::jsonb, e.ts
+    FROM unnest($20::text[], $21::text[], $22::int[], $23::text[], $24::text[], $25::text[],
+                $26::timestamptz[])
+        AS e(event_id, order_id, sequence, event_type, status, event, ts)
+    WHERE e.order_id IN (SELECT order_id FROM claim)
+), new_outbox AS (
+    INSERT INTO outbox (msg_id, subject, payload)
+    SELECT o.msg_id, o.subject, o.payload
+    FROM unnest($27::text[], $28::text[], $29::text[], $30::bytea[])
+        AS o(order_id, msg_id, subject, payload)
+    WHERE o.order_id IN (SELECT order_id FROM claim)
+    ON CONFLICT (msg_id) DO NOTHING
+)
+SELECT order_id FROM claim
+"""
+
+_UPDATE_ORDERS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::numeric[], $5::numeric[],
+                         $6::int[], $7::text[], $8::timestamptz[])
+        AS u(order_id, before_sequence, status, quantity, filled_quantity, sequence, state,
+             updated_at)
+), changed AS (
+    UPDATE orders o SET status = u.status, quantity = u.quantity,
+                        filled_quantity = u.filled_quantity, sequence = u.sequence,
+                        state = u.state::jsonb, updated_at = u.updated_at
+    FROM input u
+    WHERE o.order_id = u.order_id AND o.sequence = u.before_sequence
+    RETURNING o.order_id
+), new_fills AS (
+    INSERT INTO fills (trade_id, order_id, fund_id, strategy_id, symbol, side, quantity, price,
+                       commission, ts)
+    SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                         $14::text[], $15::numeric[], $16::numeric[], $17::numeric[],
+                         $18::timestamptz[])
+        AS f(trade_id, order_id, fund_id, strategy_id, symbol, side, quantity, price,
+             commission, ts)
+    WHERE f.order_id IN (SELECT order_id FROM changed)
+    ON CONFLICT (trade_id) DO UPDATE SET quantity = EXCLUDED.quantity,
+        price = EXCLUDED.price, commission = EXCLUDED.commission
+), busts AS (
+    UPDATE fills SET busted = true
+    FROM unnest($19::text[], $20::text[]) AS b(order_id, trade_id)
+    WHERE fills.trade_id = b.trade_id AND b.order_id IN (SELECT order_id FROM changed)
+), new_positions AS (
+    INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, realized_pnl,
+                           updated_at)
+    SELECT p.fund_id, p.strategy_id, p.symbol, p.quantity, p.avg_cost, p.realized_pnl,
+           p.updated_at
+    FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::numeric[],
+                $26::numeric[], $27::numeric[], $28::timestamptz[])
+        AS p(order_id, fund_id, strategy_id, symbol, quantity, avg_cost, realized_pnl,
+             updated_at)
+    WHERE p.order_id IN (SELECT order_id FROM changed)
+    ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET quantity = EXCLUDED.quantity,
+        avg_cost = EXCLUDED.avg_cost, realized_pnl = EXCLUDED.realized_pnl,
+        updated_at = EXCLUDED.updated_at
+), new_events AS (
+    INSERT INTO order_events (event_id, order_id, sequence, event_type, status, event, ts)
+    SELECT e.event_id, e.order_id, e.sequence, e.event_type, e.status, e.event::jsonb, e.ts
+    FROM unnest($29::text[], $30::text[], $31::int[], $32::text[], $33::text[], $34::text[],
+                $35::timestamptz[])
+        AS e(event_id, order_id, sequence, event_type, status, event, ts)
+    WHERE e.order_id IN (SELECT order_id FROM changed)
+), new_outbox AS (
+    INSERT INTO outbox (msg_id, subject, payload)
+    SELECT o.msg_id, o.subject, o.payload
+    FROM unnest($36::text[], $37::text[], $38::text[], $39::bytea[])
+        AS o(order_id, msg_id, subject, payload)
+    WHERE o.order_id IN (SELECT order_id FROM changed)
+    ON CONFLICT (msg_id) DO NOTHING
+)
+SELECT order_id FROM changed
+"""
