@@ -446,10 +446,12 @@ def render(args: argparse.Namespace, machine: str, versions: dict[str, str],
               "- Peak RSS is the whole process (Python, numpy, pandas and the loaded CSV "
               "included), measured in a process that does only that run.",
               "- `run_single` on one asset is the general portfolio engine (a loop over bars, "
-              "vectorized over assets, with the cost, cap, NaN and delisting rules); for a "
-              "single-asset crossover vectorbt's compiled loop is faster, and our closed-form "
-              "kernel faster still. The engine's cost grows with bars and rebalances far more "
-              "than with assets (benchmark 3: 505 stocks, 1,259 days, monthly).",
+              "vectorized over assets, with the cost, cap, NaN and delisting rules). Bars on "
+              "which nothing trades are recorded a block at a time, so its cost follows the "
+              "bars that trade rather than all bars; each of those is still a Python step, so "
+              "for a single-asset crossover vectorbt's compiled loop is faster, and our "
+              "closed-form kernel faster still. The engine's cost grows with the bars that "
+              "trade far more than with assets (benchmark 3: 505 stocks, 1,259 days, monthly).",
               "- The machine was shared with other builds (load average above), so timings "
               "jitter by tens of percent between runs. There is no GPU here, so no cupy "
               "figures.", ""]
