@@ -27,6 +27,7 @@ from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
+from mts1b_oms.tradingstate import make_change
 
 pytestmark = pytest.mark.integration
 S = OrderStatus
@@ -321,3 +322,48 @@ async def test_a_repeat_is_not_counted_as_another_execution(store: Store,
     assert (await oms.submit(order("e2"))).ok  # the second execution: still allowed
     third = await oms.submit(order("e3"))
     assert not third.ok and third.code == DenialCode.REPEATED_EXECUTION.value
+
+
+async def test_reducing_cancels_the_working_orders_that_add_risk(store: Store) -> None:
+    broker = RecordingBroker(fill_price="100")
+    oms = await make(store, broker)
+    assert (await oms.submit(order("long", qty="100"))).status is S.FILLED  # long 100
+    broker.fill_price = None  # from here orders stay working
+    kept = [await oms.submit(order(k, qty=q, side=Side.SELL)) for k, q in (("s1", "60"),
+                                                                          ("s2", "30"))]
+    over = await oms.submit(order("s3", qty="20", side=Side.SELL))  # 110 in sells > 100 held
+    more = await oms.submit(order("b1", qty="10"))  # adds to the long
+    reply = await oms.set_trading_state(SetTradingState(
+        scope="fund", scope_id="f1", state=TradingState.REDUCING, actor="risk", reason="test"))
+    assert reply.context["canceled"] == 2
+    status = {r.order_id: (await store.load_order(r.order_id or "")).status  # type: ignore[union-attr]
+              for r in (*kept, over, more)}
+    assert [status[r.order_id] for r in kept] == [S.ACCEPTED, S.ACCEPTED]
+    assert status[over.order_id] is S.CANCELED and status[more.order_id] is S.CANCELED
+
+
+async def test_an_order_written_while_a_halt_lands_is_not_sent(store: Store,
+                                                               broker: RecordingBroker) -> None:
+    """The halt's cancel sweep can run between the gates and the commit of an order; the order
+    must then be canceled locally instead of reaching the broker."""
+    oms = await make(store, broker)
+    create = store.create_order
+
+    async def create_then_halt(*args: Any, **kwargs: Any) -> str | None:
+        held = await create(*args, **kwargs)
+        oms.apply_state_change(make_change("fund", "f1", TradingState.HALTED, "ops", "race",
+                                           oms.clock.now()))
+        return held
+
+    store.create_order = create_then_halt  # type: ignore[method-assign]
+    reply = await oms.submit(order("late"))
+    assert not reply.ok and reply.code == DenialCode.TRADING_HALTED.value
+    assert reply.status is S.CANCELED and broker.submissions == []
+    assert (await store.load_order(reply.order_id or "")).status is S.CANCELED  # type: ignore[union-attr]
+
+
+async def test_start_reconciles_positions_with_the_broker(store: Store) -> None:
+    broker = RecordingBroker(positions={"AAPL": D(5)})
+    oms = await make(store, broker)
+    assert [a.text for a in oms.alerts] == ["position mismatch f1 AAPL: oms 0 broker 5"]
+    assert oms.positions("f1") == {}  # reported, not overwritten

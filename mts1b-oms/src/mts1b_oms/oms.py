@@ -33,6 +33,7 @@ from mts1b_foundation import (
     Clock,
     CommandReply,
     Denial,
+    DenialCode,
     ExecType,
     ExecutionReport,
     Fill,
@@ -140,8 +141,10 @@ class Oms:
 
     # --- start / stop -------------------------------------------------------------------------
 
-    async def start(self, *, consume_reports: bool = True) -> None:
-        """Load state from the store, re-drive interrupted orders, listen to the broker."""
+    async def start(self, *, consume_reports: bool = True, reconcile: bool = True) -> None:
+        """Load state from the store, re-drive interrupted orders, listen to the broker, and
+        (``reconcile``) compare each fund's positions with the broker's: a mismatch found at
+        start is an alert, as on demand, never an overwrite."""
         for scope, scope_id, state in await self.store.trading_states():
             self.states.set(scope, scope_id, state)
         for fund_id in self.funds:
@@ -157,6 +160,13 @@ class Oms:
         if consume_reports:
             self._reports = asyncio.get_running_loop().create_task(self._consume_reports())
         await self.recover()
+        if reconcile:
+            for fund_id in self.funds:
+                try:
+                    await self.reconcile(fund_id)
+                except Exception as exc:  # a broker that cannot answer yet must not stop us
+                    await self._alert(f"reconciliation at start failed for {fund_id}: {exc!r}",
+                                      fund_id=fund_id)
 
     async def stop(self) -> None:
         if self._reports is not None:
@@ -271,6 +281,16 @@ class Oms:
                                 ts=now)
         self._reserve(state, -1)  # committed: from here the open-order book counts it
         self._track(None, state)
+        halted, (scope, scope_id) = self.states.effective(o.fund_id, o.strategy_id)
+        if halted is TradingState.HALTED:  # a halt landed while the order was being written:
+            # its cancel sweep may have missed this order, so it must not reach the broker
+            state = await self.apply(state.order_id, E.CANCELED,
+                                     reason=f"halted ({scope} {scope_id}) before it was sent"
+                                     ) or state
+            return CommandReply(ok=False, order_id=state.order_id, status=state.status,
+                                code=DenialCode.TRADING_HALTED.value,
+                                message=f"trading was halted for {scope} {scope_id} before "
+                                        f"the order was sent", ts=now)
         state = await self._send(state)
         return self._reply(state, now)
 
@@ -519,12 +539,53 @@ class Oms:
                 _log.error("kill-switch fan-out failed", error=repr(exc))
         _log.warning("trading state changed", scope=change.scope, scope_id=change.scope_id,
                      state=change.state.value, actor=change.actor, reason=change.reason)
-        canceled = 0
-        if command.state is TradingState.HALTED:
-            canceled = await self.cancel_all(command.scope, command.scope_id,
-                                             reason=f"halt: {command.reason}")
+        canceled = await self.enforce_state(change)
         return CommandReply(ok=True, ts=now, context={"state": command.state.value,
                                                       "canceled": canceled})
+
+    async def enforce_state(self, change: TradingStateChange) -> int:
+        """Cancel the working orders a new state forbids; return how many were canceled.
+
+        HALTED: every working order of the scope. REDUCING: every working order that would
+        take a position further from zero, i.e. those the REDUCE_ONLY gate would refuse now
+        (on the reducing side the oldest orders are kept while together they still only
+        reduce). Called for this instance's own changes and for those seen on the fan-out.
+        """
+        reason = f"{change.state.value.lower()}: {change.reason}"
+        if change.state is TradingState.HALTED:
+            return await self.cancel_all(change.scope, change.scope_id, reason=reason)
+        if change.state is not TradingState.REDUCING:
+            return 0
+        n = 0
+        for st in self._risk_increasing(await self._open_in_scope(change.scope,
+                                                                  change.scope_id)):
+            n += (await self.cancel(st.order_id, reason)).ok
+        return n
+
+    def _risk_increasing(self, orders: Sequence[OrderState]) -> list[OrderState]:
+        """The orders among ``orders`` that a REDUCING scope must not keep working."""
+        out: list[OrderState] = []
+        groups: dict[tuple[str, str, Side], list[OrderState]] = defaultdict(list)
+        for st in orders:
+            o = st.order
+            groups[(o.fund_id, o.instrument.symbol, o.side)].append(st)
+        for (fund_id, symbol, side), group in groups.items():
+            pos = self._books[fund_id].positions.get(symbol, ZERO)
+            room = pos if side is Side.SELL else -pos  # how much this side may still reduce
+            for st in sorted(group, key=lambda x: x.order_id):  # order ids grow with time
+                if st.leaves_quantity <= room:
+                    room -= st.leaves_quantity
+                else:
+                    out.append(st)
+                    room = ZERO  # nothing after an increasing order may stay either
+        return out
+
+    async def _open_in_scope(self, scope: str, scope_id: str) -> list[OrderState]:
+        """Open orders of a scope, read from the store (so every instance's orders count)."""
+        orders = await self.store.open_orders(scope_id if scope == "fund" else None)
+        if scope == "strategy":
+            orders = [st for st in orders if st.order.strategy_id == scope_id]
+        return orders
 
     async def halt(self, scope: str = "global", scope_id: str = "*", *, actor: str = "operator",
                    reason: str = "halt") -> CommandReply:
@@ -545,13 +606,9 @@ class Oms:
     async def cancel_all(self, scope: str = "global", scope_id: str = "*", *,
                          reason: str = "cancel all") -> int:
         """Cancel every open order in the scope (read from the store: all instances' orders)."""
-        fund = scope_id if scope == "fund" else None
         n = 0
-        for st in await self.store.open_orders(fund):
-            if scope == "strategy" and st.order.strategy_id != scope_id:
-                continue
-            reply = await self.cancel(st.order_id, reason)
-            n += reply.ok
+        for st in await self._open_in_scope(scope, scope_id):
+            n += (await self.cancel(st.order_id, reason)).ok
         return n
 
     # --- positions ------------------------------------------------------------------------------

@@ -124,12 +124,11 @@ async def _watch_states(oms: Oms, kv: Any) -> None:
             continue
         current = oms.states.get(change.scope, change.scope_id)
         oms.apply_state_change(change)
-        if change.state is TradingState.HALTED:
-            n = await oms.cancel_all(change.scope, change.scope_id, reason=f"halt: "
-                                     f"{change.reason}")
-            if n or current is not TradingState.HALTED:
-                _log.warning("halt seen on KV: working orders canceled", scope=change.scope,
-                             scope_id=change.scope_id, canceled=n)
+        n = await oms.enforce_state(change)
+        if n or (change.state is not TradingState.ACTIVE and current is not change.state):
+            _log.warning("trading state seen on KV: working orders canceled",
+                         state=change.state.value, scope=change.scope,
+                         scope_id=change.scope_id, canceled=n)
 
 
 async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
