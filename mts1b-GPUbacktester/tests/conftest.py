@@ -1,6 +1,13 @@
-"""Shared fixtures: small synthetic panels built from random walks (no datalake, no files)."""
+"""Shared fixtures: small synthetic panels built from random walks (no datalake, no files), and
+the strict CPU stand-in for cupy (``fake_cupy``)."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -38,3 +45,34 @@ def panel_factory():  # type: ignore[no-untyped-def]
 def panel_factory_module():  # type: ignore[no-untyped-def]
     """``make_panel`` for module-scoped fixtures."""
     return make_panel
+
+
+def _load_fake_cupy() -> ModuleType:
+    """tests/fake_cupy.py as a module (tests are imported with --import-mode=importlib, so a
+    sibling file is loaded by path, not by ``import``)."""
+    path = Path(__file__).with_name("fake_cupy.py")
+    spec = importlib.util.spec_from_file_location("mts1b_GPUbacktester_tests_fake_cupy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FAKE_CUPY = _load_fake_cupy()
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """Install the strict CPU stand-in as ``cupy`` for one test.
+
+    It goes into ``sys.modules``, so ``cupy_status`` imports it through its ordinary path
+    (device count, device name, version) and ``backend="cupy"`` / ``"auto"`` pick it like a
+    real install; the cache of ``cupy_status`` is cleared on the way in and out so no other
+    test sees it.
+    """
+    from mts1b_GPUbacktester.backend import cupy_status
+
+    monkeypatch.setitem(sys.modules, "cupy", FAKE_CUPY)
+    cupy_status.cache_clear()
+    yield FAKE_CUPY
+    cupy_status.cache_clear()
