@@ -250,8 +250,8 @@ class ndarray:  # noqa: N801 - the name cupy gives its device array
     __and__, __rand__ = _binary(operator.and_), _binary(operator.and_, reflected=True)
     __or__, __ror__ = _binary(operator.or_), _binary(operator.or_, reflected=True)
     __xor__, __rxor__ = _binary(operator.xor), _binary(operator.xor, reflected=True)
-    __eq__ = _binary(operator.eq)  # type: ignore[assignment]
-    __ne__ = _binary(operator.ne)  # type: ignore[assignment]
+    __eq__ = _binary(operator.eq)
+    __ne__ = _binary(operator.ne)
     __lt__, __le__ = _binary(operator.lt), _binary(operator.le)
     __gt__, __ge__ = _binary(operator.gt), _binary(operator.ge)
     __iadd__, __isub__ = _inplace(operator.iadd), _inplace(operator.isub)
