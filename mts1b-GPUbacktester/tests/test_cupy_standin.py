@@ -285,3 +285,23 @@ def test_per_asset_log_growth_on_the_device(fake_cupy: ModuleType, panel: Univer
     for g, w in zip(got, want, strict=True):
         assert isinstance(g, fake_cupy.ndarray)
         np.testing.assert_allclose(g.get(), w, rtol=1e-9, atol=1e-12)
+
+
+def test_process_pool_spawns_its_workers_when_they_may_use_cuda(fake_cupy: ModuleType) -> None:
+    """CUDA does not survive fork: with a device present (here the stand-in), a pool whose
+    workers may use cupy is started with spawn; numpy-only pools keep the platform default."""
+    from mts1b_GPUbacktester.ladder import _pool_context
+
+    for backend in ("cupy", "auto"):
+        ctx = _pool_context(backend)
+        assert ctx is not None and ctx.get_start_method() == "spawn"
+    assert _pool_context("numpy") is None
+
+
+def test_process_pool_keeps_the_default_without_a_device() -> None:
+    from mts1b_GPUbacktester.backend import cupy_status
+    from mts1b_GPUbacktester.ladder import _pool_context
+
+    if cupy_status()[0] is not None:
+        pytest.skip("a CUDA device is present")
+    assert _pool_context("auto") is None and _pool_context("numpy") is None

@@ -33,12 +33,14 @@ of them), ``"ray"`` (tasks on a Ray cluster; ``ray.init`` is called if needed, w
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
+from multiprocessing.context import BaseContext
 from typing import Any
 
 import numpy as np
@@ -47,7 +49,7 @@ import pandas as pd
 from mts1b_foundation import UniversePanel
 from mts1b_platform.logging import get_logger
 
-from mts1b_GPUbacktester.backend import Backend, resolve_backend
+from mts1b_GPUbacktester.backend import Backend, cupy_status, resolve_backend
 from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe
 from mts1b_GPUbacktester.engine import (
     DEFAULT_SIZING,
@@ -386,6 +388,16 @@ def _bounded(combos: list[dict[str, Any]], tile_size: int, limit: int, progress:
     return results
 
 
+def _pool_context(backend: str) -> BaseContext | None:
+    """The process pool's start method: the platform default (fork on Linux), except when
+    the workers may use CUDA. Asking whether a device exists initialises CUDA in this process,
+    and a CUDA context does not survive fork, so then the workers are spawned (the factor must
+    then be importable, as for Ray). Untested on a GPU: none was available."""
+    if backend == "cupy" or (backend == "auto" and cupy_status()[0] is not None):
+        return multiprocessing.get_context("spawn")
+    return None
+
+
 def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: str,
              workers: int, progress: _Progress,
              ray_init: Mapping[str, Any] | None) -> list[tuple[int, dict[str, Any]]]:
@@ -397,7 +409,7 @@ def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: 
         return results
     if executor == "process":
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                                 initargs=(job,)) as pool:
+                                 initargs=(job,), mp_context=_pool_context(job.backend)) as pool:
 
             def wait_pool(futures: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
