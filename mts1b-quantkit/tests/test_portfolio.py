@@ -287,10 +287,23 @@ def test_equal_risk_contribution(cov) -> None:  # type: ignore[no-untyped-def]
         qp.equal_risk_contribution(cov, budget=-budget)
 
 
-def test_solver_fallback_path_gives_the_same_answer(mu, cov, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("names", "bounds", "gross"), [
+    # the cap is met exactly by the budget plus one short at its bound: linearly dependent rows
+    (NAMES, (-0.2, 0.3), 1.4),
+    # the same kind of vertex, where the multipliers of the first KKT solve have a wrong sign
+    (NAMES, (-0.1, 0.4), 1.2),
+    # the cap does not bind, and SLSQP returns weights split into positive long and short halves
+    (NAMES[10:] + NAMES[:6], (-0.2, 0.5), 2.5),
+])
+def test_solver_fallback_path_gives_the_same_answer(mu, cov, monkeypatch, names, bounds,  # type: ignore[no-untyped-def]
+                                                    gross) -> None:
+    """SLSQP only locates the active set; the active-set polish from there must land on the
+    same exact optimum as the direct path, to rounding (each case was 1e-10 to 1e-9 off before the
+    polish handled degenerate vertices and split weights)."""
     from mts1b_quantkit.portfolio import _qp
 
-    direct = qp.max_sharpe(mu, cov, weight_bounds=(-0.2, 0.3), gross=1.4)
+    m, c = mu[names], cov.loc[names, names]
+    direct = qp.max_sharpe(m, c, weight_bounds=bounds, gross=gross)
     real = _qp._active_set
     calls = {"n": 0}
 
@@ -299,7 +312,7 @@ def test_solver_fallback_path_gives_the_same_answer(mu, cov, monkeypatch) -> Non
         return None if calls["n"] <= 2 else real(*args, **kwargs)  # SLSQP, then polish
 
     monkeypatch.setattr(_qp, "_active_set", first_attempts_fail)
-    via_slsqp = qp.max_sharpe(mu, cov, weight_bounds=(-0.2, 0.3), gross=1.4)
+    via_slsqp = qp.max_sharpe(m, c, weight_bounds=bounds, gross=gross)
     assert calls["n"] == 3
     same(via_slsqp, direct, 1e-12)
 

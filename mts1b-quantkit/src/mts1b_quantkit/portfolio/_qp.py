@@ -6,7 +6,10 @@
 The active-set iterations solve the KKT system of the problem with the active constraints as
 equalities, so the answer is exact to rounding and certified (primal and dual feasible), the same
 on every machine; that lets the tests compare the optimizers tightly. When they do not settle,
-scipy's SLSQP (~1e-8) finds the active set and the iterations restart from it.
+scipy's SLSQP (~1e-8) finds the active set and the iterations restart from it, so both paths
+give the same optimum to rounding. Degenerate vertices (active constraints that are linearly
+dependent, e.g. a gross cap met exactly by the budget and the short bounds) are handled by leaving
+the dependent rows out of the KKT system and checking the multipliers' signs over all of them.
 Feasibility is checked first with a linear program so that impossible constraints give an
 :class:`~mts1b_quantkit.errors.InfeasibleError` rather than a solver failure.
 """
@@ -63,13 +66,46 @@ def _feasible_point(qp: QP, what: str) -> FloatArray:
     return np.asarray(res.x, dtype=np.float64)
 
 
+def _independent(rows: FloatArray) -> BoolArray:
+    """Which rows to keep so that the kept ones are linearly independent, earlier rows first.
+
+    Gram-Schmidt in row order (projected twice, which is enough in floating point): a row is kept
+    when a part of it, more than 1e-9 of its norm, lies outside the span of the rows kept so far.
+    """
+    keep = np.zeros(rows.shape[0], dtype=bool)
+    basis = np.zeros((0, rows.shape[1]))
+    for i, row in enumerate(rows):
+        norm = float(np.linalg.norm(row))
+        rest = row - basis.T @ (basis @ row)
+        rest = rest - basis.T @ (basis @ rest)
+        left = float(np.linalg.norm(rest))
+        if norm > 0.0 and left > 1e-9 * norm:
+            keep[i] = True
+            basis = np.vstack([basis, rest / left])
+    return keep
+
+
 def _kkt(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray
-         ) -> tuple[FloatArray, FloatArray]:
+         ) -> tuple[FloatArray, FloatArray, bool]:
+    """Minimiser and multipliers with the given constraints held as equalities.
+
+    At a degenerate vertex the active constraints are linearly dependent (for example a gross
+    cap that is exactly the budget plus twice the short bounds at their limits), so the KKT
+    matrix is singular and a plain solve returns huge, meaningless multipliers. The dependent
+    rows are therefore left out of the system (bounds first, then equality rows, then inequality
+    rows, in order); they hold anyway wherever the kept rows do, and their multipliers are 0.
+    ``lam`` is laid out as ``[E, G[g_act], lower, upper]`` whatever was left out; the flag says
+    whether anything was (the multipliers are then one choice among many).
+    """
     n = qp.c.size
     eye = np.eye(n)
-    rows = [qp.E, qp.G[g_act], eye[lower], eye[upper]]
-    rhs = [qp.e, qp.h[g_act], qp.lb[lower], qp.ub[upper]]
-    a = np.vstack([r.reshape(-1, n) for r in rows])
+    free = ~lower & ~upper
+    coupled = np.vstack([qp.E.reshape(-1, n), qp.G[g_act].reshape(-1, n)])
+    # rank [coupled; bound rows] = number of bounds + rank of coupled on the free variables
+    keep = _independent(coupled[:, free])
+    rows = [coupled[keep], eye[lower], eye[upper]]
+    rhs = [np.concatenate([qp.e, qp.h[g_act]])[keep], qp.lb[lower], qp.ub[upper]]
+    a = np.vstack(rows)
     b = np.concatenate(rhs)
     m = a.shape[0]
     k = np.zeros((n + m, n + m))
@@ -83,7 +119,31 @@ def _kkt(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray
             raise np.linalg.LinAlgError
     except np.linalg.LinAlgError:
         sol = np.linalg.lstsq(k, r, rcond=None)[0]
-    return sol[:n], sol[n:]
+    lam = np.zeros(keep.size + int(lower.sum()) + int(upper.sum()))
+    lam[np.concatenate([keep, np.ones(lam.size - keep.size, dtype=bool)])] = sol[n:]
+    return sol[:n], lam, not keep.all()
+
+
+def _dual_feasible(qp: QP, z: FloatArray, lower: BoolArray, upper: BoolArray, tight: BoolArray,
+                   tol: float) -> bool:
+    """Whether multipliers of the right signs exist for the constraints that hold with equality.
+
+    ``H z + c + E'l_e + G_tight'l_g - l_lo + l_up = 0`` with ``l_g, l_lo, l_up >= 0`` (``l_e``
+    free, as ``E'`` and ``-E'`` columns), solved as a nonnegative least-squares problem. At a
+    degenerate vertex the multipliers are not unique and the ones ``_kkt`` picked may have a
+    wrong sign while others do not; a primal feasible ``z`` with such multipliers is the optimum.
+    ``tight`` must leave out rows with slack at ``z`` (a working-set row that ``_kkt`` left out
+    need not hold with equality), or their multipliers would break complementary slackness.
+    """
+    from scipy.optimize import nnls
+
+    n = qp.c.size
+    eye = np.eye(n)
+    cols = np.vstack([qp.E.reshape(-1, n), -qp.E.reshape(-1, n), qp.G[tight].reshape(-1, n),
+                      -eye[lower], eye[upper]]).T
+    target = -(qp.H @ z + qp.c)
+    x = nnls(cols, target)[0]
+    return bool(np.abs(cols @ x - target).max(initial=0.0) <= tol)
 
 
 def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
@@ -94,7 +154,10 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
     every violated bound and releases every active bound whose multiplier has the wrong sign, all
     at once (coupled inequality rows: one in and one out per step). A fixed point satisfies the
     KKT conditions of the convex QP, so it is *the* optimum; the result is returned only then
-    (``None`` on cycling or no convergence).
+    (``None`` on cycling or no convergence). When ``_kkt`` had to leave dependent rows out, a
+    feasible point whose multipliers look wrong-signed is accepted if other multipliers of the
+    right signs exist (:func:`_dual_feasible`): that is still the KKT conditions, just not the
+    multipliers ``_kkt`` happened to pick.
     """
     scale = 1.0 + float(np.abs(np.concatenate([qp.e, qp.h])).max(initial=0.0))
     feas_tol = 1e-12 * scale
@@ -106,7 +169,7 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
         if key in seen:
             return None
         seen.add(key)
-        z, lam = _kkt(qp, lower, upper, g_act)
+        z, lam, degenerate = _kkt(qp, lower, upper, g_act)
         if not np.isfinite(z).all():
             return None
         me, mg, nl = qp.e.size, int(g_act.sum()), int(lower.sum())
@@ -132,9 +195,19 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
             drop_g[int(np.argmin(wrong))] = True
         drop_l = lower & (lam_l > mult_tol)  # a lower bound pushing the wrong way
         drop_u = upper & (lam_u < -mult_tol)
-        if not (add_l.any() or add_u.any() or add_g.any() or drop_l.any() or drop_u.any()
-                or drop_g.any()):
+        feasible = not (add_l.any() or add_u.any() or add_g.any())
+        if feasible and (drop_l.any() or drop_u.any() or drop_g.any()) and degenerate:
+            # a wrong sign may only reflect which dependent row _kkt left out: look further
+            tight = g_act & (gz >= qp.h - feas_tol)
+            wrong_sign = not _dual_feasible(qp, z, lower, upper, tight,
+                                            mult_tol * (1.0 + float(np.abs(z).max())))
+        else:
+            wrong_sign = bool(drop_l.any() or drop_u.any() or drop_g.any())
+        if feasible and not wrong_sign:
+            # rows _kkt left out as dependent hold only if they agree with the kept ones
             if qp.E.size and np.abs(qp.E @ z - qp.e).max() > 1e-10 * scale:
+                return None
+            if gz.size and (gz - qp.h).max() > 1e-10 * scale:
                 return None
             return np.clip(z, qp.lb, qp.ub)
         lower = (lower & ~drop_l) | add_l
@@ -149,7 +222,22 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
     return None
 
 
+
 def _sets_at(qp: QP, z: FloatArray) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """The constraints active at an approximate optimum (SLSQP's, good to ~1e-8).
+
+    Where the gross cap does not bind, any split ``w = long - short`` of a weight is optimal,
+    and SLSQP may return one with both halves positive that fills the cap: read there, the cap
+    and both halves' bounds would look wrong. Each pair is first lowered by the same amount
+    until one half is at its lower bound; ``w``, the objective and every other row stay as
+    they were.
+    """
+    z = z.copy()
+    if qp.pairs.size:
+        long_, short = qp.pairs[:, 0], qp.pairs[:, 1]
+        down = np.maximum(np.minimum(z[long_] - qp.lb[long_], z[short] - qp.lb[short]), 0.0)
+        z[long_] -= down
+        z[short] -= down
     tol = 1e-7 * (1.0 + np.abs(z).max(initial=0.0))
     lower = (z - qp.lb) <= tol
     upper = ((qp.ub - z) <= tol) & ~lower
