@@ -303,6 +303,28 @@ async def test_concurrent_submissions_cannot_overrun_the_position_cap(
     assert len(broker.new_orders) == 3
 
 
+async def test_concurrent_fills_on_one_position_are_all_counted(store: Store) -> None:
+    """Fills of different orders on one (fund, strategy, symbol) arrive concurrently when the
+    service handles submits at once and the broker fills synchronously. Each fill must build
+    on the position left by the one before it, in memory and in the store: 40 buys of 1..40
+    shares and then 20 sells of 1..20 leave 820 - 210 = 610 shares, as the broker holds."""
+    broker = RecordingBroker(fill_price="100")
+    oms = await make(store, broker)
+    buys = await asyncio.gather(*(oms.submit(order(f"b{i}", qty=str(i)))
+                                  for i in range(1, 41)))
+    assert {r.status for r in buys} == {S.FILLED}
+    sells = await asyncio.gather(*(oms.submit(order(f"s{i}", qty=str(i), side=Side.SELL))
+                                   for i in range(1, 21)))
+    assert {r.status for r in sells} == {S.FILLED}
+    assert oms.positions("f1") == {"AAPL": D(610)}
+    [(_f, _s, symbol, stored)] = await store.positions()
+    assert (symbol, stored.quantity, stored.avg_cost, stored.realized_pnl) == (
+        "AAPL", D(610), D(100), D(0))
+    assert oms.position_states("f1")[("s1", "AAPL")] == stored
+    assert broker.held_positions == {"AAPL": D(610)}
+    assert await oms.reconcile("f1") == []
+
+
 async def test_concurrent_repeats_of_one_key_make_one_order(store: Store,
                                                             broker: RecordingBroker) -> None:
     oms = await make(store, broker, fund(max_position_pct_nav=D("0.01")))

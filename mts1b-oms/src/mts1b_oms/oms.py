@@ -55,6 +55,7 @@ from mts1b_foundation import (
 from mts1b_platform.logging import get_logger
 
 from mts1b_oms.gates import FundMemory, GateContext, GatePipeline
+from mts1b_oms.keyedlocks import KeyedLocks
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
 from mts1b_oms.state import OrderState, Outcome, apply_event, new_order_state
 from mts1b_oms.store import OutboxItem, StaleState, Store
@@ -134,7 +135,8 @@ class Oms:
         self._books: dict[str, _Book] = defaultdict(lambda: _Book({}, {}, {}))
         self._pos: dict[tuple[str, str, str], PositionState] = {}
         self._open: dict[str, OrderState] = {}
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
+        self._position_locks = KeyedLocks()  # one fill per (fund, strategy, symbol) at a time
         self._reports: asyncio.Task[None] | None = None
         self.alerts: list[Alert] = []
         self._seen_reports: OrderedDict[tuple[Any, ...], None] = OrderedDict()
@@ -445,7 +447,7 @@ class Oms:
         Returns the order's state afterwards (unchanged for a duplicate or an impossible event,
         which is recorded as an alert), or ``None`` for an unknown order.
         """
-        async with self._locks[order_id]:
+        async with self._order_locks.hold(order_id):
             for _attempt in range(5):
                 before = await self._load(order_id)
                 if before is None:
@@ -477,6 +479,22 @@ class Oms:
     async def _persist(self, before: OrderState, out: Outcome, *, fill: Fill | None,
                        busted: str | None, replace: ReplaceRequest | None,
                        reason: str | None) -> None:
+        """Write one change. A fill, bust or correction also moves the position: it is
+        computed from the position the previous change left, written, and taken into memory
+        under that position's lock. Without the lock, two orders filling at once (the service
+        submits concurrently and a broker may fill synchronously) would both start from the
+        same position and one fill would be lost."""
+        o = out.state.order
+        guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        if fill is not None or busted is not None:
+            guard = self._position_locks.hold((o.fund_id, o.strategy_id, o.instrument.symbol))
+        async with guard:
+            await self._write_change(before, out, fill=fill, busted=busted, replace=replace,
+                                     reason=reason)
+
+    async def _write_change(self, before: OrderState, out: Outcome, *, fill: Fill | None,
+                            busted: str | None, replace: ReplaceRequest | None,
+                            reason: str | None) -> None:
         now = self.clock.now()
         after = out.state
         o = after.order
