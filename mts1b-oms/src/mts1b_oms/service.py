@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -196,6 +197,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
               namespace=opts.namespace or "")
     await bus.nc.flush()  # every subscription is known to the server before we say ready
+    # Everything built so far (modules, configs, the loaded book) lives as long as the process.
+    # Freezing it keeps it out of the collector's full passes, which otherwise walk all of it
+    # and stall every order in hand: on the 2-core bench each full pass took ~30 ms, about
+    # half of that after the freeze.
+    gc.freeze()
     if ready is not None:
         ready.set()
     await done.wait()
