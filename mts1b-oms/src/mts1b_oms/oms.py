@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -59,7 +59,7 @@ from mts1b_oms.keyedlocks import KeyedLocks
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
 from mts1b_oms.state import OrderState, Outcome, apply_event, new_order_state
 from mts1b_oms.store import OutboxItem, StaleState, Store
-from mts1b_oms.tradingstate import TradingStates, make_change, make_command
+from mts1b_oms.tradingstate import TradingStates, make_change, make_command, restrictiveness
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "Oms", "StateFanout"]
 
@@ -135,10 +135,12 @@ class Oms:
         self._books: dict[str, _Book] = defaultdict(lambda: _Book({}, {}, {}))
         self._pos: dict[tuple[str, str, str], PositionState] = {}
         self._open: dict[str, OrderState] = {}
+        self._sending: set[str] = set()  # order ids whose broker.submit is in flight
+        self._state_lock = asyncio.Lock()  # kill-switch changes: store then memory, one by one
         self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
         self._position_locks = KeyedLocks()  # one fill per (fund, strategy, symbol) at a time
         self._reports: asyncio.Task[None] | None = None
-        self.alerts: list[Alert] = []
+        self.alerts: deque[Alert] = deque(maxlen=1_000)  # the latest; all are in the store
         self._seen_reports: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
     # --- start / stop -------------------------------------------------------------------------
@@ -154,11 +156,14 @@ class Oms:
             if stored is not None:
                 self.nav[fund_id], self.peak_nav[fund_id] = stored
         for fund_id, strategy_id, symbol, p in await self.store.positions():
+            if fund_id not in self.funds:  # another instance's fund
+                continue
             self._pos[(fund_id, strategy_id, symbol)] = p
             book = self._books[fund_id]
             book.positions[symbol] = book.positions.get(symbol, ZERO) + p.quantity
         for st in await self.store.open_orders():
-            self._track(None, st)
+            if st.order.fund_id in self.funds:  # recover() must not send another fund's order
+                self._track(None, st)  # through this instance's broker
         if consume_reports:
             self._reports = asyncio.get_running_loop().create_task(self._consume_reports())
         await self.recover()
@@ -271,10 +276,11 @@ class Oms:
                 self.pipeline.forget(o, ctx)
             return await self._repeat(held, now)
         self._notify()
-        if decision.state_change is not None:
+        if decision.state_change is not None:  # only ever a step up: never undo a halt
             await self.set_trading_state(SetTradingState(
                 scope="fund", scope_id=fund.fund_id, state=decision.state_change,
-                actor="oms.drawdown", reason=denial.message if denial else "drawdown"))
+                actor="oms.drawdown", reason=denial.message if denial else "drawdown"),
+                escalate_only=True)
         if denial is not None:
             _log.info("order denied", order_id=state.order_id, code=denial.code.value,
                       gate=denial.gate)
@@ -283,25 +289,50 @@ class Oms:
                                 ts=now)
         self._reserve(state, -1)  # committed: from here the open-order book counts it
         self._track(None, state)
-        halted, (scope, scope_id) = self.states.effective(o.fund_id, o.strategy_id)
-        if halted is TradingState.HALTED:  # a halt landed while the order was being written:
-            # its cancel sweep may have missed this order, so it must not reach the broker
+        forbidden = self._forbidden(state)
+        if forbidden is not None:  # a halt or REDUCING landed while the order was being
+            # written: the state's cancel sweep may have missed it, so it must not be sent
+            code, why = forbidden
             state = await self.apply(state.order_id, E.CANCELED,
-                                     reason=f"halted ({scope} {scope_id}) before it was sent"
-                                     ) or state
+                                     reason=f"{why} before it was sent") or state
             return CommandReply(ok=False, order_id=state.order_id, status=state.status,
-                                code=DenialCode.TRADING_HALTED.value,
-                                message=f"trading was halted for {scope} {scope_id} before "
-                                        f"the order was sent", ts=now)
+                                code=code.value, message=f"{why} before the order was sent",
+                                ts=now)
         state = await self._send(state)
         return self._reply(state, now)
+
+    def _forbidden(self, state: OrderState) -> tuple[DenialCode, str] | None:
+        """Why the trading state forbids this order to work now, or None.
+
+        HALTED forbids every order; REDUCING forbids one that takes its position further from
+        zero, judged with the older open orders on its side as the REDUCING sweep judges them
+        (:meth:`_risk_increasing`). Checked wherever an order is about to reach the broker or
+        has just reached it, because a state change can land at any ``await`` in between.
+        """
+        o = state.order
+        trading, (scope, scope_id) = self.states.effective(o.fund_id, o.strategy_id)
+        if trading is TradingState.HALTED:
+            return DenialCode.TRADING_HALTED, f"trading is halted for {scope} {scope_id}"
+        if trading is TradingState.REDUCING:
+            side = [st for st in self._open.values() if st.order_id != state.order_id
+                    and st.order.fund_id == o.fund_id and st.order.side is o.side
+                    and st.order.instrument.symbol == o.instrument.symbol]
+            if any(st.order_id == state.order_id
+                   for st in self._risk_increasing([*side, state])):
+                return DenialCode.REDUCE_ONLY, f"{scope} {scope_id} is reducing"
+        return None
 
     async def _repeat(self, order_id: str, now: dt.datetime) -> CommandReply:
         state = await self._load(order_id)
         if state is None:  # pragma: no cover - the idempotency row and order share a tx
             return _fail("OMS.STORE", f"order {order_id} missing", now)
         if state.status is S.PENDING:
+            forbidden = self._forbidden(state)
             state = await self._send(state)  # same order_id: the broker sees a repeat
+            if forbidden is not None:  # not sent (canceled at the broker instead)
+                return CommandReply(ok=False, order_id=state.order_id, status=state.status,
+                                    code=forbidden[0].value, duplicate=True, ts=now,
+                                    message=f"{forbidden[1]}: the order was not sent")
         reply = self._reply(state, now)
         if state.status is S.DENIED:
             denial = await self._denial_of(order_id)
@@ -327,7 +358,19 @@ class Oms:
         return CommandReply(ok=True, order_id=state.order_id, status=status, ts=now)
 
     async def _send(self, state: OrderState) -> OrderState:
-        """Send an order to the broker and record the answer."""
+        """Send an order to the broker and record the answer.
+
+        Also the path of a retry and of :meth:`recover`, whose order may already be at the
+        broker from an earlier try with an unknown outcome: if the trading state now forbids
+        the order, it is canceled at the broker instead of sent. A halt or REDUCING that lands
+        while the broker has the request (its sweep's cancel can even overtake the order) is
+        caught when the answer comes back, and the order is canceled then.
+        """
+        forbidden = self._forbidden(state)
+        if forbidden is not None:
+            await self.cancel(state.order_id, f"{forbidden[1]}: not sent")
+            return await self._load(state.order_id) or state
+        self._sending.add(state.order_id)
         try:
             report = await self.broker.submit(state.order)
         except BrokerRejected as exc:
@@ -339,12 +382,28 @@ class Oms:
             _log.warning("broker outcome unknown; order stays pending",
                          order_id=state.order_id, error=exc.message)
             return state
+        finally:
+            self._sending.discard(state.order_id)
         await self.on_execution_report(report)
-        return await self._load(state.order_id) or state
+        after = await self._load(state.order_id) or state
+        forbidden = self._forbidden(after)
+        if forbidden is not None and after.is_open and after.status is not S.PENDING_CANCEL:
+            await self.cancel(after.order_id, f"{forbidden[1]} while the order was sent")
+            after = await self._load(after.order_id) or after
+        return after
 
     # --- cancel / replace -----------------------------------------------------------------------
 
     async def cancel(self, order_id: str, reason: str = "requested") -> CommandReply:
+        """Cancel at the broker; ``ok`` only when the cancel took (pending or done).
+
+        If the broker refuses and the order is working again while the trading state forbids
+        it (a halt's cancel can overtake the order itself on its way to the venue), the cancel
+        is sent once more.
+        """
+        return await self._cancel(order_id, reason, again=True)
+
+    async def _cancel(self, order_id: str, reason: str, *, again: bool) -> CommandReply:
         now = self.clock.now()
         state = await self._load(order_id)
         if state is None:
@@ -361,12 +420,31 @@ class Oms:
                                     message="cancel not possible now", ts=now)
             state = after
         state = await self._send_cancel(state)
+        if again and state.is_open and state.status is not S.PENDING_CANCEL and (
+                self._forbidden(state) is not None):
+            return await self._cancel(order_id, reason, again=False)
+        if state.status not in {S.PENDING_CANCEL, S.CANCELED}:  # the broker refused it, or the
+            # order filled first: the caller must not count it as canceled
+            return CommandReply(ok=False, order_id=order_id, status=state.status,
+                                code="OMS.CANCEL_REJECTED",
+                                message=f"cancel did not take: order is {state.status}", ts=now)
         return CommandReply(ok=True, order_id=order_id, status=state.status, ts=now)
 
     async def _send_cancel(self, state: OrderState) -> OrderState:
         try:
             report = await self.broker.cancel(state.order_id)
-        except (BrokerRejected, BrokerTransportError) as exc:
+        except BrokerRejected as exc:
+            if state.prior is S.PENDING and state.order_id not in self._sending:
+                # The broker never acknowledged it, no request is on its way, and it says it
+                # has no such order: nothing is working there. Going back to pending would let
+                # a retry or a restart send it after all (a late fill still applies). While a
+                # submit is in flight the cancel may simply have overtaken it: then the order
+                # goes back to pending and _send cancels it again once the answer is in.
+                return await self.apply(state.order_id, E.CANCELED,
+                                        reason=f"not at the broker: {exc.message}") or state
+            return await self.apply(state.order_id, E.CANCEL_REJECTED,
+                                    reason=exc.message or "cancel rejected") or state
+        except BrokerTransportError as exc:
             return await self.apply(state.order_id, E.CANCEL_REJECTED,
                                     reason=exc.message or "cancel rejected") or state
         except BrokerUnknownOutcome:
@@ -415,6 +493,13 @@ class Oms:
         self._seen_reports[key] = None
         if len(self._seen_reports) > 10_000:
             self._seen_reports.popitem(last=False)
+        try:
+            return await self._apply_report(report)
+        except BaseException:  # not applied: a copy sent again must not be skipped
+            self._seen_reports.pop(key, None)
+            raise
+
+    async def _apply_report(self, report: ExecutionReport) -> OrderState | None:
         event = _REPORT_EVENTS[report.exec_type]
         fill = None
         if event in {E.PARTIALLY_FILLED, E.FILLED}:
@@ -468,8 +553,13 @@ class Oms:
                 try:
                     await self._persist(before, out, fill=fill, busted=busted_trade_id,
                                         replace=replace, reason=reason)
-                except StaleState:
-                    self._open.pop(order_id, None)  # reload from the store and try again
+                except StaleState:  # another writer moved the order: take its version
+                    # into the book (leaves included) and try again from there
+                    fresh = await self.store.load_order(order_id)
+                    if fresh is None:  # pragma: no cover - orders are never deleted
+                        self._open.pop(order_id, None)
+                    else:
+                        self._track(before, fresh)
                     continue
                 self._track(before, out.state)
                 self._notify()
@@ -540,15 +630,33 @@ class Oms:
 
     # --- kill switch ----------------------------------------------------------------------------
 
-    async def set_trading_state(self, command: SetTradingState) -> CommandReply:
+    async def set_trading_state(self, command: SetTradingState, *,
+                                escalate_only: bool = False) -> CommandReply:
         """Halt, reduce or resume a scope. HALTED cancels every working order in the scope at
-        the broker; only an explicit ACTIVE (resume) clears a halt."""
+        the broker; only an explicit ACTIVE (resume) clears a halt.
+
+        Changes are recorded one at a time, store then memory, so memory ends in the order the
+        store has. ``escalate_only`` (the drawdown gate's changes) records the change only if
+        it is more restrictive than the scope's state: a drawdown REDUCING decided before an
+        operator's HALT landed must not replace it, and many orders breaching at once make
+        one change, not one each. The reply's context says whether it was ``applied``.
+        """
         now = self.clock.now()
         change = make_change(command.scope, command.scope_id, command.state, command.actor,
                              command.reason, now)
-        await self.store.set_trading_state(
-            change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())])
-        self.apply_state_change(change)
+        async with self._state_lock:
+            current = self.states.get(command.scope, command.scope_id)
+            applied = not escalate_only or (
+                restrictiveness(command.state) > restrictiveness(current))
+            if applied:
+                applied = await self.store.set_trading_state(
+                    change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())],
+                    escalate_only=escalate_only)
+            if applied:
+                self.apply_state_change(change)
+        if not applied:
+            return CommandReply(ok=True, ts=now, context={"state": current.value,
+                                                          "applied": False, "canceled": 0})
         self._notify()
         if self.fanout is not None:
             try:
@@ -559,7 +667,7 @@ class Oms:
                      state=change.state.value, actor=change.actor, reason=change.reason)
         canceled = await self.enforce_state(change)
         return CommandReply(ok=True, ts=now, context={"state": command.state.value,
-                                                      "canceled": canceled})
+                                                      "applied": True, "canceled": canceled})
 
     async def enforce_state(self, change: TradingStateChange) -> int:
         """Cancel the working orders a new state forbids; return how many were canceled.
@@ -599,11 +707,13 @@ class Oms:
         return out
 
     async def _open_in_scope(self, scope: str, scope_id: str) -> list[OrderState]:
-        """Open orders of a scope, read from the store (so every instance's orders count)."""
+        """Open orders of a scope among this instance's funds, read from the store (so orders
+        another process wrote for these funds count too). Other funds' orders are left to
+        their own instance, which sees the same change on the fan-out: only it holds their
+        broker."""
         orders = await self.store.open_orders(scope_id if scope == "fund" else None)
-        if scope == "strategy":
-            orders = [st for st in orders if st.order.strategy_id == scope_id]
-        return orders
+        return [st for st in orders if st.order.fund_id in self.funds
+                and (scope != "strategy" or st.order.strategy_id == scope_id)]
 
     async def halt(self, scope: str = "global", scope_id: str = "*", *, actor: str = "operator",
                    reason: str = "halt") -> CommandReply:

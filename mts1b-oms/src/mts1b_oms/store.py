@@ -262,15 +262,21 @@ class Store:
         return [item.row[0] in changed for item in batch]
 
     async def set_trading_state(self, change: TradingStateChange,
-                                outbox: Sequence[OutboxItem]) -> None:
+                                outbox: Sequence[OutboxItem], *,
+                                escalate_only: bool = False) -> bool:
+        """Record a kill-switch change with its events; return whether it was recorded.
+
+        ``escalate_only`` (automatic changes such as the drawdown gate's): recorded only when
+        more restrictive than the scope's stored state, so it can never undo an operator's halt
+        written by another instance.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO trading_states (scope, scope_id, state, actor, reason, ts) "
-                "VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (scope, scope_id) DO UPDATE SET "
-                "state=EXCLUDED.state, actor=EXCLUDED.actor, reason=EXCLUDED.reason, "
-                "ts=EXCLUDED.ts", change.scope, change.scope_id, change.state.value,
-                change.actor, change.reason, change.ts)
-            await self._outbox(conn, outbox)
+            applied = await conn.fetchval(
+                _SET_TRADING_STATE, change.scope, change.scope_id, change.state.value,
+                change.actor, change.reason, change.ts, escalate_only)
+            if applied:
+                await self._outbox(conn, outbox)
+        return bool(applied)
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -472,6 +478,19 @@ def _event_rows(order_id: str, items: Sequence[OutboxItem]
 # The statements take their rows as arrays (unnest): one fixed text serves any number of orders,
 # with or without denials, fills, busts or position rows (an empty array inserts nothing), and
 # PostgreSQL prepares each statement once per connection.
+
+# $7 = escalate_only: then an existing row changes only for a more restrictive state (the CASE
+# is tradingstate.restrictiveness); RETURNING yields no row when nothing was written.
+_SET_TRADING_STATE = """
+INSERT INTO trading_states AS t (scope, scope_id, state, actor, reason, ts)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (scope, scope_id) DO UPDATE
+    SET state = EXCLUDED.state, actor = EXCLUDED.actor, reason = EXCLUDED.reason, ts = EXCLUDED.ts
+    WHERE NOT $7
+       OR (CASE t.state WHEN 'HALTED' THEN 2 WHEN 'REDUCING' THEN 1 ELSE 0 END)
+        < (CASE EXCLUDED.state WHEN 'HALTED' THEN 2 WHEN 'REDUCING' THEN 1 ELSE 0 END)
+RETURNING true
+"""
 
 _INSERT_OUTBOX = """
 INSERT INTO outbox (msg_id, subject, payload)

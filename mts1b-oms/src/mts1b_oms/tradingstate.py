@@ -14,13 +14,18 @@ from collections.abc import Iterator, Mapping
 from mts1b_foundation import SetTradingState, TradingState, TradingStateChange, parse_message
 
 __all__ = ["GLOBAL", "Scope", "TradingStates", "make_change", "make_command", "parse_change",
-           "scope_key"]
+           "restrictiveness", "scope_key"]
 
 Scope = tuple[str, str]
 """``(scope, scope_id)``: ``("global", "*")``, ``("fund", "f1")`` or ``("strategy", "s1")``."""
 
 GLOBAL: Scope = ("global", "*")
 _RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def restrictiveness(state: TradingState) -> int:
+    """0 for ACTIVE, 1 for REDUCING, 2 for HALTED: an automatic change may only go up."""
+    return _RANK[state]
 
 
 def scope_key(scope: str, scope_id: str) -> str:
