@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from mts1b_foundation import (
     DenialCode,
-    Equity,
     ExecType,
     ExecutionReport,
     Fill,
@@ -27,6 +26,7 @@ from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
+from mts1b_oms.testing import make_order as order
 from mts1b_oms.tradingstate import make_change
 
 pytestmark = pytest.mark.integration
@@ -37,11 +37,6 @@ D = Decimal
 def fund(fund_id: str = "f1", **risk: Any) -> FundConfig:
     return make_fund(fund_id, name="Fund", broker_account_id=f"acc-{fund_id}", **risk)
 
-
-def order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",
-          symbol: str = "AAPL") -> Order:
-    return Order(idempotency_key=key, fund_id=fund_id, strategy_id="s1",
-                 instrument=Equity(symbol=symbol), side=side, quantity=D(qty))
 
 
 async def make(store: Store, broker: RecordingBroker, *funds: FundConfig, **kw: Any) -> Oms:

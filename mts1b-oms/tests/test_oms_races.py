@@ -21,7 +21,6 @@ from mts1b_foundation import (
     BrokerTransportError,
     BrokerUnknownOutcome,
     DenialCode,
-    Equity,
     ExecType,
     ExecutionReport,
     FundConfig,
@@ -34,6 +33,7 @@ from mts1b_foundation import (
 from mts1b_oms.oms import Oms
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
+from mts1b_oms.testing import make_order as order
 from mts1b_oms.tradingstate import make_change
 
 pytestmark = pytest.mark.integration
@@ -47,11 +47,6 @@ D = Decimal
 def fund(fund_id: str = "f1", **risk: Any) -> FundConfig:
     return make_fund(fund_id, name="Fund", broker_account_id=f"acc-{fund_id}", **risk)
 
-
-def order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",
-          symbol: str = "AAPL") -> Order:
-    return Order(idempotency_key=key, fund_id=fund_id, strategy_id="s1",
-                 instrument=Equity(symbol=symbol), side=side, quantity=D(qty))
 
 
 class MakeOms(Protocol):

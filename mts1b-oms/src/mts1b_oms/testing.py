@@ -8,9 +8,10 @@ killed - the crash-safety test uses that to prove no order reached it twice.
 
 For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper``).
 
-Two more helpers shared by the tests and the benchmarks, so each is written once:
-:func:`make_fund` (a fund whose envelope disables every limit except the ones asked for) and
-:func:`drop_schema` (remove a throwaway PostgreSQL schema after a run).
+More helpers shared by the tests and the benchmarks, so each is written once:
+:func:`make_fund` (a fund whose envelope disables every limit except the ones asked for),
+:func:`make_order` (a market order by idempotency key) and :func:`drop_schema` (remove a
+throwaway PostgreSQL schema after a run).
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ from mts1b_foundation import (
     AccountSnapshot,
     BrokerRejected,
     ConnectionState,
+    Equity,
     ExecType,
     ExecutionReport,
     FundConfig,
     Order,
     Position,
     RiskEnvelope,
+    Side,
 )
 
 from mts1b_oms.store import Store
 
-__all__ = ["RecordingBroker", "drop_schema", "make_fund"]
+__all__ = ["RecordingBroker", "drop_schema", "make_fund", "make_order"]
 
 
 def make_fund(fund_id: str = "f1", *, name: str = "Fund one",
@@ -50,6 +53,14 @@ def make_fund(fund_id: str = "f1", *, name: str = "Fund one",
     env = RiskEnvelope.unrestricted().model_copy(update=risk)
     return FundConfig(fund_id=fund_id, name=name, target_nav_usd=Decimal(nav), broker="paper",
                       broker_account_id=broker_account_id, risk=env)
+
+
+def make_order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",
+               symbol: str = "AAPL") -> Order:
+    """A market order of strategy ``s1`` whose idempotency key is ``key`` (the OMS assigns
+    the order id)."""
+    return Order(idempotency_key=key, fund_id=fund_id, strategy_id="s1",
+                 instrument=Equity(symbol=symbol), side=side, quantity=Decimal(qty))
 
 
 async def drop_schema(dsn: str, schema: str) -> None:
