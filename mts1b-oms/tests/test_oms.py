@@ -298,6 +298,35 @@ async def test_concurrent_submissions_cannot_overrun_the_position_cap(
     assert len(broker.new_orders) == 3
 
 
+async def test_a_report_that_failed_to_apply_is_applied_when_sent_again(
+        store: Store, broker: RecordingBroker) -> None:
+    """Reports are deduplicated by content, but a report is remembered only once it applied:
+    a copy resent after a failed attempt (here the database write fails once) must not be
+    skipped as already seen, or the fill would be lost."""
+    oms = await make(store, broker)
+    oid = (await oms.submit(order("k1", qty="10"))).order_id or ""
+    report = ExecutionReport(broker="paper", account_id="acc-f1", order_id=oid,
+                             exec_type=ExecType.FILL, ts=dt.datetime.now(dt.UTC), trade_id="T1",
+                             symbol="AAPL", side=Side.BUY, last_quantity=D(10),
+                             last_price=D(100))
+    real = oms.apply
+    calls = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database went away")
+        return await real(*args, **kwargs)
+
+    oms.apply = fails_once  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await oms.on_execution_report(report)
+    after = await oms.on_execution_report(report)
+    assert after is not None and after.status is S.FILLED
+    assert oms.positions("f1") == {"AAPL": D(10)}
+
+
 async def test_concurrent_fills_on_one_position_are_all_counted(store: Store) -> None:
     """Fills of different orders on one (fund, strategy, symbol) arrive concurrently when the
     service handles submits at once and the broker fills synchronously. Each fill must build

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
 from mts1b_foundation import (
@@ -44,10 +44,6 @@ D = Decimal
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def fund(fund_id: str = "f1", **risk: Any) -> FundConfig:
-    return make_fund(fund_id, name="Fund", broker_account_id=f"acc-{fund_id}", **risk)
-
-
 
 class MakeOms(Protocol):
     async def __call__(self, broker: BrokerProtocol, *funds: FundConfig) -> Oms: ...
@@ -60,7 +56,7 @@ async def make(store: Store) -> AsyncIterator[MakeOms]:
     made: list[Oms] = []
 
     async def _make(broker: BrokerProtocol, *funds: FundConfig) -> Oms:
-        o = Oms(store, broker, list(funds) or [fund()])
+        o = Oms(store, broker, list(funds) or [make_fund()])
         o.set_price("AAPL", D(100))
         await o.start(consume_reports=False)
         made.append(o)
@@ -336,7 +332,7 @@ async def test_drawdown_reducing_does_not_downgrade_operator_halt(store: Store,
     operator halts the fund. The drawdown's state change, applied after the write, must not
     overwrite the HALT with REDUCING: that lifted the halt without a resume."""
     broker = RecordingBroker(fill_price="100")
-    oms = await make(broker, fund(max_drawdown_pct=D("0.10"),
+    oms = await make(broker, make_fund(max_drawdown_pct=D("0.10"),
                                   drawdown_action=TradingState.REDUCING))
     assert (await oms.submit(order("seed", "100"))).status is S.FILLED  # long 100
     await oms.update_nav("f1", D(1_000_000))
@@ -365,7 +361,7 @@ async def test_concurrent_drawdown_breaches_change_state_once(store: Store,
     The fund must change state exactly once (one state.changed event, one cancel sweep), not
     once per submit with a sweep each that cancels every working order again."""
     broker = RecordingBroker()
-    oms = await make(broker, fund(max_drawdown_pct=D("0.10")))
+    oms = await make(broker, make_fund(max_drawdown_pct=D("0.10")))
     working = [await oms.submit(order(f"w{i}", str(10 + i))) for i in range(3)]
     assert {r.status for r in working} == {S.ACCEPTED}
     await oms.update_nav("f1", D(1_000_000))
@@ -411,10 +407,10 @@ async def test_start_does_not_send_another_funds_pending_orders(store: Store,
     fund f2 on another venue; its start() and recover() must not send f1's order to B's venue
     (start used to load every fund's open orders and recover re-sent the pending ones)."""
     venue_a, venue_b = TimeoutBroker(name="venueA"), RecordingBroker(name="venueB")
-    a = await make(venue_a, fund("f1"))
+    a = await make(venue_a, make_fund("f1"))
     r = await a.submit(order("k1", "100"))
     assert r.status is S.PENDING
-    b = await make(venue_b, fund("f2"))
+    b = await make(venue_b, make_fund("f2"))
     assert await b.recover() == 0
     assert venue_b.submissions == [] and venue_b.orders == {}
     assert await status_of(store, r.order_id) is S.PENDING
@@ -427,8 +423,8 @@ async def test_global_halt_on_other_instance_does_not_cancel_through_its_broker(
     sees the state change (the fan-out), through venue A."""
     venue_a = CancelRefusingBroker(name="venueA")
     venue_b = CancelRefusingBroker(name="venueB")
-    a = await make(venue_a, fund("f1"))
-    b = await make(venue_b, fund("f2"))
+    a = await make(venue_a, make_fund("f1"))
+    b = await make(venue_b, make_fund("f2"))
     ra = await a.submit(order("a1", "10"))
     rb = await b.submit(order("b1", "10", fund_id="f2"))
     assert ra.status is S.ACCEPTED and rb.status is S.ACCEPTED
