@@ -13,6 +13,7 @@ from mts1b_platform.telemetry import (
     instrumented,
     shutdown_telemetry,
 )
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -23,6 +24,15 @@ def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
     spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
     init_telemetry("svc-test", span_exporter=spans, metric_reader=reader, set_global=False)
     yield spans, reader
+    shutdown_telemetry()
+
+
+@pytest.fixture
+def otel_metrics_only() -> Iterator[InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    telemetry = init_telemetry("svc-metrics", metric_reader=reader, set_global=False)
+    assert telemetry.metering and not telemetry.tracing
+    yield reader
     shutdown_telemetry()
 
 
@@ -88,11 +98,28 @@ def test_trace_context_through_headers(
     assert consume.parent.span_id == publish.context.span_id
 
 
-def test_without_init_nothing_is_exported() -> None:
+def test_without_an_exporter_no_span_is_made_but_the_context_flows() -> None:
+    """Nothing would export it, so no span is opened; a remote parent still becomes the
+    current context, and what is published inside carries the parent's trace on."""
     shutdown_telemetry()
     with instrumented("noop") as span:
-        assert span.get_span_context().is_valid
-    assert extract_trace_context({}) is not None
+        assert not span.get_span_context().is_valid
+        assert "traceparent" not in inject_trace_context({})
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with instrumented("bus.serve", parent=extract_trace_context({"traceparent": parent})):
+        assert inject_trace_context({})["traceparent"] == parent
+    assert not trace.get_current_span().get_span_context().is_valid  # detached on the way out
+
+
+def test_metrics_without_spans(otel_metrics_only: InMemoryMetricReader) -> None:
+    """A metric reader alone: operations are counted although no span is recorded."""
+    with instrumented("oms.submit"):
+        pass
+    with pytest.raises(ValueError, match="bad"), instrumented("oms.submit"):
+        raise ValueError("bad")
+    counts = {p.attributes["outcome"]: p.value
+              for p in _points(otel_metrics_only, "mts.operations")}
+    assert counts == {"ok": 1, "error": 1}
 
 
 def test_otlp_exporters_when_the_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:

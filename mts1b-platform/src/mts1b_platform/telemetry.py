@@ -5,6 +5,13 @@
 bridged to the OTLP log exporter); otherwise nothing leaves the process. Tests pass the SDK's
 in-memory exporters instead.
 
+Where nothing would leave the process, nothing is recorded either: without a span exporter
+:class:`instrumented` opens no span, and without a metric reader it counts nothing. Building a
+span that is then dropped cost a hot service (the OMS, per order) several percent of its CPU.
+Trace context still flows: the incoming ``traceparent`` becomes the current context, so what
+this process publishes carries it on, and a downstream service that does export links its spans
+to the nearest ancestor that was exported.
+
 :class:`instrumented` gives every primitive the same two signals, labelled by service and
 operation: a span named after the operation and a counter ``mts.operations`` (plus a duration
 histogram ``mts.operation.duration`` in seconds) with ``outcome`` ``ok`` or ``error``::
@@ -26,6 +33,7 @@ per process, while tests (and embedded use) need to re-initialise; the first
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -76,7 +84,10 @@ class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
-    exporting: bool
+    tracing: bool
+    """Spans leave the process (an exporter is set up), so :class:`instrumented` opens them."""
+    metering: bool
+    """Metrics are read by something, so :class:`instrumented` counts and times operations."""
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +97,11 @@ class Telemetry:
             "mts.operations", unit="1", description="operations run, by service/operation/outcome")
         self.duration = self.meter.create_histogram(
             "mts.operation.duration", unit="s", description="operation wall time")
+
+    @property
+    def exporting(self) -> bool:
+        """Whether any signal leaves the process."""
+        return self.tracing or self.metering
 
     def shutdown(self) -> None:
         """Flush and stop the providers (and remove the OTLP log bridge)."""
@@ -113,8 +129,8 @@ def init_telemetry(
 
     Exporters: the ones given (tests use ``InMemorySpanExporter``, ``InMemoryMetricReader``,
     ``InMemoryLogExporter``); else OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; else
-    none - spans and metrics are recorded in-process and dropped. Calling again replaces the
-    current setup (the previous one is shut down).
+    none - then spans and metrics are not recorded at all (see the module docstring). Calling
+    again replaces the current setup (the previous one is shut down).
     """
     global _current, _globals_installed
     resource = Resource.create({"service.name": service, **(resource_attributes or {})})
@@ -154,7 +170,8 @@ def init_telemetry(
 
     previous = _current
     _current = Telemetry(service, tracer_provider, meter_provider, logger_provider,
-                         exporting=otlp or span_exporter is not None, _log_handler=handler)
+                         tracing=otlp or span_exporter is not None,
+                         metering=otlp or metric_reader is not None, _log_handler=handler)
     if previous is not None:
         previous.shutdown()
     if set_global and not _globals_installed:
@@ -172,7 +189,7 @@ def current_telemetry() -> Telemetry:
         resource = Resource.create({"service.name": service})
         _current = Telemetry(service, TracerProvider(resource=resource),
                              MeterProvider(resource=resource), LoggerProvider(resource=resource),
-                             exporting=False)
+                             tracing=False, metering=False)
     return _current
 
 
@@ -213,6 +230,7 @@ class instrumented:  # noqa: N801 - used as a decorator, named like one
         self.kind = kind
         self.attributes = attributes
         self._span_cm: Any = None
+        self._token: contextvars.Token[otel_context.Context] | None = None
         self._started = 0.0
         self._telemetry: Telemetry | None = None
 
@@ -222,12 +240,16 @@ class instrumented:  # noqa: N801 - used as a decorator, named like one
     def __enter__(self) -> Span:
         telemetry = current_telemetry()
         self._telemetry = telemetry
+        self._started = time.perf_counter()
+        if not telemetry.tracing:  # no span: the remote parent (if any) is the current context
+            self._span_cm = None
+            self._token = otel_context.attach(self.parent) if self.parent is not None else None
+            return trace.get_current_span()
         attrs = {"service": telemetry.service, "operation": self.operation,
                  **{k: v for k, v in self.attributes.items() if v is not None}}
         self._span_cm = telemetry.tracer.start_as_current_span(
             self.operation, context=self.parent, kind=self.kind, attributes=attrs,
             record_exception=True, set_status_on_exception=True)
-        self._started = time.perf_counter()
         span: Span = self._span_cm.__enter__()
         return span
 
@@ -236,12 +258,17 @@ class instrumented:  # noqa: N801 - used as a decorator, named like one
         telemetry = self._telemetry
         if telemetry is None:
             raise RuntimeError("instrumented.__exit__ without __enter__")
-        outcome = "ok" if exc_type is None else "error"
+        if telemetry.metering:
+            labels = self._labels(telemetry, "ok" if exc_type is None else "error")
+            telemetry.operations.add(1, labels)
+            telemetry.duration.record(time.perf_counter() - self._started, labels)
+        if self._span_cm is None:
+            if self._token is not None:
+                otel_context.detach(self._token)
+                self._token = None
+            return
         if exc_type is None:
             trace.get_current_span().set_status(Status(StatusCode.OK))
-        labels = self._labels(telemetry, outcome)
-        telemetry.operations.add(1, labels)
-        telemetry.duration.record(time.perf_counter() - self._started, labels)
         self._span_cm.__exit__(exc_type, exc, tb)
 
     def _fresh(self) -> instrumented:
