@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,7 @@ from mts1b_oms.testing import make_order as order
 from mts1b_oms.tradingstate import make_change
 
 pytestmark = pytest.mark.integration
+DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 S = OrderStatus
 D = Decimal
 
@@ -227,6 +229,59 @@ async def test_outbox_failed_publish_stays_for_retry(store: Store,
     assert await store.unpublished_count() == 2
     pub.fail = False
     assert await relay.drain() == 2
+
+
+async def test_relay_publishes_from_memory_and_sweeps_what_it_was_not_handed(
+        store: Store, broker: RecordingBroker) -> None:
+    """The relay publishes the rows its store hands over at commit without reading them back;
+    rows it was not handed (another process's writes, a crashed process's leftovers) are found
+    by the sweep, but only once they are ``sweep_after_seconds`` old."""
+    pub = InMemoryPublisher()
+    relay = OutboxRelay(store, pub, sweep_after_seconds=3600)
+    oms = await make(store, broker)
+    await oms.submit(order("mine"))
+    other = await Store.open(DSN, schema=store.schema)
+    try:  # another process on the same database: its rows never reach this relay's memory
+        foreign = await make(other, RecordingBroker())
+        await foreign.submit(order("theirs"))
+    finally:
+        await other.close()
+    assert await relay.publish_pending() == 2  # this store's two events, from memory
+    assert await store.unpublished_count() == 2  # the other process's two
+    assert await relay.publish_pending() == 0  # too young for the sweep
+    assert await relay.sweep(dt.timedelta(0)) == 2
+    assert await store.unpublished_count() == 0
+    keys = [m.order.idempotency_key for _, m, _ in pub.published  # type: ignore[attr-defined]
+            if m.event_type.value == "submitted"]
+    assert keys == ["mine", "theirs"]
+    relay.close()
+    await oms.submit(order("after-close"))  # a detached relay is handed nothing more
+    assert await relay.publish_pending() == 0
+    assert await relay.drain() == 2  # but the table still has it for any sweep
+
+
+async def test_relay_publishing_again_after_a_lost_mark_sends_the_same_msg_ids(
+        store: Store, broker: RecordingBroker) -> None:
+    """Published, then the mark never happened (the process died): the sweep publishes the
+    rows again with the same Nats-Msg-Id, which the stream's duplicate window drops."""
+    pub = InMemoryPublisher()
+    relay = OutboxRelay(store, pub)
+    oms = await make(store, broker)
+    await oms.submit(order("lost-mark"))
+
+    async def no_mark(msg_ids: Any) -> None:
+        raise ConnectionError("database gone")
+
+    real_mark = store.mark_published
+    store.mark_published = no_mark  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    store.mark_published = real_mark  # type: ignore[method-assign]
+    first = [msg_id for _, _, msg_id in pub.published]
+    assert len(first) == 2 and await store.unpublished_count() == 2
+    assert await relay.drain() == 2
+    assert [msg_id for _, _, msg_id in pub.published] == first + first
+    assert await store.unpublished_count() == 0
 
 
 async def test_halt_cancels_working_orders_and_only_resume_clears(

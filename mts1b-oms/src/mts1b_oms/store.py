@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -40,7 +40,8 @@ from mts1b_oms.groupcommit import GroupCommit
 from mts1b_oms.positions import PositionState
 from mts1b_oms.state import OrderState
 
-__all__ = ["OutboxItem", "StaleState", "Store", "StoreError", "state_from_json", "state_to_json"]
+__all__ = ["OutboxItem", "OutboxRow", "StaleState", "Store", "StoreError", "state_from_json",
+           "state_to_json"]
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -64,6 +65,10 @@ class OutboxItem:
     subject: str
     message: WireModel
     msg_id: str
+
+
+OutboxRow = tuple[str, str, bytes]
+"""One committed outbox row as the relay publishes it: ``(msg_id, subject, payload)``."""
 
 
 def state_to_json(s: OrderState) -> str:
@@ -113,6 +118,29 @@ class Store:
             self._write_creates, keys=lambda item: [item.row[0]])  # one claim per key
         self._changes: GroupCommit[_Change, bool] = GroupCommit(self._write_changes,
                                                                 keys=_change_keys)
+        self._commit_listeners: list[Callable[[list[OutboxRow]], None]] = []
+
+    def on_commit(self, listener: Callable[[list[OutboxRow]], None]) -> Callable[[], None]:
+        """Call ``listener`` with the outbox rows of every write of this store, right after it
+        commits (in commit order); returns the function that stops it.
+
+        The relay publishes from here without reading the rows back, so a busy OMS spends one
+        statement per relayed batch (marking it published) instead of three. The table stays
+        the system of record: what a listener misses (a crash, another process's writes) is
+        still found there.
+        """
+        self._commit_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._commit_listeners:
+                self._commit_listeners.remove(listener)
+
+        return remove
+
+    def _committed(self, rows: list[OutboxRow]) -> None:
+        if rows:
+            for listener in list(self._commit_listeners):
+                listener(rows)
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str = "mts_oms", min_size: int = 2,
@@ -178,10 +206,13 @@ class Store:
     # orders share is the round trip, the plan and the WAL flush, which were most of the cost.
 
     @staticmethod
-    async def _outbox(conn: asyncpg.Connection, items: Iterable[OutboxItem]) -> None:
+    async def _outbox(conn: asyncpg.Connection, items: Iterable[OutboxItem]) -> list[OutboxRow]:
+        """Insert outbox rows inside the caller's transaction; return them for
+        :meth:`_committed` once that commits."""
         _ids, msg_ids, subjects, payloads = _outbox_rows("", items)
         if msg_ids:
             await conn.execute(_INSERT_OUTBOX, msg_ids, subjects, payloads)
+        return list(zip(msg_ids, subjects, payloads, strict=True))
 
     async def create_order(self, state: OrderState, outbox: Sequence[OutboxItem], *,
                            now: dt.datetime, window: dt.timedelta,
@@ -248,6 +279,8 @@ class Store:
                 for item in items:
                     key, oid = item.row[0], item.row[1]
                     results[oid] = None if oid in claimed else str(holders.get(key))
+        self._committed([(r[1], r[2], r[3]) for item in batch if results[item.row[1]] is None
+                         for r in item.outbox])
         return [results[item.row[1]] for item in batch]
 
     async def _write_changes(self, batch: Sequence[_Change]) -> list[bool]:
@@ -259,6 +292,8 @@ class Store:
                 *_columns([p for item in batch for p in item.positions], 8),
                 *_columns([e for item in batch for e in item.events], 7),
                 *_columns([r for item in batch for r in item.outbox], 4))}
+        self._committed([(r[1], r[2], r[3]) for item in batch if item.row[0] in changed
+                         for r in item.outbox])
         return [item.row[0] in changed for item in batch]
 
     async def set_trading_state(self, change: TradingStateChange,
@@ -270,12 +305,14 @@ class Store:
         more restrictive than the scope's stored state, so it can never undo an operator's halt
         written by another instance.
         """
+        rows: list[OutboxRow] = []
         async with self.pool.acquire() as conn, conn.transaction():
             applied = await conn.fetchval(
                 _SET_TRADING_STATE, change.scope, change.scope_id, change.state.value,
                 change.actor, change.reason, change.ts, escalate_only)
             if applied:
-                await self._outbox(conn, outbox)
+                rows = await self._outbox(conn, outbox)
+        self._committed(rows)
         return bool(applied)
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:
@@ -284,7 +321,8 @@ class Store:
                 "INSERT INTO alerts (alert_id, severity, text, alert, ts) VALUES "
                 "($1,$2,$3,$4::jsonb,$5) ON CONFLICT DO NOTHING", alert.alert_id,
                 alert.severity.value, alert.text, alert.model_dump_json(), alert.ts)
-            await self._outbox(conn, outbox)
+            rows = await self._outbox(conn, outbox)
+        self._committed(rows)
 
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal:
         """Record NAV; return the peak (high-water mark) including it."""
@@ -374,19 +412,23 @@ class Store:
 
     # --- outbox ---------------------------------------------------------------------------------
 
-    async def claim_outbox(self, conn: asyncpg.Connection, limit: int
-                           ) -> list[tuple[int, str, str, bytes]]:
-        """Take up to ``limit`` unpublished rows, oldest first, and mark them published.
+    async def unpublished(self, limit: int, *, older_than: dt.timedelta = dt.timedelta(0)
+                          ) -> list[OutboxRow]:
+        """Up to ``limit`` rows not yet marked published, oldest first, committed at least
+        ``older_than`` ago (younger ones are normally on their way through
+        :meth:`on_commit`). Nothing is locked: two relays reading the same row both publish
+        it, and the bus drops the second copy by its ``Nats-Msg-Id``."""
+        rows = await self.pool.fetch(
+            "SELECT msg_id, subject, payload FROM outbox WHERE published_at IS NULL "
+            "AND created_at <= now() - $2::interval ORDER BY id LIMIT $1", limit, older_than)
+        return [(r["msg_id"], r["subject"], bytes(r["payload"])) for r in rows]
 
-        Call inside a transaction and commit only once the rows are on the bus: until then
-        the rows stay locked (other relays skip them: SKIP LOCKED), and a rollback un-marks
-        them. Claiming and marking in one statement saves a round trip per batch.
-        """
-        rows = await conn.fetch(
-            "UPDATE outbox SET published_at = now() WHERE id IN (SELECT id FROM outbox "
-            "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
-            "RETURNING id, msg_id, subject, payload", limit)
-        return sorted((r["id"], r["msg_id"], r["subject"], bytes(r["payload"])) for r in rows)
+    async def mark_published(self, msg_ids: Sequence[str]) -> None:
+        """Record that these rows are on the bus (after the bus acknowledged them)."""
+        if msg_ids:
+            await self.pool.execute(
+                "UPDATE outbox SET published_at = now() WHERE msg_id = ANY($1::text[]) "
+                "AND published_at IS NULL", list(msg_ids))
 
     async def unpublished_count(self) -> int:
         return int(await self.pool.fetchval(
