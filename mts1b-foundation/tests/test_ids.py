@@ -2,7 +2,7 @@ import time
 import uuid
 
 import pytest
-from mts1b_foundation import deterministic_id, new_order_id, uuid7
+from mts1b_foundation import deterministic_id, new_event_id, new_order_id, uuid7
 from mts1b_foundation.ids import uuid7_time_ms
 
 
@@ -15,9 +15,13 @@ def test_uuid7_is_version_7_and_time_ordered() -> None:
     assert abs(uuid7_time_ms(ids[-1]) - now_ms) < 5_000
 
 
-def test_order_ids_sort_by_creation() -> None:
-    a, b = new_order_id(), new_order_id()
-    assert a.startswith("ord-") and a < b
+def test_order_and_event_ids_are_canonical_uuid7_text_and_sort_by_creation() -> None:
+    ids = [new_order_id() for _ in range(2000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for text in (ids[0], ids[-1], new_event_id()):
+        prefix, _, rest = text.partition("-")
+        u = uuid.UUID(rest)
+        assert prefix in {"ord", "evt"} and u.version == 7 and str(u) == rest
 
 
 def test_deterministic_ids_repeat() -> None:

@@ -260,3 +260,20 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 TestLifecycle = LifecycleMachine.TestCase
 TestLifecycle.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_state_survives_its_json_column() -> None:
+    """What the store writes in ``orders.state`` reads back as the same state: fills, busted
+    trades, a pending replace and the status it would restore."""
+    from mts1b_oms.store import state_from_json, state_to_json
+
+    s = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.PARTIALLY_FILLED, fill=fill("t1", "40")),
+            go(E.PARTIALLY_FILLED, fill=fill("t2", "10", "10.5")),
+            go(E.BUSTED, busted_trade_id="t2"),
+            go(E.REPLACE_REQUESTED, replace=ReplaceRequest(order_id="ord-1",
+                                                           quantity=Decimal("80"))))
+    assert s.prior is S.PARTIALLY_FILLED and s.busted and s.pending_replace and s.fills
+    text = state_to_json(s)
+    assert state_from_json(text) == s
+    fresh = run()  # before its first event
+    assert state_from_json(state_to_json(fresh)) == fresh

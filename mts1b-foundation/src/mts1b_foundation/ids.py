@@ -27,6 +27,10 @@ def uuid7() -> uuid.UUID:
     Within one process, ids are strictly increasing even when many are made in the same
     millisecond (the counter), and never go backwards if the wall clock does.
     """
+    return uuid.UUID(int=_uuid7_int())
+
+
+def _uuid7_int() -> int:
     global _last_ms, _counter
     with _lock:
         now = time.time_ns() // 1_000_000
@@ -41,7 +45,13 @@ def uuid7() -> uuid.UUID:
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76 | counter << 64
     value |= 0b10 << 62 | rand
-    return uuid.UUID(int=value)
+    return value
+
+
+def _uuid7_text() -> str:
+    """``str(uuid7())`` without building the UUID object: the OMS makes several per order."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def uuid7_time_ms(value: uuid.UUID) -> int:
@@ -53,12 +63,12 @@ def uuid7_time_ms(value: uuid.UUID) -> int:
 
 def new_order_id() -> str:
     """An OMS order id: ``ord-`` + UUIDv7 (time-ordered, globally unique)."""
-    return f"ord-{uuid7()}"
+    return f"ord-{_uuid7_text()}"
 
 
 def new_event_id() -> str:
     """An event id (also the ``Nats-Msg-Id`` of the message announcing it)."""
-    return f"evt-{uuid7()}"
+    return f"evt-{_uuid7_text()}"
 
 
 def deterministic_id(prefix: str, *parts: object) -> str:

@@ -117,6 +117,7 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
 """status (``None`` before creation) -> event type -> target status or :class:`Rule`."""
 
 _WORKING = {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED}
+_PENDING_AMEND = frozenset({S.PENDING_CANCEL, S.PENDING_REPLACE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,17 +324,17 @@ def apply_event(
     elif event_type is E.REPLACE_REJECTED:
         changes["pending_replace"] = None
 
-    after = dataclasses.replace(state, **changes)  # type: ignore[arg-type]
+    # One copy of the state per event (a copy per field changed showed in the OMS's profile).
+    after = dataclasses.replace(state, **changes) if changes else state  # type: ignore[arg-type]
     to = _resolve(target, state, after)
-    if to in {S.PENDING_CANCEL, S.PENDING_REPLACE} and state.status not in {
-        S.PENDING_CANCEL, S.PENDING_REPLACE
-    }:
-        after = dataclasses.replace(after, prior=state.status)
-    elif event_type is E.ACCEPTED and state.status in {S.PENDING_CANCEL, S.PENDING_REPLACE}:
-        after = dataclasses.replace(after, prior=S.ACCEPTED)
-    elif to not in {S.PENDING_CANCEL, S.PENDING_REPLACE}:
-        after = dataclasses.replace(after, prior=None)
-    after = dataclasses.replace(after, status=to, sequence=state.sequence + 1)
+    prior = after.prior
+    if to in _PENDING_AMEND and state.status not in _PENDING_AMEND:
+        prior = state.status
+    elif event_type is E.ACCEPTED and state.status in _PENDING_AMEND:
+        prior = S.ACCEPTED
+    elif to not in _PENDING_AMEND:
+        prior = None
+    after = dataclasses.replace(after, prior=prior, status=to, sequence=state.sequence + 1)
     return Outcome(after, True, state.status, to, event_type)
 
 

@@ -72,16 +72,21 @@ OutboxRow = tuple[str, str, bytes]
 
 
 def state_to_json(s: OrderState) -> str:
-    return json.dumps({
-        "order": s.order.model_dump(mode="json"),
-        "status": s.status.value if s.status else None,
-        "prior": s.prior.value if s.prior else None,
-        "fills": [f.model_dump(mode="json") for f in s.fills.values()],
-        "busted": sorted(s.busted),
-        "pending_replace": (s.pending_replace.model_dump(mode="json")
-                            if s.pending_replace else None),
-        "sequence": s.sequence,
-    })
+    """The ``state`` column: the order, its status and fills, as one JSON object.
+
+    Written on every change of every order, so it is put together from pydantic's own JSON of
+    each model rather than dumped to dicts and encoded again (a third of the time).
+    """
+    fills = ",".join(f.model_dump_json() for f in s.fills.values())
+    replace = s.pending_replace.model_dump_json() if s.pending_replace else "null"
+    return (f'{{"order":{s.order.model_dump_json()},'
+            f'"status":{_json_enum(s.status)},"prior":{_json_enum(s.prior)},'
+            f'"fills":[{fills}],"busted":{json.dumps(sorted(s.busted))},'
+            f'"pending_replace":{replace},"sequence":{int(s.sequence)}}}')
+
+
+def _json_enum(value: OrderStatus | None) -> str:
+    return "null" if value is None else json.dumps(value.value)
 
 
 def state_from_json(text: str | dict[str, Any]) -> OrderState:
