@@ -54,6 +54,8 @@ def serve(
     schema: Schema = "mts_oms",
     namespace: Namespace = None,
     concurrency: Annotated[int, typer.Option(min=1, help="commands handled at once")] = 64,
+    full_gc_interval: Annotated[float, typer.Option(
+        min=0.001, help="seconds between the full garbage collections the service runs")] = 60.0,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain)."""
     from mts1b_oms.service import ServeOptions, load_funds, run_service
@@ -61,7 +63,8 @@ def serve(
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
     opts = ServeOptions(dsn=dsn, funds=load_funds(funds), broker=broker,
                         broker_args=_parse_args(broker_arg or []), schema=schema,
-                        namespace=namespace, prices=px, concurrency=concurrency)
+                        namespace=namespace, prices=px, concurrency=concurrency,
+                        full_gc_interval=full_gc_interval)
     asyncio.run(run_service(opts))
 
 

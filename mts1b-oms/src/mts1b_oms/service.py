@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -46,6 +45,7 @@ from mts1b_foundation import (
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
 
+from mts1b_oms.gcpolicy import ScheduledFullCollections
 from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
@@ -112,6 +112,9 @@ class ServeOptions:
     waiting on PostgreSQL and the broker, so taking the next one meanwhile is what lets
     commits of several orders share a WAL flush. Kill-switch commands are taken one at a time.
     """
+    full_gc_interval: float = 60.0
+    """Seconds between the full garbage collections the service runs itself (see
+    :mod:`mts1b_oms.gcpolicy`); the collector runs none on its own while serving."""
 
 
 async def _watch_states(oms: Oms, kv: Any) -> None:
@@ -197,11 +200,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
               namespace=opts.namespace or "")
     await bus.nc.flush()  # every subscription is known to the server before we say ready
-    # Everything built so far (modules, configs, the loaded book) lives as long as the process.
-    # Freezing it keeps it out of the collector's full passes, which otherwise walk all of it
-    # and stall every order in hand: on the 2-core bench each full pass took ~30 ms, about
-    # half of that after the freeze.
-    gc.freeze()
+    # Full GC passes stall every order in hand; run them on our schedule (see gcpolicy).
+    collections = ScheduledFullCollections(opts.full_gc_interval)
+    collections.start()
     if ready is not None:
         ready.set()
     await done.wait()
@@ -218,4 +219,5 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     await bus.drain()
     await broker.close()
     await store.close()
+    await collections.stop()
     _log.info("oms stopped")
