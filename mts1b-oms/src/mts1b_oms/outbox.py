@@ -2,10 +2,10 @@
 
 Every change the store commits carries its outbox rows; the store hands them to the relay right
 after the commit (:meth:`Store.on_commit`), and the relay publishes them in commit order, each
-with ``Nats-Msg-Id`` = its ``msg_id`` (the event id), then marks them published in one
-statement. Publishing from memory saves reading the rows back: a relayed batch costs one
-statement instead of three (begin, claim, commit), which on a busy OMS was as many round trips
-to PostgreSQL as the orders themselves made.
+with ``Nats-Msg-Id`` = its ``msg_id`` (the event id), then deletes them - the mark of
+"published" - in one statement. Publishing from memory saves reading the rows back: a relayed
+batch costs one statement instead of three (begin, claim, commit), which on a busy OMS was as
+many round trips to PostgreSQL as the orders themselves made.
 
 The table stays the system of record. Rows this process did not hand over - left unpublished by
 a crash, written by another process (``mts mts1b-oms halt``), or dropped from memory after a

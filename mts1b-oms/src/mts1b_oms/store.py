@@ -429,11 +429,14 @@ class Store:
         return [(r["msg_id"], r["subject"], bytes(r["payload"])) for r in rows]
 
     async def mark_published(self, msg_ids: Sequence[str]) -> None:
-        """Record that these rows are on the bus (after the bus acknowledged them)."""
+        """Record that these rows are on the bus (after the bus acknowledged them) by deleting
+        them. The outbox is a queue, not a record: each event stays in its own table
+        (``order_events``, ``fills``, ``positions``, ``alerts``, ``trading_states``). A delete
+        is also cheaper than setting ``published_at`` (no new row version and no new index
+        entries for every row); that column stays NULL."""
         if msg_ids:
-            await self.pool.execute(
-                "UPDATE outbox SET published_at = now() WHERE msg_id = ANY($1::text[]) "
-                "AND published_at IS NULL", list(msg_ids))
+            await self.pool.execute("DELETE FROM outbox WHERE msg_id = ANY($1::text[])",
+                                    list(msg_ids))
 
     async def unpublished_count(self) -> int:
         return int(await self.pool.fetchval(
