@@ -468,3 +468,10 @@ async def test_start_reconciles_positions_with_the_broker(store: Store) -> None:
     oms = await make(store, broker)
     assert [a.text for a in oms.alerts] == ["position mismatch f1 AAPL: oms 0 broker 5"]
     assert oms.positions("f1") == {}  # reported, not overwritten
+
+
+async def test_store_plans_each_statement_for_the_tables_as_they_are(store: Store) -> None:
+    """A generic plan made while the tables were empty would be kept as they grow (autovacuum
+    may never ANALYZE them) and scan the whole orders table per batch; custom plans do not."""
+    async with store.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
