@@ -203,9 +203,12 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     # Full GC passes stall every order in hand; run them on our schedule (see gcpolicy).
     collections = ScheduledFullCollections(opts.full_gc_interval)
     collections.start()
-    if ready is not None:
-        ready.set()
-    await done.wait()
+    try:
+        if ready is not None:
+            ready.set()
+        await done.wait()
+    finally:  # the collector's own schedule again, also if this task is cancelled
+        await collections.stop()
     _log.info("oms draining")
     for sub in subs:  # stop taking commands; handlers in hand finish
         with contextlib.suppress(Exception):
@@ -219,5 +222,4 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     await bus.drain()
     await broker.close()
     await store.close()
-    await collections.stop()
     _log.info("oms stopped")
