@@ -335,7 +335,7 @@ async def test_reconcile_reports_mismatch(store: Store) -> None:
 
 
 async def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
-    assert await store.migration_versions() == [1]
+    assert await store.migration_versions() == [1, 2]
     assert await store.migrate() == []
 
 

@@ -3,8 +3,8 @@
 CPython's collector runs a full pass whenever enough objects have survived into the oldest
 generation. A full pass walks every tracked object the process holds - for the OMS, the whole
 book of open orders - and stops the event loop meanwhile: on the 2-core benchmark machine each
-pass took 15-20 ms, and every order in hand at that moment waited for it. Those passes alone set
-the end-to-end p99.
+pass took 15-20 ms, and every order in hand at that moment waited for it: they made more than
+half of the slowest 1.5 % of orders in the end-to-end benchmark.
 
 :class:`ScheduledFullCollections` freezes what the process built before it started serving (it
 lives as long as the process), leaves the young generations to the allocator as usual (cheap:

@@ -324,7 +324,8 @@ def apply_event(
     elif event_type is E.REPLACE_REJECTED:
         changes["pending_replace"] = None
 
-    # One copy of the state per event (a copy per field changed showed in the OMS's profile).
+    # At most two copies of the state per event (one per field group changed showed in the
+    # OMS's profile).
     after = dataclasses.replace(state, **changes) if changes else state  # type: ignore[arg-type]
     to = _resolve(target, state, after)
     prior = after.prior
