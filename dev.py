@@ -53,7 +53,7 @@ def _run(step: str, argv: Sequence[str], env: dict[str, str] | None = None) -> b
 
 
 def _sync(uv: str) -> None:
-    if not _run("sync", [uv, "sync", "--all-packages", "--all-groups", "--locked"]):
+    if not _run("sync", [uv, "sync", "--all-packages", "--all-groups", "--extra", "dev", "--locked"]):
         sys.exit("[dev] could not set up the workspace environment")
 
 
