@@ -97,12 +97,15 @@ def dev_up(
         "--export", help="print only MTS_NATS_URL=... and MTS_DATABASE_URL=... lines")] = False,
     nats: Annotated[bool, typer.Option(help="ensure NATS with JetStream")] = True,
     postgres: Annotated[bool, typer.Option(help="ensure PostgreSQL")] = True,
+    local: Annotated[bool, typer.Option(
+        "--local", help="always use servers started from the wheels, never the configured "
+                        "ones (a new user's machine)")] = False,
 ) -> None:
     """Use the configured NATS/PostgreSQL when they answer, else start local ones."""
     from mts1b_platform import devservices
 
     try:
-        services = devservices.ensure_up(nats=nats, postgres=postgres)
+        services = devservices.ensure_up(nats=nats, postgres=postgres, local=local)
     except devservices.DevServiceError as exc:
         typer.echo(f"mts dev up: {exc.message}", err=True)
         raise typer.Exit(1) from None
