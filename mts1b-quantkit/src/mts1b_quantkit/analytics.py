@@ -31,7 +31,12 @@ import numpy.typing as npt
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
-from mts1b_quantkit.metrics import _rowwise_pearson, _stats, information_coefficient
+from mts1b_quantkit.metrics import (
+    _rowwise_pearson,
+    _skew_kurtosis,
+    _stats,
+    information_coefficient,
+)
 
 __all__ = [
     "factor_rank_autocorrelation",
@@ -111,7 +116,8 @@ def ic_summary(ic: Any) -> dict[str, float]:
     nan = float("nan")
     mean = float(np.mean(a)) if n else nan
     std = float(np.std(a, ddof=1)) if n > 1 else nan
-    if n >= 2:
+    skew, pearson_kurtosis = _skew_kurtosis(a)
+    if n >= 2:  # the p-value needs Student's t distribution: the one use of scipy here
         test = _stats().ttest_1samp(a, 0.0)
         t_stat, p_value = float(test.statistic), float(test.pvalue)
     else:
@@ -122,8 +128,8 @@ def ic_summary(ic: Any) -> dict[str, float]:
         "ir": mean / std if n > 1 and std > 0 else nan,
         "t_stat": t_stat,
         "p_value": p_value,
-        "ic_skew": float(_stats().skew(a)) if n else nan,
-        "ic_kurtosis": float(_stats().kurtosis(a)) if n else nan,
+        "ic_skew": skew,
+        "ic_kurtosis": pearson_kurtosis - 3.0,
         "n": float(n),
     }
 

@@ -14,11 +14,18 @@ Conventions (the same as empyrical's, so numbers can be compared one for one):
 Shapes: every function takes a 1-D ``(T,)`` series or a 2-D ``(T, N)`` array (one series per
 column; the result is then an ``(N,)`` array), numpy arrays or pandas Series/DataFrames.
 1-D input gives a Python ``float``.
+
+No metric here imports scipy: the normal CDF and quantile come from :mod:`math` and
+:mod:`statistics`, skewness and kurtosis are computed with scipy's own formula (see
+:func:`_skew_kurtosis`), so the first metric a process computes does not pay the second or so
+that importing ``scipy.stats`` takes. Only :mod:`mts1b_quantkit.analytics`' t-test still needs
+it, through :func:`_stats`.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -70,10 +77,56 @@ EULER_GAMMA = 0.5772156649015329
 
 
 def _stats() -> Any:
-    """scipy.stats, imported on first use (it is the slowest part of importing this module)."""
+    """scipy.stats, imported on first use: importing it takes longer than everything else a
+    metric does, so only the functions that genuinely need it (the t-test of
+    :func:`mts1b_quantkit.analytics.ic_summary`) call this."""
     from scipy import stats
 
     return stats
+
+
+_SQRT1_2 = math.sqrt(0.5)
+_STANDARD_NORMAL = statistics.NormalDist()
+
+
+def _norm_cdf(z: float) -> float:
+    """The standard normal CDF, computed the way scipy's ``ndtr`` (``scipy.stats.norm.cdf``) does:
+    ``0.5 + 0.5 erf(z / sqrt 2)`` near zero and ``0.5 erfc(|z| / sqrt 2)`` (or one minus it) in
+    the tails, so small tail probabilities keep their relative precision. ``math.erf``/``erfc``
+    are the C library's rather than scipy's own, so the two agree to a few ulp (relative
+    differences below 5e-15 for ``|z| < 10``), not always bit for bit."""
+    x = z * _SQRT1_2
+    if abs(x) < _SQRT1_2:
+        return 0.5 + 0.5 * math.erf(x)
+    tail = 0.5 * math.erfc(abs(x))
+    return 1.0 - tail if x > 0 else tail
+
+
+def _norm_ppf(p: float) -> float:
+    """The standard normal quantile (``scipy.stats.norm.ppf``), by the standard library's
+    ``NormalDist.inv_cdf`` (Wichura's AS241, about 1e-16 relative; it agrees with scipy's
+    ``ndtri`` to a couple of ulp)."""
+    return _STANDARD_NORMAL.inv_cdf(p)
+
+
+def _skew_kurtosis(col: FloatArray) -> tuple[float, float]:
+    """Biased sample skewness ``m3 / m2**1.5`` and Pearson (non-excess) kurtosis ``m4 / m2**2``
+    of a NaN-free 1-D sample: ``scipy.stats.skew(col)`` and ``kurtosis(col, fisher=False)``
+    with the same operations in the same order (mean, deviations, ``mean(d**2)``,
+    ``mean(d**2 * d)``, ``mean((d**2)**2)``), so the numbers are scipy's to the last bit. Like
+    scipy, a sample whose spread is lost in rounding (``m2 <= (eps * mean)**2``, constant data
+    included) gives NaN for both."""
+    if col.size == 0:
+        return float("nan"), float("nan")
+    mean = np.mean(col)
+    d = col - mean
+    d2 = d**2
+    m2 = np.mean(d2)
+    if m2 <= (np.finfo(np.float64).eps * mean) ** 2:
+        return float("nan"), float("nan")
+    m3 = np.mean(d2 * d)
+    m4 = np.mean(d2**2)
+    return float(m3 / m2**1.5), float(m4 / m2**2.0)
 
 
 # -- input handling -----------------------------------------------------------------------------
@@ -510,7 +563,7 @@ def _psr(sr: float, sr_star: float, n: int, skew: float, kurt: float) -> float:
     if not var > 0:
         return float("nan")
     z = (sr - sr_star) * math.sqrt(n - 1) / math.sqrt(var)
-    return float(_stats().norm.cdf(z))
+    return _norm_cdf(z)
 
 
 def _moments(col: FloatArray) -> tuple[float, int, float, float]:
@@ -520,7 +573,8 @@ def _moments(col: FloatArray) -> tuple[float, int, float, float]:
         return float("nan"), n, float("nan"), float("nan")
     sd = float(np.std(col, ddof=1))
     sr = float(np.mean(col)) / sd if sd > 0 else float("nan")
-    return sr, n, float(_stats().skew(col)), float(_stats().kurtosis(col, fisher=False))
+    g3, g4 = _skew_kurtosis(col)
+    return sr, n, g3, g4
 
 
 def probabilistic_sharpe_ratio(returns: Any, sr_benchmark: float = 0.0, *,
@@ -556,8 +610,8 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
                            field="sharpe_variance", value=sharpe_variance)
     if n_trials == 1:
         return 0.0
-    z1 = _stats().norm.ppf(1.0 - 1.0 / n_trials)
-    z2 = _stats().norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    z1 = _norm_ppf(1.0 - 1.0 / n_trials)
+    z2 = _norm_ppf(1.0 - 1.0 / (n_trials * math.e))
     return float(math.sqrt(sharpe_variance) * ((1 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
 
 
@@ -604,6 +658,7 @@ def summary(returns: Any, factor_returns: Any = None, *, risk_free: float = 0.0,
         raise MetricsError(f"summary takes one series (T,); got shape {a.shape}",
                            field="returns", value=a.shape)
     clean = a[~np.isnan(a)]
+    skew, pearson_kurtosis = _skew_kurtosis(clean)
     out: dict[str, float] = {
         "annual_return": float(cagr(a, periods_per_year=ppy)),
         "cum_returns_final": float(cum_returns_final(a)),
@@ -616,8 +671,8 @@ def summary(returns: Any, factor_returns: Any = None, *, risk_free: float = 0.0,
         "tail_ratio": float(tail_ratio(a)),
         "value_at_risk": float(value_at_risk(a)),
         "conditional_value_at_risk": float(conditional_value_at_risk(a)),
-        "skew": float(_stats().skew(clean)) if clean.size > 2 else float("nan"),
-        "kurtosis": float(_stats().kurtosis(clean)) if clean.size > 3 else float("nan"),
+        "skew": skew if clean.size > 2 else float("nan"),
+        "kurtosis": pearson_kurtosis - 3.0 if clean.size > 3 else float("nan"),
         "hit_rate": float(hit_rate(a)),
         "probabilistic_sharpe_ratio": float(
             probabilistic_sharpe_ratio(a, periods_per_year=ppy)),
