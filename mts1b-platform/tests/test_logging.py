@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from mts1b_platform import logging as mts_logging
 from mts1b_platform import redaction
-from mts1b_platform.logging import configure_logging, get_logger
+from mts1b_platform.logging import configure_logging, get_logger, set_service
 from mts1b_platform.redaction import MASK, redact, register_secret
 
 
@@ -21,6 +22,14 @@ def _fresh_secrets() -> Iterator[None]:
     redaction.clear_secrets()
     yield
     redaction.clear_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _restore_service() -> Iterator[None]:
+    """The service name is process-wide; what a test names must not reach the next one."""
+    saved = mts_logging._service
+    yield
+    mts_logging._service = saved
 
 
 def _json_lines(buf: io.StringIO) -> list[dict[str, object]]:
@@ -49,8 +58,58 @@ def test_bind_and_console_format() -> None:
     log = get_logger("x").bind(fund_id="f1")
     log.warning("careful", order_id="o1")
     out = buf.getvalue()
-    assert "WARNING x: careful" in out
+    assert "WARNING [svc] x: careful" in out
     assert "fund_id=f1 order_id=o1" in out
+
+
+def test_set_service_names_every_line_and_keeps_the_setup() -> None:
+    """What `serve` commands call: the name changes, the handler, level and format the `mts`
+    command chose do not."""
+    buf = io.StringIO()
+    handler = configure_logging(fmt="json", stream=buf, level="WARNING")
+    set_service("")
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    log = get_logger("mts1b_oms.service")
+    log.warning("unnamed")
+    set_service("oms")
+    log.warning("named")
+    log.info("below the level")
+    logging.getLogger("thirdparty").error("plain")
+    assert (list(root.handlers), root.level) == before
+    assert handler in root.handlers
+    unnamed, named, plain = _json_lines(buf)
+    assert "service" not in unnamed  # nothing named it: no field rather than "" or a guess
+    assert named["service"] == "oms"
+    assert plain["service"] == "oms"
+
+    console = io.StringIO()
+    configure_logging(fmt="console", stream=console)
+    log.warning("at a terminal")
+    set_service("")
+    log.warning("unnamed again")
+    first, second = console.getvalue().splitlines()
+    assert first.endswith("WARNING [oms] mts1b_oms.service: at a terminal")
+    assert second.endswith("WARNING mts1b_oms.service: unnamed again")
+
+
+def test_a_record_can_name_its_own_service() -> None:
+    buf = io.StringIO()
+    configure_logging("oms", fmt="json", stream=buf)
+    logging.getLogger("x").warning("relayed", extra={"service": "relay"})
+    (line,) = _json_lines(buf)
+    assert line["service"] == "relay"
+
+
+def test_bad_level_or_format_changes_nothing() -> None:
+    buf = io.StringIO()
+    handler = configure_logging("svc", fmt="json", stream=buf, level="INFO")
+    with pytest.raises(ValueError, match="log level must be one of"):
+        configure_logging(level="chatty", stream=io.StringIO())
+    with pytest.raises(ValueError, match="log format must be"):
+        configure_logging(fmt="xml", stream=io.StringIO())  # type: ignore[arg-type]
+    assert handler in logging.getLogger().handlers
+    assert logging.getLogger().level == logging.INFO
 
 
 def test_caller_location_is_the_callers(caplog: pytest.LogCaptureFixture) -> None:
@@ -168,6 +227,18 @@ def test_first_line_configures_json_on_a_pipe() -> None:
     line = json.loads(done.stderr)
     assert line["message"] == "hello password=***"
     assert (line["service"], line["logger"], line["fund_id"]) == ("svc", "svc.x", "f1")
+
+
+def test_an_unnamed_process_writes_no_service_field() -> None:
+    import subprocess
+    import sys
+
+    code = "from mts1b_platform.logging import get_logger; get_logger('x').warning('hi')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": ""}, check=True)
+    line = json.loads(done.stderr)
+    assert "service" not in line
+    assert (line["logger"], line["message"]) == ("x", "hi")
 
 
 def test_existing_logging_setup_is_respected() -> None:

@@ -5,7 +5,15 @@
 arguments of a call add more. :func:`configure_logging` installs one handler on the root logger
 (JSON when stderr is not a terminal, console otherwise; ``MTS_LOG_FORMAT=json|console`` and
 ``MTS_LOG_LEVEL`` override). If nobody configured logging, the first line logged does that; if
-the application set up its own handlers, they are left alone.
+the application set up its own handlers, they are left alone. The OpenTelemetry log bridge that
+:func:`mts1b_platform.telemetry.init_telemetry` adds with an OTLP endpoint is not such a
+handler: it ships copies of the lines, so lines still reach stderr next to it.
+
+Every line names the service: :func:`set_service` (what ``mts ... serve`` commands call, so the
+level and format the ``mts`` command chose stay), ``configure_logging(service)`` or
+``$MTS_SERVICE``. A process that none of them named writes no ``service`` field at all rather
+than an empty or guessed one, so a log search for a service never matches a process that did
+not say what it was.
 
 Every field of a line - the formatted message, each context value, the exception text - goes
 through :func:`mts1b_platform.redaction.redact` before it is written, and context fields whose
@@ -42,10 +50,14 @@ __all__ = [
     "RedactingFilter",
     "configure_logging",
     "get_logger",
+    "set_service",
 ]
 
 _CONTEXT_ATTR = "mts_context"
 _HANDLER_MARK = "_mts1b_handler"
+# Marks the OpenTelemetry bridge handler (see _attach_bridge): it is not an application's own
+# setup, so it must not stop the stderr handler from being installed.
+_BRIDGE_MARK = "_mts1b_otel_bridge"
 _lock = threading.Lock()
 _service: str = os.environ.get("MTS_SERVICE", "")
 _configured = False
@@ -119,18 +131,28 @@ def _utc_iso(created: float) -> str:
     return dt.datetime.fromtimestamp(created, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _service_of(record: logging.LogRecord) -> str:
+    """The record's own ``service`` (``extra={"service": ...}``), else the process's name."""
+    return str(getattr(record, "service", None) or _service)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; fields as in the module docstring."""
+    """One JSON object per line; fields as in the module docstring.
+
+    ``service`` is left out when nothing named the service (see the module docstring).
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         _REDACTOR.filter(record)
         line: dict[str, Any] = {
             "timestamp": _utc_iso(record.created),
             "level": record.levelname,
-            "service": getattr(record, "service", None) or _service,
-            "logger": record.name,
-            "message": record.msg,
         }
+        service = _service_of(record)
+        if service:
+            line["service"] = service
+        line["logger"] = record.name
+        line["message"] = record.msg
         for key, value in (getattr(record, _CONTEXT_ATTR, None) or {}).items():
             line.setdefault(key, value)
         for key, value in _trace_ids().items():
@@ -143,7 +165,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
-    """``HH:MM:SS.mmm LEVEL logger: message key=value ...`` for people at a terminal."""
+    """``HH:MM:SS.mmmZ LEVEL [service] logger: message  key=value ...`` for people at a terminal.
+
+    ``[service]`` is left out when nothing named the service.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         _REDACTOR.filter(record)
@@ -151,7 +176,9 @@ class ConsoleFormatter(logging.Formatter):
         fields = dict(getattr(record, _CONTEXT_ATTR, None) or {})
         fields.update(_trace_ids())
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        text = f"{stamp}Z {record.levelname:<7} {record.name}: {record.msg}"
+        service = _service_of(record)
+        where = f"[{service}] {record.name}" if service else record.name
+        text = f"{stamp}Z {record.levelname:<7} {where}: {record.msg}"
         if extra:
             text += f"  {extra}"
         if record.exc_text:
@@ -169,18 +196,25 @@ def configure_logging(
 ) -> logging.Handler:
     """Install (or replace) the MTS1B handler on the root logger and return it.
 
-    ``service`` names the process in every line (default ``$MTS_SERVICE``). ``fmt`` defaults to
-    ``$MTS_LOG_FORMAT``, else ``auto``: console on a terminal, JSON otherwise. ``level`` defaults
-    to ``$MTS_LOG_LEVEL`` or ``INFO``. Idempotent: calling again replaces the previous handler.
+    ``service`` names the process in every line (default: what :func:`set_service` or
+    ``$MTS_SERVICE`` said). ``fmt`` defaults to ``$MTS_LOG_FORMAT``, else ``auto``: console on a
+    terminal, JSON otherwise. ``level`` defaults to ``$MTS_LOG_LEVEL`` or ``INFO``. Idempotent:
+    calling again replaces the previous handler (never the OpenTelemetry bridge). A bad format
+    or level raises ``ValueError`` naming it before anything is changed.
     """
     global _service
     stream = stream if stream is not None else sys.stderr
-    chosen = fmt or os.environ.get("MTS_LOG_FORMAT", "auto")
+    chosen = fmt or os.environ.get("MTS_LOG_FORMAT") or "auto"
     if chosen == "auto":
         chosen = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     if chosen not in ("json", "console"):
         raise ValueError(f"log format must be 'json' or 'console', not {chosen!r}")
-    lvl = level if level is not None else os.environ.get("MTS_LOG_LEVEL", "INFO")
+    lvl = level if level is not None else os.environ.get("MTS_LOG_LEVEL") or "INFO"
+    if isinstance(lvl, str):
+        lvl = lvl.strip().upper()
+        if lvl not in logging.getLevelNamesMapping():
+            raise ValueError("log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
+                             f"not {lvl!r}")
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if chosen == "json" else ConsoleFormatter())
     handler.addFilter(RedactingFilter())
@@ -194,18 +228,49 @@ def configure_logging(
         for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
             root.removeHandler(old)
         root.addHandler(handler)
-        root.setLevel(lvl.upper() if isinstance(lvl, str) else lvl)
+        root.setLevel(lvl)
     return handler
 
 
+def set_service(name: str) -> None:
+    """Name the service in every line logged from now on, in both formats.
+
+    Only the name changes: the handler, level and format that are in place (the ``mts``
+    command's ``-v``/``--log-format``, say) stay, which is why ``serve`` commands call this and
+    not :func:`configure_logging`. The name given here wins over ``$MTS_SERVICE``; an empty name
+    means "unnamed" again, and lines then carry no ``service`` field.
+    """
+    global _service
+    with _lock:
+        _service = name
+
+
 def _ensure_configured() -> None:
-    """Install our handler on first use, unless the application configured logging itself."""
+    """Install our handler on first use, unless the application configured logging itself.
+
+    The OpenTelemetry bridge does not count as the application's setup: with only the bridge
+    on the root logger, lines would leave for the collector and never reach stderr.
+    """
     global _configured
     if _configured:
         return
-    if not logging.getLogger().handlers:
+    if all(getattr(h, _BRIDGE_MARK, False) for h in logging.getLogger().handlers):
         configure_logging()
     _configured = True
+
+
+def _attach_bridge(handler: logging.Handler) -> None:
+    """Add ``handler`` (telemetry's OpenTelemetry log bridge) to the root logger.
+
+    The stderr handler is installed first if nobody configured logging, so lines are shipped
+    and still shown. The bridge gets the redacting filter too: records of plain standard library
+    loggers reach it unscrubbed when it runs before our stderr handler, and no secret may leave
+    the process in an exported record either.
+    """
+    setattr(handler, _BRIDGE_MARK, True)
+    handler.addFilter(_REDACTOR)
+    _ensure_configured()
+    logging.getLogger().addHandler(handler)
 
 
 _CALLER_DEPTH = 3  # BoundLogger.log <- BoundLogger.info <- the caller
