@@ -22,6 +22,19 @@ def test_all_is_pinned_and_resolvable() -> None:
         assert getattr(mts1b_platform, name) is not None
 
 
+def test_logging_and_telemetry_surfaces_are_pinned() -> None:
+    from mts1b_platform import logging as mts_logging
+    from mts1b_platform import telemetry
+
+    assert set(mts_logging.__all__) == {
+        "BoundLogger", "ConsoleFormatter", "JsonFormatter", "RedactingFilter",
+        "configure_logging", "get_logger", "set_service"}
+    assert set(telemetry.__all__) == {
+        "Telemetry", "TelemetryError", "current_telemetry", "extract_trace_context",
+        "init_telemetry", "inject_trace_context", "instrumented", "shutdown_telemetry"}
+    assert telemetry.TelemetryError.code == "PLATFORM.TELEMETRY"
+
+
 def test_errors_have_stable_codes() -> None:
     from mts1b_foundation import MtsError
 

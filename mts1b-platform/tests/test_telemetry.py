@@ -1,12 +1,23 @@
-"""Telemetry with the SDK's in-memory exporters: spans, counters and trace context in headers."""
+"""Telemetry with the SDK's in-memory exporters (spans, counters, trace context in headers) and
+with the real OTLP/HTTP exporters against a local receiver, in this process and in a child."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from mts1b_platform import telemetry as telemetry_module
 from mts1b_platform.telemetry import (
+    TelemetryError,
     extract_trace_context,
     init_telemetry,
     inject_trace_context,
@@ -14,6 +25,11 @@ from mts1b_platform.telemetry import (
     shutdown_telemetry,
 )
 from opentelemetry import trace
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -122,43 +138,169 @@ def test_metrics_without_spans(otel_metrics_only: InMemoryMetricReader) -> None:
     assert counts == {"ok": 1, "error": 1}
 
 
-def test_otlp_exporters_when_the_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With OTEL_EXPORTER_OTLP_ENDPOINT set, spans, metrics and logs leave over OTLP/HTTP: a
-    local HTTP server stands in for the collector and records what arrives."""
-    import logging
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+@dataclass
+class OtlpReceiver:
+    """What a local OTLP/HTTP receiver got: decoded requests per signal, and the raw bodies."""
 
-    received: dict[str, bytes] = {}
+    endpoint: str = ""
+    logs: list[ExportLogsServiceRequest] = field(default_factory=list)
+    traces: list[ExportTraceServiceRequest] = field(default_factory=list)
+    metrics: list[ExportMetricsServiceRequest] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    content_types: set[str] = field(default_factory=set)
 
-    class Collector(BaseHTTPRequestHandler):
+    def log_bodies(self) -> list[str]:
+        return [record.body.string_value for request in self.logs
+                for resource_logs in request.resource_logs
+                for scope_logs in resource_logs.scope_logs for record in scope_logs.log_records]
+
+    def span_names(self) -> list[str]:
+        return [span.name for request in self.traces for rs in request.resource_spans
+                for ss in rs.scope_spans for span in ss.spans]
+
+    def metric_names(self) -> set[str]:
+        return {metric.name for request in self.metrics for rm in request.resource_metrics
+                for sm in rm.scope_metrics for metric in sm.metrics}
+
+    def service_names(self) -> set[str]:
+        resources = [rl.resource for request in self.logs for rl in request.resource_logs]
+        resources += [rs.resource for request in self.traces for rs in request.resource_spans]
+        return {attr.value.string_value for resource in resources for attr in resource.attributes
+                if attr.key == "service.name"}
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A local HTTP server speaking the OTLP/HTTP wire protocol (protobuf ``POST /v1/logs``,
+    ``/v1/traces``, ``/v1/metrics``, answered with the empty ``Export*ServiceResponse``): the
+    collector's side, decoded with opentelemetry-proto, so the real exporters talk to it."""
+    got = OtlpReceiver()
+    messages: dict[str, tuple[list[Any], type[Any]]] = {
+        "/v1/logs": (got.logs, ExportLogsServiceRequest),
+        "/v1/traces": (got.traces, ExportTraceServiceRequest),
+        "/v1/metrics": (got.metrics, ExportMetricsServiceRequest),
+    }
+
+    class Receiver(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received[self.path] = received.get(self.path, b"") + body
+            if self.path not in messages:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            into, message_type = messages[self.path]
+            request = message_type()
+            request.ParseFromString(body)
+            into.append(request)
+            got.raw.append(body)
+            got.content_types.add(self.headers.get("Content-Type", ""))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", "0")  # an empty Export*ServiceResponse
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    got.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
-                           f"http://127.0.0.1:{server.server_address[1]}")
-        telemetry = init_telemetry("otlp-svc", set_global=False)
-        assert telemetry.exporting
-        with instrumented("oms.submit", order_id="ord-otlp"):
-            logging.getLogger("otlp.test").warning("exported log line")
-        shutdown_telemetry()  # flushes every exporter
+        yield got
     finally:
         server.shutdown()
         server.server_close()
-    assert set(received) == {"/v1/traces", "/v1/metrics", "/v1/logs"}
-    assert b"otlp-svc" in received["/v1/traces"]
-    assert b"oms.submit" in received["/v1/traces"]
-    assert b"mts.operations" in received["/v1/metrics"]
-    assert b"exported log line" in received["/v1/logs"]
+        thread.join(5)
+
+
+def test_otlp_exporters_when_the_endpoint_is_set(otlp_receiver: OtlpReceiver,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set, spans, metrics and logs leave over OTLP/HTTP to
+    the local receiver (a server speaking the OTLP/HTTP wire protocol)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.endpoint)
+    telemetry = init_telemetry("otlp-svc", set_global=False)
+    assert telemetry.exporting
+    with instrumented("oms.submit", order_id="ord-otlp"):
+        logging.getLogger("otlp.test").warning("exported log line token=abc123")
+    shutdown_telemetry()  # flushes every exporter
+    assert otlp_receiver.content_types == {"application/x-protobuf"}
+    assert otlp_receiver.span_names() == ["oms.submit"]
+    assert "mts.operations" in otlp_receiver.metric_names()
+    assert otlp_receiver.log_bodies() == ["exported log line token=***"]
+    assert otlp_receiver.service_names() == {"otlp-svc"}
+    assert not any(b"abc123" in body for body in otlp_receiver.raw)
+
+
+_CHILD = """
+import sys
+from mts1b_platform.logging import get_logger
+from mts1b_platform.telemetry import init_telemetry, instrumented, shutdown_telemetry
+
+init_telemetry("otlp-child")
+with instrumented("child.op"):
+    get_logger("child", fund_id="f1").info("child line password=hunter2")
+if sys.argv[1] == "explicit":
+    shutdown_telemetry()
+"""
+
+
+@pytest.mark.parametrize("ending", ["exit", "explicit"])
+def test_a_process_that_exits_still_ships_and_shows_its_lines(
+        otlp_receiver: OtlpReceiver, ending: str) -> None:
+    """A child process logs one INFO line through get_logger with an OTLP endpoint set, then
+    ends - without calling shutdown ("exit"), or after calling it ("explicit", where the exit
+    hook must then do nothing). The receiver is a local server speaking the OTLP/HTTP wire
+    protocol; it gets the record (redacted) exactly once, with the span and the metrics, and
+    the line is on the child's stderr too."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MTS_LOG_", "MTS_SERVICE", "OTEL_"))}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_receiver.endpoint
+    done = subprocess.run([sys.executable, "-c", _CHILD, ending], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(x) for x in done.stderr.splitlines()]  # nothing else: no warnings
+    assert line["message"] == "child line password=***"
+    assert (line["level"], line["logger"], line["fund_id"]) == ("INFO", "child", "f1")
+    assert line["trace_id"]
+    assert otlp_receiver.log_bodies() == ["child line password=***"]
+    assert otlp_receiver.span_names() == ["child.op"]
+    assert "mts.operations" in otlp_receiver.metric_names()
+    assert otlp_receiver.service_names() == {"otlp-child"}
+    assert not any(b"hunter2" in body for body in otlp_receiver.raw)
+
+
+def test_shutdown_and_the_exit_hook_are_idempotent(caplog: pytest.LogCaptureFixture) -> None:
+    spans = InMemorySpanExporter()
+    setup = init_telemetry("svc-exit", span_exporter=spans, set_global=False)
+    with instrumented("op"):
+        pass
+    with caplog.at_level(logging.WARNING):
+        setup.shutdown()
+        setup.shutdown()
+        telemetry_module._shutdown_at_exit()  # what runs at interpreter exit
+        telemetry_module._shutdown_at_exit()
+    assert [s.name for s in spans.get_finished_spans()] == ["op"]
+    assert telemetry_module._current is None
+    assert telemetry_module._exit_hook_installed
+    assert not caplog.records  # the SDK warns when a provider is stopped twice
+
+
+def test_otlp_endpoint_without_the_exporter_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter is the `otlp` extra: without it, one clear error, and nothing changed."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    package = "opentelemetry.exporter.otlp.proto.http"
+    for name in (package, f"{package}._log_exporter", f"{package}.metric_exporter",
+                 f"{package}.trace_exporter"):
+        monkeypatch.setitem(sys.modules, name, None)  # what `import` sees when not installed
+    shutdown_telemetry()
+    handlers = list(logging.getLogger().handlers)
+    with pytest.raises(TelemetryError) as info:
+        init_telemetry("svc-no-exporter", set_global=False)
+    assert info.value.code == "PLATFORM.TELEMETRY"
+    assert 'pip install "mts1b-platform[otlp]"' in info.value.message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert telemetry_module._current is None
+    assert logging.getLogger().handlers == handlers

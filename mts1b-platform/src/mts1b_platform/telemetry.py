@@ -3,7 +3,15 @@
 ``init_telemetry(service)`` builds a tracer, a meter and a log provider for the service. When
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set they export over OTLP/HTTP (and standard library logs are
 bridged to the OTLP log exporter); otherwise nothing leaves the process. Tests pass the SDK's
-in-memory exporters instead.
+in-memory exporters instead. The exporter is the ``otlp`` extra
+(``pip install "mts1b-platform[otlp]"``); with the endpoint set and the extra missing,
+:func:`init_telemetry` raises :class:`TelemetryError` saying so.
+
+Logs bridged to OTLP are copies: the lines still go to stderr through
+:mod:`mts1b_platform.logging` (installed first if nobody configured logging), and the bridge
+redacts as that handler does. What is batched for export is flushed when the interpreter exits,
+even if the program never calls :func:`shutdown_telemetry` - an exit hook shuts the current
+setup down, and does nothing when the program already did.
 
 Where nothing would leave the process, nothing is recorded either: without a span exporter
 :class:`instrumented` opens no span, and without a metric reader it counts nothing. Building a
@@ -33,6 +41,7 @@ per process, while tests (and embedded use) need to re-initialise; the first
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import functools
 import logging
@@ -42,14 +51,19 @@ import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
+from mts1b_foundation.errors import MtsError
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -60,8 +74,11 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mts1b_platform import logging as mts_logging
+
 __all__ = [
     "Telemetry",
+    "TelemetryError",
     "current_telemetry",
     "extract_trace_context",
     "init_telemetry",
@@ -74,6 +91,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+_OTLP_MISSING = ('OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OTLP exporter is not installed: '
+                 'pip install "mts1b-platform[otlp]" (or unset OTEL_EXPORTER_OTLP_ENDPOINT)')
+
+
+class TelemetryError(MtsError, RuntimeError):
+    """Telemetry cannot be set up as configured (an OTLP endpoint without the exporter)."""
+
+    code: ClassVar[str] = "PLATFORM.TELEMETRY"
 
 
 @dataclass
@@ -89,6 +115,7 @@ class Telemetry:
     metering: bool
     """Metrics are read by something, so :class:`instrumented` counts and times operations."""
     _log_handler: logging.Handler | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer("mts1b_platform")
@@ -104,7 +131,14 @@ class Telemetry:
         return self.tracing or self.metering
 
     def shutdown(self) -> None:
-        """Flush and stop the providers (and remove the OTLP log bridge)."""
+        """Flush and stop the providers (and remove the OTLP log bridge).
+
+        Idempotent: the exit hook calls it again for a setup the program already shut down,
+        and the SDK's providers warn when stopped twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
         self.tracer_provider.shutdown()
@@ -114,6 +148,41 @@ class Telemetry:
 
 _current: Telemetry | None = None
 _globals_installed = False
+_exit_hook_installed = False
+
+
+def _shutdown_at_exit() -> None:
+    """The exit hook: flush and stop whatever setup is current (nothing if it was shut down).
+
+    Registered after :mod:`logging` registered its own, so it runs first and the lines logged
+    while flushing still reach stderr.
+    """
+    shutdown_telemetry()
+
+
+def _install_exit_hook() -> None:
+    """Register :func:`_shutdown_at_exit` once per process.
+
+    The providers are made with ``shutdown_on_exit=False``: one hook that knows the order (the
+    log bridge off, spans, metrics, then logs) instead of one per provider, several per setup
+    after re-initialisation, that outlive the setup they belong to.
+    """
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        atexit.register(_shutdown_at_exit)
+        _exit_hook_installed = True
+
+
+def _otlp_exporters() -> tuple[type[SpanExporter], type[MetricExporter],
+                             type[LogRecordExporter]]:
+    """The OTLP/HTTP exporter classes, or :class:`TelemetryError` naming the extra to install."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        raise TelemetryError(_OTLP_MISSING, extra="otlp") from None
+    return OTLPSpanExporter, OTLPMetricExporter, OTLPLogExporter
 
 
 def init_telemetry(
@@ -130,35 +199,33 @@ def init_telemetry(
     Exporters: the ones given (tests use ``InMemorySpanExporter``, ``InMemoryMetricReader``,
     ``InMemoryLogExporter``); else OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; else
     none - then spans and metrics are not recorded at all (see the module docstring). Calling
-    again replaces the current setup (the previous one is shut down).
+    again replaces the current setup (the previous one is shut down). With the endpoint set and
+    the ``otlp`` extra missing, raises :class:`TelemetryError` before anything is changed.
     """
     global _current, _globals_installed
-    resource = Resource.create({"service.name": service, **(resource_attributes or {})})
     otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if otlp and (span_exporter is None or metric_reader is None or log_exporter is None):
+        otlp_span, otlp_metric, otlp_log = _otlp_exporters()
+    resource = Resource.create({"service.name": service, **(resource_attributes or {})})
 
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
     elif otlp:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        tracer_provider.add_span_processor(BatchSpanProcessor(otlp_span()))
 
     readers: list[MetricReader] = []
     if metric_reader is not None:
         readers.append(metric_reader)
     elif otlp:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        readers.append(PeriodicExportingMetricReader(otlp_metric()))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers,
+                                   shutdown_on_exit=False)
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-
-    logger_provider = LoggerProvider(resource=resource)
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     handler: logging.Handler | None = None
     if log_exporter is None and otlp:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        log_exporter = OTLPLogExporter()
+        log_exporter = otlp_log()
     if log_exporter is not None:
         logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
         with warnings.catch_warnings():
@@ -166,7 +233,8 @@ def init_telemetry(
             # it still does exactly this bridge, without one more dependency.
             warnings.simplefilter("ignore", DeprecationWarning)
             handler = LoggingHandler(logger_provider=logger_provider)
-        logging.getLogger().addHandler(handler)
+        mts_logging._attach_bridge(handler)
+    _install_exit_hook()
 
     previous = _current
     _current = Telemetry(service, tracer_provider, meter_provider, logger_provider,
@@ -187,14 +255,19 @@ def current_telemetry() -> Telemetry:
     if _current is None:
         service = os.environ.get("MTS_SERVICE", "mts1b")
         resource = Resource.create({"service.name": service})
-        _current = Telemetry(service, TracerProvider(resource=resource),
-                             MeterProvider(resource=resource), LoggerProvider(resource=resource),
+        _current = Telemetry(service, TracerProvider(resource=resource, shutdown_on_exit=False),
+                             MeterProvider(resource=resource, shutdown_on_exit=False),
+                             LoggerProvider(resource=resource, shutdown_on_exit=False),
                              tracing=False, metering=False)
     return _current
 
 
 def shutdown_telemetry() -> None:
-    """Flush and stop the current setup (services call this on exit)."""
+    """Flush and stop the current setup now.
+
+    A program need not call it: the exit hook does it at interpreter exit. Services call it
+    when they stop serving, so nothing waits for the interpreter to end.
+    """
     global _current
     if _current is not None:
         _current.shutdown()
