@@ -213,6 +213,12 @@ def tail(
         help="stop after this many seconds")] = None,
 ) -> None:
     """Print bus messages that match SUBJECT and every --filter, live or replayed."""
+    try:
+        import nats  # noqa: F401 - only to say which extra is missing, before anything starts
+    except ImportError:
+        typer.echo('tail: the NATS client is not installed: pip install "mts1b-platform[bus]"',
+                   err=True)
+        raise typer.Exit(1) from None
     from mts1b_platform.bus import BusError
 
     filters = parse_filters(filter_ or [])
