@@ -8,16 +8,55 @@
 ...                     cost_bps=10)                                 # doctest: +SKIP
 >>> result.sharpe, result.cagr, result.max_drawdown                  # doctest: +SKIP
 >>> result.report("tearsheet.html")                                  # doctest: +SKIP
+
+The names below are imported lazily, on first attribute access (as ``mts1b_platform`` does), so
+``import mts1b_GPUbacktester`` costs next to nothing: the CLI's ``--help``, a process that only
+reads ``__version__`` or a ladder worker never pays for modules it does not use. The modules
+themselves import pandas, scipy and the datalake only inside the functions that need them.
 """
 
-from mts1b_GPUbacktester.backend import Backend, cupy_status, resolve_backend
-from mts1b_GPUbacktester.engine import run_single, run_weights
-from mts1b_GPUbacktester.errors import BackendUnavailable, BacktestConfigError, BacktestError
-from mts1b_GPUbacktester.ladder import LadderResult, expand_grid, run_ladder, sma_cross_ladder
-from mts1b_GPUbacktester.result import BacktestResult
-from mts1b_GPUbacktester.walkforward import WalkForwardResult, run_walk_forward
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from mts1b_GPUbacktester.backend import Backend, cupy_status, resolve_backend
+    from mts1b_GPUbacktester.engine import run_single, run_weights
+    from mts1b_GPUbacktester.errors import (
+        BackendUnavailable,
+        BacktestConfigError,
+        BacktestError,
+    )
+    from mts1b_GPUbacktester.ladder import (
+        LadderResult,
+        expand_grid,
+        run_ladder,
+        sma_cross_ladder,
+    )
+    from mts1b_GPUbacktester.result import BacktestResult
+    from mts1b_GPUbacktester.walkforward import WalkForwardResult, run_walk_forward
+
+#: public name -> the submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "Backend": "backend",
+    "cupy_status": "backend",
+    "resolve_backend": "backend",
+    "run_single": "engine",
+    "run_weights": "engine",
+    "BackendUnavailable": "errors",
+    "BacktestConfigError": "errors",
+    "BacktestError": "errors",
+    "LadderResult": "ladder",
+    "expand_grid": "ladder",
+    "run_ladder": "ladder",
+    "sma_cross_ladder": "ladder",
+    "BacktestResult": "result",
+    "WalkForwardResult": "walkforward",
+    "run_walk_forward": "walkforward",
+}
 
 __all__ = [
     "Backend",
@@ -37,3 +76,16 @@ __all__ = [
     "run_weights",
     "sma_cross_ladder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mts1b_GPUbacktester' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mts1b_GPUbacktester.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

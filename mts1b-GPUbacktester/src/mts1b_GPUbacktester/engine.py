@@ -19,13 +19,13 @@ Fill conventions (``fill=``):
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from mts1b_foundation import UniversePanel, to_day
 from mts1b_platform.logging import get_logger
 
@@ -49,6 +49,14 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 _log = get_logger(__name__)
 SlippageSpec = float | Mapping[str, Any] | None
+
+def _is_pandas(obj: Any, kind: str) -> bool:
+    """Whether ``obj`` is a pandas ``kind`` (``"Series"``, ``"DataFrame"``), without importing
+    pandas: an object can only be a pandas one if pandas is already loaded, and a backtest on
+    numpy arrays should not pay the half second pandas takes to import."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, getattr(pd, kind))
+
 
 #: the seeds' sizing: long the assets with a positive score, equal weights, fully invested
 DEFAULT_SIZING: dict[str, Any] = {"method": "equal_weight_long", "gross": 1.0}
@@ -178,9 +186,15 @@ def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0:
             counts = np.isfinite(rets).sum(axis=1)
             ew = np.where(counts > 0, np.nansum(rets, axis=1) / np.maximum(counts, 1), 0.0)
         return ew, "equal-weight universe"
+    if isinstance(benchmark, str) and benchmark in panel.symbols:
+        return market.returns[row0:, panel.column(benchmark)].copy(), benchmark
+    if not (isinstance(benchmark, str) or _is_pandas(benchmark, "Series")):
+        raise BacktestConfigError("benchmark must be None, False, 'equal_weight', a symbol or a "
+                                  "pandas Series of prices", field="benchmark",
+                                  value=repr(benchmark)[:200])
+    import pandas as pd  # aligning a price series on the panel's dates (calendars differ)
+
     if isinstance(benchmark, str):
-        if benchmark in panel.symbols:
-            return market.returns[row0:, panel.column(benchmark)].copy(), benchmark
         from mts1b_datalake import build_panel
 
         other = build_panel([benchmark], dates[0].astype(dt.date) - dt.timedelta(days=10),
@@ -188,14 +202,10 @@ def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0:
         prices = pd.Series(np.asarray(other.close)[:, 0],
                            index=pd.DatetimeIndex(other.dates.astype("datetime64[ns]")))
         name = benchmark
-    elif isinstance(benchmark, pd.Series):
+    else:
         prices = benchmark.astype(float)
         prices.index = pd.DatetimeIndex(prices.index).tz_localize(None).normalize()
         name = str(benchmark.name or "benchmark")
-    else:
-        raise BacktestConfigError("benchmark must be None, False, 'equal_weight', a symbol or a "
-                                  "pandas Series of prices", field="benchmark",
-                                  value=repr(benchmark)[:200])
     idx = pd.DatetimeIndex(dates.astype("datetime64[ns]"))
     aligned = prices.sort_index().reindex(idx.union(prices.index)).ffill().reindex(idx)
     before = prices[prices.index < idx[0]]
@@ -384,7 +394,9 @@ def run_single(factor: Callable[..., Any] | str | None = None,
 
 
 def _align_weights(weights: Any, panel: UniversePanel) -> FloatArray:
-    if isinstance(weights, pd.DataFrame):
+    if _is_pandas(weights, "DataFrame"):
+        import pandas as pd
+
         idx = pd.DatetimeIndex(panel.dates.astype("datetime64[ns]"))
         frame = weights.copy()
         frame.index = pd.DatetimeIndex(frame.index).tz_localize(None).normalize()

@@ -41,11 +41,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from mts1b_foundation import UniversePanel
 from mts1b_platform.logging import get_logger
 
@@ -68,6 +67,9 @@ from mts1b_GPUbacktester.kernels import (
 )
 from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
 from mts1b_GPUbacktester.sim import CostModel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "SMA_CROSS_FACTORS",
@@ -544,6 +546,8 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     for _, part in parts:
         for key, values in part["table"].items():
             columns.setdefault(key, []).append(np.asarray(values))
+    import pandas as pd  # the table is a DataFrame; imported here, not when the module loads
+
     table = pd.DataFrame(combos)
     for key, chunks in columns.items():
         table[key] = np.concatenate(chunks)

@@ -2,19 +2,25 @@
 
 Every performance number comes from :mod:`mts1b_quantkit.metrics` (the one home of Sharpe,
 CAGR, drawdown...); this class only holds the run's records and hands them to those functions.
+
+The records are numpy arrays; the pandas views (``equity``, ``trades``, ...) are built on first
+access, and pandas is imported only then, so a run whose caller reads only the metrics (a
+ladder, the CLI's numbers) never imports it.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mts1b_GPUbacktester.sim import REASONS, Fills
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["BacktestResult"]
 
@@ -25,6 +31,14 @@ def _qm() -> Any:
     from mts1b_quantkit import metrics
 
     return metrics
+
+
+def _pd() -> Any:
+    """pandas, imported when the first pandas view of a result is built."""
+    import pandas
+
+    return pandas
+
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,7 +84,7 @@ class BacktestResult:
                  borrow: FloatArray, traded: FloatArray,
                  benchmark_returns: FloatArray | None, benchmark_name: str | None,
                  backend: dict[str, str | None], config: dict[str, Any]) -> None:
-        self._index = pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="date")
+        self._dates = dates
         self.symbols = symbols
         self.initial_nav = float(initial_nav)
         self._nav = nav
@@ -86,27 +100,41 @@ class BacktestResult:
 
     # -- records ------------------------------------------------------------------------------
     @functools.cached_property
+    def _index(self) -> pd.DatetimeIndex:
+        return _pd().DatetimeIndex(self._dates.astype("datetime64[ns]"), name="date")
+
+    @functools.cached_property
+    def _returns_array(self) -> FloatArray:
+        """Daily simple returns of the NAV (the first against ``initial_nav``), as numpy."""
+        prev = np.concatenate([[self.initial_nav], self._nav[:-1]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(prev != 0, self._nav / prev - 1.0, 0.0)
+
+    @functools.cached_property
+    def _turnover_array(self) -> FloatArray:
+        return np.asarray(_qm().turnover(self.weights_array, self._asset_returns),
+                          dtype=np.float64)
+
+    @functools.cached_property
     def equity(self) -> pd.Series:
-        return pd.Series(self._nav, index=self._index, name="equity")
+        return _pd().Series(self._nav, index=self._index, name="equity")
 
     @functools.cached_property
     def returns(self) -> pd.Series:
-        prev = np.concatenate([[self.initial_nav], self._nav[:-1]])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(prev != 0, self._nav / prev - 1.0, 0.0)
-        return pd.Series(r, index=self._index, name="returns")
+        return _pd().Series(self._returns_array, index=self._index, name="returns")
 
     @functools.cached_property
     def weights(self) -> pd.DataFrame:
-        return pd.DataFrame(self.weights_array, index=self._index, columns=list(self.symbols))
+        return _pd().DataFrame(self.weights_array, index=self._index, columns=list(self.symbols))
 
     @functools.cached_property
     def target_weights(self) -> pd.DataFrame:
-        return pd.DataFrame(self.target_weights_array, index=self._index,
+        return _pd().DataFrame(self.target_weights_array, index=self._index,
                             columns=list(self.symbols))
 
     @functools.cached_property
     def trades(self) -> pd.DataFrame:
+        pd = _pd()
         if not self._fills:
             return pd.DataFrame({c: [] for c in _FILL_COLUMNS})
         rows = np.concatenate([np.full(f[1].size, f[0]) for f in self._fills])
@@ -121,7 +149,7 @@ class BacktestResult:
 
     @functools.cached_property
     def costs(self) -> pd.DataFrame:
-        return pd.DataFrame(self._costs, index=self._index,
+        return _pd().DataFrame(self._costs, index=self._index,
                             columns=["commission", "slippage", "borrow", "traded"])
 
     @property
@@ -136,35 +164,35 @@ class BacktestResult:
     def benchmark_returns(self) -> pd.Series | None:
         if self._bench is None:
             return None
-        return pd.Series(self._bench, index=self._index, name=self.benchmark_name or "benchmark")
+        return _pd().Series(self._bench, index=self._index,
+                            name=self.benchmark_name or "benchmark")
 
     @property
     def exposure(self) -> pd.DataFrame:
         """Gross, net, long and short exposure after each close, as fractions of NAV."""
         w = np.nan_to_num(self.weights_array)
-        return pd.DataFrame({"gross": np.abs(w).sum(axis=1), "net": w.sum(axis=1),
-                             "long": np.clip(w, 0, None).sum(axis=1),
-                             "short": np.clip(w, None, 0).sum(axis=1)}, index=self._index)
+        return _pd().DataFrame({"gross": np.abs(w).sum(axis=1), "net": w.sum(axis=1),
+                                "long": np.clip(w, 0, None).sum(axis=1),
+                                "short": np.clip(w, None, 0).sum(axis=1)}, index=self._index)
 
     @functools.cached_property
     def turnover_series(self) -> pd.Series:
         """One-way turnover per day (:func:`mts1b_quantkit.metrics.turnover` of the held
         weights against the assets' close-to-close returns)."""
-        return pd.Series(_qm().turnover(self.weights_array, self._asset_returns),
-                         index=self._index, name="turnover")
+        return _pd().Series(self._turnover_array, index=self._index, name="turnover")
 
     # -- metrics ------------------------------------------------------------------------------
     @functools.cached_property
     def metrics(self) -> dict[str, float]:
         """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`."""
-        r = self.returns.to_numpy()
+        r = self._returns_array
         qm = _qm()
         out: dict[str, float] = dict(
             qm.summary(r, self._bench) if self._bench is not None else qm.summary(r))
         out["cagr"] = float(qm.cagr(r))
         out["volatility"] = float(qm.volatility(r))
         out["total_return"] = float(qm.cum_returns_final(r))
-        out["turnover"] = float(self.turnover_series.mean())
+        out["turnover"] = float(np.mean(self._turnover_array))
         out["final_nav"] = float(self._nav[-1])
         return out
 
@@ -216,17 +244,17 @@ class BacktestResult:
         fn = getattr(_qm(), name, None)
         if fn is None or not callable(fn):
             raise AttributeError(f"mts1b_quantkit.metrics has no function {name!r}")
-        return fn(self.returns.to_numpy(), *args, **kwargs)
+        return fn(self._returns_array, *args, **kwargs)
 
     # -- views ------------------------------------------------------------------------------
     def drawdown(self) -> pd.Series:
         """Drawdown from the running peak (:func:`mts1b_quantkit.metrics.drawdown_series`)."""
-        return pd.Series(_qm().drawdown_series(self.returns.to_numpy()), index=self._index,
-                         name="drawdown")
+        return _pd().Series(_qm().drawdown_series(self._returns_array), index=self._index,
+                            name="drawdown")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per day: equity, returns, drawdown, exposure, turnover, costs, benchmark."""
-        frame = pd.concat([self.equity, self.returns, self.drawdown(), self.exposure,
+        frame = _pd().concat([self.equity, self.returns, self.drawdown(), self.exposure,
                            self.turnover_series, self.costs], axis=1)
         if self._bench is not None:
             frame["benchmark_returns"] = self._bench
@@ -244,6 +272,8 @@ class BacktestResult:
 
     def __repr__(self) -> str:
         m = self.metrics
-        return (f"BacktestResult({self._index[0].date()}..{self._index[-1].date()}, "
+        first, last = self._dates[0].astype("datetime64[D]"), self._dates[-1].astype(
+            "datetime64[D]")
+        return (f"BacktestResult({first}..{last}, "
                 f"A={len(self.symbols)}, sharpe={m['sharpe']:.2f}, cagr={m['cagr']:.2%}, "
                 f"max_drawdown={m['max_drawdown']:.2%}, backend={self.backend['backend']})")

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mts1b_GPUbacktester.data import resolve_universe
 from mts1b_GPUbacktester.engine import run_single
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.ladder import run_ladder
 from mts1b_GPUbacktester.result import BacktestResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["WalkForwardResult", "run_walk_forward"]
 
@@ -39,6 +41,7 @@ class WalkForwardResult:
 
     @property
     def equity(self) -> pd.Series:
+        import pandas as pd
         from mts1b_quantkit import metrics as qm
 
         return pd.Series(1.0 + np.asarray(qm.cum_returns(self.returns.to_numpy())),
@@ -110,6 +113,8 @@ def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequen
     if not results:
         raise BacktestConfigError("the splitter produced no usable fold", field="cv",
                                   value=repr(cv))
+    import pandas as pd  # the folds table and the chained returns are pandas objects
+
     returns = pd.concat([r.returns for r in results])
     returns = returns[~returns.index.duplicated(keep="first")]
     return WalkForwardResult(folds=pd.DataFrame(folds), returns=returns.rename("oos_returns"),
