@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,49 @@ def test_bad_arguments_exit_2_with_the_reason(demo_store: str) -> None:
                                       "--universe", "us-large-cap", "--start", "2017-01-01"])
     assert result.exit_code == 2
     assert "fill" in result.output
+
+
+def _mts(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``mts`` command in its own process, stdout and stderr apart, JSON log lines,
+    no ``MTS_LOG_LEVEL`` from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTS_LOG_")}
+    return subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**env, "MTS_LOG_FORMAT": "json"})
+
+
+def _no_log_line(stdout: str) -> None:
+    for line in stdout.splitlines():
+        assert not line.lstrip().startswith("{"), f"a log line on stdout: {line}"
+
+
+LADDER = ["mts1b-GPUbacktester", "ladder", "--grid", "p_fast=5,10", "--grid", "p_slow=20,40",
+          "--universe", "us-large-cap", "--start", "2017-01-01", "--end", "2019-06-30",
+          "--mode", "per_asset", "--backend", "numpy"]
+
+
+def test_commands_print_on_stdout_and_log_nothing_by_default(demo_store: str) -> None:
+    run = _mts("mts1b-GPUbacktester", "run", "--param", "p_fast=10", "--param", "p_slow=30",
+               "--universe", "us-large-cap", "--start", "2017-01-01", "--end", "2019-06-30",
+               "--store", demo_store, "--backend", "numpy")
+    ladder = _mts(*LADDER, "--store", demo_store)
+    for proc in (run, ladder):
+        assert proc.returncode == 0, proc.stderr
+        _no_log_line(proc.stdout)
+        assert proc.stderr == ""  # no INFO line, and no progress bar off a terminal
+    assert "sharpe" in run.stdout and "4 combinations" in ladder.stdout
+
+
+def test_verbose_logs_go_to_stderr_only(demo_store: str) -> None:
+    proc = _mts("-v", *LADDER, "--store", demo_store)
+    assert proc.returncode == 0, proc.stderr
+    _no_log_line(proc.stdout)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert "ladder done" in {line["message"] for line in lines}
+
+
+def test_errors_are_one_line_on_stderr(demo_store: str) -> None:
+    proc = _mts("mts1b-GPUbacktester", "run", "--fill", "tomorrow", "--store", demo_store)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and "fill" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1

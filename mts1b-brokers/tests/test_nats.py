@@ -6,6 +6,7 @@ Each test uses its own bus namespace (subjects and streams prefixed) and deletes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -98,18 +99,19 @@ async def test_malformed_commands_get_a_reply_naming_the_field(namespace: str) -
         import json
         msg = await bus.nc.request(subject, json.dumps(bad).encode(), timeout=3)
         reply = parse_message(CommandReply, msg.data)
-        assert not reply.ok and reply.code == "FOUNDATION.VALIDATION"
+        assert not reply.ok and reply.code == "VALIDATION_FAILED"
         assert reply.context["field"] == "order.quantity" and "order.quantity" in (
             reply.message or "")
         msg = await bus.nc.request(subject, b"{not json", timeout=3)
-        assert parse_message(CommandReply, msg.data).code == "FOUNDATION.VALIDATION"
+        assert parse_message(CommandReply, msg.data).code == "VALIDATION_FAILED"
         # the service is still answering
         async with RemoteBroker("paper", url=URL, namespace=namespace) as remote:
             ack = await remote.submit(order())
             assert ack.exec_type is ExecType.ACK
             with pytest.raises(BrokerRejected) as info:
                 await remote.submit(order(limit_price=D("90.001")))
-            assert info.value.context["reason_code"] == "INVALID_PRICE"
+            assert info.value.context["reason_code"] == "TICK_SIZE"
+            assert info.value.context["remote_code"] == "BROKER_REJECTED"
             assert info.value.context["report"].exec_type is ExecType.REJECT
             snapshot = await remote.account("conf")
             assert snapshot.cash == D(1_000_000)
@@ -134,13 +136,40 @@ async def test_no_service_is_a_transport_error_and_silence_an_unknown_outcome(
         await bus.drain()
 
 
-async def test_cli_serve_paper(namespace: str) -> None:
-    name = "papercli"
-    proc = subprocess.Popen(
+def _serve_paper(name: str, namespace: str, **env: str) -> subprocess.Popen[str]:
+    """``python -m mts1b_brokers.cli serve paper`` (that is, ``mts mts1b-brokers serve``), with
+    stdout and stderr kept apart; ``MTS_LOG_*`` only as given."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MTS_LOG_")}
+    return subprocess.Popen(
         [sys.executable, "-m", "mts1b_brokers.cli", "serve", "paper", "--name", name,
          "--account", "conf=5000", "--nats-url", URL, "--namespace", namespace],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**base, "MTS_LOG_FORMAT": "json", **env},
     )
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.terminate()
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def test_cli_serve_is_quiet_by_default_and_says_where_it_serves_on_stdout(
+        namespace: str) -> None:
+    proc = _serve_paper("quietcli", namespace)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # printed once the service answers
+    out, err = _stop(proc)
+    assert (first + out).splitlines() == [
+        f"broker paper serving as quietcli on mts.v1.brokers.quietcli.* (namespace {namespace}); "
+        "SIGTERM drains", "broker quietcli stopped"]
+    assert err == ""  # nothing below WARNING, and nothing went wrong
+
+
+async def test_cli_serve_paper(namespace: str) -> None:
+    name = "papercli"
+    proc = _serve_paper(name, namespace, MTS_LOG_LEVEL="INFO")
     try:
         async with RemoteBroker(name, url=URL, namespace=namespace, timeout=2) as remote:
             for _ in range(100):
@@ -156,8 +185,12 @@ async def test_cli_serve_paper(namespace: str) -> None:
             assert ack.exec_type is ExecType.ACK and ack.broker == name
             assert [o.order_id for o in await remote.open_orders("conf")] == [ack.order_id]
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) is not None
+        out, err = _stop(proc)
+    assert out.startswith("broker paper serving as papercli on mts.v1.brokers.papercli.*")
+    lines = [json.loads(line) for line in err.splitlines()]  # every stderr line is a log line
+    assert {"broker service started", "broker service stopped"} <= {
+        line["message"] for line in lines}
+    assert {line.get("service") for line in lines} == {"broker-papercli"}
 
 
 async def test_reports_published_while_the_client_was_away_arrive_after_connect(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,3 +95,30 @@ def test_qc_on_files_and_demo_install(tmp_path: Path,
     assert "calendar_gap" in out.output
     listing = mts("universe", "list")
     assert "us-large-cap" in listing.output
+
+
+def _mts_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``mts`` command in its own process, stdout and stderr apart, JSON log lines,
+    no ``MTS_LOG_LEVEL`` from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTS_LOG_")}
+    return subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**env, "MTS_LOG_FORMAT": "json"})
+
+
+def test_ingest_prints_its_table_on_stdout_and_logs_on_stderr(csv_file: Path,
+                                                              tmp_path: Path) -> None:
+    store = str(tmp_path / "lake")
+    quiet = _mts_process("mts1b-datalake", "ingest", str(csv_file), "--store", store)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # no INFO line, and no progress bar off a terminal
+    assert "long.csv" in quiet.stdout and "180" in quiet.stdout
+    assert f"rejected {csv_file}:182: close is missing" in quiet.stdout
+    for line in quiet.stdout.splitlines():
+        assert not line.startswith("{"), f"a log line on stdout: {line}"
+
+    verbose = _mts_process("-v", "mts1b-datalake", "ingest", str(csv_file), "--store", store)
+    assert verbose.returncode == 0, verbose.stderr
+    assert not any(line.startswith("{") for line in verbose.stdout.splitlines())
+    messages = [json.loads(line)["message"] for line in verbose.stderr.splitlines()]
+    assert "ingest changed nothing" in messages  # the second ingest of the same file

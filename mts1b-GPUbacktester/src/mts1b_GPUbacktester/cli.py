@@ -11,6 +11,12 @@ Installed through the ``mts.commands`` entry point (name ``mts1b-GPUbacktester``
 
 ``--install-demo`` installs the datalake's synthetic market into the store first (idempotent),
 so the commands work on a fresh machine without any download.
+
+The numbers are printed on stdout; errors are one ``error: ...`` line on stderr (exit status 2);
+log lines go to stderr through the ``mts`` root's logging, which shows warnings and errors
+unless ``mts -v`` or ``$MTS_LOG_LEVEL`` asks for more. The ladder's progress bar is drawn on
+stderr only when stderr is a terminal. Importing this module (which ``mts`` does to run any of
+these commands) loads no engine, pandas or pydantic model: the commands import what they use.
 """
 
 from __future__ import annotations
@@ -18,13 +24,12 @@ from __future__ import annotations
 import json
 import operator
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from mts1b_GPUbacktester.errors import BacktestConfigError, BacktestError
 
 __all__ = ["app", "parse_constraint", "parse_grid", "parse_params"]
 
@@ -49,6 +54,8 @@ def _value(text: str) -> Any:
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``["p_fast=20", "p_slow=50"]`` -> ``{"p_fast": 20, "p_slow": 50}``."""
+    from mts1b_GPUbacktester.errors import BacktestConfigError
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -61,6 +68,8 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """``["p_fast=5,10", "p_slow=20:60:10"]`` -> lists (``a:b:step`` is ``range(a, b, step)``)."""
+    from mts1b_GPUbacktester.errors import BacktestConfigError
+
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -77,6 +86,8 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def parse_constraint(text: str | None) -> Callable[[dict[str, Any]], bool] | None:
     """``"p_fast < p_slow"`` -> a predicate on a combination (names or numbers, one operator)."""
+    from mts1b_GPUbacktester.errors import BacktestConfigError
+
     if not text:
         return None
     match = _CONSTRAINT.match(text)
@@ -138,6 +149,7 @@ def run(
 ) -> None:
     """Backtest one factor with one parameter set and print the headline metrics."""
     from mts1b_GPUbacktester.engine import run_single
+    from mts1b_GPUbacktester.errors import BacktestError
 
     try:
         the_store = _install_demo(store) if install_demo else store
@@ -150,8 +162,8 @@ def run(
     except (BacktestError, ValueError, KeyError) as exc:
         raise _fail(exc) from exc
     m = result.metrics
-    typer.echo(f"{factor} {parse_params(param)} on {universe}: "
-               f"{result.equity.index[0].date()}..{result.equity.index[-1].date()}, "
+    first, last = result.equity.index[[0, -1]]
+    typer.echo(f"{factor} {parse_params(param)} on {universe}: {first.date()}..{last.date()}, "
                f"{len(result.symbols)} assets, backend {result.backend['backend']}")
     for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility",
                 "turnover", "final_nav"):
@@ -185,6 +197,7 @@ def ladder(
     install_demo: InstallOpt = False,
 ) -> None:
     """Evaluate every combination of a parameter grid and print the best ones."""
+    from mts1b_GPUbacktester.errors import BacktestError
     from mts1b_GPUbacktester.ladder import run_ladder
 
     try:
@@ -192,8 +205,8 @@ def ladder(
         res = run_ladder(factor, parse_grid(grid), constraint=parse_constraint(constraint),
                          universe=_universe(universe), start=start, end=end, mode=mode,
                          rebal=rebal, cost_bps=cost_bps, fill=fill, tile_size=tile_size,
-                         executor=executor, workers=workers, backend=backend, progress=True,
-                         store=the_store)
+                         executor=executor, workers=workers, backend=backend,
+                         progress=sys.stderr.isatty(), store=the_store)
     except (BacktestError, ValueError, KeyError) as exc:
         raise _fail(exc) from exc
     key = "sharpe" if mode == "portfolio" else "total_return_mean"
@@ -210,8 +223,10 @@ def demo(
     out: Annotated[Path, typer.Option(help="where to write the tearsheet")] = Path(
         "out/tearsheet.html"),
     store: StoreOpt = None,
+    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
 ) -> None:
     """The README's demo: install the synthetic market, backtest, print, write a tearsheet."""
     from mts1b_GPUbacktester.demo import main
 
-    raise typer.Exit(code=main(["--out", str(out), *(["--store", store] if store else [])]))
+    raise typer.Exit(code=main(["--out", str(out), "--backend", backend,
+                                *(["--store", store] if store else [])]))

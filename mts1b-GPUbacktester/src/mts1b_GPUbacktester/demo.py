@@ -8,6 +8,11 @@ End to end, with no server and no download:
    ``us-large-cap`` 2014-2024, daily, equal-weight long, 10 bps;
 3. print the headline metrics, and a small ladder of (fast, slow) pairs;
 4. write the tearsheet (default ``out/tearsheet.html``) and print its path.
+
+The report is printed on stdout. ``python -m mts1b_GPUbacktester.demo ARGS`` runs the ``mts``
+command ``mts mts1b-GPUbacktester demo ARGS``, so its log lines follow the ``mts`` root: on
+stderr, warnings and errors only unless ``$MTS_LOG_LEVEL`` (or ``mts -v mts1b-GPUbacktester
+demo``) asks for more, and never mixed into the report.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import typer
+
 __all__ = ["main"]
 
 
 def _say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    """One line of the report, for people: stdout, never the logger."""
+    typer.echo(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,5 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised through dev.py and the CLI test
-    sys.exit(main())
+if __name__ == "__main__":  # python -m mts1b_GPUbacktester.demo (dev.py demo): the mts command
+    from mts1b_platform.cli import main as mts
+
+    mts(["mts1b-GPUbacktester", "demo", *sys.argv[1:]])

@@ -1,19 +1,23 @@
 """``mts mts1b-brokers ...``: run a broker as a NATS service, list the registered brokers.
 
 Registered with the ``mts`` CLI through the ``mts.commands`` entry-point group; also runnable
-alone as ``python -m mts1b_brokers.cli``.
+alone as ``python -m mts1b_brokers.cli ARGS``, which runs ``mts mts1b-brokers ARGS`` (root options
+such as ``-v`` go on ``mts``).
+
+What a command reports for people (the broker names, that the service is up and where) is
+printed on stdout; log lines go to stderr through the ``mts`` root's logging, which shows
+warnings and errors unless ``mts -v`` or ``$MTS_LOG_LEVEL`` asks for more. ``serve`` names
+itself ``broker-<name>`` (``broker-paper``) in every log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-
-from mts1b_brokers.models import BpsCommission, BpsSlippage
-from mts1b_brokers.registry import available_brokers, get_broker
 
 __all__ = ["app"]
 
@@ -39,6 +43,8 @@ def _accounts(values: list[str]) -> dict[str, Decimal]:
 @app.command("list")
 def list_brokers() -> None:
     """Print the broker names registered in the ``mts1b.brokers`` entry-point group."""
+    from mts1b_brokers.registry import available_brokers
+
     for name in available_brokers():
         typer.echo(name)
 
@@ -60,6 +66,11 @@ def serve(
     namespace: Annotated[str | None, typer.Option(help="bus namespace (tests)")] = None,
 ) -> None:
     """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT."""
+    from mts1b_platform.logging import set_service
+
+    set_service(f"broker-{name or broker}")  # before anything logs: every line names it
+    from mts1b_brokers.models import BpsCommission, BpsSlippage
+
     config: dict[str, Any] = {}
     if broker == "paper":
         config = {
@@ -75,6 +86,7 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
                  namespace: str | None) -> None:
     from mts1b_platform.bus import Bus
 
+    from mts1b_brokers.registry import get_broker
     from mts1b_brokers.service import BrokerService
 
     overrides: dict[str, Any] = {}
@@ -85,13 +97,18 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
     bus = await Bus.connect(**overrides)
     service = BrokerService(get_broker(broker_name, **config), bus)
     await service.start()
-    typer.echo(f"serving {service.name} on mts.v1.brokers.{service.name}.*", err=True)
-    bus.install_signal_handlers()
+    bus.install_signal_handlers()  # before saying so: SIGTERM right after the line drains
+    where = f" (namespace {namespace})" if namespace else ""
+    typer.echo(f"broker {broker_name} serving as {service.name} on "
+               f"mts.v1.brokers.{service.name}.*{where}; SIGTERM drains")
     try:
         await bus.wait_closed()
     finally:
         await service.stop()
+    typer.echo(f"broker {service.name} stopped")
 
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # python -m mts1b_brokers.cli ...: `mts mts1b-brokers ...`
+    from mts1b_platform.cli import main
+
+    main(["mts1b-brokers", *sys.argv[1:]])

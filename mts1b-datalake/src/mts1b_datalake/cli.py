@@ -10,12 +10,19 @@ Examples::
     mts mts1b-datalake universe show us-large-cap --date 2017-06-30 --n 20
     mts mts1b-datalake panel info us-large-cap 2014-01-01 2018-01-01
     mts mts1b-datalake replay AAPL,MSFT 2017-01-01 2017-03-31 --speed 20
+
+Reports (tables, counts, where files were written) are printed on stdout; errors are one
+``error: ...`` line on stderr (exit status 2); log lines go to stderr through the ``mts`` root's
+logging, which shows warnings and errors unless ``mts -v`` or ``$MTS_LOG_LEVEL`` asks for more.
+Progress bars are drawn on stderr only when stderr is a terminal: redirected to a file they
+would be noise between the log lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,7 +54,9 @@ app.add_typer(panel_app, name="panel")
 app.add_typer(demo_app, name="demo")
 app.add_typer(store_app, name="store")
 
-console = Console(soft_wrap=True)
+# Redirected to a file or a pipe there is no terminal width to fit: rich would assume 80 columns
+# and squeeze the tables (cutting file names), so tables get the width they need, up to 200.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="store root (path or fsspec URL)")]
@@ -67,7 +76,7 @@ def _fail(exc: Exception) -> None:
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                    transient=False)
+                    transient=False, disable=not err_console.is_terminal)
 
 
 def _universe_arg(text: str) -> Any:
@@ -134,7 +143,10 @@ def ingest(
         return
     table = Table(title=f"ingest into {the_store.root}")
     for col in ("file", "rows", "added", "unchanged", "restated", "events", "rejected", "qc"):
-        table.add_column(col, justify="left" if col == "file" else "right")
+        # numbers never wrap; a long file name folds onto more lines rather than losing its end
+        table.add_column(col, justify="left" if col == "file" else "right",
+                         overflow="fold" if col == "file" else "ellipsis",
+                         no_wrap=col != "file")
     for f, r in zip(files, reports, strict=True):
         findings = len(r.qc.findings) if r.qc is not None else 0
         table.add_row(Path(f).name, str(r.rows_in), str(r.added), str(r.unchanged),

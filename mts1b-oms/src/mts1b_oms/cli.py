@@ -3,6 +3,12 @@
 ``halt`` / ``resume`` write the trading state to PostgreSQL (the system of record) and to the NATS
 KV bucket; every running OMS instance sees the KV change at once and cancels the working orders
 of a halted scope at its broker. They work whether or not an OMS is running.
+
+What a command reports for people (the new state, the scopes that are not ACTIVE, that the
+service is up) is printed on stdout; log lines go to stderr through the ``mts`` root's logging,
+which shows warnings and errors unless ``mts -v`` or ``$MTS_LOG_LEVEL`` asks for more. ``serve``
+names itself ``oms`` in every log line. ``python -m mts1b_oms.cli ARGS`` runs ``mts mts1b-oms
+ARGS`` (root options such as ``-v`` go on ``mts``).
 """
 
 from __future__ import annotations
@@ -11,12 +17,15 @@ import asyncio
 import datetime as dt
 import json
 import os
+import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from mts1b_foundation import TradingState, new_event_id
+
+if TYPE_CHECKING:
+    from mts1b_foundation import TradingState
 
 __all__ = ["app"]
 
@@ -58,6 +67,9 @@ def serve(
         min=0.001, help="seconds between the full garbage collections the service runs")] = 60.0,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain)."""
+    from mts1b_platform.logging import set_service
+
+    set_service("oms")  # before anything logs: every line of this process names the OMS
     from mts1b_oms.service import ServeOptions, load_funds, run_service
 
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
@@ -65,7 +77,21 @@ def serve(
                         broker_args=_parse_args(broker_arg or []), schema=schema,
                         namespace=namespace, prices=px, concurrency=concurrency,
                         full_gc_interval=full_gc_interval)
-    asyncio.run(run_service(opts))
+
+    async def serve_and_report() -> None:
+        ready = asyncio.Event()
+        service = asyncio.get_running_loop().create_task(run_service(opts, ready=ready))
+        announce = asyncio.get_running_loop().create_task(ready.wait())
+        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            typer.echo(f"oms serving funds {', '.join(f.fund_id for f in opts.funds)} on "
+                       f"mts.v1.oms.commands.* (schema {schema}"
+                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
+        announce.cancel()
+        await service  # its exception, if it failed to start, ends the command
+        typer.echo("oms stopped")
+
+    asyncio.run(serve_and_report())
 
 
 def _scope(fund: str | None, strategy: str | None, all_: bool) -> tuple[str, str]:
@@ -79,6 +105,7 @@ def _scope(fund: str | None, strategy: str | None, all_: bool) -> tuple[str, str
 
 async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str, reason: str,
                      dsn: str, schema: str, namespace: str | None) -> None:
+    from mts1b_foundation import new_event_id
     from mts1b_platform.bus import Bus
 
     from mts1b_oms.service import KV_BUCKET, KvFanout
@@ -117,6 +144,8 @@ def halt(
     namespace: Namespace = None,
 ) -> None:
     """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders."""
+    from mts1b_foundation import TradingState
+
     scope, scope_id = _scope(fund, strategy, all_)
     state = TradingState.REDUCING if reducing else TradingState.HALTED
     asyncio.run(_set_state(scope, scope_id, state, actor, reason, dsn, schema, namespace))
@@ -135,6 +164,8 @@ def resume(
     namespace: Namespace = None,
 ) -> None:
     """Clear a halt: the only way back to ACTIVE."""
+    from mts1b_foundation import TradingState
+
     scope, scope_id = _scope(fund, strategy, all_)
     asyncio.run(_set_state(scope, scope_id, TradingState.ACTIVE, actor, reason, dsn, schema,
                            namespace))
@@ -144,6 +175,8 @@ def resume(
 @app.command()
 def status(dsn: Dsn = DEFAULT_DSN, schema: Schema = "mts_oms") -> None:
     """Print every scope that is not ACTIVE."""
+    from mts1b_foundation import TradingState
+
     from mts1b_oms.store import Store
 
     async def read() -> list[tuple[str, str, TradingState]]:
@@ -160,5 +193,7 @@ def status(dsn: Dsn = DEFAULT_DSN, schema: Schema = "mts_oms") -> None:
         typer.echo(f"{scope} {scope_id}: {state.value}")
 
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # python -m mts1b_oms.cli ...: the same as `mts mts1b-oms ...`
+    from mts1b_platform.cli import main
+
+    main(["mts1b-oms", *sys.argv[1:]])
