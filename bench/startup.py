@@ -12,6 +12,10 @@ Cases (each one is a fresh process; its wall time from ``subprocess.run`` to exi
 interpreter start-up is included, and ``python -c pass`` is shown for reference):
 
 * ``import mts1b_GPUbacktester``, ``import mts1b_quantkit``, ``import mts1b_datalake``;
+* ``from mts1b_GPUbacktester import run_single`` (what a backtest script starts with: the engine
+  and what it imports, before any data is read);
+* the first metrics call: ``metrics.summary`` of a 500-day return series in a fresh process
+  (the backtester's headline numbers; it used to import ``scipy.stats``);
 * ``mts --help`` (the console script: lists every library's command group, so it imports each
   library's CLI module);
 * peers: ``import vectorbt``, ``import backtrader``.
@@ -57,6 +61,11 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "gpubt": ("import mts1b_GPUbacktester", [PY, "-c", "import mts1b_GPUbacktester"]),
     "quantkit": ("import mts1b_quantkit", [PY, "-c", "import mts1b_quantkit"]),
     "datalake": ("import mts1b_datalake", [PY, "-c", "import mts1b_datalake"]),
+    "run_single": ("from mts1b_GPUbacktester import run_single",
+                   [PY, "-c", "from mts1b_GPUbacktester import run_single"]),
+    "metrics": ("first metrics.summary call",
+                [PY, "-c", "import numpy as np\nfrom mts1b_quantkit import metrics\n"
+                 "metrics.summary(np.linspace(-0.01, 0.012, 500))"]),
     "mts": ("mts --help", [MTS, "--help"]),
     "vectorbt": ("import vectorbt", [PY, "-c", "import vectorbt"]),
     "backtrader": ("import backtrader", [PY, "-c", "import backtrader"]),
