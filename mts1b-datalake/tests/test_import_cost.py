@@ -52,3 +52,11 @@ def test_unknown_names_still_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mts1b_datalake.nope  # noqa: B018 - the attribute access is the test
     assert set(mts1b_datalake.__all__) <= set(dir(mts1b_datalake))
+
+
+def test_the_cli_module_loads_no_wire_model() -> None:
+    """``mts mts1b-datalake --help`` imports only the CLI module: no pydantic models either."""
+    code = ("import mts1b_datalake.cli\n"
+            "assert 'mts1b_foundation' not in sys.modules, 'foundation loaded'\n"
+            "assert 'pydantic' not in sys.modules, 'pydantic loaded'")
+    assert _loaded_after(code) == []

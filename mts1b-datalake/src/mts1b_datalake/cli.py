@@ -15,7 +15,8 @@ Reports (tables, counts, where files were written) are printed on stdout; errors
 ``error: ...`` line on stderr (exit status 2); log lines go to stderr through the ``mts`` root's
 logging, which shows warnings and errors unless ``mts -v`` or ``$MTS_LOG_LEVEL`` asks for more.
 Progress bars are drawn on stderr only when stderr is a terminal: redirected to a file they
-would be noise between the log lines.
+would be noise between the log lines. Each command imports the modules it uses (the store,
+pandas, the pydantic wire models), so ``mts mts1b-datalake --help`` loads none of them.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
-
-from mts1b_datalake.errors import DatalakeError
 
 __all__ = ["app"]
 
@@ -117,6 +116,7 @@ def ingest(
     show_rejected: Annotated[int, typer.Option(help="rejected rows to print")] = 20,
 ) -> None:
     """Read files into the store (atomic; re-ingesting the same data adds nothing)."""
+    from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.providers import open_source
     from mts1b_datalake.providers.base import expand_paths
     from mts1b_datalake.qc import QCPolicy
@@ -180,6 +180,7 @@ def qc_command(
     symbols: Annotated[str | None, typer.Option(help="comma-separated symbols (store)")] = None,
 ) -> None:
     """Run the quality checks and print a summary table (and JSON/Markdown if asked)."""
+    from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.providers import open_source
     from mts1b_datalake.qc import QCPolicy, run_qc
 
@@ -245,6 +246,7 @@ def universe_show(
     calendar: Annotated[str, typer.Option()] = "XNYS",
 ) -> None:
     """Members of a universe on one date (point in time)."""
+    from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.universes import resolve_universe
 
     try:
@@ -276,6 +278,7 @@ def panel_info_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Build a panel and describe it: shape, membership, coverage, build time."""
+    from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.panel import panel_info
 
     try:
@@ -313,6 +316,7 @@ def replay(
     calendar: Annotated[str, typer.Option()] = "XNYS",
 ) -> None:
     """Publish historical bars on mts.v1.datalake.bars.<symbol> at SPEED sessions/second."""
+    from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.replay import BarReplay
 
     try:
