@@ -31,30 +31,32 @@ from mts1b_foundation import (
 )
 from mts1b_foundation.schema import wire_models
 
-ident = st.from_regex(r"[A-Za-z0-9_.:/@=+-]{1,24}", fullmatch=True)
+ident = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,23}", fullmatch=True)
+symbols = st.from_regex(r"\^?[A-Za-z0-9](\.?[A-Za-z0-9_=^&-]){0,20}", fullmatch=True)
 ccy = st.sampled_from(["USD", "EUR", "GBP", "JPY", "BTC", "ETH", "USDT"])
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
 # hypothesis takes naive bounds and attaches the drawn timezone itself
 aware = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2100, 1, 1),  # noqa: DTZ001
                      timezones=offsets)
-pos_dec = st.decimals(min_value=Decimal("1e-9"), max_value=Decimal("1e12"), allow_nan=False,
+# 11 integer and 9 fraction digits at most: inside the wire's 20 significant digits
+pos_dec = st.decimals(min_value=Decimal("1e-9"), max_value=Decimal("1e10"), allow_nan=False,
                       allow_infinity=False, places=9)
-money = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False,
+money = st.decimals(min_value=Decimal("-1e10"), max_value=Decimal("1e10"), allow_nan=False,
                     allow_infinity=False, places=9)
 days = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2100, 1, 1))
 
-equity = st.builds(Equity, symbol=ident, tick_size=pos_dec, lot_size=pos_dec,
+equity = st.builds(Equity, symbol=symbols, tick_size=pos_dec, lot_size=pos_dec,
                    sector=st.none() | st.text(max_size=20))
-etf = st.builds(ETF, symbol=ident)
-option = st.builds(Option, symbol=ident, underlying=ident, expiry=days, strike=pos_dec,
+etf = st.builds(ETF, symbol=symbols)
+option = st.builds(Option, symbol=symbols, underlying=symbols, expiry=days, strike=pos_dec,
                    right=st.sampled_from(["call", "put"]), multiplier=pos_dec)
-future = st.builds(Future, symbol=ident, root=ident, expiry=days, multiplier=pos_dec)
+future = st.builds(Future, symbol=symbols, root=symbols, expiry=days, multiplier=pos_dec)
 fx = st.tuples(ccy, ccy).filter(lambda p: p[0] != p[1]).map(
     lambda p: FxPair(symbol=p[0] + p[1], base=p[0], quote=p[1], currency=p[1]))
 crypto = st.tuples(ccy, ccy).filter(lambda p: p[0] != p[1]).map(
     lambda p: CryptoPair(symbol=f"{p[0]}-{p[1]}", base=p[0], quote=p[1]))
 event = st.builds(EventContract, asset_class=st.sampled_from(["sports", "prediction"]),
-                  symbol=ident, event=st.text(min_size=1, max_size=50),
+                  symbol=symbols, event=st.text(min_size=1, max_size=50),
                   outcome=st.text(min_size=1, max_size=20), settlement=aware)
 instrument = st.one_of(equity, etf, option, future, fx, crypto, event)
 
@@ -71,8 +73,10 @@ def orders(draw: st.DrawFn) -> Order:
         stop_price=draw(pos_dec) if kind in ("stop", "stop_limit") else None,
         time_in_force=tif, expire_at=draw(aware) if tif == "GTD" else None,
         created_at=draw(aware),
-        tags=draw(st.dictionaries(st.text(min_size=1, max_size=10),
-                                  st.none() | st.booleans() | st.integers() | st.text(),
+        tags=draw(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_.:-]{0,9}", fullmatch=True),
+                                  st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+                                  | st.text(st.characters(min_codepoint=32, max_codepoint=126),
+                                            max_size=40),
                                   max_size=3)),
     )
 
@@ -82,14 +86,14 @@ def bars(draw: st.DrawFn) -> Bar:
     lo, hi = sorted([draw(pos_dec), draw(pos_dec)])
     o = draw(st.sampled_from([lo, hi]))
     c = draw(st.sampled_from([lo, hi]))
-    return Bar(symbol=draw(ident), ts=draw(aware), open=o, high=hi, low=lo, close=c,
+    return Bar(symbol=draw(symbols), ts=draw(aware), open=o, high=hi, low=lo, close=c,
                volume=draw(pos_dec))
 
 
 @st.composite
 def fill_events(draw: st.DrawFn) -> OrderEvent:
     order_id = draw(ident)
-    fill = Fill(trade_id=draw(ident), order_id=order_id, fund_id="F", symbol=draw(ident),
+    fill = Fill(trade_id=draw(ident), order_id=order_id, fund_id="F", symbol=draw(symbols),
                 side=draw(st.sampled_from(["buy", "sell"])), quantity=draw(pos_dec),
                 price=draw(pos_dec), commission=draw(pos_dec), ts=draw(aware))
     return OrderEvent(event_id=draw(ident), order_id=order_id, fund_id="F",
@@ -98,7 +102,7 @@ def fill_events(draw: st.DrawFn) -> OrderEvent:
 
 
 signals = st.builds(Signal, strategy_id=ident, as_of=aware,
-                    weights=st.dictionaries(ident, money, max_size=5),
+                    weights=st.dictionaries(symbols, money, max_size=5),
                     ic=st.none() | st.floats(allow_nan=False, allow_infinity=False),
                     t_stat=st.none() | st.floats(allow_nan=False, allow_infinity=False))
 funds = st.builds(FundConfig, fund_id=ident, name=st.text(min_size=1, max_size=30),

@@ -9,14 +9,15 @@ EXPECTED = {
     "FxPair", "InMemoryMarketData", "InMemoryPublisher", "Instrument", "MarketDataProtocol",
     "MtsError", "Option", "OptionRight", "Order", "OrderEvent", "OrderEventType", "OrderStatus",
     "OrderType", "PanelError", "Position", "PublisherProtocol", "Quote", "ReplaceOrder",
-    "ReplaceRequest", "RiskEnvelope", "SetTradingState", "Severity", "Side", "Signal",
-    "StrategySpec", "StrategyState", "SubjectError", "SubmitOrder", "SystemClock",
+    "ReplaceRequest", "ReplyCode", "RiskEnvelope", "SetTradingState", "Severity", "Side", "Signal",
+    "StrategySpec", "StrategyState", "SubjectError", "SubmitOrder", "Symbol", "SystemClock",
     "TargetPortfolio", "TaxLotMethod", "TimeInForce", "Trade", "TradingSession", "TradingState",
     "TradingStateChange", "UniversePanel", "ValidationFailed", "WireModel", "__version__",
     "check_publishable", "deterministic_id", "dlq_subject", "domain_of", "export_schemas",
-    "instrument_adapter", "missing_members", "model_for_subject", "new_event_id",
-    "new_order_id", "parse_message",
-    "stream_name", "subject", "to_day", "uuid7",
+    "fit_to_domain", "instrument_adapter", "is_symbol", "missing_members", "model_for_subject",
+    "new_event_id", "new_order_id", "parse_message", "stream_name", "subject",
+    "symbol_of_subject", "symbol_subject", "symbol_to_token", "to_day", "token_to_symbol",
+    "uuid7",
 }
 
 

@@ -1,3 +1,4 @@
+import asyncio
 import datetime as dt
 from decimal import Decimal
 
@@ -43,7 +44,8 @@ def test_check_publishable() -> None:
         check_publishable("mts.v1.operations.alerts.raised", BAR)
     denied = OrderEvent(event_id="e", order_id="o", fund_id="F", event_type="denied",
                         status="denied", ts=NOW,
-                        denial=Denial(code="MAX_QUANTITY", gate="max_quantity", message="m"))
+                        denial=Denial(code="QUANTITY_EXCEEDS_MAXIMUM", gate="order_size",
+                                      message="m"))
     check_publishable("mts.v1.oms.orders.denied", denied)
     with pytest.raises(SubjectError, match="type 'denied' may not be published"):
         check_publishable("mts.v1.oms.orders.filled", denied)
@@ -79,10 +81,16 @@ def test_helpers() -> None:
         stream_name("nothing")
 
 
-async def test_in_memory_publisher_checks_registry() -> None:
-    pub = InMemoryPublisher()
-    await pub.publish("mts.v1.datalake.bars.AAPL", BAR, msg_id="m1")
-    assert pub.published == [("mts.v1.datalake.bars.AAPL", BAR, "m1")]
-    alert = Alert(alert_id="a", severity="warning", source="oms", text="t", ts=NOW)
-    with pytest.raises(SubjectError):
-        await pub.publish("mts.v1.datalake.bars.AAPL", alert)
+def test_in_memory_publisher_checks_registry() -> None:
+    # run without an async test plugin: foundation's own test extra has none
+    async def scenario() -> None:
+        pub = InMemoryPublisher()
+        await pub.publish("mts.v1.datalake.bars.AAPL", BAR, msg_id="m1")
+        assert pub.published == [("mts.v1.datalake.bars.AAPL", BAR, "m1")]
+        alert = Alert(alert_id="a", severity="warning", source="oms", text="t", ts=NOW)
+        with pytest.raises(SubjectError):
+            await pub.publish("mts.v1.datalake.bars.AAPL", alert)
+        with pytest.raises(SubjectError, match="AAPL"):
+            await pub.publish("mts.v1.datalake.bars.MSFT", BAR)
+
+    asyncio.run(scenario())

@@ -20,6 +20,7 @@ from mts1b_foundation.enums import (
     OrderEventType,
     OrderStatus,
     OrderType,
+    ReplyCode,
     Severity,
     Side,
     StrategyState,
@@ -88,8 +89,11 @@ from mts1b_foundation.subjects import (
     model_for_subject,
     stream_name,
     subject,
+    symbol_of_subject,
+    symbol_subject,
 )
-from mts1b_foundation.wire import WireModel, parse_message
+from mts1b_foundation.symbols import Symbol, is_symbol, symbol_to_token, token_to_symbol
+from mts1b_foundation.wire import WireModel, fit_to_domain, parse_message
 
 __version__ = "0.1.0"
 
@@ -144,6 +148,7 @@ __all__ = [
     "Quote",
     "ReplaceOrder",
     "ReplaceRequest",
+    "ReplyCode",
     "RiskEnvelope",
     "SetTradingState",
     "Severity",
@@ -153,6 +158,7 @@ __all__ = [
     "StrategyState",
     "SubjectError",
     "SubmitOrder",
+    "Symbol",
     "SystemClock",
     "TargetPortfolio",
     "TaxLotMethod",
@@ -170,7 +176,9 @@ __all__ = [
     "dlq_subject",
     "domain_of",
     "export_schemas",
+    "fit_to_domain",
     "instrument_adapter",
+    "is_symbol",
     "missing_members",
     "model_for_subject",
     "new_event_id",
@@ -178,6 +186,10 @@ __all__ = [
     "parse_message",
     "stream_name",
     "subject",
+    "symbol_of_subject",
+    "symbol_subject",
+    "symbol_to_token",
     "to_day",
+    "token_to_symbol",
     "uuid7",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "OrderEventType",
     "OrderStatus",
     "OrderType",
+    "ReplyCode",
     "Severity",
     "Side",
     "StrategyState",
@@ -118,19 +119,70 @@ class OrderEventType(StrEnum):
     CORRECTED = "corrected"
 
 
-class DenialCode(StrEnum):
-    """Stable reasons a pre-trade risk gate refuses an order."""
+class ReplyCode(StrEnum):
+    """Every stable code a command reply, a gate's denial or a broker's reject can carry.
 
+    One closed vocabulary for the gates, the OMS and the brokers, so that a client branches on
+    one enum whoever answered, and a code nobody declared is refused when the message is read.
+    What a venue said in its own words travels beside it, in ``venue_code`` / ``venue_message``.
+    Values equal names and never change once released; a new code is a wire change.
+    The names follow NautilusTrader's denial reasons where the concept is the same.
+    """
+
+    # -- the request itself -----------------------------------------------------------------
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    """The message did not validate; the reply's context names the field and the value."""
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+    """No handler for this command subject."""
+    INVALID_ORDER = "INVALID_ORDER"
+    """Well-formed, but not acceptable as it stands (client-set order_id, wrong fund, GTD in the
+    past, a replace that changes nothing)."""
+    UNSUPPORTED = "UNSUPPORTED"
+    """The receiver does not support this order type, time in force or request."""
+    UNAUTHORIZED = "UNAUTHORIZED"
+    """The sender may not issue this command."""
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    """A signed command whose signature does not verify."""
+    STALE_COMMAND = "STALE_COMMAND"
+    """A command older than the receiver accepts (outside its freshness window)."""
+    REPLAY_REFUSED = "REPLAY_REFUSED"
+    """A command (nonce, sequence) that was already used."""
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    """An idempotency key reused with different terms."""
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    """The receiver failed; the request may be retried."""
+    # -- things the request names -------------------------------------------------------------
+    FUND_NOT_FOUND = "FUND_NOT_FOUND"
+    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
+    INSTRUMENT_NOT_FOUND = "INSTRUMENT_NOT_FOUND"
+    INSTRUMENT_MISMATCH = "INSTRUMENT_MISMATCH"
+    """The order's instrument differs from the registered one of the same symbol."""
+    # -- the order's lifecycle ----------------------------------------------------------------
+    ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
+    """The order is already final (filled, canceled, rejected, ...)."""
+    INVALID_STATE_TRANSITION = "INVALID_STATE_TRANSITION"
+    CANCEL_REJECTED = "CANCEL_REJECTED"
+    """The cancel did not take (the venue refused it, or the order filled first)."""
+    ORDER_DENIED = "ORDER_DENIED"
+    """Denied by a gate, when the gate's own code is not at hand."""
+    # -- pre-trade gates ----------------------------------------------------------------------
     TRADING_HALTED = "TRADING_HALTED"
-    REDUCE_ONLY = "REDUCE_ONLY"
+    TRADING_STATE_REDUCING = "TRADING_STATE_REDUCING"
+    """The scope is REDUCING and the order would not reduce exposure."""
+    STRATEGY_NOT_ALLOWED = "STRATEGY_NOT_ALLOWED"
     BROKER_NOT_ALLOWED = "BROKER_NOT_ALLOWED"
     INSTRUMENT_RESTRICTED = "INSTRUMENT_RESTRICTED"
-    STRATEGY_NOT_ALLOWED = "STRATEGY_NOT_ALLOWED"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
     PRICE_COLLAR = "PRICE_COLLAR"
     NO_REFERENCE_PRICE = "NO_REFERENCE_PRICE"
-    MAX_QUANTITY = "MAX_QUANTITY"
-    MAX_NOTIONAL = "MAX_NOTIONAL"
+    QUANTITY_EXCEEDS_MAXIMUM = "QUANTITY_EXCEEDS_MAXIMUM"
+    QUANTITY_BELOW_MINIMUM = "QUANTITY_BELOW_MINIMUM"
+    NOTIONAL_EXCEEDS_MAXIMUM = "NOTIONAL_EXCEEDS_MAXIMUM"
+    LOT_SIZE = "LOT_SIZE"
+    """The quantity is not a multiple of the instrument's lot size."""
+    TICK_SIZE = "TICK_SIZE"
+    """A price is not on the instrument's tick grid."""
     MAX_ADV_PCT = "MAX_ADV_PCT"
     POSITION_CAP = "POSITION_CAP"
     GROSS_EXPOSURE = "GROSS_EXPOSURE"
@@ -138,7 +190,27 @@ class DenialCode(StrEnum):
     DRAWDOWN_HALT = "DRAWDOWN_HALT"
     MESSAGE_RATE = "MESSAGE_RATE"
     REPEATED_EXECUTION = "REPEATED_EXECUTION"
-    INVALID_ORDER = "INVALID_ORDER"
+    # -- brokers and venues -------------------------------------------------------------------
+    BROKER_REJECTED = "BROKER_REJECTED"
+    """The venue refused: the order does not exist there (its words in venue_code/message)."""
+    BROKER_TRANSPORT_ERROR = "BROKER_TRANSPORT_ERROR"
+    """Nothing reached the venue."""
+    BROKER_UNKNOWN_OUTCOME = "BROKER_UNKNOWN_OUTCOME"
+    """The request may have reached the venue: reconcile before retrying."""
+    INVALID_PRICE = "INVALID_PRICE"
+    """A price the order type does not take, or one that is not positive."""
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    """A quantity that is not positive, or not above what already filled."""
+    INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
+    SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
+    INSTRUMENT_CLOSED = "INSTRUMENT_CLOSED"
+    """Halted, expired or settled."""
+    SESSION_CLOSED = "SESSION_CLOSED"
+
+
+DenialCode = ReplyCode
+"""The codes a pre-trade gate puts in a :class:`~mts1b_foundation.orders.Denial`: the same enum
+as :class:`ReplyCode` (one source of truth), under the name the gates have always used."""
 
 
 class TradingState(StrEnum):

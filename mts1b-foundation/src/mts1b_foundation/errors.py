@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from mts1b_foundation.enums import ReplyCode
+
 
 class MtsError(Exception):
     """Base of every error raised by MTS1B libraries.
@@ -19,6 +21,8 @@ class MtsError(Exception):
     """
 
     code: ClassVar[str] = "MTS.ERROR"
+    reply_code: ClassVar[ReplyCode] = ReplyCode.INTERNAL_ERROR
+    """What a service puts in ``CommandReply.code`` when this error answers a command."""
 
     def __init__(self, message: str, /, **context: Any) -> None:
         super().__init__(message)
@@ -33,6 +37,7 @@ class ValidationFailed(MtsError, ValueError):
     """Input did not validate. ``context['errors']`` lists ``{field, value, reason}`` dicts."""
 
     code: ClassVar[str] = "FOUNDATION.VALIDATION"
+    reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED
 
 
 class PanelError(MtsError, ValueError):
@@ -45,3 +50,4 @@ class SubjectError(MtsError, ValueError):
     """A NATS subject is malformed, unknown, or does not carry the given model."""
 
     code: ClassVar[str] = "FOUNDATION.SUBJECT"
+    reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED

@@ -14,10 +14,12 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter, model_validator
 
 from mts1b_foundation.enums import AssetClass, OptionRight
+from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import Identifier, PositiveDecimal, UtcDatetime, WireModel
 
 __all__ = [
     "ETF",
+    "INSTRUMENT_SCHEMA_VERSION",
     "CryptoPair",
     "Equity",
     "EventContract",
@@ -35,7 +37,10 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z0-9]{3,10}$")]
 class InstrumentBase(WireModel):
     """What every tradable thing has: a symbol, where it trades, and its price/size grid."""
 
-    symbol: Identifier
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
+    symbol: Symbol
     currency: Currency = "USD"
     venue: Identifier = "SMART"
     tick_size: PositiveDecimal = Decimal("0.01")
@@ -71,7 +76,7 @@ class ETF(InstrumentBase):
 
 class Option(InstrumentBase):
     asset_class: Literal[AssetClass.OPTION] = AssetClass.OPTION
-    underlying: Identifier
+    underlying: Symbol
     expiry: dt.date
     strike: PositiveDecimal
     right: OptionRight
@@ -81,7 +86,7 @@ class Option(InstrumentBase):
 
 class Future(InstrumentBase):
     asset_class: Literal[AssetClass.FUTURE] = AssetClass.FUTURE
-    root: Identifier
+    root: Symbol
     expiry: dt.date
     multiplier: PositiveDecimal
 
@@ -135,6 +140,9 @@ Instrument = Annotated[
     Equity | ETF | Option | Future | FxPair | CryptoPair | EventContract,
     Field(discriminator="asset_class"),
 ]
+
+INSTRUMENT_SCHEMA_VERSION = InstrumentBase.SCHEMA_VERSION
+"""Version of the ``Instrument`` union's JSON Schema: that of the instruments it joins."""
 
 instrument_adapter: TypeAdapter[Instrument] = TypeAdapter(Instrument)
 """Validate a dict or JSON into the right instrument class by its ``asset_class``."""

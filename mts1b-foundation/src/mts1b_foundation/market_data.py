@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from pydantic import model_validator
 
+from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
     Identifier,
     NonNegativeDecimal,
@@ -20,7 +21,10 @@ __all__ = ["Bar", "Quote", "Trade"]
 class Bar(WireModel):
     """An OHLCV bar. ``ts`` is the bar's *end* (a daily bar ends at the session close)."""
 
-    symbol: Identifier
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
+    symbol: Symbol
     ts: UtcDatetime
     interval: str = "1d"
     open: PositiveDecimal
@@ -46,7 +50,10 @@ class Bar(WireModel):
 class Quote(WireModel):
     """Top of book."""
 
-    symbol: Identifier
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
+    symbol: Symbol
     ts: UtcDatetime
     bid: PositiveDecimal
     ask: PositiveDecimal
@@ -67,7 +74,10 @@ class Quote(WireModel):
 class Trade(WireModel):
     """A print on the tape (not our own fill: see :class:`mts1b_foundation.orders.Fill`)."""
 
-    symbol: Identifier
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
+    symbol: Symbol
     ts: UtcDatetime
     price: PositiveDecimal
     size: PositiveDecimal

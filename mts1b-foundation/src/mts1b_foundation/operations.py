@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import Severity
-from mts1b_foundation.orders import Context, ContextValue
-from mts1b_foundation.wire import Identifier, UtcDatetime, WireModel
+from mts1b_foundation.wire import Context, ContextValue, Identifier, UtcDatetime, WireModel
 
 __all__ = ["GENESIS_HASH", "Alert", "AuditRecord", "DeadLetter", "digest_payload"]
 
@@ -32,6 +31,9 @@ class AuditRecord(WireModel):
     Changing any past record changes its hash and breaks every later ``prev_hash`` link, so a
     verifier walking the chain finds the first altered record.
     """
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     sequence: int = Field(ge=0)
     prev_hash: Sha256Hex
@@ -82,6 +84,9 @@ class AuditRecord(WireModel):
 class Alert(WireModel):
     """Something a person should know about, with structured context."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     alert_id: Identifier
     severity: Severity
     source: Identifier
@@ -92,6 +97,9 @@ class Alert(WireModel):
 
 class DeadLetter(WireModel):
     """A message that could not be processed: where it came from, why, and its exact bytes."""
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     original_subject: str = Field(min_length=1, max_length=512)
     reason: str = Field(min_length=1, max_length=4000)

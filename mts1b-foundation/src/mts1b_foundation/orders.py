@@ -2,6 +2,8 @@
 
 ``Order.order_id`` is assigned by the OMS (``None`` until then); ``Order.idempotency_key`` comes
 from the caller, and repeats of one key inside the dedupe window resolve to the same order.
+``Order.created_at`` is assigned by the OMS too: whatever a client puts there is replaced when
+the order is accepted (:attr:`Order.SERVER_ASSIGNED`, :meth:`Order.assigned`).
 """
 
 from __future__ import annotations
@@ -9,27 +11,34 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import (
-    DenialCode,
     OrderEventType,
     OrderStatus,
     OrderType,
+    ReplyCode,
     Side,
     TimeInForce,
     TradingSession,
 )
 from mts1b_foundation.instruments import Instrument
+from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
+    Context,
+    ContextValue,
     Identifier,
     Money,
     NonNegativeDecimal,
     PositiveDecimal,
+    Tags,
     UtcDatetime,
+    VenueCode,
+    VenueMessage,
     WireModel,
+    parse_message,
 )
 
 __all__ = [
@@ -44,10 +53,12 @@ __all__ = [
     "ReplaceRequest",
 ]
 
-ContextValue = str | int | float | bool | None
-"""JSON scalars allowed in context maps (denial context, alert context, metadata)."""
-
-Context = dict[Annotated[str, Field(min_length=1, max_length=64)], ContextValue]
+_V1_GATE_CODES: dict[str, ReplyCode] = {
+    "MAX_QUANTITY": ReplyCode.QUANTITY_EXCEEDS_MAXIMUM,
+    "MAX_NOTIONAL": ReplyCode.NOTIONAL_EXCEEDS_MAXIMUM,
+    "REDUCE_ONLY": ReplyCode.TRADING_STATE_REDUCING,
+}
+"""Gate codes of schema_version 1 that version 2 names as NautilusTrader does."""
 
 _NEEDS_LIMIT = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_ON_CLOSE}
 _NEEDS_STOP = {OrderType.STOP, OrderType.STOP_LIMIT}
@@ -58,7 +69,19 @@ def _utcnow() -> dt.datetime:
 
 
 class Order(WireModel):
-    """An instruction to trade ``quantity`` (always positive; ``side`` gives the direction)."""
+    """An instruction to trade ``quantity`` (always positive; ``side`` gives the direction).
+
+    ``order_id`` and ``created_at`` belong to the OMS (:attr:`SERVER_ASSIGNED`): a client leaves
+    ``order_id`` empty, and whatever it puts in ``created_at`` (it may be any time from 1900 to
+    2200, like every wire timestamp) is replaced by :meth:`assigned` when the OMS accepts the
+    order. The field stays on the wire because accepted orders travel inside events, where it
+    is the OMS's own clock reading.
+    """
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+    SERVER_ASSIGNED: ClassVar[tuple[str, ...]] = ("order_id", "created_at")
+    """Fields the OMS sets on acceptance; a client's values for them are never trusted."""
 
     order_id: Identifier | None = None
     idempotency_key: Identifier
@@ -76,7 +99,7 @@ class Order(WireModel):
     broker: Identifier | None = None
     account_id: Identifier | None = None
     created_at: UtcDatetime = Field(default_factory=_utcnow)
-    tags: Context = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> Order:
@@ -102,23 +125,50 @@ class Order(WireModel):
     def signed_quantity(self) -> Decimal:
         return self.quantity if self.side is Side.BUY else -self.quantity
 
+    def assigned(self, *, order_id: str, now: dt.datetime, **changes: Any) -> Order:
+        """This order as the OMS accepts it: its ``order_id``, ``created_at=now`` whatever the
+        client sent, and any other ``changes`` (a default broker or account), validated again.
+
+        The hook for the OMS's acceptance step: the one place where the fields of
+        :attr:`SERVER_ASSIGNED` get their values.
+        """
+        data = self.model_dump()
+        data.update(changes, order_id=order_id, created_at=now)
+        return parse_message(type(self), data)
+
 
 class Denial(WireModel):
     """Why a pre-trade risk gate refused an order: a stable code, the gate, and the numbers."""
 
-    code: DenialCode
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
+    code: ReplyCode
     gate: Identifier
     message: str = Field(min_length=1, max_length=2000)
     context: Context = Field(default_factory=dict)
+
+    @classmethod
+    def upgrade(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """v1 -> v2: three gate codes took NautilusTrader's names (MAX_QUANTITY ->
+        QUANTITY_EXCEEDS_MAXIMUM, MAX_NOTIONAL -> NOTIONAL_EXCEEDS_MAXIMUM, REDUCE_ONLY ->
+        TRADING_STATE_REDUCING)."""
+        code = data.get("code")
+        if isinstance(code, str) and code in _V1_GATE_CODES:
+            data["code"] = _V1_GATE_CODES[code].value
+        return data
 
 
 class Fill(WireModel):
     """One execution of (part of) our order. ``trade_id`` is unique: a fill applies once."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     trade_id: Identifier
     order_id: Identifier
     fund_id: Identifier
-    symbol: Identifier
+    symbol: Symbol
     side: Side
     quantity: PositiveDecimal
     price: PositiveDecimal
@@ -138,6 +188,9 @@ class Fill(WireModel):
 class ReplaceRequest(WireModel):
     """New terms for a working order; a field left ``None`` keeps its current value."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     order_id: Identifier
     quantity: PositiveDecimal | None = None
     limit_price: PositiveDecimal | None = None
@@ -156,7 +209,13 @@ class OrderEvent(WireModel):
     ``denied`` -> ``denial``; ``rejected``/``cancel_rejected``/``replace_rejected`` -> ``reason``;
     ``partially_filled``/``filled``/``corrected`` -> ``fill``; ``busted`` -> ``busted_trade_id``;
     ``replace_requested``/``replaced`` -> ``replace``.
+
+    ``code`` classifies a denial or a rejection (for ``denied`` it is the denial's code);
+    ``venue_code`` / ``venue_message`` carry what the venue said in its own terms.
     """
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     event_id: Identifier
     order_id: Identifier
@@ -171,12 +230,18 @@ class OrderEvent(WireModel):
     busted_trade_id: Identifier | None = None
     replace: ReplaceRequest | None = None
     order: Order | None = None
+    code: ReplyCode | None = None
+    venue_code: VenueCode | None = None
+    venue_message: VenueMessage | None = None
 
     @model_validator(mode="after")
     def _required_detail(self) -> OrderEvent:
         e = self.event_type
         if e is OrderEventType.DENIED and self.denial is None:
             raise ValueError("a 'denied' event needs denial")
+        if self.denial is not None and self.code is not None and self.code != self.denial.code:
+            raise ValueError(f"code {self.code.value!r} differs from the denial's code "
+                             f"{self.denial.code.value!r}")
         rejected = {OrderEventType.REJECTED, OrderEventType.CANCEL_REJECTED,
                     OrderEventType.REPLACE_REJECTED}
         if e in rejected and not self.reason:
@@ -199,9 +264,12 @@ class OrderEvent(WireModel):
 class Position(WireModel):
     """Holdings of one instrument in one fund (and strategy sleeve). ``quantity`` is signed."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     fund_id: Identifier
     strategy_id: Identifier | None = None
-    symbol: Identifier
+    symbol: Symbol
     quantity: Money
     avg_cost: Money = Decimal(0)
     realized_pnl: Money = Decimal(0)
@@ -224,7 +292,14 @@ class ExecType(StrEnum):
 
 
 class ExecutionReport(WireModel):
-    """A broker's report on an order, keyed by our ``order_id`` (the client order id)."""
+    """A broker's report on an order, keyed by our ``order_id`` (the client order id).
+
+    A reject may say why twice: ``code``, the stack's classification (:class:`ReplyCode`), and
+    ``venue_code`` / ``venue_message``, what the venue itself said.
+    """
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     broker: Identifier
     account_id: Identifier
@@ -233,7 +308,7 @@ class ExecutionReport(WireModel):
     exec_type: ExecType
     ts: UtcDatetime
     trade_id: Identifier | None = None
-    symbol: Identifier | None = None
+    symbol: Symbol | None = None
     side: Side | None = None
     last_quantity: PositiveDecimal | None = None
     last_price: PositiveDecimal | None = None
@@ -241,6 +316,9 @@ class ExecutionReport(WireModel):
     cumulative_quantity: NonNegativeDecimal = Decimal(0)
     leaves_quantity: NonNegativeDecimal = Decimal(0)
     reason: str | None = Field(default=None, max_length=2000)
+    code: ReplyCode | None = None
+    venue_code: VenueCode | None = None
+    venue_message: VenueMessage | None = None
 
     @model_validator(mode="after")
     def _fill_fields(self) -> ExecutionReport:

@@ -8,8 +8,10 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import StrategyState, TaxLotMethod, TradingState
-from mts1b_foundation.orders import Context, ContextValue
+from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
+    Context,
+    ContextValue,
     Identifier,
     Money,
     NonNegativeDecimal,
@@ -30,7 +32,7 @@ __all__ = [
     "TradingStateChange",
 ]
 
-Weights = dict[Identifier, Money]
+Weights = dict[Symbol, Money]
 """Target weight per symbol as a fraction of NAV (signed: negative is short)."""
 
 ParamValue = int | float | str | bool
@@ -44,6 +46,9 @@ def _default_sizing() -> dict[str, JsonValue]:
 class Signal(WireModel):
     """One strategy's target weights at one rebalance, with its research statistics."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     strategy_id: Identifier
     as_of: UtcDatetime
     weights: Weights
@@ -54,6 +59,9 @@ class Signal(WireModel):
 
 class TargetPortfolio(WireModel):
     """A fund's combined target (all sleeves) that the OMS turns into order deltas."""
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     fund_id: Identifier
     as_of: UtcDatetime
@@ -72,6 +80,9 @@ class TargetPortfolio(WireModel):
 
 class StrategySpec(WireModel):
     """A named application of a factor: parameters, universe, sizing and rebalance schedule."""
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     name: Identifier
     factor: Annotated[str, Field(pattern=r"^f_[A-Za-z0-9_]+$")]
@@ -94,8 +105,11 @@ class RiskEnvelope(WireModel):
     Percentages are fractions (``0.05`` is 5 %). Exposures are multiples of NAV.
     """
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     allowed_brokers: list[Identifier] = Field(default_factory=list)
-    restricted_symbols: list[Identifier] = Field(default_factory=list)
+    restricted_symbols: list[Symbol] = Field(default_factory=list)
     duplicate_window_seconds: NonNegativeDecimal = Decimal(5)
     price_collar_pct: PositiveDecimal | None = Decimal("0.05")
     max_order_quantity: PositiveDecimal | None = None
@@ -127,6 +141,9 @@ class RiskEnvelope(WireModel):
 class FundConfig(WireModel):
     """A NAV-attributed sub-account: its broker, the strategies writing to it, its limits."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     fund_id: Identifier
     name: str = Field(min_length=1, max_length=200)
     target_nav_usd: PositiveDecimal
@@ -141,6 +158,9 @@ class FundConfig(WireModel):
 class Allocation(WireModel):
     """Capital the treasury assigns to a fund (and optionally to one strategy sleeve)."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     fund_id: Identifier
     strategy_id: Identifier | None = None
     as_of: UtcDatetime
@@ -153,6 +173,9 @@ class TradingScope(WireModel):
 
     ``scope`` is ``global`` (with ``scope_id="*"``), ``fund`` or ``strategy`` (with its id).
     """
+
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
     scope_id: ScopeId = "*"
@@ -176,10 +199,13 @@ class TradingStateChange(TradingScope):
 class AccountSnapshot(WireModel):
     """A broker account's cash, buying power and positions at one instant."""
 
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
+
     broker: Identifier
     account_id: Identifier
     cash: Money
     buying_power: Money
     equity: Money
-    positions: dict[Identifier, Money] = Field(default_factory=dict)
+    positions: dict[Symbol, Money] = Field(default_factory=dict)
     as_of: UtcDatetime

@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from mts1b_foundation.enums import ReplyCode
 from mts1b_foundation.errors import MtsError
 from mts1b_foundation.market_data import Bar, Quote
 from mts1b_foundation.orders import ExecutionReport, Order, Position
@@ -55,12 +56,14 @@ class BrokerRejected(BrokerError):
     """The venue refused: the order certainly does not exist there."""
 
     code = "BROKER.REJECTED"
+    reply_code = ReplyCode.BROKER_REJECTED
 
 
 class BrokerTransportError(BrokerError):
     """The request never reached the venue (connection down before sending)."""
 
     code = "BROKER.TRANSPORT"
+    reply_code = ReplyCode.BROKER_TRANSPORT_ERROR
 
 
 class BrokerUnknownOutcome(BrokerError):
@@ -71,6 +74,7 @@ class BrokerUnknownOutcome(BrokerError):
     """
 
     code = "BROKER.UNKNOWN_OUTCOME"
+    reply_code = ReplyCode.BROKER_UNKNOWN_OUTCOME
 
 
 @runtime_checkable

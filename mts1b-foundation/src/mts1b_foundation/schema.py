@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from mts1b_foundation import commands, market_data, operations, orders, portfolio
 from mts1b_foundation.instruments import (
     ETF,
+    INSTRUMENT_SCHEMA_VERSION,
     CryptoPair,
     Equity,
     EventContract,
@@ -54,7 +55,7 @@ def export_schemas() -> dict[str, Any]:
     for name, model in wire_models().items():
         out[name] = {"schema_version": model.SCHEMA_VERSION,
                      "schema": model.model_json_schema(mode="validation")}
-    out["Instrument"] = {"schema_version": 1,
+    out["Instrument"] = {"schema_version": INSTRUMENT_SCHEMA_VERSION,
                          "schema": TypeAdapter(Instrument).json_schema(mode="validation")}
     return out
 

@@ -4,6 +4,11 @@ Subjects read ``mts.v1.<domain>.<entity>.<event>``; a ``*`` in a registered patt
 token (a symbol, a broker name). Every publisher checks the registry, so a consumer subscribed
 to a subject can rely on the model it will decode, and a new subject is a reviewed change here.
 
+Per-symbol subjects (``mts.v1.datalake.bars|quotes|trades.<token>``) carry the symbol as
+:func:`~mts1b_foundation.symbols.symbol_to_token` writes it (``BRK.B`` -> ``BRK_2EB``), built
+by :func:`symbol_subject` and read back by :func:`symbol_of_subject`; a message published there
+must be about that very symbol.
+
 Events live in one JetStream stream per domain (:data:`STREAMS`). Commands
 (``mts.v1.<domain>.commands.*`` and broker commands) are request/reply and are *not* stored:
 a stream capturing a command subject would answer the request with its own publish ack.
@@ -35,11 +40,13 @@ from mts1b_foundation.portfolio import (
     TargetPortfolio,
     TradingStateChange,
 )
+from mts1b_foundation.symbols import symbol_to_token, token_to_symbol
 from mts1b_foundation.wire import WireModel
 
 __all__ = [
     "PREFIX",
     "STREAMS",
+    "SYMBOL_ENTITIES",
     "SubjectSpec",
     "check_publishable",
     "dlq_subject",
@@ -50,11 +57,15 @@ __all__ = [
     "model_for_subject",
     "stream_name",
     "subject",
+    "symbol_of_subject",
+    "symbol_subject",
     "validate_subject",
 ]
 
 PREFIX = "mts.v1"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+SYMBOL_ENTITIES = ("bars", "quotes", "trades")
+"""Entities of ``mts.v1.datalake.<entity>.<symbol token>``: one subject per symbol."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +200,13 @@ def check_publishable(value: str, message: WireModel) -> None:
             f"order event of type {message.event_type.value!r} may not be published on {value!r}",
             field="subject", value=value, event_type=message.event_type.value,
         )
+    if isinstance(message, Bar | Quote | Trade) and (
+            value.rsplit(".", 1)[-1] != symbol_to_token(message.symbol)):
+        raise SubjectError(
+            f"{type(message).__name__} of {message.symbol!r} may not be published on {value!r} "
+            f"(its subject is {symbol_subject(_entity_of(message), message.symbol)!r})",
+            field="subject", value=value, symbol=message.symbol,
+        )
 
 
 def subject(domain: str, entity: str, event: str) -> str:
@@ -196,6 +214,33 @@ def subject(domain: str, entity: str, event: str) -> str:
     value = f"{PREFIX}.{domain}.{entity}.{event}"
     _spec_for(value)
     return value
+
+
+def _entity_of(message: Bar | Quote | Trade) -> str:
+    return {Bar: "bars", Quote: "quotes", Trade: "trades"}[type(message)]
+
+
+def symbol_subject(entity: str, symbol: str) -> str:
+    """``mts.v1.datalake.<entity>.<token>`` for one symbol (entity: bars, quotes, trades).
+
+    The one way to put a symbol in a subject: SubjectError if ``symbol`` is not a valid
+    :data:`~mts1b_foundation.symbols.Symbol` (it can then travel nowhere) or the entity has no
+    per-symbol subjects.
+    """
+    if entity not in SYMBOL_ENTITIES:
+        raise SubjectError(f"no per-symbol subjects for {entity!r}; known: {SYMBOL_ENTITIES}",
+                           field="entity", value=entity)
+    return f"{PREFIX}.datalake.{entity}.{symbol_to_token(symbol)}"
+
+
+def symbol_of_subject(value: str) -> str:
+    """The symbol a per-symbol subject is about (``...bars.BRK_2EB`` -> ``BRK.B``)."""
+    tokens = validate_subject(value)
+    if len(tokens) != 5 or tokens[2] != "datalake" or tokens[3] not in SYMBOL_ENTITIES:
+        raise SubjectError(f"{value!r} is not a per-symbol subject "
+                           "(mts.v1.datalake.<bars|quotes|trades>.<symbol token>)",
+                           field="subject", value=value)
+    return token_to_symbol(tokens[4])
 
 
 def domain_of(value: str) -> str:

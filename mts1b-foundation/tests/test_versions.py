@@ -1,0 +1,117 @@
+"""Versioning: every model writes schema_version 2 and still reads version 1 for one release.
+
+``data/v1_messages.json`` holds messages written by the version-1 models (commit 4fad7bc, the
+last one before version 2): one per model, and several replies with the free-text codes v1 used.
+``data/schemas_v1.json`` is the JSON Schema snapshot committed with them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mts1b_foundation import (
+    CommandReply,
+    Denial,
+    Order,
+    OrderEvent,
+    ReplyCode,
+    ValidationFailed,
+    parse_message,
+)
+from mts1b_foundation.schema import export_schemas, load_snapshot, wire_models
+
+DATA = Path(__file__).parent / "data"
+V1: dict[str, list[dict[str, Any]]] = json.loads((DATA / "v1_messages.json").read_text())
+MODELS = wire_models()
+
+
+def test_every_model_is_version_2_and_reads_version_1() -> None:
+    for name, model in MODELS.items():
+        assert model.SCHEMA_VERSION == 2, name
+        assert frozenset({1}) == model.READABLE_VERSIONS, name
+    snapshot = load_snapshot()
+    assert {k: v["schema_version"] for k, v in snapshot.items()} == {
+        k: 2 for k in export_schemas()}
+
+
+def test_there_is_a_v1_message_for_every_model() -> None:
+    assert set(V1) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_v1_messages_still_parse(name: str) -> None:
+    model = MODELS[name]
+    for message in V1[name]:
+        assert message["schema_version"] == 1
+        parsed = parse_message(model, json.dumps(message))
+        assert parsed.schema_version == 2
+        again = parse_message(model, parsed.to_json())  # re-written as version 2
+        assert again == parsed and json.loads(again.to_json())["schema_version"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_v1_messages_match_the_v1_schema(name: str) -> None:
+    """The fixtures are genuine version-1 shapes (not version-2 messages labelled 1)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((DATA / "schemas_v1.json").read_text())[name]
+    assert schema["schema_version"] == 1
+    for message in V1[name]:
+        jsonschema.validate(message, schema["schema"])
+
+
+def test_v1_gate_codes_take_their_new_names() -> None:
+    denial = parse_message(Denial, json.dumps(V1["Denial"][0]))
+    assert V1["Denial"][0]["code"] == "MAX_QUANTITY"
+    assert denial.code is ReplyCode.QUANTITY_EXCEEDS_MAXIMUM
+    event = parse_message(OrderEvent, json.dumps(V1["OrderEvent"][0]))
+    assert event.denial is not None
+    assert event.denial.code is ReplyCode.QUANTITY_EXCEEDS_MAXIMUM
+    assert event.order is not None and event.order.schema_version == 2
+    for old, new in (("MAX_NOTIONAL", "NOTIONAL_EXCEEDS_MAXIMUM"),
+                     ("REDUCE_ONLY", "TRADING_STATE_REDUCING"),
+                     ("TRADING_HALTED", "TRADING_HALTED")):
+        v1 = {"schema_version": 1, "code": old, "gate": "g", "message": "m"}
+        assert parse_message(Denial, v1).code == new
+
+
+def test_v1_reply_codes_map_and_unknown_ones_are_kept() -> None:
+    codes = [(m["code"], parse_message(CommandReply, json.dumps(m))) for m in V1["CommandReply"]]
+    mapped = {old: (reply.code, dict(reply.context)) for old, reply in codes}
+    assert mapped[None] == (None, {})
+    assert mapped["MAX_QUANTITY"][0] is ReplyCode.QUANTITY_EXCEEDS_MAXIMUM
+    assert mapped["OMS.UNKNOWN_ORDER"][0] is ReplyCode.ORDER_NOT_FOUND
+    assert mapped["OMS.NOT_OPEN"][0] is ReplyCode.ORDER_NOT_OPEN
+    assert mapped["FOUNDATION.VALIDATION"] == (ReplyCode.VALIDATION_FAILED,
+                                               {"field": "quantity"})
+    assert mapped["BROKER.TRANSPORT"][0] is ReplyCode.BROKER_TRANSPORT_ERROR
+    assert mapped["REDUCE_ONLY"][0] is ReplyCode.TRADING_STATE_REDUCING
+    assert mapped["SOMETHING.ELSE"] == (ReplyCode.INTERNAL_ERROR, {"v1_code": "SOMETHING.ELSE"})
+
+
+def test_a_version_2_reply_gets_no_v1_mapping() -> None:
+    with pytest.raises(ValidationFailed, match=re.escape("code='OMS.NOT_OPEN'")):
+        parse_message(CommandReply, {"schema_version": 2, "ok": False, "code": "OMS.NOT_OPEN"})
+
+
+def test_v1_messages_meet_the_new_rules() -> None:
+    """Reading version 1 upgrades the shape, it does not relax the checks."""
+    order = dict(V1["Order"][0])
+    with pytest.raises(ValidationFailed, match="quantity='1E\\+308'"):
+        parse_message(Order, {**order, "quantity": "1E+308"})
+    with pytest.raises(ValidationFailed, match=re.escape("instrument.equity.symbol")):
+        parse_message(Order, {**order, "instrument": {**order["instrument"],
+                                                      "symbol": "../../etc/passwd"}})
+
+
+@pytest.mark.parametrize("version", [0, 3, 99, -1])
+def test_versions_neither_written_nor_readable_are_refused(version: int) -> None:
+    message = {**V1["Order"][0], "schema_version": version}
+    with pytest.raises(ValidationFailed) as info:
+        parse_message(Order, json.dumps(message))
+    error = info.value.context["errors"][0]
+    assert error["field"] == "schema_version" and error["value"] == version
+    assert "not supported by Order (writes 2, and reads 1)" in error["reason"]
