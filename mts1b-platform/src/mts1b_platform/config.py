@@ -14,12 +14,18 @@ is reported in one :class:`ConfigError` that says where each was looked for; val
 fields are never echoed. Every ``SecretStr`` / ``SecretBytes`` in the result is registered with
 :mod:`mts1b_platform.redaction`, so it cannot reach a log line.
 
-Vault settings come from the usual variables: ``VAULT_ADDR``, ``VAULT_TOKEN`` (token auth) or
-``VAULT_ROLE_ID`` + ``VAULT_SECRET_ID`` (AppRole, mount ``VAULT_APPROLE_MOUNT``, default
-``approle``), ``VAULT_NAMESPACE``, ``VAULT_CACERT`` / ``VAULT_SKIP_VERIFY`` /
+Vault settings come from the usual variables: ``VAULT_ADDR``, ``VAULT_TOKEN`` or a file holding
+the token, ``MTS_VAULT_TOKEN_FILE`` (token auth; the file is what a Vault agent's token sink or
+``mts dev up --vault`` writes, so the token itself never has to sit in the environment or be
+printed), or ``VAULT_ROLE_ID`` + ``VAULT_SECRET_ID`` (AppRole, mount ``VAULT_APPROLE_MOUNT``,
+default ``approle``), ``VAULT_NAMESPACE``, ``VAULT_CACERT`` / ``VAULT_SKIP_VERIFY`` /
 ``VAULT_CLIENT_CERT`` + ``VAULT_CLIENT_KEY`` for TLS, ``MTS_VAULT_MOUNT`` (default ``secret``)
-and ``MTS_VAULT_TIMEOUT`` (seconds, default 5). In production an unreachable or refusing Vault
-fails fast with the address and path; elsewhere it is logged and the other sources are used.
+and ``MTS_VAULT_TIMEOUT`` (seconds, default 5). Login and reading go through
+:class:`mts1b_platform.vault.VaultSession`, which long-running services also use directly to keep
+their token renewed. In production a Vault that is unreachable, sealed or refuses the credentials
+or the path fails fast with the address and path; elsewhere it is logged and the other sources are
+used. A path with nothing stored is not an error anywhere (a service may keep nothing in Vault);
+a key then missing says so.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -41,11 +47,13 @@ from mts1b_platform.logging import get_logger
 from mts1b_platform.redaction import register_secret
 
 __all__ = [
+    "VAULT_TOKEN_FILE_ENV",
     "ConfigError",
     "VaultSettings",
     "env_name",
     "is_production",
     "load_config",
+    "read_token_file",
     "read_vault_secrets",
 ]
 
@@ -57,7 +65,12 @@ _log = get_logger(__name__)
 class ConfigError(MtsError, ValueError):
     """Configuration is missing, invalid, or a source refused to answer.
 
-    ``context["errors"]`` lists ``{key, problem, looked_in}`` for every offending key.
+    ``context["errors"]`` lists ``{key, problem, looked_in}`` for every offending key. A Vault
+    problem carries ``context["reason"]``, one stable word a caller can branch on:
+    ``unreachable``, ``tls``, ``sealed``, ``no_credentials``, ``token_file``, ``token_rejected``,
+    ``login_failed``, ``denied``, ``no_mount``, ``not_found``, ``bad_data``, ``not_renewable``,
+    ``expired``, ``no_client`` (hvac missing), ``refused`` (anything else Vault answered),
+    ``bad_setting``; ``context["vault"]`` is the address and path.
     """
 
     code: ClassVar[str] = "PLATFORM.CONFIG"
@@ -75,24 +88,63 @@ def env_name(service: str, key: str) -> str:
     return f"MTS_{svc}_{key.upper()}"
 
 
+VAULT_TOKEN_FILE_ENV = "MTS_VAULT_TOKEN_FILE"  # noqa: S105 - a variable name
+"""The variable naming a file that holds the Vault token (a Vault agent sink, ``mts dev up``)."""
+
+
+def read_token_file(path: str, variable: str = VAULT_TOKEN_FILE_ENV) -> str:
+    """The token in the file at ``path``, registered with the log redactor.
+
+    Read again on every login, so a token that an agent rewrites in place is picked up. A
+    missing, unreadable or empty file is a :class:`ConfigError` naming ``variable`` and the
+    path - never what the file holds.
+    """
+    where = f"{variable}={path}"
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: the Vault token file does not exist",
+                          variable=variable, file=path, reason="token_file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{where}: the Vault token file cannot be read ({why})",
+                          variable=variable, file=path, reason="token_file") from None
+    if not token:
+        raise ConfigError(f"{where}: the Vault token file is empty", variable=variable,
+                          file=path, reason="token_file")
+    register_secret(token)
+    return token
+
+
 @dataclass(frozen=True)
 class VaultSettings:
-    """How to reach Vault. :meth:`from_env` reads the standard ``VAULT_*`` variables."""
+    """How to reach Vault. :meth:`from_env` reads the standard ``VAULT_*`` variables.
+
+    The credentials are left out of ``repr()``: settings end up in tracebacks and debug lines.
+    ``token_file``, when set, is read again at every login (see :func:`read_token_file`), and
+    ``token`` is only its first reading.
+    """
 
     addr: str
-    token: str | None = None
-    role_id: str | None = None
-    secret_id: str | None = None
+    token: str | None = field(default=None, repr=False)
+    role_id: str | None = field(default=None, repr=False)
+    secret_id: str | None = field(default=None, repr=False)
     approle_mount: str = "approle"
     mount: str = "secret"
     namespace: str | None = None
     verify: bool | str = True
     client_cert: tuple[str, str] | None = None
     timeout: float = 5.0
+    token_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VaultSettings | None:
-        """Settings from ``VAULT_*`` variables, or None when ``VAULT_ADDR`` is unset."""
+        """Settings from ``VAULT_*`` variables, or None when ``VAULT_ADDR`` is unset.
+
+        ``VAULT_TOKEN`` wins over ``MTS_VAULT_TOKEN_FILE`` (as the Vault CLI prefers the variable
+        to its token helper); a token file that is missing, unreadable or empty raises
+        :class:`ConfigError` naming the variable and the path.
+        """
         env = os.environ if environ is None else environ
         addr = env.get("VAULT_ADDR", "").strip()
         if not addr:
@@ -105,9 +157,21 @@ class VaultSettings:
         cert = None
         if env.get("VAULT_CLIENT_CERT") and env.get("VAULT_CLIENT_KEY"):
             cert = (env["VAULT_CLIENT_CERT"], env["VAULT_CLIENT_KEY"])
+        token = env.get("VAULT_TOKEN") or None
+        token_file = None
+        if token is None and env.get(VAULT_TOKEN_FILE_ENV):
+            token_file = env[VAULT_TOKEN_FILE_ENV]
+            token = read_token_file(token_file)
+        raw_timeout = env.get("MTS_VAULT_TIMEOUT", "5")
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ConfigError(f"MTS_VAULT_TIMEOUT={raw_timeout!r} is not a number of seconds",
+                              variable="MTS_VAULT_TIMEOUT", value=raw_timeout,
+                              reason="bad_setting") from None
         return cls(
             addr=addr,
-            token=env.get("VAULT_TOKEN") or None,
+            token=token,
             role_id=env.get("VAULT_ROLE_ID") or None,
             secret_id=env.get("VAULT_SECRET_ID") or None,
             approle_mount=env.get("VAULT_APPROLE_MOUNT", "approle"),
@@ -115,7 +179,8 @@ class VaultSettings:
             namespace=env.get("VAULT_NAMESPACE") or None,
             verify=verify,
             client_cert=cert,
-            timeout=float(env.get("MTS_VAULT_TIMEOUT", "5")),
+            timeout=timeout,
+            token_file=token_file,
         )
 
     def path_for(self, service: str) -> str:
@@ -127,44 +192,16 @@ class VaultSettings:
 
 
 def read_vault_secrets(service: str, vault: VaultSettings) -> dict[str, Any]:
-    """The KV v2 data at ``<mount>/mts1b/<service>`` (empty when the path does not exist).
+    """The KV v2 data at ``<mount>/mts1b/<service>`` (empty when nothing is stored there).
 
-    Authenticates with AppRole when ``role_id``/``secret_id`` are set, else with the token.
+    A one-shot :class:`~mts1b_platform.vault.VaultSession`: it logs in (AppRole when
+    ``role_id``/``secret_id`` are set, else the token), reads, and revokes a token it obtained.
     Raises :class:`ConfigError` naming the address and path on any other failure.
     """
-    import hvac
-    from hvac import exceptions as hvac_errors
-    from requests import exceptions as http_errors
+    from mts1b_platform.vault import VaultSession
 
-    where = vault.where(service)
-    for value in (vault.token, vault.secret_id):
-        register_secret(value)
-    client = hvac.Client(url=vault.addr, token=vault.token, verify=vault.verify,
-                         cert=vault.client_cert, timeout=vault.timeout,
-                         namespace=vault.namespace)
-    try:
-        if vault.role_id and vault.secret_id:
-            auth = client.auth.approle.login(role_id=vault.role_id, secret_id=vault.secret_id,
-                                             mount_point=vault.approle_mount)
-            register_secret(auth["auth"]["client_token"])
-        elif not vault.token:
-            raise ConfigError(f"Vault at {vault.addr} has no credentials: set VAULT_TOKEN or "
-                              "VAULT_ROLE_ID and VAULT_SECRET_ID", vault=where)
-        response = client.secrets.kv.v2.read_secret_version(
-            path=vault.path_for(service), mount_point=vault.mount,
-            raise_on_deleted_version=True)
-    except hvac_errors.InvalidPath:
-        return {}
-    except hvac_errors.VaultError as exc:
-        raise ConfigError(f"Vault refused the request for {where}: "
-                          f"{type(exc).__name__}: {exc}", vault=where) from None
-    except http_errors.RequestException as exc:
-        raise ConfigError(f"Vault unreachable at {vault.addr} (reading {where}): "
-                          f"{type(exc).__name__}", vault=where) from None
-    data = response.get("data", {}).get("data") or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"Vault returned no KV v2 data object for {where}", vault=where)
-    return dict(data)
+    with VaultSession(vault) as session:
+        return session.read(service, missing_ok=True)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -244,20 +281,10 @@ def load_config(
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
 
-    vault_cfg = vault if vault is not None else VaultSettings.from_env(env)
-    vault_where = None
-    if vault_cfg is not None:
-        vault_where = vault_cfg.where(service)
-        try:
-            secrets = read_vault_secrets(service, vault_cfg)
-        except ConfigError as exc:
-            if production:
-                raise
-            _log.warning("Vault not used: %s", exc.message, service=service)
-            secrets = {}
-        for key, value in secrets.items():
-            if key in fields:
-                values[key], origin[key] = value, f"Vault {vault_where} (key {key!r})"
+    secrets, vault_where, vault_note = _vault_source(service, vault, env, production)
+    for key, value in secrets.items():
+        if key in fields:
+            values[key], origin[key] = value, f"Vault {vault_where} (key {key!r})"
 
     env_path: Path | None = Path(env_file) if env_file is not None else None
     if env_path is not None and env_path.is_file():
@@ -285,15 +312,46 @@ def load_config(
     try:
         result = schema.model_validate(values)
     except ValidationError as exc:
-        raise _config_error(service, schema, exc, origin, env_path, vault_where) from None
+        raise _config_error(service, schema, exc, origin, env_path, vault_where,
+                            vault_note) from None
     for secret in _iter_secrets(result):
         register_secret(secret)
     return result
 
 
+def _vault_source(service: str, vault: VaultSettings | None, env: Mapping[str, str],
+                  production: bool) -> tuple[dict[str, Any], str | None, str | None]:
+    """Vault's values for ``service``, where they were looked for, and a note for missing keys.
+
+    ``where`` is None when Vault is not configured. The note is None when the read worked, else
+    it says why Vault supplied nothing (nothing stored there, or - outside production - the
+    reason it could not be used), so that a key then reported missing says why.
+    """
+    from mts1b_platform.vault import VaultSession
+
+    try:
+        settings = vault if vault is not None else VaultSettings.from_env(env)
+        if settings is None:
+            return {}, None, None
+        where = settings.where(service)
+        with VaultSession(settings) as session:
+            return session.read(service), where, None
+    except ConfigError as exc:
+        reason = str(exc.context.get("reason", "error"))
+        where = str(exc.context.get("vault") or (
+            vault.addr if vault is not None else env.get("VAULT_ADDR", "").strip()))
+        if reason == "not_found":
+            _log.info("%s", exc.message, service=service)
+            return {}, where, "nothing stored at this path"
+        if production:
+            raise
+        _log.warning("Vault not used: %s", exc.message, service=service)
+        return {}, where, f"not used: {reason}"
+
+
 def _config_error(service: str, schema: type[BaseModel], exc: ValidationError,
                   origin: Mapping[str, str], env_path: Path | None,
-                  vault_where: str | None) -> ConfigError:
+                  vault_where: str | None, vault_note: str | None) -> ConfigError:
     fields = schema.model_fields
     problems: list[dict[str, str]] = []
     for err in exc.errors(include_url=False):
@@ -304,8 +362,9 @@ def _config_error(service: str, schema: type[BaseModel], exc: ValidationError,
             places = ["overrides", f"environment variable {env_name(service, key)}"]
             if env_path is not None:
                 places.append(f".env file {env_path}")
-            places.append(f"Vault {vault_where} (key {key!r})" if vault_where
-                          else "Vault (not configured: VAULT_ADDR unset)")
+            places.append(
+                "Vault (not configured: VAULT_ADDR unset)" if vault_where is None
+                else f"Vault {vault_where} ({vault_note or f'key {key!r}'})")
             problems.append({"key": key, "problem": "missing", "looked_in": ", ".join(places)})
             continue
         shown = "<hidden>" if info is not None and _is_secret(info.annotation) else (
