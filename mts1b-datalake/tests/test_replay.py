@@ -11,8 +11,9 @@ import uuid
 import pandas as pd
 import pytest
 from mts1b_datalake import Store
+from mts1b_datalake.errors import UnknownFieldError
 from mts1b_datalake.replay import BarReplay, bar_subject
-from mts1b_foundation import Bar, InMemoryPublisher, model_for_subject
+from mts1b_foundation import Bar, InMemoryPublisher, model_for_subject, symbol_of_subject
 
 
 def small_store(store: Store) -> Store:
@@ -28,6 +29,34 @@ def small_store(store: Store) -> Store:
 def test_subject_is_registered_for_bars() -> None:
     assert bar_subject("AAPL") == "mts.v1.datalake.bars.AAPL"
     assert model_for_subject(bar_subject("AAPL")) is Bar
+    assert bar_subject("BRK.B") == "mts.v1.datalake.bars.BRK_2EB"
+    assert bar_subject("EURUSD=X") == "mts.v1.datalake.bars.EURUSD_3DX"
+    with pytest.raises(UnknownFieldError, match="cannot travel as a subject token"):
+        bar_subject("../../etc/passwd")
+
+
+def dotted_store(store: Store) -> Store:
+    """Real symbols that are not plain tokens, and one hostile name, over three sessions."""
+    days = pd.bdate_range("2021-03-01", "2021-03-03")
+    rows = [{"symbol": s, "date": d, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
+             "volume": 100.0} for d in days for s in ("BRK.B", "EURUSD=X", "../../etc/passwd")]
+    store.write(pd.DataFrame(rows))
+    return store
+
+
+async def test_symbols_that_are_not_plain_tokens_are_replayed(store: Store) -> None:
+    dotted_store(store)
+    publisher = InMemoryPublisher()
+    replay = BarReplay(["BRK.B", "EURUSD=X", "../../etc/passwd"], "2021-03-01", "2021-03-03",
+                       store=store)
+    report = await replay.run(publisher)
+    assert report.skipped_symbols == ["../../etc/passwd"]
+    assert report.published == 6
+    assert [s for s, _, _ in publisher.published[:2]] == [
+        "mts.v1.datalake.bars.BRK_2EB", "mts.v1.datalake.bars.EURUSD_3DX"]
+    for subject, bar, msg_id in publisher.published:
+        assert symbol_of_subject(subject) == bar.symbol
+        assert msg_id.startswith(f"bar:{bar.symbol}:2021-03-0")
 
 
 async def test_replay_publishes_every_valid_bar_in_order(store: Store) -> None:
@@ -98,6 +127,44 @@ async def test_replay_through_the_real_bus(store: Store) -> None:
         await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store).run(bus)
         info = await bus.js.stream_info(bus.stream_for("datalake"))
         assert info.state.messages == 19
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
+
+
+@pytest.mark.integration
+async def test_dotted_symbols_travel_through_the_real_bus(store: Store) -> None:
+    """BRK.B and EURUSD=X used to be skipped as "not a subject token"; they now arrive on
+    their encoded subjects, and each subject decodes back to its bar's symbol."""
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=namespace, connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    try:
+        await bus.declare_streams(["datalake"])
+        dotted_store(store)
+        report = await BarReplay(["BRK.B", "EURUSD=X", "../../etc/passwd"], "2021-03-01",
+                                 "2021-03-03", store=store, speed=0).run(bus)
+        assert report.published == 6 and report.skipped_symbols == ["../../etc/passwd"]
+        received: list[tuple[str, Bar]] = []
+        done = asyncio.Event()
+
+        async def handler(delivery: object) -> None:
+            received.append((delivery.subject, delivery.message))  # type: ignore[attr-defined]
+            if len(received) == 6:
+                done.set()
+
+        consumer = await bus.consume("mts.v1.datalake.bars.>", handler, durable="dottedtest")
+        await asyncio.wait_for(done.wait(), 20)
+        await consumer.stop()
+        assert sorted({(s, b.symbol) for s, b in received}) == [
+            ("mts.v1.datalake.bars.BRK_2EB", "BRK.B"),
+            ("mts.v1.datalake.bars.EURUSD_3DX", "EURUSD=X")]
+        assert all(symbol_of_subject(s) == b.symbol for s, b in received)
     finally:
         await bus.delete_streams()
         await bus.drain()

@@ -13,7 +13,7 @@ import functools
 import math
 from decimal import Decimal
 
-from mts1b_foundation import Bar, ValidationFailed
+from mts1b_foundation import Bar, ValidationFailed, fit_to_domain
 from pydantic import ValidationError
 
 from mts1b_datalake.calendar import market_calendar
@@ -22,10 +22,13 @@ __all__ = ["bar_timestamp", "decimal_of", "row_to_bar"]
 
 
 def decimal_of(value: float) -> Decimal:
-    """Shortest exact decimal of a float as printed (``15.07`` -> ``Decimal('15.07')``)."""
+    """Shortest exact decimal of a float as printed (``15.07`` -> ``Decimal('15.07')``), rounded
+    into the wire's numeric domain (12 places: ``17.65999984741211`` -> ``17.659999847412``).
+
+    ValueError when the value has no wire form (NaN, infinite, 1E+15 or more)."""
     if float(value).is_integer():
-        return Decimal(int(value))
-    return Decimal(repr(float(value)))
+        return fit_to_domain(int(value))
+    return fit_to_domain(float(value))
 
 
 @functools.lru_cache(maxsize=65536)

@@ -11,15 +11,17 @@ second, ``speed=None`` (or 0) as fast as the bus acknowledges. Each bar's ``ts``
 close in UTC. The message id is ``bar:<symbol>:<date>:v<version>``, so replaying the same data
 twice inside JetStream's duplicate window stores nothing new, while a restated bar goes out.
 
+The subject's last token is the symbol as :func:`mts1b_foundation.symbol_to_token` writes it, so
+``BRK.B`` travels on ``mts.v1.datalake.bars.BRK_2EB`` and ``EURUSD=X`` on ``...bars.EURUSD_3DX``.
 Rows that cannot be valid wire bars (NaN, non-positive, open/close outside high-low) and symbols
-that cannot be a subject token are skipped and counted in the report.
+that are not a valid :data:`mts1b_foundation.Symbol` (a path, a control character: nothing a
+real venue lists) are skipped and counted in the report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mts1b_foundation import Bar
+from mts1b_foundation import Bar, SubjectError, is_symbol, symbol_subject
 from mts1b_platform.logging import get_logger
 
 from mts1b_datalake.bars import row_to_bar
@@ -39,16 +41,14 @@ from mts1b_datalake.universes import Universe, resolve_universe
 __all__ = ["BarReplay", "ReplayReport", "bar_subject"]
 
 _log = get_logger(__name__)
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
-SUBJECT_PREFIX = "mts.v1.datalake.bars"
 
 
 def bar_subject(symbol: str) -> str:
-    """``mts.v1.datalake.bars.<symbol>``; UnknownFieldError if the symbol cannot be a token."""
-    if not _TOKEN.match(symbol):
-        raise UnknownFieldError(f"symbol {symbol!r} cannot be a NATS subject token",
-                                field="symbol", value=symbol)
-    return f"{SUBJECT_PREFIX}.{symbol}"
+    """``mts.v1.datalake.bars.<token>``; UnknownFieldError if ``symbol`` is not a valid symbol."""
+    try:
+        return symbol_subject("bars", symbol)
+    except SubjectError as exc:
+        raise UnknownFieldError(exc.message, field="symbol", value=symbol) from None
 
 
 @dataclass
@@ -99,10 +99,10 @@ class BarReplay:
         self.speed = speed or None
         self.calendar = calendar
         self.report = ReplayReport()
-        bad = [s for s in self.symbols if not _TOKEN.match(s)]
+        bad = [s for s in self.symbols if not is_symbol(s)]
         if bad:
             self.report.skipped_symbols = bad
-            _log.warning("symbols that cannot be subject tokens are not replayed", symbols=bad)
+            _log.warning("invalid symbols are not replayed", symbols=bad)
 
     def days(self) -> Iterator[tuple[dt.date, list[tuple[str, Bar, str]]]]:
         """Per session: ``(day, [(subject, bar, msg_id), ...])`` for the members that traded."""
