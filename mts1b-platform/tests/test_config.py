@@ -14,7 +14,7 @@ from mts1b_platform.config import ConfigError, VaultSettings, env_name, load_con
 from mts1b_platform.logging import configure_logging, get_logger
 from pydantic import BaseModel, SecretStr
 
-FakeVault = Any  # the conftest fixture's type; conftest modules are not importable
+OpenBao = Any  # conftest's fixture types; conftest modules are not importable
 
 
 class OmsConfig(BaseModel):
@@ -101,67 +101,97 @@ def test_loaded_secrets_are_redacted_in_logs() -> None:
     assert "sslkey=zz9" not in out
 
 
-def _vault_settings(vault: FakeVault, **kw: object) -> VaultSettings:
-    return VaultSettings(addr=vault.addr, **kw)  # type: ignore[arg-type]
+# -- Vault: a real OpenBao server (conftest's ``openbao``), see also test_vault.py --------------
 
 
-def test_vault_token_auth_kv_v2(fake_vault: FakeVault) -> None:
-    """Real hvac client against a local HTTP fixture implementing Vault's documented KV v2 read
-    (GET /v1/secret/data/<path>) and AppRole login endpoints; no Vault server runs here."""
-    vault = fake_vault
-    vault.tokens.add("root-token-123")
-    vault.secrets["secret/mts1b/oms"] = {"database_url": "postgresql://vault/db",
-                                         "broker_api_key": "vault-key-999",
-                                         "unrelated": "ignored"}
+@pytest.mark.integration
+def test_vault_token_auth_kv_v2(openbao: OpenBao) -> None:
+    openbao.put("oms", {"database_url": "postgresql://vault/db", "broker_api_key": "vault-key-999",
+                        "unrelated": "ignored"})
+    token = openbao.token(openbao.read_policy("oms"))
     cfg = load_config("oms", OmsConfig, env_file=None,
                       environ={"MTS_OMS_MAX_ORDERS_PER_MINUTE": "7"},
-                      vault=_vault_settings(vault, token="root-token-123"))
+                      vault=VaultSettings(addr=openbao.addr, token=token))
     assert cfg.database_url.get_secret_value() == "postgresql://vault/db"
     assert cfg.broker_api_key.get_secret_value() == "vault-key-999"
     assert cfg.max_orders_per_minute == 7
-    method, path, headers = vault.requests[-1]
-    assert (method, path) == ("GET", "/v1/secret/data/mts1b/oms")
-    assert headers["X-Vault-Token"] == "root-token-123"
 
 
-def test_vault_approle_and_env_wins(fake_vault: FakeVault) -> None:
-    """AppRole login through hvac against the fixture (see test_vault_token_auth_kv_v2)."""
-    vault = fake_vault
-    vault.approles["role-1"] = "secret-id-1"
-    vault.secrets["secret/mts1b/oms"] = {"database_url": "postgresql://vault/db",
-                                         "broker_api_key": "vault-key"}
-    environ = {"VAULT_ADDR": vault.addr, "VAULT_ROLE_ID": "role-1",
-               "VAULT_SECRET_ID": "secret-id-1",
+@pytest.mark.integration
+def test_vault_approle_and_env_wins(openbao: OpenBao) -> None:
+    openbao.put("oms", {"database_url": "postgresql://vault/db", "broker_api_key": "vault-key"})
+    role_id, secret_id = openbao.approle("oms-config", openbao.read_policy("oms"))
+    environ = {"VAULT_ADDR": openbao.addr, "VAULT_ROLE_ID": role_id, "VAULT_SECRET_ID": secret_id,
                "MTS_OMS_BROKER_API_KEY": "env-key-wins"}
+    tokens_before = _token_count(openbao)
     cfg = load_config("oms", OmsConfig, env_file=None, environ=environ)
     assert cfg.database_url.get_secret_value() == "postgresql://vault/db"
     assert cfg.broker_api_key.get_secret_value() == "env-key-wins"
-    assert [(m, p) for m, p, _ in vault.requests] == [
-        ("POST", "/v1/auth/approle/login"), ("GET", "/v1/secret/data/mts1b/oms")]
-    assert vault.requests[1][2]["X-Vault-Token"] in vault.tokens
+    # The token the AppRole login made was revoked once read: load_config leaves none behind.
+    assert _token_count(openbao) == tokens_before
 
 
-def test_vault_missing_path_and_refusals(fake_vault: FakeVault) -> None:
-    """Fixture-backed (see test_vault_token_auth_kv_v2): 404 means no secrets; 403 and a bad
-    AppRole fail in production with the address and path, and fall back elsewhere."""
-    vault = fake_vault
-    vault.tokens.add("tok-1234")
-    environ = {"MTS_OMS_DATABASE_URL": "x", "MTS_OMS_BROKER_API_KEY": "y"}
-    cfg = load_config("oms", OmsConfig, env_file=None, environ=environ,
-                      vault=_vault_settings(vault, token="tok-1234"))
-    assert cfg.max_orders_per_minute == 600
+def _token_count(openbao: OpenBao) -> int:
+    return len(openbao.admin.auth.token.list_accessors()["data"]["keys"])
+
+
+@pytest.mark.integration
+def test_vault_precedence_with_a_token_file(openbao: OpenBao, tmp_path: Path) -> None:
+    """Vault < .env < environment < overrides, the token read from MTS_VAULT_TOKEN_FILE."""
+
+    class Layered(BaseModel):
+        a: str
+        b: str
+        c: str
+        d: SecretStr
+
+    openbao.put("layered", {"a": "vault", "b": "vault", "c": "vault", "d": "vault"})
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(openbao.token(openbao.read_policy("layered")) + "\n")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MTS_LAYERED_B=dotenv\nMTS_LAYERED_C=dotenv\nMTS_LAYERED_D=dotenv\n")
+    environ = {"VAULT_ADDR": openbao.addr, "MTS_VAULT_TOKEN_FILE": str(token_file),
+               "MTS_LAYERED_C": "env", "MTS_LAYERED_D": "env"}
+    cfg = load_config("layered", Layered, env_file=dotenv, environ=environ,
+                      overrides={"d": "override"})
+    assert (cfg.a, cfg.b, cfg.c, cfg.d.get_secret_value()) == ("vault", "dotenv", "env",
+                                                               "override")
+
+
+@pytest.mark.integration
+def test_vault_missing_path_and_refusals(openbao: OpenBao) -> None:
+    """Nothing stored for the service is no error (also in production) and a missing key says
+    so; a rejected token or AppRole login fails in production and falls back elsewhere."""
+    token = openbao.token(openbao.read_policy("nothing-here"))
+    environ = {"MTS_NOTHING_HERE_DATABASE_URL": "x", "MTS_NOTHING_HERE_BROKER_API_KEY": "y"}
     prod = {**environ, "MTS_ENV": "production"}
-    with pytest.raises(ConfigError, match="Vault refused") as info:
+    settings = VaultSettings(addr=openbao.addr, token=token)
+    cfg = load_config("nothing-here", OmsConfig, env_file=None, environ=prod, vault=settings)
+    assert cfg.max_orders_per_minute == 600
+    with pytest.raises(ConfigError) as info:
+        load_config("nothing-here", OmsConfig, env_file=None, environ={"MTS_ENV": "production"},
+                    vault=settings)
+    assert (f"Vault {openbao.addr} secret/mts1b/nothing-here (nothing stored at this path)"
+            in str(info.value))
+
+    with pytest.raises(ConfigError, match="rejected the token from VAULT_TOKEN") as info:
         load_config("oms", OmsConfig, env_file=None, environ=prod,
-                    vault=_vault_settings(vault, token="wrong-token"))
-    assert f"{vault.addr} secret/mts1b/oms" in str(info.value)
-    with pytest.raises(ConfigError, match="Vault refused"):
+                    vault=VaultSettings(addr=openbao.addr, token="s.not-a-real-token"))
+    assert info.value.context == {"vault": openbao.addr, "reason": "token_rejected"}
+    with pytest.raises(ConfigError, match="refused the AppRole login") as info:
         load_config("oms", OmsConfig, env_file=None, environ=prod,
-                    vault=_vault_settings(vault, role_id="nope", secret_id="nope-nope"))
-    # Not production: the refusal is logged and env values are used.
-    cfg = load_config("oms", OmsConfig, env_file=None, environ=environ,
-                      vault=_vault_settings(vault, token="wrong-token"))
+                    vault=VaultSettings(addr=openbao.addr, role_id="nope", secret_id="nope-nope"))
+    assert info.value.context["reason"] == "login_failed"
+    # Not production: the refusal is logged and the other sources are used.
+    cfg = load_config("oms", OmsConfig, env_file=None,
+                      environ={"MTS_OMS_DATABASE_URL": "x", "MTS_OMS_BROKER_API_KEY": "y"},
+                      vault=VaultSettings(addr=openbao.addr, token="s.not-a-real-token"))
     assert cfg.broker_api_key.get_secret_value() == "y"
+    # ... and a key then missing says why Vault did not supply it.
+    with pytest.raises(ConfigError) as info:
+        load_config("oms", OmsConfig, env_file=None, environ={"MTS_OMS_DATABASE_URL": "x"},
+                    vault=VaultSettings(addr=openbao.addr, token="s.not-a-real-token"))
+    assert f"Vault {openbao.addr} (not used: token_rejected)" in str(info.value)
 
 
 def test_vault_unreachable_in_production_fails_fast() -> None:
@@ -169,7 +199,46 @@ def test_vault_unreachable_in_production_fails_fast() -> None:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     environ = {"MTS_ENV": "production", "VAULT_ADDR": dead, "VAULT_TOKEN": "tok-1234"}
-    with pytest.raises(ConfigError, match="Vault unreachable") as info:
+    with pytest.raises(ConfigError, match=f"Vault at {dead} is unreachable") as info:
         load_config("oms", OmsConfig, env_file=None, environ=environ)
-    assert dead in str(info.value)
-    assert "secret/mts1b/oms" in str(info.value)
+    assert info.value.context["reason"] == "unreachable"
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "directory", "not text"])
+def test_vault_token_file_problems_name_variable_and_path(problem: str, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    if problem == "empty":
+        path.write_text("\n")
+    elif problem == "directory":
+        path.mkdir()
+    elif problem == "not text":
+        path.write_bytes(b"\xff\xfe s3cr3t-t0ken-value")
+    environ = {"VAULT_ADDR": "http://127.0.0.1:1", "MTS_VAULT_TOKEN_FILE": str(path)}
+    with pytest.raises(ConfigError) as info:
+        VaultSettings.from_env(environ)
+    message = str(info.value)
+    assert f"MTS_VAULT_TOKEN_FILE={path}" in message
+    assert {"missing": "does not exist", "empty": "is empty", "directory": "cannot be read",
+            "not text": "cannot be read"}[problem] in message
+    assert "s3cr3t" not in message and "s3cr3t" not in repr(info.value.context)
+    # load_config: fatal in production, a warning and the other sources elsewhere.
+    with pytest.raises(ConfigError, match="MTS_VAULT_TOKEN_FILE="):
+        load_config("oms", OmsConfig, env_file=None, environ={**environ, "MTS_ENV": "prod"})
+    cfg = load_config("oms", OmsConfig, env_file=None,
+                      environ={**environ, "MTS_OMS_DATABASE_URL": "x",
+                               "MTS_OMS_BROKER_API_KEY": "y"})
+    assert cfg.database_url.get_secret_value() == "x"
+
+
+def test_vault_token_wins_over_token_file_and_settings_hide_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("file-token-5678")
+    settings = VaultSettings.from_env({"VAULT_ADDR": "http://127.0.0.1:1",
+                                       "VAULT_TOKEN": "env-token-1234",
+                                       "MTS_VAULT_TOKEN_FILE": str(path),
+                                       "VAULT_ROLE_ID": "role-id-1234",
+                                       "VAULT_SECRET_ID": "secret-id-1234"})
+    assert settings is not None
+    assert (settings.token, settings.token_file) == ("env-token-1234", None)
+    for secret in ("env-token-1234", "role-id-1234", "secret-id-1234"):
+        assert secret not in repr(settings)
