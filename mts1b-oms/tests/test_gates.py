@@ -73,10 +73,10 @@ def test_reducing_allows_only_risk_reducing_up_to_position() -> None:
     c = ctx(fund(), states=st, positions={"AAPL": D(100)})
     assert code(order(Side.SELL, "100"), c) is None  # exactly flat: allowed
     c = ctx(fund(), states=st, positions={"AAPL": D(100)})
-    assert code(order(Side.SELL, "101"), c) is DenialCode.REDUCE_ONLY  # would flip short
-    assert code(order(Side.BUY, "1"), c) is DenialCode.REDUCE_ONLY
+    assert code(order(Side.SELL, "101"), c) is DenialCode.TRADING_STATE_REDUCING  # would flip short
+    assert code(order(Side.BUY, "1"), c) is DenialCode.TRADING_STATE_REDUCING
     c = ctx(fund(), states=st, positions={"AAPL": D(100)}, open_sell={"AAPL": D(60)})
-    assert code(order(Side.SELL, "41"), c) is DenialCode.REDUCE_ONLY  # counts open sells
+    assert code(order(Side.SELL, "41"), c) is DenialCode.TRADING_STATE_REDUCING  # counts open sells
     assert code(order(Side.SELL, "40"), c) is None
 
 
@@ -127,14 +127,14 @@ def test_price_collar_boundary() -> None:
 def test_max_quantity_boundary() -> None:
     f = fund(max_order_quantity=D(100))
     assert code(order(qty="100"), ctx(f)) is None
-    assert code(order(qty="100.0001"), ctx(f)) is DenialCode.MAX_QUANTITY
+    assert code(order(qty="100.0001"), ctx(f)) is DenialCode.QUANTITY_EXCEEDS_MAXIMUM
 
 
 def test_max_notional_boundary_uses_limit_else_reference() -> None:
     f = fund(max_order_notional=D(10_000))
     assert code(order(qty="100"), ctx(f)) is None  # 100 x ref 100
-    assert code(order(qty="101"), ctx(f)) is DenialCode.MAX_NOTIONAL
-    assert code(order(qty="100", limit="100.01"), ctx(f)) is DenialCode.MAX_NOTIONAL
+    assert code(order(qty="101"), ctx(f)) is DenialCode.NOTIONAL_EXCEEDS_MAXIMUM
+    assert code(order(qty="100", limit="100.01"), ctx(f)) is DenialCode.NOTIONAL_EXCEEDS_MAXIMUM
 
 
 def test_max_adv_pct_boundary() -> None:

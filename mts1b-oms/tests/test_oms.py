@@ -114,11 +114,11 @@ async def test_denial_is_event_and_row_and_repeat_returns_it(store: Store,
                                                              broker: RecordingBroker) -> None:
     oms = await make(store, broker, fund(max_order_quantity=D(5)))
     reply = await oms.submit(order("big", qty="6"))
-    assert not reply.ok and reply.status is S.DENIED and reply.code == "MAX_QUANTITY"
+    assert not reply.ok and reply.status is S.DENIED and reply.code == "QUANTITY_EXCEEDS_MAXIMUM"
     assert reply.denial is not None and reply.denial.context["limit"] == "5"
     assert broker.submissions == []
     rows = await store.denials("f1")
-    assert [(r["code"], r["gate"]) for r in rows] == [("MAX_QUANTITY", "order_size")]
+    assert [(r["code"], r["gate"]) for r in rows] == [("QUANTITY_EXCEEDS_MAXIMUM", "order_size")]
     again = await oms.submit(order("big", qty="6"))
     assert again.duplicate and again.denial == reply.denial
 
@@ -177,9 +177,9 @@ async def test_cancel_and_replace(store: Store, broker: RecordingBroker) -> None
     c = await oms.cancel(oid)
     assert c.ok and c.status is S.CANCELED and broker.canceled == [oid]
     again = await oms.cancel(oid)
-    assert not again.ok and again.code == "OMS.NOT_OPEN"
+    assert not again.ok and again.code == "ORDER_NOT_OPEN"
     unknown = await oms.cancel("ord-nope")
-    assert unknown.code == "OMS.UNKNOWN_ORDER"
+    assert unknown.code == "ORDER_NOT_FOUND"
 
 
 async def test_impossible_report_is_alert_not_crash(store: Store,

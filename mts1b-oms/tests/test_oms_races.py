@@ -242,7 +242,7 @@ async def test_reducing_during_write_cancels_the_risk_adding_buy(store: Store,
         await asyncio.wait({reducing}, timeout=0.2)
     reply = await buy
     assert (await reducing).ok
-    assert reply.ok is False and reply.code == DenialCode.REDUCE_ONLY.value
+    assert reply.ok is False and reply.code == DenialCode.TRADING_STATE_REDUCING.value
     assert reply.order_id not in broker.new_orders and broker.submissions == []
     assert await status_of(store, reply.order_id) is S.CANCELED
     assert open_leaves(oms) == ({}, {})

@@ -40,7 +40,7 @@ async def test_paper_broker_fills_flow_into_positions(store: Store) -> None:
         assert again.duplicate and again.order_id == first.order_id
         too_big = await oms.submit(o.model_copy(update={"idempotency_key": "paper-2",
                                                         "quantity": Decimal(101)}))
-        assert too_big.code == "MAX_NOTIONAL"
+        assert too_big.code == "NOTIONAL_EXCEEDS_MAXIMUM"
         await paper.on_quote(quote.model_copy(  # type: ignore[attr-defined]
             update={"ts": dt.datetime.now(dt.UTC)}))
         for _ in range(50):

@@ -23,6 +23,17 @@ def test_average_cost_and_realized_pnl() -> None:
     assert p.unrealized(D(10)) == D(-150)
 
 
+def test_position_event_of_a_long_average_cost_fits_the_wire() -> None:
+    """Three buys at 10, 10 and 11 average to 31/3: 28 digits in the state, the wire's 12
+    places in the Position event (which refuses more)."""
+    p = apply_fill(apply_fill(apply_fill(PositionState(), D(1), D(10)), D(1), D(10)), D(1), D(11))
+    assert p.avg_cost == D(31) / 3 and len(p.avg_cost.as_tuple().digits) == 28
+    event = p.to_position("f", None, "BRK.B", TS, mark=D(12))
+    assert event.avg_cost == D("10.333333333333")
+    assert event.unrealized_pnl == D("5.000000000000")
+    assert p.avg_cost == D(31) / 3  # the state itself is not rounded
+
+
 def test_crossing_through_zero_opens_at_fill_price() -> None:
     p = apply_fill(PositionState(D(10), D(5), D(0)), D(-15), D(6))
     assert p == PositionState(D(-5), D(6), D(10))

@@ -129,7 +129,7 @@ async def test_unknown_fund_is_answered(service: tuple[Bus, str, str]) -> None:
     bus, _ns, _schema = service
     o = order("uf").model_copy(update={"fund_id": "nope"})
     r = await _submit(bus, o)
-    assert not r.ok and r.code == "OMS.UNKNOWN_FUND"
+    assert not r.ok and r.code == "FUND_NOT_FOUND"
 
 
 async def test_cli_halt_fans_out_and_cancels_working_orders(

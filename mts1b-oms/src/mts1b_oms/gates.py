@@ -5,8 +5,8 @@ disables a limit) and the numbers it needs from a :class:`GateContext` snapshot.
 :class:`GatePipeline` evaluates them in this order and stops at the first denial:
 
 1. ``trading_state`` - kill switch: HALTED denies everything (``TRADING_HALTED``); REDUCING allows
-   only risk-reducing orders (``REDUCE_ONLY``). Global, fund and strategy scopes combine, most
-   restrictive first.
+   only risk-reducing orders (``TRADING_STATE_REDUCING``). Global, fund and strategy scopes
+   combine, most restrictive first.
 2. ``permissions`` - the order's fund matches, its strategy may write to the fund
    (``STRATEGY_NOT_ALLOWED``), its broker is on the allowlist (``BROKER_NOT_ALLOWED``), its
    symbol is not restricted (``INSTRUMENT_RESTRICTED``).
@@ -14,8 +14,9 @@ disables a limit) and the numbers it needs from a :class:`GateContext` snapshot.
    idempotency key inside ``duplicate_window_seconds`` (``DUPLICATE_ORDER``).
 4. ``price_collar`` - a limit/stop price more than ``price_collar_pct`` away from the reference
    price (``PRICE_COLLAR``); no reference price when one is needed (``NO_REFERENCE_PRICE``).
-5. ``order_size`` - ``max_order_quantity`` (``MAX_QUANTITY``), ``max_order_notional``
-   (``MAX_NOTIONAL``), ``max_adv_pct`` of average daily volume (``MAX_ADV_PCT``).
+5. ``order_size`` - ``max_order_quantity`` (``QUANTITY_EXCEEDS_MAXIMUM``),
+   ``max_order_notional`` (``NOTIONAL_EXCEEDS_MAXIMUM``), ``max_adv_pct`` of average daily
+   volume (``MAX_ADV_PCT``).
 6. ``position_cap`` - the position after this order *and every open order on the same side*
    above ``max_position_pct_nav`` of NAV (``POSITION_CAP``).
 7. ``exposure`` - gross and net exposure (multiples of NAV) after the order
@@ -198,7 +199,7 @@ def trading_state(order: Order, ctx: GateContext) -> Denial | None:
                      f"trading is HALTED for {scope} {scope_id}", scope=scope, scope_id=scope_id)
     if is_risk_reducing(order, ctx):
         return None
-    return _deny(DenialCode.REDUCE_ONLY, "trading_state",
+    return _deny(DenialCode.TRADING_STATE_REDUCING, "trading_state",
                  f"{scope} {scope_id} is REDUCING: only risk-reducing orders are allowed",
                  scope=scope, scope_id=scope_id,
                  position=_s(ctx.positions.get(order.instrument.symbol, ZERO)))
@@ -280,7 +281,7 @@ def order_size(order: Order, ctx: GateContext) -> Denial | None:
     risk = ctx.fund.risk
     q = order.quantity
     if risk.max_order_quantity is not None and q > risk.max_order_quantity:
-        return _deny(DenialCode.MAX_QUANTITY, "order_size",
+        return _deny(DenialCode.QUANTITY_EXCEEDS_MAXIMUM, "order_size",
                      f"quantity {q} above max {risk.max_order_quantity}",
                      quantity=_s(q), limit=_s(risk.max_order_quantity))
     if risk.max_order_notional is not None:
@@ -290,7 +291,7 @@ def order_size(order: Order, ctx: GateContext) -> Denial | None:
                          f"no price to value {order.instrument.symbol}")
         notional = q * px * _multiplier(order)
         if notional > risk.max_order_notional:
-            return _deny(DenialCode.MAX_NOTIONAL, "order_size",
+            return _deny(DenialCode.NOTIONAL_EXCEEDS_MAXIMUM, "order_size",
                          f"notional {notional} above max {risk.max_order_notional}",
                          notional=_s(notional), limit=_s(risk.max_order_notional))
     if risk.max_adv_pct is not None:

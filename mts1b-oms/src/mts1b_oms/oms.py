@@ -43,6 +43,7 @@ from mts1b_foundation import (
     OrderEventType,
     OrderStatus,
     ReplaceRequest,
+    ReplyCode,
     SetTradingState,
     Severity,
     Side,
@@ -242,9 +243,10 @@ class Oms:
         now = self.clock.now()
         fund = self.funds.get(order.fund_id)
         if fund is None:
-            return _fail("OMS.UNKNOWN_FUND", f"unknown fund {order.fund_id}", now)
+            return _fail(ReplyCode.FUND_NOT_FOUND, f"unknown fund {order.fund_id}", now)
         if order.order_id is not None:
-            return _fail("INVALID_ORDER", "order_id is assigned by the OMS; leave it empty", now)
+            return _fail(ReplyCode.INVALID_ORDER,
+                         "order_id is assigned by the OMS; leave it empty", now)
         o = order.model_copy(update={
             "order_id": new_order_id(),
             "broker": order.broker or fund.broker,
@@ -319,13 +321,13 @@ class Oms:
                     and st.order.instrument.symbol == o.instrument.symbol]
             if any(st.order_id == state.order_id
                    for st in self._risk_increasing([*side, state])):
-                return DenialCode.REDUCE_ONLY, f"{scope} {scope_id} is reducing"
+                return DenialCode.TRADING_STATE_REDUCING, f"{scope} {scope_id} is reducing"
         return None
 
     async def _repeat(self, order_id: str, now: dt.datetime) -> CommandReply:
         state = await self._load(order_id)
         if state is None:  # pragma: no cover - the idempotency row and order share a tx
-            return _fail("OMS.STORE", f"order {order_id} missing", now)
+            return _fail(ReplyCode.INTERNAL_ERROR, f"order {order_id} missing", now)
         if state.status is S.PENDING:
             forbidden = self._forbidden(state)
             state = await self._send(state)  # same order_id: the broker sees a repeat
@@ -337,7 +339,8 @@ class Oms:
         if state.status is S.DENIED:
             denial = await self._denial_of(order_id)
             reply = reply.model_copy(update={"denial": denial,
-                                             "code": denial.code.value if denial else "DENIED",
+                                             "code": denial.code if denial
+                                             else ReplyCode.ORDER_DENIED,
                                              "message": denial.message if denial else None})
         return reply.model_copy(update={"duplicate": True})
 
@@ -351,10 +354,11 @@ class Oms:
         status = state.status
         if status is S.REJECTED:
             return CommandReply(ok=False, order_id=state.order_id, status=status,
-                                code="BROKER.REJECTED", message="rejected by the broker", ts=now)
-        if status is S.DENIED:
-            return CommandReply(ok=False, order_id=state.order_id, status=status, code="DENIED",
+                                code=ReplyCode.BROKER_REJECTED, message="rejected by the broker",
                                 ts=now)
+        if status is S.DENIED:
+            return CommandReply(ok=False, order_id=state.order_id, status=status,
+                                code=ReplyCode.ORDER_DENIED, ts=now)
         return CommandReply(ok=True, order_id=state.order_id, status=status, ts=now)
 
     async def _send(self, state: OrderState) -> OrderState:
@@ -407,16 +411,17 @@ class Oms:
         now = self.clock.now()
         state = await self._load(order_id)
         if state is None:
-            return _fail("OMS.UNKNOWN_ORDER", f"unknown order {order_id}", now)
+            return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now)
         if not state.is_open:
             return CommandReply(ok=False, order_id=order_id, status=state.status,
-                                code="OMS.NOT_OPEN", message=f"order is {state.status}", ts=now)
+                                code=ReplyCode.ORDER_NOT_OPEN, message=f"order is {state.status}",
+                                ts=now)
         if state.status is not S.PENDING_CANCEL:
             after = await self.apply(order_id, E.CANCEL_REQUESTED, reason=reason)
             if after is None or after.status is not S.PENDING_CANCEL:
                 return CommandReply(ok=False, order_id=order_id,
                                     status=after.status if after else state.status,
-                                    code="OMS.INVALID_TRANSITION",
+                                    code=ReplyCode.INVALID_STATE_TRANSITION,
                                     message="cancel not possible now", ts=now)
             state = after
         state = await self._send_cancel(state)
@@ -426,7 +431,7 @@ class Oms:
         if state.status not in {S.PENDING_CANCEL, S.CANCELED}:  # the broker refused it, or the
             # order filled first: the caller must not count it as canceled
             return CommandReply(ok=False, order_id=order_id, status=state.status,
-                                code="OMS.CANCEL_REJECTED",
+                                code=ReplyCode.CANCEL_REJECTED,
                                 message=f"cancel did not take: order is {state.status}", ts=now)
         return CommandReply(ok=True, order_id=order_id, status=state.status, ts=now)
 
@@ -457,11 +462,11 @@ class Oms:
         order_id = request.order_id
         state = await self._load(order_id)
         if state is None:
-            return _fail("OMS.UNKNOWN_ORDER", f"unknown order {order_id}", now)
+            return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now)
         after = await self.apply(order_id, E.REPLACE_REQUESTED, replace=request)
         if after is None or after.status is not S.PENDING_REPLACE:
             return CommandReply(ok=False, order_id=order_id, status=state.status,
-                                code="OMS.INVALID_TRANSITION",
+                                code=ReplyCode.INVALID_STATE_TRANSITION,
                                 message=f"replace not possible in status {state.status}", ts=now)
         try:
             report = await self.broker.replace(order_id, quantity=request.quantity,
@@ -673,8 +678,8 @@ class Oms:
         """Cancel the working orders a new state forbids; return how many were canceled.
 
         HALTED: every working order of the scope. REDUCING: every working order that would
-        take a position further from zero, i.e. those the REDUCE_ONLY gate would refuse now
-        (on the reducing side the oldest orders are kept while together they still only
+        take a position further from zero, i.e. those the TRADING_STATE_REDUCING gate would refuse
+        now (on the reducing side the oldest orders are kept while together they still only
         reduce). Called for this instance's own changes and for those seen on the fan-out.
         """
         reason = f"{change.state.value.lower()}: {change.reason}"
@@ -835,5 +840,5 @@ def _is_repeat(state: OrderState, event: OrderEventType) -> bool:
     return _SAME.get(event) is not None and state.status is _SAME[event]
 
 
-def _fail(code: str, message: str, now: dt.datetime) -> CommandReply:
+def _fail(code: ReplyCode, message: str, now: dt.datetime) -> CommandReply:
     return CommandReply(ok=False, code=code, message=message, ts=now)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mts1b_foundation import Fill, Position
+from mts1b_foundation import Fill, Position, fit_to_domain
 
 __all__ = ["Mismatch", "PositionState", "apply_fill", "reconcile", "replay"]
 
@@ -35,10 +35,12 @@ class PositionState:
 
     def to_position(self, fund_id: str, strategy_id: str | None, symbol: str, as_of: dt.datetime,
                     mark: Decimal | None = None) -> Position:
+        # the state keeps full precision; the wire gets the domain's 12 places (100/3 as
+        # an average cost has 28 digits)
         return Position(fund_id=fund_id, strategy_id=strategy_id, symbol=symbol,
-                        quantity=self.quantity, avg_cost=self.avg_cost,
-                        realized_pnl=self.realized_pnl, unrealized_pnl=self.unrealized(mark),
-                        as_of=as_of)
+                        quantity=self.quantity, avg_cost=fit_to_domain(self.avg_cost),
+                        realized_pnl=fit_to_domain(self.realized_pnl),
+                        unrealized_pnl=fit_to_domain(self.unrealized(mark)), as_of=as_of)
 
 
 def apply_fill(pos: PositionState, signed_qty: Decimal, price: Decimal,
