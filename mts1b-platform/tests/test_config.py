@@ -191,7 +191,7 @@ def test_vault_missing_path_and_refusals(openbao: OpenBao) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("oms", OmsConfig, env_file=None, environ={"MTS_OMS_DATABASE_URL": "x"},
                     vault=VaultSettings(addr=openbao.addr, token="s.not-a-real-token"))
-    assert f"Vault {openbao.addr} (not used: token_rejected)" in str(info.value)
+    assert f"Vault {openbao.addr} secret/mts1b/oms (not used: token_rejected)" in str(info.value)
 
 
 def test_vault_unreachable_in_production_fails_fast() -> None:
@@ -228,6 +228,9 @@ def test_vault_token_file_problems_name_variable_and_path(problem: str, tmp_path
                       environ={**environ, "MTS_OMS_DATABASE_URL": "x",
                                "MTS_OMS_BROKER_API_KEY": "y"})
     assert cfg.database_url.get_secret_value() == "x"
+    with pytest.raises(ConfigError) as info:
+        load_config("oms", OmsConfig, env_file=None, environ=environ)
+    assert "Vault http://127.0.0.1:1 (not used: token_file)" in str(info.value)
 
 
 def test_vault_token_wins_over_token_file_and_settings_hide_credentials(tmp_path: Path) -> None:

@@ -329,6 +329,7 @@ def _vault_source(service: str, vault: VaultSettings | None, env: Mapping[str, s
     """
     from mts1b_platform.vault import VaultSession
 
+    where = ""
     try:
         settings = vault if vault is not None else VaultSettings.from_env(env)
         if settings is None:
@@ -338,8 +339,7 @@ def _vault_source(service: str, vault: VaultSettings | None, env: Mapping[str, s
             return session.read(service), where, None
     except ConfigError as exc:
         reason = str(exc.context.get("reason", "error"))
-        where = str(exc.context.get("vault") or (
-            vault.addr if vault is not None else env.get("VAULT_ADDR", "").strip()))
+        where = where or env.get("VAULT_ADDR", "").strip()  # from_env failed: no path yet
         if reason == "not_found":
             _log.info("%s", exc.message, service=service)
             return {}, where, "nothing stored at this path"
