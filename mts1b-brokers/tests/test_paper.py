@@ -163,16 +163,18 @@ async def test_quotes_fill_at_the_touch_up_to_displayed_size() -> None:
 
 
 @pytest.mark.parametrize(("kw", "code"), [
-    ({"order_type": "limit", "limit_price": D("100.005")}, "INVALID_PRICE"),
-    ({"quantity": D("1.5")}, "INVALID_QUANTITY"),
+    ({"order_type": "limit", "limit_price": D("100.005")}, "TICK_SIZE"),
+    ({"instrument": Equity(symbol="BIG")}, "QUANTITY_BELOW_MINIMUM"),
+    ({"quantity": D("1.5")}, "LOT_SIZE"),
     ({"quantity": D(10_000)}, "INSUFFICIENT_BUYING_POWER"),
-    ({"fund_id": "nobody"}, "UNKNOWN_ACCOUNT"),
-    ({"instrument": Equity(symbol="ZZZZ")}, "UNKNOWN_INSTRUMENT"),
+    ({"fund_id": "nobody"}, "ACCOUNT_NOT_FOUND"),
+    ({"instrument": Equity(symbol="ZZZZ")}, "INSTRUMENT_NOT_FOUND"),
     ({"instrument": Equity(symbol="HALT")}, "INSTRUMENT_CLOSED"),
     ({"time_in_force": "OPG"}, "UNSUPPORTED"),
 ])
 async def test_rejects_are_coded(kw: dict[str, Any], code: str) -> None:
-    b = await paper(instruments=[Equity(symbol="AAPL"), Equity(symbol="HALT")])
+    b = await paper(instruments=[Equity(symbol="AAPL"), Equity(symbol="HALT"),
+                                 Equity(symbol="BIG", min_quantity=D(20))])
     b.halt("HALT")
     stream = b.execution_reports()
     with pytest.raises(BrokerRejected) as info:
@@ -180,6 +182,7 @@ async def test_rejects_are_coded(kw: dict[str, Any], code: str) -> None:
     assert info.value.context["reason_code"] == code
     report = await anext(aiter(stream))
     assert report.exec_type is ExecType.REJECT and report.reason and report.reason.startswith(code)
+    assert report.code == code
     assert await b.open_orders() == []
     with pytest.raises(BrokerRejected):  # a repeat is the same rejection, not a new order
         await b.submit(order(**kw))
@@ -217,14 +220,15 @@ async def test_cancel_race_and_replace() -> None:
     assert (canceled.exec_type, canceled.cumulative_quantity, canceled.leaves_quantity) == (
         ExecType.CANCELED, D(4), D(0))
     again = await b.cancel("o1")
-    assert again.exec_type is ExecType.CANCEL_REJECT and "ORDER_NOT_WORKING" in (again.reason or "")
+    assert again.exec_type is ExecType.CANCEL_REJECT and "ORDER_NOT_OPEN" in (again.reason or "")
     with pytest.raises(BrokerRejected):
         await b.cancel("never-sent")
     await b.submit(order(2, order_type="limit", limit_price=D(90)))
     rep = await b.replace("o2", quantity=D(20), limit_price=D("95.5"))
     assert rep.exec_type is ExecType.REPLACED and rep.leaves_quantity == 20
     bad = await b.replace("o2", limit_price=D("95.555"))
-    assert bad.exec_type is ExecType.REPLACE_REJECT and "INVALID_PRICE" in (bad.reason or "")
+    assert bad.exec_type is ExecType.REPLACE_REJECT and "TICK_SIZE" in (bad.reason or "")
+    assert bad.code == "TICK_SIZE"
     [working] = await b.open_orders("core")
     assert (working.quantity, working.limit_price) == (D(20), D("95.5"))
 
@@ -313,7 +317,7 @@ async def test_provider_symbols_are_read_once_and_again_only_on_a_miss() -> None
     with pytest.raises(BrokerRejected) as info:
         await b.submit(order(5, instrument=Equity(symbol="ZZZZ"), order_type="limit",
                              limit_price=D(100)))
-    assert info.value.context["reason_code"] == "UNKNOWN_INSTRUMENT"
+    assert info.value.context["reason_code"] == "INSTRUMENT_NOT_FOUND"
 
 
 @pytest.mark.parametrize(("build", "field", "value"), [

@@ -2,41 +2,27 @@
 
 Broker outcomes use the foundation's classes (:class:`~mts1b_foundation.BrokerRejected`,
 :class:`~mts1b_foundation.BrokerTransportError`, :class:`~mts1b_foundation.BrokerUnknownOutcome`)
-so the OMS can branch on them without importing this library. What is added here: the stable
-reason codes the paper venue puts in its rejects, the registry's own error, and the error for a
+so the OMS can branch on them without importing this library. The reason codes the paper venue
+puts in its rejects are the foundation's :class:`~mts1b_foundation.ReplyCode` (one vocabulary
+for gates, OMS and brokers). What is added here: the registry's own error, and the error for a
 venue or cost model configured with a value it cannot work with.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import ClassVar
 
-from mts1b_foundation import MtsError
+from mts1b_foundation import MtsError, ReplyCode
 
 __all__ = ["BrokerConfigError", "BrokerNotFound", "RejectReason", "config_error"]
 
 
-class RejectReason(StrEnum):
-    """Why the paper venue refused a submit, cancel or replace.
+RejectReason = ReplyCode
+"""Why the paper venue refused a submit, cancel or replace: a foundation ``ReplyCode``.
 
-    The reject's ``reason`` text starts with the code (``"INVALID_PRICE: ..."``) and
-    ``BrokerRejected.context["reason_code"]`` carries it alone.
-    """
-
-    INVALID_ORDER = "INVALID_ORDER"
-    INVALID_PRICE = "INVALID_PRICE"
-    INVALID_QUANTITY = "INVALID_QUANTITY"
-    INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
-    SHORT_NOT_ALLOWED = "SHORT_NOT_ALLOWED"
-    NO_REFERENCE_PRICE = "NO_REFERENCE_PRICE"
-    UNKNOWN_INSTRUMENT = "UNKNOWN_INSTRUMENT"
-    INSTRUMENT_CLOSED = "INSTRUMENT_CLOSED"
-    SESSION_CLOSED = "SESSION_CLOSED"
-    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
-    UNSUPPORTED = "UNSUPPORTED"
-    UNKNOWN_ORDER = "UNKNOWN_ORDER"
-    ORDER_NOT_WORKING = "ORDER_NOT_WORKING"
+The reject's ``reason`` text starts with the code (``"TICK_SIZE: ..."``), its ``code`` field
+holds it, and ``BrokerRejected.context["reason_code"]`` carries it alone.
+"""
 
 
 class BrokerNotFound(MtsError, LookupError):

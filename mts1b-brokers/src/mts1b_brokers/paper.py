@@ -331,7 +331,7 @@ class PaperClient:
 
         An order that already reached a final state gets a CANCEL_REJECT report (this is how a
         cancel that lost a race with the last fill is answered). An order id this venue never
-        accepted raises ``BrokerRejected`` with ``UNKNOWN_ORDER``.
+        accepted raises ``BrokerRejected`` with ``ORDER_NOT_FOUND``.
         """
         self._require_connected("cancel")
         async with self._lock:
@@ -339,7 +339,8 @@ class PaperClient:
             if w.status.is_terminal:
                 return self._emit(self._report(
                     w, ExecType.CANCEL_REJECT,
-                    reason=f"{RejectReason.ORDER_NOT_WORKING}: order is {w.status.value}"))
+                    reason=f"{RejectReason.ORDER_NOT_OPEN}: order is {w.status.value}",
+                    code=RejectReason.ORDER_NOT_OPEN))
             w.status = OrderStatus.CANCELED
             return self._emit(self._report(w, ExecType.CANCELED, reason="canceled on request"))
 
@@ -362,7 +363,7 @@ class PaperClient:
             w = self._working_or_raise(order_id)
             try:
                 if w.status.is_terminal:
-                    raise _Reject(RejectReason.ORDER_NOT_WORKING,
+                    raise _Reject(RejectReason.ORDER_NOT_OPEN,
                                   f"order is {w.status.value}")
                 new = self._replaced_terms(w, quantity, limit_price, stop_price)
                 qty, price = self._reservation(self._account_for(w.order), new)
@@ -371,7 +372,7 @@ class PaperClient:
                     self._check_buying_power(self._accounts[w.account_id], extra, new)
             except _Reject as rej:
                 return self._emit(self._report(w, ExecType.REPLACE_REJECT,
-                                               reason=f"{rej.code}: {rej.text}"))
+                                               reason=f"{rej.code}: {rej.text}", code=rej.code))
             w.order = new
             w.reserve_qty, w.reserve_price = qty, price
             return self._emit(self._report(w, ExecType.REPLACED, reason="replaced on request"))
@@ -506,7 +507,8 @@ class PaperClient:
         return report
 
     def _report(self, w: _Working, exec_type: ExecType, *, reason: str | None = None,
-                trade: tuple[str, Decimal, Decimal, Decimal] | None = None) -> ExecutionReport:
+                trade: tuple[str, Decimal, Decimal, Decimal] | None = None,
+                code: RejectReason | None = None) -> ExecutionReport:
         fill: dict[str, Any] = {}
         if trade is not None:
             trade_id, qty, price, fee = trade
@@ -516,23 +518,25 @@ class PaperClient:
             broker=self._name, account_id=w.account_id, order_id=w.order_id,
             broker_order_id=w.broker_order_id, exec_type=exec_type, ts=self.now(),
             symbol=w.order.instrument.symbol, side=w.order.side,
-            cumulative_quantity=w.filled, leaves_quantity=w.leaves, reason=reason, **fill,
+            cumulative_quantity=w.filled, leaves_quantity=w.leaves, reason=reason, code=code,
+            **fill,
         )
 
     def _working_or_raise(self, order_id: str) -> _Working:
         w = self._orders.get(order_id)
         if w is None:
             raise BrokerRejected(
-                f"{RejectReason.UNKNOWN_ORDER}: {self._name} has no order {order_id!r}",
-                broker=self._name, order_id=order_id, reason_code=str(RejectReason.UNKNOWN_ORDER))
+                f"{RejectReason.ORDER_NOT_FOUND}: {self._name} has no order {order_id!r}",
+                broker=self._name, order_id=order_id,
+                reason_code=str(RejectReason.ORDER_NOT_FOUND))
         return w
 
     def _account_or_raise(self, account_id: str) -> _Account:
         acct = self._accounts.get(account_id)
         if acct is None:
-            raise BrokerRejected(f"{RejectReason.UNKNOWN_ACCOUNT}: no account {account_id!r}",
+            raise BrokerRejected(f"{RejectReason.ACCOUNT_NOT_FOUND}: no account {account_id!r}",
                                  broker=self._name, account_id=account_id,
-                                 reason_code=str(RejectReason.UNKNOWN_ACCOUNT))
+                                 reason_code=str(RejectReason.ACCOUNT_NOT_FOUND))
         return acct
 
     def _account_for(self, order: Order) -> _Account:
@@ -540,7 +544,7 @@ class PaperClient:
         acct = self._accounts.get(account_id)
         if acct is None:
             if self._default_cash is None:
-                raise _Reject(RejectReason.UNKNOWN_ACCOUNT, f"no account {account_id!r}")
+                raise _Reject(RejectReason.ACCOUNT_NOT_FOUND, f"no account {account_id!r}")
             self.add_account(account_id, self._default_cash, fund_id=order.fund_id)
             acct = self._accounts[account_id]
         return acct
@@ -571,7 +575,7 @@ class PaperClient:
             report = ExecutionReport(
                 broker=self._name, account_id=account_id, order_id=order_id,
                 exec_type=ExecType.REJECT, ts=self.now(), symbol=order.instrument.symbol,
-                side=order.side, reason=f"{rej.code}: {rej.text}",
+                side=order.side, reason=f"{rej.code}: {rej.text}", code=rej.code,
             )
             self._emit(report)
             error = BrokerRejected(report.reason or rej.text, broker=self._name,
@@ -595,10 +599,10 @@ class PaperClient:
         symbol = order.instrument.symbol
         if self._instruments is not None:
             if symbol not in self._instruments:
-                raise _Reject(RejectReason.UNKNOWN_INSTRUMENT, f"{symbol!r} is not traded here")
+                raise _Reject(RejectReason.INSTRUMENT_NOT_FOUND, f"{symbol!r} is not traded here")
             return self._instruments[symbol]
         if self._market_data is not None and not self._lists(self._market_data, symbol):
-            raise _Reject(RejectReason.UNKNOWN_INSTRUMENT,
+            raise _Reject(RejectReason.INSTRUMENT_NOT_FOUND,
                           f"{symbol!r} has no market data at this venue")
         return order.instrument
 
@@ -649,15 +653,19 @@ class PaperClient:
             if not price.is_finite() or price <= 0:
                 raise _Reject(RejectReason.INVALID_PRICE, f"{label} {price} must be positive")
             if price % inst.tick_size != 0:
-                raise _Reject(RejectReason.INVALID_PRICE,
+                raise _Reject(RejectReason.TICK_SIZE,
                               f"{label} {price} is not on the tick grid {inst.tick_size}")
 
     @staticmethod
     def _check_quantity(inst: Instrument, quantity: Decimal) -> None:
-        if quantity <= 0 or quantity % inst.lot_size != 0 or quantity < inst.min_quantity:
-            raise _Reject(RejectReason.INVALID_QUANTITY,
-                          f"quantity {quantity} must be a positive multiple of the lot size "
-                          f"{inst.lot_size} and at least {inst.min_quantity}")
+        if quantity <= 0:
+            raise _Reject(RejectReason.INVALID_QUANTITY, f"quantity {quantity} must be positive")
+        if quantity % inst.lot_size != 0:
+            raise _Reject(RejectReason.LOT_SIZE, f"quantity {quantity} is not a multiple of the "
+                                                 f"lot size {inst.lot_size}")
+        if quantity < inst.min_quantity:
+            raise _Reject(RejectReason.QUANTITY_BELOW_MINIMUM,
+                          f"quantity {quantity} is below the minimum {inst.min_quantity}")
 
     def _reference_price(self, order: Order) -> Decimal:
         if order.order_type in _LIMIT_TYPES and order.limit_price is not None:

@@ -10,7 +10,7 @@ subject (NATS "no responders")             not reach a broker)
 no reply within ``timeout`` to submit,     ``BrokerUnknownOutcome`` (it may have been
 cancel or replace                          executed: reconcile with ``open_orders``)
 no reply to a query                        ``BrokerTransportError`` (reads have no effect)
-reply ``code="BROKER.REJECTED"`` or a      ``BrokerRejected`` (``context["report"]`` holds the
+reply ``code=BROKER_REJECTED`` or a        ``BrokerRejected`` (``context["report"]`` holds the
 malformed-command reply                    REJECT report when there is one)
 =========================================  ==================================================
 
@@ -187,9 +187,9 @@ class RemoteBroker:
         if report is not None:
             context["report"] = report
         message = reply.message or f"{command} failed with {reply.code}"
-        if reply.code == BrokerTransportError.code:
+        if reply.code is BrokerTransportError.reply_code:
             raise BrokerTransportError(message, **context)
-        if reply.code == BrokerUnknownOutcome.code:
+        if reply.code is BrokerUnknownOutcome.reply_code:
             raise BrokerUnknownOutcome(message, **context)
         # The service answered: rejected by the venue, or refused as malformed before reaching
         # it. Either way the order certainly does not exist there.

@@ -2,7 +2,7 @@
 
 ``BrokerService(broker, bus)`` answers ``mts.v1.brokers.<name>.submit|cancel|replace|query``
 with a :class:`~mts1b_foundation.CommandReply` - also when the command is malformed, in which
-case the reply is ``ok=False, code="FOUNDATION.VALIDATION"`` and ``context["field"]`` names the
+case the reply is ``ok=False, code=VALIDATION_FAILED`` and ``context["field"]`` names the
 first offending field (the message is dead-lettered as well, and the service keeps running).
 Every execution report the broker emits is published on ``mts.v1.brokers.<name>.execution``
 (stream ``MTS_BROKERS``; fills use their ``trade_id`` as ``Nats-Msg-Id``), followed after each
@@ -38,6 +38,7 @@ from mts1b_foundation import (
     MtsError,
     Quote,
     ReplaceOrder,
+    ReplyCode,
     SubmitOrder,
     ValidationFailed,
     WireModel,
@@ -83,13 +84,25 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _venue_code(value: object) -> str | None:
+    """A venue's reason code as ``CommandReply.venue_code`` takes it (printable ASCII without
+    blanks, at most 64 characters); anything else stays in the context only."""
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and (
+            value.isprintable() and " " not in value):
+        return value
+    return None
+
+
 def _error_reply(exc: MtsError, **extra: Any) -> CommandReply:
+    """``code`` is the error's ReplyCode; the venue's own reason code, if any, goes in
+    ``venue_code`` (the paper venue's are ReplyCode names such as ``TICK_SIZE``)."""
     context: dict[str, str | int | float | bool | None] = {}
     for key, value in exc.context.items():
         if isinstance(value, str | int | float | bool) or value is None:
             context[str(key)[:64]] = value
     report = exc.context.get("report")
-    return CommandReply(ok=False, code=exc.code, message=exc.message[:4000], context=context,
+    return CommandReply(ok=False, code=exc.reply_code, message=exc.message[:4000],
+                        venue_code=_venue_code(exc.context.get("reason_code")), context=context,
                         payload=report.model_dump_json() if isinstance(report, WireModel)
                         else None, ts=_now(), **extra)
 
@@ -162,7 +175,7 @@ class BrokerService:
         """Decode and execute one command; always returns a reply, never raises."""
         model = _COMMANDS.get(command)
         if model is None:
-            return CommandReply(ok=False, code="BROKERS.UNKNOWN_COMMAND",
+            return CommandReply(ok=False, code=ReplyCode.UNKNOWN_COMMAND,
                                 message=f"unknown command {command!r}; expected one of "
                                         f"{sorted(_COMMANDS)}", ts=_now())
         try:
@@ -182,7 +195,7 @@ class BrokerService:
             return _error_reply(exc)
         except Exception as exc:  # the service keeps running whatever a broker raises
             _log.exception("broker command failed", broker=self.name, command=command)
-            return CommandReply(ok=False, code="BROKERS.INTERNAL",
+            return CommandReply(ok=False, code=ReplyCode.INTERNAL_ERROR,
                                 message=f"{type(exc).__name__}: {exc}"[:4000], ts=_now())
 
     async def _execute(self, request: WireModel) -> CommandReply:
