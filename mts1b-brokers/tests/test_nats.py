@@ -171,7 +171,8 @@ async def test_cli_serve_paper(namespace: str) -> None:
     name = "papercli"
     proc = _serve_paper(name, namespace, MTS_LOG_LEVEL="INFO")
     try:
-        async with RemoteBroker(name, url=URL, namespace=namespace, timeout=2) as remote:
+        # A generous request timeout: a CI machine under load may take seconds to answer.
+        async with RemoteBroker(name, url=URL, namespace=namespace, timeout=10) as remote:
             for _ in range(100):
                 try:
                     snapshot = await remote.account("conf")
