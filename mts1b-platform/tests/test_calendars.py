@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import warnings
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -124,3 +127,127 @@ def test_range_starting_on_a_holiday_before_any_session_is_clamped() -> None:
     cal = MarketCalendar("XNYS")
     assert cal.sessions("1990-01-01", "1990-01-03") == [dt.date(1990, 1, 2), dt.date(1990, 1, 3)]
     assert cal.sessions("1990-01-01", "1990-01-01") == []
+
+
+# -- lunch breaks ---------------------------------------------------------------------------------
+# exchange_calendars' own tests (tests/test_exchange_calendar.py, ``test_is_open_on_minute`` and
+# ``test_is_break_minute``, run for XTKS and XHKG through tests/test_xtks_calendar.py and
+# tests/test_xhkg_calendar.py) check that every break minute is closed and every trading minute
+# open, against the answers in tests/resources/xtks.csv and xhkg.csv. The same checks here ask
+# exchange_calendars itself, in this process, minute by minute.
+TOKYO = ZoneInfo("Asia/Tokyo")
+HONG_KONG = ZoneInfo("Asia/Hong_Kong")
+
+
+@pytest.fixture(scope="module")
+def xtks() -> MarketCalendar:
+    return MarketCalendar("XTKS")
+
+
+@pytest.fixture(scope="module")
+def xhkg() -> MarketCalendar:
+    return MarketCalendar("XHKG")
+
+
+def _xcal(name: str):  # type: ignore[no-untyped-def]
+    import exchange_calendars as xc
+    import pandas as pd
+
+    with _no_warnings():
+        return xc.get_calendar(name, start=pd.Timestamp("2011-01-01"))
+
+
+@pytest.mark.parametrize(("name", "days"), [
+    # Tokyo: 09:00-11:30 and 12:30-15:00 JST, 15:30 from 2024-11-05 (the answers file's rows)
+    ("XTKS", ["2012-03-05", "2024-11-01", "2024-11-05", "2024-12-30"]),
+    # Hong Kong: 09:30-12:00 and 13:00-16:00 HKT; 2024-12-24 is a half day without a break; the
+    # morning session opened at 10:00 until 2011-03-04 and at 09:30 from 2011-03-07
+    ("XHKG", ["2011-03-04", "2011-03-07", "2024-12-23", "2024-12-24", "2024-12-27"]),
+])
+def test_is_open_matches_exchange_calendars_minute_by_minute(name: str, days: list[str]) -> None:
+    """exchange_calendars ``test_is_open_on_minute``: break minutes are closed."""
+    import pandas as pd
+
+    cal, ref = MarketCalendar(name), _xcal(name)
+    for day in days:
+        # every minute from 08:00 to 17:00 local time, the whole trading day and either side
+        start = (pd.Timestamp(day, tz=cal.tz) + pd.Timedelta(hours=8)).tz_convert("UTC")
+        minutes = pd.date_range(start, periods=9 * 60, freq="min")
+        with _no_warnings():
+            expected = [bool(ref.is_open_on_minute(m)) for m in minutes]
+        got = [cal.is_open(m.to_pydatetime()) for m in minutes]
+        assert got == expected, day
+        assert any(expected)
+
+
+@contextlib.contextmanager
+def _no_warnings() -> Iterator[None]:
+    """exchange_calendars 4.x still calls pandas APIs that pandas 3 deprecates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_break_of_and_split_windows_match_the_schedule(xtks: MarketCalendar,
+                                                       xhkg: MarketCalendar) -> None:
+    """exchange_calendars ``test_opens_closes_break_starts_ends`` and ``test_session_has_break``:
+    every session's open, break start, break end and close, here against its schedule."""
+    import pandas as pd
+
+    for cal in (xtks, xhkg):
+        ref = _xcal(cal.name)
+        with _no_warnings():
+            schedule = ref.schedule.loc["2024-01-01":"2024-12-31"]
+        assert len(schedule) > 240
+        for day, row in schedule.iterrows():
+            d = day.date()
+            windows = cal.windows(d)
+            if pd.isna(row["break_start"]):
+                assert cal.break_of(d) is None
+                assert windows == [(row["open"].to_pydatetime(), row["close"].to_pydatetime())]
+            else:
+                pause = (row["break_start"].to_pydatetime(), row["break_end"].to_pydatetime())
+                assert cal.break_of(d) == pause
+                assert windows == [(row["open"].to_pydatetime(), pause[0]),
+                                   (pause[1], row["close"].to_pydatetime())]
+            assert cal.window(d) == (windows[0][0], windows[-1][1])
+
+
+def test_tokyo_lunch_break(xtks: MarketCalendar) -> None:
+    def jst(day: int, hour: int, minute: int) -> dt.datetime:
+        return dt.datetime(2024, 11, day, hour, minute, tzinfo=TOKYO)
+
+    assert xtks.break_of("2024-11-05") == (jst(5, 11, 30), jst(5, 12, 30))
+    assert xtks.windows("2024-11-05") == [(jst(5, 9, 0), jst(5, 11, 30)),
+                                          (jst(5, 12, 30), jst(5, 15, 30))]
+    assert xtks.is_open(jst(5, 11, 29))
+    assert not xtks.is_open(jst(5, 11, 30))
+    assert not xtks.is_open(jst(5, 12, 29))
+    assert xtks.is_open(jst(5, 12, 30))
+    assert xtks.next_close(jst(5, 10, 0)) == jst(5, 11, 30)
+    assert xtks.next_open(jst(5, 11, 45)) == jst(5, 12, 30)
+    assert xtks.next_close(jst(5, 11, 45)) == jst(5, 15, 30)
+    assert xtks.next_open(jst(5, 13, 0)) == jst(6, 9, 0)
+
+
+def test_hong_kong_lunch_break_and_half_day(xhkg: MarketCalendar) -> None:
+    def hkt(day: int, hour: int, minute: int) -> dt.datetime:
+        return dt.datetime(2024, 12, day, hour, minute, tzinfo=HONG_KONG)
+
+    assert xhkg.windows("2024-12-23") == [(hkt(23, 9, 30), hkt(23, 12, 0)),
+                                          (hkt(23, 13, 0), hkt(23, 16, 0))]
+    assert not xhkg.is_open(hkt(23, 12, 30))
+    assert xhkg.next_open(hkt(23, 12, 0)) == hkt(23, 13, 0)
+    # Christmas Eve is a half day: one morning window, no break
+    assert xhkg.break_of("2024-12-24") is None
+    assert xhkg.windows("2024-12-24") == [(hkt(24, 9, 30), hkt(24, 12, 0))]
+    assert xhkg.next_close(hkt(24, 10, 0)) == hkt(24, 12, 0)
+    assert xhkg.next_open(hkt(24, 12, 0)) == hkt(27, 9, 30)
+
+
+def test_exchanges_without_a_break_have_one_window(nyse: MarketCalendar) -> None:
+    assert nyse.break_of("2024-03-12") is None
+    assert nyse.windows("2024-03-12") == [nyse.window("2024-03-12")]
+    assert nyse.windows("2024-03-12", Session.POST) == [nyse.window("2024-03-12", Session.POST)]
+    with pytest.raises(CalendarError, match="not a RTH trading day"):
+        nyse.windows("2024-11-28")

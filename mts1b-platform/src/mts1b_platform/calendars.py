@@ -27,6 +27,15 @@ X24X5     FX: Monday-Friday, each day ``D`` from 17:00 New York on the previous 
 For H24 and X24X5 the trading days come from exchange_calendars' ``24/7`` and ``24/5`` calendars,
 whatever exchange the :class:`MarketCalendar` was built for. Every timestamp passed in must be
 timezone-aware (naive datetimes are ambiguous and refused); every timestamp returned is UTC.
+
+Lunch breaks: some exchanges stop trading in the middle of the regular session (Tokyo ``XTKS``
+11:30-12:30, Hong Kong ``XHKG`` 12:00-13:00; none on Hong Kong's half days). exchange_calendars
+records them per session, and here they split the RTH session in two: :meth:`windows` gives
+``[open, break_start)`` and ``[break_end, close)``, :meth:`is_open` is False during the break
+(as exchange_calendars' ``is_open_on_minute``), and :meth:`next_close` / :meth:`next_open` stop
+at the break's start and end. :meth:`window` still gives the whole span from open to close, and
+:meth:`break_of` the break itself. An order sent during the break would wait for the afternoon,
+so a venue or a backtest that treated it as open would fill at prices that never traded.
 """
 
 from __future__ import annotations
@@ -230,26 +239,70 @@ class MarketCalendar:
         """Regular-session close of trading day ``day`` (UTC), early closes included."""
         return self._regular(_as_date(day))[1]
 
-    def _regular(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-        self._check_range(day, day)
-        if not self.is_session(day):
-            raise CalendarError(f"{day} is not a trading day of {self.name}",
-                                calendar=self.name, day=str(day))
+    def break_of(self, day: dt.date | str) -> tuple[dt.datetime, dt.datetime] | None:
+        """The lunch break ``[start, end)`` (UTC) of trading day ``day``, or None when the
+        exchange trades straight through that day (most exchanges; Hong Kong's half days)."""
+        return self._schedule(_as_date(day))[2]
+
+    def _schedule(self, day: dt.date, *, known_session: bool = False,
+                  ) -> tuple[dt.datetime, dt.datetime, tuple[dt.datetime, dt.datetime] | None]:
+        """``(open, close, break or None)`` of a trading day, from exchange_calendars'
+        schedule (UTC). ``known_session``: the caller took ``day`` from :meth:`sessions`, so
+        the range and the trading-day checks are already done."""
+        if not known_session:
+            self._check_range(day, day)
+            if not self.is_session(day):
+                raise CalendarError(f"{day} is not a trading day of {self.name}",
+                                    calendar=self.name, day=str(day))
         with _quiet_block():
             row = self._cal.schedule.loc[pd.Timestamp(day)]
-        return (row["open"].to_pydatetime().astimezone(dt.UTC),
-                row["close"].to_pydatetime().astimezone(dt.UTC))
+        open_ = row["open"].to_pydatetime().astimezone(dt.UTC)
+        close = row["close"].to_pydatetime().astimezone(dt.UTC)
+        pause: tuple[dt.datetime, dt.datetime] | None = None
+        start, end = row.get("break_start"), row.get("break_end")
+        if start is not None and end is not None and not (pd.isna(start) or pd.isna(end)):
+            pause = (start.to_pydatetime().astimezone(dt.UTC),
+                     end.to_pydatetime().astimezone(dt.UTC))
+        return open_, close, pause
+
+    def _regular(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+        open_, close, _pause = self._schedule(day)
+        return open_, close
 
     # --- intraday windows ---------------------------------------------------------------------
 
     def window(self, day: dt.date | str, session: Session = Session.RTH,
                ) -> tuple[dt.datetime, dt.datetime]:
-        """The ``[open, close)`` window (UTC) of ``session`` for trading day ``day``."""
+        """The ``[open, close)`` span (UTC) of ``session`` for trading day ``day``.
+
+        For RTH on an exchange with a lunch break the span includes the break; :meth:`windows`
+        gives the intervals in which the exchange actually trades.
+        """
         d, kind = _as_date(day), Session(session)
         if not self.is_session(d, kind):
             raise CalendarError(f"{d} is not a {kind.value} trading day of {self.name}",
                                 calendar=self.name, day=str(d), session=kind.value)
         return self._window(d, kind)
+
+    def windows(self, day: dt.date | str, session: Session = Session.RTH,
+                ) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The ``[open, close)`` trading intervals (UTC) of ``session`` on trading day ``day``,
+        in order: one, or two for RTH on a day with a lunch break (the morning up to the break's
+        start, the afternoon from its end)."""
+        d, kind = _as_date(day), Session(session)
+        if not self.is_session(d, kind):
+            raise CalendarError(f"{d} is not a {kind.value} trading day of {self.name}",
+                                calendar=self.name, day=str(d), session=kind.value)
+        return self._split_windows(d, kind)
+
+    def _split_windows(self, d: dt.date, kind: Session) -> list[tuple[dt.datetime, dt.datetime]]:
+        if kind is not Session.RTH:
+            return [self._window(d, kind)]
+        open_, close, pause = self._schedule(d, known_session=True)
+        if pause is None:
+            return [(open_, close)]
+        start, end = pause
+        return [w for w in ((open_, min(start, close)), (max(end, open_), close)) if w[0] < w[1]]
 
     def _window(self, d: dt.date, kind: Session) -> tuple[dt.datetime, dt.datetime]:
         tz = self.tz
@@ -287,25 +340,26 @@ class MarketCalendar:
         while cursor <= day + dt.timedelta(days=_MAX_SCAN_DAYS):
             chunk_end = cursor + dt.timedelta(days=_SCAN_CHUNK_DAYS)
             for d in self.sessions(cursor, chunk_end, kind):
-                yield self._window(d, kind)
+                yield from self._split_windows(d, kind)
             cursor = chunk_end + dt.timedelta(days=1)
         raise CalendarError(f"{self.name} has no {kind.value} session within "
                             f"{_MAX_SCAN_DAYS} days after {day}", calendar=self.name)
 
     def is_open(self, ts: dt.datetime | pd.Timestamp, session: Session = Session.RTH) -> bool:
-        """Whether ``session`` is open at ``ts`` (window ``[open, close)``)."""
+        """Whether ``session`` is open at ``ts`` (windows ``[open, close)``; False during a
+        lunch break, as exchange_calendars' ``is_open_on_minute``)."""
         t, kind = _utc(ts), Session(session)
         # A window belongs to a trading day that is at most one calendar day after ts's date.
         start = t.date() - dt.timedelta(days=1)
         for d in self.sessions(start, t.date() + dt.timedelta(days=1), kind):
-            open_, close = self._window(d, kind)
-            if open_ <= t < close:
-                return True
+            for open_, close in self._split_windows(d, kind):
+                if open_ <= t < close:
+                    return True
         return False
 
     def next_open(self, ts: dt.datetime | pd.Timestamp,
                   session: Session = Session.RTH) -> dt.datetime:
-        """The first window open strictly after ``ts`` (UTC)."""
+        """The first window open strictly after ``ts`` (UTC); the end of a lunch break is one."""
         t, kind = _utc(ts), Session(session)
         for open_, _close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
             if open_ > t:
@@ -314,7 +368,8 @@ class MarketCalendar:
 
     def next_close(self, ts: dt.datetime | pd.Timestamp,
                    session: Session = Session.RTH) -> dt.datetime:
-        """The first window close strictly after ``ts`` (UTC)."""
+        """The first window close strictly after ``ts`` (UTC); the start of a lunch break is
+        one."""
         t, kind = _utc(ts), Session(session)
         for _open, close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
             if close > t:
