@@ -10,16 +10,23 @@
 * posterior returns ``pi + tau C P' (P tau C P' + omega)^-1 (Q - P pi)``; posterior covariance
   ``C + tau C - tau C P' (P tau C P' + omega)^-1 P tau C``; weights ``(delta C)^-1 r_post``
   normalised to sum to 1.
+
+Labelled inputs are read by name (the rule of :mod:`mts1b_quantkit._labels`): market caps and a
+prior given as a ``dict`` or a pandas Series, a ``P`` DataFrame's columns and the keys of
+``absolute_views`` are matched to the asset names of a labelled covariance (or ``assets=``), in
+their own type (an integer-labelled covariance takes views on ``0``, ``1``, ...); arrays are
+positional. PyPortfolioOpt aligns the same inputs through pandas.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import align_matrix, align_vector, check_labels, matrix_labels
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
@@ -47,12 +54,17 @@ class BlackLittermanResult(NamedTuple):
 
 
 def market_implied_prior_returns(market_caps: Any, risk_aversion: float, cov: Any, *,
-                                 risk_free_rate: float = 0.0) -> FloatArray:
-    """Equilibrium returns ``delta * C @ (caps / sum(caps)) + rf`` (reverse optimisation)."""
+                                 risk_free_rate: float = 0.0,
+                                 assets: Sequence[Hashable] | None = None) -> FloatArray:
+    """Equilibrium returns ``delta * C @ (caps / sum(caps)) + rf`` (reverse optimisation),
+    ``(N,)`` in the covariance's order.
+
+    ``market_caps`` given as a ``dict`` or a Series is matched by name to the covariance's labels
+    (or ``assets``); an array is read in the covariance's order.
+    """
+    cov, names = _names(cov, assets)
     c = check_covariance(cov, require_pd=False)
-    if isinstance(market_caps, Mapping):
-        market_caps = list(market_caps.values())
-    caps = as_float_array(market_caps).reshape(-1)
+    caps = align_vector(market_caps, names, "market_caps", OptimizationError)
     if caps.shape != (c.shape[0],):
         raise OptimizationError(f"market_caps must have {c.shape[0]} entries; got {caps.shape}",
                                 field="market_caps", value=caps.shape)
@@ -97,8 +109,22 @@ def idzorek_omega(view_confidences: Any, cov: Any, P: Any, tau: float) -> FloatA
     return np.diag(out)
 
 
-def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
-           absolute_views: Mapping[str, float] | None) -> tuple[FloatArray, FloatArray]:
+def _names(cov: Any, assets: Sequence[Hashable] | None) -> tuple[Any, list[Hashable] | None]:
+    """The covariance (rows in the order of its columns) and the asset names: ``assets`` when
+    given (they must agree with a labelled covariance), else the covariance's labels."""
+    cov, labels = align_matrix(cov, "cov", OptimizationError)
+    if assets is None:
+        return cov, labels
+    names = list(assets)
+    if labels is not None and names != labels:
+        check_labels(names, labels, "assets", OptimizationError,
+                     what="the covariance's labels")
+        cov = cov.loc[names, names]
+    return cov, names
+
+
+def _views(cov: FloatArray, assets: Sequence[Hashable] | None, P: Any, Q: Any,
+           absolute_views: Mapping[Hashable, float] | None) -> tuple[FloatArray, FloatArray]:
     n = cov.shape[0]
     if absolute_views is not None:
         if P is not None or Q is not None:
@@ -108,12 +134,17 @@ def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
             raise OptimizationError("absolute_views need asset names: pass assets=[...] or a "
                                     "labelled covariance DataFrame", field="assets")
         index = {a: i for i, a in enumerate(assets)}
-        q = np.zeros(len(absolute_views))
-        p = np.zeros((len(absolute_views), n))
-        for k, (name, value) in enumerate(absolute_views.items()):
-            if name not in index:
-                raise OptimizationError(f"view on {name!r}, which is not in the universe",
-                                        field="absolute_views", value=name)
+        views = list(absolute_views.items())
+        unknown = [name for name, _ in views if name not in index]
+        if unknown:
+            raise OptimizationError(
+                f"views on {', '.join(repr(u) for u in unknown)}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not in the universe (the asset names "
+                f"are {list(assets)[:8]!r}{' ...' if len(index) > 8 else ''})",
+                field="absolute_views", value=[repr(u) for u in unknown])
+        q = np.zeros(len(views))
+        p = np.zeros((len(views), n))
+        for k, (name, value) in enumerate(views):
             q[k] = float(value)
             p[k, index[name]] = 1.0
         return p, q
@@ -125,6 +156,10 @@ def _views(cov: FloatArray, assets: Sequence[str] | None, P: Any, Q: Any,
             raise OptimizationError(f"without P, Q needs one view per asset ({n}); got {q.size}",
                                     field="P")
         return np.eye(n), q
+    columns = matrix_labels(P)
+    if columns is not None and assets is not None:  # a picking matrix labelled by asset
+        check_labels(columns, list(assets), "the columns of P", OptimizationError)
+        P = P.loc[:, list(assets)]
     p = np.atleast_2d(as_float_array(P))
     if p.shape != (q.size, n):
         raise OptimizationError(f"P must be (K, N) = ({q.size}, {n}); got {p.shape}", field="P",
@@ -157,22 +192,23 @@ def black_litterman(
     risk_free_rate: float = 0.0,
     P: Any = None,
     Q: Any = None,
-    absolute_views: Mapping[str, float] | None = None,
+    absolute_views: Mapping[Hashable, float] | None = None,
     omega: Any | Literal["default", "idzorek"] | None = None,
     view_confidences: Any = None,
     tau: float = 0.05,
-    assets: Sequence[str] | None = None,
+    assets: Sequence[Hashable] | None = None,
 ) -> BlackLittermanResult:
     """Black-Litterman posterior and weights.
 
     ``pi`` is an ``(N,)`` prior, ``"market"`` (needs ``market_caps``), ``"equal"`` (``1/N``) or
     ``None`` (``"market"`` when ``market_caps`` is given; otherwise an error). ``tau`` must be in
     ``(0, 1]`` and ``risk_aversion > 0``. Asset names come from ``assets`` or from a labelled
-    ``cov`` DataFrame (needed for ``absolute_views``). Numbers equal PyPortfolioOpt's
+    ``cov`` DataFrame (needed for ``absolute_views``); ``market_caps`` and ``pi`` given as a
+    ``dict`` or Series, and a ``P`` DataFrame, are matched to them by name, and every result is
+    in the covariance's order. Numbers equal PyPortfolioOpt's
     ``BlackLittermanModel(...).bl_returns()``, ``.bl_cov()`` and ``.bl_weights()``.
     """
-    if assets is None and hasattr(cov, "columns"):
-        assets = [str(c) for c in cov.columns]
+    cov, assets = _names(cov, assets)
     c = check_covariance(cov, require_pd=False)
     n = c.shape[0]
     if not 0 < tau <= 1:
@@ -189,7 +225,8 @@ def black_litterman(
         if pi == "market":
             if market_caps is None:
                 raise OptimizationError("pi='market' needs market_caps", field="market_caps")
-            prior = market_implied_prior_returns(market_caps, risk_aversion, c,
+            caps = align_vector(market_caps, assets, "market_caps", OptimizationError)
+            prior = market_implied_prior_returns(caps, risk_aversion, c,
                                                  risk_free_rate=risk_free_rate)
         elif pi == "equal":
             prior = np.full(n, 1.0 / n)
@@ -197,7 +234,7 @@ def black_litterman(
             raise OptimizationError(f"unknown prior {pi!r}; use 'market', 'equal' or an array",
                                     field="pi", value=pi)
     else:
-        prior = as_float_array(pi).reshape(-1)
+        prior = align_vector(pi, assets, "pi", OptimizationError)
         if prior.shape != (n,):
             raise OptimizationError(f"pi must have {n} entries; got {prior.shape}", field="pi",
                                     value=prior.shape)
