@@ -29,13 +29,18 @@ V1: dict[str, list[dict[str, Any]]] = json.loads((DATA / "v1_messages.json").rea
 MODELS = wire_models()
 
 
+# Models that moved on since: their version and the versions they read (test_dead_letter.py).
+LATER = {"DeadLetter": (3, frozenset({1, 2}))}
+
+
 def test_every_model_is_version_2_and_reads_version_1() -> None:
     for name, model in MODELS.items():
-        assert model.SCHEMA_VERSION == 2, name
-        assert frozenset({1}) == model.READABLE_VERSIONS, name
+        version, readable = LATER.get(name, (2, frozenset({1})))
+        assert version == model.SCHEMA_VERSION, name
+        assert readable == model.READABLE_VERSIONS, name
     snapshot = load_snapshot()
     assert {k: v["schema_version"] for k, v in snapshot.items()} == {
-        k: 2 for k in export_schemas()}
+        k: LATER.get(k, (2,))[0] for k in export_schemas()}
 
 
 def test_there_is_a_v1_message_for_every_model() -> None:
@@ -48,9 +53,10 @@ def test_v1_messages_still_parse(name: str) -> None:
     for message in V1[name]:
         assert message["schema_version"] == 1
         parsed = parse_message(model, json.dumps(message))
-        assert parsed.schema_version == 2
-        again = parse_message(model, parsed.to_json())  # re-written as version 2
-        assert again == parsed and json.loads(again.to_json())["schema_version"] == 2
+        assert parsed.schema_version == model.SCHEMA_VERSION
+        again = parse_message(model, parsed.to_json())  # re-written as the current version
+        assert again == parsed
+        assert json.loads(again.to_json())["schema_version"] == model.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
