@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +15,30 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from tools.repocheck.docs import check_documented_commands
 from tools.repocheck.layers import LAYERS, ONLY, layer_error
 from tools.repocheck.layout import library_dirs, source_files
 from tools.repocheck.manifest import MANIFEST, Library, Problem, load_manifest
 
 UNRELEASED = re.compile(r"^#{1,6}\s*\[?unreleased\]?\s*$", re.IGNORECASE | re.MULTILINE)
 UPPER_BOUND_OPERATORS = frozenset({"<", "<=", "==", "~=", "==="})
+LICENSE_FILES = ("LICENSE", "NOTICE")
+# sha256 of the Apache License 2.0 text (https://www.apache.org/licenses/LICENSE-2.0.txt) after
+# normalize_license_text: the official file differs from common copies only in surrounding blank
+# lines and trailing spaces, which say nothing about the terms.
+APACHE_2_0_SHA256 = "283ea6cc2997a1a70da0049e09adf9317bb60ca1b51279b65196b83a69e1996b"
 
 
 @dataclass(frozen=True)
 class Pyproject:
-    """What the other checks need from one library's pyproject.toml."""
+    """What the other checks need from one library's pyproject.toml.
+
+    ``optional`` is every requirement of every extra, ``extras`` the same by extra name.
+    """
 
     dependencies: tuple[Requirement, ...]
     optional: tuple[Requirement, ...]
+    extras: Mapping[str, tuple[Requirement, ...]] = field(default_factory=dict)
 
 
 def has_upper_bound(req: Requirement) -> bool:
@@ -114,34 +125,51 @@ def check_pyproject(
                                        "needs uv_build with an upper bound (uv_build>=x,<y)"))
     deps = _requirements(project.get("dependencies", []), where, "[project] dependencies",
                          problems)
-    optional = [
-        req
+    extras = {
+        extra: tuple(_requirements(values, where, f"[project.optional-dependencies] {extra}",
+                                   problems))
         for extra, values in sorted(project.get("optional-dependencies", {}).items())
-        for req in _requirements(values, where, f"[project.optional-dependencies] {extra}",
-                                 problems)
-    ]
-    for req in deps:
+    }
+    problems += _check_sibling_bounds(deps, "[project] dependencies", where, versions)
+    for extra, reqs in extras.items():
+        own = canonicalize_name(lib.distribution)
+        others = [r for r in reqs if canonicalize_name(r.name) != own]
+        problems += _check_sibling_bounds(others, f"[project.optional-dependencies] {extra}",
+                                          where, versions)
+    problems += _check_files(folder, lib)
+    optional = tuple(req for reqs in extras.values() for req in reqs)
+    return Pyproject(tuple(deps), optional, extras), problems
+
+
+def _check_sibling_bounds(
+    reqs: Sequence[Requirement], field_name: str, where: str, versions: Mapping[str, str]
+) -> list[Problem]:
+    """Sibling requirements (extras such as ``mts1b-platform[bus]`` included) are bounded above
+    and accept the sibling's current version: a wheel built here must install with its siblings'
+    wheels built here, and a minor release of a sibling must not be taken silently."""
+    problems: list[Problem] = []
+    for req in reqs:
         sibling_version = versions.get(canonicalize_name(req.name))
         if sibling_version is None:
             continue
         if not has_upper_bound(req):
-            problems.append(Problem(where, f"[project] dependencies: {str(req)!r} needs an upper "
+            problems.append(Problem(where, f"{field_name}: {str(req)!r} needs an upper "
                                            f"bound (e.g. {req.name}>=0.1,<0.2)"))
         try:
             accepted = req.specifier.contains(Version(sibling_version), prereleases=True)
         except InvalidVersion:
             continue  # reported against that sibling's own entry
         if not accepted:
-            problems.append(Problem(where, f"[project] dependencies: {str(req)!r} does not "
+            problems.append(Problem(where, f"{field_name}: {str(req)!r} does not "
                                            f"accept the workspace's {req.name} {sibling_version}"))
-    problems += _check_files(folder, lib)
-    return Pyproject(tuple(deps), tuple(optional)), problems
+    return problems
 
 
 def _check_files(folder: Path, lib: Library) -> list[Problem]:
     problems: list[Problem] = []
     package = folder / "src" / lib.import_name
-    for path in (folder / "README.md", package / "__init__.py", package / "py.typed"):
+    for path in (folder / "README.md", package / "__init__.py", package / "py.typed",
+                 *(folder / name for name in LICENSE_FILES)):
         if not path.is_file():
             problems.append(Problem(f"{lib.path}/", f"missing {path.relative_to(folder)}"))
     if not (folder / "tests").is_dir():
@@ -341,13 +369,49 @@ def check_declared_siblings(lib: Library, libraries: Sequence[Library],
     return problems
 
 
+def normalize_license_text(text: str) -> str:
+    """The license text without surrounding blank lines and trailing spaces (see
+    APACHE_2_0_SHA256)."""
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def check_licenses(root: Path, libraries: Sequence[Library]) -> list[Problem]:
+    """The root LICENSE is the Apache-2.0 text; every library's LICENSE and NOTICE equal the
+    root's byte for byte.
+
+    Each library ships as its own wheel (and may one day be its own repository), so each carries
+    the files; one copy that drifts would put different terms on one wheel.
+    """
+    problems: list[Problem] = []
+    originals: dict[str, bytes] = {}
+    for name in LICENSE_FILES:
+        try:
+            originals[name] = (root / name).read_bytes()
+        except FileNotFoundError:
+            problems.append(Problem(name, "file not found at the repository root"))
+    if "LICENSE" in originals:
+        text = originals["LICENSE"].decode("utf-8", errors="replace")
+        digest = hashlib.sha256(normalize_license_text(text).encode("utf-8")).hexdigest()
+        if digest != APACHE_2_0_SHA256:
+            problems.append(Problem("LICENSE", "is not the Apache License 2.0 text (normalized "
+                                               f"sha256 {digest}, expected {APACHE_2_0_SHA256})"))
+    for lib in libraries:
+        for name, original in originals.items():
+            path = root / lib.path / name
+            if path.is_file() and path.read_bytes() != original:
+                problems.append(Problem(f"{lib.path}/{name}", f"differs from the root {name}: "
+                                                              f"copy it (cp {name} {lib.path}/)"))
+    return problems
+
+
 @dataclass
 class StaticResult:
-    """The manifest's libraries, their parsed pyprojects and every problem found."""
+    """The manifest, its libraries, their parsed pyprojects and every problem found."""
 
     libraries: list[Library]
     pyprojects: dict[str, Pyproject | None]
     problems: list[Problem]
+    python_versions: tuple[str, ...] = ()
 
 
 def check_static(
@@ -356,7 +420,8 @@ def check_static(
     only: Mapping[str, frozenset[str]] = ONLY,
 ) -> StaticResult:
     """All checks that need no build, for the repository at ``root``."""
-    libraries, problems = load_manifest(root)
+    manifest, problems = load_manifest(root)
+    libraries = list(manifest.libraries)
     problems += check_folders(root, libraries)
     problems += check_graph(libraries, layers, only)
     versions = {str(canonicalize_name(lib.distribution)): lib.version for lib in libraries}
@@ -371,4 +436,6 @@ def check_static(
         if pyproject is not None:
             problems += check_declared_siblings(lib, libraries, pyproject)
         problems += check_imports(root, lib, libraries, pyproject, layers, only)
-    return StaticResult(libraries, pyprojects, problems)
+    problems += check_licenses(root, [lib for lib in libraries if (root / lib.path).is_dir()])
+    problems += check_documented_commands(root, libraries, pyprojects)
+    return StaticResult(libraries, pyprojects, problems, manifest.python_versions)
