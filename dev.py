@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""The two commands of the README, runnable on a fresh machine with only Python >= 3.11.
+"""The commands of the README, runnable on a fresh machine with only Python >= 3.11.
 
     python3 dev.py test   # set up, then lint, type-check, test, docs, dedupe, repocheck
     python3 dev.py demo   # set up the workspace, then run a backtest on the synthetic market
+    python3 dev.py wheels [--python X.Y ...]   # every wheel into dist/, for the offline install
+
+``wheels`` builds each library's wheel and downloads the third-party wheels of their runtime
+closure, pinned and hash-checked from uv.lock, for the Python running this script (and each
+``--python X.Y``), so that ``pip install --no-index --find-links dist mts1b-<name>`` works on a
+machine that never asks an index for an ``mts1b-*`` name (none is registered on PyPI).
 
 Why a Python script and not a Makefile: the only thing we may assume on a new machine is Python.
 The script finds ``uv`` (or installs it from PyPI into ``.bootstrap/``), syncs the whole workspace
@@ -135,8 +141,20 @@ def demo() -> int:
     return 0 if ok else 1
 
 
+def wheels(args: Sequence[str] = ()) -> int:
+    """Fill dist/ (tools/repocheck/wheelhouse.py) for this Python and each ``--python X.Y``."""
+    uv = _uv()
+    _sync(uv)
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    ok = _run("wheels", [uv, "run", "--no-sync", "python", "-m", "tools.repocheck.wheelhouse",
+                         "--python", here, *args])
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str]) -> int:
     commands = {"test": test, "demo": demo}
+    if argv[:1] == ["wheels"]:
+        return wheels(argv[1:])
     if len(argv) != 1 or argv[0] not in commands:
         print(__doc__)
         return 2
