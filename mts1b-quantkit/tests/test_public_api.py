@@ -23,7 +23,11 @@ SURFACE = {
         "conditional_value_at_risk", "alpha_beta", "alpha", "beta", "excess_sharpe",
         "information_ratio", "information_coefficient", "turnover", "hit_rate",
         "probabilistic_sharpe_ratio", "deflated_sharpe_ratio", "expected_max_sharpe", "summary",
-        "cum_returns", "cum_returns_final",
+        "cum_returns", "cum_returns_final", "stability_of_timeseries", "up_capture",
+        "down_capture", "up_down_capture", "roll_sharpe", "roll_sortino", "roll_volatility",
+        "roll_annual_volatility", "roll_max_drawdown", "roll_alpha", "roll_beta",
+        "roll_alpha_beta", "roll_up_capture", "roll_down_capture", "roll_up_down_capture",
+        "aggregate_returns", "AggregatedReturns",
     },
     "mts1b_quantkit.analytics": {
         "forward_returns", "information_coefficient", "ic_summary", "quantize",

@@ -28,16 +28,19 @@ import math
 import statistics
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import check_labels
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import MetricsError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
 
 __all__ = [
+    "AggregatedReturns",
+    "aggregate_returns",
     "alpha",
     "alpha_beta",
     "annual_return",
@@ -50,6 +53,7 @@ __all__ = [
     "cum_returns",
     "cum_returns_final",
     "deflated_sharpe_ratio",
+    "down_capture",
     "downside_deviation",
     "downside_risk",
     "drawdown_series",
@@ -61,11 +65,25 @@ __all__ = [
     "max_drawdown",
     "omega",
     "probabilistic_sharpe_ratio",
+    "roll_alpha",
+    "roll_alpha_beta",
+    "roll_annual_volatility",
+    "roll_beta",
+    "roll_down_capture",
+    "roll_max_drawdown",
+    "roll_sharpe",
+    "roll_sortino",
+    "roll_up_capture",
+    "roll_up_down_capture",
+    "roll_volatility",
     "sharpe",
     "sortino",
+    "stability_of_timeseries",
     "summary",
     "tail_ratio",
     "turnover",
+    "up_capture",
+    "up_down_capture",
     "value_at_risk",
     "volatility",
 ]
@@ -170,22 +188,66 @@ def _nan_out(a: FloatArray) -> Result:
     return _out(np.full(a.shape[1:], np.nan), a.ndim == 1)
 
 
+def _is_pandas(x: Any) -> bool:
+    return hasattr(x, "index") and hasattr(x, "to_numpy") and not isinstance(x, np.ndarray)
+
+
+def _is_scalar(x: Any) -> bool:
+    return np.ndim(x) == 0 and not isinstance(x, str | bytes)
+
+
 def _align(returns: Any, other: Any, name: str) -> tuple[FloatArray, FloatArray]:
-    """Align two series on their index when both are pandas objects (as empyrical does)."""
-    if hasattr(returns, "index") and hasattr(other, "index"):
+    """``returns`` and a benchmark (or risk-free) series as float arrays, period by period.
+
+    * A scalar ``other`` is a constant per-period rate: one value for every period (empyrical's
+      ``excess_sharpe`` and ``sharpe_ratio`` take one, so every benchmark argument here does).
+    * Two pandas objects are joined on their dates (an outer join, as empyrical's
+      ``_aligned_series``: a date only one of them has gets NaN in the other). A 2-D benchmark
+      with several columns is matched to the returns' columns by name.
+    * Anything else is positional and must have as many periods as ``returns``.
+    """
+    if isinstance(other, str | bytes):
+        raise MetricsError(f"{name} must be numeric; got {other!r}", field=name,
+                           value=repr(other))
+    if _is_scalar(other):
+        r = _values(returns, "returns")
+        try:
+            value = float(other)
+        except (TypeError, ValueError) as exc:
+            raise MetricsError(f"{name} must be numeric: {exc}", field=name) from exc
+        return r, np.full(r.shape[0], value)
+    if _is_pandas(returns) and _is_pandas(other):
         import pandas as pd  # only reached with pandas inputs, so pandas is installed
 
-        r_frame = returns.to_frame() if isinstance(returns, pd.Series) else returns
-        joined = pd.concat([r_frame, other], axis=1, join="outer")
+        r_frame = returns.to_frame() if getattr(returns, "ndim", 2) == 1 else returns
+        o_frame = other.to_frame() if getattr(other, "ndim", 2) == 1 else other
+        if o_frame.shape[1] > 1:
+            columns = list(r_frame.columns)
+            check_labels(list(o_frame.columns), columns, name, MetricsError,
+                         what="the columns of returns")
+            o_frame = o_frame[columns]
         width = r_frame.shape[1]
-        left = joined.iloc[:, :width]
-        right = joined.iloc[:, width]
-        r_vals = _values(left.iloc[:, 0] if isinstance(returns, pd.Series) else left, "returns")
-        return r_vals, _values(right, name)
+        joined = pd.concat([r_frame, o_frame], axis=1, join="outer")
+        left, right = joined.iloc[:, :width], joined.iloc[:, width:]
+        r_vals = _values(left.iloc[:, 0] if r_frame is not returns else left, "returns")
+        o_vals = _values(right.iloc[:, 0] if right.shape[1] == 1 else right, name)
+        return r_vals, o_vals
     r, o = _values(returns, "returns"), _values(other, name)
     if o.shape[0] != r.shape[0]:
         raise MetricsError(f"{name} has {o.shape[0]} periods, returns has {r.shape[0]}",
                            field=name, value=o.shape[0])
+    return r, o
+
+
+def _against(returns: Any, other: Any, name: str) -> tuple[FloatArray, FloatArray]:
+    """:func:`_align`, then the benchmark shaped to subtract from the returns: ``(T, 1)`` against
+    ``(T, N)`` returns, or the returns' own shape."""
+    r, o = _align(returns, other, name)
+    if r.ndim == 2 and o.ndim == 1:
+        o = o[:, None]
+    elif o.shape != r.shape:
+        raise MetricsError(f"{name} must be a scalar, (T,) or match returns {r.shape}; got "
+                           f"{o.shape}", field=name, value=o.shape)
     return r, o
 
 
@@ -286,32 +348,31 @@ def sharpe(returns: Any, risk_free: float | Any = 0.0, *,
     periods; a constant series has zero dispersion (inf, or NaN for a zero mean).
     """
     ppy = _check_ppy(periods_per_year)
-    a = _values(returns, "returns")
+    a, rf = _with_rate(returns, risk_free, "risk_free")
     if a.shape[0] < 2:
         return _nan_out(a)
-    adj = a - _rf(risk_free, a)
+    adj = a - rf
     std = _zero_dispersion(adj, _nanstd(adj))
     with np.errstate(divide="ignore", invalid="ignore"):
         return _out(_nanmean(adj) / std * np.sqrt(ppy), a.ndim == 1)
 
 
-def _rf(risk_free: Any, a: FloatArray) -> Any:
-    if np.isscalar(risk_free):
-        return float(risk_free)  # type: ignore[arg-type]
-    rf = _values(risk_free, "risk_free")
-    if rf.ndim == 1 and a.ndim == 2:
-        rf = rf[:, None]
-    return rf
+def _with_rate(returns: Any, rate: Any, name: str) -> tuple[FloatArray, Any]:
+    """The returns and a per-period rate to subtract from them: a float as it is, a series
+    aligned as :func:`_align` does (pandas on their dates)."""
+    if _is_scalar(rate):
+        return _values(returns, "returns"), float(rate)
+    return _against(returns, rate, name)
 
 
 def downside_deviation(returns: Any, required_return: float | Any = 0.0, *,
                        periods_per_year: float = 252) -> Result:
     """Annualized downside deviation: ``sqrt(nanmean(min(r - required, 0) ** 2) * ppy)``."""
     ppy = _check_ppy(periods_per_year)
-    a = _values(returns, "returns")
+    a, req = _with_rate(returns, required_return, "required_return")
     if a.shape[0] < 1:
         return _nan_out(a)
-    diff = np.clip(a - _rf(required_return, a), -np.inf, 0.0)
+    diff = np.clip(a - req, -np.inf, 0.0)
     return _out(np.sqrt(_nanmean(diff * diff)) * np.sqrt(ppy), a.ndim == 1)
 
 
@@ -322,11 +383,11 @@ def sortino(returns: Any, required_return: float | Any = 0.0, *,
             periods_per_year: float = 252) -> Result:
     """Sortino ratio: annualized mean excess return over the annualized downside deviation."""
     ppy = _check_ppy(periods_per_year)
-    a = _values(returns, "returns")
+    a, req = _with_rate(returns, required_return, "required_return")
     if a.shape[0] < 2:
         return _nan_out(a)
-    mean = _nanmean(a - _rf(required_return, a)) * ppy
-    dd = np.asarray(downside_deviation(a, required_return, periods_per_year=ppy))
+    mean = _nanmean(a - req) * ppy
+    dd = np.asarray(downside_deviation(a, req, periods_per_year=ppy))
     with np.errstate(divide="ignore", invalid="ignore"):
         return _out(mean / dd, a.ndim == 1)
 
@@ -429,6 +490,8 @@ def _beta_values(r: FloatArray, f: FloatArray) -> FloatArray:
 def beta(returns: Any, factor_returns: Any, risk_free: float = 0.0) -> Result:
     """OLS beta of ``returns`` on ``factor_returns`` over the periods where both are known.
 
+    ``factor_returns`` is a series like ``returns`` or a scalar (a constant benchmark, whose
+    beta is NaN: it has no variance to regress on, as for a constant series in empyrical).
     (``risk_free`` is accepted for empyrical compatibility; a constant shift does not change the
     slope.)
     """
@@ -439,7 +502,8 @@ def beta(returns: Any, factor_returns: Any, risk_free: float = 0.0) -> Result:
 def alpha_beta(returns: Any, factor_returns: Any, risk_free: float = 0.0, *,
                periods_per_year: float = 252) -> tuple[Result, Result]:
     """``(alpha, beta)``: annualized Jensen's alpha ``(1 + mean(r - rf - beta (f - rf))) ** ppy
-    - 1`` and the OLS beta. pandas inputs are aligned on their index first."""
+    - 1`` and the OLS beta. pandas inputs are aligned on their index first; a scalar benchmark
+    is a constant series (beta and alpha are then NaN, as empyrical gives for one)."""
     ppy = _check_ppy(periods_per_year)
     r, f = _align(returns, factor_returns, "factor_returns")
     b = _beta_values(r, f)
@@ -460,18 +524,20 @@ def alpha(returns: Any, factor_returns: Any, risk_free: float = 0.0, *,
 
 def excess_sharpe(returns: Any, factor_returns: Any) -> Result:
     """Per-period information ratio ``mean(r - f) / std(r - f, ddof=1)`` (empyrical's
-    ``excess_sharpe``; not annualized)."""
-    r, f = _align(returns, factor_returns, "factor_returns")
+    ``excess_sharpe``; not annualized). ``factor_returns`` is a series or a scalar per-period
+    rate, as in empyrical."""
+    r, f = _against(returns, factor_returns, "factor_returns")
     if r.shape[0] < 2:
         return _nan_out(r)
-    active = r - (f[:, None] if (f.ndim == 1 and r.ndim == 2) else f)
+    active = r - f
     te = _zero_dispersion(active, _nanstd(active))
     with np.errstate(divide="ignore", invalid="ignore"):
         return _out(_nanmean(active) / te, r.ndim == 1)
 
 
 def information_ratio(returns: Any, benchmark: Any, *, periods_per_year: float = 252) -> Result:
-    """Annualized information ratio: ``excess_sharpe(returns, benchmark) * sqrt(ppy)``."""
+    """Annualized information ratio: ``excess_sharpe(returns, benchmark) * sqrt(ppy)``
+    (``benchmark`` a series or a scalar per-period rate)."""
     ppy = _check_ppy(periods_per_year)
     value = np.asarray(excess_sharpe(returns, benchmark), dtype=np.float64) * math.sqrt(ppy)
     return float(value) if value.ndim == 0 else value
@@ -512,11 +578,12 @@ def information_coefficient(factor: Any, forward: Any) -> FloatArray:
 
 # -- trading statistics -------------------------------------------------------------------------
 def hit_rate(returns: Any, benchmark: Any = None) -> Result:
-    """Fraction of periods with a positive return (or beating ``benchmark``), NaN ignored."""
+    """Fraction of periods with a positive return (or beating ``benchmark``, a series or a
+    scalar per-period rate), NaN ignored."""
     a = _values(returns, "returns")
     if benchmark is not None:
-        a, b = _align(returns, benchmark, "benchmark")
-        a = a - (b[:, None] if (b.ndim == 1 and a.ndim == 2) else b)
+        a, b = _against(returns, benchmark, "benchmark")
+        a = a - b
     valid = ~np.isnan(a)
     n = valid.sum(axis=0)
     wins = (np.where(valid, a, 0.0) > 0).sum(axis=0)
@@ -639,6 +706,319 @@ def deflated_sharpe_ratio(returns: Any, *, n_trials: int | None = None,
                            field="n_trials", value=n_trials)
     sr0_annual = expected_max_sharpe(n_trials, sharpe_variance)
     return probabilistic_sharpe_ratio(returns, sr0_annual, periods_per_year=ppy)
+
+
+# -- stability and capture ------------------------------------------------------------------------
+def _r_squared(col: FloatArray) -> float:
+    """``R^2`` of the least-squares line through ``cumsum(log1p(col))`` against ``0..n-1``,
+    computed as ``scipy.stats.linregress`` computes its ``rvalue`` (``np.cov(x, y, bias=1)``,
+    NaN when the cumulative log return is constant, clipped to ``[-1, 1]``) so the numbers are
+    empyrical's without importing scipy."""
+    if col.size == 0:
+        return float("nan")
+    y = np.cumsum(np.log1p(col))
+    ssxm, ssxym, _, ssym = np.cov(np.arange(col.size), y, bias=True).flat
+    if ssxm == 0.0 or ssym == 0.0:
+        return float("nan") if ssxym == 0 else 0.0
+    r = min(max(float(ssxym / np.sqrt(ssxm * ssym)), -1.0), 1.0)
+    return r * r
+
+
+def stability_of_timeseries(returns: Any) -> Result:
+    """How steadily the strategy compounds: ``R^2`` of a straight line fitted to the cumulative
+    log returns (empyrical's ``stability_of_timeseries``), in ``[0, 1]``.
+
+    NaN returns are dropped before cumulating (as empyrical does); NaN for fewer than 2 periods
+    or a flat cumulative return. A 1-D series gives a float, ``(T, N)`` one value per column.
+    """
+    a = _values(returns, "returns")
+    if a.shape[0] < 2:
+        return _nan_out(a)
+    return _per_column(a, _r_squared)
+
+
+def _capture_one(r: FloatArray, f: FloatArray, ppy: float, side: int) -> float:
+    keep = ~np.isnan(r) & ~np.isnan(f) & ((f > 0) if side > 0 else (f < 0))
+    rs, fs = r[keep], f[keep]
+    if rs.size == 0:
+        return float("nan")
+    years = rs.size / ppy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mine = np.prod(rs + 1.0) ** (1.0 / years) - 1.0
+        theirs = np.prod(fs + 1.0) ** (1.0 / years) - 1.0
+        return float(mine / theirs)
+
+
+def _capture(returns: Any, factor_returns: Any, periods_per_year: float, side: int) -> Result:
+    ppy = _check_ppy(periods_per_year)
+    r, f = _against(returns, factor_returns, "factor_returns")
+    f = np.broadcast_to(f, r.shape)
+    values = [_capture_one(rc, fc, ppy, side) for rc, fc in zip(_columns(r), _columns(f),
+                                                                 strict=True)]
+    return values[0] if r.ndim == 1 else np.asarray(values, dtype=np.float64)
+
+
+def up_capture(returns: Any, factor_returns: Any, *, periods_per_year: float = 252) -> Result:
+    """Up-market capture: the CAGR of the returns over the periods when the benchmark rose,
+    divided by the benchmark's CAGR over the same periods (empyrical's ``up_capture``).
+
+    Only periods where both are known count, and the CAGRs use their number as the length of
+    the sample (``periods_per_year`` annualizes). Above 1: the strategy gains more than the
+    benchmark when the market is up. NaN when the benchmark never rose.
+    """
+    return _capture(returns, factor_returns, periods_per_year, +1)
+
+
+def down_capture(returns: Any, factor_returns: Any, *, periods_per_year: float = 252) -> Result:
+    """Down-market capture: as :func:`up_capture` over the periods when the benchmark fell
+    (empyrical's ``down_capture``). Below 1: the strategy loses less than the benchmark when the
+    market is down."""
+    return _capture(returns, factor_returns, periods_per_year, -1)
+
+
+def up_down_capture(returns: Any, factor_returns: Any, *,
+                    periods_per_year: float = 252) -> Result:
+    """``up_capture / down_capture`` (empyrical's ``up_down_capture``): above 1, the strategy
+    captures more of the rises than of the falls."""
+    up = np.asarray(up_capture(returns, factor_returns, periods_per_year=periods_per_year))
+    down = np.asarray(down_capture(returns, factor_returns, periods_per_year=periods_per_year))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = up / down
+    return float(ratio) if ratio.ndim == 0 else ratio
+
+
+# -- rolling windows ------------------------------------------------------------------------------
+# Values per chunk of windows: the windows are copies (window x count x columns), so they are
+# evaluated a chunk at a time to bound memory at about 32 MiB whatever the length of the series.
+_ROLL_CHUNK = 1 << 22
+
+
+def _check_window(window: Any) -> int:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise MetricsError(f"window must be an integer >= 1; got {window!r}", field="window",
+                           value=repr(window))
+    return int(window)
+
+
+def _roll(fn: Callable[..., Any], window: Any, *series: FloatArray, outputs: int = 1
+          ) -> FloatArray:
+    """``fn`` over every complete window of ``window`` rows, as rolling values aligned with the
+    rows: ``out[t]`` is ``fn`` of rows ``t - window + 1 .. t``, NaN for the first ``window - 1``
+    rows. All ``series`` have the first one's shape ``(T,)`` or ``(T, N)``; ``fn`` is called on
+    2-D ``(window, M)`` slices (one window per column) and returns ``(M,)``, or ``(M, outputs)``
+    for several values per window. Each window is evaluated by the metric itself, so a rolling
+    value is the metric of that window to rounding (no running sums that drift, as empyrical
+    does); the cost is ``O(T * window)`` per series. Returns ``(T,)``/``(T, N)``, with a last
+    axis of ``outputs`` when there are several.
+    """
+    w = _check_window(window)
+    first = series[0]
+    t_len = first.shape[0]
+    width = 1 if first.ndim == 1 else first.shape[1]
+    out = np.full((t_len, width, outputs), np.nan)
+    n_windows = t_len - w + 1
+    if n_windows > 0:
+        views = [np.lib.stride_tricks.sliding_window_view(
+            x.reshape(t_len, width), w, axis=0) for x in series]  # (n_windows, width, w)
+        step = max(1, _ROLL_CHUNK // max(1, w * width))
+        for lo in range(0, n_windows, step):
+            hi = min(n_windows, lo + step)
+            # (w, windows * width): column j * width + k is window j of series column k
+            chunks = [v[lo:hi].reshape(-1, w).T for v in views]
+            values = np.asarray(fn(*chunks), dtype=np.float64)
+            out[w - 1 + lo:w - 1 + hi] = values.reshape(hi - lo, width, outputs)
+    if first.ndim == 1:
+        out = out[:, 0]
+    return out[..., 0] if outputs == 1 else out
+
+
+def _roll_pair(returns: Any, factor_returns: Any) -> tuple[FloatArray, FloatArray]:
+    r, f = _against(returns, factor_returns, "factor_returns")
+    return r, np.ascontiguousarray(np.broadcast_to(f, r.shape))
+
+
+_ROLLING_NOTE = """
+
+    Rolling values are aligned with the rows of ``returns``: ``out[t]`` is the metric of the
+    ``window`` rows ending at ``t``, NaN for the first ``window - 1`` rows (and everywhere when
+    ``window`` exceeds the series). empyrical's ``roll_*`` functions return only the complete
+    windows, ``out[window - 1:]`` here; for a window longer than the series they compute one
+    value over the whole series instead. Shapes: ``(T,)`` -> ``(T,)``, ``(T, N)`` -> ``(T, N)``.
+    """
+
+
+def roll_sharpe(returns: Any, window: int, risk_free: float = 0.0, *,
+                periods_per_year: float = 252) -> FloatArray:
+    """:func:`sharpe` over a rolling window (empyrical's ``roll_sharpe_ratio``)."""
+    ppy = _check_ppy(periods_per_year)
+    a = _values(returns, "returns")
+    return _roll(lambda x: sharpe(x, risk_free, periods_per_year=ppy), window, a)
+
+
+def roll_sortino(returns: Any, window: int, required_return: float = 0.0, *,
+                 periods_per_year: float = 252) -> FloatArray:
+    """:func:`sortino` over a rolling window (empyrical's ``roll_sortino_ratio``)."""
+    ppy = _check_ppy(periods_per_year)
+    a = _values(returns, "returns")
+    return _roll(lambda x: sortino(x, required_return, periods_per_year=ppy), window, a)
+
+
+def roll_volatility(returns: Any, window: int, *, periods_per_year: float = 252,
+                    alpha: float = 2.0) -> FloatArray:
+    """:func:`volatility` over a rolling window (empyrical's ``roll_annual_volatility``)."""
+    ppy = _check_ppy(periods_per_year)
+    a = _values(returns, "returns")
+    return _roll(lambda x: volatility(x, periods_per_year=ppy, alpha=alpha), window, a)
+
+
+roll_annual_volatility = roll_volatility
+
+
+def roll_max_drawdown(returns: Any, window: int) -> FloatArray:
+    """:func:`max_drawdown` within each rolling window, the window's first row being the
+    starting peak (empyrical's ``roll_max_drawdown``)."""
+    a = _values(returns, "returns")
+    return _roll(max_drawdown, window, a)
+
+
+def roll_beta(returns: Any, factor_returns: Any, window: int) -> FloatArray:
+    """:func:`beta` over a rolling window (empyrical's ``roll_beta``)."""
+    r, f = _roll_pair(returns, factor_returns)
+    return _roll(lambda x, y: _beta_values(x, y), window, r, f)
+
+
+def roll_alpha(returns: Any, factor_returns: Any, window: int, risk_free: float = 0.0, *,
+               periods_per_year: float = 252) -> FloatArray:
+    """:func:`alpha` over a rolling window (empyrical's ``roll_alpha``)."""
+    return roll_alpha_beta(returns, factor_returns, window, risk_free,
+                           periods_per_year=periods_per_year)[0]
+
+
+def roll_alpha_beta(returns: Any, factor_returns: Any, window: int, risk_free: float = 0.0, *,
+                    periods_per_year: float = 252) -> tuple[FloatArray, FloatArray]:
+    """``(alpha, beta)`` over a rolling window, two arrays shaped like ``returns``
+    (empyrical's ``roll_alpha_beta`` gives them as the two columns of one array)."""
+    ppy = _check_ppy(periods_per_year)
+    r, f = _roll_pair(returns, factor_returns)
+
+    def both(x: FloatArray, y: FloatArray) -> FloatArray:
+        a, b = alpha_beta(x, y, risk_free, periods_per_year=ppy)
+        return np.stack([np.atleast_1d(a), np.atleast_1d(b)], axis=-1)
+
+    pairs = _roll(both, window, r, f, outputs=2)
+    return pairs[..., 0], pairs[..., 1]
+
+
+def roll_up_capture(returns: Any, factor_returns: Any, window: int, *,
+                    periods_per_year: float = 252) -> FloatArray:
+    """:func:`up_capture` over a rolling window (empyrical's ``roll_up_capture``)."""
+    r, f = _roll_pair(returns, factor_returns)
+    return _roll(lambda x, y: up_capture(x, y, periods_per_year=periods_per_year), window, r, f)
+
+
+def roll_down_capture(returns: Any, factor_returns: Any, window: int, *,
+                      periods_per_year: float = 252) -> FloatArray:
+    """:func:`down_capture` over a rolling window (empyrical's ``roll_down_capture``)."""
+    r, f = _roll_pair(returns, factor_returns)
+    return _roll(lambda x, y: down_capture(x, y, periods_per_year=periods_per_year), window,
+                 r, f)
+
+
+def roll_up_down_capture(returns: Any, factor_returns: Any, window: int, *,
+                         periods_per_year: float = 252) -> FloatArray:
+    """:func:`up_down_capture` over a rolling window (empyrical's ``roll_up_down_capture``)."""
+    r, f = _roll_pair(returns, factor_returns)
+    return _roll(lambda x, y: up_down_capture(x, y, periods_per_year=periods_per_year), window,
+                 r, f)
+
+
+for _fn in (roll_sharpe, roll_sortino, roll_volatility, roll_max_drawdown, roll_beta,
+            roll_alpha, roll_alpha_beta, roll_up_capture, roll_down_capture,
+            roll_up_down_capture):
+    _fn.__doc__ = (_fn.__doc__ or "") + _ROLLING_NOTE
+
+
+# -- aggregation by calendar period ---------------------------------------------------------------
+class AggregatedReturns(NamedTuple):
+    """Compounded returns per calendar period: ``periods[k]`` names period ``k`` and
+    ``returns[k]`` is its return, ``(K,)`` or ``(K, N)``, periods in ascending order."""
+
+    periods: list[tuple[int, ...]]
+    returns: FloatArray
+
+
+_PERIOD_KINDS = ("weekly", "monthly", "quarterly", "yearly")
+
+
+def _day_numbers(returns: Any, dates: Any) -> npt.NDArray[np.int64]:
+    """Days since 1970-01-01 of each row, on the calendar of the dates' own time zone."""
+    if dates is None:
+        if not hasattr(returns, "index"):
+            raise MetricsError("aggregate_returns needs the dates of the returns: pass "
+                               "dates=(T,) datetime64 or a pandas object with a DatetimeIndex",
+                               field="dates")
+        dates = returns.index
+    if getattr(dates, "tz", None) is not None:  # tz-aware pandas: group by local wall time
+        dates = dates.tz_localize(None)
+    values = getattr(dates, "values", dates)
+    try:
+        days = np.asarray(values).astype("datetime64[D]")
+    except (TypeError, ValueError) as exc:
+        raise MetricsError(f"dates must be datetimes: {exc}", field="dates") from exc
+    if np.isnat(days).any():
+        raise MetricsError("dates has missing values (NaT)", field="dates")
+    return days.astype(np.int64)
+
+
+def _period_keys(days: npt.NDArray[np.int64], convert_to: str) -> npt.NDArray[np.int64]:
+    as_days = days.astype("datetime64[D]")
+    year = as_days.astype("datetime64[Y]").astype(np.int64) + 1970
+    if convert_to == "yearly":
+        return year[:, None]
+    if convert_to in ("monthly", "quarterly"):
+        month = as_days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        sub = month if convert_to == "monthly" else (month - 1) // 3 + 1
+        return np.column_stack([year, sub])
+    # ISO 8601 week: the week (Monday first) belongs to the year of its Thursday
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday -> 0
+    thursday = days - weekday + 3
+    iso_year = thursday.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+    jan1 = (iso_year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+    week = (thursday - jan1) // 7 + 1
+    return np.column_stack([iso_year, week])
+
+
+def aggregate_returns(returns: Any, convert_to: str, dates: Any = None) -> AggregatedReturns:
+    """Compound per-period returns into weekly, monthly, quarterly or yearly ones (empyrical's
+    ``aggregate_returns``).
+
+    ``returns`` is ``(T,)`` or ``(T, N)``; ``dates`` the ``(T,)`` dates of its rows (numpy
+    ``datetime64``, dates, or a pandas DatetimeIndex), taken from ``returns.index`` when
+    ``returns`` is a pandas object. Each period's return is ``prod(1 + r) - 1`` over its rows, in
+    row order, NaN counting as 0 (empyrical's ``cum_returns``). Periods are keyed as empyrical's
+    index: ``(year,)`` (empyrical: the bare year), ``(year, month)``, ``(year, quarter)`` and
+    ``(ISO year, ISO week)``, so a week across New Year is one week. pandas is not needed; dates
+    with a time zone are grouped by their local calendar day.
+    """
+    if convert_to not in _PERIOD_KINDS:
+        raise MetricsError(f"convert_to must be one of {list(_PERIOD_KINDS)}; got "
+                           f"{convert_to!r}", field="convert_to", value=repr(convert_to))
+    a = _values(returns, "returns")
+    days = _day_numbers(returns, dates)
+    if days.shape != (a.shape[0],):
+        raise MetricsError(f"dates needs one date per row of returns ({a.shape[0]}); got "
+                           f"{days.shape}", field="dates", value=days.shape)
+    keys = _period_keys(days, convert_to)
+    growth = np.where(np.isnan(a), 0.0, a) + 1.0
+    if a.shape[0] == 0:
+        return AggregatedReturns([], np.zeros((0, *a.shape[1:])))
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(unique.shape[0]))
+    compounded = np.multiply.reduceat(growth[order], starts, axis=0) - 1.0
+    periods = [tuple(int(v) for v in row) for row in unique]
+    return AggregatedReturns(periods, np.asarray(compounded, dtype=np.float64))
 
 
 # -- summary --------------------------------------------------------------------------------------
