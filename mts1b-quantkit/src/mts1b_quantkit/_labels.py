@@ -26,8 +26,8 @@ import numpy.typing as npt
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import QuantkitError
 
-__all__ = ["align_matrix", "align_vector", "check_labels", "labels_of", "matrix_labels",
-           "reorder"]
+__all__ = ["align_frame", "align_matrix", "align_vector", "check_labels", "labels_of",
+           "matrix_labels", "reorder"]
 
 FloatArray = npt.NDArray[np.float64]
 Labels = list[Hashable]
@@ -120,3 +120,21 @@ def align_matrix(x: Any, name: str, error: type[QuantkitError]
         check_labels(rows, cols, f"the rows of {name}", error, what="its columns")
         x = x.loc[cols, cols]
     return x, cols
+
+
+def align_frame(x: Any, like: Any, name: str, error: type[QuantkitError],
+                like_name: str = "the first argument") -> Any:
+    """``x`` with its rows and columns put in the order of ``like``'s, by label, when both are
+    DataFrame-like (``index`` and ``columns``); otherwise ``x`` unchanged (positional, the
+    caller checks shapes). Date and asset labels must match exactly: a panel of forward returns
+    on other dates or other assets than the factor is an error, not NaN."""
+    if matrix_labels(x) is None or matrix_labels(like) is None:
+        return x
+    rows, cols = list(like.index), list(like.columns)
+    check_labels(list(x.index), rows, f"the dates (index) of {name}", error,
+                 what=f"the dates of {like_name}")
+    check_labels(list(x.columns), cols, f"the columns of {name}", error,
+                 what=f"the columns of {like_name}")
+    if list(x.index) == rows and list(x.columns) == cols:
+        return x
+    return x.loc[rows, cols]

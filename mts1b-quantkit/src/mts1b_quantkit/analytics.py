@@ -16,18 +16,21 @@
 Conventions: the factor value at row ``t`` is known at the close of ``t``; NaN means "not in the
 cross-section that day". To reproduce alphalens exactly, NaN out the rows alphalens drops (its
 ``get_clean_factor_and_forward_returns`` keeps a row only if the factor and *every* requested
-forward return are known).
+forward return are known). Two pandas DataFrames (a factor and its forward returns, a factor and
+prices) are matched by their dates and asset labels, not by position; labels that differ are an
+error naming them.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import align_frame
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import FactorError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
@@ -60,6 +63,15 @@ def _panel(x: Any, name: str) -> FloatArray:
         raise FactorError(f"{name} must be (T, A); got shape {a.shape}", field=name,
                           value=a.shape)
     return a
+
+
+def _pair(factor: Any, other: Any, name: str, factor_name: str = "factor"
+          ) -> tuple[FloatArray, FloatArray]:
+    """Two ``(T, A)`` panels of one shape; DataFrames matched by dates and assets first."""
+    other = align_frame(other, factor, name, FactorError, like_name=factor_name)
+    a, b = _panel(factor, factor_name), _panel(other, name)
+    _same_shape(a, b, name)
+    return a, b
 
 
 def _same_shape(a: FloatArray, b: FloatArray, name: str) -> None:
@@ -191,9 +203,7 @@ def quantile_returns(factor_quantiles: Any, forward: Any, *, demeaned: bool = Tr
     ``ddof=1``, divided by sqrt(number of dates)) are ``(Q,)``. With ``demeaned=True`` each
     date's forward returns are first demeaned over the assets that have a quantile that day.
     """
-    q = _panel(factor_quantiles, "factor_quantiles")
-    r = _panel(forward, "forward")
-    _same_shape(q, r, "forward")
+    q, r = _pair(factor_quantiles, forward, "forward", "factor_quantiles")
     ok = ~np.isnan(q) & ~np.isnan(r)
     if demeaned:
         n = ok.sum(axis=1)
@@ -253,7 +263,12 @@ def factor_rank_autocorrelation(factor: Any, period: int = 1) -> FloatArray:
 
 def factor_weights(factor: Any, *, demeaned: bool = True) -> FloatArray:
     """alphalens' factor-weighted portfolio: per date, the (demeaned) factor divided by the sum
-    of its absolute values, so the book has gross exposure 1 (NaN assets get no weight)."""
+    of its absolute values, so the book has gross exposure 1 (NaN assets get no weight).
+
+    A date whose factor is the same for every asset (demeaned, nothing is left; a single asset
+    is the extreme case) gets weight 0 everywhere, as in alphalens-reloaded: there is no book
+    that day (see :func:`factor_returns` for what its return is).
+    """
     f = _panel(factor, "factor")
     ok = ~np.isnan(f)
     g = f
@@ -267,16 +282,31 @@ def factor_weights(factor: Any, *, demeaned: bool = True) -> FloatArray:
     return np.where(ok, w, np.nan)
 
 
-def factor_returns(factor: Any, forward: Any, *, demeaned: bool = True) -> FloatArray:
+def factor_returns(factor: Any, forward: Any, *, demeaned: bool = True,
+                   constant_dates: Literal["nan", "zero"] = "nan") -> FloatArray:
     """Per-date return of the :func:`factor_weights` portfolio over the forward horizon,
-    ``(T,)`` (NaN for dates with no weighted return), as alphalens' ``factor_returns``."""
-    f = _panel(factor, "factor")
-    r = _panel(forward, "forward")
-    _same_shape(f, r, "forward")
+    ``(T,)``, as alphalens' ``factor_returns``.
+
+    NaN for dates with no weighted return (no asset with both a factor value and a forward
+    return) and, by default, for dates whose factor is constant across the assets: the factor
+    ranks nothing there, so there is no factor portfolio and no factor return. Counting such a
+    date as a return of 0 would pull the mean factor return, and the alpha and beta regressed on
+    these returns, towards zero by the share of such dates. The original alphalens (0.4) gives
+    NaN there too; alphalens-reloaded (0.5) gives 0, its ``test_factor_returns`` pins that, and
+    ``constant_dates="zero"`` reproduces it.
+    """
+    if constant_dates not in ("nan", "zero"):
+        raise FactorError(f"constant_dates must be 'nan' or 'zero'; got {constant_dates!r}",
+                          field="constant_dates", value=repr(constant_dates))
+    f, r = _pair(factor, forward, "forward")
     w = factor_weights(f, demeaned=demeaned)
     contrib = w * r
     ok = ~np.isnan(contrib)
-    return np.where(ok.any(axis=1), np.where(ok, contrib, 0.0).sum(axis=1), np.nan)
+    out = np.where(ok.any(axis=1), np.where(ok, contrib, 0.0).sum(axis=1), np.nan)
+    if constant_dates == "nan":
+        no_book = ~(np.where(np.isnan(w), 0.0, w) != 0).any(axis=1)
+        out = np.where(no_book, np.nan, out)
+    return np.asarray(out, dtype=np.float64)
 
 
 def ic_decay(factor: Any, prices: Any, horizons: Iterable[int] = (1, 2, 5, 10, 21)
@@ -286,6 +316,7 @@ def ic_decay(factor: Any, prices: Any, horizons: Iterable[int] = (1, 2, 5, 10, 2
     How quickly the mean IC falls with ``h`` tells how long the signal stays informative (and
     so how often it is worth rebalancing).
     """
+    prices = align_frame(prices, factor, "prices", FactorError, like_name="factor")
     f = _panel(factor, "factor")
     fwd = forward_returns(prices, horizons)
     out: dict[int, dict[str, float]] = {}

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from mts1b_quantkit._labels import check_labels
+from mts1b_quantkit._labels import align_frame, check_labels
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import MetricsError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
@@ -562,8 +562,10 @@ def information_coefficient(factor: Any, forward: Any) -> FloatArray:
     The rank correlation across the assets where both the factor and the forward return are
     known (ties get average ranks). NaN for dates with fewer than two such assets or a constant
     cross-section. ``factor[t]`` and ``forward[t]`` must be aligned: the forward return that
-    starts at date ``t`` (see :func:`mts1b_quantkit.analytics.forward_returns`).
+    starts at date ``t`` (see :func:`mts1b_quantkit.analytics.forward_returns`); two DataFrames
+    are matched by their dates and asset labels.
     """
+    forward = align_frame(forward, factor, "forward", MetricsError, like_name="factor")
     f = _values(factor, "factor")
     r = _values(forward, "forward")
     if f.ndim != 2 or f.shape != r.shape:
