@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import importlib.metadata
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,11 @@ def _disk_cache_path(name: str, lo: np.datetime64, hi: np.datetime64) -> Path | 
         return None
     import platformdirs
 
-    safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+    # The name becomes part of a file name: kept when it is a plain code (XNYS, us_futures),
+    # else hashed, so no name can add a path separator or '..', nor collide with another one
+    # (mapping unusual characters to '_' made 'a-b' and 'a_b' share a cache file).
+    safe = name if re.fullmatch(r"[A-Za-z0-9_]{1,64}", name) else \
+        "h" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return (Path(platformdirs.user_cache_dir("mts1b", appauthor=False)) / "calendars"
             / f"{safe}-{lo}-{hi}-xc{version}.npy")
 
