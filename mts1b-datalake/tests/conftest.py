@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mts1b_datalake import Store
+from mts1b_datalake import IngestReport, Store
 from mts1b_datalake.synthetic import SyntheticMarket, generate_market
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,13 +42,19 @@ def _isolated_default_store(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="session")
-def sp500_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """The real 29 MB S&P 500 file (505 symbols x 1,259 days), ingested once, no QC."""
+def sp500_ingest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, IngestReport]:
+    """The real 29 MB S&P 500 file (505 symbols x 1,259 days), ingested once without QC (the
+    row rules apply: its 12 open/close-outside-high-low rows are repaired), and the report."""
     from mts1b_datalake.providers import LongCsvProvider
 
     store = Store(tmp_path_factory.mktemp("sp500"))
-    store.ingest(LongCsvProvider(need(SP500)))
-    return store
+    report = store.ingest(LongCsvProvider(need(SP500)), qc=False)
+    return store, report
+
+
+@pytest.fixture(scope="session")
+def sp500_store(sp500_ingest: tuple[Store, IngestReport]) -> Store:
+    return sp500_ingest[0]
 
 
 @pytest.fixture(scope="session")

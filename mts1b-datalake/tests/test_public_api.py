@@ -9,10 +9,10 @@ EXPECTED = {
     "InvalidRangeError", "LongCsvProvider", "Membership", "ParquetProvider", "ProviderError",
     "QCPolicy", "QCReport", "Rejected", "SourceData", "StaticUniverse", "Store", "StoreError",
     "StoreMarketData", "TopLiquidityUniverse", "Universe", "UnknownFieldError",
-    "UnknownSymbolError", "UnknownUniverseError", "WideCsvProvider", "YFinanceCsvProvider",
-    "YahooCsvProvider", "__version__", "adjustment_factors", "available_providers",
-    "back_adjust", "build_panel", "get_provider", "open_source", "panel_info",
-    "register_universe", "registered_universes", "run_qc", "universe",
+    "UnknownSymbolError", "UnknownUniverseError", "UnreadableFileError", "WideCsvProvider",
+    "YFinanceCsvProvider", "YahooCsvProvider", "__version__", "adjustment_factors",
+    "available_providers", "back_adjust", "build_panel", "get_provider", "open_source",
+    "panel_info", "register_universe", "registered_universes", "run_qc", "universe",
 }
 
 
@@ -28,12 +28,12 @@ def test_errors_are_mts_errors_with_stable_codes() -> None:
     codes = set()
     for name in ("DatalakeError", "EmptyRangeError", "IngestError", "InvalidRangeError",
                  "ProviderError", "StoreError", "UnknownFieldError", "UnknownSymbolError",
-                 "UnknownUniverseError"):
+                 "UnknownUniverseError", "UnreadableFileError"):
         cls = getattr(mts1b_datalake, name)
         assert issubclass(cls, MtsError)
         assert cls.code.startswith("DATALAKE.")
         codes.add(cls.code)
-    assert len(codes) == 9
+    assert len(codes) == 10
 
 
 def test_cli_is_registered_for_the_mts_root() -> None:

@@ -40,18 +40,18 @@ def test_ingest_then_reingest_adds_nothing(store: Store) -> None:
 def test_restated_values_become_new_versions_and_are_reported(store: Store) -> None:
     store.write(bars())
     changed = bars()
-    changed.loc[3, "close"] = 99.0
+    changed.loc[3, "close"] = 10.75  # inside its low-high range (10.3 +- 0.5)
     changed.loc[7, "volume"] = 5.0
     report = store.write(changed, source="vendor-b")
     assert (report.added, report.unchanged, report.restated) == (0, 8, 2)
     diff = report.restatements.sort_values("field").reset_index(drop=True)
     assert diff[["symbol", "field", "new", "version"]].values.tolist() == [
-        ["AAA", "close", 99.0, 2], ["BBB", "volume", 5.0, 2]]
+        ["AAA", "close", 10.75, 2], ["BBB", "volume", 5.0, 2]]
     current = store.read_bars(["AAA"], with_version=True)
-    assert current.loc[3, "close"] == 99.0 and current.loc[3, "version"] == 2
+    assert current.loc[3, "close"] == 10.75 and current.loc[3, "version"] == 2
     versions = store.versions("AAA", current.loc[3, "date"].date())
     assert versions["version"].tolist() == [1, 2]
-    assert versions["close"].tolist() == [pytest.approx(10.5), 99.0]
+    assert versions["close"].tolist() == [pytest.approx(10.5), 10.75]
     assert len(store.history()) == 2
     assert store.ingests()[-1]["restated"] == 2
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         UnknownFieldError,
         UnknownSymbolError,
         UnknownUniverseError,
+        UnreadableFileError,
     )
     from mts1b_datalake.frames import Rejected, SourceData
     from mts1b_datalake.panel import EXTRA_FIELDS, build_panel, panel_info
@@ -78,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownFieldError": "errors",
     "UnknownSymbolError": "errors",
     "UnknownUniverseError": "errors",
+    "UnreadableFileError": "errors",
     "Rejected": "frames",
     "SourceData": "frames",
     "EXTRA_FIELDS": "panel",
@@ -132,6 +134,7 @@ __all__ = [
     "UnknownFieldError",
     "UnknownSymbolError",
     "UnknownUniverseError",
+    "UnreadableFileError",
     "WideCsvProvider",
     "YFinanceCsvProvider",
     "YahooCsvProvider",

@@ -68,7 +68,13 @@ def _store(root: str | None) -> Any:
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
+    """One ``error: ...`` line on stderr and exit status 2. The message is printed as text,
+    not rich markup (a file name may hold ``[``), and on one line whatever it contains."""
+    from mts1b_platform.redaction import redact
+    from rich.markup import escape
+
+    text = " ".join(redact(str(exc)).splitlines())  # credentials in a URL, a DSN, a token
+    err_console.print(f"[red]error:[/red] {escape(text)}")
     raise typer.Exit(code=2)
 
 
@@ -112,19 +118,29 @@ def ingest(
     qc: Annotated[bool, typer.Option("--qc/--no-qc", help="run quality checks")] = True,
     policy: Annotated[list[str] | None, typer.Option(
         help="QC action per check, e.g. bad_tick=flag (repeatable)")] = None,
+    ohlc_policy: Annotated[str, typer.Option(
+        "--ohlc-policy", help="open/close outside high-low: repair (widen high/low, report) "
+                              "or reject the row")] = "repair",
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
-    show_rejected: Annotated[int, typer.Option(help="rejected rows to print")] = 20,
+    show_rejected: Annotated[int, typer.Option(help="rejected and repaired rows to print")]
+    = 20,
 ) -> None:
-    """Read files into the store (atomic; re-ingesting the same data adds nothing)."""
+    """Read files into the store (atomic; re-ingesting the same data adds nothing).
+
+    Runs ``Store.ingest`` with the same defaults as Python: the row rules, the OHLC policy and
+    (unless --no-qc) the quality checks."""
     from mts1b_datalake.errors import DatalakeError
     from mts1b_datalake.providers import open_source
     from mts1b_datalake.providers.base import expand_paths
     from mts1b_datalake.qc import QCPolicy
 
     try:
+        from mts1b_datalake.rows import check_ohlc_policy
+
         files = expand_paths(paths)
         the_store = _store(store)
         qc_policy = QCPolicy.parse(policy or []) if qc else None
+        ohlc = check_ohlc_policy(ohlc_policy)
         reports = []
         options: dict[str, Any] = {"asset_class": asset_class, "columns": _columns(column)}
         if symbol:
@@ -136,13 +152,15 @@ def ingest(
             for f in files:
                 progress.update(task, description=f"ingest {Path(f).name}")
                 provider = open_source(f, format=format, **options)
-                reports.append(the_store.ingest(provider, qc=qc_policy))
+                reports.append(the_store.ingest(provider, qc=qc_policy if qc else False,
+                                                ohlc_policy=ohlc))
                 progress.advance(task)
     except DatalakeError as exc:
         _fail(exc)
         return
     table = Table(title=f"ingest into {the_store.root}")
-    for col in ("file", "rows", "added", "unchanged", "restated", "events", "rejected", "qc"):
+    for col in ("file", "rows", "added", "unchanged", "restated", "events", "rejected",
+                "repaired", "qc"):
         # numbers never wrap; a long file name folds onto more lines rather than losing its end
         table.add_column(col, justify="left" if col == "file" else "right",
                          overflow="fold" if col == "file" else "ellipsis",
@@ -150,13 +168,28 @@ def ingest(
     for f, r in zip(files, reports, strict=True):
         findings = len(r.qc.findings) if r.qc is not None else 0
         table.add_row(Path(f).name, str(r.rows_in), str(r.added), str(r.unchanged),
-                      str(r.restated), str(r.events_added), str(len(r.rejected)), str(findings))
+                      str(r.restated), str(r.events_added), str(len(r.rejected)),
+                      str(r.repaired), str(findings))
     console.print(table)
     rejected = [x for r in reports for x in r.rejected]
     for x in rejected[:show_rejected]:
-        console.print(f"rejected {x.file}:{x.line}: {x.reason}")
+        console.print(f"rejected {x.file}:{x.line}: {x.reason}", markup=False)
     if len(rejected) > show_rejected:
         console.print(f"... and {len(rejected) - show_rejected} more rejected rows")
+    repaired = sum(r.repaired for r in reports)
+    if repaired:
+        console.print(f"{repaired} row(s) repaired: open or close outside low-high, high/low "
+                      "widened (--ohlc-policy reject refuses them instead), e.g.:")
+        shown = 0
+        for r in reports:
+            for x in r.repairs.head(show_rejected - shown).itertuples(index=False):
+                console.print(f"repaired {x.file}:{x.line}: {x.symbol} "
+                              f"{str(x.date)[:10]} {x.detail}: high {x.old_high:.12g} -> "
+                              f"{x.high:.12g}, low {x.old_low:.12g} -> {x.low:.12g}",
+                              markup=False)
+                shown += 1
+        if repaired > shown:
+            console.print(f"... and {repaired - shown} more repaired rows")
     for r in reports:
         if r.restated:
             console.print(f"{r.restated} restated value(s) kept as new versions, e.g.:")

@@ -21,6 +21,7 @@ __all__ = [
     "UnknownFieldError",
     "UnknownSymbolError",
     "UnknownUniverseError",
+    "UnreadableFileError",
 ]
 
 
@@ -69,6 +70,20 @@ class ProviderError(DatalakeError, ValueError):
     """A source file could not be read at all (missing, unknown layout, missing columns)."""
 
     code: ClassVar[str] = "DATALAKE.PROVIDER"
+
+
+class UnreadableFileError(ProviderError):
+    """A source file is not what a reader can parse at all: binary data, a compressed stream
+    that does not decompress, UTF-16 text, no line breaks.
+
+    Raised once for the file, after reading at most its first 64 KiB, with the path in
+    ``context["value"]`` and the finding in ``context["reason"]`` (``binary``, ``not_utf8``,
+    ``utf16``, ``signature``, ``decompress``, ``no_lines``, ``empty``, ``open``, ``csv``,
+    ``parquet``); the message never quotes the file's bytes. A ``ProviderError``, so code that
+    catches those catches it too.
+    """
+
+    code: ClassVar[str] = "DATALAKE.UNREADABLE_FILE"
 
 
 class IngestError(DatalakeError, ValueError):

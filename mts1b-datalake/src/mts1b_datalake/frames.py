@@ -52,17 +52,23 @@ class Rejected:
     """One source row that could not be used, and why.
 
     ``line`` is the 1-based line number in the file (the header is line 1), or the 0-based row
-    number for sources without lines (Parquet); ``file`` is the path as given.
+    number for sources without lines (Parquet), or -1 when unknown; ``file`` is the path as
+    given. ``field`` and ``value`` name the offending field and its text (cut to 40 characters)
+    when one field is to blame, so a caller can act on them without parsing ``reason``.
+    ``symbol`` is the row's symbol when it is a valid one (never an invalid symbol: that is
+    ``value``).
     """
 
     file: str
     line: int
     reason: str
     symbol: str | None = None
+    field: str | None = None
+    value: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "reason": self.reason,
-                "symbol": self.symbol}
+                "symbol": self.symbol, "field": self.field, "value": self.value}
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +57,13 @@ from mts1b_datalake.frames import (
     normalize_bars,
     normalize_events,
     normalize_symbols,
+)
+from mts1b_datalake.rows import (
+    check_bars,
+    check_events,
+    check_ohlc_policy,
+    empty_repairs,
+    valid_symbols,
 )
 
 __all__ = [
@@ -107,7 +115,9 @@ def default_root() -> str:
 
 @dataclass
 class IngestReport:
-    """What one ingest did. ``restatements`` lists (symbol, date, field, old, new, version)."""
+    """What one ingest did. ``restatements`` lists (symbol, date, field, old, new, version);
+    ``rejected`` every refused row (file, line, reason, field, value); ``repairs`` every bar
+    the OHLC rule repaired (:data:`mts1b_datalake.rows.REPAIR_COLUMNS`)."""
 
     ingest_id: str
     source: str
@@ -124,9 +134,15 @@ class IngestReport:
     symbols_added: int = 0
     symbols_updated: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    repairs: pd.DataFrame = field(default_factory=empty_repairs)
     qc: Any = None
     seconds: float = 0.0
     store_version: int = 0
+
+    @property
+    def repaired(self) -> int:
+        """Bars whose high/low the OHLC rule widened (``repairs`` lists each, old and new)."""
+        return len(self.repairs)
 
     @property
     def changed(self) -> bool:
@@ -134,10 +150,14 @@ class IngestReport:
                     or self.symbols_added or self.symbols_updated)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (restatements and rejections included, capped at 1,000 each)."""
+        """JSON-ready summary (restatements, rejections and repairs included, capped at 1,000
+        each)."""
         rest = self.restatements.head(1000).copy()
         if len(rest):
             rest["date"] = pd.to_datetime(rest["date"]).dt.strftime("%Y-%m-%d")
+        fixed = self.repairs.head(1000).copy()
+        if len(fixed):
+            fixed["date"] = pd.to_datetime(fixed["date"]).dt.strftime("%Y-%m-%d")
         return {
             "ingest_id": self.ingest_id, "source": self.source, "files": self.files,
             "rows_in": self.rows_in, "added": self.added, "unchanged": self.unchanged,
@@ -146,6 +166,8 @@ class IngestReport:
             "symbols_added": self.symbols_added, "symbols_updated": self.symbols_updated,
             "rejected": len(self.rejected),
             "rejected_rows": [r.as_dict() for r in self.rejected[:1000]],
+            "repaired": self.repaired,
+            "repaired_rows": fixed.to_dict(orient="records"),
             "restatements": rest.to_dict(orient="records"),
             "qc": self.qc.summary_dict() if self.qc is not None else None,
             "seconds": round(self.seconds, 3), "store_version": self.store_version,
@@ -158,6 +180,7 @@ class IngestReport:
             "rows_in": self.rows_in, "added": self.added, "unchanged": self.unchanged,
             "restated": self.restated, "events_added": self.events_added,
             "events_restated": self.events_restated, "rejected": len(self.rejected),
+            "repaired": self.repaired,
         }
 
 
@@ -253,6 +276,13 @@ class Store:
 
     # -- paths and files ---------------------------------------------------------------------
     def _abs(self, rel: str) -> str:
+        """The full path of ``rel``, a path inside the store; StoreError for anything that
+        could leave it (absolute, ``..``, a backslash, a NUL). Every file the store touches goes
+        through here, so no name, from the code or from a tampered manifest, escapes the root."""
+        if (not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel
+                or ".." in rel.split("/")):
+            raise StoreError(f"refusing a path that is not inside the store: {rel[:80]!r}",
+                             field="path", value=rel[:200])
         return f"{self._path}/{rel}" if not self._local else os.path.join(self._path, rel)
 
     def _write_parquet(self, table: pa.Table, rel_dir: str) -> str:
@@ -329,17 +359,18 @@ class Store:
                 if self._manifest_cache and self._manifest_cache[0] == key:
                     return self._manifest_cache[1]
                 with open(path, encoding="utf-8") as fh:
-                    data: Mapping[str, Any] = _frozen(json.load(fh))
+                    data: Mapping[str, Any] = _frozen(_checked_manifest(json.load(fh), path))
                 self._manifest_cache = (key, data)
                 return data
             with self._fs.open(path, "r", encoding="utf-8") as fh:
-                loaded: Mapping[str, Any] = _frozen(json.load(fh))
+                loaded: Mapping[str, Any] = _frozen(_checked_manifest(json.load(fh), path))
                 return loaded
         except FileNotFoundError:
             return self._empty_manifest()
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"corrupt manifest at {path}: {exc}", field="manifest",
-                             value=path) from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"corrupt manifest at {path}: {type(exc).__name__} at "
+                             f"position {getattr(exc, 'pos', getattr(exc, 'start', '?'))}",
+                             field="manifest", value=path) from None
 
     def _manifest_for_write(self) -> dict[str, Any]:
         """A mutable copy of the manifest for a commit (copied here, on write, only)."""
@@ -441,20 +472,34 @@ class Store:
                 self._fs.rm(self._abs(rel))
 
     # -- writing -----------------------------------------------------------------------------
-    def ingest(self, source: Any, *, qc: Any = None, source_name: str | None = None,
-               calendar: str = "XNYS") -> IngestReport:
-        """Read ``source`` (a provider, or :class:`SourceData`), optionally QC it, and commit.
+    def ingest(self, source: Any, *, qc: Any = True, ohlc_policy: str = "repair",
+               source_name: str | None = None, calendar: str = "XNYS") -> IngestReport:
+        """Read ``source`` (a provider, or :class:`SourceData`), check it, and commit it.
 
-        ``qc``: ``None``/``False`` (no checks), ``True`` (the default policy) or a
-        :class:`mts1b_datalake.qc.QCPolicy`. With QC, rows a ``reject`` policy refuses are
-        reported as rejected, ``repair`` policies change values before they are stored, and
-        detected unadjusted splits can be recorded as split events (``QCPolicy.record_splits``).
+        The one ingest path: ``mts mts1b-datalake ingest`` calls this, with the same defaults,
+        so Python and the command line accept, repair and refuse exactly the same rows. In
+        order:
+
+        1. the provider's per-row rejections (unparseable rows, invalid symbols, infinite or
+           out-of-domain values, negative volume);
+        2. the row rules of :mod:`mts1b_datalake.rows` again, for sources that did not apply
+           them (a ``SourceData`` built in Python, a plugin), and the OHLC rule:
+           ``ohlc_policy="repair"`` (default) widens high/low to contain open and close and
+           lists each repair in ``report.repairs``, ``"reject"`` refuses such rows;
+        3. the quality checks: ``qc=True`` (default, as on the command line) runs the default
+           :class:`mts1b_datalake.qc.QCPolicy`, a ``QCPolicy`` runs that one, ``False`` or
+           ``None`` runs none. Rows a ``reject`` policy refuses are reported as rejected,
+           ``repair`` policies change values before they are stored;
+        4. :meth:`write`, one atomic commit.
         """
         started = time.monotonic()
+        policy_name = check_ohlc_policy(ohlc_policy)
         data: SourceData = source.read() if hasattr(source, "read") else source
         name = source_name or getattr(source, "source", None) or type(source).__name__
         rejected = list(data.rejected)
-        bars, events = data.bars, data.events
+        checked = check_bars(data.bars, ohlc_policy=policy_name)
+        rejected += checked.rejected
+        bars, events = checked.bars, data.events
         qc_report = None
         if qc is not None and qc is not False:
             from mts1b_datalake.qc import QCPolicy, run_qc
@@ -467,7 +512,10 @@ class Store:
             if len(result.events):
                 events = pd.concat([events, result.events], ignore_index=True)
         report = self.write(bars, events, data.symbols, source=str(name), files=data.files,
-                            rejected=rejected)
+                            rejected=rejected, ohlc_policy=policy_name)
+        if len(checked.repairs):
+            report.repairs = pd.concat([checked.repairs, report.repairs], ignore_index=True) \
+                if len(report.repairs) else checked.repairs
         report.qc = qc_report
         report.seconds = time.monotonic() - started
         return report
@@ -475,11 +523,18 @@ class Store:
     def write(self, bars: pd.DataFrame, events: pd.DataFrame | None = None,
               symbols: pd.DataFrame | None = None, *, source: str = "api",
               files: Sequence[str] = (), rejected: Sequence[Rejected] = (),
-              meta: Mapping[str, Any] | None = None) -> IngestReport:
+              meta: Mapping[str, Any] | None = None, ohlc_policy: str = "repair") -> (
+        IngestReport
+    ):
         """Merge canonical tables into the store in one atomic commit.
 
-        Duplicate (symbol, date) rows inside ``bars`` keep the last one; the others are
-        reported as rejected rows.
+        The row rules of :mod:`mts1b_datalake.rows` hold for everything written, whoever calls:
+        a bar with an invalid symbol, an infinite or out-of-domain value or a negative volume
+        is reported as rejected, open/close outside high-low is handled by ``ohlc_policy``, an
+        event with an invalid symbol or an infinite value is reported as rejected, and symbol
+        metadata for an invalid symbol is dropped (no bar can carry it). Duplicate
+        (symbol, date) rows inside ``bars`` keep the last one; the others are reported as
+        rejected rows.
         """
         started = time.monotonic()
         ingest_id = _new_id()
@@ -487,11 +542,18 @@ class Store:
                               rejected=list(rejected))
         bars = normalize_bars(bars) if len(bars) else empty_bars()
         report.rows_in = len(bars)
+        checked = check_bars(bars, ohlc_policy=ohlc_policy)
+        bars, report.repairs = checked.bars, checked.repairs
+        report.rejected += checked.rejected
         bars = self._drop_duplicates(bars, report)
         events_in = normalize_events(events) if events is not None and len(events) else \
             empty_events()
+        events_in, bad_events = check_events(events_in, source=source)
+        report.rejected += bad_events
         events_in = events_in.drop_duplicates(["symbol", "date", "kind"], keep="last")
         symbols_in = normalize_symbols(symbols, bars)
+        symbols_in = symbols_in[symbols_in["symbol"].isin(valid_symbols(
+            symbols_in["symbol"].tolist()))].reset_index(drop=True)
         if len(bars):
             extent = bars.groupby("symbol")["date"].agg(["min", "max"])
             symbols_in["first_date"] = symbols_in["symbol"].map(extent["min"])
@@ -520,7 +582,7 @@ class Store:
         _log.info("ingest committed" if report.changed else "ingest changed nothing",
                   store=self.root, ingest_id=ingest_id, source=source, added=report.added,
                   unchanged=report.unchanged, restated=report.restated,
-                  rejected=len(report.rejected))
+                  rejected=len(report.rejected), repaired=report.repaired)
         return report
 
     @staticmethod
@@ -882,6 +944,45 @@ class Store:
                                                          m["history"].values()]
         out += [m[k]["path"] for k in ("events", "events_history", "symbols") if m.get(k)]
         return sorted(out)
+
+
+_DATA_FILE = re.compile(r"(?:(?:bars|history)/year=\d{1,5}|events|events_history|symbols)"
+                        r"/part-[0-9a-f]{32}\.parquet")
+"""Every file a manifest may name: what :meth:`Store._write_parquet` writes, nothing else."""
+
+
+def _checked_manifest(data: Any, path: str) -> Any:
+    """``data`` if it is a manifest whose every file path has the store's own layout.
+
+    Why: the manifest decides which files are read, deleted (``retired``) and kept by
+    ``vacuum``. A hand-edited or hostile manifest naming ``../../home/x`` must not make the
+    store read or delete outside its root, so a path that :meth:`Store._write_parquet` could
+    not have written makes the whole manifest corrupt (StoreError), before any file is touched.
+    """
+    if not isinstance(data, dict):
+        raise StoreError(f"corrupt manifest at {path}: not a JSON object", field="manifest",
+                         value=path)
+    named: list[Any] = []
+    for key in ("bars", "history"):
+        parts = data.get(key) or {}
+        if not isinstance(parts, dict):
+            raise StoreError(f"corrupt manifest at {path}: {key!r} is not an object",
+                             field="manifest", value=path)
+        for year, entry in parts.items():
+            if not re.fullmatch(r"\d{1,5}", str(year)):
+                raise StoreError(f"corrupt manifest at {path}: partition {str(year)[:40]!r} of "
+                                 f"{key!r} is not a year", field="manifest", value=path)
+            named.append(entry.get("path") if isinstance(entry, dict) else entry)
+    for key in ("events", "events_history", "symbols"):
+        entry = data.get(key)
+        if entry is not None:
+            named.append(entry.get("path") if isinstance(entry, dict) else entry)
+    named += list(data.get("retired") or [])
+    for rel in named:
+        if not isinstance(rel, str) or not _DATA_FILE.fullmatch(rel):
+            raise StoreError(f"corrupt manifest at {path}: {str(rel)[:80]!r} is not a file of "
+                             "the store's layout", field="manifest", value=path)
+    return data
 
 
 def _frozen(value: Any) -> Any:

@@ -24,7 +24,13 @@ from typing import Any
 import fsspec
 
 from mts1b_datalake.errors import ProviderError
-from mts1b_datalake.providers.base import CANONICAL_COLUMNS, FileProvider, expand_paths
+from mts1b_datalake.providers.base import (
+    CANONICAL_COLUMNS,
+    SNIFF_BYTES,
+    FileProvider,
+    expand_paths,
+    sniff_text,
+)
 from mts1b_datalake.providers.formats import (
     LongCsvProvider,
     ParquetProvider,
@@ -99,15 +105,17 @@ _OHLC = {"open", "high", "low", "close"}
 
 
 def detect_format(path: str | Path) -> str:
-    """Guess the layout of one file from its name and header line."""
+    """Guess the layout of one file from its name and header line.
+
+    A file that is not CSV text is refused here already (:func:`sniff_text`, one
+    ``UnreadableFileError`` after reading at most 64 KiB), before any reader sees it.
+    """
     text = str(path)
     if re.search(r"\.parquet$|\.pq$", text, re.IGNORECASE):
         return "parquet"
-    try:
-        with fsspec.open(text, "rb", compression="infer") as fh:
-            header = fh.readline().decode("utf-8-sig").strip()
-    except FileNotFoundError as exc:
-        raise ProviderError(f"file not found: {text}", field="path", value=text) from exc
+    sniff_text(text)
+    with fsspec.open(text, "rb", compression="infer") as fh:
+        header = fh.readline(SNIFF_BYTES).decode("utf-8-sig", errors="replace").strip()
     names = {re.sub(r"[\s_\-]", "", n).lower() for n in header.split(",")}
     if names & _SYMBOL_HEADERS:
         return "long-csv"

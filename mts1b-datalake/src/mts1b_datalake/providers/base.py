@@ -20,10 +20,14 @@ recognised; ``date_format="%d.%m.%Y"`` (strptime syntax) sets one explicitly.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import glob
+import gzip
+import lzma
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,12 +40,13 @@ from mts1b_foundation import Bar, Quote
 from mts1b_platform.logging import get_logger
 
 from mts1b_datalake.bars import row_to_bar
-from mts1b_datalake.errors import ProviderError, UnknownFieldError
+from mts1b_datalake.errors import ProviderError, UnknownFieldError, UnreadableFileError
 from mts1b_datalake.frames import (
     Rejected,
     SourceData,
     empty_events,
 )
+from mts1b_datalake.rows import MAX_VALUE, cut, shown, symbol_problem
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -49,7 +54,9 @@ __all__ = [
     "expand_paths",
     "parse_dates",
     "parse_numbers",
+    "plain",
     "read_csv_table",
+    "sniff_text",
 ]
 
 _log = get_logger(__name__)
@@ -97,14 +104,158 @@ def expand_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
     return out
 
 
-def read_csv_table(path: str, *, storage_options: Mapping[str, Any] | None = None) -> (
+SNIFF_BYTES = 64 * 1024
+"""How much of a file :func:`sniff_text` reads: the header line and the first few hundred rows
+of any real CSV, and little enough that a 200 MB junk file is refused without reading it."""
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PAR1", "a Parquet file (read it with format='parquet')"),
+    (b"PK\x03\x04", "a ZIP archive or an Excel .xlsx workbook"),
+    (b"\x1f\x8b", "gzip-compressed data whose name does not end in .gz"),
+    (b"BZh", "bzip2-compressed data whose name does not end in .bz2"),
+    (b"\xfd7zXZ\x00", "xz-compressed data whose name does not end in .xz"),
+    (b"%PDF", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (.xls)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"),
+)
+_COMPRESSED = frozenset({"gz", "gzip", "bz2", "xz", "lzma", "zip", "zst", "lz4"})
+_DECOMPRESS_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def plain(text: object, limit: int = 200) -> str:
+    """A library's error text made safe for one report line: printable ASCII only (anything
+    else, raw bytes included, becomes ``?``), at most ``limit`` characters."""
+    out = _PRINTABLE.sub("?", str(text))
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
+def _unreadable(path: str, what: str, reason: str) -> UnreadableFileError:
+    return UnreadableFileError(f"{path} {what}", field="path", value=path, reason=reason)
+
+
+def sniff_text(path: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, with one :class:`~mts1b_datalake.errors.UnreadableFileError`, a file that is not
+    UTF-8 CSV text, after reading at most :data:`SNIFF_BYTES` of it (decompressed).
+
+    Why: a junk file used to reach the CSV reader, which read the whole file (a 200 MB file of
+    random bytes has no line end for ``readline`` to stop at) and then failed with a
+    ``UnicodeDecodeError`` traceback quoting raw bytes. The first 64 KiB are enough to tell:
+    a compressed stream that does not decompress, a known binary signature (Parquet, ZIP,
+    gzip under another name, PDF, ...), a UTF-16/32 byte-order mark, NUL bytes, bytes that are
+    not UTF-8, many control characters, or no line break at all. The error names the file and
+    the finding (``context["reason"]``: ``empty``, ``decompress``, ``signature``, ``utf16``,
+    ``binary``, ``not_utf8``, ``no_lines``, ``open``; and from :func:`read_csv_table`
+    ``csv`` when the CSV reader fails further down), never the bytes themselves.
+    """
+    try:
+        with fsspec.open(path, "rb", compression="infer", **dict(storage_options or {})) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except FileNotFoundError as exc:
+        raise ProviderError(f"file not found: {path}", field="path", value=path) from exc
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise _unreadable(path, f"cannot be opened: {type(exc).__name__}", "open") from None
+    except _DECOMPRESS_ERRORS as exc:
+        suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+        if suffix in _COMPRESSED:
+            raise _unreadable(path, f"is not valid .{suffix} data (it does not decompress: "
+                                    f"{type(exc).__name__})", "decompress") from None
+        raise _unreadable(path, f"cannot be read: {type(exc).__name__}", "open") from None
+    if not head:
+        raise _unreadable(path, "is empty: a CSV file needs at least a header line", "empty")
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            raise _unreadable(path, f"is {encoding} text (it starts with a byte-order mark); "
+                                    "save it as UTF-8", "utf16")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            raise _unreadable(path, f"is {kind}, not CSV text", "signature")
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        sample = head[:512]
+        if len(sample) >= 8 and (sample[1::2].count(0) > 0.4 * len(sample) / 2
+                                 or sample[0::2].count(0) > 0.4 * len(sample) / 2):
+            raise _unreadable(path, "looks like UTF-16 text without a byte-order mark (every "
+                                    "other byte is NUL); save it as UTF-8", "utf16")
+        raise _unreadable(path, f"is binary, not CSV text: it holds NUL bytes (the first at "
+                                f"byte {nul})", "binary")
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) <
+                                                             SNIFF_BYTES)
+    except UnicodeDecodeError as exc:
+        raise _unreadable(path, f"is not UTF-8 text: the bytes at offset {exc.start} are not "
+                                "valid UTF-8 (binary data, or text in another encoding: save "
+                                "it as UTF-8)", "not_utf8") from None
+    controls = sum(1 for ch in text if ch < " " and ch not in "\t\n\r\f\v")
+    if controls > max(8, len(text) // 100):
+        raise _unreadable(path, f"is binary, not CSV text: {controls} control characters in "
+                                f"its first {len(head)} bytes", "binary")
+    if "\n" not in text and "\r" not in text and len(head) >= SNIFF_BYTES:
+        raise _unreadable(path, f"has no line break in its first {SNIFF_BYTES // 1024} KiB: "
+                                "not a CSV file", "no_lines")
+
+
+class _Utf8Checked:
+    """A binary file that raises :class:`UnreadableFileError` at the first byte that is not
+    UTF-8, wherever it is, before the CSV reader sees that block.
+
+    Why: the sniffed head can be clean and the file still turn to junk later (a truncated
+    download padded with garbage). Arrow would then hand the bad row to the invalid-row
+    handler after decoding it itself, fail inside that decoding, and print an "Exception
+    ignored" traceback with the raw bytes on stderr. The incremental decoder costs one pass
+    of C-speed decoding over blocks the reader reads anyway.
+    """
+
+    def __init__(self, raw: Any, path: str) -> None:
+        self._raw = raw
+        self._path = path
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._offset = 0
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read(size)
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise _unreadable(self._path, f"is not UTF-8 text: the bytes at offset "
+                                          f"{self._offset + exc.start} are not valid UTF-8 "
+                                          "(binary data, or text in another encoding)",
+                              "not_utf8") from None
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def read_csv_table(path: str, *, storage_options: Mapping[str, Any] | None = None,
+                   check_header: Callable[[list[str]], object] | None = None) -> (
     tuple[pa.Table, np.ndarray, list[Rejected]]
 ):
     """Read a CSV (plain or compressed, local or fsspec URL) with every column as string.
 
     Returns the table, the 1-based source line of each row (header = line 1) and a Rejected
-    entry for each line with the wrong number of fields.
+    entry for each line with the wrong number of fields. A file that is not CSV text is
+    refused by :func:`sniff_text` before anything else is read, and ``check_header`` (called
+    with the column names) may refuse the file before its body is read: a large text file
+    whose header is not a market-data header fails at once.
     """
+    sniff_text(path, storage_options=storage_options)
     invalid: list[Rejected] = []
 
     def handler(row: Any) -> str:
@@ -116,7 +267,7 @@ def read_csv_table(path: str, *, storage_options: Mapping[str, Any] | None = Non
     opts = dict(storage_options or {})
     try:
         with fsspec.open(path, "rb", compression="infer", **opts) as fh:
-            first = fh.readline().decode("utf-8-sig").rstrip("\r\n")
+            first = fh.readline(SNIFF_BYTES).decode("utf-8-sig").rstrip("\r\n")
         names = next(iter(pd.read_csv(pd.io.common.StringIO(first + "\n"), header=None,
                                       dtype=str, keep_default_na=False).itertuples(index=False)))
         names = [str(n) for n in names]
@@ -124,9 +275,11 @@ def read_csv_table(path: str, *, storage_options: Mapping[str, Any] | None = Non
         for i, n in enumerate(names):
             n = n.strip()
             fixed.append(n if n and n not in fixed else f"_col{i}")
+        if check_header is not None:
+            check_header(fixed)
         with fsspec.open(path, "rb", compression="infer", **opts) as fh:
             table = pacsv.read_csv(
-                fh,
+                _Utf8Checked(fh, path),
                 read_options=pacsv.ReadOptions(use_threads=False, column_names=fixed,
                                                skip_rows=1, encoding="utf8"),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=handler,
@@ -138,9 +291,17 @@ def read_csv_table(path: str, *, storage_options: Mapping[str, Any] | None = Non
             )
     except FileNotFoundError as exc:
         raise ProviderError(f"file not found: {path}", field="path", value=path) from exc
-    except (pa.ArrowInvalid, UnicodeDecodeError, StopIteration) as exc:
-        raise ProviderError(f"cannot read {path} as CSV: {exc}", field="path",
-                            value=path) from exc
+    except UnicodeDecodeError as exc:  # past the sniffed head: say where, never the bytes
+        raise _unreadable(path, f"is not UTF-8 text: the bytes at offset {exc.start} of its "
+                                "header are not valid UTF-8", "not_utf8") from None
+    except pa.ArrowInvalid as exc:  # a CSV structure the reader cannot recover from
+        reason = re.sub(r"(got \d+)\b.*", r"\1", str(exc), flags=re.DOTALL)  # no row text
+        raise _unreadable(path, f"cannot be read as CSV: {plain(reason)}", "csv") from None
+    except StopIteration:
+        raise _unreadable(path, "has no header line", "empty") from None
+    except _DECOMPRESS_ERRORS as exc:  # a compressed stream that breaks after the head
+        raise _unreadable(path, f"is truncated or corrupt further down (it stops "
+                                f"decompressing: {type(exc).__name__})", "decompress") from None
     lines = np.arange(table.num_rows, dtype=np.int64) + 2
     for bad in sorted(r.line for r in invalid if r.line > 0):
         lines[lines >= bad] += 1
@@ -215,6 +376,9 @@ class FileProvider:
                     f"column mapping target {target!r} is not one of {list(CANONICAL_COLUMNS)}",
                     field="columns", value=target)
         self.date_format = date_format
+        if symbol is not None and (why := symbol_problem(symbol)) is not None:
+            raise ProviderError(f"symbol {shown(symbol)} is not a valid symbol: {why}",
+                                field="symbol", value=cut(symbol))
         self.symbol = symbol
         self.asset_class = asset_class
         self.source = source or self.name
@@ -239,7 +403,9 @@ class FileProvider:
 
     def _table(self, path: str) -> tuple[pd.DataFrame, list[Rejected]]:
         """The file's rows that survived parsing (with ``line``/``file``) and the rejected."""
-        table, lines, rejected = read_csv_table(path, storage_options=self.storage_options)
+        table, lines, rejected = read_csv_table(
+            path, storage_options=self.storage_options,
+            check_header=lambda names: self._mapping(names, path))
         mapping = self._mapping(table.schema.names, path)
         columns = {dst: table.column(src) for src, dst in mapping.items()}
         frame = self._columns_to_frame(columns, lines, path, rejected)
@@ -265,8 +431,10 @@ class FileProvider:
         needed = ["date", "close"] + (["symbol"] if self._needs_symbol() else [])
         missing = [c for c in needed if c not in taken]
         if missing:
+            listed = ", ".join(shown(n) for n in names[:12]) + (
+                f", ... ({len(names)} columns)" if len(names) > 12 else "")
             raise ProviderError(
-                f"{path}: no column for {missing} (columns are {list(names)}); pass "
+                f"{path}: no column for {missing} (columns are [{listed}]); pass "
                 f"columns={{'<source column>': '<canonical name>'}}",
                 field="columns", value=missing, path=path)
         return mapping
@@ -285,16 +453,27 @@ class FileProvider:
 
     def _columns_to_frame(self, cols: Mapping[str, Any], lines: np.ndarray, path: str,
                           rejected: list[Rejected]) -> pd.DataFrame:
-        """Parse mapped string columns; append a Rejected per unusable row to ``rejected``."""
+        """Parse mapped string columns; append a Rejected per unusable row to ``rejected``.
+
+        The structural rules (empty line, date, symbol, number, close) come first, then the row
+        rules of :mod:`mts1b_datalake.rows` that can quote the file's own text: an invalid
+        symbol, an infinite or out-of-domain value, a negative volume. The first rule a row
+        breaks is the one reported, with its field and value.
+        """
         n = len(lines)
         reasons = np.full(n, None, dtype=object)
+        fields = np.full(n, None, dtype=object)
+        values = np.full(n, None, dtype=object)
 
-        def reject(mask: np.ndarray, reason: str | np.ndarray) -> None:
+        def reject(mask: np.ndarray, reason: str | np.ndarray, field: str | None = None,
+                   value: np.ndarray | None = None) -> None:
             fresh = mask & (reasons == None)  # noqa: E711 - elementwise on an object array
-            if isinstance(reason, np.ndarray):
-                reasons[fresh] = reason[fresh]
-            else:
-                reasons[fresh] = reason
+            if not fresh.any():
+                return
+            reasons[fresh] = reason[fresh] if isinstance(reason, np.ndarray) else reason
+            fields[fresh] = field
+            if value is not None:
+                values[fresh] = value[fresh]
 
         raw_cols = {k: (v.to_pandas() if isinstance(v, pa.ChunkedArray) else v)
                     for k, v in cols.items()}
@@ -306,35 +485,76 @@ class FileProvider:
         date_raw = raw_cols["date"]
         dates = parse_dates(date_raw, self.date_format)
         bad_date = dates.isna().to_numpy()
-        reject(bad_date & date_raw.isna().to_numpy(), "date is missing")
-        shown = date_raw.astype("string").fillna("").to_numpy(dtype=object)
-        reject(bad_date, np.array([f"date {v!r} does not parse" for v in shown], dtype=object)
-               if bad_date.any() else "date does not parse")
+        reject(bad_date & date_raw.isna().to_numpy(), "date is missing", "date")
+        shown_dates = date_raw.astype("string").fillna("").to_numpy(dtype=object)
+        if bad_date.any():
+            reject(bad_date, np.array([f"date {shown(v)} does not parse" for v in shown_dates],
+                                      dtype=object), "date",
+                   np.array([cut(v) for v in shown_dates], dtype=object))
 
+        from_name = False
         if "symbol" in raw_cols and not self.symbol:
             symbols = raw_cols["symbol"].astype("string").str.strip()
             reject(symbols.isna().to_numpy() | (symbols == "").fillna(True).to_numpy(),
-                   "symbol is missing")
+                   "symbol is missing", "symbol")
             symbol_values = symbols.fillna("").to_numpy(dtype=object)
         else:
             symbol_values = np.full(n, self._symbol_for(path), dtype=object)
+            from_name = not self.symbol
 
         numbers: dict[str, np.ndarray] = {}
+        texts: dict[str, np.ndarray] = {}
+
+        def text(field: str) -> np.ndarray:
+            if field not in texts:
+                texts[field] = raw_cols[field].astype("string").fillna("").to_numpy(
+                    dtype=object)
+            return texts[field]
+
         for field in ("open", "high", "low", "close", "volume", "adj_close", "dividend", "split"):
             if field not in cols:
                 continue
-            values, bad = parse_numbers(cols[field])
+            parsed, bad = parse_numbers(cols[field])
             if bad.any():
-                text = raw_cols[field].astype("string").fillna("").to_numpy(dtype=object)
-                msg = np.array([f"{field} {t!r} is not a number" for t in text], dtype=object)
-                reject(bad, msg)
-            numbers[field] = values
-        reject(np.isnan(numbers["close"]), "close is missing")
+                msg = np.array([f"{field} {shown(t)} is not a number" for t in text(field)],
+                               dtype=object)
+                reject(bad, msg, field, np.array([cut(t) for t in text(field)], dtype=object))
+            numbers[field] = parsed
+        reject(np.isnan(numbers["close"]), "close is missing", "close")
+
+        problems = {s: why for s in pd.unique(symbol_values)
+                    if s and (why := symbol_problem(s)) is not None}
+        if problems:
+            where = " (from the file name; pass symbol=...)" if from_name else ""
+            mask = np.fromiter((s in problems for s in symbol_values), dtype=bool, count=n)
+            reject(mask, np.array([f"symbol {shown(s)}{where} is not a valid symbol: "
+                                   f"{problems[s]}" if s in problems else "" for s in
+                                   symbol_values], dtype=object), "symbol",
+                   np.array([cut(s) for s in symbol_values], dtype=object))
+        for field, parsed in numbers.items():
+            with np.errstate(invalid="ignore"):
+                infinite = np.isinf(parsed)
+                huge = ~infinite & (np.abs(parsed) >= MAX_VALUE)
+            for mask, what in ((infinite, "is not a finite number"),
+                               (huge, "is outside the numeric domain (|x| < 1E+15)")):
+                if mask.any():
+                    reject(mask, np.array([f"{field} {shown(t)} {what}" for t in text(field)],
+                                          dtype=object), field,
+                           np.array([cut(t) for t in text(field)], dtype=object))
+        if "volume" in numbers:
+            with np.errstate(invalid="ignore"):
+                negative = numbers["volume"] < 0
+            if negative.any():
+                reject(negative, np.array([f"volume {shown(t)} is negative" for t in
+                                           text("volume")], dtype=object), "volume",
+                       np.array([cut(t) for t in text("volume")], dtype=object))
 
         keep = reasons == None  # noqa: E711
         for i in np.flatnonzero(~keep):
-            sym = symbol_values[i] or None
-            rejected.append(Rejected(path, int(lines[i]), str(reasons[i]), sym))
+            sym = symbol_values[i] if symbol_values[i] and symbol_values[i] not in problems \
+                else None
+            rejected.append(Rejected(path, int(lines[i]), str(reasons[i]), sym,
+                                     field=fields[i], value=values[i]))
         frame = pd.DataFrame({
             "symbol": symbol_values[keep],
             "date": dates.to_numpy()[keep],

@@ -28,14 +28,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as _pq
 
-from mts1b_datalake.errors import ProviderError, UnknownFieldError
+from mts1b_datalake.errors import ProviderError, UnknownFieldError, UnreadableFileError
 from mts1b_datalake.frames import Rejected, empty_events
 from mts1b_datalake.providers.base import (
     FileProvider,
     parse_dates,
     parse_numbers,
+    plain,
     read_csv_table,
 )
+from mts1b_datalake.rows import MAX_VALUE, cut, shown, symbol_problem
 
 pq: Any = _pq  # pyarrow.parquet is untyped
 
@@ -132,12 +134,28 @@ class WideCsvProvider(FileProvider):
         self.field = field
         self.date_column = date_column
 
-    def _table(self, path: str) -> tuple[pd.DataFrame, list[Rejected]]:
-        table, lines, rejected = read_csv_table(path, storage_options=self.storage_options)
-        names = table.schema.names
-        date_col = self.date_column or next(
+    def _date_column(self, names: Sequence[str]) -> str:
+        return self.date_column or next(
             (n for n in names if n.strip().lower() in ("date", "datetime", "timestamp")),
             names[0])
+
+    def _check_header(self, names: list[str], path: str) -> None:
+        """Refuse, before the body is read, a header in which no column names a symbol: such
+        a file yields no bar, and is most likely not a wide CSV at all (text junk is sniffed as
+        one, having no known column)."""
+        date_col = self._date_column(names)
+        if not any(symbol_problem(n.strip()) is None for n in names if n != date_col):
+            listed = ", ".join(shown(n) for n in names[:12]) + (
+                f", ... ({len(names)} columns)" if len(names) > 12 else "")
+            raise ProviderError(f"{path}: no column names a symbol (columns are [{listed}]); "
+                                "not a wide CSV", field="columns", value=cut(",".join(names)))
+
+    def _table(self, path: str) -> tuple[pd.DataFrame, list[Rejected]]:
+        table, lines, rejected = read_csv_table(
+            path, storage_options=self.storage_options,
+            check_header=lambda names: self._check_header(names, path))
+        names = table.schema.names
+        date_col = self._date_column(names)
         if date_col not in names:
             raise ProviderError(f"{path}: no date column {date_col!r}", field="date_column",
                                 value=date_col)
@@ -145,8 +163,9 @@ class WideCsvProvider(FileProvider):
         bad_date = dates.isna().to_numpy()
         raw_dates = table.column(date_col).to_pandas()
         for i in np.flatnonzero(bad_date):
-            rejected.append(Rejected(path, int(lines[i]), f"date {raw_dates.iloc[i]!r} does not "
-                                                          f"parse"))
+            rejected.append(Rejected(path, int(lines[i]), f"date {shown(raw_dates.iloc[i])} "
+                                                          "does not parse", field="date",
+                                     value=cut(raw_dates.iloc[i])))
         parts: list[pd.DataFrame] = []
         for name in names:
             if name == date_col:
@@ -154,11 +173,25 @@ class WideCsvProvider(FileProvider):
             symbol = name.strip()
             values, bad = parse_numbers(table.column(name))
             raw = table.column(name).to_pandas()
-            for i in np.flatnonzero(bad & ~bad_date):
+            why = symbol_problem(symbol)
+            if why is not None:  # a column whose name is no symbol: each of its cells is refused
+                for i in np.flatnonzero(~bad_date & raw.notna().to_numpy()):
+                    rejected.append(Rejected(
+                        path, int(lines[i]), f"symbol {shown(symbol)} (column name) is not a "
+                        f"valid symbol: {why}", None, field="symbol", value=cut(symbol)))
+                continue
+            with np.errstate(invalid="ignore"):
+                infinite = np.isinf(values)
+                huge = ~infinite & (np.abs(values) >= MAX_VALUE)
+                negative = (values < 0) if self.field == "volume" else np.zeros_like(bad)
+            for i in np.flatnonzero((bad | infinite | huge | negative) & ~bad_date):
+                what = ("is not a number" if bad[i] else "is not a finite number"
+                        if infinite[i] else "is outside the numeric domain (|x| < 1E+15)"
+                        if huge[i] else "is negative")
                 rejected.append(Rejected(path, int(lines[i]),
-                                         f"{self.field} {raw.iloc[i]!r} is not a number",
-                                         symbol))
-            keep = ~bad_date & ~np.isnan(values)
+                                         f"{self.field} {shown(raw.iloc[i])} {what}", symbol,
+                                         field=self.field, value=cut(raw.iloc[i])))
+            keep = ~bad_date & ~np.isnan(values) & ~infinite & ~huge & ~negative
             parts.append(pd.DataFrame({"symbol": symbol, "date": dates.to_numpy()[keep],
                                        self.field: values[keep], "line": lines[keep]}))
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
@@ -183,9 +216,9 @@ class ParquetProvider(FileProvider):
                 table = pq.read_table(fh)
         except FileNotFoundError as exc:
             raise ProviderError(f"file not found: {path}", field="path", value=path) from exc
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ProviderError(f"cannot read {path} as Parquet: {exc}", field="path",
-                                value=path) from exc
+        except (pa.ArrowInvalid, OSError) as exc:  # junk, or a CSV named .parquet
+            raise UnreadableFileError(f"{path} cannot be read as Parquet: {plain(exc)}",
+                                      field="path", value=path, reason="parquet") from None
         mapping = self._mapping(table.schema.names, path)
         columns: dict[str, Any] = {}
         for src, dst in mapping.items():
