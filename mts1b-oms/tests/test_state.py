@@ -170,8 +170,32 @@ def test_wrong_side_fill_refused() -> None:
 
 def test_table_covers_every_status() -> None:
     assert set(TRANSITIONS) == {None, *OrderStatus}
-    for status in (S.REJECTED, S.DENIED):
-        assert TRANSITIONS[status] == {}
+    assert TRANSITIONS[S.DENIED] == {}
+    assert TRANSITIONS[S.REJECTED] == {E.REJECTED: Rule.REPEAT}  # nothing but its own repeat
+
+
+def test_repeats_are_decided_by_the_table() -> None:
+    """A second acknowledgement of a working order and a second terminal report repeat what
+    the order already says: the table marks them REPEAT, and applying one is a duplicate that
+    changes nothing (no new sequence number, so no event is written), where the OMS used to
+    decide this outside the table."""
+    repeats = {(status, event) for status, row in TRANSITIONS.items()
+               for event, target in row.items() if target is Rule.REPEAT}
+    assert repeats == {(S.ACCEPTED, E.ACCEPTED), (S.PARTIALLY_FILLED, E.ACCEPTED),
+                       (S.FILLED, E.ACCEPTED), (S.CANCELED, E.CANCELED),
+                       (S.EXPIRED, E.EXPIRED), (S.REJECTED, E.REJECTED)}
+    accepted = run(go(E.SUBMITTED), go(E.ACCEPTED))
+    partial = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.PARTIALLY_FILLED, fill=fill("t1", "40")))
+    canceled = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.CANCEL_REQUESTED), go(E.CANCELED))
+    rejected = run(go(E.SUBMITTED), go(E.REJECTED))
+    for state, event in ((accepted, E.ACCEPTED), (partial, E.ACCEPTED),
+                         (canceled, E.CANCELED), (rejected, E.REJECTED)):
+        out = apply_event(state, event)
+        assert (out.duplicate, out.applied, out.problem, out.state) == (True, False, None, state)
+    # the ack of an order overtaken by its own cancel request is not a repeat: it moves prior
+    pending_cancel = run(go(E.SUBMITTED), go(E.CANCEL_REQUESTED))
+    out = apply_event(pending_cancel, E.ACCEPTED)
+    assert out.applied and out.state.status is S.PENDING_CANCEL and out.state.prior is S.ACCEPTED
 
 
 # --- random sequences against the table ---------------------------------------------------

@@ -15,7 +15,15 @@ Some targets depend on the order's numbers rather than on the pair alone; they a
 * ``RESTORE``: back to the status before the cancel or replace was requested (a rejected cancel
   or replace, or a completed replace), adjusted for fills that arrived meanwhile;
 * ``RECOMPUTE``: after a bust or a correction the filled quantity changes; a working status is
-  recomputed from it (``accepted`` / ``partially_filled`` / ``filled``), other statuses stay.
+  recomputed from it (``accepted`` / ``partially_filled`` / ``filled``), other statuses stay;
+* ``REPEAT``: the event repeats what the order already says (a second acknowledgement of a
+  working order, a second ``canceled`` / ``expired`` / ``rejected`` report); it is reported as
+  a duplicate and changes nothing - no new sequence number, no event, no alert.
+
+Repeats are decided here, in the table, like every other pair: a broker may hand the same
+report back from a call and on its report stream, and a resumed kill-switch sweep may cancel an
+order whose cancel already went through, so what counts as a harmless repeat has to be as easy
+to read and to test as the transitions themselves.
 
 Fills are applied once per ``trade_id`` (a repeat is reported as a duplicate and changes
 nothing) and an overfill is refused.
@@ -54,6 +62,7 @@ class Rule(StrEnum):
     RESTORE = "RESTORE"
     RECOMPUTE = "RECOMPUTE"
     STAY = "STAY"
+    REPEAT = "REPEAT"
 
 
 Target = OrderStatus | Rule
@@ -75,7 +84,7 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
         E.EXPIRED: S.EXPIRED,
     },
     S.ACCEPTED: {
-        E.ACCEPTED: Rule.STAY,  # a repeated acknowledgement
+        E.ACCEPTED: Rule.REPEAT,  # a repeated acknowledgement
         **_FILLS,
         E.CANCEL_REQUESTED: S.PENDING_CANCEL,
         E.REPLACE_REQUESTED: S.PENDING_REPLACE,
@@ -83,6 +92,7 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
         E.EXPIRED: S.EXPIRED,
     },
     S.PARTIALLY_FILLED: {
+        E.ACCEPTED: Rule.REPEAT,  # the acknowledgement overtaken by a fill
         **_FILLS,
         E.CANCEL_REQUESTED: S.PENDING_CANCEL,
         E.REPLACE_REQUESTED: S.PENDING_REPLACE,
@@ -90,7 +100,7 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
         E.EXPIRED: S.EXPIRED,
         **_AMEND,
     },
-    S.FILLED: {**_AMEND},
+    S.FILLED: {E.ACCEPTED: Rule.REPEAT, **_AMEND},
     S.PENDING_CANCEL: {
         E.ACCEPTED: Rule.STAY,  # the ack of the order overtaken by our cancel request
         E.REJECTED: S.REJECTED,
@@ -109,9 +119,10 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
         E.EXPIRED: S.EXPIRED,
         **_AMEND,
     },
-    S.CANCELED: {**_LATE_FILLS, **_AMEND},  # cancel racing a fill: canceled -> filled
-    S.EXPIRED: {**_LATE_FILLS, **_AMEND},
-    S.REJECTED: {},
+    # cancel racing a fill: canceled -> filled
+    S.CANCELED: {E.CANCELED: Rule.REPEAT, **_LATE_FILLS, **_AMEND},
+    S.EXPIRED: {E.EXPIRED: Rule.REPEAT, **_LATE_FILLS, **_AMEND},
+    S.REJECTED: {E.REJECTED: Rule.REPEAT},
     S.DENIED: {},
 }
 """status (``None`` before creation) -> event type -> target status or :class:`Rule`."""
@@ -268,6 +279,8 @@ def apply_event(
         shown = state.status.value if state.status else "<new>"
         return _refuse(state, event_type,
                        f"impossible transition: {event_type.value} in status {shown}")
+    if target is Rule.REPEAT:
+        return Outcome(state, False, state.status, state.status, event_type, duplicate=True)
 
     changes: dict[str, object] = {}
     if event_type in {E.PARTIALLY_FILLED, E.FILLED}:
