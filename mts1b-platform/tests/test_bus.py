@@ -25,6 +25,7 @@ from mts1b_foundation import (
     Bar,
     CancelOrder,
     CommandReply,
+    ReplyCode,
     SetTradingState,
     SubjectError,
 )
@@ -169,7 +170,7 @@ async def test_malformed_bytes_go_to_dlq_and_consuming_continues(bus: Bus) -> No
     # It keeps consuming afterwards.
     await bus.publish(BAR_SUBJECT, _bar("10.7"))
     await _wait_for(lambda: len(got) == 2)
-    assert consumer.stats == {"acked": 2, "naked": 0, "dead_lettered": 2}
+    assert consumer.stats == {"acked": 2, "naked": 0, "dead_lettered": 2, "left": 0}
     await consumer.stop()
 
 
@@ -360,6 +361,50 @@ async def test_request_failed_carries_the_remote_error(bus: Bus) -> None:
     with pytest.raises(RequestFailed) as info:
         await bus.request("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-1"))
     assert info.value.context["remote_code"] == "PLATFORM.BUS"
+
+
+async def test_no_internal_error_text_or_credential_reaches_the_requester(bus: Bus) -> None:
+    """A handler's unexpected exception is answered with its type only; the text of replies
+    and of MtsError answers is redacted."""
+    async def crash(request: CancelOrder) -> CommandReply:
+        raise RuntimeError("pool to postgresql://oms:hunter22@db/x exhausted")
+
+    async def quote(request: Any) -> CommandReply:
+        if request.replace.order_id == "ord-err":
+            raise BusError("upstream nats://tok3n-secret@h refused")
+        return CommandReply(ok=False, code=ReplyCode.BROKER_REJECTED,
+                            message="broker at https://api-key-123@broker.example said no",
+                            venue_message="password=venue-pw-1")
+
+    await bus.serve("mts.v1.oms.commands.cancel", crash)
+    await bus.serve("mts.v1.oms.commands.replace", quote)
+    with pytest.raises(RequestFailed) as crashed:
+        await bus.request("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-1"))
+    assert crashed.value.context["remote_code"] == "PLATFORM.BUS.HANDLER"
+    assert crashed.value.message == (
+        "mts.v1.oms.commands.cancel: the service failed to handle the request (RuntimeError); "
+        "its log has the details")
+    reply = await bus.request("mts.v1.oms.commands.replace", _replace("ord-2"),
+                              reply_model=CommandReply)
+    assert isinstance(reply, CommandReply)
+    assert reply.message == "broker at https://***@broker.example said no"
+    assert reply.venue_message == "password=***"
+    with pytest.raises(RequestFailed) as refused:
+        await bus.request("mts.v1.oms.commands.replace", _replace("ord-err"))
+    assert "tok3n-secret" not in str(refused.value)
+    assert "nats://***@h refused" in refused.value.message
+
+
+def test_bus_errors_are_redacted_when_made() -> None:
+    error = BusError("cannot reach nats://u:pw-123@h", url="nats://tok-456@h", n=3)
+    assert error.message == "cannot reach nats://u:***@h"
+    assert dict(error.context) == {"url": "nats://***@h", "n": 3}
+
+
+def _replace(order_id: str) -> Any:
+    from mts1b_foundation import ReplaceOrder, ReplaceRequest
+
+    return ReplaceOrder(replace=ReplaceRequest(order_id=order_id, quantity=Decimal("1")))
 
 
 async def test_kv_bucket(bus: Bus) -> None:

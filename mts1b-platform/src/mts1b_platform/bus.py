@@ -13,6 +13,19 @@ What :class:`Bus` guarantees:
   headers. A handler that raises gets the message again after a backoff (``nak`` with delay);
   when the deliveries reach ``max_deliver`` the message goes to the dead-letter subject instead.
   A message is acknowledged only after its handler returned or its dead letter was stored.
+  A message whose letter would exceed the server's ``max_payload`` (base64 adds a third) is
+  dead-lettered with a prefix of its bytes, its size and SHA-256 (``payload_truncated``); if
+  even that letter cannot be stored, the message is left unacknowledged for redelivery and an
+  error is logged - never acknowledged and lost.
+- **Failures say what they are, without secrets.** A server that refuses the credentials gives
+  :class:`BusAuthError` (``PLATFORM.BUS.AUTH``, at once rather than after the connect timeout);
+  a subject the account may not publish or subscribe to gives :class:`BusPermissionError`
+  (``PLATFORM.BUS.PERMISSION``). Every :class:`BusError` message and context, every error
+  reply and the ``message`` of every reply :meth:`Bus.serve` sends go through
+  :func:`~mts1b_platform.redaction.redact`, URLs are shown with
+  :func:`~mts1b_platform.redaction.redact_url`, and the credentials of ``MTS_NATS_URL`` are
+  registered as secrets when connecting. A request handler's unexpected exception is answered
+  with its type only; its text goes to the service's (redacted) log.
 - **Shutdown loses nothing.** :meth:`Bus.drain` (installed on SIGTERM by
   :meth:`Bus.install_signal_handlers`) lets consumers finish the message in hand, waits for
   outstanding publish acks, then drains the connection.
@@ -38,6 +51,7 @@ import json
 import re
 import signal
 import ssl
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -76,11 +90,14 @@ from pydantic import BaseModel, Field, SecretStr
 
 from mts1b_platform.config import load_config
 from mts1b_platform.logging import get_logger
+from mts1b_platform.redaction import redact, redact_url, register_url_secrets
 from mts1b_platform.telemetry import extract_trace_context, inject_trace_context, instrumented
 
 __all__ = [
     "Bus",
+    "BusAuthError",
     "BusError",
+    "BusPermissionError",
     "BusSettings",
     "Consumer",
     "Delivery",
@@ -96,12 +113,48 @@ MSG_ID = "Nats-Msg-Id"
 ERROR_HEADER = "Mts-Error"
 MAX_PENDING_ACKS = 8192
 """At most this many batch publishes wait for their ack at once (flow control)."""
+DLQ_HEADROOM = 4096
+"""Bytes of the server's ``max_payload`` kept free for a dead letter's own NATS headers
+(``Nats-Msg-Id``, ``Mts-Model``, ``traceparent``, ...) and framing."""
+MAX_LETTER_ERRORS = 100
+"""Validation errors a dead letter keeps when the whole list would not fit."""
+
+
+def _redacted(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
 
 
 class BusError(MtsError, RuntimeError):
-    """The bus could not do what was asked (connect, declare, publish, consume)."""
+    """The bus could not do what was asked (connect, declare, publish, consume).
+
+    The message and every text value of the context are redacted when the error is made: they
+    quote URLs, subjects and driver errors, and an error's text ends up on terminals, in replies
+    and in logs that are not all redacting.
+    """
 
     code: ClassVar[str] = "PLATFORM.BUS"
+
+    def __init__(self, message: str, /, **context: Any) -> None:
+        super().__init__(redact(message), **{k: _redacted(v) for k, v in context.items()})
+
+
+class BusAuthError(BusError):
+    """The server refused the credentials (user/password, token, NKey, creds file).
+
+    A separate class and code because retrying cannot help and the fix is in the configuration:
+    nats-py alone keeps retrying a refused login until the connect timeout and then reports a
+    bare ``TimeoutError``.
+    """
+
+    code: ClassVar[str] = "PLATFORM.BUS.AUTH"
+
+
+class BusPermissionError(BusError):
+    """The account may not publish or subscribe to a subject (``context["operation"]`` says
+    which, ``context["subject"]`` names it). The server drops such a message silently apart
+    from an asynchronous ``-ERR``, so without this a denied publish looks like a timeout."""
+
+    code: ClassVar[str] = "PLATFORM.BUS.PERMISSION"
 
 
 class RequestFailed(BusError):
@@ -172,6 +225,115 @@ class _Batch:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+_PERMISSION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
+
+
+def _is_auth_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the server refusing the credentials (``-ERR 'Authorization
+    Violation'``, an expired user or account JWT, a bad NKey signature)."""
+    if exc is None:
+        return False
+    text = str(exc).lower()
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in text \
+        or "authentication" in text
+
+
+class _ServerErrors:
+    """What the server reports only asynchronously, to nats-py's error callback.
+
+    While connecting: how many attempts were refused for their credentials. nats-py keeps
+    retrying a refused login when reconnects are allowed, so :meth:`Bus.connect` stops once
+    every server of the list refused (``auth_refused``) instead of waiting out its budget.
+    Afterwards: permission violations, by operation and subject. The server drops a denied
+    publish or subscription and says so in an ``-ERR`` that nats-py hands only to the callback;
+    the operation itself just times out (or, for a subscription, never receives anything).
+    Operations look here when they fail, so the success path costs nothing.
+    """
+
+    def __init__(self, servers: int) -> None:
+        self.servers = max(1, servers)
+        self.auth_failures = 0
+        self.auth_refused = asyncio.Event()
+        self.last_error: Exception | None = None
+        self._denied: dict[tuple[str, str], float] = {}  # (operation, subject) -> monotonic
+
+    async def on_error(self, exc: Exception) -> None:
+        self.last_error = exc
+        if _is_auth_failure(exc):
+            self.auth_failures += 1
+            if self.auth_failures >= self.servers:
+                self.auth_refused.set()
+        found = _PERMISSION.search(str(exc).lower())
+        if found is None:
+            await _log_error(exc)
+            return
+        if len(self._denied) > 1024:
+            self._denied.clear()
+        self._denied[(found.group(1), found.group(2))] = time.monotonic()
+        _log.error("NATS refused an operation: permissions violation",
+                   operation=found.group(1), subject=found.group(2))
+
+    def denied(self, operation: str, subject: str, since: float, *,
+               prefix: bool = False) -> str | None:
+        """The subject (as the server wrote it, lower case) of an ``operation`` ("publish" or
+        "subscription") denied since ``since`` (``time.monotonic()``) that is ``subject`` - or
+        starts with it, with ``prefix``; None if there was none."""
+        wanted = subject.lower()
+        for (op, denied), when in list(self._denied.items()):
+            if op == operation and when >= since and (
+                    denied == wanted or (prefix and denied.startswith(wanted))):
+                return denied
+        return None
+
+
+def _credentials_in_use(settings: BusSettings) -> list[str]:
+    """The kinds of credentials a connection presents (never their values), for an error."""
+    kinds = []
+    for server in settings.servers:
+        authority = server.split("://", 1)[-1].split("/", 1)[0]
+        userinfo, at, _ = authority.rpartition("@")
+        if at:
+            kinds.append("user/password in the URL" if ":" in userinfo else "token in the URL")
+    if settings.user or settings.password is not None:
+        kinds.append("user/password (MTS_NATS_USER, MTS_NATS_PASSWORD)")
+    if settings.token is not None:
+        kinds.append("token (MTS_NATS_TOKEN)")
+    if settings.creds:
+        kinds.append("creds file (MTS_NATS_CREDS)")
+    if settings.nkey_seed:
+        kinds.append("NKey seed (MTS_NATS_NKEY_SEED)")
+    return list(dict.fromkeys(kinds)) or ["none"]
+
+
+def _connect_error(settings: BusSettings, shown: str, failure: BaseException | None,
+                   errors: _ServerErrors, budget: float) -> BusError:
+    """The error for a connection that did not come up: refused credentials, a URL that is no
+    URL, or no server answering - each in words, with the URL redacted."""
+    if errors.auth_refused.is_set() or _is_auth_failure(failure) or (
+            failure is None and errors.auth_failures):
+        kinds = _credentials_in_use(settings)
+        return BusAuthError(f"authorization failed at {shown}: the server refused the "
+                            f"credentials presented ({', '.join(kinds)})",
+                            url=shown, credentials=", ".join(kinds))
+    if failure is not None:
+        detail = f"{type(failure).__name__}: {failure}".rstrip(": ")
+        if "invalid connect url" in str(failure).lower():
+            return BusError(f"invalid NATS URL {shown}: each comma-separated entry must look "
+                            f"like nats://[user:password@]host[:port] ({detail})", url=shown)
+        return BusError(f"cannot connect to NATS at {shown}: {detail}", url=shown)
+    last = errors.last_error
+    why = f" (last error: {type(last).__name__}: {last})" if last is not None else ""
+    return BusError(f"cannot connect to NATS at {shown}: no server answered within "
+                    f"{budget:g}s{why}", url=shown)
+
+
+def _permission_error(operation: str, subject: str) -> BusPermissionError:
+    verb = "publish to" if operation == "publish" else "subscribe to"
+    return BusPermissionError(
+        f"permission denied: this NATS account may not {verb} {subject!r} (the server's "
+        "authorization for this user does not allow it)", operation=operation, subject=subject)
+
+
 Handler = Callable[[Delivery[Any]], Awaitable[None]]
 RequestHandler = Callable[[Any], Awaitable[WireModel]]
 
@@ -216,9 +378,11 @@ class Bus:
     ...     await bus.publish("mts.v1.oms.orders.accepted", event)
     """
 
-    def __init__(self, nc: NatsClient, settings: BusSettings) -> None:
+    def __init__(self, nc: NatsClient, settings: BusSettings,
+                 server_errors: _ServerErrors | None = None) -> None:
         self._nc = nc
         self.settings = settings
+        self._errors = server_errors or _ServerErrors(len(settings.servers))
         self.namespace = settings.namespace
         self._js: JetStreamContext = nc.jetstream()
         self._consumers: list[Consumer] = []
@@ -248,6 +412,11 @@ class Bus:
         if settings.namespace is not None and not _TOKEN.match(settings.namespace):
             raise BusError(f"namespace must match {_TOKEN.pattern}, got {settings.namespace!r}",
                            namespace=settings.namespace)
+        # The URL's own password or token is a secret from here on, wherever a driver repeats
+        # it; the URL itself is only ever shown redacted.
+        register_url_secrets(settings.url)
+        shown = redact_url(settings.url)
+        errors = _ServerErrors(len(settings.servers))
         options: dict[str, Any] = {
             "servers": settings.servers,
             "name": settings.name,
@@ -256,7 +425,7 @@ class Bus:
             "max_reconnect_attempts": -1,
             "tls": settings.tls_context(),
             "tls_hostname": settings.tls_hostname,
-            "error_cb": _log_error,
+            "error_cb": errors.on_error,
         }
         if settings.user:
             options["user"] = settings.user
@@ -268,15 +437,28 @@ class Bus:
             options["user_credentials"] = settings.creds
         if settings.nkey_seed:
             options["nkeys_seed"] = settings.nkey_seed
-        # nats-py keeps retrying a refused first connection when reconnects are allowed: bound it.
+        # nats-py keeps retrying a refused first connection when reconnects are allowed: bound
+        # it, and stop at once when every server refused the credentials.
         budget = settings.connect_timeout * max(1, len(settings.servers)) + 1.0
+        nc = NatsClient()
+        connecting = asyncio.ensure_future(nc.connect(**options))
+        refused = asyncio.ensure_future(errors.auth_refused.wait())
         try:
-            nc = await asyncio.wait_for(nats.connect(**options), budget)
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise BusError(f"cannot connect to NATS at {settings.url}: {type(exc).__name__}: "
-                           f"{exc}", url=settings.url) from None
-        bus = cls(nc, settings)
-        _log.info("connected to NATS", url=nc.connected_url.geturl() if nc.connected_url else "",
+            done, _ = await asyncio.wait({connecting, refused}, timeout=budget,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refused.cancel()
+        failure = connecting.exception() if connecting in done else None
+        if connecting not in done or failure is not None:
+            if connecting not in done:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await connecting
+            await _quietly(nc.close())
+            raise _connect_error(settings, shown, failure, errors, budget)
+        bus = cls(nc, settings, errors)
+        _log.info("connected to NATS",
+                  url=redact_url(nc.connected_url.geturl()) if nc.connected_url else "",
                   server_version=bus.server_version,
                   namespace=settings.namespace)
         return bus
@@ -350,15 +532,18 @@ class Bus:
             if domain not in STREAMS:
                 raise BusError(f"no stream for domain {domain!r}; known: {sorted(STREAMS)}")
             config = self.stream_config(domain)
+            started = time.monotonic()
             try:
                 try:
                     await self._js.stream_info(config.name or "")
                     await self._js.update_stream(config)
                 except nats.js.errors.NotFoundError:
                     await self._js.add_stream(config)
-            except nats.js.errors.Error as exc:
-                raise BusError(f"cannot declare stream {config.name} for {domain!r}: {exc}",
-                               stream=config.name, domain=domain) from None
+            except (nats.js.errors.Error, nats.errors.Error) as exc:
+                self._raise_if_denied("publish", "$JS.API.", started, prefix=True)
+                raise BusError(f"cannot declare stream {config.name} for {domain!r}: "
+                               f"{type(exc).__name__}: {exc}", stream=config.name,
+                               domain=domain) from None
             names.append(config.name or "")
         return names
 
@@ -417,14 +602,20 @@ class Bus:
         """Publish and return JetStream's ack (``ack.duplicate`` is True for a repeat)."""
         with instrumented("bus.publish", kind=SpanKind.PRODUCER, subject=subject):
             wire, payload, hdrs = self._prepare(subject, message, msg_id, headers)
+            started = time.monotonic()
             try:
                 return await self._js.publish(wire, payload, timeout=timeout, headers=hdrs)
             except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
                 raise BusError(f"no stream stores {wire!r}: call declare_streams() first",
                                subject=subject) from None
             except (nats.errors.TimeoutError, nats.js.errors.Error) as exc:
+                self._raise_if_denied("publish", wire, started)
                 raise BusError(f"publish to {wire!r} not acknowledged: {exc}",
                                subject=subject) from None
+            except nats.errors.MaxPayloadError:
+                raise BusError(f"a message of {len(payload)} bytes is larger than the server's "
+                               f"max_payload ({self._nc.max_payload} bytes)", subject=subject,
+                               size=len(payload), max_payload=self._nc.max_payload) from None
 
     async def publish(self, subject: str, message: WireModel, *,
                       msg_id: str | None = None, headers: Mapping[str, str] | None = None,
@@ -477,6 +668,7 @@ class Bus:
                                                    Iterable[tuple[str, bytes, dict[str, str]]]],
                           timeout: float) -> list[api.PubAck]:
         batch = _Batch()
+        started = time.monotonic()
         with instrumented("bus.publish_batch", kind=SpanKind.PRODUCER) as span:
             prefix = await self._ack_inbox()
             self._batch_seq += 1
@@ -504,6 +696,7 @@ class Bus:
                 self._acks_drained.set()
         acks = [r for r in batch.results if isinstance(r, api.PubAck)]
         if len(acks) != len(batch.results):
+            self._raise_if_denied("publish", self.wire_subject(""), started, prefix=True)
             errors = [r for r in batch.results if isinstance(r, str)]
             missing = len(batch.results) - len(acks) - len(errors)
             raise BusError(f"{len(batch.results) - len(acks)} of {len(batch.results)} messages "
@@ -562,11 +755,20 @@ class Bus:
 
         No model check: consumers dead-letter whatever does not decode.
         """
+        wire = self.wire_subject(subject)
+        started = time.monotonic()
         try:
-            return await self._js.publish(self.wire_subject(subject), payload,
-                                          headers=dict(headers or {}) or None)
+            return await self._js.publish(wire, payload, headers=dict(headers or {}) or None)
         except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
             raise BusError(f"no stream stores {subject!r}: call declare_streams() first",
+                           subject=subject) from None
+        except nats.errors.MaxPayloadError:
+            raise BusError(f"a message of {len(payload)} bytes is larger than the server's "
+                           f"max_payload ({self._nc.max_payload} bytes)", subject=subject,
+                           size=len(payload), max_payload=self._nc.max_payload) from None
+        except (nats.errors.TimeoutError, nats.js.errors.Error) as exc:
+            self._raise_if_denied("publish", wire, started)
+            raise BusError(f"publish to {wire!r} not acknowledged: {exc}",
                            subject=subject) from None
 
     # --- consume ------------------------------------------------------------------------------
@@ -598,6 +800,7 @@ class Bus:
             ack_wait=ack_wait if ack_wait is not None else self.settings.ack_wait,
             max_ack_pending=max(batch * 4, 1000),
         )
+        started = time.monotonic()
         try:
             await self._js.add_consumer(stream, config)
             psub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
@@ -608,6 +811,11 @@ class Bus:
             raise BusError(f"cannot create consumer {durable!r} on {stream}: {exc} (a durable "
                            "keeps its first configuration on older servers: delete it or use "
                            "another name)", stream=stream, durable=durable) from None
+        except nats.errors.Error as exc:  # a timeout: the API request went unanswered
+            self._raise_if_denied("publish", "$JS.API.", started, prefix=True)
+            raise BusError(f"cannot create consumer {durable!r} on {stream}: "
+                           f"{type(exc).__name__}: {exc}", stream=stream,
+                           durable=durable) from None
         consumer = Consumer(self, psub, subject=subject, durable=durable, stream=stream,
                             handler=handler, batch=batch, max_deliver=limit,
                             nak_backoff=tuple(nak_backoff or self.settings.nak_backoff),
@@ -619,26 +827,27 @@ class Bus:
     async def dead_letter(self, subject: str, data: bytes, headers: Mapping[str, str], *,
                           reason: str, errors: Sequence[Mapping[str, Any]] = (),
                           deliveries: int = 1, consumer: str | None = None,
-                          dedupe_key: str | None = None) -> None:
-        """Store an undeliverable message on ``mts.v1.dlq.<domain>`` (raises if not stored)."""
-        letter = DeadLetter(
-            original_subject=subject[:512],
-            reason=reason[:4000],
-            errors=[{str(k): _scalar(v) for k, v in e.items()} for e in errors],
-            payload_b64=base64.b64encode(data).decode("ascii"),
-            headers={str(k): str(v) for k, v in headers.items()},
-            deliveries=deliveries,
-            consumer=consumer,
-            ts=dt.datetime.now(dt.UTC),
-        )
+                          dedupe_key: str | None = None) -> DeadLetter:
+        """Store an undeliverable message on ``mts.v1.dlq.<domain>``; return the letter stored.
+
+        The letter fits the connected server's ``max_payload`` (less :data:`DLQ_HEADROOM`): a
+        message too large to carry whole in base64 is carried as a prefix, with its size and
+        SHA-256 (see :func:`build_dead_letter`). Reason, errors and header values are
+        redacted. Raises :class:`BusError` if the letter was not stored.
+        """
         try:
             domain = domain_of(subject)
         except SubjectError:
             domain = "unknown"
         target = dlq_subject(domain)
+        letter = build_dead_letter(subject, data, headers, reason=reason, errors=errors,
+                                   deliveries=deliveries, consumer=consumer,
+                                   max_bytes=self._nc.max_payload - DLQ_HEADROOM)
         await self.publish_acked(target, letter, msg_id=dedupe_key)
-        _log.warning("message dead-lettered", subject=subject, dlq=target, reason=reason,
-                     deliveries=deliveries, consumer=consumer)
+        _log.warning("message dead-lettered", subject=subject, dlq=target, reason=letter.reason,
+                     deliveries=deliveries, consumer=consumer, payload_bytes=len(data),
+                     payload_truncated=letter.payload_truncated)
+        return letter
 
     # --- request / reply ----------------------------------------------------------------------
 
@@ -653,12 +862,16 @@ class Bus:
         hdrs = _content_headers(message)
         with instrumented("bus.request", kind=SpanKind.CLIENT, subject=subject):
             inject_trace_context(hdrs)
+            wire = self.wire_subject(subject)
+            started = time.monotonic()
             try:
-                reply = await self._nc.request(self.wire_subject(subject), message.to_json(),
-                                               timeout=timeout, headers=hdrs)
+                reply = await self._nc.request(wire, message.to_json(), timeout=timeout,
+                                               headers=hdrs)
             except nats.errors.NoRespondersError:
                 raise BusError(f"nobody serves {subject!r}", subject=subject) from None
             except nats.errors.TimeoutError:
+                self._raise_if_denied("publish", wire, started)
+                self._raise_if_denied("subscription", "_INBOX.", started, prefix=True)
                 raise BusError(f"no reply on {subject!r} within {timeout}s",
                                subject=subject) from None
         if reply.headers and ERROR_HEADER in reply.headers:
@@ -707,11 +920,14 @@ class Bus:
                     await _respond_error(self._nc, msg, exc.code, exc.message, [])
                     return
                 except Exception as exc:
+                    # Its text is for the service's log, not for whoever sent the request.
                     _log.exception("request handler failed", subject=logical)
                     await _respond_error(self._nc, msg, "PLATFORM.BUS.HANDLER",
-                                         f"{type(exc).__name__}: {exc}", [])
+                                         f"the service failed to handle the request "
+                                         f"({type(exc).__name__}); its log has the details",
+                                         [])
                     return
-                await msg.respond(reply.to_json())
+                await msg.respond(_redacted_reply(reply).to_json())
 
         callback: Callable[[Msg], Awaitable[None]] = on_request
         if concurrency > 1:
@@ -728,33 +944,74 @@ class Bus:
                 task.add_done_callback(finished)
 
             callback = dispatch
-        sub = await self._nc.subscribe(self.wire_subject(subject), queue=queue or "",
-                                       cb=callback)
+        wire = self.wire_subject(subject)
+        sub = await self._nc.subscribe(wire, queue=queue or "", cb=callback)
         # nats-py buffers SUB; flush so that once serve() returns the server routes requests
-        # here (otherwise an early request gets "no responders").
-        await self._nc.flush()
+        # here (otherwise an early request gets "no responders"), and a refused subscription
+        # is known.
+        try:
+            await self.confirm_subscription(wire)
+        except BusPermissionError:
+            await _quietly(sub.unsubscribe())
+            raise
         self._servers.append(sub)
         return sub
 
+    async def confirm_subscription(self, wire_subject: str, timeout: int = 5) -> None:
+        """Flush, then raise :class:`BusPermissionError` if the server refused a subscription
+        to ``wire_subject`` (a subject on the wire: :meth:`wire_subject` of a logical one).
+
+        Why: nats-py's ``subscribe`` returns at once and a refusal arrives later, only as an
+        error callback, leaving a subscription that never receives anything. The server answers
+        in order, so once a PING sent after the SUB is answered, any refusal has been seen. The
+        SUB waits in nats-py's pending buffer while ``flush`` writes its PING straight to the
+        socket, so the buffer is written first (``_flush_pending(force_flush=True)``);
+        without that the PONG can overtake the refusal.
+        """
+        started = time.monotonic() - 1.0  # a refusal may arrive before subscribe() returned
+        try:
+            await self._nc._flush_pending(force_flush=True)
+            await self._nc.flush(timeout)
+        except nats.errors.Error as exc:
+            raise BusError(f"NATS did not answer a flush within {timeout}s: "
+                           f"{type(exc).__name__}", subject=wire_subject) from None
+        self._raise_if_denied("subscription", wire_subject, started)
+
+    def _raise_if_denied(self, operation: str, subject: str, since: float, *,
+                         prefix: bool = False) -> None:
+        denied = self._errors.denied(operation, subject, since, prefix=prefix)
+        if denied is not None:
+            raise _permission_error(operation, denied)
+
     async def _safe_dead_letter(self, subject: str, data: bytes, headers: Mapping[str, str],
                                 exc: MtsError) -> None:
+        """Dead-letter an invalid request; a request cannot be redelivered, so a failure here
+        is logged as an error with the payload's size and digest (to find it by)."""
         try:
             await self.dead_letter(subject, data, headers, reason=f"invalid request: {exc}",
                                    errors=exc.context.get("errors", []))
         except Exception:
-            _log.exception("could not dead-letter an invalid request", subject=subject)
+            _log.exception("could not dead-letter an invalid request", subject=subject,
+                           payload_bytes=len(data),
+                           payload_sha256=hashlib.sha256(data).hexdigest())
 
     # --- key/value ----------------------------------------------------------------------------
 
     async def kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
         """A key/value bucket for small shared state (created if missing)."""
         name = self._bucket(bucket)
+        started = time.monotonic()
         try:
-            store = await self._js.key_value(name)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            store = await self._js.create_key_value(
-                api.KeyValueConfig(bucket=name, history=history, ttl=ttl,
-                                   storage=api.StorageType.FILE))
+            try:
+                store = await self._js.key_value(name)
+            except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+                store = await self._js.create_key_value(
+                    api.KeyValueConfig(bucket=name, history=history, ttl=ttl,
+                                       storage=api.StorageType.FILE))
+        except (nats.js.errors.Error, nats.errors.Error) as exc:
+            self._raise_if_denied("publish", "$JS.API.", started, prefix=True)
+            raise BusError(f"cannot open key/value bucket {name!r}: {type(exc).__name__}: "
+                           f"{exc}", bucket=bucket) from None
         return KeyValue(store, bucket)
 
     # --- shutdown -----------------------------------------------------------------------------
@@ -815,6 +1072,73 @@ class Bus:
         await self._closed.wait()
 
 
+def _letter_value(value: Any) -> str | int | float | bool | None:
+    """One value of a dead letter's error entry: a JSON scalar, text redacted and cut."""
+    scalar = _scalar(value)
+    return redact(scalar)[:2000] if isinstance(scalar, str) else scalar
+
+
+def build_dead_letter(subject: str, data: bytes, headers: Mapping[str, str], *, reason: str,
+                      errors: Sequence[Mapping[str, Any]] = (), deliveries: int = 1,
+                      consumer: str | None = None, max_bytes: int,
+                      ts: dt.datetime | None = None) -> DeadLetter:
+    """The :class:`DeadLetter` for ``data``, whose JSON takes at most ``max_bytes`` bytes.
+
+    The whole payload when it fits; otherwise, in this order, until the letter fits: the
+    errors are cut to :data:`MAX_LETTER_ERRORS` and header values to 1,024 characters, then
+    errors and headers are left out (an entry in ``errors`` says so) and the reason is cut to
+    1,000 characters, and ``payload_b64`` carries the longest prefix of the payload that fits,
+    with ``payload_truncated``. ``payload_size`` and ``payload_sha256`` always describe the
+    whole payload. Why this order: the payload is what a person replays or inspects; errors and
+    headers of a message that large are rarely what matters.
+
+    Text (reason, error values, header values) is redacted: letters are read by people, with
+    ``mts mts1b-platform tail`` among others. The payload is kept as it was, byte for byte.
+    Raises :class:`BusError` if not even a letter without payload fits (a ``max_payload`` of a
+    few kilobytes).
+    """
+    size = len(data)
+    digest = hashlib.sha256(data).hexdigest()
+    kept_errors = [{str(k)[:64]: _letter_value(v) for k, v in e.items()} for e in errors]
+    kept_headers = {str(k): redact(str(v)) for k, v in headers.items()}
+    text = redact(reason)[:4000] or "no reason given"
+    common = {"original_subject": subject[:512] or "?", "deliveries": deliveries,
+              "consumer": consumer, "ts": ts or dt.datetime.now(dt.UTC),
+              "payload_size": size, "payload_sha256": digest}
+
+    def letter(payload: bytes, truncated: bool) -> DeadLetter:
+        return DeadLetter(**common, reason=text, errors=kept_errors, headers=kept_headers,
+                          payload_b64=base64.b64encode(payload).decode("ascii"),
+                          payload_truncated=truncated)
+
+    # Whole: base64 is 4 characters per 3 bytes, and text is measured as it is encoded.
+    whole_b64 = 4 * -(-size // 3)
+    if len(letter(b"", bool(size)).to_json()) + whole_b64 <= max_bytes:
+        whole = letter(data, False)
+        if len(whole.to_json()) <= max_bytes:
+            return whole
+    left_out = len(kept_errors) - MAX_LETTER_ERRORS
+    if left_out > 0:
+        kept_errors = [*kept_errors[:MAX_LETTER_ERRORS],
+                       {"field": "<dead letter>", "value": left_out,
+                        "reason": "more errors left out so that the letter fits max_payload"}]
+    kept_headers = {k[:256]: v[:1024] for k, v in list(kept_headers.items())[:64]}
+    skeleton = letter(b"", True)
+    if len(skeleton.to_json()) > max_bytes:
+        kept_errors = [{"field": "<dead letter>", "value": len(errors),
+                        "reason": "errors and headers left out so that the letter fits "
+                                  "max_payload"}]
+        kept_headers = {}
+        text = text[:1000]
+        skeleton = letter(b"", True)
+    room = max_bytes - len(skeleton.to_json())
+    if room < 0:
+        raise BusError(f"a dead letter for {subject!r} does not fit in {max_bytes} bytes even "
+                       "without its payload", subject=subject, max_bytes=max_bytes)
+    prefix = min(room // 4 * 3, size - 1)
+    return letter(data[:prefix], True)
+
+
 class Consumer:
     """A running durable pull consumer (see :meth:`Bus.consume`)."""
 
@@ -834,7 +1158,10 @@ class Consumer:
         self._stopping = False
         self._fetching = False
         self._task: asyncio.Task[None] | None = None
-        self.stats: dict[str, int] = {"acked": 0, "naked": 0, "dead_lettered": 0}
+        self.stats: dict[str, int] = {"acked": 0, "naked": 0, "dead_lettered": 0, "left": 0}
+        """``acked`` (handled), ``naked`` (handler raised, retried later), ``dead_lettered``,
+        ``left`` (neither acknowledged nor dead-lettered because something failed - the server
+        delivers it again after ``ack_wait``)."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(),
@@ -907,8 +1234,17 @@ class Consumer:
         except Exception:
             # Could not ack, nak or dead-letter: leave the message unacknowledged so the server
             # delivers it again after ack_wait. Never drop it.
-            _log.exception("message left for redelivery", subject=logical,
-                           durable=self.durable, deliveries=deliveries)
+            self.stats["left"] += 1
+            if deliveries > self.max_deliver:
+                # The server's max_deliver is ours + 1: it will not deliver this one again.
+                _log.exception("message could not be dead-lettered on its last delivery: it "
+                               "stays unacknowledged in its stream", subject=logical,
+                               durable=self.durable, deliveries=deliveries, stream=self.stream,
+                               stream_seq=meta.sequence.stream)
+            else:
+                _log.exception("message left for redelivery", subject=logical,
+                               durable=self.durable, deliveries=deliveries,
+                               stream_seq=meta.sequence.stream)
 
     async def _dead_letter(self, msg: Msg, subject: str, headers: Mapping[str, str],
                            deliveries: int, dedupe: str, reason: str,
@@ -995,8 +1331,32 @@ async def _respond_error(nc: NatsClient, msg: Msg, code: str, message: str,
     """Reply with ``Mts-Error: <code>`` and a JSON body ``{code, message, errors}``."""
     if not msg.reply:
         return
-    body = json.dumps({"code": code, "message": message, "errors": errors}, default=str)
+    body = json.dumps({"code": code, "message": redact(message),
+                       "errors": _redacted_errors(errors)}, default=str)
     await nc.publish(msg.reply, body.encode(), headers={ERROR_HEADER: code})
+
+
+def _redacted_errors(errors: Any) -> Any:
+    """Validation errors with every text value redacted (a rejected field may hold a secret)."""
+    if not isinstance(errors, list):
+        return []
+    return [{str(k): _redacted(v) for k, v in e.items()} if isinstance(e, Mapping) else
+            redact(str(e)) for e in errors]
+
+
+def _redacted_reply(reply: WireModel) -> WireModel:
+    """``reply`` with its ``message`` and ``venue_message`` redacted (a copy only when that
+    changes something): replies carry people's text, sometimes quoting a driver's error."""
+    fields = type(reply).model_fields
+    update: dict[str, Any] = {}
+    for name in ("message", "venue_message"):
+        if name in fields:
+            text = getattr(reply, name)
+            if isinstance(text, str) and text:
+                masked = redact(text)
+                if masked != text:
+                    update[name] = masked
+    return reply.model_copy(update=update) if update else reply
 
 
 def _scalar(value: Any) -> str | int | float | bool | None:
