@@ -71,7 +71,8 @@ EXPECTED_REJECTIONS = {  # line -> (field, value, reason)
     10: ("symbol", "A" * 40 + "...", f"symbol '{'A' * 40}'... (300 characters) is not a valid "
          "symbol: a symbol has at most 64 characters, this one 300"),
     13: ("close", None, "close is missing"),
-    14: ("open", "1e20", "open '1e20' is outside the numeric domain (|x| < 1E+15)"),
+    14: ("open", "1e20", "open '1e20' is outside the numeric domain (magnitude 1E+15 or "
+         "more)"),
 }
 
 

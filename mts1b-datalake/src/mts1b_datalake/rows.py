@@ -48,6 +48,7 @@ from mts1b_datalake.frames import Rejected
 __all__ = [
     "MAX_VALUE",
     "OHLC_POLICIES",
+    "OUT_OF_DOMAIN",
     "REPAIR_COLUMNS",
     "OhlcPolicy",
     "RowCheck",
@@ -65,6 +66,8 @@ OhlcPolicy = Literal["repair", "reject"]
 OHLC_POLICIES: tuple[str, ...] = get_args(OhlcPolicy)
 MAX_VALUE = float(MAX_MAGNITUDE)
 """Prices and volumes are below this in magnitude (the foundation's numeric domain, 1E+15)."""
+OUT_OF_DOMAIN = "is outside the numeric domain (magnitude 1E+15 or more)"
+"""How a rejection says that a value is too large for the wire (after the field and value)."""
 REPAIR_COLUMNS: tuple[str, ...] = ("file", "line", "symbol", "date", "detail", "old_high", "high",
                                    "old_low", "low")
 """Columns of :attr:`RowCheck.repairs`: one row per repaired bar."""
@@ -170,7 +173,7 @@ def check_bars(bars: pd.DataFrame, *, ohlc_policy: str = "repair") -> RowCheck:
         reject(infinite, name, lambda i, x=x, name=name: (
             f"{name} {_num(x[i])} is not a finite number", _num(x[i])))
         reject(huge, name, lambda i, x=x, name=name: (
-            f"{name} {_num(x[i])} is outside the numeric domain (|x| < 1E+15)", _num(x[i])))
+            f"{name} {_num(x[i])} {OUT_OF_DOMAIN}", _num(x[i])))
     if "volume" in numbers:
         vol = numbers["volume"]
         with np.errstate(invalid="ignore"):

@@ -46,7 +46,7 @@ from mts1b_datalake.frames import (
     SourceData,
     empty_events,
 )
-from mts1b_datalake.rows import MAX_VALUE, cut, shown, symbol_problem
+from mts1b_datalake.rows import MAX_VALUE, OUT_OF_DOMAIN, cut, shown, symbol_problem
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -536,7 +536,7 @@ class FileProvider:
                 infinite = np.isinf(parsed)
                 huge = ~infinite & (np.abs(parsed) >= MAX_VALUE)
             for mask, what in ((infinite, "is not a finite number"),
-                               (huge, "is outside the numeric domain (|x| < 1E+15)")):
+                               (huge, OUT_OF_DOMAIN)):
                 if mask.any():
                     reject(mask, np.array([f"{field} {shown(t)} {what}" for t in text(field)],
                                           dtype=object), field,

@@ -37,7 +37,7 @@ from mts1b_datalake.providers.base import (
     plain,
     read_csv_table,
 )
-from mts1b_datalake.rows import MAX_VALUE, cut, shown, symbol_problem
+from mts1b_datalake.rows import MAX_VALUE, OUT_OF_DOMAIN, cut, shown, symbol_problem
 
 pq: Any = _pq  # pyarrow.parquet is untyped
 
@@ -186,8 +186,7 @@ class WideCsvProvider(FileProvider):
                 negative = (values < 0) if self.field == "volume" else np.zeros_like(bad)
             for i in np.flatnonzero((bad | infinite | huge | negative) & ~bad_date):
                 what = ("is not a number" if bad[i] else "is not a finite number"
-                        if infinite[i] else "is outside the numeric domain (|x| < 1E+15)"
-                        if huge[i] else "is negative")
+                        if infinite[i] else OUT_OF_DOMAIN if huge[i] else "is negative")
                 rejected.append(Rejected(path, int(lines[i]),
                                          f"{self.field} {shown(raw.iloc[i])} {what}", symbol,
                                          field=self.field, value=cut(raw.iloc[i])))
