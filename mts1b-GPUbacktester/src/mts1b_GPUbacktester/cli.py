@@ -108,7 +108,9 @@ def _universe(text: str) -> str | list[str]:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from mts1b_platform.redaction import redact
+
+    typer.echo(redact(f"error: {exc}"), err=True)
     return typer.Exit(code=2)
 
 

@@ -270,16 +270,18 @@ def dev_up(
         services = devservices.ensure_up(nats=nats, postgres=postgres, vault=vault,
                                          local=local)
     except devservices.DevServiceError as exc:
-        typer.echo(f"mts dev up: {exc.message}", err=True)
+        _echo_error(f"mts dev up: {exc.message}")
         raise typer.Exit(1) from None
-    if export:
+    from mts1b_platform.redaction import redact
+
+    if export:  # the lines are for `eval`: the values as configured, credentials included
         for line in devservices.export_lines(services):
             typer.echo(line)
         for line in devservices.describe(services):
-            typer.echo(line, err=True)
+            typer.echo(redact(line), err=True)
     else:
         for line in devservices.describe(services):
-            typer.echo(line)
+            typer.echo(redact(line))
 
 
 @dev_app.command("down")
@@ -295,10 +297,11 @@ def dev_down() -> None:
 def dev_status() -> None:
     """Show where NATS and PostgreSQL are and whether they answer."""
     from mts1b_platform import devservices
+    from mts1b_platform.redaction import redact
 
     services = devservices.status()
     for line in devservices.describe(services):
-        typer.echo(line)
+        typer.echo(redact(line))
     if not all(s.reachable for s in services):
         raise typer.Exit(1)
 

@@ -164,7 +164,9 @@ async def _tail(subject: str, filters: dict[str, str], as_json: bool,
             async def on_msg(msg: Any) -> None:
                 await show(msg.subject, msg.data, msg.headers or {}, None)
 
-            subs.append(await bus.nc.subscribe(bus.wire_subject(subject), cb=on_msg))
+            wire = bus.wire_subject(subject)
+            subs.append(await bus.nc.subscribe(wire, cb=on_msg))
+            await bus.confirm_subscription(wire)  # a refused subscription is an error, not silence
         else:
             for domain, patterns in STREAMS.items():
                 stream = bus.stream_for(domain)
@@ -187,7 +189,7 @@ async def _tail(subject: str, filters: dict[str, str], as_json: bool,
                                 deliver_policy=api.DeliverPolicy.BY_START_TIME,
                                 opt_start_time=since.astimezone(dt.UTC))))
                     except Exception as exc:  # e.g. a stream that was never declared here
-                        typer.echo(f"(skipping {stream} {pattern}: {exc})", err=True)
+                        typer.echo(redact(f"(skipping {stream} {pattern}: {exc})"), err=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), duration)
     finally:
@@ -226,7 +228,9 @@ def tail(
     try:
         asyncio.run(_tail(subject, filters, as_json, start, max_messages, duration))
     except BusError as exc:
-        typer.echo(f"tail: {exc.message}", err=True)
+        from mts1b_platform.redaction import redact
+
+        typer.echo(redact(f"tail: {exc.message}"), err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:  # pragma: no cover - interactive stop
         pass
