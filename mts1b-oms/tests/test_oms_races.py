@@ -1,8 +1,10 @@
-"""Regression tests for concurrency and kill-switch races in the OMS (real PostgreSQL).
+"""Regression tests for concurrency and kill-switch races in the OMS.
 
 Each test pins down one race found in review: a halt or a REDUCING state that lands while an
 order is between its gates and its commit, or while its broker call is in flight; retries and
-restarts that re-send pending orders under a halt; two OMS instances sharing one store.
+restarts that re-send pending orders under a halt; two OMS instances sharing one store. They run
+on both stores, except those that hold a key in a PostgreSQL transaction to stop an order
+between its gates and its commit (``pg_store``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,15 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-import pytest
 from mts1b_foundation import (
-    BrokerProtocol,
     BrokerRejected,
     BrokerTransportError,
     BrokerUnknownOutcome,
     DenialCode,
     ExecType,
     ExecutionReport,
-    FundConfig,
     Order,
     OrderStatus,
     SetTradingState,
@@ -31,12 +30,15 @@ from mts1b_foundation import (
     TradingState,
 )
 from mts1b_oms.oms import Oms
+from mts1b_oms.orderstore import CancelOutcome, OrderStore
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
 from mts1b_oms.testing import make_order as order
 from mts1b_oms.tradingstate import make_change
 
-pytestmark = pytest.mark.integration
+if TYPE_CHECKING:
+    from conftest import MakeOms
+
 S = OrderStatus
 D = Decimal
 
@@ -44,32 +46,7 @@ D = Decimal
 # --- helpers ----------------------------------------------------------------------------------
 
 
-
-class MakeOms(Protocol):
-    async def __call__(self, broker: BrokerProtocol, *funds: FundConfig) -> Oms: ...
-
-
-@pytest.fixture
-async def make(store: Store) -> AsyncIterator[MakeOms]:
-    """Build and start OMS instances on the test's store (as test_oms.make does); every
-    instance built is stopped at the end of the test, even when the test fails."""
-    made: list[Oms] = []
-
-    async def _make(broker: BrokerProtocol, *funds: FundConfig) -> Oms:
-        o = Oms(store, broker, list(funds) or [make_fund()])
-        o.set_price("AAPL", D(100))
-        await o.start(consume_reports=False)
-        made.append(o)
-        return o
-
-    try:
-        yield _make
-    finally:
-        for o in made:
-            await o.stop()
-
-
-async def status_of(store: Store, order_id: str | None) -> OrderStatus | None:
+async def status_of(store: OrderStore, order_id: str | None) -> OrderStatus | None:
     st = await store.load_order(order_id or "")
     assert st is not None
     return st.status
@@ -181,7 +158,7 @@ class CancelRefusingBroker(RecordingBroker):
 
 
 async def test_pending_order_not_resent_by_retry_or_restart_while_halted(
-        store: Store, make: MakeOms) -> None:
+        store: OrderStore, make: MakeOms) -> None:
     """An order whose broker call had an unknown outcome stays PENDING; the halt's cancel of it
     fails in transport, so it may stay PENDING. While the fund is HALTED neither the client's
     retry with the same idempotency key nor a fresh instance's start() (recover) may send it:
@@ -202,7 +179,7 @@ async def test_pending_order_not_resent_by_retry_or_restart_while_halted(
 
 
 async def test_halt_cancel_of_pending_order_unknown_to_broker_ends_canceled(
-        store: Store, make: MakeOms) -> None:
+        store: OrderStore, make: MakeOms) -> None:
     """The halt's sweep cancels a PENDING order whose first send never reached the venue; the
     venue answers "unknown order" (BrokerRejected), which proves the order is not working
     there, so it must end CANCELED - not be restored to PENDING, from where a retry or a
@@ -213,6 +190,7 @@ async def test_halt_cancel_of_pending_order_unknown_to_broker_ends_canceled(
     r2 = await oms.submit(order("k2", "200"))
     assert r1.status is S.PENDING and r2.status is S.PENDING
     assert (await oms.halt("fund", "f1", reason="kill")).ok
+    await oms.killswitch.settle()
     assert await status_of(store, r1.order_id) is S.CANCELED
     assert await status_of(store, r2.order_id) is S.CANCELED
     again = await oms.submit(order("k1", "100"))
@@ -226,11 +204,12 @@ async def test_halt_cancel_of_pending_order_unknown_to_broker_ends_canceled(
 # --- 2. REDUCING lands between an order's gates and its commit ---------------------------------
 
 
-async def test_reducing_during_write_cancels_the_risk_adding_buy(store: Store,
-                                                                 make: MakeOms) -> None:
+async def test_reducing_during_write_cancels_the_risk_adding_buy(pg_store: Store,
+        pg_make: MakeOms) -> None:
     """A buy from a flat position (risk-adding) passes its gates, then REDUCING is set and its
     cancel sweep reads the store before the buy is committed, so the sweep cannot see it. The
     buy must then be canceled locally and never sent (only HALTED used to be re-checked)."""
+    store, make = pg_store, pg_make
     broker = RecordingBroker()
     oms = await make(broker)
     async with hold_key(store, "k-inc") as holder:
@@ -248,10 +227,11 @@ async def test_reducing_during_write_cancels_the_risk_adding_buy(store: Store,
     assert open_leaves(oms) == ({}, {})
 
 
-async def test_reducing_during_write_still_sends_a_reducing_sell(store: Store,
-                                                                 make: MakeOms) -> None:
+async def test_reducing_during_write_still_sends_a_reducing_sell(pg_store: Store,
+        pg_make: MakeOms) -> None:
     """The fix for the race above must not over-reach: a sell that reduces an existing long,
     in flight when REDUCING lands, is sent normally, and so is one submitted afterwards."""
+    store, make = pg_store, pg_make
     broker = RecordingBroker(fill_price="100")
     oms = await make(broker)
     assert (await oms.submit(order("long", "100"))).status is S.FILLED  # long 100
@@ -276,61 +256,63 @@ async def test_reducing_during_write_still_sends_a_reducing_sell(store: Store,
 # --- 3. a halt lands while broker.submit is in flight ----------------------------------------
 
 
-async def test_halt_during_inflight_submit_leaves_nothing_working(store: Store,
+async def test_halt_during_inflight_submit_leaves_nothing_working(store: OrderStore,
                                                                   make: MakeOms) -> None:
     """The halt's cancel reaches the broker while the order's submit is still on its way (the
     venue does not know the order yet), then the ack arrives. The order must not be left
-    working at the broker under HALTED: it ends canceled there and in the store, and the halt
-    does not count a cancel that did not succeed (the order was not canceled when it said so).
+    working at the broker under HALTED: it ends canceled there and in the store, and the sweep
+    records it canceled only once it is (its first cancel was refused as "unknown order").
     """
     broker = SlowSubmitBroker()
     oms = await make(broker)
     sub = asyncio.create_task(oms.submit(order("k1", "100")))
     await asyncio.wait_for(broker.in_flight.wait(), timeout=1)
     [oid] = broker.in_flight_ids
-    halt = asyncio.create_task(oms.halt("fund", "f1", reason="kill"))
-    await asyncio.wait({halt}, timeout=0.2)
-    status_after_halt: OrderStatus | None = None
-    if halt.done():  # the halt finished while the submit was in flight
-        status_after_halt = await status_of(store, oid)
+    h = await oms.halt("fund", "f1", reason="kill")  # the reply does not wait for the sweep
+    assert h.ok and h.context["outstanding"] == 1
     broker.release.set()
-    h = await halt
-    if status_after_halt is None:  # the halt waited for the send to finish
-        status_after_halt = await status_of(store, oid)
     await sub
-    canceled = h.context["canceled"]
-    assert h.ok and isinstance(canceled, int)
-    assert canceled <= (1 if status_after_halt is S.CANCELED else 0)
+    await oms.killswitch.settle()
     assert oid in broker.canceled
     assert await status_of(store, oid) is S.CANCELED
     assert await store.open_orders("f1") == []
     assert open_leaves(oms) == ({}, {})
+    sweep = await store.sweep(str(h.context["sweep_id"]))
+    assert sweep is not None and sweep.finished
+    assert [(o.order_id, o.outcome) for o in sweep.orders] == [(oid, CancelOutcome.CANCELED)]
 
 
-async def test_halt_counts_only_cancels_that_succeeded(store: Store, make: MakeOms) -> None:
-    """The halt reply's context["canceled"] says how many orders the sweep canceled; a cancel
-    the broker refused (the order keeps working) must not be counted."""
+async def test_halt_sweep_records_a_refused_cancel(store: OrderStore, make: MakeOms) -> None:
+    """A cancel the broker refused (the order keeps working) is not counted as canceled: the
+    sweep records it ``refused`` (the broker still lists the order) and raises an alert."""
     broker = CancelRefusingBroker()
     oms = await make(broker)
     kept = await oms.submit(order("a", "10"))
     gone = await oms.submit(order("b", "20"))
     broker.refuse.add(kept.order_id or "")
     h = await oms.halt("fund", "f1", reason="kill")
-    assert h.ok and h.context["canceled"] == 1
+    assert h.ok and h.context["outstanding"] == 2
+    await oms.killswitch.settle()
     assert set(broker.cancel_calls) == {kept.order_id, gone.order_id}
     assert broker.canceled == [gone.order_id]
     assert await status_of(store, gone.order_id) is S.CANCELED
     assert await status_of(store, kept.order_id) is S.ACCEPTED
+    sweep = await store.sweep(str(h.context["sweep_id"]))
+    assert sweep is not None and sweep.finished
+    assert {o.order_id: o.outcome for o in sweep.orders} == {
+        kept.order_id: CancelOutcome.REFUSED, gone.order_id: CancelOutcome.CANCELED}
+    assert [a.context["outcome"] for a in oms.alerts] == ["refused"]
 
 
 # --- 4. a drawdown REDUCING never downgrades an operator HALT --------------------------------
 
 
-async def test_drawdown_reducing_does_not_downgrade_operator_halt(store: Store,
-                                                                  make: MakeOms) -> None:
+async def test_drawdown_reducing_does_not_downgrade_operator_halt(pg_store: Store,
+        pg_make: MakeOms) -> None:
     """A buy breaches the drawdown (action REDUCING); its denial is being written when the
     operator halts the fund. The drawdown's state change, applied after the write, must not
     overwrite the HALT with REDUCING: that lifted the halt without a resume."""
+    store, make = pg_store, pg_make
     broker = RecordingBroker(fill_price="100")
     oms = await make(broker, make_fund(max_drawdown_pct=D("0.10"),
                                   drawdown_action=TradingState.REDUCING))
@@ -355,7 +337,7 @@ async def test_drawdown_reducing_does_not_downgrade_operator_halt(store: Store,
 # --- 5. a drawdown stampede changes the state once -------------------------------------------
 
 
-async def test_concurrent_drawdown_breaches_change_state_once(store: Store,
+async def test_concurrent_drawdown_breaches_change_state_once(store: OrderStore,
                                                               make: MakeOms) -> None:
     """Ten concurrent submits all breach the drawdown before any of them has set the state.
     The fund must change state exactly once (one state.changed event, one cancel sweep), not
@@ -369,11 +351,13 @@ async def test_concurrent_drawdown_breaches_change_state_once(store: Store,
     replies = await asyncio.gather(*(oms.submit(order(f"dd{i}", str(50 + i)))
                                      for i in range(10)))
     assert not any(r.ok for r in replies)
-    n_changes = await store.pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE subject = 'mts.v1.oms.state.changed'")
-    assert n_changes == 1
+    await oms.killswitch.settle()
+    n_changes = [subject for _, subject, _ in await store.unpublished(1000)
+                 if subject == "mts.v1.oms.state.changed"]
+    assert len(n_changes) == 1
     assert await store.trading_states() == [("fund", "f1", TradingState.HALTED)]
     assert sorted(broker.canceled) == sorted(r.order_id or "" for r in working)
+    assert sorted(broker.cancel_requests) == sorted(broker.canceled)  # each one once
     assert list(oms.alerts) == []
 
 
@@ -381,7 +365,7 @@ async def test_concurrent_drawdown_breaches_change_state_once(store: Store,
 
 
 async def test_report_after_another_instance_changed_the_order_fixes_open_leaves(
-        store: Store, make: MakeOms) -> None:
+        store: OrderStore, make: MakeOms) -> None:
     """Another instance cancels this instance's order behind its back; the venue's CANCELED
     report then reaches this instance, whose cached copy is stale (StaleState). After reloading,
     the order must also leave this instance's open leaves: it used to stay there forever and
@@ -401,7 +385,7 @@ async def test_report_after_another_instance_changed_the_order_fixes_open_leaves
 # --- 7. an instance only touches its own funds -----------------------------------------------
 
 
-async def test_start_does_not_send_another_funds_pending_orders(store: Store,
+async def test_start_does_not_send_another_funds_pending_orders(store: OrderStore,
                                                                 make: MakeOms) -> None:
     """Instance A (fund f1) leaves an order PENDING (unknown outcome). Instance B serves only
     fund f2 on another venue; its start() and recover() must not send f1's order to B's venue
@@ -417,7 +401,7 @@ async def test_start_does_not_send_another_funds_pending_orders(store: Store,
 
 
 async def test_global_halt_on_other_instance_does_not_cancel_through_its_broker(
-        store: Store, make: MakeOms) -> None:
+        store: OrderStore, make: MakeOms) -> None:
     """A global halt issued on instance B (fund f2, venue B) must cancel only B's own orders
     through B's broker; fund f1's order lives at venue A and is canceled by instance A when it
     sees the state change (the fan-out), through venue A."""
@@ -429,24 +413,29 @@ async def test_global_halt_on_other_instance_does_not_cancel_through_its_broker(
     rb = await b.submit(order("b1", "10", fund_id="f2"))
     assert ra.status is S.ACCEPTED and rb.status is S.ACCEPTED
     h = await b.halt(reason="global kill")
-    assert h.ok and h.context["canceled"] == 1
+    assert h.ok and h.context["outstanding"] == 2  # the halt covers both funds' orders ...
+    await b.killswitch.settle()  # ... but B cancels only its own
     assert venue_b.cancel_calls == [rb.order_id] and venue_b.canceled == [rb.order_id]
     assert venue_a.cancel_calls == []
     assert await status_of(store, ra.order_id) is S.ACCEPTED
     assert await status_of(store, rb.order_id) is S.CANCELED
+    sweep = await store.sweep(str(h.context["sweep_id"]))
+    assert sweep is not None and not sweep.finished and sweep.outstanding == 1
     change = make_change("global", "*", TradingState.HALTED, "operator", "global kill",
                          dt.datetime.now(dt.UTC))
-    a.apply_state_change(change)
-    assert await a.enforce_state(change) == 1
+    await a.enforce_state(change)  # A sees the change on the fan-out: it sweeps its part
+    await a.killswitch.settle()
     assert venue_a.canceled == [ra.order_id]
     assert venue_b.cancel_calls == [rb.order_id]
     assert await status_of(store, ra.order_id) is S.CANCELED
+    sweep = await store.sweep(str(h.context["sweep_id"]))
+    assert sweep is not None and sweep.finished and sweep.outstanding == 0
 
 
 # --- 8. a refused cancel is not ok -----------------------------------------------------------
 
 
-async def test_cancel_refused_by_broker_is_not_ok(store: Store, make: MakeOms) -> None:
+async def test_cancel_refused_by_broker_is_not_ok(store: OrderStore, make: MakeOms) -> None:
     """When the broker refuses a cancel the order keeps working, so cancel() must answer
     ok=False (it used to answer ok=True whatever the broker said)."""
     broker = CancelRefusingBroker()

@@ -7,11 +7,13 @@ import mts1b_oms
 
 def test_public_names() -> None:
     assert sorted(mts1b_oms.__all__) == sorted([
-        "DEFAULT_GATES", "DEFAULT_IDEMPOTENCY_WINDOW", "TRANSITIONS", "Decision", "FundMemory",
-        "GateContext", "GatePipeline", "Mismatch", "Oms", "OrderState", "Outcome", "OutboxItem",
-        "OutboxRelay", "PositionState", "RebalanceError", "Rule", "StaleState", "Store",
-        "StoreError", "TradingStates", "apply_event", "apply_fill", "make_change",
-        "make_command", "new_order_state", "rebalance", "reconcile", "replay"])
+        "DEFAULT_CANCEL_RATE", "DEFAULT_GATES", "DEFAULT_IDEMPOTENCY_WINDOW", "TRANSITIONS",
+        "CancelOutcome", "Decision", "FundBook", "FundLock", "FundMemory", "GateContext",
+        "GatePipeline", "InMemoryStore", "KillSwitch", "Mismatch", "Oms", "OrderState",
+        "OrderStore", "Outcome", "OutboxItem", "OutboxRelay", "Pacer", "PositionState",
+        "RebalanceError", "Rule", "StaleState", "Store", "StoreError", "Sweep", "SweepOrder",
+        "TradingStates", "apply_event", "apply_fill", "make_change", "make_command",
+        "new_order_state", "rebalance", "reconcile", "replay"])
     for name in mts1b_oms.__all__:
         assert hasattr(mts1b_oms, name), name
 

@@ -9,6 +9,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +20,17 @@ from mts1b_foundation import (
     FundConfig,
     Order,
     OrderStatus,
+    SetTradingState,
     Side,
     SubmitOrder,
+    TradingState,
     parse_message,
 )
 from mts1b_oms.cli import app
+from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.store import Store
-from mts1b_oms.testing import drop_schema, make_fund
+from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund
 from mts1b_platform.bus import Bus, BusError
 from typer.testing import CliRunner
 
@@ -171,3 +175,64 @@ def test_cli_needs_exactly_one_scope() -> None:
     res = CliRunner().invoke(app, ["halt"])
     assert res.exit_code != 0
 
+
+
+async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(tmp_path: Path) -> None:
+    """Reproduced: a SIGTERM mid-sweep left the rest of the halt's orders working at the
+    broker, and the instance started next did not finish the job. Here the service stops
+    (the SIGTERM path, given no time to finish the sweep) while its venue - slow to cancel,
+    file-backed so it outlives the service - has cancels outstanding; the next service on the
+    same schema resumes the stored sweep and every order ends canceled, once, at the venue."""
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    schema = f"oms_s_{ns}"
+    try:
+        bus = await Bus.connect(namespace=ns, connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    venue = tmp_path / "venue.jsonl"
+    opts = ServeOptions(dsn=DSN, funds=[fund()], broker="mts1b_oms.testing:RecordingBroker",
+                        broker_args={"path": str(venue), "cancel_seconds": "0.2"},
+                        schema=schema, namespace=ns, prices={"AAPL": Decimal(100)},
+                        cancel_rate=5.0, sweep_drain_seconds=0)
+
+    async def serving() -> tuple[asyncio.Event, asyncio.Task[None]]:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready,
+                                                                  stop=stop))
+        await asyncio.wait_for(ready.wait(), 20)
+        return stop, task
+
+    store = await Store.open(DSN, schema=schema, min_size=1, max_size=2)
+    try:
+        stop, task = await serving()
+        ids = [(await _submit(bus, order(f"w{i}"))).order_id for i in range(6)]
+        halt = await bus.request("mts.v1.oms.commands.state", SetTradingState(
+            scope="fund", scope_id="f1", state=TradingState.HALTED, actor="ops",
+            reason="stop test"), timeout=10, reply_model=CommandReply)
+        assert isinstance(halt, CommandReply) and halt.ok and halt.context["outstanding"] == 6
+        stop.set()  # 6 cancels at 5/s cannot all have started: the sweep is cut short
+        await asyncio.wait_for(task, 30)
+        sweep = await store.sweep(str(halt.context["sweep_id"]))
+        assert sweep is not None and not sweep.finished and sweep.outstanding > 0
+        stop, task = await serving()  # the next instance resumes the sweep at start
+        try:
+            for _ in range(300):
+                sweep = await store.sweep(str(halt.context["sweep_id"]))
+                if sweep is not None and sweep.finished:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert sweep is not None and sweep.finished
+        assert {o.outcome for o in sweep.orders} == {CancelOutcome.CANCELED}
+        for oid in ids:
+            st = await store.load_order(oid or "")
+            assert st is not None and st.status is OrderStatus.CANCELED
+        at_venue = RecordingBroker(path=venue)  # what the venue has on disk
+        assert sorted(at_venue.canceled) == sorted(ids)  # each canceled once
+    finally:
+        await store.drop_schema()
+        await store.close()
+        await bus.delete_streams()
+        await bus.drain()

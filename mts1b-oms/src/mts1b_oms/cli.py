@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import sys
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from mts1b_foundation import TradingState
+    from mts1b_foundation import SetTradingState, TradingState
 
 __all__ = ["app"]
 
@@ -65,6 +66,11 @@ def serve(
     concurrency: Annotated[int, typer.Option(min=1, help="commands handled at once")] = 64,
     full_gc_interval: Annotated[float, typer.Option(
         min=0.001, help="seconds between the full garbage collections the service runs")] = 60.0,
+    cancel_rate: Annotated[float | None, typer.Option(
+        min=0.001, help="cancels per second a kill-switch sweep sends to the broker "
+                        "(default: the broker's own, else 10)")] = None,
+    sweep_drain_seconds: Annotated[float, typer.Option(
+        min=0, help="at SIGTERM, seconds the kill-switch sweeps may still run")] = 30.0,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain)."""
     from mts1b_platform.logging import set_service
@@ -76,7 +82,8 @@ def serve(
     opts = ServeOptions(dsn=dsn, funds=load_funds(funds), broker=broker,
                         broker_args=_parse_args(broker_arg or []), schema=schema,
                         namespace=namespace, prices=px, concurrency=concurrency,
-                        full_gc_interval=full_gc_interval)
+                        full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,
+                        sweep_drain_seconds=sweep_drain_seconds)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()
@@ -103,32 +110,157 @@ def _scope(fund: str | None, strategy: str | None, all_: bool) -> tuple[str, str
     return ("fund", fund) if fund else ("strategy", strategy or "")
 
 
+EXIT_REFUSED = 1
+"""The instance refused the command, or nothing could be stored anywhere."""
+EXIT_BUS_UNREACHABLE = 3
+"""NATS could not be reached: the state is stored in PostgreSQL only."""
+EXIT_NO_ACK = 4
+"""No OMS instance answered within ``--timeout``: the state is stored in PostgreSQL only."""
+EXIT_NOT_ALL_CANCELED = 5
+"""``--wait``: an order's cancel was refused, or the sweep did not finish in time."""
+
+
+@dataclass
+class _Outcome:
+    """What ``halt`` / ``resume`` did: the exit code, the line for stdout (the new state) and
+    the explanation for stderr, and the sweep to wait for."""
+
+    code: int
+    stdout: str = ""
+    stderr: str = ""
+    sweep_id: str | None = None
+
+
 async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str, reason: str,
-                     dsn: str, schema: str, namespace: str | None) -> None:
-    from mts1b_foundation import new_event_id
-    from mts1b_platform.bus import Bus
+                     dsn: str, schema: str, namespace: str | None, timeout: float) -> _Outcome:
+    """Ask a running instance (over NATS) to apply the change; if none can be asked or none
+    answers, store it in PostgreSQL directly - running instances take it in from there at
+    their next poll, a starting one at start - and say so with a non-zero exit code."""
+    from mts1b_foundation import CommandReply, TradingState
+    from mts1b_platform.bus import Bus, BusError, RequestFailed
+    from mts1b_platform.redaction import redact
 
-    from mts1b_oms.service import KV_BUCKET, KvFanout
-    from mts1b_oms.store import OutboxItem, Store
-    from mts1b_oms.tradingstate import make_change
+    from mts1b_oms.tradingstate import make_command
 
-    change = make_change(scope, scope_id, state, actor, reason, dt.datetime.now(dt.UTC))
-    store = await Store.open(dsn, schema=schema, min_size=1, max_size=2)
+    command = make_command(scope, scope_id, state, actor, reason)
+    what = f"{scope} {scope_id}: {state.value}"
+    overrides: dict[str, Any] = {"connect_timeout": min(timeout, 5.0)}
+    if namespace:
+        overrides["namespace"] = namespace
     try:
-        await store.set_trading_state(
-            change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())])
-    finally:
-        await store.close()
+        bus = await Bus.connect(**overrides)
+    except BusError as exc:
+        return await _store_directly(command, dsn, schema, EXIT_BUS_UNREACHABLE,
+                                     f"NATS is unreachable ({redact(exc.message)})")
     try:
-        bus = await (Bus.connect(namespace=namespace) if namespace else Bus.connect())
-    except Exception as exc:
-        typer.echo(f"warning: state stored in PostgreSQL but NATS unreachable ({exc}); running "
-                   "instances see it at their next start", err=True)
-        return
-    try:
-        await KvFanout(await bus.kv(KV_BUCKET)).put(change)
+        reply = await bus.request("mts.v1.oms.commands.state", command, timeout=timeout,
+                                  reply_model=CommandReply)
+    except RequestFailed as exc:
+        return _Outcome(EXIT_REFUSED, stderr=f"{what} refused: {redact(exc.message)}")
+    except BusError as exc:
+        return await _store_directly(command, dsn, schema, EXIT_NO_ACK,
+                                     f"no OMS instance acknowledged it within {timeout:g}s "
+                                     f"({redact(exc.message)})")
     finally:
         await bus.drain()
+    if not isinstance(reply, CommandReply) or not reply.ok:
+        code = reply.code.value if isinstance(reply, CommandReply) and reply.code else "?"
+        message = reply.message if isinstance(reply, CommandReply) else ""
+        return _Outcome(EXIT_REFUSED, stderr=f"{what} refused by the OMS: {code}: {message}")
+    sweep_id = reply.context.get("sweep_id")
+    outstanding = reply.context.get("outstanding", 0)
+    if state is TradingState.ACTIVE:
+        return _Outcome(0, stdout=what)
+    swept = f", sweep {sweep_id}" if isinstance(sweep_id, str) else ""
+    return _Outcome(0, stdout=f"{what} ({outstanding} cancels outstanding{swept})",
+                    sweep_id=sweep_id if isinstance(sweep_id, str) else None)
+
+
+async def _store_directly(command: SetTradingState, dsn: str, schema: str, code: int,
+                          why: str) -> _Outcome:
+    """The change straight into PostgreSQL with its sweep, as an instance would write it."""
+    from mts1b_foundation import TradingState, new_event_id
+    from mts1b_platform.redaction import redact
+
+    from mts1b_oms.store import OutboxItem, Store, StoreError
+    from mts1b_oms.tradingstate import make_change
+
+    what = f"{command.scope} {command.scope_id}: {command.state.value}"
+    change = make_change(command.scope, command.scope_id, command.state, command.actor,
+                         command.reason, dt.datetime.now(dt.UTC))
+    sweep_id = None
+    if command.state is not TradingState.ACTIVE:
+        sweep_id = new_event_id().replace("evt-", "swp-", 1)
+    try:
+        store = await Store.open(dsn, schema=schema, min_size=1, max_size=2)
+    except StoreError as exc:
+        return _Outcome(EXIT_REFUSED, stderr=f"{what} NOT applied: {why}, and PostgreSQL is "
+                                             f"unreachable too ({redact(exc.message)}); "
+                                             "nothing changed")
+    try:
+        written = await store.set_trading_state(
+            change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())],
+            sweep_id=sweep_id)
+    finally:
+        await store.close()
+    swept = ""
+    if written.sweep is not None:
+        swept = (f" with sweep {written.sweep.sweep_id} ({written.sweep.outstanding} cancels "
+                 "outstanding)")
+    return _Outcome(code, stdout=f"{what} (stored in PostgreSQL only)",
+                    stderr=f"{what}: {why}. It is stored in PostgreSQL{swept}, but no running "
+                           "instance has confirmed it: running instances take it in at their "
+                           "next poll of PostgreSQL (2 s by default), a starting instance at "
+                           "start. Check with `mts mts1b-oms status`.")
+
+
+async def _wait_for_sweep(sweep_id: str, dsn: str, schema: str, timeout: float,
+                          ) -> tuple[int, list[str]]:
+    """Poll PostgreSQL until the sweep has finished; the exit code and one line per order."""
+    from mts1b_oms.orderstore import CancelOutcome
+    from mts1b_oms.store import Store
+
+    store = await Store.open(dsn, schema=schema, min_size=1, max_size=1)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            sweep = await store.sweep(sweep_id)
+            if sweep is None or sweep.finished or loop.time() >= end:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await store.close()
+    if sweep is None:
+        return EXIT_NOT_ALL_CANCELED, [f"sweep {sweep_id} not found in schema {schema}"]
+    lines = []
+    counts: dict[str, int] = {}
+    for o in sweep.orders:
+        name = o.outcome.value if o.outcome else "outstanding"
+        counts[name] = counts.get(name, 0) + 1
+        status = f" ({o.status.value})" if o.status and o.outcome is not CancelOutcome.CANCELED \
+            else ""
+        detail = f": {o.detail}" if o.detail and o.outcome not in {CancelOutcome.CANCELED,
+                                                                    CancelOutcome.CLOSED} else ""
+        lines.append(f"  {o.order_id} {o.fund_id} {name}{status}{detail}")
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no orders"
+    bad = counts.get("refused", 0) + counts.get("not_working", 0) + counts.get("outstanding", 0)
+    state = "finished" if sweep.finished else f"NOT finished after {timeout:g}s"
+    lines.append(f"sweep {sweep_id} {state}: {summary}")
+    return (EXIT_NOT_ALL_CANCELED if bad or not sweep.finished else 0), lines
+
+
+def _finish(outcome: _Outcome) -> None:
+    if outcome.stdout:
+        typer.echo(outcome.stdout)
+    if outcome.stderr:
+        typer.echo(outcome.stderr, err=True)
+    if outcome.code:
+        raise typer.Exit(outcome.code)
+
+
+Timeout = Annotated[float, typer.Option(
+    min=0.1, help="seconds to wait for a running OMS instance to acknowledge")]
 
 
 @app.command()
@@ -139,17 +271,36 @@ def halt(
     reducing: Annotated[bool, typer.Option(help="REDUCING instead of HALTED")] = False,
     reason: Annotated[str, typer.Option()] = "manual halt",
     actor: Annotated[str, typer.Option()] = os.environ.get("USER", "operator") or "operator",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="wait for the sweep and print each order's outcome")] = False,
+    wait_timeout: Annotated[float, typer.Option(min=0.1, help="seconds --wait waits")] = 300.0,
+    timeout: Timeout = 5.0,
     dsn: Dsn = DEFAULT_DSN,
     schema: Schema = "mts_oms",
     namespace: Namespace = None,
 ) -> None:
-    """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders."""
+    """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders.
+
+    Exit codes: 0 an instance applied it (with --wait: every order ended canceled or closed);
+    1 refused, or nothing could be stored; 3 NATS unreachable and 4 no instance answered
+    within --timeout (both: stored in PostgreSQL only); 5 --wait found an order not
+    canceled or the sweep unfinished.
+    """
     from mts1b_foundation import TradingState
 
     scope, scope_id = _scope(fund, strategy, all_)
     state = TradingState.REDUCING if reducing else TradingState.HALTED
-    asyncio.run(_set_state(scope, scope_id, state, actor, reason, dsn, schema, namespace))
-    typer.echo(f"{scope} {scope_id}: {state.value}")
+    outcome = asyncio.run(_set_state(scope, scope_id, state, actor, reason, dsn, schema,
+                                     namespace, timeout))
+    if outcome.code or not wait or outcome.sweep_id is None:
+        _finish(outcome)
+        return
+    typer.echo(outcome.stdout)
+    code, lines = asyncio.run(_wait_for_sweep(outcome.sweep_id, dsn, schema, wait_timeout))
+    for line in lines:
+        typer.echo(line)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -159,38 +310,44 @@ def resume(
     all_: Annotated[bool, typer.Option("--all", help="resume the global scope")] = False,
     reason: Annotated[str, typer.Option()] = "manual resume",
     actor: Annotated[str, typer.Option()] = os.environ.get("USER", "operator") or "operator",
+    timeout: Timeout = 5.0,
     dsn: Dsn = DEFAULT_DSN,
     schema: Schema = "mts_oms",
     namespace: Namespace = None,
 ) -> None:
-    """Clear a halt: the only way back to ACTIVE."""
+    """Clear a halt: the only way back to ACTIVE. Exit codes as for halt."""
     from mts1b_foundation import TradingState
 
     scope, scope_id = _scope(fund, strategy, all_)
-    asyncio.run(_set_state(scope, scope_id, TradingState.ACTIVE, actor, reason, dsn, schema,
-                           namespace))
-    typer.echo(f"{scope} {scope_id}: ACTIVE")
+    _finish(asyncio.run(_set_state(scope, scope_id, TradingState.ACTIVE, actor, reason, dsn,
+                                   schema, namespace, timeout)))
 
 
 @app.command()
 def status(dsn: Dsn = DEFAULT_DSN, schema: Schema = "mts_oms") -> None:
-    """Print every scope that is not ACTIVE."""
+    """Print every scope that is not ACTIVE, and every kill-switch sweep not finished."""
     from mts1b_foundation import TradingState
 
+    from mts1b_oms.orderstore import Sweep
     from mts1b_oms.store import Store
 
-    async def read() -> list[tuple[str, str, TradingState]]:
+    async def read() -> tuple[list[tuple[str, str, TradingState]], list[Sweep]]:
         store = await Store.open(dsn, schema=schema, min_size=1, max_size=1)
         try:
-            return await store.trading_states()
+            return await store.trading_states(), await store.unfinished_sweeps()
         finally:
             await store.close()
 
-    rows = [r for r in asyncio.run(read()) if r[2] is not TradingState.ACTIVE]
+    states, sweeps = asyncio.run(read())
+    rows = [r for r in states if r[2] is not TradingState.ACTIVE]
     if not rows:
         typer.echo("all ACTIVE")
     for scope, scope_id, state in rows:
         typer.echo(f"{scope} {scope_id}: {state.value}")
+    for sweep in sweeps:
+        typer.echo(f"sweep {sweep.sweep_id} ({sweep.scope} {sweep.scope_id} "
+                   f"{sweep.state.value}): {sweep.outstanding} of {len(sweep.orders)} cancels "
+                   "outstanding")
 
 
 if __name__ == "__main__":  # python -m mts1b_oms.cli ...: the same as `mts mts1b-oms ...`

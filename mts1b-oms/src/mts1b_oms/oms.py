@@ -1,16 +1,22 @@
-"""The OMS core: submit / cancel / replace, execution reports, kill switch, positions.
+"""The OMS core: submit / cancel / replace and the broker's reports, over a store, a broker and
+the fund configs.
 
-One :class:`Oms` owns a :class:`~mts1b_oms.store.Store` (PostgreSQL, the system of record), a
-broker (anything satisfying :class:`~mts1b_foundation.BrokerProtocol`) and the fund configs. Every
-change goes through the transition table of :mod:`mts1b_oms.state` and is written together with
-its events and outbox rows in one transaction; an optional :class:`~mts1b_oms.outbox.OutboxRelay`
-publishes them.
+One :class:`Oms` owns an :class:`~mts1b_oms.orderstore.OrderStore` (PostgreSQL in production,
+the system of record; in memory for tests), a broker (anything satisfying
+:class:`~mts1b_foundation.BrokerProtocol`) and the fund configs. It delegates two jobs to their
+own modules: the in-memory view of each fund the gates read (:class:`~mts1b_oms.book.FundBook`)
+and the kill switch with its durable sweeps (:class:`~mts1b_oms.killswitch.KillSwitch`). What
+is left here is the order path: every change goes through the transition table of
+:mod:`mts1b_oms.state` and is written together with its events and outbox rows in one
+transaction; an optional :class:`~mts1b_oms.outbox.OutboxRelay` publishes them.
 
 Submission is idempotent: the caller's ``idempotency_key`` maps to one ``order_id`` inside the
 dedupe window (default 24 h), store-backed, so a retry after a crash or a timeout returns the
-original order and the broker (keyed by ``order_id``) sees one order. An order whose broker call
-had an unknown outcome stays ``pending`` and is re-sent with the *same* ``order_id`` on the next
-retry or at start (:meth:`Oms.recover`), which brokers must treat as a repeat.
+original order and the broker (keyed by ``order_id``) sees one order. The order's ``order_id``
+and ``created_at`` are the OMS's (:meth:`~mts1b_foundation.Order.assigned`), whatever the
+client sent. An order whose broker call had an unknown outcome stays ``pending`` and is re-sent
+with the *same* ``order_id`` on the next retry or at start (:meth:`Oms.recover`), which brokers
+must treat as a repeat.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +32,7 @@ from typing import Any, Protocol
 
 from mts1b_foundation import (
     Alert,
+    BrokerError,
     BrokerProtocol,
     BrokerRejected,
     BrokerTransportError,
@@ -33,7 +40,6 @@ from mts1b_foundation import (
     Clock,
     CommandReply,
     Denial,
-    DenialCode,
     ExecType,
     ExecutionReport,
     Fill,
@@ -46,21 +52,31 @@ from mts1b_foundation import (
     ReplyCode,
     SetTradingState,
     Severity,
-    Side,
     SystemClock,
     TradingState,
     TradingStateChange,
+    ValidationFailed,
     new_event_id,
     new_order_id,
 )
+from mts1b_foundation.wire import VenueCode
 from mts1b_platform.logging import get_logger
+from pydantic import TypeAdapter, ValidationError
 
-from mts1b_oms.gates import FundMemory, GateContext, GatePipeline
+from mts1b_oms.book import FundBook
+from mts1b_oms.gates import Decision, GateContext, GatePipeline
 from mts1b_oms.keyedlocks import KeyedLocks
+from mts1b_oms.killswitch import (
+    DEFAULT_CANCEL_RATE,
+    KillSwitch,
+    Pacer,
+    StateFanout,
+    Verifier,
+)
+from mts1b_oms.orderstore import OrderStore, OutboxItem, StaleState
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
 from mts1b_oms.state import OrderState, Outcome, apply_event, new_order_state
-from mts1b_oms.store import OutboxItem, StaleState, Store
-from mts1b_oms.tradingstate import TradingStates, make_change, make_command, restrictiveness
+from mts1b_oms.tradingstate import TradingStates, make_command
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "Oms", "StateFanout"]
 
@@ -81,34 +97,70 @@ _REPORT_EVENTS = {
     ExecType.REPLACE_REJECT: E.REPLACE_REJECTED,
     ExecType.EXPIRED: E.EXPIRED,
 }
-_SAME = {E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED, E.REJECTED: S.REJECTED}
-
-
-class StateFanout(Protocol):
-    """Where kill-switch changes go so other OMS instances see them (the NATS KV bucket)."""
-
-    async def put(self, change: TradingStateChange) -> None: ...
 
 
 class _Relay(Protocol):
     def notify(self) -> None: ...
 
 
-@dataclass
-class _Book:
-    """In-memory view of one fund for the gates: positions and open leaves per symbol."""
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a broker refused a request, as the order's event and the reply carry it: the
+    stack's :class:`ReplyCode` and what the venue said in its own terms."""
 
-    positions: dict[str, Decimal]
-    open_buy: dict[str, Decimal]
-    open_sell: dict[str, Decimal]
+    code: ReplyCode
+    reason: str
+    venue_code: str | None = None
+    venue_message: str | None = None
+
+    @classmethod
+    def of(cls, exc: BrokerError) -> Rejection:
+        """From a broker error: the code and venue fields of the REJECT report it carries
+        (``context["report"]``) when there is one, else its own ``reply_code`` and the
+        venue's reason code (``context["reason_code"]``)."""
+        report = exc.context.get("report")
+        code = exc.reply_code
+        venue_code = _venue_code(exc.context.get("reason_code"))
+        venue_message = exc.message[:2000] if exc.message else None
+        if isinstance(report, ExecutionReport):
+            code = report.code or code
+            venue_code = report.venue_code or venue_code
+            venue_message = report.venue_message or venue_message
+        reason = exc.message or code.value
+        if isinstance(exc, BrokerTransportError):
+            reason = f"transport: {reason}"
+        return cls(code, reason[:2000], venue_code, venue_message)
+
+    @classmethod
+    def from_report(cls, report: ExecutionReport, default: ReplyCode) -> Rejection:
+        return cls(report.code or default, (report.reason or default.value)[:2000],
+                   report.venue_code, report.venue_message)
+
+    def detail(self) -> dict[str, Any]:
+        """The fields of the order event that records it."""
+        return {"reason": self.reason, "code": self.code, "venue_code": self.venue_code,
+                "venue_message": self.venue_message}
+
+
+@dataclass(frozen=True, slots=True)
+class _CancelAttempt:
+    """See :class:`~mts1b_oms.killswitch.CancelAttempt`."""
+
+    state: OrderState | None
+    refused: bool
 
 
 class Oms:
-    """The order management system. See the module docstring."""
+    """The order management system. See the module docstring.
+
+    ``cancel_rate``: cancels per second a kill-switch sweep sends to the broker; by default the
+    broker's own ``cancel_rate`` attribute if it has one, else 10. ``verify`` checks trading-
+    state commands that come from outside (:meth:`KillSwitch.handle_command`).
+    """
 
     def __init__(
         self,
-        store: Store,
+        store: OrderStore,
         broker: BrokerProtocol,
         funds: Sequence[FundConfig] | Mapping[str, FundConfig],
         *,
@@ -117,6 +169,11 @@ class Oms:
         pipeline: GatePipeline | None = None,
         relay: _Relay | None = None,
         fanout: StateFanout | None = None,
+        cancel_rate: float | None = None,
+        sweep_poll_seconds: float | None = 2.0,
+        sweep_retry_seconds: float = 1.0,
+        verify: Verifier | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -126,47 +183,50 @@ class Oms:
         self.window = idempotency_window
         self.pipeline = pipeline or GatePipeline()
         self.relay = relay
-        self.fanout = fanout
-        self.states = TradingStates()
         self.prices: dict[str, Decimal] = {}
         self.adv: dict[str, Decimal] = {}
         self.nav: dict[str, Decimal] = {f: c.target_nav_usd for f, c in self.funds.items()}
         self.peak_nav: dict[str, Decimal] = {}
-        self._memory: dict[str, FundMemory] = defaultdict(FundMemory)
-        self._books: dict[str, _Book] = defaultdict(lambda: _Book({}, {}, {}))
-        self._pos: dict[tuple[str, str, str], PositionState] = {}
-        self._open: dict[str, OrderState] = {}
+        self.book = FundBook()
+        rate = cancel_rate if cancel_rate is not None else broker_cancel_rate(broker)
+        extra: dict[str, Any] = {} if verify is None else {"verify": verify}
+        self.killswitch = KillSwitch(store, self.book, self, self.funds, clock=self.clock,
+                                     cancel_rate=rate, retry_seconds=sweep_retry_seconds,
+                                     poll_seconds=sweep_poll_seconds, fanout=fanout,
+                                     pacer=pacer, **extra)
         self._sending: set[str] = set()  # order ids whose broker.submit is in flight
-        self._state_lock = asyncio.Lock()  # kill-switch changes: store then memory, one by one
         self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
         self._position_locks = KeyedLocks()  # one fill per (fund, strategy, symbol) at a time
         self._reports: asyncio.Task[None] | None = None
         self.alerts: deque[Alert] = deque(maxlen=1_000)  # the latest; all are in the store
         self._seen_reports: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
+    @property
+    def states(self) -> TradingStates:
+        """The trading state of every scope (kept by the kill switch)."""
+        return self.killswitch.states
+
     # --- start / stop -------------------------------------------------------------------------
 
     async def start(self, *, consume_reports: bool = True, reconcile: bool = True) -> None:
-        """Load state from the store, re-drive interrupted orders, listen to the broker, and
-        (``reconcile``) compare each fund's positions with the broker's: a mismatch found at
-        start is an alert, as on demand, never an overwrite."""
-        for scope, scope_id, state in await self.store.trading_states():
-            self.states.set(scope, scope_id, state)
+        """Load state from the store, resume the kill switch's unfinished sweeps (in the
+        background), re-drive interrupted orders, listen to the broker, and (``reconcile``)
+        compare each fund's positions with the broker's: a mismatch found at start is an
+        alert, as on demand, never an overwrite."""
+        await self.killswitch.load()
         for fund_id in self.funds:
             stored = await self.store.nav(fund_id)
             if stored is not None:
                 self.nav[fund_id], self.peak_nav[fund_id] = stored
         for fund_id, strategy_id, symbol, p in await self.store.positions():
-            if fund_id not in self.funds:  # another instance's fund
-                continue
-            self._pos[(fund_id, strategy_id, symbol)] = p
-            book = self._books[fund_id]
-            book.positions[symbol] = book.positions.get(symbol, ZERO) + p.quantity
+            if fund_id in self.funds:  # not another instance's fund
+                self.book.set_position((fund_id, strategy_id, symbol), p)
         for st in await self.store.open_orders():
             if st.order.fund_id in self.funds:  # recover() must not send another fund's order
-                self._track(None, st)  # through this instance's broker
+                self.book.track(None, st)  # through this instance's broker
         if consume_reports:
             self._reports = asyncio.get_running_loop().create_task(self._consume_reports())
+        await self.killswitch.start()
         await self.recover()
         if reconcile:
             for fund_id in self.funds:
@@ -177,18 +237,30 @@ class Oms:
                                       fund_id=fund_id)
 
     async def stop(self) -> None:
+        """Stop listening to the broker and stop sweeping (what a sweep has not settled stays
+        outstanding in the store for the next instance); give the funds' sweeper lock back."""
         if self._reports is not None:
             self._reports.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reports
             self._reports = None
+        await self.killswitch.stop()
 
     async def recover(self) -> int:
         """Re-send what a crash may have interrupted: ``pending`` orders (same order_id, so the
-        broker treats it as a repeat) and ``pending_cancel`` cancels. Returns how many."""
+        broker treats it as a repeat) and ``pending_cancel`` cancels. Returns how many.
+
+        Orders a kill-switch sweep has to settle, and orders the trading state forbids, are
+        left to the kill switch: sending them would put them to work in a halted scope, and
+        canceling them here as well would send their cancel twice."""
         n = 0
-        for st in list(self._open.values()):
+        swept = self.killswitch.outstanding_order_ids()
+        for st in self.book.open_orders():
+            if st.order_id in swept:
+                continue
             if st.status is S.PENDING:
+                if self.killswitch.forbidden(st) is not None:
+                    continue
                 await self._send(st)
                 n += 1
             elif st.status is S.PENDING_CANCEL:
@@ -208,8 +280,7 @@ class Oms:
     def set_price(self, symbol: str, price: Decimal, adv: Decimal | None = None) -> None:
         """Reference price (and optionally average daily volume) used by the gates."""
         self.prices[symbol] = price
-        for mem in self._memory.values():
-            mem.exposure = None  # the gates' cached book value used the old price
+        self.book.prices_changed()
         if adv is not None:
             self.adv[symbol] = adv
 
@@ -221,16 +292,13 @@ class Oms:
     # --- submission -----------------------------------------------------------------------------
 
     def gate_context(self, fund: FundConfig, now: dt.datetime) -> GateContext:
-        book = self._books[fund.fund_id]
-        return GateContext(fund=fund, now=now, nav=self.nav[fund.fund_id], states=self.states,
-                           positions=book.positions, open_buy=book.open_buy,
-                           open_sell=book.open_sell, prices=self.prices, adv=self.adv,
-                           peak_nav=self.peak_nav.get(fund.fund_id),
-                           memory=self._memory[fund.fund_id])
+        return self.book.context(fund, now, nav=self.nav[fund.fund_id], states=self.states,
+                                 prices=self.prices, adv=self.adv,
+                                 peak_nav=self.peak_nav.get(fund.fund_id))
 
     async def submit(self, order: Order) -> CommandReply:
         """Accept an order: gates, store (claiming the idempotency key), broker. Never raises
-        for a bad order.
+        for a bad order: every refusal is a coded reply.
 
         Safe to call concurrently (the NATS service does). Everything from the gates' decision
         to the reservation of the order's quantity in the fund's book runs without yielding to
@@ -247,39 +315,42 @@ class Oms:
         if order.order_id is not None:
             return _fail(ReplyCode.INVALID_ORDER,
                          "order_id is assigned by the OMS; leave it empty", now)
-        o = order.model_copy(update={
-            "order_id": new_order_id(),
-            "broker": order.broker or fund.broker,
-            "account_id": order.account_id or fund.broker_account_id,
-        })
+        try:
+            o = order.assigned(order_id=new_order_id(), now=now,
+                               broker=order.broker or fund.broker,
+                               account_id=order.account_id or fund.broker_account_id)
+        except ValidationFailed as exc:
+            return _fail(ReplyCode.VALIDATION_FAILED, exc.message[:4000], now)
         ctx = self.gate_context(fund, now)
-        decision = self.pipeline.evaluate(o, ctx)
+        blocked = self.killswitch.blocks(o)
+        decision = Decision(blocked) if blocked else self.pipeline.evaluate(o, ctx)
         state = apply_event(new_order_state(o), E.SUBMITTED).state
         items = [self._item(self._event(state, E.SUBMITTED, now, order=o))]
         denial = decision.denial
         denial_row = None
         if denial is not None:
             state = apply_event(state, E.DENIED).state
-            ev = self._event(state, E.DENIED, now, denial=denial)
+            ev = self._event(state, E.DENIED, now, denial=denial, code=denial.code)
             items.append(self._item(ev))
             denial_row = (ev.event_id, denial)
         else:
-            self._reserve(state, +1)
+            self.book.reserve(state, +1)
         try:
             held = await self.store.create_order(state, items, now=now, window=self.window,
                                                  denial=denial_row)
         except BaseException:
             if denial is None:
-                self._reserve(state, -1)
+                self.book.reserve(state, -1)
             raise
         if held is not None:  # the key belongs to an earlier order (or a concurrent twin)
             if denial is None:
-                self._reserve(state, -1)
-                self.pipeline.forget(o, ctx)
+                self.book.reserve(state, -1)
+                if blocked is None:
+                    self.pipeline.forget(o, ctx)
             return await self._repeat(held, now)
         self._notify()
         if decision.state_change is not None:  # only ever a step up: never undo a halt
-            await self.set_trading_state(SetTradingState(
+            await self.killswitch.set_trading_state(SetTradingState(
                 scope="fund", scope_id=fund.fund_id, state=decision.state_change,
                 actor="oms.drawdown", reason=denial.message if denial else "drawdown"),
                 escalate_only=True)
@@ -287,55 +358,34 @@ class Oms:
             _log.info("order denied", order_id=state.order_id, code=denial.code.value,
                       gate=denial.gate)
             return CommandReply(ok=False, order_id=state.order_id, status=S.DENIED,
-                                code=denial.code.value, message=denial.message, denial=denial,
+                                code=denial.code, message=denial.message, denial=denial,
                                 ts=now)
-        self._reserve(state, -1)  # committed: from here the open-order book counts it
-        self._track(None, state)
-        forbidden = self._forbidden(state)
+        self.book.reserve(state, -1)  # committed: from here the open-order book counts it
+        self.book.track(None, state)
+        forbidden = self.killswitch.forbidden(state)
         if forbidden is not None:  # a halt or REDUCING landed while the order was being
             # written: the state's cancel sweep may have missed it, so it must not be sent
             code, why = forbidden
             state = await self.apply(state.order_id, E.CANCELED,
                                      reason=f"{why} before it was sent") or state
             return CommandReply(ok=False, order_id=state.order_id, status=state.status,
-                                code=code.value, message=f"{why} before the order was sent",
+                                code=code, message=f"{why} before the order was sent",
                                 ts=now)
         state = await self._send(state)
-        return self._reply(state, now)
-
-    def _forbidden(self, state: OrderState) -> tuple[DenialCode, str] | None:
-        """Why the trading state forbids this order to work now, or None.
-
-        HALTED forbids every order; REDUCING forbids one that takes its position further from
-        zero, judged with the older open orders on its side as the REDUCING sweep judges them
-        (:meth:`_risk_increasing`). Checked wherever an order is about to reach the broker or
-        has just reached it, because a state change can land at any ``await`` in between.
-        """
-        o = state.order
-        trading, (scope, scope_id) = self.states.effective(o.fund_id, o.strategy_id)
-        if trading is TradingState.HALTED:
-            return DenialCode.TRADING_HALTED, f"trading is halted for {scope} {scope_id}"
-        if trading is TradingState.REDUCING:
-            side = [st for st in self._open.values() if st.order_id != state.order_id
-                    and st.order.fund_id == o.fund_id and st.order.side is o.side
-                    and st.order.instrument.symbol == o.instrument.symbol]
-            if any(st.order_id == state.order_id
-                   for st in self._risk_increasing([*side, state])):
-                return DenialCode.TRADING_STATE_REDUCING, f"{scope} {scope_id} is reducing"
-        return None
+        return await self._reply(state, now)
 
     async def _repeat(self, order_id: str, now: dt.datetime) -> CommandReply:
         state = await self._load(order_id)
         if state is None:  # pragma: no cover - the idempotency row and order share a tx
             return _fail(ReplyCode.INTERNAL_ERROR, f"order {order_id} missing", now)
         if state.status is S.PENDING:
-            forbidden = self._forbidden(state)
-            state = await self._send(state)  # same order_id: the broker sees a repeat
-            if forbidden is not None:  # not sent (canceled at the broker instead)
+            forbidden = self.killswitch.forbidden(state)
+            if forbidden is not None:  # left to the kill switch: neither sent nor canceled
                 return CommandReply(ok=False, order_id=state.order_id, status=state.status,
-                                    code=forbidden[0].value, duplicate=True, ts=now,
+                                    code=forbidden[0], duplicate=True, ts=now,
                                     message=f"{forbidden[1]}: the order was not sent")
-        reply = self._reply(state, now)
+            state = await self._send(state)  # same order_id: the broker sees a repeat
+        reply = await self._reply(state, now)
         if state.status is S.DENIED:
             denial = await self._denial_of(order_id)
             reply = reply.model_copy(update={"denial": denial,
@@ -350,12 +400,17 @@ class Oms:
                 return Denial.model_validate(ev["denial"])
         return None
 
-    def _reply(self, state: OrderState, now: dt.datetime) -> CommandReply:
+    async def _reply(self, state: OrderState, now: dt.datetime) -> CommandReply:
         status = state.status
-        if status is S.REJECTED:
+        if status is S.REJECTED:  # rare: read what the broker said back from the event
+            found = [ev for ev in await self.store.events(state.order_id)
+                     if ev.get("event_type") == E.REJECTED.value]
+            ev = OrderEvent.model_validate(found[-1]) if found else None
             return CommandReply(ok=False, order_id=state.order_id, status=status,
-                                code=ReplyCode.BROKER_REJECTED, message="rejected by the broker",
-                                ts=now)
+                                code=(ev.code if ev and ev.code else ReplyCode.BROKER_REJECTED),
+                                message=ev.reason if ev else "rejected by the broker",
+                                venue_code=ev.venue_code if ev else None,
+                                venue_message=ev.venue_message if ev else None, ts=now)
         if status is S.DENIED:
             return CommandReply(ok=False, order_id=state.order_id, status=status,
                                 code=ReplyCode.ORDER_DENIED, ts=now)
@@ -366,22 +421,19 @@ class Oms:
 
         Also the path of a retry and of :meth:`recover`, whose order may already be at the
         broker from an earlier try with an unknown outcome: if the trading state now forbids
-        the order, it is canceled at the broker instead of sent. A halt or REDUCING that lands
-        while the broker has the request (its sweep's cancel can even overtake the order) is
+        the order it is not sent (the kill switch settles it). A halt or REDUCING that lands
+        while the broker has the request (a sweep's cancel can even overtake the order) is
         caught when the answer comes back, and the order is canceled then.
         """
-        forbidden = self._forbidden(state)
-        if forbidden is not None:
-            await self.cancel(state.order_id, f"{forbidden[1]}: not sent")
-            return await self._load(state.order_id) or state
+        if self.killswitch.forbidden(state) is not None:
+            return state
         self._sending.add(state.order_id)
         try:
             report = await self.broker.submit(state.order)
-        except BrokerRejected as exc:
-            return await self.apply(state.order_id, E.REJECTED, reason=exc.message) or state
-        except BrokerTransportError as exc:  # never reached the venue: safe to call rejected
-            return await self.apply(state.order_id, E.REJECTED,
-                                    reason=f"transport: {exc.message}") or state
+        except (BrokerRejected, BrokerTransportError) as exc:  # transport: never reached
+            # the venue, so it is safe to call the order rejected
+            rejection = Rejection.of(exc)
+            return await self.apply(state.order_id, E.REJECTED, rejection=rejection) or state
         except BrokerUnknownOutcome as exc:
             _log.warning("broker outcome unknown; order stays pending",
                          order_id=state.order_id, error=exc.message)
@@ -390,9 +442,10 @@ class Oms:
             self._sending.discard(state.order_id)
         await self.on_execution_report(report)
         after = await self._load(state.order_id) or state
-        forbidden = self._forbidden(after)
+        forbidden = self.killswitch.forbidden(after)
         if forbidden is not None and after.is_open and after.status is not S.PENDING_CANCEL:
-            await self.cancel(after.order_id, f"{forbidden[1]} while the order was sent")
+            await self.killswitch.cancel_now(after.order_id,
+                                             f"{forbidden[1]} while the order was sent")
             after = await self._load(after.order_id) or after
         return after
 
@@ -405,37 +458,85 @@ class Oms:
         it (a halt's cancel can overtake the order itself on its way to the venue), the cancel
         is sent once more.
         """
-        return await self._cancel(order_id, reason, again=True)
+        reply, _refused = await self._cancel(order_id, reason, again=True)
+        return reply
 
-    async def _cancel(self, order_id: str, reason: str, *, again: bool) -> CommandReply:
+    async def cancel_for_sweep(self, order_id: str, reason: str) -> _CancelAttempt:
+        """One cancel for the kill switch: the order afterwards, and whether the broker
+        refused the cancel (as opposed to an outcome not known yet).
+
+        The order is read from the store first: a sweep resumed from another instance finds
+        orders that instance moved (to ``pending_cancel``) after this one loaded its book.
+        """
+        await self._refresh(order_id)
+        _reply, refused = await self._cancel(order_id, reason, again=True)
+        return _CancelAttempt(await self._load(order_id), refused)
+
+    async def _refresh(self, order_id: str) -> None:
+        cached = self.book.open_order(order_id)
+        if cached is None:
+            return
+        fresh = await self.store.load_order(order_id)
+        if fresh is not None and fresh.sequence != cached.sequence:
+            self.book.track(cached, fresh)
+
+    def sending(self, order_id: str) -> bool:
+        """Whether the order's submit is on its way to the broker right now."""
+        return order_id in self._sending
+
+    async def broker_lists_open(self, state: OrderState) -> bool:
+        """Whether the broker still lists the order among its open orders (asked when it
+        refused a cancel: a venue answering "not open" has nothing working)."""
+        account = state.order.account_id or self.funds[state.order.fund_id].broker_account_id
+        try:
+            listed = await self.broker.open_orders(account)
+        except BrokerError:
+            return True  # cannot tell: assume the worst
+        return any(o.order_id == state.order_id for o in listed)
+
+    async def load_order(self, order_id: str) -> OrderState | None:
+        return await self._load(order_id)
+
+    async def alert(self, text: str, **context: str) -> None:
+        await self._alert(text, **context)
+
+    def notify(self) -> None:
+        self._notify()
+
+    async def _cancel(self, order_id: str, reason: str, *, again: bool
+                      ) -> tuple[CommandReply, bool]:
+        """The reply, and True if the broker refused the cancel."""
         now = self.clock.now()
         state = await self._load(order_id)
         if state is None:
-            return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now)
+            return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now), False
         if not state.is_open:
             return CommandReply(ok=False, order_id=order_id, status=state.status,
                                 code=ReplyCode.ORDER_NOT_OPEN, message=f"order is {state.status}",
-                                ts=now)
+                                ts=now), False
         if state.status is not S.PENDING_CANCEL:
             after = await self.apply(order_id, E.CANCEL_REQUESTED, reason=reason)
             if after is None or after.status is not S.PENDING_CANCEL:
                 return CommandReply(ok=False, order_id=order_id,
                                     status=after.status if after else state.status,
                                     code=ReplyCode.INVALID_STATE_TRANSITION,
-                                    message="cancel not possible now", ts=now)
+                                    message="cancel not possible now", ts=now), False
             state = after
-        state = await self._send_cancel(state)
+        state, refused = await self._send_cancel(state)
         if again and state.is_open and state.status is not S.PENDING_CANCEL and (
-                self._forbidden(state) is not None):
+                self.killswitch.forbidden(state) is not None):
             return await self._cancel(order_id, reason, again=False)
         if state.status not in {S.PENDING_CANCEL, S.CANCELED}:  # the broker refused it, or the
             # order filled first: the caller must not count it as canceled
             return CommandReply(ok=False, order_id=order_id, status=state.status,
                                 code=ReplyCode.CANCEL_REJECTED,
-                                message=f"cancel did not take: order is {state.status}", ts=now)
-        return CommandReply(ok=True, order_id=order_id, status=state.status, ts=now)
+                                message=f"cancel did not take: order is {state.status}",
+                                ts=now), refused
+        return CommandReply(ok=True, order_id=order_id, status=state.status, ts=now), False
 
-    async def _send_cancel(self, state: OrderState) -> OrderState:
+    async def _send_cancel(self, state: OrderState) -> tuple[OrderState, bool]:
+        """Send the cancel of an order in ``pending_cancel``; the order afterwards, and True
+        if the broker refused it (False when it took or its outcome is unknown)."""
         try:
             report = await self.broker.cancel(state.order_id)
         except BrokerRejected as exc:
@@ -445,17 +546,21 @@ class Oms:
                 # a retry or a restart send it after all (a late fill still applies). While a
                 # submit is in flight the cancel may simply have overtaken it: then the order
                 # goes back to pending and _send cancels it again once the answer is in.
-                return await self.apply(state.order_id, E.CANCELED,
-                                        reason=f"not at the broker: {exc.message}") or state
-            return await self.apply(state.order_id, E.CANCEL_REJECTED,
-                                    reason=exc.message or "cancel rejected") or state
+                after = await self.apply(state.order_id, E.CANCELED,
+                                         reason=f"not at the broker: {exc.message}")
+                return after or state, False
+            after = await self.apply(state.order_id, E.CANCEL_REJECTED,
+                                     rejection=Rejection.of(exc))
+            return after or state, True
         except BrokerTransportError as exc:
-            return await self.apply(state.order_id, E.CANCEL_REJECTED,
-                                    reason=exc.message or "cancel rejected") or state
+            after = await self.apply(state.order_id, E.CANCEL_REJECTED,
+                                     rejection=Rejection.of(exc))
+            return after or state, False
         except BrokerUnknownOutcome:
-            return state
+            return state, False
         await self.on_execution_report(report)
-        return await self._load(state.order_id) or state
+        return (await self._load(state.order_id) or state,
+                report.exec_type is ExecType.CANCEL_REJECT)
 
     async def replace(self, request: ReplaceRequest) -> CommandReply:
         now = self.clock.now()
@@ -474,7 +579,7 @@ class Oms:
                                                stop_price=request.stop_price)
         except (BrokerRejected, BrokerTransportError) as exc:
             after = await self.apply(order_id, E.REPLACE_REJECTED,
-                                     reason=exc.message or "replace rejected")
+                                     rejection=Rejection.of(exc))
         except BrokerUnknownOutcome:
             pass
         else:
@@ -519,7 +624,13 @@ class Oms:
                         fund_id=state.order.fund_id, symbol=state.order.instrument.symbol,
                         side=report.side or state.order.side, quantity=report.last_quantity,
                         price=report.last_price, commission=report.commission, ts=report.ts)
-        return await self.apply(report.order_id, event, fill=fill, reason=report.reason)
+        rejection = None
+        if event in {E.REJECTED, E.CANCEL_REJECTED, E.REPLACE_REJECTED}:
+            rejection = Rejection.from_report(
+                report, ReplyCode.CANCEL_REJECTED if event is E.CANCEL_REJECTED
+                else ReplyCode.BROKER_REJECTED)
+        return await self.apply(report.order_id, event, fill=fill, reason=report.reason,
+                                rejection=rejection)
 
     async def bust(self, order_id: str, trade_id: str) -> OrderState | None:
         """The venue canceled an execution: remove the fill and rebuild the position."""
@@ -531,11 +642,14 @@ class Oms:
 
     async def apply(self, order_id: str, event: OrderEventType, *, fill: Fill | None = None,
                     busted_trade_id: str | None = None, replace: ReplaceRequest | None = None,
-                    reason: str | None = None) -> OrderState | None:
+                    reason: str | None = None, rejection: Rejection | None = None
+                    ) -> OrderState | None:
         """Apply one lifecycle event and persist it (the single write path for changes).
 
-        Returns the order's state afterwards (unchanged for a duplicate or an impossible event,
-        which is recorded as an alert), or ``None`` for an unknown order.
+        Returns the order's state afterwards (unchanged for a repeat - the transition table
+        says which events repeat what the order already says - or an impossible event, which
+        is recorded as an alert), or ``None`` for an unknown order. ``rejection``: what the
+        broker said when it refused (its code and venue fields go into the event).
         """
         async with self._order_locks.hold(order_id):
             for _attempt in range(5):
@@ -544,8 +658,6 @@ class Oms:
                     await self._alert(f"{event.value} for unknown order {order_id}",
                                       order_id=order_id, event_type=event.value)
                     return None
-                if _is_repeat(before, event):
-                    return before
                 out = apply_event(before, event, fill=fill, busted_trade_id=busted_trade_id,
                                   replace=replace)
                 if out.duplicate:
@@ -557,23 +669,23 @@ class Oms:
                     return before
                 try:
                     await self._persist(before, out, fill=fill, busted=busted_trade_id,
-                                        replace=replace, reason=reason)
+                                        replace=replace, reason=reason, rejection=rejection)
                 except StaleState:  # another writer moved the order: take its version
                     # into the book (leaves included) and try again from there
                     fresh = await self.store.load_order(order_id)
                     if fresh is None:  # pragma: no cover - orders are never deleted
-                        self._open.pop(order_id, None)
+                        self.book.forget(order_id)
                     else:
-                        self._track(before, fresh)
+                        self.book.track(before, fresh)
                     continue
-                self._track(before, out.state)
+                self.book.track(before, out.state)
                 self._notify()
                 return out.state
         raise StaleState(f"order {order_id} kept changing under us", order_id=order_id)
 
     async def _persist(self, before: OrderState, out: Outcome, *, fill: Fill | None,
                        busted: str | None, replace: ReplaceRequest | None,
-                       reason: str | None) -> None:
+                       reason: str | None, rejection: Rejection | None) -> None:
         """Write one change. A fill, bust or correction also moves the position: it is
         computed from the position the previous change left, written, and taken into memory
         under that position's lock. Without the lock, two orders filling at once (the service
@@ -585,17 +697,20 @@ class Oms:
             guard = self._position_locks.hold((o.fund_id, o.strategy_id, o.instrument.symbol))
         async with guard:
             await self._write_change(before, out, fill=fill, busted=busted, replace=replace,
-                                     reason=reason)
+                                     reason=reason, rejection=rejection)
 
     async def _write_change(self, before: OrderState, out: Outcome, *, fill: Fill | None,
                             busted: str | None, replace: ReplaceRequest | None,
-                            reason: str | None) -> None:
+                            reason: str | None, rejection: Rejection | None) -> None:
         now = self.clock.now()
         after = out.state
         o = after.order
         detail: dict[str, Any] = {}
         if out.event_type in {E.REJECTED, E.CANCEL_REJECTED, E.REPLACE_REJECTED}:
-            detail["reason"] = reason or out.event_type.value
+            if rejection is not None:
+                detail.update(rejection.detail())
+            else:
+                detail["reason"] = reason or out.event_type.value
         if fill is not None:
             detail["fill"] = fill
         if busted is not None:
@@ -608,7 +723,7 @@ class Oms:
         if fill is not None or busted is not None:
             key = (o.fund_id, o.strategy_id, o.instrument.symbol)
             if out.event_type in {E.PARTIALLY_FILLED, E.FILLED} and fill is not None:
-                pos = apply_fill(self._pos.get(key, PositionState()), fill.signed_quantity,
+                pos = apply_fill(self.book.position(key), fill.signed_quantity,
                                  fill.price, fill.commission)
             else:  # bust or correction: replay the fills that stand
                 stand = [f for f in await self.store.fills_for(*key)
@@ -626,103 +741,20 @@ class Oms:
         await self.store.update_order(before.sequence, after, items, now=now, fill=fill,
                                       busted_trade_id=busted, positions=positions)
         for fund_id, strategy_id, symbol, pos in positions:
-            old = self._pos.get((fund_id, strategy_id, symbol), PositionState())
-            self._pos[(fund_id, strategy_id, symbol)] = pos
-            self._memory[fund_id].exposure = None
-            book = self._books[fund_id]
-            book.positions[symbol] = book.positions.get(symbol, ZERO) - old.quantity + (
-                pos.quantity)
+            self.book.set_position((fund_id, strategy_id, symbol), pos)
 
-    # --- kill switch ----------------------------------------------------------------------------
+    # --- kill switch (see mts1b_oms.killswitch) -------------------------------------------------
 
     async def set_trading_state(self, command: SetTradingState, *,
                                 escalate_only: bool = False) -> CommandReply:
-        """Halt, reduce or resume a scope. HALTED cancels every working order in the scope at
-        the broker; only an explicit ACTIVE (resume) clears a halt.
-
-        Changes are recorded one at a time, store then memory, so memory ends in the order the
-        store has. ``escalate_only`` (the drawdown gate's changes) records the change only if
-        it is more restrictive than the scope's state: a drawdown REDUCING decided before an
-        operator's HALT landed must not replace it, and many orders breaching at once make
-        one change, not one each. The reply's context says whether it was ``applied``.
-        """
-        now = self.clock.now()
-        change = make_change(command.scope, command.scope_id, command.state, command.actor,
-                             command.reason, now)
-        async with self._state_lock:
-            current = self.states.get(command.scope, command.scope_id)
-            applied = not escalate_only or (
-                restrictiveness(command.state) > restrictiveness(current))
-            if applied:
-                applied = await self.store.set_trading_state(
-                    change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())],
-                    escalate_only=escalate_only)
-            if applied:
-                self.apply_state_change(change)
-        if not applied:
-            return CommandReply(ok=True, ts=now, context={"state": current.value,
-                                                          "applied": False, "canceled": 0})
-        self._notify()
-        if self.fanout is not None:
-            try:
-                await self.fanout.put(change)
-            except Exception as exc:  # PostgreSQL holds it; other instances reload at start
-                _log.error("kill-switch fan-out failed", error=repr(exc))
-        _log.warning("trading state changed", scope=change.scope, scope_id=change.scope_id,
-                     state=change.state.value, actor=change.actor, reason=change.reason)
-        canceled = await self.enforce_state(change)
-        return CommandReply(ok=True, ts=now, context={"state": command.state.value,
-                                                      "applied": True, "canceled": canceled})
-
-    async def enforce_state(self, change: TradingStateChange) -> int:
-        """Cancel the working orders a new state forbids; return how many were canceled.
-
-        HALTED: every working order of the scope. REDUCING: every working order that would
-        take a position further from zero, i.e. those the TRADING_STATE_REDUCING gate would refuse
-        now (on the reducing side the oldest orders are kept while together they still only
-        reduce). Called for this instance's own changes and for those seen on the fan-out.
-        """
-        reason = f"{change.state.value.lower()}: {change.reason}"
-        if change.state is TradingState.HALTED:
-            return await self.cancel_all(change.scope, change.scope_id, reason=reason)
-        if change.state is not TradingState.REDUCING:
-            return 0
-        n = 0
-        for st in self._risk_increasing(await self._open_in_scope(change.scope,
-                                                                  change.scope_id)):
-            n += (await self.cancel(st.order_id, reason)).ok
-        return n
-
-    def _risk_increasing(self, orders: Sequence[OrderState]) -> list[OrderState]:
-        """The orders among ``orders`` that a REDUCING scope must not keep working."""
-        out: list[OrderState] = []
-        groups: dict[tuple[str, str, Side], list[OrderState]] = defaultdict(list)
-        for st in orders:
-            o = st.order
-            groups[(o.fund_id, o.instrument.symbol, o.side)].append(st)
-        for (fund_id, symbol, side), group in groups.items():
-            pos = self._books[fund_id].positions.get(symbol, ZERO)
-            room = pos if side is Side.SELL else -pos  # how much this side may still reduce
-            for st in sorted(group, key=lambda x: x.order_id):  # order ids grow with time
-                if st.leaves_quantity <= room:
-                    room -= st.leaves_quantity
-                else:
-                    out.append(st)
-                    room = ZERO  # nothing after an increasing order may stay either
-        return out
-
-    async def _open_in_scope(self, scope: str, scope_id: str) -> list[OrderState]:
-        """Open orders of a scope among this instance's funds, read from the store (so orders
-        another process wrote for these funds count too). Other funds' orders are left to
-        their own instance, which sees the same change on the fan-out: only it holds their
-        broker."""
-        orders = await self.store.open_orders(scope_id if scope == "fund" else None)
-        return [st for st in orders if st.order.fund_id in self.funds
-                and (scope != "strategy" or st.order.strategy_id == scope_id)]
+        """Halt, reduce or resume a scope (:meth:`KillSwitch.set_trading_state`): the reply
+        comes once the change and its sweep are durable and says how many cancels are
+        outstanding; the sweep runs in the background."""
+        return await self.killswitch.set_trading_state(command, escalate_only=escalate_only)
 
     async def halt(self, scope: str = "global", scope_id: str = "*", *, actor: str = "operator",
                    reason: str = "halt") -> CommandReply:
-        """Kill switch: stop new orders in the scope and cancel its working orders."""
+        """Kill switch: stop new orders in the scope and sweep its working orders."""
         return await self.set_trading_state(make_command(scope, scope_id, TradingState.HALTED,
                                                          actor, reason))
 
@@ -733,32 +765,29 @@ class Oms:
                                                          actor, reason))
 
     def apply_state_change(self, change: TradingStateChange) -> None:
-        """Take a change seen on the fan-out (another instance's halt) into this instance."""
-        self.states.set(change.scope, change.scope_id, change.state)
+        """Take a change into memory (:meth:`KillSwitch.apply_state_change`)."""
+        self.killswitch.apply_state_change(change)
 
-    async def cancel_all(self, scope: str = "global", scope_id: str = "*", *,
-                         reason: str = "cancel all") -> int:
-        """Cancel every open order in the scope (read from the store: all instances' orders)."""
-        n = 0
-        for st in await self._open_in_scope(scope, scope_id):
-            n += (await self.cancel(st.order_id, reason)).ok
-        return n
+    async def enforce_state(self, change: TradingStateChange) -> None:
+        """Sweep this instance's part of a change seen on the fan-out (another instance's
+        halt or REDUCING): :meth:`KillSwitch.on_fanout`."""
+        await self.killswitch.on_fanout(change)
 
     # --- positions ------------------------------------------------------------------------------
 
     def positions(self, fund_id: str) -> dict[str, Decimal]:
         """Net quantity per symbol across the fund's strategies."""
-        return {s: q for s, q in self._books[fund_id].positions.items() if q != 0}
+        return self.book.positions(fund_id)
 
     def position_states(self, fund_id: str) -> dict[tuple[str, str], PositionState]:
-        return {(st, sym): p for (f, st, sym), p in self._pos.items() if f == fund_id}
+        return self.book.position_states(fund_id)
 
     async def reconcile(self, fund_id: str) -> list[Mismatch]:
         """Compare the fund's positions with the broker's; report mismatches as alerts."""
         fund = self.funds[fund_id]
-        theirs: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        theirs: dict[str, Decimal] = {}
         for p in await self.broker.positions(fund.broker_account_id):
-            theirs[p.symbol] += p.quantity
+            theirs[p.symbol] = theirs.get(p.symbol, ZERO) + p.quantity
         mismatches = reconcile(self.positions(fund_id), {k: v for k, v in theirs.items() if v})
         for m in mismatches:
             await self._alert(f"position mismatch {fund_id} {m.symbol}: oms {m.oms_quantity} "
@@ -769,39 +798,10 @@ class Oms:
     # --- helpers --------------------------------------------------------------------------------
 
     async def _load(self, order_id: str) -> OrderState | None:
-        cached = self._open.get(order_id)
+        cached = self.book.open_order(order_id)
         if cached is not None:
             return cached
         return await self.store.load_order(order_id)
-
-    def _reserve(self, state: OrderState, sign: int) -> None:
-        """Add (+1) or remove (-1) a not-yet-committed order's quantity to the fund's open
-        leaves, which the gates read; nothing else (it is not an open order yet)."""
-        o = state.order
-        book = self._books[o.fund_id]
-        self._memory[o.fund_id].exposure = None
-        side = book.open_buy if o.side is Side.BUY else book.open_sell
-        sym = o.instrument.symbol
-        side[sym] = side.get(sym, ZERO) + sign * state.leaves_quantity
-        if side[sym] == 0:
-            del side[sym]
-
-    def _track(self, before: OrderState | None, after: OrderState) -> None:
-        """Keep the open-order cache and the fund's open leaves in step with a change."""
-        o = after.order
-        book = self._books[o.fund_id]
-        self._memory[o.fund_id].exposure = None
-        sym = o.instrument.symbol
-        side = book.open_buy if o.side is Side.BUY else book.open_sell
-        if before is not None and before.order_id in self._open:
-            side[sym] = side.get(sym, ZERO) - self._open[before.order_id].leaves_quantity
-        if after.is_open:
-            self._open[after.order_id] = after
-            side[sym] = side.get(sym, ZERO) + after.leaves_quantity
-        else:
-            self._open.pop(after.order_id, None)
-        if side.get(sym) == 0:
-            side.pop(sym, None)
 
     def _event(self, state: OrderState, event: OrderEventType, now: dt.datetime,
                **detail: Any) -> OrderEvent:
@@ -833,11 +833,25 @@ class Oms:
             _log.error("could not store alert", error=repr(exc))
 
 
-def _is_repeat(state: OrderState, event: OrderEventType) -> bool:
-    """A repeated acknowledgement or terminal report changes nothing and is not an error."""
-    if event is E.ACCEPTED and state.status in {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED}:
-        return True
-    return _SAME.get(event) is not None and state.status is _SAME[event]
+def broker_cancel_rate(broker: BrokerProtocol) -> float:
+    """The cancels per second a sweep may send to ``broker``: its ``cancel_rate`` attribute
+    when it has a positive one (a broker knows its venue's limit), else the default 10."""
+    rate = getattr(broker, "cancel_rate", None)
+    if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+        return float(rate)
+    return DEFAULT_CANCEL_RATE
+
+
+_VENUE_CODE: TypeAdapter[str] = TypeAdapter(VenueCode)
+
+
+def _venue_code(value: object) -> str | None:
+    """A venue's reason code if the wire's ``VenueCode`` takes it (the type is the rule:
+    printable ASCII without blanks, at most 64 characters); anything else is left out."""
+    try:
+        return _VENUE_CODE.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def _fail(code: ReplyCode, message: str, now: dt.datetime) -> CommandReply:

@@ -1,7 +1,7 @@
 """The outbox relay: publishes committed events from PostgreSQL to NATS, at least once.
 
 Every change the store commits carries its outbox rows; the store hands them to the relay right
-after the commit (:meth:`Store.on_commit`), and the relay publishes them in commit order, each
+after the commit (:meth:`OrderStore.on_commit`), and the relay publishes them in commit order, each
 with ``Nats-Msg-Id`` = its ``msg_id`` (the event id), then deletes them - the mark of
 "published" - in one statement. Publishing from memory saves reading the rows back: a relayed
 batch costs one statement instead of three (begin, claim, commit), which on a busy OMS was as
@@ -28,7 +28,7 @@ from mts1b_foundation.subjects import model_for_subject
 from mts1b_foundation.wire import WireModel
 from mts1b_platform.logging import get_logger
 
-from mts1b_oms.store import OutboxRow, Store
+from mts1b_oms.orderstore import OrderStore, OutboxRow
 from mts1b_oms.tradingstate import parse_change
 
 __all__ = ["OutboxRelay"]
@@ -55,7 +55,7 @@ class OutboxRelay:
     (or :meth:`close`) detaches it.
     """
 
-    def __init__(self, store: Store, publisher: _Publisher, *, batch: int = 500,
+    def __init__(self, store: OrderStore, publisher: _Publisher, *, batch: int = 500,
                  idle_seconds: float = 0.2, linger_seconds: float = 0.005,
                  sweep_after_seconds: float = 1.0) -> None:
         self.store = store

@@ -3,13 +3,17 @@
 - Commands by request/reply on ``mts.v1.oms.commands.submit|cancel|replace|state``; each gets a
   :class:`~mts1b_foundation.CommandReply`. A payload that does not decode is answered with an
   error and dead-lettered to ``mts.v1.dlq.oms`` with the reason (the platform Bus does this); the
-  service keeps running.
+  service keeps running. State commands are served in the queue group ``mts1b-oms``: one
+  instance takes each, writes the change and its sweep, and the others follow the fan-out.
 - Events leave through the PostgreSQL outbox and the :class:`~mts1b_oms.outbox.OutboxRelay`.
 - The kill switch fans out through the KV bucket ``mts_oms_trading_state``: every instance
-  watches it, applies changes at once and cancels the working orders of a halted scope.
+  watches it, applies changes at once and sweeps its part of a halted scope
+  (:mod:`mts1b_oms.killswitch`); the sweeps themselves are durable in PostgreSQL.
 - Reference prices come from ``mts.v1.datalake.bars.*`` / ``quotes.*`` (core NATS) and from an
   optional prices file.
-- SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, flush the outbox, close.
+- SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, give the kill
+  switch's sweeps up to ``sweep_drain_seconds`` to finish (what is left stays outstanding in
+  PostgreSQL for the next instance), flush the outbox, close.
 """
 
 from __future__ import annotations
@@ -51,9 +55,12 @@ from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import parse_change, scope_key
 
-__all__ = ["KV_BUCKET", "KvFanout", "ServeOptions", "load_broker", "load_funds", "run_service"]
+__all__ = ["KV_BUCKET", "STATE_QUEUE", "KvFanout", "ServeOptions", "load_broker", "load_funds",
+           "run_service"]
 
 KV_BUCKET = "mts_oms_trading_state"
+STATE_QUEUE = "mts1b-oms"
+"""The queue group state commands are served in: one instance takes each."""
 _log = get_logger("mts1b_oms.service")
 
 
@@ -115,6 +122,12 @@ class ServeOptions:
     full_gc_interval: float = 60.0
     """Seconds between the full garbage collections the service runs itself (see
     :mod:`mts1b_oms.gcpolicy`); the collector runs none on its own while serving."""
+    cancel_rate: float | None = None
+    """Cancels per second a kill-switch sweep sends to the broker (the broker's setting:
+    ``None`` takes the broker's own ``cancel_rate``, else 10)."""
+    sweep_drain_seconds: float = 30.0
+    """At SIGTERM, how long the kill switch's sweeps may still run before the service
+    stops; what they have not settled is resumed by the next instance."""
 
 
 async def _watch_states(oms: Oms, kv: Any) -> None:
@@ -127,12 +140,14 @@ async def _watch_states(oms: Oms, kv: Any) -> None:
             _log.error("bad kill-switch value in KV", error=repr(exc))
             continue
         current = oms.states.get(change.scope, change.scope_id)
-        oms.apply_state_change(change)
-        n = await oms.enforce_state(change)
-        if n or (change.state is not TradingState.ACTIVE and current is not change.state):
-            _log.warning("trading state seen on KV: working orders canceled",
-                         state=change.state.value, scope=change.scope,
-                         scope_id=change.scope_id, canceled=n)
+        try:
+            await oms.enforce_state(change)
+        except Exception as exc:  # the poll takes it in from PostgreSQL instead
+            _log.error("kill-switch change seen on KV not applied", error=repr(exc))
+            continue
+        if change.state is not TradingState.ACTIVE and current is not change.state:
+            _log.warning("trading state seen on KV", state=change.state.value,
+                         scope=change.scope, scope_id=change.scope_id)
 
 
 async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
@@ -150,7 +165,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     await broker.connect()
     relay = OutboxRelay(store, bus)
     kv = await bus.kv(KV_BUCKET)
-    oms = Oms(store, broker, opts.funds, relay=relay, fanout=KvFanout(kv))
+    oms = Oms(store, broker, opts.funds, relay=relay, fanout=KvFanout(kv),
+              cancel_rate=opts.cancel_rate)
     for sym, px in opts.prices.items():
         oms.set_price(sym, px)
     await oms.start()
@@ -174,9 +190,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     ]
 
     async def on_state(cmd: SetTradingState) -> CommandReply:
-        return await oms.set_trading_state(cmd)
+        return await oms.killswitch.handle_command(cmd)
 
-    subs.append(await bus.serve("mts.v1.oms.commands.state", on_state))
+    subs.append(await bus.serve("mts.v1.oms.commands.state", on_state, queue=STATE_QUEUE))
 
     async def on_price(msg: Any) -> None:
         try:
@@ -214,6 +230,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         with contextlib.suppress(Exception):
             await sub.drain()  # type: ignore[no-untyped-call]
     await bus.wait_requests()
+    if not await oms.killswitch.finish(opts.sweep_drain_seconds):
+        _log.warning("kill-switch sweeps not finished at shutdown; the next instance resumes "
+                     "them", outstanding=len(oms.killswitch.outstanding_order_ids()))
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await watcher

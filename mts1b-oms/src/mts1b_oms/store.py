@@ -12,10 +12,12 @@ package, applied in order under an advisory lock and recorded in ``schema_migrat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -26,17 +28,26 @@ from mts1b_foundation import (
     Alert,
     Denial,
     Fill,
-    MtsError,
     Order,
     OrderStatus,
     ReplaceRequest,
+    Side,
     TradingState,
     TradingStateChange,
-    WireModel,
 )
 from mts1b_foundation.subjects import check_publishable
 
 from mts1b_oms.groupcommit import GroupCommit
+from mts1b_oms.orderstore import (
+    CancelOutcome,
+    OutboxItem,
+    OutboxRow,
+    StaleState,
+    StateWrite,
+    StoreError,
+    Sweep,
+    SweepOrder,
+)
 from mts1b_oms.positions import PositionState
 from mts1b_oms.state import OrderState
 
@@ -46,29 +57,7 @@ __all__ = ["OutboxItem", "OutboxRow", "StaleState", "Store", "StoreError", "stat
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6D74_736F  # advisory lock id for migrations ("mtso")
-
-
-class StoreError(MtsError):
-    code = "OMS.STORE"
-
-
-class StaleState(StoreError):
-    """Another writer changed the order first (its sequence moved); reload and retry."""
-
-    code = "OMS.STORE.STALE"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One message to publish after commit: subject, model and its ``Nats-Msg-Id``."""
-
-    subject: str
-    message: WireModel
-    msg_id: str
-
-
-OutboxRow = tuple[str, str, bytes]
-"""One committed outbox row as the relay publishes it: ``(msg_id, subject, payload)``."""
+_TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 
 
 def state_to_json(s: OrderState) -> str:
@@ -309,23 +298,72 @@ class Store:
         return [item.row[0] in changed for item in batch]
 
     async def set_trading_state(self, change: TradingStateChange,
-                                outbox: Sequence[OutboxItem], *,
-                                escalate_only: bool = False) -> bool:
-        """Record a kill-switch change with its events; return whether it was recorded.
+                                outbox: Sequence[OutboxItem], *, escalate_only: bool = False,
+                                sweep_id: str | None = None,
+                                sweep_orders: Sequence[str] | None = None) -> StateWrite:
+        """Record a kill-switch change with its events and, with ``sweep_id``, the sweep that
+        cancels what the change forbids - all in one transaction.
 
         ``escalate_only`` (automatic changes such as the drawdown gate's): recorded only when
         more restrictive than the scope's stored state, so it can never undo an operator's halt
-        written by another instance.
+        written by another instance. ``sweep_orders``: the orders to cancel (REDUCING: those
+        that add risk, chosen by the caller); ``None``: every open order of the scope as this
+        transaction sees it (HALTED), across all funds, so the reply can say how many cancels
+        the halt left outstanding. Orders already outstanding in an unfinished sweep stay
+        with it.
         """
         rows: list[OutboxRow] = []
+        sweep = None
         async with self.pool.acquire() as conn, conn.transaction():
             applied = await conn.fetchval(
                 _SET_TRADING_STATE, change.scope, change.scope_id, change.state.value,
                 change.actor, change.reason, change.ts, escalate_only)
             if applied:
                 rows = await self._outbox(conn, outbox)
+                if sweep_id is not None and change.state is not TradingState.ACTIVE:
+                    sweep = await _insert_sweep(conn, change, sweep_id, sweep_orders,
+                                                change.ts, keep_empty=True)
         self._committed(rows)
-        return bool(applied)
+        return StateWrite(bool(applied), sweep)
+
+    async def create_sweep(self, change: TradingStateChange, sweep_id: str,
+                           order_ids: Sequence[str] | None, *, now: dt.datetime
+                           ) -> Sweep | None:
+        """A sweep for a state already recorded (another instance's REDUCING, or orders found
+        working in a halted scope at start); ``None`` when there is nothing to cancel."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await _insert_sweep(conn, change, sweep_id, order_ids, now, keep_empty=False)
+
+    async def record_cancel_outcome(self, sweep_id: str, order_id: str,
+                                    outcome: CancelOutcome, status: OrderStatus | None,
+                                    detail: str | None, *, now: dt.datetime) -> bool:
+        """Settle one order of a sweep; return True if that finished the sweep.
+
+        The sweep's row is locked first, so of two instances settling its last two orders at
+        once the second sees the first's row settled and finishes the sweep.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT finished_at IS NULL FROM kill_sweeps "
+                                   "WHERE sweep_id = $1 FOR UPDATE", sweep_id) is not True:
+                return False
+            await conn.execute(
+                "UPDATE kill_sweep_orders SET outcome = $3, status = $4, detail = $5, "
+                "updated_at = $6 WHERE sweep_id = $1 AND order_id = $2 AND outcome IS NULL",
+                sweep_id, order_id, outcome.value, status.value if status else None,
+                detail[:2000] if detail else None, now)
+            left = await conn.fetchval("SELECT count(*) FROM kill_sweep_orders "
+                                       "WHERE sweep_id = $1 AND outcome IS NULL", sweep_id)
+            if left:
+                return False
+            await conn.execute("UPDATE kill_sweeps SET finished_at = $2 WHERE sweep_id = $1",
+                               sweep_id, now)
+            return True
+
+    def fund_lock(self, fund_ids: Collection[str]) -> _PgFundLock:
+        """The funds' sweeper lock: a session advisory lock per fund on a connection kept out
+        of the pool, so PostgreSQL releases it when that connection goes (a killed process
+        included) and the next instance to start can take the sweeps over."""
+        return _PgFundLock(self.pool, self.schema, fund_ids)
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -360,10 +398,9 @@ class Store:
         return None if text is None else state_from_json(text)
 
     async def open_orders(self, fund_id: str | None = None) -> list[OrderState]:
-        terminal = [s.value for s in OrderStatus if s.is_terminal]
         rows = await self.pool.fetch(
             "SELECT state FROM orders WHERE NOT (status = ANY($1::text[])) "
-            "AND ($2::text IS NULL OR fund_id = $2) ORDER BY created_at", terminal, fund_id)
+            "AND ($2::text IS NULL OR fund_id = $2) ORDER BY created_at", _TERMINAL, fund_id)
         return [state_from_json(r["state"]) for r in rows]
 
     async def orders(self, fund_id: str | None = None) -> list[OrderState]:
@@ -388,15 +425,11 @@ class Store:
         rows = await self.pool.fetch(
             "SELECT * FROM fills WHERE ($1::text IS NULL OR order_id=$1) AND ($2 OR NOT busted) "
             "ORDER BY ts, trade_id", order_id, include_busted)
-        from mts1b_foundation import Side
-
         return [Fill(trade_id=r["trade_id"], order_id=r["order_id"], fund_id=r["fund_id"],
                      symbol=r["symbol"], side=Side(r["side"]), quantity=r["quantity"],
                      price=r["price"], commission=r["commission"], ts=r["ts"]) for r in rows]
 
     async def fills_for(self, fund_id: str, strategy_id: str, symbol: str) -> list[Fill]:
-        from mts1b_foundation import Side
-
         rows = await self.pool.fetch(
             "SELECT * FROM fills WHERE fund_id=$1 AND strategy_id=$2 AND symbol=$3 "
             "AND NOT busted ORDER BY ts, trade_id", fund_id, strategy_id, symbol)
@@ -416,6 +449,25 @@ class Store:
     async def trading_states(self) -> list[tuple[str, str, TradingState]]:
         rows = await self.pool.fetch("SELECT scope, scope_id, state FROM trading_states")
         return [(r["scope"], r["scope_id"], TradingState(r["state"])) for r in rows]
+
+    async def state_changes(self) -> list[TradingStateChange]:
+        """Every scope's stored state as the change that set it (who, why, when)."""
+        rows = await self.pool.fetch("SELECT scope, scope_id, state, actor, reason, ts "
+                                     "FROM trading_states ORDER BY ts")
+        return [TradingStateChange(scope=r["scope"], scope_id=r["scope_id"],
+                                   state=TradingState(r["state"]), actor=r["actor"],
+                                   reason=r["reason"], ts=r["ts"]) for r in rows]
+
+    async def sweep(self, sweep_id: str) -> Sweep | None:
+        sweeps = _sweeps(await self.pool.fetch(_SWEEP_BY_ID, sweep_id))
+        return sweeps[0] if sweeps else None
+
+    async def unfinished_sweeps(self, fund_ids: Collection[str] | None = None
+                                ) -> list[Sweep]:
+        """Sweeps not finished that have an outstanding order of ``fund_ids`` (any fund if
+        None), oldest first, with all their orders."""
+        return _sweeps(await self.pool.fetch(
+            _UNFINISHED_SWEEPS, None if fund_ids is None else list(fund_ids)))
 
     async def nav(self, fund_id: str) -> tuple[Decimal, Decimal] | None:
         row = await self.pool.fetchrow("SELECT nav, peak_nav FROM fund_nav WHERE fund_id=$1",
@@ -448,6 +500,97 @@ class Store:
     async def unpublished_count(self) -> int:
         return int(await self.pool.fetchval(
             "SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+class _PgFundLock:
+    """See :meth:`Store.fund_lock`. Never waits: a fund another holder has is tried again at
+    the next :meth:`acquire`."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, fund_ids: Collection[str]) -> None:
+        self._pool = pool
+        self._keys = {f: _lock_key(schema, f) for f in fund_ids}
+        self._conn: asyncpg.Connection | None = None
+        self._held: set[str] = set()
+
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self._held)
+
+    async def acquire(self) -> frozenset[str]:
+        wanted = [f for f in self._keys if f not in self._held]
+        if not wanted:
+            return self.held
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        for fund_id in wanted:
+            if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._keys[fund_id]):
+                self._held.add(fund_id)
+        if not self._held:  # nothing to keep the session for
+            await self._pool.release(self._conn)
+            self._conn = None
+        return self.held
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        held, self._held = self._held, set()
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):  # a dead connection has released them already
+            for fund_id in held:
+                await conn.execute("SELECT pg_advisory_unlock($1)", self._keys[fund_id])
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+
+def _lock_key(schema: str, fund_id: str) -> int:
+    """A fund's 64-bit advisory lock key, per schema (tests run side by side in one database)."""
+    digest = hashlib.blake2b(f"mts1b-oms sweeper {schema}:{fund_id}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _insert_sweep(conn: asyncpg.Connection, change: TradingStateChange, sweep_id: str,
+                        order_ids: Sequence[str] | None, now: dt.datetime, *,
+                        keep_empty: bool) -> Sweep | None:
+    """Insert a sweep and its outstanding rows inside the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO kill_sweeps (sweep_id, scope, scope_id, state, actor, reason, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)", sweep_id, change.scope, change.scope_id,
+        change.state.value, change.actor, change.reason, now)
+    picked = await conn.fetch(_PICK_SWEEP_ORDERS, sweep_id, _TERMINAL, change.scope,
+                              change.scope_id, None if order_ids is None else list(order_ids),
+                              now)
+    finished = None
+    if not picked:
+        if not keep_empty:
+            await conn.execute("DELETE FROM kill_sweeps WHERE sweep_id = $1", sweep_id)
+            return None
+        finished = now
+        await conn.execute("UPDATE kill_sweeps SET finished_at = $2 WHERE sweep_id = $1",
+                           sweep_id, now)
+    orders = tuple(SweepOrder(r["order_id"], r["fund_id"])
+                   for r in sorted(picked, key=lambda r: str(r["order_id"])))
+    return Sweep(sweep_id, change.scope, change.scope_id, change.state, change.actor,
+                 change.reason, now, finished, orders)
+
+
+def _sweeps(rows: Sequence[asyncpg.Record]) -> list[Sweep]:
+    """Rows of :data:`_SWEEP_BY_ID` / :data:`_UNFINISHED_SWEEPS` (grouped by sweep) -> one
+    :class:`Sweep` each."""
+    out: list[Sweep] = []
+    orders: list[SweepOrder] = []
+    for i, r in enumerate(rows):
+        if r["order_id"] is not None:
+            orders.append(SweepOrder(
+                r["order_id"], r["fund_id"],
+                CancelOutcome(r["outcome"]) if r["outcome"] else None,
+                OrderStatus(r["status"]) if r["status"] else None, r["detail"]))
+        if i + 1 == len(rows) or rows[i + 1]["sweep_id"] != r["sweep_id"]:
+            out.append(Sweep(r["sweep_id"], r["scope"], r["scope_id"], TradingState(r["state"]),
+                             r["actor"], r["reason"], r["created_at"], r["finished_at"],
+                             tuple(orders)))
+            orders = []
+    return out
 
 
 def _status(state: OrderState) -> str:
@@ -547,6 +690,41 @@ ON CONFLICT (scope, scope_id) DO UPDATE
        OR (CASE t.state WHEN 'HALTED' THEN 2 WHEN 'REDUCING' THEN 1 ELSE 0 END)
         < (CASE EXCLUDED.state WHEN 'HALTED' THEN 2 WHEN 'REDUCING' THEN 1 ELSE 0 END)
 RETURNING true
+"""
+
+# The open orders of a scope (and, if $5 is given, among those ids) that are not outstanding in
+# another sweep, as outstanding rows of sweep $1. The partial unique index on outstanding rows
+# settles a race between two sweeps picking the same order: the second leaves it out.
+_PICK_SWEEP_ORDERS = """
+INSERT INTO kill_sweep_orders (sweep_id, order_id, fund_id, updated_at)
+SELECT $1, o.order_id, o.fund_id, $6 FROM orders o
+WHERE NOT (o.status = ANY($2::text[]))
+  AND ($3 = 'global' OR ($3 = 'fund' AND o.fund_id = $4)
+       OR ($3 = 'strategy' AND o.strategy_id = $4))
+  AND ($5::text[] IS NULL OR o.order_id = ANY($5::text[]))
+  AND NOT EXISTS (SELECT 1 FROM kill_sweep_orders k
+                  WHERE k.order_id = o.order_id AND k.outcome IS NULL)
+ORDER BY o.order_id
+ON CONFLICT DO NOTHING
+RETURNING order_id, fund_id
+"""
+
+_SWEEP_BY_ID = """
+SELECT s.sweep_id, s.scope, s.scope_id, s.state, s.actor, s.reason, s.created_at, s.finished_at,
+       k.order_id, k.fund_id, k.outcome, k.status, k.detail
+FROM kill_sweeps s LEFT JOIN kill_sweep_orders k ON k.sweep_id = s.sweep_id
+WHERE s.sweep_id = $1
+ORDER BY k.order_id
+"""
+
+_UNFINISHED_SWEEPS = """
+SELECT s.sweep_id, s.scope, s.scope_id, s.state, s.actor, s.reason, s.created_at, s.finished_at,
+       k.order_id, k.fund_id, k.outcome, k.status, k.detail
+FROM kill_sweeps s LEFT JOIN kill_sweep_orders k ON k.sweep_id = s.sweep_id
+WHERE s.finished_at IS NULL AND s.sweep_id IN (
+    SELECT sweep_id FROM kill_sweep_orders WHERE outcome IS NULL
+    AND ($1::text[] IS NULL OR fund_id = ANY($1::text[])))
+ORDER BY s.created_at, s.sweep_id, k.order_id
 """
 
 _INSERT_OUTBOX = """

@@ -4,7 +4,11 @@
 every order (optionally fills it at once), treats a repeated ``order_id`` as a repeat (no second
 order, as the protocol requires), and records every call. With ``path`` it appends each *new*
 order id to a file (fsync'd) and reloads the file on start, so it survives the OMS process being
-killed - the crash-safety test uses that to prove no order reached it twice.
+killed - the crash-safety test uses that to prove no order reached it twice. Cancels work the
+same way: a cancel of an order already canceled is a repeat (the CANCELED report again), each
+cancel request and each cancel that took are appended to ``<path>.cancels``, and
+``cancel_seconds`` makes the venue slow to cancel (it takes the cancel half-way through), which
+is how the kill-switch tests kill the OMS while cancels are in flight.
 
 For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper``).
 
@@ -77,14 +81,20 @@ class RecordingBroker:
 
     def __init__(self, *, name: str = "paper", fill_price: Decimal | str | None = None,
                  path: str | os.PathLike[str] | None = None,
-                 positions: dict[str, Decimal] | None = None) -> None:
+                 positions: dict[str, Decimal] | None = None,
+                 cancel_seconds: float | str = 0.0,
+                 cancel_rate: float | str | None = None) -> None:
         self._name = name
         self.fill_price = Decimal(fill_price) if fill_price is not None else None
         self.path = Path(path) if path else None
+        self.cancel_seconds = float(cancel_seconds)
+        if cancel_rate is not None:  # what the OMS's sweeps read (mts1b_oms.oms.broker_cancel_rate)
+            self.cancel_rate = float(cancel_rate)
         self.orders: dict[str, Order] = {}
         self.submissions: list[str] = []  # every submit call, repeats included
         self.new_orders: list[str] = []  # order ids that created an order here
-        self.canceled: list[str] = []
+        self.canceled: list[str] = []  # cancels that took, each order once
+        self.cancel_requests: list[str] = []  # every cancel call, repeats included
         self.reject_next: str | None = None
         self.held_positions: dict[str, Decimal] = dict(positions or {})
         self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
@@ -97,6 +107,24 @@ class RecordingBroker:
                 if self.fill_price is not None:
                     self.held_positions[o.instrument.symbol] = self.held_positions.get(
                         o.instrument.symbol, Decimal(0)) + o.signed_quantity
+        cancels = self._cancels_path
+        if cancels is not None and cancels.exists():
+            for line in cancels.read_text().splitlines():
+                rec = json.loads(line)
+                if "canceled" in rec:
+                    self.canceled.append(rec["canceled"])
+                else:
+                    self.cancel_requests.append(rec["cancel_request"])
+
+    @property
+    def _cancels_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name + ".cancels")
+
+    def _append(self, path: Path, record: dict[str, Any]) -> None:
+        with path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     @property
     def name(self) -> str:
@@ -128,11 +156,8 @@ class RecordingBroker:
             self.orders[oid] = order
             self.new_orders.append(oid)
             if self.path:
-                with self.path.open("a") as fh:
-                    fh.write(json.dumps({"order_id": oid,
-                                         "order": order.model_dump(mode="json")}) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                self._append(self.path, {"order_id": oid,
+                                         "order": order.model_dump(mode="json")})
             if self.fill_price is not None:
                 sym = order.instrument.symbol
                 self.held_positions[sym] = self.held_positions.get(sym, Decimal(0)) + (
@@ -148,9 +173,20 @@ class RecordingBroker:
                             cumulative_quantity=order.quantity)
 
     async def cancel(self, order_id: str) -> ExecutionReport:
+        self.cancel_requests.append(order_id)
+        cancels = self._cancels_path
+        if cancels is not None:
+            self._append(cancels, {"cancel_request": order_id})
         if order_id not in self.orders:
             raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
-        self.canceled.append(order_id)
+        if self.cancel_seconds:  # the request travels to the venue ...
+            await asyncio.sleep(self.cancel_seconds / 2)
+        if order_id not in self.canceled:  # a cancel of a canceled order is a repeat
+            self.canceled.append(order_id)
+            if cancels is not None:
+                self._append(cancels, {"canceled": order_id})
+        if self.cancel_seconds:  # ... and the answer back
+            await asyncio.sleep(self.cancel_seconds / 2)
         return self._report(order_id, ExecType.CANCELED)
 
     async def replace(self, order_id: str, *, quantity: Decimal | None = None,
