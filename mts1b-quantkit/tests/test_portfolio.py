@@ -309,11 +309,12 @@ def test_solver_fallback_path_gives_the_same_answer(mu, cov, monkeypatch, names,
 
     def first_attempts_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        return None if calls["n"] <= 2 else real(*args, **kwargs)  # SLSQP, then polish
+        # the batch, careful and one-change-per-step attempts fail; SLSQP, then the polish
+        return None if calls["n"] <= 3 else real(*args, **kwargs)
 
     monkeypatch.setattr(_qp, "_active_set", first_attempts_fail)
     via_slsqp = qp.max_sharpe(m, c, weight_bounds=bounds, gross=gross)
-    assert calls["n"] == 3
+    assert calls["n"] == 4
     same(via_slsqp, direct, 1e-12)
 
 
@@ -328,3 +329,20 @@ def test_hundred_assets_match_pypfopt(sp500_returns) -> None:  # type: ignore[no
     ef = EfficientFrontier(mu100, cov100, weight_bounds=(0.0, 0.05))
     same(qp.min_variance(cov100, weight_bounds=(0.0, 0.05)),
          weights_of(ef.min_volatility(), names), 1e-6)
+
+
+def test_risk_parity_and_hrp_read_labelled_inputs_by_name(cov) -> None:  # type: ignore[no-untyped-def]
+    """Budgets, weights and a correlation matrix given with labels are matched to the
+    covariance's assets, whatever their order."""
+    budget = pd.Series(np.arange(1.0, len(NAMES) + 1), index=NAMES)
+    w = qp.equal_risk_contribution(cov, budget=budget)
+    same(qp.equal_risk_contribution(cov, budget=budget.iloc[::-1]), w, 0)
+    same(qp.equal_risk_contribution(cov, budget=budget.to_dict()), w, 0)
+    same(qp.risk_contributions(pd.Series(w, index=NAMES).iloc[::-1], cov),
+         qp.risk_contributions(w, cov), 1e-15)
+    corr = qc.cov_to_corr(cov.to_numpy())
+    labelled = pd.DataFrame(corr, index=NAMES, columns=NAMES)
+    same(qp.hrp(cov=cov, corr=labelled.loc[NAMES[::-1], NAMES[::-1]]),
+         qp.hrp(cov=cov, corr=corr), 0)
+    with pytest.raises(OptimizationError, match=r"budget.*missing \['PFE'\]"):
+        qp.equal_risk_contribution(cov, budget=budget.iloc[:-1])

@@ -41,7 +41,8 @@ SURFACE = {
     "mts1b_quantkit.portfolio": {
         "hrp", "hrp_result", "HRPResult", "black_litterman", "BlackLittermanResult",
         "market_implied_prior_returns", "market_implied_risk_aversion", "idzorek_omega",
-        "min_variance", "max_sharpe", "efficient_return", "portfolio_performance",
+        "min_variance", "max_sharpe", "efficient_return", "efficient_risk",
+        "max_quadratic_utility", "portfolio_performance",
         "Performance", "equal_risk_contribution", "risk_contributions", "sample_cov",
         "sample_corr", "ledoit_wolf", "exp_cov", "cov_to_corr", "corr_to_cov",
         "check_covariance", "Shrinkage",

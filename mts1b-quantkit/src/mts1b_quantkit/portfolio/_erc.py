@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import align_matrix, align_vector
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance
 from mts1b_quantkit.errors import OptimizationError
@@ -24,9 +25,15 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def risk_contributions(weights: Any, cov: Any) -> FloatArray:
-    """Share of portfolio variance from each asset, ``w_i (C w)_i / (w' C w)`` (sums to 1)."""
+    """Share of portfolio variance from each asset, ``w_i (C w)_i / (w' C w)`` (sums to 1),
+    in the covariance's order; labelled ``weights`` are matched to a labelled covariance by
+    name."""
+    cov, names = align_matrix(cov, "cov", OptimizationError)
     c = as_float_array(cov)
-    w = as_float_array(weights).reshape(-1)
+    w = align_vector(weights, names, "weights", OptimizationError)
+    if w.shape != (c.shape[0],):
+        raise OptimizationError(f"weights must have {c.shape[0]} entries; got {w.shape}",
+                                field="weights", value=w.shape)
     marginal = c @ w
     return np.asarray(w * marginal / (w @ marginal))
 
@@ -34,13 +41,15 @@ def risk_contributions(weights: Any, cov: Any) -> FloatArray:
 def equal_risk_contribution(cov: Any, *, budget: Any = None, tol: float = 1e-14,
                             max_iter: int = 200) -> FloatArray:
     """Long-only weights ``(N,)`` (sum 1) whose risk contributions equal ``budget``
-    (default: equal). ``budget`` must be positive; it is normalised to sum to 1."""
+    (default: equal). ``budget`` must be positive; it is normalised to sum to 1. A labelled
+    ``budget`` (``dict`` or Series) is matched to a labelled covariance by name."""
+    cov, names = align_matrix(cov, "cov", OptimizationError)
     c = check_covariance(cov)
     n = c.shape[0]
     if budget is None:
         b = np.full(n, 1.0 / n)
     else:
-        b = np.asarray(budget, dtype=np.float64).reshape(-1)
+        b = align_vector(budget, names, "budget", OptimizationError)
         if b.shape != (n,) or not (np.isfinite(b).all() and (b > 0).all()):
             raise OptimizationError(f"budget must be {n} positive numbers; got {b.tolist()}",
                                     field="budget", value=b.tolist())

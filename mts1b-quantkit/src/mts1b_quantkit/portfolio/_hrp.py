@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import align_matrix, check_labels
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance, cov_to_corr, sample_corr, sample_cov
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
@@ -63,8 +64,14 @@ def _inputs(returns: Any, cov: Any, corr: Any, corr_decimals: int | None
         return sample_cov(returns), sample_corr(returns)
     if cov is None:
         raise OptimizationError("hrp needs returns or cov", field="cov")
+    cov, names = align_matrix(cov, "cov", OptimizationError)
     c = check_covariance(cov, require_pd=False)
     if corr is not None:
+        corr, corr_names = align_matrix(corr, "corr", OptimizationError)
+        if names is not None and corr_names is not None and corr_names != names:
+            check_labels(corr_names, names, "corr", OptimizationError,
+                         what="the covariance's assets")
+            corr = corr.loc[names, names]
         rho = as_float_array(corr)
         if rho.shape != c.shape:
             raise OptimizationError(f"corr has shape {rho.shape}, cov has {c.shape}",

@@ -27,7 +27,7 @@ from mts1b_quantkit.errors import InfeasibleError, OptimizationError
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-__all__ = ["QP", "solve_qp"]
+__all__ = ["QP", "active_sets", "linear_minimum", "solve_qp"]
 
 
 @dataclasses.dataclass
@@ -64,6 +64,26 @@ def _feasible_point(qp: QP, what: str) -> FloatArray:
         raise OptimizationError(f"feasibility check for {what} failed: {res.message}",
                                 field="constraints")
     return np.asarray(res.x, dtype=np.float64)
+
+
+def linear_minimum(qp: QP, what: str) -> float:
+    """``min c'z`` over ``qp``'s constraints (its ``H`` ignored), by HiGHS; ``-inf`` when
+    unbounded, :class:`InfeasibleError` when nothing is feasible."""
+    from scipy import optimize
+
+    res = optimize.linprog(
+        qp.c, A_ub=qp.G if qp.G.size else None, b_ub=qp.h if qp.h.size else None,
+        A_eq=qp.E if qp.E.size else None, b_eq=qp.e if qp.e.size else None,
+        bounds=list(zip(qp.lb, qp.ub, strict=True)), method="highs",
+    )
+    if res.status == 2:
+        raise InfeasibleError(f"the constraints of {what} cannot all be met", field="constraints")
+    if res.status == 3:
+        return -np.inf
+    if not res.success:  # pragma: no cover - highs reports infeasible/unbounded explicitly
+        raise OptimizationError(f"the linear program of {what} failed: {res.message}",
+                                field="constraints")
+    return float(res.fun)
 
 
 def _independent(rows: FloatArray) -> BoolArray:
@@ -146,8 +166,22 @@ def _dual_feasible(qp: QP, z: FloatArray, lower: BoolArray, upper: BoolArray, ti
     return bool(np.abs(cols @ x - target).max(initial=0.0) <= tol)
 
 
+def _only_largest(masks: list[BoolArray], scores: list[FloatArray]) -> list[BoolArray]:
+    """Keep only the one entry, over all ``masks``, whose score is largest."""
+    best, where = -np.inf, (-1, -1)
+    for i, (mask, score) in enumerate(zip(masks, scores, strict=True)):
+        if mask.any():
+            j = int(np.argmax(np.where(mask, score, -np.inf)))
+            if score[j] > best:
+                best, where = float(score[j]), (i, j)
+    out = [np.zeros_like(mask) for mask in masks]
+    if where[0] >= 0:
+        out[where[0]][where[1]] = True
+    return out
+
+
 def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
-                max_iter: int | None = None) -> FloatArray | None:
+                max_iter: int | None = None, *, single: bool = False) -> FloatArray | None:
     """Primal-dual active-set iterations (Hintermueller-Ito-Kunisch) from the given sets.
 
     Each step solves the KKT system with the active constraints as equalities, then activates
@@ -158,13 +192,19 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
     feasible point whose multipliers look wrong-signed is accepted if other multipliers of the
     right signs exist (:func:`_dual_feasible`): that is still the KKT conditions, just not the
     multipliers ``_kkt`` happened to pick.
+
+    ``single``: change one constraint per step instead (the most violated one in, or when none
+    is violated the most wrong-signed one out). Slower, but it settles where switching many
+    bounds at once cycles: problems with split variables whose halves both sit at a bound (a
+    transaction cost where a weight stays at its previous value) are the usual case.
     """
     scale = 1.0 + float(np.abs(np.concatenate([qp.e, qp.h])).max(initial=0.0))
     feas_tol = 1e-12 * scale
     mult_tol = 1e-11 * (1.0 + np.abs(qp.H).max(initial=0.0) + np.abs(qp.c).max(initial=0.0))
     seen: set[bytes] = set()
     lower, upper, g_act = lower.copy(), upper.copy(), g_act.copy()
-    for _ in range(max_iter if max_iter is not None else 60 + 2 * g_act.size):
+    limit = 60 + 2 * (g_act.size + lower.size) * (4 if single else 1)
+    for _ in range(max_iter if max_iter is not None else limit):
         key = np.concatenate([lower, upper, g_act]).tobytes()
         if key in seen:
             return None
@@ -210,6 +250,15 @@ def _active_set(qp: QP, lower: BoolArray, upper: BoolArray, g_act: BoolArray,
             if gz.size and (gz - qp.h).max() > 1e-10 * scale:
                 return None
             return np.clip(z, qp.lb, qp.ub)
+        if single:
+            if add_l.any() or add_u.any() or add_g.any():
+                add_l, add_u, add_g = _only_largest(
+                    [add_l, add_u, add_g], [qp.lb - z, z - qp.ub, gz - qp.h])
+                drop_l, drop_u, drop_g = (np.zeros_like(drop_l), np.zeros_like(drop_u),
+                                          np.zeros_like(drop_g))
+            else:
+                drop_l, drop_u, drop_g = _only_largest(
+                    [drop_l, drop_u, drop_g], [lam_l, -lam_u, -lam_g])
         lower = (lower & ~drop_l) | add_l
         upper = ((upper & ~drop_u) | add_u) & ~lower
         g_act = (g_act & ~drop_g) | add_g
@@ -245,17 +294,37 @@ def _sets_at(qp: QP, z: FloatArray) -> tuple[BoolArray, BoolArray, BoolArray]:
     return lower, upper, g_act
 
 
-def solve_qp(qp: QP, *, what: str = "the portfolio problem") -> FloatArray:
+Sets = tuple[BoolArray, BoolArray, BoolArray]
+
+
+def active_sets(qp: QP, z: FloatArray) -> Sets:
+    """The constraints active at a solution ``z`` of ``qp``: a warm start for a neighbouring
+    problem (the same constraints, a slightly different objective)."""
+    return _sets_at(qp, z)
+
+
+def solve_qp(qp: QP, *, what: str = "the portfolio problem", warm: Sets | None = None,
+             feasible: bool = False) -> FloatArray:
     """Solve ``qp``; :class:`InfeasibleError` if no point meets the constraints.
 
     First the active-set iterations from the bounds that are fixed (``lb == ub``); they converge in
     a few KKT solves on typical portfolio problems. If they cycle, SLSQP locates the active set
     and the iterations restart from there; SLSQP's own answer is the last resort.
+
+    ``warm``: the active sets of a neighbouring problem's solution (:func:`active_sets`), tried
+    first; a sequence of problems that differ only in their objective (a parameter search)
+    then settles in one or two KKT solves each. ``feasible``: the caller already knows the
+    constraints can be met, so the linear program that checks it is skipped unless SLSQP needs
+    its starting point.
     """
-    x0 = _feasible_point(qp, what)
     scale = float(np.abs(np.diag(qp.H)).max(initial=0.0)) or 1.0
     scaled = QP(qp.H / scale, qp.c / scale, qp.E, qp.e, qp.G, qp.h, qp.lb, qp.ub, qp.pairs,
                 qp.bound_like)
+    if warm is not None:
+        z_warm = _active_set(scaled, *warm)
+        if z_warm is not None:
+            return z_warm
+    x0 = None if feasible else _feasible_point(qp, what)
     start = qp.lb == qp.ub
     if qp.pairs.size:
         start[qp.pairs[:, 1]] = True  # start from the long side of each split weight
@@ -266,10 +335,15 @@ def solve_qp(qp: QP, *, what: str = "the portfolio problem") -> FloatArray:
     if z is None and batch:
         careful = dataclasses.replace(scaled, bound_like=None)  # every row one at a time
         z = _active_set(careful, start, np.zeros_like(start), empty_g)
+    if z is None:  # one constraint per step
+        z = _active_set(dataclasses.replace(scaled, bound_like=None), start,
+                        np.zeros_like(start), empty_g, single=True)
     if z is not None:
         return z
     from scipy import optimize
 
+    if x0 is None:
+        x0 = _feasible_point(qp, what)
     cons = []
     if qp.E.size:
         cons.append({"type": "eq", "fun": lambda z: qp.E @ z - qp.e, "jac": lambda z: qp.E})
