@@ -158,3 +158,21 @@ def test_cv_errors() -> None:
         cv.cross_validate(cv.WalkForward(50, 10), lambda tr, te: {}, 20)
     with pytest.raises(CVError, match="returned"):
         cv.cross_validate(cv.WalkForward(5, 5), lambda tr, te: np.zeros(2), 20)
+
+
+def test_t1_series_is_read_by_its_labels() -> None:
+    """A t1 Series in the AFML convention (index: the samples' start times, values: the label
+    end times) needs no ``times``, and is matched to a labelled X by its index, not by position."""
+    dates = pd.bdate_range("2020-01-01", periods=100)
+    t1 = dates.to_series().shift(-5).fillna(dates[-1])
+    expected = list(cv.PurgedKFold(4, label_horizon=5).split(dates))
+    frame = pd.DataFrame({"x": np.arange(100.0)}, index=dates)
+    for given in (t1, t1.iloc[::-1]):
+        for splitter in (cv.PurgedKFold(4, t1=given), cv.CombinatorialPurgedCV(4, 1, t1=given)):
+            got = list(splitter.split(frame))
+            assert len(got) == len(expected)
+            for (a, b), (c, d) in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(a, c)
+                np.testing.assert_array_equal(b, d)
+    with pytest.raises(CVError, match="t1 is labelled"):
+        list(cv.PurgedKFold(4, t1=t1.iloc[1:]).split(frame))

@@ -202,3 +202,22 @@ def test_a_sizers_parameters_are_read_from_its_signature_once(
     finally:
         sizing._sizers.pop("signature_once_test", None)
     assert reads == [by_score, by_rank]
+
+
+def test_labelled_mask_and_returns_are_matched_by_name() -> None:
+    """A mask or returns DataFrame in another column order than the scores is read by label."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(11)
+    dates = pd.bdate_range("2021-01-01", periods=80)
+    names = ["A", "B", "C", "D", "E"]
+    scores = pd.DataFrame(rng.normal(size=(80, 5)), index=dates, columns=names)
+    rets = pd.DataFrame(rng.normal(0, 0.01, (80, 5)), index=dates, columns=names)
+    mask = pd.DataFrame(rng.random((80, 5)) > 0.2, index=dates, columns=names)
+    spec = {"method": "kelly_voltarget_12", "gross": 1.5}
+    expected = sizing.size(scores.to_numpy(), spec, mask=mask.to_numpy(),
+                           returns=rets.to_numpy())
+    flipped = names[::-1]
+    got = sizing.size(scores, spec, mask=mask[flipped], returns=rets[flipped])
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(SizingError, match=r"columns of returns.*missing \['E'\]"):
+        sizing.size(scores, spec, returns=rets.rename(columns={"E": "F"}))

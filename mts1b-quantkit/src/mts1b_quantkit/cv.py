@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import check_labels, labels_of
 from mts1b_quantkit.errors import CVError
 
 __all__ = [
@@ -142,11 +143,24 @@ def walk_forward(n_samples: Any, *, train: int | None = None, test: int | None =
                             partial=partial).split(n_samples))
 
 
-def _label_ends(n: int, t1: Any, times: Any, label_horizon: int) -> IntArray:
+def _label_ends(n: int, t1: Any, times: Any, label_horizon: int, X: Any = None) -> IntArray:
+    """Each sample's last label row. A ``t1`` Series is read by its labels: its index is the
+    samples' start times (the convention of *Advances in Financial Machine Learning*, used when
+    ``times`` is not given), and when ``X`` is labelled too (a DataFrame or Series with an
+    index) ``t1`` is put in ``X``'s order, by label, before anything else."""
     if t1 is None:
         h = _positive_int(label_horizon, "label_horizon", minimum=0)
         return np.minimum(np.arange(n, dtype=np.int64) + h, n - 1)
-    if hasattr(t1, "to_numpy"):
+    t1_labels = labels_of(t1)
+    x_labels = labels_of(X) if getattr(X, "ndim", 0) == 1 else (
+        list(X.index) if hasattr(X, "index") and hasattr(X, "columns") else None)
+    if t1_labels is not None and x_labels is not None and t1_labels != x_labels:
+        check_labels(t1_labels, x_labels, "t1", CVError, what="the samples' labels (X's index)")
+        t1 = t1.loc[x_labels]
+        t1_labels = x_labels
+    if t1_labels is not None and hasattr(t1, "to_numpy"):
+        if times is None:
+            times = t1.index
         t1 = t1.to_numpy()
     ends = np.asarray(t1)
     if ends.shape != (n,):
@@ -188,8 +202,10 @@ def _purged_train(n: int, ends: IntArray, test_blocks: Sequence[IntArray], h: in
 class PurgedKFold:
     """k-fold over contiguous blocks (no shuffling), with purging and an embargo.
 
-    ``t1`` gives each sample's last label row (positions, or timestamps with ``times``);
-    ``label_horizon`` is the shortcut ``t1[i] = i + label_horizon``. ``embargo`` is the fraction
+    ``t1`` gives each sample's last label row (positions, or timestamps with ``times``; a
+    Series of timestamps indexed by the samples' start times needs no ``times``, and is matched
+    to a labelled ``X`` by its index); ``label_horizon`` is the shortcut
+    ``t1[i] = i + label_horizon``. ``embargo`` is the fraction
     of samples dropped after each test block (``int(n * embargo)`` rows).
     """
 
@@ -210,7 +226,7 @@ class PurgedKFold:
         if n < self.n_splits:
             raise CVError(f"cannot make {self.n_splits} folds from {n} samples",
                           field="n_splits", value=self.n_splits)
-        ends = _label_ends(n, self.t1, self.times, self.label_horizon)
+        ends = _label_ends(n, self.t1, self.times, self.label_horizon, X)
         h = int(n * _check_embargo(self.embargo))
         for block in np.array_split(np.arange(n, dtype=np.int64), self.n_splits):
             yield _purged_train(n, ends, [block], h), block
@@ -270,7 +286,7 @@ class CombinatorialPurgedCV:
         if n < self.n_groups:
             raise CVError(f"cannot make {self.n_groups} groups from {n} samples",
                           field="n_groups", value=self.n_groups)
-        ends = _label_ends(n, self.t1, self.times, self.label_horizon)
+        ends = _label_ends(n, self.t1, self.times, self.label_horizon, X)
         h = int(n * _check_embargo(self.embargo))
         blocks = np.array_split(np.arange(n, dtype=np.int64), self.n_groups)
         for combo in self.combinations:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mts1b_quantkit._labels import align_frame
 from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.errors import SizingError
 from mts1b_quantkit.factors.primitives import rank_cross_sectional
@@ -284,6 +285,8 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
     ``spec`` is ``{"method": name, **params}`` or just the method name. ``mask`` (``(T, A)``
     bools, e.g. ``panel.mask``) excludes assets; ``returns`` (``(T, A)`` per-period asset
     returns) is needed by the Kelly methods. See the module docstring for methods and parameters.
+    When ``scores`` and ``mask`` or ``returns`` are all DataFrames they are matched by dates and
+    asset labels (an error names any that differ); the weights are in ``scores``' order.
     """
     if isinstance(spec, str):
         spec = {"method": spec}
@@ -296,6 +299,10 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
         raise SizingError(f"sizing spec needs a 'method' name; got {spec!r}", field="method",
                           value=repr(method))
     sizer = get_sizer(method)
+    if mask is not None:
+        mask = align_frame(mask, scores, "mask", SizingError, like_name="scores")
+    if returns is not None:
+        returns = align_frame(returns, scores, "returns", SizingError, like_name="scores")
     s = as_float_array(scores)
     if s.ndim == 1:
         s = s[None, :]
