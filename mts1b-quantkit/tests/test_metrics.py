@@ -201,3 +201,14 @@ def test_bad_inputs_raise_metrics_error() -> None:
         qm.sharpe(np.zeros(5), periods_per_year=0)
     with pytest.raises(MetricsError, match="cutoff"):
         qm.value_at_risk(np.zeros(5), 1.5)
+
+
+def test_turnover_reads_labelled_returns_by_name() -> None:
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2022-01-03", periods=30)
+    w = pd.DataFrame(rng.random((30, 4)), index=dates, columns=list("ABCD"))
+    r = pd.DataFrame(rng.normal(0, 0.01, (30, 4)), index=dates, columns=list("ABCD"))
+    expected = qm.turnover(w.to_numpy(), r.to_numpy())
+    np.testing.assert_array_equal(qm.turnover(w, r[list("DCBA")]), expected)
+    with pytest.raises(MetricsError, match="columns of returns"):
+        qm.turnover(w, r.rename(columns={"A": "Z"}))

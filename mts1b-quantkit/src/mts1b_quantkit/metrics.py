@@ -600,8 +600,10 @@ def turnover(weights: Any, returns: Any = None) -> FloatArray:
     ``0.5 * sum |w[0]|``. Without ``returns`` the holdings before a rebalance are the previous
     targets; with ``returns`` (``(T, N)``, the return of each asset over period ``t``) they are
     the previous targets drifted by those returns. Returns a ``(T,)`` array (``.mean()`` is the
-    average turnover per period).
+    average turnover per period). Two DataFrames are matched by dates and asset labels.
     """
+    if returns is not None:
+        returns = align_frame(returns, weights, "returns", MetricsError, like_name="weights")
     w = _values(weights, "weights")
     if w.ndim == 1:
         w = w[:, None]
