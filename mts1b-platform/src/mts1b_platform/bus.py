@@ -317,7 +317,9 @@ def _connect_error(settings: BusSettings, shown: str, failure: BaseException | N
                             url=shown, credentials=", ".join(kinds))
     if failure is not None:
         detail = f"{type(failure).__name__}: {failure}".rstrip(": ")
-        if "invalid connect url" in str(failure).lower():
+        text = str(failure).lower()
+        if isinstance(failure, ValueError) or (isinstance(failure, nats.errors.Error) and (
+                "url" in text or "hostname" in text)):  # refused before any connection
             return BusError(f"invalid NATS URL {shown}: each comma-separated entry must look "
                             f"like nats://[user:password@]host[:port] ({detail})", url=shown)
         return BusError(f"cannot connect to NATS at {shown}: {detail}", url=shown)

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "matches_filters", "parse_filters", "parse_since"]
+__all__ = ["app", "check_subject", "matches_filters", "parse_filters", "parse_since"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Platform tools: follow the bus with `tail`.")
@@ -42,6 +42,28 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
     except ValueError:
         raise typer.BadParameter(f"{value!r}: use 30s, 10m, 2h, 1d or an ISO time") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
+def check_subject(value: str) -> str:
+    """``value`` if it is a NATS subject or wildcard pattern, else a usage error saying why.
+
+    Checked here because nats-py refuses a bad subject only when subscribing, with an error
+    that names nothing, after the connection is up.
+    """
+    parts = value.split(".")
+    for i, part in enumerate(parts):
+        if not part:
+            why = "an empty token (two dots, or a dot at an end)"
+        elif any(c.isspace() or not c.isprintable() for c in part):
+            why = f"a blank or control character in {part!r}"
+        elif part == ">" and i != len(parts) - 1:
+            why = "'>' before the last token"
+        elif part not in ("*", ">") and ("*" in part or ">" in part):
+            why = f"a wildcard inside the token {part!r}"
+        else:
+            continue
+        raise typer.BadParameter(f"{value!r} is not a subject: {why}; e.g. mts.v1.oms.>")
+    return value
 
 
 def parse_filters(values: list[str]) -> dict[str, str]:
@@ -223,6 +245,7 @@ def tail(
         raise typer.Exit(1) from None
     from mts1b_platform.bus import BusError
 
+    check_subject(subject)
     filters = parse_filters(filter_ or [])
     start = parse_since(since) if since else None
     try:
