@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mts1b_foundation import UniversePanel
@@ -13,25 +16,55 @@ from mts1b_GPUbacktester import (
     run_ladder,
     run_weights,
 )
-from mts1b_GPUbacktester.backend import AUTO_GPU_MIN_CELLS
+from mts1b_GPUbacktester import backend as backend_module
+from mts1b_GPUbacktester.backend import AUTO_GPU_MIN_CELLS, NO_GPU_MEASUREMENT
 
 CUPY, WHY = cupy_status()
 needs_gpu = pytest.mark.skipif(CUPY is None, reason=f"no usable GPU: {WHY}")
 
 
-def test_numpy_is_always_available_and_says_why() -> None:
+def test_numpy_and_numba_are_always_available_and_say_why() -> None:
     be = resolve_backend("numpy")
-    assert be.name == "numpy" and be.xp is np and "requested" in be.reason
+    assert be.name == "numpy" and be.xp is np and "reference" in be.reason
+    assert not be.compiled
+    be = resolve_backend("numba")
+    assert be.name == "numba" and be.xp is np and "compiled" in be.reason
+    assert be.compiled
 
 
-def test_auto_records_its_reason() -> None:
+def test_auto_is_the_compiled_engine_without_a_gpu_measurement() -> None:
+    """No GPU figure is recorded, so auto runs the compiled CPU engine at every size, with or
+    without a device, and does not even import cupy."""
+    assert AUTO_GPU_MIN_CELLS is None
+    for cells in (10, 2_000_000, 10**10, None):
+        be = resolve_backend("auto", cells=cells)
+        assert be.name == "numba" and be.reason.startswith("auto: numba")
+        assert NO_GPU_MEASUREMENT in be.reason
+
+
+def test_auto_rule_agrees_with_bench_results() -> None:
+    """bench/RESULTS.md states the size from which a GPU measurement shows cupy faster (or
+    that there is none) in one line; the constant auto reads must say the same."""
+    results = Path(__file__).resolve().parents[2] / "bench" / "RESULTS.md"
+    if not results.exists():
+        pytest.skip(f"{results} is not in this checkout (an installed wheel)")
+    found = re.findall(r"^auto backend rule: AUTO_GPU_MIN_CELLS = (\S+)", results.read_text(),
+                       flags=re.MULTILINE)
+    assert len(found) == 1, "bench/RESULTS.md must state the auto backend rule once"
+    recorded = None if found[0] == "None" else int(found[0].replace(",", ""))
+    assert recorded == AUTO_GPU_MIN_CELLS
+
+
+def test_auto_picks_cupy_only_above_a_recorded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "AUTO_GPU_MIN_CELLS", 1_000)
     be = resolve_backend("auto", cells=10)
-    assert be.reason.startswith("auto: ")
+    assert be.name == "numba"
     if CUPY is None:
-        assert be.name == "numpy" and WHY in be.reason
+        assert WHY in be.reason
+        assert resolve_backend("auto", cells=10_000).name == "numba"
     else:
-        assert be.name == "numpy" and "below" in be.reason
-        assert resolve_backend("auto", cells=AUTO_GPU_MIN_CELLS).name == "cupy"
+        assert "below 1,000 cells" in be.reason
+        assert resolve_backend("auto", cells=10_000).name == "cupy"
 
 
 def test_unknown_backend_is_a_config_error() -> None:
@@ -49,8 +82,8 @@ def test_cupy_without_a_device_raises_with_the_reason() -> None:
 
 def test_results_record_the_backend(panel: UniversePanel) -> None:
     res = run_weights(panel, np.full(panel.shape, 1 / panel.shape[1]), backend="auto")
-    assert res.backend["backend"] in ("numpy", "cupy")
-    assert res.backend["reason"]
+    assert res.backend["backend"] == "numba"
+    assert res.backend["reason"].startswith("auto: numba")
 
 
 @pytest.mark.gpu

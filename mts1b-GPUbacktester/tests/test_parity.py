@@ -48,10 +48,11 @@ def test_close_fill_equals_vectorbt_from_signals(vbt_reference) -> None:  # type
         panel = UniversePanel(np.arange(np.datetime64("2020-01-01"), np.datetime64(
             "2020-01-01") + len(price)), ["X"], open=price, high=price, low=price,
             close=price, volume=np.ones_like(price), mask=np.ones(price.shape, bool))
-        res = run_weights(panel, signal[:, col:col + 1].astype(float), fill="close",
-                          cost_bps=FEE * 1e4, backend="numpy", benchmark=False)
-        assert res.total_return == pytest.approx(want[col], abs=1e-9)
-        assert len(res.trades) == n_orders[col]  # the same trades
+        for backend in ("numba", "numpy"):  # the compiled engine and the reference
+            res = run_weights(panel, signal[:, col:col + 1].astype(float), fill="close",
+                              cost_bps=FEE * 1e4, backend=backend, benchmark=False)
+            assert res.total_return == pytest.approx(want[col], abs=1e-9)
+            assert len(res.trades) == n_orders[col]  # the same trades
 
 
 def test_sma_ladder_equals_vectorbt_from_signals(vbt_reference) -> None:  # type: ignore[no-untyped-def]
@@ -93,10 +94,11 @@ def test_next_open_fill_equals_backtrader_market_orders(panel_factory) -> None: 
     cerebro.broker.setcommission(commission=FEE)
     cerebro.broker.set_checksubmit(False)  # the size is checked against cash when it fills
     cerebro.run()
-    res = run_weights(panel, signal[:, None].astype(float), fill="next_open",
-                      cost_bps=FEE * 1e4, initial_nav=100_000.0, backend="numpy",
-                      benchmark=False)
-    assert res.equity.iloc[-1] == pytest.approx(cerebro.broker.getvalue(), rel=1e-10)
-    fills = res.trades
-    assert (fills["price"].to_numpy() == opens[
-        np.searchsorted(panel.dates, fills["date"].to_numpy().astype("datetime64[D]"))]).all()
+    for backend in ("numba", "numpy"):  # the compiled engine and the reference
+        res = run_weights(panel, signal[:, None].astype(float), fill="next_open",
+                          cost_bps=FEE * 1e4, initial_nav=100_000.0, backend=backend,
+                          benchmark=False)
+        assert res.equity.iloc[-1] == pytest.approx(cerebro.broker.getvalue(), rel=1e-10)
+        fills = res.trades
+        rows = np.searchsorted(panel.dates, fills["date"].to_numpy().astype("datetime64[D]"))
+        assert (fills["price"].to_numpy() == opens[rows]).all()

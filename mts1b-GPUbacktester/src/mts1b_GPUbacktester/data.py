@@ -13,6 +13,7 @@ once per panel and shared by every combo of a ladder.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from mts1b_foundation import UniversePanel, to_day
 
 from mts1b_GPUbacktester.errors import BacktestConfigError
-from mts1b_GPUbacktester.kernels import ffill_rows
+from mts1b_GPUbacktester.sim import forward_filled_close
 
 __all__ = ["FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays", "resolve_universe"]
 
@@ -73,12 +74,16 @@ def resolve_universe(universe: Any, start: Any = None, end: Any = None, *,
 
 @dataclass(frozen=True)
 class MarketArrays:
-    """Host arrays derived from a panel for one fill convention (shapes ``(T, A)``)."""
+    """Host arrays derived from a panel for one fill convention (shapes ``(T, A)``).
+
+    ``exec_price``, ``close``, ``volume`` and ``in_universe`` are the panel's own arrays (no
+    copies); ``returns`` is the one array built for every run. ``mark_price`` is built on
+    first use: the compiled engine carries the mark through its loop and never asks for it.
+    """
 
     fill: str
     shift: int                 # rows between a decision and its execution
     exec_price: FloatArray     # NaN where no trade is possible
-    mark_price: FloatArray     # forward-filled close (NaN before the first close)
     close: FloatArray
     returns: FloatArray        # close-to-close returns of held assets (0 where unknown)
     in_universe: npt.NDArray[np.bool_]
@@ -86,6 +91,12 @@ class MarketArrays:
     volume: FloatArray
     adv: FloatArray | None     # mean volume of the previous ``window`` rows
     sigma: FloatArray | None   # std of daily returns of the previous ``window`` rows
+
+    @functools.cached_property
+    def mark_price(self) -> FloatArray:
+        """``(T, A)`` forward-filled close: the last finite positive close at or before each
+        row (NaN before the first), what positions are valued at."""
+        return forward_filled_close(self.close)
 
 
 def check_fill(fill: str) -> None:
@@ -103,15 +114,22 @@ def market_arrays(panel: UniversePanel, fill: str, *, impact_window: int | None 
     close = np.asarray(panel.close, dtype=np.float64)
     t_len = close.shape[0]
     valid = np.isfinite(close) & (close > 0)
-    last = ffill_rows(valid)
-    cols = np.arange(close.shape[1])[None, :]
-    mark = np.where(last >= 0, close[np.maximum(last, 0), cols], np.nan)
-    prev = np.empty_like(mark)
-    prev[0] = np.nan
-    prev[1:] = mark[:-1]
+    # the last row with a valid close of each asset (-1: none)
+    last_row = np.full(close.shape[1], -1, dtype=np.intp)
+    if t_len:
+        last_row = np.where(valid.any(axis=0), t_len - 1 - np.argmax(valid[::-1], axis=0), -1)
+    # close-to-close returns of the forward-filled close: mark / previous mark - 1 where both
+    # are known, else 0 (the marks are dropped again: the compiled engine does not need them)
+    mark = forward_filled_close(close)
+    rets = np.empty_like(mark)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rets = np.where(np.isfinite(mark) & np.isfinite(prev), mark / prev - 1.0, 0.0)
-    last_row = last[-1]
+        np.divide(mark[1:], mark[:-1], out=rets[1:])
+        rets[1:] -= 1.0
+    known = np.isfinite(mark)
+    del mark
+    rets[:1] = 0.0
+    rets[1:][~(known[1:] & known[:-1])] = 0.0
+    del known
     delist = np.where((last_row >= 0) & (last_row < t_len - 1), last_row, t_len).astype(np.int64)
     exec_price = np.asarray(panel.open if fill == "next_open" else panel.close, dtype=np.float64)
     volume = np.asarray(panel.volume, dtype=np.float64)
@@ -123,7 +141,7 @@ def market_arrays(panel: UniversePanel, fill: str, *, impact_window: int | None 
         sigma = np.asarray(shift(rolling_std(np.where(valid, rets, np.nan), impact_window,
                                              min_periods=2), 1))
     return MarketArrays(
-        fill=fill, shift=0 if fill == "close" else 1, exec_price=exec_price, mark_price=mark,
-        close=close, returns=rets, in_universe=np.asarray(panel.mask, dtype=bool),
-        delist_row=delist, volume=volume, adv=adv, sigma=sigma,
+        fill=fill, shift=0 if fill == "close" else 1, exec_price=exec_price, close=close,
+        returns=rets, in_universe=np.asarray(panel.mask, dtype=bool), delist_row=delist,
+        volume=volume, adv=adv, sigma=sigma,
     )

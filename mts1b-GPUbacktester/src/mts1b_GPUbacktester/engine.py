@@ -1,8 +1,19 @@
 """``run_single``: one backtest of a factor (or of given target weights) on a universe.
 
 The pipeline: universe -> panel (datalake) -> factor scores (quantkit ``evaluate``) -> target
-weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.sim.simulate`)
-on the chosen backend -> :class:`~mts1b_GPUbacktester.result.BacktestResult`.
+weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.sim.simulate`:
+the compiled CPU engine by default, the reference engine on numpy or cupy when asked for) ->
+:class:`~mts1b_GPUbacktester.result.BacktestResult`.
+
+Trading rule (``trade_on=``, ``band=``), evaluated on the ``rebal`` dates:
+
+``trade_on="schedule"`` (default)
+    every asset is traded back to its target weight on every rebalance date; with ``band > 0``
+    only the assets whose weight drifted more than ``band`` (absolute) from the target.
+``trade_on="signal_change"``
+    an asset is traded only when its target changes, and otherwise drifts (backtrader's and
+    vectorbt ``from_signals``' position holding); ``band > 0`` also trades an asset that
+    drifted more than ``band``.
 
 Fill conventions (``fill=``):
 
@@ -34,7 +45,14 @@ from mts1b_GPUbacktester.data import MarketArrays, check_fill, market_arrays, re
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.result import BacktestResult
 from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
-from mts1b_GPUbacktester.sim import CostModel, SimInputs, SimOutput, simulate
+from mts1b_GPUbacktester.sim import (
+    CostModel,
+    FillLedger,
+    SimInputs,
+    SimOutput,
+    check_trade_rule,
+    simulate,
+)
 
 __all__ = [
     "DEFAULT_SIZING",
@@ -121,9 +139,13 @@ def _check_participation(participation: float | None) -> None:
 
 
 def _check_args(fill: str, rebal: RebalanceSpec, slippage: SlippageSpec,
-                participation: float | None) -> None:
-    """The argument checks that need no data, so a typo fails before a panel is loaded."""
+                participation: float | None, trade_on: Any = "schedule",
+                band: Any = 0.0) -> None:
+    """The argument checks that need no data, so a typo fails before a panel is loaded.
+
+    Each raises :class:`BacktestConfigError` naming the argument and the value."""
     check_fill(fill)
+    check_trade_rule(trade_on, band)
     _parse_slippage(slippage)
     _check_participation(participation)
     if isinstance(rebal, str):
@@ -169,7 +191,8 @@ def size_targets(panel: UniversePanel, scores: Any, sizing: Mapping[str, Any] | 
 
     spec = dict(DEFAULT_SIZING if sizing is None else sizing)
     weights = np.asarray(size(scores, spec, mask=panel.mask, returns=returns), dtype=np.float64)
-    return np.where(panel.mask, np.nan_to_num(weights, nan=0.0), 0.0)
+    out: FloatArray = np.where(panel.mask, weights, 0.0)
+    return np.nan_to_num(out, copy=False, nan=0.0)  # in place: one (T, A) array, not two
 
 
 def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0: int,
@@ -181,10 +204,15 @@ def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0:
     if benchmark is False:
         return None, None
     if benchmark is None or benchmark == "equal_weight":
-        rets = np.where(market.in_universe, market.returns, np.nan)[row0:]
+        # the mean return of the assets in the universe each day (``market.returns`` is finite
+        # everywhere); summed a block of rows at a time so no (T, A) temporary is made
+        mask, rets = market.in_universe[row0:], market.returns[row0:]
+        counts = mask.sum(axis=1)
+        sums = np.empty(len(counts))
+        for lo in range(0, len(counts), 256):
+            sums[lo:lo + 256] = np.where(mask[lo:lo + 256], rets[lo:lo + 256], 0.0).sum(axis=1)
         with np.errstate(invalid="ignore"):
-            counts = np.isfinite(rets).sum(axis=1)
-            ew = np.where(counts > 0, np.nansum(rets, axis=1) / np.maximum(counts, 1), 0.0)
+            ew = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
         return ew, "equal-weight universe"
     if isinstance(benchmark, str) and benchmark in panel.symbols:
         return market.returns[row0:, panel.column(benchmark)].copy(), benchmark
@@ -224,12 +252,14 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
                 borrow_rate: float | Mapping[str, float] | None = None,
                 initial_nav: float = 100_000.0, backend: str | Backend = "auto",
                 benchmark: Any = None, store: Any = None,
-                config: Mapping[str, Any] | None = None) -> BacktestResult:
+                config: Mapping[str, Any] | None = None, trade_on: str = "schedule",
+                band: float = 0.0) -> BacktestResult:
     """Backtest given ``(T, A)`` target weights (one row per decision date) on ``panel``.
 
     This is :func:`run_single` without the factor and sizing steps; the arguments mean the
     same. Rows before ``row0`` are history only: trading starts at ``row0``.
     """
+    check_trade_rule(trade_on, band)
     targets = np.asarray(targets, dtype=np.float64)
     if targets.shape != panel.shape:
         raise BacktestConfigError(f"targets have shape {targets.shape}; the panel is "
@@ -238,7 +268,9 @@ def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
                                       participation=participation, borrow_rate=borrow_rate)
     return _backtest(panel, targets, market, costs, row0=row0, rebal=rebal,
                      initial_nav=initial_nav, backend=backend, benchmark=benchmark, store=store,
+                     trade_on=trade_on, band=band,
                      config={"rebal": rebal if isinstance(rebal, str) else "custom",
+                             "trade_on": trade_on, "band": band,
                              "fill": fill, "cost_bps": cost_bps, "slippage": slippage,
                              "participation": participation, "borrow_rate": borrow_rate,
                              "initial_nav": initial_nav, **dict(config or {})})
@@ -259,20 +291,23 @@ def _costs_and_market(panel: UniversePanel, fill: str, *,
 def _backtest(panel: UniversePanel, targets: FloatArray, market: MarketArrays,
               costs: CostModel, *, row0: int, rebal: RebalanceSpec, initial_nav: float,
               backend: str | Backend, benchmark: Any, store: Any,
-              config: dict[str, Any]) -> BacktestResult:
+              config: dict[str, Any], trade_on: str = "schedule",
+              band: float = 0.0) -> BacktestResult:
     """Simulate ``targets`` and assemble the :class:`BacktestResult` (``config`` is recorded
     as given)."""
     be = backend if isinstance(backend, Backend) else resolve_backend(
         backend, cells=panel.shape[0] * panel.shape[1])
     rebalance = rebalance_rows(panel.dates, rebal, start=row0)
     out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
-                    record_weights=True, record_fills=True)
+                    record_weights=True, record_fills=True, trade_on=trade_on, band=band)
     _log.debug("backtest simulated", dates=panel.shape[0] - row0, assets=panel.shape[1],
                fill=market.fill, backend=be.name, backend_reason=be.reason)
     bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
     nav = be.to_numpy(out.nav)[0, row0:]
     # fill rows counted from the first trading day, like every other record
-    fills = [(f[0] - row0, f[1], f[2], f[3], f[4], f[5], f[6]) for f in out.fills or []]
+    if out.fills is None:  # pragma: no cover - _simulate was asked to record them
+        raise RuntimeError("the engine returned no fill ledger")
+    fills: FillLedger = out.fills.shifted(row0)
     return BacktestResult(
         dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=initial_nav,
         weights=be.to_numpy(out.weights)[0, row0:], target_weights=targets[row0:],
@@ -287,8 +322,21 @@ def _backtest(panel: UniversePanel, targets: FloatArray, market: MarketArrays,
 
 def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
               rebalance: npt.NDArray[np.bool_], costs: CostModel, row0: int,
-              initial_nav: float, *, record_weights: bool, record_fills: bool) -> SimOutput:
-    """Move a run's arrays to the backend and call the engine kernel."""
+              initial_nav: float, *, record_weights: bool, record_fills: bool,
+              trade_on: str = "schedule", band: float = 0.0) -> SimOutput:
+    """Run the backend's engine on a run's arrays: the compiled engine on the host arrays as
+    they are (it derives the marks itself), or the reference engine on the backend's device.
+
+    ``targets``: ``(C, T, A)``; ``rebalance``: ``(T,)`` decision rows (host)."""
+    if be.compiled:
+        inp = SimInputs(
+            exec_price=market.exec_price, mark_price=None, close=market.close,
+            targets=targets, rebalance=rebalance, in_universe=market.in_universe,
+            delist_row=market.delist_row, shift=market.shift, start=row0,
+            volume=market.volume, adv=market.adv, sigma=market.sigma)
+        return simulate(inp, costs, initial_nav=initial_nav, record_weights=record_weights,
+                        record_fills=record_fills, trade_on=trade_on, band=band,
+                        engine="compiled")
     xp = be.xp
     inp = SimInputs(
         exec_price=be.asarray(market.exec_price), mark_price=be.asarray(market.mark_price),
@@ -303,7 +351,8 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
         impact_k=costs.impact_k, participation=costs.participation,
         borrow=be.asarray(costs.borrow), periods_per_year=costs.periods_per_year)
     return simulate(inp, device_costs, initial_nav=initial_nav, xp=xp,
-                    record_weights=record_weights, record_fills=record_fills)
+                    record_weights=record_weights, record_fills=record_fills,
+                    trade_on=trade_on, band=band, engine="reference")
 
 
 def run_single(factor: Callable[..., Any] | str | None = None,
@@ -315,8 +364,8 @@ def run_single(factor: Callable[..., Any] | str | None = None,
                borrow_rate: float | Mapping[str, float] | None = None,
                initial_nav: float = 100_000.0, backend: str = "auto",
                lookahead_check: bool = False, benchmark: Any = None,
-               weights: Any = None, store: Any = None, warmup_days: int = 400
-               ) -> BacktestResult:
+               weights: Any = None, store: Any = None, warmup_days: int = 400,
+               trade_on: str = "schedule", band: float = 0.0) -> BacktestResult:
     """Backtest one factor with one parameter set on one universe.
 
     Parameters
@@ -330,7 +379,17 @@ def run_single(factor: Callable[..., Any] | str | None = None,
         :class:`~mts1b_foundation.UniversePanel`; trading runs from the first trading day
         ``>= start`` to ``end``. Factors see ``warmup_days`` of history before ``start``.
     rebal:
-        ``"daily" | "weekly" | "monthly"`` or a sequence of rebalance dates.
+        ``"daily" | "weekly" | "monthly"`` or a sequence of rebalance dates: when targets are
+        read.
+    trade_on:
+        ``"schedule"`` (default): on each rebalance date every asset is traded back to its
+        target. ``"signal_change"``: an asset is traded only when its target changes and
+        otherwise drifts (hold until the signal changes, as backtrader and vectorbt's
+        ``from_signals``).
+    band:
+        absolute weight drift (e.g. ``0.02``): with ``"schedule"``, only assets whose weight
+        is more than ``band`` from the target are traded; with ``"signal_change"``, such
+        assets are traded too. ``0`` (default): no band.
     sizing:
         a :func:`mts1b_quantkit.sizing.size` spec (default
         ``{"method": "equal_weight_long", "gross": 1.0}``).
@@ -349,7 +408,10 @@ def run_single(factor: Callable[..., Any] | str | None = None,
     initial_nav:
         starting cash.
     backend:
-        ``"numpy" | "cupy" | "auto"``; the result's ``backend`` says which ran and why.
+        ``"auto" | "numba" | "numpy" | "cupy"``: ``"numba"`` is the compiled CPU engine and
+        what ``"auto"`` picks (unless a GPU measurement in ``bench/RESULTS.md`` showed cupy
+        faster at the run's size); ``"numpy"`` the reference engine; ``"cupy"`` the reference
+        engine on a GPU. The result's ``backend`` says which ran and why.
     lookahead_check:
         run quantkit's look-ahead guard on the factor first and refuse a factor that peeks.
     benchmark:
@@ -362,7 +424,7 @@ def run_single(factor: Callable[..., Any] | str | None = None,
     """
     if universe is None:
         raise BacktestConfigError("universe is required", field="universe", value=None)
-    _check_args(fill, rebal, slippage, participation)  # before any data is loaded
+    _check_args(fill, rebal, slippage, participation, trade_on, band)  # before any data
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
     costs, market = _costs_and_market(panel, fill, cost_bps=cost_bps, slippage=slippage,
                                       participation=participation, borrow_rate=borrow_rate)
@@ -380,8 +442,9 @@ def run_single(factor: Callable[..., Any] | str | None = None,
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
     return _backtest(
         panel, targets, market, costs, row0=row0, rebal=rebal, initial_nav=initial_nav,
-        backend=backend, benchmark=benchmark, store=store,
-        config={"rebal": rebal if isinstance(rebal, str) else "custom", "fill": fill,
+        backend=backend, benchmark=benchmark, store=store, trade_on=trade_on, band=band,
+        config={"rebal": rebal if isinstance(rebal, str) else "custom",
+                "trade_on": trade_on, "band": band, "fill": fill,
                 "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
                 "borrow_rate": borrow_rate, "initial_nav": initial_nav, "factor": name,
                 "params": dict(params or {}),

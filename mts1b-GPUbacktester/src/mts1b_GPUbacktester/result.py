@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from mts1b_GPUbacktester.sim import REASONS, Fills
+from mts1b_GPUbacktester.sim import REASONS, FillLedger
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +80,7 @@ class BacktestResult:
     def __init__(self, *, dates: npt.NDArray[np.datetime64], symbols: tuple[str, ...],
                  nav: FloatArray, initial_nav: float, weights: FloatArray,
                  target_weights: FloatArray, asset_returns: FloatArray,
-                 fills: list[Fills], commission: FloatArray, slippage: FloatArray,
+                 fills: FillLedger, commission: FloatArray, slippage: FloatArray,
                  borrow: FloatArray, traded: FloatArray,
                  benchmark_returns: FloatArray | None, benchmark_name: str | None,
                  backend: dict[str, str | None], config: dict[str, Any]) -> None:
@@ -135,11 +135,11 @@ class BacktestResult:
     @functools.cached_property
     def trades(self) -> pd.DataFrame:
         pd = _pd()
-        if not self._fills:
+        led = self._fills
+        if not len(led):
             return pd.DataFrame({c: [] for c in _FILL_COLUMNS})
-        rows = np.concatenate([np.full(f[1].size, f[0]) for f in self._fills])
-        cols, qty, price, comm, slip, reason = (
-            np.concatenate([f[k] for f in self._fills]) for k in range(1, 7))
+        rows, cols, qty, price = led.row, led.asset, led.shares, led.price
+        comm, slip, reason = led.commission, led.slippage, led.reason
         return pd.DataFrame({
             "date": self._index[rows], "symbol": np.asarray(self.symbols, dtype=object)[cols],
             "side": np.where(qty > 0, "buy", "sell"), "shares": qty, "price": price,

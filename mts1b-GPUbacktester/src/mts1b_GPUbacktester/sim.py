@@ -1,27 +1,63 @@
-"""The portfolio engine: a time loop over bars, vectorized over combos and assets.
+"""The portfolio simulation: its inputs, its outputs, its trading rules, and two engines.
 
-:func:`simulate` trades target weights with commissions, slippage, participation caps with
-carry-over, borrow, universe exits and delistings. Like :mod:`mts1b_GPUbacktester.kernels` it
-is written once against an array namespace ``xp`` (numpy or cupy) and knows nothing about
-dates, symbols or factors: inputs are ``(T, A)`` arrays with a leading combo axis ``C`` for the
-targets; NaN means "no price".
+:func:`simulate` trades target weights bar by bar with commissions, slippage, participation caps
+with carry-over, borrow, universe exits and delistings. It knows nothing about dates, symbols or
+factors: inputs are ``(T, A)`` arrays (dates x assets) with a leading combination axis ``C`` for
+the targets; NaN means "no price". Two engines implement it with the same semantics:
+
+``"compiled"`` (:mod:`mts1b_GPUbacktester.sim_compiled`)
+    one loop over bars, combinations and assets compiled by numba in nopython mode and cached on
+    disk. The CPU engine: it takes no Python step per bar and allocates nothing panel-sized but
+    its outputs. numba is imported on the first call, never by ``import mts1b_GPUbacktester``.
+``"reference"`` (:mod:`mts1b_GPUbacktester.sim_reference`)
+    a loop over bars vectorized over combinations and assets, written once against an array
+    namespace ``xp`` (numpy or cupy). It is the cupy (GPU) path and the reference the compiled
+    engine is tested against.
+
+Both sum with numpy's pairwise order, so they agree to the last bit in most runs and to a few
+units in the last place otherwise (see ``tests/test_sim_compiled.py``).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from mts1b_GPUbacktester.kernels import cost_rates
+from mts1b_GPUbacktester.errors import BacktestConfigError
+from mts1b_GPUbacktester.kernels import ffill_rows
 
-__all__ = ["REASONS", "CostModel", "Fills", "SimInputs", "SimOutput", "simulate"]
+__all__ = [
+    "ENGINES",
+    "REASONS",
+    "TRADE_ON",
+    "CostModel",
+    "FillLedger",
+    "SimInputs",
+    "SimOutput",
+    "TradeOn",
+    "check_trade_rule",
+    "simulate",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+
+#: reason codes of :class:`FillLedger` (``reason`` indexes this tuple)
+REASONS = ("rebalance", "carry", "universe_exit", "delisted")
+
+TradeOn = Literal["schedule", "signal_change"]
+#: when an asset is traded on a rebalance row (see :func:`simulate`)
+TRADE_ON: tuple[str, ...] = ("schedule", "signal_change")
+
+#: the engines :func:`simulate` can run
+ENGINES: tuple[str, ...] = ("compiled", "reference")
 
 
 @dataclass(frozen=True)
@@ -49,16 +85,23 @@ class CostModel:
 
 @dataclass(frozen=True)
 class SimInputs:
-    """Device arrays for :func:`simulate` (``T`` rows, ``A`` assets, ``C`` combos).
+    """Arrays for :func:`simulate` (``T`` rows, ``A`` assets, ``C`` combos), on the engine's
+    device (numpy for the compiled engine; numpy or cupy for the reference).
 
     ``exec_price[t]``: price trades at row ``t`` fill at (NaN: no trade possible).
-    ``mark_price[t]``: forward-filled close used to value positions at the end of row ``t``.
+    ``mark_price[t]``: forward-filled close used to value positions at the end of row ``t``;
+    ``None``: the last finite positive ``close`` at or before ``t`` (what
+    :func:`~mts1b_GPUbacktester.data.market_arrays` would give), derived without a panel-sized
+    array by the compiled engine.
+    ``close``: the closes, for delisting sales (and for the marks when ``mark_price`` is None).
     ``targets``: ``(C, T, A)`` target weights by *decision* row; read only on rebalance rows.
-    ``rebalance``: ``(T,)`` bool, decision rows that set new targets.
+    ``rebalance``: ``(T,)`` bool, decision rows that read new targets.
     ``in_universe``: ``(T, A)`` bool; a held asset outside the universe at a decision row is
     exited even between rebalances.
     ``delist_row``: ``(A,)`` last row with a price for assets that stop trading before the
     end (``T`` otherwise); the position is closed at that row's close.
+    ``shift``: rows between a decision and its execution (0 for close fills, 1 otherwise).
+    ``start``: the first row that decides.
     ``volume``, ``adv``, ``sigma``: ``(T, A)`` for the participation cap and the impact model
     (``None`` when unused).
     """
@@ -77,18 +120,100 @@ class SimInputs:
     sigma: Any = None
 
 
-#: one row's fills: (row, asset indices, shares, prices, commissions, slippage, reason codes);
-#: every element after the row is an ``(n,)`` numpy array
-Fills = tuple[int, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
-              npt.NDArray[np.int8]]
+class FillLedger:
+    """Every fill of combination 0, in the order they happened: by row; within a row the
+    order fills (by asset) before the delisting sales (by asset).
 
-#: reason codes in :attr:`SimOutput.fills`
-REASONS = ("rebalance", "carry", "universe_exit", "delisted")
+    Columns (each ``(n,)``, numpy, read on first access): ``row`` (simulation row, less
+    ``origin``), ``asset`` (column), ``shares`` (signed), ``price``, ``commission``,
+    ``slippage``, ``reason`` (index into :data:`REASONS`).
+
+    Why it is stored this way: a daily rebalance of a drifting book fills most cells of the
+    panel, so the ledger can be the largest record of a run. It keeps 25 bytes a fill (33 with
+    a slippage model) in the parts the engine wrote them in: the price is not stored because
+    it is, by the engine's rules, ``exec_price[row, asset]`` for an order fill and
+    ``close[row, asset]`` for a delisting sale (the ledger holds references to those two input
+    arrays, not copies), and without a slippage model every fill's slippage is 0.
+    """
+
+    def __init__(self, parts: Sequence[tuple[Any, ...]], exec_price: Any, close: Any, *,
+                 has_slippage: bool, origin: int = 0) -> None:
+        """``parts``: ``(row, asset, shares, commission, slippage, reason)`` tuples of
+        ``(n_k,)`` numpy arrays (``slippage`` is ignored unless ``has_slippage``);
+        ``exec_price``/``close``: the run's ``(T, A)`` host arrays."""
+        self._parts = tuple(parts)
+        self._exec_price = exec_price
+        self._close = close
+        self._has_slippage = has_slippage
+        self.origin = int(origin)
+
+    def __len__(self) -> int:
+        return sum(int(p[0].shape[0]) for p in self._parts)
+
+    def shifted(self, origin: int) -> FillLedger:
+        """The same fills with rows counted from simulation row ``origin`` (no copy)."""
+        return FillLedger(self._parts, self._exec_price, self._close,
+                          has_slippage=self._has_slippage, origin=self.origin + origin)
+
+    def _column(self, k: int, dtype: Any) -> npt.NDArray[Any]:
+        if not self._parts:
+            return np.zeros(0, dtype=dtype)
+        if len(self._parts) == 1:
+            return np.asarray(self._parts[0][k], dtype=dtype)
+        return np.concatenate([np.asarray(p[k], dtype=dtype) for p in self._parts])
+
+    @functools.cached_property
+    def _sim_row(self) -> npt.NDArray[np.intp]:
+        return self._column(0, np.intp)
+
+    @functools.cached_property
+    def row(self) -> npt.NDArray[np.intp]:
+        return self._sim_row - self.origin if self.origin else self._sim_row
+
+    @functools.cached_property
+    def asset(self) -> npt.NDArray[np.intp]:
+        return self._column(1, np.intp)
+
+    @functools.cached_property
+    def shares(self) -> FloatArray:
+        return self._column(2, np.float64)
+
+    @functools.cached_property
+    def commission(self) -> FloatArray:
+        return self._column(3, np.float64)
+
+    @functools.cached_property
+    def slippage(self) -> FloatArray:
+        if not self._has_slippage:
+            return np.zeros(len(self))
+        return self._column(4, np.float64)
+
+    @functools.cached_property
+    def reason(self) -> npt.NDArray[np.int8]:
+        return self._column(5, np.int8)
+
+    @functools.cached_property
+    def price(self) -> FloatArray:
+        rows, cols = self._sim_row, self.asset
+        out: FloatArray = np.where(self.reason == REASONS.index("delisted"),
+                                   _gather(self._close, rows, cols),
+                                   _gather(self._exec_price, rows, cols))
+        return out
+
+
+def _gather(values: Any, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> FloatArray:
+    """``values[rows, cols]`` as a host array (``values`` numpy, or a device array: the index
+    arrays go to the device and only the ``(n,)`` result comes back)."""
+    got = values[rows, cols]
+    return np.asarray(got.get() if hasattr(got, "get") else got, dtype=np.float64)
 
 
 @dataclass
 class SimOutput:
-    """Per-row records of a simulation, as arrays of the backend (``(C, T)`` unless noted)."""
+    """Per-row records of a simulation, as arrays of the backend (``(C, T)`` unless noted).
+
+    Rows before ``start`` hold ``initial_nav`` and zeros.
+    """
 
     nav: Any
     commission: Any
@@ -96,392 +221,102 @@ class SimOutput:
     borrow: Any
     traded: Any               # gross traded notional per row
     weights: Any = None       # (C, T, A) end-of-row holdings / NAV, when recorded
-    fills: list[Fills] | None = None   # combo 0's fills, one entry per row that traded
+    fills: FillLedger | None = None   # combo 0's fills, when recorded
 
 
-#: quiet-bar look-ahead (see :func:`simulate`): the first block of bars checked at once holds
-#: about ``_QUIET_CELLS`` (combo, bar, asset) cells, and at least ``_QUIET_FIRST`` bars; it
-#: doubles after every block in which no bar trades, up to ``_QUIET_MAX`` bars
-_QUIET_CELLS = 1 << 16
-_QUIET_FIRST = 8
-_QUIET_MAX = 256
-
-
-def _solve_post_trade_nav(xp: ModuleType, v_pre: Any, w: Any, held: Any, tradable: Any,
-                          buy_rate: Any, sell_rate: Any, commission: Any, slip: float,
-                          impact: Any) -> Any:
-    """NAV after a rebalance to weights ``w`` of the *post-trade* NAV, costs paid from it.
-
-    Solves ``V = V_pre - sum_i cost_i(w_i V - held_i)`` for ``V`` (``(C,)``). Without impact
-    the cost is piecewise linear in ``V``: for a guess of which assets are bought and which
-    sold the equation is linear and solved exactly; the guess is refined until it is stable
-    (once or twice). With one asset and ``w = 1`` from cash this is ``V_pre / (1 + rate)``:
-    exactly the shares vectorbt's ``from_signals`` buys with all its cash. With square-root
-    impact the cost is not linear and a fixed-point iteration (a contraction with factor about
-    the cost rate) is used instead.
-
-    Without impact the arrays may carry extra leading axes (``v_pre`` ``(C, B)``, the others
-    ``(C, B, A)``: a block of bars at once) and each element gets the same value as alone:
-    once an element's buy/sell guess is stable its ``V`` no longer changes, so more rounds for
-    the sake of other elements leave it as it was.
-    """
-    if impact is None:
-        v = v_pre
-        buying = None
-        for _ in range(6):
-            x = (w * v[..., None] - held) * tradable
-            now = x > 0
-            if buying is not None and bool(xp.all(now == buying)):
-                return v
-            buying = now
-            rate = xp.where(now, buy_rate, -sell_rate) * tradable  # cost = rate * trade value
-            v = (v_pre + (rate * held).sum(axis=-1)) / (1.0 + (rate * w).sum(axis=-1))
-        return v
-    v = v_pre
-    for _ in range(12):
-        trade = (w * v[:, None] - held) * tradable
-        s = slip + impact * xp.sqrt(xp.abs(trade))
-        rate = xp.where(trade > 0, (1 + s) * (1 + commission) - 1,
-                        1 - (1 - s) * (1 - commission))
-        v_new = v_pre - (xp.abs(trade) * rate).sum(axis=1)
-        if bool(xp.all(xp.abs(v_new - v) <= 1e-15 * xp.maximum(xp.abs(v_pre), 1.0))):
-            return v_new
-        v = v_new
-    return v
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """What does not depend on the path, for every row: computed once before the bar loop.
-
-    Device arrays are ``(T, A)`` unless noted; ``rebalances``, ``exits``, ``delist`` and
-    ``delisting`` are host (numpy) arrays because the loop branches on them. Decisions are
-    made at row ``d`` and executed at row ``t = d + shift``; the ``(T,)`` flags are indexed by
-    the execution row ``t``.
-    """
-
-    start: int
-    shift: int
-    rebalances: npt.NDArray[np.bool_]  # (T,) bar t executes a rebalance decision
-    exits: npt.NDArray[np.bool_]       # (T,) bar t checks for held assets outside the universe
-    delist: npt.NDArray[np.int64]      # (A,) the row each asset delists at (T: never)
-    delisting: npt.NDArray[np.bool_]   # (T,) rows where some asset delists
-    targets: Any      # (C, T, A) target weights, 0 outside the universe and for NaN
-    value: Any        # the price orders are sized at: execution price, else the last mark
-    safe: Any         # execution price where a trade is possible, else 1
-    tradable: Any     # 1.0 where a trade is possible, else 0.0
-    mark: Any         # valuation price, 0 where unknown
-    close: Any
-    out: Any          # bool: outside the universe
-    cap: Any          # most shares a fill may trade (participation cap), or None
-    impact: Any       # square-root impact coefficient per cell, or None
-    commission: Any
-    slip: float
-    buy_rate: Any
-    sell_rate: Any
-    borrow: Any       # per-bar borrow rate
-    has_borrow: bool
-
-
-def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType) -> _Rows:
-    """The path-independent arrays of a run (see :class:`_Rows`)."""
-    t_len, a_len = inp.targets.shape[1:]
-    commission = xp.asarray(costs.commission, dtype=xp.float64)
-    slip = float(costs.slippage)
-    buy_rate, sell_rate = cost_rates(commission, slip)
-    borrow = xp.asarray(costs.borrow, dtype=xp.float64) / costs.periods_per_year
-    delist = np.asarray(_host(inp.delist_row))
-    delisting = np.zeros(t_len, dtype=bool)
-    delisting[delist[delist < t_len]] = True
-    rows = xp.arange(t_len)[:, None]
-    price = inp.exec_price
-    tradable = xp.isfinite(price) & (price > 0) & (rows <= xp.asarray(delist)[None, :])
-    prev_mark = xp.full((t_len, a_len), xp.nan)
-    prev_mark[1:] = inp.mark_price[:-1]
-    value = xp.where(tradable, price, prev_mark)
-    value = xp.where(xp.isfinite(value), value, 0.0)
-    safe = xp.where(tradable, price, 1.0)
-    out = ~inp.in_universe
-    # decision row d acts at bar d + shift, from d = start on
-    decides = np.zeros(t_len, dtype=bool)
-    decides[inp.start + inp.shift:] = True
-    rebalances, exits = decides.copy(), decides.copy()
-    rebalances[decides] &= np.asarray(_host(inp.rebalance), dtype=bool)[inp.start:t_len - inp.shift]
-    exits[decides] &= np.asarray(_host(out.any(axis=1)))[inp.start:t_len - inp.shift]
-    cap = None
-    if costs.participation is not None and inp.volume is not None:
-        cap = costs.participation * xp.nan_to_num(inp.volume, nan=0.0)
-    impact = None
-    if costs.impact_k > 0 and inp.adv is not None and inp.sigma is not None:
-        adv_value = inp.adv * safe
-        impact = costs.impact_k * inp.sigma * xp.sqrt(
-            xp.where(adv_value > 0, 1.0 / xp.where(adv_value > 0, adv_value, 1.0), 0.0))
-        impact = xp.where(xp.isfinite(impact), impact, 0.0)
-    return _Rows(
-        start=inp.start, shift=inp.shift, rebalances=rebalances, exits=exits, delist=delist,
-        delisting=delisting,
-        targets=xp.where(inp.in_universe[None] & xp.isfinite(inp.targets), inp.targets, 0.0),
-        value=value, safe=safe, tradable=tradable.astype(xp.float64),
-        mark=xp.where(xp.isfinite(inp.mark_price), inp.mark_price, 0.0), close=inp.close,
-        out=out, cap=cap, impact=impact, commission=commission, slip=slip, buy_rate=buy_rate,
-        sell_rate=sell_rate, borrow=borrow, has_borrow=bool(xp.any(borrow != 0)))
-
-
-@dataclass
-class _Book:
-    """The path so far: shares held, cash, and orders still waiting (``(C, A)``; cash ``(C,)``).
-
-    ``any_pending`` is False only when every pending order is zero.
-    """
-
-    shares: Any
-    cash: Any
-    pending: Any
-    pending_reason: Any
-    any_pending: bool = False
+def check_trade_rule(trade_on: Any, band: Any) -> tuple[str, float]:
+    """``(trade_on, band)`` validated; :class:`BacktestConfigError` naming the argument and
+    its value otherwise. ``band`` is an absolute weight drift: a finite number ``>= 0``."""
+    if not isinstance(trade_on, str) or trade_on not in TRADE_ON:
+        raise BacktestConfigError(f"trade_on must be one of {TRADE_ON}; got {trade_on!r}",
+                                  field="trade_on", value=repr(trade_on))
+    if isinstance(band, bool) or not isinstance(band, int | float | np.integer | np.floating):
+        raise BacktestConfigError(f"band must be a number (an absolute weight drift, e.g. "
+                                  f"0.02); got {band!r}", field="band", value=repr(band))
+    if not math.isfinite(float(band)) or band < 0:
+        raise BacktestConfigError(f"band must be a finite weight drift >= 0; got {band!r}",
+                                  field="band", value=float(band))
+    return trade_on, float(band)
 
 
 def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
-             xp: ModuleType = np, record_weights: bool = False,
-             record_fills: bool = False) -> SimOutput:
-    """Trade target weights bar by bar; vectorized over combos ``C`` and assets ``A``.
+             xp: ModuleType = np, record_weights: bool = False, record_fills: bool = False,
+             trade_on: str = "schedule", band: float = 0.0,
+             engine: str | None = None) -> SimOutput:
+    """Trade target weights bar by bar; combinations ``C`` are independent books.
 
     Each row ``t`` (from ``inp.start``) is one bar:
 
-    1. Orders decided at row ``d = t - shift`` execute at ``exec_price[t]``: on a rebalance row,
-       every asset's order is ``target weight * post-trade NAV / price - held shares`` (the NAV
-       net of this trade's own costs, see :func:`_solve_post_trade_nav`); otherwise only held
-       assets outside the universe get an exit order, and earlier unfilled remainders carry on.
-       A cell without a tradable price does not trade; its order waits. The participation cap
-       limits each fill to ``participation * volume``; the remainder waits for the next bar.
-       Orders worth less than 1e-10 of the NAV are float residue and are dropped.
+    1. Orders decided at row ``d = t - shift`` execute at ``exec_price[t]``. On a rebalance row
+       the assets chosen by the trade rule (below) are ordered to
+       ``target weight * post-trade NAV / price - held shares`` (the NAV net of this trade's
+       own costs: ``V = V_pre - sum_i cost_i(w_i V - held_i)`` over the chosen assets, solved
+       exactly without impact and by fixed-point iteration with it); the other assets keep
+       what they hold and any order still pending. Between rebalances only held assets outside
+       the universe get an exit order, and earlier unfilled remainders carry on. A cell
+       without a tradable price does not trade; its order waits. The participation cap limits
+       each fill to ``participation * volume``; the remainder waits for the next bar. Orders
+       worth less than 1e-10 of the NAV are float residue and are dropped.
     2. A delisted asset (last price at this row) still held is sold at this row's close.
     3. Borrow is charged on short market value.
     4. NAV is cash plus shares at ``mark_price`` (the last known close).
 
+    Trade rule, evaluated on rebalance rows (``rebal`` dates):
+
+    ``trade_on="schedule"``, ``band=0`` (the default)
+        every asset is traded back to its target weight.
+    ``trade_on="schedule"``, ``band > 0``
+        an asset is traded to its target only when its weight has drifted more than ``band``
+        from it: ``|held_i - w_i V_pre| > band * |V_pre|``.
+    ``trade_on="signal_change"``
+        an asset is traded only when its target differs from the target it was last traded
+        to (initially 0; an exit from the universe resets it to 0), and otherwise drifts: a
+        signal-hold book, as backtrader strategies and vectorbt's ``from_signals`` trade.
+        ``band > 0`` also trades an asset whose weight drifted more than ``band``; ``band=0``
+        adds nothing.
+
     NaN policy: NaN targets mean weight 0; NaN prices never trade; valuation uses the last
-    known price. Everything that does not depend on the path (tradability, valuation prices,
-    caps, impact coefficients) is computed for all rows before the loop.
+    known price.
 
-    Quiet bars: most bars of a typical run trade nothing (a daily rebalance to the weights
-    already held leaves only float residue, and between rebalances nothing is due). After a
-    bar that did not trade, or a trade that ended a quiet stretch, the following bars are
-    checked a block at a time (:func:`_skip_quiet`) and those before the next trade are
-    recorded without a Python step each. The check runs the loop's own operations, so the
-    records are the same bit for bit. It is not used with square-root impact (its solver
-    iterates to a tolerance, so the rounding would depend on the block) or with borrow (cash
-    changes every bar a short is held).
+    ``engine``: ``"compiled"`` (numba) or ``"reference"``; ``None`` picks the compiled engine
+    for numpy arrays and the reference for any other ``xp`` (cupy).
     """
-    n_combo, t_len, a_len = inp.targets.shape
-    rows = _prepare(inp, costs, xp)
-    book = _Book(shares=xp.zeros((n_combo, a_len)), cash=xp.full((n_combo,), float(initial_nav)),
-                 pending=xp.zeros((n_combo, a_len)),
-                 pending_reason=xp.zeros((n_combo, a_len), dtype=xp.int8))
-    out = SimOutput(
-        nav=xp.full((n_combo, t_len), float(initial_nav)), commission=xp.zeros((n_combo, t_len)),
-        slippage=xp.zeros((n_combo, t_len)), borrow=xp.zeros((n_combo, t_len)),
-        traded=xp.zeros((n_combo, t_len)),
-        weights=xp.zeros((n_combo, t_len, a_len)) if record_weights else None,
-        fills=[] if record_fills else None)
-    can_skip = rows.impact is None and not rows.has_borrow
-    first_look = min(max(_QUIET_CELLS // (n_combo * a_len), _QUIET_FIRST), _QUIET_MAX)
-    look = 0           # > 0: check this many bars at once before stepping the next one
-    skipped = False    # the last check found quiet bars: quiet stretches are worth a check
-    t = inp.start
-    while t < t_len:
-        if look and not book.any_pending:
-            stop = min(t + look, t_len)
-            n = _skip_quiet(xp, rows, book, out, t, stop)
-            skipped, t = n > 0, t + n
-            if t == stop:
-                look = min(2 * look, _QUIET_MAX)
-                continue
-        quiet = _bar(xp, rows, book, out, t)
-        look = first_look if can_skip and (quiet or skipped) else 0
-        t += 1
-    return out
+    trade_on, band = check_trade_rule(trade_on, band)
+    if engine is None:
+        engine = "compiled" if xp is np else "reference"
+    if engine not in ENGINES:
+        raise BacktestConfigError(f"engine must be one of {ENGINES}; got {engine!r}",
+                                  field="engine", value=repr(engine))
+    if engine == "compiled":
+        if xp is not np:
+            raise BacktestConfigError("the compiled engine runs on numpy arrays; use "
+                                      "engine='reference' with cupy", field="engine",
+                                      value=engine)
+        from mts1b_GPUbacktester.sim_compiled import simulate_compiled  # imports numba
+
+        return simulate_compiled(inp, costs, initial_nav=initial_nav,
+                                 record_weights=record_weights, record_fills=record_fills,
+                                 trade_on=trade_on, band=band)
+    from mts1b_GPUbacktester.sim_reference import simulate_reference
+
+    return simulate_reference(inp, costs, initial_nav=initial_nav, xp=xp,
+                              record_weights=record_weights, record_fills=record_fills,
+                              trade_on=trade_on, band=band)
 
 
-def _bar(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int) -> bool:
-    """Run bar ``t`` (see :func:`simulate`); True when it left the book as it was."""
-    traded = False
-    d = t - rows.shift
-    if d >= rows.start:
-        value_px = rows.value[t]
-        if rows.rebalances[t]:
-            held = book.shares * value_px
-            v_pre = book.cash + held.sum(axis=1)
-            impact = None if rows.impact is None else rows.impact[t]
-            book.pending = _orders(xp, rows, book.shares, v_pre, held, value_px, t, d, impact)
-            if out.fills is not None:
-                book.pending_reason = xp.zeros_like(book.pending_reason)
-            book.any_pending = True
-        if rows.exits[t]:
-            leave = rows.out[d] & (book.shares != 0)
-            book.pending = xp.where(leave, -book.shares, book.pending)
-            if out.fills is not None:
-                book.pending_reason = xp.where(leave, 2, book.pending_reason).astype(xp.int8)
-            book.any_pending = True
-        if book.any_pending:
-            nav_pre = book.cash + (book.shares * value_px).sum(axis=1)
-            dust = xp.abs(book.pending * value_px) <= 1e-10 * xp.abs(nav_pre)[:, None]
-            book.pending = xp.where(dust, 0.0, book.pending)
-            book.any_pending = bool(xp.any(book.pending != 0))
-        if book.any_pending:
-            _fill(xp, rows, book, out, t, rebalanced=bool(rows.rebalances[t]))
-            traded = True
-    if rows.delisting[t]:
-        _delist(xp, rows, book, out, t)
-    mark_px = rows.mark[t]
-    if rows.has_borrow:
-        charge = ((xp.maximum(-book.shares, 0.0) * mark_px) * rows.borrow).sum(axis=1)
-        book.cash = book.cash - charge
-        out.borrow[:, t] = charge
-    held_value = book.shares * mark_px
-    out.nav[:, t] = book.cash + held_value.sum(axis=1)
-    if out.weights is not None:
-        out.weights[:, t] = held_value / xp.where(out.nav[:, t] != 0, out.nav[:, t],
-                                                  1.0)[:, None]
-    return not traded and not rows.delisting[t]
+def forward_filled_close(close: Any) -> FloatArray:
+    """``(T, A)`` last finite positive close at or before each row (NaN before the first).
 
-
-def _fill(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int, *,
-          rebalanced: bool) -> None:
-    """Execute the pending orders at bar ``t`` (what the participation cap allows)."""
-    px = rows.safe[t]
-    order = book.pending * rows.tradable[t]
-    if rows.cap is not None:
-        order = xp.clip(order, -rows.cap[t], rows.cap[t])
-    notional = xp.abs(order) * px
-    if rows.impact is None:
-        slip_cost = notional * rows.slip
-    else:
-        slip_cost = notional * (rows.slip + rows.impact[t] * xp.sqrt(notional))
-    comm = (notional + xp.where(order > 0, slip_cost, -slip_cost)) * rows.commission
-    slip_sum = slip_cost.sum(axis=1)
-    comm_sum = comm.sum(axis=1)
-    book.cash = book.cash - (order * px).sum(axis=1) - slip_sum - comm_sum
-    book.shares = book.shares + order
-    book.pending = book.pending - order
-    book.any_pending = bool(xp.any(book.pending != 0))
-    out.commission[:, t] += comm_sum
-    out.slippage[:, t] += slip_sum
-    out.traded[:, t] += notional.sum(axis=1)
-    if out.fills is not None:
-        reason = xp.where(book.pending_reason == 0, 0 if rebalanced else 1,
-                          book.pending_reason)
-        _record(out.fills, t, order[0], px, comm[0], slip_cost[0], reason[0])
-        book.pending_reason = xp.where(book.pending != 0, xp.maximum(book.pending_reason, 1),
-                                       0).astype(xp.int8)
-
-
-def _delist(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t: int) -> None:
-    """Sell what is held of the assets whose last price is at row ``t``, at that close."""
-    a_len = book.shares.shape[1]
-    gone_d = xp.asarray(np.flatnonzero(rows.delist == t))
-    px_g = rows.close[t][gone_d]
-    qty = -book.shares[:, gone_d]
-    notional = xp.abs(qty) * px_g
-    slip_cost = notional * rows.slip
-    comm_vec = rows.commission if rows.commission.ndim == 0 else rows.commission[gone_d]
-    comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec
-    book.cash = (book.cash - (qty * px_g).sum(axis=1) - slip_cost.sum(axis=1)
-                 - comm.sum(axis=1))
-    out.commission[:, t] += comm.sum(axis=1)
-    out.slippage[:, t] += slip_cost.sum(axis=1)
-    out.traded[:, t] += notional.sum(axis=1)
-    if out.fills is not None:
-        qty_all = xp.zeros((a_len,))
-        qty_all[gone_d] = qty[0]
-        px_all, comm_all, slip_all = (xp.zeros((a_len,)) for _ in range(3))
-        px_all[gone_d], comm_all[gone_d], slip_all[gone_d] = px_g, comm[0], slip_cost[0]
-        _record(out.fills, t, qty_all, px_all, comm_all, slip_all,
-                xp.full((a_len,), 3, dtype=xp.int8))
-    book.shares[:, gone_d] = 0.0
-    book.pending[:, gone_d] = 0.0
-
-
-def _skip_quiet(xp: ModuleType, rows: _Rows, book: _Book, out: SimOutput, t0: int,
-                t1: int) -> int:
-    """Record the bars ``t0 <= t < t1`` that come before the first one that would trade.
-
-    Called only while no order is pending. With the book fixed, the decisions of every bar of
-    the block (post-trade NAV, orders, the dust filter) are computed at once with the bar
-    loop's operations, element for element, so a bar found quiet gets exactly the NAV, weights
-    and book the loop would leave. A bar is not quiet when an order survives the dust filter,
-    a held asset is outside the universe, or an asset delists at it. Returns how many bars
-    were recorded (0 when bar ``t0`` itself trades).
+    Host numpy; two panel-sized arrays at the peak (the row index and the result).
     """
-    rebalance, exits = rows.rebalances[t0:t1], rows.exits[t0:t1]
-    touched = np.flatnonzero(rebalance | exits)
-    busy = rows.delisting[t0:t1].copy()
-    shares, cash = book.shares, book.cash
-    pend = None
-    if touched.size:
-        at = touched + t0
-        dec = at - rows.shift
-        value = rows.value[xp.asarray(at)]                        # (n, A)
-        held = shares[:, None, :] * value                         # (C, n, A)
-        nav_pre = cash[:, None] + held.sum(axis=-1)               # (C, n)
-        reb = np.flatnonzero(rebalance[touched])
-        if reb.size == touched.size:  # every touched bar rebalances (a daily schedule)
-            pend = _orders(xp, rows, shares[:, None, :], nav_pre, held, value,
-                           xp.asarray(at), xp.asarray(dec), None)
-        else:  # the others keep the (zero) pending orders
-            pend = xp.broadcast_to(book.pending[:, None, :], held.shape).copy()
-            if reb.size:
-                r = xp.asarray(reb)
-                pend[:, r] = _orders(xp, rows, shares[:, None, :], nav_pre[:, r], held[:, r],
-                                     value[r], xp.asarray(at[reb]), xp.asarray(dec[reb]), None)
-        dust = xp.abs(pend * value) <= 1e-10 * xp.abs(nav_pre)[..., None]
-        pend = xp.where(dust, 0.0, pend)
-        trades = (pend != 0).any(axis=(0, 2))
-        if exits[touched].any():
-            trades |= (rows.out[xp.asarray(dec)] & (shares != 0)[:, None, :]).any(axis=(0, 2))
-        busy[touched] |= _host(trades)
-    first = np.flatnonzero(busy)
-    n = int(first[0]) if first.size else t1 - t0
-    if n == 0:
-        return 0
-    done = np.flatnonzero(touched < n)
-    if done.size and pend is not None:  # the loop keeps the last quiet bar's (zero) orders
-        book.pending = pend[:, done[-1]].copy()
-        if out.fills is not None and rebalance[:n].any():
-            book.pending_reason = xp.zeros_like(book.pending_reason)
-    held_value = shares[:, None, :] * rows.mark[t0:t0 + n]
-    nav = cash[:, None] + held_value.sum(axis=-1)
-    out.nav[:, t0:t0 + n] = nav
-    if out.weights is not None:
-        out.weights[:, t0:t0 + n] = held_value / xp.where(nav != 0, nav, 1.0)[..., None]
-    return n
-
-
-def _orders(xp: ModuleType, rows: _Rows, shares: Any, v_pre: Any, held: Any, value: Any,
-            t: Any, d: Any, impact: Any) -> Any:
-    """Rebalance orders: target weight x post-trade NAV / price - held shares (none where there
-    is no price), for bar ``t`` deciding at row ``d``.
-
-    One bar: ``shares``/``held``/``value`` ``(C, A)`` or ``(A,)``, ``v_pre`` ``(C,)``, ``t``
-    and ``d`` integers. A block of bars (no impact): the same with a bar axis before the asset
-    axis, and ``t``/``d`` index arrays.
-    """
-    w = rows.targets[:, d]
-    v_post = _solve_post_trade_nav(xp, v_pre, w, held, rows.tradable[t], rows.buy_rate,
-                                   rows.sell_rate, rows.commission, rows.slip, impact)
-    desired = w * v_post[..., None] / xp.where(value > 0, value, 1.0)
-    return xp.where(value > 0, desired, shares) - shares
-
-
-def _host(x: Any) -> npt.NDArray[Any]:
-    """A device array as a host (numpy) array."""
-    return np.asarray(x.get() if hasattr(x, "get") else x)
-
-
-def _record(fills: list[Fills], t: int, qty: Any, price: Any, comm: Any, slip: Any,
-            reason: Any) -> None:
-    """Append row ``t``'s non-zero fills (``(A,)`` arrays of combo 0) to ``fills``."""
-    q = _host(qty)
-    idx = np.flatnonzero(q)
-    if idx.size:
-        fills.append((t, idx, q[idx], _host(price)[idx], _host(comm)[idx], _host(slip)[idx],
-                      _host(reason)[idx].astype(np.int8)))
+    close = np.asarray(close, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(close) & (close > 0)
+    last = ffill_rows(valid)
+    del valid
+    missing = last < 0
+    np.maximum(last, 0, out=last)
+    mark: FloatArray = np.take_along_axis(close, last, axis=0)
+    del last
+    mark[missing] = np.nan
+    return mark
