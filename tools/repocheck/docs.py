@@ -433,11 +433,19 @@ def _check_install_words(
 
 
 def _check_selection(command: Command, folder: Path) -> list[Problem]:
-    """``--ignore`` and ``--deselect`` name files and tests that exist: pytest accepts a stale
-    one silently, and the route would then run more or fewer tests than CONTRIBUTING says."""
+    """The test files, ``--ignore`` and ``--deselect`` name files and tests that exist: pytest
+    accepts a stale ``--ignore`` or ``--deselect`` silently, and the route would then run more or
+    fewer tests than CONTRIBUTING says."""
     problems: list[Problem] = []
     words = list(command.argv[1:])
     for i, word in enumerate(words):
+        takes_value = i > 0 and words[i - 1] in ("-m", "-k", "-p", "-c", "--ignore",
+                                                 "--deselect", "--rootdir", "-o")
+        if not word.startswith("-") and not takes_value and "/" in word:
+            file = word.split("::")[0]
+            if not (folder / file).exists():
+                problems.append(Problem(command.where, f"test path {word!r}: {file} does not "
+                                                       f"exist in {folder.name}/"))
         for option in ("--ignore", "--deselect"):
             if word == option and i + 1 < len(words):
                 value = words[i + 1]

@@ -382,9 +382,12 @@ class WheelhouseBuilder:
     """
 
     def __init__(self, root: Path, libraries: Sequence[Library], dest: Path, uv: str,
-                 log: Log = lambda line: None) -> None:
+                 log: Log = lambda line: None, workspace: Sequence[Library] = ()) -> None:
         self.root = root
         self.libraries = list(libraries)
+        # the pins always cover every library's extras: with fewer, prune() would remove the
+        # wheels of the others (repocheck --library builds only some libraries)
+        self.workspace = list(workspace) or self.libraries
         self.uv = uv
         self.log = log
         self.result = Wheelhouse(dest)
@@ -403,7 +406,7 @@ class WheelhouseBuilder:
         self.result.wheels.update(wheels)
         self.result.problems += problems
         try:
-            self.pins = export_pins(self.uv, self.root, self.libraries)
+            self.pins = export_pins(self.uv, self.root, self.workspace)
             self.locked = locked_wheels(self.root)
         except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
             self.result.problems.append(Problem("uv.lock", str(exc)))
@@ -437,9 +440,9 @@ class WheelhouseBuilder:
         (result.dest / BUILT).write_text(json.dumps(self.built, indent=1, sort_keys=True) + "\n",
                                          encoding="utf-8")
         found = result.problems[before:]
+        fetched = f"{len(missing)} fetched" if not found else f"{len(missing)} to fetch: FAILED"
         self.log(f"wheelhouse: Python {version}: {len(wanted)} third-party pins, {len(present)} "
-                 f"already in {result.dest.name}/, {len(missing)} fetched "
-                 f"({'ok' if not found else 'FAILED'}) in {time.monotonic() - t0:.1f}s")
+                 f"already in {result.dest.name}/, {fetched} in {time.monotonic() - t0:.1f}s")
         return found
 
     def close(self) -> None:

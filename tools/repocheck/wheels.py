@@ -539,7 +539,8 @@ def _wheelhouse(
     """Build the wheelhouse one Python at a time, queueing each Python's installs when ready."""
     report = ctx.report
     t0 = time.monotonic()
-    builder = WheelhouseBuilder(ctx.root, libraries, ctx.root / "dist", ctx.uv, ctx.log)
+    builder = WheelhouseBuilder(ctx.root, libraries, ctx.root / "dist", ctx.uv, ctx.log,
+                                workspace=ctx.libraries)
     try:
         ok = builder.build_libraries()
         report.add(builder.result.problems)

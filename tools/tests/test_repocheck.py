@@ -525,7 +525,7 @@ def test_contributing_routes_are_checked(tree: Path) -> None:
          '../mts1b-platform -e ".[dev]"\npytest -v',
          "cd mts1b-datalake\npip install -e ../mts1b-foundation -e ../mts1b-platform -e . \\\n"
          "  --index-url https://example.org\npytest -v --ignore=tests/test_gone.py "
-         "--deselect=tests/test_x.py::test_y")
+         "--deselect=tests/test_x.py::test_y -k 'a/b' tests/test_missing.py tests/test_x.py")
     (tree / "mts1b-datalake/tests/test_x.py").write_text("def test_z() -> None:\n    pass\n",
                                                           encoding="utf-8")
     edit(contributing, "<!-- repocheck: every-python -->\n```bash\ncd mts1b-foundation",
@@ -546,6 +546,8 @@ def test_contributing_routes_are_checked(tree: Path) -> None:
         "in mts1b-datalake/",
         "CONTRIBUTING.md:22: --deselect 'tests/test_x.py::test_y': no test 'test_y' in "
         "tests/test_x.py",
+        "CONTRIBUTING.md:22: test path 'tests/test_missing.py': tests/test_missing.py does not "
+        "exist in mts1b-datalake/",
         "CONTRIBUTING.md: no `<!-- repocheck: every-python -->` route for foundation (its tests "
         "run on every Python)",
         "CONTRIBUTING.md: no test route for foundation (`cd mts1b-foundation`, `pip install "
@@ -744,8 +746,10 @@ def test_wheel_stage_on_a_fake_workspace(tmp_path: Path) -> None:
     (package / "gpu.py").write_text("import cupy\n", encoding="utf-8")  # optional: allowed
     (package / "plot.py").write_text("import plotly\n", encoding="utf-8")  # undeclared
     (package / "postgres").write_text("#!/bin/sh\n", encoding="utf-8")  # a "server"
+    # 3.99 is on no machine: it is install-checked (pip download --python-version 3.99 of the
+    # pure-Python pins) and not test-run.
     write_manifest(tmp_path, {"foundation": [], "platform": ["foundation"]},
-                   python_versions=[f"{sys.version_info[0]}.{sys.version_info[1]}"],
+                   python_versions=[f"{sys.version_info[0]}.{sys.version_info[1]}", "3.99"],
                    forbidden=["iniconfig"], max_install_mb=0.001)
     locked = subprocess.run([uv, "lock", "--quiet"], cwd=tmp_path, capture_output=True,
                             text=True, check=False, env={**os.environ, "VIRTUAL_ENV": ""})
@@ -776,6 +780,8 @@ def test_wheel_stage_on_a_fake_workspace(tmp_path: Path) -> None:
         f"{report.sizes['foundation']:.1f} MiB (1 distributions; largest: mts1b-foundation 0.0)",
     ])
     assert report.test_run == [running.full]
+    assert report.install_checked == ["3.99"]
+    assert any(line.startswith("wheelhouse: Python 3.99: 1 third-party pins") for line in lines)
     assert (tmp_path / "dist" / "mts1b_platform-0.1.0-py3-none-any.whl").is_file()
     text = "\n".join(lines)
     assert "foundation tests (CONTRIBUTING.md:4): pip" in text and "1 passed" in text
