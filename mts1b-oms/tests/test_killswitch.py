@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,14 @@ class GatedCancelBroker(RecordingBroker):
         self.wanted_in_flight = 1
         self.hidden: set[str] = set()  # refused cancels of these, and not listed as open
         self.refuse: set[str] = set()  # refused cancels, still listed as open
+        self.before_refusing: dict[str, Callable[[], Awaitable[None]]] = {}  # refused after
 
     async def cancel(self, order_id: str) -> ExecutionReport:
+        if order_id in self.before_refusing:
+            self.cancel_requests.append(order_id)
+            await self.before_refusing[order_id]()
+            raise BrokerRejected("ORDER_NOT_OPEN: filled", order_id=order_id,
+                                 reason_code="ORDER_NOT_OPEN")
         if order_id in self.refuse or order_id in self.hidden:
             self.cancel_requests.append(order_id)
             raise BrokerRejected("too late to cancel", order_id=order_id)
@@ -170,13 +177,14 @@ async def test_cancels_start_at_the_brokers_rate(store: OrderStore, make: MakeOm
     slept = 0
 
     async def sleep(seconds: float) -> None:
-        """Move the clock once the cancel started before has reached the venue, so that
-        each cancel is stamped with the time of its own slot."""
+        """Move the clock to the end of this sleep once the cancels of the slots before it
+        have reached the venue, so that each cancel is stamped with its own slot's time."""
         nonlocal slept
         slept += 1
+        until = clock.t + seconds
         while len(broker.stamps) < slept:
             await asyncio.sleep(0.001)
-        clock.t += seconds
+        clock.t = max(clock.t, until)
 
     oms, ids = await working_orders(make, broker, 8,
                                     pacer=Pacer(20, clock=clock.now, sleep=sleep))
@@ -291,29 +299,25 @@ async def test_submits_in_the_halted_scope_wait_for_the_sweep(store: OrderStore,
 
 async def test_the_sweep_records_how_each_order_ended(store: OrderStore,
                                                       make: MakeOms) -> None:
-    """Each order's cancel status is stored: canceled; closed (it filled before its cancel
-    went out); not working (the venue refused the cancel and no longer lists the order);
-    refused (the venue refused and still lists it: an alert for a person)."""
+    """Each order's cancel status is stored: canceled; closed (its cancel lost the race with
+    the last fill: the venue fills it, then refuses the cancel); not working (the venue
+    refused the cancel and no longer lists the order); refused (the venue refused and still
+    lists it: an alert for a person). The fill's late refusal is no alert."""
     venue = GatedCancelBroker()
     venue.gate.set()
-    hold = asyncio.Event()
-    clock = FakeClock()
-
-    async def slow_second_slot(seconds: float) -> None:  # the runner waits here for slot 2
-        await hold.wait()
-        await clock.sleep(seconds)
-
-    oms, ids = await working_orders(make, venue, 4,
-                                    pacer=Pacer(10, clock=clock.now, sleep=slow_second_slot))
+    oms, ids = await working_orders(make, venue, 4)
     canceled, filled, gone, stuck = ids
     venue.hidden.add(gone)
     venue.refuse.add(stuck)
+
+    async def fill_first() -> None:  # the venue fills it as the cancel arrives
+        await oms.on_execution_report(ExecutionReport(
+            broker="paper", account_id="acc1", order_id=filled, exec_type=ExecType.FILL,
+            ts=dt.datetime.now(dt.UTC), trade_id="T-fill", symbol="AAPL", side=Side.BUY,
+            last_quantity=D(2), last_price=D(100)))
+
+    venue.before_refusing[filled] = fill_first
     reply = await oms.halt("fund", "f1", reason="outcomes")
-    await oms.on_execution_report(ExecutionReport(  # fills before its cancel goes out
-        broker="paper", account_id="acc1", order_id=filled, exec_type=ExecType.FILL,
-        ts=dt.datetime.now(dt.UTC), trade_id="T-fill", symbol="AAPL", side=Side.BUY,
-        last_quantity=D(2), last_price=D(100)))
-    hold.set()
     await oms.killswitch.settle()
     sweep = await store.sweep(str(reply.context["sweep_id"]))
     assert sweep is not None and sweep.finished

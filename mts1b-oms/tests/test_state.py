@@ -175,21 +175,27 @@ def test_table_covers_every_status() -> None:
 
 
 def test_repeats_are_decided_by_the_table() -> None:
-    """A second acknowledgement of a working order and a second terminal report repeat what
-    the order already says: the table marks them REPEAT, and applying one is a duplicate that
-    changes nothing (no new sequence number, so no event is written), where the OMS used to
-    decide this outside the table."""
+    """A second acknowledgement of a working order, a second terminal report, and the refusal
+    of a cancel that lost the race with the last fill repeat what the order already says: the
+    table marks them REPEAT, and applying one is a duplicate that changes nothing (no new
+    sequence number, so no event is written), where the OMS used to decide this outside the
+    table."""
     repeats = {(status, event) for status, row in TRANSITIONS.items()
                for event, target in row.items() if target is Rule.REPEAT}
     assert repeats == {(S.ACCEPTED, E.ACCEPTED), (S.PARTIALLY_FILLED, E.ACCEPTED),
-                       (S.FILLED, E.ACCEPTED), (S.CANCELED, E.CANCELED),
+                       (S.FILLED, E.ACCEPTED), (S.FILLED, E.CANCEL_REJECTED),
+                       (S.FILLED, E.REPLACE_REJECTED), (S.CANCELED, E.CANCELED),
                        (S.EXPIRED, E.EXPIRED), (S.REJECTED, E.REJECTED)}
     accepted = run(go(E.SUBMITTED), go(E.ACCEPTED))
     partial = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.PARTIALLY_FILLED, fill=fill("t1", "40")))
     canceled = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.CANCEL_REQUESTED), go(E.CANCELED))
     rejected = run(go(E.SUBMITTED), go(E.REJECTED))
+    filled = run(go(E.SUBMITTED), go(E.ACCEPTED), go(E.CANCEL_REQUESTED),
+                 go(E.FILLED, fill=fill("t1", "100")))
+    assert filled.status is S.FILLED
     for state, event in ((accepted, E.ACCEPTED), (partial, E.ACCEPTED),
-                         (canceled, E.CANCELED), (rejected, E.REJECTED)):
+                         (canceled, E.CANCELED), (rejected, E.REJECTED),
+                         (filled, E.CANCEL_REJECTED)):
         out = apply_event(state, event)
         assert (out.duplicate, out.applied, out.problem, out.state) == (True, False, None, state)
     # the ack of an order overtaken by its own cancel request is not a repeat: it moves prior

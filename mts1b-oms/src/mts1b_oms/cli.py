@@ -113,7 +113,8 @@ def _scope(fund: str | None, strategy: str | None, all_: bool) -> tuple[str, str
 EXIT_REFUSED = 1
 """The instance refused the command, or nothing could be stored anywhere."""
 EXIT_BUS_UNREACHABLE = 3
-"""NATS could not be reached: the state is stored in PostgreSQL only."""
+"""NATS could not be used (unreachable, credentials refused, state commands not permitted):
+the state is stored in PostgreSQL only."""
 EXIT_NO_ACK = 4
 """No OMS instance answered within ``--timeout``: the state is stored in PostgreSQL only."""
 EXIT_NOT_ALL_CANCELED = 5
@@ -137,7 +138,13 @@ async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str,
     answers, store it in PostgreSQL directly - running instances take it in from there at
     their next poll, a starting one at start - and say so with a non-zero exit code."""
     from mts1b_foundation import CommandReply, TradingState
-    from mts1b_platform.bus import Bus, BusError, RequestFailed
+    from mts1b_platform.bus import (
+        Bus,
+        BusAuthError,
+        BusError,
+        BusPermissionError,
+        RequestFailed,
+    )
     from mts1b_platform.redaction import redact
 
     from mts1b_oms.tradingstate import make_command
@@ -150,13 +157,19 @@ async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str,
     try:
         bus = await Bus.connect(**overrides)
     except BusError as exc:
+        why = "NATS refused the credentials" if isinstance(exc, BusAuthError) else (
+            "NATS is unreachable")
         return await _store_directly(command, dsn, schema, EXIT_BUS_UNREACHABLE,
-                                     f"NATS is unreachable ({redact(exc.message)})")
+                                     f"{why} ({redact(exc.message)})")
     try:
         reply = await bus.request("mts.v1.oms.commands.state", command, timeout=timeout,
                                   reply_model=CommandReply)
     except RequestFailed as exc:
         return _Outcome(EXIT_REFUSED, stderr=f"{what} refused: {redact(exc.message)}")
+    except BusPermissionError as exc:
+        return await _store_directly(command, dsn, schema, EXIT_BUS_UNREACHABLE,
+                                     "NATS does not permit this account to send state "
+                                     f"commands ({redact(exc.message)})")
     except BusError as exc:
         return await _store_directly(command, dsn, schema, EXIT_NO_ACK,
                                      f"no OMS instance acknowledged it within {timeout:g}s "
@@ -281,10 +294,12 @@ def halt(
 ) -> None:
     """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders.
 
-    Exit codes: 0 an instance applied it (with --wait: every order ended canceled or closed);
-    1 refused, or nothing could be stored; 3 NATS unreachable and 4 no instance answered
-    within --timeout (both: stored in PostgreSQL only); 5 --wait found an order not
-    canceled or the sweep unfinished.
+    Exit codes:
+    0 an instance applied it (--wait: every order ended canceled or closed);
+    1 refused, or nothing could be stored;
+    3 NATS could not be used (unreachable, credentials refused, not permitted);
+    4 no instance answered within --timeout (3 and 4: stored in PostgreSQL only);
+    5 --wait: an order was not canceled, or the sweep did not finish in time.
     """
     from mts1b_foundation import TradingState
 

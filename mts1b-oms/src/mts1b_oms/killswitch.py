@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
@@ -95,7 +96,9 @@ class SweepHost(Protocol):
 
     async def load_order(self, order_id: str) -> OrderState | None: ...
 
-    async def cancel_for_sweep(self, order_id: str, reason: str) -> CancelAttempt: ...
+    async def cancel_for_sweep(self, order_id: str, reason: str,
+                               pace: Callable[[], Awaitable[None]], *,
+                               refresh: bool) -> CancelAttempt: ...
 
     def sending(self, order_id: str) -> bool: ...
 
@@ -109,8 +112,11 @@ class SweepHost(Protocol):
 class Pacer:
     """Lets operations start at most ``rate`` per second, evenly spaced, across all callers.
 
-    Each :meth:`wait` takes the next free slot (``1 / rate`` after the previous one, or now if
-    that has passed) and sleeps until it; the operations themselves then run concurrently.
+    Each :meth:`wait` takes the next free slot (``1 / rate`` after the previous one) and sleeps
+    until it; the operations themselves then run concurrently. A caller that comes less than
+    one interval late starts at once and keeps the schedule (a busy event loop does not push
+    every later cancel back); one that comes later than that - after an idle spell - starts a
+    fresh schedule, so no burst builds up: any second holds at most ``rate + 1`` starts.
     ``clock`` and ``sleep`` are the loop's by default (tests pass their own).
     """
 
@@ -123,10 +129,23 @@ class Pacer:
         self._sleep = sleep
         self._next = float("-inf")
 
+    def prime(self) -> None:
+        """Start the schedule now unless one is running: a sweep's first cancel is then on
+        time when it comes a few milliseconds later (its order's write comes first), and the
+        last of ``n`` goes out ``(n - 1) / rate`` after the sweep began, not after that."""
+        now = self._clock()
+        if now - self._next > self.interval:
+            self._next = now
+
     async def wait(self) -> None:
         now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
+        late = now - self._next
+        if late <= 0:
+            slot, self._next = self._next, self._next + self.interval
+        elif late <= self.interval:
+            slot, self._next = now, self._next + self.interval
+        else:
+            slot, self._next = now, now + self.interval
         if slot > now:
             await self._sleep(slot - now)
 
@@ -158,6 +177,11 @@ class KillSwitch:
         self._stamps: dict[Scope, dt.datetime] = {}  # when each scope's state was set
         self._changes = asyncio.Lock()  # state changes: store then memory, one at a time
         self._slots = asyncio.Semaphore(max_in_flight)
+        # Orders prepared ahead of their turn at the broker (the cancel_requested write done,
+        # waiting for the pacer): a quarter second's worth, so the calls keep the rate without
+        # a crowd of writes in front of the first one.
+        self._lead = asyncio.Semaphore(
+            max(1, min(max_in_flight, math.ceil(0.25 / self.pacer.interval))))
         self._lock = store.fund_lock(self.funds)
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._sweeps: dict[str, Sweep] = {}  # unfinished sweeps with rows of our funds
@@ -167,6 +191,7 @@ class KillSwitch:
         self._poller: asyncio.Task[None] | None = None
         self._warned_unlocked: frozenset[str] = frozenset()
         self._given_up: set[str] = set()  # refused: top-ups leave them to a person (or a halt)
+        self._fanning: asyncio.Task[None] | None = None  # the latest fan-out put
 
     # --- start / stop -------------------------------------------------------------------------
 
@@ -187,14 +212,14 @@ class KillSwitch:
     async def stop(self) -> None:
         """Stop sweeping now, as a crash would: what is outstanding stays outstanding in the
         store for the next holder of the lock. Then give the lock back."""
-        tasks = [t for t in (self._poller, *self._runners.values(), *self._cancels.values())
-                 if t is not None]
+        tasks = [t for t in (self._poller, self._fanning, *self._runners.values(),
+                             *self._cancels.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._poller = None
+        self._poller = self._fanning = None
         self._runners.clear()
         self._cancels.clear()
         self._sweeps.clear()
@@ -209,9 +234,12 @@ class KillSwitch:
         return not self._runners
 
     async def settle(self) -> None:
-        """Wait until every sweep this instance is running has settled its orders."""
+        """Wait until every sweep this instance is running has settled its orders (and the
+        latest change is on the fan-out)."""
         while self._runners:
             await asyncio.gather(*list(self._runners.values()), return_exceptions=True)
+        if self._fanning is not None:
+            await asyncio.gather(self._fanning, return_exceptions=True)
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -260,12 +288,8 @@ class KillSwitch:
                                                           "applied": False, "outstanding": 0})
         self.host.notify()
         if sweep is not None:
-            self._start_sweep(sweep)
-        if self.fanout is not None:
-            try:
-                await self.fanout.put(change)
-            except Exception as exc:  # PostgreSQL holds it; other instances poll it
-                _log.error("kill-switch fan-out failed", error=repr(exc))
+            self._start_sweep(sweep, ours=True)
+        self._fan_out(change)
         _log.warning("trading state changed", scope=change.scope, scope_id=change.scope_id,
                      state=change.state.value, actor=change.actor, reason=change.reason,
                      sweep_id=sweep_id or "", outstanding=sweep.outstanding if sweep else 0)
@@ -275,6 +299,26 @@ class KillSwitch:
         if sweep is not None:
             context["sweep_id"] = sweep.sweep_id
         return CommandReply(ok=True, ts=now, context=context)
+
+    def _fan_out(self, change: TradingStateChange) -> None:
+        """Put the change on the fan-out after the reply, in the order of the changes: the
+        reply waits only for PostgreSQL, where the change already is (other instances that
+        miss the fan-out take it in at their next poll)."""
+        fanout = self.fanout
+        if fanout is None:
+            return
+        previous = self._fanning
+
+        async def put() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            try:
+                await fanout.put(change)
+            except Exception as exc:
+                _log.error("kill-switch fan-out failed", error=repr(exc))
+
+        self._fanning = asyncio.get_running_loop().create_task(put())
 
     def apply_state_change(self, change: TradingStateChange) -> None:
         """Take a change into memory (one seen on the fan-out, or in a test)."""
@@ -408,16 +452,20 @@ class KillSwitch:
                              scope=scope, scope_id=scope_id, sweep_id=sweep.sweep_id,
                              outstanding=sweep.outstanding)
                 taken |= {o.order_id for o in sweep.orders}
-                self._start_sweep(sweep)
+                self._start_sweep(sweep, ours=True)
 
-    def _start_sweep(self, sweep: Sweep) -> None:
+    def _start_sweep(self, sweep: Sweep, *, ours: bool = False) -> None:
+        """Run this instance's part of ``sweep`` (``ours``: written by this instance just
+        now, so its book is as fresh as the store; else each order is read again first)."""
         held = self._lock.held
         mine = {o.order_id for o in sweep.orders if o.outcome is None and o.fund_id in held}
         if not mine or sweep.sweep_id in self._runners:
             return
         self._sweeps[sweep.sweep_id] = sweep
         self._mine[sweep.sweep_id] = mine
-        task = asyncio.get_running_loop().create_task(self._run(sweep, sorted(mine)))
+        self.pacer.prime()
+        task = asyncio.get_running_loop().create_task(
+            self._run(sweep, sorted(mine), refresh=not ours))
         self._runners[sweep.sweep_id] = task
 
         def done(_t: asyncio.Task[None]) -> None:
@@ -428,26 +476,40 @@ class KillSwitch:
 
         task.add_done_callback(done)
 
-    async def _run(self, sweep: Sweep, order_ids: list[str]) -> None:
-        """Start one cancel per order at the pacer's rate; each runs on its own."""
+    async def _run(self, sweep: Sweep, order_ids: list[str], *, refresh: bool) -> None:
+        """One task per order, at most ``max_in_flight`` at once and a quarter second's worth
+        ahead of the pacer; each paces its own call to the broker (:meth:`_cancel_once`)."""
         settling = []
         for order_id in order_ids:
             await self._slots.acquire()
-            await self.pacer.wait()
+            await self._lead.acquire()
             settling.append(asyncio.get_running_loop().create_task(
-                self._settle(sweep, order_id)))
+                self._settle(sweep, order_id, refresh=refresh)))
         await asyncio.gather(*settling)
 
-    async def _settle(self, sweep: Sweep, order_id: str) -> None:
+    async def _settle(self, sweep: Sweep, order_id: str, *, refresh: bool) -> None:
         """Cancel one order until its outcome is certain, then record it. Enters holding a
-        slot of ``max_in_flight`` and gives it back while it waits to try again."""
+        slot of ``max_in_flight`` and a lead permit; gives the permit back when its turn at
+        the broker comes, and the slot while it waits to try again."""
         reason = f"{sweep.state.value.lower()}: {sweep.reason}"
-        holding = True
+        holding, leading = True, True
+
+        async def pace() -> None:
+            nonlocal leading
+            await self.pacer.wait()
+            if leading:
+                leading = False
+                self._lead.release()
+
         attempt = 0
         try:
             while True:
                 try:
-                    outcome, state, detail = await self._cancel(order_id, reason)
+                    outcome, state, detail = await self._cancel(order_id, reason, pace,
+                                                                refresh=refresh)
+                    if leading:  # no call to the broker was needed
+                        leading = False
+                        self._lead.release()
                     if outcome is not None:
                         await self._record(sweep, order_id, outcome, state, detail)
                         return
@@ -456,16 +518,22 @@ class KillSwitch:
                 except Exception as exc:  # the store or the broker failed: try again
                     _log.error("kill-switch cancel failed; will retry", order_id=order_id,
                                sweep_id=sweep.sweep_id, error=repr(exc))
+                    if leading:
+                        leading = False
+                        self._lead.release()
                 attempt += 1
                 holding = False
                 self._slots.release()
                 await asyncio.sleep(min(30.0, self.retry_seconds * 2 ** min(attempt - 1, 5)))
                 await self._slots.acquire()
                 holding = True
-                await self.pacer.wait()
+                await self._lead.acquire()
+                leading, refresh = True, True
         finally:
             if holding:
                 self._slots.release()
+            if leading:
+                self._lead.release()
 
     async def _record(self, sweep: Sweep, order_id: str, outcome: CancelOutcome,
                       state: OrderState | None, detail: str | None) -> None:
@@ -479,25 +547,30 @@ class KillSwitch:
                                   f"({detail or 'no detail'})", order_id=order_id,
                                   sweep_id=sweep.sweep_id, outcome=outcome.value)
 
-    async def _cancel(self, order_id: str, reason: str
+    async def _cancel(self, order_id: str, reason: str,
+                      pace: Callable[[], Awaitable[None]] | None = None, *, refresh: bool = True
                       ) -> tuple[CancelOutcome | None, OrderState | None, str | None]:
         """One cancel of ``order_id``, shared by everyone asking while it is in flight."""
         running = self._cancels.get(order_id)
         if running is None:
-            running = asyncio.get_running_loop().create_task(self._cancel_once(order_id, reason))
+            running = asyncio.get_running_loop().create_task(
+                self._cancel_once(order_id, reason, pace or self.pacer.wait, refresh=refresh))
             self._cancels[order_id] = running
             running.add_done_callback(lambda t: self._cancels.pop(order_id, None)
                                       if self._cancels.get(order_id) is t else None)
         return await asyncio.shield(running)
 
-    async def _cancel_once(self, order_id: str, reason: str
+    async def _cancel_once(self, order_id: str, reason: str,
+                           pace: Callable[[], Awaitable[None]], *, refresh: bool
                            ) -> tuple[CancelOutcome | None, OrderState | None, str | None]:
         """``(outcome, state, detail)``; outcome None: not certain yet, try again later."""
         state = await self.host.load_order(order_id)
         if state is None:
             return CancelOutcome.CLOSED, None, "the order is not in the store"
-        if state.is_open:
-            attempt = await self.host.cancel_for_sweep(order_id, reason)
+        if state.is_open:  # the pacer spaces the calls to the broker themselves, so they
+            # reach it at the rate whatever the writes before each take
+            attempt = await self.host.cancel_for_sweep(order_id, reason, pace,
+                                                       refresh=refresh)
             state = attempt.state or state
             if state.is_open:
                 if state.status is S.PENDING_CANCEL or self.host.sending(order_id):

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -461,15 +461,20 @@ class Oms:
         reply, _refused = await self._cancel(order_id, reason, again=True)
         return reply
 
-    async def cancel_for_sweep(self, order_id: str, reason: str) -> _CancelAttempt:
+    async def cancel_for_sweep(self, order_id: str, reason: str,
+                               pace: Callable[[], Awaitable[None]], *,
+                               refresh: bool) -> _CancelAttempt:
         """One cancel for the kill switch: the order afterwards, and whether the broker
-        refused the cancel (as opposed to an outcome not known yet).
+        refused the cancel (as opposed to an outcome not known yet). ``pace`` is awaited
+        right before each call to the broker (the sweep's cancel rate).
 
-        The order is read from the store first: a sweep resumed from another instance finds
-        orders that instance moved (to ``pending_cancel``) after this one loaded its book.
+        ``refresh``: read the order from the store first - a sweep resumed from another
+        instance finds orders that instance moved (to ``pending_cancel``) after this one
+        loaded its book.
         """
-        await self._refresh(order_id)
-        _reply, refused = await self._cancel(order_id, reason, again=True)
+        if refresh:
+            await self._refresh(order_id)
+        _reply, refused = await self._cancel(order_id, reason, again=True, pace=pace)
         return _CancelAttempt(await self._load(order_id), refused)
 
     async def _refresh(self, order_id: str) -> None:
@@ -503,7 +508,8 @@ class Oms:
     def notify(self) -> None:
         self._notify()
 
-    async def _cancel(self, order_id: str, reason: str, *, again: bool
+    async def _cancel(self, order_id: str, reason: str, *, again: bool,
+                      pace: Callable[[], Awaitable[None]] | None = None
                       ) -> tuple[CommandReply, bool]:
         """The reply, and True if the broker refused the cancel."""
         now = self.clock.now()
@@ -522,10 +528,10 @@ class Oms:
                                     code=ReplyCode.INVALID_STATE_TRANSITION,
                                     message="cancel not possible now", ts=now), False
             state = after
-        state, refused = await self._send_cancel(state)
+        state, refused = await self._send_cancel(state, pace)
         if again and state.is_open and state.status is not S.PENDING_CANCEL and (
                 self.killswitch.forbidden(state) is not None):
-            return await self._cancel(order_id, reason, again=False)
+            return await self._cancel(order_id, reason, again=False, pace=pace)
         if state.status not in {S.PENDING_CANCEL, S.CANCELED}:  # the broker refused it, or the
             # order filled first: the caller must not count it as canceled
             return CommandReply(ok=False, order_id=order_id, status=state.status,
@@ -534,9 +540,14 @@ class Oms:
                                 ts=now), refused
         return CommandReply(ok=True, order_id=order_id, status=state.status, ts=now), False
 
-    async def _send_cancel(self, state: OrderState) -> tuple[OrderState, bool]:
-        """Send the cancel of an order in ``pending_cancel``; the order afterwards, and True
-        if the broker refused it (False when it took or its outcome is unknown)."""
+    async def _send_cancel(self, state: OrderState,
+                           pace: Callable[[], Awaitable[None]] | None = None
+                           ) -> tuple[OrderState, bool]:
+        """Send the cancel of an order in ``pending_cancel`` (after ``pace``, if given); the
+        order afterwards, and True if the broker refused it (False when it took or its
+        outcome is unknown)."""
+        if pace is not None:
+            await pace()
         try:
             report = await self.broker.cancel(state.order_id)
         except BrokerRejected as exc:

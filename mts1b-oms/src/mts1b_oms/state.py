@@ -17,8 +17,9 @@ Some targets depend on the order's numbers rather than on the pair alone; they a
 * ``RECOMPUTE``: after a bust or a correction the filled quantity changes; a working status is
   recomputed from it (``accepted`` / ``partially_filled`` / ``filled``), other statuses stay;
 * ``REPEAT``: the event repeats what the order already says (a second acknowledgement of a
-  working order, a second ``canceled`` / ``expired`` / ``rejected`` report); it is reported as
-  a duplicate and changes nothing - no new sequence number, no event, no alert.
+  working order, a second ``canceled`` / ``expired`` / ``rejected`` report, the refusal of a
+  cancel or replace that lost the race with the last fill); it is reported as a duplicate and
+  changes nothing - no new sequence number, no event, no alert.
 
 Repeats are decided here, in the table, like every other pair: a broker may hand the same
 report back from a call and on its report stream, and a resumed kill-switch sweep may cancel an
@@ -100,7 +101,10 @@ TRANSITIONS: Mapping[OrderStatus | None, Mapping[OrderEventType, Target]] = {
         E.EXPIRED: S.EXPIRED,
         **_AMEND,
     },
-    S.FILLED: {E.ACCEPTED: Rule.REPEAT, **_AMEND},
+    # a cancel or replace that lost the race with the last fill is answered "not open" after
+    # the fill: it says what the order already says
+    S.FILLED: {E.ACCEPTED: Rule.REPEAT, E.CANCEL_REJECTED: Rule.REPEAT,
+               E.REPLACE_REJECTED: Rule.REPEAT, **_AMEND},
     S.PENDING_CANCEL: {
         E.ACCEPTED: Rule.STAY,  # the ack of the order overtaken by our cancel request
         E.REJECTED: S.REJECTED,

@@ -24,6 +24,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -175,8 +176,8 @@ class RecordingBroker:
     async def cancel(self, order_id: str) -> ExecutionReport:
         self.cancel_requests.append(order_id)
         cancels = self._cancels_path
-        if cancels is not None:
-            self._append(cancels, {"cancel_request": order_id})
+        if cancels is not None:  # with the wall-clock time, for bench/oms_killswitch.py
+            self._append(cancels, {"cancel_request": order_id, "at": time.time()})
         if order_id not in self.orders:
             raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
         if self.cancel_seconds:  # the request travels to the venue ...
@@ -184,7 +185,7 @@ class RecordingBroker:
         if order_id not in self.canceled:  # a cancel of a canceled order is a repeat
             self.canceled.append(order_id)
             if cancels is not None:
-                self._append(cancels, {"canceled": order_id})
+                self._append(cancels, {"canceled": order_id, "at": time.time()})
         if self.cancel_seconds:  # ... and the answer back
             await asyncio.sleep(self.cancel_seconds / 2)
         return self._report(order_id, ExecType.CANCELED)
