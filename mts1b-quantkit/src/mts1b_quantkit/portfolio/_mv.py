@@ -298,7 +298,9 @@ _EXTRAS_DOC = """
     sector per asset) with ``sector_lower``/``sector_upper`` (``{sector: bound}``) bound the
     total weight of each sector: PyPortfolioOpt's ``L2_reg``, ``transaction_cost`` and
     ``add_sector_constraints``. Labelled ``mu``, ``w_prev`` and ``sector_mapper`` are matched
-    to the covariance's assets by name; weights are ``(N,)`` in the covariance's order."""
+    to the covariance's assets by name; weights are ``(N,)`` in the covariance's order.
+    ``market_neutral`` keeps the ``weight_bounds`` given (PyPortfolioOpt widens long-only bounds
+    to ``(-1, 1)`` with a warning): pass bounds that allow shorts."""
 
 
 def min_variance(cov: Any, *, weight_bounds: Bounds = (0.0, 1.0), gross: float | None = None,
