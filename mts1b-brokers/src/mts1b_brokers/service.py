@@ -195,8 +195,10 @@ class BrokerService:
             return _error_reply(exc)
         except Exception as exc:  # the service keeps running whatever a broker raises
             _log.exception("broker command failed", broker=self.name, command=command)
+            # The exception's text is for the service's log, never for the client (issue #15).
             return CommandReply(ok=False, code=ReplyCode.INTERNAL_ERROR,
-                                message=f"{type(exc).__name__}: {exc}"[:4000], ts=_now())
+                                message=f"the broker service failed ({type(exc).__name__}); "
+                                        "its log has the details", ts=_now())
 
     async def _execute(self, request: WireModel) -> CommandReply:
         b = self.broker
