@@ -5,29 +5,40 @@ Shapes and NaN policy
 * Time-series primitives (rolling_*, ewm_mean, returns, sma, ema, rsi, macd, bollinger, atr,
   momentum_12_1) take ``(T,)`` or ``(T, A)`` arrays and work down axis 0 (dates). The value in
   row ``t`` uses rows ``<= t`` only. NaN means "no data": it is skipped inside a window, and a
-  result is NaN while fewer than ``min_periods`` valid observations are available.
+  result is NaN while fewer than ``min_periods`` valid observations are available (the rolling
+  windows also treat +/-inf as missing, as pandas does).
 * Cross-sectional primitives (zscore_cross_sectional, rank_cross_sectional, demean, winsorize,
   neutralize) take one cross-section ``(A,)`` or a panel ``(T, A)`` and work along the last axis
   (assets), row by row. NaN entries stay NaN and are ignored by the row statistics.
 
 Every primitive returns float64 arrays of the input's namespace: numpy in, numpy out; cupy in,
-cupy out. There is no Python loop over dates; the only loops run over a window's offsets
-(``window`` vectorized passes), which keeps the summation order of a plain ``close[t-w:t].mean()``
-loop and therefore reproduces it bit for bit.
+cupy out. There is no Python loop over dates. The rolling windows (``rolling_*``, and ``sma`` and
+``bollinger`` through them) live in :mod:`mts1b_quantkit.factors.rolling`, which states their
+NaN policy and precision; they cost O(T x A) whatever the window.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from mts1b_quantkit._xp import array_namespace, is_cupy
+from mts1b_quantkit._xp import is_cupy
 from mts1b_quantkit.errors import FactorError
+from mts1b_quantkit.factors._common import Array
+from mts1b_quantkit.factors._common import check_int as _check_int
+from mts1b_quantkit.factors._common import quiet as _quiet
+from mts1b_quantkit.factors._common import ts as _ts
+from mts1b_quantkit.factors._common import xs as _xs
+from mts1b_quantkit.factors.rolling import (
+    rolling_max,
+    rolling_mean,
+    rolling_min,
+    rolling_std,
+    rolling_sum,
+)
 
 __all__ = [
     "MACD",
@@ -55,62 +66,8 @@ __all__ = [
     "zscore_cross_sectional",
 ]
 
-Array = Any  # numpy.ndarray or cupy.ndarray
-
 
 # -- helpers ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet(xp: ModuleType) -> Iterator[None]:
-    """Silence divide/invalid floating-point warnings (numpy only; cupy never warns)."""
-    if xp is np:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            yield
-    else:  # pragma: no cover - exercised on GPU machines only
-        yield
-
-
-def _as_float(x: Any, name: str = "x") -> tuple[ModuleType, Array]:
-    xp = array_namespace(x)
-    try:
-        a = xp.asarray(x, dtype=xp.float64)
-    except (TypeError, ValueError) as exc:
-        raise FactorError(f"{name} must be a numeric array: {exc}", field=name) from exc
-    return xp, a
-
-
-def _ts(x: Any, name: str = "x") -> tuple[ModuleType, Array]:
-    xp, a = _as_float(x, name)
-    if a.ndim not in (1, 2):
-        raise FactorError(f"{name} must be (T,) or (T, A); got shape {a.shape}",
-                          field=name, value=a.shape)
-    return xp, a
-
-
-def _xs(x: Any, name: str = "x") -> tuple[ModuleType, Array]:
-    xp, a = _as_float(x, name)
-    if a.ndim not in (1, 2):
-        raise FactorError(f"{name} must be a cross-section (A,) or a panel (T, A); got shape "
-                          f"{a.shape}", field=name, value=a.shape)
-    return xp, a
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise FactorError(f"{name} must be an integer >= {minimum}; got {value!r}",
-                          field=name, value=value)
-    return int(value)
-
-
-def _min_periods(window: int, min_periods: int | None) -> int:
-    if min_periods is None:
-        return window
-    mp = _check_int(min_periods, "min_periods", minimum=0)
-    if mp > window:
-        raise FactorError(f"min_periods ({mp}) must be <= window ({window})",
-                          field="min_periods", value=mp)
-    return mp
-
-
 def shift(x: Any, periods: int = 1) -> Array:
     """Rows moved down by ``periods`` (``periods >= 0``); the first rows become NaN.
 
@@ -122,107 +79,6 @@ def shift(x: Any, periods: int = 1) -> Array:
     if p < a.shape[0]:
         out[p:] = a[: a.shape[0] - p]
     return out
-
-
-# -- rolling windows -----------------------------------------------------------------------------
-def _rolling_accumulate(a: Array, window: int, xp: ModuleType, skipna: bool) -> tuple[Array, Array]:
-    """Window sums and counts of valid rows, accumulated oldest row first."""
-    valid = ~xp.isnan(a)
-    values = xp.where(valid, a, 0.0) if skipna else a
-    weights = valid.astype(xp.float64) if skipna else xp.ones(a.shape, dtype=xp.float64)
-    n = a.shape[0]
-    total = xp.zeros(a.shape, dtype=xp.float64)
-    for k in range(min(window, n) - 1, -1, -1):  # offsets, oldest first: same order as a loop
-        total[k:] += values[: n - k]
-    # the count of rows (or valid values) per window is an exact integer: a cumulative sum is fine
-    csum = xp.cumsum(weights, axis=0)
-    count = csum.copy()
-    if window < n:
-        count[window:] -= csum[: n - window]
-    return total, count
-
-
-def rolling_sum(x: Any, window: int, *, min_periods: int | None = None,
-                skipna: bool = True) -> Array:
-    """Sum over the last ``window`` rows (row ``t`` included), like ``DataFrame.rolling().sum()``.
-
-    NaNs are skipped (``skipna=True``); the result is NaN where fewer than ``min_periods``
-    (default ``window``) valid values are in the window. ``skipna=False`` propagates NaN and counts
-    rows instead of valid values.
-    """
-    w = _check_int(window, "window")
-    mp = _min_periods(w, min_periods)
-    xp, a = _ts(x)
-    total, count = _rolling_accumulate(a, w, xp, skipna)
-    return xp.where(count >= max(mp, 0), total, xp.nan)
-
-
-def rolling_mean(x: Any, window: int, *, min_periods: int | None = None,
-                 skipna: bool = True) -> Array:
-    """Mean over the last ``window`` rows; NaN-aware like ``DataFrame.rolling().mean()``."""
-    w = _check_int(window, "window")
-    mp = max(_min_periods(w, min_periods), 1)
-    xp, a = _ts(x)
-    total, count = _rolling_accumulate(a, w, xp, skipna)
-    with _quiet(xp):
-        return xp.where(count >= mp, total / count, xp.nan)
-
-
-def rolling_std(x: Any, window: int, *, min_periods: int | None = None, ddof: int = 1) -> Array:
-    """Standard deviation over the last ``window`` rows (two-pass, NaN-aware, ``ddof=1``).
-
-    Matches ``DataFrame.rolling(window, min_periods).std(ddof)``; NaN where the window holds
-    fewer than ``min_periods`` valid values or no more than ``ddof``.
-    """
-    w = _check_int(window, "window")
-    mp = max(_min_periods(w, min_periods), 1)
-    d = _check_int(ddof, "ddof", minimum=0)
-    xp, a = _ts(x)
-    total, count = _rolling_accumulate(a, w, xp, True)
-    with _quiet(xp):
-        mean = total / count
-    valid = ~xp.isnan(a)
-    filled = xp.where(valid, a, 0.0)
-    weight = valid.astype(xp.float64)
-    n = a.shape[0]
-    ss = xp.zeros(a.shape, dtype=xp.float64)
-    dev = xp.empty(a.shape, dtype=xp.float64)
-    with _quiet(xp):  # rows with an empty window have a NaN mean; they end up NaN anyway
-        for k in range(min(w, n) - 1, -1, -1):
-            part = dev[: n - k]
-            xp.subtract(filled[: n - k], mean[k:], out=part)
-            xp.multiply(part, part, out=part)
-            xp.multiply(part, weight[: n - k], out=part)  # skipped (NaN) values count 0
-            ss[k:] += part
-    with _quiet(xp):
-        var = ss / (count - d)
-    ok = (count >= mp) & (count > d)
-    return xp.where(ok, xp.sqrt(xp.maximum(var, 0.0)), xp.nan)
-
-
-def _rolling_extreme(x: Any, window: int, min_periods: int | None, fn: str) -> Array:
-    w = _check_int(window, "window")
-    mp = max(_min_periods(w, min_periods), 1)
-    xp, a = _ts(x)
-    op = getattr(xp, fn)
-    n = a.shape[0]
-    acc = xp.full(a.shape, xp.nan)
-    valid = (~xp.isnan(a)).astype(xp.float64)
-    count = xp.zeros(a.shape, dtype=xp.float64)
-    for k in range(min(w, n)):
-        acc[k:] = op(acc[k:], a[: n - k])
-        count[k:] += valid[: n - k]
-    return xp.where(count >= mp, acc, xp.nan)
-
-
-def rolling_min(x: Any, window: int, *, min_periods: int | None = None) -> Array:
-    """Minimum over the last ``window`` rows, ignoring NaN (``DataFrame.rolling().min()``)."""
-    return _rolling_extreme(x, window, min_periods, "fmin")
-
-
-def rolling_max(x: Any, window: int, *, min_periods: int | None = None) -> Array:
-    """Maximum over the last ``window`` rows, ignoring NaN (``DataFrame.rolling().max()``)."""
-    return _rolling_extreme(x, window, min_periods, "fmax")
 
 
 # -- exponential weighting -----------------------------------------------------------------------
