@@ -1,4 +1,5 @@
-"""Factor registry: names, duplicates, the seed's code verbatim, entry-point plugins."""
+"""Factor registry: names, duplicates, the seed's code verbatim, entry-point plugins, and
+the ladder hook (LadderEvaluator, get_ladder)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,12 @@ def restore_registry():  # type: ignore[no-untyped-def]
     from mts1b_quantkit.factors import _registry
 
     saved = dict(_registry._registry)
+    saved_ladders = dict(_registry._ladders)
     yield
     _registry._registry.clear()
     _registry._registry.update(saved)
+    _registry._ladders.clear()
+    _registry._ladders.update(saved_ladders)
 
 
 def _exec(source: str, name: str) -> types.ModuleType:
@@ -145,3 +149,94 @@ def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch, restore_regis
     with pytest.raises(UnknownFactorError, match="failed to load"):
         factors.get("f_broken")
     sys.modules.pop("qk_demo_plugin", None)
+
+
+# -- the ladder hook --------------------------------------------------------------------------
+def _prepare_shift(panel, combos):  # type: ignore[no-untyped-def]
+    """An evaluator for f_hook_test: every combination's values from one array."""
+    close = np.asarray(panel.close)
+
+    def values(lo: int, hi: int) -> np.ndarray:
+        return np.stack([close * c.get("k", 1.0) for c in combos[lo:hi]])
+
+    return values
+
+
+def test_a_factor_registered_with_a_ladder_evaluator_offers_it(restore_registry, panel) -> None:  # type: ignore[no-untyped-def]
+    evaluator = factors.LadderEvaluator(prepare=_prepare_shift, per_asset=True)
+
+    @factors.register("f_hook_test", ladder=evaluator)
+    def f_hook_test(panel, /, k=1.0):  # type: ignore[no-untyped-def]
+        return np.asarray(panel.close) * k
+
+    assert factors.get_ladder("f_hook_test") is evaluator
+    assert factors.get_ladder(f_hook_test) is evaluator
+    combos = [{"k": 1.0}, {"k": 2.0}, {}]
+    values = evaluator.prepare(panel, combos)(0, 3)
+    for c, v in zip(combos, values, strict=True):
+        np.testing.assert_array_equal(v, factors.evaluate("f_hook_test", panel, **c))
+    # a function registered without one, or an unregistered one, has none
+    assert factors.get_ladder("f_momentum_12_1") is None
+    assert factors.get_ladder(lambda p, /: p.close) is None
+    with pytest.raises(UnknownFactorError):
+        factors.get_ladder("f_not_registered")
+
+
+def test_the_evaluator_stays_with_its_function(restore_registry) -> None:  # type: ignore[no-untyped-def]
+    """A different function registered under the name later does not inherit it; the same code
+    registered again (a re-run cell) keeps it; unregistering drops it."""
+    evaluator = factors.LadderEvaluator(prepare=_prepare_shift, per_asset=False)
+    source = '''
+from mts1b_quantkit.factors import register
+
+def f_hook_keep(panel, /, k=1.0):
+    return panel.close * k
+'''
+    first = _exec(source, "hook_a")
+    factors.register("f_hook_keep", ladder=evaluator)(first.f_hook_keep)
+    again = _exec(source, "hook_b")  # identical code: idempotent, the evaluator still applies
+    factors.register("f_hook_keep")(again.f_hook_keep)
+    assert factors.get("f_hook_keep") is again.f_hook_keep
+    assert factors.get_ladder("f_hook_keep") is evaluator
+
+    @factors.register("f_hook_keep", replace=True)
+    def other(panel, /, k=1.0):  # type: ignore[no-untyped-def]
+        return -panel.close * k
+
+    assert factors.get_ladder("f_hook_keep") is None
+    assert factors.get_ladder(first.f_hook_keep) is None  # no longer what the name holds
+    factors.register("f_hook_keep", replace=True, ladder=evaluator)(other)
+    assert factors.get_ladder(other) is evaluator
+    factors.unregister("f_hook_keep")
+    factors.register("f_hook_keep")(other)
+    assert factors.get_ladder("f_hook_keep") is None
+
+
+def test_the_builtin_sma_cross_evaluator_equals_the_factor(panel) -> None:  # type: ignore[no-untyped-def]
+    evaluator = factors.get_ladder("f_sma_cross")
+    assert evaluator is not None and evaluator.per_asset
+    assert factors.get_ladder("f_sma_cross_fast") is evaluator
+    combos = [{"p_fast": 3, "p_slow": 10}, {"p_fast": 10, "p_slow": 3}, {"p_slow": 30}, {}]
+    values = evaluator.prepare(panel, combos)
+    assert evaluator.bytes_per_asset is not None
+    assert evaluator.bytes_per_asset(combos, 100) == 8 * 100 * 5  # windows 3, 10, 20, 30, 50
+    for lo, hi in ((0, 2), (2, 4)):
+        got = values(lo, hi)
+        assert got.dtype == bool
+        for c, v in zip(combos[lo:hi], got, strict=True):
+            np.testing.assert_array_equal(np.where(v, 1.0, -1.0),
+                                          factors.evaluate("f_sma_cross", panel, **c))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'p_mid'"):
+        evaluator.prepare(panel, [{"p_fast": 3, "p_mid": 5}])
+
+
+def test_ladder_evaluators_are_checked() -> None:
+    with pytest.raises(FactorRegistryError, match="prepare"):
+        factors.LadderEvaluator(prepare=3, per_asset=True)  # type: ignore[arg-type]
+    with pytest.raises(FactorRegistryError, match="per_asset"):
+        factors.LadderEvaluator(prepare=_prepare_shift, per_asset=1)  # type: ignore[arg-type]
+    with pytest.raises(FactorRegistryError, match="bytes_per_asset"):
+        factors.LadderEvaluator(prepare=_prepare_shift, per_asset=True,
+                                bytes_per_asset=5)  # type: ignore[arg-type]
+    with pytest.raises(FactorRegistryError, match="LadderEvaluator"):
+        factors.register("f_hook_bad", ladder=_prepare_shift)  # type: ignore[arg-type]

@@ -11,10 +11,16 @@ SURFACE = {
     "mts1b_quantkit.factors": {
         "register", "get", "list", "list_factors", "discover", "unregister", "evaluate",
         "check_lookahead", "LookaheadReport", "ENTRY_POINT_GROUP", "panel_prefix",
+        "LadderEvaluator", "get_ladder", "sma_cross_signals", "rolling_means",
         "rolling_mean", "rolling_std", "rolling_sum", "rolling_min", "rolling_max", "ewm_mean",
         "returns", "log_returns", "shift", "sma", "ema", "rsi", "macd", "MACD", "bollinger",
         "Bollinger", "atr", "momentum_12_1", "zscore_cross_sectional", "rank_cross_sectional",
         "demean", "winsorize", "neutralize",
+    },
+    "mts1b_quantkit.factors.rolling": {
+        "rolling_sum", "rolling_mean", "rolling_means", "rolling_std", "rolling_min",
+        "rolling_max", "STD_RECHECK", "STD_CHUNK_CELLS", "PREFIX_CHUNK_CELLS",
+        "ROW_LOOP_MIN_WIDTH",
     },
     "mts1b_quantkit.metrics": {
         "sharpe", "sortino", "max_drawdown", "drawdown_series", "cagr", "annual_return",

@@ -1,5 +1,9 @@
 """Factors: the registry, the ``evaluate`` helper, the look-ahead guard and the primitives.
 
+The rolling windows live in :mod:`mts1b_quantkit.factors.rolling` (O(T x A), NaN policy and
+precision stated there); ``register(..., ladder=LadderEvaluator(...))`` gives a factor a fast
+path for parameter ladders (see :class:`LadderEvaluator`).
+
 A factor is a pure function ``f(panel, /, **params)`` of a
 :class:`~mts1b_foundation.UniversePanel`. It returns either a ``(T, A)`` array (row ``t`` may use
 rows ``<= t`` only) or one cross-section ``(A,)`` for the panel's last date, which
@@ -21,8 +25,10 @@ from mts1b_quantkit.factors._evaluate import (
 )
 from mts1b_quantkit.factors._registry import (
     ENTRY_POINT_GROUP,
+    LadderEvaluator,
     discover,
     get,
+    get_ladder,
     list_factors,
     register,
     unregister,
@@ -41,27 +47,31 @@ from mts1b_quantkit.factors.primitives import (
     neutralize,
     rank_cross_sectional,
     returns,
-    rolling_max,
-    rolling_mean,
-    rolling_min,
-    rolling_std,
-    rolling_sum,
     rsi,
     shift,
     sma,
     winsorize,
     zscore_cross_sectional,
 )
+from mts1b_quantkit.factors.rolling import (
+    rolling_max,
+    rolling_mean,
+    rolling_means,
+    rolling_min,
+    rolling_std,
+    rolling_sum,
+)
 
 list = list_factors  # the seeds' name: mts1b_quantkit.factors.list()
 
 # Built-in factors register themselves on import (after the registry exists).
-from mts1b_quantkit.factors import _builtin  # noqa: E402, F401
+from mts1b_quantkit.factors._builtin import sma_cross_signals  # noqa: E402
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MACD",
     "Bollinger",
+    "LadderEvaluator",
     "LookaheadReport",
     "atr",
     "bollinger",
@@ -72,6 +82,7 @@ __all__ = [
     "evaluate",
     "ewm_mean",
     "get",
+    "get_ladder",
     "list",
     "list_factors",
     "log_returns",
@@ -84,12 +95,14 @@ __all__ = [
     "returns",
     "rolling_max",
     "rolling_mean",
+    "rolling_means",
     "rolling_min",
     "rolling_std",
     "rolling_sum",
     "rsi",
     "shift",
     "sma",
+    "sma_cross_signals",
     "unregister",
     "winsorize",
     "zscore_cross_sectional",

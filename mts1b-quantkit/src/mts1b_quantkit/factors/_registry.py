@@ -6,6 +6,13 @@ factor would change every strategy that refers to it by name. The one exception 
 registration of the *same code* (a re-run notebook cell, a reloaded module, or the migration
 guide's ``f_sma_cross`` pasted verbatim): it is idempotent, because nothing changes.
 
+A factor may also offer a fast path for parameter ladders, ``register(name, ladder=...)`` with a
+:class:`LadderEvaluator`: everything a grid of its parameters shares (each moving average of a
+crossover ladder, say) is computed once for all the combinations. :func:`get_ladder` returns it
+for a registered factor, and only while the registered function is the one (or the same code as
+the one) it was registered with, so a different factor registered under that name later never
+inherits it. Ladders ask for it; nothing looks at factor names.
+
 Plugins: any installed distribution can ship factors through the entry-point group
 ``mts1b.factors``. An entry point may name a factor function (registered under the entry point's
 name) or a module (imported, so its ``@register`` decorators run). Discovery happens once, on the
@@ -17,19 +24,82 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import CodeType, ModuleType
 from typing import Any, TypeVar
 
 from mts1b_quantkit.errors import FactorRegistryError, UnknownFactorError
 
-__all__ = ["ENTRY_POINT_GROUP", "discover", "get", "list_factors", "register", "unregister"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LadderEvaluator",
+    "discover",
+    "get",
+    "get_ladder",
+    "list_factors",
+    "register",
+    "unregister",
+]
 
 ENTRY_POINT_GROUP = "mts1b.factors"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: ``values(lo, hi)``: the factor's values for ``combos[lo:hi]``, ``(hi - lo, T, A)``
+LadderValues = Callable[[int, int], Any]
+
+
+@dataclass(frozen=True)
+class LadderEvaluator:
+    """A factor's fast path for parameter ladders: many combinations of its parameters at once.
+
+    ``prepare(panel, combos)`` is called with the panel (or, for a ``per_asset`` evaluator, a
+    block of its assets: an object with the panel's fields ``close``, ``open``, ``high``,
+    ``low``, ``volume``, ``mask`` and ``field(name)`` as ``(T, a)`` arrays, numpy or cupy, plus
+    ``symbols`` and ``dates``) and the list of parameter dicts, each what the factor takes as
+    keyword arguments. It computes what the combinations share, once, and returns a function
+    ``values(lo, hi)`` giving the factor's values for ``combos[lo:hi]`` as a ``(hi - lo, T, a)``
+    array in the panel's namespace: float64 values equal to the factor's for each combination,
+    or booleans for a factor whose values are +1 / -1 (``True`` standing for +1), which a
+    per-asset ladder then uses as they are. A ladder calls ``values`` once per tile, with
+    increasing ranges, and is done with a result (which it may modify) before the next call, so
+    ``values`` may return a view of one buffer that it reuses.
+
+    ``per_asset``: an asset's values depend on that asset's columns only (a time-series factor,
+    such as a moving-average crossover), so a ladder may hand ``prepare`` blocks of assets to
+    bound its memory. ``False`` (a cross-sectional factor): ``prepare`` always sees every asset.
+
+    ``bytes_per_asset(combos, rows)``: about how many bytes ``prepare`` keeps per asset for these
+    combinations over ``rows`` dates, so that a ladder sizes its asset blocks to its memory
+    budget; ``None`` when it keeps nothing beyond what ``values`` returns.
+
+    Why a hook rather than a list of known factors: the ladder needs no knowledge of any factor,
+    a user's factor gets the same treatment as a built-in one, and a factor without a hook is
+    simply evaluated combination by combination.
+    """
+
+    prepare: Callable[[Any, Sequence[Mapping[str, Any]]], LadderValues]
+    per_asset: bool
+    bytes_per_asset: Callable[[Sequence[Mapping[str, Any]], int], int] | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.prepare):
+            raise FactorRegistryError(f"LadderEvaluator.prepare must be callable; got "
+                                      f"{self.prepare!r}", field="prepare",
+                                      value=repr(self.prepare))
+        if not isinstance(self.per_asset, bool):
+            raise FactorRegistryError(f"LadderEvaluator.per_asset must be True or False; got "
+                                      f"{self.per_asset!r}", field="per_asset",
+                                      value=repr(self.per_asset))
+        if self.bytes_per_asset is not None and not callable(self.bytes_per_asset):
+            raise FactorRegistryError("LadderEvaluator.bytes_per_asset must be callable or "
+                                      f"None; got {self.bytes_per_asset!r}",
+                                      field="bytes_per_asset", value=repr(self.bytes_per_asset))
+
 _registry: dict[str, Callable[..., Any]] = {}
+#: name -> (the function registered with the evaluator, the evaluator)
+_ladders: dict[str, tuple[Callable[..., Any], LadderEvaluator]] = {}
 _lock = threading.RLock()
 _discovered = False
 _plugin_errors: dict[str, str] = {}
@@ -68,10 +138,19 @@ def _same_function(existing: Callable[..., Any], new: Callable[..., Any]) -> boo
             and getattr(old, "__kwdefaults__", None) == getattr(new, "__kwdefaults__", None))
 
 
-def _add(name: str, func: Callable[..., Any], replace: bool) -> None:
+def _check_ladder(name: str, ladder: object) -> None:
+    if ladder is not None and not isinstance(ladder, LadderEvaluator):
+        raise FactorRegistryError(
+            f"ladder for factor {name!r} must be a LadderEvaluator; got {ladder!r}",
+            field="ladder", value=repr(ladder))
+
+
+def _add(name: str, func: Callable[..., Any], replace: bool,
+         ladder: LadderEvaluator | None = None) -> None:
     if not callable(func):
         raise FactorRegistryError(f"factor {name!r} is not callable: {func!r}", field="func",
                                   value=repr(func))
+    _check_ladder(name, ladder)
     with _lock:
         existing = _registry.get(name)
         if (existing is not None and existing is not func and not replace
@@ -83,19 +162,27 @@ def _add(name: str, func: Callable[..., Any], replace: bool) -> None:
                 "replace it", field="name", value=name,
             )
         _registry[name] = func
+        if ladder is not None:
+            _ladders[name] = (func, ladder)
 
 
-def register(name: str, *, replace: bool = False) -> Callable[[F], F]:
+def register(name: str, *, replace: bool = False,
+             ladder: LadderEvaluator | None = None) -> Callable[[F], F]:
     """Decorator registering ``func`` under ``name``; returns ``func`` unchanged.
+
+    ``ladder``: the factor's fast path for parameter ladders (see :class:`LadderEvaluator`).
+    It stays attached to this function: a different function registered under ``name`` later
+    (``replace=True``) has none unless it brings its own.
 
     >>> @register("f_demo_doc", replace=True)
     ... def f_demo_doc(panel, /, h=21):
     ...     return panel.close
     """
     checked = _check_name(name)
+    _check_ladder(checked, ladder)
 
     def decorator(func: F) -> F:
-        _add(checked, func, replace)
+        _add(checked, func, replace, ladder)
         return func
 
     return decorator
@@ -108,6 +195,7 @@ def unregister(name: str) -> None:
             raise UnknownFactorError(f"factor {name!r} is not registered", field="name",
                                      value=name)
         del _registry[name]
+        _ladders.pop(name, None)
 
 
 def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
@@ -172,3 +260,32 @@ def list_factors() -> list[str]:
     discover()
     with _lock:
         return sorted(_registry)
+
+
+def _ladder_of(name: str, func: Callable[..., Any]) -> LadderEvaluator | None:
+    entry = _ladders.get(name)
+    if entry is None:
+        return None
+    owner, evaluator = entry
+    return evaluator if owner is func or _same_function(owner, func) else None
+
+
+def get_ladder(factor: Callable[..., Any] | str) -> LadderEvaluator | None:
+    """The :class:`LadderEvaluator` of a factor (a registered name or function), or ``None``.
+
+    ``None`` for a factor registered without one, for a function that is not registered, and
+    for a name whose registered function is no longer the one (nor the same code as the one)
+    the evaluator was registered with.
+    """
+    if isinstance(factor, str):
+        func = get(factor)
+        with _lock:
+            return _ladder_of(factor, func)
+    discover()
+    with _lock:
+        for name, func in sorted(_registry.items()):
+            if func is factor:
+                evaluator = _ladder_of(name, func)
+                if evaluator is not None:
+                    return evaluator
+    return None
