@@ -149,6 +149,9 @@ def _inplace(op: Callable[[Any, Any], Any]) -> Callable[[ndarray, Any], Any]:
 class ndarray:  # noqa: N801 - the name cupy gives its device array
     """A device array: a numpy array that refuses to leave the device implicitly."""
 
+    # the module a cupy array's type names, which is how quantkit's array_namespace tells a
+    # device array (and then takes ``sys.modules["cupy"]``: this stand-in, while installed)
+    __module__ = "cupy"
     __slots__ = ("_a",)
     __hash__ = None  # type: ignore[assignment]
     # numpy ufuncs (np.isnan(dev), host_array + dev) refuse device arrays; operators with a
@@ -318,6 +321,9 @@ abs = _device(np.abs)  # shadows the builtin, as cupy.abs does
 sqrt = _device(np.sqrt)
 expm1 = _device(np.expm1)
 maximum = _device(np.maximum)
+fmax = _device(np.fmax)
+fmin = _device(np.fmin)
+multiply = _device(np.multiply)
 greater = _device(np.greater)
 subtract = _device(np.subtract)
 divide = _device(np.divide)
@@ -329,6 +335,9 @@ any = _device(np.any)  # shadows the builtin, as cupy.any does
 cumsum = _device(np.cumsum)
 bincount = _device(np.bincount)
 flatnonzero = _device(np.flatnonzero)
+nonzero = _device(np.nonzero)
+argmax = _device(np.argmax)
+take_along_axis = _device(np.take_along_axis)
 broadcast_to = _device(np.broadcast_to)
 
 

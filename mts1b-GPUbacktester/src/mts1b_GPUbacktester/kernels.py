@@ -8,8 +8,9 @@ prepare the inputs. Every function here uses only operations numpy and cupy shar
 Kernels
 -------
 ``rolling_mean_stack``
-    Simple moving averages for many window lengths from one cumulative sum (the "cumsum
-    trick"): O(T*A) per window instead of O(T*A*window).
+    Simple moving averages for many window lengths from one compensated prefix sum
+    (quantkit's ``rolling_means``, the one home of rolling windows): O(T*A) per window instead
+    of O(T*A*window).
 ``per_asset_log_growth``
     Closed-form all-in / all-out backtests of one boolean position matrix per combo, one
     independent account per asset (vectorbt's column semantics): the log growth of each
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from mts1b_quantkit.factors.rolling import rolling_means
 
 __all__ = [
     "PerAssetContext",
@@ -68,7 +70,7 @@ def _take_rows(values: FloatArray, rows: IntArray) -> FloatArray:
 
 
 # --------------------------------------------------------------------------------------------
-# rolling means: the cumsum trick
+# rolling means: quantkit's primitive, with the ladder's NaN convention
 # --------------------------------------------------------------------------------------------
 
 def rolling_mean_stack(x: Any, windows: list[int], *, lag: int = 0,
@@ -76,47 +78,23 @@ def rolling_mean_stack(x: Any, windows: list[int], *, lag: int = 0,
     """Simple moving averages of ``x`` ``(T, A)`` for every window: ``(len(windows), T, A)``.
 
     The value at row ``t`` for window ``w`` is the mean of rows ``t-lag-w+1 .. t-lag`` (rows
-    before 0 are simply absent). NaN policy: NaN when any value in the window is NaN, or when
-    the window holds fewer than ``min_periods`` rows (default: ``w``, i.e. a full window).
+    before 0 are simply absent). NaN policy: NaN when any value in the window is missing (NaN or
+    +/-inf), or when the window holds fewer than ``min_periods`` rows (default: ``w``, i.e. a
+    full window; a ``min_periods`` above ``w`` makes that window NaN throughout).
 
-    * ``lag=0, min_periods=None`` is pandas' ``rolling(w).mean()`` and vectorbt's ``MA`` (bit
-      for bit: both subtract running sums that accumulate in the same order).
+    * ``lag=0, min_periods=None`` is pandas' ``rolling(w).mean()`` and vectorbt's ``MA``.
     * ``lag=1, min_periods=1`` is the migration guide's ``close[max(0, t-w):t].mean()``: the
       ``w`` bars *before* ``t``, partial windows at the start, NaN at ``t = 0``.
 
-    Cost: one cumulative sum of ``x`` plus O(T*A) per window, whatever the window length.
+    This is :func:`mts1b_quantkit.factors.rolling.rolling_means` with ``skipna=False`` (its one
+    home): one compensated prefix sum of ``x`` for all the windows, then O(T*A) per window
+    whatever its length, each mean within a few ulp of the exact one. ``x`` is moved into ``xp``
+    (numpy, or cupy for device arrays) first.
     """
-    t_len = x.shape[0]
-    nan = xp.isnan(x)
-    csum = xp.zeros((t_len + 1, *x.shape[1:]), dtype=xp.float64)
-    xp.cumsum(xp.where(nan, 0.0, x), axis=0, out=csum[1:])
-    ncnt = xp.zeros((t_len + 1, *x.shape[1:]), dtype=xp.int64)
-    xp.cumsum(nan, axis=0, out=ncnt[1:])
-    out = xp.empty((len(windows), *x.shape), dtype=xp.float64)
-    for k, w in enumerate(windows):
-        if w < 1:
-            raise ValueError(f"window lengths must be >= 1; got {w}")
-        need = w if min_periods is None else min_periods
-        head = min(t_len, lag + w - 1)  # rows whose window is cut short by the first row
-        if head < t_len:  # full windows: two shifted slices of the running sums
-            top, bottom = slice(w, t_len - lag + 1), slice(0, t_len - lag + 1 - w)
-            body = out[k, head:]
-            if need > w:
-                body[...] = xp.nan
-            else:
-                xp.subtract(csum[top], csum[bottom], out=body)
-                xp.divide(body, float(w), out=body)
-                body[(ncnt[top] - ncnt[bottom]) != 0] = xp.nan
-        if head:
-            hi = np.arange(head) - lag  # last row of each window (< 0: empty)
-            lo = np.maximum(hi - w + 1, 0)
-            length = np.maximum(hi - lo + 1, 0)
-            top_d, lo_d = xp.asarray(np.maximum(hi + 1, 0)), xp.asarray(lo)
-            sums = csum[top_d] - csum[lo_d]
-            ok = xp.asarray(length >= need)[:, None] & ((ncnt[top_d] - ncnt[lo_d]) == 0)
-            len_d = xp.asarray(np.maximum(length, 1).astype(np.float64))[:, None]
-            out[k, :head] = xp.where(ok, sums / len_d, xp.nan)
-    return out
+    bad = [w for w in windows if int(w) < 1]
+    if bad:
+        raise ValueError(f"window lengths must be >= 1; got {bad[0]}")
+    return rolling_means(xp.asarray(x), windows, lag=lag, min_periods=min_periods, skipna=False)
 
 
 # --------------------------------------------------------------------------------------------
