@@ -16,14 +16,20 @@ Two modes:
     fixed ``slippage``. The table summarises the accounts of each combination;
     ``keep="returns"`` also keeps the ``(combos, assets)`` total-return matrix.
 
-Fast path: for ``f_sma_cross`` / ``f_sma_cross_fast`` the signals of a whole tile come from one
-cumulative sum per asset block (:func:`~mts1b_GPUbacktester.kernels.rolling_mean_stack`), every
-window length computed once and every (fast, slow) pair compared vectorized; any other factor
-is evaluated combination by combination through quantkit.
+Fast path: a factor registered with a ladder evaluator
+(``mts1b_quantkit.factors.register(name, ladder=LadderEvaluator(...))``; quantkit's
+``f_sma_cross`` / ``f_sma_cross_fast`` have one) computes what all the combinations share once
+(each moving average of a crossover grid, say) and gives their signals tile by tile. In per-asset
+mode the ladder hands it blocks of assets with every combination of a chunk (by default all of
+them), so each window is computed once per asset block for all tiles, as in the
+:func:`sma_cross_ladder` kernel; in portfolio mode it evaluates each tile's combinations over
+all assets. Any other factor is evaluated combination by combination through quantkit. The
+ladder knows no factor by name: it asks quantkit for the factor's evaluator (``get_ladder``).
 
-Memory: only one tile's arrays (per worker) exist at a time - ``tile_size`` combinations x
-``T`` x ``A`` (x ``asset_block`` / ``A`` in per-asset mode) - whatever the number of
-combinations; the table grows by one row per combination.
+Memory: one tile of signals (``tile_size`` combinations x ``T`` x the asset block) at a time per
+worker, plus, on the fast path, what the evaluator keeps for an asset block (the block is sized
+so that this and the tile stay within ``MEMORY_MB``) and the chunk's ``(combos, assets)``
+results; the table grows by one row per combination.
 
 Executors: ``"local"`` (this process), ``"process"`` (a pool of local processes, ``workers``
 of them), ``"ray"`` (tasks on a Ray cluster; ``ray.init`` is called if needed, with
@@ -37,7 +43,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing.context import BaseContext
@@ -63,16 +69,16 @@ from mts1b_GPUbacktester.kernels import (
     cost_rates,
     per_asset_context,
     per_asset_log_growth,
-    rolling_mean_stack,
 )
 from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
 from mts1b_GPUbacktester.sim import CostModel
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mts1b_quantkit.factors import LadderEvaluator
 
 __all__ = [
-    "SMA_CROSS_FACTORS",
+    "MEMORY_MB",
     "LadderResult",
     "expand_grid",
     "run_ladder",
@@ -83,25 +89,13 @@ FloatArray = npt.NDArray[np.float64]
 
 _log = get_logger(__name__)
 
-#: factor names whose ladders take the cumsum fast path (the migration guide's SMA crossover:
-#: +1 when the mean of the ``p_fast`` closes before ``t`` exceeds the ``p_slow`` one, else -1)
-SMA_CROSS_FACTORS = frozenset({"f_sma_cross", "f_sma_cross_fast"})
+#: the working memory a ladder aims at per worker on its fast path, in MiB: an asset block
+#: holds what the factor's evaluator keeps for it (``bytes_per_asset``) plus one tile of
+#: signals, and a chunk of combinations holds its ``(combos, assets)`` results
+MEMORY_MB = 32.0
 
 PORTFOLIO_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility",
                      "calmar", "turnover")
-
-
-def _is_builtin_sma_cross(factor: Callable[..., Any] | str) -> bool:
-    """True for quantkit's own ``f_sma_cross`` / ``f_sma_cross_fast`` (by name or object).
-
-    The fast path reimplements their maths, so a different function registered under one of
-    those names (``register(..., replace=True)``) must take the generic path.
-    """
-    from mts1b_quantkit.factors import get
-
-    func = get(factor) if isinstance(factor, str) else factor
-    return (getattr(func, "__name__", None) in SMA_CROSS_FACTORS
-            and str(getattr(func, "__module__", "")).startswith("mts1b_quantkit."))
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]],
@@ -126,8 +120,38 @@ def expand_grid(grid: Mapping[str, Sequence[Any]],
 
 
 # --------------------------------------------------------------------------------------------
-# the SMA-crossover fast path
+# per-asset accounts of many combinations, an asset block at a time
 # --------------------------------------------------------------------------------------------
+
+def _block_width(a_len: int, rows: int, tile_size: int, bytes_per_asset: int,
+                 memory_mb: float) -> int:
+    """Assets per block: what the evaluator keeps per asset plus one tile of boolean signals,
+    within ``memory_mb`` (at least one asset, at most all)."""
+    per_asset = bytes_per_asset + tile_size * rows
+    return int(max(1, min(a_len, memory_mb * 2**20 // max(per_asset, 1))))
+
+
+def _accounts(values: Callable[[int, int], Any], n_combos: int, ctx: Any, mask: Any,
+              tile_size: int, be: Backend) -> tuple[FloatArray, FloatArray]:
+    """Total return and trade count, ``(n_combos, a)`` each, of the per-asset accounts whose
+    signals ``values(lo, hi)`` gives a tile at a time: booleans ("long"), or factor values,
+    long where positive. ``mask`` (``(T, a)`` or None): no position outside the universe."""
+    xp = be.xp
+    a_len = ctx.log_exec.shape[1]
+    total = np.empty((n_combos, a_len))
+    trades = np.empty((n_combos, a_len))
+    for p0 in range(0, n_combos, tile_size):
+        p1 = min(p0 + tile_size, n_combos)
+        signal = values(p0, p1)
+        if signal.dtype != bool:
+            signal = signal > 0
+        if mask is not None:
+            signal &= mask
+        growth, n_in, n_out = per_asset_log_growth(signal, ctx, xp=xp)
+        total[p0:p1] = be.to_numpy(xp.expm1(growth))
+        trades[p0:p1] = be.to_numpy(n_in + n_out)
+    return total, trades
+
 
 def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
                      exec_price: FloatArray | None = None, shift: int = 0,
@@ -135,7 +159,7 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
                      min_periods: int | None = None,
                      mask: npt.NDArray[np.bool_] | None = None,
                      backend: str | Backend = "auto", asset_block: int | None = None,
-                     tile_size: int = 32, memory_mb: float = 32.0
+                     tile_size: int = 32, memory_mb: float | None = None
                      ) -> tuple[FloatArray, FloatArray]:
     """Total return and trade count of every (pair, asset) SMA-crossover account.
 
@@ -151,71 +175,79 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
     Returns ``(total_return, trades)``, both ``(len(pairs), A)`` float64 numpy arrays.
 
     How it is fast: assets are processed in blocks; for a block every distinct window's SMA is
-    computed once from one cumulative sum, then each pair is one comparison of two of those
-    arrays into a preallocated boolean tile, and each account's return comes from its
-    entry/exit transitions alone. Memory: the block's SMAs (windows x T x block x 8 bytes,
-    the block sized to stay within ``memory_mb``) plus one tile of ``tile_size`` boolean
-    signals; it does not grow with the number of pairs.
+    computed once (quantkit's ``sma_cross_signals``: one prefix sum for all windows), then each
+    pair is one comparison of two of those arrays, ``tile_size`` pairs at a time, and each
+    account's return comes from its entry/exit transitions alone. Memory: the block's SMAs
+    (windows x T x block x 8 bytes, the block sized to stay within ``memory_mb``, default
+    :data:`MEMORY_MB`) plus one tile of boolean signals; it does not grow with the number of
+    pairs. ``run_ladder`` runs the same loop for any factor with a ladder evaluator.
     """
+    from mts1b_quantkit.factors import sma_cross_signals
+
     be = backend if isinstance(backend, Backend) else resolve_backend(
         backend, cells=close.shape[0] * close.shape[1] * max(len(pairs), 1))
-    xp = be.xp
     close = np.asarray(close, dtype=np.float64)
     exe = close if exec_price is None else np.asarray(exec_price, dtype=np.float64)
     buy, sell = cost_rates(cost_bps / 1e4, slippage_bps / 1e4)
     n_pairs, (t_len, a_len) = len(pairs), close.shape
-    windows, index = _window_index(pairs)
-    if asset_block is None:
-        per_asset = len(windows) * t_len * 8 + tile_size * t_len  # SMAs + one signal tile
-        asset_block = int(max(1, min(a_len, memory_mb * 2**20 // max(per_asset, 1))))
+    n_windows = len({int(w) for pair in pairs for w in pair})
+    width = asset_block or _block_width(a_len, t_len, tile_size, n_windows * t_len * 8,
+                                        MEMORY_MB if memory_mb is None else memory_mb)
     total = np.empty((n_pairs, a_len))
     trades = np.empty((n_pairs, a_len))
-    for lo in range(0, a_len, asset_block):
-        cols = slice(lo, min(lo + asset_block, a_len))
+    for lo in range(0, a_len, width):
+        cols = slice(lo, min(lo + width, a_len))
         ctx = per_asset_context(exe[:, cols], close[:, cols], shift=shift, buy_rate=buy,
-                                sell_rate=sell, xp=xp)
-        stack = rolling_mean_stack(be.asarray(close[:, cols]), windows, lag=lag,
-                                   min_periods=min_periods, xp=xp)
+                                sell_rate=sell, xp=be.xp)
+        values = sma_cross_signals(be.asarray(close[:, cols]), pairs, lag=lag,
+                                   min_periods=min_periods)
         block_mask = None if mask is None else be.asarray(mask[:, cols])
-        signal = xp.empty((min(tile_size, n_pairs), *stack.shape[1:]), dtype=bool)
-        for p0 in range(0, n_pairs, tile_size):
-            n = min(tile_size, n_pairs - p0)
-            for k in range(n):
-                i, j = index[p0 + k]
-                xp.greater(stack[i], stack[j], out=signal[k])
-            if block_mask is not None:
-                signal[:n] &= block_mask
-            growth, n_in, n_out = per_asset_log_growth(signal[:n], ctx, xp=xp)
-            total[p0:p0 + n, cols] = be.to_numpy(xp.expm1(growth))
-            trades[p0:p0 + n, cols] = be.to_numpy(n_in + n_out)
-        del stack, signal
+        total[:, cols], trades[:, cols] = _accounts(values, n_pairs, ctx, block_mask,
+                                                    tile_size, be)
+        del values
     return total, trades
 
 
-def _window_index(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], npt.NDArray[np.intp]]:
-    """The distinct window lengths of ``pairs`` (sorted: one SMA each) and, per pair, the
-    positions of its fast and slow windows in that list (``(len(pairs), 2)``)."""
-    windows = sorted({int(w) for pair in pairs for w in pair})
-    where = {w: k for k, w in enumerate(windows)}
-    index = np.array([(where[int(f)], where[int(s)]) for f, s in pairs], dtype=np.intp)
-    return windows, index.reshape(len(pairs), 2)
+class _AssetBlock:
+    """What a ladder evaluator's ``prepare`` sees: the panel's fields for a block of its assets
+    (columns ``cols``), as arrays of the run's backend (numpy, or cupy on the device), converted
+    on first use; ``symbols``, ``dates`` and ``shape`` of the block."""
 
+    def __init__(self, panel: UniversePanel, cols: slice, be: Backend) -> None:
+        self._panel, self._cols, self._be = panel, cols, be
+        self._cache: dict[str, Any] = {}
+        self.symbols = panel.symbols[cols]
+        self.dates = panel.dates
+        self.shape = (panel.shape[0], len(self.symbols))
 
-def _sma_pairs(combos: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """``(p_fast, p_slow)`` of each combination (the factor's defaults where absent)."""
-    return [(int(c.get("p_fast", 20)), int(c.get("p_slow", 50))) for c in combos]
+    def field(self, name: str) -> Any:
+        if name not in self._cache:
+            source = self._panel.mask if name == "mask" else self._panel.field(name)
+            self._cache[name] = self._be.asarray(source[:, self._cols])
+        return self._cache[name]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.field(name)
 
 
 # --------------------------------------------------------------------------------------------
-# tiles
+# units of work: a range of combinations over a range of assets
 # --------------------------------------------------------------------------------------------
+
+#: combinations ``[lo, hi)`` of the job over assets ``[c0, c1)``
+_Unit = tuple[int, int, int, int]
+
 
 @dataclass
 class _Job:
-    """Everything a worker needs to run tiles (pickled once per worker)."""
+    """Everything a worker needs to run units (pickled once per worker)."""
 
     factor: Any
     factor_name: str | None
+    evaluator: LadderEvaluator | None
+    combos: list[dict[str, Any]]
     mode: str
     panel: UniversePanel
     market: MarketArrays
@@ -225,11 +257,39 @@ class _Job:
     costs: CostModel
     initial_nav: float
     backend: str
-    fast: bool
+    tile_size: int
     asset_block: int | None
     keep: str | None
     cost_bps: float = 10.0
     slippage_bps: float = 0.0
+
+
+def _units(job: _Job, executor: str, workers: int) -> list[_Unit]:
+    """The job's units, in order.
+
+    Without an evaluator, and in portfolio mode, a unit is one tile of combinations over every
+    asset (the factor sees the whole panel). On the per-asset fast path a unit is a chunk of
+    combinations (as many as keep their ``(combos, assets)`` results within ``MEMORY_MB``:
+    all of them for ordinary grids) over one block of assets, so the evaluator computes what the
+    chunk shares once per block; a pool gets at least one block per worker.
+    """
+    n, (t_len, a_len) = len(job.combos), job.panel.shape
+    tile = job.tile_size
+    ev = job.evaluator
+    if job.mode != "per_asset" or ev is None:
+        return [(lo, min(lo + tile, n), 0, a_len) for lo in range(0, n, tile)]
+    chunk = max(tile, int(MEMORY_MB * 2**20 // max(16 * a_len, 1)))
+    units: list[_Unit] = []
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        width = a_len
+        if ev.per_asset:
+            kept = ev.bytes_per_asset(job.combos[lo:hi], t_len) if ev.bytes_per_asset else 0
+            width = job.asset_block or _block_width(a_len, t_len, tile, kept, MEMORY_MB)
+            if executor != "local":
+                width = min(width, -(-a_len // workers))
+        units += [(lo, hi, c0, min(c0 + width, a_len)) for c0 in range(0, a_len, width)]
+    return units
 
 
 _WORKER_JOB: _Job | None = None
@@ -240,74 +300,51 @@ def _init_worker(job: _Job) -> None:
     _WORKER_JOB = job
 
 
-def _run_tile_in_worker(combos: list[dict[str, Any]]) -> dict[str, Any]:
+def _run_unit_in_worker(unit: _Unit) -> dict[str, Any]:
     if _WORKER_JOB is None:  # pragma: no cover - the pool initializer always sets it
         raise RuntimeError("worker started without a ladder job")
-    return _run_tile(_WORKER_JOB, combos)
+    return _run_unit(_WORKER_JOB, unit)
 
 
-def _signals_fast(job: _Job, combos: list[dict[str, Any]], be: Backend) -> Any:
-    """``(c, T, A)`` booleans "fast SMA above slow SMA" for a tile, from one cumsum."""
-    xp = be.xp
-    windows, index = _window_index(_sma_pairs(combos))
-    stack = rolling_mean_stack(be.asarray(job.market.close), windows, lag=1, min_periods=1,
-                               xp=xp)
-    out = xp.empty((len(index), *stack.shape[1:]), dtype=bool)
-    for k, (i, j) in enumerate(index):
-        xp.greater(stack[i], stack[j], out=out[k])
-    return out
-
-
-def _run_tile(job: _Job, combos: list[dict[str, Any]]) -> dict[str, Any]:
-    be = resolve_backend(job.backend, cells=job.panel.shape[0] * job.panel.shape[1]
-                         * len(combos))
+def _run_unit(job: _Job, unit: _Unit) -> dict[str, Any]:
+    lo, hi, c0, c1 = unit
+    be = resolve_backend(job.backend, cells=job.panel.shape[0] * (c1 - c0)
+                         * min(hi - lo, job.tile_size))
     if job.mode == "per_asset":
-        return _tile_per_asset(job, combos, be)
-    return _tile_portfolio(job, combos, be)
+        return _unit_per_asset(job, unit, be)
+    return _tile_portfolio(job, job.combos[lo:hi], be)
 
 
-def _tile_per_asset(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dict[str, Any]:
-    market = job.market
-    if job.fast:
-        total, trades = sma_cross_ladder(
-            market.close, _sma_pairs(combos), exec_price=market.exec_price, shift=market.shift,
-            cost_bps=job.cost_bps, slippage_bps=job.slippage_bps, lag=1, min_periods=1,
-            mask=market.in_universe, backend=be, asset_block=job.asset_block)
-    else:
+def _unit_per_asset(job: _Job, unit: _Unit, be: Backend) -> dict[str, Any]:
+    """``(combos, assets)`` total returns and trade counts of a unit's accounts."""
+    lo, hi, c0, c1 = unit
+    market, cols, combos = job.market, slice(c0, c1), job.combos[lo:hi]
+    buy, sell = cost_rates(job.cost_bps / 1e4, job.slippage_bps / 1e4)
+    ctx = per_asset_context(market.exec_price[:, cols], market.close[:, cols],
+                            shift=market.shift, buy_rate=buy, sell_rate=sell, xp=be.xp)
+    if job.evaluator is not None:
+        values = job.evaluator.prepare(_AssetBlock(job.panel, cols, be), combos)
+    else:  # combination by combination; the unit spans every asset
         from mts1b_quantkit.factors import evaluate
 
-        buy, sell = cost_rates(job.cost_bps / 1e4, job.slippage_bps / 1e4)
-        ctx = per_asset_context(market.exec_price, market.close, shift=market.shift,
-                                buy_rate=buy, sell_rate=sell, xp=be.xp)
-        signal = np.stack([evaluate(job.factor, job.panel, **c) > 0 for c in combos])
-        signal &= market.in_universe
-        growth, n_in, n_out = per_asset_log_growth(be.asarray(signal), ctx, xp=be.xp)
-        total = be.to_numpy(be.xp.expm1(growth))
-        trades = be.to_numpy(n_in + n_out)
-    # an asset never in the universe while the window is open has no account at all
-    never = ~np.asarray(market.in_universe).any(axis=0)
-    total[:, never] = np.nan
-    trades[:, never] = np.nan
-    with warnings.catch_warnings():  # a combination where no asset had an account: NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table = {
-            "total_return_mean": np.nanmean(total, axis=1),
-            "total_return_median": np.nanmedian(total, axis=1),
-            "win_rate": np.nanmean(np.where(np.isfinite(total), total > 0, np.nan), axis=1),
-            "trades_mean": np.nanmean(trades, axis=1),
-        }
-    out: dict[str, Any] = {"table": table}
-    if job.keep == "returns":
-        out["total_return"] = total
-    return out
+        def values(a: int, b: int) -> Any:
+            return be.asarray(np.stack([evaluate(job.factor, job.panel, **c) > 0
+                                        for c in combos[a:b]]))
+
+    total, trades = _accounts(values, hi - lo, ctx, be.asarray(market.in_universe[:, cols]),
+                              job.tile_size, be)
+    return {"total": total, "trades": trades}
 
 
 def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dict[str, Any]:
     from mts1b_quantkit import metrics as qm
 
     market = job.market
-    if job.fast:
-        scores = be.to_numpy(_signals_fast(job, combos, be)).astype(np.float64) * 2.0 - 1.0
+    if job.evaluator is not None:  # the tile's values at once, over every asset
+        values = be.to_numpy(job.evaluator.prepare(
+            _AssetBlock(job.panel, slice(None), be), combos)(0, len(combos)))
+        scores = (values.astype(np.float64) * 2.0 - 1.0 if values.dtype == bool
+                  else np.asarray(values, dtype=np.float64))
         targets = np.stack([size_targets(job.panel, s, job.sizing, market.returns)
                             for s in scores])
     else:
@@ -339,55 +376,97 @@ def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
     return result
 
 
+def _per_asset_table(total: FloatArray, trades: FloatArray) -> dict[str, Any]:
+    with warnings.catch_warnings():  # a combination where no asset had an account: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "total_return_mean": np.nanmean(total, axis=1),
+            "total_return_median": np.nanmedian(total, axis=1),
+            "win_rate": np.nanmean(np.where(np.isfinite(total), total > 0, np.nan), axis=1),
+            "trades_mean": np.nanmean(trades, axis=1),
+        }
+
+
+class _Collect:
+    """Gathers the units' results as they arrive, into one part per chunk of combinations:
+    ``(lo, {"table": ..., "total_return" | "returns": ...})``. A per-asset chunk is summarised
+    (and its matrices dropped, unless kept) once all its asset blocks are in."""
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+        self._open: dict[int, tuple[FloatArray, FloatArray, list[int]]] = {}
+        # an asset never in the universe while the window is open has no account at all
+        self._never = ~np.asarray(job.market.in_universe).any(axis=0)
+        self.parts: list[tuple[int, dict[str, Any]]] = []
+
+    def __call__(self, unit: _Unit, result: dict[str, Any]) -> None:
+        lo, hi, c0, c1 = unit
+        if self._job.mode != "per_asset":
+            self.parts.append((lo, result))
+            return
+        a_len = self._job.panel.shape[1]
+        total, trades, left = self._open.setdefault(
+            lo, (np.empty((hi - lo, a_len)), np.empty((hi - lo, a_len)), [a_len]))
+        total[:, c0:c1] = result["total"]
+        trades[:, c0:c1] = result["trades"]
+        left[0] -= c1 - c0
+        if left[0]:
+            return
+        del self._open[lo]
+        total[:, self._never] = np.nan
+        trades[:, self._never] = np.nan
+        part: dict[str, Any] = {"table": _per_asset_table(total, trades)}
+        if self._job.keep == "returns":
+            part["total_return"] = total
+        self.parts.append((lo, part))
+
+
 # --------------------------------------------------------------------------------------------
 # progress and executors
 # --------------------------------------------------------------------------------------------
 
 class _Progress:
-    """A tqdm bar over combinations (rate and ETA), or nothing when disabled."""
+    """A tqdm bar over combinations (rate and ETA), or nothing when disabled. A unit over some
+    of the assets counts as that share of its combinations (whole combinations are shown)."""
 
-    def __init__(self, total: int, enabled: bool, desc: str) -> None:
+    def __init__(self, total: int, n_assets: int, enabled: bool, desc: str) -> None:
         self._bar: Any = None
+        self._assets = max(n_assets, 1)
+        self._cells = self._shown = 0
         if enabled:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, unit="combo", desc=desc, dynamic_ncols=True,
                              smoothing=0.1)
 
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
+    def done(self, unit: _Unit) -> None:
+        lo, hi, c0, c1 = unit
+        self._cells += (hi - lo) * (c1 - c0)
+        whole = self._cells // self._assets
+        if self._bar is not None and whole > self._shown:
+            self._bar.update(whole - self._shown)
+        self._shown = whole
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
 
-def _tiles(combos: list[dict[str, Any]], size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    for lo in range(0, len(combos), size):
-        yield lo, combos[lo:lo + size]
-
-
-def _bounded(combos: list[dict[str, Any]], tile_size: int, limit: int, progress: _Progress,
-             submit: Callable[[list[dict[str, Any]]], Any],
-             wait_some: Callable[[list[Any]], list[tuple[Any, dict[str, Any]]]]
-             ) -> list[tuple[int, dict[str, Any]]]:
-    """Run tiles through a pool with at most ``limit`` in flight (bounded memory however many
-    tiles there are): ``submit(tile)`` returns a handle, ``wait_some(handles)`` blocks until
-    at least one is done and returns ``(handle, result)`` for those that are. The process
-    pool and Ray differ only in these two functions."""
-    results: list[tuple[int, dict[str, Any]]] = []
-    tiles = _tiles(combos, tile_size)
-    pending = {submit(tile): (lo, len(tile)) for lo, tile in itertools.islice(tiles, limit)}
+def _bounded(units: list[_Unit], limit: int, done: Callable[[_Unit, dict[str, Any]], None],
+             submit: Callable[[_Unit], Any],
+             wait_some: Callable[[list[Any]], list[tuple[Any, dict[str, Any]]]]) -> None:
+    """Run units through a pool with at most ``limit`` in flight (bounded memory however many
+    units there are): ``submit(unit)`` returns a handle, ``wait_some(handles)`` blocks until
+    at least one is done and returns ``(handle, result)`` for those that are; ``done(unit,
+    result)`` takes each result. The process pool and Ray differ only in submit and wait."""
+    queue = iter(units)
+    pending = {submit(u): u for u in itertools.islice(queue, limit)}
     while pending:
         for handle, result in wait_some(list(pending)):
-            lo, n = pending.pop(handle)
-            results.append((lo, result))
-            progress.update(n)
-            nxt = next(tiles, None)
+            done(pending.pop(handle), result)
+            nxt = next(queue, None)
             if nxt is not None:
-                pending[submit(nxt[1])] = (nxt[0], len(nxt[1]))
-    return results
+                pending[submit(nxt)] = nxt
 
 
 def _pool_context(backend: str) -> BaseContext | None:
@@ -400,25 +479,24 @@ def _pool_context(backend: str) -> BaseContext | None:
     return None
 
 
-def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: str,
-             workers: int, progress: _Progress,
-             ray_init: Mapping[str, Any] | None) -> list[tuple[int, dict[str, Any]]]:
-    results: list[tuple[int, dict[str, Any]]] = []
+def _execute(job: _Job, units: list[_Unit], executor: str, workers: int,
+             done: Callable[[_Unit, dict[str, Any]], None],
+             ray_init: Mapping[str, Any] | None) -> None:
     if executor == "local":
-        for lo, tile in _tiles(combos, tile_size):
-            results.append((lo, _run_tile(job, tile)))
-            progress.update(len(tile))
-        return results
+        for unit in units:
+            done(unit, _run_unit(job, unit))
+        return
     if executor == "process":
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                  initargs=(job,), mp_context=_pool_context(job.backend)) as pool:
 
             def wait_pool(futures: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                return [(f, f.result()) for f in done]
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                return [(f, f.result()) for f in finished]
 
-            return _bounded(combos, tile_size, 2 * workers, progress,
-                            lambda tile: pool.submit(_run_tile_in_worker, tile), wait_pool)
+            _bounded(units, 2 * workers, done,
+                     lambda unit: pool.submit(_run_unit_in_worker, unit), wait_pool)
+            return
     if executor == "ray":
         try:
             import ray
@@ -429,14 +507,14 @@ def _execute(job: _Job, combos: list[dict[str, Any]], tile_size: int, executor: 
         if not ray.is_initialized():
             ray.init(**dict(ray_init or {}))
         job_ref = ray.put(job)
-        remote = ray.remote(_run_tile)
+        remote = ray.remote(_run_unit)
 
         def wait_ray(refs: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-            done, _ = ray.wait(refs, num_returns=1)
-            return [(r, ray.get(r)) for r in done]
+            finished, _ = ray.wait(refs, num_returns=1)
+            return [(r, ray.get(r)) for r in finished]
 
-        return _bounded(combos, tile_size, 2 * workers, progress,
-                        lambda tile: remote.remote(job_ref, tile), wait_ray)
+        _bounded(units, 2 * workers, done, lambda unit: remote.remote(job_ref, unit), wait_ray)
+        return
     raise BacktestConfigError(f"executor must be 'local', 'process' or 'ray'; got {executor!r}",
                               field="executor", value=executor)
 
@@ -496,17 +574,23 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     ``participation``/``borrow_rate``/``initial_nav``/``backend`` mean what they mean in
     :func:`~mts1b_GPUbacktester.run_single` (per-asset mode takes ``cost_bps`` and fixed
     ``slippage`` only). ``tile_size`` combinations are processed together (default: 128 in
-    per-asset mode, 16 in portfolio mode); ``executor`` runs tiles in this process, in a
+    per-asset mode, 16 in portfolio mode); ``executor`` runs them in this process, in a
     process pool of ``workers`` (default: the CPU count) or on Ray. ``progress`` shows a bar
     with the rate and ETA. ``keep="returns"`` keeps the per-combination return records.
+
+    A factor registered with a ladder evaluator (``register(name, ladder=...)`` in quantkit)
+    takes the fast path (``result.fast_path``); ``asset_block`` then fixes the number of assets
+    per block in per-asset mode (default: sized to :data:`MEMORY_MB`).
     """
+    from mts1b_quantkit.factors import get_ladder
+
     if mode not in ("portfolio", "per_asset"):
         raise BacktestConfigError(f"mode must be 'portfolio' or 'per_asset'; got {mode!r}",
                                   field="mode", value=mode)
     combos = expand_grid(grid, constraint)
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
-    fast = _is_builtin_sma_cross(factor) and set(grid) <= {"p_fast", "p_slow"}
+    evaluator = get_ladder(factor)
     slip_bps = 0.0
     if mode == "per_asset":
         if participation is not None or borrow_rate is not None or (
@@ -528,20 +612,28 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
         raise BacktestConfigError(f"tile_size must be >= 1; got {size}", field="tile_size",
                                   value=size)
     chosen = resolve_backend(backend, cells=panel.shape[0] * panel.shape[1] * size)
-    job = _Job(factor=name if fast or isinstance(factor, str) else factor, factor_name=name,
-               mode=mode, panel=panel, market=market, row0=row0,
-               rebalance=rebalance_rows(panel.dates, rebal, start=row0),
+    # a factor with an evaluator travels to workers by name: it is not called there
+    job = _Job(factor=name if evaluator is not None and name else factor, factor_name=name,
+               evaluator=evaluator, combos=combos, mode=mode, panel=panel, market=market,
+               row0=row0, rebalance=rebalance_rows(panel.dates, rebal, start=row0),
                sizing=dict(DEFAULT_SIZING if sizing is None else sizing), costs=costs,
-               initial_nav=initial_nav, backend=chosen.name, fast=fast,
+               initial_nav=initial_nav, backend=chosen.name, tile_size=size,
                asset_block=asset_block, keep=keep, cost_bps=float(cost_bps),
                slippage_bps=slip_bps)
     started = time.perf_counter()
-    bar = _Progress(len(combos), progress, f"ladder {name or 'factor'}")
+    units = _units(job, executor, n_workers)
+    collect = _Collect(job)
+    bar = _Progress(len(combos), panel.shape[1], progress, f"ladder {name or 'factor'}")
+
+    def done(unit: _Unit, result: dict[str, Any]) -> None:
+        collect(unit, result)
+        bar.done(unit)
+
     try:
-        parts = _execute(job, combos, size, executor, n_workers, bar, ray_init)
+        _execute(job, units, executor, n_workers, done, ray_init)
     finally:
         bar.close()
-    parts.sort(key=lambda p: p[0])
+    parts = sorted(collect.parts, key=lambda p: p[0])
     columns: dict[str, list[Any]] = {}
     for _, part in parts:
         for key, values in part["table"].items():
@@ -559,10 +651,10 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
             returns = np.concatenate([p["returns"] for _, p in parts], axis=1)
     elapsed = time.perf_counter() - started
     _log.info("ladder done", factor=name, combos=len(combos), mode=mode, executor=executor,
-              backend=chosen.name, backend_reason=chosen.reason, fast_path=fast,
-              seconds=round(elapsed, 3))
+              backend=chosen.name, backend_reason=chosen.reason,
+              fast_path=evaluator is not None, seconds=round(elapsed, 3))
     return LadderResult(table=table, mode=mode, backend=chosen.describe(),
-                        elapsed_s=elapsed, fast_path=fast,
+                        elapsed_s=elapsed, fast_path=evaluator is not None,
                         symbols=panel.symbols, dates=panel.dates[row0:], total_return=total,
                         returns=returns)
 
