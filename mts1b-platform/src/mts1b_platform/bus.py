@@ -406,6 +406,10 @@ class Bus:
         """Connect with ``settings`` (default: ``load_config("nats", BusSettings)``).
 
         Keyword ``overrides`` replace individual settings, e.g. ``namespace="test123"``.
+        Raises :class:`BusAuthError` as soon as every server of the list refused the
+        credentials, :class:`BusError` for a URL nats-py cannot use (``invalid NATS URL ...``)
+        or when no server answered within ``connect_timeout`` per server plus one second; the
+        URL in either is shown through :func:`~mts1b_platform.redaction.redact_url`.
         """
         if settings is None:
             settings = load_config("nats", BusSettings, overrides=overrides)
