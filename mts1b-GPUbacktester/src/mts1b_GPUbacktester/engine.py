@@ -191,6 +191,7 @@ def size_targets(panel: UniversePanel, scores: Any, sizing: Mapping[str, Any] | 
 
     spec = dict(DEFAULT_SIZING if sizing is None else sizing)
     weights = np.asarray(size(scores, spec, mask=panel.mask, returns=returns), dtype=np.float64)
+    del scores  # the caller's reference may be the last: one (T, A) array less from here
     out: FloatArray = np.where(panel.mask, weights, 0.0)
     return np.nan_to_num(out, copy=False, nan=0.0)  # in place: one (T, A) array, not two
 
@@ -205,12 +206,12 @@ def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0:
         return None, None
     if benchmark is None or benchmark == "equal_weight":
         # the mean return of the assets in the universe each day (``market.returns`` is finite
-        # everywhere); summed a block of rows at a time so no (T, A) temporary is made
+        # everywhere); summed 64 rows at a time so no (T, A) temporary is made
         mask, rets = market.in_universe[row0:], market.returns[row0:]
         counts = mask.sum(axis=1)
         sums = np.empty(len(counts))
-        for lo in range(0, len(counts), 256):
-            sums[lo:lo + 256] = np.where(mask[lo:lo + 256], rets[lo:lo + 256], 0.0).sum(axis=1)
+        for lo in range(0, len(counts), 64):
+            sums[lo:lo + 64] = np.where(mask[lo:lo + 64], rets[lo:lo + 64], 0.0).sum(axis=1)
         with np.errstate(invalid="ignore"):
             ew = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
         return ew, "equal-weight universe"

@@ -124,26 +124,29 @@ class FillLedger:
     """Every fill of combination 0, in the order they happened: by row; within a row the
     order fills (by asset) before the delisting sales (by asset).
 
-    Columns (each ``(n,)``, numpy, read on first access): ``row`` (simulation row, less
+    Columns (each ``(n,)``, numpy, built on first access): ``row`` (simulation row, less
     ``origin``), ``asset`` (column), ``shares`` (signed), ``price``, ``commission``,
     ``slippage``, ``reason`` (index into :data:`REASONS`).
 
     Why it is stored this way: a daily rebalance of a drifting book fills most cells of the
-    panel, so the ledger can be the largest record of a run. It keeps 25 bytes a fill (33 with
-    a slippage model) in the parts the engine wrote them in: the price is not stored because
-    it is, by the engine's rules, ``exec_price[row, asset]`` for an order fill and
-    ``close[row, asset]`` for a delisting sale (the ledger holds references to those two input
-    arrays, not copies), and without a slippage model every fill's slippage is 0.
+    panel, so the ledger can be the largest record of a run. It keeps 20 bytes a fill (28 with
+    a slippage model), in the parts the engine wrote them in: one integer ``key`` holds the
+    row, the asset and the reason (``(row * A + asset) * 4 + reason``, int32 while that fits);
+    the price is not stored because it is, by the engine's rules, ``exec_price[row, asset]``
+    for an order fill and ``close[row, asset]`` for a delisting sale (the ledger holds
+    references to those two input arrays, not copies); without a slippage model every fill's
+    slippage is 0.
     """
 
     def __init__(self, parts: Sequence[tuple[Any, ...]], exec_price: Any, close: Any, *,
-                 has_slippage: bool, origin: int = 0) -> None:
-        """``parts``: ``(row, asset, shares, commission, slippage, reason)`` tuples of
-        ``(n_k,)`` numpy arrays (``slippage`` is ignored unless ``has_slippage``);
-        ``exec_price``/``close``: the run's ``(T, A)`` host arrays."""
+                 n_assets: int, has_slippage: bool, origin: int = 0) -> None:
+        """``parts``: ``(key, shares, commission, slippage)`` tuples of ``(n_k,)`` numpy
+        arrays (``slippage`` is ignored unless ``has_slippage``); ``exec_price``/``close``:
+        the run's ``(T, A)`` arrays (host or device)."""
         self._parts = tuple(parts)
         self._exec_price = exec_price
         self._close = close
+        self._n_assets = int(n_assets)
         self._has_slippage = has_slippage
         self.origin = int(origin)
 
@@ -152,7 +155,7 @@ class FillLedger:
 
     def shifted(self, origin: int) -> FillLedger:
         """The same fills with rows counted from simulation row ``origin`` (no copy)."""
-        return FillLedger(self._parts, self._exec_price, self._close,
+        return FillLedger(self._parts, self._exec_price, self._close, n_assets=self._n_assets,
                           has_slippage=self._has_slippage, origin=self.origin + origin)
 
     def _column(self, k: int, dtype: Any) -> npt.NDArray[Any]:
@@ -163,8 +166,12 @@ class FillLedger:
         return np.concatenate([np.asarray(p[k], dtype=dtype) for p in self._parts])
 
     @functools.cached_property
+    def _cell(self) -> npt.NDArray[np.int64]:
+        return self._column(0, np.int64) >> 2
+
+    @functools.cached_property
     def _sim_row(self) -> npt.NDArray[np.intp]:
-        return self._column(0, np.intp)
+        return (self._cell // max(self._n_assets, 1)).astype(np.intp)
 
     @functools.cached_property
     def row(self) -> npt.NDArray[np.intp]:
@@ -172,25 +179,25 @@ class FillLedger:
 
     @functools.cached_property
     def asset(self) -> npt.NDArray[np.intp]:
-        return self._column(1, np.intp)
+        return (self._cell % max(self._n_assets, 1)).astype(np.intp)
+
+    @functools.cached_property
+    def reason(self) -> npt.NDArray[np.int8]:
+        return (self._column(0, np.int64) & 3).astype(np.int8)
 
     @functools.cached_property
     def shares(self) -> FloatArray:
-        return self._column(2, np.float64)
+        return self._column(1, np.float64)
 
     @functools.cached_property
     def commission(self) -> FloatArray:
-        return self._column(3, np.float64)
+        return self._column(2, np.float64)
 
     @functools.cached_property
     def slippage(self) -> FloatArray:
         if not self._has_slippage:
             return np.zeros(len(self))
-        return self._column(4, np.float64)
-
-    @functools.cached_property
-    def reason(self) -> npt.NDArray[np.int8]:
-        return self._column(5, np.int8)
+        return self._column(3, np.float64)
 
     @functools.cached_property
     def price(self) -> FloatArray:
@@ -199,6 +206,12 @@ class FillLedger:
                                    _gather(self._close, rows, cols),
                                    _gather(self._exec_price, rows, cols))
         return out
+
+
+def fill_key_dtype(t_len: int, a_len: int) -> type[np.signedinteger[Any]]:
+    """The integer type of :class:`FillLedger` keys for a ``(T, A)`` run: int32 while
+    ``T * A * 4`` fits in it, else int64."""
+    return np.int32 if t_len * a_len * 4 < 2**31 else np.int64
 
 
 def _gather(values: Any, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> FloatArray:

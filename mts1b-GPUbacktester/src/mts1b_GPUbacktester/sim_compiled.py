@@ -22,8 +22,8 @@ computed with the same operations in the same order as the reference, so the two
 last bit in most runs and within a few units in the last place otherwise.
 
 Fills are written into preallocated ledger chunks; :func:`_run` returns to Python when a chunk
-cannot hold another bar's worst case (an order fill and a delisting per asset) and resumes with
-the next chunk, so the ledger never holds more than one chunk of slack and no copy is made.
+cannot hold another bar's worst case (an order fill per asset, and the bar's delistings) and
+resumes with the next chunk, so the ledger holds little slack and is never copied.
 All arrays, chunks and scratch included, are allocated by numpy in Python, where ``tracemalloc``
 sees them.
 """
@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mts1b_GPUbacktester.kernels import cost_rates
-from mts1b_GPUbacktester.sim import CostModel, FillLedger, SimInputs, SimOutput
+from mts1b_GPUbacktester.sim import CostModel, FillLedger, SimInputs, SimOutput, fill_key_dtype
 
 if TYPE_CHECKING:
     from numba.core.decorators import _JITWrapper
@@ -62,7 +62,8 @@ def _jit_as(signature: str) -> _JITWrapper:
 #: rows of the float scratch array: the per-bar asset rows, then per-combination work rows
 _VALUE, _SAFE, _TRAD, _MARK, _CAP, _IMPACT, _HELD, _W, _TRS, _T1, _T2, _T3, _T4, _ORD = range(14)
 _N_WORK = 14
-#: ledger chunk sizes in fills: the first, and the most later chunks grow to
+#: ledger chunk sizes in fills: the first, and the most later chunks grow to (at most; see
+#: :func:`simulate_compiled`)
 _CHUNK_FIRST = 1 << 12
 _CHUNK_MAX = 1 << 16
 
@@ -166,9 +167,9 @@ def _run(t0: int, shift: int, start: int,
          any_pending: npt.NDArray[np.bool_], last: FloatArray,
          nav: FloatArray, comm_out: FloatArray, slip_out: FloatArray, borrow_out: FloatArray,
          traded_out: FloatArray, weights: FloatArray, record_weights: bool,
-         record_fills: bool, f_row: npt.NDArray[np.int32], f_asset: npt.NDArray[np.int32],
+         record_fills: bool, f_key: npt.NDArray[np.signedinteger[Any]],
          f_shares: FloatArray, f_comm: FloatArray, f_slip: FloatArray,
-         f_reason: npt.NDArray[np.int8], has_slip_column: bool,
+         has_slip_column: bool,
          work: FloatArray, sel: npt.NDArray[np.bool_], buying: npt.NDArray[np.bool_],
          gone: npt.NDArray[np.int64],
          stack: FloatArray) -> tuple[int, int]:
@@ -192,11 +193,18 @@ def _run(t0: int, shift: int, start: int,
     inf = np.inf
     big = 1.7976931348623157e308  # numpy's nan_to_num of +-inf
     n_fill = 0
-    room = f_row.shape[0]
+    room = f_key.shape[0]
     # The loops below are kept simple (selects, no early exits) so that LLVM vectorizes them;
     # isfinite(x) is written abs(x) < inf and "finite and positive" as (x > 0) & (x < inf).
     for t in range(t0, t_len):
-        if record_fills and t >= start and n_fill + 2 * a_len > room:
+        n_gone = 0
+        if t >= start and delisting[t]:
+            for a in range(a_len):
+                if delist[a] == t:
+                    gone[n_gone] = a
+                    n_gone += 1
+        # a bar writes at most A order fills (each at the next free slot) and its delistings
+        if record_fills and t >= start and n_fill + a_len + n_gone > room:
             return t, n_fill
         # -- what does not depend on the book, for every asset --------------------------------
         if t < start:
@@ -237,12 +245,6 @@ def _run(t0: int, shift: int, start: int,
                 inv = 1.0 / (adv_value if adv_value > 0 else 1.0) if adv_value > 0 else 0.0
                 k = impact_k * sigma[t, a] * math.sqrt(inv)
                 imp[a] = k if abs(k) < inf else 0.0
-        n_gone = 0
-        if delisting[t]:
-            for a in range(a_len):
-                if delist[a] == t:
-                    gone[n_gone] = a
-                    n_gone += 1
         for c in range(n_combo):
             keep = record_fills and c == 0  # fill reasons are kept for the recorded book
             if active and (rebal or exits or any_pending[c]):
@@ -375,16 +377,15 @@ def _run(t0: int, shift: int, start: int,
                     any_pending[c] = n_open > 0
                     if keep:  # the ledger, and what each order still open is (a carry)
                         code = 0 if rebal else 1
+                        cell = t * a_len
                         for a in range(a_len):  # written at the next free slot, kept if not 0
                             o = order[a]
-                            f_row[n_fill] = t
-                            f_asset[n_fill] = a
+                            r = preason[c, a]
+                            f_key[n_fill] = (cell + a) * 4 + (code if r == 0 else r)
                             f_shares[n_fill] = o
                             f_comm[n_fill] = t3[a]
                             if has_slip_column:
                                 f_slip[n_fill] = t2[a]
-                            r = preason[c, a]
-                            f_reason[n_fill] = code if r == 0 else r
                             n_fill += o != 0
                             preason[c, a] = max(r, 1) if pending[c, a] != 0 else 0
                     # without slippage every term is +0.0, and so is numpy's sum of them
@@ -415,13 +416,11 @@ def _run(t0: int, shift: int, start: int,
                 for j in range(n_gone):
                     a = gone[j]
                     if record_fills and c == 0 and order[j] != 0:
-                        f_row[n_fill] = t
-                        f_asset[n_fill] = a
+                        f_key[n_fill] = (t * a_len + a) * 4 + 3
                         f_shares[n_fill] = order[j]
                         f_comm[n_fill] = t3[j]
                         if has_slip_column:
                             f_slip[n_fill] = t2[j]
-                        f_reason[n_fill] = 3
                         n_fill += 1
                     shares[c, a] = 0.0
                     pending[c, a] = 0.0
@@ -535,19 +534,24 @@ def simulate_compiled(inp: SimInputs, costs: CostModel, *, initial_nav: float = 
         gone=np.zeros(a_len, dtype=np.int64),
         stack=np.zeros(4 * 64))
     parts: list[tuple[Any, ...]] = []
-    size = max(_CHUNK_FIRST, 2 * a_len + 1) if record_fills else 0
+    # chunks double from the first size up to the largest: about 1/32 of the panel's cells
+    # (the unused end of the last chunk is slack) but at least 32 bars' worth of fills (a
+    # chunk is handed back when a bar might not fit, leaving at most A slots unused)
+    largest = max(min(_CHUNK_MAX, t_len * a_len // 32), 32 * a_len)
+    size = max(min(_CHUNK_FIRST, largest), 2 * a_len) if record_fills else 0
+    key_type = fill_key_dtype(t_len, a_len)
     t = 0
     while True:
-        chunk = (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size),
-                 np.empty(size), np.empty(size if has_slip_column else 0),
-                 np.empty(size, np.int8))
-        t, n = _run(t, f_row=chunk[0], f_asset=chunk[1], f_shares=chunk[2], f_comm=chunk[3],
-                    f_slip=chunk[4], f_reason=chunk[5], **fixed)
+        chunk = (np.empty(size, key_type), np.empty(size), np.empty(size),
+                 np.empty(size if has_slip_column else 0))
+        t, n = _run(t, f_key=chunk[0], f_shares=chunk[1], f_comm=chunk[2], f_slip=chunk[3],
+                    **fixed)
         if record_fills:
             parts.append(tuple(col[:n] for col in chunk))
         if t >= t_len:
             break
-        size = max(min(2 * size, _CHUNK_MAX), 2 * a_len + 1)
+        size = min(2 * size, largest)
     if record_fills:
-        out.fills = FillLedger(parts, inp.exec_price, inp.close, has_slippage=has_slip_column)
+        out.fills = FillLedger(parts, inp.exec_price, inp.close, n_assets=a_len,
+                               has_slippage=has_slip_column)
     return out

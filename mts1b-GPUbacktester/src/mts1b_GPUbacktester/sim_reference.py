@@ -25,6 +25,7 @@ from mts1b_GPUbacktester.sim import (
     FillLedger,
     SimInputs,
     SimOutput,
+    fill_key_dtype,
     forward_filled_close,
 )
 
@@ -263,13 +264,17 @@ def simulate_reference(inp: SimInputs, costs: CostModel, *, initial_nav: float =
 def _ledger(fills: list[Fills], inp: SimInputs, *, has_slippage: bool) -> FillLedger:
     """The per-row records as one :class:`FillLedger` (the recorded prices are dropped: the
     ledger reads them back from ``exec_price`` and ``close``, see its docstring)."""
+    t_len, a_len = inp.targets.shape[1:]
     if not fills:
-        part: tuple[Any, ...] = (np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0),
-                                 np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
+        part: tuple[Any, ...] = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
     else:
-        part = (np.concatenate([np.full(f[1].size, f[0], dtype=np.intp) for f in fills]),
-                *(np.concatenate([f[k] for f in fills]) for k in (1, 2, 4, 5, 6)))
-    return FillLedger([part], inp.exec_price, inp.close, has_slippage=has_slippage)
+        rows = np.concatenate([np.full(f[1].size, f[0], dtype=np.int64) for f in fills])
+        cols, shares, comm, slip, reason = (np.concatenate([f[k] for f in fills])
+                                            for k in (1, 2, 4, 5, 6))
+        key = ((rows * a_len + cols) * 4 + reason).astype(fill_key_dtype(t_len, a_len))
+        part = (key, shares, comm, slip)
+    return FillLedger([part], inp.exec_price, inp.close, n_assets=a_len,
+                      has_slippage=has_slippage)
 
 
 def _bar(xp: ModuleType, rows: _Rows, book: _Book, out: _Records, t: int) -> bool:
