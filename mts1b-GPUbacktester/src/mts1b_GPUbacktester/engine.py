@@ -172,6 +172,15 @@ def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
     """``(T, A)`` target weights: the factor's scores sized by quantkit, zero outside the
     universe. With ``lookahead_check`` the factor is first run through quantkit's
     ``check_lookahead`` and a factor that reads the future is refused."""
+    return size_targets(panel, _factor_scores(panel, factor, params,
+                                              lookahead_check=lookahead_check),
+                        sizing, returns)
+
+
+def _factor_scores(panel: UniversePanel, factor: Callable[..., Any] | str,
+                   params: Mapping[str, Any] | None, *, lookahead_check: bool) -> Any:
+    """The factor's scores on ``panel`` (quantkit ``evaluate``), after the optional
+    look-ahead check."""
     from mts1b_quantkit.factors import check_lookahead, evaluate
 
     kwargs = dict(params or {})
@@ -180,7 +189,7 @@ def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
         if not report.ok:
             raise BacktestConfigError(f"look-ahead check failed: {report}", field="factor",
                                       value=str(report))
-    return size_targets(panel, evaluate(factor, panel, **kwargs), sizing, returns)
+    return evaluate(factor, panel, **kwargs)
 
 
 def size_targets(panel: UniversePanel, scores: Any, sizing: Mapping[str, Any] | None,
@@ -427,19 +436,22 @@ def run_single(factor: Callable[..., Any] | str | None = None,
         raise BacktestConfigError("universe is required", field="universe", value=None)
     _check_args(fill, rebal, slippage, participation, trade_on, band)  # before any data
     panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
-    costs, market = _costs_and_market(panel, fill, cost_bps=cost_bps, slippage=slippage,
+    costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
                                       participation=participation, borrow_rate=borrow_rate)
-    if weights is not None:
-        if factor is not None:
-            raise BacktestConfigError("give either factor or weights, not both",
-                                      field="weights", value="both")
-        targets = _align_weights(weights, panel)
-    elif factor is None:
+    if weights is not None and factor is not None:
+        raise BacktestConfigError("give either factor or weights, not both",
+                                  field="weights", value="both")
+    if weights is None and factor is None:
         raise BacktestConfigError("factor (or weights) is required", field="factor",
                                   value=None)
-    else:
-        targets = compute_targets(panel, factor, params, sizing, market.returns,
-                                  lookahead_check=lookahead_check)
+    # The factor runs first, while no other (T, A) array of the run exists: its temporaries
+    # are the largest of the run. Its scores are held in a list so that size_targets holds
+    # the last reference and drops it before building the targets.
+    scores = [] if factor is None else [_factor_scores(panel, factor, params,
+                                                       lookahead_check=lookahead_check)]
+    market = market_arrays(panel, fill, impact_window=impact_window)
+    targets = (_align_weights(weights, panel) if factor is None
+               else size_targets(panel, scores.pop(), sizing, market.returns))
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
     return _backtest(
         panel, targets, market, costs, row0=row0, rebal=rebal, initial_nav=initial_nav,
