@@ -54,13 +54,15 @@ def test_metrics_run_without_scipy() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_skew_kurtosis_are_scipys_bit_for_bit(seed: int) -> None:
+def test_skew_kurtosis_agree_with_scipy(seed: int) -> None:
+    # Bit-for-bit with scipy 1.17 (the same steps in the same order); scipy 1.18 (Python 3.12+)
+    # reordered its moments, which moves the last digit or two, hence a few ulp of tolerance.
     rng = np.random.default_rng(seed)
     for n in (3, 4, 17, 500, 5000):
         x = rng.standard_t(3 + seed, size=n) * 10.0 ** (seed - 2) + 50.0 * seed
         g3, g4 = qm._skew_kurtosis(x)
-        assert g3 == float(stats.skew(x))
-        assert g4 == float(stats.kurtosis(x, fisher=False))
+        assert g3 == pytest.approx(float(stats.skew(x)), rel=1e-13, abs=1e-13)
+        assert g4 == pytest.approx(float(stats.kurtosis(x, fisher=False)), rel=1e-13)
 
 
 def test_skew_kurtosis_of_a_constant_sample_is_nan_as_in_scipy() -> None:

@@ -20,7 +20,11 @@ from mts1b_quantkit._xp import as_float_array
 from mts1b_quantkit.covariance import check_covariance, cov_to_corr, sample_corr, sample_cov
 from mts1b_quantkit.errors import OptimizationError, SingularCovarianceError
 
-__all__ = ["HRPResult", "hrp", "hrp_result"]
+__all__ = ["LINKAGE_METHODS", "HRPResult", "hrp", "hrp_result"]
+
+LINKAGE_METHODS = ("single", "complete", "average", "weighted", "centroid", "median", "ward")
+"""The methods of ``scipy.cluster.hierarchy.linkage`` (its documented list; scipy's own constant is
+private and was removed in scipy 1.18)."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,9 +105,9 @@ def hrp_result(returns: Any = None, *, cov: Any = None, corr: Any = None,
     if not np.isfinite(rho).all():
         raise SingularCovarianceError("the correlation matrix has non-finite entries "
                                       "(too few overlapping observations?)", field="corr")
-    if linkage_method not in sch._LINKAGE_METHODS:
-        raise OptimizationError(f"unknown linkage_method {linkage_method!r}; scipy knows "
-                                f"{sorted(sch._LINKAGE_METHODS)}", field="linkage_method",
+    if linkage_method not in LINKAGE_METHODS:
+        raise OptimizationError(f"unknown linkage_method {linkage_method!r}; use one of "
+                                f"{list(LINKAGE_METHODS)}", field="linkage_method",
                                 value=linkage_method)
     if n == 1:
         return HRPResult(np.ones(1), (0,), np.zeros((0, 4)))
