@@ -356,6 +356,8 @@ def main() -> int:
     parser.add_argument("--tmp")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--before", help="source folder of the 'before' mts1b_GPUbacktester")
+    parser.add_argument("--before-label", default="another source tree",
+                        help="what --before is, for the report (e.g. 'commit 1234abc')")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
@@ -405,9 +407,9 @@ def render(args: argparse.Namespace, started: dt.datetime,
              "start of the parts (other engineers' builds and tests shared the 2 cores).",
              f"Versions: {_versions()}."]
     if args.before:
-        lines.append("Before: the backtester's source at the commit before the compiled engine "
-                     "(the reference engine was then the only one; `auto` was numpy); after: "
-                     "this tree. Everything else is the same working tree, run back to back.")
+        lines.append(f"Before: the backtester's source at {args.before_label} (then the "
+                     "reference engine was the only one and `auto` was numpy); after: this "
+                     "tree. Everything else is the same working tree, run back to back.")
     e_b, e_a = before.get("engine"), after.get("engine")
     if e_a:
         t, a = e_a["shape"]

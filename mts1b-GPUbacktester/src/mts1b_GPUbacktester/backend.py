@@ -48,8 +48,9 @@ BackendName = Literal["numba", "numpy", "cupy", "auto"]
 #: smallest size at which a measurement on a GPU recorded in ``bench/RESULTS.md`` showed the
 #: cupy path faster than the compiled CPU engine. ``None``: there is no such measurement (no
 #: GPU has been available to this project's benchmarks), so ``auto`` never picks cupy. The
-#: cupy path is today's per-bar loop, which on the CPU is 20-30x slower than the compiled
-#: engine at 505 x 2,520 (bench/RESULTS.md); a GPU would have to win that back first.
+#: cupy path is the reference engine's per-bar loop, which on the CPU is about 16-19x slower
+#: than the compiled engine at 505 x 2,520 (bench/RESULTS.md); a GPU would have to win that
+#: back first.
 AUTO_GPU_MIN_CELLS: int | None = None
 
 #: the reason ``auto`` gives while :data:`AUTO_GPU_MIN_CELLS` is None
