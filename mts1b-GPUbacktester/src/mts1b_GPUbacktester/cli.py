@@ -142,7 +142,7 @@ def run(
     slippage_bps: Annotated[float, typer.Option(help="fixed slippage in bps")] = 0.0,
     participation: Annotated[float | None, typer.Option(help="max fraction of volume")] = None,
     initial_nav: Annotated[float, typer.Option(help="starting cash")] = 100_000.0,
-    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto | numba | numpy | cupy")] = "auto",
     report: Annotated[Path | None, typer.Option(help="write the HTML tearsheet here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics as JSON")] = (
         None),
@@ -192,7 +192,7 @@ def ladder(
     tile_size: Annotated[int | None, typer.Option(help="combinations per tile")] = None,
     executor: Annotated[str, typer.Option(help="local | process | ray")] = "local",
     workers: Annotated[int | None, typer.Option(help="processes (default: CPUs)")] = None,
-    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto | numba | numpy | cupy")] = "auto",
     top: Annotated[int, typer.Option(help="rows of the best combinations to print")] = 10,
     out: Annotated[Path | None, typer.Option(help="write the whole table as CSV")] = None,
     store: StoreOpt = None,
@@ -225,7 +225,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="where to write the tearsheet")] = Path(
         "out/tearsheet.html"),
     store: StoreOpt = None,
-    backend: Annotated[str, typer.Option(help="numpy | cupy | auto")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto | numba | numpy | cupy")] = "auto",
 ) -> None:
     """The README's demo: install the synthetic market, backtest, print, write a tearsheet."""
     from mts1b_GPUbacktester.demo import main

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="out/tearsheet.html", help="tearsheet path")
     parser.add_argument("--store", default=None, help="datalake store (default: the "
                         "$MTS_DATALAKE_ROOT or user data directory store)")
-    parser.add_argument("--backend", default="auto", help="numpy | cupy | auto")
+    parser.add_argument("--backend", default="auto", help="auto | numba | numpy | cupy")
     args = parser.parse_args(argv)
 
     from mts1b_datalake.synthetic import install_demo_market
