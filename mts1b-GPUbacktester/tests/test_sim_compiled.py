@@ -196,3 +196,37 @@ def test_every_feature_is_exercised() -> None:
         seen["nan_targets"] += bool(np.isnan(inp.targets).any())
     assert reasons == {0, 1, 2, 3}
     assert min(seen.values()) >= 3, seen
+
+
+@pytest.mark.parametrize(("weights", "fills"), [(False, False), (True, False), (False, True)])
+def test_what_is_recorded_changes_no_number(weights: bool, fills: bool) -> None:
+    """The ladder records weights without fills (and ``simulate`` can record neither): the
+    fill reasons are then not kept, and nothing else may change."""
+    case = _case(7)
+    full = _run(case, "compiled")
+    part = simulate(case["inp"], case["costs"], initial_nav=case["initial_nav"],
+                    record_weights=weights, record_fills=fills, trade_on=case["trade_on"],
+                    band=case["band"], engine="compiled")
+    for name in RECORDS:
+        assert getattr(part, name).tobytes() == getattr(full, name).tobytes(), name
+    assert (part.weights is not None) == weights and (part.fills is not None) == fills
+    if weights:
+        assert part.weights.tobytes() == full.weights.tobytes()
+
+
+def test_portfolio_ladder_agrees_across_engines(panel_factory: Any) -> None:
+    """``run_ladder(mode="portfolio")`` simulates a tile of combinations at once: with
+    ``auto`` that is the compiled engine, and its table equals the reference engine's."""
+    from mts1b_GPUbacktester import run_ladder
+
+    panel = panel_factory(220, 7, seed=4)
+    kwargs: dict[str, Any] = dict(universe=panel, start=panel.dates[25], mode="portfolio",
+                                  tile_size=3, rebal="weekly", participation=0.5,
+                                  borrow_rate=0.02, progress=False,
+                                  slippage={"model": "sqrt", "k": 0.5, "bps": 3})
+    grid = {"p_fast": [3, 5, 8], "p_slow": [10, 21]}
+    compiled = run_ladder("f_sma_cross", grid, backend="auto", **kwargs)
+    reference = run_ladder("f_sma_cross", grid, backend="numpy", **kwargs)
+    assert compiled.backend["backend"] == "numba"
+    np.testing.assert_allclose(compiled.table.to_numpy(float), reference.table.to_numpy(float),
+                               rtol=RTOL, atol=1e-15)
