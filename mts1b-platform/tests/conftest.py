@@ -103,7 +103,7 @@ class OpenBao:
 
 
 def _openbao_or_skip() -> None:
-    pytest.importorskip("hvac", reason='hvac is not installed: pip install "mts1b-platform[vault]"')
+    pytest.importorskip("hvac", reason="hvac (the vault extra of mts1b-platform) is not installed")
     from mts1b_platform.devservices import DevServiceError, bao_binary
 
     try:

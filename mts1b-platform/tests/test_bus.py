@@ -20,6 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+
 from mts1b_foundation import (
     Alert,
     Bar,

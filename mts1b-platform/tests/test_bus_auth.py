@@ -13,9 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+pytest.importorskip("nkeys", reason="nkeys (from nats-py[nkeys], the bus extra of "
+                    "mts1b-platform) is not installed")
+
 import nacl.signing
 import nkeys
-import pytest
 from mts1b_foundation import Alert, CancelOrder, CommandReply
 from mts1b_platform import redaction
 from mts1b_platform.bus import Bus, BusAuthError, BusError, BusPermissionError, BusSettings

@@ -20,6 +20,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+
 from mts1b_platform.bus import Bus, BusError, BusSettings
 
 pytestmark = pytest.mark.integration

@@ -19,6 +19,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+
 from mts1b_foundation.operations import DeadLetter
 from mts1b_foundation.wire import parse_message
 from mts1b_platform.bus import (

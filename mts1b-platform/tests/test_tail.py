@@ -11,6 +11,9 @@ import sys
 import uuid
 
 import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+
 from mts1b_foundation import Alert
 from mts1b_platform import cli
 from mts1b_platform.bus import Bus, BusError, BusSettings

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from mts1b_platform import telemetry as telemetry_module
@@ -25,14 +25,21 @@ from mts1b_platform.telemetry import (
     shutdown_telemetry,
 )
 from opentelemetry import trace
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
+if TYPE_CHECKING:  # opentelemetry-proto comes with the otlp extra: imported by the receiver
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+OTLP_MISSING = ("the OTLP/HTTP exporter (opentelemetry-exporter-otlp-proto-http, the otlp extra "
+                "of mts1b-platform) is not installed")
 
 
 @pytest.fixture
@@ -173,12 +180,19 @@ class OtlpReceiver:
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     """A local HTTP server speaking the OTLP/HTTP wire protocol (protobuf ``POST /v1/logs``,
     ``/v1/traces``, ``/v1/metrics``, answered with the empty ``Export*ServiceResponse``): the
-    collector's side, decoded with opentelemetry-proto, so the real exporters talk to it."""
+    collector's side, decoded with opentelemetry-proto, so the real exporters talk to it. The
+    tests using it need the otlp extra and skip, saying so, without it."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason=OTLP_MISSING)
+    collector = "opentelemetry.proto.collector"
+    logs = pytest.importorskip(f"{collector}.logs.v1.logs_service_pb2", reason=OTLP_MISSING)
+    traces = pytest.importorskip(f"{collector}.trace.v1.trace_service_pb2", reason=OTLP_MISSING)
+    metrics = pytest.importorskip(f"{collector}.metrics.v1.metrics_service_pb2",
+                                  reason=OTLP_MISSING)
     got = OtlpReceiver()
     messages: dict[str, tuple[list[Any], type[Any]]] = {
-        "/v1/logs": (got.logs, ExportLogsServiceRequest),
-        "/v1/traces": (got.traces, ExportTraceServiceRequest),
-        "/v1/metrics": (got.metrics, ExportMetricsServiceRequest),
+        "/v1/logs": (got.logs, logs.ExportLogsServiceRequest),
+        "/v1/traces": (got.traces, traces.ExportTraceServiceRequest),
+        "/v1/metrics": (got.metrics, metrics.ExportMetricsServiceRequest),
     }
 
     class Receiver(BaseHTTPRequestHandler):

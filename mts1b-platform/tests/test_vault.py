@@ -29,6 +29,7 @@ from pydantic import BaseModel, SecretStr
 
 OpenBao = Any  # conftest's fixture types; conftest modules are not importable
 FakeVault = Any
+HVAC_MISSING = "hvac (the vault extra of mts1b-platform) is not installed"
 
 
 class Svc(BaseModel):
@@ -90,6 +91,7 @@ def test_sealed(sealed_openbao: OpenBao, caplog: pytest.LogCaptureFixture,
 
 def test_unreachable(caplog: pytest.LogCaptureFixture,
                      capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("hvac", reason=HVAC_MISSING)
     dead = _dead_addr()
     _fails("oms", VaultSettings(addr=dead, token="tok-never-shown"), "unreachable",
            f"Vault at {dead} is unreachable (ConnectionError)", ["tok-never-shown"], caplog,
@@ -171,6 +173,7 @@ def test_kv_data_not_an_object(fake_vault: FakeVault, caplog: pytest.LogCaptureF
                                capsys: pytest.CaptureFixture[str]) -> None:
     """Stand-in: Vault will not store a KV v2 secret whose data is not an object, so only a
     fake server can answer 200 with one (a proxy or a broken server could)."""
+    pytest.importorskip("hvac", reason=HVAC_MISSING)
     fake_vault.kv_data = ["not", "an", "object"]
     _fails("oms", VaultSettings(addr=fake_vault.addr, token=fake_vault.token), "bad_data",
            f"Vault at {fake_vault.addr} returned no KV v2 data object for secret/mts1b/oms",
