@@ -286,7 +286,8 @@ def test_tail_without_the_nats_client_names_the_extra() -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        'tail: the NATS client is not installed: pip install "mts1b-platform[bus]"']
+        'tail: the NATS client is not installed: pip install "nats-py[nkeys]>=2.7,<3" (the bus '
+        'extra of mts1b-platform)']
 
 
 def test_tail_helpers() -> None:

@@ -314,7 +314,8 @@ def test_otlp_endpoint_without_the_exporter_names_the_extra(
     with pytest.raises(TelemetryError) as info:
         init_telemetry("svc-no-exporter", set_global=False)
     assert info.value.code == "PLATFORM.TELEMETRY"
-    assert 'pip install "mts1b-platform[otlp]"' in info.value.message
+    assert ('pip install "opentelemetry-exporter-otlp-proto-http>=1.25,<2" (the otlp extra of '
+            'mts1b-platform)') in info.value.message
     assert info.value.__cause__ is None and info.value.__suppress_context__
     assert telemetry_module._current is None
     assert logging.getLogger().handlers == handlers

@@ -182,7 +182,8 @@ def test_kv_data_not_an_object(fake_vault: FakeVault, caplog: pytest.LogCaptureF
 
 def test_hvac_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "hvac", None)  # what the core install looks like
-    with pytest.raises(ConfigError, match=r'pip install "mts1b-platform\[vault\]"') as info:
+    with pytest.raises(ConfigError, match=r'pip install "hvac>=2\.1,<3" \(the vault extra of '
+                       r'mts1b-platform\)') as info:
         load_config("oms", Svc, env_file=None,
                     environ={"MTS_ENV": "production", "VAULT_ADDR": "http://127.0.0.1:1",
                              "VAULT_TOKEN": "tok-1234"})

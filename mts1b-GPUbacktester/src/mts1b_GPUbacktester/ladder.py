@@ -502,7 +502,8 @@ def _execute(job: _Job, units: list[_Unit], executor: str, workers: int,
             import ray
         except ImportError as exc:
             raise BacktestConfigError(
-                "executor='ray' needs Ray: pip install 'mts1b-GPUbacktester[ray]'",
+                "executor='ray' needs Ray: pip install 'ray>=2.9,<3' (the ray extra of "
+                "mts1b-GPUbacktester)",
                 field="executor", value="ray") from exc
         if not ray.is_initialized():
             ray.init(**dict(ray_init or {}))

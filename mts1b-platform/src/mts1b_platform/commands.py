@@ -240,8 +240,8 @@ def tail(
     try:
         import nats  # noqa: F401 - only to say which extra is missing, before anything starts
     except ImportError:
-        typer.echo('tail: the NATS client is not installed: pip install "mts1b-platform[bus]"',
-                   err=True)
+        typer.echo('tail: the NATS client is not installed: pip install "nats-py[nkeys]>=2.7,<3"'
+                   " (the bus extra of mts1b-platform)", err=True)
         raise typer.Exit(1) from None
     from mts1b_platform.bus import BusError
 

@@ -4,8 +4,10 @@
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set they export over OTLP/HTTP (and standard library logs are
 bridged to the OTLP log exporter); otherwise nothing leaves the process. Tests pass the SDK's
 in-memory exporters instead. The exporter is the ``otlp`` extra
-(``pip install "mts1b-platform[otlp]"``); with the endpoint set and the extra missing,
-:func:`init_telemetry` raises :class:`TelemetryError` saying so.
+(``opentelemetry-exporter-otlp-proto-http``); with the endpoint set and the extra missing,
+:func:`init_telemetry` raises :class:`TelemetryError` naming that distribution to install, not
+``mts1b-platform[otlp]``: no ``mts1b-*`` name is registered on PyPI, so pip would take whoever
+registered it first, and mts1b-platform is installed already.
 
 Logs bridged to OTLP are copies: the lines still go to stderr through
 :mod:`mts1b_platform.logging` (installed first if nobody configured logging), and the bridge
@@ -93,7 +95,8 @@ R = TypeVar("R")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 _OTLP_MISSING = ('OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OTLP exporter is not installed: '
-                 'pip install "mts1b-platform[otlp]" (or unset OTEL_EXPORTER_OTLP_ENDPOINT)')
+                 'pip install "opentelemetry-exporter-otlp-proto-http>=1.25,<2" (the otlp extra '
+                 'of mts1b-platform), or unset OTEL_EXPORTER_OTLP_ENDPOINT')
 
 
 class TelemetryError(MtsError, RuntimeError):

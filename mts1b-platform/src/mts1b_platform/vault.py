@@ -330,7 +330,7 @@ class VaultSession:
             import hvac
         except ImportError:
             raise ConfigError(f"Vault is configured ({s.addr}) but hvac is not installed: "
-                              'pip install "mts1b-platform[vault]"',
+                              'pip install "hvac>=2.1,<3" (the vault extra of mts1b-platform)',
                               vault=s.addr, reason="no_client") from None
         return hvac.Client(url=s.addr, verify=s.verify, cert=s.client_cert, timeout=s.timeout,
                            namespace=s.namespace)

