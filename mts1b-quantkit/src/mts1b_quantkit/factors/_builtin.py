@@ -39,16 +39,18 @@ __all__ = [
 
 # -- the SMA crossover, one pair or a ladder of pairs -------------------------------------------
 def sma_cross_signals(close: Any, pairs: Sequence[tuple[int, int]], *, lag: int = 1,
-                      min_periods: int | None = 1) -> Callable[[int, int], Array]:
+                      min_periods: int | None = 1,
+                      compensated: bool = True) -> Callable[[int, int], Array]:
     """Moving-average crossover signals of many ``(fast, slow)`` window pairs over ``close``.
 
     ``close`` is ``(T, A)`` (numpy or cupy). Every distinct window's moving average is computed
     once, from one prefix sum (:func:`~mts1b_quantkit.factors.rolling.rolling_means`, NaN where
-    the window holds a missing value); the returned ``signals(lo, hi)`` gives, for
-    ``pairs[lo:hi]``, the ``(hi - lo, T, A)`` booleans ``SMA_fast > SMA_slow`` (a comparison with
-    NaN is False). The convention: ``lag=1, min_periods=1`` is ``f_sma_cross``'s (the rows
-    *before* ``t``, partial windows at the start); ``lag=0, min_periods=None`` is pandas' and
-    vectorbt's (rows up to ``t``, full windows).
+    the window holds a missing value; ``compensated`` as there); the returned
+    ``signals(lo, hi)`` gives, for ``pairs[lo:hi]``, the ``(hi - lo, T, A)`` booleans
+    ``SMA_fast > SMA_slow`` (a comparison with NaN is False). The convention: ``lag=1,
+    min_periods=1`` is ``f_sma_cross``'s (the rows *before* ``t``, partial windows at the
+    start); ``lag=0, min_periods=None`` is pandas' and vectorbt's (rows up to ``t``, full
+    windows).
 
     Each call returns a view of one buffer, which the next call overwrites (copy a result to
     keep it): writing each tile into memory already touched halves the comparisons' cost.
@@ -59,7 +61,8 @@ def sma_cross_signals(close: Any, pairs: Sequence[tuple[int, int]], *, lag: int 
     windows = sorted({w for pair in checked for w in pair})
     where = {w: k for k, w in enumerate(windows)}
     index = [(where[f], where[s]) for f, s in checked]
-    means = rolling_means(close, windows, lag=lag, min_periods=min_periods, skipna=False)
+    means = rolling_means(close, windows, lag=lag, min_periods=min_periods, skipna=False,
+                          compensated=compensated)
     xp = array_namespace(means)
     buffer: list[Array] = []  # one tile's booleans, reused: fresh memory costs as much again
 
@@ -90,15 +93,19 @@ def _sma_pairs(combos: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
 
 def _sma_cross_ladder(panel: Any, combos: Sequence[Mapping[str, Any]]
                       ) -> Callable[[int, int], Array]:
-    return sma_cross_signals(panel.close, _sma_pairs(combos), lag=1, min_periods=1)
+    # a plain running sum, as the ladder always used and as vectorbt's MA: where two averages
+    # tie to the last bit the decision is then the one they make (module rolling, compensated)
+    return sma_cross_signals(panel.close, _sma_pairs(combos), lag=1, min_periods=1,
+                             compensated=False)
 
 
 def _sma_cross_bytes(combos: Sequence[Mapping[str, Any]], rows: int) -> int:
     return 8 * rows * len({w for pair in _sma_pairs(combos) for w in pair})
 
 
-#: ``f_sma_cross``'s ladder fast path: each window's moving average once per block of assets,
-#: every pair one comparison (booleans: True is +1)
+#: ``f_sma_cross``'s ladder fast path: each window's moving average once per block of assets
+#: (from a plain running sum, as the ladder kernels and vectorbt compute them, so that ladder
+#: results do not change at ties), every pair one comparison (booleans: True is +1)
 SMA_CROSS_LADDER = LadderEvaluator(prepare=_sma_cross_ladder, per_asset=True,
                                    bytes_per_asset=_sma_cross_bytes)
 

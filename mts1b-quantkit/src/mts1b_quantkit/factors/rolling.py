@@ -126,12 +126,16 @@ class _Prefix(NamedTuple):
     """Prefix sums of the valid values of a ``(T, A)`` array.
 
     ``hi[k] + lo[k]`` is the sum of rows ``< k`` (row 0 of each is 0): ``hi`` is the running sum
-    as the scan rounds it, ``lo`` the running sum of those roundings' exact errors. ``nvalid[k]``
-    is the number of valid values in rows ``< k``; ``None`` when no value is missing.
+    as the scan rounds it, ``lo`` the running sum of those roundings' exact errors (``None`` for
+    an uncompensated prefix). ``gaps`` lists the columns holding a missing value (``None``: no
+    value is missing) and ``nvalid[k, j]`` counts the valid values of column ``gaps[j]`` in rows
+    ``< k``: the other columns' windows hold as many values as rows, and only these need the
+    NaN policy's masks, which keeps a panel with a few late listings as cheap as a full one.
     """
 
     hi: Array
-    lo: Array
+    lo: Array | None
+    gaps: Array | None
     nvalid: Array | None
     t_len: int
 
@@ -159,18 +163,21 @@ def _scan(start: Array, z: Array, out: Array, xp: ModuleType) -> None:
     np.cumsum(out, axis=0, out=out)
 
 
-def _prefix(a: Array, xp: ModuleType) -> _Prefix:
+def _prefix(a: Array, xp: ModuleType, compensated: bool = True) -> _Prefix:
     t_len, width = a.shape
     valid = xp.isfinite(a)
-    complete = bool(valid.all())
+    col_ok = valid.all(axis=0)
+    complete = bool(col_ok.all())
+    gaps = None if complete else xp.flatnonzero(~col_ok)
 
-    def start() -> Array:
-        z = xp.empty((t_len + 1, width), dtype=xp.float64)
+    def start(columns: int) -> Array:
+        z = xp.empty((t_len + 1, columns), dtype=xp.float64)
         z[0] = 0.0
         return z
 
-    hi, lo = start(), start()
-    count = None if complete else start()
+    hi = start(width)
+    lo = start(width) if compensated else None
+    count = None if gaps is None else start(len(gaps))
     # numpy: chunks of rows small enough for the cache, so the few passes of each step run there
     step = t_len if xp is not np else max(1, PREFIX_CHUNK_CELLS // max(width, 1))
     for r0 in range(0, t_len, step):
@@ -178,6 +185,10 @@ def _prefix(a: Array, xp: ModuleType) -> _Prefix:
         ext = slice(r0, rows.stop + 1)
         v = a[rows] if complete else xp.where(valid[rows], a[rows], 0.0)
         _scan(hi[r0], v, hi[r0 + 1:rows.stop + 1], xp)
+        if count is not None:
+            _scan(count[r0], valid[rows][:, gaps], count[r0 + 1:rows.stop + 1], xp)
+        if lo is None:
+            continue
         prev, s = hi[ext][:-1], hi[ext][1:]  # a sequential scan's step: s == fl(prev + v)
         if xp is not np:  # a parallel scan (cupy) may have added in another order: redo it
             s = prev + v
@@ -192,9 +203,7 @@ def _prefix(a: Array, xp: ModuleType) -> _Prefix:
             s -= hi[ext][1:]
             err += s
         _scan(lo[r0], err, lo[r0 + 1:rows.stop + 1], xp)
-        if count is not None:
-            _scan(count[r0], valid[rows], count[r0 + 1:rows.stop + 1], xp)
-    return _Prefix(hi, lo, count, t_len)
+    return _Prefix(hi, lo, gaps, count, t_len)
 
 
 def _window_diff(p: Array, t_len: int, window: int, lag: int, out: Array,
@@ -213,8 +222,9 @@ def _window_sum(p: _Prefix, window: int, lag: int, out: Array, tmp: Array,
                 xp: ModuleType) -> None:
     """``out[t]``: the sum of the valid values in the window ending at row ``t - lag``."""
     _window_diff(p.hi, p.t_len, window, lag, out, xp)
-    _window_diff(p.lo, p.t_len, window, lag, tmp, xp)
-    out += tmp
+    if p.lo is not None:
+        _window_diff(p.lo, p.t_len, window, lag, tmp, xp)
+        out += tmp
 
 
 def _mean_into(p: _Prefix, window: int, lag: int, mp: int, skipna: bool, out: Array,
@@ -225,22 +235,25 @@ def _mean_into(p: _Prefix, window: int, lag: int, mp: int, skipna: bool, out: Ar
         return
     _window_sum(p, window, lag, out, tmp, xp)
     rows = xp.maximum(_rows_in_window(p.t_len, window, lag, xp), 1.0)  # (T, 1), no 0 / 0
-    if p.nvalid is None:  # nothing missing: every window holds `rows` values
-        out /= rows
-    else:
-        _window_diff(p.nvalid, p.t_len, window, lag, tmp, xp)   # valid values per window
-        bad = tmp < mp if skipna else tmp < rows
-        if skipna:
-            xp.maximum(tmp, 1.0, out=tmp)
-            out /= tmp
-        else:
-            out /= rows
-        out[bad] = xp.nan
+    with quiet(xp):
+        if p.gaps is not None:  # the columns with missing values: their own counts
+            sums = out[:, p.gaps]
+            count = xp.empty(sums.shape, dtype=xp.float64)
+            _window_diff(p.nvalid, p.t_len, window, lag, count, xp)
+            if skipna:
+                sums /= count
+                sums[count < mp] = xp.nan
+            else:
+                sums /= rows
+                sums[count < rows] = xp.nan
+        out /= rows  # every other window holds as many values as rows
+        if p.gaps is not None:
+            out[:, p.gaps] = sums
     out[:min(p.t_len, lag + mp - 1)] = xp.nan  # leading windows with fewer than mp rows
 
 
 def rolling_means(x: Any, windows: Sequence[int], *, min_periods: int | None = None,
-                  skipna: bool = True, lag: int = 0) -> Array:
+                  skipna: bool = True, lag: int = 0, compensated: bool = True) -> Array:
     """Rolling means of ``x`` for several windows at once: ``(len(windows), *x.shape)``.
 
     Entry ``k`` at row ``t`` is the mean over rows ``t - lag - windows[k] + 1 .. t - lag`` (rows
@@ -248,15 +261,21 @@ def rolling_means(x: Any, windows: Sequence[int], *, min_periods: int | None = N
     *before* ``t``. NaN policy as in the module docstring; ``min_periods`` (default: each
     window's length) may exceed a window, which is then NaN throughout.
 
-    Why a separate function: every window comes from one compensated prefix sum, computed once
-    for all of them, so a ladder of many windows costs one prefix plus a few passes per window.
+    Why a separate function: every window comes from one prefix sum, computed once for all of
+    them, so a ladder of many windows costs one prefix plus a few passes per window.
+
+    ``compensated=False`` drops the prefix's error term: the means are then those of a plain
+    running sum, bit for bit (numpy's ``cumsum`` differences, vectorbt's ``MA``), whose error
+    grows with the series (see the module docstring). The ladder kernels use it so that their
+    decisions at ties (two averages equal to the last bit, common in prices quoted in cents)
+    stay those of vectorbt and of their earlier releases.
     """
     ws = [check_int(w, "windows") for w in windows]
     lg = check_int(lag, "lag", minimum=0)
     mp0 = None if min_periods is None else check_int(min_periods, "min_periods", minimum=0)
     xp, a = ts(x)
     a2 = _columns(a)
-    p = _prefix(a2, xp)
+    p = _prefix(a2, xp, compensated)
     out = xp.empty((len(ws), *a2.shape), dtype=xp.float64)
     tmp = xp.empty(a2.shape, dtype=xp.float64)
     for k, w in enumerate(ws):
@@ -279,15 +298,13 @@ def rolling_sum(x: Any, window: int, *, min_periods: int | None = None,
     out = xp.empty(a2.shape, dtype=xp.float64)
     tmp = xp.empty(a2.shape, dtype=xp.float64)
     _window_sum(p, w, 0, out, tmp, xp)
-    if p.nvalid is None:  # nothing missing: the first mp - 1 rows have fewer than mp values
-        out[:max(min(p.t_len, mp - 1), 0)] = xp.nan
-        return out.reshape(a.shape)
-    _window_diff(p.nvalid, p.t_len, w, 0, tmp, xp)  # valid values per window
-    if skipna:
-        out[tmp < mp] = xp.nan
-    else:
-        out[tmp < _rows_in_window(p.t_len, w, 0, xp)] = xp.nan
-        out[:max(min(p.t_len, mp - 1), 0)] = xp.nan
+    if p.gaps is not None:  # the columns with missing values: their own counts
+        sums = out[:, p.gaps]
+        count = xp.empty(sums.shape, dtype=xp.float64)
+        _window_diff(p.nvalid, p.t_len, w, 0, count, xp)
+        sums[(count < mp) if skipna else (count < _rows_in_window(p.t_len, w, 0, xp))] = xp.nan
+        out[:, p.gaps] = sums
+    out[:max(min(p.t_len, mp - 1), 0)] = xp.nan  # the first mp - 1 rows: fewer than mp rows
     return out.reshape(a.shape)
 
 
@@ -450,6 +467,9 @@ def _rolling_extreme(x: Any, window: int, min_periods: int | None, fn: str) -> A
         nxt[:gap] = m[:gap]
         op(m[gap:], m[:t_len - gap], out=nxt[gap:])
         m = nxt
+    if bool(valid.all()):  # every window holds as many values as rows
+        m[:min(t_len, mp - 1)] = xp.nan
+        return m.reshape(a.shape)
     count = xp.empty((t_len + 1, a2.shape[1]), dtype=xp.float64)
     count[0] = 0.0
     _cumsum(valid, 0, count[1:], xp)
