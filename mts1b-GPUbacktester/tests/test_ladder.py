@@ -179,6 +179,33 @@ def test_run_ladder_per_asset_equals_the_kernel(panel_factory) -> None:  # type:
     np.testing.assert_array_equal(res.total_return, total)
 
 
+@pytest.mark.parametrize(("lag", "min_periods"), [(0, None), (1, 1)])
+def test_the_kernels_keep_their_plain_running_sum(panel_factory, lag: int,  # type: ignore[no-untyped-def]
+                                                  min_periods: int | None) -> None:
+    """The ladder's moving averages are those of a plain cumulative sum, bit for bit (as they
+    always were, and as vectorbt's MA): decisions where two averages tie to the last bit, which
+    prices in cents make common, do not change. quantkit's compensated prefix is opt-in."""
+    from mts1b_GPUbacktester.kernels import rolling_mean_stack
+
+    close = np.array(panel_factory(500, 7, seed=8).close)
+    close[40:45, 2] = np.nan
+    windows = [1, 5, 21, 60]
+    csum = np.concatenate([np.zeros((1, 7)), np.cumsum(np.where(np.isnan(close), 0.0, close),
+                                                       axis=0)])
+    nans = np.concatenate([np.zeros((1, 7)), np.cumsum(np.isnan(close), axis=0)])
+    got = rolling_mean_stack(close, windows, lag=lag, min_periods=min_periods)
+    for k, w in enumerate(windows):
+        want = np.full(close.shape, np.nan)
+        for t in range(lag, close.shape[0]):
+            e, b = t - lag + 1, max(t - lag + 1 - w, 0)
+            if e - b >= (w if min_periods is None else min_periods):
+                want[t] = np.where(nans[e] - nans[b] == 0, (csum[e] - csum[b]) / (e - b), np.nan)
+        assert got[k].tobytes() == want.tobytes(), w
+    exact = rolling_mean_stack(close, windows, lag=lag, min_periods=min_periods,
+                               compensated=True)
+    np.testing.assert_allclose(exact, got, rtol=1e-13, atol=0, equal_nan=True)
+
+
 def test_units_chunk_combinations_and_size_blocks_to_the_memory_budget(
         panel: UniversePanel, monkeypatch: pytest.MonkeyPatch) -> None:
     from mts1b_GPUbacktester import ladder

@@ -8,9 +8,9 @@ prepare the inputs. Every function here uses only operations numpy and cupy shar
 Kernels
 -------
 ``rolling_mean_stack``
-    Simple moving averages for many window lengths from one compensated prefix sum
-    (quantkit's ``rolling_means``, the one home of rolling windows): O(T*A) per window instead
-    of O(T*A*window).
+    Simple moving averages for many window lengths from one prefix sum (quantkit's
+    ``rolling_means``, the one home of rolling windows): O(T*A) per window instead of
+    O(T*A*window).
 ``per_asset_log_growth``
     Closed-form all-in / all-out backtests of one boolean position matrix per combo, one
     independent account per asset (vectorbt's column semantics): the log growth of each
@@ -74,7 +74,8 @@ def _take_rows(values: FloatArray, rows: IntArray) -> FloatArray:
 # --------------------------------------------------------------------------------------------
 
 def rolling_mean_stack(x: Any, windows: list[int], *, lag: int = 0,
-                       min_periods: int | None = None, xp: ModuleType = np) -> Any:
+                       min_periods: int | None = None, xp: ModuleType = np,
+                       compensated: bool = False) -> Any:
     """Simple moving averages of ``x`` ``(T, A)`` for every window: ``(len(windows), T, A)``.
 
     The value at row ``t`` for window ``w`` is the mean of rows ``t-lag-w+1 .. t-lag`` (rows
@@ -87,14 +88,18 @@ def rolling_mean_stack(x: Any, windows: list[int], *, lag: int = 0,
       ``w`` bars *before* ``t``, partial windows at the start, NaN at ``t = 0``.
 
     This is :func:`mts1b_quantkit.factors.rolling.rolling_means` with ``skipna=False`` (its one
-    home): one compensated prefix sum of ``x`` for all the windows, then O(T*A) per window
-    whatever its length, each mean within a few ulp of the exact one. ``x`` is moved into ``xp``
-    (numpy, or cupy for device arrays) first.
+    home): one prefix sum of ``x`` for all the windows, then O(T*A) per window whatever its
+    length. By default the prefix is a plain running sum, whose means are vectorbt's ``MA`` and
+    this kernel's earlier ones bit for bit: SMA-crossover decisions at ties (two averages equal
+    to the last bit, frequent with prices in cents) are then theirs. ``compensated=True`` carries
+    the running sum's rounding error as well, for means within a few ulp of the exact ones on
+    series of any length. ``x`` is moved into ``xp`` (numpy, or cupy for device arrays) first.
     """
     bad = [w for w in windows if int(w) < 1]
     if bad:
         raise ValueError(f"window lengths must be >= 1; got {bad[0]}")
-    return rolling_means(xp.asarray(x), windows, lag=lag, min_periods=min_periods, skipna=False)
+    return rolling_means(xp.asarray(x), windows, lag=lag, min_periods=min_periods, skipna=False,
+                         compensated=compensated)
 
 
 # --------------------------------------------------------------------------------------------

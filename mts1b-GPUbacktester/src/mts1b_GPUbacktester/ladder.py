@@ -159,8 +159,8 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
                      min_periods: int | None = None,
                      mask: npt.NDArray[np.bool_] | None = None,
                      backend: str | Backend = "auto", asset_block: int | None = None,
-                     tile_size: int = 32, memory_mb: float | None = None
-                     ) -> tuple[FloatArray, FloatArray]:
+                     tile_size: int = 32, memory_mb: float | None = None,
+                     compensated: bool = False) -> tuple[FloatArray, FloatArray]:
     """Total return and trade count of every (pair, asset) SMA-crossover account.
 
     ``close`` is ``(T, A)``; each pair ``(fast, slow)`` is long while
@@ -175,7 +175,9 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
     Returns ``(total_return, trades)``, both ``(len(pairs), A)`` float64 numpy arrays.
 
     How it is fast: assets are processed in blocks; for a block every distinct window's SMA is
-    computed once (quantkit's ``sma_cross_signals``: one prefix sum for all windows), then each
+    computed once (quantkit's ``sma_cross_signals``: one prefix sum for all windows, a plain
+    running sum unless ``compensated``, see
+    :func:`~mts1b_GPUbacktester.kernels.rolling_mean_stack`), then each
     pair is one comparison of two of those arrays, ``tile_size`` pairs at a time, and each
     account's return comes from its entry/exit transitions alone. Memory: the block's SMAs
     (windows x T x block x 8 bytes, the block sized to stay within ``memory_mb``, default
@@ -200,7 +202,7 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
         ctx = per_asset_context(exe[:, cols], close[:, cols], shift=shift, buy_rate=buy,
                                 sell_rate=sell, xp=be.xp)
         values = sma_cross_signals(be.asarray(close[:, cols]), pairs, lag=lag,
-                                   min_periods=min_periods)
+                                   min_periods=min_periods, compensated=compensated)
         block_mask = None if mask is None else be.asarray(mask[:, cols])
         total[:, cols], trades[:, cols] = _accounts(values, n_pairs, ctx, block_mask,
                                                     tile_size, be)
@@ -221,13 +223,14 @@ class _AssetBlock:
         self.shape = (panel.shape[0], len(self.symbols))
 
     def field(self, name: str) -> Any:
+        """A field of the block (standard or extra, or ``mask``); PanelError if absent."""
         if name not in self._cache:
             source = self._panel.mask if name == "mask" else self._panel.field(name)
             self._cache[name] = self._be.asarray(source[:, self._cols])
         return self._cache[name]
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or (name != "mask" and name not in self._panel.field_names):
             raise AttributeError(name)
         return self.field(name)
 
