@@ -188,7 +188,7 @@ def test_fund_and_risk_envelope() -> None:
     assert parse_message(FundConfig, fund.to_json()) == fund
     with pytest.raises(ValueError, match="drawdown_action"):
         RiskEnvelope(drawdown_action="ACTIVE")
-    assert RiskEnvelope.unrestricted().price_collar_pct is None
+    assert RiskEnvelope.unrestricted().price_collar_pct == "unlimited"
 
 
 def test_strategy_spec_and_state_change() -> None:

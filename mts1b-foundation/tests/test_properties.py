@@ -108,8 +108,9 @@ signals = st.builds(Signal, strategy_id=ident, as_of=aware,
 funds = st.builds(FundConfig, fund_id=ident, name=st.text(min_size=1, max_size=30),
                   target_nav_usd=pos_dec, broker=ident, broker_account_id=ident,
                   strategies=st.lists(ident, max_size=3),
-                  risk=st.builds(RiskEnvelope, max_order_notional=st.none() | pos_dec,
-                                 max_gross_exposure=st.none() | pos_dec))
+                  risk=st.builds(RiskEnvelope,
+                                 max_order_notional=st.none() | st.just("unlimited") | pos_dec,
+                                 max_gross_exposure=st.just("unlimited") | pos_dec))
 audits = st.builds(
     lambda seq, subj, ts, payload: AuditRecord.seal(
         sequence=seq, prev_hash="a" * 64, subject_id=subj, actor="oms", action="x",

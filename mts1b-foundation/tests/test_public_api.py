@@ -1,14 +1,16 @@
 import mts1b_foundation
 
 EXPECTED = {
-    "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STREAMS", "AccountSnapshot", "Alert", "Allocation",
+    "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STREAMS", "UNLIMITED", "AccountSnapshot", "Alert",
+    "Allocation",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
     "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",
     "CommandReply", "ConnectionState", "CryptoPair", "DeadLetter", "Denial", "DenialCode",
     "Equity", "EventContract", "ExecType", "ExecutionReport", "Fill", "FundConfig", "Future",
     "FxPair", "InMemoryMarketData", "InMemoryPublisher", "Instrument", "MarketDataProtocol",
     "MtsError", "Option", "OptionRight", "Order", "OrderEvent", "OrderEventType", "OrderStatus",
-    "OrderType", "PanelError", "Position", "PublisherProtocol", "Quote", "ReplaceOrder",
+    "OrderStatusQuery", "OrderType", "PanelError", "Position", "PublisherProtocol", "Quote",
+    "ReplaceOrder",
     "ReplaceRequest", "ReplyCode", "RiskEnvelope", "SetTradingState", "Severity", "Side", "Signal",
     "StrategySpec", "StrategyState", "SubjectError", "SubmitOrder", "Symbol", "SystemClock",
     "TargetPortfolio", "TaxLotMethod", "TimeInForce", "Trade", "TradingSession", "TradingState",

@@ -9,6 +9,7 @@ from mts1b_foundation.commands import (
     BrokerQuery,
     CancelOrder,
     CommandReply,
+    OrderStatusQuery,
     ReplaceOrder,
     SetTradingState,
     SubmitOrder,
@@ -56,6 +57,7 @@ from mts1b_foundation.orders import (
 )
 from mts1b_foundation.panel import OHLCV_FIELDS, UniversePanel, to_day
 from mts1b_foundation.portfolio import (
+    UNLIMITED,
     AccountSnapshot,
     Allocation,
     FundConfig,
@@ -102,6 +104,7 @@ __all__ = [
     "GENESIS_HASH",
     "OHLCV_FIELDS",
     "STREAMS",
+    "UNLIMITED",
     "AccountSnapshot",
     "Alert",
     "Allocation",
@@ -141,6 +144,7 @@ __all__ = [
     "OrderEvent",
     "OrderEventType",
     "OrderStatus",
+    "OrderStatusQuery",
     "OrderType",
     "PanelError",
     "Position",

@@ -26,6 +26,7 @@ __all__ = [
     "BrokerQuery",
     "CancelOrder",
     "CommandReply",
+    "OrderStatusQuery",
     "ReplaceOrder",
     "SetTradingState",
     "SubmitOrder",
@@ -88,6 +89,21 @@ class BrokerQuery(WireModel):
     READABLE_VERSIONS = frozenset({1})
 
     kind: Annotated[str, Field(pattern=r"^(open_orders|positions|account|connection)$")]
+    account_id: Identifier | None = None
+
+
+class OrderStatusQuery(WireModel):
+    """Ask a broker what it knows of one of our orders, by our client order id.
+
+    The OMS asks this when a submit's outcome is unknown (a timeout after sending): the
+    answer decides whether the order may be sent again. The reply carries the broker's latest
+    ``ExecutionReport`` of the order in ``payload``, or ``ok=False`` with
+    ``code=ORDER_NOT_FOUND`` when the broker proves it never received it.
+    """
+
+    SCHEMA_VERSION = 1
+
+    order_id: Identifier
     account_id: Identifier | None = None
 
 

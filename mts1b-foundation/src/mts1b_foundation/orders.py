@@ -132,7 +132,9 @@ class Order(WireModel):
         The hook for the OMS's acceptance step: the one place where the fields of
         :attr:`SERVER_ASSIGNED` get their values.
         """
-        data = self.model_dump()
+        # warnings=False: an order built without validation (model_construct) is dumped as
+        # it is and refused by the validation below, not warned about on the way
+        data = self.model_dump(warnings=False)
         data.update(changes, order_id=order_id, created_at=now)
         return parse_message(type(self), data)
 

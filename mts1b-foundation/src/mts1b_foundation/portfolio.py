@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
 from mts1b_foundation.enums import StrategyState, TaxLotMethod, TradingState
 from mts1b_foundation.symbols import Symbol
@@ -19,12 +19,18 @@ from mts1b_foundation.wire import (
     ScopeId,
     UtcDatetime,
     WireModel,
+    _domain_schema,
+    _wire_decimal,
 )
 
 __all__ = [
+    "DEFAULT_ORDER_NOTIONAL_PCT_NAV",
+    "UNLIMITED",
     "AccountSnapshot",
     "Allocation",
+    "CountLimit",
     "FundConfig",
+    "Limit",
     "RiskEnvelope",
     "Signal",
     "StrategySpec",
@@ -99,30 +105,106 @@ class StrategySpec(WireModel):
         return self
 
 
+UNLIMITED: Final = "unlimited"
+"""The one way to lift a limit of a :class:`RiskEnvelope`: the literal text ``"unlimited"``."""
+
+DEFAULT_ORDER_NOTIONAL_PCT_NAV: Final = Decimal("0.10")
+"""``max_order_notional`` of a fund that sets none: 10 % of its ``target_nav_usd``."""
+
+_NULL_REFUSED = ('null does not lift a limit: write "unlimited" to lift it, or leave the '
+                 "field out for its default")
+
+
+def _limit(value: object) -> Decimal | str:
+    """A limit: a wire decimal above 0, or ``"unlimited"``. ``None`` is refused (it used to
+    switch a limit off; now only the explicit word does)."""
+    if isinstance(value, str) and value == UNLIMITED:
+        return UNLIMITED
+    if value is None:
+        raise ValueError(_NULL_REFUSED)
+    number = _wire_decimal(value)
+    if number <= 0:
+        raise ValueError('a limit must be > 0, or "unlimited"')
+    return number
+
+
+def _count_limit(value: object) -> int | str:
+    """A count limit: a JSON integer from 1 to 2**63-1, or ``"unlimited"``."""
+    if isinstance(value, str) and value == UNLIMITED:
+        return UNLIMITED
+    if value is None:
+        raise ValueError(_NULL_REFUSED)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ValueError('a count limit is an integer from 1 to 2**63-1, or "unlimited"')
+    return value
+
+
+_UNLIMITED_SCHEMA = {"const": UNLIMITED, "type": "string"}
+Limit = Annotated[
+    Decimal | Literal["unlimited"],
+    PlainValidator(_limit),
+    PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
+    WithJsonSchema({"anyOf": [*_domain_schema("").json_schema["anyOf"], _UNLIMITED_SCHEMA],
+                    "description": 'A decimal > 0 in the numeric domain, or "unlimited"'}),
+]
+"""A limit of a :class:`RiskEnvelope`: a decimal above 0, or ``"unlimited"`` (never null)."""
+CountLimit = Annotated[
+    int | Literal["unlimited"],
+    PlainValidator(_count_limit),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                              _UNLIMITED_SCHEMA],
+                    "description": 'An integer >= 1, or "unlimited"'}),
+]
+"""A limit on a count (orders per window): an integer above 0, or ``"unlimited"``."""
+
+_LIMITS = ("price_collar_pct", "max_order_quantity", "max_order_notional", "max_adv_pct",
+           "max_position_pct_nav", "max_gross_exposure", "max_net_exposure",
+           "max_drawdown_pct", "max_messages_per_window", "max_repeated_executions")
+
+
 class RiskEnvelope(WireModel):
-    """Every limit the OMS's pre-trade gates read for one fund. ``None`` disables a limit.
+    """Every limit the OMS's pre-trade gates read for one fund.
+
+    Every limit is a positive number or the literal ``"unlimited"``, the only way to lift one;
+    ``null`` is refused (it used to mean "off"). The sanity limits are finite by default, so
+    a fund configured with ``{}`` cannot send an absurd order: at most 1,000,000 units
+    (``max_order_quantity``), a notional of at most 10 % of the fund's target NAV
+    (``max_order_notional``; its default is relative, written ``None``), a position of at most
+    25 % of NAV (``max_position_pct_nav``), prices within 5 % of the reference
+    (``price_collar_pct``). The other limits need data the OMS may not have (average daily
+    volume, a NAV history) or a fund's own policy (exposure, throttles): they are
+    ``"unlimited"`` until a fund sets them.
 
     Percentages are fractions (``0.05`` is 5 %). Exposures are multiples of NAV.
+
+    Versions: 3 made the limits above finite by default and replaced ``null`` with
+    ``"unlimited"``. A version 1 or 2 envelope is read with each ``null`` limit taken as
+    *the version-3 default* - the finite one where there is one (``null`` quantity, notional,
+    position or collar limits become 1,000,000 units, 10 % of target NAV, 25 % and 5 %) and
+    never as "unlimited" unless that is the default (ADV, exposure, drawdown and the
+    throttles, which ``null`` switched off before too).
     """
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     allowed_brokers: list[Identifier] = Field(default_factory=list)
     restricted_symbols: list[Symbol] = Field(default_factory=list)
     duplicate_window_seconds: NonNegativeDecimal = Decimal(5)
-    price_collar_pct: PositiveDecimal | None = Decimal("0.05")
-    max_order_quantity: PositiveDecimal | None = None
-    max_order_notional: PositiveDecimal | None = None
-    max_adv_pct: PositiveDecimal | None = None
-    max_position_pct_nav: PositiveDecimal | None = None
-    max_gross_exposure: PositiveDecimal | None = None
-    max_net_exposure: PositiveDecimal | None = None
-    max_drawdown_pct: PositiveDecimal | None = None
+    price_collar_pct: Limit = Decimal("0.05")
+    max_order_quantity: Limit = Decimal(1_000_000)
+    max_order_notional: Limit | None = None
+    """Largest notional of one order; ``None`` (the default): 10 % of the fund's
+    ``target_nav_usd`` (:meth:`order_notional_limit`)."""
+    max_adv_pct: Limit = UNLIMITED
+    max_position_pct_nav: Limit = Decimal("0.25")
+    max_gross_exposure: Limit = UNLIMITED
+    max_net_exposure: Limit = UNLIMITED
+    max_drawdown_pct: Limit = UNLIMITED
     drawdown_action: TradingState = TradingState.HALTED
-    max_messages_per_window: int | None = Field(default=None, gt=0)
+    max_messages_per_window: CountLimit = UNLIMITED
     message_window_seconds: PositiveDecimal = Decimal(1)
-    max_repeated_executions: int | None = Field(default=None, gt=0)
+    max_repeated_executions: CountLimit = UNLIMITED
     repeated_window_seconds: PositiveDecimal = Decimal(60)
 
     @model_validator(mode="after")
@@ -132,17 +214,54 @@ class RiskEnvelope(WireModel):
         return self
 
     @classmethod
+    def upgrade(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """v1/v2 -> v3: a ``null`` limit meant "off"; it now reads as the version-3 default
+        (the key is dropped; ``max_order_notional: null`` is that default already), so an
+        old configuration never gains an unlimited limit it did not ask for by name."""
+        for name in _LIMITS:
+            if name != "max_order_notional" and name in data and data[name] is None:
+                del data[name]
+        return data
+
+    @classmethod
     def unrestricted(cls) -> RiskEnvelope:
         """No limits at all: what a backtrader strategy implicitly assumes (see the migration
         guide). Useful to reproduce a backtest, never for live money."""
-        return cls(price_collar_pct=None, duplicate_window_seconds=Decimal(0))
+        return cls(duplicate_window_seconds=Decimal(0), **dict.fromkeys(_LIMITS, UNLIMITED))
+
+    def order_notional_limit(self, target_nav: Decimal) -> Decimal | None:
+        """The largest notional of one order for a fund whose target NAV is ``target_nav``:
+        ``max_order_notional``, by default 10 % of ``target_nav``; ``None`` when unlimited."""
+        limit = self.max_order_notional
+        if limit is None:
+            return target_nav * DEFAULT_ORDER_NOTIONAL_PCT_NAV
+        return None if limit == UNLIMITED else Decimal(limit)
+
+    def effective(self, target_nav: Decimal) -> dict[str, str]:
+        """Each limit as it applies to a fund of ``target_nav`` (for logs and reports):
+        the number, ``"unlimited"``, or the notional default worked out."""
+        out: dict[str, str] = {}
+        for name in _LIMITS:
+            value = getattr(self, name)
+            if name == "max_order_notional":
+                amount = self.order_notional_limit(target_nav)
+                out[name] = (UNLIMITED if amount is None else
+                             f"{amount} (10% of target NAV {target_nav})" if value is None
+                             else str(amount))
+            else:
+                out[name] = str(value)
+        return out
 
 
 class FundConfig(WireModel):
-    """A NAV-attributed sub-account: its broker, the strategies writing to it, its limits."""
+    """A NAV-attributed sub-account: its broker, the strategies writing to it, its limits.
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    Version 3: its ``risk`` is a version-3 :class:`RiskEnvelope` (finite default limits);
+    versions 1 and 2 read as they were, their envelopes upgraded as that class says.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     fund_id: Identifier
     name: str = Field(min_length=1, max_length=200)
@@ -153,6 +272,10 @@ class FundConfig(WireModel):
     risk: RiskEnvelope = Field(default_factory=RiskEnvelope)
     tax_lot_method: TaxLotMethod = TaxLotMethod.FIFO
     base_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+    def effective_limits(self) -> dict[str, str]:
+        """The fund's limits as the gates apply them (:meth:`RiskEnvelope.effective`)."""
+        return self.risk.effective(self.target_nav_usd)
 
 
 class Allocation(WireModel):

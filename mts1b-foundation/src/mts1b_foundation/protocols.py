@@ -83,6 +83,13 @@ class BrokerProtocol(Protocol):
 
     ``submit`` is keyed by ``order.order_id`` (the client order id): submitting the same id twice
     must not create a second order at the venue.
+
+    ``order_status`` answers what the broker knows of one of our orders by that client order
+    id: its latest ``ExecutionReport`` (an ACK while working, the last fill, the CANCELED,
+    EXPIRED or REJECT report at the end), or ``None`` only when the broker *proves* it never
+    received the order. It is how an unknown outcome (``BrokerUnknownOutcome``) is resolved:
+    the OMS sends such an order again only on ``None``. A broker that cannot tell raises
+    ``BrokerError`` (``BrokerTransportError`` when it could not ask), never ``None``.
     """
 
     @property
@@ -107,6 +114,8 @@ class BrokerProtocol(Protocol):
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
     ) -> ExecutionReport: ...
+
+    async def order_status(self, client_order_id: str) -> ExecutionReport | None: ...
 
     async def open_orders(self, account_id: str | None = None) -> list[Order]: ...
 

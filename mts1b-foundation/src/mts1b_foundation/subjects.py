@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mts1b_foundation.commands import (
     BrokerQuery,
     CancelOrder,
+    OrderStatusQuery,
     ReplaceOrder,
     SetTradingState,
     SubmitOrder,
@@ -110,6 +111,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.brokers.*.cancel", CancelOrder, "cancel at a broker", stored=False),
     _spec("mts.v1.brokers.*.replace", ReplaceOrder, "replace at a broker", stored=False),
     _spec("mts.v1.brokers.*.query", BrokerQuery, "ask a broker for state", stored=False),
+    _spec("mts.v1.brokers.*.order_status", OrderStatusQuery,
+          "ask a broker for one order by client order id", stored=False),
     _spec("mts.v1.brokers.*.account", AccountSnapshot, "an account snapshot"),
     _spec("mts.v1.brokers.*.execution", ExecutionReport, "a broker's execution report"),
     # operations
