@@ -397,6 +397,43 @@ async def _duplicate_submission(c: _Ctx) -> None:
     _expect(await c.position() - before == 5, "position grew by more than one order")
 
 
+async def _order_status(c: _Ctx) -> None:
+    """``order_status`` answers by client order id what the broker has - the ACK of a working
+    order, its fills, how it ended, a refusal - and ``None`` only for an id it never got: the
+    OMS re-sends an order whose submit had an unknown outcome only on that ``None``."""
+    never = f"{c.tag}-never-sent"
+    _expect(await c.broker.order_status(never) is None,
+            "order_status of an id never submitted is not None")
+    await c.trade(c.h.price, 0)
+    order = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price)
+    oid = order.order_id or ""
+    await c.broker.submit(order)
+    working = await c.broker.order_status(oid)
+    _expect(working is not None and working.order_id == oid
+            and working.exec_type is ExecType.ACK and working.leaves_quantity == 10,
+            f"order_status of a working order gave {working}")
+    await c.trade(c.h.price, 4)
+    await c.reports.wait(oid, ExecType.PARTIAL_FILL, timeout=c.h.timeout)
+    part = await c.broker.order_status(oid)
+    _expect(part is not None and part.cumulative_quantity == 4 and part.leaves_quantity == 6,
+            f"order_status after a fill of 4 gave cum/leaves "
+            f"{part and part.cumulative_quantity}/{part and part.leaves_quantity}")
+    await c.broker.cancel(oid)
+    ended = await c.broker.order_status(oid)
+    _expect(ended is not None and ended.exec_type is ExecType.CANCELED
+            and ended.cumulative_quantity == 4,
+            f"order_status of a canceled order gave {ended and ended.exec_type}")
+    refused = c.order(2, order_type=OrderType.LIMIT,
+                      limit=c.h.price - c.h.instrument.tick_size / 2)
+    await c.submit_refused(refused, "an off-tick limit price")
+    known = await c.broker.order_status(refused.order_id or "")
+    _expect(known is not None and known.exec_type is ExecType.REJECT,
+            "order_status of a refused order must say it was refused, not that it is absent "
+            f"(got {known and known.exec_type})")
+    _expect(await c.open_ids() == [], "order_status changed the open orders")
+    _expect(await c.broker.order_status(never) is None, "asking created the order")
+
+
 CHECKS: dict[str, Check] = {
     "submit_ack": _submit_ack,
     "reject": _reject,
@@ -405,6 +442,7 @@ CHECKS: dict[str, Check] = {
     "replace": _replace,
     "reconnect": _reconnect,
     "duplicate_submission": _duplicate_submission,
+    "order_status": _order_status,
 }
 """Check name -> check. Each runs against a fresh harness."""
 

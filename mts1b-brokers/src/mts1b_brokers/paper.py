@@ -87,6 +87,8 @@ _ZERO = Decimal(0)
 _LIMIT_TYPES = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_ON_CLOSE}
 _STOP_TYPES = {OrderType.STOP, OrderType.STOP_LIMIT}
 _CLOSE_TYPES = {OrderType.MARKET_ON_CLOSE, OrderType.LIMIT_ON_CLOSE}
+_REQUEST_REPORTS = {ExecType.CANCEL_REJECT, ExecType.REPLACE_REJECT}
+"""Reports about a refused cancel or replace request: they leave the order as it was."""
 _PLATFORM_SESSION = {
     TradingSession.RTH: "RTH", TradingSession.PRE: "PRE", TradingSession.POST: "POST",
     TradingSession.IBEOS: "IBEOS", TradingSession.H24: "24h", TradingSession.H24X5: "24x5",
@@ -291,6 +293,7 @@ class PaperClient:
         self._quotes: dict[str, Quote] = {}
         self._subscribers: set[ReportStream] = set()
         self._history: list[ExecutionReport] = []
+        self._status: dict[str, ExecutionReport] = {}  # order_id -> its latest order report
 
     # ----------------------------------------------------------------- BrokerProtocol surface
     @property
@@ -376,6 +379,15 @@ class PaperClient:
             w.order = new
             w.reserve_qty, w.reserve_price = qty, price
             return self._emit(self._report(w, ExecType.REPLACED, reason="replaced on request"))
+
+    async def order_status(self, client_order_id: str) -> ExecutionReport | None:
+        """The latest report of the order with our ``client_order_id``: its ACK while it works
+        untouched, its last fill, or the CANCELED / EXPIRED / REJECT report it ended with
+        (a refused cancel or replace is a report about the request, not the order, and is
+        not returned). ``None`` proves absence: this venue keeps every order it was ever
+        sent, refused ones included, for as long as it runs."""
+        self._require_connected("order_status")
+        return self._status.get(client_order_id)
 
     async def open_orders(self, account_id: str | None = None) -> list[Order]:
         self._require_connected("open_orders")
@@ -502,6 +514,8 @@ class PaperClient:
 
     def _emit(self, report: ExecutionReport) -> ExecutionReport:
         self._history.append(report)
+        if report.exec_type not in _REQUEST_REPORTS:
+            self._status[report.order_id] = report
         for sub in list(self._subscribers):
             sub.put(report)
         return report

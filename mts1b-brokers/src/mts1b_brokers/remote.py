@@ -9,7 +9,10 @@ not connected, or nobody serves the        ``BrokerTransportError`` (the command
 subject (NATS "no responders")             not reach a broker)
 no reply within ``timeout`` to submit,     ``BrokerUnknownOutcome`` (it may have been
 cancel or replace                          executed: reconcile with ``open_orders``)
-no reply to a query                        ``BrokerTransportError`` (reads have no effect)
+no reply to a query (``order_status``      ``BrokerTransportError`` (reads have no effect)
+included)
+reply ``code=ORDER_NOT_FOUND`` to          ``order_status`` returns ``None``: the broker
+``order_status``                           proves it never received the order
 reply ``code=BROKER_REJECTED`` or a        ``BrokerRejected`` (``context["report"]`` holds the
 malformed-command reply                    REJECT report when there is one)
 =========================================  ==================================================
@@ -39,9 +42,11 @@ from mts1b_foundation import (
     ConnectionState,
     ExecutionReport,
     Order,
+    OrderStatusQuery,
     Position,
     ReplaceOrder,
     ReplaceRequest,
+    ReplyCode,
     SubmitOrder,
     ValidationFailed,
     WireModel,
@@ -149,7 +154,8 @@ class RemoteBroker:
         return ReportStream(self._subscribers)
 
     # -------------------------------------------------------------------------- requests
-    async def _request(self, command: str, message: WireModel, *, mutates: bool) -> CommandReply:
+    async def _request(self, command: str, message: WireModel, *, mutates: bool,
+                       absent: bool = False) -> CommandReply:
         bus = self._bus
         if bus is None or self._state is not ConnectionState.CONNECTED:
             raise BrokerTransportError(f"{self._name} is {self.connection_state.value}: "
@@ -176,7 +182,7 @@ class RemoteBroker:
         except ValidationFailed as exc:
             raise BrokerUnknownOutcome(f"unreadable reply to {command}: {exc.message}",
                                        broker=self._name, call=command) from None
-        if not reply.ok:
+        if not reply.ok and not (absent and reply.code is ReplyCode.ORDER_NOT_FOUND):
             self._raise_for(reply, command)
         return reply
 
@@ -213,6 +219,19 @@ class RemoteBroker:
         request = ReplaceRequest(order_id=order_id, quantity=quantity, limit_price=limit_price,
                                  stop_price=stop_price)
         return await self._report("replace", ReplaceOrder(replace=request))
+
+    async def order_status(self, client_order_id: str) -> ExecutionReport | None:
+        """The remote broker's latest report of the order, or ``None`` when it answers
+        ``ORDER_NOT_FOUND`` (it proves it never received the order). No answer is a
+        ``BrokerTransportError``: silence proves nothing."""
+        reply = await self._request("order_status", OrderStatusQuery(order_id=client_order_id),
+                                    mutates=False, absent=True)
+        if not reply.ok:
+            return None
+        if reply.payload is None:
+            raise BrokerTransportError("order_status reply carries no report",
+                                       broker=self._name, call="order_status")
+        return parse_message(ExecutionReport, reply.payload)
 
     async def _query(self, kind: str, account_id: str | None) -> Any:
         reply = await self._request("query", BrokerQuery(kind=kind, account_id=account_id),

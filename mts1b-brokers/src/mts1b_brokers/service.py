@@ -1,8 +1,9 @@
 """A broker as a NATS service: commands by request/reply, execution reports into JetStream.
 
-``BrokerService(broker, bus)`` answers ``mts.v1.brokers.<name>.submit|cancel|replace|query``
-with a :class:`~mts1b_foundation.CommandReply` - also when the command is malformed, in which
-case the reply is ``ok=False, code=VALIDATION_FAILED`` and ``context["field"]`` names the
+``BrokerService(broker, bus)`` answers
+``mts.v1.brokers.<name>.submit|cancel|replace|query|order_status`` with a
+:class:`~mts1b_foundation.CommandReply` - also when the command is malformed, in which case
+the reply is ``ok=False, code=VALIDATION_FAILED`` and ``context["field"]`` names the
 first offending field (the message is dead-lettered as well, and the service keeps running).
 Every execution report the broker emits is published on ``mts.v1.brokers.<name>.execution``
 (stream ``MTS_BROKERS``; fills use their ``trade_id`` as ``Nats-Msg-Id``), followed after each
@@ -14,7 +15,11 @@ are fed to ``on_bar`` / ``on_quote``.
 
 The reply's ``payload`` is JSON: the ``ExecutionReport`` for submit/cancel/replace (also for a
 rejection), a list of ``Order`` / ``Position`` for ``open_orders`` / ``positions`` queries, an
-``AccountSnapshot`` for ``account``, ``{"state": ...}`` for ``connection``.
+``AccountSnapshot`` for ``account``, ``{"state": ...}`` for ``connection``. An
+``order_status`` query (:class:`~mts1b_foundation.OrderStatusQuery`) is answered with the
+order's latest ``ExecutionReport`` in ``payload``, or ``ok=False, code=ORDER_NOT_FOUND`` when
+the broker proves it never received the order (``BrokerProtocol.order_status`` returned
+``None``); a broker that cannot tell raises, and that is answered with its error's code.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from mts1b_foundation import (
     ExecType,
     ExecutionReport,
     MtsError,
+    OrderStatusQuery,
     Quote,
     ReplaceOrder,
     ReplyCode,
@@ -57,11 +63,13 @@ __all__ = ["BrokerService", "account_subject", "command_subject", "execution_sub
 _log = get_logger(__name__)
 _COMMANDS: dict[str, type[WireModel]] = {
     "submit": SubmitOrder, "cancel": CancelOrder, "replace": ReplaceOrder, "query": BrokerQuery,
+    "order_status": OrderStatusQuery,
 }
 
 
 def command_subject(broker: str, command: str) -> str:
-    """``mts.v1.brokers.<broker>.<command>`` (command: submit, cancel, replace, query).
+    """``mts.v1.brokers.<broker>.<command>`` (command: submit, cancel, replace, query,
+    order_status).
 
     Built by the foundation's subject registry, so a broker name that cannot be a subject
     token, or a command nobody registered, is a ``SubjectError`` here and not a silent
@@ -214,6 +222,14 @@ class BrokerService:
             return self._report_reply(await b.replace(
                 r.order_id, quantity=r.quantity, limit_price=r.limit_price,
                 stop_price=r.stop_price))
+        if isinstance(request, OrderStatusQuery):
+            found = await b.order_status(request.order_id)
+            if found is None:  # the broker proves it never received the order
+                return CommandReply(ok=False, code=ReplyCode.ORDER_NOT_FOUND,
+                                    order_id=request.order_id,
+                                    message=f"{self.name} has no order {request.order_id}",
+                                    ts=_now())
+            return self._report_reply(found)
         if not isinstance(request, BrokerQuery):  # pragma: no cover - _COMMANDS is closed
             raise TypeError(f"unexpected command {type(request).__name__}")
         payload: str
