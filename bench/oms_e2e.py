@@ -44,7 +44,7 @@ from mts1b_foundation import (
     SubmitOrder,
 )
 from mts1b_oms.service import ServeOptions, run_service
-from mts1b_oms.testing import drop_schema, make_fund
+from mts1b_oms.testing import drop_schema, make_fund, make_registry
 from mts1b_platform.bus import Bus
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -61,8 +61,8 @@ def bench_fund() -> FundConfig:
 
 async def serve_child(schema: str, namespace: str, broker: str) -> None:
     ready = asyncio.Event()
-    opts = ServeOptions(dsn=DSN, funds=[bench_fund()], broker=broker, schema=schema,
-                        namespace=namespace,
+    opts = ServeOptions(dsn=DSN, funds=[bench_fund()], instruments=make_registry(*SYMBOLS),
+                        broker=broker, schema=schema, namespace=namespace,
                         prices={s: Decimal(100 + i) for i, s in enumerate(SYMBOLS)})
     task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready))
     waiter = asyncio.get_running_loop().create_task(ready.wait())

@@ -1,4 +1,4 @@
-"""In-process throughput of the OMS pre-trade gate pipeline (all ten gates enabled).
+"""In-process throughput of the OMS pre-trade gate pipeline (all eleven gates enabled).
 
     python bench/oms_gates.py [--orders 100000]
 
@@ -19,6 +19,7 @@ from decimal import Decimal as D  # noqa: N817
 
 from mts1b_foundation import Equity, FundConfig, Order, OrderType, RiskEnvelope, Side
 from mts1b_oms.gates import FundMemory, GateContext, GatePipeline
+from mts1b_oms.testing import make_registry
 
 SYMBOLS = [f"S{i:02d}" for i in range(20)]
 
@@ -41,7 +42,7 @@ def main() -> None:
                       open_buy={s: D(100) for s in SYMBOLS[:10]},
                       open_sell={s: D(100) for s in SYMBOLS[10:]}, prices=prices,
                       adv={s: D(10**6) for s in SYMBOLS}, peak_nav=D(10**8),
-                      memory=FundMemory())
+                      memory=FundMemory(), instruments=make_registry(*SYMBOLS))
     orders = []
     for i in range(args.orders):
         sym = SYMBOLS[i % len(SYMBOLS)]

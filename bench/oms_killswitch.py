@@ -42,7 +42,7 @@ from pathlib import Path
 from mts1b_foundation import CommandReply, SetTradingState, SubmitOrder, TradingState
 from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund, make_order
+from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund, make_order, make_registry
 from mts1b_platform.bus import Bus
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -57,12 +57,14 @@ class Service:
         self.tmp, self.schema, self.namespace, self.args = tmp, schema, namespace, args
         self.proc: subprocess.Popen[bytes] | None = None
         (tmp / "funds.json").write_text(json.dumps([make_fund().model_dump(mode="json")]))
+        (tmp / "instruments.json").write_text(make_registry().to_json())
 
     async def start(self) -> float:
         """Start and wait until it serves; seconds that took."""
         env = {**os.environ, "MTS_DATABASE_URL": DSN}
         cmd = [sys.executable, "-m", "mts1b_oms.cli", "serve",
                "--funds", str(self.tmp / "funds.json"),
+               "--instruments", str(self.tmp / "instruments.json"),
                "--broker", "mts1b_oms.testing:RecordingBroker",
                "--broker-arg", f"path={self.tmp / 'venue.jsonl'}",
                "--broker-arg", f"cancel_seconds={self.args.cancel_seconds}",

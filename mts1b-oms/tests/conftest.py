@@ -24,7 +24,7 @@ from mts1b_oms.memstore import InMemoryStore
 from mts1b_oms.oms import Oms
 from mts1b_oms.orderstore import OrderStore
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, make_fund
+from mts1b_oms.testing import RecordingBroker, make_fund, make_registry
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -87,6 +87,7 @@ async def _maker(default: OrderStore) -> AsyncIterator[MakeOms]:
         kw.setdefault("sweep_poll_seconds", None)
         kw.setdefault("sweep_retry_seconds", 0.01)
         kw.setdefault("cancel_rate", 1000.0)
+        kw.setdefault("instruments", make_registry())
         o = Oms(store or default, broker, list(funds) or [make_fund()], **kw)
         o.set_price("AAPL", Decimal(100))
         made.append(o)
@@ -102,8 +103,9 @@ async def _maker(default: OrderStore) -> AsyncIterator[MakeOms]:
 
 @pytest.fixture
 async def make(store: OrderStore) -> AsyncIterator[MakeOms]:
-    """Build and start OMS instances (on the test's store unless another is given), with a
-    reference price for AAPL, not consuming the broker's report stream and without the kill
+    """Build and start OMS instances (on the test's store unless another is given), with the
+    test instrument registry (``make_registry``: AAPL, MSFT, IBM, GME), a reference price for
+    AAPL, not consuming the broker's report stream and without the kill
     switch's background poll (tests call ``killswitch.poll_once`` where they mean it); sweeps
     send up to 1,000 cancels a second and retry after 10 ms. Every instance built is stopped
     at the end of the test, even when the test fails."""
@@ -120,7 +122,7 @@ async def pg_make(pg_store: Store) -> AsyncIterator[MakeOms]:
 
 @pytest.fixture
 async def oms(store: OrderStore, broker: RecordingBroker) -> AsyncIterator[Oms]:
-    o = Oms(store, broker, [make_fund()], sweep_poll_seconds=None)
+    o = Oms(store, broker, [make_fund()], instruments=make_registry(), sweep_poll_seconds=None)
     o.set_price("AAPL", Decimal(100))
     await o.start()
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from mts1b_foundation import CommandReply, SubmitOrder
-from mts1b_oms.testing import drop_schema, make_fund, make_order
+from mts1b_oms.testing import drop_schema, make_fund, make_order, make_registry
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = pytest.mark.integration
@@ -79,8 +79,10 @@ async def _serving(tmp_path: Path, ns: str, schema: str, env: Mapping[str, str]
     stdout and stderr (its first stdout line, the one saying it serves, is read before)."""
     funds = tmp_path / "funds.json"
     funds.write_text(json.dumps([make_fund(name="CLI fund").model_dump(mode="json")]))
+    (tmp_path / "instruments.json").write_text(make_registry().to_json())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(funds),
+        "--instruments", str(tmp_path / "instruments.json"),
         "--broker", "mts1b_oms.testing:RecordingBroker", "--schema", schema, "--namespace", ns,
         env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None

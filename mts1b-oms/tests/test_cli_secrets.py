@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from mts1b_oms.testing import drop_schema, make_fund
+from mts1b_oms.testing import drop_schema, make_fund, make_registry
 from mts1b_platform.devservices import nats_server_binary
 
 pytestmark = pytest.mark.integration
@@ -71,8 +71,10 @@ def _serve(tmp_path: Path, schema: str, env: Mapping[str, str], *,
            expect_up: bool) -> tuple[int, str, str]:
     funds = tmp_path / "funds.json"
     funds.write_text(json.dumps([make_fund(name="secret fund").model_dump(mode="json")]))
+    (tmp_path / "instruments.json").write_text(make_registry().to_json())
     proc = subprocess.Popen(
         [sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(funds),
+         "--instruments", str(tmp_path / "instruments.json"),
          "--broker", "mts1b_oms.testing:RecordingBroker", "--schema", schema],
         env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 from mts1b_foundation import CommandReply, Equity, Order, Side, SubmitOrder
 from mts1b_oms.store import Store
+from mts1b_oms.testing import make_registry
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +35,9 @@ KILLS = 4
 
 def _spawn(tmp: Path, ns: str, schema: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MTS_DATABASE_URL": DSN}
+    (tmp / "instruments.json").write_text(make_registry("AAPL").to_json())
     cmd = [sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(tmp / "funds.json"),
+           "--instruments", str(tmp / "instruments.json"),
            "--prices", str(tmp / "prices.json"), "--broker", "mts1b_oms.testing:RecordingBroker",
            "--broker-arg", f"path={tmp / 'broker.jsonl'}", "--broker-arg", "fill_price=100",
            "--schema", schema, "--namespace", ns]
@@ -52,7 +55,8 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     (tmp_path / "funds.json").write_text(json.dumps([{
         "fund_id": "f1", "name": "Crash fund", "target_nav_usd": "1000000", "broker": "paper",
         "broker_account_id": "acc1",
-        "risk": {"price_collar_pct": None, "duplicate_window_seconds": "0"}}]))
+        "risk": {"price_collar_pct": "unlimited", "max_position_pct_nav": "unlimited",
+                 "duplicate_window_seconds": "0"}}]))
     (tmp_path / "prices.json").write_text(json.dumps({"AAPL": "100"}))
     rng = random.Random(1234)
     proc = _spawn(tmp_path, ns, schema)

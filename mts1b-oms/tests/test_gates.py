@@ -18,6 +18,7 @@ from mts1b_foundation import (
 )
 from mts1b_oms.gates import DEFAULT_GATES, FundMemory, GateContext, GatePipeline
 from mts1b_oms.testing import make_fund as fund
+from mts1b_oms.testing import make_registry
 from mts1b_oms.tradingstate import TradingStates
 
 NOW = dt.datetime(2026, 1, 5, 15, 0, tzinfo=dt.UTC)
@@ -36,6 +37,7 @@ def order(side: Side = Side.BUY, qty: str = "100", limit: str | None = None,
 def ctx(f: FundConfig, **kw: Any) -> GateContext:
     kw.setdefault("prices", {"AAPL": D(100), "MSFT": D(200)})
     kw.setdefault("nav", D(1_000_000))
+    kw.setdefault("instruments", make_registry())
     return GateContext(fund=f, now=kw.pop("now", NOW), **kw)
 
 
@@ -46,7 +48,7 @@ def code(o: Order, c: GateContext) -> DenialCode | None:
 
 def test_gate_order_is_documented_order() -> None:
     assert [n for n, _ in DEFAULT_GATES] == [
-        "trading_state", "permissions", "duplicate", "price_collar", "order_size",
+        "trading_state", "permissions", "instrument", "duplicate", "price_collar", "order_size",
         "position_cap", "exposure", "drawdown", "message_rate", "repeated_execution"]
 
 
@@ -127,7 +129,7 @@ def test_price_collar_boundary() -> None:
 def test_max_quantity_boundary() -> None:
     f = fund(max_order_quantity=D(100))
     assert code(order(qty="100"), ctx(f)) is None
-    assert code(order(qty="100.0001"), ctx(f)) is DenialCode.QUANTITY_EXCEEDS_MAXIMUM
+    assert code(order(qty="101"), ctx(f)) is DenialCode.QUANTITY_EXCEEDS_MAXIMUM
 
 
 def test_max_notional_boundary_uses_limit_else_reference() -> None:

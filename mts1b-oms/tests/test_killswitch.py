@@ -473,8 +473,9 @@ async def test_a_broker_reject_carries_its_code_and_the_venues_words(
             ev["reason"]) == ("rejected", "TICK_SIZE", "201",
                               "Order rejected - reason: price does not conform to tick",
                               "TICK_SIZE: 100.005 is off the 0.01 tick")
-    again = await oms.submit(order("tick", "3"))
-    assert again.duplicate and (again.code, again.venue_code) == (ReplyCode.TICK_SIZE, "201")
+    again = await oms.submit(order("tick", "3"))  # a REJECTED key opens a new attempt
+    assert not again.duplicate and again.context["previous_order_id"] == reply.order_id
+    assert (again.code, again.venue_code) == (ReplyCode.TICK_SIZE, "201")
     bare = await oms.submit(order("bare", "7"))
     assert (bare.code, bare.venue_code, bare.venue_message) == (
         ReplyCode.BROKER_REJECTED, None, "no buying power")

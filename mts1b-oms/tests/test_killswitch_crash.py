@@ -26,7 +26,7 @@ import pytest
 from mts1b_foundation import CommandReply, SetTradingState, SubmitOrder, TradingState
 from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, make_fund, make_order
+from mts1b_oms.testing import RecordingBroker, make_fund, make_order, make_registry
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,7 +39,9 @@ CANCEL_RATE = 20.0
 
 def _spawn(tmp: Path, ns: str, schema: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MTS_DATABASE_URL": DSN}
+    (tmp / "instruments.json").write_text(make_registry().to_json())
     cmd = [sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(tmp / "funds.json"),
+           "--instruments", str(tmp / "instruments.json"),
            "--broker", "mts1b_oms.testing:RecordingBroker",
            "--broker-arg", f"path={tmp / 'venue.jsonl'}",
            "--broker-arg", f"cancel_seconds={CANCEL_SECONDS}",

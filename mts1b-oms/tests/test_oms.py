@@ -61,8 +61,8 @@ async def test_idempotency_key_resolves_to_same_order(
         store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
     oms = await make(broker)
     first = await oms.submit(order("same"))
-    again = await oms.submit(order("same", qty="999"))
-    assert again.duplicate and again.order_id == first.order_id
+    again = await oms.submit(order("same", qty="10.000"))  # the same number, written otherwise
+    assert again.duplicate and again.ok and again.order_id == first.order_id
     assert broker.new_orders == [first.order_id] and len(broker.submissions) == 1
     # a fresh OMS on the same store (a restart) still knows the key
     oms2 = await make(broker)
@@ -116,8 +116,10 @@ async def test_denial_is_event_and_row_and_repeat_returns_it(
     assert broker.submissions == []
     rows = await store.denials("f1")
     assert [(r["code"], r["gate"]) for r in rows] == [("QUANTITY_EXCEEDS_MAXIMUM", "order_size")]
-    again = await oms.submit(order("big", qty="6"))
-    assert again.duplicate and again.denial == reply.denial
+    again = await oms.submit(order("big", qty="6"))  # a DENIED key may be tried again:
+    assert not again.duplicate and again.order_id != reply.order_id  # a new, linked attempt
+    assert again.denial == reply.denial and again.context["previous_order_id"] == reply.order_id
+    assert broker.submissions == []
 
 
 async def test_broker_reject(
@@ -341,7 +343,7 @@ async def test_reconcile_reports_mismatch(make: MakeOms) -> None:
 
 
 async def test_migrations_are_versioned_and_idempotent(pg_store: Store) -> None:
-    assert await pg_store.migration_versions() == [1, 2, 3]
+    assert await pg_store.migration_versions() == [1, 2, 3, 4]
     assert await pg_store.migrate() == []
 
 

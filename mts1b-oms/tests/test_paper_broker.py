@@ -11,6 +11,7 @@ from mts1b_foundation import Equity, FundConfig, Order, OrderStatus, Quote, Risk
 from mts1b_oms.oms import Oms
 from mts1b_oms.service import ServiceError, load_broker
 from mts1b_oms.store import Store
+from mts1b_oms.testing import make_registry
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ async def test_paper_broker_fills_flow_into_positions(store: Store) -> None:
     fund = FundConfig(fund_id="f1", name="Paper fund", target_nav_usd=Decimal(1_000_000),
                       broker="paper", broker_account_id="f1",
                       risk=RiskEnvelope(max_order_notional=Decimal(10_000)))
-    oms = Oms(store, paper, [fund])
+    oms = Oms(store, paper, [fund], instruments=make_registry("AAPL"))
     oms.set_price("AAPL", Decimal(100))
     await oms.start()
     quote = Quote(symbol="AAPL", ts=dt.datetime.now(dt.UTC), bid=Decimal("99.9"),

@@ -30,7 +30,7 @@ from mts1b_oms.cli import app
 from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund
+from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund, make_registry
 from mts1b_platform.bus import Bus, BusError
 from typer.testing import CliRunner
 
@@ -56,7 +56,8 @@ async def service() -> AsyncIterator[tuple[Bus, str, str]]:
     except BusError as exc:
         pytest.skip(f"NATS not reachable: {exc}")
     stop, ready = asyncio.Event(), asyncio.Event()
-    opts = ServeOptions(dsn=DSN, funds=[fund()], broker="mts1b_oms.testing:RecordingBroker",
+    opts = ServeOptions(dsn=DSN, funds=[fund()], instruments=make_registry(),
+                        broker="mts1b_oms.testing:RecordingBroker",
                         schema=schema, namespace=ns, prices={"AAPL": Decimal(100)})
     task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 20)
@@ -190,7 +191,8 @@ async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(tmp_path: P
     except BusError as exc:
         pytest.skip(f"NATS not reachable: {exc}")
     venue = tmp_path / "venue.jsonl"
-    opts = ServeOptions(dsn=DSN, funds=[fund()], broker="mts1b_oms.testing:RecordingBroker",
+    opts = ServeOptions(dsn=DSN, funds=[fund()], instruments=make_registry(),
+                        broker="mts1b_oms.testing:RecordingBroker",
                         broker_args={"path": str(venue), "cancel_seconds": "0.2"},
                         schema=schema, namespace=ns, prices={"AAPL": Decimal(100)},
                         cancel_rate=5.0, sweep_drain_seconds=0)

@@ -25,6 +25,7 @@ from decimal import Decimal
 from mts1b_foundation import FundConfig, Side
 
 from mts1b_oms.gates import FundMemory, GateContext
+from mts1b_oms.instruments import InstrumentRegistry
 from mts1b_oms.positions import PositionState
 from mts1b_oms.state import OrderState
 from mts1b_oms.tradingstate import TradingStates
@@ -58,12 +59,15 @@ class FundBook:
 
     def context(self, fund: FundConfig, now: dt.datetime, *, nav: Decimal,
                 states: TradingStates, prices: Mapping[str, Decimal],
-                adv: Mapping[str, Decimal], peak_nav: Decimal | None) -> GateContext:
-        """The gates' view of ``fund`` now (live mappings, not copies: building it is cheap)."""
+                adv: Mapping[str, Decimal], peak_nav: Decimal | None,
+                instruments: InstrumentRegistry) -> GateContext:
+        """The gates' view of ``fund`` now (live mappings, not copies: building it is cheap),
+        with the OMS's instrument registry the gates read every instrument's terms from."""
         f = self._funds[fund.fund_id]
         return GateContext(fund=fund, now=now, nav=nav, states=states, positions=f.positions,
                            open_buy=f.open_buy, open_sell=f.open_sell, prices=prices, adv=adv,
-                           peak_nav=peak_nav, memory=self._memory[fund.fund_id])
+                           peak_nav=peak_nav, memory=self._memory[fund.fund_id],
+                           instruments=instruments)
 
     def prices_changed(self) -> None:
         """A reference price moved: every fund's cached exposure used the old one."""

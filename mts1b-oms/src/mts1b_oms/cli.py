@@ -55,6 +55,10 @@ def _parse_args(items: list[str]) -> dict[str, Any]:
 def serve(
     funds: Annotated[Path, typer.Option(envvar="MTS_OMS_FUNDS",
                                         help="JSON file: a list of FundConfig")],
+    instruments: Annotated[list[Path], typer.Option(
+        envvar="MTS_OMS_INSTRUMENTS",
+        help="instrument registry: a JSON or CSV file (repeat to combine; a later file's "
+             "entry replaces an earlier one's)")],
     broker: Annotated[str, typer.Option(help="entry point in mts1b.brokers, or module:attr")
                       ] = "paper",
     broker_arg: Annotated[list[str] | None, typer.Option(help="key=value for the broker")
@@ -76,10 +80,12 @@ def serve(
     from mts1b_platform.logging import set_service
 
     set_service("oms")  # before anything logs: every line of this process names the OMS
+    from mts1b_oms.instruments import InstrumentRegistry
     from mts1b_oms.service import ServeOptions, load_funds, run_service
 
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
-    opts = ServeOptions(dsn=dsn, funds=load_funds(funds), broker=broker,
+    opts = ServeOptions(dsn=dsn, funds=load_funds(funds),
+                        instruments=InstrumentRegistry.load(instruments), broker=broker,
                         broker_args=_parse_args(broker_arg or []), schema=schema,
                         namespace=namespace, prices=px, concurrency=concurrency,
                         full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,

@@ -1,8 +1,11 @@
 """Pre-trade risk gates: small units, each returning ``None`` (pass) or a coded :class:`Denial`.
 
-Every gate reads its limits from the fund's :class:`~mts1b_foundation.RiskEnvelope` (``None``
-disables a limit) and the numbers it needs from a :class:`GateContext` snapshot. The
-:class:`GatePipeline` evaluates them in this order and stops at the first denial:
+Every gate reads its limits from the fund's :class:`~mts1b_foundation.RiskEnvelope` (a number,
+or ``"unlimited"``: the only way to lift a limit; the sanity limits are finite by default) and
+the numbers it needs from a :class:`GateContext` snapshot. What an instrument *is* - tick size,
+lot size, minimum and maximum quantity, multiplier - comes from the OMS's instrument registry
+(:mod:`mts1b_oms.instruments`), never from the order. The :class:`GatePipeline` evaluates the
+gates in this order and stops at the first denial:
 
 1. ``trading_state`` - kill switch: HALTED denies everything (``TRADING_HALTED``); REDUCING allows
    only risk-reducing orders (``TRADING_STATE_REDUCING``). Global, fund and strategy scopes
@@ -10,26 +13,32 @@ disables a limit) and the numbers it needs from a :class:`GateContext` snapshot.
 2. ``permissions`` - the order's fund matches, its strategy may write to the fund
    (``STRATEGY_NOT_ALLOWED``), its broker is on the allowlist (``BROKER_NOT_ALLOWED``), its
    symbol is not restricted (``INSTRUMENT_RESTRICTED``).
-3. ``duplicate`` - the same terms (strategy, symbol, side, quantity, type, prices) under another
+3. ``instrument`` - the symbol is registered (``INSTRUMENT_NOT_FOUND``) and the order's
+   instrument is the registered one (``INSTRUMENT_MISMATCH``, naming the differing fields);
+   the quantity is at least the registered ``min_quantity`` (``QUANTITY_BELOW_MINIMUM``), a
+   multiple of its ``lot_size`` (``LOT_SIZE``) and at most its ``max_quantity``
+   (``QUANTITY_EXCEEDS_MAXIMUM``); limit and stop prices lie on its ``tick_size``
+   (``TICK_SIZE``).
+4. ``duplicate`` - the same terms (strategy, symbol, side, quantity, type, prices) under another
    idempotency key inside ``duplicate_window_seconds`` (``DUPLICATE_ORDER``).
-4. ``price_collar`` - a limit/stop price more than ``price_collar_pct`` away from the reference
+5. ``price_collar`` - a limit/stop price more than ``price_collar_pct`` away from the reference
    price (``PRICE_COLLAR``); no reference price when one is needed (``NO_REFERENCE_PRICE``).
-5. ``order_size`` - ``max_order_quantity`` (``QUANTITY_EXCEEDS_MAXIMUM``),
-   ``max_order_notional`` (``NOTIONAL_EXCEEDS_MAXIMUM``), ``max_adv_pct`` of average daily
-   volume (``MAX_ADV_PCT``).
-6. ``position_cap`` - the position after this order *and every open order on the same side*
-   above ``max_position_pct_nav`` of NAV (``POSITION_CAP``).
-7. ``exposure`` - gross and net exposure (multiples of NAV) after the order
+6. ``order_size`` - ``max_order_quantity`` (``QUANTITY_EXCEEDS_MAXIMUM``; default 1,000,000),
+   ``max_order_notional`` (``NOTIONAL_EXCEEDS_MAXIMUM``; default 10 % of the fund's target
+   NAV), ``max_adv_pct`` of average daily volume (``MAX_ADV_PCT``).
+7. ``position_cap`` - the position after this order *and every open order on the same side*
+   above ``max_position_pct_nav`` of NAV (``POSITION_CAP``; default 25 %).
+8. ``exposure`` - gross and net exposure (multiples of NAV) after the order
    (``GROSS_EXPOSURE``, ``NET_EXPOSURE``).
-8. ``drawdown`` - NAV below its peak by more than ``max_drawdown_pct`` (``DRAWDOWN_HALT``); the
+9. ``drawdown`` - NAV below its peak by more than ``max_drawdown_pct`` (``DRAWDOWN_HALT``); the
    decision asks the OMS to switch the fund to ``drawdown_action`` (HALTED or REDUCING).
-9. ``message_rate`` - more than ``max_messages_per_window`` orders from the fund inside
-   ``message_window_seconds`` (``MESSAGE_RATE``). *Every* order reaching the pipeline counts,
-   denied ones included.
-10. ``repeated_execution`` - more than ``max_repeated_executions`` passed orders on the same
+10. ``message_rate`` - more than ``max_messages_per_window`` orders from the fund inside
+    ``message_window_seconds`` (``MESSAGE_RATE``). *Every* order reaching the pipeline counts,
+    denied ones included.
+11. ``repeated_execution`` - more than ``max_repeated_executions`` passed orders on the same
     strategy, symbol and side inside ``repeated_window_seconds`` (``REPEATED_EXECUTION``).
 
-Gates 6 and 7 never deny an order that reduces the measure they guard, so a fund over a limit
+Gates 7 and 8 never deny an order that reduces the measure they guard, so a fund over a limit
 can always trade back inside it. Limits are inclusive: a value exactly at the limit passes.
 """
 
@@ -51,8 +60,10 @@ from mts1b_foundation import (
     Side,
     TradingState,
 )
+from mts1b_foundation.instruments import Instrument
 from mts1b_foundation.orders import ContextValue
 
+from mts1b_oms.instruments import InstrumentRegistry, is_multiple
 from mts1b_oms.tradingstate import TradingStates
 
 __all__ = [
@@ -91,7 +102,8 @@ class GateContext:
 
     ``positions``: symbol -> signed quantity; ``open_buy`` / ``open_sell``: symbol -> leaves
     quantity of open orders (positive); ``prices``: reference price per symbol; ``adv``: average
-    daily volume per symbol (shares/contracts); ``peak_nav``: the high-water mark for drawdown.
+    daily volume per symbol (shares/contracts); ``peak_nav``: the high-water mark for drawdown;
+    ``instruments``: the OMS's instrument registry (empty: every symbol is unknown).
     """
 
     fund: FundConfig
@@ -105,6 +117,7 @@ class GateContext:
     adv: Mapping[str, Decimal] = field(default_factory=dict)
     peak_nav: Decimal | None = None
     memory: FundMemory = field(default_factory=FundMemory)
+    instruments: InstrumentRegistry = field(default_factory=InstrumentRegistry)
 
 
 GateFn = Callable[[Order, "GateContext"], Denial | None]
@@ -132,6 +145,29 @@ def _deny(code: DenialCode, gate: str, message: str, **context: ContextValue) ->
     return Denial(code=code, gate=gate, message=message, context=context)
 
 
+def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
+    """A RiskEnvelope limit as a number, or ``None`` when it is ``"unlimited"``.
+
+    Anything but a number (a ``None`` slipped in by ``model_copy``, which skips validation)
+    is refused here rather than read as "no limit": only the word lifts a limit.
+    """
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return value
+    if value == "unlimited":
+        return None
+    raise ValueError(f'a limit is a number or "unlimited", not {value!r}')
+
+
+def _dec_limit(value: Decimal | str | None) -> Decimal | None:
+    found = _limit_of(value)
+    return None if found is None else Decimal(found)
+
+
+def _count_limit(value: int | str | None) -> int | None:
+    found = _limit_of(value)
+    return None if found is None else int(found)
+
+
 def _price(order: Order, ctx: GateContext) -> Decimal | None:
     """The price used for notional checks: the limit price, else the reference price."""
     if order.limit_price is not None:
@@ -148,8 +184,16 @@ _ONE = Decimal(1)
 _HAS_MULTIPLIER: dict[type, bool] = {}
 
 
-def _multiplier(order: Order) -> Decimal:
-    inst = order.instrument
+def _registered(order: Order, ctx: GateContext) -> Instrument:
+    """The registered instrument of the order's symbol; the order's own only for a symbol the
+    registry lacks, which the ``instrument`` gate has denied already unless a custom pipeline
+    left that gate out."""
+    entry = ctx.instruments.get(order.instrument.symbol)
+    return order.instrument if entry is None else entry.instrument
+
+
+def _multiplier(order: Order, ctx: GateContext) -> Decimal:
+    inst = _registered(order, ctx)
     cls = type(inst)
     has = _HAS_MULTIPLIER.get(cls)
     if has is None:
@@ -227,6 +271,38 @@ def permissions(order: Order, ctx: GateContext) -> Denial | None:
     return None
 
 
+def instrument(order: Order, ctx: GateContext) -> Denial | None:
+    sym = order.instrument.symbol
+    entry = ctx.instruments.get(sym)
+    if entry is None:
+        return _deny(DenialCode.INSTRUMENT_NOT_FOUND, "instrument",
+                     f"{sym} is not in the OMS's instrument registry", symbol=sym)
+    differ = entry.mismatch(order.instrument)
+    if differ:
+        return _deny(DenialCode.INSTRUMENT_MISMATCH, "instrument",
+                     f"the order's {sym} differs from the registered instrument in "
+                     f"{', '.join(differ)}", symbol=sym, fields=",".join(differ))
+    inst, q = entry.instrument, order.quantity
+    if q < inst.min_quantity:
+        return _deny(DenialCode.QUANTITY_BELOW_MINIMUM, "instrument",
+                     f"quantity {q} below the minimum {inst.min_quantity} of {sym}",
+                     quantity=_s(q), minimum=_s(inst.min_quantity))
+    if not is_multiple(q, inst.lot_size):
+        return _deny(DenialCode.LOT_SIZE, "instrument",
+                     f"quantity {q} is not a multiple of the lot size {inst.lot_size} of {sym}",
+                     quantity=_s(q), lot_size=_s(inst.lot_size))
+    if entry.max_quantity is not None and q > entry.max_quantity:
+        return _deny(DenialCode.QUANTITY_EXCEEDS_MAXIMUM, "instrument",
+                     f"quantity {q} above the maximum {entry.max_quantity} of {sym}",
+                     quantity=_s(q), limit=_s(entry.max_quantity))
+    for name, px in (("limit_price", order.limit_price), ("stop_price", order.stop_price)):
+        if px is not None and not is_multiple(px, inst.tick_size):
+            return _deny(DenialCode.TICK_SIZE, "instrument",
+                         f"{name} {px} is off the tick size {inst.tick_size} of {sym}",
+                         field=name, price=_s(px), tick_size=_s(inst.tick_size))
+    return None
+
+
 def _fingerprint(order: Order) -> tuple[object, ...]:
     return (order.strategy_id, order.instrument.symbol, order.side, order.quantity,
             order.order_type, order.limit_price, order.stop_price)
@@ -250,20 +326,20 @@ def duplicate(order: Order, ctx: GateContext) -> Denial | None:
 
 def price_collar(order: Order, ctx: GateContext) -> Denial | None:
     risk = ctx.fund.risk
-    needs_ref = risk.price_collar_pct is not None or risk.max_order_notional is not None or (
-        risk.max_position_pct_nav is not None or risk.max_gross_exposure is not None
-        or risk.max_net_exposure is not None)
+    pct = _dec_limit(risk.price_collar_pct)
+    needs_ref = pct is not None or risk.max_order_notional != "unlimited" or any(
+        v != "unlimited" for v in (risk.max_position_pct_nav, risk.max_gross_exposure,
+                                   risk.max_net_exposure))
     sym = order.instrument.symbol
     ref = ctx.prices.get(sym)
     if ref is None:
         if needs_ref and order.limit_price is None:
             return _deny(DenialCode.NO_REFERENCE_PRICE, "price_collar",
                          f"no reference price for {sym}", symbol=sym)
-        if risk.price_collar_pct is not None:
+        if pct is not None:
             return _deny(DenialCode.NO_REFERENCE_PRICE, "price_collar",
                          f"no reference price for {sym} to collar against", symbol=sym)
         return None
-    pct = risk.price_collar_pct
     if pct is None:
         return None
     for name, px in (("limit_price", order.limit_price), ("stop_price", order.stop_price)):
@@ -280,31 +356,33 @@ def price_collar(order: Order, ctx: GateContext) -> Denial | None:
 def order_size(order: Order, ctx: GateContext) -> Denial | None:
     risk = ctx.fund.risk
     q = order.quantity
-    if risk.max_order_quantity is not None and q > risk.max_order_quantity:
+    max_q = _dec_limit(risk.max_order_quantity)
+    if max_q is not None and q > max_q:
         return _deny(DenialCode.QUANTITY_EXCEEDS_MAXIMUM, "order_size",
-                     f"quantity {q} above max {risk.max_order_quantity}",
-                     quantity=_s(q), limit=_s(risk.max_order_quantity))
-    if risk.max_order_notional is not None:
+                     f"quantity {q} above max {max_q}", quantity=_s(q), limit=_s(max_q))
+    max_notional = risk.order_notional_limit(ctx.fund.target_nav_usd)
+    if max_notional is not None:
         px = _price(order, ctx)
         if px is None:
             return _deny(DenialCode.NO_REFERENCE_PRICE, "order_size",
                          f"no price to value {order.instrument.symbol}")
-        notional = q * px * _multiplier(order)
-        if notional > risk.max_order_notional:
+        notional = q * px * _multiplier(order, ctx)
+        if notional > max_notional:
             return _deny(DenialCode.NOTIONAL_EXCEEDS_MAXIMUM, "order_size",
-                         f"notional {notional} above max {risk.max_order_notional}",
-                         notional=_s(notional), limit=_s(risk.max_order_notional))
-    if risk.max_adv_pct is not None:
+                         f"notional {notional} above max {max_notional}",
+                         notional=_s(notional), limit=_s(max_notional))
+    max_adv = _dec_limit(risk.max_adv_pct)
+    if max_adv is not None:
         adv = ctx.adv.get(order.instrument.symbol)
         if adv is None or adv <= 0:
             return _deny(DenialCode.MAX_ADV_PCT, "order_size",
                          f"no average daily volume known for {order.instrument.symbol}",
                          adv=None)
         pct = q / adv
-        if pct > risk.max_adv_pct:
+        if pct > max_adv:
             return _deny(DenialCode.MAX_ADV_PCT, "order_size",
-                         f"quantity is {pct:.4%} of ADV {adv} (max {risk.max_adv_pct:.4%})",
-                         quantity=_s(q), adv=_s(adv), limit=_s(risk.max_adv_pct))
+                         f"quantity is {pct:.4%} of ADV {adv} (max {max_adv:.4%})",
+                         quantity=_s(q), adv=_s(adv), limit=_s(max_adv))
     return None
 
 
@@ -318,7 +396,7 @@ def _projected(order: Order, ctx: GateContext) -> tuple[Decimal, Decimal]:
 
 
 def position_cap(order: Order, ctx: GateContext) -> Denial | None:
-    cap = ctx.fund.risk.max_position_pct_nav
+    cap = _dec_limit(ctx.fund.risk.max_position_pct_nav)
     if cap is None:
         return None
     px = _price(order, ctx)
@@ -328,19 +406,20 @@ def position_cap(order: Order, ctx: GateContext) -> Denial | None:
     pos, after = _projected(order, ctx)
     if abs(after) <= abs(pos):
         return None
-    value = abs(after) * px * _multiplier(order)
-    limit = cap * ctx.nav
-    if value > limit:
+    value = abs(after) * px * _multiplier(order, ctx)
+    most = cap * ctx.nav
+    if value > most:
         return _deny(DenialCode.POSITION_CAP, "position_cap",
                      f"position {after} worth {value} (with open orders) above "
                      f"{cap:.4%} of NAV {ctx.nav}",
-                     position_after=_s(after), value=_s(value), limit=_s(limit))
+                     position_after=_s(after), value=_s(value), limit=_s(most))
     return None
 
 
 def exposure(order: Order, ctx: GateContext) -> Denial | None:
     risk = ctx.fund.risk
-    if risk.max_gross_exposure is None and risk.max_net_exposure is None:
+    max_gross, max_net = _dec_limit(risk.max_gross_exposure), _dec_limit(risk.max_net_exposure)
+    if max_gross is None and max_net is None:
         return None
     sym = order.instrument.symbol
     book_gross, book_net, values = _book_exposure(ctx)
@@ -349,67 +428,67 @@ def exposure(order: Order, ctx: GateContext) -> Denial | None:
     px = _price(order, ctx)
     if px is None:
         return _deny(DenialCode.NO_REFERENCE_PRICE, "exposure", f"no price to value {sym}")
-    m = _multiplier(order)
+    m = _multiplier(order, ctx)
     mine = (ctx.positions.get(sym, ZERO) + ctx.open_buy.get(sym, ZERO)
             - ctx.open_sell.get(sym, ZERO)) * px * m
     mine_after = mine + order.signed_quantity * px * m
     nav = ctx.nav
-    if risk.max_gross_exposure is not None and abs(mine_after) > abs(mine):
+    if max_gross is not None and abs(mine_after) > abs(mine):
         g = (gross + abs(mine_after)) / nav
-        if g > risk.max_gross_exposure:
+        if g > max_gross:
             return _deny(DenialCode.GROSS_EXPOSURE, "exposure",
-                         f"gross exposure {g:.4f}x NAV above {risk.max_gross_exposure}x",
-                         gross=_s(g), limit=_s(risk.max_gross_exposure))
-    if risk.max_net_exposure is not None:
+                         f"gross exposure {g:.4f}x NAV above {max_gross}x",
+                         gross=_s(g), limit=_s(max_gross))
+    if max_net is not None:
         before, after = (net + mine) / nav, (net + mine_after) / nav
-        if abs(after) > risk.max_net_exposure and abs(after) > abs(before):
+        if abs(after) > max_net and abs(after) > abs(before):
             return _deny(DenialCode.NET_EXPOSURE, "exposure",
-                         f"net exposure {after:.4f}x NAV above {risk.max_net_exposure}x",
-                         net=_s(after), limit=_s(risk.max_net_exposure))
+                         f"net exposure {after:.4f}x NAV above {max_net}x",
+                         net=_s(after), limit=_s(max_net))
     return None
 
 
 def drawdown(order: Order, ctx: GateContext) -> Denial | None:
-    limit = ctx.fund.risk.max_drawdown_pct
-    if limit is None or ctx.peak_nav is None or ctx.peak_nav <= 0:
+    max_dd = _dec_limit(ctx.fund.risk.max_drawdown_pct)
+    if max_dd is None or ctx.peak_nav is None or ctx.peak_nav <= 0:
         return None
     dd = (ctx.peak_nav - ctx.nav) / ctx.peak_nav
-    if dd <= limit:
+    if dd <= max_dd:
         return None
     action = ctx.fund.risk.drawdown_action
     if action is TradingState.REDUCING and is_risk_reducing(order, ctx):
         return None
     return _deny(DenialCode.DRAWDOWN_HALT, "drawdown",
-                 f"drawdown {dd:.4%} beyond {limit:.4%}: fund switches to {action.value}",
-                 drawdown=_s(dd), limit=_s(limit), nav=_s(ctx.nav), peak_nav=_s(ctx.peak_nav),
+                 f"drawdown {dd:.4%} beyond {max_dd:.4%}: fund switches to {action.value}",
+                 drawdown=_s(dd), limit=_s(max_dd), nav=_s(ctx.nav), peak_nav=_s(ctx.peak_nav),
                  action=action.value)
 
 
 def message_rate(order: Order, ctx: GateContext) -> Denial | None:
-    limit = ctx.fund.risk.max_messages_per_window
-    if limit is None:
+    most = _count_limit(ctx.fund.risk.max_messages_per_window)
+    if most is None:
         return None
     # the pipeline appended this order's own time before evaluating: it counts as one message
     n = len(ctx.memory.messages)
-    if n > limit:
+    if n > most:
         return _deny(DenialCode.MESSAGE_RATE, "message_rate",
                      f"{n} orders within {ctx.fund.risk.message_window_seconds}s "
-                     f"(max {limit})", count=n, limit=limit)
+                     f"(max {most})", count=n, limit=most)
     return None
 
 
 def repeated_execution(order: Order, ctx: GateContext) -> Denial | None:
-    limit = ctx.fund.risk.max_repeated_executions
-    if limit is None:
+    most = _count_limit(ctx.fund.risk.max_repeated_executions)
+    if most is None:
         return None
     key = (order.strategy_id, order.instrument.symbol, order.side.value)
     times = ctx.memory.executions.get(key)
     n = len(times) if times else 0
-    if n >= limit:
+    if n >= most:
         return _deny(DenialCode.REPEATED_EXECUTION, "repeated_execution",
                      f"{n} orders on {key[1]} {key[2]} by {key[0]} within "
-                     f"{ctx.fund.risk.repeated_window_seconds}s (max {limit})",
-                     count=n, limit=limit)
+                     f"{ctx.fund.risk.repeated_window_seconds}s (max {most})",
+                     count=n, limit=most)
     return None
 
 
@@ -417,6 +496,7 @@ def repeated_execution(order: Order, ctx: GateContext) -> Denial | None:
 DEFAULT_GATES: Sequence[tuple[str, GateFn]] = (
     ("trading_state", trading_state),
     ("permissions", permissions),
+    ("instrument", instrument),
     ("duplicate", duplicate),
     ("price_collar", price_collar),
     ("order_size", order_size),

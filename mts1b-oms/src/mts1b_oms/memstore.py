@@ -35,7 +35,10 @@ from mts1b_foundation import (
 from mts1b_foundation.subjects import check_publishable
 
 from mts1b_oms.orderstore import (
+    RETRYABLE,
+    Attempt,
     CancelOutcome,
+    KeyClaim,
     OutboxItem,
     OutboxRow,
     StaleState,
@@ -61,6 +64,8 @@ class _Order:
     sequence: int
     state: str  # the JSON column
     created_at: dt.datetime
+    content_hash: str | None = None
+    previous_order_id: str | None = None
 
 
 @dataclass
@@ -151,19 +156,23 @@ class InMemoryStore:
 
     async def create_order(self, state: OrderState, outbox: Sequence[OutboxItem], *,
                            now: dt.datetime, window: dt.timedelta,
-                           denial: tuple[str, Denial] | None = None) -> str | None:
+                           denial: tuple[str, Denial] | None = None,
+                           content_hash: str | None = None) -> KeyClaim:
         rows = self._outbox_rows(outbox)
         text = state_to_json(state)
         async with self._write:
             await asyncio.sleep(0)
             o = state.order
             held = self._keys.get(o.idempotency_key)
-            if held is not None and not held[1] < now - window:
-                return held[0]
+            holder = None if held is None else self._orders.get(held[0])
+            retryable = holder is not None and holder.status in _RETRYABLE
+            if held is not None and not held[1] < now - window and not retryable:
+                return KeyClaim(False, held[0], holder.content_hash if holder else None)
+            previous = held[0] if held is not None and retryable else None
             self._keys[o.idempotency_key] = (state.order_id, now)
             self._orders[state.order_id] = _Order(
                 o.idempotency_key, o.fund_id, o.strategy_id, _status(state), state.sequence,
-                text, now)
+                text, now, content_hash, previous)
             if denial is not None:
                 event_id, d = denial
                 self._denials.append({"order_id": state.order_id, "code": d.code.value,
@@ -173,7 +182,7 @@ class InMemoryStore:
             self._insert_events(state.order_id, rows, outbox)
             self._insert_outbox(rows)
         self._committed(rows)
-        return None
+        return KeyClaim(True, state.order_id, content_hash, previous)
 
     async def update_order(self, before_sequence: int, state: OrderState,
                            outbox: Sequence[OutboxItem], *, now: dt.datetime,
@@ -308,6 +317,17 @@ class InMemoryStore:
         return [json.loads(text) for _seq, text in
                 sorted(self._events.get(order_id, []), key=lambda e: e[0])]
 
+    async def attempts(self, idempotency_key: str) -> list[Attempt]:
+        await asyncio.sleep(0)
+        held = self._keys.get(idempotency_key)
+        chain: list[Attempt] = []
+        order_id = None if held is None else held[0]
+        while order_id is not None and (row := self._orders.get(order_id)) is not None:
+            chain.append(Attempt(order_id, OrderStatus(row.status) if row.status != "new"
+                                 else None, row.content_hash, row.previous_order_id))
+            order_id = row.previous_order_id
+        return chain[::-1]
+
     async def denials(self, fund_id: str | None = None) -> list[dict[str, Any]]:
         await asyncio.sleep(0)
         return [{k: d[k] for k in ("order_id", "code", "gate", "message", "context")}
@@ -390,6 +410,9 @@ def _snapshot(entry: _Sweep) -> Sweep:
 
 def _status(state: OrderState) -> str:
     return state.status.value if state.status else "new"
+
+
+_RETRYABLE = frozenset(s.value for s in RETRYABLE)
 
 
 class _MemoryFundLock:

@@ -10,13 +10,17 @@ is left here is the order path: every change goes through the transition table o
 :mod:`mts1b_oms.state` and is written together with its events and outbox rows in one
 transaction; an optional :class:`~mts1b_oms.outbox.OutboxRelay` publishes them.
 
-Submission is idempotent: the caller's ``idempotency_key`` maps to one ``order_id`` inside the
-dedupe window (default 24 h), store-backed, so a retry after a crash or a timeout returns the
-original order and the broker (keyed by ``order_id``) sees one order. The order's ``order_id``
-and ``created_at`` are the OMS's (:meth:`~mts1b_foundation.Order.assigned`), whatever the
-client sent. An order whose broker call had an unknown outcome stays ``pending`` and is re-sent
-with the *same* ``order_id`` on the next retry or at start (:meth:`Oms.recover`), which brokers
-must treat as a repeat.
+Submission is strictly idempotent (:mod:`mts1b_oms.idempotency`): the caller's
+``idempotency_key`` maps to one ``order_id`` inside the dedupe window (default 24 h),
+store-backed, so a retry after a crash or a timeout returns the original order and the broker
+(keyed by ``order_id``) sees one order; the same key with other content is refused
+``IDEMPOTENCY_CONFLICT``, and a key whose order ended DENIED or REJECTED opens a new attempt
+linked to the earlier one. The order's ``order_id`` and ``created_at`` are the OMS's
+(:meth:`~mts1b_foundation.Order.assigned`), whatever the client sent. A repeat never sends the
+order again: one whose send is in flight waits for it, and one whose broker call had an
+unknown outcome (``pending``) is resolved by asking the broker for it by our client order id
+(``order_status``) - on the next retry or at start (:meth:`Oms.recover`) - and sent again, with
+the *same* ``order_id``, only when the broker proves it absent.
 """
 
 from __future__ import annotations
@@ -59,12 +63,15 @@ from mts1b_foundation import (
     new_event_id,
     new_order_id,
 )
+from mts1b_foundation.orders import ContextValue
 from mts1b_foundation.wire import VenueCode
 from mts1b_platform.logging import get_logger
 from pydantic import TypeAdapter, ValidationError
 
 from mts1b_oms.book import FundBook
 from mts1b_oms.gates import Decision, GateContext, GatePipeline
+from mts1b_oms.idempotency import content_hash, differing_fields
+from mts1b_oms.instruments import InstrumentRegistry
 from mts1b_oms.keyedlocks import KeyedLocks
 from mts1b_oms.killswitch import (
     DEFAULT_CANCEL_RATE,
@@ -73,7 +80,7 @@ from mts1b_oms.killswitch import (
     StateFanout,
     Verifier,
 )
-from mts1b_oms.orderstore import OrderStore, OutboxItem, StaleState
+from mts1b_oms.orderstore import KeyClaim, OrderStore, OutboxItem, StaleState
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
 from mts1b_oms.state import OrderState, Outcome, apply_event, new_order_state
 from mts1b_oms.tradingstate import TradingStates, make_command
@@ -164,6 +171,7 @@ class Oms:
         broker: BrokerProtocol,
         funds: Sequence[FundConfig] | Mapping[str, FundConfig],
         *,
+        instruments: InstrumentRegistry,
         clock: Clock | None = None,
         idempotency_window: dt.timedelta = DEFAULT_IDEMPOTENCY_WINDOW,
         pipeline: GatePipeline | None = None,
@@ -179,6 +187,7 @@ class Oms:
         self.broker = broker
         self.funds: dict[str, FundConfig] = (
             dict(funds) if isinstance(funds, Mapping) else {f.fund_id: f for f in funds})
+        self.instruments = instruments
         self.clock: Clock = clock or SystemClock()
         self.window = idempotency_window
         self.pipeline = pipeline or GatePipeline()
@@ -195,6 +204,7 @@ class Oms:
                                      poll_seconds=sweep_poll_seconds, fanout=fanout,
                                      pacer=pacer, **extra)
         self._sending: set[str] = set()  # order ids whose broker.submit is in flight
+        self._flights: dict[str, asyncio.Future[None]] = {}  # sends a repeat must wait for
         self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
         self._position_locks = KeyedLocks()  # one fill per (fund, strategy, symbol) at a time
         self._reports: asyncio.Task[None] | None = None
@@ -247,8 +257,10 @@ class Oms:
         await self.killswitch.stop()
 
     async def recover(self) -> int:
-        """Re-send what a crash may have interrupted: ``pending`` orders (same order_id, so the
-        broker treats it as a repeat) and ``pending_cancel`` cancels. Returns how many.
+        """Settle what a crash may have interrupted: ``pending`` orders, whose outcome is
+        unknown, are resolved with the broker (:meth:`_resolve_unknown`: sent again only
+        when the broker proves it never got them), and ``pending_cancel`` cancels are sent
+        again. Returns how many.
 
         Orders a kill-switch sweep has to settle, and orders the trading state forbids, are
         left to the kill switch: sending them would put them to work in a halted scope, and
@@ -261,7 +273,7 @@ class Oms:
             if st.status is S.PENDING:
                 if self.killswitch.forbidden(st) is not None:
                     continue
-                await self._send(st)
+                await self._resolve_unknown(st)
                 n += 1
             elif st.status is S.PENDING_CANCEL:
                 await self._send_cancel(st)
@@ -294,33 +306,76 @@ class Oms:
     def gate_context(self, fund: FundConfig, now: dt.datetime) -> GateContext:
         return self.book.context(fund, now, nav=self.nav[fund.fund_id], states=self.states,
                                  prices=self.prices, adv=self.adv,
-                                 peak_nav=self.peak_nav.get(fund.fund_id))
+                                 peak_nav=self.peak_nav.get(fund.fund_id),
+                                 instruments=self.instruments)
 
     async def submit(self, order: Order) -> CommandReply:
-        """Accept an order: gates, store (claiming the idempotency key), broker. Never raises
-        for a bad order: every refusal is a coded reply.
+        """Accept an order: validation, gates, store (claiming the idempotency key), broker.
+
+        Never raises. Bad input is a coded refusal - ``VALIDATION_FAILED`` (the order is
+        validated again in full, so an ``Order`` built without validation, e.g. by
+        ``model_construct``, is refused like bad JSON), ``FUND_NOT_FOUND``,
+        ``INVALID_ORDER``, a gate's code, ``IDEMPOTENCY_CONFLICT`` - and a failure of the OMS
+        itself is ``INTERNAL_ERROR`` naming only the exception's type: its text and traceback
+        go to the log, never to the client.
 
         Safe to call concurrently (the NATS service does). Everything from the gates' decision
         to the reservation of the order's quantity in the fund's book runs without yielding to
         the event loop, so a concurrent submission's gates already count this order, before it
         is even committed. A repeat of an earlier ``idempotency_key`` is recognised by the
-        store when it refuses the key (no separate lookup first): it is then answered with the
-        earlier order. It counts as a message for the message-rate throttle, but not as an
-        execution for the repeated-execution throttle.
+        store when it refuses the key (no separate lookup first) and is then answered by
+        :meth:`_repeat`: the original order if the content is the same, a conflict if not. It
+        counts as a message for the message-rate throttle, but not as an execution for the
+        repeated-execution throttle.
         """
         now = self.clock.now()
-        fund = self.funds.get(order.fund_id)
+        try:
+            return await self._submit(order, now)
+        except Exception as exc:
+            _log.exception("submit failed", error_type=type(exc).__name__)
+            return _fail(ReplyCode.INTERNAL_ERROR,
+                         f"the OMS failed ({type(exc).__name__}); its log has the details", now)
+
+    def _accept(self, order: object, now: dt.datetime) -> tuple[Order, FundConfig] | CommandReply:
+        """The order as the OMS accepts it (its ``order_id``, ``created_at``, the fund's
+        default broker and account), with its fund; or the coded refusal."""
+        if not isinstance(order, Order):
+            return _fail(ReplyCode.VALIDATION_FAILED,
+                         f"expected an Order, got {type(order).__name__}", now)
+        fund_id = getattr(order, "fund_id", None)
+        fund = self.funds.get(fund_id) if isinstance(fund_id, str) else None
         if fund is None:
-            return _fail(ReplyCode.FUND_NOT_FOUND, f"unknown fund {order.fund_id}", now)
-        if order.order_id is not None:
+            shown = repr(fund_id)[:130]
+            return _fail(ReplyCode.FUND_NOT_FOUND, f"unknown fund {shown}", now)
+        if getattr(order, "order_id", None) is not None:
             return _fail(ReplyCode.INVALID_ORDER,
                          "order_id is assigned by the OMS; leave it empty", now)
         try:
             o = order.assigned(order_id=new_order_id(), now=now,
-                               broker=order.broker or fund.broker,
-                               account_id=order.account_id or fund.broker_account_id)
+                               broker=getattr(order, "broker", None) or fund.broker,
+                               account_id=getattr(order, "account_id", None)
+                               or fund.broker_account_id)
         except ValidationFailed as exc:
-            return _fail(ReplyCode.VALIDATION_FAILED, exc.message[:4000], now)
+            errors = exc.context.get("errors") or [{}]
+            field = str(errors[0].get("field", "<root>"))[:200]
+            return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED,
+                                message=exc.message[:4000], context={"field": field}, ts=now)
+        except Exception as exc:  # an Order whose fields are not even the right types
+            return _fail(ReplyCode.VALIDATION_FAILED,
+                         f"not a valid Order ({type(exc).__name__})", now)
+        bad = _unstorable_text(o)
+        if bad is not None:
+            return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED,
+                                message=f"{bad} holds text PostgreSQL cannot store (NUL or a "
+                                        "lone surrogate)", context={"field": bad}, ts=now)
+        return o, fund
+
+    async def _submit(self, order: Order, now: dt.datetime) -> CommandReply:
+        accepted = self._accept(order, now)
+        if isinstance(accepted, CommandReply):
+            return accepted
+        o, fund = accepted
+        content = content_hash(o)
         ctx = self.gate_context(fund, now)
         blocked = self.killswitch.blocks(o)
         decision = Decision(blocked) if blocked else self.pipeline.evaluate(o, ctx)
@@ -328,6 +383,7 @@ class Oms:
         items = [self._item(self._event(state, E.SUBMITTED, now, order=o))]
         denial = decision.denial
         denial_row = None
+        flight = None
         if denial is not None:
             state = apply_event(state, E.DENIED).state
             ev = self._event(state, E.DENIED, now, denial=denial, code=denial.code)
@@ -335,19 +391,37 @@ class Oms:
             denial_row = (ev.event_id, denial)
         else:
             self.book.reserve(state, +1)
+            # From here until its broker call is answered, a repeat of this order waits for
+            # this send instead of making its own (issue #15: 50 concurrent repeats made 18).
+            flight = self._begin_flight(state.order_id)
         try:
-            held = await self.store.create_order(state, items, now=now, window=self.window,
-                                                 denial=denial_row)
+            return await self._create_and_send(state, items, fund, o, content, decision,
+                                               denial_row, blocked, ctx, now)
+        finally:
+            if flight is not None:
+                self._end_flight(state.order_id, flight)
+
+    async def _create_and_send(self, state: OrderState, items: list[OutboxItem],
+                               fund: FundConfig, o: Order, content: str, decision: Decision,
+                               denial_row: tuple[str, Denial] | None, blocked: Denial | None,
+                               ctx: GateContext, now: dt.datetime) -> CommandReply:
+        denial = decision.denial
+        try:
+            claim = await self.store.create_order(state, items, now=now, window=self.window,
+                                                  denial=denial_row, content_hash=content)
         except BaseException:
             if denial is None:
                 self.book.reserve(state, -1)
             raise
-        if held is not None:  # the key belongs to an earlier order (or a concurrent twin)
+        if not claim.created:  # the key belongs to an earlier order (or a concurrent twin)
             if denial is None:
                 self.book.reserve(state, -1)
                 if blocked is None:
                     self.pipeline.forget(o, ctx)
-            return await self._repeat(held, now)
+            return await self._repeat(claim, o, content, now)
+        linked: dict[str, ContextValue] = (
+            {} if claim.previous_order_id is None
+            else {"previous_order_id": claim.previous_order_id})
         self._notify()
         if decision.state_change is not None:  # only ever a step up: never undo a halt
             await self.killswitch.set_trading_state(SetTradingState(
@@ -359,7 +433,7 @@ class Oms:
                       gate=denial.gate)
             return CommandReply(ok=False, order_id=state.order_id, status=S.DENIED,
                                 code=denial.code, message=denial.message, denial=denial,
-                                ts=now)
+                                context=linked, ts=now)
         self.book.reserve(state, -1)  # committed: from here the open-order book counts it
         self.book.track(None, state)
         forbidden = self.killswitch.forbidden(state)
@@ -370,29 +444,100 @@ class Oms:
                                      reason=f"{why} before it was sent") or state
             return CommandReply(ok=False, order_id=state.order_id, status=state.status,
                                 code=code, message=f"{why} before the order was sent",
-                                ts=now)
+                                context=linked, ts=now)
         state = await self._send(state)
-        return await self._reply(state, now)
+        reply = await self._reply(state, now)
+        return reply.model_copy(update={"context": linked}) if linked else reply
 
-    async def _repeat(self, order_id: str, now: dt.datetime) -> CommandReply:
-        state = await self._load(order_id)
-        if state is None:  # pragma: no cover - the idempotency row and order share a tx
-            return _fail(ReplyCode.INTERNAL_ERROR, f"order {order_id} missing", now)
+    async def _repeat(self, claim: KeyClaim, o: Order, content: str,
+                      now: dt.datetime) -> CommandReply:
+        """Answer a submission whose key another order holds: that order, ``duplicate=True``,
+        when the content is the same (waiting for its send if one is in flight, resolving
+        an unknown outcome with the broker, never sending it a second time on a guess);
+        ``IDEMPOTENCY_CONFLICT`` naming the differing fields when it is not, leaving the
+        original untouched."""
+        state = await self._load(claim.order_id)
+        if state is None:  # pragma: no cover - the idempotency row and order share a write
+            return _fail(ReplyCode.INTERNAL_ERROR, "the order holding this key is missing", now)
+        held = claim.content_hash or content_hash(state.order)  # None: stored before hashes
+        if held != content:
+            fields = differing_fields(state.order, o) or ["content"]
+            return CommandReply(
+                ok=False, order_id=state.order_id, status=state.status,
+                code=ReplyCode.IDEMPOTENCY_CONFLICT,
+                message=(f"idempotency key {o.idempotency_key} belongs to order "
+                         f"{state.order_id}, whose {', '.join(fields)} differ; that order is "
+                         "unchanged")[:4000],
+                context={"original_order_id": state.order_id,
+                         "differing_fields": ",".join(fields)[:2000]}, ts=now)
+        if state.status is S.PENDING:
+            state = await self._after_flight(state)
         if state.status is S.PENDING:
             forbidden = self.killswitch.forbidden(state)
             if forbidden is not None:  # left to the kill switch: neither sent nor canceled
                 return CommandReply(ok=False, order_id=state.order_id, status=state.status,
                                     code=forbidden[0], duplicate=True, ts=now,
                                     message=f"{forbidden[1]}: the order was not sent")
-            state = await self._send(state)  # same order_id: the broker sees a repeat
+            state = await self._resolve_unknown(state)
         reply = await self._reply(state, now)
         if state.status is S.DENIED:
-            denial = await self._denial_of(order_id)
+            denial = await self._denial_of(state.order_id)
             reply = reply.model_copy(update={"denial": denial,
                                              "code": denial.code if denial
                                              else ReplyCode.ORDER_DENIED,
                                              "message": denial.message if denial else None})
         return reply.model_copy(update={"duplicate": True})
+
+    def _begin_flight(self, order_id: str) -> asyncio.Future[None]:
+        """Mark the order's send (or the resolution of its unknown outcome) as in flight in
+        this process: a repeat arriving meanwhile waits for it (:meth:`_after_flight`)."""
+        flight: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flights[order_id] = flight
+        return flight
+
+    def _end_flight(self, order_id: str, flight: asyncio.Future[None]) -> None:
+        if self._flights.get(order_id) is flight:
+            del self._flights[order_id]
+        if not flight.done():
+            flight.set_result(None)
+
+    async def _after_flight(self, state: OrderState) -> OrderState:
+        """The order once the send in flight for it in this process (if any) is answered."""
+        flight = self._flights.get(state.order_id)
+        if flight is None:
+            return state
+        await asyncio.shield(flight)  # a repeat given up on must not cancel the send's marker
+        return await self._load(state.order_id) or state
+
+    async def _resolve_unknown(self, state: OrderState) -> OrderState:
+        """An order ``pending`` with no send in flight here: its outcome is unknown (the
+        broker timed out, or the process died mid-send). Ask the broker for it by our client
+        order id (``BrokerProtocol.order_status``): if it has the order, apply what it says
+        (acknowledged, filled, canceled, rejected); only if it proves the order absent
+        (``None``) send it again, once. A broker that cannot tell leaves it ``pending``: a
+        guess could put a second order to work. One resolution per order at a time; a
+        repeat arriving meanwhile waits for it."""
+        if state.order_id in self._flights:
+            return await self._after_flight(state)
+        flight = self._begin_flight(state.order_id)
+        try:
+            fresh = await self._load(state.order_id) or state
+            if fresh.status is not S.PENDING:
+                return fresh
+            try:
+                report = await self.broker.order_status(fresh.order_id)
+            except Exception as exc:  # cannot tell: never send again on a guess
+                _log.warning("order status unknown at the broker; order stays pending",
+                             order_id=fresh.order_id, error_type=type(exc).__name__)
+                return fresh
+            if report is None:  # the broker proves it never got the order
+                _log.info("broker has no such order; sending it again",
+                          order_id=fresh.order_id)
+                return await self._send(fresh)
+            await self.on_execution_report(report)
+            return await self._load(fresh.order_id) or fresh
+        finally:
+            self._end_flight(state.order_id, flight)
 
     async def _denial_of(self, order_id: str) -> Denial | None:
         for ev in await self.store.events(order_id):
@@ -863,6 +1008,28 @@ def _venue_code(value: object) -> str | None:
         return _VENUE_CODE.validate_python(value)
     except ValidationError:
         return None
+
+
+def _unstorable_text(order: Order) -> str | None:
+    """The first text field of the order (or of its instrument, whose free-text fields such
+    as ``sector`` have no character rules on the wire) that PostgreSQL cannot store - a NUL,
+    or a lone surrogate that no UTF-8 can encode - or ``None``. Found by the fuzzer: such an
+    order passed validation and failed inside the store."""
+    for prefix, model in (("", order), ("instrument.", order.instrument)):
+        for name, value in model.__dict__.items():
+            texts = value.values() if isinstance(value, dict) else (value,)
+            for text in texts:
+                if isinstance(text, str) and ("\x00" in text or not _encodable(text)):
+                    return prefix + name
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fail(code: ReplyCode, message: str, now: dt.datetime) -> CommandReply:

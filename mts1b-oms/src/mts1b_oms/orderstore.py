@@ -11,7 +11,12 @@ The contract, in the words every implementation must keep:
 * a write is all or nothing: the change, the events announcing it and their outbox rows commit
   together, and the outbox rows reach :meth:`OrderStore.on_commit` listeners after the commit,
   in commit order;
-* ``create_order`` claims the idempotency key in the same write that creates the order;
+* ``create_order`` claims the idempotency key in the same write that creates the order, and
+  stores the order's content hash with it; a key held inside the window by an order that did
+  not end DENIED or REJECTED is not claimed (nothing is written, and the answer names the
+  holder and its content hash), while a key whose order ended DENIED or REJECTED is taken
+  over by the new order, which records the earlier one as its ``previous_order_id`` (a new
+  attempt, linked: :meth:`OrderStore.attempts`);
 * ``update_order`` writes only if the stored sequence is still the one the caller read
   (:class:`StaleState` otherwise);
 * ``set_trading_state`` writes the state, the sweep's intent to cancel and one outstanding
@@ -45,8 +50,11 @@ from mts1b_oms.positions import PositionState
 from mts1b_oms.state import OrderState
 
 __all__ = [
+    "RETRYABLE",
+    "Attempt",
     "CancelOutcome",
     "FundLock",
+    "KeyClaim",
     "OrderStore",
     "OutboxItem",
     "OutboxRow",
@@ -76,6 +84,39 @@ class OutboxItem:
     subject: str
     message: WireModel
     msg_id: str
+
+
+RETRYABLE = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
+"""Final statuses whose idempotency key a new submission may take over: nothing of the order
+works anywhere (denied before it was sent, or refused by the venue), so another attempt
+cannot duplicate it."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """What :meth:`OrderStore.create_order` did with the order's idempotency key.
+
+    ``created``: the order was written and holds the key (``order_id`` is its id; when it
+    took the key over from an attempt that ended DENIED or REJECTED, ``previous_order_id``
+    names that attempt). Otherwise nothing was written and ``order_id`` /
+    ``content_hash`` are the holder's (``content_hash`` ``None`` for an order stored before
+    hashes were kept).
+    """
+
+    created: bool
+    order_id: str
+    content_hash: str | None = None
+    previous_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One order in the chain of attempts of an idempotency key (:meth:`OrderStore.attempts`)."""
+
+    order_id: str
+    status: OrderStatus | None
+    content_hash: str | None
+    previous_order_id: str | None
 
 
 OutboxRow = tuple[str, str, bytes]
@@ -177,7 +218,8 @@ class OrderStore(Protocol):
 
     async def create_order(self, state: OrderState, outbox: Sequence[OutboxItem], *,
                            now: dt.datetime, window: dt.timedelta,
-                           denial: tuple[str, Denial] | None = None) -> str | None: ...
+                           denial: tuple[str, Denial] | None = None,
+                           content_hash: str | None = None) -> KeyClaim: ...
 
     async def update_order(self, before_sequence: int, state: OrderState,
                            outbox: Sequence[OutboxItem], *, now: dt.datetime,
@@ -213,6 +255,8 @@ class OrderStore(Protocol):
     async def orders(self, fund_id: str | None = None) -> list[OrderState]: ...
 
     async def events(self, order_id: str) -> list[dict[str, Any]]: ...
+
+    async def attempts(self, idempotency_key: str) -> list[Attempt]: ...
 
     async def denials(self, fund_id: str | None = None) -> list[dict[str, Any]]: ...
 

@@ -11,6 +11,11 @@
   (:mod:`mts1b_oms.killswitch`); the sweeps themselves are durable in PostgreSQL.
 - Reference prices come from ``mts.v1.datalake.bars.*`` / ``quotes.*`` (core NATS) and from an
   optional prices file.
+- What each symbol is (tick and lot size, minimum and maximum quantity) comes from the
+  instrument registry (:mod:`mts1b_oms.instruments`), required: an order for a symbol it
+  lacks is denied. At start the service logs, at INFO, each fund's effective limits (the
+  ``RiskEnvelope`` as the gates apply it: numbers, ``unlimited``, the notional default worked
+  out from the fund's target NAV) and how many instruments it knows.
 - SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, give the kill
   switch's sweeps up to ``sweep_drain_seconds`` to finish (what is left stays outstanding in
   PostgreSQL for the next instance), flush the outbox, close.
@@ -50,6 +55,7 @@ from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
 
 from mts1b_oms.gcpolicy import ScheduledFullCollections
+from mts1b_oms.instruments import InstrumentRegistry
 from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.store import Store
@@ -108,6 +114,8 @@ class KvFanout:
 class ServeOptions:
     dsn: str
     funds: list[FundConfig]
+    instruments: InstrumentRegistry
+    """The symbols the OMS trades and their terms (``InstrumentRegistry.load(path)``)."""
     broker: str = "paper"
     broker_args: dict[str, Any] = field(default_factory=dict)
     schema: str = "mts_oms"
@@ -128,6 +136,15 @@ class ServeOptions:
     sweep_drain_seconds: float = 30.0
     """At SIGTERM, how long the kill switch's sweeps may still run before the service
     stops; what they have not settled is resumed by the next instance."""
+
+
+def _log_limits(opts: ServeOptions) -> None:
+    """Log (INFO) each fund's effective limits and the registry's size: what an operator
+    checks first when an order is refused."""
+    for fund in opts.funds:
+        _log.info("fund limits", fund_id=fund.fund_id, target_nav_usd=str(fund.target_nav_usd),
+                  **fund.effective_limits())
+    _log.info("instrument registry", instruments=len(opts.instruments))
 
 
 async def _watch_states(oms: Oms, kv: Any) -> None:
@@ -165,7 +182,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     await broker.connect()
     relay = OutboxRelay(store, bus)
     kv = await bus.kv(KV_BUCKET)
-    oms = Oms(store, broker, opts.funds, relay=relay, fanout=KvFanout(kv),
+    _log_limits(opts)
+    oms = Oms(store, broker, opts.funds, instruments=opts.instruments, relay=relay,
+              fanout=KvFanout(kv),
               cancel_rate=opts.cancel_rate)
     for sym, px in opts.prices.items():
         oms.set_price(sym, px)

@@ -39,7 +39,10 @@ from mts1b_foundation.subjects import check_publishable
 
 from mts1b_oms.groupcommit import GroupCommit
 from mts1b_oms.orderstore import (
+    RETRYABLE,
+    Attempt,
     CancelOutcome,
+    KeyClaim,
     OutboxItem,
     OutboxRow,
     StaleState,
@@ -58,6 +61,7 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6D74_736F  # advisory lock id for migrations ("mtso")
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
+_RETRYABLE = sorted(s.value for s in RETRYABLE)
 
 
 def state_to_json(s: OrderState) -> str:
@@ -108,7 +112,7 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.schema = schema
-        self._creates: GroupCommit[_NewOrder, str | None] = GroupCommit(
+        self._creates: GroupCommit[_NewOrder, KeyClaim] = GroupCommit(
             self._write_creates, keys=lambda item: [item.row[0]])  # one claim per key
         self._changes: GroupCommit[_Change, bool] = GroupCommit(self._write_changes,
                                                                 keys=_change_keys)
@@ -217,16 +221,19 @@ class Store:
 
     async def create_order(self, state: OrderState, outbox: Sequence[OutboxItem], *,
                            now: dt.datetime, window: dt.timedelta,
-                           denial: tuple[str, Denial] | None = None) -> str | None:
-        """Insert a new order with its first events, claiming its idempotency key.
+                           denial: tuple[str, Denial] | None = None,
+                           content_hash: str | None = None) -> KeyClaim:
+        """Insert a new order with its first events and its content hash, claiming its
+        idempotency key.
 
-        Returns ``None`` when created, or the ``order_id`` that already holds the key inside
-        the window (nothing is written then).
+        The key is taken when it is free, expired, or held by an order that ended DENIED or
+        REJECTED (the new order then records that one as ``previous_order_id``); otherwise
+        nothing is written and the claim names the holder and its content hash.
         """
         o = state.order
         row = (o.idempotency_key, state.order_id, now, o.fund_id, o.strategy_id,
                o.instrument.symbol, o.side.value, _status(state), o.quantity,
-               state.filled_quantity, state.sequence, state_to_json(state))
+               state.filled_quantity, state.sequence, state_to_json(state), content_hash)
         denial_row = None
         if denial is not None:
             event_id, d = denial
@@ -259,13 +266,14 @@ class Store:
             raise StaleState(f"order {oid} changed since sequence {before_sequence}",
                              order_id=oid)
 
-    async def _write_creates(self, batch: Sequence[_NewOrder]) -> list[str | None]:
-        results: dict[str, str | None] = {}
+    async def _write_creates(self, batch: Sequence[_NewOrder]) -> list[KeyClaim]:
+        results: dict[str, KeyClaim] = {}
         async with self.pool.acquire() as conn:
             for window in {item.window for item in batch}:  # one statement per window (one)
                 items = [item for item in batch if item.window == window]
-                claimed = {r[0] for r in await conn.fetch(
-                    _CREATE_ORDERS, *_columns([item.row for item in items], 12), window,
+                claimed = {r[0]: r[1] for r in await conn.fetch(
+                    _CREATE_ORDERS, *_columns([item.row for item in items], 13), window,
+                    _RETRYABLE,
                     *_columns([item.denial for item in items if item.denial], 6),
                     *_columns([e for item in items for e in item.events], 7),
                     *_columns([r for item in items for r in item.outbox], 4))}
@@ -274,13 +282,18 @@ class Store:
                 if held:
                     # The keys are held. A fresh statement (a new snapshot) sees each holder,
                     # also one that committed while ours waited on the key's index entry.
-                    holders = {r[0]: r[1] for r in await conn.fetch(
-                        "SELECT idempotency_key, order_id FROM idempotency "
-                        "WHERE idempotency_key = ANY($1::text[])", held)}
+                    holders = {r[0]: (r[1], r[2]) for r in await conn.fetch(
+                        "SELECT k.idempotency_key, k.order_id, o.content_hash "
+                        "FROM idempotency k LEFT JOIN orders o ON o.order_id = k.order_id "
+                        "WHERE k.idempotency_key = ANY($1::text[])", held)}
                 for item in items:
                     key, oid = item.row[0], item.row[1]
-                    results[oid] = None if oid in claimed else str(holders.get(key))
-        self._committed([(r[1], r[2], r[3]) for item in batch if results[item.row[1]] is None
+                    if oid in claimed:
+                        results[oid] = KeyClaim(True, oid, item.row[12], claimed[oid])
+                    else:
+                        holder, held_hash = holders.get(key, (None, None))
+                        results[oid] = KeyClaim(False, str(holder), held_hash)
+        self._committed([(r[1], r[2], r[3]) for item in batch if results[item.row[1]].created
                          for r in item.outbox])
         return [results[item.row[1]] for item in batch]
 
@@ -413,6 +426,13 @@ class Store:
         rows = await self.pool.fetch("SELECT event FROM order_events WHERE order_id=$1 "
                                      "ORDER BY sequence", order_id)
         return [json.loads(r["event"]) for r in rows]
+
+    async def attempts(self, idempotency_key: str) -> list[Attempt]:
+        """The chain of attempts of a key, oldest first: its holder and, through each
+        ``previous_order_id``, the DENIED or REJECTED attempts it replaced."""
+        rows = await self.pool.fetch(_ATTEMPTS, idempotency_key)
+        return [Attempt(r["order_id"], None if r["status"] == "new" else OrderStatus(r["status"]),
+                        r["content_hash"], r["previous_order_id"]) for r in reversed(rows)]
 
     async def denials(self, fund_id: str | None = None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
@@ -733,50 +753,79 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
 ON CONFLICT (msg_id) DO NOTHING
 """
 
+# A key is claimed when free, expired ($14) or held by an order whose status is one of $15
+# (denied, rejected: a new attempt may take it over). ``previous`` reads the holder as the
+# statement's snapshot saw it: the attempt a takeover replaces, stored as previous_order_id.
+# Two concurrent takeovers of one key: the second waits on the first's index entry, then
+# re-checks the key's row, now held by the first's order, which its snapshot cannot see in
+# orders - so it does not claim, and the caller answers it as a repeat of the first.
 _CREATE_ORDERS = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
-                         $11::int[], $12::text[])
+                         $11::int[], $12::text[], $13::text[])
         AS i(idempotency_key, order_id, created_at, fund_id, strategy_id, symbol, side, status,
-             quantity, filled_quantity, sequence, state)
+             quantity, filled_quantity, sequence, state, content_hash)
+), previous AS (
+    SELECT i.order_id, k.order_id AS previous_order_id
+    FROM input i JOIN idempotency k ON k.idempotency_key = i.idempotency_key
+    JOIN orders p ON p.order_id = k.order_id AND p.status = ANY($15::text[])
 ), claim AS (
     INSERT INTO idempotency (idempotency_key, order_id, created_at)
     SELECT idempotency_key, order_id, created_at FROM input
     ON CONFLICT (idempotency_key) DO UPDATE
         SET order_id = EXCLUDED.order_id, created_at = EXCLUDED.created_at
-        WHERE idempotency.created_at < EXCLUDED.created_at - $13::interval
+        WHERE idempotency.created_at < EXCLUDED.created_at - $14::interval
+           OR EXISTS (SELECT 1 FROM orders p WHERE p.order_id = idempotency.order_id
+                      AND p.status = ANY($15::text[]))
     RETURNING order_id
 ), new_orders AS (
     INSERT INTO orders (order_id, idempotency_key, fund_id, strategy_id, symbol, side, status,
-                        quantity, filled_quantity, sequence, state, created_at, updated_at)
-    SELECT order_id, idempotency_key, fund_id, strategy_id, symbol, side, status, quantity,
-           filled_quantity, sequence, state::jsonb, created_at, created_at
-    FROM input WHERE order_id IN (SELECT order_id FROM claim)
+                        quantity, filled_quantity, sequence, state, created_at, updated_at,
+                        content_hash, previous_order_id)
+    SELECT i.order_id, i.idempotency_key, i.fund_id, i.strategy_id, i.symbol, i.side, i.status,
+           i.quantity, i.filled_quantity, i.sequence, i.state::jsonb, i.created_at,
+           i.created_at, i.content_hash, pr.previous_order_id
+    FROM input i LEFT JOIN previous pr ON pr.order_id = i.order_id
+    WHERE i.order_id IN (SELECT order_id FROM claim)
 ), new_denials AS (
     INSERT INTO denials (event_id, order_id, fund_id, code, gate, message, context, ts)
     SELECT d.event_id, d.order_id, i.fund_id, d.code, d.gate, d.message, d.context::jsonb,
            i.created_at
-    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[])
         AS d(order_id, event_id, code, gate, message, context)
     JOIN input i ON i.order_id = d.order_id
     WHERE d.order_id IN (SELECT order_id FROM claim)
 ), new_events AS (
     INSERT INTO order_events (event_id, order_id, sequence, event_type, status, event, ts)
     SELECT e.event_id, e.order_id, e.sequence, e.event_type, e.status, e.event::jsonb, e.ts
-    FROM unnest($20::text[], $21::text[], $22::int[], $23::text[], $24::text[], $25::text[],
-                $26::timestamptz[])
+    FROM unnest($22::text[], $23::text[], $24::int[], $25::text[], $26::text[], $27::text[],
+                $28::timestamptz[])
         AS e(event_id, order_id, sequence, event_type, status, event, ts)
     WHERE e.order_id IN (SELECT order_id FROM claim)
 ), new_outbox AS (
     INSERT INTO outbox (msg_id, subject, payload)
     SELECT o.msg_id, o.subject, o.payload
-    FROM unnest($27::text[], $28::text[], $29::text[], $30::bytea[])
+    FROM unnest($29::text[], $30::text[], $31::text[], $32::bytea[])
         AS o(order_id, msg_id, subject, payload)
     WHERE o.order_id IN (SELECT order_id FROM claim)
     ON CONFLICT (msg_id) DO NOTHING
 )
-SELECT order_id FROM claim
+SELECT c.order_id, pr.previous_order_id FROM claim c
+LEFT JOIN previous pr ON pr.order_id = c.order_id
+"""
+
+# The holder of a key and the attempts before it, newest first (each a primary-key lookup).
+_ATTEMPTS = """
+WITH RECURSIVE chain AS (
+    SELECT o.order_id, o.status, o.content_hash, o.previous_order_id, 0 AS depth
+    FROM idempotency k JOIN orders o ON o.order_id = k.order_id
+    WHERE k.idempotency_key = $1
+    UNION ALL
+    SELECT o.order_id, o.status, o.content_hash, o.previous_order_id, c.depth + 1
+    FROM orders o JOIN chain c ON o.order_id = c.previous_order_id
+)
+SELECT order_id, status, content_hash, previous_order_id FROM chain ORDER BY depth
 """
 
 _UPDATE_ORDERS = """

@@ -14,8 +14,9 @@ For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper
 
 More helpers shared by the tests and the benchmarks, so each is written once:
 :func:`make_fund` (a fund whose envelope disables every limit except the ones asked for),
-:func:`make_order` (a market order by idempotency key) and :func:`drop_schema` (remove a
-throwaway PostgreSQL schema after a run).
+:func:`make_order` (a market order by idempotency key), :func:`make_registry` (an instrument
+registry of plain equities) and :func:`drop_schema` (remove a throwaway PostgreSQL schema
+after a run).
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ from mts1b_foundation import (
     Side,
 )
 
+from mts1b_oms.instruments import InstrumentRegistry
 from mts1b_oms.store import Store
 
-__all__ = ["RecordingBroker", "drop_schema", "make_fund", "make_order"]
+__all__ = ["TEST_SYMBOLS", "RecordingBroker", "drop_schema", "make_fund", "make_order",
+           "make_registry"]
+
+TEST_SYMBOLS = ("AAPL", "MSFT", "IBM", "GME")
+"""The symbols the OMS tests trade: registered by :func:`make_registry` by default."""
 
 
 def make_fund(fund_id: str = "f1", *, name: str = "Fund one",
@@ -54,10 +60,17 @@ def make_fund(fund_id: str = "f1", *, name: str = "Fund one",
               **risk: Any) -> FundConfig:
     """A ``paper`` fund with :meth:`RiskEnvelope.unrestricted` limits, except the ``risk``
     fields given (e.g. ``max_order_notional=Decimal(50_000)``): a test switches on only the
-    gate it is about."""
-    env = RiskEnvelope.unrestricted().model_copy(update=risk)
+    gate it is about. The envelope is validated, so a ``None`` limit is refused as it is in
+    a configuration file."""
+    data = {**RiskEnvelope.unrestricted().model_dump(), **risk}
     return FundConfig(fund_id=fund_id, name=name, target_nav_usd=Decimal(nav), broker="paper",
-                      broker_account_id=broker_account_id, risk=env)
+                      broker_account_id=broker_account_id, risk=RiskEnvelope(**data))
+
+
+def make_registry(*symbols: str) -> InstrumentRegistry:
+    """An instrument registry of equities with the default terms (tick 0.01, lot 1, minimum
+    1: what ``Equity(symbol=...)`` says), for ``symbols`` or :data:`TEST_SYMBOLS`."""
+    return InstrumentRegistry(Equity(symbol=s) for s in symbols or TEST_SYMBOLS)
 
 
 def make_order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = "f1",
@@ -96,6 +109,7 @@ class RecordingBroker:
         self.new_orders: list[str] = []  # order ids that created an order here
         self.canceled: list[str] = []  # cancels that took, each order once
         self.cancel_requests: list[str] = []  # every cancel call, repeats included
+        self.status_requests: list[str] = []  # every order_status call
         self.reject_next: str | None = None
         self.held_positions: dict[str, Decimal] = dict(positions or {})
         self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
@@ -196,6 +210,20 @@ class RecordingBroker:
         if order_id not in self.orders:
             raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
         return self._report(order_id, ExecType.REPLACED)
+
+    async def order_status(self, client_order_id: str) -> ExecutionReport | None:
+        """What this venue has of the order: CANCELED once canceled, its fill when it fills
+        at once, else its ACK; ``None`` for an id it never created (a submit that failed
+        before reaching it included), which proves absence. Every call is recorded."""
+        self.status_requests.append(client_order_id)
+        order = self.orders.get(client_order_id)
+        if order is None:
+            return None
+        if client_order_id in self.canceled:
+            return self._report(client_order_id, ExecType.CANCELED)
+        if self.fill_price is not None:
+            return self._fill_report(order)
+        return self._report(client_order_id, ExecType.ACK, leaves_quantity=order.quantity)
 
     async def open_orders(self, account_id: str | None = None) -> list[Order]:
         return [o for oid, o in self.orders.items() if oid not in self.canceled]
