@@ -107,3 +107,33 @@ def test_row_slices_are_read_only_views() -> None:
     assert not cut.mask.flags.writeable
     assert cut.head(1).shape == (1, 3)
     assert p.between("2024-01-03", "2024-01-03").close.tolist() == [p.close[1].tolist()]
+
+
+def test_calendar_and_periods_per_year_travel_with_every_slice() -> None:
+    """A panel states the calendar its rows follow and the periods per year that annualise
+    them; row and column selections keep both, and a plain panel states neither."""
+    import pickle
+
+    close = np.ones((3, 2))
+    p = UniversePanel(["2024-01-05", "2024-01-06", "2024-01-07"], ["BTC", "ETH"], open=close,
+                      high=close, low=close, close=close, volume=close, calendar="24/7",
+                      periods_per_year=365)
+    assert (p.calendar, p.periods_per_year) == ("24/7", 365.0)
+    for part in (p.until("2024-01-06"), p.head(1), p.between("2024-01-06", "2024-01-07"),
+                 p.select(["ETH"]), pickle.loads(pickle.dumps(p))):
+        assert (part.calendar, part.periods_per_year) == ("24/7", 365.0)
+    plain = make_panel()
+    assert plain.calendar is None and plain.periods_per_year is None
+    assert plain.select(["S1"]).periods_per_year is None
+
+
+@pytest.mark.parametrize("bad", [0, -252, float("nan"), float("inf"), True, "252"])
+def test_periods_per_year_must_be_a_positive_number(bad: object) -> None:
+    ones = np.ones((1, 1))
+    with pytest.raises(PanelError, match="periods_per_year") as info:
+        UniversePanel(["2024-01-02"], ["A"], open=ones, high=ones, low=ones, close=ones,
+                      volume=ones, periods_per_year=bad)  # type: ignore[arg-type]
+    assert info.value.context["field"] == "periods_per_year"
+    with pytest.raises(PanelError, match="calendar"):
+        UniversePanel(["2024-01-02"], ["A"], open=ones, high=ones, low=ones, close=ones,
+                      volume=ones, calendar="")

@@ -8,11 +8,19 @@ membership), which may be ``False`` even where prices exist.
 Why read-only arrays: factors are pure functions of the panel; a factor that writes into
 ``panel.close`` would silently corrupt every later factor in the same run. Making the buffers
 non-writeable turns that bug into an immediate ``ValueError``.
+
+Why a panel may carry its ``calendar`` and ``periods_per_year``: the rows of a crypto panel are
+every calendar day and those of an FX panel every weekday, so a daily return series has 365 or
+260 periods a year, not an equity exchange's 252. Whoever builds the panel knows which calendar
+its rows follow (the datalake picks it from the instruments' asset class); metrics, borrow
+accrual and tearsheets downstream read ``periods_per_year`` from the panel instead of assuming
+252. Both are optional (``None``: not stated), so panels built without them behave as before.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -78,9 +86,17 @@ class UniversePanel:
         "close is not NaN".
     extra:
         Further named ``(T, A)`` fields (e.g. ``adj_close``, ``dividend``, ``market_cap``).
+    calendar:
+        The trading calendar the rows follow (``"XNYS"``, ``"24/7"``, ``"24/5"``...), or
+        ``None`` when not stated. Informational: the dates are not checked against it.
+    periods_per_year:
+        Rows per year of this calendar, used to annualise returns measured on the rows (252
+        for an exchange, 260 for ``24/5``, 365 for ``24/7``), or ``None`` when not stated
+        (consumers then keep their own default). A finite number > 0.
     """
 
-    __slots__ = ("_dates", "_fields", "_index", "_mask", "_symbols")
+    __slots__ = ("_calendar", "_dates", "_fields", "_index", "_mask", "_periods_per_year",
+                 "_symbols")
 
     def __init__(
         self,
@@ -94,6 +110,8 @@ class UniversePanel:
         volume: npt.ArrayLike,
         mask: npt.ArrayLike | None = None,
         extra: Mapping[str, npt.ArrayLike] | None = None,
+        calendar: str | None = None,
+        periods_per_year: float | None = None,
     ) -> None:
         day_array = np.array([to_day(d) for d in dates], dtype="datetime64[D]")
         if day_array.ndim != 1:
@@ -138,8 +156,21 @@ class UniversePanel:
             if mask_array.shape != shape:
                 raise PanelError(f"mask has shape {mask_array.shape}, expected {shape}",
                                  field="mask", value=mask_array.shape, expected=shape)
+        if calendar is not None and (not isinstance(calendar, str) or not calendar):
+            raise PanelError(f"calendar must be a non-empty string or None; got {calendar!r}",
+                             field="calendar", value=repr(calendar))
+        if periods_per_year is not None:
+            if isinstance(periods_per_year, bool) or not isinstance(
+                    periods_per_year, int | float | np.integer | np.floating) or not (
+                    math.isfinite(float(periods_per_year)) and periods_per_year > 0):
+                raise PanelError(f"periods_per_year must be a finite number > 0 or None; got "
+                                 f"{periods_per_year!r}", field="periods_per_year",
+                                 value=repr(periods_per_year))
+            periods_per_year = float(periods_per_year)
         mask_array.setflags(write=False)
         day_array.setflags(write=False)
+        self._calendar = calendar
+        self._periods_per_year = periods_per_year
         self._dates = day_array
         self._symbols = syms
         self._fields = fields
@@ -164,6 +195,16 @@ class UniversePanel:
 
     def __len__(self) -> int:
         return int(self._dates.size)
+
+    @property
+    def calendar(self) -> str | None:
+        """The trading calendar the rows follow (``"XNYS"``, ``"24/7"``...), or ``None``."""
+        return self._calendar
+
+    @property
+    def periods_per_year(self) -> float | None:
+        """Rows per year for annualising (252, 260, 365...), or ``None`` when not stated."""
+        return self._periods_per_year
 
     def __repr__(self) -> str:
         span = f"{self._dates[0]}..{self._dates[-1]}" if self._dates.size else "empty"
@@ -226,7 +267,8 @@ class UniversePanel:
             self._dates, symbols,
             open=cut(self.open), high=cut(self.high), low=cut(self.low),
             close=cut(self.close), volume=cut(self.volume),
-            mask=cut(self._mask), extra=extra,
+            mask=cut(self._mask), extra=extra, calendar=self._calendar,
+            periods_per_year=self._periods_per_year,
         )
 
     def _rows(self, rows: slice) -> UniversePanel:
@@ -241,6 +283,8 @@ class UniversePanel:
         view._fields = {k: v[rows] for k, v in self._fields.items()}
         view._mask = self._mask[rows]
         view._index = self._index
+        view._calendar = self._calendar
+        view._periods_per_year = self._periods_per_year
         return view
 
     def row_of(self, date: DateLike) -> int:
