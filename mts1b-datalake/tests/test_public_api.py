@@ -6,7 +6,8 @@ import mts1b_datalake
 
 EXPECTED = {
     "EXTRA_FIELDS", "Action", "DatalakeError", "EmptyRangeError", "IngestError", "IngestReport",
-    "InvalidRangeError", "LongCsvProvider", "Membership", "ParquetProvider", "ProviderError",
+    "InvalidRangeError", "LongCsvProvider", "Membership", "MixedAssetClassError",
+    "ParquetProvider", "ProviderError",
     "QCPolicy", "QCReport", "Rejected", "SourceData", "StaticUniverse", "Store", "StoreError",
     "StoreMarketData", "TopLiquidityUniverse", "Universe", "UnknownFieldError",
     "UnknownSymbolError", "UnknownUniverseError", "UnreadableFileError", "WideCsvProvider",
@@ -27,13 +28,13 @@ def test_errors_are_mts_errors_with_stable_codes() -> None:
 
     codes = set()
     for name in ("DatalakeError", "EmptyRangeError", "IngestError", "InvalidRangeError",
-                 "ProviderError", "StoreError", "UnknownFieldError", "UnknownSymbolError",
-                 "UnknownUniverseError", "UnreadableFileError"):
+                 "MixedAssetClassError", "ProviderError", "StoreError", "UnknownFieldError",
+                 "UnknownSymbolError", "UnknownUniverseError", "UnreadableFileError"):
         cls = getattr(mts1b_datalake, name)
         assert issubclass(cls, MtsError)
         assert cls.code.startswith("DATALAKE.")
         codes.add(cls.code)
-    assert len(codes) == 10
+    assert len(codes) == 11
 
 
 def test_cli_is_registered_for_the_mts_root() -> None:

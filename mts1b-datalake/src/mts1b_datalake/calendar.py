@@ -8,6 +8,13 @@ Sessions of 2000-2030 (widened on demand) are computed once and cached in memory
 (the user cache directory, keyed by the exchange_calendars version), so a fresh process builds a
 panel without paying for importing and building the exchange calendar.
 ``MTS_DATALAKE_CALENDAR_CACHE=0`` turns the disk cache off.
+
+Calendars by asset class (:data:`ASSET_CLASS_CALENDARS`): equities, ETFs and indices trade on
+their exchange's sessions (``XNYS``: the store records no exchange per symbol), FX on ``24/5``
+and crypto on ``24/7``. :func:`calendar_for_asset_classes` is how ``build_panel`` picks a
+panel's calendar when none is given, and :func:`periods_per_year` how many of its rows make a
+year for annualising (252, 260, 365): a crypto Sharpe annualised with 252 would understate it
+by ``sqrt(365 / 252)``.
 """
 
 from __future__ import annotations
@@ -20,15 +27,35 @@ import importlib.metadata
 import os
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mts1b_foundation import MtsError
 
-from mts1b_datalake.errors import InvalidRangeError
+from mts1b_datalake.errors import InvalidRangeError, MixedAssetClassError
 
-__all__ = ["market_calendar", "session_close", "to_day", "trading_days"]
+__all__ = [
+    "ASSET_CLASS_CALENDARS",
+    "calendar_for_asset_classes",
+    "market_calendar",
+    "periods_per_year",
+    "session_close",
+    "to_day",
+    "trading_days",
+]
+
+#: the default calendar of each asset class the store records (``Store.symbol_table``)
+ASSET_CLASS_CALENDARS: Mapping[str, str] = {
+    "equity": "XNYS", "etf": "XNYS", "index": "XNYS", "fx": "24/5", "crypto": "24/7",
+}
+
+#: rows per year of the calendars that need no exchange calendar (aliases included)
+_PERIODS: Mapping[str, int] = {"24/7": 365, "24h": 365, "24/5": 260, "24x5": 260}
+
+#: the conventional trading days per year of an exchange calendar (XNYS has 250-253)
+EXCHANGE_PERIODS_PER_YEAR = 252
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[np.datetime64, np.datetime64, np.ndarray]] = {}
@@ -136,6 +163,46 @@ def trading_days(calendar: str, start: Any, end: Any) -> np.ndarray:
     i = int(np.searchsorted(days, lo, side="left"))
     j = int(np.searchsorted(days, hi, side="right"))
     return days[i:j]
+
+
+def periods_per_year(calendar: str) -> int:
+    """Rows per year of a panel on ``calendar``, for annualising its daily returns: 365 for
+    ``24/7`` (``24h``), 260 for ``24/5`` (``24x5``), 252 for an exchange calendar (the
+    convention for ``XNYS`` and the other exchanges, whose years hold 240-253 sessions)."""
+    return _PERIODS.get(calendar, EXCHANGE_PERIODS_PER_YEAR)
+
+
+def calendar_for_asset_classes(classes: Iterable[str | None],
+                               examples: Mapping[str, Iterable[str]] | None = None) -> str:
+    """The one calendar of instruments of the asset ``classes`` (:data:`ASSET_CLASS_CALENDARS`).
+
+    ``None`` (a symbol the store has no class for) counts as ``equity``, as the store does.
+    Raises :class:`~mts1b_datalake.errors.MixedAssetClassError` naming the classes found (and
+    up to three symbols of each, from ``examples``) when they trade on different calendars,
+    or a class that has no default calendar: a panel mixing crypto (every day) and equities
+    (exchange days) has no single right set of rows, so the caller must choose one.
+    """
+    found = sorted({c or "equity" for c in classes})
+    shown = {c: sorted(examples.get(c, ()))[:3] for c in found} if examples else {}
+
+    def listing() -> str:
+        return ", ".join(f"{c} ({', '.join(shown[c])})" if shown.get(c) else c for c in found)
+
+    unknown = [c for c in found if c not in ASSET_CLASS_CALENDARS]
+    if unknown:
+        raise MixedAssetClassError(
+            f"asset class(es) {unknown} have no default calendar (known: "
+            f"{dict(ASSET_CLASS_CALENDARS)}); found {listing()}: pass calendar= (e.g. "
+            f"calendar='XNYS', '24/5' or '24/7')", field="calendar", value=found)
+    calendars = sorted({ASSET_CLASS_CALENDARS[c] for c in found})
+    if len(calendars) > 1:
+        by_class = ", ".join(f"{c}: {ASSET_CLASS_CALENDARS[c]}" for c in found)
+        raise MixedAssetClassError(
+            f"the instruments mix asset classes that trade on different calendars: "
+            f"{listing()} ({by_class}); pass calendar= to choose the panel's rows (e.g. "
+            f"calendar='24/7' keeps every day, calendar='XNYS' only exchange sessions)",
+            field="calendar", value=found, calendars=calendars)
+    return calendars[0] if calendars else ASSET_CLASS_CALENDARS["equity"]
 
 
 def session_close(calendar: str, day: dt.date) -> dt.datetime:

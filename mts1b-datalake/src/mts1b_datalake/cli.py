@@ -307,7 +307,9 @@ def panel_info_command(
     n: Annotated[int | None, typer.Option(help="size of a top-N universe")] = None,
     adjust: Annotated[str, typer.Option(help="back or none")] = "back",
     store: StoreOpt = None,
-    calendar: Annotated[str, typer.Option()] = "XNYS",
+    calendar: Annotated[str | None, typer.Option(
+        help="XNYS, 24/5, 24/7, any exchange code (default: from the asset class: equities "
+             "XNYS, FX 24/5, crypto 24/7)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Build a panel and describe it: shape, membership, coverage, build time."""

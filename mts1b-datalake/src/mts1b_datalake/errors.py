@@ -16,6 +16,7 @@ __all__ = [
     "EmptyRangeError",
     "IngestError",
     "InvalidRangeError",
+    "MixedAssetClassError",
     "ProviderError",
     "StoreError",
     "UnknownFieldError",
@@ -58,6 +59,14 @@ class InvalidRangeError(DatalakeError, ValueError):
     """``start`` is after ``end`` (or a date could not be parsed)."""
 
     code: ClassVar[str] = "DATALAKE.INVALID_RANGE"
+
+
+class MixedAssetClassError(DatalakeError, ValueError):
+    """A panel was asked for without a calendar, and its instruments' asset classes trade on
+    different calendars (crypto every day, FX on weekdays, equities on exchange sessions), or
+    on none the datalake knows. ``context["value"]`` lists the classes found."""
+
+    code: ClassVar[str] = "DATALAKE.MIXED_ASSET_CLASSES"
 
 
 class EmptyRangeError(DatalakeError, ValueError):

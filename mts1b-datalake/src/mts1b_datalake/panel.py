@@ -17,6 +17,14 @@ Extra fields (ask for them in ``fields``): ``adj_factor`` (the price factor, 1 w
 ``dividend`` (cash per share on its ex-date, 0 elsewhere), ``split_ratio`` (1 elsewhere),
 ``dollar_volume`` (raw close x raw volume), ``returns`` (close-to-close return of the adjusted
 close, NaN on the first row and after gaps).
+
+Calendar: ``calendar=None`` (the default) takes the calendar of the instruments' asset class
+(:data:`mts1b_datalake.calendar.ASSET_CLASS_CALENDARS`: equities ``XNYS``, FX ``24/5``, crypto
+``24/7``), so a crypto panel has a row for every day and an FX panel one for every weekday
+without the caller knowing to ask; instruments of classes on different calendars raise
+:class:`~mts1b_datalake.errors.MixedAssetClassError` naming the classes, because no single set of
+rows is right for both. The panel records its ``calendar`` and ``periods_per_year`` (252, 260,
+365: :func:`mts1b_datalake.calendar.periods_per_year`) for whoever annualises its returns.
 """
 
 from __future__ import annotations
@@ -33,11 +41,16 @@ import pyarrow.compute as _pc
 from mts1b_foundation import OHLCV_FIELDS, UniversePanel
 from mts1b_platform.logging import get_logger
 
-from mts1b_datalake.calendar import to_day, trading_days
+from mts1b_datalake.calendar import (
+    calendar_for_asset_classes,
+    periods_per_year,
+    to_day,
+    trading_days,
+)
 from mts1b_datalake.corporate_actions import back_adjustment_factors, event_grids
 from mts1b_datalake.errors import EmptyRangeError, InvalidRangeError, UnknownFieldError
 from mts1b_datalake.store import Store
-from mts1b_datalake.universes import Universe, resolve_universe
+from mts1b_datalake.universes import Universe, classes_of, resolve_universe
 
 __all__ = ["EXTRA_FIELDS", "PanelInfo", "build_panel", "panel_info"]
 
@@ -65,7 +78,7 @@ def build_panel(
     fields: Sequence[str] = OHLCV_FIELDS,
     adjust: str = "back",
     store: Store | str | Path | None = None,
-    calendar: str = "XNYS",
+    calendar: str | None = None,
     universe_params: Mapping[str, Any] | None = None,
     dividend_base: str = "previous_close",
 ) -> UniversePanel:
@@ -74,10 +87,13 @@ def build_panel(
     ``universe``: a registered name (``"us-large-cap"``), a list of symbols (``["SPY"]``) or a
     :class:`~mts1b_datalake.universes.Universe` (``universe("us-large-cap", n=50)``).
     ``fields``: OHLCV fields to load (the others are NaN) plus any of :data:`EXTRA_FIELDS`.
+    ``calendar``: the rows' calendar (``"XNYS"``, ``"24/5"``, ``"24/7"``, any exchange code);
+    ``None``: the instruments' asset class decides (see the module docs).
     ``dividend_base``: see :mod:`mts1b_datalake.corporate_actions`.
     Raises UnknownUniverseError / UnknownSymbolError / UnknownFieldError naming the bad value,
     InvalidRangeError when ``start`` is after ``end``, EmptyRangeError when the range holds no
-    session or the universe has no member in it.
+    session or the universe has no member in it, MixedAssetClassError when ``calendar`` is
+    ``None`` and the instruments' classes trade on different calendars.
     """
     started = time.perf_counter()
     if adjust not in _ADJUST:
@@ -93,12 +109,14 @@ def build_panel(
     if lo > hi:
         raise InvalidRangeError(f"start {lo} is after end {hi}", field="start", value=str(lo),
                                 end=str(hi))
+    the_store = _store_of(store)
+    rule = resolve_universe(universe, universe_params)
+    if calendar is None:
+        calendar = default_calendar(rule, the_store, lo, hi)
     sessions = trading_days(calendar, lo, hi)
     if not len(sessions):
         raise EmptyRangeError(f"no {calendar} session between {lo} and {hi}", field="start",
                               value=str(lo), end=str(hi))
-    the_store = _store_of(store)
-    rule = resolve_universe(universe, universe_params)
     membership = rule.resolve(the_store, sessions, calendar=calendar)
     symbols = membership.symbols
     if not symbols or not membership.mask.any():
@@ -158,10 +176,29 @@ def build_panel(
             extra[f] = ret
     panel = UniversePanel(sessions, symbols, open=out["open"], high=out["high"], low=out["low"],
                           close=out["close"], volume=out["volume"], mask=membership.mask,
-                          extra=extra)
-    _log.debug("panel built", universe=rule.name, T=T, A=A,
+                          extra=extra, calendar=calendar,
+                          periods_per_year=periods_per_year(calendar))
+    _log.debug("panel built", universe=rule.name, T=T, A=A, calendar=calendar,
                seconds=round(time.perf_counter() - started, 4))
     return panel
+
+
+def default_calendar(rule: Universe, store: Store, start: Any, end: Any) -> str:
+    """The calendar of the instruments of ``rule`` by asset class (see the module docs).
+
+    A universe that states its classes (:meth:`Universe.asset_classes`: lists of symbols, the
+    built-in liquidity universes) decides without being resolved. Otherwise it is resolved
+    over every calendar day of ``[start, end]`` (the widest set of rows) and its members'
+    classes decide; no member at all gives the equity default. MixedAssetClassError when the
+    classes trade on different calendars.
+    """
+    classes = rule.asset_classes(store)
+    if classes is None:
+        days = trading_days("24/7", start, end)
+        found = rule.resolve(store, days, calendar="24/7")
+        held = np.flatnonzero(np.asarray(found.mask, dtype=bool).any(axis=0))
+        classes = classes_of(store, [found.symbols[int(i)] for i in held])
+    return calendar_for_asset_classes(classes, classes)
 
 
 def _scatter(table: pa.Table, sessions: np.ndarray, symbols: Sequence[str],
@@ -192,9 +229,8 @@ class PanelInfo(dict[str, Any]):
 
 def panel_info(universe: str | Sequence[str] | Universe, start: Any, end: Any, *,
                store: Store | str | Path | None = None, adjust: str = "back",
-               calendar: str = "XNYS", universe_params: Mapping[str, Any] | None = None) -> (
-    PanelInfo
-):
+               calendar: str | None = None,
+               universe_params: Mapping[str, Any] | None = None) -> PanelInfo:
     """Build the panel and describe it (used by ``mts mts1b-datalake panel info``)."""
     t0 = time.perf_counter()
     panel = build_panel(universe, start, end, adjust=adjust, store=store, calendar=calendar,
@@ -210,6 +246,6 @@ def panel_info(universe: str | Sequence[str] | Universe, start: Any, end: Any, *
         start=str(panel.dates[0]), end=str(panel.dates[-1]), sessions=T, symbols=A,
         members_min=int(members.min()), members_mean=round(float(members.mean()), 1),
         members_max=int(members.max()), coverage=round(float(have.mean()), 4),
-        member_days_without_bar=in_mask_missing, adjust=adjust,
-        seconds=round(seconds, 3),
+        member_days_without_bar=in_mask_missing, adjust=adjust, calendar=panel.calendar,
+        periods_per_year=panel.periods_per_year, seconds=round(seconds, 3),
     )

@@ -18,6 +18,10 @@ Built-in names (see :func:`registered_universes`):
 
 A list of symbols (``["SPY"]``, a universe of one) is a :class:`StaticUniverse`: members while
 listed. Register your own with :func:`register_universe`.
+
+A universe also says, when it can without being resolved, which asset classes it draws from
+(:meth:`Universe.asset_classes`): ``build_panel`` picks the panel's calendar from them (crypto
+``24/7``, FX ``24/5``, equities their exchange's) when the caller gives none.
 """
 
 from __future__ import annotations
@@ -81,6 +85,18 @@ def listing_mask(store: Store, symbols: Sequence[str], sessions: np.ndarray) -> 
     return (days >= first[None, :]) & (days <= last[None, :])
 
 
+def classes_of(store: Store, symbols: Sequence[str]) -> dict[str, list[str]]:
+    """``{asset class: [symbols]}`` for ``symbols`` as the store records them (a symbol it has
+    no class for counts as ``equity``, as the store fills it)."""
+    table = store.symbol_table()
+    known = dict(zip(table["symbol"].tolist(), table["asset_class"].tolist(), strict=True))
+    out: dict[str, list[str]] = {}
+    for s in symbols:
+        cls = known.get(s)
+        out.setdefault(cls if isinstance(cls, str) and cls else "equity", []).append(s)
+    return out
+
+
 def _day_or(value: Any, default: str) -> np.datetime64:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return np.datetime64(default, "D")
@@ -116,6 +132,14 @@ class Universe(abc.ABC):
     ):
         """Membership over ``sessions`` (sorted ``datetime64[D]``)."""
 
+    def asset_classes(self, store: Store) -> dict[str, list[str]] | None:
+        """``{asset class: [symbols]}`` of the instruments this universe can hold, when that is
+        known without resolving it (``build_panel`` picks the calendar from the classes;
+        symbols are examples for error messages and may be empty); ``None`` when unknown:
+        ``build_panel`` then resolves the universe on every calendar day and looks at the
+        members. Override it in a custom universe to spare that extra resolution."""
+        return None
+
     def members(self, date: Any, store: Store | None = None, *, calendar: str = "XNYS") -> (
         list[str]
     ):
@@ -149,6 +173,11 @@ class StaticUniverse(Universe):
             raise UnknownFieldError("a static universe needs at least one symbol",
                                     field="universe", value=[])
         self.name = name or ",".join(self.symbols[:5]) + ("..." if len(self.symbols) > 5 else "")
+
+    def asset_classes(self, store: Store) -> dict[str, list[str]] | None:
+        """The store's class of each symbol (UnknownSymbolError naming any it lacks)."""
+        store.require_symbols(self.symbols)
+        return classes_of(store, self.symbols)
 
     def resolve(self, store: Store, sessions: np.ndarray, *, calendar: str = "XNYS") -> (
         Membership
@@ -215,6 +244,12 @@ class TopLiquidityUniverse(Universe):
     def __repr__(self) -> str:
         return (f"TopLiquidityUniverse(name={self.name!r}, n={self.n}, lookback={self.lookback}, "
                 f"rebalance={self.rebalance!r})")
+
+    def asset_classes(self, store: Store) -> dict[str, list[str]] | None:
+        """The classes it selects from (``asset_class``), whatever the store holds."""
+        classes = [self.asset_class] if isinstance(self.asset_class, str) else list(
+            self.asset_class)
+        return {c: [] for c in classes}
 
     def resolve(self, store: Store, sessions: np.ndarray, *, calendar: str = "XNYS") -> (
         Membership
