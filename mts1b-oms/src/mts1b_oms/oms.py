@@ -1019,7 +1019,8 @@ def _unstorable_text(order: Order) -> str | None:
         for name, value in model.__dict__.items():
             texts = value.values() if isinstance(value, dict) else (value,)
             for text in texts:
-                if isinstance(text, str) and ("\x00" in text or not _encodable(text)):
+                if isinstance(text, str) and ("\x00" in text or (
+                        not text.isascii() and not _encodable(text))):
                     return prefix + name
     return None
 
