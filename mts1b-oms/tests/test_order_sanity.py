@@ -80,6 +80,17 @@ def test_a_json_registry_round_trips(tmp_path: Path) -> None:
     assert loaded["ESZ6"].max_quantity == D(20) and loaded["AAPL"].max_quantity is None
 
 
+def test_rebalance_orders_carry_the_registered_instruments() -> None:
+    from mts1b_foundation import TargetPortfolio
+    from mts1b_oms.rebalance import rebalance
+
+    target = TargetPortfolio(fund_id="f1", as_of=NOW, weights={"ESZ6": D("0.5")})
+    [o] = rebalance(target, fund_id="f1", positions={}, prices={"ESZ6": D(5000)},
+                    nav=D(1_000_000), instruments=REGISTRY.instruments())
+    assert o.instrument == ES and o.quantity == D(2)  # 500,000 / (5,000 x multiplier 50)
+    assert code(o, make_fund(), prices={"ESZ6": D(5000)}) is None  # no INSTRUMENT_MISMATCH
+
+
 def test_a_datalake_symbols_export_is_read_as_csv(tmp_path: Path) -> None:
     """The datalake's symbol table as exported from its DuckDB view: its descriptive columns
     are ignored, empty cells take the kind's defaults, Yahoo-style pairs are split."""

@@ -138,6 +138,11 @@ class InstrumentRegistry(Mapping[str, RegisteredInstrument]):
     def __repr__(self) -> str:
         return f"InstrumentRegistry({len(self)} instruments)"
 
+    def instruments(self) -> dict[str, Instrument]:
+        """Symbol -> registered instrument: what ``rebalance(instruments=...)`` takes, so the
+        orders it makes carry the registered instruments (and pass ``INSTRUMENT_MISMATCH``)."""
+        return {symbol: reg.instrument for symbol, reg in self._entries.items()}
+
     def to_json(self) -> str:
         """The registry in the JSON format :meth:`from_json` reads (``{"instruments": [...]}``)."""
         entries = []
