@@ -1,7 +1,9 @@
 import mts1b_foundation
 
 EXPECTED = {
-    "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STREAMS", "UNLIMITED", "AccountSnapshot", "Alert",
+    "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STATE_COMMAND_CONTEXT", "STREAMS", "UNLIMITED",
+    "AccountSnapshot", "Alert", "HaltTrading", "ReduceTrading", "ResumeTrading",
+    "SignedStateCommand", "state_command_bytes",
     "Allocation",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
     "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",

@@ -32,8 +32,10 @@ MODELS = wire_models()
 # Models that moved on since: their version and the versions they read (test_dead_letter.py,
 # test_risk_limits.py), and models born after version 1 (no v1 message exists).
 LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1, 2})),
-         "FundConfig": (3, frozenset({1, 2})), "OrderStatusQuery": (1, frozenset())}
-NEW = {"OrderStatusQuery"}
+         "FundConfig": (3, frozenset({1, 2})), "OrderStatusQuery": (1, frozenset()),
+         "HaltTrading": (1, frozenset()), "ReduceTrading": (1, frozenset()),
+         "ResumeTrading": (1, frozenset())}
+NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:

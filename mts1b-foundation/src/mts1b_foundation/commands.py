@@ -6,16 +6,18 @@ the *events* it causes are what is stored. Every reply says ``ok`` or gives a st
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime as dt
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from mts1b_foundation.enums import OrderStatus, ReplyCode
+from mts1b_foundation.enums import OrderStatus, ReplyCode, TradingState
 from mts1b_foundation.orders import _V1_GATE_CODES, Denial, Order, ReplaceRequest
 from mts1b_foundation.portfolio import TradingScope
 from mts1b_foundation.wire import (
     Context,
     Identifier,
+    ScopeId,
     UtcDatetime,
     VenueCode,
     VenueMessage,
@@ -23,13 +25,19 @@ from mts1b_foundation.wire import (
 )
 
 __all__ = [
+    "STATE_COMMAND_CONTEXT",
     "BrokerQuery",
     "CancelOrder",
     "CommandReply",
+    "HaltTrading",
     "OrderStatusQuery",
+    "ReduceTrading",
     "ReplaceOrder",
+    "ResumeTrading",
     "SetTradingState",
+    "SignedStateCommand",
     "SubmitOrder",
+    "state_command_bytes",
 ]
 
 
@@ -78,8 +86,121 @@ class ReplaceOrder(WireModel):
     replace: ReplaceRequest
 
 
+# Unsigned: the OMS uses it in-process (its drawdown gate, Oms.halt). On the bus its subject
+# mts.v1.oms.commands.state is refused UNAUTHORIZED - its actor is whatever the sender wrote,
+# so anyone who could publish could resume trading under any name; HaltTrading, ReduceTrading
+# and ResumeTrading are the signed commands. (The docstring is part of the JSON Schema: kept.)
 class SetTradingState(TradingScope):
     """Halt, reduce or resume trading for everything, one fund or one strategy."""
+
+
+# --- signed trading-state commands ----------------------------------------------------------
+
+STATE_COMMAND_CONTEXT = "mts1b.oms.state-command.v1"
+"""The first line of every signed state command's bytes (:func:`state_command_bytes`): a
+signature made for anything else - another protocol, a later version of this one - never
+verifies as a state command."""
+
+_Nonce = Annotated[str, Field(
+    pattern=r"^[0-9a-f]{32}$",
+    description="128 random bits as 32 lowercase hex digits, never used before by this key")]
+_Signature = Annotated[str, Field(
+    pattern=r"^[A-Za-z0-9+/]{86}==$",
+    description="The Ed25519 signature (64 bytes, standard base64) of state_command_bytes()")]
+
+
+_Reason = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00-\x1f\x7f]+$",
+                               description="Why, in one line of text (no control characters)")]
+
+
+def _timestamp_text(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def state_command_bytes(command: str, scope: str, scope_id: str, key_id: str, nonce: str,
+                        timestamp: dt.datetime, reason: str) -> bytes:
+    """The exact bytes a signed trading-state command's Ed25519 signature covers.
+
+    Eight fields, each rendered as text, joined by one LF (``\\n``, 0x0A), no trailing LF,
+    encoded as UTF-8::
+
+        mts1b.oms.state-command.v1      (STATE_COMMAND_CONTEXT)
+        halt | reduce | resume          (the command: the model's COMMAND, never a payload field)
+        global | fund | strategy        (scope)
+        <scope_id>                      ("*" for global)
+        <key_id>
+        <nonce>                         (32 lowercase hex digits)
+        <timestamp>                     (UTC: YYYY-MM-DDTHH:MM:SS.ffffffZ, 6 fraction digits)
+        <reason>                        (verbatim)
+
+    Why this shape: it is unambiguous without escaping - the models refuse a line break in every
+    field (the reason, last, cannot hold one either), so two different commands never give the
+    same bytes - and a client in any language can build it from the message it sends. Beside
+    the command, scope, nonce and timestamp, the key id and the reason are signed too, so
+    neither can be changed on the way without the signature failing.
+    """
+    return "\n".join((STATE_COMMAND_CONTEXT, command, scope, scope_id, key_id, nonce,
+                      _timestamp_text(timestamp), reason)).encode("utf-8")
+
+
+class _SignedStateCommand(WireModel):
+    """A trading-state command signed by a key the OMS has registered.
+
+    The command itself (halt, reduce, resume) is the model and its subject; the OMS records
+    the registered name of the key whose signature verifies as the actor - there is no actor
+    field to trust. ``timestamp`` must lie within the receiver's window (30 s by default) of its
+    clock and ``nonce`` must not have been used by the key before: a copied message is refused.
+    """
+
+    COMMAND: ClassVar[str]
+    STATE: ClassVar[TradingState]
+    SCHEMA_VERSION = 1
+
+    scope: Annotated[str, Field(pattern=r"^(global|fund|strategy)$")]
+    scope_id: ScopeId = "*"
+    reason: _Reason
+    key_id: Annotated[Identifier, Field(
+        description="The name under which the receiver registered the signing public key")]
+    nonce: _Nonce
+    timestamp: UtcDatetime
+    signature: _Signature
+
+    @model_validator(mode="after")
+    def _scope_id(self) -> Self:
+        if (self.scope == "global") != (self.scope_id == "*"):
+            raise ValueError("scope_id must be '*' exactly when scope is 'global'")
+        return self
+
+    def signing_bytes(self) -> bytes:
+        """What :attr:`signature` signs (:func:`state_command_bytes` of this command)."""
+        return state_command_bytes(self.COMMAND, self.scope, self.scope_id, self.key_id,
+                                   self.nonce, self.timestamp, self.reason)
+
+
+class HaltTrading(_SignedStateCommand):
+    """Stop new orders in a scope and cancel its working orders (HALTED). Role: operations."""
+
+    COMMAND = "halt"
+    STATE = TradingState.HALTED
+
+
+class ReduceTrading(_SignedStateCommand):
+    """Let only orders that reduce exposure through (REDUCING). Role: operations; from HALTED it
+    raises the scope's limits and takes risk."""
+
+    COMMAND = "reduce"
+    STATE = TradingState.REDUCING
+
+
+class ResumeTrading(_SignedStateCommand):
+    """Trade normally again (ACTIVE): the only way out of a halt. Role: risk."""
+
+    COMMAND = "resume"
+    STATE = TradingState.ACTIVE
+
+
+SignedStateCommand = HaltTrading | ReduceTrading | ResumeTrading
+"""Any of the three signed trading-state commands."""
 
 
 class BrokerQuery(WireModel):

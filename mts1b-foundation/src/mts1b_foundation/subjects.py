@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from mts1b_foundation.commands import (
     BrokerQuery,
     CancelOrder,
+    HaltTrading,
     OrderStatusQuery,
+    ReduceTrading,
     ReplaceOrder,
+    ResumeTrading,
     SetTradingState,
     SubmitOrder,
 )
@@ -105,7 +108,14 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.oms.commands.submit", SubmitOrder, "submit an order", stored=False),
     _spec("mts.v1.oms.commands.cancel", CancelOrder, "cancel an order", stored=False),
     _spec("mts.v1.oms.commands.replace", ReplaceOrder, "replace an order", stored=False),
-    _spec("mts.v1.oms.commands.state", SetTradingState, "halt/reduce/resume", stored=False),
+    _spec("mts.v1.oms.commands.halt", HaltTrading, "signed halt (role operations)",
+          stored=False),
+    _spec("mts.v1.oms.commands.reduce", ReduceTrading,
+          "signed REDUCING (role operations; risk from HALTED)", stored=False),
+    _spec("mts.v1.oms.commands.resume", ResumeTrading, "signed resume (role risk)",
+          stored=False),
+    _spec("mts.v1.oms.commands.state", SetTradingState,
+          "unsigned state change: always refused UNAUTHORIZED", stored=False),
     # brokers: commands per broker name, execution reports stored
     _spec("mts.v1.brokers.*.submit", SubmitOrder, "send an order to a broker", stored=False),
     _spec("mts.v1.brokers.*.cancel", CancelOrder, "cancel at a broker", stored=False),
