@@ -97,6 +97,8 @@ class RegisteredInstrument:
         field order; empty when they agree. A different kind is ``["asset_class"]``.
         Decimals compare by value (``0.010`` equals ``0.01``)."""
         mine = self.instrument
+        if given == mine:  # the usual case, one dict comparison; fields below only otherwise
+            return []
         if type(given) is not type(mine):
             return ["asset_class"]
         differ = []
