@@ -85,12 +85,10 @@ def _progress() -> Progress:
 
 
 def _universe_arg(text: str) -> Any:
-    """A registered name, or comma-separated symbols."""
-    from mts1b_datalake.universes import registered_universes
+    """A registered name, or comma-separated symbols (``universes.parse_universe``)."""
+    from mts1b_datalake.universes import parse_universe
 
-    if text in registered_universes() or ("," not in text and text.islower()):
-        return text
-    return [s.strip() for s in text.split(",") if s.strip()]
+    return parse_universe(text)
 
 
 def _columns(items: list[str] | None) -> dict[str, str]:

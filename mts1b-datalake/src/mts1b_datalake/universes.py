@@ -50,6 +50,7 @@ __all__ = [
     "StaticUniverse",
     "TopLiquidityUniverse",
     "Universe",
+    "parse_universe",
     "register_universe",
     "registered_universes",
     "resolve_universe",
@@ -360,6 +361,15 @@ def universe(name: str, **params: Any) -> Universe:
         shown = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
         built.name = f"{name}({shown})"
     return built
+
+
+def parse_universe(text: str) -> str | list[str]:
+    """A command line's universe argument: a registered name (or any lower-case word, so an
+    unknown name is reported as one), else comma-separated symbols (``"SPY"``,
+    ``"BTC-USD,ETH-USD"``). Both the datalake's and the backtester's commands read it so."""
+    if text in registered_universes() or ("," not in text and text.islower()):
+        return text
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def resolve_universe(spec: str | Sequence[str] | Universe,
