@@ -1,9 +1,10 @@
 """From a ``universe`` argument to a panel, and from a panel to the engine's price arrays.
 
-A universe is a :class:`~mts1b_foundation.UniversePanel` (used as given), a universe name the
-datalake knows (``"us-large-cap"``) or a list of symbols (both loaded with
-:func:`mts1b_datalake.build_panel`, with ``warmup_days`` of history before ``start`` so that
-factors have a look-back on the first trading day).
+A universe is a :class:`~mts1b_foundation.UniversePanel` (used as given) or anything
+:func:`mts1b_datalake.build_panel` takes: a universe name the datalake knows
+(``"us-large-cap"``), a ``universe("us-large-cap", n=50)`` object or a list of symbols, loaded
+with ``warmup_days`` of history before ``start`` so that factors have a look-back on the first
+trading day, on the calendar of the instruments' asset class unless one is given.
 
 :class:`MarketArrays` holds the host (numpy) arrays every run on a panel needs: execution and
 valuation prices, delisting rows, the universe mask, the impact model's inputs. They are built
@@ -20,12 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from mts1b_foundation import UniversePanel, to_day
+from mts1b_foundation import MtsError, UniversePanel, to_day
 
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.sim import forward_filled_close
 
-__all__ = ["FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays", "resolve_universe"]
+__all__ = ["FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays", "resolve_universe",
+           "universe_label"]
 
 Fill = Literal["next_open", "close", "next_close"]
 FILLS: tuple[str, ...] = ("next_open", "close", "next_close")
@@ -33,42 +35,79 @@ FILLS: tuple[str, ...] = ("next_open", "close", "next_close")
 FloatArray = npt.NDArray[np.float64]
 
 
+def _day(value: Any, name: str) -> np.datetime64:
+    """``value`` as a day, or a BacktestConfigError naming the argument and the value given."""
+    try:
+        return to_day(value)
+    except MtsError as exc:
+        raise BacktestConfigError(f"{name} is not a date: {value!r}", field=name,
+                                  value=repr(value)[:200]) from exc
+
+
+def universe_label(universe: Any) -> Any:
+    """How a run records its ``universe`` argument: the name, the universe object's name
+    (``"us-large-cap(n=50)"``), ``"panel"``, or the list of symbols."""
+    if isinstance(universe, str):
+        return universe
+    if isinstance(universe, UniversePanel):
+        return "panel"
+    name = getattr(universe, "name", None)
+    if isinstance(name, str):
+        return name
+    return list(universe) if isinstance(universe, Sequence) else repr(universe)[:200]
+
+
 def resolve_universe(universe: Any, start: Any = None, end: Any = None, *,
-                     warmup_days: int = 400, store: Any = None) -> tuple[UniversePanel, int]:
-    """``(panel, first trading row)`` for a universe name, symbol list or panel.
+                     warmup_days: int = 400, store: Any = None,
+                     calendar: str | None = None) -> tuple[UniversePanel, int]:
+    """``(panel, first trading row)`` for a panel, or for any universe the datalake's
+    ``build_panel`` takes (a name, a ``universe("us-large-cap", n=50)`` object, a list of
+    symbols): the datalake's own ``resolve_universe`` reads the form, so both accept the same.
 
     The panel ends at ``end`` (inclusive; default today) and starts ``warmup_days`` calendar
     days before ``start`` where the data allows; the first trading row is the first row dated
-    ``>= start``. ``start`` is required for a name or a symbol list, optional for a panel.
+    ``>= start``. ``start`` is required unless ``universe`` is a panel. ``calendar`` is passed
+    to ``build_panel`` (``None``: by asset class). Errors about the range name ``start`` and
+    ``end`` as given, not the warm-up-shifted dates the panel was asked for.
     """
+    lo = None if start is None else _day(start, "start")
+    hi = None if end is None else _day(end, "end")
+    if lo is not None and hi is not None and lo > hi:
+        raise BacktestConfigError(f"start {lo} is after end {hi}", field="start",
+                                  value=str(lo), end=str(hi))
     if isinstance(universe, UniversePanel):
-        panel = universe
-        if end is not None:
-            panel = panel.until(end)
-    elif isinstance(universe, str) or (
-            isinstance(universe, Sequence) and universe
-            and all(isinstance(s, str) for s in universe)):
-        from mts1b_datalake import build_panel  # layer 2: imported only when needed
+        panel = universe if hi is None else universe.until(hi)
+    else:
+        from mts1b_datalake import DatalakeError, EmptyRangeError, InvalidRangeError, build_panel
+        from mts1b_datalake.universes import resolve_universe as datalake_universe
 
-        if start is None:
+        try:  # the one reading of universe forms, shared with build_panel
+            rule = datalake_universe(universe)
+        except DatalakeError as exc:
+            raise BacktestConfigError(f"universe: {exc.message}", field="universe",
+                                      value=repr(universe)[:200]) from exc
+        if lo is None:
             raise BacktestConfigError("start is required when the universe is loaded from the "
                                       "datalake", field="start", value=None)
-        first = to_day(start).astype(dt.date) - dt.timedelta(days=warmup_days)
-        last = dt.datetime.now(dt.UTC).date() if end is None else end
-        uni = universe if isinstance(universe, str) else list(universe)
-        panel = build_panel(uni, first, last, store=store)
-    else:
-        raise BacktestConfigError(
-            "universe must be a UniversePanel, a universe name or a list of symbols; got "
-            f"{type(universe).__name__}", field="universe", value=repr(universe)[:200])
+        first = lo.astype(dt.date) - dt.timedelta(days=warmup_days)
+        last = dt.datetime.now(dt.UTC).date() if hi is None else hi.astype(dt.date)
+        try:
+            panel = build_panel(rule, first, last, store=store, calendar=calendar)
+        except (EmptyRangeError, InvalidRangeError) as exc:
+            raise BacktestConfigError(
+                f"no data for universe {rule.name!r} from start {lo} to end {hi or last} "
+                f"(loaded from {first}, {warmup_days} days of warm-up before start): "
+                f"{exc.message}", field=str(exc.context.get("field", "universe")),
+                value=str(exc.context.get("value")), start=str(lo),
+                end=str(hi or last)) from exc
     t_len, a_len = panel.shape
     if t_len == 0 or a_len == 0:
         raise BacktestConfigError(f"the universe is empty over the requested dates ({panel!r})",
                                   field="universe", value=repr(panel))
-    row0 = 0 if start is None else int(np.searchsorted(panel.dates, to_day(start), "left"))
+    row0 = 0 if lo is None else int(np.searchsorted(panel.dates, lo, "left"))
     if row0 >= t_len:
-        raise BacktestConfigError(f"start {start} is after the last date {panel.dates[-1]}",
-                                  field="start", value=str(start))
+        raise BacktestConfigError(f"start {lo} is after the last date {panel.dates[-1]}",
+                                  field="start", value=str(lo))
     return panel, row0
 
 
