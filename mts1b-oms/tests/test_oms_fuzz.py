@@ -1,0 +1,137 @@
+"""Fuzzing the submit path (issue #15): 0 internal errors, 0 hostile orders at the broker.
+
+Two ways in. Hypothesis builds Order-like inputs - orders made without validation
+(``model_construct``) from a mix of sane and hostile values - and gives them straight to
+``Oms.submit`` (in memory, a fund with the default RiskEnvelope, the recording broker). Then
+5,000 fuzzed messages go over NATS to the running service's submit subject, with the generator
+and the checks of ``bench/oms_fuzz.py`` (loaded from the repository, so that CI and the
+100,000-message benchmark fuzz the same way; its figures are in ``bench/RESULTS.md``).
+``MTS_FUZZ_SEED`` replays a seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mts1b_foundation import CommandReply, Order, ReplyCode
+from mts1b_oms.memstore import InMemoryStore
+from mts1b_oms.oms import Oms
+from mts1b_oms.testing import RecordingBroker
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "oms_fuzz.py"
+MESSAGES = 5000
+
+
+def _fuzz_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_oms_fuzz", BENCH)
+    assert spec is not None and spec.loader is not None, BENCH
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+FUZZ = _fuzz_module()
+SYMBOLS = [*FUZZ.PRICES, "ZZZZ", "BRK.A", "aapl", "../etc/passwd", "A" * 300]
+HOSTILE_NUMBERS = ["1E+308", "1E+100", "9" * 40, "1e999999", "1E-40", "١٢٣", "NaN", "-5",
+                   "0", "999999999999999", "1000001", "0.5", "0.00001", 1.5, True, None]
+
+
+def _number(name: str) -> st.SearchStrategy[Any]:
+    """Sane decimals near the registry's grids and the limits, or hostile values."""
+    sane = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(2_000_000), places=4,
+                       allow_nan=False, allow_infinity=False)
+    if name != "quantity":
+        sane = st.sampled_from(list(FUZZ.PRICES.values())).flatmap(
+            lambda ref: st.integers(-800, 800).map(lambda bp: ref * (1 + Decimal(bp) / 10_000)))
+    return st.one_of(sane, st.integers(1, 3).map(Decimal), st.sampled_from(HOSTILE_NUMBERS))
+
+
+@st.composite
+def order_like(draw: st.DrawFn) -> Order:
+    symbol = draw(st.sampled_from(SYMBOLS))
+    registered = symbol in FUZZ.PRICES
+    instrument: Any = (FUZZ.registry()[symbol].instrument if registered
+                       else FUZZ.registry()["AAPL"].instrument)
+    if draw(st.booleans()):  # the instrument as the client dresses it
+        change = draw(st.sampled_from(["symbol", "lot_size", "tick_size", "min_quantity",
+                                       "currency", "sector", "keep", "keep"]))
+        value = {"symbol": symbol, "lot_size": draw(_number("quantity")),
+                 "tick_size": draw(_number("quantity")),
+                 "min_quantity": draw(_number("quantity")), "currency": "EUR",
+                 "sector": draw(st.sampled_from(["Tech", "a\x00b", "\ud800"]))}.get(change)
+        if change != "keep":
+            instrument = instrument.model_construct(**{**instrument.__dict__, change: value})
+    elif not registered:
+        instrument = instrument.model_construct(**{**instrument.__dict__, "symbol": symbol})
+    order_type = draw(st.sampled_from(["market", "limit", "stop", "stop_limit", "bogus"]))
+    fields: dict[str, Any] = {
+        "idempotency_key": f"k{draw(st.integers(0, 6))}",
+        "fund_id": draw(st.sampled_from([FUZZ.FUND_ID, FUZZ.FUND_ID, "other", None, ["x"]])),
+        "strategy_id": draw(st.sampled_from(["s1", "s2", "", None])),
+        "instrument": instrument,
+        "side": draw(st.sampled_from(["buy", "sell", "short", None])),
+        "quantity": draw(_number("quantity")),
+        "order_type": order_type,
+        "limit_price": draw(_number("limit_price")) if order_type in {"limit", "stop_limit"}
+        else None,
+        "stop_price": draw(_number("stop_price")) if order_type in {"stop", "stop_limit"}
+        else None,
+        "order_id": draw(st.sampled_from([None, None, None, "ord-mine"])),
+        "tags": draw(st.sampled_from([{}, {"a": 1}, {"f": 1.5}, None])),
+    }
+    return Order.model_construct(**fields)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(order_like(), min_size=1, max_size=12))
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+def test_order_like_inputs_straight_into_submit(orders: list[Order]) -> None:
+    """Every answer is a coded reply, none ``INTERNAL_ERROR``, nothing raises, and every
+    order that reached the broker is sane by the benchmark's independent check."""
+
+    async def scenario() -> tuple[list[CommandReply], RecordingBroker]:
+        broker = RecordingBroker()
+        oms = Oms(InMemoryStore(), broker, [FUZZ.fund()], instruments=FUZZ.registry(),
+                  sweep_poll_seconds=None)
+        for symbol, price in FUZZ.PRICES.items():
+            oms.set_price(symbol, price)
+        await oms.start()
+        try:
+            replies = [await oms.submit(o) for o in orders]
+        finally:
+            await oms.stop()
+        return replies, broker
+
+    replies, broker = asyncio.run(scenario())
+    for reply in replies:
+        assert isinstance(reply, CommandReply)
+        assert reply.ok or reply.code not in {None, ReplyCode.INTERNAL_ERROR}, reply
+    sent = list(broker.orders.values())
+    assert [r for o in sent for r in FUZZ.hostile(o)] == []
+    assert FUZZ.position_breaches(sent) == []
+
+
+@pytest.mark.integration
+async def test_fuzzed_messages_over_nats_are_all_coded_and_none_hostile_reaches_the_broker(
+        ) -> None:
+    seed = int(os.environ.get("MTS_FUZZ_SEED", "15"))
+    try:
+        report = await FUZZ.run(MESSAGES, seed, timeout=60)
+    except OSError as exc:  # pragma: no cover - no server to fuzz
+        pytest.skip(f"NATS or PostgreSQL not reachable: {exc}")
+    summary = "\n".join([f"seed {seed}", *report.lines()])
+    assert report.internal_errors == 0, summary
+    assert report.hostile_at_venue == 0, summary
+    assert report.problems == [], summary
+    assert report.accepted > 0 and report.at_venue == report.accepted, summary
