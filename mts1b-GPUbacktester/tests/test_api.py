@@ -13,6 +13,7 @@ def test_public_names_are_pinned() -> None:
         "BacktestError",
         "BacktestResult",
         "LadderResult",
+        "RunSpec",
         "WalkForwardResult",
         "__version__",
         "cupy_status",

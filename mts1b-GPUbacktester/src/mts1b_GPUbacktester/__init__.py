@@ -9,6 +9,14 @@
 >>> result.sharpe, result.cagr, result.max_drawdown                  # doctest: +SKIP
 >>> result.report("tearsheet.html")                                  # doctest: +SKIP
 
+How a run trades (fill, rebalance, ``trade_on``/``band``, costs, calendar, ...) is one frozen
+:class:`RunSpec`; the functions build it from their keyword arguments or take ``spec=``:
+
+>>> from mts1b_GPUbacktester import RunSpec                          # doctest: +SKIP
+>>> spec = RunSpec(rebal="weekly", trade_on="signal_change", cost_bps=5)  # doctest: +SKIP
+>>> run_single(factor="f_sma_cross", universe=["SPY"], start="2015-01-01",
+...            spec=spec)                                            # doctest: +SKIP
+
 The names below are imported lazily, on first attribute access (as ``mts1b_platform`` does), so
 ``import mts1b_GPUbacktester`` costs next to nothing: the CLI's ``--help``, a process that only
 reads ``__version__`` or a ladder worker never pays for modules it does not use. The modules
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
         sma_cross_ladder,
     )
     from mts1b_GPUbacktester.result import BacktestResult
+    from mts1b_GPUbacktester.spec import RunSpec
     from mts1b_GPUbacktester.walkforward import WalkForwardResult, run_walk_forward
 
 #: public name -> the submodule that defines it
@@ -54,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "run_ladder": "ladder",
     "sma_cross_ladder": "ladder",
     "BacktestResult": "result",
+    "RunSpec": "spec",
     "WalkForwardResult": "walkforward",
     "run_walk_forward": "walkforward",
 }
@@ -65,6 +75,7 @@ __all__ = [
     "BacktestError",
     "BacktestResult",
     "LadderResult",
+    "RunSpec",
     "WalkForwardResult",
     "__version__",
     "cupy_status",

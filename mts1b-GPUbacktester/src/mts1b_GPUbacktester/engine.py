@@ -5,6 +5,13 @@ weights (quantkit ``sizing.size``) -> the engine (:func:`mts1b_GPUbacktester.sim
 the compiled CPU engine by default, the reference engine on numpy or cupy when asked for) ->
 :class:`~mts1b_GPUbacktester.result.BacktestResult`.
 
+How the run trades is one :class:`~mts1b_GPUbacktester.spec.RunSpec`: ``run_single`` and
+``run_weights`` build it from their keyword arguments (the migration guide's
+``rebal=..., sizing=..., cost_bps=...``), or take ``spec=`` (keyword arguments then override its
+fields). A keyword that is neither an argument nor a setting is a
+:class:`~mts1b_GPUbacktester.errors.BacktestConfigError` listing the accepted ones. The result
+keeps the spec (``result.spec``) and the periods per year its metrics annualise with.
+
 Trading rule (``trade_on=``, ``band=``), evaluated on the ``rebal`` dates:
 
 ``trade_on="schedule"`` (default)
@@ -32,8 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -41,18 +47,18 @@ from mts1b_foundation import UniversePanel, to_day
 from mts1b_platform.logging import get_logger
 
 from mts1b_GPUbacktester.backend import Backend, resolve_backend
-from mts1b_GPUbacktester.data import MarketArrays, check_fill, market_arrays, resolve_universe
+from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe, universe_label
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.result import BacktestResult
-from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
+from mts1b_GPUbacktester.schedule import rebalance_rows
 from mts1b_GPUbacktester.sim import (
     CostModel,
     FillLedger,
     SimInputs,
     SimOutput,
-    check_trade_rule,
     simulate,
 )
+from mts1b_GPUbacktester.spec import DEFAULT_SIZING, RunSettings, RunSpec
 
 __all__ = [
     "DEFAULT_SIZING",
@@ -76,94 +82,16 @@ def _is_pandas(obj: Any, kind: str) -> bool:
     return pd is not None and isinstance(obj, getattr(pd, kind))
 
 
-#: the seeds' sizing: long the assets with a positive score, equal weights, fully invested
-DEFAULT_SIZING: dict[str, Any] = {"method": "equal_weight_long", "gross": 1.0}
-
-
-@dataclass(frozen=True)
-class _Slippage:
-    bps: float = 0.0
-    impact_k: float = 0.0
-    window: int | None = None
-
-
-def _parse_slippage(slippage: SlippageSpec) -> _Slippage:
-    """``None`` | bps as a number | ``{"model": "fixed", "bps": 5}`` |
-    ``{"model": "sqrt", "k": 1.0, "window": 20, "bps": 0}``."""
-    if slippage is None:
-        return _Slippage()
-    if isinstance(slippage, int | float):
-        return _Slippage(bps=float(slippage))
-    if isinstance(slippage, Mapping):
-        model = slippage.get("model", "fixed")
-        unknown = set(slippage) - {"model", "bps", "k", "window"}
-        if unknown:
-            raise BacktestConfigError(f"unknown slippage keys {sorted(unknown)}",
-                                      field="slippage", value=dict(slippage))
-        if model == "fixed":
-            return _Slippage(bps=float(slippage.get("bps", 0.0)))
-        if model == "sqrt":
-            return _Slippage(bps=float(slippage.get("bps", 0.0)),
-                             impact_k=float(slippage.get("k", 1.0)),
-                             window=int(slippage.get("window", 20)))
-        raise BacktestConfigError(f"slippage model must be 'fixed' or 'sqrt'; got {model!r}",
-                                  field="slippage", value=model)
-    raise BacktestConfigError(f"slippage must be None, a number of bps or a dict; got "
-                              f"{slippage!r}", field="slippage", value=repr(slippage))
-
-
-def _per_asset(value: float | Mapping[str, float] | Sequence[float] | None,
-               symbols: Sequence[str], name: str) -> float | FloatArray:
-    if value is None:
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, Mapping):
-        unknown = set(value) - set(symbols)
-        if unknown:
-            raise BacktestConfigError(f"{name} names symbols outside the universe: "
-                                      f"{sorted(unknown)}", field=name, value=sorted(unknown))
-        return np.array([float(value.get(s, 0.0)) for s in symbols])
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape != (len(symbols),):
-        raise BacktestConfigError(f"{name} must be a scalar, a {{symbol: rate}} dict or "
-                                  f"{len(symbols)} rates; got shape {arr.shape}",
-                                  field=name, value=arr.shape)
-    return arr
-
-
-def _check_participation(participation: float | None) -> None:
-    if participation is not None and not 0 < participation <= 1:
-        raise BacktestConfigError(f"participation must be in (0, 1]; got {participation}",
-                                  field="participation", value=participation)
-
-
-def _check_args(fill: str, rebal: RebalanceSpec, slippage: SlippageSpec,
-                participation: float | None, trade_on: Any = "schedule",
-                band: Any = 0.0) -> None:
-    """The argument checks that need no data, so a typo fails before a panel is loaded.
-
-    Each raises :class:`BacktestConfigError` naming the argument and the value."""
-    check_fill(fill)
-    check_trade_rule(trade_on, band)
-    _parse_slippage(slippage)
-    _check_participation(participation)
-    if isinstance(rebal, str):
-        rebalance_rows(np.array([], dtype="datetime64[D]"), rebal)
-
-
 def cost_model(symbols: Sequence[str], *, cost_bps: float | Mapping[str, float] = 10.0,
                slippage: SlippageSpec = None, participation: float | None = None,
-               borrow_rate: float | Mapping[str, float] | None = None
-               ) -> tuple[CostModel, int | None]:
-    """The engine's :class:`CostModel` from run arguments, and the impact window (or None)."""
-    slip = _parse_slippage(slippage)
-    _check_participation(participation)
-    comm = _per_asset(cost_bps, symbols, "cost_bps")
-    model = CostModel(commission=np.asarray(comm) / 1e4, slippage=slip.bps / 1e4,
-                      impact_k=slip.impact_k, participation=participation,
-                      borrow=_per_asset(borrow_rate, symbols, "borrow_rate"))
-    return model, slip.window
+               borrow_rate: float | Mapping[str, float] | None = None,
+               periods_per_year: float = 252.0) -> tuple[CostModel, int | None]:
+    """The engine's :class:`CostModel` from cost settings, and the impact window (or None):
+    :meth:`RunSpec.cost_model <mts1b_GPUbacktester.spec.RunSpec.cost_model>` of a spec with
+    these settings (validated there; the one place bps become rates)."""
+    spec = RunSpec(cost_bps=cost_bps, slippage=slippage, participation=participation,
+                   borrow_rate=borrow_rate)
+    return spec.cost_model(symbols, periods_per_year=periods_per_year)
 
 
 def compute_targets(panel: UniversePanel, factor: Callable[..., Any] | str,
@@ -255,78 +183,66 @@ def _benchmark(benchmark: Any, panel: UniversePanel, market: MarketArrays, row0:
     return r, name
 
 
+#: ``run_weights``' own arguments (beside the settings of a RunSpec)
+_RUN_WEIGHTS_ARGS = ("panel", "targets", "row0", "store", "config")
+#: ``run_single``'s own arguments (beside the settings of a RunSpec)
+_RUN_SINGLE_ARGS = ("factor", "params", "universe", "start", "end", "weights", "store")
+
+
 def run_weights(panel: UniversePanel, targets: FloatArray, *, row0: int = 0,
-                rebal: RebalanceSpec = "daily", fill: str = "next_open",
-                cost_bps: float | Mapping[str, float] = 10.0, slippage: SlippageSpec = None,
-                participation: float | None = None,
-                borrow_rate: float | Mapping[str, float] | None = None,
-                initial_nav: float = 100_000.0, backend: str | Backend = "auto",
-                benchmark: Any = None, store: Any = None,
-                config: Mapping[str, Any] | None = None, trade_on: str = "schedule",
-                band: float = 0.0) -> BacktestResult:
+                spec: RunSpec | None = None, store: Any = None,
+                config: Mapping[str, Any] | None = None,
+                **settings: Unpack[RunSettings]) -> BacktestResult:
     """Backtest given ``(T, A)`` target weights (one row per decision date) on ``panel``.
 
-    This is :func:`run_single` without the factor and sizing steps; the arguments mean the
-    same. Rows before ``row0`` are history only: trading starts at ``row0``.
+    This is :func:`run_single` without the factor and sizing steps; the settings mean the
+    same (``spec=`` and/or keyword arguments: ``rebal``, ``fill``, ``cost_bps``,
+    ``trade_on``...). Rows before ``row0`` are history only: trading starts at ``row0``.
+    ``config``: extra entries for ``result.config``. NaN targets mean weight 0.
     """
-    check_trade_rule(trade_on, band)
+    run = RunSpec.build(spec, settings, where="run_weights", also=_RUN_WEIGHTS_ARGS)
     targets = np.asarray(targets, dtype=np.float64)
     if targets.shape != panel.shape:
         raise BacktestConfigError(f"targets have shape {targets.shape}; the panel is "
                                   f"{panel.shape}", field="targets", value=targets.shape)
-    costs, market = _costs_and_market(panel, fill, cost_bps=cost_bps, slippage=slippage,
-                                      participation=participation, borrow_rate=borrow_rate)
-    return _backtest(panel, targets, market, costs, row0=row0, rebal=rebal,
-                     initial_nav=initial_nav, backend=backend, benchmark=benchmark, store=store,
-                     trade_on=trade_on, band=band,
-                     config={"rebal": rebal if isinstance(rebal, str) else "custom",
-                             "trade_on": trade_on, "band": band,
-                             "fill": fill, "cost_bps": cost_bps, "slippage": slippage,
-                             "participation": participation, "borrow_rate": borrow_rate,
-                             "initial_nav": initial_nav, **dict(config or {})})
-
-
-def _costs_and_market(panel: UniversePanel, fill: str, *,
-                      cost_bps: float | Mapping[str, float], slippage: SlippageSpec,
-                      participation: float | None,
-                      borrow_rate: float | Mapping[str, float] | None
-                      ) -> tuple[CostModel, MarketArrays]:
-    """A run's cost model and the panel's engine arrays (built once: ``run_single`` sizes its
-    targets with ``market.returns`` and hands the same arrays to the engine)."""
-    costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
-                                      participation=participation, borrow_rate=borrow_rate)
-    return costs, market_arrays(panel, fill, impact_window=impact_window)
+    ppy = run.periods_per_year_for(panel)
+    costs, impact_window = run.cost_model(panel.symbols, periods_per_year=ppy[0])
+    market = market_arrays(panel, run.fill, impact_window=impact_window)
+    return _backtest(panel, targets, market, costs, run, row0=row0, store=store,
+                     periods_per_year=ppy, config=dict(config or {}))
 
 
 def _backtest(panel: UniversePanel, targets: FloatArray, market: MarketArrays,
-              costs: CostModel, *, row0: int, rebal: RebalanceSpec, initial_nav: float,
-              backend: str | Backend, benchmark: Any, store: Any,
-              config: dict[str, Any], trade_on: str = "schedule",
-              band: float = 0.0) -> BacktestResult:
-    """Simulate ``targets`` and assemble the :class:`BacktestResult` (``config`` is recorded
-    as given)."""
-    be = backend if isinstance(backend, Backend) else resolve_backend(
-        backend, cells=panel.shape[0] * panel.shape[1])
-    rebalance = rebalance_rows(panel.dates, rebal, start=row0)
-    out = _simulate(be, market, targets[None], rebalance, costs, row0, initial_nav,
-                    record_weights=True, record_fills=True, trade_on=trade_on, band=band)
+              costs: CostModel, spec: RunSpec, *, row0: int, store: Any,
+              periods_per_year: tuple[float, str], config: dict[str, Any],
+              backend: Backend | None = None) -> BacktestResult:
+    """Simulate ``targets`` under ``spec`` and assemble the :class:`BacktestResult`:
+    ``result.config`` is the spec's settings as plain values, then ``config``;
+    ``periods_per_year`` is ``(value, where it came from)``."""
+    be = backend or resolve_backend(spec.backend, cells=panel.shape[0] * panel.shape[1])
+    rebalance = rebalance_rows(panel.dates, spec.rebal, start=row0)
+    out = _simulate(be, market, targets[None], rebalance, costs, row0, spec.initial_nav,
+                    record_weights=True, record_fills=True, trade_on=spec.trade_on,
+                    band=spec.band)
     _log.debug("backtest simulated", dates=panel.shape[0] - row0, assets=panel.shape[1],
-               fill=market.fill, backend=be.name, backend_reason=be.reason)
-    bench, bench_name = _benchmark(benchmark, panel, market, row0, store)
+               fill=market.fill, backend=be.name, backend_reason=be.reason,
+               periods_per_year=periods_per_year[0])
+    bench, bench_name = _benchmark(spec.benchmark, panel, market, row0, store)
     nav = be.to_numpy(out.nav)[0, row0:]
     # fill rows counted from the first trading day, like every other record
     if out.fills is None:  # pragma: no cover - _simulate was asked to record them
         raise RuntimeError("the engine returned no fill ledger")
     fills: FillLedger = out.fills.shifted(row0)
     return BacktestResult(
-        dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=initial_nav,
+        dates=panel.dates[row0:], symbols=panel.symbols, nav=nav, initial_nav=spec.initial_nav,
         weights=be.to_numpy(out.weights)[0, row0:], target_weights=targets[row0:],
         asset_returns=market.returns[row0:], fills=fills,
         commission=be.to_numpy(out.commission)[0, row0:],
         slippage=be.to_numpy(out.slippage)[0, row0:],
         borrow=be.to_numpy(out.borrow)[0, row0:], traded=be.to_numpy(out.traded)[0, row0:],
         benchmark_returns=bench, benchmark_name=bench_name, backend=be.describe(),
-        config=config,
+        config={**spec.to_dict(), **config}, spec=spec, periods_per_year=periods_per_year[0],
+        periods_per_year_source=periods_per_year[1], calendar=panel.calendar or spec.calendar,
     )
 
 
@@ -368,14 +284,8 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
 def run_single(factor: Callable[..., Any] | str | None = None,
                params: Mapping[str, Any] | None = None,
                universe: Any = None, start: Any = None, end: Any = None, *,
-               rebal: RebalanceSpec = "daily", sizing: Mapping[str, Any] | None = None,
-               cost_bps: float | Mapping[str, float] = 10.0, fill: str = "next_open",
-               slippage: SlippageSpec = None, participation: float | None = None,
-               borrow_rate: float | Mapping[str, float] | None = None,
-               initial_nav: float = 100_000.0, backend: str = "auto",
-               lookahead_check: bool = False, benchmark: Any = None,
-               weights: Any = None, store: Any = None, warmup_days: int = 400,
-               trade_on: str = "schedule", band: float = 0.0) -> BacktestResult:
+               weights: Any = None, store: Any = None, spec: RunSpec | None = None,
+               **settings: Unpack[RunSettings]) -> BacktestResult:
     """Backtest one factor with one parameter set on one universe.
 
     Parameters
@@ -383,87 +293,103 @@ def run_single(factor: Callable[..., Any] | str | None = None,
     factor, params:
         a factor function or registered name (``mts1b_quantkit.factors.get("f_sma_cross")``)
         and its parameters. Alternatively ``weights=``: ``(T, A)`` target weights (array or
-        DataFrame aligned with the panel) and no factor.
+        DataFrame aligned with the panel; NaN means 0) and no factor.
     universe, start, end:
-        a universe name the datalake provides (``"us-large-cap"``), a list of symbols or a
-        :class:`~mts1b_foundation.UniversePanel`; trading runs from the first trading day
+        anything ``mts1b_datalake.build_panel`` takes (a universe name such as
+        ``"us-large-cap"``, a ``universe("us-large-cap", n=50)`` object, a list of symbols),
+        or a :class:`~mts1b_foundation.UniversePanel`; trading runs from the first row
         ``>= start`` to ``end``. Factors see ``warmup_days`` of history before ``start``.
-    rebal:
+    store:
+        the datalake store to load from (default: the default store).
+    spec:
+        a :class:`~mts1b_GPUbacktester.spec.RunSpec`; keyword settings below override its
+        fields.
+
+    Settings (keyword arguments, or the fields of ``spec``; see
+    :class:`~mts1b_GPUbacktester.spec.RunSpec`):
+
+    ``rebal``
         ``"daily" | "weekly" | "monthly"`` or a sequence of rebalance dates: when targets are
         read.
-    trade_on:
+    ``trade_on``
         ``"schedule"`` (default): on each rebalance date every asset is traded back to its
         target. ``"signal_change"``: an asset is traded only when its target changes and
         otherwise drifts (hold until the signal changes, as backtrader and vectorbt's
         ``from_signals``).
-    band:
+    ``band``
         absolute weight drift (e.g. ``0.02``): with ``"schedule"``, only assets whose weight
         is more than ``band`` from the target are traded; with ``"signal_change"``, such
         assets are traded too. ``0`` (default): no band.
-    sizing:
+    ``sizing``
         a :func:`mts1b_quantkit.sizing.size` spec (default
         ``{"method": "equal_weight_long", "gross": 1.0}``).
-    cost_bps:
+    ``cost_bps``
         commission per unit traded, in basis points (scalar or ``{symbol: bps}``).
-    fill:
+    ``fill``
         ``"next_open"`` (default), ``"close"`` or ``"next_close"`` (see the module docs).
-    slippage:
+    ``slippage``
         basis points (fixed), or ``{"model": "sqrt", "k": 1.0, "window": 20}``: the price moves
         ``k * sigma * sqrt(shares / ADV)`` against the trade (sigma and ADV over the previous
         ``window`` days).
-    participation:
+    ``participation``
         cap on each fill as a fraction of the bar's volume; the unfilled rest carries over.
-    borrow_rate:
-        annual borrow cost on short market value (scalar or ``{symbol: rate}``).
-    initial_nav:
+    ``borrow_rate``
+        annual borrow cost on short market value (scalar or ``{symbol: rate}``), accrued per
+        row at ``rate / periods_per_year``.
+    ``initial_nav``
         starting cash.
-    backend:
+    ``backend``
         ``"auto" | "numba" | "numpy" | "cupy"``: ``"numba"`` is the compiled CPU engine and
         what ``"auto"`` picks (unless a GPU measurement in ``bench/RESULTS.md`` showed cupy
         faster at the run's size); ``"numpy"`` the reference engine; ``"cupy"`` the reference
         engine on a GPU. The result's ``backend`` says which ran and why.
-    lookahead_check:
+    ``calendar``
+        the panel's calendar when it is loaded from the datalake (default: by the instruments'
+        asset class: equities ``XNYS``, FX ``24/5``, crypto ``24/7``).
+    ``periods_per_year``
+        rows per year for annualising metrics and accruing borrow (default: the panel's,
+        from its calendar: 252, 260 or 365; 252 for a panel that states none).
+    ``lookahead_check``
         run quantkit's look-ahead guard on the factor first and refuse a factor that peeks.
-    benchmark:
+    ``benchmark``
         ``None`` (the universe's equal-weight return), a symbol, a pandas Series of prices, or
         ``False`` for none.
+    ``warmup_days``
+        calendar days of history before ``start`` (default 400).
+
+    Any other keyword is a :class:`~mts1b_GPUbacktester.errors.BacktestConfigError` that lists
+    the accepted ones (the closest first). Dates in range errors are the ones given here.
 
     Honest data: no trade fills on a NaN price (the order waits); an asset that leaves the
     universe is sold; an asset whose prices stop before the end (delisted) is closed at its
     last close.
     """
+    run = RunSpec.build(spec, settings, where="run_single", also=_RUN_SINGLE_ARGS)  # no data yet
     if universe is None:
         raise BacktestConfigError("universe is required", field="universe", value=None)
-    _check_args(fill, rebal, slippage, participation, trade_on, band)  # before any data
-    panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
-    costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
-                                      participation=participation, borrow_rate=borrow_rate)
     if weights is not None and factor is not None:
         raise BacktestConfigError("give either factor or weights, not both",
                                   field="weights", value="both")
     if weights is None and factor is None:
         raise BacktestConfigError("factor (or weights) is required", field="factor",
                                   value=None)
+    panel, row0 = resolve_universe(universe, start, end, warmup_days=run.warmup_days,
+                                   store=store, calendar=run.calendar)
+    ppy = run.periods_per_year_for(panel)
+    costs, impact_window = run.cost_model(panel.symbols, periods_per_year=ppy[0])
     # The factor runs first, while no other (T, A) array of the run exists: its temporaries
     # are the largest of the run. Its scores are held in a list so that size_targets holds
     # the last reference and drops it before building the targets.
     scores = [] if factor is None else [_factor_scores(panel, factor, params,
-                                                       lookahead_check=lookahead_check)]
-    market = market_arrays(panel, fill, impact_window=impact_window)
+                                                       lookahead_check=run.lookahead_check)]
+    market = market_arrays(panel, run.fill, impact_window=impact_window)
     targets = (_align_weights(weights, panel) if factor is None
-               else size_targets(panel, scores.pop(), sizing, market.returns))
+               else size_targets(panel, scores.pop(), run.sizing, market.returns))
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
     return _backtest(
-        panel, targets, market, costs, row0=row0, rebal=rebal, initial_nav=initial_nav,
-        backend=backend, benchmark=benchmark, store=store, trade_on=trade_on, band=band,
-        config={"rebal": rebal if isinstance(rebal, str) else "custom",
-                "trade_on": trade_on, "band": band, "fill": fill,
-                "cost_bps": cost_bps, "slippage": slippage, "participation": participation,
-                "borrow_rate": borrow_rate, "initial_nav": initial_nav, "factor": name,
-                "params": dict(params or {}),
-                "sizing": dict(DEFAULT_SIZING if sizing is None else sizing),
-                "universe": universe if isinstance(universe, str) else (
-                    "panel" if isinstance(universe, UniversePanel) else list(universe)),
+        panel, targets, market, costs, run, row0=row0, store=store, periods_per_year=ppy,
+        config={"factor": name, "params": dict(params or {}),
+                "universe": universe_label(universe),
                 "start": None if start is None else str(to_day(start)),
                 "end": None if end is None else str(to_day(end))},
     )

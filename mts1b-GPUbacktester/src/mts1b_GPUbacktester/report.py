@@ -1,8 +1,12 @@
 """The tearsheet: one self-contained HTML file (inline SVG and CSS, no script, no network).
 
 Panels: headline metric cards; equity vs benchmark; drawdown; monthly returns heatmap; rolling
-Sharpe; exposure; turnover; cost breakdown; run configuration. Every number comes from the
-result (and so from :mod:`mts1b_quantkit.metrics`); this module only draws.
+Sharpe; exposure; turnover; cost breakdown; the run's settings (its
+:class:`~mts1b_GPUbacktester.spec.RunSpec`, with the calendar and periods per year the numbers
+are annualised with). Every number comes from the result (and so from
+:mod:`mts1b_quantkit.metrics`); this module only draws. The rolling Sharpe covers half a year
+of the panel's rows (126 for 252 periods a year, 182 for a 365-day crypto calendar) and is
+annualised with the run's periods per year.
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ COLORS = {"strategy": "#1f6feb", "benchmark": "#8b949e", "dd": "#d1242f", "gross
 MAX_POINTS = 1200
 
 
-def rolling_sharpe(returns: pd.Series, window: int = 126) -> pd.Series:
-    """Sharpe ratio of each trailing ``window``-day slice (NaN until the window is full),
-    computed by :func:`mts1b_quantkit.metrics.sharpe` on all slices at once."""
+def rolling_sharpe(returns: pd.Series, window: int = 126, *,
+                   periods_per_year: float = 252) -> pd.Series:
+    """Sharpe ratio of each trailing ``window``-row slice (NaN until the window is full),
+    annualised with ``periods_per_year``, computed by :func:`mts1b_quantkit.metrics.sharpe` on
+    all slices at once."""
     r = returns.to_numpy(dtype=np.float64)
     out = np.full(r.shape, np.nan)
     if r.size >= window > 1:
         slices = np.lib.stride_tricks.sliding_window_view(r, window)  # (n, window)
-        out[window - 1:] = np.asarray(qm.sharpe(slices.T), dtype=np.float64)
+        out[window - 1:] = np.asarray(qm.sharpe(slices.T, periods_per_year=periods_per_year),
+                                      dtype=np.float64)
     return pd.Series(out, index=returns.index, name="rolling_sharpe")
 
 
@@ -240,6 +247,18 @@ footer{color:#8c959f;font-size:12px;text-align:center;margin:8px 0 24px}
 """
 
 
+def _plain_text(value: Any) -> str:
+    """A recorded value as table text (``{}`` and ``None`` as a dash)."""
+    if value is None or value == {}:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value[:20])) + (f", ... ({len(value)})" if len(value) > 20
+                                                  else "")
+    return str(value)
+
+
 def _kv_table(items: Sequence[tuple[str, str]]) -> str:
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in items)
     return f'<table class="kv">{rows}</table>'
@@ -261,6 +280,8 @@ def render_tearsheet(result: BacktestResult, *, title: str | None = None) -> str
     cfg = result.config
     name = title or (f"{cfg.get('factor') or 'weights'} {cfg.get('params') or ''}").strip()
     rets = result.returns
+    ppy = result.periods_per_year
+    window = max(2, round(ppy / 2))  # half a year of the panel's rows
     eq = result.equity.to_numpy() / result.initial_nav
     series = [("strategy", eq, COLORS["strategy"])]
     bench = result.benchmark_returns
@@ -268,7 +289,7 @@ def render_tearsheet(result: BacktestResult, *, title: str | None = None) -> str
         bench_curve = 1.0 + np.asarray(qm.cum_returns(bench.to_numpy()))
         series.append((f"benchmark: {result.benchmark_name}", bench_curve, COLORS["benchmark"]))
     dd = result.drawdown().to_numpy()
-    rs = rolling_sharpe(rets).to_numpy()
+    rs = rolling_sharpe(rets, window, periods_per_year=ppy).to_numpy()
     expo = result.exposure
     turn = result.turnover_series
     turn_avg = turn.rolling(21, min_periods=1).mean().to_numpy()
@@ -289,16 +310,27 @@ def render_tearsheet(result: BacktestResult, *, title: str | None = None) -> str
     cost_items = [(k.replace("_", " "), f"{v:,.2f}") for k, v in costs.items()]
     cost_items.append(("costs / initial NAV", f"{costs['total'] / result.initial_nav:.3%}"))
     cost_items.append(("number of fills", f"{len(result.trades):,}"))
-    cfg_items = [(str(k), str(v)) for k, v in cfg.items()]
-    cfg_items.append(("backend", f"{result.backend['backend']}: {result.backend['reason']}"))
-    cfg_items.append(("assets", f"{len(result.symbols):,}"))
+    spec = result.spec
+    run_items: list[tuple[str, str]] = [
+        (k, _plain_text(cfg.get(k))) for k in ("factor", "params", "universe", "start", "end")
+        if k in cfg]
+    run_items += [("calendar", result.calendar or "not stated"),
+                  ("periods per year", f"{ppy:g} ({result.periods_per_year_source})"),
+                  ("backend", f"{result.backend['backend']}: {result.backend['reason']}"),
+                  ("assets", f"{len(result.symbols):,}")]
+    settings = dict(spec.describe())
+    shown = set(spec.settings()) | {"factor", "params", "universe", "start", "end"}
+    extra_items = [(str(k), _plain_text(v)) for k, v in cfg.items() if k not in shown]
     stats_items = [(k.replace("_", " "), f"{v:.4g}") for k, v in m.items()
                    if isinstance(v, float)]
     body = f"""
 <h1>{_esc(name)}</h1>
-<div class="sub">{idx[0].date()} &ndash; {idx[-1].date()} &middot; {len(idx):,} trading days
-&middot; {len(result.symbols):,} assets &middot; fill {_esc(cfg.get('fill'))} &middot;
-rebalance {_esc(cfg.get('rebal'))} &middot; costs {_esc(cfg.get('cost_bps'))} bps</div>
+<div class="sub">{idx[0].date()} &ndash; {idx[-1].date()} &middot; {len(idx):,} rows
+({_esc(result.calendar or "calendar not stated")}, {ppy:g} a year) &middot;
+{len(result.symbols):,} assets &middot; fill {_esc(spec.fill)} &middot;
+rebalance {_esc(settings["rebalance"])} &middot; trade on {_esc(spec.trade_on)}
+{f"(band {spec.band:g})" if spec.band else ""} &middot;
+commission {_esc(settings["commission"])}</div>
 <div class="cards">{card_html}</div>
 <section><h2>Equity (growth of 1) vs benchmark</h2>
 {_line_chart(idx, series, fmt="{:.2f}")}</section>
@@ -306,7 +338,7 @@ rebalance {_esc(cfg.get('rebal'))} &middot; costs {_esc(cfg.get('cost_bps'))} bp
 {_line_chart(idx, [("drawdown", dd, COLORS["dd"])], fmt="{:.0%}", fill_zero=COLORS["dd"],
              height=200)}</section>
 <section><h2>Monthly returns</h2>{_heatmap(monthly_returns(rets))}</section>
-<section><h2>Rolling Sharpe (126 days)</h2>
+<section><h2>Rolling Sharpe ({window} days)</h2>
 {_line_chart(idx, [("rolling Sharpe", rs, COLORS["sharpe"])], fmt="{:.1f}", zero_line=True,
              height=200)}</section>
 <section><h2>Exposure (fraction of NAV)</h2>
@@ -319,7 +351,8 @@ rebalance {_esc(cfg.get('rebal'))} &middot; costs {_esc(cfg.get('cost_bps'))} bp
 {_line_chart(idx, [("turnover", turn_avg, COLORS["turnover"])], fmt="{:.1%}",
              fill_zero=COLORS["turnover"], height=180)}</section>
 <div class="two"><section><h2>Costs</h2>{_kv_table(cost_items)}</section>
-<section><h2>Run</h2>{_kv_table(cfg_items)}</section></div>
+<section><h2>Run</h2>{_kv_table(run_items + extra_items)}</section></div>
+<section><h2>Settings</h2>{_kv_table(spec.describe())}</section>
 <section><h2>All statistics</h2>{_kv_table(stats_items)}</section>
 """
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

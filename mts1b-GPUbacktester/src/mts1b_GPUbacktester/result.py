@@ -6,11 +6,16 @@ CAGR, drawdown...); this class only holds the run's records and hands them to th
 The records are numpy arrays; the pandas views (``equity``, ``trades``, ...) are built on first
 access, and pandas is imported only then, so a run whose caller reads only the metrics (a
 ladder, the CLI's numbers) never imports it.
+
+Annualised numbers (Sharpe, CAGR, volatility, ...) use the run's ``periods_per_year``: the rows
+of a crypto panel are every day (365 a year), of an FX panel every weekday (260), of an equity
+panel the exchange's sessions (252). A result states the number and where it came from.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +26,8 @@ from mts1b_GPUbacktester.sim import REASONS, FillLedger
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mts1b_GPUbacktester.spec import RunSpec
 
 __all__ = ["BacktestResult"]
 
@@ -41,6 +48,14 @@ def _pd() -> Any:
 
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _annualises(fn: Any) -> bool:
+    """Whether a quantkit metric takes ``periods_per_year``."""
+    try:
+        return "periods_per_year" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
 
 _FILL_COLUMNS = ["date", "symbol", "side", "shares", "price", "notional", "commission",
                  "slippage", "reason"]
@@ -71,6 +86,13 @@ class BacktestResult:
         the benchmark's daily returns over the same days (``None`` if there is none).
     ``backend``
         ``{"backend", "reason", "device"}``: which array library ran the kernels, and why.
+    ``spec``
+        the :class:`~mts1b_GPUbacktester.spec.RunSpec` the run traded under (the tearsheet's
+        settings table); ``config`` is its settings as plain values plus what was run
+        (factor, params, universe, start, end).
+    ``periods_per_year``, ``periods_per_year_source``, ``calendar``
+        the rows per year every annualised number uses (252, 260, 365...), where that came
+        from (the spec, the panel's calendar, or the default), and the panel's calendar.
 
     Metrics: ``sharpe``, ``cagr``, ``max_drawdown``, ``volatility``, ``sortino``, ``calmar``,
     ``turnover`` (mean one-way turnover per day), ``total_return`` and every key of
@@ -83,7 +105,10 @@ class BacktestResult:
                  fills: FillLedger, commission: FloatArray, slippage: FloatArray,
                  borrow: FloatArray, traded: FloatArray,
                  benchmark_returns: FloatArray | None, benchmark_name: str | None,
-                 backend: dict[str, str | None], config: dict[str, Any]) -> None:
+                 backend: dict[str, str | None], config: dict[str, Any],
+                 spec: RunSpec | None = None, periods_per_year: float = 252.0,
+                 periods_per_year_source: str = "default", calendar: str | None = None
+                 ) -> None:
         self._dates = dates
         self.symbols = symbols
         self.initial_nav = float(initial_nav)
@@ -97,6 +122,14 @@ class BacktestResult:
         self.benchmark_name = benchmark_name
         self.backend = backend
         self.config = config
+        if spec is None:
+            from mts1b_GPUbacktester.spec import RunSpec
+
+            spec = RunSpec()
+        self.spec = spec
+        self.periods_per_year = float(periods_per_year)
+        self.periods_per_year_source = periods_per_year_source
+        self.calendar = calendar
 
     # -- records ------------------------------------------------------------------------------
     @functools.cached_property
@@ -184,13 +217,16 @@ class BacktestResult:
     # -- metrics ------------------------------------------------------------------------------
     @functools.cached_property
     def metrics(self) -> dict[str, float]:
-        """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`."""
+        """Every headline number, all computed by :mod:`mts1b_quantkit.metrics`, annualised
+        with :attr:`periods_per_year`."""
         r = self._returns_array
         qm = _qm()
+        ppy = self.periods_per_year
         out: dict[str, float] = dict(
-            qm.summary(r, self._bench) if self._bench is not None else qm.summary(r))
-        out["cagr"] = float(qm.cagr(r))
-        out["volatility"] = float(qm.volatility(r))
+            qm.summary(r, self._bench, periods_per_year=ppy) if self._bench is not None
+            else qm.summary(r, periods_per_year=ppy))
+        out["cagr"] = float(qm.cagr(r, periods_per_year=ppy))
+        out["volatility"] = float(qm.volatility(r, periods_per_year=ppy))
         out["total_return"] = float(qm.cum_returns_final(r))
         out["turnover"] = float(np.mean(self._turnover_array))
         out["final_nav"] = float(self._nav[-1])
@@ -240,10 +276,13 @@ class BacktestResult:
 
     def metric(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Any :mod:`mts1b_quantkit.metrics` function applied to the daily returns, e.g.
-        ``result.metric("value_at_risk", cutoff=0.01)``."""
+        ``result.metric("value_at_risk", cutoff=0.01)``; a function that annualises gets the
+        run's :attr:`periods_per_year` unless ``periods_per_year=`` is given."""
         fn = getattr(_qm(), name, None)
         if fn is None or not callable(fn):
             raise AttributeError(f"mts1b_quantkit.metrics has no function {name!r}")
+        if "periods_per_year" not in kwargs and _annualises(fn):
+            kwargs["periods_per_year"] = self.periods_per_year
         return fn(self._returns_array, *args, **kwargs)
 
     # -- views ------------------------------------------------------------------------------
@@ -276,4 +315,5 @@ class BacktestResult:
             "datetime64[D]")
         return (f"BacktestResult({first}..{last}, "
                 f"A={len(self.symbols)}, sharpe={m['sharpe']:.2f}, cagr={m['cagr']:.2%}, "
-                f"max_drawdown={m['max_drawdown']:.2%}, backend={self.backend['backend']})")
+                f"max_drawdown={m['max_drawdown']:.2%}, backend={self.backend['backend']}, "
+                f"periods_per_year={self.periods_per_year:g})")

@@ -73,6 +73,9 @@ class CostModel:
     rest of the order carries over to the next bar. ``None`` disables the cap.
     ``borrow``: annual borrow rate on short market value, scalar or per asset, charged per bar
     at ``rate / periods_per_year``.
+    ``periods_per_year``: bars per year of the panel's calendar (252 exchange, 260 ``24/5``,
+    365 ``24/7``; :meth:`RunSpec.periods_per_year_for
+    <mts1b_GPUbacktester.spec.RunSpec.periods_per_year_for>` decides it for a run).
     """
 
     commission: Any = 0.0
@@ -80,7 +83,7 @@ class CostModel:
     impact_k: float = 0.0
     participation: float | None = None
     borrow: Any = 0.0
-    periods_per_year: int = 252
+    periods_per_year: float = 252
 
 
 @dataclass(frozen=True)
