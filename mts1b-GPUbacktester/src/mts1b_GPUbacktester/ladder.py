@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -56,22 +56,16 @@ from mts1b_platform.logging import get_logger
 
 from mts1b_GPUbacktester.backend import Backend, cupy_status, resolve_backend
 from mts1b_GPUbacktester.data import MarketArrays, market_arrays, resolve_universe
-from mts1b_GPUbacktester.engine import (
-    DEFAULT_SIZING,
-    SlippageSpec,
-    _simulate,
-    compute_targets,
-    cost_model,
-    size_targets,
-)
+from mts1b_GPUbacktester.engine import _simulate, compute_targets, size_targets
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.kernels import (
     cost_rates,
     per_asset_context,
     per_asset_log_growth,
 )
-from mts1b_GPUbacktester.schedule import RebalanceSpec, rebalance_rows
+from mts1b_GPUbacktester.schedule import rebalance_rows
 from mts1b_GPUbacktester.sim import CostModel
+from mts1b_GPUbacktester.spec import RunSettings, RunSpec, bps_to_rate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,7 +184,7 @@ def sma_cross_ladder(close: FloatArray, pairs: Sequence[tuple[int, int]], *,
         backend, cells=close.shape[0] * close.shape[1] * max(len(pairs), 1))
     close = np.asarray(close, dtype=np.float64)
     exe = close if exec_price is None else np.asarray(exec_price, dtype=np.float64)
-    buy, sell = cost_rates(cost_bps / 1e4, slippage_bps / 1e4)
+    buy, sell = cost_rates(bps_to_rate(cost_bps), bps_to_rate(slippage_bps))
     n_pairs, (t_len, a_len) = len(pairs), close.shape
     n_windows = len({int(w) for pair in pairs for w in pair})
     width = asset_block or _block_width(a_len, t_len, tile_size, n_windows * t_len * 8,
@@ -265,6 +259,9 @@ class _Job:
     keep: str | None
     cost_bps: float = 10.0
     slippage_bps: float = 0.0
+    trade_on: str = "schedule"
+    band: float = 0.0
+    periods_per_year: float = 252.0
 
 
 def _units(job: _Job, executor: str, workers: int) -> list[_Unit]:
@@ -322,7 +319,7 @@ def _unit_per_asset(job: _Job, unit: _Unit, be: Backend) -> dict[str, Any]:
     """``(combos, assets)`` total returns and trade counts of a unit's accounts."""
     lo, hi, c0, c1 = unit
     market, cols, combos = job.market, slice(c0, c1), job.combos[lo:hi]
-    buy, sell = cost_rates(job.cost_bps / 1e4, job.slippage_bps / 1e4)
+    buy, sell = cost_rates(bps_to_rate(job.cost_bps), bps_to_rate(job.slippage_bps))
     ctx = per_asset_context(market.exec_price[:, cols], market.close[:, cols],
                             shift=market.shift, buy_rate=buy, sell_rate=sell, xp=be.xp)
     if job.evaluator is not None:
@@ -354,21 +351,23 @@ def _tile_portfolio(job: _Job, combos: list[dict[str, Any]], be: Backend) -> dic
         targets = np.stack([compute_targets(job.panel, job.factor, c, job.sizing,
                                             market.returns) for c in combos])
     out = _simulate(be, market, targets, job.rebalance, job.costs, job.row0, job.initial_nav,
-                    record_weights=True, record_fills=False)
+                    record_weights=True, record_fills=False, trade_on=job.trade_on,
+                    band=job.band)
     nav = be.to_numpy(out.nav)[:, job.row0:]          # (c, T')
     held = be.to_numpy(out.weights)[:, job.row0:]     # (c, T', A)
     prev = np.concatenate([np.full((nav.shape[0], 1), job.initial_nav), nav[:, :-1]], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rets = np.where(prev != 0, nav / prev - 1.0, 0.0).T   # (T', c)
     asset_rets = market.returns[job.row0:]
+    ppy = job.periods_per_year  # the panel calendar's, as BacktestResult annualises
     table = {
         "total_return": np.asarray(qm.cum_returns_final(rets)),
-        "cagr": np.asarray(qm.cagr(rets)),
-        "sharpe": np.asarray(qm.sharpe(rets)),
-        "sortino": np.asarray(qm.sortino(rets)),
+        "cagr": np.asarray(qm.cagr(rets, periods_per_year=ppy)),
+        "sharpe": np.asarray(qm.sharpe(rets, periods_per_year=ppy)),
+        "sortino": np.asarray(qm.sortino(rets, periods_per_year=ppy)),
         "max_drawdown": np.asarray(qm.max_drawdown(rets)),
-        "volatility": np.asarray(qm.volatility(rets)),
-        "calmar": np.asarray(qm.calmar(rets)),
+        "volatility": np.asarray(qm.volatility(rets, periods_per_year=ppy)),
+        "calmar": np.asarray(qm.calmar(rets, periods_per_year=ppy)),
         # the same definition as BacktestResult.turnover: quantkit's, on the held weights
         "turnover": np.array([qm.turnover(w, asset_rets).mean() for w in held]),
         "commission": be.to_numpy(out.commission)[:, job.row0:].sum(axis=1),
@@ -534,6 +533,8 @@ class LadderResult:
     ``table``: one row per combination (the parameters, then the metrics), in grid order.
     ``total_return``: ``(combos, assets)`` matrix (per-asset mode with ``keep="returns"``).
     ``returns``: ``(T, combos)`` daily portfolio returns (portfolio mode, ``keep="returns"``).
+    ``spec``: the :class:`~mts1b_GPUbacktester.spec.RunSpec` every combination ran under;
+    ``periods_per_year``: what the portfolio metrics are annualised with.
     """
 
     table: pd.DataFrame
@@ -545,6 +546,8 @@ class LadderResult:
     dates: npt.NDArray[np.datetime64]
     total_return: FloatArray | None = None
     returns: FloatArray | None = None
+    spec: RunSpec | None = None
+    periods_per_year: float = 252.0
 
     def best(self, metric: str | None = None, *, ascending: bool = False) -> pd.Series:
         """The row with the highest ``metric`` (``sharpe`` in portfolio mode,
@@ -558,26 +561,32 @@ class LadderResult:
         return len(self.table)
 
 
+#: ``run_ladder``'s own arguments (beside the settings of a RunSpec)
+_RUN_LADDER_ARGS = ("factor", "grid", "universe", "start", "end", "constraint", "mode",
+                    "tile_size", "executor", "workers", "progress", "keep", "asset_block",
+                    "ray_init", "store")
+
+
 def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any]], *,
                universe: Any, start: Any = None, end: Any = None,
                constraint: Callable[[dict[str, Any]], bool] | None = None,
-               mode: str = "portfolio", rebal: RebalanceSpec = "daily",
-               sizing: Mapping[str, Any] | None = None, cost_bps: float = 10.0,
-               fill: str = "next_open", slippage: SlippageSpec = None,
-               participation: float | None = None,
-               borrow_rate: float | Mapping[str, float] | None = None,
-               initial_nav: float = 100_000.0, backend: str = "auto",
-               tile_size: int | None = None, executor: str = "local",
-               workers: int | None = None, progress: bool = True,
+               mode: str = "portfolio", tile_size: int | None = None,
+               executor: str = "local", workers: int | None = None, progress: bool = True,
                keep: str | None = None, asset_block: int | None = None,
                ray_init: Mapping[str, Any] | None = None, store: Any = None,
-               warmup_days: int = 400) -> LadderResult:
+               spec: RunSpec | None = None, **settings: Unpack[RunSettings]) -> LadderResult:
     """Evaluate ``factor`` for every combination of ``grid`` that passes ``constraint``.
 
-    ``universe``/``start``/``end``/``rebal``/``sizing``/``cost_bps``/``fill``/``slippage``/
-    ``participation``/``borrow_rate``/``initial_nav``/``backend`` mean what they mean in
-    :func:`~mts1b_GPUbacktester.run_single` (per-asset mode takes ``cost_bps`` and fixed
-    ``slippage`` only). ``tile_size`` combinations are processed together (default: 128 in
+    ``universe``/``start``/``end`` and the settings (``spec=`` and/or keyword arguments:
+    ``rebal``, ``trade_on``, ``band``, ``sizing``, ``cost_bps``, ``fill``, ``slippage``,
+    ``participation``, ``borrow_rate``, ``initial_nav``, ``backend``, ``calendar``,
+    ``periods_per_year``, ``warmup_days``; see :class:`~mts1b_GPUbacktester.spec.RunSpec`)
+    mean what they mean in :func:`~mts1b_GPUbacktester.run_single`; portfolio metrics are
+    annualised with the panel calendar's periods per year. Per-asset mode takes one
+    ``cost_bps`` and fixed ``slippage`` only (its accounts hold from entry to exit, so
+    ``trade_on`` does not apply; ``band`` must be 0); ``benchmark`` and ``lookahead_check``
+    are not used by a ladder. Any other keyword is a BacktestConfigError listing the
+    accepted ones. ``tile_size`` combinations are processed together (default: 128 in
     per-asset mode, 16 in portfolio mode); ``executor`` runs them in this process, in a
     process pool of ``workers`` (default: the CPU count) or on Ray. ``progress`` shows a bar
     with the rate and ETA. ``keep="returns"`` keeps the per-combination return records.
@@ -588,25 +597,25 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     """
     from mts1b_quantkit.factors import get_ladder
 
+    run = RunSpec.build(spec, settings, where="run_ladder", also=_RUN_LADDER_ARGS)
     if mode not in ("portfolio", "per_asset"):
         raise BacktestConfigError(f"mode must be 'portfolio' or 'per_asset'; got {mode!r}",
                                   field="mode", value=mode)
+    if mode == "per_asset" and (
+            run.participation is not None or run.borrow_rate is not None
+            or run.slippage_model.impact_k or run.commission_bps is None or run.band):
+        raise BacktestConfigError(
+            "per_asset mode supports one cost_bps and fixed slippage (bps) only; use "
+            "mode='portfolio' for per-symbol costs, participation caps, impact, borrow and "
+            "band", field="mode", value=mode)
     combos = expand_grid(grid, constraint)
-    panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
+    panel, row0 = resolve_universe(universe, start, end, warmup_days=run.warmup_days,
+                                   store=store, calendar=run.calendar)
+    ppy, _ = run.periods_per_year_for(panel)
     name = factor if isinstance(factor, str) else getattr(factor, "__name__", None)
     evaluator = get_ladder(factor)
-    slip_bps = 0.0
-    if mode == "per_asset":
-        if participation is not None or borrow_rate is not None or (
-                slippage is not None and not isinstance(slippage, int | float)):
-            raise BacktestConfigError(
-                "per_asset mode supports cost_bps and fixed slippage (bps) only; use "
-                "mode='portfolio' for participation caps, impact and borrow",
-                field="mode", value=mode)
-        slip_bps = float(slippage or 0.0)
-    costs, impact_window = cost_model(panel.symbols, cost_bps=cost_bps, slippage=slippage,
-                                      participation=participation, borrow_rate=borrow_rate)
-    market = market_arrays(panel, fill, impact_window=impact_window)
+    costs, impact_window = run.cost_model(panel.symbols, periods_per_year=ppy)
+    market = market_arrays(panel, run.fill, impact_window=impact_window)
     if mode == "per_asset" and row0:
         market = _open_at(market, row0)
         row0 = 0
@@ -615,15 +624,15 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     if size < 1:
         raise BacktestConfigError(f"tile_size must be >= 1; got {size}", field="tile_size",
                                   value=size)
-    chosen = resolve_backend(backend, cells=panel.shape[0] * panel.shape[1] * size)
+    chosen = resolve_backend(run.backend, cells=panel.shape[0] * panel.shape[1] * size)
     # a factor with an evaluator travels to workers by name: it is not called there
     job = _Job(factor=name if evaluator is not None and name else factor, factor_name=name,
                evaluator=evaluator, combos=combos, mode=mode, panel=panel, market=market,
-               row0=row0, rebalance=rebalance_rows(panel.dates, rebal, start=row0),
-               sizing=dict(DEFAULT_SIZING if sizing is None else sizing), costs=costs,
-               initial_nav=initial_nav, backend=chosen.name, tile_size=size,
-               asset_block=asset_block, keep=keep, cost_bps=float(cost_bps),
-               slippage_bps=slip_bps)
+               row0=row0, rebalance=rebalance_rows(panel.dates, run.rebal, start=row0),
+               sizing=dict(run.sizing), costs=costs, initial_nav=run.initial_nav,
+               backend=chosen.name, tile_size=size, asset_block=asset_block, keep=keep,
+               cost_bps=run.commission_bps or 0.0, slippage_bps=run.slippage_model.bps,
+               trade_on=run.trade_on, band=run.band, periods_per_year=ppy)
     started = time.perf_counter()
     units = _units(job, executor, n_workers)
     collect = _Collect(job)
@@ -660,7 +669,7 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
     return LadderResult(table=table, mode=mode, backend=chosen.describe(),
                         elapsed_s=elapsed, fast_path=evaluator is not None,
                         symbols=panel.symbols, dates=panel.dates[row0:], total_return=total,
-                        returns=returns)
+                        returns=returns, spec=run, periods_per_year=ppy)
 
 
 def _open_at(market: MarketArrays, row0: int) -> MarketArrays:

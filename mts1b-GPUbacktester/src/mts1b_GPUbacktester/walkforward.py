@@ -5,13 +5,17 @@ as a ladder on the training days, the combination with the best ``objective`` is
 that combination is backtested on the test days (its factor sees all history up to each
 day, never the future). The out-of-sample record is the test days' returns chained together;
 each test fold starts from cash, so a fold's first trades are charged to it.
+
+Every ladder and every out-of-sample run trades under one
+:class:`~mts1b_GPUbacktester.spec.RunSpec` (built once from the keyword settings or ``spec=``),
+and the chained record is annualised with the panel calendar's periods per year.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +25,7 @@ from mts1b_GPUbacktester.engine import run_single
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.ladder import run_ladder
 from mts1b_GPUbacktester.result import BacktestResult
+from mts1b_GPUbacktester.spec import DEFAULT_PERIODS_PER_YEAR, RunSettings, RunSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,12 +37,15 @@ __all__ = ["WalkForwardResult", "run_walk_forward"]
 class WalkForwardResult:
     """``folds``: one row per split (dates, chosen parameters, in-sample objective,
     out-of-sample metrics). ``returns``: the chained out-of-sample daily returns.
-    ``results``: the out-of-sample :class:`BacktestResult` of each fold."""
+    ``results``: the out-of-sample :class:`BacktestResult` of each fold. ``spec``: the
+    settings every run used; ``periods_per_year``: what :attr:`metrics` annualise with."""
 
     folds: pd.DataFrame
     returns: pd.Series
     results: list[BacktestResult]
     objective: str
+    spec: RunSpec | None = None
+    periods_per_year: float = DEFAULT_PERIODS_PER_YEAR
 
     @property
     def equity(self) -> pd.Series:
@@ -49,10 +57,11 @@ class WalkForwardResult:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """quantkit's summary of the out-of-sample returns."""
+        """quantkit's summary of the out-of-sample returns, annualised with
+        :attr:`periods_per_year`."""
         from mts1b_quantkit import metrics as qm
 
-        return qm.summary(self.returns.to_numpy())
+        return qm.summary(self.returns.to_numpy(), periods_per_year=self.periods_per_year)
 
 
 def _splits(cv: Any, n: int) -> Iterable[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
@@ -60,25 +69,36 @@ def _splits(cv: Any, n: int) -> Iterable[tuple[npt.NDArray[np.intp], npt.NDArray
         yield np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp)
 
 
+#: ``run_walk_forward``'s own arguments (beside the settings of a RunSpec)
+_RUN_WF_ARGS = ("factor", "grid", "universe", "start", "end", "cv", "n_splits", "objective",
+                "constraint", "store", "progress", "executor")
+
+
 def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any]], *,
                      universe: Any, start: Any = None, end: Any = None, cv: Any = None,
                      n_splits: int = 5, objective: str = "sharpe",
                      constraint: Callable[[dict[str, Any]], bool] | None = None,
-                     store: Any = None, warmup_days: int = 400, progress: bool = False,
-                     executor: str = "local", **run_kwargs: Any) -> WalkForwardResult:
+                     store: Any = None, progress: bool = False, executor: str = "local",
+                     spec: RunSpec | None = None,
+                     **settings: Unpack[RunSettings]) -> WalkForwardResult:
     """Walk-forward optimisation of ``factor`` over ``grid``.
 
     ``cv`` is any splitter with ``split(X) -> (train_idx, test_idx)`` over the trading days
     (default: ``mts1b_quantkit.cv.WalkForward(n_splits=n_splits)``). ``objective`` is a
     column of the ladder table (``"sharpe"``, ``"cagr"``, ``"calmar"``...; higher is better).
-    ``run_kwargs`` (``rebal``, ``sizing``, ``cost_bps``, ``fill``, ...) go to both the
-    in-sample ladders and the out-of-sample runs.
+    The settings (``spec=`` and/or keyword arguments: ``rebal``, ``sizing``, ``cost_bps``,
+    ``fill``, ``trade_on``, ``warmup_days``...; see
+    :class:`~mts1b_GPUbacktester.spec.RunSpec`) apply to both the in-sample ladders and the
+    out-of-sample runs; any other keyword is a BacktestConfigError listing the accepted ones.
     """
+    run = RunSpec.build(spec, settings, where="run_walk_forward", also=_RUN_WF_ARGS)
     if cv is None:
         from mts1b_quantkit.cv import WalkForward
 
         cv = WalkForward(n_splits=n_splits)
-    panel, row0 = resolve_universe(universe, start, end, warmup_days=warmup_days, store=store)
+    panel, row0 = resolve_universe(universe, start, end, warmup_days=run.warmup_days,
+                                   store=store, calendar=run.calendar)
+    ppy, _ = run.periods_per_year_for(panel)
     dates = panel.dates
     n = len(dates) - row0
     folds: list[dict[str, Any]] = []
@@ -94,7 +114,7 @@ def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequen
                 f"{dates[tr1]}, test starts {dates[te0]})", field="cv", value=repr(cv))
         ladder = run_ladder(factor, grid, universe=panel.until(dates[tr1]), start=dates[tr0],
                             constraint=constraint, progress=progress, executor=executor,
-                            **run_kwargs)
+                            spec=run)
         if objective not in ladder.table:
             raise BacktestConfigError(f"objective {objective!r} is not a ladder column "
                                       f"({list(ladder.table.columns)})", field="objective",
@@ -103,7 +123,7 @@ def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequen
         params = {name: _plain(ladder.table[name].loc[pos]) for name in grid}
         best = ladder.table.loc[pos]
         oos = run_single(factor=factor, params=params, universe=panel.until(dates[te1]),
-                         start=dates[te0], **run_kwargs)
+                         start=dates[te0], spec=run)
         results.append(oos)
         folds.append({"fold": k, "train_start": dates[tr0], "train_end": dates[tr1],
                       "test_start": dates[te0], "test_end": dates[te1], **params,
@@ -118,7 +138,8 @@ def run_walk_forward(factor: Callable[..., Any] | str, grid: Mapping[str, Sequen
     returns = pd.concat([r.returns for r in results])
     returns = returns[~returns.index.duplicated(keep="first")]
     return WalkForwardResult(folds=pd.DataFrame(folds), returns=returns.rename("oos_returns"),
-                             results=results, objective=objective)
+                             results=results, objective=objective, spec=run,
+                             periods_per_year=ppy)
 
 
 def _plain(value: Any) -> Any:
