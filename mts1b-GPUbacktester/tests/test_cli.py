@@ -115,3 +115,40 @@ def test_errors_are_one_line_on_stderr(demo_store: str) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and "fill" in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_help_shows_the_run_specification_options() -> None:
+    for command in ("run", "ladder"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for option in ("--trade-on", "--band", "--calendar", "--periods-per-year", "--rebal",
+                       "--fill", "--cost-bps", "--n"):
+            assert option in result.output, (command, option)
+        assert "signal_change" in result.output and "24/7" in result.output
+
+
+def test_run_builds_the_same_spec_as_the_python_api(demo_store: str, tmp_path: Path) -> None:
+    from mts1b_GPUbacktester.spec import RunSpec
+
+    result = CliRunner().invoke(app, [
+        "run", "--param", "p_fast=10", "--param", "p_slow=30", "--universe", "us-large-cap",
+        "--n", "10", "--start", "2017-01-01", "--end", "2019-06-30", "--rebal", "weekly",
+        "--trade-on", "signal_change", "--band", "0.05", "--periods-per-year", "365",
+        "--cost-bps", "5", "--store", demo_store, "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    assert "annualised with 365 periods a year" in result.output
+    assert "trade on signal_change, band 0.05" in result.output
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["spec"] == RunSpec(rebal="weekly", trade_on="signal_change", band=0.05,
+                                  periods_per_year=365, cost_bps=5).to_dict()
+    assert (doc["periods_per_year"], doc["calendar"]) == (365.0, "XNYS")
+
+
+def test_bad_run_options_name_the_option(demo_store: str) -> None:
+    for args, needle in ((["--trade-on", "always"], "trade_on"), (["--band", "-1"], "band"),
+                         (["--periods-per-year", "0"], "periods_per_year"),
+                         (["--universe", "SPY", "--n", "5"], "--n sizes a named universe")):
+        result = CliRunner().invoke(app, ["run", "--store", demo_store, "--start",
+                                          "2017-01-01", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output, (args, result.output)
