@@ -62,7 +62,10 @@ class LadderEvaluator:
     ``values(lo, hi)`` giving the factor's values for ``combos[lo:hi]`` as a ``(hi - lo, T, a)``
     array in the panel's namespace: float64 values equal to the factor's for each combination,
     or booleans for a factor whose values are +1 / -1 (``True`` standing for +1), which a
-    per-asset ladder then uses as they are. A ladder calls ``values`` once per tile, with
+    per-asset ladder then uses as they are. "Equal" up to rounding: where the factor compares
+    two quantities that tie to the last bit, an evaluator that computes them another way may
+    decide otherwise (the SMA crossover's evaluator keeps the plain running sum the ladders
+    always used, the factor a loop over dates). A ladder calls ``values`` once per tile, with
     increasing ranges, and is done with a result (which it may modify) before the next call, so
     ``values`` may return a view of one buffer that it reuses.
 
