@@ -86,6 +86,11 @@ def test_frozen_copied_and_replaced_with_validation() -> None:
         spec.replace(band=-1)
     assert info.value.context["field"] == "band"
     assert RunSpec(slippage=3) == RunSpec(slippage=3.0)
+    # hashable despite its frozen mappings; repr shows what differs from the defaults
+    assert hash(spec) == hash(RunSpec(cost_bps={"AAA": 5}, slippage=3.0,
+                                      rebal=["2020-01-02", "2020-01-03"]))
+    assert repr(RunSpec()) == "RunSpec()"
+    assert repr(RunSpec(band=0.02, cost_bps=10)) == "RunSpec(band=0.02)"
 
 
 def test_basis_points_become_rates_in_one_place() -> None:

@@ -236,7 +236,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class RunSpec:
     """How a backtest trades: every setting ``run_single`` and friends share.
 
@@ -349,6 +349,16 @@ class RunSpec:
         if not isinstance(self.lookahead_check, bool | np.bool_):
             raise _fail("lookahead_check", "must be True or False", self.lookahead_check)
         put("lookahead_check", bool(self.lookahead_check))
+
+    def __hash__(self) -> int:
+        # the generated hash would fail on the frozen mappings: hash their plain form instead
+        return hash(repr(sorted(self.to_dict().items())))
+
+    def __repr__(self) -> str:
+        """The settings that differ from the defaults, as plain values."""
+        plain, default = self.to_dict(), _defaults()
+        shown = ", ".join(f"{k}={v!r}" for k, v in plain.items() if default.get(k, k) != v)
+        return f"RunSpec({shown})"
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -488,6 +498,20 @@ def _refuse_unknown_fields(init: Any) -> Any:
 
 
 RunSpec.__init__ = _refuse_unknown_fields(RunSpec.__init__)  # type: ignore[method-assign]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """The default settings as plain values (what ``repr`` leaves out), from the field
+    defaults: building a spec here would import quantkit when this module is imported."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(RunSpec):
+        if not f.init:
+            continue
+        factory: Any = f.default_factory
+        value = f.default if factory is dataclasses.MISSING else factory()
+        out[f.name] = _plain(value)
+    return out
 
 
 def _bps_text(value: float | Mapping[str, float]) -> str:
