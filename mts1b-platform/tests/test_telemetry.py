@@ -161,6 +161,14 @@ class OtlpReceiver:
                 for resource_logs in request.resource_logs
                 for scope_logs in resource_logs.scope_logs for record in scope_logs.log_records]
 
+    def log_attributes(self) -> list[dict[str, str]]:
+        """Each log record's attributes, values as text."""
+        return [{attr.key: (attr.value.string_value or str(attr.value.int_value))
+                 for attr in record.attributes}
+                for request in self.logs for resource_logs in request.resource_logs
+                for scope_logs in resource_logs.scope_logs
+                for record in scope_logs.log_records]
+
     def span_names(self) -> list[str]:
         return [span.name for request in self.traces for rs in request.resource_spans
                 for ss in rs.scope_spans for span in ss.spans]
@@ -279,6 +287,9 @@ def test_a_process_that_exits_still_ships_and_shows_its_lines(
     assert (line["level"], line["logger"], line["fund_id"]) == ("INFO", "child", "f1")
     assert line["trace_id"]
     assert otlp_receiver.log_bodies() == ["child line password=***"]
+    (attributes,) = otlp_receiver.log_attributes()
+    assert attributes["fund_id"] == "f1"  # the logger's context, flat
+    assert "mts_context" not in attributes and "_mts1b_redacted" not in attributes
     assert otlp_receiver.span_names() == ["child.op"]
     assert "mts.operations" in otlp_receiver.metric_names()
     assert otlp_receiver.service_names() == {"otlp-child"}

@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 _CONTEXT_ATTR = "mts_context"
+CONTEXT_ATTRIBUTE = _CONTEXT_ATTR
+"""The log record attribute holding a BoundLogger's context fields (read by the OTLP bridge)."""
 _HANDLER_MARK = "_mts1b_handler"
 # Marks the OpenTelemetry bridge handler (see _attach_bridge): it is not an application's own
 # setup, so it must not stop the stderr handler from being installed.

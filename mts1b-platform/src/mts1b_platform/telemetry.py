@@ -149,6 +149,28 @@ class Telemetry:
         self.logger_provider.shutdown()
 
 
+
+class _ContextBridge(LoggingHandler):
+    """The SDK's logging bridge, with a record's MTS1B context as flat OTLP attributes.
+
+    ``get_logger(..., fund_id=...)`` keeps its context in one record attribute; exported as is
+    it would reach the collector as one opaque ``mts_context`` value, and the redactor's own
+    marker would travel too. A collector (Loki, Tempo) indexes flat keys, so each context field
+    becomes an attribute of its own (values already scrubbed by the redactor; a field never
+    overrides a standard attribute), and the marker stays home.
+    """
+
+    @staticmethod
+    def _get_attributes(record: logging.LogRecord) -> Any:
+        attributes = dict(LoggingHandler._get_attributes(record) or {})
+        attributes.pop("_mts1b_redacted", None)
+        context = attributes.pop(mts_logging.CONTEXT_ATTRIBUTE, None)
+        if isinstance(context, Mapping):
+            for key, value in context.items():
+                flat = value if isinstance(value, str | bool | int | float) else str(value)
+                attributes.setdefault(str(key), flat)
+        return attributes
+
 _current: Telemetry | None = None
 _globals_installed = False
 _exit_hook_installed = False
@@ -235,7 +257,7 @@ def init_telemetry(
             # The SDK's handler is deprecated in favour of a separate instrumentation package;
             # it still does exactly this bridge, without one more dependency.
             warnings.simplefilter("ignore", DeprecationWarning)
-            handler = LoggingHandler(logger_provider=logger_provider)
+            handler = _ContextBridge(logger_provider=logger_provider)
         mts_logging._attach_bridge(handler)
     _install_exit_hook()
 
