@@ -13,7 +13,8 @@ def test_public_names() -> None:
         "OrderStore", "Outcome", "OutboxItem", "OutboxRelay", "Pacer", "PositionState",
         "RebalanceError", "Rule", "StaleState", "Store", "StoreError", "Sweep", "SweepOrder",
         "TradingStates", "apply_event", "apply_fill", "make_change", "make_command",
-        "new_order_state", "rebalance", "reconcile", "replay"])
+        "new_order_state", "rebalance", "reconcile", "replay",
+        "CommandVerifier", "KeyRegistry", "Role", "SigningKey"])
     for name in mts1b_oms.__all__:
         assert hasattr(mts1b_oms, name), name
 

@@ -1,6 +1,6 @@
 """mts1b-oms: order lifecycle, idempotent submission, pre-trade risk gates, a durable kill
-switch, positions, rebalancing, a PostgreSQL (or in-memory) store with an outbox, and the NATS
-service.
+switch with signed trading-state commands, positions, rebalancing, a PostgreSQL (or in-memory)
+store with an outbox, and the NATS service.
 
 >>> oms = Oms(await Store.open(dsn), broker, [fund])
 >>> await oms.start()
@@ -25,6 +25,7 @@ from mts1b_oms.orderstore import (
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
 from mts1b_oms.rebalance import RebalanceError, rebalance
+from mts1b_oms.signing import CommandVerifier, KeyRegistry, Role, SigningKey
 from mts1b_oms.state import TRANSITIONS, OrderState, Outcome, Rule, apply_event, new_order_state
 from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import TradingStates, make_change, make_command
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW",
     "TRANSITIONS",
     "CancelOutcome",
+    "CommandVerifier",
     "Decision",
     "FundBook",
     "FundLock",
@@ -42,6 +44,7 @@ __all__ = [
     "GateContext",
     "GatePipeline",
     "InMemoryStore",
+    "KeyRegistry",
     "KillSwitch",
     "Mismatch",
     "Oms",
@@ -53,7 +56,9 @@ __all__ = [
     "Pacer",
     "PositionState",
     "RebalanceError",
+    "Role",
     "Rule",
+    "SigningKey",
     "StaleState",
     "Store",
     "StoreError",

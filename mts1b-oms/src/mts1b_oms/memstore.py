@@ -110,6 +110,7 @@ class InMemoryStore:
         self._lock_holders: dict[str, object] = {}  # fund_id -> the _MemoryFundLock holding it
         self._listeners: list[Callable[[list[OutboxRow]], None]] = []
         self._write = asyncio.Lock()  # one write at a time, as one transaction at a time
+        self._nonces: dict[tuple[str, str], dt.datetime] = {}  # (key_id, nonce) -> signed_at
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -271,6 +272,20 @@ class InMemoryStore:
             if any(o.outcome is None for o in entry.orders.values()):
                 return False
             entry.sweep = replace(entry.sweep, finished_at=now)
+            return True
+
+    async def claim_nonce(self, key_id: str, nonce: str, *, command: str,
+                          signed_at: dt.datetime, now: dt.datetime,
+                          forget_before: dt.datetime) -> bool:
+        """As :meth:`Store.claim_nonce <mts1b_oms.store.Store.claim_nonce>`: one claim per
+        (key, nonce) for as long as this store lives."""
+        async with self._write:
+            await asyncio.sleep(0)
+            for old in [k for k, t in self._nonces.items() if t < forget_before]:
+                del self._nonces[old]
+            if (key_id, nonce) in self._nonces:
+                return False
+            self._nonces[(key_id, nonce)] = signed_at
             return True
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:

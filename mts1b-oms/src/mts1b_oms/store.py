@@ -378,6 +378,21 @@ class Store:
         included) and the next instance to start can take the sweeps over."""
         return _PgFundLock(self.pool, self.schema, fund_ids)
 
+    async def claim_nonce(self, key_id: str, nonce: str, *, command: str,
+                          signed_at: dt.datetime, now: dt.datetime,
+                          forget_before: dt.datetime) -> bool:
+        """Record a signed command's nonce (:class:`~mts1b_oms.signing.NonceStore`): False if
+        the key used it before. The primary key decides, so two instances given the same
+        command at once apply it once; rows signed before ``forget_before`` are dropped in the
+        same transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM command_nonces WHERE signed_at < $1", forget_before)
+            claimed = await conn.fetchval(
+                "INSERT INTO command_nonces (key_id, nonce, command, signed_at, used_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                key_id, nonce, command, signed_at, now)
+        return bool(claimed)
+
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(

@@ -15,8 +15,9 @@ For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper
 More helpers shared by the tests and the benchmarks, so each is written once:
 :func:`make_fund` (a fund whose envelope disables every limit except the ones asked for),
 :func:`make_order` (a market order by idempotency key), :func:`make_registry` (an instrument
-registry of plain equities) and :func:`drop_schema` (remove a throwaway PostgreSQL schema
-after a run).
+registry of plain equities), :func:`drop_schema` (remove a throwaway PostgreSQL schema
+after a run) and :func:`make_signing_keys` / :func:`write_signing_keys` (fresh keys to sign
+trading-state commands, and their registry).
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ from mts1b_foundation import (
 )
 
 from mts1b_oms.instruments import InstrumentRegistry
+from mts1b_oms.signing import KeyRegistry, Role, SigningKey
 from mts1b_oms.store import Store
 
-__all__ = ["TEST_SYMBOLS", "RecordingBroker", "drop_schema", "make_fund", "make_order",
-           "make_registry"]
+__all__ = ["TEST_KEY_ROLES", "TEST_SYMBOLS", "RecordingBroker", "drop_schema", "make_fund",
+           "make_order", "make_registry", "make_signing_keys", "write_signing_keys"]
+
+TEST_KEY_ROLES = {"ops-test": (Role.OPERATIONS,), "risk-test": (Role.RISK,),
+                  "desk-test": (Role.OPERATIONS, Role.RISK)}
+"""The keys :func:`make_signing_keys` makes, by name, and their roles."""
 
 TEST_SYMBOLS = ("AAPL", "MSFT", "IBM", "GME")
 """The symbols the OMS tests trade: registered by :func:`make_registry` by default."""
@@ -79,6 +85,27 @@ def make_order(key: str, qty: str = "10", side: Side = Side.BUY, fund_id: str = 
     the order id)."""
     return Order(idempotency_key=key, fund_id=fund_id, strategy_id="s1",
                  instrument=Equity(symbol=symbol), side=side, quantity=Decimal(qty))
+
+
+def make_signing_keys() -> tuple[KeyRegistry, dict[str, SigningKey]]:
+    """Fresh random keys named and given roles as :data:`TEST_KEY_ROLES` says, and the
+    registry of their public halves."""
+    keys = {name: SigningKey.generate(name) for name in TEST_KEY_ROLES}
+    return KeyRegistry(k.registered(TEST_KEY_ROLES[n]) for n, k in keys.items()), keys
+
+
+def write_signing_keys(directory: Path) -> tuple[Path, dict[str, Path]]:
+    """:func:`make_signing_keys` as files in ``directory``: the registry (``keys.json``, for
+    ``serve --keys``) and each private key file (``<name>.key``, mode 600, for
+    ``--key-file``)."""
+    registry, keys = make_signing_keys()
+    path = directory / "keys.json"
+    path.write_text(registry.to_json())
+    files = {}
+    for name, key in keys.items():
+        files[name] = directory / f"{name}.key"
+        key.save(files[name])
+    return path, files
 
 
 async def drop_schema(dsn: str, schema: str) -> None:
