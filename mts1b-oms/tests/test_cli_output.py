@@ -16,16 +16,33 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from mts1b_foundation import CommandReply, SubmitOrder
-from mts1b_oms.testing import drop_schema, make_fund, make_order, make_registry
+from mts1b_oms.testing import (
+    drop_schema,
+    make_fund,
+    make_order,
+    make_registry,
+    write_signing_keys,
+)
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = pytest.mark.integration
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+KEYS: dict[str, str] = {}
+"""MTS_OMS_KEYS (the registry ``serve`` loads) and MTS_OMS_KEY_FILE (a key with both roles, for
+``halt`` and ``resume``), set by :func:`signing_keys` for every test of the module."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    registry, files = write_signing_keys(tmp_path_factory.mktemp("keys"))
+    KEYS.update(MTS_OMS_KEYS=str(registry), MTS_OMS_KEY_FILE=str(files["desk-test"]))
+    yield
+    KEYS.clear()
 
 
 @pytest.fixture
@@ -47,7 +64,7 @@ async def place() -> AsyncIterator[tuple[str, str]]:
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTS_LOG_")}
-    return {**env, "MTS_DATABASE_URL": DSN, "MTS_LOG_FORMAT": "json", **extra}
+    return {**env, "MTS_DATABASE_URL": DSN, "MTS_LOG_FORMAT": "json", **KEYS, **extra}
 
 
 def _log_lines(text: str) -> list[dict[str, object]]:

@@ -21,12 +21,22 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from mts1b_oms.testing import drop_schema, make_fund, make_registry
+from mts1b_oms.testing import drop_schema, make_fund, make_registry, write_signing_keys
 from mts1b_platform.devservices import nats_server_binary
 
 pytestmark = pytest.mark.integration
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TOKEN = "oms-tok3n-in-url-1234"
+KEYS: dict[str, str] = {}
+"""MTS_OMS_KEYS and MTS_OMS_KEY_FILE for ``serve`` and ``halt``, set by :func:`signing_keys`."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    registry, files = write_signing_keys(tmp_path_factory.mktemp("keys"))
+    KEYS.update(MTS_OMS_KEYS=str(registry), MTS_OMS_KEY_FILE=str(files["desk-test"]))
+    yield
+    KEYS.clear()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +74,7 @@ def schema() -> Iterator[str]:
 def _env(nats_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MTS_LOG", "MTS_NATS"))}
     return {**env, "MTS_DATABASE_URL": DSN, "MTS_LOG_FORMAT": "json", "MTS_LOG_LEVEL": "DEBUG",
-            "MTS_NATS_URL": nats_url, "MTS_NATS_CONNECT_TIMEOUT": "30"}
+            "MTS_NATS_URL": nats_url, "MTS_NATS_CONNECT_TIMEOUT": "30", **KEYS}
 
 
 def _serve(tmp_path: Path, schema: str, env: Mapping[str, str], *,

@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 from mts1b_foundation import CommandReply, Equity, Order, Side, SubmitOrder
 from mts1b_oms.store import Store
-from mts1b_oms.testing import make_registry
+from mts1b_oms.testing import make_registry, write_signing_keys
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,11 +36,13 @@ KILLS = 4
 def _spawn(tmp: Path, ns: str, schema: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MTS_DATABASE_URL": DSN}
     (tmp / "instruments.json").write_text(make_registry("AAPL").to_json())
+    if not (tmp / "keys.json").exists():
+        write_signing_keys(tmp)
     cmd = [sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(tmp / "funds.json"),
            "--instruments", str(tmp / "instruments.json"),
            "--prices", str(tmp / "prices.json"), "--broker", "mts1b_oms.testing:RecordingBroker",
            "--broker-arg", f"path={tmp / 'broker.jsonl'}", "--broker-arg", "fill_price=100",
-           "--schema", schema, "--namespace", ns]
+           "--schema", schema, "--namespace", ns, "--keys", str(tmp / "keys.json")]
     log = (tmp / "oms.log").open("ab")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
 

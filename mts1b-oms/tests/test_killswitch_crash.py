@@ -23,10 +23,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mts1b_foundation import CommandReply, SetTradingState, SubmitOrder, TradingState
+from mts1b_foundation import CommandReply, HaltTrading, SubmitOrder
 from mts1b_oms.orderstore import CancelOutcome
+from mts1b_oms.signing import SigningKey
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, make_fund, make_order, make_registry
+from mts1b_oms.testing import (
+    RecordingBroker,
+    make_fund,
+    make_order,
+    make_registry,
+    write_signing_keys,
+)
 from mts1b_platform.bus import Bus, BusError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +52,8 @@ def _spawn(tmp: Path, ns: str, schema: str) -> subprocess.Popen[bytes]:
            "--broker", "mts1b_oms.testing:RecordingBroker",
            "--broker-arg", f"path={tmp / 'venue.jsonl'}",
            "--broker-arg", f"cancel_seconds={CANCEL_SECONDS}",
-           "--cancel-rate", str(CANCEL_RATE), "--schema", schema, "--namespace", ns]
+           "--cancel-rate", str(CANCEL_RATE), "--schema", schema, "--namespace", ns,
+           "--keys", str(tmp / "keys.json")]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                             stderr=(tmp / "oms.log").open("ab"))
 
@@ -65,6 +73,7 @@ async def test_sigkills_during_a_sweep_leave_no_order_working(tmp_path: Path) ->
     except BusError as exc:
         pytest.skip(f"NATS not reachable: {exc}")
     (tmp_path / "funds.json").write_text(json.dumps([make_fund().model_dump(mode="json")]))
+    _registry, key_files = write_signing_keys(tmp_path)
     rng = random.Random(15)
     proc = _spawn(tmp_path, ns, schema)
     store: Store | None = None
@@ -75,9 +84,9 @@ async def test_sigkills_during_a_sweep_leave_no_order_working(tmp_path: Path) ->
                         timeout=30, reply_model=CommandReply) for i in range(N_ORDERS)))
         ids = [r.order_id or "" for r in replies if isinstance(r, CommandReply) and r.ok]
         assert len(ids) == N_ORDERS
-        halt = await bus.request("mts.v1.oms.commands.state", SetTradingState(
-            scope="fund", scope_id="f1", state=TradingState.HALTED, actor="ops",
-            reason="kill test"), timeout=10, reply_model=CommandReply)
+        halt = await bus.request("mts.v1.oms.commands.halt", SigningKey.load(
+            key_files["ops-test"]).sign(HaltTrading, "fund", "f1", "kill test"), timeout=10,
+            reply_model=CommandReply)
         assert isinstance(halt, CommandReply) and halt.ok
         assert halt.context["outstanding"] == N_ORDERS
         sweep_id = str(halt.context["sweep_id"])

@@ -18,19 +18,25 @@ from mts1b_foundation import (
     CommandReply,
     Equity,
     FundConfig,
+    HaltTrading,
     Order,
     OrderStatus,
-    SetTradingState,
     Side,
     SubmitOrder,
-    TradingState,
     parse_message,
 )
 from mts1b_oms.cli import app
 from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.service import ServeOptions, run_service
+from mts1b_oms.signing import KeyRegistry, SigningKey
 from mts1b_oms.store import Store
-from mts1b_oms.testing import RecordingBroker, drop_schema, make_fund, make_registry
+from mts1b_oms.testing import (
+    RecordingBroker,
+    drop_schema,
+    make_fund,
+    make_registry,
+    write_signing_keys,
+)
 from mts1b_platform.bus import Bus, BusError
 from typer.testing import CliRunner
 
@@ -47,8 +53,16 @@ def order(key: str) -> Order:
                  instrument=Equity(symbol="AAPL"), side=Side.BUY, quantity=Decimal(5))
 
 
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyRegistry, dict[str, Path]]:
+    """The test signing keys: the registry the services load, and each private key file."""
+    registry, files = write_signing_keys(tmp_path_factory.mktemp("keys"))
+    return KeyRegistry.load(registry), files
+
+
 @pytest.fixture
-async def service() -> AsyncIterator[tuple[Bus, str, str]]:
+async def service(keys: tuple[KeyRegistry, dict[str, Path]]
+                  ) -> AsyncIterator[tuple[Bus, str, str]]:
     ns = f"t{uuid.uuid4().hex[:10]}"
     schema = f"oms_s_{ns}"
     try:
@@ -58,7 +72,8 @@ async def service() -> AsyncIterator[tuple[Bus, str, str]]:
     stop, ready = asyncio.Event(), asyncio.Event()
     opts = ServeOptions(dsn=DSN, funds=[fund()], instruments=make_registry(),
                         broker="mts1b_oms.testing:RecordingBroker",
-                        schema=schema, namespace=ns, prices={"AAPL": Decimal(100)})
+                        schema=schema, namespace=ns, prices={"AAPL": Decimal(100)},
+                        keys=keys[0])
     task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 20)
     try:
@@ -117,7 +132,9 @@ async def test_fuzzed_commands_answered_or_dead_lettered(service: tuple[Bus, str
     payloads += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
                  for _ in range(20)]
     for subject in ("mts.v1.oms.commands.submit", "mts.v1.oms.commands.cancel",
-                    "mts.v1.oms.commands.replace", "mts.v1.oms.commands.state"):
+                    "mts.v1.oms.commands.replace", "mts.v1.oms.commands.state",
+                    "mts.v1.oms.commands.halt", "mts.v1.oms.commands.reduce",
+                    "mts.v1.oms.commands.resume"):
         for p in payloads:
             msg = await bus.nc.request(bus.wire_subject(subject), p, timeout=5)
             if msg.headers and "Mts-Error" in msg.headers:
@@ -138,11 +155,11 @@ async def test_unknown_fund_is_answered(service: tuple[Bus, str, str]) -> None:
 
 
 async def test_cli_halt_fans_out_and_cancels_working_orders(
-        service: tuple[Bus, str, str]) -> None:
+        service: tuple[Bus, str, str], keys: tuple[KeyRegistry, dict[str, Path]]) -> None:
     bus, ns, schema = service
     r = await _submit(bus, order("h1"))
     runner = CliRunner()
-    env = {"MTS_DATABASE_URL": DSN}
+    env = {"MTS_DATABASE_URL": DSN, "MTS_OMS_KEY_FILE": str(keys[1]["desk-test"])}
     args = ["--schema", schema, "--namespace", ns]
     res = await asyncio.to_thread(runner.invoke, app, ["halt", "--fund", "f1", *args], env=env)
     assert res.exit_code == 0, res.output
@@ -178,7 +195,8 @@ def test_cli_needs_exactly_one_scope() -> None:
 
 
 
-async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(tmp_path: Path) -> None:
+async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(
+        tmp_path: Path, keys: tuple[KeyRegistry, dict[str, Path]]) -> None:
     """Reproduced: a SIGTERM mid-sweep left the rest of the halt's orders working at the
     broker, and the instance started next did not finish the job. Here the service stops
     (the SIGTERM path, given no time to finish the sweep) while its venue - slow to cancel,
@@ -195,7 +213,7 @@ async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(tmp_path: P
                         broker="mts1b_oms.testing:RecordingBroker",
                         broker_args={"path": str(venue), "cancel_seconds": "0.2"},
                         schema=schema, namespace=ns, prices={"AAPL": Decimal(100)},
-                        cancel_rate=5.0, sweep_drain_seconds=0)
+                        cancel_rate=5.0, sweep_drain_seconds=0, keys=keys[0])
 
     async def serving() -> tuple[asyncio.Event, asyncio.Task[None]]:
         stop, ready = asyncio.Event(), asyncio.Event()
@@ -208,9 +226,9 @@ async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(tmp_path: P
     try:
         stop, task = await serving()
         ids = [(await _submit(bus, order(f"w{i}"))).order_id for i in range(6)]
-        halt = await bus.request("mts.v1.oms.commands.state", SetTradingState(
-            scope="fund", scope_id="f1", state=TradingState.HALTED, actor="ops",
-            reason="stop test"), timeout=10, reply_model=CommandReply)
+        ops = SigningKey.load(keys[1]["ops-test"])
+        halt = await bus.request("mts.v1.oms.commands.halt", ops.sign(
+            HaltTrading, "fund", "f1", "stop test"), timeout=10, reply_model=CommandReply)
         assert isinstance(halt, CommandReply) and halt.ok and halt.context["outstanding"] == 6
         stop.set()  # 6 cancels at 5/s cannot all have started: the sweep is cut short
         await asyncio.wait_for(task, 30)

@@ -1,8 +1,14 @@
-"""``mts mts1b-oms ...``: serve the OMS, halt and resume trading, show the kill-switch state.
+"""``mts mts1b-oms ...``: serve the OMS, halt, reduce and resume trading, show the kill-switch
+state, make signing keys.
 
-``halt`` / ``resume`` write the trading state to PostgreSQL (the system of record) and to the NATS
-KV bucket; every running OMS instance sees the KV change at once and cancels the working orders
-of a halted scope at its broker. They work whether or not an OMS is running.
+``halt`` / ``reduce`` / ``resume`` sign the command with the private key in ``--key-file`` (or
+the file ``$MTS_OMS_KEY_FILE`` names) and send it to a running OMS instance, which verifies it
+(:mod:`mts1b_oms.signing`) and writes the trading state to PostgreSQL (the system of record) and
+to the NATS KV bucket; every running instance sees the KV change at once and cancels the working
+orders of a halted scope at its broker. When no instance can be asked, ``halt`` and ``reduce``
+store the change in PostgreSQL themselves and exit non-zero; ``resume`` never does (only an
+instance that checked the key's role may lift a halt). ``keygen`` makes a key: the private key
+to a file only its owner may read, the public key's registry entry on stdout.
 
 What a command reports for people (the new state, the scopes that are not ACTIVE, that the
 service is up) is printed on stdout; log lines go to stderr through the ``mts`` root's logging,
@@ -16,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +31,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from mts1b_foundation import SetTradingState, TradingState
+    from mts1b_foundation import SignedStateCommand
+
+    from mts1b_oms.signing import SigningKey
 
 __all__ = ["app"]
 
@@ -59,6 +66,10 @@ def serve(
         envvar="MTS_OMS_INSTRUMENTS",
         help="instrument registry: a JSON or CSV file (repeat to combine; a later file's "
              "entry replaces an earlier one's)")],
+    keys: Annotated[Path, typer.Option(
+        envvar="MTS_OMS_KEYS",
+        help="key registry: a JSON file of the public keys that may sign halt, reduce and "
+             "resume, with their roles")],
     broker: Annotated[str, typer.Option(help="entry point in mts1b.brokers, or module:attr")
                       ] = "paper",
     broker_arg: Annotated[list[str] | None, typer.Option(help="key=value for the broker")
@@ -75,6 +86,10 @@ def serve(
                         "(default: the broker's own, else 10)")] = None,
     sweep_drain_seconds: Annotated[float, typer.Option(
         min=0, help="at SIGTERM, seconds the kill-switch sweeps may still run")] = 30.0,
+    command_window: Annotated[float, typer.Option(
+        min=0.001, max=3600,
+        help="seconds a signed command's timestamp may lie from this instance's clock")
+                              ] = 30.0,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain)."""
     from mts1b_platform.logging import set_service
@@ -82,6 +97,7 @@ def serve(
     set_service("oms")  # before anything logs: every line of this process names the OMS
     from mts1b_oms.instruments import InstrumentRegistry
     from mts1b_oms.service import ServeOptions, load_funds, run_service
+    from mts1b_oms.signing import KeyRegistry
 
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
     opts = ServeOptions(dsn=dsn, funds=load_funds(funds),
@@ -89,7 +105,8 @@ def serve(
                         broker_args=_parse_args(broker_arg or []), schema=schema,
                         namespace=namespace, prices=px, concurrency=concurrency,
                         full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,
-                        sweep_drain_seconds=sweep_drain_seconds)
+                        sweep_drain_seconds=sweep_drain_seconds, keys=KeyRegistry.load(keys),
+                        command_window=dt.timedelta(seconds=command_window))
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()
@@ -138,11 +155,12 @@ class _Outcome:
     sweep_id: str | None = None
 
 
-async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str, reason: str,
-                     dsn: str, schema: str, namespace: str | None, timeout: float) -> _Outcome:
-    """Ask a running instance (over NATS) to apply the change; if none can be asked or none
-    answers, store it in PostgreSQL directly - running instances take it in from there at
-    their next poll, a starting one at start - and say so with a non-zero exit code."""
+async def _set_state(command: SignedStateCommand, dsn: str, schema: str,
+                     namespace: str | None, timeout: float) -> _Outcome:
+    """Ask a running instance (over NATS) to verify and apply the signed command; if none can
+    be asked or none answers, store a halt or reduce in PostgreSQL directly - running instances
+    take it in from there at their next poll, a starting one at start - and say so with a
+    non-zero exit code (a resume is never stored directly)."""
     from mts1b_foundation import CommandReply, TradingState
     from mts1b_platform.bus import (
         Bus,
@@ -153,10 +171,7 @@ async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str,
     )
     from mts1b_platform.redaction import redact
 
-    from mts1b_oms.tradingstate import make_command
-
-    command = make_command(scope, scope_id, state, actor, reason)
-    what = f"{scope} {scope_id}: {state.value}"
+    what = f"{command.scope} {command.scope_id}: {command.STATE.value}"
     overrides: dict[str, Any] = {"connect_timeout": min(timeout, 5.0)}
     if namespace:
         overrides["namespace"] = namespace
@@ -168,13 +183,13 @@ async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str,
         return await _store_directly(command, dsn, schema, EXIT_BUS_UNREACHABLE,
                                      f"{why} ({redact(exc.message)})")
     try:
-        reply = await bus.request("mts.v1.oms.commands.state", command, timeout=timeout,
-                                  reply_model=CommandReply)
+        reply = await bus.request(f"mts.v1.oms.commands.{command.COMMAND}", command,
+                                  timeout=timeout, reply_model=CommandReply)
     except RequestFailed as exc:
         return _Outcome(EXIT_REFUSED, stderr=f"{what} refused: {redact(exc.message)}")
     except BusPermissionError as exc:
         return await _store_directly(command, dsn, schema, EXIT_BUS_UNREACHABLE,
-                                     "NATS does not permit this account to send state "
+                                     f"NATS does not permit this account to send {command.COMMAND} "
                                      f"commands ({redact(exc.message)})")
     except BusError as exc:
         return await _store_directly(command, dsn, schema, EXIT_NO_ACK,
@@ -188,27 +203,41 @@ async def _set_state(scope: str, scope_id: str, state: TradingState, actor: str,
         return _Outcome(EXIT_REFUSED, stderr=f"{what} refused by the OMS: {code}: {message}")
     sweep_id = reply.context.get("sweep_id")
     outstanding = reply.context.get("outstanding", 0)
-    if state is TradingState.ACTIVE:
+    if reply.context.get("applied") is False:  # a reduce by a key without risk only tightens
+        return _Outcome(0, stdout=f"{what} not applied: the scope's stored state is as "
+                                  "restrictive already")
+    if command.STATE is TradingState.ACTIVE:
         return _Outcome(0, stdout=what)
     swept = f", sweep {sweep_id}" if isinstance(sweep_id, str) else ""
     return _Outcome(0, stdout=f"{what} ({outstanding} cancels outstanding{swept})",
                     sweep_id=sweep_id if isinstance(sweep_id, str) else None)
 
 
-async def _store_directly(command: SetTradingState, dsn: str, schema: str, code: int,
+async def _store_directly(command: SignedStateCommand, dsn: str, schema: str, code: int,
                           why: str) -> _Outcome:
-    """The change straight into PostgreSQL with its sweep, as an instance would write it."""
-    from mts1b_foundation import TradingState, new_event_id
+    """A halt or reduce straight into PostgreSQL with its sweep, as an instance would write it,
+    its nonce claimed first so the same signed command sent later is refused as a replay.
+
+    No OMS checked the signature here: what authorizes the write is the database credential,
+    and it can only take risk off - a reduce is written only if it tightens the scope, and a
+    resume is never written (only an instance that checked the key's role may lift a halt)."""
+    from mts1b_foundation import ReduceTrading, ResumeTrading, TradingState, new_event_id
     from mts1b_platform.redaction import redact
 
+    from mts1b_oms.signing import NONCE_RETENTION
     from mts1b_oms.store import OutboxItem, Store, StoreError
     from mts1b_oms.tradingstate import make_change
 
-    what = f"{command.scope} {command.scope_id}: {command.state.value}"
-    change = make_change(command.scope, command.scope_id, command.state, command.actor,
-                         command.reason, dt.datetime.now(dt.UTC))
+    what = f"{command.scope} {command.scope_id}: {command.STATE.value}"
+    if isinstance(command, ResumeTrading):
+        return _Outcome(code, stderr=f"{what} NOT applied: {why}. A resume is applied only by a "
+                                     "running OMS instance, which verifies the signature and "
+                                     "the key's role; nothing changed.")
+    now = dt.datetime.now(dt.UTC)
+    change = make_change(command.scope, command.scope_id, command.STATE, command.key_id,
+                         command.reason, now)
     sweep_id = None
-    if command.state is not TradingState.ACTIVE:
+    if command.STATE is not TradingState.ACTIVE:
         sweep_id = new_event_id().replace("evt-", "swp-", 1)
     try:
         store = await Store.open(dsn, schema=schema, min_size=1, max_size=2)
@@ -217,11 +246,19 @@ async def _store_directly(command: SetTradingState, dsn: str, schema: str, code:
                                              f"unreachable too ({redact(exc.message)}); "
                                              "nothing changed")
     try:
+        if not await store.claim_nonce(command.key_id, command.nonce, command=command.COMMAND,
+                                       signed_at=command.timestamp, now=now,
+                                       forget_before=now - NONCE_RETENTION):
+            return _Outcome(EXIT_REFUSED, stderr=f"{what} NOT applied: its nonce was used "
+                                                 "before; nothing changed")
         written = await store.set_trading_state(
             change, [OutboxItem("mts.v1.oms.state.changed", change, new_event_id())],
-            sweep_id=sweep_id)
+            escalate_only=isinstance(command, ReduceTrading), sweep_id=sweep_id)
     finally:
         await store.close()
+    if not written.applied:
+        return _Outcome(code, stdout=f"{what} not applied: the scope's stored state is as "
+                                     "restrictive already", stderr=f"{what}: {why}.")
     swept = ""
     if written.sweep is not None:
         swept = (f" with sweep {written.sweep.sweep_id} ({written.sweep.outstanding} cancels "
@@ -280,39 +317,39 @@ def _finish(outcome: _Outcome) -> None:
 
 Timeout = Annotated[float, typer.Option(
     min=0.1, help="seconds to wait for a running OMS instance to acknowledge")]
+KeyFile = Annotated[Path, typer.Option(
+    envvar="MTS_OMS_KEY_FILE",
+    help="your private signing key (written by `keygen`); or name it in $MTS_OMS_KEY_FILE")]
 
 
-@app.command()
-def halt(
-    fund: Annotated[str | None, typer.Option(help="halt one fund")] = None,
-    strategy: Annotated[str | None, typer.Option(help="halt one strategy")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="halt everything")] = False,
-    reducing: Annotated[bool, typer.Option(help="REDUCING instead of HALTED")] = False,
-    reason: Annotated[str, typer.Option()] = "manual halt",
-    actor: Annotated[str, typer.Option()] = os.environ.get("USER", "operator") or "operator",
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="wait for the sweep and print each order's outcome")] = False,
-    wait_timeout: Annotated[float, typer.Option(min=0.1, help="seconds --wait waits")] = 300.0,
-    timeout: Timeout = 5.0,
-    dsn: Dsn = DEFAULT_DSN,
-    schema: Schema = "mts_oms",
-    namespace: Namespace = None,
-) -> None:
-    """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders.
+def _signed(kind: str, key_file: Path, scope: str, scope_id: str,
+            reason: str) -> SignedStateCommand:
+    """The command signed with the key in ``key_file`` (usage errors say why, never with the
+    key file's content)."""
+    from mts1b_foundation import HaltTrading, ReduceTrading, ResumeTrading, ValidationFailed
 
-    Exit codes:
-    0 an instance applied it (--wait: every order ended canceled or closed);
-    1 refused, or nothing could be stored;
-    3 NATS could not be used (unreachable, credentials refused, not permitted);
-    4 no instance answered within --timeout (3 and 4: stored in PostgreSQL only);
-    5 --wait: an order was not canceled, or the sweep did not finish in time.
-    """
-    from mts1b_foundation import TradingState
+    from mts1b_oms.signing import KeyFileError, SigningKey
 
-    scope, scope_id = _scope(fund, strategy, all_)
-    state = TradingState.REDUCING if reducing else TradingState.HALTED
-    outcome = asyncio.run(_set_state(scope, scope_id, state, actor, reason, dsn, schema,
-                                     namespace, timeout))
+    try:
+        key: SigningKey = SigningKey.load(key_file)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
+    try:
+        if kind == "halt":
+            return key.sign(HaltTrading, scope, scope_id, reason)
+        if kind == "reduce":
+            return key.sign(ReduceTrading, scope, scope_id, reason)
+        return key.sign(ResumeTrading, scope, scope_id, reason)
+    except ValidationFailed as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
+def _change(kind: str, key_file: Path, scope: str, scope_id: str, reason: str, *,
+            dsn: str, schema: str, namespace: str | None, timeout: float, wait: bool = False,
+            wait_timeout: float = 300.0) -> None:
+    """Sign, send, report; with ``wait``, then wait for the sweep and report each order."""
+    command = _signed(kind, key_file, scope, scope_id, reason)
+    outcome = asyncio.run(_set_state(command, dsn, schema, namespace, timeout))
     if outcome.code or not wait or outcome.sweep_id is None:
         _finish(outcome)
         return
@@ -324,24 +361,118 @@ def halt(
         raise typer.Exit(code)
 
 
+Wait = Annotated[bool, typer.Option("--wait",
+                                    help="wait for the sweep and print each order's outcome")]
+WaitTimeout = Annotated[float, typer.Option(min=0.1, help="seconds --wait waits")]
+
+
 @app.command()
-def resume(
-    fund: Annotated[str | None, typer.Option(help="resume one fund")] = None,
-    strategy: Annotated[str | None, typer.Option(help="resume one strategy")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="resume the global scope")] = False,
-    reason: Annotated[str, typer.Option()] = "manual resume",
-    actor: Annotated[str, typer.Option()] = os.environ.get("USER", "operator") or "operator",
+def halt(
+    key_file: KeyFile,
+    fund: Annotated[str | None, typer.Option(help="halt one fund")] = None,
+    strategy: Annotated[str | None, typer.Option(help="halt one strategy")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="halt everything")] = False,
+    reducing: Annotated[bool, typer.Option(help="REDUCING instead of HALTED (as `reduce`)")
+                        ] = False,
+    reason: Annotated[str, typer.Option()] = "manual halt",
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 300.0,
     timeout: Timeout = 5.0,
     dsn: Dsn = DEFAULT_DSN,
     schema: Schema = "mts_oms",
     namespace: Namespace = None,
 ) -> None:
-    """Clear a halt: the only way back to ACTIVE. Exit codes as for halt."""
-    from mts1b_foundation import TradingState
+    """Stop new orders (HALTED, or REDUCING: risk-reducing only) and cancel working orders.
 
+    Signed with --key-file (a key with the role operations); the OMS records the key's name.
+
+    Exit codes:
+    0 an instance applied it (--wait: every order ended canceled or closed);
+    1 refused (a bad signature, an unregistered key, a missing role, ...), or nothing could
+    be stored;
+    3 NATS could not be used (unreachable, credentials refused, not permitted);
+    4 no instance answered within --timeout (3 and 4: stored in PostgreSQL only);
+    5 --wait: an order was not canceled, or the sweep did not finish in time.
+    """
     scope, scope_id = _scope(fund, strategy, all_)
-    _finish(asyncio.run(_set_state(scope, scope_id, TradingState.ACTIVE, actor, reason, dsn,
-                                   schema, namespace, timeout)))
+    _change("reduce" if reducing else "halt", key_file, scope, scope_id, reason, dsn=dsn,
+            schema=schema, namespace=namespace, timeout=timeout, wait=wait,
+            wait_timeout=wait_timeout)
+
+
+@app.command()
+def reduce(
+    key_file: KeyFile,
+    fund: Annotated[str | None, typer.Option(help="one fund")] = None,
+    strategy: Annotated[str | None, typer.Option(help="one strategy")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="everything")] = False,
+    reason: Annotated[str, typer.Option()] = "manual reduce",
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 300.0,
+    timeout: Timeout = 5.0,
+    dsn: Dsn = DEFAULT_DSN,
+    schema: Schema = "mts_oms",
+    namespace: Namespace = None,
+) -> None:
+    """REDUCING: only orders that reduce exposure, and cancel the working ones that add to it.
+
+    Role operations; reducing a HALTED scope raises its limits and needs the role risk.
+    Exit codes as for halt (stored directly only if it tightens the scope).
+    """
+    scope, scope_id = _scope(fund, strategy, all_)
+    _change("reduce", key_file, scope, scope_id, reason, dsn=dsn, schema=schema,
+            namespace=namespace, timeout=timeout, wait=wait, wait_timeout=wait_timeout)
+
+
+@app.command()
+def resume(
+    key_file: KeyFile,
+    fund: Annotated[str | None, typer.Option(help="resume one fund")] = None,
+    strategy: Annotated[str | None, typer.Option(help="resume one strategy")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="resume the global scope")] = False,
+    reason: Annotated[str, typer.Option()] = "manual resume",
+    timeout: Timeout = 5.0,
+    dsn: Dsn = DEFAULT_DSN,
+    schema: Schema = "mts_oms",
+    namespace: Namespace = None,
+) -> None:
+    """Clear a halt: the only way back to ACTIVE. Signed with a key with the role risk.
+
+    Exit codes as for halt, except that 3 and 4 mean nothing changed: a resume is applied only
+    by a running instance that verified it, never stored directly.
+    """
+    scope, scope_id = _scope(fund, strategy, all_)
+    _change("resume", key_file, scope, scope_id, reason, dsn=dsn, schema=schema,
+            namespace=namespace, timeout=timeout)
+
+
+@app.command()
+def keygen(
+    name: Annotated[str, typer.Option(help="the name the OMS will record as actor, e.g. "
+                                           "ops-alice")],
+    out: Annotated[Path, typer.Option(help="the private key file to create (mode 600; an "
+                                           "existing file is never overwritten)")],
+    role: Annotated[list[str] | None, typer.Option(
+        help="operations (halt, reduce) or risk (resume, reduce a HALTED scope); repeat for "
+             "both")] = None,
+) -> None:
+    """Make a signing key: the private key goes to --out, readable by you only; stdout gets
+    the public key's entry for the OMS's key registry (serve --keys). The private key is
+    printed nowhere."""
+    from mts1b_oms.signing import KeyFileError, Role, SigningKey
+
+    known = [r.value for r in Role]
+    if not role or any(r not in known for r in role):
+        raise typer.BadParameter(f"give --role {' and/or --role '.join(known)}",
+                                 param_hint="--role")
+    try:
+        key = SigningKey.generate(name)
+        key.save(out)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message) from None
+    typer.echo(json.dumps(key.registered(role).entry()))
+    typer.echo(f"private key of {name} written to {out} (mode 600, for your eyes only); add the "
+               "line above to the \"keys\" list of the OMS's key registry", err=True)
 
 
 @app.command()

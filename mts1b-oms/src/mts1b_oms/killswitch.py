@@ -27,7 +27,9 @@ How a sweep runs:
   submits in that scope are denied ``TRADING_HALTED`` even if the scope was resumed meanwhile.
 
 Trading-state commands from outside enter through :meth:`KillSwitch.handle_command`, the one
-place where a command's sender can be checked (``verify``) before anything is applied.
+place where a command's sender is checked (``verify``: its signature, key, role, freshness and
+nonce, :mod:`mts1b_oms.signing`) before anything is applied; the actor recorded is the name of
+the key that signed it. An unsigned ``SetTradingState`` from outside is refused.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from mts1b_foundation import (
     DenialCode,
     Order,
     OrderStatus,
+    ReplyCode,
     SetTradingState,
+    SignedStateCommand,
     TradingState,
     TradingStateChange,
     new_event_id,
@@ -56,8 +60,9 @@ from mts1b_platform.logging import get_logger
 
 from mts1b_oms.book import FundBook
 from mts1b_oms.orderstore import CancelOutcome, OrderStore, OutboxItem, Sweep, in_scope
+from mts1b_oms.signing import Verified, refuse_unsigned
 from mts1b_oms.state import OrderState
-from mts1b_oms.tradingstate import Scope, TradingStates, make_change, restrictiveness
+from mts1b_oms.tradingstate import Scope, TradingStates, make_change, make_command, restrictiveness
 
 __all__ = ["DEFAULT_CANCEL_RATE", "CancelAttempt", "KillSwitch", "Pacer", "StateFanout",
            "SweepHost", "Verifier"]
@@ -75,9 +80,11 @@ class StateFanout(Protocol):
     async def put(self, change: TradingStateChange) -> None: ...
 
 
-Verifier = Callable[[SetTradingState], Awaitable[CommandReply | None]]
-"""Checks a trading-state command before it is applied: ``None`` to accept it, else the
-refusal to answer with. The default accepts every command."""
+Verifier = Callable[[SignedStateCommand, TradingState], Awaitable[Verified | CommandReply]]
+"""Checks a signed trading-state command whose scope's own state is the second argument:
+:class:`~mts1b_oms.signing.Verified` (who signed it, what to set) to apply it, else the refusal
+to answer with (:meth:`CommandVerifier.verify <mts1b_oms.signing.CommandVerifier.verify>`).
+The default, with no key registry, refuses every command."""
 
 
 class CancelAttempt(Protocol):
@@ -150,8 +157,11 @@ class Pacer:
             await self._sleep(slot - now)
 
 
-async def _accept(_command: SetTradingState) -> CommandReply | None:
-    return None
+async def _no_registry(command: SignedStateCommand, _current: TradingState
+                       ) -> Verified | CommandReply:
+    return CommandReply(ok=False, code=ReplyCode.UNAUTHORIZED,
+                        message="this OMS has no key registry: it applies no trading-state "
+                                "command from outside", context={"command": command.COMMAND})
 
 
 class KillSwitch:
@@ -161,7 +171,7 @@ class KillSwitch:
                  fund_ids: Collection[str], *, clock: Clock,
                  cancel_rate: float = DEFAULT_CANCEL_RATE, max_in_flight: int = 64,
                  retry_seconds: float = 1.0, poll_seconds: float | None = 2.0,
-                 fanout: StateFanout | None = None, verify: Verifier = _accept,
+                 fanout: StateFanout | None = None, verify: Verifier = _no_registry,
                  pacer: Pacer | None = None) -> None:
         self.store = store
         self.book = book
@@ -243,13 +253,19 @@ class KillSwitch:
 
     # --- commands -----------------------------------------------------------------------------
 
-    async def handle_command(self, command: SetTradingState) -> CommandReply:
-        """A trading-state command from outside (the bus): checked by ``verify``, then applied.
-        Signed commands plug their verification in here."""
-        refused = await self.verify(command)
-        if refused is not None:
-            return refused
-        return await self.set_trading_state(command)
+    async def handle_command(self, command: SignedStateCommand | SetTradingState
+                             ) -> CommandReply:
+        """A trading-state command from outside (the bus): checked by ``verify``, then applied
+        with the signing key's name as the actor. An unsigned ``SetTradingState`` is refused
+        ``UNAUTHORIZED``: its actor is whatever its sender wrote."""
+        if isinstance(command, SetTradingState):
+            return refuse_unsigned(command, self.clock.now())
+        verdict = await self.verify(command, self.states.get(command.scope, command.scope_id))
+        if isinstance(verdict, CommandReply):
+            return verdict
+        return await self.set_trading_state(
+            make_command(command.scope, command.scope_id, verdict.state, verdict.actor,
+                         command.reason), escalate_only=verdict.escalate_only)
 
     async def set_trading_state(self, command: SetTradingState, *,
                                 escalate_only: bool = False) -> CommandReply:

@@ -1,10 +1,15 @@
 """``mts mts1b-oms serve``: the OMS as a NATS service.
 
-- Commands by request/reply on ``mts.v1.oms.commands.submit|cancel|replace|state``; each gets a
+- Commands by request/reply on ``mts.v1.oms.commands.submit|cancel|replace``; each gets a
   :class:`~mts1b_foundation.CommandReply`. A payload that does not decode is answered with an
   error and dead-lettered to ``mts.v1.dlq.oms`` with the reason (the platform Bus does this); the
-  service keeps running. State commands are served in the queue group ``mts1b-oms``: one
-  instance takes each, writes the change and its sweep, and the others follow the fan-out.
+  service keeps running.
+- Trading-state commands are signed, one subject each: ``mts.v1.oms.commands.halt|reduce|
+  resume`` (:func:`serve_state_commands`). Each is verified against the key registry
+  (``ServeOptions.keys``, :mod:`mts1b_oms.signing`) and applied with the key's name as the
+  actor; the unsigned ``mts.v1.oms.commands.state`` is answered ``UNAUTHORIZED``. They are
+  served in the queue group ``mts1b-oms``, one at a time: one instance takes each, writes the
+  change and its sweep, and the others follow the fan-out.
 - Events leave through the PostgreSQL outbox and the :class:`~mts1b_oms.outbox.OutboxRelay`.
 - The kill switch fans out through the KV bucket ``mts_oms_trading_state``: every instance
   watches it, applies changes at once and sweeps its part of a halted scope
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import importlib
 import json
 import os
@@ -46,27 +52,35 @@ from mts1b_foundation import (
     Quote,
     ReplaceOrder,
     SetTradingState,
+    SignedStateCommand,
     SubmitOrder,
+    SystemClock,
     TradingState,
     TradingStateChange,
     parse_message,
 )
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
+from nats.aio.subscription import Subscription
 
 from mts1b_oms.gcpolicy import ScheduledFullCollections
 from mts1b_oms.instruments import InstrumentRegistry
+from mts1b_oms.killswitch import KillSwitch
 from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
+from mts1b_oms.signing import DEFAULT_COMMAND_WINDOW, CommandVerifier, KeyRegistry
 from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import parse_change, scope_key
 
-__all__ = ["KV_BUCKET", "STATE_QUEUE", "KvFanout", "ServeOptions", "load_broker", "load_funds",
-           "run_service"]
+__all__ = ["KV_BUCKET", "STATE_COMMAND_SUBJECTS", "STATE_QUEUE", "KvFanout", "ServeOptions",
+           "load_broker", "load_funds", "run_service", "serve_state_commands"]
 
 KV_BUCKET = "mts_oms_trading_state"
 STATE_QUEUE = "mts1b-oms"
 """The queue group state commands are served in: one instance takes each."""
+STATE_COMMAND_SUBJECTS = ("mts.v1.oms.commands.halt", "mts.v1.oms.commands.reduce",
+                          "mts.v1.oms.commands.resume", "mts.v1.oms.commands.state")
+"""The trading-state command subjects: the three signed ones and the refused unsigned one."""
 _log = get_logger("mts1b_oms.service")
 
 
@@ -136,6 +150,12 @@ class ServeOptions:
     sweep_drain_seconds: float = 30.0
     """At SIGTERM, how long the kill switch's sweeps may still run before the service
     stops; what they have not settled is resumed by the next instance."""
+    keys: KeyRegistry | None = None
+    """The public keys that may sign trading-state commands (``KeyRegistry.load(path)``).
+    ``None``: every state command from the bus is refused (``mts mts1b-oms serve`` requires
+    ``--keys``)."""
+    command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW
+    """How far a signed command's timestamp may lie from this instance's clock."""
 
 
 def _log_limits(opts: ServeOptions) -> None:
@@ -167,6 +187,21 @@ async def _watch_states(oms: Oms, kv: Any) -> None:
                          scope=change.scope, scope_id=change.scope_id)
 
 
+async def serve_state_commands(bus: Bus, killswitch: KillSwitch) -> list[Subscription]:
+    """Answer the trading-state command subjects (:data:`STATE_COMMAND_SUBJECTS`) with
+    ``killswitch.handle_command``: signed commands are verified and applied, the unsigned one
+    refused. In the queue group :data:`STATE_QUEUE` and one command at a time across the four
+    subjects, as the kill switch's changes are made one at a time."""
+    one_at_a_time = asyncio.Lock()
+
+    async def handle(command: SignedStateCommand | SetTradingState) -> CommandReply:
+        async with one_at_a_time:
+            return await killswitch.handle_command(command)
+
+    return [await bus.serve(subject, handle, queue=STATE_QUEUE)
+            for subject in STATE_COMMAND_SUBJECTS]
+
+
 async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                       stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then drain."""
@@ -183,8 +218,16 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     relay = OutboxRelay(store, bus)
     kv = await bus.kv(KV_BUCKET)
     _log_limits(opts)
+    clock, verify = SystemClock(), None
+    if opts.keys is None:
+        _log.warning("no key registry: every trading-state command from the bus is refused")
+    else:
+        verify = CommandVerifier(opts.keys, store, clock=clock,
+                                 window=opts.command_window).verify
+        _log.info("key registry", keys=len(opts.keys),
+                  window_seconds=opts.command_window.total_seconds())
     oms = Oms(store, broker, opts.funds, instruments=opts.instruments, relay=relay,
-              fanout=KvFanout(kv),
+              fanout=KvFanout(kv), clock=clock, verify=verify,
               cancel_rate=opts.cancel_rate)
     for sym, px in opts.prices.items():
         oms.set_price(sym, px)
@@ -208,10 +251,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                         concurrency=opts.concurrency),
     ]
 
-    async def on_state(cmd: SetTradingState) -> CommandReply:
-        return await oms.killswitch.handle_command(cmd)
-
-    subs.append(await bus.serve("mts.v1.oms.commands.state", on_state, queue=STATE_QUEUE))
+    subs += await serve_state_commands(bus, oms.killswitch)
 
     async def on_price(msg: Any) -> None:
         try:
