@@ -48,6 +48,7 @@ from mts1b_oms.signing import (
 )
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_signing_keys
+from mts1b_oms.tradingstate import make_change
 
 if TYPE_CHECKING:
     from conftest import MakeOms
@@ -272,6 +273,23 @@ async def test_an_operations_reduce_never_lifts_a_halt_it_did_not_see(
     reply = await b.killswitch.handle_command(OPS.sign(ReduceTrading, "fund", "f1", "reduce",
                                                        now=T0))
     assert reply.ok and reply.context["applied"] is False
+    assert await _stored(store) == {("fund", "f1"): ("HALTED", "ops-test")}
+
+
+async def test_a_state_forged_on_the_fan_out_changes_nothing(
+        make: MakeOms, broker: RecordingBroker, store: OrderStore) -> None:
+    """The other door: an unsigned ACTIVE put straight into the KV bucket every instance
+    watches (dated in the future, so no later change would replace it in memory). The
+    instance takes in what PostgreSQL holds for the scope, never the bucket's value."""
+    oms, _ = await _oms(make, broker, store)
+    assert (await oms.killswitch.handle_command(OPS.sign(HaltTrading, "fund", "f1", "incident",
+                                                         now=T0))).ok
+    forged = make_change("fund", "f1", TradingState.ACTIVE, "chief-risk-officer", "all clear",
+                         dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
+    await oms.enforce_state(forged)
+    assert _state(oms) is TradingState.HALTED
+    await oms.killswitch.poll_once()
+    assert _state(oms) is TradingState.HALTED
     assert await _stored(store) == {("fund", "f1"): ("HALTED", "ops-test")}
 
 

@@ -341,11 +341,24 @@ class KillSwitch:
         self._take(change, force=True)
 
     async def on_fanout(self, change: TradingStateChange) -> None:
-        """Another instance's change, seen on the KV bucket: take it in and sweep this
-        instance's part (HALTED: the rows the writer recorded for our funds; REDUCING: our
-        orders that add risk, as a sweep of our own)."""
-        self._take(change)
-        await self.kick(top_up=change.state is TradingState.REDUCING)
+        """Another instance's change, seen on the KV bucket: take in the scope's change as
+        stored in PostgreSQL and sweep this instance's part (HALTED: the rows the writer
+        recorded for our funds; REDUCING: our orders that add risk, as a sweep of our own).
+
+        The bucket's value is only the signal to look: every change is stored before it is
+        fanned out, so what anyone else puts in the bucket (a forged ACTIVE, unsigned) changes
+        nothing - one that PostgreSQL does not hold is logged and ignored."""
+        stored = next((c for c in await self.store.state_changes()
+                       if (c.scope, c.scope_id) == (change.scope, change.scope_id)), None)
+        if stored is None or change.ts > stored.ts or (change.ts == stored.ts
+                                                       and change != stored):
+            _log.warning("a trading state on the fan-out is not the one stored: ignored",
+                         scope=change.scope, scope_id=change.scope_id, state=change.state.value,
+                         claimed_actor=change.actor)
+        if stored is None:
+            return
+        self._take(stored)
+        await self.kick(top_up=stored.state is TradingState.REDUCING)
 
     def _take(self, change: TradingStateChange, *, force: bool = False) -> None:
         """Apply ``change`` unless memory already holds a later one for its scope."""
