@@ -179,7 +179,7 @@ async def test_halt_exits_non_zero_when_nats_is_unreachable(place: tuple[str, st
     ns, schema = place
     env = _env(MTS_NATS_URL=f"nats://127.0.0.1:{_closed_port()}")
     rc, out, err = await _run(["halt", "--fund", "f1", "--schema", schema, "--namespace", ns,
-                               "--timeout", "1"], env)
+                               "--timeout", "0.5"], env)
     assert (rc, out) == (3, "fund f1: HALTED (stored in PostgreSQL only)\n")
     [said] = [line for line in err.splitlines() if line.startswith("fund f1: HALTED: NATS")]
     assert "NATS is unreachable" in said and "no running instance has confirmed it" in said
