@@ -4,11 +4,14 @@ repocheck runs exactly what the READMEs and CONTRIBUTING.md tell a user to type,
 are parsed out of those files rather than copied into the checker (a copy would pass while the
 page drifts). Two kinds are read:
 
-- **install commands**: every ``pip install`` in the fenced blocks of ``README.md`` and each
-  library's README. One that names an ``mts1b-*`` distribution must take it
-  from the local wheelhouse only: ``pip install --no-index --find-links dist <distribution>...``
-  (after ``python3 dev.py wheels``). No ``mts1b-*`` name is registered on PyPI, so any command
-  that lets pip look a sibling up on an index would install whoever registers the name first.
+- **install commands**: every ``pip install`` in the fenced blocks of ``README.md``, each
+  library's README and the docs site's pages (``docs/**/*.md``). One that names an ``mts1b-*``
+  distribution must take it from the local wheelhouse only: ``pip install --no-index
+  --find-links dist <distribution>...`` (after ``python3 dev.py wheels``). No ``mts1b-*`` name is
+  registered on PyPI, so any command that lets pip look a sibling up on an index would install
+  whoever registers the name first. An inline ``pip install`` in the prose of those files (a
+  quoted message, a hint) is held to the same form when it names an ``mts1b-*`` distribution,
+  but is not run.
 - **test routes**: fenced blocks of CONTRIBUTING.md preceded by ``<!-- repocheck: every-python
   -->`` (run on every Python found) or ``<!-- repocheck: collect -->`` (installed and collected on
   the running Python). A route starts with ``cd mts1b-<name>``, installs with ``pip install``
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 CONTRIBUTING = "CONTRIBUTING.md"
 README = "README.md"
+DOCS = "docs"
 WHEELHOUSE = "dist"
 WHEELS_COMMAND = "python3 dev.py wheels"
 # The libraries whose own-folder tests run on every Python found (the others are installed and
@@ -46,6 +50,7 @@ MODES = ("every-python", "collect")
 
 MARKER = re.compile(r"^<!--\s*repocheck:\s*(?P<mode>[\w-]+)\s*-->\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
+INLINE_CODE = re.compile(r"`([^`]+)`")
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,27 @@ def _pip_installs(file: str, text: str) -> Iterator[Command]:
             yield Command(file, number, shown, argv)
 
 
+def _inline_pip_installs(file: str, text: str) -> Iterator[Command]:
+    """Every inline code span of the prose of ``text`` that is a ``pip install`` (a span may run
+    over the lines of its paragraph), numbered by the line it starts on."""
+    paragraph: list[tuple[int, str]] = []
+    outside = [(number, line) for number, line, opened in _fenced_lines(text) if opened is None]
+    for number, line in [*outside, (0, "")]:
+        if line.strip() and (not paragraph or number == paragraph[-1][0] + 1):
+            paragraph.append((number, line))
+            continue
+        joined = " ".join(part.strip() for _, part in paragraph)
+        starts = [0]
+        for _, part in paragraph:
+            starts.append(starts[-1] + len(part.strip()) + 1)
+        for match in INLINE_CODE.finditer(joined):
+            span = match.group(1).strip()
+            if span.startswith("pip install "):
+                index = max(i for i, start in enumerate(starts[:-1]) if start <= match.start())
+                yield Command(file, paragraph[index][0], span, _split(span) or ())
+        paragraph = [(number, line)] if line.strip() else []
+
+
 def _names_mts1b(argv: Sequence[str]) -> bool:
     return any("mts1b" in word.lower() for word in argv[2:] if not word.startswith("--"))
 
@@ -151,18 +177,26 @@ def read_install_commands(
     root: Path, libraries: Sequence[Library],
     pyprojects: Mapping[str, Pyproject | None] | None = None,
 ) -> tuple[list[InstallCommand], list[Problem]]:
-    """The wheelhouse installs of the root README and each library's README, and what is wrong.
+    """The wheelhouse installs of the root README, each library's README and the docs pages,
+    and what is wrong.
 
     Every ``pip install`` naming an ``mts1b-*`` distribution must be
     ``pip install --no-index --find-links dist <requirement>...`` with requirements that name
-    libraries of the manifest; each library's README shows the plain install of its own
-    distribution; a README that shows a wheelhouse install also says ``python3 dev.py wheels``.
-    A third-party install in a library's README (cupy for the ``gpu`` extra) must name a
-    requirement of one of its extras exactly, so the bounds live in pyproject.toml only.
+    libraries of the manifest, inline ones in prose included (those are not returned: they
+    are not run); each library's README shows the plain install of its own distribution; a
+    file that shows a wheelhouse install in a fenced block also says ``python3 dev.py wheels``.
+    A third-party install in a library's README or docs page (``docs/libraries/<name>.md``;
+    cupy for the ``gpu`` extra) must name a requirement of one of its extras exactly, so the
+    bounds live in pyproject.toml only.
     """
     by_dist = {str(canonicalize_name(lib.distribution)): lib for lib in libraries}
+    by_name = {lib.name: lib for lib in libraries}
     files = [(README, root / README, None)] + [
         (f"{lib.path}/{README}", root / lib.path / README, lib) for lib in libraries
+    ] + [
+        (page.relative_to(root).as_posix(), page,
+         by_name.get(page.stem) if page.parent.name == "libraries" else None)
+        for page in sorted((root / DOCS).rglob("*.md"))
     ]
     commands: list[InstallCommand] = []
     problems: list[Problem] = []
@@ -191,6 +225,15 @@ def read_install_commands(
             found += 1
             commands.append(InstallCommand(command.file, command.line, command.text,
                                            command.argv, tuple(parsed)))
+        for command in _inline_pip_installs(name, text):
+            if command.argv and _names_mts1b(command.argv):
+                _, why = _parse_wheelhouse_install(command.argv, by_dist)
+                if why:
+                    problems.append(Problem(command.where, f"`{command.text}` {why}: show `pip "
+                                                           "install --no-index --find-links "
+                                                           f"{WHEELHOUSE} <distribution>`, or "
+                                                           "name the third-party requirements "
+                                                           "an extra adds"))
         if found and WHEELS_COMMAND not in text:
             problems.append(Problem(name, f"shows `pip install --no-index --find-links "
                                           f"{WHEELHOUSE}` but not how dist/ is made "

@@ -499,6 +499,46 @@ def test_readme_installs_must_come_from_the_wheelhouse(tree: Path) -> None:
     ]
 
 
+def test_docs_pages_installs_are_checked_fenced_and_inline(tree: Path) -> None:
+    """A docs page's fenced installs are held to the README rules (and run); an inline
+    `pip install` in any prose that names an mts1b-* distribution must be the wheelhouse form
+    too, though it is not run: messages and hints quote such commands."""
+    page = tree / "docs/libraries/platform.md"
+    page.parent.mkdir(parents=True)
+    page.write_text(textwrap.dedent("""\
+        # mts1b-platform
+
+        Install it with `pip install ./mts1b-foundation
+        ./mts1b-platform`; the exporter is `pip install "iniconfig>=2"`.
+
+        ```bash
+        pip install mts1b-platform
+        pip install --no-index --find-links dist mts1b-platform
+        ```
+
+        Without the extra it says `pip install "mts1b-platform[otlp]"`.
+        """), encoding="utf-8")
+    edit(tree / "mts1b-foundation/README.md", "```bash\n",
+         "Or `pip install --no-index --find-links dist mts1b-foundation` from prose.\n\n```bash\n")
+    assert problems(tree) == [
+        "docs/libraries/platform.md:7: `pip install mts1b-platform` may take an mts1b-* "
+        "distribution from an index or a source folder: show `pip install --no-index "
+        "--find-links dist <distribution>` (after `python3 dev.py wheels`)",
+        "docs/libraries/platform.md:3: `pip install ./mts1b-foundation ./mts1b-platform` may "
+        "take an mts1b-* distribution from an index or a source folder: show `pip install "
+        "--no-index --find-links dist <distribution>`, or name the third-party requirements an "
+        "extra adds",
+        "docs/libraries/platform.md:11: `pip install \"mts1b-platform[otlp]\"` may take an "
+        "mts1b-* distribution from an index or a source folder: show `pip install --no-index "
+        "--find-links dist <distribution>`, or name the third-party requirements an extra adds",
+        "docs/libraries/platform.md: shows `pip install --no-index --find-links dist` but not "
+        "how dist/ is made (`python3 dev.py wheels`)",
+    ]
+    commands, _ = read_install_commands(tree, check_static(tree).libraries)
+    assert [c.where for c in commands if c.file.startswith("docs/")] == [
+        "docs/libraries/platform.md:8"]
+
+
 def test_readme_install_commands_are_read_as_a_shell_splits_them(tree: Path) -> None:
     readme = tree / "README.md"
     edit(readme, "pip install --no-index --find-links dist mts1b-foundation",
