@@ -11,10 +11,14 @@ switched off (``PIP_CONFIG_FILE=/dev/null``, no ``PIP_*`` variables), as on a fr
 ``find-links`` or extra index configured here must not make an incomplete ``dist/`` look
 complete.
 
-Except where a size is measured (the README installs on the running Python), pip is told not to
-write bytecode caches: compiling every installed module was about 70% of pip's time (24.5 s
-against 6.8 s for the backtester's install), and a cache changes nothing that is checked; the
-modules a test or the import probe loads are compiled as Python imports them.
+pip is told not to write bytecode caches (``PIP_NO_COMPILE``, a setting of pip's, not a word of
+the documented command): compiling every installed module was most of pip's time (the
+backtester's README install took 19.9 s and 22.0 s with bytecode, 5.3 s and 7.1 s without, back to
+back at load 1.5 to 2.4, and its site-packages 774 MiB instead of 638), and a cache changes
+nothing that is checked; the modules a test or the import probe loads are compiled as Python
+imports them. Install sizes are therefore measured without bytecode (``.pyc`` files are not
+counted even where a wheel ships them): what a user's disk holds on top of that depends on the
+modules they import.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ from tools.repocheck.interpreters import Interpreter
 SERVER_EXECUTABLES = ("postgres", "postmaster", "pg_ctl", "initdb", "pg_ctlcluster",
                       "nats-server", "bao", "openbao", "vault")
 
-# In the clean virtualenv: every distribution with its files' total size, requirements, where it
-# came from, and any installed file named like a server executable (argv[1]: JSON list of names).
+# In the clean virtualenv: every distribution with its files' total size (bytecode not counted),
+# requirements, where it came from, and any installed file named like a server executable
+# (argv[1]: JSON list of names).
 INSTALLED_PROBE = r"""
 import importlib.metadata as md, json, os, platform, sys
 servers = set(json.loads(sys.argv[1]))
@@ -51,7 +56,8 @@ for d in md.distributions():
     for f in d.files or []:
         path = d.locate_file(f)
         try:
-            size += os.stat(path).st_size
+            if not str(f).endswith(".pyc"):
+                size += os.stat(path).st_size
         except OSError:
             continue
         base = os.path.basename(str(f)).lower()
@@ -118,7 +124,6 @@ class Venv:
     path: Path
     interpreter: Interpreter
     isolated_pip: bool
-    compile_bytecode: bool = True
     pip_log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,13 +142,11 @@ class Venv:
         if self.isolated_pip:
             env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
             env["PIP_CONFIG_FILE"] = os.devnull
+        # PIP_NO_COMPILE: pip reads a negative flag's variable as the value of the positive
+        # option, so "0" is compile = False, i.e. --no-compile (verified: no .pyc is written).
         env.update(VIRTUAL_ENV=str(self.path), PIP_LOG=str(self.pip_log),
-                   PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1",
+                   PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PIP_NO_COMPILE="0",
                    PATH=str(self.bin) + os.pathsep + env.get("PATH", ""))
-        if not self.compile_bytecode:
-            # pip reads a negative flag's variable as the value of the positive option: "0" is
-            # compile = False, i.e. --no-compile (verified: no .pyc is written).
-            env["PIP_NO_COMPILE"] = "0"
         return env
 
     def index_pages(self) -> list[str]:
@@ -160,8 +163,8 @@ class Venv:
                 if canonicalize_name(url.rstrip("/").rsplit("/", 1)[-1]).startswith("mts1b")]
 
 
-def make_venv(uv: str, interpreter: Interpreter, path: Path, *, isolated_pip: bool,
-              compile_bytecode: bool = True) -> tuple[Venv | None, str]:
+def make_venv(uv: str, interpreter: Interpreter, path: Path, *, isolated_pip: bool
+              ) -> tuple[Venv | None, str]:
     """A seeded virtualenv for ``interpreter`` at ``path``; (None, why) when uv fails."""
     env = {k: v for k, v in os.environ.items() if k not in LEAKING}
     proc = subprocess.run([uv, "venv", "--seed", "--quiet", "--python",  # noqa: S603
@@ -169,7 +172,7 @@ def make_venv(uv: str, interpreter: Interpreter, path: Path, *, isolated_pip: bo
                           capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         return None, f"uv venv --seed --python {interpreter.executable} failed:\n    {tail(proc)}"
-    return Venv(path, interpreter, isolated_pip, compile_bytecode), ""
+    return Venv(path, interpreter, isolated_pip), ""
 
 
 @dataclass

@@ -3,9 +3,9 @@
 Besides naming each library and its place in the dependency graph, an entry records what the
 library's documented install may bring with it (``forbidden``: distributions that must never be in
 its install closure, such as database drivers or server wheels a backtest does not need) and how
-large that install may grow on disk (``max_install_mb``). A top-level ``python_versions`` lists the
-Python versions the libraries support: repocheck test-runs on those it finds and install-checks
-the others.
+large that install may grow on disk without bytecode (``max_install_mb``). A top-level
+``python_versions`` lists the Python versions the libraries support: repocheck installs and tests
+on those it finds and install-checks the others.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Library:
     """One ``libraries:`` entry of repos.yaml.
 
     ``forbidden`` holds PEP 503-normalized distribution names; ``max_install_mb`` bounds the disk
-    size (MiB) of what the library's documented install puts into a clean virtualenv.
+    size (MiB, ``.pyc`` files not counted) of what the library's documented install puts into a
+    clean virtualenv, on every Python found.
     """
 
     name: str

@@ -12,8 +12,9 @@ What runs (every command as the documentation writes it; see tools/README.md):
    ...`` of the READMEs in its own fresh virtualenv; pip must not fetch any index page. The plain
    install of a library is its *closure*: the distributions it added to the virtualenv. The closure
    must hold nothing of the entry's ``forbidden`` list and no file named like a server executable,
-   and its size on disk must stay within ``max_install_mb``. The installed libraries are imported
-   with every submodule (a submodule may fail only for a missing optional dependency).
+   and its size on disk (without bytecode) must stay within ``max_install_mb``. The installed
+   libraries are imported with every submodule (a submodule may fail only for a missing optional
+   dependency).
 3. **other Pythons**: in one fresh virtualenv per other Python found, every library's plain README
    install in turn, then the same imports.
 4. **CONTRIBUTING routes**: each ``every-python`` block on every Python found, each ``collect``
@@ -262,11 +263,10 @@ class _Context:
     def by_dist(self) -> dict[str, Library]:
         return {str(canonicalize_name(lib.distribution)): lib for lib in self.libraries}
 
-    def venv(self, interpreter: Interpreter, label: str, *, isolated_pip: bool,
-             compile_bytecode: bool = False) -> tuple[Venv | None, str]:
+    def venv(self, interpreter: Interpreter, label: str, *, isolated_pip: bool
+             ) -> tuple[Venv | None, str]:
         path = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=self.tmp)) / "venv"
-        return make_venv(self.uv, interpreter, path, isolated_pip=isolated_pip,
-                         compile_bytecode=compile_bytecode)
+        return make_venv(self.uv, interpreter, path, isolated_pip=isolated_pip)
 
     def drop(self, venv: Venv) -> None:
         shutil.rmtree(venv.path.parent, ignore_errors=True)
@@ -294,10 +294,8 @@ def _wrong_origin(ctx: _Context, inv: Inventory, *, editable: bool) -> list[str]
 def _readme_task(ctx: _Context, command: InstallCommand, interpreter: Interpreter) -> Task:
     def task() -> tuple[list[Problem], list[Step]]:
         label = f"[{interpreter.version}] {command.text}"
-        # A plain install is measured: pip's defaults, bytecode included, as on a user's disk.
         base = base_install_of(command)
-        venv, why = ctx.venv(interpreter, "readme", isolated_pip=True,
-                             compile_bytecode=base is not None)
+        venv, why = ctx.venv(interpreter, "readme", isolated_pip=True)
         if venv is None:
             return [Problem(command.where, why)], []
         try:
