@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tools.repocheck.interpreters import find_interpreters
 from tools.repocheck.static import check_static
-from tools.repocheck.wheels import WheelReport, check_wheels
+from tools.repocheck.wheels import Timings, WheelReport, check_wheels
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +32,13 @@ def _summary(report: WheelReport, jobs: int) -> None:
              f"{sum(s.seconds for s in report.steps):.1f}s of steps):")
         for step in sorted(report.steps, key=lambda s: -s.seconds):
             _say(f"  {step.seconds:7.1f}s  {step.name}")
-    if report.sizes:
-        _say("repocheck: install sizes (MiB): " + ", ".join(
-            f"{name} {size:.1f}" for name, size in sorted(report.sizes.items())))
-    if report.test_run or report.install_checked:
-        _say(f"repocheck: Pythons test-run: {', '.join(report.test_run) or 'none'}; "
+    for python, sizes in sorted(report.sizes_by_python.items()):
+        _say(f"repocheck: install sizes without bytecode, Python {python} (MiB): " + ", ".join(
+            f"{name} {size:.1f}" for name, size in sorted(sizes.items())))
+    if report.test_run or report.collected or report.install_checked:
+        collected = (f"; installed and collected only: {', '.join(report.collected)} (its tests "
+                     "run in `python3 dev.py test`)") if report.collected else ""
+        _say(f"repocheck: Pythons test-run: {', '.join(report.test_run) or 'none'}{collected}; "
              f"install-checked only: {', '.join(report.install_checked) or 'none'}")
 
 
@@ -70,6 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-routes", action="store_true",
         help="skip the CONTRIBUTING.md test routes (a quick wheel check while working)",
     )
+    parser.add_argument(
+        "--test-running", action="store_true",
+        help="run the every-python tests on the running Python too (by default they are "
+        "installed and collected there: `python3 dev.py test` runs them)",
+    )
+    parser.add_argument(
+        "--timings", type=Path, default=Timings.default_path(), metavar="FILE",
+        help="the last run's task times, to start the longest first (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     root = args.root.resolve()
     started = time.monotonic()
@@ -82,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = check_wheels(
             root, libraries, static.pyprojects, interpreters=interpreters,
             python_versions=static.python_versions, only=args.library, jobs=args.jobs,
-            routes=not args.no_routes, log=_say,
+            routes=not args.no_routes, test_running=args.test_running,
+            timings=Timings(args.timings), log=_say,
         )
         problems += report.problems
         _summary(report, args.jobs)

@@ -43,8 +43,8 @@ README = "README.md"
 DOCS = "docs"
 WHEELHOUSE = "dist"
 WHEELS_COMMAND = "python3 dev.py wheels"
-# The libraries whose own-folder tests run on every Python found (the others are installed and
-# collected on the running Python; `python3 dev.py test` runs all of their tests).
+# The libraries whose own-folder tests run on every Python found but the running one, where they
+# are installed and collected like the others' (`python3 dev.py test` runs all of their tests).
 EVERY_PYTHON_LIBRARIES = ("foundation", "quantkit", "platform")
 MODES = ("every-python", "collect")
 

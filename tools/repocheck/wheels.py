@@ -9,25 +9,32 @@ What runs (every command as the documentation writes it; see tools/README.md):
    with ``pip download --only-binary=:all: --python-version X.Y``: that is the install check of a
    version no interpreter here can run.
 2. **README installs** on the running Python: every ``pip install --no-index --find-links dist
-   ...`` of the READMEs in its own fresh virtualenv; pip must not fetch any index page. The plain
-   install of a library is its *closure*: the distributions it added to the virtualenv. The closure
-   must hold nothing of the entry's ``forbidden`` list and no file named like a server executable,
-   and its size on disk (without bytecode) must stay within ``max_install_mb``. The installed
+   ...`` of the documentation in its own fresh virtualenv, with pip's configuration switched off;
+   every ``mts1b-*`` distribution must be this repository's, from ``dist/``. The plain install
+   of a library is its *closure*: the distributions it added to the virtualenv. The closure must
+   hold nothing of the entry's ``forbidden`` list and no file named like a server executable, and
+   its size on disk (without bytecode) must stay within ``max_install_mb``. The installed
    libraries are imported with every submodule (a submodule may fail only for a missing optional
    dependency).
-3. **other Pythons**: in one fresh virtualenv per other Python found, every library's plain README
-   install in turn, then the same imports.
-4. **CONTRIBUTING routes**: each ``every-python`` block on every Python found, each ``collect``
-   block on the running Python with ``--collect-only -q`` added to its ``pytest``; pip must not
-   fetch an index page of an ``mts1b-*`` name, and every ``mts1b-*`` distribution must be the
-   editable install of its folder.
+3. **other Pythons**: every library's plain README install, alone, with the same closure checks
+   and imports. Libraries share a virtualenv along a *chain* (``install_chains``) in which each
+   library depends on all the ones before it: after its install the virtualenv holds exactly what
+   installing it alone into a clean one would, and the wheels already unpacked are not unpacked
+   again.
+4. **CONTRIBUTING routes**, each in a fresh virtualenv: each ``every-python`` block runs its tests
+   on every other Python found; on the running Python, whose tests ``python3 dev.py test`` runs
+   already, it and each ``collect`` block install and run their ``pytest`` with ``--collect-only
+   -q`` added. pip must not fetch an index page of an ``mts1b-*`` name, and every ``mts1b-*``
+   distribution must be the editable install of its folder.
 
-Steps 2 to 4 run in parallel (``--jobs``), never two routes in one library folder at once (their
-pytest caches and test files are shared). Each step prints its time.
+Steps 2 to 4 run in parallel (``--jobs``), the longest first (as timed by the last run, see
+``Timings``), never two routes in one library folder at once (their pytest caches and test files
+are shared). Each step prints its time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -66,7 +73,8 @@ from tools.repocheck.wheelhouse import WheelhouseBuilder
 
 Log = Callable[[str], None]
 MiB = 2**20
-__all__ = ["WheelReport", "check_wheel_contents", "check_wheels", "closure", "find_uv"]
+__all__ = ["Timings", "WheelReport", "check_wheel_contents", "check_wheels", "closure", "find_uv",
+           "install_chains"]
 
 
 def find_uv(root: Path) -> str | None:
@@ -94,8 +102,11 @@ class WheelReport:
 
     problems: list[Problem] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    sizes: dict[str, float] = field(default_factory=dict)  # library -> MiB of its closure
+    sizes: dict[str, float] = field(default_factory=dict)  # library -> MiB, running Python
+    # "3.12.1" -> library -> MiB of its closure, for every Python found
+    sizes_by_python: dict[str, dict[str, float]] = field(default_factory=dict)
     test_run: list[str] = field(default_factory=list)  # "3.12.1" for each Python tests ran on
+    collected: list[str] = field(default_factory=list)  # routes installed and collected only
     install_checked: list[str] = field(default_factory=list)  # "3.14" for versions not found
     wall: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -110,42 +121,97 @@ class WheelReport:
 Task = Callable[[], tuple[list[Problem], list[Step]]]
 
 
-class _Pool:
-    """Worker threads running tasks; never two tasks with the same key at once."""
+class Timings:
+    """How long each task took on the last run, so that the longest start first.
 
-    def __init__(self, jobs: int, report: WheelReport) -> None:
-        self._queue: list[tuple[str, Task]] = []
+    With two workers the wall time is at least half the steps' sum, and more by whatever runs
+    alone at the end: starting the longest tasks first (and the short ones last) keeps that tail
+    short. A task's time depends on the machine and its caches, so the last run's time on this
+    machine is the estimate; a task not seen before gets its kind's default. The record lives
+    beside pip's and uv's caches (``$XDG_CACHE_HOME`` or ``~/.cache``), which CI keeps between
+    runs; a missing or unreadable file only costs the order.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._seconds: dict[str, float] = {}
+        self._new: dict[str, float] = {}
+        self._lock = threading.Lock()
+        if path is not None:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self._seconds = {str(k): float(v) for k, v in data.items()}
+            except (OSError, ValueError, AttributeError, TypeError):
+                self._seconds = {}
+
+    @staticmethod
+    def default_path() -> Path:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(cache) / "mts1b" / "repocheck-timings.json"
+
+    def estimate(self, name: str, default: float) -> float:
+        return self._seconds.get(name, default)
+
+    def record(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self._new[name] = seconds
+
+    def save(self) -> None:
+        if self.path is None or not self._new:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            merged = {**self._seconds, **self._new}
+            self.path.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n",
+                                 encoding="utf-8")
+        except OSError:
+            pass  # only the next run's order suffers
+
+
+class _Pool:
+    """Worker threads running tasks, the longest estimate first; never two tasks with the same
+    key at once. Each task's time goes to ``timings`` under its name."""
+
+    def __init__(self, jobs: int, report: WheelReport, timings: Timings) -> None:
+        self._queue: list[tuple[float, int, str, str, Task]] = []
         self._busy: set[str] = set()
         self._open = True
         self._cond = threading.Condition()
         self._report = report
+        self._timings = timings
         self._threads = [threading.Thread(target=self._work, daemon=True)
                          for _ in range(max(1, jobs))]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, task: Task) -> None:
+    def submit(self, key: str, name: str, default: float, task: Task) -> None:
+        """Queue ``task``; ``name`` identifies it across runs, ``default`` is its estimate in
+        seconds when the last run did not time it."""
         with self._cond:
-            self._queue.append((key, task))
+            cost = self._timings.estimate(name, default)
+            self._queue.append((cost, len(self._queue), key, name, task))
             self._cond.notify_all()
 
     def _work(self) -> None:
         while True:
             with self._cond:
                 while True:
-                    ready = next((i for i, (key, _) in enumerate(self._queue)
-                                  if key not in self._busy), None)
-                    if ready is not None or (not self._open and not self._queue):
+                    ready = [entry for entry in self._queue if entry[2] not in self._busy]
+                    if ready or (not self._open and not self._queue):
                         break
                     self._cond.wait()
-                if ready is None:
+                if not ready:
                     return
-                key, task = self._queue.pop(ready)
+                entry = max(ready, key=lambda e: (e[0], -e[1]))
+                self._queue.remove(entry)
+                _, _, key, name, task = entry
                 self._busy.add(key)
+            started = time.monotonic()
             try:
                 problems, steps = task()
             except Exception as exc:  # a bug in a task must not hang the pool
                 problems, steps = [Problem("repocheck", f"task {key} crashed: {exc!r}")], []
+            self._timings.record(name, time.monotonic() - started)
             self._report.add(problems, steps)
             with self._cond:
                 self._busy.discard(key)
@@ -258,6 +324,7 @@ class _Context:
     wheels: dict[str, Path]
     report: WheelReport
     log: Log
+    primary: Interpreter
 
     @property
     def by_dist(self) -> dict[str, Library]:
@@ -270,6 +337,12 @@ class _Context:
 
     def drop(self, venv: Venv) -> None:
         shutil.rmtree(venv.path.parent, ignore_errors=True)
+
+    def record_size(self, interpreter: Interpreter, lib: Library, size: float) -> None:
+        with self.report._lock:
+            self.report.sizes_by_python.setdefault(interpreter.full, {})[lib.name] = size
+            if interpreter is self.primary:
+                self.report.sizes[lib.name] = size
 
 
 def _wrong_origin(ctx: _Context, inv: Inventory, *, editable: bool) -> list[str]:
@@ -291,16 +364,50 @@ def _wrong_origin(ctx: _Context, inv: Inventory, *, editable: bool) -> list[str]
     return wrong
 
 
+def _after_install(ctx: _Context, venv: Venv, command: InstallCommand, interpreter: Interpreter,
+                   seed: Inventory, imports: Sequence[Library]) -> tuple[list[Problem], str]:
+    """What one wheelhouse install left in ``venv``: every ``mts1b-*`` distribution from
+    ``dist/``; for the plain install of a library, its closure (what the virtualenv holds beyond
+    ``seed``) checked against the manifest; then ``imports`` imported with every submodule.
+    Returns the problems and a line saying what was found."""
+    on = f" on Python {interpreter.full}" if interpreter is not ctx.primary else ""
+    where = command.where
+    after, why = inventory(venv)
+    if after is None:
+        return [Problem(where, why)], ""
+    problems: list[Problem] = []
+    wrong = _wrong_origin(ctx, after, editable=False)
+    if wrong:
+        problems.append(Problem(where, f"`{command.text}`{on} installed {'; '.join(wrong)}, not "
+                                       "this repository's wheels"))
+    detail = ""
+    base = base_install_of(command)
+    if base is not None:
+        lib = ctx.by_dist[str(canonicalize_name(base))]
+        found, size, detail = check_closure(lib, command, seed, after)
+        problems += [Problem(p.where, p.message + on) for p in found]
+        ctx.record_size(interpreter, lib, size)
+        detail = f"; closure: {detail}"
+    t0 = time.monotonic()
+    modules = 0
+    for lib in imports:
+        found_imports, count = _import_problems(venv, lib, ctx.pyprojects.get(lib.name), where,
+                                                f"`{command.text}`{on}")
+        problems += found_imports
+        modules += count
+    return problems, f"imported {modules} modules in {time.monotonic() - t0:.1f}s{detail}"
+
+
 def _readme_task(ctx: _Context, command: InstallCommand, interpreter: Interpreter) -> Task:
+    """One documented wheelhouse install, alone in a clean virtualenv."""
     def task() -> tuple[list[Problem], list[Step]]:
         label = f"[{interpreter.version}] {command.text}"
-        base = base_install_of(command)
         venv, why = ctx.venv(interpreter, "readme", isolated_pip=True)
         if venv is None:
             return [Problem(command.where, why)], []
         try:
-            before, why = inventory(venv)
-            if before is None:
+            seed, why = inventory(venv)
+            if seed is None:
                 return [Problem(command.where, why)], []
             ran = run_in(venv, command.argv, ctx.root)
             steps = [Step(f"{label}: install", ran.seconds)]
@@ -309,37 +416,14 @@ def _readme_task(ctx: _Context, command: InstallCommand, interpreter: Interprete
                                                f"(Python {interpreter.full}):\n    "
                                                f"{tail(ran.proc)}")], steps
             problems: list[Problem] = []
-            pages = venv.index_pages()
-            if pages:
-                problems.append(Problem(command.where, f"`{command.text}` made pip read index "
-                                                       f"pages: {', '.join(pages[:5])}"))
-            after, why = inventory(venv)
-            if after is None:
-                return [*problems, Problem(command.where, why)], steps
-            wrong = _wrong_origin(ctx, after, editable=False)
-            if wrong:
-                problems.append(Problem(command.where, f"`{command.text}` installed "
-                                                       f"{'; '.join(wrong)}, not this "
-                                                       "repository's wheels"))
             t1 = time.monotonic()
-            modules = 0
-            for req in command.requirements:
-                lib = ctx.by_dist[str(canonicalize_name(req.name))]
-                found, count = _import_problems(venv, lib, ctx.pyprojects.get(lib.name),
-                                                command.where, f"`{command.text}`")
-                problems += found
-                modules += count
-            steps.append(Step(f"{label}: import", time.monotonic() - t1))
-            detail = ""
-            if base is not None:
-                lib = ctx.by_dist[str(canonicalize_name(base))]
-                found, size, detail = check_closure(lib, command, before, after)
-                problems += found
-                ctx.report.sizes[lib.name] = size
-                detail = f"; closure: {detail}"
+            imports = [ctx.by_dist[str(canonicalize_name(req.name))]
+                       for req in command.requirements]
+            found, detail = _after_install(ctx, venv, command, interpreter, seed, imports)
+            problems += found
+            steps.append(Step(f"{label}: checks and imports", time.monotonic() - t1))
             ctx.log(f"repocheck: [{interpreter.version}] `{command.text}` ({command.where}): "
-                    f"installed in {ran.seconds:.1f}s, imported {modules} modules in "
-                    f"{time.monotonic() - t1:.1f}s{detail}"
+                    f"installed in {ran.seconds:.1f}s, {detail}"
                     f"{'' if not problems else f' - {len(problems)} problem(s)'}")
             return problems, steps
         finally:
@@ -348,42 +432,67 @@ def _readme_task(ctx: _Context, command: InstallCommand, interpreter: Interprete
     return task
 
 
-def _other_python_task(ctx: _Context, interpreter: Interpreter,
-                       commands: Sequence[tuple[Library, InstallCommand]]) -> Task:
+def install_chains(
+    installs: Sequence[tuple[Library, InstallCommand]], by_name: Mapping[str, Library]
+) -> list[list[tuple[Library, InstallCommand]]]:
+    """The plain installs grouped into chains in which each library depends on every library
+    before it (``depends_on``, transitively).
+
+    Installed in one virtualenv in chain order, each library's install then finds exactly its
+    own closure in place and adds nothing of another's: the virtualenv afterwards holds what
+    installing it alone into a clean one would (the static checks make each pyproject's sibling
+    requirements equal ``depends_on``). Libraries are taken by the size of their dependency
+    closure, each appended to the chain whose last library it depends on with the largest
+    closure, or starting a new one.
+    """
+    below = {lib.name: {dep.name for dep in closure(lib, by_name)} for lib, _ in installs}
+    chains: list[list[tuple[Library, InstallCommand]]] = []
+    for lib, command in sorted(installs, key=lambda item: (len(below[item[0].name]),
+                                                           item[0].name)):
+        fits = [chain for chain in chains if chain[-1][0].name in below[lib.name]]
+        if fits:
+            max(fits, key=lambda chain: len(below[chain[-1][0].name])).append((lib, command))
+        else:
+            chains.append([(lib, command)])
+    return chains
+
+
+def _chain_task(ctx: _Context, interpreter: Interpreter,
+                chain: Sequence[tuple[Library, InstallCommand]]) -> Task:
+    """The plain README installs of a chain, one after the other in one virtualenv."""
     def task() -> tuple[list[Problem], list[Step]]:
-        label = f"[{interpreter.version}] README installs of {len(commands)} libraries"
+        names = " > ".join(lib.name for lib, _ in chain)
+        label = f"[{interpreter.version}] README installs {names}"
         venv, why = ctx.venv(interpreter, f"py{interpreter.version}", isolated_pip=True)
         if venv is None:
             return [Problem(f"Python {interpreter.full}", why)], []
         try:
+            seed, why = inventory(venv)
+            if seed is None:
+                return [Problem(f"Python {interpreter.full}", why)], []
             problems: list[Problem] = []
-            t0 = time.monotonic()
-            for _, command in commands:
+            installing = checking = 0.0
+            for i, (lib, command) in enumerate(chain):
                 ran = run_in(venv, command.argv, ctx.root)
+                installing += ran.seconds
                 if not ran.ok:
+                    rest = [other.name for other, _ in chain[i + 1:]]
+                    after = f" (so {', '.join(rest)}, which need it, were not installed on " \
+                            "this Python)" if rest else ""
                     problems.append(Problem(command.where, f"`{command.text}` fails on Python "
-                                                           f"{interpreter.full}:\n    "
+                                                           f"{interpreter.full}{after}:\n    "
                                                            f"{tail(ran.proc)}"))
-            installed = time.monotonic() - t0
-            pages = venv.index_pages()
-            if pages:
-                problems.append(Problem(f"Python {interpreter.full}", "the README installs made "
-                                        f"pip read index pages: {', '.join(pages[:5])}"))
-            t1 = time.monotonic()
-            modules = 0
-            for lib, command in commands:
-                found, count = _import_problems(venv, lib, ctx.pyprojects.get(lib.name),
-                                                f"{command.where} (Python {interpreter.full})",
-                                                f"`{command.text}` on Python {interpreter.full}")
+                    break
+                t0 = time.monotonic()
+                found, detail = _after_install(ctx, venv, command, interpreter, seed, [lib])
+                checking += time.monotonic() - t0
                 problems += found
-                modules += count
-            imported = time.monotonic() - t1
-            ctx.log(f"repocheck: [{interpreter.version}] the README installs of "
-                    f"{', '.join(lib.name for lib, _ in commands)}: {installed:.1f}s; imported "
-                    f"{modules} modules in {imported:.1f}s"
-                    f"{'' if not problems else f' - {len(problems)} problem(s)'}")
-            return problems, [Step(f"{label}: install", installed),
-                              Step(f"{label}: import", imported)]
+                before = f", after {' > '.join(o.name for o, _ in chain[:i])}" if i else ""
+                ctx.log(f"repocheck: [{interpreter.version}] `{command.text}` ({command.where}"
+                        f"{before}): installed in {ran.seconds:.1f}s, {detail}"
+                        f"{'' if not found else f' - {len(found)} problem(s)'}")
+            return problems, [Step(f"{label}: install", installing),
+                              Step(f"{label}: checks and imports", checking)]
         finally:
             ctx.drop(venv)
 
@@ -471,11 +580,19 @@ def check_wheels(
     only: Sequence[str] = (),
     jobs: int = 2,
     routes: bool = True,
+    test_running: bool = False,
+    timings: Timings | None = None,
     log: Log = lambda line: None,
 ) -> WheelReport:
-    """Run the wheel stage (see the module docstring); ``interpreters[0]`` is the running one."""
+    """Run the wheel stage (see the module docstring); ``interpreters[0]`` is the running one.
+
+    ``test_running`` runs the ``every-python`` tests on the running Python too (by default they
+    are only installed and collected there: ``python3 dev.py test`` runs them). ``timings``
+    orders the tasks (none: by kind) and is updated with this run's times.
+    """
     report = WheelReport()
     started = time.monotonic()
+    timings = timings or Timings(None)
     uv = find_uv(root)
     if uv is None:
         report.add([Problem("wheels", "uv not found ($UV, PATH, .bootstrap/bin/uv)")])
@@ -502,26 +619,40 @@ def check_wheels(
     found_routes, _ = read_test_routes(root)
     chosen = {lib.name for lib in targets}
     with tempfile.TemporaryDirectory(prefix="mts1b-repocheck-") as tmp_name:
-        ctx = _Context(root, uv, Path(tmp_name), present, pyprojects, {}, report, log)
-        pool = _Pool(jobs, report)
+        ctx = _Context(root, uv, Path(tmp_name), present, pyprojects, {}, report, log, primary)
+        pool = _Pool(jobs, report, timings)
         try:
             if routes:
-                for route in found_routes:
-                    if route.library not in chosen or route.library not in by_name:
-                        continue
-                    pythons = interpreters if route.mode == "every-python" else [primary]
-                    for interpreter in pythons:
-                        pool.submit(f"route:{route.library}",
-                                    _route_task(ctx, route, interpreter,
-                                                collect=route.mode == "collect"))
-                report.test_run = [i.full for i in interpreters]
+                _submit_routes(ctx, pool, [r for r in found_routes
+                                           if r.library in chosen and r.library in by_name],
+                               interpreters, test_running)
             _wheelhouse(ctx, [lib for lib in present if lib.name in needed], targets,
                         installs, primary, others, missing, pool)
         finally:
             pool.join()
+    timings.save()
     report.install_checked = missing
     report.wall = time.monotonic() - started
     return report
+
+
+def _submit_routes(ctx: _Context, pool: _Pool, routes: Sequence[TestRoute],
+                   interpreters: Sequence[Interpreter], test_running: bool) -> None:
+    """Queue each route on its Pythons; say in the report which Pythons ran tests."""
+    primary = interpreters[0]
+    tested: set[str] = set()
+    for route in routes:
+        pythons = interpreters if route.mode == "every-python" else [primary]
+        for interpreter in pythons:
+            collect = route.mode == "collect" or (interpreter is primary and not test_running)
+            if not collect:
+                tested.add(interpreter.full)
+            name = f"[{interpreter.version}] {route.label} {'collect' if collect else 'tests'}"
+            pool.submit(f"route:{route.library}", name, 40.0 if collect else 100.0,
+                        _route_task(ctx, route, interpreter, collect))
+    ctx.report.test_run = [i.full for i in interpreters if i.full in tested]
+    if routes and primary.full not in tested:
+        ctx.report.collected = [primary.full]
 
 
 def _wheelhouse(
@@ -554,6 +685,7 @@ def _wheelhouse(
             return
         chosen = {lib.name for lib in targets}
         by_dist = ctx.by_dist
+        by_name = {lib.name: lib for lib in ctx.libraries}
         t1 = time.monotonic()
         found = builder.add_python(primary.version, primary.executable)
         report.add(found, [Step(f"wheelhouse: Python {primary.version}", time.monotonic() - t1)])
@@ -563,18 +695,28 @@ def _wheelhouse(
             if found or command.text in seen or not names & chosen:
                 continue
             seen.add(command.text)
-            pool.submit(f"readme:{command.text}", _readme_task(ctx, command, primary))
-        bases = [(lib, c) for lib in ctx.libraries for c in installs
-                 if lib.name in chosen and c.file.startswith(f"{lib.path}/")
-                 and base_install_of(c) == lib.distribution]
+            pool.submit(f"readme:{command.text}", f"[{primary.version}] {command.text}", 20.0,
+                        _readme_task(ctx, command, primary))
+        bases: dict[str, tuple[Library, InstallCommand]] = {}
+        for command in installs:
+            base = base_install_of(command)
+            owner = by_dist.get(str(canonicalize_name(base))) if base else None
+            if owner is not None and owner.name in chosen \
+                    and command.file.startswith(f"{owner.path}/"):
+                bases.setdefault(owner.name, (owner, command))
+        chains = install_chains([bases[name] for name in sorted(bases)], by_name)
         for interpreter in others:
             t1 = time.monotonic()
             found = builder.add_python(interpreter.version, interpreter.executable)
             report.add(found, [Step(f"wheelhouse: Python {interpreter.version}",
                                     time.monotonic() - t1)])
-            if not found and bases:
-                pool.submit(f"python:{interpreter.version}",
-                            _other_python_task(ctx, interpreter, bases))
+            if found:
+                continue
+            for chain in chains:
+                order = " > ".join(member.name for member, _ in chain)
+                pool.submit(f"chain:{interpreter.version}:{order}",
+                            f"[{interpreter.version}] README installs {order}",
+                            10.0 + 10.0 * len(chain), _chain_task(ctx, interpreter, chain))
         for version in missing:
             t1 = time.monotonic()
             found = builder.add_python(version, None)

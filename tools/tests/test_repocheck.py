@@ -9,9 +9,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,8 +22,8 @@ from packaging.requirements import Requirement
 from tools.repocheck.__main__ import main
 from tools.repocheck.commands import Installed, Inventory, dependency_path
 from tools.repocheck.docs import InstallCommand, read_install_commands, read_test_routes
-from tools.repocheck.interpreters import find_interpreters, probe
-from tools.repocheck.manifest import Library
+from tools.repocheck.interpreters import Interpreter, find_interpreters, probe
+from tools.repocheck.manifest import Library, Problem
 from tools.repocheck.static import check_static, find_cycles
 from tools.repocheck.wheelhouse import (
     Pin,
@@ -32,7 +34,18 @@ from tools.repocheck.wheelhouse import (
     prune,
     target_tags,
 )
-from tools.repocheck.wheels import check_closure, check_wheel_contents, check_wheels, find_uv
+from tools.repocheck.wheels import (
+    Step,
+    Timings,
+    WheelReport,
+    _Pool,
+    _submit_routes,
+    check_closure,
+    check_wheel_contents,
+    check_wheels,
+    find_uv,
+    install_chains,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_PYTHON = ("foundation", "quantkit", "platform")
@@ -613,6 +626,80 @@ def test_routes_are_read_with_their_mode_and_label(tree: Path) -> None:
         "CONTRIBUTING.md: file not found (it gives each library's test command)"]
 
 
+def test_routes_run_tests_on_other_pythons_and_collect_on_the_running_one(tree: Path) -> None:
+    routes, _ = read_test_routes(tree)
+    running = Interpreter("3.11", "3.11.7", "/py/3.11")
+    other = Interpreter("3.12", "3.12.1", "/py/3.12")
+    for test_running, expected, tested, collected in [
+        (False, ["[3.11] foundation collect", "[3.12] foundation tests",
+                 "[3.11] platform collect", "[3.12] platform tests", "[3.11] datalake collect"],
+         ["3.12.1"], ["3.11.7"]),
+        (True, ["[3.11] foundation tests", "[3.12] foundation tests", "[3.11] platform tests",
+                "[3.12] platform tests", "[3.11] datalake collect"],
+         ["3.11.7", "3.12.1"], []),
+    ]:
+        queued: list[tuple[str, str, float]] = []
+        pool = SimpleNamespace(submit=lambda key, name, default, task, queued=queued:
+                               queued.append((key, name, default)))
+        report = WheelReport()
+        _submit_routes(SimpleNamespace(report=report), pool, routes,  # type: ignore[arg-type]
+                       [running, other], test_running)
+        assert [name for _, name, _ in queued] == expected
+        assert {key for key, _, _ in queued} == {"route:foundation", "route:platform",
+                                                  "route:datalake"}
+        assert (report.test_run, report.collected) == (tested, collected)
+
+
+def test_install_chains_hold_exactly_one_closure_at_each_step() -> None:
+    deps = {"foundation": [], "platform": ["foundation"], "quantkit": ["foundation"],
+            "datalake": ["foundation", "platform"], "brokers": ["foundation", "platform"],
+            "oms": ["foundation", "platform"],
+            "GPUbacktester": ["foundation", "platform", "quantkit", "datalake"]}
+    libraries = {name: _library(name=name, depends_on=tuple(d)) for name, d in deps.items()}
+    installs = [(lib, InstallCommand(f"mts1b-{lib.name}/README.md", 1, lib.name, ()))
+                for lib in libraries.values()]
+    chains = install_chains(installs, libraries)
+    # four chains, as few as can be: quantkit, datalake, brokers and oms depend on none of
+    # each other, so no two of them can share one
+    assert [[lib.name for lib, _ in chain] for chain in chains] == [
+        ["foundation", "platform", "brokers"], ["quantkit"], ["datalake", "GPUbacktester"],
+        ["oms"]]
+    for chain in chains:  # each library depends on every one before it
+        for i, (lib, _) in enumerate(chain):
+            assert {o.name for o, _ in chain[:i]} <= set(libraries[lib.name].depends_on)
+
+
+def test_pool_starts_the_longest_first_and_times_each_task(tmp_path: Path) -> None:
+    record = tmp_path / "timings.json"
+    record.write_text(json.dumps({"b": 30.0, "c": 5.0}), encoding="utf-8")
+    timings = Timings(record)
+    report = WheelReport()
+    pool = _Pool(1, report, timings)
+    gate = threading.Event()
+    order: list[str] = []
+
+    def task(name: str) -> Callable[[], tuple[list[Problem], list[Step]]]:
+        def run() -> tuple[list[Problem], list[Step]]:
+            if name == "gate":
+                gate.wait(10)
+            order.append(name)
+            return [], [Step(name, 0.0)]
+        return run
+
+    pool.submit("k0", "gate", 1000.0, task("gate"))  # holds the only worker while we queue
+    for name, default in [("a", 10.0), ("b", 1.0), ("c", 50.0), ("d", 20.0)]:
+        pool.submit(f"k-{name}", name, default, task(name))
+    gate.set()
+    pool.join()
+    # b and c as timed last time (30, 5), a and d by their defaults (10, 20)
+    assert order == ["gate", "b", "d", "a", "c"]
+    assert [s.name for s in report.steps] == order
+    timings.save()
+    assert set(json.loads(record.read_text(encoding="utf-8"))) == {"gate", "a", "b", "c", "d"}
+    record.write_text("not json", encoding="utf-8")
+    assert Timings(record).estimate("b", 7.0) == 7.0  # an unreadable record only costs the order
+
+
 # --- closure: forbidden, servers, size -------------------------------------------------------
 
 
@@ -799,8 +886,10 @@ def test_wheel_stage_on_a_fake_workspace(tmp_path: Path) -> None:
     running = probe(sys.executable)
     assert running is not None
     lines: list[str] = []
+    # test_running: the every-python routes run their tests here too, the only Python given
     report = check_wheels(tmp_path, static.libraries, static.pyprojects, interpreters=[running],
-                          python_versions=static.python_versions, jobs=2, log=lines.append)
+                          python_versions=static.python_versions, jobs=2, test_running=True,
+                          log=lines.append)
     found = sorted(p.render() for p in report.problems)
     command = "`pip install --no-index --find-links dist mts1b-platform`"
     assert found == sorted([
@@ -819,8 +908,9 @@ def test_wheel_stage_on_a_fake_workspace(tmp_path: Path) -> None:
         "--find-links dist mts1b-foundation` installs "
         f"{report.sizes['foundation']:.1f} MiB (1 distributions; largest: mts1b-foundation 0.0)",
     ])
-    assert report.test_run == [running.full]
+    assert (report.test_run, report.collected) == ([running.full], [])
     assert report.install_checked == ["3.99"]
+    assert report.sizes_by_python == {running.full: report.sizes}
     assert any(line.startswith("wheelhouse: Python 3.99: 1 third-party pins") for line in lines)
     assert (tmp_path / "dist" / "mts1b_platform-0.1.0-py3-none-any.whl").is_file()
     text = "\n".join(lines)
