@@ -96,6 +96,24 @@ def test_check_covariance_errors() -> None:
 
 
 # -- HRP ------------------------------------------------------------------------------------------
+@pytest.fixture
+def hrpopt_on_any_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the reference run on SciPy >= 1.18 (Python 3.12+ here).
+
+    PyPortfolioOpt 1.6's HRPOpt checks its method against ``scipy.cluster.hierarchy.
+    _LINKAGE_METHODS``, a private name SciPy 1.18 removed, so the reference itself fails there.
+    The shim puts back exactly the list quantkit checks against (scipy's documented methods);
+    the clustering both sides run is SciPy's public ``linkage``, so the comparison is unchanged.
+    """
+    import scipy.cluster.hierarchy as sch
+
+    if not hasattr(sch, "_LINKAGE_METHODS"):
+        from mts1b_quantkit.portfolio._hrp import LINKAGE_METHODS
+
+        monkeypatch.setattr(sch, "_LINKAGE_METHODS", set(LINKAGE_METHODS), raising=False)
+
+
+@pytest.mark.usefixtures("hrpopt_on_any_scipy")
 @pytest.mark.parametrize("method", ["single", "complete", "average", "ward"])
 def test_hrp_from_returns_matches_hrpopt(rets, method) -> None:  # type: ignore[no-untyped-def]
     ref = weights_of(HRPOpt(rets).optimize(method))
@@ -104,6 +122,7 @@ def test_hrp_from_returns_matches_hrpopt(rets, method) -> None:  # type: ignore[
     assert got.sum() == pytest.approx(1.0, abs=1e-15) and (got > 0).all()
 
 
+@pytest.mark.usefixtures("hrpopt_on_any_scipy")
 def test_hrp_with_missing_data_and_from_cov(rets_nan, cov) -> None:  # type: ignore[no-untyped-def]
     same(qp.hrp(rets_nan), weights_of(HRPOpt(rets_nan).optimize()), 1e-15)
     same(qp.hrp(cov=cov), weights_of(HRPOpt(cov_matrix=cov).optimize()), 1e-15)
