@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from mts1b_foundation import FundConfig, Side
+from mts1b_foundation import FundConfig, Order, Side
 
 from mts1b_oms.gates import FundMemory, GateContext
 from mts1b_oms.instruments import InstrumentRegistry
@@ -79,28 +79,36 @@ class FundBook:
     def reserve(self, state: OrderState, sign: int) -> None:
         """Add (+1) or remove (-1) a not-yet-committed order's quantity to its fund's open
         leaves, so that a concurrent submission's gates count it before its commit."""
-        o = state.order
-        f = self._funds[o.fund_id]
-        self._memory[o.fund_id].exposure = None
-        side = f.open_buy if o.side is Side.BUY else f.open_sell
-        sym = o.instrument.symbol
-        side[sym] = side.get(sym, ZERO) + sign * state.leaves_quantity
+        self.hold(state.order, sign * state.open_quantity)
+
+    def hold(self, order: Order, quantity: Decimal) -> None:
+        """Add ``quantity`` (negative: take it back) to the open leaves of ``order``'s side:
+        a reservation for a change whose gates passed and that is not committed yet (a new
+        order, or the growth a replace asks for), taken back by the same amount once the
+        committed change is tracked or the write failed."""
+        f = self._funds[order.fund_id]
+        self._memory[order.fund_id].exposure = None
+        side = f.open_buy if order.side is Side.BUY else f.open_sell
+        sym = order.instrument.symbol
+        side[sym] = side.get(sym, ZERO) + quantity
         if side[sym] == 0:
             del side[sym]
 
     def track(self, before: OrderState | None, after: OrderState) -> None:
         """Take a committed change in: the open-order cache and the fund's open leaves follow
-        ``after`` (``before`` None: the order is new to this book)."""
+        ``after`` (``before`` None: the order is new to this book). An order counts with its
+        :attr:`~mts1b_oms.state.OrderState.open_quantity` (a pending replace's larger leaves
+        included), taken out again by the same measure of the cached state."""
         o = after.order
         f = self._funds[o.fund_id]
         self._memory[o.fund_id].exposure = None
         sym = o.instrument.symbol
         side = f.open_buy if o.side is Side.BUY else f.open_sell
         if before is not None and before.order_id in self._open:
-            side[sym] = side.get(sym, ZERO) - self._open[before.order_id].leaves_quantity
+            side[sym] = side.get(sym, ZERO) - self._open[before.order_id].open_quantity
         if after.is_open:
             self._open[after.order_id] = after
-            side[sym] = side.get(sym, ZERO) + after.leaves_quantity
+            side[sym] = side.get(sym, ZERO) + after.open_quantity
         else:
             self._open.pop(after.order_id, None)
         if side.get(sym) == 0:
@@ -152,8 +160,8 @@ class FundBook:
             pos = self._funds[fund_id].positions.get(symbol, ZERO)
             room = pos if side is Side.SELL else -pos  # how much this side may still reduce
             for st in sorted(group, key=lambda x: x.order_id):  # order ids grow with time
-                if st.leaves_quantity <= room:
-                    room -= st.leaves_quantity
+                if st.open_quantity <= room:
+                    room -= st.open_quantity
                 else:
                     out.append(st)
                     room = ZERO  # nothing after an increasing order may stay either

@@ -40,6 +40,15 @@ gates in this order and stops at the first denial:
 
 Gates 7 and 8 never deny an order that reduces the measure they guard, so a fund over a limit
 can always trade back inside it. Limits are inclusive: a value exactly at the limit passes.
+
+A cancel-replace is judged by the same gates as the order it would make
+(:meth:`GatePipeline.evaluate_replace`, with :attr:`GateContext.replacing` set): its new
+quantity and prices against the registry and the limits, and, where open orders count (gates
+1, 7, 8, 9), the order's own open quantity *replaced* by its new one rather than added to it -
+otherwise an order would crowd itself out of its own room. A replace that does not take the
+worst case further from zero than the order as it stands is never denied by gates 7 and 8.
+Gates 4 and 11 are about a new order arriving (a second copy, one execution more) and are not
+run for a replace; it counts as a message for gate 10, as it does at a venue.
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ __all__ = [
     "GateContext",
     "GateFn",
     "GatePipeline",
+    "Replacing",
     "is_risk_reducing",
 ]
 
@@ -96,6 +106,20 @@ class FundMemory:
     """Cached (gross, net, value per symbol) of the book; the OMS clears it on any change."""
 
 
+@dataclass(frozen=True, slots=True)
+class Replacing:
+    """The working order a replace would change, as the fund's book counts it now.
+
+    ``open_quantity``: what its side's open quantity (``open_buy`` / ``open_sell``) holds for
+    it; ``filled_quantity``: what has filled, already in the position. The order the gates
+    judge carries the replace's new *total* quantity (what the venue will be told), so what
+    it adds to its side is that total less the filled quantity less ``open_quantity``.
+    """
+
+    open_quantity: Decimal
+    filled_quantity: Decimal
+
+
 @dataclass
 class GateContext:
     """A snapshot of what the gates need for one fund.
@@ -103,7 +127,9 @@ class GateContext:
     ``positions``: symbol -> signed quantity; ``open_buy`` / ``open_sell``: symbol -> leaves
     quantity of open orders (positive); ``prices``: reference price per symbol; ``adv``: average
     daily volume per symbol (shares/contracts); ``peak_nav``: the high-water mark for drawdown;
-    ``instruments``: the OMS's instrument registry (empty: every symbol is unknown).
+    ``instruments``: the OMS's instrument registry (empty: every symbol is unknown);
+    ``replacing``: set when the order judged is a replace of a working order (see
+    :class:`Replacing`), ``None`` for a new order.
     """
 
     fund: FundConfig
@@ -118,6 +144,7 @@ class GateContext:
     peak_nav: Decimal | None = None
     memory: FundMemory = field(default_factory=FundMemory)
     instruments: InstrumentRegistry = field(default_factory=InstrumentRegistry)
+    replacing: Replacing | None = None
 
 
 GateFn = Callable[[Order, "GateContext"], Denial | None]
@@ -221,14 +248,24 @@ def _book_exposure(ctx: GateContext) -> tuple[Decimal, Decimal, dict[str, Decima
     return ctx.memory.exposure
 
 
+def _adds(order: Order, ctx: GateContext) -> Decimal:
+    """What the order adds to the open quantity of its side: all of it for a new order; for a
+    replace, its new leaves less what the book holds for it now (negative when it shrinks)."""
+    r = ctx.replacing
+    if r is None:
+        return order.quantity
+    return order.quantity - r.filled_quantity - r.open_quantity
+
+
 def is_risk_reducing(order: Order, ctx: GateContext) -> bool:
     """True when the order (with open orders on its side) only shrinks the position, never flips
-    it. This is what REDUCING allows."""
+    it. This is what REDUCING allows. A replace is judged with its new leaves in place of the
+    order's open quantity."""
     sym = order.instrument.symbol
     pos = ctx.positions.get(sym, ZERO)
     if order.side is Side.SELL:
-        return pos > 0 and ctx.open_sell.get(sym, ZERO) + order.quantity <= pos
-    return pos < 0 and ctx.open_buy.get(sym, ZERO) + order.quantity <= -pos
+        return pos > 0 and ctx.open_sell.get(sym, ZERO) + _adds(order, ctx) <= pos
+    return pos < 0 and ctx.open_buy.get(sym, ZERO) + _adds(order, ctx) <= -pos
 
 
 # --- the gates, in pipeline order ------------------------------------------------------------
@@ -386,13 +423,16 @@ def order_size(order: Order, ctx: GateContext) -> Denial | None:
     return None
 
 
-def _projected(order: Order, ctx: GateContext) -> tuple[Decimal, Decimal]:
-    """(position now, worst-case position after this order and open orders on its side)."""
+def _projected(order: Order, ctx: GateContext) -> tuple[Decimal, Decimal, Decimal]:
+    """(position now, worst-case position with the open orders on the order's side as they
+    stand, and the same after this order)."""
     sym = order.instrument.symbol
     pos = ctx.positions.get(sym, ZERO)
     if order.side is Side.BUY:
-        return pos, pos + ctx.open_buy.get(sym, ZERO) + order.quantity
-    return pos, pos - ctx.open_sell.get(sym, ZERO) - order.quantity
+        now = pos + ctx.open_buy.get(sym, ZERO)
+        return pos, now, now + _adds(order, ctx)
+    now = pos - ctx.open_sell.get(sym, ZERO)
+    return pos, now, now - _adds(order, ctx)
 
 
 def position_cap(order: Order, ctx: GateContext) -> Denial | None:
@@ -403,8 +443,10 @@ def position_cap(order: Order, ctx: GateContext) -> Denial | None:
     if px is None:
         return _deny(DenialCode.NO_REFERENCE_PRICE, "position_cap",
                      f"no price to value {order.instrument.symbol}")
-    pos, after = _projected(order, ctx)
-    if abs(after) <= abs(pos):
+    pos, now, after = _projected(order, ctx)
+    # Not further from zero than the position, or than the side as it stands: the second
+    # admits only a replace that does not grow its order (a new order always grows the side).
+    if abs(after) <= abs(pos) or abs(after) <= abs(now):
         return None
     value = abs(after) * px * _multiplier(order, ctx)
     most = cap * ctx.nav
@@ -431,7 +473,8 @@ def exposure(order: Order, ctx: GateContext) -> Denial | None:
     m = _multiplier(order, ctx)
     mine = (ctx.positions.get(sym, ZERO) + ctx.open_buy.get(sym, ZERO)
             - ctx.open_sell.get(sym, ZERO)) * px * m
-    mine_after = mine + order.signed_quantity * px * m
+    added = _adds(order, ctx)
+    mine_after = mine + (added if order.side is Side.BUY else -added) * px * m
     nav = ctx.nav
     if max_gross is not None and abs(mine_after) > abs(mine):
         g = (gross + abs(mine_after)) / nav
@@ -508,6 +551,10 @@ DEFAULT_GATES: Sequence[tuple[str, GateFn]] = (
 )
 """(name, gate) in evaluation order; the module docstring explains each."""
 
+_NOT_FOR_REPLACES = frozenset({"duplicate", "repeated_execution"})
+"""Gates about a new order arriving, which a replace is not (see
+:meth:`GatePipeline.evaluate_replace`)."""
+
 
 @functools.lru_cache(maxsize=64)
 def _seconds(value: Decimal) -> dt.timedelta:
@@ -549,6 +596,30 @@ class GatePipeline:
                     del mem.recent[k]
                 mem.prune_at = max(10_000, 2 * len(mem.recent))
         mem.executions.setdefault(key, deque()).append(now)
+        return Decision(None)
+
+    def evaluate_replace(self, order: Order, ctx: GateContext) -> Decision:
+        """Judge a replace: ``order`` is the working order with the replace's new terms and
+        ``ctx.replacing`` says what the book holds for it now.
+
+        The replace counts as a message for the message-rate gate, as it does at a venue.
+        The gates named ``duplicate`` and ``repeated_execution`` are left out and remember
+        nothing: they guard against a new order arriving twice or too often, and a replace
+        is neither a second copy of an order nor one execution more.
+        """
+        if ctx.replacing is None:
+            raise ValueError("evaluate_replace needs ctx.replacing")
+        risk, mem, now = ctx.fund.risk, ctx.memory, ctx.now
+        _prune(mem.messages, now - _seconds(risk.message_window_seconds))
+        mem.messages.append(now)
+        for name, gate in self.gates:
+            if name in _NOT_FOR_REPLACES:
+                continue
+            denial = gate(order, ctx)
+            if denial is not None:
+                change = (risk.drawdown_action if denial.code is DenialCode.DRAWDOWN_HALT
+                          else None)
+                return Decision(denial, change)
         return Decision(None)
 
     def forget(self, order: Order, ctx: GateContext) -> None:

@@ -62,6 +62,7 @@ from mts1b_foundation import (
     ValidationFailed,
     new_event_id,
     new_order_id,
+    parse_message,
 )
 from mts1b_foundation.orders import ContextValue
 from mts1b_foundation.wire import VenueCode
@@ -69,7 +70,7 @@ from mts1b_platform.logging import get_logger
 from pydantic import TypeAdapter, ValidationError
 
 from mts1b_oms.book import FundBook
-from mts1b_oms.gates import Decision, GateContext, GatePipeline
+from mts1b_oms.gates import Decision, GateContext, GatePipeline, Replacing
 from mts1b_oms.idempotency import content_hash, differing_fields
 from mts1b_oms.instruments import InstrumentRegistry
 from mts1b_oms.keyedlocks import KeyedLocks
@@ -82,7 +83,7 @@ from mts1b_oms.killswitch import (
 )
 from mts1b_oms.orderstore import KeyClaim, OrderStore, OutboxItem, StaleState
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
-from mts1b_oms.state import OrderState, Outcome, apply_event, new_order_state
+from mts1b_oms.state import TRANSITIONS, OrderState, Outcome, apply_event, new_order_state
 from mts1b_oms.tradingstate import TradingStates, make_command
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "Oms", "StateFanout"]
@@ -356,10 +357,7 @@ class Oms:
                                account_id=getattr(order, "account_id", None)
                                or fund.broker_account_id)
         except ValidationFailed as exc:
-            errors = exc.context.get("errors") or [{}]
-            field = str(errors[0].get("field", "<root>"))[:200]
-            return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED,
-                                message=exc.message[:4000], context={"field": field}, ts=now)
+            return _validation_failed(exc, now)
         except Exception as exc:  # an Order whose fields are not even the right types
             return _fail(ReplyCode.VALIDATION_FAILED,
                          f"not a valid Order ({type(exc).__name__})", now)
@@ -423,11 +421,7 @@ class Oms:
             {} if claim.previous_order_id is None
             else {"previous_order_id": claim.previous_order_id})
         self._notify()
-        if decision.state_change is not None:  # only ever a step up: never undo a halt
-            await self.killswitch.set_trading_state(SetTradingState(
-                scope="fund", scope_id=fund.fund_id, state=decision.state_change,
-                actor="oms.drawdown", reason=denial.message if denial else "drawdown"),
-                escalate_only=True)
+        await self._drawdown_action(fund, decision)
         if denial is not None:
             _log.info("order denied", order_id=state.order_id, code=denial.code.value,
                       gate=denial.gate)
@@ -448,6 +442,16 @@ class Oms:
         state = await self._send(state)
         reply = await self._reply(state, now)
         return reply.model_copy(update={"context": linked}) if linked else reply
+
+    async def _drawdown_action(self, fund: FundConfig, decision: Decision) -> None:
+        """Switch the fund to the state a drawdown denial asks for, if it asks (only ever a
+        step up: never undo a halt)."""
+        if decision.state_change is not None:
+            denial = decision.denial
+            await self.killswitch.set_trading_state(SetTradingState(
+                scope="fund", scope_id=fund.fund_id, state=decision.state_change,
+                actor="oms.drawdown", reason=denial.message if denial else "drawdown"),
+                escalate_only=True)
 
     async def _repeat(self, claim: KeyClaim, o: Order, content: str,
                       now: dt.datetime) -> CommandReply:
@@ -719,20 +723,79 @@ class Oms:
                 report.exec_type is ExecType.CANCEL_REJECT)
 
     async def replace(self, request: ReplaceRequest) -> CommandReply:
+        """Cancel-replace a working order: a new quantity (the order's total, fills included),
+        limit price or stop price.
+
+        The replace is judged first as the order it would make (:meth:`_judge_replace`): the
+        new terms against the instrument registry and the fund's limits, the order's own open
+        quantity *replaced* by its new leaves rather than added to them. A refusal carries
+        the code a submit of those terms would get (``LOT_SIZE``, ``PRICE_COLLAR``,
+        ``TRADING_HALTED``, ...; a replace that only reduces risk passes while REDUCING);
+        the broker is not called, and the order, its events and the fund's book stay as they
+        were. Never raises: bad input is ``VALIDATION_FAILED`` (the request is validated
+        again in full, so one built by ``model_construct`` is refused like bad JSON),
+        ``ORDER_NOT_FOUND``, ``INVALID_ORDER`` or ``INVALID_STATE_TRANSITION``, and a failure
+        of the OMS itself is ``INTERNAL_ERROR`` naming only the exception's type.
+
+        The order's lock is held from the gates' decision to the commit of
+        ``replace_requested``, so no fill or second replace of the order slips in between,
+        and the growth the replace asks for is held in the fund's book meanwhile, so a
+        concurrent submission's gates count it. While the replace is pending the book counts
+        the larger of the old and new leaves (:attr:`OrderState.open_quantity`).
+        """
         now = self.clock.now()
-        order_id = request.order_id
-        state = await self._load(order_id)
-        if state is None:
-            return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now)
-        after = await self.apply(order_id, E.REPLACE_REQUESTED, replace=request)
-        if after is None or after.status is not S.PENDING_REPLACE:
+        try:
+            return await self._replace(request, now)
+        except Exception as exc:
+            _log.exception("replace failed", error_type=type(exc).__name__)
+            return _fail(ReplyCode.INTERNAL_ERROR,
+                         f"the OMS failed ({type(exc).__name__}); its log has the details", now)
+
+    async def _replace(self, request: object, now: dt.datetime) -> CommandReply:
+        req = _valid_replace(request, now)
+        if isinstance(req, CommandReply):
+            return req
+        order_id = req.order_id
+        async with self._order_locks.hold(order_id):
+            state = await self._load(order_id)
+            if state is None:
+                return _fail(ReplyCode.ORDER_NOT_FOUND, f"unknown order {order_id}", now)
+            judged = self._judge_replace(state, req, now)
+            if isinstance(judged, CommandReply):
+                return judged
+            fund, decision, grows = judged
+            if decision.denial is None:
+                self.book.hold(state.order, grows)
+                try:
+                    after = await self._apply_locked(order_id, E.REPLACE_REQUESTED,
+                                                     replace=req)
+                finally:  # committed: the book counts the pending replace itself now
+                    self.book.hold(state.order, -grows)
+        denial = decision.denial
+        if denial is not None:
+            await self._drawdown_action(fund, decision)
+            _log.info("replace denied", order_id=order_id, code=denial.code.value,
+                      gate=denial.gate)
             return CommandReply(ok=False, order_id=order_id, status=state.status,
+                                code=denial.code, message=denial.message, denial=denial,
+                                ts=now)
+        if after is None or after.status is not S.PENDING_REPLACE:
+            return CommandReply(ok=False, order_id=order_id,
+                                status=after.status if after else state.status,
                                 code=ReplyCode.INVALID_STATE_TRANSITION,
                                 message=f"replace not possible in status {state.status}", ts=now)
+        forbidden = self.killswitch.forbidden(after)
+        if forbidden is not None:  # a halt or REDUCING landed while the request was written
+            code, why = forbidden
+            why = f"{why} before the replace was sent"
+            after = await self.apply(order_id, E.REPLACE_REJECTED,
+                                     rejection=Rejection(code, why)) or after
+            return CommandReply(ok=False, order_id=order_id, status=after.status, code=code,
+                                message=why, ts=now)
         try:
-            report = await self.broker.replace(order_id, quantity=request.quantity,
-                                               limit_price=request.limit_price,
-                                               stop_price=request.stop_price)
+            report = await self.broker.replace(order_id, quantity=req.quantity,
+                                               limit_price=req.limit_price,
+                                               stop_price=req.stop_price)
         except (BrokerRejected, BrokerTransportError) as exc:
             after = await self.apply(order_id, E.REPLACE_REJECTED,
                                      rejection=Rejection.of(exc))
@@ -743,6 +806,46 @@ class Oms:
             after = await self._load(order_id)
         status = after.status if after else None
         return CommandReply(ok=True, order_id=order_id, status=status, ts=now)
+
+    def _judge_replace(self, state: OrderState, req: ReplaceRequest, now: dt.datetime
+                       ) -> tuple[FundConfig, Decision, Decimal] | CommandReply:
+        """The fund, the gates' decision on the order ``req`` would make and how much the
+        replace would grow the order's open quantity; or the coded refusal of a request that
+        cannot be judged (order not replaceable now, another instance's fund, a quantity
+        below what filled, terms that make no valid order). Runs without yielding to the
+        event loop, so that the book the gates read is the one the caller reserves in."""
+        order_id = state.order_id
+        if E.REPLACE_REQUESTED not in TRANSITIONS.get(state.status, {}):
+            shown = state.status.value if state.status else "<new>"
+            return CommandReply(ok=False, order_id=order_id, status=state.status,
+                                code=ReplyCode.INVALID_STATE_TRANSITION,
+                                message=f"replace not possible in status {shown}", ts=now)
+        fund = self.funds.get(state.order.fund_id)
+        if fund is None:  # loaded from the store: an order another instance serves
+            return _fail(ReplyCode.FUND_NOT_FOUND,
+                         f"order {order_id} is of fund {state.order.fund_id}, not served here",
+                         now)
+        filled = state.filled_quantity
+        if req.quantity is not None and req.quantity < filled:
+            return CommandReply(ok=False, order_id=order_id, status=state.status,
+                                code=ReplyCode.INVALID_ORDER,
+                                message=f"replace to quantity {req.quantity} below the "
+                                        f"{filled} already filled", ts=now)
+        terms = {k: v for k in ("quantity", "limit_price", "stop_price")
+                 if (v := getattr(req, k)) is not None}
+        try:
+            replaced = parse_message(Order, {**state.order.model_dump(), **terms})
+        except ValidationFailed as exc:  # e.g. a limit price for a market order
+            return _validation_failed(exc, now).model_copy(
+                update={"order_id": order_id, "status": state.status})
+        held = state.open_quantity if self.book.open_order(order_id) is not None else ZERO
+        ctx = self.gate_context(fund, now)
+        ctx.replacing = Replacing(open_quantity=held, filled_quantity=filled)
+        blocked = self.killswitch.blocks(replaced)
+        decision = Decision(blocked) if blocked else self.pipeline.evaluate_replace(replaced,
+                                                                                     ctx)
+        grows = max(replaced.quantity - filled - state.leaves_quantity, ZERO)
+        return fund, decision, grows
 
     # --- broker reports, busts, corrections -----------------------------------------------------
 
@@ -808,35 +911,44 @@ class Oms:
         broker said when it refused (its code and venue fields go into the event).
         """
         async with self._order_locks.hold(order_id):
-            for _attempt in range(5):
-                before = await self._load(order_id)
-                if before is None:
-                    await self._alert(f"{event.value} for unknown order {order_id}",
-                                      order_id=order_id, event_type=event.value)
-                    return None
-                out = apply_event(before, event, fill=fill, busted_trade_id=busted_trade_id,
-                                  replace=replace)
-                if out.duplicate:
-                    return before
-                if out.impossible:
-                    await self._alert(out.problem or "impossible transition", order_id=order_id,
-                                      event_type=event.value,
-                                      status=before.status.value if before.status else None)
-                    return before
-                try:
-                    await self._persist(before, out, fill=fill, busted=busted_trade_id,
-                                        replace=replace, reason=reason, rejection=rejection)
-                except StaleState:  # another writer moved the order: take its version
-                    # into the book (leaves included) and try again from there
-                    fresh = await self.store.load_order(order_id)
-                    if fresh is None:  # pragma: no cover - orders are never deleted
-                        self.book.forget(order_id)
-                    else:
-                        self.book.track(before, fresh)
-                    continue
-                self.book.track(before, out.state)
-                self._notify()
-                return out.state
+            return await self._apply_locked(order_id, event, fill=fill,
+                                            busted_trade_id=busted_trade_id, replace=replace,
+                                            reason=reason, rejection=rejection)
+
+    async def _apply_locked(self, order_id: str, event: OrderEventType, *,
+                            fill: Fill | None = None, busted_trade_id: str | None = None,
+                            replace: ReplaceRequest | None = None, reason: str | None = None,
+                            rejection: Rejection | None = None) -> OrderState | None:
+        """:meth:`apply` for a caller that holds the order's lock already."""
+        for _attempt in range(5):
+            before = await self._load(order_id)
+            if before is None:
+                await self._alert(f"{event.value} for unknown order {order_id}",
+                                  order_id=order_id, event_type=event.value)
+                return None
+            out = apply_event(before, event, fill=fill, busted_trade_id=busted_trade_id,
+                              replace=replace)
+            if out.duplicate:
+                return before
+            if out.impossible:
+                await self._alert(out.problem or "impossible transition", order_id=order_id,
+                                  event_type=event.value,
+                                  status=before.status.value if before.status else None)
+                return before
+            try:
+                await self._persist(before, out, fill=fill, busted=busted_trade_id,
+                                    replace=replace, reason=reason, rejection=rejection)
+            except StaleState:  # another writer moved the order: take its version
+                # into the book (leaves included) and try again from there
+                fresh = await self.store.load_order(order_id)
+                if fresh is None:  # pragma: no cover - orders are never deleted
+                    self.book.forget(order_id)
+                else:
+                    self.book.track(before, fresh)
+                continue
+            self.book.track(before, out.state)
+            self._notify()
+            return out.state
         raise StaleState(f"order {order_id} kept changing under us", order_id=order_id)
 
     async def _persist(self, before: OrderState, out: Outcome, *, fill: Fill | None,
@@ -1035,3 +1147,26 @@ def _encodable(text: str) -> bool:
 
 def _fail(code: ReplyCode, message: str, now: dt.datetime) -> CommandReply:
     return CommandReply(ok=False, code=code, message=message, ts=now)
+
+
+def _validation_failed(exc: ValidationFailed, now: dt.datetime) -> CommandReply:
+    """``VALIDATION_FAILED`` with the foundation's message and the first field it names."""
+    errors = exc.context.get("errors") or [{}]
+    field = str(errors[0].get("field", "<root>"))[:200]
+    return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED, message=exc.message[:4000],
+                        context={"field": field}, ts=now)
+
+
+def _valid_replace(request: object, now: dt.datetime) -> ReplaceRequest | CommandReply:
+    """The request validated again in full - one built without validation (``model_construct``)
+    may hold a NaN or 1E+308 that the wire would have refused - or ``VALIDATION_FAILED``."""
+    if not isinstance(request, ReplaceRequest):
+        return _fail(ReplyCode.VALIDATION_FAILED,
+                     f"expected a ReplaceRequest, got {type(request).__name__}", now)
+    try:
+        return parse_message(ReplaceRequest, request.model_dump(warnings=False))
+    except ValidationFailed as exc:
+        return _validation_failed(exc, now)
+    except Exception as exc:  # fields that are not even the right types
+        return _fail(ReplyCode.VALIDATION_FAILED,
+                     f"not a valid ReplaceRequest ({type(exc).__name__})", now)

@@ -171,6 +171,17 @@ class OrderState:
         return max(self.quantity - self.filled_quantity, Decimal(0))
 
     @property
+    def open_quantity(self) -> Decimal:
+        """What the fund's book counts as open for the order: its leaves, and while a replace
+        is pending the larger of its leaves before and after the replace - until the venue
+        answers it may work either, so the gates must count the worse."""
+        leaves = self.leaves_quantity
+        terms = self.pending_replace
+        if terms is None or terms.quantity is None or leaves == 0:
+            return leaves
+        return max(leaves, terms.quantity - self.filled_quantity)
+
+    @property
     def avg_fill_price(self) -> Decimal | None:
         q = self.filled_quantity
         if q == 0:

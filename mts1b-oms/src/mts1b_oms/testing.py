@@ -8,7 +8,10 @@ killed - the crash-safety test uses that to prove no order reached it twice. Can
 same way: a cancel of an order already canceled is a repeat (the CANCELED report again), each
 cancel request and each cancel that took are appended to ``<path>.cancels``, and
 ``cancel_seconds`` makes the venue slow to cancel (it takes the cancel half-way through), which
-is how the kill-switch tests kill the OMS while cancels are in flight.
+is how the kill-switch tests kill the OMS while cancels are in flight. A replace is recorded
+too (``replace_requests``: every call; ``replaced``: the order's terms after each replace that
+took, also appended to ``path``), so a test can say what reached the venue and check each
+version of an order, not only its last.
 
 For realistic fills use ``mts1b_brokers.paper.PaperClient`` (entry point ``paper``).
 
@@ -137,12 +140,19 @@ class RecordingBroker:
         self.canceled: list[str] = []  # cancels that took, each order once
         self.cancel_requests: list[str] = []  # every cancel call, repeats included
         self.status_requests: list[str] = []  # every order_status call
+        self.replace_requests: list[str] = []  # every replace call
+        self.replaced: list[Order] = []  # the order after each replace that took
         self.reject_next: str | None = None
         self.held_positions: dict[str, Decimal] = dict(positions or {})
         self._reports: asyncio.Queue[ExecutionReport] = asyncio.Queue()
         if self.path and self.path.exists():
             for line in self.path.read_text().splitlines():
                 rec = json.loads(line)
+                if "replaced" in rec:  # new terms of an order the venue has
+                    o = Order.model_validate(rec["order"])
+                    self.orders[rec["replaced"]] = o
+                    self.replaced.append(o)
+                    continue
                 self.new_orders.append(rec["order_id"])
                 o = Order.model_validate(rec["order"])
                 self.orders[rec["order_id"]] = o
@@ -234,8 +244,17 @@ class RecordingBroker:
     async def replace(self, order_id: str, *, quantity: Decimal | None = None,
                       limit_price: Decimal | None = None,
                       stop_price: Decimal | None = None) -> ExecutionReport:
+        self.replace_requests.append(order_id)
         if order_id not in self.orders:
             raise BrokerRejected(f"unknown order {order_id}", order_id=order_id)
+        terms = {k: v for k, v in (("quantity", quantity), ("limit_price", limit_price),
+                                   ("stop_price", stop_price)) if v is not None}
+        order = self.orders[order_id].model_copy(update=terms)  # as sent: not validated
+        self.orders[order_id] = order
+        self.replaced.append(order)
+        if self.path:
+            self._append(self.path, {"replaced": order_id,
+                                     "order": order.model_dump(mode="json")})
         return self._report(order_id, ExecType.REPLACED)
 
     async def order_status(self, client_order_id: str) -> ExecutionReport | None:
