@@ -2,6 +2,7 @@
 
     python bench/oms_fuzz.py                          # 100,000 messages, seed 15
     python bench/oms_fuzz.py --messages 5000 --seed 7
+    python bench/oms_fuzz.py --messages 5000 --replaces 1000
 
 The OMS service (``run_service``, the code behind ``mts mts1b-oms serve``) runs in this process
 on a throw-away PostgreSQL schema and NATS namespace (both removed afterwards) with one fund
@@ -32,6 +33,22 @@ junk         14 % random bytes, truncated JSON, arrays, scalars, deep nesting, a
 huge          2 % tags or a field of 100 KB up to 900 KB
 =========== ===== ===========================================================================
 
+Then ``--replaces`` replaces (default: a fifth of ``--messages``) go to
+``mts.v1.oms.commands.replace``, 32 at a time, each naming an order the submits left working
+(nothing fills, so every accepted order is), chosen by a second seeded generator. Kinds:
+
+=========== ===== ===========================================================================
+sane         30 % a quantity on the lot within the limits and/or a limit price on the tick
+                  inside the collar
+terms        40 % well-formed but insane: 1,000,001 or 999,999,999,999,999 units, a notional
+                  above 10 % of NAV, the largest sane quantity (a few of those on one symbol
+                  and side pass the position cap), off-lot and under-minimum quantities,
+                  off-tick and outside-the-collar prices, a limit price for a market order, a
+                  stop price, an unknown order id, no change at all
+numbers      15 % quantity or a price replaced by one of the absurd numbers above
+junk         15 % random bytes, truncated JSON, a wrong type for a field, no ``replace``
+=========== ===== ===========================================================================
+
 What is checked, and printed:
 
 - ``internal errors`` must be 0: replies with code ``INTERNAL_ERROR`` or the bus's
@@ -40,10 +57,12 @@ What is checked, and printed:
   ``Mts-Error`` reply with the foundation's code);
 - no reply's text holds internal detail (a traceback, an exception name of asyncpg, decimal or
   pydantic);
-- ``hostile at the venue`` must be 0: every order the venue received is checked here,
-  independently of the gates, against the registry (symbol, the very instrument, minimum, lot,
-  maximum, tick) and the fund's default limits (quantity, notional, collar), and each symbol
-  and side's orders together against the position cap (nothing fills, the book starts flat).
+- ``hostile at the venue`` must be 0: every order the venue received, and each order again as
+  every replace the venue took left it, is checked here, independently of the gates, against
+  the registry (symbol, the very instrument, minimum, lot, maximum, tick) and the fund's
+  default limits (quantity, notional, collar), and each symbol and side's orders, as the last
+  replace left them, together against the position cap (nothing fills, the book starts flat);
+- every replace answered ``ok`` is one the venue took, and no other.
 
 ``mts1b-oms/tests/test_oms_fuzz.py`` runs :func:`run` with 5,000 messages in CI; the figures
 of the full run are in ``bench/RESULTS.md``. ``MTS_FUZZ_SEED`` replays a seed there.
@@ -83,17 +102,19 @@ from mts1b_foundation import (
 )
 from mts1b_oms.instruments import InstrumentRegistry, RegisteredInstrument
 from mts1b_oms.service import ServeOptions, run_service
-from mts1b_oms.testing import RecordingBroker, drop_schema
+from mts1b_oms.testing import drop_schema
 from mts1b_platform.bus import ERROR_HEADER, Bus, BusSettings
 from mts1b_platform.logging import configure_logging
 
 SUBJECT = "mts.v1.oms.commands.submit"
+REPLACE_SUBJECT = "mts.v1.oms.commands.replace"
 FUND_ID = "fz"
 NAV = Decimal(1_000_000_000)
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 KINDS = (("valid", 14), ("repeat", 8), ("numbers", 18), ("terms", 22), ("fields", 12),
          ("types", 10), ("junk", 14), ("huge", 2))
+REPLACE_KINDS = (("sane", 30), ("terms", 40), ("numbers", 15), ("junk", 15))
 INSTRUMENTS = (
     RegisteredInstrument(Equity(symbol="AAPL")),
     RegisteredInstrument(Equity(symbol="MSFT"), Decimal(5000)),
@@ -294,6 +315,86 @@ def generate(n: int, seed: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def _replace_terms(rng: random.Random, order: dict[str, Any], terms: dict[str, Any]) -> None:
+    """Well-formed but insane new terms for a working ``order``."""
+    symbol = order["instrument"]["symbol"]
+    inst = registry()[symbol].instrument
+    ref, mult = PRICES[symbol], Decimal(getattr(inst, "multiplier", 1))
+    choice = rng.randrange(10)
+    if choice == 0:
+        terms["quantity"] = rng.choice(("999999999999999", "1000001"))
+    elif choice == 1:  # a notional above 10 % of NAV
+        terms["quantity"] = str((NAV / 10 / (ref * mult) / inst.lot_size).to_integral_value()
+                                * inst.lot_size + inst.lot_size * rng.randint(1, 1000))
+    elif choice == 2:  # the most a sane order may be: a few of them fill the position cap
+        terms["quantity"] = str((NAV / 10 / (ref * mult * Decimal("1.05")) / inst.lot_size
+                                 ).to_integral_value() * inst.lot_size)
+    elif choice == 3:
+        terms["quantity"] = rng.choice(("0.5", "1.5", "0.00015", "0.00001", "10.0000001"))
+    elif choice in (4, 5):  # off the tick, or outside the collar (also for a market order)
+        terms["limit_price"] = str(ref + Decimal(rng.choice(("0.005", "0.1", "0.001")))
+                                   if choice == 4 else _on_grid(
+            ref * Decimal(rng.choice(("1.06", "0.9", "2", "0.5"))), Decimal("0.25")))
+    elif choice == 6:
+        terms["stop_price"] = str(ref)
+    elif choice == 7:
+        terms["order_id"] = rng.choice(("ord-nope", "ord-01a24a28-0000-7000-8000-000000000000"))
+        terms["quantity"] = "1"
+    elif choice == 8:
+        for name in ("quantity", "limit_price", "stop_price"):
+            terms.pop(name, None)
+    else:
+        terms.update(quantity=str(inst.lot_size), limit_price=str(ref * 3))
+
+
+def _replace_payload(kind: str, rng: random.Random, working: list[tuple[str, dict[str, Any]]]
+                     ) -> bytes:
+    order_id, order = rng.choice(working)
+    symbol = order["instrument"]["symbol"]
+    inst = registry()[symbol].instrument
+    ref = PRICES[symbol]
+    terms: dict[str, Any] = {"order_id": order_id}
+    if kind in ("sane", "numbers") or rng.random() < 0.5:
+        terms["quantity"] = str(inst.lot_size * rng.randint(
+            int((inst.min_quantity / inst.lot_size).to_integral_value(ROUND_CEILING)), 40))
+    if order.get("order_type") == "limit" and (rng.random() < 0.5 or "quantity" not in terms):
+        terms["limit_price"] = str(_on_grid(ref * (1 + Decimal(rng.randint(-400, 400)) / 10_000),
+                                            inst.tick_size))
+    if kind == "terms":
+        _replace_terms(rng, order, terms)
+    elif kind == "numbers":
+        terms[rng.choice(("quantity", "limit_price", "stop_price"))] = rng.choice(_NUMBERS)
+    elif kind == "junk":
+        text = json.dumps({"schema_version": 2, "replace": terms}).encode()
+        return rng.choice((
+            rng.randbytes(rng.randint(0, 512)), text[:rng.randint(0, len(text) - 1)],
+            json.dumps({"schema_version": 2, "order": terms}).encode(),
+            json.dumps({"schema_version": 2, "replace": {**terms, "order_id": rng.choice(
+                _WRONG)}}, default=str).encode(),
+            json.dumps({"schema_version": 2, "replace": {
+                **terms, rng.choice(("quantity", "limit_price")): rng.choice(_WRONG)}},
+                default=str).encode(),
+            json.dumps([terms]).encode()))
+    return json.dumps({"schema_version": 2, "replace": terms}, default=str).encode()
+
+
+def generate_replaces(n: int, seed: int, working: list[tuple[str, dict[str, Any]]]
+                      ) -> list[tuple[str, bytes]]:
+    """``n`` fuzzed ``(kind, payload)`` for the replace subject, each naming one of the
+    ``working`` orders (order id, the order as submitted)."""
+    if not working:
+        return []
+    rng = random.Random(f"replaces-{seed}")
+    working = sorted(working, key=lambda w: str(w[1]["idempotency_key"]))
+    names = [k for k, _ in REPLACE_KINDS]
+    weights = [w for _, w in REPLACE_KINDS]
+    out = []
+    for _ in range(n):
+        kind = rng.choices(names, weights)[0]
+        out.append((kind, _replace_payload(kind, rng, working)))
+    return out
+
+
 # --- the checks ---------------------------------------------------------------------------------
 
 
@@ -348,20 +449,52 @@ def position_breaches(orders: list[Order]) -> list[str]:
 
 
 @dataclass
+class Tally:
+    """The answers to one subject's messages."""
+
+    ok: int = 0
+    duplicates: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    undecodable: Counter[str] = field(default_factory=Counter)
+
+    def lines(self, what: str) -> list[str]:
+        refused = ", ".join(f"{k} {v:,}" for k, v in self.refused.most_common())
+        undecodable = ", ".join(f"{k} {v:,}" for k, v in self.undecodable.most_common())
+        return [f"{what} {self.ok:,}; duplicates {self.duplicates:,}",
+                f"refused with a code: {refused}",
+                f"refused undecoded (Mts-Error): {undecodable}"]
+
+
+@dataclass
 class Report:
     """What a run found; ``ok`` when nothing went wrong."""
 
     messages: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
-    accepted: int = 0
-    duplicates: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
-    undecodable: Counter[str] = field(default_factory=Counter)
+    submits: Tally = field(default_factory=Tally)
+    replaces: int = 0
+    replace_kinds: dict[str, int] = field(default_factory=dict)
+    replace_replies: Tally = field(default_factory=Tally)
     internal_errors: int = 0
     at_venue: int = 0
+    replaced_at_venue: int = 0
     hostile_at_venue: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    replace_seconds: float = 0.0
+
+    @property
+    def accepted(self) -> int:
+        return self.submits.ok
+
+    @property
+    def duplicates(self) -> int:
+        return self.submits.duplicates
+
+    @property
+    def replaced(self) -> int:
+        """Replaces answered ``ok``."""
+        return self.replace_replies.ok
 
     @property
     def ok(self) -> bool:
@@ -370,16 +503,18 @@ class Report:
     def lines(self) -> list[str]:
         rate = self.messages / self.seconds if self.seconds else 0.0
         kinds = ", ".join(f"{k} {v:,}" for k, v in self.by_kind.items())
-        refused = ", ".join(f"{k} {v:,}" for k, v in self.refused.most_common())
-        undecodable = ", ".join(f"{k} {v:,}" for k, v in self.undecodable.most_common())
+        replace_rate = self.replaces / self.replace_seconds if self.replace_seconds else 0.0
+        replace_kinds = ", ".join(f"{k} {v:,}" for k, v in self.replace_kinds.items())
         return [
             f"messages {self.messages:,} ({kinds})",
-            f"accepted {self.accepted:,}; duplicates {self.duplicates:,}",
-            f"refused with a code: {refused}",
-            f"refused undecoded (Mts-Error): {undecodable}",
-            f"internal errors {self.internal_errors}; orders at the venue {self.at_venue:,}, "
-            f"hostile {self.hostile_at_venue}",
+            *self.submits.lines("accepted"),
             f"{self.seconds:.1f} s ({rate:,.0f} messages/s)",
+            f"replaces {self.replaces:,} ({replace_kinds})",
+            *self.replace_replies.lines("replaced"),
+            f"{self.replace_seconds:.1f} s ({replace_rate:,.0f} replaces/s)",
+            f"internal errors {self.internal_errors}; orders at the venue {self.at_venue:,}, "
+            f"replaces at the venue {self.replaced_at_venue:,}, hostile "
+            f"{self.hostile_at_venue}",
             *(f"PROBLEM: {p}" for p in self.problems[:20]),
         ]
 
@@ -395,15 +530,19 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-async def _send(bus: Bus, payloads: list[tuple[str, bytes]], report: Report,
-                concurrency: int, timeout: float) -> None:
+async def _send(bus: Bus, subject: str, payloads: list[tuple[str, bytes]], report: Report,
+                tally: Tally, concurrency: int, timeout: float,
+                working: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+    """Send ``payloads`` to ``subject`` and count the answers in ``tally``; with ``working``,
+    collect each order an ``ok`` answer accepted (not a duplicate): its id and the order as
+    sent."""
     queue = list(reversed(payloads))
 
     async def worker() -> None:
         while queue:
             _kind, data = queue.pop()
             try:
-                msg = await bus.nc.request(bus.wire_subject(SUBJECT), data, timeout=timeout)
+                msg = await bus.nc.request(bus.wire_subject(subject), data, timeout=timeout)
             except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
                 report.internal_errors += 1
                 report.problems.append(f"no reply to {data[:80]!r}")
@@ -413,7 +552,7 @@ async def _send(bus: Bus, payloads: list[tuple[str, bytes]], report: Report,
                 report.problems.append(f"internal detail in a reply: {text[:300]}")
             if msg.headers and ERROR_HEADER in msg.headers:
                 code = msg.headers[ERROR_HEADER]
-                report.undecodable[code] += 1
+                tally.undecodable[code] += 1
                 if code == "PLATFORM.BUS.HANDLER":
                     report.internal_errors += 1
                     report.problems.append(f"handler failed on {data[:80]!r}")
@@ -428,19 +567,25 @@ async def _send(bus: Bus, payloads: list[tuple[str, bytes]], report: Report,
                 report.internal_errors += 1
                 report.problems.append(f"INTERNAL_ERROR: {reply.message}")
             elif reply.ok and reply.duplicate:
-                report.duplicates += 1
+                tally.duplicates += 1
             elif reply.ok:
-                report.accepted += 1
+                tally.ok += 1
+                if working is not None and reply.order_id:
+                    working.append((reply.order_id, json.loads(data)["order"]))
             else:
-                report.refused[reply.code.value if reply.code else "?"] += 1
+                tally.refused[reply.code.value if reply.code else "?"] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def run(messages: int, seed: int, *, concurrency: int = 32, timeout: float = 30.0,
-              dsn: str = DSN, url: str = URL) -> Report:
-    """Start the service, send ``messages`` fuzzed submits, stop it, check everything."""
+async def run(messages: int, seed: int, *, replaces: int | None = None, concurrency: int = 32,
+              timeout: float = 30.0, dsn: str = DSN, url: str = URL) -> Report:
+    """Start the service, send ``messages`` fuzzed submits, then ``replaces`` fuzzed replaces
+    of the orders they left working (default: a fifth of ``messages``), stop it, check
+    everything."""
     report = Report(messages=messages)
+    replaces = messages // 5 if replaces is None else replaces
+    working: list[tuple[str, dict[str, Any]]] = []
     payloads = generate(messages, seed)
     report.by_kind = dict(Counter(kind for kind, _ in payloads))
     namespace = f"ofz{uuid.uuid4().hex[:8]}"
@@ -465,8 +610,16 @@ async def run(messages: int, seed: int, *, concurrency: int = 32, timeout: float
             if service.done():
                 await service  # it failed to start: say why
             started = time.perf_counter()
-            await _send(bus, payloads, report, concurrency, timeout)
+            await _send(bus, SUBJECT, payloads, report, report.submits, concurrency, timeout,
+                        working)
             report.seconds = time.perf_counter() - started
+            changes = generate_replaces(replaces, seed, working)
+            report.replaces = len(changes)
+            report.replace_kinds = dict(Counter(kind for kind, _ in changes))
+            started = time.perf_counter()
+            await _send(bus, REPLACE_SUBJECT, changes, report, report.replace_replies,
+                        concurrency, timeout)
+            report.replace_seconds = time.perf_counter() - started
         finally:
             stop.set()
             await asyncio.wait_for(service, 120)
@@ -475,16 +628,33 @@ async def run(messages: int, seed: int, *, concurrency: int = 32, timeout: float
             await bus.delete_streams()
             await bus.drain()
             await drop_schema(dsn, schema)
-        orders = list(RecordingBroker(path=venue).orders.values())
+        # the venue's record: each new order, and the order again after each replace it took
+        records = ([json.loads(line) for line in venue.read_text().splitlines()]
+                   if venue.exists() else [])
     report.internal_errors += len(errors.records)
     report.problems += [f"logged: {r.getMessage()}" for r in errors.records]
-    report.at_venue = len(orders)
-    for o in orders:
+    last: dict[str, Order] = {}  # each order as the last replace left it
+    for rec in records:
+        order_id = rec.get("replaced") or rec["order_id"]
+        try:
+            o = Order.model_validate(rec["order"])
+        except ValueError as exc:  # the venue was sent terms that make no valid order
+            report.hostile_at_venue += 1
+            report.problems.append(f"at the venue: {order_id} is no valid order: "
+                                   f"{str(exc)[:200]}")
+            continue
+        last[order_id] = o
         reasons = hostile(o)
         if reasons:
             report.hostile_at_venue += 1
             report.problems.append(f"at the venue: {o.order_id} {o.instrument.symbol} "
                                    f"{o.quantity}: {'; '.join(reasons)}")
+    report.at_venue = sum(1 for rec in records if "replaced" not in rec)
+    report.replaced_at_venue = len(records) - report.at_venue
+    if report.replaced_at_venue != report.replaced:
+        report.problems.append(f"{report.replaced:,} replaces answered ok, "
+                               f"{report.replaced_at_venue:,} taken at the venue")
+    orders = list(last.values())
     breaches = position_breaches(orders)
     report.hostile_at_venue += len(breaches)
     report.problems += breaches
@@ -500,6 +670,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--replaces", type=int, default=None,
+                        help="replaces after the submits (default: a fifth of --messages)")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     # The OMS logs each denial at INFO and the bus each dead letter at WARNING; the run
@@ -507,7 +679,8 @@ async def main() -> int:
     configure_logging("oms-fuzz", level="ERROR")
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}; "
           f"{os.cpu_count()} cores; loadavg {_loadavg()}")
-    report = await run(args.messages, args.seed, concurrency=args.concurrency)
+    report = await run(args.messages, args.seed, replaces=args.replaces,
+                       concurrency=args.concurrency)
     for line in report.lines():
         print(line)
     print(f"loadavg after: {_loadavg()}")

@@ -1,12 +1,15 @@
-"""Fuzzing the submit path (issue #15): 0 internal errors, 0 hostile orders at the broker.
+"""Fuzzing the submit and replace paths (issue #15): 0 internal errors, 0 hostile orders at the
+broker.
 
 Two ways in. Hypothesis builds Order-like inputs - orders made without validation
 (``model_construct``) from a mix of sane and hostile values - and gives them straight to
-``Oms.submit`` (in memory, a fund with the default RiskEnvelope, the recording broker). Then
-5,000 fuzzed messages go over NATS to the running service's submit subject, with the generator
-and the checks of ``bench/oms_fuzz.py`` (loaded from the repository, so that CI and the
-100,000-message benchmark fuzz the same way; its figures are in ``bench/RESULTS.md``).
-``MTS_FUZZ_SEED`` replays a seed.
+``Oms.submit`` (in memory, a fund with the default RiskEnvelope, the recording broker), and
+replace-like inputs of working orders straight to ``Oms.replace``. Then 5,000 fuzzed messages
+go over NATS to the running service's submit subject and 1,000 replaces of the orders they
+left working to its replace subject, with the generators and the checks of
+``bench/oms_fuzz.py`` (loaded from the repository, so that CI and the 100,000-message
+benchmark fuzz the same way; its figures are in ``bench/RESULTS.md``). ``MTS_FUZZ_SEED``
+replays a seed.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mts1b_foundation import CommandReply, Order, ReplyCode
+from mts1b_foundation import CommandReply, Order, ReplaceRequest, ReplyCode
 from mts1b_oms.memstore import InMemoryStore
 from mts1b_oms.oms import Oms
 from mts1b_oms.testing import RecordingBroker
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "oms_fuzz.py"
 MESSAGES = 5000
+REPLACES = 1000
 
 
 def _fuzz_module() -> ModuleType:
@@ -122,12 +126,82 @@ def test_order_like_inputs_straight_into_submit(orders: list[Order]) -> None:
     assert FUZZ.position_breaches(sent) == []
 
 
+@st.composite
+def replace_like(draw: st.DrawFn) -> dict[str, Any]:
+    """The fields of a replace made without validation: an order id (``0``-``2``: the working
+    orders of the scenario below), numbers - whole quantities up to beyond the notional and
+    position limits, prices on the 0.25 grid near a reference, or :func:`_number`'s - or none
+    of them; a stop price rarely (none of the orders takes one)."""
+    fields: dict[str, Any] = {"order_id": draw(st.sampled_from([0, 1, 2, 2, "ord-nope", "",
+                                                                None]))}
+    for name in ("quantity", "limit_price", "stop_price"):
+        if draw(st.integers(0, 7 if name == "stop_price" else 1)) == 0:
+            sane = st.integers(1, 600_000).map(Decimal) if name == "quantity" else (
+                st.sampled_from(list(FUZZ.PRICES.values())).flatmap(
+                    lambda ref: st.integers(-30, 30).map(lambda n: ref + Decimal(n) / 4)))
+            fields[name] = draw(st.one_of(sane, _number(name)))
+    return fields
+
+
+WORKING = [  # a market buy, a limit sell, a limit buy of a future (multiplier 50, tick 0.25)
+    {"symbol": "AAPL", "side": "buy", "quantity": "10", "order_type": "market"},
+    {"symbol": "MSFT", "side": "sell", "quantity": "5", "order_type": "limit",
+     "limit_price": "400.00"},
+    {"symbol": "ESZ6", "side": "buy", "quantity": "1", "order_type": "limit",
+     "limit_price": "1000.00"},
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(replace_like(), min_size=1, max_size=12))
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+def test_replace_like_inputs_straight_into_replace(replaces: list[dict[str, Any]]) -> None:
+    """Replaces of three working orders, made without validation: every answer is a coded
+    reply, none ``INTERNAL_ERROR``, nothing raises, and every version of every order the
+    broker worked - as submitted and after each replace - is sane by the benchmark's
+    independent check, the orders together within the position cap."""
+
+    async def scenario() -> tuple[list[CommandReply], RecordingBroker]:
+        broker = RecordingBroker()
+        oms = Oms(InMemoryStore(), broker, [FUZZ.fund()], instruments=FUZZ.registry(),
+                  sweep_poll_seconds=None)
+        for symbol, price in FUZZ.PRICES.items():
+            oms.set_price(symbol, price)
+        await oms.start()
+        try:
+            ids = []
+            for i, w in enumerate(WORKING):
+                terms = {k: v for k, v in w.items() if k != "symbol"}
+                reply = await oms.submit(Order.model_validate({
+                    "idempotency_key": f"w{i}", "fund_id": FUZZ.FUND_ID, "strategy_id": "s1",
+                    "instrument": FUZZ.registry()[w["symbol"]].instrument, **terms}))
+                assert reply.ok, reply
+                ids.append(reply.order_id)
+            out = []
+            for fields in replaces:
+                ref = fields["order_id"]
+                request = ReplaceRequest.model_construct(**{
+                    **fields, "order_id": ids[ref] if isinstance(ref, int) else ref})
+                out.append(await oms.replace(request))
+        finally:
+            await oms.stop()
+        return out, broker
+
+    replies, broker = asyncio.run(scenario())
+    for reply in replies:
+        assert isinstance(reply, CommandReply)
+        assert reply.ok or reply.code not in {None, ReplyCode.INTERNAL_ERROR}, reply
+    worked = [*broker.orders.values(), *broker.replaced]
+    assert [r for o in worked for r in FUZZ.hostile(o)] == []
+    assert FUZZ.position_breaches(list(broker.orders.values())) == []
+
+
 @pytest.mark.integration
 async def test_fuzzed_messages_over_nats_are_all_coded_and_none_hostile_reaches_the_broker(
         ) -> None:
     seed = int(os.environ.get("MTS_FUZZ_SEED", "15"))
     try:
-        report = await FUZZ.run(MESSAGES, seed, timeout=60)
+        report = await FUZZ.run(MESSAGES, seed, replaces=REPLACES, timeout=60)
     except OSError as exc:  # pragma: no cover - no server to fuzz
         pytest.skip(f"NATS or PostgreSQL not reachable: {exc}")
     summary = "\n".join([f"seed {seed}", *report.lines()])
@@ -135,3 +209,4 @@ async def test_fuzzed_messages_over_nats_are_all_coded_and_none_hostile_reaches_
     assert report.hostile_at_venue == 0, summary
     assert report.problems == [], summary
     assert report.accepted > 0 and report.at_venue == report.accepted, summary
+    assert report.replaced > 0 and report.replaced_at_venue == report.replaced, summary
