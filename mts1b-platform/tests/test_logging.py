@@ -251,3 +251,27 @@ def test_existing_logging_setup_is_respected() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stderr.strip() == "OWN token=*** here"
+
+
+def test_the_default_handler_follows_a_swapped_and_closed_stderr(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run in-process swaps sys.stderr and closes it; later lines go to the new one.
+
+    Reproduces a CLI test that ran ``halt`` then ``resume`` through a runner in one process:
+    the handler kept the first runner's (closed) stream and the next log line printed
+    "--- Logging error ---" into the second command's stderr.
+    """
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging(fmt="json", level="INFO")
+    try:
+        get_logger("swap.test").info("one")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr("sys.stderr", second)
+        get_logger("swap.test").info("two")
+        assert [line["message"] for line in _json_lines(second)] == ["two"]
+        assert "Logging error" not in second.getvalue()
+    finally:
+        monkeypatch.undo()
+        configure_logging(fmt="json", level="WARNING")

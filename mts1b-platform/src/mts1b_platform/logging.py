@@ -189,6 +189,27 @@ class ConsoleFormatter(logging.Formatter):
         return redact(text)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Write to whatever ``sys.stderr`` is when a line is emitted, not when configured.
+
+    Why: a command run in-process (a test's CLI runner, a notebook cell) swaps ``sys.stderr``
+    for its own stream and closes it afterwards; a handler that kept the old stream would then
+    fail with "I/O operation on closed file" on the next line logged by anything else in the
+    process. The standard library's last-resort handler looks stderr up the same way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def configure_logging(
     service: str | None = None,
     *,
@@ -205,10 +226,10 @@ def configure_logging(
     or level raises ``ValueError`` naming it before anything is changed.
     """
     global _service
-    stream = stream if stream is not None else sys.stderr
+    probe = stream if stream is not None else sys.stderr
     chosen = fmt or os.environ.get("MTS_LOG_FORMAT") or "auto"
     if chosen == "auto":
-        chosen = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+        chosen = "console" if getattr(probe, "isatty", lambda: False)() else "json"
     if chosen not in ("json", "console"):
         raise ValueError(f"log format must be 'json' or 'console', not {chosen!r}")
     lvl = level if level is not None else os.environ.get("MTS_LOG_LEVEL") or "INFO"
@@ -217,7 +238,8 @@ def configure_logging(
         if lvl not in logging.getLevelNamesMapping():
             raise ValueError("log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, "
                              f"not {lvl!r}")
-    handler = logging.StreamHandler(stream)
+    handler: logging.StreamHandler[IO[str]] = (
+        logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler())
     handler.setFormatter(JsonFormatter() if chosen == "json" else ConsoleFormatter())
     handler.addFilter(RedactingFilter())
     setattr(handler, _HANDLER_MARK, True)
