@@ -109,10 +109,15 @@ def test_the_invalid_url_error(url: str, secret: str, shown: str) -> None:
     assert err.splitlines()[-1].startswith(f"tail: invalid NATS URL {shown}: ")
 
 
-def test_dev_status_shows_configured_urls_masked(servers: dict[str, str]) -> None:
+def test_dev_status_shows_configured_urls_masked(servers: dict[str, str],
+                                                tmp_path: Path) -> None:
+    """``MTS_DEV_DIR`` is an empty folder: servers a surrounding ``mts dev up`` started (the
+    wheel-server test run has one) would otherwise be listed instead of the configured URL
+    that does not answer."""
     dsn_secret = "pg-pa55-in-dsn-9"
     rc, out, err = _mts(["dev", "status"], MTS_NATS_URL=f"nats://{TOKEN}@{servers['token']}",
-                        MTS_DATABASE_URL=f"postgresql://postgres:{dsn_secret}@127.0.0.1:1/x")
+                        MTS_DATABASE_URL=f"postgresql://postgres:{dsn_secret}@127.0.0.1:1/x",
+                        MTS_DEV_DIR=str(tmp_path / "no-dev-servers"))
     _clean(TOKEN, out, err)
     _clean(dsn_secret, out, err)
     assert f"nats://***@{servers['token']}" in out
