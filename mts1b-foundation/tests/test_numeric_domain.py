@@ -182,7 +182,7 @@ def test_schema_version_must_be_a_json_integer(version: object) -> None:
 
 
 def test_order_schema_version_is_the_current_one_when_omitted() -> None:
-    assert parse_message(Order, BASE).schema_version == Order.SCHEMA_VERSION == 2
+    assert parse_message(Order, BASE).schema_version == Order.SCHEMA_VERSION == 3
 
 
 @pytest.mark.parametrize(("tags", "field", "reason"), [

@@ -4,6 +4,7 @@ EXPECTED = {
     "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STATE_COMMAND_CONTEXT", "STREAMS", "UNLIMITED",
     "AccountSnapshot", "Alert", "HaltTrading", "ReduceTrading", "ResumeTrading",
     "SignedStateCommand", "state_command_bytes",
+    "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
     "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",

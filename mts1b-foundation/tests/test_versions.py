@@ -34,8 +34,12 @@ MODELS = wire_models()
 LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1, 2})),
          "FundConfig": (3, frozenset({1, 2})), "OrderStatusQuery": (1, frozenset()),
          "HaltTrading": (1, frozenset()), "ReduceTrading": (1, frozenset()),
-         "ResumeTrading": (1, frozenset())}
-NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading"}
+         "ResumeTrading": (1, frozenset()),
+         "Order": (3, frozenset({1, 2})), "SubmitOrder": (3, frozenset({1, 2})),
+         "OrderEvent": (3, frozenset({1, 2})), "TargetPortfolio": (3, frozenset({1, 2})),
+         "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset())}
+NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
+       "RebalanceReport"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:
@@ -81,7 +85,7 @@ def test_v1_gate_codes_take_their_new_names() -> None:
     event = parse_message(OrderEvent, json.dumps(V1["OrderEvent"][0]))
     assert event.denial is not None
     assert event.denial.code is ReplyCode.QUANTITY_EXCEEDS_MAXIMUM
-    assert event.order is not None and event.order.schema_version == 2
+    assert event.order is not None and event.order.schema_version == 3
     for old, new in (("MAX_NOTIONAL", "NOTIONAL_EXCEEDS_MAXIMUM"),
                      ("REDUCE_ONLY", "TRADING_STATE_REDUCING"),
                      ("TRADING_HALTED", "TRADING_HALTED")):
@@ -118,11 +122,11 @@ def test_v1_messages_meet_the_new_rules() -> None:
                                                       "symbol": "../../etc/passwd"}})
 
 
-@pytest.mark.parametrize("version", [0, 3, 99, -1])
+@pytest.mark.parametrize("version", [0, 4, 99, -1])
 def test_versions_neither_written_nor_readable_are_refused(version: int) -> None:
     message = {**V1["Order"][0], "schema_version": version}
     with pytest.raises(ValidationFailed) as info:
         parse_message(Order, json.dumps(message))
     error = info.value.context["errors"][0]
     assert error["field"] == "schema_version" and error["value"] == version
-    assert "not supported by Order (writes 2, and reads 1)" in error["reason"]
+    assert "not supported by Order (writes 3, and reads 1, 2)" in error["reason"]

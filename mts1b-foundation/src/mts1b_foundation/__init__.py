@@ -67,8 +67,10 @@ from mts1b_foundation.portfolio import (
     AccountSnapshot,
     Allocation,
     FundConfig,
+    RebalanceReport,
     RiskEnvelope,
     Signal,
+    SleeveAllocation,
     StrategySpec,
     TargetPortfolio,
     TradingStateChange,
@@ -89,6 +91,7 @@ from mts1b_foundation.protocols import (
     missing_members,
 )
 from mts1b_foundation.schema import export_schemas
+from mts1b_foundation.sleeves import MULTI_SLEEVE_STRATEGY
 from mts1b_foundation.subjects import (
     STREAMS,
     check_publishable,
@@ -108,6 +111,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ETF",
     "GENESIS_HASH",
+    "MULTI_SLEEVE_STRATEGY",
     "OHLCV_FIELDS",
     "STATE_COMMAND_CONTEXT",
     "STREAMS",
@@ -158,6 +162,7 @@ __all__ = [
     "Position",
     "PublisherProtocol",
     "Quote",
+    "RebalanceReport",
     "ReduceTrading",
     "ReplaceOrder",
     "ReplaceRequest",
@@ -169,6 +174,7 @@ __all__ = [
     "Side",
     "Signal",
     "SignedStateCommand",
+    "SleeveAllocation",
     "StrategySpec",
     "StrategyState",
     "SubjectError",

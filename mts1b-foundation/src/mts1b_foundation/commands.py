@@ -62,10 +62,13 @@ _V1_REPLY_CODES: dict[str, ReplyCode] = {
 
 
 class SubmitOrder(WireModel):
-    """Ask the OMS (or a broker service) to accept an order."""
+    """Ask the OMS (or a broker service) to accept an order.
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    Version 3: its ``order`` is a version-3 :class:`Order` (``sleeves``); 1 and 2 read.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     order: Order
 

@@ -9,11 +9,12 @@ the order is accepted (:attr:`Order.SERVER_ASSIGNED`, :meth:`Order.assigned`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mts1b_foundation.enums import (
     OrderEventType,
@@ -25,6 +26,7 @@ from mts1b_foundation.enums import (
     TradingSession,
 )
 from mts1b_foundation.instruments import Instrument
+from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum, order_unit, split_fill
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
     Context,
@@ -38,6 +40,7 @@ from mts1b_foundation.wire import (
     VenueCode,
     VenueMessage,
     WireModel,
+    check_wire_decimal,
     parse_message,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "OrderEvent",
     "Position",
     "ReplaceRequest",
+    "SleeveShares",
 ]
 
 _V1_GATE_CODES: dict[str, ReplyCode] = {
@@ -68,6 +72,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+SleeveShares = Annotated[dict[Identifier, Money], Field(max_length=MAX_SLEEVES)]
+"""Strategy id -> that sleeve's signed share of an order (at most ``MAX_SLEEVES`` entries)."""
+
+
 class Order(WireModel):
     """An instruction to trade ``quantity`` (always positive; ``side`` gives the direction).
 
@@ -76,10 +84,27 @@ class Order(WireModel):
     2200, like every wire timestamp) is replaced by :meth:`assigned` when the OMS accepts the
     order. The field stays on the wire because accepted orders travel inside events, where it
     is the OMS's own clock reading.
+
+    ``sleeves`` says which strategy sleeves own the order when it serves several (a composed
+    target, issue #17): strategy id -> that sleeve's *signed* share, the shares summing exactly
+    to the order's signed quantity (a cross nets: A +100 and B -60 make a buy of 40). Empty
+    (the default): the order belongs wholly to ``strategy_id``. An order serving several
+    sleeves has ``strategy_id`` :data:`~mts1b_foundation.sleeves.MULTI_SLEEVE_STRATEGY` by
+    convention; the gates check every sleeve's strategy, never that name.
+
+    **Fill split** (:meth:`sleeve_credits`, :mod:`mts1b_foundation.sleeves`): a fill of ``q``
+    credits each sleeve ``r_s x q / R`` - ``r_s`` what the sleeve still has to trade (its share
+    less its earlier credits), ``R`` the order's remaining quantity - rounded half-even to the
+    order's unit (the finest decimal place of the quantity and the shares), the sleeve with the
+    largest absolute remaining share (ties: smallest id) taking the remainder; all at the fund's
+    fill price. The credits of a fill sum exactly to the fill, and a completely filled order
+    has credited each sleeve exactly its share.
+
+    Versions: 3 added ``sleeves``; 1 and 2 read with no sleeves.
     """
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
     SERVER_ASSIGNED: ClassVar[tuple[str, ...]] = ("order_id", "created_at")
     """Fields the OMS sets on acceptance; a client's values for them are never trusted."""
 
@@ -100,6 +125,36 @@ class Order(WireModel):
     account_id: Identifier | None = None
     created_at: UtcDatetime = Field(default_factory=_utcnow)
     tags: Tags = Field(default_factory=dict)
+    sleeves: SleeveShares = Field(default_factory=dict)
+
+    @field_validator("sleeves")
+    @classmethod
+    def _sleeves_sum_to_quantity(cls, sleeves: dict[str, Decimal],
+                                 info: ValidationInfo) -> dict[str, Decimal]:
+        """A field validator (not a model one), so the error names ``sleeves``; ``side`` and
+        ``quantity`` come before it and are in ``info.data`` when they validated."""
+        if not sleeves:
+            return sleeves
+        zero = sorted(s for s, d in sleeves.items() if d == 0)
+        if zero:
+            raise ValueError(f"sleeves[{zero[0]!r}] is 0: a sleeve's share must be non-zero")
+        side, quantity = info.data.get("side"), info.data.get("quantity")
+        if side is None or quantity is None:
+            return sleeves  # the side or the quantity failed already, and says so
+        signed = quantity if side is Side.BUY else -quantity
+        total = exact_sum(sleeves)
+        if total != signed:
+            raise ValueError(f"the sleeves' shares sum to {total}, not the order's signed "
+                             f"quantity {signed} ({side.value} {quantity})")
+        unit = order_unit(sleeves, quantity)
+        largest = max(abs(d) for d in sleeves.values())
+        try:
+            check_wire_decimal(largest.quantize(unit))
+        except ValueError as exc:
+            raise ValueError(f"the largest share {largest} written to the order's unit {unit} "
+                             f"leaves the numeric domain ({exc}), so a fill's split could "
+                             "not travel") from None
+        return sleeves
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> Order:
@@ -124,6 +179,19 @@ class Order(WireModel):
     @property
     def signed_quantity(self) -> Decimal:
         return self.quantity if self.side is Side.BUY else -self.quantity
+
+    def sleeve_credits(self, fill_quantity: Decimal,
+                       credited: Mapping[str, Decimal] | None = None) -> dict[str, Decimal]:
+        """Each sleeve's signed credit from a fill of ``fill_quantity`` (positive), given what
+        the order's earlier fills ``credited`` each sleeve (the split rule above). An order
+        without ``sleeves`` credits everything to ``strategy_id``. The credits sum exactly to
+        the fill's signed quantity; sleeves credited 0 by this fill are left out."""
+        if not self.sleeves:
+            if fill_quantity <= 0:
+                raise ValueError(f"fill_quantity must be > 0, got {fill_quantity}")
+            sign = Decimal(1) if self.side is Side.BUY else Decimal(-1)
+            return {self.strategy_id: sign * fill_quantity}
+        return split_fill(self.sleeves, self.quantity, fill_quantity, credited)
 
     def assigned(self, *, order_id: str, now: dt.datetime, **changes: Any) -> Order:
         """This order as the OMS accepts it: its ``order_id``, ``created_at=now`` whatever the
@@ -214,10 +282,12 @@ class OrderEvent(WireModel):
 
     ``code`` classifies a denial or a rejection (for ``denied`` it is the denial's code);
     ``venue_code`` / ``venue_message`` carry what the venue said in its own terms.
+
+    Version 3: its ``order`` is a version-3 :class:`Order` (``sleeves``); 1 and 2 read.
     """
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     event_id: Identifier
     order_id: Identifier

@@ -5,9 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from mts1b_foundation.enums import StrategyState, TaxLotMethod, TradingState
+from mts1b_foundation.enums import ReplyCode, StrategyState, TaxLotMethod, TradingState
+from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
     Context,
@@ -21,6 +30,7 @@ from mts1b_foundation.wire import (
     WireModel,
     _domain_schema,
     _wire_decimal,
+    check_wire_decimal,
 )
 
 __all__ = [
@@ -31,8 +41,10 @@ __all__ = [
     "CountLimit",
     "FundConfig",
     "Limit",
+    "RebalanceReport",
     "RiskEnvelope",
     "Signal",
+    "SleeveAllocation",
     "StrategySpec",
     "TargetPortfolio",
     "TradingStateChange",
@@ -63,17 +75,91 @@ class Signal(WireModel):
     metadata: Context = Field(default_factory=dict)
 
 
-class TargetPortfolio(WireModel):
-    """A fund's combined target (all sleeves) that the OMS turns into order deltas."""
+def _exact_totals(sleeves: dict[str, dict[str, Decimal]]) -> dict[str, Decimal]:
+    per_symbol: dict[str, list[Decimal]] = {}
+    for targets in sleeves.values():
+        for symbol, shares in targets.items():
+            per_symbol.setdefault(symbol, []).append(shares)
+    return {symbol: exact_sum(values) for symbol, values in sorted(per_symbol.items())}
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+
+class SleeveAllocation(WireModel):
+    """Who owns what in a composed fund: target shares per sleeve (strategy) per symbol.
+
+    Why it travels with the target: weights say what the fund should hold, not which strategy
+    holds it. With this, the OMS tags each order with the sleeves it serves and splits each
+    fill across them, so positions, PnL and NAV can be split by strategy downstream, and a
+    halted strategy's share can be found and canceled (issue #17).
+
+    ``sleeves`` maps a strategy id to that sleeve's whole target: symbol -> signed shares
+    (negative is short). A symbol a listed sleeve leaves out is a target of 0 for it (its
+    holding is closed); a sleeve the allocation does not list is not traded at all (a halted
+    or removed strategy keeps what it holds until someone decides otherwise). The fund's target
+    in a symbol is the sum over sleeves (:meth:`total`, :meth:`totals`); each such sum must lie
+    in the numeric domain too.
+    """
+
+    SCHEMA_VERSION = 1
+
+    fund_id: Identifier
+    as_of: UtcDatetime
+    sleeves: Annotated[dict[Identifier, dict[Symbol, Money]],
+                       Field(min_length=1, max_length=MAX_SLEEVES)]
+
+    @field_validator("sleeves")
+    @classmethod
+    def _totals_in_domain(cls, sleeves: dict[str, dict[str, Decimal]]) -> dict[
+            str, dict[str, Decimal]]:
+        for symbol, amount in _exact_totals(sleeves).items():
+            try:
+                check_wire_decimal(amount)
+            except ValueError as exc:
+                raise ValueError(f"the fund's total of {symbol!r} over all sleeves ({amount}) "
+                                 f"leaves the numeric domain: {exc}") from None
+        return sleeves
+
+    def totals(self) -> dict[str, Decimal]:
+        """The fund's target shares per symbol: the sum over sleeves (sorted by symbol)."""
+        return _exact_totals(self.sleeves)
+
+    def total(self, symbol: str) -> Decimal:
+        """The fund's target shares of ``symbol`` (0 when no sleeve names it)."""
+        return exact_sum([t[symbol] for t in self.sleeves.values() if symbol in t])
+
+    def symbols(self) -> set[str]:
+        """Every symbol some sleeve names."""
+        return {symbol for targets in self.sleeves.values() for symbol in targets}
+
+
+class TargetPortfolio(WireModel):
+    """A fund's combined target (all sleeves) that the OMS turns into order deltas.
+
+    ``allocation`` (optional) says which sleeve owns which shares of the target. When it is
+    present the OMS trades each listed sleeve to its shares (the weights then describe the
+    result; they are not turned into quantities again). Its ``fund_id`` must be the target's.
+
+    Versions: 3 added ``allocation``; 1 and 2 read without one.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     fund_id: Identifier
     as_of: UtcDatetime
     weights: Weights
     nav: PositiveDecimal | None = None
     sources: list[Identifier] = Field(default_factory=list)
+    allocation: SleeveAllocation | None = None
+
+    @field_validator("allocation")
+    @classmethod
+    def _allocation_of_this_fund(cls, allocation: SleeveAllocation | None,
+                                 info: ValidationInfo) -> SleeveAllocation | None:
+        fund_id = info.data.get("fund_id")
+        if allocation is not None and fund_id is not None and allocation.fund_id != fund_id:
+            raise ValueError(f"allocation.fund_id {allocation.fund_id!r} differs from "
+                             f"fund_id {fund_id!r}")
+        return allocation
 
     @property
     def gross(self) -> Decimal:
@@ -82,6 +168,34 @@ class TargetPortfolio(WireModel):
     @property
     def net(self) -> Decimal:
         return sum(self.weights.values(), Decimal(0))
+
+
+class RebalanceReport(WireModel):
+    """What a rebalance of a composed target did: its orders, its refusals, what crossed.
+
+    The payload of the OMS's reply to ``mts.v1.oms.commands.rebalance``. ``orders`` holds the
+    order id accepted per symbol (a repeat of the same target names the same orders);
+    ``refused`` the code per symbol whose order a gate or the OMS refused.
+
+    Crossing: when one sleeve buys what another sells, the fund trades only the net. Per
+    symbol, ``crossed`` is the quantity netted away, ``(sum |sleeve delta| - |net|) / 2``
+    shares (what each side would have traded with the venue and did not); ``gross_shares`` is
+    the sleeves' summed ``|delta|``, ``net_shares`` the fund's summed ``|order quantity|``, and
+    ``crossed_notional`` the crossed shares at the reference prices used (the turnover saved is
+    twice that: both sides' trades). Exact decimals.
+    """
+
+    SCHEMA_VERSION = 1
+
+    fund_id: Identifier
+    as_of: UtcDatetime
+    orders: dict[Symbol, Identifier] = Field(default_factory=dict)
+    refused: dict[Symbol, ReplyCode] = Field(default_factory=dict)
+    crossed: dict[Symbol, NonNegativeDecimal] = Field(default_factory=dict)
+    gross_shares: NonNegativeDecimal = Decimal(0)
+    net_shares: NonNegativeDecimal = Decimal(0)
+    crossed_shares: NonNegativeDecimal = Decimal(0)
+    crossed_notional: NonNegativeDecimal = Decimal(0)
 
 
 class StrategySpec(WireModel):
