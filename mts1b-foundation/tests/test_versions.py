@@ -37,6 +37,7 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "ResumeTrading": (1, frozenset()),
          "Order": (3, frozenset({1, 2})), "SubmitOrder": (3, frozenset({1, 2})),
          "OrderEvent": (3, frozenset({1, 2})), "TargetPortfolio": (3, frozenset({1, 2})),
+         "ReplaceRequest": (3, frozenset({1, 2})), "ReplaceOrder": (3, frozenset({1, 2})),
          "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset())}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport"}

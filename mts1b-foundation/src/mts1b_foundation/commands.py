@@ -83,8 +83,13 @@ class CancelOrder(WireModel):
 
 
 class ReplaceOrder(WireModel):
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    """Ask the OMS (or a broker service) to cancel-replace a working order.
+
+    Version 3: its ``replace`` is a version-3 :class:`ReplaceRequest` (``sleeves``).
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     replace: ReplaceRequest
 

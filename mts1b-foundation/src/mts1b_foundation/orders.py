@@ -256,20 +256,29 @@ class Fill(WireModel):
 
 
 class ReplaceRequest(WireModel):
-    """New terms for a working order; a field left ``None`` keeps its current value."""
+    """New terms for a working order; a field left ``None`` keeps its current value.
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    ``sleeves`` (version 3): the order's new sleeve shares (see :attr:`Order.sleeves`), each the
+    sleeve's whole share including what has filled; they must sum to the new signed quantity
+    (checked against the order when the replace is judged). The OMS sends one when a halted or
+    removed strategy's share is taken out of an order serving several sleeves.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     order_id: Identifier
     quantity: PositiveDecimal | None = None
     limit_price: PositiveDecimal | None = None
     stop_price: PositiveDecimal | None = None
+    sleeves: SleeveShares | None = None
 
     @model_validator(mode="after")
     def _changes_something(self) -> ReplaceRequest:
         if self.quantity is None and self.limit_price is None and self.stop_price is None:
             raise ValueError("a replace must change quantity, limit_price or stop_price")
+        if self.sleeves is not None and self.quantity is None:
+            raise ValueError("sleeves change only with quantity: name the new quantity too")
         return self
 
 

@@ -26,7 +26,9 @@ quantity minus the others' credits. Hence:
   residual sleeve of the shares;
 - the result depends only on the shares, the quantity and the fills: deterministic.
 
-All of a fill's credits are at the fund's fill price: a sleeve never gets its own price.
+All of a fill's credits are at the fund's fill price: a sleeve never gets its own price. The
+fill's commission is split in proportion to the absolute credits (:func:`split_commission`),
+rounded half-even to 12 places, the largest credit (ties: smallest id) taking the remainder.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "order_unit",
     "remaining",
     "residual_sleeve",
+    "split_commission",
     "split_fill",
 ]
 
@@ -53,6 +56,7 @@ MULTI_SLEEVE_STRATEGY: Final = "multi-sleeve"
 """The ``strategy_id`` of an order serving several sleeves: no single strategy owns it, so the
 order names none of them (who owns what is in its ``sleeves``; every gate checks those)."""
 
+_COMMISSION_UNIT: Final = Decimal("1E-12")
 _PRECISION: Final = 96
 """Digits for exact intermediate sums and products: two wire values (27 digits each) multiplied
 and divided, and a thousand of them added, stay exact well inside 96 digits."""
@@ -124,3 +128,23 @@ def split_fill(shares: Mapping[str, Decimal], quantity: Decimal, fill_quantity: 
                     unit, rounding=ROUND_HALF_EVEN)
         credits[residual] = signed_fill - sum(credits.values(), Decimal(0))
     return {s: c for s, c in sorted(credits.items()) if c != 0}
+
+
+def split_commission(credits: Mapping[str, Decimal], commission: Decimal) -> dict[str, Decimal]:
+    """Each sleeve's part of a fill's ``commission``: pro rata to ``|credit|``, rounded
+    half-even to 12 places, the sleeve with the largest ``|credit|`` (ties: smallest id)
+    taking the remainder, so the parts sum exactly to ``commission``. Every sleeve of
+    ``credits`` gets an entry (0 included)."""
+    if not credits:
+        raise ValueError("no credits to split a commission over")
+    if commission == 0:
+        return dict.fromkeys(sorted(credits), Decimal(0))
+    largest = residual_sleeve(credits)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        gross = sum((abs(c) for c in credits.values()), Decimal(0))
+        parts = {s: (commission * abs(c) / gross).quantize(_COMMISSION_UNIT,
+                                                            rounding=ROUND_HALF_EVEN)
+                 for s, c in sorted(credits.items()) if s != largest}
+        parts[largest] = commission - sum(parts.values(), Decimal(0))
+    return dict(sorted(parts.items()))
