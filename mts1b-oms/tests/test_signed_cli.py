@@ -131,9 +131,14 @@ async def test_the_oms_refuses_a_resume_signed_by_an_operations_key(
     args = ["--fund", "f1", "--schema", schema, "--namespace", ns]
 
     def run(command: str, key: str) -> tuple[int, str, str]:
+        """The command's exit code, stdout and its own stderr lines: the OMS serving it runs in
+        this process, so the service's log lines (JSON) reach the runner's stderr too."""
         res = runner.invoke(app, [command, *args], env={"MTS_DATABASE_URL": DSN,
-                                                        "MTS_OMS_KEY_FILE": str(files[key])})
-        return res.exit_code, res.stdout, res.stderr
+                                                        "MTS_OMS_KEY_FILE": str(files[key]),
+                                                        "MTS_LOG_FORMAT": "json"})
+        own = [line for line in res.stderr.splitlines(keepends=True)
+               if not line.startswith('{"timestamp"')]
+        return res.exit_code, res.stdout, "".join(own)
 
     assert (await asyncio.to_thread(run, "halt", "ops-test"))[0] == 0
     rc, out, err = await asyncio.to_thread(run, "resume", "ops-test")
