@@ -175,7 +175,9 @@ class RebalanceReport(WireModel):
 
     The payload of the OMS's reply to ``mts.v1.oms.commands.rebalance``. ``orders`` holds the
     order id accepted per symbol (a repeat of the same target names the same orders);
-    ``refused`` the code per symbol whose order a gate or the OMS refused.
+    ``transfers`` the internal transfer booked per symbol whose sleeve deltas net to zero (the
+    shares change owner at the reference price, nothing goes to the venue); ``refused`` the
+    code per symbol whose order or transfer a gate or the OMS refused.
 
     Crossing: when one sleeve buys what another sells, the fund trades only the net. Per
     symbol, ``crossed`` is the quantity netted away, ``(sum |sleeve delta| - |net|) / 2``
@@ -190,6 +192,7 @@ class RebalanceReport(WireModel):
     fund_id: Identifier
     as_of: UtcDatetime
     orders: dict[Symbol, Identifier] = Field(default_factory=dict)
+    transfers: dict[Symbol, Identifier] = Field(default_factory=dict)
     refused: dict[Symbol, ReplyCode] = Field(default_factory=dict)
     crossed: dict[Symbol, NonNegativeDecimal] = Field(default_factory=dict)
     gross_shares: NonNegativeDecimal = Decimal(0)
