@@ -83,8 +83,8 @@ def test_unknown_field_and_wrong_type_named() -> None:
 
 def test_schema_version_is_checked() -> None:
     data = order().model_dump(mode="json")
-    with pytest.raises(ValidationFailed, match="schema_version 3 is not supported"):
-        parse_message(Order, {**data, "schema_version": 3})
+    with pytest.raises(ValidationFailed, match="schema_version 4 is not supported"):
+        parse_message(Order, {**data, "schema_version": 4})
 
 
 def test_parse_message_only_raises_validation_failed() -> None:
