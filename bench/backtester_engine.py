@@ -118,15 +118,25 @@ def _compiled_available() -> bool:
     return hasattr(backend, "NO_GPU_MEASUREMENT")
 
 
+def _costs_and_market(panel: Any) -> tuple[Any, Any]:
+    """The cost model (10 bps) and next-open market arrays, built as ``run_single`` builds
+    them (``RunSpec.cost_model``, then ``market_arrays``)."""
+    from mts1b_GPUbacktester.data import market_arrays
+    from mts1b_GPUbacktester.spec import RunSpec
+
+    run = RunSpec(fill="next_open", cost_bps=10)
+    costs, impact_window = run.cost_model(panel.symbols, periods_per_year=252)
+    return costs, market_arrays(panel, run.fill, impact_window=impact_window)
+
+
 # -- parts -----------------------------------------------------------------------------------
 def part_engine(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from mts1b_GPUbacktester.backend import resolve_backend
-    from mts1b_GPUbacktester.engine import _costs_and_market, _simulate, compute_targets
+    from mts1b_GPUbacktester.engine import _simulate, compute_targets
     from mts1b_GPUbacktester.schedule import rebalance_rows
 
     panel = sp500_panel(tmp)
-    costs, market = _costs_and_market(panel, "next_open", cost_bps=10, slippage=None,
-                                      participation=None, borrow_rate=None)
+    costs, market = _costs_and_market(panel)
     targets = compute_targets(panel, "f_sma_cross_fast", {"p_fast": 20, "p_slow": 50}, None,
                               market.returns)
     rebalance = rebalance_rows(panel.dates, "daily")
@@ -164,14 +174,11 @@ def part_run_single(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out["call_and_metrics"] = best_of(lambda: run_single(backend="auto", **kw).metrics,
                                       max(2, args.repeat // 2))
     # where the call's time goes (the same steps run_single takes)
-    from mts1b_GPUbacktester.engine import _costs_and_market, compute_targets
+    from mts1b_GPUbacktester.engine import compute_targets
 
     steps: dict[str, Any] = {}
-    steps["market arrays"] = best_of(lambda: _costs_and_market(
-        panel, "next_open", cost_bps=10, slippage=None, participation=None,
-        borrow_rate=None), args.repeat)
-    _, market = _costs_and_market(panel, "next_open", cost_bps=10, slippage=None,
-                                  participation=None, borrow_rate=None)
+    steps["market arrays"] = best_of(lambda: _costs_and_market(panel), args.repeat)
+    _, market = _costs_and_market(panel)
     steps["factor + sizing"] = best_of(lambda: compute_targets(
         panel, "f_sma_cross_fast", {"p_fast": 20, "p_slow": 50}, None, market.returns),
         max(2, args.repeat // 2))
@@ -226,12 +233,11 @@ def part_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import tracemalloc
 
     from mts1b_GPUbacktester import run_single, run_weights
-    from mts1b_GPUbacktester.engine import _costs_and_market, compute_targets
+    from mts1b_GPUbacktester.engine import compute_targets
 
     panel = sp500_panel(tmp)
     unit = panel.shape[0] * panel.shape[1] * 8
-    _, market = _costs_and_market(panel, "next_open", cost_bps=10, slippage=None,
-                                  participation=None, borrow_rate=None)
+    _, market = _costs_and_market(panel)
     targets = compute_targets(panel, "f_sma_cross_fast", {"p_fast": 20, "p_slow": 50}, None,
                               market.returns)
     del market

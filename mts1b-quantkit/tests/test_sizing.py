@@ -221,3 +221,21 @@ def test_labelled_mask_and_returns_are_matched_by_name() -> None:
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(SizingError, match=r"columns of returns.*missing \['E'\]"):
         sizing.size(scores, spec, returns=rets.rename(columns={"E": "F"}))
+
+
+@pytest.mark.parametrize("returned", ["input", "view"])
+def test_a_sizer_that_returns_its_input_leaves_the_callers_scores_alone(returned: str) -> None:
+    """``size`` zeroes missing values in place only in an array the sizer made itself: a sizer
+    returning its input (or a view of it) gets a copy, so the caller's scores never change."""
+    @sizing.register_sizer("identity_test")
+    def identity(scores):  # type: ignore[no-untyped-def]
+        return scores if returned == "input" else scores[:, :]
+
+    scores = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, 2.0]])
+    before = scores.copy()
+    try:
+        w = sizing.size(scores, "identity_test")
+    finally:
+        sizing._sizers.pop("identity_test", None)
+    np.testing.assert_array_equal(scores, before)
+    np.testing.assert_array_equal(w, [[0.25, 0.0, 0.75], [0.0, 0.5, 0.5]])

@@ -167,9 +167,15 @@ def _scale_legs(raw: FloatArray, long_total: float, short_total: float) -> Float
 
 
 def _scale_gross(raw: FloatArray, gross: float) -> FloatArray:
+    """Each row scaled to ``gross`` (rows summing to 0 or NaN are 0). Worked in one new array,
+    in place, with the same operations as ``where(total > 0, raw / total * gross, 0)``: a
+    backtest's peak memory is set here (issue #16 counts panel-sized arrays)."""
     total = np.abs(raw).sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(total > 0, raw / total * gross, 0.0))
+        out: FloatArray = np.divide(raw, total)
+        out *= gross
+    out[~(total > 0)[:, 0]] = 0.0
+    return out
 
 
 def _cap_leg(w: FloatArray, cap: float) -> FloatArray:
@@ -362,7 +368,18 @@ def size(scores: Any, spec: Mapping[str, Any] | str, *, mask: Any = None,
     if raw.shape != s.shape:
         raise SizingError(f"sizing method {method!r} returned shape {raw.shape}, expected "
                           f"{s.shape}", field="method", value=method)
-    raw = np.where(np.isnan(s) | np.isnan(raw), 0.0, raw)
+    # zero where the score or the sizer's value is missing, in place when ``raw`` is the
+    # sizer's own new array (a sizer may return its input or a view: then copied first), and
+    # the scores dropped first: one (T, A) array less at what is a backtest's peak
+    fresh = (raw.flags.owndata and raw.flags.writeable
+             and all(raw is not other for other in (s, scores, kwargs.get("returns"))))
+    missing = np.isnan(s)
+    del s
+    if not fresh:
+        raw = raw.copy()
+    missing |= np.isnan(raw)
+    raw[missing] = 0.0
+    del missing
     if sizer.scale_to_gross:
         if net is None:
             w = _scale_gross(raw, gross)

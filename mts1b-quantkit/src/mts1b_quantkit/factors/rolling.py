@@ -207,33 +207,52 @@ def _prefix(a: Array, xp: ModuleType, compensated: bool = True) -> _Prefix:
 
 
 def _window_diff(p: Array, t_len: int, window: int, lag: int, out: Array,
-                 xp: ModuleType) -> None:
-    """``out[t] = p[e] - p[b]``: the prefix difference over rows ``[b, e)`` with
-    ``e = clip(t - lag + 1, 0, T)`` and ``b = max(e - window, 0)`` (0 for an empty window)."""
+                 xp: ModuleType, r0: int = 0) -> None:
+    """``out[t - r0] = p[e] - p[b]`` for the rows ``t`` in ``[r0, r0 + len(out))``: the prefix
+    difference over rows ``[b, e)`` with ``e = clip(t - lag + 1, 0, T)`` and
+    ``b = max(e - window, 0)`` (0 for an empty window). ``r0`` lets a caller work through the
+    rows a block at a time with a small buffer."""
+    r1 = r0 + out.shape[0]
     n0, n1 = min(lag, t_len), min(lag + window - 1, t_len)
-    out[:n0] = 0.0
-    if n1 > n0:  # windows cut short by the first row: rows [0, t - lag + 1)
-        out[n0:n1] = p[1:1 + n1 - n0]
-    if n1 < t_len:  # full windows: two shifted slices of the prefix
-        xp.subtract(p[window:t_len - lag + 1], p[:t_len - lag + 1 - window], out=out[n1:])
+    a, b = r0, min(r1, n0)
+    if b > a:  # windows that end before the first row: empty
+        out[a - r0:b - r0] = 0.0
+    a, b = max(r0, n0), min(r1, n1)
+    if b > a:  # windows cut short by the first row: rows [0, t - lag + 1)
+        out[a - r0:b - r0] = p[a - n0 + 1:b - n0 + 1]
+    a = max(r0, n1)
+    if r1 > a:  # full windows: two shifted slices of the prefix
+        xp.subtract(p[a - lag + 1:r1 - lag + 1], p[a - lag + 1 - window:r1 - lag + 1 - window],
+                    out=out[a - r0:])
 
 
-def _window_sum(p: _Prefix, window: int, lag: int, out: Array, tmp: Array,
-                xp: ModuleType) -> None:
-    """``out[t]``: the sum of the valid values in the window ending at row ``t - lag``."""
+def _window_sum(p: _Prefix, window: int, lag: int, out: Array, xp: ModuleType) -> None:
+    """``out[t]``: the sum of the valid values in the window ending at row ``t - lag``.
+
+    The compensation term is added a block of rows at a time through a buffer of about
+    ``PREFIX_CHUNK_CELLS`` cells (numpy; cupy takes the rows at once): the same additions as
+    adding a whole difference array, bit for bit, without a temporary the size of the panel.
+    """
     _window_diff(p.hi, p.t_len, window, lag, out, xp)
-    if p.lo is not None:
-        _window_diff(p.lo, p.t_len, window, lag, tmp, xp)
-        out += tmp
+    if p.lo is None:
+        return
+    width = int(np.prod(out.shape[1:], dtype=np.int64)) if out.ndim > 1 else 1
+    step = p.t_len if xp is not np else max(1, PREFIX_CHUNK_CELLS // max(width, 1))
+    buffer = xp.empty((min(step, p.t_len), *out.shape[1:]), dtype=xp.float64)
+    for r0 in range(0, p.t_len, step):
+        block = out[r0:r0 + step]
+        part = buffer[:block.shape[0]]
+        _window_diff(p.lo, p.t_len, window, lag, part, xp, r0)
+        block += part
 
 
 def _mean_into(p: _Prefix, window: int, lag: int, mp: int, skipna: bool, out: Array,
-               tmp: Array, xp: ModuleType) -> None:
+               xp: ModuleType) -> None:
     """Write the window means into ``out`` (``mp >= 1``; see the module's NaN policy)."""
     if mp > window:
         out[...] = xp.nan
         return
-    _window_sum(p, window, lag, out, tmp, xp)
+    _window_sum(p, window, lag, out, xp)
     rows = xp.maximum(_rows_in_window(p.t_len, window, lag, xp), 1.0)  # (T, 1), no 0 / 0
     with quiet(xp):
         if p.gaps is not None:  # the columns with missing values: their own counts
@@ -277,9 +296,8 @@ def rolling_means(x: Any, windows: Sequence[int], *, min_periods: int | None = N
     a2 = _columns(a)
     p = _prefix(a2, xp, compensated)
     out = xp.empty((len(ws), *a2.shape), dtype=xp.float64)
-    tmp = xp.empty(a2.shape, dtype=xp.float64)
     for k, w in enumerate(ws):
-        _mean_into(p, w, lg, max(w if mp0 is None else mp0, 1), skipna, out[k], tmp, xp)
+        _mean_into(p, w, lg, max(w if mp0 is None else mp0, 1), skipna, out[k], xp)
     return out.reshape((len(ws), *a.shape))
 
 
@@ -296,8 +314,7 @@ def rolling_sum(x: Any, window: int, *, min_periods: int | None = None,
     a2 = _columns(a)
     p = _prefix(a2, xp)
     out = xp.empty(a2.shape, dtype=xp.float64)
-    tmp = xp.empty(a2.shape, dtype=xp.float64)
-    _window_sum(p, w, 0, out, tmp, xp)
+    _window_sum(p, w, 0, out, xp)
     if p.gaps is not None:  # the columns with missing values: their own counts
         sums = out[:, p.gaps]
         count = xp.empty(sums.shape, dtype=xp.float64)
@@ -319,8 +336,7 @@ def rolling_mean(x: Any, window: int, *, min_periods: int | None = None,
     xp, a = ts(x)
     a2 = _columns(a)
     out = xp.empty(a2.shape, dtype=xp.float64)
-    tmp = xp.empty(a2.shape, dtype=xp.float64)
-    _mean_into(_prefix(a2, xp), w, 0, max(mp, 1), skipna, out, tmp, xp)
+    _mean_into(_prefix(a2, xp), w, 0, max(mp, 1), skipna, out, xp)
     return out.reshape(a.shape)
 
 
