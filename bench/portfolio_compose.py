@@ -1,0 +1,206 @@
+"""mts1b-portfolio's compose at fund size, against cvxpy + Clarabel on the same QP.
+
+    python bench/portfolio_compose.py            # prints the figures
+    python bench/portfolio_compose.py --write    # and puts them in bench/RESULTS.md
+
+The case (issue #17): 20 sleeves x 3,000 symbols, every sleeve naming every symbol (the dense
+worst case; a second run has each sleeve name 300), capital shares summing to 0.95, Decimal
+prices from 5 to 500, lots of 1 (a tenth of the names: 100), the fund's current holdings a
+``SleeveAllocation`` of yesterday's composition drifted by the day's returns. Constraints:
+gross <= 1.5, net in [-0.1, 0.3], |w_i| <= 0.004 and a turnover cap of 0.25 that binds.
+
+Timed, best of ``--repeat`` in one warm process (``time.perf_counter``): ``compose`` end to
+end (input checks, netting, the fund step, rounding, ownership, the wire models with their
+validation, the report), and the fund step alone. Then cvxpy (``Minimize(0.5 sum_squares)``
+with the same constraints, Clarabel, default tolerances) on the very problem compose solved
+(captured from inside it), in the same process: the ratio is cvxpy's time over compose's. The
+agreement is the largest weight difference. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mts1b_foundation import Equity, SleeveAllocation
+from mts1b_portfolio import Constraints, Sleeve, compose
+from mts1b_portfolio import multi_sleeve as ms
+from mts1b_portfolio.fundstep import fund_step
+from mts1b_portfolio.projection import Problem
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## mts1b-portfolio: composing 20 sleeves x 3,000 symbols (issue #17)"
+AS_OF = dt.datetime(2026, 12, 4, 21, 0, tzinfo=dt.UTC)
+CAPITAL = Decimal(500_000_000)
+CONSTRAINTS = Constraints(max_gross=1.5, min_net=-0.1, max_net=0.3, max_weight=0.004,
+                          max_turnover=0.25)
+
+
+def case(n_symbols: int, n_sleeves: int, names_per_sleeve: int, seed: int = 17) -> dict[
+        str, Any]:
+    """Sleeves, prices, instruments and yesterday's allocation, drifted."""
+    rng = np.random.default_rng(seed)
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
+    prices = {s: Decimal(int(p)) / 100 for s, p in zip(symbols, rng.integers(500, 50_000,
+                                                                             n_symbols),
+                                                       strict=True)}
+    instruments = {s: Equity(symbol=s, lot_size=Decimal(100), min_quantity=Decimal(100))
+                   for s in symbols[::10]}
+    shares = rng.dirichlet(np.ones(n_sleeves)) * 0.95
+
+    def sleeves(noise: float) -> list[Sleeve]:
+        out = []
+        for k in range(n_sleeves):
+            pick = rng.choice(n_symbols, names_per_sleeve, replace=False)
+            raw = rng.normal(0.0, 1.0, names_per_sleeve) + noise
+            weights = raw / np.abs(raw).sum() * 1.4
+            out.append(Sleeve(f"strategy-{k:02d}", dict(zip(
+                [symbols[i] for i in pick], weights.tolist(), strict=True)), float(shares[k])))
+        return out
+
+    yesterday = compose(sleeves(0.05), CAPITAL, Constraints(max_gross=1.5, max_weight=0.004),
+                        {}, prices, instruments, fund_id="bench", as_of=AS_OF)
+    moved = {s: p * Decimal(repr(float(np.exp(r)))).quantize(Decimal("0.01"))
+             for (s, p), r in zip(prices.items(), rng.normal(0, 0.02, n_symbols), strict=True)}
+    held = SleeveAllocation(fund_id="bench", as_of=AS_OF, sleeves=yesterday.allocation.sleeves)
+    return {"sleeves": sleeves(0.05), "prices": {s: max(p, Decimal("0.01"))
+                                                 for s, p in moved.items()},
+            "instruments": instruments, "current": held}
+
+
+def best(fn: Any, repeat: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def cvxpy_solve(p: Problem) -> np.ndarray:
+    import cvxpy as cp
+
+    w = cp.Variable(p.target.size)
+    cons = [w <= p.hi, w >= p.lo, cp.norm1(w) <= p.gross, cp.sum(w) >= p.net_lo,
+            cp.sum(w) <= p.net_hi, cp.norm1(w - p.current) <= p.turnover]
+    cp.Problem(cp.Minimize(0.5 * cp.sum_squares(w - p.target)), cons).solve(
+        solver=cp.CLARABEL)
+    return np.asarray(w.value, dtype=np.float64)
+
+
+def run(n_symbols: int, n_sleeves: int, names: int, repeat: int) -> dict[str, Any]:
+    data = case(n_symbols, n_sleeves, names)
+    captured: dict[str, Any] = {}
+
+    def capture(problem: Problem, movable: np.ndarray) -> Any:
+        captured["problem"], captured["movable"] = problem, movable
+        return fund_step(problem, movable)
+
+    def call() -> Any:
+        return compose(data["sleeves"], CAPITAL, CONSTRAINTS, data["current"], data["prices"],
+                       data["instruments"], fund_id="bench", as_of=AS_OF)
+
+    call()  # warm
+    seconds, result = best(call, repeat)
+    ms.fund_step = capture  # type: ignore[attr-defined]
+    try:
+        call()
+    finally:
+        ms.fund_step = fund_step
+    problem, movable = captured["problem"], captured["movable"]
+    step_seconds, step = best(lambda: fund_step(problem, movable), repeat)
+    assert movable.all()
+    cvx_seconds, reference = best(lambda: cvxpy_solve(problem), max(1, repeat // 3))
+    report = result.report
+    return {
+        "symbols": n_symbols, "sleeves": n_sleeves, "names": names,
+        "compose": seconds, "step": step_seconds, "cvxpy": cvx_seconds,
+        "ratio": cvx_seconds / seconds, "step_ratio": cvx_seconds / step_seconds,
+        "agreement": float(np.max(np.abs(step.weights - reference))),
+        "iterations": step.iterations, "turnover": report.turnover,
+        "turnover_cap": CONSTRAINTS.max_turnover,
+        "projected_turnover": float(np.abs(step.weights - problem.current).sum()),
+        "gross": report.gross, "net": report.net, "netted_gross": report.netted_gross,
+        "crossed": report.turnover_saved, "held_back": len(report.held_back),
+        "entries": sum(len(v) for v in result.allocation.sleeves.values()),
+        "multipliers": report.multipliers,
+    }
+
+
+def machine() -> str:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        load = Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        load = "n/a"
+    return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs "
+            f"(`nproc`), {cpu}, Python {platform.python_version()}, load average before the "
+            f"run `{load}`")
+
+
+def markdown(rows: list[dict[str, Any]], where: str, after: str) -> str:
+    lines = [SECTION, "", f"`python bench/portfolio_compose.py --write`, {where}; load average "
+             f"after `{after}`.", "",
+             "| case | compose (end to end) | fund step alone | cvxpy + Clarabel, same QP | "
+             "cvxpy / compose | cvxpy / fund step | max weight difference | Newton steps |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['sleeves']} sleeves x {r['symbols']:,} symbols, {r['names']:,} names per "
+            f"sleeve | {r['compose'] * 1e3:.1f} ms | {r['step'] * 1e3:.2f} ms | "
+            f"{r['cvxpy'] * 1e3:.0f} ms | {r['ratio']:.1f}x | {r['step_ratio']:.0f}x | "
+            f"{r['agreement']:.1e} | {r['iterations']} |")
+    lines += ["", "The composed target, per case: turnover after rounding (cap 0.25), the "
+              "projection's own turnover, gross / net after rounding, the netted sleeves' "
+              "gross, turnover saved by internal crossing (notional), names held back, "
+              "allocation entries, multipliers (gross, net, turnover):", ""]
+    for r in rows:
+        alpha, beta, gamma = r["multipliers"]
+        lines.append(
+            f"- {r['names']:,} names per sleeve: turnover {r['turnover']:.6f} (projection "
+            f"{r['projected_turnover']:.12f}), gross {r['gross']:.4f}, net {r['net']:.4f}, "
+            f"netted gross {r['netted_gross']:.4f}, crossing saved {r['crossed']:,.0f}, "
+            f"{r['held_back']} held back, {r['entries']:,} entries, multipliers "
+            f"({alpha:.3g}, {beta:.3g}, {gamma:.3g})")
+    return "\n".join(lines) + "\n"
+
+
+def write(text: str) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    current = path.read_text(encoding="utf-8")
+    if SECTION in current:
+        head, _, rest = current.partition(SECTION)
+        nxt = rest.find("\n## ")
+        current = head + text + (rest[nxt + 1:] if nxt >= 0 else "")
+        path.write_text(current, encoding="utf-8")
+    else:
+        path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    where = machine()
+    rows = [run(3000, 20, 3000, args.repeat), run(3000, 20, 300, args.repeat)]
+    text = markdown(rows, where, Path("/proc/loadavg").read_text().strip()
+                    if Path("/proc/loadavg").exists() else "n/a")
+    print(text)
+    if args.write:
+        write(text)
+
+
+if __name__ == "__main__":
+    main()
