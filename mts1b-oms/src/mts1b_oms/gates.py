@@ -9,10 +9,11 @@ gates in this order and stops at the first denial:
 
 1. ``trading_state`` - kill switch: HALTED denies everything (``TRADING_HALTED``); REDUCING allows
    only risk-reducing orders (``TRADING_STATE_REDUCING``). Global, fund and strategy scopes
-   combine, most restrictive first.
-2. ``permissions`` - the order's fund matches, its strategy may write to the fund
-   (``STRATEGY_NOT_ALLOWED``), its broker is on the allowlist (``BROKER_NOT_ALLOWED``), its
-   symbol is not restricted (``INSTRUMENT_RESTRICTED``).
+   combine, most restrictive first; an order serving sleeves answers to each sleeve's scope.
+2. ``permissions`` - the order's fund matches, its strategy - for an order serving sleeves,
+   every sleeve with a share still to trade in it - may write to the fund
+   (``STRATEGY_NOT_ALLOWED``, naming the first refused), its broker is on the allowlist
+   (``BROKER_NOT_ALLOWED``), its symbol is not restricted (``INSTRUMENT_RESTRICTED``).
 3. ``instrument`` - the symbol is registered (``INSTRUMENT_NOT_FOUND``) and the order's
    instrument is the registered one (``INSTRUMENT_MISMATCH``, naming the differing fields);
    the quantity is at least the registered ``min_quantity`` (``QUANTITY_BELOW_MINIMUM``), a
@@ -73,6 +74,7 @@ from mts1b_foundation.instruments import Instrument
 from mts1b_foundation.orders import ContextValue
 
 from mts1b_oms.instruments import InstrumentRegistry, is_multiple
+from mts1b_oms.sleeves import live_strategies
 from mts1b_oms.tradingstate import TradingStates
 
 __all__ = [
@@ -118,6 +120,9 @@ class Replacing:
 
     open_quantity: Decimal
     filled_quantity: Decimal
+    credited: Mapping[str, Decimal] = field(default_factory=dict)
+    """What the order's fills credited each sleeve so far: a sleeve whose new share is all
+    credited (a withdrawn strategy's) no longer trades through the order."""
 
 
 @dataclass
@@ -271,8 +276,15 @@ def is_risk_reducing(order: Order, ctx: GateContext) -> bool:
 # --- the gates, in pipeline order ------------------------------------------------------------
 
 
+def _strategies(order: Order, ctx: GateContext) -> tuple[str, ...]:
+    """The strategies the gates judge an order for: its ``strategy_id``, or the sleeves with
+    a share still to trade in it (issue #17) - never the ``multi-sleeve`` label."""
+    return live_strategies(order, ctx.replacing.credited if ctx.replacing else None)
+
+
 def trading_state(order: Order, ctx: GateContext) -> Denial | None:
-    state, (scope, scope_id) = ctx.states.effective(order.fund_id, order.strategy_id)
+    state, (scope, scope_id) = ctx.states.effective_for(order.fund_id,
+                                                        _strategies(order, ctx))
     if state is TradingState.ACTIVE:
         return None
     if state is TradingState.HALTED:
@@ -292,10 +304,12 @@ def permissions(order: Order, ctx: GateContext) -> Denial | None:
         return _deny(DenialCode.INVALID_ORDER, "permissions",
                      f"order fund {order.fund_id} evaluated against fund {fund.fund_id}",
                      fund_id=order.fund_id)
-    if fund.strategies and order.strategy_id not in fund.strategies:
-        return _deny(DenialCode.STRATEGY_NOT_ALLOWED, "permissions",
-                     f"strategy {order.strategy_id} may not trade fund {fund.fund_id}",
-                     strategy_id=order.strategy_id)
+    if fund.strategies:
+        refused = [s for s in _strategies(order, ctx) if s not in fund.strategies]
+        if refused:
+            return _deny(DenialCode.STRATEGY_NOT_ALLOWED, "permissions",
+                         f"strategy {refused[0]} may not trade fund {fund.fund_id}",
+                         strategy_id=refused[0], strategies=",".join(refused)[:2000])
     broker = order.broker or fund.broker
     if risk.allowed_brokers and broker not in risk.allowed_brokers:
         return _deny(DenialCode.BROKER_NOT_ALLOWED, "permissions",
@@ -342,7 +356,8 @@ def instrument(order: Order, ctx: GateContext) -> Denial | None:
 
 def _fingerprint(order: Order) -> tuple[object, ...]:
     return (order.strategy_id, order.instrument.symbol, order.side, order.quantity,
-            order.order_type, order.limit_price, order.stop_price)
+            order.order_type, order.limit_price, order.stop_price,
+            tuple(sorted(order.sleeves.items())) if order.sleeves else ())
 
 
 def duplicate(order: Order, ctx: GateContext) -> Denial | None:

@@ -39,8 +39,8 @@ import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any, Protocol
 
 from mts1b_foundation import (
     Clock,
@@ -61,6 +61,7 @@ from mts1b_platform.logging import get_logger
 from mts1b_oms.book import FundBook
 from mts1b_oms.orderstore import CancelOutcome, OrderStore, OutboxItem, Sweep, in_scope
 from mts1b_oms.signing import Verified, refuse_unsigned
+from mts1b_oms.sleeves import state_strategies
 from mts1b_oms.state import OrderState
 from mts1b_oms.tradingstate import Scope, TradingStates, make_change, make_command, restrictiveness
 
@@ -172,7 +173,9 @@ class KillSwitch:
                  cancel_rate: float = DEFAULT_CANCEL_RATE, max_in_flight: int = 64,
                  retry_seconds: float = 1.0, poll_seconds: float | None = 2.0,
                  fanout: StateFanout | None = None, verify: Verifier = _no_registry,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None,
+                 on_strategy_halt: Callable[[str, str], Coroutine[Any, Any, object]] | None = None
+                 ) -> None:
         self.store = store
         self.book = book
         self.host = host
@@ -202,6 +205,10 @@ class KillSwitch:
         self._warned_unlocked: frozenset[str] = frozenset()
         self._given_up: set[str] = set()  # refused: top-ups leave them to a person (or a halt)
         self._fanning: asyncio.Task[None] | None = None  # the latest fan-out put
+        # issue #17: a halted strategy's share also leaves the orders serving several sleeves
+        # (their strategy_id is no single strategy, so no sweep picks them)
+        self.on_strategy_halt = on_strategy_halt
+        self._withdrawals: set[asyncio.Task[object]] = set()
 
     # --- start / stop -------------------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class KillSwitch:
         """Stop sweeping now, as a crash would: what is outstanding stays outstanding in the
         store for the next holder of the lock. Then give the lock back."""
         tasks = [t for t in (self._poller, self._fanning, *self._runners.values(),
-                             *self._cancels.values()) if t is not None]
+                             *self._cancels.values(), *self._withdrawals) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -246,8 +253,9 @@ class KillSwitch:
     async def settle(self) -> None:
         """Wait until every sweep this instance is running has settled its orders (and the
         latest change is on the fan-out)."""
-        while self._runners:
-            await asyncio.gather(*list(self._runners.values()), return_exceptions=True)
+        while self._runners or self._withdrawals:
+            await asyncio.gather(*list(self._runners.values()), *list(self._withdrawals),
+                                 return_exceptions=True)
         if self._fanning is not None:
             await asyncio.gather(self._fanning, return_exceptions=True)
 
@@ -305,6 +313,7 @@ class KillSwitch:
         self.host.notify()
         if sweep is not None:
             self._start_sweep(sweep, ours=True)
+        self._withdraw(change)
         self._fan_out(change)
         _log.warning("trading state changed", scope=change.scope, scope_id=change.scope_id,
                      state=change.state.value, actor=change.actor, reason=change.reason,
@@ -359,6 +368,19 @@ class KillSwitch:
             return
         self._take(stored)
         await self.kick(top_up=stored.state is TradingState.REDUCING)
+        self._withdraw(stored)
+
+    def _withdraw(self, change: TradingStateChange) -> None:
+        """A strategy just HALTED: take its share out of the orders that serve it beside
+        other sleeves (``on_strategy_halt``, in the background like a sweep; ``settle``
+        waits for it)."""
+        hook = self.on_strategy_halt
+        if hook is None or change.scope != "strategy" or change.state is not TradingState.HALTED:
+            return
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+            hook(change.scope_id, change.reason))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
 
     def _take(self, change: TradingStateChange, *, force: bool = False) -> None:
         """Apply ``change`` unless memory already holds a later one for its scope."""
@@ -381,7 +403,8 @@ class KillSwitch:
         because a state change can land at any ``await`` in between.
         """
         o = state.order
-        trading, (scope, scope_id) = self.states.effective(o.fund_id, o.strategy_id)
+        trading, (scope, scope_id) = self.states.effective_for(o.fund_id,
+                                                               state_strategies(state))
         if trading is TradingState.HALTED:
             return DenialCode.TRADING_HALTED, f"trading is halted for {scope} {scope_id}"
         if trading is TradingState.REDUCING and self.book.adds_risk(state):

@@ -45,9 +45,11 @@ from mts1b_oms.orderstore import (
     StateWrite,
     Sweep,
     SweepOrder,
+    Transfer,
     in_scope,
 )
 from mts1b_oms.positions import PositionState
+from mts1b_oms.sleeves import SleeveFill, credit_fill, sleeve_fills
 from mts1b_oms.state import OrderState
 from mts1b_oms.store import state_from_json, state_to_json
 from mts1b_oms.tradingstate import restrictiveness
@@ -100,6 +102,8 @@ class InMemoryStore:
         self._event_ids: set[str] = set()
         self._denials: list[dict[str, Any]] = []
         self._fills: dict[str, _Fill] = {}
+        self._sleeve_fills: dict[tuple[str, str], SleeveFill] = {}  # (trade, strategy) -> part
+        self._transfers: dict[str, Transfer] = {}
         self._positions: dict[tuple[str, str, str], PositionState] = {}
         self._states: dict[tuple[str, str], TradingStateChange] = {}
         self._nav: dict[str, tuple[Decimal, Decimal]] = {}
@@ -204,6 +208,8 @@ class InMemoryStore:
                 old = self._fills.get(fill.trade_id)
                 self._fills[fill.trade_id] = _Fill(fill, state.order.strategy_id,
                                                    old.busted if old else False)
+                for part in sleeve_fills(state, fill):  # in the same write, as PostgreSQL
+                    self._sleeve_fills[(fill.trade_id, part.strategy_id)] = part
             if busted_trade_id is not None and busted_trade_id in self._fills:
                 self._fills[busted_trade_id].busted = True
             for fund_id, strategy_id, symbol, pos in positions:
@@ -296,6 +302,21 @@ class InMemoryStore:
             self._insert_outbox(rows)
         self._committed(rows)
 
+    async def record_transfer(self, transfer: Transfer, outbox: Sequence[OutboxItem], *,
+                              positions: Sequence[tuple[str, str, str, PositionState]]
+                              ) -> bool:
+        rows = self._outbox_rows(outbox)
+        async with self._write:
+            await asyncio.sleep(0)
+            if transfer.transfer_id in self._transfers:
+                return False
+            self._transfers[transfer.transfer_id] = transfer
+            for fund_id, strategy_id, symbol, pos in positions:
+                self._positions[(fund_id, strategy_id, symbol)] = pos
+            self._insert_outbox(rows)
+        self._committed(rows)
+        return True
+
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal:
         async with self._write:
             await asyncio.sleep(0)
@@ -359,10 +380,15 @@ class InMemoryStore:
 
     async def fills_for(self, fund_id: str, strategy_id: str, symbol: str) -> list[Fill]:
         await asyncio.sleep(0)
-        return sorted((f.fill for f in self._fills.values()
-                       if f.fill.fund_id == fund_id and f.strategy_id == strategy_id
-                       and f.fill.symbol == symbol and not f.busted),
-                      key=lambda f: (f.ts, f.trade_id))
+        out = []
+        for (trade_id, strategy), part in self._sleeve_fills.items():
+            f = self._fills[trade_id]
+            if (strategy == strategy_id and f.fill.fund_id == fund_id
+                    and f.fill.symbol == symbol and not f.busted and part.quantity != 0):
+                out.append(credit_fill(f.fill, part.quantity, part.commission))
+        out += [t.as_fill(strategy_id) for t in self._transfers.values()
+                if t.fund_id == fund_id and t.symbol == symbol and t.credits.get(strategy_id)]
+        return sorted(out, key=lambda f: (f.ts, f.trade_id))
 
     async def positions(self, fund_id: str | None = None
                         ) -> list[tuple[str, str, str, PositionState]]:

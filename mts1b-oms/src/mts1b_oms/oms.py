@@ -57,6 +57,7 @@ from mts1b_foundation import (
     SetTradingState,
     Severity,
     SystemClock,
+    TargetPortfolio,
     TradingState,
     TradingStateChange,
     ValidationFailed,
@@ -70,6 +71,7 @@ from mts1b_platform.logging import get_logger
 from pydantic import TypeAdapter, ValidationError
 
 from mts1b_oms.book import FundBook
+from mts1b_oms.composed import SleeveDesk, Withdrawn
 from mts1b_oms.gates import Decision, GateContext, GatePipeline, Replacing
 from mts1b_oms.idempotency import content_hash, differing_fields
 from mts1b_oms.instruments import InstrumentRegistry
@@ -81,9 +83,17 @@ from mts1b_oms.killswitch import (
     StateFanout,
     Verifier,
 )
-from mts1b_oms.orderstore import KeyClaim, OrderStore, OutboxItem, StaleState
+from mts1b_oms.orderstore import KeyClaim, OrderStore, OutboxItem, StaleState, Transfer
 from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
-from mts1b_oms.state import TRANSITIONS, OrderState, Outcome, apply_event, new_order_state
+from mts1b_oms.sleeves import credit_fill, sleeve_fills
+from mts1b_oms.state import (
+    TRANSITIONS,
+    OrderState,
+    Outcome,
+    apply_event,
+    new_order_state,
+    replaced_sleeve_order,
+)
 from mts1b_oms.tradingstate import TradingStates, make_command
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "Oms", "StateFanout"]
@@ -203,7 +213,9 @@ class Oms:
         self.killswitch = KillSwitch(store, self.book, self, self.funds, clock=self.clock,
                                      cancel_rate=rate, retry_seconds=sweep_retry_seconds,
                                      poll_seconds=sweep_poll_seconds, fanout=fanout,
-                                     pacer=pacer, **extra)
+                                     pacer=pacer, on_strategy_halt=self._strategy_halted,
+                                     **extra)
+        self.sleeves = SleeveDesk(self)
         self._sending: set[str] = set()  # order ids whose broker.submit is in flight
         self._flights: dict[str, asyncio.Future[None]] = {}  # sends a repeat must wait for
         self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
@@ -239,6 +251,7 @@ class Oms:
             self._reports = asyncio.get_running_loop().create_task(self._consume_reports())
         await self.killswitch.start()
         await self.recover()
+        await self.sleeves.withdraw_stopped()
         if reconcile:
             for fund_id in self.funds:
                 try:
@@ -833,14 +846,22 @@ class Oms:
                                         f"{filled} already filled", ts=now)
         terms = {k: v for k in ("quantity", "limit_price", "stop_price")
                  if (v := getattr(req, k)) is not None}
-        try:
-            replaced = parse_message(Order, {**state.order.model_dump(), **terms})
-        except ValidationFailed as exc:  # e.g. a limit price for a market order
-            return _validation_failed(exc, now).model_copy(
-                update={"order_id": order_id, "status": state.status})
+        if state.order.sleeves or req.sleeves is not None:
+            made = replaced_sleeve_order(state.order, req, terms)
+            if isinstance(made, str):  # shares that do not fit the new quantity
+                return CommandReply(ok=False, order_id=order_id, status=state.status,
+                                    code=ReplyCode.INVALID_ORDER, message=made, ts=now)
+            replaced = made
+        else:
+            try:
+                replaced = parse_message(Order, {**state.order.model_dump(), **terms})
+            except ValidationFailed as exc:  # e.g. a limit price for a market order
+                return _validation_failed(exc, now).model_copy(
+                    update={"order_id": order_id, "status": state.status})
         held = state.open_quantity if self.book.open_order(order_id) is not None else ZERO
         ctx = self.gate_context(fund, now)
-        ctx.replacing = Replacing(open_quantity=held, filled_quantity=filled)
+        ctx.replacing = Replacing(open_quantity=held, filled_quantity=filled,
+                                  credited=state.credited)
         blocked = self.killswitch.blocks(replaced)
         decision = Decision(blocked) if blocked else self.pipeline.evaluate_replace(replaced,
                                                                                      ctx)
@@ -960,10 +981,15 @@ class Oms:
         submits concurrently and a broker may fill synchronously) would both start from the
         same position and one fill would be lost."""
         o = out.state.order
-        guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
-        if fill is not None or busted is not None:
-            guard = self._position_locks.hold((o.fund_id, o.strategy_id, o.instrument.symbol))
-        async with guard:
+        async with contextlib.AsyncExitStack() as stack:
+            if fill is not None or busted is not None:
+                # every sleeve position the change moves, in one order (no two changes can
+                # then wait on each other's locks)
+                trade = fill.trade_id if fill is not None else busted or ""
+                names = (set(o.sleeves) or {o.strategy_id}) | set(before.credits_of(trade))
+                for name in sorted(names):
+                    await stack.enter_async_context(self._position_locks.hold(
+                        (o.fund_id, name, o.instrument.symbol)))
             await self._write_change(before, out, fill=fill, busted=busted, replace=replace,
                                      reason=reason, rejection=rejection)
 
@@ -989,27 +1015,48 @@ class Oms:
         items = [self._item(ev)]
         positions: list[tuple[str, str, str, PositionState]] = []
         if fill is not None or busted is not None:
-            key = (o.fund_id, o.strategy_id, o.instrument.symbol)
-            if out.event_type in {E.PARTIALLY_FILLED, E.FILLED} and fill is not None:
-                pos = apply_fill(self.book.position(key), fill.signed_quantity,
-                                 fill.price, fill.commission)
-            else:  # bust or correction: replay the fills that stand
-                stand = [f for f in await self.store.fills_for(*key)
-                         if f.trade_id != busted and (fill is None or f.trade_id != fill.trade_id)]
-                if fill is not None:
-                    stand.append(fill)
-                pos = replay(stand)
-            positions.append((*key, pos))
+            positions = await self._sleeve_positions(before, out, fill, busted)
             if fill is not None:
                 items.append(OutboxItem("mts.v1.oms.fills.recorded", fill,
                                         f"fill-{fill.trade_id}-{after.sequence}"))
-            p = pos.to_position(o.fund_id, o.strategy_id, o.instrument.symbol, now,
-                                self.prices.get(o.instrument.symbol))
-            items.append(OutboxItem("mts.v1.oms.positions.updated", p, new_event_id()))
+            mark = self.prices.get(o.instrument.symbol)
+            for fund_id, strategy_id, symbol, pos in positions:
+                p = pos.to_position(fund_id, strategy_id, symbol, now, mark)
+                items.append(OutboxItem("mts.v1.oms.positions.updated", p, new_event_id()))
         await self.store.update_order(before.sequence, after, items, now=now, fill=fill,
                                       busted_trade_id=busted, positions=positions)
         for fund_id, strategy_id, symbol, pos in positions:
             self.book.set_position((fund_id, strategy_id, symbol), pos)
+
+    async def _sleeve_positions(self, before: OrderState, out: Outcome, fill: Fill | None,
+                                busted: str | None) -> list[tuple[str, str, str, PositionState]]:
+        """The positions a fill, bust or correction moves: one per sleeve it credits (the
+        order's ``strategy_id`` for an order without sleeves), each by that sleeve's credit
+        and commission part at the fund's fill price. A bust or a correction replays the
+        sleeve's standing fills as credited to it, the changed trade taken out (and, for a
+        correction, put back as now credited)."""
+        after = out.state
+        o = after.order
+        sym = o.instrument.symbol
+        parts = {p.strategy_id: p for p in sleeve_fills(after, fill)} if fill else {}
+        out_rows: list[tuple[str, str, str, PositionState]] = []
+        if out.event_type in {E.PARTIALLY_FILLED, E.FILLED} and fill is not None:
+            for name, credit in parts.items():
+                if credit.quantity != 0:
+                    key = (o.fund_id, name, sym)
+                    out_rows.append((*key, apply_fill(self.book.position(key), credit.quantity,
+                                                      fill.price, credit.commission)))
+            return out_rows
+        trade = fill.trade_id if fill is not None else busted or ""
+        names = set(before.credits_of(trade)) | {n for n, p in parts.items() if p.quantity}
+        for name in sorted(names):
+            stand = [f for f in await self.store.fills_for(o.fund_id, name, sym)
+                     if f.trade_id != trade]
+            part = parts.get(name)
+            if fill is not None and part is not None and part.quantity != 0:
+                stand.append(credit_fill(fill, part.quantity, part.commission))
+            out_rows.append((o.fund_id, name, sym, replay(stand)))
+        return out_rows
 
     # --- kill switch (see mts1b_oms.killswitch) -------------------------------------------------
 
@@ -1040,6 +1087,58 @@ class Oms:
         """Sweep this instance's part of a change seen on the fan-out (another instance's
         halt or REDUCING): :meth:`KillSwitch.on_fanout`."""
         await self.killswitch.on_fanout(change)
+
+    async def _strategy_halted(self, strategy_id: str, reason: str) -> Withdrawn:
+        return await self.sleeves.withdraw(strategy_id, reason, swept=True)
+
+    # --- composed targets (see mts1b_oms.composed) ----------------------------------------------
+
+    async def rebalance(self, target: TargetPortfolio) -> CommandReply:
+        """Rebalance a fund to ``target``, with sleeve ownership when it carries an allocation
+        (:meth:`SleeveDesk.rebalance`); the reply's payload is a ``RebalanceReport``."""
+        return await self.sleeves.rebalance(target)
+
+    async def withdraw_strategy(self, strategy_id: str, reason: str, *,
+                                fund_id: str | None = None) -> Withdrawn:
+        """Take a strategy's share out of the open orders (:meth:`SleeveDesk.withdraw`)."""
+        return await self.sleeves.withdraw(strategy_id, reason, fund_id=fund_id)
+
+    async def update_fund(self, config: FundConfig) -> list[Withdrawn]:
+        """A fund's new configuration; strategies it dropped are withdrawn at once."""
+        return await self.sleeves.update_fund(config)
+
+    async def book_transfer(self, transfer: Transfer) -> bool:
+        """Book shares changing owner between sleeves without a trade (a composed target's
+        symbol whose sleeve deltas net to zero): each sleeve's position moves by its credit at
+        the transfer's price, written with the transfer in one store write. ``False`` when the
+        transfer id was booked already (a repeated target): nothing changes."""
+        keys = sorted((transfer.fund_id, s, transfer.symbol) for s in transfer.credits)
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self._position_locks.hold(key))
+            moved = [(*key, apply_fill(self.book.position(key), transfer.credits[key[1]],
+                                       transfer.price)) for key in keys
+                     if transfer.credits[key[1]] != 0]
+            now = self.clock.now()
+            mark = self.prices.get(transfer.symbol)
+            items = [OutboxItem("mts.v1.oms.positions.updated",
+                                p.to_position(f, s, sym, now, mark), new_event_id())
+                     for f, s, sym, p in moved]
+            if not await self.store.record_transfer(transfer, items, positions=moved):
+                return False
+            for f, s, sym, p in moved:
+                self.book.set_position((f, s, sym), p)
+        self._notify()
+        return True
+
+    def sleeve_positions(self, fund_id: str) -> dict[str, dict[str, PositionState]]:
+        """Positions by sleeve: strategy -> symbol -> position (flat ones left out). The
+        fund's position in a symbol is the sum over its sleeves (:meth:`positions`)."""
+        out: dict[str, dict[str, PositionState]] = {}
+        for (strategy, symbol), p in sorted(self.book.position_states(fund_id).items()):
+            if p.quantity != 0:
+                out.setdefault(strategy, {})[symbol] = p
+        return out
 
     # --- positions ------------------------------------------------------------------------------
 

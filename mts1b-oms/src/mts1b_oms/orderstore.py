@@ -21,6 +21,9 @@ The contract, in the words every implementation must keep:
   (:class:`StaleState` otherwise);
 * ``set_trading_state`` writes the state, the sweep's intent to cancel and one outstanding
   row per order to cancel in one write (the kill switch's durability rests on it);
+* ``record_transfer`` books an internal transfer between sleeves, its credits and the positions
+  it moves in one write, once per transfer id (``False``: already booked, nothing written);
+  ``fills_for`` returns a sleeve's transfers beside its fills;
 * a :class:`FundLock` is held by one holder at a time and is released when its holder goes
   away (PostgreSQL: a session advisory lock, released when the connection closes, also when the
   process is killed).
@@ -29,7 +32,7 @@ The contract, in the words every implementation must keep:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -41,6 +44,7 @@ from mts1b_foundation import (
     Fill,
     MtsError,
     OrderStatus,
+    Side,
     TradingState,
     TradingStateChange,
     WireModel,
@@ -63,6 +67,7 @@ __all__ = [
     "StoreError",
     "Sweep",
     "SweepOrder",
+    "Transfer",
     "in_scope",
 ]
 
@@ -190,6 +195,27 @@ def in_scope(scope: str, scope_id: str, fund_id: str, strategy_id: str) -> bool:
     return scope == "strategy" and strategy_id == scope_id
 
 
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Shares changing owner between sleeves with nothing sent to the venue (a symbol whose
+    sleeve deltas net to zero): ``credits`` strategy -> signed shares (summing to 0), at
+    ``price``. Booked once per ``transfer_id``."""
+
+    transfer_id: str
+    fund_id: str
+    symbol: str
+    price: Decimal
+    ts: dt.datetime
+    credits: Mapping[str, Decimal]
+
+    def as_fill(self, strategy_id: str) -> Fill:
+        """The transfer as ``strategy_id``'s books see it (what positions replay)."""
+        q = self.credits[strategy_id]
+        return Fill(trade_id=self.transfer_id, order_id=self.transfer_id, fund_id=self.fund_id,
+                    symbol=self.symbol, side=Side.BUY if q > 0 else Side.SELL, quantity=abs(q),
+                    price=self.price, ts=self.ts)
+
+
 @runtime_checkable
 class FundLock(Protocol):
     """The right to run the kill-switch sweeps of some funds: one holder per fund at a time.
@@ -241,6 +267,10 @@ class OrderStore(Protocol):
                                     detail: str | None, *, now: dt.datetime) -> bool: ...
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None: ...
+
+    async def record_transfer(self, transfer: Transfer, outbox: Sequence[OutboxItem], *,
+                              positions: Sequence[tuple[str, str, str, PositionState]]
+                              ) -> bool: ...
 
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal: ...
 

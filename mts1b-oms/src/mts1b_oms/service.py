@@ -1,7 +1,10 @@
 """``mts mts1b-oms serve``: the OMS as a NATS service.
 
 - Commands by request/reply on ``mts.v1.oms.commands.submit|cancel|replace``; each gets a
-  :class:`~mts1b_foundation.CommandReply`. A payload that does not decode is answered with an
+  :class:`~mts1b_foundation.CommandReply`. ``mts.v1.oms.commands.rebalance`` takes a
+  :class:`~mts1b_foundation.TargetPortfolio` (a composed one carries a sleeve allocation) and
+  answers with a ``RebalanceReport`` in the reply's ``payload`` (:mod:`mts1b_oms.composed`),
+  one target at a time. A payload that does not decode is answered with an
   error and dead-lettered to ``mts.v1.dlq.oms`` with the reason (the platform Bus does this); the
   service keeps running.
 - Trading-state commands are signed, one subject each: ``mts.v1.oms.commands.halt|reduce|
@@ -55,6 +58,7 @@ from mts1b_foundation import (
     SignedStateCommand,
     SubmitOrder,
     SystemClock,
+    TargetPortfolio,
     TradingState,
     TradingStateChange,
     parse_message,
@@ -244,11 +248,17 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     async def on_replace(cmd: ReplaceOrder) -> CommandReply:
         return await oms.replace(cmd.replace)
 
+    async def on_rebalance(target: TargetPortfolio) -> CommandReply:
+        return await oms.rebalance(target)
+
     subs = [
         await bus.serve("mts.v1.oms.commands.submit", on_submit, concurrency=opts.concurrency),
         await bus.serve("mts.v1.oms.commands.cancel", on_cancel, concurrency=opts.concurrency),
         await bus.serve("mts.v1.oms.commands.replace", on_replace,
                         concurrency=opts.concurrency),
+        # one target at a time: two targets of one fund at once would both trade the same
+        # deltas (each target's orders are idempotent, different targets' are not)
+        await bus.serve("mts.v1.oms.commands.rebalance", on_rebalance),
     ]
 
     subs += await serve_state_commands(bus, oms.killswitch)

@@ -39,7 +39,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from mts1b_foundation import Fill, Order, OrderEventType, OrderStatus, ReplaceRequest
+from mts1b_foundation import (
+    Fill,
+    Order,
+    OrderEventType,
+    OrderStatus,
+    ReplaceRequest,
+    Side,
+    ValidationFailed,
+    parse_message,
+)
 
 __all__ = [
     "TRANSITIONS",
@@ -150,6 +159,27 @@ class OrderState:
     busted: frozenset[str] = frozenset()
     pending_replace: ReplaceRequest | None = None
     sequence: int = 0
+    credits: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    """Sleeve orders only: trade id -> sleeve -> the signed credit that fill gave the sleeve
+    (:meth:`~mts1b_foundation.Order.sleeve_credits`), kept so later fills split over what each
+    sleeve still has to trade, and busts and corrections undo exactly what was credited."""
+
+    def credits_of(self, trade_id: str) -> dict[str, Decimal]:
+        """The sleeves' signed credits of one applied fill (an order without sleeves credits
+        the whole fill to its ``strategy_id``)."""
+        if self.order.sleeves:
+            return dict(self.credits.get(trade_id, {}))
+        f = self.fills.get(trade_id)
+        return {} if f is None else {self.order.strategy_id: f.signed_quantity}
+
+    @property
+    def credited(self) -> dict[str, Decimal]:
+        """What the order's standing fills credited each sleeve, exactly (sleeve orders)."""
+        out: dict[str, Decimal] = {}
+        for trade_id in self.fills:
+            for sleeve, amount in self.credits.get(trade_id, {}).items():
+                out[sleeve] = out.get(sleeve, Decimal(0)) + amount
+        return out
 
     @property
     def order_id(self) -> str:
@@ -309,6 +339,9 @@ def apply_event(
                            f"overfill refused: trade {fill.trade_id} of {fill.quantity} on "
                            f"{state.filled_quantity} filled of {state.quantity}")
         changes["fills"] = {**state.fills, fill.trade_id: fill}
+        if state.order.sleeves:
+            changes["credits"] = {**state.credits, fill.trade_id: state.order.sleeve_credits(
+                fill.quantity, state.credited)}
     elif event_type is E.CORRECTED:
         if fill is None:
             return _refuse(state, event_type, "corrected without a fill")
@@ -322,6 +355,11 @@ def apply_event(
             return _refuse(state, event_type,
                            f"overfill refused: correction of {fill.trade_id} to {fill.quantity}")
         changes["fills"] = {**state.fills, fill.trade_id: fill}
+        if state.order.sleeves:  # split again over what the other fills left open
+            kept = {k: v for k, v in state.credits.items() if k != fill.trade_id}
+            earlier = dataclasses.replace(state, credits=kept).credited
+            changes["credits"] = {**kept, fill.trade_id: state.order.sleeve_credits(
+                fill.quantity, earlier)}
     elif event_type is E.BUSTED:
         if busted_trade_id is None:
             return _refuse(state, event_type, "busted without busted_trade_id")
@@ -329,6 +367,9 @@ def apply_event(
             return _refuse(state, event_type, f"bust of unknown trade {busted_trade_id}")
         changes["fills"] = {k: v for k, v in state.fills.items() if k != busted_trade_id}
         changes["busted"] = state.busted | {busted_trade_id}
+        if busted_trade_id in state.credits:
+            changes["credits"] = {k: v for k, v in state.credits.items()
+                                  if k != busted_trade_id}
     elif event_type is E.REPLACE_REQUESTED:
         if replace is None:
             return _refuse(state, event_type, "replace_requested without replace terms")
@@ -347,7 +388,13 @@ def apply_event(
                            f"{state.filled_quantity}")
         updates = {k: v for k in ("quantity", "limit_price", "stop_price")
                    if (v := getattr(terms, k)) is not None}
-        changes["order"] = state.order.model_copy(update=updates)
+        if state.order.sleeves or terms.sleeves:
+            replaced = replaced_sleeve_order(state.order, terms, updates)
+            if isinstance(replaced, str):
+                return _refuse(state, event_type, replaced)
+            changes["order"] = replaced
+        else:
+            changes["order"] = state.order.model_copy(update=updates)
         changes["pending_replace"] = None
     elif event_type is E.REPLACE_REJECTED:
         changes["pending_replace"] = None
@@ -365,6 +412,27 @@ def apply_event(
         prior = None
     after = dataclasses.replace(after, prior=prior, status=to, sequence=state.sequence + 1)
     return Outcome(after, True, state.status, to, event_type)
+
+
+def replaced_sleeve_order(order: Order, terms: ReplaceRequest,
+                          updates: dict[str, object]) -> Order | str:
+    """The order after a replace that touches a sleeve order, validated in full (the sleeves
+    must sum to the new quantity); or why it cannot be. New ``sleeves`` come with the terms;
+    an order of one sleeve keeps it for its new quantity; one of several sleeves needs them."""
+    sleeves = terms.sleeves
+    if sleeves is None and terms.quantity is not None and terms.quantity != order.quantity:
+        if len(order.sleeves) != 1:
+            return (f"a new quantity for an order serving {len(order.sleeves)} sleeves needs "
+                    "their new shares (sleeves)")
+        (only,) = order.sleeves
+        sleeves = {only: terms.quantity if order.side is Side.BUY else -terms.quantity}
+    data = {**order.model_dump(), **updates}
+    if sleeves is not None:
+        data["sleeves"] = sleeves
+    try:
+        return parse_message(Order, data)
+    except ValidationFailed as exc:
+        return exc.message[:2000]
 
 
 def fill_from_report(

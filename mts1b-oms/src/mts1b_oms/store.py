@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -50,8 +50,10 @@ from mts1b_oms.orderstore import (
     StoreError,
     Sweep,
     SweepOrder,
+    Transfer,
 )
 from mts1b_oms.positions import PositionState
+from mts1b_oms.sleeves import sleeve_fills
 from mts1b_oms.state import OrderState
 
 __all__ = ["OutboxItem", "OutboxRow", "StaleState", "Store", "StoreError", "state_from_json",
@@ -75,7 +77,17 @@ def state_to_json(s: OrderState) -> str:
     return (f'{{"order":{s.order.model_dump_json()},'
             f'"status":{_json_enum(s.status)},"prior":{_json_enum(s.prior)},'
             f'"fills":[{fills}],"busted":{json.dumps(sorted(s.busted))},'
-            f'"pending_replace":{replace},"sequence":{int(s.sequence)}}}')
+            f'"pending_replace":{replace},"sequence":{int(s.sequence)}'
+            f'{_credits_json(s.credits)}}}')
+
+
+def _credits_json(credits: Mapping[str, Mapping[str, Decimal]]) -> str:
+    """``,"credits":{trade: {sleeve: "signed"}}`` for a sleeve order, else nothing (the
+    state of an order without sleeves stays as it was)."""
+    if not credits:
+        return ""
+    return ',"credits":' + json.dumps(
+        {t: {s: str(q) for s, q in c.items()} for t, c in credits.items()})
 
 
 def _json_enum(value: OrderStatus | None) -> str:
@@ -94,6 +106,8 @@ def state_from_json(text: str | dict[str, Any]) -> OrderState:
         pending_replace=(ReplaceRequest.model_validate(d["pending_replace"])
                          if d["pending_replace"] else None),
         sequence=int(d["sequence"]),
+        credits={t: {s: Decimal(q) for s, q in c.items()}
+                 for t, c in d.get("credits", {}).items()},
     )
 
 
@@ -259,9 +273,12 @@ class Store:
                         fill.side.value, fill.quantity, fill.price, fill.commission, fill.ts)
         position_rows = [(oid, f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, now)
                          for f, st, sym, p in positions]
+        sleeve_rows = [] if fill is None else [
+            (oid, fill.trade_id, part.strategy_id, fill.fund_id, fill.symbol, part.quantity,
+             part.commission) for part in sleeve_fills(state, fill)]
         events, outbox_rows = _event_rows(oid, outbox)
         changed = await self._changes.run(_Change(row, fill_row, busted_trade_id, position_rows,
-                                                  events, outbox_rows))
+                                                  events, outbox_rows, sleeve_rows))
         if not changed:
             raise StaleState(f"order {oid} changed since sequence {before_sequence}",
                              order_id=oid)
@@ -305,7 +322,8 @@ class Store:
                 *_columns([(item.row[0], item.busted) for item in batch if item.busted], 2),
                 *_columns([p for item in batch for p in item.positions], 8),
                 *_columns([e for item in batch for e in item.events], 7),
-                *_columns([r for item in batch for r in item.outbox], 4))}
+                *_columns([r for item in batch for r in item.outbox], 4),
+                *_columns([r for item in batch for r in item.sleeves], 7))}
         self._committed([(r[1], r[2], r[3]) for item in batch if item.row[0] in changed
                          for r in item.outbox])
         return [item.row[0] in changed for item in batch]
@@ -402,6 +420,36 @@ class Store:
             rows = await self._outbox(conn, outbox)
         self._committed(rows)
 
+    async def record_transfer(self, transfer: Transfer, outbox: Sequence[OutboxItem], *,
+                              positions: Sequence[tuple[str, str, str, PositionState]]
+                              ) -> bool:
+        """Book an internal transfer between sleeves with its credits, the positions it moves
+        and its outbox rows in one transaction; ``False`` (nothing written) when the transfer
+        id is booked already."""
+        t = transfer
+        async with self.pool.acquire() as conn, conn.transaction():
+            booked = await conn.fetchval(
+                "INSERT INTO sleeve_transfers (transfer_id, fund_id, symbol, price, ts) "
+                "VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING RETURNING true",
+                t.transfer_id, t.fund_id, t.symbol, t.price, t.ts)
+            if not booked:
+                return False
+            await conn.executemany(
+                "INSERT INTO sleeve_fills (trade_id, strategy_id, order_id, fund_id, symbol, "
+                "quantity, commission) VALUES ($1,$2,$1,$3,$4,$5,0)",
+                [(t.transfer_id, s, t.fund_id, t.symbol, q) for s, q in sorted(t.credits.items())])
+            await conn.executemany(
+                "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
+                "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+                "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
+                "quantity = EXCLUDED.quantity, avg_cost = EXCLUDED.avg_cost, "
+                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at",
+                [(f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, t.ts)
+                 for f, st, sym, p in positions])
+            rows = await self._outbox(conn, outbox)
+        self._committed(rows)
+        return True
+
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal:
         """Record NAV; return the peak (high-water mark) including it."""
         peak = await self.pool.fetchval(
@@ -465,12 +513,22 @@ class Store:
                      price=r["price"], commission=r["commission"], ts=r["ts"]) for r in rows]
 
     async def fills_for(self, fund_id: str, strategy_id: str, symbol: str) -> list[Fill]:
+        """The standing fills of one sleeve (strategy) in one symbol, as credited to it: its
+        signed credit as side and quantity, its part of the commission; its internal
+        transfers beside them."""
         rows = await self.pool.fetch(
-            "SELECT * FROM fills WHERE fund_id=$1 AND strategy_id=$2 AND symbol=$3 "
-            "AND NOT busted ORDER BY ts, trade_id", fund_id, strategy_id, symbol)
+            "SELECT s.trade_id, s.order_id, s.fund_id, s.symbol, "
+            "coalesce(f.price, t.price) AS price, coalesce(f.ts, t.ts) AS ts, "
+            "s.quantity AS credit, s.commission AS part FROM sleeve_fills s "
+            "LEFT JOIN fills f ON f.trade_id = s.trade_id "
+            "LEFT JOIN sleeve_transfers t ON t.transfer_id = s.trade_id "
+            "WHERE s.fund_id=$1 AND s.strategy_id=$2 AND s.symbol=$3 AND s.quantity <> 0 "
+            "AND (NOT f.busted OR t.transfer_id IS NOT NULL) ORDER BY 6, 1",
+            fund_id, strategy_id, symbol)
         return [Fill(trade_id=r["trade_id"], order_id=r["order_id"], fund_id=r["fund_id"],
-                     symbol=r["symbol"], side=Side(r["side"]), quantity=r["quantity"],
-                     price=r["price"], commission=r["commission"], ts=r["ts"]) for r in rows]
+                     symbol=r["symbol"], side=Side.BUY if r["credit"] > 0 else Side.SELL,
+                     quantity=abs(r["credit"]), price=r["price"], commission=r["part"],
+                     ts=r["ts"]) for r in rows]
 
     async def positions(self, fund_id: str | None = None
                         ) -> list[tuple[str, str, str, PositionState]]:
@@ -663,6 +721,7 @@ class _Change:
     positions: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
     outbox: list[tuple[Any, ...]]
+    sleeves: list[tuple[Any, ...]]
 
 
 def _change_keys(change: _Change) -> list[Hashable]:
@@ -898,6 +957,16 @@ WITH input AS (
         AS o(order_id, msg_id, subject, payload)
     WHERE o.order_id IN (SELECT order_id FROM changed)
     ON CONFLICT (msg_id) DO NOTHING
+), new_sleeve_fills AS (
+    INSERT INTO sleeve_fills (trade_id, strategy_id, order_id, fund_id, symbol, quantity,
+                              commission)
+    SELECT c.trade_id, c.strategy_id, c.order_id, c.fund_id, c.symbol, c.quantity, c.commission
+    FROM unnest($40::text[], $41::text[], $42::text[], $43::text[], $44::text[],
+                $45::numeric[], $46::numeric[])
+        AS c(order_id, trade_id, strategy_id, fund_id, symbol, quantity, commission)
+    WHERE c.order_id IN (SELECT order_id FROM changed)
+    ON CONFLICT (trade_id, strategy_id) DO UPDATE SET quantity = EXCLUDED.quantity,
+        commission = EXCLUDED.commission
 )
 SELECT order_id FROM changed
 """

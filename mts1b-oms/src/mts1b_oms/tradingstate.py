@@ -9,7 +9,7 @@ and updated from the NATS KV bucket (see :mod:`mts1b_oms.killswitch`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from mts1b_foundation import SetTradingState, TradingState, TradingStateChange, parse_message
 
@@ -50,10 +50,18 @@ class TradingStates:
 
     def effective(self, fund_id: str, strategy_id: str) -> tuple[TradingState, Scope]:
         """The most restrictive state that applies, and the scope it comes from."""
+        return self.effective_for(fund_id, (strategy_id,))
+
+    def effective_for(self, fund_id: str, strategies: Sequence[str]
+                      ) -> tuple[TradingState, Scope]:
+        """The most restrictive state over the global scope, the fund and every one of
+        ``strategies`` (the sleeves an order serves), and the scope it comes from (the first
+        in that order, strategies as given, on a tie)."""
         if not self._states:
             return TradingState.ACTIVE, GLOBAL
         best: tuple[TradingState, Scope] = (TradingState.ACTIVE, GLOBAL)
-        for scope in (GLOBAL, ("fund", fund_id), ("strategy", strategy_id)):
+        scopes = [GLOBAL, ("fund", fund_id), *(("strategy", s) for s in strategies)]
+        for scope in scopes:
             state = self._states.get(scope)
             if state is not None and _RANK[state] > _RANK[best[0]]:
                 best = (state, scope)
