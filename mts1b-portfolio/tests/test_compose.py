@@ -9,7 +9,15 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from mts1b_foundation import Equity, Future, SleeveAllocation
+from mts1b_foundation import (
+    CryptoPair,
+    Equity,
+    Future,
+    SleeveAllocation,
+    TargetPortfolio,
+    ValidationFailed,
+    parse_message,
+)
 from mts1b_portfolio import Constraints, Fallback, HoldCode, Sleeve, compose
 
 AS_OF = dt.datetime(2026, 12, 4, 21, 0, tzinfo=dt.UTC)
@@ -129,6 +137,9 @@ def test_ownership_sums_exactly_and_trades_are_whole_lots_towards_the_holding(
         assert abs(weight - exact) <= D("1e-12")
     assert result.report.turnover <= D("0.5") + D("1e-9")
     assert sorted(alloc.sleeves) == sorted(s.strategy_id for s in sleeves)
+    # built from checked parts (wire_out), it is what validation of its content gives
+    assert parse_message(SleeveAllocation, alloc.to_json()) == alloc
+    assert parse_message(TargetPortfolio, result.target.to_json()) == result.target
 
 
 def test_rounding_never_adds_turnover() -> None:
@@ -275,3 +286,18 @@ def test_a_book_without_ownership_is_split_whole_and_reports_no_crossing() -> No
                       Constraints(max_turnover=0.0))
     assert result.report.crossed_shares is None and result.report.turnover_saved is None
     assert result.allocation.totals() == {"X": D(30), "Z": D("2.5")}
+
+
+def test_large_positions_are_checked_entry_by_entry() -> None:
+    """Shares of 1E+8 and more can exceed 20 digits at 12 places: compose checks each one.
+    250,000,000.5 units is in the wire's domain; a position of 1E+15 units is not, and compose
+    says which entry."""
+    coin = CryptoPair(symbol="XYZ-USD", base="XYZ", quote="USD", lot_size=D("0.5"),
+                      min_quantity=D("0.5"))
+    big = compose([Sleeve("s", {"XYZ-USD": 0.5}, 1)], D(500_000_001), Constraints(), {},
+                  {"XYZ-USD": D(1)}, {"XYZ-USD": coin}, fund_id=FUND, as_of=AS_OF)
+    assert big.allocation.sleeves == {"s": {"XYZ-USD": D("250000000.5")}}
+    assert parse_message(SleeveAllocation, big.allocation.to_json()) == big.allocation
+    with pytest.raises(ValidationFailed, match="sleeves"):
+        compose([Sleeve("s", {"XYZ-USD": 1}, 1)], D(10**14), Constraints(), {},
+                {"XYZ-USD": D("0.01")}, {"XYZ-USD": coin}, fund_id=FUND, as_of=AS_OF)

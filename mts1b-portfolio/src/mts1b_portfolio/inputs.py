@@ -17,10 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 from mts1b_foundation import Signal, SleeveAllocation, is_symbol
-from mts1b_foundation.wire import Identifier, check_wire_decimal
+from mts1b_foundation.wire import Identifier, UtcDatetime, check_wire_decimal
 from pydantic import TypeAdapter, ValidationError
 
 from mts1b_portfolio.errors import ComposeInputError
+from mts1b_portfolio.wire_out import exact_totals
 
 __all__ = ["Constraints", "Number", "Sleeve", "check_decimal", "check_float"]
 
@@ -28,6 +29,7 @@ Number = float | int | Decimal
 """A weight, share or bound: float, int or Decimal (booleans, NaN and infinities refused)."""
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+_UTC: TypeAdapter[dt.datetime] = TypeAdapter(UtcDatetime)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def check_current(current: Any, fund_id: str) -> tuple[dict[str, Decimal],
             raise ComposeInputError("current.fund_id", current.fund_id,
                                     f"is not the composed fund {fund_id!r}")
         owned = {sid: dict(holdings) for sid, holdings in current.sleeves.items()}
-        return current.totals(), owned
+        return exact_totals(owned), owned
     if not isinstance(current, Mapping):
         raise ComposeInputError("current", type(current).__name__,
                                 "expected a mapping of symbol -> shares or a SleeveAllocation")
@@ -224,8 +226,11 @@ def check_capital(capital: Any) -> Decimal:
 
 
 def check_as_of(as_of: Any) -> dt.datetime:
-    """A timezone-aware datetime (the wire refuses naive ones)."""
-    if not isinstance(as_of, dt.datetime) or as_of.tzinfo is None \
-            or as_of.utcoffset() is None:
+    """A timezone-aware datetime the wire accepts (1900 up to 2200), in UTC."""
+    if not isinstance(as_of, dt.datetime):
         raise ComposeInputError("as_of", as_of, "expected a timezone-aware datetime")
-    return as_of
+    try:
+        return _UTC.validate_python(as_of)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ComposeInputError("as_of", as_of, reason) from None

@@ -34,13 +34,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from mts1b_foundation import SleeveAllocation, TargetPortfolio
-from mts1b_foundation.wire import fit_to_domain
+from mts1b_foundation.wire import MAX_SCALE, fit_to_domain
 
 from mts1b_portfolio.errors import ComposeInputError
 from mts1b_portfolio.fundstep import FundStep, fund_step
@@ -58,6 +58,7 @@ from mts1b_portfolio.market import Market
 from mts1b_portfolio.ownership import split_trades
 from mts1b_portfolio.projection import Problem
 from mts1b_portfolio.report import ComposeReport, Composition, Fallback, HeldBack, HoldCode
+from mts1b_portfolio.wire_out import allocation_model
 
 __all__ = ["ComposeInputError", "Composition", "Constraints", "Sleeve", "compose"]
 
@@ -143,17 +144,31 @@ def compose(
     listed_now = [c - f for c, f in zip(cur_dec, frozen_dec, strict=True)] \
         if owned is not None else [ZERO] * n
     amount_dec = [q - f - h for q, f, h in zip(target_dec, frozen_dec, listed_now, strict=True)]
-    allocation, sleeve_lots = _allocate(kept, shares, desired, held, held_dec, amount_dec,
-                                        market)
+    allocation, sleeve_lots, largest = _allocate(kept, shares, desired, held, held_dec,
+                                                 amount_dec, market)
+    owned_total = [q - f for q, f in zip(target_dec, frozen_dec, strict=True)]
 
     report = _report(step, market, money, trade, target_dec, netted, codes, cur, per_weight,
                      sleeve_lots if owned is not None else None, excluded, kept_sleeves)
     target = TargetPortfolio(
         fund_id=fund, as_of=stamp, nav=money, sources=listed,
-        weights={symbols[i]: fit_to_domain(q * market.value[i] / money)
+        weights={symbols[i]: _weight(q * market.value[i] / money)
                  for i, q in enumerate(target_dec) if q != 0},
-        allocation=SleeveAllocation(fund_id=fund, as_of=stamp, sleeves=allocation))
+        allocation=allocation_model(fund, stamp, allocation, symbols, largest, owned_total))
     return Composition(target, report)
+
+
+_PLACES = Decimal(1).scaleb(-MAX_SCALE)
+
+
+def _weight(value: Decimal) -> Decimal:
+    """A weight on the wire: 12 places (half-even); :func:`fit_to_domain` only for the rare
+    weight of 1E+8 and more, where 12 places would exceed 20 digits (same result, 20 times
+    the cost)."""
+    if -100_000_000 < value < 100_000_000:
+        rounded = value.quantize(_PLACES, rounding=ROUND_HALF_EVEN)
+        return value if rounded == value else rounded  # as written when it fits, as fit does
+    return fit_to_domain(value)
 
 
 def _universe(kept: list[Sleeve], book: Mapping[str, Decimal]) -> list[str]:
@@ -198,8 +213,9 @@ def _holdings_matrix(held: Sequence[Mapping[str, Decimal]], index: Mapping[str, 
     """``(S, n)`` float shares each composed sleeve holds."""
     matrix = np.zeros((len(held), n), dtype=np.float64)
     for row, holdings in enumerate(held):
-        for symbol, quantity in holdings.items():
-            matrix[row, index[symbol]] = float(quantity)
+        if holdings:
+            columns = [index[symbol] for symbol in holdings]
+            matrix[row, columns] = np.array(list(holdings.values()), dtype=np.float64)
     return matrix
 
 
@@ -267,11 +283,13 @@ def _why_no_trade(step: FundStep, stepped: float, lot: float) -> HoldCode:
 
 
 def _allocate(kept: list[Sleeve], shares: FloatArray, desired: FloatArray, held: FloatArray,
-              held_dec: Sequence[Mapping[str, Decimal]],
-              amount_dec: list[Decimal], market: Market
-              ) -> tuple[dict[str, dict[str, Decimal]], npt.NDArray[np.int64]]:
-    """The allocation (each composed sleeve's holding plus its part of the trade) and each
-    sleeve's trade in lots, ``(S, n)``. See :mod:`~mts1b_portfolio.ownership`."""
+              held_dec: Sequence[Mapping[str, Decimal]], amount_dec: list[Decimal],
+              market: Market) -> tuple[dict[str, dict[str, Decimal]], npt.NDArray[np.int64],
+                                        FloatArray]:
+    """The allocation (each composed sleeve's holding plus its part of the trade), each
+    sleeve's trade in lots ``(S, n)``, and per symbol a bound of the largest ``|share|``
+    (for :func:`~mts1b_portfolio.wire_out.allocation_model`). See
+    :mod:`~mts1b_portfolio.ownership`."""
     lots_of = [int((a / lot).to_integral_value(rounding=ROUND_FLOOR))
                for a, lot in zip(amount_dec, market.lot, strict=True)]
     left = [a - lot * k for a, lot, k in zip(amount_dec, market.lot, lots_of, strict=True)]
@@ -279,21 +297,28 @@ def _allocate(kept: list[Sleeve], shares: FloatArray, desired: FloatArray, held:
     amount = np.array([float(a) for a in amount_dec], dtype=np.float64)
     lots, first = split_trades(desired - held, held, shares, amount_lots, amount,
                                market.lot_f)
-    symbols = market.symbols
+    symbols, lot = market.symbols, market.lot
     remainder: dict[int, dict[int, Decimal]] = {}  # row -> symbol index -> sub-lot part
+    left_f = np.zeros(len(left))
     for i, extra in enumerate(left):
         if extra:
             remainder.setdefault(int(first[i]), {})[i] = extra
+            left_f[i] = abs(float(extra))
+    largest = (np.abs(held + lots * market.lot_f).max(axis=0, initial=0.0) + left_f) \
+        * (1 + 1e-12)
     allocation: dict[str, dict[str, Decimal]] = {}
     for row, sleeve in enumerate(kept):
         mine = {symbol: q for symbol, q in held_dec[row].items() if q}
         extras = remainder.get(row, {})
-        for i in sorted(set(np.flatnonzero(lots[row]).tolist()) | set(extras)):
+        counts = lots[row]
+        changed = np.flatnonzero(counts).tolist()
+        for i, count in zip(changed, counts[changed].tolist(), strict=True):
             symbol = symbols[i]
-            mine[symbol] = mine.get(symbol, ZERO) + market.lot[i] * int(lots[row, i]) \
-                + extras.get(i, ZERO)
-        allocation[sleeve.strategy_id] = {s: q for s, q in sorted(mine.items()) if q != 0}
-    return allocation, lots
+            mine[symbol] = mine.get(symbol, ZERO) + lot[i] * count
+        for i, extra in extras.items():
+            mine[symbols[i]] = mine.get(symbols[i], ZERO) + extra
+        allocation[sleeve.strategy_id] = {s: q for s, q in sorted(mine.items()) if q}
+    return allocation, lots, largest
 
 
 def _report(step: FundStep, market: Market, capital: Decimal, trade: list[Decimal],
@@ -318,7 +343,7 @@ def _report(step: FundStep, market: Market, capital: Decimal, trade: list[Decima
                 crossed_notional += extra / 2 * value[i]
         saved = 2 * crossed_notional
     wanted = netted * per_weight - cur
-    held_back = tuple(HeldBack(market.symbols[i], code, fit_to_domain(float(wanted[i])))
+    held_back = tuple(HeldBack(market.symbols[i], code, Decimal(f"{wanted[i]:.6f}"))
                       for i, code in sorted(codes.items()))
     return ComposeReport(
         turnover=fit_to_domain(traded / capital), traded_notional=traded,

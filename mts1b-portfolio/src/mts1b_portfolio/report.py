@@ -68,7 +68,7 @@ class HeldBack:
     """A name the netted sleeves wanted to trade that the fund does not trade.
 
     ``wanted``: the netted trade in shares (the sleeves' capital-weighted targets less the
-    holding), rounded to the wire's 12 places for display.
+    holding), rounded to 6 places (it is computed in floats: a figure to read, not to trade).
     """
 
     symbol: str
