@@ -1088,8 +1088,16 @@ class Oms:
         halt or REDUCING): :meth:`KillSwitch.on_fanout`."""
         await self.killswitch.on_fanout(change)
 
-    async def _strategy_halted(self, strategy_id: str, reason: str) -> Withdrawn:
-        return await self.sleeves.withdraw(strategy_id, reason, swept=True)
+    async def _strategy_halted(self, strategy_id: str, reason: str) -> Withdrawn | None:
+        """The kill switch's hook for a strategy-scope halt (runs in the background): take the
+        strategy's share out of the orders it shares with other sleeves. A failure is an
+        alert - the next start withdraws it again - never an exception nobody awaits."""
+        try:
+            return await self.sleeves.withdraw(strategy_id, reason, swept=True)
+        except Exception as exc:
+            await self._alert(f"withdrawal of halted strategy {strategy_id} failed: "
+                              f"{type(exc).__name__}", strategy_id=strategy_id)
+            return None
 
     # --- composed targets (see mts1b_oms.composed) ----------------------------------------------
 
