@@ -108,6 +108,9 @@ async def test_fills_split_exactly_across_sleeves_and_survive_a_restart(
     await fill(oms, oid, "t3", "27", "99.75")
     assert held(oms) == {("A", "AAPL"): D(100), ("B", "AAPL"): D(-60)}
     assert oms.positions("f1") == {"AAPL": D(40)}
+    current = oms.sleeve_holdings("f1")  # what a composer starts from
+    assert current is not None and current.sleeves == {"A": {"AAPL": D(100)},
+                                                       "B": {"AAPL": D(-60)}}
     st = await oms.load_order(oid)
     assert st is not None and st.status is OrderStatus.FILLED
     a = oms.sleeve_positions("f1")["A"]["AAPL"]

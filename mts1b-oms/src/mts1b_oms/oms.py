@@ -56,6 +56,7 @@ from mts1b_foundation import (
     ReplyCode,
     SetTradingState,
     Severity,
+    SleeveAllocation,
     SystemClock,
     TargetPortfolio,
     TradingState,
@@ -1147,6 +1148,16 @@ class Oms:
             if p.quantity != 0:
                 out.setdefault(strategy, {})[symbol] = p
         return out
+
+    def sleeve_holdings(self, fund_id: str) -> SleeveAllocation | None:
+        """What each sleeve holds now, as a ``SleeveAllocation`` (strategy -> symbol ->
+        shares, flat positions left out; ``as_of`` now): the ``current`` a composer starts
+        from, in the OMS's own books. ``None`` while the fund holds nothing."""
+        held = {s: {sym: p.quantity for sym, p in by.items()}
+                for s, by in self.sleeve_positions(fund_id).items()}
+        if not held:
+            return None
+        return SleeveAllocation(fund_id=fund_id, as_of=self.clock.now(), sleeves=held)
 
     # --- positions ------------------------------------------------------------------------------
 
