@@ -26,7 +26,7 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_oms.oms import Oms
-from mts1b_oms.orderstore import OrderStore
+from mts1b_oms.orderstore import OrderStore, Transfer
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
 
@@ -93,6 +93,9 @@ async def test_a_composed_target_nets_sleeves_into_one_order_and_reports_the_cro
                                         "B": {"AAPL": "-60"}, "C": {"MSFT": "-50"}}))
     assert report_of(again).orders == report.orders and len(broker.new_orders) == 1
     assert report_of(again).transfers == {}  # MSFT is where the target wants it now
+    repeat = Transfer(report.transfers["MSFT"], "f1", "MSFT", D("200.5"), AS_OF,
+                      {"A": D(50), "C": D(-50)})
+    assert not await oms.book_transfer(repeat)  # a transfer id is booked once
     assert held(oms) == {("A", "MSFT"): D(50), ("C", "MSFT"): D(-50)}
 
 
@@ -126,11 +129,18 @@ async def test_fills_split_exactly_across_sleeves_and_survive_a_restart(
     # a bust replays each sleeve from what stands
     await oms.bust(oid, "t2")
     assert held(oms) == {("A", "AAPL"): D(93), ("B", "AAPL"): D(-56)}
+    # a correction splits the trade again over what the other fills left: t3 27 -> 20
+    # credits A 75 x 20/30 = 50 and B -30 (A 25 + 50, B -15 - 30)
+    t3 = next(f for f in await store.fills(oid) if f.trade_id == "t3")
+    await oms.correct(t3.model_copy(update={"quantity": D(20)}))
+    assert held(oms) == {("A", "AAPL"): D(75), ("B", "AAPL"): D(-45)}
     await oms.stop()
     again = await make(broker, fund("A", "B"))
-    assert held(again) == {("A", "AAPL"): D(93), ("B", "AAPL"): D(-56)}
+    assert held(again) == {("A", "AAPL"): D(75), ("B", "AAPL"): D(-45)}
     stored = {(s, sym): p.quantity for _f, s, sym, p in await store.positions("f1")}
-    assert stored == {("A", "AAPL"): D(93), ("B", "AAPL"): D(-56)}
+    assert stored == {("A", "AAPL"): D(75), ("B", "AAPL"): D(-45)}
+    assert [(f.trade_id, f.quantity) for f in await store.fills_for("f1", "B", "AAPL")] == [
+        ("t1", D(15)), ("t3", D(30))]
 
 
 async def test_a_halted_strategy_leaves_only_its_share_of_open_orders(
