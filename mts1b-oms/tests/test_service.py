@@ -132,7 +132,8 @@ async def test_fuzzed_commands_answered_or_dead_lettered(service: tuple[Bus, str
     payloads += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
                  for _ in range(20)]
     for subject in ("mts.v1.oms.commands.submit", "mts.v1.oms.commands.cancel",
-                    "mts.v1.oms.commands.replace", "mts.v1.oms.commands.state",
+                    "mts.v1.oms.commands.replace", "mts.v1.oms.commands.rebalance",
+                    "mts.v1.oms.commands.state",
                     "mts.v1.oms.commands.halt", "mts.v1.oms.commands.reduce",
                     "mts.v1.oms.commands.resume"):
         for p in payloads:
