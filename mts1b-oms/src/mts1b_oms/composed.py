@@ -30,6 +30,7 @@ and every strategy a fund no longer lists, so a crash in the middle loses nothin
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class SleeveDesk:
 
     def __init__(self, oms: Oms) -> None:
         self.oms = oms
+        # one rebalance at a time: two targets planned from the same holdings would both
+        # trade the same deltas (each target's orders are idempotent, two targets' are not)
+        self._rebalancing = asyncio.Lock()
 
     # --- rebalance ------------------------------------------------------------------------------
 
@@ -94,7 +98,8 @@ class SleeveDesk:
         is ``INTERNAL_ERROR`` naming only the exception's type."""
         now = self.oms.clock.now()
         try:
-            return await self._rebalance(target)
+            async with self._rebalancing:
+                return await self._rebalance(target)
         except Exception as exc:
             _log.exception("rebalance failed", error_type=type(exc).__name__)
             return CommandReply(ok=False, code=ReplyCode.INTERNAL_ERROR, ts=now,
