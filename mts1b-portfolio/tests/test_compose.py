@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mts1b_foundation import (
     CryptoPair,
     Equity,
@@ -301,3 +303,60 @@ def test_large_positions_are_checked_entry_by_entry() -> None:
     with pytest.raises(ValidationFailed, match="sleeves"):
         compose([Sleeve("s", {"XYZ-USD": 1}, 1)], D(10**14), Constraints(), {},
                 {"XYZ-USD": D("0.01")}, {"XYZ-USD": coin}, fund_id=FUND, as_of=AS_OF)
+
+
+def test_holdings_that_cannot_move_over_the_gross_cap_keep_every_holding() -> None:
+    prices = {"K": D(10), "A": D(10)}
+    current = _owned({"halted": {"K": D(8000)}, "a": {"A": D(1000)}})
+    result = _compose([Sleeve("a", {"A": 0.5}, 0.5)], current, prices,
+                      Constraints(max_gross=0.5), exclude=["halted"])
+    assert result.report.fallback is Fallback.GROSS_UNREACHABLE
+    assert result.allocation.sleeves == {"a": {"A": D(1000)}}
+    assert [(h.symbol, h.code) for h in result.report.held_back] == [("A", HoldCode.INFEASIBLE)]
+
+
+def test_a_net_ceiling_no_weights_can_meet_keeps_every_holding() -> None:
+    prices = {f"N{i}": D(10) for i in range(4)}
+    result = _compose([Sleeve("s", {s: 0.1 for s in prices}, 1)], {}, prices,
+                      Constraints(long_only=True, max_net=-0.1))
+    assert result.report.fallback is Fallback.NET_CEILING_UNREACHABLE
+    assert result.allocation.sleeves == {"s": {}}
+
+
+def test_a_solver_that_does_not_converge_falls_back_within_the_turnover_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not seen in practice; forced here by giving the solver no iterations at all."""
+    from mts1b_portfolio import projection
+
+    sleeves, current, prices, instruments = _random_case(3)
+    monkeypatch.setattr(projection, "MAX_ITERATIONS", 0)
+    result = compose(sleeves, D(10_000_000), Constraints(max_turnover=0.05), current, prices,
+                     instruments, fund_id=FUND, as_of=AS_OF)
+    assert result.report.fallback is Fallback.SOLVER_NOT_CONVERGED
+    assert D("0.04") <= result.report.turnover <= D("0.05")  # the cap, less rounding
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), gross=st.floats(0.0, 1.5), net=st.floats(-0.5, 0.5),
+       width=st.floats(0.0, 0.5), cap=st.floats(0.0, 0.2), turnover=st.floats(0.0, 0.6),
+       long_only=st.booleans())
+def test_compose_never_raises_and_keeps_its_invariants(
+        seed: int, gross: float, net: float, width: float, cap: float, turnover: float,
+        long_only: bool) -> None:
+    """Any constraints, feasible or not: a target comes back, the sleeves' moves make exactly
+    the fund's trade, rounding never adds turnover beyond the cap, and a static fallback trades
+    nothing."""
+    sleeves, current, prices, instruments = _random_case(seed)
+    limits = Constraints(max_gross=gross, min_net=net - width, max_net=net + width,
+                         max_weight=cap, max_turnover=turnover, long_only=long_only)
+    result = compose(sleeves, D(10_000_000), limits, current, prices, instruments,
+                     fund_id=FUND, as_of=AS_OF)
+    before, after = current.totals(), result.allocation.totals()
+    for symbol in set(before) | set(after):
+        assert (after.get(symbol, D(0)) - before.get(symbol, D(0))) % \
+            instruments[symbol].lot_size == 0
+    assert result.report.turnover <= D(repr(turnover)) + D("1e-9")
+    if result.report.fallback in (Fallback.NET_FLOOR_UNREACHABLE,
+                                  Fallback.NET_CEILING_UNREACHABLE,
+                                  Fallback.GROSS_UNREACHABLE):
+        assert result.report.traded_notional == 0

@@ -172,9 +172,9 @@ def project_l1_ball(delta: FloatArray, radius: float) -> FloatArray:
     ordered = np.sort(size)[::-1]
     cumulative = np.cumsum(ordered)
     ranks = np.arange(1, ordered.size + 1, dtype=np.float64)
-    above = ordered - (cumulative - radius) / ranks > 0
-    count = int(np.nonzero(above)[0][-1]) + 1
-    tau = (cumulative[count - 1] - radius) / count
+    above = np.flatnonzero(ordered - (cumulative - radius) / ranks > 0)
+    count = int(above[-1]) + 1 if above.size else 1  # a radius below the rounding of the top
+    tau = max((cumulative[count - 1] - radius) / count, 0.0)
     return np.asarray(np.sign(delta) * np.maximum(size - tau, 0.0), dtype=np.float64)
 
 
