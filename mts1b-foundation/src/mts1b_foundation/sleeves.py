@@ -16,7 +16,9 @@ remaining shares ``r_s = d_s - k_s`` and the remaining quantity ``R = |sum r_s|`
 the order's *unit* (the finest decimal place written in the quantity or any share: whole shares
 for ``quantity=40``, ``d={A: 100, B: -60}``) - every sleeve but the *residual sleeve*, the one
 with the largest absolute remaining share (ties: the smallest id), which takes the fill's signed
-quantity minus the others' credits. Hence:
+quantity minus the others' credits. The first fill of an order (nothing credited yet) credits
+exactly ``d_s x q / quantity``, rounded as said; later fills continue from what was credited,
+so rounding never accumulates. Hence:
 
 - the credits of one fill sum exactly to its signed quantity (no unit is created or lost);
 - an order filled completely has credited each sleeve exactly its share, whatever pieces it
