@@ -207,3 +207,70 @@ def test_caps_hold_exactly_on_random_problems(seed: int, tight: float) -> None:
     assert first.converged
     _assert_feasible(p, first.weights)
     assert np.array_equal(first.weights, project(p).weights)
+
+
+def test_gross_and_net_that_coincide_converge() -> None:
+    """All targets long: the gross and the net are the same sum and the Newton system is
+    singular; from 0 the net multiplier may only open towards its violated bound (a step to
+    the other side once stalled the ascent for 200 iterations)."""
+    rng = np.random.default_rng(355)
+    t = rng.normal(0, 0.3, 38) * (rng.random(38) < 0.125)
+    w0 = rng.normal(0, 0.3, 38) * (rng.random(38) < 0.125)
+    p = Problem(np.abs(t), w0, np.full(38, -1.0), np.full(38, 1.0), 1.0, 0.0, 1.0, 2.0)
+    ours = project(p)
+    assert ours.converged and ours.iterations <= 10
+    ref = _reference(p)
+    assert ref is not None and np.max(np.abs(ours.weights - ref)) <= WEIGHT_TOL
+    _assert_feasible(p, ours.weights)
+
+
+def test_a_piece_a_nanometre_wide_is_found() -> None:
+    """One name between caps of +-1e-9 under a net of exactly 1e-12: the dual's value cannot
+    tell the steps apart there, its slope can."""
+    p = Problem(np.array([-0.75]), np.array([0.0]), np.array([-1e-9]), np.array([1e-9]),
+                1.0, 1e-12, 1e-12, 1.0)
+    ours = project(p)
+    assert ours.converged
+    assert abs(float(ours.weights[0]) - 1e-12) <= 1e-15  # w = t - beta: beta's ulp at 0.75
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1), gross=st.floats(0, 3),
+       net=st.floats(-3, 3), width=st.floats(0, 3), cap=st.floats(0, 1) | st.floats(0, 1e-8),
+       turnover=st.floats(0, 3), long_only=st.booleans(), dense=st.floats(0, 1))
+def test_the_fund_step_meets_every_cap_or_says_why(
+        n: int, seed: int, gross: float, net: float, width: float, cap: float,
+        turnover: float, long_only: bool, dense: float) -> None:
+    """Any constraints, sparse or dense targets, caps down to 1e-8: the exact projection meets
+    every cap within 1e-9, or a static fallback says they conflict, or the turnover fallback
+    spends at most the cap; the solver itself always converges."""
+    from mts1b_portfolio.fundstep import fund_step
+    from mts1b_portfolio.report import Fallback
+
+    rng = np.random.default_rng(seed)
+    t = rng.normal(0, 0.3, n) * (rng.random(n) < dense)
+    w0 = rng.normal(0, 0.3, n) * (rng.random(n) < dense)
+    hi = np.full(n, cap)
+    p = Problem(t, w0, np.zeros(n) if long_only else -hi, hi, gross, net, net + width,
+                turnover)
+    step = fund_step(p, np.ones(n, dtype=bool))
+    assert step.fallback is not Fallback.SOLVER_NOT_CONVERGED
+    if step.fallback is None:
+        _assert_feasible(p, step.weights)
+    elif step.fallback is Fallback.TURNOVER_INFEASIBLE:
+        assert np.abs(step.weights - w0).sum() <= turnover + CAP_TOL
+
+
+@pytest.mark.parametrize(("seed", "tight"), [(65537, 2**-8), (1047204212, 1e-6),
+                                             (2566221567, 2**-8)])
+def test_a_multiplier_that_stops_at_its_bound_lands_on_it(seed: int, tight: float) -> None:
+    """Cases a fuzz found: the best step ends where the net multiplier reaches 0 (the kink),
+    and stepping towards it by halves never got there (200 iterations, not converged). The
+    step now lands on the bound exactly."""
+    p = _random_problem(seed)
+    p = replace(p, turnover=min_turnover(p) + tight * float(np.abs(p.target - p.current).sum()))
+    ours = project(p)
+    assert ours.converged and ours.iterations <= 10
+    _assert_feasible(p, ours.weights)
+    ref = _reference(p)
+    assert ref is not None and _objective(p, ours.weights) <= _objective(p, ref) + 1e-9

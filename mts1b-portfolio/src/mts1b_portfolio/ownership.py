@@ -78,9 +78,8 @@ def split_trades(delta: FloatArray, held: FloatArray, shares: FloatArray,
     # the fund's side gets what the other side and the fund's trade give it, at most all
     side_total = np.where(buying, bought, sold)
     side_gets = np.where(buying, sold + amount, bought - amount)
-    fraction = np.where(side_total > 0,
-                        np.clip(side_gets / np.where(side_total > 0, side_total, 1.0), 0.0,
-                                1.0), 1.0)
+    short = side_gets < side_total  # only there is the fraction below 1 (and never overflows)
+    fraction = np.divide(side_gets, side_total, out=np.ones_like(side_total), where=short)
     trade = np.where(buying, buys * fraction - sells, buys - sells * fraction)
     rest = amount - trade.sum(axis=0)
     trade = trade + _weights(delta, held, shares) * rest
