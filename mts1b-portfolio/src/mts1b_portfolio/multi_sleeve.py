@@ -23,7 +23,8 @@ The steps, each in its own module:
 Floats and Decimals: steps 1-2 and the proportions of step 4 are float64 (weights are
 fractions; a float's relative error of 1e-16 is far below a share). Everything that leaves
 (shares, notionals, weights on the wire) is Decimal, computed from Decimal prices, lots and
-holdings; the only float that reaches a Decimal is a whole number of lots.
+holdings; in the target and its allocation the only float that reaches a Decimal is a whole
+number of lots (the report's ``wanted`` figures are floats rounded for reading).
 
 Deterministic: symbols and sleeves are processed in sorted order and no step depends on time,
 randomness or hash order, so the same inputs give the same target to the last digit.

@@ -54,6 +54,7 @@ TOLERANCE = 1e-12
 final trim is within ``T + 1e-12`` (the contract is ``T + 1e-9``)."""
 MAX_ITERATIONS = 200
 _MAX_HALVINGS = 60
+_STALL = 8
 
 
 @dataclass(frozen=True)
@@ -281,9 +282,23 @@ def project(p: Problem) -> Projection:
     """
     s = _evaluate(p, 0.0, 0.0, 0.0)
     scale = 1.0 + float(np.abs(p.target).sum()) + float(np.abs(p.current).sum())
+    best, stalled = math.inf, 0
+    previous: tuple[float, float, float] | None = None
     for iteration in range(1, MAX_ITERATIONS + 1):
-        if _residual(s) <= TOLERANCE * scale:
+        residual = _residual(s)
+        if residual <= TOLERANCE * scale:
             return _finish(p, s, iteration - 1, True)
+        # rounding can hold the residual a few times above the tolerance (a turnover cap at
+        # exactly the least turnover leaves a feasible set of one point): stop when neither
+        # the residual halves nor the multipliers move, judged by the looser bound below
+        still = previous is not None and max(
+            abs(a - b) for a, b in zip(previous, (s.alpha, s.beta, s.gamma), strict=True)
+        ) <= 1e-9 * (1.0 + abs(s.alpha) + abs(s.beta) + abs(s.gamma))
+        stalled = stalled + 1 if still and residual >= 0.5 * best else 0
+        best = min(best, residual)
+        previous = (s.alpha, s.beta, s.gamma)
+        if stalled >= _STALL:
+            return _finish(p, s, iteration - 1, residual <= 1e-9 * scale)
         free = _free_set(s)
         grad = np.where(np.isfinite(s.grad), s.grad, 0.0)
         direction = np.zeros(3)
@@ -313,12 +328,16 @@ def _bound_step(p: Problem, s: _State, direction: FloatArray) -> None:
     """Scale ``direction`` so no multiplier moves by more than twice the problem's scale.
 
     On a piece where few names are free the Newton system is nearly singular and its step
-    enormous; multipliers beyond the largest weight (plus their current values) only push
-    every name onto a kink, so such a step is shortened before the line search starts.
+    enormous; multipliers beyond the largest weight or bound (plus their current values) only
+    push every name onto a kink, so such a step is shortened before the line search starts.
     """
     largest = float(np.max(np.abs(direction)))
+    bounds = [abs(b) for b in (p.gross, p.net_lo, p.net_hi, p.turnover) if math.isfinite(b)]
+    box = np.concatenate([p.lo, p.hi])
+    box = box[np.isfinite(box)]
     reach = 2.0 * (float(np.max(np.abs(p.target), initial=0.0))
                    + float(np.max(np.abs(p.current), initial=0.0))
+                   + float(np.max(np.abs(box), initial=0.0)) + max(bounds, default=0.0)
                    + abs(s.alpha) + abs(s.beta) + abs(s.gamma)) + 1e-12
     if largest > reach:
         direction *= reach / largest
