@@ -11,7 +11,8 @@ sleeve's signal moved by 30 % of fresh noise since (weights scaled to a gross of
 gross <= 80 % of the sleeves' netted gross, net in [-0.02, 0.02], |w_i| <= 0.004 (yesterday's
 composition met them) and a turnover cap of 0.08: all of them bind.
 
-Timed, best of ``--repeat`` in one warm process (``time.perf_counter``): ``compose`` end to
+Timed, best of ``--repeat`` in one warm process (``time.perf_counter``, and the process's
+CPU time, which other processes on a shared machine disturb less): ``compose`` end to
 end (input checks, netting, the fund step, rounding, ownership, the wire models with their
 validation, the report), and the fund step alone. Then cvxpy (``Minimize(0.5 sum_squares)``
 with the same constraints, Clarabel, default tolerances) on the very problem compose solved
@@ -87,13 +88,16 @@ def case(n_symbols: int, n_sleeves: int, names_per_sleeve: int, seed: int = 17) 
             "constraints": replace(caps, max_turnover=0.08)}
 
 
-def best(fn: Any, repeat: int) -> tuple[float, Any]:
-    times, out = [], None
+def best(fn: Any, repeat: int) -> tuple[float, Any, float]:
+    """Best wall time of ``repeat`` calls, the last result, and the best CPU time of this
+    process (on a shared machine the CPU time is what other processes disturb least)."""
+    times, cpu, out = [], [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - start)
-    return min(times), out
+        cpu.append(time.process_time() - start_cpu)
+    return min(times), out, min(cpu)
 
 
 def cvxpy_solve(p: Problem) -> np.ndarray:
@@ -121,20 +125,22 @@ def run(n_symbols: int, n_sleeves: int, names: int, repeat: int) -> dict[str, An
                        data["instruments"], fund_id="bench", as_of=AS_OF)
 
     call()  # warm
-    seconds, result = best(call, repeat)
+    seconds, result, cpu = best(call, repeat)
     ms.fund_step = capture  # type: ignore[attr-defined]
     try:
         call()
     finally:
         ms.fund_step = fund_step
     problem, movable = captured["problem"], captured["movable"]
-    step_seconds, step = best(lambda: fund_step(problem, movable), repeat)
+    step_seconds, step, _ = best(lambda: fund_step(problem, movable), repeat)
     assert movable.all()
-    cvx_seconds, reference = best(lambda: cvxpy_solve(problem), max(1, repeat // 3))
+    cvxpy_solve(problem)  # warm: cvxpy's first solve in a process pays its imports
+    cvx_seconds, reference, cvx_cpu = best(lambda: cvxpy_solve(problem), max(2, repeat // 3))
     report = result.report
     return {
         "symbols": n_symbols, "sleeves": n_sleeves, "names": names,
-        "compose": seconds, "step": step_seconds, "cvxpy": cvx_seconds,
+        "compose": seconds, "compose_cpu": cpu, "step": step_seconds, "cvxpy": cvx_seconds,
+        "cvxpy_cpu": cvx_cpu,
         "ratio": cvx_seconds / seconds, "step_ratio": cvx_seconds / step_seconds,
         "agreement": float(np.max(np.abs(step.weights - reference))),
         "iterations": step.iterations, "turnover": report.turnover,
@@ -165,14 +171,16 @@ def machine() -> str:
 def markdown(rows: list[dict[str, Any]], where: str, after: str) -> str:
     lines = [SECTION, "", f"`python bench/portfolio_compose.py --write`, {where}; load average "
              f"after `{after}`.", "",
-             "| case | compose (end to end) | fund step alone | cvxpy + Clarabel, same QP | "
-             "cvxpy / compose | cvxpy / fund step | max weight difference | Newton steps |",
+             "| case | compose, end to end: wall (CPU) | fund step alone | cvxpy + Clarabel, "
+             "same QP: wall (CPU) | cvxpy / compose | cvxpy / fund step | max weight "
+             "difference | Newton steps |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
             f"| {r['sleeves']} sleeves x {r['symbols']:,} symbols, {r['names']:,} names per "
-            f"sleeve | {r['compose'] * 1e3:.1f} ms | {r['step'] * 1e3:.2f} ms | "
-            f"{r['cvxpy'] * 1e3:.0f} ms | {r['ratio']:.1f}x | {r['step_ratio']:.0f}x | "
+            f"sleeve | {r['compose'] * 1e3:.1f} ms ({r['compose_cpu'] * 1e3:.0f} ms) | "
+            f"{r['step'] * 1e3:.2f} ms | {r['cvxpy'] * 1e3:.0f} ms "
+            f"({r['cvxpy_cpu'] * 1e3:.0f} ms) | {r['ratio']:.1f}x | {r['step_ratio']:.0f}x | "
             f"{r['agreement']:.1e} | {r['iterations']} |")
     lines += ["", "The composed target, per case: the caps, the turnover after rounding and "
               "the projection's own, gross / net after rounding, the netted sleeves' "
@@ -189,7 +197,29 @@ def markdown(rows: list[dict[str, Any]], where: str, after: str) -> str:
             f"netted gross {r['netted_gross']:.4f}, crossing saved {r['crossed']:,.0f}, "
             f"{r['held_back']} held back, {r['entries']:,} entries, multipliers "
             f"({alpha:.3g}, {beta:.3g}, {gamma:.3g})")
+    lines += ["", *NOTES]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "What the figures say:",
+    "",
+    "- The fund step - the exact projection onto gross, net, per-name and turnover caps, all "
+    "binding - takes about a millisecond on 3,000 names (a handful of Newton steps on three "
+    "multipliers, each O(n)); cvxpy with Clarabel takes 100 to 200 times longer on the same "
+    "QP and agrees to about 1e-6 at its default tolerances (the tests hold 40 seeded problems "
+    "to 1e-6 at tight ones).",
+    "- End to end, compose is dominated by what is exact: Decimal shares per sleeve and symbol "
+    "(55,000 allocation entries in the dense case), the wire models and the report. The "
+    "allocation is built from checked parts (`mts1b_portfolio.wire_out`) - validating its "
+    "55,000 entries one by one took about as long again (286 ms before, on the same case "
+    "with slacker caps).",
+    "- After rounding (trades towards the holdings, whole lots) only the turnover cap is kept "
+    "exactly; the net ends at 0.0204 against a cap of 0.02: within one lot per name, as "
+    "documented.",
+    "- The machine is shared: wall times move with the load (the dense case measured 126 to "
+    "222 ms over this session's runs); the CPU time beside them moves less.",
+]
 
 
 def write(text: str) -> None:
