@@ -360,3 +360,13 @@ def test_compose_never_raises_and_keeps_its_invariants(
                                   Fallback.NET_CEILING_UNREACHABLE,
                                   Fallback.GROSS_UNREACHABLE):
         assert result.report.traded_notional == 0
+
+
+def test_a_published_signal_is_a_sleeve() -> None:
+    from mts1b_foundation import Signal
+
+    signal = Signal(strategy_id="mom", as_of=AS_OF, weights={"X": D("0.5"), "Y": D("-0.25")})
+    sleeve = Sleeve.from_signal(signal, D("0.4"))
+    assert sleeve == Sleeve("mom", {"X": D("0.5"), "Y": D("-0.25")}, D("0.4"))
+    result = _compose([sleeve], {}, {"X": D(100), "Y": D(50)})
+    assert result.allocation.sleeves == {"mom": {"X": D(200), "Y": D(-200)}}
