@@ -292,7 +292,7 @@ def test_a_book_without_ownership_is_split_whole_and_reports_no_crossing() -> No
 
 def test_large_positions_are_checked_entry_by_entry() -> None:
     """Shares of 1E+8 and more can exceed 20 digits at 12 places: compose checks each one.
-    250,000,000.5 units is in the wire's domain; a position of 1E+15 units is not, and compose
+    250,000,000.5 units is in the wire's domain; a position of 1E+16 units is not, and compose
     says which entry."""
     coin = CryptoPair(symbol="XYZ-USD", base="XYZ", quote="USD", lot_size=D("0.5"),
                       min_quantity=D("0.5"))
@@ -300,9 +300,11 @@ def test_large_positions_are_checked_entry_by_entry() -> None:
                   {"XYZ-USD": D(1)}, {"XYZ-USD": coin}, fund_id=FUND, as_of=AS_OF)
     assert big.allocation.sleeves == {"s": {"XYZ-USD": D("250000000.5")}}
     assert parse_message(SleeveAllocation, big.allocation.to_json()) == big.allocation
+    block = CryptoPair(symbol="XYZ-USD", base="XYZ", quote="USD", lot_size=D(1000),
+                       min_quantity=D(1000))
     with pytest.raises(ValidationFailed, match="sleeves"):
         compose([Sleeve("s", {"XYZ-USD": 1}, 1)], D(10**14), Constraints(), {},
-                {"XYZ-USD": D("0.01")}, {"XYZ-USD": coin}, fund_id=FUND, as_of=AS_OF)
+                {"XYZ-USD": D("0.01")}, {"XYZ-USD": block}, fund_id=FUND, as_of=AS_OF)
 
 
 def test_holdings_that_cannot_move_over_the_gross_cap_keep_every_holding() -> None:

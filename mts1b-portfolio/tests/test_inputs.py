@@ -63,6 +63,9 @@ CASES = [
     ({"constraints": {"max_gross": 1}}, "constraints"),
     ({"as_of": dt.datetime(2026, 12, 4)}, "as_of"),  # noqa: DTZ001 - the point of the case
     ({"fund_id": "a/b"}, "fund_id"),
+    ({"instruments": {"A": Equity(symbol="A", lot_size=Decimal("1E-12"),
+                                  min_quantity=Decimal("1E-12"))},
+      "prices": {"A": Decimal("0.0001"), "B": Decimal(20)}}, "instruments['A'].lot_size"),
 ]
 
 

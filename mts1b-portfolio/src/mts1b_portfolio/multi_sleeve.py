@@ -136,6 +136,7 @@ def compose(
     movable = (desired != 0).any(axis=0) | (held != 0).any(axis=0)
     if owned is None:  # holdings without owner: the composed sleeves own them now
         movable |= cur != 0
+    _check_lot_counts(market, cur, desired, held, problem.target * per_weight)
     step = fund_step(problem, movable)
 
     trade, codes = _round_trades(step, problem, market, cur, per_weight, limits)
@@ -227,6 +228,23 @@ def _sum_holdings(held: Sequence[Mapping[str, Decimal]], index: Mapping[str, int
         for symbol, quantity in holdings.items():
             total[index[symbol]] += quantity
     return total
+
+
+_MAX_LOTS = float(2**52)
+
+
+def _check_lot_counts(market: Market, *shares: FloatArray) -> None:
+    """Positions must count fewer than 2**52 lots: lot counts are computed in floats, exact
+    only below that (a lot of 1E-12 with a position of 1E+5 would already be 1E+17 lots)."""
+    for values in shares:
+        lots = np.abs(values) / market.lot_f
+        over = np.flatnonzero(np.any(np.atleast_2d(lots) >= _MAX_LOTS, axis=0))
+        if over.size:
+            symbol = market.symbols[int(over[0])]
+            raise ComposeInputError(f"instruments[{symbol!r}].lot_size",
+                                    market.lot[int(over[0])],
+                                    "too fine for positions of this size: more than 2**52 "
+                                    "lots")
 
 
 def _bound(value: float | int | Decimal | None, default: float) -> float:
