@@ -27,6 +27,7 @@ SURFACE = {
     "mts1b_portfolio.fundstep": {"FundStep", "fund_step"},
     "mts1b_portfolio.ownership": {"split_trades"},
     "mts1b_portfolio.market": {"Market"},
+    "mts1b_portfolio.wire_out": {"allocation_model", "exact_totals"},
 }
 
 

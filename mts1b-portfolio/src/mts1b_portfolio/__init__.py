@@ -10,7 +10,9 @@ holdings, and splits every share of the target across the sleeves - a
 Modules: :mod:`~mts1b_portfolio.multi_sleeve` (``compose``), :mod:`~mts1b_portfolio.inputs`
 (``Sleeve``, ``Constraints``), :mod:`~mts1b_portfolio.projection` (the solver),
 :mod:`~mts1b_portfolio.fundstep` (feasibility and fallbacks), :mod:`~mts1b_portfolio.ownership`
-(the split across sleeves), :mod:`~mts1b_portfolio.report`.
+(the split across sleeves), :mod:`~mts1b_portfolio.market` (prices and lots as arrays),
+:mod:`~mts1b_portfolio.wire_out` (the wire models from checked parts),
+:mod:`~mts1b_portfolio.report`.
 """
 
 from __future__ import annotations
