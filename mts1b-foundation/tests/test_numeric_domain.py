@@ -245,6 +245,33 @@ def test_the_oms_assigns_order_id_and_created_at() -> None:
         client.assigned(order_id="../ord", now=NOW)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+def test_assigned_without_a_full_validation_only_for_a_validated_order() -> None:
+    """``assigned`` skips validating the whole order again only for an order that passed
+    validation itself (its fast path); what that cannot vouch for is validated again:
+    its result is the full validation's, and everything the full validation refuses is
+    refused."""
+    client = parse_message(Order, {**BASE, "tags": {"run": 7}})
+    fast = client.assigned(order_id="ord-1", now=NOW, broker="paper")
+    full = parse_message(Order, {**client.model_dump(), "order_id": "ord-1",
+                                 "created_at": NOW, "broker": "paper"})
+    assert fast == full and fast.tags is not client.tags and fast.sleeves is not client.sleeves
+    odd = Equity.model_construct(**{**client.instrument.__dict__, "lot_size": Decimal("NaN")})
+    mutated = parse_message(Order, BASE)
+    mutated.tags["no spaces"] = "x"  # a frozen model's dict can still be changed in place
+    not_validated = [
+        (Order.model_construct(**{**client.__dict__, "quantity": Decimal("NaN")}), "quantity"),
+        (client.model_copy(update={"quantity": Decimal("1E+300")}), "quantity"),
+        (Order(**{**client.__dict__, "instrument": odd}), "instrument"),  # taken as it is
+        (mutated, "tags"),
+    ]
+    for bad, field in not_validated:
+        with pytest.raises(ValidationFailed, match=field):
+            bad.assigned(order_id="ord-1", now=NOW)
+    with pytest.raises(ValidationFailed, match="broker"):
+        client.assigned(order_id="ord-1", now=NOW, broker="no spaces")
+
+
 @settings(max_examples=2000)
 @given(st.text(alphabet="0123456789.+-eE_ naIify\u0661", max_size=24)
        | st.from_regex(r"[+-]?[0-9]{0,18}(\.[0-9]{0,16})?([eE][+-]?[0-9]{1,3})?", fullmatch=True))

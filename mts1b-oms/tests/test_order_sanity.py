@@ -267,6 +267,23 @@ async def test_submit_never_raises_for_bad_input(
     assert broker.submissions == []
 
 
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+async def test_an_order_validated_with_a_bad_part_is_still_refused(
+        store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
+    """An Order validates an instrument object it is given no further, and its tags dict can
+    be changed after validation: the OMS's acceptance, which skips validating a validated
+    order in full, still validates those (``Order.assigned``)."""
+    oms = await make(broker)
+    odd = Equity.model_construct(**{**Equity(symbol="AAPL").__dict__, "lot_size": D("NaN")})
+    with_odd = Order(**{**order("odd").__dict__, "instrument": odd})
+    mutated = order("mutated")
+    mutated.tags["no spaces"] = "x"
+    for o, field in [(with_odd, "instrument"), (mutated, "tags")]:
+        reply = await oms.submit(o)
+        assert reply.code is ReplyCode.VALIDATION_FAILED and field in (reply.message or "")
+    assert broker.submissions == [] and await store.orders() == []
+
 @pytest.mark.parametrize("sector", ["a\x00b", "\ud800"])
 async def test_text_postgresql_cannot_store_is_refused_not_an_internal_error(
         sector: str, store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:

@@ -9,12 +9,20 @@ the order is accepted (:attr:`Order.SERVER_ASSIGNED`, :meth:`Order.assigned`).
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mts1b_foundation.enums import (
     OrderEventType,
@@ -25,7 +33,7 @@ from mts1b_foundation.enums import (
     TimeInForce,
     TradingSession,
 )
-from mts1b_foundation.instruments import Instrument
+from mts1b_foundation.instruments import Instrument, instrument_adapter
 from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum, order_unit, split_fill
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
@@ -176,6 +184,15 @@ class Order(WireModel):
                              f"got {self.time_in_force.value!r}")
         return self
 
+    @model_validator(mode="after")
+    def _remember_validated(self) -> Order:
+        """The last of Order's validators: remember this instance as one that passed them all,
+        for :meth:`assigned`'s fast path. Kept by identity and weakly: a copy
+        (``model_copy``, ``copy.copy``) or an instance built without validation
+        (``model_construct``) is a different object and is not remembered."""
+        _VALIDATED[id(self)] = self
+        return self
+
     @property
     def signed_quantity(self) -> Decimal:
         return self.quantity if self.side is Side.BUY else -self.quantity
@@ -200,11 +217,60 @@ class Order(WireModel):
         The hook for the OMS's acceptance step: the one place where the fields of
         :attr:`SERVER_ASSIGNED` get their values.
         """
+        fast = self._assigned_fast(order_id, now, changes)
+        if fast is not None:
+            return fast
         # warnings=False: an order built without validation (model_construct) is dumped as
         # it is and refused by the validation below, not warned about on the way
         data = self.model_dump(warnings=False)
         data.update(changes, order_id=order_id, created_at=now)
         return parse_message(type(self), data)
+
+    def _assigned_fast(self, order_id: str, now: dt.datetime,
+                       changes: dict[str, Any]) -> Order | None:
+        """:meth:`assigned` without validating the whole order again, or ``None`` when that
+        cannot be proven the same (the caller then validates in full).
+
+        Why: the OMS accepts every order through :meth:`assigned`, and a full validation
+        there cost more than anything else it does with the order before the database. What
+        makes it safe: this instance passed every validator of Order (it is remembered by
+        :meth:`_remember_validated`; an order from ``model_construct`` or ``model_copy`` is
+        not) and is frozen, so its immutable fields (text, decimals, enums, UTC timestamps)
+        still hold validated values. What can have changed since, or was never validated,
+        is validated here by the field's own type: the values :meth:`assigned` sets
+        (``order_id``, ``created_at``, ``broker``, ``account_id``), the mutable ``tags``
+        dict (``sleeves``, empty, gets a new empty one), and the instrument (an ``Order``
+        takes an instrument object as it is, validated or not, so it is validated again
+        from its fields, as the full path does). Orders with ``sleeves`` (a mutable dict
+        checked against ``side`` and ``quantity``), other changes, or any value that fails
+        here take the full path, which also words the error."""
+        if (_VALIDATED.get(id(self)) is not self or type(self) is not Order or self.sleeves
+                or not changes.keys() <= _ASSIGNABLE.keys()):
+            return None
+        try:
+            update: dict[str, Any] = {name: _ASSIGNABLE[name].validate_python(value)
+                                      for name, value in changes.items()}
+            update["order_id"] = _ASSIGNABLE["order_id"].validate_python(order_id)
+            update["created_at"] = _UTC.validate_python(now)
+            update["tags"] = _TAGS.validate_python(self.tags)
+            update["sleeves"] = {}  # empty, and a dict of its own like the full path's
+            update["instrument"] = instrument_adapter.validate_python(
+                self.instrument.model_dump(warnings=False))
+        except ValidationError:
+            return None
+        accepted = self.model_copy(update=update)
+        _VALIDATED[id(accepted)] = accepted
+        return accepted
+
+
+_VALIDATED: weakref.WeakValueDictionary[int, Order] = weakref.WeakValueDictionary()
+"""``id -> order`` of the orders that passed Order's validation (see ``Order.assigned``)."""
+_OPTIONAL_ID: TypeAdapter[str | None] = TypeAdapter(Identifier | None)
+_ASSIGNABLE: dict[str, TypeAdapter[str | None]] = {
+    "order_id": _OPTIONAL_ID, "broker": _OPTIONAL_ID, "account_id": _OPTIONAL_ID}
+"""The fields :meth:`Order.assigned`'s fast path sets, with their declared types."""
+_UTC: TypeAdapter[dt.datetime] = TypeAdapter(UtcDatetime)
+_TAGS: TypeAdapter[dict[str, str | bool | int | None]] = TypeAdapter(Tags)
 
 
 class Denial(WireModel):
