@@ -92,9 +92,12 @@ def _require_utc(value: dt.datetime) -> dt.datetime:
     S&P 500 index starts in 1927) and every expiry it trades, and keeps year-1 or year-9999
     stamps from reaching code that adds a timedelta to them or hands them to the database.
     """
-    if value.tzinfo is None or value.utcoffset() is None:
+    if value.tzinfo is dt.UTC:  # the usual case (every stamp the stack makes): no conversion
+        utc = value
+    elif value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware (naive datetimes are ambiguous)")
-    utc = value.astimezone(dt.UTC)
+    else:
+        utc = value.astimezone(dt.UTC)
     if not _EARLIEST <= utc < _LATEST:
         raise ValueError(f"datetime {utc.isoformat()} lies outside 1900-01-01 .. 2200-01-01")
     return utc
@@ -121,8 +124,16 @@ def check_wire_decimal(value: Decimal) -> Decimal:
     """``value`` if it lies in the numeric domain, else ``ValueError`` naming the rule broken."""
     if not value.is_finite():
         raise ValueError("NaN and Infinity are not numbers on the wire")
-    exponent = value.as_tuple().exponent
-    _check_shape(value, int(exponent), value.adjusted() - int(exponent) + 1)
+    # _check_shape's rules, in its order, written out: this runs for every decimal of every
+    # message validated, and the call and the repeated adjusted() were a third of its cost
+    exponent = int(value.as_tuple().exponent)
+    adjusted = value.adjusted()
+    if value and adjusted >= 15:
+        raise ValueError("the magnitude must be below 1E+15")
+    if exponent < -MAX_SCALE:
+        raise ValueError(f"at most {MAX_SCALE} digits after the decimal point")
+    if adjusted - exponent + 1 > MAX_SIGNIFICANT_DIGITS:
+        raise ValueError(f"at most {MAX_SIGNIFICANT_DIGITS} significant digits")
     return value
 
 
