@@ -17,6 +17,7 @@ from mts1b_foundation import (
     AccountSnapshot,
     CommandReply,
     Equity,
+    FxPair,
     Order,
     Position,
     RiskEnvelope,
@@ -24,6 +25,7 @@ from mts1b_foundation import (
     fit_to_domain,
     parse_message,
 )
+from mts1b_foundation.instruments import validated_instrument
 from mts1b_foundation.wire import (
     DECIMAL_PATTERN,
     MAX_MAGNITUDE,
@@ -265,11 +267,36 @@ def test_assigned_without_a_full_validation_only_for_a_validated_order() -> None
         (Order(**{**client.__dict__, "instrument": odd}), "instrument"),  # taken as it is
         (mutated, "tags"),
     ]
+    constructed = Order.model_construct(**{**client.__dict__, "quantity": Decimal("NaN")})
+    taken = Order.model_validate(constructed)  # an instance passed in is taken as it is
+    assert taken is constructed
+    not_validated.append((taken, "quantity"))
     for bad, field in not_validated:
         with pytest.raises(ValidationFailed, match=field):
             bad.assigned(order_id="ord-1", now=NOW)
     with pytest.raises(ValidationFailed, match="broker"):
         client.assigned(order_id="ord-1", now=NOW, broker="no spaces")
+
+
+def test_only_instruments_that_passed_their_last_validator_are_remembered() -> None:
+    """``Order.assigned`` keeps an instrument that passed validation as it is; one that
+    did not, or whose kind has a check running after the remembering (FX, crypto), is
+    validated again."""
+    equity = Equity(symbol="AAPL")
+    fx = FxPair(symbol="EURUSD", base="EUR", quote="USD")
+    assert validated_instrument(equity) and not validated_instrument(fx)
+    assert not validated_instrument(equity.model_copy())
+    assert not validated_instrument(Equity.model_construct(**equity.__dict__))
+    nan_fx = FxPair.model_construct(**{**fx.__dict__, "tick_size": Decimal("NaN")})
+    with pytest.raises(ValidationFailed, match="instrument"):
+        Order(**{**parse_message(Order, BASE).__dict__, "instrument": nan_fx}).assigned(
+            order_id="ord-1", now=NOW)
+    taken = Equity.model_validate(Equity.model_construct(**{**equity.__dict__,
+                                                            "lot_size": Decimal("NaN")}))
+    assert not validated_instrument(taken)  # an instance passed in is not validated again
+    accepted = Order(**{**parse_message(Order, BASE).__dict__, "instrument": fx}).assigned(
+        order_id="ord-1", now=NOW)
+    assert accepted.instrument == fx
 
 
 @settings(max_examples=2000)

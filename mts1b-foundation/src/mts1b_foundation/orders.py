@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     Field,
+    ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -33,7 +34,7 @@ from mts1b_foundation.enums import (
     TimeInForce,
     TradingSession,
 )
-from mts1b_foundation.instruments import Instrument, instrument_adapter
+from mts1b_foundation.instruments import Instrument, instrument_adapter, validated_instrument
 from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum, order_unit, split_fill
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
@@ -184,14 +185,20 @@ class Order(WireModel):
                              f"got {self.time_in_force.value!r}")
         return self
 
-    @model_validator(mode="after")
-    def _remember_validated(self) -> Order:
-        """The last of Order's validators: remember this instance as one that passed them all,
-        for :meth:`assigned`'s fast path. Kept by identity and weakly: a copy
-        (``model_copy``, ``copy.copy``) or an instance built without validation
-        (``model_construct``) is a different object and is not remembered."""
-        _VALIDATED[id(self)] = self
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_validated(cls, data: Any, handler: ModelWrapValidatorHandler[Order]) -> Order:
+        """The outermost of Order's validators: remember an order that passed them all, for
+        :meth:`assigned`'s fast path. Only one validated from data: an ``Order`` instance
+        given where an order is expected (``OrderEvent(order=...)``,
+        ``Order.model_validate(order)``) is taken as it is, its fields unchecked, so it
+        proves nothing. Kept by identity and weakly: a copy (``model_copy``, ``copy.copy``)
+        or an instance built without validation (``model_construct``) is a different object
+        and is not remembered."""
+        order = handler(data)
+        if not isinstance(data, Order):
+            _VALIDATED[id(order)] = order
+        return order
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -239,11 +246,12 @@ class Order(WireModel):
         still hold validated values. What can have changed since, or was never validated,
         is validated here by the field's own type: the values :meth:`assigned` sets
         (``order_id``, ``created_at``, ``broker``, ``account_id``), the mutable ``tags``
-        dict (``sleeves``, empty, gets a new empty one), and the instrument (an ``Order``
-        takes an instrument object as it is, validated or not, so it is validated again
-        from its fields, as the full path does). Orders with ``sleeves`` (a mutable dict
-        checked against ``side`` and ``quantity``), other changes, or any value that fails
-        here take the full path, which also words the error."""
+        dict (``sleeves``, empty, gets a new empty one), and the instrument unless it passed
+        validation itself (an ``Order`` takes an instrument object as it is, validated or
+        not; one that did not is validated again from its fields, as the full path does).
+        Orders with ``sleeves`` (a mutable dict checked against ``side`` and ``quantity``),
+        other changes, or any value that fails here take the full path, which also words the
+        error."""
         if (_VALIDATED.get(id(self)) is not self or type(self) is not Order or self.sleeves
                 or not changes.keys() <= _ASSIGNABLE.keys()):
             return None
@@ -254,8 +262,9 @@ class Order(WireModel):
             update["created_at"] = _UTC.validate_python(now)
             update["tags"] = _TAGS.validate_python(self.tags)
             update["sleeves"] = {}  # empty, and a dict of its own like the full path's
-            update["instrument"] = instrument_adapter.validate_python(
-                self.instrument.model_dump(warnings=False))
+            if not validated_instrument(self.instrument):
+                update["instrument"] = instrument_adapter.validate_python(
+                    self.instrument.model_dump(warnings=False))
         except ValidationError:
             return None
         accepted = self.model_copy(update=update)
