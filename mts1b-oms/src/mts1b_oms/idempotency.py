@@ -86,11 +86,11 @@ def _same(value: Any) -> Any:
 
 
 def _enum_value(value: Enum) -> Any:
-    return value.value
+    return value._value_  # what ``.value`` returns, without the property's Python call
 
 
 def _enum_canonical(value: Enum) -> Any:
-    return _canonical(value.value)
+    return _canonical(value._value_)
 
 
 def _decimal(value: Decimal) -> str:
@@ -132,7 +132,18 @@ def _fields(model: BaseModel, excluded: frozenset[str]) -> dict[str, Any]:
         skip = {"schema_version", *excluded}
         names = _NAMES[(type(model), excluded)] = tuple(
             name for name in type(model).model_fields if name not in skip)
-    return {name: _canonical(getattr(model, name)) for name in names}
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(model, name)
+        cls = type(value)
+        if cls is str or value is None:  # most fields: as they are (what _same would give)
+            out[name] = value
+        else:
+            convert = _CONVERTERS.get(cls)
+            if convert is None:
+                convert = _CONVERTERS[cls] = _converter(cls)
+            out[name] = convert(value)
+    return out
 
 
 _NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
