@@ -5,6 +5,7 @@ the field and the value named."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import re
 from decimal import Decimal, localcontext
@@ -32,6 +33,7 @@ from mts1b_foundation.wire import (
     MAX_SCALE,
     MAX_SIGNIFICANT_DIGITS,
     MAX_TAGS,
+    ValidatedInstances,
     check_wire_decimal,
 )
 
@@ -277,6 +279,15 @@ def test_assigned_without_a_full_validation_only_for_a_validated_order() -> None
     with pytest.raises(ValidationFailed, match="broker"):
         client.assigned(order_id="ord-1", now=NOW, broker="no spaces")
 
+
+def test_validated_instances_are_kept_by_identity_and_weakly() -> None:
+    seen = ValidatedInstances()
+    a, b = Equity(symbol="AAPL"), Equity(symbol="AAPL")
+    seen.add(a)
+    assert a in seen and b not in seen and a.model_copy() not in seen and len(seen) == 1
+    del a
+    gc.collect()
+    assert len(seen) == 0
 
 def test_only_instruments_that_passed_their_last_validator_are_remembered() -> None:
     """``Order.assigned`` keeps an instrument that passed validation as it is; one that

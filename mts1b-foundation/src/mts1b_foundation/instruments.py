@@ -8,7 +8,6 @@ expiry) and refuse fields that make no sense for it.
 from __future__ import annotations
 
 import datetime as dt
-import weakref
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -16,7 +15,13 @@ from pydantic import Field, ModelWrapValidatorHandler, TypeAdapter, model_valida
 
 from mts1b_foundation.enums import AssetClass, OptionRight
 from mts1b_foundation.symbols import Symbol
-from mts1b_foundation.wire import Identifier, PositiveDecimal, UtcDatetime, WireModel
+from mts1b_foundation.wire import (
+    Identifier,
+    PositiveDecimal,
+    UtcDatetime,
+    ValidatedInstances,
+    WireModel,
+)
 
 __all__ = [
     "ETF",
@@ -62,7 +67,7 @@ class InstrumentBase(WireModel):
         instrument is immutable, so a frozen instance stays as validated."""
         inst = handler(data)
         if not isinstance(data, InstrumentBase) and _remembered_last(type(inst)):
-            _VALIDATED[id(inst)] = inst
+            _VALIDATED.add(inst)
         return inst
 
     @property
@@ -154,7 +159,7 @@ class EventContract(InstrumentBase):
     payout: PositiveDecimal = Decimal("1")
 
 
-_VALIDATED: weakref.WeakValueDictionary[int, InstrumentBase] = weakref.WeakValueDictionary()
+_VALIDATED = ValidatedInstances()
 _LAST: dict[type, bool] = {}
 
 
@@ -173,7 +178,7 @@ def _remembered_last(cls: type[InstrumentBase]) -> bool:
 def validated_instrument(value: object) -> bool:
     """Whether ``value`` is an instrument instance that passed its class's validation (and
     not a copy of one, nor one built with ``model_construct``)."""
-    return _VALIDATED.get(id(value)) is value
+    return value in _VALIDATED
 
 
 Instrument = Annotated[

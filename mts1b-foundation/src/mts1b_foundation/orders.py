@@ -9,7 +9,6 @@ the order is accepted (:attr:`Order.SERVER_ASSIGNED`, :meth:`Order.assigned`).
 from __future__ import annotations
 
 import datetime as dt
-import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
@@ -46,6 +45,7 @@ from mts1b_foundation.wire import (
     PositiveDecimal,
     Tags,
     UtcDatetime,
+    ValidatedInstances,
     VenueCode,
     VenueMessage,
     WireModel,
@@ -197,7 +197,7 @@ class Order(WireModel):
         and is not remembered."""
         order = handler(data)
         if not isinstance(data, Order):
-            _VALIDATED[id(order)] = order
+            _VALIDATED.add(order)
         return order
 
     @property
@@ -252,7 +252,7 @@ class Order(WireModel):
         Orders with ``sleeves`` (a mutable dict checked against ``side`` and ``quantity``),
         other changes, or any value that fails here take the full path, which also words the
         error."""
-        if (_VALIDATED.get(id(self)) is not self or type(self) is not Order or self.sleeves
+        if (self not in _VALIDATED or type(self) is not Order or self.sleeves
                 or not changes.keys() <= _ASSIGNABLE.keys()):
             return None
         try:
@@ -268,18 +268,18 @@ class Order(WireModel):
         except ValidationError:
             return None
         accepted = self.model_copy(update=update)
-        _VALIDATED[id(accepted)] = accepted
+        _VALIDATED.add(accepted)
         return accepted
 
 
-_VALIDATED: weakref.WeakValueDictionary[int, Order] = weakref.WeakValueDictionary()
-"""``id -> order`` of the orders that passed Order's validation (see ``Order.assigned``)."""
-_OPTIONAL_ID: TypeAdapter[str | None] = TypeAdapter(Identifier | None)
-_ASSIGNABLE: dict[str, TypeAdapter[str | None]] = {
-    "order_id": _OPTIONAL_ID, "broker": _OPTIONAL_ID, "account_id": _OPTIONAL_ID}
-"""The fields :meth:`Order.assigned`'s fast path sets, with their declared types."""
-_UTC: TypeAdapter[dt.datetime] = TypeAdapter(UtcDatetime)
-_TAGS: TypeAdapter[dict[str, str | bool | int | None]] = TypeAdapter(Tags)
+_VALIDATED = ValidatedInstances()
+"""The orders that passed Order's validation (see ``Order.assigned``)."""
+# The declared types of the fields Order.assigned's fast path validates, as pydantic-core
+# validators (a TypeAdapter's own validate_python adds a Python call to each)
+_OPTIONAL_ID = TypeAdapter(Identifier | None).validator
+_ASSIGNABLE = {"order_id": _OPTIONAL_ID, "broker": _OPTIONAL_ID, "account_id": _OPTIONAL_ID}
+_UTC = TypeAdapter(UtcDatetime).validator
+_TAGS = TypeAdapter(Tags).validator
 
 
 class Denial(WireModel):

@@ -32,7 +32,9 @@ venue's order size; 12 places cover satoshis and sub-micro prices. Values comput
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import weakref
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -394,6 +396,33 @@ class WireModel(BaseModel):
     def to_json(self) -> bytes:
         """Canonical JSON bytes (what goes on the bus)."""
         return self.model_dump_json().encode()
+
+
+class ValidatedInstances:
+    """Objects known to have passed validation, by identity and weakly: the proof a fast path
+    asks for before it skips validating an object again (``Order.assigned``). A copy
+    (``model_copy``, ``copy.copy``) or an instance built without validation
+    (``model_construct``) is another object and is not in it; an entry goes when its object
+    does. A plain dict of weak references rather than a ``WeakValueDictionary``, whose
+    Python-level methods cost more than the rest of the check."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref[Any]] = {}
+
+    def add(self, obj: object) -> None:
+        key = id(obj)
+        self._refs[key] = weakref.ref(obj, functools.partial(self._drop, key))
+
+    def __contains__(self, obj: object) -> bool:
+        ref = self._refs.get(id(obj))
+        return ref is not None and ref() is obj
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def _drop(self, key: int, ref: weakref.ref[Any]) -> None:
+        if self._refs.get(key) is ref:  # not a later object's entry under a reused id
+            del self._refs[key]
 
 
 def describe_errors(exc: ValidationError) -> list[dict[str, Any]]:
