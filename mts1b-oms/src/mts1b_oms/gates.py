@@ -178,6 +178,8 @@ def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
     Anything but a number (a ``None`` slipped in by ``model_copy``, which skips validation)
     is refused here rather than read as "no limit": only the word lifts a limit.
     """
+    if type(value) is Decimal or type(value) is int:  # the usual limits, tested first
+        return value
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return value
     if value == "unlimited":
@@ -187,7 +189,9 @@ def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
 
 def _dec_limit(value: Decimal | str | None) -> Decimal | None:
     found = _limit_of(value)
-    return None if found is None else Decimal(found)
+    if found is None or type(found) is Decimal:  # a Decimal is immutable: no copy needed
+        return found
+    return Decimal(found)
 
 
 def _count_limit(value: int | str | None) -> int | None:
