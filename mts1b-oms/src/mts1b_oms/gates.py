@@ -178,8 +178,8 @@ def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
     Anything but a number (a ``None`` slipped in by ``model_copy``, which skips validation)
     is refused here rather than read as "no limit": only the word lifts a limit.
     """
-    if type(value) is Decimal or type(value) is int:  # the usual limits, tested first
-        return value
+    if type(value) is str and value == "unlimited":  # the usual limit, recognised first
+        return None
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return value
     if value == "unlimited":
