@@ -32,7 +32,6 @@ venue's order size; 12 places cover satoshis and sub-micro prices. Values comput
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import weakref
 from collections.abc import Mapping
@@ -398,6 +397,14 @@ class WireModel(BaseModel):
         return self.model_dump_json().encode()
 
 
+class _KeyedRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference that carries its registry key: one object per entry (a ``partial``
+    callback would make two more, each for the garbage collector to walk)."""
+
+    __slots__ = ("key",)
+    key: int
+
+
 class ValidatedInstances:
     """Objects known to have passed validation, by identity and weakly: the proof a fast path
     asks for before it skips validating an object again (``Order.assigned``). A copy
@@ -407,11 +414,13 @@ class ValidatedInstances:
     Python-level methods cost more than the rest of the check."""
 
     def __init__(self) -> None:
-        self._refs: dict[int, weakref.ref[Any]] = {}
+        self._refs: dict[int, _KeyedRef] = {}
+        self._callback = self._drop  # bound once, shared by every reference
 
     def add(self, obj: object) -> None:
-        key = id(obj)
-        self._refs[key] = weakref.ref(obj, functools.partial(self._drop, key))
+        ref = _KeyedRef(obj, self._callback)
+        ref.key = key = id(obj)
+        self._refs[key] = ref
 
     def __contains__(self, obj: object) -> bool:
         ref = self._refs.get(id(obj))
@@ -420,9 +429,9 @@ class ValidatedInstances:
     def __len__(self) -> int:
         return len(self._refs)
 
-    def _drop(self, key: int, ref: weakref.ref[Any]) -> None:
-        if self._refs.get(key) is ref:  # not a later object's entry under a reused id
-            del self._refs[key]
+    def _drop(self, ref: _KeyedRef) -> None:
+        if self._refs.get(ref.key) is ref:  # not a later object's entry under a reused id
+            del self._refs[ref.key]
 
 
 def describe_errors(exc: ValidationError) -> list[dict[str, Any]]:
