@@ -5,6 +5,7 @@ the field and the value named."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import re
 from decimal import Decimal, localcontext
@@ -17,6 +18,7 @@ from mts1b_foundation import (
     AccountSnapshot,
     CommandReply,
     Equity,
+    FxPair,
     Order,
     Position,
     RiskEnvelope,
@@ -24,12 +26,14 @@ from mts1b_foundation import (
     fit_to_domain,
     parse_message,
 )
+from mts1b_foundation.instruments import validated_instrument
 from mts1b_foundation.wire import (
     DECIMAL_PATTERN,
     MAX_MAGNITUDE,
     MAX_SCALE,
     MAX_SIGNIFICANT_DIGITS,
     MAX_TAGS,
+    ValidatedInstances,
     check_wire_decimal,
 )
 
@@ -243,6 +247,67 @@ def test_the_oms_assigns_order_id_and_created_at() -> None:
         client.assigned(order_id="ord-1", now=dt.datetime(2024, 3, 1))  # naive  # noqa: DTZ001
     with pytest.raises(ValidationFailed, match="order_id"):
         client.assigned(order_id="../ord", now=NOW)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+def test_assigned_without_a_full_validation_only_for_a_validated_order() -> None:
+    """``assigned`` skips validating the whole order again only for an order that passed
+    validation itself (its fast path); what that cannot vouch for is validated again:
+    its result is the full validation's, and everything the full validation refuses is
+    refused."""
+    client = parse_message(Order, {**BASE, "tags": {"run": 7}})
+    fast = client.assigned(order_id="ord-1", now=NOW, broker="paper")
+    full = parse_message(Order, {**client.model_dump(), "order_id": "ord-1",
+                                 "created_at": NOW, "broker": "paper"})
+    assert fast == full and fast.tags is not client.tags and fast.sleeves is not client.sleeves
+    odd = Equity.model_construct(**{**client.instrument.__dict__, "lot_size": Decimal("NaN")})
+    mutated = parse_message(Order, BASE)
+    mutated.tags["no spaces"] = "x"  # a frozen model's dict can still be changed in place
+    not_validated = [
+        (Order.model_construct(**{**client.__dict__, "quantity": Decimal("NaN")}), "quantity"),
+        (client.model_copy(update={"quantity": Decimal("1E+300")}), "quantity"),
+        (Order(**{**client.__dict__, "instrument": odd}), "instrument"),  # taken as it is
+        (mutated, "tags"),
+    ]
+    constructed = Order.model_construct(**{**client.__dict__, "quantity": Decimal("NaN")})
+    taken = Order.model_validate(constructed)  # an instance passed in is taken as it is
+    assert taken is constructed
+    not_validated.append((taken, "quantity"))
+    for bad, field in not_validated:
+        with pytest.raises(ValidationFailed, match=field):
+            bad.assigned(order_id="ord-1", now=NOW)
+    with pytest.raises(ValidationFailed, match="broker"):
+        client.assigned(order_id="ord-1", now=NOW, broker="no spaces")
+
+
+def test_validated_instances_are_kept_by_identity_and_weakly() -> None:
+    seen = ValidatedInstances()
+    a, b = Equity(symbol="AAPL"), Equity(symbol="AAPL")
+    seen.add(a)
+    assert a in seen and b not in seen and a.model_copy() not in seen and len(seen) == 1
+    del a
+    gc.collect()
+    assert len(seen) == 0
+
+def test_only_instruments_that_passed_their_last_validator_are_remembered() -> None:
+    """``Order.assigned`` keeps an instrument that passed validation as it is; one that
+    did not, or whose kind has a check running after the remembering (FX, crypto), is
+    validated again."""
+    equity = Equity(symbol="AAPL")
+    fx = FxPair(symbol="EURUSD", base="EUR", quote="USD")
+    assert validated_instrument(equity) and not validated_instrument(fx)
+    assert not validated_instrument(equity.model_copy())
+    assert not validated_instrument(Equity.model_construct(**equity.__dict__))
+    nan_fx = FxPair.model_construct(**{**fx.__dict__, "tick_size": Decimal("NaN")})
+    with pytest.raises(ValidationFailed, match="instrument"):
+        Order(**{**parse_message(Order, BASE).__dict__, "instrument": nan_fx}).assigned(
+            order_id="ord-1", now=NOW)
+    taken = Equity.model_validate(Equity.model_construct(**{**equity.__dict__,
+                                                            "lot_size": Decimal("NaN")}))
+    assert not validated_instrument(taken)  # an instance passed in is not validated again
+    accepted = Order(**{**parse_message(Order, BASE).__dict__, "instrument": fx}).assigned(
+        order_id="ord-1", now=NOW)
+    assert accepted.instrument == fx
 
 
 @settings(max_examples=2000)

@@ -26,12 +26,15 @@ from mts1b_foundation import (
     BrokerUnknownOutcome,
     Equity,
     ExecutionReport,
+    Option,
+    OptionRight,
     Order,
     OrderEventType,
     OrderStatus,
     OrderType,
     ReplyCode,
     Side,
+    TimeInForce,
 )
 from mts1b_oms.idempotency import canonical_content, content_hash, differing_fields
 from mts1b_oms.orderstore import Attempt, KeyClaim, OrderStore
@@ -78,6 +81,36 @@ def test_other_content_has_another_hash_and_names_its_fields() -> None:
     for other, fields in cases:
         assert content_hash(other) != content_hash(base), fields
         assert differing_fields(base, other) == fields
+
+
+def test_stored_hashes_are_pinned() -> None:
+    """The hash values the current code stores (computed before the hash had a fast path):
+    a change of the canonical form, or of how it is computed, that moved one of them would
+    make every stored hash stop matching its retries. One plain order; one with every kind of
+    value (non-ASCII text, decimals written with exponent and trailing zeros, a non-UTC
+    timestamp, excluded tags, sleeves); one with a nested date and an option's decimals."""
+    plain = order("k", "10")
+    rich = Order(fund_id="f1", strategy_id="multi", idempotency_key="k2",
+                 instrument=Equity(symbol="AAPL", lot_size=D("1E+2"), sector="Tech \u00e9"),
+                 side=Side.SELL, quantity=D("150.0"), order_type=OrderType.LIMIT,
+                 limit_price=D("99.50"), broker="paper", account_id="acct-1",
+                 time_in_force=TimeInForce.GTD,
+                 expire_at=dt.datetime(2026, 3, 3, 16,
+                                       tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+                 tags={"run": 7}, sleeves={"a": D("-100"), "b": D("-50.0")})
+    option = Order(fund_id="f1", strategy_id="s1", idempotency_key="k3",
+                   instrument=Option(symbol="AAPL260320C00200000", underlying="AAPL",
+                                     expiry=dt.date(2026, 3, 20), strike=D("200"),
+                                     right=OptionRight.CALL),
+                   side=Side.BUY, quantity=D(3), order_type=OrderType.LIMIT,
+                   limit_price=D("0.05"))
+    assert [content_hash(o) for o in (plain, rich, option)] == [
+        "sha256:fc024bfbb77494774f3919d7a54f26b77266b5f3a70c5d8a00244c89d25a4fe4",
+        "sha256:994a67662a99fd38c11baea6acc823e3e818c445a7c85fc159571cc6399c55f0",
+        "sha256:39cbf812193d8560dd34b8faa146e901e7d01ea94b4cb0ea7175c97dee22dd8f",
+    ]
+    assert content_hash(plain.assigned(order_id="ord-x", now=NOW, broker="paper")) == (
+        content_hash(plain.model_copy(update={"broker": "paper"})))
 
 
 # --- the store's claim: the OrderStore conformance for idempotency ----------------------------

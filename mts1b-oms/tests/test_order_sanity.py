@@ -32,6 +32,7 @@ from mts1b_foundation import (
 )
 from mts1b_oms.gates import GateContext, GatePipeline
 from mts1b_oms.instruments import InstrumentRegistry, RegisteredInstrument, RegistryError
+from mts1b_oms.oms import _unstorable_text
 from mts1b_oms.orderstore import OrderStore
 from mts1b_oms.testing import RecordingBroker, make_fund, make_registry
 from mts1b_oms.testing import make_order as order
@@ -266,6 +267,23 @@ async def test_submit_never_raises_for_bad_input(
     assert broker.submissions == []
 
 
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
+async def test_an_order_validated_with_a_bad_part_is_still_refused(
+        store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
+    """An Order validates an instrument object it is given no further, and its tags dict can
+    be changed after validation: the OMS's acceptance, which skips validating a validated
+    order in full, still validates those (``Order.assigned``)."""
+    oms = await make(broker)
+    odd = Equity.model_construct(**{**Equity(symbol="AAPL").__dict__, "lot_size": D("NaN")})
+    with_odd = Order(**{**order("odd").__dict__, "instrument": odd})
+    mutated = order("mutated")
+    mutated.tags["no spaces"] = "x"
+    for o, field in [(with_odd, "instrument"), (mutated, "tags")]:
+        reply = await oms.submit(o)
+        assert reply.code is ReplyCode.VALIDATION_FAILED and field in (reply.message or "")
+    assert broker.submissions == [] and await store.orders() == []
+
 @pytest.mark.parametrize("sector", ["a\x00b", "\ud800"])
 async def test_text_postgresql_cannot_store_is_refused_not_an_internal_error(
         sector: str, store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
@@ -278,6 +296,22 @@ async def test_text_postgresql_cannot_store_is_refused_not_an_internal_error(
     assert (reply.code, reply.context) == (ReplyCode.VALIDATION_FAILED,
                                            {"field": "instrument.sector"})
     assert broker.submissions == [] and await store.orders() == []
+
+
+
+
+def test_halves_of_a_surrogate_pair_in_two_texts_are_still_found() -> None:
+    """The text check looks at all of an order's text at once first (its fast path): two lone
+    surrogates that would make a pair side by side are still two lone surrogates, and the
+    field is still named. (Tags refuse them on the wire already; the check does not rely on
+    that.)"""
+    pair = order("pair").model_copy(update={"tags": {"a": "\ud83d", "b": "\ude00"}})
+    assert _unstorable_text(pair) == "tags"
+    sector = Equity.model_construct(**{**Equity(symbol="AAPL").__dict__, "sector": "\ude00"})
+    split = order("split").model_copy(update={"fund_id": "f\ud83d", "instrument": sector})
+    assert _unstorable_text(split) == "fund_id"
+    fine = order("fine").model_copy(update={"tags": {"a": "\u00e9\U0001f600"}})
+    assert _unstorable_text(fine) is None
 
 
 async def test_an_internal_failure_is_a_coded_reply_without_its_text(

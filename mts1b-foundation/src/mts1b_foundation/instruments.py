@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, TypeAdapter, model_validator
 
 from mts1b_foundation.enums import AssetClass, OptionRight
 from mts1b_foundation.symbols import Symbol
-from mts1b_foundation.wire import Identifier, PositiveDecimal, UtcDatetime, WireModel
+from mts1b_foundation.wire import (
+    Identifier,
+    PositiveDecimal,
+    UtcDatetime,
+    ValidatedInstances,
+    WireModel,
+)
 
 __all__ = [
     "ETF",
@@ -46,6 +52,23 @@ class InstrumentBase(WireModel):
     tick_size: PositiveDecimal = Decimal("0.01")
     lot_size: PositiveDecimal = Decimal("1")
     min_quantity: PositiveDecimal = Decimal("1")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_validated(cls, data: Any,
+                            handler: ModelWrapValidatorHandler[InstrumentBase]
+                            ) -> InstrumentBase:
+        """Remember an instrument that passed validation (:func:`validated_instrument`, for
+        ``Order.assigned``'s fast path): only one validated from data (an instance given
+        where an instrument is expected is taken as it is, unchecked), and only when this is
+        the outermost validator of its class - a kind with a check of its own around it (an
+        FX or crypto pair's distinct currencies) is not remembered and is validated again
+        where it matters. Kept by identity and weakly, like ``Order``'s; every field of an
+        instrument is immutable, so a frozen instance stays as validated."""
+        inst = handler(data)
+        if not isinstance(data, InstrumentBase) and _remembered_last(type(inst)):
+            _VALIDATED.add(inst)
+        return inst
 
     @property
     def key(self) -> str:
@@ -134,6 +157,28 @@ class EventContract(InstrumentBase):
     outcome: str = Field(min_length=1, max_length=200)
     settlement: UtcDatetime
     payout: PositiveDecimal = Decimal("1")
+
+
+_VALIDATED = ValidatedInstances()
+_LAST: dict[type, bool] = {}
+
+
+def _remembered_last(cls: type[InstrumentBase]) -> bool:
+    """Whether ``_remember_validated`` is the outermost model validator (after or wrap) of
+    ``cls``: pydantic applies them in the order of this mapping, the base class's first, each
+    around the ones before it."""
+    last = _LAST.get(cls)
+    if last is None:
+        outer = [name for name, d in cls.__pydantic_decorators__.model_validators.items()
+                 if d.info.mode != "before"]
+        last = _LAST[cls] = bool(outer) and outer[-1] == "_remember_validated"
+    return last
+
+
+def validated_instrument(value: object) -> bool:
+    """Whether ``value`` is an instrument instance that passed its class's validation (and
+    not a copy of one, nor one built with ``model_construct``)."""
+    return value in _VALIDATED
 
 
 Instrument = Annotated[

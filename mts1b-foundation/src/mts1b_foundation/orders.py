@@ -14,7 +14,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mts1b_foundation.enums import (
     OrderEventType,
@@ -25,7 +33,7 @@ from mts1b_foundation.enums import (
     TimeInForce,
     TradingSession,
 )
-from mts1b_foundation.instruments import Instrument
+from mts1b_foundation.instruments import Instrument, instrument_adapter, validated_instrument
 from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum, order_unit, split_fill
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
@@ -37,6 +45,7 @@ from mts1b_foundation.wire import (
     PositiveDecimal,
     Tags,
     UtcDatetime,
+    ValidatedInstances,
     VenueCode,
     VenueMessage,
     WireModel,
@@ -176,6 +185,21 @@ class Order(WireModel):
                              f"got {self.time_in_force.value!r}")
         return self
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_validated(cls, data: Any, handler: ModelWrapValidatorHandler[Order]) -> Order:
+        """The outermost of Order's validators: remember an order that passed them all, for
+        :meth:`assigned`'s fast path. Only one validated from data: an ``Order`` instance
+        given where an order is expected (``OrderEvent(order=...)``,
+        ``Order.model_validate(order)``) is taken as it is, its fields unchecked, so it
+        proves nothing. Kept by identity and weakly: a copy (``model_copy``, ``copy.copy``)
+        or an instance built without validation (``model_construct``) is a different object
+        and is not remembered."""
+        order = handler(data)
+        if not isinstance(data, Order):
+            _VALIDATED.add(order)
+        return order
+
     @property
     def signed_quantity(self) -> Decimal:
         return self.quantity if self.side is Side.BUY else -self.quantity
@@ -200,11 +224,62 @@ class Order(WireModel):
         The hook for the OMS's acceptance step: the one place where the fields of
         :attr:`SERVER_ASSIGNED` get their values.
         """
+        fast = self._assigned_fast(order_id, now, changes)
+        if fast is not None:
+            return fast
         # warnings=False: an order built without validation (model_construct) is dumped as
         # it is and refused by the validation below, not warned about on the way
         data = self.model_dump(warnings=False)
         data.update(changes, order_id=order_id, created_at=now)
         return parse_message(type(self), data)
+
+    def _assigned_fast(self, order_id: str, now: dt.datetime,
+                       changes: dict[str, Any]) -> Order | None:
+        """:meth:`assigned` without validating the whole order again, or ``None`` when that
+        cannot be proven the same (the caller then validates in full).
+
+        Why: the OMS accepts every order through :meth:`assigned`, and a full validation
+        there cost more than anything else it does with the order before the database. What
+        makes it safe: this instance passed every validator of Order (it is remembered by
+        :meth:`_remember_validated`; an order from ``model_construct`` or ``model_copy`` is
+        not) and is frozen, so its immutable fields (text, decimals, enums, UTC timestamps)
+        still hold validated values. What can have changed since, or was never validated,
+        is validated here by the field's own type: the values :meth:`assigned` sets
+        (``order_id``, ``created_at``, ``broker``, ``account_id``), the mutable ``tags``
+        dict (``sleeves``, empty, gets a new empty one), and the instrument unless it passed
+        validation itself (an ``Order`` takes an instrument object as it is, validated or
+        not; one that did not is validated again from its fields, as the full path does).
+        Orders with ``sleeves`` (a mutable dict checked against ``side`` and ``quantity``),
+        other changes, or any value that fails here take the full path, which also words the
+        error."""
+        if (self not in _VALIDATED or type(self) is not Order or self.sleeves
+                or not changes.keys() <= _ASSIGNABLE.keys()):
+            return None
+        try:
+            update: dict[str, Any] = {name: _ASSIGNABLE[name].validate_python(value)
+                                      for name, value in changes.items()}
+            update["order_id"] = _ASSIGNABLE["order_id"].validate_python(order_id)
+            update["created_at"] = _UTC.validate_python(now)
+            update["tags"] = _TAGS.validate_python(self.tags)
+            update["sleeves"] = {}  # empty, and a dict of its own like the full path's
+            if not validated_instrument(self.instrument):
+                update["instrument"] = instrument_adapter.validate_python(
+                    self.instrument.model_dump(warnings=False))
+        except ValidationError:
+            return None
+        accepted = self.model_copy(update=update)
+        _VALIDATED.add(accepted)
+        return accepted
+
+
+_VALIDATED = ValidatedInstances()
+"""The orders that passed Order's validation (see ``Order.assigned``)."""
+# The declared types of the fields Order.assigned's fast path validates, as pydantic-core
+# validators (a TypeAdapter's own validate_python adds a Python call to each)
+_OPTIONAL_ID = TypeAdapter(Identifier | None).validator
+_ASSIGNABLE = {"order_id": _OPTIONAL_ID, "broker": _OPTIONAL_ID, "account_id": _OPTIONAL_ID}
+_UTC = TypeAdapter(UtcDatetime).validator
+_TAGS = TypeAdapter(Tags).validator
 
 
 class Denial(WireModel):

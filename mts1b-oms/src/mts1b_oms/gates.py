@@ -183,6 +183,8 @@ def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
     Anything but a number (a ``None`` slipped in by ``model_copy``, which skips validation)
     is refused here rather than read as "no limit": only the word lifts a limit.
     """
+    if type(value) is str and value == "unlimited":  # the usual limit, recognised first
+        return None
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return value
     if value == "unlimited":
@@ -192,7 +194,9 @@ def _limit_of(value: Decimal | int | str | None) -> Decimal | int | None:
 
 def _dec_limit(value: Decimal | str | None) -> Decimal | None:
     found = _limit_of(value)
-    return None if found is None else Decimal(found)
+    if found is None or type(found) is Decimal:  # a Decimal is immutable: no copy needed
+        return found
+    return Decimal(found)
 
 
 def _count_limit(value: int | str | None) -> int | None:

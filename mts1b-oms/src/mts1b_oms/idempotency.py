@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -46,34 +46,108 @@ _EXCLUDED_NO_SLEEVES = EXCLUDED | {"sleeves"}
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, str) or value is None or isinstance(value, bool | int):
-        return value.value if isinstance(value, Enum) else value  # a StrEnum is a str
-    if isinstance(value, Decimal):
-        if value == 0:
-            return "0"  # also -0 and 0E-12
-        return format(value.normalize(), "f")
-    if isinstance(value, Enum):
-        return _canonical(value.value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, BaseModel):  # the instrument: its fields, read directly
-        return _fields(value, ())
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+    """``value`` as a plain JSON value: the conversion its type takes (:func:`_converter`),
+    looked up by the exact type and remembered. This runs for every field of every order
+    submitted; a chain of ``isinstance`` tests per value cost more than the rest of the hash.
+    The conversion depends on the type alone, so remembering it per type cannot change a
+    result."""
+    convert = _CONVERTERS.get(type(value))
+    if convert is None:
+        convert = _CONVERTERS[type(value)] = _converter(type(value))
+    return convert(value)
+
+
+def _converter(cls: type) -> Callable[[Any], Any]:
+    """How :func:`_canonical` writes a value of type ``cls`` (the canonical form of the module
+    docstring): text, ``None``, booleans and integers as they are (an enum of them, such as a
+    StrEnum, as its value); decimals by value; other enums by their value; timestamps in UTC
+    with microseconds; dates ISO; models (the instrument) as their fields; mappings with text
+    keys; sequences as lists; anything else as it is."""
+    if issubclass(cls, str | bool | int) or cls is type(None):
+        return _enum_value if issubclass(cls, Enum) else _same
+    if issubclass(cls, Decimal):
+        return _decimal
+    if issubclass(cls, Enum):
+        return _enum_canonical
+    if issubclass(cls, dt.datetime):
+        return _timestamp
+    if issubclass(cls, dt.date):
+        return _date
+    if issubclass(cls, BaseModel):  # the instrument: its fields, read directly
+        return _model
+    if issubclass(cls, dict):
+        return _mapping
+    if issubclass(cls, list | tuple):
+        return _sequence
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
 
 
-def _fields(model: BaseModel, excluded: Iterable[str]) -> dict[str, Any]:
+def _enum_value(value: Enum) -> Any:
+    return value._value_  # what ``.value`` returns, without the property's Python call
+
+
+def _enum_canonical(value: Enum) -> Any:
+    return _canonical(value._value_)
+
+
+def _decimal(value: Decimal) -> str:
+    if value == 0:
+        return "0"  # also -0 and 0E-12
+    return format(value.normalize(), "f")
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _date(value: dt.date) -> str:
+    return value.isoformat()
+
+
+def _model(value: BaseModel) -> dict[str, Any]:
+    return _fields(value, frozenset())
+
+
+def _mapping(value: dict[Any, Any]) -> dict[str, Any]:
+    return {str(k): _canonical(v) for k, v in value.items()}
+
+
+def _sequence(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_canonical(v) for v in value]
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _fields(model: BaseModel, excluded: frozenset[str]) -> dict[str, Any]:
     """A validated model's fields as canonical values, without ``schema_version`` and
     ``excluded``. Read from the model itself rather than through ``model_dump``: this runs
-    for every order submitted, and a dump costs several times more."""
-    skip = {"schema_version", *excluded}
-    return {name: _canonical(getattr(model, name)) for name in type(model).model_fields
-            if name not in skip}
+    for every order submitted, and a dump costs several times more. The names to read are
+    worked out once per model class."""
+    names = _NAMES.get((type(model), excluded))
+    if names is None:
+        skip = {"schema_version", *excluded}
+        names = _NAMES[(type(model), excluded)] = tuple(
+            name for name in type(model).model_fields if name not in skip)
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(model, name)
+        cls = type(value)
+        if cls is str or value is None:  # most fields: as they are (what _same would give)
+            out[name] = value
+        else:
+            convert = _CONVERTERS.get(cls)
+            if convert is None:
+                convert = _CONVERTERS[cls] = _converter(cls)
+            out[name] = convert(value)
+    return out
+
+
+_NAMES: dict[tuple[type, frozenset[str]], tuple[str, ...]] = {}
 
 
 def canonical_content(order: Order) -> dict[str, Any]:
@@ -83,10 +157,15 @@ def canonical_content(order: Order) -> dict[str, Any]:
     return _fields(order, EXCLUDED if order.sleeves else _EXCLUDED_NO_SLEEVES)
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+"""``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)``, with the
+encoder made once instead of for every order (``json.dumps`` builds a new one whenever an
+option differs from its defaults); the same options, so the same text."""
+
+
 def content_hash(order: Order) -> str:
     """``sha256:<hex>`` of the canonical JSON of the order's content."""
-    text = json.dumps(canonical_content(order), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True)
+    text = _ENCODE(canonical_content(order))
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
