@@ -368,9 +368,10 @@ def _line_search(p: Problem, s: _State, direction: FloatArray) -> _State | None:
         grad = np.where(np.isfinite(trial.grad), trial.grad, 0.0)
         return trial, float(np.dot(grad, d))
 
+    first = float(np.dot(start, d))
     trial, slope = at(top)
-    if slope >= 0:  # still ascending at the end of the segment: go all the way
-        return trial
+    if slope >= -1e-9 * first:  # ascending, or flat to rounding, at the end: go all the way
+        return trial  # (a Newton step lands on its piece's optimum, where the slope is ~0)
     low, high, best = 0.0, top, None
     for _ in range(_MAX_HALVINGS):
         middle = 0.5 * (low + high)
