@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from mts1b_foundation import (
+    BrokerRejected,
     BrokerUnknownOutcome,
     Equity,
     ExecType,
@@ -284,3 +285,42 @@ async def test_bad_replace_input_is_a_coded_refusal(
         assert "Traceback" not in (reply.message or "")
     assert broker.replace_requests == []
     assert book(oms) == ({"AAPL": D(16)}, {}, {"AAPL": D(4)})
+
+
+class _RefusingVenue(RecordingBroker):
+    """A venue that takes orders but refuses every replace, as a venue does outside its price
+    band: by raising (``raises``) or by answering with a REPLACE_REJECT report."""
+
+    def __init__(self, raises: bool) -> None:
+        super().__init__()
+        self.raises = raises
+
+    async def replace(self, order_id: str, *, quantity: Decimal | None = None,
+                      limit_price: Decimal | None = None,
+                      stop_price: Decimal | None = None) -> ExecutionReport:
+        self.replace_requests.append(order_id)
+        if self.raises:
+            raise BrokerRejected("outside the venue's price band", order_id=order_id)
+        return self._report(order_id, ExecType.REPLACE_REJECT,
+                            reason="outside the venue's price band", venue_code="PX_BAND")
+
+
+@pytest.mark.parametrize("raises", [True, False], ids=["raised", "reported"])
+async def test_a_replace_the_venue_refuses_is_not_answered_ok(
+        store: OrderStore, make: MakeOms, raises: bool) -> None:
+    """The gates pass it, the venue refuses it: the reply says so (ok=False, the venue's
+    code), the order is back to accepted on its old terms, and the book holds the old 50."""
+    venue = _RefusingVenue(raises)
+    oms = await make(venue, fund())
+    oid = (await oms.submit(limit("k", "50", "100.00"))).order_id or ""
+    reply = await oms.replace(ReplaceRequest(order_id=oid, limit_price=D("100.01")))
+    assert not reply.ok and reply.code is R.BROKER_REJECTED, reply
+    assert reply.status is S.ACCEPTED
+    assert reply.message == "replace refused by the broker: outside the venue's price band"
+    assert reply.venue_code == (None if raises else "PX_BAND")
+    assert venue.replace_requests == [oid]
+    state = await store.load_order(oid)
+    assert state is not None and state.order.limit_price == D("100.00")
+    assert [e["event_type"] for e in await store.events(oid)][-2:] == [
+        "replace_requested", "replace_rejected"]
+    assert book(oms) == ({"AAPL": D(50)}, {}, {})

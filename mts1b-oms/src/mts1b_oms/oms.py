@@ -806,20 +806,28 @@ class Oms:
                                      rejection=Rejection(code, why)) or after
             return CommandReply(ok=False, order_id=order_id, status=after.status, code=code,
                                 message=why, ts=now)
+        refused: Rejection | None = None
         try:
             report = await self.broker.replace(order_id, quantity=req.quantity,
                                                limit_price=req.limit_price,
                                                stop_price=req.stop_price)
         except (BrokerRejected, BrokerTransportError) as exc:
-            after = await self.apply(order_id, E.REPLACE_REJECTED,
-                                     rejection=Rejection.of(exc))
+            refused = Rejection.of(exc)
+            after = await self.apply(order_id, E.REPLACE_REJECTED, rejection=refused) or after
         except BrokerUnknownOutcome:
             pass
         else:
             await self.on_execution_report(report)
-            after = await self._load(order_id)
-        status = after.status if after else None
-        return CommandReply(ok=True, order_id=order_id, status=status, ts=now)
+            after = await self._load(order_id) or after
+            if report.exec_type is ExecType.REPLACE_REJECT:
+                refused = Rejection.from_report(report, ReplyCode.BROKER_REJECTED)
+        if refused is not None:  # the caller must not take the old terms for the new ones
+            return CommandReply(ok=False, order_id=order_id, status=after.status,
+                                code=refused.code,
+                                message=f"replace refused by the broker: {refused.reason}",
+                                venue_code=refused.venue_code,
+                                venue_message=refused.venue_message, ts=now)
+        return CommandReply(ok=True, order_id=order_id, status=after.status, ts=now)
 
     def _judge_replace(self, state: OrderState, req: ReplaceRequest, now: dt.datetime
                        ) -> tuple[FundConfig, Decision, Decimal] | CommandReply:
