@@ -212,9 +212,9 @@ async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(
     venue = tmp_path / "venue.jsonl"
     opts = ServeOptions(dsn=DSN, funds=[fund()], instruments=make_registry(),
                         broker="mts1b_oms.testing:RecordingBroker",
-                        broker_args={"path": str(venue), "cancel_seconds": "0.2"},
+                        broker_args={"path": str(venue), "cancel_seconds": "0.5"},
                         schema=schema, namespace=ns, prices={"AAPL": Decimal(100)},
-                        cancel_rate=5.0, sweep_drain_seconds=0, keys=keys[0])
+                        cancel_rate=2.0, sweep_drain_seconds=0, keys=keys[0])
 
     async def serving() -> tuple[asyncio.Event, asyncio.Task[None]]:
         stop, ready = asyncio.Event(), asyncio.Event()
@@ -231,7 +231,9 @@ async def test_a_service_stopped_mid_sweep_leaves_it_to_the_next_one(
         halt = await bus.request("mts.v1.oms.commands.halt", ops.sign(
             HaltTrading, "fund", "f1", "stop test"), timeout=10, reply_model=CommandReply)
         assert isinstance(halt, CommandReply) and halt.ok and halt.context["outstanding"] == 6
-        stop.set()  # 6 cancels at 5/s cannot all have started: the sweep is cut short
+        # 6 cancels at 2/s, each taking 0.5 s at the venue, cannot all have ended (at least
+        # 3 s): the sweep is cut short, even when a loaded machine delays this line
+        stop.set()
         await asyncio.wait_for(task, 30)
         sweep = await store.sweep(str(halt.context["sweep_id"]))
         assert sweep is not None and not sweep.finished and sweep.outstanding > 0
