@@ -239,3 +239,38 @@ async def test_a_fill_publishes_the_account_snapshot(namespace: str) -> None:
     assert (snapshot.account_id, snapshot.positions) == ("conf", {"CONF": D(10)})
     assert snapshot.cash == D(1_000_000) - D(900)
     await bus.drain()
+
+
+async def test_stop_finishes_when_a_library_turns_the_pumps_cancel_into_an_error(
+        namespace: str) -> None:
+    """Reproduced (1 run in about 12 under load): ``stop()`` cancelled the report pump while it
+    was publishing, a library on the way turned the cancel into an error of its own, the
+    pump's ``except Exception`` logged it and went back to wait for the next report, and
+    ``stop()`` waited for the pump for ever. Here the broker's ``account()`` does that
+    conversion on purpose while the pump publishes a fill's snapshot."""
+    h = await paper_harness()()
+    in_account = asyncio.Event()
+    real_account = h.broker.account
+
+    async def converting_account(account_id: str) -> AccountSnapshot:
+        in_account.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("the cancel, as some client library reports it") from None
+        return await real_account(account_id)
+
+    h.broker.account = converting_account  # type: ignore[method-assign]
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    service = BrokerService(h.broker, bus)
+    await service.start()
+    await h.broker.submit(order())
+    await h.driver.trade("CONF", D(90), D(100))
+    await asyncio.wait_for(in_account.wait(), 10)
+    stopping = asyncio.create_task(service.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=8)  # not wait_for: cancelling stop()
+    if not done:  # would also cancel the pump and hide the hang
+        stopping.cancel()
+    await bus.drain()
+    assert done, "stop() still waiting for the report pump after 8 s"
+    await stopping

@@ -61,6 +61,8 @@ from mts1b_brokers.paper import PaperClient, status_of
 __all__ = ["BrokerService", "account_subject", "command_subject", "execution_subject"]
 
 _log = get_logger(__name__)
+_PUMP_STOP_SECONDS = 1.0
+"""How long stop() waits for the report pump after cancelling it before cancelling again."""
 _COMMANDS: dict[str, type[WireModel]] = {
     "submit": SubmitOrder, "cancel": CancelOrder, "replace": ReplaceOrder, "query": BrokerQuery,
     "order_status": OrderStatusQuery,
@@ -153,7 +155,9 @@ class BrokerService:
         self._subs.clear()
         if self._pump is not None:
             await asyncio.sleep(0)  # let reports already queued reach the pump
-            self._pump.cancel()
+            while not self._pump.done():  # a cancel can be swallowed on the way: ask again
+                self._pump.cancel()
+                await asyncio.wait({self._pump}, timeout=_PUMP_STOP_SECONDS)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
         aclose = getattr(self._stream, "aclose", None)
@@ -272,6 +276,12 @@ class BrokerService:
                     snapshot = await self.broker.account(report.account_id)
                     await self.bus.publish(account_subject(self.name), snapshot)
             except Exception:  # keep publishing the next ones; the failure is logged
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # stop()'s cancel arrived while publishing and a library on the way turned
+                    # it into an error of its own: swallowing it here left the pump waiting
+                    # for the next report for ever, and stop() waiting for the pump
+                    raise asyncio.CancelledError from None
                 _log.exception("could not publish an execution report", broker=self.name,
                                order_id=report.order_id, exec_type=report.exec_type.value)
 
