@@ -97,6 +97,16 @@ def order_like(draw: st.DrawFn) -> Order:
     return Order.model_construct(**fields)
 
 
+async def _fuzz_oms(broker: RecordingBroker) -> Oms:
+    """A started in-memory OMS with the fuzz benchmark's fund, registry and prices."""
+    oms = Oms(InMemoryStore(), broker, [FUZZ.fund()], instruments=FUZZ.registry(),
+              sweep_poll_seconds=None)
+    for symbol, price in FUZZ.PRICES.items():
+        oms.set_price(symbol, price)
+    await oms.start()
+    return oms
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(order_like(), min_size=1, max_size=12))
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic: dumping unvalidated fields
@@ -106,11 +116,7 @@ def test_order_like_inputs_straight_into_submit(orders: list[Order]) -> None:
 
     async def scenario() -> tuple[list[CommandReply], RecordingBroker]:
         broker = RecordingBroker()
-        oms = Oms(InMemoryStore(), broker, [FUZZ.fund()], instruments=FUZZ.registry(),
-                  sweep_poll_seconds=None)
-        for symbol, price in FUZZ.PRICES.items():
-            oms.set_price(symbol, price)
-        await oms.start()
+        oms = await _fuzz_oms(broker)
         try:
             replies = [await oms.submit(o) for o in orders]
         finally:
@@ -163,11 +169,7 @@ def test_replace_like_inputs_straight_into_replace(replaces: list[dict[str, Any]
 
     async def scenario() -> tuple[list[CommandReply], RecordingBroker]:
         broker = RecordingBroker()
-        oms = Oms(InMemoryStore(), broker, [FUZZ.fund()], instruments=FUZZ.registry(),
-                  sweep_poll_seconds=None)
-        for symbol, price in FUZZ.PRICES.items():
-            oms.set_price(symbol, price)
-        await oms.start()
+        oms = await _fuzz_oms(broker)
         try:
             ids = []
             for i, w in enumerate(WORKING):
