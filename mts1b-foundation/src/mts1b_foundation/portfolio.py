@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from mts1b_foundation.enums import ReplyCode, StrategyState, TaxLotMethod, TradingState
+from mts1b_foundation.operations import Sha256Hex
 from mts1b_foundation.sleeves import MAX_SLEEVES, exact_sum
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
@@ -40,6 +41,7 @@ __all__ = [
     "Allocation",
     "CountLimit",
     "FundConfig",
+    "FundNav",
     "Limit",
     "RebalanceReport",
     "RiskEnvelope",
@@ -393,6 +395,52 @@ class FundConfig(WireModel):
     def effective_limits(self) -> dict[str, str]:
         """The fund's limits as the gates apply them (:meth:`RiskEnvelope.effective`)."""
         return self.risk.effective(self.target_nav_usd)
+
+
+class FundNav(WireModel):
+    """A fund's net asset value struck at one session close, and why it moved.
+
+    The treasury strikes it from the fund's cash and positions (not its tax lots) at the
+    calendar's close with the datalake's marks. ``nav = cash + positions_value``; the change
+    from ``previous_nav`` is ``pnl + flows`` exactly, where ``pnl`` is market moves, realised
+    gains, dividends less ``fees`` (commissions, borrow), and ``flows`` the capital that came in
+    (positive) or went out. ``pnl_by_strategy`` attributes ``pnl`` to the sleeves that owned the
+    shares (the composer's ownership); ``unattributed`` is what no sleeve owned. The
+    ``inputs_sha256`` / ``outputs_sha256`` digests make a strike reproducible: striking the same
+    day again from the same inputs gives the same bits.
+    """
+
+    SCHEMA_VERSION = 1
+
+    fund_id: Identifier
+    session: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    as_of: UtcDatetime
+    nav: Money
+    previous_nav: Money
+    cash: Money
+    positions_value: Money
+    pnl: Money
+    fees: Money = Decimal(0)
+    flows: Money = Decimal(0)
+    pnl_by_strategy: dict[Identifier, Money] = Field(default_factory=dict)
+    unattributed: Money = Decimal(0)
+    positions: int = Field(default=0, ge=0)
+    inputs_sha256: Sha256Hex
+    outputs_sha256: Sha256Hex
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> Self:
+        if self.cash + self.positions_value != self.nav:
+            raise ValueError(f"nav {self.nav} differs from cash {self.cash} + positions_value "
+                             f"{self.positions_value}")
+        if self.previous_nav + self.pnl + self.flows != self.nav:
+            raise ValueError(f"nav {self.nav} differs from previous_nav {self.previous_nav} + "
+                             f"pnl {self.pnl} + flows {self.flows}")
+        attributed = sum(self.pnl_by_strategy.values(), Decimal(0)) + self.unattributed
+        if attributed != self.pnl:
+            raise ValueError(f"pnl_by_strategy and unattributed sum to {attributed}, "
+                             f"not pnl {self.pnl}")
+        return self
 
 
 class Allocation(WireModel):

@@ -40,6 +40,8 @@ from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
     AccountSnapshot,
     Allocation,
+    FundConfig,
+    FundNav,
     Signal,
     TargetPortfolio,
     TradingStateChange,
@@ -97,6 +99,9 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.research.signals.published", Signal, "a strategy's target weights"),
     _spec("mts.v1.portfolio.targets.published", TargetPortfolio, "a fund's combined target"),
     _spec("mts.v1.treasury.allocations.published", Allocation, "capital assigned to a fund"),
+    _spec("mts.v1.treasury.funds.updated", FundConfig,
+          "a fund's configuration as the treasury (its system of record) now holds it"),
+    _spec("mts.v1.treasury.nav.struck", FundNav, "a fund's NAV struck at a session close"),
     # oms: order lifecycle events, one subject per event type
     *(
         _spec(f"mts.v1.oms.orders.{e.value}", OrderEvent, f"order event '{e.value}'")

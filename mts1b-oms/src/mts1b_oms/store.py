@@ -16,11 +16,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
 import asyncpg
@@ -36,6 +34,12 @@ from mts1b_foundation import (
     TradingStateChange,
 )
 from mts1b_foundation.subjects import check_publishable
+from mts1b_platform.migrations import (
+    applied_versions,
+    apply_migrations,
+    package_migrations,
+    schema_name_error,
+)
 
 from mts1b_oms.groupcommit import GroupCommit
 from mts1b_oms.orderstore import (
@@ -59,8 +63,6 @@ from mts1b_oms.state import OrderState
 __all__ = ["OutboxItem", "OutboxRow", "StaleState", "Store", "StoreError", "state_from_json",
            "state_to_json"]
 
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6D74_736F  # advisory lock id for migrations ("mtso")
 _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 _RETRYABLE = sorted(s.value for s in RETRYABLE)
@@ -111,15 +113,6 @@ def state_from_json(text: str | dict[str, Any]) -> OrderState:
     )
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    out = []
-    for entry in resources.files("mts1b_oms").joinpath("migrations").iterdir():
-        m = _MIGRATION.match(entry.name)
-        if m:
-            out.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    return sorted(out)
-
-
 class Store:
     """The OMS's system of record. Create with :meth:`open`; close with :meth:`close`."""
 
@@ -158,8 +151,8 @@ class Store:
     async def open(cls, dsn: str, *, schema: str = "mts_oms", min_size: int = 2,
                    max_size: int = 10) -> Store:
         """Connect, create ``schema`` if needed and apply pending migrations."""
-        if not _SCHEMA.match(schema):
-            raise StoreError(f"schema name must match {_SCHEMA.pattern}", schema=schema)
+        if (problem := schema_name_error(schema)) is not None:
+            raise StoreError(problem, schema=schema)
         try:
             conn = await asyncpg.connect(dsn)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -193,26 +186,10 @@ class Store:
 
     async def migrate(self) -> list[int]:
         """Apply the migrations not yet recorded; return the versions applied now."""
-        applied_now = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM "
-                                                           "schema_migrations")}
-            for version, name, sql in _migrations():
-                if version in done:
-                    continue
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES "
-                                   "($1, $2)", version, name)
-                applied_now.append(version)
-        return applied_now
+        return await apply_migrations(self.pool, package_migrations("mts1b_oms"), _LOCK_KEY)
 
     async def migration_versions(self) -> list[int]:
-        rows = await self.pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        return [r["version"] for r in rows]
+        return await applied_versions(self.pool)
 
     # --- writes ---------------------------------------------------------------------------------
     #

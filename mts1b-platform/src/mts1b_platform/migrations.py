@@ -1,0 +1,102 @@
+"""SQL migrations shipped inside a library's package, applied once each, in order.
+
+Why one runner: every service with a PostgreSQL schema (the OMS, the treasury) needs the same
+three guarantees - files ``NNNN_name.sql`` in a package folder applied in version order, each
+exactly once (recorded in ``schema_migrations``), and two processes starting together never
+both applying one (a transaction-scoped advisory lock). The runner takes the pool as a duck
+type so the platform itself does not depend on asyncpg.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+__all__ = [
+    "Migration",
+    "MigrationPool",
+    "applied_versions",
+    "apply_migrations",
+    "package_migrations",
+    "schema_name_error",
+]
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file: its version (the 4-digit prefix), name and SQL text."""
+
+    version: int
+    name: str
+    sql: str
+
+
+class MigrationPool(Protocol):
+    """What the runner needs of an ``asyncpg.Pool``."""
+
+    def acquire(self) -> Any: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+def schema_name_error(schema: str) -> str | None:
+    """Why ``schema`` cannot be used as a PostgreSQL schema name here, or ``None``.
+
+    Schema names are interpolated into SQL (``CREATE SCHEMA``, ``search_path``), so only plain
+    lower-case identifiers are accepted.
+    """
+    if _SCHEMA.match(schema):
+        return None
+    return f"schema name must match {_SCHEMA.pattern}"
+
+
+def package_migrations(package: str, folder: str = "migrations") -> list[Migration]:
+    """The ``NNNN_name.sql`` files in ``package``'s ``folder``, sorted by version.
+
+    Two files with one version are an error: which of them ran would depend on the order the
+    file system lists them in.
+    """
+    found: dict[int, Migration] = {}
+    for entry in resources.files(package).joinpath(folder).iterdir():
+        match = _FILE.match(entry.name)
+        if not match:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise ValueError(f"{package}/{folder}: two migrations have version {version:04d} "
+                             f"({found[version].name!r} and {match.group(2)!r})")
+        found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+async def apply_migrations(pool: MigrationPool, migrations: list[Migration],
+                           lock_key: int) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema_migrations`` (in the connection's
+    ``search_path`` schema), all in one transaction under advisory lock ``lock_key``; return
+    the versions applied now."""
+    applied_now: list[int] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                               migration.version, migration.name)
+            applied_now.append(migration.version)
+    return applied_now
+
+
+async def applied_versions(pool: MigrationPool) -> list[int]:
+    """The versions recorded in ``schema_migrations``, ascending."""
+    rows = await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    return [int(r["version"]) for r in rows]
