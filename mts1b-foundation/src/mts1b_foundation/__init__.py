@@ -95,6 +95,7 @@ from mts1b_foundation.schema import export_schemas
 from mts1b_foundation.sleeves import MULTI_SLEEVE_STRATEGY
 from mts1b_foundation.subjects import (
     STREAMS,
+    TREASURY_FUNDS_BUCKET,
     check_publishable,
     dlq_subject,
     domain_of,
@@ -116,6 +117,7 @@ __all__ = [
     "OHLCV_FIELDS",
     "STATE_COMMAND_CONTEXT",
     "STREAMS",
+    "TREASURY_FUNDS_BUCKET",
     "UNLIMITED",
     "AccountSnapshot",
     "Alert",

@@ -53,6 +53,7 @@ __all__ = [
     "PREFIX",
     "STREAMS",
     "SYMBOL_ENTITIES",
+    "TREASURY_FUNDS_BUCKET",
     "SubjectSpec",
     "check_publishable",
     "dlq_subject",
@@ -70,6 +71,11 @@ __all__ = [
 
 PREFIX = "mts.v1"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+TREASURY_FUNDS_BUCKET = "treasury_funds"
+"""The JetStream key/value bucket (namespaced like streams) where the treasury keeps each open
+fund's current :class:`~mts1b_foundation.FundConfig` under its fund id (a closed fund's key is
+deleted); the OMS loads its funds from it and follows its changes. A contract between two
+layer-3 libraries that may not import each other, so it lives here."""
 SYMBOL_ENTITIES = ("bars", "quotes", "trades")
 """Entities of ``mts.v1.datalake.<entity>.<symbol token>``: one subject per symbol."""
 

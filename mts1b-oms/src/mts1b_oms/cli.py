@@ -60,8 +60,6 @@ def _parse_args(items: list[str]) -> dict[str, Any]:
 
 @app.command()
 def serve(
-    funds: Annotated[Path, typer.Option(envvar="MTS_OMS_FUNDS",
-                                        help="JSON file: a list of FundConfig")],
     instruments: Annotated[list[Path], typer.Option(
         envvar="MTS_OMS_INSTRUMENTS",
         help="instrument registry: a JSON or CSV file (repeat to combine; a later file's "
@@ -70,6 +68,10 @@ def serve(
         envvar="MTS_OMS_KEYS",
         help="key registry: a JSON file of the public keys that may sign halt, reduce and "
              "resume, with their roles")],
+    funds: Annotated[Path | None, typer.Option(
+        envvar="MTS_OMS_FUNDS",
+        help="JSON file: a list of FundConfig; without it, the treasury's open funds "
+             "(mts mts1b-treasury fund create) and their changes")] = None,
     broker: Annotated[str, typer.Option(help="entry point in mts1b.brokers, or module:attr")
                       ] = "paper",
     broker_arg: Annotated[list[str] | None, typer.Option(help="key=value for the broker")
@@ -100,7 +102,8 @@ def serve(
     from mts1b_oms.signing import KeyRegistry
 
     px = {k: Decimal(str(v)) for k, v in json.loads(prices.read_text()).items()} if prices else {}
-    opts = ServeOptions(dsn=dsn, funds=load_funds(funds),
+    opts = ServeOptions(dsn=dsn, funds=load_funds(funds) if funds else [],
+                        funds_from_treasury=funds is None,
                         instruments=InstrumentRegistry.load(instruments), broker=broker,
                         broker_args=_parse_args(broker_arg or []), schema=schema,
                         namespace=namespace, prices=px, concurrency=concurrency,

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from mts1b_foundation import (
+    TREASURY_FUNDS_BUCKET,
     Bar,
     BrokerProtocol,
     CancelOrder,
@@ -75,6 +76,7 @@ from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.signing import DEFAULT_COMMAND_WINDOW, CommandVerifier, KeyRegistry
 from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import parse_change, scope_key
+from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
 __all__ = ["KV_BUCKET", "STATE_COMMAND_SUBJECTS", "STATE_QUEUE", "KvFanout", "ServeOptions",
            "load_broker", "load_funds", "run_service", "serve_state_commands"]
@@ -132,6 +134,7 @@ class KvFanout:
 class ServeOptions:
     dsn: str
     funds: list[FundConfig]
+    """The funds to serve; empty with ``funds_from_treasury``: loaded from the treasury."""
     instruments: InstrumentRegistry
     """The symbols the OMS trades and their terms (``InstrumentRegistry.load(path)``)."""
     broker: str = "paper"
@@ -160,6 +163,9 @@ class ServeOptions:
     ``--keys``)."""
     command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW
     """How far a signed command's timestamp may lie from this instance's clock."""
+    funds_from_treasury: bool = False
+    """Serve the open funds of the treasury's KV bucket (:mod:`mts1b_oms.treasuryfunds`)
+    instead of ``funds``, and follow their changes while serving."""
 
 
 def _log_limits(opts: ServeOptions) -> None:
@@ -216,6 +222,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         overrides["url"] = opts.nats_url
     bus = await Bus.connect(**overrides)
     await bus.declare_streams(["oms", "operations"])
+    if opts.funds_from_treasury:
+        opts.funds = await load_treasury_funds(bus)
     store = await Store.open(opts.dsn, schema=opts.schema)
     broker = load_broker(opts.broker, **opts.broker_args)
     await broker.connect()
@@ -238,6 +246,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     await oms.start()
     relay.start()
     watcher = asyncio.get_running_loop().create_task(_watch_states(oms, kv))
+    fund_watcher = (asyncio.get_running_loop().create_task(follow_treasury_funds(
+        oms, await bus.kv(TREASURY_FUNDS_BUCKET, history=5))) if opts.funds_from_treasury
+        else None)
 
     async def on_submit(cmd: SubmitOrder) -> CommandReply:
         return await oms.submit(cmd.order)
@@ -302,9 +313,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     if not await oms.killswitch.finish(opts.sweep_drain_seconds):
         _log.warning("kill-switch sweeps not finished at shutdown; the next instance resumes "
                      "them", outstanding=len(oms.killswitch.outstanding_order_ids()))
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await watcher
+    for task in (watcher, fund_watcher):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
     await relay.stop()  # flushes the outbox while NATS is still up
     await oms.stop()
     await bus.drain()
