@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from decimal import Decimal as D
+from decimal import Decimal as D  # noqa: N817
 
 import pytest
 from hypothesis import given, settings
@@ -201,7 +201,7 @@ def test_a_negative_commission_and_a_naive_as_of_are_refused() -> None:
         "fills[0].commission"
     empty = NavFill("XYZ", D(0), D(103), D("0.35"), {"A": D(0)})
     assert _error(replace(day_two(), fills=(empty,))).context["field"] == "fills[0].quantity"
-    naive = replace(day_two(), as_of=dt.datetime(2026, 12, 4, 21))
+    naive = replace(day_two(), as_of=dt.datetime(2026, 12, 4, 21))  # noqa: DTZ001
     assert _error(naive).context["field"] == "as_of"
 
 
