@@ -92,7 +92,7 @@ class FundRegistry:
             inserted = await conn.fetchrow(
                 "INSERT INTO funds (fund_id, config, version, status, updated_at, updated_by) "
                 "VALUES ($1, $2::jsonb, 1, 'open', $3, $4) ON CONFLICT (fund_id) DO NOTHING "
-                "RETURNING *", config.fund_id, config.to_json(), when, actor)
+                "RETURNING *", config.fund_id, config.to_json().decode(), when, actor)
             if inserted is None:
                 raise TreasuryInputError("fund_id", config.fund_id, "a fund with this id exists "
                                          "(use configure to change it)")
@@ -123,7 +123,7 @@ class FundRegistry:
             updated = await conn.fetchrow(
                 "UPDATE funds SET config = $2::jsonb, version = $3, updated_at = $4, "
                 "updated_by = $5 WHERE fund_id = $1 RETURNING *",
-                config.fund_id, config.to_json(), version, when, actor)
+                config.fund_id, config.to_json().decode(), version, when, actor)
             await self._version(conn, config, version, "open", when, actor, reason, loosened)
         record = _record(updated)
         await self._published(record)
@@ -194,8 +194,8 @@ class FundRegistry:
             if sleeves > capital:
                 raise TreasuryInputError(
                     "amount_usd", allocation.amount_usd,
-                    f"the strategies' allocations would total {sleeves}, more than the fund's "
-                    f"capital {capital}")
+                    f"the strategies' allocations would total {sleeves:f}, more than the fund's "
+                    f"capital {capital:f}")
             await conn.execute(
                 "INSERT INTO allocations (fund_id, strategy_id, amount, as_of, reason, actor) "
                 "VALUES ($1, $2, $3, $4, $5, $6)", fund.fund_id, strategy, allocation.amount_usd,
@@ -255,7 +255,8 @@ class FundRegistry:
         await conn.execute(
             "INSERT INTO fund_versions (fund_id, version, config, status, changed_at, "
             "changed_by, reason, loosened) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)",
-            config.fund_id, version, config.to_json(), status, when, actor, reason, loosened)
+            config.fund_id, version, config.to_json().decode(), status, when, actor, reason,
+            loosened)
 
 
 async def _current(conn: asyncpg.Connection, fund_id: str) -> dict[str, Decimal]:

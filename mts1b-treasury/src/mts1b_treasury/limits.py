@@ -48,9 +48,9 @@ def loosened_limits(old: FundConfig, new: FundConfig) -> list[str]:
            if _applied(b, name, new.target_nav_usd) > _applied(a, name, old.target_nav_usd)]
     if new.target_nav_usd > old.target_nav_usd:
         out.append("target_nav_usd")
-    if set(b.allowed_brokers) - set(a.allowed_brokers) or (a.allowed_brokers
-                                                            and not b.allowed_brokers):
-        out.append("allowed_brokers")  # an empty list allows every broker
+    if a.allowed_brokers and (not b.allowed_brokers  # an empty list allows every broker
+                              or set(b.allowed_brokers) - set(a.allowed_brokers)):
+        out.append("allowed_brokers")
     if set(a.restricted_symbols) - set(b.restricted_symbols):
         out.append("restricted_symbols")
     if b.duplicate_window_seconds < a.duplicate_window_seconds:
