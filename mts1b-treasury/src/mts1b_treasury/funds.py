@@ -20,13 +20,16 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import asyncpg
-from mts1b_foundation import Allocation, FundConfig, parse_message
+from mts1b_foundation import Allocation, FundConfig, MtsError, parse_message
+from mts1b_platform.logging import get_logger
 
 from mts1b_treasury.db import TreasuryDb
 from mts1b_treasury.errors import TreasuryError, TreasuryInputError
 from mts1b_treasury.limits import loosened_limits
 
 __all__ = ["RISK_ROLE", "FundPublisher", "FundRecord", "FundRegistry", "LimitsNeedRiskRole"]
+
+_log = get_logger("mts1b_treasury.funds")
 
 RISK_ROLE = "risk"
 """The role that may loosen a fund's limits (the signed commands' role of the same name)."""
@@ -201,7 +204,11 @@ class FundRegistry:
                 "VALUES ($1, $2, $3, $4, $5, $6)", fund.fund_id, strategy, allocation.amount_usd,
                 allocation.as_of, allocation.reason, actor)
         if self.publisher is not None:
-            await self.publisher.allocated(allocation)
+            try:
+                await self.publisher.allocated(allocation)
+            except MtsError as exc:
+                _log.warning("allocation committed, not published", fund_id=allocation.fund_id,
+                             error=exc.code)
         return allocation
 
     async def allocations(self, fund_id: str) -> list[Allocation]:
@@ -236,8 +243,15 @@ class FundRegistry:
         return len(records)
 
     async def _published(self, record: FundRecord) -> None:
-        if self.publisher is not None:
+        """Hand a committed change to the publisher. A bus failure does not undo the commit
+        (PostgreSQL is the record); it is logged, and :meth:`publish_all` repairs it."""
+        if self.publisher is None:
+            return
+        try:
             await self.publisher.fund_changed(record)
+        except MtsError as exc:
+            _log.warning("fund committed, not published", fund_id=record.fund_id,
+                         version=record.version, error=exc.code)
 
     @staticmethod
     def _open(row: asyncpg.Record | None, fund_id: str) -> FundRecord:

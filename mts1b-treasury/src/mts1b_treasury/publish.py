@@ -32,7 +32,7 @@ class BusFundPublisher:
         kv = await self._bucket()
         if record.is_open:
             current = await kv.get(record.fund_id)
-            if current != record.config.to_json().encode():
+            if current != record.config.to_json():
                 await kv.put(record.fund_id, record.config)
         elif await kv.get(record.fund_id) is not None:
             await kv.delete(record.fund_id)
