@@ -143,6 +143,14 @@ def test_trailing_zeros_and_order_do_not_change_the_bits() -> None:
     assert strike_nav(written_otherwise).to_json() == strike_nav(split_flows).to_json()
 
 
+@given(st.decimals(min_value=-10**20, max_value=10**20, allow_nan=False, allow_infinity=False))
+def test_canonical_text_is_the_normalised_value(value: D) -> None:
+    text = canonical_decimal(value)
+    assert D(text) == value and "E" not in text and "e" not in text
+    assert canonical_decimal(D(text)) == text
+    assert text == "0" or not ("." in text and text.endswith("0"))
+
+
 def test_one_mark_changes_the_inputs_digest() -> None:
     base = day_two()
     moved = replace(base, marks={"XYZ": D("101.51")})

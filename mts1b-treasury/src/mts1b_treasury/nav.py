@@ -160,6 +160,9 @@ def canonical_decimal(value: Decimal) -> str:
     """
     if not value:
         return "0"
+    text = str(value)
+    if "E" not in text:  # plain text (the usual case): only trailing zeros to drop
+        return text.rstrip("0").rstrip(".") if "." in text else text
     with localcontext(prec=_PREC):
         return format(value.normalize(), "f")
 
@@ -169,14 +172,20 @@ def _canon(value: Decimal) -> Decimal:
 
 
 def _amounts(values: Mapping[str, Decimal]) -> dict[str, str]:
-    return {key: canonical_decimal(values[key]) for key in sorted(values)}
+    # unsorted here: _dumps sorts every object's keys
+    return {key: canonical_decimal(value) for key, value in values.items()}
 
 
 def _sleeve_amounts(values: Mapping[SleeveKey, Decimal]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for (strategy, symbol), qty in sorted(values.items()):
+    for (strategy, symbol), qty in values.items():
         out.setdefault(strategy, {})[symbol] = canonical_decimal(qty)
     return out
+
+
+def _fill_order(doc: dict[str, Any]) -> tuple[Any, ...]:
+    return (doc["symbol"], doc["quantity"], doc["price"], doc["commission"],
+            sorted(doc["sleeves"].items()))
 
 
 def _fill_doc(fill: NavFill) -> dict[str, Any]:
@@ -193,10 +202,11 @@ def _dumps(doc: Any) -> str:
 def canonical_inputs_json(inputs: NavInputs) -> str:
     """The inputs as canonical JSON text (what :func:`inputs_sha256` digests and the store keeps).
 
-    Fills are sorted by their canonical text and flows by value: the ledger's posting order
+    Fills are sorted by their canonical fields (symbol, quantity, price, commission, split)
+    and flows by value: the ledger's posting order
     does not change the strike, so it must not change the digest either.
     """
-    fills = sorted((_fill_doc(f) for f in inputs.fills), key=_dumps)
+    fills = sorted((_fill_doc(f) for f in inputs.fills), key=_fill_order)
     flows = [canonical_decimal(f) for f in sorted(inputs.flows)]
     return _dumps({
         "fund_id": inputs.fund_id,
@@ -264,10 +274,15 @@ def _check_decimal(name: str, value: object) -> Decimal:
     return value
 
 
-def _check_prices(name: str, prices: Mapping[str, Decimal]) -> None:
-    for symbol, price in prices.items():
-        if _check_decimal(f"{name}[{symbol}]", price) < 0:
-            raise TreasuryInputError(name, {symbol: price}, "a price cannot be negative")
+def _check_amounts(name: str, values: Mapping[Any, Decimal], *, minimum: Decimal | None = None,
+                   why: str = "") -> None:
+    """Every value a finite Decimal (>= ``minimum`` when given). Names are only formatted for
+    a value that fails: this runs over every position and mark of the fund."""
+    for key, value in values.items():
+        if type(value) is not Decimal or not value.is_finite():
+            _check_decimal(f"{name}[{key}]", value)  # raises, naming the entry
+        if minimum is not None and value < minimum:
+            raise TreasuryInputError(name, {key: value}, why)
 
 
 def _check_fill(index: int, fill: NavFill) -> None:
@@ -278,9 +293,7 @@ def _check_fill(index: int, fill: NavFill) -> None:
     if _check_decimal(f"{where}.commission", fill.commission) < 0:
         raise TreasuryInputError(f"{where}.commission", fill.commission,
                                  "a commission is a cost: >= 0")
-    for strategy, share in fill.sleeves.items():
-        _check_id(f"{where}.sleeves", strategy)
-        _check_decimal(f"{where}.sleeves[{strategy}]", share)
+    _check_amounts(f"{where}.sleeves", fill.sleeves)
     if fill.sleeves:
         with localcontext(prec=_PREC):
             total = sum(fill.sleeves.values(), _ZERO)
@@ -294,30 +307,34 @@ def _check_fill(index: int, fill: NavFill) -> None:
                                  "move shares between sleeves")
 
 
+def _check_strategies(inputs: NavInputs) -> None:
+    for name, keys in (("sleeve_positions", {s for s, _ in inputs.sleeve_positions}),
+                       ("previous_sleeve_positions",
+                        {s for s, _ in inputs.previous_sleeve_positions}),
+                       ("fills.sleeves", {s for f in inputs.fills for s in f.sleeves})):
+        for strategy in sorted(keys):
+            _check_id(name, strategy)
+
+
 def _check_inputs(inputs: NavInputs) -> None:
     _check_id("fund_id", inputs.fund_id)
     if inputs.as_of.tzinfo is None or inputs.as_of.utcoffset() is None:
         raise TreasuryInputError("as_of", inputs.as_of, "must be timezone-aware")
     _check_decimal("previous_nav", inputs.previous_nav)
     _check_decimal("cash", inputs.cash)
-    for symbol, qty in inputs.positions.items():
-        _check_decimal(f"positions[{symbol}]", qty)
-    _check_prices("marks", inputs.marks)
-    _check_prices("previous_marks", inputs.previous_marks)
-    for name, sleeves in (("sleeve_positions", inputs.sleeve_positions),
-                          ("previous_sleeve_positions", inputs.previous_sleeve_positions)):
-        for (strategy, symbol), qty in sleeves.items():
-            _check_id(name, strategy)
-            _check_decimal(f"{name}[{strategy}, {symbol}]", qty)
+    _check_amounts("positions", inputs.positions)
+    for name in ("marks", "previous_marks"):
+        _check_amounts(name, getattr(inputs, name), minimum=_ZERO,
+                       why="a price cannot be negative")
+    _check_amounts("sleeve_positions", inputs.sleeve_positions)
+    _check_amounts("previous_sleeve_positions", inputs.previous_sleeve_positions)
+    _check_strategies(inputs)
     for index, fill in enumerate(inputs.fills):
         _check_fill(index, fill)
-    for index, flow in enumerate(inputs.flows):
-        _check_decimal(f"flows[{index}]", flow)
-    for symbol, fee in inputs.borrow_fees.items():
-        if _check_decimal(f"borrow_fees[{symbol}]", fee) < 0:
-            raise TreasuryInputError("borrow_fees", {symbol: fee}, "a borrow fee is a cost: >= 0")
-    for symbol, amount in inputs.dividends.items():
-        _check_decimal(f"dividends[{symbol}]", amount)
+    _check_amounts("flows", dict(enumerate(inputs.flows)))
+    _check_amounts("borrow_fees", inputs.borrow_fees, minimum=_ZERO,
+                   why="a borrow fee is a cost: >= 0")
+    _check_amounts("dividends", inputs.dividends)
 
 
 def _mark(marks: Mapping[str, Decimal], name: str, symbol: str) -> Decimal:
