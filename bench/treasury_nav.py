@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -165,7 +166,8 @@ def markdown(r: dict[str, Any], where: str, before: str, after: str) -> str:
          r["given_cpu"]),
         ("canonical JSON + SHA-256 of the inputs alone", r["hashing"], r["hashing_cpu"]),
     ]
-    lines = [SECTION, "", f"`python bench/treasury_nav.py --write`, {where}; in process (one "
+    command = " ".join(["python bench/treasury_nav.py", *sys.argv[1:]])
+    lines = [SECTION, "", f"`{command}`, {where}; in process (one "
              f"warm Python process, no database); load average before the run `{before}`, "
              f"after `{after}`.", "",
              f"3,000 positions, 20 sleeves ({r['sleeve_entries']:,} sleeve positions), 500 "
