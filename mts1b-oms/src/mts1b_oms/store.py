@@ -37,6 +37,7 @@ from mts1b_foundation.subjects import check_publishable
 from mts1b_platform.migrations import (
     applied_versions,
     apply_migrations,
+    create_schema,
     package_migrations,
     schema_name_error,
 )
@@ -159,7 +160,7 @@ class Store:
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"
                              ) from None
         try:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await create_schema(conn, schema)
         finally:
             await conn.close()
         # Custom plans: each statement is planned for the tables as they are now. The OMS's

@@ -55,6 +55,26 @@ def schema_name_error(schema: str) -> str | None:
     return f"schema name must match {_SCHEMA.pattern}"
 
 
+class _Executes(Protocol):
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+async def create_schema(conn: _Executes, schema: str) -> None:
+    """``CREATE SCHEMA IF NOT EXISTS``, safe when several processes start at once.
+
+    Two sessions running it together for a new name can both pass the "if not exists" check,
+    and the second then fails on the catalogue's unique index (SQLSTATE 23505) although the
+    schema it wanted now exists: that failure is the schema existing, and is taken as such.
+    """
+    if (problem := schema_name_error(schema)) is not None:
+        raise ValueError(problem)
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != "23505":
+            raise
+
+
 def package_migrations(package: str, folder: str = "migrations") -> list[Migration]:
     """The ``NNNN_name.sql`` files in ``package``'s ``folder``, sorted by version.
 

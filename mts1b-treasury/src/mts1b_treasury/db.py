@@ -10,6 +10,7 @@ import asyncpg
 from mts1b_platform.migrations import (
     applied_versions,
     apply_migrations,
+    create_schema,
     package_migrations,
     schema_name_error,
 )
@@ -40,7 +41,7 @@ class TreasuryDb:
         except (OSError, asyncpg.PostgresError) as exc:
             raise TreasuryError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
         try:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await create_schema(conn, schema)
         finally:
             await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
