@@ -86,6 +86,11 @@ async def test_previous_nav_is_the_latest_current_strike_before(db: TreasuryDb) 
     assert await navs.previous_nav("fund-2", DEC4) == 0
     await navs.strike(day(DEC3, mark="103.00"), restate=True)
     assert await navs.previous_nav("fund-1", dt.date(2026, 12, 7)) == D(10149)
+    # the next session's strike starts from it
+    nxt = await navs.strike(day(DEC4, previous_nav=await navs.previous_nav("fund-1", DEC4)))
+    assert nxt.nav.previous_nav == D(10149)
+    assert nxt.nav.nav == nxt.nav.previous_nav + nxt.nav.pnl + nxt.nav.flows
+    assert await navs.previous_nav("fund-1", dt.date(2026, 12, 7)) == nxt.nav.nav
 
 
 async def test_concurrent_strikes_of_a_session_store_one_row(db: TreasuryDb) -> None:

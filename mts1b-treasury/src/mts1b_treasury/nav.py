@@ -21,7 +21,8 @@ Attribution (per strategy sleeve, the composer's ownership), for sleeve ``s``:
   each part quantized to 0.01 (half even) and the remainder given to the last sleeve (in id
   order), so the parts sum to the commission exactly;
 - dividends and borrow, per symbol, by the position held at the previous close (the shares that
-  earned the dividend or were borrowed overnight): the sleeve's part is
+  earned the dividend or were borrowed overnight): with ``amount`` the symbol's dividend less its
+  borrow, the sleeve's part is
   ``amount * previous_qty[s, sym] / fund_previous_qty[sym]`` quantized to 0.01, where the fund's
   previous quantity is ``positions[sym] - sum(fill quantities of sym)``. A long sleeve in a net
   short fund so receives borrow (it lends its shares to the short sleeve inside the fund).
