@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mts1b_foundation import TaxLotMethod as M
 from mts1b_treasury.errors import TreasuryInputError
-from mts1b_treasury.lots import OpenLot, apply_fill
+from mts1b_treasury.lots import OpenLot, apply_fill, apply_split
 from mts1b_treasury.washsale import (
     GainRow,
     Split,
@@ -433,10 +433,16 @@ _trades = st.lists(
 )
 
 
+_splits = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=200), st.sampled_from(["2", "0.5", "4"])),
+    max_size=2,
+)
+
+
 @settings(max_examples=200, deadline=None)
-@given(_trades, st.sampled_from([M.FIFO, M.LIFO, M.HIFO, M.AVERAGE_COST]))
+@given(_trades, st.sampled_from([M.FIFO, M.LIFO, M.HIFO, M.AVERAGE_COST]), _splits)
 def test_property_tax_view_agrees_with_the_books(
-    raw: list[tuple[str, str, int, int, int, int]], method: M
+    raw: list[tuple[str, str, int, int, int, int]], method: M, raw_splits: list[tuple[int, str]]
 ) -> None:
     """Lots sum to positions; deferred losses are neither lost nor created; no W, basis = book."""
     trades: list[TaxTrade] = []
@@ -444,13 +450,26 @@ def test_property_tax_view_agrees_with_the_books(
     for i, (fund, sym, qty, cents, fee, gap) in enumerate(raw):
         when += timedelta(days=gap)
         trades.append(TaxTrade(fund, f"t{i}", sym, D(qty), D(cents) / 100, D(fee) / 100, when))
-    view = tax_view(trades, {"A": method, "B": M.FIFO})
+    splits = sorted(
+        (Split("M", D(r), date(2025, 1, 3) + timedelta(days=d)) for d, r in raw_splits),
+        key=lambda s: s.effective,
+    )
+    view = tax_view(trades, {"A": method, "B": M.FIFO}, splits=splits)
 
     books: dict[tuple[str, str], tuple[OpenLot, ...]] = {}
+    due = list(splits)
+
+    def split_books(upto: date | None) -> None:
+        while due and (upto is None or due[0].effective <= upto):
+            s = due.pop(0)
+            for key in [k for k in books if k[1] == s.symbol]:
+                books[key] = apply_split(books[key], ratio=s.ratio, effective=s.effective)
+
     book_realized = D(0)
     long_cost = D(0)  # cost + fees of long disposals
     economic = D(0)  # proceeds - sale fees - cost - fees of long disposals
     for i, tr in enumerate(trades):
+        split_books(tr.when)
         eff = apply_fill(
             {"A": method, "B": M.FIFO}[tr.fund_id], books.get((tr.fund_id, tr.symbol), ()),
             trade_id=tr.trade_id, symbol=tr.symbol, signed_quantity=tr.signed_quantity,
@@ -463,6 +482,7 @@ def test_property_tax_view_agrees_with_the_books(
             if d.quantity > 0:
                 long_cost += d.cost + d.fees
                 economic += d.proceeds - d.sale_fees - d.cost - d.fees
+    split_books(None)
     for (fund, sym), lots in books.items():
         longs = sum((x.quantity for x in lots if x.quantity > 0), D(0))
         assert sum((x.quantity for x in view.select(fund_id=fund, symbol=sym).lots), D(0)) == longs
@@ -483,3 +503,14 @@ def test_property_tax_view_agrees_with_the_books(
         )
         assert sum((x.basis for x in view.lots), D(0)) == open_cost
     assert [(g.disposed) for g in view.gains] == sorted(g.disposed for g in view.gains)
+
+
+def test_specific_id_fund_sells_the_named_lot() -> None:
+    trades = [
+        t("b1", date(2025, 1, 2), 10, 10),
+        t("b2", date(2025, 1, 3), 10, 20),
+    ]
+    sell = TaxTrade("A", "s", "M", D(-10), D(15), D(0), date(2025, 6, 2), ("b2",))
+    view = tax_view([*trades, sell], {"A": M.SPECIFIC_ID})
+    assert view.gains == (row("s", "b2", 10, date(2025, 1, 3), date(2025, 6, 2), "150", "200"),)
+    assert view.lots == (lot("b1", 10, date(2025, 1, 2), date(2025, 1, 2), "100"),)
