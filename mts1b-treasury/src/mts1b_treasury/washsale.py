@@ -27,7 +27,14 @@ The rule as implemented (section references are to 26 CFR 1.1091-1):
   sale's result ever depends on a later sale's.
 
 Quantities across a split are compared in the units of the day: a replacement bought after a
-split is counted back into pre-split shares through the split ratios in between.
+split is counted back into pre-split shares through the split ratios in between. That is a
+Decimal division, exact for ratios such as 2, 4, 0.5 or 0.1; with a ratio like 3 it can leave a
+remainder in the 28th digit (the disallowed amount is still rounded to the cent and allocated
+exactly).
+
+Rows: one per run of shares of a disposal with one wash-sale history, so a disposal of a lot that
+was only partly a replacement gives two rows (same trade and lot, different acquired date and
+basis). Amounts of a disposal are shared between its rows by quantity to the cent, exactly.
 """
 
 from __future__ import annotations
