@@ -38,9 +38,10 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "Order": (3, frozenset({1, 2})), "SubmitOrder": (3, frozenset({1, 2})),
          "OrderEvent": (3, frozenset({1, 2})), "TargetPortfolio": (3, frozenset({1, 2})),
          "ReplaceRequest": (3, frozenset({1, 2})), "ReplaceOrder": (3, frozenset({1, 2})),
-         "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset())}
+         "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset()),
+         "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset())}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
-       "RebalanceReport"}
+       "RebalanceReport", "FundNav", "ConfigureFund"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:

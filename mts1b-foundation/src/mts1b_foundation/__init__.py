@@ -6,10 +6,12 @@ which raises only :class:`ValidationFailed`.
 """
 
 from mts1b_foundation.commands import (
+    FUND_COMMAND_CONTEXT,
     STATE_COMMAND_CONTEXT,
     BrokerQuery,
     CancelOrder,
     CommandReply,
+    ConfigureFund,
     HaltTrading,
     OrderStatusQuery,
     ReduceTrading,
@@ -112,6 +114,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ETF",
+    "FUND_COMMAND_CONTEXT",
     "GENESIS_HASH",
     "MULTI_SLEEVE_STRATEGY",
     "OHLCV_FIELDS",
@@ -134,6 +137,7 @@ __all__ = [
     "CancelOrder",
     "Clock",
     "CommandReply",
+    "ConfigureFund",
     "ConnectionState",
     "CryptoPair",
     "DeadLetter",

@@ -7,13 +7,14 @@ the *events* it causes are what is stored. Every reply says ``ok`` or gives a st
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import OrderStatus, ReplyCode, TradingState
 from mts1b_foundation.orders import _V1_GATE_CODES, Denial, Order, ReplaceRequest
-from mts1b_foundation.portfolio import TradingScope
+from mts1b_foundation.portfolio import FundConfig, TradingScope
 from mts1b_foundation.wire import (
     Context,
     Identifier,
@@ -25,10 +26,12 @@ from mts1b_foundation.wire import (
 )
 
 __all__ = [
+    "FUND_COMMAND_CONTEXT",
     "STATE_COMMAND_CONTEXT",
     "BrokerQuery",
     "CancelOrder",
     "CommandReply",
+    "ConfigureFund",
     "HaltTrading",
     "OrderStatusQuery",
     "ReduceTrading",
@@ -209,6 +212,43 @@ class ResumeTrading(_SignedStateCommand):
 
 SignedStateCommand = HaltTrading | ReduceTrading | ResumeTrading
 """Any of the three signed trading-state commands."""
+
+FUND_COMMAND_CONTEXT = "mts1b.treasury.configure-fund.v1"
+"""The first line of a signed fund configuration's bytes (:meth:`ConfigureFund.signing_bytes`):
+a signature made for a state command never verifies as one, nor the other way round."""
+
+
+class ConfigureFund(WireModel):
+    """A fund's new configuration for the treasury, signed by a key the treasury has registered.
+
+    Sent on ``mts.v1.treasury.commands.configure``. The treasury applies it as a new version of
+    the fund when every check of a signed command passes; a configuration that loosens any
+    limit (a higher or lifted limit, a larger target NAV, a broker added, ...) needs a key
+    with the ``risk`` role, any other change ``operations`` or ``risk``. The actor recorded is
+    the key's registered name. ``nonce`` and ``timestamp`` work as for the state commands.
+
+    The signature covers six lines joined by LF, UTF-8: :data:`FUND_COMMAND_CONTEXT`, the key
+    id, the nonce, the timestamp (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), the reason, and the SHA-256
+    (lowercase hex) of ``config.to_json()`` - the configuration as the validated model
+    serialises it, so what the treasury rebuilds is what was signed.
+    """
+
+    COMMAND: ClassVar[str] = "configure"
+    SCHEMA_VERSION = 1
+
+    config: FundConfig
+    reason: _Reason
+    key_id: Annotated[Identifier, Field(
+        description="The name under which the treasury registered the signing public key")]
+    nonce: _Nonce
+    timestamp: UtcDatetime
+    signature: _Signature
+
+    def signing_bytes(self) -> bytes:
+        """What :attr:`signature` signs (see the class docstring)."""
+        digest = hashlib.sha256(self.config.to_json()).hexdigest()
+        return "\n".join((FUND_COMMAND_CONTEXT, self.key_id, self.nonce,
+                          _timestamp_text(self.timestamp), self.reason, digest)).encode("utf-8")
 
 
 class BrokerQuery(WireModel):

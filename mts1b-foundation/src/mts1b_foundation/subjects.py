@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from mts1b_foundation.commands import (
     BrokerQuery,
     CancelOrder,
+    ConfigureFund,
     HaltTrading,
     OrderStatusQuery,
     ReduceTrading,
@@ -108,6 +109,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.treasury.funds.updated", FundConfig,
           "a fund's configuration as the treasury (its system of record) now holds it"),
     _spec("mts.v1.treasury.nav.struck", FundNav, "a fund's NAV struck at a session close"),
+    _spec("mts.v1.treasury.commands.configure", ConfigureFund,
+          "signed fund configuration (role operations; risk to loosen a limit)", stored=False),
     # oms: order lifecycle events, one subject per event type
     *(
         _spec(f"mts.v1.oms.orders.{e.value}", OrderEvent, f"order event '{e.value}'")
@@ -150,7 +153,9 @@ STREAMS: Mapping[str, tuple[str, ...]] = {
     "datalake": ("mts.v1.datalake.>",),
     "research": ("mts.v1.research.>",),
     "portfolio": ("mts.v1.portfolio.>",),
-    "treasury": ("mts.v1.treasury.>",),
+    # not "mts.v1.treasury.>": that would capture mts.v1.treasury.commands.* (request/reply)
+    "treasury": ("mts.v1.treasury.allocations.>", "mts.v1.treasury.funds.>",
+                 "mts.v1.treasury.nav.>"),
     "oms": ("mts.v1.oms.orders.>", "mts.v1.oms.fills.>", "mts.v1.oms.positions.>",
             "mts.v1.oms.state.>"),
     "brokers": ("mts.v1.brokers.*.execution", "mts.v1.brokers.*.account"),
