@@ -73,6 +73,11 @@ __all__ = ["UNATTRIBUTED", "FillPosting", "Ledger", "PostOutcome", "PostStatus",
 
 ZERO = Decimal(0)
 
+# Plan each statement of a fill batch for the tables as they are now: a prepared statement's
+# generic plan, made while the tables were small, would keep (say) a sequential scan of
+# ledger_fills for the trade-id lookup long after the table has grown.
+_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+
 
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and answer ``outcome`` instead."""
@@ -146,6 +151,7 @@ class Ledger:
         first = dedupe_batch(fills, outcomes)
         fresh = sorted(first.values())
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_CUSTOM_PLANS)
             methods = await self._lock_funds(conn, {fills[i].fill.fund_id for i in fresh})
             fresh = await drop_known(conn, fills, fresh, outcomes)
             if fresh:
@@ -367,7 +373,8 @@ class Ledger:
 
     async def lots(self, fund_id: str, symbol: str) -> list[OpenLot]:
         rows = await self._pool.fetch("SELECT * FROM ledger_lots WHERE fund_id = $1 AND "
-                                      "symbol = $2 ORDER BY ord", fund_id, symbol)
+                                      "symbol = $2 ORDER BY acquired, sequence, lot_id",
+                                      fund_id, symbol)
         return [lot_from_row(r) for r in rows]
 
     async def disposals(self, fund_id: str, *, symbol: str | None = None,
@@ -425,7 +432,7 @@ async def _split_fund(conn: asyncpg.Connection, fund_id: str, symbol: str, ratio
                       effective: dt.date, key: str) -> PostOutcome:
     """One fund's part of a split: its lots rewritten, its sleeves scaled, a dated entry."""
     rows = await conn.fetch("SELECT * FROM ledger_lots WHERE fund_id = $1 AND symbol = $2 "
-                            "ORDER BY ord", fund_id, symbol)
+                            "ORDER BY acquired, sequence, lot_id", fund_id, symbol)
     before = [lot_from_row(r) for r in rows]
     after = apply_split(before, ratio=ratio, effective=effective)
     change = sum((lot.quantity for lot in after), ZERO) - sum((lot.quantity for lot in before),
@@ -440,10 +447,10 @@ async def _split_fund(conn: asyncpg.Connection, fund_id: str, symbol: str, ratio
     await conn.execute("DELETE FROM ledger_lots WHERE fund_id = $1 AND symbol = $2",
                        fund_id, symbol)
     await conn.executemany(
-        "INSERT INTO ledger_lots (fund_id, symbol, lot_id, ord, quantity, cost, fees, acquired, "
-        "sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [(fund_id, symbol, lot.lot_id, i, lot.quantity, lot.cost, lot.fees, lot.acquired,
-          lot.sequence) for i, lot in enumerate(after)])
+        "INSERT INTO ledger_lots (fund_id, symbol, lot_id, quantity, cost, fees, acquired, "
+        "sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(fund_id, symbol, lot.lot_id, lot.quantity, lot.cost, lot.fees, lot.acquired,
+          lot.sequence) for lot in after])
     await conn.execute("UPDATE ledger_sleeve_positions SET quantity = quantity * $3 "
                        "WHERE fund_id = $1 AND symbol = $2", fund_id, symbol, ratio)
     return PostOutcome(key, PostStatus.POSTED, entry_id)

@@ -110,18 +110,20 @@ async def post_new_fills(conn: asyncpg.Connection, methods: dict[str, TaxLotMeth
     """Apply the fills to their lots in order, then write entries, fills and derived state."""
     sequences = await next_sequences(conn, len(postings))
     pairs = {(p.fill.fund_id, p.fill.symbol) for p in postings}
-    states = {k: Replay(lots=v) for k, v in (await load_lots(conn, pairs)).items()}
+    stored = await load_lots(conn, pairs)
+    states = {k: Replay(lots=v) for k, v in stored.items()}
     entries: list[NewEntry] = []
     for posting, sequence in zip(postings, sequences, strict=True):
         f = posting.fill
         state = states[(f.fund_id, f.symbol)]
-        before = state.lots
+        lots_before = state.lots
         effect = step_fill(state, methods[f.fund_id], PostedFill(posting, 0, 0, sequence))
-        entries.append(fill_entry(posting, fill_lines(posting, before, effect), f.trade_id))
+        entries.append(fill_entry(posting, fill_lines(posting, lots_before, effect),
+                                  f.trade_id))
     entry_ids = await insert_entries(conn, entries)
     await insert_fills(conn, [PostedFill(p, 0, e, s) for p, e, s
                               in zip(postings, entry_ids, sequences, strict=True)])
-    await write_derived(conn, states, sleeves_are_deltas=True, rewrite_disposals=False)
+    await write_derived(conn, states, before=stored)
     return entry_ids
 
 
@@ -167,8 +169,7 @@ async def rebuild(conn: asyncpg.Connection, method: TaxLotMethod, fund_id: str, 
         [entry_id] = await insert_entries(conn, [entry])
         await insert_fills(conn, [PostedFill(extra.posting, extra.revision, entry_id,
                                              extra.sequence)])
-    await write_derived(conn, {(fund_id, symbol): state}, sleeves_are_deltas=False,
-                        rewrite_disposals=True)
+    await write_derived(conn, {(fund_id, symbol): state}, before=None)
     await restate(conn, fund_id, symbol, state, key)
 
 

@@ -150,7 +150,7 @@ async def load_lots(conn: asyncpg.Connection, pairs: Iterable[Pair]
     keys = sorted(set(pairs))
     rows = await conn.fetch(
         "SELECT l.* FROM ledger_lots l JOIN unnest($1::text[], $2::text[]) AS k(f, s) "
-        "ON l.fund_id = k.f AND l.symbol = k.s ORDER BY l.fund_id, l.symbol, l.ord",
+        "ON l.fund_id = k.f AND l.symbol = k.s ORDER BY l.acquired, l.sequence, l.lot_id",
         *_columns(keys, 2))
     found: dict[Pair, list[OpenLot]] = {k: [] for k in keys}
     for r in rows:
@@ -167,10 +167,17 @@ _DELETE_DISPOSALS = """
 DELETE FROM ledger_disposals d USING unnest($1::text[], $2::text[]) AS k(f, s)
 WHERE d.fund_id = k.f AND d.symbol = k.s
 """
-_INSERT_LOTS = """
-INSERT INTO ledger_lots (fund_id, symbol, lot_id, ord, quantity, cost, fees, acquired, sequence)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::numeric[],
-                     $6::numeric[], $7::numeric[], $8::date[], $9::bigint[])
+_UPSERT_LOTS = """
+INSERT INTO ledger_lots AS l (fund_id, symbol, lot_id, quantity, cost, fees, acquired, sequence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::numeric[],
+                     $6::numeric[], $7::date[], $8::bigint[])
+ON CONFLICT (fund_id, symbol, lot_id) DO UPDATE SET quantity = EXCLUDED.quantity,
+    cost = EXCLUDED.cost, fees = EXCLUDED.fees, acquired = EXCLUDED.acquired,
+    sequence = EXCLUDED.sequence
+"""
+_DELETE_LOTS = """
+DELETE FROM ledger_lots l USING unnest($1::text[], $2::text[], $3::text[]) AS k(f, s, i)
+WHERE l.fund_id = k.f AND l.symbol = k.s AND l.lot_id = k.i
 """
 _INSERT_DISPOSALS = """
 INSERT INTO ledger_disposals (fund_id, symbol, trade_id, lot_id, quantity, cost, fees, proceeds,
@@ -187,29 +194,47 @@ ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET quantity = p.quantity +
 
 
 async def write_derived(conn: asyncpg.Connection, states: dict[Pair, Replay], *,
-                        sleeves_are_deltas: bool, rewrite_disposals: bool) -> None:
-    """Rewrite the lots of each (fund, symbol), add its new disposals (or rewrite them all,
-    after a replay) and add to (``sleeves_are_deltas``) or replace its sleeve positions."""
+                        before: dict[Pair, tuple[OpenLot, ...]] | None) -> None:
+    """Write the lots, disposals and sleeve positions of each (fund, symbol).
+
+    With ``before`` (the lots the states started from: a batch of new fills) only what
+    changed is written - lots removed are deleted, lots new or changed upserted, the new
+    disposals added, the sleeve deltas added - so a batch costs what it changes, not what the
+    fund holds. Without it (after a replay) the pair's lots, disposals and sleeves are
+    replaced wholesale.
+    """
     keys = sorted(states)
-    await conn.execute(_DELETE_DERIVED if not sleeves_are_deltas else
-                       "DELETE FROM ledger_lots l USING unnest($1::text[], $2::text[]) "
-                       "AS k(f, s) WHERE l.fund_id = k.f AND l.symbol = k.s",
-                       *_columns(keys, 2))
-    if rewrite_disposals:
+    if before is None:
+        await conn.execute(_DELETE_DERIVED, *_columns(keys, 2))
         await conn.execute(_DELETE_DISPOSALS, *_columns(keys, 2))
-    lots = [(f, s, lot.lot_id, i, lot.quantity, lot.cost, lot.fees, lot.acquired, lot.sequence)
-            for (f, s) in keys for i, lot in enumerate(states[(f, s)].lots)]
-    if lots:
-        await conn.execute(_INSERT_LOTS, *_columns(lots, 9))
+    gone, changed = _lot_changes(states, before or {})
+    if gone:
+        await conn.execute(_DELETE_LOTS, *_columns(gone, 3))
+    if changed:
+        await conn.execute(_UPSERT_LOTS, *_columns(changed, 8))
     disposals = [_disposal_row(f, seq, d) for (f, s) in keys
                  for seq, d in states[(f, s)].disposals]
     if disposals:
         await conn.execute(_INSERT_DISPOSALS, *_columns(disposals, 13))
     sleeves = [(f, strategy, s, q) for (f, s) in keys
                for strategy, q in sorted(states[(f, s)].sleeves.items())
-               if q or not sleeves_are_deltas]
+               if q or before is None]
     if sleeves:
         await conn.execute(_INSERT_SLEEVES, *_columns(sleeves, 4))
+
+
+def _lot_changes(states: dict[Pair, Replay], before: dict[Pair, tuple[OpenLot, ...]]
+                 ) -> tuple[list[tuple[str, str, str]], list[tuple[Any, ...]]]:
+    """(lots to delete, lots to upsert) taking each pair from ``before`` to its state."""
+    gone: list[tuple[str, str, str]] = []
+    changed: list[tuple[Any, ...]] = []
+    for (f, s), state in sorted(states.items()):
+        old = {lot.lot_id: lot for lot in before.get((f, s), ())}
+        now = {lot.lot_id: lot for lot in state.lots}
+        gone.extend((f, s, lot_id) for lot_id in old if lot_id not in now)
+        changed.extend((f, s, lot.lot_id, lot.quantity, lot.cost, lot.fees, lot.acquired,
+                        lot.sequence) for lot_id, lot in now.items() if old.get(lot_id) != lot)
+    return gone, changed
 
 
 def _disposal_row(fund_id: str, sequence: int, d: Disposal) -> tuple[Any, ...]:
