@@ -73,11 +73,6 @@ __all__ = ["UNATTRIBUTED", "FillPosting", "Ledger", "PostOutcome", "PostStatus",
 
 ZERO = Decimal(0)
 
-# Plan each statement of a fill batch for the tables as they are now: a prepared statement's
-# generic plan, made while the tables were small, would keep (say) a sequential scan of
-# ledger_fills for the trade-id lookup long after the table has grown.
-_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
-
 
 class _Rollback(Exception):
     """Raised inside a transaction to undo it and answer ``outcome`` instead."""
@@ -151,7 +146,6 @@ class Ledger:
         first = dedupe_batch(fills, outcomes)
         fresh = sorted(first.values())
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_CUSTOM_PLANS)
             methods = await self._lock_funds(conn, {fills[i].fill.fund_id for i in fresh})
             fresh = await drop_known(conn, fills, fresh, outcomes)
             if fresh:

@@ -83,12 +83,19 @@ def answer_repeats(fills: Sequence[FillPosting], first: dict[str, int],
     return answered
 
 
+# One index probe per trade id, whatever the plan cache holds: a generic plan of the plainer
+# "trade_id = ANY($1)" made while the table was small kept scanning it as it grew.
+_KNOWN = """
+SELECT f.* FROM unnest($1::text[]) AS k(t)
+CROSS JOIN LATERAL (SELECT * FROM ledger_fills f WHERE f.trade_id = k.t
+                    ORDER BY f.revision DESC LIMIT 1) f
+"""
+
+
 async def drop_known(conn: asyncpg.Connection, fills: Sequence[FillPosting], fresh: list[int],
                       outcomes: list[PostOutcome | None]) -> list[int]:
     """Answer the fills whose trade id the ledger already holds; return the others."""
-    rows = await conn.fetch("SELECT DISTINCT ON (trade_id) * FROM ledger_fills "
-                            "WHERE trade_id = ANY($1::text[]) ORDER BY trade_id, revision DESC",
-                            [fills[i].fill.trade_id for i in fresh])
+    rows = await conn.fetch(_KNOWN, [fills[i].fill.trade_id for i in fresh])
     known = {r["trade_id"]: r for r in rows}
     left = []
     for i in fresh:
