@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from mts1b_platform.commands import keygen
 
 if TYPE_CHECKING:
     from mts1b_foundation import SignedStateCommand
@@ -449,33 +450,9 @@ def resume(
             namespace=namespace, timeout=timeout)
 
 
-@app.command()
-def keygen(
-    name: Annotated[str, typer.Option(help="the name the OMS will record as actor, e.g. "
-                                           "ops-alice")],
-    out: Annotated[Path, typer.Option(help="the private key file to create (mode 600; an "
-                                           "existing file is never overwritten)")],
-    role: Annotated[list[str] | None, typer.Option(
-        help="operations (halt, reduce) or risk (resume, reduce a HALTED scope); repeat for "
-             "both")] = None,
-) -> None:
-    """Make a signing key: the private key goes to --out, readable by you only; stdout gets
-    the public key's entry for the OMS's key registry (serve --keys). The private key is
-    printed nowhere."""
-    from mts1b_oms.signing import KeyFileError, Role, SigningKey
-
-    known = [r.value for r in Role]
-    if not role or any(r not in known for r in role):
-        raise typer.BadParameter(f"give --role {' and/or --role '.join(known)}",
-                                 param_hint="--role")
-    try:
-        key = SigningKey.generate(name)
-        key.save(out)
-    except KeyFileError as exc:
-        raise typer.BadParameter(exc.message) from None
-    typer.echo(json.dumps(key.registered(role).entry()))
-    typer.echo(f"private key of {name} written to {out} (mode 600, for your eyes only); add the "
-               "line above to the \"keys\" list of the OMS's key registry", err=True)
+# The same command as `mts mts1b-platform keygen` (one implementation, mts1b_platform.signing):
+# a key made here signs the treasury's fund configurations too.
+app.command("keygen")(keygen)
 
 
 @app.command()

@@ -41,6 +41,7 @@ from mts1b_platform.migrations import (
     package_migrations,
     schema_name_error,
 )
+from mts1b_platform.signing import claim_nonce_in
 
 from mts1b_oms.groupcommit import GroupCommit
 from mts1b_oms.orderstore import (
@@ -381,13 +382,8 @@ class Store:
         the key used it before. The primary key decides, so two instances given the same
         command at once apply it once; rows signed before ``forget_before`` are dropped in the
         same transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM command_nonces WHERE signed_at < $1", forget_before)
-            claimed = await conn.fetchval(
-                "INSERT INTO command_nonces (key_id, nonce, command, signed_at, used_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-                key_id, nonce, command, signed_at, now)
-        return bool(claimed)
+        return await claim_nonce_in(self.pool, key_id, nonce, command=command,
+                                    signed_at=signed_at, now=now, forget_before=forget_before)
 
     async def record_alert(self, alert: Alert, outbox: Sequence[OutboxItem]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -20,14 +20,16 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "check_subject", "matches_filters", "parse_filters", "parse_since"]
+__all__ = ["app", "check_subject", "keygen", "matches_filters", "parse_filters", "parse_since"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Platform tools: follow the bus with `tail`.")
+                  help="Platform tools: follow the bus (`tail`), make signing keys "
+                       "(`keygen`).")
 
 
 def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -257,3 +259,38 @@ def tail(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:  # pragma: no cover - interactive stop
         pass
+
+
+@app.command()
+def keygen(
+    name: Annotated[str, typer.Option(help="the name services record as actor, e.g. "
+                                           "ops-alice")],
+    out: Annotated[Path, typer.Option(help="the private key file to create (mode 600; an "
+                                           "existing file is never overwritten)")],
+    role: Annotated[list[str] | None, typer.Option(
+        help="operations (halt, reduce, configure a fund) or risk (resume, reduce a HALTED "
+             "scope, loosen a fund's limits); repeat for both")] = None,
+) -> None:
+    """Make a signing key: the private key goes to --out, readable by you only; stdout gets
+    the public key's entry for a key registry (the OMS's and the treasury's serve --keys).
+    The private key is printed nowhere."""
+    try:
+        from mts1b_platform.signing import KeyFileError, Role, SigningKey
+    except ModuleNotFoundError:  # the signing extra is not installed
+        typer.echo('mts: keygen needs PyNaCl, which mts1b-platform\'s "signing" extra adds: '
+                   'pip install "pynacl>=1.5,<2"', err=True)
+        raise typer.Exit(1) from None
+
+    known = [r.value for r in Role]
+    if not role or any(r not in known for r in role):
+        raise typer.BadParameter(f"give --role {' and/or --role '.join(known)}",
+                                 param_hint="--role")
+    try:
+        key = SigningKey.generate(name)
+        key.save(out)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message) from None
+    typer.echo(json.dumps(key.registered(role).entry()))
+    typer.echo(f"private key of {name} written to {out} (mode 600, for your eyes only); add the "
+               "line above to the \"keys\" list of the key registry of each service it signs "
+               "for (the OMS, the treasury)", err=True)

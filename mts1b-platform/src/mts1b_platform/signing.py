@@ -57,7 +57,7 @@ from mts1b_platform.logging import get_logger
 
 __all__ = ["DEFAULT_COMMAND_WINDOW", "MAX_COMMAND_WINDOW", "NONCE_RETENTION", "KeyFileError",
            "KeyRegistry", "KeyRegistryError", "NonceStore", "RegisteredKey", "Role",
-           "SignedCommand", "SignedCommandVerifier", "SigningKey"]
+           "SignedCommand", "SignedCommandVerifier", "SigningKey", "claim_nonce_in"]
 
 DEFAULT_COMMAND_WINDOW = dt.timedelta(seconds=30)
 """How far a command's timestamp may lie from the receiver's clock, either way."""
@@ -375,6 +375,23 @@ class NonceStore(Protocol):
         (their commands are stale whatever they carry)."""
         ...
 
+
+
+async def claim_nonce_in(pool: Any, key_id: str, nonce: str, *, command: str,
+                         signed_at: dt.datetime, now: dt.datetime,
+                         forget_before: dt.datetime) -> bool:
+    """:meth:`NonceStore.claim_nonce` on a PostgreSQL pool (an ``asyncpg.Pool``) whose schema
+    has a ``command_nonces`` table (key_id, nonce primary key; command, signed_at, used_at):
+    False if the key used the nonce before. The primary key decides, so two instances given
+    the same command at once apply it once; rows signed before ``forget_before`` are dropped
+    in the same transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM command_nonces WHERE signed_at < $1", forget_before)
+        claimed = await conn.fetchval(
+            "INSERT INTO command_nonces (key_id, nonce, command, signed_at, used_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            key_id, nonce, command, signed_at, now)
+    return bool(claimed)
 
 
 class SignedCommandVerifier:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,7 @@ from mts1b_treasury.limits import loosened_limits
 __all__ = ["RISK_ROLE", "FundPublisher", "FundRecord", "FundRegistry", "LimitsNeedRiskRole"]
 
 _log = get_logger("mts1b_treasury.funds")
+_ENTITY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,127}$")
 
 RISK_ROLE = "risk"
 """The role that may loosen a fund's limits (the signed commands' role of the same name)."""
@@ -50,6 +52,8 @@ class FundRecord:
     status: str
     updated_at: dt.datetime
     updated_by: str
+    tax_entity: str = "default"
+    """The taxpayer whose funds the wash-sale rule sees together (fixed at creation)."""
 
     @property
     def fund_id(self) -> str:
@@ -76,7 +80,8 @@ def _record(row: asyncpg.Record) -> FundRecord:
     config = row["config"]
     return FundRecord(parse_message(FundConfig, config if isinstance(config, str)
                                     else json.dumps(config)),
-                      row["version"], row["status"], row["updated_at"], row["updated_by"])
+                      row["version"], row["status"], row["updated_at"], row["updated_by"],
+                      row["tax_entity"])
 
 
 class FundRegistry:
@@ -87,15 +92,20 @@ class FundRegistry:
         self.publisher = publisher
 
     async def create(self, config: FundConfig, *, actor: str, reason: str | None = None,
+                     tax_entity: str = "default",
                      now: dt.datetime | None = None) -> FundRecord:
         """Record a new fund (version 1). An existing id is refused, closed funds included:
         a fund id names one history."""
+        if not _ENTITY.match(tax_entity):
+            raise TreasuryInputError("tax_entity", tax_entity, "must be an id (A-Z a-z 0-9 _ "
+                                     ". : @ = + -, at most 128)")
         when = now or _now()
         async with self.db.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchrow(
-                "INSERT INTO funds (fund_id, config, version, status, updated_at, updated_by) "
-                "VALUES ($1, $2::jsonb, 1, 'open', $3, $4) ON CONFLICT (fund_id) DO NOTHING "
-                "RETURNING *", config.fund_id, config.to_json().decode(), when, actor)
+                "INSERT INTO funds (fund_id, config, version, status, updated_at, updated_by, "
+                "tax_entity) VALUES ($1, $2::jsonb, 1, 'open', $3, $4, $5) ON CONFLICT "
+                "(fund_id) DO NOTHING RETURNING *", config.fund_id, config.to_json().decode(),
+                when, actor, tax_entity)
             if inserted is None:
                 raise TreasuryInputError("fund_id", config.fund_id, "a fund with this id exists "
                                          "(use configure to change it)")
@@ -163,9 +173,11 @@ class FundRegistry:
             raise TreasuryInputError("fund_id", fund_id, "no such fund")
         return record
 
-    async def funds(self, *, include_closed: bool = False) -> list[FundRecord]:
+    async def funds(self, *, include_closed: bool = False,
+                    tax_entity: str | None = None) -> list[FundRecord]:
         rows = await self.db.pool.fetch(
-            "SELECT * FROM funds WHERE $1 OR status = 'open' ORDER BY fund_id", include_closed)
+            "SELECT * FROM funds WHERE ($1 OR status = 'open') AND ($2::text IS NULL OR "
+            "tax_entity = $2) ORDER BY fund_id", include_closed, tax_entity)
         return [_record(r) for r in rows]
 
     async def history(self, fund_id: str) -> list[dict[str, Any]]:

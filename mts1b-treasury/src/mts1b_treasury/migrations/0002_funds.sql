@@ -1,9 +1,12 @@
 -- Funds: the treasury is their system of record. One row per fund holds its current
 -- configuration; fund_versions keeps every configuration it ever had (who, when, why), so a
 -- limit change can always be traced. allocations keeps every capital decision; the current
--- allocation of a (fund, strategy) is its latest row.
+-- allocation of a (fund, strategy) is its latest row. tax_entity groups the funds whose
+-- trades the wash-sale rule sees together (one taxpayer); it is the treasury's, not the
+-- FundConfig's, and is fixed when the fund is created.
 CREATE TABLE funds (
     fund_id     text PRIMARY KEY,
+    tax_entity  text NOT NULL DEFAULT 'default' CHECK (tax_entity ~ '^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,127}$'),
     config      jsonb NOT NULL,
     version     integer NOT NULL CHECK (version >= 1),
     status      text NOT NULL CHECK (status IN ('open', 'closed')),

@@ -1,0 +1,262 @@
+"""The treasury service: the OMS's order events into the ledger, signed fund configurations,
+broker account snapshots kept for reconciliation, the funds published.
+
+``mts mts1b-treasury serve`` runs :func:`run_service` until SIGTERM. At start it publishes
+every fund again (a change committed while the bus was away reaches the OMS now) and opens the
+ledger accounts of every open fund. Then:
+
+* a durable JetStream consumer (``treasury-orders``) takes ``mts.v1.oms.orders.>`` in order
+  and applies each event (:class:`~mts1b_treasury.orderflow.OrderFlow`): a fill is posted once
+  (a redelivery is a duplicate), a bust or correction reversed. An event the books refuse for
+  good - a fill whose trade id holds other terms, a fill of an order never announced, a fund
+  the treasury does not know - is dead-lettered with the reason and raised as an
+  :class:`~mts1b_foundation.Alert`, then acknowledged: it does not block the events behind it.
+  A failure that may pass (PostgreSQL away) is retried by the consumer with backoff.
+* ``mts.v1.treasury.commands.configure`` takes signed :class:`~mts1b_foundation.ConfigureFund`
+  commands (:mod:`mts1b_platform.signing`): a configuration that loosens a limit needs a key
+  with the ``risk`` role, any other change ``operations``.
+* a durable consumer (``treasury-accounts``) keeps the latest broker
+  :class:`~mts1b_foundation.AccountSnapshot` per broker account, which ``nav strike`` reconciles
+  against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from mts1b_foundation import (
+    AccountSnapshot,
+    Alert,
+    CommandReply,
+    ConfigureFund,
+    MtsError,
+    OrderEvent,
+    ReplyCode,
+    Severity,
+    SystemClock,
+)
+from mts1b_platform.bus import Bus, Delivery
+from mts1b_platform.logging import get_logger
+from mts1b_platform.signing import (
+    DEFAULT_COMMAND_WINDOW,
+    KeyRegistry,
+    Role,
+    SignedCommandVerifier,
+    claim_nonce_in,
+)
+
+from mts1b_treasury.db import DEFAULT_SCHEMA, TreasuryDb
+from mts1b_treasury.errors import TreasuryError
+from mts1b_treasury.funds import FundRegistry
+from mts1b_treasury.ledger import Ledger
+from mts1b_treasury.limits import loosened_limits
+from mts1b_treasury.orderflow import OrderFlow, is_permanent
+from mts1b_treasury.publish import BusFundPublisher
+
+__all__ = ["ServeOptions", "TreasuryService", "run_service"]
+
+_log = get_logger("mts1b_treasury.service")
+SOURCE = "mts1b-treasury"
+
+
+@dataclass
+class ServeOptions:
+    dsn: str
+    schema: str = DEFAULT_SCHEMA
+    namespace: str | None = None
+    nats_url: str | None = None
+    keys: KeyRegistry | None = None
+    """Public keys that may sign fund configurations; ``None``: every one is refused."""
+    command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW
+    durable_prefix: str = "treasury"
+
+
+class _Nonces:
+    def __init__(self, db: TreasuryDb) -> None:
+        self.db = db
+
+    async def claim_nonce(self, key_id: str, nonce: str, *, command: str,
+                          signed_at: dt.datetime, now: dt.datetime,
+                          forget_before: dt.datetime) -> bool:
+        return await claim_nonce_in(self.db.pool, key_id, nonce, command=command,
+                                    signed_at=signed_at, now=now, forget_before=forget_before)
+
+
+class TreasuryService:
+    """The handlers, separate from the process around them (tests drive them directly)."""
+
+    def __init__(self, bus: Bus, db: TreasuryDb, *, keys: KeyRegistry | None,
+                 command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW) -> None:
+        self.bus = bus
+        self.db = db
+        self.registry = FundRegistry(db, BusFundPublisher(bus))
+        self.ledger = Ledger(db)
+        self.flow = OrderFlow(db, self.ledger)
+        self.clock = SystemClock()
+        self.verifier = (None if keys is None else SignedCommandVerifier(
+            keys, _Nonces(db), clock=self.clock, window=command_window, receiver="treasury"))
+        self.snapshots: dict[tuple[str, str], AccountSnapshot] = {}
+        self._accounts_open: set[str] = set()
+        self.stats = {"events": 0, "posted": 0, "duplicates": 0, "refused": 0}
+
+    async def open_accounts(self) -> int:
+        """Open the ledger accounts of every open fund (idempotent); returns how many."""
+        records = await self.registry.funds()
+        for record in records:
+            await self.ledger.open_fund_accounts(record.fund_id, record.config.tax_lot_method)
+            self._accounts_open.add(record.fund_id)
+        return len(records)
+
+    async def _ensure_accounts(self, fund_id: str) -> None:
+        if fund_id in self._accounts_open:
+            return
+        record = await self.registry.get(fund_id)
+        if record is None:
+            raise _Refused(f"fund {fund_id!r} is not a treasury fund")
+        await self.ledger.open_fund_accounts(fund_id, record.config.tax_lot_method)
+        self._accounts_open.add(fund_id)
+
+    async def on_order_event(self, delivery: Delivery[OrderEvent]) -> None:
+        """One order event into the ledger (see the module docstring)."""
+        event = delivery.message
+        self.stats["events"] += 1
+        try:
+            await self._ensure_accounts(event.fund_id)
+            outcome = await self.flow.apply(event)
+        except (_Refused, TreasuryError, ValueError) as exc:
+            await self._refuse(delivery, event, _reason(exc))
+            return
+        if outcome is None:
+            return
+        if is_permanent(outcome):
+            await self._refuse(delivery, event, f"trade {outcome.key} is posted with other "
+                                                "terms: conflicting fill refused")
+            return
+        self.stats["posted" if outcome.status.value == "posted" else "duplicates"] += 1
+
+    async def _refuse(self, delivery: Delivery[OrderEvent], event: OrderEvent,
+                      reason: str) -> None:
+        self.stats["refused"] += 1
+        await self.bus.dead_letter(delivery.subject, event.to_json(), delivery.headers,
+                                   reason=reason, deliveries=delivery.deliveries,
+                                   consumer="treasury-orders",
+                                   dedupe_key=f"dlq-treasury-{delivery.stream_seq}")
+        alert = Alert(alert_id=f"alr-tr-{uuid.uuid4().hex[:16]}", severity=Severity.ERROR,
+                      source=SOURCE, text=f"order event not booked: {reason}"[:4000],
+                      context={"fund_id": event.fund_id, "order_id": event.order_id,
+                               "event_type": event.event_type.value},
+                      ts=self.clock.now())
+        with contextlib.suppress(MtsError):
+            await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
+                                         msg_id=f"tr-refused-{delivery.stream_seq}")
+        _log.error("order event not booked", fund_id=event.fund_id, order_id=event.order_id,
+                   event_type=event.event_type.value, why=reason)
+
+    async def on_configure(self, command: ConfigureFund) -> CommandReply:
+        """A signed fund configuration: checked, then applied as the fund's next version."""
+        now = self.clock.now()
+        if self.verifier is None:
+            return CommandReply(ok=False, code=ReplyCode.UNAUTHORIZED, ts=now,
+                                message="this treasury has no key registry: signed fund "
+                                        "configurations are refused (serve --keys)")
+        config = command.config
+        current = await self.registry.get(config.fund_id)
+        if current is None or not current.is_open:
+            return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED, ts=now,
+                                message=f"fund {config.fund_id!r} is not an open treasury "
+                                        "fund (create it with `mts mts1b-treasury fund "
+                                        "create`)", context={"field": "config.fund_id"})
+        loosened = loosened_limits(current.config, config)
+        role = Role.RISK if loosened or _risk_only(self.verifier.registry, command.key_id) \
+            else Role.OPERATIONS
+        why = f" (it loosens {', '.join(loosened)})" if loosened else ""
+        key = await self.verifier.check(command, role, why_role=why,
+                                        log={"fund_id": config.fund_id})
+        if isinstance(key, CommandReply):
+            return key
+        try:
+            record = await self.registry.configure(
+                config, actor=key.name, roles={r.value for r in key.roles},
+                reason=command.reason)
+        except TreasuryError as exc:
+            return CommandReply(ok=False, code=ReplyCode.VALIDATION_FAILED, ts=now,
+                                message=exc.message[:4000])
+        return CommandReply(ok=True, ts=now, message=f"fund {record.fund_id} is at version "
+                                                     f"{record.version}",
+                            context={"version": record.version,
+                                     "loosened": ",".join(loosened)})
+
+    async def on_account(self, delivery: Delivery[AccountSnapshot]) -> None:
+        snapshot = delivery.message
+        key = (snapshot.broker, snapshot.account_id)
+        held = self.snapshots.get(key)
+        if held is None or held.as_of <= snapshot.as_of:
+            self.snapshots[key] = snapshot
+
+
+def _risk_only(keys: KeyRegistry, key_id: str) -> bool:
+    """A key with ``risk`` but not ``operations`` may still make a change that loosens
+    nothing: risk is the wider role."""
+    held = keys.get(key_id)
+    return held is not None and Role.RISK in held.roles and Role.OPERATIONS not in held.roles
+
+
+class _Refused(Exception):
+    """An event the books cannot take, whatever the retries."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MtsError):
+        return exc.message
+    return str(exc) if isinstance(exc, (_Refused, ValueError)) else type(exc).__name__
+
+
+async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
+                      stop: asyncio.Event | None = None) -> TreasuryService:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain; returns the service (its stats)."""
+    overrides: dict[str, Any] = {"name": "mts1b-treasury"}
+    if opts.namespace:
+        overrides["namespace"] = opts.namespace
+    if opts.nats_url:
+        overrides["url"] = opts.nats_url
+    bus = await Bus.connect(**overrides)
+    db = await TreasuryDb.open(opts.dsn, schema=opts.schema)
+    try:
+        await bus.declare_streams(["treasury", "oms", "brokers", "operations"])
+        service = TreasuryService(bus, db, keys=opts.keys, command_window=opts.command_window)
+        published = await service.registry.publish_all()
+        opened = await service.open_accounts()
+        orders = await bus.consume("mts.v1.oms.orders.>", service.on_order_event,
+                                   durable=f"{opts.durable_prefix}-orders")
+        accounts = await bus.consume("mts.v1.brokers.*.account", service.on_account,
+                                     durable=f"{opts.durable_prefix}-accounts")
+        sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure)
+        done = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, done.set)
+        await bus.nc.flush()
+        _log.info("treasury serving", funds=opened, published=published,
+                  keys=len(opts.keys) if opts.keys is not None else 0,
+                  namespace=opts.namespace or "")
+        if ready is not None:
+            ready.set()
+        await done.wait()
+        _log.info("treasury draining")
+        with contextlib.suppress(Exception):
+            await sub.drain()  # type: ignore[no-untyped-call]
+        await bus.wait_requests()
+        await orders.stop()
+        await accounts.stop()
+        return service
+    finally:
+        await bus.drain()
+        await db.close()
+        _log.info("treasury stopped")
