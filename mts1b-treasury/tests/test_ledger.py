@@ -336,3 +336,39 @@ async def test_the_database_refuses_to_change_a_posted_line(db: TreasuryDb) -> N
         with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError):
             await db.pool.execute(sql)
     assert await led.positions("F1") == {"AAPL": (D(1), D(10))}
+
+
+async def test_a_correction_may_move_the_fill_to_another_symbol(db: TreasuryDb) -> None:
+    led = await ledger(db)
+    await led.post_fills([buy("t1", "10", "10"), buy("t2", "5", "20", symbol="MSFT")])
+    await led.correct("t1", buy("t1", "10", "10", symbol="MSFT"))
+    assert await led.positions("F1") == {"MSFT": (D(15), D(200))}
+    assert await led.lots("F1", "AAPL") == []
+    assert await led.sleeve_positions("F1") == {(UNATTRIBUTED, "MSFT"): D(15)}
+    assert await led.trial_balance() == {"F1": D(0)}
+
+
+async def test_a_bust_that_a_later_specific_id_sell_depends_on_is_refused(
+        db: TreasuryDb) -> None:
+    led = await ledger(db, M.SPECIFIC_ID)
+    await led.post_fills([buy("b1", "10", "10"), buy("b2", "10", "12", day=1)])
+    await led.post_fills([FillPosting(fill("s1", "AAPL", Side.SELL, "10", "15", day=2),
+                                      lot_ids=("b1",))])
+    before = (await led.balances("F1"), await entry_count(db))
+    with pytest.raises(LedgerError) as info:
+        await led.bust("b1", reason="venue bust")
+    assert info.value.context["symbol"] == "AAPL"
+    assert (await led.balances("F1"), await entry_count(db)) == before
+    assert [f.posting.fill.trade_id for f in await led.fills("F1")] == ["b1", "b2", "s1"]
+
+
+async def test_a_transfer_to_a_fund_without_accounts_is_bad_input(db: TreasuryDb) -> None:
+    led = await ledger(db)
+    with pytest.raises(TreasuryInputError) as info:
+        await led.transfer("F1", "NOPE", D(1), key="x", when=DAY1)
+    assert info.value.context["field"] == "fund_id"
+    with pytest.raises(TreasuryInputError):
+        await led.contribute("F1", D(-1), key="neg", when=DAY1)
+    with pytest.raises(TreasuryInputError):
+        await led.contribute("F1", D(1), key="naive", when=dt.datetime(2026, 3, 2))  # noqa: DTZ001
+    assert await entry_count(db) == 0

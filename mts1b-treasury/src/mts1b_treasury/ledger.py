@@ -268,6 +268,7 @@ class Ledger:
                  f"transfer from {from_fund}")]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                await self._lock_funds(conn, [from_fund, to_fund])
                 outcomes = [await _post_keyed_in(conn, fund, "transfer", key, when, lines, memo)
                             for fund, lines, memo in legs]
                 refused = [o for o in outcomes if o.status is not outcomes[0].status]

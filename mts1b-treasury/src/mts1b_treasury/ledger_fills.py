@@ -15,7 +15,7 @@ from decimal import Decimal
 import asyncpg
 from mts1b_foundation import TaxLotMethod
 
-from mts1b_treasury.errors import LedgerError
+from mts1b_treasury.errors import LedgerError, TreasuryInputError
 from mts1b_treasury.ledger_model import (
     FillPosting,
     Line,
@@ -168,7 +168,14 @@ async def rebuild(conn: asyncpg.Connection, method: TaxLotMethod, fund_id: str, 
     """Replay the symbol's posted fills and splits (with ``extra``, a correction, at its
     place), post ``extra``'s entry, rewrite the derived state and restate what changed."""
     events = await load_events(conn, fund_id, symbol)
-    state = replay(method, [*events, *([extra] if extra else [])])
+    try:
+        state = replay(method, [*events, *([extra] if extra else [])])
+    except TreasuryInputError as exc:
+        # e.g. a later specific-id sell names the busted buy's lot, or a split now finds a lot
+        # opened on or after its date: the books cannot be replayed without that fill.
+        raise LedgerError("the remaining fills of this symbol cannot be replayed without it: "
+                          "bust or correct the later fills first", trade_id=key,
+                          symbol=symbol, refused=exc.context.get("field", "")) from None
     if extra is not None:
         before, effect = state.effects[extra.posting.fill.trade_id]
         lines = fill_lines(extra.posting, before, effect)
