@@ -372,3 +372,23 @@ async def test_a_transfer_to_a_fund_without_accounts_is_bad_input(db: TreasuryDb
     with pytest.raises(TreasuryInputError):
         await led.contribute("F1", D(1), key="naive", when=dt.datetime(2026, 3, 2))  # noqa: DTZ001
     assert await entry_count(db) == 0
+
+
+async def test_the_database_refuses_lines_added_to_a_written_entry(db: TreasuryDb) -> None:
+    led = await ledger(db)
+    [out] = await led.post_fills([buy("t1", "1", "10")])
+    with pytest.raises(asyncpg.CheckViolationError):  # balanced, but after the fact
+        await db.pool.execute(
+            "INSERT INTO journal_lines VALUES ($1, 7, 'F1', 'cash', 1, NULL), "
+            "($1, 8, 'F1', 'commissions', -1, NULL)", out.entry_id)
+    # an entry posted without lines (a dividend on nothing held) cannot gain unbalanced ones
+    empty = await led.post_dividend("F1", "MSFT", D(1), DAY1.date(), DAY1.date(), "d0")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.pool.execute("INSERT INTO journal_lines VALUES ($1, 0, 'F1', 'cash', 3, NULL)",
+                              empty.entry_id)
+    with pytest.raises(asyncpg.ForeignKeyViolationError):  # a line of another fund's entry
+        await db.pool.execute(
+            "INSERT INTO journal_lines VALUES ($1, 0, 'F2', 'cash', 3, NULL), "
+            "($1, 1, 'F2', 'capital', -3, NULL)", empty.entry_id)
+    assert await led.positions("F1") == {"AAPL": (D(1), D(10))}
+    assert await led.trial_balance() == {"F1": D(0)}
