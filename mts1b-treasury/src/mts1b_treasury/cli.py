@@ -359,6 +359,9 @@ def serve(
     command_window: Annotated[float, typer.Option(
         min=0.001, max=3600, help="seconds a signed command's timestamp may lie from this "
                                   "clock")] = 30.0,
+    ack_wait: Annotated[float | None, typer.Option(
+        min=0.1, help="seconds before an event held by a dead process is delivered again "
+                      "(default: the bus's, 30)")] = None,
 ) -> None:
     """Run the treasury service until SIGTERM: order events into the ledger, signed fund
     configurations, broker snapshots kept for reconciliation, every fund published."""
@@ -370,7 +373,8 @@ def serve(
     set_service("treasury")
     opts = ServeOptions(dsn=dsn, schema=schema, namespace=namespace,
                         keys=KeyRegistry.load(keys) if keys else None,
-                        command_window=dt.timedelta(seconds=command_window))
+                        command_window=dt.timedelta(seconds=command_window),
+                        ack_wait=ack_wait)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

@@ -75,6 +75,9 @@ class ServeOptions:
     """Public keys that may sign fund configurations; ``None``: every one is refused."""
     command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW
     durable_prefix: str = "treasury"
+    ack_wait: float | None = None
+    """Seconds before an event taken but not acknowledged (the process died holding it) is
+    delivered again; ``None``: the bus setting (``MTS_NATS_ACK_WAIT``, 30 s by default)."""
 
 
 class _Nonces:
@@ -233,9 +236,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         published = await service.registry.publish_all()
         opened = await service.open_accounts()
         orders = await bus.consume("mts.v1.oms.orders.>", service.on_order_event,
-                                   durable=f"{opts.durable_prefix}-orders")
+                                   durable=f"{opts.durable_prefix}-orders",
+                                   ack_wait=opts.ack_wait)
         accounts = await bus.consume("mts.v1.brokers.*.account", service.on_account,
-                                     durable=f"{opts.durable_prefix}-accounts")
+                                     durable=f"{opts.durable_prefix}-accounts",
+                                     ack_wait=opts.ack_wait)
         sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure)
         done = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
