@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import platform
 import random
+import sys
 import time
 import uuid
 from decimal import Decimal as D  # noqa: N817
@@ -121,22 +122,54 @@ def machine() -> str:
 def markdown(rows: list[dict[str, Any]], where: str, pg: dict[str, str], load: str,
              after: str) -> str:
     lines = [SECTION, "",
-             f"`python bench/treasury_ledger.py --write`, {where}; PostgreSQL "
+             f"`python bench/treasury_ledger.py {' '.join(sys.argv[1:])}`, {where}; PostgreSQL "
              f"{pg['server_version']} on the same machine, `fsync={pg['fsync']}`, "
              f"`synchronous_commit={pg['synchronous_commit']}`; load average before the run "
              f"`{load}`, after `{after}`. In process: `Ledger.post_fills` called directly "
              "(no bus); 3 funds, 50 symbols, FIFO lots, every fill split over two sleeves, "
              "about a third sells relieving lots; one transaction (one durable commit) per "
              "batch; each batch size on a fresh schema.", "",
-             "| batch size | callers | fills posted | wall | fills/s | client CPU | client CPU "
-             "share | journal lines | every fund balances |",
+             f"Each configuration ran {rows[0]['runs']} times; the median run is shown, with the "
+             "range of fills/s over the runs.", "",
+             "| batch size | callers | fills posted | wall | fills/s (range) | client CPU | "
+             "client CPU share | journal lines | every fund balances |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         callers = "1 (mixed stream)" if r["callers"] == 1 else f"{r['callers']} (one per fund)"
         lines.append(f"| {r['batch']:,} | {callers} | {r['posted']:,} | {r['wall']:.2f} s | "
-                     f"{r['rate']:,.0f} | {r['cpu']:.2f} s | {r['cpu'] / r['wall']:.0%} | "
+                     f"{r['rate']:,.0f} ({r['low']:,.0f}-{r['high']:,.0f}) | {r['cpu']:.2f} s | "
+                     f"{r['cpu'] / r['wall']:.0%} | "
                      f"{r['lines']:,} | {'yes' if r['balanced'] else 'NO'} |")
+    best = max(r["rate"] for r in rows if r["batch"] > 1)
+    verdict = "met" if best >= 5000 else "NOT met"
+    lines += ["", f"Target >= 5,000 fills/s durably: {verdict} by the best median "
+              f"({best:,.0f} fills/s); see the ranges for how steady that is.", "",
+              *NOTES]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "Where the time goes (cProfile and per-statement timing of 20,000 fills in batches of "
+    "2,000 on this machine, 2026-12-06; cProfile inflates the Python share):",
+    "",
+    "- Client, about half the wall time with one caller: asyncpg encoding the array "
+    "parameters (it checks every array element against three `collections.abc` classes and "
+    "encodes each Decimal in Python: 1.7 s of 4.2 s profiled), then the lot engine "
+    "(`lots.apply_fill`, 1.0 s), then building rows (0.5 s).",
+    "- Server: inserting journal lines (about 3.3 per fill; 0.8 s), fills (0.5 s), entries "
+    "and disposals (0.4 s each), the COMMIT with its deferred balance checks and the WAL "
+    "flush (0.35 s for 10 commits).",
+    "- Measured changes on the way: writing only the lots a batch changed (not every lot of "
+    "each touched symbol, which grows with the book) and running the deferred balance check "
+    "once per entry instead of once per line (+25%); forcing custom plans for the batch made "
+    "PostgreSQL plan that check at every call (half the batch's time) and was dropped.",
+    "- Batch size 1 is round-trip and commit bound: about 13 statements and one WAL flush "
+    "per fill.",
+    "- With one caller per fund the client builds one fund's batch while PostgreSQL writes "
+    "another's; the machine has 2 cores shared by both, so the gain is bounded.",
+    "- The machine is shared (a VM on a busy host): runs minutes apart differ by up to a "
+    "third; compare figures within one run.",
+]
 
 
 def write(text: str) -> None:
@@ -152,6 +185,8 @@ async def main() -> None:
     parser.add_argument("--batches", default="1,100,500,2000")
     parser.add_argument("--per-fund", default="500,2000",
                         help="batch sizes also run with one concurrent caller per fund")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per configuration; the median run is reported")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     load = Path("/proc/loadavg").read_text().strip()
@@ -163,7 +198,11 @@ async def main() -> None:
     runs = [(int(b), False) for b in args.batches.split(",")]
     runs += [(int(b), True) for b in args.per_fund.split(",") if b]
     for batch, per_fund in runs:
-        row = await run(fills[:args.single] if batch == 1 else fills, batch, per_fund=per_fund)
+        tries = [await run(fills[:args.single] if batch == 1 else fills, batch,
+                           per_fund=per_fund) for _ in range(args.repeat)]
+        row = sorted(tries, key=lambda r: r["rate"])[len(tries) // 2]  # the median run
+        row["runs"] = len(tries)
+        row["low"], row["high"] = min(r["rate"] for r in tries), max(r["rate"] for r in tries)
         rows.append(row)
         print(f"batch {batch:>5} x{row['callers']}: {row['posted']:>6} fills in "
               f"{row['wall']:.2f} s = "
