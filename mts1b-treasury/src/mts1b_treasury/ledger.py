@@ -310,7 +310,9 @@ class Ledger:
         """Split ``symbol`` (``ratio`` new shares per old) in every fund holding lots of it: the
         lots' quantities change, their cost does not, and each fund gets a dated ``split``
         entry (a position line of amount zero carrying the quantity change). Returns one
-        outcome per fund changed; again with the same terms: ``[]``-free duplicate."""
+        outcome per fund changed (none when no fund holds the symbol); the same key again
+        answers one ``duplicate`` outcome, or ``conflict`` with other terms. A fund holding a
+        lot acquired on or after ``effective`` refuses the whole split (bad input)."""
         _positive("ratio", ratio)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE ledger_split_actions IN SHARE ROW EXCLUSIVE MODE")
