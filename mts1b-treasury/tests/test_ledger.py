@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal as D  # noqa: N817
 
@@ -392,3 +393,13 @@ async def test_the_database_refuses_lines_added_to_a_written_entry(db: TreasuryD
             "($1, 1, 'F2', 'capital', -3, NULL)", empty.entry_id)
     assert await led.positions("F1") == {"AAPL": (D(1), D(10))}
     assert await led.trial_balance() == {"F1": D(0)}
+
+
+async def test_one_trade_id_posted_concurrently_for_two_funds_posts_once(
+        db: TreasuryDb) -> None:
+    led = await ledger(db, M.FIFO, "F1", "F2")
+    outs = await asyncio.gather(*(led.post_fills([buy("same", "1", "10", fund=f)])
+                                  for f in ("F1", "F2")))
+    statuses = sorted(o.status.value for [o] in outs)
+    assert statuses == ["conflict", "posted"]
+    assert await entry_count(db) == 1

@@ -72,6 +72,7 @@ from mts1b_treasury.lots import Disposal, OpenLot, apply_split
 __all__ = ["UNATTRIBUTED", "FillPosting", "Ledger", "PostOutcome", "PostStatus", "PostedFill"]
 
 ZERO = Decimal(0)
+_RACE_RETRIES = 3
 
 
 class _Rollback(Exception):
@@ -142,6 +143,19 @@ class Ledger:
         """
         if not fills:
             return []
+        for attempt in range(_RACE_RETRIES):
+            try:
+                return await self._post_fills_once(fills)
+            except asyncpg.UniqueViolationError:
+                # The same new trade id was committed meanwhile by a batch of another fund
+                # (the fund locks do not serialise those): the next attempt sees it and answers
+                # duplicate or conflict.
+                if attempt == _RACE_RETRIES - 1:
+                    raise LedgerError("a trade id of this batch kept being posted concurrently",
+                                      attempts=_RACE_RETRIES) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post_fills_once(self, fills: Sequence[FillPosting]) -> list[PostOutcome]:
         outcomes: list[PostOutcome | None] = [None] * len(fills)
         first = dedupe_batch(fills, outcomes)
         fresh = sorted(first.values())
