@@ -350,3 +350,16 @@ async def test_replay_without_a_provider_is_a_config_error() -> None:
     b = PaperClient(accounts={"core": D(1)})
     with pytest.raises(BrokerConfigError, match="market_data"):
         await b.replay(start=dt.date(2024, 1, 2), end=dt.date(2024, 1, 3))
+
+
+async def test_default_cash_opens_an_account_asked_about_before_any_order() -> None:
+    """The OMS reconciles each fund's account at start, before it has traded: with
+    ``default_cash`` the account is there with that cash, without it the question is refused."""
+    paper = PaperClient(default_cash="100000")
+    await paper.connect()
+    snapshot = await paper.account("core")
+    assert (snapshot.cash, snapshot.positions) == (D(100000), {})
+    strict = PaperClient()
+    await strict.connect()
+    with pytest.raises(BrokerRejected, match="ACCOUNT_NOT_FOUND"):
+        await strict.account("core")

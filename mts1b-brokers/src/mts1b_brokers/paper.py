@@ -412,6 +412,9 @@ class PaperClient:
         return out
 
     async def account(self, account_id: str) -> AccountSnapshot:
+        """The account's snapshot. With ``default_cash`` an unknown account opens with it now,
+        as on its first order: a service asking about a fund's account before trading (the
+        OMS's reconciliation at start) sees the cash the fund will trade with."""
         self._require_connected("account")
         acct = self._account_or_raise(account_id)
         return AccountSnapshot(
@@ -546,7 +549,13 @@ class PaperClient:
         return w
 
     def _account_or_raise(self, account_id: str) -> _Account:
+        """The account; with ``default_cash`` an unknown one opens with it now, as on its first
+        order: a service asking about a fund's account before it trades (the OMS's
+        reconciliation at start) sees the cash the fund will trade with."""
         acct = self._accounts.get(account_id)
+        if acct is None and self._default_cash is not None:
+            self.add_account(account_id, self._default_cash)
+            acct = self._accounts[account_id]
         if acct is None:
             raise BrokerRejected(f"{RejectReason.ACCOUNT_NOT_FOUND}: no account {account_id!r}",
                                  broker=self._name, account_id=account_id,
