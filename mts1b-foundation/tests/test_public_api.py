@@ -6,7 +6,7 @@ EXPECTED = {
     "SignedStateCommand", "state_command_bytes",
     "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",
-    "TREASURY_FUNDS_BUCKET", "FUND_COMMAND_CONTEXT", "ConfigureFund", "FundNav",
+    "TREASURY_FUNDS_BUCKET", "FUND_COMMAND_CONTEXT", "ConfigureFund", "FundNav", "FieldError",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
     "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",
     "CommandReply", "ConnectionState", "CryptoPair", "DeadLetter", "Denial", "DenialCode",

@@ -38,7 +38,13 @@ from mts1b_foundation.enums import (
     TradingSession,
     TradingState,
 )
-from mts1b_foundation.errors import MtsError, PanelError, SubjectError, ValidationFailed
+from mts1b_foundation.errors import (
+    FieldError,
+    MtsError,
+    PanelError,
+    SubjectError,
+    ValidationFailed,
+)
 from mts1b_foundation.ids import deterministic_id, new_event_id, new_order_id, uuid7
 from mts1b_foundation.instruments import (
     ETF,
@@ -147,6 +153,7 @@ __all__ = [
     "EventContract",
     "ExecType",
     "ExecutionReport",
+    "FieldError",
     "Fill",
     "FundConfig",
     "FundNav",

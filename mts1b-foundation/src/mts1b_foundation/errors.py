@@ -40,6 +40,18 @@ class ValidationFailed(MtsError, ValueError):
     reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED
 
 
+class FieldError(MtsError, ValueError):
+    """One argument is invalid: the message and ``context`` name the ``field`` and its
+    ``value`` (as ``repr``), so the caller can fix the producer. Libraries subclass it with
+    their own ``code`` (the composer's and the treasury's input errors)."""
+
+    code: ClassVar[str] = "FOUNDATION.BAD_INPUT"
+    reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        super().__init__(f"{field}: {reason} (got {value!r})", field=field, value=repr(value))
+
+
 class PanelError(MtsError, ValueError):
     """A :class:`~mts1b_foundation.panel.UniversePanel` was built or sliced inconsistently."""
 

@@ -9,9 +9,9 @@ and the value, so the caller can fix the producer.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from mts1b_foundation import MtsError, ReplyCode
+from mts1b_foundation import FieldError, MtsError, ReplyCode
 
 __all__ = ["ComposeInputError", "PortfolioError"]
 
@@ -22,7 +22,7 @@ class PortfolioError(MtsError):
     code: ClassVar[str] = "PORTFOLIO.ERROR"
 
 
-class ComposeInputError(PortfolioError, ValueError):
+class ComposeInputError(PortfolioError, FieldError):
     """An argument of :func:`~mts1b_portfolio.multi_sleeve.compose` is invalid.
 
     ``context`` holds ``field`` (a path such as ``sleeves[1].weights['AAPL']``) and ``value``
@@ -31,6 +31,3 @@ class ComposeInputError(PortfolioError, ValueError):
 
     code: ClassVar[str] = "PORTFOLIO.BAD_INPUT"
     reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED
-
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        super().__init__(f"{field}: {reason} (got {value!r})", field=field, value=repr(value))

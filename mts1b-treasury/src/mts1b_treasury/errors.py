@@ -8,9 +8,9 @@ books (an entry that does not balance, a fill posted twice with other terms) is 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from mts1b_foundation import MtsError, ReplyCode
+from mts1b_foundation import FieldError, MtsError, ReplyCode
 
 __all__ = ["LedgerError", "TreasuryError", "TreasuryInputError"]
 
@@ -21,14 +21,11 @@ class TreasuryError(MtsError):
     code: ClassVar[str] = "TREASURY.ERROR"
 
 
-class TreasuryInputError(TreasuryError, ValueError):
+class TreasuryInputError(TreasuryError, FieldError):
     """An argument is invalid; ``context`` holds ``field`` and ``value`` (its ``repr``)."""
 
     code: ClassVar[str] = "TREASURY.BAD_INPUT"
     reply_code: ClassVar[ReplyCode] = ReplyCode.VALIDATION_FAILED
-
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        super().__init__(f"{field}: {reason} (got {value!r})", field=field, value=repr(value))
 
 
 class LedgerError(TreasuryError):
