@@ -333,8 +333,9 @@ def allocate(
     value = _decimal("--amount", amount)
     if value < 0:
         raise TreasuryInputError("--amount", amount, "must be >= 0")
-    allocation = Allocation(fund_id=fund, strategy_id=strategy, amount_usd=value,
-                            as_of=dt.datetime.now(dt.UTC), reason=reason)
+    allocation = parse_message(Allocation, {
+        "fund_id": fund, "strategy_id": strategy, "amount_usd": f"{value:f}",
+        "as_of": dt.datetime.now(dt.UTC).isoformat(), "reason": reason})
     _run(_with_registry(dsn, schema, namespace, True,
                         lambda reg: reg.allocate(allocation, actor=actor)))
     typer.echo(f"{fund}{f'/{strategy}' if strategy else ''}: {value:f} allocated")
@@ -400,7 +401,8 @@ app.add_typer(nav_app, name="nav")
 lots_app = typer.Typer(help="A fund's lots: book lots, or the tax view.", no_args_is_help=True,
                        add_completion=False)
 app.add_typer(lots_app, name="lots")
-ledger_app = typer.Typer(help="A fund's books: balances, capital in and out, transfers.",
+ledger_app = typer.Typer(help="A fund's books: balances, capital in and out, transfers, "
+                                "splits and dividends.",
                          no_args_is_help=True, add_completion=False)
 app.add_typer(ledger_app, name="ledger")
 
@@ -462,10 +464,7 @@ def nav_strike(
 
     from mts1b_treasury.strike import strike_fund
 
-    try:
-        session = dt.date.fromisoformat(date)
-    except ValueError:
-        raise TreasuryInputError("--date", date, "not a date (YYYY-MM-DD)") from None
+    session = _date("--date", date)
     closes = read_prices(marks, "--marks")
     before = read_prices(previous_marks, "--previous-marks") if previous_marks else None
     account = None
@@ -583,8 +582,8 @@ def ledger_balances(
 
     balances, available = _run(_with_registry(dsn, schema, None, False, work))
     if as_json:
-        typer.echo(json.dumps({"balances": {k: str(v) for k, v in balances.items()},
-                               "available_cash": str(available)}, indent=1))
+        typer.echo(json.dumps({"balances": {k: f"{v:f}" for k, v in balances.items()},
+                               "available_cash": f"{available:f}"}, indent=1))
         return
     for account, amount in sorted(balances.items()):
         typer.echo(f"{account}: {amount:f}")
@@ -648,3 +647,55 @@ def ledger_transfer(
 
     outcome = _run(_with_registry(dsn, schema, None, False, work))
     typer.echo(f"{source} -> {target}: {value:f} {outcome.status.value} (key {key})")
+
+
+@ledger_app.command("split")
+def ledger_split(
+    symbol: Annotated[str, typer.Option(help="symbol")],
+    ratio: Annotated[str, typer.Option(
+        help="new shares per old: 2 for 2-for-1, 0.1 for 1-for-10")],
+    effective: Annotated[str, typer.Option(help="ex-date, YYYY-MM-DD")], key: Key,
+    dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """Apply a stock split to every fund holding the symbol (lots adjusted, no cash moves)."""
+    value = _decimal("--ratio", ratio)
+    if value <= 0:
+        raise TreasuryInputError("--ratio", ratio, "must be > 0")
+    day = _date("--effective", effective)
+
+    async def work(reg: FundRegistry) -> Any:
+        return await Ledger(reg.db).apply_split(symbol, value, day, key)
+
+    outcomes = _run(_with_registry(dsn, schema, None, False, work))
+    typer.echo(f"split {symbol} {value:f} effective {day}: "
+               f"{', '.join(o.status.value for o in outcomes) or 'no fund holds it'}")
+
+
+@ledger_app.command("dividend")
+def ledger_dividend(
+    fund: Annotated[str, typer.Option(help="fund id")],
+    symbol: Annotated[str, typer.Option(help="symbol")],
+    per_share: Annotated[str, typer.Option(help="cash per share")],
+    ex_date: Annotated[str, typer.Option(help="ex-date, YYYY-MM-DD")],
+    pay_date: Annotated[str, typer.Option(help="pay date, YYYY-MM-DD")], key: Key,
+    dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """A cash dividend on the position the fund held at the start of the ex-date."""
+    value = _decimal("--per-share", per_share)
+    if value <= 0:
+        raise TreasuryInputError("--per-share", per_share, "must be > 0")
+    ex, pay = _date("--ex-date", ex_date), _date("--pay-date", pay_date)
+
+    async def work(reg: FundRegistry) -> Any:
+        await reg.require(fund)
+        return await Ledger(reg.db).post_dividend(fund, symbol, value, ex, pay, key)
+
+    outcome = _run(_with_registry(dsn, schema, None, False, work))
+    typer.echo(f"{fund}: dividend {symbol} {value:f}/share {outcome.status.value} (key {key})")
+
+
+def _date(field: str, text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise TreasuryInputError(field, text, "not a date (YYYY-MM-DD)") from None
