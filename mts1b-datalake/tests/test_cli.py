@@ -122,3 +122,24 @@ def test_ingest_prints_its_table_on_stdout_and_logs_on_stderr(csv_file: Path,
     assert not any(line.startswith("{") for line in verbose.stdout.splitlines())
     messages = [json.loads(line)["message"] for line in verbose.stderr.splitlines()]
     assert "ingest changed nothing" in messages  # the second ingest of the same file
+
+
+def test_store_exports_closes_and_events_as_csv(csv_file: Path, tmp_path: Path) -> None:
+    """What the treasury reads: one session's raw closes, and corporate actions by ex-date."""
+    store = str(tmp_path / "lake")
+    assert mts("ingest", str(csv_file), "--store", store).exit_code == 0
+    closes = mts("store", "closes", "--date", "2021-01-05", "--store", store)
+    assert closes.exit_code == 0, closes.output
+    close = repr(10.2 + 1 * 0.1)  # the fixture's second day, as the float it stored (exact)
+    assert closes.stdout == f"symbol,close\nAAA,{close}\nBBB,{close}\nCCC,{close}\n"
+    some = mts("store", "closes", "--date", "2021-01-05", "--symbols", "BBB", "--store", store)
+    assert some.stdout == f"symbol,close\nBBB,{close}\n"
+    events = mts("store", "events", "--start", "2021-01-01", "--end", "2021-12-31",
+                 "--store", store)
+    assert events.exit_code == 0 and events.stdout == "symbol,date,kind,value\n"
+    from mts1b_platform.cli import app
+
+    for args, words in ((["--date", "2021-01-02"], "no bars on that day"),
+                        (["--date", "2021/01/05"], "--date '2021/01/05': not a date")):
+        bad = runner.invoke(app, ["mts1b-datalake", "store", "closes", *args, "--store", store])
+        assert bad.exit_code == 2 and words in bad.output

@@ -22,6 +22,8 @@ pandas, the pydantic wire models), so ``mts mts1b-datalake --help`` loads none o
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
 import json
 import sys
 import time
@@ -409,6 +411,57 @@ def demo_install(
     the_store = install_demo_market(_store(store), seed=seed, n_assets=n_assets, start=start,
                                     end=end)
     console.print(f"demo market ready in {the_store.root} ({time.perf_counter() - t0:.1f}s)")
+
+
+def _day(field: str, text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{field} {text!r}: not a date (YYYY-MM-DD)") from None
+
+
+@store_app.command("closes")
+def store_closes(
+    date: Annotated[str, typer.Option("--date", help="the session, YYYY-MM-DD")],
+    symbols: Annotated[str | None, typer.Option(help="comma-separated symbols (default: all)")
+                       ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """The raw closes of one session as CSV (symbol,close) on stdout: the marks the treasury
+    strikes a NAV with (`mts mts1b-treasury nav strike --marks`)."""
+    try:
+        day = _day("--date", date)
+        wanted = [x.strip() for x in symbols.split(",") if x.strip()] if symbols else None
+        bars = _store(store).read_bars(wanted, day, day)
+    except Exception as exc:
+        _fail(exc)
+        return
+    if bars.empty:
+        _fail(ValueError(f"--date {date}: no bars on that day in the store"))
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["symbol", "close"])
+    for symbol, close in zip(bars["symbol"], bars["close"], strict=True):
+        out.writerow([symbol, repr(float(close))])
+
+
+@store_app.command("events")
+def store_events(
+    start: Annotated[str, typer.Option(help="first ex-date, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last ex-date, YYYY-MM-DD")],
+    store: StoreOpt = None,
+) -> None:
+    """Corporate actions (splits: new shares per old; cash dividends per share) with ex-dates
+    in [start, end] as CSV (symbol,date,kind,value) on stdout: what the treasury books with
+    `mts mts1b-treasury ledger corporate-actions --events`."""
+    try:
+        frame = _store(store).events(None, _day("--start", start), _day("--end", end))
+    except Exception as exc:
+        _fail(exc)
+        return
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["symbol", "date", "kind", "value"])
+    for row in frame.sort_values(["date", "symbol", "kind"], kind="stable").itertuples():
+        out.writerow([row.symbol, str(row.date)[:10], row.kind, repr(float(row.value))])
 
 
 @store_app.command("info")
