@@ -115,3 +115,48 @@ def test_the_command_line_prints_one_line_without_internals(schema: str) -> None
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("mts: [FOUNDATION.VALIDATION] invalid Allocation: amount_usd=")
     assert "Traceback" not in proc.stderr
+
+
+def test_corporate_actions_from_the_datalake_book_once(schema: str, tmp_path: Path) -> None:
+    import asyncio
+    import datetime as dt
+    from decimal import Decimal
+
+    from mts1b_foundation import Fill, Side
+    from mts1b_treasury.db import TreasuryDb
+    from mts1b_treasury.ledger import FillPosting, Ledger
+
+    assert run(schema, "fund", "create", "--id", "core", "--target-nav-usd", "100000"
+               ).exit_code == 0
+
+    async def buy() -> None:
+        db = await TreasuryDb.open(DSN, schema=schema)
+        try:
+            await Ledger(db).post_fills([FillPosting(Fill(
+                trade_id="t1", order_id="o1", fund_id="core", symbol="AAPL", side=Side.BUY,
+                quantity=Decimal(10), price=Decimal(200),
+                ts=dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)))])
+        finally:
+            await db.close()
+
+    asyncio.run(buy())
+    events = tmp_path / "events.csv"
+    events.write_text("symbol,date,kind,value\nAAPL,2026-03-05,dividend,0.25\n"
+                      "AAPL,2026-03-10,split,2.0\nMSFT,2026-03-06,dividend,0.8\n")
+    first = run(schema, "ledger", "corporate-actions", "--events", str(events))
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("3 corporate actions: 3 posted")
+    again = run(schema, "ledger", "corporate-actions", "--events", str(events))
+    assert again.stdout.startswith("3 corporate actions: 3 duplicate")
+    books = json.loads(run(schema, "ledger", "balances", "--fund", "core", "--json").stdout)
+    assert Decimal(books["balances"]["cash"]) == Decimal("98002.5")  # 100000 - 2000 + 10 x 0.25
+    assert Decimal(books["balances"]["dividends"]) == Decimal("-2.5")
+    lots = run(schema, "lots", "show", "--fund", "core", "--symbol", "AAPL").stdout
+    assert lots.startswith("t1: 20.0 acquired 2026-03-02, cost 2000")  # 10 x 2.0 shares
+    events.write_text("symbol,date,kind,value\nAAPL,2026-03-05,dividend,0.3\n")
+    changed = run(schema, "ledger", "corporate-actions", "--events", str(events))
+    assert changed.exit_code == 3 and "conflict: dividend AAPL 2026-03-05" in changed.output
+    events.write_text("symbol,date,kind,value\nAAPL,2026-03-05,merger,1\n")
+    bad = run(schema, "ledger", "corporate-actions", "--events", str(events))
+    assert isinstance(bad.exception, TreasuryInputError)
+    assert bad.exception.context["field"] == "--events:2 kind"

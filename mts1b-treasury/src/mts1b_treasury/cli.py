@@ -699,3 +699,29 @@ def _date(field: str, text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise TreasuryInputError(field, text, "not a date (YYYY-MM-DD)") from None
+
+
+@ledger_app.command("corporate-actions")
+def ledger_corporate_actions(
+    events: Annotated[Path, typer.Option(
+        help="CSV symbol,date,kind,value (`mts mts1b-datalake store events`)")],
+    dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """Book the datalake's splits (every fund holding the symbol) and cash dividends (each
+    open fund, on what it held at the ex-date); booking a file again books nothing twice."""
+    from mts1b_treasury.corporate import book_actions, read_actions
+
+    actions = read_actions(events)
+    booked = _run(_with_registry(dsn, schema, None, False,
+                                 lambda reg: book_actions(reg, actions)))
+    counts: dict[str, int] = {}
+    for _, _, outcome in booked:
+        counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to book"
+    typer.echo(f"{len(actions)} corporate actions: {summary}")
+    for action, fund, outcome in booked:
+        if outcome.status.value == "conflict":
+            typer.echo(f"conflict: {action.kind} {action.symbol} {action.ex_date} ({fund}) was "
+                       f"booked before with other terms", err=True)
+    if counts.get("conflict"):
+        raise typer.Exit(3)
