@@ -75,7 +75,7 @@ async def _bus() -> Bus:
 async def _fund(db: TreasuryDb) -> None:
     config = FundConfig(fund_id="f1", name="F", target_nav_usd=D(1_000_000), broker="paper",
                         broker_account_id="a1", strategies=["mom"])
-    await FundRegistry(db).create(config, actor="test")
+    await FundRegistry(db).create(config, actor="test", now=T0 - dt.timedelta(days=1))
 
 
 @pytest.fixture
@@ -207,3 +207,72 @@ async def test_sigkill_at_random_points_books_every_fill_exactly_once(tmp_path: 
         await bus.drain()
         await db.drop_schema()
         await db.close()
+
+
+async def test_marks_from_the_bus_strike_every_fund_and_publish_it() -> None:
+    """What the scheduler runs after each close: bars from the bus become the session's marks;
+    a fund holding a symbol without a mark is not struck and an alert says so."""
+    from mts1b_foundation import Bar, FundNav, parse_message
+    from mts1b_treasury.service import TreasuryService
+
+    bus = await _bus()
+    db = await open_db()
+    try:
+        await _fund(db)
+        other = FundConfig(fund_id="f2", name="F2", target_nav_usd=D(1000), broker="paper",
+                           broker_account_id="a2", strategies=["mom"])
+        await FundRegistry(db).create(other, actor="test", now=T0 - dt.timedelta(days=1))
+        await bus.declare_streams(["treasury", "operations", "datalake"])
+        service = TreasuryService(bus, db, keys=None)
+        await service.open_accounts()
+        ledger = Ledger(db)
+        await ledger.contribute("f1", D(10_000), key="c1", when=T0)
+        for fund, symbol in (("f1", "AAPL"), ("f2", "MSFT")):
+            await ledger.post_fills([_posting(fund, symbol)])
+        session = dt.date(2026, 12, 4)
+        close = service.calendar.close_of(session)
+        sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"),
+                                     cb=service.on_bar)
+        struck: list[FundNav] = []
+
+        async def on_nav(msg: Any) -> None:
+            struck.append(parse_message(FundNav, msg.data))
+
+        navs = await bus.nc.subscribe(bus.wire_subject("mts.v1.treasury.nav.struck"),
+                                      cb=on_nav)
+        for ts, price in ((close - dt.timedelta(hours=1), "101"), (close, "102"),
+                          (close + dt.timedelta(hours=1), "999")):  # after the close: no mark
+            bar = Bar(symbol="AAPL", ts=ts, open=D(price), high=D(price), low=D(price),
+                      close=D(price), volume=D(1))
+            await bus.publish_bytes("mts.v1.datalake.bars.AAPL", bar.to_json())
+        await bus.publish_bytes("mts.v1.datalake.bars.AAPL", b"not a bar")
+        await _until(lambda: _has_mark(service, session, D(102)))
+        [nav] = await service.strike_session(session)
+        assert (nav.fund_id, nav.nav) == ("f1", D(10_000) - D(1000) + D(10) * D(102))
+        await _until(lambda: _count(struck, 1))
+        assert struck[0].outputs_sha256 == nav.outputs_sha256
+        alerts = await bus.js.stream_info(bus.stream_for("operations"))
+        assert alerts.state.messages == 1  # f2 holds MSFT, which has no mark
+        await sub.unsubscribe()
+        await navs.unsubscribe()
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
+        await db.drop_schema()
+        await db.close()
+
+
+def _posting(fund: str, symbol: str) -> Any:
+    from mts1b_treasury.ledger import FillPosting
+
+    return FillPosting(Fill(trade_id=f"t-{fund}", order_id=f"o-{fund}", fund_id=fund,
+                            symbol=symbol, side=Side.BUY, quantity=D(10), price=D(100), ts=T0),
+                       sleeves={"mom": D(10)})
+
+
+async def _has_mark(service: Any, session: dt.date, price: Decimal) -> bool:
+    return bool(service.marks.marks(session).get("AAPL") == price)
+
+
+async def _count(items: list[Any], n: int) -> bool:
+    return len(items) >= n

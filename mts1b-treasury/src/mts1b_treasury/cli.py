@@ -363,6 +363,14 @@ def serve(
     ack_wait: Annotated[float | None, typer.Option(
         min=0.1, help="seconds before an event held by a dead process is delivered again "
                       "(default: the bus's, 30)")] = None,
+    calendar: Annotated[str, typer.Option(help="exchange calendar of the daily strike")
+                        ] = "XNYS",
+    strike_after_close: Annotated[float, typer.Option(
+        min=0, help="seconds after each close before every fund's NAV is struck with the "
+                    "marks from mts.v1.datalake.bars.*")] = 300.0,
+    scheduled_strike: Annotated[bool, typer.Option(
+        "--scheduled-strike/--no-scheduled-strike",
+        help="strike every open fund after each close")] = True,
 ) -> None:
     """Run the treasury service until SIGTERM: order events into the ledger, signed fund
     configurations, broker snapshots kept for reconciliation, every fund published."""
@@ -375,7 +383,8 @@ def serve(
     opts = ServeOptions(dsn=dsn, schema=schema, namespace=namespace,
                         keys=KeyRegistry.load(keys) if keys else None,
                         command_window=dt.timedelta(seconds=command_window),
-                        ack_wait=ack_wait)
+                        ack_wait=ack_wait, calendar=calendar,
+                        strike_grace=strike_after_close if scheduled_strike else None)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

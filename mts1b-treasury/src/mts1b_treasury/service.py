@@ -16,8 +16,13 @@ ledger accounts of every open fund. Then:
   commands (:mod:`mts1b_platform.signing`): a configuration that loosens a limit needs a key
   with the ``risk`` role, any other change ``operations``.
 * a durable consumer (``treasury-accounts``) keeps the latest broker
-  :class:`~mts1b_foundation.AccountSnapshot` per broker account, which ``nav strike`` reconciles
-  against.
+  :class:`~mts1b_foundation.AccountSnapshot` per broker account;
+* it follows ``mts.v1.datalake.bars.*`` (live) for closing marks (:class:`MarkBook`), and a
+  grace period after each session's close on the calendar strikes every open fund's NAV
+  (:func:`~mts1b_treasury.strike.strike_fund`), stores it, publishes it on
+  ``mts.v1.treasury.nav.struck``, and reconciles it with the fund's broker snapshot taken
+  since the close. A fund that holds a symbol with no mark is not struck: an alert names the
+  symbols (``nav strike --marks`` strikes it by hand).
 """
 
 from __future__ import annotations
@@ -33,15 +38,19 @@ from typing import Any
 from mts1b_foundation import (
     AccountSnapshot,
     Alert,
+    Bar,
     CommandReply,
     ConfigureFund,
+    FundNav,
     MtsError,
     OrderEvent,
     ReplyCode,
     Severity,
     SystemClock,
+    parse_message,
 )
 from mts1b_platform.bus import Bus, Delivery
+from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
 from mts1b_platform.signing import (
     DEFAULT_COMMAND_WINDOW,
@@ -56,8 +65,10 @@ from mts1b_treasury.errors import TreasuryError
 from mts1b_treasury.funds import FundRegistry
 from mts1b_treasury.ledger import Ledger
 from mts1b_treasury.limits import loosened_limits
+from mts1b_treasury.marks import MarkBook
 from mts1b_treasury.orderflow import OrderFlow, is_permanent
 from mts1b_treasury.publish import BusFundPublisher
+from mts1b_treasury.strike import strike_fund
 
 __all__ = ["ServeOptions", "TreasuryService", "run_service"]
 
@@ -75,6 +86,9 @@ class ServeOptions:
     """Public keys that may sign fund configurations; ``None``: every one is refused."""
     command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW
     durable_prefix: str = "treasury"
+    calendar: str = "XNYS"
+    strike_grace: float | None = 300.0
+    """Seconds after each close before the scheduled strike; ``None``: no scheduled strike."""
     ack_wait: float | None = None
     """Seconds before an event taken but not acknowledged (the process died holding it) is
     delivered again; ``None``: the bus setting (``MTS_NATS_ACK_WAIT``, 30 s by default)."""
@@ -95,7 +109,8 @@ class TreasuryService:
     """The handlers, separate from the process around them (tests drive them directly)."""
 
     def __init__(self, bus: Bus, db: TreasuryDb, *, keys: KeyRegistry | None,
-                 command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW) -> None:
+                 command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW,
+                 calendar: str = "XNYS") -> None:
         self.bus = bus
         self.db = db
         self.registry = FundRegistry(db, BusFundPublisher(bus))
@@ -105,6 +120,10 @@ class TreasuryService:
         self.verifier = (None if keys is None else SignedCommandVerifier(
             keys, _Nonces(db), clock=self.clock, window=command_window, receiver="treasury"))
         self.snapshots: dict[tuple[str, str], AccountSnapshot] = {}
+        self.calendar_name = calendar
+        self.calendar = MarketCalendar(calendar)
+        self.marks = MarkBook(self.calendar.tz)
+        self.struck: list[FundNav] = []
         self._accounts_open: set[str] = set()
         self.stats = {"events": 0, "posted": 0, "duplicates": 0, "refused": 0}
 
@@ -150,16 +169,8 @@ class TreasuryService:
                                    reason=reason, deliveries=delivery.deliveries,
                                    consumer="treasury-orders",
                                    dedupe_key=f"dlq-treasury-{delivery.stream_seq}")
-        alert = Alert(alert_id=f"alr-tr-{uuid.uuid4().hex[:16]}", severity=Severity.ERROR,
-                      source=SOURCE, text=f"order event not booked: {reason}"[:4000],
-                      context={"fund_id": event.fund_id, "order_id": event.order_id,
-                               "event_type": event.event_type.value},
-                      ts=self.clock.now())
-        with contextlib.suppress(MtsError):
-            await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
-                                         msg_id=f"tr-refused-{delivery.stream_seq}")
-        _log.error("order event not booked", fund_id=event.fund_id, order_id=event.order_id,
-                   event_type=event.event_type.value, why=reason)
+        await self._alert(f"order event not booked: {reason}", fund_id=event.fund_id,
+                          order_id=event.order_id, event_type=event.event_type.value)
 
     async def on_configure(self, command: ConfigureFund) -> CommandReply:
         """A signed fund configuration: checked, then applied as the fund's next version."""
@@ -194,6 +205,71 @@ class TreasuryService:
                                                      f"{record.version}",
                             context={"version": record.version,
                                      "loosened": ",".join(loosened)})
+
+    async def on_bar(self, msg: Any) -> None:
+        """A bar from the bus: kept as a mark when it closes its session (bad ones ignored)."""
+        try:
+            bar = parse_message(Bar, msg.data)
+            session = self.marks.session_of(bar)
+            if self.calendar.is_session(session):
+                self.marks.add(bar, self.calendar.close_of(session))
+        except Exception as exc:  # a malformed or off-calendar bar is not a mark
+            _log.debug("bar ignored", error=type(exc).__name__)
+
+    async def strike_session(self, session: dt.date) -> list[FundNav]:
+        """Strike every open fund at ``session``'s close with the marks gathered; publish each
+        strike and its reconciliation alerts. A fund missing marks gets an alert instead."""
+        marks = self.marks.marks(session)
+        close = self.calendar.close_of(session)
+        out: list[FundNav] = []
+        for record in await self.registry.funds():
+            fund = record.config
+            snapshot = self.snapshots.get((fund.broker, fund.broker_account_id))
+            if snapshot is not None and snapshot.as_of < close:
+                snapshot = None  # taken before the close: not this session's
+            try:
+                outcome = await strike_fund(self.db, fund.fund_id, session, marks=marks,
+                                            calendar=self.calendar_name, snapshot=snapshot)
+            except TreasuryError as exc:
+                await self._alert(f"NAV of {fund.fund_id} for {session} not struck: "
+                                  f"{exc.message}", fund_id=fund.fund_id,
+                                  session=session.isoformat())
+                continue
+            nav = outcome.nav
+            await BusFundPublisher(self.bus).nav_struck(nav)
+            for alert in outcome.reconciliation.alerts if outcome.reconciliation else []:
+                with contextlib.suppress(MtsError):
+                    await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
+                                                 msg_id=alert.alert_id)
+            out.append(nav)
+        self.struck.extend(out)
+        return out
+
+    async def strike_after_each_close(self, grace: float) -> None:
+        """Until cancelled: wait for the next close plus ``grace`` seconds, strike it."""
+        while True:
+            close = self.calendar.next_close(self.clock.now())
+            session = close.astimezone(self.calendar.tz).date()
+            delay = (close - self.clock.now()).total_seconds() + grace
+            await asyncio.sleep(max(delay, 0))
+            try:
+                navs = await self.strike_session(session)
+                _log.info("scheduled strike", session=session.isoformat(), funds=len(navs))
+            except Exception as exc:  # the next close tries again; a person is told
+                _log.error("scheduled strike failed", session=session.isoformat(),
+                           error=type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await self._alert(f"scheduled NAV strike of {session} failed "
+                                      f"({type(exc).__name__})", session=session.isoformat())
+
+    async def _alert(self, text: str, **context: str) -> None:
+        alert = Alert(alert_id=f"alr-tr-{uuid.uuid4().hex[:16]}", severity=Severity.ERROR,
+                      source=SOURCE, text=text[:4000], context=dict(context),
+                      ts=self.clock.now())
+        _log.error("treasury alert", text=text, **context)
+        with contextlib.suppress(MtsError):
+            await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
+                                         msg_id=alert.alert_id)
 
     async def on_account(self, delivery: Delivery[AccountSnapshot]) -> None:
         snapshot = delivery.message
@@ -232,7 +308,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     db = await TreasuryDb.open(opts.dsn, schema=opts.schema)
     try:
         await bus.declare_streams(["treasury", "oms", "brokers", "operations"])
-        service = TreasuryService(bus, db, keys=opts.keys, command_window=opts.command_window)
+        service = TreasuryService(bus, db, keys=opts.keys, command_window=opts.command_window,
+                                  calendar=opts.calendar)
         published = await service.registry.publish_all()
         opened = await service.open_accounts()
         orders = await bus.consume("mts.v1.oms.orders.>", service.on_order_event,
@@ -242,6 +319,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                                      durable=f"{opts.durable_prefix}-accounts",
                                      ack_wait=opts.ack_wait)
         sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure)
+        bars = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"),
+                                      cb=service.on_bar)
+        scheduler = (None if opts.strike_grace is None else asyncio.get_running_loop()
+                     .create_task(service.strike_after_each_close(opts.strike_grace)))
         done = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -255,8 +336,13 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
             ready.set()
         await done.wait()
         _log.info("treasury draining")
-        with contextlib.suppress(Exception):
-            await sub.drain()  # type: ignore[no-untyped-call]
+        if scheduler is not None:
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await scheduler
+        for subscription in (sub, bars):
+            with contextlib.suppress(Exception):
+                await subscription.drain()  # type: ignore[no-untyped-call]
         await bus.wait_requests()
         await orders.stop()
         await accounts.stop()
