@@ -195,7 +195,15 @@ def test_strategy_spec_and_state_change() -> None:
     spec = StrategySpec(name="momentum_v3", factor="f_momentum_12_1",
                         params={"h_long": 252, "h_skip": 21}, universe="us-large-cap",
                         sizing={"method": "kelly_voltarget_12"})
-    assert spec.state.value == "disabled"
+    assert (spec.state.value, spec.version, spec.fund_id) == ("draft", 1, None)
+    from mts1b_foundation import parse_message
+
+    old = {"schema_version": 2, "name": "m", "factor": "f_m", "universe": "u",
+           "state": "enabled"}
+    assert parse_message(StrategySpec, old).state.value == "live"  # v2 'enabled' traded
+    assert parse_message(StrategySpec, {**old, "state": "shadow"}).state.value == "shadow"
+    assert parse_message(StrategySpec, {k: v for k, v in old.items() if k != "state"}
+                         ).state.value == "disabled"  # the v2 default
     with pytest.raises(ValueError, match="factor"):
         StrategySpec(name="x", factor="momentum", universe="us-large-cap")
     with pytest.raises(ValueError, match="scope_id"):

@@ -39,7 +39,8 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "OrderEvent": (3, frozenset({1, 2})), "TargetPortfolio": (3, frozenset({1, 2})),
          "ReplaceRequest": (3, frozenset({1, 2})), "ReplaceOrder": (3, frozenset({1, 2})),
          "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset()),
-         "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset())}
+         "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
+         "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2}))}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund"}
 

@@ -222,9 +222,20 @@ class TradingState(StrEnum):
 
 
 class StrategyState(StrEnum):
-    ENABLED = "enabled"
-    DISABLED = "disabled"
+    """Where a strategy is in its life (the research registry's states).
+
+    ``draft`` -> ``shadow`` (signals computed and published on the shadow subject, never traded)
+    -> ``paper`` (traded on a paper broker) -> ``live`` (real money); ``disabled`` stops a
+    strategy wherever it was (enabling it again restores that state) and ``retired`` ends it.
+    Version 2 of :class:`~mts1b_foundation.StrategySpec` had ``enabled``, read as ``live``.
+    """
+
+    DRAFT = "draft"
     SHADOW = "shadow"
+    PAPER = "paper"
+    LIVE = "live"
+    DISABLED = "disabled"
+    RETIRED = "retired"
 
 
 class TaxLotMethod(StrEnum):

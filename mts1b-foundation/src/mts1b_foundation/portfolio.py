@@ -64,16 +64,33 @@ def _default_sizing() -> dict[str, JsonValue]:
 
 
 class Signal(WireModel):
-    """One strategy's target weights at one rebalance, with its research statistics."""
+    """One strategy's target weights at one rebalance, with its research statistics.
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    Version 3 adds the trailing statistics of the strategy's past signals against the realised
+    ``horizon``-session returns over the last ``sessions`` sessions: ``ic`` (Pearson) and
+    ``rank_ic`` (Spearman) averaged over those sessions, ``hit_rate`` (the share of names whose
+    weight had the sign of their return), and ``t_stat`` of the mean IC with a Newey-West
+    variance of lag ``horizon - 1`` (overlapping returns make neighbouring ICs correlated; the
+    plain t-stat overstates significance by about the square root of the horizon).
+    ``mode`` says where it was published: ``live`` (mts.v1.research.signals.published, which the
+    composer reads) or ``shadow`` (mts.v1.research.signals.shadow, which it never reads).
+    Versions 1 and 2 read with ``mode`` live and no trailing statistics beyond ``ic``/``t_stat``.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     strategy_id: Identifier
     as_of: UtcDatetime
     weights: Weights
     ic: float | None = None
+    rank_ic: float | None = None
+    hit_rate: float | None = Field(default=None, ge=0, le=1)
     t_stat: float | None = None
+    horizon: int = Field(default=1, ge=1, le=252)
+    sessions: int = Field(default=0, ge=0)
+    mode: Literal["live", "shadow"] = "live"
+    strategy_version: int = Field(default=1, ge=1)
     metadata: Context = Field(default_factory=dict)
 
 
@@ -204,18 +221,38 @@ class RebalanceReport(WireModel):
 
 
 class StrategySpec(WireModel):
-    """A named application of a factor: parameters, universe, sizing and rebalance schedule."""
+    """A named application of a factor: parameters, universe, sizing, rebalance schedule, and
+    the fund and sleeve capital it trades with.
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    Version 3: ``version`` (the registry numbers each registered change of a strategy),
+    ``fund_id`` and ``capital_usd`` (the sleeve's capital in that fund), ``horizon`` (the
+    sessions its signal is meant to predict; its statistics use it), and the registry's states
+    (:class:`StrategyState`). Versions 1 and 2 read as version 1 of the strategy with no fund,
+    their ``enabled`` state as ``live`` and ``disabled``/``shadow`` as they were.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     name: Identifier
+    version: int = Field(default=1, ge=1)
     factor: Annotated[str, Field(pattern=r"^f_[A-Za-z0-9_]+$")]
     params: dict[str, ParamValue] = Field(default_factory=dict)
     universe: Identifier | list[Identifier]
     sizing: dict[str, JsonValue] = Field(default_factory=_default_sizing)
     rebalance: Identifier = "daily"
-    state: StrategyState = StrategyState.DISABLED
+    horizon: int = Field(default=1, ge=1, le=252)
+    fund_id: Identifier | None = None
+    capital_usd: NonNegativeDecimal | None = None
+    state: StrategyState = StrategyState.DRAFT
+
+    @classmethod
+    def upgrade(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """v1/v2 -> v3: ``enabled`` (the old "it trades") reads as ``live``; a spec of those
+        versions that named no state was ``disabled``, as their default said."""
+        state = data.get("state", "disabled")
+        data["state"] = "live" if state == "enabled" else state
+        return data
 
     @model_validator(mode="after")
     def _sizing_has_method(self) -> StrategySpec:

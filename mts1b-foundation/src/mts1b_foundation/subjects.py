@@ -104,6 +104,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.datalake.trades.*", Trade, "tape print for the symbol in the last token"),
     # research and portfolio
     _spec("mts.v1.research.signals.published", Signal, "a strategy's target weights"),
+    _spec("mts.v1.research.signals.shadow", Signal,
+          "a shadow strategy's target weights (never composed or traded)"),
     _spec("mts.v1.portfolio.targets.published", TargetPortfolio, "a fund's combined target"),
     _spec("mts.v1.treasury.allocations.published", Allocation, "capital assigned to a fund"),
     _spec("mts.v1.treasury.funds.updated", FundConfig,

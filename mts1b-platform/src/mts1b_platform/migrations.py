@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 __all__ = [
     "Migration",
@@ -120,3 +120,67 @@ async def applied_versions(pool: MigrationPool) -> list[int]:
     """The versions recorded in ``schema_migrations``, ascending."""
     rows = await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
     return [int(r["version"]) for r in rows]
+
+
+class SchemaDatabase:
+    """A connection pool on one PostgreSQL schema whose migrations ship in a package.
+
+    Why here: every library with tables of its own (the treasury, the research registry) opens
+    the same way - create the schema if needed (:func:`create_schema`), a pool whose
+    ``search_path`` is that schema, the package's migrations applied once. Subclasses name the
+    package and the advisory lock key; ``asyncpg`` is imported only when a database is opened,
+    so the platform's core install does not need it.
+    """
+
+    PACKAGE: str = ""
+    LOCK_KEY: int = 0
+    DEFAULT_SCHEMA: str = ""
+
+    def __init__(self, pool: Any, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    @classmethod
+    def connect_error(cls, message: str, **context: Any) -> Exception:
+        """The error raised when the database cannot be used (a subclass names its own)."""
+        return ConnectionError(message)
+
+    @classmethod
+    async def open(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
+                   max_size: int = 8) -> Self:
+        """Connect, create the schema if needed and apply pending migrations."""
+        import asyncpg
+
+        name = schema or cls.DEFAULT_SCHEMA
+        if (problem := schema_name_error(name)) is not None:
+            raise cls.connect_error(problem, schema=name)
+        try:
+            conn = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise cls.connect_error(f"cannot connect to PostgreSQL: {type(exc).__name__}"
+                                    ) from None
+        try:
+            await create_schema(conn, name)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         server_settings={"search_path": name})
+        db = cls(pool, name)
+        await db.migrate()
+        return db
+
+    async def migrate(self) -> list[int]:
+        """Apply the package's migrations not yet recorded; return the versions applied now."""
+        return await apply_migrations(self.pool, package_migrations(self.PACKAGE),
+                                      self.LOCK_KEY)
+
+    async def migration_versions(self) -> list[int]:
+        return await applied_versions(self.pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def drop_schema(self) -> None:
+        """Remove every table of this schema (tests)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
