@@ -255,10 +255,17 @@ def check_wheel_contents(wheel: Path, lib: Library, root: Path) -> list[str]:
     return problems
 
 
+# Import names whose distribution is named otherwise (the rest match, or are a prefix of it:
+# ``nats`` -> ``nats-py``).
+_DISTRIBUTION_OF = {"nacl": "pynacl", "yaml": "pyyaml", "dotenv": "python-dotenv"}
+
+
 def _optional_ok(missing: str | None, pyproject: Pyproject | None) -> bool:
+    """Whether the module that failed to import belongs to one of the library's extras."""
     if not missing or pyproject is None:
         return False
-    wanted = canonicalize_name(missing.split(".")[0])
+    top = missing.split(".")[0]
+    wanted = canonicalize_name(_DISTRIBUTION_OF.get(top, top))
     return any(
         (name := canonicalize_name(req.name)) == wanted or name.startswith(wanted + "-")
         for req in pyproject.optional

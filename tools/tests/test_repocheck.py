@@ -936,3 +936,17 @@ def test_real_foundation_wheel_installs_alone_and_imports() -> None:
     assert 0 < report.sizes["foundation"] < 1000
     assert any("`pip install --no-index --find-links dist mts1b-foundation`" in line
                and "closure:" in line for line in lines)
+
+
+def test_an_extra_whose_module_is_named_otherwise_may_be_missing() -> None:
+    """``mts1b_platform.signing`` imports ``nacl``, which the ``signing`` extra's ``pynacl``
+    provides: without the extra that import may fail; an undeclared module may not."""
+    from tools.repocheck.static import Pyproject
+    from tools.repocheck.wheels import _optional_ok
+
+    extras = Pyproject(dependencies=(), optional=(Requirement("pynacl>=1.5,<2"),
+                                                  Requirement("nats-py>=2.7")))
+    assert _optional_ok("nacl.signing", extras)
+    assert _optional_ok("nats", extras)
+    assert not _optional_ok("asyncpg", extras)
+    assert not _optional_ok(None, extras)
