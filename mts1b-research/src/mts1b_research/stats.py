@@ -126,8 +126,9 @@ def newey_west_se(series: Any, lag: int) -> float | None:
     ``g_j = sum_t d_t d_{t-j} / n`` of the demeaned series (Bartlett weights keep ``S`` >= 0),
     and the standard error is ``sqrt(S / (n - 1))``: the ``n / (n - 1)`` small-sample factor
     (statsmodels' HAC with ``use_correction=True``) makes lag 0 exactly the plain
-    ``std(ddof=1) / sqrt(n)``. A lag at or beyond the series' length is capped at ``n - 1``. None with fewer than two values or a
-    zero variance (the mean is then exact, a t-stat meaningless).
+    ``std(ddof=1) / sqrt(n)``. A lag at or beyond the series' length is capped at ``n - 1``.
+    None with fewer than two values or a zero variance (the mean is then exact, a t-stat
+    meaningless).
     """
     q = _positive_int(lag, "lag", 0)
     x = _series(series)
