@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from mts1b_research.registry_cli import install as install_strategy_commands
+
 __all__ = ["app"]
 
 app = typer.Typer(name="mts1b-research", help="MTS1B research: strategies, signals, reports.",
@@ -11,3 +13,4 @@ app = typer.Typer(name="mts1b-research", help="MTS1B research: strategies, signa
 strategies_app = typer.Typer(help="The strategy registry.", no_args_is_help=True,
                              add_completion=False)
 app.add_typer(strategies_app, name="strategies")
+install_strategy_commands(strategies_app)  # list, show, register, ... (registry_cli)
