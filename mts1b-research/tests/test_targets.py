@@ -79,6 +79,14 @@ def test_panel_for_gives_the_last_sessions_up_to_end(demo_panel: UniversePanel) 
     assert demo_panel.mask.sum(axis=1).max() <= 100  # us-large-cap's default n
 
 
+@pytest.mark.parametrize("sessions", [1, 5, 63, 2500])
+def test_panel_for_gives_exactly_the_sessions_asked(demo_store: Store, sessions: int) -> None:
+    spec = momentum_v3(universe=["SPY"])
+    panel = panel_for(spec, demo_store, dt.date(2024, 12, 29), lookback_sessions=sessions)
+    assert len(panel) == sessions  # ten years of holidays are inside the widened range
+    assert panel.dates[-1] == np.datetime64("2024-12-27")  # the last session on or before end
+
+
 def test_faq_momentum_v3_equals_quantkit_on_the_demo(demo_panel: UniversePanel) -> None:
     spec = momentum_v3()
     got = strategy_weights(spec, demo_panel)
