@@ -40,9 +40,10 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "ReplaceRequest": (3, frozenset({1, 2})), "ReplaceOrder": (3, frozenset({1, 2})),
          "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset()),
          "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
-         "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2}))}
+         "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
+         "StrategyTransition": (1, frozenset())}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
-       "RebalanceReport", "FundNav", "ConfigureFund"}
+       "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:

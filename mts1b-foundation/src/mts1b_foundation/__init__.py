@@ -81,6 +81,7 @@ from mts1b_foundation.portfolio import (
     Signal,
     SleeveAllocation,
     StrategySpec,
+    StrategyTransition,
     TargetPortfolio,
     TradingStateChange,
 )
@@ -192,6 +193,7 @@ __all__ = [
     "SleeveAllocation",
     "StrategySpec",
     "StrategyState",
+    "StrategyTransition",
     "SubjectError",
     "SubmitOrder",
     "Symbol",

@@ -48,6 +48,7 @@ __all__ = [
     "Signal",
     "SleeveAllocation",
     "StrategySpec",
+    "StrategyTransition",
     "TargetPortfolio",
     "TradingStateChange",
 ]
@@ -259,6 +260,27 @@ class StrategySpec(WireModel):
         if not isinstance(self.sizing.get("method"), str):
             raise ValueError("sizing needs a 'method' name, e.g. {'method': 'equal_weight_long'}")
         return self
+
+
+class StrategyTransition(WireModel):
+    """A strategy's state change as the research registry committed it, for the audit chain.
+
+    ``actor`` is who the registry authenticated (a signed key's registered name, or the
+    administrator of its database), ``roles`` what that actor held; ``transition_id`` numbers
+    the registry's changes (a consumer can tell a repeat from a new one).
+    """
+
+    SCHEMA_VERSION = 1
+
+    transition_id: int = Field(ge=1)
+    strategy: Identifier
+    version: int = Field(ge=1)
+    from_state: StrategyState
+    to_state: StrategyState
+    actor: Identifier
+    roles: list[Identifier] = Field(default_factory=list)
+    reason: str | None = Field(default=None, max_length=2000)
+    ts: UtcDatetime
 
 
 UNLIMITED: Final = "unlimited"

@@ -44,6 +44,7 @@ from mts1b_foundation.portfolio import (
     FundConfig,
     FundNav,
     Signal,
+    StrategyTransition,
     TargetPortfolio,
     TradingStateChange,
 )
@@ -106,6 +107,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.research.signals.published", Signal, "a strategy's target weights"),
     _spec("mts.v1.research.signals.shadow", Signal,
           "a shadow strategy's target weights (never composed or traded)"),
+    _spec("mts.v1.research.strategies.changed", StrategyTransition,
+          "a strategy's state change in the research registry"),
     _spec("mts.v1.portfolio.targets.published", TargetPortfolio, "a fund's combined target"),
     _spec("mts.v1.treasury.allocations.published", Allocation, "capital assigned to a fund"),
     _spec("mts.v1.treasury.funds.updated", FundConfig,
