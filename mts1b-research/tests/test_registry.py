@@ -257,3 +257,17 @@ async def test_open_without_configuration_asks_the_dev_services(
     monkeypatch.setattr(devservices, "ensure_up", ensure_up)
     assert await database_url() == url
     assert asked == [{"nats": False, "postgres": True}]
+
+
+async def test_a_failed_publish_does_not_undo_the_commit(db: ResearchDb) -> None:
+    from mts1b_foundation import MtsError
+
+    class Down:
+        async def transition(self, record: TransitionRecord) -> None:
+            raise MtsError("bus down")
+
+    reg = StrategyRegistry(db, publisher=Down())
+    await reg.register(spec(), actor="ann")
+    record = await reg.shadow("mom", actor="ann", reason="r")
+    assert await reg.history("mom") == [record]
+    assert not await reg._published(record)

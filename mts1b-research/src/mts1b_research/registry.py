@@ -472,16 +472,21 @@ class StrategyRegistry:
             json.dumps(move.evidence.as_dict()) if move.evidence and verdict else None)
         return _transition(row)
 
-    async def _published(self, record: TransitionRecord) -> None:
-        """Hand a committed transition to the publisher. A bus failure does not undo the
-        commit (PostgreSQL is the record); it is logged."""
+    async def _published(self, record: TransitionRecord) -> bool:
+        """Hand a committed transition to the publisher; whether it took it. A bus failure
+        does not undo the commit (PostgreSQL is the record, ``history`` reads it): it is
+        logged with the transition's id so the audit chain's gap can be found and filled."""
         if self.publisher is None:
-            return
+            return False
         try:
             await self.publisher.transition(record)
         except MtsError as exc:
-            _log.warning("transition committed, not published", strategy=record.strategy,
-                         transition_id=record.transition_id, error=exc.code)
+            _log.warning("strategy transition committed, not published",
+                         strategy=record.strategy, transition_id=record.transition_id,
+                         from_state=record.from_state.value, to_state=record.to_state.value,
+                         error=exc.code)
+            return False
+        return True
 
     async def list(self, *, include_retired: bool = True) -> builtins.list[StrategyRecord]:
         """Every strategy at its current version, by name."""

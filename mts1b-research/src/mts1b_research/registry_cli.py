@@ -124,7 +124,8 @@ def _spec_from_file(path: Path) -> StrategySpec:
 
 
 def _params_text(params: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in params.items()) + "}"
+    return "{" + ", ".join(f"{k}={json.dumps(v) if isinstance(v, bool) else v}"
+                           for k, v in params.items()) + "}"
 
 
 def _strategy_line(record: StrategyRecord) -> str:
