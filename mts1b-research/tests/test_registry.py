@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Iterator
 from decimal import Decimal
 
 import asyncpg
@@ -271,3 +272,49 @@ async def test_a_failed_publish_does_not_undo_the_commit(db: ResearchDb) -> None
     record = await reg.shadow("mom", actor="ann", reason="r")
     assert await reg.history("mom") == [record]
     assert not await reg._published(record)
+
+
+async def test_promote_to_an_unknown_state_names_the_field(reg: StrategyRegistry) -> None:
+    await reg.register(spec(), actor="ann")
+    with pytest.raises(ResearchInputError) as bad:
+        await reg.promote("mom", "production", actor="ann", reason="r")  # type: ignore[arg-type]
+    assert bad.value.context["field"] == "to"
+
+
+def _sync_session(schema: str) -> list[str]:
+    with StrategyRegistry.connect_sync(DSN, schema=schema) as reg:
+        reg.register(spec(), actor="ann")
+        reg.shadow("mom", actor="ann", reason="r")
+        reg.promote("mom", S.PAPER, actor="ann", reason="r", evidence=ENOUGH)
+        with pytest.raises(TransitionRefused):
+            reg.promote("mom", S.LIVE, actor="ann", reason="r", evidence=ENOUGH)
+        assert reg.show("mom").state is S.PAPER
+        assert [v.spec.version for v in reg.versions("mom")] == [1]
+        return [h.to_state.value for h in reg.history("mom")]
+
+
+def test_the_blocking_registry_for_scripts(db_schema: str) -> None:
+    assert _sync_session(db_schema) == ["shadow", "paper"]
+
+
+async def test_the_blocking_registry_inside_a_running_loop(db: ResearchDb) -> None:
+    """A notebook cell runs inside the kernel's loop: the facade's own loop still serves."""
+    assert _sync_session(db.schema) == ["shadow", "paper"]
+    assert [r.state for r in await StrategyRegistry(db).list()] == [S.PAPER]
+
+
+@pytest.fixture
+def db_schema() -> Iterator[str]:
+    import uuid
+
+    name = f"rs_s_{uuid.uuid4().hex[:12]}"
+    yield name
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())

@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import asyncpg
 from mts1b_foundation import MtsError, StrategySpec, StrategyState, parse_message
@@ -35,6 +35,9 @@ from mts1b_research.db import DEFAULT_SCHEMA, ResearchDb
 from mts1b_research.errors import ResearchInputError, TransitionRefused
 from mts1b_research.promotion import MinimumEvidence, PromotionEvidence, PromotionRule, RuleVerdict
 from mts1b_research.registry_states import RISK_ROLE, Requirement, check_transition
+
+if TYPE_CHECKING:
+    from mts1b_research.registry_sync import SyncStrategyRegistry
 
 __all__ = [
     "RISK_ROLE",
@@ -244,6 +247,16 @@ class StrategyRegistry:
         registry._owns_db = True
         return registry
 
+    @staticmethod
+    def connect_sync(dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+                     rule: PromotionRule | None = None,
+                     publisher: TransitionPublisher | None = None) -> SyncStrategyRegistry:
+        """The registry with blocking methods (a notebook cell or script that does not
+        ``await``): :class:`~mts1b_research.registry_sync.SyncStrategyRegistry`."""
+        from mts1b_research.registry_sync import SyncStrategyRegistry
+
+        return SyncStrategyRegistry.connect(dsn, schema=schema, rule=rule, publisher=publisher)
+
     async def close(self) -> None:
         """Close the pool when :meth:`open` made it (a pool passed in stays the owner's)."""
         if self._owns_db:
@@ -372,7 +385,10 @@ class StrategyRegistry:
         """shadow -> paper or paper -> live, when the promotion rule approves ``evidence``
         (the strategy's statistics in its current stage); live also needs ``"risk"`` in
         ``roles``. A refusal lists every reason and writes nothing."""
-        target = S(to)
+        try:
+            target = S(to)
+        except ValueError:
+            raise ResearchInputError("to", to, "promote goes to paper or live") from None
         if target not in (S.PAPER, S.LIVE):
             raise ResearchInputError("to", target.value, "promote goes to paper or live")
         return await self._move(name, "promote", target, actor, roles, reason, evidence, now)

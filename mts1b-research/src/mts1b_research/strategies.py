@@ -16,6 +16,7 @@ from mts1b_research.registry import (
     TransitionRecord,
     VersionRecord,
 )
+from mts1b_research.registry_sync import SyncStrategyRegistry
 
 __all__ = [
     "MinimumEvidence",
@@ -24,6 +25,7 @@ __all__ = [
     "RuleVerdict",
     "StrategyRecord",
     "StrategyRegistry",
+    "SyncStrategyRegistry",
     "TransitionPublisher",
     "TransitionRecord",
     "VersionRecord",
