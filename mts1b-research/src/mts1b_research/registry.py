@@ -212,7 +212,6 @@ class _Move:
     """A requested change, checked inside the locking transaction."""
 
     name: str
-    command: str
     target: StrategyState | None  # None: enable (back to the remembered state)
     actor: str
     roles: tuple[str, ...]
@@ -331,7 +330,7 @@ class StrategyRegistry:
         if current.state is S.DRAFT:
             return None
         why = f"version {version} registered" + (f": {reason}" if reason else "")
-        move = _Move(current.name, "register", S.DRAFT, actor, (), why, None, when)
+        move = _Move(current.name, S.DRAFT, actor, (), why, None, when)
         return await self._record(conn, move, version, current.state, S.DRAFT, None)
 
     @staticmethod
@@ -377,7 +376,7 @@ class StrategyRegistry:
                      roles: Collection[str] = (), now: dt.datetime | None = None
                      ) -> TransitionRecord:
         """draft -> shadow: signals computed and published on the shadow subject, not traded."""
-        return await self._move(name, "shadow", S.SHADOW, actor, roles, reason, None, now)
+        return await self._move(name, S.SHADOW, actor, roles, reason, None, now)
 
     async def promote(self, name: str, to: StrategyState, *, actor: str, reason: str,
                       evidence: PromotionEvidence | None = None, roles: Collection[str] = (),
@@ -391,35 +390,35 @@ class StrategyRegistry:
             raise ResearchInputError("to", to, "promote goes to paper or live") from None
         if target not in (S.PAPER, S.LIVE):
             raise ResearchInputError("to", target.value, "promote goes to paper or live")
-        return await self._move(name, "promote", target, actor, roles, reason, evidence, now)
+        return await self._move(name, target, actor, roles, reason, evidence, now)
 
     async def disable(self, name: str, *, actor: str, reason: str,
                       roles: Collection[str] = (), now: dt.datetime | None = None
                       ) -> TransitionRecord:
         """Stop the strategy wherever it is (needs no role: stopping must always be easy);
         :meth:`enable` restores that state."""
-        return await self._move(name, "disable", S.DISABLED, actor, roles, reason, None, now)
+        return await self._move(name, S.DISABLED, actor, roles, reason, None, now)
 
     async def enable(self, name: str, *, actor: str, reason: str,
                      roles: Collection[str] = (), now: dt.datetime | None = None
                      ) -> TransitionRecord:
         """Back to the state held before the disable; back to live needs ``"risk"``."""
-        return await self._move(name, "enable", None, actor, roles, reason, None, now)
+        return await self._move(name, None, actor, roles, reason, None, now)
 
     async def retire(self, name: str, *, actor: str, reason: str,
                      roles: Collection[str] = (), now: dt.datetime | None = None
                      ) -> TransitionRecord:
         """End the strategy for good (its name and history stay)."""
-        return await self._move(name, "retire", S.RETIRED, actor, roles, reason, None, now)
+        return await self._move(name, S.RETIRED, actor, roles, reason, None, now)
 
-    async def _move(self, name: str, command: str, target: StrategyState | None, actor: str,
+    async def _move(self, name: str, target: StrategyState | None, actor: str,
                     roles: Collection[str], reason: str, evidence: PromotionEvidence | None,
                     now: dt.datetime | None) -> TransitionRecord:
         _check_actor(actor)
         _check_reason(reason, required=True)
         if isinstance(roles, str):
             raise ResearchInputError("roles", roles, "a collection of role names, not a string")
-        move = _Move(name, command, target, actor, tuple(sorted(set(roles))), reason, evidence,
+        move = _Move(name, target, actor, tuple(sorted(set(roles))), reason, evidence,
                      now or _now())
         async with self.db.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(_CURRENT + " WHERE s.name = $1 FOR UPDATE OF s", name)
