@@ -85,3 +85,37 @@ async def test_a_key_the_oms_does_not_know_is_refused(oms: tuple[Bus, dict[str, 
     bus, _keys = oms
     with pytest.raises(ResearchError, match="UNAUTHORIZED"):
         await halt_strategy(bus, SigningKey.generate("stranger"), "mom", "x")
+
+
+async def test_the_disable_command_halts_at_the_oms_then_records_the_key_as_actor(
+        oms: tuple[Bus, dict[str, Any]], tmp_path: Any) -> None:
+    """``strategies disable --key-file``: the OMS acknowledges first, then the registry records
+    the transition with the key's registered name."""
+    from mts1b_foundation import StrategySpec
+    from mts1b_research.cli import app
+    from mts1b_research.registry import StrategyRegistry
+    from typer.testing import CliRunner
+
+    bus, keys = oms
+    assert (await _submit(bus, "m0", "mom")).ok
+    schema = f"rs_h_{uuid.uuid4().hex[:10]}"
+    registry = await StrategyRegistry.open(DSN, schema=schema)
+    try:
+        await registry.register(StrategySpec(name="mom", factor="f_momentum_12_1",
+                                             universe="us-large-cap"), actor="alice")
+        await registry.shadow("mom", actor="alice", reason="watch")
+        key_file = tmp_path / "ops.key"
+        keys["ops-test"].save(key_file)
+        result = await asyncio.to_thread(CliRunner().invoke, app, [
+            "strategies", "disable", "mom", "--reason", "drawdown", "--key-file", str(key_file),
+            "--namespace", bus.namespace or "", "--json"],
+            env={"MTS_DATABASE_URL": DSN, "MTS_RESEARCH_SCHEMA": schema})
+        assert result.exit_code == 0, result.output
+        assert "OMS halted strategy mom" in result.stderr
+        [*_, last] = await registry.history("mom")
+        assert (last.to_state.value, last.actor) == ("disabled", "ops-test")
+        refused = await _submit(bus, "m1", "mom")
+        assert refused.code is ReplyCode.TRADING_HALTED
+    finally:
+        await registry.db.drop_schema()
+        await registry.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mts1b_research.registry_cli import install as install_strategy_commands
+from mts1b_research.service_cli import install as install_service_commands
 
 __all__ = ["app"]
 
@@ -14,3 +15,4 @@ strategies_app = typer.Typer(help="The strategy registry.", no_args_is_help=True
                              add_completion=False)
 app.add_typer(strategies_app, name="strategies")
 install_strategy_commands(strategies_app)  # list, show, register, ... (registry_cli)
+install_service_commands(app)  # serve, signal, report (service_cli)

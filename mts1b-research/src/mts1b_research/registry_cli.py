@@ -240,12 +240,34 @@ def strategies_shadow(name: Name, reason: Reason, dsn: Dsn = None,
         name, actor=actor, reason=reason)), as_json)
 
 
-def strategies_disable(name: Name, reason: Reason, dsn: Dsn = None,
-                       schema: Schema = DEFAULT_SCHEMA, actor: Actor = "cli",
-                       as_json: AsJson = False) -> None:
-    """Stop a strategy wherever it is; enable restores that state."""
-    _print_transition(_on_registry(dsn, schema, lambda r: r.disable(
-        name, actor=actor, reason=reason)), as_json)
+def strategies_disable(
+    name: Name, reason: Reason, dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA,
+    actor: Actor = "cli", as_json: AsJson = False,
+    key_file: Annotated[Path | None, typer.Option(
+        envvar="MTS_OMS_KEY_FILE",
+        help="your signing key (operations role): the OMS halts the strategy first - its "
+             "working orders canceled, new ones refused - and its acknowledgement is awaited")
+                        ] = None,
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="NATS namespace prefix")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the OMS")] = 5.0,
+) -> None:
+    """Stop a strategy wherever it is (enable restores that state). With --key-file the OMS
+    halts it first and the registry records the key's name as the actor."""
+    if key_file is None:
+        typer.echo(f"mts1b-research: the OMS was not told (no --key-file): working orders of "
+                   f"{name} stay until you halt it (`mts mts1b-oms halt --strategy {name}`)",
+                   err=True)
+        _print_transition(_on_registry(dsn, schema, lambda r: r.disable(
+            name, actor=actor, reason=reason)), as_json)
+        return
+    from mts1b_research.halt_cli import disable_with_halt
+
+    ack, record = disable_with_halt(name, reason, key_file=key_file, dsn=dsn, schema=schema,
+                                    namespace=namespace, timeout=timeout)
+    typer.echo(f"OMS halted strategy {name} in {ack.seconds * 1000:.0f} ms "
+               f"({ack.cancels_outstanding} cancels outstanding)", err=True)
+    _print_transition(record, as_json)
 
 
 def strategies_enable(name: Name, reason: Reason, dsn: Dsn = None,

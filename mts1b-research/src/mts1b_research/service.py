@@ -107,9 +107,11 @@ class SignalService:
             await self._alert(f"no signal for {spec.name} v{spec.version} at {at.isoformat()}:"
                               f" {exc.message}", strategy=spec.name)
             return None
+        # once per mode, strategy version and rebalance time: a shadow strategy promoted
+        # at a rebalance it already published in shadow still publishes it live
         await self.bus.publish_acked(signal_subject(spec), signal,
-                                     msg_id=f"signal:{spec.name}:v{spec.version}:"
-                                            f"{at.isoformat()}")
+                                     msg_id=f"signal:{signal.mode}:{spec.name}:"
+                                            f"v{spec.version}:{at.isoformat()}")
         self.published.append(signal)
         _log.info("signal published", strategy=spec.name, version=spec.version,
                   mode=signal.mode, names=len(signal.weights), at=at.isoformat())

@@ -1,0 +1,56 @@
+"""``strategies disable --key-file``: the OMS halts the strategy, then the registry records it.
+
+Why in this order: the registry's state is what the signal service reads, the OMS's halt is
+what stops money moving. Halting first means a disable the OMS did not acknowledge (no OMS
+answering, a key it does not know) changes nothing and says so; once acknowledged, the registry
+records the key's registered name - the identity the OMS checked - as the actor, and the
+transition is published for the audit chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.signing import KeyFileError, SigningKey
+
+from mts1b_research.errors import ResearchError
+from mts1b_research.halt import HaltAcknowledged, halt_strategy
+from mts1b_research.registry import StrategyRegistry, TransitionRecord
+from mts1b_research.service import BusTransitionPublisher
+
+__all__ = ["disable_with_halt"]
+
+
+def disable_with_halt(name: str, reason: str, *, key_file: Path, dsn: str | None, schema: str,
+                      namespace: str | None, timeout: float
+                      ) -> tuple[HaltAcknowledged, TransitionRecord]:
+    """Halt ``name`` at the OMS with the key in ``key_file``, then disable it in the registry."""
+    try:
+        key = SigningKey.load(key_file)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
+
+    async def run() -> tuple[HaltAcknowledged, TransitionRecord]:
+        overrides: dict[str, Any] = {"name": "mts1b-research-cli", "connect_timeout": 2}
+        if namespace:
+            overrides["namespace"] = namespace
+        try:
+            bus = await Bus.connect(**overrides)
+        except BusError as exc:
+            raise ResearchError(f"NATS is not reachable ({exc.code}): nothing was disabled",
+                                strategy=name) from None
+        try:
+            async with await StrategyRegistry.open(
+                    dsn, schema=schema, publisher=BusTransitionPublisher(bus)) as registry:
+                await registry.show(name)  # an unknown strategy is refused before the OMS
+                ack = await halt_strategy(bus, key, name, reason, timeout=timeout)
+                record = await registry.disable(name, actor=key.name, reason=reason)
+            return ack, record
+        finally:
+            await bus.drain()
+
+    return asyncio.run(run())

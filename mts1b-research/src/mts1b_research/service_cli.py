@@ -1,0 +1,117 @@
+"""``mts mts1b-research serve | signal | report``: the signal service, one signal, a report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mts1b_research.db import DEFAULT_SCHEMA
+from mts1b_research.errors import ResearchInputError
+
+__all__ = ["install"]
+
+Dsn = Annotated[str | None, typer.Option(
+    envvar="MTS_DATABASE_URL", help="PostgreSQL DSN (default: the local one of `mts dev up`)")]
+Schema = Annotated[str, typer.Option(envvar="MTS_RESEARCH_SCHEMA", help="PostgreSQL schema")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="datalake store root (default: $MTS_DATALAKE_ROOT or the user's)")]
+
+
+def _day(field: str, text: str | None) -> dt.date:
+    if text is None:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ResearchInputError(field, text, "not a date (YYYY-MM-DD)") from None
+
+
+def _store(root: str | None) -> Any:
+    from mts1b_datalake.store import Store
+
+    return Store(root) if root else Store.default()
+
+
+def serve(
+    store: StoreOpt = None, dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA,
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="NATS namespace prefix")] = None,
+    calendar: Annotated[str, typer.Option(help="exchange calendar of the rebalances")] = "XNYS",
+) -> None:
+    """Publish every shadow, paper and live strategy's signal at its rebalance times until
+    SIGTERM (shadow ones on mts.v1.research.signals.shadow)."""
+    from mts1b_platform.logging import set_service
+
+    from mts1b_research.service import ServeOptions, run_service
+
+    set_service("research")
+    opts = ServeOptions(dsn=dsn, store=store, schema=schema, namespace=namespace,
+                        calendar=calendar)
+    typer.echo(f"research serving (schema {schema}{f', namespace {namespace}' if namespace else ''}"
+               "); SIGTERM stops")
+    asyncio.run(run_service(opts))
+    typer.echo("research stopped")
+
+
+def signal(
+    name: Annotated[str, typer.Argument(help="strategy name")],
+    date: Annotated[str | None, typer.Option("--date", help="session, YYYY-MM-DD")] = None,
+    store: StoreOpt = None, dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """Compute a registered strategy's signal for one session and print it as JSON (nothing is
+    published)."""
+    from mts1b_research.registry import StrategyRegistry
+    from mts1b_research.signals import compute_signal
+
+    session = _day("--date", date)
+
+    async def spec_of() -> Any:
+        async with await StrategyRegistry.open(dsn, schema=schema) as registry:
+            return (await registry.show(name)).spec
+
+    spec = asyncio.run(spec_of())
+    at = dt.datetime.combine(session, dt.time(21, 0), tzinfo=dt.UTC)
+    typer.echo(compute_signal(spec, _store(store), session, at).to_json().decode())
+
+
+def report(
+    name: Annotated[str, typer.Argument(help="strategy name")],
+    out: Annotated[Path, typer.Option(help="the HTML file to write")],
+    end: Annotated[str | None, typer.Option(help="last session, YYYY-MM-DD (default: today)")
+                   ] = None,
+    realised: Annotated[Path | None, typer.Option(
+        help="CSV date,return: the strategy's realised daily returns since it went live")
+                        ] = None,
+    store: StoreOpt = None, dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA,
+) -> None:
+    """Write one self-contained HTML page: rolling IC and rank IC with bands, IC decay by
+    horizon, realised against backtested returns since going live, turnover, state history."""
+    from mts1b_research.registry import StrategyRegistry
+    from mts1b_research.report import render_report
+    from mts1b_research.reporting import read_returns, report_data
+
+    last = _day("--end", end)
+    returns = read_returns(realised) if realised else None
+
+    async def gather() -> Any:
+        async with await StrategyRegistry.open(dsn, schema=schema) as registry:
+            record = await registry.show(name)
+            return record.spec, await registry.history(name)
+
+    spec, history = asyncio.run(gather())
+    data = report_data(spec, _store(store), last, history, realised=returns)
+    out.write_text(render_report(data), encoding="utf-8")
+    typer.echo(json.dumps({"report": str(out), "strategy": spec.name, "version": spec.version,
+                           "sessions": len(data.dates)}))
+
+
+def install(app: typer.Typer) -> None:
+    """Add ``serve``, ``signal`` and ``report`` to the ``mts mts1b-research`` group."""
+    app.command("serve")(serve)
+    app.command("signal")(signal)
+    app.command("report")(report)

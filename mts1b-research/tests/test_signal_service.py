@@ -1,0 +1,166 @@
+"""The signal service over a real NATS JetStream and PostgreSQL with the synthetic demo market
+(issue #19): the FAQ's momentum_v3 registered, its signal published on the shadow subject while
+it is a shadow strategy and on the live one once promoted, each rebalance once; the registry's
+transitions on mts.v1.research.strategies.changed; a disable halted by a real OMS first; the
+report and one-off signal commands."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from mts1b_datalake.store import Store
+from mts1b_datalake.synthetic import install_demo_market
+from mts1b_foundation import (
+    Signal,
+    StrategySpec,
+    StrategyState,
+    StrategyTransition,
+    parse_message,
+)
+from mts1b_platform.bus import Bus, BusError
+from mts1b_research.cli import app
+from mts1b_research.db import ResearchDb
+from mts1b_research.promotion import PromotionEvidence
+from mts1b_research.registry import StrategyRegistry
+from mts1b_research.service import BusTransitionPublisher, SignalService
+from typer.testing import CliRunner
+
+from .conftest import DSN, open_db
+
+pytestmark = pytest.mark.integration
+AT = dt.datetime(2024, 12, 31, 20, 45, tzinfo=dt.UTC)  # close-15m of 2024-12-31
+
+
+def momentum_v3() -> StrategySpec:
+    return StrategySpec(name="momentum_v3", factor="f_momentum_12_1",
+                        params={"h_long": 252, "h_skip": 21}, universe="us-large-cap",
+                        sizing={"method": "kelly_voltarget_12"}, rebalance="close-15m",
+                        horizon=5)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return install_demo_market(tmp_path_factory.mktemp("demo-lake"))
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[tuple[Bus, ResearchDb, StrategyRegistry]]:
+    try:
+        bus = await Bus.connect(namespace=f"t{uuid.uuid4().hex[:10]}", connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    db = await open_db()
+    await bus.declare_streams(["research", "operations"])
+    registry = StrategyRegistry(db, publisher=BusTransitionPublisher(bus))
+    try:
+        yield bus, db, registry
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
+        await db.drop_schema()
+        await db.close()
+
+
+async def _messages(bus: Bus, subject: str) -> list[bytes]:
+    """Every message the research stream stores on ``subject``, in order."""
+    stream = bus.stream_for("research")
+    info = await bus.js.stream_info(stream)
+    wire = bus.wire_subject(subject)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg(stream, seq)
+        if msg.subject == wire:
+            out.append(bytes(msg.data or b""))
+    return out
+
+
+async def test_shadow_then_paper_signals_go_where_they_belong(
+        stack: tuple[Bus, ResearchDb, StrategyRegistry], demo_store: Store) -> None:
+    bus, _db, registry = stack
+    await registry.register(momentum_v3(), actor="alice")
+    await registry.shadow("momentum_v3", actor="alice", reason="watch it")
+    service = SignalService(bus, registry, demo_store)
+    [spec] = await service.active()
+    assert spec.state is StrategyState.SHADOW
+    first = await service.publish_due(spec, AT)
+    again = await service.publish_due(spec, AT)  # the same rebalance: stored once
+    assert first is not None and again is not None and first.mode == "shadow"
+    assert first.weights and first.sessions == 60 and first.horizon == 5
+    assert first.t_stat is not None and first.rank_ic is not None
+    assert abs(sum(first.weights.values(), Decimal(0))) <= Decimal(3)
+    shadow = await _messages(bus, "mts.v1.research.signals.shadow")
+    assert len(shadow) == 1
+    assert parse_message(Signal, shadow[0]) == first
+    assert await _messages(bus, "mts.v1.research.signals.published") == []
+
+    await registry.promote("momentum_v3", StrategyState.PAPER, actor="alice",
+                           reason="enough evidence",
+                           evidence=PromotionEvidence(sessions=60, mean_ic=first.ic,
+                                                      t_stat=first.t_stat))
+    [paper] = await service.active()
+    live = await service.publish_due(paper, AT)
+    assert live is not None and live.mode == "live"
+    assert len(await _messages(bus, "mts.v1.research.signals.published")) == 1
+    changes = [parse_message(StrategyTransition, m)
+               for m in await _messages(bus, "mts.v1.research.strategies.changed")]
+    assert [(c.from_state.value, c.to_state.value, c.actor) for c in changes] == [
+        ("draft", "shadow", "alice"), ("shadow", "paper", "alice")]
+
+
+async def test_a_strategy_without_data_raises_an_alert_not_an_error(
+        stack: tuple[Bus, ResearchDb, StrategyRegistry], demo_store: Store) -> None:
+    bus, _db, registry = stack
+    spec = momentum_v3().model_copy(update={"universe": ["NOPE"]})
+    await registry.register(spec, actor="alice")
+    await registry.shadow("momentum_v3", actor="alice", reason="x")
+    service = SignalService(bus, registry, demo_store)
+    [active] = await service.active()
+    assert await service.publish_due(active, AT) is None
+    alerts = await bus.js.stream_info(bus.stream_for("operations"))
+    assert alerts.state.messages == 1
+
+
+def test_report_and_signal_commands(demo_store: Store, tmp_path: Path) -> None:
+    schema = f"rs_cli_{uuid.uuid4().hex[:10]}"
+    env = {"MTS_DATABASE_URL": DSN, "MTS_RESEARCH_SCHEMA": schema}
+    runner = CliRunner()
+    try:
+        made = runner.invoke(app, ["strategies", "register", "--name", "momentum_v3",
+                                   "--factor", "f_momentum_12_1", "--param", "h_long=252",
+                                   "--param", "h_skip=21", "--universe", "us-large-cap",
+                                   "--sizing-method", "kelly_voltarget_12", "--horizon", "5"],
+                             env=env)
+        assert made.exit_code == 0, made.output
+        one = runner.invoke(app, ["signal", "momentum_v3", "--date", "2024-12-31", "--store",
+                                  str(demo_store.root)], env=env)
+        assert one.exit_code == 0, one.output
+        signal = parse_message(Signal, one.stdout)
+        assert signal.strategy_id == "momentum_v3" and signal.weights
+        page = tmp_path / "report.html"
+        rep = runner.invoke(app, ["report", "momentum_v3", "--end", "2024-12-31", "--store",
+                                  str(demo_store.root), "--out", str(page)], env=env)
+        assert rep.exit_code == 0, rep.output
+        assert json.loads(rep.stdout)["strategy"] == "momentum_v3"
+        html = page.read_text()
+        assert "momentum_v3" in html and html.count("<svg") >= 3
+    finally:
+        asyncio.run(_drop(schema))
+
+
+async def _drop(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
