@@ -236,18 +236,20 @@ class StrategyRegistry:
         self._owns_db = False
 
     @classmethod
-    async def open(cls, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+    async def open(cls, dsn: str | None = None, *, schema: str | None = None,
                    rule: PromotionRule | None = None,
                    publisher: TransitionPublisher | None = None) -> Self:
-        """Open the registry on ``dsn`` (default: :func:`database_url`); :meth:`close` closes
-        the pool it opened."""
-        db = await ResearchDb.open(await database_url(dsn), schema=schema)
+        """Open the registry on ``dsn`` (default: :func:`database_url`) and ``schema``
+        (default: ``$MTS_RESEARCH_SCHEMA``, else ``mts_research``, as the CLI reads it);
+        :meth:`close` closes the pool it opened."""
+        name = schema or os.environ.get("MTS_RESEARCH_SCHEMA") or DEFAULT_SCHEMA
+        db = await ResearchDb.open(await database_url(dsn), schema=name)
         registry = cls(db, rule=rule, publisher=publisher)
         registry._owns_db = True
         return registry
 
     @staticmethod
-    def connect_sync(dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+    def connect_sync(dsn: str | None = None, *, schema: str | None = None,
                      rule: PromotionRule | None = None,
                      publisher: TransitionPublisher | None = None) -> SyncStrategyRegistry:
         """The registry with blocking methods (a notebook cell or script that does not

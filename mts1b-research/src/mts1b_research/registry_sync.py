@@ -17,7 +17,6 @@ from typing import Any, Self, TypeVar
 
 from mts1b_foundation import StrategySpec, StrategyState
 
-from mts1b_research.db import DEFAULT_SCHEMA
 from mts1b_research.promotion import PromotionEvidence, PromotionRule
 from mts1b_research.registry import (
     StrategyRecord,
@@ -43,7 +42,7 @@ class SyncStrategyRegistry:
         self.registry = registry
 
     @classmethod
-    def connect(cls, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+    def connect(cls, dsn: str | None = None, *, schema: str | None = None,
                 rule: PromotionRule | None = None,
                 publisher: TransitionPublisher | None = None) -> Self:
         loop = asyncio.new_event_loop()
