@@ -7,7 +7,7 @@ EXPECTED = {
     "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",
     "TREASURY_FUNDS_BUCKET", "FUND_COMMAND_CONTEXT", "ConfigureFund", "FundNav", "FieldError",
-    "StrategyTransition",
+    "StrategyTransition", "StrategyCommand", "STRATEGY_COMMAND_CONTEXT",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",
     "BrokerRejected", "BrokerTransportError", "BrokerUnknownOutcome", "CancelOrder", "Clock",
     "CommandReply", "ConnectionState", "CryptoPair", "DeadLetter", "Denial", "DenialCode",

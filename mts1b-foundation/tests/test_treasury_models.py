@@ -61,3 +61,24 @@ def test_configure_fund_signs_the_configuration_it_carries() -> None:
         update={"target_nav_usd": Decimal(200)})})
     assert bigger.signing_bytes() != command.signing_bytes()
     assert model_for_subject("mts.v1.treasury.commands.configure") is ConfigureFund
+
+
+def test_strategy_command_signs_its_action_target_and_evidence() -> None:
+    from mts1b_foundation import STRATEGY_COMMAND_CONTEXT, StrategyCommand
+
+    base: dict[str, Any] = {"action": "promote", "strategy": "momentum_v3", "to_state": "live",
+                            "evidence": {"sessions": 60, "mean_ic": 0.03}, "reason": "go",
+                            "key_id": "cro", "nonce": "ab" * 16, "timestamp": T0,
+                            "signature": "A" * 86 + "=="}
+    command = parse_message(StrategyCommand, base)
+    lines = command.signing_bytes().decode().split("\n")
+    assert lines[:4] == [STRATEGY_COMMAND_CONTEXT, "promote", "momentum_v3", "live"]
+    paper = parse_message(StrategyCommand, {**base, "to_state": "paper"})
+    assert paper.signing_bytes() != command.signing_bytes()
+    more = parse_message(StrategyCommand, {**base, "evidence": {"sessions": 61}})
+    assert more.signing_bytes() != command.signing_bytes()
+    with pytest.raises(ValidationFailed, match="to_state is given exactly when"):
+        parse_message(StrategyCommand, {**base, "action": "enable"})
+    with pytest.raises(ValidationFailed, match="unknown fields"):
+        parse_message(StrategyCommand, {**base, "evidence": {"sharpe": 3}})
+    assert model_for_subject("mts.v1.research.commands.strategy") is StrategyCommand

@@ -8,6 +8,7 @@ which raises only :class:`ValidationFailed`.
 from mts1b_foundation.commands import (
     FUND_COMMAND_CONTEXT,
     STATE_COMMAND_CONTEXT,
+    STRATEGY_COMMAND_CONTEXT,
     BrokerQuery,
     CancelOrder,
     CommandReply,
@@ -19,6 +20,7 @@ from mts1b_foundation.commands import (
     ResumeTrading,
     SetTradingState,
     SignedStateCommand,
+    StrategyCommand,
     SubmitOrder,
     state_command_bytes,
 )
@@ -126,6 +128,7 @@ __all__ = [
     "MULTI_SLEEVE_STRATEGY",
     "OHLCV_FIELDS",
     "STATE_COMMAND_CONTEXT",
+    "STRATEGY_COMMAND_CONTEXT",
     "STREAMS",
     "TREASURY_FUNDS_BUCKET",
     "UNLIMITED",
@@ -191,6 +194,7 @@ __all__ = [
     "Signal",
     "SignedStateCommand",
     "SleeveAllocation",
+    "StrategyCommand",
     "StrategySpec",
     "StrategyState",
     "StrategyTransition",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Annotated, Any, ClassVar, Self
+import json
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -28,6 +29,7 @@ from mts1b_foundation.wire import (
 __all__ = [
     "FUND_COMMAND_CONTEXT",
     "STATE_COMMAND_CONTEXT",
+    "STRATEGY_COMMAND_CONTEXT",
     "BrokerQuery",
     "CancelOrder",
     "CommandReply",
@@ -39,6 +41,7 @@ __all__ = [
     "ResumeTrading",
     "SetTradingState",
     "SignedStateCommand",
+    "StrategyCommand",
     "SubmitOrder",
     "state_command_bytes",
 ]
@@ -249,6 +252,57 @@ class ConfigureFund(WireModel):
         digest = hashlib.sha256(self.config.to_json()).hexdigest()
         return "\n".join((FUND_COMMAND_CONTEXT, self.key_id, self.nonce,
                           _timestamp_text(self.timestamp), self.reason, digest)).encode("utf-8")
+
+
+STRATEGY_COMMAND_CONTEXT = "mts1b.research.strategy-command.v1"
+"""The first line of a signed strategy command's bytes (:meth:`StrategyCommand.signing_bytes`)."""
+
+
+class StrategyCommand(WireModel):
+    """A signed change of a strategy's state, for the research service's registry.
+
+    Sent on ``mts.v1.research.commands.strategy``. ``action`` ``promote`` moves the strategy to
+    ``to_state`` (``paper`` or ``live``) when the registry's promotion rule accepts ``evidence``
+    (``sessions``, ``mean_ic``, ``t_stat``, ``hit_rate``); ``enable`` restores the state held
+    before a disable. Going live - by promotion, or by enabling a strategy that was live - needs
+    a key with the ``risk`` role; the rest ``operations``. The actor recorded is the key's
+    registered name. The signature covers, one per line (LF, UTF-8):
+    :data:`STRATEGY_COMMAND_CONTEXT`, the action, the strategy, the target state (``-`` for
+    enable), the key id, the nonce, the timestamp (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), the reason,
+    and the SHA-256 (hex) of the evidence as sorted-key JSON.
+    """
+
+    COMMAND: ClassVar[str] = "strategy"
+    SCHEMA_VERSION = 1
+
+    action: Literal["promote", "enable"]
+    strategy: Identifier
+    to_state: Literal["paper", "live"] | None = None
+    evidence: dict[str, float] = Field(default_factory=dict)
+    reason: _Reason
+    key_id: Identifier
+    nonce: _Nonce
+    timestamp: UtcDatetime
+    signature: _Signature
+
+    @model_validator(mode="after")
+    def _target(self) -> Self:
+        if (self.action == "promote") != (self.to_state is not None):
+            raise ValueError("to_state is given exactly when the action is promote")
+        unknown = set(self.evidence) - {"sessions", "mean_ic", "t_stat", "hit_rate"}
+        if unknown:
+            raise ValueError(f"evidence holds unknown fields {sorted(unknown)} (sessions, "
+                             "mean_ic, t_stat, hit_rate)")
+        return self
+
+    def signing_bytes(self) -> bytes:
+        """What :attr:`signature` signs (see the class docstring)."""
+        evidence = hashlib.sha256(json.dumps(self.evidence, sort_keys=True).encode()
+                                  ).hexdigest()
+        return "\n".join((STRATEGY_COMMAND_CONTEXT, self.action, self.strategy,
+                          self.to_state or "-", self.key_id, self.nonce,
+                          _timestamp_text(self.timestamp), self.reason, evidence)
+                         ).encode("utf-8")
 
 
 class BrokerQuery(WireModel):

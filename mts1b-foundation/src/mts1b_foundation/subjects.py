@@ -31,6 +31,7 @@ from mts1b_foundation.commands import (
     ReplaceOrder,
     ResumeTrading,
     SetTradingState,
+    StrategyCommand,
     SubmitOrder,
 )
 from mts1b_foundation.enums import OrderEventType
@@ -109,6 +110,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
           "a shadow strategy's target weights (never composed or traded)"),
     _spec("mts.v1.research.strategies.changed", StrategyTransition,
           "a strategy's state change in the research registry"),
+    _spec("mts.v1.research.commands.strategy", StrategyCommand,
+          "signed promote/enable of a strategy (risk role to go live)", stored=False),
     _spec("mts.v1.portfolio.targets.published", TargetPortfolio, "a fund's combined target"),
     _spec("mts.v1.treasury.allocations.published", Allocation, "capital assigned to a fund"),
     _spec("mts.v1.treasury.funds.updated", FundConfig,
@@ -156,7 +159,7 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
 
 STREAMS: Mapping[str, tuple[str, ...]] = {
     "datalake": ("mts.v1.datalake.>",),
-    "research": ("mts.v1.research.>",),
+    "research": ("mts.v1.research.signals.>", "mts.v1.research.strategies.>"),
     "portfolio": ("mts.v1.portfolio.>",),
     # not "mts.v1.treasury.>": that would capture mts.v1.treasury.commands.* (request/reply)
     "treasury": ("mts.v1.treasury.allocations.>", "mts.v1.treasury.funds.>",
