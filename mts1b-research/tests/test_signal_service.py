@@ -164,3 +164,66 @@ async def _drop(schema: str) -> None:
         await conn.close()
 
 
+
+
+async def test_going_live_takes_a_signed_risk_key(demo_store: Store, tmp_path: Path) -> None:
+    """The research service answers signed strategy commands: an operations key may not put
+    a strategy live, a risk key may (the transition records its name), a copied command is
+    refused, and the command line sends the same signed command with --key-file."""
+    from mts1b_foundation import CommandReply, ReplyCode, StrategyCommand
+    from mts1b_platform.signing import KeyRegistry, SigningKey
+    from mts1b_research.service import ServeOptions, run_service
+
+    try:
+        bus = await Bus.connect(namespace=f"t{uuid.uuid4().hex[:10]}", connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    db = await open_db()
+    ops, cro = SigningKey.generate("ops"), SigningKey.generate("cro")
+    keys = KeyRegistry([ops.registered(["operations"]), cro.registered(["risk"])])
+    registry = StrategyRegistry(db)
+    await registry.register(momentum_v3(), actor="alice")
+    await registry.shadow("momentum_v3", actor="alice", reason="watch")
+    evidence = PromotionEvidence(sessions=60, mean_ic=0.02, t_stat=2.5)
+    await registry.promote("momentum_v3", StrategyState.PAPER, actor="alice", reason="ok",
+                           evidence=evidence)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.get_running_loop().create_task(run_service(
+        ServeOptions(dsn=DSN, store=demo_store.root, schema=db.schema, namespace=bus.namespace,
+                     keys=keys), ready=ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 20)
+    fields = {"action": "promote", "strategy": "momentum_v3", "to_state": "live",
+              "evidence": {"sessions": 60, "mean_ic": 0.02, "t_stat": 2.5}, "reason": "go"}
+
+    async def ask(command: StrategyCommand) -> CommandReply:
+        reply = await bus.request("mts.v1.research.commands.strategy", command, timeout=10,
+                                  reply_model=CommandReply)
+        assert isinstance(reply, CommandReply)
+        return reply
+
+    try:
+        refused = await ask(ops.sign_command(StrategyCommand, fields))
+        assert (refused.ok, refused.code) == (False, ReplyCode.UNAUTHORIZED)
+        assert "puts the strategy live" in (refused.message or "")
+        signed = cro.sign_command(StrategyCommand, fields)
+        applied = await ask(signed)
+        assert applied.ok and applied.context["to_state"] == "live"
+        assert (await ask(signed)).code is ReplyCode.REPLAY_REFUSED
+        [*_, last] = await registry.history("momentum_v3")
+        assert (last.to_state, last.actor) == (StrategyState.LIVE, "cro")
+        # the command line: disable (registry only), then enable with the risk key
+        await registry.disable("momentum_v3", actor="alice", reason="pause")
+        key_file = tmp_path / "cro.key"
+        cro.save(key_file)
+        result = await asyncio.to_thread(CliRunner().invoke, app, [
+            "strategies", "enable", "momentum_v3", "--reason", "resume", "--key-file",
+            str(key_file), "--namespace", bus.namespace or ""])
+        assert result.exit_code == 0, result.output
+        assert "disabled -> live" in result.stdout
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await bus.delete_streams()
+        await bus.drain()
+        await db.drop_schema()
+        await db.close()

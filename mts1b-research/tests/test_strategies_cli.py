@@ -94,12 +94,12 @@ def test_register_from_a_file_and_a_new_version(schema: str, tmp_path: Path) -> 
                                                         "v2 registered by ann"]
 
 
-def test_live_promotion_is_refused_from_the_command_line(schema: str) -> None:
+def test_live_promotion_without_a_key_is_refused_from_the_command_line(schema: str) -> None:
     result = run(schema, "promote", "momentum_v3", "--to", "live", "--reason", "r",
                  "--sessions", "99")
     assert isinstance(result.exception, ResearchInputError)
     assert result.exception.context["field"] == "--to"
-    assert "signed promote command" in result.exception.message
+    assert "give --key-file (a risk key)" in result.exception.message
 
 
 def test_a_rule_refusal_reaches_the_user(schema: str) -> None:

@@ -54,3 +54,46 @@ def disable_with_halt(name: str, reason: str, *, key_file: Path, dsn: str | None
             await bus.drain()
 
     return asyncio.run(run())
+
+
+def send_signed(fields: dict[str, Any], *, key_file: Path, namespace: str | None,
+                timeout: float) -> str:
+    """Sign a :class:`~mts1b_foundation.StrategyCommand` with the key in ``key_file``, send it
+    to the research service and return its answer; a refusal raises naming the code."""
+    from mts1b_foundation import CommandReply, StrategyCommand, ValidationFailed
+
+    try:
+        key = SigningKey.load(key_file)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
+    try:
+        command = key.sign_command(StrategyCommand, fields)
+    except ValidationFailed as exc:
+        raise typer.BadParameter(exc.message) from None
+
+    async def run() -> CommandReply:
+        overrides: dict[str, Any] = {"name": "mts1b-research-cli", "connect_timeout": 2}
+        if namespace:
+            overrides["namespace"] = namespace
+        try:
+            bus = await Bus.connect(**overrides)
+        except BusError as exc:
+            raise ResearchError(f"NATS is not reachable ({exc.code}): nothing was sent"
+                                ) from None
+        try:
+            reply = await bus.request("mts.v1.research.commands.strategy", command,
+                                      timeout=timeout, reply_model=CommandReply)
+        except BusError as exc:
+            raise ResearchError(f"no research service answered ({exc.code}): is `mts "
+                                "mts1b-research serve --keys ...` running?") from None
+        finally:
+            await bus.drain()
+        if not isinstance(reply, CommandReply):
+            raise ResearchError("the research service answered something else")
+        return reply
+
+    reply = asyncio.run(run())
+    if not reply.ok:
+        code = reply.code.value if reply.code else "REFUSED"
+        raise ResearchError(f"NOT applied [{code}]: {reply.message}", code=code)
+    return reply.message or "applied"

@@ -49,8 +49,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of text
 Name = Annotated[str, typer.Argument(help="the strategy's name")]
 
 _LIVE_REFUSED = ("going live needs the 'risk' role, which a command line can claim but not "
-                 "prove: send the signed promote command to the research service "
-                 "(`mts mts1b-research serve`)")
+                 "prove: give --key-file (a risk key) to send the signed command to the "
+                 "research service (`mts mts1b-research serve --keys ...`)")
+KeyFile = Annotated[Path | None, typer.Option(
+    envvar="MTS_RESEARCH_KEY_FILE",
+    help="your signing key: the command is sent signed to the research service, which checks "
+         "its role (risk to go live)")]
+Namespace = Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                               help="NATS namespace prefix")]
 
 
 class PromoteTo(StrEnum):
@@ -272,8 +278,16 @@ def strategies_disable(
 
 def strategies_enable(name: Name, reason: Reason, dsn: Dsn = None,
                       schema: Schema = DEFAULT_SCHEMA, actor: Actor = "cli",
-                      as_json: AsJson = False) -> None:
-    """Back to the state held before the disable (one that was live: via the service)."""
+                      as_json: AsJson = False, key_file: KeyFile = None,
+                      namespace: Namespace = None) -> None:
+    """Back to the state held before the disable (one that was live: with --key-file, a
+    risk key, through the service)."""
+    if key_file is not None:
+        from mts1b_research.halt_cli import send_signed
+
+        typer.echo(send_signed({"action": "enable", "strategy": name, "reason": reason},
+                               key_file=key_file, namespace=namespace, timeout=10.0))
+        return
     _print_transition(_on_registry(dsn, schema, lambda r: r.enable(
         name, actor=actor, reason=reason)), as_json)
 
@@ -300,10 +314,23 @@ def strategies_promote(
     min_t_stat: Annotated[float | None, typer.Option(
         envvar="MTS_RESEARCH_MIN_T_STAT", help="the rule: a t-stat floor")] = None,
     dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA, actor: Actor = "cli",
-    as_json: AsJson = False,
+    as_json: AsJson = False, key_file: KeyFile = None, namespace: Namespace = None,
 ) -> None:
     """shadow -> paper when the rule (--min-sessions, --min-ic, --min-t-stat) accepts the
-    evidence; the verdict is recorded with the transition."""
+    evidence; the verdict is recorded with the transition. With --key-file the command goes
+    signed to the research service, whose rule and key registry decide (paper -> live needs
+    a risk key)."""
+    if key_file is not None:
+        from mts1b_research.halt_cli import send_signed
+
+        proof: dict[str, float] = {"sessions": float(sessions)}
+        for field, value in (("mean_ic", ic), ("t_stat", t_stat), ("hit_rate", hit_rate)):
+            if value is not None:
+                proof[field] = value
+        typer.echo(send_signed({"action": "promote", "strategy": name, "to_state": to.value,
+                                "evidence": proof, "reason": reason},
+                               key_file=key_file, namespace=namespace, timeout=10.0))
+        return
     if to is PromoteTo.LIVE:
         raise ResearchInputError("--to", "live", _LIVE_REFUSED)
     evidence = PromotionEvidence(sessions, mean_ic=ic, t_stat=t_stat, hit_rate=hit_rate)

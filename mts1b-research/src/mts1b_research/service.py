@@ -11,7 +11,9 @@ sleeps until the earliest, then computes the signal from the datalake
 rebalance time (its message id), so a restarted service does not publish it twice. A strategy
 whose signal cannot be computed (no data for its session, a factor that refuses its params)
 raises an alert and the others go on. The registry's transitions are published on
-``mts.v1.research.strategies.changed`` by :class:`BusTransitionPublisher`.
+``mts.v1.research.strategies.changed`` by :class:`BusTransitionPublisher`. Signed strategy
+commands (promote, enable: :mod:`mts1b_research.commands`) are answered on
+``mts.v1.research.commands.strategy``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ from mts1b_foundation import (
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
+from mts1b_platform.signing import KeyRegistry
 
+from mts1b_research.commands import StrategyCommandDesk
 from mts1b_research.db import DEFAULT_SCHEMA
+from mts1b_research.promotion import PromotionRule
 from mts1b_research.registry import StrategyRegistry, TransitionRecord
 from mts1b_research.schedule import next_rebalance
 from mts1b_research.signals import compute_signal, signal_subject
@@ -74,6 +79,10 @@ class ServeOptions:
     schema: str = DEFAULT_SCHEMA
     namespace: str | None = None
     calendar: str = "XNYS"
+    keys: KeyRegistry | None = None
+    """Public keys that may sign strategy commands; ``None``: every one is refused."""
+    rule: PromotionRule | None = None
+    """The promotion rule of signed promotions (default: the registry's)."""
 
 
 class SignalService:
@@ -161,12 +170,14 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     if opts.namespace:
         overrides["namespace"] = opts.namespace
     bus = await Bus.connect(**overrides)
-    registry = await StrategyRegistry.open(opts.dsn, schema=opts.schema,
+    registry = await StrategyRegistry.open(opts.dsn, schema=opts.schema, rule=opts.rule,
                                            publisher=BusTransitionPublisher(bus))
     try:
         await bus.declare_streams(["research", "operations"])
         store = Store(opts.store) if opts.store else Store.default()
         service = SignalService(bus, registry, store, calendar=opts.calendar)
+        desk = StrategyCommandDesk(registry, opts.keys)
+        commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
         done = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signals_module.SIGTERM, signals_module.SIGINT):
@@ -177,6 +188,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         if ready is not None:
             ready.set()
         await service.run(done)
+        with contextlib.suppress(Exception):
+            await commands.drain()  # type: ignore[no-untyped-call]
+        await bus.wait_requests()
         return service
     finally:
         await registry.close()

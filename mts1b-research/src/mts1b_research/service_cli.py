@@ -42,16 +42,31 @@ def serve(
     namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
                                                   help="NATS namespace prefix")] = None,
     calendar: Annotated[str, typer.Option(help="exchange calendar of the rebalances")] = "XNYS",
+    keys: Annotated[Path | None, typer.Option(
+        envvar="MTS_RESEARCH_KEYS",
+        help="key registry: the public keys that may sign strategy commands (promote, "
+             "enable), with their roles; without it every signed command is refused")] = None,
+    min_sessions: Annotated[int, typer.Option(
+        min=0, help="the promotion rule: at least this many sessions")] = 20,
+    min_ic: Annotated[float | None, typer.Option(help="the promotion rule: a mean IC floor")
+                      ] = None,
+    min_t_stat: Annotated[float | None, typer.Option(
+        help="the promotion rule: a t-stat floor")] = None,
 ) -> None:
     """Publish every shadow, paper and live strategy's signal at its rebalance times until
-    SIGTERM (shadow ones on mts.v1.research.signals.shadow)."""
+    SIGTERM (shadow ones on mts.v1.research.signals.shadow), and answer signed strategy
+    commands."""
     from mts1b_platform.logging import set_service
+    from mts1b_platform.signing import KeyRegistry
 
+    from mts1b_research.promotion import MinimumEvidence
     from mts1b_research.service import ServeOptions, run_service
 
     set_service("research")
     opts = ServeOptions(dsn=dsn, store=store, schema=schema, namespace=namespace,
-                        calendar=calendar)
+                        calendar=calendar, keys=KeyRegistry.load(keys) if keys else None,
+                        rule=MinimumEvidence(min_sessions, min_ic=min_ic,
+                                             min_t_stat=min_t_stat))
     typer.echo(f"research serving (schema {schema}{f', namespace {namespace}' if namespace else ''}"
                "); SIGTERM stops")
     asyncio.run(run_service(opts))
