@@ -94,6 +94,7 @@ async def test_shadow_then_paper_signals_go_where_they_belong(
     assert first is not None and again is not None and first.mode == "shadow"
     assert first.weights and first.sessions == 60 and first.horizon == 5
     assert first.t_stat is not None and first.rank_ic is not None
+    assert first.p_value is not None and 0 <= first.p_value <= 1
     assert abs(sum(first.weights.values(), Decimal(0))) <= Decimal(3)
     shadow = await _messages(bus, "mts.v1.research.signals.shadow")
     assert len(shadow) == 1

@@ -72,7 +72,9 @@ class Signal(WireModel):
     ``rank_ic`` (Spearman) averaged over those sessions, ``hit_rate`` (the share of names whose
     weight had the sign of their return), and ``t_stat`` of the mean IC with a Newey-West
     variance of lag ``horizon - 1`` (overlapping returns make neighbouring ICs correlated; the
-    plain t-stat overstates significance by about the square root of the horizon).
+    plain t-stat overstates significance by about the square root of the horizon);
+    ``p_value`` the two-sided p-value of the mean IC over sessions ``horizon`` apart (their
+    returns do not overlap), the significance call (``< 0.05``) that holds its size.
     ``mode`` says where it was published: ``live`` (mts.v1.research.signals.published, which the
     composer reads) or ``shadow`` (mts.v1.research.signals.shadow, which it never reads).
     Versions 1 and 2 read with ``mode`` live and no trailing statistics beyond ``ic``/``t_stat``.
@@ -88,6 +90,7 @@ class Signal(WireModel):
     rank_ic: float | None = None
     hit_rate: float | None = Field(default=None, ge=0, le=1)
     t_stat: float | None = None
+    p_value: float | None = Field(default=None, ge=0, le=1)
     horizon: int = Field(default=1, ge=1, le=252)
     sessions: int = Field(default=0, ge=0)
     mode: Literal["live", "shadow"] = "live"

@@ -56,6 +56,7 @@ def compute_signal(spec: StrategySpec, store: Store | str | Path, session: dt.da
     return Signal(
         strategy_id=spec.name, as_of=at, weights=dict(weights.targets), ic=stats.ic,
         rank_ic=stats.rank_ic, hit_rate=stats.hit_rate, t_stat=stats.t_stat,
+        p_value=stats.p_value,
         horizon=spec.horizon, sessions=stats.sessions,
         mode="shadow" if spec.state is StrategyState.SHADOW else "live",
         strategy_version=spec.version,
