@@ -313,6 +313,9 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     if not await oms.killswitch.finish(opts.sweep_drain_seconds):
         _log.warning("kill-switch sweeps not finished at shutdown; the next instance resumes "
                      "them", outstanding=len(oms.killswitch.outstanding_order_ids()))
+        # The drain time is over: the sweeps stop now, not after the rest of the shutdown
+        # (the outbox flush, the bus drain), which on a loaded machine can take seconds more.
+        await oms.killswitch.stop()
     for task in (watcher, fund_watcher):
         if task is not None:
             task.cancel()
