@@ -37,7 +37,6 @@ import datetime as dt
 import importlib
 import json
 import os
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -66,6 +65,7 @@ from mts1b_foundation import (
 )
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
+from mts1b_platform.shutdown import stop_on_signals
 from nats.aio.subscription import Subscription
 
 from mts1b_oms.gcpolicy import ScheduledFullCollections
@@ -289,10 +289,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         subs.append(await bus.nc.subscribe(bus.wire_subject(pattern), cb=on_price))
 
     done = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, done.set)
+    stop_on_signals(done)
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
               namespace=opts.namespace or "")
     await bus.nc.flush()  # every subscription is known to the server before we say ready

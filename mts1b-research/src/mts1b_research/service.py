@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import signal as signals_module
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from mts1b_foundation import (
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
+from mts1b_platform.shutdown import stop_on_signals
 from mts1b_platform.signing import KeyRegistry
 
 from mts1b_research.commands import StrategyCommandDesk
@@ -179,10 +179,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         desk = StrategyCommandDesk(registry, opts.keys)
         commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
         done = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signals_module.SIGTERM, signals_module.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, done.set)
+        stop_on_signals(done)
         _log.info("research serving", strategies=len(await service.active()),
                   calendar=opts.calendar, namespace=opts.namespace or "")
         if ready is not None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import signal
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +51,7 @@ from mts1b_foundation import (
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
+from mts1b_platform.shutdown import stop_on_signals
 from mts1b_platform.signing import (
     DEFAULT_COMMAND_WINDOW,
     KeyRegistry,
@@ -324,10 +324,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         scheduler = (None if opts.strike_grace is None else asyncio.get_running_loop()
                      .create_task(service.strike_after_each_close(opts.strike_grace)))
         done = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, done.set)
+        stop_on_signals(done)
         await bus.nc.flush()
         _log.info("treasury serving", funds=opened, published=published,
                   keys=len(opts.keys) if opts.keys is not None else 0,
