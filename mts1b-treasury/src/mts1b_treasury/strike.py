@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from mts1b_foundation import AccountSnapshot, FundNav
 
@@ -48,11 +49,10 @@ def previous_session(session: dt.date, calendar: str = "XNYS") -> dt.date:
     return last if isinstance(last, dt.date) else dt.date.fromisoformat(str(last)[:10])
 
 
-async def _holdings(db: TreasuryDb, fund_id: str, until: dt.datetime
-                    ) -> tuple[dict[str, Decimal], dict[tuple[str, str], Decimal], Decimal,
-                               list[NavFill]]:
-    """Positions, sleeve positions, the cash the fills moved, and the fills themselves (each
-    with its sleeve split) up to ``until``, splits applied in time order."""
+async def _ledger_rows(db: TreasuryDb, fund_id: str, until: dt.datetime
+                      ) -> tuple[list[Any], list[Any]]:
+    """The fund's posted fills (current revisions) executed up to ``until`` and its splits
+    effective by then, in time order: read once, replayed to each cut point."""
     fills = await db.pool.fetch(
         "SELECT symbol, side, quantity, price, commission, ts, sleeve_ids, sleeve_qty, sequence "
         "FROM ledger_fills WHERE fund_id = $1 AND status = 'posted' AND ts <= $2 "
@@ -60,12 +60,20 @@ async def _holdings(db: TreasuryDb, fund_id: str, until: dt.datetime
     splits = await db.pool.fetch(
         "SELECT symbol, ratio, effective FROM ledger_splits WHERE fund_id = $1 AND "
         "effective <= $2 ORDER BY effective, sequence", fund_id, until.date())
+    return list(fills), list(splits)
+
+
+def _holdings(fills: Sequence[Any], splits: Sequence[Any], until: dt.datetime
+              ) -> tuple[dict[str, Decimal], dict[tuple[str, str], Decimal], Decimal,
+                         list[NavFill]]:
+    """Positions, sleeve positions, the cash the fills moved, and the fills themselves (each
+    with its sleeve split) up to ``until``, splits applied in time order."""
     positions: dict[str, Decimal] = {}
     sleeves: dict[tuple[str, str], Decimal] = {}
     cash = ZERO
     out: list[NavFill] = []
-    pending = list(splits)
-    for f in fills:
+    pending = [s for s in splits if s["effective"] <= until.date()]
+    for f in (f for f in fills if f["ts"] <= until):
         while pending and pending[0]["effective"] <= f["ts"].date():
             _split(pending.pop(0), positions, sleeves)
         signed = f["quantity"] if f["side"] == "buy" else -f["quantity"]
@@ -91,15 +99,14 @@ def _split(row: Mapping[str, object], positions: dict[str, Decimal],
         sleeves[key] *= ratio
 
 
-async def _other_cash(db: TreasuryDb, fund_id: str, since: dt.datetime | None,
-                      until: dt.datetime) -> list[tuple[str, str, Decimal]]:
-    """(kind, memo, cash amount) of the non-fill entries dated in ``(since, until]``."""
+async def _other_cash(db: TreasuryDb, fund_id: str, until: dt.datetime
+                      ) -> list[tuple[dt.datetime, str, str, Decimal]]:
+    """(ts, kind, memo, cash amount) of the non-fill entries dated up to ``until``."""
     rows = await db.pool.fetch(
-        "SELECT e.kind, e.memo, l.amount FROM journal_entries e JOIN journal_lines l USING "
-        "(entry_id) WHERE e.fund_id = $1 AND e.status = 'posted' AND l.account = 'cash' AND "
-        "e.kind = ANY($2::text[]) AND ($3::timestamptz IS NULL OR e.ts > $3) AND e.ts <= $4",
-        fund_id, _CASH_KINDS, since, until)
-    return [(r["kind"], r["memo"], r["amount"]) for r in rows]
+        "SELECT e.ts, e.kind, e.memo, l.amount FROM journal_entries e JOIN journal_lines l "
+        "USING (entry_id) WHERE e.fund_id = $1 AND e.status = 'posted' AND l.account = 'cash' "
+        "AND e.kind = ANY($2::text[]) AND e.ts <= $3", fund_id, _CASH_KINDS, until)
+    return [(r["ts"], r["kind"], r["memo"], r["amount"]) for r in rows]
 
 
 def _memo_symbol(memo: str) -> str:
@@ -130,15 +137,16 @@ async def nav_inputs(db: TreasuryDb, fund_id: str, session: dt.date, *,
     previous_close = session_close(previous_session(session, calendar), calendar)
     store = NavStore(db)
     previous_nav = await store.previous_nav(fund_id, session)
-    positions, sleeves, fill_cash, all_fills = await _holdings(db, fund_id, close)
-    before, before_sleeves, _, before_fills = await _holdings(db, fund_id, previous_close)
+    fills, splits = await _ledger_rows(db, fund_id, close)
+    positions, sleeves, fill_cash, all_fills = _holdings(fills, splits, close)
+    before, before_sleeves, _, before_fills = _holdings(fills, splits, previous_close)
     todays = all_fills[len(before_fills):]
-    other = await _other_cash(db, fund_id, None, close)
-    cash = fill_cash + sum((a for _, _, a in other), ZERO)
+    other = await _other_cash(db, fund_id, close)
+    cash = fill_cash + sum((a for _, _, _, a in other), ZERO)
     flows: list[Decimal] = []
     dividends: dict[str, Decimal] = {}
     borrow: dict[str, Decimal] = {}
-    for kind, memo, amount in await _other_cash(db, fund_id, previous_close, close):
+    for _, kind, memo, amount in (o for o in other if o[0] > previous_close):
         if kind in ("flow", "transfer"):
             flows.append(amount)
         elif kind == "dividend":
