@@ -17,7 +17,7 @@ import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -103,10 +103,8 @@ async def _bus_or_none(namespace: str | None) -> Any:
         return None
 
 
-def _run(coro: Awaitable[T]) -> T:
-    async def wrapped() -> T:
-        return await coro
-    return asyncio.run(wrapped())
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 def _print_record(record: FundRecord, as_json: bool) -> None:

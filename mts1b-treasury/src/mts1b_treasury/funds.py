@@ -225,9 +225,7 @@ class FundRegistry:
 
     async def allocations(self, fund_id: str) -> list[Allocation]:
         """The current allocation of the fund and of each strategy that has one."""
-        rows = await self.db.pool.fetch(
-            "SELECT DISTINCT ON (strategy_id) strategy_id, amount, as_of, reason FROM "
-            "allocations WHERE fund_id = $1 ORDER BY strategy_id, allocation_id DESC", fund_id)
+        rows = await _current_rows(self.db.pool, fund_id)
         return [Allocation(fund_id=fund_id, strategy_id=r["strategy_id"] or None,
                            amount_usd=r["amount"], as_of=r["as_of"], reason=r["reason"])
                 for r in rows]
@@ -285,8 +283,14 @@ class FundRegistry:
             loosened)
 
 
-async def _current(conn: asyncpg.Connection, fund_id: str) -> dict[str, Decimal]:
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (strategy_id) strategy_id, amount FROM allocations "
+async def _current_rows(conn: asyncpg.Connection | asyncpg.Pool, fund_id: str
+                        ) -> list[asyncpg.Record]:
+    """The latest allocation row per strategy ('' for the fund's own capital)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT DISTINCT ON (strategy_id) strategy_id, amount, as_of, reason FROM allocations "
         "WHERE fund_id = $1 ORDER BY strategy_id, allocation_id DESC", fund_id)
-    return {r["strategy_id"]: r["amount"] for r in rows}
+    return rows
+
+
+async def _current(conn: asyncpg.Connection, fund_id: str) -> dict[str, Decimal]:
+    return {r["strategy_id"]: r["amount"] for r in await _current_rows(conn, fund_id)}

@@ -113,7 +113,8 @@ class TreasuryService:
                  calendar: str = "XNYS") -> None:
         self.bus = bus
         self.db = db
-        self.registry = FundRegistry(db, BusFundPublisher(bus))
+        self.publisher = BusFundPublisher(bus)
+        self.registry = FundRegistry(db, self.publisher)
         self.ledger = Ledger(db)
         self.flow = OrderFlow(db, self.ledger)
         self.clock = SystemClock()
@@ -236,7 +237,7 @@ class TreasuryService:
                                   session=session.isoformat())
                 continue
             nav = outcome.nav
-            await BusFundPublisher(self.bus).nav_struck(nav)
+            await self.publisher.nav_struck(nav)
             for alert in outcome.reconciliation.alerts if outcome.reconciliation else []:
                 with contextlib.suppress(MtsError):
                     await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
