@@ -267,7 +267,7 @@ def strategies_disable(
         _print_transition(_on_registry(dsn, schema, lambda r: r.disable(
             name, actor=actor, reason=reason)), as_json)
         return
-    from mts1b_research.halt_cli import disable_with_halt
+    from mts1b_research.signed_cli import disable_with_halt
 
     ack, record = disable_with_halt(name, reason, key_file=key_file, dsn=dsn, schema=schema,
                                     namespace=namespace, timeout=timeout)
@@ -283,7 +283,7 @@ def strategies_enable(name: Name, reason: Reason, dsn: Dsn = None,
     """Back to the state held before the disable (one that was live: with --key-file, a
     risk key, through the service)."""
     if key_file is not None:
-        from mts1b_research.halt_cli import send_signed
+        from mts1b_research.signed_cli import send_signed
 
         typer.echo(send_signed({"action": "enable", "strategy": name, "reason": reason},
                                key_file=key_file, namespace=namespace, timeout=10.0))
@@ -321,7 +321,7 @@ def strategies_promote(
     signed to the research service, whose rule and key registry decide (paper -> live needs
     a risk key)."""
     if key_file is not None:
-        from mts1b_research.halt_cli import send_signed
+        from mts1b_research.signed_cli import send_signed
 
         proof: dict[str, float] = {"sessions": float(sessions)}
         for field, value in (("mean_ic", ic), ("t_stat", t_stat), ("hit_rate", hit_rate)):

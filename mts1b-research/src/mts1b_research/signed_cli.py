@@ -1,10 +1,12 @@
-"""``strategies disable --key-file``: the OMS halts the strategy, then the registry records it.
+"""The signed paths of the ``strategies`` commands: ``disable --key-file`` (the OMS halts the
+strategy, then the registry records it) and ``promote``/``enable --key-file`` (a signed
+:class:`~mts1b_foundation.StrategyCommand` to the research service).
 
-Why in this order: the registry's state is what the signal service reads, the OMS's halt is
-what stops money moving. Halting first means a disable the OMS did not acknowledge (no OMS
-answering, a key it does not know) changes nothing and says so; once acknowledged, the registry
-records the key's registered name - the identity the OMS checked - as the actor, and the
-transition is published for the audit chain.
+Why a disable goes in this order: the registry's state is what the signal service reads, the
+OMS's halt is what stops money moving. Halting first means a disable the OMS did not
+acknowledge (no OMS answering, a key it does not know) changes nothing and says so; once
+acknowledged, the registry records the key's registered name - the identity the OMS checked -
+as the actor, and the transition is published for the audit chain.
 """
 
 from __future__ import annotations
@@ -22,27 +24,35 @@ from mts1b_research.halt import HaltAcknowledged, halt_strategy
 from mts1b_research.registry import StrategyRegistry, TransitionRecord
 from mts1b_research.service import BusTransitionPublisher
 
-__all__ = ["disable_with_halt"]
+__all__ = ["disable_with_halt", "send_signed"]
+
+
+async def _connect(namespace: str | None, nothing: str) -> Bus:
+    """The bus for one command; unreachable, a ResearchError saying ``nothing`` happened."""
+    overrides: dict[str, Any] = {"name": "mts1b-research-cli", "connect_timeout": 2}
+    if namespace:
+        overrides["namespace"] = namespace
+    try:
+        return await Bus.connect(**overrides)
+    except BusError as exc:
+        raise ResearchError(f"NATS is not reachable ({exc.code}): {nothing}") from None
+
+
+def _key(key_file: Path) -> SigningKey:
+    try:
+        return SigningKey.load(key_file)
+    except KeyFileError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
 
 
 def disable_with_halt(name: str, reason: str, *, key_file: Path, dsn: str | None, schema: str,
                       namespace: str | None, timeout: float
                       ) -> tuple[HaltAcknowledged, TransitionRecord]:
     """Halt ``name`` at the OMS with the key in ``key_file``, then disable it in the registry."""
-    try:
-        key = SigningKey.load(key_file)
-    except KeyFileError as exc:
-        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
+    key = _key(key_file)
 
     async def run() -> tuple[HaltAcknowledged, TransitionRecord]:
-        overrides: dict[str, Any] = {"name": "mts1b-research-cli", "connect_timeout": 2}
-        if namespace:
-            overrides["namespace"] = namespace
-        try:
-            bus = await Bus.connect(**overrides)
-        except BusError as exc:
-            raise ResearchError(f"NATS is not reachable ({exc.code}): nothing was disabled",
-                                strategy=name) from None
+        bus = await _connect(namespace, "nothing was disabled")
         try:
             async with await StrategyRegistry.open(
                     dsn, schema=schema, publisher=BusTransitionPublisher(bus)) as registry:
@@ -63,23 +73,12 @@ def send_signed(fields: dict[str, Any], *, key_file: Path, namespace: str | None
     from mts1b_foundation import CommandReply, StrategyCommand, ValidationFailed
 
     try:
-        key = SigningKey.load(key_file)
-    except KeyFileError as exc:
-        raise typer.BadParameter(exc.message, param_hint="--key-file") from None
-    try:
-        command = key.sign_command(StrategyCommand, fields)
+        command = _key(key_file).sign_command(StrategyCommand, fields)
     except ValidationFailed as exc:
         raise typer.BadParameter(exc.message) from None
 
     async def run() -> CommandReply:
-        overrides: dict[str, Any] = {"name": "mts1b-research-cli", "connect_timeout": 2}
-        if namespace:
-            overrides["namespace"] = namespace
-        try:
-            bus = await Bus.connect(**overrides)
-        except BusError as exc:
-            raise ResearchError(f"NATS is not reachable ({exc.code}): nothing was sent"
-                                ) from None
+        bus = await _connect(namespace, "nothing was sent")
         try:
             reply = await bus.request("mts.v1.research.commands.strategy", command,
                                       timeout=timeout, reply_model=CommandReply)
