@@ -40,6 +40,7 @@ import time
 import uuid
 from pathlib import Path
 
+from _machine import cpu_model
 from mts1b_foundation import CommandReply, HaltTrading, SubmitOrder
 from mts1b_oms.orderstore import CancelOutcome
 from mts1b_oms.signing import SigningKey
@@ -291,14 +292,7 @@ async def part_kills(args: argparse.Namespace) -> None:
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{os.cpu_count()} CPUs ({model or platform.machine()}), Python {sys.version.split()[0]}"
 
 

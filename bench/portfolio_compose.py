@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_model
 from mts1b_foundation import Equity, SleeveAllocation
 from mts1b_portfolio import Constraints, Sleeve, compose
 from mts1b_portfolio import multi_sleeve as ms
@@ -190,12 +191,8 @@ def fuzz(count: int, seed: int = 7) -> dict[str, Any]:
 
 
 def machine() -> str:
-    cpu = "unknown"
+    cpu = cpu_model()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         load = Path("/proc/loadavg").read_text().strip()
     except OSError:
         load = "n/a"

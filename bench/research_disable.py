@@ -23,6 +23,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
+from _machine import cpu_model
 from mts1b_foundation import CommandReply, Equity, Order, Side, SubmitOrder
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.testing import drop_schema, make_fund, make_registry, make_signing_keys
@@ -65,9 +66,7 @@ async def one_run(orders: int) -> tuple[float, int]:
 
 
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               "unknown CPU")
+    cpu = cpu_model()
     cores = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
     return f"{cores} CPUs ({cpu})"
 

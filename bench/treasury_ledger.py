@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from _machine import cpu_model
 from mts1b_foundation import Fill, Side, TaxLotMethod
 from mts1b_treasury.db import TreasuryDb
 from mts1b_treasury.ledger import FillPosting, Ledger, PostStatus
@@ -110,11 +111,7 @@ async def run(fills: list[FillPosting], batch: int, *, per_fund: bool) -> dict[s
 
 
 def machine() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs (`nproc`), "
             f"{cpu}, Python {platform.python_version()}")
 

@@ -33,6 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model
 from mts1b_treasury.nav import NavFill, NavInputs, fills_net_cash, inputs_sha256, strike_nav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,11 +150,7 @@ def run(repeat: int) -> dict[str, Any]:
 
 
 def machine() -> str:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC (`date -u`), {os.cpu_count()} CPUs "
             f"(`nproc`), {cpu}, Python {platform.python_version()}")
 
