@@ -276,3 +276,37 @@ async def _has_mark(service: Any, session: dt.date, price: Decimal) -> bool:
 
 async def _count(items: list[Any], n: int) -> bool:
     return len(items) >= n
+
+
+async def test_publishing_at_start_adds_nothing_the_bucket_already_shows() -> None:
+    """The service publishes every fund at start: a fund the bucket holds right adds no event;
+    a change publishes one event and updates the bucket; a closed fund leaves the bucket."""
+    from mts1b_foundation import TREASURY_FUNDS_BUCKET
+    from mts1b_treasury.publish import BusFundPublisher
+
+    bus = await _bus()
+    db = await open_db()
+    try:
+        await bus.declare_streams(["treasury"])
+        registry = FundRegistry(db, BusFundPublisher(bus))
+        config = FundConfig(fund_id="f1", name="F", target_nav_usd=D(1000), broker="paper",
+                            broker_account_id="a1")
+        await registry.create(config, actor="test")
+
+        async def events() -> int:
+            info = await bus.js.stream_info(bus.stream_for("treasury"))
+            return int(info.state.messages)
+
+        assert await events() == 1
+        await registry.publish_all()
+        await registry.publish_all()
+        assert await events() == 1
+        await registry.close("f1", actor="test", reason="done")
+        assert await events() == 2
+        kv = await bus.kv(TREASURY_FUNDS_BUCKET, history=5)
+        assert await kv.get("f1") is None
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
+        await db.drop_schema()
+        await db.close()

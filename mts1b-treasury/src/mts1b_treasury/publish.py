@@ -29,15 +29,22 @@ class BusFundPublisher:
         return self._kv
 
     async def fund_changed(self, record: FundRecord) -> None:
+        """Publish the change when the bucket does not show it yet: the event first, then the
+        bucket. So the service's :meth:`~mts1b_treasury.funds.FundRegistry.publish_all` at
+        start adds nothing for funds the bucket already holds right, and a change whose
+        publishing was cut short is published again (the event's id lets JetStream drop a
+        repeat within its window)."""
         kv = await self._bucket()
-        if record.is_open:
-            current = await kv.get(record.fund_id)
-            if current != record.config.to_json():
-                await kv.put(record.fund_id, record.config)
-        elif await kv.get(record.fund_id) is not None:
-            await kv.delete(record.fund_id)
+        held = await kv.get(record.fund_id)
+        wanted = record.config.to_json() if record.is_open else None
+        if held == wanted:
+            return
         await self.bus.publish_acked("mts.v1.treasury.funds.updated", record.config,
                                      msg_id=f"fund:{record.fund_id}:v{record.version}")
+        if wanted is not None:
+            await kv.put(record.fund_id, record.config)
+        else:
+            await kv.delete(record.fund_id)
 
     async def allocated(self, allocation: Allocation) -> None:
         await self.bus.publish_acked("mts.v1.treasury.allocations.published", allocation)
