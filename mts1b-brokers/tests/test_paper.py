@@ -363,3 +363,30 @@ async def test_default_cash_opens_an_account_asked_about_before_any_order() -> N
     await strict.connect()
     with pytest.raises(BrokerRejected, match="ACCOUNT_NOT_FOUND"):
         await strict.account("core")
+
+
+async def test_a_mark_is_the_reference_price_until_market_data_arrives() -> None:
+    """Issue #20: the OMS in the same process passes its prices with set_mark; without one,
+    a market order before the first bar is NO_REFERENCE_PRICE. A bar then wins."""
+    b = PaperClient(start=T0, accounts={"core": D(1_500)}, participation_rate=None)
+    await b.connect()
+    with pytest.raises(BrokerRejected) as info:
+        await b.submit(order(1, order_type="market"))
+    assert info.value.context["reason_code"] == "NO_REFERENCE_PRICE"
+    b.set_mark("AAPL", D(100))
+    ack = await b.submit(order(2, order_type="market"))
+    assert ack.exec_type is ExecType.ACK
+    assert (await b.account("core")).buying_power == D(500)  # 10 reserved at the mark
+    await b.cancel("o2")
+    await b.on_bar(bar("200", "200", "200", "200", minutes=1))
+    b.set_mark("AAPL", D(50))  # market data seen: the mark no longer counts
+    with pytest.raises(BrokerRejected) as info:  # 10 at 200 (not at 50) need 2,000 > 1,500
+        await b.submit(order(3, order_type="market"))
+    assert info.value.context["reason_code"] == "INSUFFICIENT_BUYING_POWER"
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "NaN", "abc", "Infinity"])
+def test_set_mark_refuses_a_price_that_is_no_positive_number(bad: str) -> None:
+    with pytest.raises(BrokerConfigError) as info:
+        PaperClient().set_mark("AAPL", bad)
+    assert info.value.context == {"field": "price", "value": bad}

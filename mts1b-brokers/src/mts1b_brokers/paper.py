@@ -32,6 +32,11 @@ cancels the rest, ``FOK`` fills entirely on the first eligible event or is cance
 
 Every random choice (latency, slippage) comes from one ``random.Random(seed)``, so the same
 seed, configuration and inputs give the same fills, prices, commissions and trade ids.
+
+Reference price (buying power of a market order, marks of positions): the latest quote, else
+the latest bar's close, else a mark set with :meth:`PaperClient.set_mark` (the OMS in the same
+process passes the prices it is given, issue #20), else none (``NO_REFERENCE_PRICE``). Market
+data always wins over a mark: a mark only stands in until the venue has seen the symbol trade.
 """
 
 from __future__ import annotations
@@ -290,6 +295,7 @@ class PaperClient:
         self._seq = 0
         self._halted: set[str] = set()
         self._last: dict[str, Decimal] = {}
+        self._marks: dict[str, Decimal] = {}  # set_mark: used only without market data
         self._quotes: dict[str, Quote] = {}
         self._subscribers: set[ReportStream] = set()
         self._history: list[ExecutionReport] = []
@@ -444,6 +450,19 @@ class PaperClient:
 
     def resume(self, symbol: str) -> None:
         self._halted.discard(symbol)
+
+    def set_mark(self, symbol: str, price: Decimal | int | str) -> None:
+        """A reference price for ``symbol`` from outside the market data (e.g. the OMS's
+        ``set_price``): a market order can then be checked for buying power before the first
+        bar. It never trades anything and never overrides market data - once a bar or quote
+        of the symbol has been seen, that is the reference. A price that is not a positive
+        finite number is a ``BrokerConfigError`` naming ``price`` and the value."""
+        if not isinstance(symbol, str) or not symbol:
+            raise config_error("symbol", symbol, "be a non-empty symbol")
+        mark = _dec("price", price)
+        if mark <= 0:
+            raise config_error("price", price, "be > 0")
+        self._marks[symbol] = mark
 
     def now(self) -> dt.datetime:
         """Market time: the latest event's timestamp, else ``start``, else the clock."""
@@ -703,6 +722,8 @@ class PaperClient:
             return quote.ask if order.side is Side.BUY else quote.bid
         if symbol in self._last:
             return self._last[symbol]
+        if symbol in self._marks:
+            return self._marks[symbol]
         raise _Reject(RejectReason.NO_REFERENCE_PRICE,
                       f"no price seen for {symbol!r} to check buying power")
 
@@ -726,7 +747,8 @@ class PaperClient:
                           f"needs {needed} but buying power is {available}")
 
     def _mark(self, symbol: str, h: _Holding) -> Decimal:
-        return self._last.get(symbol, h.avg_cost)
+        last = self._last.get(symbol)
+        return last if last is not None else self._marks.get(symbol, h.avg_cost)
 
     def _equity(self, acct: _Account) -> Decimal:
         return acct.cash + sum((h.quantity * self._mark(s, h) for s, h in acct.holdings.items()),
