@@ -5,6 +5,15 @@ Why apart from :mod:`mts1b_oms.oms`: both jobs are built from the order path's p
 (submit, cancel, replace - each gated, stored and idempotent as any client's) and add no new
 way for an order to change; keeping them here keeps the order path itself small.
 
+**Identity of a rebalance** (issue #20): strategy, fund and rebalance time (the target's
+``as_of``, to the microsecond). Every order's idempotency key is derived from them and the
+symbol - :func:`~mts1b_oms.rebalance.rebalance_key` for a target of weights (its strategy is
+its only source, else ``rebalance``), ``rbs-<uuid5(fund, as_of, symbol)>`` for a composed
+target (one per fund: its strategies are the fund's sleeves, all in the one target) - so a new
+``as_of`` makes new orders and a repeat of the same target is a duplicate: its replies carry
+the original orders (``context["repeated"]`` counts them), also when an order has filled in
+part since and the delta worked out again differs.
+
 **Rebalance** (:meth:`SleeveDesk.rebalance`, the ``mts.v1.oms.commands.rebalance`` command):
 a target with an :class:`~mts1b_foundation.SleeveAllocation` becomes one order per symbol whose
 ``sleeves`` carry each sleeve's delta (:mod:`mts1b_oms.allocation`); every sleeve must be one of
@@ -42,6 +51,7 @@ from mts1b_foundation import (
     FundConfig,
     Instrument,
     Order,
+    OrderStatus,
     RebalanceReport,
     ReplaceRequest,
     ReplyCode,
@@ -65,6 +75,9 @@ if TYPE_CHECKING:
     from mts1b_oms.oms import Oms
 
 __all__ = ["SleeveDesk", "Withdrawn"]
+
+_RETRYABLE = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
+"""Ends of an order whose key a new attempt takes over (:meth:`OrderStore.create_order`)."""
 
 _log = get_logger("mts1b_oms.composed")
 
@@ -161,11 +174,21 @@ class SleeveDesk:
         booked: dict[str, str] = {}
         codes: dict[str, ReplyCode] = dict.fromkeys(invalid, ReplyCode.VALIDATION_FAILED)
         messages: dict[str, str] = dict(invalid)
+        repeated = 0
         for order in orders:
             sym = order.instrument.symbol
             reply = await self.oms.submit(order)
             if reply.ok and reply.order_id:
                 accepted[sym] = reply.order_id
+                repeated += reply.duplicate
+            elif (reply.code is ReplyCode.IDEMPOTENCY_CONFLICT and reply.order_id
+                  and reply.status not in _RETRYABLE):
+                # The same rebalance (strategy, fund, as_of: the key says so) placed this
+                # symbol's order before, and it has filled in part since, so the delta worked
+                # out now differs. That order is this rebalance's order: a repeat is a
+                # duplicate, never a conflict and never a second order (issue #20).
+                accepted[sym] = reply.order_id
+                repeated += 1
             else:
                 codes[sym] = reply.code or ReplyCode.ORDER_DENIED
                 messages[sym] = reply.message or codes[sym].value
@@ -180,7 +203,8 @@ class SleeveDesk:
             "transfers": booked, "refused": codes, **figures})
         now = self.oms.clock.now()
         context: dict[str, str | int] = {"orders": len(accepted), "refused": len(codes),
-                                         "crossed_shares": str(report.crossed_shares)}
+                                         "crossed_shares": str(report.crossed_shares),
+                                         "repeated": repeated}
         if not codes:
             return CommandReply(ok=True, payload=report.model_dump_json(), context=context,
                                 ts=now)

@@ -32,7 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from mts1b_foundation import (
     Alert,
@@ -69,6 +69,7 @@ from mts1b_foundation import (
 from mts1b_foundation.orders import ContextValue
 from mts1b_foundation.wire import VenueCode
 from mts1b_platform.logging import get_logger
+from mts1b_platform.redaction import redact
 from pydantic import TypeAdapter, ValidationError
 
 from mts1b_oms.book import FundBook
@@ -97,7 +98,8 @@ from mts1b_oms.state import (
 )
 from mts1b_oms.tradingstate import TradingStates, make_command
 
-__all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "Oms", "StateFanout"]
+__all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "REJECT_CODE_KEY", "REJECT_REASON_KEY", "MarkSink", "Oms",
+           "StateFanout", "rejection_context"]
 
 E = OrderEventType
 S = OrderStatus
@@ -120,6 +122,17 @@ _REPORT_EVENTS = {
 
 class _Relay(Protocol):
     def notify(self) -> None: ...
+
+
+@runtime_checkable
+class MarkSink(Protocol):
+    """A broker that takes reference prices from the OMS: ``set_mark(symbol, price)``.
+
+    Duck typing, not an import: the OMS never imports a broker library (mts1b-brokers'
+    ``PaperClient.set_mark`` satisfies it). Only an in-process venue needs it; a remote one
+    follows the market data itself."""
+
+    def set_mark(self, symbol: str, price: Decimal) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +160,9 @@ class Rejection:
             venue_message = report.venue_message or venue_message
         reason = exc.message or code.value
         if isinstance(exc, BrokerTransportError):
+            # the venue never saw the request: what it "said" would be our transport's text
             reason = f"transport: {reason}"
+            venue_code = venue_message = None
         return cls(code, reason[:2000], venue_code, venue_message)
 
     @classmethod
@@ -159,6 +174,36 @@ class Rejection:
         """The fields of the order event that records it."""
         return {"reason": self.reason, "code": self.code, "venue_code": self.venue_code,
                 "venue_message": self.venue_message}
+
+    def context(self) -> dict[str, ContextValue]:
+        """What a reply's ``context`` says about the refusal (:func:`rejection_context`)."""
+        return rejection_context(self.code, self.reason, self.venue_code, self.venue_message)
+
+
+REJECT_CODE_KEY = "broker_code"
+"""Reply context key: the broker's own code for a refusal (``NO_REFERENCE_PRICE``)."""
+REJECT_REASON_KEY = "broker_reason"
+"""Reply context key: the broker's text for a refusal, secrets masked."""
+
+
+def rejection_context(code: ReplyCode | None, reason: str | None, venue_code: str | None,
+                      venue_message: str | None) -> dict[str, ContextValue]:
+    """The context a reply carries for a broker's refusal: ``broker_code`` (the venue's code,
+    else the stack's) and ``broker_reason`` (the venue's text, else the recorded reason).
+
+    Why in ``context`` as well as in ``venue_code`` / ``message``: a client reading a reply
+    generically (a rebalance report, a log of replies) looks in ``context`` for the why, and
+    before issue #20 a rejected order's reply could reach it with an empty one. Only what the
+    broker said or the reason the OMS recorded for it goes here - never an exception's text
+    - and it passes :func:`~mts1b_platform.redaction.redact` first."""
+    out: dict[str, ContextValue] = {}
+    shown = venue_code or (code.value if code is not None else None)
+    if shown:
+        out[REJECT_CODE_KEY] = shown[:64]
+    text = venue_message or reason
+    if text:
+        out[REJECT_REASON_KEY] = redact(text)[:2000]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,11 +350,28 @@ class Oms:
     # --- market inputs --------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal, adv: Decimal | None = None) -> None:
-        """Reference price (and optionally average daily volume) used by the gates."""
+        """Reference price (and optionally average daily volume) used by the gates.
+
+        The price also goes to the broker when it takes marks (:class:`MarkSink`, e.g. the
+        paper venue in the same process): otherwise a paper venue that has seen no market
+        data yet rejects every market order ``NO_REFERENCE_PRICE`` although the OMS has a
+        price (issue #20). A broker whose ``set_mark`` fails is logged, never fatal: the
+        OMS's own price is set either way. A price that is not a positive finite Decimal is
+        ``ValidationFailed`` naming ``price`` and the value (a gate judging notional against
+        a NaN or a zero price would judge nothing)."""
+        if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+            raise ValidationFailed(f"price for {symbol!r} must be a positive finite Decimal, "
+                                   f"got {price!r}", field="price", value=repr(price)[:200])
         self.prices[symbol] = price
         self.book.prices_changed()
         if adv is not None:
             self.adv[symbol] = adv
+        if isinstance(self.broker, MarkSink):
+            try:
+                self.broker.set_mark(symbol, price)
+            except Exception as exc:
+                _log.warning("broker did not take the reference price", symbol=symbol,
+                             error_type=type(exc).__name__)
 
     async def update_nav(self, fund_id: str, nav: Decimal) -> None:
         """Record the fund's NAV; the drawdown gate compares it with the stored peak."""
@@ -455,7 +517,8 @@ class Oms:
                                 context=linked, ts=now)
         state = await self._send(state)
         reply = await self._reply(state, now)
-        return reply.model_copy(update={"context": linked}) if linked else reply
+        return (reply.model_copy(update={"context": {**reply.context, **linked}}) if linked
+                else reply)
 
     async def _drawdown_action(self, fund: FundConfig, decision: Decision) -> None:
         """Switch the fund to the state a drawdown denial asks for, if it asks (only ever a
@@ -569,11 +632,15 @@ class Oms:
             found = [ev for ev in await self.store.events(state.order_id)
                      if ev.get("event_type") == E.REJECTED.value]
             ev = OrderEvent.model_validate(found[-1]) if found else None
-            return CommandReply(ok=False, order_id=state.order_id, status=status,
-                                code=(ev.code if ev and ev.code else ReplyCode.BROKER_REJECTED),
-                                message=ev.reason if ev else "rejected by the broker",
-                                venue_code=ev.venue_code if ev else None,
-                                venue_message=ev.venue_message if ev else None, ts=now)
+            code = ev.code if ev and ev.code else ReplyCode.BROKER_REJECTED
+            message = ev.reason if ev and ev.reason else "rejected by the broker"
+            venue_code = ev.venue_code if ev else None
+            venue_message = ev.venue_message if ev else None
+            return CommandReply(ok=False, order_id=state.order_id, status=status, code=code,
+                                message=message, venue_code=venue_code,
+                                venue_message=venue_message, ts=now,
+                                context=rejection_context(code, message, venue_code,
+                                                          venue_message))
         if status is S.DENIED:
             return CommandReply(ok=False, order_id=state.order_id, status=status,
                                 code=ReplyCode.ORDER_DENIED, ts=now)
@@ -826,7 +893,8 @@ class Oms:
                                 code=refused.code,
                                 message=f"replace refused by the broker: {refused.reason}",
                                 venue_code=refused.venue_code,
-                                venue_message=refused.venue_message, ts=now)
+                                venue_message=refused.venue_message,
+                                context=refused.context(), ts=now)
         return CommandReply(ok=True, order_id=order_id, status=after.status, ts=now)
 
     def _judge_replace(self, state: OrderState, req: ReplaceRequest, now: dt.datetime

@@ -4,25 +4,59 @@ For every symbol in the target or the book: ``target_qty = weight x NAV / (price
 the delta to the current position is rounded *towards zero* to the instrument's lot size (never
 trade more than asked), dropped when below the instrument's ``min_quantity`` or below the
 notional ``threshold``; a symbol held but absent from a :class:`TargetPortfolio` is closed.
-Sells come before buys (they free the cash and the exposure the buys need). Idempotency keys
-are derived from the fund, the target's ``as_of`` and the symbol, so re-running the same
-rebalance resubmits the same keys and creates no new orders.
+Sells come before buys (they free the cash and the exposure the buys need).
+
+Idempotency keys (:func:`rebalance_key`): a rebalance is identified by its strategy, its fund
+and its rebalance time (the target's ``as_of``, to the microsecond), so re-running the same
+rebalance resubmits the same keys and creates no new orders, while a new rebalance - a new
+``as_of``, even within the same second - makes new ones (issue #20: keys used to keep whole
+seconds only, so two rebalances in one second shared their orders).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
 
-from mts1b_foundation import Equity, Instrument, MtsError, Order, Side, Signal, TargetPortfolio
+from mts1b_foundation import (
+    Equity,
+    Instrument,
+    MtsError,
+    Order,
+    Side,
+    Signal,
+    TargetPortfolio,
+    deterministic_id,
+)
 
-__all__ = ["RebalanceError", "rebalance"]
+__all__ = ["RebalanceError", "rebalance", "rebalance_key", "rebalance_stamp"]
 
 ZERO = Decimal(0)
 
 
 class RebalanceError(MtsError, ValueError):
     code = "OMS.REBALANCE"
+
+
+def rebalance_stamp(as_of: dt.datetime) -> str:
+    """The rebalance time as keys write it: ``YYYYmmddTHHMMSS`` in UTC, with ``.ffffff`` when
+    it has microseconds (a whole second keeps the form keys had before, so a rebalance
+    repeated across the upgrade still finds its orders)."""
+    as_of = as_of.astimezone(dt.UTC) if as_of.tzinfo is not None else as_of
+    stamp = as_of.strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}.{as_of.microsecond:06d}" if as_of.microsecond else stamp
+
+
+def rebalance_key(fund_id: str, strategy_id: str, as_of: dt.datetime, symbol: str) -> str:
+    """The idempotency key of one symbol's order in the rebalance (strategy, fund, time):
+    ``rb-<fund>-<strategy>-<stamp>-<symbol>``, readable in the order book; when that would
+    exceed the 128 characters of an id, a ``rb-<uuid5>`` of the same four parts (still one
+    key per rebalance and symbol, never a truncation that two rebalances could share)."""
+    key = f"rb-{fund_id}-{strategy_id}-{rebalance_stamp(as_of)}-{symbol}"
+    if len(key) <= 128:
+        return key
+    return deterministic_id("rb", fund_id, strategy_id, rebalance_stamp(as_of), symbol)
 
 
 def rebalance(
@@ -57,7 +91,6 @@ def rebalance(
     missing = sorted(s for s in symbols if s not in prices or prices[s] <= 0)
     if missing:
         raise RebalanceError(f"no price for {', '.join(missing)}", symbols=",".join(missing))
-    stamp = target.as_of.strftime("%Y%m%dT%H%M%S")
     sells: list[Order] = []
     buys: list[Order] = []
     for sym in sorted(symbols):
@@ -72,8 +105,8 @@ def rebalance(
         if abs(delta) * price * mult < threshold:
             continue
         side = Side.BUY if delta > 0 else Side.SELL
-        order = Order(idempotency_key=f"rb-{fund_id}-{strategy}-{stamp}-{sym}", fund_id=fund_id,
-                      strategy_id=strategy, instrument=inst, side=side, quantity=abs(delta),
-                      created_at=target.as_of)
+        order = Order(idempotency_key=rebalance_key(fund_id, strategy, target.as_of, sym),
+                      fund_id=fund_id, strategy_id=strategy, instrument=inst, side=side,
+                      quantity=abs(delta), created_at=target.as_of)
         (buys if side is Side.BUY else sells).append(order)
     return sells + buys
