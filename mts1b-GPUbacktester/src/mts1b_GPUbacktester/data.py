@@ -26,10 +26,16 @@ from mts1b_foundation import MtsError, UniversePanel, to_day
 from mts1b_GPUbacktester.errors import BacktestConfigError
 from mts1b_GPUbacktester.sim import forward_filled_close
 
-__all__ = ["FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays", "resolve_universe",
-           "universe_label"]
+__all__ = ["CASH_DIVIDEND", "FILLS", "Fill", "MarketArrays", "check_fill", "market_arrays",
+           "resolve_universe", "universe_label"]
 
 Fill = Literal["next_open", "close", "next_close"]
+
+#: the panel field of cash dividends a run credits to cash (per share of the panel's prices, on
+#: the ex-date row; see :class:`~mts1b_GPUbacktester.sim.SimInputs`): for a panel whose prices
+#: are adjusted for splits only, so that a backtest holds dividends as cash like a broker
+#: account does (the paper-parity harness of issue #20). A back-adjusted panel must not have it.
+CASH_DIVIDEND = "cash_dividend"
 FILLS: tuple[str, ...] = ("next_open", "close", "next_close")
 
 FloatArray = npt.NDArray[np.float64]
@@ -130,6 +136,7 @@ class MarketArrays:
     volume: FloatArray
     adv: FloatArray | None     # mean volume of the previous ``window`` rows
     sigma: FloatArray | None   # std of daily returns of the previous ``window`` rows
+    dividend: FloatArray | None = None  # the panel's ``cash_dividend`` field, if it has one
 
     @functools.cached_property
     def mark_price(self) -> FloatArray:
@@ -183,4 +190,6 @@ def market_arrays(panel: UniversePanel, fill: str, *, impact_window: int | None 
         fill=fill, shift=0 if fill == "close" else 1, exec_price=exec_price, close=close,
         returns=rets, in_universe=np.asarray(panel.mask, dtype=bool), delist_row=delist,
         volume=volume, adv=adv, sigma=sigma,
+        dividend=(np.asarray(panel.field(CASH_DIVIDEND), dtype=np.float64)
+                  if CASH_DIVIDEND in panel.field_names else None),
     )

@@ -259,7 +259,7 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
             exec_price=market.exec_price, mark_price=None, close=market.close,
             targets=targets, rebalance=rebalance, in_universe=market.in_universe,
             delist_row=market.delist_row, shift=market.shift, start=row0,
-            volume=market.volume, adv=market.adv, sigma=market.sigma)
+            volume=market.volume, adv=market.adv, sigma=market.sigma, dividend=market.dividend)
         return simulate(inp, costs, initial_nav=initial_nav, record_weights=record_weights,
                         record_fills=record_fills, trade_on=trade_on, band=band,
                         engine="compiled")
@@ -271,6 +271,7 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
         shift=market.shift, start=row0, volume=be.asarray(market.volume),
         adv=None if market.adv is None else be.asarray(market.adv),
         sigma=None if market.sigma is None else be.asarray(market.sigma),
+        dividend=None if market.dividend is None else be.asarray(market.dividend),
     )
     device_costs = CostModel(
         commission=be.asarray(costs.commission), slippage=costs.slippage,

@@ -43,6 +43,7 @@ __all__ = [
     "SimOutput",
     "TradeOn",
     "check_trade_rule",
+    "dividend_rows",
     "simulate",
 ]
 
@@ -107,6 +108,12 @@ class SimInputs:
     ``start``: the first row that decides.
     ``volume``, ``adv``, ``sigma``: ``(T, A)`` for the participation cap and the impact model
     (``None`` when unused).
+    ``dividend``: ``(T, A)`` cash paid per share held at the close of ``t - 1``, on its ex-date
+    row ``t`` (NaN as 0), credited to cash before that row trades; ``None``: no cash dividends
+    (the prices then carry them, back-adjusted). Give it only with prices that are not adjusted
+    for dividends, or they count twice. Why it exists: a broker pays a dividend in cash, and a
+    back-adjusted price reinvests it in the asset instead, so a book that holds the cash until
+    its next rebalance (the paper path, issue #20) differs from one that does not.
     """
 
     exec_price: Any
@@ -121,6 +128,7 @@ class SimInputs:
     volume: Any = None
     adv: Any = None
     sigma: Any = None
+    dividend: Any = None
 
 
 class FillLedger:
@@ -263,6 +271,7 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
 
     Each row ``t`` (from ``inp.start``) is one bar:
 
+    0. Cash dividends (``inp.dividend``) of the shares held are credited to cash.
     1. Orders decided at row ``d = t - shift`` execute at ``exec_price[t]``. On a rebalance row
        the assets chosen by the trade rule (below) are ordered to
        ``target weight * post-trade NAV / price - held shares`` (the NAV net of this trade's
@@ -318,6 +327,20 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
     return simulate_reference(inp, costs, initial_nav=initial_nav, xp=xp,
                               record_weights=record_weights, record_fills=record_fills,
                               trade_on=trade_on, band=band)
+
+
+def dividend_rows(dividend: Any, t_len: int, a_len: int
+                  ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """``(dividend per share with NaN as 0, (T,) rows where some asset pays)`` on the host;
+    zeros and no paying row for ``None``."""
+    if dividend is None:
+        return np.zeros((t_len, a_len)), np.zeros(t_len, dtype=bool)
+    host = dividend.get() if hasattr(dividend, "get") else dividend
+    div: FloatArray = np.nan_to_num(np.asarray(host, dtype=np.float64), nan=0.0)
+    if div.shape != (t_len, a_len):
+        raise BacktestConfigError(f"dividend has shape {div.shape}; the run is "
+                                  f"{(t_len, a_len)}", field="dividend", value=div.shape)
+    return div, (div != 0).any(axis=1)
 
 
 def forward_filled_close(close: Any) -> FloatArray:

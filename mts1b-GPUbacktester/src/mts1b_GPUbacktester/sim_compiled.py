@@ -38,7 +38,14 @@ import numpy as np
 import numpy.typing as npt
 
 from mts1b_GPUbacktester.kernels import cost_rates
-from mts1b_GPUbacktester.sim import CostModel, FillLedger, SimInputs, SimOutput, fill_key_dtype
+from mts1b_GPUbacktester.sim import (
+    CostModel,
+    FillLedger,
+    SimInputs,
+    SimOutput,
+    dividend_rows,
+    fill_key_dtype,
+)
 
 if TYPE_CHECKING:
     from numba.core.decorators import _JITWrapper
@@ -158,6 +165,7 @@ def _run(t0: int, shift: int, start: int,
          in_universe: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_],
          delist: npt.NDArray[np.int64],
          delisting: npt.NDArray[np.bool_],
+         dividend: FloatArray, paying: npt.NDArray[np.bool_], has_dividend: bool,
          volume: FloatArray, has_cap: bool, participation: float,
          adv: FloatArray, sigma: FloatArray, has_impact: bool, impact_k: float,
          commission: FloatArray, slip: float, buy_rate: FloatArray, sell_rate: FloatArray,
@@ -247,6 +255,11 @@ def _run(t0: int, shift: int, start: int,
                 imp[a] = k if abs(k) < inf else 0.0
         for c in range(n_combo):
             keep = record_fills and c == 0  # fill reasons are kept for the recorded book
+            if has_dividend and paying[t]:
+                # cash dividends of the shares held at the previous close, before any trade
+                for a in range(a_len):
+                    t1[a] = shares[c, a] * dividend[t, a]
+                cash[c] = cash[c] + _psum(t1, a_len, stack)
             if active and (rebal or exits or any_pending[c]):
                 if rebal:
                     # -- a rebalance: the post-trade NAV over the assets the rule picks -------
@@ -500,6 +513,8 @@ def simulate_compiled(inp: SimInputs, costs: CostModel, *, initial_nav: float = 
     delisting = np.zeros(t_len, dtype=bool)
     delisting[delist[(delist >= 0) & (delist < t_len)]] = True
     has_slip_column = slip != 0 or has_impact
+    dividend, paying = dividend_rows(inp.dividend, t_len, a_len)
+    has_dividend = bool(paying.any())
     book = dict(shares=np.zeros((n_combo, a_len)), cash=np.full(n_combo, float(initial_nav)),
                 pending=np.zeros((n_combo, a_len)),
                 preason=np.zeros((n_combo, a_len), dtype=np.int8),
@@ -518,6 +533,8 @@ def simulate_compiled(inp: SimInputs, costs: CostModel, *, initial_nav: float = 
         rebalance=_readonly(inp.rebalance, b1), in_universe=_readonly(inp.in_universe, b1),
         outside=_readonly(_rows_outside(inp.in_universe), b1),
         delist=delist, delisting=_readonly(delisting, b1),
+        dividend=_readonly(dividend, f8) if has_dividend else dummy2,
+        paying=_readonly(paying, b1), has_dividend=has_dividend,
         volume=_readonly(inp.volume, f8) if has_cap else dummy2, has_cap=has_cap,
         participation=float(costs.participation or 0.0),
         adv=_readonly(inp.adv, f8) if has_impact else dummy2,

@@ -25,6 +25,7 @@ from mts1b_GPUbacktester.sim import (
     FillLedger,
     SimInputs,
     SimOutput,
+    dividend_rows,
     fill_key_dtype,
     forward_filled_close,
 )
@@ -107,6 +108,8 @@ class _Rows:
     exits: npt.NDArray[np.bool_]       # (T,) bar t checks for held assets outside the universe
     delist: npt.NDArray[np.int64]      # (A,) the row each asset delists at (T: never)
     delisting: npt.NDArray[np.bool_]   # (T,) rows where some asset delists
+    paying: npt.NDArray[np.bool_]      # (T,) rows where some asset pays a cash dividend
+    dividend: Any     # (T, A) cash dividend per share on its ex-date row (0 elsewhere)
     targets: Any      # (C, T, A) target weights, 0 outside the universe and for NaN
     value: Any        # the price orders are sized at: execution price, else the last mark
     safe: Any         # execution price where a trade is possible, else 1
@@ -140,6 +143,7 @@ def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType, *, signal: bool =
     delist = np.asarray(_host(inp.delist_row))
     delisting = np.zeros(t_len, dtype=bool)
     delisting[delist[delist < t_len]] = True
+    dividend, paying = dividend_rows(inp.dividend, t_len, a_len)
     rows = xp.arange(t_len)[:, None]
     price = inp.exec_price
     tradable = xp.isfinite(price) & (price > 0) & (rows <= xp.asarray(delist)[None, :])
@@ -166,7 +170,7 @@ def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType, *, signal: bool =
         impact = xp.where(xp.isfinite(impact), impact, 0.0)
     return _Rows(
         start=inp.start, shift=inp.shift, rebalances=rebalances, exits=exits, delist=delist,
-        delisting=delisting,
+        delisting=delisting, paying=paying, dividend=xp.asarray(dividend),
         targets=xp.where(inp.in_universe[None] & xp.isfinite(inp.targets), inp.targets, 0.0),
         value=value, safe=safe, tradable=tradable.astype(xp.float64),
         mark=xp.where(xp.isfinite(mark_price), mark_price, 0.0), close=inp.close,
@@ -281,6 +285,9 @@ def _bar(xp: ModuleType, rows: _Rows, book: _Book, out: _Records, t: int) -> boo
     """Run bar ``t`` (see :func:`simulate`); True when it left the book as it was."""
     traded = False
     d = t - rows.shift
+    if rows.paying[t]:  # cash dividends of the shares held at the previous close
+        book.cash = book.cash + (book.shares * rows.dividend[t]).sum(axis=1)
+        traded = True
     if d >= rows.start:
         value_px = rows.value[t]
         if rows.rebalances[t]:
@@ -400,7 +407,7 @@ def _skip_quiet(xp: ModuleType, rows: _Rows, book: _Book, out: _Records, t0: int
     """
     rebalance, exits = rows.rebalances[t0:t1], rows.exits[t0:t1]
     touched = np.flatnonzero(rebalance | exits)
-    busy = rows.delisting[t0:t1].copy()
+    busy = rows.delisting[t0:t1] | rows.paying[t0:t1]
     shares, cash = book.shares, book.cash
     pend = None
     if touched.size:
