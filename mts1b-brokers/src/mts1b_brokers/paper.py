@@ -464,6 +464,40 @@ class PaperClient:
             raise config_error("price", price, "be > 0")
         self._marks[symbol] = mark
 
+    def apply_split(self, symbol: str, ratio: Decimal | int | str) -> None:
+        """A split of ``ratio`` new shares per old one (``0.1``: 1-for-10 reverse) effective now
+        (call it on the ex-date, before that session's first bar): every account's position in
+        ``symbol`` is multiplied by it, its average cost and the last price divided, so value and
+        cost basis are unchanged. Working orders are left as they are.
+
+        Why the venue does it: a broker adjusts the positions it holds; without it the venue's
+        account would disagree with the book of whoever trades on it (the paper loop, issue
+        #20). A ratio that is not a positive number is a ``BrokerConfigError``."""
+        k = _dec("ratio", ratio)
+        if k <= 0:
+            raise config_error("ratio", ratio, "be > 0")
+        for acct in self._accounts.values():
+            h = acct.holdings.get(symbol)
+            if h is not None:
+                h.quantity *= k
+                h.avg_cost /= k
+        for prices in (self._last, self._marks):
+            if symbol in prices:
+                prices[symbol] /= k
+
+    def pay_dividend(self, symbol: str, amount: Decimal | int | str) -> None:
+        """A cash dividend of ``amount`` per share of ``symbol``, credited now to every account
+        by its position (a short one pays it): call it on the ex-date before that session's
+        first bar, so the holders at the previous close are the ones paid (the pay date's delay
+        is not modelled). A negative or non-numeric amount is a ``BrokerConfigError``."""
+        d = _dec("amount", amount)
+        if d < 0:
+            raise config_error("amount", amount, "be >= 0")
+        for acct in self._accounts.values():
+            h = acct.holdings.get(symbol)
+            if h is not None and h.quantity != 0:
+                acct.cash += h.quantity * d
+
     def now(self) -> dt.datetime:
         """Market time: the latest event's timestamp, else ``start``, else the clock."""
         return self._market_time if self._market_time is not None else self._clock.now()
