@@ -214,6 +214,27 @@ async def test_a_broker_without_marks_is_left_alone(make: MakeOms) -> None:
     assert oms.prices["MSFT"] == D(250)
 
 
+async def test_at_start_a_fill_made_while_no_oms_listened_is_taken_in(make: MakeOms) -> None:
+    """The paper service outlives the OMS and fills on bars meanwhile (issue #20); the next
+    OMS takes the fill in from ``order_status`` when it is the only one it missed, and raises
+    an alert, changing nothing, when more were missed (one report cannot rebuild them)."""
+    venue = paper(accounts={"acc1": "1000000"}, participation_rate="0.1")
+    oms = await started(make, venue)  # reports not consumed: as if no OMS listened
+    one = await oms.submit(make_order("k1"))
+    two = await oms.submit(make_order("k2").model_copy(update={"time_in_force": "GTC"}))
+    ts = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    for i, volume in enumerate(("100", "50", "50")):  # k1 fills in one trade, k2 in two
+        await venue.on_bar(Bar(symbol="AAPL", ts=ts + dt.timedelta(minutes=i), open=D(101),
+                               high=D(101), low=D(101), close=D(101), volume=D(volume)))
+    assert await oms.catch_up() == 1
+    st = await oms.load_order(one.order_id or "")
+    assert st is not None and st.status is OrderStatus.FILLED
+    left = await oms.load_order(two.order_id or "")
+    assert left is not None and left.status is OrderStatus.ACCEPTED
+    assert any(two.order_id in a.text and "missed" in a.text for a in oms.alerts)
+    assert await oms.catch_up() == 0  # nothing new: nothing applied twice
+
+
 # --- 4. a rebalance is identified by strategy, fund and as_of ----------------------------------
 
 

@@ -120,6 +120,11 @@ _REPORT_EVENTS = {
 }
 
 
+_FILLS = frozenset({ExecType.PARTIAL_FILL, ExecType.FILL})
+_CATCH_UP = _FILLS | {ExecType.CANCELED, ExecType.EXPIRED, ExecType.REJECT}
+"""The broker reports :meth:`Oms.catch_up` applies at start."""
+
+
 class _Relay(Protocol):
     def notify(self) -> None: ...
 
@@ -297,6 +302,7 @@ class Oms:
             self._reports = asyncio.get_running_loop().create_task(self._consume_reports())
         await self.killswitch.start()
         await self.recover()
+        await self.catch_up()
         await self.sleeves.withdraw_stopped()
         if reconcile:
             for fund_id in self.funds:
@@ -338,6 +344,44 @@ class Oms:
             elif st.status is S.PENDING_CANCEL:
                 await self._send_cancel(st)
                 n += 1
+        return n
+
+    async def catch_up(self) -> int:
+        """Take in what the broker did to working orders while no OMS listened (issue #20:
+        the paper broker service outlives a SIGKILL of the OMS and keeps filling on bars, and
+        a remote broker's report stream starts at the OMS's connection). For each open order
+        that is no longer ``pending`` (:meth:`recover` settles those) the broker's latest
+        report (``order_status``) is applied when it is exact to do so: a fill that is the
+        only one we missed (its cumulative quantity less its own is what we hold), or an end
+        without a missed fill (canceled, expired, rejected). A gap of more than one fill
+        cannot be rebuilt from the latest report alone and is an alert (the start-up
+        reconciliation names the position as well); a broker that cannot tell is left alone.
+        Returns how many orders changed."""
+        n = 0
+        for st in self.book.open_orders():
+            if st.status is S.PENDING or st.order_id in self._sending:
+                continue
+            try:
+                report = await self.broker.order_status(st.order_id)
+            except Exception as exc:  # cannot tell: the report stream may still bring it
+                _log.warning("order status unknown at the broker at start",
+                             order_id=st.order_id, error_type=type(exc).__name__)
+                continue
+            if report is None or report.exec_type not in _CATCH_UP:
+                continue
+            held = st.filled_quantity
+            before = report.cumulative_quantity - (report.last_quantity or ZERO)
+            if report.cumulative_quantity == held and report.exec_type in _FILLS:
+                continue  # nothing missed
+            if (report.exec_type in _FILLS and before != held) or (
+                    report.exec_type not in _FILLS and report.cumulative_quantity != held):
+                await self._alert(
+                    f"order {st.order_id}: the broker has {report.cumulative_quantity} filled, "
+                    f"the OMS {held}; fills were missed while no OMS listened",
+                    order_id=st.order_id, fund_id=st.order.fund_id)
+                continue
+            await self.on_execution_report(report)
+            n += 1
         return n
 
     async def _consume_reports(self) -> None:
@@ -956,6 +1000,12 @@ class Oms:
         key = (report.order_id, report.exec_type.value, report.ts.isoformat(), report.trade_id,
                report.reason)
         if key in self._seen_reports:
+            # The first copy may be being applied right now (a remote broker's report stream
+            # can deliver it just before the call's answer): wait for that change to be
+            # written, or the caller would read - and reply with - the order as it was before
+            # (issue #20: an accepted order answered "pending" over NATS).
+            async with self._order_locks.hold(report.order_id):
+                pass
             return await self._load(report.order_id)
         self._seen_reports[key] = None
         if len(self._seen_reports) > 10_000:
