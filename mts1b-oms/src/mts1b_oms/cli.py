@@ -73,10 +73,20 @@ def serve(
         envvar="MTS_OMS_FUNDS",
         help="JSON file: a list of FundConfig; without it, the treasury's open funds "
              "(mts mts1b-treasury fund create) and their changes")] = None,
-    broker: Annotated[str, typer.Option(help="entry point in mts1b.brokers, or module:attr")
-                      ] = "paper",
-    broker_arg: Annotated[list[str] | None, typer.Option(help="key=value for the broker")
-                          ] = None,
+    broker: Annotated[str, typer.Option(
+        help="paper: the paper broker service over NATS (mts mts1b-brokers serve paper), "
+             "started by the OMS as a child process when none answers within --broker-wait; "
+             "it follows the bars on mts.v1.datalake.bars.* (mts mts1b-datalake replay) and "
+             "keeps running when the OMS stops. Any other name: an entry point in "
+             "mts1b.brokers, or module:attr, run in this process")] = "paper",
+    broker_arg: Annotated[list[str] | None, typer.Option(
+        help="key=value for the broker. For paper (used when the OMS starts the service): "
+             "account=ID=CASH[,ID=CASH] (default: each fund's account with its target NAV), "
+             "cash=CASH (any account opens with it), participation_rate, commission_bps, "
+             "slippage_bps, seed, calendar; timeout=SECONDS per request")] = None,
+    broker_wait: Annotated[float, typer.Option(
+        min=0, help="--broker paper: seconds a running paper broker service has to answer "
+                    "before the OMS starts one")] = 3.0,
     prices: Annotated[Path | None, typer.Option(help="JSON file {symbol: price}")] = None,
     dsn: Dsn = DEFAULT_DSN,
     schema: Schema = "mts_oms",
@@ -94,7 +104,14 @@ def serve(
         help="seconds a signed command's timestamp may lie from this instance's clock")
                               ] = 30.0,
 ) -> None:
-    """Run the OMS service until SIGTERM (then drain)."""
+    """Run the OMS service until SIGTERM (then drain).
+
+    With --broker paper (the default) orders go to the paper broker service over NATS; the
+    OMS starts one (`mts mts1b-brokers serve paper`, in its own session) if none answers, and
+    leaves it running at exit: the paper venue holds the working orders in memory, and a
+    service apart from the OMS keeps them through an OMS crash or SIGKILL. Feed it bars with
+    `mts mts1b-datalake replay`.
+    """
     from mts1b_platform.logging import set_service
 
     set_service("oms")  # before anything logs: every line of this process names the OMS
@@ -110,13 +127,20 @@ def serve(
                         namespace=namespace, prices=px, concurrency=concurrency,
                         full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,
                         sweep_drain_seconds=sweep_drain_seconds, keys=KeyRegistry.load(keys),
-                        command_window=dt.timedelta(seconds=command_window))
+                        command_window=dt.timedelta(seconds=command_window),
+                        broker_wait=broker_wait)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()
-        service = asyncio.get_running_loop().create_task(run_service(opts, ready=ready))
+        started: list[int] = []
+        service = asyncio.get_running_loop().create_task(run_service(opts, ready=ready,
+                                                                     started=started))
         announce = asyncio.get_running_loop().create_task(ready.wait())
         await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
+        for pid in started:
+            typer.echo(f"started the paper broker service (mts mts1b-brokers serve paper) as "
+                       f"pid {pid}; it keeps running when the OMS stops (it holds the paper "
+                       f"orders): stop it with `kill {pid}`")
         if ready.is_set():
             typer.echo(f"oms serving funds {', '.join(f.fund_id for f in opts.funds)} on "
                        f"mts.v1.oms.commands.* (schema {schema}"

@@ -24,6 +24,12 @@
   lacks is denied. At start the service logs, at INFO, each fund's effective limits (the
   ``RiskEnvelope`` as the gates apply it: numbers, ``unlimited``, the notional default worked
   out from the fund's target NAV) and how many instruments it knows.
+- The broker: ``--broker paper`` (the default) is the paper broker *service*
+  (:func:`connect_broker`): the OMS talks to ``mts mts1b-brokers serve paper`` over NATS
+  (``RemoteBroker("paper")``) and, when none answers within ``broker_wait`` seconds, starts one
+  itself as a child process that follows the bar stream ``mts.v1.datalake.bars.*``, so orders
+  fill as bars arrive (``mts mts1b-datalake replay``). Any other name or ``module:attr`` is
+  loaded and used in this process, as before.
 - SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, give the kill
   switch's sweeps up to ``sweep_drain_seconds`` to finish (what is left stays outstanding in
   PostgreSQL for the next instance), flush the outbox, close.
@@ -37,7 +43,9 @@ import datetime as dt
 import importlib
 import json
 import os
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import entry_points
@@ -47,6 +55,7 @@ from typing import Any
 from mts1b_foundation import (
     TREASURY_FUNDS_BUCKET,
     Bar,
+    BrokerError,
     BrokerProtocol,
     CancelOrder,
     CommandReply,
@@ -78,8 +87,9 @@ from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import parse_change, scope_key
 from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
-__all__ = ["KV_BUCKET", "STATE_COMMAND_SUBJECTS", "STATE_QUEUE", "KvFanout", "ServeOptions",
-           "load_broker", "load_funds", "run_service", "serve_state_commands"]
+__all__ = ["KV_BUCKET", "PAPER", "PAPER_ARGS", "STATE_COMMAND_SUBJECTS", "STATE_QUEUE",
+           "BrokerLink", "KvFanout", "ServeOptions", "connect_broker", "load_broker",
+           "load_funds", "paper_command", "run_service", "serve_state_commands"]
 
 KV_BUCKET = "mts_oms_trading_state"
 STATE_QUEUE = "mts1b-oms"
@@ -92,6 +102,207 @@ _log = get_logger("mts1b_oms.service")
 
 class ServiceError(MtsError):
     code = "OMS.SERVICE"
+
+
+PAPER = "paper"
+"""``--broker paper``: the paper broker service, found or started (:func:`connect_broker`)."""
+PAPER_ARGS: dict[str, str] = {
+    "account": "--account", "cash": "--default-cash", "default_cash": "--default-cash",
+    "participation_rate": "--participation-rate", "commission_bps": "--commission-bps",
+    "slippage_bps": "--slippage-bps", "seed": "--seed", "calendar": "--calendar",
+}
+"""``--broker-arg`` keys for ``--broker paper`` that configure a paper venue the OMS starts,
+and the ``mts mts1b-brokers serve paper`` option each becomes. ``timeout`` (seconds per request
+to the service) is also taken."""
+PAPER_START_SECONDS = 60.0
+"""How long a paper broker service the OMS started has to answer (a cold Python start)."""
+
+
+@dataclass
+class BrokerLink:
+    """The broker the service trades through, and how it got it: ``started_pid`` is the paper
+    broker service this OMS started (``None``: it found one running, or the broker is in this
+    process)."""
+
+    broker: BrokerProtocol
+    started_pid: int | None = None
+    found_running: bool = False
+
+
+def paper_command(args: Mapping[str, Any], funds: list[FundConfig], *,
+                  namespace: str | None, nats_url: str | None) -> list[str]:
+    """The command line of the paper broker service the OMS starts: ``python -m
+    mts1b_brokers.cli serve paper`` with the venue's ``--broker-arg`` options
+    (:data:`PAPER_ARGS`; ``account`` takes ``ID=CASH`` pairs separated by commas), in the OMS's
+    NATS namespace. Without ``account`` or ``cash``, each served fund's account opens with the
+    fund's target NAV, so a new user's first orders are not ``ACCOUNT_NOT_FOUND``.
+
+    Bad input is a ``ServiceError`` naming the ``--broker-arg`` and its value: an unknown key,
+    cash or a rate that is not a number, a seed that is not an integer."""
+    cmd = [sys.executable, "-m", "mts1b_brokers.cli", "serve", PAPER]
+    for key, value in args.items():
+        if key == "timeout":
+            continue
+        flag = PAPER_ARGS.get(key)
+        if flag is None:
+            raise ServiceError(f"--broker-arg {key}={value!r}: not an option of the paper "
+                               f"broker; known: {', '.join(sorted([*PAPER_ARGS, 'timeout']))}",
+                               field=f"broker_arg.{key}", value=str(value))
+        text = str(value)
+        if key == "account":
+            for pair in (p.strip() for p in text.split(",") if p.strip()):
+                account_id, sep, cash = pair.partition("=")
+                if not sep or not account_id:
+                    raise ServiceError(f"--broker-arg account={text!r}: expected ID=CASH "
+                                       "(several separated by commas)",
+                                       field="broker_arg.account", value=text)
+                _paper_decimal("account", cash, positive=True, shown=pair)
+                cmd += [flag, pair]
+            continue
+        if key in {"cash", "default_cash", "participation_rate"}:
+            _paper_decimal(key, text, positive=True)
+        elif key in {"commission_bps", "slippage_bps"}:
+            _paper_decimal(key, text, positive=False)
+        elif key == "seed" and not text.lstrip("-").isdigit():
+            raise ServiceError(f"--broker-arg seed={text!r}: not an integer",
+                               field="broker_arg.seed", value=text)
+        cmd += [flag, text]
+    if not {"account", "cash", "default_cash"} & set(args):
+        for fund in funds:
+            cmd += ["--account", f"{fund.broker_account_id}={fund.target_nav_usd}"]
+    if namespace:
+        cmd += ["--namespace", namespace]
+    if nats_url:
+        cmd += ["--nats-url", nats_url]
+    return cmd
+
+
+def _paper_decimal(key: str, text: str, *, positive: bool, shown: str | None = None) -> None:
+    try:
+        number = Decimal(text)
+    except ArithmeticError:
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0 or (positive and number == 0):
+        need = "a positive number" if positive else "a number >= 0"
+        raise ServiceError(f"--broker-arg {key}={shown or text!r}: {text!r} is not {need}",
+                           field=f"broker_arg.{key}", value=shown or text)
+
+
+async def _answers(broker: BrokerProtocol, seconds: float) -> bool:
+    """Whether a broker service answers a read (``open_orders``) within ``seconds``: "no
+    responders" comes back at once, so it is asked again until the time is up."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while True:
+        try:
+            await asyncio.wait_for(broker.open_orders(None), max(0.1, end - loop.time()))
+            return True
+        except (BrokerError, TimeoutError):
+            pass
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(0.2)
+
+
+async def connect_broker(opts: ServeOptions, store: Store | None = None) -> BrokerLink:
+    """The broker the service trades through, connected.
+
+    ``--broker paper``: the paper broker *service* over NATS (``RemoteBroker("paper")``, in the
+    OMS's namespace). When none answers within ``opts.broker_wait`` seconds the OMS starts one
+    as a child process (:func:`paper_command`) and waits for it to answer. Why a child process
+    and not a venue in this process: the paper venue keeps its working orders in memory, so a
+    venue inside the OMS would die with it - a SIGKILL of the OMS would lose every working
+    order while PostgreSQL still lists them as working. The child runs in its own session: it
+    survives a SIGKILL (and a Ctrl-C) of the OMS with its orders, keeps trading them on the bar
+    stream, and the OMS's next start finds it and uses it. It is therefore left running when
+    the OMS stops; stop it yourself (its pid is printed). Only one instance starts it: the
+    check and the start hold a PostgreSQL advisory lock of the namespace, so two OMS instances
+    starting at once cannot start two venues (they would split the orders between them).
+
+    Any other ``opts.broker`` is loaded with its ``broker_args`` (:func:`load_broker`) and used
+    in this process, as before (``mts1b_brokers:PaperClient`` is a paper venue in-process)."""
+    if opts.broker != PAPER:
+        broker = load_broker(opts.broker, **opts.broker_args)
+        await broker.connect()
+        return BrokerLink(broker)
+    remote: dict[str, Any] = {"name": PAPER}
+    if opts.namespace:
+        remote["namespace"] = opts.namespace
+    if opts.nats_url:
+        remote["url"] = opts.nats_url
+    if "timeout" in opts.broker_args:
+        remote["timeout"] = _paper_timeout(opts.broker_args["timeout"])
+    command = paper_command(opts.broker_args, opts.funds, namespace=opts.namespace,
+                            nats_url=opts.nats_url)  # bad arguments fail before anything runs
+    try:
+        broker = load_broker("mts1b_brokers:RemoteBroker", **remote)
+    except ImportError:
+        raise ServiceError("--broker paper needs mts1b-brokers installed (pip install "
+                           "mts1b-brokers): the paper broker runs as its service",
+                           broker=PAPER) from None
+    await broker.connect()
+    try:
+        async with _paper_lock(store, opts.namespace):
+            if await _answers(broker, opts.broker_wait):
+                if set(opts.broker_args) - {"timeout"}:
+                    _log.warning("a paper broker service is running already: the venue's "
+                                 "--broker-arg options are not applied to it",
+                                 options=",".join(sorted(opts.broker_args)))
+                _log.info("paper broker service found", namespace=opts.namespace or "")
+                return BrokerLink(broker, found_running=True)
+            pid = await _start_paper(broker, command)
+    except BaseException:
+        await broker.close()
+        raise
+    return BrokerLink(broker, started_pid=pid)
+
+
+def _paper_timeout(value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 3600:
+        raise ServiceError(f"--broker-arg timeout: {value!r} is not a number of seconds "
+                           "between 0 and 3600", field="broker_arg.timeout", value=str(value))
+    return seconds
+
+
+async def _start_paper(broker: BrokerProtocol, command: list[str]) -> int:
+    """Start the paper broker service (stdout to /dev/null - a pipe to a dead OMS would break
+    it; stderr, its log, shared with the OMS) and wait until it answers."""
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL,  # noqa: S603 - our own CLI
+                             stdout=subprocess.DEVNULL, start_new_session=True)
+    _log.warning("no paper broker service answered: started one; it keeps running when the "
+                 "OMS stops (it holds the paper orders)", pid=child.pid)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + PAPER_START_SECONDS
+    while loop.time() < end:
+        if await _answers(broker, 1.0):
+            return child.pid
+        if child.poll() is not None:
+            raise ServiceError(f"the paper broker service the OMS started exited with code "
+                               f"{child.returncode} (its log is above): {' '.join(command)}",
+                               broker=PAPER, exit_code=child.returncode)
+    child.terminate()
+    raise ServiceError(f"the paper broker service the OMS started did not answer within "
+                       f"{PAPER_START_SECONDS:g}s; stopped it", broker=PAPER)
+
+
+@contextlib.asynccontextmanager
+async def _paper_lock(store: Store | None, namespace: str | None) -> AsyncIterator[None]:
+    """A PostgreSQL advisory lock per NATS namespace around finding or starting the paper
+    broker service (see :func:`connect_broker`); none without a store."""
+    if store is None:
+        yield
+        return
+    key = f"mts1b-oms:paper-broker:{namespace or ''}"
+    async with store.pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
 
 def load_broker(spec: str, **kwargs: Any) -> BrokerProtocol:
@@ -166,6 +377,9 @@ class ServeOptions:
     funds_from_treasury: bool = False
     """Serve the open funds of the treasury's KV bucket (:mod:`mts1b_oms.treasuryfunds`)
     instead of ``funds``, and follow their changes while serving."""
+    broker_wait: float = 3.0
+    """``--broker paper``: seconds a running paper broker service has to answer before the
+    OMS starts one (:func:`connect_broker`)."""
 
 
 def _log_limits(opts: ServeOptions) -> None:
@@ -213,8 +427,11 @@ async def serve_state_commands(bus: Bus, killswitch: KillSwitch) -> list[Subscri
 
 
 async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
-                      stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``), then drain."""
+                      stop: asyncio.Event | None = None,
+                      started: list[int] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain. ``started``: the pid of a paper
+    broker service this OMS started is appended to it (it outlives the OMS: see
+    :func:`connect_broker`)."""
     overrides: dict[str, Any] = {"name": "mts1b-oms"}
     if opts.namespace:
         overrides["namespace"] = opts.namespace
@@ -225,8 +442,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     if opts.funds_from_treasury:
         opts.funds = await load_treasury_funds(bus)
     store = await Store.open(opts.dsn, schema=opts.schema)
-    broker = load_broker(opts.broker, **opts.broker_args)
-    await broker.connect()
+    link = await connect_broker(opts, store)
+    broker = link.broker
+    if link.started_pid is not None and started is not None:
+        started.append(link.started_pid)
     relay = OutboxRelay(store, bus)
     kv = await bus.kv(KV_BUCKET)
     _log_limits(opts)
