@@ -57,3 +57,24 @@ def test_bad_values_are_config_errors(call: str, value: str) -> None:
     broker = PaperClient(accounts={"core": "1"})
     with pytest.raises(BrokerConfigError):
         getattr(broker, call)("AAA", value)
+
+
+async def test_matching_looks_only_at_working_orders() -> None:
+    """A loop over years sends hundreds of thousands of orders: once filled they must not be
+    walked again on every bar (the venue keeps them for order_status, not in its working set)."""
+    broker = PaperClient(accounts={"core": "1000000"}, participation_rate=None, start=T0)
+    await broker.connect()
+    broker.set_mark("AAA", "50")
+    for day in range(1, 51):
+        await broker.submit(Order(order_id=f"o-{day}", idempotency_key=f"k-{day}",
+                                  fund_id="core", strategy_id="s",
+                                  instrument=Equity(symbol="AAA"), side="buy", quantity=D(1)))
+        await broker.on_bar(_bar(day, "50"))
+    await broker.submit(Order(order_id="o-last", idempotency_key="k-last", fund_id="core",
+                              strategy_id="s", instrument=Equity(symbol="AAA"), side="buy",
+                              quantity=D(1), order_type="limit", limit_price=D(1),
+                              time_in_force="GTC"))
+    assert [o.order_id for o in await broker.open_orders("core")] == ["o-last"]
+    assert len(broker._open) == 1   # the working set, not the 51 orders
+    assert (await broker.order_status("o-7")) is not None
+    assert (await broker.account("core")).positions == {"AAA": D(50)}

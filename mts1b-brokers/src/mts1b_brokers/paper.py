@@ -291,6 +291,7 @@ class PaperClient:
         self._state = ConnectionState.DISCONNECTED
         self._lock = asyncio.Lock()
         self._orders: dict[str, _Working] = {}
+        self._open: dict[str, _Working] = {}  # orders not yet seen terminal (see _live)
         self._rejected: dict[str, BrokerRejected] = {}
         self._seq = 0
         self._halted: set[str] = set()
@@ -397,9 +398,8 @@ class PaperClient:
 
     async def open_orders(self, account_id: str | None = None) -> list[Order]:
         self._require_connected("open_orders")
-        return [w.order for w in sorted(self._orders.values(), key=lambda w: w.seq)
-                if not w.status.is_terminal
-                and (account_id is None or w.account_id == account_id)]
+        return [w.order for w in self._live()
+                if account_id is None or w.account_id == account_id]
 
     async def positions(self, account_id: str) -> list[Position]:
         self._require_connected("positions")
@@ -669,6 +669,7 @@ class PaperClient:
         ack = self._report(w, ExecType.ACK)
         w.ack = ack
         self._orders[order_id] = w
+        self._open[order_id] = w
         return self._emit(ack)
 
     def _instrument(self, order: Order) -> Instrument:
@@ -790,8 +791,8 @@ class PaperClient:
 
     def _buying_power(self, acct: _Account) -> Decimal:
         gross = sum((abs(h.quantity) * self._mark(s, h) for s, h in acct.holdings.items()), _ZERO)
-        reserved = sum((w.reserved for w in self._orders.values()
-                        if w.account_id == acct.account_id and not w.status.is_terminal), _ZERO)
+        reserved = sum((w.reserved for w in self._live()
+                        if w.account_id == acct.account_id), _ZERO)
         return self._equity(acct) * self._leverage - gross - reserved
 
     def _replaced_terms(self, w: _Working, quantity: Decimal | None,
@@ -821,8 +822,13 @@ class PaperClient:
 
     # matching ------------------------------------------------------------------------------
     def _live(self) -> list[_Working]:
-        return sorted((w for w in self._orders.values() if not w.status.is_terminal),
-                      key=lambda w: w.seq)
+        """The working orders in arrival order. Why ``_open`` and not ``_orders``: every bar
+        and every submit asks, and a paper loop over years submits hundreds of thousands of
+        orders, so the cost must be that of the orders still working, not of all ever sent;
+        orders found terminal are dropped from it here (``_orders`` keeps them all)."""
+        for order_id in [o for o, w in self._open.items() if w.status.is_terminal]:
+            del self._open[order_id]
+        return sorted(self._open.values(), key=lambda w: w.seq)
 
     def _advance(self, ts: dt.datetime) -> None:
         if self._market_time is None or ts > self._market_time:
