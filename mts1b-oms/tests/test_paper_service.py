@@ -85,6 +85,18 @@ def test_bad_paper_args_are_refused_naming_the_field_and_value(args: dict[str, s
     assert str(next(iter(args.values()))) in info.value.message
 
 
+@pytest.mark.parametrize(("args", "field"), [({"timeout": "abc"}, "broker_arg.timeout"),
+                                           ({"seed": "x"}, "broker_arg.seed")])
+async def test_serve_refuses_a_bad_paper_arg_before_it_connects_or_creates_anything(
+        args: dict[str, str], field: str) -> None:
+    opts = ServeOptions(dsn="postgresql://nobody@127.0.0.1:1/none", funds=[make_fund()],
+                        instruments=make_registry(), broker_args=args,
+                        nats_url="nats://127.0.0.1:1")  # neither is ever reached
+    with pytest.raises(ServiceError) as info:
+        await run_service(opts)
+    assert info.value.context["field"] == field
+
+
 # --- over NATS and PostgreSQL -----------------------------------------------------------------
 
 
@@ -155,8 +167,15 @@ async def test_a_running_paper_service_is_used_and_none_is_started(bus: Bus) -> 
         try:
             await asyncio.wait_for(ready.wait(), 30)
             assert started == []
-            reply = await submit_once_priced(bus, "k1", 0)
+            # no bar yet: the OMS has a price, the remote venue none - the reply over NATS
+            # says so in its code and context, not a bare "rejected by the broker"
+            refused = await submit(bus, "k1")
+            assert refused.code is ReplyCode.NO_REFERENCE_PRICE, refused
+            assert refused.context["broker_code"] == "NO_REFERENCE_PRICE"
+            assert "no price seen for 'AAPL'" in str(refused.context["broker_reason"])
+            reply = await submit_once_priced(bus, "k1", 0)  # fixed: a new attempt, linked
             assert reply.ok and reply.status is OrderStatus.ACCEPTED, reply
+            assert not reply.duplicate and reply.context["previous_order_id"]
             assert [r.order_id for r in venue.history if r.exec_type is ExecType.ACK] == [
                 reply.order_id]
         finally:

@@ -432,6 +432,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     """Run until SIGTERM/SIGINT (or ``stop``), then drain. ``started``: the pid of a paper
     broker service this OMS started is appended to it (it outlives the OMS: see
     :func:`connect_broker`)."""
+    if opts.broker == PAPER:  # bad --broker-arg options stop us before anything is created
+        paper_command(opts.broker_args, opts.funds, namespace=None, nats_url=None)
+        if "timeout" in opts.broker_args:
+            _paper_timeout(opts.broker_args["timeout"])
     overrides: dict[str, Any] = {"name": "mts1b-oms"}
     if opts.namespace:
         overrides["namespace"] = opts.namespace
