@@ -1,0 +1,71 @@
+"""``mts mts1b-portfolio serve``: the composer service (it needs the ``service`` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(name="mts1b-portfolio", no_args_is_help=True, add_completion=False,
+                  help="MTS1B portfolio: the multi-sleeve composer service.")
+
+
+@app.callback()
+def _group() -> None:
+    """MTS1B portfolio: the multi-sleeve composer service."""
+
+
+def _money(field: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{field}: not a number: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise typer.BadParameter(f"{field}: must be a finite number >= 0, got {text!r}")
+    return value
+
+
+@app.command()
+def serve(
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="NATS namespace prefix")] = None,
+    settle: Annotated[float, typer.Option(
+        min=0.0, help="seconds a fund waits for its other sleeves' signals of the same "
+                      "rebalance time")] = 5.0,
+    max_turnover: Annotated[float | None, typer.Option(
+        min=0.0, help="turnover cap per rebalance, as a fraction of the fund's capital "
+                      "(both legs counted)")] = None,
+    min_trade_notional: Annotated[str, typer.Option(
+        help="drop trades worth less than this, in the fund's currency")] = "0",
+    long_only: Annotated[bool, typer.Option(help="no short positions in any fund")] = False,
+    reply_timeout: Annotated[float, typer.Option(
+        min=0.1, help="seconds the OMS may take to answer a target")] = 30.0,
+) -> None:
+    """Compose each fund's target from its sleeves' published signals and have the OMS
+    rebalance it; drop a disabled strategy's sleeve at once. Runs until SIGTERM."""
+    minimum = _money("--min-trade-notional", min_trade_notional)
+    try:
+        from mts1b_platform.logging import set_service
+
+        from mts1b_portfolio.picture import ComposerLimits
+        from mts1b_portfolio.service import ServeOptions, run_service
+    except ImportError as exc:
+        typer.echo(f"mts1b-portfolio: the service needs the 'service' extra (missing module "
+                   f"{exc.name}): pip install 'mts1b-portfolio[service]'", err=True)
+        raise typer.Exit(2) from None
+    set_service("portfolio")
+    opts = ServeOptions(namespace=namespace, settle_seconds=settle, reply_timeout=reply_timeout,
+                        limits=ComposerLimits(max_turnover=max_turnover,
+                                              min_trade_notional=minimum, long_only=long_only))
+    typer.echo(f"portfolio composer serving{f' (namespace {namespace})' if namespace else ''}; "
+               "SIGTERM stops")
+    asyncio.run(run_service(opts))
+    typer.echo("portfolio composer stopped")
+
+
+if __name__ == "__main__":  # python -m mts1b_portfolio.cli ...: `mts mts1b-portfolio ...`
+    app()

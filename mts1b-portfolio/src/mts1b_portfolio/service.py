@@ -1,0 +1,351 @@
+"""``mts mts1b-portfolio serve``: the composer as a NATS service, one target per fund.
+
+What it does:
+
+- takes every published strategy signal (``mts.v1.research.signals.published``; it never
+  reads ``...signals.shadow``) and, for each fund the strategy has a sleeve in, composes the
+  fund's target from the latest signal of each of its sleeves
+  (:meth:`~mts1b_portfolio.picture.FundPicture.compose`) and sends it to the OMS on
+  ``mts.v1.oms.commands.rebalance``, stamped with the signal's rebalance time: the OMS
+  identifies a rebalance by fund and time, so a repeat is a duplicate and a new time trades;
+- takes every strategy transition (``mts.v1.research.strategies.changed``): a strategy leaving
+  ``paper``/``live`` (disabled, retired) has its sleeve dropped at once - each fund it is in is
+  composed again without it, stamped with the transition's time.
+
+Several strategies of one fund usually rebalance at the same time: a fund is composed once all
+its traded sleeves have a signal of that time, or ``settle_seconds`` after the first arrived,
+whichever is first.
+
+Nothing is lost to a crash: a signal or transition is acknowledged only after the fund it
+touches is marked *pending* in the KV bucket ``portfolio_pending`` (and the signal kept in
+``portfolio_signals``); a pending fund stays pending until the OMS has answered its target.
+A restarted composer composes every fund still pending; the repeat of a target the OMS had
+already taken is answered as a duplicate and trades nothing. The rest of the picture (funds,
+allocations, NAVs, sleeve positions, strategy states, prices) is rebuilt from the streams on
+every start (:mod:`~mts1b_portfolio.follow`).
+
+A target the OMS refuses in part (a halted strategy's symbol, a gate) and a fund that cannot be
+composed (a symbol with no price) raise an alert on ``mts.v1.operations.alerts.raised`` and the
+service goes on; an OMS that does not answer is asked again with a growing delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mts1b_foundation import (
+    TREASURY_FUNDS_BUCKET,
+    Allocation,
+    Bar,
+    CommandReply,
+    FundConfig,
+    FundNav,
+    MtsError,
+    Position,
+    RebalanceReport,
+    Severity,
+    Signal,
+    StrategyTransition,
+    SystemClock,
+    WireModel,
+    parse_message,
+)
+from mts1b_platform.alerts import raise_alert
+from mts1b_platform.bus import Bus, BusError, Delivery, KeyValue
+from mts1b_platform.logging import get_logger
+from mts1b_platform.shutdown import stop_on_signals
+
+from mts1b_portfolio.errors import ComposeInputError
+from mts1b_portfolio.follow import Follower, follow
+from mts1b_portfolio.picture import TRADED, ComposerLimits, FundPicture, NothingToCompose
+
+__all__ = ["PENDING_BUCKET", "SIGNALS_BUCKET", "ComposerService", "Pending", "ServeOptions",
+           "run_service"]
+
+_log = get_logger("mts1b_portfolio.service")
+SOURCE = "mts1b-portfolio"
+PENDING_BUCKET = "portfolio_pending"
+"""KV bucket: fund id -> the rebalance the composer owes that fund (JSON)."""
+SIGNALS_BUCKET = "portfolio_signals"
+"""KV bucket: strategy id -> its latest published signal, as the composer took it."""
+_RETRY = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class Pending:
+    """A rebalance owed to one fund: its time, why, and when it may be composed."""
+
+    as_of: dt.datetime
+    reason: str
+    due: float
+    """``time.time()`` after which it is composed even if not every sleeve has reported."""
+    tries: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"as_of": self.as_of.isoformat(), "reason": self.reason,
+                           "due": self.due, "tries": self.tries})
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Pending:
+        raw = json.loads(data)
+        return cls(dt.datetime.fromisoformat(raw["as_of"]), str(raw["reason"]),
+                   float(raw["due"]), int(raw.get("tries", 0)))
+
+
+@dataclass
+class ServeOptions:
+    namespace: str | None = None
+    limits: ComposerLimits = field(default_factory=ComposerLimits)
+    settle_seconds: float = 5.0
+    """How long a fund waits for its other sleeves' signals of the same time."""
+    reply_timeout: float = 30.0
+    """How long the OMS may take to answer a target."""
+    catch_up_seconds: float = 60.0
+    """How long the history of the streams may take to read at start."""
+    durable_prefix: str = "portfolio"
+
+
+class ComposerService:
+    """The service's decisions, apart from the process around it (tests drive it directly)."""
+
+    def __init__(self, bus: Bus, picture: FundPicture, pending_kv: KeyValue,
+                 signals_kv: KeyValue, opts: ServeOptions) -> None:
+        self.bus = bus
+        self.picture = picture
+        self.pending_kv = pending_kv
+        self.signals_kv = signals_kv
+        self.opts = opts
+        self.pending: dict[str, Pending] = {}
+        self.clock = SystemClock()
+        self.sent: list[tuple[str, CommandReply]] = []
+        """Each fund's target the OMS answered, with its reply, in order (for tests and
+        status)."""
+        self._wake = asyncio.Event()
+
+    async def load(self) -> None:
+        """The signals and pending rebalances a previous process left in the buckets."""
+        for key in await self.signals_kv.keys():
+            data = await self.signals_kv.get(key)
+            if data is not None:
+                with contextlib.suppress(MtsError):
+                    self.picture.apply_signal(parse_message(Signal, data))
+        for key in await self.pending_kv.keys():
+            data = await self.pending_kv.get(key)
+            if data is None:
+                continue
+            try:
+                self.pending[key] = Pending.from_json(data)
+            except (ValueError, KeyError, TypeError):
+                _log.error("unreadable pending rebalance dropped", fund_id=key)
+                await self.pending_kv.delete(key)
+
+    # --- triggers (durable consumers: acknowledged once the fund is marked pending) -----------
+    async def on_signal(self, delivery: Delivery[Signal]) -> None:
+        signal = delivery.message
+        if not self.picture.apply_signal(signal):
+            return
+        await self.signals_kv.put(signal.strategy_id, signal)
+        funds = self.picture.funds_of(signal.strategy_id)
+        if not funds:
+            _log.warning("a signal of a strategy with no sleeve in any fund",
+                         strategy=signal.strategy_id)
+        for fund_id in funds:
+            await self._owe(fund_id, signal.as_of, f"signal of {signal.strategy_id}",
+                            due=time.time() + self.opts.settle_seconds)
+
+    async def on_transition(self, delivery: Delivery[StrategyTransition]) -> None:
+        change = delivery.message
+        self.picture.apply_transition(change)
+        if change.to_state in TRADED:
+            return  # its next signal brings it back
+        for fund_id in self.picture.funds_of(change.strategy):
+            await self._owe(fund_id, change.ts, f"{change.strategy} {change.to_state.value}",
+                            due=time.time())
+
+    async def _owe(self, fund_id: str, as_of: dt.datetime, reason: str, *, due: float) -> None:
+        held = self.pending.get(fund_id)
+        if held is not None:
+            as_of = max(as_of, held.as_of)
+            due = min(due, held.due)
+            reason = f"{held.reason}; {reason}" if reason not in held.reason else held.reason
+        owed = Pending(as_of, reason[:500], due)
+        if self._complete(fund_id, as_of):
+            owed.due = min(owed.due, time.time())
+        await self.pending_kv.put(fund_id, owed.to_json())
+        self.pending[fund_id] = owed
+        self._wake.set()
+
+    def _complete(self, fund_id: str, as_of: dt.datetime) -> bool:
+        """Every sleeve the fund trades has a signal of ``as_of`` or later."""
+        away = set(self.picture.composed_away(fund_id))
+        sleeves = [s for s in self.picture.shares(fund_id) if s not in away]
+        return all(s in self.picture.signals and self.picture.signals[s].as_of >= as_of
+                   for s in sleeves)
+
+    # --- composing ----------------------------------------------------------------------------
+    async def run_due(self) -> None:
+        """Compose and send every pending fund whose time has come."""
+        now = time.time()
+        for fund_id, owed in sorted(self.pending.items()):
+            if owed.due <= now:
+                await self.settle(fund_id, owed)
+
+    async def settle(self, fund_id: str, owed: Pending) -> CommandReply | None:
+        """Compose ``fund_id`` at ``owed.as_of`` and have the OMS rebalance it; the pending
+        mark is cleared once the OMS answered (or nothing can be composed), kept with a later
+        ``due`` when it did not."""
+        try:
+            composition = self.picture.compose(fund_id, owed.as_of, self.opts.limits)
+        except NothingToCompose as exc:
+            _log.info("nothing to compose", fund_id=fund_id, reason=exc.reason)
+            await self._clear(fund_id)
+            return None
+        except ComposeInputError as exc:
+            await raise_alert(self.bus, SOURCE, f"fund {fund_id} not composed at "
+                              f"{owed.as_of.isoformat()}: {exc.message}", fund_id=fund_id)
+            await self._clear(fund_id)
+            return None
+        try:
+            reply = await self.bus.request("mts.v1.oms.commands.rebalance", composition.target,
+                                           timeout=self.opts.reply_timeout,
+                                           reply_model=CommandReply)
+        except BusError as exc:
+            owed.tries += 1
+            owed.due = time.time() + _RETRY[min(owed.tries, len(_RETRY)) - 1]
+            await self.pending_kv.put(fund_id, owed.to_json())
+            if owed.tries == 3:
+                await raise_alert(self.bus, SOURCE, f"the OMS does not take fund {fund_id}'s "
+                                  f"target ({exc.message}); still trying", fund_id=fund_id,
+                                  severity=Severity.WARNING)
+            _log.warning("rebalance not answered", fund_id=fund_id, tries=owed.tries)
+            return None
+        if not isinstance(reply, CommandReply):  # reply_model makes it one; for the type checker
+            raise TypeError("the OMS's reply did not decode as a CommandReply")
+        self.sent.append((fund_id, reply))
+        await self._clear(fund_id)
+        self._report(fund_id, owed, composition.report.excluded, reply)
+        if not reply.ok:
+            await raise_alert(self.bus, SOURCE, f"the OMS refused part of fund {fund_id}'s "
+                              f"target at {owed.as_of.isoformat()}: {reply.message}",
+                              fund_id=fund_id,
+                              code=reply.code.value if reply.code else "",
+                              severity=Severity.WARNING)
+        return reply
+
+    def _report(self, fund_id: str, owed: Pending, excluded: tuple[str, ...],
+                reply: CommandReply) -> None:
+        orders = 0
+        if reply.payload:
+            with contextlib.suppress(MtsError):
+                orders = len(parse_message(RebalanceReport, reply.payload).orders)
+        _log.info("fund rebalanced", fund_id=fund_id, as_of=owed.as_of.isoformat(),
+                  reason=owed.reason, ok=reply.ok, code=reply.code.value if reply.code else "",
+                  message=reply.message or "", orders=orders,
+                  composed_away=",".join(excluded))
+
+    async def _clear(self, fund_id: str) -> None:
+        await self.pending_kv.delete(fund_id)
+        self.pending.pop(fund_id, None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: settle what is due, sleeping until the next due time or a new
+        trigger."""
+        while not stop.is_set():
+            await self.run_due()
+            dues = [p.due for p in self.pending.values()]
+            wait = max(min(dues) - time.time(), 0.05) if dues else 1.0
+            self._wake.clear()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            _, rest = await asyncio.wait(waits, timeout=min(wait, 1.0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in rest:
+                task.cancel()
+
+
+def _applying(model: type[WireModel], apply: Callable[[Any], None]
+              ) -> Callable[[str, bytes], Awaitable[None]]:
+    async def on_message(_subject: str, data: bytes) -> None:
+        apply(parse_message(model, data))
+    return on_message
+
+
+async def _follow_picture(bus: Bus, picture: FundPicture) -> list[Follower]:
+    """The followers that rebuild ``picture`` from the streams (see :mod:`.follow`)."""
+    return [
+        await follow(bus, "treasury", "mts.v1.treasury.allocations.published",
+                     _applying(Allocation, picture.apply_allocation)),
+        await follow(bus, "treasury", "mts.v1.treasury.nav.struck",
+                     _applying(FundNav, picture.apply_nav)),
+        await follow(bus, "oms", "mts.v1.oms.positions.updated",
+                     _applying(Position, picture.apply_position)),
+        await follow(bus, "research", "mts.v1.research.strategies.changed",
+                     _applying(StrategyTransition, picture.apply_transition)),
+        await follow(bus, "datalake", "mts.v1.datalake.bars.*",
+                     _applying(Bar, picture.apply_bar), last_per_subject=True),
+    ]
+
+
+async def _follow_funds(picture: FundPicture, kv: KeyValue) -> None:
+    async for key, value in kv.watch():
+        try:
+            picture.apply_fund(key, parse_message(FundConfig, value) if value else None)
+        except MtsError as exc:
+            _log.error("unreadable fund in the treasury's bucket", key=key, error=exc.code)
+
+
+async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
+                      stop: asyncio.Event | None = None) -> ComposerService:
+    """Run until SIGTERM/SIGINT (or ``stop``); returns the service (what it sent)."""
+    overrides: dict[str, Any] = {"name": SOURCE}
+    if opts.namespace:
+        overrides["namespace"] = opts.namespace
+    bus = await Bus.connect(**overrides)
+    followers: list[Follower] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await bus.declare_streams(["treasury", "oms", "research", "datalake", "operations", "dlq"])
+        picture = FundPicture()
+        funds_kv = await bus.kv(TREASURY_FUNDS_BUCKET, history=5)
+        for key in await funds_kv.keys():
+            data = await funds_kv.get(key)
+            if data is not None:
+                with contextlib.suppress(MtsError):
+                    picture.apply_fund(key, parse_message(FundConfig, data))
+        tasks.append(asyncio.get_running_loop().create_task(_follow_funds(picture, funds_kv)))
+        followers = await _follow_picture(bus, picture)
+        for follower in followers:
+            if not await follower.caught_up(opts.catch_up_seconds):
+                raise BusError(f"the history of {follower.subject} was not read within "
+                               f"{opts.catch_up_seconds}s", subject=follower.subject)
+        service = ComposerService(bus, picture, await bus.kv(PENDING_BUCKET, history=1),
+                                  await bus.kv(SIGNALS_BUCKET, history=1), opts)
+        await service.load()
+        consumers = [
+            await bus.consume("mts.v1.research.signals.published", service.on_signal,
+                              durable=f"{opts.durable_prefix}-signals"),
+            await bus.consume("mts.v1.research.strategies.changed", service.on_transition,
+                              durable=f"{opts.durable_prefix}-transitions"),
+        ]
+        done = stop or asyncio.Event()
+        stop_on_signals(done)
+        _log.info("portfolio composer serving", funds=len(picture.funds),
+                  pending=len(service.pending), namespace=opts.namespace or "")
+        if ready is not None:
+            ready.set()
+        await service.run(done)
+        for consumer in consumers:
+            await consumer.stop()
+        return service
+    finally:
+        for task in tasks:
+            task.cancel()
+        for follower in followers:
+            await follower.stop()
+        await bus.drain()
