@@ -32,14 +32,19 @@ trades the same quantities; each is what ``run_single`` does:
   at its last close, does not count in the commission estimate and its order waits (GTC) for
   its next bar;
 * shares: fractional. ``run_single`` holds float shares and cannot trade whole ones, so the
-  loop trades the instruments given (``lot_size`` of ``1e-9`` share in the parity harness) and
-  the OMS rounds each order towards zero to that lot;
+  loop trades the instruments given (``lot_size`` of ``1e-8`` share in the parity harness: the
+  finest whose quantity x a four-decimal price fits the wire's 12 decimals) and the OMS rounds
+  each order towards zero to that lot;
 * costs: a commission proportional to notional with no rounding to cents
   (:class:`ProportionalCommission`, ``cost_bps`` of the backtest); an order worth at most
   ``1e-10`` of the NAV is float residue in the backtester and is not sent (the OMS's
   ``threshold``);
 * a new rebalance replaces the orders still working (they are cancelled first), as the
   backtester replaces its pending orders.
+
+Not modelled: a held name that leaves a point-in-time universe is sold at the next rebalance
+(its target is 0), where the backtester also exits it between rebalances; the parity harness
+fails on such a trade (it has no match), so a universe that needs it shows up there.
 
 Why the venue and the OMS rebalance are parameters rather than imports: mts1b-research does not
 depend on mts1b-brokers or mts1b-oms at run time (its install closure stays as it is), and the
@@ -51,9 +56,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Callable, Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar, Protocol
@@ -78,6 +82,13 @@ from mts1b_foundation import (
 )
 
 from mts1b_research.errors import ResearchError, ResearchInputError
+from mts1b_research.paperloop_costs import (
+    DUST,
+    WIRE_QUANTUM,
+    ProportionalCommission,
+    post_trade_nav,
+)
+from mts1b_research.paperloop_market import ZERO, RawMarket, dec, finite_positive, session_ts
 from mts1b_research.targets import panel_for, strategy_weights
 
 __all__ = [
@@ -94,14 +105,7 @@ __all__ = [
     "strategy_targets",
 ]
 
-ZERO = Decimal(0)
-ONE = Decimal(1)
-DUST = Decimal("1e-10")
-"""An order worth at most this fraction of the NAV is not sent: the backtester drops such
-orders as float residue (``sim.simulate``), so the paper path must not trade them either."""
 _BPS = Decimal(10_000)
-WIRE_QUANTUM = Decimal("1e-12")
-"""The finest decimal the wire models carry (foundation's decimals: at most 12 places)."""
 
 
 class PaperLoopError(ResearchError):
@@ -138,21 +142,6 @@ class PaperVenue(Protocol):
     def apply_split(self, symbol: str, ratio: Decimal | int | str) -> None: ...
 
     def pay_dividend(self, symbol: str, amount: Decimal | int | str) -> None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class ProportionalCommission:
-    """``bps`` basis points of notional, not rounded to cents: the backtester's cost model
-    (``cost_bps``) as a venue commission model. A real broker rounds to cents; a backtest does
-    not, and the parity check compares the two paths under one cost model. The fee is rounded
-    half-even to ``1e-12`` (:data:`WIRE_QUANTUM`), the most decimals an execution report
-    carries: a difference of at most 5e-13 a fill."""
-
-    bps: Decimal
-
-    def commission(self, quantity: Decimal, price: Decimal) -> Decimal:
-        return (quantity * price * self.bps / _BPS).quantize(WIRE_QUANTUM,
-                                                             rounding=ROUND_HALF_EVEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,98 +187,6 @@ def strategy_targets(spec: StrategySpec, store: Store | str | Path, market: Univ
     return targets_for
 
 
-def post_trade_nav(v_pre: Decimal, weights: Sequence[Decimal], held: Sequence[Decimal],
-                   tradable: Sequence[bool], rate: Decimal) -> Decimal:
-    """The NAV after a rebalance to ``weights`` of the post-trade NAV, its commissions paid.
-
-    Solves ``V = V_pre - sum_i rate x |w_i V - held_i|`` over the tradable assets (``held``:
-    the value held of each at the sizing price), as the backtester does: for a guess of which
-    assets are bought the equation is linear and solved exactly; the guess is refined until
-    it is stable (at most six rounds, the backtester's bound).
-    """
-    v = v_pre
-    buying: tuple[bool, ...] | None = None
-    for _ in range(6):
-        now = tuple(ok and w * v - h > 0 for w, h, ok in zip(weights, held, tradable,
-                                                              strict=True))
-        if now == buying:
-            return v
-        buying = now
-        rates = [(rate if b else -rate) if ok else ZERO for b, ok in zip(now, tradable,
-                                                                          strict=True)]
-        v = ((v_pre + sum((r * h for r, h in zip(rates, held, strict=True)), ZERO))
-             / (ONE + sum((r * w for r, w in zip(rates, weights, strict=True)), ZERO)))
-    return v
-
-
-def _dec(x: float) -> Decimal:
-    """A stored float as the decimal it was written as (its shortest repr)."""
-    return Decimal(repr(float(x)))
-
-
-def _finite_positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
-
-@dataclasses.dataclass
-class _Market:
-    """The raw panel as plain per-session rows, and what the loop derives from it."""
-
-    panel: UniversePanel
-    dates: tuple[dt.date, ...]
-    symbols: tuple[str, ...]
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    dividend: np.ndarray
-    split: np.ndarray
-    last_row: np.ndarray   # last row with a close, per symbol (-1: none)
-
-    @classmethod
-    def of(cls, panel: UniversePanel) -> _Market:
-        names = set(panel.field_names)
-        if not {"dividend", "split_ratio"} <= names:
-            raise ResearchInputError("market", sorted(names), "the raw panel needs the fields "
-                                     "dividend and split_ratio (build_panel(adjust='none', "
-                                     "fields=(*OHLCV_FIELDS, 'dividend', 'split_ratio')))")
-        close = np.asarray(panel.close, dtype=np.float64)
-        valid = np.isfinite(close) & (close > 0)
-        t_len = close.shape[0]
-        last = np.where(valid.any(axis=0), t_len - 1 - np.argmax(valid[::-1], axis=0), -1)
-        return cls(panel=panel,
-                   dates=tuple(d.item() for d in panel.dates.astype("datetime64[D]")),
-                   symbols=tuple(panel.symbols), open=np.asarray(panel.open, dtype=np.float64),
-                   high=np.asarray(panel.high, dtype=np.float64),
-                   low=np.asarray(panel.low, dtype=np.float64), close=close,
-                   volume=np.asarray(panel.volume, dtype=np.float64),
-                   dividend=np.nan_to_num(np.asarray(panel.field("dividend"), dtype=np.float64)),
-                   split=np.nan_to_num(np.asarray(panel.field("split_ratio"), dtype=np.float64),
-                                       nan=1.0),
-                   last_row=last)
-
-    def bar(self, t: int, a: int, ts: dt.datetime) -> Bar | None:
-        """The bar of symbol ``a`` at row ``t``, or None without an open and a close. A bar
-        whose open or close lies outside its high-low range (vendor data has such rows) is
-        widened to contain them: the venue requires a consistent bar, and market and on-close
-        fills use only the open and the close."""
-        o, c = float(self.open[t, a]), float(self.close[t, a])
-        if not (_finite_positive(o) and _finite_positive(c)):
-            return None
-        h, lo = float(self.high[t, a]), float(self.low[t, a])
-        h = max(h, o, c) if math.isfinite(h) else max(o, c)
-        lo = min(lo, o, c) if _finite_positive(lo) else min(o, c)
-        v = float(self.volume[t, a])
-        return Bar(symbol=self.symbols[a], ts=ts, open=_dec(o), high=_dec(h), low=_dec(lo),
-                   close=_dec(c), volume=_dec(v) if math.isfinite(v) and v >= 0 else ZERO)
-
-
-def _session_ts(day: dt.date) -> dt.datetime:
-    """A session's bars are stamped at 21:00 UTC (after the XNYS close)."""
-    return dt.datetime.combine(day, dt.time(21), tzinfo=dt.UTC)
-
-
 async def run_paper(market: UniversePanel, targets_for: Callable[[int], Mapping[str, Decimal]],
                     decisions: Sequence[int], *, venue: PaperVenue, rebalance: Rebalancer,
                     fund_id: str, strategy_id: str, cost_bps: Decimal,
@@ -304,7 +201,7 @@ async def run_paper(market: UniversePanel, targets_for: Callable[[int], Mapping[
     (:class:`ProportionalCommission`). ``instruments``: by symbol (lot sizes); default
     ``Equity(symbol)``. A rejected order raises: the loop never trades on as if it had filled.
     """
-    m = _Market.of(market)
+    m = RawMarket.of(market)
     t_len, a_len = m.open.shape
     if not 0 <= start_row < t_len:
         raise ResearchInputError("start_row", start_row, f"must be a row of the {t_len} sessions")
@@ -315,28 +212,28 @@ async def run_paper(market: UniversePanel, targets_for: Callable[[int], Mapping[
     marks: list[Decimal | None] = [None] * a_len   # the last close, in the shares of today
     for a in range(a_len):  # the closes before the first session traded
         ok = np.flatnonzero(np.isfinite(m.close[:start_row, a]) & (m.close[:start_row, a] > 0))
-        marks[a] = _dec(m.close[ok[-1], a]) if ok.size else None
-    pending: Mapping[str, Decimal] | None = None
+        marks[a] = dec(m.close[ok[-1], a]) if ok.size else None
+    pending: tuple[int, Mapping[str, Decimal]] | None = None   # (decision row, targets)
     submitted_on: dict[str, int] = {}
     trades: list[PaperTrade] = []
     navs: list[Decimal] = []
     targets: dict[dt.date, Mapping[str, Decimal]] = {}
     for t in range(start_row, t_len):
-        ts = _session_ts(m.dates[t])
+        ts = session_ts(m.dates[t])
         # 1. corporate actions effective before this session's open
         for a in np.flatnonzero(m.split[t] != 1.0).tolist():
-            k = _dec(m.split[t, a])
+            k = dec(m.split[t, a])
             venue.apply_split(m.symbols[a], k)
             mark = marks[a]
             marks[a] = None if mark is None else mark / k
         for a in np.flatnonzero(m.dividend[t] > 0).tolist():
-            venue.pay_dividend(m.symbols[a], _dec(m.dividend[t, a]))
+            venue.pay_dividend(m.symbols[a], dec(m.dividend[t, a]))
         # 2. the previous close's decision, sized at this open
-        opens = [_dec(m.open[t, a]) if _finite_positive(m.open[t, a]) and t <= m.last_row[a]
+        opens = [dec(m.open[t, a]) if finite_positive(m.open[t, a]) and t <= m.last_row[a]
                  else None for a in range(a_len)]
         if pending is not None:
-            await _rebalance(venue, rebalance, m, pending, opens, marks, inst, rate, fund_id,
-                             strategy_id, ts, t, submitted_on)
+            await _rebalance(venue, rebalance, m, pending[1], opens, marks, inst, rate, fund_id,
+                             strategy_id, session_ts(m.dates[pending[0]]), t, submitted_on)
             pending = None
         await _close_delisted(venue, m, t, fund_id, strategy_id, inst, ts, submitted_on)
         # 3. the session's bars
@@ -348,8 +245,8 @@ async def run_paper(market: UniversePanel, targets_for: Callable[[int], Mapping[
                 trades.append(_trade(report, m.dates[t], t, submitted_on))
         for a in range(a_len):
             c = float(m.close[t, a])
-            if _finite_positive(c):
-                marks[a] = _dec(c)
+            if finite_positive(c):
+                marks[a] = dec(c)
         # working orders of a symbol that delisted today never fill: withdrawn
         gone = {m.symbols[a] for a in range(a_len) if m.last_row[a] == t < t_len - 1}
         for order in await venue.open_orders(fund_id):
@@ -360,20 +257,21 @@ async def run_paper(market: UniversePanel, targets_for: Callable[[int], Mapping[
         navs.append(snap.cash + sum((q * (marks[index[s]] or ZERO)
                                      for s, q in snap.positions.items()), ZERO))
         if t in decide:
-            pending = MappingProxyType(dict(targets_for(t)))
-            targets[m.dates[t]] = pending
+            pending = (t, MappingProxyType(dict(targets_for(t))))
+            targets[m.dates[t]] = pending[1]
     snap = await venue.account(fund_id)
     return PaperRun(dates=m.dates[start_row:], nav=tuple(navs), trades=tuple(trades),
                     targets=MappingProxyType(targets), cash=snap.cash,
                     positions=MappingProxyType(dict(snap.positions)))
 
 
-async def _rebalance(venue: PaperVenue, rebalance: Rebalancer, m: _Market,
+async def _rebalance(venue: PaperVenue, rebalance: Rebalancer, m: RawMarket,
                      weights: Mapping[str, Decimal], opens: Sequence[Decimal | None],
                      marks: Sequence[Decimal | None], inst: Mapping[str, Instrument],
-                     rate: Decimal, fund_id: str, strategy_id: str, ts: dt.datetime, t: int,
-                     submitted_on: dict[str, int]) -> None:
-    """Replace the working orders by the OMS's orders to ``weights`` at this open."""
+                     rate: Decimal, fund_id: str, strategy_id: str, decided: dt.datetime,
+                     t: int, submitted_on: dict[str, int]) -> None:
+    """Replace the working orders by the OMS's orders to ``weights`` (decided at the close
+    stamped ``decided``) at this open."""
     for order in await venue.open_orders(fund_id):
         if order.order_id is not None:
             await venue.cancel(order.order_id)
@@ -386,7 +284,7 @@ async def _rebalance(venue: PaperVenue, rebalance: Rebalancer, m: _Market,
     w = [weights.get(s, ZERO) for s in m.symbols]
     v_post = post_trade_nav(v_pre, w, held, [o is not None for o in opens], rate)
     prices = {s: price[a] for a, s in enumerate(m.symbols) if price[a] > 0}
-    signal = Signal(strategy_id=strategy_id, as_of=ts - dt.timedelta(days=1),
+    signal = Signal(strategy_id=strategy_id, as_of=decided,
                     weights={s: x for s, x in weights.items() if x != 0})
     orders = rebalance(signal, fund_id=fund_id, positions=positions, prices=prices, nav=v_post,
                        strategy_id=strategy_id, instruments=inst, threshold=DUST * abs(v_pre),
@@ -399,7 +297,7 @@ async def _rebalance(venue: PaperVenue, rebalance: Rebalancer, m: _Market,
             "time_in_force": TimeInForce.GTC}), t, submitted_on)
 
 
-async def _close_delisted(venue: PaperVenue, m: _Market, t: int, fund_id: str, strategy_id: str,
+async def _close_delisted(venue: PaperVenue, m: RawMarket, t: int, fund_id: str, strategy_id: str,
                           inst: Mapping[str, Instrument], ts: dt.datetime,
                           submitted_on: dict[str, int]) -> None:
     """A market-on-close order for all of what each symbol whose prices stop at this session
