@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Mapping
 
 from mts1b_foundation import Alert, Clock, MtsError, Severity, SystemClock
 
@@ -22,12 +23,15 @@ _TEXT_LIMIT = 4000
 
 
 async def raise_alert(bus: Bus, source: str, text: str, *, severity: Severity = Severity.ERROR,
-                      clock: Clock | None = None, **context: str) -> Alert:
+                      clock: Clock | None = None, context: Mapping[str, str] | None = None
+                      ) -> Alert:
     """Log ``text`` at the severity's level and publish it as an :class:`Alert` from
-    ``source`` (e.g. ``mts1b-portfolio``); returns the alert. A publish that fails is logged
+    ``source`` (e.g. ``mts1b-portfolio``) with ``context`` (what a person filters on: the
+    fund, the strategy); returns the alert. A publish that fails is logged
     and swallowed."""
+    context = dict(context or {})
     alert = Alert(alert_id=f"alr-{uuid.uuid4().hex[:20]}", severity=severity, source=source,
-                  text=text[:_TEXT_LIMIT], context=dict(context),
+                  text=text[:_TEXT_LIMIT], context=context,
                   ts=(clock or SystemClock()).now())
     log = get_logger(source.replace("-", "_"))
     level = log.warning if severity in (Severity.INFO, Severity.WARNING) else log.error

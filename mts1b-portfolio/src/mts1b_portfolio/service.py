@@ -209,7 +209,8 @@ class ComposerService:
             return None
         except ComposeInputError as exc:
             await raise_alert(self.bus, SOURCE, f"fund {fund_id} not composed at "
-                              f"{owed.as_of.isoformat()}: {exc.message}", fund_id=fund_id)
+                              f"{owed.as_of.isoformat()}: {exc.message}",
+                              context={"fund_id": fund_id})
             await self._clear(fund_id)
             return None
         try:
@@ -222,8 +223,8 @@ class ComposerService:
             await self.pending_kv.put(fund_id, owed.to_json())
             if owed.tries == 3:
                 await raise_alert(self.bus, SOURCE, f"the OMS does not take fund {fund_id}'s "
-                                  f"target ({exc.message}); still trying", fund_id=fund_id,
-                                  severity=Severity.WARNING)
+                                  f"target ({exc.message}); still trying",
+                                  severity=Severity.WARNING, context={"fund_id": fund_id})
             _log.warning("rebalance not answered", fund_id=fund_id, tries=owed.tries)
             return None
         if not isinstance(reply, CommandReply):  # reply_model makes it one; for the type checker
@@ -234,9 +235,9 @@ class ComposerService:
         if not reply.ok:
             await raise_alert(self.bus, SOURCE, f"the OMS refused part of fund {fund_id}'s "
                               f"target at {owed.as_of.isoformat()}: {reply.message}",
-                              fund_id=fund_id,
-                              code=reply.code.value if reply.code else "",
-                              severity=Severity.WARNING)
+                              severity=Severity.WARNING,
+                              context={"fund_id": fund_id,
+                                       "code": reply.code.value if reply.code else ""})
         return reply
 
     def _report(self, fund_id: str, owed: Pending, excluded: tuple[str, ...],

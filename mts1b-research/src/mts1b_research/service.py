@@ -21,21 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mts1b_foundation import (
-    Alert,
     MtsError,
-    Severity,
     Signal,
     StrategySpec,
     StrategyState,
     StrategyTransition,
     SystemClock,
 )
+from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
@@ -152,13 +150,8 @@ class SignalService:
                                                                 _REFRESH_SECONDS))
 
     async def _alert(self, text: str, **context: str) -> None:
-        alert = Alert(alert_id=f"alr-rs-{uuid.uuid4().hex[:16]}", severity=Severity.ERROR,
-                      source="mts1b-research", text=text[:4000], context=dict(context),
-                      ts=self.clock.now())
-        _log.error("research alert", text=text, **context)
-        with contextlib.suppress(MtsError):
-            await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
-                                         msg_id=alert.alert_id)
+        await raise_alert(self.bus, "mts1b-research", text, clock=self.clock,
+                          context=context)
 
 
 async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,

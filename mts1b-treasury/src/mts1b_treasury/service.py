@@ -30,13 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from mts1b_foundation import (
     AccountSnapshot,
-    Alert,
     Bar,
     CommandReply,
     ConfigureFund,
@@ -44,10 +42,10 @@ from mts1b_foundation import (
     MtsError,
     OrderEvent,
     ReplyCode,
-    Severity,
     SystemClock,
     parse_message,
 )
+from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
@@ -264,13 +262,8 @@ class TreasuryService:
                                       f"({type(exc).__name__})", session=session.isoformat())
 
     async def _alert(self, text: str, **context: str) -> None:
-        alert = Alert(alert_id=f"alr-tr-{uuid.uuid4().hex[:16]}", severity=Severity.ERROR,
-                      source=SOURCE, text=text[:4000], context=dict(context),
-                      ts=self.clock.now())
-        _log.error("treasury alert", text=text, **context)
-        with contextlib.suppress(MtsError):
-            await self.bus.publish_acked("mts.v1.operations.alerts.raised", alert,
-                                         msg_id=alert.alert_id)
+        await raise_alert(self.bus, SOURCE, text, clock=self.clock,
+                          context=context)
 
     async def on_account(self, delivery: Delivery[AccountSnapshot]) -> None:
         snapshot = delivery.message
