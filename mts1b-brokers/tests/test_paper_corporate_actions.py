@@ -78,3 +78,20 @@ async def test_matching_looks_only_at_working_orders() -> None:
     assert len(broker._open) == 1   # the working set, not the 51 orders
     assert (await broker.order_status("o-7")) is not None
     assert (await broker.account("core")).positions == {"AAA": D(50)}
+
+
+async def test_reverse_split_pays_the_fraction_below_a_lot_in_cash() -> None:
+    broker = PaperClient(accounts={"core": "10000"}, participation_rate=None, start=T0,
+                         instruments=[Equity(symbol="AAA")])          # lot of 1 share
+    await broker.connect()
+    broker.set_mark("AAA", "50")
+    await broker.submit(Order(order_id="o-1", idempotency_key="k-1", fund_id="core",
+                              strategy_id="s", instrument=Equity(symbol="AAA"), side="buy",
+                              quantity=D(105)))
+    await broker.on_bar(_bar(1, "2.5"))                      # 105 shares at 2.5
+    before = await broker.account("core")
+    broker.apply_split("AAA", "0.1")                          # 1-for-10: 10.5 shares at 25
+    after = await broker.account("core")
+    assert after.positions == {"AAA": D(10)}
+    assert after.cash == before.cash + D("12.50")             # half a share at 25, in lieu
+    assert after.equity == before.equity

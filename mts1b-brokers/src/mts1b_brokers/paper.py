@@ -46,7 +46,7 @@ import datetime as dt
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,6 +89,7 @@ from mts1b_brokers.models import (
 __all__ = ["PaperClient", "ReportStream", "SessionCalendar", "status_of"]
 
 _ZERO = Decimal(0)
+_CENT = Decimal("0.01")
 _LIMIT_TYPES = {OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.LIMIT_ON_CLOSE}
 _STOP_TYPES = {OrderType.STOP, OrderType.STOP_LIMIT}
 _CLOSE_TYPES = {OrderType.MARKET_ON_CLOSE, OrderType.LIMIT_ON_CLOSE}
@@ -468,7 +469,10 @@ class PaperClient:
         """A split of ``ratio`` new shares per old one (``0.1``: 1-for-10 reverse) effective now
         (call it on the ex-date, before that session's first bar): every account's position in
         ``symbol`` is multiplied by it, its average cost and the last price divided, so value and
-        cost basis are unchanged. Working orders are left as they are.
+        cost basis are unchanged. Working orders are left as they are. A position that is no
+        longer a whole number of the instrument's lots (a reverse split; the lot of the
+        ``instruments`` configured, none without) keeps its whole lots and is paid the rest in
+        cash at the adjusted last price, rounded to cents (cash in lieu, as brokers pay it).
 
         Why the venue does it: a broker adjusts the positions it holds; without it the venue's
         account would disagree with the book of whoever trades on it (the paper loop, issue
@@ -476,14 +480,22 @@ class PaperClient:
         k = _dec("ratio", ratio)
         if k <= 0:
             raise config_error("ratio", ratio, "be > 0")
-        for acct in self._accounts.values():
-            h = acct.holdings.get(symbol)
-            if h is not None:
-                h.quantity *= k
-                h.avg_cost /= k
         for prices in (self._last, self._marks):
             if symbol in prices:
                 prices[symbol] /= k
+        inst = self._instruments.get(symbol) if self._instruments else None
+        price = self._last.get(symbol, self._marks.get(symbol))
+        for acct in self._accounts.values():
+            h = acct.holdings.get(symbol)
+            if h is None:
+                continue
+            h.quantity *= k
+            h.avg_cost /= k
+            if inst is not None and price is not None:
+                rest = h.quantity - (h.quantity / inst.lot_size).to_integral_value(
+                    rounding=ROUND_DOWN) * inst.lot_size
+                h.quantity -= rest
+                acct.cash += (rest * price).quantize(_CENT, rounding=ROUND_HALF_UP)
 
     def pay_dividend(self, symbol: str, amount: Decimal | int | str) -> None:
         """A cash dividend of ``amount`` per share of ``symbol``, credited now to every account
