@@ -109,8 +109,9 @@ def weekly_decisions(dates: np.ndarray) -> list[int]:
 async def _paper(raw: UniversePanel, spec: StrategySpec, store: Store, decisions: list[int],
                  cash: Decimal, cost_bps: Decimal, lookback: int) -> Any:
     first = raw.dates[0].astype("datetime64[D]").item()
+    instruments = {s: Equity(symbol=s, lot_size=LOT, min_quantity=LOT) for s in raw.symbols}
     venue = brokers.PaperClient(
-        accounts={FUND: cash}, participation_rate=None,
+        accounts={FUND: cash}, participation_rate=None, instruments=instruments.values(),
         commission=ProportionalCommission(cost_bps),
         # buys are checked before the sells that pay for them fill (all at the same open)
         leverage=2, start=dt.datetime.combine(first, dt.time(12), tzinfo=dt.UTC))
@@ -118,9 +119,7 @@ async def _paper(raw: UniversePanel, spec: StrategySpec, store: Store, decisions
         return await run_paper(
             raw, strategy_targets(spec, store, raw, lookback_sessions=lookback), decisions,
             venue=venue, rebalance=oms_rebalance.rebalance, fund_id=FUND,
-            strategy_id=spec.name, cost_bps=cost_bps,
-            instruments={s: Equity(symbol=s, lot_size=LOT, min_quantity=LOT)
-                         for s in raw.symbols})
+            strategy_id=spec.name, cost_bps=cost_bps, instruments=instruments)
 
 
 def paper_parity(store: Store, spec: StrategySpec, symbols: Sequence[str], start: dt.date,
