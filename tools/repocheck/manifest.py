@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,10 @@ from packaging.utils import canonicalize_name
 MANIFEST = "repos.yaml"
 FIELDS = ("name", "path", "distribution", "import_name", "version", "depends_on", "summary",
           "forbidden", "max_install_mb")
+OPTIONAL_FIELDS = ("extras_depend_on",)
+"""Fields an entry may leave out. ``extras_depend_on``: ``{extra: [library, ...]}``, the
+siblings a library uses only through one of its extras (the portfolio's composer service uses
+the platform's bus; its core install has neither)."""
 TOP_LEVEL = ("python_versions", "libraries")
 PYTHON_VERSION = re.compile(r"^3\.(\d+)$")
 MIN_PYTHON = (3, 11)
@@ -58,6 +62,11 @@ class Library:
     summary: str
     forbidden: tuple[str, ...] = ()
     max_install_mb: float = 0.0
+    extras_depend_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def optional_siblings(self) -> set[str]:
+        """Every sibling named by one of the extras."""
+        return {name for names in self.extras_depend_on.values() for name in names}
 
     @property
     def where(self) -> str:
@@ -115,6 +124,12 @@ def _check_entry_fields(entry: dict[str, Any], where: str) -> list[Problem]:
             hint = " (quote it)" if key == "version" else ""
             bad.append(Problem(where, f"field {key!r} must be a non-empty string{hint}, "
                                       f"got {value!r}"))
+    extras = entry.get("extras_depend_on", {})
+    if not (isinstance(extras, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
+            for k, v in extras.items())):
+        bad.append(Problem(where, f"field 'extras_depend_on' must map extra names to lists of "
+                                  f"library names, got {extras!r}"))
     if isinstance(entry.get("summary"), str) and "\n" in entry["summary"].strip():
         bad.append(Problem(where, "field 'summary' must be one line"))
     return bad
@@ -172,7 +187,8 @@ def load_manifest(root: Path) -> tuple[Manifest, list[Problem]]:
             continue
         if isinstance(entry.get("name"), str):
             where += f" ({entry['name']})"
-        bad = [Problem(where, f"unknown field {k!r}") for k in sorted(set(entry) - set(FIELDS))]
+        bad = [Problem(where, f"unknown field {k!r}")
+               for k in sorted(set(entry) - set(FIELDS) - set(OPTIONAL_FIELDS))]
         bad += [Problem(where, f"missing field {k!r}") for k in FIELDS if k not in entry]
         bad += _check_entry_fields(entry, where)
         problems += bad
@@ -181,6 +197,7 @@ def load_manifest(root: Path) -> tuple[Manifest, list[Problem]]:
                 entry["name"], entry["path"], entry["distribution"], entry["import_name"],
                 entry["version"], tuple(entry["depends_on"]), entry["summary"],
                 tuple(entry["forbidden"]), float(entry["max_install_mb"]),
+                {k: tuple(v) for k, v in entry.get("extras_depend_on", {}).items()},
             ))
     for key in ("name", "path", "distribution", "import_name"):
         seen: set[str] = set()

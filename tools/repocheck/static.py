@@ -235,6 +235,14 @@ def check_graph(
                 problems.append(Problem(lib.where, f"{field} is not a library in {MANIFEST}"))
             elif lib.name in layers and (why := layer_error(lib.name, dep, layers, only)):
                 problems.append(Problem(lib.where, f"{field}: {why}"))
+        for extra, deps in sorted(lib.extras_depend_on.items()):
+            for dep in deps:
+                field = f"field 'extras_depend_on' {extra!r} value {dep!r}"
+                if dep not in names or dep == lib.name:
+                    problems.append(Problem(lib.where, f"{field} is not another library in "
+                                                       f"{MANIFEST}"))
+                elif lib.name in layers and (why := layer_error(lib.name, dep, layers, only)):
+                    problems.append(Problem(lib.where, f"{field}: {why}"))
     problems += [
         Problem(MANIFEST, "dependency cycle in depends_on: " + " -> ".join(cycle))
         for cycle in find_cycles({lib.name: lib.depends_on for lib in libraries})
@@ -316,6 +324,9 @@ def check_imports(
     declared_deps = (
         {canonicalize_name(r.name) for r in pyproject.dependencies} if pyproject else set()
     )
+    # a sibling used only through an extra: named in that extra and in extras_depend_on
+    extra_deps = {canonicalize_name(r.name) for extra, deps in lib.extras_depend_on.items()
+                  for r in (pyproject.extras.get(extra, ()) if pyproject else ())}
     problems: list[Problem] = []
     for source in source_files(root / lib.path):
         rel = source.path.relative_to(root).as_posix()
@@ -335,9 +346,12 @@ def check_imports(
                 ))
                 continue
             reasons = []
-            if target.name not in lib.depends_on:
+            optional = (target.name in lib.optional_siblings()
+                        and canonicalize_name(target.distribution) in extra_deps)
+            if target.name not in lib.depends_on and not optional:
                 reasons.append(f"{target.name!r} is not in {MANIFEST} depends_on of {lib.name!r}")
-            if pyproject and canonicalize_name(target.distribution) not in declared_deps:
+            if (pyproject and canonicalize_name(target.distribution) not in declared_deps
+                    and not optional):
                 reasons.append(f"{target.distribution} is not in [project] dependencies of "
                                f"{lib.path}/pyproject.toml")
             why = layer_error(lib.name, target.name, layers, only)
@@ -360,6 +374,13 @@ def check_declared_siblings(lib: Library, libraries: Sequence[Library],
                        f"{MANIFEST} depends_on of {lib.name!r}")
         for name in sorted(in_pyproject - set(lib.depends_on))
     ]
+    for extra, names in sorted(lib.extras_depend_on.items()):
+        in_extra = {by_dist[n].name for r in pyproject.extras.get(extra, ())
+                    if (n := canonicalize_name(r.name)) in by_dist}
+        problems += [
+            Problem(lib.where, f"field 'extras_depend_on' {extra!r} value {name!r} is not in "
+                               f"[project.optional-dependencies] {extra} of {where}")
+            for name in sorted(set(names) - in_extra)]
     known = {other.name for other in libraries}
     problems += [
         Problem(lib.where, f"field 'depends_on' value {name!r} is not in [project] dependencies "

@@ -276,6 +276,29 @@ def test_undeclared_import_is_caught(tree: Path) -> None:
     ]
 
 
+def test_a_sibling_used_through_an_extra_is_declared_there(tree: Path) -> None:
+    """A sibling the core install lacks may be imported where an extra brings it: named in
+    that extra and in repos.yaml's extras_depend_on."""
+    make_library(tree, "portfolio", depends_on=["foundation"],
+                 code="def serve():\n    from mts1b_platform.bus import Bus\n")
+    manifest = {"foundation": [], "platform": ["foundation"],
+                "datalake": ["foundation", "platform"], "portfolio": ["foundation"]}
+    write_manifest(tree, manifest)
+    site = ("mts1b-portfolio/src/mts1b_portfolio/__init__.py:2: imports mts1b_platform: "
+            "'platform' is not in repos.yaml depends_on of 'portfolio'; mts1b-platform is not "
+            "in [project] dependencies of mts1b-portfolio/pyproject.toml")
+    assert problems(tree) == [site]
+    data = yaml.safe_load((tree / "repos.yaml").read_text(encoding="utf-8"))
+    data["libraries"][3]["extras_depend_on"] = {"service": ["platform"]}
+    (tree / "repos.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert problems(tree) == [
+        "repos.yaml (portfolio): field 'extras_depend_on' 'service' value 'platform' is not in "
+        "[project.optional-dependencies] service of mts1b-portfolio/pyproject.toml", site]
+    edit(tree / "mts1b-portfolio/pyproject.toml", "license-files",
+         'optional-dependencies = {service = ["mts1b-platform>=0.1,<0.2"]}\nlicense-files')
+    assert problems(tree) == []
+
+
 def test_import_declared_in_manifest_only_is_caught(tree: Path) -> None:
     edit(tree / "mts1b-datalake/pyproject.toml", '"mts1b-platform>=0.1,<0.2"', "")
     assert problems(tree) == [
