@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class Parity:
     reasons: dict[str, int]
     held_over_split: int        # (symbol, ex-date) events met with a paper position
     held_over_dividend: int
+    targets: Mapping[dt.date, Mapping[str, Decimal]]   # what the paper loop decided
 
 
 def raw_market(store: Store, symbols: Sequence[str], start: dt.date,
@@ -200,7 +201,7 @@ def _compare(paper: Any, result: Any, raw: UniversePanel, factor: np.ndarray,
         final_nav_rel=abs(float(paper.nav[-1]) - float(nav_bt[-1])) / abs(float(nav_bt[-1])),
         paper_seconds=paper_seconds, backtest_seconds=backtest_seconds, reasons=reasons,
         held_over_split=int((split & (before > 0)).sum()),
-        held_over_dividend=int((dividend & (before > 0)).sum()))
+        held_over_dividend=int((dividend & (before > 0)).sum()), targets=paper.targets)
 
 
 # -- the CI check: 20 synthetic names, one year ------------------------------------------------
@@ -253,3 +254,26 @@ def test_run_single_and_the_paper_loop_make_the_same_trades_and_nav(
     assert found.max_price_rel <= 1e-12, found
     assert found.final_nav_rel <= 1e-6, found
     assert found.max_nav_rel <= 1e-6, found
+
+
+def test_the_paper_targets_are_run_singles_own(market: tuple[Store, list[str]]) -> None:
+    """The same strategy, not just the same weights: the targets the paper loop computed at
+    each decision (point in time, from the datalake as of that close) are those of
+    ``run_single``'s factor path (``compute_targets`` on the back-adjusted panel), to the 8
+    decimals a published weight has (half a unit of the last place)."""
+    store, symbols = market
+    spec = _spec(symbols)
+    raw = raw_market(store, symbols, START, END)
+    rows = weekly_decisions(raw.dates)[:12]
+    paper = asyncio.run(_paper(raw, spec, store, rows, Decimal(100_000), Decimal(10), 80))
+    panel = build_panel(symbols, START - dt.timedelta(days=200), END, store=store)
+    engine = pytest.importorskip("mts1b_GPUbacktester.engine")
+    returns = pytest.importorskip("mts1b_GPUbacktester.data").market_arrays(
+        panel, "next_open").returns
+    theirs = engine.compute_targets(panel, spec.factor, spec.params, spec.sizing, returns)
+    days = panel.dates.astype("datetime64[D]")
+    assert len(paper.targets) == 12
+    for day, targets in paper.targets.items():
+        t = int(np.searchsorted(days, np.datetime64(day)))
+        mine = np.array([float(targets.get(s, 0)) for s in panel.symbols])
+        assert np.abs(mine - theirs[t]).max() <= 5e-9 + 1e-15
