@@ -355,11 +355,13 @@ class Oms:
         only one we missed (its cumulative quantity less its own is what we hold), or an end
         without a missed fill (canceled, expired, rejected). A gap of more than one fill
         cannot be rebuilt from the latest report alone and is an alert (the start-up
-        reconciliation names the position as well); a broker that cannot tell is left alone.
-        Returns how many orders changed."""
+        reconciliation names the position as well); a broker that cannot tell is left alone,
+        and so are the orders a kill-switch sweep settles (as in :meth:`recover`). Returns how
+        many orders changed."""
         n = 0
+        swept = self.killswitch.outstanding_order_ids()  # the kill switch settles those
         for st in self.book.open_orders():
-            if st.status is S.PENDING or st.order_id in self._sending:
+            if st.status is S.PENDING or st.order_id in self._sending or st.order_id in swept:
                 continue
             try:
                 report = await self.broker.order_status(st.order_id)
