@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
 
-from mts1b_foundation import Alert, Severity, parse_message  # noqa: E402
-from mts1b_platform.alerts import ALERT_SUBJECT, raise_alert  # noqa: E402
-from mts1b_platform.bus import Bus, BusError, BusSettings  # noqa: E402
+from mts1b_foundation import Alert, Severity, parse_message
+from mts1b_platform.alerts import ALERT_SUBJECT, raise_alert
+from mts1b_platform.bus import Bus, BusError, BusSettings
 
 pytestmark = pytest.mark.integration
 NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")

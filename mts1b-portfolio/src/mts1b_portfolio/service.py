@@ -22,7 +22,7 @@ touches is marked *pending* in the KV bucket ``portfolio_pending`` (and the sign
 A restarted composer composes every fund still pending; the repeat of a target the OMS had
 already taken is answered as a duplicate and trades nothing. The rest of the picture (funds,
 allocations, NAVs, sleeve positions, strategy states, prices) is rebuilt from the streams on
-every start (:mod:`~mts1b_portfolio.follow`).
+every start (:mod:`~mts1b_platform.follow`).
 
 A target the OMS refuses in part (a halted strategy's symbol, a gate) and a fund that cannot be
 composed (a symbol with no price) raise an alert on ``mts.v1.operations.alerts.raised`` and the
@@ -59,11 +59,11 @@ from mts1b_foundation import (
 )
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, BusError, Delivery, KeyValue
+from mts1b_platform.follow import Follower, follow
 from mts1b_platform.logging import get_logger
 from mts1b_platform.shutdown import stop_on_signals
 
 from mts1b_portfolio.errors import ComposeInputError
-from mts1b_portfolio.follow import Follower, follow
 from mts1b_portfolio.picture import TRADED, ComposerLimits, FundPicture, NothingToCompose
 
 __all__ = ["PENDING_BUCKET", "SIGNALS_BUCKET", "ComposerService", "Pending", "ServeOptions",
@@ -278,7 +278,7 @@ def _applying(model: type[WireModel], apply: Callable[[Any], None]
 
 
 async def _follow_picture(bus: Bus, picture: FundPicture) -> list[Follower]:
-    """The followers that rebuild ``picture`` from the streams (see :mod:`.follow`)."""
+    """The followers that rebuild ``picture`` from the streams."""
     return [
         await follow(bus, "treasury", "mts.v1.treasury.allocations.published",
                      _applying(Allocation, picture.apply_allocation)),

@@ -1,13 +1,13 @@
 """Rebuild a piece of state from a JetStream subject's history, then keep it current.
 
-Why replay and not a durable consumer: the composer's picture of a fund (its allocations, its
-last NAV, what each sleeve holds, which strategies are disabled, the last price of each symbol)
-is the *sum* of every event so far, not the events since it last acknowledged. A durable
-consumer resumes where the previous process stopped and would leave the new one blind to
-everything before; an ordered consumer from the first stored message (or from each subject's
-last one, for prices) gives the whole picture on every start, with nothing to clean up after a
-SIGKILL. :meth:`Follower.caught_up` says when the history is in, so the service acts only on a
-complete picture.
+Why replay and not a durable consumer: some services' picture is the sum of every event so far
+(the composer's: each fund's allocations, its last NAV, what each sleeve holds, which strategies
+are disabled, the last price of each symbol), not the events since it last acknowledged. A
+durable consumer resumes where the previous process stopped and would leave the new one blind
+to everything before; an ordered consumer from the first stored message (or from each
+subject's last one, for prices) gives the whole picture on every start, with nothing to clean
+up after a SIGKILL. :meth:`Follower.caught_up` says when the history is in, so the service
+acts only on a complete picture.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.js import api
+
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
-from nats.js import api
 
 __all__ = ["Follower", "follow"]
 
-_log = get_logger("mts1b_portfolio.follow")
+_log = get_logger("mts1b_platform.follow")
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
 """``(logical subject, payload)``: called in stream order, one message at a time."""

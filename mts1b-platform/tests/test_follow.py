@@ -1,0 +1,95 @@
+"""``follow``: a subject's stored history handed over in order, then its live messages;
+``caught_up`` once the history is in - also when nothing under the filter is stored while the
+stream holds other subjects (real NATS JetStream)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
+
+from mts1b_foundation import Allocation, Bar, FundConfig, parse_message, symbol_subject
+from mts1b_platform.bus import Bus, BusError, BusSettings
+from mts1b_platform.follow import follow
+
+pytestmark = pytest.mark.integration
+NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+T0 = dt.datetime(2026, 12, 4, 21, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace, connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
+    await b.declare_streams(["treasury", "datalake"])
+    yield b
+    await b.delete_streams()
+    await b.drain()
+
+
+def _allocation(amount: int) -> Allocation:
+    return Allocation(fund_id="f1", strategy_id="s", as_of=T0, amount_usd=Decimal(amount))
+
+
+def _fund() -> FundConfig:
+    return FundConfig(fund_id="f1", name="Fund one", target_nav_usd=Decimal(1000),
+                      broker="paper", broker_account_id="a1")
+
+
+def _bar(symbol: str, close: int) -> Bar:
+    px = Decimal(close)
+    return Bar(symbol=symbol, ts=T0, open=px, high=px, low=px, close=px, volume=Decimal(1))
+
+
+async def test_history_then_live_in_order(bus: Bus) -> None:
+    # the stream holds other subjects only: nothing of ours is stored, caught up at once
+    await bus.publish_acked("mts.v1.treasury.funds.updated", _fund())
+    got: list[Decimal] = []
+
+    async def on(subject: str, data: bytes) -> None:
+        assert subject == "mts.v1.treasury.allocations.published"
+        got.append(parse_message(Allocation, data).amount_usd)
+
+    empty = await follow(bus, "treasury", "mts.v1.treasury.allocations.published", on)
+    assert await empty.caught_up(0.1)
+    await empty.stop()
+    for amount in (1, 2, 3):
+        await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(amount))
+    follower = await follow(bus, "treasury", "mts.v1.treasury.allocations.published", on)
+    assert await follower.caught_up(5)
+    assert got == [1, 2, 3]
+    await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(4))
+    for _ in range(50):
+        if len(got) == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert got == [1, 2, 3, 4]
+    await follower.stop()
+
+
+async def test_last_per_subject_gives_each_symbols_last_message(bus: Bus) -> None:
+    for symbol, close in (("AAPL", 1), ("MSFT", 2), ("AAPL", 3)):
+        await bus.publish_acked(symbol_subject("bars", symbol), _bar(symbol, close))
+    closes: dict[str, Decimal] = {}
+    seen: list[str] = []
+
+    async def on(subject: str, data: bytes) -> None:
+        bar = parse_message(Bar, data)
+        closes[bar.symbol] = bar.close
+        seen.append(bar.symbol)
+
+    follower = await follow(bus, "datalake", "mts.v1.datalake.bars.*", on,
+                            last_per_subject=True)
+    assert await follower.caught_up(5)
+    assert closes == {"AAPL": 3, "MSFT": 2} and sorted(seen) == ["AAPL", "MSFT"]
+    await follower.stop()
