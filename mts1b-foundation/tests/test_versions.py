@@ -41,10 +41,11 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "SleeveAllocation": (1, frozenset()), "RebalanceReport": (1, frozenset()),
          "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
          "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
-         "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset())}
+         "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset()),
+         "ClockTick": (1, frozenset())}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition",
-       "StrategyCommand"}
+       "StrategyCommand", "ClockTick"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:

@@ -59,7 +59,7 @@ from mts1b_foundation.instruments import (
     Option,
     instrument_adapter,
 )
-from mts1b_foundation.market_data import Bar, Quote, Trade
+from mts1b_foundation.market_data import Bar, ClockTick, Quote, Trade
 from mts1b_foundation.operations import GENESIS_HASH, Alert, AuditRecord, DeadLetter
 from mts1b_foundation.orders import (
     Denial,
@@ -105,6 +105,7 @@ from mts1b_foundation.protocols import (
 from mts1b_foundation.schema import export_schemas
 from mts1b_foundation.sleeves import MULTI_SLEEVE_STRATEGY
 from mts1b_foundation.subjects import (
+    REPLAY_CLOCK_BUCKET,
     STREAMS,
     TREASURY_FUNDS_BUCKET,
     check_publishable,
@@ -127,6 +128,7 @@ __all__ = [
     "GENESIS_HASH",
     "MULTI_SLEEVE_STRATEGY",
     "OHLCV_FIELDS",
+    "REPLAY_CLOCK_BUCKET",
     "STATE_COMMAND_CONTEXT",
     "STRATEGY_COMMAND_CONTEXT",
     "STREAMS",
@@ -146,6 +148,7 @@ __all__ = [
     "BrokerUnknownOutcome",
     "CancelOrder",
     "Clock",
+    "ClockTick",
     "CommandReply",
     "ConfigureFund",
     "ConnectionState",

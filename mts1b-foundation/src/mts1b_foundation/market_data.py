@@ -1,10 +1,12 @@
-"""Market data on the wire: bars, quotes and trades for one instrument symbol."""
+"""Market data on the wire: bars, quotes and trades for one instrument symbol, and the replay's
+clock."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from mts1b_foundation.symbols import Symbol
 from mts1b_foundation.wire import (
@@ -15,7 +17,7 @@ from mts1b_foundation.wire import (
     WireModel,
 )
 
-__all__ = ["Bar", "Quote", "Trade"]
+__all__ = ["Bar", "ClockTick", "Quote", "Trade"]
 
 
 class Bar(WireModel):
@@ -82,3 +84,26 @@ class Trade(WireModel):
     price: PositiveDecimal
     size: PositiveDecimal
     venue: Identifier | None = None
+
+
+class ClockTick(WireModel):
+    """One step of a replay's clock: the session ``session`` is over at ``ts``.
+
+    A lockstep replay publishes a session's ``bars`` bars, then hands this tick to each service
+    that runs on its clock, in turn, and moves on only when every one has answered that it is
+    done with the session (so ``--speed`` is a maximum, and nothing trades on a later bar than
+    it would live). A service sets its clock to ``ts`` first: its duplicate, rate and
+    idempotency windows run on replay time. ``seq`` counts the ticks of one replay from 1; a
+    tick whose ``seq`` a service has finished already is answered at once (a replay that
+    timed out asks again). ``replay_id`` tells two replays apart.
+    """
+
+    SCHEMA_VERSION = 1
+
+    replay_id: Identifier
+    seq: int = Field(ge=1)
+    session: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    ts: UtcDatetime
+    bars: int = Field(default=0, ge=0)
+    last: bool = False
+    """The replay's last session: nothing follows it."""

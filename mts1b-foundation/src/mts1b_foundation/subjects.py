@@ -36,7 +36,7 @@ from mts1b_foundation.commands import (
 )
 from mts1b_foundation.enums import OrderEventType
 from mts1b_foundation.errors import SubjectError
-from mts1b_foundation.market_data import Bar, Quote, Trade
+from mts1b_foundation.market_data import Bar, ClockTick, Quote, Trade
 from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter
 from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
@@ -54,6 +54,7 @@ from mts1b_foundation.wire import WireModel
 
 __all__ = [
     "PREFIX",
+    "REPLAY_CLOCK_BUCKET",
     "STREAMS",
     "SYMBOL_ENTITIES",
     "TREASURY_FUNDS_BUCKET",
@@ -74,6 +75,9 @@ __all__ = [
 
 PREFIX = "mts.v1"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+REPLAY_CLOCK_BUCKET = "replay_clock"
+"""The KV bucket where a lockstep replay keeps its current :class:`ClockTick` (key ``tick``)
+before handing it out, so a service that restarts mid-replay starts on the replay's time."""
 TREASURY_FUNDS_BUCKET = "treasury_funds"
 """The JetStream key/value bucket (namespaced like streams) where the treasury keeps each open
 fund's current :class:`~mts1b_foundation.FundConfig` under its fund id (a closed fund's key is
@@ -104,6 +108,9 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.datalake.bars.*", Bar, "OHLCV bar for the symbol in the last token"),
     _spec("mts.v1.datalake.quotes.*", Quote, "top of book for the symbol in the last token"),
     _spec("mts.v1.datalake.trades.*", Trade, "tape print for the symbol in the last token"),
+    # a lockstep replay's clock, handed to each service on it (the last token names it)
+    _spec("mts.v1.clock.tick.*", ClockTick, "a replay session is over: finish it, then answer",
+          stored=False),
     # research and portfolio
     _spec("mts.v1.research.signals.published", Signal, "a strategy's target weights"),
     _spec("mts.v1.research.signals.shadow", Signal,
