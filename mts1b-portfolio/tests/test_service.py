@@ -31,6 +31,7 @@ from mts1b_foundation import (
     TREASURY_FUNDS_BUCKET,
     Allocation,
     Bar,
+    ClockTick,
     Signal,
     StrategyState,
     StrategyTransition,
@@ -38,6 +39,7 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_foundation.subjects import symbol_subject
+from mts1b_platform.replayclock import hand_out
 
 asyncpg = pytest.importorskip("asyncpg", reason="the service test needs mts1b-oms")
 oms_service = pytest.importorskip("mts1b_oms.service", reason="the service test needs "
@@ -69,11 +71,12 @@ class World:
         self.composer: asyncio.Task[Any] | None = None
         self.stop = asyncio.Event()
 
-    async def start_composer(self) -> None:
+    async def start_composer(self, *, replay_clock: bool = False) -> None:
         self.stop = asyncio.Event()
         ready = asyncio.Event()
         self.composer = asyncio.get_running_loop().create_task(run_service(
-            ServeOptions(namespace=self.bus.namespace, settle_seconds=2.0, reply_timeout=15),
+            ServeOptions(namespace=self.bus.namespace, settle_seconds=2.0, reply_timeout=15,
+                         replay_clock=replay_clock),
             ready=ready, stop=self.stop))
         await asyncio.wait_for(ready.wait(), 30)
 
@@ -205,6 +208,21 @@ async def test_signals_composed_and_a_disabled_sleeve_dropped(world: World) -> N
     assert [reply.ok for _, reply in service.sent] == [True] * len(service.sent)
     assert service.pending == {}
 
+
+async def test_on_a_replay_clock_a_session_is_composed_at_its_tick(world: World) -> None:
+    """With --replay-clock the composer waits for the replay's tick (not a settle time): the
+    session's signals are composed into one target when the tick comes, and the tick is
+    answered once the OMS has taken it."""
+    await world.start_composer(replay_clock=True)
+    await world.signal("momentum", {"AAPL": "1"}, T1)  # value stays silent
+    await asyncio.sleep(2.5)  # longer than the settle time: nothing is composed without a tick
+    assert world.targets == []
+    tick = ClockTick(replay_id="r1", seq=1, session="2026-12-04", ts=T1, bars=3)
+    await hand_out(world.bus, tick, ["portfolio"], timeout=30)
+    assert [t.as_of for t in world.targets] == [T1]  # answered after the OMS took it
+    await hand_out(world.bus, tick, ["portfolio"], timeout=30)  # asked again: nothing new
+    assert len(world.targets) == 1
+    await world.stop_composer()
 
 async def test_a_rebalance_owed_by_a_killed_composer_is_settled_by_the_next(
         world: World) -> None:

@@ -40,7 +40,7 @@ from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 
 __all__ = ["ReplayClock", "ReplayStalled", "hand_out", "load_tick", "serve_ticks",
-           "tick_subject"]
+           "tick_subject", "wait_consumed"]
 
 _log = get_logger("mts1b_platform.replayclock")
 _KEY = "tick"
@@ -153,3 +153,20 @@ async def hand_out(bus: Bus, tick: ClockTick, participants: Sequence[str], *,
                 raise ReplayStalled(f"{participant} refused session {tick.session}: {message}",
                                     participant=participant, session=tick.session)
             break
+
+
+async def wait_consumed(bus: Bus, domain: str, durable: str, *, timeout: float = 60.0) -> None:
+    """Return once the durable consumer ``durable`` of ``domain``'s stream has every message
+    stored so far delivered and acknowledged: what a service checks before it says a session
+    is done. Raises :class:`ReplayStalled` after ``timeout`` seconds."""
+    stream = bus.stream_for(domain)
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await bus.js.consumer_info(stream, durable)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise ReplayStalled(f"consumer {durable} still has {info.num_pending} message(s) "
+                                f"to take and {info.num_ack_pending} to finish after "
+                                f"{timeout:.0f}s", durable=durable)
+        await asyncio.sleep(0.02)

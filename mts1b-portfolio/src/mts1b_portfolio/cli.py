@@ -44,6 +44,9 @@ def serve(
     long_only: Annotated[bool, typer.Option(help="no short positions in any fund")] = False,
     reply_timeout: Annotated[float, typer.Option(
         min=0.1, help="seconds the OMS may take to answer a target")] = 30.0,
+    replay_clock: Annotated[bool, typer.Option(
+        help="run on a lockstep replay's clock: compose when the replay says a session is "
+             "over (`mts mts1b-datalake replay --lockstep`)")] = False,
 ) -> None:
     """Compose each fund's target from its sleeves' published signals and have the OMS
     rebalance it; drop a disabled strategy's sleeve at once. Runs until SIGTERM."""
@@ -59,6 +62,7 @@ def serve(
         raise typer.Exit(2) from None
     set_service("portfolio")
     opts = ServeOptions(namespace=namespace, settle_seconds=settle, reply_timeout=reply_timeout,
+                        replay_clock=replay_clock,
                         limits=ComposerLimits(max_turnover=max_turnover,
                                               min_trade_notional=minimum, long_only=long_only))
     typer.echo(f"portfolio composer serving{f' (namespace {namespace})' if namespace else ''}; "

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from mts1b_foundation import (
     TREASURY_FUNDS_BUCKET,
     Allocation,
     Bar,
+    Clock,
+    ClockTick,
     CommandReply,
     FundConfig,
     FundNav,
@@ -61,6 +64,13 @@ from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, BusError, Delivery, KeyValue
 from mts1b_platform.follow import Follower, follow
 from mts1b_platform.logging import get_logger
+from mts1b_platform.replayclock import (
+    ReplayClock,
+    ReplayStalled,
+    load_tick,
+    serve_ticks,
+    wait_consumed,
+)
 from mts1b_platform.shutdown import stop_on_signals
 
 from mts1b_portfolio.errors import ComposeInputError
@@ -110,6 +120,19 @@ class ServeOptions:
     catch_up_seconds: float = 60.0
     """How long the history of the streams may take to read at start."""
     durable_prefix: str = "portfolio"
+    replay_clock: bool = False
+    """Run on a lockstep replay's clock (:mod:`mts1b_platform.replayclock`): funds are composed
+    when the replay says a session is over (every signal of it is in), not after
+    ``settle_seconds``; the service answers the session once the OMS has answered every
+    fund's target."""
+
+    @property
+    def signals_durable(self) -> str:
+        return f"{self.durable_prefix}-signals"
+
+    @property
+    def transitions_durable(self) -> str:
+        return f"{self.durable_prefix}-transitions"
 
 
 class ComposerService:
@@ -123,11 +146,12 @@ class ComposerService:
         self.signals_kv = signals_kv
         self.opts = opts
         self.pending: dict[str, Pending] = {}
-        self.clock = SystemClock()
+        self.clock: Clock = SystemClock()
         self.sent: list[tuple[str, CommandReply]] = []
         """Each fund's target the OMS answered, with its reply, in order (for tests and
         status)."""
         self._wake = asyncio.Event()
+        self._settling = asyncio.Lock()
 
     async def load(self) -> None:
         """The signals and pending rebalances a previous process left in the buckets."""
@@ -156,17 +180,21 @@ class ComposerService:
         if not funds:
             _log.warning("a signal of a strategy with no sleeve in any fund",
                          strategy=signal.strategy_id)
+        # on a replay's clock the session's tick settles it, when every signal of it is in
+        settle = math.inf if self.opts.replay_clock else self.opts.settle_seconds
         for fund_id in funds:
             await self._owe(fund_id, signal.as_of, f"signal of {signal.strategy_id}",
-                            due=time.time() + self.opts.settle_seconds)
+                            due=time.time() + settle)
 
     async def on_transition(self, delivery: Delivery[StrategyTransition]) -> None:
         change = delivery.message
         self.picture.apply_transition(change)
         if change.to_state in TRADED:
             return  # its next signal brings it back
+        # stamped with the time the change reached the fund: the replay's on its clock
+        at = self.clock.now() if self.opts.replay_clock else change.ts
         for fund_id in self.picture.funds_of(change.strategy):
-            await self._owe(fund_id, change.ts, f"{change.strategy} {change.to_state.value}",
+            await self._owe(fund_id, at, f"{change.strategy} {change.to_state.value}",
                             due=time.time())
 
     async def _owe(self, fund_id: str, as_of: dt.datetime, reason: str, *, due: float) -> None:
@@ -190,12 +218,27 @@ class ComposerService:
                    for s in sleeves)
 
     # --- composing ----------------------------------------------------------------------------
-    async def run_due(self) -> None:
-        """Compose and send every pending fund whose time has come."""
-        now = time.time()
-        for fund_id, owed in sorted(self.pending.items()):
-            if owed.due <= now:
-                await self.settle(fund_id, owed)
+    async def run_due(self, *, everything: bool = False) -> None:
+        """Compose and send every pending fund whose time has come (``everything``: every
+        pending fund)."""
+        async with self._settling:
+            now = time.time()
+            for fund_id, owed in sorted(self.pending.items()):
+                if everything or owed.due <= now:
+                    await self.settle(fund_id, owed)
+
+    async def on_tick(self, tick: ClockTick) -> None:
+        """A replay session is over: take every signal and transition of it, have the OMS
+        rebalance every fund that owes one, and return once it answered them all."""
+        for durable in (self.opts.signals_durable, self.opts.transitions_durable):
+            await wait_consumed(self.bus, "research", durable)
+        for attempt in range(len(_RETRY) + 1):
+            await self.run_due(everything=True)
+            if not self.pending:
+                return
+            await asyncio.sleep(_RETRY[min(attempt, len(_RETRY) - 1)])
+        raise ReplayStalled(f"session {tick.session}: the OMS did not take the target of "
+                            f"{', '.join(sorted(self.pending))}", session=tick.session)
 
     async def settle(self, fund_id: str, owed: Pending) -> CommandReply | None:
         """Compose ``fund_id`` at ``owed.as_of`` and have the OMS rebalance it; the pending
@@ -330,10 +373,17 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         await service.load()
         consumers = [
             await bus.consume("mts.v1.research.signals.published", service.on_signal,
-                              durable=f"{opts.durable_prefix}-signals"),
+                              durable=opts.signals_durable),
             await bus.consume("mts.v1.research.strategies.changed", service.on_transition,
-                              durable=f"{opts.durable_prefix}-transitions"),
+                              durable=opts.transitions_durable),
         ]
+        if opts.replay_clock:
+            clock = ReplayClock()
+            tick = await load_tick(bus)
+            if tick is not None:
+                clock.set(tick)
+            service.clock = clock
+            await serve_ticks(bus, "portfolio", service.on_tick, clock)
         done = stop or asyncio.Event()
         stop_on_signals(done)
         _log.info("portfolio composer serving", funds=len(picture.funds),
