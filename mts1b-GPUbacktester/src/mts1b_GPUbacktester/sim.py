@@ -330,11 +330,11 @@ def simulate(inp: SimInputs, costs: CostModel, *, initial_nav: float = 1.0,
 
 
 def dividend_rows(dividend: Any, t_len: int, a_len: int
-                  ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+                  ) -> tuple[FloatArray | None, npt.NDArray[np.bool_]]:
     """``(dividend per share with NaN as 0, (T,) rows where some asset pays)`` on the host;
-    zeros and no paying row for ``None``."""
+    ``(None, no paying row)`` for ``None`` (no panel-sized array for a run without them)."""
     if dividend is None:
-        return np.zeros((t_len, a_len)), np.zeros(t_len, dtype=bool)
+        return None, np.zeros(t_len, dtype=bool)
     host = dividend.get() if hasattr(dividend, "get") else dividend
     div: FloatArray = np.nan_to_num(np.asarray(host, dtype=np.float64), nan=0.0)
     if div.shape != (t_len, a_len):

@@ -533,7 +533,7 @@ def simulate_compiled(inp: SimInputs, costs: CostModel, *, initial_nav: float = 
         rebalance=_readonly(inp.rebalance, b1), in_universe=_readonly(inp.in_universe, b1),
         outside=_readonly(_rows_outside(inp.in_universe), b1),
         delist=delist, delisting=_readonly(delisting, b1),
-        dividend=_readonly(dividend, f8) if has_dividend else dummy2,
+        dividend=dummy2 if dividend is None or not has_dividend else _readonly(dividend, f8),
         paying=_readonly(paying, b1), has_dividend=has_dividend,
         volume=_readonly(inp.volume, f8) if has_cap else dummy2, has_cap=has_cap,
         participation=float(costs.participation or 0.0),

@@ -109,7 +109,7 @@ class _Rows:
     delist: npt.NDArray[np.int64]      # (A,) the row each asset delists at (T: never)
     delisting: npt.NDArray[np.bool_]   # (T,) rows where some asset delists
     paying: npt.NDArray[np.bool_]      # (T,) rows where some asset pays a cash dividend
-    dividend: Any     # (T, A) cash dividend per share on its ex-date row (0 elsewhere)
+    dividend: Any     # (T, A) cash dividend per share on its ex-date row (0 elsewhere), or None
     targets: Any      # (C, T, A) target weights, 0 outside the universe and for NaN
     value: Any        # the price orders are sized at: execution price, else the last mark
     safe: Any         # execution price where a trade is possible, else 1
@@ -170,7 +170,8 @@ def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType, *, signal: bool =
         impact = xp.where(xp.isfinite(impact), impact, 0.0)
     return _Rows(
         start=inp.start, shift=inp.shift, rebalances=rebalances, exits=exits, delist=delist,
-        delisting=delisting, paying=paying, dividend=xp.asarray(dividend),
+        delisting=delisting, paying=paying,
+        dividend=None if dividend is None else xp.asarray(dividend),
         targets=xp.where(inp.in_universe[None] & xp.isfinite(inp.targets), inp.targets, 0.0),
         value=value, safe=safe, tradable=tradable.astype(xp.float64),
         mark=xp.where(xp.isfinite(mark_price), mark_price, 0.0), close=inp.close,
