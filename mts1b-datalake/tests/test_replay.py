@@ -179,3 +179,58 @@ async def test_dotted_symbols_travel_through_the_real_bus(store: Store) -> None:
     finally:
         await bus.delete_streams()
         await bus.drain()
+
+
+@pytest.mark.integration
+async def test_lockstep_waits_for_every_service_before_the_next_session(store: Store) -> None:
+    """With lockstep, each session's bars are all out before its tick, the tick goes to each
+    service in turn, and the next session's bars wait until every service answered; a
+    service that refuses a session stops the replay with its name (real NATS)."""
+    from mts1b_foundation import ClockTick
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+    from mts1b_platform.replayclock import ReplayClock, ReplayStalled, serve_ticks
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    log: list[str] = []
+    bars_seen: list[str] = []
+
+    async def on_bar(msg: object) -> None:
+        bars_seen.append(msg.subject)  # type: ignore[attr-defined]
+
+    def service(name: str, refuse: str | None = None):  # type: ignore[no-untyped-def]
+        async def on_tick(tick: ClockTick) -> None:
+            if tick.session == refuse:
+                from mts1b_foundation import MtsError
+                raise MtsError(f"no data for {tick.session}")
+            log.append(f"{name} {tick.session} bars={tick.bars} seen={len(bars_seen)} "
+                       f"last={tick.last}")
+            await asyncio.sleep(0.02)
+        return on_tick
+
+    try:
+        await bus.declare_streams(["datalake"])
+        small_store(store)
+        sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"), cb=on_bar)
+        await serve_ticks(bus, "venue", service("venue"), ReplayClock())
+        await serve_ticks(bus, "oms", service("oms"), ReplayClock())
+        report = await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-03", store=store,
+                                 speed=0).run(bus, lockstep=["venue", "oms"])
+        assert report.sessions == 3
+        assert log == [
+            "venue 2021-03-01 bars=2 seen=2 last=False", "oms 2021-03-01 bars=2 seen=2 last=False",
+            "venue 2021-03-02 bars=2 seen=4 last=False", "oms 2021-03-02 bars=2 seen=4 last=False",
+            # one bar of the third session cannot be a wire bar (small_store): not counted
+            "venue 2021-03-03 bars=1 seen=5 last=True", "oms 2021-03-03 bars=1 seen=5 last=True"]
+        await serve_ticks(bus, "picky", service("picky", refuse="2021-03-02"), ReplayClock())
+        with pytest.raises(ReplayStalled, match="picky refused session 2021-03-02"):
+            await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store,
+                            speed=0).run(bus, lockstep=["picky"])
+        await sub.unsubscribe()
+    finally:
+        await bus.delete_streams()
+        await bus.drain()

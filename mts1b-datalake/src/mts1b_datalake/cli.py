@@ -25,6 +25,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -349,11 +350,28 @@ def replay(
     namespace: Annotated[str | None, typer.Option(help="bus namespace (tests)")] = None,
     dry_run: Annotated[bool, typer.Option(help="build the bars, publish nothing")] = False,
     calendar: Annotated[str, typer.Option()] = "XNYS",
+    lockstep: Annotated[str | None, typer.Option(
+        help="comma-separated services that finish each session before the next, in order "
+             "(e.g. broker-paper,oms,treasury,research,portfolio); SPEED is then a maximum")
+    ] = None,
+    lockstep_timeout: Annotated[float, typer.Option(
+        min=1.0, help="seconds a service on the lockstep may take to finish a session")
+    ] = 300.0,
 ) -> None:
     """Publish historical bars on mts.v1.datalake.bars.<symbol> at SPEED sessions/second."""
-    from mts1b_datalake.errors import DatalakeError
+    from mts1b_datalake.errors import DatalakeError, UnknownFieldError
     from mts1b_datalake.replay import BarReplay
 
+    services = [p.strip() for p in (lockstep or "").split(",") if p.strip()]
+    for name in services:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            _fail(UnknownFieldError(f"--lockstep: {name!r} is not a service name (letters, "
+                                    "digits, - and _)", field="lockstep", value=name))
+            return
+    if services and dry_run:
+        _fail(UnknownFieldError("--lockstep needs the bus: it cannot run with --dry-run",
+                                field="lockstep", value=lockstep))
+        return
     try:
         rep = BarReplay(_universe_arg(universe), start, end, store=_store(store),
                         speed=speed or None, calendar=calendar)
@@ -384,7 +402,8 @@ def replay(
             bus = await Bus.connect(**overrides)
             try:
                 await bus.declare_streams(["datalake"])
-                return await rep.run(bus, on_session=tick)
+                return await rep.run(bus, on_session=tick, lockstep=services,
+                                     lockstep_timeout=lockstep_timeout)
             finally:
                 await bus.drain()
 

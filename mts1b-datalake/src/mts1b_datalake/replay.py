@@ -11,6 +11,12 @@ second, ``speed=None`` (or 0) as fast as the bus acknowledges. Each bar's ``ts``
 close in UTC. The message id is ``bar:<symbol>:<date>:v<version>``, so replaying the same data
 twice inside JetStream's duplicate window stores nothing new, while a restated bar goes out.
 
+**Lockstep** (``lockstep=[service, ...]``, the CLI's ``--lockstep``): after each session's bars
+the replay hands the session's :class:`~mts1b_foundation.ClockTick` to each named service in
+turn and waits until every one has finished the session before it publishes the next
+(:mod:`mts1b_platform.replayclock`); ``speed`` is then a maximum. The services run on the
+replay's clock, so what trades on which bar does not depend on how fast the machine is.
+
 The subject's last token is the symbol as :func:`mts1b_foundation.symbol_to_token` writes it, so
 ``BRK.B`` travels on ``mts.v1.datalake.bars.BRK_2EB`` and ``EURUSD=X`` on ``...bars.EURUSD_3DX``.
 Rows that cannot be valid wire bars (NaN, non-positive, open/close outside high-low) and symbols
@@ -23,17 +29,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mts1b_foundation import Bar, SubjectError, is_symbol, symbol_subject
+from mts1b_foundation import Bar, ClockTick, SubjectError, is_symbol, symbol_subject
 from mts1b_platform.logging import get_logger
 
 from mts1b_datalake.bars import row_to_bar
-from mts1b_datalake.calendar import to_day, trading_days
+from mts1b_datalake.calendar import session_close, to_day, trading_days
 from mts1b_datalake.errors import EmptyRangeError, InvalidRangeError, UnknownFieldError
 from mts1b_datalake.store import Store
 from mts1b_datalake.universes import Universe, resolve_universe
@@ -136,15 +143,22 @@ class BarReplay:
 
     async def run(self, publisher: Any, *, stop: asyncio.Event | None = None,
                   on_session: Callable[[dt.date, int], Awaitable[None] | None] | None = None,
+                  lockstep: Sequence[str] = (), lockstep_timeout: float = 300.0,
                   ) -> ReplayReport:
         """Publish every session's bars in order, pacing by ``speed``; return the report.
 
         ``stop`` ends the replay after the session in hand; ``on_session(day, n_bars)`` is
-        called after each session (a progress bar, a test hook).
+        called after each session (a progress bar, a test hook). ``lockstep``: the services
+        that finish each session before the next (``publisher`` must then be a
+        :class:`~mts1b_platform.bus.Bus`); one that refuses a session or does not answer
+        within ``lockstep_timeout`` seconds stops the replay with
+        :class:`~mts1b_platform.replayclock.ReplayStalled`.
         """
         report = self.report
         t0 = time.monotonic()
         batch = getattr(publisher, "publish_batch", None)
+        replay_id = f"rp-{uuid.uuid4().hex[:16]}"
+        last = len(self.sessions) - 1
         for k, (day, items) in enumerate(self.days()):
             if stop is not None and stop.is_set():
                 report.stopped = True
@@ -163,6 +177,13 @@ class BarReplay:
             report.sessions += 1
             report.first_date = report.first_date or day
             report.last_date = day
+            if lockstep:
+                from mts1b_platform.replayclock import hand_out  # the bus extra
+
+                tick = ClockTick(replay_id=replay_id, seq=k + 1, session=day.isoformat(),
+                                 ts=session_close(self.calendar, day), bars=len(items),
+                                 last=k == last)
+                await hand_out(publisher, tick, lockstep, timeout=lockstep_timeout)
             if on_session is not None:
                 result = on_session(day, len(items))
                 if asyncio.iscoroutine(result):
