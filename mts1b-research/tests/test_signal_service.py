@@ -228,3 +228,38 @@ async def test_going_live_takes_a_signed_risk_key(demo_store: Store, tmp_path: P
         await bus.drain()
         await db.drop_schema()
         await db.close()
+
+
+async def test_on_a_replay_clock_each_session_publishes_at_its_close(
+        stack: tuple[Bus, ResearchDb, StrategyRegistry], demo_store: Store) -> None:
+    """--replay-clock: the replay's tick for a session has every active strategy that
+    rebalances in it publish its signal stamped with the session's close, once; a weekly
+    strategy publishes only on the week's last session."""
+    from mts1b_foundation import ClockTick
+    from mts1b_platform.replayclock import ReplayClock, hand_out, serve_ticks
+
+    bus, _db, registry = stack
+    weekly = momentum_v3().model_copy(update={"name": "momentum_weekly", "rebalance": "weekly"})
+    for spec in (momentum_v3(), weekly):
+        await registry.register(spec, actor="alice")
+        await registry.shadow(spec.name, actor="alice", reason="watch it")
+        await registry.promote(spec.name, StrategyState.PAPER, actor="alice", reason="evidence",
+                               evidence=PromotionEvidence(sessions=60, mean_ic=0.05,
+                                                          t_stat=3.0))
+    service = SignalService(bus, registry, demo_store)
+    clock = ReplayClock()
+    sub = await serve_ticks(bus, "research", service.on_tick, clock)
+    closes = {"2024-12-26": dt.datetime(2024, 12, 26, 21, tzinfo=dt.UTC),  # a Thursday
+              "2024-12-27": dt.datetime(2024, 12, 27, 21, tzinfo=dt.UTC)}  # the week's last
+    for seq, (session, close) in enumerate(closes.items(), start=1):
+        await hand_out(bus, ClockTick(replay_id="r1", seq=seq, session=session, ts=close,
+                                      bars=300), ["research"])
+    await hand_out(bus, ClockTick(replay_id="r1", seq=2, session="2024-12-27",
+                                  ts=closes["2024-12-27"], bars=300), ["research"])
+    published = [parse_message(Signal, m)
+                 for m in await _messages(bus, "mts.v1.research.signals.published")]
+    assert [(s.strategy_id, s.as_of) for s in published] == [
+        ("momentum_v3", closes["2024-12-26"]), ("momentum_v3", closes["2024-12-27"]),
+        ("momentum_weekly", closes["2024-12-27"])]
+    assert clock.now() == closes["2024-12-27"]
+    await sub.unsubscribe()

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from mts1b_foundation import (
+    Clock,
+    ClockTick,
     MtsError,
     Signal,
     StrategySpec,
@@ -37,6 +39,7 @@ from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
+from mts1b_platform.replayclock import ReplayClock, load_tick, serve_ticks
 from mts1b_platform.shutdown import stop_on_signals
 from mts1b_platform.signing import KeyRegistry
 
@@ -44,7 +47,7 @@ from mts1b_research.commands import StrategyCommandDesk
 from mts1b_research.db import DEFAULT_SCHEMA
 from mts1b_research.promotion import PromotionRule
 from mts1b_research.registry import StrategyRegistry, TransitionRecord
-from mts1b_research.schedule import next_rebalance
+from mts1b_research.schedule import next_rebalance, rebalance_times
 from mts1b_research.signals import compute_signal, signal_subject
 
 __all__ = ["ACTIVE", "BusTransitionPublisher", "ServeOptions", "SignalService", "run_service"]
@@ -81,6 +84,10 @@ class ServeOptions:
     """Public keys that may sign strategy commands; ``None``: every one is refused."""
     rule: PromotionRule | None = None
     """The promotion rule of signed promotions (default: the registry's)."""
+    replay_clock: bool = False
+    """Run on a lockstep replay's clock (:mod:`mts1b_platform.replayclock`, participant
+    ``research``): each replayed session's signals are published when the replay says the
+    session is over, instead of at wall-clock rebalance times."""
 
 
 class SignalService:
@@ -94,7 +101,7 @@ class SignalService:
         self.store = store
         self.calendar_name = calendar
         self.calendar = MarketCalendar(calendar)
-        self.clock = SystemClock()
+        self.clock: Clock = SystemClock()
         self.published: list[Signal] = []
 
     async def active(self) -> list[StrategySpec]:
@@ -123,6 +130,16 @@ class SignalService:
         _log.info("signal published", strategy=spec.name, version=spec.version,
                   mode=signal.mode, names=len(signal.weights), at=at.isoformat())
         return signal
+
+    async def on_tick(self, tick: ClockTick) -> None:
+        """A replayed session is over: publish the signal of every active strategy that
+        rebalances in it, stamped with the session's close (a daily bar is known at the
+        close; it trades at the next session's open). A signal that cannot be computed raises
+        an alert, as on the wall clock, and the replay goes on."""
+        session = dt.date.fromisoformat(tick.session)
+        for spec in await self.active():
+            if rebalance_times(spec.rebalance, session, session, self.calendar_name):
+                await self.publish_due(spec, tick.ts)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: sleep to the earliest next rebalance (re-reading the registry at
@@ -171,13 +188,23 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         service = SignalService(bus, registry, store, calendar=opts.calendar)
         desk = StrategyCommandDesk(registry, opts.keys)
         commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
+        if opts.replay_clock:
+            clock = ReplayClock()
+            tick = await load_tick(bus)
+            if tick is not None:
+                clock.set(tick)
+            service.clock = clock
+            await serve_ticks(bus, "research", service.on_tick, clock)
         done = stop or asyncio.Event()
         stop_on_signals(done)
         _log.info("research serving", strategies=len(await service.active()),
                   calendar=opts.calendar, namespace=opts.namespace or "")
         if ready is not None:
             ready.set()
-        await service.run(done)
+        if opts.replay_clock:
+            await done.wait()  # the replay's ticks drive it (on_tick)
+        else:
+            await service.run(done)
         with contextlib.suppress(Exception):
             await commands.drain()  # type: ignore[no-untyped-call]
         await bus.wait_requests()
