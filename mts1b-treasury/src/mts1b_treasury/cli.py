@@ -369,6 +369,10 @@ def serve(
     scheduled_strike: Annotated[bool, typer.Option(
         "--scheduled-strike/--no-scheduled-strike",
         help="strike every open fund after each close")] = True,
+    replay_clock: Annotated[bool, typer.Option(
+        help="run on a lockstep replay's clock (`mts mts1b-datalake replay --lockstep "
+             "...,treasury`): no scheduled strike; each replayed session is struck when the "
+             "replay says it is over, after its order events are booked")] = False,
 ) -> None:
     """Run the treasury service until SIGTERM: order events into the ledger, signed fund
     configurations, broker snapshots kept for reconciliation, every fund published."""
@@ -382,7 +386,8 @@ def serve(
                         keys=KeyRegistry.load(keys) if keys else None,
                         command_window=dt.timedelta(seconds=command_window),
                         ack_wait=ack_wait, calendar=calendar,
-                        strike_grace=strike_after_close if scheduled_strike else None)
+                        strike_grace=strike_after_close if scheduled_strike else None,
+                        replay_clock=replay_clock)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

@@ -23,6 +23,15 @@ ledger accounts of every open fund. Then:
   ``mts.v1.treasury.nav.struck``, and reconciles it with the fund's broker snapshot taken
   since the close. A fund that holds a symbol with no mark is not struck: an alert names the
   symbols (``nav strike --marks`` strikes it by hand).
+
+**On a lockstep replay's clock** (``serve --replay-clock``, :mod:`mts1b_platform.replayclock`,
+participant ``treasury``) there is no scheduled strike: the replay says when a session is
+over. The service runs on a :class:`~mts1b_platform.replayclock.ReplayClock` (the replay's
+current tick at start, from its KV bucket) and, on each tick (:meth:`TreasuryService.on_tick`),
+books every order event and account snapshot stored so far, makes sure it holds the session's
+bars, strikes every open fund at that session's close, publishes each NAV, then answers. Signed
+configurations are still checked against the wall clock: their signer stamps them with the
+wall time, and a replayed session's time would put every fresh command outside its window.
 """
 
 from __future__ import annotations
@@ -30,12 +39,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from mts1b_foundation import (
     AccountSnapshot,
     Bar,
+    Clock,
+    ClockTick,
     CommandReply,
     ConfigureFund,
     FundNav,
@@ -44,11 +56,18 @@ from mts1b_foundation import (
     ReplyCode,
     SystemClock,
     parse_message,
+    symbol_subject,
 )
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
+from mts1b_platform.replayclock import (
+    ReplayClock,
+    load_tick,
+    serve_ticks,
+    wait_consumed,
+)
 from mts1b_platform.shutdown import stop_on_signals
 from mts1b_platform.signing import (
     DEFAULT_COMMAND_WINDOW,
@@ -59,14 +78,14 @@ from mts1b_platform.signing import (
 )
 
 from mts1b_treasury.db import DEFAULT_SCHEMA, TreasuryDb
-from mts1b_treasury.errors import TreasuryError
+from mts1b_treasury.errors import TreasuryError, TreasuryInputError
 from mts1b_treasury.funds import FundRegistry
 from mts1b_treasury.ledger import Ledger
 from mts1b_treasury.limits import loosened_limits
 from mts1b_treasury.marks import MarkBook
 from mts1b_treasury.orderflow import OrderFlow, is_permanent
 from mts1b_treasury.publish import BusFundPublisher
-from mts1b_treasury.strike import strike_fund
+from mts1b_treasury.strike import nav_inputs, strike_fund
 
 __all__ = ["ServeOptions", "TreasuryService", "run_service"]
 
@@ -90,6 +109,22 @@ class ServeOptions:
     ack_wait: float | None = None
     """Seconds before an event taken but not acknowledged (the process died holding it) is
     delivered again; ``None``: the bus setting (``MTS_NATS_ACK_WAIT``, 30 s by default)."""
+    replay_clock: bool = False
+    """Run on a lockstep replay's clock (participant ``treasury``): no scheduled strike; each
+    tick books what the OMS stored so far, then strikes the tick's session (see the module)."""
+    bars_wait: float = 10.0
+    """On a tick, seconds to wait for the session's bars (``ClockTick.bars`` of them) to reach
+    this process before the marks still missing are read back from the datalake's stream."""
+    drain_timeout: float = 60.0
+    """On a tick, seconds the order and account consumers may take to book what is stored."""
+
+    @property
+    def orders_durable(self) -> str:
+        return f"{self.durable_prefix}-orders"
+
+    @property
+    def accounts_durable(self) -> str:
+        return f"{self.durable_prefix}-accounts"
 
 
 class _Nonces:
@@ -108,21 +143,27 @@ class TreasuryService:
 
     def __init__(self, bus: Bus, db: TreasuryDb, *, keys: KeyRegistry | None,
                  command_window: dt.timedelta = DEFAULT_COMMAND_WINDOW,
-                 calendar: str = "XNYS") -> None:
+                 calendar: str = "XNYS", clock: Clock | None = None,
+                 opts: ServeOptions | None = None) -> None:
         self.bus = bus
         self.db = db
         self.publisher = BusFundPublisher(bus)
         self.registry = FundRegistry(db, self.publisher)
         self.ledger = Ledger(db)
         self.flow = OrderFlow(db, self.ledger)
-        self.clock = SystemClock()
+        self.clock: Clock = clock or SystemClock()
+        self.opts = opts
+        # the wall clock, whatever self.clock is: a signer stamps its command with wall time
         self.verifier = (None if keys is None else SignedCommandVerifier(
-            keys, _Nonces(db), clock=self.clock, window=command_window, receiver="treasury"))
+            keys, _Nonces(db), clock=SystemClock(), window=command_window,
+            receiver="treasury"))
         self.snapshots: dict[tuple[str, str], AccountSnapshot] = {}
         self.calendar_name = calendar
         self.calendar = MarketCalendar(calendar)
         self.marks = MarkBook(self.calendar.tz)
         self.struck: list[FundNav] = []
+        self.seen: dict[dt.date, set[str]] = {}
+        """The symbols whose bar of a session reached this process (the last few sessions)."""
         self._accounts_open: set[str] = set()
         self.stats = {"events": 0, "posted": 0, "duplicates": 0, "refused": 0}
 
@@ -212,6 +253,9 @@ class TreasuryService:
             session = self.marks.session_of(bar)
             if self.calendar.is_session(session):
                 self.marks.add(bar, self.calendar.close_of(session))
+                self.seen.setdefault(session, set()).add(bar.symbol)
+                for old in sorted(self.seen)[:-self.marks.keep]:
+                    del self.seen[old]
         except Exception as exc:  # a malformed or off-calendar bar is not a mark
             _log.debug("bar ignored", error=type(exc).__name__)
 
@@ -220,6 +264,7 @@ class TreasuryService:
         strike and its reconciliation alerts. A fund missing marks gets an alert instead."""
         marks = self.marks.marks(session)
         close = self.calendar.close_of(session)
+        now = self.clock.now
         out: list[FundNav] = []
         for record in await self.registry.funds():
             fund = record.config
@@ -228,7 +273,8 @@ class TreasuryService:
                 snapshot = None  # taken before the close: not this session's
             try:
                 outcome = await strike_fund(self.db, fund.fund_id, session, marks=marks,
-                                            calendar=self.calendar_name, snapshot=snapshot)
+                                            calendar=self.calendar_name, snapshot=snapshot,
+                                            now=now)
             except TreasuryError as exc:
                 await self._alert(f"NAV of {fund.fund_id} for {session} not struck: "
                                   f"{exc.message}", fund_id=fund.fund_id,
@@ -260,6 +306,84 @@ class TreasuryService:
                 with contextlib.suppress(Exception):
                     await self._alert(f"scheduled NAV strike of {session} failed "
                                       f"({type(exc).__name__})", session=session.isoformat())
+
+    async def on_tick(self, tick: ClockTick) -> None:
+        """A replayed session is over: book every order event (and account snapshot) stored so
+        far, make sure the session's bars are in, strike every open fund at the session's
+        close and publish each NAV; return when done (the replay then hands the tick on).
+
+        A fund that cannot be struck (it holds a symbol with no bar this session) gets an alert
+        and the tick is still answered: asking again would find the same bars, and refusing
+        would halt every other fund and service of the replay for one fund that a person can
+        strike by hand (``nav strike --marks``). What refuses the tick is what may pass or
+        must be fixed first - the consumers not drained in time, PostgreSQL away, a session
+        that is not one of this treasury's calendar: the replay stops there, naming the
+        treasury. A repeated tick strikes the same inputs again, which stores nothing new
+        (:class:`~mts1b_treasury.navstore.NavStore`) and publishes under the same message id.
+        """
+        opts = self.opts or ServeOptions(dsn="")
+        session = self._tick_session(tick)
+        await wait_consumed(self.bus, "oms", opts.orders_durable, timeout=opts.drain_timeout)
+        await wait_consumed(self.bus, "brokers", opts.accounts_durable,
+                            timeout=opts.drain_timeout)
+        await self._session_bars(session, tick.bars, opts.bars_wait)
+        navs = await self.strike_session(session)
+        _log.info("replay strike", session=tick.session, seq=tick.seq, funds=len(navs))
+
+    def _tick_session(self, tick: ClockTick) -> dt.date:
+        session = dt.date.fromisoformat(tick.session)
+        if not self.calendar.is_session(session):
+            raise TreasuryInputError("session", tick.session, f"not a {self.calendar_name} "
+                                     "session: the replay and the treasury (serve --calendar) "
+                                     "must use the same exchange calendar")
+        return session
+
+    async def _session_bars(self, session: dt.date, expected: int, wait: float) -> None:
+        """Wait up to ``wait`` seconds for ``expected`` symbols' bars of ``session``; then read
+        the marks the strike still lacks back from the datalake's stream.
+
+        Why both: the replay publishes the bars before the tick, but they arrive on another
+        subscription than the tick and may still be queued behind it; and a process that
+        (re)started after the bars went out never saw them on its live subscription. In a
+        lockstep replay the last bar stored on a symbol's subject is the current session's
+        (the next session is published only after this tick is answered); a bar of another
+        session is not taken, so a strike never uses another session's close.
+        """
+        deadline = time.monotonic() + wait
+        while len(self.seen.get(session, ())) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        short = expected - len(self.seen.get(session, ()))
+        if short <= 0:
+            return
+        needed: set[str] = set()
+        for record in await self.registry.funds():
+            try:
+                inputs = await nav_inputs(self.db, record.fund_id, session, marks={},
+                                          calendar=self.calendar_name)
+            except TreasuryError:
+                continue  # strike_session says why
+            needed |= set(inputs.positions) | {f.symbol for f in inputs.fills}
+        lacking = sorted(needed - set(self.marks.marks(session)))
+        recovered = 0
+        for symbol in lacking:
+            recovered += await self._mark_from_stream(session, symbol)
+        _log.warning("session bars read back from the stream", session=session.isoformat(),
+                     missing_bars=short, lacking_marks=len(lacking), recovered=recovered)
+
+    async def _mark_from_stream(self, session: dt.date, symbol: str) -> int:
+        """The last bar stored on ``symbol``'s subject as a mark, if it is ``session``'s."""
+        try:
+            raw = await self.bus.js.get_last_msg(
+                self.bus.stream_for("datalake"),
+                self.bus.wire_subject(symbol_subject("bars", symbol)))
+            bar = parse_message(Bar, raw.data or b"")
+        except Exception as exc:  # no stream, no bar on the subject, a bad bar: no mark
+            _log.info("no stored bar", symbol=symbol, error=type(exc).__name__)
+            return 0
+        if self.marks.session_of(bar) != session:
+            return 0
+        self.seen.setdefault(session, set()).add(bar.symbol)
+        return int(self.marks.add(bar, self.calendar.close_of(session)))
 
     async def _alert(self, text: str, **context: str) -> None:
         await raise_alert(self.bus, SOURCE, text, clock=self.clock,
@@ -302,27 +426,37 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     db = await TreasuryDb.open(opts.dsn, schema=opts.schema)
     try:
         await bus.declare_streams(["treasury", "oms", "brokers", "operations"])
+        clock: Clock = SystemClock()
+        replay: ReplayClock | None = None
+        if opts.replay_clock:
+            replay = ReplayClock()
+            tick = await load_tick(bus)  # a replay under way: its time from the start
+            if tick is not None:
+                replay.set(tick)
+            clock = replay
         service = TreasuryService(bus, db, keys=opts.keys, command_window=opts.command_window,
-                                  calendar=opts.calendar)
+                                  calendar=opts.calendar, clock=clock, opts=opts)
         published = await service.registry.publish_all()
         opened = await service.open_accounts()
         orders = await bus.consume("mts.v1.oms.orders.>", service.on_order_event,
-                                   durable=f"{opts.durable_prefix}-orders",
-                                   ack_wait=opts.ack_wait)
+                                   durable=opts.orders_durable, ack_wait=opts.ack_wait)
         accounts = await bus.consume("mts.v1.brokers.*.account", service.on_account,
-                                     durable=f"{opts.durable_prefix}-accounts",
-                                     ack_wait=opts.ack_wait)
+                                     durable=opts.accounts_durable, ack_wait=opts.ack_wait)
         sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure)
         bars = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"),
                                       cb=service.on_bar)
-        scheduler = (None if opts.strike_grace is None else asyncio.get_running_loop()
+        subscriptions = [sub, bars]
+        if replay is not None:  # the replay says when a session is over: no scheduled strike
+            subscriptions.append(await serve_ticks(bus, "treasury", service.on_tick, replay))
+        scheduler = (None if opts.strike_grace is None or replay is not None
+                     else asyncio.get_running_loop()
                      .create_task(service.strike_after_each_close(opts.strike_grace)))
         done = stop or asyncio.Event()
         stop_on_signals(done)
         await bus.nc.flush()
         _log.info("treasury serving", funds=opened, published=published,
                   keys=len(opts.keys) if opts.keys is not None else 0,
-                  namespace=opts.namespace or "")
+                  namespace=opts.namespace or "", replay_clock=replay is not None)
         if ready is not None:
             ready.set()
         await done.wait()
@@ -331,7 +465,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
             scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await scheduler
-        for subscription in (sub, bars):
+        for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.drain()  # type: ignore[no-untyped-call]
         await bus.wait_requests()

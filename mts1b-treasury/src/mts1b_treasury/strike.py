@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -188,13 +188,17 @@ async def strike_fund(db: TreasuryDb, fund_id: str, session: dt.date, *,
                       marks: Mapping[str, Decimal],
                       previous_marks: Mapping[str, Decimal] | None = None,
                       calendar: str = "XNYS", restate: bool = False,
-                      snapshot: AccountSnapshot | None = None) -> StrikeOutcome:
+                      snapshot: AccountSnapshot | None = None,
+                      now: Callable[[], dt.datetime] | None = None) -> StrikeOutcome:
     """Build the inputs, strike and store them (:class:`NavStore`), and reconcile with the
     broker's ``snapshot`` when one is given: settled cash (the ledger's less what the
-    session's and earlier unsettled trades still owe, T+1) within 0.01, positions exactly."""
+    session's and earlier unsettled trades still owe, T+1) within 0.01, positions exactly.
+    ``now`` stamps the stored strike (``struck_at``; the wall clock by default, a replay's
+    clock on a replay)."""
     inputs = await nav_inputs(db, fund_id, session, marks=marks, previous_marks=previous_marks,
                               calendar=calendar)
-    stored = await NavStore(db).strike(inputs, restate=restate)
+    store = NavStore(db) if now is None else NavStore(db, clock=now)
+    stored = await store.strike(inputs, restate=restate)
     result = None
     if snapshot is not None:
         unsettled = unsettled_cash({session: inputs.fills}, at=snapshot.as_of.date())
