@@ -1,0 +1,238 @@
+"""The treasury on a lockstep replay's clock (issue #20), over a real NATS JetStream and PostgreSQL.
+
+What a ``mts mts1b-datalake replay --lockstep ...,treasury`` does is done by hand here: a
+session's order events and bars are published, then its tick is handed out with
+:func:`~mts1b_platform.replayclock.hand_out`. When ``hand_out`` returns the treasury has
+answered, so by then every event must be booked and the session's NAV struck at its close with
+its own bars, exactly, and published. The next session's tick strikes the next session; a
+tick handed out again - to the same process, or to a restarted one that never saw the bars on
+its live subscription - stores and publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from mts1b_foundation import (
+    Bar,
+    ClockTick,
+    Equity,
+    Fill,
+    FundConfig,
+    FundNav,
+    Order,
+    OrderEvent,
+    OrderEventType,
+    OrderStatus,
+    Side,
+    parse_message,
+)
+from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.calendars import MarketCalendar
+from mts1b_platform.replayclock import hand_out
+from mts1b_treasury.db import TreasuryDb
+from mts1b_treasury.funds import FundRegistry
+from mts1b_treasury.ledger import FillPosting, Ledger
+from mts1b_treasury.navstore import NavStore
+from mts1b_treasury.service import ServeOptions, TreasuryService, run_service
+
+from .conftest import DSN, open_db
+
+pytestmark = pytest.mark.integration
+D = Decimal
+S1, S2 = dt.date(2026, 12, 3), dt.date(2026, 12, 4)
+CLOSE = {s: MarketCalendar("XNYS").close_of(s) for s in (S1, S2)}
+CAPITAL = D(100_000)
+
+
+@dataclass
+class Replay:
+    bus: Bus
+    db: TreasuryDb
+    navs: list[FundNav] = field(default_factory=list)
+    alerts: list[bytes] = field(default_factory=list)
+    service: asyncio.Task[TreasuryService] | None = None
+    stop: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        self.stop, ready = asyncio.Event(), asyncio.Event()
+        self.service = asyncio.get_running_loop().create_task(run_service(
+            ServeOptions(dsn=DSN, schema=self.db.schema, namespace=self.bus.namespace,
+                         replay_clock=True, bars_wait=0.5), ready=ready, stop=self.stop))
+        await asyncio.wait_for(ready.wait(), 20)
+
+    async def halt(self) -> TreasuryService:
+        assert self.stop is not None and self.service is not None
+        self.stop.set()
+        return await asyncio.wait_for(self.service, 20)
+
+    async def order(self, n: int, session: dt.date, qty: int, price: str) -> None:
+        """Order ``n`` of the session: submitted, then filled an hour before the close."""
+        ts = CLOSE[session] - dt.timedelta(hours=1)
+        oid = f"o-{session}-{n}"
+        order = Order(idempotency_key=f"k-{oid}", order_id=oid, fund_id="f1",
+                      strategy_id="mom", instrument=Equity(symbol="AAPL"), side=Side.BUY,
+                      quantity=D(qty), created_at=ts)
+        fill = Fill(trade_id=f"t-{oid}", order_id=oid, fund_id="f1", symbol="AAPL",
+                    side=Side.BUY, quantity=D(qty), price=D(price), ts=ts)
+        for kind, status, extra in ((OrderEventType.SUBMITTED, OrderStatus.PENDING,
+                                     {"order": order}),
+                                    (OrderEventType.FILLED, OrderStatus.FILLED, {"fill": fill})):
+            event = OrderEvent(event_id=f"e-{kind.value}-{oid}", order_id=oid, fund_id="f1",
+                               event_type=kind, status=status, ts=ts, **extra)
+            await self.bus.publish_acked(f"mts.v1.oms.orders.{kind.value}", event)
+
+    async def bars(self, session: dt.date, closes: dict[str, str]) -> None:
+        """The session's daily bars, as the replay publishes them (stamped at the close)."""
+        for symbol, close in closes.items():
+            bar = Bar(symbol=symbol, ts=CLOSE[session], open=D(close), high=D(close),
+                      low=D(close), close=D(close), volume=D(1000))
+            await self.bus.publish_acked(f"mts.v1.datalake.bars.{symbol}", bar,
+                                         msg_id=f"bar:{symbol}:{session}")
+
+    async def tick(self, seq: int, session: dt.date, bars: int) -> None:
+        tick = ClockTick(replay_id="r1", seq=seq, session=session.isoformat(),
+                         ts=CLOSE[session], bars=bars)
+        await hand_out(self.bus, tick, ["treasury"], timeout=60)
+
+    async def nav_events(self) -> int:
+        subject = self.bus.wire_subject("mts.v1.treasury.nav.struck")
+        info = await self.bus.js.stream_info(self.bus.stream_for("treasury"),
+                                             subjects_filter=subject)
+        return int((info.state.subjects or {}).get(subject, 0))
+
+
+@pytest.fixture
+async def replay() -> AsyncIterator[Replay]:
+    try:
+        bus = await Bus.connect(namespace=f"t{uuid.uuid4().hex[:10]}", connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    db = await open_db()
+    world = Replay(bus, db)
+    try:
+        registry = FundRegistry(db)
+        before = CLOSE[S1] - dt.timedelta(days=7)
+        for fund, symbol in (("f1", None), ("f2", "MSFT")):
+            config = FundConfig(fund_id=fund, name=fund, target_nav_usd=CAPITAL,
+                                broker="paper", broker_account_id=f"a-{fund}",
+                                strategies=["mom"])
+            await registry.create(config, actor="test", now=before)
+            ledger = Ledger(db)
+            await ledger.open_fund_accounts(fund, config.tax_lot_method)
+            await ledger.contribute(fund, CAPITAL, key=f"c-{fund}", when=before)
+            if symbol is not None:  # f2 holds a symbol the replay never prices
+                await ledger.post_fills([FillPosting(Fill(
+                    trade_id="t-f2", order_id="o-f2", fund_id=fund, symbol=symbol,
+                    side=Side.BUY, quantity=D(10), price=D(100), ts=before),
+                    sleeves={"mom": D(10)})])
+        await bus.declare_streams(["oms", "treasury", "brokers", "datalake", "operations"])
+
+        async def on_nav(msg: Any) -> None:
+            world.navs.append(parse_message(FundNav, msg.data))
+
+        async def on_alert(msg: Any) -> None:
+            world.alerts.append(msg.data)
+
+        await bus.nc.subscribe(bus.wire_subject("mts.v1.treasury.nav.struck"), cb=on_nav)
+        await bus.nc.subscribe(bus.wire_subject("mts.v1.operations.alerts.raised"),
+                               cb=on_alert)
+        await world.start()
+        yield world
+    finally:
+        if world.stop is not None and not world.stop.is_set():
+            await world.halt()
+        await bus.delete_streams()
+        await bus.drain()
+        await db.drop_schema()
+        await db.close()
+
+
+async def _settled(items: list[Any], n: int) -> None:
+    """Core subscriptions deliver a moment after the JetStream ack: wait for ``n`` items."""
+    for _ in range(200):
+        if len(items) >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(items)} of {n} arrived")
+
+
+async def test_each_tick_strikes_its_session_after_booking_the_session_events(
+        replay: Replay) -> None:
+    ledger, store = Ledger(replay.db), NavStore(replay.db)
+    # session 1: forty fills published just before the tick, AAPL and IBM bars
+    fills1 = [(n, 1 + n % 7, f"{100 + n % 5}.25") for n in range(40)]
+    for n, qty, price in fills1:
+        await replay.order(n, S1, qty, price)
+    await replay.bars(S1, {"AAPL": "103.10", "IBM": "250"})
+    await replay.tick(1, S1, bars=2)
+
+    # answered: every fill is booked, the NAV struck at the close with the session's mark
+    qty1 = sum(D(q) for _, q, _ in fills1)
+    cost1 = sum(D(q) * D(p) for _, q, p in fills1)
+    assert len(await ledger.fills("f1")) == 40
+    nav1 = CAPITAL - cost1 + qty1 * D("103.10")
+    stored1 = await store.current("f1", S1)
+    assert stored1 is not None and stored1.nav.nav == nav1
+    assert stored1.struck_at == CLOSE[S1]  # stamped on the replay's clock
+    assert stored1.nav.previous_nav == D(0)
+    await _settled(replay.navs, 1)
+    assert [(n.fund_id, n.session, n.nav) for n in replay.navs] == [("f1", S1.isoformat(), nav1)]
+    assert await replay.nav_events() == 1
+    # f2 holds MSFT, which no bar priced: not struck, an alert names it, the tick answered
+    assert await store.current("f2", S1) is None
+    await _settled(replay.alerts, 1)
+    assert b"f2" in replay.alerts[0] and b"MSFT" in replay.alerts[0]
+
+    # session 2: more fills and the next close
+    fills2 = [(100 + n, 2 + n % 3, f"{104 + n % 2}.50") for n in range(10)]
+    for n, qty, price in fills2:
+        await replay.order(n, S2, qty, price)
+    await replay.bars(S2, {"AAPL": "104.95", "IBM": "251"})
+    await replay.tick(2, S2, bars=2)
+    qty2 = qty1 + sum(D(q) for _, q, _ in fills2)
+    cost2 = cost1 + sum(D(q) * D(p) for _, q, p in fills2)
+    nav2 = CAPITAL - cost2 + qty2 * D("104.95")
+    stored2 = await store.current("f1", S2)
+    assert stored2 is not None and stored2.nav.nav == nav2
+    assert stored2.nav.previous_nav == nav1
+    assert stored2.struck_at == CLOSE[S2]
+    await _settled(replay.navs, 2)
+    assert replay.navs[1].nav == nav2 and replay.navs[1].session == S2.isoformat()
+    assert await replay.nav_events() == 2
+
+    # the same tick again: answered, nothing stored, published or booked again
+    await replay.tick(2, S2, bars=2)
+    # and again to a restarted treasury, which never saw the bars live: it reads AAPL's
+    # mark back from the datalake stream, strikes the same inputs, stores nothing new
+    await replay.halt()
+    await replay.start()
+    await replay.tick(2, S2, bars=2)
+    restarted = await replay.halt()
+    assert [(n.fund_id, n.nav) for n in restarted.struck] == [("f1", nav2)]
+    assert [s.strike_id for s in await store.history("f1", S2)] == [stored2.strike_id]
+    assert [s.strike_id for s in await store.history("f1", S1)] == [stored1.strike_id]
+    assert await replay.nav_events() == 2  # republished under the same message id: dropped
+    assert len(await ledger.fills("f1")) == 50
+    assert await ledger.trial_balance() == {"f1": D(0), "f2": D(0)}
+
+
+async def test_a_tick_of_a_day_the_calendar_has_no_session_is_refused(
+        replay: Replay) -> None:
+    """A replay on another exchange calendar than the treasury's would strike the wrong
+    closes: the tick is refused, the refusal names the session, and nothing is struck."""
+    from mts1b_platform.replayclock import ReplayStalled
+
+    tick = ClockTick(replay_id="r2", seq=1, session="2026-12-05",  # a Saturday
+                     ts=dt.datetime(2026, 12, 5, 21, tzinfo=dt.UTC), bars=0)
+    with pytest.raises(ReplayStalled) as refused:
+        await hand_out(replay.bus, tick, ["treasury"], timeout=10)
+    assert "2026-12-05" in refused.value.message and "XNYS" in refused.value.message
+    assert await replay.nav_events() == 0
