@@ -84,6 +84,8 @@ class ServeOptions:
     """Public keys that may sign strategy commands; ``None``: every one is refused."""
     rule: PromotionRule | None = None
     """The promotion rule of signed promotions (default: the registry's)."""
+    strategies: tuple[str, ...] = ()
+    """Only these strategies (empty: every active one)."""
     replay_clock: bool = False
     """Run on a lockstep replay's clock (:mod:`mts1b_platform.replayclock`, participant
     ``research``): each replayed session's signals are published when the replay says the
@@ -95,7 +97,7 @@ class SignalService:
     :meth:`publish_due` directly)."""
 
     def __init__(self, bus: Bus, registry: StrategyRegistry, store: Any, *,
-                 calendar: str = "XNYS") -> None:
+                 calendar: str = "XNYS", only: tuple[str, ...] = ()) -> None:
         self.bus = bus
         self.registry = registry
         self.store = store
@@ -103,10 +105,11 @@ class SignalService:
         self.calendar = MarketCalendar(calendar)
         self.clock: Clock = SystemClock()
         self.published: list[Signal] = []
+        self.only = frozenset(only)
 
     async def active(self) -> list[StrategySpec]:
         return [r.spec for r in await self.registry.list(include_retired=False)
-                if r.state in ACTIVE]
+                if r.state in ACTIVE and (not self.only or r.spec.name in self.only)]
 
     def next_time(self, spec: StrategySpec, after: dt.datetime) -> dt.datetime:
         return next_rebalance(spec.rebalance, after, self.calendar_name)
@@ -185,7 +188,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     try:
         await bus.declare_streams(["research", "operations"])
         store = Store(opts.store) if opts.store else Store.default()
-        service = SignalService(bus, registry, store, calendar=opts.calendar)
+        service = SignalService(bus, registry, store, calendar=opts.calendar,
+                                only=opts.strategies)
         desk = StrategyCommandDesk(registry, opts.keys)
         commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
         if opts.replay_clock:

