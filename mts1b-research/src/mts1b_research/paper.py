@@ -152,15 +152,25 @@ class PaperPlan:
                 "--lockstep", ",".join(LOCKSTEP))),
         ]
 
-    def fund_commands(self) -> list[list[str]]:
+    def fund_config(self) -> dict[str, Any]:
+        """The fund ``up`` creates when it is missing.
+
+        Its limits are the envelope's defaults but two: an order may be worth the whole NAV
+        (the default, 10 % of the target NAV, refuses the first rebalance of any strategy
+        holding fewer than ten names, which a paper loop starting from cash always is) and a
+        position up to half of it. A fund you create yourself keeps the limits you give it.
+        """
+        return {"fund_id": self.fund_id, "name": f"Paper {self.strategy}",
+                "target_nav_usd": str(self.cash), "broker": "paper",
+                "broker_account_id": self.fund_id, "strategies": [self.strategy],
+                "risk": {"max_order_notional": str(self.cash), "max_position_pct_nav": "0.5"}}
+
+    def fund_commands(self, folder: Path) -> list[list[str]]:
         """Create the fund (all its cash allocated to the strategy); run when it is missing."""
         ns = ["--namespace", self.namespace, "--schema", self.treasury_schema]
         return [
-            self.mts("mts1b-treasury", "fund", "create", "--id", self.fund_id,
-                     "--name", f"Paper {self.strategy}", "--target-nav-usd", str(self.cash),
-                     "--broker", "paper", "--account", self.fund_id,
-                     "--strategy", self.strategy, "--opening-cash", str(self.cash),
-                     "--actor", "paper-up", *ns),
+            self.mts("mts1b-treasury", "fund", "create", "--file", str(folder / "fund.json"),
+                     "--opening-cash", str(self.cash), "--actor", "paper-up", *ns),
             self.mts("mts1b-treasury", "allocate", "--fund", self.fund_id,
                      "--amount", str(self.cash), "--strategy", self.strategy,
                      "--reason", "paper loop", "--actor", "paper-up", *ns),
@@ -246,7 +256,9 @@ def start(plan: PaperPlan, env: Mapping[str, str], *, fund_exists: bool) -> Pape
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
     if not fund_exists:
-        for argv in plan.fund_commands():
+        (folder / "fund.json").write_text(json.dumps(plan.fund_config(), indent=2),
+                                          encoding="utf-8")
+        for argv in plan.fund_commands(folder):
             done = subprocess.run(argv, env=dict(env), capture_output=True,  # noqa: S603
                                   text=True, timeout=120, check=False)  # our own commands
             if done.returncode != 0:

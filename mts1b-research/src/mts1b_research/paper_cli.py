@@ -21,7 +21,8 @@ __all__ = ["paper_app"]
 
 paper_app = typer.Typer(help="The paper-trading loop: every service in lockstep with a "
                              "historical replay.", no_args_is_help=True, add_completion=False)
-Namespace = Annotated[str, typer.Option(help="NATS namespace of the loop (one loop each)")]
+Namespace = Annotated[str, typer.Option(envvar="MTS_PAPER_NAMESPACE",
+                                        help="NATS namespace of the loop (one loop each)")]
 
 
 def _decimal(field: str, text: str, *, positive: bool = False) -> Decimal:
