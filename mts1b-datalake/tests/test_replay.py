@@ -234,3 +234,59 @@ async def test_lockstep_waits_for_every_service_before_the_next_session(store: S
     finally:
         await bus.delete_streams()
         await bus.drain()
+
+
+@pytest.mark.integration
+async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path: object) -> None:
+    """The synthetic market's cash dividends (and any split) go out on
+    mts.v1.datalake.actions.<symbol> before their ex-date's bars, and the session's tick says
+    how many there were (real NATS)."""
+    from mts1b_datalake.synthetic import install_demo_market
+    from mts1b_foundation import ClockTick, CorporateAction, parse_message
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+    from mts1b_platform.replayclock import ReplayClock, serve_ticks
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    lake = install_demo_market(str(tmp_path), n_assets=20, start="2014-01-01",
+                               end="2014-12-31")
+    expected = lake.events(None, "2014-01-02", "2014-03-31", kinds=["split", "dividend"])
+    assert len(expected) > 0
+    arrivals: list[tuple[str, str]] = []  # (kind of message, session or ex-date)
+
+    async def on_msg(msg: object) -> None:
+        subject = bus.logical_subject(msg.subject)  # type: ignore[attr-defined]
+        if ".actions." in subject:
+            action = parse_message(CorporateAction, msg.data)  # type: ignore[attr-defined]
+            arrivals.append(("action", action.ex_date))
+        else:
+            arrivals.append(("bar", subject))
+
+    ticks: list[ClockTick] = []
+
+    async def on_tick(tick: ClockTick) -> None:
+        ticks.append(tick)
+        arrivals.append(("tick", tick.session))
+
+    try:
+        await bus.declare_streams(["datalake"])
+        sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.>"), cb=on_msg)
+        await serve_ticks(bus, "venue", on_tick, ReplayClock())
+        symbols = lake.symbols()
+        report = await BarReplay(symbols, "2014-01-02", "2014-03-31", store=lake,
+                                 speed=0).run(bus, lockstep=["venue"])
+        await sub.unsubscribe()
+        assert report.actions == len(expected) == sum(t.actions for t in ticks)
+        for tick in ticks:  # each session's actions come after the previous tick
+            start = max(i for i, a in enumerate(arrivals) if a == ("tick", tick.session))
+            before = arrivals[:start]
+            last_tick = max((i for i, a in enumerate(before) if a[0] == "tick"), default=-1)
+            mine = [a for a in before[last_tick + 1:] if a[0] == "action"]
+            assert len(mine) == tick.actions and all(a[1] == tick.session for a in mine)
+    finally:
+        await bus.delete_streams()
+        await bus.drain()

@@ -6,7 +6,7 @@ EXPECTED = {
     "SignedStateCommand", "state_command_bytes",
     "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",
-    "TREASURY_FUNDS_BUCKET", "REPLAY_CLOCK_BUCKET", "ClockTick",
+    "TREASURY_FUNDS_BUCKET", "REPLAY_CLOCK_BUCKET", "ClockTick", "CorporateAction",
     "FUND_COMMAND_CONTEXT", "ConfigureFund", "FundNav", "FieldError",
     "StrategyTransition", "StrategyCommand", "STRATEGY_COMMAND_CONTEXT",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",

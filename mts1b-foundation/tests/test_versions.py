@@ -42,10 +42,10 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
          "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
          "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset()),
-         "ClockTick": (1, frozenset())}
+         "ClockTick": (1, frozenset()), "CorporateAction": (1, frozenset())}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition",
-       "StrategyCommand", "ClockTick"}
+       "StrategyCommand", "ClockTick", "CorporateAction"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:

@@ -14,7 +14,10 @@ twice inside JetStream's duplicate window stores nothing new, while a restated b
 **Lockstep** (``lockstep=[service, ...]``, the CLI's ``--lockstep``): after each session's bars
 the replay hands the session's :class:`~mts1b_foundation.ClockTick` to each named service in
 turn and waits until every one has finished the session before it publishes the next
-(:mod:`mts1b_platform.replayclock`); ``speed`` is then a maximum. The services run on the
+(:mod:`mts1b_platform.replayclock`); ``speed`` is then a maximum. Each session's splits and
+cash dividends go out first, on ``mts.v1.datalake.actions.<symbol>``
+(:class:`~mts1b_foundation.CorporateAction`), and its tick counts them, so every service
+applies them at that session's open. The services run on the
 replay's clock, so what trades on which bar does not depend on how fast the machine is.
 
 The subject's last token is the symbol as :func:`mts1b_foundation.symbol_to_token` writes it, so
@@ -36,10 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mts1b_foundation import Bar, ClockTick, SubjectError, is_symbol, symbol_subject
+from mts1b_foundation import (
+    Bar,
+    ClockTick,
+    CorporateAction,
+    SubjectError,
+    is_symbol,
+    symbol_subject,
+)
 from mts1b_platform.logging import get_logger
 
-from mts1b_datalake.bars import row_to_bar
+from mts1b_datalake.bars import decimal_of, row_to_bar
 from mts1b_datalake.calendar import session_close, to_day, trading_days
 from mts1b_datalake.errors import EmptyRangeError, InvalidRangeError, UnknownFieldError
 from mts1b_datalake.store import Store
@@ -65,6 +75,7 @@ class ReplayReport:
     sessions: int = 0
     published: int = 0
     skipped_invalid: int = 0
+    actions: int = 0
     skipped_symbols: list[str] = field(default_factory=list)
     first_date: dt.date | None = None
     last_date: dt.date | None = None
@@ -72,7 +83,7 @@ class ReplayReport:
     stopped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sessions": self.sessions, "published": self.published,
+        return {"sessions": self.sessions, "published": self.published, "actions": self.actions,
                 "skipped_invalid": self.skipped_invalid,
                 "skipped_symbols": self.skipped_symbols,
                 "first_date": str(self.first_date) if self.first_date else None,
@@ -141,6 +152,31 @@ class BarReplay:
                                 f"bar:{row.symbol}:{day}:v{int(row.version)}"))
             yield day, out
 
+    def actions(self) -> dict[dt.date, list[tuple[str, CorporateAction, str]]]:
+        """The replayed symbols' splits and cash dividends by ex-date, as
+        ``(subject, action, msg_id)``: a lockstep replay publishes each before its ex-date's
+        bars, so the venue, the OMS and the treasury apply it at that session's open."""
+        frame = self.store.events([s for s in self.symbols
+                                   if s not in set(self.report.skipped_symbols)],
+                                  self.sessions[0].astype(dt.date),
+                                  self.sessions[-1].astype(dt.date), kinds=["split", "dividend"])
+        out: dict[dt.date, list[tuple[str, CorporateAction, str]]] = {}
+        for row in frame.sort_values(["date", "symbol", "kind"], kind="stable").itertuples():
+            day = row.date.date() if hasattr(row.date, "date") else to_day(row.date).astype(
+                dt.date)
+            try:
+                value = decimal_of(float(row.value))
+            except ValueError:
+                continue  # no value (NaN): the ingest's checks report such an event
+            if not value > 0:
+                continue
+            action_id = f"ca-{row.symbol}-{day}-{row.kind}-v{int(row.version)}"
+            action = CorporateAction(action_id=action_id[:128], symbol=row.symbol,
+                                     ex_date=day.isoformat(), kind=row.kind, value=value)
+            out.setdefault(day, []).append((symbol_subject("actions", row.symbol), action,
+                                            action_id))
+        return out
+
     async def run(self, publisher: Any, *, stop: asyncio.Event | None = None,
                   on_session: Callable[[dt.date, int], Awaitable[None] | None] | None = None,
                   lockstep: Sequence[str] = (), lockstep_timeout: float = 300.0,
@@ -159,6 +195,7 @@ class BarReplay:
         batch = getattr(publisher, "publish_batch", None)
         replay_id = f"rp-{uuid.uuid4().hex[:16]}"
         last = len(self.sessions) - 1
+        actions = self.actions() if lockstep else {}
         for k, (day, items) in enumerate(self.days()):
             if stop is not None and stop.is_set():
                 report.stopped = True
@@ -167,6 +204,10 @@ class BarReplay:
                 delay = t0 + k / self.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            todays = actions.get(day, [])
+            for subject, action, msg_id in todays:  # effective at the open: before the bars
+                await publisher.publish(subject, action, msg_id=msg_id)
+            report.actions += len(todays)
             if items:
                 if batch is not None:
                     await batch([(s, b, m) for s, b, m in items])
@@ -182,7 +223,7 @@ class BarReplay:
 
                 tick = ClockTick(replay_id=replay_id, seq=k + 1, session=day.isoformat(),
                                  ts=session_close(self.calendar, day), bars=len(items),
-                                 last=k == last)
+                                 actions=len(todays), last=k == last)
                 await hand_out(publisher, tick, lockstep, timeout=lockstep_timeout)
             if on_session is not None:
                 result = on_session(day, len(items))

@@ -59,7 +59,7 @@ from mts1b_foundation.instruments import (
     Option,
     instrument_adapter,
 )
-from mts1b_foundation.market_data import Bar, ClockTick, Quote, Trade
+from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
 from mts1b_foundation.operations import GENESIS_HASH, Alert, AuditRecord, DeadLetter
 from mts1b_foundation.orders import (
     Denial,
@@ -152,6 +152,7 @@ __all__ = [
     "CommandReply",
     "ConfigureFund",
     "ConnectionState",
+    "CorporateAction",
     "CryptoPair",
     "DeadLetter",
     "Denial",

@@ -4,7 +4,7 @@ clock."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,7 +17,7 @@ from mts1b_foundation.wire import (
     WireModel,
 )
 
-__all__ = ["Bar", "ClockTick", "Quote", "Trade"]
+__all__ = ["Bar", "ClockTick", "CorporateAction", "Quote", "Trade"]
 
 
 class Bar(WireModel):
@@ -105,5 +105,27 @@ class ClockTick(WireModel):
     session: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     ts: UtcDatetime
     bars: int = Field(default=0, ge=0)
+    actions: int = Field(default=0, ge=0)
+    """How many :class:`CorporateAction` events take effect at this session's open: the replay
+    publishes them before the session's bars."""
     last: bool = False
     """The replay's last session: nothing follows it."""
+
+
+class CorporateAction(WireModel):
+    """A corporate action of one symbol, effective at the open of ``ex_date``.
+
+    ``split``: ``value`` new shares per old one (``2`` for 2-for-1, ``0.1`` for a 1-for-10
+    reverse split); positions are multiplied by it, prices and average costs divided.
+    ``dividend``: ``value`` in cash per share, paid to whoever held the shares at the previous
+    close (the pay date's delay is not modelled). A venue, an OMS and a treasury each apply it
+    to what they hold, so their books stay equal; ``action_id`` lets each apply it once.
+    """
+
+    SCHEMA_VERSION = 1
+
+    action_id: Identifier
+    symbol: Symbol
+    ex_date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    kind: Literal["split", "dividend"]
+    value: PositiveDecimal

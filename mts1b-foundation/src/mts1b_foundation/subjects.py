@@ -4,7 +4,7 @@ Subjects read ``mts.v1.<domain>.<entity>.<event>``; a ``*`` in a registered patt
 token (a symbol, a broker name). Every publisher checks the registry, so a consumer subscribed
 to a subject can rely on the model it will decode, and a new subject is a reviewed change here.
 
-Per-symbol subjects (``mts.v1.datalake.bars|quotes|trades.<token>``) carry the symbol as
+Per-symbol subjects (``mts.v1.datalake.bars|quotes|trades|actions.<token>``) carry the symbol as
 :func:`~mts1b_foundation.symbols.symbol_to_token` writes it (``BRK.B`` -> ``BRK_2EB``), built
 by :func:`symbol_subject` and read back by :func:`symbol_of_subject`; a message published there
 must be about that very symbol.
@@ -36,7 +36,7 @@ from mts1b_foundation.commands import (
 )
 from mts1b_foundation.enums import OrderEventType
 from mts1b_foundation.errors import SubjectError
-from mts1b_foundation.market_data import Bar, ClockTick, Quote, Trade
+from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
 from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter
 from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
@@ -83,7 +83,7 @@ TREASURY_FUNDS_BUCKET = "treasury_funds"
 fund's current :class:`~mts1b_foundation.FundConfig` under its fund id (a closed fund's key is
 deleted); the OMS loads its funds from it and follows its changes. A contract between two
 layer-3 libraries that may not import each other, so it lives here."""
-SYMBOL_ENTITIES = ("bars", "quotes", "trades")
+SYMBOL_ENTITIES = ("bars", "quotes", "trades", "actions")
 """Entities of ``mts.v1.datalake.<entity>.<symbol token>``: one subject per symbol."""
 
 
@@ -108,6 +108,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.datalake.bars.*", Bar, "OHLCV bar for the symbol in the last token"),
     _spec("mts.v1.datalake.quotes.*", Quote, "top of book for the symbol in the last token"),
     _spec("mts.v1.datalake.trades.*", Trade, "tape print for the symbol in the last token"),
+    _spec("mts.v1.datalake.actions.*", CorporateAction,
+          "a split or dividend of the symbol in the last token, effective at its ex-date's open"),
     # a lockstep replay's clock, handed to each service on it (the last token names it)
     _spec("mts.v1.clock.tick.*", ClockTick, "a replay session is over: finish it, then answer",
           stored=False),
@@ -285,7 +287,7 @@ def symbol_of_subject(value: str) -> str:
     tokens = validate_subject(value)
     if len(tokens) != 5 or tokens[2] != "datalake" or tokens[3] not in SYMBOL_ENTITIES:
         raise SubjectError(f"{value!r} is not a per-symbol subject "
-                           "(mts.v1.datalake.<bars|quotes|trades>.<symbol token>)",
+                           "(mts.v1.datalake.<bars|quotes|trades|actions>.<symbol token>)",
                            field="subject", value=value)
     return token_to_symbol(tokens[4])
 
