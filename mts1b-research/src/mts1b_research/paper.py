@@ -213,16 +213,9 @@ class PaperState:
 
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
+    from mts1b_platform.devservices import pid_alive
+
+    return pid_alive(pid)
 
 
 def write_inputs(plan: PaperPlan, folder: Path) -> None:

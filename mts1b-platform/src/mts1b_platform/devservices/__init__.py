@@ -69,6 +69,7 @@ __all__ = [
     "export_lines",
     "nats_server_binary",
     "pg_bin_dir",
+    "pid_alive",
     "status",
     "stop",
 ]
