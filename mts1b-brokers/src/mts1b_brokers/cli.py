@@ -64,8 +64,18 @@ def serve(
     calendar: Annotated[str | None, typer.Option(help="exchange calendar, e.g. XNYS")] = None,
     nats_url: Annotated[str | None, typer.Option(help="NATS URL (default: MTS_NATS_URL)")] = None,
     namespace: Annotated[str | None, typer.Option(help="bus namespace (tests)")] = None,
+    replay_clock: Annotated[bool, typer.Option(
+        "--replay-clock",
+        help="paper only: run on a lockstep replay's clock (mts mts1b-datalake replay "
+             "--lockstep broker-<name>,...): the venue's time is the session's close, and "
+             "each session's tick is answered once every bar of the session has traded the "
+             "venue and every report it caused is published")] = False,
 ) -> None:
-    """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT."""
+    """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT.
+
+    With --replay-clock (paper) the service takes a lockstep replay's ticks as
+    broker-<name>: an order accepted during session d fills on session d+1's bar.
+    """
     from mts1b_platform.logging import set_service
 
     set_service(f"broker-{name or broker}")  # before anything logs: every line names it
@@ -79,12 +89,17 @@ def serve(
             "commission": BpsCommission(Decimal(commission_bps)),
             "slippage": BpsSlippage(Decimal(slippage_bps)), "seed": seed, "calendar": calendar,
         }
-    asyncio.run(_serve(broker, config, nats_url=nats_url, namespace=namespace))
+    elif replay_clock:
+        raise typer.BadParameter(f"--replay-clock runs the paper venue only, not {broker!r}",
+                                 param_hint="--replay-clock")
+    asyncio.run(_serve(broker, config, nats_url=nats_url, namespace=namespace,
+                       replay_clock=replay_clock))
 
 
 async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | None,
-                 namespace: str | None) -> None:
+                 namespace: str | None, replay_clock: bool = False) -> None:
     from mts1b_platform.bus import Bus
+    from mts1b_platform.replayclock import ReplayClock, load_tick
 
     from mts1b_brokers.registry import get_broker
     from mts1b_brokers.service import BrokerService
@@ -95,7 +110,14 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
     if namespace:
         overrides["namespace"] = namespace
     bus = await Bus.connect(**overrides)
-    service = BrokerService(get_broker(broker_name, **config), bus)
+    clock = None
+    if replay_clock:  # a restarted venue takes up the replay's time where it is
+        clock = ReplayClock()
+        tick = await load_tick(bus)
+        if tick is not None:
+            clock.set(tick)
+        config["clock"] = clock
+    service = BrokerService(get_broker(broker_name, **config), bus, replay_clock=clock)
     await service.start()
     bus.install_signal_handlers()  # before saying so: SIGTERM right after the line drains
     where = f" (namespace {namespace})" if namespace else ""

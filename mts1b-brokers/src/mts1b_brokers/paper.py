@@ -157,6 +157,11 @@ class ReportStream:
     async def __anext__(self) -> ExecutionReport:
         return await self._queue.get()
 
+    def __len__(self) -> int:
+        """How many reports wait to be taken: a service on a replay's clock answers a tick only
+        once its report stream is empty (:class:`~mts1b_brokers.service.BrokerService`)."""
+        return self._queue.qsize()
+
     def get_nowait(self) -> ExecutionReport | None:
         """The next queued report, or ``None`` when none is waiting."""
         try:

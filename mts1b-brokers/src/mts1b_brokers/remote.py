@@ -24,6 +24,7 @@ published while the client was away are still delivered.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from mts1b_foundation import (
     AccountSnapshot,
     BrokerQuery,
@@ -152,6 +154,42 @@ class RemoteBroker:
 
     def execution_reports(self) -> AsyncIterator[ExecutionReport]:
         return ReportStream(self._subscribers)
+
+    async def caught_up(self, timeout: float = 30.0) -> int:
+        """Return once every execution report this broker has published so far (up to the
+        stream's last sequence on its execution subject, read now) has been delivered to the
+        report streams (:meth:`execution_reports`, each :class:`~collections.abc.Sized`: what
+        is delivered and not yet taken); the sequence waited for. Why: a service on a lockstep
+        replay's clock (the OMS) finishes a session only after applying every report the
+        venue made in it, and the venue answered its tick only after publishing them. A broker
+        not connected, or reports not delivered within ``timeout`` seconds, is a
+        ``BrokerTransportError``."""
+        bus = self._bus
+        if bus is None or self._state is not ConnectionState.CONNECTED:
+            raise BrokerTransportError(f"{self._name} is {self.connection_state.value}: "
+                                       "cannot tell which reports it published",
+                                       broker=self._name, call="caught_up")
+        stream = bus.stream_for("brokers")
+        try:
+            last = await bus.js.get_last_msg(stream,
+                                             bus.wire_subject(execution_subject(self._name)))
+            target = int(last.seq or 0)
+        except nats.js.errors.NotFoundError:
+            return 0  # nothing published on the subject yet
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BrokerTransportError(f"cannot read the last report of {self._name}: "
+                                       f"{type(exc).__name__}", broker=self._name,
+                                       call="caught_up") from None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while (self._last_seq or 0) < target:
+            if loop.time() >= end:
+                raise BrokerTransportError(
+                    f"{self._name}: reports up to stream sequence {target} not delivered "
+                    f"within {timeout:g}s (delivered up to {self._last_seq or 0})",
+                    broker=self._name, call="caught_up", sequence=target)
+            await asyncio.sleep(0.005)
+        return target
 
     # -------------------------------------------------------------------------- requests
     async def _request(self, command: str, message: WireModel, *, mutates: bool,

@@ -13,6 +13,17 @@ For a paper venue the service can also follow market data: bars on
 ``mts.v1.datalake.bars.*`` and quotes on ``mts.v1.datalake.quotes.*`` (core NATS subscriptions)
 are fed to ``on_bar`` / ``on_quote``.
 
+On a lockstep replay's clock (``replay_clock``, the CLI's ``--replay-clock``) the paper service
+is the participant ``broker-<name>`` (:func:`~mts1b_platform.replayclock.serve_ticks`): it
+answers a session's :class:`~mts1b_foundation.ClockTick` only once it has fed the venue every
+bar of the session (``tick.bars`` bars whose ``ts`` is the tick's) and published every
+execution report and account snapshot they caused, so the OMS after it finds the session's
+fills on the stream. Why it counts bars: they travel on core NATS, and the tick request can
+overtake the last of them; a venue that (re)started after they were sent reads them from the
+datalake stream instead (each symbol's last stored bar). A bar is fed once per symbol and
+session, whichever way it came. The venue's clock is the replay's, so an order accepted during
+session d's cycle (at d's close) can trade only on a later bar: it fills at d+1's open.
+
 The reply's ``payload`` is JSON: the ``ExecutionReport`` for submit/cancel/replace (also for a
 rejection), a list of ``Order`` / ``Position`` for ``open_orders`` / ``positions`` queries, an
 ``AccountSnapshot`` for ``account``, ``{"state": ...}`` for ``connection``. An
@@ -28,15 +39,18 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from mts1b_foundation import (
     Bar,
     BrokerProtocol,
     BrokerQuery,
     BrokerRejected,
     CancelOrder,
+    ClockTick,
     CommandReply,
     ExecType,
     ExecutionReport,
@@ -53,14 +67,20 @@ from mts1b_foundation import (
 from mts1b_foundation import subjects as registry
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
+from mts1b_platform.replayclock import ReplayClock, serve_ticks
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from mts1b_brokers.paper import PaperClient, status_of
 
-__all__ = ["BrokerService", "account_subject", "command_subject", "execution_subject"]
+__all__ = ["BrokerService", "SessionNotFinished", "account_subject", "command_subject",
+           "execution_subject", "tick_participant"]
 
 _log = get_logger(__name__)
+_STREAM_AFTER_SECONDS = 0.25
+"""On a tick, how long the bars of the session may take to arrive on core NATS before the
+datalake stream is read for them (and again each second after)."""
+_BAR_SUBJECTS = "mts.v1.datalake.bars.*"
 _PUMP_STOP_SECONDS = 1.0
 """How long stop() waits for the report pump after cancelling it before cancelling again."""
 _COMMANDS: dict[str, type[WireModel]] = {
@@ -88,6 +108,20 @@ def execution_subject(broker: str) -> str:
 def account_subject(broker: str) -> str:
     """``mts.v1.brokers.<broker>.account``: the account snapshot after each fill."""
     return registry.subject("brokers", broker, "account")
+
+
+def tick_participant(broker: str) -> str:
+    """``broker-<name>``: the participant a broker service on a replay's clock is handed its
+    ticks as (``mts mts1b-datalake replay --lockstep broker-paper,...``)."""
+    return f"broker-{broker}"
+
+
+class SessionNotFinished(MtsError):
+    """A broker service on a replay's clock could not finish a session: the session's bars did
+    not all arrive, or reports could not be published. The tick is refused with this message
+    and the replay stops, naming the service."""
+
+    code = "BROKERS.SESSION_NOT_FINISHED"
 
 
 def _now() -> dt.datetime:
@@ -121,16 +155,30 @@ class BrokerService:
     """Serve ``broker`` on the bus under its name. ``await start()``, later ``await stop()``."""
 
     def __init__(self, broker: BrokerProtocol, bus: Bus, *, follow_market_data: bool = True,
-                 queue: str | None = None) -> None:
+                 queue: str | None = None, replay_clock: ReplayClock | None = None,
+                 bar_wait: float = 20.0) -> None:
+        """``replay_clock``: serve the ticks of a lockstep replay as ``broker-<name>`` (see the
+        module's docs); the paper venue must run on that clock itself
+        (``PaperClient(clock=...)``), and it must follow market data. ``bar_wait``: seconds a
+        tick waits for its session's bars before it is refused."""
         self.broker = broker
         self.bus = bus
         self.name = broker.name
         self._follow = follow_market_data and isinstance(broker, PaperClient)
+        if replay_clock is not None and not self._follow:
+            raise ValueError("replay_clock needs a paper venue that follows market data")
         self._queue = queue or f"brokers-{self.name}"
         self._subs: list[Subscription] = []
         self._pump: asyncio.Task[None] | None = None
         self._accepted: set[str] = set()
         self._stream: AsyncIterator[ExecutionReport] | None = None
+        self.replay_clock = replay_clock
+        self._bar_wait = bar_wait
+        self._session_bars: dict[dt.datetime, set[str]] = {}  # ts -> symbols fed (replay)
+        self._fed: dict[dt.datetime, int] = {}  # ts -> bars on_bar has finished (replay)
+        self._bar_fed = asyncio.Event()
+        self._publishing = False  # the pump holds a report it has not published yet
+        self.publish_failures = 0
 
     async def start(self) -> None:
         await self.bus.declare_streams(["brokers"])
@@ -145,6 +193,9 @@ class BrokerService:
             for kind in ("bars", "quotes"):
                 wire = self.bus.wire_subject(f"mts.v1.datalake.{kind}.*")
                 self._subs.append(await nc.subscribe(wire, cb=self._on_market_data))
+        if self.replay_clock is not None:
+            self._subs.append(await serve_ticks(self.bus, tick_participant(self.name),
+                                                self.on_tick, self.replay_clock))
         await nc.flush()  # the server knows every subscription before start() returns
         _log.info("broker service started", broker=self.name, namespace=self.bus.namespace)
 
@@ -270,6 +321,7 @@ class BrokerService:
     async def _publish_reports(self, stream: AsyncIterator[ExecutionReport]) -> None:
         subject = execution_subject(self.name)
         async for report in stream:
+            self._publishing = True  # set before any await: a tick must see it in hand
             try:
                 await self.bus.publish(subject, report, msg_id=report.trade_id)
                 if report.exec_type in {ExecType.FILL, ExecType.PARTIAL_FILL}:
@@ -282,8 +334,11 @@ class BrokerService:
                     # it into an error of its own: swallowing it here left the pump waiting
                     # for the next report for ever, and stop() waiting for the pump
                     raise asyncio.CancelledError from None
+                self.publish_failures += 1
                 _log.exception("could not publish an execution report", broker=self.name,
                                order_id=report.order_id, exec_type=report.exec_type.value)
+            finally:
+                self._publishing = False
 
     # ----------------------------------------------------------------------- market data
     async def _on_market_data(self, msg: Msg) -> None:
@@ -292,8 +347,105 @@ class BrokerService:
         subject = self.bus.logical_subject(msg.subject)
         try:
             if ".bars." in subject:
-                await self.broker.on_bar(parse_message(Bar, msg.data))
+                await self._feed_bar(parse_message(Bar, msg.data))
             else:
                 await self.broker.on_quote(parse_message(Quote, msg.data))
         except ValidationFailed as exc:
             _log.warning("ignored malformed market data", subject=subject, error=exc.message)
+
+    async def _feed_bar(self, bar: Bar) -> None:
+        """Trade the venue on ``bar``. On a replay's clock each symbol's bar of a session is
+        fed once (it can come on core NATS and from the stream) and counted for the tick."""
+        if not isinstance(self.broker, PaperClient):  # pragma: no cover - only paper follows
+            return
+        if self.replay_clock is None:
+            await self.broker.on_bar(bar)
+            return
+        seen = self._session_bars.setdefault(bar.ts, set())
+        if bar.symbol in seen:
+            return
+        seen.add(bar.symbol)  # before the await: a second copy arriving meanwhile is skipped
+        try:
+            await self.broker.on_bar(bar)
+        finally:
+            self._fed[bar.ts] = self._fed.get(bar.ts, 0) + 1
+            self._bar_fed.set()
+
+    # ------------------------------------------------------------------------ replay clock
+    async def on_tick(self, tick: ClockTick) -> None:
+        """Finish ``tick``'s session: every bar of it fed to the venue, every report that made
+        published. Raises :class:`SessionNotFinished` (the tick is refused, the replay stops)
+        when the bars are not all there within ``bar_wait`` seconds or a report could not be
+        published."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        failures = self.publish_failures
+        next_read = started + _STREAM_AFTER_SECONDS
+        while self._fed.get(tick.ts, 0) < tick.bars:
+            now = loop.time()
+            if now - started >= self._bar_wait:
+                raise SessionNotFinished(
+                    f"session {tick.session}: {self._fed.get(tick.ts, 0)} of its {tick.bars} "
+                    f"bar(s) reached the venue within {self._bar_wait:g}s",
+                    session=tick.session, bars=tick.bars)
+            if now >= next_read:  # (re)started after they were sent, or a lost core message
+                await self._bars_from_stream(tick.ts)
+                next_read = loop.time() + 1.0
+                continue
+            self._bar_fed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bar_fed.wait(), 0.05)
+        for ts in [t for t in self._session_bars if t < tick.ts]:  # earlier sessions: done
+            self._session_bars.pop(ts, None)
+            self._fed.pop(ts, None)
+        while self._reports_in_hand():
+            if loop.time() - started >= self._bar_wait:
+                raise SessionNotFinished(f"session {tick.session}: execution reports still "
+                                         f"unpublished after {self._bar_wait:g}s",
+                                         session=tick.session)
+            await asyncio.sleep(0.005)
+        if self.publish_failures > failures:
+            raise SessionNotFinished(
+                f"session {tick.session}: {self.publish_failures - failures} execution "
+                "report(s) could not be published (see the service's log)",
+                session=tick.session)
+
+    def _reports_in_hand(self) -> bool:
+        """Whether a report the venue emitted is not yet published: queued for the pump
+        (the venue's report stream is :class:`~collections.abc.Sized`) or being published."""
+        queued = len(self._stream) if isinstance(self._stream, Sized) else 0
+        return queued > 0 or self._publishing
+
+    async def _bars_from_stream(self, ts: dt.datetime) -> int:
+        """Feed the venue the bars of the session closing at ``ts`` that the datalake stream
+        holds (each symbol's last stored bar) and core NATS did not bring; how many were new.
+        Why the last per symbol: in lockstep the replay sends the next session only after
+        this one is finished, so a symbol's last bar is this session's or an earlier one."""
+        js = self.bus.js
+        stream = self.bus.stream_for("datalake")
+        try:
+            info = await js.stream_info(stream,
+                                        subjects_filter=self.bus.wire_subject(_BAR_SUBJECTS))
+        except (nats.js.errors.Error, nats.errors.Error) as exc:  # no stream: nothing stored
+            _log.warning("bars not readable from the datalake stream", stream=stream,
+                         error=type(exc).__name__)
+            return 0
+        before = self._fed.get(ts, 0)
+        for subject in sorted(info.state.subjects or {}):
+            symbol = subject.rsplit(".", 1)[-1]
+            if symbol in self._session_bars.get(ts, ()):
+                continue  # cheap skip by token; _feed_bar checks the bar's own symbol
+            try:
+                raw = await js.get_last_msg(stream, subject)
+                bar = parse_message(Bar, raw.data or b"")
+            except (nats.js.errors.Error, nats.errors.Error, ValidationFailed) as exc:
+                _log.warning("stored bar not readable", subject=subject,
+                             error=type(exc).__name__)
+                continue
+            if bar.ts == ts:
+                await self._feed_bar(bar)
+        fed = self._fed.get(ts, 0) - before
+        if fed:
+            _log.info("bars of the session read from the datalake stream", bars=fed,
+                      session_close=ts.isoformat())
+        return fed
