@@ -103,6 +103,13 @@ def serve(
         min=0.001, max=3600,
         help="seconds a signed command's timestamp may lie from this instance's clock")
                               ] = 30.0,
+    replay_clock: Annotated[bool, typer.Option(
+        "--replay-clock",
+        help="run on a lockstep replay's clock (mts mts1b-datalake replay --lockstep "
+             "broker-paper,oms,...): the OMS's time is the session's close, and it answers "
+             "each session's tick as 'oms' once the broker's reports are applied and their "
+             "events published; a paper broker service it starts gets --replay-clock too")
+                          ] = False,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain).
 
@@ -128,7 +135,7 @@ def serve(
                         full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,
                         sweep_drain_seconds=sweep_drain_seconds, keys=KeyRegistry.load(keys),
                         command_window=dt.timedelta(seconds=command_window),
-                        broker_wait=broker_wait)
+                        broker_wait=broker_wait, replay_clock=replay_clock)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

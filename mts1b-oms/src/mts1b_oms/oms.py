@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -272,6 +272,8 @@ class Oms:
         self._order_locks = KeyedLocks()  # one lifecycle change per order at a time
         self._position_locks = KeyedLocks()  # one fill per (fund, strategy, symbol) at a time
         self._reports: asyncio.Task[None] | None = None
+        self._report_stream: AsyncIterator[ExecutionReport] | None = None
+        self._applying_report = False  # the consumer holds a report it has not applied yet
         self.alerts: deque[Alert] = deque(maxlen=1_000)  # the latest; all are in the store
         self._seen_reports: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
@@ -387,11 +389,24 @@ class Oms:
         return n
 
     async def _consume_reports(self) -> None:
-        async for report in self.broker.execution_reports():
+        stream = self._report_stream = self.broker.execution_reports()
+        async for report in stream:
+            self._applying_report = True  # before any await: reports_in_hand() sees it
             try:
                 await self.on_execution_report(report)
             except Exception as exc:  # one bad report must not stop the stream
                 _log.error("execution report failed", order_id=report.order_id, error=repr(exc))
+            finally:
+                self._applying_report = False
+
+    def reports_in_hand(self) -> bool:
+        """Whether the broker's report stream holds a report not yet applied: one delivered
+        and not taken (a stream that is :class:`~collections.abc.Sized` says how many; the
+        brokers' streams are) or the one being applied. Why: on a lockstep replay's clock the
+        service finishes a session only once the venue's reports of it are applied."""
+        stream = self._report_stream
+        queued = len(stream) if isinstance(stream, Sized) else 0
+        return queued > 0 or self._applying_report
 
     # --- market inputs --------------------------------------------------------------------------
 

@@ -30,6 +30,16 @@
   itself as a child process that follows the bar stream ``mts.v1.datalake.bars.*``, so orders
   fill as bars arrive (``mts mts1b-datalake replay``). Any other name or ``module:attr`` is
   loaded and used in this process, as before.
+- ``--replay-clock`` (:attr:`ServeOptions.replay_clock`): on a lockstep replay (``mts
+  mts1b-datalake replay --lockstep broker-paper,oms,...``) the OMS runs on the replay's clock
+  (:class:`~mts1b_platform.replayclock.ReplayClock`, from the replay's current tick at start),
+  so its duplicate, rate and idempotency windows run on replay time, and it is the participant
+  ``oms``: it answers a session's tick once it has applied every execution report the broker
+  had published when the tick came (the venue, before it, answered only after publishing the
+  session's fills) and its outbox has put the resulting events (order events, fills,
+  positions) on the bus, so the treasury after it books them (:func:`finish_session`). A
+  paper broker service it starts runs on the replay's clock too. Signed trading-state commands
+  keep the wall clock: people sign them now, not in the replay's past.
 - SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, give the kill
   switch's sweeps up to ``sweep_drain_seconds`` to finish (what is left stays outstanding in
   PostgreSQL for the next instance), flush the outbox, close.
@@ -50,7 +60,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mts1b_foundation import (
     TREASURY_FUNDS_BUCKET,
@@ -58,6 +68,7 @@ from mts1b_foundation import (
     BrokerError,
     BrokerProtocol,
     CancelOrder,
+    ClockTick,
     CommandReply,
     FundConfig,
     MtsError,
@@ -74,6 +85,7 @@ from mts1b_foundation import (
 )
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
+from mts1b_platform.replayclock import ReplayClock, load_tick, serve_ticks
 from mts1b_platform.shutdown import stop_on_signals
 from nats.aio.subscription import Subscription
 
@@ -87,9 +99,13 @@ from mts1b_oms.store import Store
 from mts1b_oms.tradingstate import parse_change, scope_key
 from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
-__all__ = ["KV_BUCKET", "PAPER", "PAPER_ARGS", "STATE_COMMAND_SUBJECTS", "STATE_QUEUE",
-           "BrokerLink", "KvFanout", "ServeOptions", "connect_broker", "load_broker",
-           "load_funds", "paper_command", "run_service", "serve_state_commands"]
+__all__ = ["KV_BUCKET", "PAPER", "PAPER_ARGS", "REPLAY_PARTICIPANT", "STATE_COMMAND_SUBJECTS",
+           "STATE_QUEUE", "BrokerLink", "KvFanout", "ReportCursor", "ServeOptions",
+           "connect_broker", "finish_session", "load_broker", "load_funds", "paper_command",
+           "run_service", "serve_state_commands"]
+
+REPLAY_PARTICIPANT = "oms"
+"""The participant name the OMS takes a lockstep replay's ticks as (``--lockstep ...,oms,...``)."""
 
 KV_BUCKET = "mts_oms_trading_state"
 STATE_QUEUE = "mts1b-oms"
@@ -130,12 +146,15 @@ class BrokerLink:
 
 
 def paper_command(args: Mapping[str, Any], funds: list[FundConfig], *,
-                  namespace: str | None, nats_url: str | None) -> list[str]:
+                  namespace: str | None, nats_url: str | None,
+                  replay_clock: bool = False) -> list[str]:
     """The command line of the paper broker service the OMS starts: ``python -m
     mts1b_brokers.cli serve paper`` with the venue's ``--broker-arg`` options
     (:data:`PAPER_ARGS`; ``account`` takes ``ID=CASH`` pairs separated by commas), in the OMS's
-    NATS namespace. Without ``account`` or ``cash``, each served fund's account opens with the
-    fund's target NAV, so a new user's first orders are not ``ACCOUNT_NOT_FOUND``.
+    NATS namespace, with ``--replay-clock`` when the OMS runs on a replay's clock (the venue
+    must finish each session before the OMS). Without ``account`` or ``cash``, each served
+    fund's account opens with the fund's target NAV, so a new user's first orders are not
+    ``ACCOUNT_NOT_FOUND``.
 
     Bad input is a ``ServiceError`` naming the ``--broker-arg`` and its value: an unknown key,
     cash or a rate that is not a number, a seed that is not an integer."""
@@ -174,6 +193,8 @@ def paper_command(args: Mapping[str, Any], funds: list[FundConfig], *,
         cmd += ["--namespace", namespace]
     if nats_url:
         cmd += ["--nats-url", nats_url]
+    if replay_clock:
+        cmd.append("--replay-clock")
     return cmd
 
 
@@ -233,7 +254,8 @@ async def connect_broker(opts: ServeOptions, store: Store | None = None) -> Brok
     if "timeout" in opts.broker_args:
         remote["timeout"] = _paper_timeout(opts.broker_args["timeout"])
     command = paper_command(opts.broker_args, opts.funds, namespace=opts.namespace,
-                            nats_url=opts.nats_url)  # bad arguments fail before anything runs
+                            nats_url=opts.nats_url, replay_clock=opts.replay_clock)
+    # (bad arguments fail before anything runs)
     try:
         broker = load_broker("mts1b_brokers:RemoteBroker", **remote)
     except ImportError:
@@ -380,6 +402,54 @@ class ServeOptions:
     broker_wait: float = 3.0
     """``--broker paper``: seconds a running paper broker service has to answer before the
     OMS starts one (:func:`connect_broker`)."""
+    replay_clock: bool = False
+    """Run on a lockstep replay's clock and answer its ticks as ``oms`` (see the module's
+    docs and :func:`finish_session`); a paper broker service the OMS starts gets
+    ``--replay-clock`` too. A paper service found running must have been started with it."""
+    session_timeout: float = 25.0
+    """``replay_clock``: seconds a tick may take (the broker's reports delivered, applied and
+    their events published) before it is refused; below the replay's 30 s per attempt."""
+
+
+@runtime_checkable
+class ReportCursor(Protocol):
+    """A broker that can tell when every report it published so far has been delivered to its
+    report streams (``mts1b_brokers.RemoteBroker.caught_up``); duck typed, as the OMS never
+    imports a broker library."""
+
+    async def caught_up(self, timeout: float = ...) -> int: ...
+
+
+async def finish_session(oms: Oms, store: Store, relay: OutboxRelay, *,
+                         timeout: float = 25.0) -> None:
+    """What the OMS does with a replay's tick (:data:`REPLAY_PARTICIPANT`): return once every
+    execution report its broker had published when the tick came is applied, and every
+    outbox row is published (so the order events, fills and positions are on the bus for the
+    treasury after it). Why in that order: the venue answered the tick before it only after
+    publishing the session's reports; the broker's stream is the only place that says how
+    many there are. A broker that cannot tell (not a :class:`ReportCursor`: one in this
+    process hands its reports over at once) is only drained. Raises :class:`ServiceError`
+    naming what is still missing after ``timeout`` seconds (the tick is refused and the
+    replay stops)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    if isinstance(oms.broker, ReportCursor):
+        try:
+            await oms.broker.caught_up(timeout)
+        except BrokerError as exc:
+            raise ServiceError(f"the broker's reports of the session did not arrive: "
+                               f"{exc.message}", broker=oms.broker.name) from None
+    while oms.reports_in_hand():
+        if loop.time() >= end:
+            raise ServiceError(f"the broker's reports of the session were not all applied "
+                               f"within {timeout:g}s")
+        await asyncio.sleep(0.005)
+    while left := await store.unpublished_count():
+        if loop.time() >= end:
+            raise ServiceError(f"{left} outbox event(s) not published within {timeout:g}s",
+                               outbox=left)
+        relay.notify()
+        await asyncio.sleep(0.01)
 
 
 def _log_limits(opts: ServeOptions) -> None:
@@ -454,15 +524,21 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     kv = await bus.kv(KV_BUCKET)
     _log_limits(opts)
     clock, verify = SystemClock(), None
+    replay: ReplayClock | None = None
+    if opts.replay_clock:  # a restarted OMS takes up the replay's time where it is
+        replay = ReplayClock()
+        tick = await load_tick(bus)
+        if tick is not None:
+            replay.set(tick)
     if opts.keys is None:
         _log.warning("no key registry: every trading-state command from the bus is refused")
-    else:
+    else:  # people sign commands on the wall clock, also during a replay
         verify = CommandVerifier(opts.keys, store, clock=clock,
                                  window=opts.command_window).verify
         _log.info("key registry", keys=len(opts.keys),
                   window_seconds=opts.command_window.total_seconds())
     oms = Oms(store, broker, opts.funds, instruments=opts.instruments, relay=relay,
-              fanout=KvFanout(kv), clock=clock, verify=verify,
+              fanout=KvFanout(kv), clock=replay or clock, verify=verify,
               cancel_rate=opts.cancel_rate)
     for sym, px in opts.prices.items():
         oms.set_price(sym, px)
@@ -496,6 +572,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     ]
 
     subs += await serve_state_commands(bus, oms.killswitch)
+    if replay is not None:
+        async def on_tick(tick: ClockTick) -> None:
+            await finish_session(oms, store, relay, timeout=opts.session_timeout)
+
+        subs.append(await serve_ticks(bus, REPLAY_PARTICIPANT, on_tick, replay))
 
     async def on_price(msg: Any) -> None:
         try:
@@ -514,7 +595,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     done = stop or asyncio.Event()
     stop_on_signals(done)
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
-              namespace=opts.namespace or "")
+              namespace=opts.namespace or "", replay_clock=opts.replay_clock)
     await bus.nc.flush()  # every subscription is known to the server before we say ready
     # Full GC passes stall every order in hand; run them on our schedule (see gcpolicy).
     collections = ScheduledFullCollections(opts.full_gc_interval)
