@@ -311,6 +311,41 @@ async def test_a_split_changes_quantities_not_cost(db: TreasuryDb) -> None:
     assert await led.trial_balance() == {"F1": D(0), "F2": D(0)}
 
 
+async def test_a_split_booked_after_its_ex_dates_fills_books_as_if_booked_before(
+        db: TreasuryDb) -> None:
+    """A replay's tick books the session's split after the fills of its open: those fills were
+    made in post-split shares, so F2 (split first) and F1 (fills first) end with the same books.
+    The sell of 150 post-split shares would be a short of 50 against the 100 pre-split ones."""
+    led = await ledger(db, M.FIFO, "F1", "F2")
+    effective = (DAY1 + dt.timedelta(days=5)).date()  # the fills of day 5 are at its open
+
+    def on_ex_date(fund: str) -> list[FillPosting]:
+        return [FillPosting(fill(f"{fund}-s", "AAPL", Side.SELL, "150", "6", "1", fund=fund,
+                                 day=5), {"mom": D(-150)}),
+                FillPosting(fill(f"{fund}-b2", "AAPL", Side.BUY, "10", "5.5", fund=fund,
+                                 day=5), {"mom": D(10)})]
+
+    for fund in ("F1", "F2"):
+        await led.post_fills([FillPosting(fill(f"{fund}-b1", "AAPL", Side.BUY, "100", "10",
+                                               fund=fund), {"mom": D(100)})])
+    await led.post_fills(on_ex_date("F1"))  # F1: the ex-date's fills, then the split
+    split = await led.apply_split("AAPL", D(2), effective, "split-a")  # both funds hold AAPL
+    await led.post_fills(on_ex_date("F2"))  # F2: its fills after the split (the plain path)
+    assert [o.status for o in split] == [PostStatus.POSTED, PostStatus.POSTED]
+    for fund in ("F1", "F2"):
+        # 200 post-split shares at 5.00 each; 150 sold at 6 (realised 150), 10 bought at 5.5
+        assert await led.positions(fund) == {"AAPL": (D(60), D(305))}, fund
+        assert [(lot.quantity, lot.cost) for lot in await led.lots(fund, "AAPL")] == [
+            (D(50), D(250)), (D(10), D(55))], fund
+        assert await led.sleeve_positions(fund) == {("mom", "AAPL"): D(60)}, fund
+        assert (await nonzero(led, fund))["realized_pnl"] == D(-150), fund
+        assert (await nonzero(led, fund))["cash"] == D(-1000 + 900 - 1 - 55), fund
+    [again] = await led.apply_split("AAPL", D(2), effective, "split-a")
+    assert again.status is PostStatus.DUPLICATE
+    assert await led.positions("F1") == {"AAPL": (D(60), D(305))}
+    assert await led.trial_balance() == {"F1": D(0), "F2": D(0)}
+
+
 async def test_the_database_refuses_an_unbalanced_entry_at_commit(db: TreasuryDb) -> None:
     await ledger(db)
     async with db.pool.acquire() as conn:

@@ -48,6 +48,7 @@ from mts1b_treasury.ledger_fills import (
     drop_known,
     post_new_fills,
     rebuild,
+    restate,
     reverse,
 )
 from mts1b_treasury.ledger_model import (
@@ -58,14 +59,20 @@ from mts1b_treasury.ledger_model import (
     PostedFill,
     PostOutcome,
     PostStatus,
+    SplitEvent,
     position_account,
+    replay,
 )
 from mts1b_treasury.ledger_rows import (
     NewEntry,
     disposal_from_row,
     insert_entries,
+    load_events,
     lot_from_row,
+    next_sequences,
+    position_balance,
     posted_fill_from_row,
+    write_derived,
 )
 from mts1b_treasury.lots import Disposal, OpenLot, apply_split
 
@@ -325,8 +332,9 @@ class Ledger:
         lots' quantities change, their cost does not, and each fund gets a dated ``split``
         entry (a position line of amount zero carrying the quantity change). Returns one
         outcome per fund changed (none when no fund holds the symbol); the same key again
-        answers one ``duplicate`` outcome, or ``conflict`` with other terms. A fund holding a
-        lot acquired on or after ``effective`` refuses the whole split (bad input)."""
+        answers one ``duplicate`` outcome, or ``conflict`` with other terms. Fills of the
+        ex-date or later posted before the split (the fills of a replayed session's open, booked
+        before its tick) are replayed after it: they were made in post-split shares."""
         _positive("ratio", ratio)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE ledger_split_actions IN SHARE ROW EXCLUSIVE MODE")
@@ -441,7 +449,19 @@ async def _post_keyed_in(conn: asyncpg.Connection, fund_id: str, kind: str, key:
 
 async def _split_fund(conn: asyncpg.Connection, fund_id: str, symbol: str, ratio: Decimal,
                       effective: dt.date, key: str) -> PostOutcome:
-    """One fund's part of a split: its lots rewritten, its sleeves scaled, a dated entry."""
+    """One fund's part of a split: its lots rewritten, its sleeves scaled, a dated entry.
+
+    When fills of the ex-date or later are posted already (a replay's session tick books the
+    session's actions after the fills of its open), the symbol is replayed with the split
+    before them (:func:`~mts1b_treasury.ledger_model.replay_order`) instead: those fills were
+    made in post-split shares. The position's quantity moves by what the replay says, and a
+    disposal of those fills that now relieves other cost is restated against realised PnL.
+    """
+    later = await conn.fetchval("SELECT count(*) FROM ledger_fills WHERE fund_id = $1 AND "
+                                "symbol = $2 AND status = 'posted' AND ts >= $3",
+                                fund_id, symbol, _midnight(effective))
+    if later:
+        return await _split_fund_replayed(conn, fund_id, symbol, ratio, effective, key)
     rows = await conn.fetch("SELECT * FROM ledger_lots WHERE fund_id = $1 AND symbol = $2 "
                             "ORDER BY acquired, sequence, lot_id", fund_id, symbol)
     before = [lot_from_row(r) for r in rows]
@@ -464,6 +484,32 @@ async def _split_fund(conn: asyncpg.Connection, fund_id: str, symbol: str, ratio
           lot.sequence) for lot in after])
     await conn.execute("UPDATE ledger_sleeve_positions SET quantity = quantity * $3 "
                        "WHERE fund_id = $1 AND symbol = $2", fund_id, symbol, ratio)
+    return PostOutcome(key, PostStatus.POSTED, entry_id)
+
+
+async def _split_fund_replayed(conn: asyncpg.Connection, fund_id: str, symbol: str,
+                               ratio: Decimal, effective: dt.date, key: str) -> PostOutcome:
+    """:func:`_split_fund` when fills on or after the ex-date are posted: replay, then post."""
+    method = TaxLotMethod(await conn.fetchval(
+        "SELECT lot_method FROM ledger_funds WHERE fund_id = $1", fund_id))
+    [sequence] = await next_sequences(conn, 1)
+    events = [*await load_events(conn, fund_id, symbol), SplitEvent(ratio, effective, sequence)]
+    try:
+        state = replay(method, events)
+    except TreasuryInputError as exc:
+        raise LedgerError("the fund's fills of this symbol cannot be replayed across the "
+                          "split", fund_id=fund_id, symbol=symbol,
+                          refused=exc.context.get("field", "")) from None
+    quantity, _ = await position_balance(conn, fund_id, symbol)
+    change = sum((lot.quantity for lot in state.lots), ZERO) - quantity
+    [entry_id] = await insert_entries(conn, [NewEntry(
+        fund_id, "split", key, _midnight(effective), [Line(position_account(symbol), ZERO,
+                                                           change)],
+        f"split {symbol} {ratio}:1", effective=effective)])
+    await conn.execute("INSERT INTO ledger_splits VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                       fund_id, symbol, key, ratio, effective, sequence, entry_id)
+    await write_derived(conn, {(fund_id, symbol): state}, before=None)
+    await restate(conn, fund_id, symbol, state, key)
     return PostOutcome(key, PostStatus.POSTED, entry_id)
 
 

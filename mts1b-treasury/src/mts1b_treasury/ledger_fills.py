@@ -47,6 +47,7 @@ __all__ = [
     "drop_known",
     "post_new_fills",
     "rebuild",
+    "restate",
     "reverse",
 ]
 

@@ -31,6 +31,7 @@ __all__ = [
     "fill_lines",
     "position_account",
     "replay",
+    "replay_order",
 ]
 
 ZERO = Decimal(0)
@@ -202,10 +203,32 @@ def step_split(state: Replay, split: SplitEvent) -> None:
     state.sleeves = {s: q * split.ratio for s, q in state.sleeves.items()}
 
 
+def replay_order(events: Iterable[PostedFill | SplitEvent]) -> list[PostedFill | SplitEvent]:
+    """The events in the order a replay applies them: by sequence, except that a split goes
+    before every fill executed on or after its ex-date that was posted before it.
+
+    Why: a split takes effect at its ex-date's open, before anything traded that day, but it
+    may be booked after those trades (a treasury on a replay's clock books the session's
+    corporate actions at the session's tick, when the fills of its open are in already). The
+    fills of the ex-date were made in post-split shares, so they must meet post-split lots.
+    """
+    items = list(events)
+    fills = [e for e in items if isinstance(e, PostedFill)]
+
+    def key(event: PostedFill | SplitEvent) -> tuple[int, int, int]:
+        if isinstance(event, PostedFill):
+            return (event.sequence, 1, event.sequence)
+        later = [f.sequence for f in fills if f.posting.fill.ts.date() >= event.effective]
+        return (min([event.sequence, *later]), 0, event.sequence)
+
+    return sorted(items, key=key)
+
+
 def replay(method: TaxLotMethod, events: Iterable[PostedFill | SplitEvent]) -> Replay:
-    """Derive a symbol's lots, disposals and sleeve positions from its events in order."""
+    """Derive a symbol's lots, disposals and sleeve positions from its events in order
+    (:func:`replay_order`)."""
     state = Replay()
-    for event in sorted(events, key=lambda e: e.sequence):
+    for event in replay_order(events):
         if isinstance(event, SplitEvent):
             step_split(state, event)
         else:
