@@ -1,12 +1,16 @@
-"""Corporate actions from the datalake into the ledger: splits for every fund, cash dividends
-for each fund that held the symbol at its ex-date.
+"""Corporate actions into the ledger: splits for every fund, cash dividends for each fund that
+held the symbol at its ex-date, from the datalake's CSV or from a lockstep replay's bus.
 
-Why from a file: the datalake (``mts mts1b-datalake store events``) and the treasury are
-separate installs, and the CSV it writes (``symbol,date,kind,value``) is the contract. Each
-event is booked under a key made of what it is (``split:AAPL:2026-06-10``,
-``dividend:AAPL:2026-06-10:core``), so booking the same file again books nothing twice, and a
-corrected value under the same key is a conflict a person sees. The datalake has no pay dates:
-a dividend is paid on its ex-date here (documented; the NAV sees it that session).
+One model, :class:`mts1b_foundation.CorporateAction`, whichever way an action comes: the
+``ledger corporate-actions --events`` command reads the CSV the datalake writes
+(``mts mts1b-datalake store events``: ``symbol,date,kind,value``; separate installs, so the file
+is the contract), and ``serve --replay-clock`` takes the actions a lockstep replay publishes on
+``mts.v1.datalake.actions.<symbol>``. Each action is booked under a key made of what it is
+(``split:AAPL:2026-06-10``, ``dividend:AAPL:2026-06-10:core``), not of its ``action_id``: the
+same action from the file and from the bus books once, booking it again books nothing twice,
+and a corrected value under the same key is a conflict a person sees. The datalake has no pay
+dates: a dividend is paid on its ex-date here (documented; the NAV sees it that session), to
+the position held before the ex-date (fills of the ex-date's open do not earn it).
 """
 
 from __future__ import annotations
@@ -15,25 +19,19 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+
+from mts1b_foundation import CorporateAction
+from pydantic import ValidationError
 
 from mts1b_treasury.errors import TreasuryInputError
 from mts1b_treasury.funds import FundRegistry
 from mts1b_treasury.ledger import Ledger, PostOutcome
 
-__all__ = ["CorporateAction", "book_actions", "read_actions"]
+__all__ = ["CorporateAction", "action_key", "book_actions", "read_actions"]
 
 _KINDS = ("split", "dividend")
-
-
-@dataclass(frozen=True, slots=True)
-class CorporateAction:
-    symbol: str
-    ex_date: dt.date
-    kind: str
-    value: Decimal
 
 
 def read_actions(path: Path) -> list[CorporateAction]:
@@ -69,25 +67,40 @@ def _action(row: dict[str, str], line: int) -> CorporateAction:
         raise TreasuryInputError(f"{where} value", row.get("value"), "not a number") from None
     if not value.is_finite() or value <= 0:
         raise TreasuryInputError(f"{where} value", row.get("value"), "must be a number > 0")
-    return CorporateAction(symbol, day, kind, value)
+    try:  # the wire model checks the symbol (the checks above name the line and column)
+        return CorporateAction(action_id=f"csv:line:{line}",
+                               symbol=symbol, ex_date=day.isoformat(), kind=kind, value=value)
+    except ValidationError as exc:
+        raise TreasuryInputError(f"{where} symbol", symbol, "not a symbol: "
+                                 f"{exc.errors()[0]['msg']}") from None
 
 
 async def book_actions(registry: FundRegistry, actions: Sequence[CorporateAction]
                        ) -> list[tuple[CorporateAction, str, PostOutcome]]:
-    """Book each action in ex-date order: (action, fund or '*', outcome) per posting."""
+    """Book each action in ex-date order: (action, fund or '*', outcome) per posting.
+
+    A split rewrites the lots of every fund holding the symbol (one outcome per fund, or one
+    ``duplicate``); a dividend is posted for each open fund, on the quantity it held at the
+    start of the ex-date (an entry without lines for a fund that held none: it says the
+    dividend was processed). The ledger accounts of every open fund must be open.
+    """
     ledger = Ledger(registry.db)
     funds = [r.fund_id for r in await registry.funds()]
     out: list[tuple[CorporateAction, str, PostOutcome]] = []
     for action in sorted(actions, key=lambda a: (a.ex_date, a.symbol, a.kind)):
-        key = f"{action.kind}:{action.symbol}:{action.ex_date.isoformat()}"
+        key = action_key(action)
+        ex_date = dt.date.fromisoformat(action.ex_date)
         if action.kind == "split":
-            for outcome in await ledger.apply_split(action.symbol, action.value,
-                                                    action.ex_date, key):
+            for outcome in await ledger.apply_split(action.symbol, action.value, ex_date, key):
                 out.append((action, "*", outcome))
             continue
         for fund_id in funds:
             outcome = await ledger.post_dividend(fund_id, action.symbol, action.value,
-                                                 action.ex_date, action.ex_date,
-                                                 f"{key}:{fund_id}")
+                                                 ex_date, ex_date, f"{key}:{fund_id}")
             out.append((action, fund_id, outcome))
     return out
+
+
+def action_key(action: CorporateAction) -> str:
+    """The ledger key of an action (a dividend's adds the fund): what it is, not its id."""
+    return f"{action.kind}:{action.symbol}:{action.ex_date}"
