@@ -1,8 +1,9 @@
 """The paper venue on a lockstep replay's clock (issue #20): an order accepted at a session's
 close trades only on the next session's bar; over real NATS the service answers a tick once
 every bar of the session traded the venue - also bars the tick overtook, also bars sent before
-a (re)started service subscribed (read from the datalake stream) - and the reports are on the
-stream; a session whose bars never come is refused, naming them."""
+a (re)started service subscribed (read from the datalake stream) - after the session's
+corporate actions, and the reports are on the stream; a session whose bars never come is
+refused, naming them."""
 
 from __future__ import annotations
 
@@ -16,13 +17,22 @@ from decimal import Decimal as D  # noqa: N817
 import pytest
 from mts1b_brokers import PaperClient
 from mts1b_brokers.service import BrokerService, execution_subject, tick_participant
-from mts1b_foundation import Bar, ClockTick, Equity, ExecType, Order, OrderType
+from mts1b_foundation import (
+    Bar,
+    ClockTick,
+    CorporateAction,
+    Equity,
+    ExecType,
+    Order,
+    OrderType,
+)
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.replayclock import ReplayClock, ReplayStalled, hand_out
 
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 CLOSE1 = dt.datetime(2016, 1, 4, 21, tzinfo=dt.UTC)
 CLOSE2 = dt.datetime(2016, 1, 5, 21, tzinfo=dt.UTC)
+CLOSE3 = dt.datetime(2016, 1, 6, 21, tzinfo=dt.UTC)
 BROKER = tick_participant("paper")
 
 
@@ -32,8 +42,9 @@ def _bar(symbol: str, ts: dt.datetime, open_: str, close: str) -> Bar:
                close=c, volume=D(1_000_000))
 
 
-def _tick(seq: int, ts: dt.datetime, bars: int) -> ClockTick:
-    return ClockTick(replay_id="r1", seq=seq, session=f"{ts:%Y-%m-%d}", ts=ts, bars=bars)
+def _tick(seq: int, ts: dt.datetime, bars: int, actions: int = 0) -> ClockTick:
+    return ClockTick(replay_id="r1", seq=seq, session=f"{ts:%Y-%m-%d}", ts=ts, bars=bars,
+                     actions=actions)
 
 
 def _buy(key: str, qty: str = "10") -> Order:
@@ -112,6 +123,17 @@ async def test_a_tick_is_answered_once_its_bars_traded_and_the_fills_are_publish
         await hand_out(bus, _tick(2, CLOSE2, 2), [BROKER], timeout=20)  # asked again
         assert len(venue.history) == reports
 
+        # session 3: a 2-for-1 split at its open. Sent after the bar here (the replay sends
+        # it before; core NATS orders neither): the venue still applies it first
+        await venue.submit(_buy("b"))  # fills on session 3's bar, in post-split shares
+        await _publish(bus, [_bar("AAPL", CLOSE3, "52", "53")])
+        await bus.publish("mts.v1.datalake.actions.AAPL", CorporateAction(
+            action_id="ca-AAPL-split", symbol="AAPL", ex_date="2016-01-06", kind="split",
+            value=D(2)), msg_id="ca-AAPL-split")
+        await hand_out(bus, _tick(3, CLOSE3, 1, actions=1), [BROKER], timeout=20)
+        [held] = await venue.positions("acc1")
+        assert (held.quantity, held.avg_cost) == (D(30), (D(20) * D("50.5") + 10 * 52) / 30)
+
 
 @pytest.mark.integration
 async def test_a_restarted_venue_reads_the_sessions_bars_from_the_stream(bus: Bus) -> None:
@@ -130,5 +152,6 @@ async def test_a_session_whose_bars_do_not_come_is_refused_naming_them(bus: Bus)
     _venue, service = _service(bus, bar_wait=1.0)
     async with service:
         await _publish(bus, [_bar("AAPL", CLOSE1, "99", "100")])
-        with pytest.raises(ReplayStalled, match=r"1 of its 2 bar\(s\) reached the venue"):
+        with pytest.raises(ReplayStalled, match=r"1 of its 2 bar\(s\) and 0 of its 0 "
+                                                r"corporate action\(s\) reached the venue"):
             await hand_out(bus, _tick(1, CLOSE1, 2), [BROKER], timeout=20)

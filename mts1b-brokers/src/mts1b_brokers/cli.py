@@ -68,8 +68,9 @@ def serve(
         "--replay-clock",
         help="paper only: run on a lockstep replay's clock (mts mts1b-datalake replay "
              "--lockstep broker-<name>,...): the venue's time is the session's close, and "
-             "each session's tick is answered once every bar of the session has traded the "
-             "venue and every report it caused is published")] = False,
+             "each session's tick is answered once its corporate actions are applied, every "
+             "bar of the session has traded the venue and every report it caused is "
+             "published. Only under a lockstep replay: bars are held until the tick")] = False,
 ) -> None:
     """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT.
 

@@ -515,6 +515,13 @@ class PaperClient:
             if h is not None and h.quantity != 0:
                 acct.cash += h.quantity * d
 
+    def exposed(self) -> bool:
+        """Whether a corporate action could change anything here: an account holds a
+        position, or an order works (a lockstep replay's venue waits for the session's
+        actions only then; :class:`~mts1b_brokers.service.BrokerService`)."""
+        return bool(self._live()) or any(
+            h.quantity != 0 for a in self._accounts.values() for h in a.holdings.values())
+
     def now(self) -> dt.datetime:
         """Market time: the latest event's timestamp, else ``start``, else the clock."""
         return self._market_time if self._market_time is not None else self._clock.now()

@@ -15,14 +15,18 @@ are fed to ``on_bar`` / ``on_quote``.
 
 On a lockstep replay's clock (``replay_clock``, the CLI's ``--replay-clock``) the paper service
 is the participant ``broker-<name>`` (:func:`~mts1b_platform.replayclock.serve_ticks`): it
-answers a session's :class:`~mts1b_foundation.ClockTick` only once it has fed the venue every
-bar of the session (``tick.bars`` bars whose ``ts`` is the tick's) and published every
-execution report and account snapshot they caused, so the OMS after it finds the session's
-fills on the stream. Why it counts bars: they travel on core NATS, and the tick request can
-overtake the last of them; a venue that (re)started after they were sent reads them from the
-datalake stream instead (each symbol's last stored bar). A bar is fed once per symbol and
-session, whichever way it came. The venue's clock is the replay's, so an order accepted during
-session d's cycle (at d's close) can trade only on a later bar: it fills at d+1's open.
+answers a session's :class:`~mts1b_foundation.ClockTick` only once it has applied the
+session's corporate actions (``tick.actions`` of them, from ``mts.v1.datalake.actions.*``:
+splits and cash dividends at the open), then fed the venue every bar of the session
+(``tick.bars`` bars whose ``ts`` is the tick's), and published every execution report and
+account snapshot they caused, so the OMS after it finds the session's fills on the stream. Why
+it counts: bars and actions travel on core NATS, and the tick request can overtake the last of
+them; a venue that (re)started after they were sent reads the bars from the datalake stream
+instead (each symbol's last stored bar). The bars are held until the tick (see
+:meth:`BrokerService.on_tick`) and fed once per symbol and session, whichever way they came.
+The venue's clock is the replay's, so an order accepted during session d's cycle (at d's
+close) can trade only on a later bar: it fills at d+1's open. Run it only under a lockstep
+replay: without ticks, the held bars never trade.
 
 The reply's ``payload`` is JSON: the ``ExecutionReport`` for submit/cancel/replace (also for a
 rejection), a list of ``Order`` / ``Position`` for ``open_orders`` / ``positions`` queries, an
@@ -52,6 +56,7 @@ from mts1b_foundation import (
     CancelOrder,
     ClockTick,
     CommandReply,
+    CorporateAction,
     ExecType,
     ExecutionReport,
     MtsError,
@@ -174,9 +179,12 @@ class BrokerService:
         self._stream: AsyncIterator[ExecutionReport] | None = None
         self.replay_clock = replay_clock
         self._bar_wait = bar_wait
-        self._session_bars: dict[dt.datetime, set[str]] = {}  # ts -> symbols fed (replay)
-        self._fed: dict[dt.datetime, int] = {}  # ts -> bars on_bar has finished (replay)
-        self._bar_fed = asyncio.Event()
+        # on a replay's clock: a session's bars and actions held until its tick (on_tick)
+        self._bars: dict[dt.datetime, dict[str, Bar]] = {}  # session close -> symbol -> bar
+        self._fed_bars: dict[dt.datetime, set[str]] = {}  # session close -> symbols traded
+        self._actions: dict[str, dict[str, CorporateAction]] = {}  # ex-date -> id -> action
+        self._applied: dict[str, str] = {}  # action_id -> ex-date, applied to the venue
+        self._arrived = asyncio.Event()
         self._publishing = False  # the pump holds a report it has not published yet
         self.publish_failures = 0
 
@@ -190,7 +198,8 @@ class BrokerService:
             wire = self.bus.wire_subject(command_subject(self.name, command))
             self._subs.append(await nc.subscribe(wire, queue=self._queue, cb=self._on_command))
         if self._follow:
-            for kind in ("bars", "quotes"):
+            kinds = ("bars", "quotes", "actions") if self.replay_clock else ("bars", "quotes")
+            for kind in kinds:
                 wire = self.bus.wire_subject(f"mts.v1.datalake.{kind}.*")
                 self._subs.append(await nc.subscribe(wire, cb=self._on_market_data))
         if self.replay_clock is not None:
@@ -347,57 +356,91 @@ class BrokerService:
         subject = self.bus.logical_subject(msg.subject)
         try:
             if ".bars." in subject:
-                await self._feed_bar(parse_message(Bar, msg.data))
+                bar = parse_message(Bar, msg.data)
+                if self.replay_clock is None:
+                    await self.broker.on_bar(bar)
+                else:
+                    self._take_bar(bar)
+            elif ".actions." in subject:
+                self._take_action(parse_message(CorporateAction, msg.data))
             else:
                 await self.broker.on_quote(parse_message(Quote, msg.data))
         except ValidationFailed as exc:
             _log.warning("ignored malformed market data", subject=subject, error=exc.message)
 
-    async def _feed_bar(self, bar: Bar) -> None:
-        """Trade the venue on ``bar``. On a replay's clock each symbol's bar of a session is
-        fed once (it can come on core NATS and from the stream) and counted for the tick."""
-        if not isinstance(self.broker, PaperClient):  # pragma: no cover - only paper follows
+    def _take_bar(self, bar: Bar) -> None:
+        """On a replay's clock: keep ``bar`` for its session's tick, once per symbol (it can
+        come on core NATS and from the stream)."""
+        if bar.symbol in self._fed_bars.get(bar.ts, ()):
+            return  # that session's bar of the symbol traded the venue already
+        self._bars.setdefault(bar.ts, {}).setdefault(bar.symbol, bar)
+        self._arrived.set()
+
+    def _take_action(self, action: CorporateAction) -> None:
+        """On a replay's clock: keep ``action`` for its ex-date's tick, once per ``action_id``."""
+        if action.action_id in self._applied:
             return
-        if self.replay_clock is None:
-            await self.broker.on_bar(bar)
-            return
-        seen = self._session_bars.setdefault(bar.ts, set())
-        if bar.symbol in seen:
-            return
-        seen.add(bar.symbol)  # before the await: a second copy arriving meanwhile is skipped
-        try:
-            await self.broker.on_bar(bar)
-        finally:
-            self._fed[bar.ts] = self._fed.get(bar.ts, 0) + 1
-            self._bar_fed.set()
+        self._actions.setdefault(action.ex_date, {}).setdefault(action.action_id, action)
+        self._arrived.set()
 
     # ------------------------------------------------------------------------ replay clock
     async def on_tick(self, tick: ClockTick) -> None:
-        """Finish ``tick``'s session: every bar of it fed to the venue, every report that made
-        published. Raises :class:`SessionNotFinished` (the tick is refused, the replay stops)
-        when the bars are not all there within ``bar_wait`` seconds or a report could not be
-        published."""
+        """Finish ``tick``'s session: its corporate actions applied to the venue, then its bars
+        traded (in symbol order), then every report that made published.
+
+        Why the venue holds a session's bars until its tick: the actions take effect at the
+        session's open, before any of its bars trades, and core NATS does not order the
+        actions' subject against the bars' (and the tick can overtake both); holding them also
+        makes the order bars trade in independent of arrival. Actions are waited for only
+        while the venue holds a position or a working order: a venue that (re)started after
+        they were sent holds nothing they could change. Raises :class:`SessionNotFinished`
+        (the tick is refused, the replay stops) when the bars or actions are not all there
+        within ``bar_wait`` seconds, or a report could not be published."""
+        if not isinstance(self.broker, PaperClient):  # pragma: no cover - checked at __init__
+            return
+        venue = self.broker
         loop = asyncio.get_running_loop()
         started = loop.time()
         failures = self.publish_failures
         next_read = started + _STREAM_AFTER_SECONDS
-        while self._fed.get(tick.ts, 0) < tick.bars:
-            now = loop.time()
-            if now - started >= self._bar_wait:
+        while True:
+            bars = len(self._bars.get(tick.ts, {})) + len(self._fed_bars.get(tick.ts, ()))
+            actions = len(self._actions.get(tick.session, {})) + sum(
+                1 for a in self._applied.values() if a == tick.session)
+            waited = loop.time() - started
+            need_actions = actions < tick.actions and (
+                venue.exposed() or waited < _STREAM_AFTER_SECONDS)
+            if bars >= tick.bars and not need_actions:
+                break
+            if waited >= self._bar_wait:
                 raise SessionNotFinished(
-                    f"session {tick.session}: {self._fed.get(tick.ts, 0)} of its {tick.bars} "
-                    f"bar(s) reached the venue within {self._bar_wait:g}s",
-                    session=tick.session, bars=tick.bars)
-            if now >= next_read:  # (re)started after they were sent, or a lost core message
+                    f"session {tick.session}: {bars} of its {tick.bars} bar(s) and {actions} "
+                    f"of its {tick.actions} corporate action(s) reached the venue within "
+                    f"{self._bar_wait:g}s", session=tick.session, bars=tick.bars,
+                    actions=tick.actions)
+            if bars < tick.bars and loop.time() >= next_read:
+                # (re)started after they were sent, or a core message lost
                 await self._bars_from_stream(tick.ts)
                 next_read = loop.time() + 1.0
                 continue
-            self._bar_fed.clear()
+            self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._bar_fed.wait(), 0.05)
-        for ts in [t for t in self._session_bars if t < tick.ts]:  # earlier sessions: done
-            self._session_bars.pop(ts, None)
-            self._fed.pop(ts, None)
+                await asyncio.wait_for(self._arrived.wait(), 0.05)
+        for action_id, action in sorted(self._actions.pop(tick.session, {}).items()):
+            self._applied[action_id] = action.ex_date
+            if action.kind == "split":
+                venue.apply_split(action.symbol, action.value)
+            else:
+                venue.pay_dividend(action.symbol, action.value)
+        fed = self._fed_bars.setdefault(tick.ts, set())
+        for symbol, bar in sorted(self._bars.pop(tick.ts, {}).items()):
+            fed.add(symbol)
+            await venue.on_bar(bar)
+        for ts in [t for t in (*self._bars, *self._fed_bars) if t < tick.ts]:  # done with
+            self._bars.pop(ts, None)
+            self._fed_bars.pop(ts, None)
+        for day in [d for d in self._actions if d < tick.session]:
+            self._actions.pop(day, None)
         while self._reports_in_hand():
             if loop.time() - started >= self._bar_wait:
                 raise SessionNotFinished(f"session {tick.session}: execution reports still "
@@ -417,8 +460,8 @@ class BrokerService:
         return queued > 0 or self._publishing
 
     async def _bars_from_stream(self, ts: dt.datetime) -> int:
-        """Feed the venue the bars of the session closing at ``ts`` that the datalake stream
-        holds (each symbol's last stored bar) and core NATS did not bring; how many were new.
+        """Take the bars of the session closing at ``ts`` that the datalake stream holds
+        (each symbol's last stored bar) and core NATS did not bring; how many were new.
         Why the last per symbol: in lockstep the replay sends the next session only after
         this one is finished, so a symbol's last bar is this session's or an earlier one."""
         js = self.bus.js
@@ -430,11 +473,9 @@ class BrokerService:
             _log.warning("bars not readable from the datalake stream", stream=stream,
                          error=type(exc).__name__)
             return 0
-        before = self._fed.get(ts, 0)
+        held = self._bars.setdefault(ts, {})
+        before = len(held)
         for subject in sorted(info.state.subjects or {}):
-            symbol = subject.rsplit(".", 1)[-1]
-            if symbol in self._session_bars.get(ts, ()):
-                continue  # cheap skip by token; _feed_bar checks the bar's own symbol
             try:
                 raw = await js.get_last_msg(stream, subject)
                 bar = parse_message(Bar, raw.data or b"")
@@ -443,9 +484,9 @@ class BrokerService:
                              error=type(exc).__name__)
                 continue
             if bar.ts == ts:
-                await self._feed_bar(bar)
-        fed = self._fed.get(ts, 0) - before
-        if fed:
-            _log.info("bars of the session read from the datalake stream", bars=fed,
+                self._take_bar(bar)
+        new = len(held) - before
+        if new:
+            _log.info("bars of the session read from the datalake stream", bars=new,
                       session_close=ts.isoformat())
-        return fed
+        return new
