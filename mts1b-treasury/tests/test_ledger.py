@@ -346,6 +346,23 @@ async def test_a_split_booked_after_its_ex_dates_fills_books_as_if_booked_before
     assert await led.trial_balance() == {"F1": D(0), "F2": D(0)}
 
 
+async def test_a_dividend_pays_the_shares_held_before_its_ex_date_whenever_it_is_booked(
+        db: TreasuryDb) -> None:
+    """A buy at the ex-date's open earns nothing of that dividend, whether it is posted before
+    the dividend is booked (F1: a replay tick drains the open's fills first) or after (F2)."""
+    led = await ledger(db, M.FIFO, "F1", "F2")
+    ex = (DAY1 + dt.timedelta(days=3)).date()
+    for fund in ("F1", "F2"):
+        await led.post_fills([buy(f"{fund}-b1", "100", "10", fund=fund)])
+    await led.post_fills([buy("F1-b2", "30", "11", fund="F1", day=3)])
+    for fund in ("F1", "F2"):
+        await led.post_dividend(fund, "AAPL", D("0.25"), ex, ex, f"dividend:AAPL:{ex}:{fund}")
+    await led.post_fills([buy("F2-b2", "30", "11", fund="F2", day=3)])
+    for fund in ("F1", "F2"):
+        assert (await nonzero(led, fund))["dividends"] == D("-25.00"), fund
+        assert (await nonzero(led, fund))["cash"] == D("-1305.00"), fund
+
+
 async def test_the_database_refuses_an_unbalanced_entry_at_commit(db: TreasuryDb) -> None:
     await ledger(db)
     async with db.pool.acquire() as conn:

@@ -7,6 +7,10 @@ answered, so by then every event must be booked and the session's NAV struck at 
 its own bars, exactly, and published. The next session's tick strikes the next session; a
 tick handed out again - to the same process, or to a restarted one that never saw the bars on
 its live subscription - stores and publishes nothing new.
+
+A session's corporate actions go out before its bars, as the replay sends them: the tick books
+them (a split re-bases the lots, a dividend pays the shares held at the previous close) after
+the fills of the session's open and before the strike, once whatever happens again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pytest
 from mts1b_foundation import (
     Bar,
     ClockTick,
+    CorporateAction,
     Equity,
     Fill,
     FundConfig,
@@ -33,6 +38,7 @@ from mts1b_foundation import (
     OrderStatus,
     Side,
     parse_message,
+    symbol_subject,
 )
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.calendars import MarketCalendar
@@ -48,7 +54,9 @@ from .conftest import DSN, open_db
 pytestmark = pytest.mark.integration
 D = Decimal
 S1, S2 = dt.date(2026, 12, 3), dt.date(2026, 12, 4)
-CLOSE = {s: MarketCalendar("XNYS").close_of(s) for s in (S1, S2)}
+S3, S4 = dt.date(2026, 12, 7), dt.date(2026, 12, 8)
+CLOSE = {s: MarketCalendar("XNYS").close_of(s) for s in (S1, S2, S3, S4)}
+OPEN = {s: MarketCalendar("XNYS").open_of(s) for s in (S1, S2, S3, S4)}
 CAPITAL = D(100_000)
 
 
@@ -65,7 +73,8 @@ class Replay:
         self.stop, ready = asyncio.Event(), asyncio.Event()
         self.service = asyncio.get_running_loop().create_task(run_service(
             ServeOptions(dsn=DSN, schema=self.db.schema, namespace=self.bus.namespace,
-                         replay_clock=True, bars_wait=0.5), ready=ready, stop=self.stop))
+                         replay_clock=True, bars_wait=0.5, actions_wait=0.5),
+            ready=ready, stop=self.stop))
         await asyncio.wait_for(ready.wait(), 20)
 
     async def halt(self) -> TreasuryService:
@@ -73,9 +82,11 @@ class Replay:
         self.stop.set()
         return await asyncio.wait_for(self.service, 20)
 
-    async def order(self, n: int, session: dt.date, qty: int, price: str) -> None:
-        """Order ``n`` of the session: submitted, then filled an hour before the close."""
-        ts = CLOSE[session] - dt.timedelta(hours=1)
+    async def order(self, n: int, session: dt.date, qty: int, price: str, *,
+                    at_open: bool = False) -> None:
+        """Order ``n`` of the session: submitted, then filled an hour before the close (or at
+        the open: an order decided at the previous close, as in the paper loop)."""
+        ts = OPEN[session] if at_open else CLOSE[session] - dt.timedelta(hours=1)
         oid = f"o-{session}-{n}"
         order = Order(idempotency_key=f"k-{oid}", order_id=oid, fund_id="f1",
                       strategy_id="mom", instrument=Equity(symbol="AAPL"), side=Side.BUY,
@@ -97,9 +108,18 @@ class Replay:
             await self.bus.publish_acked(f"mts.v1.datalake.bars.{symbol}", bar,
                                          msg_id=f"bar:{symbol}:{session}")
 
-    async def tick(self, seq: int, session: dt.date, bars: int) -> None:
+    async def actions(self, session: dt.date, *actions: tuple[str, str, str]) -> None:
+        """The session's corporate actions ``(symbol, kind, value)``, as the replay publishes
+        them before the session's bars (stored in the datalake stream under their id)."""
+        for symbol, kind, value in actions:
+            action = CorporateAction(action_id=f"ca-{symbol}-{session}-{kind}", symbol=symbol,
+                                     ex_date=session.isoformat(), kind=kind, value=D(value))
+            await self.bus.publish_acked(symbol_subject("actions", symbol), action,
+                                         msg_id=action.action_id)
+
+    async def tick(self, seq: int, session: dt.date, bars: int, actions: int = 0) -> None:
         tick = ClockTick(replay_id="r1", seq=seq, session=session.isoformat(),
-                         ts=CLOSE[session], bars=bars)
+                         ts=CLOSE[session], bars=bars, actions=actions)
         await hand_out(self.bus, tick, ["treasury"], timeout=60)
 
     async def nav_events(self) -> int:
@@ -235,4 +255,101 @@ async def test_a_tick_of_a_day_the_calendar_has_no_session_is_refused(
     with pytest.raises(ReplayStalled) as refused:
         await hand_out(replay.bus, tick, ["treasury"], timeout=10)
     assert "2026-12-05" in refused.value.message and "XNYS" in refused.value.message
+    assert await replay.nav_events() == 0
+
+
+async def _books(replay: Replay) -> tuple[Any, ...]:
+    """What a repeated tick or a restart must not change: f1's positions, lots, sleeves and
+    cash, f2's cash, every strike stored, the NAVs published."""
+    ledger = Ledger(replay.db)
+    strikes = await replay.db.pool.fetch("SELECT fund_id, session, strike_id FROM nav_strikes "
+                                         "ORDER BY 1, 2, 3")
+    return (await ledger.positions("f1"), await ledger.lots("f1", "AAPL"),
+            await ledger.sleeve_positions("f1"), await ledger.balances("f1"),
+            await ledger.balances("f2"), [tuple(r) for r in strikes],
+            await replay.nav_events())
+
+
+async def test_a_tick_books_its_sessions_split_and_dividend_before_striking(
+        replay: Replay) -> None:
+    """A 2-for-1 split of AAPL at S2's open and cash dividends at S3's open (AAPL 0.10, MSFT
+    0.75), each session's fills at its open published after the actions, as in the paper
+    loop: the split re-bases the shares held before S2's fills, the dividend pays the shares
+    held at S2's close and not the ones bought at S3's open; the NAV and its attribution are
+    exact. The same tick again, and to a restarted treasury that saw none of it live (it
+    reads the actions and bars back from the datalake stream), books nothing twice."""
+    ledger, store = Ledger(replay.db), NavStore(replay.db)
+    # S1: 100 AAPL at its open, close 101
+    await replay.bars(S1, {"AAPL": "101"})
+    await replay.order(1, S1, 100, "99.50", at_open=True)
+    await replay.tick(1, S1, bars=1)
+    nav1 = CAPITAL - D("9950") + 100 * D(101)
+    stored1 = await store.current("f1", S1)
+    assert stored1 is not None and stored1.nav.nav == nav1 == D("100150")
+
+    # S2: the split at the open, then the bars, then 20 post-split shares bought at the open
+    # (booked by the order consumer before the tick books the split)
+    await replay.actions(S2, ("AAPL", "split", "2"))
+    await replay.bars(S2, {"AAPL": "51.10"})
+    await replay.order(2, S2, 20, "50.25", at_open=True)
+    await replay.tick(2, S2, bars=1, actions=1)
+    assert await ledger.positions("f1") == {"AAPL": (D(220), D("10955.00"))}
+    assert [(lot.quantity, lot.cost) for lot in await ledger.lots("f1", "AAPL")] == [
+        (D(200), D("9950.00")), (D(20), D("1005.00"))]  # the cost of the 100 is unchanged
+    assert await ledger.sleeve_positions("f1") == {("mom", "AAPL"): D(220)}
+    cash2 = CAPITAL - D("9950") - D("1005")
+    assert (await ledger.balances("f1"))["cash"] == cash2 == D("89045")
+    nav2 = cash2 + 220 * D("51.10")
+    stored2 = await store.current("f1", S2)
+    assert stored2 is not None and stored2.nav.nav == nav2 == D("100287")
+    # the previous close re-based (200 at 50.50): no PnL from the split itself
+    assert stored2.nav.pnl == nav2 - nav1 == D(137)
+    assert stored2.nav.pnl_by_strategy == {"mom": 200 * (D("51.10") - D("50.50"))
+                                           + 20 * (D("51.10") - D("50.25"))}
+    assert stored2.nav.unattributed == 0
+
+    # S3 with the treasury down while the dividends, bars and the open's fill go out
+    await replay.halt()
+    await replay.actions(S3, ("AAPL", "dividend", "0.10"), ("MSFT", "dividend", "0.75"))
+    await replay.bars(S3, {"AAPL": "52.40"})
+    await replay.order(3, S3, 30, "52", at_open=True)
+    await replay.start()
+    await replay.tick(3, S3, bars=1, actions=2)
+    assert await ledger.positions("f1") == {"AAPL": (D(250), D("12515.00"))}
+    cash3 = cash2 - 30 * D(52) + 220 * D("0.10")  # not the 30 bought at this open
+    assert (await ledger.balances("f1"))["cash"] == cash3 == D("87507.00")
+    assert (await ledger.balances("f1"))["dividends"] == D("-22.00")
+    assert (await ledger.balances("f2"))["cash"] == CAPITAL - 10 * D(100) + 10 * D("0.75")
+    nav3 = cash3 + 250 * D("52.40")
+    stored3 = await store.current("f1", S3)
+    assert stored3 is not None and stored3.nav.nav == nav3 == D("100607.00")
+    assert stored3.nav.pnl_by_strategy == {"mom": 220 * (D("52.40") - D("51.10"))
+                                           + 30 * (D("52.40") - D(52)) + D("22.00")}
+    assert stored3.nav.unattributed == 0
+    assert await ledger.trial_balance() == {"f1": D(0), "f2": D(0)}
+
+    # the same tick again; then a restarted treasury given S2's and S3's ticks again
+    books = await _books(replay)
+    assert books[-1] == 3
+    await replay.tick(3, S3, bars=1, actions=2)
+    assert await _books(replay) == books
+    await replay.halt()
+    await replay.start()
+    await replay.tick(2, S2, bars=1, actions=1)
+    await replay.tick(3, S3, bars=1, actions=2)
+    assert await _books(replay) == books
+    assert len(await ledger.fills("f1")) == 3
+
+
+async def test_a_tick_whose_actions_are_nowhere_is_refused(replay: Replay) -> None:
+    """The tick says one action and neither the bus nor the stream has it: the tick is refused
+    (a NAV struck without it would differ from the venue's), naming the count."""
+    from mts1b_platform.replayclock import ReplayStalled
+
+    await replay.bars(S1, {"AAPL": "101"})
+    tick = ClockTick(replay_id="r3", seq=1, session=S1.isoformat(), ts=CLOSE[S1], bars=1,
+                     actions=1)
+    with pytest.raises(ReplayStalled) as refused:
+        await hand_out(replay.bus, tick, ["treasury"], timeout=30)
+    assert "0 of 1" in refused.value.message
     assert await replay.nav_events() == 0

@@ -28,8 +28,11 @@ ledger accounts of every open fund. Then:
 participant ``treasury``) there is no scheduled strike: the replay says when a session is
 over. The service runs on a :class:`~mts1b_platform.replayclock.ReplayClock` (the replay's
 current tick at start, from its KV bucket) and, on each tick (:meth:`TreasuryService.on_tick`),
-books every order event and account snapshot stored so far, makes sure it holds the session's
-bars, strikes every open fund at that session's close, publishes each NAV, then answers. Signed
+books every order event and account snapshot stored so far, books the session's corporate
+actions (:class:`~mts1b_foundation.CorporateAction`, from ``mts.v1.datalake.actions.*``: splits
+and cash dividends effective at the session's open, :mod:`mts1b_treasury.corporate`), makes sure
+it holds the session's bars, strikes every open fund at that session's close, publishes each
+NAV, then answers. Signed
 configurations are still checked against the wall clock: their signer stamps them with the
 wall time, and a replayed session's time would put every fresh command outside its window.
 """
@@ -50,6 +53,7 @@ from mts1b_foundation import (
     ClockTick,
     CommandReply,
     ConfigureFund,
+    CorporateAction,
     FundNav,
     MtsError,
     OrderEvent,
@@ -61,6 +65,7 @@ from mts1b_foundation import (
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
+from mts1b_platform.follow import follow
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
     ReplayClock,
@@ -77,10 +82,12 @@ from mts1b_platform.signing import (
     claim_nonce_in,
 )
 
+from mts1b_treasury.corporate import book_actions
 from mts1b_treasury.db import DEFAULT_SCHEMA, TreasuryDb
 from mts1b_treasury.errors import TreasuryError, TreasuryInputError
 from mts1b_treasury.funds import FundRegistry
 from mts1b_treasury.ledger import Ledger
+from mts1b_treasury.ledger_model import PostStatus
 from mts1b_treasury.limits import loosened_limits
 from mts1b_treasury.marks import MarkBook
 from mts1b_treasury.orderflow import OrderFlow, is_permanent
@@ -117,6 +124,10 @@ class ServeOptions:
     this process before the marks still missing are read back from the datalake's stream."""
     drain_timeout: float = 60.0
     """On a tick, seconds the order and account consumers may take to book what is stored."""
+    actions_wait: float = 10.0
+    """On a tick, seconds to wait for the session's corporate actions (``ClockTick.actions`` of
+    them) to reach this process before the missing ones are read back from the datalake's
+    stream."""
 
     @property
     def orders_durable(self) -> str:
@@ -164,6 +175,8 @@ class TreasuryService:
         self.struck: list[FundNav] = []
         self.seen: dict[dt.date, set[str]] = {}
         """The symbols whose bar of a session reached this process (the last few sessions)."""
+        self.actions: dict[dt.date, dict[str, CorporateAction]] = {}
+        """The corporate actions by ex-date and id that reached this process (a few sessions)."""
         self._accounts_open: set[str] = set()
         self.stats = {"events": 0, "posted": 0, "duplicates": 0, "refused": 0}
 
@@ -259,6 +272,20 @@ class TreasuryService:
         except Exception as exc:  # a malformed or off-calendar bar is not a mark
             _log.debug("bar ignored", error=type(exc).__name__)
 
+    async def on_action(self, msg: Any) -> None:
+        """A corporate action from the bus: kept for the tick of its ex-date (bad ones
+        ignored); booked only there, after the session's fills, before its strike."""
+        try:
+            self._take_action(parse_message(CorporateAction, msg.data))
+        except Exception as exc:  # a malformed action is not one to book
+            _log.warning("corporate action ignored", error=type(exc).__name__)
+
+    def _take_action(self, action: CorporateAction) -> None:
+        day = dt.date.fromisoformat(action.ex_date)
+        self.actions.setdefault(day, {})[action.action_id] = action
+        for old in sorted(self.actions)[:-self.marks.keep]:
+            del self.actions[old]
+
     async def strike_session(self, session: dt.date) -> list[FundNav]:
         """Strike every open fund at ``session``'s close with the marks gathered; publish each
         strike and its reconciliation alerts. A fund missing marks gets an alert instead."""
@@ -320,15 +347,85 @@ class TreasuryService:
         that is not one of this treasury's calendar: the replay stops there, naming the
         treasury. A repeated tick strikes the same inputs again, which stores nothing new
         (:class:`~mts1b_treasury.navstore.NavStore`) and publishes under the same message id.
+
+        The session's corporate actions are booked after its fills are drained and before the
+        strike, and either order of the two books the same: the ledger replays a split before
+        fills of its ex-date posted earlier, and a dividend counts the shares held before the
+        ex-date (:meth:`~mts1b_treasury.ledger.Ledger.post_dividend`), so a fill at this open
+        neither escapes the split nor earns the dividend. An action missing after its read-back
+        refuses the tick: striking without it would store a NAV the venue does not have.
         """
         opts = self.opts or ServeOptions(dsn="")
         session = self._tick_session(tick)
         await wait_consumed(self.bus, "oms", opts.orders_durable, timeout=opts.drain_timeout)
         await wait_consumed(self.bus, "brokers", opts.accounts_durable,
                             timeout=opts.drain_timeout)
+        await self.book_session_actions(session, tick.actions, opts.actions_wait)
         await self._session_bars(session, tick.bars, opts.bars_wait)
         navs = await self.strike_session(session)
         _log.info("replay strike", session=tick.session, seq=tick.seq, funds=len(navs))
+
+    async def book_session_actions(self, session: dt.date, expected: int, wait: float
+                                   ) -> int:
+        """Wait up to ``wait`` seconds for ``expected`` corporate actions of ``session``, read
+        the missing ones back from the datalake's stream, and book them all into every open
+        fund (:func:`~mts1b_treasury.corporate.book_actions`); returns how many were posted.
+
+        Why read back as for bars: the actions go out before the session's bars on another
+        subscription than the tick, and a treasury that (re)started after they went out never
+        saw them. Booking is keyed by what each action is, so a repeated tick or a restart
+        books nothing twice. A conflict (the key holds other terms: a corrected action) books
+        nothing and is alerted; a person decides.
+        """
+        if expected <= 0:
+            return 0
+        deadline = time.monotonic() + wait
+        while len(self.actions.get(session, {})) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if len(self.actions.get(session, {})) < expected:
+            await self._actions_from_stream(session)
+        actions = list(self.actions.get(session, {}).values())
+        if len(actions) < expected:
+            raise TreasuryInputError("actions", f"{len(actions)} of {expected}",
+                                     f"the corporate actions of {session} are not all in this "
+                                     "treasury nor in the datalake's stream: its NAV would "
+                                     "differ from the venue's")
+        for record in await self.registry.funds():
+            await self._ensure_accounts(record.fund_id)
+        posted = 0
+        for action, fund, outcome in await book_actions(self.registry, actions):
+            if outcome.status is PostStatus.POSTED:
+                posted += 1
+            elif outcome.status is PostStatus.CONFLICT:
+                await self._alert(f"corporate action {action.action_id} ({action.kind} "
+                                  f"{action.symbol} {action.ex_date}) not booked for {fund}: "
+                                  "booked before with other terms", fund_id=fund,
+                                  session=session.isoformat(), action_id=action.action_id)
+        _log.info("corporate actions booked", session=session.isoformat(),
+                  actions=len(actions), posted=posted)
+        return posted
+
+    async def _actions_from_stream(self, session: dt.date) -> None:
+        """Take the actions of ``session`` stored on ``mts.v1.datalake.actions.*``: every
+        stored one is read (a symbol may have two in a session, a split and a dividend, so
+        the last per subject is not enough); actions are few."""
+
+        async def on_message(_: str, data: bytes) -> None:
+            action = parse_message(CorporateAction, data)
+            if action.ex_date == session.isoformat():
+                self._take_action(action)
+
+        try:
+            follower = await follow(self.bus, "datalake", "mts.v1.datalake.actions.*",
+                                    on_message)
+        except Exception as exc:  # no datalake stream: nothing stored to read
+            _log.warning("corporate actions not readable from the datalake stream",
+                         error=type(exc).__name__)
+            return
+        try:
+            await follower.caught_up(timeout=self.opts.drain_timeout if self.opts else 60.0)
+        finally:
+            await follower.stop()
 
     def _tick_session(self, tick: ClockTick) -> dt.date:
         session = dt.date.fromisoformat(tick.session)
@@ -447,6 +544,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                                       cb=service.on_bar)
         subscriptions = [sub, bars]
         if replay is not None:  # the replay says when a session is over: no scheduled strike
+            subscriptions.append(await bus.nc.subscribe(
+                bus.wire_subject("mts.v1.datalake.actions.*"), cb=service.on_action))
             subscriptions.append(await serve_ticks(bus, "treasury", service.on_tick, replay))
         scheduler = (None if opts.strike_grace is None or replay is not None
                      else asyncio.get_running_loop()

@@ -5,7 +5,9 @@ give the same bits when a session is struck again later, after more has been pos
 sleeve positions and the cash the fills moved all come from the same set - the current
 revision of each fill executed up to the close (``ledger_fills``), with the splits effective by
 then - and the other cash (flows, transfers, dividends, borrow) from journal entries dated up to
-the close. A fill busted or corrected after a session was struck changes that session's inputs:
+the close. A split effective in the session re-bases the previous close (its positions, sleeves
+and mark) into post-split shares, so the day's PnL sees neither the split's quantity nor its
+price change. A fill busted or corrected after a session was struck changes that session's inputs:
 striking it again is then refused unless restated (:class:`~mts1b_treasury.navstore.NavStore`).
 
 Dividends and borrow are attributed by symbol, which the ledger writes first in the entry's memo
@@ -99,6 +101,23 @@ def _split(row: Mapping[str, object], positions: dict[str, Decimal],
         sleeves[key] *= ratio
 
 
+def _rebase(row: Mapping[str, object], positions: dict[str, Decimal],
+            sleeves: dict[tuple[str, str], Decimal], marks: dict[str, Decimal]) -> None:
+    """The previous close in the shares of a split effective this session: quantities times
+    the ratio, the mark divided by it.
+
+    Why: the strike checks that each sleeve's position is its previous one plus its fills,
+    and attributes the market move as ``previous_qty * (mark - previous_mark)``; a split
+    between the two closes changes the quantity without a fill and the price without a
+    market move. Re-based, the 100 shares at 100 of a 2-for-1 split are 200 at 50: the same
+    value, no invented PnL.
+    """
+    _split(row, positions, sleeves)
+    symbol, ratio = str(row["symbol"]), Decimal(str(row["ratio"]))
+    if symbol in marks:
+        marks[symbol] = marks[symbol] / ratio
+
+
 async def _other_cash(db: TreasuryDb, fund_id: str, until: dt.datetime
                       ) -> list[tuple[dt.datetime, str, str, Decimal]]:
     """(ts, kind, memo, cash amount) of the non-fill entries dated up to ``until``."""
@@ -161,6 +180,8 @@ async def nav_inputs(db: TreasuryDb, fund_id: str, session: dt.date, *,
         stored = prior.get("marks")
         if isinstance(stored, dict):
             before_marks = {str(k): Decimal(str(v)) for k, v in stored.items()}
+    for split in (s for s in splits if s["effective"] > previous_close.date()):
+        _rebase(split, before, before_sleeves, before_marks)
     wanted = set(positions) | {f.symbol for f in todays} | set(dividends)
     held_before = set(before) | {symbol for _, symbol in before_sleeves}
     return NavInputs(fund_id=fund_id, session=session, as_of=close, previous_nav=previous_nav,
