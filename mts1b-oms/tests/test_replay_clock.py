@@ -6,11 +6,18 @@ once the fill and position events are on the bus. Skips, saying why, without mts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from mts1b_foundation import (
@@ -26,7 +33,7 @@ from mts1b_foundation import (
 )
 from mts1b_oms.service import ServeOptions, paper_command, run_service
 from mts1b_oms.store import Store
-from mts1b_oms.testing import drop_schema, make_fund, make_registry
+from mts1b_oms.testing import drop_schema, make_fund, make_registry, write_signing_keys
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.replayclock import ReplayClock, hand_out
 
@@ -149,3 +156,50 @@ async def test_an_order_sent_at_a_close_fills_at_the_next_open_before_the_oms_an
             if store is not None:
                 await store.close()
             await drop_schema(DSN, schema)
+
+
+@pytest.mark.integration
+async def test_serve_replay_clock_starts_the_paper_service_on_the_replay_clock(
+        bus: Bus, tmp_path: Path) -> None:
+    """``mts mts1b-oms serve --replay-clock`` with no paper service running: the one it starts
+    gets ``--replay-clock`` and takes the ticks as ``broker-paper``, the OMS as ``oms``."""
+    ns = bus.namespace or ""
+    schema = f"oms_rc_{ns}"
+    await bus.declare_streams(["datalake"])
+    (tmp_path / "funds.json").write_text(json.dumps([make_fund().model_dump(mode="json")]))
+    (tmp_path / "instruments.json").write_text(make_registry("AAPL").to_json())
+    write_signing_keys(tmp_path)
+    log = tmp_path / "oms.log"
+    cmd = [sys.executable, "-m", "mts1b_oms.cli", "serve", "--funds", str(tmp_path / "funds.json"),
+           "--instruments", str(tmp_path / "instruments.json"), "--keys",
+           str(tmp_path / "keys.json"), "--broker-wait", "0.5", "--schema", schema,
+           "--namespace", ns, "--replay-clock"]
+    with log.open("ab") as out:
+        oms = subprocess.Popen(cmd, env={**os.environ, "MTS_DATABASE_URL": DSN},
+                               stdout=out, stderr=out)
+    pids: list[int] = []
+    try:
+        await _session(bus, [_bar("AAPL", CLOSE1, "99", "100")])
+        await hand_out(bus, _tick(1, CLOSE1, 1), PARTICIPANTS, timeout=60)  # waits for both
+        pids = [int(p) for p in re.findall(r"as pid (\d+)", log.read_text(errors="replace"))]
+        assert len(pids) == 1
+        assert "--replay-clock" in Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode(
+            errors="replace").split("\0")
+        oms.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(oms.wait, 30) == 0
+    finally:
+        if oms.poll() is None:
+            oms.kill()
+            await asyncio.to_thread(oms.wait, 20)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            for _ in range(200):  # not our child: wait for it to be gone
+                try:
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+                except OSError:
+                    break
+                if state in {"Z", "X"}:
+                    break
+                await asyncio.sleep(0.1)
+        await drop_schema(DSN, schema)
