@@ -76,6 +76,26 @@ def test_a_fund_as_setcash_its_books_and_a_strike(schema: str, tmp_path: Path) -
                                               "--symbol", "AAPL").stdout
 
 
+def test_a_fund_opened_in_the_past_strikes_from_then(schema: str, tmp_path: Path) -> None:
+    """A fund traded over a replay of history opens before the replay: its opening cash is
+    there at the first replayed close, which a fund opened now could not strike."""
+    made = run(schema, "fund", "create", "--id", "hist", "--target-nav-usd", "1000",
+               "--opened-at", "2016-01-04")
+    assert made.exit_code == 0, made.output
+    marks = tmp_path / "closes.csv"
+    marks.write_text("symbol,close\nAAPL,100\n")
+    struck = run(schema, "nav", "strike", "--fund", "hist", "--date", "2016-01-04", "--marks",
+                 str(marks), "--json")
+    assert struck.exit_code == 0, struck.output
+    assert json.loads(struck.stdout)["nav"] == "1000"
+    late = run(schema, "fund", "create", "--id", "now", "--target-nav-usd", "1000")
+    assert late.exit_code == 0
+    refused = run(schema, "nav", "strike", "--fund", "now", "--date", "2016-01-04", "--marks",
+                  str(marks))
+    assert isinstance(refused.exception, TreasuryInputError)
+    assert "was created after that session's close" in refused.exception.message
+
+
 @pytest.mark.parametrize(("args", "field"), [
     (["fund", "create", "--id", "x"], "--id/--target-nav-usd"),
     (["allocate", "--fund", "core", "--amount", "abc"], "--amount"),
@@ -87,6 +107,10 @@ def test_a_fund_as_setcash_its_books_and_a_strike(schema: str, tmp_path: Path) -
     (["nav", "strike", "--fund", "core", "--date", "12/07/2026", "--marks", "m.csv"], "--date"),
     (["fund", "create", "--id", "y", "--target-nav-usd", "5", "--opening-cash", "-1"],
      "--opening-cash"),
+    (["fund", "create", "--id", "y", "--target-nav-usd", "5", "--opened-at", "2016-13-01"],
+     "--opened-at"),
+    (["fund", "create", "--id", "y", "--target-nav-usd", "5", "--opened-at",
+      "2016-01-01T09:00:00"], "--opened-at"),
 ])
 def test_wrong_input_is_named(schema: str, args: list[str], field: str) -> None:
     assert run(schema, "fund", "create", "--id", "core", "--target-nav-usd", "1000").exit_code \

@@ -169,8 +169,10 @@ class PaperPlan:
         """Create the fund (all its cash allocated to the strategy); run when it is missing."""
         ns = ["--namespace", self.namespace, "--schema", self.treasury_schema]
         return [
+            # opened before the replay's first session, so its first close can be struck
             self.mts("mts1b-treasury", "fund", "create", "--file", str(folder / "fund.json"),
-                     "--opening-cash", str(self.cash), "--actor", "paper-up", *ns),
+                     "--opening-cash", str(self.cash), "--opened-at",
+                     self.start.isoformat(), "--actor", "paper-up", *ns),
             self.mts("mts1b-treasury", "allocate", "--fund", self.fund_id,
                      "--amount", str(self.cash), "--strategy", self.strategy,
                      "--reason", "paper loop", "--actor", "paper-up", *ns),

@@ -59,6 +59,20 @@ def _decimal(field: str, text: str) -> Decimal:
     return value
 
 
+def _instant(field: str, text: str) -> dt.datetime:
+    """A date (00:00 UTC) or an ISO time with its zone, in UTC."""
+    try:
+        if len(text) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise TreasuryInputError(field, text, "not a date (YYYY-MM-DD) or an ISO time"
+                                 ) from None
+    if value.tzinfo is None:
+        raise TreasuryInputError(field, text, "an ISO time needs its zone (e.g. +00:00)")
+    return value.astimezone(dt.UTC)
+
+
 def _read_funds(path: Path) -> list[FundConfig]:
     """FundConfigs from a JSON file: one object or a list (the OMS's ``funds.json``)."""
     try:
@@ -140,11 +154,16 @@ def fund_create(
     opening_cash: Annotated[str | None, typer.Option(
         help="capital paid in at creation (default: the target NAV, as setcash; 0: none)")
                             ] = None,
+    opened_at: Annotated[str | None, typer.Option(
+        help="when the fund opens and its opening cash is paid in, YYYY-MM-DD (00:00 UTC) or "
+             "an ISO time with its zone (default: now); a fund traded over a replay of "
+             "history opens before the replay's first session")] = None,
     dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA, namespace: Namespace = None,
     actor: Actor = "cli", as_json: AsJson = False,
 ) -> None:
     """Create a fund from --file, or from --id and --target-nav-usd (and the options); its
     ledger opens with --opening-cash paid in (by default the target NAV)."""
+    opened = _instant("--opened-at", opened_at) if opened_at is not None else None
     if file is not None:
         configs = _read_funds(file)
         if len(configs) != 1:
@@ -166,7 +185,7 @@ def fund_create(
         raise TreasuryInputError("--opening-cash", opening_cash, "must be >= 0")
 
     async def create(reg: FundRegistry) -> FundRecord:
-        record = await reg.create(config, actor=actor, tax_entity=tax_entity)
+        record = await reg.create(config, actor=actor, tax_entity=tax_entity, now=opened)
         ledger = Ledger(reg.db)
         await ledger.open_fund_accounts(config.fund_id, config.tax_lot_method)
         if cash > 0:
