@@ -81,3 +81,26 @@ async def test_stop_returns_when_the_publisher_turns_the_cancel_into_its_own_err
     await _stops_at_once(relay)
     assert len(pub.published) == 2  # stop() still published what was left
     await oms.stop()
+
+
+async def test_cancel_and_wait_sends_a_lost_cancel_again() -> None:
+    """The helper the OMS stops its report consumer, kill-switch tasks and KV watchers with: a
+    task that loses the first cancel (as above) still ends, and the caller is not held."""
+    from mts1b_oms.tasks import cancel_and_wait
+
+    lost = 0
+
+    async def loop() -> None:
+        nonlocal lost
+        while True:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost += 1  # turned into an error of its own and retried: the cancel is gone
+
+    task = asyncio.get_running_loop().create_task(loop())
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(cancel_and_wait([task, None], patience=0.1), 5)
+    assert task.cancelled() and lost == 1

@@ -63,6 +63,7 @@ from mts1b_oms.orderstore import CancelOutcome, OrderStore, OutboxItem, Sweep, i
 from mts1b_oms.signing import Verified, refuse_unsigned
 from mts1b_oms.sleeves import state_strategies
 from mts1b_oms.state import OrderState
+from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import Scope, TradingStates, make_change, make_command, restrictiveness
 
 __all__ = ["DEFAULT_CANCEL_RATE", "CancelAttempt", "KillSwitch", "Pacer", "StateFanout",
@@ -231,11 +232,7 @@ class KillSwitch:
         store for the next holder of the lock. Then give the lock back."""
         tasks = [t for t in (self._poller, self._fanning, *self._runners.values(),
                              *self._cancels.values(), *self._withdrawals) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks)  # a cancel lost on the way is sent again
         self._poller = self._fanning = None
         self._runners.clear()
         self._cancels.clear()

@@ -96,6 +96,7 @@ from mts1b_oms.state import (
     new_order_state,
     replaced_sleeve_order,
 )
+from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import TradingStates, make_command
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "REJECT_CODE_KEY", "REJECT_REASON_KEY", "MarkSink", "Oms",
@@ -318,10 +319,8 @@ class Oms:
         """Stop listening to the broker and stop sweeping (what a sweep has not settled stays
         outstanding in the store for the next instance); give the funds' sweeper lock back."""
         if self._reports is not None:
-            self._reports.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reports
-            self._reports = None
+            reports, self._reports = self._reports, None
+            await cancel_and_wait([reports])  # a cancel lost on the way is sent again
         await self.killswitch.stop()
 
     async def recover(self) -> int:

@@ -29,6 +29,7 @@ from mts1b_foundation.wire import WireModel
 from mts1b_platform.logging import get_logger
 
 from mts1b_oms.orderstore import OrderStore, OutboxRow
+from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import parse_change
 
 __all__ = ["OutboxRelay"]
@@ -175,11 +176,7 @@ class OutboxRelay:
             self._stopping = True
             self._wake.set()
             await asyncio.wait({task}, timeout=_STOP_SECONDS)
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=_STOP_SECONDS)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task], patience=_STOP_SECONDS)
         with contextlib.suppress(Exception):
             await self.drain()
         self.close()

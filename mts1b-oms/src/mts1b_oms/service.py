@@ -96,6 +96,7 @@ from mts1b_oms.oms import Oms
 from mts1b_oms.outbox import OutboxRelay
 from mts1b_oms.signing import DEFAULT_COMMAND_WINDOW, CommandVerifier, KeyRegistry
 from mts1b_oms.store import Store
+from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import parse_change, scope_key
 from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
@@ -617,11 +618,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         # The drain time is over: the sweeps stop now, not after the rest of the shutdown
         # (the outbox flush, the bus drain), which on a loaded machine can take seconds more.
         await oms.killswitch.stop()
-    for task in (watcher, fund_watcher):
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    await cancel_and_wait([watcher, fund_watcher])  # a cancel lost on the way is sent again
     await relay.stop()  # flushes the outbox while NATS is still up
     await oms.stop()
     await bus.drain()
