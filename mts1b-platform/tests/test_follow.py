@@ -93,3 +93,21 @@ async def test_last_per_subject_gives_each_symbols_last_message(bus: Bus) -> Non
     assert await follower.caught_up(5)
     assert closes == {"AAPL": 3, "MSFT": 2} and sorted(seen) == ["AAPL", "MSFT"]
     await follower.stop()
+
+
+async def test_sync_waits_until_what_is_stored_now_is_handed_over(bus: Bus) -> None:
+    got: list[Decimal] = []
+
+    async def slow(subject: str, data: bytes) -> None:
+        await asyncio.sleep(0.05)  # a consumer that lags behind the publisher
+        got.append(parse_message(Allocation, data).amount_usd)
+
+    follower = await follow(bus, "treasury", "mts.v1.treasury.allocations.published", slow)
+    assert await follower.sync(1)  # nothing stored yet
+    for amount in range(1, 6):
+        await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(amount))
+    assert await follower.sync(10)
+    assert got == [1, 2, 3, 4, 5]
+    await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(6))
+    assert not await follower.sync(0.01)  # not yet handed over: said so, not waited for
+    await follower.stop()

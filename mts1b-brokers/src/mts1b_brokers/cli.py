@@ -60,6 +60,9 @@ def serve(
     participation_rate: Annotated[str, typer.Option(help="max fraction of bar volume")] = "0.1",
     commission_bps: Annotated[str, typer.Option(help="commission in basis points")] = "0",
     slippage_bps: Annotated[str, typer.Option(help="slippage in basis points")] = "0",
+    leverage: Annotated[str, typer.Option(
+        help="buying power as a multiple of equity (2: a Reg T margin account, which a fully "
+             "invested strategy needs: its buys go in before its sells fill)")] = "1",
     seed: Annotated[int, typer.Option(help="seed of the paper venue")] = 0,
     calendar: Annotated[str | None, typer.Option(help="exchange calendar, e.g. XNYS")] = None,
     nats_url: Annotated[str | None, typer.Option(help="NATS URL (default: MTS_NATS_URL)")] = None,
@@ -89,6 +92,7 @@ def serve(
             "default_cash": default_cash, "participation_rate": participation_rate,
             "commission": BpsCommission(Decimal(commission_bps)),
             "slippage": BpsSlippage(Decimal(slippage_bps)), "seed": seed, "calendar": calendar,
+            "leverage": leverage,
         }
     elif replay_clock:
         raise typer.BadParameter(f"--replay-clock runs the paper venue only, not {broker!r}",

@@ -290,6 +290,8 @@ class PaperClient:
         self._slippage = slippage or NoSlippage()
         self._commission = commission or NoCommission()
         self._leverage = _dec("leverage", leverage)
+        if self._leverage <= 0:
+            raise config_error("leverage", leverage, "be > 0")
         self._allow_short = allow_short
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._clock = clock or SystemClock()

@@ -453,6 +453,34 @@ async def finish_session(oms: Oms, store: Store, relay: OutboxRelay, *,
         await asyncio.sleep(0.01)
 
 
+async def _seed_prices(bus: Bus, oms: Oms, live: set[str]) -> None:
+    """Each symbol's last stored bar close as its reference price, unless a live price came
+    first: a restarted OMS knows the prices the datalake published before it started (without
+    them every order of its first rebalance would be refused for want of a reference price)."""
+    from mts1b_platform.follow import follow
+
+    seeded = 0
+
+    async def on_bar(_subject: str, data: bytes) -> None:
+        nonlocal seeded
+        bar = parse_message(Bar, data)
+        if bar.symbol not in live:
+            oms.set_price(bar.symbol, bar.close)
+            seeded += 1
+
+    try:
+        follower = await follow(bus, "datalake", "mts.v1.datalake.bars.*", on_bar,
+                                last_per_subject=True)
+    except Exception as exc:  # no datalake stream here: nothing was published to seed from
+        _log.debug("no stored bars to seed prices from", error=type(exc).__name__)
+        return
+    try:
+        await follower.caught_up(30)
+    finally:
+        await follower.stop()
+    _log.info("reference prices from stored bars", symbols=seeded)
+
+
 def _log_limits(opts: ServeOptions) -> None:
     """Log (INFO) each fund's effective limits and the registry's size: what an operator
     checks first when an order is refused."""
@@ -579,19 +607,24 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
 
         subs.append(await serve_ticks(bus, REPLAY_PARTICIPANT, on_tick, replay))
 
+    live: set[str] = set()
+
     async def on_price(msg: Any) -> None:
         try:
             if ".bars." in msg.subject:
                 bar = parse_message(Bar, msg.data)
                 oms.set_price(bar.symbol, bar.close)
+                live.add(bar.symbol)
             else:
                 q = parse_message(Quote, msg.data)
                 oms.set_price(q.symbol, (q.bid + q.ask) / 2)
+                live.add(q.symbol)
         except Exception as exc:
             _log.debug("ignored market data", error=repr(exc))
 
     for pattern in ("mts.v1.datalake.bars.*", "mts.v1.datalake.quotes.*"):
         subs.append(await bus.nc.subscribe(bus.wire_subject(pattern), cb=on_price))
+    await _seed_prices(bus, oms, live)
 
     done = stop or asyncio.Event()
     stop_on_signals(done)

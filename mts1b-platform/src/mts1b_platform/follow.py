@@ -39,11 +39,15 @@ class Follower:
         self.subject = subject
         self.on_message = on_message
         self._sub: Any = None
+        self._stream = ""
         self._target = 0
+        self._seen = 0
+        self._moved = asyncio.Event()
         self._done = asyncio.Event()
 
     async def start(self, stream: str, *, last_per_subject: bool = False) -> None:
         wire = self.bus.wire_subject(self.subject)
+        self._stream = stream
         info = await self.bus.js.stream_info(stream, subjects_filter=wire)
         # what is stored under the filter now; later messages are live, not history
         self._target = info.state.last_seq if _stored(info) else 0
@@ -61,8 +65,30 @@ class Follower:
         except Exception as exc:  # one unreadable event must not stop the picture
             _log.error("event not applied", subject=msg.subject, error=type(exc).__name__)
         meta = msg.metadata
+        self._seen = max(self._seen, meta.sequence.stream)
+        self._moved.set()
         if meta.num_pending == 0 or meta.sequence.stream >= self._target:
             self._done.set()
+
+    async def sync(self, timeout: float) -> bool:
+        """Whether every message stored under the subject *now* has been handed over within
+        ``timeout`` seconds: what a service on a lockstep replay checks before it acts on a
+        session (the events of the services before it in the session must be in its picture).
+        For a subject without wildcards."""
+        try:
+            last = await self.bus.js.get_last_msg(self._stream,
+                                                  self.bus.wire_subject(self.subject))
+        except Exception:  # nothing stored under it: nothing to wait for
+            return True
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._seen < (last.seq or 0):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), left)
+        return True
 
     async def caught_up(self, timeout: float) -> bool:
         """Whether the history was handed over within ``timeout`` seconds."""

@@ -152,6 +152,8 @@ class ComposerService:
         status)."""
         self._wake = asyncio.Event()
         self._settling = asyncio.Lock()
+        self.followers: list[Follower] = []
+        """What rebuilds the picture (set by :func:`run_service`)."""
 
     async def load(self) -> None:
         """The signals and pending rebalances a previous process left in the buckets."""
@@ -232,6 +234,10 @@ class ComposerService:
         rebalance every fund that owes one, and return once it answered them all."""
         for durable in (self.opts.signals_durable, self.opts.transitions_durable):
             await wait_consumed(self.bus, "research", durable)
+        for follower in self.followers:  # the session's fills, NAV, allocations are in
+            if "*" not in follower.subject and not await follower.sync(60):
+                raise ReplayStalled(f"session {tick.session}: {follower.subject} is not read "
+                                    "up to date after 60s", session=tick.session)
         for attempt in range(len(_RETRY) + 1):
             await self.run_due(everything=True)
             if not self.pending:
@@ -370,6 +376,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                                f"{opts.catch_up_seconds}s", subject=follower.subject)
         service = ComposerService(bus, picture, await bus.kv(PENDING_BUCKET, history=1),
                                   await bus.kv(SIGNALS_BUCKET, history=1), opts)
+        service.followers = followers
         await service.load()
         consumers = [
             await bus.consume("mts.v1.research.signals.published", service.on_signal,

@@ -48,10 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from mts1b_foundation import MtsError
+from mts1b_platform.logging import get_logger
 
 __all__ = ["LOCKSTEP", "PaperError", "PaperPlan", "PaperState", "needed_libraries",
            "process_alive", "run_dir", "start", "stop"]
 
+_log = get_logger("mts1b_research.paper")
 LOCKSTEP = ("broker-paper", "oms", "treasury", "research", "portfolio")
 """The services on the replay's clock, in the order each session goes through them."""
 _LIBRARIES = {"mts1b_brokers": "mts1b-brokers", "mts1b_oms": "mts1b-oms",
@@ -103,6 +105,9 @@ class PaperPlan:
     speed: float = 50.0
     commission_bps: Decimal = Decimal(0)
     participation_rate: Decimal = Decimal(1)
+    leverage: Decimal = Decimal(2)
+    """The paper account's buying power over its equity: 2, a Reg T margin account, because a
+    rebalance's buys are sent at the close with its sells, before either fills."""
     store: str | None = None
     research_dsn: str | None = None
     research_schema: str | None = None
@@ -133,7 +138,8 @@ class PaperPlan:
                 "mts1b-brokers", "serve", "paper", *ns, "--replay-clock",
                 "--account", f"{self.fund_id}={self.cash}",
                 "--commission-bps", str(self.commission_bps),
-                "--participation-rate", str(self.participation_rate))),
+                "--participation-rate", str(self.participation_rate),
+                "--leverage", str(self.leverage))),
             ("oms", self.mts(
                 "mts1b-oms", "serve", "--broker", "paper", "--broker-wait", "60", *ns,
                 "--replay-clock", "--schema", self.oms_schema,
@@ -260,20 +266,86 @@ def start(plan: PaperPlan, env: Mapping[str, str], *, fund_exists: bool) -> Pape
                 raise PaperError(f"creating the fund {plan.fund_id} failed: "
                                  f"{(done.stderr or done.stdout).strip()[-500:]}",
                                  fund_id=plan.fund_id)
+    (folder / "env.json").write_text(json.dumps(dict(env)), encoding="utf-8")
+    (folder / "env.json").chmod(0o600)  # the environment may hold credentials
     processes: dict[str, dict[str, Any]] = {}
-    for name, argv in plan.services(folder):
-        log = logs / f"{name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(argv, env=dict(env), stdout=out,  # noqa: S603 (ours)
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        processes[name] = {"pid": proc.pid, "log": str(log), "argv": argv}
-        if name == "broker-paper":
-            _wait_for_line(log, "serving", proc, 60)  # the OMS must find it, not start one
+    services = plan.services(folder)
+    services.append(("supervisor", [sys.executable, "-m", "mts1b_research.paper", "supervise",
+                                     plan.namespace]))
+    for name, argv in services:
+        proc = _spawn(argv, env, logs / f"{name}.log")
+        processes[name] = {"pid": proc.pid, "log": str(logs / f"{name}.log"), "argv": argv,
+                           "restarts": 0}
+        if name == "broker-paper":  # the OMS must find it, not start one
+            _wait_for_line(logs / f"{name}.log", "serving", proc, 60)
+        if name == "replay":  # the supervisor reads the state: save it before it starts
+            PaperState(plan=_plan_json(plan), processes=processes,
+                       started_at=dt.datetime.now(dt.UTC).isoformat()).save(folder)
     state = PaperState(plan=_plan_json(plan), processes=processes,
                        started_at=dt.datetime.now(dt.UTC).isoformat())
     state.save(folder)
     return state
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``argv`` detached in its own session, its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(list(argv), env=dict(env), stdout=out,  # noqa: S603 (ours)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+SUPERVISED = LOCKSTEP
+"""The services the supervisor restarts when they die (the replay is not restarted: it waits
+for them, and ends)."""
+
+
+def supervise(namespace: str, *, interval: float = 0.5) -> int:
+    """Restart each service of the loop that dies, with its command line, until the loop's
+    state is gone (``down`` removes it) or the supervisor is stopped; how many restarts.
+
+    Why a supervisor: in production each service is a container its host restarts; on one
+    machine this does the same, so a crashed or killed service costs the replay a pause (the
+    replay asks it again for the session until it answers), not the loop. Each service is
+    built to restart - it rebuilds its picture from the streams and PostgreSQL - so nothing is
+    lost; ``paper status`` shows the restarts.
+    """
+    folder = run_dir(namespace)
+    env = json.loads((folder / "env.json").read_text(encoding="utf-8"))
+    restarts = 0
+    stopping = False
+
+    def stop_now(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop_now)
+    while not stopping and (folder / "paper.json").exists():
+        state = PaperState.load(namespace)
+        changed = False
+        for name in SUPERVISED:
+            proc = state.processes.get(name)
+            if proc is None or process_alive(int(proc["pid"])):
+                continue
+            if stopping or not (folder / "paper.json").exists():
+                break
+            child = _spawn(proc["argv"], env, Path(proc["log"]))
+            proc["pid"], proc["restarts"] = child.pid, int(proc.get("restarts", 0)) + 1
+            restarts += 1
+            changed = True
+            _log.warning("service restarted", service=name, pid=child.pid,
+                         restarts=proc["restarts"])
+        if changed and (folder / "paper.json").exists():
+            state.save(folder)
+        time.sleep(interval)
+    return restarts
+
+
+if __name__ == "__main__":  # python -m mts1b_research.paper supervise NAMESPACE
+    if len(sys.argv) == 3 and sys.argv[1] == "supervise":
+        supervise(sys.argv[2])
+    else:
+        sys.exit("usage: python -m mts1b_research.paper supervise NAMESPACE")
 
 
 def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float
@@ -299,26 +371,33 @@ def _plan_json(plan: PaperPlan) -> dict[str, Any]:
 
 
 def stop(namespace: str, *, timeout: float = 30.0) -> dict[str, str]:
-    """SIGTERM every process of the loop, the replay first and the venue last, SIGKILL what
-    has not stopped after ``timeout`` seconds; what happened to each."""
+    """SIGTERM every process of the loop - the supervisor first (it would restart what is
+    being stopped), then the replay, the services in reverse order, the venue last - SIGKILL
+    what has not stopped after ``timeout`` seconds; what happened to each."""
     state = PaperState.load(namespace)
     outcome: dict[str, str] = {}
+    if "supervisor" in state.processes:
+        outcome["supervisor"] = _stop_one(state.processes["supervisor"], timeout)
+        state = PaperState.load(namespace)  # it may have restarted one since
     for name in reversed(list(state.processes)):
-        pid = int(state.processes[name]["pid"])
-        if not process_alive(pid) or not _is_ours(pid, state.processes[name]["argv"]):
-            outcome[name] = "not running"
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            outcome[name] = "killed"
-        else:
-            outcome[name] = "stopped"
+        if name != "supervisor":
+            outcome[name] = _stop_one(state.processes[name], timeout)
     (run_dir(namespace) / "paper.json").unlink(missing_ok=True)
     return outcome
+
+
+def _stop_one(proc: Mapping[str, Any], timeout: float) -> str:
+    pid = int(proc["pid"])
+    if not process_alive(pid) or not _is_ours(pid, proc["argv"]):
+        return "not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if process_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        return "killed"
+    return "stopped"
 
 
 def _is_ours(pid: int, argv: Sequence[str]) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -89,6 +90,9 @@ def up(
     commission_bps: Annotated[str, typer.Option(help="the venue's commission")] = "0",
     participation_rate: Annotated[str, typer.Option(
         help="most of a bar's volume an order may take (1: no cap, as a backtest)")] = "1",
+    leverage: Annotated[str, typer.Option(
+        help="the paper account's buying power over its equity (2: Reg T margin, which a "
+             "fully invested strategy needs: a rebalance's buys go in with its sells)")] = "2",
     store: Annotated[str | None, typer.Option(help="datalake store root")] = None,
     dsn: Annotated[str | None, typer.Option(
         envvar="MTS_DATABASE_URL",
@@ -115,9 +119,11 @@ def up(
         money = _decimal("--cash", cash, positive=True)
         fees = _decimal("--commission-bps", commission_bps)
         cap = _decimal("--participation-rate", participation_rate, positive=True)
+        margin = _decimal("--leverage", leverage, positive=True)
         plan, env, fund_exists = asyncio.run(_prepare(
             strategy, first, end, speed, money, fund, namespace, fees, cap, store, dsn,
             schema))
+        plan = dataclasses.replace(plan, leverage=margin)
         state = start_loop(plan, env, fund_exists=fund_exists)
     except (PaperError, ResearchInputError) as exc:
         _fail(exc)

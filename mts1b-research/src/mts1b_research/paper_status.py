@@ -32,6 +32,7 @@ class PaperStatus:
     strategy: str
     fund_id: str
     processes: dict[str, bool]
+    restarts: dict[str, int] = dataclasses.field(default_factory=dict)
     session: str | None = None
     sessions_done: int = 0
     sessions_total: int = 0
@@ -67,7 +68,9 @@ async def gather(bus: Any, state: Any) -> PaperStatus:
 
     plan = state.plan
     out = PaperStatus(namespace=plan["namespace"], strategy=plan["strategy"],
-                      fund_id=plan["fund_id"], processes=state.alive())
+                      fund_id=plan["fund_id"], processes=state.alive(),
+                      restarts={n: int(p.get("restarts", 0))
+                                for n, p in state.processes.items() if p.get("restarts")})
     tick = await load_tick(bus)
     if tick is not None:
         out.session, out.sessions_done = tick.session, tick.seq
@@ -123,7 +126,10 @@ def _sessions(plan: dict[str, Any]) -> int:
 def render(status: PaperStatus, *, top: int = 10) -> str:
     """Readable lines for a terminal."""
     lines = [f"paper loop {status.namespace}: strategy {status.strategy}, fund {status.fund_id}"]
-    procs = ", ".join(f"{n} {'up' if ok else 'DOWN'}" for n, ok in status.processes.items())
+    procs = ", ".join(
+        f"{n} {'up' if ok else 'DOWN'}"
+        + (f" (restarted {status.restarts[n]}x)" if status.restarts.get(n) else "")
+        for n, ok in status.processes.items())
     lines.append(f"processes: {procs}")
     progress = (f"session {status.session} ({status.sessions_done} of "
                 f"{status.sessions_total})" if status.session else "not started yet")
