@@ -95,6 +95,8 @@ _STOP_TYPES = {OrderType.STOP, OrderType.STOP_LIMIT}
 _CLOSE_TYPES = {OrderType.MARKET_ON_CLOSE, OrderType.LIMIT_ON_CLOSE}
 _REQUEST_REPORTS = {ExecType.CANCEL_REJECT, ExecType.REPLACE_REJECT}
 """Reports about a refused cancel or replace request: they leave the order as it was."""
+_STATE_VERSION = 1
+"""Version of :meth:`PaperClient.snapshot`'s layout: a state of another version is refused."""
 _PLATFORM_SESSION = {
     TradingSession.RTH: "RTH", TradingSession.PRE: "PRE", TradingSession.POST: "POST",
     TradingSession.IBEOS: "IBEOS", TradingSession.H24: "24h", TradingSession.H24X5: "24x5",
@@ -122,6 +124,18 @@ def status_of(report: ExecutionReport) -> OrderStatus:
         else OrderStatus.PARTIALLY_FILLED if report.cumulative_quantity > 0
         else OrderStatus.ACCEPTED
     ))
+
+
+def _rng_state(rng: random.Random) -> list[Any]:
+    """``rng.getstate()`` as JSON-ready data (the Mersenne Twister's 625 words and the
+    cached Gaussian)."""
+    version, words, gauss = rng.getstate()
+    return [version, list(words), gauss]
+
+
+def _rng_from(data: Sequence[Any]) -> tuple[Any, ...]:
+    version, words, gauss = data
+    return (int(version), tuple(int(w) for w in words), gauss)
 
 
 def _dec(field: str, value: Decimal | int | str | float) -> Decimal:
@@ -309,6 +323,9 @@ class PaperClient:
         self._subscribers: set[ReportStream] = set()
         self._history: list[ExecutionReport] = []
         self._status: dict[str, ExecutionReport] = {}  # order_id -> its latest order report
+        self._emitted = 0  # reports emitted over the venue's life (restored with its state)
+        self._ended: list[str] = []  # orders ended or rejected since the last pop_ended()
+        self._restored_status: dict[str, ExecutionReport] = {}  # restore()'s, while parsing
 
     # ----------------------------------------------------------------- BrokerProtocol surface
     @property
@@ -533,6 +550,194 @@ class PaperClient:
         """Every report emitted so far, in order."""
         return tuple(self._history)
 
+    # ------------------------------------------------------------------------ durable state
+    @property
+    def emitted(self) -> int:
+        """How many reports this venue emitted over its life (a restored venue goes on
+        counting): the broker service publishes report ``n`` only once a state with
+        ``emitted >= n`` is stored, so a report is never published for a state a SIGKILL
+        could still lose."""
+        return self._emitted
+
+    def knows(self, order_id: str) -> bool:
+        """Whether this venue holds ``order_id`` (accepted or rejected) in memory."""
+        return order_id in self._orders or order_id in self._rejected
+
+    def snapshot(self, *, ended: bool = True) -> dict[str, Any]:
+        """Everything that decides what this venue does next, as JSON-ready data (Decimals and
+        times as strings): accounts (cash, holdings, average costs, realised P&L), orders
+        with their fills, reservations and latest report, rejections, last prices, marks,
+        quotes, halts, market time, order sequence, the report count and the random
+        generator's state (seeded slippage and latency: a restored venue draws what the
+        unstopped one would have drawn). :meth:`restore` takes it back.
+
+        ``ended=False`` leaves out orders that ended (filled, canceled, expired, rejected):
+        a venue trading for years ended hundreds of thousands, which the broker service
+        stores one by one as they end (:meth:`pop_ended`, :meth:`ended_record`) and gives
+        back on demand (:meth:`restore_ended`) rather than in every snapshot.
+
+        Not included: the report history (:attr:`history`, an in-process log; the service's
+        reports are on the stream), subscribers, configuration (models, calendar,
+        instruments, leverage: the restarted venue is configured again) and the connection
+        state."""
+        orders = [w for w in self._orders.values() if ended or not w.status.is_terminal]
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "name": self._name,
+            "accounts": [{
+                "account_id": a.account_id, "fund_id": a.fund_id, "cash": str(a.cash),
+                "holdings": {s: {"quantity": str(h.quantity), "avg_cost": str(h.avg_cost),
+                                 "realized_pnl": str(h.realized_pnl),
+                                 "strategy_id": h.strategy_id}
+                             for s, h in a.holdings.items()},
+            } for a in self._accounts.values()],
+            "orders": [self._working_record(w) for w in sorted(orders, key=lambda w: w.seq)],
+            "rejected": ([self._rejected_record(o) for o in self._rejected] if ended else []),
+            "seq": self._seq,
+            "market_time": None if self._market_time is None else self._market_time.isoformat(),
+            "halted": sorted(self._halted),
+            "last": {s: str(p) for s, p in self._last.items()},
+            "marks": {s: str(p) for s, p in self._marks.items()},
+            "quotes": {s: q.model_dump(mode="json") for s, q in self._quotes.items()},
+            "emitted": self._emitted,
+            "rng": _rng_state(self._rng),
+        }
+        return state
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Replace this venue's state with ``state`` from :meth:`snapshot` (of a venue of the
+        same name). Why everything at once: a half-restored venue (positions without their
+        working orders, or without the generator's state) would trade differently from the
+        one that was stopped. A state this version cannot read raises ``ValueError``, and
+        the venue is left as it was."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"paper venue state version {state.get('version')!r} is not "
+                             f"{_STATE_VERSION}")
+        if state.get("name") != self._name:
+            raise ValueError(f"the state is venue {state.get('name')!r}'s, not {self._name!r}")
+        self._restored_status.clear()
+        accounts: dict[str, _Account] = {}
+        for a in state["accounts"]:
+            acct = _Account(a["account_id"], a["fund_id"], Decimal(a["cash"]))
+            for symbol, h in a["holdings"].items():
+                acct.holdings[symbol] = _Holding(Decimal(h["quantity"]), Decimal(h["avg_cost"]),
+                                                 Decimal(h["realized_pnl"]), h["strategy_id"])
+            accounts[acct.account_id] = acct
+        orders = [self._working_from(r) for r in state["orders"]]
+        rejected = [self._rejection_from(r) for r in state["rejected"]]
+        rng = random.Random()  # noqa: S311 - simulation, not cryptography
+        rng.setstate(_rng_from(state["rng"]))
+        market_time = state["market_time"]
+        quotes = {s: Quote.model_validate(q) for s, q in state["quotes"].items()}
+        # everything parsed: now replace
+        self._accounts = accounts
+        self._orders = {w.order_id: w for w in orders}
+        self._open = {w.order_id: w for w in orders if not w.status.is_terminal}
+        self._status = {w.order_id: status for w, status in
+                        ((w, self._restored_status.pop(w.order_id, w.ack)) for w in orders)
+                        if status is not None}
+        self._rejected = {}
+        for order_id, error in rejected:
+            self._rejected[order_id] = error
+            report = error.context.get("report")
+            if isinstance(report, ExecutionReport):
+                self._status[order_id] = report
+        self._restored_status.clear()
+        self._seq = int(state["seq"])
+        self._market_time = None if market_time is None else dt.datetime.fromisoformat(
+            market_time)
+        self._halted = set(state["halted"])
+        self._last = {s: Decimal(p) for s, p in state["last"].items()}
+        self._marks = {s: Decimal(p) for s, p in state["marks"].items()}
+        self._quotes = quotes
+        self._emitted = int(state["emitted"])
+        self._rng = rng
+        self._history = []
+        self._ended = []
+
+    def pop_ended(self) -> list[dict[str, Any]]:
+        """The records (:meth:`ended_record`) of the orders that ended or were rejected since
+        the last call, for a store that keeps each ended order once."""
+        ids = list(dict.fromkeys(self._ended))
+        self._ended.clear()
+        return [r for r in (self.ended_record(i) for i in ids) if r is not None]
+
+    def ended_record(self, order_id: str) -> dict[str, Any] | None:
+        """``order_id``'s record if it ended here (``None`` while it works or is unknown)."""
+        if order_id in self._rejected:
+            return self._rejected_record(order_id)
+        w = self._orders.get(order_id)
+        if w is None or not w.status.is_terminal:
+            return None
+        return self._working_record(w)
+
+    def restore_ended(self, record: Mapping[str, Any]) -> None:
+        """Take back an ended order from its :meth:`ended_record`: a repeated submit of it is
+        answered as a repeat, a cancel with a ``cancel_reject``, ``order_status`` with its
+        last report - as before the restart. Its fills are in the restored accounts already;
+        nothing is traded or emitted."""
+        if "rejected" in record:
+            order_id, error = self._rejection_from(record)
+            self._rejected[order_id] = error
+            report = error.context.get("report")
+            if isinstance(report, ExecutionReport):
+                self._status[order_id] = report
+            return
+        w = self._working_from(record)
+        if not w.status.is_terminal:
+            raise ValueError(f"order {w.order_id} did not end: it is not an ended record")
+        self._orders[w.order_id] = w
+        status = self._restored_status.pop(w.order_id, w.ack)
+        if status is not None:
+            self._status[w.order_id] = status
+
+    def _working_record(self, w: _Working) -> dict[str, Any]:
+        status = self._status.get(w.order_id)
+        return {
+            "order": w.order.model_dump(mode="json"), "order_id": w.order_id, "seq": w.seq,
+            "account_id": w.account_id, "broker_order_id": w.broker_order_id,
+            "accepted_at": w.accepted_at.isoformat(), "eligible_at": w.eligible_at.isoformat(),
+            "reserve_qty": str(w.reserve_qty), "reserve_price": str(w.reserve_price),
+            "status": w.status.value, "filled": str(w.filled), "fills": w.fills,
+            "triggered": w.triggered,
+            "first_day": None if w.first_day is None else w.first_day.isoformat(),
+            "ack": None if w.ack is None else w.ack.model_dump(mode="json"),
+            "last_report": None if status is None else status.model_dump(mode="json"),
+        }
+
+    def _working_from(self, r: Mapping[str, Any]) -> _Working:
+        w = _Working(
+            order=Order.model_validate(r["order"]), order_id=r["order_id"], seq=int(r["seq"]),
+            account_id=r["account_id"], broker_order_id=r["broker_order_id"],
+            accepted_at=dt.datetime.fromisoformat(r["accepted_at"]),
+            eligible_at=dt.datetime.fromisoformat(r["eligible_at"]),
+            reserve_qty=Decimal(r["reserve_qty"]), reserve_price=Decimal(r["reserve_price"]),
+            status=OrderStatus(r["status"]), filled=Decimal(r["filled"]), fills=int(r["fills"]),
+            triggered=bool(r["triggered"]),
+            first_day=None if r["first_day"] is None else dt.date.fromisoformat(r["first_day"]),
+            ack=None if r["ack"] is None else ExecutionReport.model_validate(r["ack"]),
+        )
+        if r["last_report"] is not None:
+            self._restored_status[w.order_id] = ExecutionReport.model_validate(r["last_report"])
+        return w
+
+    def _rejected_record(self, order_id: str) -> dict[str, Any]:
+        report = self._rejected[order_id].context.get("report")
+        return {"order_id": order_id, "rejected": (report.model_dump(mode="json")
+                                                   if isinstance(report, ExecutionReport)
+                                                   else None),
+                "message": self._rejected[order_id].message,
+                "reason_code": self._rejected[order_id].context.get("reason_code")}
+
+    def _rejection_from(self, r: Mapping[str, Any]) -> tuple[str, BrokerRejected]:
+        """The ``BrokerRejected`` a repeated submit of a rejected order raises again."""
+        order_id = str(r["order_id"])
+        context: dict[str, Any] = {"broker": self._name, "order_id": order_id,
+                                   "reason_code": r["reason_code"]}
+        if r["rejected"] is not None:
+            context["report"] = ExecutionReport.model_validate(r["rejected"])
+        return order_id, BrokerRejected(str(r["message"]), **context)
+
     async def on_bar(self, bar: Bar) -> list[ExecutionReport]:
         """Trade working orders on ``bar.symbol`` against the bar; returns the reports made."""
         async with self._lock:
@@ -596,8 +801,11 @@ class PaperClient:
 
     def _emit(self, report: ExecutionReport) -> ExecutionReport:
         self._history.append(report)
+        self._emitted += 1
         if report.exec_type not in _REQUEST_REPORTS:
             self._status[report.order_id] = report
+            if status_of(report).is_terminal:
+                self._ended.append(report.order_id)
         for sub in list(self._subscribers):
             sub.put(report)
         return report
