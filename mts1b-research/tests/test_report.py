@@ -160,3 +160,28 @@ def test_bad_input_names_the_field(changes: dict[str, object], field: str) -> No
 
 def test_rendering_is_deterministic() -> None:
     assert render_report(_data()) == render_report(_data())
+
+
+def test_realised_returns_from_the_treasurys_navs_compound_the_sleeve() -> None:
+    """Each session's PnL attributed to the strategy over the sleeve's equity before it; a
+    restated session counts its last strike; a session without the strategy is 0."""
+    from decimal import Decimal
+
+    from mts1b_foundation import FundNav
+    from mts1b_research.reporting import realised_from_navs
+
+    def nav(session: str, pnl: str, hour: int = 21, other: str = "0") -> FundNav:
+        p, o = Decimal(pnl), Decimal(other)
+        return FundNav(fund_id="f1", session=session,
+                       as_of=datetime(2016, 1, int(session[-2:]), hour, tzinfo=UTC),
+                       nav=Decimal(1000) + p + o, previous_nav=Decimal(1000),
+                       cash=Decimal(1000) + p + o, positions_value=Decimal(0), pnl=p + o,
+                       pnl_by_strategy={"mom": p, "val": o}, inputs_sha256="0" * 64,
+                       outputs_sha256="0" * 64)
+
+    navs = [nav("2016-01-05", "10"), nav("2016-01-04", "-5"), nav("2016-01-06", "0", other="3"),
+            nav("2016-01-05", "20", hour=22)]  # restated: the later strike counts
+    got = realised_from_navs(navs, "mom", Decimal(100))
+    assert got == {date(2016, 1, 4): -0.05, date(2016, 1, 5): 20 / 95, date(2016, 1, 6): 0.0}
+    with pytest.raises(ResearchInputError, match="capital"):
+        realised_from_navs(navs, "mom", Decimal(0))

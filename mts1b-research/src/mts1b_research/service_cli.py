@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,16 +110,31 @@ def report(
     realised: Annotated[Path | None, typer.Option(
         help="CSV date,return: the strategy's realised daily returns since it went live")
                         ] = None,
+    realised_from_treasury: Annotated[str | None, typer.Option(
+        help="FUND: the realised returns from the NAVs the treasury struck for this fund "
+             "(its attribution to the strategy), read from NATS")] = None,
+    capital: Annotated[str | None, typer.Option(
+        help="the sleeve's capital the treasury returns are relative to (default: the "
+             "strategy's capital_usd)")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="compare realised and backtested returns from this session (default: the day "
+             "it went live)")] = None,
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="NATS namespace prefix")] = None,
     store: StoreOpt = None, dsn: Dsn = None, schema: Schema = DEFAULT_SCHEMA,
 ) -> None:
     """Write one self-contained HTML page: rolling IC and rank IC with bands, IC decay by
     horizon, realised against backtested returns since going live, turnover, state history."""
     from mts1b_research.registry import StrategyRegistry
     from mts1b_research.report import render_report
-    from mts1b_research.reporting import read_returns, report_data
+    from mts1b_research.reporting import read_returns, realised_from_navs, report_data
 
     last = _day("--end", end)
+    if realised and realised_from_treasury:
+        raise ResearchInputError("--realised", str(realised), "give it or "
+                                 "--realised-from-treasury, not both")
     returns = read_returns(realised) if realised else None
+    first = _day("--since", since) if since else None
 
     async def gather() -> Any:
         async with await StrategyRegistry.open(dsn, schema=schema) as registry:
@@ -126,10 +142,60 @@ def report(
             return record.spec, await registry.history(name)
 
     spec, history = asyncio.run(gather())
-    data = report_data(spec, _store(store), last, history, realised=returns)
+    if realised_from_treasury:
+        money = spec.capital_usd if capital is None else _capital(capital)
+        if money is None:
+            raise ResearchInputError("--capital", None, f"{spec.name} has no capital_usd: "
+                                     "give the sleeve's capital")
+        navs = asyncio.run(_fund_navs(realised_from_treasury, namespace))
+        returns = realised_from_navs(navs, spec.name, money)
+    data = report_data(spec, _store(store), last, history, realised=returns, since=first)
     out.write_text(render_report(data), encoding="utf-8")
     typer.echo(json.dumps({"report": str(out), "strategy": spec.name, "version": spec.version,
                            "sessions": len(data.dates)}))
+
+
+def _capital(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ResearchInputError("--capital", text, "not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise ResearchInputError("--capital", text, "must be a finite number > 0")
+    return value
+
+
+async def _fund_navs(fund_id: str, namespace: str | None) -> list[Any]:
+    """Every NAV the treasury published for ``fund_id`` (its stream keeps them)."""
+    from mts1b_foundation import FundNav, parse_message
+    from mts1b_platform.bus import Bus
+    from mts1b_platform.follow import follow
+
+    navs: list[FundNav] = []
+
+    async def on_nav(_subject: str, data: bytes) -> None:
+        nav = parse_message(FundNav, data)
+        if nav.fund_id == fund_id:
+            navs.append(nav)
+
+    overrides: dict[str, Any] = {"name": "mts1b-research-report", "connect_timeout": 5}
+    if namespace:
+        overrides["namespace"] = namespace
+    bus = await Bus.connect(**overrides)
+    try:
+        try:
+            follower = await follow(bus, "treasury", "mts.v1.treasury.nav.struck", on_nav)
+        except Exception:  # the stream is not there: nothing struck in this namespace
+            raise ResearchInputError("--realised-from-treasury", fund_id,
+                                     "no treasury stream in this NATS namespace") from None
+        await follower.caught_up(60)
+        await follower.stop()
+    finally:
+        await bus.drain()
+    if not navs:
+        raise ResearchInputError("--realised-from-treasury", fund_id,
+                                 "the treasury has published no NAV of this fund")
+    return navs
 
 
 def install(app: typer.Typer) -> None:
