@@ -41,6 +41,7 @@ from mts1b_oms.orderstore import (
     KeyClaim,
     OutboxItem,
     OutboxRow,
+    SplitRecord,
     StaleState,
     StateWrite,
     Sweep,
@@ -48,7 +49,7 @@ from mts1b_oms.orderstore import (
     Transfer,
     in_scope,
 )
-from mts1b_oms.positions import PositionState
+from mts1b_oms.positions import PositionState, SplitStep
 from mts1b_oms.sleeves import SleeveFill, credit_fill, sleeve_fills
 from mts1b_oms.state import OrderState
 from mts1b_oms.store import state_from_json, state_to_json
@@ -104,6 +105,7 @@ class InMemoryStore:
         self._fills: dict[str, _Fill] = {}
         self._sleeve_fills: dict[tuple[str, str], SleeveFill] = {}  # (trade, strategy) -> part
         self._transfers: dict[str, Transfer] = {}
+        self._splits: dict[tuple[str, str], SplitRecord] = {}  # (action_id, fund_id)
         self._positions: dict[tuple[str, str, str], PositionState] = {}
         self._states: dict[tuple[str, str], TradingStateChange] = {}
         self._nav: dict[str, tuple[Decimal, Decimal]] = {}
@@ -316,6 +318,42 @@ class InMemoryStore:
             self._insert_outbox(rows)
         self._committed(rows)
         return True
+
+    async def record_split(self, split: SplitRecord, outbox: Sequence[OutboxItem], *,
+                           positions: Sequence[tuple[str, str, str, PositionState]]
+                           ) -> bool:
+        rows = self._outbox_rows(outbox)
+        async with self._write:
+            await asyncio.sleep(0)
+            key = (split.action_id, split.fund_id)
+            if key in self._splits:
+                return False
+            self._splits[key] = split
+            for fund_id, strategy_id, symbol, pos in positions:
+                self._positions[(fund_id, strategy_id, symbol)] = pos
+            self._insert_outbox(rows)
+        self._committed(rows)
+        return True
+
+    async def splits_for(self, fund_id: str, strategy_id: str, symbol: str
+                         ) -> list[SplitStep]:
+        await asyncio.sleep(0)
+        found = sorted((s for s in self._splits.values()
+                        if s.fund_id == fund_id and s.symbol == symbol),
+                       key=lambda s: (s.effective_at, s.action_id))
+        return [s.step(strategy_id) for s in found]
+
+    async def split_booked(self, action_id: str, fund_id: str) -> bool:
+        await asyncio.sleep(0)
+        return (action_id, fund_id) in self._splits
+
+    async def split_times(self) -> dict[tuple[str, str], dt.datetime]:
+        await asyncio.sleep(0)
+        out: dict[tuple[str, str], dt.datetime] = {}
+        for s in self._splits.values():
+            key = (s.fund_id, s.symbol)
+            out[key] = max(out.get(key, s.effective_at), s.effective_at)
+        return out
 
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal:
         async with self._write:

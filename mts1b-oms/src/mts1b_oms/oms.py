@@ -43,6 +43,7 @@ from mts1b_foundation import (
     BrokerUnknownOutcome,
     Clock,
     CommandReply,
+    CorporateAction,
     Denial,
     ExecType,
     ExecutionReport,
@@ -85,8 +86,23 @@ from mts1b_oms.killswitch import (
     StateFanout,
     Verifier,
 )
-from mts1b_oms.orderstore import KeyClaim, OrderStore, OutboxItem, StaleState, Transfer
-from mts1b_oms.positions import Mismatch, PositionState, apply_fill, reconcile, replay
+from mts1b_oms.orderstore import (
+    KeyClaim,
+    OrderStore,
+    OutboxItem,
+    SplitRecord,
+    StaleState,
+    Transfer,
+)
+from mts1b_oms.positions import (
+    Mismatch,
+    PositionState,
+    SplitStep,
+    apply_fill,
+    lieu_quantities,
+    reconcile,
+    replay,
+)
 from mts1b_oms.sleeves import credit_fill, sleeve_fills
 from mts1b_oms.state import (
     TRANSITIONS,
@@ -100,7 +116,7 @@ from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import TradingStates, make_command
 
 __all__ = ["DEFAULT_IDEMPOTENCY_WINDOW", "REJECT_CODE_KEY", "REJECT_REASON_KEY", "MarkSink", "Oms",
-           "StateFanout", "rejection_context"]
+           "StateFanout", "effective_at", "rejection_context"]
 
 E = OrderEventType
 S = OrderStatus
@@ -256,6 +272,10 @@ class Oms:
         self.pipeline = pipeline or GatePipeline()
         self.relay = relay
         self.prices: dict[str, Decimal] = {}
+        self._price_at: dict[str, dt.datetime] = {}  # market time of a price, when known
+        self._split_at: dict[tuple[str, str], dt.datetime] = {}  # (fund, symbol) -> latest
+        self._adjusted: set[str] = set()  # splits whose reference price this process divided
+        self._split_lock = asyncio.Lock()  # one corporate action at a time
         self.adv: dict[str, Decimal] = {}
         self.nav: dict[str, Decimal] = {f: c.target_nav_usd for f, c in self.funds.items()}
         self.peak_nav: dict[str, Decimal] = {}
@@ -298,6 +318,8 @@ class Oms:
         for fund_id, strategy_id, symbol, p in await self.store.positions():
             if fund_id in self.funds:  # not another instance's fund
                 self.book.set_position((fund_id, strategy_id, symbol), p)
+        self._split_at = {k: v for k, v in (await self.store.split_times()).items()
+                          if k[0] in self.funds}
         for st in await self.store.open_orders():
             if st.order.fund_id in self.funds:  # recover() must not send another fund's order
                 self.book.track(None, st)  # through this instance's broker
@@ -409,7 +431,8 @@ class Oms:
 
     # --- market inputs --------------------------------------------------------------------------
 
-    def set_price(self, symbol: str, price: Decimal, adv: Decimal | None = None) -> None:
+    def set_price(self, symbol: str, price: Decimal, adv: Decimal | None = None, *,
+                  at: dt.datetime | None = None) -> None:
         """Reference price (and optionally average daily volume) used by the gates.
 
         The price also goes to the broker when it takes marks (:class:`MarkSink`, e.g. the
@@ -418,11 +441,19 @@ class Oms:
         price (issue #20). A broker whose ``set_mark`` fails is logged, never fatal: the
         OMS's own price is set either way. A price that is not a positive finite Decimal is
         ``ValidationFailed`` naming ``price`` and the value (a gate judging notional against
-        a NaN or a zero price would judge nothing)."""
+        a NaN or a zero price would judge nothing).
+
+        ``at``: the market time the price is of (a bar's ``ts``), so that a split applied
+        later divides only a price from before its ex-date (:meth:`apply_split`); ``None``:
+        unknown, taken as before any split still to come."""
         if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
             raise ValidationFailed(f"price for {symbol!r} must be a positive finite Decimal, "
                                    f"got {price!r}", field="price", value=repr(price)[:200])
         self.prices[symbol] = price
+        if at is None:
+            self._price_at.pop(symbol, None)
+        else:
+            self._price_at[symbol] = at
         self.book.prices_changed()
         if adv is not None:
             self.adv[symbol] = adv
@@ -1177,18 +1208,29 @@ class Oms:
         order's ``strategy_id`` for an order without sleeves), each by that sleeve's credit
         and commission part at the fund's fill price. A bust or a correction replays the
         sleeve's standing fills as credited to it, the changed trade taken out (and, for a
-        correction, put back as now credited)."""
+        correction, put back as now credited) - with the splits booked in the symbol at their
+        effective times, so a bust after a split keeps the split; a fill stamped before a split
+        already booked (one caught up late) is rebuilt the same way."""
         after = out.state
         o = after.order
         sym = o.instrument.symbol
         parts = {p.strategy_id: p for p in sleeve_fills(after, fill)} if fill else {}
         out_rows: list[tuple[str, str, str, PositionState]] = []
         if out.event_type in {E.PARTIALLY_FILLED, E.FILLED} and fill is not None:
-            for name, credit in parts.items():
+            split_at = self._split_at.get((o.fund_id, sym))
+            late = split_at is not None and fill.ts < split_at  # a fill from before a split
+            for name, credit in parts.items():  # booked already: rebuilt with the split
                 if credit.quantity != 0:
                     key = (o.fund_id, name, sym)
-                    out_rows.append((*key, apply_fill(self.book.position(key), credit.quantity,
-                                                      fill.price, credit.commission)))
+                    if late:
+                        stand = [f for f in await self.store.fills_for(*key)
+                                 if f.trade_id != fill.trade_id]
+                        stand.append(credit_fill(fill, credit.quantity, credit.commission))
+                        pos = replay(stand, await self.store.splits_for(*key))
+                    else:
+                        pos = apply_fill(self.book.position(key), credit.quantity, fill.price,
+                                         credit.commission)
+                    out_rows.append((*key, pos))
             return out_rows
         trade = fill.trade_id if fill is not None else busted or ""
         names = set(before.credits_of(trade)) | {n for n, p in parts.items() if p.quantity}
@@ -1198,7 +1240,8 @@ class Oms:
             part = parts.get(name)
             if fill is not None and part is not None and part.quantity != 0:
                 stand.append(credit_fill(fill, part.quantity, part.commission))
-            out_rows.append((o.fund_id, name, sym, replay(stand)))
+            splits = await self.store.splits_for(o.fund_id, name, sym)
+            out_rows.append((o.fund_id, name, sym, replay(stand, splits)))
         return out_rows
 
     # --- kill switch (see mts1b_oms.killswitch) -------------------------------------------------
@@ -1301,6 +1344,129 @@ class Oms:
             return None
         return SleeveAllocation(fund_id=fund_id, as_of=self.clock.now(), sleeves=held)
 
+    # --- corporate actions ----------------------------------------------------------------------
+
+    async def apply_action(self, action: CorporateAction) -> list[str]:
+        """Apply a corporate action to what the OMS keeps: a split to the positions
+        (:meth:`apply_split`); a dividend changes nothing here - it is cash, and the OMS keeps
+        no cash (its NAV is what :meth:`update_nav` is given; the venue and the treasury book
+        the dividend). Returns the funds whose books the action changed."""
+        if not isinstance(action, CorporateAction):
+            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
+                                   field="action", value=type(action).__name__)
+        if action.kind == "split":
+            return await self.apply_split(action)
+        return []
+
+    async def apply_split(self, action: CorporateAction) -> list[str]:
+        """Apply a split (``value`` new shares per old one) to every position in its symbol,
+        of every fund this OMS serves and every sleeve: quantity x ratio, average cost /
+        ratio, effective at the open of ``ex_date`` (:func:`effective_at`). Returns the funds
+        it was booked for now; a repeat of an ``action_id`` already booked for a fund changes
+        nothing there (once per action and fund, in the store, also across restarts).
+
+        Each sleeve's position is rebuilt from its standing fills with the split at its
+        effective time (:func:`~mts1b_oms.positions.replay`), so a fill of the ex-date that
+        was applied before the split (the venue's fills of a replayed session can overtake
+        its action) still lands after it, and the result does not depend on which came first.
+        The split, what each sleeve gave up in lieu, the positions and their
+        ``mts.v1.oms.positions.updated`` events are written in one transaction.
+
+        Cash in lieu: when the instrument is registered, a fund's position that is no longer
+        a whole number of its lots (a reverse split) keeps its whole lots, as the paper venue
+        does (cut toward zero): each sleeve keeps its own whole lots, the fund's remaining
+        lots go to the sleeves with the largest fractions, and the rest leaves the sleeve's
+        position, closed at the adjusted reference price (realized PnL; the cash is the
+        venue's and the treasury's). Working orders in the symbol are left as they are (the
+        venue leaves them too). The reference price is divided by the ratio when it is from
+        before the ex-date (:meth:`set_price` ``at``), once per action in this process; the
+        broker is not told (a venue adjusts its own marks)."""
+        if not isinstance(action, CorporateAction):
+            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
+                                   field="action", value=type(action).__name__)
+        if action.kind != "split":
+            raise ValidationFailed(f"action {action.action_id} is a {action.kind!r}, not a "
+                                   "split", field="kind", value=action.kind)
+        ratio = Decimal(action.value)
+        eff = effective_at(action.ex_date)
+        sym = action.symbol
+        async with self._split_lock:
+            price = self._split_price(action, ratio, eff)
+            booked = []
+            for fund_id in sorted(self.funds):
+                if await self._split_fund(action, fund_id, ratio, eff, price):
+                    booked.append(fund_id)
+        if booked:
+            self._notify()
+        _log.info("split applied", action_id=action.action_id, symbol=sym,
+                  ratio=str(ratio), funds=",".join(booked))
+        return booked
+
+    def _split_price(self, action: CorporateAction, ratio: Decimal,
+                     eff: dt.datetime) -> Decimal | None:
+        """The reference price after the split: the current one divided by the ratio when it
+        is from before the ex-date (once per action in this process), else as it is."""
+        sym = action.symbol
+        price = self.prices.get(sym)
+        at = self._price_at.get(sym)
+        if price is None or action.action_id in self._adjusted or (at is not None
+                                                                    and at >= eff):
+            return price
+        self._adjusted.add(action.action_id)
+        price = price / ratio
+        self.prices[sym] = price
+        self._price_at[sym] = eff
+        self.book.prices_changed()
+        return price
+
+    async def _split_fund(self, action: CorporateAction, fund_id: str, ratio: Decimal,
+                          eff: dt.datetime, price: Decimal | None) -> bool:
+        """:meth:`apply_split` for one fund; ``False`` when it was booked there before."""
+        sym = action.symbol
+        if await self.store.split_booked(action.action_id, fund_id):
+            self._split_at[(fund_id, sym)] = max(self._split_at.get((fund_id, sym), eff), eff)
+            return False
+        names = sorted(st for (st, s) in self.book.position_states(fund_id) if s == sym)
+        async with contextlib.AsyncExitStack() as stack:
+            for name in names:
+                await stack.enter_async_context(self._position_locks.hold((fund_id, name, sym)))
+            history: dict[str, tuple[list[Fill], list[SplitStep]]] = {}
+            for name in names:
+                history[name] = (await self.store.fills_for(fund_id, name, sym),
+                                 await self.store.splits_for(fund_id, name, sym))
+            before = {n: replay([f for f in fills if f.ts < eff],
+                                [s for s in steps if s.effective_at < eff])
+                      for n, (fills, steps) in history.items()}
+            registered = self.instruments.get(sym)
+            adjusted = {n: p.quantity * ratio for n, p in before.items() if p.quantity != 0}
+            lieu = (lieu_quantities(adjusted, registered.instrument.lot_size)
+                    if registered is not None and adjusted else {})
+            moved: list[tuple[str, str, str, PositionState]] = []
+            for name, (fills, steps) in history.items():
+                step = SplitStep(action.action_id, eff, ratio, lieu.get(name, ZERO), price)
+                after = replay(fills, [*steps, step])
+                if after != self.book.position((fund_id, name, sym)):
+                    moved.append((fund_id, name, sym, after))
+            now = self.clock.now()
+            mark = self.prices.get(sym)
+            items = [OutboxItem("mts.v1.oms.positions.updated",
+                                p.to_position(f, s, y, now, mark), new_event_id())
+                     for f, s, y, p in moved]
+            record = SplitRecord(action_id=action.action_id, fund_id=fund_id, symbol=sym,
+                                 ex_date=dt.date.fromisoformat(action.ex_date), ratio=ratio,
+                                 effective_at=eff, applied_at=now,
+                                 in_lieu={n: (q, price) for n, q in lieu.items()})
+            if not await self.store.record_split(record, items, positions=moved):
+                return False
+            for f, s, y, p in moved:
+                self.book.set_position((f, s, y), p)
+            self._split_at[(fund_id, sym)] = max(self._split_at.get((fund_id, sym), eff), eff)
+        if lieu:
+            _log.info("split left fractions paid in lieu", action_id=action.action_id,
+                      fund_id=fund_id, symbol=sym,
+                      in_lieu=",".join(f"{n}={q}" for n, q in sorted(lieu.items())))
+        return True
+
     # --- positions ------------------------------------------------------------------------------
 
     def positions(self, fund_id: str) -> dict[str, Decimal]:
@@ -1359,6 +1525,15 @@ class Oms:
                 alert, [OutboxItem("mts.v1.operations.alerts.raised", alert, alert.alert_id)])
         except Exception as exc:  # an alert must never take the OMS down
             _log.error("could not store alert", error=repr(exc))
+
+
+def effective_at(ex_date: str | dt.date) -> dt.datetime:
+    """When a corporate action of ``ex_date`` takes effect for the OMS's books: that day's
+    00:00 UTC - before any fill of the ex-date's session (stamped at or after its open), after
+    every fill of the session before. Known limit: an exchange whose session opens before
+    midnight UTC would need the calendar's open instead (the treasury keeps the same rule)."""
+    day = dt.date.fromisoformat(ex_date) if isinstance(ex_date, str) else ex_date
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def broker_cancel_rate(broker: BrokerProtocol) -> float:

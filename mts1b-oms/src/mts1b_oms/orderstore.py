@@ -24,6 +24,10 @@ The contract, in the words every implementation must keep:
 * ``record_transfer`` books an internal transfer between sleeves, its credits and the positions
   it moves in one write, once per transfer id (``False``: already booked, nothing written);
   ``fills_for`` returns a sleeve's transfers beside its fills;
+* ``record_split`` books a split for one fund, what its sleeves gave up in lieu, the positions
+  it moves and their outbox rows in one write, once per (action id, fund) (``False``: already
+  booked, nothing written); ``splits_for`` returns a sleeve's splits in a symbol, each with
+  that sleeve's quantity in lieu (0 when none), in effective order;
 * a :class:`FundLock` is held by one holder at a time and is released when its holder goes
   away (PostgreSQL: a session advisory lock, released when the connection closes, also when the
   process is killed).
@@ -50,7 +54,7 @@ from mts1b_foundation import (
     WireModel,
 )
 
-from mts1b_oms.positions import PositionState
+from mts1b_oms.positions import PositionState, SplitStep
 from mts1b_oms.state import OrderState
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "OrderStore",
     "OutboxItem",
     "OutboxRow",
+    "SplitRecord",
     "StaleState",
     "StateWrite",
     "StoreError",
@@ -216,6 +221,27 @@ class Transfer:
                     price=self.price, ts=self.ts)
 
 
+@dataclass(frozen=True, slots=True)
+class SplitRecord:
+    """A split as booked for one fund: ``ratio`` new shares per old one in ``symbol``,
+    effective at ``effective_at`` (``ex_date``'s open), and ``in_lieu`` strategy -> (signed
+    quantity given up, price or ``None``). Booked once per (``action_id``, ``fund_id``)."""
+
+    action_id: str
+    fund_id: str
+    symbol: str
+    ex_date: dt.date
+    ratio: Decimal
+    effective_at: dt.datetime
+    applied_at: dt.datetime
+    in_lieu: Mapping[str, tuple[Decimal, Decimal | None]]
+
+    def step(self, strategy_id: str) -> SplitStep:
+        """The split as ``strategy_id``'s position history holds it."""
+        q, price = self.in_lieu.get(strategy_id, (Decimal(0), None))
+        return SplitStep(self.action_id, self.effective_at, self.ratio, q, price)
+
+
 @runtime_checkable
 class FundLock(Protocol):
     """The right to run the kill-switch sweeps of some funds: one holder per fund at a time.
@@ -272,6 +298,10 @@ class OrderStore(Protocol):
                               positions: Sequence[tuple[str, str, str, PositionState]]
                               ) -> bool: ...
 
+    async def record_split(self, split: SplitRecord, outbox: Sequence[OutboxItem], *,
+                           positions: Sequence[tuple[str, str, str, PositionState]]
+                           ) -> bool: ...
+
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal: ...
 
     def fund_lock(self, fund_ids: Collection[str]) -> FundLock: ...
@@ -294,6 +324,13 @@ class OrderStore(Protocol):
                     include_busted: bool = False) -> list[Fill]: ...
 
     async def fills_for(self, fund_id: str, strategy_id: str, symbol: str) -> list[Fill]: ...
+
+    async def splits_for(self, fund_id: str, strategy_id: str, symbol: str
+                         ) -> list[SplitStep]: ...
+
+    async def split_booked(self, action_id: str, fund_id: str) -> bool: ...
+
+    async def split_times(self) -> dict[tuple[str, str], dt.datetime]: ...
 
     async def positions(self, fund_id: str | None = None
                         ) -> list[tuple[str, str, str, PositionState]]: ...

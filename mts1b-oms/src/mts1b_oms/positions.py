@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from mts1b_foundation import Fill, Position, fit_to_domain
 
-__all__ = ["Mismatch", "PositionState", "apply_fill", "reconcile", "replay"]
+__all__ = ["Mismatch", "PositionState", "SplitStep", "apply_fill", "apply_split",
+           "lieu_quantities", "reconcile", "replay"]
 
 ZERO = Decimal(0)
 
@@ -62,11 +63,83 @@ def apply_fill(pos: PositionState, signed_qty: Decimal, price: Decimal,
     return PositionState(new_q, price, realized)  # crossed through zero
 
 
-def replay(fills: Iterable[Fill]) -> PositionState:
-    """The position of a list of fills applied in time order (then by trade id)."""
+@dataclass(frozen=True, slots=True)
+class SplitStep:
+    """A split as one sleeve's position history holds it: ``ratio`` new shares per old one,
+    effective at ``effective_at`` (the ex-date's open: fills stamped from then on are in the
+    new terms), and ``in_lieu`` - the signed quantity (new terms) the sleeve gave up as cash in
+    lieu because the fund's position was no longer a whole number of lots - sold at ``price``
+    (the adjusted reference price; ``None``: at its average cost, no PnL). Why recorded and not
+    recomputed: which sleeve gave up the fraction depends on every sleeve's position at the
+    split, and a rebuild of one sleeve must land where the split left it."""
+
+    action_id: str
+    effective_at: dt.datetime
+    ratio: Decimal
+    in_lieu: Decimal = ZERO
+    price: Decimal | None = None
+
+
+def apply_split(pos: PositionState, ratio: Decimal, in_lieu: Decimal = ZERO,
+                price: Decimal | None = None) -> PositionState:
+    """The position after a split of ``ratio``: quantity multiplied, average cost divided
+    (cost basis unchanged), then ``in_lieu`` (signed, new terms) traded away at ``price`` as a
+    fill would be (:func:`apply_fill`; ``None``: at the new average cost). A positive
+    ``in_lieu`` of a long position is a fraction sold, realizing ``in_lieu x (price - avg)``;
+    one of the other sign is the sleeve rounded up to a whole lot (another sleeve of the fund
+    gave the fraction up), bought at ``price``. The cash itself is the venue's and the
+    treasury's. A ratio that is not a positive finite Decimal is ``ValueError`` naming it."""
+    if not isinstance(ratio, Decimal) or not ratio.is_finite() or ratio <= 0:
+        raise ValueError(f"ratio must be a positive finite Decimal, got {ratio!r}")
+    q = pos.quantity * ratio
+    split = PositionState(q, pos.avg_cost / ratio if q != 0 else ZERO, pos.realized_pnl)
+    if in_lieu == 0:
+        return split
+    return apply_fill(split, -in_lieu, price if price is not None else split.avg_cost)
+
+
+def lieu_quantities(adjusted: Mapping[str, Decimal], lot: Decimal) -> dict[str, Decimal]:
+    """What each sleeve gives up as cash in lieu so that the fund's position (the sum of
+    ``adjusted``, each sleeve's quantity after the split) is its whole lots, as the paper
+    venue keeps them (the fund's total cut toward zero to a multiple of ``lot``). Each sleeve
+    keeps its own whole lots first; the lots the fund keeps beyond those go one each to the
+    sleeves with the largest remainder of the fund's sign of change (ties: by name), so every
+    sleeve ends on whole lots and the sleeves sum to the venue's position. Returns sleeve ->
+    signed quantity given up (0 entries left out)."""
+    if lot <= 0:
+        raise ValueError(f"lot must be > 0, got {lot!r}")
+    total = sum(adjusted.values(), ZERO)
+    kept_total = (total / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+    whole = {s: (q / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+             for s, q in adjusted.items()}
+    rest = {s: adjusted[s] - whole[s] for s in adjusted}
+    extra = kept_total - sum(whole.values(), ZERO)  # a multiple of lot
+    step = lot if extra > 0 else -lot
+    candidates = sorted((s for s, r in rest.items() if r != 0 and (r > 0) == (extra > 0)),
+                        key=lambda s: (-abs(rest[s]), s))
+    for s in candidates:
+        if extra == 0:
+            break
+        whole[s] += step
+        extra -= step
+    if extra != 0:  # pragma: no cover - the lots kept beyond each sleeve's never run short
+        raise ValueError(f"cannot place {extra} of the fund's lots over {sorted(adjusted)}")
+    return {s: adjusted[s] - whole[s] for s in adjusted if adjusted[s] != whole[s]}
+
+
+def replay(fills: Iterable[Fill], splits: Iterable[SplitStep] = ()) -> PositionState:
+    """The position of a list of fills applied in time order (then by trade id), with each
+    split applied at its effective time - before the fills stamped at or after it (those are
+    in the new terms), whenever either was recorded."""
+    steps: list[tuple[dt.datetime, int, str, Fill | SplitStep]] = [
+        (f.ts, 1, f.trade_id, f) for f in fills]
+    steps += [(s.effective_at, 0, s.action_id, s) for s in splits]
     pos = PositionState()
-    for f in sorted(fills, key=lambda f: (f.ts, f.trade_id)):
-        pos = apply_fill(pos, f.signed_quantity, f.price, f.commission)
+    for _ts, _kind, _id, item in sorted(steps, key=lambda t: t[:3]):
+        if isinstance(item, SplitStep):
+            pos = apply_split(pos, item.ratio, item.in_lieu, item.price)
+        else:
+            pos = apply_fill(pos, item.signed_quantity, item.price, item.commission)
     return pos
 
 

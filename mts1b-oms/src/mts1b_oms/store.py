@@ -51,6 +51,7 @@ from mts1b_oms.orderstore import (
     KeyClaim,
     OutboxItem,
     OutboxRow,
+    SplitRecord,
     StaleState,
     StateWrite,
     StoreError,
@@ -58,7 +59,7 @@ from mts1b_oms.orderstore import (
     SweepOrder,
     Transfer,
 )
-from mts1b_oms.positions import PositionState
+from mts1b_oms.positions import PositionState, SplitStep
 from mts1b_oms.sleeves import sleeve_fills
 from mts1b_oms.state import OrderState
 
@@ -424,6 +425,37 @@ class Store:
         self._committed(rows)
         return True
 
+    async def record_split(self, split: SplitRecord, outbox: Sequence[OutboxItem], *,
+                           positions: Sequence[tuple[str, str, str, PositionState]]
+                           ) -> bool:
+        """Book a split for one fund with what its sleeves gave up in lieu, the positions it
+        moves and its outbox rows in one transaction; ``False`` (nothing written) when the
+        (action id, fund) is booked already."""
+        t = split
+        async with self.pool.acquire() as conn, conn.transaction():
+            booked = await conn.fetchval(
+                "INSERT INTO splits (action_id, fund_id, symbol, ex_date, ratio, effective_at, "
+                "applied_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING "
+                "RETURNING true", t.action_id, t.fund_id, t.symbol, t.ex_date, t.ratio,
+                t.effective_at, t.applied_at)
+            if not booked:
+                return False
+            await conn.executemany(
+                "INSERT INTO split_in_lieu (action_id, fund_id, strategy_id, quantity, price) "
+                "VALUES ($1,$2,$3,$4,$5)",
+                [(t.action_id, t.fund_id, s, q, px) for s, (q, px) in sorted(t.in_lieu.items())])
+            await conn.executemany(
+                "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
+                "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+                "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
+                "quantity = EXCLUDED.quantity, avg_cost = EXCLUDED.avg_cost, "
+                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at",
+                [(f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, t.applied_at)
+                 for f, st, sym, p in positions])
+            rows = await self._outbox(conn, outbox)
+        self._committed(rows)
+        return True
+
     async def set_nav(self, fund_id: str, nav: Decimal, now: dt.datetime) -> Decimal:
         """Record NAV; return the peak (high-water mark) including it."""
         peak = await self.pool.fetchval(
@@ -503,6 +535,30 @@ class Store:
                      symbol=r["symbol"], side=Side.BUY if r["credit"] > 0 else Side.SELL,
                      quantity=abs(r["credit"]), price=r["price"], commission=r["part"],
                      ts=r["ts"]) for r in rows]
+
+    async def splits_for(self, fund_id: str, strategy_id: str, symbol: str
+                         ) -> list[SplitStep]:
+        """The splits booked for ``fund_id`` in ``symbol``, in effective order, each with what
+        ``strategy_id`` gave up in lieu (0 when nothing)."""
+        rows = await self.pool.fetch(
+            "SELECT s.action_id, s.effective_at, s.ratio, l.quantity, l.price FROM splits s "
+            "LEFT JOIN split_in_lieu l ON l.action_id = s.action_id AND l.fund_id = s.fund_id "
+            "AND l.strategy_id = $2 WHERE s.fund_id = $1 AND s.symbol = $3 "
+            "ORDER BY s.effective_at, s.action_id", fund_id, strategy_id, symbol)
+        return [SplitStep(r["action_id"], r["effective_at"], Decimal(r["ratio"]),
+                          Decimal(r["quantity"]) if r["quantity"] is not None else Decimal(0),
+                          Decimal(r["price"]) if r["price"] is not None else None)
+                for r in rows]
+
+    async def split_booked(self, action_id: str, fund_id: str) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT true FROM splits WHERE action_id=$1 AND fund_id=$2", action_id, fund_id))
+
+    async def split_times(self) -> dict[tuple[str, str], dt.datetime]:
+        """(fund, symbol) -> the latest effective time of a split booked there."""
+        rows = await self.pool.fetch("SELECT fund_id, symbol, max(effective_at) AS at "
+                                     "FROM splits GROUP BY fund_id, symbol")
+        return {(r["fund_id"], r["symbol"]): r["at"] for r in rows}
 
     async def positions(self, fund_id: str | None = None
                         ) -> list[tuple[str, str, str, PositionState]]:
