@@ -74,16 +74,27 @@ def serve(
              "each session's tick is answered once its corporate actions are applied, every "
              "bar of the session has traded the venue and every report it caused is "
              "published. Only under a lockstep replay: bars are held until the tick")] = False,
+    reset_state: Annotated[bool, typer.Option(
+        "--reset-state",
+        help="paper only: forget the venue's stored state (KV bucket broker-state-<name>) "
+             "and start from --account. Without it a (re)started paper service takes up its "
+             "stored accounts, positions and orders, and --account only opens a venue that "
+             "never stored one")] = False,
 ) -> None:
     """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT.
 
     With --replay-clock (paper) the service takes a lockstep replay's ticks as
     broker-<name>: an order accepted during session d fills on session d+1's bar.
+
+    The paper venue's state is stored in the KV bucket broker-state-<name> after each change
+    and restored at start, so a SIGKILLed service restarts where it was (--reset-state
+    starts afresh); a stored state that cannot be read stops the start, naming the key.
     """
     from mts1b_platform.logging import set_service
 
     set_service(f"broker-{name or broker}")  # before anything logs: every line names it
     from mts1b_brokers.models import BpsCommission, BpsSlippage
+    from mts1b_brokers.venuestate import VenueStateUnreadable
 
     config: dict[str, Any] = {}
     if broker == "paper":
@@ -94,18 +105,25 @@ def serve(
             "slippage": BpsSlippage(Decimal(slippage_bps)), "seed": seed, "calendar": calendar,
             "leverage": leverage,
         }
-    elif replay_clock:
-        raise typer.BadParameter(f"--replay-clock runs the paper venue only, not {broker!r}",
-                                 param_hint="--replay-clock")
-    asyncio.run(_serve(broker, config, nats_url=nats_url, namespace=namespace,
-                       replay_clock=replay_clock))
+    elif replay_clock or reset_state:
+        flag = "--replay-clock" if replay_clock else "--reset-state"
+        raise typer.BadParameter(f"{flag} is for the paper venue only, not {broker!r}",
+                                 param_hint=flag)
+    try:
+        asyncio.run(_serve(broker, config, nats_url=nats_url, namespace=namespace,
+                           replay_clock=replay_clock, reset_state=reset_state))
+    except VenueStateUnreadable as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | None,
-                 namespace: str | None, replay_clock: bool = False) -> None:
+                 namespace: str | None, replay_clock: bool = False,
+                 reset_state: bool = False) -> None:
     from mts1b_platform.bus import Bus
     from mts1b_platform.replayclock import ReplayClock, load_tick
 
+    from mts1b_brokers.paper import PaperClient
     from mts1b_brokers.registry import get_broker
     from mts1b_brokers.service import BrokerService
 
@@ -122,8 +140,14 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
         if tick is not None:
             clock.set(tick)
         config["clock"] = clock
-    service = BrokerService(get_broker(broker_name, **config), bus, replay_clock=clock)
-    await service.start()
+    venue = get_broker(broker_name, **config)
+    service = BrokerService(venue, bus, replay_clock=clock,
+                            durable=isinstance(venue, PaperClient), reset_state=reset_state)
+    try:
+        await service.start()
+    except BaseException:
+        await bus.drain()
+        raise
     bus.install_signal_handlers()  # before saying so: SIGTERM right after the line drains
     where = f" (namespace {namespace})" if namespace else ""
     typer.echo(f"broker {broker_name} serving as {service.name} on "

@@ -71,12 +71,14 @@ from mts1b_foundation import (
 )
 from mts1b_foundation import subjects as registry
 from mts1b_platform.bus import Bus
+from mts1b_platform.follow import follow
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import ReplayClock, serve_ticks
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from mts1b_brokers.paper import PaperClient, status_of
+from mts1b_brokers.venuestate import VenueStore
 
 __all__ = ["BrokerService", "SessionNotFinished", "account_subject", "command_subject",
            "execution_subject", "tick_participant"]
@@ -161,11 +163,19 @@ class BrokerService:
 
     def __init__(self, broker: BrokerProtocol, bus: Bus, *, follow_market_data: bool = True,
                  queue: str | None = None, replay_clock: ReplayClock | None = None,
-                 bar_wait: float = 20.0) -> None:
+                 bar_wait: float = 20.0, durable: bool = False,
+                 reset_state: bool = False) -> None:
         """``replay_clock``: serve the ticks of a lockstep replay as ``broker-<name>`` (see the
         module's docs); the paper venue must run on that clock itself
         (``PaperClient(clock=...)``), and it must follow market data. ``bar_wait``: seconds a
-        tick waits for its session's bars before it is refused."""
+        tick waits for its session's bars before it is refused.
+
+        ``durable`` (a paper venue only; the CLI's ``serve paper`` sets it): the venue's state
+        is kept in its KV bucket (:mod:`mts1b_brokers.venuestate`) and restored by
+        :meth:`start`, so a SIGKILL loses nothing - every state change the service makes (a
+        command, a bar or quote, a session's tick) is stored before the command is answered
+        and before any report it caused is published. ``reset_state``: forget the stored
+        state at start (a new paper run in the same namespace)."""
         self.broker = broker
         self.bus = bus
         self.name = broker.name
@@ -187,12 +197,27 @@ class BrokerService:
         self._arrived = asyncio.Event()
         self._publishing = False  # the pump holds a report it has not published yet
         self.publish_failures = 0
+        if durable and not isinstance(broker, PaperClient):
+            raise ValueError("durable needs a paper venue (its state is the PaperClient's)")
+        self._durable = durable
+        self._reset_state = reset_state
+        self.store: VenueStore | None = None
+        self._save_lock = asyncio.Lock()
+        self._stored_upto = 0  # reports (PaperClient.emitted) covered by the stored state
+        self._stored = asyncio.Event()  # set at each save: the pump may publish more
+        self._unsaved_ended: list[dict[str, Any]] = []  # ended records a failed save held
 
     async def start(self) -> None:
+        """Restore the stored state (``durable``), connect the venue, start publishing and
+        subscribe. Raises :class:`~mts1b_brokers.venuestate.VenueStateUnreadable` (naming the
+        bucket and key) when a stored state cannot be read: the venue is not reset."""
         await self.bus.declare_streams(["brokers"])
+        if self._durable:
+            await self._restore()
         await self.broker.connect()
         self._stream = self.broker.execution_reports()
-        self._pump = asyncio.create_task(self._publish_reports(self._stream))
+        first = self.broker.emitted if isinstance(self.broker, PaperClient) else 0
+        self._pump = asyncio.create_task(self._publish_reports(self._stream, first))
         nc = self.bus.nc
         for command in _COMMANDS:
             wire = self.bus.wire_subject(command_subject(self.name, command))
@@ -233,12 +258,85 @@ class BrokerService:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # ---------------------------------------------------------------------- durable state
+    async def _restore(self) -> None:
+        venue = self.broker
+        if not isinstance(venue, PaperClient):  # pragma: no cover - checked at __init__
+            return
+        self.store = store = await VenueStore.open(self.bus, self.name)
+        if self._reset_state:
+            await store.clear()
+            _log.warning("stored venue state reset", broker=self.name, bucket=store.bucket)
+        state = await store.load()
+        if state is not None:
+            try:
+                venue.restore(state["venue"])
+                service = state["service"]
+                self._fed_bars = {dt.datetime.fromisoformat(ts): set(symbols)
+                                  for ts, symbols in service["fed_bars"].items()}
+                self._applied = dict(service["applied"])
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                raise store._unreadable("part.*", f"{type(exc).__name__}: {exc}") from None
+            _log.info("venue state restored", broker=self.name, bucket=store.bucket,
+                      generation=store.generation, reports=venue.emitted)
+        self._stored_upto = venue.emitted
+
+    async def _persist(self) -> None:
+        """Store the venue's state now, if it changed (``durable`` only). Why before a reply
+        or a publish: a command answered, or a report published, is then in the state any
+        restart begins from; a change a SIGKILL loses was never told to anyone, and the
+        OMS's retry (same client order id) or the replay's repeated tick does it again."""
+        venue = self.broker
+        if self.store is None or not isinstance(venue, PaperClient):
+            return
+        async with self._save_lock:  # taken here, so a later save holds a later state
+            upto = venue.emitted
+            core = {"venue": venue.snapshot(ended=False), "service": {
+                "fed_bars": {ts.isoformat(): sorted(symbols)
+                             for ts, symbols in self._fed_bars.items()},
+                "applied": dict(self._applied)}}
+            ended = self._unsaved_ended + venue.pop_ended()
+            self._unsaved_ended = ended
+            await self.store.save(core, ended)
+            self._unsaved_ended = []
+            self._stored_upto = max(self._stored_upto, upto)
+            self._stored.set()
+
+    async def _take_back_ended(self, request: WireModel) -> None:
+        """A command about an order the restarted venue does not hold: take the order back
+        from the store if it ended before the restart (a repeated submit is then a repeat,
+        a cancel a cancel_reject, order_status its last report)."""
+        venue = self.broker
+        if self.store is None or not isinstance(venue, PaperClient):
+            return
+        if isinstance(request, SubmitOrder):
+            order_id = request.order.order_id
+        elif isinstance(request, CancelOrder | OrderStatusQuery):
+            order_id = request.order_id
+        elif isinstance(request, ReplaceOrder):
+            order_id = request.replace.order_id
+        else:
+            return
+        if order_id is None or venue.knows(order_id):
+            return
+        record = await self.store.ended(order_id)
+        if record is not None and not venue.knows(order_id):
+            venue.restore_ended(record)
+
     # --------------------------------------------------------------------------- commands
     async def _on_command(self, msg: Msg) -> None:
         subject = self.bus.logical_subject(msg.subject)
         command = subject.rsplit(".", 1)[-1]
         reply = await self.handle(command, msg.data, subject=subject,
                                   headers=dict(msg.headers or {}))
+        try:
+            await self._persist()
+        except Exception:
+            # not answered: the client's outcome is unknown and it asks again (or asks
+            # order_status); what the command did is not published either
+            _log.exception("venue state not stored: command left unanswered",
+                           broker=self.name, command=command)
+            return
         if msg.reply:
             await msg.respond(reply.to_json())
 
@@ -262,6 +360,7 @@ class BrokerService:
             return _error_reply(ValidationFailed(exc.message, field=first,
                                                  errors=len(errors)))
         try:
+            await self._take_back_ended(request)
             return await self._execute(request)
         except MtsError as exc:  # BrokerError included: its code and context go back as they are
             return _error_reply(exc)
@@ -275,8 +374,10 @@ class BrokerService:
     async def _execute(self, request: WireModel) -> CommandReply:
         b = self.broker
         if isinstance(request, SubmitOrder):
+            known = isinstance(b, PaperClient) and request.order.order_id is not None and (
+                b.knows(request.order.order_id))  # also an order restored from the store
             report = await b.submit(request.order)
-            duplicate = report.order_id in self._accepted
+            duplicate = known or report.order_id in self._accepted
             self._accepted.add(report.order_id)
             return self._report_reply(report, duplicate=duplicate)
         if isinstance(request, CancelOrder):
@@ -327,10 +428,20 @@ class BrokerService:
             _log.exception("could not dead-letter a malformed command", subject=subject)
 
     # ------------------------------------------------------------------------ publishing
-    async def _publish_reports(self, stream: AsyncIterator[ExecutionReport]) -> None:
+    async def _publish_reports(self, stream: AsyncIterator[ExecutionReport],
+                               first: int = 0) -> None:
+        """Publish each report the venue emits, in order; a durable service publishes report
+        ``n`` (counted as ``PaperClient.emitted`` counts) only once a stored state covers it,
+        so no report is ever published for a state a SIGKILL could lose."""
         subject = execution_subject(self.name)
+        number = first
         async for report in stream:
             self._publishing = True  # set before any await: a tick must see it in hand
+            number += 1
+            while self.store is not None and self._stored_upto < number:
+                self._stored.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stored.wait(), 1.0)
             try:
                 await self.bus.publish(subject, report, msg_id=report.trade_id)
                 if report.exec_type in {ExecType.FILL, ExecType.PARTIAL_FILL}:
@@ -359,14 +470,19 @@ class BrokerService:
                 bar = parse_message(Bar, msg.data)
                 if self.replay_clock is None:
                     await self.broker.on_bar(bar)
+                    await self._persist()
                 else:
                     self._take_bar(bar)
             elif ".actions." in subject:
                 self._take_action(parse_message(CorporateAction, msg.data))
             else:
                 await self.broker.on_quote(parse_message(Quote, msg.data))
+                await self._persist()
         except ValidationFailed as exc:
             _log.warning("ignored malformed market data", subject=subject, error=exc.message)
+        except Exception:  # a state not stored: its reports wait for the next save
+            _log.exception("venue state not stored after market data", broker=self.name,
+                           subject=subject)
 
     def _take_bar(self, bar: Bar) -> None:
         """On a replay's clock: keep ``bar`` for its session's tick, once per symbol (it can
@@ -377,8 +493,11 @@ class BrokerService:
         self._arrived.set()
 
     def _take_action(self, action: CorporateAction) -> None:
-        """On a replay's clock: keep ``action`` for its ex-date's tick, once per ``action_id``."""
-        if action.action_id in self._applied:
+        """On a replay's clock: keep ``action`` for its ex-date's tick, once per ``action_id``
+        (an action of a session already finished is not taken)."""
+        if action.action_id in self._applied or (
+                self.replay_clock is not None and self.replay_clock.tick is not None
+                and action.ex_date < self.replay_clock.tick.session):
             return
         self._actions.setdefault(action.ex_date, {}).setdefault(action.action_id, action)
         self._arrived.set()
@@ -418,9 +537,12 @@ class BrokerService:
                     f"of its {tick.actions} corporate action(s) reached the venue within "
                     f"{self._bar_wait:g}s", session=tick.session, bars=tick.bars,
                     actions=tick.actions)
-            if bars < tick.bars and loop.time() >= next_read:
+            if (bars < tick.bars or need_actions) and loop.time() >= next_read:
                 # (re)started after they were sent, or a core message lost
-                await self._bars_from_stream(tick.ts)
+                if bars < tick.bars:
+                    await self._bars_from_stream(tick.ts)
+                if need_actions:
+                    await self._actions_from_stream(tick.session)
                 next_read = loop.time() + 1.0
                 continue
             self._arrived.clear()
@@ -441,6 +563,14 @@ class BrokerService:
             self._fed_bars.pop(ts, None)
         for day in [d for d in self._actions if d < tick.session]:
             self._actions.pop(day, None)
+        for action_id in [a for a, day in self._applied.items() if day < tick.session]:
+            del self._applied[action_id]  # an older session's action is not taken any more
+        try:
+            await self._persist()  # before its reports are published and the tick answered
+        except Exception as exc:
+            raise SessionNotFinished(f"session {tick.session}: the venue's state could not "
+                                     f"be stored ({type(exc).__name__}: {exc})",
+                                     session=tick.session) from None
         while self._reports_in_hand():
             if loop.time() - started >= self._bar_wait:
                 raise SessionNotFinished(f"session {tick.session}: execution reports still "
@@ -490,3 +620,29 @@ class BrokerService:
             _log.info("bars of the session read from the datalake stream", bars=new,
                       session_close=ts.isoformat())
         return new
+
+    async def _actions_from_stream(self, session: str) -> None:
+        """Take the corporate actions of ``session`` stored on ``mts.v1.datalake.actions.*``
+        (every stored one: a symbol may have a split and a dividend in one session). Why: a
+        restored venue holds positions the actions change, but it may have (re)started after
+        they went out on core NATS."""
+
+        async def on_message(_: str, data: bytes) -> None:
+            try:
+                action = parse_message(CorporateAction, data)
+            except ValidationFailed:
+                return
+            if action.ex_date == session:
+                self._take_action(action)
+
+        try:
+            follower = await follow(self.bus, "datalake", "mts.v1.datalake.actions.*",
+                                    on_message)
+        except Exception as exc:  # no datalake stream: nothing stored to read
+            _log.warning("corporate actions not readable from the datalake stream",
+                         error=type(exc).__name__)
+            return
+        try:
+            await follower.caught_up(timeout=self._bar_wait)
+        finally:
+            await follower.stop()
