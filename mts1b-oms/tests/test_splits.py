@@ -4,6 +4,7 @@ split leaves whole lots as the paper venue does - on the in-memory store and on 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from mts1b_foundation import (
     FundConfig,
     Order,
     Position,
+    Quote,
     Side,
     ValidationFailed,
     parse_message,
@@ -31,9 +33,9 @@ if TYPE_CHECKING:
     from conftest import MakeOms
 
 D = Decimal
-BEFORE = dt.datetime(2026, 12, 3, 21, 0, tzinfo=dt.UTC)  # the session before the ex-date
-OPEN = dt.datetime(2026, 12, 4, 14, 30, tzinfo=dt.UTC)  # the ex-date's open
-EX_DATE = "2026-12-04"
+BEFORE = dt.datetime(2027, 1, 4, 21, 0, tzinfo=dt.UTC)  # the session before the ex-date
+OPEN = dt.datetime(2027, 1, 5, 14, 30, tzinfo=dt.UTC)  # the ex-date's open
+EX_DATE = "2027-01-05"
 
 
 def fund(*strategies: str) -> FundConfig:
@@ -208,3 +210,45 @@ def test_lieu_quantities_place_the_funds_lots_on_whole_lots_per_sleeve() -> None
     assert lieu_quantities({"A": D("-1.6"), "B": D("-0.6")}, D(1)) == {"A": D("0.4"),
                                                                       "B": D("-0.6")}
     assert effective_at("2026-12-04") == dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("ratio", "bought"), [("0.1", ("15", "17")), ("2", ("15", "17")),
+                                               ("0.1", ("23", "-4"))])
+async def test_positions_after_a_split_are_the_paper_venues(
+        pg_store: OrderStore, ratio: str, bought: tuple[str, str]) -> None:
+    """The real paper venue in process, the OMS on PostgreSQL: orders of two sleeves filled by
+    the venue, then the split applied to both (the venue keeps whole lots and pays the rest in
+    lieu): the OMS's positions are the venue's, and the start-up reconciliation agrees."""
+    brokers = pytest.importorskip("mts1b_brokers", reason="the paper venue is mts1b-brokers'")
+    venue = brokers.PaperClient(accounts={"acc1": "1000000"}, instruments=[Equity(symbol="AAPL")],
+                                participation_rate=None)
+    await venue.connect()
+    oms = Oms(pg_store, venue, [fund("A", "B")], instruments=InstrumentRegistry(
+        [Equity(symbol="AAPL")]), sweep_poll_seconds=None)
+    oms.set_price("AAPL", D(100), at=BEFORE)
+    await oms.start()
+    try:
+        for n, (strategy, qty) in enumerate(zip(("A", "B"), bought, strict=True)):
+            side = Side.BUY if D(qty) > 0 else Side.SELL
+            reply = await oms.submit(Order(idempotency_key=f"v{n}", fund_id="f1",
+                                           strategy_id=strategy,
+                                           instrument=Equity(symbol="AAPL"), side=side,
+                                           quantity=abs(D(qty))))
+            assert reply.ok, reply
+        await venue.on_quote(Quote(symbol="AAPL", ts=BEFORE, bid=D("99.99"), ask=D("100.01")))
+        for _ in range(100):
+            if sum(abs(p.quantity) for p in sleeves(oms).values()) == sum(
+                    abs(D(q)) for q in bought):
+                break
+            await asyncio.sleep(0.02)
+        assert oms.positions("f1") == {"AAPL": sum((D(q) for q in bought), D(0))}
+        venue.apply_split("AAPL", D(ratio))
+        await oms.apply_split(split(ratio))
+        theirs = {p.symbol: p.quantity for p in await venue.positions("acc1")}
+        assert oms.positions("f1") == theirs
+        assert all(p.quantity == p.quantity.to_integral_value() for p in sleeves(oms).values())
+        assert await oms.reconcile("f1") == []
+    finally:
+        await oms.stop()
+        await venue.close()

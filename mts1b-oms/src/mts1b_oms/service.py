@@ -70,6 +70,7 @@ from mts1b_foundation import (
     CancelOrder,
     ClockTick,
     CommandReply,
+    CorporateAction,
     FundConfig,
     MtsError,
     Quote,
@@ -100,12 +101,15 @@ from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import parse_change, scope_key
 from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
-__all__ = ["KV_BUCKET", "PAPER", "PAPER_ARGS", "REPLAY_PARTICIPANT", "STATE_COMMAND_SUBJECTS",
-           "STATE_QUEUE", "BrokerLink", "KvFanout", "ReportCursor", "ServeOptions",
+__all__ = ["ACTIONS_SUBJECT", "KV_BUCKET", "PAPER", "PAPER_ARGS", "REPLAY_PARTICIPANT",
+           "STATE_COMMAND_SUBJECTS", "STATE_QUEUE", "ActionDesk", "BrokerLink", "KvFanout",
+           "ReportCursor", "ServeOptions",
            "connect_broker", "finish_session", "load_broker", "load_funds", "paper_command",
            "run_service", "serve_state_commands"]
 
 REPLAY_PARTICIPANT = "oms"
+ACTIONS_SUBJECT = "mts.v1.datalake.actions.*"
+"""Where the corporate actions come from (core NATS; stored in the ``datalake`` stream)."""
 """The participant name the OMS takes a lockstep replay's ticks as (``--lockstep ...,oms,...``)."""
 
 KV_BUCKET = "mts_oms_trading_state"
@@ -410,6 +414,106 @@ class ServeOptions:
     session_timeout: float = 25.0
     """``replay_clock``: seconds a tick may take (the broker's reports delivered, applied and
     their events published) before it is refused; below the replay's 30 s per attempt."""
+    actions_wait: float = 2.0
+    """``replay_clock``: seconds a tick waits for its session's corporate actions on the bus
+    before reading the missing ones back from the datalake stream."""
+
+
+class ActionDesk:
+    """The corporate actions the service takes (:data:`ACTIONS_SUBJECT`) and applies to the
+    OMS's positions (:meth:`Oms.apply_action`).
+
+    Each action is applied when it arrives - a live feed, and the lockstep replay, publish a
+    session's actions before its bars, so normally before any fill of the ex-date. On a
+    replay's clock the tick makes sure (:meth:`finish`): it waits for the session's
+    ``ClockTick.actions`` actions, reads the missing ones back from the datalake stream (an
+    OMS restarted after they were sent, or a core message lost) and applies them before the
+    session is finished. A split applied after a fill of its ex-date still lands before it
+    (:meth:`Oms.apply_split` rebuilds from the fills), so the order in which the venue's fills
+    and the actions reach the OMS does not change the result. Applying is once per action id
+    in the store; this desk only saves the repeats' work."""
+
+    def __init__(self, bus: Bus, oms: Oms) -> None:
+        self.bus = bus
+        self.oms = oms
+        self.seen: dict[str, dict[str, CorporateAction]] = {}  # ex-date -> id -> action
+        self.applied: set[str] = set()
+        self._arrived = asyncio.Event()
+
+    async def on_message(self, msg: Any) -> None:
+        """A corporate action from the bus (a malformed one is logged and ignored; one that
+        fails to apply is an alert, and the tick of its session tries again)."""
+        try:
+            action = parse_message(CorporateAction, msg.data)
+        except Exception as exc:
+            _log.warning("corporate action ignored", error=type(exc).__name__)
+            return
+        await self.take(action)
+
+    async def take(self, action: CorporateAction) -> None:
+        """Keep ``action`` for its session's tick and apply it now."""
+        self.seen.setdefault(action.ex_date, {}).setdefault(action.action_id, action)
+        self._arrived.set()
+        try:
+            await self._apply(action)
+        except Exception as exc:  # the tick of its ex-date applies it again, or refuses
+            await self.oms.alert(f"corporate action {action.action_id} ({action.kind} "
+                                 f"{action.symbol} {action.ex_date}) not applied: "
+                                 f"{type(exc).__name__}", action_id=action.action_id)
+
+    async def _apply(self, action: CorporateAction) -> None:
+        if action.action_id not in self.applied:
+            await self.oms.apply_action(action)
+            self.applied.add(action.action_id)
+
+    async def finish(self, session: str, expected: int, *, wait: float,
+                     timeout: float = 25.0) -> int:
+        """Make sure the ``expected`` corporate actions of ``session`` (ex-date) are applied:
+        wait up to ``wait`` seconds for them on the bus, read the missing ones back from the
+        datalake stream, apply every one not applied yet. Returns how many the session has.
+        Raises :class:`ServiceError` naming the session and the counts when they are not all
+        found (the tick is refused: positions without a split would trade the wrong
+        quantities and disagree with the venue's)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while len(self.seen.get(session, {})) < expected and loop.time() < deadline:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
+        if len(self.seen.get(session, {})) < expected:
+            await self._from_stream(session, timeout)
+        found = self.seen.get(session, {})
+        if len(found) < expected:
+            raise ServiceError(f"session {session}: {len(found)} of its {expected} corporate "
+                               "action(s) reached the OMS or the datalake stream",
+                               session=session, actions=expected)
+        for _action_id, action in sorted(found.items()):
+            await self._apply(action)
+        for day in [d for d in self.seen if d < session]:  # done with: a few per session
+            for action_id in self.seen.pop(day):
+                self.applied.discard(action_id)
+        return len(found)
+
+    async def _from_stream(self, session: str, timeout: float) -> None:
+        """Take the actions of ``session`` stored on :data:`ACTIONS_SUBJECT` (every stored
+        one is read: a symbol may have a split and a dividend on one day; actions are few)."""
+        from mts1b_platform.follow import follow
+
+        async def on_message(_subject: str, data: bytes) -> None:
+            action = parse_message(CorporateAction, data)
+            if action.ex_date == session:
+                self.seen.setdefault(session, {}).setdefault(action.action_id, action)
+
+        try:
+            follower = await follow(self.bus, "datalake", ACTIONS_SUBJECT, on_message)
+        except Exception as exc:  # no datalake stream: nothing stored to read
+            _log.warning("corporate actions not readable from the datalake stream",
+                         error=type(exc).__name__)
+            return
+        try:
+            await follower.caught_up(timeout)
+        finally:
+            await follower.stop()
 
 
 @runtime_checkable
@@ -465,7 +569,7 @@ async def _seed_prices(bus: Bus, oms: Oms, live: set[str]) -> None:
         nonlocal seeded
         bar = parse_message(Bar, data)
         if bar.symbol not in live:
-            oms.set_price(bar.symbol, bar.close)
+            oms.set_price(bar.symbol, bar.close, at=bar.ts)
             seeded += 1
 
     try:
@@ -601,8 +705,14 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     ]
 
     subs += await serve_state_commands(bus, oms.killswitch)
+    actions = ActionDesk(bus, oms)
+    subs.append(await bus.nc.subscribe(bus.wire_subject(ACTIONS_SUBJECT),
+                                       cb=actions.on_message))
     if replay is not None:
         async def on_tick(tick: ClockTick) -> None:
+            # the session's actions take effect at its open: in before the session is done
+            await actions.finish(tick.session, tick.actions, wait=opts.actions_wait,
+                                 timeout=opts.session_timeout)
             await finish_session(oms, store, relay, timeout=opts.session_timeout)
 
         subs.append(await serve_ticks(bus, REPLAY_PARTICIPANT, on_tick, replay))
@@ -613,11 +723,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         try:
             if ".bars." in msg.subject:
                 bar = parse_message(Bar, msg.data)
-                oms.set_price(bar.symbol, bar.close)
+                oms.set_price(bar.symbol, bar.close, at=bar.ts)
                 live.add(bar.symbol)
             else:
                 q = parse_message(Quote, msg.data)
-                oms.set_price(q.symbol, (q.bid + q.ask) / 2)
+                oms.set_price(q.symbol, (q.bid + q.ask) / 2, at=q.ts)
                 live.add(q.symbol)
         except Exception as exc:
             _log.debug("ignored market data", error=repr(exc))
