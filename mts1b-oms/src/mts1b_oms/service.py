@@ -40,6 +40,11 @@
   positions) on the bus, so the treasury after it books them (:func:`finish_session`). A
   paper broker service it starts runs on the replay's clock too. Signed trading-state commands
   keep the wall clock: people sign them now, not in the replay's past.
+- Corporate actions come from ``mts.v1.datalake.actions.*`` (core NATS) and are applied to the
+  positions as they arrive (:class:`ActionDesk`, :meth:`~mts1b_oms.oms.Oms.apply_action`); on a
+  replay's clock a tick first makes sure its session's ``ClockTick.actions`` are applied (the
+  missing ones read back from the datalake stream, else the tick is refused), then finishes
+  the session.
 - SIGTERM / SIGINT drain: stop taking commands, finish the ones in hand, give the kill
   switch's sweeps up to ``sweep_drain_seconds`` to finish (what is left stays outstanding in
   PostgreSQL for the next instance), flush the outbox, close.
