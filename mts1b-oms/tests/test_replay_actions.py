@@ -21,6 +21,8 @@ from mts1b_foundation import (
     CommandReply,
     CorporateAction,
     Equity,
+    ExecType,
+    ExecutionReport,
     Order,
     OrderType,
     Side,
@@ -131,3 +133,43 @@ async def test_a_sessions_split_is_applied_at_its_tick_before_its_fill(
             if store is not None:
                 await store.close()
             await drop_schema(DSN, schema)
+
+
+@pytest.mark.integration
+async def test_the_desk_applies_an_action_on_arrival_and_refuses_a_tick_missing_one() -> None:
+    """Outside a replay an action is applied when it arrives; a tick whose actions are not all
+    on the bus nor in the datalake stream is refused, naming the session and the counts."""
+    from mts1b_oms.memstore import InMemoryStore
+    from mts1b_oms.oms import Oms
+    from mts1b_oms.service import ServiceError
+    from mts1b_oms.testing import RecordingBroker
+
+    try:
+        b = await Bus.connect(namespace=f"rd{uuid.uuid4().hex[:10]}", connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    oms = Oms(InMemoryStore(), RecordingBroker(), [make_fund()], instruments=make_registry(),
+              sweep_poll_seconds=None)
+    await oms.start(consume_reports=False)
+    try:
+        reply = await oms.submit(Order(idempotency_key="k", fund_id="f1", strategy_id="s1",
+                                       instrument=Equity(symbol="AAPL"), side=Side.BUY,
+                                       quantity=D(10)))
+        assert reply.ok and reply.order_id
+        await oms.on_execution_report(ExecutionReport(
+            broker="paper", account_id="acc1", order_id=reply.order_id, exec_type=ExecType.FILL,
+            ts=CLOSES[1], trade_id="t1", symbol="AAPL", side=Side.BUY, last_quantity=D(10),
+            last_price=D(90), cumulative_quantity=D(10)))
+        desk = ActionDesk(b, oms)
+        split = CorporateAction(action_id="s-1", symbol="AAPL", ex_date="2016-01-06",
+                                kind="split", value=D(3))
+        await desk.take(split)
+        assert desk.applied == {"s-1"}
+        assert oms.position_states("f1") == {("s1", "AAPL"): PositionState(D(30), D(30), D(0))}
+        assert await desk.finish("2016-01-06", 1, wait=0.05, timeout=2) == 1
+        with pytest.raises(ServiceError, match="1 of its 2 corporate action"):
+            await desk.finish("2016-01-06", 2, wait=0.05, timeout=2)
+    finally:
+        await oms.stop()
+        await b.delete_streams()
+        await b.drain()
