@@ -92,7 +92,7 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str
 
 
 WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions "
-                     "and not paper_kills")
+                     "and not paper_kills and not paper_tutorial")
 
 
 def _pytest_on_wheel_servers(uv: str) -> bool:
@@ -101,8 +101,9 @@ def _pytest_on_wheel_servers(uv: str) -> bool:
     CI machines (and most developers') have NATS and PostgreSQL on the standard ports, so the
     main run never touches the servers a new user gets from ``mts dev up``; this step does, on
     free ports, and stops them afterwards. Left out (``WHEEL_SERVER_SKIP``): the fuzz, crash,
-    secrets and permissions tests and the paper loop's SIGKILL test - they start servers of
-    their own or test what does not depend on the server's version, and they are the slowest -
+    secrets and permissions tests and the paper loop's SIGKILL and tutorial tests - they start
+    servers of their own or test what does not depend on the server's version, and they are the
+    slowest (the paper loop's run every service as a process) -
     so the step stays within the suite's time budget.
     """
     dev_dir = ROOT / ".mts1b-dev" / "wheel-servers"

@@ -70,10 +70,10 @@ async def test_tutorial_2_runs_as_written(tmp_path: Path) -> None:
         status = next(out for line, out in outputs.items() if line.endswith("paper status"))
         assert "processes: broker-paper up, oms up, treasury up, research up, portfolio up" in (
             status)
-        assert re.search(r"replay: session 2016-02-12 \((\d+) of \1\)", status), status
+        assert re.search(r"replay: session 2016-01-29 \((\d+) of \1\)", status), status
         orders = re.search(r"orders: (\d+) in all, (\d+) working", status)
         assert orders and int(orders.group(1)) > 0, status
-        nav = re.search(r"NAV ([\d,]+\.\d\d) at the close of 2016-02-12", status)
+        nav = re.search(r"NAV ([\d,]+\.\d\d) at the close of 2016-01-29", status)
         assert nav, status
         held = re.search(r"positions: (\d+)", status)
         assert held and int(held.group(1)) > 0, status
