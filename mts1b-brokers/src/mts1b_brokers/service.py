@@ -206,6 +206,8 @@ class BrokerService:
         self._stored_upto = 0  # reports (PaperClient.emitted) covered by the stored state
         self._stored = asyncio.Event()  # set at each save: the pump may publish more
         self._unsaved_ended: list[dict[str, Any]] = []  # ended records a failed save held
+        self._published = 0  # reports (numbered as PaperClient.emitted counts) handed to NATS
+        self._outbox: dict[int, ExecutionReport] = {}  # stored, not yet published
 
     async def start(self) -> None:
         """Restore the stored state (``durable``), connect the venue, start publishing and
@@ -214,6 +216,7 @@ class BrokerService:
         await self.bus.declare_streams(["brokers"])
         if self._durable:
             await self._restore()
+            await self._publish_outbox()
         await self.broker.connect()
         self._stream = self.broker.execution_reports()
         first = self.broker.emitted if isinstance(self.broker, PaperClient) else 0
@@ -275,11 +278,26 @@ class BrokerService:
                 self._fed_bars = {dt.datetime.fromisoformat(ts): set(symbols)
                                   for ts, symbols in service["fed_bars"].items()}
                 self._applied = dict(service["applied"])
+                self._outbox = {int(n): ExecutionReport.model_validate(r)
+                                for n, r in service["outbox"]}
             except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                 raise store._unreadable("part.*", f"{type(exc).__name__}: {exc}") from None
             _log.info("venue state restored", broker=self.name, bucket=store.bucket,
                       generation=store.generation, reports=venue.emitted)
-        self._stored_upto = venue.emitted
+        self._stored_upto = self._published = venue.emitted
+
+    async def _publish_outbox(self) -> None:
+        """Publish the reports the stored state holds as not yet published: the process
+        stored them and was killed before its pump published them (a copy that did reach
+        the stream is the same message and JetStream drops it: fills by trade id, the rest
+        by content)."""
+        subject = execution_subject(self.name)
+        for number in sorted(self._outbox):
+            report = self._outbox[number]
+            await self.bus.publish(subject, report, msg_id=report.trade_id)
+        if self._outbox:
+            _log.info("reports stored before the restart published", broker=self.name,
+                      reports=len(self._outbox))
 
     async def _persist(self) -> None:
         """Store the venue's state now, if it changed (``durable`` only). Why before a reply
@@ -291,10 +309,19 @@ class BrokerService:
             return
         async with self._save_lock:  # taken here, so a later save holds a later state
             upto = venue.emitted
+            history = venue.history  # report n is history[n - first - 1]
+            first = upto - len(history)
+            for number in range(max(self._published, first, max(self._outbox, default=0)) + 1,
+                                upto + 1):
+                self._outbox[number] = history[number - first - 1]
+            for number in [n for n in self._outbox if n <= self._published]:
+                del self._outbox[number]
             core = {"venue": venue.snapshot(ended=False), "service": {
                 "fed_bars": {ts.isoformat(): sorted(symbols)
                              for ts, symbols in self._fed_bars.items()},
-                "applied": dict(self._applied)}}
+                "applied": dict(self._applied),
+                "outbox": [[n, r.model_dump(mode="json")]
+                           for n, r in sorted(self._outbox.items())]}}
             ended = self._unsaved_ended + venue.pop_ended()
             self._unsaved_ended = ended
             await self.store.save(core, ended)
@@ -458,6 +485,7 @@ class BrokerService:
                 _log.exception("could not publish an execution report", broker=self.name,
                                order_id=report.order_id, exec_type=report.exec_type.value)
             finally:
+                self._published = max(self._published, number)
                 self._publishing = False
 
     # ----------------------------------------------------------------------- market data
@@ -577,6 +605,10 @@ class BrokerService:
                                          f"unpublished after {self._bar_wait:g}s",
                                          session=tick.session)
             await asyncio.sleep(0.005)
+        try:  # the reports are out: the stored outbox need not hold them any more
+            await self._persist()
+        except Exception:  # kept: a restart publishes them again and JetStream drops them
+            _log.warning("stored outbox not pruned", broker=self.name, session=tick.session)
         if self.publish_failures > failures:
             raise SessionNotFinished(
                 f"session {tick.session}: {self.publish_failures - failures} execution "
