@@ -26,6 +26,7 @@ import pytest
 from mts1b_brokers.service import command_subject, execution_subject, tick_participant
 from mts1b_brokers.venuestate import state_bucket
 from mts1b_foundation import (
+    AccountSnapshot,
     Bar,
     BrokerQuery,
     ClockTick,
@@ -74,11 +75,12 @@ async def namespace() -> AsyncIterator[str]:
     await bus.drain()
 
 
-def _serve(namespace: str) -> subprocess.Popen[str]:
+def _serve(namespace: str, *, replay_clock: bool = True) -> subprocess.Popen[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("MTS_LOG_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "mts1b_brokers.cli", "serve", "paper", "--replay-clock",
-         "--account", "FUND=100000", "--leverage", "2", "--seed", "3",
+        [sys.executable, "-m", "mts1b_brokers.cli", "serve", "paper",
+         *(["--replay-clock"] if replay_clock else []), "--account", "FUND=100000",
+         "--leverage", "2", "--seed", "3",
          "--slippage-bps", "7", "--commission-bps", "5", "--participation-rate", "0.001",
          "--nats-url", URL, "--namespace", namespace],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base)
@@ -246,6 +248,40 @@ async def test_a_venue_sigkilled_with_orders_working_ends_as_one_never_killed(
     assert [(r.ok, r.duplicate, r.status) for r in repeats] == [  # the original acks, then
         (True, True, "accepted"), (True, True, "accepted"), (True, True, "accepted"),
         (True, False, "filled")]  # a1's last report
+
+
+async def test_without_a_replay_clock_an_order_accepted_before_a_sigkill_fills_after(
+        namespace: str) -> None:
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    await bus.declare_streams(["datalake", "brokers"])
+    proc = _serve(namespace, replay_clock=False)
+    try:
+        await _up(bus)
+        await bus.publish("mts.v1.datalake.bars.AAPL", _bar("AAPL", 0, "100", "101"))
+        buy = _order("a1", "AAPL", "buy", "50")
+        deadline = time.monotonic() + 10
+        while not (reply := await _submit(bus, buy)).ok:  # until the bar priced AAPL
+            assert reply.venue_code == "NO_REFERENCE_PRICE", reply
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        _kill(proc)
+        proc = _serve(namespace, replay_clock=False)
+        await _up(bus)
+        await bus.publish("mts.v1.datalake.bars.AAPL", _bar("AAPL", 1, "102", "103"))
+        deadline = time.monotonic() + 10
+        while not [r for r in await _reports(bus) if r.trade_id is not None]:
+            assert time.monotonic() < deadline, "the order accepted before the kill never filled"
+            await asyncio.sleep(0.1)
+        [ack, fill] = await _reports(bus)
+        assert (ack.exec_type, fill.exec_type, fill.last_quantity) == (
+            ExecType.ACK, ExecType.FILL, D(50))
+        account = parse_message(AccountSnapshot, (await _account(bus))["account"])
+        assert account.positions == {"AAPL": D(50)}
+        assert fill.last_price is not None and fill.commission is not None
+        assert account.cash == D(100_000) - 50 * fill.last_price - fill.commission
+    finally:
+        _stop(proc)
+        await bus.drain()
 
 
 async def test_a_stored_state_that_cannot_be_read_stops_the_start_naming_it(
