@@ -120,6 +120,16 @@ async def test_ended_orders_kept_apart_are_still_repeats_after_restore() -> None
     assert [r.model_dump() for r in ours] == [r.model_dump() for r in theirs]
 
 
+async def test_snapshot_json_is_the_snapshot_without_ended_orders() -> None:
+    venue = _venue()
+    await _first_half(venue)
+    assert json.loads(venue.snapshot_json()) == json.loads(json.dumps(venue.snapshot(
+        ended=False)))
+    await _second_half(venue)  # orders changed, ended, new: the cached texts follow
+    assert json.loads(venue.snapshot_json()) == json.loads(json.dumps(venue.snapshot(
+        ended=False)))
+
+
 async def test_a_state_of_another_venue_or_version_is_refused_and_changes_nothing() -> None:
     venue = _venue()
     await _first_half(venue)

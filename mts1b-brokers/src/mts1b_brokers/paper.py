@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,7 @@ class PaperClient:
         # order_id -> (order, latest report, fields, record): see _cached_record
         self._records: dict[str, tuple[Order, ExecutionReport | None, tuple[Any, ...],
                                        dict[str, Any]]] = {}
+        self._texts: dict[str, tuple[dict[str, Any], bytes]] = {}  # see snapshot_json
 
     # ----------------------------------------------------------------- BrokerProtocol surface
     @property
@@ -608,6 +610,24 @@ class PaperClient:
             "rng": _rng_state(self._rng),
         }
         return state
+
+    def snapshot_json(self) -> bytes:
+        """``json.dumps(snapshot(ended=False))`` as compact UTF-8, the text of each order that
+        did not change since the last call reused. Why: with hundreds of orders working,
+        serialising them was most of what a save per command cost (8 of 9 ms)."""
+        state = self.snapshot(ended=False)
+        texts: dict[str, tuple[dict[str, Any], bytes]] = {}
+        for record in state["orders"]:
+            cached = self._texts.get(record["order_id"])
+            if cached is None or cached[0] is not record:
+                cached = (record, json.dumps(record, separators=(",", ":")).encode())
+            texts[record["order_id"]] = cached
+        self._texts = texts
+        rest = json.dumps({**state, "orders": []}, separators=(",", ":")).encode()
+        head, sep, tail = rest.partition(b'"orders":[]')
+        if not sep:  # pragma: no cover - the key is always there
+            raise RuntimeError("snapshot without orders")
+        return head + b'"orders":[' + b",".join(t for _, t in texts.values()) + b"]" + tail
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Replace this venue's state with ``state`` from :meth:`snapshot` (of a venue of the

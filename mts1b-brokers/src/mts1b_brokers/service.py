@@ -316,12 +316,14 @@ class BrokerService:
                 self._outbox[number] = history[number - first - 1]
             for number in [n for n in self._outbox if n <= self._published]:
                 del self._outbox[number]
-            core = {"venue": venue.snapshot(ended=False), "service": {
+            service = json.dumps({
                 "fed_bars": {ts.isoformat(): sorted(symbols)
                              for ts, symbols in self._fed_bars.items()},
                 "applied": dict(self._applied),
                 "outbox": [[n, r.model_dump(mode="json")]
-                           for n, r in sorted(self._outbox.items())]}}
+                           for n, r in sorted(self._outbox.items())]},
+                separators=(",", ":")).encode()
+            core = b'{"venue":' + venue.snapshot_json() + b',"service":' + service + b"}"
             ended = self._unsaved_ended + venue.pop_ended()
             self._unsaved_ended = ended
             await self.store.save(core, ended)
