@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 from mts1b_brokers.service import command_subject, execution_subject, tick_participant
-from mts1b_brokers.venuestate import state_bucket
+from mts1b_brokers.venuestate import VenueStateUnreadable, VenueStore, state_bucket
 from mts1b_foundation import (
     AccountSnapshot,
     Bar,
@@ -295,3 +295,24 @@ async def test_a_stored_state_that_cannot_be_read_stops_the_start_naming_it(
     assert proc.returncode == 2
     assert "bucket 'broker-state-paper', key 'head'" in err
     assert "serve --reset-state" in err
+
+
+async def test_the_store_splits_a_large_state_and_names_a_missing_part(namespace: str) -> None:
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    try:
+        store = await VenueStore.open(bus, "big")
+        big = {"blob": os.urandom(700_000).hex()}  # compresses to about 0.8 MB: two parts
+        assert await store.save({"n": 1}, [])
+        assert await store.save(big, [{"order_id": "o/1 x", "rejected": None}])
+        assert not await store.save(big, [])  # unchanged: nothing written
+        again = await VenueStore.open(bus, "big")
+        assert await again.load() == big
+        assert await again.ended("o/1 x") == {"order_id": "o/1 x", "rejected": None}
+        assert await again.ended("o-2") is None
+        kv = await bus.kv(state_bucket("big"))
+        await kv.delete(f"part.{again.generation % 2}.1")
+        missing = r"bucket 'broker-state-big', key 'part\.0\.1'\) cannot be read: the part"
+        with pytest.raises(VenueStateUnreadable, match=missing):
+            await (await VenueStore.open(bus, "big")).load()
+    finally:
+        await bus.drain()
