@@ -28,6 +28,12 @@ The venue's clock is the replay's, so an order accepted during session d's cycle
 close) can trade only on a later bar: it fills at d+1's open. Run it only under a lockstep
 replay: without ticks, the held bars never trade.
 
+A durable service (``durable=True``; ``serve paper`` is) keeps its paper venue's state in the
+KV bucket ``broker-state-<name>`` (:mod:`mts1b_brokers.venuestate`) and restores it at start:
+each command, bar, quote and tick is stored before the reply and before its reports are
+published (reports stored but not published when the process died are published at start),
+so a SIGKILL at any point loses nothing and repeats nothing.
+
 The reply's ``payload`` is JSON: the ``ExecutionReport`` for submit/cancel/replace (also for a
 rejection), a list of ``Order`` / ``Position`` for ``open_orders`` / ``positions`` queries, an
 ``AccountSnapshot`` for ``account``, ``{"state": ...}`` for ``connection``. An
