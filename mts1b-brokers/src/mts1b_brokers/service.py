@@ -473,8 +473,10 @@ class BrokerService:
         async for report in stream:
             self._publishing = True  # set before any await: a tick must see it in hand
             number += 1
-            while self.store is not None and self._stored_upto < number:
-                self._stored.clear()
+            while self.store is not None:
+                self._stored.clear()  # before the check: a save in between sets it again
+                if self._stored_upto >= number:
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stored.wait(), 1.0)
             try:
