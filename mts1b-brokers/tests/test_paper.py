@@ -390,3 +390,14 @@ def test_set_mark_refuses_a_price_that_is_no_positive_number(bad: str) -> None:
     with pytest.raises(BrokerConfigError) as info:
         PaperClient().set_mark("AAPL", bad)
     assert info.value.context == {"field": "price", "value": bad}
+
+
+async def test_a_cost_averaged_past_twelve_places_is_reported_at_twelve() -> None:
+    """Three buys at prices whose average has no end (x/3): the venue keeps it exact, the
+    positions query reports it in the wire's 12 places instead of failing."""
+    b = await paper()
+    for n, px in enumerate(("100.01", "100.02", "100.04"), start=1):
+        await b.submit(order(n, quantity=D(1)))
+        await b.on_bar(bar(px, px, px, px, minutes=2 * n))
+    [pos] = await b.positions("core")
+    assert pos.quantity == 3 and pos.avg_cost == D("100.023333333333")

@@ -75,6 +75,7 @@ from mts1b_foundation import (
     TimeInForce,
     TradingSession,
     deterministic_id,
+    fit_to_domain,
 )
 
 from mts1b_brokers.errors import RejectReason, config_error
@@ -440,10 +441,13 @@ class PaperClient:
             if h.quantity == 0 and h.realized_pnl == 0:
                 continue
             mark = self._mark(symbol, h)
+            # the venue keeps exact costs; the wire takes 12 places (a cost averaged over
+            # partial fills may have more)
             out.append(Position(
                 fund_id=acct.fund_id, strategy_id=h.strategy_id, symbol=symbol,
-                quantity=h.quantity, avg_cost=h.avg_cost, realized_pnl=h.realized_pnl,
-                unrealized_pnl=(mark - h.avg_cost) * h.quantity, as_of=now,
+                quantity=h.quantity, avg_cost=fit_to_domain(h.avg_cost),
+                realized_pnl=fit_to_domain(h.realized_pnl),
+                unrealized_pnl=fit_to_domain((mark - h.avg_cost) * h.quantity), as_of=now,
             ))
         return out
 
