@@ -50,7 +50,7 @@ from typing import Any
 from mts1b_foundation import MtsError
 from mts1b_platform.logging import get_logger
 
-__all__ = ["LOCKSTEP", "PaperError", "PaperPlan", "PaperState", "needed_libraries",
+__all__ = ["LOCKSTEP", "PaperError", "PaperPlan", "PaperState", "forget", "needed_libraries",
            "process_alive", "run_dir", "start", "stop"]
 
 _log = get_logger("mts1b_research.paper")
@@ -192,6 +192,7 @@ class PaperState:
     plan: dict[str, Any]
     processes: dict[str, dict[str, Any]]
     started_at: str
+    stopped_at: str | None = None
 
     def save(self, folder: Path) -> None:
         (folder / "paper.json").write_text(json.dumps(dataclasses.asdict(self), indent=2),
@@ -206,7 +207,7 @@ class PaperState:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return cls(plan=raw["plan"], processes=raw["processes"],
-                       started_at=raw["started_at"])
+                       started_at=raw["started_at"], stopped_at=raw.get("stopped_at"))
         except FileNotFoundError:
             raise PaperError(f"no paper loop in namespace {namespace!r} (nothing at {path}): "
                              "start one with `mts mts1b-research paper up`",
@@ -322,6 +323,8 @@ def supervise(namespace: str, *, interval: float = 0.5) -> int:
     signal.signal(signal.SIGTERM, stop_now)
     while not stopping and (folder / "paper.json").exists():
         state = PaperState.load(namespace)
+        if state.stopped_at is not None:
+            break
         changed = False
         for name in SUPERVISED:
             proc = state.processes.get(name)
@@ -382,8 +385,15 @@ def stop(namespace: str, *, timeout: float = 30.0) -> dict[str, str]:
     for name in reversed(list(state.processes)):
         if name != "supervisor":
             outcome[name] = _stop_one(state.processes[name], timeout)
-    (run_dir(namespace) / "paper.json").unlink(missing_ok=True)
+    # the record stays (what a later `down --purge` needs to find the books), marked stopped
+    state.stopped_at = dt.datetime.now(dt.UTC).isoformat()
+    state.save(run_dir(namespace))
     return outcome
+
+
+def forget(namespace: str) -> None:
+    """Drop the loop's record (after its books were purged)."""
+    (run_dir(namespace) / "paper.json").unlink(missing_ok=True)
 
 
 def _stop_one(proc: Mapping[str, Any], timeout: float) -> str:

@@ -184,10 +184,20 @@ async def _prepare(strategy: str, first: dt.date, end: str | None, speed: float,
 
 
 async def _fund_exists(plan: Any, database: str) -> bool:
+    """Whether the loop's fund exists; a namespace whose OMS already holds orders belongs to a
+    previous loop (its books, venue and streams would carry over into a replay that starts
+    again from --from), so it is refused."""
     import asyncpg
+
+    from mts1b_research.paper import PaperError
 
     conn = await asyncpg.connect(database, timeout=10)
     try:
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{plan.oms_schema}.orders"):
+            raise PaperError(
+                f"namespace {plan.namespace!r} holds a previous paper loop's books: `mts "
+                f"mts1b-research paper down --namespace {plan.namespace} --purge` first, or "
+                "start this one with another --namespace", namespace=plan.namespace)
         found = await conn.fetchval(
             "SELECT to_regclass($1) IS NOT NULL", f"{plan.treasury_schema}.funds")
         if not found:
@@ -269,7 +279,7 @@ def down(
         help="also delete the loop's streams and its OMS and treasury schemas")] = False,
 ) -> None:
     """Stop the loop's processes (the replay first, the venue last)."""
-    from mts1b_research.paper import PaperError, PaperState, stop
+    from mts1b_research.paper import PaperError, PaperState, forget, stop
 
     try:
         state = PaperState.load(namespace)
@@ -281,8 +291,12 @@ def down(
         typer.echo(f"  {name:<13} {what}")
     if purge:
         asyncio.run(_purge(state))
+        forget(namespace)
         typer.echo(f"purged the streams of namespace {namespace} and the schemas "
                    f"{state.plan['oms_schema']}, {state.plan['treasury_schema']}")
+    else:
+        typer.echo("its books stay (the OMS's and treasury's schemas, the streams): `paper down "
+                   "--purge` deletes them")
     typer.echo(f"paper loop {namespace} down")
 
 
