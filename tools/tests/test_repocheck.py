@@ -281,9 +281,8 @@ def test_a_sibling_used_through_an_extra_is_declared_there(tree: Path) -> None:
     that extra and in repos.yaml's extras_depend_on."""
     make_library(tree, "portfolio", depends_on=["foundation"],
                  code="def serve():\n    from mts1b_platform.bus import Bus\n")
-    manifest = {"foundation": [], "platform": ["foundation"],
-                "datalake": ["foundation", "platform"], "portfolio": ["foundation"]}
-    write_manifest(tree, manifest)
+    write_manifest(tree, {"foundation": [], "platform": ["foundation"],
+                          "datalake": ["foundation", "platform"], "portfolio": ["foundation"]})
     site = ("mts1b-portfolio/src/mts1b_portfolio/__init__.py:2: imports mts1b_platform: "
             "'platform' is not in repos.yaml depends_on of 'portfolio'; mts1b-platform is not "
             "in [project] dependencies of mts1b-portfolio/pyproject.toml")
