@@ -473,3 +473,17 @@ async def test_publishing_where_no_stream_listens_is_an_error(bus: Bus) -> None:
                                       timeout=5)
     finally:
         await other.drain()
+
+
+async def test_delete_streams_finds_a_namespace_past_the_servers_first_page(bus: Bus) -> None:
+    """The server lists streams 256 at a time: a namespace whose streams sort after the first
+    page (a busy server) must still be deleted whole."""
+    from nats.js import api
+
+    names = [f"{bus.namespace.upper()}_PAGE_{i:03d}" for i in range(260)]
+    for i, name in enumerate(names):
+        await bus.js.add_stream(api.StreamConfig(
+            name=name, subjects=[f"{bus.namespace}.page.{i}"], storage=api.StorageType.MEMORY))
+    await bus.delete_streams()
+    left = [n for n in await bus._stream_names() if n.startswith(f"{bus.namespace.upper()}_")]
+    assert left == []

@@ -562,10 +562,19 @@ class Bus:
             raise BusError("delete_streams needs a namespace; shared streams are not deleted")
         prefix = f"{self.namespace.upper()}_"
         kv_prefix = f"KV_{self.namespace}_"
-        for info in await self._js.streams_info():
-            name = info.config.name or ""
+        for name in await self._stream_names():
             if name.startswith(prefix) or name.startswith(kv_prefix):
                 await self._js.delete_stream(name)
+
+    async def _stream_names(self) -> list[str]:
+        """Every stream's name on the server. The server lists them a page at a time (256):
+        reading only the first page missed a namespace's streams on a busy server."""
+        names: list[str] = []
+        while True:
+            page = await self._js.streams_info(offset=len(names))
+            if not page:
+                return names
+            names.extend(info.config.name or "" for info in page)
 
     # --- publish ------------------------------------------------------------------------------
 
