@@ -272,6 +272,31 @@ def status(
         _fail(exc if hasattr(exc, "message") else RuntimeError(type(exc).__name__))
 
 
+@paper_app.command("env")
+def env(namespace: Namespace = "paper") -> None:
+    """Shell lines that point the other `mts` commands at the loop - its NATS, its namespace,
+    its signing key - for `eval "$(mts mts1b-research paper env)"`. A URL's credentials are
+    never printed (give them in your own environment)."""
+    import shlex
+
+    from mts1b_platform.redaction import redact_url
+
+    from mts1b_research.paper import PaperError, PaperState, run_dir
+
+    try:
+        state = PaperState.load(namespace)
+    except PaperError as exc:
+        _fail(exc)
+        return
+    url = state.plan["nats_url"]
+    lines = {"MTS_NATS_NAMESPACE": namespace,
+             "MTS_OMS_KEY_FILE": str(run_dir(namespace) / "paper-desk.key")}
+    if redact_url(url) == url:  # no credentials in it
+        lines["MTS_NATS_URL"] = url
+    for key, value in lines.items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
 @paper_app.command("down")
 def down(
     namespace: Namespace = "paper",
