@@ -216,7 +216,7 @@ def _wait(namespace: str, state: Any) -> None:
     replay = int(state.processes["replay"]["pid"])
     while process_alive(replay):
         time.sleep(5)
-        _show(namespace, as_json=False)
+        _show(namespace, as_json=False, brief=True)
     log = Path(state.processes["replay"]["log"]).read_text(encoding="utf-8", errors="replace")
     _show(namespace, as_json=False)
     if "error:" in log:
@@ -226,7 +226,7 @@ def _wait(namespace: str, state: Any) -> None:
     typer.echo("the replay is over; the services keep running until `paper down`")
 
 
-def _show(namespace: str, *, as_json: bool) -> None:
+def _show(namespace: str, *, as_json: bool, brief: bool = False) -> None:
     from mts1b_platform.bus import Bus
 
     from mts1b_research.paper import PaperState
@@ -243,6 +243,11 @@ def _show(namespace: str, *, as_json: bool) -> None:
             await bus.drain()
 
     status = asyncio.run(read())
+    if brief:  # a progress line while --wait waits
+        nav = f", NAV {status.nav:,.2f}" if status.nav is not None else ""
+        typer.echo(f"session {status.session or '-'} ({status.sessions_done} of "
+                   f"{status.sessions_total}){nav}, {status.orders_seen} orders")
+        return
     typer.echo(json.dumps(status.as_json()) if as_json else render(status))
 
 
