@@ -111,3 +111,27 @@ async def test_sync_waits_until_what_is_stored_now_is_handed_over(bus: Bus) -> N
     await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(6))
     assert not await follower.sync(0.01)  # not yet handed over: said so, not waited for
     await follower.stop()
+
+
+async def test_a_stream_that_does_not_exist_is_a_bus_error(bus: Bus) -> None:
+    from mts1b_platform.replayclock import stored_actions
+
+    async def on(subject: str, data: bytes) -> None:
+        return None
+
+    with pytest.raises(BusError, match="does not exist"):
+        await follow(bus, "oms", "mts.v1.oms.positions.updated", on)  # never declared here
+    assert await stored_actions(bus, "2016-01-04", timeout=1) == []  # datalake is declared
+
+
+async def test_stored_actions_are_the_sessions_every_one(bus: Bus) -> None:
+    from mts1b_foundation import CorporateAction
+    from mts1b_platform.replayclock import stored_actions
+
+    for action_id, symbol, day, kind in (("a1", "AAPL", "2016-01-04", "split"),
+                                         ("a2", "AAPL", "2016-01-04", "dividend"),
+                                         ("a3", "MSFT", "2016-01-05", "dividend")):
+        await bus.publish_acked(symbol_subject("actions", symbol), CorporateAction(
+            action_id=action_id, symbol=symbol, ex_date=day, kind=kind, value=Decimal(2)))
+    found = await stored_actions(bus, "2016-01-04", timeout=5)
+    assert sorted(a.action_id for a in found) == ["a1", "a2"]

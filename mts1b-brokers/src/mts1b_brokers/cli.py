@@ -121,7 +121,7 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
                  namespace: str | None, replay_clock: bool = False,
                  reset_state: bool = False) -> None:
     from mts1b_platform.bus import Bus
-    from mts1b_platform.replayclock import ReplayClock, load_tick
+    from mts1b_platform.replayclock import start_clock
 
     from mts1b_brokers.paper import PaperClient
     from mts1b_brokers.registry import get_broker
@@ -135,10 +135,7 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
     bus = await Bus.connect(**overrides)
     clock = None
     if replay_clock:  # a restarted venue takes up the replay's time where it is
-        clock = ReplayClock()
-        tick = await load_tick(bus)
-        if tick is not None:
-            clock.set(tick)
+        clock = await start_clock(bus)
         config["clock"] = clock
     venue = get_broker(broker_name, **config)
     service = BrokerService(venue, bus, replay_clock=clock,

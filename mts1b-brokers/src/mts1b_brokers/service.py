@@ -77,9 +77,8 @@ from mts1b_foundation import (
 )
 from mts1b_foundation import subjects as registry
 from mts1b_platform.bus import Bus
-from mts1b_platform.follow import follow
 from mts1b_platform.logging import get_logger
-from mts1b_platform.replayclock import ReplayClock, serve_ticks
+from mts1b_platform.replayclock import ReplayClock, serve_ticks, stored_actions
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
@@ -664,27 +663,8 @@ class BrokerService:
         return new
 
     async def _actions_from_stream(self, session: str) -> None:
-        """Take the corporate actions of ``session`` stored on ``mts.v1.datalake.actions.*``
-        (every stored one: a symbol may have a split and a dividend in one session). Why: a
-        restored venue holds positions the actions change, but it may have (re)started after
-        they went out on core NATS."""
-
-        async def on_message(_: str, data: bytes) -> None:
-            try:
-                action = parse_message(CorporateAction, data)
-            except ValidationFailed:
-                return
-            if action.ex_date == session:
-                self._take_action(action)
-
-        try:
-            follower = await follow(self.bus, "datalake", "mts.v1.datalake.actions.*",
-                                    on_message)
-        except Exception as exc:  # no datalake stream: nothing stored to read
-            _log.warning("corporate actions not readable from the datalake stream",
-                         error=type(exc).__name__)
-            return
-        try:
-            await follower.caught_up(timeout=self._bar_wait)
-        finally:
-            await follower.stop()
+        """Take the corporate actions of ``session`` the datalake stream holds. Why: a restored
+        venue holds positions the actions change, but it may have (re)started after they went
+        out on core NATS."""
+        for action in await stored_actions(self.bus, session, timeout=self._bar_wait):
+            self._take_action(action)

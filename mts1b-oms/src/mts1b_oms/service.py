@@ -89,9 +89,14 @@ from mts1b_foundation import (
     TradingStateChange,
     parse_message,
 )
-from mts1b_platform.bus import Bus
+from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
-from mts1b_platform.replayclock import ReplayClock, load_tick, serve_ticks
+from mts1b_platform.replayclock import (
+    ReplayClock,
+    serve_ticks,
+    start_clock,
+    stored_actions,
+)
 from mts1b_platform.shutdown import stop_on_signals
 from nats.aio.subscription import Subscription
 
@@ -500,25 +505,9 @@ class ActionDesk:
         return len(found)
 
     async def _from_stream(self, session: str, timeout: float) -> None:
-        """Take the actions of ``session`` stored on :data:`ACTIONS_SUBJECT` (every stored
-        one is read: a symbol may have a split and a dividend on one day; actions are few)."""
-        from mts1b_platform.follow import follow
-
-        async def on_message(_subject: str, data: bytes) -> None:
-            action = parse_message(CorporateAction, data)
-            if action.ex_date == session:
-                self.seen.setdefault(session, {}).setdefault(action.action_id, action)
-
-        try:
-            follower = await follow(self.bus, "datalake", ACTIONS_SUBJECT, on_message)
-        except Exception as exc:  # no datalake stream: nothing stored to read
-            _log.warning("corporate actions not readable from the datalake stream",
-                         error=type(exc).__name__)
-            return
-        try:
-            await follower.caught_up(timeout)
-        finally:
-            await follower.stop()
+        """Take the actions of ``session`` the datalake stream holds (missed on core NATS)."""
+        for action in await stored_actions(self.bus, session, timeout=timeout):
+            self.seen.setdefault(session, {}).setdefault(action.action_id, action)
 
 
 @runtime_checkable
@@ -580,7 +569,7 @@ async def _seed_prices(bus: Bus, oms: Oms, live: set[str]) -> None:
     try:
         follower = await follow(bus, "datalake", "mts.v1.datalake.bars.*", on_bar,
                                 last_per_subject=True)
-    except Exception as exc:  # no datalake stream here: nothing was published to seed from
+    except BusError as exc:  # no datalake stream here: nothing was published to seed from
         _log.debug("no stored bars to seed prices from", error=type(exc).__name__)
         return
     try:
@@ -664,10 +653,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     clock, verify = SystemClock(), None
     replay: ReplayClock | None = None
     if opts.replay_clock:  # a restarted OMS takes up the replay's time where it is
-        replay = ReplayClock()
-        tick = await load_tick(bus)
-        if tick is not None:
-            replay.set(tick)
+        replay = await start_clock(bus)
     if opts.keys is None:
         _log.warning("no key registry: every trading-state command from the bus is refused")
     else:  # people sign commands on the wall clock, also during a replay

@@ -17,9 +17,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.js.errors
 from nats.js import api
 
-from mts1b_platform.bus import Bus
+from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 
 __all__ = ["Follower", "follow"]
@@ -46,9 +47,15 @@ class Follower:
         self._done = asyncio.Event()
 
     async def start(self, stream: str, *, last_per_subject: bool = False) -> None:
+        """Subscribe from the first stored message (or each subject's last); :class:`BusError`
+        when ``stream`` does not exist."""
         wire = self.bus.wire_subject(self.subject)
         self._stream = stream
-        info = await self.bus.js.stream_info(stream, subjects_filter=wire)
+        try:
+            info = await self.bus.js.stream_info(stream, subjects_filter=wire)
+        except nats.js.errors.NotFoundError:
+            raise BusError(f"stream {stream} does not exist: nothing was published to "
+                           f"{self.subject} here", stream=stream) from None
         # what is stored under the filter now; later messages are live, not history
         self._target = info.state.last_seq if _stored(info) else 0
         if self._target == 0:

@@ -30,20 +30,24 @@ from mts1b_foundation import (
     Clock,
     ClockTick,
     CommandReply,
+    CorporateAction,
     MtsError,
     ReplyCode,
     SystemClock,
+    parse_message,
 )
 from nats.aio.subscription import Subscription
 
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 
-__all__ = ["ReplayClock", "ReplayStalled", "hand_out", "load_tick", "serve_ticks",
-           "tick_subject", "wait_consumed"]
+__all__ = ["ACTIONS_SUBJECT", "ReplayClock", "ReplayStalled", "hand_out", "load_tick",
+           "serve_ticks", "start_clock", "stored_actions", "tick_subject", "wait_consumed"]
 
 _log = get_logger("mts1b_platform.replayclock")
 _KEY = "tick"
+ACTIONS_SUBJECT = "mts.v1.datalake.actions.*"
+"""Where a lockstep replay publishes each session's corporate actions, before its bars."""
 
 OnTick = Callable[[ClockTick], Awaitable[None]]
 """What a service does with a finished session; it returns when the session is done."""
@@ -86,6 +90,42 @@ async def load_tick(bus: Bus) -> ClockTick | None:
     """The replay's current tick (``None`` when no replay runs in this namespace)."""
     kv = await bus.kv(REPLAY_CLOCK_BUCKET, history=1)
     return await kv.get_model(_KEY, ClockTick)
+
+
+async def start_clock(bus: Bus) -> ReplayClock:
+    """A service's clock on the replay: at the replay's current tick when one runs (a service
+    restarted mid-replay), else waiting for the first."""
+    clock = ReplayClock()
+    tick = await load_tick(bus)
+    if tick is not None:
+        clock.set(tick)
+    return clock
+
+
+async def stored_actions(bus: Bus, session: str, *, timeout: float) -> list[CorporateAction]:
+    """The corporate actions of ``session`` (``YYYY-MM-DD``) the datalake stream holds: what a
+    service that missed some on core NATS (a restart, a slow subscription) reads back at the
+    session's tick. Every stored action is read, not each subject's last: a symbol may have a
+    split and a dividend on one day; actions are few. ``[]`` without a datalake stream."""
+    from mts1b_platform.follow import follow
+
+    found: list[CorporateAction] = []
+
+    async def on_message(_subject: str, data: bytes) -> None:
+        action = parse_message(CorporateAction, data)
+        if action.ex_date == session:
+            found.append(action)
+
+    try:
+        follower = await follow(bus, "datalake", ACTIONS_SUBJECT, on_message)
+    except BusError:
+        _log.warning("corporate actions not readable: no datalake stream", session=session)
+        return []
+    try:
+        await follower.caught_up(timeout)
+    finally:
+        await follower.stop()
+    return found
 
 
 async def serve_ticks(bus: Bus, participant: str, on_tick: OnTick, clock: ReplayClock

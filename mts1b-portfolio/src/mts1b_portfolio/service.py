@@ -65,10 +65,9 @@ from mts1b_platform.bus import Bus, BusError, Delivery, KeyValue
 from mts1b_platform.follow import Follower, follow
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
-    ReplayClock,
     ReplayStalled,
-    load_tick,
     serve_ticks,
+    start_clock,
     wait_consumed,
 )
 from mts1b_platform.shutdown import stop_on_signals
@@ -385,10 +384,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                               durable=opts.transitions_durable),
         ]
         if opts.replay_clock:
-            clock = ReplayClock()
-            tick = await load_tick(bus)
-            if tick is not None:
-                clock.set(tick)
+            clock = await start_clock(bus)
             service.clock = clock
             await serve_ticks(bus, "portfolio", service.on_tick, clock)
         done = stop or asyncio.Event()

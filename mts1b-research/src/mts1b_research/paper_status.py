@@ -14,7 +14,6 @@ from typing import Any
 
 from mts1b_foundation import (
     FundNav,
-    MtsError,
     OrderEvent,
     Position,
     Signal,
@@ -63,6 +62,7 @@ async def _last(bus: Any, domain: str, subject: str) -> bytes | None:
 
 async def gather(bus: Any, state: Any) -> PaperStatus:
     """The status of the loop ``state`` (a :class:`~mts1b_research.paper.PaperState`)."""
+    from mts1b_platform.bus import BusError
     from mts1b_platform.follow import follow
     from mts1b_platform.replayclock import load_tick
 
@@ -102,8 +102,8 @@ async def gather(bus: Any, state: Any) -> PaperStatus:
             followers.append(await follow(bus, "oms", subject, handler))
         for follower in followers:
             await follower.caught_up(10)
-    except MtsError:
-        pass  # no OMS stream yet: nothing traded
+    except BusError:
+        pass  # no OMS stream yet: nothing traded, the status shows no order and no position
     finally:
         for follower in followers:
             await follower.stop()

@@ -39,7 +39,7 @@ from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
-from mts1b_platform.replayclock import ReplayClock, load_tick, serve_ticks
+from mts1b_platform.replayclock import serve_ticks, start_clock
 from mts1b_platform.shutdown import stop_on_signals
 from mts1b_platform.signing import KeyRegistry
 
@@ -193,10 +193,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         desk = StrategyCommandDesk(registry, opts.keys)
         commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
         if opts.replay_clock:
-            clock = ReplayClock()
-            tick = await load_tick(bus)
-            if tick is not None:
-                clock.set(tick)
+            clock = await start_clock(bus)
             service.clock = clock
             await serve_ticks(bus, "research", service.on_tick, clock)
         done = stop or asyncio.Event()

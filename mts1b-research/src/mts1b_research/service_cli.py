@@ -168,7 +168,7 @@ def _capital(text: str) -> Decimal:
 async def _fund_navs(fund_id: str, namespace: str | None) -> list[Any]:
     """Every NAV the treasury published for ``fund_id`` (its stream keeps them)."""
     from mts1b_foundation import FundNav, parse_message
-    from mts1b_platform.bus import Bus
+    from mts1b_platform.bus import Bus, BusError
     from mts1b_platform.follow import follow
 
     navs: list[FundNav] = []
@@ -185,7 +185,7 @@ async def _fund_navs(fund_id: str, namespace: str | None) -> list[Any]:
     try:
         try:
             follower = await follow(bus, "treasury", "mts.v1.treasury.nav.struck", on_nav)
-        except Exception:  # the stream is not there: nothing struck in this namespace
+        except BusError:  # the stream is not there: nothing struck in this namespace
             raise ResearchInputError("--realised-from-treasury", fund_id,
                                      "no treasury stream in this NATS namespace") from None
         await follower.caught_up(60)

@@ -65,12 +65,12 @@ from mts1b_foundation import (
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
-from mts1b_platform.follow import follow
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
     ReplayClock,
-    load_tick,
     serve_ticks,
+    start_clock,
+    stored_actions,
     wait_consumed,
 )
 from mts1b_platform.shutdown import stop_on_signals
@@ -406,26 +406,10 @@ class TreasuryService:
         return posted
 
     async def _actions_from_stream(self, session: dt.date) -> None:
-        """Take the actions of ``session`` stored on ``mts.v1.datalake.actions.*``: every
-        stored one is read (a symbol may have two in a session, a split and a dividend, so
-        the last per subject is not enough); actions are few."""
-
-        async def on_message(_: str, data: bytes) -> None:
-            action = parse_message(CorporateAction, data)
-            if action.ex_date == session.isoformat():
-                self._take_action(action)
-
-        try:
-            follower = await follow(self.bus, "datalake", "mts.v1.datalake.actions.*",
-                                    on_message)
-        except Exception as exc:  # no datalake stream: nothing stored to read
-            _log.warning("corporate actions not readable from the datalake stream",
-                         error=type(exc).__name__)
-            return
-        try:
-            await follower.caught_up(timeout=self.opts.drain_timeout if self.opts else 60.0)
-        finally:
-            await follower.stop()
+        """Take the actions of ``session`` the datalake stream holds (missed on core NATS)."""
+        timeout = self.opts.drain_timeout if self.opts else 60.0
+        for action in await stored_actions(self.bus, session.isoformat(), timeout=timeout):
+            self._take_action(action)
 
     def _tick_session(self, tick: ClockTick) -> dt.date:
         session = dt.date.fromisoformat(tick.session)
@@ -526,10 +510,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         clock: Clock = SystemClock()
         replay: ReplayClock | None = None
         if opts.replay_clock:
-            replay = ReplayClock()
-            tick = await load_tick(bus)  # a replay under way: its time from the start
-            if tick is not None:
-                replay.set(tick)
+            replay = await start_clock(bus)  # a replay under way: its time from the start
             clock = replay
         service = TreasuryService(bus, db, keys=opts.keys, command_window=opts.command_window,
                                   calendar=opts.calendar, clock=clock, opts=opts)
