@@ -92,6 +92,7 @@ from mts1b_foundation import (
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
+    ACTIONS_SUBJECT,
     ReplayClock,
     serve_ticks,
     start_clock,
@@ -118,7 +119,6 @@ __all__ = ["ACTIONS_SUBJECT", "KV_BUCKET", "PAPER", "PAPER_ARGS", "REPLAY_PARTIC
            "run_service", "serve_state_commands"]
 
 REPLAY_PARTICIPANT = "oms"
-ACTIONS_SUBJECT = "mts.v1.datalake.actions.*"
 """Where the corporate actions come from (core NATS; stored in the ``datalake`` stream)."""
 """The participant name the OMS takes a lockstep replay's ticks as (``--lockstep ...,oms,...``)."""
 

@@ -67,6 +67,7 @@ from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
+    ACTIONS_SUBJECT,
     ReplayClock,
     serve_ticks,
     start_clock,
@@ -526,7 +527,7 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         subscriptions = [sub, bars]
         if replay is not None:  # the replay says when a session is over: no scheduled strike
             subscriptions.append(await bus.nc.subscribe(
-                bus.wire_subject("mts.v1.datalake.actions.*"), cb=service.on_action))
+                bus.wire_subject(ACTIONS_SUBJECT), cb=service.on_action))
             subscriptions.append(await serve_ticks(bus, "treasury", service.on_tick, replay))
         scheduler = (None if opts.strike_grace is None or replay is not None
                      else asyncio.get_running_loop()
