@@ -413,14 +413,7 @@ class Store:
                 "INSERT INTO sleeve_fills (trade_id, strategy_id, order_id, fund_id, symbol, "
                 "quantity, commission) VALUES ($1,$2,$1,$3,$4,$5,0)",
                 [(t.transfer_id, s, t.fund_id, t.symbol, q) for s, q in sorted(t.credits.items())])
-            await conn.executemany(
-                "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
-                "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
-                "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
-                "quantity = EXCLUDED.quantity, avg_cost = EXCLUDED.avg_cost, "
-                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at",
-                [(f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, t.ts)
-                 for f, st, sym, p in positions])
+            await _upsert_positions(conn, positions, t.ts)
             rows = await self._outbox(conn, outbox)
         self._committed(rows)
         return True
@@ -444,14 +437,7 @@ class Store:
                 "INSERT INTO split_in_lieu (action_id, fund_id, strategy_id, quantity, price) "
                 "VALUES ($1,$2,$3,$4,$5)",
                 [(t.action_id, t.fund_id, s, q, px) for s, (q, px) in sorted(t.in_lieu.items())])
-            await conn.executemany(
-                "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
-                "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
-                "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
-                "quantity = EXCLUDED.quantity, avg_cost = EXCLUDED.avg_cost, "
-                "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at",
-                [(f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, t.applied_at)
-                 for f, st, sym, p in positions])
+            await _upsert_positions(conn, positions, t.applied_at)
             rows = await self._outbox(conn, outbox)
         self._committed(rows)
         return True
@@ -805,6 +791,18 @@ def _event_rows(order_id: str, items: Sequence[OutboxItem]
 
 # $7 = escalate_only: then an existing row changes only for a more restrictive state (the CASE
 # is tradingstate.restrictiveness); RETURNING yields no row when nothing was written.
+async def _upsert_positions(conn: Any, positions: Sequence[tuple[str, str, str, PositionState]],
+                            ts: dt.datetime) -> None:
+    """Write sleeve positions a transfer or a split moved (inside the caller's transaction)."""
+    await conn.executemany(
+        "INSERT INTO positions (fund_id, strategy_id, symbol, quantity, avg_cost, "
+        "realized_pnl, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "ON CONFLICT (fund_id, strategy_id, symbol) DO UPDATE SET "
+        "quantity = EXCLUDED.quantity, avg_cost = EXCLUDED.avg_cost, "
+        "realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at",
+        [(f, st, sym, p.quantity, p.avg_cost, p.realized_pnl, ts) for f, st, sym, p in positions])
+
+
 _SET_TRADING_STATE = """
 INSERT INTO trading_states AS t (scope, scope_id, state, actor, reason, ts)
 VALUES ($1, $2, $3, $4, $5, $6)
