@@ -129,3 +129,21 @@ async def oms(store: OrderStore, broker: RecordingBroker) -> AsyncIterator[Oms]:
         yield o
     finally:
         await o.stop()
+
+
+@pytest.fixture
+async def paper_bus() -> AsyncIterator[Any]:
+    """A bus on a fresh NATS namespace for the tests that run the paper broker service
+    (skipped without mts1b-brokers or NATS); its streams are deleted afterwards."""
+    pytest.importorskip("mts1b_brokers", reason="the paper broker service is mts1b-brokers'")
+    from mts1b_platform.bus import Bus, BusError
+
+    try:
+        b = await Bus.connect(namespace=f"pb{uuid.uuid4().hex[:10]}", connect_timeout=2)
+    except BusError as exc:
+        pytest.skip(f"NATS not reachable: {exc}")
+    try:
+        yield b
+    finally:
+        await b.delete_streams()
+        await b.drain()

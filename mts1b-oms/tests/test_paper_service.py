@@ -14,8 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -100,18 +98,10 @@ async def test_serve_refuses_a_bad_paper_arg_before_it_connects_or_creates_anyth
 # --- over NATS and PostgreSQL -----------------------------------------------------------------
 
 
+
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    pytest.importorskip("mts1b_brokers", reason="--broker paper needs mts1b-brokers installed")
-    try:
-        b = await Bus.connect(namespace=f"p{uuid.uuid4().hex[:10]}", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable: {exc}")
-    try:
-        yield b
-    finally:
-        await b.delete_streams()
-        await b.drain()
+async def bus(paper_bus: Bus) -> Bus:
+    return paper_bus
 
 
 async def publish_bar(bus: Bus, b: Bar) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import os
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -41,18 +40,10 @@ CLOSES = [dt.datetime(2016, 1, d, 21, tzinfo=dt.UTC) for d in (4, 5, 6)]  # sess
 PARTICIPANTS = ["broker-paper", "oms"]
 
 
+
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    pytest.importorskip("mts1b_brokers", reason="the paper broker service is mts1b-brokers'")
-    try:
-        b = await Bus.connect(namespace=f"ra{uuid.uuid4().hex[:10]}", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable: {exc}")
-    try:
-        yield b
-    finally:
-        await b.delete_streams()
-        await b.drain()
+async def bus(paper_bus: Bus) -> Bus:
+    return paper_bus
 
 
 def _bar(ts: dt.datetime, open_: str, close: str) -> Bar:

@@ -14,8 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from mts1b_foundation import (
 from mts1b_oms.service import ServeOptions, paper_command, run_service
 from mts1b_oms.store import Store
 from mts1b_oms.testing import drop_schema, make_fund, make_registry, write_signing_keys
-from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.bus import Bus
 from mts1b_platform.replayclock import ReplayClock, hand_out
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -60,18 +58,10 @@ def _tick(seq: int, ts: dt.datetime, bars: int) -> ClockTick:
     return ClockTick(replay_id="r1", seq=seq, session=f"{ts:%Y-%m-%d}", ts=ts, bars=bars)
 
 
+
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    pytest.importorskip("mts1b_brokers", reason="--broker paper needs mts1b-brokers installed")
-    try:
-        b = await Bus.connect(namespace=f"rc{uuid.uuid4().hex[:10]}", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable: {exc}")
-    try:
-        yield b
-    finally:
-        await b.delete_streams()
-        await b.drain()
+async def bus(paper_bus: Bus) -> Bus:
+    return paper_bus
 
 
 async def _session(bus: Bus, bars: list[Bar]) -> None:
