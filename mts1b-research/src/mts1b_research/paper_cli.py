@@ -157,7 +157,9 @@ async def _prepare(strategy: str, first: dt.date, end: str | None, speed: float,
     if down:
         raise PaperError(f"{', '.join(down)} not reachable: see `mts dev status`")
     env = dict(os.environ)
-    env.update(line.split("=", 1) for line in export_lines(servers))  # type: ignore[misc]
+    for line in export_lines(servers):  # KEY=value of each reachable server
+        key, _, value = line.partition("=")
+        env[key] = value
     database = dsn or env["MTS_DATABASE_URL"]
     env["MTS_DATABASE_URL"] = database
     async with await StrategyRegistry.open(database, schema=schema) as registry:
