@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -209,3 +211,24 @@ def fake_vault() -> Iterator[FakeVault]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+async def fresh_bus() -> AsyncIterator[Any]:
+    """A ``Bus`` on a NATS namespace of its own, its streams and buckets deleted afterwards;
+    skipped without nats-py (the ``bus`` extra) or without a NATS server."""
+    pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not "
+                                       "installed")
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    try:
+        yield bus
+    finally:
+        await bus.delete_streams()
+        await bus.drain()

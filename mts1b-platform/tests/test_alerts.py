@@ -3,32 +3,20 @@ failure to publish it never takes the caller down (real NATS JetStream)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
 
 from mts1b_foundation import Alert, Severity, parse_message
 from mts1b_platform.alerts import ALERT_SUBJECT, raise_alert
-from mts1b_platform.bus import Bus, BusError, BusSettings
+from mts1b_platform.bus import Bus
 
 pytestmark = pytest.mark.integration
-NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    try:
-        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace, connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
-    yield b
-    await b.delete_streams()
-    await b.drain()
+def bus(fresh_bus: Bus) -> Bus:
+    return fresh_bus
 
 
 async def test_an_alert_is_stored_with_its_context(bus: Bus) -> None:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -16,25 +13,17 @@ import pytest
 pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
 
 from mts1b_foundation import Allocation, Bar, FundConfig, parse_message, symbol_subject
-from mts1b_platform.bus import Bus, BusError, BusSettings
+from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.follow import follow
 
 pytestmark = pytest.mark.integration
-NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 T0 = dt.datetime(2026, 12, 4, 21, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    try:
-        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace, connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
-    await b.declare_streams(["treasury", "datalake"])
-    yield b
-    await b.delete_streams()
-    await b.drain()
+async def bus(fresh_bus: Bus) -> Bus:
+    await fresh_bus.declare_streams(["treasury", "datalake"])
+    return fresh_bus
 
 
 def _allocation(amount: int) -> Allocation:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is not installed")
 
 from mts1b_foundation import ClockTick, MtsError
-from mts1b_platform.bus import Bus, BusError, BusSettings
+from mts1b_platform.bus import Bus
 from mts1b_platform.replayclock import (
     ReplayClock,
     ReplayStalled,
@@ -25,7 +23,6 @@ from mts1b_platform.replayclock import (
 )
 
 pytestmark = pytest.mark.integration
-NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 CLOSE = dt.datetime(2016, 1, 4, 21, tzinfo=dt.UTC)
 
 
@@ -35,14 +32,8 @@ def _tick(seq: int, replay: str = "r1") -> ClockTick:
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    try:
-        b = await Bus.connect(BusSettings(url=NATS_URL, namespace=namespace, connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
-    yield b
-    await b.drain()
+def bus(fresh_bus: Bus) -> Bus:
+    return fresh_bus
 
 
 async def test_each_service_finishes_the_session_in_turn(bus: Bus) -> None:
