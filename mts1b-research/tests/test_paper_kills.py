@@ -16,15 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from mts1b_research.paper import LOCKSTEP, needed_libraries
-
-from .conftest import DSN
+from mts1b_research.paper import LOCKSTEP
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,39 +65,23 @@ def _run(env: dict[str, str], cwd: Path, kills: list[str], rng: random.Random
     return status
 
 
-async def test_every_service_killed_once_changes_nothing(tmp_path: Path) -> None:
-    missing = needed_libraries()
-    if missing:
-        pytest.skip(f"the paper loop needs {missing}")
-    try:
-        conn = await asyncpg.connect(DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        pytest.skip(f"PostgreSQL not reachable at {DSN}")
-    tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "MTS_DEV_DIR": str(tmp_path / "dev"),
-           "MTS_RESEARCH_SCHEMA": f"rs_kill_{tag}", "MTS_PAPER_NAMESPACE": f"kill{tag}",
-           "MTS_DATABASE_URL": DSN}
-    try:
-        _mts(env, tmp_path, "mts1b-datalake", "demo", "install", "--store", "lake",
-             "--n-assets", "20", "--start", "2014-01-01", "--end", "2016-06-30")
-        for args in (["register", "--name", "momentum_v3", "--factor", "f_momentum_12_1",
-                      "--param", "h_long=252", "--param", "h_skip=21", "--universe",
-                      "us-large-cap", "--rebalance", "daily", "--reason", "kill test"],
-                     ["shadow", "momentum_v3", "--reason", "watch"],
-                     ["promote", "momentum_v3", "--to", "paper", "--sessions", "20",
-                      "--reason", "kill test"]):
-            _mts(env, tmp_path, "mts1b-research", "strategies", *args)
-        rng = random.Random(20)
-        clean = _run(env, tmp_path, [], rng)
-        order = list(LOCKSTEP)
-        rng.shuffle(order)
-        killed = _run(env, tmp_path, order, rng)
-    finally:
-        subprocess.run([sys.executable, "-m", "mts1b_platform.cli", "mts1b-research", "paper",
-                        "down", "--purge"], env=env, capture_output=True, timeout=120,
-                       check=False)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "rs_kill_{tag}" CASCADE')
-        await conn.close()
+async def test_every_service_killed_once_changes_nothing(tmp_path: Path,
+                                                         paper_env: dict[str, str]) -> None:
+    env = paper_env
+    _mts(env, tmp_path, "mts1b-datalake", "demo", "install", "--store", "lake",
+         "--n-assets", "20", "--start", "2014-01-01", "--end", "2016-06-30")
+    for args in (["register", "--name", "momentum_v3", "--factor", "f_momentum_12_1",
+                  "--param", "h_long=252", "--param", "h_skip=21", "--universe",
+                  "us-large-cap", "--rebalance", "daily", "--reason", "kill test"],
+                 ["shadow", "momentum_v3", "--reason", "watch"],
+                 ["promote", "momentum_v3", "--to", "paper", "--sessions", "20",
+                  "--reason", "kill test"]):
+        _mts(env, tmp_path, "mts1b-research", "strategies", *args)
+    rng = random.Random(20)
+    clean = _run(env, tmp_path, [], rng)
+    order = list(LOCKSTEP)
+    rng.shuffle(order)
+    killed = _run(env, tmp_path, order, rng)
     assert clean["sessions_done"] == clean["sessions_total"] == 14
     assert killed["sessions_done"] == 14
     assert clean["orders_seen"] > 0 and clean["positions"]

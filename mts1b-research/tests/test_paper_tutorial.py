@@ -11,19 +11,12 @@ Skipped, with the reason, without the servers or the libraries the loop runs.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
-from mts1b_research.paper import needed_libraries
-
-from .conftest import DSN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "tutorials" / "paper-trading.md"
@@ -35,63 +28,38 @@ def commands() -> list[str]:
     return [line for block in blocks for line in block.splitlines() if line.strip()]
 
 
-async def _drop(schema: str) -> None:
-    conn = await asyncpg.connect(DSN, timeout=5)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-async def test_tutorial_2_runs_as_written(tmp_path: Path) -> None:
-    missing = needed_libraries()
-    if missing:
-        pytest.skip(f"the paper loop needs {missing}")
-    try:
-        conn = await asyncpg.connect(DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        pytest.skip(f"PostgreSQL not reachable at {DSN}")
-    await conn.close()
-    tag = uuid.uuid4().hex[:8]
-    env = {**os.environ, "MTS_DEV_DIR": str(tmp_path / "dev"),
-           "MTS_RESEARCH_SCHEMA": f"rs_tut_{tag}", "MTS_PAPER_NAMESPACE": f"tut{tag}",
-           "MTS_DATABASE_URL": DSN,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+async def test_tutorial_2_runs_as_written(tmp_path: Path, paper_env: dict[str, str]
+                                          ) -> None:
+    env = paper_env
     outputs: dict[str, str] = {}
     statuses: list[str] = []
-    try:
-        for line in commands():
-            words = shlex.split(line)
-            assert words[0] == "mts" or (words[0] == "eval" and words[1].startswith("$(mts ")
-                                         and words[2:4] == ["&&", "mts"]), line
-            done = subprocess.run(line, shell=True, cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=600, check=False)
-            outputs[line] = done.stdout
-            assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            if line.endswith("paper status"):
-                statuses.append(done.stdout)
-        up = next(out for line, out in outputs.items() if " paper up " in line)
-        assert "the replay is over" in up
-        status = statuses[0]
-        assert "processes: broker-paper up, oms up, treasury up, research up, portfolio up" in (
-            status)
-        assert re.search(r"replay: session 2016-01-29 \((\d+) of \1\)", status), status
-        orders = re.search(r"orders: (\d+) in all, (\d+) working", status)
-        # the last close's orders wait for an open that does not come: the halt cancels them
-        assert orders and int(orders.group(1)) > 0 and int(orders.group(2)) > 0, status
-        nav = re.search(r"NAV ([\d,]+\.\d\d) at the close of 2016-01-29", status)
-        assert nav, status
-        held = re.search(r"positions: (\d+)", status)
-        assert held and int(held.group(1)) > 0, status
-        halted = next(out for line, out in outputs.items() if "strategies disable" in line)
-        assert "paper -> disabled by paper-desk" in halted  # the loop's key: the OMS halted it
-        after = statuses[1]
-        assert re.search(r"orders: (\d+) in all, 0 working", after), after
-        assert re.search(r"positions: (\d+)", after).group(1) == held.group(1)  # type: ignore[union-attr]
-        down = next(out for line, out in outputs.items() if " paper down" in line)
-        assert f"paper loop tut{tag} down" in down
-    finally:
-        subprocess.run([sys.executable, "-m", "mts1b_platform.cli", "mts1b-research", "paper",
-                        "down", "--purge"], env=env, capture_output=True, timeout=120,
-                       check=False)
-        await _drop(f"rs_tut_{tag}")
+    for line in commands():
+        words = shlex.split(line)
+        assert words[0] == "mts" or (words[0] == "eval" and words[1].startswith("$(mts ")
+                                     and words[2:4] == ["&&", "mts"]), line
+        done = subprocess.run(line, shell=True, cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        outputs[line] = done.stdout
+        assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        if line.endswith("paper status"):
+            statuses.append(done.stdout)
+    up = next(out for line, out in outputs.items() if " paper up " in line)
+    assert "the replay is over" in up
+    status = statuses[0]
+    assert "processes: broker-paper up, oms up, treasury up, research up, portfolio up" in (
+        status)
+    assert re.search(r"replay: session 2016-01-29 \((\d+) of \1\)", status), status
+    orders = re.search(r"orders: (\d+) in all, (\d+) working", status)
+    # the last close's orders wait for an open that does not come: the halt cancels them
+    assert orders and int(orders.group(1)) > 0 and int(orders.group(2)) > 0, status
+    nav = re.search(r"NAV ([\d,]+\.\d\d) at the close of 2016-01-29", status)
+    assert nav, status
+    held = re.search(r"positions: (\d+)", status)
+    assert held and int(held.group(1)) > 0, status
+    halted = next(out for line, out in outputs.items() if "strategies disable" in line)
+    assert "paper -> disabled by paper-desk" in halted  # the loop's key: the OMS halted it
+    after = statuses[1]
+    assert re.search(r"orders: (\d+) in all, 0 working", after), after
+    assert re.search(r"positions: (\d+)", after).group(1) == held.group(1)  # type: ignore[union-attr]
+    down = next(out for line, out in outputs.items() if " paper down" in line)
+    assert f"paper loop {env['MTS_PAPER_NAMESPACE']} down" in down
