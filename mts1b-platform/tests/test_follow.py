@@ -14,7 +14,7 @@ pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is
 
 from mts1b_foundation import Allocation, Bar, FundConfig, parse_message, symbol_subject
 from mts1b_platform.bus import Bus, BusError
-from mts1b_platform.follow import follow
+from mts1b_platform.follow import follow, history
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 12, 4, 21, tzinfo=dt.UTC)
@@ -124,3 +124,15 @@ async def test_stored_actions_are_the_sessions_every_one(bus: Bus) -> None:
             action_id=action_id, symbol=symbol, ex_date=day, kind=kind, value=Decimal(2)))
     found = await stored_actions(bus, "2016-01-04", timeout=5)
     assert sorted(a.action_id for a in found) == ["a1", "a2"]
+
+
+async def test_history_is_what_is_stored_now_in_order(bus: Bus) -> None:
+    await bus.publish_acked("mts.v1.treasury.funds.updated", _fund())  # another subject
+    assert await history(bus, "treasury", "mts.v1.treasury.allocations.published") == []
+    for amount in (7, 8, 9):
+        await bus.publish_acked("mts.v1.treasury.allocations.published", _allocation(amount))
+    stored = await history(bus, "treasury", "mts.v1.treasury.allocations.published")
+    assert [s for s, _ in stored] == ["mts.v1.treasury.allocations.published"] * 3
+    assert [parse_message(Allocation, d).amount_usd for _, d in stored] == [7, 8, 9]
+    with pytest.raises(BusError, match="does not exist"):
+        await history(bus, "oms", "mts.v1.oms.positions.updated")  # never declared here

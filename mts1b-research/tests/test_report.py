@@ -185,3 +185,38 @@ def test_realised_returns_from_the_treasurys_navs_compound_the_sleeve() -> None:
     assert got == {date(2016, 1, 4): -0.05, date(2016, 1, 5): 20 / 95, date(2016, 1, 6): 0.0}
     with pytest.raises(ResearchInputError, match="capital"):
         realised_from_navs(navs, "mom", Decimal(0))
+
+
+@pytest.mark.integration
+async def test_the_reports_navs_are_read_from_the_treasury_stream_over_nats() -> None:
+    """``report --realised-from-treasury``'s reading of the stream (real NATS JetStream): the
+    fund's NAVs in order, another fund's and an unreadable message left out; a namespace
+    without the treasury's stream, or without a NAV of the fund, names the option and fund."""
+    import uuid
+    from decimal import Decimal
+
+    pytest.importorskip("nats", reason="nats-py (the platform's bus extra) is not installed")
+    from mts1b_foundation import FundNav
+    from mts1b_platform.bus import Bus
+    from mts1b_research.service_cli import _fund_navs
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    with pytest.raises(ResearchInputError, match="no treasury stream"):
+        await _fund_navs("f1", namespace)
+    bus = await Bus.connect(namespace=namespace, name="test-report-navs")
+    try:
+        await bus.declare_streams(["treasury"])
+        for fund, day in (("f1", 4), ("f2", 4), ("f1", 5)):
+            await bus.publish_acked("mts.v1.treasury.nav.struck", FundNav(
+                fund_id=fund, session=f"2016-01-0{day}",
+                as_of=datetime(2016, 1, day, 21, tzinfo=UTC), nav=Decimal(1000),
+                previous_nav=Decimal(1000), cash=Decimal(1000), positions_value=Decimal(0),
+                pnl=Decimal(0), inputs_sha256="0" * 64, outputs_sha256="0" * 64))
+        await bus.js.publish(bus.wire_subject("mts.v1.treasury.nav.struck"), b"not json")
+        navs = await _fund_navs("f1", namespace)
+        assert [n.session for n in navs] == ["2016-01-04", "2016-01-05"]
+        with pytest.raises(ResearchInputError, match="no NAV of this fund"):
+            await _fund_navs("f3", namespace)
+    finally:
+        await bus.delete_streams()
+        await bus.drain()

@@ -23,7 +23,7 @@ from nats.js import api
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 
-__all__ = ["Follower", "follow"]
+__all__ = ["Follower", "follow", "history"]
 
 _log = get_logger("mts1b_platform.follow")
 
@@ -123,3 +123,25 @@ async def follow(bus: Bus, domain: str, subject: str, on_message: OnMessage, *,
     follower = Follower(bus, subject, on_message)
     await follower.start(bus.stream_for(domain), last_per_subject=last_per_subject)
     return follower
+
+
+async def history(bus: Bus, domain: str, subject: str, *,
+                  timeout: float = 60.0) -> list[tuple[str, bytes]]:
+    """Every message stored under ``subject`` in ``domain``'s stream when called, in stream
+    order, as ``(logical subject, payload)``: what a report or a one-shot command reads, where a
+    service would :func:`follow`. :class:`BusError` when the stream does not exist or the
+    history is not in within ``timeout`` seconds (a partial history must never pass for the
+    whole one)."""
+    got: list[tuple[str, bytes]] = []
+
+    async def keep(logical: str, data: bytes) -> None:
+        got.append((logical, data))
+
+    follower = await follow(bus, domain, subject, keep)
+    try:
+        if not await follower.caught_up(timeout):
+            raise BusError(f"the history of {subject} was not read within {timeout:g} s "
+                           f"({len(got)} messages so far)", stream=bus.stream_for(domain))
+    finally:
+        await follower.stop()
+    return got

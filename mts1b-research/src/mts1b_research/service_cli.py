@@ -167,16 +167,9 @@ def _capital(text: str) -> Decimal:
 
 async def _fund_navs(fund_id: str, namespace: str | None) -> list[Any]:
     """Every NAV the treasury published for ``fund_id`` (its stream keeps them)."""
-    from mts1b_foundation import FundNav, parse_message
+    from mts1b_foundation import FundNav, ValidationFailed, parse_message
     from mts1b_platform.bus import Bus, BusError
-    from mts1b_platform.follow import follow
-
-    navs: list[FundNav] = []
-
-    async def on_nav(_subject: str, data: bytes) -> None:
-        nav = parse_message(FundNav, data)
-        if nav.fund_id == fund_id:
-            navs.append(nav)
+    from mts1b_platform.follow import history
 
     overrides: dict[str, Any] = {"name": "mts1b-research-report", "connect_timeout": 5}
     if namespace:
@@ -184,14 +177,20 @@ async def _fund_navs(fund_id: str, namespace: str | None) -> list[Any]:
     bus = await Bus.connect(**overrides)
     try:
         try:
-            follower = await follow(bus, "treasury", "mts.v1.treasury.nav.struck", on_nav)
+            stored = await history(bus, "treasury", "mts.v1.treasury.nav.struck")
         except BusError:  # the stream is not there: nothing struck in this namespace
             raise ResearchInputError("--realised-from-treasury", fund_id,
                                      "no treasury stream in this NATS namespace") from None
-        await follower.caught_up(60)
-        await follower.stop()
     finally:
         await bus.drain()
+    navs: list[FundNav] = []
+    for _subject, data in stored:
+        try:
+            nav = parse_message(FundNav, data)
+        except ValidationFailed:  # an unreadable event is not this fund's NAV
+            continue
+        if nav.fund_id == fund_id:
+            navs.append(nav)
     if not navs:
         raise ResearchInputError("--realised-from-treasury", fund_id,
                                  "the treasury has published no NAV of this fund")
