@@ -42,7 +42,7 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "RiskEnvelope": (3, frozenset({1,
          "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
          "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
          "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset()),
-         "ClockTick": (1, frozenset()), "CorporateAction": (1, frozenset())}
+         "ClockTick": (1, frozenset()), "CorporateAction": (2, frozenset({1}))}
 NEW = {"OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition",
        "StrategyCommand", "ClockTick", "CorporateAction"}
@@ -136,3 +136,22 @@ def test_versions_neither_written_nor_readable_are_refused(version: int) -> None
     error = info.value.context["errors"][0]
     assert error["field"] == "schema_version" and error["value"] == version
     assert "not supported by Order (writes 3, and reads 1, 2)" in error["reason"]
+
+
+def test_corporate_action_v2_adds_the_delisting_and_reads_v1() -> None:
+    """Version 2 of CorporateAction added ``delisting`` (issue #20): a version-1 split or
+    dividend reads unchanged and is re-written as version 2; a kind neither version knows is
+    refused naming the field."""
+    from mts1b_foundation import CorporateAction
+
+    v1 = {"schema_version": 1, "action_id": "ca-AAA-2016-01-05-split-v1", "symbol": "AAA",
+          "ex_date": "2016-01-05", "kind": "split", "value": "2"}
+    split = parse_message(CorporateAction, json.dumps(v1))
+    assert (split.kind, split.value, split.schema_version) == ("split", 2, 2)
+    assert json.loads(split.to_json())["schema_version"] == 2
+    gone = parse_message(CorporateAction, {**v1, "schema_version": 2, "kind": "delisting",
+                                           "value": "12.34"})
+    assert gone.kind == "delisting" and str(gone.value) == "12.34"
+    with pytest.raises(ValidationFailed) as info:
+        parse_message(CorporateAction, {**v1, "schema_version": 2, "kind": "merger"})
+    assert info.value.context["errors"][0]["field"] == "kind"

@@ -118,14 +118,24 @@ class CorporateAction(WireModel):
     ``split``: ``value`` new shares per old one (``2`` for 2-for-1, ``0.1`` for a 1-for-10
     reverse split); positions are multiplied by it, prices and average costs divided.
     ``dividend``: ``value`` in cash per share, paid to whoever held the shares at the previous
-    close (the pay date's delay is not modelled). A venue, an OMS and a treasury each apply it
-    to what they hold, so their books stay equal; ``action_id`` lets each apply it once.
+    close (the pay date's delay is not modelled).
+    ``delisting``: the symbol's last session is the one before ``ex_date`` (the first session
+    without it, the date the datalake records the delisting on); ``value`` is that last
+    session's close, in the shares of then. Every position in the symbol is closed at
+    ``value`` into cash (no commission: the holder is paid out, nothing trades) and its working
+    orders end (cancelled), at the open of ``ex_date`` - the same cash at the same marks as the
+    in-process paper loop's sale at the last close (with a commission of 0), one session later.
+    A venue, an OMS and a treasury each apply it to what they hold, so their books stay equal;
+    ``action_id`` lets each apply it once.
+
+    Version 2 added ``delisting``; a version-1 message (a split or a dividend) reads unchanged.
     """
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     action_id: Identifier
     symbol: Symbol
     ex_date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    kind: Literal["split", "dividend"]
+    kind: Literal["split", "dividend", "delisting"]
     value: PositiveDecimal
