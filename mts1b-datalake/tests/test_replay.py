@@ -254,7 +254,8 @@ async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path
         pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
     lake = install_demo_market(str(tmp_path), n_assets=20, start="2014-01-01",
                                end="2014-12-31")
-    expected = lake.events(None, "2014-01-02", "2014-03-31", kinds=["split", "dividend"])
+    expected = lake.events(None, "2014-01-02", "2014-03-31",
+                           kinds=["split", "dividend", "delisting"])
     assert len(expected) > 0
     arrivals: list[tuple[str, str]] = []  # (kind of message, session or ex-date)
 
@@ -290,3 +291,31 @@ async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path
     finally:
         await bus.delete_streams()
         await bus.drain()
+
+
+def test_a_delisting_is_an_action_paying_out_at_the_last_close(store: Store) -> None:
+    """A delisting is replayed as a corporate action (issue #20): dated the first session
+    without the symbol (a date off the calendar moves to the next session), ``value`` its last
+    close as its bar carries it; one after the replay's last session is not replayed."""
+    days = pd.bdate_range("2021-03-01", "2021-03-12")
+    rows = [{"symbol": s, "date": d, "open": 10.0, "high": 11.0, "low": 9.0,
+             "close": 10.25 + i / 100, "volume": 100.0} for i, d in enumerate(days)
+            for s in ("AAA", "BBB", "CCC") if s != "AAA" or d <= pd.Timestamp("2021-03-04")]
+    rows = [r for r in rows if r["symbol"] != "BBB" or r["date"] <= pd.Timestamp("2021-03-05")]
+    events = pd.DataFrame([
+        {"symbol": "AAA", "date": pd.Timestamp("2021-03-05"), "kind": "delisting",
+         "value": float("nan")},
+        {"symbol": "BBB", "date": pd.Timestamp("2021-03-06"), "kind": "delisting",  # Saturday
+         "value": float("nan")},
+        {"symbol": "CCC", "date": pd.Timestamp("2021-03-20"), "kind": "delisting",
+         "value": float("nan")}])
+    store.write(pd.DataFrame(rows), events)
+    actions = BarReplay(["AAA", "BBB", "CCC"], "2021-03-01", "2021-03-12", store=store,
+                        speed=0).actions()
+    found = {day: [(subject, a.symbol, a.kind, str(a.value), a.ex_date, msg_id)
+                   for subject, a, msg_id in items] for day, items in actions.items()}
+    assert found == {
+        dt.date(2021, 3, 5): [("mts.v1.datalake.actions.AAA", "AAA", "delisting", "10.28",
+                               "2021-03-05", "ca-AAA-2021-03-05-delisting-v1")],
+        dt.date(2021, 3, 8): [("mts.v1.datalake.actions.BBB", "BBB", "delisting", "10.29",
+                               "2021-03-08", "ca-BBB-2021-03-08-delisting-v1")]}

@@ -17,8 +17,10 @@ turn and waits until every one has finished the session before it publishes the 
 (:mod:`mts1b_platform.replayclock`); ``speed`` is then a maximum. Each session's splits and
 cash dividends go out first, on ``mts.v1.datalake.actions.<symbol>``
 (:class:`~mts1b_foundation.CorporateAction`), and its tick counts them, so every service
-applies them at that session's open. The services run on the
-replay's clock, so what trades on which bar does not depend on how fast the machine is.
+applies them at that session's open; so do its delistings (dated the first session without the
+symbol, paying out every position at its last close: :meth:`BarReplay.actions`). The services
+run on the replay's clock, so what trades on which bar does not depend on how fast the machine
+is.
 
 The subject's last token is the symbol as :func:`mts1b_foundation.symbol_to_token` writes it, so
 ``BRK.B`` travels on ``mts.v1.datalake.bars.BRK_2EB`` and ``EURUSD=X`` on ``...bars.EURUSD_3DX``.
@@ -35,6 +37,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -153,21 +156,34 @@ class BarReplay:
             yield day, out
 
     def actions(self) -> dict[dt.date, list[tuple[str, CorporateAction, str]]]:
-        """The replayed symbols' splits and cash dividends by ex-date, as
+        """The replayed symbols' splits, cash dividends and delistings by ex-date, as
         ``(subject, action, msg_id)``: a lockstep replay publishes each before its ex-date's
-        bars, so the venue, the OMS and the treasury apply it at that session's open."""
-        frame = self.store.events([s for s in self.symbols
-                                   if s not in set(self.report.skipped_symbols)],
-                                  self.sessions[0].astype(dt.date),
-                                  self.sessions[-1].astype(dt.date), kinds=["split", "dividend"])
+        bars, so the venue, the OMS and the treasury apply it at that session's open.
+
+        A delisting's ex-date is the date the store records it on, the first day without the
+        symbol (:func:`~mts1b_datalake.universes.listing_mask` reads it so too), moved to the
+        first session of the replay on or after it; its ``value`` is the symbol's last close
+        before that day (:meth:`_last_closes`), what every position in it is paid out at."""
+        symbols = [s for s in self.symbols if s not in set(self.report.skipped_symbols)]
+        lo, hi = self.sessions[0].astype(dt.date), self.sessions[-1].astype(dt.date)
+        frame = self.store.events(symbols, lo, hi, kinds=["split", "dividend", "delisting"])
+        gone = frame[frame["kind"] == "delisting"]
+        last = self._last_closes(gone)
         out: dict[dt.date, list[tuple[str, CorporateAction, str]]] = {}
         for row in frame.sort_values(["date", "symbol", "kind"], kind="stable").itertuples():
             day = row.date.date() if hasattr(row.date, "date") else to_day(row.date).astype(
                 dt.date)
-            try:
-                value = decimal_of(float(row.value))
-            except ValueError:
-                continue  # no value (NaN): the ingest's checks report such an event
+            if row.kind == "delisting":
+                at = int(np.searchsorted(self.sessions, np.datetime64(day, "D")))
+                if at >= len(self.sessions) or row.symbol not in last:
+                    continue  # after the replay's last session, or no close to pay out at
+                day = self.sessions[at].astype(dt.date)
+                value = last[row.symbol]
+            else:
+                try:
+                    value = decimal_of(float(row.value))
+                except ValueError:
+                    continue  # no value (NaN): the ingest's checks report such an event
             if not value > 0:
                 continue
             action_id = f"ca-{row.symbol}-{day}-{row.kind}-v{int(row.version)}"
@@ -175,6 +191,29 @@ class BarReplay:
                                      ex_date=day.isoformat(), kind=row.kind, value=value)
             out.setdefault(day, []).append((symbol_subject("actions", row.symbol), action,
                                             action_id))
+        return out
+
+    def _last_closes(self, delistings: Any) -> dict[str, Decimal]:
+        """Symbol -> its last valid close (as its bar carries it) before its delisting's date,
+        from the year before it (one read of the store for all of them); a symbol without a
+        bar in that year is left out (logged): there is no price to pay it out at."""
+        if not len(delistings):
+            return {}
+        days = delistings["date"].to_numpy().astype("datetime64[D]")
+        bars = self.store.read_bars(sorted(set(delistings["symbol"])),
+                                    (days.min() - np.timedelta64(366, "D")).astype(dt.date),
+                                    (days.max() - np.timedelta64(1, "D")).astype(dt.date))
+        ok = np.isfinite(bars["close"].to_numpy()) & (bars["close"].to_numpy() > 0)
+        bars = bars.loc[ok]
+        out: dict[str, Decimal] = {}
+        for symbol, day in zip(delistings["symbol"], days, strict=True):
+            mine = bars[(bars["symbol"] == symbol)
+                        & (bars["date"].to_numpy().astype("datetime64[D]") < day)]
+            if not len(mine):
+                _log.warning("delisting not replayed: no close in the year before it",
+                             symbol=symbol, date=str(day))
+                continue
+            out[symbol] = decimal_of(float(mine["close"].iloc[-1]))
         return out
 
     async def run(self, publisher: Any, *, stop: asyncio.Event | None = None,
