@@ -8,6 +8,7 @@ from decimal import Decimal as D  # noqa: N817
 
 import pytest
 from mts1b_brokers import BrokerConfigError, PaperClient
+from mts1b_brokers.models import BpsCommission
 from mts1b_foundation import Bar, Equity, Order
 
 T0 = dt.datetime(2024, 1, 2, 21, tzinfo=dt.UTC)
@@ -95,3 +96,37 @@ async def test_reverse_split_pays_the_fraction_below_a_lot_in_cash() -> None:
     assert after.positions == {"AAA": D(10)}
     assert after.cash == before.cash + D("12.50")             # half a share at 25, in lieu
     assert after.equity == before.equity
+
+
+async def test_delisting_pays_the_position_out_at_the_last_close_and_cancels_its_orders() -> None:
+    """A delisting (issue #20) closes every account's position at the last close into cash,
+    no commission, realizing its PnL, and ends the symbol's working orders with CANCELED
+    reports; other symbols' orders keep working."""
+    broker = PaperClient(accounts={"core": "10000", "other": "500"}, participation_rate=None,
+                         start=T0, commission=BpsCommission(D(10)))
+    await broker.connect()
+    broker.set_mark("AAA", "50")
+    broker.set_mark("BBB", "5")
+    await broker.submit(Order(order_id="o-1", idempotency_key="k-1", fund_id="core",
+                              strategy_id="s", instrument=Equity(symbol="AAA"), side="buy",
+                              quantity=D(100)))
+    await broker.on_bar(_bar(1, "50"))
+    cash = (await broker.account("core")).cash
+    await broker.submit(Order(order_id="o-2", idempotency_key="k-2", fund_id="core",
+                              strategy_id="s", instrument=Equity(symbol="AAA"), side="sell",
+                              quantity=D(40)))
+    await broker.submit(Order(order_id="o-3", idempotency_key="k-3", fund_id="core",
+                              strategy_id="s", instrument=Equity(symbol="BBB"), side="buy",
+                              quantity=D(10)))
+    reports = broker.delist("AAA", "41.5")
+    assert [(r.order_id, r.exec_type.value) for r in reports] == [("o-2", "canceled")]
+    after = await broker.account("core")
+    assert after.positions == {} and after.cash == cash + 100 * D("41.5")
+    (pos,) = await broker.positions("core")  # flat, with its realized PnL
+    assert (pos.symbol, pos.quantity, pos.realized_pnl) == ("AAA", 0, 100 * D("-8.5"))
+    assert [o.order_id for o in await broker.open_orders("core")] == ["o-3"]
+    assert (await broker.account("other")).cash == D(500)
+    assert broker.delist("AAA", "41.5") == [] and (await broker.account("core")).cash == (
+        after.cash)  # nothing left to close: a second call changes nothing
+    with pytest.raises(BrokerConfigError):
+        broker.delist("AAA", "0")

@@ -155,3 +155,33 @@ async def test_a_session_whose_bars_do_not_come_is_refused_naming_them(bus: Bus)
         with pytest.raises(ReplayStalled, match=r"1 of its 2 bar\(s\) and 0 of its 0 "
                                                 r"corporate action\(s\) reached the venue"):
             await hand_out(bus, _tick(1, CLOSE1, 2), [BROKER], timeout=20)
+
+
+@pytest.mark.integration
+async def test_a_delisting_closes_the_position_and_its_orders_are_cancelled_on_the_stream(
+        bus: Bus) -> None:
+    """Session 3 is the first without AAPL: its delisting (value: session 2's close) pays the
+    position out at its open, before MSFT's bar trades, and the order waiting for an AAPL bar
+    ends CANCELED - published, so the OMS hears; a repeated tick changes nothing."""
+    venue, service = _service(bus)
+    async with service:
+        await _publish(bus, [_bar("AAPL", CLOSE1, "99", "100")])
+        await hand_out(bus, _tick(1, CLOSE1, 1), [BROKER], timeout=20)
+        await venue.submit(_buy("a"))
+        await _publish(bus, [_bar("AAPL", CLOSE2, "101", "103")])
+        await hand_out(bus, _tick(2, CLOSE2, 1), [BROKER], timeout=20)
+        cash = (await venue.account("acc1")).cash
+        await venue.submit(_buy("b"))  # waits for an AAPL bar that never comes
+        await _publish(bus, [_bar("MSFT", CLOSE3, "51", "52")])
+        await bus.publish("mts.v1.datalake.actions.AAPL", CorporateAction(
+            action_id="ca-AAPL-delisting", symbol="AAPL", ex_date="2016-01-06",
+            kind="delisting", value=D(103)), msg_id="ca-AAPL-delisting")
+        executions = await _executions(bus)
+        await hand_out(bus, _tick(3, CLOSE3, 1, actions=1), [BROKER], timeout=20)
+        account = await venue.account("acc1")
+        assert account.positions == {} and account.cash == cash + 10 * D(103)
+        assert await _executions(bus) == executions + 1
+        last = venue.history[-1]
+        assert (last.order_id, last.exec_type) == ("o-b", ExecType.CANCELED)
+        await hand_out(bus, _tick(3, CLOSE3, 1, actions=1), [BROKER], timeout=20)
+        assert (await venue.account("acc1")).cash == account.cash

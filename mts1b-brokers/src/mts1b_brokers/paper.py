@@ -543,6 +543,34 @@ class PaperClient:
             if h is not None and h.quantity != 0:
                 acct.cash += h.quantity * d
 
+    def delist(self, symbol: str, price: Decimal | int | str) -> list[ExecutionReport]:
+        """``symbol`` is delisted, effective now (call it at the open of the first session
+        without it): its working orders end (CANCELED reports, which the venue publishes like
+        any other, so the OMS hears), then every account's position in it is closed at
+        ``price`` (the last close) into cash, no commission - the holder is paid out, nothing
+        trades - realizing ``quantity x (price - average cost)``. Returns the cancel reports.
+
+        Why the venue does it: the symbol's bars stop, so an order in it would wait for ever
+        and its position would stay on the books at a stale mark (the paper loop, issue #20).
+        A price that is not a positive number is a ``BrokerConfigError``."""
+        px = _dec("price", price)
+        if px <= 0:
+            raise config_error("price", price, "be > 0")
+        reports = []
+        for w in self._live():
+            if w.order.instrument.symbol == symbol:
+                w.status = OrderStatus.CANCELED
+                reports.append(self._emit(self._report(
+                    w, ExecType.CANCELED, reason=f"{symbol} delisted: the order cannot trade")))
+        for acct in self._accounts.values():
+            h = acct.holdings.get(symbol)
+            if h is None or h.quantity == 0:
+                continue
+            acct.cash += h.quantity * px
+            h.realized_pnl += h.quantity * (px - h.avg_cost)
+            h.quantity = h.avg_cost = _ZERO
+        return reports
+
     def exposed(self) -> bool:
         """Whether a corporate action could change anything here: an account holds a
         position, or an order works (a lockstep replay's venue waits for the session's

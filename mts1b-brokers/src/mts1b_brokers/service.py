@@ -17,7 +17,8 @@ On a lockstep replay's clock (``replay_clock``, the CLI's ``--replay-clock``) th
 is the participant ``broker-<name>`` (:func:`~mts1b_platform.replayclock.serve_ticks`): it
 answers a session's :class:`~mts1b_foundation.ClockTick` only once it has applied the
 session's corporate actions (``tick.actions`` of them, from ``mts.v1.datalake.actions.*``:
-splits and cash dividends at the open), then fed the venue every bar of the session
+splits, cash dividends and delistings at the open, :meth:`PaperClient.delist` cancelling the
+delisted symbol's working orders), then fed the venue every bar of the session
 (``tick.bars`` bars whose ``ts`` is the tick's), and published every execution report and
 account snapshot they caused, so the OMS after it finds the session's fills on the stream. Why
 it counts: bars and actions travel on core NATS, and the tick request can overtake the last of
@@ -589,6 +590,8 @@ class BrokerService:
             self._applied[action_id] = action.ex_date
             if action.kind == "split":
                 venue.apply_split(action.symbol, action.value)
+            elif action.kind == "delisting":
+                venue.delist(action.symbol, action.value)
             else:
                 venue.pay_dividend(action.symbol, action.value)
         fed = self._fed_bars.setdefault(tick.ts, set())
