@@ -252,3 +252,97 @@ async def test_positions_after_a_split_are_the_paper_venues(
     finally:
         await oms.stop()
         await venue.close()
+
+
+def delisting(price: str, action_id: str = "act-delist-1") -> CorporateAction:
+    return CorporateAction(action_id=action_id, symbol="AAPL", ex_date=EX_DATE,
+                           kind="delisting", value=D(price))
+
+
+async def test_a_delisting_closes_each_sleeve_at_the_last_close_once(
+        make: MakeOms, broker: RecordingBroker, store: OrderStore) -> None:
+    """Every sleeve's position is closed at the action's price, no commission, realizing its
+    PnL, with its events; durably; a repeat (or a new instance) changes nothing."""
+    oms = await make(broker, fund("A", "B"))
+    await buy(oms, "A", "30", "100")
+    await buy(oms, "B", "10", "120", side=Side.SELL, commission="1")
+    rows: list[OutboxRow] = []
+    store.on_commit(rows.extend)
+    assert await oms.apply_action(delisting("90")) == ["f1"]
+    want = {"A": PositionState(D(0), D(0), D(-300)), "B": PositionState(D(0), D(0), D(299))}
+    assert sleeves(oms) == want
+    assert oms.positions("f1") == {}
+    assert {s: (p.quantity, p.realized_pnl) for s, p in published_positions(rows).items()} == {
+        "A": (D(0), D(-300)), "B": (D(0), D(299))}
+    again = await make(broker, fund("A", "B"))
+    assert sleeves(again) == want
+    rows.clear()
+    assert await again.apply_action(delisting("90")) == []
+    assert await oms.apply_delisting(delisting("90")) == []
+    assert rows == [] and sleeves(oms) == want
+    with pytest.raises(ValidationFailed) as err:
+        await oms.apply_delisting(split("2"))
+    assert err.value.context["field"] == "kind"
+
+
+async def test_a_bust_or_a_late_fill_after_a_delisting_keeps_the_position_closed(
+        make: MakeOms, broker: RecordingBroker) -> None:
+    oms = await make(broker, fund("A"))
+    first = await buy(oms, "A", "10", "100", trade="t-first")
+    await buy(oms, "A", "10", "110", trade="t-second")
+    await oms.apply_delisting(delisting("80"))
+    assert sleeves(oms)["A"] == PositionState(D(0), D(0), D(-500))
+    await oms.bust(first, "t-first")  # the rebuild closes what stands at the delisting
+    assert sleeves(oms)["A"] == PositionState(D(0), D(0), D(-300))
+    await buy(oms, "A", "10", "90", ts=BEFORE)  # a fill of before it, caught up late
+    assert sleeves(oms)["A"] == PositionState(D(0), D(0), D(-400))
+
+
+@pytest.mark.integration
+async def test_positions_after_a_delisting_are_the_paper_venues(pg_store: OrderStore) -> None:
+    """The real paper venue in process, the OMS on PostgreSQL: two sleeves' fills, an order
+    still working, then the delisting applied to both: the venue cancels the working order (the
+    OMS hears it), both books are flat with the same realized PnL, and they reconcile."""
+    brokers = pytest.importorskip("mts1b_brokers", reason="the paper venue is mts1b-brokers'")
+    venue = brokers.PaperClient(accounts={"acc1": "1000000"}, instruments=[Equity(symbol="AAPL")],
+                                participation_rate=None)
+    await venue.connect()
+    oms = Oms(pg_store, venue, [fund("A", "B")], instruments=InstrumentRegistry(
+        [Equity(symbol="AAPL")]), sweep_poll_seconds=None)
+    oms.set_price("AAPL", D(100), at=BEFORE)
+    await oms.start()
+    try:
+        for n, (strategy, qty) in enumerate((("A", "15"), ("B", "-4"))):
+            side = Side.BUY if D(qty) > 0 else Side.SELL
+            reply = await oms.submit(Order(idempotency_key=f"v{n}", fund_id="f1",
+                                           strategy_id=strategy,
+                                           instrument=Equity(symbol="AAPL"), side=side,
+                                           quantity=abs(D(qty))))
+            assert reply.ok, reply
+        await venue.on_quote(Quote(symbol="AAPL", ts=BEFORE, bid=D("99.99"), ask=D("100.01")))
+        for _ in range(100):
+            if oms.positions("f1") == {"AAPL": D(11)} and len(sleeves(oms)) == 2:
+                break
+            await asyncio.sleep(0.02)
+        working = await oms.submit(Order(idempotency_key="w", fund_id="f1", strategy_id="A",
+                                         instrument=Equity(symbol="AAPL"), side=Side.SELL,
+                                         quantity=D(5), order_type="limit",
+                                         limit_price=D(150)))
+        assert working.ok and working.order_id
+        venue.delist("AAPL", D("91.5"))
+        assert await oms.apply_delisting(delisting("91.5")) == ["f1"]
+        for _ in range(100):
+            st = await oms.load_order(working.order_id)
+            if st is not None and not st.is_open:
+                break
+            await asyncio.sleep(0.02)
+        assert st is not None and not st.is_open
+        assert oms.positions("f1") == {} == {p.symbol: p.quantity
+                                             for p in await venue.positions("acc1")
+                                             if p.quantity}
+        (theirs,) = await venue.positions("acc1")
+        assert sum((p.realized_pnl for p in sleeves(oms).values()), D(0)) == theirs.realized_pnl
+        assert await oms.reconcile("f1") == []
+    finally:
+        await oms.stop()
+        await venue.close()

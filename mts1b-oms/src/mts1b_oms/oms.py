@@ -1350,13 +1350,47 @@ class Oms:
         """Apply a corporate action to what the OMS keeps: a split to the positions
         (:meth:`apply_split`); a dividend changes nothing here - it is cash, and the OMS keeps
         no cash (its NAV is what :meth:`update_nav` is given; the venue and the treasury book
-        the dividend). Returns the funds whose books the action changed."""
+        the dividend); a delisting closes the positions (:meth:`apply_delisting`). Returns the
+        funds whose books the action changed."""
         if not isinstance(action, CorporateAction):
             raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
                                    field="action", value=type(action).__name__)
         if action.kind == "split":
             return await self.apply_split(action)
+        if action.kind == "delisting":
+            return await self.apply_delisting(action)
         return []
+
+    async def apply_delisting(self, action: CorporateAction) -> list[str]:
+        """Close every sleeve position in a delisted symbol, of every fund this OMS serves, at
+        ``value`` (the symbol's last close), effective at the open of ``ex_date``: as the paper
+        venue pays it out (:meth:`mts1b_brokers.PaperClient.delist`), no commission, realizing
+        ``quantity x (value - average cost)``. Returns the funds it was booked for now; a repeat
+        of an ``action_id`` booked for a fund changes nothing there.
+
+        Booked as a split of ratio 1 that closes the position (the ``splits`` row's
+        ``close_price``, migration 0008), so it is applied once per action and fund in the
+        store, written in one transaction with the positions and their events, and a sleeve
+        rebuilt later from its fills (a bust, a fill caught up late) is closed there again.
+        Working orders are not touched here: the venue cancels them, and its CANCELED reports
+        end them in the OMS as any cancel does."""
+        if not isinstance(action, CorporateAction):
+            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
+                                   field="action", value=type(action).__name__)
+        if action.kind != "delisting":
+            raise ValidationFailed(f"action {action.action_id} is a {action.kind!r}, not a "
+                                   "delisting", field="kind", value=action.kind)
+        eff = effective_at(action.ex_date)
+        close = Decimal(action.value)
+        async with self._split_lock:
+            booked = [fund_id for fund_id in sorted(self.funds)
+                      if await self._split_fund(action, fund_id, Decimal(1), eff,
+                                                self.prices.get(action.symbol), close=close)]
+        if booked:
+            self._notify()
+        _log.info("delisting applied", action_id=action.action_id, symbol=action.symbol,
+                  price=str(close), funds=",".join(booked))
+        return booked
 
     async def apply_split(self, action: CorporateAction) -> list[str]:
         """Apply a split (``value`` new shares per old one) to every position in its symbol,
@@ -1420,8 +1454,11 @@ class Oms:
         return price
 
     async def _split_fund(self, action: CorporateAction, fund_id: str, ratio: Decimal,
-                          eff: dt.datetime, price: Decimal | None) -> bool:
-        """:meth:`apply_split` for one fund; ``False`` when it was booked there before."""
+                          eff: dt.datetime, price: Decimal | None, *,
+                          close: Decimal | None = None) -> bool:
+        """:meth:`apply_split` for one fund (``close``: :meth:`apply_delisting`'s, the
+        position closed at that price after the split); ``False`` when it was booked there
+        before."""
         sym = action.symbol
         if await self.store.split_booked(action.action_id, fund_id):
             self._split_at[(fund_id, sym)] = max(self._split_at.get((fund_id, sym), eff), eff)
@@ -1440,10 +1477,11 @@ class Oms:
             registered = self.instruments.get(sym)
             adjusted = {n: p.quantity * ratio for n, p in before.items() if p.quantity != 0}
             lieu = (lieu_quantities(adjusted, registered.instrument.lot_size)
-                    if registered is not None and adjusted else {})
+                    if registered is not None and adjusted and close is None else {})
             moved: list[tuple[str, str, str, PositionState]] = []
             for name, (fills, steps) in history.items():
-                step = SplitStep(action.action_id, eff, ratio, lieu.get(name, ZERO), price)
+                step = SplitStep(action.action_id, eff, ratio, lieu.get(name, ZERO), price,
+                                 close)
                 after = replay(fills, [*steps, step])
                 if after != self.book.position((fund_id, name, sym)):
                     moved.append((fund_id, name, sym, after))
@@ -1455,7 +1493,8 @@ class Oms:
             record = SplitRecord(action_id=action.action_id, fund_id=fund_id, symbol=sym,
                                  ex_date=dt.date.fromisoformat(action.ex_date), ratio=ratio,
                                  effective_at=eff, applied_at=now,
-                                 in_lieu={n: (q, price) for n, q in lieu.items()})
+                                 in_lieu={n: (q, price) for n, q in lieu.items()},
+                                 close_price=close)
             if not await self.store.record_split(record, items, positions=moved):
                 return False
             for f, s, y, p in moved:

@@ -225,7 +225,9 @@ class Transfer:
 class SplitRecord:
     """A split as booked for one fund: ``ratio`` new shares per old one in ``symbol``,
     effective at ``effective_at`` (``ex_date``'s open), and ``in_lieu`` strategy -> (signed
-    quantity given up, price or ``None``). Booked once per (``action_id``, ``fund_id``)."""
+    quantity given up, price or ``None``). Booked once per (``action_id``, ``fund_id``).
+    ``close_price``: a delisting, booked as a split of ratio 1 that closes every sleeve's
+    position at that price (:attr:`~mts1b_oms.positions.SplitStep.close_price`)."""
 
     action_id: str
     fund_id: str
@@ -235,11 +237,13 @@ class SplitRecord:
     effective_at: dt.datetime
     applied_at: dt.datetime
     in_lieu: Mapping[str, tuple[Decimal, Decimal | None]]
+    close_price: Decimal | None = None
 
     def step(self, strategy_id: str) -> SplitStep:
         """The split as ``strategy_id``'s position history holds it."""
         q, price = self.in_lieu.get(strategy_id, (Decimal(0), None))
-        return SplitStep(self.action_id, self.effective_at, self.ratio, q, price)
+        return SplitStep(self.action_id, self.effective_at, self.ratio, q, price,
+                         self.close_price)
 
 
 @runtime_checkable

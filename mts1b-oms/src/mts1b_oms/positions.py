@@ -71,13 +71,18 @@ class SplitStep:
     lieu because the fund's position was no longer a whole number of lots - sold at ``price``
     (the adjusted reference price; ``None``: at its average cost, no PnL). Why recorded and not
     recomputed: which sleeve gave up the fraction depends on every sleeve's position at the
-    split, and a rebuild of one sleeve must land where the split left it."""
+    split, and a rebuild of one sleeve must land where the split left it.
+
+    ``close_price``: a delisting (a split of ratio 1 that closes the position): whatever the
+    sleeve holds at ``effective_at`` is closed at that price, no commission. Not a recorded
+    quantity: a fill from before it rebuilt later is closed too."""
 
     action_id: str
     effective_at: dt.datetime
     ratio: Decimal
     in_lieu: Decimal = ZERO
     price: Decimal | None = None
+    close_price: Decimal | None = None
 
 
 def apply_split(pos: PositionState, ratio: Decimal, in_lieu: Decimal = ZERO,
@@ -130,7 +135,8 @@ def lieu_quantities(adjusted: Mapping[str, Decimal], lot: Decimal) -> dict[str, 
 def replay(fills: Iterable[Fill], splits: Iterable[SplitStep] = ()) -> PositionState:
     """The position of a list of fills applied in time order (then by trade id), with each
     split applied at its effective time - before the fills stamped at or after it (those are
-    in the new terms), whenever either was recorded."""
+    in the new terms), whenever either was recorded; a delisting's step closes the position
+    there (:attr:`SplitStep.close_price`)."""
     steps: list[tuple[dt.datetime, int, str, Fill | SplitStep]] = [
         (f.ts, 1, f.trade_id, f) for f in fills]
     steps += [(s.effective_at, 0, s.action_id, s) for s in splits]
@@ -138,6 +144,8 @@ def replay(fills: Iterable[Fill], splits: Iterable[SplitStep] = ()) -> PositionS
     for _ts, _kind, _id, item in sorted(steps, key=lambda t: t[:3]):
         if isinstance(item, SplitStep):
             pos = apply_split(pos, item.ratio, item.in_lieu, item.price)
+            if item.close_price is not None and pos.quantity != 0:
+                pos = apply_fill(pos, -pos.quantity, item.close_price)
         else:
             pos = apply_fill(pos, item.signed_quantity, item.price, item.commission)
     return pos

@@ -428,9 +428,9 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             booked = await conn.fetchval(
                 "INSERT INTO splits (action_id, fund_id, symbol, ex_date, ratio, effective_at, "
-                "applied_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING "
-                "RETURNING true", t.action_id, t.fund_id, t.symbol, t.ex_date, t.ratio,
-                t.effective_at, t.applied_at)
+                "applied_at, close_price) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT DO "
+                "NOTHING RETURNING true", t.action_id, t.fund_id, t.symbol, t.ex_date, t.ratio,
+                t.effective_at, t.applied_at, t.close_price)
             if not booked:
                 return False
             await conn.executemany(
@@ -527,13 +527,15 @@ class Store:
         """The splits booked for ``fund_id`` in ``symbol``, in effective order, each with what
         ``strategy_id`` gave up in lieu (0 when nothing)."""
         rows = await self.pool.fetch(
-            "SELECT s.action_id, s.effective_at, s.ratio, l.quantity, l.price FROM splits s "
+            "SELECT s.action_id, s.effective_at, s.ratio, l.quantity, l.price, s.close_price "
+            "FROM splits s "
             "LEFT JOIN split_in_lieu l ON l.action_id = s.action_id AND l.fund_id = s.fund_id "
             "AND l.strategy_id = $2 WHERE s.fund_id = $1 AND s.symbol = $3 "
             "ORDER BY s.effective_at, s.action_id", fund_id, strategy_id, symbol)
         return [SplitStep(r["action_id"], r["effective_at"], Decimal(r["ratio"]),
                           Decimal(r["quantity"]) if r["quantity"] is not None else Decimal(0),
-                          Decimal(r["price"]) if r["price"] is not None else None)
+                          Decimal(r["price"]) if r["price"] is not None else None,
+                          Decimal(r["close_price"]) if r["close_price"] is not None else None)
                 for r in rows]
 
     async def split_booked(self, action_id: str, fund_id: str) -> bool:
