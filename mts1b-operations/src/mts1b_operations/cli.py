@@ -14,7 +14,7 @@ import typer
 
 __all__ = ["PARTS", "app", "serve_app"]
 
-PARTS = ("audit", "alerts")
+PARTS = ("audit", "alerts", "report")
 
 app = typer.Typer(name="mts1b-operations", help="MTS1B operations: the audit chain and alerts.",
                   no_args_is_help=True, add_completion=False)
