@@ -2,7 +2,8 @@ import mts1b_foundation
 
 EXPECTED = {
     "ETF", "GENESIS_HASH", "OHLCV_FIELDS", "STATE_COMMAND_CONTEXT", "STREAMS", "UNLIMITED",
-    "AccountSnapshot", "Alert", "HaltTrading", "ReduceTrading", "ResumeTrading",
+    "AccountSnapshot", "Alert", "AlertDeliveryError", "AlertSink", "AlertStatus", "Heartbeat",
+    "alert_fingerprint", "alert_labels", "HaltTrading", "ReduceTrading", "ResumeTrading",
     "SignedStateCommand", "state_command_bytes",
     "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",

@@ -87,7 +87,8 @@ def test_in_memory_publisher_checks_registry() -> None:
         pub = InMemoryPublisher()
         await pub.publish("mts.v1.datalake.bars.AAPL", BAR, msg_id="m1")
         assert pub.published == [("mts.v1.datalake.bars.AAPL", BAR, "m1")]
-        alert = Alert(alert_id="a", severity="warning", source="oms", text="t", ts=NOW)
+        alert = Alert(alert_id="a", labels={"alertname": "T"}, severity="warning", source="oms",
+                      text="t", ts=NOW)
         with pytest.raises(SubjectError):
             await pub.publish("mts.v1.datalake.bars.AAPL", alert)
         with pytest.raises(SubjectError, match="AAPL"):

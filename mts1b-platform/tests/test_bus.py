@@ -52,7 +52,7 @@ def _bar(close: str = "10.5", symbol: str = "AAPL") -> Bar:
 
 def _alert(text: str = "hello") -> Alert:
     return Alert(alert_id=f"alr-{uuid.uuid4().hex[:8]}", severity="info", source="test",
-                 text=text, ts=dt.datetime.now(dt.UTC))
+                 labels={"alertname": "T"}, text=text, ts=dt.datetime.now(dt.UTC))
 
 
 @pytest.fixture

@@ -219,7 +219,7 @@ async def test_a_token_in_the_url_is_not_logged(token_server: str) -> None:
 
 def _alert() -> Alert:
     return Alert(alert_id="alr-perm", severity="info", source="test", text="x",
-                 ts=dt.datetime.now(dt.UTC))
+                 labels={"alertname": "T"}, ts=dt.datetime.now(dt.UTC))
 
 
 async def test_a_denied_publish_is_a_permission_error(secured_server: dict[str, str]) -> None:

@@ -101,7 +101,7 @@ async def _jetstream_round_trip(url: str) -> None:
     async with await Bus.connect(BusSettings(url=url, namespace="devcheck")) as bus:
         await bus.declare_streams(["operations"])
         alert = Alert(alert_id="a-1", severity="info", source="dev", text="up",
-                      ts=dt.datetime.now(dt.UTC))
+                      labels={"alertname": "T"}, ts=dt.datetime.now(dt.UTC))
         ack = await bus.publish_acked("mts.v1.operations.alerts.raised", alert)
         assert ack.stream == "DEVCHECK_MTS_OPERATIONS"
 

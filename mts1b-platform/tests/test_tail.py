@@ -27,7 +27,8 @@ SUBJECT = "mts.v1.operations.alerts.raised"
 
 def _alert(order_id: str, text: str = "x") -> Alert:
     return Alert(alert_id=f"alr-{uuid.uuid4().hex[:8]}", severity="warning", source="oms",
-                 text=text, context={"order_id": order_id}, ts=dt.datetime.now(dt.UTC))
+                 labels={"alertname": "T"}, text=text, context={"order_id": order_id},
+                 ts=dt.datetime.now(dt.UTC))
 
 
 async def _with_bus(namespace: str, alerts: list[Alert], cleanup: bool = False) -> None:

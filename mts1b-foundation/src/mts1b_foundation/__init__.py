@@ -25,6 +25,7 @@ from mts1b_foundation.commands import (
     state_command_bytes,
 )
 from mts1b_foundation.enums import (
+    AlertStatus,
     AssetClass,
     DenialCode,
     OptionRight,
@@ -60,7 +61,15 @@ from mts1b_foundation.instruments import (
     instrument_adapter,
 )
 from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
-from mts1b_foundation.operations import GENESIS_HASH, Alert, AuditRecord, DeadLetter
+from mts1b_foundation.operations import (
+    GENESIS_HASH,
+    Alert,
+    AuditRecord,
+    DeadLetter,
+    Heartbeat,
+    alert_fingerprint,
+    alert_labels,
+)
 from mts1b_foundation.orders import (
     Denial,
     ExecType,
@@ -88,6 +97,8 @@ from mts1b_foundation.portfolio import (
     TradingStateChange,
 )
 from mts1b_foundation.protocols import (
+    AlertDeliveryError,
+    AlertSink,
     BrokerError,
     BrokerProtocol,
     BrokerRejected,
@@ -136,6 +147,9 @@ __all__ = [
     "UNLIMITED",
     "AccountSnapshot",
     "Alert",
+    "AlertDeliveryError",
+    "AlertSink",
+    "AlertStatus",
     "Allocation",
     "AssetClass",
     "AuditRecord",
@@ -168,6 +182,7 @@ __all__ = [
     "Future",
     "FxPair",
     "HaltTrading",
+    "Heartbeat",
     "InMemoryMarketData",
     "InMemoryPublisher",
     "Instrument",
@@ -217,6 +232,8 @@ __all__ = [
     "ValidationFailed",
     "WireModel",
     "__version__",
+    "alert_fingerprint",
+    "alert_labels",
     "check_publishable",
     "deterministic_id",
     "dlq_subject",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "AlertStatus",
     "AssetClass",
     "DenialCode",
     "OptionRight",
@@ -24,6 +25,13 @@ __all__ = [
     "TradingSession",
     "TradingState",
 ]
+
+
+class AlertStatus(StrEnum):
+    """An alert's state, as Alertmanager's: it is happening, or it has stopped."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
 
 
 class AssetClass(StrEnum):

@@ -1,4 +1,4 @@
-"""Operational records: the audit hash chain, alerts, and dead letters."""
+"""Operational records: the audit hash chain, alerts, heartbeats and dead letters."""
 
 from __future__ import annotations
 
@@ -6,17 +6,21 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from mts1b_foundation.enums import Severity
+from mts1b_foundation.enums import AlertStatus, Severity
 from mts1b_foundation.wire import Context, ContextValue, Identifier, UtcDatetime, WireModel
 
-__all__ = ["GENESIS_HASH", "Alert", "AuditRecord", "DeadLetter", "digest_payload"]
+__all__ = ["GENESIS_HASH", "SCOPE_LABELS", "Alert", "AlertLabels", "AuditRecord", "DeadLetter",
+           "Heartbeat", "alert_fingerprint", "alert_labels", "digest_payload"]
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 GENESIS_HASH = "0" * 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """``prev_hash`` of the first record of a chain."""
 
 
@@ -82,17 +86,130 @@ class AuditRecord(WireModel):
         )
 
 
-class Alert(WireModel):
-    """Something a person should know about, with structured context."""
+_LABEL_NAME = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+_LABEL_VALUE = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+AlertLabels = Annotated[dict[_LABEL_NAME, _LABEL_VALUE], Field(min_length=1, max_length=32)]
+"""What an alert *is* (Alertmanager's labels): ``alertname`` plus the scope it is about
+(``service``, ``fund``, ``symbol``, ...). At most 32, names as Prometheus label names, values of
+1-256 printable characters. Nothing that changes between two raisings of the same condition (a
+count, an amount, a time) belongs here: that goes in ``context``."""
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+
+def alert_fingerprint(labels: Mapping[str, str]) -> str:
+    """The identity of an alert: SHA-256 of its labels sorted by name, first 16 hex digits.
+
+    Why the labels and only they: the router deduplicates, groups and silences by identity, so
+    two raisings of one condition (same labels, new text or severity) must be the same alert and
+    two conditions must never be. Names and values cannot hold the separators (control
+    characters are refused), so distinct label sets never hash the same text.
+    """
+    text = "\x1e".join(f"{name}\x1f{labels[name]}" for name in sorted(labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+SCOPE_LABELS: Mapping[str, str] = {
+    "fund_id": "fund", "fund": "fund", "strategy_id": "strategy", "strategy": "strategy",
+    "symbol": "symbol", "broker": "broker", "order_id": "order_id", "check": "check",
+    "kind": "kind", "event_type": "event_type",
+}
+"""Context keys that say *what* an alert is about, and the label each becomes. Everything
+else in a context (amounts, counts, codes, times) varies between raisings of one condition and
+stays out of the labels."""
+
+
+def alert_labels(alertname: str, service: str,
+                 context: Mapping[str, ContextValue] | None = None) -> dict[str, str]:
+    """The labels of an alert ``alertname`` raised by ``service`` about the scope named in
+    ``context`` (its :data:`SCOPE_LABELS` keys that hold text: ``fund_id`` -> ``fund``, ...).
+
+    Why one function: every producer (the platform's ``raise_alert``, the OMS's outbox, the
+    treasury's reconciliation) must label the same scope the same way, or the router's
+    grouping by ``fund`` and the inhibition of a halted fund's order alerts miss some of them.
+    """
+    labels = {"alertname": alertname, "service": service}
+    for key, value in (context or {}).items():
+        label = SCOPE_LABELS.get(key)
+        if label is not None and isinstance(value, str) and value:
+            labels[label] = _CONTROL.sub(" ", value[:256])
+    return labels
+
+
+class Alert(WireModel):
+    """Something a person should know about: one raising (or the resolution) of a condition.
+
+    ``labels`` identify the condition (:func:`alert_fingerprint`), so the alert router can
+    deduplicate, group, inhibit and silence by them; ``alert_id`` identifies this one message
+    (the bus deduplicates a re-publish on it), not the condition. ``status`` is firing while the
+    condition holds and resolved once it stopped, at ``ends_at``. ``severity`` is not a label: an
+    alert that escalates from warning to error stays the same alert.
+
+    Version 3 added ``labels``, ``status``, ``starts_at`` and ``ends_at``. Alerts of versions 1
+    and 2 still read (:meth:`upgrade`): firing since their ``ts``, labelled with
+    ``alertname=unlabelled``, their ``service`` and their own id - they carried no identity, so
+    each stays its own alert.
+    """
+
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     alert_id: Identifier
+    labels: AlertLabels
+    status: AlertStatus = AlertStatus.FIRING
     severity: Severity
     source: Identifier
     text: str = Field(min_length=1, max_length=4000)
     context: Context = Field(default_factory=dict)
+    ts: UtcDatetime
+    starts_at: UtcDatetime = Field(default_factory=lambda data: data.get("ts"),
+                                   description="when the condition began (default: ts)")
+    ends_at: UtcDatetime | None = Field(default=None, description="when the condition stopped "
+                                                                  "(required once resolved)")
+
+    @property
+    def fingerprint(self) -> str:
+        """The condition's identity (:func:`alert_fingerprint` of ``labels``)."""
+        return alert_fingerprint(self.labels)
+
+    @property
+    def alertname(self) -> str:
+        return self.labels["alertname"]
+
+    @classmethod
+    def upgrade(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """v1, v2 -> v3: an unlabelled alert, firing since it was raised."""
+        labels = {"alertname": "unlabelled", "alert_id": data.get("alert_id")}
+        if isinstance(data.get("source"), str):
+            labels["service"] = data["source"]
+        data.setdefault("labels", labels)
+        data.setdefault("starts_at", data.get("ts"))
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Alert:
+        if "alertname" not in self.labels:
+            raise ValueError("labels must name the alert (an 'alertname' label)")
+        if self.status is AlertStatus.RESOLVED and self.ends_at is None:
+            raise ValueError("a resolved alert needs ends_at (when the condition stopped)")
+        if self.ends_at is not None and self.ends_at < self.starts_at:
+            raise ValueError(f"ends_at {self.ends_at.isoformat()} is before starts_at "
+                             f"{self.starts_at.isoformat()}")
+        return self
+
+
+class Heartbeat(WireModel):
+    """A service's "I am alive", published every ``interval_s`` seconds.
+
+    Why a model of its own: a service that died cannot raise an alert about itself; the alert
+    router notices that its heartbeats stopped (none for a few intervals) and raises
+    ``HeartbeatMissing`` for it, resolved by the next heartbeat. ``instance`` tells apart two
+    copies of one service; ``started_at`` shows a restart.
+    """
+
+    service: Identifier
+    instance: Identifier = "default"
+    interval_s: float = Field(gt=0, le=3600, allow_inf_nan=False,
+                              description="seconds between two heartbeats")
+    started_at: UtcDatetime
     ts: UtcDatetime
 
 

@@ -12,17 +12,20 @@ import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from mts1b_foundation.enums import ReplyCode
 from mts1b_foundation.errors import MtsError
 from mts1b_foundation.market_data import Bar, Quote
+from mts1b_foundation.operations import Alert
 from mts1b_foundation.orders import ExecutionReport, Order, Position
 from mts1b_foundation.portfolio import AccountSnapshot
 from mts1b_foundation.subjects import check_publishable
 from mts1b_foundation.wire import WireModel
 
 __all__ = [
+    "AlertDeliveryError",
+    "AlertSink",
     "BrokerError",
     "BrokerProtocol",
     "BrokerRejected",
@@ -124,6 +127,40 @@ class BrokerProtocol(Protocol):
     async def account(self, account_id: str) -> AccountSnapshot: ...
 
     def execution_reports(self) -> AsyncIterator[ExecutionReport]: ...
+
+
+class AlertDeliveryError(MtsError):
+    """An :class:`AlertSink` could not deliver a notification; the router keeps it and tries
+    again - after ``retry_after`` seconds when the receiver said how long to wait (Telegram's
+    ``parameters.retry_after``, an HTTP ``Retry-After``), else after its own backoff.
+    ``permanent`` says that trying again cannot help (a chat that does not exist, a refused
+    address); the router still keeps the notification, for a person to look at."""
+
+    code = "OPERATIONS.ALERT_DELIVERY"
+
+    def __init__(self, message: str, /, *, retry_after: float | None = None,
+                 permanent: bool = False, **context: Any) -> None:
+        super().__init__(message, retry_after=retry_after, permanent=permanent, **context)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where notifications about alerts go: a Telegram chat, a mailbox, a webhook, a plugin's
+    pager. The alert router groups alerts and hands a sink one group at a time.
+
+    ``send`` delivers ``alerts`` (one group, firing and resolved ones) or raises
+    :class:`AlertDeliveryError`. ``key`` is the same on every attempt at one notification: a
+    sink whose receiver deduplicates (an e-mail's Message-ID, a webhook's idempotency key)
+    passes it on, because the router delivers at least once - a notification sent just before
+    a crash is sent again after it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def send(self, key: str, alerts: Sequence[Alert]) -> None: ...
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from mts1b_foundation.commands import (
 from mts1b_foundation.enums import OrderEventType
 from mts1b_foundation.errors import SubjectError
 from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
-from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter
+from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter, Heartbeat
 from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
     AccountSnapshot,
@@ -162,6 +162,7 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     # operations
     _spec("mts.v1.operations.audit.recorded", AuditRecord, "a link of the audit chain"),
     _spec("mts.v1.operations.alerts.raised", Alert, "an alert for people"),
+    _spec("mts.v1.operations.heartbeats.*", Heartbeat, "a service is alive (token: the service)"),
     # dead letters, one subject per domain
     _spec("mts.v1.dlq.*", DeadLetter, "a message that could not be processed"),
 )

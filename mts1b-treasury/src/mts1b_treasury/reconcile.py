@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
 
-from mts1b_foundation import AccountSnapshot, Alert, Severity
+from mts1b_foundation import AccountSnapshot, Alert, Severity, alert_labels
 from mts1b_platform.calendars import MarketCalendar
 
 from mts1b_treasury.errors import TreasuryInputError
@@ -178,6 +178,8 @@ def _cash_alert(result: ReconcileResult, source: str, ts: dt.datetime) -> Alert:
             f"{result.cash_difference} (tolerance {result.cash_tolerance})")
     return Alert(
         alert_id=_alert_id(result.fund_id, result.session, "cash"), severity=Severity.WARNING,
+        labels=alert_labels("ReconciliationBreak", source,
+                            {"fund_id": result.fund_id, "broker": result.broker, "check": "cash"}),
         source=source, text=text, ts=ts,
         context={"fund_id": result.fund_id, "session": result.session.isoformat(),
                  "broker": result.broker, "check": "cash", "ours": str(result.settled_cash),
@@ -197,6 +199,9 @@ def _position_alert(result: ReconcileResult, brk: PositionBreak, source: str,
     what = _WHAT[brk.kind].format(ours=brk.ours, theirs=brk.theirs, broker=result.broker)
     return Alert(
         alert_id=_alert_id(result.fund_id, result.session, "position", brk.symbol),
+        labels=alert_labels("ReconciliationBreak", source,
+                            {"fund_id": result.fund_id, "broker": result.broker,
+                             "check": "position", "symbol": brk.symbol}),
         severity=Severity.ERROR, source=source, ts=ts,
         text=f"fund {result.fund_id} {result.session}: {brk.symbol} {what}",
         context={"fund_id": result.fund_id, "session": result.session.isoformat(),
