@@ -63,6 +63,7 @@ from mts1b_foundation import (
     TradingState,
     TradingStateChange,
     ValidationFailed,
+    alert_labels,
     new_event_id,
     new_order_id,
     parse_message,
@@ -1553,6 +1554,7 @@ class Oms:
 
     async def _alert(self, text: str, **context: Any) -> None:
         alert = Alert(alert_id=new_event_id().replace("evt-", "alr-"), severity=Severity.ERROR,
+                      labels=alert_labels("OmsAlert", "mts1b-oms", context),
                       source="mts1b-oms", text=text[:4000],
                       context={k: (v if isinstance(v, str | int | float | bool) or v is None
                                    else str(v)) for k, v in context.items()},
