@@ -353,3 +353,46 @@ async def test_a_tick_whose_actions_are_nowhere_is_refused(replay: Replay) -> No
         await hand_out(replay.bus, tick, ["treasury"], timeout=30)
     assert "0 of 1" in refused.value.message
     assert await replay.nav_events() == 0
+
+
+async def test_a_tick_books_its_sessions_delisting_as_the_disposal_at_the_last_close(
+        replay: Replay) -> None:
+    """AAPL's last session is S1 (close 101); its delisting at S2's open pays the 100 shares
+    out at 101, no commission: the lots close with their realised PnL, the sleeve is flat, the
+    cash is the venue's, the books balance and S2's NAV needs no AAPL mark. The same tick
+    again, a restarted treasury, and the action booked once more book nothing twice; the
+    same key at another price is a conflict."""
+    from mts1b_treasury.corporate import book_actions
+
+    ledger, store = Ledger(replay.db), NavStore(replay.db)
+    await replay.bars(S1, {"AAPL": "101"})
+    await replay.order(1, S1, 100, "99.50", at_open=True)
+    await replay.tick(1, S1, bars=1)
+    await replay.actions(S2, ("AAPL", "delisting", "101"))
+    await replay.tick(2, S2, bars=0, actions=1)
+    assert await ledger.positions("f1") == {} and await ledger.lots("f1", "AAPL") == []
+    assert await ledger.sleeve_positions("f1") == {}
+    balances = await ledger.balances("f1")
+    cash = CAPITAL - D("9950") + 100 * D(101)
+    assert balances["cash"] == cash and balances["realized_pnl"] == -(100 * D("1.50"))
+    assert "commissions" not in balances or balances["commissions"] == 0
+    assert await ledger.trial_balance() == {"f1": D(0), "f2": D(0)}
+    stored = await store.current("f1", S2)
+    assert stored is not None and stored.nav.nav == cash and stored.nav.pnl == 0
+    books = await _books(replay)
+    await replay.tick(2, S2, bars=0, actions=1)
+    await replay.halt()
+    await replay.start()
+    await replay.tick(2, S2, bars=0, actions=1)
+    assert await _books(replay) == books
+    assert len(await ledger.fills("f1")) == 2
+    again = CorporateAction(action_id="other-id", symbol="AAPL", ex_date=S2.isoformat(),
+                            kind="delisting", value=D(101))
+    assert [(f, o.status.value) for _a, f, o in await book_actions(FundRegistry(replay.db),
+                                                                   [again])] == [
+        ("f1", "duplicate")]
+    other = again.model_copy(update={"value": D(100)})
+    assert [(f, o.status.value) for _a, f, o in await book_actions(FundRegistry(replay.db),
+                                                                   [other])] == [
+        ("f1", "conflict")]
+    assert await _books(replay) == books

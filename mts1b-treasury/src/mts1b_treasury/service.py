@@ -44,6 +44,7 @@ import contextlib
 import datetime as dt
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from mts1b_foundation import (
@@ -393,6 +394,9 @@ class TreasuryService:
                                      "differ from the venue's")
         for record in await self.registry.funds():
             await self._ensure_accounts(record.fund_id)
+        for action in actions:
+            if action.kind == "delisting":
+                self._mark_delisted(session, action)
         posted = 0
         for action, fund, outcome in await book_actions(self.registry, actions):
             if outcome.status is PostStatus.POSTED:
@@ -405,6 +409,16 @@ class TreasuryService:
         _log.info("corporate actions booked", session=session.isoformat(),
                   actions=len(actions), posted=posted)
         return posted
+
+    def _mark_delisted(self, session: dt.date, action: CorporateAction) -> None:
+        """A delisted symbol's mark for its ex-date is what it was paid out at: the session's
+        disposal fills are struck against it (their PnL is 0 that day), and no bar of the
+        symbol will come. A real bar of the session, should one come, is not replaced."""
+        close = self.calendar.close_of(session)
+        price = Decimal(action.value)
+        self.marks.add(Bar(symbol=action.symbol, ts=close - dt.timedelta(microseconds=1),
+                           open=price, high=price, low=price, close=price, volume=Decimal(0)),
+                       close)
 
     async def _actions_from_stream(self, session: dt.date) -> None:
         """Take the actions of ``session`` the datalake stream holds (missed on core NATS)."""
