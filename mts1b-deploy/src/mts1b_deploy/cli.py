@@ -1,0 +1,84 @@
+"""``mts1b-deploy ...`` (also ``mts mts1b-deploy ...``): plan, vault bootstrap, releases.
+
+Errors are one line on stderr with a stable code (``mts1b-deploy: [DEPLOY.INVENTORY] ...``) and
+exit status 1; an inventory error lists every problem with its line. Nothing this command prints
+holds a secret: key shares, tokens and secret ids go to mode-0600 files whose paths are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from mts1b_foundation import MtsError
+from mts1b_platform.redaction import redact
+
+from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
+from mts1b_deploy.inventory import load_inventory
+from mts1b_deploy.plan import plan as make_plan
+from mts1b_deploy.plan import render_plan
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="mts1b-deploy", no_args_is_help=True, add_completion=False,
+                  help="MTS1B deploy: inventory and plan, Vault bootstrap, releases.")
+vault_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                        help="Bootstrap a Vault or OpenBao server for the services.")
+app.add_typer(vault_app, name="vault")
+
+InventoryPath = Annotated[Path, typer.Argument(help="the inventory YAML file")]
+
+
+@app.command("plan")
+def plan_command(inventory: InventoryPath,
+                 as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False
+                 ) -> None:
+    """Print what the inventory would create: each container's Proxmox parameters."""
+    inv = load_inventory(inventory)
+    planned = make_plan(inv)
+    if as_json:
+        typer.echo(json.dumps([{"service": p.service, "node": p.node, "params": p.params,
+                                "runs": list(p.runs)} for p in planned], indent=1))
+    else:
+        typer.echo(render_plan(inv, planned))
+
+
+@vault_app.command("bootstrap")
+def vault_bootstrap(
+    addr: Annotated[str, typer.Option(envvar="VAULT_ADDR", help="the server's address")],
+    out: Annotated[Path, typer.Option(
+        help="folder (made mode 0700) for the key shares, deploy token, deliveries and keys.json")],
+    shares: Annotated[int, typer.Option(help="unseal key shares (a new server)")] = 5,
+    threshold: Annotated[int, typer.Option(help="shares needed to unseal")] = 3,
+    token_file: Annotated[Path | None, typer.Option(
+        help="a token with the mts1b-deploy policy, for a rerun (default: OUT/deploy-token)")
+    ] = None,
+    ca_cert: Annotated[str | None, typer.Option(envvar="VAULT_CACERT",
+                                                help="CA bundle of the server")] = None,
+) -> None:
+    """Initialise, unseal and configure the server (or complete it on a rerun); revoke root."""
+    options = BootstrapOptions(addr=addr, out_dir=out, shares=shares, threshold=threshold,
+                               token_file=token_file, verify=ca_cert or True)
+    bootstrap(options, log=typer.echo)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``mts1b-deploy`` console script: an error is one line, not a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=list(argv) if argv is not None else None, prog_name="mts1b-deploy")
+    except MtsError as exc:
+        sys.stderr.write(redact(f"mts1b-deploy: {exc}") + "\n")
+        sys.exit(1)
+    except Exception as exc:
+        sys.stderr.write(f"mts1b-deploy: the command failed unexpectedly "
+                         f"({type(exc).__name__})\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # python -m mts1b_deploy.cli
+    main()

