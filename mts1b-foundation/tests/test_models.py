@@ -170,15 +170,21 @@ def test_execution_report_fill_fields() -> None:
                         ts=NOW)
 
 
-def test_audit_chain_detects_tampering() -> None:
-    first = AuditRecord.seal(sequence=0, prev_hash=GENESIS_HASH, subject_id="ord-1",
-                             actor="oms", action="order.accepted", payload={"q": "1"}, ts=NOW)
-    second = AuditRecord.seal(sequence=1, prev_hash=first.hash, subject_id="ord-1",
-                              actor="oms", action="order.filled", payload={"q": "1"}, ts=NOW)
-    assert parse_message(AuditRecord, second.to_json()) == second
-    forged = first.model_dump(mode="json") | {"actor": "mallory"}
-    with pytest.raises(ValidationFailed, match="does not match"):
-        parse_message(AuditRecord, forged)
+def test_audit_record_lists_every_id_and_reads_version_1() -> None:
+    record = AuditRecord(sequence=1, prev_hash=GENESIS_HASH, hash="b" * 64, msg_id="evt-1",
+                         subject="mts.v1.oms.orders.filled", subject_id="ord-1",
+                         ids=["ord-1", "F1", "mom"], actor="oms", action="oms.orders.filled",
+                         payload_digest="c" * 64, ts=NOW, recorded_ts=NOW)
+    assert parse_message(AuditRecord, record.to_json()) == record
+    with pytest.raises(ValidationFailed, match="must not repeat"):
+        parse_message(AuditRecord, record.model_dump(mode="json") | {"ids": ["ord-1", "ord-1"]})
+    with pytest.raises(ValidationFailed, match="first of ids"):
+        parse_message(AuditRecord, record.model_dump(mode="json") | {"subject_id": "F1"})
+    v1 = {"schema_version": 1, "sequence": 0, "prev_hash": GENESIS_HASH, "hash": "d" * 64,
+          "subject_id": "ord-9", "actor": "oms", "action": "order.accepted",
+          "payload_digest": "e" * 64, "ts": NOW.isoformat()}
+    old = parse_message(AuditRecord, v1)
+    assert (old.ids, old.recorded_ts, old.msg_id, old.schema_version) == (["ord-9"], NOW, None, 3)
 
 
 def test_fund_and_risk_envelope() -> None:

@@ -112,11 +112,11 @@ funds = st.builds(FundConfig, fund_id=ident, name=st.text(min_size=1, max_size=3
                                  max_order_notional=st.none() | st.just("unlimited") | pos_dec,
                                  max_gross_exposure=st.just("unlimited") | pos_dec))
 audits = st.builds(
-    lambda seq, subj, ts, payload: AuditRecord.seal(
-        sequence=seq, prev_hash="a" * 64, subject_id=subj, actor="oms", action="x",
-        payload=payload, ts=ts),
-    st.integers(0, 10**6), ident, aware,
-    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
+    lambda seq, ids, ts, digest: AuditRecord(
+        sequence=seq, prev_hash="a" * 64, hash=digest, msg_id=f"m-{seq}", subject_id=ids[0],
+        ids=ids, actor="oms", action="x", payload_digest=digest, ts=ts, recorded_ts=ts),
+    st.integers(0, 10**6), st.lists(ident, min_size=1, max_size=4, unique=True), aware,
+    st.text("0123456789abcdef", min_size=64, max_size=64))
 
 any_model = st.one_of(orders(), bars(), fill_events(), signals, funds, audits, instrument)
 

@@ -31,7 +31,9 @@ MODELS = wire_models()
 
 # Models that moved on since: their version and the versions they read (test_dead_letter.py,
 # test_risk_limits.py), and models born after version 1 (no v1 message exists).
-LATER = {"DeadLetter": (3, frozenset({1, 2})), "Alert": (3, frozenset({1, 2})),
+LATER = {"AuditCheckpoint": (1, frozenset()),
+         "DeadLetter": (3, frozenset({1, 2})), "AuditRecord": (3, frozenset({1, 2})),
+         "Alert": (3, frozenset({1, 2})),
          "Heartbeat": (1, frozenset()), "RiskEnvelope": (3, frozenset({1, 2})),
          "FundConfig": (3, frozenset({1, 2})), "OrderStatusQuery": (1, frozenset()),
          "HaltTrading": (1, frozenset()), "ReduceTrading": (1, frozenset()),
@@ -44,7 +46,7 @@ LATER = {"DeadLetter": (3, frozenset({1, 2})), "Alert": (3, frozenset({1, 2})),
          "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
          "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset()),
          "ClockTick": (1, frozenset()), "CorporateAction": (2, frozenset({1}))}
-NEW = {"Heartbeat",
+NEW = {"AuditCheckpoint", "Heartbeat",
        "OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition",
        "StrategyCommand", "ClockTick", "CorporateAction"}

@@ -8,15 +8,16 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from mts1b_foundation.enums import AlertStatus, Severity
 from mts1b_foundation.wire import Context, ContextValue, Identifier, UtcDatetime, WireModel
 
-__all__ = ["GENESIS_HASH", "SCOPE_LABELS", "Alert", "AlertLabels", "AuditRecord", "DeadLetter",
-           "Heartbeat", "alert_fingerprint", "alert_labels", "digest_payload"]
+__all__ = ["AUDIT_CHECKPOINT_CONTEXT", "GENESIS_HASH", "SCOPE_LABELS", "Alert", "AlertLabels",
+           "AuditCheckpoint", "AuditRecord", "DeadLetter", "Heartbeat", "alert_fingerprint",
+           "alert_labels", "digest_payload"]
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 GENESIS_HASH = "0" * 64
@@ -31,59 +32,98 @@ def digest_payload(payload: Any) -> str:
 
 
 class AuditRecord(WireModel):
-    """One link of a tamper-evident chain: ``hash`` covers every field and ``prev_hash``.
+    """One entry of the audit chain: an event as the recorder appended it.
 
-    Changing any past record changes its hash and breaks every later ``prev_hash`` link, so a
-    verifier walking the chain finds the first altered record.
+    ``hash`` is SHA-256 over ``prev_hash`` (32 bytes) and the entry's RFC 8785 canonical JSON
+    (:func:`mts1b_operations.audit.chainhash.audit_chain_hash`, the one place the rule lives):
+    every field below but ``hash`` and ``prev_hash``, with ``payload_digest`` standing for the
+    event's own canonical JSON. The model carries the link; the chain in PostgreSQL checks it
+    (``mts mts1b-operations audit verify``), because a record alone proves nothing: a forger
+    recomputes one hash as easily as a verifier does, not the signed checkpoints after it.
+
+    ``ids`` lists every id the event mentions (each ``*_id`` field, in order, once), so one
+    lookup finds every event about an order, a fund or a strategy across services;
+    ``subject_id`` is the first of them (or the event's model name when it mentions none).
+    ``ts`` is the producer's time, ``recorded_ts`` the recorder's: their difference is the skew
+    the recorder alerts on. ``msg_id`` is the event's ``Nats-Msg-Id``, which makes an event an
+    entry exactly once.
+
+    Version 3 added ``msg_id``, ``subject``, ``ids`` and ``recorded_ts`` and moved the hash rule
+    out of the model. Records of versions 1 and 2 still read (:meth:`upgrade`): no message id or
+    subject, ``ids`` of their ``subject_id`` alone, recorded when produced.
     """
 
-    SCHEMA_VERSION = 2
-    READABLE_VERSIONS = frozenset({1})
+    SCHEMA_VERSION = 3
+    READABLE_VERSIONS = frozenset({1, 2})
 
     sequence: int = Field(ge=0)
     prev_hash: Sha256Hex
     hash: Sha256Hex
+    msg_id: str | None = Field(default=None, min_length=1, max_length=512,
+                               description="the event's Nats-Msg-Id")
+    subject: str | None = Field(default=None, min_length=1, max_length=512,
+                                description="the NATS subject the event travelled on")
     subject_id: Identifier
+    ids: list[Identifier] = Field(max_length=256, description="every id the event mentions")
     actor: Identifier
     action: Identifier
     payload_digest: Sha256Hex
     ts: UtcDatetime
-
-    @staticmethod
-    def compute_hash(sequence: int, prev_hash: str, subject_id: str, actor: str, action: str,
-                     payload_digest: str, ts_iso: str) -> str:
-        """The chain hash of a record's content (what ``hash`` must equal)."""
-        text = "\x1f".join([str(sequence), prev_hash, subject_id, actor, action,
-                            payload_digest, ts_iso])
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    @model_validator(mode="after")
-    def _hash_matches(self) -> AuditRecord:
-        expected = self.compute_hash(self.sequence, self.prev_hash, self.subject_id, self.actor,
-                                     self.action, self.payload_digest, self.ts.isoformat())
-        if self.hash != expected:
-            raise ValueError(f"hash {self.hash} does not match the record's content "
-                             f"(expected {expected})")
-        return self
+    recorded_ts: UtcDatetime
 
     @classmethod
-    def seal(cls, *, sequence: int, prev_hash: str, subject_id: str, actor: str, action: str,
-             payload: Any, ts: dt.datetime) -> AuditRecord:
-        """Build the next record of a chain, computing ``payload_digest`` and ``hash``.
+    def upgrade(cls, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """v1, v2 -> v3: the record's one id, recorded at its own time."""
+        data.setdefault("ids", [data.get("subject_id")])
+        data.setdefault("recorded_ts", data.get("ts"))
+        return data
 
-        ``ts`` must be timezone-aware; the hash is computed over its UTC ISO form, which is the
-        form the record stores, so a verifier recomputes the same value.
-        """
-        if ts.tzinfo is None or ts.utcoffset() is None:
-            raise ValueError("ts must be a timezone-aware datetime")
-        ts_utc = ts.astimezone(dt.UTC)
-        digest = digest_payload(payload)
-        return cls(
-            sequence=sequence, prev_hash=prev_hash, subject_id=subject_id, actor=actor,
-            action=action, payload_digest=digest, ts=ts_utc,
-            hash=cls.compute_hash(sequence, prev_hash, subject_id, actor, action, digest,
-                                  ts_utc.isoformat()),
-        )
+    @model_validator(mode="after")
+    def _ids_consistent(self) -> AuditRecord:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids must not repeat an id")
+        if self.ids and self.subject_id != self.ids[0]:
+            raise ValueError(f"subject_id {self.subject_id!r} must be the first of ids "
+                             f"({self.ids[0]!r})")
+        return self
+
+AUDIT_CHECKPOINT_CONTEXT = "mts1b.operations.audit-checkpoint.v1"
+"""The first line of a checkpoint's signed bytes (:meth:`AuditCheckpoint.signing_bytes`): a
+signature made for anything else never verifies as a checkpoint."""
+
+
+class AuditCheckpoint(WireModel):
+    """A signed statement of the audit chain's state: its first ``tree_size`` entries have
+    Merkle root ``root_hash`` (RFC 6962: leaf = SHA-256(0x00 || entry), node = SHA-256(0x01 ||
+    left || right)) and the last of them chain hash ``chain_hash``.
+
+    Why signed and published: an entry can be rewritten by whoever holds the database, but not
+    a checkpoint already copied off the host (the bus, a directory, a person's inbox) without
+    the private key. ``audit verify`` recomputes each root from the table and names the
+    checkpoint a rewritten history no longer matches; consistency proofs show that a later
+    checkpoint extends an earlier one. The signature is Ed25519 by ``key_id`` (a key of the
+    platform's key registry) over :meth:`signing_bytes`.
+    """
+
+    COMMAND: ClassVar[str] = "audit-checkpoint"
+    """What the platform's signature check calls it (``mts1b_platform.signing``)."""
+
+    log: Identifier = Field(description="the chain's name (its PostgreSQL schema)")
+    tree_size: int = Field(ge=1)
+    root_hash: Sha256Hex
+    chain_hash: Sha256Hex
+    key_id: Identifier
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    timestamp: UtcDatetime
+    signature: str = Field(pattern=r"^[A-Za-z0-9+/]{86}==$",
+                           description="Ed25519 signature (standard base64) of signing_bytes()")
+
+    def signing_bytes(self) -> bytes:
+        """What :attr:`signature` signs: one line per field, the context first."""
+        when = self.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return "\n".join((AUDIT_CHECKPOINT_CONTEXT, self.log, str(self.tree_size),
+                          self.root_hash, self.chain_hash, self.key_id, self.nonce,
+                          when)).encode("utf-8")
 
 
 _LABEL_NAME = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]

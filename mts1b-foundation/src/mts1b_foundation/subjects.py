@@ -37,7 +37,7 @@ from mts1b_foundation.commands import (
 from mts1b_foundation.enums import OrderEventType
 from mts1b_foundation.errors import SubjectError
 from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
-from mts1b_foundation.operations import Alert, AuditRecord, DeadLetter, Heartbeat
+from mts1b_foundation.operations import Alert, AuditCheckpoint, AuditRecord, DeadLetter, Heartbeat
 from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
     AccountSnapshot,
@@ -161,6 +161,8 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
     _spec("mts.v1.brokers.*.execution", ExecutionReport, "a broker's execution report"),
     # operations
     _spec("mts.v1.operations.audit.recorded", AuditRecord, "a link of the audit chain"),
+    _spec("mts.v1.operations.audit.checkpoint", AuditCheckpoint,
+          "a signed Merkle checkpoint of the audit chain"),
     _spec("mts.v1.operations.alerts.raised", Alert, "an alert for people"),
     _spec("mts.v1.operations.heartbeats.*", Heartbeat, "a service is alive (token: the service)"),
     # dead letters, one subject per domain

@@ -1,0 +1,155 @@
+"""Appending to the chain exactly once, and reading it back.
+
+Why one transaction per batch under an advisory lock: an entry's hash depends on the one
+before, so appends must be strictly one after another, even with two recorders running; and
+the messages of a batch are acknowledged to JetStream only after the batch committed, so a
+crash between the two leaves events that come again - and ``(domain, msg_id)``, looked up
+inside the same transaction, makes the second delivery add nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+from mts1b_foundation import GENESIS_HASH
+
+from mts1b_operations.audit.db import AuditDb
+from mts1b_operations.audit.entries import Entry, Incoming, build_entry
+
+__all__ = ["APPEND_LOCK", "AppendResult", "AuditChain", "ChainHead", "StoredEntry"]
+
+APPEND_LOCK = 0x6D74_6163  # advisory lock id held while appending ("mtac")
+_COLUMNS = ("seq", "domain", "msg_id", "subject", "ids", "producer_ts", "recorded_ts",
+            "prev_hash", "hash", "entry", "event")
+_SELECT = ("SELECT seq, domain, msg_id, subject, ids, producer_ts, recorded_ts, prev_hash, hash, "
+           "entry, event FROM audit_entries ")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """How long the chain is and the hash of its last entry (the genesis hash when empty)."""
+
+    size: int
+    hash: str
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What one append did: the entries added, in order, and how many were already there."""
+
+    appended: list[Entry] = field(default_factory=list)
+    duplicates: int = 0
+    head: ChainHead = ChainHead(0, GENESIS_HASH)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One row of the chain as the table holds it now (hashes as hex)."""
+
+    seq: int
+    domain: str
+    msg_id: str
+    subject: str
+    ids: tuple[str, ...]
+    producer_ts: dt.datetime
+    recorded_ts: dt.datetime
+    prev_hash: str
+    hash: str
+    entry: bytes
+    event: bytes
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredEntry:
+        return cls(row["seq"], row["domain"], row["msg_id"], row["subject"], tuple(row["ids"]),
+                   row["producer_ts"], row["recorded_ts"], bytes(row["prev_hash"]).hex(),
+                   bytes(row["hash"]).hex(), bytes(row["entry"]), bytes(row["event"]))
+
+
+def _domain(subject: str) -> str:
+    tokens = subject.split(".")
+    return tokens[2] if len(tokens) > 2 else "unknown"
+
+
+class AuditChain:
+    """The chain in one :class:`AuditDb` schema."""
+
+    def __init__(self, db: AuditDb) -> None:
+        self.db = db
+
+    async def head(self) -> ChainHead:
+        row = await self.db.pool.fetchrow(
+            "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
+        return _head(row)
+
+    async def append(self, incoming: Sequence[Incoming], *,
+                     now: dt.datetime | None = None) -> AppendResult:
+        """Append each message not recorded before, in the order given; one transaction."""
+        result = AppendResult()
+        if not incoming:
+            result.head = await self.head()
+            return result
+        recorded = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+            head = _head(await conn.fetchrow(
+                "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"))
+            keys = [(_domain(m.subject), m.msg_id) for m in incoming]
+            seen = {(r["domain"], r["msg_id"]) for r in await conn.fetch(
+                "SELECT e.domain, e.msg_id FROM audit_entries e JOIN unnest($1::text[], "
+                "$2::text[]) AS k(domain, msg_id) USING (domain, msg_id)",
+                [k[0] for k in keys], [k[1] for k in keys])}
+            size, prev = head.size, head.hash
+            rows = []
+            for key, message in zip(keys, incoming, strict=True):
+                if key in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(key)
+                entry = build_entry(message, sequence=size, prev_hash=prev, recorded_ts=recorded)
+                record = entry.record
+                rows.append((size, key[0], message.msg_id, message.subject, list(record.ids),
+                             record.ts, record.recorded_ts, bytes.fromhex(prev),
+                             bytes.fromhex(record.hash), entry.entry, entry.event))
+                result.appended.append(entry)
+                size, prev = size + 1, record.hash
+            if rows:
+                await conn.copy_records_to_table("audit_entries", records=rows,
+                                                 columns=list(_COLUMNS),
+                                                 schema_name=self.db.schema)
+            result.head = ChainHead(size, prev)
+        return result
+
+    async def entries(self, start: int = 0, stop: int | None = None, *,
+                      prefetch: int = 5000) -> AsyncIterator[StoredEntry]:
+        """The rows with ``start <= seq < stop``, by ``seq``, read with a cursor."""
+        query = _SELECT + "WHERE seq >= $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq"
+        async with self.db.pool.acquire() as conn, conn.transaction(readonly=True):
+            async for row in conn.cursor(query, start, stop, prefetch=prefetch):
+                yield StoredEntry.from_row(row)
+
+    async def entry(self, seq: int) -> StoredEntry | None:
+        row = await self.db.pool.fetchrow(
+            _SELECT + "WHERE seq = $1", seq)
+        return None if row is None else StoredEntry.from_row(row)
+
+    async def mentioning(self, subject_id: str) -> list[StoredEntry]:
+        """Every entry whose event mentions ``subject_id``, in chain order."""
+        rows = await self.db.pool.fetch(
+            _SELECT + "WHERE ids @> ARRAY[$1]::text[] ORDER BY seq", subject_id)
+        return [StoredEntry.from_row(r) for r in rows]
+
+    async def entry_bytes(self, stop: int | None = None) -> list[bytes]:
+        """The entry bytes of ``seq < stop`` (all), in table order: what Merkle leaves hash."""
+        rows = await self.db.pool.fetch(
+            "SELECT entry FROM audit_entries WHERE ($1::bigint IS NULL OR seq < $1) "
+            "ORDER BY seq", stop)
+        return [bytes(r["entry"]) for r in rows]
+
+
+def _head(row: asyncpg.Record | None) -> ChainHead:
+    if row is None:
+        return ChainHead(0, GENESIS_HASH)
+    return ChainHead(int(row["seq"]) + 1, bytes(row["hash"]).hex())

@@ -1,0 +1,135 @@
+"""From a message on the bus to an audit entry: its ids, actor, action, times and bytes.
+
+Why the entry is derived here and not by each producer: the recorder must take every domain's
+events as they are, including those of services written before the audit chain existed, so it
+reads what the event itself says - each ``*_id`` field (wherever it sits in the JSON), its
+``actor`` or ``source``, its time - and nothing a producer would have to remember to add.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mts1b_foundation import AuditRecord
+
+from mts1b_operations.audit.chainhash import (
+    audit_chain_hash,
+    canonical_json,
+    entry_bytes,
+    event_digest,
+)
+
+__all__ = ["MAX_IDS", "Entry", "Incoming", "build_entry", "event_value", "mentioned_ids"]
+
+MAX_IDS = 256
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,127}$")
+_MODEL = re.compile(r"^([A-Za-z][A-Za-z0-9]{0,127})/")
+_TIME_FIELDS = ("ts", "timestamp", "created_at", "as_of")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message as the recorder received it: logical subject, payload, headers, key."""
+
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str]
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry ready to append: the wire record and the two byte strings the table keeps."""
+
+    record: AuditRecord
+    entry: bytes
+    event: bytes
+
+    @property
+    def domain(self) -> str:
+        return (self.record.subject or "").split(".")[2]
+
+
+def _walk(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and key.endswith("_id") and isinstance(item, str):
+                if _ID.match(item):
+                    yield item
+            elif isinstance(key, str) and key.endswith("_ids") and isinstance(item, list):
+                yield from (i for i in item if isinstance(i, str) and _ID.match(i))
+            else:
+                yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def mentioned_ids(event: Any) -> list[str]:
+    """Every id ``event`` mentions - the string value of each ``*_id`` field and the items of
+    each ``*_ids`` list, at any depth - in the order met, each once, at most :data:`MAX_IDS`.
+    Values that are not ids (free text, empty) are skipped."""
+    return list(dict.fromkeys(_walk(event)))[:MAX_IDS]
+
+
+def event_value(payload: bytes) -> Any:
+    """The JSON value of ``payload``; bytes that are not JSON that JCS can carry are kept as
+    ``{"undecodable_b64": ...}``, so nothing on the bus goes unrecorded."""
+    try:
+        value = json.loads(payload)
+        canonical_json(value)
+    except ValueError:
+        return {"undecodable_b64": base64.b64encode(payload).decode()}
+    return value
+
+
+def _producer_time(event: Any, fallback: dt.datetime) -> dt.datetime:
+    if isinstance(event, Mapping):
+        for name in _TIME_FIELDS:
+            text = event.get(name)
+            if isinstance(text, str):
+                try:
+                    value = dt.datetime.fromisoformat(text)
+                except ValueError:
+                    continue
+                if value.tzinfo is not None:
+                    return value.astimezone(dt.UTC)
+    return fallback
+
+
+def _actor(event: Any, domain: str) -> str:
+    if isinstance(event, Mapping):
+        for name in ("actor", "key_id", "source", "broker"):
+            value = event.get(name)
+            if isinstance(value, str) and _ID.match(value):
+                return value
+    return domain
+
+
+def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
+                recorded_ts: dt.datetime) -> Entry:
+    """The entry ``sequence`` of the chain for ``incoming``, linked to ``prev_hash``."""
+    event = event_value(incoming.payload)
+    event_bytes = canonical_json(event)
+    tokens = incoming.subject.split(".")
+    domain = tokens[2] if len(tokens) > 2 else "unknown"
+    ids = mentioned_ids(event)
+    model = _MODEL.match(incoming.headers.get("Mts-Model", ""))
+    subject_id = ids[0] if ids else (model.group(1) if model else domain)
+    action = ".".join(tokens[2:])[:128].rstrip(".") or "unknown"
+    record = AuditRecord.model_construct(
+        schema_version=AuditRecord.SCHEMA_VERSION, sequence=sequence, prev_hash=prev_hash,
+        hash="0" * 64, msg_id=incoming.msg_id, subject=incoming.subject, subject_id=subject_id,
+        ids=ids, actor=_actor(event, domain), action=action,
+        payload_digest=event_digest(event_bytes),
+        ts=_producer_time(event, recorded_ts), recorded_ts=recorded_ts)
+    entry = entry_bytes(record)
+    sealed = AuditRecord.model_validate(
+        {**record.model_dump(), "hash": audit_chain_hash(prev_hash, entry)})
+    return Entry(sealed, entry, event_bytes)

@@ -1,0 +1,90 @@
+"""Fixtures: a fresh audit schema (dropped afterwards), a bus on a namespace of its own, or a
+skip naming the server that does not answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import types
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from mts1b_operations.audit.db import AuditDb
+from mts1b_operations.audit.entries import Incoming
+
+DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+
+
+BASE = dt.datetime(2026, 12, 7, 14, 30, tzinfo=dt.UTC)
+
+
+def event(i: int, *, order: str | None = None, fund: str = "F1") -> dict[str, Any]:
+    return {"event_id": f"evt-{i}", "order_id": order or f"ord-{i}", "fund_id": fund,
+            "quantity": str(i), "ts": (BASE + dt.timedelta(milliseconds=i)).isoformat()}
+
+
+def incoming(i: int, subject: str = "mts.v1.oms.orders.accepted", **kw: Any) -> Incoming:
+    return Incoming(subject, json.dumps(event(i, **kw)).encode(), {}, f"evt-{i}")
+
+
+async def tamper(db: AuditDb, *statements: str) -> None:
+    """Run ``statements`` as a superuser with the append-only triggers off."""
+    conn = await asyncpg.connect(DSN, server_settings={"search_path": db.schema})
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            for statement in statements:
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def kit() -> types.SimpleNamespace:
+    """The helpers above, for the test modules (which cannot import this file)."""
+    return types.SimpleNamespace(event=event, incoming=incoming, tamper=tamper, DSN=DSN,
+                                 BASE=BASE)
+
+
+async def _reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture
+async def audit_db() -> AsyncIterator[AuditDb]:
+    """The audit chain on a fresh schema, dropped afterwards."""
+    if not await _reachable():
+        pytest.skip(f"PostgreSQL not reachable at {DSN} (python3 dev.py test starts one)")
+    db = await AuditDb.open(DSN, schema=f"au_t_{uuid.uuid4().hex[:12]}")
+    try:
+        yield db
+    finally:
+        await db.drop_schema()
+        await db.close()
+
+
+@pytest.fixture
+async def fresh_bus() -> AsyncIterator[Any]:
+    """A ``Bus`` on a NATS namespace of its own, its streams deleted afterwards."""
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+
+    try:
+        bus = await Bus.connect(BusSettings(url=NATS_URL, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {NATS_URL} ({exc}); run `mts dev up`")
+    try:
+        yield bus
+    finally:
+        await bus.delete_streams()
+        await bus.drain()

@@ -1,0 +1,54 @@
+"""From a message to an entry: every id it mentions, RFC 8785 bytes, the chain hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from mts1b_foundation import GENESIS_HASH, AuditRecord, parse_message
+from mts1b_operations.audit.chainhash import audit_chain_hash, canonical_json, entry_bytes
+from mts1b_operations.audit.entries import Incoming, build_entry, mentioned_ids
+
+NOW = dt.datetime(2026, 12, 7, 14, 30, tzinfo=dt.UTC)
+
+
+def test_mentioned_ids_every_star_id_at_any_depth_once_in_order() -> None:
+    event = {"order_id": "ord-abc", "fund_id": "F1", "text": "ord-zzz is not a field",
+             "fill": {"trade_id": "t-9", "order_id": "ord-abc"}, "strategy_id": "",
+             "leg_ids": ["l1", "l2", 7], "note_id": "has space"}
+    assert mentioned_ids(event) == ["ord-abc", "F1", "t-9", "l1", "l2"]
+
+
+def test_canonical_json_is_rfc8785() -> None:
+    # RFC 8785 3.2.3's sorting by UTF-16 code units, and ES6 number forms.
+    assert canonical_json({"b": 1, "a": [1e21, 1.5, "é"], "\u20ac": None, "\r": 0}) == (
+        '{"\\r":0,"a":[1e+21,1.5,"é"],"b":1,"\u20ac":null}'.encode())
+
+
+def test_entry_hash_covers_previous_hash_and_canonical_entry() -> None:
+    payload = json.dumps({"ts": "2026-12-07T14:29:59.5+00:00", "order_id": "ord-abc",
+                          "fund_id": "F1", "actor": "ops-alice"}).encode()
+    message = Incoming("mts.v1.oms.orders.accepted", payload,
+                       {"Mts-Model": "OrderEvent/3"}, "evt-1")
+    entry = build_entry(message, sequence=0, prev_hash=GENESIS_HASH, recorded_ts=NOW)
+    record = entry.record
+    assert (record.ids, record.subject_id, record.actor, record.action) == (
+        ["ord-abc", "F1"], "ord-abc", "ops-alice", "oms.orders.accepted")
+    assert record.ts == dt.datetime(2026, 12, 7, 14, 29, 59, 500000, tzinfo=dt.UTC)
+    assert record.payload_digest == hashlib.sha256(entry.event).hexdigest()
+    assert entry.entry == entry_bytes(record)
+    assert record.hash == hashlib.sha256(bytes(32) + entry.entry).hexdigest()
+    assert record.hash == audit_chain_hash(GENESIS_HASH, entry.entry)
+    assert b'"hash"' not in entry.entry and b'"prev_hash"' not in entry.entry
+    assert parse_message(AuditRecord, record.to_json()) == record
+    second = build_entry(message, sequence=1, prev_hash=record.hash, recorded_ts=NOW)
+    assert second.record.hash != record.hash  # same event, another place in the chain
+
+
+def test_undecodable_bytes_are_kept_not_dropped() -> None:
+    entry = build_entry(Incoming("mts.v1.dlq.oms", b"\xff not json", {}, "m-2"),
+                        sequence=3, prev_hash="a" * 64, recorded_ts=NOW)
+    assert json.loads(entry.event) == {"undecodable_b64": "/yBub3QganNvbg=="}
+    assert entry.record.subject_id == "dlq" and entry.record.ids == []
+    assert entry.record.ts == NOW  # no producer time: the recorder's
