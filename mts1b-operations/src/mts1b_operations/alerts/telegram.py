@@ -1,0 +1,115 @@
+"""Telegram dispatch: the Bot API's ``sendMessage``, within its limits.
+
+:func:`send_telegram` is the one place a message goes to Telegram (the dedupe contract's
+canonical home). :class:`TelegramSink` is the :class:`~mts1b_foundation.AlertSink` the router
+uses: it renders a group of alerts as HTML parts of at most 4,096 characters
+(:mod:`~mts1b_operations.alerts.render`), and sends each part to each chat through three token
+buckets - the chat's (one a second), the group's (20 a minute, for a negative chat id) and the
+bot's (25 a second) - so it stays under the limits instead of finding them. A 429 still
+happens (the limits are Telegram's to change): its ``retry_after`` holds that chat's bucket,
+and the part is sent again after it when the wait is short (``max_inline_wait``), else the
+notification goes back to the outbox with that wait. Parts already delivered are remembered
+per notification, so a retry does not repeat them.
+
+The bot token is part of the URL path: it is never logged and never in an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mts1b_foundation import Alert, AlertDeliveryError
+
+from mts1b_operations.alerts.config import TelegramReceiver
+from mts1b_operations.alerts.http import post_json
+from mts1b_operations.alerts.ratelimit import TokenBucket
+from mts1b_operations.alerts.render import telegram_parts
+
+__all__ = ["TelegramSink", "send_telegram"]
+
+_PERMANENT = {400, 401, 403, 404}
+
+
+async def send_telegram(api_url: str, token: str, chat_id: int, text: str, *,
+                        timeout: float = 10.0) -> int:
+    """Send ``text`` (``parse_mode=HTML``) to ``chat_id``; return the message id Telegram gave
+    it. AlertDeliveryError otherwise: with ``retry_after`` for a 429 (Telegram's
+    ``parameters.retry_after``), ``permanent`` for an answer that a retry cannot change
+    (400 Bad Request, 401, 403: no such chat, unparsable text, a wrong token)."""
+    answer = await post_json(f"{api_url.rstrip('/')}/bot{token}/sendMessage",
+                             {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
+                              "link_preview_options": {"is_disabled": True}},
+                             timeout=timeout)
+    body: Any = answer.json()
+    if answer.status == 200 and isinstance(body, dict) and body.get("ok"):
+        result = body.get("result") or {}
+        return int(result.get("message_id", 0))
+    if answer.status == 0:
+        raise AlertDeliveryError(f"telegram unreachable ({answer.failure})", chat_id=chat_id)
+    description = str(body.get("description", ""))[:200] if isinstance(body, dict) else ""
+    retry_after: float | None = None
+    if isinstance(body, dict) and isinstance(body.get("parameters"), dict):
+        value = body["parameters"].get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            retry_after = float(value)
+    if answer.status == 429 and retry_after is None:
+        retry_after = float(answer.headers.get("Retry-After", "1") or 1)
+    raise AlertDeliveryError(f"telegram answered {answer.status}: {description}",
+                             retry_after=retry_after, permanent=answer.status in _PERMANENT,
+                             chat_id=chat_id, status=answer.status)
+
+
+class TelegramSink:
+    """An :class:`~mts1b_foundation.AlertSink` for one bot and its chats (see the module)."""
+
+    def __init__(self, receiver: TelegramReceiver) -> None:
+        if receiver.bot_token is None:
+            raise ValueError(f"receiver {receiver.name} has no bot_token")
+        self.receiver = receiver
+        self._token = receiver.bot_token.get_secret_value()
+        self._bot = TokenBucket(receiver.global_per_second)
+        self._chats: dict[int, list[TokenBucket]] = {}
+        self._delivered: dict[str, set[tuple[int, int]]] = {}
+        self.retried_after: list[float] = []  # every retry_after honoured, for tests and logs
+
+    @property
+    def name(self) -> str:
+        return self.receiver.name
+
+    def _buckets(self, chat_id: int) -> list[TokenBucket]:
+        if chat_id not in self._chats:
+            buckets = [TokenBucket(self.receiver.per_chat_per_second)]
+            if chat_id < 0:  # groups, supergroups and channels
+                buckets.append(TokenBucket(self.receiver.per_group_per_minute / 60))
+            self._chats[chat_id] = buckets
+        return self._chats[chat_id]
+
+    async def send(self, key: str, alerts: Sequence[Alert]) -> None:
+        parts = telegram_parts(alerts)
+        done = self._delivered.setdefault(key, set())
+        for chat_id in self.receiver.chat_ids:
+            for index, text in enumerate(parts):
+                if (chat_id, index) in done:
+                    continue
+                await self._send_part(chat_id, text)
+                done.add((chat_id, index))
+        self._delivered.pop(key, None)
+
+    async def _send_part(self, chat_id: int, text: str) -> None:
+        buckets = self._buckets(chat_id)
+        while True:
+            for bucket in (*buckets, self._bot):
+                await bucket.acquire()
+            try:
+                await send_telegram(self.receiver.api_url, self._token, chat_id, text,
+                                    timeout=self.receiver.timeout)
+                return
+            except AlertDeliveryError as exc:
+                if exc.retry_after is None:
+                    raise
+                for bucket in buckets:
+                    bucket.hold(exc.retry_after)
+                self.retried_after.append(exc.retry_after)
+                if exc.retry_after > self.receiver.max_inline_wait:
+                    raise
