@@ -36,3 +36,7 @@ def _register_parts() -> None:
 
 
 _register_parts()
+
+
+if __name__ == "__main__":  # python -m mts1b_operations.cli (tests spawn the services so)
+    app()

@@ -267,6 +267,9 @@ def serve_audit(
                     "(0: never)")] = 2.0,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")
                      ] = 500,
+    ack_wait: Annotated[float, typer.Option(
+        min=0.1, help="seconds before events held by a dead recorder are delivered again")
+    ] = 30.0,
 ) -> None:
     """Record every domain event (but market data and the chain's own) into the chain until
     SIGTERM, once each; checkpoint it, signed."""
@@ -280,7 +283,7 @@ def serve_audit(
                            signing_key=SigningKey.load(signing_key) if signing_key else None,
                            checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
                            checkpoint_interval=checkpoint_interval,
-                           skew_threshold=skew_threshold, batch=batch)
+                           skew_threshold=skew_threshold, batch=batch, ack_wait=ack_wait)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

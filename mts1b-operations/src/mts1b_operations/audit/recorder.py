@@ -287,15 +287,14 @@ async def run_recorder(opts: RecorderOptions, *, ready: asyncio.Event | None = N
                   domains=",".join(opts.domains), namespace=opts.namespace or "")
         if ready is not None:
             ready.set()
-        finished, _ = await asyncio.wait([*tasks, asyncio.create_task(done.wait())],
-                                         return_when=asyncio.FIRST_COMPLETED)
-        done.set()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # each stops after the batch in hand
-        for task in finished:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        waiter = asyncio.create_task(done.wait())
+        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        done.set()  # a consumer that failed stops the others too
+        waiter.cancel()
+        # each consumer stops after the batch in hand; a failure is raised, not swallowed
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         return recorder
     finally:
         await bus.drain()
