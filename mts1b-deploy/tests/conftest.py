@@ -13,10 +13,12 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,3 +122,60 @@ def bao() -> Iterator[BaoServer]:
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+# -- releases ---------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def foundation_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small wheelhouse, once per session: mts1b-foundation's wheel (built from the
+    checkout) and its locked dependencies (downloaded by hash, as ``dev.py wheels`` does).
+    Skipped, with the reason, without a checkout, uv, or an index to download from."""
+    from mts1b_deploy.errors import ReleaseError
+    from mts1b_deploy.pins import Closure, find_uv, locked_closure
+    from mts1b_deploy.wheelhouse import collect_wheels
+
+    if not (REPO / "uv.lock").is_file():
+        pytest.skip(f"no uv.lock at {REPO}: the release tests need the workspace checkout")
+    try:
+        uv = find_uv(REPO)
+        closure = locked_closure(REPO, ("mts1b-foundation",), uv)
+    except ReleaseError as exc:
+        pytest.skip(f"cannot read the lock's pins: {exc.message}")
+    house = tmp_path_factory.mktemp("wheelhouse")
+    built = subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(house),
+                            str(REPO / "mts1b-foundation")], capture_output=True, text=True,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    dist = REPO / "dist"  # `python3 dev.py wheels` leaves the locked wheels here: no download
+    try:
+        collect_wheels(REPO, Closure((), closure.pins), dist, house)
+        return house
+    except ReleaseError:
+        pass
+    pins = house.parent / "pins.txt"
+    pins.write_text("".join(f"{p.name}=={p.version} "
+                            + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n"
+                            for p in closure.pins))
+    got = subprocess.run([*_pip(house.parent), "download", "--require-hashes",
+                          "--only-binary=:all:", "--no-deps", "--quiet",
+                          "--disable-pip-version-check", "--dest", str(house), "--requirement",
+                          str(pins)], capture_output=True, text=True, check=False)
+    if got.returncode != 0:
+        pytest.skip(f"pip download of the locked wheels failed (offline?): "
+                    f"{got.stderr.strip().splitlines()[-1:]} on {sys.version.split()[0]}")
+    return house
+
+
+def _pip(scratch: Path) -> list[str]:
+    """A pip: the base interpreter's when it has one, else a new virtualenv's (slower)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    probe = subprocess.run([base, "-m", "pip", "--version"], capture_output=True,
+                           check=False)
+    if probe.returncode == 0:
+        return [base, "-m", "pip"]
+    venv.EnvBuilder(with_pip=True).create(scratch / "pip-venv")
+    return [str(scratch / "pip-venv" / "bin" / "python"), "-m", "pip"]

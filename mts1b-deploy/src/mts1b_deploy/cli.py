@@ -19,8 +19,10 @@ from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
 from mts1b_deploy.inventory import load_inventory
+from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
 from mts1b_deploy.plan import render_plan
+from mts1b_deploy.rendered import render_service_env
 
 __all__ = ["app", "main"]
 
@@ -31,6 +33,8 @@ vault_app = typer.Typer(no_args_is_help=True, add_completion=False,
 app.add_typer(vault_app, name="vault")
 
 InventoryPath = Annotated[Path, typer.Argument(help="the inventory YAML file")]
+Root = Annotated[Path, typer.Option(envvar="MTS_DEPLOY_ROOT",
+                                    help="the local target's folder (releases/, current)")]
 
 
 @app.command("plan")
@@ -64,6 +68,50 @@ def vault_bootstrap(
     options = BootstrapOptions(addr=addr, out_dir=out, shares=shares, threshold=threshold,
                                token_file=token_file, verify=ca_cert or True)
     bootstrap(options, log=typer.echo)
+
+
+@app.command("install")
+def install_command(
+    root: Root,
+    library: Annotated[list[str], typer.Option(
+        help="a library to release, e.g. mts1b-oms or mts1b-platform[vault] (repeat)")],
+    wheelhouse: Annotated[Path, typer.Option(
+        help="the wheels (python3 dev.py wheels fills dist/)")] = Path("dist"),
+    repo: Annotated[Path, typer.Option(help="the checkout holding uv.lock")] = Path("."),
+    sha: Annotated[str | None, typer.Option(help="the commit (default: the repo's HEAD)")
+                   ] = None,
+    inventory: Annotated[Path | None, typer.Option(
+        help="render each service's config from this inventory")] = None,
+    keep: Annotated[int, typer.Option(help="releases kept")] = 10,
+) -> None:
+    """Install a release on the local target and make it current (services are not started:
+    not built yet)."""
+    config = render_service_env(load_inventory(inventory)) if inventory else {}
+    request = ReleaseRequest(repo=repo, libraries=tuple(library), wheelhouse=wheelhouse,
+                             sha=sha, config=config)
+    LocalTarget(root, keep=keep).install(request, log=typer.echo)
+
+
+@app.command("history")
+def history_command(root: Root) -> None:
+    """List the kept releases, newest first; the current one is marked with *."""
+    kept = LocalTarget(root).kept()
+    if not kept:
+        typer.echo(f"no release installed under {root}")
+    for release in kept:
+        g = release.generation
+        schema = ", ".join(f"{k} {v:04d}" for k, v in sorted(g.schema.items())) or "none"
+        typer.echo(f"{'*' if release.current else ' '} {g.generation:>4}  {g.sha[:12]}  "
+                   f"{g.installed_at}  {g.by}  schema: {schema}")
+
+
+@app.command("rollback")
+def rollback_command(
+    root: Root,
+    to: Annotated[str, typer.Option("--to", help="a generation number or a commit sha")],
+) -> None:
+    """Make a kept release current again (code and config)."""
+    LocalTarget(root).rollback(to, log=typer.echo)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
