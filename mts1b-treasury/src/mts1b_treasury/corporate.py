@@ -105,9 +105,9 @@ async def book_actions(registry: FundRegistry, actions: Sequence[CorporateAction
             continue
         if action.kind == "delisting":
             for fund_id in funds:
-                outcome = await book_delisting(ledger, fund_id, action)
-                if outcome is not None:
-                    out.append((action, fund_id, outcome))
+                disposal = await book_delisting(ledger, fund_id, action)
+                if disposal is not None:
+                    out.append((action, fund_id, disposal))
             continue
         for fund_id in funds:
             outcome = await ledger.post_dividend(fund_id, action.symbol, action.value,
