@@ -88,3 +88,18 @@ async def fresh_bus() -> AsyncIterator[Any]:
     finally:
         await bus.delete_streams()
         await bus.drain()
+
+
+@pytest.fixture
+async def alerts_db() -> AsyncIterator[Any]:
+    """The alert router's state on a fresh schema, dropped afterwards."""
+    from mts1b_operations.alerts.store import AlertsDb
+
+    if not await _reachable():
+        pytest.skip(f"PostgreSQL not reachable at {DSN} (python3 dev.py test starts one)")
+    db = await AlertsDb.open(DSN, schema=f"al_t_{uuid.uuid4().hex[:12]}")
+    try:
+        yield db
+    finally:
+        await db.drop_schema()
+        await db.close()

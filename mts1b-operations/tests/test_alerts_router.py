@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from mts1b_foundation import Alert, AlertStatus, Heartbeat, TradingState, TradingStateChange
 from mts1b_operations.alerts.config import AlertsConfig, load_alerts_config
@@ -19,7 +16,6 @@ from mts1b_operations.alerts.errors import AlertsError, AlertsInputError
 from mts1b_operations.alerts.router import Router, halt_alert
 from mts1b_operations.alerts.store import AlertsDb
 
-DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
 
 
@@ -41,21 +37,6 @@ def _config(**changes: Any) -> AlertsConfig:
         "receivers": [{"kind": "webhook", "name": "hook", "url": "http://127.0.0.1:9/x"}]}
     base.update(changes)
     return load_alerts_config(None, environ={}, overrides=base)
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[AlertsDb]:
-    try:
-        conn = await asyncpg.connect(DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        pytest.skip(f"PostgreSQL not reachable at {DSN}")
-    await conn.close()
-    d = await AlertsDb.open(DSN, schema=f"al_t_{uuid.uuid4().hex[:12]}")
-    try:
-        yield d
-    finally:
-        await d.drop_schema()
-        await d.close()
 
 
 async def _router(db: AlertsDb, **changes: Any) -> tuple[Router, Clock]:
@@ -81,7 +62,8 @@ async def outbox(db: AlertsDb) -> list[list[tuple[str, str]]]:
                    for a in json.loads(r["alerts"])) for r in rows]
 
 
-async def test_dedupe_and_group_wait_then_interval(db: AlertsDb) -> None:
+async def test_dedupe_and_group_wait_then_interval(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db)
     first = alert(fund="f1", order_id="o1")
     assert await router.ingest(first)
@@ -114,7 +96,9 @@ async def test_dedupe_and_group_wait_then_interval(db: AlertsDb) -> None:
     assert len(await outbox(db)) == 3
 
 
-async def test_another_fund_is_another_group_and_critical_skips_the_wait(db: AlertsDb) -> None:
+async def test_another_fund_is_another_group_and_critical_skips_the_wait(
+        alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db)
     await router.ingest(alert(fund="f1"))
     await router.ingest(alert(name="KillSwitch", severity="critical", fund="f2"))
@@ -125,7 +109,8 @@ async def test_another_fund_is_another_group_and_critical_skips_the_wait(db: Ale
     assert (await outbox(db))[-1] == [("OrderRejected:f1:", "firing")]
 
 
-async def test_resolution_sent_and_resolve_timeout(db: AlertsDb) -> None:
+async def test_resolution_sent_and_resolve_timeout(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db)
     await router.ingest(alert(fund="f1", order_id="o1"))
     await router.ingest(alert(fund="f1", order_id="o2"))
@@ -146,7 +131,8 @@ async def test_resolution_sent_and_resolve_timeout(db: AlertsDb) -> None:
     assert o2.alert.ends_at == T0 + dt.timedelta(seconds=600)
 
 
-async def test_a_halted_fund_inhibits_its_order_alerts_only(db: AlertsDb) -> None:
+async def test_a_halted_fund_inhibits_its_order_alerts_only(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db)
     halt = halt_alert(TradingStateChange(scope="fund", scope_id="f1", state=TradingState.HALTED,
                                          actor="ops", reason="drawdown", ts=T0))
@@ -175,7 +161,8 @@ async def test_a_halted_fund_inhibits_its_order_alerts_only(db: AlertsDb) -> Non
     assert ("TradingHalted:f1:", "resolved") in sent
 
 
-async def test_silence_and_unsilence(db: AlertsDb) -> None:
+async def test_silence_and_unsilence(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db)
     with pytest.raises(AlertsInputError, match="matcher"):
         await router.silence(["fund"], duration=dt.timedelta(hours=1), created_by="me",
@@ -201,7 +188,8 @@ async def test_silence_and_unsilence(db: AlertsDb) -> None:
     assert (await outbox(db))[-1] == [("OrderRejected:f1:o1", "firing")]
 
 
-async def test_ack_mutes_until_resolved(db: AlertsDb) -> None:
+async def test_ack_mutes_until_resolved(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db, repeat_interval=600, resolve_timeout=7200)
     await router.ingest(alert(fund="f1"))
     clock.advance(30)
@@ -220,7 +208,8 @@ async def test_ack_mutes_until_resolved(db: AlertsDb) -> None:
     assert (await outbox(db))[-1] == [("OrderRejected:f1:", "resolved")]
 
 
-async def test_flapping_alert_is_held_and_reported_once(db: AlertsDb) -> None:
+async def test_flapping_alert_is_held_and_reported_once(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db, group_wait=0, group_interval=60)
     statuses = ["firing", "resolved", "firing", "resolved", "firing", "resolved", "firing"]
     for status in statuses:
@@ -243,7 +232,8 @@ async def test_flapping_alert_is_held_and_reported_once(db: AlertsDb) -> None:
     assert not views["OrderRejected"].flapping
 
 
-async def test_missing_heartbeat_fires_and_the_next_one_resolves(db: AlertsDb) -> None:
+async def test_missing_heartbeat_fires_and_the_next_one_resolves(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db, group_wait=0, heartbeat_misses=3)
     await router.heartbeat(Heartbeat(service="mts1b-oms", interval_s=10, started_at=T0, ts=T0))
     clock.advance(29)
@@ -262,7 +252,8 @@ async def test_missing_heartbeat_fires_and_the_next_one_resolves(db: AlertsDb) -
     assert (await outbox(db))[-1] == [("HeartbeatMissing::", "resolved")]
 
 
-async def test_receivers_route_by_matchers(db: AlertsDb) -> None:
+async def test_receivers_route_by_matchers(alerts_db: AlertsDb) -> None:
+    db = alerts_db
     router, clock = await _router(db, receivers=[
         {"kind": "webhook", "name": "all", "url": "http://127.0.0.1:9/a"},
         {"kind": "webhook", "name": "f2-only", "url": "http://127.0.0.1:9/b",

@@ -131,7 +131,7 @@ class Dispatcher:
                     "receiver = $1 AND delivered_at IS NULL ORDER BY id LIMIT 50", name)
             if not rows:
                 return self.poll
-            progressed = False
+            progressed = waiting = False
             for row in rows:
                 now = self.clock.now()
                 if row["next_attempt_at"] > now:
@@ -142,9 +142,10 @@ class Dispatcher:
                 outcome = await dispatch_alert(self.db, sink, row["id"], alerts,
                                                attempts=row["attempts"], clock=self.clock)
                 if outcome is False:
-                    return 0.0  # the next drain reads when the row may be tried again
+                    waiting = True  # read again: the row now says when to try it
+                    break
                 if outcome:
                     self.delivered += 1
                 progressed = True
-            if not progressed:
+            if not progressed and not waiting:
                 return self.poll

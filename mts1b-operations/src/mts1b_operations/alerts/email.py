@@ -64,6 +64,11 @@ class EmailSink:
         await self._bucket.acquire()
         try:
             await asyncio.to_thread(self._deliver, self._message(key, alerts))
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            raise AlertDeliveryError(f"SMTP server refused every recipient ({codes})",
+                                     permanent=all(500 <= c < 600 for c in codes),
+                                     receiver=self.name) from None
         except smtplib.SMTPResponseException as exc:
             # 5xx: the server refuses for good (a bad address, a failed login)
             raise AlertDeliveryError(f"SMTP server answered {exc.smtp_code}",

@@ -29,6 +29,9 @@ from mts1b_operations.alerts.render import telegram_parts
 __all__ = ["TelegramSink", "send_telegram"]
 
 _PERMANENT = {400, 401, 403, 404}
+_MARGIN = 0.9
+"""Buckets run 10% under the stated limits: two messages sent a limit apart can arrive closer
+than that (one waited longer in the network), and the server counts arrivals."""
 
 
 async def send_telegram(api_url: str, token: str, chat_id: int, text: str, *,
@@ -68,7 +71,7 @@ class TelegramSink:
             raise ValueError(f"receiver {receiver.name} has no bot_token")
         self.receiver = receiver
         self._token = receiver.bot_token.get_secret_value()
-        self._bot = TokenBucket(receiver.global_per_second)
+        self._bot = TokenBucket(receiver.global_per_second * _MARGIN)
         self._chats: dict[int, list[TokenBucket]] = {}
         self._delivered: dict[str, set[tuple[int, int]]] = {}
         self.retried_after: list[float] = []  # every retry_after honoured, for tests and logs
@@ -79,9 +82,9 @@ class TelegramSink:
 
     def _buckets(self, chat_id: int) -> list[TokenBucket]:
         if chat_id not in self._chats:
-            buckets = [TokenBucket(self.receiver.per_chat_per_second)]
+            buckets = [TokenBucket(self.receiver.per_chat_per_second * _MARGIN)]
             if chat_id < 0:  # groups, supergroups and channels
-                buckets.append(TokenBucket(self.receiver.per_group_per_minute / 60))
+                buckets.append(TokenBucket(self.receiver.per_group_per_minute / 60 * _MARGIN))
             self._chats[chat_id] = buckets
         return self._chats[chat_id]
 
