@@ -6,7 +6,10 @@ as user ``oms``, and
   bus says ``BusPermissionError`` before any OMS sees the command;
 - operations may halt but not publish a resume; risk may resume;
 - a user who may publish on the resume subject still gets nowhere with a forged command: the
-  OMS checks the signature whatever NATS allowed.
+  OMS checks the signature whatever NATS allowed;
+- the composer (``mts mts1b-portfolio serve``) runs as user ``portfolio``: its signals become a
+  rebalance the OMS answers, while that account may send no order or state command and may
+  not delete a stream.
 
 The documented configuration in docs/libraries/oms.md is the file this test runs.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import secrets
 import socket
@@ -27,16 +31,26 @@ from importlib import resources
 from pathlib import Path
 
 import nacl.signing
+import nats.errors
 import pytest
 from mts1b_foundation import (
+    TREASURY_FUNDS_BUCKET,
+    Allocation,
+    Bar,
+    CancelOrder,
     CommandReply,
+    FundConfig,
     HaltTrading,
+    ReplaceOrder,
+    ReplaceRequest,
     ReplyCode,
     ResumeTrading,
     SetTradingState,
+    Signal,
     SubmitOrder,
     TradingState,
 )
+from mts1b_foundation.subjects import symbol_subject
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.signing import SigningKey
 from mts1b_oms.store import Store
@@ -46,7 +60,8 @@ from mts1b_platform.devservices import nats_server_binary
 
 pytestmark = pytest.mark.integration
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-USERS = ("oms", "ops", "risk", "strategy")
+USERS = ("oms", "ops", "risk", "strategy", "portfolio")
+ADMIN = "admin"  # test set-up only (the treasury's fund, allocations, bars): no permissions
 REGISTRY, SIGNERS = make_signing_keys()
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "libraries" / "oms.md"
 
@@ -64,12 +79,17 @@ def nats_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = tmp / "server.conf"
+    passwords = {user: secrets.token_hex(12) for user in (*USERS, ADMIN)}
+    # the documented block, plus a set-up user standing in for the services the file does
+    # not cover (the treasury writing its funds bucket and allocations, the datalake's bars)
+    documented = _permissions().replace(
+        "  users = [\n", f"  users = [\n    {{ user: {ADMIN}, password: {passwords[ADMIN]} }}\n", 1)
     conf.write_text(f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{tmp / "js"}" }}\n'
-                    + _permissions())
-    passwords = {user: secrets.token_hex(12) for user in USERS}
+                    + documented)
     env = {**os.environ, **{f"MTS_NATS_{u.upper()}_PASSWORD": p for u, p in passwords.items()}}
+    log = (tmp / "server.log").open("wb")  # permission violations are logged there
     proc = subprocess.Popen([str(nats_server_binary()), "-c", str(conf)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and proc.poll() is None:
         with socket.socket() as s:
@@ -82,15 +102,19 @@ def nats_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     finally:
         proc.terminate()
         proc.wait(10)
+        log.close()
 
 
 @contextlib.asynccontextmanager
-async def _oms(url: str) -> AsyncIterator[Store]:
+async def _oms(url: str, *, funds: list[FundConfig] | None = None,
+               symbols: dict[str, Decimal] | None = None) -> AsyncIterator[Store]:
     """The OMS service connected as user ``oms``, on a throwaway schema; yields its store."""
     schema = f"oms_perm_{uuid.uuid4().hex[:10]}"
-    opts = ServeOptions(dsn=DSN, funds=[make_fund()], instruments=make_registry(),
+    prices = symbols or {"AAPL": Decimal(100)}
+    opts = ServeOptions(dsn=DSN, funds=funds or [make_fund()],
+                        instruments=make_registry(*prices),
                         broker="mts1b_oms.testing:RecordingBroker", schema=schema,
-                        nats_url=url, prices={"AAPL": Decimal(100)}, keys=REGISTRY)
+                        nats_url=url, prices=prices, keys=REGISTRY)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready, stop=stop))
     store = await Store.open(DSN, schema=schema, min_size=1, max_size=1)
@@ -176,3 +200,71 @@ def test_the_documented_permissions_are_the_tested_ones() -> None:
         pytest.skip(f"{DOCS} is not here (an installed copy of the tests)")
     assert _permissions() in DOCS.read_text(encoding="utf-8")
 
+
+
+async def test_the_composer_runs_under_its_own_account(
+        nats_users: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mts mts1b-portfolio serve`` as user ``portfolio``: it reads the treasury's fund,
+    allocations and NAVs, the bars and the OMS's positions, takes two strategies' signals
+    through its durables, sends the composed target on the rebalance subject and the OMS
+    (user ``oms``) trades it. The same account may send no order, cancel, replace or
+    trading-state command, and may not delete a stream."""
+    composer = pytest.importorskip("mts1b_portfolio.service",
+                                   reason="the composer is mts1b-portfolio's")
+    at = dt.datetime(2026, 12, 4, 20, 45, tzinfo=dt.UTC)
+    prices = {"AAPL": Decimal(100), "MSFT": Decimal(200)}
+    fund = make_fund(nav=1_000_000).model_copy(update={"strategies": ["momentum", "value"]})
+    async with await Bus.connect(url=nats_users[ADMIN]) as admin:
+        await admin.declare_streams(["treasury", "oms", "research", "datalake", "operations"])
+        await (await admin.kv(TREASURY_FUNDS_BUCKET, history=5)).put("f1", fund)
+        for strategy in ("momentum", "value"):
+            await admin.publish_acked("mts.v1.treasury.allocations.published", Allocation(
+                fund_id="f1", strategy_id=strategy, as_of=at, amount_usd=Decimal(400_000)))
+        for sym, px in prices.items():
+            await admin.publish_acked(symbol_subject("bars", sym), Bar(
+                symbol=sym, ts=at - dt.timedelta(minutes=15), open=px, high=px, low=px,
+                close=px, volume=Decimal(10_000)))
+        async with _oms(nats_users["oms"], funds=[fund], symbols=prices) as store:
+            monkeypatch.setenv("MTS_NATS_URL", nats_users["portfolio"])
+            stop, ready = asyncio.Event(), asyncio.Event()
+            task = asyncio.get_running_loop().create_task(composer.run_service(
+                composer.ServeOptions(settle_seconds=1.0, reply_timeout=15,
+                                      catch_up_seconds=15), ready=ready, stop=stop))
+            try:
+                await asyncio.wait({task, asyncio.ensure_future(ready.wait())}, timeout=30,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    task.result()  # the composer could not start under its account: why
+                assert ready.is_set()
+                for strategy, weights in (("momentum", {"AAPL": Decimal(1)}),
+                                          ("value", {"MSFT": Decimal(1)})):
+                    await admin.publish_acked("mts.v1.research.signals.published", Signal(
+                        strategy_id=strategy, as_of=at, weights=weights))
+                for _ in range(200):  # liveness guard: 20 s
+                    orders = await store.open_orders()
+                    if len(orders) == 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert sorted((o.order.instrument.symbol, dict(o.order.sleeves))
+                              for o in orders) == [
+                    ("AAPL", {"momentum": Decimal(4000)}), ("MSFT", {"value": Decimal(2000)})]
+            finally:
+                stop.set()
+                service = await asyncio.wait_for(task, 30)
+            assert [reply.ok for _fund, reply in service.sent] == [True], service.sent
+            async with await Bus.connect(url=nats_users["portfolio"]) as portfolio:
+                halt = SIGNERS["ops-test"].sign(HaltTrading, "fund", "f1", "x")
+                for subject, model in (
+                        ("mts.v1.oms.commands.submit", SubmitOrder(order=make_order("p-1"))),
+                        ("mts.v1.oms.commands.cancel", CancelOrder(order_id="ord-1")),
+                        ("mts.v1.oms.commands.replace", ReplaceOrder(replace=ReplaceRequest(
+                            order_id="ord-1", quantity=Decimal(1)))),
+                        ("mts.v1.oms.commands.halt", halt),
+                        ("mts.v1.oms.commands.resume", SIGNERS["risk-test"].sign(
+                            ResumeTrading, "fund", "f1", "x"))):
+                    with pytest.raises(BusPermissionError, match="may not publish to"):
+                        await portfolio.request(subject, model, timeout=1)  # type: ignore[arg-type]
+                with pytest.raises(nats.errors.TimeoutError):  # refused: no answer comes
+                    await portfolio.nc.jetstream(timeout=1).delete_stream("MTS_OMS")
+                assert (await admin.js.stream_info("MTS_OMS")).config.name == "MTS_OMS"
+            assert await store.trading_states() == []

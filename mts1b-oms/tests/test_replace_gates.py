@@ -318,6 +318,9 @@ async def test_a_replace_the_venue_refuses_is_not_answered_ok(
     assert reply.status is S.ACCEPTED
     assert reply.message == "replace refused by the broker: outside the venue's price band"
     assert reply.venue_code == (None if raises else "PX_BAND")
+    # the broker's code and text also in the context, as for a refused submit
+    assert reply.context["broker_code"] == ("BROKER_REJECTED" if raises else "PX_BAND")
+    assert reply.context["broker_reason"] == "outside the venue's price band"
     assert venue.replace_requests == [oid]
     state = await store.load_order(oid)
     assert state is not None and state.order.limit_price == D("100.00")

@@ -22,6 +22,7 @@ from mts1b_foundation import (
     Side,
     SleeveAllocation,
     TargetPortfolio,
+    TradingState,
     ValidationFailed,
     parse_message,
 )
@@ -29,6 +30,7 @@ from mts1b_oms.oms import Oms
 from mts1b_oms.orderstore import OrderStore, Transfer
 from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
+from mts1b_oms.tradingstate import make_command
 
 if TYPE_CHECKING:
     from conftest import MakeOms
@@ -268,3 +270,65 @@ async def test_migration_6_credits_earlier_fills_to_their_orders_strategy(
     [f] = await pg_store.fills_for("f1", "s1", "AAPL")
     assert (f.trade_id, f.side, f.quantity, f.price, f.commission) == (
         "t1", Side.SELL, D(7), D("101.5"), D("0.25"))
+
+
+async def test_a_reducing_strategy_leaves_the_shares_that_add_to_its_sleeve(
+        make: MakeOms, broker: RecordingBroker) -> None:
+    """Strategy-scope REDUCING reaches the orders A shares with B: A's buy of more AAPL (it
+    holds 100) leaves the order, B's half stays; A's sell of 40 of its 100 MSFT only reduces
+    A and stays; A's IBM sell short (it holds none) would leave B's buy larger without it,
+    so that order is canceled whole. A's own order is the REDUCING sweep's, as before."""
+    oms = await make(broker, fund("A", "B"))
+    for sym, px in (("MSFT", 200), ("IBM", 150)):
+        oms.set_price(sym, D(px))
+    first = report_of(await oms.rebalance(target({"A": {"AAPL": "100", "MSFT": "100"}})))
+    for n, (_sym, oid) in enumerate(sorted(first.orders.items())):
+        await fill(oms, oid, f"t{n}", "100", "100")
+    assert held(oms) == {("A", "AAPL"): D(100), ("A", "MSFT"): D(100)}
+    later = AS_OF + dt.timedelta(days=1)
+    second = report_of(await oms.rebalance(target(
+        {"A": {"AAPL": "150", "MSFT": "60", "IBM": "-30"},
+         "B": {"AAPL": "50", "MSFT": "100", "IBM": "50"}}, later)))
+    orders = second.orders
+    aapl = await oms.load_order(orders["AAPL"])
+    assert aapl is not None and aapl.order.sleeves == {"A": D(50), "B": D(50)}
+    reply = await oms.set_trading_state(make_command("strategy", "A", TradingState.REDUCING,
+                                                     "risk", "drawdown"))
+    assert reply.ok and reply.context["applied"], reply
+    await oms.killswitch.settle()
+    aapl, msft, ibm = [await oms.load_order(orders[s]) for s in ("AAPL", "MSFT", "IBM")]
+    assert aapl is not None and msft is not None and ibm is not None
+    # A's 50 more AAPL leave the order; B's 50 stay working
+    assert (aapl.status, aapl.quantity, aapl.order.sleeves) == (
+        OrderStatus.ACCEPTED, D(50), {"B": D(50)})
+    assert [(r.order_id, r.quantity) for r in broker.replaced] == [(orders["AAPL"], D(50))]
+    # A's sell of 40 of its 100 MSFT only reduces A: untouched
+    assert (msft.status, msft.quantity, msft.order.sleeves) == (
+        OrderStatus.ACCEPTED, D(60), {"A": D(-40), "B": D(100)})
+    # without A's short the IBM order would grow from 20 to 50: canceled whole
+    assert ibm.status is OrderStatus.CANCELED
+    # the state held: a fresh OMS on the same store withdraws nothing more
+    await oms.stop()
+    again = await make(broker, fund("A", "B"))
+    msft_again = await again.load_order(orders["MSFT"])
+    assert msft_again is not None and msft_again.status is OrderStatus.ACCEPTED
+    assert len(broker.replaced) == 1
+
+
+async def test_a_strategy_reducing_at_start_is_withdrawn_from_shared_orders(
+        make: MakeOms, broker: RecordingBroker, store: OrderStore) -> None:
+    """A REDUCING stored while no OMS ran the withdrawal (a crash just after the change) is
+    finished at the next start."""
+    oms = await make(broker, fund("A", "B"))
+    orders = report_of(await oms.rebalance(target({"A": {"AAPL": "30"},
+                                                   "B": {"AAPL": "20"}}))).orders
+    oms.killswitch.on_strategy_reduce = None  # the process dies before it withdraws
+    assert (await oms.set_trading_state(make_command("strategy", "A", TradingState.REDUCING,
+                                                     "risk", "limit"))).ok
+    await oms.killswitch.settle()
+    st = await oms.load_order(orders["AAPL"])
+    assert st is not None and st.quantity == D(50)
+    await oms.stop()
+    again = await make(broker, fund("A", "B"), store=store)
+    st = await again.load_order(orders["AAPL"])
+    assert st is not None and (st.quantity, st.order.sleeves) == (D(20), {"B": D(20)})

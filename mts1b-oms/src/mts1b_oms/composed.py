@@ -27,14 +27,16 @@ price (:meth:`~mts1b_oms.oms.Oms.book_transfer`). The reply's ``payload`` is a
 refused symbol, and what crossed between sleeves.
 
 **Withdrawal** (:meth:`SleeveDesk.withdraw`): when a strategy is halted (strategy scope) or
-removed from its fund's ``strategies``, its share leaves every open order: an order serving only
-it is canceled; one serving several is cancel-replaced (through the gated replace path) down by
-the strategy's remaining share, the strategy keeping in ``sleeves`` what fills already credited
-it. A withdrawal never makes an order larger or turns it around: when taking the share out
-would (its sell was netting against another sleeve's buy) the whole order is canceled and the
-other sleeves wait for the next (re-composed) target. A replace the gates or the venue refuse
-is followed by a cancel of the whole order. It runs again at start for every halted strategy
-and every strategy a fund no longer lists, so a crash in the middle loses nothing.
+removed from its fund's ``strategies``, its share leaves every open order (when it is REDUCING,
+every share that would take its sleeve's position further from zero or across it; shares that
+only reduce it stay): an order serving only it is canceled; one serving several is
+cancel-replaced (through the gated replace path) down by the strategy's remaining share, the
+strategy keeping in ``sleeves`` what fills already credited it. A withdrawal never makes an
+order larger or turns it around: when taking the share out would (its sell was netting against
+another sleeve's buy) the whole order is canceled and the other sleeves wait for the next
+(re-composed) target. A replace the gates or the venue refuse is followed by a cancel of the
+whole order. It runs again at start for every halted (and REDUCING) strategy and every strategy
+a fund no longer lists, so a crash in the middle loses nothing.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from pydantic import ValidationError
 from mts1b_oms.allocation import plan_allocation
 from mts1b_oms.orderstore import Transfer
 from mts1b_oms.rebalance import RebalanceError, rebalance
-from mts1b_oms.sleeves import withdrawal
+from mts1b_oms.sleeves import increasing_shares, withdrawal
 
 if TYPE_CHECKING:
     from mts1b_oms.oms import Oms
@@ -270,17 +272,29 @@ class SleeveDesk:
     # --- withdrawal -----------------------------------------------------------------------------
 
     async def withdraw(self, strategy_id: str, reason: str, *, fund_id: str | None = None,
-                       swept: bool = False) -> Withdrawn:
+                       swept: bool = False, increasing_only: bool = False) -> Withdrawn:
         """Take ``strategy_id``'s share out of the open orders (of ``fund_id``, or of every
-        fund served here). ``swept``: a halt's sweep cancels the orders whose ``strategy_id``
-        is the strategy itself, so they are left to it."""
+        fund served here). ``swept``: a halt's (or REDUCING's) sweep cancels the orders whose
+        ``strategy_id`` is the strategy itself, so they are left to it. ``increasing_only``
+        (a strategy-scope REDUCING): only the orders whose share would take the strategy's
+        sleeve position further from zero or across it
+        (:func:`~mts1b_oms.sleeves.increasing_shares`); a share that only reduces it stays."""
         done = Withdrawn(strategy_id)
         outstanding = self.oms.killswitch.outstanding_order_ids()
-        for listed in self.oms.book.open_orders():
+        listed_orders = [st for st in self.oms.book.open_orders()
+                         if (fund_id is None or st.order.fund_id == fund_id)
+                         and st.order.fund_id in self.oms.funds]
+        increasing: set[str] | None = None
+        if increasing_only:
+            book = self.oms.book
+            increasing = {st.order_id for st in increasing_shares(
+                listed_orders, strategy_id,
+                lambda f, sym: book.position((f, strategy_id, sym)).quantity)}
+        for listed in listed_orders:
             o = listed.order
-            if (fund_id is not None and o.fund_id != fund_id) or o.fund_id not in self.oms.funds:
-                continue
             if listed.order_id in outstanding or (swept and o.strategy_id == strategy_id):
+                continue
+            if increasing is not None and listed.order_id not in increasing:
                 continue
             # as it stands now (an earlier withdrawal's replace may have moved it); a fill
             # landing before the replace is judged makes the replace refused (the strategy
@@ -310,12 +324,16 @@ class SleeveDesk:
         return done
 
     async def withdraw_stopped(self) -> list[Withdrawn]:
-        """Withdraw every halted strategy and every strategy a fund no longer lists (at
-        start: what a crash interrupted is finished)."""
+        """Withdraw every halted strategy, the increasing shares of every REDUCING strategy
+        and every strategy a fund no longer lists (at start: what a crash interrupted is
+        finished)."""
         out = []
         for (scope, scope_id), state in self.oms.states:
             if scope == "strategy" and state is TradingState.HALTED:
                 out.append(await self.withdraw(scope_id, "strategy halted", swept=True))
+            elif scope == "strategy" and state is TradingState.REDUCING:
+                out.append(await self.withdraw(scope_id, "strategy reducing", swept=True,
+                                               increasing_only=True))
         for fund in list(self.oms.funds.values()):
             out += await self._withdraw_unlisted(fund)
         return out

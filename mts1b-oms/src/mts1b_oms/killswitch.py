@@ -175,7 +175,8 @@ class KillSwitch:
                  retry_seconds: float = 1.0, poll_seconds: float | None = 2.0,
                  fanout: StateFanout | None = None, verify: Verifier = _no_registry,
                  pacer: Pacer | None = None,
-                 on_strategy_halt: Callable[[str, str], Coroutine[Any, Any, object]] | None = None
+                 on_strategy_halt: Callable[[str, str], Coroutine[Any, Any, object]] | None = None,
+                 on_strategy_reduce: Callable[[str, str], Coroutine[Any, Any, object]] | None = None
                  ) -> None:
         self.store = store
         self.book = book
@@ -209,6 +210,8 @@ class KillSwitch:
         # issue #17: a halted strategy's share also leaves the orders serving several sleeves
         # (their strategy_id is no single strategy, so no sweep picks them)
         self.on_strategy_halt = on_strategy_halt
+        # and a REDUCING strategy's share that adds to its sleeve leaves them too
+        self.on_strategy_reduce = on_strategy_reduce
         self._withdrawals: set[asyncio.Task[object]] = set()
 
     # --- start / stop -------------------------------------------------------------------------
@@ -369,10 +372,15 @@ class KillSwitch:
 
     def _withdraw(self, change: TradingStateChange) -> None:
         """A strategy just HALTED: take its share out of the orders that serve it beside
-        other sleeves (``on_strategy_halt``, in the background like a sweep; ``settle``
-        waits for it)."""
-        hook = self.on_strategy_halt
-        if hook is None or change.scope != "strategy" or change.state is not TradingState.HALTED:
+        other sleeves (``on_strategy_halt``); just REDUCING: take out its shares that would
+        add to its sleeve's position (``on_strategy_reduce``). In the background like a
+        sweep; ``settle`` waits for it."""
+        if change.scope != "strategy":
+            return
+        hook = (self.on_strategy_halt if change.state is TradingState.HALTED
+                else self.on_strategy_reduce if change.state is TradingState.REDUCING
+                else None)
+        if hook is None:
             return
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
             hook(change.scope_id, change.reason))

@@ -287,6 +287,7 @@ class Oms:
                                      cancel_rate=rate, retry_seconds=sweep_retry_seconds,
                                      poll_seconds=sweep_poll_seconds, fanout=fanout,
                                      pacer=pacer, on_strategy_halt=self._strategy_halted,
+                                     on_strategy_reduce=self._strategy_reducing,
                                      **extra)
         self.sleeves = SleeveDesk(self)
         self._sending: set[str] = set()  # order ids whose broker.submit is in flight
@@ -1283,6 +1284,19 @@ class Oms:
             return await self.sleeves.withdraw(strategy_id, reason, swept=True)
         except Exception as exc:
             await self._alert(f"withdrawal of halted strategy {strategy_id} failed: "
+                              f"{type(exc).__name__}", strategy_id=strategy_id)
+            return None
+
+    async def _strategy_reducing(self, strategy_id: str, reason: str) -> Withdrawn | None:
+        """The kill switch's hook for a strategy-scope REDUCING (runs in the background): take
+        the strategy's shares that would add to its sleeve's position out of the orders it
+        shares with other sleeves (its own orders are the REDUCING sweep's). A failure is an
+        alert - the next start withdraws them again."""
+        try:
+            return await self.sleeves.withdraw(strategy_id, reason, swept=True,
+                                               increasing_only=True)
+        except Exception as exc:
+            await self._alert(f"withdrawal of reducing strategy {strategy_id} failed: "
                               f"{type(exc).__name__}", strategy_id=strategy_id)
             return None
 

@@ -4,14 +4,16 @@ each sleeve, and how a halted or removed strategy's share leaves an open order.
 Why its own module: the gates, the kill switch, the stores and the rebalance all ask the same
 three questions of an order - which strategies still have a share working in it, how a fill
 splits over them (the rule lives in :mod:`mts1b_foundation.sleeves`), and what is left of it
-when one strategy must stop - and they must all get the same answer.
+when one strategy must stop (or, while it is REDUCING, stop adding to its sleeve) - and they
+must all get the same answer.
 
 An order without ``sleeves`` belongs wholly to its ``strategy_id``, as before issue #17.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -24,8 +26,10 @@ __all__ = [
     "SleeveFill",
     "Withdrawal",
     "credit_fill",
+    "increasing_shares",
     "live_strategies",
     "sleeve_fills",
+    "sleeve_share",
     "state_strategies",
     "withdrawal",
 ]
@@ -126,3 +130,54 @@ def withdrawal(state: OrderState, strategy_id: str) -> Withdrawal | None:
         return Withdrawal(state.order_id, strategy_id, cancel=True)
     return Withdrawal(state.order_id, strategy_id, cancel=False, quantity=quantity,
                       sleeves=dict(sorted(sleeves.items())))
+
+
+def sleeve_share(state: OrderState, strategy_id: str) -> Decimal:
+    """The signed quantity ``strategy_id`` still has to trade through open order ``state``:
+    its share less what fills credited it (a sleeve order, as a pending replace that
+    re-assigns its sleeves will make it, as :func:`state_strategies` reads it); the order's
+    leaves, signed by side, when it is the strategy's own order without sleeves; else 0."""
+    order = state.order
+    pending = state.pending_replace
+    if pending is not None and pending.sleeves is not None:
+        order = order.model_copy(update={"sleeves": pending.sleeves})
+    if order.sleeves:
+        return order.sleeves.get(strategy_id, ZERO) - state.credited.get(strategy_id, ZERO)
+    if order.strategy_id != strategy_id:
+        return ZERO
+    leaves = state.leaves_quantity
+    return leaves if order.side is Side.BUY else -leaves
+
+
+def increasing_shares(states: Iterable[OrderState], strategy_id: str,
+                      position: Callable[[str, str], Decimal]) -> list[OrderState]:
+    """The orders among ``states`` in which ``strategy_id``'s remaining share
+    (:func:`sleeve_share`) would take *its sleeve's* position further from zero or across it:
+    what a strategy-scope REDUCING must take out of the orders it shares with other sleeves.
+
+    Judged per fund and symbol against the sleeve's own position (``position(fund_id,
+    symbol)``), not the fund's net (another sleeve's holding is no room for this one), the
+    way :meth:`~mts1b_oms.book.FundBook.risk_increasing` judges a fund's orders: a share on
+    the side that adds to the sleeve's position is increasing; on the reducing side the
+    oldest shares (order ids grow with time) are kept while together they still only shrink
+    the position, and the first that would overshoot and every later one are not. Every
+    share of the strategy counts, its own orders' too, so a sleeve's sells across several
+    orders cannot add up to a flip."""
+    groups: defaultdict[tuple[str, str], list[tuple[OrderState, Decimal]]] = defaultdict(list)
+    for st in states:
+        share = sleeve_share(st, strategy_id)
+        if share != 0:
+            groups[(st.order.fund_id, st.order.instrument.symbol)].append((st, share))
+    out: list[OrderState] = []
+    for (fund_id, symbol), group in groups.items():
+        pos = position(fund_id, symbol)
+        room = abs(pos)  # how much the reducing side may still take off
+        for st, share in sorted(group, key=lambda x: x[0].order_id):
+            reducing = pos != 0 and (share > 0) != (pos > 0)
+            if reducing and abs(share) <= room:
+                room -= abs(share)
+                continue
+            out.append(st)
+            if reducing:
+                room = ZERO  # nothing after an overshooting share may stay either
+    return out
