@@ -23,6 +23,7 @@ from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
 from mts1b_deploy.plan import render_plan
 from mts1b_deploy.rendered import render_service_env
+from mts1b_deploy.units import UNIT_SERVICES, render_unit, unit_name
 
 __all__ = ["app", "main"]
 
@@ -112,6 +113,21 @@ def rollback_command(
 ) -> None:
     """Make a kept release current again (code and config)."""
     LocalTarget(root).rollback(to, log=typer.echo)
+
+
+@app.command("units")
+def units_command(
+    out: Annotated[Path, typer.Option(help="folder to write the unit files into")],
+    root: Annotated[str, typer.Option(help="where the releases live on the containers")
+                    ] = "/opt/mts",
+) -> None:
+    """Write the systemd unit of each service that runs MTS1B code (oms, brokers, research,
+    treasury, operations); check them with systemd-analyze verify / security."""
+    out.mkdir(parents=True, exist_ok=True)
+    for service in UNIT_SERVICES:
+        path = out / unit_name(service)
+        path.write_text(render_unit(service, root=root), encoding="utf-8")
+        typer.echo(f"wrote {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
