@@ -6,8 +6,17 @@ import datetime as dt
 import hashlib
 import json
 
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mts1b_foundation import GENESIS_HASH, AuditRecord, parse_message
-from mts1b_operations.audit.chainhash import audit_chain_hash, canonical_json, entry_bytes
+from mts1b_operations.audit.chainhash import (
+    audit_chain_hash,
+    canonical_event,
+    canonical_json,
+    entry_bytes,
+)
 from mts1b_operations.audit.entries import Incoming, build_entry, mentioned_ids
 
 NOW = dt.datetime(2026, 12, 7, 14, 30, tzinfo=dt.UTC)
@@ -52,3 +61,38 @@ def test_undecodable_bytes_are_kept_not_dropped() -> None:
     assert json.loads(entry.event) == {"undecodable_b64": "/yBub3QganNvbg=="}
     assert entry.record.subject_id == "dlq" and entry.record.ids == []
     assert entry.record.ts == NOW  # no producer time: the recorder's
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                  max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values, st.booleans())
+def test_the_fast_path_writes_exactly_rfc8785(value: object, ascii_only: bool) -> None:
+    payload = json.dumps(value, ensure_ascii=ascii_only).encode()
+    try:
+        expected = rfc8785.dumps(json.loads(payload))
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_event(payload)
+        return
+    assert canonical_event(payload) == (json.loads(payload), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20), st.lists(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,8}",
+                                                    fullmatch=True), min_size=1, max_size=3,
+                                      unique=True))
+def test_entry_bytes_are_rfc8785(msg_id: str, ids: list[str]) -> None:
+    record = AuditRecord(sequence=2**40, prev_hash=GENESIS_HASH, hash="a" * 64,
+                         msg_id=msg_id or None, subject="mts.v1.oms.orders.accepted",
+                         subject_id=ids[0], ids=ids, actor="oms", action="x",
+                         payload_digest="b" * 64, ts=NOW, recorded_ts=NOW)
+    body = {k: v for k, v in record.model_dump(mode="json").items()
+            if k not in {"hash", "prev_hash"}}
+    assert entry_bytes(record) == rfc8785.dumps(body)

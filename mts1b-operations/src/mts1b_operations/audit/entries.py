@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from mts1b_foundation import AuditRecord
 
 from mts1b_operations.audit.chainhash import (
     audit_chain_hash,
+    canonical_event,
     canonical_json,
     entry_bytes,
     event_digest,
@@ -78,15 +78,15 @@ def mentioned_ids(event: Any) -> list[str]:
     return list(dict.fromkeys(_walk(event)))[:MAX_IDS]
 
 
-def event_value(payload: bytes) -> Any:
-    """The JSON value of ``payload``; bytes that are not JSON that JCS can carry are kept as
-    ``{"undecodable_b64": ...}``, so nothing on the bus goes unrecorded."""
+def event_value(payload: bytes) -> tuple[Any, bytes]:
+    """The JSON value of ``payload`` and its canonical bytes; bytes that are not JSON RFC 8785
+    can carry are kept as ``{"undecodable_b64": ...}``, so nothing on the bus goes
+    unrecorded."""
     try:
-        value = json.loads(payload)
-        canonical_json(value)
+        return canonical_event(payload)
     except ValueError:
-        return {"undecodable_b64": base64.b64encode(payload).decode()}
-    return value
+        value = {"undecodable_b64": base64.b64encode(payload).decode()}
+        return value, canonical_json(value)
 
 
 def _producer_time(event: Any, fallback: dt.datetime) -> dt.datetime:
@@ -115,8 +115,7 @@ def _actor(event: Any, domain: str) -> str:
 def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
                 recorded_ts: dt.datetime) -> Entry:
     """The entry ``sequence`` of the chain for ``incoming``, linked to ``prev_hash``."""
-    event = event_value(incoming.payload)
-    event_bytes = canonical_json(event)
+    event, event_bytes = event_value(incoming.payload)
     tokens = incoming.subject.split(".")
     domain = tokens[2] if len(tokens) > 2 else "unknown"
     ids = mentioned_ids(event)
@@ -130,6 +129,7 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
         payload_digest=event_digest(event_bytes),
         ts=_producer_time(event, recorded_ts), recorded_ts=recorded_ts)
     entry = entry_bytes(record)
-    sealed = AuditRecord.model_validate(
-        {**record.model_dump(), "hash": audit_chain_hash(prev_hash, entry)})
+    # Built from checked parts (ids and actor match the id pattern, the action is cut to its
+    # length): constructed, not validated again, which would cost as much as the rest.
+    sealed = record.model_copy(update={"hash": audit_chain_hash(prev_hash, entry)})
     return Entry(sealed, entry, event_bytes)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,12 @@ class RecorderOptions:
     domains: Sequence[str] = RECORDED_DOMAINS
 
 
-def message_key(headers: dict[str, str] | None, stream: str, stream_seq: int) -> str:
+def message_key(headers: dict[str, str] | None, stream: str, stream_seq: Callable[[], int]
+                ) -> str:
     """The key that makes a message one entry: its ``Nats-Msg-Id``; a message published
-    without one is keyed by its place in its stream (the same on every redelivery); an id too
-    long for the record by its SHA-256."""
-    key = (headers or {}).get("Nats-Msg-Id") or f"js:{stream}:{stream_seq}"
+    without one is keyed by its place in its stream (``stream_seq()``, the same on every
+    redelivery); an id too long for the record by its SHA-256."""
+    key = (headers or {}).get("Nats-Msg-Id") or f"js:{stream}:{stream_seq()}"
     if len(key) > _MAX_KEY:
         key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key
@@ -227,9 +229,9 @@ async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.
             if subject.startswith(_OWN):
                 own.append(msg)
                 continue
-            incoming.append(Incoming(subject, msg.data, dict(msg.headers or {}),
+            incoming.append(Incoming(subject, msg.data, msg.headers or {},
                                      message_key(msg.headers, stream,
-                                                 msg.metadata.sequence.stream)))
+                                                 functools.partial(_stream_seq, msg))))
         try:
             await recorder.record(incoming)
         except Exception as exc:  # not acknowledged: JetStream delivers them again
@@ -240,6 +242,10 @@ async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.
         for msg in msgs:
             with contextlib.suppress(nats.errors.Error):
                 await msg.ack()
+
+
+def _stream_seq(msg: Any) -> int:
+    return int(msg.metadata.sequence.stream)
 
 
 async def _checkpoints(recorder: Recorder, stop: asyncio.Event) -> None:

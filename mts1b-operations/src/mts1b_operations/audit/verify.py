@@ -85,7 +85,7 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
     if audit_chain_hash(row.prev_hash, row.entry) != row.hash:
         problems.append("its hash is not SHA-256 of prev_hash and the entry")
     try:
-        body = json.loads(row.entry)
+        body = json.loads(row.entry.decode())
     except ValueError:
         return None, [*problems, "its entry is not JSON"]
     if not isinstance(body, dict):
