@@ -124,9 +124,12 @@ def _html(line: Line) -> str:
     return f"<b>{escaped}</b>" if line.bold and escaped else escaped
 
 
-def telegram_parts(alerts: Sequence[Alert], limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """The ``parse_mode=HTML`` texts of one notification, each within ``limit``."""
-    parts = split_parts(notification_lines(alerts), limit)
+def telegram_parts(alerts: Sequence[Alert], limit: int = TELEGRAM_LIMIT, *,
+                   key: str | None = None) -> list[str]:
+    """The ``parse_mode=HTML`` texts of one notification, each within ``limit``; ``key`` (the
+    notification's) ends it, so a copy sent again after a crash is recognisable."""
+    lines = notification_lines(alerts) + ([Line(f"ref {key}")] if key else [])
+    parts = split_parts(lines, limit)
     texts = ["\n".join(_html(line) for line in part) for part in parts]
     if len(texts) == 1:
         return texts

@@ -70,12 +70,15 @@ async def run_alerts(config: AlertsConfig, *, namespace: str | None = None,
                     await router.ingest(alert)
 
             consumers.append(await bus.consume(ALERT_SUBJECT, on_alert,
-                                               durable="operations-alerts-router"))
+                                               durable="operations-alerts-router",
+                                               ack_wait=config.ack_wait))
             consumers.append(await bus.consume("mts.v1.operations.heartbeats.*", on_beat,
-                                               durable="operations-alerts-heartbeats"))
+                                               durable="operations-alerts-heartbeats",
+                                               ack_wait=config.ack_wait))
             try:
                 consumers.append(await bus.consume("mts.v1.oms.state.changed", on_state,
-                                                   durable="operations-alerts-halts"))
+                                                   durable="operations-alerts-halts",
+                                               ack_wait=config.ack_wait))
             except BusError as exc:
                 _log.warning("not following kill-switch changes", error=exc.message)
             tasks = [asyncio.create_task(dispatcher.run(stop)),

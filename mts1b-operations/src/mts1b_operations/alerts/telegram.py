@@ -89,7 +89,7 @@ class TelegramSink:
         return self._chats[chat_id]
 
     async def send(self, key: str, alerts: Sequence[Alert]) -> None:
-        parts = telegram_parts(alerts)
+        parts = telegram_parts(alerts, key=key)
         done = self._delivered.setdefault(key, set())
         for chat_id in self.receiver.chat_ids:
             for index, text in enumerate(parts):
