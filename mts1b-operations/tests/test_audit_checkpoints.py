@@ -16,6 +16,7 @@ from mts1b_operations.audit.checkpoints import (
     write_checkpoint_file,
 )
 from mts1b_operations.audit.errors import AuditError
+from mts1b_operations.audit.keys import configured_signing_key
 from mts1b_platform.signing import SigningKey
 
 KEY = SigningKey.generate("ops-audit")
@@ -49,3 +50,16 @@ def test_directory_round_trip_and_unreadable_files_named(tmp_path: Path) -> None
     assert merged([second, first], [first]) == [first, second]
     with pytest.raises(AuditError, match="does not exist"):
         load_checkpoint_dir(tmp_path / "none")
+
+
+def test_the_key_from_the_services_configuration(tmp_path: Path) -> None:
+    """What the deploy tool stores at secret/mts1b/operations (the key file's text) read as
+    the platform reads any setting; here from the environment."""
+    KEY.save(tmp_path / "k.json")
+    text = (tmp_path / "k.json").read_text()
+    key = configured_signing_key(environ={"MTS_OPERATIONS_SIGNING_KEY_FILE": text})
+    assert key is not None and key.public_key == KEY.public_key and key.name == "ops-audit"
+    assert configured_signing_key(environ={}) is None
+    with pytest.raises(AuditError, match="does not hold a signing key file") as caught:
+        configured_signing_key(environ={"MTS_OPERATIONS_SIGNING_KEY_FILE": text[:-20]})
+    assert text[8:30] not in str(caught.value)

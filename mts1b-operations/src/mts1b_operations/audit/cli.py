@@ -255,7 +255,10 @@ def serve_audit(
                                                   help="NATS namespace prefix")] = None,
     signing_key: Annotated[Path | None, typer.Option(
         envvar="MTS_AUDIT_SIGNING_KEY", help="Ed25519 key file that signs checkpoints "
-                                             "(`audit keygen`); without it none are made")
+                                             "(`audit keygen`); without it the operations "
+                                             "service's signing_key_file from "
+                                             "$MTS_OPERATIONS_SIGNING_KEY_FILE or Vault; "
+                                             "with neither no checkpoint is made")
     ] = None,
     checkpoints: CheckpointDir = None,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="entries per checkpoint")
@@ -276,11 +279,12 @@ def serve_audit(
     from mts1b_platform.logging import set_service
     from mts1b_platform.signing import SigningKey
 
+    from mts1b_operations.audit.keys import configured_signing_key
     from mts1b_operations.audit.recorder import RecorderOptions, run_recorder
 
     set_service("operations-audit")
-    opts = RecorderOptions(dsn=dsn, schema=schema, namespace=namespace,
-                           signing_key=SigningKey.load(signing_key) if signing_key else None,
+    key = SigningKey.load(signing_key) if signing_key else configured_signing_key()
+    opts = RecorderOptions(dsn=dsn, schema=schema, namespace=namespace, signing_key=key,
                            checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
                            checkpoint_interval=checkpoint_interval,
                            skew_threshold=skew_threshold, batch=batch, ack_wait=ack_wait)
