@@ -137,7 +137,7 @@ class Dispatcher:
                 if row["next_attempt_at"] > now:
                     if row["permanent"]:
                         continue  # failed for good: does not hold up the rest
-                    return (row["next_attempt_at"] - now).total_seconds()
+                    return float((row["next_attempt_at"] - now).total_seconds())
                 alerts = [parse_message(Alert, a) for a in json.loads(row["alerts"])]
                 outcome = await dispatch_alert(self.db, sink, row["id"], alerts,
                                                attempts=row["attempts"], clock=self.clock)

@@ -54,7 +54,7 @@ from mts1b_operations.alerts.errors import AlertsError, AlertsInputError
 from mts1b_operations.alerts.matchers import Matcher, matches_all, parse_matchers
 from mts1b_operations.alerts.store import AlertsDb
 
-__all__ = ["SOURCE", "AlertView", "Router", "halt_alert", "pending_outbox"]
+__all__ = ["SOURCE", "AlertView", "Router", "halt_alert"]
 
 SOURCE = "mts1b-operations"
 _FIRING, _RESOLVED = AlertStatus.FIRING.value, AlertStatus.RESOLVED.value
@@ -456,11 +456,4 @@ class Router:
                 tuple(s.silence_id for s in silences if matches_all(s.matchers, alert.labels)),
                 self._inhibited(alert.labels, firing), row["flapping"], row["acked_by"]))
         return views
-
-
-async def pending_outbox(db: AlertsDb) -> int:
-    """Notifications not delivered yet (all receivers)."""
-    async with db.pool.acquire() as conn:
-        value = await conn.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
-    return int(value or 0)
 

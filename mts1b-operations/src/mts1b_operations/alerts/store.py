@@ -32,3 +32,11 @@ class AlertsDb(SchemaDatabase):
     @classmethod
     def connect_error(cls, message: str, **context: Any) -> Exception:
         return AlertsError(message, **context)
+
+    async def undelivered(self, receiver: str | None = None) -> int:
+        """Notifications in the outbox not delivered yet (of one receiver, or all)."""
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND "
+                "($1::text IS NULL OR receiver = $1)", receiver)
+        return int(value or 0)
