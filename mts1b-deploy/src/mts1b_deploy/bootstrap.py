@@ -5,8 +5,11 @@ The steps, each skipped when already done (so a rerun is safe and says what it c
 
 1. **init** (a new server only): ``shares`` unseal key shares with threshold ``threshold``,
    each written to its own mode-0600 file ``unseal/share-<n>`` in a mode-0700 folder, one per
-   operator; the root token stays in memory.
-2. **unseal** with the share files when the server is sealed.
+   operator - or, with ``pgp_keys`` (one per share), each encrypted by the server to its
+   operator's OpenPGP key (``unseal/share-<n>.pgp``), so that no share is ever readable here;
+   the root token stays in memory.
+2. **unseal** with the share files when the server is sealed; with shares encrypted to the
+   operators, wait (``unseal_wait``) while they unseal it with their decrypted shares.
 3. **KV v2** at ``secret/`` with ``cas_required`` (every write says which version it
    replaces, so two writers cannot silently overwrite each other) and ``max_versions``.
 4. **policies**: ``mts1b-<service>`` reads ``secret/mts1b/<service>`` only; ``mts1b-deploy``
@@ -46,6 +49,7 @@ from mts1b_platform.redaction import register_secret, register_secrets
 from mts1b_deploy.errors import VaultBootstrapError
 from mts1b_deploy.files import private_dir, write_atomic, write_secret_file
 from mts1b_deploy.inventory import SERVICES
+from mts1b_deploy.pgpkeys import pgp_key_base64
 from mts1b_deploy.servicesecrets import (
     BUS_SERVICES,
     nats_users,
@@ -82,6 +86,8 @@ class BootstrapOptions:
     shares: int = 5
     threshold: int = 3
     token_file: Path | None = None
+    pgp_keys: tuple[Path, ...] = ()
+    unseal_wait: float = 600.0
     verify: bool | str = True
     timeout: float = 30.0
     max_versions: int = 20
@@ -96,6 +102,10 @@ class BootstrapOptions:
             raise VaultBootstrapError(
                 f"shares={self.shares} threshold={self.threshold}: need 1 <= threshold <= "
                 "shares <= 10", field="threshold", value=self.threshold)
+        if self.pgp_keys and len(self.pgp_keys) != self.shares:
+            raise VaultBootstrapError(f"pgp_keys: {len(self.pgp_keys)} key(s) for "
+                                      f"{self.shares} shares: give one per share",
+                                      field="pgp_keys", value=len(self.pgp_keys))
         unknown = sorted(set(self.services) - set(APPROLE_SERVICES))
         if unknown:
             raise VaultBootstrapError(f"services: {unknown[0]!r} is not a service with an "
@@ -164,7 +174,7 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
         root: str | None = None
         if not initialized:
             root = _init(client, options, out, report)
-        _unseal(client, options, out, report)
+        _unseal(client, options, out, report, log)
         if root is None:
             client.token = _rerun_token(options, out)
             with _step("renew the deploy token"):
@@ -192,53 +202,83 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
 
 
 def _init(client: Any, options: BootstrapOptions, out: Path, report: BootstrapReport) -> str:
+    pgp = [pgp_key_base64(p) for p in options.pgp_keys] or None
     with _step("init"):
         result = client.sys.initialize(secret_shares=options.shares,
-                                       secret_threshold=options.threshold)
+                                       secret_threshold=options.threshold, pgp_keys=pgp)
     root = str(result["root_token"])
     shares = [str(k) for k in result["keys_base64"]]
     register_secrets([root, *shares, *(str(k) for k in result["keys"])])
     folder = private_dir(out / SHARE_DIR)
     for i, share in enumerate(shares, start=1):
-        path = folder / f"share-{i}"
+        # encrypted: base64 of the OpenPGP message, as `bao operator init -pgp-keys` prints it
+        path = folder / (f"share-{i}.pgp" if pgp else f"share-{i}")
         write_secret_file(path, share + "\n")
         report.files.append(str(path))
+    names = ", ".join(p.name for p in options.pgp_keys)
+    how = f"each encrypted to its operator's PGP key ({names})" if pgp else "each in plain text"
     report.changed.append(f"initialised: {options.shares} key shares, threshold "
-                          f"{options.threshold}, one mode-0600 file each in {folder}")
+                          f"{options.threshold}, {how}, one mode-0600 file each in {folder}")
     return root
 
 
-def _read_shares(out: Path, threshold: int) -> list[str]:
-    folder = out / SHARE_DIR
+def _read_shares(out: Path) -> list[str]:
+    """The decrypted key shares found in ``OUT/unseal`` (``share-<n>``; not the ``.pgp``)."""
     shares = []
-    for path in sorted(folder.glob("share-*")):
+    for path in sorted((out / SHARE_DIR).glob("share-*")):
+        if path.suffix == ".pgp":
+            continue
         text = path.read_text(encoding="utf-8").strip()
         register_secret(text)
         shares.append(text)
-    if len(shares) < threshold:
-        raise VaultBootstrapError(f"unseal: the server is sealed and {folder} holds "
-                                  f"{len(shares)} key share file(s); {threshold} are needed",
-                                  step="unseal", path=str(folder))
-    return shares[:threshold]
+    return shares
 
 
-def _unseal(client: Any, options: BootstrapOptions, out: Path, report: BootstrapReport
-            ) -> None:
+def _unseal(client: Any, options: BootstrapOptions, out: Path, report: BootstrapReport,
+            log: Callable[[str], None]) -> None:
+    """Unseal with the share files; with shares encrypted to the operators (none decrypted
+    here), wait up to ``unseal_wait`` seconds for them to unseal it (``bao operator unseal``)
+    while this run keeps what it holds - on a first run, the root token - in memory."""
     with _step("unseal"):
         sealed = bool(client.sys.is_sealed())
     if not sealed:
         report.unchanged.append("unsealed")
         return
+    folder = out / SHARE_DIR
     with _step("unseal"):
-        status = client.sys.read_seal_status()
-        shares = _read_shares(out, int(status["t"]))
-        for share in shares:
-            status = client.sys.submit_unseal_key(share)
-        if status.get("sealed"):
-            raise VaultBootstrapError("unseal: the key shares did not unseal the server "
-                                      "(shares of another server?)", step="unseal")
+        threshold = int(client.sys.read_seal_status()["t"])
+        shares = _read_shares(out)
+        encrypted = sorted(folder.glob("share-*.pgp"))
+        if len(shares) >= threshold:
+            status: dict[str, Any] = {}
+            for share in shares[:threshold]:
+                status = client.sys.submit_unseal_key(share)
+            if status.get("sealed"):
+                raise VaultBootstrapError("unseal: the key shares did not unseal the server "
+                                          "(shares of another server?)", step="unseal")
+            _wait_active(client)
+            report.changed.append(f"unsealed with {threshold} key shares")
+            return
+        if not encrypted or options.unseal_wait <= 0:
+            hint = ("; the shares are encrypted to the operators' PGP keys: each operator "
+                    "decrypts theirs (base64 -d < share-N.pgp | gpg -d) and unseals with `bao "
+                    "operator unseal`" if encrypted else "")
+            raise VaultBootstrapError(f"unseal: the server is sealed and {folder} holds "
+                                      f"{len(shares)} decrypted key share file(s); {threshold} "
+                                      f"are needed{hint}", step="unseal", path=str(folder))
+        log(f"sealed: waiting up to {options.unseal_wait:.0f} s for the operators to unseal "
+            f"it ({threshold} of the shares in {folder}/share-N.pgp, each decrypted with "
+            "base64 -d | gpg -d, then bao operator unseal)")
+        deadline = time.monotonic() + options.unseal_wait
+        while client.sys.is_sealed():
+            if time.monotonic() >= deadline:
+                raise VaultBootstrapError(
+                    f"unseal: the operators did not unseal the server within "
+                    f"{options.unseal_wait:.0f} s; run vault bootstrap again once it is "
+                    "unsealed", step="unseal", reason="still_sealed")
+            time.sleep(0.2)
         _wait_active(client)
-    report.changed.append(f"unsealed with {len(shares)} key shares")
+    report.changed.append("unsealed by the operators")
 
 
 def _wait_active(client: Any, timeout: float = 30.0) -> None:

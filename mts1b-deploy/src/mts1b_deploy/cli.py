@@ -62,12 +62,18 @@ def vault_bootstrap(
     token_file: Annotated[Path | None, typer.Option(
         help="a token with the mts1b-deploy policy, for a rerun (default: OUT/deploy-token)")
     ] = None,
+    pgp_key: Annotated[list[Path] | None, typer.Option(
+        help="an operator's OpenPGP public key file, one per share (repeat): the shares are "
+             "encrypted to them")] = None,
+    unseal_wait: Annotated[float, typer.Option(
+        help="seconds to wait for the operators to unseal with PGP-encrypted shares")] = 600.0,
     ca_cert: Annotated[str | None, typer.Option(envvar="VAULT_CACERT",
                                                 help="CA bundle of the server")] = None,
 ) -> None:
     """Initialise, unseal and configure the server (or complete it on a rerun); revoke root."""
     options = BootstrapOptions(addr=addr, out_dir=out, shares=shares, threshold=threshold,
-                               token_file=token_file, verify=ca_cert or True)
+                               token_file=token_file, pgp_keys=tuple(pgp_key or ()),
+                               unseal_wait=unseal_wait, verify=ca_cert or True)
     bootstrap(options, log=typer.echo)
 
 
