@@ -11,7 +11,13 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
-from mts1b_deploy import BootstrapOptions, VaultBootstrapError, bootstrap, unwrap_delivery
+from mts1b_deploy import (
+    BootstrapOptions,
+    VaultBootstrapError,
+    bootstrap,
+    login_with_delivery,
+    unwrap_delivery,
+)
 from mts1b_deploy.bootstrap import APPROLE_SERVICES
 from mts1b_platform.config import ConfigError, VaultSettings, read_vault_secrets
 from mts1b_platform.signing import KeyRegistry, SigningKey
@@ -116,6 +122,23 @@ def test_first_run_then_rerun_then_restart(bao: BaoServer, tmp_path: Path,
     role_id, secret_id = unwrap_delivery(out / "delivery" / "oms.json")
     assert read_vault_secrets("oms", VaultSettings(addr=bao.addr, role_id=role_id,
                                                    secret_id=secret_id)) == oms
+
+    # a container turns its delivery into a token file the service reads at every start
+    token_file = tmp_path / "var" / "mts1b-treasury" / "vault-token"
+    accessor = login_with_delivery(out / "delivery" / "treasury.json", token_file)
+    assert _mode(token_file) == 0o600 and not (out / "delivery" / "treasury.json").exists()
+    settings = VaultSettings.from_env({"VAULT_ADDR": bao.addr,
+                                       "MTS_VAULT_TOKEN_FILE": str(token_file)})
+    assert settings is not None
+    treasury = read_vault_secrets("treasury", settings)
+    assert treasury["nats_user"] == "mts1b-treasury"
+    assert read_vault_secrets("treasury", settings) == treasury  # a restart: the same token
+    token = hvac.Client(url=bao.addr, token=token_file.read_text().strip())
+    info = token.auth.token.lookup_self()["data"]
+    assert info["policies"] == ["default", "mts1b-treasury"] and info["period"] == 3600
+    assert info["accessor"] == accessor
+    with pytest.raises(VaultBootstrapError, match="cannot read the delivery file"):
+        login_with_delivery(out / "delivery" / "treasury.json", token_file)
 
 
 def test_rerun_without_a_token_and_bad_options(bao: BaoServer, tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def test_install_renders_the_config(foundation_wheelhouse: Path, tmp_path: Path)
     env = (tmp_path / "current" / "config" / "oms.env").read_text()
     assert env == ("MTS_SERVICE=oms\nMTS_DEPLOYMENT=paper\nMTS_NATS_URL=nats://10.20.0.11:4222\n"
                    "MTS_DATABASE_URL=postgresql://mts1b_oms@10.20.0.12:5432/mts1b\n"
-                   "VAULT_ADDR=https://10.20.0.13:8200\nMTS_FUNDS=core,income\n")
+                   "VAULT_ADDR=https://10.20.0.13:8200\n"
+                   "MTS_VAULT_TOKEN_FILE=/var/lib/mts1b-oms/vault-token\nMTS_FUNDS=core,income\n")
     research = (tmp_path / "current" / "config" / "research.env").read_text()
     assert "MTS_STRATEGIES=carry,momentum,value\n" in research
     shown = CliRunner().invoke(app, ["history", "--root", str(tmp_path)])

@@ -60,6 +60,12 @@ def test_no_secret_in_any_output(bao: BaoServer, tmp_path: Path,
         outputs.append(result.stdout + result.stderr)
         deploy = hvac.Client(url=bao.addr, token=(out / "deploy-token").read_text().strip())
         secrets |= _secrets_of(out, deploy)
+    token_file = tmp_path / "oms-token"
+    login = runner.invoke(app, ["vault", "login", "--delivery", str(out / "delivery" / "oms.json"),
+                                "--token-file", str(token_file)])
+    assert login.exit_code == 0, login.output
+    outputs.append(login.stdout + login.stderr)
+    secrets.add(token_file.read_text().strip())
     assert "changed: root token revoked" in outputs[0]
     assert "nothing changed on the server" in outputs[1]
     # an error, through the console script's entry point: one line, no secret

@@ -9,13 +9,8 @@ database schema). See README.md for what is not built yet.
 
 from __future__ import annotations
 
-from mts1b_deploy.bootstrap import (
-    BootstrapOptions,
-    BootstrapReport,
-    bootstrap,
-    read_delivery,
-    unwrap_delivery,
-)
+from mts1b_deploy.bootstrap import BootstrapOptions, BootstrapReport, bootstrap
+from mts1b_deploy.delivery import login_with_delivery, read_delivery, unwrap_delivery
 from mts1b_deploy.errors import (
     DeployError,
     InventoryError,
@@ -35,6 +30,7 @@ __all__ = [
     "SERVICES", "BootstrapOptions", "BootstrapReport", "DeployError", "Generation", "Inventory",
     "InventoryError", "KeptRelease", "LocalTarget", "PlannedContainer", "ReleaseError",
     "ReleaseRequest", "RollbackRefused", "VaultBootstrapError", "__version__", "bootstrap",
-    "container_params", "load_inventory", "parse_inventory", "plan", "read_delivery",
+    "container_params", "load_inventory", "login_with_delivery", "parse_inventory", "plan",
+    "read_delivery",
     "render_plan", "render_service_env", "unwrap_delivery",
 ]

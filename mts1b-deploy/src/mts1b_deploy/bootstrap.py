@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +63,9 @@ from mts1b_deploy.vaultpolicy import (
     service_policy_name,
     service_role_name,
 )
+from mts1b_deploy.vaultstep import vault_step
 
-__all__ = ["APPROLE_SERVICES", "BootstrapOptions", "BootstrapReport", "bootstrap",
-           "read_delivery", "unwrap_delivery"]
+__all__ = ["APPROLE_SERVICES", "BootstrapOptions", "BootstrapReport", "bootstrap"]
 
 APPROLE_SERVICES: tuple[str, ...] = tuple(s for s in SERVICES if s != "vault")
 """Every service but Vault itself logs in to Vault with its AppRole."""
@@ -133,31 +132,6 @@ class BootstrapReport:
         return out
 
 
-# -- errors ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _step(name: str, **context: Any) -> Iterator[None]:
-    """Turn any hvac or connection failure of a step into a VaultBootstrapError naming the step
-    (and its path) and the kind of failure; the server's answer text is not passed on, as it
-    may echo a request's content."""
-    try:
-        yield
-    except VaultBootstrapError:
-        raise
-    except hvac.exceptions.Forbidden:
-        raise VaultBootstrapError(f"{name} failed: permission denied (does the token hold the "
-                                  f"{DEPLOY_POLICY} policy?)", step=name, reason="forbidden",
-                                  **context) from None
-    except hvac.exceptions.VaultError as exc:
-        raise VaultBootstrapError(f"{name} failed: the server refused ({type(exc).__name__})",
-                                  step=name, reason=type(exc).__name__, **context) from None
-    except OSError as exc:  # requests' ConnectionError is an OSError
-        raise VaultBootstrapError(f"{name} failed: cannot reach the server "
-                                  f"({type(exc).__name__})",
-                                  step=name, reason="unreachable", **context) from None
-
-
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -169,7 +143,7 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
     report = BootstrapReport()
     client = hvac.Client(url=options.addr, verify=options.verify, timeout=options.timeout)
     try:
-        with _step("init", addr=options.addr):
+        with vault_step("init", addr=options.addr):
             initialized = bool(client.sys.is_initialized())
         root: str | None = None
         if not initialized:
@@ -177,7 +151,7 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
         _unseal(client, options, out, report, log)
         if root is None:
             client.token = _rerun_token(options, out)
-            with _step("renew the deploy token"):
+            with vault_step("renew the deploy token"):
                 client.auth.token.renew_self()
         else:
             client.token = root
@@ -191,7 +165,7 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
         _deliveries(client, options, out, report)
         if root is not None:
             _deploy_token(client, options, out, report)
-            with _step("revoke the root token"):
+            with vault_step("revoke the root token"):
                 client.auth.token.revoke_self()
             report.changed.append("root token revoked")
     finally:
@@ -203,7 +177,7 @@ def bootstrap(options: BootstrapOptions, log: Callable[[str], None] = lambda _: 
 
 def _init(client: Any, options: BootstrapOptions, out: Path, report: BootstrapReport) -> str:
     pgp = [pgp_key_base64(p) for p in options.pgp_keys] or None
-    with _step("init"):
+    with vault_step("init"):
         result = client.sys.initialize(secret_shares=options.shares,
                                        secret_threshold=options.threshold, pgp_keys=pgp)
     root = str(result["root_token"])
@@ -239,13 +213,13 @@ def _unseal(client: Any, options: BootstrapOptions, out: Path, report: Bootstrap
     """Unseal with the share files; with shares encrypted to the operators (none decrypted
     here), wait up to ``unseal_wait`` seconds for them to unseal it (``bao operator unseal``)
     while this run keeps what it holds - on a first run, the root token - in memory."""
-    with _step("unseal"):
+    with vault_step("unseal"):
         sealed = bool(client.sys.is_sealed())
     if not sealed:
         report.unchanged.append("unsealed")
         return
     folder = out / SHARE_DIR
-    with _step("unseal"):
+    with vault_step("unseal"):
         threshold = int(client.sys.read_seal_status()["t"])
         shares = _read_shares(out)
         encrypted = sorted(folder.glob("share-*.pgp"))
@@ -309,7 +283,7 @@ def _rerun_token(options: BootstrapOptions, out: Path) -> str:
 
 
 def _kv(client: Any, options: BootstrapOptions, report: BootstrapReport) -> None:
-    with _step("KV v2", path=f"{KV_MOUNT}/"):
+    with vault_step("KV v2", path=f"{KV_MOUNT}/"):
         mounts = client.sys.list_mounted_secrets_engines()
         mounts = mounts.get("data", mounts)
         mount = mounts.get(f"{KV_MOUNT}/")
@@ -359,7 +333,7 @@ def _policies(client: Any, options: BootstrapOptions, report: BootstrapReport) -
     wanted = {service_policy_name(s): service_policy(s) for s in options.services}
     wanted[DEPLOY_POLICY] = deploy_policy()
     for name, text in wanted.items():
-        with _step("policy", policy=name):
+        with vault_step("policy", policy=name):
             try:
                 current = client.sys.read_acl_policy(name)["data"]["policy"]
             except hvac.exceptions.InvalidPath:
@@ -372,7 +346,7 @@ def _policies(client: Any, options: BootstrapOptions, report: BootstrapReport) -
 
 
 def _approles(client: Any, options: BootstrapOptions, report: BootstrapReport) -> None:
-    with _step("AppRole auth", path="auth/approle"):
+    with vault_step("AppRole auth", path="auth/approle"):
         methods = client.sys.list_auth_methods()
         methods = methods.get("data", methods)
         if "approle/" not in methods:
@@ -386,7 +360,7 @@ def _approles(client: Any, options: BootstrapOptions, report: BootstrapReport) -
                   "secret_id_num_uses": 1, "secret_id_ttl": _seconds(options.secret_id_ttl),
                   "token_period": _seconds(options.token_period), "token_ttl": 0,
                   "token_max_ttl": 0}
-        with _step("AppRole", role=role):
+        with vault_step("AppRole", role=role):
             try:
                 current = client.auth.approle.read_role(role)["data"]
             except hvac.exceptions.InvalidPath:
@@ -448,14 +422,14 @@ def _secrets(client: Any, options: BootstrapOptions, report: BootstrapReport
     stored: dict[str, dict[str, Any]] = {}
     for service in BUS_SERVICES:
         path = f"mts1b/{service}"
-        with _step("service secrets", path=f"{KV_MOUNT}/{path}"):
+        with vault_step("service secrets", path=f"{KV_MOUNT}/{path}"):
             current, _ = _read_kv(client, path)
             wanted = new_service_secrets(service) if current is None or any(
                 k not in current for k in ("nats_user", "nats_password", "signing_key_file")
             ) else {}
             _write_kv(client, path, wanted, report)
             stored[service], _ = _read_kv(client, path)  # type: ignore[assignment]
-    with _step("NATS users", path=f"{KV_MOUNT}/mts1b/nats"):
+    with vault_step("NATS users", path=f"{KV_MOUNT}/mts1b/nats"):
         current, version = _read_kv(client, "mts1b/nats")
         users = nats_users(stored)
         if current is not None and current.get("users") == users:
@@ -473,7 +447,7 @@ def _deliveries(client: Any, options: BootstrapOptions, out: Path, report: Boots
     folder = private_dir(out / DELIVERY_DIR)
     for service in options.services:
         role = service_role_name(service)
-        with _step("secret id", role=role):
+        with vault_step("secret id", role=role):
             role_id = str(client.auth.approle.read_role_id(role)["data"]["role_id"])
             wrapped = client.auth.approle.generate_secret_id(role, wrap_ttl=options.wrap_ttl)
             token = str(wrapped["wrap_info"]["token"])
@@ -489,7 +463,7 @@ def _deliveries(client: Any, options: BootstrapOptions, out: Path, report: Boots
 
 def _deploy_token(client: Any, options: BootstrapOptions, out: Path, report: BootstrapReport
                   ) -> None:
-    with _step("deploy token"):
+    with vault_step("deploy token"):
         answer = client.auth.token.create(policies=[DEPLOY_POLICY], no_parent=True,
                                           period=options.deploy_token_period,
                                           display_name="mts1b-deploy", renewable=True)
@@ -500,44 +474,3 @@ def _deploy_token(client: Any, options: BootstrapOptions, out: Path, report: Boo
     report.files.append(str(path))
     report.changed.append(f"deploy token (policy {DEPLOY_POLICY}, periodic "
                           f"{options.deploy_token_period}) for reruns")
-
-
-# -- the container's side -------------------------------------------------------------------
-
-
-def read_delivery(path: Path) -> dict[str, str]:
-    """The delivery file a container received (see step 7)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise VaultBootstrapError(f"cannot read the delivery file {path} "
-                                  f"({type(exc).__name__})", path=str(path)) from None
-    if not isinstance(data, dict) or not {"vault_addr", "role_id", "wrapped_secret_id"} <= set(
-            data):
-        raise VaultBootstrapError(f"{path} is not a delivery file written by vault bootstrap",
-                                  path=str(path))
-    register_secrets([str(data["role_id"]), str(data["wrapped_secret_id"])])
-    return {k: str(v) for k, v in data.items()}
-
-
-def unwrap_delivery(path: Path, verify: bool | str = True) -> tuple[str, str]:
-    """``(role_id, secret_id)``: the wrapped secret id of the delivery file unwrapped (once:
-    a second unwrap, or one after ``wrap_ttl``, fails - a sign that someone else used it)."""
-    data = read_delivery(path)
-    # the wrapping token is the request's own token: unwrapping needs no other credential
-    client = hvac.Client(url=data["vault_addr"], verify=verify, token=data["wrapped_secret_id"])
-    try:
-        with _step("unwrap", path=str(path)):
-            try:
-                answer = client.sys.unwrap()
-            except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
-                raise VaultBootstrapError(
-                    f"unwrap: the wrapped secret id of {path} was already unwrapped or has "
-                    "expired: if this container did not unwrap it, someone else may have - "
-                    "investigate, then run vault bootstrap again for a new one",
-                    step="unwrap", path=str(path), reason="wrapping_token_invalid") from None
-    finally:
-        client.adapter.close()
-    secret_id = str(answer["data"]["secret_id"])
-    register_secret(secret_id)
-    return data["role_id"], secret_id

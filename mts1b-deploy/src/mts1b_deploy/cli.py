@@ -18,6 +18,7 @@ from mts1b_foundation import MtsError
 from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
+from mts1b_deploy.delivery import login_with_delivery
 from mts1b_deploy.inventory import load_inventory
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
@@ -75,6 +76,21 @@ def vault_bootstrap(
                                token_file=token_file, pgp_keys=tuple(pgp_key or ()),
                                unseal_wait=unseal_wait, verify=ca_cert or True)
     bootstrap(options, log=typer.echo)
+
+
+@vault_app.command("login")
+def vault_login(
+    delivery: Annotated[Path, typer.Option(help="the delivery file vault bootstrap wrote")],
+    token_file: Annotated[Path, typer.Option(
+        help="where the service's token goes (mode 0600; the service's MTS_VAULT_TOKEN_FILE)")],
+    ca_cert: Annotated[str | None, typer.Option(envvar="VAULT_CACERT",
+                                                help="CA bundle of the server")] = None,
+) -> None:
+    """In a service's container: unwrap the delivered secret id, log in, write the token file,
+    delete the delivery. Run it as the service's user."""
+    accessor = login_with_delivery(delivery, token_file, verify=ca_cert or True)
+    typer.echo(f"logged in: token (accessor {accessor}) written to {token_file}; "
+               f"{delivery} deleted")
 
 
 @app.command("install")

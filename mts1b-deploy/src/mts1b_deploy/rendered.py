@@ -27,6 +27,8 @@ def render_service_env(inv: Inventory) -> dict[str, str]:
                  f"MTS_NATS_URL=nats://{nats}:4222",
                  f"MTS_DATABASE_URL=postgresql://mts1b_{name}@{postgres}:5432/mts1b",
                  f"VAULT_ADDR=https://{vault}:8200"]
+        if name != "vault":  # written by `mts1b-deploy vault login` (delivery.py)
+            lines.append(f"MTS_VAULT_TOKEN_FILE=/var/lib/mts1b-{name}/vault-token")
         if name in ("oms", "treasury"):
             lines.append(f"MTS_FUNDS={','.join(sorted(inv.funds))}")
         if name == "research":

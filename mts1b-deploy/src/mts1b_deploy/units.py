@@ -13,8 +13,9 @@ purpose, and gives up on a crash loop. The unit runs whatever release ``current`
 switching releases needs only a restart.
 
 The configuration comes from the release's rendered ``config/<service>.env``; what a service
-takes from Vault (:mod:`mts1b_deploy.bootstrap`) it reads at start. Turning the delivered,
-wrapped secret id into the service's login is not built yet.
+takes from Vault (:mod:`mts1b_deploy.bootstrap`) it reads at start with the token that
+``mts1b-deploy vault login`` wrote to ``/var/lib/mts1b-<service>/vault-token`` (its state
+folder, :mod:`mts1b_deploy.delivery`).
 """
 
 from __future__ import annotations
