@@ -13,13 +13,17 @@ from mts1b_foundation import GENESIS_HASH
 from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.chainhash import audit_chain_hash, canonical_json
 from mts1b_operations.audit.db import AuditDb
-from mts1b_operations.audit.verify import VerifyReport, verify_entries
+from mts1b_operations.audit.verify import VerifyReport, verify_chain, verify_entries
 
 pytestmark = pytest.mark.integration
 
 
 async def verify(db: AuditDb) -> VerifyReport:
-    return await verify_entries(AuditChain(db).entries())
+    """What ``audit verify`` runs, and the same over rows handed in."""
+    chain = AuditChain(db)
+    report = await verify_chain(chain)
+    assert report.as_dict() == (await verify_entries(chain.entries())).as_dict()
+    return report
 
 
 def kinds(report: VerifyReport) -> list[tuple[str, int | None]]:
@@ -161,3 +165,14 @@ async def test_verify_a_range(audit_db: AuditDb, kit: Kit) -> None:
     assert report.ok and report.checked == 3
     wrong = await verify_entries(chain.entries(5, 8), start=5, prev_hash=GENESIS_HASH)
     assert [(f.kind, f.seq) for f in wrong.findings] == [("broken", 5)]
+
+
+async def test_an_entry_that_is_no_longer_json_is_named(audit_db: AuditDb, kit: Kit) -> None:
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(4)])
+    await kit.tamper(audit_db, "UPDATE audit_entries SET entry = 'not json' WHERE seq = 1")
+    report = await verify(audit_db)
+    assert kinds(report) == [("altered", 1), ("altered", 1)]
+    assert [f.detail for f in report.findings[:2]] == [
+        "row 1: its hash is not SHA-256 of prev_hash and the entry",
+        "row 1: its entry is not JSON"]

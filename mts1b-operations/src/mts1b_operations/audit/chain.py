@@ -19,13 +19,15 @@ from mts1b_foundation import GENESIS_HASH
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.entries import Entry, Incoming, build_entry
 
-__all__ = ["APPEND_LOCK", "AppendResult", "AuditChain", "ChainHead", "StoredEntry"]
+__all__ = ["APPEND_LOCK", "SELECT_ENTRY", "AppendResult", "AuditChain", "ChainHead",
+           "StoredEntry"]
 
 APPEND_LOCK = 0x6D74_6163  # advisory lock id held while appending ("mtac")
 _COLUMNS = ("seq", "domain", "msg_id", "subject", "ids", "producer_ts", "recorded_ts",
             "prev_hash", "hash", "entry", "event")
-_SELECT = ("SELECT seq, domain, msg_id, subject, ids, producer_ts, recorded_ts, prev_hash, hash, "
-           "entry, event FROM audit_entries ")
+SELECT_ENTRY = ("SELECT seq, domain, msg_id, subject, ids, producer_ts, recorded_ts, "
+                "prev_hash, hash, entry, event FROM audit_entries ")
+"""The columns of :class:`StoredEntry`; a query appends its WHERE and ORDER BY."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +127,20 @@ class AuditChain:
     async def entries(self, start: int = 0, stop: int | None = None, *,
                       prefetch: int = 5000) -> AsyncIterator[StoredEntry]:
         """The rows with ``start <= seq < stop``, by ``seq``, read with a cursor."""
-        query = _SELECT + "WHERE seq >= $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq"
+        query = SELECT_ENTRY + "WHERE seq >= $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq"
         async with self.db.pool.acquire() as conn, conn.transaction(readonly=True):
             async for row in conn.cursor(query, start, stop, prefetch=prefetch):
                 yield StoredEntry.from_row(row)
 
     async def entry(self, seq: int) -> StoredEntry | None:
         row = await self.db.pool.fetchrow(
-            _SELECT + "WHERE seq = $1", seq)
+            SELECT_ENTRY + "WHERE seq = $1", seq)
         return None if row is None else StoredEntry.from_row(row)
 
     async def mentioning(self, subject_id: str) -> list[StoredEntry]:
         """Every entry whose event mentions ``subject_id``, in chain order."""
         rows = await self.db.pool.fetch(
-            _SELECT + "WHERE ids @> ARRAY[$1]::text[] ORDER BY seq", subject_id)
+            SELECT_ENTRY + "WHERE ids @> ARRAY[$1]::text[] ORDER BY seq", subject_id)
         return [StoredEntry.from_row(r) for r in rows]
 
     async def entry_bytes(self, stop: int | None = None) -> list[bytes]:

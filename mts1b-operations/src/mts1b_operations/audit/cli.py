@@ -29,7 +29,7 @@ from mts1b_operations.audit.merkle import (
     verify_inclusion,
 )
 from mts1b_operations.audit.show import entry_views
-from mts1b_operations.audit.verify import VerifyReport, verify_entries
+from mts1b_operations.audit.verify import VerifyReport, verify_chain
 
 __all__ = ["audit_app", "register"]
 
@@ -147,10 +147,10 @@ def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry
                     raise AuditInputError("--from", start, f"entry {start - 1} is not in the "
                                           "chain, so the first link cannot be checked")
                 prev = before.hash
-            return await verify_entries(chain.entries(start, stop), start=start,
-                                        prev_hash=prev, keys=registry, to_end=stop is None,
-                                        checkpoints=merged(await stored_checkpoints(db),
-                                                           external))
+            return await verify_chain(chain, start=start, stop=stop, prev_hash=prev,
+                                      keys=registry,
+                                      checkpoints=merged(await stored_checkpoints(db),
+                                                         external))
         finally:
             await db.close()
     report = _run(go())

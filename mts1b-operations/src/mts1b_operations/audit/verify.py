@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mts1b_foundation import GENESIS_HASH
 from mts1b_foundation.operations import AuditCheckpoint
 from mts1b_platform.signing import KeyRegistry
 
-from mts1b_operations.audit.chain import StoredEntry
+from mts1b_operations.audit.chain import AuditChain, StoredEntry
 from mts1b_operations.audit.chainhash import audit_chain_hash, event_digest
 from mts1b_operations.audit.merkle import CompactTree, leaf_hash
 
-__all__ = ["FAILURES", "Finding", "VerifyReport", "check_row", "verify_entries"]
+__all__ = ["FAILURES", "Finding", "VerifyReport", "check_row", "verify_chain", "verify_entries"]
 
 FAILURES = frozenset({"altered", "deleted", "inserted", "reordered", "broken", "checkpoint"})
 
@@ -90,22 +90,48 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
         return None, [*problems, "its entry is not JSON"]
     if not isinstance(body, dict):
         return None, [*problems, "its entry is not a JSON object"]
-    if event_digest(row.event) != body.get("payload_digest"):
+    get = body.get
+    if event_digest(row.event) != get("payload_digest"):
         problems.append("its event is not the one the entry's payload_digest names")
-    tokens = str(body.get("subject", "")).split(".")
-    columns: Mapping[str, tuple[Any, Any]] = {
-        "msg_id": (row.msg_id, body.get("msg_id")),
-        "subject": (row.subject, body.get("subject")),
-        "domain": (row.domain, tokens[2] if len(tokens) > 2 else None),
-        "ids": (list(row.ids), body.get("ids")),
-        "producer_ts": (row.producer_ts, _time(body.get("ts"))),
-        "recorded_ts": (row.recorded_ts, _time(body.get("recorded_ts"))),
-    }
-    for name, (stored, entry) in columns.items():
-        if stored != entry:
-            problems.append(f"column {name} differs from the entry")
-    sequence = body.get("sequence")
+    subject = get("subject")
+    # one comparison on the common path; each column named only when one differs
+    if (row.msg_id != get("msg_id") or row.subject != subject or list(row.ids) != get("ids")
+            or row.producer_ts != _time(get("ts"))
+            or row.recorded_ts != _time(get("recorded_ts"))
+            or row.domain != _domain_of(subject)):
+        columns: Mapping[str, tuple[Any, Any]] = {
+            "msg_id": (row.msg_id, get("msg_id")),
+            "subject": (row.subject, subject),
+            "domain": (row.domain, _domain_of(subject)),
+            "ids": (list(row.ids), get("ids")),
+            "producer_ts": (row.producer_ts, _time(get("ts"))),
+            "recorded_ts": (row.recorded_ts, _time(get("recorded_ts"))),
+        }
+        problems.extend(f"column {name} differs from the entry"
+                        for name, (stored, entry) in columns.items() if stored != entry)
+    sequence = get("sequence")
     return (sequence if isinstance(sequence, int) else None), problems
+
+
+def _domain_of(subject: Any) -> str | None:
+    tokens = str(subject).split(".")
+    return tokens[2] if len(tokens) > 2 else None
+
+
+class _Link(Protocol):
+    """What the walk needs of a row: where it is, its two hashes, its entry's bytes."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def prev_hash(self) -> str: ...
+
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def entry(self) -> bytes: ...
 
 
 class _Walk:
@@ -117,16 +143,15 @@ class _Walk:
         self.expect = report.start
         self.prev = prev_hash
         self.before_last = prev_hash  # prev_hash of the entry accepted last
-        self.last: StoredEntry | None = None
+        self.last: _Link | None = None
         self.missing: dict[int, int] = {}  # claimed-later sequence -> row seq where it was due
         self.tree: CompactTree | None = CompactTree() if report.start == 0 else None
         self.checkpoints = checkpoints
-        self.pending_fork: StoredEntry | None = None
 
     def add(self, kind: str, seq: int | None, detail: str) -> None:
         self.report.findings.append(Finding(kind, seq, detail))
 
-    def grow(self, row: StoredEntry) -> None:
+    def grow(self, row: _Link) -> None:
         if self.tree is None:
             return
         self.tree.append(leaf_hash(row.entry))
@@ -143,26 +168,29 @@ class _Walk:
             self.report.anchored = self.tree.size
             self.report.checkpoints_matched += 1
 
-    def accept(self, row: StoredEntry, claimed: int) -> None:
+    def accept(self, row: _Link, claimed: int) -> None:
         self.before_last, self.prev, self.last = row.prev_hash, row.hash, row
         self.expect = claimed + 1
 
-    def step(self, row: StoredEntry, following: StoredEntry | None) -> None:
+    def step(self, row: _Link, following: _Link | None, claimed: int | None,
+             problems: list[str]) -> None:
+        """Place ``row``, whose entry claims sequence number ``claimed`` and whose content
+        contradicts itself in ``problems``; ``following`` is the next row, if any."""
         self.report.checked += 1
-        claimed, problems = check_row(row)
         for problem in problems:
             self.add("altered", row.seq, f"row {row.seq}: {problem}")
         if claimed is None:
             claimed = row.seq
         if claimed == self.expect:
-            if row.prev_hash != self.prev and not problems:
-                if following is not None and following.prev_hash == self.prev:
-                    self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}"
-                             f" but links to no entry before it; the next row does")
-                    return
-                self.add("broken", row.seq, f"row {row.seq}: prev_hash is not the hash of "
-                         f"entry {claimed - 1}")
-            self.accept(row, claimed)
+            if row.prev_hash != self.prev and not problems and (
+                    following is not None and following.prev_hash == self.prev):
+                self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}"
+                         f" but links to no entry before it; the next row does")
+            else:
+                if row.prev_hash != self.prev and not problems:
+                    self.add("broken", row.seq, f"row {row.seq}: prev_hash is not the hash "
+                             f"of entry {claimed - 1}")
+                self.accept(row, claimed)
         elif claimed > self.expect:
             for missing in range(self.expect, claimed):
                 self.missing[missing] = row.seq
@@ -183,7 +211,7 @@ class _Walk:
         else:
             self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}, which "
                      "the chain already passed")
-        self.grow(row)
+        self.grow(row)  # the tree of the table as it stands, as a checkpoint's was
 
     def finish(self) -> None:
         for missing, due in sorted(self.missing.items()):
@@ -213,6 +241,38 @@ def _checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | 
     return found
 
 
+async def _checked(rows: AsyncIterable[StoredEntry]
+                   ) -> AsyncIterator[tuple[_Link, int | None, list[str]]]:
+    async for row in rows:
+        yield (row, *check_row(row))
+
+
+async def _walk_all(walk: _Walk, rows: AsyncIterator[tuple[_Link, int | None, list[str]]],
+                    keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
+    held: tuple[_Link, int | None, list[str]] | None = None
+    async for item in rows:
+        if held is not None:
+            walk.step(held[0], item[0], held[1], held[2])
+        held = item
+    if held is not None:
+        walk.step(held[0], None, held[1], held[2])
+    walk.finish()
+    report, end = walk.report, walk.expect
+    if walk.tree is not None and to_end:
+        for size in sorted(s for s in walk.checkpoints if s > walk.tree.size):
+            report.findings.append(Finding(
+                "deleted", walk.tree.size, f"checkpoint {size} signs {size} entries; the "
+                f"table holds {walk.tree.size}: entries {walk.tree.size}..{size - 1} were "
+                "removed"))
+            break
+    if walk.tree is not None and report.anchored < end:
+        report.findings.append(Finding(
+            "unanchored", report.anchored, f"entries {report.anchored}..{end - 1} come after "
+            "the last checkpoint that matched"
+            + ("" if keys is not None else " (no key registry: no signature was checked)")))
+    return report
+
+
 async def verify_entries(rows: AsyncIterable[StoredEntry], *, start: int = 0,
                          prev_hash: str = GENESIS_HASH,
                          checkpoints: Iterable[AuditCheckpoint] = (),
@@ -227,25 +287,14 @@ async def verify_entries(rows: AsyncIterable[StoredEntry], *, start: int = 0,
     """
     report = VerifyReport(start)
     walk = _Walk(report, prev_hash, _checkpoint_map(checkpoints, keys, report))
-    held: StoredEntry | None = None
-    async for row in rows:
-        if held is not None:
-            walk.step(held, row)
-        held = row
-    if held is not None:
-        walk.step(held, None)
-    walk.finish()
-    end = walk.expect
-    if walk.tree is not None and to_end:
-        for size in sorted(s for s in walk.checkpoints if s > walk.tree.size):
-            report.findings.append(Finding(
-                "deleted", walk.tree.size, f"checkpoint {size} signs {size} entries; the "
-                f"table holds {walk.tree.size}: entries {walk.tree.size}..{size - 1} were "
-                "removed"))
-            break
-    if walk.tree is not None and report.anchored < end:
-        report.findings.append(Finding(
-            "unanchored", report.anchored, f"entries {report.anchored}..{end - 1} come after "
-            "the last checkpoint that matched"
-            + ("" if keys is not None else " (no key registry: no signature was checked)")))
-    return report
+    return await _walk_all(walk, _checked(rows), keys, to_end)
+
+
+async def verify_chain(chain: AuditChain, *, start: int = 0, stop: int | None = None,
+                       prev_hash: str = GENESIS_HASH,
+                       checkpoints: Iterable[AuditCheckpoint] = (),
+                       keys: KeyRegistry | None = None) -> VerifyReport:
+    """:func:`verify_entries` over the chain's rows from ``start`` to ``stop`` (to the end of
+    the table when None), read with one cursor."""
+    return await verify_entries(chain.entries(start, stop), start=start, prev_hash=prev_hash,
+                                checkpoints=checkpoints, keys=keys, to_end=stop is None)
