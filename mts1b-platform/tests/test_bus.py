@@ -121,7 +121,7 @@ async def test_headers_set_by_publish(bus: Bus) -> None:
     assert msg.headers is not None
     assert msg.headers["Nats-Msg-Id"] == "alert-1"
     assert msg.headers["Content-Type"] == "application/json"
-    assert msg.headers["Mts-Model"] == f"Alert/{Alert.SCHEMA_VERSION}" == "Alert/2"
+    assert msg.headers["Mts-Model"] == f"Alert/{Alert.SCHEMA_VERSION}" == "Alert/3"
     assert parse_message(Alert, msg.data or b"") == alert
 
 
