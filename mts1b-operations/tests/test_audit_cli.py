@@ -61,7 +61,8 @@ def test_show_every_event_about_an_order(chain_of_ten: AuditDb, kit: Kit) -> Non
     code, out = run(chain_of_ten, kit, "show", "--subject-id", "ord-abc", "--json")
     shown = json.loads(out)
     assert [(e["seq"], e["status"], e["record"]["ids"]) for e in shown] == [
-        (3, "ok", ["evt-3", "ord-abc", "F1"]), (9, "ok", ["evt-9", "ord-abc", "F1"])]
+        (3, "ok", ["ord-abc", "F1", "evt-3"]), (9, "ok", ["ord-abc", "F1", "evt-9"])]
+    assert shown[0]["record"]["subject_id"] == "ord-abc"  # not the event's own id
     assert shown[0]["event"]["order_id"] == "ord-abc"
     assert run(chain_of_ten, kit, "show", "--subject-id", "ord-none")[1] == (
         "no recorded event mentions 'ord-none'\n")

@@ -119,6 +119,10 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
     tokens = incoming.subject.split(".")
     domain = tokens[2] if len(tokens) > 2 else "unknown"
     ids = mentioned_ids(event)
+    own = event.get("event_id") if isinstance(event, Mapping) else None
+    if own in ids and len(ids) > 1:  # what the event is about comes first, its own id last
+        ids.remove(own)
+        ids.append(own)
     model = _MODEL.match(incoming.headers.get("Mts-Model", ""))
     subject_id = ids[0] if ids else (model.group(1) if model else domain)
     action = ".".join(tokens[2:])[:128].rstrip(".") or "unknown"
