@@ -265,3 +265,20 @@ async def test_receivers_route_by_matchers(alerts_db: AlertsDb) -> None:
     async with db.pool.acquire() as conn:
         rows = await conn.fetch("SELECT receiver, count(*) AS n FROM outbox GROUP BY receiver")
     assert {r["receiver"]: r["n"] for r in rows} == {"all": 2, "f2-only": 1}
+
+
+async def test_producers_alerts_deduplicate(alerts_db: AlertsDb, fresh_bus: Any) -> None:
+    """``raise_alert`` (a new random id each time) raised twice for one fund's condition is one
+    alert to the router; another fund's is another."""
+    from mts1b_platform.alerts import raise_alert
+
+    await fresh_bus.declare_streams(["operations"])
+    router, _clock = await _router(alerts_db)
+    raised = [await raise_alert(fresh_bus, "mts1b-portfolio", f"fund {fund} not composed ({i})",
+                                alertname="FundNotComposed", context={"fund_id": fund})
+              for i, fund in enumerate(["f1", "f1", "f2"])]
+    assert raised[0].alert_id != raised[1].alert_id
+    assert raised[0].labels == {"alertname": "FundNotComposed", "service": "mts1b-portfolio",
+                                "fund": "f1"}
+    assert [await router.ingest(a) for a in raised] == [True, False, True]
+    assert len(await router.list_alerts()) == 2
