@@ -23,6 +23,7 @@ from mts1b_deploy.inventory import load_inventory
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
 from mts1b_deploy.plan import render_plan
+from mts1b_deploy.proxmox import ProxmoxTarget, resolve_secret_ref
 from mts1b_deploy.rendered import render_service_env
 from mts1b_deploy.units import UNIT_SERVICES, render_unit, unit_name
 
@@ -39,18 +40,44 @@ Root = Annotated[Path, typer.Option(envvar="MTS_DEPLOY_ROOT",
                                     help="the local target's folder (releases/, current)")]
 
 
+CaCert = Annotated[str | None, typer.Option(
+    envvar="MTS_PROXMOX_CACERT", help="CA bundle of the Proxmox API (default: the system's)")]
+
+
 @app.command("plan")
 def plan_command(inventory: InventoryPath,
-                 as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False
-                 ) -> None:
-    """Print what the inventory would create: each container's Proxmox parameters."""
+                 as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                 live: Annotated[bool, typer.Option(
+                     "--live", help="compare with the Proxmox nodes: print the drift")] = False,
+                 ca_cert: CaCert = None) -> None:
+    """Print what the inventory would create: each container's Proxmox parameters (with
+    --live: what differs on the nodes)."""
     inv = load_inventory(inventory)
+    if live:
+        target = ProxmoxTarget(inv, resolve_secret_ref(inv.proxmox.token_secret_ref),
+                               verify=ca_cert or True)
+        changes = target.drift()
+        for change in changes:
+            typer.echo(change.line())
+        if not changes:
+            typer.echo("no drift: the containers match the inventory")
+        return
     planned = make_plan(inv)
     if as_json:
         typer.echo(json.dumps([{"service": p.service, "node": p.node, "params": p.params,
                                 "runs": list(p.runs)} for p in planned], indent=1))
     else:
         typer.echo(render_plan(inv, planned))
+
+
+@app.command("apply")
+def apply_command(inventory: InventoryPath, ca_cert: CaCert = None) -> None:
+    """Create, resize and start the inventory's containers on Proxmox (idempotent). Installing
+    releases and services inside them is not built yet."""
+    inv = load_inventory(inventory)
+    target = ProxmoxTarget(inv, resolve_secret_ref(inv.proxmox.token_secret_ref),
+                           verify=ca_cert or True)
+    target.apply(log=typer.echo)
 
 
 @vault_app.command("bootstrap")
