@@ -8,7 +8,7 @@ again and is deduplicated by its ``alert_id``):
 - ``mts.v1.operations.heartbeats.*``: every service's heartbeats;
 - ``mts.v1.oms.state.changed``: kill-switch changes, turned into ``TradingHalted`` alerts
   (:func:`~mts1b_operations.alerts.router.halt_alert`) - what inhibits a halted fund's order
-  alerts. Skipped, with a log line, while the OMS stream does not exist.
+  alerts. While the OMS stream does not exist, tried again every 10 s.
 
 Every ``tick`` seconds it resolves what timed out, raises missing heartbeats and evaluates
 the groups that are due; the dispatcher delivers the outbox meanwhile. It publishes its own
@@ -75,13 +75,23 @@ async def run_alerts(config: AlertsConfig, *, namespace: str | None = None,
             consumers.append(await bus.consume("mts.v1.operations.heartbeats.*", on_beat,
                                                durable="operations-alerts-heartbeats",
                                                ack_wait=config.ack_wait))
-            try:
-                consumers.append(await bus.consume("mts.v1.oms.state.changed", on_state,
-                                                   durable="operations-alerts-halts",
-                                               ack_wait=config.ack_wait))
-            except BusError as exc:
-                _log.warning("not following kill-switch changes", error=exc.message)
+
+            async def follow_halts() -> None:
+                """The OMS's stream may not exist yet: try again every 10 s until it does."""
+                while not stop.is_set():
+                    try:
+                        consumers.append(await bus.consume(
+                            "mts.v1.oms.state.changed", on_state,
+                            durable="operations-alerts-halts", ack_wait=config.ack_wait))
+                        return
+                    except BusError as exc:
+                        _log.warning("not following kill-switch changes yet",
+                                     error=exc.message)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=10)
+
             tasks = [asyncio.create_task(dispatcher.run(stop)),
+                     asyncio.create_task(follow_halts()),
                      asyncio.create_task(_ticks(router, config.tick, stop)),
                      asyncio.create_task(_beat(bus, started, heartbeat_interval, stop))]
             _log.info("alert router running", receivers=sorted(dispatcher.sinks),
