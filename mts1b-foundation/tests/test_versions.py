@@ -45,11 +45,12 @@ LATER = {"AuditCheckpoint": (1, frozenset()),
          "FundNav": (1, frozenset()), "ConfigureFund": (1, frozenset()),
          "StrategySpec": (3, frozenset({1, 2})), "Signal": (3, frozenset({1, 2})),
          "StrategyTransition": (1, frozenset()), "StrategyCommand": (1, frozenset()),
-         "ClockTick": (1, frozenset()), "CorporateAction": (2, frozenset({1}))}
+         "ClockTick": (2, frozenset({1})), "CorporateAction": (2, frozenset({1})),
+         "CommandAnswered": (1, frozenset())}
 NEW = {"AuditCheckpoint", "Heartbeat",
        "OrderStatusQuery", "HaltTrading", "ReduceTrading", "ResumeTrading", "SleeveAllocation",
        "RebalanceReport", "FundNav", "ConfigureFund", "StrategyTransition",
-       "StrategyCommand", "ClockTick", "CorporateAction"}
+       "StrategyCommand", "ClockTick", "CorporateAction", "CommandAnswered"}
 
 
 def test_every_model_is_version_2_and_reads_version_1() -> None:
@@ -159,3 +160,42 @@ def test_corporate_action_v2_adds_the_delisting_and_reads_v1() -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_message(CorporateAction, {**v1, "schema_version": 2, "kind": "merger"})
     assert info.value.context["errors"][0]["field"] == "kind"
+
+
+def test_a_version_1_clock_tick_is_a_close() -> None:
+    """ClockTick 2 added ``phase`` (issue #20: a session's open tick, for sizing at the open);
+    a version-1 tick is the session's end, as it always was."""
+    from mts1b_foundation import ClockTick
+
+    v1 = {"schema_version": 1, "replay_id": "rp-1", "seq": 3, "session": "2016-01-05",
+          "ts": "2016-01-05T21:00:00Z", "bars": 20}
+    tick = parse_message(ClockTick, json.dumps(v1))
+    assert (tick.phase, tick.schema_version) == ("close", 2)
+    opened = parse_message(ClockTick, {**v1, "schema_version": 2, "phase": "open"})
+    assert opened.phase == "open"
+    with pytest.raises(ValidationFailed) as err:
+        parse_message(ClockTick, {**v1, "schema_version": 2, "phase": "lunch"})
+    assert err.value.context["errors"][0]["field"] == "phase"
+
+
+def test_a_command_answer_names_its_command_and_is_bounded() -> None:
+    """CommandAnswered (new, version 1): a service's answer to a command, stored so that the
+    audit chain holds refused commands too."""
+    from mts1b_foundation import CommandAnswered, answers_subject
+
+    base = {"answer_id": "ans-1", "service": "oms",
+            "command_subject": "mts.v1.oms.commands.resume", "request_sha256": "a" * 64,
+            "request": {"scope": "fund", "nested": {"ids": [1, 2]}}, "ok": False,
+            "code": "UNAUTHORIZED", "ts": "2026-12-06T12:00:00Z"}
+    answer = parse_message(CommandAnswered, base)
+    assert answer.request["nested"] == {"ids": [1, 2]} and answer.reply == {}
+    for field, value in (("command_subject", "mts.v1.oms.orders.filled"),
+                         ("request_sha256", "xyz"), ("code", "lower case"),
+                         ("request", {"big": "x" * 300_000})):
+        with pytest.raises(ValidationFailed) as err:
+            parse_message(CommandAnswered, {**base, field: value})
+        assert err.value.context["errors"][0]["field"].startswith(field), field
+    assert answers_subject("mts.v1.treasury.commands.configure") == \
+        "mts.v1.treasury.answers.recorded"
+    with pytest.raises(ValueError, match="not a command subject"):
+        answers_subject("mts.v1.datalake.bars.AAPL")

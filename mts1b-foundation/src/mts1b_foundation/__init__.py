@@ -5,6 +5,7 @@ Wire models are frozen pydantic v2 models (``extra="forbid"``, ``schema_version`
 which raises only :class:`ValidationFailed`.
 """
 
+from mts1b_foundation.answers import CommandAnswered, answers_subject
 from mts1b_foundation.commands import (
     FUND_COMMAND_CONTEXT,
     STATE_COMMAND_CONTEXT,
@@ -163,6 +164,7 @@ __all__ = [
     "CancelOrder",
     "Clock",
     "ClockTick",
+    "CommandAnswered",
     "CommandReply",
     "ConfigureFund",
     "ConnectionState",
@@ -234,6 +236,7 @@ __all__ = [
     "__version__",
     "alert_fingerprint",
     "alert_labels",
+    "answers_subject",
     "check_publishable",
     "deterministic_id",
     "dlq_subject",

@@ -96,13 +96,21 @@ class ClockTick(WireModel):
     idempotency windows run on replay time. ``seq`` counts the ticks of one replay from 1; a
     tick whose ``seq`` a service has finished already is answered at once (a replay that
     timed out asks again). ``replay_id`` tells two replays apart.
+
+    ``phase`` (version 2): ``close`` is the session's end, as above. A replay may also hand an
+    ``open`` tick, at the session's open (``ts``), to the services that act before the
+    session trades - after its corporate actions and bars are published, before the venue
+    fills anything on them: the composer sizing its orders at the open prices, the OMS
+    applying the session's corporate actions first. Version 1 ticks read as ``close``.
     """
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2
+    READABLE_VERSIONS = frozenset({1})
 
     replay_id: Identifier
     seq: int = Field(ge=1)
     session: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    phase: Literal["open", "close"] = "close"
     ts: UtcDatetime
     bars: int = Field(default=0, ge=0)
     actions: int = Field(default=0, ge=0)

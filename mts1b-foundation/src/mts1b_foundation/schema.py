@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from mts1b_foundation import commands, market_data, operations, orders, portfolio
+from mts1b_foundation import answers, commands, market_data, operations, orders, portfolio
 from mts1b_foundation.instruments import (
     ETF,
     INSTRUMENT_SCHEMA_VERSION,
@@ -39,7 +39,7 @@ SNAPSHOT_FILE = "schemas.json"
 def wire_models() -> dict[str, type[WireModel]]:
     """Every concrete wire model by class name."""
     found: dict[str, type[WireModel]] = {}
-    for module in (market_data, orders, portfolio, operations, commands):
+    for module in (market_data, orders, portfolio, operations, commands, answers):
         for name in getattr(module, "__all__", ()):
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, WireModel) and obj is not WireModel:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mts1b_foundation.answers import CommandAnswered
 from mts1b_foundation.commands import (
     BrokerQuery,
     CancelOrder,
@@ -37,7 +38,13 @@ from mts1b_foundation.commands import (
 from mts1b_foundation.enums import OrderEventType
 from mts1b_foundation.errors import SubjectError
 from mts1b_foundation.market_data import Bar, ClockTick, CorporateAction, Quote, Trade
-from mts1b_foundation.operations import Alert, AuditCheckpoint, AuditRecord, DeadLetter, Heartbeat
+from mts1b_foundation.operations import (
+    Alert,
+    AuditCheckpoint,
+    AuditRecord,
+    DeadLetter,
+    Heartbeat,
+)
 from mts1b_foundation.orders import ExecutionReport, Fill, OrderEvent, Position
 from mts1b_foundation.portfolio import (
     AccountSnapshot,
@@ -165,19 +172,26 @@ _REGISTRY: tuple[SubjectSpec, ...] = (
           "a signed Merkle checkpoint of the audit chain"),
     _spec("mts.v1.operations.alerts.raised", Alert, "an alert for people"),
     _spec("mts.v1.operations.heartbeats.*", Heartbeat, "a service is alive (token: the service)"),
+    # the answers services gave to commands (commands themselves are not stored)
+    _spec("mts.v1.oms.answers.recorded", CommandAnswered, "the OMS answered a command"),
+    _spec("mts.v1.treasury.answers.recorded", CommandAnswered,
+          "the treasury answered a command"),
+    _spec("mts.v1.research.answers.recorded", CommandAnswered,
+          "the research service answered a command"),
     # dead letters, one subject per domain
     _spec("mts.v1.dlq.*", DeadLetter, "a message that could not be processed"),
 )
 
 STREAMS: Mapping[str, tuple[str, ...]] = {
     "datalake": ("mts.v1.datalake.>",),
-    "research": ("mts.v1.research.signals.>", "mts.v1.research.strategies.>"),
+    "research": ("mts.v1.research.signals.>", "mts.v1.research.strategies.>",
+                 "mts.v1.research.answers.>"),
     "portfolio": ("mts.v1.portfolio.>",),
     # not "mts.v1.treasury.>": that would capture mts.v1.treasury.commands.* (request/reply)
     "treasury": ("mts.v1.treasury.allocations.>", "mts.v1.treasury.funds.>",
-                 "mts.v1.treasury.nav.>"),
+                 "mts.v1.treasury.nav.>", "mts.v1.treasury.answers.>"),
     "oms": ("mts.v1.oms.orders.>", "mts.v1.oms.fills.>", "mts.v1.oms.positions.>",
-            "mts.v1.oms.state.>"),
+            "mts.v1.oms.state.>", "mts.v1.oms.answers.>"),
     "brokers": ("mts.v1.brokers.*.execution", "mts.v1.brokers.*.account"),
     "operations": ("mts.v1.operations.>",),
     "dlq": ("mts.v1.dlq.>",),
