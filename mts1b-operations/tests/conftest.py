@@ -3,6 +3,7 @@ skip naming the server that does not answer."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -87,6 +88,11 @@ async def fresh_bus() -> AsyncIterator[Any]:
         yield bus
     finally:
         await bus.delete_streams()
+        # object stores (the audit checkpoints' copies), which delete_streams leaves
+        from mts1b_operations.audit.checkpoints import CHECKPOINT_BUCKET
+
+        with contextlib.suppress(Exception):
+            await bus.js.delete_object_store(f"{bus.namespace}_{CHECKPOINT_BUCKET}")
         await bus.drain()
 
 

@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 from mts1b_foundation import Alert, parse_message
 from mts1b_operations.audit.chain import AuditChain
-from mts1b_operations.audit.checkpoints import load_checkpoint_dir, stored_checkpoints
+from mts1b_operations.audit.checkpoints import (
+    bus_checkpoints,
+    load_checkpoint_dir,
+    stored_checkpoints,
+)
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.recorder import (
     RECORDED_DOMAINS,
@@ -22,11 +26,17 @@ from mts1b_operations.audit.recorder import (
     run_recorder,
 )
 from mts1b_operations.audit.verify import verify_entries
+from mts1b_operations.cli import app
 from mts1b_platform.signing import KeyRegistry, SigningKey
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 
 KEY = SigningKey.generate("ops-audit")
+
+
+def keys_json() -> str:
+    return json.dumps({"keys": [KEY.registered(["operations"]).entry()]})
 
 
 def options(bus: Any, db: AuditDb, kit: Kit, **kw: Any) -> RecorderOptions:
@@ -107,6 +117,15 @@ async def test_every_domain_but_market_data_once_across_restarts(
     published = await bus.js.get_last_msg(bus.stream_for("operations"),
                                           bus.wire_subject("mts.v1.operations.audit.checkpoint"))
     assert json.loads(published.data)["tree_size"] == 7
+    copies = await bus_checkpoints(bus, audit_db.schema)
+    assert [c.tree_size for c in copies] == [c.tree_size for c in stored]
+    (tmp_path / "keys.json").write_text(keys_json())
+    cli = await asyncio.to_thread(
+        CliRunner().invoke, app, ["audit", "verify", "--object-store", "--namespace",
+                                  bus.namespace, "--keys", str(tmp_path / "keys.json"),
+                                  "--schema", audit_db.schema],
+        env={"MTS_DATABASE_URL": kit.DSN})
+    assert cli.exit_code == 0 and cli.output.endswith("anchored up to 7\n"), cli.output
     keys = KeyRegistry([KEY.registered(["operations"])])
     report = await verify_entries(chain.entries(), checkpoints=files, keys=keys)
     assert report.ok and report.anchored == 7 and report.findings == []

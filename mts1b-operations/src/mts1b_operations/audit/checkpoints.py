@@ -16,17 +16,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
+import nats.errors
+import nats.js.errors
 from mts1b_foundation import ValidationFailed, parse_message
 from mts1b_foundation.operations import AuditCheckpoint
+from mts1b_platform.bus import Bus
 from mts1b_platform.signing import SigningKey
+from nats.js import api
 
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.errors import AuditError
 
-__all__ = ["CHECKPOINT_SUBJECT", "load_checkpoint_dir", "sign_checkpoint", "store_checkpoint",
-           "stored_checkpoints", "write_checkpoint_file"]
+__all__ = ["CHECKPOINT_BUCKET", "CHECKPOINT_SUBJECT", "bus_checkpoints", "load_checkpoint_dir",
+           "put_checkpoint_object", "sign_checkpoint", "store_checkpoint", "stored_checkpoints",
+           "write_checkpoint_file"]
 
 CHECKPOINT_SUBJECT = "mts.v1.operations.audit.checkpoint"
+CHECKPOINT_BUCKET = "audit_checkpoints"
+"""The NATS object store bucket holding a copy of every checkpoint (namespaced like the
+bus's key/value buckets: ``<namespace>_audit_checkpoints``)."""
 
 
 def sign_checkpoint(key: SigningKey, *, log: str, tree_size: int, root: bytes, chain_hash: str,
@@ -95,6 +103,48 @@ def load_checkpoint_dir(directory: Path, log: str | None = None
         if log is None or checkpoint.log == log:
             found.append(checkpoint)
     return found, bad
+
+
+def _bucket(bus: Bus) -> str:
+    return f"{bus.namespace}_{CHECKPOINT_BUCKET}" if bus.namespace else CHECKPOINT_BUCKET
+
+
+async def put_checkpoint_object(bus: Bus, checkpoint: AuditCheckpoint) -> None:
+    """Keep a copy of ``checkpoint`` in the NATS object store (the bucket is created on first
+    use), named ``<log>-<tree size>.json``."""
+    name = _bucket(bus)
+    try:
+        try:
+            store = await bus.js.object_store(name)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            store = await bus.js.create_object_store(name, config=api.ObjectStoreConfig(
+                storage=api.StorageType.FILE, description="MTS1B audit checkpoints"))
+        await store.put(f"{checkpoint.log}-{checkpoint.tree_size:012d}.json",
+                        checkpoint.to_json())
+    except (nats.js.errors.Error, nats.errors.Error) as exc:
+        raise AuditError(f"checkpoint {checkpoint.tree_size} not stored in the object store "
+                         f"{name}: {type(exc).__name__}", tree_size=checkpoint.tree_size
+                         ) from None
+
+
+async def bus_checkpoints(bus: Bus, log: str) -> list[AuditCheckpoint]:
+    """The checkpoints of ``log`` in the object store, smallest first (none when the bucket
+    does not exist); an object that is not a checkpoint is skipped."""
+    try:
+        store = await bus.js.object_store(_bucket(bus))
+        infos = await store.list(ignore_deletes=True)
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+        return []  # no bucket, or an empty one
+    found = []
+    for info in infos:
+        if not info.name.startswith(f"{log}-"):
+            continue
+        result = await store.get(info.name)
+        try:
+            found.append(parse_message(AuditCheckpoint, result.data or b""))
+        except ValidationFailed:
+            continue
+    return sorted(found, key=lambda c: c.tree_size)
 
 
 def merged(*groups: Iterable[AuditCheckpoint]) -> list[AuditCheckpoint]:

@@ -45,9 +45,24 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of text
 Keys = Annotated[Path | None, typer.Option(
     envvar="MTS_AUDIT_KEYS", help="key registry (JSON) holding the checkpoint signer's public "
                                   "key; without it signatures are not checked")]
+Namespace = Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                               help="NATS namespace prefix")]
 CheckpointDir = Annotated[Path | None, typer.Option(
     "--checkpoints", envvar="MTS_AUDIT_CHECKPOINT_DIR",
     help="directory of checkpoints kept outside the database")]
+
+
+async def _object_store_copies(namespace: str | None, schema: str) -> list[Any]:
+    from mts1b_platform.bus import Bus
+
+    from mts1b_operations.audit.checkpoints import bus_checkpoints
+
+    overrides: dict[str, Any] = {"namespace": namespace} if namespace else {}
+    bus = await Bus.connect(**overrides)
+    try:
+        return await bus_checkpoints(bus, schema)
+    finally:
+        await bus.drain()
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -124,7 +139,11 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
 def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry")] = 0,
            stop: Annotated[int | None, typer.Option("--to", min=1,
                                                     help="entry after the last")] = None,
-           checkpoints: CheckpointDir = None, keys: Keys = None, as_json: AsJson = False,
+           checkpoints: CheckpointDir = None, keys: Keys = None,
+           object_store: Annotated[bool, typer.Option(
+               "--object-store", help="also check the copies in the NATS object store")
+           ] = False,
+           namespace: Namespace = None, as_json: AsJson = False,
            dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA) -> None:
     """Recompute every hash and link from --from to --to, and every checkpoint's Merkle root
     (from entry 0); name each altered, deleted, inserted or reordered row."""
@@ -147,10 +166,11 @@ def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry
                     raise AuditInputError("--from", start, f"entry {start - 1} is not in the "
                                           "chain, so the first link cannot be checked")
                 prev = before.hash
+            copies = await _object_store_copies(namespace, schema) if object_store else []
             return await verify_chain(chain, start=start, stop=stop, prev_hash=prev,
                                       keys=registry,
                                       checkpoints=merged(await stored_checkpoints(db),
-                                                         external))
+                                                         external, copies))
         finally:
             await db.close()
     report = _run(go())
@@ -251,8 +271,7 @@ def keygen(name: Annotated[str, typer.Option(help="the key's name (recorded in c
 
 def serve_audit(
     dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA,
-    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
-                                                  help="NATS namespace prefix")] = None,
+    namespace: Namespace = None,
     signing_key: Annotated[Path | None, typer.Option(
         envvar="MTS_AUDIT_SIGNING_KEY", help="Ed25519 key file that signs checkpoints "
                                              "(`audit keygen`); without it the operations "

@@ -38,6 +38,7 @@ from nats.js import api
 from mts1b_operations.audit.chain import AppendResult, AuditChain
 from mts1b_operations.audit.checkpoints import (
     CHECKPOINT_SUBJECT,
+    put_checkpoint_object,
     sign_checkpoint,
     store_checkpoint,
     stored_checkpoints,
@@ -165,6 +166,7 @@ class Recorder:
         try:
             await self.bus.publish_acked(CHECKPOINT_SUBJECT, checkpoint,
                                          msg_id=f"ckpt-{self.db.schema}-{checkpoint.tree_size}")
+            await put_checkpoint_object(self.bus, checkpoint)
         except Exception as exc:  # the table and the file keep it; the log says what failed
             _log.error("checkpoint not published", tree_size=checkpoint.tree_size,
                        error=type(exc).__name__)
