@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -346,6 +347,51 @@ async def test_serve_with_concurrency_answers_requests_in_parallel_and_drains(bu
         assert (await last).order_id == "ord-last"
     finally:
         await client.drain()
+
+
+async def test_serve_records_every_answer_accepted_or_refused(bus: Bus) -> None:
+    """With ``record_as`` each answer to a decoded request is stored on the domain's
+    ``answers.recorded`` subject - a refusal, an error raised for people and a handler crash
+    too - with the request, its digest and the reply as sent; a request that does not decode
+    is a dead letter, not an answer."""
+    import hashlib
+
+    from mts1b_foundation import CommandAnswered, MtsError
+    from mts1b_platform.follow import history
+
+    class Refused(MtsError):
+        code = "TEST.REFUSED"
+
+    async def cancel(request: CancelOrder) -> CommandReply:
+        if request.order_id == "ord-2":
+            return CommandReply(ok=False, code=ReplyCode.ORDER_NOT_FOUND, message="no such order")
+        if request.order_id == "ord-3":
+            raise Refused("not now")
+        if request.order_id == "ord-4":
+            raise RuntimeError("secret internals")
+        return CommandReply(ok=True, order_id=request.order_id)
+
+    await bus.declare_streams(["oms", "dlq"])
+    await bus.serve("mts.v1.oms.commands.cancel", cancel, record_as="oms")
+    for i in (1, 2, 3, 4):
+        with contextlib.suppress(RequestFailed):  # ord-3 and ord-4 are answered as errors
+            await bus.request("mts.v1.oms.commands.cancel", CancelOrder(order_id=f"ord-{i}"),
+                              timeout=5, reply_model=CommandReply)
+    await bus.nc.request(bus.wire_subject("mts.v1.oms.commands.cancel"), b"{junk", timeout=5)
+    for _ in range(50):
+        stored = await history(bus, "oms", "mts.v1.oms.answers.recorded")
+        if len(stored) >= 4:
+            break
+        await asyncio.sleep(0.05)
+    got = [parse_message(CommandAnswered, data) for _, data in stored]
+    assert [(a.request["order_id"], a.ok, a.code) for a in got] == [
+        ("ord-1", True, None), ("ord-2", False, "ORDER_NOT_FOUND"),
+        ("ord-3", False, "TEST.REFUSED"), ("ord-4", False, "PLATFORM.BUS.HANDLER")]
+    assert {a.service for a in got} == {"oms"}
+    assert got[1].reply["message"] == "no such order" and got[2].reply == {}
+    assert got[0].request_sha256 == hashlib.sha256(
+        CancelOrder(order_id="ord-1").to_json()).hexdigest()
+    assert all("secret internals" not in a.to_json().decode() for a in got)
 
 
 async def test_serve_refuses_a_bad_concurrency(bus: Bus) -> None:

@@ -210,6 +210,15 @@ async def test_going_live_takes_a_signed_risk_key(demo_store: Store, tmp_path: P
         applied = await ask(signed)
         assert applied.ok and applied.context["to_state"] == "live"
         assert (await ask(signed)).code is ReplyCode.REPLAY_REFUSED
+        # every answer is on the record (the audit chain reads it): refused ones too
+        from mts1b_foundation import CommandAnswered, parse_message
+        from mts1b_platform.follow import history
+
+        stored = await history(bus, "research", "mts.v1.research.answers.recorded")
+        answers = [parse_message(CommandAnswered, data) for _, data in stored]
+        assert [(a.ok, a.code) for a in answers] == [
+            (False, "UNAUTHORIZED"), (True, None), (False, "REPLAY_REFUSED")]
+        assert answers[0].request["key_id"] == ops.name
         [*_, last] = await registry.history("momentum_v3")
         assert (last.to_state, last.actor) == (StrategyState.LIVE, "cro")
         # the command line: disable (registry only), then enable with the risk key

@@ -153,6 +153,14 @@ async def test_oms_fills_reach_the_ledger_and_the_nav_attributes_them(stack: Any
         ConfigureFund, {"config": looser, "reason": "approved"}), timeout=10,
         reply_model=CommandReply)
     assert isinstance(applied, CommandReply) and applied.ok, applied
+    # both answers are on the record (the audit chain reads it), the refusal too
+    from mts1b_foundation import CommandAnswered, parse_message
+    from mts1b_platform.follow import history
+
+    stored = await history(bus, "treasury", "mts.v1.treasury.answers.recorded")
+    answers = [parse_message(CommandAnswered, data) for _, data in stored]
+    assert [(a.ok, a.code, a.request["reason"]) for a in answers] == [
+        (False, "UNAUTHORIZED", "room"), (True, None, "approved")]
     reply = await _until(lambda: _ok_submit(bus))
     assert reply.ok
     await _until(lambda: _has_quantity(ledger, D(250)))

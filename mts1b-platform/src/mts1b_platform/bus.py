@@ -67,7 +67,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
-from mts1b_foundation import MtsError, SubjectError, ValidationFailed
+from mts1b_foundation import (
+    CommandAnswered,
+    MtsError,
+    SubjectError,
+    ValidationFailed,
+    answers_subject,
+    new_event_id,
+)
 from mts1b_foundation.operations import DeadLetter
 from mts1b_foundation.subjects import (
     STREAMS,
@@ -899,11 +906,18 @@ class Bus:
         return parse_message(reply_model, reply.data)
 
     async def serve(self, subject: str, handler: RequestHandler, *,
-                    queue: str | None = None, concurrency: int = 1) -> Subscription:
+                    queue: str | None = None, concurrency: int = 1,
+                    record_as: str | None = None) -> Subscription:
         """Answer requests on ``subject`` with ``handler(decoded_request) -> reply model``.
 
         A request that does not decode is dead-lettered and answered with an ``Mts-Error``
         header; so is a handler exception (without dead-lettering: the caller decides).
+
+        ``record_as``: the service's name; each answer to a decoded request - accepted or
+        refused - is then also published as a :class:`~mts1b_foundation.CommandAnswered` on
+        ``mts.v1.<domain>.answers.recorded`` (stored), after the reply is sent, so that the
+        audit chain holds refused commands too. A record that cannot be published is logged
+        at ERROR; the reply has gone out already.
 
         ``concurrency``: how many requests the handler may have in hand at once. With 1 (the
         default) requests are answered one after another in arrival order. A service whose
@@ -916,6 +930,24 @@ class Bus:
             raise BusError(f"serve concurrency must be an integer >= 1, got {concurrency!r}",
                            subject=subject, concurrency=repr(concurrency))
         model = model_for_subject(subject) if "*" not in subject else None
+        answers = answers_subject(subject) if record_as is not None else None
+
+        async def record(msg: Msg, request: WireModel, ok: bool, code: str | None,
+                         reply: WireModel | None) -> None:
+            if answers is None or record_as is None:
+                return
+            try:
+                answered = CommandAnswered(
+                    answer_id=new_event_id(), service=record_as,
+                    command_subject=subject,
+                    request_msg_id=(msg.headers or {}).get("Nats-Msg-Id") or None,
+                    request_sha256=hashlib.sha256(msg.data).hexdigest(),
+                    request=request.model_dump(mode="json"), ok=ok, code=code,
+                    reply=reply.model_dump(mode="json") if reply is not None else {},
+                    ts=dt.datetime.now(dt.UTC))
+                await self.publish(answers, answered, msg_id=answered.answer_id)
+            except Exception as exc:  # the reply went out; the record is what was lost
+                _log.error("answer not recorded", subject=subject, error=type(exc).__name__)
 
         async def on_request(msg: Msg) -> None:
             logical = self.logical_subject(msg.subject)
@@ -933,6 +965,7 @@ class Bus:
                     reply = await handler(request)
                 except MtsError as exc:
                     await _respond_error(self._nc, msg, exc.code, exc.message, [])
+                    await record(msg, request, False, exc.code, None)
                     return
                 except Exception as exc:
                     # Its text is for the service's log, not for whoever sent the request.
@@ -941,8 +974,15 @@ class Bus:
                                          f"the service failed to handle the request "
                                          f"({type(exc).__name__}); its log has the details",
                                          [])
+                    await record(msg, request, False, "PLATFORM.BUS.HANDLER", None)
                     return
-                await msg.respond(_redacted_reply(reply).to_json())
+                sent = _redacted_reply(reply)
+                await msg.respond(sent.to_json())
+                ok = getattr(sent, "ok", True)
+                code = getattr(sent, "code", None)
+                await record(msg, request, ok if isinstance(ok, bool) else True,
+                             str(code.value if hasattr(code, "value") else code)
+                             if code is not None else None, sent)
 
         callback: Callable[[Msg], Awaitable[None]] = on_request
         if concurrency > 1:

@@ -191,7 +191,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         service = SignalService(bus, registry, store, calendar=opts.calendar,
                                 only=opts.strategies)
         desk = StrategyCommandDesk(registry, opts.keys)
-        commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle)
+        commands = await bus.serve("mts.v1.research.commands.strategy", desk.handle,
+                                   record_as="research")
         if opts.replay_clock:
             clock = await start_clock(bus)
             service.clock = clock

@@ -535,7 +535,8 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
                                    durable=opts.orders_durable, ack_wait=opts.ack_wait)
         accounts = await bus.consume("mts.v1.brokers.*.account", service.on_account,
                                      durable=opts.accounts_durable, ack_wait=opts.ack_wait)
-        sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure)
+        sub = await bus.serve("mts.v1.treasury.commands.configure", service.on_configure,
+                              record_as="treasury")
         bars = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"),
                                       cb=service.on_bar)
         subscriptions = [sub, bars]
