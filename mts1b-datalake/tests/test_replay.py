@@ -237,6 +237,45 @@ async def test_lockstep_waits_for_every_service_before_the_next_session(store: S
 
 
 @pytest.mark.integration
+async def test_lockstep_hands_the_open_first_to_the_services_named_at_open(store: Store) -> None:
+    """``oms@open``: each session's open tick goes to ``oms`` after the session's bars are out
+    and before any close tick; its time is the open, the close tick's the close; one service
+    takes both (real NATS)."""
+    from mts1b_foundation import ClockTick
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+    from mts1b_platform.replayclock import ReplayClock, serve_ticks
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    log: list[str] = []
+
+    def service(name: str):  # type: ignore[no-untyped-def]
+        async def on_tick(tick: ClockTick) -> None:
+            log.append(f"{name} {tick.session} {tick.phase} {tick.ts:%H:%M} seq={tick.seq}")
+        return on_tick
+
+    try:
+        await bus.declare_streams(["datalake"])
+        small_store(store)
+        await serve_ticks(bus, "venue", service("venue"), ReplayClock())
+        await serve_ticks(bus, "oms", service("oms"), ReplayClock())
+        await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-02", store=store,
+                        speed=0).run(bus, lockstep=["oms@open", "venue", "oms"])
+        assert log == [
+            "oms 2021-03-01 open 14:30 seq=1", "venue 2021-03-01 close 21:00 seq=2",
+            "oms 2021-03-01 close 21:00 seq=2",
+            "oms 2021-03-02 open 14:30 seq=3", "venue 2021-03-02 close 21:00 seq=4",
+            "oms 2021-03-02 close 21:00 seq=4"]
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
+
+
+@pytest.mark.integration
 async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path: object) -> None:
     """The synthetic market's cash dividends (and any split) go out on
     mts.v1.datalake.actions.<symbol> before their ex-date's bars, and the session's tick says

@@ -205,6 +205,19 @@ def calendar_for_asset_classes(classes: Iterable[str | None],
     return calendars[0] if calendars else ASSET_CLASS_CALENDARS["equity"]
 
 
+def session_open(calendar: str, day: dt.date) -> dt.datetime:
+    """Regular open of session ``day`` in UTC (midnight UTC of a day that is not a session of
+    ``calendar``, where a daily bar starts)."""
+    cal = market_calendar(calendar)
+    try:
+        if cal.is_session(day):
+            opened: dt.datetime = cal.open_of(day)
+            return opened
+    except Exception:  # noqa: S110 - outside the calendar's range: fall through
+        pass
+    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+
+
 def session_close(calendar: str, day: dt.date) -> dt.datetime:
     """Close of ``day`` in UTC (see :func:`mts1b_datalake.bars.bar_timestamp`)."""
     from mts1b_datalake.bars import bar_timestamp

@@ -352,7 +352,8 @@ def replay(
     calendar: Annotated[str, typer.Option()] = "XNYS",
     lockstep: Annotated[str | None, typer.Option(
         help="comma-separated services that finish each session before the next, in order "
-             "(e.g. broker-paper,oms,treasury,research,portfolio); SPEED is then a maximum")
+             "(e.g. broker-paper,oms,treasury,research,portfolio); SPEED is then a maximum. "
+             "NAME@open also hands NAME the session's open, before the others get its close")
     ] = None,
     lockstep_timeout: Annotated[float, typer.Option(
         min=1.0, help="seconds a service on the lockstep may take to finish a session")
@@ -364,9 +365,10 @@ def replay(
 
     services = [p.strip() for p in (lockstep or "").split(",") if p.strip()]
     for name in services:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(@open)?", name):
             _fail(UnknownFieldError(f"--lockstep: {name!r} is not a service name (letters, "
-                                    "digits, - and _)", field="lockstep", value=name))
+                                    "digits, - and _, optionally @open)", field="lockstep",
+                                    value=name))
             return
     if services and dry_run:
         _fail(UnknownFieldError("--lockstep needs the bus: it cannot run with --dry-run",

@@ -18,7 +18,10 @@ turn and waits until every one has finished the session before it publishes the 
 cash dividends go out first, on ``mts.v1.datalake.actions.<symbol>``
 (:class:`~mts1b_foundation.CorporateAction`), and its tick counts them, so every service
 applies them at that session's open; so do its delistings (dated the first session without the
-symbol, paying out every position at its last close: :meth:`BarReplay.actions`). The services
+symbol, paying out every position at its last close: :meth:`BarReplay.actions`). A service named
+``<service>@open`` also gets an ``open`` tick of each session, after its actions and bars are
+published and before any service gets the ``close`` tick: what sizes orders at the open
+prices (the composer) acts there, before the venue fills on the bars. The services
 run on the replay's clock, so what trades on which bar does not depend on how fast the machine
 is.
 
@@ -53,12 +56,12 @@ from mts1b_foundation import (
 from mts1b_platform.logging import get_logger
 
 from mts1b_datalake.bars import decimal_of, row_to_bar
-from mts1b_datalake.calendar import session_close, to_day, trading_days
+from mts1b_datalake.calendar import session_close, session_open, to_day, trading_days
 from mts1b_datalake.errors import EmptyRangeError, InvalidRangeError, UnknownFieldError
 from mts1b_datalake.store import Store
 from mts1b_datalake.universes import Universe, resolve_universe
 
-__all__ = ["BarReplay", "ReplayReport", "bar_subject"]
+__all__ = ["BarReplay", "ReplayReport", "bar_subject", "split_lockstep"]
 
 _log = get_logger(__name__)
 
@@ -69,6 +72,14 @@ def bar_subject(symbol: str) -> str:
         return symbol_subject("bars", symbol)
     except SubjectError as exc:
         raise UnknownFieldError(exc.message, field="symbol", value=symbol) from None
+
+
+def split_lockstep(lockstep: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The lockstep's services at each session's open (those named ``<service>@open``) and at
+    its close (the others), each list in the order given."""
+    at_open = [name.removesuffix("@open") for name in lockstep if name.endswith("@open")]
+    at_close = [name for name in lockstep if not name.endswith("@open")]
+    return at_open, at_close
 
 
 @dataclass
@@ -235,6 +246,8 @@ class BarReplay:
         replay_id = f"rp-{uuid.uuid4().hex[:16]}"
         last = len(self.sessions) - 1
         actions = self.actions() if lockstep else {}
+        at_open, at_close = split_lockstep(lockstep)
+        seq = 0
         for k, (day, items) in enumerate(self.days()):
             if stop is not None and stop.is_set():
                 report.stopped = True
@@ -260,10 +273,16 @@ class BarReplay:
             if lockstep:
                 from mts1b_platform.replayclock import hand_out  # the bus extra
 
-                tick = ClockTick(replay_id=replay_id, seq=k + 1, session=day.isoformat(),
-                                 ts=session_close(self.calendar, day), bars=len(items),
-                                 actions=len(todays), last=k == last)
-                await hand_out(publisher, tick, lockstep, timeout=lockstep_timeout)
+                for phase, participants in (("open", at_open), ("close", at_close)):
+                    if not participants:
+                        continue
+                    seq += 1
+                    ts = (session_open if phase == "open" else session_close)(self.calendar,
+                                                                              day)
+                    tick = ClockTick(replay_id=replay_id, seq=seq, session=day.isoformat(),
+                                     phase=phase, ts=ts, bars=len(items),
+                                     actions=len(todays), last=k == last)
+                    await hand_out(publisher, tick, participants, timeout=lockstep_timeout)
             if on_session is not None:
                 result = on_session(day, len(items))
                 if asyncio.iscoroutine(result):
