@@ -335,6 +335,7 @@ async def test_provider_symbols_are_read_once_and_again_only_on_a_miss() -> None
     (lambda: RandomTickSlippage(-2), "max_ticks", -2),
     (lambda: PerShareCommission(D("0.01"), D(-1)), "minimum", D(-1)),
     (lambda: BpsCommission(D("NaN")), "bps", "NaN"),
+    (lambda: BpsCommission(D(10), quantum=D("1e-13")), "quantum", D("1e-13")),
 ])
 def test_bad_configuration_names_the_field_and_value(build: Any, field: str, value: Any) -> None:
     with pytest.raises(BrokerConfigError) as info:
@@ -401,3 +402,11 @@ async def test_a_cost_averaged_past_twelve_places_is_reported_at_twelve() -> Non
         await b.on_bar(bar(px, px, px, px, minutes=2 * n))
     [pos] = await b.positions("core")
     assert pos.quantity == 3 and pos.avg_cost == D("100.023333333333")
+
+
+def test_a_bps_commission_rounds_to_its_quantum() -> None:
+    """Cents by default, as a broker bills; 1e-12 is a backtest's unrounded ``cost_bps``."""
+    assert BpsCommission(D(10)).commission(D("3.3"), D("10.07")) == D("0.03")
+    exact = BpsCommission(D(10), quantum=D("1e-12"))
+    assert exact.commission(D("3.3"), D("10.07")) == D("0.033231")
+    assert exact.commission(D("0.00000001"), D("123.4567")) == D("1.235E-9")

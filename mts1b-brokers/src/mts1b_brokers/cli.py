@@ -40,6 +40,23 @@ def _accounts(values: list[str]) -> dict[str, Decimal]:
     return out
 
 
+def _commission(bps: str, quantum: str) -> Any:
+    """The paper venue's :class:`~mts1b_brokers.models.BpsCommission`, each option checked."""
+    from mts1b_brokers.models import BpsCommission
+
+    values: dict[str, Decimal] = {}
+    for hint, text in (("--commission-bps", bps), ("--commission-quantum", quantum)):
+        try:
+            values[hint] = Decimal(text)
+        except ArithmeticError:
+            raise typer.BadParameter(f"{text!r} is not a number", param_hint=hint) from None
+    try:
+        return BpsCommission(values["--commission-bps"], quantum=values["--commission-quantum"])
+    except ValueError as exc:  # BrokerConfigError: names the field and the value
+        raise typer.BadParameter(str(exc), param_hint="--commission-bps/--commission-quantum"
+                                 ) from None
+
+
 @app.command("list")
 def list_brokers() -> None:
     """Print the broker names registered in the ``mts1b.brokers`` entry-point group."""
@@ -59,6 +76,9 @@ def serve(
     = None,
     participation_rate: Annotated[str, typer.Option(help="max fraction of bar volume")] = "0.1",
     commission_bps: Annotated[str, typer.Option(help="commission in basis points")] = "0",
+    commission_quantum: Annotated[str, typer.Option(
+        help="what each commission is rounded to (1e-12: not rounded, as a backtest's "
+             "cost_bps)")] = "0.01",
     slippage_bps: Annotated[str, typer.Option(help="slippage in basis points")] = "0",
     leverage: Annotated[str, typer.Option(
         help="buying power as a multiple of equity (2: a Reg T margin account, which a fully "
@@ -93,7 +113,7 @@ def serve(
     from mts1b_platform.logging import set_service
 
     set_service(f"broker-{name or broker}")  # before anything logs: every line names it
-    from mts1b_brokers.models import BpsCommission, BpsSlippage
+    from mts1b_brokers.models import BpsSlippage
     from mts1b_brokers.venuestate import VenueStateUnreadable
 
     config: dict[str, Any] = {}
@@ -101,7 +121,7 @@ def serve(
         config = {
             "name": name or broker, "accounts": _accounts(account or []),
             "default_cash": default_cash, "participation_rate": participation_rate,
-            "commission": BpsCommission(Decimal(commission_bps)),
+            "commission": _commission(commission_bps, commission_quantum),
             "slippage": BpsSlippage(Decimal(slippage_bps)), "seed": seed, "calendar": calendar,
             "leverage": leverage,
         }

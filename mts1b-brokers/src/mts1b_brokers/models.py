@@ -173,17 +173,23 @@ class PerShareCommission:
 
 @dataclass(frozen=True, slots=True)
 class BpsCommission:
-    """``bps`` basis points of notional, at least ``minimum``, rounded half-up to cents.
+    """``bps`` basis points of notional, at least ``minimum``, rounded half-up to ``quantum``
+    (cents by default, as a broker bills).
 
-    backtrader's ``setcommission(commission=0.001)`` is ``BpsCommission(Decimal(10))``.
+    backtrader's ``setcommission(commission=0.001)`` is ``BpsCommission(Decimal(10))``. A
+    backtest does not round its costs: ``quantum=Decimal("1e-12")`` (the finest the wire
+    carries) is the backtester's ``cost_bps``, for a paper run that must trade as it does.
     """
 
     bps: Decimal
     minimum: Decimal = Decimal(0)
+    quantum: Decimal = _CENT
 
     def __post_init__(self) -> None:
         _non_negative(bps=self.bps, minimum=self.minimum)
+        if not self.quantum.is_finite() or self.quantum < Decimal("1e-12"):
+            raise config_error("quantum", self.quantum, "be a finite number >= 1e-12")
 
     def commission(self, quantity: Decimal, price: Decimal) -> Decimal:
         fee = max(quantity * price * self.bps / _BPS, self.minimum)
-        return fee.quantize(_CENT, rounding=ROUND_HALF_UP)
+        return fee.quantize(self.quantum, rounding=ROUND_HALF_UP)
