@@ -95,6 +95,34 @@ def test_delisted_asset_is_closed_at_its_last_price(panel: UniversePanel, backen
     assert np.isfinite(res.equity).all()
 
 
+def test_a_delisting_paid_out_costs_nothing(panel: UniversePanel, backend: str) -> None:
+    """``delisting="payout"``: the delisted position leaves at its last close with no
+    commission or slippage (a corporate action); everything before it is as with a sale, and
+    after it the NAV is higher by exactly the sale's costs."""
+    close = np.array(panel.close)
+    opens = np.array(panel.open)
+    close[200:, 1] = np.nan
+    opens[200:, 1] = np.nan
+    p = _with(panel, close=close, open=opens)
+    sale = run_weights(p, _equal(p), rebal="monthly", cost_bps=10, slippage=5,
+                       backend=backend)
+    paid = run_weights(p, _equal(p), rebal="monthly", cost_bps=10, slippage=5,
+                       delisting="payout", backend=backend)
+    gone_sale = sale.trades[sale.trades["reason"] == "delisted"].iloc[0]
+    gone_paid = paid.trades[paid.trades["reason"] == "delisted"].iloc[0]
+    assert gone_paid["shares"] == gone_sale["shares"]
+    assert gone_paid["price"] == close[199, 1]
+    assert (gone_paid["commission"], gone_paid["slippage"]) == (0.0, 0.0)
+    assert gone_sale["commission"] > 0 and gone_sale["slippage"] > 0
+    np.testing.assert_array_equal(paid.equity.iloc[:199], sale.equity.iloc[:199])
+    saved = gone_sale["commission"] + gone_sale["slippage"]
+    assert paid.equity.iloc[199] - sale.equity.iloc[199] == pytest.approx(saved, rel=1e-12)
+    assert paid.spec.delisting == "payout"
+    with pytest.raises(BacktestConfigError, match="delisting") as err:
+        run_weights(p, _equal(p), delisting="cash", backend=backend)
+    assert err.value.context["field"] == "delisting"
+
+
 def test_participation_cap_carries_the_remainder_over(panel: UniversePanel, backend: str) -> None:
     volume = np.full(panel.shape, 100.0)  # tiny volume: 10 shares a day at 10%
     p = _with(panel, volume=volume)

@@ -25,7 +25,8 @@ def test_defaults_are_the_seeds() -> None:
     assert spec.to_dict() == {
         "rebal": "daily", "trade_on": "schedule", "band": 0.0, "fill": "next_open",
         "sizing": {"method": "equal_weight_long", "gross": 1.0}, "cost_bps": 10.0,
-        "slippage": None, "participation": None, "borrow_rate": None, "initial_nav": 100_000.0,
+        "slippage": None, "participation": None, "borrow_rate": None, "delisting": "sale",
+        "initial_nav": 100_000.0,
         "backend": "auto", "calendar": None, "periods_per_year": None, "benchmark": None,
         "warmup_days": 400, "lookahead_check": False}
 

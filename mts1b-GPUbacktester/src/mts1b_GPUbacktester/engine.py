@@ -276,7 +276,8 @@ def _simulate(be: Backend, market: MarketArrays, targets: FloatArray,
     device_costs = CostModel(
         commission=be.asarray(costs.commission), slippage=costs.slippage,
         impact_k=costs.impact_k, participation=costs.participation,
-        borrow=be.asarray(costs.borrow), periods_per_year=costs.periods_per_year)
+        borrow=be.asarray(costs.borrow), periods_per_year=costs.periods_per_year,
+        delisting_costs=costs.delisting_costs)
     return simulate(inp, device_costs, initial_nav=initial_nav, xp=xp,
                     record_weights=record_weights, record_fills=record_fills,
                     trade_on=trade_on, band=band, engine="reference")

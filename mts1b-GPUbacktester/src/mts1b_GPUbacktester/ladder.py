@@ -603,11 +603,12 @@ def run_ladder(factor: Callable[..., Any] | str, grid: Mapping[str, Sequence[Any
                                   field="mode", value=mode)
     if mode == "per_asset" and (
             run.participation is not None or run.borrow_rate is not None
-            or run.slippage_model.impact_k or run.commission_bps is None or run.band):
+            or run.slippage_model.impact_k or run.commission_bps is None or run.band
+            or run.delisting != "sale"):
         raise BacktestConfigError(
             "per_asset mode supports one cost_bps and fixed slippage (bps) only; use "
-            "mode='portfolio' for per-symbol costs, participation caps, impact, borrow and "
-            "band", field="mode", value=mode)
+            "mode='portfolio' for per-symbol costs, participation caps, impact, borrow, "
+            "band and delisting='payout'", field="mode", value=mode)
     combos = expand_grid(grid, constraint)
     panel, row0 = resolve_universe(universe, start, end, warmup_days=run.warmup_days,
                                    store=store, calendar=run.calendar)

@@ -77,6 +77,9 @@ class CostModel:
     ``periods_per_year``: bars per year of the panel's calendar (252 exchange, 260 ``24/5``,
     365 ``24/7``; :meth:`RunSpec.periods_per_year_for
     <mts1b_GPUbacktester.spec.RunSpec.periods_per_year_for>` decides it for a run).
+    ``delisting_costs``: a held asset that delists is sold at its last close paying the
+    commission and slippage (True: a forced sale, the default) or paid out at that close with
+    no cost (False: a corporate action, as zipline's auto-close and the paper venue do).
     """
 
     commission: Any = 0.0
@@ -85,6 +88,7 @@ class CostModel:
     participation: float | None = None
     borrow: Any = 0.0
     periods_per_year: float = 252
+    delisting_costs: bool = True
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def _run(t0: int, shift: int, start: int,
          adv: FloatArray, sigma: FloatArray, has_impact: bool, impact_k: float,
          commission: FloatArray, slip: float, buy_rate: FloatArray, sell_rate: FloatArray,
          borrow: FloatArray, has_borrow: bool, signal: bool, band: float,
+         delist_cost: float,
          shares: FloatArray, cash: FloatArray, pending: FloatArray,
          preason: npt.NDArray[np.int8], target: FloatArray,
          any_pending: npt.NDArray[np.bool_], last: FloatArray,
@@ -415,10 +416,10 @@ def _run(t0: int, shift: int, start: int,
                     px = close[t, a]
                     q = -shares[c, a]
                     notional = abs(q) * px
-                    sc = notional * slip
+                    sc = notional * slip * delist_cost
                     t1[j] = q * px
                     t2[j] = sc
-                    t3[j] = (notional + (sc if q > 0 else -sc)) * commission[a]
+                    t3[j] = (notional + (sc if q > 0 else -sc)) * commission[a] * delist_cost
                     t4[j] = notional
                     order[j] = q
                 cash[c] = (cash[c] - _psum(t1, n_gone, stack) - _psum(t2, n_gone, stack)
@@ -541,7 +542,8 @@ def simulate_compiled(inp: SimInputs, costs: CostModel, *, initial_nav: float = 
         sigma=_readonly(inp.sigma, f8) if has_impact else dummy2, has_impact=has_impact,
         impact_k=float(costs.impact_k), commission=commission, slip=slip, buy_rate=buy_rate,
         sell_rate=sell_rate, borrow=borrow, has_borrow=bool(np.any(borrow != 0)),
-        signal=trade_on == "signal_change", band=float(band), **book,
+        signal=trade_on == "signal_change", band=float(band),
+        delist_cost=1.0 if costs.delisting_costs else 0.0, **book,
         nav=out.nav, comm_out=out.commission, slip_out=out.slippage, borrow_out=out.borrow,
         traded_out=out.traded,
         weights=out.weights if record_weights else np.zeros((1, 1, 1)),

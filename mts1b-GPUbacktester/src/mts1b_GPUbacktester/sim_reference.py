@@ -127,6 +127,7 @@ class _Rows:
     has_borrow: bool
     signal: bool = False   # trade_on="signal_change"
     band: float = 0.0      # trade only assets that drifted more than this (0: no band)
+    delist_cost: float = 1.0   # 1: a delisting is a sale paying costs; 0: a payout
 
 
 def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType, *, signal: bool = False,
@@ -177,7 +178,7 @@ def _prepare(inp: SimInputs, costs: CostModel, xp: ModuleType, *, signal: bool =
         mark=xp.where(xp.isfinite(mark_price), mark_price, 0.0), close=inp.close,
         out=out, cap=cap, impact=impact, commission=commission, slip=slip, buy_rate=buy_rate,
         sell_rate=sell_rate, borrow=borrow, has_borrow=bool(xp.any(borrow != 0)),
-        signal=signal, band=band)
+        signal=signal, band=band, delist_cost=1.0 if costs.delisting_costs else 0.0)
 
 
 @dataclass
@@ -370,15 +371,16 @@ def _fill(xp: ModuleType, rows: _Rows, book: _Book, out: _Records, t: int, *,
 
 
 def _delist(xp: ModuleType, rows: _Rows, book: _Book, out: _Records, t: int) -> None:
-    """Sell what is held of the assets whose last price is at row ``t``, at that close."""
+    """Sell what is held of the assets whose last price is at row ``t``, at that close
+    (paying the costs, or none when the run pays delistings out: ``rows.delist_cost``)."""
     a_len = book.shares.shape[1]
     gone_d = xp.asarray(np.flatnonzero(rows.delist == t))
     px_g = rows.close[t][gone_d]
     qty = -book.shares[:, gone_d]
     notional = xp.abs(qty) * px_g
-    slip_cost = notional * rows.slip
+    slip_cost = notional * rows.slip * rows.delist_cost
     comm_vec = rows.commission if rows.commission.ndim == 0 else rows.commission[gone_d]
-    comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec
+    comm = (notional + xp.where(qty > 0, slip_cost, -slip_cost)) * comm_vec * rows.delist_cost
     book.cash = (book.cash - (qty * px_g).sum(axis=1) - slip_cost.sum(axis=1)
                  - comm.sum(axis=1))
     out.commission[:, t] += comm.sum(axis=1)

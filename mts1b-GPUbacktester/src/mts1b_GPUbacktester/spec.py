@@ -88,6 +88,10 @@ class Slippage:
         return float(bps_to_rate(self.bps))
 
 
+DELISTINGS = ("sale", "payout")
+"""What :attr:`RunSpec.delisting` may be."""
+
+
 class RunSettings(TypedDict, total=False):
     """The keyword arguments that build a :class:`RunSpec` (its fields, for type checkers:
     ``run_single(..., **settings: Unpack[RunSettings])``)."""
@@ -101,6 +105,7 @@ class RunSettings(TypedDict, total=False):
     slippage: float | Mapping[str, Any] | None
     participation: float | None
     borrow_rate: float | Mapping[str, float] | None
+    delisting: str
     initial_nav: float
     backend: str
     calendar: str | None
@@ -263,6 +268,11 @@ class RunSpec:
     ``borrow_rate``
         annual borrow cost on short market value, a number or ``{symbol: rate}``, accrued per
         row at ``rate / periods_per_year``.
+    ``delisting``
+        what happens to a position in an asset whose prices stop before the end: ``"sale"``
+        (default) sells it at its last close paying ``cost_bps`` and slippage, as a forced
+        sale; ``"payout"`` pays it out at that close with no cost, as a corporate action
+        (zipline's auto-close, and the paper venue of ``mts1b-brokers``).
     ``initial_nav``
         starting cash (> 0).
     ``backend``
@@ -295,6 +305,7 @@ class RunSpec:
     slippage: float | Mapping[str, Any] | None = None
     participation: float | None = None
     borrow_rate: float | Mapping[str, float] | None = None
+    delisting: str = "sale"
     initial_nav: float = 100_000.0
     backend: str = "auto"
     calendar: str | None = None
@@ -330,6 +341,8 @@ class RunSpec:
             put("participation", _number("participation", self.participation, low=0.0,
                                          low_open=True, high=1.0))
         put("borrow_rate", _rates("borrow_rate", self.borrow_rate, optional=True))
+        if self.delisting not in DELISTINGS:
+            raise _fail("delisting", f"must be one of {DELISTINGS}", self.delisting)
         put("initial_nav", _number("initial_nav", self.initial_nav, low_open=True))
         if self.backend not in BACKENDS:
             raise _fail("backend", f"must be one of {BACKENDS}", self.backend)
@@ -418,7 +431,8 @@ class RunSpec:
         model = CostModel(commission=bps_to_rate(np.asarray(comm)), slippage=slip.rate,
                           impact_k=slip.impact_k, participation=self.participation,
                           borrow=_per_asset(self.borrow_rate, symbols, "borrow_rate"),
-                          periods_per_year=periods_per_year)
+                          periods_per_year=periods_per_year,
+                          delisting_costs=self.delisting == "sale")
         return model, slip.window
 
     def periods_per_year_for(self, panel: UniversePanel) -> tuple[float, str]:
