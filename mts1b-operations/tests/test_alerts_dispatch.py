@@ -132,6 +132,23 @@ async def test_parts_already_delivered_are_not_repeated_on_retry() -> None:
         assert [m.chat_id for m in server.messages] == [42, 43]
 
 
+async def test_a_group_that_became_a_supergroup_is_followed() -> None:
+    async with LocalTelegram(migrated={-100: -1000000000100}) as server:
+        sink = TelegramSink(_telegram(server, (-100,)))
+        await sink.send("k1", [_alert(1)])
+        await sink.send("k2", [_alert(2)])
+        assert [m.chat_id for m in server.messages] == [-1000000000100] * 2
+        assert len(server.refused) == 1  # the old id was tried once
+
+
+class _Later:
+    def __init__(self, ahead: dt.timedelta) -> None:
+        self.ahead = ahead
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.ahead
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[int, list[Any]]]:
     from aiosmtpd.controller import Controller
@@ -229,6 +246,12 @@ async def test_the_outbox_is_delivered_in_order_and_a_failure_waits(alerts_db: A
         async with db.pool.acquire() as conn:
             retried = await conn.fetchval("SELECT max(attempts) FROM outbox")
         assert await db.undelivered() == 0 and retried == 2
+        router.clock = _Later(dt.timedelta(days=8))
+        await router.tick()  # delivered more than a week ago: gone (and the 5 resolved)
+        async with db.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS "
+                                       "NOT NULL") == 0
+        assert await db.undelivered() == 10
 
 
 async def test_a_permanent_failure_does_not_hold_up_the_rest(alerts_db: AlertsDb) -> None:

@@ -8,7 +8,8 @@ paths, JSON shapes, limits and errors rather than against a mock of our own clie
 - ``{"ok": true, "result": <Message>}`` on success; ``{"ok": false, "error_code": N,
   "description": "..."}`` on failure (401 Unauthorized for a wrong token, 400 ``Bad Request:
   chat not found``, ``message is too long``, ``can't parse entities`` for HTML that Telegram
-  would refuse - an unknown or unclosed tag, a bare ``<`` or ``&``);
+  would refuse - an unknown or unclosed tag, a bare ``<`` or ``&``), and for a group that
+  became a supergroup (``migrated``) 400 with ``parameters.migrate_to_chat_id``;
 - the text limit, 4,096 characters *after entities parsing* (tags removed, ``&lt;`` counted as
   one character), as the Bot API states it - counted in UTF-16 code units, as Telegram counts
   entity offsets;
@@ -199,7 +200,8 @@ class LocalTelegram(_HttpServer):
 
     def __init__(self, token: str = TEST_BOT_TOKEN, *, chats: set[int] | None = None,
                  per_chat_per_second: int = 1, per_group_per_minute: int = 20,
-                 global_per_second: int = 30, group_window: float = 60.0) -> None:
+                 global_per_second: int = 30, group_window: float = 60.0,
+                 migrated: dict[int, int] | None = None) -> None:
         super().__init__()
         self.token = token
         self.chats = chats
@@ -207,6 +209,7 @@ class LocalTelegram(_HttpServer):
         self.per_group_per_minute = per_group_per_minute
         self.global_per_second = global_per_second
         self.group_window = group_window  # a test may shrink the minute (20 per 60 s)
+        self.migrated = dict(migrated or {})  # group id -> the supergroup it became
         self.messages: list[ReceivedMessage] = []
         self.refused: list[tuple[int, int, str]] = []  # (chat_id, status, description)
         self._sent: dict[int, deque[float]] = defaultdict(deque)
@@ -270,6 +273,11 @@ class LocalTelegram(_HttpServer):
             chat_id = int(params.get("chat_id", ""))
         except (TypeError, ValueError):
             return self._error(400, "Bad Request: chat not found")
+        if chat_id in self.migrated:
+            code, payload, headers = self._error(
+                400, "Bad Request: group chat was upgraded to a supergroup chat", chat_id)
+            payload["parameters"] = {"migrate_to_chat_id": self.migrated[chat_id]}
+            return code, payload, headers
         if self.chats is not None and chat_id not in self.chats:
             return self._error(400, "Bad Request: chat not found", chat_id)
         text = str(params.get("text", ""))

@@ -133,6 +133,8 @@ class AlertsConfig(_Strict):
     heartbeat_misses: float = Field(default=3.0, ge=1, description="intervals without a "
                                                                    "heartbeat before an alert")
     tick: float = Field(default=1.0, gt=0, le=60)
+    outbox_retention: float = Field(default=7 * 86400.0, gt=0, description="seconds a "
+                                    "delivered notification stays in the outbox")
     ack_wait: float = Field(default=30.0, gt=0, le=3600, description="seconds before the bus "
                             "sends again a message the router took and did not acknowledge "
                             "(it died): how long a crash delays an alert")

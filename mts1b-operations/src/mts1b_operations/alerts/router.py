@@ -230,12 +230,17 @@ class Router:
     # --- the periodic work ---------------------------------------------------------------
 
     async def tick(self) -> int:
-        """Resolve what timed out, raise missing heartbeats, end flapping, and evaluate the
-        groups that are due; return how many notifications were queued."""
+        """Resolve what timed out, raise missing heartbeats, end flapping, evaluate the groups
+        that are due and drop notifications delivered before ``outbox_retention``; return how
+        many notifications were queued."""
         await self._resolve_timed_out()
         await self._check_heartbeats()
         await self._end_flapping()
-        return await self._flush_due()
+        queued = await self._flush_due()
+        async with self.db.pool.acquire() as conn:  # delivered long ago: no longer needed
+            await conn.execute("DELETE FROM outbox WHERE delivered_at < $1", self.clock.now()
+                               - dt.timedelta(seconds=self.config.outbox_retention))
+        return queued
 
     async def _resolve_timed_out(self) -> None:
         now = self.clock.now()

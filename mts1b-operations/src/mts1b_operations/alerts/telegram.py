@@ -9,7 +9,9 @@ bot's (25 a second) - so it stays under the limits instead of finding them. A 42
 happens (the limits are Telegram's to change): its ``retry_after`` holds that chat's bucket,
 and the part is sent again after it when the wait is short (``max_inline_wait``), else the
 notification goes back to the outbox with that wait. Parts already delivered are remembered
-per notification, so a retry does not repeat them.
+per notification, so a retry does not repeat them. A group that became a supergroup
+(``migrate_to_chat_id``) is written to under its new id from then on, with a warning to fix the
+configuration.
 
 The bot token is part of the URL path: it is never logged and never in an error.
 """
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mts1b_foundation import Alert, AlertDeliveryError
+from mts1b_platform.logging import get_logger
 
 from mts1b_operations.alerts.config import TelegramReceiver
 from mts1b_operations.alerts.http import post_json
@@ -28,6 +31,7 @@ from mts1b_operations.alerts.render import telegram_parts
 
 __all__ = ["TelegramSink", "send_telegram"]
 
+_log = get_logger("mts1b_operations.alerts")
 _PERMANENT = {400, 401, 403, 404}
 _MARGIN = 0.9
 """Buckets run 10% under the stated limits: two messages sent a limit apart can arrive closer
@@ -39,7 +43,8 @@ async def send_telegram(api_url: str, token: str, chat_id: int, text: str, *,
     """Send ``text`` (``parse_mode=HTML``) to ``chat_id``; return the message id Telegram gave
     it. AlertDeliveryError otherwise: with ``retry_after`` for a 429 (Telegram's
     ``parameters.retry_after``), ``permanent`` for an answer that a retry cannot change
-    (400 Bad Request, 401, 403: no such chat, unparsable text, a wrong token)."""
+    (400 Bad Request, 401, 403: no such chat, unparsable text, a wrong token), and
+    ``context["migrate_to_chat_id"]`` when the group became a supergroup (its new id)."""
     answer = await post_json(f"{api_url.rstrip('/')}/bot{token}/sendMessage",
                              {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
                               "link_preview_options": {"is_disabled": True}},
@@ -52,15 +57,20 @@ async def send_telegram(api_url: str, token: str, chat_id: int, text: str, *,
         raise AlertDeliveryError(f"telegram unreachable ({answer.failure})", chat_id=chat_id)
     description = str(body.get("description", ""))[:200] if isinstance(body, dict) else ""
     retry_after: float | None = None
+    migrate_to: int | None = None
     if isinstance(body, dict) and isinstance(body.get("parameters"), dict):
         value = body["parameters"].get("retry_after")
         if isinstance(value, int | float) and not isinstance(value, bool):
             retry_after = float(value)
+        moved = body["parameters"].get("migrate_to_chat_id")
+        if isinstance(moved, int) and not isinstance(moved, bool):
+            migrate_to = moved
     if answer.status == 429 and retry_after is None:
         retry_after = float(answer.headers.get("Retry-After", "1") or 1)
     raise AlertDeliveryError(f"telegram answered {answer.status}: {description}",
-                             retry_after=retry_after, permanent=answer.status in _PERMANENT,
-                             chat_id=chat_id, status=answer.status)
+                             retry_after=retry_after,
+                             permanent=answer.status in _PERMANENT and migrate_to is None,
+                             chat_id=chat_id, status=answer.status, migrate_to_chat_id=migrate_to)
 
 
 class TelegramSink:
@@ -74,6 +84,7 @@ class TelegramSink:
         self._bot = TokenBucket(receiver.global_per_second * _MARGIN)
         self._chats: dict[int, list[TokenBucket]] = {}
         self._delivered: dict[str, set[tuple[int, int]]] = {}
+        self._moved: dict[int, int] = {}  # a group that became a supergroup -> its new id
         self.retried_after: list[float] = []  # every retry_after honoured, for tests and logs
 
     @property
@@ -99,9 +110,10 @@ class TelegramSink:
                 done.add((chat_id, index))
         self._delivered.pop(key, None)
 
-    async def _send_part(self, chat_id: int, text: str) -> None:
-        buckets = self._buckets(chat_id)
+    async def _send_part(self, configured: int, text: str) -> None:
         while True:
+            chat_id = self._moved.get(configured, configured)
+            buckets = self._buckets(chat_id)
             for bucket in (*buckets, self._bot):
                 await bucket.acquire()
             try:
@@ -109,6 +121,13 @@ class TelegramSink:
                                     timeout=self.receiver.timeout)
                 return
             except AlertDeliveryError as exc:
+                moved = exc.context.get("migrate_to_chat_id")
+                if isinstance(moved, int) and moved != chat_id:
+                    self._moved[configured] = moved
+                    _log.warning("telegram group became a supergroup: put its new id in the "
+                                 "configuration", receiver=self.name, chat_id=configured,
+                                 new_chat_id=moved)
+                    continue
                 if exc.retry_after is None:
                     raise
                 for bucket in buckets:
