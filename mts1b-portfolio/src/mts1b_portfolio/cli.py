@@ -47,10 +47,27 @@ def serve(
     replay_clock: Annotated[bool, typer.Option(
         help="run on a lockstep replay's clock: compose when the replay says a session is "
              "over (`mts mts1b-datalake replay --lockstep`)")] = False,
+    size_at_open: Annotated[bool, typer.Option(
+        help="with --replay-clock: size each rebalance at the next session's open (its open "
+             "prices, the NAV at the open net of the rebalance's commissions), as a backtest "
+             "filled at the next open; needs portfolio@open after oms@open in the replay's "
+             "--lockstep")] = False,
+    commission_bps: Annotated[str, typer.Option(
+        help="--size-at-open: the venue's commission in basis points of notional")] = "0",
+    lot: Annotated[str | None, typer.Option(
+        help="round each trade to this many shares (default 1; e.g. 0.00000001 for "
+             "fractional shares)")] = None,
 ) -> None:
     """Compose each fund's target from its sleeves' published signals and have the OMS
     rebalance it; drop a disabled strategy's sleeve at once. Runs until SIGTERM."""
     minimum = _money("--min-trade-notional", min_trade_notional)
+    commission = _money("--commission-bps", commission_bps)
+    lot_size = _money("--lot", lot) if lot is not None else None
+    if lot_size is not None and lot_size <= 0:
+        raise typer.BadParameter(f"--lot: must be > 0, got {lot!r}")
+    if size_at_open and not replay_clock:
+        raise typer.BadParameter("--size-at-open: needs --replay-clock (the open ticks of a "
+                                 "lockstep replay)")
     try:
         from mts1b_platform.logging import set_service
 
@@ -62,7 +79,8 @@ def serve(
         raise typer.Exit(2) from None
     set_service("portfolio")
     opts = ServeOptions(namespace=namespace, settle_seconds=settle, reply_timeout=reply_timeout,
-                        replay_clock=replay_clock,
+                        replay_clock=replay_clock, size_at_open=size_at_open,
+                        commission_bps=commission, lot=lot_size,
                         limits=ComposerLimits(max_turnover=max_turnover,
                                               min_trade_notional=minimum, long_only=long_only))
     typer.echo(f"portfolio composer serving{f' (namespace {namespace})' if namespace else ''}; "

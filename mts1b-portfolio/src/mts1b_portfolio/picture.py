@@ -29,6 +29,7 @@ The rules it applies, in one place:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -38,6 +39,7 @@ from mts1b_foundation import (
     Bar,
     FundConfig,
     FundNav,
+    Instrument,
     Position,
     Signal,
     SleeveAllocation,
@@ -90,6 +92,12 @@ class FundPicture:
     prices: dict[str, Decimal] = field(default_factory=dict)
     states: dict[str, StrategyState] = field(default_factory=dict)
     signals: dict[str, Signal] = field(default_factory=dict)
+    opens: dict[str, Decimal] = field(default_factory=dict)
+    """Each symbol's open in its latest bar (of the session :attr:`bar_dates` names)."""
+    bar_dates: dict[str, str] = field(default_factory=dict)
+    """Each symbol's latest bar's date (``YYYY-MM-DD``, the date of its close in UTC)."""
+    session_bars: dict[str, int] = field(default_factory=dict)
+    """How many symbols' bars of each date arrived (an open tick waits for all of them)."""
 
     # --- events -------------------------------------------------------------------------------
     def apply_fund(self, fund_id: str, config: FundConfig | None) -> None:
@@ -121,7 +129,15 @@ class FundPicture:
             sleeve[position.symbol] = position.quantity
 
     def apply_bar(self, bar: Bar) -> None:
+        day = bar.ts.date().isoformat()
+        if self.bar_dates.get(bar.symbol) == day and bar.symbol in self.prices:
+            self.prices[bar.symbol] = bar.close  # a restated bar of the same session
+            self.opens[bar.symbol] = bar.open
+            return
         self.prices[bar.symbol] = bar.close
+        self.opens[bar.symbol] = bar.open
+        self.bar_dates[bar.symbol] = day
+        self.session_bars[day] = self.session_bars.get(day, 0) + 1
 
     def apply_transition(self, transition: StrategyTransition) -> None:
         self.states[transition.strategy] = transition.to_state
@@ -157,6 +173,37 @@ class FundPicture:
         return sorted(s for s in self.shares(fund_id)
                       if s in self.states and self.states[s] not in TRADED)
 
+    def fund_holdings(self, fund_id: str) -> dict[str, Decimal]:
+        """Shares per symbol the fund holds, all sleeves together."""
+        total: dict[str, Decimal] = {}
+        for held in self.holdings.get(fund_id, {}).values():
+            for symbol, qty in held.items():
+                total[symbol] = total.get(symbol, ZERO) + qty
+        return {s: q for s, q in total.items() if q != 0}
+
+    def netted_weights(self, fund_id: str) -> dict[str, Decimal]:
+        """The fund's target weight per symbol before its limits: each traded sleeve's
+        weights times its share, summed."""
+        away = set(self.composed_away(fund_id))
+        out: dict[str, Decimal] = {}
+        for strategy, share in self.shares(fund_id).items():
+            if strategy in away or strategy not in self.signals:
+                continue
+            for symbol, weight in self.signals[strategy].weights.items():
+                out[symbol] = out.get(symbol, ZERO) + share * weight
+        return out
+
+    def opens_of(self, session: str) -> dict[str, Decimal]:
+        """The opens of ``session``'s bars (symbols whose latest bar is of that date)."""
+        return {s: self.opens[s] for s, day in self.bar_dates.items()
+                if day == session and s in self.opens}
+
+    def closes_before(self, session: str) -> dict[str, Decimal]:
+        """Each symbol's last close before ``session`` (those without a bar of it yet; a
+        symbol with one is priced at its open instead)."""
+        return {s: self.prices[s] for s, day in self.bar_dates.items()
+                if day < session and s in self.prices}
+
     def capital(self, fund_id: str) -> Decimal:
         nav = self.navs.get(fund_id)
         return nav.nav if nav is not None and nav.nav > 0 else self.funds[fund_id].target_nav_usd
@@ -171,10 +218,15 @@ class FundPicture:
             max_turnover=limits.max_turnover, min_trade_notional=limits.min_trade_notional)
 
     def compose(self, fund_id: str, as_of: dt.datetime,
-                limits: ComposerLimits = ComposerLimits()) -> Composition:
+                limits: ComposerLimits = ComposerLimits(), *,
+                capital: Decimal | None = None, prices: Mapping[str, Decimal] | None = None,
+                instruments: Mapping[str, Instrument] | None = None) -> Composition:
         """The fund's composed target at ``as_of``. Raises :class:`NothingToCompose` when no
         sleeve can be composed, and :class:`~mts1b_portfolio.errors.ComposeInputError` for
-        input the composer refuses (a held symbol with no price, say)."""
+        input the composer refuses (a held symbol with no price, say). ``capital`` and
+        ``prices`` replace the last NAV and the last closes (sizing at the open:
+        :mod:`~mts1b_portfolio.atopen`); ``instruments`` give lot sizes (default: whole
+        shares)."""
         if fund_id not in self.funds:
             raise NothingToCompose(fund_id, "the treasury's bucket does not hold this fund")
         away = self.composed_away(fund_id)
@@ -189,5 +241,7 @@ class FundPicture:
         for sleeve in sleeves:
             held.setdefault(sleeve.strategy_id, {})
         current = SleeveAllocation(fund_id=fund_id, as_of=as_of, sleeves=held)
-        return compose(sleeves, self.capital(fund_id), self.constraints(fund_id, limits),
-                       current, self.prices, fund_id=fund_id, as_of=as_of, exclude=away)
+        return compose(sleeves, self.capital(fund_id) if capital is None else capital,
+                       self.constraints(fund_id, limits), current,
+                       self.prices if prices is None else prices, instruments,
+                       fund_id=fund_id, as_of=as_of, exclude=away)

@@ -39,6 +39,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from mts1b_foundation import (
@@ -48,8 +49,11 @@ from mts1b_foundation import (
     Clock,
     ClockTick,
     CommandReply,
+    CorporateAction,
+    Equity,
     FundConfig,
     FundNav,
+    Instrument,
     MtsError,
     Position,
     RebalanceReport,
@@ -68,10 +72,12 @@ from mts1b_platform.replayclock import (
     ReplayStalled,
     serve_ticks,
     start_clock,
+    stored_actions,
     wait_consumed,
 )
 from mts1b_platform.shutdown import stop_on_signals
 
+from mts1b_portfolio.atopen import CloseSnapshot, capital_at_open
 from mts1b_portfolio.errors import ComposeInputError
 from mts1b_portfolio.picture import TRADED, ComposerLimits, FundPicture, NothingToCompose
 
@@ -96,16 +102,24 @@ class Pending:
     due: float
     """``time.time()`` after which it is composed even if not every sleeve has reported."""
     tries: int = 0
+    snapshot: CloseSnapshot | None = None
+    """Sizing at the open: the fund at the close the rebalance was decided (taken at that
+    session's close tick, kept here so that a restarted composer still has it)."""
 
     def to_json(self) -> str:
-        return json.dumps({"as_of": self.as_of.isoformat(), "reason": self.reason,
-                           "due": self.due, "tries": self.tries})
+        raw: dict[str, Any] = {"as_of": self.as_of.isoformat(), "reason": self.reason,
+                               "due": self.due, "tries": self.tries}
+        if self.snapshot is not None:
+            raw["snapshot"] = self.snapshot.to_json()
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, data: bytes) -> Pending:
         raw = json.loads(data)
+        snap = raw.get("snapshot")
         return cls(dt.datetime.fromisoformat(raw["as_of"]), str(raw["reason"]),
-                   float(raw["due"]), int(raw.get("tries", 0)))
+                   float(raw["due"]), int(raw.get("tries", 0)),
+                   CloseSnapshot.from_json(snap) if snap is not None else None)
 
 
 @dataclass
@@ -124,6 +138,16 @@ class ServeOptions:
     when the replay says a session is over (every signal of it is in), not after
     ``settle_seconds``; the service answers the session once the OMS has answered every
     fund's target."""
+    size_at_open: bool = False
+    """With ``replay_clock``: compose at the next session's open tick (``portfolio@open`` in
+    the replay's lockstep, after ``oms@open``), at the open prices and the NAV at the open net
+    of the rebalance's commissions (:mod:`~mts1b_portfolio.atopen`), as a backtest filled
+    at the next open sizes; a session's close tick only records what the fund held."""
+    commission_bps: Decimal = Decimal(0)
+    """``size_at_open``: the venue's commission, proportional to notional, in basis points."""
+    lot: Decimal | None = None
+    """The lot the composer rounds each trade to (default: whole shares); the OMS rounds each
+    order to its instrument's lot as well."""
 
     @property
     def signals_durable(self) -> str:
@@ -153,6 +177,8 @@ class ComposerService:
         self._settling = asyncio.Lock()
         self.followers: list[Follower] = []
         """What rebuilds the picture (set by :func:`run_service`)."""
+        self.actions: list[CorporateAction] = []
+        """The corporate actions of the session being opened (sizing at the open)."""
 
     async def load(self) -> None:
         """The signals and pending rebalances a previous process left in the buckets."""
@@ -230,13 +256,55 @@ class ComposerService:
 
     async def on_tick(self, tick: ClockTick) -> None:
         """A replay session is over: take every signal and transition of it, have the OMS
-        rebalance every fund that owes one, and return once it answered them all."""
+        rebalance every fund that owes one, and return once it answered them all. Sizing at
+        the open, the close only records each owing fund's holdings and cash, and the open
+        tick of the next session composes (:meth:`on_open`)."""
+        if tick.phase == "open":
+            if self.opts.size_at_open:
+                await self.on_open(tick)
+            return
         for durable in (self.opts.signals_durable, self.opts.transitions_durable):
             await wait_consumed(self.bus, "research", durable)
+        await self._sync(tick)
+        if self.opts.size_at_open:
+            await self._snapshot(tick)
+            return
+        await self._settle_all(tick)
+
+    async def _sync(self, tick: ClockTick) -> None:
         for follower in self.followers:  # the session's fills, NAV, allocations are in
             if "*" not in follower.subject and not await follower.sync(60):
                 raise ReplayStalled(f"session {tick.session}: {follower.subject} is not read "
                                     "up to date after 60s", session=tick.session)
+
+    async def _snapshot(self, tick: ClockTick) -> None:
+        """Record, with each rebalance owed, the fund's cash struck at this close and what it
+        holds: the open tick sizes from them."""
+        for fund_id, owed in sorted(self.pending.items()):
+            nav = self.picture.navs.get(fund_id)
+            if nav is None or nav.session != tick.session:
+                raise ReplayStalled(f"session {tick.session}: no NAV of fund {fund_id} struck "
+                                    "for it (the treasury ticks before the composer)",
+                                    session=tick.session, fund_id=fund_id)
+            owed.snapshot = CloseSnapshot(tick.session, nav.cash,
+                                          self.picture.fund_holdings(fund_id))
+            await self.pending_kv.put(fund_id, owed.to_json())
+
+    async def on_open(self, tick: ClockTick) -> None:
+        """A session opens: once its bars and the OMS's positions after its corporate actions
+        are in, compose every owing fund at the open and have the OMS rebalance it."""
+        deadline = time.monotonic() + 60
+        while self.picture.session_bars.get(tick.session, 0) < tick.bars:
+            if time.monotonic() >= deadline:
+                raise ReplayStalled(f"session {tick.session}: {tick.bars} bars published, "
+                                    f"{self.picture.session_bars.get(tick.session, 0)} read "
+                                    "after 60s", session=tick.session)
+            await asyncio.sleep(0.005)
+        await self._sync(tick)
+        self.actions = await stored_actions(self.bus, tick.session, timeout=30)
+        await self._settle_all(tick)
+
+    async def _settle_all(self, tick: ClockTick) -> None:
         for attempt in range(len(_RETRY) + 1):
             await self.run_due(everything=True)
             if not self.pending:
@@ -250,7 +318,8 @@ class ComposerService:
         mark is cleared once the OMS answered (or nothing can be composed), kept with a later
         ``due`` when it did not."""
         try:
-            composition = self.picture.compose(fund_id, owed.as_of, self.opts.limits)
+            composition = self.picture.compose(fund_id, owed.as_of, self.opts.limits,
+                                               **self._sizing(fund_id, owed))
         except NothingToCompose as exc:
             _log.info("nothing to compose", fund_id=fund_id, reason=exc.reason)
             await self._clear(fund_id)
@@ -288,6 +357,34 @@ class ComposerService:
                                        "code": reply.code.value if reply.code else ""})
         return reply
 
+    def _sizing(self, fund_id: str, owed: Pending) -> dict[str, Any]:
+        """The capital, prices and lots to compose ``fund_id`` with: by default the last NAV
+        and closes (``{}``); sizing at the open, those of :func:`capital_at_open`."""
+        sizing: dict[str, Any] = {}
+        if self.opts.lot is not None:
+            sizing["instruments"] = self._instruments(fund_id)
+        if not self.opts.size_at_open or owed.snapshot is None:
+            return sizing
+        session = self.clock.now().date().isoformat()
+        try:
+            opened = capital_at_open(
+                owed.snapshot, self.picture.fund_holdings(fund_id),
+                self.picture.opens_of(session), self.picture.closes_before(session),
+                self.actions, self.picture.netted_weights(fund_id), self.opts.commission_bps)
+        except KeyError as exc:
+            raise ComposeInputError(f"prices[{exc.args[0]!r}]", None,
+                                    "no open and no earlier close to size at") from None
+        return {**sizing, "capital": opened.capital, "prices": opened.prices}
+
+    def _instruments(self, fund_id: str) -> dict[str, Instrument]:
+        """An equity of :attr:`ServeOptions.lot` for every symbol the fund's sleeves or
+        holdings name."""
+        lot = self.opts.lot or Decimal(1)
+        symbols = set(self.picture.fund_holdings(fund_id))
+        for signal in self.picture.signals.values():
+            symbols |= set(signal.weights)
+        return {s: Equity(symbol=s, lot_size=lot, min_quantity=lot) for s in sorted(symbols)}
+
     def _report(self, fund_id: str, owed: Pending, excluded: tuple[str, ...],
                 reply: CommandReply) -> None:
         orders = 0
@@ -307,7 +404,8 @@ class ComposerService:
         """Until ``stop``: settle what is due, sleeping until the next due time or a new
         trigger."""
         while not stop.is_set():
-            await self.run_due()
+            if not self.opts.size_at_open:  # else only a session's open tick composes
+                await self.run_due()
             dues = [p.due for p in self.pending.values()]
             wait = max(min(dues) - time.time(), 0.05) if dues else 1.0
             self._wake.clear()
