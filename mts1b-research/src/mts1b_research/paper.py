@@ -50,12 +50,18 @@ from typing import Any
 from mts1b_foundation import MtsError
 from mts1b_platform.logging import get_logger
 
-__all__ = ["LOCKSTEP", "PaperError", "PaperPlan", "PaperState", "forget", "needed_libraries",
-           "process_alive", "run_dir", "start", "stop"]
+__all__ = ["BACKTEST_LOT", "LOCKSTEP", "OPEN_LOCKSTEP", "PaperError", "PaperPlan", "PaperState",
+           "forget", "needed_libraries", "process_alive", "run_dir", "start", "stop"]
 
 _log = get_logger("mts1b_research.paper")
 LOCKSTEP = ("broker-paper", "oms", "treasury", "research", "portfolio")
 """The services on the replay's clock, in the order each session goes through them."""
+OPEN_LOCKSTEP = ("oms@open", "portfolio@open")
+"""``--as-backtest``: who also takes each session's open, before the venue trades it - the
+OMS applies the session's corporate actions, then the composer sizes at the open prices."""
+BACKTEST_LOT = Decimal("1e-8")
+"""``--as-backtest``: the share lot (the finest that keeps quantity x a four-decimal price
+within the wire's 12 decimals), as the parity check trades."""
 _LIBRARIES = {"mts1b_brokers": "mts1b-brokers", "mts1b_oms": "mts1b-oms",
               "mts1b_treasury": "mts1b-treasury", "mts1b_portfolio": "mts1b-portfolio[service]",
               "mts1b_datalake": "mts1b-datalake[bus]"}
@@ -114,6 +120,15 @@ class PaperPlan:
     nats_url: str = ""
     """Where the loop's NATS is (``paper status`` and ``down --purge`` connect there)."""
     database_url: str = ""
+    as_backtest: bool = False
+    """Trade as ``run_single(fill="next_open")`` does (:data:`BACKTEST_LOT` shares, each
+    rebalance sized at the next open net of its commissions, commissions unrounded): the
+    composer and the OMS also take each session's open tick (:data:`OPEN_LOCKSTEP`)."""
+
+    @property
+    def lockstep(self) -> tuple[str, ...]:
+        """The replay's ``--lockstep``: the session's open first when sizing at the open."""
+        return (*OPEN_LOCKSTEP, *LOCKSTEP) if self.as_backtest else LOCKSTEP
 
     @property
     def oms_schema(self) -> str:
@@ -138,6 +153,7 @@ class PaperPlan:
                 "mts1b-brokers", "serve", "paper", *ns, "--replay-clock",
                 "--account", f"{self.fund_id}={self.cash}",
                 "--commission-bps", str(self.commission_bps),
+                "--commission-quantum", "1e-12" if self.as_backtest else "0.01",
                 "--participation-rate", str(self.participation_rate),
                 "--leverage", str(self.leverage))),
             ("oms", self.mts(
@@ -151,11 +167,14 @@ class PaperPlan:
             ("research", self.mts(
                 "mts1b-research", "serve", *ns, "--replay-clock", "--strategy", self.strategy,
                 *store, *research_db)),
-            ("portfolio", self.mts("mts1b-portfolio", "serve", *ns, "--replay-clock")),
+            ("portfolio", self.mts("mts1b-portfolio", "serve", *ns, "--replay-clock",
+                                   *(("--size-at-open", "--commission-bps",
+                                      str(self.commission_bps), "--lot", str(BACKTEST_LOT))
+                                     if self.as_backtest else ()))),
             ("replay", self.mts(
                 "mts1b-datalake", "replay", self.universe, self.start.isoformat(),
                 self.end.isoformat(), "--speed", str(self.speed), *ns, *store,
-                "--lockstep", ",".join(LOCKSTEP))),
+                "--lockstep", ",".join(self.lockstep))),
         ]
 
     def fund_config(self) -> dict[str, Any]:
@@ -233,9 +252,13 @@ def write_inputs(plan: PaperPlan, folder: Path) -> None:
     from mts1b_platform.signing import KeyRegistry, Role, SigningKey
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "instruments.csv").write_text(
-        "symbol,asset_class\n" + "".join(f"{s},equity\n" for s in plan.symbols),
-        encoding="utf-8")
+    if plan.as_backtest:
+        lot = str(BACKTEST_LOT)
+        rows = "symbol,asset_class,lot_size,min_quantity\n" + "".join(
+            f"{s},equity,{lot},{lot}\n" for s in plan.symbols)
+    else:
+        rows = "symbol,asset_class\n" + "".join(f"{s},equity\n" for s in plan.symbols)
+    (folder / "instruments.csv").write_text(rows, encoding="utf-8")
     key_file = folder / "paper-desk.key"
     if not key_file.exists():
         key = SigningKey.generate("paper-desk")

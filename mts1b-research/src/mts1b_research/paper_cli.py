@@ -101,6 +101,10 @@ def up(
                                         help="the registry's schema")] = DEFAULT_SCHEMA,
     wait: Annotated[bool, typer.Option(
         help="stay until the replay ends, printing the status")] = False,
+    as_backtest: Annotated[bool, typer.Option(
+        help="trade as the backtester's run_single (fill='next_open') does: each rebalance "
+             "sized at the next open with the NAV there net of its commissions, fractional "
+             "shares (a lot of 1e-8), commissions not rounded to cents")] = False,
 ) -> None:
     """Start the loop: the paper venue, the OMS, the treasury, the signal service and the
     composer, each its own process on the replay's clock, and the replay from --from."""
@@ -123,7 +127,7 @@ def up(
         plan, env, fund_exists = asyncio.run(_prepare(
             strategy, first, end, speed, money, fund, namespace, fees, cap, store, dsn,
             schema))
-        plan = dataclasses.replace(plan, leverage=margin)
+        plan = dataclasses.replace(plan, leverage=margin, as_backtest=as_backtest)
         state = start_loop(plan, env, fund_exists=fund_exists)
     except (PaperError, ResearchInputError) as exc:
         _fail(exc)

@@ -72,8 +72,10 @@ async def gather(bus: Any, state: Any) -> PaperStatus:
                       restarts={n: int(p.get("restarts", 0))
                                 for n, p in state.processes.items() if p.get("restarts")})
     tick = await load_tick(bus)
-    if tick is not None:
-        out.session, out.sessions_done = tick.session, tick.seq
+    if tick is not None:  # a session is done once its close tick is out (--as-backtest also
+        # hands out its open); counted by the calendar, as the ticks of a phase are not
+        out.session = tick.session
+        out.sessions_done = _sessions(plan, tick.session) - (tick.phase == "open")
     out.sessions_total = _sessions(plan)
     if (data := await _last(bus, "treasury", "mts.v1.treasury.nav.struck")) is not None:
         nav = parse_message(FundNav, data)
@@ -115,11 +117,13 @@ async def gather(bus: Any, state: Any) -> PaperStatus:
     return out
 
 
-def _sessions(plan: dict[str, Any]) -> int:
+def _sessions(plan: dict[str, Any], until: str | None = None) -> int:
+    """The loop's sessions, or those up to ``until`` (``YYYY-MM-DD``) included."""
     from mts1b_platform.calendars import MarketCalendar
 
     cal = MarketCalendar("XNYS")
-    start, end = dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
+    start = dt.date.fromisoformat(plan["start"])
+    end = dt.date.fromisoformat(until or plan["end"])
     return len(cal.sessions(start, end))
 
 
