@@ -53,7 +53,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_adds_nothing_twice(
     key.save(tmp_path / "audit.key")
     checkpoints = tmp_path / "checkpoints"
     rng = random.Random(21)
-    total, kills, published = 800, 3, 0
+    total, kills, published = 1200, 3, 0
     proc = spawn(kit, bus.namespace, audit_db.schema, tmp_path / "audit.key", checkpoints,
                  tmp_path / "recorder.log")
     try:
@@ -67,7 +67,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_adds_nothing_twice(
             published += total // (kills + 1)
             if kill < kills:
                 await until_size(audit_db, before + 1)  # it is recording this batch
-                await asyncio.sleep(rng.uniform(0, 0.05))
+                await asyncio.sleep(rng.uniform(0, 0.005))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 assert await size(audit_db) < published, "the kill landed after the batch"

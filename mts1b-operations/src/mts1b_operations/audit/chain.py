@@ -17,7 +17,7 @@ import asyncpg
 from mts1b_foundation import GENESIS_HASH
 
 from mts1b_operations.audit.db import AuditDb
-from mts1b_operations.audit.entries import Entry, Incoming, build_entry
+from mts1b_operations.audit.entries import Entry, Incoming, build_entry, subject_domain
 
 __all__ = ["APPEND_LOCK", "SELECT_ENTRY", "AppendResult", "AuditChain", "ChainHead",
            "StoredEntry"]
@@ -70,11 +70,6 @@ class StoredEntry:
                    bytes(row["hash"]).hex(), bytes(row["entry"]), bytes(row["event"]))
 
 
-def _domain(subject: str) -> str:
-    tokens = subject.split(".")
-    return tokens[2] if len(tokens) > 2 else "unknown"
-
-
 class AuditChain:
     """The chain in one :class:`AuditDb` schema."""
 
@@ -98,7 +93,7 @@ class AuditChain:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
             head = _head(await conn.fetchrow(
                 "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1"))
-            keys = [(_domain(m.subject), m.msg_id) for m in incoming]
+            keys = [(subject_domain(m.subject) or "unknown", m.msg_id) for m in incoming]
             seen = {(r["domain"], r["msg_id"]) for r in await conn.fetch(
                 "SELECT e.domain, e.msg_id FROM audit_entries e JOIN unnest($1::text[], "
                 "$2::text[]) AS k(domain, msg_id) USING (domain, msg_id)",

@@ -28,8 +28,8 @@ from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.errors import AuditError
 
 __all__ = ["CHECKPOINT_BUCKET", "CHECKPOINT_SUBJECT", "bus_checkpoints", "load_checkpoint_dir",
-           "put_checkpoint_object", "sign_checkpoint", "store_checkpoint", "stored_checkpoints",
-           "write_checkpoint_file"]
+           "merged", "put_checkpoint_object", "sign_checkpoint", "store_checkpoint",
+           "stored_checkpoints", "write_checkpoint_file"]
 
 CHECKPOINT_SUBJECT = "mts.v1.operations.audit.checkpoint"
 CHECKPOINT_BUCKET = "audit_checkpoints"

@@ -25,7 +25,8 @@ from mts1b_operations.audit.chainhash import (
     event_digest,
 )
 
-__all__ = ["MAX_IDS", "Entry", "Incoming", "build_entry", "event_value", "mentioned_ids"]
+__all__ = ["MAX_IDS", "Entry", "Incoming", "build_entry", "event_value", "mentioned_ids",
+           "subject_domain"]
 
 MAX_IDS = 256
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,127}$")
@@ -51,9 +52,11 @@ class Entry:
     entry: bytes
     event: bytes
 
-    @property
-    def domain(self) -> str:
-        return (self.record.subject or "").split(".")[2]
+
+def subject_domain(subject: object) -> str | None:
+    """The domain token of a subject (``oms`` in ``mts.v1.oms.orders.accepted``), or None."""
+    tokens = str(subject).split(".")
+    return tokens[2] if len(tokens) > 2 else None
 
 
 def _walk(value: Any) -> Iterator[str]:
@@ -117,7 +120,7 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
     """The entry ``sequence`` of the chain for ``incoming``, linked to ``prev_hash``."""
     event, event_bytes = event_value(incoming.payload)
     tokens = incoming.subject.split(".")
-    domain = tokens[2] if len(tokens) > 2 else "unknown"
+    domain = subject_domain(incoming.subject) or "unknown"
     ids = mentioned_ids(event)
     own = event.get("event_id") if isinstance(event, Mapping) else None
     if own in ids and len(ids) > 1:  # what the event is about comes first, its own id last

@@ -33,6 +33,7 @@ from mts1b_platform.signing import KeyRegistry
 
 from mts1b_operations.audit.chain import AuditChain, StoredEntry
 from mts1b_operations.audit.chainhash import audit_chain_hash, event_digest
+from mts1b_operations.audit.entries import subject_domain
 from mts1b_operations.audit.merkle import CompactTree, leaf_hash
 
 __all__ = ["FAILURES", "Finding", "VerifyReport", "check_row", "verify_chain", "verify_entries"]
@@ -98,11 +99,11 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
     if (row.msg_id != get("msg_id") or row.subject != subject or list(row.ids) != get("ids")
             or row.producer_ts != _time(get("ts"))
             or row.recorded_ts != _time(get("recorded_ts"))
-            or row.domain != _domain_of(subject)):
+            or row.domain != subject_domain(subject)):
         columns: Mapping[str, tuple[Any, Any]] = {
             "msg_id": (row.msg_id, get("msg_id")),
             "subject": (row.subject, subject),
-            "domain": (row.domain, _domain_of(subject)),
+            "domain": (row.domain, subject_domain(subject)),
             "ids": (list(row.ids), get("ids")),
             "producer_ts": (row.producer_ts, _time(get("ts"))),
             "recorded_ts": (row.recorded_ts, _time(get("recorded_ts"))),
@@ -111,11 +112,6 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
                         for name, (stored, entry) in columns.items() if stored != entry)
     sequence = get("sequence")
     return (sequence if isinstance(sequence, int) else None), problems
-
-
-def _domain_of(subject: Any) -> str | None:
-    tokens = str(subject).split(".")
-    return tokens[2] if len(tokens) > 2 else None
 
 
 class _Link(Protocol):
