@@ -193,6 +193,24 @@ async def test_a_forged_command_from_a_user_who_may_publish_is_refused(
             "chief-risk-officer").sign(ResumeTrading, "fund", "f1", "trust me"))
         assert (stranger.ok, stranger.code) == (False, ReplyCode.UNAUTHORIZED)
         assert await store.trading_states() == [("fund", "f1", TradingState.HALTED)]
+    # every answer is on the record for the audit chain, the refusals too, published by the
+    # OMS under its own account (mts.v1.oms.answers.>)
+    from mts1b_foundation import CommandAnswered, parse_message
+    from mts1b_platform.follow import history
+
+    async with await Bus.connect(url=nats_users[ADMIN]) as admin:
+        for _ in range(50):  # recorded just after each reply: wait for the last (5 s)
+            stored = await history(admin, "oms", "mts.v1.oms.answers.recorded")
+            last = parse_message(CommandAnswered, stored[-1][1]) if stored else None
+            if last is not None and last.request.get("reason") == "trust me":
+                break
+            await asyncio.sleep(0.1)
+    # this test's three (the server, and so the oms stream, is the module's)
+    answers = [parse_message(CommandAnswered, data) for _, data in stored][-3:]
+    assert [(a.command_subject.rsplit(".", 1)[1], a.ok, a.code) for a in answers] == [
+        ("halt", True, None), ("resume", False, "SIGNATURE_INVALID"),
+        ("resume", False, "UNAUTHORIZED")]
+    assert answers[2].request["key_id"] == "chief-risk-officer"
 
 
 def test_the_documented_permissions_are_the_tested_ones() -> None:

@@ -619,7 +619,7 @@ async def serve_state_commands(bus: Bus, killswitch: KillSwitch) -> list[Subscri
         async with one_at_a_time:
             return await killswitch.handle_command(command)
 
-    return [await bus.serve(subject, handle, queue=STATE_QUEUE)
+    return [await bus.serve(subject, handle, queue=STATE_QUEUE, record_as=REPLAY_PARTICIPANT)
             for subject in STATE_COMMAND_SUBJECTS]
 
 
@@ -687,12 +687,17 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
 
     subs = [
         await bus.serve("mts.v1.oms.commands.submit", on_submit, concurrency=opts.concurrency),
-        await bus.serve("mts.v1.oms.commands.cancel", on_cancel, concurrency=opts.concurrency),
+        # every answer to a cancel, replace, rebalance or state command is recorded for the
+        # audit chain (mts.v1.oms.answers.recorded); a submit's outcome is already an order
+        # event (accepted, denied, rejected) and a submit that does not decode a dead letter
+        await bus.serve("mts.v1.oms.commands.cancel", on_cancel, concurrency=opts.concurrency,
+                        record_as=REPLAY_PARTICIPANT),
         await bus.serve("mts.v1.oms.commands.replace", on_replace,
-                        concurrency=opts.concurrency),
+                        concurrency=opts.concurrency, record_as=REPLAY_PARTICIPANT),
         # one target at a time: two targets of one fund at once would both trade the same
         # deltas (each target's orders are idempotent, different targets' are not)
-        await bus.serve("mts.v1.oms.commands.rebalance", on_rebalance),
+        await bus.serve("mts.v1.oms.commands.rebalance", on_rebalance,
+                        record_as=REPLAY_PARTICIPANT),
     ]
 
     subs += await serve_state_commands(bus, oms.killswitch)
