@@ -92,7 +92,7 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str
 
 
 WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions "
-                     "and not paper_kills and not paper_tutorial")
+                     "and not paper_kills and not paper_tutorial and not paper_loop_parity")
 
 
 def _pytest_on_wheel_servers(uv: str) -> bool:
