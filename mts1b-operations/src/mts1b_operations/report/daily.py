@@ -123,7 +123,7 @@ def fund_days(inputs: DayInputs, date: dt.date, *, tz: str = "America/New_York",
         fills = tuple(f for f in inputs.fills if f.fund_id == fund_id and today(f.ts))
         bought = sum((f.quantity * f.price for f in fills if f.side is Side.BUY), Decimal(0))
         sold = sum((f.quantity * f.price for f in fills if f.side is not Side.BUY), Decimal(0))
-        codes = Counter(_denial_code(e) for e in inputs.denials
+        codes = Counter(_why_denied(e) for e in inputs.denials
                         if e.fund_id == fund_id and today(e.ts))
         values, unmarked = _values(holdings.get(fund_id, {}), inputs.marks)
         out.append(FundDay(
@@ -212,7 +212,7 @@ def _limit(value: object) -> Decimal | None:
     return value if isinstance(value, Decimal) else None
 
 
-def _denial_code(event: OrderEvent) -> str:
+def _why_denied(event: OrderEvent) -> str:
     code = event.denial.code if event.denial is not None else event.code
     return code.value if code is not None else "unknown"
 
