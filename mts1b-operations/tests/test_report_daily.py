@@ -244,3 +244,60 @@ def test_the_command_reads_the_streams_over_nats(tmp_path: Path,
         assert not (tmp_path / "x.html").exists()
     finally:
         asyncio.run(drop())
+
+
+@pytest.mark.integration
+async def test_the_announced_summary_reaches_a_receiver_through_the_router(
+        tmp_path: Path, alerts_db: object, fresh_bus: object, kit: object) -> None:
+    """``report daily --announce``: the summary goes out as the info alert DailyReport, and
+    the alerts router (real NATS, PostgreSQL outbox) delivers it to a webhook receiver (a
+    local HTTP server standing in for a real endpoint)."""
+    import asyncio
+
+    from mts1b_operations.alerts.config import load_alerts_config
+    from mts1b_operations.alerts.service import run_alerts
+    from mts1b_operations.testing import LocalWebhook
+
+    bus = fresh_bus
+    await bus.declare_streams(["treasury", "oms", "datalake", "operations"])  # type: ignore[attr-defined]
+    for subject, items in _events().items():
+        for item in items:
+            await bus.publish_acked(subject, item)  # type: ignore[attr-defined]
+    async with LocalWebhook() as hook:
+        config = load_alerts_config(None, environ={}, overrides={
+            "database_url": kit.DSN, "schema_name": alerts_db.schema,  # type: ignore[attr-defined]
+            "group_wait": 0.2, "tick": 0.1,
+            "receivers": [{"kind": "webhook", "name": "hook", "url": hook.url}]})
+        stop, ready = asyncio.Event(), asyncio.Event()
+        service = asyncio.create_task(run_alerts(config, namespace=bus.namespace,  # type: ignore[attr-defined]
+                                                 stop=stop, ready=ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 20)
+            code, text = await asyncio.to_thread(_mts_plain, "mts1b-operations", "report",
+                                                 "daily", "--date", "2016-01-06", "--out",
+                                                 str(tmp_path / "d.html"), "--namespace",
+                                                 bus.namespace, "--announce")  # type: ignore[attr-defined]
+            assert code == 0, text
+            assert "announced: alert DailyReport for 2016-01-06" in text
+            got: list[dict[str, object]] = []
+            for _ in range(100):
+                got = [a for r in hook.requests for a in r.json()["alerts"]
+                       if a["labels"]["alertname"] == "DailyReport"]
+                if got:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(service, 20)
+    assert got and got[0]["labels"]["date"] == "2016-01-06"  # type: ignore[index]
+    assert "NAV 102,000.00 (-1.92%)" in str(got[0])
+
+
+def _mts_plain(*args: str) -> tuple[int, str]:
+    """``mts ARGS`` in a child process, as typed: its exit status and output."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return done.returncode, done.stdout + done.stderr

@@ -53,6 +53,10 @@ def daily(
                   ] = "America/New_York",
     summary: Annotated[bool, typer.Option(
         help="also print the short text summary (what a chat message carries)")] = False,
+    announce: Annotated[bool, typer.Option(
+        help="also publish the summary as an info alert DailyReport (labels: alertname, "
+             "service, date), which the alerts router delivers to the receivers whose routes "
+             "take it (Telegram, e-mail, webhook)")] = False,
     namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
                                                   help="NATS namespace prefix")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="seconds to read each stream")] = 60.0,
@@ -82,8 +86,12 @@ def daily(
                       encoding="utf-8")
     typer.echo(f"wrote {target} ({len(days)} funds, {day.isoformat()}, "
                f"{day_bounds(day, zone)[0]:%Y-%m-%d %H:%M} UTC onwards)")
+    text = render_summary(days, day, checkpoint=inputs.checkpoint)
     if summary:
-        typer.echo(render_summary(days, day, checkpoint=inputs.checkpoint))
+        typer.echo(text)
+    if announce:
+        asyncio.run(_announce(namespace, day, text))
+        typer.echo(f"announced: alert DailyReport for {day.isoformat()}")
 
 
 async def _gather(namespace: str | None, day: dt.date | None, zone: str,
@@ -101,6 +109,32 @@ async def _gather(namespace: str | None, day: dt.date | None, zone: str,
     bus = await Bus.connect(**overrides)
     try:
         return await gather(bus, until=until, timeout=timeout)
+    finally:
+        await bus.drain()
+
+
+async def _announce(namespace: str | None, day: dt.date, text: str) -> None:
+    """Publish the summary as an info :class:`~mts1b_foundation.Alert` named DailyReport:
+    dispatch has one home (the alerts router and its outbox), so the report hands it there
+    rather than calling Telegram itself."""
+    import uuid
+
+    from mts1b_foundation import Alert, Severity
+    from mts1b_platform.alerts import ALERT_SUBJECT
+    from mts1b_platform.bus import Bus
+
+    overrides: dict[str, Any] = {"name": "mts1b-operations-report", "connect_timeout": 5}
+    if namespace:
+        overrides["namespace"] = namespace
+    alert = Alert(alert_id=f"alr-{uuid.uuid4().hex[:20]}", severity=Severity.INFO,
+                  source="mts1b-operations", text=text[:4000],
+                  labels={"alertname": "DailyReport", "service": "operations-report",
+                          "date": day.isoformat()},
+                  ts=dt.datetime.now(dt.UTC))
+    bus = await Bus.connect(**overrides)
+    try:
+        await bus.declare_streams(["operations"])
+        await bus.publish_acked(ALERT_SUBJECT, alert, msg_id=alert.alert_id)
     finally:
         await bus.drain()
 
