@@ -10,6 +10,7 @@ brings the binary.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -127,47 +128,89 @@ def bao() -> Iterator[BaoServer]:
 # -- releases ---------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
+# where `python3 dev.py wheels` leaves the locked wheels (another folder: set this variable)
+DIST = Path(os.environ.get("MTS_DEPLOY_TEST_DIST", str(REPO / "dist")))
 
 
-@pytest.fixture(scope="session")
-def foundation_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small wheelhouse, once per session: mts1b-foundation's wheel (built from the
-    checkout) and its locked dependencies (downloaded by hash, as ``dev.py wheels`` does).
-    Skipped, with the reason, without a checkout, uv, or an index to download from."""
+def build_wheelhouse(house: Path, libraries: tuple[str, ...]) -> Path:
+    """The wheels of ``libraries``' closure in ``house``: the workspace members' built from the
+    checkout, the locked third-party ones taken from ``dist/`` when ``python3 dev.py wheels``
+    left them there (checked by hash), else downloaded by hash. Skips, with the reason, without
+    a checkout, uv, or an index to download from."""
     from mts1b_deploy.errors import ReleaseError
     from mts1b_deploy.pins import Closure, find_uv, locked_closure
-    from mts1b_deploy.wheelhouse import collect_wheels
+    from mts1b_deploy.wheelhouse import BUILT_RECORD, collect_wheels, sha256_of
 
     if not (REPO / "uv.lock").is_file():
         pytest.skip(f"no uv.lock at {REPO}: the release tests need the workspace checkout")
     try:
         uv = find_uv(REPO)
-        closure = locked_closure(REPO, ("mts1b-foundation",), uv)
+        closure = locked_closure(REPO, libraries, uv)
     except ReleaseError as exc:
         pytest.skip(f"cannot read the lock's pins: {exc.message}")
-    house = tmp_path_factory.mktemp("wheelhouse")
-    built = subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(house),
-                            str(REPO / "mts1b-foundation")], capture_output=True, text=True,
-                           check=False)
-    assert built.returncode == 0, built.stderr
-    dist = REPO / "dist"  # `python3 dev.py wheels` leaves the locked wheels here: no download
+    for member in closure.members:
+        built = subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(house),
+                                str(REPO / member)], capture_output=True, text=True,
+                               check=False)
+        assert built.returncode == 0, built.stderr
     try:
-        collect_wheels(REPO, Closure((), closure.pins), dist, house)
+        collect_wheels(REPO, Closure((), closure.pins), DIST, house)
+        if (DIST / BUILT_RECORD).is_file():  # the wheels dev.py built from sdists
+            shutil.copy2(DIST / BUILT_RECORD, house / BUILT_RECORD)
         return house
     except ReleaseError:
         pass
-    pins = house.parent / "pins.txt"
-    pins.write_text("".join(f"{p.name}=={p.version} "
-                            + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n"
-                            for p in closure.pins))
-    got = subprocess.run([*_pip(house.parent), "download", "--require-hashes",
-                          "--only-binary=:all:", "--no-deps", "--quiet",
-                          "--disable-pip-version-check", "--dest", str(house), "--requirement",
-                          str(pins)], capture_output=True, text=True, check=False)
-    if got.returncode != 0:
-        pytest.skip(f"pip download of the locked wheels failed (offline?): "
-                    f"{got.stderr.strip().splitlines()[-1:]} on {sys.version.split()[0]}")
+    # pins the index has only as an sdist are built here from the hash-checked sdist, and
+    # recorded as dev.py wheels records them (collect_wheels accepts them by that record)
+    import json
+    import tomllib
+
+    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
+    sdist_only = {(str(p["name"]), str(p["version"])) for p in lock["package"]
+                  if "version" in p and not p.get("wheels")}
+    pip = _pip(house.parent)
+    record: dict[str, object] = {}
+    for group in ("wheels", "sdists"):
+        chosen = [p for p in closure.pins if ((p.name, p.version) in sdist_only)
+                  == (group == "sdists")]
+        if not chosen:
+            continue
+        pins = house.parent / f"pins-{house.name}-{group}.txt"
+        pins.write_text("".join(f"{p.name}=={p.version} "
+                                + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes))
+                                + "\n" for p in chosen))
+        out = house if group == "wheels" else house.parent / f"built-{house.name}"
+        argv = ([*pip, "download", "--only-binary=:all:", "--dest", str(out)]
+                if group == "wheels" else [*pip, "wheel", "--no-binary", ":all:",
+                                           "--wheel-dir", str(out)])
+        got = subprocess.run([*argv, "--require-hashes", "--no-deps", "--quiet",
+                              "--disable-pip-version-check", "--requirement", str(pins)],
+                             capture_output=True, text=True, check=False)
+        if got.returncode != 0:
+            pytest.skip(f"pip {argv[len(pip)]} of the locked {group} failed (offline?): "
+                        f"{got.stderr.strip().splitlines()[-1:]} on {sys.version.split()[0]}")
+        if group == "sdists":
+            for wheel in out.glob("*.whl"):
+                pin = next(p for p in chosen
+                           if wheel.name.lower().startswith(p.name.replace("-", "_") + "-"))
+                shutil.copy2(wheel, house / wheel.name)
+                record[wheel.name] = {"sha256": sha256_of(wheel),
+                                      "sdist_hashes": sorted(pin.hashes)}
+    if record:
+        (house / BUILT_RECORD).write_text(json.dumps(record))
     return house
+
+
+@pytest.fixture(scope="session")
+def foundation_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mts1b-foundation's closure, once per session (one small release's wheels)."""
+    return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ("mts1b-foundation",))
+
+
+@pytest.fixture(scope="session")
+def bus_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mts1b-platform[bus]'s closure, once per session: a release whose process can use NATS."""
+    return build_wheelhouse(tmp_path_factory.mktemp("bus-wheelhouse"), ("mts1b-platform[bus]",))
 
 
 def _pip(scratch: Path) -> list[str]:

@@ -128,6 +128,7 @@ def test_plan_live_and_apply_commands(node: Node, tmp_path: Path,
     port = node.inv.proxmox.api_url.rsplit(":", 1)[1]
     inventory.write_text(EXAMPLE.read_text().replace("https://pve1.lan:8006",
                                                      f"https://127.0.0.1:{port}"))
+    node.standin.task_polls = 0  # the command polls at its real pace; tasks end at once here
     monkeypatch.setenv("PROXMOX_TOKEN_SECRET", node.secret)
     monkeypatch.setenv("MTS_PROXMOX_CACERT", str(node.ca))
     runner = CliRunner()

@@ -1,10 +1,12 @@
 """mts1b-deploy: the inventory of the services' containers, the Vault bootstrap, releases.
 
-What works today: the inventory (validated, errors naming line, field and value) and ``plan``;
-``vault bootstrap`` against Vault or OpenBao; releases on the ``local`` target (an offline
+What works today: the inventory (validated, errors naming line, field and value), ``plan`` and
+the Proxmox containers (drift, an idempotent ``apply``); ``vault bootstrap`` against Vault or
+OpenBao and ``vault login`` in a container; releases on the ``local`` target (an offline
 wheelhouse checked against ``uv.lock``, installed with ``--no-index --require-hashes`` into
 ``releases/<generation>-<sha>``, an atomic ``current`` switch, history, rollback guarded by the
-database schema). See README.md for what is not built yet.
+database schema) with a supervisor, health gates and automatic rollback; systemd units. See
+README.md for what is not built yet.
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ from mts1b_deploy.errors import (
 from mts1b_deploy.history import Generation
 from mts1b_deploy.inventory import SERVICES, Inventory, load_inventory, parse_inventory
 from mts1b_deploy.local import KeptRelease, LocalTarget, ReleaseRequest
+from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
 from mts1b_deploy.plan import PlannedContainer, container_params, plan, render_plan
+from mts1b_deploy.proxmox import Change, ProxmoxError, ProxmoxTarget
 from mts1b_deploy.rendered import render_service_env
+from mts1b_deploy.rollout import GateFailed, rollout
+from mts1b_deploy.supervisor import ServiceSpec, Supervisor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SERVICES", "BootstrapOptions", "BootstrapReport", "DeployError", "Generation", "Inventory",
-    "InventoryError", "KeptRelease", "LocalTarget", "PlannedContainer", "ReleaseError",
-    "ReleaseRequest", "RollbackRefused", "VaultBootstrapError", "__version__", "bootstrap",
+    "SERVICES", "BootstrapOptions", "BootstrapReport", "Change", "DeployError", "Gate",
+    "GateFailed", "Generation", "Heartbeats", "Inventory", "InventoryError", "KeptRelease",
+    "LocalTarget", "PlannedContainer", "ProcessesAlive", "ProxmoxError", "ProxmoxTarget",
+    "ReleaseError", "ReleaseRequest", "RollbackRefused", "ServiceSpec", "Supervisor",
+    "VaultBootstrapError", "__version__", "bootstrap",
     "container_params", "load_inventory", "login_with_delivery", "parse_inventory", "plan",
     "read_delivery",
-    "render_plan", "render_service_env", "unwrap_delivery",
+    "render_plan", "render_service_env", "rollout", "unwrap_delivery",
 ]

@@ -19,12 +19,15 @@ from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
 from mts1b_deploy.delivery import login_with_delivery
+from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
 from mts1b_deploy.inventory import load_inventory
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
 from mts1b_deploy.plan import render_plan
 from mts1b_deploy.proxmox import ProxmoxTarget, resolve_secret_ref
 from mts1b_deploy.rendered import render_service_env
+from mts1b_deploy.rollout import restart, rollout
+from mts1b_deploy.supervisor import Supervisor, read_services
 from mts1b_deploy.units import UNIT_SERVICES, render_unit, unit_name
 
 __all__ = ["app", "main"]
@@ -133,13 +136,57 @@ def install_command(
     inventory: Annotated[Path | None, typer.Option(
         help="render each service's config from this inventory")] = None,
     keep: Annotated[int, typer.Option(help="releases kept")] = 10,
+    services: Annotated[Path | None, typer.Option(
+        help='the services\' commands, JSON: {"oms": {"argv": ["{release}/venv/bin/mts", '
+             '"mts1b-oms", "serve"], "env": {...}}}')] = None,
+    start: Annotated[bool, typer.Option(
+        "--start", help="restart the services from the new release and run the health gates; "
+                        "a failed gate rolls back by itself")] = False,
+    settle: Annotated[float, typer.Option(help="seconds the processes must stay up")] = 2.0,
+    heartbeat: Annotated[list[str] | None, typer.Option(
+        help="a service whose heartbeat on NATS is a gate (repeat)")] = None,
+    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for heartbeats")
+                        ] = "nats://127.0.0.1:4222",
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="the services' NATS namespace")] = None,
 ) -> None:
-    """Install a release on the local target and make it current (services are not started:
-    not built yet)."""
+    """Install a release on the local target and make it current; with --start, restart the
+    services from it behind health gates."""
     config = render_service_env(load_inventory(inventory)) if inventory else {}
+    specs = read_services(services) if services else {}
     request = ReleaseRequest(repo=repo, libraries=tuple(library), wheelhouse=wheelhouse,
-                             sha=sha, config=config)
-    LocalTarget(root, keep=keep).install(request, log=typer.echo)
+                             sha=sha, config=config, services=specs)
+    target = LocalTarget(root, keep=keep)
+    if not start:
+        target.install(request, log=typer.echo)
+        return
+    gates: list[Gate] = [ProcessesAlive(settle_s=settle)]
+    if heartbeat:
+        gates.append(Heartbeats(nats_url, list(heartbeat), namespace=namespace))
+    rollout(target, request, Supervisor(root), gates, log=typer.echo)
+
+
+@app.command("status")
+def status_command(root: Root) -> None:
+    """The current release and whether each of its services runs."""
+    target = LocalTarget(root)
+    current = target.current()
+    if current is None:
+        typer.echo(f"no release installed under {root}")
+        return
+    typer.echo(f"current: generation {current.generation} ({current.sha[:12]}), installed "
+               f"{current.installed_at} by {current.by}; {len(target.kept())} kept")
+    running = Supervisor(root).running()
+    for name, alive in sorted(running.items()):
+        typer.echo(f"  {name}: {'running' if alive else 'NOT running'}")
+    if not running:
+        typer.echo("  no service started")
+
+
+@app.command("stop")
+def stop_command(root: Root) -> None:
+    """Stop the services the supervisor started."""
+    Supervisor(root).stop(log=typer.echo)
 
 
 @app.command("history")
@@ -159,9 +206,13 @@ def history_command(root: Root) -> None:
 def rollback_command(
     root: Root,
     to: Annotated[str, typer.Option("--to", help="a generation number or a commit sha")],
+    restart_services: Annotated[bool, typer.Option(
+        "--restart", help="restart the services from the release rolled back to")] = False,
 ) -> None:
     """Make a kept release current again (code and config)."""
     LocalTarget(root).rollback(to, log=typer.echo)
+    if restart_services:
+        restart(Supervisor(root), typer.echo)
 
 
 @app.command("units")

@@ -14,8 +14,7 @@ new symlink over it: a reader sees the old release or the new one, never neither
 install removes its folder and leaves ``current`` alone. The newest ``keep`` releases are kept
 (never the current one removed); the history keeps every line.
 
-Not built yet: starting and restarting the services under a supervisor, and the health gates
-with automatic rollback.
+Starting the services, the health gates and the automatic rollback: :mod:`mts1b_deploy.rollout`.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from mts1b_deploy.history import Generation, Switch, append, now, read_history, 
 from mts1b_deploy.pins import find_uv, locked_closure
 from mts1b_deploy.rendered import config_sha256
 from mts1b_deploy.schema import oldest_compatible, schema_block, schema_versions
+from mts1b_deploy.supervisor import SERVICES_FILE, ServiceSpec, services_json
 from mts1b_deploy.wheelhouse import collect_wheels, requirements_text, sha256_of
 
 __all__ = ["KeptRelease", "LocalTarget", "ReleaseRequest"]
@@ -48,13 +48,15 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class ReleaseRequest:
     """What to release: libraries (``mts1b-oms``, ``mts1b-platform[vault]``) from the checkout
-    ``repo`` at commit ``sha`` (default: its HEAD), wheels from ``wheelhouse``, config files."""
+    ``repo`` at commit ``sha`` (default: its HEAD), wheels from ``wheelhouse``, config files
+    and the services' commands (:class:`~mts1b_deploy.supervisor.ServiceSpec`)."""
 
     repo: Path
     libraries: tuple[str, ...]
     wheelhouse: Path
     sha: str | None = None
     config: Mapping[str, str] = field(default_factory=dict)
+    services: Mapping[str, ServiceSpec] = field(default_factory=dict)
     python: str = sys.executable
 
 
@@ -112,7 +114,10 @@ class LocalTarget:
         if not _SHA.match(sha):
             raise ReleaseError(f"sha: {sha!r} is not a commit id (7-40 lower-case hex digits)",
                                field="sha", value=sha)
-        bad = [n for n in request.config if not _CONFIG_NAME.match(n)]
+        config = dict(request.config)
+        if request.services:
+            config[SERVICES_FILE] = services_json(request.services)
+        bad = [n for n in config if not _CONFIG_NAME.match(n)]
         if bad:
             raise ReleaseError(f"config: {bad[0]!r} is not a plain file name", field="config",
                                value=bad[0])
@@ -133,7 +138,7 @@ class LocalTarget:
             (folder / "requirements.txt").write_text(requirements_text(wheels),
                                                      encoding="utf-8")
             (folder / "config").mkdir()
-            for file, text in request.config.items():
+            for file, text in config.items():
                 (folder / "config" / file).write_text(text, encoding="utf-8")
             self._venv(find_uv(request.repo), request.python, folder)
             generation = Generation(
@@ -141,7 +146,7 @@ class LocalTarget:
                 libraries={w.name: w.version for w in wheels if w.name.startswith("mts1b-")},
                 schema=schema_versions(self._site_packages(folder)),
                 lock_sha256=sha256_of(request.repo / "uv.lock"),
-                config_sha256=config_sha256(request.config), installed_at=now(), by=who())
+                config_sha256=config_sha256(config), installed_at=now(), by=who())
             (folder / "release.json").write_text(json.dumps(
                 {**asdict(generation), "wheels": [asdict(w) for w in wheels]}, indent=1,
                 sort_keys=True) + "\n", encoding="utf-8")
@@ -182,6 +187,10 @@ class LocalTarget:
         return found[0]
 
     # -- switch, rollback, prune ------------------------------------------------------------
+
+    def switch_to(self, generation: Generation, reason: str) -> None:
+        """Point ``current`` at a kept ``generation`` (an automatic rollback's way back)."""
+        self._switch(generation, reason)
 
     def _switch(self, generation: Generation, reason: str) -> None:
         tmp = self.root / f".current-{secrets.token_hex(6)}"

@@ -3,14 +3,18 @@
 Why copy the wheels into the release: a release must install again later (a rollback on a
 new machine, a rebuilt container) without any index and without ``dist/``, which the next
 ``python3 dev.py wheels`` replaces. Third-party wheels are taken only when their sha256 is one
-the lock lists for that pin, and fit the running Python; the workspace libraries' wheels are
-hashed here, and the ``requirements.txt`` written beside them pins every file by its hash, so
-``pip install --require-hashes --no-index`` installs these exact bytes or nothing.
+the lock lists for that pin, and fit the running Python - or, for a pin the index has only as
+an sdist, when the wheelhouse's ``.wheelhouse-built.json`` (written by ``python3 dev.py
+wheels``) records that this very file (its sha256) was built from an sdist whose hash the lock
+lists; the workspace libraries' wheels are hashed here. The ``requirements.txt`` written beside
+them pins every file by its hash, so ``pip install --require-hashes --no-index`` installs these
+exact bytes or nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -22,7 +26,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from mts1b_deploy.errors import ReleaseError
 from mts1b_deploy.pins import Closure
 
-__all__ = ["Wheel", "collect_wheels", "requirements_text", "sha256_of"]
+__all__ = ["BUILT_RECORD", "Wheel", "collect_wheels", "requirements_text", "sha256_of"]
+
+BUILT_RECORD = ".wheelhouse-built.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ def collect_wheels(root: Path, closure: Closure, wheelhouse: Path, dest: Path) -
     wanted: list[tuple[str, str, frozenset[str] | None]] = [
         (*_member_distribution(root, m), None) for m in closure.members]
     wanted += [(p.name, p.version, p.hashes) for p in closure.pins]
+    built = _built_from_sdists(wheelhouse)
     dest.mkdir(parents=True, exist_ok=True)
     wheels: list[Wheel] = []
     missing: list[str] = []
@@ -73,7 +80,10 @@ def collect_wheels(root: Path, closure: Closure, wheelhouse: Path, dest: Path) -
         chosen = None
         for path in by_key.get((want_name, want_version), []):
             digest = sha256_of(path)
-            if hashes is None or digest in hashes:
+            from_sdist = built.get(path.name)
+            if hashes is None or digest in hashes or (
+                    from_sdist is not None and from_sdist[0] == digest
+                    and from_sdist[1] & hashes):
                 chosen = (path, digest)
                 break
         if chosen is None:
@@ -86,6 +96,19 @@ def collect_wheels(root: Path, closure: Closure, wheelhouse: Path, dest: Path) -
                            f"lists for: {', '.join(missing)} (python3 dev.py wheels fills "
                            "dist/)", wheelhouse=str(wheelhouse), missing=missing)
     return wheels
+
+
+def _built_from_sdists(wheelhouse: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """``{file: (its sha256, the sdist hashes it was built from)}`` of ``dev.py wheels``."""
+    record = wheelhouse / BUILT_RECORD
+    if not record.is_file():
+        return {}
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        return {str(name): (str(entry["sha256"]), frozenset(map(str, entry["sdist_hashes"])))
+                for name, entry in data.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def requirements_text(wheels: list[Wheel]) -> str:
