@@ -13,6 +13,8 @@ from mts1b_foundation import GENESIS_HASH
 from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.chainhash import audit_chain_hash, canonical_json
 from mts1b_operations.audit.db import AuditDb
+from mts1b_operations.audit.errors import AuditError
+from mts1b_operations.audit.recorder import open_audit_db
 from mts1b_operations.audit.verify import VerifyReport, verify_chain, verify_entries
 
 pytestmark = pytest.mark.integration
@@ -69,6 +71,8 @@ async def test_no_role_may_change_or_remove_a_row(audit_db: AuditDb, kit: Kit) -
     try:
         await audit_db.grant_recorder(role)
         user_dsn = kit.DSN.replace("postgres@", f"{role}@", 1)
+        with pytest.raises(AuditError, match="run `mts mts1b-operations audit init` as"):
+            await open_audit_db(user_dsn, f"au_none_{uuid.uuid4().hex[:8]}")
         recorder_db = await AuditDb.open_existing(user_dsn, schema=audit_db.schema)
         try:
             result = await AuditChain(recorder_db).append([kit.incoming(3)])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import nats.errors
 import nats.js.errors
 from mts1b_foundation import STREAMS, Clock, Severity, SystemClock
@@ -225,12 +226,11 @@ async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.
             _log.warning("fetch failed", stream=stream, error=type(exc).__name__)
             await asyncio.sleep(1.0)
             continue
-        incoming, own = [], []
+        incoming = []
         for msg in msgs:
             subject = bus.logical_subject(msg.subject)
             if subject.startswith(_OWN):
-                own.append(msg)
-                continue
+                continue  # the chain's own checkpoints: acknowledged below, not recorded
             incoming.append(Incoming(subject, msg.data, msg.headers or {},
                                      message_key(msg.headers, stream,
                                                  functools.partial(_stream_seq, msg))))
@@ -268,7 +268,13 @@ async def open_audit_db(dsn: str, schema: str) -> AuditDb:
     try:
         return await AuditDb.open_existing(dsn, schema=schema)
     except AuditError:
+        pass
+    try:
         return await AuditDb.open(dsn, schema=schema)
+    except asyncpg.PostgresError as exc:  # an insert-only role cannot create the schema
+        raise AuditError(f"cannot create the audit schema {schema!r} ({type(exc).__name__}): "
+                         "run `mts mts1b-operations audit init` as its owner",
+                         schema=schema) from None
 
 
 async def run_recorder(opts: RecorderOptions, *, ready: asyncio.Event | None = None,
