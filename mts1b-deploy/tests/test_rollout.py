@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mts1b_deploy.gates import Heartbeats, ProcessesAlive
+from mts1b_deploy.gates import Heartbeats, KillSwitchUnchanged, ProcessesAlive
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.rollout import GateFailed, rollout
 from mts1b_deploy.supervisor import ServiceSpec, Supervisor
@@ -46,6 +46,23 @@ async def main():
 asyncio.run(main())
 """
 CRASHES = "raise SystemExit('this release cannot read its config')"
+# A release whose service halts trading as it starts (then runs and beats as a healthy one).
+TRIPS = """
+import asyncio, datetime as dt, os
+import nats
+from mts1b_foundation import TradingStateChange
+
+async def trip():
+    nc = await nats.connect(os.environ["MTS_NATS_URL"])
+    change = TradingStateChange(scope="global", state="HALTED", actor="oms",
+                                reason="startup check failed", ts=dt.datetime.now(dt.UTC))
+    await nc.publish(os.environ["MTS_NATS_NAMESPACE"] + ".mts.v1.oms.state.changed",
+                     change.to_json())
+    await nc.flush()
+    await nc.close()
+
+asyncio.run(trip())
+""" + HEALTHY
 SILENT = "import time\ntime.sleep(120)"
 
 
@@ -91,6 +108,13 @@ def test_gates_and_automatic_rollback(bus_wheelhouse: Path, tmp_path: Path) -> N
         assert gates[1].check(supervisor) is None  # generation 1 beats again
         assert "this release cannot read its config" in (target.root / "logs" /
                                                          "oms.log").read_text()
+        from mts1b_deploy.cli import app
+        from typer.testing import CliRunner
+
+        shown = CliRunner().invoke(app, ["logs", "oms", "--root", str(target.root), "--lines",
+                                         "3"])
+        assert shown.exit_code == 0 and "this release cannot read its config" in shown.stdout
+        assert len(shown.stdout.splitlines()) <= 3
 
         with pytest.raises(GateFailed, match=r"gate 'heartbeats' \(no heartbeat from oms on "
                                              rf"{namespace}\.mts\.v1\.operations\.heartbeats"):
@@ -142,3 +166,31 @@ def test_install_start_status_rollback_restart_stop_commands(bus_wheelhouse: Pat
     assert "stopped oms" in stopped.stdout
     status = runner.invoke(app, ["status", "--root", str(root)])
     assert "no service started" in status.stdout
+
+
+def test_a_release_that_trips_the_kill_switch_is_rolled_back(bus_wheelhouse: Path,
+                                                             tmp_path: Path) -> None:
+    if not asyncio.run(_nats_up()):
+        pytest.skip(f"NATS not reachable at {NATS_URL} (python3 dev.py test starts one)")
+    namespace = f"dep{uuid.uuid4().hex[:10]}"
+    target = LocalTarget(tmp_path / "mts")
+    supervisor = Supervisor(target.root, stop_timeout=5)
+    gates = [ProcessesAlive(settle_s=1.0), KillSwitchUnchanged(NATS_URL, namespace)]
+    env = {"MTS_NATS_URL": NATS_URL, "MTS_NATS_NAMESPACE": namespace}
+
+    def release(sha: str, script: str) -> ReleaseRequest:
+        spec = ServiceSpec(("{release}/venv/bin/python", "-c", script), env)
+        return ReleaseRequest(repo=REPO, libraries=("mts1b-platform[bus]",),
+                              wheelhouse=bus_wheelhouse, sha=sha, services={"oms": spec})
+
+    try:
+        rollout(target, release("1" * 40, HEALTHY), supervisor, gates)
+        with pytest.raises(GateFailed, match=r"gate 'kill switch unchanged' \(the kill switch "
+                                             r"changed during the deploy: global \* -> HALTED "
+                                             r"by oms \(startup check failed\)\); rolled back "
+                                             r"to generation 1"):
+            rollout(target, release("2" * 40, TRIPS), supervisor, gates)
+        assert os.readlink(target.current_link) == "releases/1-111111111111"
+        assert supervisor.running() == {"oms": True}
+    finally:
+        supervisor.stop()

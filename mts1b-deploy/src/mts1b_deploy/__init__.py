@@ -20,10 +20,10 @@ from mts1b_deploy.errors import (
     RollbackRefused,
     VaultBootstrapError,
 )
+from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
 from mts1b_deploy.history import Generation
 from mts1b_deploy.inventory import SERVICES, Inventory, load_inventory, parse_inventory
 from mts1b_deploy.local import KeptRelease, LocalTarget, ReleaseRequest
-from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
 from mts1b_deploy.plan import PlannedContainer, container_params, plan, render_plan
 from mts1b_deploy.proxmox import Change, ProxmoxError, ProxmoxTarget
 from mts1b_deploy.rendered import render_service_env

@@ -19,7 +19,8 @@ from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
 from mts1b_deploy.delivery import login_with_delivery
-from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
+from mts1b_deploy.errors import ReleaseError
+from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesAlive
 from mts1b_deploy.inventory import load_inventory
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.plan import plan as make_plan
@@ -149,6 +150,9 @@ def install_command(
                         ] = "nats://127.0.0.1:4222",
     namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
                                                   help="the services' NATS namespace")] = None,
+    watch_kill_switch: Annotated[bool, typer.Option(
+        "--watch-kill-switch", help="gate: no kill-switch change on the bus during the deploy")
+    ] = False,
 ) -> None:
     """Install a release on the local target and make it current; with --start, restart the
     services from it behind health gates."""
@@ -163,6 +167,8 @@ def install_command(
     gates: list[Gate] = [ProcessesAlive(settle_s=settle)]
     if heartbeat:
         gates.append(Heartbeats(nats_url, list(heartbeat), namespace=namespace))
+    if watch_kill_switch:
+        gates.append(KillSwitchUnchanged(nats_url, namespace=namespace))
     rollout(target, request, Supervisor(root), gates, log=typer.echo)
 
 
@@ -181,6 +187,25 @@ def status_command(root: Root) -> None:
         typer.echo(f"  {name}: {'running' if alive else 'NOT running'}")
     if not running:
         typer.echo("  no service started")
+
+
+@app.command("logs")
+def logs_command(
+    service: Annotated[str, typer.Argument(help="the service, e.g. oms")],
+    root: Root,
+    lines: Annotated[int, typer.Option(help="how many of the last lines")] = 50,
+) -> None:
+    """The last lines of a service's log on the local target (``<root>/logs/<service>.log``)."""
+    path = Supervisor(root).logs / f"{service}.log"
+    if not path.is_file():
+        raise ReleaseError(f"no log for {service!r} at {path}: has it been started here?",
+                           service=service)
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 256 * 1024))
+        tail = handle.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+    typer.echo("\n".join(redact(line) for line in tail))
 
 
 @app.command("stop")

@@ -39,6 +39,8 @@ def rollout(target: LocalTarget, request: ReleaseRequest, supervisor: Supervisor
     """Install ``request``, make it current, restart the services, run ``gates``; on a failed
     gate go back to the previous release (raises :class:`GateFailed`)."""
     previous = target.current()
+    for gate in gates:
+        gate.begin()
     generation = target.install(request, log)
     restart(supervisor, log)
     for gate in gates:
