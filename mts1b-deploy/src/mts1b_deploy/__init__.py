@@ -20,7 +20,7 @@ from mts1b_deploy.errors import (
     RollbackRefused,
     VaultBootstrapError,
 )
-from mts1b_deploy.gates import Gate, Heartbeats, ProcessesAlive
+from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesAlive
 from mts1b_deploy.history import Generation
 from mts1b_deploy.inventory import SERVICES, Inventory, load_inventory, parse_inventory
 from mts1b_deploy.local import KeptRelease, LocalTarget, ReleaseRequest
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SERVICES", "BootstrapOptions", "BootstrapReport", "Change", "DeployError", "Gate",
     "GateFailed", "Generation", "Heartbeats", "Inventory", "InventoryError", "KeptRelease",
+    "KillSwitchUnchanged",
     "LocalTarget", "PlannedContainer", "ProcessesAlive", "ProxmoxError", "ProxmoxTarget",
     "ReleaseError", "ReleaseRequest", "RollbackRefused", "ServiceSpec", "Supervisor",
     "VaultBootstrapError", "__version__", "bootstrap",
