@@ -5,12 +5,12 @@ time: a release that crashes at start fails here), :class:`Heartbeats` (every na
 publishes a :class:`~mts1b_foundation.Heartbeat` on ``mts.v1.operations.heartbeats.<service>``
 within the timeout - the bus sees it alive, not only the process table) and
 :class:`KillSwitchUnchanged` (no ``TradingStateChange`` on ``mts.v1.oms.state.changed`` from
-the moment the rollout begins until the gate: a release that trips or lifts a kill switch does
+just before the services restart until the gate: a release that trips or lifts a kill switch does
 not stay). Not built yet: the OMS answering a request, refusing while orders work. The NATS
 gates need ``nats-py`` (the ``local`` extra).
 
-Each gate's :meth:`Gate.begin` runs before the new release is installed (a gate that watches
-the bus starts listening there), :meth:`Gate.check` after the services restarted.
+Each gate's :meth:`Gate.begin` runs once the new release is installed, before the services
+restart (a gate that watches the bus starts listening there), :meth:`Gate.check` after.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class KillSwitchUnchanged:
         if self._error is not None:
             return self._error
         if self._thread is None:
-            return "the gate did not listen from the start of the rollout"
+            return "the gate was not begun before the services restarted"
         if self._seen:
             first, more = self._seen[0], len(self._seen) - 1
             return (f"the kill switch changed during the deploy: {first.scope} "

@@ -39,9 +39,9 @@ def rollout(target: LocalTarget, request: ReleaseRequest, supervisor: Supervisor
     """Install ``request``, make it current, restart the services, run ``gates``; on a failed
     gate go back to the previous release (raises :class:`GateFailed`)."""
     previous = target.current()
+    generation = target.install(request, log)  # the running services are untouched so far
     for gate in gates:
         gate.begin()
-    generation = target.install(request, log)
     restart(supervisor, log)
     for gate in gates:
         why = gate.check(supervisor)

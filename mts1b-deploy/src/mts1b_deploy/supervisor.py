@@ -79,7 +79,7 @@ class Supervisor:
     """Starts and stops the services of the release ``<root>/current`` points at."""
 
     def __init__(self, root: Path, stop_timeout: float = 15.0) -> None:
-        self.root = root
+        self.root = root.resolve()  # compared with the resolved release paths in cmdlines
         self.run_dir = root / "run"
         self.logs = root / "logs"
         self.stop_timeout = stop_timeout
