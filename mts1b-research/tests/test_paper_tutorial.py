@@ -58,6 +58,9 @@ async def test_tutorial_2_runs_as_written(tmp_path: Path, paper_env: dict[str, s
     assert held and int(held.group(1)) > 0, status
     halted = next(out for line, out in outputs.items() if "strategies disable" in line)
     assert "paper -> disabled by paper-desk" in halted  # the loop's key: the OMS halted it
+    # the FAQ's audit trace of the loop's last order (the recorder runs with the loop)
+    trace = next(out for line, out in outputs.items() if "audit show" in line)
+    assert re.search(r"\bsubmitted\b", trace) and re.search(r"\baccepted\b", trace), trace
     after = statuses[1]
     assert re.search(r"orders: (\d+) in all, 0 working", after), after
     assert re.search(r"positions: (\d+)", after).group(1) == held.group(1)  # type: ignore[union-attr]

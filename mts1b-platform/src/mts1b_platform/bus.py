@@ -561,16 +561,17 @@ class Bus:
         return names
 
     async def delete_streams(self) -> None:
-        """Delete this namespace's streams and KV buckets (tests clean up with this).
+        """Delete this namespace's streams, KV buckets and object stores (tests and
+        ``paper down --purge`` clean up with this).
 
         Refused without a namespace: production streams are never deleted by code.
         """
         if not self.namespace:
             raise BusError("delete_streams needs a namespace; shared streams are not deleted")
         prefix = f"{self.namespace.upper()}_"
-        kv_prefix = f"KV_{self.namespace}_"
+        bucket_prefixes = (f"KV_{self.namespace}_", f"OBJ_{self.namespace}_")
         for name in await self._stream_names():
-            if name.startswith(prefix) or name.startswith(kv_prefix):
+            if name.startswith(prefix) or name.startswith(bucket_prefixes):
                 await self._js.delete_stream(name)
 
     async def _stream_names(self) -> list[str]:

@@ -138,6 +138,10 @@ class PaperPlan:
     def treasury_schema(self) -> str:
         return f"paper_{self.namespace}_treasury".replace("-", "_")
 
+    @property
+    def audit_schema(self) -> str:
+        return f"paper_{self.namespace}_audit".replace("-", "_")
+
     def mts(self, *args: str) -> list[str]:
         """The ``mts`` command line of this Python (no PATH lookup)."""
         return [sys.executable, "-m", "mts1b_platform.cli", *args]
@@ -171,6 +175,12 @@ class PaperPlan:
                                    *(("--size-at-open", "--commission-bps",
                                       str(self.commission_bps), "--lot", str(BACKTEST_LOT))
                                      if self.as_backtest else ()))),
+            *([("audit", self.mts(
+                "mts1b-operations", "serve", "audit", *ns, "--schema", self.audit_schema,
+                "--signing-key", str(folder / "audit.key"),
+                "--checkpoints", str(folder / "checkpoints"),
+                # replayed events carry replay times: no clock-skew alerts
+                "--skew-threshold", "0"))] if audit_installed() else []),
             ("replay", self.mts(
                 "mts1b-datalake", "replay", self.universe, self.start.isoformat(),
                 self.end.isoformat(), "--speed", str(self.speed), *ns, *store,
@@ -246,6 +256,12 @@ def process_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
+def audit_installed() -> bool:
+    """Whether mts1b-operations is here: then ``up`` also runs the audit recorder, so
+    ``mts mts1b-operations audit show --subject-id ID`` traces the loop's orders."""
+    return importlib.util.find_spec("mts1b_operations") is not None
+
+
 def write_inputs(plan: PaperPlan, folder: Path) -> None:
     """The OMS's instrument registry (the universe's symbols, plain equities) and a signing key
     with both roles and its registry, unless a previous ``up`` wrote them."""
@@ -265,6 +281,9 @@ def write_inputs(plan: PaperPlan, folder: Path) -> None:
         key.save(key_file)
         registry = KeyRegistry([key.registered([Role.OPERATIONS, Role.RISK])])
         (folder / "keys.json").write_text(registry.to_json(), encoding="utf-8")
+    audit_key = folder / "audit.key"
+    if not audit_key.exists():  # signs the audit chain's checkpoints
+        SigningKey.generate("paper-audit").save(audit_key)
 
 
 def start(plan: PaperPlan, env: Mapping[str, str], *, fund_exists: bool) -> PaperState:
@@ -319,9 +338,9 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess
                                 start_new_session=True)
 
 
-SUPERVISED = LOCKSTEP
+SUPERVISED = (*LOCKSTEP, "audit")
 """The services the supervisor restarts when they die (the replay is not restarted: it waits
-for them, and ends)."""
+for them, and ends); the audit recorder too, where mts1b-operations is installed."""
 
 
 def supervise(namespace: str, *, interval: float = 0.5) -> int:
@@ -393,7 +412,8 @@ def _plan_json(plan: PaperPlan) -> dict[str, Any]:
     out = {k: (v.isoformat() if isinstance(v, dt.date) else
                str(v) if isinstance(v, Decimal) else list(v) if isinstance(v, tuple) else v)
            for k, v in raw.items()}
-    return {**out, "oms_schema": plan.oms_schema, "treasury_schema": plan.treasury_schema}
+    return {**out, "oms_schema": plan.oms_schema, "treasury_schema": plan.treasury_schema,
+            "audit_schema": plan.audit_schema}
 
 
 def stop(namespace: str, *, timeout: float = 30.0) -> dict[str, str]:

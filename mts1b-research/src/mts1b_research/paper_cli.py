@@ -302,6 +302,13 @@ def env(namespace: Namespace = "paper") -> None:
     url = state.plan["nats_url"]
     lines = {"MTS_NATS_NAMESPACE": namespace,
              "MTS_OMS_KEY_FILE": str(run_dir(namespace) / "paper-desk.key")}
+    if "audit_schema" in state.plan:  # `mts mts1b-operations audit show` reads the loop's chain
+        lines["MTS_AUDIT_SCHEMA"] = state.plan["audit_schema"]
+        if state.plan.get("database_url"):
+            lines["MTS_DATABASE_URL"] = state.plan["database_url"]
+    last = asyncio.run(_last_order(state))
+    if last is not None:  # e.g. `audit show --subject-id "$MTS_PAPER_LAST_ORDER"`
+        lines["MTS_PAPER_LAST_ORDER"] = last
     if redact_url(url) == url:  # no credentials in it
         lines["MTS_NATS_URL"] = url
     for key, value in lines.items():
@@ -328,12 +335,36 @@ def down(
     if purge:
         asyncio.run(_purge(state))
         forget(namespace)
+        schemas = [state.plan[k] for k in ("oms_schema", "treasury_schema", "audit_schema")
+                   if k in state.plan]
         typer.echo(f"purged the streams of namespace {namespace} and the schemas "
-                   f"{state.plan['oms_schema']}, {state.plan['treasury_schema']}")
+                   f"{', '.join(schemas)}")
     else:
         typer.echo("its books stay (the OMS's and treasury's schemas, the streams): `paper down "
                    "--purge` deletes them")
     typer.echo(f"paper loop {namespace} down")
+
+
+async def _last_order(state: Any) -> str | None:
+    """The id of the loop's most recent order (``None``: no order yet, or no OMS tables)."""
+    import asyncpg
+
+    url = state.plan.get("database_url")
+    if not url:
+        return None
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None
+    try:
+        found = await conn.fetchval(
+            f'SELECT order_id FROM "{state.plan["oms_schema"]}".orders '  # noqa: S608 (ours)
+            "ORDER BY created_at DESC, order_id DESC LIMIT 1")
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+    return str(found) if found is not None else None
 
 
 async def _purge(state: Any) -> None:
@@ -348,7 +379,8 @@ async def _purge(state: Any) -> None:
         await bus.drain()
     conn = await asyncpg.connect(state.plan["database_url"], timeout=10)
     try:
-        for schema in (state.plan["oms_schema"], state.plan["treasury_schema"]):
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for key in ("oms_schema", "treasury_schema", "audit_schema"):
+            if key in state.plan:  # a loop started before the audit recorder has none
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{state.plan[key]}" CASCADE')
     finally:
         await conn.close()
