@@ -64,7 +64,7 @@ BACKTEST_LOT = Decimal("1e-8")
 within the wire's 12 decimals), as the parity check trades."""
 _LIBRARIES = {"mts1b_brokers": "mts1b-brokers", "mts1b_oms": "mts1b-oms",
               "mts1b_treasury": "mts1b-treasury", "mts1b_portfolio": "mts1b-portfolio[service]",
-              "mts1b_datalake": "mts1b-datalake[bus]"}
+              "mts1b_datalake": "mts1b-datalake[bus]", "mts1b_operations": "mts1b-operations"}
 
 
 class PaperError(MtsError):
