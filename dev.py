@@ -92,7 +92,8 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str
 
 
 WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions "
-                     "and not paper_kills and not paper_tutorial and not paper_loop_parity")
+                     "and not paper_kills and not paper_tutorial and not paper_loop_parity "
+                     "and not audit_kill and not alerts_kill and not bootstrap")
 
 
 def _pytest_on_wheel_servers(uv: str) -> bool:
@@ -101,10 +102,11 @@ def _pytest_on_wheel_servers(uv: str) -> bool:
     CI machines (and most developers') have NATS and PostgreSQL on the standard ports, so the
     main run never touches the servers a new user gets from ``mts dev up``; this step does, on
     free ports, and stops them afterwards. Left out (``WHEEL_SERVER_SKIP``): the fuzz, crash,
-    secrets and permissions tests and the paper loop's SIGKILL and tutorial tests - they start
+    secrets and permissions tests, the paper loop's SIGKILL, tutorial and parity tests, the
+    audit recorder's and alert router's SIGKILL tests and the Vault bootstrap - they start
     servers of their own or test what does not depend on the server's version, and they are the
-    slowest (the paper loop's run every service as a process) -
-    so the step stays within the suite's time budget.
+    slowest (the paper loop's run every service as a process) - so the step stays within the
+    suite's time budget.
     """
     dev_dir = ROOT / ".mts1b-dev" / "wheel-servers"
     env = _services_env(uv, "--local", dev_dir=dev_dir)
