@@ -343,7 +343,7 @@ async def test_reconcile_reports_mismatch(make: MakeOms) -> None:
 
 
 async def test_migrations_are_versioned_and_idempotent(pg_store: Store) -> None:
-    assert await pg_store.migration_versions() == [1, 2, 3, 4, 5, 6, 7]
+    assert await pg_store.migration_versions() == [1, 2, 3, 4, 5, 6, 7, 8]
     assert await pg_store.migrate() == []
 
 
