@@ -27,6 +27,7 @@ ephemeral port; use them as async context managers. Everything they accepted is 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import html
@@ -123,7 +124,7 @@ class _Request:
     body: bytes
 
 
-class _HttpServer:
+class _HttpServer(abc.ABC):
     """One request per connection, enough of HTTP/1.1 for urllib and any Bot API client."""
 
     def __init__(self) -> None:
@@ -188,8 +189,9 @@ class _HttpServer:
         query = dict(urllib.parse.parse_qsl(url.query))
         return _Request(parts[0].upper(), url.path, query, headers, body)
 
+    @abc.abstractmethod
     async def handle(self, request: _Request) -> tuple[int, Any, dict[str, str]]:
-        raise NotImplementedError
+        """The status, JSON body and extra headers of the answer to ``request``."""
 
 
 class LocalTelegram(_HttpServer):

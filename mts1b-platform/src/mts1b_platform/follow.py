@@ -125,19 +125,19 @@ async def follow(bus: Bus, domain: str, subject: str, on_message: OnMessage, *,
     return follower
 
 
-async def history(bus: Bus, domain: str, subject: str, *,
-                  timeout: float = 60.0) -> list[tuple[str, bytes]]:
-    """Every message stored under ``subject`` in ``domain``'s stream when called, in stream
-    order, as ``(logical subject, payload)``: what a report or a one-shot command reads, where a
-    service would :func:`follow`. :class:`BusError` when the stream does not exist or the
-    history is not in within ``timeout`` seconds (a partial history must never pass for the
-    whole one)."""
+async def history(bus: Bus, domain: str, subject: str, *, timeout: float = 60.0,
+                  last_per_subject: bool = False) -> list[tuple[str, bytes]]:
+    """Every message stored under ``subject`` in ``domain``'s stream when called (or each
+    subject's last, with ``last_per_subject``), in stream order, as ``(logical subject,
+    payload)``: what a report or a one-shot command reads, where a service would
+    :func:`follow`. :class:`BusError` when the stream does not exist or the history is not in
+    within ``timeout`` seconds (a partial history must never pass for the whole one)."""
     got: list[tuple[str, bytes]] = []
 
     async def keep(logical: str, data: bytes) -> None:
         got.append((logical, data))
 
-    follower = await follow(bus, domain, subject, keep)
+    follower = await follow(bus, domain, subject, keep, last_per_subject=last_per_subject)
     try:
         if not await follower.caught_up(timeout):
             raise BusError(f"the history of {subject} was not read within {timeout:g} s "

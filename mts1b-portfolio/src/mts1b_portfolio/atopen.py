@@ -19,7 +19,6 @@ the names that trade (:func:`mts1b_portfolio.costs.post_trade_nav`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -55,9 +54,6 @@ class CloseSnapshot:
             raise ValueError("held must be an object")
         return cls(str(raw["session"]), Decimal(str(raw["cash"])),
                    {str(s): Decimal(str(q)) for s, q in held.items()})
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json())
 
 
 @dataclass(frozen=True)

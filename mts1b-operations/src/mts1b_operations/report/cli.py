@@ -94,19 +94,25 @@ def daily(
         typer.echo(f"announced: alert DailyReport for {day.isoformat()}")
 
 
+async def _connect(namespace: str | None) -> Any:
+    """The bus, in ``namespace`` when one is given (else as the environment configures it)."""
+    from mts1b_platform.bus import Bus
+
+    overrides: dict[str, Any] = {"name": "mts1b-operations-report", "connect_timeout": 5}
+    if namespace:
+        overrides["namespace"] = namespace
+    return await Bus.connect(**overrides)
+
+
 async def _gather(namespace: str | None, day: dt.date | None, zone: str,
                   timeout: float) -> Any:
-    from mts1b_platform.bus import Bus
 
     from mts1b_operations.report.daily import day_bounds
     from mts1b_operations.report.gather import gather
 
     until = (day_bounds(day, zone)[1] if day is not None
              else dt.datetime.max.replace(tzinfo=dt.UTC))
-    overrides: dict[str, Any] = {"name": "mts1b-operations-report", "connect_timeout": 5}
-    if namespace:
-        overrides["namespace"] = namespace
-    bus = await Bus.connect(**overrides)
+    bus = await _connect(namespace)
     try:
         return await gather(bus, until=until, timeout=timeout)
     finally:
@@ -121,17 +127,13 @@ async def _announce(namespace: str | None, day: dt.date, text: str) -> None:
 
     from mts1b_foundation import Alert, Severity
     from mts1b_platform.alerts import ALERT_SUBJECT
-    from mts1b_platform.bus import Bus
 
-    overrides: dict[str, Any] = {"name": "mts1b-operations-report", "connect_timeout": 5}
-    if namespace:
-        overrides["namespace"] = namespace
     alert = Alert(alert_id=f"alr-{uuid.uuid4().hex[:20]}", severity=Severity.INFO,
                   source="mts1b-operations", text=text[:4000],
                   labels={"alertname": "DailyReport", "service": "operations-report",
                           "date": day.isoformat()},
                   ts=dt.datetime.now(dt.UTC))
-    bus = await Bus.connect(**overrides)
+    bus = await _connect(namespace)
     try:
         await bus.declare_streams(["operations"])
         await bus.publish_acked(ALERT_SUBJECT, alert, msg_id=alert.alert_id)

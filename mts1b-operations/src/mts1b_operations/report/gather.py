@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_platform.bus import Bus, BusError
-from mts1b_platform.follow import follow, history
+from mts1b_platform.follow import history
 
 from mts1b_operations.report.daily import DayInputs
 
@@ -51,9 +50,11 @@ class _Reader:
         self.missing: list[str] = []
         self.unreadable = 0
 
-    async def raw(self, domain: str, subject: str) -> list[tuple[str, bytes]]:
+    async def raw(self, domain: str, subject: str, *, last_per_subject: bool = False
+                  ) -> list[tuple[str, bytes]]:
         try:
-            return await history(self.bus, domain, subject, timeout=self.timeout)
+            return await history(self.bus, domain, subject, timeout=self.timeout,
+                                 last_per_subject=last_per_subject)
         except BusError:
             stream = self.bus.stream_for(domain)
             try:
@@ -64,17 +65,15 @@ class _Reader:
                 return []
             raise  # the stream exists: a history that could not be read is an error
 
-    async def models(self, model: type[M], domain: str, subject: str,
-                     keep: Callable[[M], bool] = lambda _m: True) -> list[M]:
+    async def models(self, model: type[M], domain: str, subject: str, *,
+                     last_per_subject: bool = False) -> list[M]:
         out: list[M] = []
-        for _subject, data in await self.raw(domain, subject):
+        for _subject, data in await self.raw(domain, subject,
+                                             last_per_subject=last_per_subject):
             try:
-                item = parse_message(model, data)
+                out.append(parse_message(model, data))
             except ValidationFailed:
                 self.unreadable += 1
-                continue
-            if keep(item):
-                out.append(item)
         return out
 
 
@@ -91,41 +90,21 @@ async def gather(bus: Bus, *, until: dt.datetime, timeout: float = 60.0) -> DayI
         fills=await reader.models(Fill, "oms", "mts.v1.oms.fills.recorded"),
         denials=await reader.models(OrderEvent, "oms", "mts.v1.oms.orders.denied"),
         alerts=await reader.models(Alert, "operations", "mts.v1.operations.alerts.raised"),
-        marks=await _marks(bus, reader, until),
+        marks=await _marks(reader, until),
         checkpoint=await _checkpoint(reader),
         missing=tuple(reader.missing))
     return dataclasses.replace(inputs, unreadable=reader.unreadable)
 
 
-async def _marks(bus: Bus, reader: _Reader, until: dt.datetime
-                 ) -> dict[str, tuple[str, Decimal]]:
+async def _marks(reader: _Reader, until: dt.datetime) -> dict[str, tuple[str, Decimal]]:
     """Each symbol's last stored close before ``until``, with its date: the stream keeps
     every bar, but only each symbol's last is read (a past day's report marks a symbol whose
     later bars are stored as unmarked rather than at a later price)."""
     marks: dict[str, tuple[str, Decimal]] = {}
-
-    async def keep(_subject: str, data: bytes) -> None:
-        try:
-            bar = parse_message(Bar, data)
-        except ValidationFailed:
-            reader.unreadable += 1
-            return
+    for bar in await reader.models(Bar, "datalake", "mts.v1.datalake.bars.*",
+                                   last_per_subject=True):
         if bar.ts < until:
             marks[bar.symbol] = (bar.ts.date().isoformat(), bar.close)
-
-    try:
-        follower = await follow(bus, "datalake", "mts.v1.datalake.bars.*", keep,
-                                last_per_subject=True)
-    except BusError:
-        if "datalake" not in reader.missing:
-            reader.missing.append("datalake")
-        return marks
-    try:
-        if not await follower.caught_up(reader.timeout):
-            raise BusError("the last bars were not read within "
-                           f"{reader.timeout:g} s", stream=bus.stream_for("datalake"))
-    finally:
-        await follower.stop()
     return marks
 
 
