@@ -237,6 +237,16 @@ class _CancelAttempt:
     refused: bool
 
 
+
+def _expect_action(action: object, kind: str | None = None) -> None:
+    """Refuse, naming the field and value, what is not a CorporateAction (of ``kind``)."""
+    if not isinstance(action, CorporateAction):
+        raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
+                               field="action", value=type(action).__name__)
+    if kind is not None and action.kind != kind:
+        raise ValidationFailed(f"action {action.action_id} is a {action.kind!r}, not a {kind}",
+                               field="kind", value=action.kind)
+
 class Oms:
     """The order management system. See the module docstring.
 
@@ -1367,9 +1377,7 @@ class Oms:
         no cash (its NAV is what :meth:`update_nav` is given; the venue and the treasury book
         the dividend); a delisting closes the positions (:meth:`apply_delisting`). Returns the
         funds whose books the action changed."""
-        if not isinstance(action, CorporateAction):
-            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
-                                   field="action", value=type(action).__name__)
+        _expect_action(action)
         if action.kind == "split":
             return await self.apply_split(action)
         if action.kind == "delisting":
@@ -1389,12 +1397,7 @@ class Oms:
         rebuilt later from its fills (a bust, a fill caught up late) is closed there again.
         Working orders are not touched here: the venue cancels them, and its CANCELED reports
         end them in the OMS as any cancel does."""
-        if not isinstance(action, CorporateAction):
-            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
-                                   field="action", value=type(action).__name__)
-        if action.kind != "delisting":
-            raise ValidationFailed(f"action {action.action_id} is a {action.kind!r}, not a "
-                                   "delisting", field="kind", value=action.kind)
+        _expect_action(action, "delisting")
         eff = effective_at(action.ex_date)
         close = Decimal(action.value)
         async with self._split_lock:
@@ -1430,12 +1433,7 @@ class Oms:
         venue leaves them too). The reference price is divided by the ratio when it is from
         before the ex-date (:meth:`set_price` ``at``), once per action in this process; the
         broker is not told (a venue adjusts its own marks)."""
-        if not isinstance(action, CorporateAction):
-            raise ValidationFailed(f"expected a CorporateAction, got {type(action).__name__}",
-                                   field="action", value=type(action).__name__)
-        if action.kind != "split":
-            raise ValidationFailed(f"action {action.action_id} is a {action.kind!r}, not a "
-                                   "split", field="kind", value=action.kind)
+        _expect_action(action, "split")
         ratio = Decimal(action.value)
         eff = effective_at(action.ex_date)
         sym = action.symbol
