@@ -7,6 +7,8 @@ import datetime as dt
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 from unittest import mock
 
 import pandas as pd
@@ -16,6 +18,25 @@ from mts1b_datalake.errors import UnknownFieldError
 from mts1b_datalake.replay import BarReplay, bar_subject
 from mts1b_datalake.rows import RowCheck
 from mts1b_foundation import Bar, InMemoryPublisher, model_for_subject, symbol_of_subject
+
+
+@pytest.fixture
+async def nats_bus() -> AsyncIterator[Any]:
+    """A bus on the real NATS JetStream (``MTS_NATS_URL``) in a namespace of its own, whose
+    streams are deleted afterwards; the test is skipped, with the reason, without a server."""
+    from mts1b_platform.bus import Bus, BusError, BusSettings
+
+    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
+                                            connect_timeout=2))
+    except BusError as exc:
+        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    try:
+        yield bus
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
 
 
 def small_store(store: Store) -> Store:
@@ -106,96 +127,71 @@ async def test_speed_paces_sessions_and_stop_ends_early(store: Store) -> None:
 
 
 @pytest.mark.integration
-async def test_replay_through_the_real_bus(store: Store) -> None:
+async def test_replay_through_the_real_bus(store: Store, nats_bus: Any) -> None:
     """Publish through mts1b_platform's Bus on a real NATS JetStream, then read it back."""
-    from mts1b_platform.bus import Bus, BusError, BusSettings
 
-    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    try:
-        bus = await Bus.connect(BusSettings(url=url, namespace=namespace, connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
-    try:
-        await bus.declare_streams(["datalake"])
-        small_store(store)
-        report = await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store,
-                                 speed=0).run(bus)
-        assert report.published == 19
-        received: list[Bar] = []
-        done = asyncio.Event()
+    bus = nats_bus
+    await bus.declare_streams(["datalake"])
+    small_store(store)
+    report = await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store,
+                             speed=0).run(bus)
+    assert report.published == 19
+    received: list[Bar] = []
+    done = asyncio.Event()
 
-        async def handler(delivery: object) -> None:
-            received.append(delivery.message)  # type: ignore[attr-defined]
-            if len(received) == 19:
-                done.set()
+    async def handler(delivery: object) -> None:
+        received.append(delivery.message)  # type: ignore[attr-defined]
+        if len(received) == 19:
+            done.set()
 
-        consumer = await bus.consume("mts.v1.datalake.bars.>", handler, durable="replaytest")
-        await asyncio.wait_for(done.wait(), 20)
-        await consumer.stop()
-        assert {b.symbol for b in received} == {"AAA", "BBB"}
-        # replaying again inside the duplicate window stores nothing new
-        await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store).run(bus)
-        info = await bus.js.stream_info(bus.stream_for("datalake"))
-        assert info.state.messages == 19
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
+    consumer = await bus.consume("mts.v1.datalake.bars.>", handler, durable="replaytest")
+    await asyncio.wait_for(done.wait(), 20)
+    await consumer.stop()
+    assert {b.symbol for b in received} == {"AAA", "BBB"}
+    # replaying again inside the duplicate window stores nothing new
+    await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store).run(bus)
+    info = await bus.js.stream_info(bus.stream_for("datalake"))
+    assert info.state.messages == 19
 
 
 @pytest.mark.integration
-async def test_dotted_symbols_travel_through_the_real_bus(store: Store) -> None:
+async def test_dotted_symbols_travel_through_the_real_bus(store: Store, nats_bus: Any) -> None:
     """BRK.B and EURUSD=X used to be skipped as "not a subject token"; they now arrive on
     their encoded subjects, and each subject decodes back to its bar's symbol."""
-    from mts1b_platform.bus import Bus, BusError, BusSettings
 
-    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    try:
-        bus = await Bus.connect(BusSettings(url=url, namespace=namespace, connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
-    try:
-        await bus.declare_streams(["datalake"])
-        dotted_store(store)
-        report = await BarReplay(["BRK.B", "EURUSD=X", "../../etc/passwd"], "2021-03-01",
-                                 "2021-03-03", store=store, speed=0).run(bus)
-        assert report.published == 6 and report.skipped_symbols == ["../../etc/passwd"]
-        received: list[tuple[str, Bar]] = []
-        done = asyncio.Event()
+    bus = nats_bus
+    await bus.declare_streams(["datalake"])
+    dotted_store(store)
+    report = await BarReplay(["BRK.B", "EURUSD=X", "../../etc/passwd"], "2021-03-01",
+                             "2021-03-03", store=store, speed=0).run(bus)
+    assert report.published == 6 and report.skipped_symbols == ["../../etc/passwd"]
+    received: list[tuple[str, Bar]] = []
+    done = asyncio.Event()
 
-        async def handler(delivery: object) -> None:
-            received.append((delivery.subject, delivery.message))  # type: ignore[attr-defined]
-            if len(received) == 6:
-                done.set()
+    async def handler(delivery: object) -> None:
+        received.append((delivery.subject, delivery.message))  # type: ignore[attr-defined]
+        if len(received) == 6:
+            done.set()
 
-        consumer = await bus.consume("mts.v1.datalake.bars.>", handler, durable="dottedtest")
-        await asyncio.wait_for(done.wait(), 20)
-        await consumer.stop()
-        assert sorted({(s, b.symbol) for s, b in received}) == [
-            ("mts.v1.datalake.bars.BRK_2EB", "BRK.B"),
-            ("mts.v1.datalake.bars.EURUSD_3DX", "EURUSD=X")]
-        assert all(symbol_of_subject(s) == b.symbol for s, b in received)
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
+    consumer = await bus.consume("mts.v1.datalake.bars.>", handler, durable="dottedtest")
+    await asyncio.wait_for(done.wait(), 20)
+    await consumer.stop()
+    assert sorted({(s, b.symbol) for s, b in received}) == [
+        ("mts.v1.datalake.bars.BRK_2EB", "BRK.B"),
+        ("mts.v1.datalake.bars.EURUSD_3DX", "EURUSD=X")]
+    assert all(symbol_of_subject(s) == b.symbol for s, b in received)
 
 
 @pytest.mark.integration
-async def test_lockstep_waits_for_every_service_before_the_next_session(store: Store) -> None:
+async def test_lockstep_waits_for_every_service_before_the_next_session(
+        store: Store, nats_bus: Any) -> None:
     """With lockstep, each session's bars are all out before its tick, the tick goes to each
     service in turn, and the next session's bars wait until every service answered; a
     service that refuses a session stops the replay with its name (real NATS)."""
     from mts1b_foundation import ClockTick
-    from mts1b_platform.bus import Bus, BusError, BusSettings
     from mts1b_platform.replayclock import ReplayClock, ReplayStalled, serve_ticks
 
-    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-    try:
-        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
-                                            connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    bus = nats_bus
     log: list[str] = []
     bars_seen: list[str] = []
 
@@ -212,45 +208,36 @@ async def test_lockstep_waits_for_every_service_before_the_next_session(store: S
             await asyncio.sleep(0.02)
         return on_tick
 
-    try:
-        await bus.declare_streams(["datalake"])
-        small_store(store)
-        sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"), cb=on_bar)
-        await serve_ticks(bus, "venue", service("venue"), ReplayClock())
-        await serve_ticks(bus, "oms", service("oms"), ReplayClock())
-        report = await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-03", store=store,
-                                 speed=0).run(bus, lockstep=["venue", "oms"])
-        assert report.sessions == 3
-        assert log == [
-            "venue 2021-03-01 bars=2 seen=2 last=False", "oms 2021-03-01 bars=2 seen=2 last=False",
-            "venue 2021-03-02 bars=2 seen=4 last=False", "oms 2021-03-02 bars=2 seen=4 last=False",
-            # one bar of the third session cannot be a wire bar (small_store): not counted
-            "venue 2021-03-03 bars=1 seen=5 last=True", "oms 2021-03-03 bars=1 seen=5 last=True"]
-        await serve_ticks(bus, "picky", service("picky", refuse="2021-03-02"), ReplayClock())
-        with pytest.raises(ReplayStalled, match="picky refused session 2021-03-02"):
-            await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store,
-                            speed=0).run(bus, lockstep=["picky"])
-        await sub.unsubscribe()
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
+    await bus.declare_streams(["datalake"])
+    small_store(store)
+    sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.bars.*"), cb=on_bar)
+    await serve_ticks(bus, "venue", service("venue"), ReplayClock())
+    await serve_ticks(bus, "oms", service("oms"), ReplayClock())
+    report = await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-03", store=store,
+                             speed=0).run(bus, lockstep=["venue", "oms"])
+    assert report.sessions == 3
+    assert log == [
+        "venue 2021-03-01 bars=2 seen=2 last=False", "oms 2021-03-01 bars=2 seen=2 last=False",
+        "venue 2021-03-02 bars=2 seen=4 last=False", "oms 2021-03-02 bars=2 seen=4 last=False",
+        # one bar of the third session cannot be a wire bar (small_store): not counted
+        "venue 2021-03-03 bars=1 seen=5 last=True", "oms 2021-03-03 bars=1 seen=5 last=True"]
+    await serve_ticks(bus, "picky", service("picky", refuse="2021-03-02"), ReplayClock())
+    with pytest.raises(ReplayStalled, match="picky refused session 2021-03-02"):
+        await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-12", store=store,
+                        speed=0).run(bus, lockstep=["picky"])
+    await sub.unsubscribe()
 
 
 @pytest.mark.integration
-async def test_lockstep_hands_the_open_first_to_the_services_named_at_open(store: Store) -> None:
+async def test_lockstep_hands_the_open_first_to_the_services_named_at_open(
+        store: Store, nats_bus: Any) -> None:
     """``oms@open``: each session's open tick goes to ``oms`` after the session's bars are out
     and before any close tick; its time is the open, the close tick's the close; one service
     takes both (real NATS)."""
     from mts1b_foundation import ClockTick
-    from mts1b_platform.bus import Bus, BusError, BusSettings
     from mts1b_platform.replayclock import ReplayClock, serve_ticks
 
-    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-    try:
-        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
-                                            connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    bus = nats_bus
     log: list[str] = []
 
     def service(name: str):  # type: ignore[no-untyped-def]
@@ -258,39 +245,30 @@ async def test_lockstep_hands_the_open_first_to_the_services_named_at_open(store
             log.append(f"{name} {tick.session} {tick.phase} {tick.ts:%H:%M} seq={tick.seq}")
         return on_tick
 
-    try:
-        await bus.declare_streams(["datalake"])
-        small_store(store)
-        await serve_ticks(bus, "venue", service("venue"), ReplayClock())
-        await serve_ticks(bus, "oms", service("oms"), ReplayClock())
-        await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-02", store=store,
-                        speed=0).run(bus, lockstep=["oms@open", "venue", "oms"])
-        assert log == [
-            "oms 2021-03-01 open 14:30 seq=1", "venue 2021-03-01 close 21:00 seq=2",
-            "oms 2021-03-01 close 21:00 seq=2",
-            "oms 2021-03-02 open 14:30 seq=3", "venue 2021-03-02 close 21:00 seq=4",
-            "oms 2021-03-02 close 21:00 seq=4"]
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
+    await bus.declare_streams(["datalake"])
+    small_store(store)
+    await serve_ticks(bus, "venue", service("venue"), ReplayClock())
+    await serve_ticks(bus, "oms", service("oms"), ReplayClock())
+    await BarReplay(["AAA", "BBB"], "2021-03-01", "2021-03-02", store=store,
+                    speed=0).run(bus, lockstep=["oms@open", "venue", "oms"])
+    assert log == [
+        "oms 2021-03-01 open 14:30 seq=1", "venue 2021-03-01 close 21:00 seq=2",
+        "oms 2021-03-01 close 21:00 seq=2",
+        "oms 2021-03-02 open 14:30 seq=3", "venue 2021-03-02 close 21:00 seq=4",
+        "oms 2021-03-02 close 21:00 seq=4"]
 
 
 @pytest.mark.integration
-async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path: object) -> None:
+async def test_lockstep_publishes_each_sessions_actions_before_its_bars(
+        tmp_path: object, nats_bus: Any) -> None:
     """The synthetic market's cash dividends (and any split) go out on
     mts.v1.datalake.actions.<symbol> before their ex-date's bars, and the session's tick says
     how many there were (real NATS)."""
     from mts1b_datalake.synthetic import install_demo_market
     from mts1b_foundation import ClockTick, CorporateAction, parse_message
-    from mts1b_platform.bus import Bus, BusError, BusSettings
     from mts1b_platform.replayclock import ReplayClock, serve_ticks
 
-    url = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-    try:
-        bus = await Bus.connect(BusSettings(url=url, namespace=f"t{uuid.uuid4().hex[:10]}",
-                                            connect_timeout=2))
-    except BusError as exc:
-        pytest.skip(f"no NATS server reachable at {url} ({exc}); run `mts dev up`")
+    bus = nats_bus
     lake = install_demo_market(str(tmp_path), n_assets=20, start="2014-01-01",
                                end="2014-12-31")
     expected = lake.events(None, "2014-01-02", "2014-03-31",
@@ -312,24 +290,20 @@ async def test_lockstep_publishes_each_sessions_actions_before_its_bars(tmp_path
         ticks.append(tick)
         arrivals.append(("tick", tick.session))
 
-    try:
-        await bus.declare_streams(["datalake"])
-        sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.>"), cb=on_msg)
-        await serve_ticks(bus, "venue", on_tick, ReplayClock())
-        symbols = lake.symbols()
-        report = await BarReplay(symbols, "2014-01-02", "2014-03-31", store=lake,
-                                 speed=0).run(bus, lockstep=["venue"])
-        await sub.unsubscribe()
-        assert report.actions == len(expected) == sum(t.actions for t in ticks)
-        for tick in ticks:  # each session's actions come after the previous tick
-            start = max(i for i, a in enumerate(arrivals) if a == ("tick", tick.session))
-            before = arrivals[:start]
-            last_tick = max((i for i, a in enumerate(before) if a[0] == "tick"), default=-1)
-            mine = [a for a in before[last_tick + 1:] if a[0] == "action"]
-            assert len(mine) == tick.actions and all(a[1] == tick.session for a in mine)
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
+    await bus.declare_streams(["datalake"])
+    sub = await bus.nc.subscribe(bus.wire_subject("mts.v1.datalake.>"), cb=on_msg)
+    await serve_ticks(bus, "venue", on_tick, ReplayClock())
+    symbols = lake.symbols()
+    report = await BarReplay(symbols, "2014-01-02", "2014-03-31", store=lake,
+                             speed=0).run(bus, lockstep=["venue"])
+    await sub.unsubscribe()
+    assert report.actions == len(expected) == sum(t.actions for t in ticks)
+    for tick in ticks:  # each session's actions come after the previous tick
+        start = max(i for i, a in enumerate(arrivals) if a == ("tick", tick.session))
+        before = arrivals[:start]
+        last_tick = max((i for i, a in enumerate(before) if a[0] == "tick"), default=-1)
+        mine = [a for a in before[last_tick + 1:] if a[0] == "action"]
+        assert len(mine) == tick.actions and all(a[1] == tick.session for a in mine)
 
 
 def test_a_delisting_is_an_action_paying_out_at_the_last_close(store: Store) -> None:
