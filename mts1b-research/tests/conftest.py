@@ -63,3 +63,30 @@ async def paper_env(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
                        check=False)
         await conn.execute(f'DROP SCHEMA IF EXISTS "rs_paper_{tag}" CASCADE')
         await conn.close()
+
+
+def run_mts(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> str:
+    """``mts ARGS`` in a child process, as a user types it; its stdout. The test fails,
+    showing the output's end, when the command does."""
+    done = subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert done.returncode == 0, f"{args}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+def momentum_in_paper(env: dict[str, str], cwd: Path, *, seed: int | None = None) -> None:
+    """A demo market in ``cwd/lake`` (20 names, 2014-01 to 2016-06; the demo's seed unless
+    ``seed``) and the FAQ's ``momentum_v3`` (Kelly-sized, long and short, daily) registered
+    and promoted to paper: what the whole-loop tests trade."""
+    run_mts(env, cwd, "mts1b-datalake", "demo", "install", "--store", "lake",
+            *(("--seed", str(seed)) if seed is not None else ()), "--n-assets", "20",
+            "--start", "2014-01-01", "--end", "2016-06-30")
+    for args in (["register", "--name", "momentum_v3", "--factor", "f_momentum_12_1",
+                  "--param", "h_long=252", "--param", "h_skip=21", "--universe",
+                  "us-large-cap", "--sizing-method", "kelly_voltarget_12", "--rebalance",
+                  "daily", "--reason", "whole-loop test"],
+                 ["shadow", "momentum_v3", "--reason", "watch"],
+                 ["promote", "momentum_v3", "--to", "paper", "--sessions", "20",
+                  "--reason", "whole-loop test"]):
+        run_mts(env, cwd, "mts1b-research", "strategies", *args)

@@ -21,8 +21,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -32,19 +30,13 @@ import asyncpg
 import pytest
 from mts1b_research.paper import LOCKSTEP
 
+from .conftest import momentum_in_paper, run_mts
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _mts(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    assert done.returncode == 0, f"{args}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    return done.stdout
-
-
 def _status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    return dict(json.loads(_mts(env, cwd, "mts1b-research", "paper", "status", "--json")))
+    return dict(json.loads(run_mts(env, cwd, "mts1b-research", "paper", "status", "--json")))
 
 
 DELISTED, EX_DATE = "BBN", dt.date(2016, 1, 13)
@@ -89,7 +81,7 @@ async def _run(env: dict[str, str], cwd: Path, kills: list[str], rng: random.Ran
                ) -> dict[str, Any]:
     """``paper up`` over the replay, the ``kills`` SIGKILLed one by one while it runs, until
     the replay is over; the final status, with ``delisting`` (:func:`_delisting`)."""
-    _mts(env, cwd, "mts1b-research", "paper", "up", "--strategy", "momentum_v3", "--from",
+    run_mts(env, cwd, "mts1b-research", "paper", "up", "--strategy", "momentum_v3", "--from",
          "2016-01-04", "--to", "2016-01-22", "--speed", "0", "--store", "lake")
     state_file = Path(env["MTS_DEV_DIR"]) / "paper" / env["MTS_PAPER_NAMESPACE"] / "paper.json"
     killed = 0
@@ -110,7 +102,7 @@ async def _run(env: dict[str, str], cwd: Path, kills: list[str], rng: random.Ran
             time.sleep(0.5)
     status = _status(env, cwd)
     status["delisting"] = await _delisting(env)
-    _mts(env, cwd, "mts1b-research", "paper", "down", "--purge")
+    run_mts(env, cwd, "mts1b-research", "paper", "down", "--purge")
     return status
 
 
@@ -135,16 +127,7 @@ def _closed_at_the_last_close(run: dict[str, Any], last_close: Decimal) -> None:
 async def test_every_service_killed_once_changes_nothing(tmp_path: Path,
                                                          paper_env: dict[str, str]) -> None:
     env = paper_env
-    _mts(env, tmp_path, "mts1b-datalake", "demo", "install", "--store", "lake",
-         "--n-assets", "20", "--start", "2014-01-01", "--end", "2016-06-30")
-    for args in (["register", "--name", "momentum_v3", "--factor", "f_momentum_12_1",
-                  "--param", "h_long=252", "--param", "h_skip=21", "--universe",
-                  "us-large-cap", "--sizing-method", "kelly_voltarget_12", "--rebalance",
-                  "daily", "--reason", "kill test"],
-                 ["shadow", "momentum_v3", "--reason", "watch"],
-                 ["promote", "momentum_v3", "--to", "paper", "--sessions", "20",
-                  "--reason", "kill test"]):
-        _mts(env, tmp_path, "mts1b-research", "strategies", *args)
+    momentum_in_paper(env, tmp_path)
     rng = random.Random(20)
     clean = await _run(env, tmp_path, [], rng)
     order = list(LOCKSTEP)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +31,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
+
+from .conftest import momentum_in_paper, run_mts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,14 +57,6 @@ def _harness() -> Any:
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-def _mts(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "mts1b_platform.cli", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    assert done.returncode == 0, f"{args}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -120,13 +113,13 @@ async def _collect(env: dict[str, str], sessions: Sequence[dt.date]) -> LoopRun:
 
 
 def _run_loop(env: dict[str, str], cwd: Path) -> None:
-    _mts(env, cwd, "mts1b-research", "paper", "up", "--strategy", "momentum_v3", "--from",
+    run_mts(env, cwd, "mts1b-research", "paper", "up", "--strategy", "momentum_v3", "--from",
          START.isoformat(), "--to", END.isoformat(), "--speed", "0", "--store", "lake",
          "--as-backtest", "--commission-bps", str(COST_BPS), "--cash", str(CASH))
     state_file = Path(env["MTS_DEV_DIR"]) / "paper" / env["MTS_PAPER_NAMESPACE"] / "paper.json"
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        status = json.loads(_mts(env, cwd, "mts1b-research", "paper", "status", "--json"))
+        status = json.loads(run_mts(env, cwd, "mts1b-research", "paper", "status", "--json"))
         if status["sessions_done"] == status["sessions_total"] and status["sessions_total"]:
             return
         replay = json.loads(state_file.read_text())["processes"]["replay"]
@@ -146,17 +139,7 @@ async def test_the_loop_trades_as_run_single(tmp_path: Path, paper_env: dict[str
     _compare, raw_market, split_adjusted = (harness._compare, harness.raw_market,
                                             harness.split_adjusted)
     env = paper_env
-    _mts(env, tmp_path, "mts1b-datalake", "demo", "install", "--store", "lake",
-         "--seed", str(SEED), "--n-assets", "20", "--start", "2014-01-01", "--end",
-         "2016-06-30")
-    for args in (["register", "--name", "momentum_v3", "--factor", "f_momentum_12_1",
-                  "--param", "h_long=252", "--param", "h_skip=21", "--universe",
-                  "us-large-cap", "--sizing-method", "kelly_voltarget_12", "--rebalance",
-                  "daily", "--reason", "parity test"],
-                 ["shadow", "momentum_v3", "--reason", "watch"],
-                 ["promote", "momentum_v3", "--to", "paper", "--sessions", "20",
-                  "--reason", "parity test"]):
-        _mts(env, tmp_path, "mts1b-research", "strategies", *args)
+    momentum_in_paper(env, tmp_path, seed=SEED)
     t0 = time.perf_counter()
     _run_loop(env, tmp_path)
     loop_seconds = time.perf_counter() - t0
