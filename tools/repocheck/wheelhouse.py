@@ -29,7 +29,6 @@ are removed, so ``dist/`` never offers pip a version the lock does not.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -43,8 +42,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mts1b_deploy.errors import ReleaseError
+from mts1b_deploy.pins import Pin as Pin  # the tools and their tests name it here too
+from mts1b_deploy.pins import parse_export as read_export
+from mts1b_deploy.wheelhouse import BUILT_RECORD
+from mts1b_deploy.wheelhouse import sha256_of as sha256
 from packaging.markers import Marker, default_environment
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags, platform_tags, sys_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
@@ -55,24 +58,9 @@ SKIPPED_EXTRAS: Mapping[str, str] = {
     "gpu": "cupy for NVIDIA CUDA: hardware specific and several hundred MB",
     "ray": "Ray: several hundred MB, only for the ray ladder executor",
 }
-BUILT = ".wheelhouse-built.json"  # wheels built here from sdists: file -> name, version, hashes
+
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Pin:
-    """One exported requirement: ``name==version`` (maybe with a marker) and its sha256s."""
-
-    name: str
-    version: str
-    marker: str
-    hashes: frozenset[str]
-
-    @property
-    def line(self) -> str:
-        hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(self.hashes))
-        return f"{self.name}=={self.version} {hashes}"
 
 
 @dataclass
@@ -89,24 +77,13 @@ class Wheelhouse:
 
 
 def parse_export(text: str) -> list[Pin]:
-    """The pins of ``uv export --format requirements-txt`` output (continuations joined)."""
-    pins: list[Pin] = []
-    for entry in text.replace("\\\n", " ").splitlines():
-        entry = entry.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        hashes = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", entry))
-        requirement = re.split(r"\s--hash=", entry, maxsplit=1)[0].strip()
-        try:
-            req = Requirement(requirement)
-        except InvalidRequirement as exc:
-            raise ValueError(f"uv export line {entry!r}: {exc}") from exc
-        spec = list(req.specifier)
-        if len(spec) != 1 or spec[0].operator != "==":
-            raise ValueError(f"uv export line {entry!r} is not pinned with ==")
-        pins.append(Pin(str(canonicalize_name(req.name)), spec[0].version,
-                        str(req.marker) if req.marker else "", hashes))
-    return pins
+    """The pins of ``uv export --format requirements-txt`` output, read by the one reader of
+    it (:func:`mts1b_deploy.pins.parse_export`, which a release installs from too); a line
+    that is not pinned with ``==`` and hashes is a ``ValueError``."""
+    try:
+        return list(read_export(text).pins)
+    except ReleaseError as exc:
+        raise ValueError(exc.message) from None
 
 
 def marker_environment(version: str, interpreter: str | None = None) -> dict[str, str]:
@@ -142,14 +119,6 @@ def target_tags(version: str) -> set[Tag]:
     platforms = list(platform_tags())
     return set(cpython_tags((major, minor), platforms=platforms)) | set(
         compatible_tags((major, minor), interpreter=f"cp{major}{minor}", platforms=platforms))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _wheel_key(path: Path) -> tuple[str, str, frozenset[Tag]] | None:
@@ -412,7 +381,7 @@ class WheelhouseBuilder:
             self.result.problems.append(Problem("uv.lock", str(exc)))
             return False
         try:
-            self.built = json.loads((dest / BUILT).read_text(encoding="utf-8"))
+            self.built = json.loads((dest / BUILT_RECORD).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.built = {}
         prune(dest, self.pins, self.result.wheels, self.built, self.log)
@@ -437,8 +406,8 @@ class WheelhouseBuilder:
                       result, self.log)
             except ValueError as exc:
                 result.problems.append(Problem(f"wheelhouse (Python {version})", str(exc)))
-        (result.dest / BUILT).write_text(json.dumps(self.built, indent=1, sort_keys=True) + "\n",
-                                         encoding="utf-8")
+        (result.dest / BUILT_RECORD).write_text(
+            json.dumps(self.built, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         found = result.problems[before:]
         fetched = f"{len(missing)} fetched" if not found else f"{len(missing)} to fetch: FAILED"
         self.log(f"wheelhouse: Python {version}: {len(wanted)} third-party pins, {len(present)} "

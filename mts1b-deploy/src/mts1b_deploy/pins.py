@@ -36,6 +36,12 @@ class Pin:
         """Whether the pin is for the running Python and platform."""
         return not self.marker or Marker(self.marker).evaluate()
 
+    @property
+    def line(self) -> str:
+        """The pin as a requirements line with its hashes (for ``pip --require-hashes``)."""
+        hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(self.hashes))
+        return f"{self.name}=={self.version} {hashes}"
+
 
 @dataclass(frozen=True)
 class Closure:
