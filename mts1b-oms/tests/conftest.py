@@ -132,14 +132,13 @@ async def oms(store: OrderStore, broker: RecordingBroker) -> AsyncIterator[Oms]:
 
 
 @pytest.fixture
-async def paper_bus() -> AsyncIterator[Any]:
-    """A bus on a fresh NATS namespace for the tests that run the paper broker service
-    (skipped without mts1b-brokers or NATS); its streams are deleted afterwards."""
-    pytest.importorskip("mts1b_brokers", reason="the paper broker service is mts1b-brokers'")
+async def nats_bus() -> AsyncIterator[Any]:
+    """A bus on a fresh NATS namespace (skipped, with the reason, without NATS); its streams
+    are deleted afterwards."""
     from mts1b_platform.bus import Bus, BusError
 
     try:
-        b = await Bus.connect(namespace=f"pb{uuid.uuid4().hex[:10]}", connect_timeout=2)
+        b = await Bus.connect(namespace=f"t{uuid.uuid4().hex[:10]}", connect_timeout=2)
     except BusError as exc:
         pytest.skip(f"NATS not reachable: {exc}")
     try:
@@ -147,3 +146,11 @@ async def paper_bus() -> AsyncIterator[Any]:
     finally:
         await b.delete_streams()
         await b.drain()
+
+
+@pytest.fixture
+async def paper_bus(nats_bus: Any) -> Any:
+    """:func:`nats_bus` for the tests that run the paper broker service (skipped without
+    mts1b-brokers)."""
+    pytest.importorskip("mts1b_brokers", reason="the paper broker service is mts1b-brokers'")
+    return nats_bus

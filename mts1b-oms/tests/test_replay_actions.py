@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +30,7 @@ from mts1b_oms.positions import PositionState
 from mts1b_oms.service import ActionDesk, ServeOptions, run_service
 from mts1b_oms.store import Store
 from mts1b_oms.testing import drop_schema, make_fund, make_registry
-from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.bus import Bus
 from mts1b_platform.replayclock import ReplayClock, hand_out
 
 D = Decimal
@@ -127,7 +126,8 @@ async def test_a_sessions_split_is_applied_at_its_tick_before_its_fill(
 
 
 @pytest.mark.integration
-async def test_the_desk_applies_an_action_on_arrival_and_refuses_a_tick_missing_one() -> None:
+async def test_the_desk_applies_an_action_on_arrival_and_refuses_a_tick_missing_one(
+        nats_bus: Bus) -> None:
     """Outside a replay an action is applied when it arrives; a tick whose actions are not all
     on the bus nor in the datalake stream is refused, naming the session and the counts."""
     from mts1b_oms.memstore import InMemoryStore
@@ -135,10 +135,7 @@ async def test_the_desk_applies_an_action_on_arrival_and_refuses_a_tick_missing_
     from mts1b_oms.service import ServiceError
     from mts1b_oms.testing import RecordingBroker
 
-    try:
-        b = await Bus.connect(namespace=f"rd{uuid.uuid4().hex[:10]}", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable: {exc}")
+    b = nats_bus
     oms = Oms(InMemoryStore(), RecordingBroker(), [make_fund()], instruments=make_registry(),
               sweep_poll_seconds=None)
     await oms.start(consume_reports=False)
@@ -162,5 +159,3 @@ async def test_the_desk_applies_an_action_on_arrival_and_refuses_a_tick_missing_
             await desk.finish("2016-01-06", 2, wait=0.05, timeout=2)
     finally:
         await oms.stop()
-        await b.delete_streams()
-        await b.drain()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -20,23 +19,15 @@ from mts1b_foundation import TREASURY_FUNDS_BUCKET, CommandReply, ReplyCode, Sub
 from mts1b_oms.service import ServeOptions, run_service
 from mts1b_oms.testing import drop_schema, make_fund, make_order, make_registry, make_signing_keys
 from mts1b_oms.treasuryfunds import TreasuryFundsError, load_treasury_funds
-from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.bus import Bus
 
 pytestmark = pytest.mark.integration
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    try:
-        b = await Bus.connect(namespace=f"t{uuid.uuid4().hex[:10]}", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable: {exc}")
-    try:
-        yield b
-    finally:
-        await b.delete_streams()
-        await b.drain()
+def bus(nats_bus: Bus) -> Bus:
+    return nats_bus
 
 
 async def _submit(bus: Bus, key: str, qty: str) -> CommandReply:
