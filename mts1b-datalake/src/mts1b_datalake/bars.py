@@ -16,7 +16,7 @@ from decimal import Decimal
 from mts1b_foundation import Bar, ValidationFailed, fit_to_domain
 from pydantic import ValidationError
 
-from mts1b_datalake.calendar import market_calendar
+from mts1b_datalake.calendar import regular_session
 
 __all__ = ["bar_timestamp", "decimal_of", "row_to_bar"]
 
@@ -38,13 +38,9 @@ def bar_timestamp(day: dt.date, calendar: str = "XNYS") -> dt.datetime:
     Days that are not sessions of ``calendar`` (weekend crypto bars, holidays) end at midnight
     UTC after the day.
     """
-    cal = market_calendar(calendar)
-    try:
-        if cal.is_session(day):
-            close: dt.datetime = cal.close_of(day)
-            return close
-    except Exception:  # noqa: S110 - outside the calendar's range: fall through
-        pass
+    regular = regular_session(calendar, day)
+    if regular is not None:
+        return regular[1]
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
 
 

@@ -205,17 +205,23 @@ def calendar_for_asset_classes(classes: Iterable[str | None],
     return calendars[0] if calendars else ASSET_CLASS_CALENDARS["equity"]
 
 
-def session_open(calendar: str, day: dt.date) -> dt.datetime:
-    """Regular open of session ``day`` in UTC (midnight UTC of a day that is not a session of
-    ``calendar``, where a daily bar starts)."""
+def regular_session(calendar: str, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+    """``(open, close)`` of ``day``'s regular session in UTC; ``None`` when ``day`` is not a
+    session of ``calendar`` (a weekend crypto bar, a holiday, outside the calendar's range)."""
     cal = market_calendar(calendar)
     try:
         if cal.is_session(day):
-            opened: dt.datetime = cal.open_of(day)
-            return opened
-    except Exception:  # noqa: S110 - outside the calendar's range: fall through
+            return cal.open_of(day), cal.close_of(day)
+    except Exception:  # noqa: S110 - outside the calendar's range: not a session
         pass
-    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+    return None
+
+
+def session_open(calendar: str, day: dt.date) -> dt.datetime:
+    """Regular open of session ``day`` in UTC (midnight UTC of a day that is not a session of
+    ``calendar``, where a daily bar starts)."""
+    regular = regular_session(calendar, day)
+    return regular[0] if regular else dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
 
 
 def session_close(calendar: str, day: dt.date) -> dt.datetime:
