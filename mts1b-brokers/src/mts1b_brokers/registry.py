@@ -9,17 +9,17 @@ an object satisfying ``BrokerProtocol``; this library registers ``paper``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from mts1b_foundation import BrokerProtocol
+from mts1b_foundation.plugins import BROKERS, entry_points_of, load_entry_point
 from mts1b_foundation.protocols import missing_members
 
 from mts1b_brokers.errors import BrokerNotFound
 
 __all__ = ["ENTRY_POINT_GROUP", "available_brokers", "get_broker", "register_broker"]
 
-ENTRY_POINT_GROUP = "mts1b.brokers"
+ENTRY_POINT_GROUP = BROKERS.group
 
 _local: dict[str, Callable[..., Any]] = {}
 
@@ -29,8 +29,8 @@ def register_broker(name: str, factory: Callable[..., Any]) -> None:
     _local[name] = factory
 
 
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict[str, Any]:
+    return entry_points_of(BROKERS)
 
 
 def available_brokers() -> list[str]:
@@ -46,7 +46,7 @@ def _factory(name: str) -> Callable[..., Any]:
         return _local[name]
     eps = _entry_points()
     if name in eps:
-        loaded: Callable[..., Any] = eps[name].load()
+        loaded: Callable[..., Any] = load_entry_point(eps[name])  # PluginLoadError if broken
         return loaded
     if name == "paper":
         from mts1b_brokers.paper import PaperClient

@@ -63,7 +63,6 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,6 +88,7 @@ from mts1b_foundation import (
     TradingStateChange,
     parse_message,
 )
+from mts1b_foundation.plugins import BROKERS, entry_points_of, load_entry_point
 from mts1b_platform.bus import Bus, BusError
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
@@ -349,11 +349,11 @@ def load_broker(spec: str, **kwargs: Any) -> BrokerProtocol:
         module, _, attr = spec.partition(":")
         factory = getattr(importlib.import_module(module), attr)
     else:
-        found = {ep.name: ep for ep in entry_points(group="mts1b.brokers")}
+        found = entry_points_of(BROKERS)
         if spec not in found:
             raise ServiceError(f"no broker {spec!r} in entry-point group mts1b.brokers; "
                                f"installed: {sorted(found)}", broker=spec)
-        factory = found[spec].load()
+        factory = load_entry_point(found[spec])  # PluginLoadError: name, group, error type
     broker = factory(**kwargs)
     if not isinstance(broker, BrokerProtocol):
         raise ServiceError(f"{spec} does not satisfy BrokerProtocol", broker=spec)

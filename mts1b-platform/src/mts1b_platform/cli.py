@@ -1,9 +1,10 @@
 """The ``mts`` command line: one root app, a command group per installed library.
 
-A library adds its group through the ``mts.commands`` entry-point group: the entry's name is the
-library's distribution name and its value points at a ``typer.Typer``::
+A library adds its group through the ``mts1b.commands`` entry-point group (named
+``mts.commands`` until this release: still read, with a DeprecationWarning when loaded): the
+entry's name is the library's distribution name and its value points at a ``typer.Typer``::
 
-    [project.entry-points."mts.commands"]
+    [project.entry-points."mts1b.commands"]
     mts1b-datalake = "mts1b_datalake.cli:app"
 
 ``mts --help`` lists every group with a help line read from metadata - the ``Summary`` of the
@@ -44,10 +45,20 @@ from typer.core import TyperGroup
 __all__ = ["ENTRY_POINT_GROUP", "app", "installed_libraries", "main"]
 
 ENTRY_POINT_GROUP = "mts.commands"
+"""The group this release's libraries register in; renamed ``mts1b.commands``
+(``mts1b_foundation.plugins.COMMANDS``), the old name read for one more release."""
+
+# mts1b_foundation.plugins.COMMANDS.groups, spelled out: importing foundation would load pydantic
+# on the light root path. The current name wins over the legacy one.
+_GROUPS = ("mts1b.commands", ENTRY_POINT_GROUP)
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    found: dict[str, metadata.EntryPoint] = {}
+    for group in _GROUPS:
+        for ep in metadata.entry_points(group=group):
+            found.setdefault(ep.name, ep)
+    return found
 
 
 def _help_line(ep: metadata.EntryPoint) -> str:
@@ -135,16 +146,19 @@ class _LibraryGroup(TyperGroup):
         ep = _entry_points().get(cmd_name)
         if ep is None:
             return None
+        from mts1b_foundation.plugins import PluginLoadError, load_entry_point
+
         try:
-            loaded: Any = ep.load()
+            loaded: Any = load_entry_point(ep)  # the one loader; warns for a legacy group
             if not isinstance(loaded, typer.Typer):
                 raise TypeError(f"{ep.value} is a {type(loaded).__name__}, not a typer.Typer")
             # Always a group, so `mts <library> <command>` holds even for one-command apps.
             command = typer.main.get_group(loaded)
         except Exception as exc:
             _log_traceback(f"loading the commands of {cmd_name}", exc)
+            cause = exc.__cause__ if isinstance(exc, PluginLoadError) else exc
             self._report_once(cmd_name, f"mts: the commands of {cmd_name} failed to load "
-                                        f"({ep.value}): {type(exc).__name__}: {exc}")
+                                        f"({ep.value}): {type(cause).__name__}: {cause}")
             if getattr(ctx, "resilient_parsing", False):
                 return None
             raise typer.Exit(1) from None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from mts1b_foundation.plugins import MARKET_DATA, load_plugins
 
 from mts1b_datalake.errors import ProviderError
 from mts1b_datalake.providers.base import (
@@ -57,7 +58,7 @@ __all__ = [
     "open_source",
 ]
 
-ENTRY_POINT_GROUP = "mts1b.market_data"
+ENTRY_POINT_GROUP = MARKET_DATA.group
 
 BUILTIN_PROVIDERS: dict[str, type[FileProvider]] = {
     "long-csv": LongCsvProvider,
@@ -74,17 +75,9 @@ def available_providers() -> dict[str, Callable[..., Any]]:
     Entry points that fail to load are skipped (and logged), so one broken plugin cannot take
     the others down.
     """
-    from mts1b_platform.logging import get_logger
-
     found: dict[str, Callable[..., Any]] = dict(BUILTIN_PROVIDERS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found:
-            continue
-        try:
-            found[ep.name] = ep.load()
-        except Exception as exc:
-            get_logger(__name__).warning("market-data plugin failed to load", plugin=ep.name,
-                                         error=str(exc))
+    # the one loader (mts1b_foundation.plugins) logs each failure by name, group and error type
+    found.update(load_plugins(MARKET_DATA, skip=found, source=entry_points).plugins)
     return found
 
 

@@ -21,13 +21,14 @@ first ``get``/``list_factors`` call, or on ``discover(reload=True)``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType, ModuleType
 from typing import Any, TypeVar
+
+from mts1b_foundation.plugins import FACTORS, load_plugins
 
 from mts1b_quantkit.errors import FactorRegistryError, UnknownFactorError
 
@@ -42,7 +43,7 @@ __all__ = [
     "unregister",
 ]
 
-ENTRY_POINT_GROUP = "mts1b.factors"
+ENTRY_POINT_GROUP = FACTORS.group
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,27 +202,27 @@ def unregister(name: str) -> None:
         _ladders.pop(name, None)
 
 
-def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
-    obj = ep.load()
+def _register_loaded(entry: str, obj: Any) -> None:
+    """Register what the entry point ``entry`` loaded (the loader's ``check``)."""
     if isinstance(obj, ModuleType):
         return  # importing the module ran its @register decorators
     if callable(obj):
-        name = _check_name(ep.name)
+        name = _check_name(entry)
         with _lock:
             if _registry.get(name) is obj:
                 return
         _add(name, obj, replace=False)
         return
     raise FactorRegistryError(
-        f"entry point {ep.name!r} ({ep.value}) is neither a module nor a callable",
-        field="entry_point", value=ep.value,
+        f"entry point {entry!r} is neither a module nor a callable ({type(obj).__name__})",
+        field="entry_point", value=entry,
     )
 
 
 def discover(*, reload: bool = False) -> dict[str, str]:
     """Load the factors of every ``mts1b.factors`` entry point (once, unless ``reload``).
 
-    Returns ``{entry point name: error}`` for plugins that failed to load; each failure is also
+    Returns ``{entry point name: error type}`` for plugins that failed to load; each failure is also
     reported as a ``RuntimeWarning`` naming the plugin, and never hides the other plugins.
     """
     global _discovered
@@ -230,15 +231,10 @@ def discover(*, reload: bool = False) -> dict[str, str]:
             return dict(_plugin_errors)
         _discovered = True
         _plugin_errors.clear()
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                _load_entry_point(ep)
-            except Exception as exc:  # a broken plugin must not take the registry down
-                _plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"mts1b.factors plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
-                    RuntimeWarning, stacklevel=2,
-                )
+        # the one loader: a broken plugin is reported and must not take the registry down
+        for failure in load_plugins(FACTORS, check=_register_loaded).failures:
+            _plugin_errors[failure.name] = failure.error_type
+            warnings.warn(str(failure), RuntimeWarning, stacklevel=2)
         return dict(_plugin_errors)
 
 
