@@ -19,6 +19,21 @@ Use it from pytest::
 
 or collect a report with :func:`run_conformance`. Each check raises
 :class:`ConformanceFailure` (an ``AssertionError``) naming what was expected and what came back.
+
+**Fault checks** (``ambiguous_submit``, ``duplicate_and_corrected_execution``,
+``reconnect_resync``) need a venue that can script faults: the harness's ``faults`` is a
+:class:`FaultDriver` (lose the answer to a submit, send an execution twice, correct an
+execution, drop the connection, drop it in the middle of a fill). A harness without one (the
+paper broker) declares so by leaving ``faults`` at ``None``, and those checks raise
+:class:`ConformanceSkip` (a ``unittest.SkipTest``: pytest reports it as skipped with the
+reason; :func:`run_conformance` maps the check to ``"skipped: <reason>"``). A driver that can
+script only some faults raises ``NotImplementedError`` from the others: the checks needing
+them are skipped the same way.
+
+Public API (stable): ``CHECKS``, ``FAULT_CHECKS``, ``BrokerHarness``, ``HarnessFactory``,
+``VenueDriver``, ``FaultDriver``, ``ConformanceFailure``, ``ConformanceSkip``,
+``PaperDriver``, ``paper_harness``, ``ibkr_harness`` (needs the ``ibkr`` extra),
+``run_check``, ``run_conformance``.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import unittest
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +53,7 @@ from mts1b_foundation import (
     BrokerProtocol,
     BrokerRejected,
     BrokerTransportError,
+    BrokerUnknownOutcome,
     ConnectionState,
     Equity,
     ExecType,
@@ -52,11 +69,15 @@ from mts1b_brokers.paper import PaperClient
 
 __all__ = [
     "CHECKS",
+    "FAULT_CHECKS",
     "BrokerHarness",
     "ConformanceFailure",
+    "ConformanceSkip",
+    "FaultDriver",
     "HarnessFactory",
     "PaperDriver",
     "VenueDriver",
+    "ibkr_harness",
     "paper_harness",
     "run_check",
     "run_conformance",
@@ -65,6 +86,42 @@ __all__ = [
 
 class ConformanceFailure(AssertionError):
     """A broker did not behave as ``BrokerProtocol`` requires."""
+
+
+class ConformanceSkip(unittest.SkipTest):
+    """A check cannot run against this harness (it cannot script the fault it needs)."""
+
+
+@runtime_checkable
+class FaultDriver(Protocol):
+    """Scripts the venue faults the fault checks need. A method the venue cannot script
+    raises ``NotImplementedError`` (the checks needing it are then skipped)."""
+
+    async def lose_next_submit(self, *, delivered: bool) -> None:
+        """The connection drops right after the next order is sent, before any answer;
+        ``delivered``: the venue got it (else it never did)."""
+        ...
+
+    async def duplicate_next_execution(self) -> None:
+        """The venue sends the next execution twice (same execution id)."""
+        ...
+
+    async def correct_last_execution(self, quantity: Decimal) -> None:
+        """The venue corrects its last execution to ``quantity`` (a trade correction)."""
+        ...
+
+    async def drop_connection(self) -> None:
+        """The venue drops every client connection without warning (a gateway reset)."""
+        ...
+
+    async def disconnect_mid_next_fill(self) -> None:
+        """The next fill's execution is sent and then the connection drops, before the rest
+        of that fill's messages (commission, status)."""
+        ...
+
+    def orders_at_venue(self, order_id: str) -> int:
+        """How many orders the venue holds for our client order id (a re-send makes two)."""
+        ...
 
 
 @runtime_checkable
@@ -87,6 +144,10 @@ class BrokerHarness:
     settle: float = 0.0
     """Seconds to wait before asserting that something did *not* happen (0 in-process)."""
     cleanup: Callable[[], Awaitable[None]] | None = None
+    faults: FaultDriver | None = None
+    """``None``: the venue cannot script faults, and the fault checks are skipped."""
+    reconnect_timeout: float = 10.0
+    """Seconds a broker may take to reconnect by itself after the venue dropped it."""
 
 
 HarnessFactory = Callable[[], Awaitable[BrokerHarness]]
@@ -127,6 +188,31 @@ def paper_harness(**config: Any) -> HarnessFactory:
                              participation_rate=rate, **options)
         return BrokerHarness(broker=broker, account_id="conf",
                              driver=PaperDriver(broker, start=start, participation_rate=rate))
+
+    return make
+
+
+def ibkr_harness(**config: Any) -> HarnessFactory:
+    """A factory of fresh :class:`~mts1b_brokers.ibkr.IbkrBroker` s, each against its own
+    :class:`~mts1b_brokers.testing.tws.FakeTws` (account ``DU1234567`` with 1,000,000 cash),
+    with a :class:`FaultDriver`. Needs the ``ibkr`` extra. ``config`` goes to ``IbkrBroker``
+    (``server_version`` to ``FakeTws``)."""
+
+    async def make() -> BrokerHarness:
+        from mts1b_brokers.ibkr import IbkrBroker
+        from mts1b_brokers.testing.tws import FakeTws, TwsFaultDriver
+
+        options = dict(config)
+        tws = FakeTws(server_version=int(options.pop("server_version", 178)),
+                      prices={"CONF": Decimal(100)})
+        port = await tws.start()
+        options.setdefault("request_timeout", 2.0)
+        options.setdefault("commission_wait", 0.5)
+        options.setdefault("reconnect_initial", 0.05)
+        broker = IbkrBroker(port=port, client_id=int(options.pop("client_id", 7)), **options)
+        driver = TwsFaultDriver(tws)
+        return BrokerHarness(broker=broker, account_id="DU1234567", driver=driver,
+                             faults=driver, settle=0.15, cleanup=tws.stop)
 
     return make
 
@@ -434,6 +520,141 @@ async def _order_status(c: _Ctx) -> None:
     _expect(await c.broker.order_status(never) is None, "asking created the order")
 
 
+# ------------------------------------------------------------------------- fault checks
+def _faults(c: _Ctx, what: str) -> FaultDriver:
+    if c.h.faults is None:
+        raise ConformanceSkip(f"{c.broker.name} cannot script venue faults "
+                              f"(its harness has no FaultDriver), so {what} is not checked")
+    return c.h.faults
+
+
+async def _fault(c: _Ctx, what: str, action: Awaitable[None]) -> None:
+    try:
+        await action
+    except NotImplementedError:
+        raise ConformanceSkip(f"the venue of {c.broker.name} cannot script {what}") from None
+
+
+async def _connected_again(c: _Ctx) -> None:
+    """Wait until the broker has reconnected by itself (after the venue dropped it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + c.h.reconnect_timeout
+    await asyncio.sleep(0.05)
+    while c.broker.connection_state is not ConnectionState.CONNECTED:
+        if loop.time() > deadline:
+            raise ConformanceFailure(f"not reconnected {c.h.reconnect_timeout}s after the "
+                                     f"venue dropped it (state {c.broker.connection_state})")
+        await asyncio.sleep(0.05)
+
+
+async def _ambiguous_submit(c: _Ctx) -> None:
+    """A submit whose answer is lost is an unknown outcome - never a rejection - and is
+    never sent twice: ``order_status`` tells whether the venue got it (``None`` only when it
+    provably did not), and the OMS's repeat of the same order makes one order either way."""
+    faults = _faults(c, "an ambiguous submit")
+    for n, delivered in ((1, True), (2, False)):
+        order = c.order(n, order_type=OrderType.LIMIT, limit=c.h.price - 10)
+        oid = order.order_id or ""
+        await _fault(c, "a lost submit answer", faults.lose_next_submit(delivered=delivered))
+        try:
+            first = await c.broker.submit(order)
+        except BrokerUnknownOutcome:
+            first = None
+        except BrokerRejected as exc:
+            raise ConformanceFailure(f"a submit whose answer was lost was called a "
+                                     f"rejection: {exc}") from exc
+        except BrokerTransportError as exc:
+            raise ConformanceFailure(f"a submit that was sent was called not sent "
+                                     f"(BrokerTransportError): {exc}") from exc
+        _expect(first is None or first.exec_type is ExecType.ACK,
+                f"a submit whose answer was lost returned {first}")
+        await _connected_again(c)
+        status = await c.broker.order_status(oid)
+        if delivered:
+            _expect(status is not None and status.exec_type is ExecType.ACK,
+                    f"the venue has {oid} but order_status says {status}")
+        else:
+            _expect(status is None, f"the venue never got {oid} but order_status says "
+                    f"{status and status.exec_type}")
+        again = await c.broker.submit(order)
+        _expect(again.exec_type is ExecType.ACK, f"the repeated submit gave {again.exec_type}")
+        _expect(faults.orders_at_venue(oid) == 1,
+                f"the venue holds {faults.orders_at_venue(oid)} orders for {oid} "
+                f"(delivered={delivered}); a lost answer must never make two")
+    await c.trade(c.h.price - 10, 100)
+    for n in (1, 2):
+        oid = f"{c.tag}-{n}"
+        await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout)
+        await c.settle()
+        _expect(len(c.reports.of(oid, ExecType.PARTIAL_FILL, ExecType.FILL)) == 1,
+                f"{oid} was filled more than once")
+
+
+async def _duplicate_and_corrected_execution(c: _Ctx) -> None:
+    """An execution sent twice counts once; a corrected execution replaces the fill it
+    corrects (same trade id, no new fill report), and the order's filled quantity and the
+    position follow the correction."""
+    faults = _faults(c, "duplicate and corrected executions")
+    await c.trade(c.h.price, 0)
+    before = await c.position()
+    order = c.order(1)
+    oid = order.order_id or ""
+    await c.broker.submit(order)
+    await _fault(c, "a duplicate execution", faults.duplicate_next_execution())
+    await c.trade(c.h.price, 4)
+    await c.reports.wait(oid, ExecType.PARTIAL_FILL, timeout=c.h.timeout)
+    await c.trade(c.h.price, 100)
+    full = (await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout))[0]
+    await c.settle()
+    fills = c.reports.of(oid, ExecType.PARTIAL_FILL, ExecType.FILL)
+    _expect([f.last_quantity for f in fills] == [4, 6] and full.cumulative_quantity == 10,
+            f"a duplicated execution was counted again: fills "
+            f"{[str(f.last_quantity) for f in fills]}, cum {full.cumulative_quantity}")
+    _expect(await c.position() - before == 10, "the position counted a duplicate")
+    await _fault(c, "a corrected execution", faults.correct_last_execution(Decimal(5)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + c.h.timeout
+    status = await c.broker.order_status(oid)
+    while (status is None or status.cumulative_quantity != 9) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        status = await c.broker.order_status(oid)
+    _expect(status is not None and status.cumulative_quantity == 9,
+            f"after correcting the 6-share execution to 5 the order's filled quantity is "
+            f"{status and status.cumulative_quantity}, expected 9")
+    await c.settle()
+    again = c.reports.of(oid, ExecType.PARTIAL_FILL, ExecType.FILL)
+    _expect(len(again) == 2, f"a correction was reported as a new fill ({len(again)} fills)")
+    _expect(await c.position() - before == 9,
+            f"the position after the correction grew by {await c.position() - before}, "
+            "expected 9")
+
+
+async def _reconnect_resync(c: _Ctx) -> None:
+    """The venue drops the broker in the middle of a fill, and later again; fills made while
+    it was away arrive after it reconnects by itself, each exactly once."""
+    faults = _faults(c, "a dropped connection")
+    await c.trade(c.h.price, 0)
+    before = await c.position()
+    order = c.order(1, order_type=OrderType.LIMIT, limit=c.h.price)
+    oid = order.order_id or ""
+    await c.broker.submit(order)
+    await _fault(c, "a disconnect in the middle of a fill", faults.disconnect_mid_next_fill())
+    await c.trade(c.h.price, 4)
+    await _connected_again(c)
+    part = (await c.reports.wait(oid, ExecType.PARTIAL_FILL, timeout=c.h.timeout))[0]
+    _expect_quantities("partial fill across a reconnect", part, 4, 4, 6)
+    await _fault(c, "a dropped connection", faults.drop_connection())
+    await c.trade(c.h.price, 100)  # trades while the broker is away
+    await _connected_again(c)
+    full = (await c.reports.wait(oid, ExecType.FILL, timeout=c.h.timeout))[0]
+    _expect_quantities("fill made while disconnected", full, 6, 10, 0)
+    await c.settle()
+    fills = c.reports.of(oid, ExecType.PARTIAL_FILL, ExecType.FILL)
+    _expect(len(fills) == 2, f"{len(fills)} fill reports across the reconnects, expected 2")
+    _expect(await c.position() - before == 10, "position wrong after the reconnects")
+    _expect(oid not in await c.open_ids(), "a filled order is still open after resync")
+
+
 CHECKS: dict[str, Check] = {
     "submit_ack": _submit_ack,
     "reject": _reject,
@@ -443,8 +664,15 @@ CHECKS: dict[str, Check] = {
     "reconnect": _reconnect,
     "duplicate_submission": _duplicate_submission,
     "order_status": _order_status,
+    "ambiguous_submit": _ambiguous_submit,
+    "duplicate_and_corrected_execution": _duplicate_and_corrected_execution,
+    "reconnect_resync": _reconnect_resync,
 }
 """Check name -> check. Each runs against a fresh harness."""
+
+FAULT_CHECKS = frozenset({"ambiguous_submit", "duplicate_and_corrected_execution",
+                          "reconnect_resync"})
+"""The checks that need a :class:`FaultDriver` (skipped without one)."""
 
 
 async def run_check(name: str, factory: HarnessFactory) -> None:
@@ -465,12 +693,15 @@ async def run_check(name: str, factory: HarnessFactory) -> None:
 
 async def run_conformance(factory: HarnessFactory,
                           checks: list[str] | None = None) -> dict[str, str | None]:
-    """Run checks (default: all); map each name to ``None`` (passed) or the failure text."""
+    """Run checks (default: all); map each name to ``None`` (passed), ``"skipped: <why>"``
+    or the failure text."""
     results: dict[str, str | None] = {}
     for name in checks or sorted(CHECKS):
         try:
             await run_check(name, factory)
             results[name] = None
+        except ConformanceSkip as skip:
+            results[name] = f"skipped: {skip}"
         except Exception as exc:  # report every failure, keep running the rest
             results[name] = f"{type(exc).__name__}: {exc}"
     return results

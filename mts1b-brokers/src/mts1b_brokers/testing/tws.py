@@ -40,7 +40,8 @@ from typing import Literal
 from mts1b_brokers.testing import tws_wire as w
 from mts1b_brokers.testing.tws_wire import IN, ContractFields, OrderFields
 
-__all__ = ["SUPPORTED_SERVER_VERSIONS", "FakeTws", "TwsExecution", "TwsFaults", "TwsOrder"]
+__all__ = ["SUPPORTED_SERVER_VERSIONS", "FakeTws", "TwsExecution", "TwsFaultDriver",
+           "TwsFaults", "TwsOrder"]
 
 SUPPORTED_SERVER_VERSIONS = (176, 178)
 """Server versions FakeTws claims (and the tests decode every message with ib_async for)."""
@@ -640,3 +641,32 @@ def _version_range(hello: str) -> tuple[int, int]:
         raise ValueError(f"bad API version string {hello!r}")
     low, _, high = spec[1:].partition("..")
     return int(low), int(high or low)
+
+
+class TwsFaultDriver:
+    """The conformance kit's venue and fault driver for a :class:`FakeTws`
+    (``mts1b_brokers.conformance.VenueDriver`` and ``FaultDriver``)."""
+
+    def __init__(self, tws: FakeTws) -> None:
+        self.tws = tws
+
+    async def trade(self, symbol: str, price: Decimal, liquidity: Decimal) -> None:
+        await self.tws.trade(symbol, price, liquidity)
+
+    async def lose_next_submit(self, *, delivered: bool) -> None:
+        self.tws.faults.lose_next_place = "delivered" if delivered else "lost"
+
+    async def duplicate_next_execution(self) -> None:
+        self.tws.faults.duplicate_next_execution = True
+
+    async def correct_last_execution(self, quantity: Decimal) -> None:
+        await self.tws.correct_execution(shares=quantity)
+
+    async def drop_connection(self) -> None:
+        self.tws.drop_connections()
+
+    async def disconnect_mid_next_fill(self) -> None:
+        self.tws.faults.disconnect_mid_fill_next = True
+
+    def orders_at_venue(self, order_id: str) -> int:
+        return len(self.tws.placed(order_id))

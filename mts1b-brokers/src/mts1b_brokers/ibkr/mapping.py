@@ -1,0 +1,123 @@
+"""Foundation instruments, order types and IB error codes in IB's terms.
+
+Contracts: equities and ETFs (``STK``), options (``OPT``), futures (``FUT``) and FX pairs
+(``CASH`` on IDEALPRO). Crypto and event contracts are refused as ``UNSUPPORTED``.
+
+Error codes: IB's codes fall in three kinds for an order we sent - the venue refused it (the
+order does not exist there: :data:`REJECT_CODES`), the request never reached the venue
+(:data:`TRANSPORT_CODES`), or the message is informational and the order lives on
+(:data:`INFO_CODES`, notably 10349 which ib_async reports as a cancel, ib_async #191).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from ib_async import Contract, Forex, Future, Option, Stock
+from ib_async import Order as IbOrder
+from mts1b_foundation import (
+    ETF,
+    Equity,
+    FxPair,
+    Instrument,
+    Order,
+    OrderType,
+    ReplyCode,
+    TimeInForce,
+)
+from mts1b_foundation import Future as FutureInstrument
+from mts1b_foundation import Option as OptionInstrument
+
+__all__ = [
+    "INFO_CODES",
+    "REJECT_CODES",
+    "TRANSPORT_CODES",
+    "UnsupportedOrder",
+    "ib_order",
+    "reply_code",
+    "to_contract",
+]
+
+REJECT_CODES: dict[int, ReplyCode] = {
+    103: ReplyCode.DUPLICATE_ORDER,          # duplicate order id
+    110: ReplyCode.TICK_SIZE,                # price does not conform to the minimum tick
+    200: ReplyCode.INSTRUMENT_NOT_FOUND,     # no security definition
+    201: ReplyCode.BROKER_REJECTED,          # order rejected - reason: ...
+    203: ReplyCode.INSTRUMENT_RESTRICTED,    # security not available/allowed for the account
+    321: ReplyCode.INVALID_ORDER,            # error validating request
+    387: ReplyCode.UNSUPPORTED,              # unsupported order type
+    434: ReplyCode.INVALID_QUANTITY,         # order size cannot be zero
+    10147: ReplyCode.ORDER_NOT_FOUND,        # cancel: order id not found
+    10148: ReplyCode.CANCEL_REJECTED,        # cancel: cannot be cancelled, state: ...
+    104: ReplyCode.ORDER_NOT_OPEN,           # can't modify a filled order
+}
+"""Codes that mean the request was refused (for a new order: it does not exist at IB)."""
+
+TRANSPORT_CODES = frozenset({502, 504, 1100, 1300, 2110})
+"""Codes that mean TWS is not connected (to us or to IB's servers): nothing was sent on."""
+
+INFO_CODES = frozenset({399, 404, 10349, 2104, 2106, 2107, 2108, 2158, 1102, 1101})
+"""Codes that change nothing about an order: it lives on (10349: TIF set by a preset)."""
+
+
+class UnsupportedOrder(ValueError):
+    """The order cannot be expressed in IB's terms; the text names the field and value."""
+
+
+def to_contract(instrument: Instrument) -> Contract:
+    """The ib_async contract of a foundation instrument."""
+    exchange = instrument.venue or "SMART"
+    if isinstance(instrument, Equity | ETF):
+        return Stock(instrument.symbol, exchange, instrument.currency)
+    if isinstance(instrument, OptionInstrument):
+        return Option(instrument.underlying, instrument.expiry.strftime("%Y%m%d"),
+                      float(instrument.strike), "C" if instrument.right.value.upper()
+                      .startswith("C") else "P", exchange,
+                      str(instrument.multiplier.normalize()), instrument.currency)
+    if isinstance(instrument, FutureInstrument):
+        return Future(instrument.root, instrument.expiry.strftime("%Y%m%d"),
+                      "" if exchange == "SMART" else exchange,
+                      multiplier=str(instrument.multiplier.normalize()),
+                      currency=instrument.currency)
+    if isinstance(instrument, FxPair):
+        return Forex(instrument.base + instrument.quote,
+                     "IDEALPRO" if exchange == "SMART" else exchange)
+    raise UnsupportedOrder(f"instrument.asset_class {instrument.asset_class.value!r} is not "
+                           "traded through IBKR by this adapter")
+
+
+_TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP",
+          OrderType.STOP_LIMIT: "STP LMT", OrderType.MARKET_ON_CLOSE: "MOC",
+          OrderType.LIMIT_ON_CLOSE: "LOC"}
+_TIFS = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC",
+         TimeInForce.FOK: "FOK", TimeInForce.GTD: "GTD", TimeInForce.OPG: "OPG",
+         TimeInForce.CLS: "DAY"}
+
+
+def ib_order(order: Order, account: str, ib_order_id: int) -> IbOrder:
+    """The ib_async order for ``order``: our ``order_id`` in ``orderRef``."""
+    kind = _TYPES.get(order.order_type)
+    if kind is None:
+        raise UnsupportedOrder(f"order_type {order.order_type.value!r} is not supported")
+    ib = IbOrder(orderId=ib_order_id, action="BUY" if order.side.value == "buy" else "SELL",
+                 totalQuantity=float(order.quantity), orderType=kind,
+                 tif=_TIFS[order.time_in_force], account=account,
+                 orderRef=order.order_id or "", transmit=True)
+    if order.limit_price is not None:
+        ib.lmtPrice = float(order.limit_price)
+    if order.stop_price is not None:
+        ib.auxPrice = float(order.stop_price)
+    if order.expire_at is not None:
+        ib.goodTillDate = order.expire_at.astimezone(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
+    return ib
+
+
+def reply_code(code: int) -> ReplyCode:
+    """The stack's code for an IB error code that refused a request."""
+    return REJECT_CODES.get(code, ReplyCode.BROKER_REJECTED)
+
+
+def decimal(value: float) -> Decimal:
+    """An IB double as a Decimal (its shortest repr: 99.5, not 99.4999...)."""
+    return Decimal(repr(value))
