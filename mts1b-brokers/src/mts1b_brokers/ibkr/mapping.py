@@ -74,11 +74,11 @@ def to_contract(instrument: Instrument) -> Contract:
         return Option(instrument.underlying, instrument.expiry.strftime("%Y%m%d"),
                       float(instrument.strike), "C" if instrument.right.value.upper()
                       .startswith("C") else "P", exchange,
-                      str(instrument.multiplier.normalize()), instrument.currency)
+                      _plain(instrument.multiplier), instrument.currency)
     if isinstance(instrument, FutureInstrument):
         return Future(instrument.root, instrument.expiry.strftime("%Y%m%d"),
                       "" if exchange == "SMART" else exchange,
-                      multiplier=str(instrument.multiplier.normalize()),
+                      multiplier=_plain(instrument.multiplier),
                       currency=instrument.currency)
     if isinstance(instrument, FxPair):
         return Forex(instrument.base + instrument.quote,
@@ -111,6 +111,11 @@ def ib_order(order: Order, account: str, ib_order_id: int) -> IbOrder:
     if order.expire_at is not None:
         ib.goodTillDate = order.expire_at.astimezone(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
     return ib
+
+
+def _plain(value: Decimal) -> str:
+    """``Decimal("100")`` -> ``"100"`` (``normalize`` alone gives ``"1E+2"``)."""
+    return format(value.normalize(), "f")
 
 
 def reply_code(code: int) -> ReplyCode:

@@ -69,6 +69,9 @@ class TwsFaults:
     no status): the client must find the rest by reqExecutions after reconnecting."""
     duplicate_next_execution: bool = False
     """The next fill's execDetails and commissionReport are sent twice."""
+    silence_next_place: bool = False
+    """The venue takes the next new order but answers nothing (a stuck gateway): the client
+    times out and must reconcile (the order shows in reqOpenOrders)."""
     fill_before_cancel_next: bool = False
     """The next cancelOrder loses a race: the order fills completely just before it arrives,
     and the cancel is answered with error 10148."""
@@ -174,6 +177,8 @@ class FakeTws:
         self.transcript: list[tuple[str, bytes]] = []
         """("in" | "out", framed bytes) for every message after the handshake's API prefix."""
         self.received: list[list[str]] = []
+        self.received_at: list[float] = []
+        """Loop time at which each message of :attr:`received` arrived (pacing checks)."""
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._conns: list[_Conn] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -184,9 +189,10 @@ class FakeTws:
         self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> int:
-        """Listen on an ephemeral port of 127.0.0.1 and return it."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1 (an ephemeral port unless given; give the old one to come back
+        after :meth:`stop`, as a gateway does after its daily restart) and return the port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -269,6 +275,7 @@ class FakeTws:
                 for fields in decoder.feed(data):
                     self.transcript.append(("in", w.frame(fields)))
                     self.received.append(fields)
+                    self.received_at.append(asyncio.get_running_loop().time())
                     if not self._handle(conn, fields):
                         return
                 if writer.is_closing():
@@ -377,6 +384,9 @@ class FakeTws:
         order = TwsOrder(order_id, conn.client_id, next(self._perm), account, contract, action,
                          qty, otype, lmt, aux, tif, ref)
         self.orders[order_id] = order
+        if self.faults.silence_next_place:
+            self.faults.silence_next_place = False
+            return True
         self._report(order, open_order=True)
         if self.faults.warn_10349_next:
             self.faults.warn_10349_next = False
