@@ -362,3 +362,25 @@ async def test_registered_as_ibkr_entry_point(tws: FakeTws) -> None:
     async with broker:
         assert state(broker) is ConnectionState.CONNECTED
     assert state(broker) is ConnectionState.DISCONNECTED
+
+
+async def test_a_silent_gateway_is_found_by_the_heartbeat(tws: FakeTws) -> None:
+    alerts: list[str] = []
+    broker = broker_for(tws, heartbeat_interval=0.1, heartbeat_timeout=0.2,
+                        connect_timeout=0.3, on_alert=alerts.append)
+    await broker.connect()
+    tws.faults.unresponsive = True  # the socket stays open, nothing answers
+    for _ in range(100):
+        if any("heartbeat" in a for a in alerts):
+            break
+        await asyncio.sleep(0.02)
+    assert any("did not answer a heartbeat" in a for a in alerts)
+    assert state(broker) is ConnectionState.RECONNECTING
+    tws.faults.unresponsive = False
+    for _ in range(150):
+        if state(broker) is ConnectionState.CONNECTED:
+            break
+        await asyncio.sleep(0.02)
+    assert state(broker) is ConnectionState.CONNECTED
+    assert (await broker.submit(order(1))).exec_type is ExecType.ACK
+    await broker.close()

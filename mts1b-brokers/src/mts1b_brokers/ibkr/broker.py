@@ -21,8 +21,11 @@ What it does, and why:
   adapter: :meth:`order_status` and a repeated :meth:`submit` reconcile first, and place the
   order again only when IB's open orders, completed orders and executions all lack it.
 - **Reconnect**: after a drop it retries with exponential backoff (``reconnect_initial`` to
-  ``reconnect_max`` seconds), logs a warning (and calls ``on_alert``) while disconnected,
-  and re-synchronises open orders, completed orders, executions and positions.
+  ``reconnect_max`` seconds), logs a warning (and calls ``on_alert``) on the drop and on
+  every failed attempt, and re-synchronises open orders, completed orders and executions.
+  A gateway that goes silent without closing the socket (IB's daily reset) is found by a
+  heartbeat: ``reqCurrentTime`` every ``heartbeat_interval`` seconds, and no answer within
+  ``heartbeat_timeout`` counts as a drop.
 - **Pacing**: ib_async's client throttles to ``max_requests_per_second`` (45; IB's cap is 50).
 """
 
@@ -103,7 +106,8 @@ class IbkrBroker:
                  store: OrderStore | str | None = None, request_timeout: float = 5.0,
                  connect_timeout: float = 5.0, reconnect_initial: float = 0.2,
                  reconnect_max: float = 30.0, commission_wait: float = 2.0,
-                 max_requests_per_second: int = 45,
+                 max_requests_per_second: int = 45, heartbeat_interval: float = 30.0,
+                 heartbeat_timeout: float = 10.0,
                  on_alert: Callable[[str], None] | None = None) -> None:
         self._host, self._port, self._client_id = host, int(port), int(client_id)
         self._account = account
@@ -115,6 +119,8 @@ class IbkrBroker:
         self._backoff = (reconnect_initial, reconnect_max)
         self._commission_wait = commission_wait
         self._rate = max_requests_per_second
+        self._heartbeat = (heartbeat_interval, heartbeat_timeout)
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._on_alert = on_alert
         self._ib: IB | None = None
         self._state = ConnectionState.DISCONNECTED
@@ -159,6 +165,7 @@ class IbkrBroker:
 
     async def close(self) -> None:
         self._closing = True
+        self._stop_heartbeat()
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,8 +202,36 @@ class IbkrBroker:
                 broker=self._name) from None
         self._ib = ib
         self._accounts = list(ib.managedAccounts())
+        try:
+            await self._reconcile()
+        except BrokerTransportError:
+            self._ib = None
+            ib.disconnect()
+            raise
         ib.disconnectedEvent += self._on_disconnected
-        await self._reconcile()
+        self._stop_heartbeat()
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat(ib))
+
+    def _stop_heartbeat(self) -> None:
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _beat(self, ib: IB) -> None:
+        """Ask TWS the time now and then; silence means the link is dead even if the socket
+        looks open (the daily reset can drop a session without a FIN)."""
+        interval, timeout = self._heartbeat
+        while ib is self._ib and ib.isConnected():
+            await asyncio.sleep(interval)
+            if ib is not self._ib:
+                return
+            try:
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+            except (TimeoutError, ConnectionError):
+                self._alert(f"{self._name}: TWS/IB Gateway did not answer a heartbeat within "
+                            f"{timeout}s; dropping the connection")
+                ib.disconnect()  # -> _on_disconnected -> reconnect
+                return
 
     def _hook(self, ib: IB) -> None:
         """Read orderStatus, error, execDetails and commissionReport as TWS sent them."""
@@ -221,6 +256,7 @@ class IbkrBroker:
             return
         self._state = ConnectionState.RECONNECTING
         self._ib = None
+        self._stop_heartbeat()
         self._alert(f"{self._name}: disconnected from TWS/IB Gateway at "
                     f"{self._host}:{self._port}; reconnecting")
         self._fail_waiters()

@@ -72,6 +72,9 @@ class TwsFaults:
     silence_next_place: bool = False
     """The venue takes the next new order but answers nothing (a stuck gateway): the client
     times out and must reconcile (the order shows in reqOpenOrders)."""
+    unresponsive: bool = False
+    """While set, the gateway keeps its sockets open but answers nothing and closes new
+    connections at once: the silent drop of IB's daily reset, which only a heartbeat sees."""
     fill_before_cancel_next: bool = False
     """The next cancelOrder loses a race: the order fills completely just before it arrives,
     and the cancel is answered with error 10148."""
@@ -263,7 +266,7 @@ class FakeTws:
             hello = (await reader.readexactly(size)).decode("ascii")
             self.transcript.append(("in", prefix + size.to_bytes(4, "big") + hello.encode()))
             low, high = _version_range(hello)
-            if not low <= self.server_version <= high:
+            if self.faults.unresponsive or not low <= self.server_version <= high:
                 return  # TWS closes the socket on an unsupported range
             when = self._clock().strftime("%Y%m%d %H:%M:%S UTC")
             self._send(conn, [self.server_version, when])
@@ -273,6 +276,8 @@ class FakeTws:
                 if not data:
                     return
                 for fields in decoder.feed(data):
+                    if self.faults.unresponsive:
+                        continue
                     self.transcript.append(("in", w.frame(fields)))
                     self.received.append(fields)
                     self.received_at.append(asyncio.get_running_loop().time())
