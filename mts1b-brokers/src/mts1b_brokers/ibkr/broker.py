@@ -304,6 +304,16 @@ class IbkrBroker:
                                        broker=self._name, call=call)
         return ib
 
+    async def _link(self, call: str) -> IB:
+        """For a query: while reconnecting, wait up to ``request_timeout`` for the link to
+        come back (a question changes nothing at IB, so waiting is safe; an order is never
+        held back this way - it fails at once with ``BrokerTransportError``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while self._state is ConnectionState.RECONNECTING and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return self._require(call)
+
     # ------------------------------------------------------------------ commands
     async def submit(self, order: Order) -> ExecutionReport:
         ib = self._require("submit")
@@ -395,13 +405,13 @@ class IbkrBroker:
             return None  # every order is recorded before it is sent: this one never was
         if tracked.acked or tracked.rejected is not None or tracked.done:
             return tracked.last or tracked.report(ExecType.ACK)
-        self._require("order_status")
+        await self._link("order_status")
         if await self._absent(tracked):
             return None
         return tracked.last or tracked.report(ExecType.ACK)
 
     async def open_orders(self, account_id: str | None = None) -> list[Order]:
-        ib = self._require("open_orders")
+        ib = await self._link("open_orders")
         trades = await self._request(ib.reqOpenOrdersAsync(), "open_orders")
         out: list[Order] = []
         for trade in trades:
@@ -414,7 +424,7 @@ class IbkrBroker:
         return out
 
     async def positions(self, account_id: str) -> list[Position]:
-        ib = self._require("positions")
+        ib = await self._link("positions")
         now = dt.datetime.now(dt.UTC)
         rows = await self._request(ib.reqPositionsAsync(), "positions")
         return [Position(fund_id=account_id, symbol=p.contract.symbol,
@@ -422,7 +432,7 @@ class IbkrBroker:
                 for p in rows if p.account == account_id and p.position]
 
     async def account(self, account_id: str) -> AccountSnapshot:
-        ib = self._require("account")
+        ib = await self._link("account")
         values = await self._request(ib.accountSummaryAsync(account_id), "account")
         tags = {v.tag: v.value for v in values if v.account == account_id}
         if "NetLiquidation" not in tags:
