@@ -222,3 +222,86 @@ def _pip(scratch: Path) -> list[str]:
         return [base, "-m", "pip"]
     venv.EnvBuilder(with_pip=True).create(scratch / "pip-venv")
     return [str(scratch / "pip-venv" / "bin" / "python"), "-m", "pip"]
+
+
+@pytest.fixture(scope="session")
+def paper_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paper stack's closure (the venue, the OMS, the treasury), once per session."""
+    return build_wheelhouse(tmp_path_factory.mktemp("paper-wheelhouse"),
+                            ("mts1b-brokers", "mts1b-oms", "mts1b-treasury"))
+
+
+# -- NATS and PostgreSQL ------------------------------------------------------------------------
+
+NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+DSN = os.environ.get("MTS_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _servers_down() -> str | None:
+    import asyncpg
+    import nats
+
+    try:
+        nc = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=0)
+        await nc.close()
+    except Exception:
+        return f"NATS not reachable at {NATS_URL} (python3 dev.py test starts one)"
+    try:
+        conn = await asyncpg.connect(DSN, timeout=3)
+        await conn.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return f"PostgreSQL not reachable at {DSN}"
+    return None
+
+
+async def _clean(namespaces: list[str], schemas: list[str]) -> None:
+    import asyncpg
+    from mts1b_platform.bus import Bus
+
+    for namespace in namespaces:
+        bus = await Bus.connect(url=NATS_URL, namespace=namespace, connect_timeout=5)
+        try:
+            await bus.delete_streams()
+        finally:
+            await bus.drain()
+    conn = await asyncpg.connect(DSN, timeout=10)
+    try:
+        for schema in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Servers:
+    """NATS and PostgreSQL for one test; the namespaces and schemas it names are deleted after."""
+
+    nats_url: str = NATS_URL
+    dsn: str = DSN
+    namespaces: list[str] = field(default_factory=list)
+    schemas: list[str] = field(default_factory=list)
+
+    def namespace(self, prefix: str) -> str:
+        """A fresh namespace, with ``<namespace>_oms`` and ``<namespace>_treasury`` schemas
+        dropped afterwards."""
+        import uuid
+
+        name = f"{prefix}{uuid.uuid4().hex[:8]}"
+        self.namespaces.append(name)
+        self.schemas += [f"{name}_oms", f"{name}_treasury"]
+        return name
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    """Real NATS and PostgreSQL, or a skip naming which is missing."""
+    import asyncio
+
+    why = asyncio.run(_servers_down())
+    if why:
+        pytest.skip(why)
+    found = Servers()
+    try:
+        yield found
+    finally:
+        asyncio.run(_clean(found.namespaces, found.schemas))

@@ -5,8 +5,9 @@ the Proxmox containers (drift, an idempotent ``apply``); ``vault bootstrap`` aga
 OpenBao and ``vault login`` in a container; releases on the ``local`` target (an offline
 wheelhouse checked against ``uv.lock``, installed with ``--no-index --require-hashes`` into
 ``releases/<generation>-<sha>``, an atomic ``current`` switch, history, rollback guarded by the
-database schema) with a supervisor, health gates and automatic rollback; systemd units. See
-README.md for what is not built yet.
+database schema) with a supervisor, health gates (the OMS answering among them) and automatic
+rollback, refused while the OMS has working orders unless drained; the paper stack's services
+for a release; systemd units. See README.md for what is not built yet.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesA
 from mts1b_deploy.history import Generation
 from mts1b_deploy.inventory import SERVICES, Inventory, load_inventory, parse_inventory
 from mts1b_deploy.local import KeptRelease, LocalTarget, ReleaseRequest
+from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard, OrdersWorking, working_orders
+from mts1b_deploy.paperstack import PaperStack, write_paper_config
 from mts1b_deploy.plan import PlannedContainer, container_params, plan, render_plan
 from mts1b_deploy.proxmox import Change, ProxmoxError, ProxmoxTarget
 from mts1b_deploy.rendered import render_service_env
@@ -36,10 +39,12 @@ __all__ = [
     "SERVICES", "BootstrapOptions", "BootstrapReport", "Change", "DeployError", "Gate",
     "GateFailed", "Generation", "Heartbeats", "Inventory", "InventoryError", "KeptRelease",
     "KillSwitchUnchanged",
-    "LocalTarget", "PlannedContainer", "ProcessesAlive", "ProxmoxError", "ProxmoxTarget",
+    "LocalTarget", "OmsAnswers", "OrdersGuard", "OrdersWorking", "PaperStack",
+    "PlannedContainer", "ProcessesAlive", "ProxmoxError", "ProxmoxTarget",
     "ReleaseError", "ReleaseRequest", "RollbackRefused", "ServiceSpec", "Supervisor",
     "VaultBootstrapError", "__version__", "bootstrap",
     "container_params", "load_inventory", "login_with_delivery", "parse_inventory", "plan",
     "read_delivery",
-    "render_plan", "render_service_env", "rollout", "unwrap_delivery",
+    "render_plan", "render_service_env", "rollout", "unwrap_delivery", "working_orders",
+    "write_paper_config",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
 
@@ -22,13 +23,15 @@ from mts1b_deploy.delivery import login_with_delivery
 from mts1b_deploy.errors import ReleaseError
 from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesAlive
 from mts1b_deploy.inventory import load_inventory
-from mts1b_deploy.local import LocalTarget, ReleaseRequest
+from mts1b_deploy.local import LocalTarget, ReleaseRequest, read_config_dir
+from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard
+from mts1b_deploy.paperstack import PaperStack, parse_symbols, write_paper_config
 from mts1b_deploy.plan import plan as make_plan
 from mts1b_deploy.plan import render_plan
 from mts1b_deploy.proxmox import ProxmoxTarget, resolve_secret_ref
 from mts1b_deploy.rendered import render_service_env
 from mts1b_deploy.rollout import restart, rollout
-from mts1b_deploy.supervisor import Supervisor, read_services
+from mts1b_deploy.supervisor import ServiceSpec, Supervisor, read_services
 from mts1b_deploy.units import UNIT_SERVICES, render_unit, unit_name
 
 __all__ = ["app", "main"]
@@ -130,12 +133,17 @@ def install_command(
     library: Annotated[list[str], typer.Option(
         help="a library to release, e.g. mts1b-oms or mts1b-platform[vault] (repeat)")],
     wheelhouse: Annotated[Path, typer.Option(
+        envvar="MTS_DEPLOY_WHEELHOUSE",
         help="the wheels (python3 dev.py wheels fills dist/)")] = Path("dist"),
-    repo: Annotated[Path, typer.Option(help="the checkout holding uv.lock")] = Path("."),
+    repo: Annotated[Path, typer.Option(envvar="MTS_DEPLOY_REPO",
+                                       help="the checkout holding uv.lock")] = Path("."),
     sha: Annotated[str | None, typer.Option(help="the commit (default: the repo's HEAD)")
                    ] = None,
     inventory: Annotated[Path | None, typer.Option(
         help="render each service's config from this inventory")] = None,
+    config_dir: Annotated[Path | None, typer.Option(
+        help="a folder whose files go into the release's config/ (its services.json, if "
+             "any, is the services'; mts1b-deploy services paper writes one)")] = None,
     keep: Annotated[int, typer.Option(help="releases kept")] = 10,
     services: Annotated[Path | None, typer.Option(
         help='the services\' commands, JSON: {"oms": {"argv": ["{release}/venv/bin/mts", '
@@ -146,30 +154,120 @@ def install_command(
     settle: Annotated[float, typer.Option(help="seconds the processes must stay up")] = 2.0,
     heartbeat: Annotated[list[str] | None, typer.Option(
         help="a service whose heartbeat on NATS is a gate (repeat)")] = None,
-    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for heartbeats")
+    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the gates")
                         ] = "nats://127.0.0.1:4222",
     namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
                                                   help="the services' NATS namespace")] = None,
     watch_kill_switch: Annotated[bool, typer.Option(
         "--watch-kill-switch", help="gate: no kill-switch change on the bus during the deploy")
     ] = False,
+    oms_answers: Annotated[bool, typer.Option(
+        "--oms-answers", help="gate: the OMS answers on its trading-state subject")] = False,
+    gate_timeout: Annotated[float, typer.Option(
+        help="seconds the heartbeat and OMS gates wait")] = 30.0,
+    drain: Annotated[bool, typer.Option(
+        "--drain", help="orders working in the OMS: halt trading (signed with --key-file) and "
+                        "wait until none works, instead of refusing")] = False,
+    key_file: Annotated[Path | None, typer.Option(
+        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
+    ] = None,
+    drain_timeout: Annotated[float, typer.Option(
+        help="--drain: seconds to wait for the working orders to end")] = 120.0,
 ) -> None:
     """Install a release on the local target and make it current; with --start, restart the
-    services from it behind health gates."""
+    services from it behind health gates. Refused while the OMS has working orders (its
+    restart would interrupt them) unless --drain."""
     config = render_service_env(load_inventory(inventory)) if inventory else {}
-    specs = read_services(services) if services else {}
+    specs: dict[str, ServiceSpec] = {}
+    if config_dir is not None:
+        files, specs = read_config_dir(config_dir)
+        config.update(files)
+    if services:
+        specs = read_services(services)
     request = ReleaseRequest(repo=repo, libraries=tuple(library), wheelhouse=wheelhouse,
                              sha=sha, config=config, services=specs)
     target = LocalTarget(root, keep=keep)
+    if drain and key_file is None:
+        raise ReleaseError("--drain needs --key-file (a signing key with the role operations)",
+                           field="--key-file")
     if not start:
         target.install(request, log=typer.echo)
         return
     gates: list[Gate] = [ProcessesAlive(settle_s=settle)]
     if heartbeat:
-        gates.append(Heartbeats(nats_url, list(heartbeat), namespace=namespace))
+        gates.append(Heartbeats(nats_url, list(heartbeat), namespace=namespace,
+                                timeout_s=gate_timeout))
+    if oms_answers:
+        gates.append(OmsAnswers(nats_url, namespace=namespace, timeout_s=gate_timeout))
     if watch_kill_switch:
         gates.append(KillSwitchUnchanged(nats_url, namespace=namespace))
-    rollout(target, request, Supervisor(root), gates, log=typer.echo)
+    supervisor = Supervisor(root)
+    runs_oms = target.current() is not None and "oms" in supervisor.specs()
+    guard = OrdersGuard(nats_url, namespace, key_file if drain else None, drain_timeout) \
+        if runs_oms or drain else None
+    rollout(target, request, supervisor, gates, log=typer.echo, guard=guard)
+
+
+services_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                           help="Write the services a release runs (its config/ folder).")
+app.add_typer(services_app, name="services")
+
+
+@services_app.command("paper")
+def services_paper(
+    symbol: Annotated[list[str], typer.Option(
+        help="a symbol the OMS may trade (repeat, or comma-separated): its instruments.csv")],
+    out: Annotated[Path, typer.Option(help="the release config folder to write")
+                   ] = Path("paper-config"),
+    key_file: Annotated[Path, typer.Option(
+        help="the signing key (operations and risk) whose registry the OMS gets; made when "
+             "missing (mode 0600, kept outside the release)")] = Path("desk.key"),
+    fund: Annotated[str, typer.Option(help="the fund the stack trades")] = "paper",
+    strategy: Annotated[str, typer.Option(help="the strategy the fund lists")] = "desk",
+    cash: Annotated[str, typer.Option(help="the fund's capital, in USD")] = "1000000",
+    commission_bps: Annotated[str, typer.Option(help="the venue's commission")] = "0",
+    participation_rate: Annotated[str, typer.Option(
+        help="most of a bar's volume an order may take")] = "1",
+    leverage: Annotated[str, typer.Option(help="the paper account's buying power / equity")
+                        ] = "2",
+    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="the services' NATS")
+                        ] = "nats://127.0.0.1:4222",
+    dsn: Annotated[str, typer.Option(envvar="MTS_DATABASE_URL", help="their PostgreSQL")
+                   ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="their NATS namespace")] = None,
+    oms_schema: Annotated[str, typer.Option(envvar="MTS_OMS_SCHEMA",
+                                            help="the OMS's PostgreSQL schema")] = "mts_oms",
+    treasury_schema: Annotated[str, typer.Option(
+        envvar="MTS_TREASURY_SCHEMA", help="the treasury's PostgreSQL schema")
+    ] = "mts_treasury",
+) -> None:
+    """The paper-trading stack (the paper venue, the OMS, the treasury) with the command lines
+    `mts mts1b-research paper up` runs, on the wall clock: services.json, instruments.csv and
+    keys.json in --out, fund.json beside it (create the fund with `mts mts1b-treasury fund
+    create --file fund.json` before the first start)."""
+    stack = PaperStack(
+        fund_id=fund, strategy=strategy, cash=_decimal("--cash", cash),
+        symbols=parse_symbols(symbol), nats_url=nats_url, database_url=dsn,
+        namespace=namespace, oms_schema=oms_schema, treasury_schema=treasury_schema,
+        commission_bps=_decimal("--commission-bps", commission_bps),
+        participation_rate=_decimal("--participation-rate", participation_rate),
+        leverage=_decimal("--leverage", leverage))
+    for path in write_paper_config(stack, out, key_file):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"signing key: {key_file} (not part of any release)")
+
+
+def _decimal(field: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ReleaseError(f"{field}: {text!r} is not a number", field=field,
+                           value=text) from None
+    if not value.is_finite():
+        raise ReleaseError(f"{field}: {text!r} is not a finite number", field=field,
+                           value=text)
+    return value
 
 
 @app.command("status")

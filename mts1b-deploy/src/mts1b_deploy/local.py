@@ -35,10 +35,10 @@ from mts1b_deploy.history import Generation, Switch, append, now, read_history, 
 from mts1b_deploy.pins import find_uv, locked_closure
 from mts1b_deploy.rendered import config_sha256
 from mts1b_deploy.schema import oldest_compatible, schema_block, schema_versions
-from mts1b_deploy.supervisor import SERVICES_FILE, ServiceSpec, services_json
+from mts1b_deploy.supervisor import SERVICES_FILE, ServiceSpec, read_services, services_json
 from mts1b_deploy.wheelhouse import collect_wheels, requirements_text, sha256_of
 
-__all__ = ["KeptRelease", "LocalTarget", "ReleaseRequest"]
+__all__ = ["KeptRelease", "LocalTarget", "ReleaseRequest", "read_config_dir"]
 
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -66,6 +66,31 @@ class KeptRelease:
 
     generation: Generation
     current: bool
+
+
+def read_config_dir(folder: Path) -> tuple[dict[str, str], dict[str, ServiceSpec]]:
+    """The files of ``folder`` for a release's ``config/`` (``{name: text}``) and the services
+    of its ``services.json`` (none without one). Refused: a sub-folder, a name that is not a
+    plain file name, and a private signing key (it never goes into a release)."""
+    if not folder.is_dir():
+        raise ReleaseError(f"--config-dir {folder} is not a folder", field="--config-dir",
+                           value=str(folder))
+    files: dict[str, str] = {}
+    specs: dict[str, ServiceSpec] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not _CONFIG_NAME.match(path.name):
+            raise ReleaseError(f"--config-dir {folder}: {path.name!r} is not a plain file",
+                               field="--config-dir", value=path.name)
+        if path.name == SERVICES_FILE:
+            specs = read_services(path)
+            continue
+        text = path.read_text(encoding="utf-8")
+        if '"mts1b-oms-signing-key"' in text:
+            raise ReleaseError(f"--config-dir {folder}: {path.name} is a private signing key; "
+                               "keep it out of releases", field="--config-dir",
+                               value=path.name)
+        files[path.name] = text
+    return files, specs
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -35,9 +35,14 @@ def restart(supervisor: Supervisor, log: Log) -> None:
 
 
 def rollout(target: LocalTarget, request: ReleaseRequest, supervisor: Supervisor,
-            gates: Sequence[Gate], log: Log = lambda _: None) -> Generation:
+            gates: Sequence[Gate], log: Log = lambda _: None,
+            guard: Callable[[Log], None] | None = None) -> Generation:
     """Install ``request``, make it current, restart the services, run ``gates``; on a failed
-    gate go back to the previous release (raises :class:`GateFailed`)."""
+    gate go back to the previous release (raises :class:`GateFailed`). ``guard`` runs first
+    and may refuse by raising, before anything is installed (the OMS's working orders:
+    :class:`~mts1b_deploy.omscheck.OrdersGuard`)."""
+    if guard is not None:
+        guard(log)
     previous = target.current()
     generation = target.install(request, log)  # the running services are untouched so far
     for gate in gates:
