@@ -1,0 +1,61 @@
+"""mts1b-pluginsdk: write, test and ship an MTS1B plugin.
+
+The extension points, their loader and the capability manifest live in
+:mod:`mts1b_foundation.plugins` (every library that loads plugins builds on foundation); this
+package re-exports them for plugin authors and adds what only authors need: plugin projects
+generated from a copier template (:func:`new_project`, :func:`update_project`), the list of
+installed plugins with their load status and manifests (:func:`installed_plugins`), and the
+brokers conformance kit as a pytest plugin (``pytest --mts-conformance``).
+"""
+
+from mts1b_foundation.plugins import (
+    ALERT_SINKS,
+    BROKERS,
+    COMMANDS,
+    CONFORMANCE,
+    EXTENSION_POINTS,
+    FACTORS,
+    MARKET_DATA,
+    Capabilities,
+    ExtensionPoint,
+    LoadReport,
+    PluginError,
+    PluginFailure,
+    PluginLoadError,
+    capabilities_of,
+    entry_points_of,
+    load_entry_point,
+    load_plugins,
+)
+
+from mts1b_pluginsdk.inventory import InstalledPlugin, installed_plugins
+from mts1b_pluginsdk.scaffold import KINDS, ScaffoldError, new_project, update_project
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALERT_SINKS",
+    "BROKERS",
+    "COMMANDS",
+    "CONFORMANCE",
+    "EXTENSION_POINTS",
+    "FACTORS",
+    "KINDS",
+    "MARKET_DATA",
+    "Capabilities",
+    "ExtensionPoint",
+    "InstalledPlugin",
+    "LoadReport",
+    "PluginError",
+    "PluginFailure",
+    "PluginLoadError",
+    "ScaffoldError",
+    "__version__",
+    "capabilities_of",
+    "entry_points_of",
+    "installed_plugins",
+    "load_entry_point",
+    "load_plugins",
+    "new_project",
+    "update_project",
+]

@@ -1,0 +1,84 @@
+"""``pytest --mts-conformance``: the kit with no settings, a table, capabilities, failures.
+
+Each run is a fresh pytest in an empty folder (no pyproject, no conftest, no asyncio plugin),
+as a plugin repository would have it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+LIMITED = textwrap.dedent("""
+    from mts1b_brokers.conformance import paper_harness
+    from mts1b_foundation.plugins import Capabilities
+
+    class NoReplace:
+        capabilities = Capabilities(order_types={"market", "limit"}, time_in_force={"GTC"},
+                                    asset_classes={"equity"}, supports_replace=False)
+
+    def harness():
+        base = paper_harness()
+
+        async def make():
+            h = await base()
+            h.broker.capabilities = NoReplace.capabilities  # what this venue declares
+            return h
+
+        return make
+""")
+
+
+def _row(stdout: str, harness: str, check: str) -> list[str]:
+    table = stdout.split("mts1b conformance kit", 1)[1]
+    for line in table.splitlines():
+        words = line.split()
+        if words[:2] == [harness, check]:
+            return words[2:]
+    raise AssertionError(f"no row for {harness} {check} in:\n{table}")
+
+
+def test_the_paper_broker_passes_with_no_settings(tmp_path: Path, run_tests: Runner) -> None:
+    done = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
+                     "mts1b_brokers.conformance:paper_harness")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    harness = "mts1b_brokers.conformance:paper_harness"
+    for check in ("submit_ack", "partial_fill", "cancel_race_with_fill", "replace",
+                  "duplicate_submission", "order_status"):
+        assert _row(done.stdout, harness, check)[0] == "passed", check
+    assert "cases passed" in done.stdout
+
+
+def test_installed_harnesses_capabilities_and_a_broken_one(tmp_path: Path,
+                                                           run_tests: Runner) -> None:
+    """Harnesses come from the mts1b.conformance group; a check the manifest rules out is
+    skipped saying why; a harness that does not load fails alone, by type, and the rest run."""
+    (tmp_path / "limited_harness.py").write_text(LIMITED)
+    dist = tmp_path / "limited_harness-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: limited-harness\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[mts1b.conformance]\nlimited = limited_harness:harness\n"
+        "broken = no_such_harness_module:harness\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = run_tests(work, "-p", "no:asyncio", "--mts-conformance", "-k",
+                     "replace or submit_ack or load", pythonpath=[tmp_path])
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert _row(done.stdout, "limited", "submit_ack")[:1] == ["passed"]
+    skipped = _row(done.stdout, "limited", "replace")
+    assert skipped[0] == "skipped" and "lack replace" in " ".join(skipped)
+    failed = " ".join(_row(done.stdout, "broken", "load"))
+    assert failed.startswith("failed") and "ModuleNotFoundError" in failed
+    assert "Traceback" not in done.stdout
+
+
+def test_a_wrong_harness_is_a_usage_error(tmp_path: Path, run_tests: Runner) -> None:
+    done = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
+                     "nope")
+    assert done.returncode == 4
+    assert "--mts-harness nope: no such harness in mts1b.conformance" in done.stderr
