@@ -199,7 +199,7 @@ class CoinbaseServer:
     # ------------------------------------------------------------------------------- faults
     def fail_next(self, path: str, kind: str, *, method: str = "POST", times: int = 1,
                   retry_after: float = 0.05) -> None:
-        """Script a fault for the next ``times`` requests whose path starts with ``API+path``.
+        """Script a fault for the next ``times`` requests to ``API+path`` (exact path).
 
         ``kind``: ``"429"`` (refused, nothing applied, ``Retry-After: retry_after``),
         ``"500"`` (refused before the venue saw it), ``"500_after"`` (applied, then 500),
@@ -239,6 +239,38 @@ class CoinbaseServer:
         """Drop every WebSocket connection without a close frame (a network cut)."""
         for conn in list(self._conns):
             conn.ws.transport.abort()
+
+    # The conformance kit's FaultDriver ------------------------------------------------
+    async def lose_next_submit(self, *, delivered: bool) -> None:
+        """The connection drops after the next create was sent: after the venue applied it
+        (``delivered``) or before."""
+        self.fail_next("/orders", "drop_after" if delivered else "drop_before")
+
+    async def duplicate_next_execution(self) -> None:
+        """The next fill is listed twice by ``list fills`` (same trade id) and its user
+        update is sent twice."""
+        self.venue.duplicate_fills += 1
+        self.ws_duplicate_next()
+
+    async def correct_last_execution(self, quantity: Decimal) -> None:
+        """The last fill is corrected to ``quantity`` (``trade_type`` CORRECTION)."""
+        if self.venue.last_fill is None:
+            raise ValueError("no fill to correct yet")
+        self.venue.correct(self.venue.last_fill, Decimal(quantity))
+
+    async def drop_connection(self) -> None:
+        """Every WebSocket and kept-alive HTTPS connection drops without a goodbye."""
+        await self.disconnect_websockets()
+        for writer in list(self._http_writers):
+            writer.transport.abort()
+
+    async def disconnect_mid_next_fill(self) -> None:
+        self.ws_drop_on_next_fill()
+
+    def orders_at_venue(self, order_id: str) -> int:
+        """How many creates with this ``client_order_id`` reached the venue (a re-send
+        counts twice even though the venue answers it with the existing order)."""
+        return self.venue.creates.get(order_id, 0)
 
     @property
     def connections(self) -> int:
@@ -348,7 +380,7 @@ class CoinbaseServer:
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.method == method and path.startswith(fault.path):
+            if fault.method == method and path == fault.path:
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)

@@ -88,11 +88,12 @@ class VenueFill:
     size: Decimal
     commission: Decimal
     ts: dt.datetime
+    trade_type: str = "FILL"
 
     def wire(self) -> dict[str, Any]:
         return {
             "entry_id": self.entry_id, "trade_id": self.trade_id, "order_id": self.order_id,
-            "trade_time": iso(self.ts), "trade_type": "FILL", "price": _s(self.price),
+            "trade_time": iso(self.ts), "trade_type": self.trade_type, "price": _s(self.price),
             "size": _s(self.size), "commission": _s(self.commission),
             "product_id": self.product_id, "sequence_timestamp": iso(self.ts),
             "liquidity_indicator": "TAKER", "size_in_quote": False, "user_id": "user-1",
@@ -221,6 +222,12 @@ class CoinbaseVenue:
         self.duplicates = duplicate_client_order_id
         self.on_change: Callable[[VenueOrder], None] = lambda order: None
         self._ids = itertools.count(1)
+        self.creates: dict[str, int] = {}
+        """client_order_id -> how many creates for it reached the venue (a re-send: 2)."""
+        self.duplicate_fills = 0
+        """How many of the next fills are listed twice by ``list_fills`` (same trade id)."""
+        self._listed_twice: set[str] = set()
+        self.last_fill: VenueFill | None = None
 
     @staticmethod
     def now() -> dt.datetime:
@@ -231,6 +238,7 @@ class CoinbaseVenue:
         """``POST /orders``: success with the new order's id, or ``success: false`` with
         Coinbase's ``error_response`` (HTTP 200 either way, as Coinbase answers)."""
         cid = str(body.get("client_order_id") or "")
+        self.creates[cid] = self.creates.get(cid, 0) + 1
         if cid and cid in self.by_client:
             existing = self.by_client[cid]
             if self.duplicates == "reject":
@@ -418,6 +426,7 @@ class CoinbaseVenue:
 
     def list_fills(self, query: dict[str, list[str]]) -> list[VenueFill]:
         fills = [f for o in self.orders.values() for f in o.fills]
+        fills += [f for f in fills if f.trade_id in self._listed_twice]
         if query.get("order_ids"):
             fills = [f for f in fills if f.order_id in query["order_ids"]]
         if query.get("trade_ids"):
@@ -487,6 +496,10 @@ class CoinbaseVenue:
                           order_id=order.order_id, product_id=order.product_id,
                           side=order.side, price=price, size=qty, commission=fee, ts=ts)
         order.fills.append(trade)
+        self.last_fill = trade
+        if self.duplicate_fills:
+            self.duplicate_fills -= 1
+            self._listed_twice.add(trade.trade_id)
         order.filled += qty
         order.filled_value += value
         order.fees += fee
@@ -509,3 +522,21 @@ class CoinbaseVenue:
         if notify:
             self.on_change(order)
         return trade
+
+    def correct(self, fill: VenueFill, size: Decimal) -> None:
+        """Correct ``fill`` to ``size`` (Coinbase lists it with ``trade_type`` CORRECTION,
+        same trade id): the order's filled quantity, value, fees and the balances follow."""
+        order = self.orders[fill.order_id]
+        product = self.products[order.product_id]
+        delta = size - fill.size
+        fee = (size * fill.price * self.fee_rate).quantize(Decimal("0.00000001"))
+        value_delta, fee_delta = delta * fill.price, fee - fill.commission
+        fill.size, fill.commission, fill.trade_type = size, fee, "CORRECTION"
+        fill.entry_id = f"{next(self._ids):012d}"
+        order.filled += delta
+        order.filled_value += value_delta
+        order.fees += fee_delta
+        sign = 1 if order.side == "BUY" else -1
+        self.available[product.base] = self.available.get(product.base, Decimal(0)) + sign * delta
+        self.available[product.quote] -= sign * value_delta + fee_delta
+        self.on_change(order)

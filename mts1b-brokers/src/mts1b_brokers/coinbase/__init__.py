@@ -1,0 +1,13 @@
+"""Coinbase Advanced Trade adapter (``pip install 'mts1b-brokers[coinbase]'``).
+
+:class:`CoinbaseBroker` implements ``BrokerProtocol`` on the official ``coinbase-advanced-py``
+SDK (REST, JWT per request with an Ed25519 or ES256 key) and the ``user`` WebSocket channel;
+:class:`CoinbaseConfig` is its configuration (arguments, environment, ``.env`` or Vault). It is
+registered as ``coinbase`` in the ``mts1b.brokers`` entry-point group. Tested only against the
+local stand-in :mod:`mts1b_brokers.testing.coinbase_server`; no live account was used.
+"""
+
+from mts1b_brokers.coinbase.broker import CoinbaseBroker
+from mts1b_brokers.coinbase.config import CoinbaseConfig
+
+__all__ = ["CoinbaseBroker", "CoinbaseConfig"]
