@@ -384,3 +384,15 @@ async def test_a_silent_gateway_is_found_by_the_heartbeat(tws: FakeTws) -> None:
     assert state(broker) is ConnectionState.CONNECTED
     assert (await broker.submit(order(1))).exec_type is ExecType.ACK
     await broker.close()
+
+
+async def test_never_reuses_an_ib_id_it_recorded(tws: FakeTws, tmp_path: Path) -> None:
+    path = tmp_path / "orders.json"
+    store = JsonFileOrderStore(path)
+    store.put(OrderRecord(order_id="old", ib_order_id=41, account=ACCOUNT,
+                          order_json=order("old").model_dump_json(), state="done"))
+    broker = IbkrBroker(port=tws.port, client_id=7, store=str(path))
+    await broker.connect()  # this gateway says nextValidId 1
+    ack = await broker.submit(order(1))
+    assert int(ack.broker_order_id or 0) > 41
+    await broker.close()

@@ -131,6 +131,8 @@ class IbkrBroker:
         self._waiters: dict[tuple[str, str], asyncio.Future[ExecutionReport]] = {}
         self._pending_commission: dict[str, asyncio.TimerHandle] = {}
         self._outcomes: dict[str, str] = {}
+        self._awaiting: dict[str, Tracked] = {}
+        """execId -> the order whose fill waits for that execution's commission report."""
         self._subscribers: set[ReportStream] = set()
         self._correction_subscribers: set[_FillStream] = set()
         self._accounts: list[str] = []
@@ -202,6 +204,11 @@ class IbkrBroker:
                 broker=self._name) from None
         self._ib = ib
         self._accounts = list(ib.managedAccounts())
+        used = [i for oid, i in ((t.order_id, t.ib_order_id) for t in self._orders.values())
+                if oid]
+        if used and ib.client._reqIdSeq <= max(used):
+            # never reuse an id of ours: a placeOrder with it would modify that order
+            ib.client.updateReqId(max(used) + 1)  # type: ignore[no-untyped-call]
         try:
             await self._reconcile()
         except BrokerTransportError:
@@ -678,6 +685,7 @@ class IbkrBroker:
         self._pending_commission[execution.exec_id] = asyncio.get_running_loop().call_later(
             self._commission_wait, self._fill_ready, tracked, execution.exec_id, outcome)
         self._outcomes[execution.exec_id] = outcome
+        self._awaiting[execution.exec_id] = tracked
 
     def _raw_commission(self, f: list[str]) -> None:
         exec_id, commission = f[2], Decimal(f[3] or 0)
@@ -685,17 +693,20 @@ class IbkrBroker:
         if handle is None:
             return  # a duplicate, or after the wait (the fill went out with commission 0)
         handle.cancel()
-        for tracked in self._orders.values():
-            for key, ex in tracked.fills.items():
-                if ex.exec_id == exec_id:
-                    tracked.fills[key] = Execution(ex.exec_id, ex.shares, ex.price, ex.ts,
-                                                   commission)
-                    self._fill_ready(tracked, exec_id, self._outcomes.pop(exec_id, "new"))
-                    return
+        tracked = self._awaiting.get(exec_id)
+        if tracked is None:
+            return
+        for key, ex in tracked.fills.items():
+            if ex.exec_id == exec_id:
+                tracked.fills[key] = Execution(ex.exec_id, ex.shares, ex.price, ex.ts,
+                                               commission)
+                break
+        self._fill_ready(tracked, exec_id, self._outcomes.get(exec_id, "new"))
 
     def _fill_ready(self, tracked: Tracked, exec_id: str, outcome: str) -> None:
         self._pending_commission.pop(exec_id, None)
         self._outcomes.pop(exec_id, None)
+        self._awaiting.pop(exec_id, None)
         execution = next((e for e in tracked.fills.values() if e.exec_id == exec_id), None)
         if execution is None:
             return  # replaced by a correction before its commission came

@@ -299,7 +299,7 @@ class FakeTws:
         if msg == IN.START_API:
             conn.client_id = int(f[2])
             conn.ready = True
-            self._send(conn, w.next_valid_id(self.next_order_id))
+            self._send(conn, w.next_valid_id(self._next_free_id()))
             self._send(conn, w.managed_accounts(sorted(self.accounts)))
         elif msg == IN.PLACE_ORDER:
             return self._place(conn, f)
