@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("coinbase", reason="needs the coinbase extra (coinbase-advanced-py)")
 
-from mts1b_brokers.conformance import CHECKS, run_check  # noqa: E402
-from mts1b_brokers.testing.coinbase_harness import coinbase_harness  # noqa: E402
+from mts1b_brokers.conformance import CHECKS, run_check
+from mts1b_brokers.testing.coinbase_harness import coinbase_harness
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
