@@ -85,6 +85,17 @@ async def test_ib_async_decodes_every_message(version: int,
             # reqCurrentTime -> currentTime (49)
             assert await ib.reqCurrentTimeAsync() == T0
 
+            # reqRealTimeBars -> realTimeBars (50)
+            live = ib.reqRealTimeBars(Stock("AAPL", "SMART", "USD"), 5, "TRADES", False)
+            await asyncio.sleep(0.05)
+            assert await tws.push_bar("AAPL", T0, Decimal("99.5"), Decimal(100), Decimal(99),
+                                      Decimal("99.75"), Decimal(300)) == 1
+            await asyncio.sleep(0.05)
+            (rt,) = live
+            assert (rt.time, rt.open_, rt.high, rt.low, rt.close, rt.volume) == (
+                T0, 99.5, 100, 99, 99.75, 300)
+            ib.cancelRealTimeBars(live)
+
             # cancelOrder -> orderStatus Cancelled + error 202; completedOrder (101/102)
             ib.cancelOrder(trade.order)
             await asyncio.sleep(0.05)

@@ -27,6 +27,9 @@ What it does, and why:
   heartbeat: ``reqCurrentTime`` every ``heartbeat_interval`` seconds, and no answer within
   ``heartbeat_timeout`` counts as a drop.
 - **Pacing**: ib_async's client throttles to ``max_requests_per_second`` (45; IB's cap is 50).
+- **Live bars**: :meth:`IbkrBroker.stream_bars` subscribes to IB's 5-second real-time bars and
+  yields foundation ``Bar`` s of the wanted interval (:mod:`mts1b_brokers.ibkr.bars`); the
+  subscriptions are renewed after a reconnect.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,18 +48,22 @@ from ib_async import IB, StartupFetch
 from ib_async import Order as IbOrder
 from mts1b_foundation import (
     AccountSnapshot,
+    Bar,
     BrokerRejected,
     BrokerTransportError,
     BrokerUnknownOutcome,
     ConnectionState,
+    Equity,
     ExecType,
     ExecutionReport,
     Fill,
+    Instrument,
     Order,
     Position,
     ReplyCode,
 )
 
+from mts1b_brokers.ibkr.bars import BarAggregator
 from mts1b_brokers.ibkr.ledger import Execution, Tracked, trade_id_of
 from mts1b_brokers.ibkr.mapping import (
     INFO_CODES,
@@ -90,6 +98,17 @@ class _FillStream:
 
     async def __anext__(self) -> Fill:
         return await self._queue.get()
+
+
+@dataclass
+class _BarSub:
+    """One symbol's live-bar subscription of one :meth:`IbkrBroker.stream_bars` call."""
+
+    instrument: Instrument
+    aggregator: BarAggregator
+    queue: asyncio.Queue[Bar]
+    req_id: int = 0
+    bars: Any = field(default=None)
 
 
 class IbkrBroker:
@@ -136,6 +155,7 @@ class IbkrBroker:
         self._subscribers: set[ReportStream] = set()
         self._correction_subscribers: set[_FillStream] = set()
         self._accounts: list[str] = []
+        self._bar_subs: dict[int, _BarSub] = {}
         self._load_store()
 
     # ----------------------------------------------------------------- protocol
@@ -216,6 +236,8 @@ class IbkrBroker:
             ib.disconnect()
             raise
         ib.disconnectedEvent += self._on_disconnected
+        for sub in list(self._bar_subs.values()):  # renew live bars after a reconnect
+            self._request_bars(ib, sub)
         self._stop_heartbeat()
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat(ib))
 
@@ -244,7 +266,8 @@ class IbkrBroker:
         """Read orderStatus, error, execDetails and commissionReport as TWS sent them."""
         decoder = ib.client.decoder
         for msg_id, mine in ((3, self._raw_order_status), (4, self._raw_error),
-                             (11, self._raw_exec), (59, self._raw_commission)):
+                             (11, self._raw_exec), (59, self._raw_commission),
+                             (50, self._raw_bar)):
             original = decoder.handlers[msg_id]
 
             def handler(fields: list[str], original: Any = original,
@@ -453,6 +476,40 @@ class IbkrBroker:
             buying_power=Decimal(tags.get("BuyingPower", tags["TotalCashValue"])),
             equity=Decimal(tags["NetLiquidation"]), positions=held,
             as_of=dt.datetime.now(dt.UTC))
+
+    # ------------------------------------------------------------------ live bars
+    async def stream_bars(self, symbols: Sequence[str | Instrument],
+                          interval: str = "1m") -> AsyncIterator[Bar]:
+        """Live bars of ``interval`` for ``symbols`` (a plain symbol is a SMART US stock),
+        built from IB's 5-second TRADES bars, until the caller stops iterating."""
+        ib = self._require("stream_bars")
+        queue: asyncio.Queue[Bar] = asyncio.Queue()
+        subs = [_BarSub(inst, BarAggregator(inst.symbol, interval), queue)
+                for inst in (Equity(symbol=s) if isinstance(s, str) else s for s in symbols)]
+        for sub in subs:
+            self._request_bars(ib, sub)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for sub in subs:
+                self._bar_subs.pop(sub.req_id, None)
+                if self._ib is not None and self._ib.isConnected() and sub.bars is not None:
+                    self._ib.cancelRealTimeBars(sub.bars)
+
+    def _request_bars(self, ib: IB, sub: _BarSub) -> None:
+        self._bar_subs.pop(sub.req_id, None)
+        sub.bars = ib.reqRealTimeBars(to_contract(sub.instrument), 5, "TRADES", False)
+        sub.req_id = sub.bars.reqId
+        self._bar_subs[sub.req_id] = sub
+
+    def _raw_bar(self, f: list[str]) -> None:
+        sub = self._bar_subs.get(int(f[2]))
+        if sub is None:
+            return
+        o, h, low, c, v, wap = (Decimal(x or 0) for x in f[4:10])
+        for bar in sub.aggregator.add(int(f[3]), o, h, low, c, v, wap):
+            sub.queue.put_nowait(bar)
 
     # ------------------------------------------------------------------- helpers
     def _load_store(self) -> None:

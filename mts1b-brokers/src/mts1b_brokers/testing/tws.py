@@ -12,8 +12,9 @@ fills as execDetails + commissionReport (+ position to position subscribers), ca
 (orderStatus Cancelled + error 202, or 10147/10148), reqOpenOrders / reqAllOpenOrders,
 reqCompletedOrders, reqExecutions (replays every execution with its commission report),
 reqPositions, reqAccountSummary, reqAccountUpdatesMulti, reqIds, reqCurrentTime,
-reqGlobalCancel, and errors with IB's codes and words (110 off-tick price, 201 reject, 104
-modify of a filled order, 10147/10148 cancels, 10349 TIF preset warning).
+reqGlobalCancel, reqRealTimeBars (5-second bars pushed with :meth:`FakeTws.push_bar`), and
+errors with IB's codes and words (110 off-tick price, 201 reject, 104 modify of a filled
+order, 10147/10148 cancels, 10349 TIF preset warning).
 
 A test makes the venue trade with :meth:`FakeTws.trade` and scripts the field's known faults
 through :attr:`FakeTws.faults` (:class:`TwsFaults`) and :meth:`FakeTws.correct_execution` /
@@ -138,6 +139,8 @@ class _Conn:
     client_id: int = -1
     positions: bool = False
     ready: bool = False
+    bars: dict[int, str] = field(default_factory=dict)
+    """reqRealTimeBars subscriptions: request id -> symbol."""
 
 
 @dataclass
@@ -317,6 +320,10 @@ class FakeTws:
                 for symbol, (qty, avg) in sorted(account.positions.items()):
                     self._send(conn, w.position(code, self._contract(symbol), qty, avg))
             self._send(conn, w.position_end())
+        elif msg == IN.REQ_REAL_TIME_BARS:
+            conn.bars[int(f[2])] = f[4]
+        elif msg == IN.CANCEL_REAL_TIME_BARS:
+            conn.bars.pop(int(f[2]), None)
         elif msg == IN.CANCEL_POSITIONS:
             conn.positions = False
         elif msg == IN.REQ_ACCOUNT_SUMMARY:
@@ -554,6 +561,24 @@ class FakeTws:
                               ex.time, o.account, "BOT" if o.action == "BUY" else "SLD",
                               ex.shares, ex.price, o.perm_id, o.client_id, ex.cum_qty,
                               ex.avg_price, o.order_ref)
+
+    async def push_bar(self, symbol: str, start: dt.datetime, open_: Decimal, high: Decimal,
+                       low: Decimal, close: Decimal, volume: Decimal) -> int:
+        """Send a 5-second real-time bar starting at ``start`` to every subscriber of
+        ``symbol``; returns how many subscriptions got it."""
+        sent = 0
+        wap = ((high + low + close) / 3).quantize(Decimal("0.0001"))
+        for conn in self._conns:
+            for req_id, sym in conn.bars.items():
+                if sym == symbol and conn.ready:
+                    self._send(conn, w.realtime_bar(req_id, int(start.timestamp()), open_, high,
+                                                    low, close, volume, wap, 1))
+                    sent += 1
+        await self._flush()
+        return sent
+
+    def bar_subscribers(self, symbol: str) -> int:
+        return sum(1 for c in self._conns for s in c.bars.values() if s == symbol)
 
     async def correct_execution(self, exec_id: str | None = None, *,
                                 shares: Decimal | None = None,

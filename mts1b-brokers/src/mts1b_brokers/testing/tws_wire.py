@@ -49,6 +49,7 @@ __all__ = [
     "order_status",
     "position",
     "position_end",
+    "realtime_bar",
 ]
 
 MAX_FRAME = 16 * 1024 * 1024
@@ -77,6 +78,8 @@ class IN:
     REQ_ACCOUNT_UPDATES_MULTI = 76
     CANCEL_ACCOUNT_UPDATES_MULTI = 77
     REQ_COMPLETED_ORDERS = 99
+    REQ_REAL_TIME_BARS = 50
+    CANCEL_REAL_TIME_BARS = 51
 
 
 class OUT:
@@ -101,6 +104,7 @@ class OUT:
     ACCOUNT_SUMMARY_END = 64
     ACCOUNT_UPDATE_MULTI = 73
     ACCOUNT_UPDATE_MULTI_END = 74
+    REAL_TIME_BARS = 50
     COMPLETED_ORDER = 101
     COMPLETED_ORDERS_END = 102
 
@@ -216,6 +220,12 @@ def order_status(order_id: int, status: str, filled: Decimal, remaining: Decimal
     # no version field since server version 136 (MARKET_CAP_PRICE)
     return [OUT.ORDER_STATUS, order_id, status, filled, remaining, avg_price, perm_id, 0,
             last_price, client_id, "", Decimal(0)]
+
+
+def realtime_bar(req_id: int, epoch: int, open_: Decimal, high: Decimal, low: Decimal,
+                 close: Decimal, volume: Decimal, wap: Decimal, count: int) -> list[object]:
+    """realTimeBars (50): one 5-second bar; ``epoch`` is the bar's start in Unix seconds."""
+    return [OUT.REAL_TIME_BARS, 3, req_id, epoch, open_, high, low, close, volume, wap, count]
 
 
 def open_order_end() -> list[object]:

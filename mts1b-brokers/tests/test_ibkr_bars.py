@@ -1,0 +1,124 @@
+"""IB live bars: FakeTws's 5-second real-time bars (decoded by ib_async) folded into bars of
+the stack's interval by IbkrBroker.stream_bars, renewed after a reconnect, and published on
+the per-symbol subjects over the real NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from urllib.parse import urlparse
+
+import pytest
+from mts1b_brokers.ibkr import IbkrBroker
+from mts1b_brokers.ibkr.bars import BarAggregator, interval_seconds, publish_bars
+from mts1b_brokers.testing.tws import FakeTws
+from mts1b_foundation import Bar, ConnectionState, parse_message, symbol_subject
+
+T0 = dt.datetime(2024, 1, 2, 15, 30, tzinfo=dt.UTC)
+E0 = int(T0.timestamp())
+D = Decimal
+
+
+def test_five_second_bars_fold_into_the_interval() -> None:
+    agg = BarAggregator("AAPL", "1m")
+    out: list[Bar] = []
+    for i in range(12):
+        price = D(100) + i
+        out += agg.add(E0 + 5 * i, price, price + 1, price - 1, price, D(10), price)
+    (bar,) = out
+    assert (bar.ts, bar.interval, bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+        T0 + dt.timedelta(minutes=1), "1m", D(100), D(112), D(99), D(111), D(120))
+    assert bar.vwap == D("105.5000")
+    # a missing last 5-second bar: the next bucket's first bar closes the bucket
+    out = agg.add(E0 + 60, D(50), D(51), D(49), D(50), D(1), D(50))
+    out += agg.add(E0 + 120, D(60), D(61), D(59), D(60), D(1), D(60))
+    assert [(b.ts, b.close) for b in out] == [(T0 + dt.timedelta(minutes=2), D(50))]
+    # joining in the middle of a bucket drops that bucket (its open is unknown)
+    late = BarAggregator("AAPL", "30s")
+    assert late.add(E0 + 25, D(1), D(1), D(1), D(1), D(1), D(1)) == []
+    assert [b.ts for b in late.add(E0 + 55, D(2), D(2), D(2), D(2), D(1), D(2))] == []
+    assert interval_seconds("5m") == 300
+    for bad in ("7s", "0m", "1d", "m", "25h"):
+        with pytest.raises(ValueError, match="interval must be"):
+            interval_seconds(bad)
+
+
+async def _push_minute(tws: FakeTws, start: int, price: Decimal) -> None:
+    for i in range(6):
+        when = dt.datetime.fromtimestamp(start + 5 * i, dt.UTC)
+        await tws.push_bar("AAPL", when, price, price + 1, price - 1, price, D(100))
+
+
+async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
+    async with FakeTws(prices={"AAPL": D(100)}) as tws:
+        broker = IbkrBroker(port=tws.port, client_id=5, reconnect_initial=0.05)
+        await broker.connect()
+        stream = broker.stream_bars(["AAPL"], "30s")
+        first = asyncio.ensure_future(anext(stream))
+        for _ in range(50):
+            if tws.bar_subscribers("AAPL"):
+                break
+            await asyncio.sleep(0.02)
+        await _push_minute(tws, E0, D(100))
+        bar = await asyncio.wait_for(first, 3)
+        assert (bar.symbol, bar.ts, bar.open, bar.high, bar.low, bar.volume) == (
+            "AAPL", T0 + dt.timedelta(seconds=30), D(100), D(101), D(99), D(600))
+        tws.drop_connections()
+        await asyncio.sleep(0.05)
+        for _ in range(100):
+            if broker.connection_state is ConnectionState.CONNECTED and \
+                    tws.bar_subscribers("AAPL"):
+                break
+            await asyncio.sleep(0.02)
+        assert tws.bar_subscribers("AAPL") == 1  # renewed after the reconnect
+        nxt = asyncio.ensure_future(anext(stream))
+        await _push_minute(tws, E0 + 60, D(102))
+        assert (await asyncio.wait_for(nxt, 3)).close == D(102)
+        await stream.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.05)
+        assert tws.bar_subscribers("AAPL") == 0  # cancelRealTimeBars sent
+        await broker.close()
+
+
+URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _nats() -> bool:
+    parsed = urlparse(URL)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _nats(), reason=f"no NATS at {URL}")
+async def test_bars_published_on_the_per_symbol_subject() -> None:
+    from mts1b_platform.bus import Bus
+
+    bus = await Bus.connect(url=URL, namespace="ibb" + uuid.uuid4().hex[:10])
+    try:
+        await bus.declare_streams(["datalake"])
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_msg(msg: object) -> None:
+            await got.put(msg.data)  # type: ignore[attr-defined]
+
+        await bus.nc.subscribe(bus.wire_subject(symbol_subject("bars", "BRK.B")), cb=on_msg)
+        bar = Bar(symbol="BRK.B", ts=T0, interval="1m", open=D(1), high=D(2), low=D(1),
+                  close=D(2), volume=D(3))
+
+        async def bars() -> AsyncIterator[Bar]:
+            yield bar
+
+        assert await publish_bars(bus, bars()) == 1
+        assert parse_message(Bar, await asyncio.wait_for(got.get(), 3)) == bar
+    finally:
+        await bus.delete_streams()
+        await bus.drain()
