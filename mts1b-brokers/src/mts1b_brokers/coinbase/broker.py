@@ -61,6 +61,7 @@ from mts1b_foundation import (
     TimeInForce,
 )
 from mts1b_foundation.wire import fit_to_domain
+from pydantic import ValidationError
 
 from mts1b_brokers.coinbase.config import CoinbaseConfig
 from mts1b_brokers.coinbase.mapping import (
@@ -74,6 +75,7 @@ from mts1b_brokers.coinbase.mapping import (
 )
 from mts1b_brokers.coinbase.rest import Ambiguous, CoinbaseRest, VenueError
 from mts1b_brokers.coinbase.userstream import UserStream
+from mts1b_brokers.errors import BrokerConfigError
 from mts1b_brokers.paper import ReportStream
 
 __all__ = ["CoinbaseBroker"]
@@ -164,9 +166,15 @@ class CoinbaseBroker:
 
     def __init__(self, *, config: CoinbaseConfig | None = None, name: str = "coinbase",
                  **options: Any) -> None:
-        self._cfg = config if config is not None else CoinbaseConfig.model_validate(options)
-        if config is not None and options:
-            self._cfg = config.model_copy(update=options)
+        try:
+            self._cfg = CoinbaseConfig.model_validate(
+                {**(config.model_dump() if config is not None else {}), **options})
+        except ValidationError as exc:
+            problems = [(".".join(map(str, e["loc"])), e["msg"])
+                        for e in exc.errors(include_input=False)]
+            raise BrokerConfigError(
+                "coinbase configuration: " + "; ".join(f"{f}: {m}" for f, m in problems),
+                field=problems[0][0] if problems else "", value="<hidden>") from None
         cfg = self._cfg
         self._name = name
         self._state = ConnectionState.DISCONNECTED
@@ -305,9 +313,10 @@ class CoinbaseBroker:
                     f"coinbase cancel of {order_id} had no clear answer ({ambiguous}); the "
                     "order is still open at Coinbase and the cancel was not re-sent",
                     broker=self._name, order_id=order_id)
-        state = t.final.exec_type.value if t.final is not None else "still open"
+        state = (f"has ended ({t.final.exec_type.value})" if t.final is not None
+                 else "is still open")
         return self._emit(self._report(
-            t, ExecType.CANCEL_REJECT, reason=f"{reason}: the order is {state}",
+            t, ExecType.CANCEL_REJECT, reason=f"{reason}: the order {state}",
             code=ReplyCode.ORDER_NOT_OPEN if t.final is not None else create_code(reason),
             venue_code=reason))
 
@@ -688,8 +697,11 @@ class CoinbaseBroker:
 
     # ------------------------------------------------------------------ user channel
     def _ws_jwt(self) -> str:
-        token: str = jwt_generator.build_ws_jwt(self._cfg.api_key,
-                                                self._cfg.api_secret.get_secret_value())
+        try:
+            token: str = jwt_generator.build_ws_jwt(self._cfg.api_key,
+                                                    self._cfg.api_secret.get_secret_value())
+        except Exception:  # the SDK's text may quote the key: none of it goes further
+            raise ValueError("the API secret could not sign the user channel's JWT") from None
         return token
 
     async def _on_orders(self, orders: list[dict[str, Any]], snapshot: bool) -> None:

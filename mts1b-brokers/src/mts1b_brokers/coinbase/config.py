@@ -53,7 +53,7 @@ class CoinbaseConfig(BaseModel):
     file, or Vault KV ``secret/mts1b/brokers-coinbase`` - the platform's usual order.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     api_key: str = Field(min_length=1, max_length=300,
                          description="the CDP key name, organizations/<org>/apiKeys/<id>")
@@ -73,11 +73,14 @@ class CoinbaseConfig(BaseModel):
     @field_validator("api_secret")
     @classmethod
     def _usable(cls, secret: SecretStr) -> SecretStr:
+        text = secret.get_secret_value().strip()
+        if text.startswith("-----BEGIN") and "\\n" in text:
+            text = text.replace("\\n", "\n")  # a PEM kept on one line (.env, env variable)
         try:
-            key_algorithm(secret.get_secret_value())
+            key_algorithm(text)
         except BrokerConfigError as exc:
             raise ValueError(exc.message) from None
-        return secret
+        return SecretStr(text)
 
     @classmethod
     def load(cls, service: str = "brokers-coinbase", **options: Any) -> CoinbaseConfig:

@@ -32,7 +32,8 @@ Faults a test can script (each applies once unless ``times`` says otherwise):
 request, a connection dropped before or after it, a hang past the client's timeout),
 :meth:`reject_next_create`, :meth:`fill_before_cancel` (a fill racing a cancel),
 :meth:`ws_drop_on_next_fill` (a disconnect mid-fill), :meth:`ws_duplicate_next`,
-:meth:`ws_gap_next` (a sequence gap), :meth:`ws_lose_next` (a missing message); partial fills
+:meth:`ws_gap_next` (a sequence gap), :meth:`ws_lose_next` (a missing message),
+:meth:`ws_freeze` (a half-open socket: silence, no close), :meth:`drop_connection`; partial fills
 come from :meth:`trade` with less liquidity than an order's size. :attr:`requests` records every
 request (method, path, query, body) so a test can prove what was - or was never - sent.
 
@@ -102,6 +103,7 @@ class _Conn:
     channels: dict[str, list[str]] = field(default_factory=dict)
     seq: int = 0
     last_sent: float = field(default_factory=time.monotonic)
+    frozen: bool = False
 
 
 class _Unauthorized(Exception):
@@ -234,6 +236,12 @@ class CoinbaseServer:
     def ws_lose_next(self) -> None:
         """The next ``user`` update is lost with no gap in the sequence (only REST shows it)."""
         self._ws_flags["lose"] += 1
+
+    def ws_freeze(self) -> None:
+        """Every open WebSocket goes silent and stays open (a half-open connection: no
+        heartbeat, no close); only a client that watches its heartbeats notices."""
+        for conn in self._conns:
+            conn.frozen = True
 
     async def disconnect_websockets(self) -> None:
         """Drop every WebSocket connection without a close frame (a network cut)."""
@@ -539,6 +547,8 @@ class CoinbaseServer:
     async def _sender(self, conn: _Conn) -> None:
         while True:
             msg = await conn.queue.get()
+            if conn.frozen:
+                continue
             if msg.get("_gap"):
                 conn.seq += 1
                 continue
@@ -562,6 +572,8 @@ class CoinbaseServer:
         while True:
             await asyncio.sleep(min(self.idle_timeout / 4, 1.0))
             idle = time.monotonic() - conn.last_sent
+            if conn.frozen:
+                continue
             if "heartbeats" not in conn.channels and idle > self.idle_timeout:
                 await conn.ws.close(1000, "idle: subscribe to heartbeats to keep it open")
                 return
