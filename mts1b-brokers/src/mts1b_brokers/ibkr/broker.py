@@ -70,7 +70,7 @@ from mts1b_brokers.ibkr.mapping import (
     TRANSPORT_CODES,
     UnsupportedOrder,
     ib_order,
-    reply_code,
+    stack_code,
     to_contract,
 )
 from mts1b_brokers.ibkr.store import JsonFileOrderStore, MemoryOrderStore, OrderRecord, OrderStore
@@ -709,7 +709,7 @@ class IbkrBroker:
         if ("replace", oid) in self._waiters:
             tracked.pending = None
             report = tracked.report(ExecType.REPLACE_REJECT, reason=reason,
-                                    code=reply_code(code), venue_code=code, venue_message=text)
+                                    code=stack_code(code), venue_code=code, venue_message=text)
             self._resolve("replace", oid, report)
             return
         if code in TRANSPORT_CODES:
@@ -719,7 +719,7 @@ class IbkrBroker:
             self._track(tracked, "unsent")
             return
         if not tracked.acked and tracked.rejected is None:
-            report = tracked.report(ExecType.REJECT, reason=reason, code=reply_code(code),
+            report = tracked.report(ExecType.REJECT, reason=reason, code=stack_code(code),
                                     venue_code=code, venue_message=text)
             tracked.rejected = report
             self._emit(tracked, report)

@@ -35,7 +35,7 @@ __all__ = [
     "TRANSPORT_CODES",
     "UnsupportedOrder",
     "ib_order",
-    "reply_code",
+    "stack_code",
     "to_contract",
 ]
 
@@ -118,7 +118,7 @@ def _plain(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def reply_code(code: int) -> ReplyCode:
+def stack_code(code: int) -> ReplyCode:
     """The stack's code for an IB error code that refused a request."""
     return REJECT_CODES.get(code, ReplyCode.BROKER_REJECTED)
 
