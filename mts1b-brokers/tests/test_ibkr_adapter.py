@@ -396,3 +396,39 @@ async def test_never_reuses_an_ib_id_it_recorded(tws: FakeTws, tmp_path: Path) -
     ack = await broker.submit(order(1))
     assert int(ack.broker_order_id or 0) > 41
     await broker.close()
+
+
+async def test_options_futures_and_fx_trade_beside_the_stock(tws: FakeTws) -> None:
+    """Submit, replace, fill and cancel for an option, a future and an FX pair next to a
+    position in the option's underlying: each position under our symbol."""
+    broker = broker_for(tws)
+    await broker.connect()
+    reports = Reports(broker)
+    call = OptionInstrument(symbol="AAPL240119C00190000", underlying="AAPL",
+                            expiry=dt.date(2024, 1, 19), strike=Decimal(190), right="call")
+    es = FutureInstrument(symbol="ESH4", root="ES", expiry=dt.date(2024, 3, 15),
+                          multiplier=Decimal(50), venue="CME")
+    eur = FxPair(symbol="EURUSD", base="EUR", quote="USD", tick_size=Decimal("0.0001"))
+    await broker.submit(order("stk", limit=None))
+    await tws.trade("AAPL", Decimal("100.00"), Decimal(10))
+    await reports.until("ord-stk", ExecType.FILL)
+    for name, inst, limit in (("opt", call, "2.50"), ("fut", es, "4700.25"),
+                              ("fx", eur, "1.0950")):
+        ack = await broker.submit(order(name, qty=4, limit=limit, instrument=inst))
+        assert ack.exec_type is ExecType.ACK
+        replaced = await broker.replace(f"ord-{name}", quantity=Decimal(3))
+        assert replaced.exec_type is ExecType.REPLACED and replaced.leaves_quantity == 3
+    keys = {n: tws.placed(f"ord-{n}")[0].contract.key for n in ("opt", "fut", "fx")}
+    assert keys == {"opt": "AAPL OPT 20240119 190C", "fut": "ES FUT 20240315",
+                    "fx": "EUR.USD"}
+    await tws.trade(keys["opt"], Decimal("2.50"), Decimal(3))
+    await tws.trade(keys["fx"], Decimal("1.0950"), Decimal(1))
+    await reports.until("ord-opt", ExecType.FILL)
+    await reports.until("ord-fx", ExecType.PARTIAL_FILL)
+    held = {p.symbol: p.quantity for p in await broker.positions(ACCOUNT)}
+    assert held == {"AAPL": Decimal(10), "AAPL240119C00190000": Decimal(3),
+                    "EURUSD": Decimal(1)}
+    for name in ("fut", "fx"):
+        assert (await broker.cancel(f"ord-{name}")).exec_type is ExecType.CANCELED
+    reports.close()
+    await broker.close()

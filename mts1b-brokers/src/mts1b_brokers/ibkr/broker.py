@@ -156,6 +156,9 @@ class IbkrBroker:
         self._correction_subscribers: set[_FillStream] = set()
         self._accounts: list[str] = []
         self._bar_subs: dict[int, _BarSub] = {}
+        self._symbols: dict[int, str] = {}
+        """IB conId -> our instrument symbol, learned from our orders' openOrder and
+        execDetails (an option's IB symbol is its underlying's)."""
         self._load_store()
 
     # ----------------------------------------------------------------- protocol
@@ -457,9 +460,21 @@ class IbkrBroker:
         ib = await self._link("positions")
         now = dt.datetime.now(dt.UTC)
         rows = await self._request(ib.reqPositionsAsync(), "positions")
-        return [Position(fund_id=account_id, symbol=p.contract.symbol,
+        return [Position(fund_id=account_id, symbol=self._symbol_of(p.contract),
                          quantity=_dec(p.position), avg_cost=_dec(p.avgCost), as_of=now)
                 for p in rows if p.account == account_id and p.position]
+
+    def _symbol_of(self, contract: Any) -> str:
+        """Our symbol for an IB contract: the one our orders on it carry, else the stock's
+        symbol, a pair's ``EURUSD``, or IB's local symbol (options, futures)."""
+        known = self._symbols.get(contract.conId)
+        if known is not None:
+            return known
+        if contract.secType == "CASH":
+            return f"{contract.symbol}{contract.currency}"
+        if contract.secType == "STK":
+            return str(contract.symbol)
+        return str(contract.localSymbol or contract.symbol)
 
     async def account(self, account_id: str) -> AccountSnapshot:
         ib = await self._link("account")
@@ -650,6 +665,8 @@ class IbkrBroker:
         if tracked is None:
             return
         tracked.perm_id = trade.order.permId or tracked.perm_id
+        if trade.contract.conId:
+            self._symbols[trade.contract.conId] = tracked.order.instrument.symbol
         if trade.order.orderId and trade.order.orderId != tracked.ib_order_id:
             tracked.ib_order_id = trade.order.orderId
         self._ack(tracked)
@@ -735,6 +752,8 @@ class IbkrBroker:
                               ts=_ib_time(f[15]))
         if f[21] and f[21] != "0":
             tracked.perm_id = int(f[21])
+        if f[3] and f[3] != "0":
+            self._symbols[int(f[3])] = tracked.order.instrument.symbol
         self._ack(tracked)
         outcome = tracked.add(execution)
         if outcome == "duplicate":

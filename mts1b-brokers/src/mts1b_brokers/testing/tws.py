@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Callable
@@ -146,8 +147,9 @@ class _Conn:
 @dataclass
 class _Account:
     cash: Decimal
-    positions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
-    """symbol -> (quantity, average cost)."""
+    positions: dict[str, tuple[ContractFields, Decimal, Decimal]] = field(
+        default_factory=dict)
+    """market key (``ContractFields.key``) -> (contract, quantity, average cost)."""
 
 
 def _commission(shares: Decimal) -> Decimal:
@@ -160,7 +162,9 @@ class FakeTws:
 
     ``accounts`` maps account codes to starting cash. ``prices`` gives a reference price per
     symbol (a market order's buying-power check); :meth:`trade` updates it. ``min_tick`` is
-    the price increment every contract must respect (error 110 otherwise).
+    the price increment every contract must respect (error 110 otherwise), but currency
+    pairs (IDEALPRO's half pip, 0.00005). Option and future multipliers are not applied to
+    cash: the stand-in books ``quantity x price``.
     """
 
     def __init__(self, *, server_version: int = 178,
@@ -317,8 +321,8 @@ class FakeTws:
         elif msg == IN.REQ_POSITIONS:
             conn.positions = True
             for code, account in sorted(self.accounts.items()):
-                for symbol, (qty, avg) in sorted(account.positions.items()):
-                    self._send(conn, w.position(code, self._contract(symbol), qty, avg))
+                for _, (contract, qty, avg) in sorted(account.positions.items()):
+                    self._send(conn, w.position(code, contract, qty, avg))
             self._send(conn, w.position_end())
         elif msg == IN.REQ_REAL_TIME_BARS:
             conn.bars[int(f[2])] = f[4]
@@ -364,11 +368,13 @@ class FakeTws:
         symbol, sec_type = f[3], f[4]
         contract = self._contract(symbol)
         if sec_type != "STK":
+            strike = Decimal(f[6]) if f[6] and Decimal(f[6]) else None
             contract = ContractFields(
-                con_id=int(f[2] or 0) or contract.con_id, symbol=symbol, sec_type=sec_type,
-                last_trade=f[5], strike=Decimal(f[6]) if f[6] else None, right=f[7],
-                multiplier=f[8], exchange=f[9] or "SMART", currency=f[11] or "USD",
+                con_id=0, symbol=symbol, sec_type=sec_type, last_trade=f[5], strike=strike,
+                right=f[7], multiplier=f[8], exchange=f[9] or "SMART", currency=f[11] or "USD",
                 local_symbol=f[12], trading_class=f[13])
+            con_id = self._con_ids.setdefault(contract.key, 265_598 + len(self._con_ids))
+            contract = dataclasses.replace(contract, con_id=con_id)
         action, qty, otype = f[16], Decimal(f[17]), f[18]
         lmt = Decimal(f[19]) if f[19] else None
         aux = Decimal(f[20]) if f[20] else None
@@ -387,7 +393,7 @@ class FakeTws:
         if order_id < self.next_order_id or order_id in self.orders:
             self._error(conn, 0, order_id, 103, "Duplicate order id")
             return True
-        refusal = self._refusal(account, symbol, action, qty, otype, lmt)
+        refusal = self._refusal(account, contract, action, qty, otype, lmt)
         if refusal is None and self.faults.reject_next is not None:
             refusal, self.faults.reject_next = self.faults.reject_next, None
         if refusal is not None:
@@ -406,8 +412,11 @@ class FakeTws:
                         "Order TIF was set to DAY based on order preset.")
         return True
 
-    def _refusal(self, account: str, symbol: str, action: str, qty: Decimal, otype: str,
-                 lmt: Decimal | None) -> tuple[int, str] | None:
+    def _tick(self, contract: ContractFields) -> Decimal:
+        return Decimal("0.00005") if contract.sec_type == "CASH" else self.min_tick
+
+    def _refusal(self, account: str, contract: ContractFields, action: str, qty: Decimal,
+                 otype: str, lmt: Decimal | None) -> tuple[int, str] | None:
         if account not in self.accounts:
             return 321, (f"Error validating request.-'bN' : cause - The account code "
                          f"{account!r} is not among the managed accounts")
@@ -415,10 +424,10 @@ class FakeTws:
             return 321, "Error validating request.-'bO' : cause - invalid action or quantity"
         if otype not in ("MKT", "LMT"):
             return 387, "Unsupported order type for this exchange and security type."
-        if lmt is not None and lmt % self.min_tick != 0:
+        if lmt is not None and lmt % self._tick(contract) != 0:
             return 110, ("The price does not conform to the minimum price variation for "
                          "this contract.")
-        price = lmt if lmt is not None else self.prices.get(symbol, Decimal(0))
+        price = lmt if lmt is not None else self.prices.get(contract.key, Decimal(0))
         if action == "BUY" and qty * price > self.accounts[account].cash:
             return 201, ("Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO "
                          "OBTAIN THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE MUST EXCEED "
@@ -433,7 +442,7 @@ class FakeTws:
                         if order.status == "Filled" else
                         f"Order {order.order_id} cannot be modified, state: {order.status}")
             return True
-        if lmt is not None and lmt % self.min_tick != 0:
+        if lmt is not None and lmt % self._tick(order.contract) != 0:
             self._error(conn, 0, order.order_id, 110, "The price does not conform to the "
                         "minimum price variation for this contract.")
             return True
@@ -463,7 +472,7 @@ class FakeTws:
         if self.faults.fill_before_cancel_next and order.status not in DONE:
             self.faults.fill_before_cancel_next = False
             self._fill(order, order.remaining, order.limit_price or order.last_price
-                       or self.prices.get(order.contract.symbol, Decimal(1)))
+                       or self.prices.get(order.contract.key, Decimal(1)))
         if order.status in DONE:
             self._error(conn, 0, order_id, 10148, f"OrderId {order_id} that needs to be "
                         f"cancelled cannot be cancelled, state: {order.status}.")
@@ -478,14 +487,15 @@ class FakeTws:
 
     # ------------------------------------------------------------------- trading
     async def trade(self, symbol: str, price: Decimal, liquidity: Decimal) -> None:
-        """The market trades ``symbol`` at ``price`` with ``liquidity`` units for our orders:
-        working orders that accept the price fill in order id order."""
+        """The market ``symbol`` (a stock's symbol, or a contract's ``ContractFields.key``:
+        ``EUR.USD``, ``AAPL OPT 20240119 190C``) trades at ``price`` with ``liquidity`` units
+        for our orders: working orders that accept the price fill in order id order."""
         self.prices[symbol] = price
         left = liquidity
         for order in sorted(self.orders.values(), key=lambda o: o.order_id):
             if left <= 0:
                 break
-            if order.contract.symbol != symbol or order.status in DONE:
+            if order.contract.key != symbol or order.status in DONE:
                 continue
             if order.limit_price is not None and (
                     (order.action == "BUY" and price > order.limit_price)
@@ -536,21 +546,22 @@ class FakeTws:
     def _book(self, order: TwsOrder, signed: Decimal, price: Decimal) -> None:
         account = self.accounts[order.account]
         account.cash -= signed * price
-        qty, avg = account.positions.get(order.contract.symbol, (Decimal(0), Decimal(0)))
+        key = order.contract.key
+        _, qty, avg = account.positions.get(key, (order.contract, Decimal(0), Decimal(0)))
         new = qty + signed
         if new == 0:
-            account.positions.pop(order.contract.symbol, None)
+            account.positions.pop(key, None)
             return
         six = Decimal("0.000001")
         if qty == 0 or (qty > 0) == (signed > 0):
             avg = ((qty * avg + signed * price) / new).quantize(six)
         elif (new > 0) != (qty > 0):
             avg = price
-        account.positions[order.contract.symbol] = (new, avg)
+        account.positions[key] = (order.contract, new, avg)
 
     def _publish_position(self, order: TwsOrder) -> None:
-        qty, avg = self.accounts[order.account].positions.get(
-            order.contract.symbol, (Decimal(0), Decimal(0)))
+        _, qty, avg = self.accounts[order.account].positions.get(
+            order.contract.key, (order.contract, Decimal(0), Decimal(0)))
         for conn in self._conns:
             if conn.ready and conn.positions:
                 self._send(conn, w.position(order.account, order.contract, qty, avg))
@@ -646,7 +657,7 @@ class FakeTws:
 
     def _account_values(self, code: str) -> dict[str, Decimal]:
         account = self.accounts[code]
-        value = sum((q * self.prices.get(s, avg) for s, (q, avg) in account.positions.items()),
+        value = sum((q * self.prices.get(k, avg) for k, (_, q, avg) in account.positions.items()),
                     Decimal(0))
         net = account.cash + value
         return {"NetLiquidation": net, "TotalCashValue": account.cash,

@@ -167,6 +167,17 @@ class ContractFields:
     local_symbol: str = ""
     trading_class: str = ""
 
+    @property
+    def key(self) -> str:
+        """How :class:`FakeTws` names the market: the symbol of a stock, ``EUR.USD`` of a
+        currency pair, else ``<symbol> <secType> <lastTrade> <strike><right>``."""
+        if self.sec_type == "STK":
+            return self.symbol
+        if self.sec_type == "CASH":
+            return f"{self.symbol}.{self.currency}"
+        strike = fmt(self.strike) if self.strike is not None else ""
+        return f"{self.symbol} {self.sec_type} {self.last_trade} {strike}{self.right}".strip()
+
     def short(self) -> list[object]:
         """conId .. tradingClass without primaryExchange (openOrder, execDetails, position)."""
         return [self.con_id, self.symbol, self.sec_type, self.last_trade,
