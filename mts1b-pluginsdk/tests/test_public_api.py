@@ -13,9 +13,10 @@ from mts1b_platform import cli as mts_cli
 
 SURFACE = {
     "ALERT_SINKS", "BROKERS", "COMMANDS", "CONFORMANCE", "EXTENSION_POINTS", "FACTORS", "KINDS",
-    "MARKET_DATA", "Capabilities", "ExtensionPoint", "InstalledPlugin", "LoadReport",
+    "MARKET_DATA", "Capabilities", "ConformanceSkip", "ConformanceSuite", "ExtensionPoint",
+    "InstalledPlugin", "LoadReport",
     "PluginError", "PluginFailure", "PluginLoadError", "ScaffoldError", "__version__",
-    "capabilities_of", "entry_points_of", "installed_plugins", "load_entry_point",
+    "broker_suite", "capabilities_of", "entry_points_of", "installed_plugins", "load_entry_point",
     "load_plugins", "new_project", "update_project",
 }
 

@@ -13,23 +13,30 @@ from pathlib import Path
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
-LIMITED = textwrap.dedent("""
+SUITES = textwrap.dedent("""
+    import mts1b_brokers.conformance as kit
     from mts1b_brokers.conformance import paper_harness
     from mts1b_foundation.plugins import Capabilities
+    from mts1b_pluginsdk.conformance import broker_suite
 
-    class NoReplace:
-        capabilities = Capabilities(order_types={"market", "limit"}, time_in_force={"GTC"},
-                                    asset_classes={"equity"}, supports_replace=False)
+    NO_REPLACE = Capabilities(order_types={"market", "limit"}, time_in_force={"GTC"},
+                              asset_classes={"equity"}, supports_replace=False)
 
-    def harness():
+    def paper():
+        return broker_suite(kit, paper_harness())
+
+    def limited():
         base = paper_harness()
 
         async def make():
             h = await base()
-            h.broker.capabilities = NoReplace.capabilities  # what this venue declares
+            h.broker.capabilities = NO_REPLACE  # what this venue declares
             return h
 
-        return make
+        return broker_suite(kit, make)
+
+    def not_a_suite():
+        return paper_harness()
 """)
 
 
@@ -43,10 +50,13 @@ def _row(stdout: str, harness: str, check: str) -> list[str]:
 
 
 def test_the_paper_broker_passes_with_no_settings(tmp_path: Path, run_tests: Runner) -> None:
-    done = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
-                     "mts1b_brokers.conformance:paper_harness")
+    (tmp_path / "kits.py").write_text(SUITES)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = run_tests(work, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
+                     "kits:paper", pythonpath=[tmp_path])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    harness = "mts1b_brokers.conformance:paper_harness"
+    harness = "kits:paper"
     for check in ("submit_ack", "partial_fill", "cancel_race_with_fill", "replace",
                   "duplicate_submission", "order_status"):
         assert _row(done.stdout, harness, check)[0] == "passed", check
@@ -57,13 +67,13 @@ def test_installed_harnesses_capabilities_and_a_broken_one(tmp_path: Path,
                                                            run_tests: Runner) -> None:
     """Harnesses come from the mts1b.conformance group; a check the manifest rules out is
     skipped saying why; a harness that does not load fails alone, by type, and the rest run."""
-    (tmp_path / "limited_harness.py").write_text(LIMITED)
-    dist = tmp_path / "limited_harness-0.1.dist-info"
+    (tmp_path / "kits.py").write_text(SUITES)
+    dist = tmp_path / "kits-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: limited-harness\nVersion: 0.1\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kits\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[mts1b.conformance]\nlimited = limited_harness:harness\n"
-        "broken = no_such_harness_module:harness\n")
+        "[mts1b.conformance]\nlimited = kits:limited\n"
+        "broken = no_such_harness_module:conformance\n")
     work = tmp_path / "work"
     work.mkdir()
     done = run_tests(work, "-p", "no:asyncio", "--mts-conformance", "-k",
@@ -82,3 +92,8 @@ def test_a_wrong_harness_is_a_usage_error(tmp_path: Path, run_tests: Runner) -> 
                      "nope")
     assert done.returncode == 4
     assert "--mts-harness nope: no such harness in mts1b.conformance" in done.stderr
+    (tmp_path / "kits.py").write_text(SUITES)
+    wrong = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
+                      "kits:not_a_suite", pythonpath=[tmp_path])
+    assert wrong.returncode == 4
+    assert "kits:not_a_suite: gives a function, not a mts1b_pluginsdk.conformance" in wrong.stderr

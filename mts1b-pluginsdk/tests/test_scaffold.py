@@ -42,7 +42,8 @@ def test_every_kind_renders_and_passes_its_own_tests(tmp_path: Path, run_tests: 
     pyproject = (broker / "pyproject.toml").read_text()
     assert '[project.entry-points."mts1b.brokers"]\nacme-fx = ' \
            '"mts1b_acme_fx_broker.adapter:AcmeFxBroker"' in pyproject
-    assert '"mts1b.conformance"]\nacme-fx = "mts1b_acme_fx_broker.testing:harness"' in pyproject
+    assert '"mts1b.conformance"]\nacme-fx = "mts1b_acme_fx_broker.testing:conformance"' \
+        in pyproject
     assert '"mts1b.factors"]\nf_acme_reversal = ' in (factors / "pyproject.toml").read_text()
     answers = yaml.safe_load((broker / ".copier-answers.yml").read_text())
     assert answers["kind"] == "broker" and answers["name"] == "acme-fx"
@@ -54,7 +55,7 @@ def test_every_kind_renders_and_passes_its_own_tests(tmp_path: Path, run_tests: 
     # needs the installed entry point (test_clean_venv.py)
     done = run_tests(tmp_path, "-p", "no:asyncio", "-p", "no:hypothesispytest",
                      "--rootdir", str(tmp_path), "--mts-conformance", "--mts-harness",
-                     "mts1b_acme_fx_broker.testing:harness", "-k", "not registered",
+                     "mts1b_acme_fx_broker.testing:conformance", "-k", "not registered",
                      "broker/tests", "provider/tests", "factors/tests",
                      pythonpath=[broker / "src", provider / "src", factors / "src"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

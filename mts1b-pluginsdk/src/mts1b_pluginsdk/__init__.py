@@ -28,6 +28,7 @@ from mts1b_foundation.plugins import (
     load_plugins,
 )
 
+from mts1b_pluginsdk.conformance import ConformanceSkip, ConformanceSuite, broker_suite
 from mts1b_pluginsdk.inventory import InstalledPlugin, installed_plugins
 from mts1b_pluginsdk.scaffold import KINDS, ScaffoldError, new_project, update_project
 
@@ -43,6 +44,8 @@ __all__ = [
     "KINDS",
     "MARKET_DATA",
     "Capabilities",
+    "ConformanceSkip",
+    "ConformanceSuite",
     "ExtensionPoint",
     "InstalledPlugin",
     "LoadReport",
@@ -51,6 +54,7 @@ __all__ = [
     "PluginLoadError",
     "ScaffoldError",
     "__version__",
+    "broker_suite",
     "capabilities_of",
     "entry_points_of",
     "installed_plugins",

@@ -1,25 +1,24 @@
-"""``pytest --mts-conformance``: the brokers conformance kit as a plugin's own tests.
+"""``pytest --mts-conformance``: a plugin's conformance suite as its own tests, no settings.
 
-Why a pytest plugin: a plugin repository that copied the kit's parametrized coroutine test
-failed unless pytest-asyncio ran in auto mode. Here each check is a plain test item that runs
-its coroutine with :func:`asyncio.run`, so it needs no asyncio setting and no test file.
+Why a pytest plugin: a plugin repository that copied the brokers kit's parametrized coroutine
+test failed unless pytest-asyncio ran in auto mode. Here each check is a plain test item that
+runs its coroutine with :func:`asyncio.run`: no asyncio setting, no test file.
 
-The harnesses come from the ``mts1b.conformance`` entry-point group (a generated plugin
-project registers its own), or from ``--mts-harness NAME`` (one of them) or ``--mts-harness
-module:attr``. An entry is a harness factory (``async def make() -> BrokerHarness``) or a
-function returning one. A check that needs what the broker's :class:`Capabilities` does not
-declare is skipped, naming what is missing. At the end a table shows each case.
+The suites come from the ``mts1b.conformance`` entry-point group (a generated plugin project
+registers its own), or from ``--mts-harness NAME`` (one of them) or ``--mts-harness
+module:attr``. An entry names a function returning a
+:class:`~mts1b_pluginsdk.conformance.ConformanceSuite` (for a broker:
+``broker_suite(mts1b_brokers.conformance, harness())``). A check that raises ``ConformanceSkip``
+or ``pytest.skip`` is skipped with its reason. At the end a table shows each case.
 
-Installed with mts1b-pluginsdk (a ``pytest11`` entry point), it does nothing without the
-option; the kit itself (``mts1b_brokers.conformance``) is imported only when asked for, and
-comes with the ``testing`` extra.
+Installed with mts1b-pluginsdk (a ``pytest11`` entry point) it does nothing without the option:
+the module imports only pytest and the standard library until the option asks for more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,23 +28,9 @@ import pytest
 if TYPE_CHECKING:
     from mts1b_foundation.plugins import PluginFailure
 
-# Loaded by every pytest run where this package is installed: the module imports only pytest
-# and the standard library; foundation and the kit load when --mts-conformance asks for them.
+    from mts1b_pluginsdk.conformance import ConformanceSuite
 
-__all__ = ["CHECK_NEEDS", "CaseResult", "ConformanceItem"]
-
-CHECK_NEEDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "submit_ack": (("limit",), False),
-    "reject": (("limit", "market"), False),
-    "partial_fill": (("market",), False),
-    "cancel_race_with_fill": (("limit",), False),
-    "replace": (("limit",), True),
-    "reconnect": (("limit", "market"), False),
-    "duplicate_submission": (("market",), False),
-    "order_status": (("limit",), False),
-}
-"""Check -> (order types it sends, whether it replaces an order). Every check sends GTC orders
-for the harness's instrument. A check not listed here runs whatever the manifest says."""
+__all__ = ["CaseResult", "ConformanceItem"]
 
 
 @dataclass(frozen=True)
@@ -59,67 +44,42 @@ class CaseResult:
     detail: str
 
 
-class _Unsupported(Exception):
-    """The broker's manifest does not declare what a check needs."""
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("mts1b-conformance", "MTS1B brokers conformance kit")
+    group = parser.getgroup("mts1b-conformance", "MTS1B conformance suites")
     group.addoption("--mts-conformance", action="store_true", default=False,
-                    help="run the brokers conformance kit against the installed harnesses "
-                         "(entry-point group mts1b.conformance) and print a table")
+                    help="run the conformance suites of the installed plugins (entry-point "
+                         "group mts1b.conformance) and print a table")
     group.addoption("--mts-harness", action="append", default=[], metavar="NAME|module:attr",
-                    help="the harness to run (repeatable): a name in mts1b.conformance or "
+                    help="the suite to run (repeatable): a name in mts1b.conformance or "
                          "module:attr; default every installed one")
 
 
-def _missing(check: str, harness: Any) -> str | None:
-    """What the broker does not declare that ``check`` needs, or None to run it."""
-    from mts1b_foundation import OrderType, TimeInForce
-    from mts1b_foundation.plugins import capabilities_of
+def _as_suite(spec: str, obj: Any) -> ConformanceSuite:
+    """The suite an entry names: a function returning one (or the suite itself)."""
+    from mts1b_pluginsdk.conformance import ConformanceSuite
 
-    caps = capabilities_of(harness.broker)
-    if caps is None or check not in CHECK_NEEDS:
-        return None
-    order_types, replaces = CHECK_NEEDS[check]
-    lacking = [t for t in order_types if OrderType(t) not in caps.order_types]
-    if TimeInForce.GTC not in caps.time_in_force:
-        lacking.append("time in force GTC")
-    asset_class = getattr(harness.instrument, "asset_class", None)
-    if asset_class is not None and asset_class not in caps.asset_classes:
-        lacking.append(f"asset class {asset_class}")
-    if replaces and not caps.supports_replace:
-        lacking.append("replace")
-    return f"the broker's capabilities lack {', '.join(lacking)}" if lacking else None
+    suite = obj() if callable(obj) and not isinstance(obj, ConformanceSuite) else obj
+    if not isinstance(suite, ConformanceSuite):
+        raise pytest.UsageError(
+            f"{spec}: gives a {type(suite).__name__}, not a mts1b_pluginsdk.conformance."
+            "ConformanceSuite (for a broker: broker_suite(mts1b_brokers.conformance, harness()))")
+    return suite
 
 
-def _as_factory(obj: Any) -> Callable[[], Any]:
-    """A harness factory from what an entry names: the factory, or a function returning it."""
-    if inspect.iscoroutinefunction(obj):
-        return obj  # type: ignore[no-any-return]
-    if callable(obj):
-        made = obj()
-        if inspect.iscoroutinefunction(made):
-            return made  # type: ignore[no-any-return]
-    raise pytest.UsageError(f"{obj!r} is neither a harness factory (async def make() -> "
-                            "BrokerHarness) nor a function returning one")
-
-
-def _harnesses(config: pytest.Config) -> tuple[dict[str, Callable[[], Any]],
-                                                list[PluginFailure]]:
+def _suites(config: pytest.Config) -> tuple[dict[str, ConformanceSuite], list[PluginFailure]]:
     from mts1b_foundation.plugins import CONFORMANCE, load_plugins
 
     wanted: list[str] = config.getoption("mts_harness")
-    by_path = {spec: spec for spec in wanted if ":" in spec}
+    by_path = [spec for spec in wanted if ":" in spec]
     names = [spec for spec in wanted if ":" not in spec]
-    found: dict[str, Callable[[], Any]] = {}
+    found: dict[str, ConformanceSuite] = {}
     for spec in by_path:
         module, _, attr = spec.partition(":")
         try:
             obj = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise pytest.UsageError(f"--mts-harness {spec}: {type(exc).__name__}") from None
-        found[spec] = _as_factory(obj)
+        found[spec] = _as_suite(spec, obj)
     failures: list[PluginFailure] = []
     if names or not by_path:
         report = load_plugins(CONFORMANCE)
@@ -131,54 +91,47 @@ def _harnesses(config: pytest.Config) -> tuple[dict[str, Callable[[], Any]],
                 f"installed: {', '.join(sorted(report.plugins)) or 'none'}")
         for name, obj in sorted(report.plugins.items()):
             if not names or name in names:
-                found[name] = _as_factory(obj)
+                found[name] = _as_suite(name, obj)
     if not found and not failures:
         raise pytest.UsageError(
-            f"--mts-conformance: no harness installed in the {CONFORMANCE.group} entry-point "
+            f"--mts-conformance: no suite installed in the {CONFORMANCE.group} entry-point "
             "group; register one in your plugin's pyproject or pass --mts-harness module:attr")
     return found, failures
 
 
-class ConformanceItem(pytest.Item):
-    """One check of the kit against one harness, run with asyncio.run."""
+class _HarnessBroken(Exception):
+    """The suite's entry point did not load."""
 
-    def __init__(self, *, harness: str, check: str, factory: Callable[[], Any] | None,
+
+class ConformanceItem(pytest.Item):
+    """One check of one suite, run with asyncio.run."""
+
+    def __init__(self, *, harness: str, check: str, suite: ConformanceSuite | None,
                  failure: PluginFailure | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.harness = harness
         self.check = check
-        self.factory = factory
+        self.suite = suite
         self.failure = failure
 
     def runtest(self) -> None:
-        if self.failure is not None:
-            raise _HarnessBroken(str(self.failure))
-        from mts1b_brokers.conformance import run_check
+        from mts1b_pluginsdk.conformance import ConformanceSkip
 
-        factory = self.factory
-        if factory is None:
-            raise _HarnessBroken(f"no harness factory for {self.harness}")
-        check = self.check
-
-        async def guarded() -> Any:
-            h = await factory()
-            reason = _missing(check, h)
-            if reason is not None:
-                if h.cleanup is not None:
-                    await h.cleanup()
-                raise _Unsupported(reason)
-            return h
-
+        if self.suite is None:
+            failure = self.failure
+            raise _HarnessBroken(f"did not load: {failure.error_type} ({failure.value})"
+                                 if failure else "no suite")
         try:
-            asyncio.run(run_check(check, guarded))
-        except _Unsupported as exc:
+            asyncio.run(_awaited(self.suite.run, self.check))
+        except ConformanceSkip as exc:
             pytest.skip(str(exc))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
-        from mts1b_brokers.conformance import ConformanceFailure
-
-        if isinstance(excinfo.value, ConformanceFailure | _HarnessBroken):
+        clean: tuple[type[BaseException], ...] = (_HarnessBroken,)
+        if self.suite is not None:
+            clean = (*clean, self.suite.failure)
+        if isinstance(excinfo.value, clean):
             return f"{self.check}: {excinfo.value}"
         return str(super().repr_failure(excinfo, style=style))
 
@@ -186,31 +139,26 @@ class ConformanceItem(pytest.Item):
         return "mts1b-conformance", None, f"conformance[{self.harness}] {self.check}"
 
 
-class _HarnessBroken(Exception):
-    """The harness's entry point did not load."""
+async def _awaited(run: Callable[[str], Any], check: str) -> None:
+    await run(check)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """Add one item per (harness, check) before -k and -m select among them."""
+    """Add one item per (suite, check) before -k and -m select among them."""
     if not config.getoption("mts_conformance"):
         return
-    try:
-        from mts1b_brokers.conformance import CHECKS
-    except ImportError:
-        raise pytest.UsageError("--mts-conformance needs the kit: pip install "
-                                "'mts1b-pluginsdk[testing]' (it brings mts1b-brokers)") from None
-    factories, failures = _harnesses(config)
-    for name, factory in factories.items():
-        for check in sorted(CHECKS):
+    suites, failures = _suites(config)
+    for name, suite in suites.items():
+        for check in suite.checks:
             items.append(ConformanceItem.from_parent(
                 session, name=f"conformance[{name}]::{check}", harness=name, check=check,
-                factory=factory))
+                suite=suite))
     for failure in failures:
         items.append(ConformanceItem.from_parent(
             session, name=f"conformance[{failure.name}]::load", harness=failure.name,
-            check="load", factory=None, failure=failure))
+            check="load", suite=None, failure=failure))
 
 
 def pytest_configure(config: pytest.Config) -> None:
