@@ -19,11 +19,13 @@ from mts1b_foundation import MtsError
 from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
+from mts1b_deploy.containers import DELIVERY_PATH, push_delivery, push_release
 from mts1b_deploy.delivery import login_with_delivery
 from mts1b_deploy.errors import ReleaseError
 from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesAlive
 from mts1b_deploy.inventory import load_inventory
 from mts1b_deploy.local import LocalTarget, ReleaseRequest, read_config_dir
+from mts1b_deploy.nodessh import NodeShell
 from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard
 from mts1b_deploy.paperstack import PaperStack, parse_symbols, write_paper_config
 from mts1b_deploy.plan import plan as make_plan
@@ -79,8 +81,8 @@ def plan_command(inventory: InventoryPath,
 
 @app.command("apply")
 def apply_command(inventory: InventoryPath, ca_cert: CaCert = None) -> None:
-    """Create, resize and start the inventory's containers on Proxmox (idempotent). Installing
-    releases and services inside them is not built yet."""
+    """Create, resize and start the inventory's containers on Proxmox (idempotent). A release
+    goes inside them with `push`."""
     inv = load_inventory(inventory)
     target = ProxmoxTarget(inv, resolve_secret_ref(inv.proxmox.token_secret_ref),
                            verify=ca_cert or True)
@@ -268,6 +270,48 @@ def _decimal(field: str, text: str) -> Decimal:
         raise ReleaseError(f"{field}: {text!r} is not a finite number", field=field,
                            value=text)
     return value
+
+
+@app.command("push")
+def push_command(
+    service: Annotated[str, typer.Argument(help="the service whose container gets it, e.g. oms")],
+    inventory: Annotated[Path, typer.Option(help="the inventory: the container and its node")],
+    root: Root,
+    generation: Annotated[int | None, typer.Option(
+        help="the kept release to push (default: the current one)")] = None,
+    remote_root: Annotated[str, typer.Option(help="where releases live in the container")
+                           ] = "/opt/mts",
+    ssh_key: Annotated[Path | None, typer.Option(help="the key to log in to the node with")
+                       ] = None,
+    known_hosts: Annotated[Path | None, typer.Option(
+        help="a known-hosts file holding the node's host key (default: the user's)")] = None,
+    restart_unit: Annotated[bool, typer.Option(
+        "--restart/--no-restart", help="restart the service's unit in the container")] = True,
+    delivery: Annotated[Path | None, typer.Option(
+        help="also push this Vault delivery (vault bootstrap's delivery/<service>.json) to "
+             f"{DELIVERY_PATH}, mode 0600")] = None,
+) -> None:
+    """Install a release built here (install --root) inside the service's Proxmox container:
+    over SSH to its node, pct push and pct exec; pip --no-index --require-hashes there, then
+    current switched and the unit restarted."""
+    inv = load_inventory(inventory)
+    if service not in inv.services:
+        raise ReleaseError(f"service: {service!r} is not in the inventory; it has "
+                           f"{sorted(inv.services)}", field="service", value=service)
+    spec = inv.services[service]
+    node = next(n for n in inv.nodes if n.name == spec.node)
+    kept = LocalTarget(root).kept()
+    chosen = [k for k in kept if (k.generation.generation == generation if generation
+                                  is not None else k.current)]
+    if not chosen:
+        which = "current" if generation is None else f"generation {generation}"
+        raise ReleaseError(f"no {which} release kept under {root}", root=str(root))
+    shell = NodeShell(node.ssh_host, user=node.ssh_user, port=node.ssh_port, identity=ssh_key,
+                      known_hosts=known_hosts)
+    if delivery is not None:
+        push_delivery(shell, spec.vmid, delivery, log=typer.echo)
+    push_release(shell, spec.vmid, LocalTarget(root).releases / chosen[0].generation.directory,
+                 root=remote_root, service=service if restart_unit else None, log=typer.echo)
 
 
 @app.command("status")

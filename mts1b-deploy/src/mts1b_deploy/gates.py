@@ -6,8 +6,8 @@ publishes a :class:`~mts1b_foundation.Heartbeat` on ``mts.v1.operations.heartbea
 within the timeout - the bus sees it alive, not only the process table) and
 :class:`KillSwitchUnchanged` (no ``TradingStateChange`` on ``mts.v1.oms.state.changed`` from
 just before the services restart until the gate: a release that trips or lifts a kill switch does
-not stay). Not built yet: the OMS answering a request, refusing while orders work. The NATS
-gates need ``nats-py`` (the ``local`` extra).
+not stay). The OMS answering a request, and refusing while orders work:
+:mod:`mts1b_deploy.omscheck`. The NATS gates need ``nats-py`` (the ``local`` extra).
 
 Each gate's :meth:`Gate.begin` runs once the new release is installed, before the services
 restart (a gate that watches the bus starts listening there), :meth:`Gate.check` after.

@@ -77,6 +77,7 @@ class Node(_Model):
     name: str = Field(pattern=_NAME)
     ssh_host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")
     ssh_user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    ssh_port: int = Field(default=22, ge=1, le=65535)
     storage: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     template: str = Field(pattern=r"^[A-Za-z0-9_-]+:vztmpl/\S+$")
 

@@ -16,8 +16,8 @@ Why each guard (from what users of the API run into):
   administrator runs once.
 
 :meth:`ProxmoxTarget.apply` is idempotent: it changes only what :meth:`ProxmoxTarget.drift`
-finds, and a second run finds nothing (it says so). Installing releases, config and services
-inside the containers (over SSH, ``pct push``) is not built yet.
+finds, and a second run finds nothing (it says so). A release goes inside a container over SSH
+to its node (``pct push``, ``pct exec``): :mod:`mts1b_deploy.containers`.
 """
 
 from __future__ import annotations
