@@ -96,6 +96,7 @@ def test_tutorial_4_runs_as_written(tmp_path: Path, tutorial_env: dict[str, str]
     assert re.search(r"^     1  ", before, re.M)
     assert re.search(r"^\*    1  ", after, re.M) and re.search(r"^     2  ", after, re.M)
     assert "current is generation 1" in out("rollback")
+    assert out("rollback").startswith("orders: none working\n")  # before the OMS restarts
     assert out("mts1b-deploy status", 1).startswith("current: generation 1 (")
     assert "  oms: running" in out("mts1b-deploy status", 1)
     assert "stopped oms" in out("mts1b-deploy stop")

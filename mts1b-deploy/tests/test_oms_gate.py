@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from mts1b_deploy.errors import ReleaseError
+from mts1b_deploy.history import Generation, append
 from mts1b_deploy.local import LocalTarget, ReleaseRequest
 from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard, OrdersWorking, working_orders
 from mts1b_deploy.paperstack import PaperStack, write_paper_config
 from mts1b_deploy.rollout import rollout
-from mts1b_deploy.supervisor import Supervisor
+from mts1b_deploy.supervisor import SERVICES_FILE, Supervisor, services_json
 
 pytestmark = pytest.mark.integration
 NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
@@ -120,6 +121,20 @@ async def _working_order(namespace: str) -> None:
         await bus.drain()
 
 
+def _kept_release(target: LocalTarget, number: int, stack: PaperStack) -> Generation:
+    """A release folder as ``install`` leaves it (without its venv: it is not started)."""
+    generation = Generation(generation=number, sha=f"{number}" * 40,
+                            directory=f"{number}-{str(number) * 12}", libraries={}, schema={},
+                            lock_sha256="0" * 64, config_sha256="0" * 64,
+                            installed_at="2026-12-06T00:00:00+00:00", by="test")
+    folder = target.releases / generation.directory
+    (folder / "config").mkdir(parents=True)
+    (folder / "config" / SERVICES_FILE).write_text(services_json(stack.services()))
+    (folder / "release.json").write_text("{}")
+    append(target.root, generation)
+    return generation
+
+
 def test_refused_while_an_order_works_then_drained(oms_stack: tuple[PaperStack, Path]) -> None:
     stack, tmp_path = oms_stack
     assert working_orders(NATS_URL, stack.namespace) == 0
@@ -137,6 +152,19 @@ def test_refused_while_an_order_works_then_drained(oms_stack: tuple[PaperStack, 
         rollout(target, request, Supervisor(target.root), [],
                 guard=OrdersGuard(NATS_URL, stack.namespace))
     assert not target.releases.exists() and target.current() is None
+
+    # rollback --restart of a target whose current release runs the OMS: refused as well
+    kept = [_kept_release(target, number, stack) for number in (1, 2)]
+    target.switch_to(kept[1], "install")
+    from mts1b_deploy.cli import app
+    from typer.testing import CliRunner
+
+    back = CliRunner().invoke(app, ["rollback", "--root", str(target.root), "--to", "1",
+                                    "--restart", "--nats-url", NATS_URL, "--namespace",
+                                    stack.namespace or ""])
+    assert isinstance(back.exception, OrdersWorking), back.output
+    assert back.exception.message.endswith("current was not switched")
+    assert target.current() == kept[1]
 
     lines: list[str] = []
     OrdersGuard(NATS_URL, stack.namespace, tmp_path / "desk.key", drain_timeout_s=30)(

@@ -374,12 +374,34 @@ def rollback_command(
     root: Root,
     to: Annotated[str, typer.Option("--to", help="a generation number or a commit sha")],
     restart_services: Annotated[bool, typer.Option(
-        "--restart", help="restart the services from the release rolled back to")] = False,
+        "--restart", help="restart the services from the release rolled back to (refused "
+                          "while the OMS has working orders, unless --drain)")] = False,
+    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the orders")
+                        ] = "nats://127.0.0.1:4222",
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="the services' NATS namespace")] = None,
+    drain: Annotated[bool, typer.Option(
+        "--drain", help="--restart with orders working: halt trading (signed with --key-file) "
+                        "and wait until none works, instead of refusing")] = False,
+    key_file: Annotated[Path | None, typer.Option(
+        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
+    ] = None,
+    drain_timeout: Annotated[float, typer.Option(
+        help="--drain: seconds to wait for the working orders to end")] = 120.0,
 ) -> None:
     """Make a kept release current again (code and config)."""
-    LocalTarget(root).rollback(to, log=typer.echo)
+    target = LocalTarget(root)
     if restart_services:
-        restart(Supervisor(root), typer.echo)
+        if drain and key_file is None:
+            raise ReleaseError("--drain needs --key-file (a signing key with the role "
+                               "operations)", field="--key-file")
+        supervisor = Supervisor(root)
+        if drain or (target.current() is not None and "oms" in supervisor.specs()):
+            OrdersGuard(nats_url, namespace, key_file if drain else None, drain_timeout,
+                        untouched="current was not switched")(typer.echo)
+    target.rollback(to, log=typer.echo)
+    if restart_services:
+        restart(supervisor, typer.echo)
 
 
 @app.command("units")

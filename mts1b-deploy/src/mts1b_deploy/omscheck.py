@@ -146,6 +146,8 @@ class OrdersGuard:
     drain_key: Path | None = None
     """With a key (role operations): halt trading and wait for the working orders to end."""
     drain_timeout_s: float = 120.0
+    untouched: str = "nothing was installed"
+    """What a refusal leaves as it was (said in its message)."""
 
     def __call__(self, log: Log) -> None:
         from mts1b_platform.bus import BusError
@@ -154,7 +156,7 @@ class OrdersGuard:
             asyncio.run(self._run(log))
         except BusError as exc:
             raise ReleaseError(f"cannot check the OMS's working orders on NATS at "
-                               f"{self.nats_url} ({exc.message}); nothing was installed",
+                               f"{self.nats_url} ({exc.message}); {self.untouched}",
                                step="orders") from None
 
     async def _run(self, log: Log) -> None:
@@ -168,7 +170,7 @@ class OrdersGuard:
                 raise OrdersWorking(
                     f"{working} order(s) are working in the OMS: a deploy restarts it; drain "
                     "first (--drain --key-file KEY halts trading and waits until none works) "
-                    "or wait until they are done; nothing was installed", working=working)
+                    f"or wait until they are done; {self.untouched}", working=working)
             await self._halt(bus, working, log)
             deadline = time.monotonic() + self.drain_timeout_s
             while working and time.monotonic() < deadline:
@@ -177,7 +179,7 @@ class OrdersGuard:
             if working:
                 raise OrdersWorking(
                     f"drain: {working} order(s) still working after {self.drain_timeout_s:g} s; "
-                    "trading stays HALTED, nothing was installed", working=working)
+                    f"trading stays HALTED, {self.untouched}", working=working)
             log("drain: no order working; trading stays HALTED until you resume it "
                 "(mts mts1b-oms resume --all --key-file KEY, a key with the role risk)")
         finally:
