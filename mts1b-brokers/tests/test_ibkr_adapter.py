@@ -432,3 +432,29 @@ async def test_options_futures_and_fx_trade_beside_the_stock(tws: FakeTws) -> No
         assert (await broker.cancel(f"ord-{name}")).exec_type is ExecType.CANCELED
     reports.close()
     await broker.close()
+
+
+async def test_orders_ib_holds_that_the_store_lost_are_not_placed_again(tws: FakeTws) -> None:
+    first = broker_for(tws)  # an in-memory store, lost with the "process"
+    await first.connect()
+    reports = Reports(first)
+    await first.submit(order(1))
+    await first.submit(order(2))
+    await tws.trade("AAPL", Decimal("99.50"), Decimal(4))
+    await reports.until("ord-1", ExecType.PARTIAL_FILL)
+    await first.cancel("ord-2")
+    reports.close()
+    await first.close()
+
+    second = broker_for(tws)  # a new process with an empty store
+    await second.connect()
+    working = await second.order_status("ord-1")
+    assert working is not None
+    assert (working.exec_type, working.cumulative_quantity, working.leaves_quantity) == (
+        ExecType.ACK, Decimal(4), Decimal(6))
+    ended = await second.order_status("ord-2")
+    assert ended is not None and ended.exec_type is ExecType.CANCELED
+    assert await second.order_status("ord-3") is None
+    again = await second.submit(order(1))
+    assert again.exec_type is ExecType.ACK and len(tws.placed("ord-1")) == 1
+    await second.close()

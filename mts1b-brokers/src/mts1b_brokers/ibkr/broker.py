@@ -61,6 +61,7 @@ from mts1b_foundation import (
     Order,
     Position,
     ReplyCode,
+    Side,
 )
 
 from mts1b_brokers.ibkr.bars import BarAggregator
@@ -156,6 +157,8 @@ class IbkrBroker:
         self._correction_subscribers: set[_FillStream] = set()
         self._accounts: list[str] = []
         self._bar_subs: dict[int, _BarSub] = {}
+        self._unrecorded: dict[str, ExecutionReport] = {}
+        """orderRef -> what IB has of an order of ours the store does not know."""
         self._symbols: dict[int, str] = {}
         """IB conId -> our instrument symbol, learned from our orders' openOrder and
         execDetails (an option's IB symbol is its underlying's)."""
@@ -355,6 +358,10 @@ class IbkrBroker:
             raise BrokerRejected(f"{ReplyCode.INVALID_ORDER}: order_id (the client order id) "
                                  "is required", broker=self._name, field="order_id",
                                  reason_code=str(ReplyCode.INVALID_ORDER))
+        if oid not in self._orders and oid in self._unrecorded:
+            return self._unrecorded[oid].model_copy(update={
+                "exec_type": ExecType.ACK, "trade_id": None, "last_quantity": None,
+                "last_price": None})
         known = self._orders.get(oid)
         if known is not None and not await self._absent(known):
             if known.rejected is not None:
@@ -435,7 +442,9 @@ class IbkrBroker:
     async def order_status(self, client_order_id: str) -> ExecutionReport | None:
         tracked = self._orders.get(client_order_id)
         if tracked is None:
-            return None  # every order is recorded before it is sent: this one never was
+            # every order is recorded before it is sent; what IB holds under an orderRef
+            # the store lost was read at the last (re)connect
+            return self._unrecorded.get(client_order_id)
         if tracked.acked or tracked.rejected is not None or tracked.done:
             return tracked.last or tracked.report(ExecType.ACK)
         await self._link("order_status")
@@ -643,8 +652,9 @@ class IbkrBroker:
         opened = await self._request(ib.reqOpenOrdersAsync(), "reconcile open orders")
         for trade in opened:
             self._on_open_order(trade)
-        await self._request(ib.reqExecutionsAsync(), "reconcile executions")
+        fills = await self._request(ib.reqExecutionsAsync(), "reconcile executions")
         done = await self._request(ib.reqCompletedOrdersAsync(False), "reconcile completed")
+        self._note_unrecorded(opened, done, fills)
         for trade in done:
             tracked = self._orders.get(trade.order.orderRef)
             if tracked is None:
@@ -654,6 +664,46 @@ class IbkrBroker:
                 self._ack(tracked)
             if trade.orderStatus.status in _CANCELED and not tracked.done:
                 self._canceled(tracked, None)
+
+    def _note_unrecorded(self, opened: list[Any], done: list[Any], fills: list[Any]) -> None:
+        """Remember what IB holds under an ``orderRef`` the store does not know (a store
+        lost or not shared with an earlier process): ``order_status`` answers it and a
+        repeated ``submit`` does not place it again."""
+        last: dict[str, Any] = {}
+        filled: dict[str, dict[str, Decimal]] = {}
+        for f in fills:
+            ref = f.execution.orderRef
+            if ref and ref not in self._orders:
+                filled.setdefault(ref, {})[trade_id_of(f.execution.execId)] = _dec(
+                    f.execution.shares)
+                last[ref] = f.execution
+        now = dt.datetime.now(dt.UTC)
+        for trade, ended in [(t, False) for t in opened] + [(t, True) for t in done]:
+            ref = trade.order.orderRef
+            if not ref or ref in self._orders:
+                continue
+            cum = sum(filled.get(ref, {}).values(), Decimal(0))
+            total = _dec(trade.order.totalQuantity)
+            status = trade.orderStatus.status
+            extra: dict[str, Any] = {}
+            exec_type = ExecType.ACK
+            if ended and status in _CANCELED:
+                exec_type = ExecType.CANCELED
+            elif ended and ref in last and cum >= total:
+                ex = last[ref]
+                exec_type = ExecType.FILL
+                extra = {"trade_id": trade_id_of(ex.execId), "last_quantity": _dec(ex.shares),
+                         "last_price": _dec(ex.price)}
+            self._unrecorded[ref] = ExecutionReport(
+                broker=self._name, account_id=trade.order.account or "unknown",
+                order_id=ref, broker_order_id=str(trade.order.permId or trade.order.orderId),
+                exec_type=exec_type, ts=now, symbol=self._symbol_of(trade.contract),
+                side=Side.BUY if trade.order.action == "BUY" else Side.SELL,
+                cumulative_quantity=cum,
+                leaves_quantity=max(total - cum, Decimal(0)) if exec_type is ExecType.ACK
+                else Decimal(0), **extra)
+            log.warning("%s: IB holds order %s, which the order store does not know",
+                        self._name, ref)
 
     # ----------------------------------------------------------- raw messages
     def _tracked_by_ib(self, ib_id: int, order_ref: str = "") -> Tracked | None:
