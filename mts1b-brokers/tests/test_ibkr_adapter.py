@@ -304,6 +304,33 @@ async def test_pacing_keeps_to_45_requests_a_second(tws: FakeTws) -> None:
              if f[0] == "3"]
     assert len(times) == 50
     assert times[45] - times[0] >= 0.9  # the 46th waited for the one-second window
+    assert tws.pacing_violations == 0
+    await broker.close()
+    # without the throttle IB's 50/s cap is broken: the control that the check can fail
+    hasty = broker_for(tws, request_timeout=0.5, max_requests_per_second=1000)
+    await hasty.connect()
+    outcomes = await asyncio.gather(*(hasty.submit(order(f"h{n}", limit="90.00"))
+                                      for n in range(60)), return_exceptions=True)
+    assert tws.pacing_violations > 0
+    assert any(isinstance(o, BrokerUnknownOutcome) for o in outcomes)
+    await hasty.close()
+
+
+async def test_tws_losing_ib_alerts_and_its_return_resyncs(tws: FakeTws) -> None:
+    alerts: list[str] = []
+    broker = broker_for(tws, on_alert=alerts.append)
+    await broker.connect()
+    tws.connectivity(1100)
+    await asyncio.sleep(0.05)
+    assert any("lost its connection to IB" in a for a in alerts)
+    asked = sum(1 for f in tws.received if f[0] == "5")  # reqOpenOrders
+    tws.connectivity(1102)
+    for _ in range(50):
+        if sum(1 for f in tws.received if f[0] == "5") > asked:
+            break
+        await asyncio.sleep(0.02)
+    assert sum(1 for f in tws.received if f[0] == "5") == asked + 1
+    assert state(broker) is ConnectionState.CONNECTED
     await broker.close()
 
 

@@ -157,6 +157,7 @@ class IbkrBroker:
         self._correction_subscribers: set[_FillStream] = set()
         self._accounts: list[str] = []
         self._bar_subs: dict[int, _BarSub] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[str, ExecutionReport] = {}
         """orderRef -> what IB has of an order of ours the store does not know."""
         self._symbols: dict[int, str] = {}
@@ -705,6 +706,26 @@ class IbkrBroker:
             log.warning("%s: IB holds order %s, which the order store does not know",
                         self._name, ref)
 
+    def _resync_soon(self, *, renew_bars: bool) -> None:
+        ib = self._ib
+
+        async def resync() -> None:
+            if ib is None or ib is not self._ib:
+                return
+            try:
+                await self._reconcile()
+            except BrokerTransportError as exc:
+                self._alert(f"{self._name}: re-synchronisation after TWS's reconnect to IB "
+                            f"failed ({exc})")
+                return
+            if renew_bars:
+                for sub in list(self._bar_subs.values()):
+                    self._request_bars(ib, sub)
+
+        task = asyncio.get_running_loop().create_task(resync())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # ----------------------------------------------------------- raw messages
     def _tracked_by_ib(self, ib_id: int, order_ref: str = "") -> Tracked | None:
         oid = order_ref or self._by_ib_id.get(ib_id, "")
@@ -757,6 +778,14 @@ class IbkrBroker:
         if req_id == -1 or code in INFO_CODES or 2100 <= code < 2200:
             if code in (1100, 2110):
                 self._alert(f"{self._name}: TWS lost its connection to IB ({code}: {text})")
+            elif code in (1101, 1102) and self._ib is not None:
+                # IB's link is back: catch up on what happened meanwhile (1101: TWS also
+                # lost its market data subscriptions)
+                log.warning("%s: TWS reconnected to IB (%s); re-synchronising", self._name,
+                            code)
+                self._resync_soon(renew_bars=code == 1101)
+            elif code == 100:
+                self._alert(f"{self._name}: IB pacing violation ({text})")
             return
         tracked = self._tracked_by_ib(req_id)
         if tracked is None:

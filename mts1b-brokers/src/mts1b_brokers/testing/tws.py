@@ -30,6 +30,7 @@ golden transcript can be compared byte for byte.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -142,6 +143,8 @@ class _Conn:
     ready: bool = False
     bars: dict[int, str] = field(default_factory=dict)
     """reqRealTimeBars subscriptions: request id -> symbol."""
+    recent: collections.deque[float] = field(default_factory=collections.deque)
+    """Arrival times of this client's messages in the last second (IB's 50/s cap)."""
 
 
 @dataclass
@@ -182,6 +185,8 @@ class FakeTws:
         self.min_tick = min_tick
         self.prices: dict[str, Decimal] = dict(prices or {})
         self.faults = TwsFaults()
+        self.max_messages_per_second = 50
+        self.pacing_violations = 0
         self.orders: dict[int, TwsOrder] = {}
         self.executions: list[TwsExecution] = []
         self.transcript: list[tuple[str, bytes]] = []
@@ -287,7 +292,10 @@ class FakeTws:
                         continue
                     self.transcript.append(("in", w.frame(fields)))
                     self.received.append(fields)
-                    self.received_at.append(asyncio.get_running_loop().time())
+                    now = asyncio.get_running_loop().time()
+                    self.received_at.append(now)
+                    if self._over_pace(conn, now):
+                        continue
                     if not self._handle(conn, fields):
                         return
                 if writer.is_closing():
@@ -299,6 +307,28 @@ class FakeTws:
             if conn in self._conns:
                 self._conns.remove(conn)
             writer.transport.abort()
+
+    def _over_pace(self, conn: _Conn, now: float) -> bool:
+        """IB takes at most 50 messages a second from a client; the rest get error 100."""
+        conn.recent.append(now)
+        while conn.recent and now - conn.recent[0] > 1.0:
+            conn.recent.popleft()
+        if len(conn.recent) <= self.max_messages_per_second:
+            return False
+        self.pacing_violations += 1
+        self._error(conn, 0, -1, 100, "Max rate of messages per second has been exceeded:"
+                    f"max={self.max_messages_per_second} rec={len(conn.recent)}")
+        return True
+
+    def connectivity(self, code: int) -> None:
+        """Tell every client what TWS says about its own link to IB: 1100 lost, 1101
+        restored with data lost (subscriptions must be renewed), 1102 restored, data kept."""
+        texts = {1100: "Connectivity between IB and Trader Workstation has been lost.",
+                 1101: "Connectivity between IB and TWS has been restored- data lost.",
+                 1102: "Connectivity between IB and TWS has been restored- data maintained."}
+        for conn in self._conns:
+            if conn.ready:
+                self._send(conn, w.error(self.server_version, -1, code, texts[code]))
 
     def _handle(self, conn: _Conn, f: list[str]) -> bool:
         """Answer one request; ``False`` ends the connection."""
