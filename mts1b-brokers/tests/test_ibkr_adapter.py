@@ -485,3 +485,17 @@ async def test_orders_ib_holds_that_the_store_lost_are_not_placed_again(tws: Fak
     again = await second.submit(order(1))
     assert again.exec_type is ExecType.ACK and len(tws.placed("ord-1")) == 1
     await second.close()
+
+
+async def test_ready_only_after_next_valid_id_and_managed_accounts(tws: FakeTws) -> None:
+    tws.faults.withhold_managed_accounts = True
+    waiting = broker_for(tws, connect_timeout=0.3)
+    with pytest.raises(BrokerTransportError, match="cannot connect"):
+        await waiting.connect()
+    assert state(waiting) is ConnectionState.DISCONNECTED
+    tws.faults.withhold_managed_accounts = False
+    tws.faults.accounts_first = True  # either order will do
+    broker = broker_for(tws)
+    await broker.connect()
+    assert (await broker.submit(order(1))).exec_type is ExecType.ACK
+    await broker.close()

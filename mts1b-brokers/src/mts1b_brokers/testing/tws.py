@@ -56,6 +56,10 @@ DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 class TwsFaults:
     """Faults the next matching event suffers; each ``*_next`` flag is used up once."""
 
+    accounts_first: bool = False
+    """After startApi send managedAccounts before nextValidId (TWS uses either order)."""
+    withhold_managed_accounts: bool = False
+    """After startApi send nextValidId only: an ib_async client never becomes ready."""
     drop_order_status: bool = False
     """Send no orderStatus at all (TWS does not guarantee them); fills still come as
     execDetails + commissionReport, cancels as error 202."""
@@ -336,8 +340,14 @@ class FakeTws:
         if msg == IN.START_API:
             conn.client_id = int(f[2])
             conn.ready = True
-            self._send(conn, w.next_valid_id(self._next_free_id()))
-            self._send(conn, w.managed_accounts(sorted(self.accounts)))
+            hello = [w.next_valid_id(self._next_free_id()),
+                     w.managed_accounts(sorted(self.accounts))]
+            if self.faults.withhold_managed_accounts:
+                hello.pop()
+            elif self.faults.accounts_first:
+                hello.reverse()
+            for message in hello:
+                self._send(conn, message)
         elif msg == IN.PLACE_ORDER:
             return self._place(conn, f)
         elif msg == IN.CANCEL_ORDER:
