@@ -20,8 +20,13 @@ A test makes the venue trade with :meth:`FakeTws.trade` and scripts the field's 
 through :attr:`FakeTws.faults` (:class:`TwsFaults`) and :meth:`FakeTws.correct_execution` /
 :meth:`FakeTws.drop_connections`: partial fills, a fill racing a cancel, a reject with an error
 code, a disconnect mid-fill, a duplicate and a corrected execution (execId differing after
-its last period), missing orderStatus updates, error 10349 on an order that later fills, and
-a submit whose connection drops before any answer (delivered or lost).
+its last period), missing orderStatus updates, error 10349 on an order that later fills, a
+submit whose connection drops before any answer (delivered or lost), a submit never answered
+(a stuck gateway), a gateway that goes silent with its sockets open (the daily reset), the
+gateway gone and back on its port (:meth:`FakeTws.stop` / :meth:`FakeTws.start`), TWS's own
+link to IB lost and restored (:meth:`FakeTws.connectivity`: 1100/1101/1102), managedAccounts
+before nextValidId or withheld. Like IB it takes at most 50 messages a second from a client
+(error 100 for the rest, counted in ``pacing_violations``).
 
 Every message in and out is recorded in :attr:`FakeTws.transcript` as framed bytes, so a
 golden transcript can be compared byte for byte.
