@@ -111,6 +111,20 @@ async def test_an_ambiguous_create_is_looked_up_never_sent_twice(run: _Run, faul
     assert run.creates("o-1") == 1
 
 
+async def test_the_lookup_works_when_coinbase_ignores_the_client_order_id_filter(
+        run: _Run) -> None:
+    run.server.venue.filters_client_order_id = False
+    for n in range(3):
+        await run.broker.submit(_order(f"other-{n}"))
+    run.server.fail_next("/orders", "drop_after")
+    ack = await run.broker.submit(_order(14))
+    assert ack.exec_type is ExecType.ACK
+    assert ack.broker_order_id == run.server.venue.by_client["o-14"].order_id
+    status = await run.broker.order_status("o-other-1")
+    assert status is not None and status.order_id == "o-other-1"
+    assert run.creates("o-14") == 1
+
+
 async def test_a_timed_out_create_is_resolved_by_listing() -> None:
     async for r in _run(timeout=0.5):
         r.server.fail_next("/orders", "hang_after")
@@ -164,7 +178,8 @@ async def test_a_fill_racing_the_cancel_wins(run: _Run) -> None:
     assert answer.exec_type is ExecType.CANCEL_REJECT
     assert answer.venue_code == "ORDER_IS_FULLY_FILLED" and answer.cumulative_quantity == 10
     fills = run.of("o-7", ExecType.PARTIAL_FILL, ExecType.FILL)
-    assert [(f.last_quantity, f.last_price) for f in fills] == [(3, 100), (7, Decimal("99.5"))]
+    assert [(f.last_quantity, f.last_price) for f in fills] == [
+        (Decimal(3), Decimal(100)), (Decimal(7), Decimal("99.5"))]
     assert fills[-1].exec_type is ExecType.FILL
     assert run.reports.index(fills[-1]) < run.reports.index(
         await run.until("o-7", ExecType.CANCEL_REJECT))
@@ -175,7 +190,7 @@ async def test_a_sequence_gap_is_recovered_through_rest(run: _Run) -> None:
     run.server.ws_gap_next()
     await run.server.trade("BTC-USD", Decimal(100), Decimal(4))  # its update is lost
     part = await run.until("o-8", ExecType.PARTIAL_FILL)  # the next heartbeat shows the gap
-    assert (part.last_quantity, part.cumulative_quantity) == (4, 4)
+    assert (part.last_quantity, part.cumulative_quantity) == (Decimal(4), Decimal(4))
     assert run.broker.stream.gaps == 1
 
 
@@ -220,7 +235,7 @@ async def test_balances_positions_and_account(run: _Run) -> None:
     await run.server.trade("BTC-USD", Decimal(100), Decimal(5))
     await run.until("o-12", ExecType.FILL)
     positions = await run.broker.positions("conf")
-    assert [(p.symbol, p.quantity) for p in positions] == [("BTC-USD", 2)]
+    assert [(p.symbol, p.quantity) for p in positions] == [("BTC-USD", Decimal(2))]
     snap = await run.broker.account("conf")
     assert snap.cash == Decimal(1_000_000) - 200 - Decimal("0.2")
     assert snap.equity == snap.cash + 200 and snap.positions == {"BTC-USD": 2}

@@ -180,7 +180,7 @@ class CoinbaseBroker:
         self._state = ConnectionState.DISCONNECTED
         self._client = RESTClient(api_key=cfg.api_key,
                                   api_secret=cfg.api_secret.get_secret_value(),
-                                  base_url=cfg.base_url, timeout=cfg.timeout)  # type: ignore[arg-type]
+                                  base_url=cfg.base_url, timeout=cfg.timeout)
         if cfg.ca_file:
             self._client.session = _CaSession(cfg.ca_file)
         self._rest = CoinbaseRest(broker=name, max_rate=cfg.max_rate)

@@ -24,7 +24,6 @@ HTTP status and the call's name.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import json
 import logging
@@ -72,16 +71,27 @@ def _venue_words(response: requests.Response | None) -> tuple[int, str, str]:
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:
-    backoff = min(0.05 * 2 ** attempt, 5.0)
+    """Seconds to wait after a 429: ``Retry-After`` (seconds or a date), else until
+    ``x-ratelimit-reset`` (epoch seconds), else an exponential backoff."""
+    backoff = min(0.05 * 2.0 ** attempt, 5.0)
     if response is None:
         return backoff
     header = response.headers.get("Retry-After")
     if header:
-        with contextlib.suppress(ValueError):
+        try:
             return max(float(header), 0.0)
-        parsed = email.utils.parsedate_to_datetime(header)
-        if parsed is not None:
-            return max(parsed.timestamp() - time.time(), 0.0)
+        except ValueError:
+            pass
+        try:
+            return max(email.utils.parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError):
+            pass
+    reset = response.headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return min(max(float(reset) - time.time(), 0.0), 60.0)
+        except ValueError:
+            pass
     return backoff
 
 
