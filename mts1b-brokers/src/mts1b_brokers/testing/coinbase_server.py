@@ -20,8 +20,11 @@ the ``coinbase-advanced-py`` SDK and the user channel use, over TLS with a test 
   ``nbf`` not in the future, ``exp`` in the future and at most 120 s after ``nbf``, a ``nonce``
   never seen before, and for REST a ``uri`` claim equal to ``"<METHOD> <host:port><path>"``.
   A failure answers 401 with what failed (``server.auth_failures`` keeps the reasons).
-- **The user channel over WSS** (``server.ws_url``): ``subscribe`` / ``unsubscribe`` messages
-  for ``user`` (JWT required) and ``heartbeats``; answers ``subscriptions``, then a ``user``
+- **The user channel over WSS** (``server.ws_url``; Coinbase serves it on its own host, this
+  server serves every channel on one port): ``subscribe`` / ``unsubscribe`` messages
+  for ``user`` (JWT required), ``heartbeats``, and the market channels ``ticker`` (a snapshot,
+  then an update per :meth:`trade` or :meth:`quote`) and ``candles`` (what :meth:`candle`
+  scripts); answers ``subscriptions``, then a ``user``
   ``snapshot`` of the open orders, then an ``update`` per order change; heartbeats every
   ``heartbeat_interval`` seconds with ``heartbeat_counter``; one ``sequence_num`` per
   connection across channels; a connection that subscribed to no heartbeats and got nothing
@@ -75,6 +78,7 @@ from mts1b_brokers.testing.coinbase_venue import CoinbaseVenue, Product, VenueOr
 __all__ = ["CoinbaseServer", "CoinbaseVenue", "Product", "RecordedRequest"]
 
 API = "/api/v3/brokerage"
+_CHANNELS = {"user", "heartbeats", "ticker", "candles"}
 FAULTS = {"429", "500", "500_after", "drop_before", "drop_after", "hang_after"}
 
 
@@ -137,6 +141,7 @@ class CoinbaseServer:
                                           "lose": 0}
         self._window: deque[float] = deque()
         self._conns: set[_Conn] = set()
+        self._books: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: asyncio.Server | None = None
         self._ws: Server | None = None
@@ -289,6 +294,8 @@ class CoinbaseServer:
         """The conformance kit's ``VenueDriver``: the market trades ``symbol`` (a product id
         such as ``BTC-USD``) at ``price`` with ``liquidity`` units for our orders."""
         self.venue.trade(symbol, Decimal(price), Decimal(liquidity))
+        self._market("ticker", symbol, {"type": "update",
+                                        "tickers": [self._ticker(self.venue.products[symbol])]})
         await asyncio.sleep(0)
 
     def sent(self, method: str, path: str) -> list[RecordedRequest]:
@@ -514,7 +521,7 @@ class CoinbaseServer:
         except (ValueError, KeyError, TypeError):
             conn.queue.put_nowait({"type": "error", "message": "malformed subscription"})
             return
-        if channel not in {"user", "heartbeats"} or kind not in {"subscribe", "unsubscribe"}:
+        if channel not in _CHANNELS or kind not in {"subscribe", "unsubscribe"}:
             conn.queue.put_nowait({"type": "error",
                                    "message": f"unsupported {kind} to {channel!r}"})
             return
@@ -538,6 +545,11 @@ class CoinbaseServer:
                 if o.leaves > 0 and (not products or o.product_id in products)]}]))
         if kind == "subscribe" and channel == "heartbeats":
             self._spawn(self._heartbeats(conn))
+        if kind == "subscribe" and channel == "ticker":
+            tickers = [self._ticker(p) for p in self.venue.products.values()
+                       if not products or p.product_id in products]
+            conn.queue.put_nowait(self._envelope("ticker", [{"type": "snapshot",
+                                                             "tickers": tickers}]))
 
     @staticmethod
     def _envelope(channel: str, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -577,6 +589,41 @@ class CoinbaseServer:
             if "heartbeats" not in conn.channels and idle > self.idle_timeout:
                 await conn.ws.close(1000, "idle: subscribe to heartbeats to keep it open")
                 return
+
+    # -------------------------------------------------------------------- market data
+    def quote(self, product_id: str, bid: Decimal, ask: Decimal, bid_size: Decimal,
+              ask_size: Decimal) -> None:
+        """Set the top of book of ``product_id``; ``ticker`` subscribers get an update."""
+        self._books[product_id] = (Decimal(bid), Decimal(ask), Decimal(bid_size),
+                                   Decimal(ask_size))
+        self._market("ticker", product_id, {"type": "update",
+                                            "tickers": [self._ticker(self.venue.products[
+                                                product_id])]})
+
+    def candle(self, product_id: str, start: int, open_: Decimal, high: Decimal,
+               low: Decimal, close: Decimal, volume: Decimal) -> None:
+        """Send a ``candles`` update (Coinbase's 5-minute candle starting at ``start``, epoch
+        seconds; Coinbase repeats the current candle about every second as it grows)."""
+        self._market("candles", product_id, {"type": "update", "candles": [{
+            "start": str(start), "high": str(high), "low": str(low), "open": str(open_),
+            "close": str(close), "volume": str(volume), "product_id": product_id}]})
+
+    def _ticker(self, product: Product) -> dict[str, Any]:
+        bid, ask, bid_size, ask_size = self._books.get(
+            product.product_id, (product.price, product.price, Decimal(0), Decimal(0)))
+        return {"type": "ticker", "product_id": product.product_id, "price": str(product.price),
+                "volume_24_h": "0", "low_24_h": str(product.price),
+                "high_24_h": str(product.price), "low_52_w": str(product.price),
+                "high_52_w": str(product.price), "price_percent_chg_24_h": "0",
+                "best_bid": str(bid), "best_bid_quantity": str(bid_size),
+                "best_ask": str(ask), "best_ask_quantity": str(ask_size)}
+
+    def _market(self, channel: str, product_id: str, event: dict[str, Any]) -> None:
+        message = self._envelope(channel, [event])
+        for conn in list(self._conns):
+            products = conn.channels.get(channel)
+            if products is not None and (not products or product_id in products):
+                conn.queue.put_nowait(message)
 
     def _order_changed(self, order: VenueOrder) -> None:
         flags = self._ws_flags
