@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -54,3 +56,14 @@ def test_readme_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
         exec(compile(code, f"README.md block {i}", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert "paper" in out[0] and out[-1] == "False"
+
+
+def test_the_pytest_plugin_loads_nothing_heavy() -> None:
+    """Every pytest run where this package is installed loads its pytest plugin: without
+    --mts-conformance that must not import foundation (pydantic, numpy) or copier."""
+    code = ("import sys, mts1b_pluginsdk.pytest_plugin\n"
+            "print(sorted(m for m in ('mts1b_foundation', 'pydantic', 'numpy', 'copier') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -6,10 +6,15 @@ as a plugin repository would have it.
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+from mts1b_pluginsdk.pytest_plugin import _suites
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -87,13 +92,31 @@ def test_installed_harnesses_capabilities_and_a_broken_one(tmp_path: Path,
     assert "Traceback" not in done.stdout
 
 
-def test_a_wrong_harness_is_a_usage_error(tmp_path: Path, run_tests: Runner) -> None:
-    done = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
-                     "nope")
-    assert done.returncode == 4
-    assert "--mts-harness nope: no such harness in mts1b.conformance" in done.stderr
-    (tmp_path / "kits.py").write_text(SUITES)
-    wrong = run_tests(tmp_path, "-p", "no:asyncio", "--mts-conformance", "--mts-harness",
-                      "kits:not_a_suite", pythonpath=[tmp_path])
-    assert wrong.returncode == 4
-    assert "kits:not_a_suite: gives a function, not a mts1b_pluginsdk.conformance" in wrong.stderr
+class _Config:
+    """What the plugin reads of pytest's config: the --mts-harness values."""
+
+    def __init__(self, *harness: str) -> None:
+        self.harness = list(harness)
+
+    def getoption(self, name: str) -> list[str]:
+        assert name == "mts_harness"
+        return self.harness
+
+
+def test_a_wrong_harness_is_a_usage_error(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process (the plugin's own functions): naming what is wrong, no traceback."""
+    with pytest.raises(pytest.UsageError,
+                       match=re.escape("--mts-harness nope: no such harness in "
+                                                    "mts1b.conformance")):
+        _suites(_Config("nope"))  # type: ignore[arg-type]
+    (tmp_path / "kits_wrong.py").write_text(SUITES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(pytest.UsageError, match=re.escape("kits_wrong:not_a_suite: gives a function, not a "
+                                                          "mts1b_pluginsdk.conformance")):
+        _suites(_Config("kits_wrong:not_a_suite"))  # type: ignore[arg-type]
+    with pytest.raises(pytest.UsageError, match="kits_wrong_nope:x: ModuleNotFoundError"):
+        _suites(_Config("kits_wrong_nope:x"))  # type: ignore[arg-type]
+    suites, failures = _suites(_Config("kits_wrong:paper"))  # type: ignore[arg-type]
+    assert "submit_ack" in suites["kits_wrong:paper"].checks and failures == []
+    sys.modules.pop("kits_wrong", None)
