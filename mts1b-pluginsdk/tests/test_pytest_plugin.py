@@ -112,8 +112,8 @@ def test_a_wrong_harness_is_a_usage_error(tmp_path: Path,
         _suites(_Config("nope"))  # type: ignore[arg-type]
     (tmp_path / "kits_wrong.py").write_text(SUITES)
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(pytest.UsageError, match=re.escape("kits_wrong:not_a_suite: gives a function, not a "
-                                                          "mts1b_pluginsdk.conformance")):
+    wrong = re.escape("kits_wrong:not_a_suite: gives a function, not a mts1b_pluginsdk.conformance")
+    with pytest.raises(pytest.UsageError, match=wrong):
         _suites(_Config("kits_wrong:not_a_suite"))  # type: ignore[arg-type]
     with pytest.raises(pytest.UsageError, match="kits_wrong_nope:x: ModuleNotFoundError"):
         _suites(_Config("kits_wrong_nope:x"))  # type: ignore[arg-type]
