@@ -66,15 +66,17 @@ def _end_time(order: Order) -> str:
 def order_configuration(order: Order) -> dict[str, dict[str, Any]]:
     """The ``order_configuration`` of ``POST /orders`` for ``order``.
 
-    Coinbase spot takes: market (IOC), limit GTC / GTD / IOC (``sor_limit_ioc``) / FOK, and
-    stop-limit GTC / GTD. Everything else (DAY, stop-market, on-close orders, OPG/CLS) raises
+    Coinbase spot takes: market (IOC; DAY and GTC market orders go as such), limit GTC / GTD /
+    IOC (``sor_limit_ioc``) / FOK, and stop-limit GTC / GTD. Everything else (DAY limit orders,
+    stop-market, on-close orders, OPG/CLS) raises
     :class:`Unsupported`: sending an approximation would trade differently than asked.
     """
     size = _plain(order.quantity)
     tif = order.time_in_force
     t = order.order_type
     if t is OrderType.MARKET:
-        if tif not in {TimeInForce.IOC, TimeInForce.GTC}:
+        # a market order executes at once whatever its DAY/GTC/IOC label; OPG/CLS/FOK differ
+        if tif not in {TimeInForce.IOC, TimeInForce.GTC, TimeInForce.DAY}:
             raise Unsupported(f"a market order on Coinbase is immediate-or-cancel; "
                               f"time_in_force {tif.value!r} is not offered")
         return {"market_market_ioc": {"base_size": size}}
