@@ -31,6 +31,7 @@ from mts1b_deploy.supervisor import SERVICES_FILE, Supervisor, services_json
 pytestmark = pytest.mark.integration
 NATS_URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 DSN = os.environ.get("MTS_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+EXAMPLE = Path(__file__).parent / "data" / "inventory.yaml"
 
 if TYPE_CHECKING:
     from conftest import Servers
@@ -165,6 +166,15 @@ def test_refused_while_an_order_works_then_drained(oms_stack: tuple[PaperStack, 
     assert isinstance(back.exception, OrdersWorking), back.output
     assert back.exception.message.endswith("current was not switched")
     assert target.current() == kept[1]
+    # and so is pushing a release into the OMS's Proxmox container (before any SSH)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(EXAMPLE.read_text().replace("ssh_host: pve1.lan",
+                                                     "ssh_host: 127.0.0.1\n    ssh_port: 9"))
+    pushed = CliRunner().invoke(app, ["push", "oms", "--inventory", str(inventory), "--root",
+                                      str(target.root), "--nats-url", NATS_URL,
+                                      "--namespace", stack.namespace or ""])
+    assert isinstance(pushed.exception, OrdersWorking), pushed.output
+    assert pushed.exception.message.endswith("nothing was pushed")
 
     lines: list[str] = []
     OrdersGuard(NATS_URL, stack.namespace, tmp_path / "desk.key", drain_timeout_s=30)(

@@ -19,7 +19,12 @@ from mts1b_foundation import MtsError
 from mts1b_platform.redaction import redact
 
 from mts1b_deploy.bootstrap import BootstrapOptions, bootstrap
-from mts1b_deploy.containers import DELIVERY_PATH, push_delivery, push_release
+from mts1b_deploy.containers import (
+    DELIVERY_PATH,
+    push_delivery,
+    push_release,
+    rollout_in_container,
+)
 from mts1b_deploy.delivery import login_with_delivery
 from mts1b_deploy.errors import ReleaseError
 from mts1b_deploy.gates import Gate, Heartbeats, KillSwitchUnchanged, ProcessesAlive
@@ -290,10 +295,32 @@ def push_command(
     delivery: Annotated[Path | None, typer.Option(
         help="also push this Vault delivery (vault bootstrap's delivery/<service>.json) to "
              f"{DELIVERY_PATH}, mode 0600")] = None,
+    heartbeat: Annotated[bool, typer.Option(
+        "--heartbeat", help="gate: the service's heartbeat on NATS")] = False,
+    oms_answers: Annotated[bool, typer.Option(
+        "--oms-answers", help="gate: the OMS answers on its trading-state subject")] = False,
+    watch_kill_switch: Annotated[bool, typer.Option(
+        "--watch-kill-switch", help="gate: no kill-switch change on the bus during the push")
+    ] = False,
+    gate_timeout: Annotated[float, typer.Option(help="seconds the gates wait")] = 30.0,
+    nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the gates")
+                        ] = "nats://127.0.0.1:4222",
+    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                  help="the services' NATS namespace")] = None,
+    drain: Annotated[bool, typer.Option(
+        "--drain", help="pushing oms with orders working: halt trading (signed with "
+                        "--key-file) and wait until none works, instead of refusing")] = False,
+    key_file: Annotated[Path | None, typer.Option(
+        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
+    ] = None,
+    drain_timeout: Annotated[float, typer.Option(
+        help="--drain: seconds to wait for the working orders to end")] = 120.0,
 ) -> None:
     """Install a release built here (install --root) inside the service's Proxmox container:
     over SSH to its node, pct push and pct exec; pip --no-index --require-hashes there, then
-    current switched and the unit restarted."""
+    current switched and the unit restarted, behind the NATS gates asked for (a failed one
+    switches the container back). Pushing oms is refused while orders work, unless --drain.
+    Pushing a release installed there already only switches to it: a rollback."""
     inv = load_inventory(inventory)
     if service not in inv.services:
         raise ReleaseError(f"service: {service!r} is not in the inventory; it has "
@@ -308,10 +335,32 @@ def push_command(
         raise ReleaseError(f"no {which} release kept under {root}", root=str(root))
     shell = NodeShell(node.ssh_host, user=node.ssh_user, port=node.ssh_port, identity=ssh_key,
                       known_hosts=known_hosts)
+    if drain and key_file is None:
+        raise ReleaseError("--drain needs --key-file (a signing key with the role operations)",
+                           field="--key-file")
     if delivery is not None:
         push_delivery(shell, spec.vmid, delivery, log=typer.echo)
-    push_release(shell, spec.vmid, LocalTarget(root).releases / chosen[0].generation.directory,
-                 root=remote_root, service=service if restart_unit else None, log=typer.echo)
+    folder = LocalTarget(root).releases / chosen[0].generation.directory
+    gates: list[Gate] = []
+    if heartbeat:
+        gates.append(Heartbeats(nats_url, [service], namespace=namespace,
+                                timeout_s=gate_timeout))
+    if oms_answers:
+        gates.append(OmsAnswers(nats_url, namespace=namespace, timeout_s=gate_timeout))
+    if watch_kill_switch:
+        gates.append(KillSwitchUnchanged(nats_url, namespace=namespace))
+    if gates and not restart_unit:
+        raise ReleaseError("the gates need the unit restarted: drop --no-restart",
+                           field="--no-restart")
+    guard = OrdersGuard(nats_url, namespace, key_file if drain else None, drain_timeout,
+                        untouched="nothing was pushed") \
+        if restart_unit and (service == "oms" or drain) else None
+    if not gates and guard is None:
+        push_release(shell, spec.vmid, folder, root=remote_root,
+                     service=service if restart_unit else None, log=typer.echo)
+        return
+    rollout_in_container(shell, spec.vmid, folder, service, gates, root=remote_root,
+                         guard=guard, log=typer.echo)
 
 
 @app.command("status")
