@@ -40,6 +40,23 @@ SUITES = textwrap.dedent("""
 
         return broker_suite(kit, make)
 
+    def forgetful():
+        # a broker that forgets repeated ids: its duplicate_submission must fail
+        base = paper_harness()
+
+        async def make():
+            h = await base()
+            real, counter = h.broker.submit, iter(range(1000))
+
+            async def submit(order):
+                return await real(order.model_copy(
+                    update={"order_id": f"{order.order_id}-{next(counter)}"}))
+
+            h.broker.submit = submit
+            return h
+
+        return broker_suite(kit, make)
+
     def not_a_suite():
         return paper_harness()
 """)
@@ -70,25 +87,29 @@ def test_the_paper_broker_passes_with_no_settings(tmp_path: Path, run_tests: Run
 
 def test_installed_harnesses_capabilities_and_a_broken_one(tmp_path: Path,
                                                            run_tests: Runner) -> None:
-    """Harnesses come from the mts1b.conformance group; a check the manifest rules out is
-    skipped saying why; a harness that does not load fails alone, by type, and the rest run."""
+    """Suites come from the mts1b.conformance group; a check the manifest rules out is
+    skipped saying why; a failed check shows what it expected; a suite that does not load fails
+    alone, by type, and the rest run."""
     (tmp_path / "kits.py").write_text(SUITES)
     dist = tmp_path / "kits-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kits\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[mts1b.conformance]\nlimited = kits:limited\n"
+        "[mts1b.conformance]\nlimited = kits:limited\nforgetful = kits:forgetful\n"
         "broken = no_such_harness_module:conformance\n")
     work = tmp_path / "work"
     work.mkdir()
     done = run_tests(work, "-p", "no:asyncio", "--mts-conformance", "-k",
-                     "replace or submit_ack or load", pythonpath=[tmp_path])
+                     "replace or submit_ack or load or duplicate_submission",
+                     pythonpath=[tmp_path])
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     assert _row(done.stdout, "limited", "submit_ack")[:1] == ["passed"]
     skipped = _row(done.stdout, "limited", "replace")
     assert skipped[0] == "skipped" and "lack replace" in " ".join(skipped)
     failed = " ".join(_row(done.stdout, "broken", "load"))
     assert failed.startswith("failed") and "ModuleNotFoundError" in failed
+    forgot = " ".join(_row(done.stdout, "forgetful", "duplicate_submission"))
+    assert forgot.startswith("failed") and "a repeated submit answered" in forgot
     assert "Traceback" not in done.stdout
 
 

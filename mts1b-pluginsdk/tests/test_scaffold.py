@@ -63,8 +63,10 @@ def test_every_kind_renders_and_passes_its_own_tests(tmp_path: Path, run_tests: 
     assert "test_provider.py ..." in done.stdout and "test_factors.py ..." in done.stdout
     table = done.stdout.split("mts1b conformance kit")[1]
     for check in ("submit_ack", "reject", "partial_fill", "cancel_race_with_fill", "replace",
-                  "reconnect", "duplicate_submission", "order_status"):
+                  "reconnect", "duplicate_submission", "order_status", "ambiguous_submit",
+                  "duplicate_and_corrected_execution", "reconnect_resync"):
         assert any(line.split()[1:3] == [check, "passed"] for line in table.splitlines()), check
+    assert "11 of 11 cases passed" in table
 
 
 def test_bad_input_is_refused_naming_the_field(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def _suites(config: pytest.Config) -> tuple[dict[str, ConformanceSuite], list[Pl
         module, _, attr = spec.partition(":")
         try:
             obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # the plugin's own module: any error on import is its
             raise pytest.UsageError(f"--mts-harness {spec}: {type(exc).__name__}") from None
         found[spec] = _as_suite(spec, obj)
     failures: list[PluginFailure] = []
@@ -132,8 +132,15 @@ class ConformanceItem(pytest.Item):
         if self.suite is not None:
             clean = (*clean, self.suite.failure)
         if isinstance(excinfo.value, clean):
+            self.user_properties.append(("mts_detail", str(excinfo.value)))
             return f"{self.check}: {excinfo.value}"
-        return str(super().repr_failure(excinfo, style=style))
+        self.user_properties.append(("mts_detail", excinfo.exconly().splitlines()[0]))
+        # an error in the plugin's code: its traceback from the check down, not pytest's frames
+        tb = excinfo.traceback
+        kit = [i for i, entry in enumerate(tb) if entry.frame.code.name == "run_check"]
+        if kit:
+            excinfo.traceback = tb[kit[0]:]
+        return str(excinfo.getrepr(style="short", chain=False))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return "mts1b-conformance", None, f"conformance[{self.harness}] {self.check}"
@@ -170,7 +177,8 @@ def _detail(report: pytest.TestReport) -> str:
     if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     if report.outcome == "failed":
-        return " ".join(str(report.longrepr).split())[:120]
+        detail = dict(report.user_properties).get("mts_detail") or str(report.longrepr)
+        return " ".join(str(detail).split())[:160]
     return ""
 
 
