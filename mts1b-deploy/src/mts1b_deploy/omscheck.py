@@ -10,7 +10,8 @@ Why these and how, with the OMS's existing wire only (no query was added for the
   warning naming the claimed actor ``mts1b-deploy-gate``.
 - **Working orders** (:func:`working_orders`): read from the OMS's order events on the bus
   (``mts.v1.oms.orders.*`` in its JetStream stream, the same events ``paper status`` counts):
-  an order whose latest event is not terminal is working. No stream yet: none.
+  an order whose latest event is not terminal is working. No stream yet: none. The whole
+  history is read once (``mts1b_platform.follow``), then followed live while draining.
 - **Refusal and drain** (:class:`OrdersGuard`): before a release is installed and its services
   restarted, ``install --start`` refuses while orders are working. With ``--drain`` it first
   sends a signed ``HaltTrading`` for the global scope (a key with the role ``operations``):
@@ -109,19 +110,48 @@ class OmsAnswers:
             await bus.drain()
 
 
-async def _working(bus: Any) -> int:
-    import nats.js.errors
-    from mts1b_platform.follow import history
+class _Orders:
+    """Each order's latest status, from the OMS's order events: the stored history, then live
+    (one ordered consumer, so a drain watches the cancels arrive instead of reading the
+    whole history again)."""
 
-    try:
-        await bus.js.stream_info(bus.stream_for("oms"))
-    except nats.js.errors.NotFoundError:
-        return 0  # the OMS has published no event here: nothing works
-    done: dict[str, bool] = {}
-    for _subject, data in await history(bus, "oms", ORDERS_SUBJECT, timeout=30):
+    def __init__(self) -> None:
+        self.done: dict[str, bool] = {}
+        self._follower: Any = None
+
+    async def start(self, bus: Any) -> None:
+        import nats.js.errors
+        from mts1b_platform.follow import follow
+
+        try:
+            await bus.js.stream_info(bus.stream_for("oms"))
+        except nats.js.errors.NotFoundError:
+            return  # the OMS has published no event here: no order exists
+        self._follower = await follow(bus, "oms", ORDERS_SUBJECT, self._on_event)
+        if not await self._follower.caught_up(30):
+            raise ReleaseError("the OMS's order events were not all read within 30 s; the "
+                               "working orders are unknown", step="orders")
+
+    async def _on_event(self, _subject: str, data: bytes) -> None:
         event = parse_message(OrderEvent, data)
-        done[event.order_id] = event.status.is_terminal
-    return sum(1 for finished in done.values() if not finished)
+        self.done[event.order_id] = event.status.is_terminal
+
+    @property
+    def working(self) -> int:
+        return sum(1 for finished in self.done.values() if not finished)
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
+
+
+async def _working(bus: Any) -> int:
+    orders = _Orders()
+    try:
+        await orders.start(bus)
+        return orders.working
+    finally:
+        await orders.stop()
 
 
 def working_orders(nats_url: str, namespace: str | None = None) -> int:
@@ -161,8 +191,10 @@ class OrdersGuard:
 
     async def _run(self, log: Log) -> None:
         bus = await _connect(self.nats_url, self.namespace, 10.0)
+        orders = _Orders()
         try:
-            working = await _working(bus)
+            await orders.start(bus)
+            working = orders.working
             if working == 0:
                 log("orders: none working")
                 return
@@ -173,21 +205,22 @@ class OrdersGuard:
                     f"or wait until they are done; {self.untouched}", working=working)
             await self._halt(bus, working, log)
             deadline = time.monotonic() + self.drain_timeout_s
-            while working and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                working = await _working(bus)
-            if working:
+            while orders.working and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if orders.working:
                 raise OrdersWorking(
-                    f"drain: {working} order(s) still working after {self.drain_timeout_s:g} s; "
-                    f"trading stays HALTED, {self.untouched}", working=working)
+                    f"drain: {orders.working} order(s) still working after "
+                    f"{self.drain_timeout_s:g} s; trading stays HALTED, {self.untouched}",
+                    working=orders.working)
             log("drain: no order working; trading stays HALTED until you resume it "
                 "(mts mts1b-oms resume --all --key-file KEY, a key with the role risk)")
         finally:
+            await orders.stop()
             await bus.drain()
 
     async def _halt(self, bus: Any, working: int, log: Log) -> None:
         from mts1b_foundation import HaltTrading
-        from mts1b_platform.bus import RequestFailed
+        from mts1b_platform.bus import BusError, RequestFailed
         from mts1b_platform.signing import KeyFileError, SigningKey
 
         try:
@@ -202,6 +235,9 @@ class OrdersGuard:
         except RequestFailed as exc:
             raise ReleaseError(f"drain: the OMS refused the halt ({exc.message})",
                                step="drain") from None
+        except BusError as exc:
+            raise ReleaseError(f"drain: no OMS took the halt ({exc.message}); "
+                               f"{self.untouched}", step="drain") from None
         if not isinstance(reply, CommandReply) or not reply.ok:
             code, why = getattr(reply, "code", None), getattr(reply, "message", None)
             raise ReleaseError(f"drain: the OMS refused the halt ({code}: {why})",
