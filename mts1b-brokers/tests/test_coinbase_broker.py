@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -278,3 +280,25 @@ async def test_configuration_from_the_environment_and_the_registry() -> None:
         async with broker:
             assert broker.connection_state is ConnectionState.CONNECTED
             assert await broker.open_orders("main") == []
+
+
+async def test_a_refused_user_channel_fails_connect_at_once() -> None:
+    async with CoinbaseServer(new_api_key("EdDSA")) as rest, \
+            CoinbaseServer(new_api_key("EdDSA")) as other:
+        broker = coinbase_pair(rest, heartbeat_timeout=5.0)
+        broker._stream._url = other.ws_url  # a user channel that does not know this key
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BrokerTransportError, match="authentication failure"):
+            await broker.connect()
+        assert asyncio.get_running_loop().time() - started < 2  # not the 10 s snapshot wait
+        assert broker.connection_state is ConnectionState.DISCONNECTED
+        assert other.auth_failures
+
+
+def test_without_the_extra_the_import_says_what_to_install() -> None:
+    code = ("import sys; sys.modules['coinbase'] = None\n"
+            "try:\n    import mts1b_brokers.coinbase\n"
+            "except ImportError as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pip install 'mts1b-brokers[coinbase]'" in out

@@ -7,6 +7,12 @@ registered as ``coinbase`` in the ``mts1b.brokers`` entry-point group. Tested on
 local stand-in :mod:`mts1b_brokers.testing.coinbase_server`; no live account was used.
 """
 
+try:
+    import coinbase as _sdk  # noqa: F401  (the SDK, from the extra)
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError("the Coinbase adapter needs the coinbase extra: "
+                      "pip install 'mts1b-brokers[coinbase]'") from None
+
 from mts1b_brokers.coinbase.broker import CoinbaseBroker
 from mts1b_brokers.coinbase.config import CoinbaseConfig
 

@@ -57,6 +57,7 @@ class UserStream:
         self._max_backoff = max_backoff
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._refused = asyncio.Event()
         self._last_seq: int | None = None
         self.connected = False
         self.gaps = 0
@@ -65,14 +66,22 @@ class UserStream:
         self.error: str | None = None
 
     async def start(self, timeout: float) -> None:
-        """Connect and wait for the first ``user`` snapshot; ``TimeoutError`` if none came."""
+        """Connect and wait for the first ``user`` snapshot; ``TimeoutError`` if none came in
+        ``timeout`` seconds or Coinbase refused the subscription (``error`` says why)."""
         self._ready.clear()
+        self._refused.clear()
+        self.error = None
         self._task = asyncio.create_task(self._run())
+        waits = [asyncio.ensure_future(self._ready.wait()),
+                 asyncio.ensure_future(self._refused.wait())]
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready.wait()), timeout)
-        except TimeoutError:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if not self._ready.is_set():
             await self.stop()
-            raise
+            raise TimeoutError(self.error or "no snapshot")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -122,6 +131,7 @@ class UserStream:
             if msg.get("type") == "error":
                 self.error = str(msg.get("message") or "error")[:500]
                 log.warning("coinbase user channel refused: %s", self.error)
+                self._refused.set()
                 return
             seq = msg.get("sequence_num")
             if isinstance(seq, int):
