@@ -80,7 +80,10 @@ async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
         await _push_minute(tws, E0 + 60, D(102))
         assert (await asyncio.wait_for(nxt, 3)).close == D(102)
         await stream.aclose()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.05)
+        for _ in range(100):
+            if not tws.bar_subscribers("AAPL"):
+                break
+            await asyncio.sleep(0.02)
         assert tws.bar_subscribers("AAPL") == 0  # cancelRealTimeBars sent
         await broker.close()
 

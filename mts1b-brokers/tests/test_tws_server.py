@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,15 @@ from mts1b_brokers.testing.tws import SUPPORTED_SERVER_VERSIONS, FakeTws
 GOLDEN = Path(__file__).parent / "golden" / "tws_session_v178.txt"
 T0 = dt.datetime(2024, 1, 2, 15, 30, tzinfo=dt.UTC)
 ACCOUNT = "DU1234567"
+
+
+async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait for what the server sent to be taken in by the client (no fixed sleeps)."""
+    for _ in range(int(timeout / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the client never saw what the server sent")
 
 
 @pytest.fixture
@@ -48,7 +58,7 @@ async def test_ib_async_decodes_every_message(version: int,
             # placeOrder -> openOrder (5) + orderStatus (3)
             trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), LimitOrder(
                 "BUY", 10, 99.5, orderRef="ord-1", account=ACCOUNT, tif="GTC"))
-            await asyncio.sleep(0.05)
+            await until(lambda: trade.orderStatus.status == "Submitted")
             order, status = trade.order, trade.orderStatus
             assert (order.permId, order.orderRef, order.account, order.tif) == (
                 1_000_001, "ord-1", ACCOUNT, "GTC")
@@ -58,7 +68,8 @@ async def test_ib_async_decodes_every_message(version: int,
 
             # a fill: execDetails (11) + orderStatus + commissionReport (59) + position (61)
             await tws.trade("AAPL", Decimal("99.5"), Decimal(4))
-            await asyncio.sleep(0.05)
+            await until(lambda: bool(trade.fills and ib.positions()
+                                     and trade.fills[0].commissionReport.commission))
             (fill,) = trade.fills
             ex = fill.execution
             assert (ex.execId, ex.side, ex.shares, ex.price, ex.cumQty, ex.orderRef) == (
@@ -87,10 +98,10 @@ async def test_ib_async_decodes_every_message(version: int,
 
             # reqRealTimeBars -> realTimeBars (50)
             live = ib.reqRealTimeBars(Stock("AAPL", "SMART", "USD"), 5, "TRADES", False)
-            await asyncio.sleep(0.05)
+            await until(lambda: tws.bar_subscribers("AAPL") == 1)
             assert await tws.push_bar("AAPL", T0, Decimal("99.5"), Decimal(100), Decimal(99),
                                       Decimal("99.75"), Decimal(300)) == 1
-            await asyncio.sleep(0.05)
+            await until(lambda: len(live) == 1)
             (rt,) = live
             assert (rt.time, rt.open_, rt.high, rt.low, rt.close, rt.volume) == (
                 T0, 99.5, 100, 99, 99.75, 300)
@@ -98,7 +109,7 @@ async def test_ib_async_decodes_every_message(version: int,
 
             # cancelOrder -> orderStatus Cancelled + error 202; completedOrder (101/102)
             ib.cancelOrder(trade.order)
-            await asyncio.sleep(0.05)
+            await until(lambda: any(code == 202 for _, code, _ in errors))
             assert (trade.order.orderId, 202, "Order Canceled - reason:") in errors
             (done,) = await ib.reqCompletedOrdersAsync(False)
             assert (done.orderStatus.status, done.order.orderRef, done.order.permId) == (
@@ -110,7 +121,7 @@ async def test_ib_async_decodes_every_message(version: int,
                 "BUY", 1, 99.505, orderRef="ord-2", account=ACCOUNT))
             ib.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder(
                 "BUY", 10**9, orderRef="ord-3", account=ACCOUNT))
-            await asyncio.sleep(0.05)
+            await until(lambda: len(errors) >= 3)
             assert [code for _, code, _ in errors[-2:]] == [110, 201]
         finally:
             ib.disconnect()
