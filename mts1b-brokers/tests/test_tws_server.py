@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ib_async import IB, ExecutionFilter, LimitOrder, MarketOrder, Stock
@@ -199,3 +200,39 @@ async def test_golden_transcript() -> None:
 if __name__ == "__main__":  # regenerate the golden transcript
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(_render(asyncio.run(_scripted_session())))
+
+
+class _Recorder:
+    """A stand-in for ib_async's Wrapper that keeps what the decoder hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.calls.append((name, args))
+
+
+@pytest.mark.parametrize("version", SUPPORTED_SERVER_VERSIONS)
+def test_order_messages_line_up_field_by_field(version: int) -> None:
+    """openOrder and completedOrder are long and version-dependent: the decoder must read
+    the status and the fields after it where FakeTws wrote them."""
+    from ib_async.decoder import Decoder
+
+    contract = w.ContractFields(con_id=265_598, symbol="AAPL")
+    order = w.OrderFields(7, 3, 1_000_007, "SELL", Decimal(5), "LMT", Decimal("101.25"),
+                          None, "GTC", ACCOUNT, "ord-7", Decimal(2))
+    rec = _Recorder()
+    decoder = Decoder(rec, version)  # type: ignore[arg-type]
+    for fields in (w.open_order(version, contract, order, "PreSubmitted"),
+                   w.completed_order(version, contract, order, "Cancelled",
+                                     "20240102 15:30:00 UTC", "Cancelled by user")):
+        (decoded,) = w.FrameDecoder().feed(w.frame(fields))
+        decoder.interpret(decoded)  # type: ignore[no-untyped-call]
+    (name1, (oid, c1, o1, st1)), (name2, (c2, o2, st2)) = rec.calls
+    assert (name1, name2) == ("openOrder", "completedOrder")
+    assert (oid, o1.permId, o1.orderRef, o1.action, o1.lmtPrice, o1.tif, o1.clientId) == (
+        7, 1_000_007, "ord-7", "SELL", 101.25, "GTC", 3)
+    assert (st1.status, o1.adjustedOrderType, c1.conId) == ("PreSubmitted", "None", 265_598)
+    assert (st2.status, st2.completedTime, st2.completedStatus, o2.filledQuantity) == (
+        "Cancelled", "20240102 15:30:00 UTC", "Cancelled by user", 2.0)
+    assert (o2.orderRef, o2.permId, c2.symbol) == ("ord-7", 1_000_007, "AAPL")
