@@ -175,7 +175,11 @@ def test_a_release_that_trips_the_kill_switch_is_rolled_back(bus_wheelhouse: Pat
     namespace = f"dep{uuid.uuid4().hex[:10]}"
     target = LocalTarget(tmp_path / "mts")
     supervisor = Supervisor(target.root, stop_timeout=5)
-    gates = [ProcessesAlive(settle_s=1.0), KillSwitchUnchanged(NATS_URL, namespace)]
+    # the heartbeat gate before it: TRIPS beats only after its trip is published, so the
+    # kill switch gate checks once the trip is on the bus, however slow the start
+    gates = [ProcessesAlive(settle_s=1.0), Heartbeats(NATS_URL, ["oms"], namespace=namespace,
+                                                      timeout_s=20),
+             KillSwitchUnchanged(NATS_URL, namespace)]
     env = {"MTS_NATS_URL": NATS_URL, "MTS_NATS_NAMESPACE": namespace}
 
     def release(sha: str, script: str) -> ReleaseRequest:

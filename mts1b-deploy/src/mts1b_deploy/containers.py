@@ -11,9 +11,9 @@ without its virtualenv - wheels, ``requirements.txt`` with every hash, ``config/
 2. every wheel is checked against the sha256 ``release.json`` records (``sha256sum -c``), then
    a virtualenv is made and filled with ``pip install --no-index --require-hashes --no-deps``
    from the release's own wheels: these bytes or nothing, no index reached from the container.
-   With the container's own pip (Debian's ``python3-pip``) the virtualenv is made without one
-   and that pip installs into it (``pip --python``: a second, not the ten ``ensurepip``
-   takes); else ``python3 -m venv`` brings pip (Debian's ``python3-venv``);
+   The virtualenv is made without pip; the container's own pip installs into it (``pip
+   --python``, pip 22.3 or later: Debian's ``python3-pip``), which saves ``ensurepip``'s
+   seconds, else ``ensurepip`` puts one in it (Debian's ``python3-venv``);
 3. ``release.json`` is put in place last: only a folder with it counts as installed, and a
    failed install is removed; a release already installed there is not installed again;
 4. ``current`` is switched with ``rename(2)`` of a new symlink (``mv -T``), each install and
@@ -71,11 +71,12 @@ else
   rm -rf "$D"; mkdir -p "$D"
   if ! (tar -xf "$R/incoming/$N.tar" -C "$D" &&
         (cd "$D/wheels" && sha256sum --quiet --strict -c ../SHA256SUMS) &&
-        if python3 -m pip --version >/dev/null 2>&1; then
-          python3 -m venv --without-pip "$D/venv" &&
-            PIP="python3 -m pip --python $D/venv/bin/python"
+        python3 -m venv --without-pip "$D/venv" &&
+        if python3 -m pip --python "$D/venv/bin/python" --version >/dev/null 2>&1; then
+          PIP="python3 -m pip --python $D/venv/bin/python"
         else
-          python3 -m venv "$D/venv" && PIP="$D/venv/bin/python -m pip"
+          "$D/venv/bin/python" -m ensurepip --default-pip >/dev/null &&
+            PIP="$D/venv/bin/python -m pip"
         fi &&
         $PIP install --quiet --disable-pip-version-check --no-index \
           --find-links "$D/wheels" --require-hashes --no-deps -r "$D/requirements.txt"); then
