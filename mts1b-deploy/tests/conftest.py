@@ -293,6 +293,18 @@ class Servers:
 
 
 @pytest.fixture
+def paper_libraries() -> None:
+    """The paper stack's libraries in this environment (the workspace has them; this library
+    installed alone does not), or a skip naming the missing ones."""
+    import importlib.util
+
+    missing = [m for m in ("mts1b_brokers", "mts1b_oms", "mts1b_treasury")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the paper stack's libraries are not installed here: {missing}")
+
+
+@pytest.fixture
 def servers() -> Iterator[Servers]:
     """Real NATS and PostgreSQL, or a skip naming which is missing."""
     import asyncio

@@ -43,8 +43,8 @@ def commands() -> list[str]:
 
 
 @pytest.fixture
-def tutorial_env(paper_wheelhouse: Path, servers: Servers, tmp_path: Path
-                 ) -> Iterator[tuple[dict[str, str], ProxmoxStandIn]]:
+def tutorial_env(paper_libraries: None, paper_wheelhouse: Path, servers: Servers,
+                 tmp_path: Path) -> Iterator[tuple[dict[str, str], ProxmoxStandIn]]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed for the Proxmox API stand-in's certificate")
     tag = servers.namespace("dep")

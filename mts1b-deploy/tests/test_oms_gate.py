@@ -58,7 +58,8 @@ def test_the_gate_fails_when_no_oms_answers(servers: Servers) -> None:
 
 
 @pytest.fixture
-def oms_stack(servers: Servers, tmp_path: Path) -> Iterator[tuple[PaperStack, Path]]:
+def oms_stack(paper_libraries: None, servers: Servers, tmp_path: Path
+              ) -> Iterator[tuple[PaperStack, Path]]:
     """The venue, the treasury and the OMS running (their paper-stack command lines, this
     environment's interpreter), one fund; stopped afterwards (then the servers' fixture
     deletes their streams and schemas)."""
