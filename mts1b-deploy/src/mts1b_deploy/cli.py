@@ -229,6 +229,9 @@ def services_paper(
     key_file: Annotated[Path, typer.Option(
         help="the signing key (operations and risk) whose registry the OMS gets; made when "
              "missing (mode 0600, kept outside the release)")] = Path("desk.key"),
+    fund_file: Annotated[Path, typer.Option(
+        help="where the fund's configuration goes (for mts mts1b-treasury fund create)")
+    ] = Path("fund.json"),
     fund: Annotated[str, typer.Option(help="the fund the stack trades")] = "paper",
     strategy: Annotated[str, typer.Option(help="the strategy the fund lists")] = "desk",
     cash: Annotated[str, typer.Option(help="the fund's capital, in USD")] = "1000000",
@@ -251,7 +254,7 @@ def services_paper(
 ) -> None:
     """The paper-trading stack (the paper venue, the OMS, the treasury) with the command lines
     `mts mts1b-research paper up` runs, on the wall clock: services.json, instruments.csv and
-    keys.json in --out, fund.json beside it (create the fund with `mts mts1b-treasury fund
+    keys.json in --out, the fund in --fund-file (create it with `mts mts1b-treasury fund
     create --file fund.json` before the first start)."""
     stack = PaperStack(
         fund_id=fund, strategy=strategy, cash=_decimal("--cash", cash),
@@ -260,7 +263,7 @@ def services_paper(
         commission_bps=_decimal("--commission-bps", commission_bps),
         participation_rate=_decimal("--participation-rate", participation_rate),
         leverage=_decimal("--leverage", leverage))
-    for path in write_paper_config(stack, out, key_file):
+    for path in write_paper_config(stack, out, key_file, fund_file=fund_file):
         typer.echo(f"wrote {path}")
     typer.echo(f"signing key: {key_file} (not part of any release)")
 

@@ -129,11 +129,12 @@ class PaperStack:
 
 
 def write_paper_config(stack: PaperStack, out: Path, key_file: Path,
-                       key_name: str = "deploy-desk") -> list[Path]:
+                       key_name: str = "deploy-desk", fund_file: Path | None = None
+                       ) -> list[Path]:
     """Write the release config folder ``out`` (``services.json``, ``instruments.csv``,
-    ``keys.json``) and ``fund.json`` beside it; create the signing key ``key_file`` (roles
-    operations and risk) unless it exists - its registry entry is then read from it. Returns
-    the files written."""
+    ``keys.json``) and the fund's configuration ``fund_file`` (default: ``fund.json`` beside
+    ``out``); create the signing key ``key_file`` (roles operations and risk) unless it exists
+    - its registry entry is then read from it. Returns the files written."""
     from mts1b_platform.signing import KeyRegistry, Role, SigningKey
 
     if key_file.resolve().parent == out.resolve():
@@ -157,7 +158,11 @@ def write_paper_config(stack: PaperStack, out: Path, key_file: Path,
           "symbol,asset_class\n" + "".join(f"{s},equity\n" for s in stack.symbols))
     write(out / "keys.json",
           KeyRegistry([key.registered([Role.OPERATIONS, Role.RISK])]).to_json())
-    write(out.parent / "fund.json", json.dumps(stack.fund_config(), indent=1) + "\n")
+    fund = fund_file or out.resolve().parent / "fund.json"
+    if fund.resolve().parent == out.resolve():
+        raise ReleaseError(f"--fund-file {fund} is inside the release config folder {out}",
+                           field="--fund-file", value=str(fund))
+    write(fund, json.dumps(stack.fund_config(), indent=1) + "\n")
     return written
 
 
