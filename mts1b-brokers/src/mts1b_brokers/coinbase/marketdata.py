@@ -143,7 +143,8 @@ class CoinbaseMarketData:
                                                   "product_ids": self.product_ids}))
                     attempt = 0
                     while True:
-                        raw = await asyncio.wait_for(ws.recv(), self._timeout)
+                        async with asyncio.timeout(self._timeout):  # not wait_for (3.11)
+                            raw = await ws.recv()
                         for item in self._items(json.loads(raw)):
                             yield item
             except (OSError, WebSocketException, TimeoutError, ValueError) as exc:

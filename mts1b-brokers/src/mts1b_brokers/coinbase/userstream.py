@@ -124,7 +124,10 @@ class UserStream:
 
     async def _read(self, ws: ClientConnection, *, resync: bool) -> None:
         while True:
-            raw = await asyncio.wait_for(ws.recv(), self._hb_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as a message does, and stop() would then wait for ever
+            async with asyncio.timeout(self._hb_timeout):
+                raw = await ws.recv()
             msg = json.loads(raw)
             if not isinstance(msg, dict):
                 continue
