@@ -39,5 +39,5 @@ def test_public_surface_is_pinned() -> None:
 
 
 def test_cli_group_is_registered() -> None:
-    names = {ep.name: ep.value for ep in entry_points(group="mts.commands")}
+    names = {ep.name: ep.value for ep in entry_points(group="mts1b.commands")}
     assert names["mts1b-brokers"] == "mts1b_brokers.cli:app"

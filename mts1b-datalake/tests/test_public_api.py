@@ -42,7 +42,7 @@ def test_cli_is_registered_for_the_mts_root() -> None:
 
     import typer
 
-    eps = {ep.name: ep for ep in entry_points(group="mts.commands")}
+    eps = {ep.name: ep for ep in entry_points(group="mts1b.commands")}
     assert eps["mts1b-datalake"].value == "mts1b_datalake.cli:app"
     assert isinstance(eps["mts1b-datalake"].load(), typer.Typer)
 

@@ -22,5 +22,5 @@ def test_public_names() -> None:
 def test_cli_entry_point_registered() -> None:
     from importlib.metadata import entry_points
 
-    eps = {ep.name: ep.value for ep in entry_points(group="mts.commands")}
+    eps = {ep.name: ep.value for ep in entry_points(group="mts1b.commands")}
     assert eps.get("mts1b-oms") == "mts1b_oms.cli:app"

@@ -1,4 +1,4 @@
-"""The library installs, its command group loads through the ``mts.commands`` entry point."""
+"""The library installs, its command group loads through the ``mts1b.commands`` entry point."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from mts1b_operations.cli import app
 
 
 def test_entry_point_names_the_cli() -> None:
-    found = [ep for ep in entry_points(group="mts.commands") if ep.name == "mts1b-operations"]
+    found = [ep for ep in entry_points(group="mts1b.commands") if ep.name == "mts1b-operations"]
     assert len(found) == 1
     assert found[0].load() is app
 

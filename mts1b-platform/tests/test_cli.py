@@ -27,7 +27,7 @@ _HEAVY = ("rich", "pydantic", "numpy", "pandas", "opentelemetry", "exchange_cale
           "mts1b_foundation", "mts1b_quantkit")
 
 
-# The other libraries that add a group to `mts` (their `mts.commands` entry point).
+# The other libraries that add a group to `mts` (their `mts1b.commands` entry point).
 _GROUPS = {"mts1b-datalake": "mts1b_datalake", "mts1b-oms": "mts1b_oms",
            "mts1b-GPUbacktester": "mts1b_GPUbacktester", "mts1b-brokers": "mts1b_brokers"}
 
@@ -74,7 +74,7 @@ def test_platform_group_comes_from_the_entry_point() -> None:
 
 def test_help_lists_every_group_from_metadata_without_importing_a_library(
         tmp_path: Path) -> None:
-    """`mts --help` in a fresh interpreter: every installed `mts.commands` entry point is
+    """`mts --help` in a fresh interpreter: every installed `mts1b.commands` entry point is
     listed with its distribution's summary, and afterwards no library package (nor rich,
     pydantic, the OpenTelemetry SDK ...) is in sys.modules. Structural, not timed."""
     eps = list(metadata.entry_points(group=cli.ENTRY_POINT_GROUP))

@@ -1,6 +1,6 @@
 """``mts mts1b-GPUbacktester ...``: ``run`` one backtest, sweep a ``ladder``, run the ``demo``.
 
-Installed through the ``mts.commands`` entry point (name ``mts1b-GPUbacktester``)::
+Installed through the ``mts1b.commands`` entry point (name ``mts1b-GPUbacktester``)::
 
     mts mts1b-GPUbacktester run --factor f_sma_cross --param p_fast=20 --param p_slow=50 \\
         --universe us-large-cap --start 2014-01-01 --end 2024-01-01 --report out.html

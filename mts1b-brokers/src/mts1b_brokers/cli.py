@@ -1,6 +1,6 @@
 """``mts mts1b-brokers ...``: run a broker as a NATS service, list the registered brokers.
 
-Registered with the ``mts`` CLI through the ``mts.commands`` entry-point group; also runnable
+Registered with the ``mts`` CLI through the ``mts1b.commands`` entry-point group; also runnable
 alone as ``python -m mts1b_brokers.cli ARGS``, which runs ``mts mts1b-brokers ARGS`` (root options
 such as ``-v`` go on ``mts``).
 

@@ -1,6 +1,6 @@
 """``mts mts1b-datalake ...``: ingest, qc, universe, panel, replay, demo, store.
 
-Installed through the ``mts.commands`` entry point (name ``mts1b-datalake``). Every command takes
+Installed through the ``mts1b.commands`` entry point (name ``mts1b-datalake``). Every command takes
 ``--store PATH`` (default: ``$MTS_DATALAKE_ROOT``, else the user data directory).
 
 Examples::

@@ -42,15 +42,17 @@ from typing import Annotated, Any, ClassVar
 import typer
 from typer.core import TyperGroup
 
-__all__ = ["ENTRY_POINT_GROUP", "app", "installed_libraries", "main"]
+__all__ = ["ENTRY_POINT_GROUP", "LEGACY_ENTRY_POINT_GROUP", "app", "installed_libraries", "main"]
 
-ENTRY_POINT_GROUP = "mts.commands"
-"""The group this release's libraries register in; renamed ``mts1b.commands``
-(``mts1b_foundation.plugins.COMMANDS``), the old name read for one more release."""
+ENTRY_POINT_GROUP = "mts1b.commands"
+"""The group libraries register their command group in (``mts1b_foundation.plugins.COMMANDS``)."""
+
+LEGACY_ENTRY_POINT_GROUP = "mts.commands"
+"""The group's name until this release, read for one more (a DeprecationWarning on load)."""
 
 # mts1b_foundation.plugins.COMMANDS.groups, spelled out: importing foundation would load pydantic
 # on the light root path. The current name wins over the legacy one.
-_GROUPS = ("mts1b.commands", ENTRY_POINT_GROUP)
+_GROUPS = (ENTRY_POINT_GROUP, LEGACY_ENTRY_POINT_GROUP)
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
