@@ -205,6 +205,14 @@ async def test_a_lost_message_is_found_by_the_periodic_reconciliation() -> None:
         assert fill.cumulative_quantity == 10 and r.broker.stream.gaps == 0
 
 
+async def test_a_fills_list_trailing_the_order_is_read_again(run: _Run) -> None:
+    await run.broker.submit(_order(15))
+    run.server.venue.fills_lag = 2  # the order says 10 filled; the fills list shows none yet
+    await run.server.trade("BTC-USD", Decimal(100), Decimal(10))
+    fill = await run.until("o-15", ExecType.FILL, timeout=3.0)  # not the 60 s reconciliation
+    assert fill.cumulative_quantity == 10 and run.server.venue.fills_lag == 0
+
+
 async def test_duplicates_count_once(run: _Run) -> None:
     await run.broker.submit(_order(10))
     await run.server.duplicate_next_execution()

@@ -119,6 +119,8 @@ class _Tracked:
     """trade_id -> the size reported for it (a correction changes it)."""
     filled: Decimal = Decimal(0)
     final: ExecutionReport | None = None
+    lagging: int = 0
+    """How often the fills list was found behind the order (re-read at most 3 times)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -195,6 +197,7 @@ class CoinbaseBroker:
         self._by_venue: dict[str, str] = {}
         self._rejected: dict[str, BrokerRejected] = {}
         self._submitting: dict[str, asyncio.Lock] = {}
+        self._creating: set[str] = set()
         self._early: set[str] = set()
         self._subscribers: set[ReportStream] = set()
         self._correction_subscribers: set[_FillStream] = set()
@@ -287,7 +290,12 @@ class CoinbaseBroker:
                 raise self._rejected[oid]
             if oid in self._orders:
                 return self._orders[oid].ack
-            return await self._create(oid, order)
+            self._creating.add(oid)
+            try:
+                return await self._create(oid, order)
+            finally:
+                self._creating.discard(oid)
+                self._early.discard(oid)
 
     async def cancel(self, order_id: str) -> ExecutionReport:
         """Cancel through ``batch_cancel``; the answer is the CANCELED report (fills first) or a
@@ -505,7 +513,6 @@ class CoinbaseBroker:
         self._by_venue[venue_id] = oid
         self._emit(ack)
         if venue is not None or oid in self._early:
-            self._early.discard(oid)
             self._spawn(self._sync(t, venue))
         return ack
 
@@ -525,6 +532,10 @@ class CoinbaseBroker:
             if cum != t.filled or (status == "FILLED" and t.final is None):
                 for fill in await self._fills(t.venue_id):
                     self._apply_fill(t, fill)
+                if cum > t.filled and t.lagging < 3:
+                    # Coinbase's order is ahead of its fills list: look again shortly
+                    t.lagging += 1
+                    self._spawn(self._sync_later(t, 0.2 * 2 ** t.lagging))
             if status in TERMINAL - {"FILLED"} and t.final is None:
                 exec_type = {"CANCELLED": ExecType.CANCELED, "EXPIRED": ExecType.EXPIRED,
                              "FAILED": ExecType.REJECT}[status]
@@ -532,6 +543,10 @@ class CoinbaseBroker:
                              or venue.get("reject_reason") or status.lower())
                 self._emit(self._report(t, exec_type, reason=reason or status,
                                         venue_code=status))
+
+    async def _sync_later(self, t: _Tracked, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._sync(t, await self._get_order(t.venue_id))
 
     def _apply_fill(self, t: _Tracked, fill: dict[str, Any]) -> None:
         """A new trade becomes a fill report; a known trade id with another size is a
@@ -709,7 +724,8 @@ class CoinbaseBroker:
             cid = str(venue.get("client_order_id") or "")
             t = self._orders.get(cid)
             if t is None:
-                self._early.add(cid)  # may be one being created right now
+                if cid in self._creating:  # its create has not been answered yet
+                    self._early.add(cid)
                 continue
             cum = decimal(venue.get("cumulative_quantity"))
             if t.final is None or cum != t.filled:

@@ -229,6 +229,9 @@ class CoinbaseVenue:
         self._listed_twice: set[str] = set()
         self.last_fill: VenueFill | None = None
         self.filters_client_order_id = True
+        self.fills_lag = 0
+        """How many of the next ``list fills`` answers leave out the newest fill (Coinbase's
+        fills list can trail its order status)."""
         """Whether ``list orders`` honours a ``client_order_id`` filter. Coinbase's
         documentation does not list that filter; with ``False`` it is ignored, as a venue that
         does not know it would, and the client must find its order among all of them."""
@@ -437,7 +440,12 @@ class CoinbaseVenue:
             fills = [f for f in fills if f.trade_id in query["trade_ids"]]
         if query.get("product_ids"):
             fills = [f for f in fills if f.product_id in query["product_ids"]]
-        return sorted(fills, key=lambda f: (f.ts, f.entry_id), reverse=True)
+        listed = sorted(fills, key=lambda f: (f.ts, f.entry_id), reverse=True)
+        if self.fills_lag and listed:
+            self.fills_lag -= 1
+            newest = max(fills, key=lambda f: (f.ts, f.entry_id))
+            listed = [f for f in listed if f is not newest]
+        return listed
 
     def accounts(self) -> list[dict[str, Any]]:
         out = []
