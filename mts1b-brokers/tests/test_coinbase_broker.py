@@ -127,6 +127,48 @@ async def test_the_lookup_works_when_coinbase_ignores_the_client_order_id_filter
     assert run.creates("o-14") == 1
 
 
+async def test_ambiguous_cancels_and_edits_are_looked_up_never_sent_twice(run: _Run) -> None:
+    await run.broker.submit(_order(16))
+    await run.broker.submit(_order(17))
+    run.server.fail_next("/orders/batch_cancel", "drop_after")  # cancelled, answer lost
+    assert (await run.broker.cancel("o-16")).exec_type is ExecType.CANCELED
+    run.server.fail_next("/orders/batch_cancel", "drop_before")  # never reached Coinbase
+    with pytest.raises(BrokerUnknownOutcome, match="not re-sent"):
+        await run.broker.cancel("o-17")
+    assert len(run.server.sent("POST", "/orders/batch_cancel")) == 1
+    run.server.fail_next("/orders/edit", "500_after")  # edited, then a 500
+    replaced = await run.broker.replace("o-17", quantity=Decimal(12))
+    assert replaced.exec_type is ExecType.REPLACED and replaced.leaves_quantity == 12
+    run.server.fail_next("/orders/edit", "drop_before")
+    with pytest.raises(BrokerUnknownOutcome, match="not re-sent"):
+        await run.broker.replace("o-17", limit_price=Decimal(99))
+    assert len(run.server.sent("POST", "/orders/edit")) == 1
+    assert run.server.venue.by_client["o-17"].size == 12
+
+
+async def test_open_orders_read_every_page_and_stop_limits_trigger(run: _Run) -> None:
+    for n in range(130):  # placed elsewhere (another process, the web UI)
+        run.server.venue.create({
+            "client_order_id": f"ext-{n}", "product_id": "BTC-USD", "side": "BUY",
+            "order_configuration": {"limit_limit_gtc": {"base_size": "1", "limit_price": "50"}}})
+    stop = Order(order_id="o-18", idempotency_key="k-18", fund_id="conf", strategy_id="s",
+                 instrument=BTC, side="buy", quantity=Decimal(2),
+                 order_type=OrderType.STOP_LIMIT, limit_price=Decimal(106),
+                 stop_price=Decimal(105), time_in_force=TimeInForce.GTC)
+    await run.broker.submit(stop)
+    working = await run.broker.open_orders("conf")
+    assert len(working) == 131 and sum(o.strategy_id == "external" for o in working) == 130
+    pages = [r for r in run.server.sent("GET", "/orders/historical/batch")
+             if r.query.get("order_status")]
+    assert len(pages) == 2  # 100 + 31
+    await run.server.trade("BTC-USD", Decimal(104), Decimal(10))  # below the stop
+    await asyncio.sleep(0.2)
+    assert not run.of("o-18", ExecType.FILL)
+    await run.server.trade("BTC-USD", Decimal("105.5"), Decimal(10))  # triggers, within limit
+    fill = await run.until("o-18", ExecType.FILL)
+    assert fill.last_price == Decimal("105.5")
+
+
 async def test_a_timed_out_create_is_resolved_by_listing() -> None:
     async for r in _run(timeout=0.5):
         r.server.fail_next("/orders", "hang_after")
