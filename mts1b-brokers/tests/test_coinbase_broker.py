@@ -10,6 +10,7 @@ and a disconnect in the middle of a fill are recovered through REST; duplicates 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import subprocess
 import sys
@@ -23,6 +24,7 @@ pytest.importorskip("coinbase", reason="needs the coinbase extra (coinbase-advan
 
 from mts1b_brokers import BrokerConfigError, get_broker
 from mts1b_brokers.coinbase import CoinbaseBroker, CoinbaseConfig
+from mts1b_brokers.coinbase.rest import CoinbaseRest
 from mts1b_brokers.testing.coinbase_harness import coinbase_pair
 from mts1b_brokers.testing.coinbase_server import CoinbaseServer
 from mts1b_brokers.testing.coinbase_tls import new_api_key
@@ -253,6 +255,28 @@ async def test_a_fills_list_trailing_the_order_is_read_again(run: _Run) -> None:
     await run.server.trade("BTC-USD", Decimal(100), Decimal(10))
     fill = await run.until("o-15", ExecType.FILL, timeout=3.0)  # not the 60 s reconciliation
     assert fill.cumulative_quantity == 10 and run.server.venue.fills_lag == 0
+
+
+async def test_a_gtd_order_expires_at_its_time(run: _Run) -> None:
+    expire_at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
+    order = Order(order_id="o-19", idempotency_key="k-19", fund_id="conf", strategy_id="s",
+                  instrument=BTC, side="buy", quantity=Decimal(10), order_type=OrderType.LIMIT,
+                  limit_price=Decimal(100), time_in_force=TimeInForce.GTD, expire_at=expire_at)
+    await run.broker.submit(order)
+    assert run.server.venue.by_client["o-19"].config["end_time"] == expire_at.strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    await asyncio.sleep((expire_at - dt.datetime.now(dt.UTC)).total_seconds() + 0.05)
+    await run.server.trade("BTC-USD", Decimal(100), Decimal(10))  # too late for it
+    expired = await run.until("o-19", ExecType.EXPIRED)
+    assert expired.cumulative_quantity == 0 and not run.of("o-19", ExecType.FILL)
+
+
+async def test_requests_are_paced() -> None:
+    rest = CoinbaseRest(broker="coinbase", max_rate=20)
+    started = asyncio.get_running_loop().time()
+    for _ in range(11):
+        assert await rest.call("noop", dict, changes=False) == {}
+    assert asyncio.get_running_loop().time() - started >= 0.49  # 10 intervals of 50 ms
 
 
 async def test_duplicates_count_once(run: _Run) -> None:

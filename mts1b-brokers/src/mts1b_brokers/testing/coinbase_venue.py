@@ -470,9 +470,22 @@ class CoinbaseVenue:
                        if o.product_id == product_id and o.status in _OPEN),
                       key=lambda o: o.created)
 
+    def expire_due(self) -> list[VenueOrder]:
+        """End every GTD order whose ``end_time`` has passed (status EXPIRED)."""
+        now, ended = self.now(), []
+        for order in list(self.orders.values()):
+            end = order.config.get("end_time")
+            if order.status in _OPEN and end and dt.datetime.fromisoformat(
+                    str(end).replace("Z", "+00:00")) <= now:
+                self._end(order, "EXPIRED", "good-till-date time reached")
+                ended.append(order)
+        return ended
+
     def trade(self, product_id: str, price: Decimal, liquidity: Decimal) -> list[VenueFill]:
         """The market trades ``product_id`` at ``price`` with ``liquidity`` units for our
-        orders, in time priority; returns the fills made."""
+        orders, in time priority (GTD orders past their time expire first); returns the
+        fills made."""
+        self.expire_due()
         product = self.products[product_id]
         product.price = price
         made: list[VenueFill] = []
