@@ -25,6 +25,7 @@ import jwt
 import requests
 from coinbase import jwt_generator
 from coinbase.rest import RESTClient
+from coinbase.websocket.types.websocket_response import WebsocketResponse
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from mts1b_brokers.testing.coinbase_server import CoinbaseServer
@@ -187,6 +188,12 @@ async def test_user_channel_subscriptions_snapshot_updates_and_sequence(
         server.ws_duplicate_next()
         await server.trade("BTC-USD", Decimal(99), Decimal(3))
         one, two = await _messages(ws, 2)
+        parsed = WebsocketResponse(json.loads(json.dumps(one)))  # the SDK's own decoder
+        (user_order,) = parsed.events[0].orders
+        assert (parsed.channel, parsed.sequence_num, parsed.events[0].type) == (
+            "user", one["sequence_num"], "update")
+        assert (user_order.client_order_id, user_order.cumulative_quantity,
+                user_order.leaves_quantity, user_order.status) == ("c-1", "3", "7", "OPEN")
         assert one["events"] == two["events"]
         assert one["events"][0]["orders"][0]["cumulative_quantity"] == "3"
         assert two["sequence_num"] == one["sequence_num"] + 1 == snap["sequence_num"] + 2
@@ -211,5 +218,7 @@ async def test_heartbeats_keep_the_channel_open(server: CoinbaseServer) -> None:
         while asyncio.get_running_loop().time() < deadline:
             messages.append(json.loads(await asyncio.wait_for(ws.recv(), 1)))
         beats = [m for m in messages if m["channel"] == "heartbeats"]
+        first = WebsocketResponse(json.loads(json.dumps(beats[0])))  # the SDK pops as it reads
+        assert first.events[0].heartbeat_counter == "1"
         counters = [int(m["events"][0]["heartbeat_counter"]) for m in beats]
         assert len(beats) >= 8 and counters == list(range(1, len(beats) + 1))
