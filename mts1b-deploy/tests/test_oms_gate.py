@@ -79,15 +79,15 @@ def oms_stack(paper_libraries: None, servers: Servers, tmp_path: Path
     assert created.returncode == 0, created.stderr
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for spec in stack.services().values():
+        for name, spec in stack.services().items():
             argv = [sys.executable, *spec.argv[1:]]
             argv = [a.replace("{release}/config", str(config)) for a in argv]
-            with (tmp_path / f"{len(procs)}.log").open("ab") as log:
+            with (tmp_path / f"{name}.log").open("ab") as log:
                 procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log,
                                               start_new_session=True))
         gate = OmsAnswers(NATS_URL, tag, timeout_s=60)
-        assert gate.check(Supervisor(tmp_path)) is None, [
-            p.read_text()[-800:] for p in tmp_path.glob("*.log")]
+        assert gate.check(Supervisor(tmp_path)) is None, {
+            p.name: p.read_text()[-800:] for p in tmp_path.glob("*.log")}
         yield stack, tmp_path
     finally:
         for proc in procs:
