@@ -30,10 +30,18 @@ reason; :func:`run_conformance` maps the check to ``"skipped: <reason>"``). A dr
 script only some faults raises ``NotImplementedError`` from the others: the checks needing
 them are skipped the same way.
 
-Public API (stable): ``CHECKS``, ``FAULT_CHECKS``, ``BrokerHarness``, ``HarnessFactory``,
+**Capabilities.** A broker that declares a
+:class:`~mts1b_foundation.plugins.Capabilities` manifest is not held to what it rules out:
+:data:`CHECK_NEEDS` says, per check, the order types and times in force it sends and whether it
+replaces an order, and a check needing something the broker does not declare (or the
+harness instrument's asset class) raises :class:`ConformanceSkip` naming what is missing,
+before the broker is connected. A broker without a manifest runs every check.
+
+Public API (stable): ``CHECKS``, ``CHECK_NEEDS``, ``CheckNeeds``, ``FAULT_CHECKS``,
+``BrokerHarness``, ``HarnessFactory``,
 ``VenueDriver``, ``FaultDriver``, ``ConformanceFailure``, ``ConformanceSkip``,
 ``PaperDriver``, ``paper_harness``, ``ibkr_harness`` (needs the ``ibkr`` extra),
-``run_check``, ``run_conformance``.
+``missing_capabilities``, ``run_check``, ``run_conformance``.
 """
 
 from __future__ import annotations
@@ -64,13 +72,16 @@ from mts1b_foundation import (
     Side,
     TimeInForce,
 )
+from mts1b_foundation.plugins import capabilities_of
 
 from mts1b_brokers.paper import PaperClient
 
 __all__ = [
     "CHECKS",
+    "CHECK_NEEDS",
     "FAULT_CHECKS",
     "BrokerHarness",
+    "CheckNeeds",
     "ConformanceFailure",
     "ConformanceSkip",
     "FaultDriver",
@@ -78,6 +89,7 @@ __all__ = [
     "PaperDriver",
     "VenueDriver",
     "ibkr_harness",
+    "missing_capabilities",
     "paper_harness",
     "run_check",
     "run_conformance",
@@ -89,7 +101,8 @@ class ConformanceFailure(AssertionError):
 
 
 class ConformanceSkip(unittest.SkipTest):
-    """A check cannot run against this harness (it cannot script the fault it needs)."""
+    """A check does not run against this harness: it cannot script the fault the check needs,
+    or the broker's capabilities rule out what the check sends."""
 
 
 @runtime_checkable
@@ -675,11 +688,72 @@ FAULT_CHECKS = frozenset({"ambiguous_submit", "duplicate_and_corrected_execution
 """The checks that need a :class:`FaultDriver` (skipped without one)."""
 
 
+@dataclass(frozen=True)
+class CheckNeeds:
+    """What one check sends the broker: read against the broker's ``Capabilities``."""
+
+    order_types: frozenset[OrderType]
+    time_in_force: frozenset[TimeInForce] = frozenset({TimeInForce.GTC})
+    replace: bool = False
+
+
+def _needs(*order_types: OrderType, replace: bool = False) -> CheckNeeds:
+    return CheckNeeds(order_types=frozenset(order_types), replace=replace)
+
+
+_M, _L = OrderType.MARKET, OrderType.LIMIT
+
+CHECK_NEEDS: dict[str, CheckNeeds] = {
+    "submit_ack": _needs(_L),
+    "reject": _needs(_L, _M),
+    "partial_fill": _needs(_M),
+    "cancel_race_with_fill": _needs(_L),
+    "replace": _needs(_L, replace=True),
+    "reconnect": _needs(_L, _M),
+    "duplicate_submission": _needs(_M),
+    "order_status": _needs(_L),
+    "ambiguous_submit": _needs(_L),
+    "duplicate_and_corrected_execution": _needs(_M),
+    "reconnect_resync": _needs(_L),
+}
+"""Check name (every key of :data:`CHECKS`) -> the order types and times in force it sends
+(every check sends GTC orders for the harness's instrument) and whether it replaces an order.
+A test runs the checks against a recording broker and compares."""
+
+
+def missing_capabilities(check: str, harness: BrokerHarness) -> str | None:
+    """What ``harness.broker`` does not declare that ``check`` needs, in words; ``None`` to run
+    the check (also when the broker declares no capabilities at all)."""
+    caps = capabilities_of(harness.broker)
+    if caps is None:
+        return None
+    needs = CHECK_NEEDS[check]
+    lacking = [f"order type {t.value}" for t in sorted(needs.order_types)
+               if t not in caps.order_types]
+    lacking += [f"time in force {t.value}" for t in sorted(needs.time_in_force)
+                if t not in caps.time_in_force]
+    asset_class = harness.instrument.asset_class
+    if asset_class not in caps.asset_classes:
+        lacking.append(f"asset class {asset_class.value}")
+    if needs.replace and not caps.supports_replace:
+        lacking.append("replace")
+    if not lacking:
+        return None
+    return (f"the capabilities of {harness.broker.name} lack {', '.join(lacking)}, "
+            f"which {check} needs")
+
+
 async def run_check(name: str, factory: HarnessFactory) -> None:
-    """Run one check on a fresh harness; ``ConformanceFailure`` says what went wrong."""
+    """Run one check on a fresh harness; ``ConformanceFailure`` says what went wrong,
+    ``ConformanceSkip`` why it does not apply (the broker's capabilities, a missing fault)."""
     if name not in CHECKS:
         raise KeyError(f"no conformance check {name!r}; known: {sorted(CHECKS)}")
     h = await factory()
+    reason = missing_capabilities(name, h)
+    if reason is not None:
+        if h.cleanup is not None:
+            await h.cleanup()
+        raise ConformanceSkip(reason)
     await h.broker.connect()
     collector = _Collector(h.broker.execution_reports())
     try:

@@ -49,10 +49,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from mts1b_foundation import (
     AccountSnapshot,
+    AssetClass,
     Bar,
     BrokerRejected,
     BrokerTransportError,
@@ -77,6 +78,7 @@ from mts1b_foundation import (
     deterministic_id,
     fit_to_domain,
 )
+from mts1b_foundation.plugins import Capabilities
 
 from mts1b_brokers.errors import RejectReason, config_error
 from mts1b_brokers.models import (
@@ -263,6 +265,14 @@ class PaperClient:
     - ``clock`` / ``start``: the time before any market data arrives (afterwards, market time is
       the latest event's timestamp).
     """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        order_types=frozenset(OrderType),
+        time_in_force=frozenset(TimeInForce) - {TimeInForce.OPG},
+        asset_classes=frozenset(AssetClass), streaming=True, supports_replace=True)
+    """Every order type; every time in force but OPG (refused as UNSUPPORTED; CLS only with a
+    close order type, which the venue checks); any instrument; streamed execution reports;
+    replace in place."""
 
     def __init__(
         self,

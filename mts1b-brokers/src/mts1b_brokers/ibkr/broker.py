@@ -41,7 +41,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ib_async import IB, StartupFetch
@@ -63,10 +63,12 @@ from mts1b_foundation import (
     ReplyCode,
     Side,
 )
+from mts1b_foundation.plugins import Capabilities
 
 from mts1b_brokers.ibkr.bars import BarAggregator
 from mts1b_brokers.ibkr.ledger import Execution, Tracked, trade_id_of
 from mts1b_brokers.ibkr.mapping import (
+    CAPABILITIES,
     INFO_CODES,
     TRANSPORT_CODES,
     UnsupportedOrder,
@@ -120,6 +122,10 @@ class IbkrBroker:
     production). ``account``: the IB account code orders go to when ``Order.account_id`` is
     empty (default: the only managed account).
     """
+
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    """Every order type and time in force, equities, ETFs, options, futures and FX; streaming
+    execution reports; replace (see :data:`~mts1b_brokers.ibkr.mapping.CAPABILITIES`)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 7497, client_id: int = 1,
                  account: str | None = None, name: str = "ibkr",

@@ -18,6 +18,7 @@ from ib_async import Contract, Forex, Future, Option, Stock
 from ib_async import Order as IbOrder
 from mts1b_foundation import (
     ETF,
+    AssetClass,
     Equity,
     FxPair,
     Instrument,
@@ -28,8 +29,10 @@ from mts1b_foundation import (
 )
 from mts1b_foundation import Future as FutureInstrument
 from mts1b_foundation import Option as OptionInstrument
+from mts1b_foundation.plugins import Capabilities
 
 __all__ = [
+    "CAPABILITIES",
     "INFO_CODES",
     "REJECT_CODES",
     "TRANSPORT_CODES",
@@ -93,6 +96,16 @@ _TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP"
 _TIFS = {TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC",
          TimeInForce.FOK: "FOK", TimeInForce.GTD: "GTD", TimeInForce.OPG: "OPG",
          TimeInForce.CLS: "DAY"}
+
+
+CAPABILITIES = Capabilities(
+    order_types=frozenset(_TYPES), time_in_force=frozenset(_TIFS),
+    asset_classes=frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.OPTION,
+                             AssetClass.FUTURE, AssetClass.FX}),
+    streaming=True, supports_replace=True)
+"""What ``IbkrBroker`` declares: the order types and times in force this module maps, the
+asset classes :func:`to_contract` builds a contract for; execution reports are pushed as they
+come, and an order is replaced in place (``placeOrder`` with its IB order id)."""
 
 
 def ib_order(order: Order, account: str, ib_order_id: int) -> IbOrder:
