@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -376,3 +377,35 @@ def test_without_the_extra_the_import_says_what_to_install() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert "pip install 'mts1b-brokers[coinbase]'" in out
+
+
+@pytest.mark.integration
+async def test_the_key_can_come_from_vault(tmp_path: Path) -> None:
+    """The API key in Vault KV v2 (a real OpenBao dev server from the platform's wheel) at
+    ``secret/mts1b/brokers-coinbase``, read through the platform's ``load_config``."""
+    hvac = pytest.importorskip("hvac", reason="needs the vault extra of mts1b-platform")
+    from mts1b_platform.config import VaultSettings
+    from mts1b_platform.devservices import DevServiceError
+    from mts1b_platform.devservices.openbao import start_vault, stop_vault
+
+    try:
+        svc = await asyncio.to_thread(start_vault, tmp_path)
+    except DevServiceError as exc:
+        pytest.skip(f"no OpenBao server to test against: {exc.message}")
+    try:
+        root = Path(svc.extra["MTS_VAULT_TOKEN_FILE"]).read_text().strip()
+        key = new_api_key("EdDSA")
+        hvac.Client(url=svc.url, token=root).secrets.kv.v2.create_or_update_secret(
+            path="mts1b/brokers-coinbase",
+            secret={"api_key": key.name, "api_secret": key.secret, "account_id": "vaulted"})
+        cfg = await asyncio.to_thread(CoinbaseConfig.load, environ={}, env_file=None,
+                                      vault=VaultSettings(addr=svc.url, token=root))
+        assert (cfg.api_key, cfg.account_id) == (key.name, "vaulted")
+        assert cfg.api_secret.get_secret_value() == key.secret
+        assert key.secret not in repr(cfg) and key.secret not in str(cfg)
+        async with CoinbaseServer(key) as server, CoinbaseBroker(
+                config=cfg, base_url=server.base_url, ws_url=server.ws_url,
+                ca_file=str(server.ca_file)) as broker:
+            assert (await broker.account("vaulted")).cash == 1_000_000
+    finally:
+        await asyncio.to_thread(stop_vault, svc)
