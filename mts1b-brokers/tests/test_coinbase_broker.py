@@ -307,6 +307,15 @@ async def test_a_disconnect_mid_fill_and_a_half_open_socket_recover() -> None:
         assert r.broker.connection_state is ConnectionState.CONNECTED
 
 
+async def test_a_connect_while_reconnecting_keeps_one_user_channel(run: _Run) -> None:
+    run.broker._on_ws_state(False)  # as when the socket drops
+    assert run.broker.connection_state is ConnectionState.RECONNECTING
+    await run.broker.connect()
+    await asyncio.sleep(0.2)
+    assert run.broker.connection_state is ConnectionState.CONNECTED
+    assert run.server.connections == 1  # the old stream was stopped, not left running
+
+
 async def test_balances_positions_and_account(run: _Run) -> None:
     await run.broker.submit(_order(12, quantity="2", limit=None))
     await run.server.trade("BTC-USD", Decimal(100), Decimal(5))

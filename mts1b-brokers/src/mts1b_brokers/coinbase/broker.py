@@ -227,6 +227,7 @@ class CoinbaseBroker:
         first snapshot) and reconcile every order not yet ended."""
         if self._state is ConnectionState.CONNECTED:
             return
+        await self._stop_background()  # a connect while reconnecting starts afresh
         self._state = ConnectionState.CONNECTING
         try:
             await self._rest.call("list accounts", self._client.get_accounts, changes=False)
@@ -246,6 +247,9 @@ class CoinbaseBroker:
 
     async def close(self) -> None:
         self._state = ConnectionState.DISCONNECTED
+        await self._stop_background()
+
+    async def _stop_background(self) -> None:
         if self._reconciler is not None:
             self._reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
