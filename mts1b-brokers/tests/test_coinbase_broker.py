@@ -312,7 +312,8 @@ async def test_a_connect_while_reconnecting_keeps_one_user_channel(run: _Run) ->
     assert run.broker.connection_state is ConnectionState.RECONNECTING
     await run.broker.connect()
     await asyncio.sleep(0.2)
-    assert run.broker.connection_state is ConnectionState.CONNECTED
+    state: ConnectionState = run.broker.connection_state  # read again after connect()
+    assert state is ConnectionState.CONNECTED
     assert run.server.connections == 1  # the old stream was stopped, not left running
 
 
