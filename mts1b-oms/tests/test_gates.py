@@ -48,8 +48,9 @@ def code(o: Order, c: GateContext) -> DenialCode | None:
 
 def test_gate_order_is_documented_order() -> None:
     assert [n for n, _ in DEFAULT_GATES] == [
-        "trading_state", "permissions", "instrument", "duplicate", "price_collar", "order_size",
-        "position_cap", "exposure", "drawdown", "message_rate", "repeated_execution"]
+        "trading_state", "permissions", "capabilities", "instrument", "duplicate", "price_collar",
+        "order_size", "position_cap", "exposure", "drawdown", "message_rate",
+        "repeated_execution"]
 
 
 @pytest.mark.parametrize(

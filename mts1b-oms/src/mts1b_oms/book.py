@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mts1b_foundation import FundConfig, Order, Side
+from mts1b_foundation.plugins import Capabilities
 
 from mts1b_oms.gates import FundMemory, GateContext
 from mts1b_oms.instruments import InstrumentRegistry
@@ -60,14 +61,16 @@ class FundBook:
     def context(self, fund: FundConfig, now: dt.datetime, *, nav: Decimal,
                 states: TradingStates, prices: Mapping[str, Decimal],
                 adv: Mapping[str, Decimal], peak_nav: Decimal | None,
-                instruments: InstrumentRegistry) -> GateContext:
+                instruments: InstrumentRegistry,
+                capabilities: Capabilities | None = None) -> GateContext:
         """The gates' view of ``fund`` now (live mappings, not copies: building it is cheap),
-        with the OMS's instrument registry the gates read every instrument's terms from."""
+        with the OMS's instrument registry the gates read every instrument's terms from and
+        the capabilities its broker declares."""
         f = self._funds[fund.fund_id]
         return GateContext(fund=fund, now=now, nav=nav, states=states, positions=f.positions,
                            open_buy=f.open_buy, open_sell=f.open_sell, prices=prices, adv=adv,
                            peak_nav=peak_nav, memory=self._memory[fund.fund_id],
-                           instruments=instruments)
+                           instruments=instruments, capabilities=capabilities)
 
     def prices_changed(self) -> None:
         """A reference price moved: every fund's cached exposure used the old one."""

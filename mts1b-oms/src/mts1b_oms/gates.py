@@ -14,6 +14,11 @@ gates in this order and stops at the first denial:
    every sleeve with a share still to trade in it - may write to the fund
    (``STRATEGY_NOT_ALLOWED``, naming the first refused), its broker is on the allowlist
    (``BROKER_NOT_ALLOWED``), its symbol is not restricted (``INSTRUMENT_RESTRICTED``).
+2a. ``capabilities`` - when the OMS's broker declares a capability manifest
+   (:class:`~mts1b_foundation.plugins.Capabilities`), the order's type, time in force and
+   instrument asset class are among those it declares, and a replace needs it to declare
+   replace (``UNSUPPORTED``, naming the field and the value): refused here rather than sent
+   to learn it from the venue's reject. A broker that declares nothing is not checked.
 3. ``instrument`` - the symbol is registered (``INSTRUMENT_NOT_FOUND``) and the order's
    instrument is the registered one (``INSTRUMENT_MISMATCH``, naming the differing fields);
    the quantity is at least the registered ``min_quantity`` (``QUANTITY_BELOW_MINIMUM``), a
@@ -72,6 +77,7 @@ from mts1b_foundation import (
 )
 from mts1b_foundation.instruments import Instrument
 from mts1b_foundation.orders import ContextValue
+from mts1b_foundation.plugins import Capabilities
 
 from mts1b_oms.instruments import InstrumentRegistry, is_multiple
 from mts1b_oms.sleeves import live_strategies
@@ -134,7 +140,8 @@ class GateContext:
     daily volume per symbol (shares/contracts); ``peak_nav``: the high-water mark for drawdown;
     ``instruments``: the OMS's instrument registry (empty: every symbol is unknown);
     ``replacing``: set when the order judged is a replace of a working order (see
-    :class:`Replacing`), ``None`` for a new order.
+    :class:`Replacing`), ``None`` for a new order; ``capabilities``: what the OMS's broker
+    declares (``None``: it declares nothing, and the ``capabilities`` gate passes everything).
     """
 
     fund: FundConfig
@@ -150,6 +157,7 @@ class GateContext:
     memory: FundMemory = field(default_factory=FundMemory)
     instruments: InstrumentRegistry = field(default_factory=InstrumentRegistry)
     replacing: Replacing | None = None
+    capabilities: Capabilities | None = None
 
 
 GateFn = Callable[[Order, "GateContext"], Denial | None]
@@ -323,6 +331,31 @@ def permissions(order: Order, ctx: GateContext) -> Denial | None:
     if sym in risk.restricted_symbols:
         return _deny(DenialCode.INSTRUMENT_RESTRICTED, "permissions",
                      f"{sym} is on the fund's restricted list", symbol=sym)
+    return None
+
+
+def capabilities(order: Order, ctx: GateContext) -> Denial | None:
+    caps = ctx.capabilities
+    if caps is None:
+        return None
+    broker = order.broker or ctx.fund.broker
+    features = (("order_type", order.order_type.value,
+                 {t.value for t in caps.order_types}),
+                ("time_in_force", order.time_in_force.value,
+                 {t.value for t in caps.time_in_force}),
+                ("instrument.asset_class", order.instrument.asset_class.value,
+                 {a.value for a in caps.asset_classes}))
+    for name, value, declared in features:
+        if value not in declared:
+            return _deny(DenialCode.UNSUPPORTED, "capabilities",
+                         f"{name} {value} is not supported by broker {broker}: it declares "
+                         f"{', '.join(sorted(declared)) or 'none'}",
+                         field=name, value=value, broker=broker,
+                         declared=",".join(sorted(declared)))
+    if ctx.replacing is not None and not caps.supports_replace:
+        return _deny(DenialCode.UNSUPPORTED, "capabilities",
+                     f"broker {broker} does not declare replace: cancel the order and submit "
+                     "a new one", field="replace", value="true", broker=broker)
     return None
 
 
@@ -558,6 +591,7 @@ def repeated_execution(order: Order, ctx: GateContext) -> Denial | None:
 DEFAULT_GATES: Sequence[tuple[str, GateFn]] = (
     ("trading_state", trading_state),
     ("permissions", permissions),
+    ("capabilities", capabilities),
     ("instrument", instrument),
     ("duplicate", duplicate),
     ("price_collar", price_collar),

@@ -69,6 +69,7 @@ from mts1b_foundation import (
     parse_message,
 )
 from mts1b_foundation.orders import ContextValue
+from mts1b_foundation.plugins import capabilities_of
 from mts1b_foundation.wire import VenueCode
 from mts1b_platform.logging import get_logger
 from mts1b_platform.redaction import redact
@@ -275,6 +276,9 @@ class Oms:
     ) -> None:
         self.store = store
         self.broker = broker
+        self.capabilities = capabilities_of(broker)
+        """What the broker declares it supports (``None``: nothing declared, nothing checked);
+        the ``capabilities`` gate refuses an order outside it before it is sent."""
         self.funds: dict[str, FundConfig] = (
             dict(funds) if isinstance(funds, Mapping) else {f.fund_id: f for f in funds})
         self.instruments = instruments
@@ -487,7 +491,8 @@ class Oms:
         return self.book.context(fund, now, nav=self.nav[fund.fund_id], states=self.states,
                                  prices=self.prices, adv=self.adv,
                                  peak_nav=self.peak_nav.get(fund.fund_id),
-                                 instruments=self.instruments)
+                                 instruments=self.instruments,
+                                 capabilities=self.capabilities)
 
     async def submit(self, order: Order) -> CommandReply:
         """Accept an order: validation, gates, store (claiming the idempotency key), broker.
