@@ -160,14 +160,18 @@ def _ts(text: Any) -> dt.datetime:
 class CoinbaseBroker:
     """Coinbase Advanced Trade (spot) as a ``BrokerProtocol`` broker.
 
-    ``CoinbaseBroker(api_key=..., api_secret=...)`` or ``CoinbaseBroker(config=...)``
-    (:class:`~mts1b_brokers.coinbase.CoinbaseConfig`, e.g. from
-    ``CoinbaseConfig.load()`` - environment, ``.env`` or Vault). ``base_url`` / ``ws_url`` /
-    ``ca_file`` point it at a stand-in (:mod:`mts1b_brokers.testing.coinbase_server`).
+    ``CoinbaseBroker(api_key=..., api_secret=...)``, ``CoinbaseBroker(config=...)``
+    (:class:`~mts1b_brokers.coinbase.CoinbaseConfig`), or ``CoinbaseBroker()``, which reads
+    ``CoinbaseConfig.load()`` - ``MTS_BROKERS_COINBASE_*`` variables, ``.env`` or Vault (what
+    ``mts mts1b-brokers serve coinbase`` does). Other options override the configuration's
+    fields; ``base_url`` / ``ws_url`` / ``ca_file`` point it at a stand-in
+    (:mod:`mts1b_brokers.testing.coinbase_server`).
     """
 
     def __init__(self, *, config: CoinbaseConfig | None = None, name: str = "coinbase",
                  **options: Any) -> None:
+        if config is None and not {"api_key", "api_secret"} & options.keys():
+            config = CoinbaseConfig.load()  # the environment, .env or Vault (mts serve coinbase)
         try:
             self._cfg = CoinbaseConfig.model_validate(
                 {**(config.model_dump() if config is not None else {}), **options})
