@@ -10,6 +10,11 @@ The defaults are Alertmanager's (group_wait 30 s, group_interval 5 min, repeat_i
 resolve_timeout 5 min) and the Telegram Bot FAQ's limits (one message a second per chat, 20 a
 minute per group, under 30 a second in all). The default inhibition rule is the issue's: a
 fund's ``TradingHalted`` alert silences that fund's per-order alerts (any with an ``order_id``).
+
+A receiver of kind ``plugin`` delivers through a sink another package provides: its ``sink``
+names an entry point of the ``mts1b.alert_sinks`` group, built with the receiver's name and
+its ``options`` (:mod:`mts1b_operations.alerts.plugins`). Its options may hold credentials:
+like the other secrets they are never shown in an error.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from mts1b_operations.alerts.errors import AlertsInputError
 from mts1b_operations.alerts.matchers import Matcher, parse_matchers
 
-__all__ = ["AlertsConfig", "EmailReceiver", "InhibitRule", "Receiver", "TelegramReceiver",
-           "WebhookReceiver", "load_alerts_config"]
+__all__ = ["AlertsConfig", "EmailReceiver", "InhibitRule", "PluginReceiver", "Receiver",
+           "TelegramReceiver", "WebhookReceiver", "load_alerts_config"]
 
-_SECRET_FIELDS = {"bot_token", "password", "database_url", "url", "headers"}
+_SECRET_FIELDS = {"bot_token", "password", "database_url", "url", "headers", "options"}
 _DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -91,7 +96,16 @@ class WebhookReceiver(_ReceiverBase):
         return value
 
 
-Receiver = Annotated[TelegramReceiver | EmailReceiver | WebhookReceiver,
+class PluginReceiver(_ReceiverBase):
+    """A sink from a plugin: the ``mts1b.alert_sinks`` entry point named ``sink``, built as
+    ``Factory(name=<this receiver's name>, **options)``."""
+
+    kind: Literal["plugin"] = "plugin"
+    sink: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+Receiver = Annotated[TelegramReceiver | EmailReceiver | WebhookReceiver | PluginReceiver,
                      Field(discriminator="kind")]
 
 

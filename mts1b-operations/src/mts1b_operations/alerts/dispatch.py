@@ -20,15 +20,18 @@ import json
 from collections.abc import Mapping, Sequence
 
 from mts1b_foundation import Alert, AlertDeliveryError, AlertSink, Clock, SystemClock, parse_message
+from mts1b_foundation.plugins import EntryPointSource
 from mts1b_platform.logging import get_logger
 
 from mts1b_operations.alerts.config import (
     AlertsConfig,
     EmailReceiver,
+    PluginReceiver,
     TelegramReceiver,
     WebhookReceiver,
 )
 from mts1b_operations.alerts.email import EmailSink
+from mts1b_operations.alerts.plugins import plugin_sink
 from mts1b_operations.alerts.store import AlertsDb
 from mts1b_operations.alerts.telegram import TelegramSink
 from mts1b_operations.alerts.webhook import WebhookSink
@@ -46,8 +49,11 @@ def notification_key(schema: str, outbox_id: int) -> str:
     return f"{schema}-{outbox_id}"
 
 
-def build_sinks(config: AlertsConfig) -> dict[str, AlertSink]:
-    """A sink per configured receiver, by name."""
+def build_sinks(config: AlertsConfig, *,
+                source: EntryPointSource | None = None) -> dict[str, AlertSink]:
+    """A sink per configured receiver, by name. A ``plugin`` receiver's sink comes from the
+    ``mts1b.alert_sinks`` entry points (``source``: where they are read, default the installed
+    distributions); one that cannot be built is an ``AlertsInputError`` naming the receiver."""
     sinks: dict[str, AlertSink] = {}
     for receiver in config.receivers:
         if isinstance(receiver, TelegramReceiver):
@@ -56,6 +62,8 @@ def build_sinks(config: AlertsConfig) -> dict[str, AlertSink]:
             sinks[receiver.name] = EmailSink(receiver)
         elif isinstance(receiver, WebhookReceiver):
             sinks[receiver.name] = WebhookSink(receiver)
+        elif isinstance(receiver, PluginReceiver):
+            sinks[receiver.name] = plugin_sink(receiver, source=source)
     return sinks
 
 
