@@ -24,8 +24,8 @@ the ``coinbase-advanced-py`` SDK and the user channel use, over TLS with a test 
   server serves every channel on one port): ``subscribe`` / ``unsubscribe`` messages
   for ``user`` (JWT required), ``heartbeats``, and the market channels ``ticker`` (a snapshot,
   then an update per :meth:`trade` or :meth:`quote`) and ``candles`` (what :meth:`candle`
-  scripts); answers ``subscriptions``, then a ``user``
-  ``snapshot`` of the open orders, then an ``update`` per order change; heartbeats every
+  scripts); answers ``subscriptions``, then a ``user`` ``snapshot`` of the open orders, then
+  an ``update`` per order change; heartbeats every
   ``heartbeat_interval`` seconds with ``heartbeat_counter``; one ``sequence_num`` per
   connection across channels; a connection that subscribed to no heartbeats and got nothing
   for ``idle_timeout`` seconds is closed (Coinbase closes after 60-90 s).
@@ -36,15 +36,21 @@ request, a connection dropped before or after it, a hang past the client's timeo
 :meth:`reject_next_create`, :meth:`fill_before_cancel` (a fill racing a cancel),
 :meth:`ws_drop_on_next_fill` (a disconnect mid-fill), :meth:`ws_duplicate_next`,
 :meth:`ws_gap_next` (a sequence gap), :meth:`ws_lose_next` (a missing message),
-:meth:`ws_freeze` (a half-open socket: silence, no close), :meth:`drop_connection`; partial fills
-come from :meth:`trade` with less liquidity than an order's size. :attr:`requests` records every
-request (method, path, query, body) so a test can prove what was - or was never - sent.
+:meth:`ws_freeze` (a half-open socket: silence, no close), :meth:`drop_connection`, a fill
+listed twice or corrected (:meth:`duplicate_next_execution`, :meth:`correct_last_execution`),
+a fills list trailing the order (``venue.fills_lag``), a ``client_order_id`` filter Coinbase
+ignores (``venue.filters_client_order_id``), GTD expiry; partial fills come from :meth:`trade`
+with less liquidity than an order's size. :attr:`requests` records every request (method,
+path, query, body) so a test can prove what was - or was never - sent. The server is also the
+conformance kit's ``VenueDriver`` (:meth:`trade`) and ``FaultDriver``
+(:meth:`lose_next_submit`, ..., :meth:`orders_at_venue`).
 
 Use::
 
     key = new_api_key("EdDSA")
     async with CoinbaseServer(key) as server:
         client = RESTClient(api_key=key.name, api_secret=key.secret, base_url=server.base_url)
+        client.session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify
         client.session.verify = str(server.ca_file)
 """
 
