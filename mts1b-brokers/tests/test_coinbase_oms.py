@@ -45,9 +45,14 @@ async def test_oms_trades_through_coinbase() -> None:
         await oms.start()
         corrections = asyncio.create_task(_apply_corrections(broker, oms))
         try:
+            day = await oms.submit(Order(idempotency_key="cb-0", fund_id="f1",
+                                         strategy_id="s1", instrument=BTC, side=Side.BUY,
+                                         quantity=Decimal(10)))  # DAY, the default
+            assert not day.ok and "time_in_force DAY" in str(day)  # the capability gate
+            assert server.sent("POST", "/orders") == []
             buy = await oms.submit(Order(idempotency_key="cb-1", fund_id="f1",
                                          strategy_id="s1", instrument=BTC, side=Side.BUY,
-                                         quantity=Decimal(10)))
+                                         quantity=Decimal(10), time_in_force="IOC"))
             assert buy.ok, buy
             oid = buy.order_id or ""
             assert server.venue.by_client[oid].kind == "market_market_ioc"  # our id went out

@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from coinbase import jwt_generator
@@ -60,11 +60,13 @@ from mts1b_foundation import (
     Side,
     TimeInForce,
 )
+from mts1b_foundation.plugins import Capabilities
 from mts1b_foundation.wire import fit_to_domain
 from pydantic import ValidationError
 
 from mts1b_brokers.coinbase.config import CoinbaseConfig
 from mts1b_brokers.coinbase.mapping import (
+    CAPABILITIES,
     TERMINAL,
     Unsupported,
     create_code,
@@ -167,6 +169,9 @@ class CoinbaseBroker:
     fields; ``base_url`` / ``ws_url`` / ``ca_file`` point it at a stand-in
     (:mod:`mts1b_brokers.testing.coinbase_server`).
     """
+
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
+    """Market, limit and stop-limit orders; GTC, GTD, IOC, FOK; crypto pairs; replace."""
 
     def __init__(self, *, config: CoinbaseConfig | None = None, name: str = "coinbase",
                  **options: Any) -> None:

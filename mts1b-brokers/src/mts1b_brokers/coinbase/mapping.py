@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from mts1b_foundation import (
+    AssetClass,
     CryptoPair,
     Instrument,
     Order,
@@ -20,9 +21,11 @@ from mts1b_foundation import (
     Side,
     TimeInForce,
 )
+from mts1b_foundation.plugins import Capabilities
 from mts1b_foundation.wire import fit_to_domain
 
 __all__ = [
+    "CAPABILITIES",
     "TERMINAL",
     "Unsupported",
     "create_code",
@@ -31,6 +34,16 @@ __all__ = [
     "product_id",
     "venue_terms",
 ]
+
+CAPABILITIES = Capabilities(
+    order_types=frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT}),
+    time_in_force=frozenset({TimeInForce.GTC, TimeInForce.GTD, TimeInForce.IOC,
+                             TimeInForce.FOK}),
+    asset_classes=frozenset({AssetClass.CRYPTO}), streaming=True, supports_replace=True)
+"""What ``CoinbaseBroker`` declares (read by the OMS's capability gate and the conformance kit):
+the order types and times in force :func:`order_configuration` maps (FOK and GTD for limit and
+stop-limit orders only, IOC and GTC market orders both go as market IOC), spot crypto pairs,
+execution reports pushed as they happen, replace as Coinbase's edit (GTC limit orders)."""
 
 TERMINAL = {"FILLED", "CANCELLED", "EXPIRED", "FAILED"}
 """Coinbase order statuses after which nothing more happens to the order."""
@@ -66,17 +79,16 @@ def _end_time(order: Order) -> str:
 def order_configuration(order: Order) -> dict[str, dict[str, Any]]:
     """The ``order_configuration`` of ``POST /orders`` for ``order``.
 
-    Coinbase spot takes: market (IOC; DAY and GTC market orders go as such), limit GTC / GTD /
-    IOC (``sor_limit_ioc``) / FOK, and stop-limit GTC / GTD. Everything else (DAY limit orders,
-    stop-market, on-close orders, OPG/CLS) raises
+    Coinbase spot takes: market (IOC; a GTC market order goes as one), limit GTC / GTD / IOC
+    (``sor_limit_ioc``) / FOK, and stop-limit GTC / GTD. Everything else (DAY - Coinbase has
+    no trading day -, stop-market, on-close orders, OPG/CLS) raises
     :class:`Unsupported`: sending an approximation would trade differently than asked.
     """
     size = _plain(order.quantity)
     tif = order.time_in_force
     t = order.order_type
     if t is OrderType.MARKET:
-        # a market order executes at once whatever its DAY/GTC/IOC label; OPG/CLS/FOK differ
-        if tif not in {TimeInForce.IOC, TimeInForce.GTC, TimeInForce.DAY}:
+        if tif not in {TimeInForce.IOC, TimeInForce.GTC}:
             raise Unsupported(f"a market order on Coinbase is immediate-or-cancel; "
                               f"time_in_force {tif.value!r} is not offered")
         return {"market_market_ioc": {"base_size": size}}
