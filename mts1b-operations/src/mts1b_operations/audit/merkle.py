@@ -23,6 +23,7 @@ __all__ = ["CompactTree", "consistency_proof", "inclusion_proof", "leaf_hash", "
            "tree_root", "verify_consistency", "verify_inclusion"]
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -162,21 +163,22 @@ class CompactTree:
 
     def __init__(self) -> None:
         self.size = 0
-        self._stack: list[tuple[int, bytes]] = []  # (height, root) of each perfect subtree
+        # the root of each perfect subtree, tallest first: their heights are the set bits of
+        # ``size``, so a new leaf merges with as many of them as ``size`` has trailing ones
+        self._stack: list[bytes] = []
 
     def append(self, leaf: bytes) -> None:
-        height, node = 0, leaf
-        while self._stack and self._stack[-1][0] == height:
-            _, left = self._stack.pop()
-            node = node_hash(left, node)
-            height += 1
-        self._stack.append((height, node))
+        node, n, stack = leaf, self.size, self._stack
+        while n & 1:
+            node = _sha256(b"\x01" + stack.pop() + node).digest()
+            n >>= 1
+        stack.append(node)
         self.size += 1
 
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
+        node = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
             node = node_hash(left, node)
         return node
