@@ -1357,10 +1357,26 @@ class KeyValue:
         await self._store.delete(key)
 
     async def keys(self) -> list[str]:
+        """The keys that hold a value now (a deleted or purged key is left out).
+
+        Why not nats-py's ``keys()``: it ends its watch when the consumer's first info shows
+        nothing pending, which races the messages already on their way - on a loaded machine
+        it returned no key of a bucket holding three. The stream's own per-subject state is
+        exact; each key is then read, so one whose last message is a delete marker drops out.
+        """
+        store = self._store
+        prefix: str = store._pre
         try:
-            return list(await self._store.keys())
-        except nats.js.errors.NoKeysError:
-            return []
+            info = await store._js.stream_info(store._stream, subjects_filter=f"{prefix}>")
+        except (nats.js.errors.Error, nats.errors.Error) as exc:
+            raise BusError(f"cannot list the keys of bucket {self.bucket!r}: "
+                           f"{type(exc).__name__}", bucket=self.bucket) from None
+        keys = []
+        for subject in sorted(info.state.subjects or {}):
+            key = subject[len(prefix):]
+            if await self.get(key) is not None:
+                keys.append(key)
+        return keys
 
     async def watch(self, key: str = ">") -> AsyncIterator[tuple[str, bytes | None]]:
         """Yield ``(key, value)`` for every change (``None`` for a delete), current values first."""
