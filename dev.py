@@ -18,14 +18,17 @@ fails, so one run shows every problem; the exit status is non-zero if any step f
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import venv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent
 BOOTSTRAP = ROOT / ".bootstrap"
@@ -49,13 +52,56 @@ def _uv() -> str:
     return str(candidate)
 
 
-def _run(step: str, argv: Sequence[str], env: dict[str, str] | None = None) -> bool:
-    print(f"\n[dev] === {step}: {' '.join(argv)}", flush=True)
+def _run(step: str, argv: Sequence[str], env: dict[str, str] | None = None,
+         out: IO[str] | None = None) -> bool:
+    """Run one step, saying what it runs, how it ended and how long it took (on ``out``, which
+    the child writes to as well: stdout when None)."""
+    def say(line: str) -> None:
+        if out is None:
+            print(line, flush=True)
+        else:
+            out.write(line + "\n")
+            out.flush()
+    say(f"\n[dev] === {step}: {' '.join(argv)}")
     started = time.monotonic()
-    code = subprocess.run(list(argv), cwd=ROOT, env=env).returncode
-    print(f"[dev] === {step}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
-          f"in {time.monotonic() - started:.1f}s", flush=True)
+    code = subprocess.run(list(argv), cwd=ROOT, env=env, stdout=out,
+                          stderr=subprocess.STDOUT if out is not None else None).returncode
+    say(f"[dev] === {step}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
+        f"in {time.monotonic() - started:.1f}s")
     return code == 0
+
+
+Lane = Callable[[IO[str]], dict[str, bool]]
+
+
+def _side_by_side(*lanes: Lane) -> dict[str, bool]:
+    """Run ``lanes`` at once, each writing to its own log, then print the logs one after the
+    other and return every step's result.
+
+    Why: most of the suite waits - on servers, on processes it starts and stops, on pip -
+    and one lane at a time left one of the two cores idle; two lanes fit the 15-minute budget
+    where one after the other took 24 minutes. What shares a lane must not share state: the
+    two pytest lanes hold different libraries' tests (each test makes its own NATS namespace
+    and PostgreSQL schema), and the wheel-server lane has servers of its own.
+    """
+    results: dict[str, bool] = {}
+    with tempfile.TemporaryDirectory(prefix="mts1b-dev-") as folder:
+        logs = [Path(folder) / f"lane{n}.log" for n in range(len(lanes))]
+
+        def work(lane: Lane, log: Path) -> dict[str, bool]:
+            with log.open("w") as out:
+                return lane(out)
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(len(lanes)) as pool:
+            done = [pool.submit(work, lane, log) for lane, log in zip(lanes, logs, strict=True)]
+            while concurrent.futures.wait(done, timeout=60).not_done:  # a sign of life for CI
+                print(f"[dev] {len(lanes)} lanes side by side, "
+                      f"{time.monotonic() - started:.0f}s so far", flush=True)
+            for future, log in zip(done, logs, strict=True):
+                results.update(future.result())
+                sys.stdout.write(log.read_text())
+                sys.stdout.flush()
+    return results
 
 
 def _sync(uv: str) -> None:
@@ -65,7 +111,8 @@ def _sync(uv: str) -> None:
         sys.exit("[dev] could not set up the workspace environment")
 
 
-def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str, str] | None:
+def _services_env(uv: str, *extra: str, dev_dir: Path | None = None,
+                  out: IO[str] | None = None) -> dict[str, str] | None:
     """Make NATS and PostgreSQL reachable through ``mts dev up --export [extra...]``.
 
     Without ``--local`` that is the configured servers when they answer, else local ones from the
@@ -76,46 +123,73 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None) -> dict[str
     env = dict(os.environ)
     if dev_dir is not None:
         env["MTS_DEV_DIR"] = str(dev_dir)
-    out = subprocess.run(
+    up = subprocess.run(
         [uv, "run", "--no-sync", "mts", "dev", "up", "--export", *extra],
         cwd=ROOT, capture_output=True, text=True, env=env,
     )
-    if out.returncode != 0:
-        print(f"[dev] could not bring up NATS/PostgreSQL:\n{out.stdout}{out.stderr}", flush=True)
+    said = sys.stdout if out is None else out
+    if up.returncode != 0:
+        said.write(f"[dev] could not bring up NATS/PostgreSQL:\n{up.stdout}{up.stderr}\n")
+        said.flush()
         return None
-    for line in out.stdout.splitlines():
+    for line in up.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.startswith("MTS_"):
             env[key.strip()] = value.strip()
-            print(f"[dev] {key.strip()}={value.strip()}", flush=True)
+            said.write(f"[dev] {key.strip()}={value.strip()}\n")
+    said.flush()
     return env
 
 
 WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions "
                      "and not paper_kills and not paper_tutorial and not paper_loop_parity "
-                     "and not audit_kill and not alerts_kill and not bootstrap")
+                     "and not audit_kill and not alerts_kill and not bootstrap "
+                     "and not rollout and not deploy_tutorial and not test_containers "
+                     "and not oms_gate")
+
+# The first pytest lane: these libraries' tests (the rest, and any new library, go to the
+# second). Chosen so the two take about as long: the paper loop's tests are the longest.
+FIRST_LANE = ("mts1b-research", "mts1b-GPUbacktester", "mts1b-quantkit", "mts1b-foundation",
+              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "tools")
 
 
-def _pytest_on_wheel_servers(uv: str) -> bool:
+def _pytest_lanes(run: Sequence[str], env: dict[str, str]) -> tuple[Lane, Lane]:
+    first = [f"{name}/tests" for name in FIRST_LANE]
+    second = sorted(f"{path.name}/tests" for path in ROOT.glob("mts1b-*/")
+                    if (path / "tests").is_dir() and path.name not in FIRST_LANE)
+
+    def lane(number: int, paths: Sequence[str]) -> Lane:
+        # a base temp of its own (pytest's default numbering is shared), no shared cache
+        argv = [*run, "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+                str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-{number}"),
+                *paths]
+        return lambda out: {f"pytest ({number}/2)": _run(f"pytest ({number}/2)", argv, env,
+                                                         out)}
+    return lane(1, first), lane(2, second)
+
+
+def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None) -> bool:
     """The integration tests again, against NATS and PostgreSQL 18 started from the wheels.
 
     CI machines (and most developers') have NATS and PostgreSQL on the standard ports, so the
     main run never touches the servers a new user gets from ``mts dev up``; this step does, on
     free ports, and stops them afterwards. Left out (``WHEEL_SERVER_SKIP``): the fuzz, crash,
     secrets and permissions tests, the paper loop's SIGKILL, tutorial and parity tests, the
-    audit recorder's and alert router's SIGKILL tests and the Vault bootstrap - they start
-    servers of their own or test what does not depend on the server's version, and they are the
-    slowest (the paper loop's run every service as a process) - so the step stays within the
-    suite's time budget.
+    audit recorder's and alert router's SIGKILL tests, the Vault bootstrap and the deploy tests
+    that build wheelhouses - they start servers of their own, test what does not depend on the
+    server's version or read ``dist/`` while repocheck, beside this step, writes it - and they
+    are the slowest, so the step stays within the suite's time budget.
     """
     dev_dir = ROOT / ".mts1b-dev" / "wheel-servers"
-    env = _services_env(uv, "--local", dev_dir=dev_dir)
+    env = _services_env(uv, "--local", dev_dir=dev_dir, out=out)
     if env is None:
         return False
     try:
         return _run("pytest on servers from the wheels",
                     [uv, "run", "--no-sync", "pytest", "-q", "-m", "integration",
-                     "-k", WHEEL_SERVER_SKIP, "-p", "no:cacheprovider"], env=env)
+                     "-k", WHEEL_SERVER_SKIP, "-p", "no:cacheprovider", "--basetemp",
+                     str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-wheels")],
+                    env=env, out=out)
     finally:
         subprocess.run([uv, "run", "--no-sync", "mts", "dev", "down"], cwd=ROOT,
                        env={**os.environ, "MTS_DEV_DIR": str(dev_dir)}, check=False,
@@ -131,13 +205,18 @@ def test() -> int:
         "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"]),
     }
     env = _services_env(uv) or dict(os.environ)
-    results["pytest"] = _run("pytest", [*run, "pytest", "-q"], env=env)
-    results["pytest-wheel-servers"] = _pytest_on_wheel_servers(uv)
+    results.update(_side_by_side(*_pytest_lanes(run, env)))
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    results["docs"] = _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
-                                    str(ROOT / "site")], env=docs_env)
-    results["dedupe"] = _run("dedupe", [*run, "python", "-m", "tools.dedupe"])
-    results["repocheck"] = _run("repocheck", [*run, "python", "-m", "tools.repocheck"])
+
+    def checks(out: IO[str]) -> dict[str, bool]:
+        return {
+            "docs": _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
+                                  str(ROOT / "site")], env=docs_env, out=out),
+            "dedupe": _run("dedupe", [*run, "python", "-m", "tools.dedupe"], out=out),
+            "repocheck": _run("repocheck", [*run, "python", "-m", "tools.repocheck"], out=out),
+        }
+    results.update(_side_by_side(
+        lambda out: {"pytest-wheel-servers": _pytest_on_wheel_servers(uv, out)}, checks))
     failed = [name for name, ok in results.items() if not ok]
     print("\n[dev] summary: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}"
                                          for k, v in results.items()), flush=True)

@@ -650,6 +650,11 @@ def _submit_routes(ctx: _Context, pool: _Pool, routes: Sequence[TestRoute],
     tested: set[str] = set()
     for route in routes:
         pythons = interpreters if route.mode == "every-python" else [primary]
+        if route.mode == "every-python" and len(pythons) > 1 and not test_running:
+            # The command runs whole on the other Pythons, and the running one runs its tests
+            # in the workspace: installing it once more here only to collect adds nothing
+            # but a minute of pip.
+            pythons = [i for i in pythons if i is not primary]
         for interpreter in pythons:
             collect = route.mode == "collect" or (interpreter is primary and not test_running)
             if not collect:
