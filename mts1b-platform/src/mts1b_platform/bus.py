@@ -572,7 +572,9 @@ class Bus:
         bucket_prefixes = (f"KV_{self.namespace}_", f"OBJ_{self.namespace}_")
         for name in await self._stream_names():
             if name.startswith(prefix) or name.startswith(bucket_prefixes):
-                await self._js.delete_stream(name)
+                # gone between the listing and the delete: what was asked for
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await self._js.delete_stream(name)
 
     async def _stream_names(self) -> list[str]:
         """Every stream's name on the server. The server lists them a page at a time (256):
