@@ -648,7 +648,7 @@ def test_routes_are_read_with_their_mode_and_label(tree: Path) -> None:
         "CONTRIBUTING.md: file not found (it gives each library's test command)"]
 
 
-def test_routes_run_tests_on_other_pythons_and_collect_the_rest_on_the_running_one(tree: Path) -> None:
+def test_routes_run_tests_on_other_pythons_and_collect_the_rest_here(tree: Path) -> None:
     routes, _ = read_test_routes(tree)
     running = Interpreter("3.11", "3.11.7", "/py/3.11")
     other = Interpreter("3.12", "3.12.1", "/py/3.12")
