@@ -257,7 +257,7 @@ def check_wheel_contents(wheel: Path, lib: Library, root: Path) -> list[str]:
 
 # Import names whose distribution is named otherwise (the rest match, or are a prefix of it:
 # ``nats`` -> ``nats-py``).
-_DISTRIBUTION_OF = {"nacl": "pynacl", "yaml": "pyyaml", "dotenv": "python-dotenv"}
+_DISTRIBUTION_OF = {"nacl": "pynacl", "yaml": "pyyaml", "dotenv": "python-dotenv", "jwt": "pyjwt"}
 
 
 def _optional_ok(missing: str | None, pyproject: Pyproject | None) -> bool:

@@ -9,9 +9,12 @@ local stand-in :mod:`mts1b_brokers.testing.coinbase_server`; no live account was
 
 try:
     import coinbase as _sdk  # noqa: F401  (the SDK, from the extra)
-except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError("the Coinbase adapter needs the coinbase extra: "
-                      "pip install 'mts1b-brokers[coinbase]'") from None
+except ModuleNotFoundError as missing:  # pragma: no cover - exercised in a subprocess
+    # still a ModuleNotFoundError naming the SDK, so tools (and repocheck) see which
+    # distribution of the extra is absent
+    raise ModuleNotFoundError("the Coinbase adapter needs the coinbase extra: "
+                              "pip install 'mts1b-brokers[coinbase]'",
+                              name=missing.name) from None
 
 from mts1b_brokers.coinbase.broker import CoinbaseBroker
 from mts1b_brokers.coinbase.config import CoinbaseConfig
