@@ -16,15 +16,17 @@ import pytest
 
 pytest.importorskip("coinbase", reason="needs the coinbase extra (coinbase-advanced-py)")
 
-from mts1b_brokers.coinbase.marketdata import (
-    CandleBars,
-    CoinbaseMarketData,
-    publish_market_data,
-    ticker_quote,
-)
+from mts1b_brokers.coinbase.marketdata import CandleBars, CoinbaseMarketData, ticker_quote
+from mts1b_brokers.marketdata import publish_market_data
 from mts1b_brokers.testing.coinbase_server import CoinbaseServer
 from mts1b_brokers.testing.coinbase_tls import new_api_key
-from mts1b_foundation import Bar, Quote, parse_message, symbol_subject
+from mts1b_foundation import (
+    Bar,
+    Quote,
+    StreamingMarketDataProtocol,
+    parse_message,
+    symbol_subject,
+)
 
 D = Decimal
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
@@ -46,6 +48,7 @@ async def test_ticker_quotes_and_candle_bars_across_a_reconnect() -> None:
     async with CoinbaseServer(new_api_key("EdDSA"), heartbeat_interval=0.1) as server:
         md = CoinbaseMarketData(["BTC-USD"], ws_url=server.ws_url, ca_file=str(server.ca_file),
                                 heartbeat_timeout=1.0, backoff=0.05)
+        assert isinstance(md, StreamingMarketDataProtocol)
         items = md.stream()
         snap = await _next(items, Quote)
         assert isinstance(snap, Quote)

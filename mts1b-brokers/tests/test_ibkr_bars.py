@@ -15,9 +15,16 @@ from urllib.parse import urlparse
 
 import pytest
 from mts1b_brokers.ibkr import IbkrBroker
-from mts1b_brokers.ibkr.bars import BarAggregator, interval_seconds, publish_bars
+from mts1b_brokers.ibkr.bars import BarAggregator, IbkrMarketData, interval_seconds
+from mts1b_brokers.marketdata import publish_market_data
 from mts1b_brokers.testing.tws import FakeTws
-from mts1b_foundation import Bar, ConnectionState, parse_message, symbol_subject
+from mts1b_foundation import (
+    Bar,
+    ConnectionState,
+    StreamingMarketDataProtocol,
+    parse_message,
+    symbol_subject,
+)
 
 T0 = dt.datetime(2024, 1, 2, 15, 30, tzinfo=dt.UTC)
 E0 = int(T0.timestamp())
@@ -58,7 +65,11 @@ async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
     async with FakeTws(prices={"AAPL": D(100)}) as tws:
         broker = IbkrBroker(port=tws.port, client_id=5, reconnect_initial=0.05)
         await broker.connect()
-        stream = broker.stream_bars(["AAPL"], "30s")
+        live = IbkrMarketData(broker, ["AAPL"], "30s")
+        assert isinstance(live, StreamingMarketDataProtocol)
+        with pytest.raises(ValueError, match="interval must be"):
+            IbkrMarketData(broker, ["AAPL"], "7s")
+        stream = live.stream()
         first = asyncio.ensure_future(anext(stream))
         for _ in range(50):
             if tws.bar_subscribers("AAPL"):
@@ -120,7 +131,7 @@ async def test_bars_published_on_the_per_symbol_subject() -> None:
         async def bars() -> AsyncIterator[Bar]:
             yield bar
 
-        assert await publish_bars(bus, bars()) == 1
+        assert await publish_market_data(bus, bars()) == 1
         assert parse_message(Bar, await asyncio.wait_for(got.get(), 3)) == bar
     finally:
         await bus.delete_streams()

@@ -8,7 +8,7 @@ EXPECTED = {
     "MULTI_SLEEVE_STRATEGY", "RebalanceReport", "SleeveAllocation",
     "Allocation",
     "TREASURY_FUNDS_BUCKET", "REPLAY_CLOCK_BUCKET", "ClockTick", "CorporateAction",
-    "CommandAnswered", "answers_subject",
+    "CommandAnswered", "answers_subject", "StreamingMarketDataProtocol",
     "FUND_COMMAND_CONTEXT", "ConfigureFund", "FundNav", "FieldError",
     "StrategyTransition", "StrategyCommand", "STRATEGY_COMMAND_CONTEXT",
     "AssetClass", "AuditRecord", "Bar", "BrokerError", "BrokerProtocol", "BrokerQuery",

@@ -111,6 +111,7 @@ from mts1b_foundation.protocols import (
     InMemoryPublisher,
     MarketDataProtocol,
     PublisherProtocol,
+    StreamingMarketDataProtocol,
     SystemClock,
     missing_members,
 )
@@ -219,6 +220,7 @@ __all__ = [
     "StrategySpec",
     "StrategyState",
     "StrategyTransition",
+    "StreamingMarketDataProtocol",
     "SubjectError",
     "SubmitOrder",
     "Symbol",

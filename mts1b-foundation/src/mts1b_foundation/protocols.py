@@ -37,6 +37,7 @@ __all__ = [
     "InMemoryPublisher",
     "MarketDataProtocol",
     "PublisherProtocol",
+    "StreamingMarketDataProtocol",
     "SystemClock",
     "missing_members",
 ]
@@ -172,6 +173,20 @@ class MarketDataProtocol(Protocol):
     def bars(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> Iterator[Bar]: ...
 
     def latest_quote(self, symbol: str) -> Quote | None: ...
+
+
+@runtime_checkable
+class StreamingMarketDataProtocol(Protocol):
+    """A live source of quotes and bars: the streaming counterpart of
+    :class:`MarketDataProtocol`.
+
+    Why a second Protocol: a pull source answers "these symbols' bars between two dates" and
+    ends; a live one subscribes once and yields what the venue sends, quotes and bars mixed,
+    for as long as the consumer iterates, reconnecting on its own. What it streams (symbols,
+    bar interval) is its configuration, fixed when it is built.
+    """
+
+    def stream(self) -> AsyncIterator[Quote | Bar]: ...
 
 
 @runtime_checkable

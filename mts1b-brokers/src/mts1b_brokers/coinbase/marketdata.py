@@ -9,8 +9,8 @@ were interrupted by a reconnect and not refreshed afterwards is dropped rather t
 
 The connection is public (no key needed), subscribed to ``heartbeats`` too (Coinbase closes a
 channel that is quiet for 60-90 s), watched for silence (``heartbeat_timeout``) and reconnected
-with exponential backoff. :func:`publish_market_data` puts each item on its per-symbol subject:
-``mts.v1.datalake.quotes.<token>`` and ``mts.v1.datalake.bars.<token>``.
+with exponential backoff. It is a foundation ``StreamingMarketDataProtocol``;
+:func:`mts1b_brokers.marketdata.publish_market_data` puts each item on its per-symbol subject.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mts1b_foundation import Bar, PublisherProtocol, Quote, symbol_subject
+from mts1b_foundation import Bar, Quote
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-__all__ = ["CANDLE_SECONDS", "CandleBars", "CoinbaseMarketData", "publish_market_data"]
+__all__ = ["CANDLE_SECONDS", "CandleBars", "CoinbaseMarketData"]
 
 log = logging.getLogger("mts1b_brokers.coinbase")
 
@@ -178,14 +178,3 @@ class CoinbaseMarketData:
                     if bars is not None:
                         out.extend(bars.update(candle))
         return out
-
-
-async def publish_market_data(publisher: PublisherProtocol,
-                              items: AsyncIterator[Quote | Bar]) -> int:
-    """Publish every quote and bar on its symbol's subject until the stream ends."""
-    count = 0
-    async for item in items:
-        entity = "quotes" if isinstance(item, Quote) else "bars"
-        await publisher.publish(symbol_subject(entity, item.symbol), item)
-        count += 1
-    return count

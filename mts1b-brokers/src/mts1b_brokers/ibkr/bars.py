@@ -8,20 +8,25 @@ sent when its last 5-second bar arrives, or when a later bucket's bar shows it i
 5-second bar that never came). A bucket whose first 5-second bar did not come (a
 subscription that began inside it, a reconnect) is dropped: its open would be wrong.
 
-:func:`publish_bars` puts the bars on the per-symbol subjects ``mts.v1.datalake.bars.<token>``.
+:class:`IbkrMarketData` offers them as a foundation ``StreamingMarketDataProtocol``, which
+:func:`mts1b_brokers.marketdata.publish_market_data` puts on ``mts.v1.datalake.bars.<token>``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from mts1b_foundation import Bar, PublisherProtocol, symbol_subject
+from mts1b_foundation import Bar, Instrument, Quote
 
-__all__ = ["BarAggregator", "interval_seconds", "publish_bars"]
+if TYPE_CHECKING:
+    from mts1b_brokers.ibkr.broker import IbkrBroker
+
+__all__ = ["BarAggregator", "IbkrMarketData", "interval_seconds"]
 
 IB_BAR_SECONDS = 5
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -89,10 +94,16 @@ class BarAggregator:
                     high=b.high, low=b.low, close=b.close, volume=b.volume, vwap=vwap)]
 
 
-async def publish_bars(publisher: PublisherProtocol, bars: AsyncIterator[Bar]) -> int:
-    """Publish every bar on its symbol's subject until the stream ends; returns the count."""
-    count = 0
-    async for bar in bars:
-        await publisher.publish(symbol_subject("bars", bar.symbol), bar)
-        count += 1
-    return count
+class IbkrMarketData:
+    """Live bars of ``symbols`` from a connected :class:`IbkrBroker`, as a foundation
+    ``StreamingMarketDataProtocol`` (:func:`mts1b_brokers.marketdata.publish_market_data` puts
+    them on the bus): :meth:`IbkrBroker.stream_bars` behind the common interface."""
+
+    def __init__(self, broker: IbkrBroker, symbols: Sequence[str | Instrument],
+                 interval: str = "1m") -> None:
+        interval_seconds(interval)  # a bad interval is refused here, naming it
+        self.broker, self.symbols, self.interval = broker, list(symbols), interval
+
+    async def stream(self) -> AsyncIterator[Quote | Bar]:
+        async for bar in self.broker.stream_bars(self.symbols, self.interval):
+            yield bar
