@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ BaoServer = Any  # conftest's fixture type
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")]
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left(tmp_path: Path) -> Iterator[None]:
+    """gpg starts an agent per home and leaves it running: stop each one the test made."""
+    yield
+    for home in tmp_path.glob("gnupg-*"):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                       check=False, capture_output=True)
 
 
 def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
