@@ -150,7 +150,7 @@ WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions
 # The first pytest lane: these libraries' tests (the rest, and any new library, go to the
 # second). Chosen so the two take about as long: the paper loop's tests are the longest.
 FIRST_LANE = ("mts1b-research", "mts1b-GPUbacktester", "mts1b-quantkit", "mts1b-foundation",
-              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "tools")
+              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "tools", "extraction")
 
 
 def _pytest_lanes(run: Sequence[str], env: dict[str, str]) -> tuple[Lane, Lane]:
