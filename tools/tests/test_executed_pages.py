@@ -71,3 +71,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("datalake")
     install_demo_market(root)
     return {"MTS_DATALAKE_ROOT": str(root)}
+
+
+def test_tutorial_1_first_backtest(market: dict[str, str]) -> None:
+    run = run_page(DOCS / "tutorials" / "first-backtest.md", timeout=120, env=market)
+    assert run.skipped == 0 and run.ran == 5
