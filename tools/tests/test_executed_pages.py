@@ -76,3 +76,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_tutorial_1_first_backtest(market: dict[str, str]) -> None:
     run = run_page(DOCS / "tutorials" / "first-backtest.md", timeout=120, env=market)
     assert run.skipped == 0 and run.ran == 5
+
+
+def test_tutorial_3_custom_strategy(market: dict[str, str]) -> None:
+    run = run_page(DOCS / "tutorials" / "custom-strategy.md", timeout=120, env=market)
+    assert run.skipped == 0 and run.ran == 4
