@@ -81,3 +81,12 @@ def test_tutorial_1_first_backtest(market: dict[str, str]) -> None:
 def test_tutorial_3_custom_strategy(market: dict[str, str]) -> None:
     run = run_page(DOCS / "tutorials" / "custom-strategy.md", timeout=120, env=market)
     assert run.skipped == 0 and run.ran == 4
+
+
+def test_migration_from_backtrader(market: dict[str, str]) -> None:
+    pytest.importorskip("backtrader")
+    run = run_page(DOCS / "migration" / "backtrader.md", timeout=120, env=market)
+    assert run.skipped == 0 and run.ran == 4
+    # the two systems print the same final value: not just each equal to the page
+    bt_value = run.outputs[1].split(": ")[1]
+    assert bt_value == run.outputs[2].split(":", 1)[1].strip()
