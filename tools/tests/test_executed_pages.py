@@ -90,3 +90,8 @@ def test_migration_from_backtrader(market: dict[str, str]) -> None:
     # the two systems print the same final value: not just each equal to the page
     bt_value = run.outputs[1].split(": ")[1]
     assert bt_value == run.outputs[2].split(":", 1)[1].strip()
+
+
+def test_migration_from_zipline(market: dict[str, str]) -> None:
+    run = run_page(DOCS / "migration" / "zipline.md", timeout=120, env=market)
+    assert run.skipped == 0 and run.ran == 3
