@@ -76,8 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"  Turnover/day  {m['turnover']:8.2%}")
     _say(f"  Costs         {result.cost_breakdown['total']:12,.0f}")
     _say(f"  Final NAV     {m['final_nav']:12,.0f}   (from {result.initial_nav:,.0f})")
-    _say(f"  Final NAV (the migration guide's formula): "
-         f"${100000 * (1 + result.cagr) ** 10:,.0f}")
 
     started = time.perf_counter()
     ladder = run_ladder(
