@@ -213,7 +213,9 @@ def test() -> int:
             "docs": _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
                                   str(ROOT / "site")], env=docs_env, out=out),
             "dedupe": _run("dedupe", [*run, "python", "-m", "tools.dedupe"], out=out),
-            "repocheck": _run("repocheck", [*run, "python", "-m", "tools.repocheck"], out=out),
+            # three at once: its installs wait on pip's index as much as on the CPU
+            "repocheck": _run("repocheck", [*run, "python", "-m", "tools.repocheck",
+                                            "--jobs", "3"], out=out),
         }
     results.update(_side_by_side(
         lambda out: {"pytest-wheel-servers": _pytest_on_wheel_servers(uv, out)}, checks))
