@@ -8,19 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal as D  # noqa: N817
-from urllib.parse import urlparse
 
 import pytest
-from mts1b_brokers.conformance import CHECKS, BrokerHarness, paper_harness, run_check
+from mts1b_brokers.conformance import CHECKS, paper_harness, run_check
 from mts1b_brokers.remote import RemoteBroker
 from mts1b_brokers.service import BrokerService, account_subject
+from mts1b_brokers.testing.over_nats import nats_reachable, over_nats
 from mts1b_foundation import (
     AccountSnapshot,
     BrokerRejected,
@@ -38,26 +36,8 @@ from nats.aio.msg import Msg
 URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def _reachable() -> bool:
-    parsed = urlparse(URL.split(",")[0])
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 1):
-            return True
-    except OSError:
-        return False
-
-
 pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not _reachable(), reason=f"no NATS at {URL}")]
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    ns = "brk" + uuid.uuid4().hex[:10]
-    yield ns
-    bus = await Bus.connect(url=URL, namespace=ns)
-    await bus.delete_streams()
-    await bus.drain()
+              pytest.mark.skipif(not nats_reachable(URL), reason=f"no NATS at {URL}")]
 
 
 def order(n: int = 1, **kw: object) -> Order:
@@ -73,21 +53,7 @@ def order(n: int = 1, **kw: object) -> Order:
 async def test_paper_passes_over_nats(check: str, namespace: str) -> None:
     base = paper_harness(name="paper")
 
-    async def make() -> BrokerHarness:
-        h = await base()
-        bus = await Bus.connect(url=URL, namespace=namespace)
-        service = BrokerService(h.broker, bus)
-        await service.start()
-
-        async def cleanup() -> None:
-            await service.stop()
-            await bus.drain()
-
-        return BrokerHarness(broker=RemoteBroker("paper", url=URL, namespace=namespace),
-                             account_id=h.account_id, driver=h.driver, settle=0.2,
-                             cleanup=cleanup)
-
-    await run_check(check, make)
+    await run_check(check, over_nats(base, "paper", url=URL, namespace=namespace, settle=0.2))
 
 
 async def test_malformed_commands_get_a_reply_naming_the_field(namespace: str) -> None:
