@@ -89,6 +89,7 @@ from mts1b_brokers.models import (
     NoSlippage,
     SlippageModel,
 )
+from mts1b_brokers.streams import Subscription
 
 __all__ = ["PaperClient", "ReportStream", "SessionCalendar", "status_of"]
 
@@ -154,41 +155,8 @@ def _dec(field: str, value: Decimal | int | str | float) -> Decimal:
     return number
 
 
-class ReportStream:
-    """One subscriber's view of the execution reports, from the moment it was created.
-
-    Registered at construction (not at first iteration) so that nothing emitted between
-    ``broker.execution_reports()`` and the first ``async for`` step is lost.
-    """
-
-    def __init__(self, owner: set[ReportStream]) -> None:
-        self._queue: asyncio.Queue[ExecutionReport] = asyncio.Queue()
-        self._owner = owner
-        owner.add(self)
-
-    def put(self, report: ExecutionReport) -> None:
-        self._queue.put_nowait(report)
-
-    def __aiter__(self) -> ReportStream:
-        return self
-
-    async def __anext__(self) -> ExecutionReport:
-        return await self._queue.get()
-
-    def __len__(self) -> int:
-        """How many reports wait to be taken: a service on a replay's clock answers a tick only
-        once its report stream is empty (:class:`~mts1b_brokers.service.BrokerService`)."""
-        return self._queue.qsize()
-
-    def get_nowait(self) -> ExecutionReport | None:
-        """The next queued report, or ``None`` when none is waiting."""
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-
-    async def aclose(self) -> None:
-        self._owner.discard(self)
+ReportStream = Subscription[ExecutionReport]
+"""One subscriber's view of the execution reports, from the moment it was created."""
 
 
 @dataclass

@@ -79,6 +79,7 @@ from mts1b_brokers.coinbase.rest import Ambiguous, CoinbaseRest, VenueError
 from mts1b_brokers.coinbase.userstream import UserStream
 from mts1b_brokers.errors import BrokerConfigError
 from mts1b_brokers.paper import ReportStream
+from mts1b_brokers.streams import Subscription
 
 __all__ = ["CoinbaseBroker"]
 
@@ -131,25 +132,8 @@ class _Tracked:
             self.order.quantity - self.filled, Decimal(0))
 
 
-class _FillStream:
-    """One subscriber's queue of corrected fills."""
-
-    def __init__(self, owner: set[_FillStream]) -> None:
-        self._queue: asyncio.Queue[Fill] = asyncio.Queue()
-        self._owner = owner
-        owner.add(self)
-
-    def put(self, fill: Fill) -> None:
-        self._queue.put_nowait(fill)
-
-    def __aiter__(self) -> _FillStream:
-        return self
-
-    async def __anext__(self) -> Fill:
-        return await self._queue.get()
-
-    async def aclose(self) -> None:
-        self._owner.discard(self)
+_FillStream = Subscription[Fill]
+"""One subscriber's queue of corrected fills."""
 
 
 def _ts(text: Any) -> dt.datetime:

@@ -78,6 +78,7 @@ from mts1b_brokers.ibkr.mapping import (
 )
 from mts1b_brokers.ibkr.store import JsonFileOrderStore, MemoryOrderStore, OrderRecord, OrderStore
 from mts1b_brokers.paper import ReportStream
+from mts1b_brokers.streams import Subscription
 
 __all__ = ["IbkrBroker"]
 
@@ -86,21 +87,8 @@ log = logging.getLogger("mts1b_brokers.ibkr")
 _CANCELED = frozenset({"Cancelled", "ApiCancelled"})
 
 
-class _FillStream:
-    """A subscriber's queue of corrected fills (see :meth:`IbkrBroker.corrections`)."""
-
-    def __init__(self, owner: set[_FillStream]) -> None:
-        self._queue: asyncio.Queue[Fill] = asyncio.Queue()
-        owner.add(self)
-
-    def put(self, fill: Fill) -> None:
-        self._queue.put_nowait(fill)
-
-    def __aiter__(self) -> _FillStream:
-        return self
-
-    async def __anext__(self) -> Fill:
-        return await self._queue.get()
+_FillStream = Subscription[Fill]
+"""A subscriber's queue of corrected fills (see :meth:`IbkrBroker.corrections`)."""
 
 
 @dataclass
