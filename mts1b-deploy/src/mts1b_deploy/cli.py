@@ -57,6 +57,14 @@ Root = Annotated[Path, typer.Option(envvar="MTS_DEPLOY_ROOT",
 CaCert = Annotated[str | None, typer.Option(
     envvar="MTS_PROXMOX_CACERT", help="CA bundle of the Proxmox API (default: the system's)")]
 
+# Options several commands share (one definition each).
+NamespaceOption = Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
+                                                     help="the services' NATS namespace")]
+DrainKeyOption = Annotated[Path | None, typer.Option(
+    envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")]
+DrainTimeoutOption = Annotated[float, typer.Option(
+    help="--drain: seconds to wait for the working orders to end")]
+
 
 @app.command("plan")
 def plan_command(inventory: InventoryPath,
@@ -163,8 +171,7 @@ def install_command(
         help="a service whose heartbeat on NATS is a gate (repeat)")] = None,
     nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the gates")
                         ] = "nats://127.0.0.1:4222",
-    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
-                                                  help="the services' NATS namespace")] = None,
+    namespace: NamespaceOption = None,
     watch_kill_switch: Annotated[bool, typer.Option(
         "--watch-kill-switch", help="gate: no kill-switch change on the bus during the deploy")
     ] = False,
@@ -175,11 +182,8 @@ def install_command(
     drain: Annotated[bool, typer.Option(
         "--drain", help="orders working in the OMS: halt trading (signed with --key-file) and "
                         "wait until none works, instead of refusing")] = False,
-    key_file: Annotated[Path | None, typer.Option(
-        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
-    ] = None,
-    drain_timeout: Annotated[float, typer.Option(
-        help="--drain: seconds to wait for the working orders to end")] = 120.0,
+    key_file: DrainKeyOption = None,
+    drain_timeout: DrainTimeoutOption = 120.0,
 ) -> None:
     """Install a release on the local target and make it current; with --start, restart the
     services from it behind health gates. Refused while the OMS has working orders (its
@@ -308,16 +312,12 @@ def push_command(
     gate_timeout: Annotated[float, typer.Option(help="seconds the gates wait")] = 30.0,
     nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the gates")
                         ] = "nats://127.0.0.1:4222",
-    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
-                                                  help="the services' NATS namespace")] = None,
+    namespace: NamespaceOption = None,
     drain: Annotated[bool, typer.Option(
         "--drain", help="pushing oms with orders working: halt trading (signed with "
                         "--key-file) and wait until none works, instead of refusing")] = False,
-    key_file: Annotated[Path | None, typer.Option(
-        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
-    ] = None,
-    drain_timeout: Annotated[float, typer.Option(
-        help="--drain: seconds to wait for the working orders to end")] = 120.0,
+    key_file: DrainKeyOption = None,
+    drain_timeout: DrainTimeoutOption = 120.0,
 ) -> None:
     """Install a release built here (install --root) inside the service's Proxmox container:
     over SSH to its node, pct push and pct exec; pip --no-index --require-hashes there, then
@@ -430,16 +430,12 @@ def rollback_command(
                           "while the OMS has working orders, unless --drain)")] = False,
     nats_url: Annotated[str, typer.Option(envvar="MTS_NATS_URL", help="NATS, for the orders")
                         ] = "nats://127.0.0.1:4222",
-    namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
-                                                  help="the services' NATS namespace")] = None,
+    namespace: NamespaceOption = None,
     drain: Annotated[bool, typer.Option(
         "--drain", help="--restart with orders working: halt trading (signed with --key-file) "
                         "and wait until none works, instead of refusing")] = False,
-    key_file: Annotated[Path | None, typer.Option(
-        envvar="MTS_OMS_KEY_FILE", help="--drain: a signing key with the role operations")
-    ] = None,
-    drain_timeout: Annotated[float, typer.Option(
-        help="--drain: seconds to wait for the working orders to end")] = 120.0,
+    key_file: DrainKeyOption = None,
+    drain_timeout: DrainTimeoutOption = 120.0,
 ) -> None:
     """Make a kept release current again (code and config)."""
     target = LocalTarget(root)
