@@ -9,7 +9,6 @@ and never the value, and it is handed to the SDK only.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -35,7 +34,9 @@ def key_algorithm(secret: str) -> str:
             if len(raw) not in (32, 64):
                 raise ValueError("length")
             key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
-    except (ValueError, TypeError, binascii.Error, NotImplementedError):
+    # binascii.Error is a ValueError; cryptography raises NotImplementedError for key types it
+    # cannot load
+    except (ValueError, TypeError, NotImplementedError):
         raise BrokerConfigError(f"api_secret {problem}", field="api_secret",
                                 value="<hidden>") from None
     if isinstance(key, ed25519.Ed25519PrivateKey):
