@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from urllib.parse import urlparse
 
 import pytest
 
 pytest.importorskip("coinbase", reason="needs the coinbase extra (coinbase-advanced-py)")
 
 from mts1b_brokers.coinbase.marketdata import CandleBars, CoinbaseMarketData, ticker_quote
-from mts1b_brokers.marketdata import publish_market_data
 from mts1b_brokers.testing.coinbase_server import CoinbaseServer
 from mts1b_brokers.testing.coinbase_tls import new_api_key
-from mts1b_foundation import (
-    Bar,
-    Quote,
-    StreamingMarketDataProtocol,
-    parse_message,
-    symbol_subject,
-)
+from mts1b_foundation import Bar, Quote, StreamingMarketDataProtocol
 
 D = Decimal
-URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
 T = 1_700_000_100  # a 5-minute boundary
 
 
@@ -92,46 +80,3 @@ def test_quotes_need_a_two_sided_book_and_candles_come_in_order() -> None:
     assert bars.update({**candle, "start": str(T)}) == []
     assert bars.update({**candle, "start": str(T - 300)}) == []  # late: ignored
     assert [b.close for b in bars.update({**candle, "start": str(T + 300)})] == [D(2)]
-
-
-def _nats() -> bool:
-    parsed = urlparse(URL.split(",")[0])
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(not _nats(), reason=f"no NATS at {URL}")
-async def test_quotes_and_bars_published_on_the_per_symbol_subjects() -> None:
-    from mts1b_platform.bus import Bus
-
-    bus = await Bus.connect(url=URL, namespace="cbm" + uuid.uuid4().hex[:10])
-    try:
-        await bus.declare_streams(["datalake"])
-        got: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-
-        async def on_msg(msg: object) -> None:
-            await got.put((msg.subject, msg.data))  # type: ignore[attr-defined]
-
-        for entity in ("quotes", "bars"):
-            await bus.nc.subscribe(bus.wire_subject(symbol_subject(entity, "BTC-USD")),
-                                   cb=on_msg)
-        ts = dt.datetime.fromtimestamp(T, dt.UTC)
-        quote = Quote(symbol="BTC-USD", ts=ts, bid=D(1), ask=D(2))
-        bar = Bar(symbol="BTC-USD", ts=ts, interval="5m", open=D(1), high=D(2), low=D(1),
-                  close=D(2), volume=D(3))
-
-        async def items() -> AsyncIterator[Quote | Bar]:
-            yield quote
-            yield bar
-
-        assert await publish_market_data(bus, items()) == 2
-        first, second = [await asyncio.wait_for(got.get(), 3) for _ in range(2)]
-        assert first[0].endswith("quotes.BTC-USD") and parse_message(Quote, first[1]) == quote
-        assert second[0].endswith("bars.BTC-USD") and parse_message(Bar, second[1]) == bar
-    finally:
-        await bus.delete_streams()
-        await bus.drain()

@@ -1,30 +1,18 @@
 """IB live bars: FakeTws's 5-second real-time bars (decoded by ib_async) folded into bars of
-the stack's interval by IbkrBroker.stream_bars, renewed after a reconnect, and published on
-the per-symbol subjects over the real NATS."""
+the stack's interval by IbkrBroker.stream_bars and renewed after a reconnect (publishing
+them: test_marketdata.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import socket
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from urllib.parse import urlparse
 
 import pytest
 from mts1b_brokers.ibkr import IbkrBroker
 from mts1b_brokers.ibkr.bars import BarAggregator, IbkrMarketData, interval_seconds
-from mts1b_brokers.marketdata import publish_market_data
 from mts1b_brokers.testing.tws import FakeTws
-from mts1b_foundation import (
-    Bar,
-    ConnectionState,
-    StreamingMarketDataProtocol,
-    parse_message,
-    symbol_subject,
-)
+from mts1b_foundation import Bar, ConnectionState, StreamingMarketDataProtocol
 
 T0 = dt.datetime(2024, 1, 2, 15, 30, tzinfo=dt.UTC)
 E0 = int(T0.timestamp())
@@ -77,6 +65,7 @@ async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
             await asyncio.sleep(0.02)
         await _push_minute(tws, E0, D(100))
         bar = await asyncio.wait_for(first, 3)
+        assert isinstance(bar, Bar)  # IB's live source streams bars only
         assert (bar.symbol, bar.ts, bar.open, bar.high, bar.low, bar.volume) == (
             "AAPL", T0 + dt.timedelta(seconds=30), D(100), D(101), D(99), D(600))
         tws.drop_connections()
@@ -89,7 +78,8 @@ async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
         assert tws.bar_subscribers("AAPL") == 1  # renewed after the reconnect
         nxt = asyncio.ensure_future(anext(stream))
         await _push_minute(tws, E0 + 60, D(102))
-        assert (await asyncio.wait_for(nxt, 3)).close == D(102)
+        later = await asyncio.wait_for(nxt, 3)
+        assert isinstance(later, Bar) and later.close == D(102)
         await stream.aclose()  # type: ignore[attr-defined]
         for _ in range(100):
             if not tws.bar_subscribers("AAPL"):
@@ -98,41 +88,3 @@ async def test_stream_bars_through_ib_async_and_a_reconnect() -> None:
         assert tws.bar_subscribers("AAPL") == 0  # cancelRealTimeBars sent
         await broker.close()
 
-
-URL = os.environ.get("MTS_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def _nats() -> bool:
-    parsed = urlparse(URL)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), 1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(not _nats(), reason=f"no NATS at {URL}")
-async def test_bars_published_on_the_per_symbol_subject() -> None:
-    from mts1b_platform.bus import Bus
-
-    bus = await Bus.connect(url=URL, namespace="ibb" + uuid.uuid4().hex[:10])
-    try:
-        await bus.declare_streams(["datalake"])
-        got: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def on_msg(msg: object) -> None:
-            await got.put(msg.data)  # type: ignore[attr-defined]
-
-        await bus.nc.subscribe(bus.wire_subject(symbol_subject("bars", "BRK.B")), cb=on_msg)
-        bar = Bar(symbol="BRK.B", ts=T0, interval="1m", open=D(1), high=D(2), low=D(1),
-                  close=D(2), volume=D(3))
-
-        async def bars() -> AsyncIterator[Bar]:
-            yield bar
-
-        assert await publish_market_data(bus, bars()) == 1
-        assert parse_message(Bar, await asyncio.wait_for(got.get(), 3)) == bar
-    finally:
-        await bus.delete_streams()
-        await bus.drain()
