@@ -1,0 +1,147 @@
+"""The API reference (docs/api/, rendered by mkdocstrings) covers every library's public surface.
+
+A library's public surface is its package's ``__all__``; where an exported name is a module
+(``mts1b_quantkit.metrics``) that module's ``__all__`` is part of it, and so is the ``__all__`` of
+each further module a reference page renders (``mts1b_operations.audit``). The pages hold no
+list of names - mkdocstrings selects each module's ``__all__`` (``filters: public``) - so the
+test builds the site once and looks for each name's anchor in the rendered page: a name that
+a template, an option or an unresolvable re-export drops fails here, not in a reader's browser.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import griffe
+import pytest
+import yaml
+
+from tools.docs.sphinx_roles import rewrite_roles
+
+ROOT = Path(__file__).resolve().parents[2]
+API = ROOT / "docs" / "api"
+LIBRARIES: list[dict[str, str]] = yaml.safe_load(
+    (ROOT / "repos.yaml").read_text(encoding="utf-8"))["libraries"]
+DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
+
+
+def _directives(page: Path) -> list[str]:
+    """The ``::: identifier`` blocks of a reference page, in order."""
+    return DIRECTIVE.findall(page.read_text(encoding="utf-8"))
+
+
+def _is_module(identifier: str) -> bool:
+    try:
+        importlib.import_module(identifier)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def _public(module_name: str) -> list[str]:
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    assert names is not None, f"{module_name} is rendered but has no __all__ to select its names"
+    return list(names)
+
+
+def _anchors_for(module_name: str, name: str) -> set[str]:
+    """The anchors under which ``module.name`` may be rendered: its public path, or - for a
+    name Griffe cannot place there (a function that shares a submodule's name, a lazy import),
+    which the page renders from its own ``::: defining.module.name`` block - its defining path."""
+    value = getattr(importlib.import_module(module_name), name)
+    anchors = {f"{module_name}.{name}"}
+    if isinstance(value, type | types.FunctionType):
+        anchors.add(f"{value.__module__}.{value.__qualname__}")
+    return anchors
+
+
+def _expected(library: dict[str, str]) -> list[tuple[str, set[str]]]:
+    """Every public name the library's page must render, with the anchors that count."""
+    package = library["import_name"]
+    modules = {package} | {d for d in _directives(API / f"{library['name']}.md") if _is_module(d)}
+    for name in _public(package):
+        if isinstance(getattr(importlib.import_module(package), name), types.ModuleType):
+            modules.add(f"{package}.{name}")
+    return [(f"{module}.{name}", _anchors_for(module, name))
+            for module in sorted(modules) for name in _public(module)]
+
+
+def test_every_library_has_a_page_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert re.search(r"^\s+- Overview: api/index\.md$", nav, re.MULTILINE)
+    overview = (API / "index.md").read_text(encoding="utf-8")
+    for library in LIBRARIES:
+        page = API / f"{library['name']}.md"
+        assert page.is_file(), f"no reference page for {library['distribution']}"
+        assert f"- {library['distribution']}: api/{library['name']}.md" in nav
+        assert f"]({library['name']}.md)" in overview
+        directives = _directives(page)
+        assert directives[:1] == [library["import_name"]], page
+        assert all(d.split(".")[0] == library["import_name"] for d in directives), page
+    assert "(api/index.md)" in (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+
+
+def test_module_exports_get_their_own_block() -> None:
+    """quantkit exports its submodules: each one's names are rendered, not just its title."""
+    page = _directives(API / "quantkit.md")
+    for name in _public("mts1b_quantkit"):
+        if isinstance(getattr(importlib.import_module("mts1b_quantkit"), name), types.ModuleType):
+            assert f"mts1b_quantkit.{name}" in page, name
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built once; ``--no-strict`` so this module tests the reference's content and a
+    broken link elsewhere fails the README's ``--strict`` docs step, not this test."""
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--no-strict", "--quiet", "--site-dir",
+         str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("library", LIBRARIES, ids=[lib["name"] for lib in LIBRARIES])
+def test_every_public_name_is_rendered(site: Path, library: dict[str, str]) -> None:
+    html = (site / "api" / library["name"] / "index.html").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'id="([\w.]+)"', html))
+    missing = [name for name, accepted in _expected(library) if not accepted & anchors]
+    assert not missing, f"public names missing from docs/api/{library['name']}.md: {missing}"
+
+
+@pytest.mark.slow
+def test_roles_became_links(site: Path) -> None:
+    """No docstring shows a raw Sphinx role; one that names a rendered object is a link."""
+    html = "".join(p.read_text(encoding="utf-8") for p in (site / "api").rglob("*.html"))
+    assert not re.search(r":(class|func|meth|mod|attr|data|exc|obj|const):<code>", html)
+    # mts1b_oms's module docstrings name foundation's SleeveAllocation with a role
+    assert re.search(r'<a class="autorefs autorefs-internal"[^>]*href="[^"]*foundation/'
+                     r'#mts1b_foundation\.SleeveAllocation"', html)
+
+
+def _visited(code: str) -> griffe.Module:
+    return griffe.visit("pkg", Path("pkg/__init__.py"), code)
+
+
+def test_rewrite_resolves_through_the_docstrings_scope() -> None:
+    module = _visited("from other.place import Bar\n")
+    out = rewrite_roles(":class:`Bar` and :func:`~a.b.sharpe` and :mod:`the mod <a.b>`", module)
+    assert out == ('<autoref identifier="other.place.Bar" optional>`Bar`</autoref> and '
+                   '<autoref identifier="a.b.sharpe" optional>`sharpe()`</autoref> and '
+                   '<autoref identifier="a.b" optional>`the mod`</autoref>')
+
+
+def test_rewrite_keeps_an_unknown_name_and_plain_text() -> None:
+    module = _visited("x = 1\n")
+    assert rewrite_roles("no roles: a `code` span", module) == "no roles: a `code` span"
+    assert rewrite_roles(":meth:`Missing.run`", module) == (
+        '<autoref identifier="Missing.run" optional>`Missing.run()`</autoref>')
