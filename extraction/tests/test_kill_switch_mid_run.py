@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,13 +52,10 @@ from mts1b_foundation import (
     TradingStateChange,
     parse_message,
 )
-from mts1b_platform.bus import Bus, BusError
-from mts1b_platform.devservices import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL
+from mts1b_platform.bus import Bus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NATS_URL = os.environ.get("MTS_NATS_URL", DEFAULT_NATS_URL)
-DSN = os.environ.get("MTS_DATABASE_URL", DEFAULT_DATABASE_URL)
 FUND = "ks"
 CASH = Decimal(1_000_000)
 T0 = dt.datetime(2026, 11, 2, 21, 0, tzinfo=dt.UTC)  # daily bars, as a datalake replay sends
@@ -96,6 +91,8 @@ class Stack:
     oms_schema: str
     key_file: Path
     treasury_durable: str
+    dsn: str
+    nats_url: str
 
     async def publish_bars(self, *bars: Bar) -> None:
         """Bars on the datalake subjects, as the replay publishes them (core NATS); returns
@@ -140,29 +137,14 @@ class Stack:
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
-async def _servers_or_skip() -> None:
-    try:
-        bus = await Bus.connect(url=NATS_URL, namespace="probe", connect_timeout=2)
-    except BusError as exc:
-        pytest.skip(f"NATS not reachable at {NATS_URL}: {exc.message} (python3 dev.py test "
-                    "starts one)")
-    await bus.drain()
-    try:
-        conn = await asyncpg.connect(DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        pytest.skip("PostgreSQL not reachable at MTS_DATABASE_URL (python3 dev.py test starts "
-                    "one)")
-    await conn.close()
-
-
-async def _create_fund(schema: str, fund: Any) -> None:
+async def _create_fund(dsn: str, schema: str, fund: Any) -> None:
     """The fund in the treasury, its opening cash paid in (``mts mts1b-treasury fund create``
     does the same): the OMS loads it from there."""
     from mts1b_treasury.db import TreasuryDb
     from mts1b_treasury.funds import FundRegistry
     from mts1b_treasury.ledger import Ledger
 
-    db = await TreasuryDb.open(DSN, schema=schema)
+    db = await TreasuryDb.open(dsn, schema=schema)
     try:
         record = await FundRegistry(db).create(fund, actor="kill-switch-test")
         ledger = Ledger(db)
@@ -173,11 +155,12 @@ async def _create_fund(schema: str, fund: Any) -> None:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(servers: Any, tmp_path: Path) -> AsyncIterator[Stack]:
     """The treasury, the paper venue's broker service, the OMS (funds from the treasury, the
     paper broker over NATS) and the audit recorder, each started as its ``serve`` command
-    starts it, in a fresh namespace; stopped and their streams and schemas dropped after."""
-    await _servers_or_skip()
+    starts it, in a fresh namespace; stopped and their streams and schemas dropped after.
+    ``servers`` (conftest.py): the addresses, or a skip naming the server that is down."""
+    dsn, nats_url = servers.dsn, servers.nats_url
     from mts1b_brokers import PaperClient
     from mts1b_brokers.models import BpsCommission
     from mts1b_brokers.service import BrokerService
@@ -191,15 +174,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     from mts1b_treasury.db import TreasuryDb
     from mts1b_treasury.ledger import Ledger
 
-    ns = f"ks{uuid.uuid4().hex[:10]}"
+    ns = servers.unique("ks")
     schemas = {"oms": f"{ns}_oms", "treasury": f"{ns}_treasury", "audit": f"{ns}_audit"}
     registry, key_files = write_signing_keys(tmp_path)
     fund = make_fund(FUND, name="Kill switch", nav=CASH, broker_account_id=FUND).model_copy(
         update={"strategies": ["s1"]})
-    await _create_fund(schemas["treasury"], fund)
+    await _create_fund(dsn, schemas["treasury"], fund)
 
-    bus = await Bus.connect(url=NATS_URL, namespace=ns, connect_timeout=5)
-    venue_bus = await Bus.connect(url=NATS_URL, namespace=ns, connect_timeout=5, name="venue")
+    bus = await Bus.connect(url=nats_url, namespace=ns, connect_timeout=5)
+    venue_bus = await Bus.connect(url=nats_url, namespace=ns, connect_timeout=5, name="venue")
     # one basis point, billed to the cent: every fill's commission is an exact amount
     venue = PaperClient(accounts={FUND: str(CASH)}, participation_rate="0.5",
                         commission=BpsCommission(D(1)))
@@ -220,26 +203,27 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     oms_store = ledger_db = audit_db = None
     venue_started = False
     try:
-        await serve(run_recorder, RecorderOptions(dsn=DSN, schema=schemas["audit"],
-                                                  namespace=ns, nats_url=NATS_URL,
+        await serve(run_recorder, RecorderOptions(dsn=dsn, schema=schemas["audit"],
+                                                  namespace=ns, nats_url=nats_url,
                                                   skew_threshold=0))
-        treasury_opts = treasury_service.ServeOptions(dsn=DSN, schema=schemas["treasury"],
-                                                      namespace=ns, nats_url=NATS_URL,
+        treasury_opts = treasury_service.ServeOptions(dsn=dsn, schema=schemas["treasury"],
+                                                      namespace=ns, nats_url=nats_url,
                                                       strike_grace=None)
         await serve(treasury_service.run_service, treasury_opts)
         await broker_service.start()
         venue_started = True
         await serve(oms_service.run_service, oms_service.ServeOptions(
-            dsn=DSN, funds=[], funds_from_treasury=True, instruments=make_registry("AAPL", "MSFT"),
+            dsn=dsn, funds=[], funds_from_treasury=True, instruments=make_registry("AAPL", "MSFT"),
             broker="paper", broker_wait=10, schema=schemas["oms"], namespace=ns,
-            nats_url=NATS_URL, keys=KeyRegistry.load(registry)))
-        oms_store = await Store.open(DSN, schema=schemas["oms"], min_size=1, max_size=2)
-        ledger_db = await TreasuryDb.open(DSN, schema=schemas["treasury"])
-        audit_db = await open_audit_db(DSN, schemas["audit"])
+            nats_url=nats_url, keys=KeyRegistry.load(registry)))
+        oms_store = await Store.open(dsn, schema=schemas["oms"], min_size=1, max_size=2)
+        ledger_db = await TreasuryDb.open(dsn, schema=schemas["treasury"])
+        audit_db = await open_audit_db(dsn, schemas["audit"])
         yield Stack(bus=bus, venue=venue, oms_store=oms_store, ledger=Ledger(ledger_db),
                     audit=AuditChain(audit_db), oms_schema=schemas["oms"],
                     key_file=key_files["ops-test"],
-                    treasury_durable=treasury_opts.orders_durable)
+                    treasury_durable=treasury_opts.orders_durable, dsn=dsn,
+                    nats_url=nats_url)
     finally:
         # the OMS, the treasury, the venue; the recorder last (it takes their last events)
         for stop, task in reversed(tasks[1:]):
@@ -256,7 +240,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await venue_bus.drain()
         await bus.delete_streams()
         await bus.drain()
-        conn = await asyncpg.connect(DSN, timeout=10)
+        conn = await asyncpg.connect(dsn, timeout=10)
         try:
             for schema in schemas.values():
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -272,9 +256,9 @@ def _halt(stack: Stack) -> Any:
 
     return CliRunner().invoke(app, [
         "halt", "--fund", FUND, "--reason", "desk incident", "--key-file", str(stack.key_file),
-        "--wait", "--wait-timeout", "30", "--timeout", "10", "--dsn", DSN,
+        "--wait", "--wait-timeout", "30", "--timeout", "10", "--dsn", stack.dsn,
         "--schema", stack.oms_schema, "--namespace", stack.bus.namespace or ""],
-        env={"MTS_NATS_URL": NATS_URL})
+        env={"MTS_NATS_URL": stack.nats_url})
 
 
 async def test_a_halt_mid_session_cancels_at_the_venue_and_every_book_agrees(
