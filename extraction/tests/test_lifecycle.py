@@ -34,11 +34,15 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from mts1b_foundation import CommandReply, FundNav, Signal
+    from mts1b_platform.signing import KeyRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +62,8 @@ REPLAY = (dt.date(2019, 6, 3), dt.date(2019, 6, 10))
 
 @dataclasses.dataclass(frozen=True)
 class Lake:
+    """The datalake store the rest of the module reads, and what its ingest reported."""
+
     store: Any
     symbols: tuple[str, ...]
     report: Any
@@ -101,6 +107,8 @@ def test_ingest_stores_every_good_bar_and_rejects_the_broken_rows(lake: Lake) ->
 
 @dataclasses.dataclass(frozen=True)
 class Factor:
+    """The stored panel, the factor's scores on it and the weights sized from them."""
+
     panel: Any
     scores: np.ndarray
     weights: np.ndarray
@@ -137,6 +145,8 @@ def test_the_factor_reads_the_stored_panel_and_no_future_row(lake: Lake, factor:
 
 @dataclasses.dataclass(frozen=True)
 class Backtest:
+    """``run_single``'s result on the factor's weights."""
+
     result: Any
     trades: int
 
@@ -168,6 +178,8 @@ def test_the_backtest_trades_the_factors_weights(factor: Factor, backtest: Backt
 
 @dataclasses.dataclass(frozen=True)
 class Registered:
+    """The registry's schema, the evidence the promotion took, the transitions, the refusal."""
+
     schema: str
     evidence: Any
     history: list[Any]
@@ -235,16 +247,26 @@ def test_the_strategy_is_promoted_on_the_backtests_evidence(strategy: Registered
 
 @dataclasses.dataclass(frozen=True)
 class Trading:
+    """What the trading half left behind, read back once every service had stopped."""
+
     namespace: str
     sessions: list[dt.date]
     fund_id: str
     fills: list[dict[str, Any]]
-    navs: dict[str, Any]
-    signals: list[Any]
-    sent: list[Any]
-    gate_reply: Any
+    """The OMS's ``fills`` table (PostgreSQL), in time order."""
+    navs: dict[str, FundNav]
+    """Each session's NAV as the treasury published it on ``mts.v1.treasury.nav.struck``."""
+    signals: list[Signal]
+    """What the signal service published, in order."""
+    sent: list[tuple[str, CommandReply]]
+    """Each target the composer sent and the OMS's answer."""
+    gate_reply: CommandReply
     audit_schema: str
     audit_entries: int
+    checkpoints: Path
+    """Where the recorder wrote its signed checkpoints (outside the database)."""
+    audit_keys: KeyRegistry
+    """The key registry that holds the recorder's public key."""
 
 
 async def _drop(dsn: str, *schemas: str) -> None:
@@ -266,8 +288,8 @@ async def _service(run: Any, opts: Any, timeout: float = 30) -> AsyncIterator[
     task = asyncio.get_running_loop().create_task(run(opts, ready=ready, stop=stop))
     waiter = asyncio.get_running_loop().create_task(ready.wait())
     await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
     if task.done():
-        waiter.cancel()
         task.result()  # raises what stopped it
     assert ready.is_set(), f"{run.__module__} was not ready within {timeout}s"
     try:
@@ -336,7 +358,7 @@ async def _trade(servers: Any, lake: Lake, strategy: Registered, folder: Path,
     from mts1b_operations.audit.recorder import RecorderOptions, run_recorder
     from mts1b_platform.bus import Bus
     from mts1b_platform.follow import history
-    from mts1b_platform.signing import KeyRegistry, SigningKey
+    from mts1b_platform.signing import KeyRegistry, Role, SigningKey
     from mts1b_portfolio import service as composer
     from mts1b_research import service as research
     from mts1b_research.paper import write_inputs
@@ -386,10 +408,11 @@ async def _trade(servers: Any, lake: Lake, strategy: Registered, folder: Path,
                         side=Side.BUY, quantity=Decimal(900_000))
             gate_reply = await bus.request("mts.v1.oms.commands.submit", SubmitOrder(order=big),
                                            timeout=10, reply_model=CommandReply)
+            assert isinstance(gate_reply, CommandReply)
             await _recorded(servers.dsn, plan.audit_schema, report.sessions)
         # every service has stopped (the recorder last): the chain holds all it will hold
         entries = await _count(servers.dsn, plan.audit_schema)
-        navs = {}
+        navs: dict[str, FundNav] = {}
         for _seq, data in await history(bus, "treasury", "mts.v1.treasury.nav.struck"):
             nav = parse_message(FundNav, data)
             navs[nav.session] = nav
@@ -397,7 +420,9 @@ async def _trade(servers: Any, lake: Lake, strategy: Registered, folder: Path,
             namespace=ns, sessions=[pd.Timestamp(d).date() for d in replay.sessions],
             fund_id=plan.fund_id, fills=await _fills(servers.dsn, plan.oms_schema), navs=navs,
             signals=list(signals.result().published), sent=list(composed.result().sent),
-            gate_reply=gate_reply, audit_schema=plan.audit_schema, audit_entries=entries)
+            gate_reply=gate_reply, audit_schema=plan.audit_schema, audit_entries=entries,
+            checkpoints=folder / "checkpoints",
+            audit_keys=KeyRegistry([audit_key.registered([Role.OPERATIONS])]))
     finally:
         await bus.delete_streams()
         await bus.drain()
@@ -503,17 +528,23 @@ def test_the_composer_sends_each_target_and_the_oms_fills_it_at_the_next_open(
         assert fill["strategy_id"] == STRATEGY and not fill["busted"]
 
 
-def test_the_oms_risk_gates_deny_an_order_over_the_funds_limit(trading: Trading) -> None:
+def test_the_oms_risk_gates_deny_an_order_over_the_funds_limit(servers: Any,
+                                                              trading: Trading) -> None:
     """Crosses mts1b-treasury (the fund and its limits, loaded by the OMS from the treasury's
-    bucket) and mts1b-oms (the pre-trade gates): a submit on ``mts.v1.oms.commands.submit``
-    for more than the whole fund is denied, naming the gate, and never reaches the venue."""
+    bucket), mts1b-oms (the pre-trade gates) and mts1b-operations (the audit chain): a submit
+    on ``mts.v1.oms.commands.submit`` for more than the whole fund is denied by the notional
+    gate and never reaches the venue."""
     from mts1b_foundation import OrderStatus, ReplyCode
 
     reply = trading.gate_reply
-    assert not reply.ok and reply.status is OrderStatus.DENIED
+    assert not reply.ok and reply.status is OrderStatus.DENIED and reply.order_id
     assert reply.code is ReplyCode.NOTIONAL_EXCEEDS_MAXIMUM, reply
     assert reply.denial is not None and reply.denial.context["limit"] == str(CASH)
     assert reply.order_id not in {f["order_id"] for f in trading.fills}
+    # the denial is on the record (mts1b-operations' chain), and nothing from the venue
+    recorded = asyncio.run(_mentioning(servers.dsn, trading.audit_schema, reply.order_id))
+    assert [e.subject for e in recorded] == ["mts.v1.oms.orders.submitted",
+                                             "mts.v1.oms.orders.denied"]
 
 
 def test_the_treasury_nav_is_the_cash_and_marks_the_fills_leave(
@@ -544,14 +575,19 @@ def test_the_treasury_nav_is_the_cash_and_marks_the_fills_leave(
     assert trading.navs[trading.sessions[-1].isoformat()].positions == N_ASSETS
 
 
-async def _verify(dsn: str, schema: str) -> Any:
+async def _verify(dsn: str, trading: Trading) -> tuple[Any, list[Any]]:
+    """``mts mts1b-operations audit verify --checkpoints DIR --keys ...`` of the run's chain."""
     from mts1b_operations.audit.chain import AuditChain
+    from mts1b_operations.audit.checkpoints import load_checkpoint_dir
     from mts1b_operations.audit.db import AuditDb
     from mts1b_operations.audit.verify import verify_chain
 
-    db = await AuditDb.open(dsn, schema=schema)
+    checkpoints, unreadable = load_checkpoint_dir(trading.checkpoints, trading.audit_schema)
+    assert checkpoints and not unreadable
+    db = await AuditDb.open(dsn, schema=trading.audit_schema)
     try:
-        return await verify_chain(AuditChain(db))
+        return await verify_chain(AuditChain(db), checkpoints=checkpoints,
+                                  keys=trading.audit_keys), checkpoints
     finally:
         await db.close()
 
@@ -586,9 +622,16 @@ def test_the_audit_chain_holds_the_run_verifies_and_catches_a_tampered_entry(
     """Crosses every service above (their events on ``mts.v1.*``) and mts1b-operations (the
     recorder's PostgreSQL hash chain and ``verify``): a filled order's life is in the chain,
     the whole chain verifies, and one altered event makes it fail, naming the entry."""
-    report = asyncio.run(_verify(servers.dsn, trading.audit_schema))
+    report, checkpoints = asyncio.run(_verify(servers.dsn, trading))
     assert report.ok, report.as_dict()
     assert report.checked == trading.audit_entries > len(trading.fills)
+    # every signed checkpoint (one after each 50 entries or more) matches the chain, which is
+    # anchored up to the last of them; only the entries after it are not
+    last = max(c.tree_size for c in checkpoints)
+    assert report.checkpoints_matched == len(checkpoints) >= trading.audit_entries // 100
+    assert report.anchored == last
+    assert [(f.kind, f.seq) for f in report.findings] == (
+        [("unanchored", last)] if last < trading.audit_entries else [])
     order_id = trading.fills[0]["order_id"]
     entries = asyncio.run(_mentioning(servers.dsn, trading.audit_schema, order_id))
     subjects = [e.subject for e in entries]
@@ -599,7 +642,7 @@ def test_the_audit_chain_holds_the_run_verifies_and_catches_a_tampered_entry(
     assert subjects.count("mts.v1.brokers.paper.execution") == 2  # accepted, then filled
     filled = next(e for e in entries if e.subject == "mts.v1.oms.orders.filled")
     asyncio.run(_tamper(servers.dsn, trading.audit_schema, filled.seq))
-    after = asyncio.run(_verify(servers.dsn, trading.audit_schema))
+    after, _ = asyncio.run(_verify(servers.dsn, trading))
     assert not after.ok
     assert [(f.kind, f.seq) for f in after.findings if f.kind != "unanchored"] == [
         ("altered", filled.seq)]
