@@ -12,6 +12,9 @@ A name is resolved the way Python would see it from the docstring's object: thro
 object's scope (its members, its module's imports, its parents), so ``:class:`Bar``` in a module
 that imports ``Bar`` points at the class it imported. The identifier is the object's canonical
 path, which mkdocstrings registers for the public path it renders under as well.
+
+It also drops reStructuredText's literal-block marker as Sphinx does (``Use it from pytest::``
+shows as ``Use it from pytest:``); the indented block after it is already a Markdown code block.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import griffe
 
-__all__ = ["ROLE", "SphinxRoles", "rewrite_roles"]
+__all__ = ["ROLE", "SphinxRoles", "drop_literal_markers", "rewrite_roles"]
 
 # ``:role:`target```, ``:role:`~a.b.target``` and ``:role:`title <target>```; ``:py:role:`` too.
 ROLE = re.compile(
@@ -63,6 +66,18 @@ def rewrite_roles(text: str, obj: griffe.Object) -> str:
     return ROLE.sub(replace, text)
 
 
+def drop_literal_markers(text: str) -> str:
+    """``text:`` for ``text::``, ``text`` for ``text ::``, nothing for a ``::`` on its own line."""
+    lines = []
+    for line in text.split("\n"):
+        stripped = line.rstrip()
+        if stripped.endswith("::"):
+            head = stripped[:-2]
+            line = head.rstrip() if not head.strip() or head.endswith((" ", "\t")) else head + ":"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 class SphinxRoles(griffe.Extension):
     """Rewrites the roles in every docstring of each package Griffe loads."""
 
@@ -73,6 +88,7 @@ class SphinxRoles(griffe.Extension):
         while stack:
             obj = stack.pop()
             if obj.docstring is not None and ":" in obj.docstring.value:
-                obj.docstring.value = rewrite_roles(obj.docstring.value, obj)
+                obj.docstring.value = drop_literal_markers(
+                    rewrite_roles(obj.docstring.value, obj))
             stack.extend(m for m in obj.members.values() if not m.is_alias
                          and isinstance(m, griffe.Object))

@@ -22,7 +22,7 @@ import griffe
 import pytest
 import yaml
 
-from tools.docs.sphinx_roles import rewrite_roles
+from tools.docs.sphinx_roles import drop_literal_markers, rewrite_roles
 
 ROOT = Path(__file__).resolve().parents[2]
 API = ROOT / "docs" / "api"
@@ -123,6 +123,8 @@ def test_roles_became_links(site: Path) -> None:
     """No docstring shows a raw Sphinx role; one that names a rendered object is a link."""
     html = "".join(p.read_text(encoding="utf-8") for p in (site / "api").rglob("*.html"))
     assert not re.search(r":(class|func|meth|mod|attr|data|exc|obj|const):<code>", html)
+    assert "encoded as UTF-8:</p>" in html  # the "::" of mts1b_foundation.state_command_bytes
+    assert not re.search(r"::</p>", html)
     # mts1b_oms's module docstrings name foundation's SleeveAllocation with a role
     assert re.search(r'<a class="autorefs autorefs-internal"[^>]*href="[^"]*foundation/'
                      r'#mts1b_foundation\.SleeveAllocation"', html)
@@ -145,3 +147,10 @@ def test_rewrite_keeps_an_unknown_name_and_plain_text() -> None:
     assert rewrite_roles("no roles: a `code` span", module) == "no roles: a `code` span"
     assert rewrite_roles(":meth:`Missing.run`", module) == (
         '<autoref identifier="Missing.run" optional>`Missing.run()`</autoref>')
+
+
+def test_literal_block_markers_read_as_sphinx_shows_them() -> None:
+    text = "Use it from pytest::\n\n    suite.run()\n\nLayout ::\n\n    a/\n\n::\n\n    b/\n"
+    assert drop_literal_markers(text) == (
+        "Use it from pytest:\n\n    suite.run()\n\nLayout\n\n    a/\n\n\n\n    b/\n")
+    assert drop_literal_markers("a[::]\nx = y[::2]") == "a[::]\nx = y[::2]"
