@@ -95,3 +95,8 @@ def test_migration_from_backtrader(market: dict[str, str]) -> None:
 def test_migration_from_zipline(market: dict[str, str]) -> None:
     run = run_page(DOCS / "migration" / "zipline.md", timeout=120, env=market)
     assert run.skipped == 0 and run.ran == 3
+
+
+def test_concept_strategies_and_signals(market: dict[str, str]) -> None:
+    run = run_page(DOCS / "concepts" / "strategies.md", timeout=120, env=market)
+    assert run.skipped == 0 and run.ran == 6
