@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from mts1b_foundation import CommandReply, FundNav, Signal
     from mts1b_platform.signing import KeyRegistry
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
+"""The tests that need the servers (the first three run on the datalake's files alone)."""
 
 SEED, N_ASSETS = 11, 10
 MARKET = ("2019-01-01", "2019-12-31")
@@ -232,6 +233,7 @@ def strategy(servers: Any, lake: Lake, factor: Factor,
         asyncio.run(_drop(servers.dsn, schema))
 
 
+@integration
 def test_the_strategy_is_promoted_on_the_backtests_evidence(strategy: Registered) -> None:
     """Crosses mts1b-GPUbacktester / mts1b-quantkit (the weights whose IC is the evidence) and
     mts1b-research (registry, promotion rule, transitions in PostgreSQL)."""
@@ -485,6 +487,7 @@ def _signed(fill: dict[str, Any]) -> Decimal:
     return quantity if fill["side"] == "buy" else -quantity
 
 
+@integration
 def test_the_signal_service_publishes_the_factors_weights(factor: Factor,
                                                           trading: Trading) -> None:
     """Crosses mts1b-research (registry -> signal service on ``mts.v1.research.signals.*``),
@@ -499,6 +502,7 @@ def test_the_signal_service_publishes_the_factors_weights(factor: Factor,
         assert np.abs(mine - factor.weights[t]).max() <= 5e-9 + 1e-15
 
 
+@integration
 def test_the_composer_sends_each_target_and_the_oms_fills_it_at_the_next_open(
         lake: Lake, trading: Trading) -> None:
     """Crosses mts1b-portfolio (the composer's target on ``mts.v1.oms.commands.rebalance``),
@@ -528,6 +532,7 @@ def test_the_composer_sends_each_target_and_the_oms_fills_it_at_the_next_open(
         assert fill["strategy_id"] == STRATEGY and not fill["busted"]
 
 
+@integration
 def test_the_oms_risk_gates_deny_an_order_over_the_funds_limit(servers: Any,
                                                               trading: Trading) -> None:
     """Crosses mts1b-treasury (the fund and its limits, loaded by the OMS from the treasury's
@@ -547,6 +552,7 @@ def test_the_oms_risk_gates_deny_an_order_over_the_funds_limit(servers: Any,
                                              "mts.v1.oms.orders.denied"]
 
 
+@integration
 def test_the_treasury_nav_is_the_cash_and_marks_the_fills_leave(
         lake: Lake, trading: Trading) -> None:
     """Crosses mts1b-brokers (fills) -> mts1b-oms (order events) -> mts1b-treasury (ledger and
@@ -617,6 +623,7 @@ async def _tamper(dsn: str, schema: str, seq: int) -> None:
         await conn.close()
 
 
+@integration
 def test_the_audit_chain_holds_the_run_verifies_and_catches_a_tampered_entry(
         servers: Any, trading: Trading) -> None:
     """Crosses every service above (their events on ``mts.v1.*``) and mts1b-operations (the
