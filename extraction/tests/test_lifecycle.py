@@ -55,7 +55,8 @@ STRATEGY = "lifecycle_momentum"
 CASH = Decimal(1_000_000)
 COMMISSION_BPS = Decimal(5)
 REPLAY = (dt.date(2019, 6, 3), dt.date(2019, 6, 10))
-"""Six sessions: five rebalances decided at a close, each filled at the next open."""
+"""Six sessions, a rebalance decided at each close: the first five fill at the next session's
+open; the last one's orders are still working when the replay ends."""
 
 
 # --- research half ----------------------------------------------------------------------------
@@ -117,6 +118,8 @@ class Factor:
 
 @pytest.fixture(scope="module")
 def factor(lake: Lake) -> Factor:
+    """The factor on the back-adjusted panel of the ingested store, sized as the strategy
+    will be (what the backtest trades and the signal service must reproduce)."""
     from mts1b_datalake import build_panel
     from mts1b_quantkit.factors import evaluate
     from mts1b_quantkit.sizing import size
@@ -154,6 +157,7 @@ class Backtest:
 
 @pytest.fixture(scope="module")
 def backtest(factor: Factor) -> Backtest:
+    """Those weights traded at the next open with the paper venue's commission."""
     from mts1b_GPUbacktester import run_single
 
     result = run_single(universe=factor.panel, weights=factor.weights, fill="next_open",
@@ -340,7 +344,8 @@ def _plan(ns: str, symbols: tuple[str, ...]) -> Any:
 
     return PaperPlan(strategy=STRATEGY, universe=",".join(symbols), symbols=symbols,
                      start=REPLAY[0], end=REPLAY[1], fund_id=f"lc-{ns}", cash=CASH,
-                     namespace=ns, speed=0.0, commission_bps=COMMISSION_BPS)
+                     namespace=ns, speed=0.0,  # as fast as the lockstep goes
+                     commission_bps=COMMISSION_BPS)
 
 
 async def _trade(servers: Any, lake: Lake, strategy: Registered, folder: Path,
