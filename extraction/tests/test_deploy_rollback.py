@@ -215,12 +215,14 @@ def stack_env(servers: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     from mts1b_deploy.supervisor import Supervisor
 
     namespace = servers.unique("dr")
+    root = tmp_path / "mts"
+    supervisor = Supervisor(root, stop_timeout=10)  # the services are its children: reaped
     env = {"namespace": namespace, "oms_schema": f"{namespace}_oms",
-           "treasury_schema": f"{namespace}_treasury", "root": tmp_path / "mts"}
+           "treasury_schema": f"{namespace}_treasury", "root": root, "supervisor": supervisor}
     try:
         yield env
     finally:
-        Supervisor(env["root"], stop_timeout=10).stop()
+        supervisor.stop()
         asyncio.run(_drop(servers, namespace, [env["oms_schema"], env["treasury_schema"]]))
 
 
@@ -236,13 +238,12 @@ def test_a_rollback_brings_back_what_release_1_trades(
     from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard
     from mts1b_deploy.paperstack import PaperStack, write_paper_config
     from mts1b_deploy.rollout import restart, rollout
-    from mts1b_deploy.supervisor import Supervisor
     from mts1b_treasury.cli import app as treasury
     from typer.testing import CliRunner
 
     ns, root = stack_env["namespace"], stack_env["root"]
     target = LocalTarget(root)
-    supervisor = Supervisor(root, stop_timeout=10)
+    supervisor = stack_env["supervisor"]
     lines: list[str] = []
 
     def release(commission_bps: str) -> ReleaseRequest:
@@ -287,7 +288,8 @@ def test_a_rollback_brings_back_what_release_1_trades(
     guard(lines.append)
     back = target.rollback("1", lines.append)
     restart(supervisor, lines.append)
-    assert all(gate.check(supervisor) is None for gate in gates()[:2])
+    assert ProcessesAlive(settle_s=2.0).check(supervisor) is None
+    assert OmsAnswers(servers.nats_url, namespace=ns, timeout_s=60).check(supervisor) is None
     bar = _next_bar(bar)
     booked.append(asyncio.run(_trade(servers, ns, stack_env["treasury_schema"], "back", bar)))
 
