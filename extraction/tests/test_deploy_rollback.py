@@ -233,6 +233,9 @@ def _cmdline(root: Path, service: str) -> list[str]:
 
 def test_a_rollback_brings_back_what_release_1_trades(
         servers: Any, wheelhouse: Path, stack_env: dict[str, Any], tmp_path: Path) -> None:
+    """deploy + platform + brokers/OMS/treasury: install 1 (gates), trade; install 2 (one
+    setting changed: the venue's commission), trade; roll back to 1, trade - and what runs,
+    trades and is booked after the rollback is release 1's."""
     from mts1b_deploy.gates import KillSwitchUnchanged, ProcessesAlive
     from mts1b_deploy.local import LocalTarget, ReleaseRequest, read_config_dir
     from mts1b_deploy.omscheck import OmsAnswers, OrdersGuard

@@ -263,6 +263,9 @@ def _halt(stack: Stack) -> Any:
 
 async def test_a_halt_mid_session_cancels_at_the_venue_and_every_book_agrees(
         stack: Stack) -> None:
+    """OMS + paper venue + treasury + audit recorder: after a halt with orders working, the
+    venue holds none, a new order is refused before it reaches the venue, and the treasury,
+    the venue and the chain hold exactly the two fills made before the halt."""
     # -- the session before the halt ---------------------------------------------------------
     await stack.publish_bars(_bar("AAPL", 0, "100", "100", "100", "100"),
                              _bar("MSFT", 0, "50", "50", "50", "50"))
