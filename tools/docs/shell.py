@@ -4,7 +4,7 @@ say why it cannot run here.
 Why: a command a page prints is a promise to the reader, like its Python. ``tools.docs.executed``
 keeps the Python promises; this module keeps the shell ones, and makes a block nobody runs
 visible instead of silently trusted. Every ```bash, ```console, ```shell and ```sh block of a
-page is in exactly one of three states, chosen by an HTML comment on the line just before its
+page is in exactly one of four states, chosen by an HTML comment on the line just before its
 fence (no comment means *run*):
 
 * **run** - the block runs in ``bash -e -o pipefail`` with a timeout, in one fresh temporary
@@ -24,6 +24,11 @@ fence (no comment means *run*):
   double the suite's slowest tests). :func:`check_tested_by` verifies that the file exists,
   defines the test, and either contains every command of the block or reads this very page's
   ```bash blocks (names the page's file and extracts ```bash fences).
+* **run-by repocheck** - ``<!-- shell: run-by repocheck -->``: an install block that the wheel
+  stage of ``python -m tools.repocheck`` (part of ``python3 dev.py test``) runs: it builds the
+  wheelhouse as ``python3 dev.py wheels`` does (both run ``tools.repocheck.wheelhouse``) and runs
+  every ``pip install --no-index --find-links dist ...`` of the docs in its own clean virtualenv.
+  :func:`check_run_by_repocheck` verifies that each command of the block is one of those.
 * **skip** - ``<!-- shell: skip - reason -->``: cannot run on this machine (no Docker engine,
   no Proxmox host, an install from an index). The reason is required; :func:`inventory` lists
   every skipped block so the count stays visible.
@@ -42,7 +47,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["REPO", "ShellBlock", "ShellError", "check_tested_by", "commands_of",
+__all__ = ["REPO", "ShellBlock", "ShellError", "check_run_by_repocheck", "check_tested_by",
+           "commands_of",
            "inventory", "parse_shell_blocks", "run_shell_page", "shell_pages"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +57,7 @@ _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _MARKER = re.compile(r"<!--\s*shell:\s*(.*?)\s*-->\s*$")
 _SKIP = re.compile(r"skip\b\s*(?:[-:]\s*)?(.*)$", re.S)
 _TESTED = re.compile(r"tested-by\s+(\S+?)(?:::(\w+))?$")
+WHEELS = "python3 dev.py wheels"
 _TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
 # the exported state a block hands to the next one: its variables and its folder
 _TRAILER = '\n__mts_status=$?; export -p > "$__MTS_STATE"; pwd > "$__MTS_STATE.pwd"; ' \
@@ -64,7 +71,8 @@ class ShellError(AssertionError):
 @dataclass(frozen=True)
 class ShellBlock:
     """One shell block: its page, the line its fence opens on, its language and text, how it is
-    accounted for (``run``, ``tested-by`` or ``skip``), and the output the page shows."""
+    accounted for (``run``, ``tested-by``, ``run-by`` or ``skip``), and the output the page
+    shows."""
 
     page: Path
     line: int
@@ -125,6 +133,8 @@ def parse_shell_blocks(text: str, page: Path) -> list[ShellBlock]:
                 if not tested.group(2):
                     raise ShellError(f"{where}: tested-by names PATH::TEST")
                 mode, detail = "tested-by", f"{tested.group(1)}::{tested.group(2)}"
+            elif body == "run-by repocheck":
+                mode, detail = "run-by", "repocheck"
             elif body == "cwd=repo":
                 cwd_repo = True
             else:
@@ -177,6 +187,27 @@ def check_tested_by(block: ShellBlock, repo: Path = REPO) -> str:
         return f"reads the ```bash blocks of {parent}/{name}"
     raise ShellError(f"{block.where}: {path} neither reads {block.page.name}'s ```bash blocks "
                      f"nor contains: {missing[0]!r}")
+
+
+def check_run_by_repocheck(block: ShellBlock, repo: Path = REPO) -> int:
+    """Verify that repocheck's wheel stage runs every command of a ``run-by repocheck`` block;
+    returns how many installs of the block it runs."""
+    from tools.repocheck.docs import read_install_commands
+    from tools.repocheck.manifest import load_manifest
+
+    manifest, _ = load_manifest(repo)
+    installs, _ = read_install_commands(repo, manifest.libraries)
+    page = _rel(block.page)
+    run = {" ".join(c.text.split()) for c in installs if c.file == page}
+    dev = (repo / "dev.py").read_text(encoding="utf-8")
+    found = 0
+    for command in commands_of(block.source):
+        if command == WHEELS and "tools.repocheck.wheelhouse" in dev:
+            continue
+        if command not in run:
+            raise ShellError(f"{block.where}: repocheck does not run {command!r}")
+        found += 1
+    return found
 
 
 def _normalise(text: str, paths: Mapping[str, str]) -> str:
@@ -235,8 +266,10 @@ def run_shell_page(page: Path, *, timeout: float = 120.0, env: Mapping[str, str]
 
 
 def inventory(pages: Sequence[Path]) -> dict[str, list[ShellBlock]]:
-    """Every shell block of ``pages`` by how it is accounted for: run, tested-by, skip."""
-    found: dict[str, list[ShellBlock]] = {"run": [], "tested-by": [], "skip": []}
+    """Every shell block of ``pages`` by how it is accounted for: run, tested-by, run-by,
+    skip."""
+    found: dict[str, list[ShellBlock]] = {"run": [], "tested-by": [], "run-by": [],
+                                          "skip": []}
     for page in pages:
         for block in parse_shell_blocks(page.read_text(encoding="utf-8"), page):
             found[block.mode].append(block)
