@@ -78,11 +78,12 @@ def _side_by_side(*lanes: Lane) -> dict[str, bool]:
     """Run ``lanes`` at once, each writing to its own log, then print the logs one after the
     other and return every step's result.
 
-    Why: most of the suite waits - on servers, on processes it starts and stops, on pip -
-    and one lane at a time left one of the two cores idle; two lanes fit the 15-minute budget
-    where one after the other took 24 minutes. What shares a lane must not share state: the
-    two pytest lanes hold different libraries' tests (each test makes its own NATS namespace
-    and PostgreSQL schema), and the wheel-server lane has servers of its own.
+    Why: most of the suite waits - on servers, on processes it starts and stops, on pip and
+    its index - and one step at a time left the cores idle; run one after the other the steps
+    took over 24 minutes. What shares the machine must not share state: the two pytest lanes
+    hold different libraries' tests (each test makes its own NATS namespace and PostgreSQL
+    schema), the wheel-server run has servers of its own, and the checks write only ``site/``,
+    ``dist/`` and temporary folders.
     """
     results: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="mts1b-dev-") as folder:
@@ -141,11 +142,10 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None,
     return env
 
 
-WHEEL_SERVER_SKIP = ("not fuzz and not crash and not secrets and not permissions "
-                     "and not paper_kills and not paper_tutorial and not paper_loop_parity "
-                     "and not audit_kill and not alerts_kill and not bootstrap "
-                     "and not rollout and not deploy_tutorial and not test_containers "
-                     "and not oms_gate")
+# What runs again on the servers from the wheels: the cross-library lifecycle suite (every
+# library's use of NATS and PostgreSQL, end to end) and the platform's integration tests (the
+# bus, the key-value store, migrations and the dev servers themselves).
+WHEEL_SERVER_PATHS = ("extraction/tests", "mts1b-platform/tests")
 
 # The first pytest lane: these libraries' tests (the rest, and any new library, go to the
 # second). Chosen so the two take about as long: the paper loop's tests are the longest.
@@ -168,27 +168,30 @@ def _pytest_lanes(run: Sequence[str], env: dict[str, str]) -> tuple[Lane, Lane]:
     return lane(1, first), lane(2, second)
 
 
-def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None) -> bool:
-    """The integration tests again, against NATS and PostgreSQL 18 started from the wheels.
+def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None,
+                             extra_env: dict[str, str] | None = None) -> bool:
+    """The integration tests of ``WHEEL_SERVER_PATHS`` again, against NATS and PostgreSQL 18
+    started from the wheels.
 
     CI machines (and most developers') have NATS and PostgreSQL on the standard ports, so the
     main run never touches the servers a new user gets from ``mts dev up``; this step does, on
-    free ports, and stops them afterwards. Left out (``WHEEL_SERVER_SKIP``): the fuzz, crash,
-    secrets and permissions tests, the paper loop's SIGKILL, tutorial and parity tests, the
-    audit recorder's and alert router's SIGKILL tests, the Vault bootstrap and the deploy tests
-    that build wheelhouses - they start servers of their own, test what does not depend on the
-    server's version or read ``dist/`` while repocheck, beside this step, writes it - and they
-    are the slowest, so the step stays within the suite's time budget.
+    free ports, and stops them afterwards. It runs the lifecycle suite (extraction/tests), which
+    drives every service that keeps state in PostgreSQL or talks over NATS, and the platform's
+    own server tests - not every library's integration tests a second time: those test their
+    own logic, which does not change with the server's version, and rerunning all of them
+    would not fit the suite's 15-minute budget.
     """
     dev_dir = ROOT / ".mts1b-dev" / "wheel-servers"
     env = _services_env(uv, "--local", dev_dir=dev_dir, out=out)
     if env is None:
         return False
+    env.update(extra_env or {})
     try:
         return _run("pytest on servers from the wheels",
                     [uv, "run", "--no-sync", "pytest", "-q", "-m", "integration",
-                     "-k", WHEEL_SERVER_SKIP, "-p", "no:cacheprovider", "--basetemp",
-                     str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-wheels")],
+                     "-p", "no:cacheprovider", "--basetemp",
+                     str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-wheels"),
+                     *WHEEL_SERVER_PATHS],
                     env=env, out=out)
     finally:
         subprocess.run([uv, "run", "--no-sync", "mts", "dev", "down"], cwd=ROOT,
@@ -197,19 +200,32 @@ def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None) -> bool:
 
 
 def test() -> int:
+    """Three lanes side by side: the two pytest lanes (the first then reruns the integration
+    suite on the wheels' servers) and the checks (ruff, mypy, docs, dedupe, repocheck).
+
+    Why the checks run beside the tests rather than after them: repocheck spends most of its
+    time waiting on pip and its index, which leaves CPU for the tests; one after the other took
+    over 18 minutes. repocheck rewrites ``dist/`` meanwhile, so the release tests that would
+    read wheels from it get an empty folder of their own (``MTS_DEPLOY_TEST_DIST``) and
+    download the locked wheels by hash instead.
+    """
     uv = _uv()
     _sync(uv)
     run = [uv, "run", "--no-sync"]
-    results = {
-        "ruff": _run("ruff", [*run, "ruff", "check", "."]),
-        "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"]),
-    }
-    env = _services_env(uv) or dict(os.environ)
-    results.update(_side_by_side(*_pytest_lanes(run, env)))
+    own_dist = Path(tempfile.mkdtemp(prefix="mts1b-test-dist-"))
+    isolated = {"MTS_DEPLOY_TEST_DIST": str(own_dist)}
+    env = {**(_services_env(uv) or dict(os.environ)), **isolated}
+    first, second = _pytest_lanes(run, env)
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+
+    def first_then_wheel_servers(out: IO[str]) -> dict[str, bool]:
+        return {**first(out),
+                "pytest-wheel-servers": _pytest_on_wheel_servers(uv, out, isolated)}
 
     def checks(out: IO[str]) -> dict[str, bool]:
         return {
+            "ruff": _run("ruff", [*run, "ruff", "check", "."], out=out),
+            "mypy": _run("mypy", [*run, "python", "-m", "tools.typecheck"], out=out),
             "docs": _run("docs", [*run, "mkdocs", "build", "--strict", "--site-dir",
                                   str(ROOT / "site")], env=docs_env, out=out),
             "dedupe": _run("dedupe", [*run, "python", "-m", "tools.dedupe"], out=out),
@@ -217,12 +233,13 @@ def test() -> int:
             "repocheck": _run("repocheck", [*run, "python", "-m", "tools.repocheck",
                                             "--jobs", "3"], out=out),
         }
-    results.update(_side_by_side(
-        lambda out: {"pytest-wheel-servers": _pytest_on_wheel_servers(uv, out)}, checks))
-    failed = [name for name, ok in results.items() if not ok]
+    try:
+        results = _side_by_side(first_then_wheel_servers, second, checks)
+    finally:
+        shutil.rmtree(own_dist, ignore_errors=True)
     print("\n[dev] summary: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}"
                                          for k, v in results.items()), flush=True)
-    return 1 if failed else 0
+    return 1 if not all(results.values()) else 0
 
 
 def demo() -> int:
