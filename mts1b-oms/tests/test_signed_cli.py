@@ -64,6 +64,17 @@ def test_keygen_writes_a_private_file_and_prints_only_the_public_entry(tmp_path:
     assert registry.get("ops-alice") is not None
 
 
+def test_keygen_makes_a_missing_key_folder_private(tmp_path: Path) -> None:
+    """The first key on a new machine goes to a folder nothing has made yet (``~/.mts``)."""
+    out = tmp_path / "home" / ".mts" / "ops.key"
+    res = CliRunner().invoke(app, ["keygen", "--name", "ops", "--out", str(out),
+                                   "--role", "operations"])
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(out.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert SigningKey.load(out).name == "ops"
+
+
 def test_keygen_never_overwrites_and_needs_a_role(tmp_path: Path) -> None:
     out = tmp_path / "k.key"
     runner = CliRunner()

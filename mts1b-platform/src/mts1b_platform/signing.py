@@ -301,11 +301,16 @@ class SigningKey:
         return cls(name, nacl.signing.SigningKey(seed))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the key file, mode 0600; refuses to replace an existing file."""
+        """Write the key file, mode 0600; refuses to replace an existing file.
+
+        A missing folder is created, mode 0700 (as ``ssh-keygen`` makes ``~/.ssh``): the first
+        key on a new machine usually goes to ``~/.mts/``, which nothing else has made yet.
+        """
         where = os.fspath(path)
         text = json.dumps({"kind": _KEY_FILE_KIND, "name": self.name,
                            "seed": base64.b64encode(bytes(self._key)).decode()}) + "\n"
         try:
+            Path(where).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise KeyFileError(f"{where} exists: a key file is never overwritten",
