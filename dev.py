@@ -148,7 +148,8 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None,
 WHEEL_SERVER_PATHS = ("extraction/tests", "mts1b-platform/tests")
 
 # The first pytest lane: these libraries' tests (the rest, and any new library, go to the
-# second). Chosen so the two take about as long: the paper loop's tests are the longest.
+# second, which then reruns the lifecycle suite on the wheels' servers). Chosen so the two take
+# about as long (each prints its slowest tests): the paper loop's tests are the longest.
 FIRST_LANE = ("mts1b-research", "mts1b-GPUbacktester", "mts1b-quantkit", "mts1b-foundation",
               "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "tools", "extraction")
 
@@ -160,7 +161,7 @@ def _pytest_lanes(run: Sequence[str], env: dict[str, str]) -> tuple[Lane, Lane]:
 
     def lane(number: int, paths: Sequence[str]) -> Lane:
         # a base temp of its own (pytest's default numbering is shared), no shared cache
-        argv = [*run, "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+        argv = [*run, "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", "--basetemp",
                 str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-{number}"),
                 *paths]
         return lambda out: {f"pytest ({number}/2)": _run(f"pytest ({number}/2)", argv, env,
@@ -200,7 +201,7 @@ def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None,
 
 
 def test() -> int:
-    """Three lanes side by side: the two pytest lanes (the first then reruns the integration
+    """Three lanes side by side: the two pytest lanes (the second then reruns the integration
     suite on the wheels' servers) and the checks (ruff, mypy, docs, dedupe, repocheck).
 
     Why the checks run beside the tests rather than after them: repocheck spends most of its
@@ -218,8 +219,8 @@ def test() -> int:
     first, second = _pytest_lanes(run, env)
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 
-    def first_then_wheel_servers(out: IO[str]) -> dict[str, bool]:
-        return {**first(out),
+    def second_then_wheel_servers(out: IO[str]) -> dict[str, bool]:
+        return {**second(out),
                 "pytest-wheel-servers": _pytest_on_wheel_servers(uv, out, isolated)}
 
     def checks(out: IO[str]) -> dict[str, bool]:
@@ -234,7 +235,7 @@ def test() -> int:
                                             "--jobs", "3"], out=out),
         }
     try:
-        results = _side_by_side(first_then_wheel_servers, second, checks)
+        results = _side_by_side(first, second_then_wheel_servers, checks)
     finally:
         shutil.rmtree(own_dist, ignore_errors=True)
     print("\n[dev] summary: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}"
