@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from mts1b_platform.calendars import CalendarError, MarketCalendar, Session
+from mts1b_foundation import TradingSession
+from mts1b_foundation import TradingSession as S
+from mts1b_platform.calendars import CalendarError, MarketCalendar, as_session
 
 ET = ZoneInfo("America/New_York")
 
@@ -30,7 +32,7 @@ def test_thanksgiving_is_closed(nyse: MarketCalendar) -> None:
                                                          dt.date(2024, 11, 29)]
     assert not nyse.is_session("2024-11-28")
     assert not nyse.is_open(et(2024, 11, 28, 11, 0))
-    assert not nyse.is_open(et(2024, 11, 28, 6, 0), Session.PRE)
+    assert not nyse.is_open(et(2024, 11, 28, 6, 0), TradingSession.PRE)
 
 
 def test_early_close_before_independence_day(nyse: MarketCalendar) -> None:
@@ -39,21 +41,21 @@ def test_early_close_before_independence_day(nyse: MarketCalendar) -> None:
     assert not nyse.is_open(et(2024, 7, 3, 13, 0))
     assert nyse.next_open(et(2024, 7, 3, 13, 0)) == et(2024, 7, 5, 9, 30)  # July 4 closed
     # Post-market on an early-close day runs 13:00-17:00 ET.
-    assert nyse.window("2024-07-03", Session.POST) == (et(2024, 7, 3, 13, 0), et(2024, 7, 3, 17, 0))
+    assert nyse.window("2024-07-03", S.POST) == (et(2024, 7, 3, 13, 0), et(2024, 7, 3, 17, 0))
     assert dt.date(2024, 7, 3) in nyse.early_closes("2024-01-01", "2024-12-31")
 
 
 def test_regular_day_windows(nyse: MarketCalendar) -> None:
     day = "2024-03-12"
-    assert nyse.window(day, Session.RTH) == (et(2024, 3, 12, 9, 30), et(2024, 3, 12, 16, 0))
-    assert nyse.window(day, Session.PRE) == (et(2024, 3, 12, 4, 0), et(2024, 3, 12, 9, 30))
-    assert nyse.window(day, Session.POST) == (et(2024, 3, 12, 16, 0), et(2024, 3, 12, 20, 0))
-    assert nyse.window(day, Session.IBEOS) == (et(2024, 3, 11, 20, 0), et(2024, 3, 12, 3, 50))
-    assert nyse.is_open(et(2024, 3, 12, 9, 29), Session.PRE)
-    assert not nyse.is_open(et(2024, 3, 12, 9, 30), Session.PRE)
+    assert nyse.window(day, TradingSession.RTH) == (et(2024, 3, 12, 9, 30), et(2024, 3, 12, 16, 0))
+    assert nyse.window(day, TradingSession.PRE) == (et(2024, 3, 12, 4, 0), et(2024, 3, 12, 9, 30))
+    assert nyse.window(day, TradingSession.POST) == (et(2024, 3, 12, 16, 0), et(2024, 3, 12, 20, 0))
+    assert nyse.window(day, S.IBEOS) == (et(2024, 3, 11, 20, 0), et(2024, 3, 12, 3, 50))
+    assert nyse.is_open(et(2024, 3, 12, 9, 29), TradingSession.PRE)
+    assert not nyse.is_open(et(2024, 3, 12, 9, 30), TradingSession.PRE)
     assert nyse.is_open(et(2024, 3, 12, 9, 30))
     assert nyse.next_close(et(2024, 3, 12, 10, 0)) == et(2024, 3, 12, 16, 0)
-    assert nyse.next_close(et(2024, 3, 12, 17, 0), Session.POST) == et(2024, 3, 12, 20, 0)
+    assert nyse.next_close(et(2024, 3, 12, 17, 0), TradingSession.POST) == et(2024, 3, 12, 20, 0)
 
 
 def test_session_counts_2013_2018(nyse: MarketCalendar) -> None:
@@ -75,29 +77,29 @@ def test_holidays_2024(nyse: MarketCalendar) -> None:
 
 
 def test_ibeos_overnight(nyse: MarketCalendar) -> None:
-    assert nyse.is_open(et(2024, 11, 24, 21, 0), Session.IBEOS)      # Sunday night -> Monday
-    assert not nyse.is_open(et(2024, 11, 23, 21, 0), Session.IBEOS)  # Saturday night
-    assert nyse.is_open(et(2024, 11, 25, 3, 49), Session.IBEOS)
-    assert not nyse.is_open(et(2024, 11, 25, 3, 50), Session.IBEOS)
+    assert nyse.is_open(et(2024, 11, 24, 21, 0), TradingSession.IBEOS)      # Sunday night -> Monday
+    assert not nyse.is_open(et(2024, 11, 23, 21, 0), TradingSession.IBEOS)  # Saturday night
+    assert nyse.is_open(et(2024, 11, 25, 3, 49), TradingSession.IBEOS)
+    assert not nyse.is_open(et(2024, 11, 25, 3, 50), TradingSession.IBEOS)
     # The night before Thanksgiving belongs to no session; the night after belongs to Friday.
-    assert not nyse.is_open(et(2024, 11, 27, 22, 0), Session.IBEOS)
-    assert nyse.is_open(et(2024, 11, 28, 22, 0), Session.IBEOS)
-    assert nyse.next_open(et(2024, 11, 23, 12, 0), Session.IBEOS) == et(2024, 11, 24, 20, 0)
+    assert not nyse.is_open(et(2024, 11, 27, 22, 0), TradingSession.IBEOS)
+    assert nyse.is_open(et(2024, 11, 28, 22, 0), TradingSession.IBEOS)
+    assert nyse.next_open(et(2024, 11, 23, 12, 0), TradingSession.IBEOS) == et(2024, 11, 24, 20, 0)
 
 
 def test_crypto_24h_and_fx_24x5(nyse: MarketCalendar) -> None:
     saturday = dt.datetime(2024, 11, 23, 12, 0, tzinfo=dt.UTC)
-    assert nyse.is_open(saturday, Session.H24)
-    assert nyse.is_open(et(2024, 11, 28, 12, 0), Session.H24)  # holidays do not apply
-    assert len(nyse.sessions("2024-01-01", "2024-12-31", Session.H24)) == 366
-    assert nyse.next_open(saturday, Session.H24) == dt.datetime(2024, 11, 24, tzinfo=dt.UTC)
+    assert nyse.is_open(saturday, TradingSession.H24)
+    assert nyse.is_open(et(2024, 11, 28, 12, 0), TradingSession.H24)  # holidays do not apply
+    assert len(nyse.sessions("2024-01-01", "2024-12-31", TradingSession.H24)) == 366
+    assert nyse.next_open(saturday, TradingSession.H24) == dt.datetime(2024, 11, 24, tzinfo=dt.UTC)
     # FX: closed from Friday 17:00 to Sunday 17:00 New York time.
-    assert nyse.is_open(et(2024, 11, 22, 16, 59), Session.X24X5)
-    assert not nyse.is_open(et(2024, 11, 22, 17, 0), Session.X24X5)
-    assert not nyse.is_open(saturday, Session.X24X5)
-    assert nyse.next_open(saturday, Session.X24X5) == et(2024, 11, 24, 17, 0)
-    assert nyse.is_open(et(2024, 11, 28, 12, 0), Session.X24X5)
-    assert len(nyse.sessions("2024-01-01", "2024-12-31", Session.X24X5)) == 262
+    assert nyse.is_open(et(2024, 11, 22, 16, 59), TradingSession.H24X5)
+    assert not nyse.is_open(et(2024, 11, 22, 17, 0), TradingSession.H24X5)
+    assert not nyse.is_open(saturday, TradingSession.H24X5)
+    assert nyse.next_open(saturday, TradingSession.H24X5) == et(2024, 11, 24, 17, 0)
+    assert nyse.is_open(et(2024, 11, 28, 12, 0), TradingSession.H24X5)
+    assert len(nyse.sessions("2024-01-01", "2024-12-31", TradingSession.H24X5)) == 262
 
 
 def test_daylight_saving_switch(nyse: MarketCalendar) -> None:
@@ -259,6 +261,37 @@ def test_hong_kong_lunch_break_and_half_day(xhkg: MarketCalendar) -> None:
 def test_exchanges_without_a_break_have_one_window(nyse: MarketCalendar) -> None:
     assert nyse.break_of("2024-03-12") is None
     assert nyse.windows("2024-03-12") == [nyse.window("2024-03-12")]
-    assert nyse.windows("2024-03-12", Session.POST) == [nyse.window("2024-03-12", Session.POST)]
+    assert nyse.windows("2024-03-12", S.POST) == [nyse.window("2024-03-12", S.POST)]
     with pytest.raises(CalendarError, match="not a RTH trading day"):
         nyse.windows("2024-11-28")
+
+
+def test_an_orders_session_is_what_the_calendar_answers_for(nyse: MarketCalendar) -> None:
+    """One enum: the wire's TradingSession (and its values) goes straight to the calendar."""
+    night = et(2024, 11, 24, 21, 0)
+    assert nyse.is_open(night, TradingSession.IBEOS)
+    assert nyse.is_open(night, "IBEOS") and nyse.is_open(night, "24X5")
+    assert as_session("24H") is TradingSession.H24
+    with pytest.raises(CalendarError, match="unknown session 'overnight'"):
+        nyse.is_open(night, "overnight")
+
+
+def test_the_former_session_names_work_with_a_deprecation_warning(nyse: MarketCalendar) -> None:
+    import mts1b_platform.calendars as calendars
+
+    saturday = dt.datetime(2024, 11, 23, 12, 0, tzinfo=dt.UTC)
+    with pytest.warns(DeprecationWarning, match="calendars.Session is deprecated"):
+        old = calendars.Session
+    with pytest.warns(DeprecationWarning, match=r"Session\.X24X5 is deprecated"):
+        assert old.X24X5 is TradingSession.H24X5
+    assert old.RTH is TradingSession.RTH and isinstance(TradingSession.PRE, old)
+    assert list(old) == list(TradingSession)
+    with pytest.warns(DeprecationWarning, match="'24h' is deprecated"):
+        assert old("24h") is TradingSession.H24
+    with pytest.warns(DeprecationWarning, match="'24x5' is deprecated"):
+        assert not nyse.is_open(saturday, "24x5")
+    with pytest.warns(DeprecationWarning, match="'24h' is deprecated"):
+        assert nyse.sessions("2024-11-23", "2024-11-24", "24h") == [dt.date(2024, 11, 23),
+                                                                    dt.date(2024, 11, 24)]
+    with pytest.raises(ValueError, match="unknown session"):
+        old("weekend")

@@ -74,7 +74,6 @@ from mts1b_foundation import (
     Side,
     SystemClock,
     TimeInForce,
-    TradingSession,
     deterministic_id,
     fit_to_domain,
 )
@@ -102,10 +101,6 @@ _REQUEST_REPORTS = {ExecType.CANCEL_REJECT, ExecType.REPLACE_REJECT}
 """Reports about a refused cancel or replace request: they leave the order as it was."""
 _STATE_VERSION = 1
 """Version of :meth:`PaperClient.snapshot`'s layout: a state of another version is refused."""
-_PLATFORM_SESSION = {
-    TradingSession.RTH: "RTH", TradingSession.PRE: "PRE", TradingSession.POST: "POST",
-    TradingSession.IBEOS: "IBEOS", TradingSession.H24: "24h", TradingSession.H24X5: "24x5",
-}
 
 
 @runtime_checkable
@@ -998,9 +993,8 @@ class PaperClient:
         self._check_prices(inst, order.limit_price, order.stop_price)
         self._check_quantity(inst, order.quantity)
         if self._calendar is not None:
-            session = _PLATFORM_SESSION[order.session]
-            try:
-                is_open = self._calendar.is_open(now, session)
+            try:  # the calendar answers for the order's own TradingSession
+                is_open = self._calendar.is_open(now, order.session)
             except Exception as exc:  # a calendar that cannot answer is a closed session
                 raise _Reject(RejectReason.SESSION_CLOSED, f"calendar: {exc}") from None
             if not is_open:

@@ -3,9 +3,15 @@
 Why a wrapper around ``exchange_calendars``: holiday and early-close rules are maintained there (we
 never hand-write holiday tables), but the stack needs more than the regular session: US equities
 trade pre-market, post-market and (at IBKR) overnight, crypto trades around the clock and FX trades
-24x5. :class:`MarketCalendar` turns one exchange calendar plus a :class:`Session` kind into windows
+24x5. :class:`MarketCalendar` turns one exchange calendar plus a session kind into windows
 ``[open, close)`` in UTC and answers ``is_open`` / ``next_open`` / ``next_close`` /
 ``sessions`` over them.
+
+The session kinds are :class:`mts1b_foundation.enums.TradingSession`, the enum an order carries in
+``Order.session``: one vocabulary for "when may this trade" and "when is that open", so a venue
+asks the calendar about an order's own session with no mapping table in between. The name
+``Session`` (with ``Session.X24X5`` and the lower-case strings ``"24h"`` / ``"24x5"``) is the
+calendar's former enum, kept working for one release with a DeprecationWarning.
 
 Session windows, for a trading day ``D`` of the calendar (times in the exchange's time zone, which
 is America/New_York for ``XNYS``/``XNAS``):
@@ -20,11 +26,11 @@ IBEOS     IBKR's overnight session: 20:00 on the calendar day before ``D`` until
           (so Sunday 20:00 - Monday 03:50 belongs to Monday); which symbols are eligible is
           the broker's list, not the calendar's
 H24       crypto: every calendar day, 00:00-24:00 UTC (the ``24/7`` calendar)
-X24X5     FX: Monday-Friday, each day ``D`` from 17:00 New York on the previous calendar day
+H24X5     FX: Monday-Friday, each day ``D`` from 17:00 New York on the previous calendar day
           to 17:00 on ``D`` - the market opens Sunday 17:00 and closes Friday 17:00 New York time
 ========  ===========================================================================
 
-For H24 and X24X5 the trading days come from exchange_calendars' ``24/7`` and ``24/5`` calendars,
+For H24 and H24X5 the trading days come from exchange_calendars' ``24/7`` and ``24/5`` calendars,
 whatever exchange the :class:`MarketCalendar` was built for. Every timestamp passed in must be
 timezone-aware (naive datetimes are ambiguous and refused); every timestamp returned is UTC.
 
@@ -42,18 +48,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import enum
 import functools
 import warnings
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xc
 import pandas as pd
 from mts1b_foundation import MtsError
+from mts1b_foundation.enums import TradingSession
 
-__all__ = ["CalendarError", "MarketCalendar", "Session"]
+__all__ = ["CalendarError", "MarketCalendar", "Session", "as_session"]
 
 _NEW_YORK = ZoneInfo("America/New_York")
 # exchange_calendars builds a calendar for a date range; this covers the research history the stack
@@ -69,15 +75,86 @@ class CalendarError(MtsError, ValueError):
     code: ClassVar[str] = "PLATFORM.CALENDAR"
 
 
-class Session(enum.StrEnum):
-    """The kinds of trading window a :class:`MarketCalendar` can answer for."""
+_OLD_VALUES = {"24h": TradingSession.H24, "24x5": TradingSession.H24X5}
+"""The former ``Session`` enum's lower-case values; TradingSession's are ``"24H"``/``"24X5"``."""
+_OLD_NAMES = {"X24X5": "H24X5"}
+"""The former enum's member names that TradingSession spells differently."""
 
-    RTH = "RTH"
-    PRE = "PRE"
-    POST = "POST"
-    IBEOS = "IBEOS"
-    H24 = "24h"
-    X24X5 = "24x5"
+
+def _deprecated(what: str, instead: str, *, stacklevel: int = 3) -> None:
+    """Warn at the caller's line (``stacklevel`` counts this function and the one that
+    detected the old spelling)."""
+    warnings.warn(f"{what} is deprecated and goes in the next release; use {instead}",
+                  DeprecationWarning, stacklevel=stacklevel)
+
+
+def as_session(value: TradingSession | str) -> TradingSession:
+    """The :class:`TradingSession` a calendar method was given.
+
+    A TradingSession or its value (``"RTH"``, ``"24H"``) is taken as it is; the former enum's
+    lower-case ``"24h"`` / ``"24x5"`` are still read, with a DeprecationWarning. Anything else
+    is a :class:`CalendarError` naming the values that are accepted.
+    """
+    if isinstance(value, TradingSession):
+        return value
+    if isinstance(value, str):
+        if value in _OLD_VALUES:
+            _deprecated(f"the session string {value!r}",
+                        f"TradingSession.{_OLD_VALUES[value].name}", stacklevel=4)
+            return _OLD_VALUES[value]
+        try:
+            return TradingSession(value)
+        except ValueError:
+            pass
+    raise CalendarError(f"unknown session {value!r}; expected one of "
+                        f"{', '.join(s.value for s in TradingSession)}", value=repr(value))
+
+
+class _SessionAliasType(type):
+    """What makes the deprecated ``Session`` name behave like the former enum: members by
+    their old names (``X24X5`` included), values through :func:`as_session`, ``isinstance`` and
+    iteration over TradingSession."""
+
+    def __getattr__(cls, name: str) -> TradingSession:
+        if name in _OLD_NAMES:
+            _deprecated(f"Session.{name}", f"TradingSession.{_OLD_NAMES[name]}")
+            name = _OLD_NAMES[name]
+        try:
+            return TradingSession[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __call__(cls, value: TradingSession | str) -> TradingSession:
+        return as_session(value)  # CalendarError is a ValueError, as the old enum raised
+
+    def __getitem__(cls, name: str) -> TradingSession:
+        return TradingSession[_OLD_NAMES.get(name, name)]
+
+    def __iter__(cls) -> Iterator[TradingSession]:
+        return iter(TradingSession)
+
+    def __len__(cls) -> int:
+        return len(TradingSession)
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, TradingSession)
+
+
+class _SessionAlias(metaclass=_SessionAliasType):
+    """The former ``mts1b_platform.calendars.Session`` (see :class:`_SessionAliasType`)."""
+
+
+if TYPE_CHECKING:
+    Session = TradingSession
+    """Deprecated: use :class:`mts1b_foundation.enums.TradingSession`."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Session":
+        _deprecated("mts1b_platform.calendars.Session",
+                    "mts1b_foundation.enums.TradingSession")
+        return _SessionAlias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _PRE_START = dt.time(4, 0)
@@ -166,10 +243,10 @@ class MarketCalendar:
 
     # --- trading days -------------------------------------------------------------------------
 
-    def _calendar_for(self, session: Session) -> Any:
-        if session is Session.H24:
+    def _calendar_for(self, session: TradingSession) -> Any:
+        if session is TradingSession.H24:
             return self._covering("24/7")
-        if session is Session.X24X5:
+        if session is TradingSession.H24X5:
             return self._covering("24/5")
         return self._cal
 
@@ -188,17 +265,17 @@ class MarketCalendar:
                 raise
 
     def sessions(self, start: dt.date | str, end: dt.date | str,
-                 session: Session = Session.RTH) -> list[dt.date]:
+                 session: TradingSession | str = TradingSession.RTH) -> list[dt.date]:
         """Trading days in ``[start, end]`` (both inclusive), in order.
 
         For RTH/PRE/POST/IBEOS these are the exchange's sessions (holidays excluded); for H24 every
-        calendar day; for X24X5 Monday to Friday.
+        calendar day; for H24X5 Monday to Friday.
         """
         first, last = _as_date(start), _as_date(end)
         if last < first:
             return []
         self._check_range(first, last)
-        cal = self._calendar_for(Session(session))
+        cal = self._calendar_for(as_session(session))
         # The calendar was built from `first`, but its first session can fall later (a holiday
         # or weekend start), and exchange_calendars refuses dates outside its sessions: clamp.
         lo = max(pd.Timestamp(first), cal.first_session)
@@ -209,7 +286,8 @@ class MarketCalendar:
             idx = cal.sessions_in_range(lo, hi)
         return [ts.date() for ts in idx]
 
-    def is_session(self, day: dt.date | str, session: Session = Session.RTH) -> bool:
+    def is_session(self, day: dt.date | str,
+                   session: TradingSession | str = TradingSession.RTH) -> bool:
         """Whether ``day`` is a trading day."""
         d = _as_date(day)
         return bool(self.sessions(d, d, session))
@@ -271,32 +349,33 @@ class MarketCalendar:
 
     # --- intraday windows ---------------------------------------------------------------------
 
-    def window(self, day: dt.date | str, session: Session = Session.RTH,
+    def window(self, day: dt.date | str, session: TradingSession | str = TradingSession.RTH,
                ) -> tuple[dt.datetime, dt.datetime]:
         """The ``[open, close)`` span (UTC) of ``session`` for trading day ``day``.
 
         For RTH on an exchange with a lunch break the span includes the break; :meth:`windows`
         gives the intervals in which the exchange actually trades.
         """
-        d, kind = _as_date(day), Session(session)
+        d, kind = _as_date(day), as_session(session)
         if not self.is_session(d, kind):
             raise CalendarError(f"{d} is not a {kind.value} trading day of {self.name}",
                                 calendar=self.name, day=str(d), session=kind.value)
         return self._window(d, kind)
 
-    def windows(self, day: dt.date | str, session: Session = Session.RTH,
+    def windows(self, day: dt.date | str, session: TradingSession | str = TradingSession.RTH,
                 ) -> list[tuple[dt.datetime, dt.datetime]]:
         """The ``[open, close)`` trading intervals (UTC) of ``session`` on trading day ``day``,
         in order: one, or two for RTH on a day with a lunch break (the morning up to the break's
         start, the afternoon from its end)."""
-        d, kind = _as_date(day), Session(session)
+        d, kind = _as_date(day), as_session(session)
         if not self.is_session(d, kind):
             raise CalendarError(f"{d} is not a {kind.value} trading day of {self.name}",
                                 calendar=self.name, day=str(d), session=kind.value)
         return self._split_windows(d, kind)
 
-    def _split_windows(self, d: dt.date, kind: Session) -> list[tuple[dt.datetime, dt.datetime]]:
-        if kind is not Session.RTH:
+    def _split_windows(self, d: dt.date,
+                       kind: TradingSession) -> list[tuple[dt.datetime, dt.datetime]]:
+        if kind is not TradingSession.RTH:
             return [self._window(d, kind)]
         open_, close, pause = self._schedule(d, known_session=True)
         if pause is None:
@@ -304,23 +383,23 @@ class MarketCalendar:
         start, end = pause
         return [w for w in ((open_, min(start, close)), (max(end, open_), close)) if w[0] < w[1]]
 
-    def _window(self, d: dt.date, kind: Session) -> tuple[dt.datetime, dt.datetime]:
+    def _window(self, d: dt.date, kind: TradingSession) -> tuple[dt.datetime, dt.datetime]:
         tz = self.tz
-        if kind is Session.H24:
+        if kind is TradingSession.H24:
             start = dt.datetime.combine(d, dt.time(0), dt.UTC)
             return start, start + dt.timedelta(days=1)
-        if kind is Session.X24X5:
+        if kind is TradingSession.H24X5:
             prev = d - dt.timedelta(days=1)
             return (dt.datetime.combine(prev, _FX_ROLL, _NEW_YORK).astimezone(dt.UTC),
                     dt.datetime.combine(d, _FX_ROLL, _NEW_YORK).astimezone(dt.UTC))
-        if kind is Session.IBEOS:
+        if kind is TradingSession.IBEOS:
             prev = d - dt.timedelta(days=1)
             return (dt.datetime.combine(prev, _IBEOS_START, tz).astimezone(dt.UTC),
                     dt.datetime.combine(d, _IBEOS_END, tz).astimezone(dt.UTC))
         open_, close = self._regular(d)
-        if kind is Session.RTH:
+        if kind is TradingSession.RTH:
             return open_, close
-        if kind is Session.PRE:
+        if kind is TradingSession.PRE:
             return dt.datetime.combine(d, _PRE_START, tz).astimezone(dt.UTC), open_
         early = close.astimezone(tz).time() < self._regular_close_time(d)
         end = _POST_END_EARLY if early else _POST_END
@@ -333,7 +412,7 @@ class MarketCalendar:
                 close_time = t
         return close_time
 
-    def _windows_from(self, day: dt.date, kind: Session) -> Iterator[tuple[dt.datetime,
+    def _windows_from(self, day: dt.date, kind: TradingSession) -> Iterator[tuple[dt.datetime,
                                                                             dt.datetime]]:
         """Windows of trading days from ``day`` on, in order (scans ahead in chunks)."""
         cursor = day
@@ -345,10 +424,11 @@ class MarketCalendar:
         raise CalendarError(f"{self.name} has no {kind.value} session within "
                             f"{_MAX_SCAN_DAYS} days after {day}", calendar=self.name)
 
-    def is_open(self, ts: dt.datetime | pd.Timestamp, session: Session = Session.RTH) -> bool:
+    def is_open(self, ts: dt.datetime | pd.Timestamp,
+                session: TradingSession | str = TradingSession.RTH) -> bool:
         """Whether ``session`` is open at ``ts`` (windows ``[open, close)``; False during a
         lunch break, as exchange_calendars' ``is_open_on_minute``)."""
-        t, kind = _utc(ts), Session(session)
+        t, kind = _utc(ts), as_session(session)
         # A window belongs to a trading day that is at most one calendar day after ts's date.
         start = t.date() - dt.timedelta(days=1)
         for d in self.sessions(start, t.date() + dt.timedelta(days=1), kind):
@@ -358,19 +438,19 @@ class MarketCalendar:
         return False
 
     def next_open(self, ts: dt.datetime | pd.Timestamp,
-                  session: Session = Session.RTH) -> dt.datetime:
+                  session: TradingSession | str = TradingSession.RTH) -> dt.datetime:
         """The first window open strictly after ``ts`` (UTC); the end of a lunch break is one."""
-        t, kind = _utc(ts), Session(session)
+        t, kind = _utc(ts), as_session(session)
         for open_, _close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
             if open_ > t:
                 return open_
         raise AssertionError("unreachable: _windows_from raises when it runs out")
 
     def next_close(self, ts: dt.datetime | pd.Timestamp,
-                   session: Session = Session.RTH) -> dt.datetime:
+                   session: TradingSession | str = TradingSession.RTH) -> dt.datetime:
         """The first window close strictly after ``ts`` (UTC); the start of a lunch break is
         one."""
-        t, kind = _utc(ts), Session(session)
+        t, kind = _utc(ts), as_session(session)
         for _open, close in self._windows_from(t.date() - dt.timedelta(days=1), kind):
             if close > t:
                 return close
