@@ -147,26 +147,37 @@ def _services_env(uv: str, *extra: str, dev_dir: Path | None = None,
 # bus, the key-value store, migrations and the dev servers themselves).
 WHEEL_SERVER_PATHS = ("extraction/tests", "mts1b-platform/tests")
 
-# The first pytest lane: these libraries' tests (the rest, and any new library, go to the
-# second, which then reruns the lifecycle suite on the wheels' servers). Chosen so the two take
-# about as long (each prints its slowest tests): the paper loop's tests are the longest.
+# Which tests run in which lane. The first pytest lane: these folders' tests; the checks lane
+# runs the tools' tests after repocheck; every other library (and any new one) goes to the
+# second pytest lane, which then reruns the lifecycle suite on the wheels' servers. Chosen so
+# the three take about as long (each pytest run prints its slowest tests and leaves a JUnit
+# report in .mts1b-dev/test-reports/): the paper loop's tests are the longest.
 FIRST_LANE = ("mts1b-research", "mts1b-GPUbacktester", "mts1b-quantkit", "mts1b-foundation",
-              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "tools", "extraction")
+              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "extraction")
+CHECKS_LANE = ("tools",)
+PYTEST_RUNS = 3
 
 
-def _pytest_lanes(run: Sequence[str], env: dict[str, str]) -> tuple[Lane, Lane]:
+def _pytest_run(run: Sequence[str], env: dict[str, str], number: int, paths: Sequence[str],
+                out: IO[str]) -> dict[str, bool]:
+    """One pytest process over ``paths``: a base temp of its own (pytest's default numbering is
+    shared between processes), no shared cache, its slowest tests and a JUnit report."""
+    reports = ROOT / ".mts1b-dev" / "test-reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    name = f"pytest ({number}/{PYTEST_RUNS})"
+    argv = [*run, "pytest", "-q", "-p", "no:cacheprovider", "--durations=15",
+            f"--junitxml={reports / f'pytest-{number}.xml'}", "--basetemp",
+            str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-{number}"), *paths]
+    return {name: _run(name, argv, env, out)}
+
+
+def _pytest_paths() -> tuple[list[str], list[str], list[str]]:
+    """The test folders of the first pytest lane, the second and the checks lane."""
     first = [f"{name}/tests" for name in FIRST_LANE]
+    checks = [f"{name}/tests" for name in CHECKS_LANE]
     second = sorted(f"{path.name}/tests" for path in ROOT.glob("mts1b-*/")
                     if (path / "tests").is_dir() and path.name not in FIRST_LANE)
-
-    def lane(number: int, paths: Sequence[str]) -> Lane:
-        # a base temp of its own (pytest's default numbering is shared), no shared cache
-        argv = [*run, "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", "--basetemp",
-                str(Path(tempfile.gettempdir()) / f"mts1b-pytest-{os.getpid()}-{number}"),
-                *paths]
-        return lambda out: {f"pytest ({number}/2)": _run(f"pytest ({number}/2)", argv, env,
-                                                         out)}
-    return lane(1, first), lane(2, second)
+    return first, second, checks
 
 
 def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None,
@@ -201,8 +212,9 @@ def _pytest_on_wheel_servers(uv: str, out: IO[str] | None = None,
 
 
 def test() -> int:
-    """Three lanes side by side: the two pytest lanes (the second then reruns the integration
-    suite on the wheels' servers) and the checks (ruff, mypy, docs, dedupe, repocheck).
+    """Three lanes side by side: two pytest lanes (the second then reruns the integration
+    suite on the wheels' servers) and the checks (ruff, mypy, docs, dedupe, repocheck, then the
+    tools' tests).
 
     Why the checks run beside the tests rather than after them: repocheck spends most of its
     time waiting on pip and its index, which leaves CPU for the tests; one after the other took
@@ -216,11 +228,14 @@ def test() -> int:
     own_dist = Path(tempfile.mkdtemp(prefix="mts1b-test-dist-"))
     isolated = {"MTS_DEPLOY_TEST_DIST": str(own_dist)}
     env = {**(_services_env(uv) or dict(os.environ)), **isolated}
-    first, second = _pytest_lanes(run, env)
+    first, second, tools = _pytest_paths()
     docs_env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 
-    def second_then_wheel_servers(out: IO[str]) -> dict[str, bool]:
-        return {**second(out),
+    def first_lane(out: IO[str]) -> dict[str, bool]:
+        return _pytest_run(run, env, 1, first, out)
+
+    def second_lane(out: IO[str]) -> dict[str, bool]:
+        return {**_pytest_run(run, env, 2, second, out),
                 "pytest-wheel-servers": _pytest_on_wheel_servers(uv, out, isolated)}
 
     def checks(out: IO[str]) -> dict[str, bool]:
@@ -233,9 +248,10 @@ def test() -> int:
             # three at once: its installs wait on pip's index as much as on the CPU
             "repocheck": _run("repocheck", [*run, "python", "-m", "tools.repocheck",
                                             "--jobs", "3"], out=out),
+            **_pytest_run(run, env, 3, tools, out),
         }
     try:
-        results = _side_by_side(first, second_then_wheel_servers, checks)
+        results = _side_by_side(first_lane, second_lane, checks)
     finally:
         shutil.rmtree(own_dist, ignore_errors=True)
     print("\n[dev] summary: " + ", ".join(f"{k}={'ok' if v else 'FAILED'}"
