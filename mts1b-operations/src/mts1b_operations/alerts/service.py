@@ -12,7 +12,8 @@ again and is deduplicated by its ``alert_id``):
 
 Every ``tick`` seconds it resolves what timed out, raises missing heartbeats and evaluates
 the groups that are due; the dispatcher delivers the outbox meanwhile. It publishes its own
-heartbeat (``mts1b-operations-alerts``), so a second router - or a person - can tell it died.
+heartbeat (``mts1b-operations-alerts``, through :class:`mts1b_platform.heartbeat.Heartbeater`),
+so a second router - or a person - can tell it died.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from mts1b_foundation import Alert, Heartbeat, SystemClock, TradingStateChange
+from mts1b_foundation import Alert, SystemClock, TradingStateChange
 from mts1b_platform.bus import Bus, BusError, Consumer, Delivery
+from mts1b_platform.heartbeat import HEARTBEAT_SUBJECTS, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.shutdown import stop_on_signals
 
@@ -72,7 +74,7 @@ async def run_alerts(config: AlertsConfig, *, namespace: str | None = None,
             consumers.append(await bus.consume(ALERT_SUBJECT, on_alert,
                                                durable="operations-alerts-router",
                                                ack_wait=config.ack_wait))
-            consumers.append(await bus.consume("mts.v1.operations.heartbeats.*", on_beat,
+            consumers.append(await bus.consume(HEARTBEAT_SUBJECTS, on_beat,
                                                durable="operations-alerts-heartbeats",
                                                ack_wait=config.ack_wait))
 
@@ -92,13 +94,14 @@ async def run_alerts(config: AlertsConfig, *, namespace: str | None = None,
 
             tasks = [asyncio.create_task(dispatcher.run(stop)),
                      asyncio.create_task(follow_halts()),
-                     asyncio.create_task(_ticks(router, config.tick, stop)),
-                     asyncio.create_task(_beat(bus, started, heartbeat_interval, stop))]
-            _log.info("alert router running", receivers=sorted(dispatcher.sinks),
-                      schema=config.schema_name)
-            if ready is not None:
-                ready.set()
-            await stop.wait()
+                     asyncio.create_task(_ticks(router, config.tick, stop))]
+            async with Heartbeater(bus, HEARTBEAT_SERVICE, interval_s=heartbeat_interval,
+                                   clock=clock, started_at=started):
+                _log.info("alert router running", receivers=sorted(dispatcher.sinks),
+                          schema=config.schema_name)
+                if ready is not None:
+                    ready.set()
+                await stop.wait()
             for consumer in consumers:
                 await consumer.stop()
             for task in tasks:
@@ -119,13 +122,3 @@ async def _ticks(router: Router, every: float, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
 
-
-async def _beat(bus: Bus, started: Any, every: float, stop: asyncio.Event) -> None:
-    clock = SystemClock()
-    subject = f"mts.v1.operations.heartbeats.{HEARTBEAT_SERVICE}"
-    while not stop.is_set():
-        with contextlib.suppress(Exception):  # the router's own pulse must not stop it
-            await bus.publish(subject, Heartbeat(service=HEARTBEAT_SERVICE, interval_s=every,
-                                                 started_at=started, ts=clock.now()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
