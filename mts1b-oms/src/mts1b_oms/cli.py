@@ -110,6 +110,10 @@ def serve(
              "each session's tick as 'oms' once the broker's reports are applied and their "
              "events published; a paper broker service it starts gets --replay-clock too")
                           ] = False,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on mts.v1.operations.heartbeats.mts1b-oms")
+                                  ] = 10.0,
 ) -> None:
     """Run the OMS service until SIGTERM (then drain).
 
@@ -135,7 +139,8 @@ def serve(
                         full_gc_interval=full_gc_interval, cancel_rate=cancel_rate,
                         sweep_drain_seconds=sweep_drain_seconds, keys=KeyRegistry.load(keys),
                         command_window=dt.timedelta(seconds=command_window),
-                        broker_wait=broker_wait, replay_clock=replay_clock)
+                        broker_wait=broker_wait, replay_clock=replay_clock,
+                        heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

@@ -17,6 +17,8 @@
 - The kill switch fans out through the KV bucket ``mts_oms_trading_state``: every instance
   watches it, applies changes at once and sweeps its part of a halted scope
   (:mod:`mts1b_oms.killswitch`); the sweeps themselves are durable in PostgreSQL.
+- A heartbeat every ``heartbeat_interval`` seconds (10 by default) on
+  ``mts.v1.operations.heartbeats.mts1b-oms`` while it serves.
 - Reference prices come from ``mts.v1.datalake.bars.*`` / ``quotes.*`` (core NATS) and from an
   optional prices file.
 - What each symbol is (tick and lot size, minimum and maximum quantity) comes from the
@@ -90,6 +92,7 @@ from mts1b_foundation import (
 )
 from mts1b_foundation.plugins import BROKERS, entry_points_of, load_entry_point
 from mts1b_platform.bus import Bus, BusError
+from mts1b_platform.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
     ACTIONS_SUBJECT,
@@ -112,7 +115,8 @@ from mts1b_oms.tasks import cancel_and_wait
 from mts1b_oms.tradingstate import parse_change, scope_key
 from mts1b_oms.treasuryfunds import follow_treasury_funds, load_treasury_funds
 
-__all__ = ["ACTIONS_SUBJECT", "KV_BUCKET", "PAPER", "PAPER_ARGS", "REPLAY_PARTICIPANT",
+__all__ = ["ACTIONS_SUBJECT", "HEARTBEAT_SERVICE", "KV_BUCKET", "PAPER", "PAPER_ARGS",
+           "REPLAY_PARTICIPANT",
            "STATE_COMMAND_SUBJECTS", "STATE_QUEUE", "ActionDesk", "BrokerLink", "KvFanout",
            "ReportCursor", "ServeOptions",
            "connect_broker", "finish_session", "load_broker", "load_funds", "paper_command",
@@ -123,6 +127,9 @@ REPLAY_PARTICIPANT = "oms"
 """The participant name the OMS takes a lockstep replay's ticks as (``--lockstep ...,oms,...``)."""
 
 KV_BUCKET = "mts_oms_trading_state"
+HEARTBEAT_SERVICE = "mts1b-oms"
+"""The name the OMS beats as: ``mts.v1.operations.heartbeats.mts1b-oms``
+(:class:`~mts1b_platform.heartbeat.Heartbeater`, every ``ServeOptions.heartbeat_interval``)."""
 STATE_QUEUE = "mts1b-oms"
 """The queue group state commands are served in: one instance takes each."""
 STATE_COMMAND_SUBJECTS = ("mts.v1.oms.commands.halt", "mts.v1.oms.commands.reduce",
@@ -427,6 +434,11 @@ class ServeOptions:
     actions_wait: float = 2.0
     """``replay_clock``: seconds a tick waits for its session's corporate actions on the bus
     before reading the missing ones back from the datalake stream."""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    """Seconds between two heartbeats on ``mts.v1.operations.heartbeats.mts1b-oms`` (the
+    alert router raises ``HeartbeatMissing`` when they stop)."""
+    heartbeat_instance: str = "default"
+    """Which copy of the OMS the heartbeats come from."""
 
 
 class ActionDesk:
@@ -740,11 +752,15 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     # Full GC passes stall every order in hand; run them on our schedule (see gcpolicy).
     collections = ScheduledFullCollections(opts.full_gc_interval)
     collections.start()
+    heartbeat = Heartbeater(bus, HEARTBEAT_SERVICE, instance=opts.heartbeat_instance,
+                            interval_s=opts.heartbeat_interval)
+    heartbeat.start()
     try:
         if ready is not None:
             ready.set()
         await done.wait()
     finally:  # the collector's own schedule again, also if this task is cancelled
+        await heartbeat.stop()
         await collections.stop()
     _log.info("oms draining")
     for sub in subs:  # stop taking commands; handlers in hand finish
