@@ -100,11 +100,18 @@ def serve(
              "and start from --account. Without it a (re)started paper service takes up its "
              "stored accounts, positions and orders, and --account only opens a venue that "
              "never stored one")] = False,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on "
+             "mts.v1.operations.heartbeats.mts1b-brokers-<name>")] = 10.0,
 ) -> None:
     """Serve BROKER on mts.v1.brokers.<name>.* until SIGTERM/SIGINT.
 
     With --replay-clock (paper) the service takes a lockstep replay's ticks as
     broker-<name>: an order accepted during session d fills on session d+1's bar.
+
+    It beats as mts1b-brokers-<name> on mts.v1.operations.heartbeats.* every
+    --heartbeat-interval seconds.
 
     The paper venue's state is stored in the KV bucket broker-state-<name> after each change
     and restored at start, so a SIGKILLed service restarts where it was (--reset-state
@@ -131,7 +138,8 @@ def serve(
                                  param_hint=flag)
     try:
         asyncio.run(_serve(broker, config, nats_url=nats_url, namespace=namespace,
-                           replay_clock=replay_clock, reset_state=reset_state))
+                           replay_clock=replay_clock, reset_state=reset_state,
+                           heartbeat_interval=heartbeat_interval))
     except VenueStateUnreadable as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -139,7 +147,7 @@ def serve(
 
 async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | None,
                  namespace: str | None, replay_clock: bool = False,
-                 reset_state: bool = False) -> None:
+                 reset_state: bool = False, heartbeat_interval: float = 10.0) -> None:
     from mts1b_platform.bus import Bus
     from mts1b_platform.replayclock import start_clock
 
@@ -159,7 +167,8 @@ async def _serve(broker_name: str, config: dict[str, Any], *, nats_url: str | No
         config["clock"] = clock
     venue = get_broker(broker_name, **config)
     service = BrokerService(venue, bus, replay_clock=clock,
-                            durable=isinstance(venue, PaperClient), reset_state=reset_state)
+                            durable=isinstance(venue, PaperClient), reset_state=reset_state,
+                            heartbeat_interval=heartbeat_interval)
     try:
         await service.start()
     except BaseException:

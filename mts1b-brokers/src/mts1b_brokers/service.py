@@ -78,6 +78,7 @@ from mts1b_foundation import (
 )
 from mts1b_foundation import subjects as registry
 from mts1b_platform.bus import Bus
+from mts1b_platform.heartbeat import Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import ReplayClock, serve_ticks, stored_actions
 from nats.aio.msg import Msg
@@ -87,7 +88,7 @@ from mts1b_brokers.paper import PaperClient, status_of
 from mts1b_brokers.venuestate import VenueStore
 
 __all__ = ["BrokerService", "SessionNotFinished", "account_subject", "command_subject",
-           "execution_subject", "tick_participant"]
+           "execution_subject", "heartbeat_service", "tick_participant"]
 
 _log = get_logger(__name__)
 _STREAM_AFTER_SECONDS = 0.25
@@ -121,6 +122,12 @@ def execution_subject(broker: str) -> str:
 def account_subject(broker: str) -> str:
     """``mts.v1.brokers.<broker>.account``: the account snapshot after each fill."""
     return registry.subject("brokers", broker, "account")
+
+
+def heartbeat_service(broker: str) -> str:
+    """The name a broker service beats as: ``mts1b-brokers-<broker>`` (its heartbeats go to
+    ``mts.v1.operations.heartbeats.mts1b-brokers-<broker>``)."""
+    return f"mts1b-brokers-{broker}"
 
 
 def tick_participant(broker: str) -> str:
@@ -170,7 +177,8 @@ class BrokerService:
     def __init__(self, broker: BrokerProtocol, bus: Bus, *, follow_market_data: bool = True,
                  queue: str | None = None, replay_clock: ReplayClock | None = None,
                  bar_wait: float = 20.0, durable: bool = False,
-                 reset_state: bool = False) -> None:
+                 reset_state: bool = False, heartbeat_interval: float | None = None,
+                 heartbeat_instance: str = "default") -> None:
         """``replay_clock``: serve the ticks of a lockstep replay as ``broker-<name>`` (see the
         module's docs); the paper venue must run on that clock itself
         (``PaperClient(clock=...)``), and it must follow market data. ``bar_wait``: seconds a
@@ -181,7 +189,12 @@ class BrokerService:
         :meth:`start`, so a SIGKILL loses nothing - every state change the service makes (a
         command, a bar or quote, a session's tick) is stored before the command is answered
         and before any report it caused is published. ``reset_state``: forget the stored
-        state at start (a new paper run in the same namespace)."""
+        state at start (a new paper run in the same namespace).
+
+        ``heartbeat_interval``: beat as :func:`heartbeat_service` every so many seconds
+        between :meth:`start` and :meth:`stop` (``mts mts1b-brokers serve`` does, every 10 s by
+        default); ``None``, a service embedded in another process (a test, a backtest),
+        does not."""
         self.broker = broker
         self.bus = bus
         self.name = broker.name
@@ -214,12 +227,16 @@ class BrokerService:
         self._unsaved_ended: list[dict[str, Any]] = []  # ended records a failed save held
         self._published = 0  # reports (numbered as PaperClient.emitted counts) handed to NATS
         self._outbox: dict[int, ExecutionReport] = {}  # stored, not yet published
+        self.heartbeat = (None if heartbeat_interval is None else Heartbeater(
+            bus, heartbeat_service(self.name), instance=heartbeat_instance,
+            interval_s=heartbeat_interval))
 
     async def start(self) -> None:
         """Restore the stored state (``durable``), connect the venue, start publishing and
         subscribe. Raises :class:`~mts1b_brokers.venuestate.VenueStateUnreadable` (naming the
         bucket and key) when a stored state cannot be read: the venue is not reset."""
-        await self.bus.declare_streams(["brokers"])
+        await self.bus.declare_streams(
+            ["brokers"] if self.heartbeat is None else ["brokers", "operations"])
         if self._durable:
             await self._restore()
             await self._publish_outbox()
@@ -240,9 +257,13 @@ class BrokerService:
             self._subs.append(await serve_ticks(self.bus, tick_participant(self.name),
                                                 self.on_tick, self.replay_clock))
         await nc.flush()  # the server knows every subscription before start() returns
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         _log.info("broker service started", broker=self.name, namespace=self.bus.namespace)
 
     async def stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
