@@ -50,6 +50,7 @@ async def test_the_oms_beats_while_it_serves() -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+        await asyncio.sleep(0.1)  # a beat acknowledged before the stop may still be on its way
         while not beats.empty():
             beats.get_nowait()
         await asyncio.sleep(0.5)

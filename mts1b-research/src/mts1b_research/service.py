@@ -13,7 +13,9 @@ whose signal cannot be computed (no data for its session, a factor that refuses 
 raises an alert and the others go on. The registry's transitions are published on
 ``mts.v1.research.strategies.changed`` by :class:`BusTransitionPublisher`. Signed strategy
 commands (promote, enable: :mod:`mts1b_research.commands`) are answered on
-``mts.v1.research.commands.strategy``.
+``mts.v1.research.commands.strategy``. While it serves it beats as ``mts1b-research``
+(:data:`HEARTBEAT_SERVICE`) every ``heartbeat_interval`` seconds, so the alert router raises
+``HeartbeatMissing`` when it dies.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mts1b_foundation import (
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus
 from mts1b_platform.calendars import MarketCalendar
+from mts1b_platform.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import serve_ticks, start_clock
 from mts1b_platform.shutdown import stop_on_signals
@@ -50,12 +53,15 @@ from mts1b_research.registry import StrategyRegistry, TransitionRecord
 from mts1b_research.schedule import next_rebalance, rebalance_times
 from mts1b_research.signals import compute_signal, signal_subject
 
-__all__ = ["ACTIVE", "BusTransitionPublisher", "ServeOptions", "SignalService", "run_service"]
+__all__ = ["ACTIVE", "HEARTBEAT_SERVICE", "BusTransitionPublisher", "ServeOptions",
+           "SignalService", "run_service"]
 
 _log = get_logger("mts1b_research.service")
 ACTIVE = (StrategyState.SHADOW, StrategyState.PAPER, StrategyState.LIVE)
 """The states whose strategies publish signals."""
 _REFRESH_SECONDS = 60.0
+HEARTBEAT_SERVICE = "mts1b-research"
+"""The name the signal service beats as: ``mts.v1.operations.heartbeats.mts1b-research``."""
 
 
 class BusTransitionPublisher:
@@ -90,6 +96,10 @@ class ServeOptions:
     """Run on a lockstep replay's clock (:mod:`mts1b_platform.replayclock`, participant
     ``research``): each replayed session's signals are published when the replay says the
     session is over, instead of at wall-clock rebalance times."""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    """Seconds between two heartbeats (:data:`HEARTBEAT_SERVICE`)."""
+    heartbeat_instance: str = "default"
+    """Which copy of the signal service the heartbeats come from."""
 
 
 class SignalService:
@@ -201,12 +211,14 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         stop_on_signals(done)
         _log.info("research serving", strategies=len(await service.active()),
                   calendar=opts.calendar, namespace=opts.namespace or "")
-        if ready is not None:
-            ready.set()
-        if opts.replay_clock:
-            await done.wait()  # the replay's ticks drive it (on_tick)
-        else:
-            await service.run(done)
+        async with Heartbeater(bus, HEARTBEAT_SERVICE, instance=opts.heartbeat_instance,
+                               interval_s=opts.heartbeat_interval):
+            if ready is not None:
+                ready.set()
+            if opts.replay_clock:
+                await done.wait()  # the replay's ticks drive it (on_tick)
+            else:
+                await service.run(done)
         with contextlib.suppress(Exception):
             await commands.drain()  # type: ignore[no-untyped-call]
         await bus.wait_requests()

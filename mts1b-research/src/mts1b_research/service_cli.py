@@ -59,10 +59,14 @@ def serve(
         help="publish each replayed session's signals when a lockstep replay says it is "
              "over (`mts mts1b-datalake replay --lockstep ...,research,...`), not at "
              "wall-clock times")] = False,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on mts.v1.operations.heartbeats.mts1b-research")
+                                  ] = 10.0,
 ) -> None:
     """Publish every shadow, paper and live strategy's signal at its rebalance times until
     SIGTERM (shadow ones on mts.v1.research.signals.shadow), and answer signed strategy
-    commands."""
+    commands. It beats as mts1b-research every --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
     from mts1b_platform.signing import KeyRegistry
 
@@ -73,6 +77,7 @@ def serve(
     opts = ServeOptions(dsn=dsn, store=store, schema=schema, namespace=namespace,
                         calendar=calendar, keys=KeyRegistry.load(keys) if keys else None,
                         replay_clock=replay_clock, strategies=tuple(strategy or ()),
+                        heartbeat_interval=heartbeat_interval,
                         rule=MinimumEvidence(min_sessions, min_ic=min_ic,
                                              min_t_stat=min_t_stat))
     typer.echo(f"research serving (schema {schema}{f', namespace {namespace}' if namespace else ''}"
