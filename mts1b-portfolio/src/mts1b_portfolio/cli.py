@@ -57,9 +57,14 @@ def serve(
     lot: Annotated[str | None, typer.Option(
         help="round each trade to this many shares (default 1; e.g. 0.00000001 for "
              "fractional shares)")] = None,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on "
+             "mts.v1.operations.heartbeats.mts1b-portfolio")] = 10.0,
 ) -> None:
     """Compose each fund's target from its sleeves' published signals and have the OMS
-    rebalance it; drop a disabled strategy's sleeve at once. Runs until SIGTERM."""
+    rebalance it; drop a disabled strategy's sleeve at once. Runs until SIGTERM, beating as
+    mts1b-portfolio every --heartbeat-interval seconds."""
     minimum = _money("--min-trade-notional", min_trade_notional)
     commission = _money("--commission-bps", commission_bps)
     lot_size = _money("--lot", lot) if lot is not None else None
@@ -81,6 +86,7 @@ def serve(
     opts = ServeOptions(namespace=namespace, settle_seconds=settle, reply_timeout=reply_timeout,
                         replay_clock=replay_clock, size_at_open=size_at_open,
                         commission_bps=commission, lot=lot_size,
+                        heartbeat_interval=heartbeat_interval,
                         limits=ComposerLimits(max_turnover=max_turnover,
                                               min_trade_notional=minimum, long_only=long_only))
     typer.echo(f"portfolio composer serving{f' (namespace {namespace})' if namespace else ''}; "

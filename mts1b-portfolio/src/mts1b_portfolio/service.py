@@ -27,6 +27,9 @@ every start (:mod:`~mts1b_platform.follow`).
 A target the OMS refuses in part (a halted strategy's symbol, a gate) and a fund that cannot be
 composed (a symbol with no price) raise an alert on ``mts.v1.operations.alerts.raised`` and the
 service goes on; an OMS that does not answer is asked again with a growing delay.
+
+While it serves it beats as ``mts1b-portfolio`` (:data:`HEARTBEAT_SERVICE`) on
+``mts.v1.operations.heartbeats.mts1b-portfolio`` every ``heartbeat_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from mts1b_foundation import (
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, BusError, Delivery, KeyValue
 from mts1b_platform.follow import Follower, follow
+from mts1b_platform.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
     ReplayStalled,
@@ -81,11 +85,13 @@ from mts1b_portfolio.atopen import CloseSnapshot, capital_at_open
 from mts1b_portfolio.errors import ComposeInputError
 from mts1b_portfolio.picture import TRADED, ComposerLimits, FundPicture, NothingToCompose
 
-__all__ = ["PENDING_BUCKET", "SIGNALS_BUCKET", "ComposerService", "Pending", "ServeOptions",
-           "run_service"]
+__all__ = ["HEARTBEAT_SERVICE", "PENDING_BUCKET", "SIGNALS_BUCKET", "ComposerService", "Pending",
+           "ServeOptions", "run_service"]
 
 _log = get_logger("mts1b_portfolio.service")
 SOURCE = "mts1b-portfolio"
+HEARTBEAT_SERVICE = SOURCE
+"""The name the composer beats as: ``mts.v1.operations.heartbeats.mts1b-portfolio``."""
 PENDING_BUCKET = "portfolio_pending"
 """KV bucket: fund id -> the rebalance the composer owes that fund (JSON)."""
 SIGNALS_BUCKET = "portfolio_signals"
@@ -148,6 +154,10 @@ class ServeOptions:
     lot: Decimal | None = None
     """The lot the composer rounds each trade to (default: whole shares); the OMS rounds each
     order to its instrument's lot as well."""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    """Seconds between two heartbeats (:data:`HEARTBEAT_SERVICE`)."""
+    heartbeat_instance: str = "default"
+    """Which copy of the composer the heartbeats come from."""
 
     @property
     def signals_durable(self) -> str:
@@ -489,9 +499,11 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         stop_on_signals(done)
         _log.info("portfolio composer serving", funds=len(picture.funds),
                   pending=len(service.pending), namespace=opts.namespace or "")
-        if ready is not None:
-            ready.set()
-        await service.run(done)
+        async with Heartbeater(bus, HEARTBEAT_SERVICE, instance=opts.heartbeat_instance,
+                               interval_s=opts.heartbeat_interval):
+            if ready is not None:
+                ready.set()
+            await service.run(done)
         for consumer in consumers:
             await consumer.stop()
         return service
