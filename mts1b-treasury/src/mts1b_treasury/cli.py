@@ -392,9 +392,14 @@ def serve(
         help="run on a lockstep replay's clock (`mts mts1b-datalake replay --lockstep "
              "...,treasury`): no scheduled strike; each replayed session is struck when the "
              "replay says it is over, after its order events are booked")] = False,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on mts.v1.operations.heartbeats.mts1b-treasury")
+                                  ] = 10.0,
 ) -> None:
     """Run the treasury service until SIGTERM: order events into the ledger, signed fund
-    configurations, broker snapshots kept for reconciliation, every fund published."""
+    configurations, broker snapshots kept for reconciliation, every fund published. It beats
+    as mts1b-treasury every --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
     from mts1b_platform.signing import KeyRegistry
 
@@ -406,7 +411,7 @@ def serve(
                         command_window=dt.timedelta(seconds=command_window),
                         ack_wait=ack_wait, calendar=calendar,
                         strike_grace=strike_after_close if scheduled_strike else None,
-                        replay_clock=replay_clock)
+                        replay_clock=replay_clock, heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

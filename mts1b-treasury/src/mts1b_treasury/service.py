@@ -3,7 +3,9 @@ broker account snapshots kept for reconciliation, the funds published.
 
 ``mts mts1b-treasury serve`` runs :func:`run_service` until SIGTERM. At start it publishes
 every fund again (a change committed while the bus was away reaches the OMS now) and opens the
-ledger accounts of every open fund. Then:
+ledger accounts of every open fund. While it serves it beats as ``mts1b-treasury``
+(:data:`HEARTBEAT_SERVICE`) on ``mts.v1.operations.heartbeats.mts1b-treasury`` every
+``heartbeat_interval`` seconds. Then:
 
 * a durable JetStream consumer (``treasury-orders``) takes ``mts.v1.oms.orders.>`` in order
   and applies each event (:class:`~mts1b_treasury.orderflow.OrderFlow`): a fill is posted once
@@ -66,6 +68,7 @@ from mts1b_foundation import (
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus, Delivery
 from mts1b_platform.calendars import MarketCalendar
+from mts1b_platform.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.replayclock import (
     ACTIONS_SUBJECT,
@@ -96,10 +99,12 @@ from mts1b_treasury.orderflow import OrderFlow, is_permanent
 from mts1b_treasury.publish import BusFundPublisher
 from mts1b_treasury.strike import nav_inputs, strike_fund
 
-__all__ = ["ServeOptions", "TreasuryService", "run_service"]
+__all__ = ["HEARTBEAT_SERVICE", "ServeOptions", "TreasuryService", "run_service"]
 
 _log = get_logger("mts1b_treasury.service")
 SOURCE = "mts1b-treasury"
+HEARTBEAT_SERVICE = SOURCE
+"""The name the treasury beats as: ``mts.v1.operations.heartbeats.mts1b-treasury``."""
 
 
 @dataclass
@@ -130,6 +135,10 @@ class ServeOptions:
     """On a tick, seconds to wait for the session's corporate actions (``ClockTick.actions`` of
     them) to reach this process before the missing ones are read back from the datalake's
     stream."""
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    """Seconds between two heartbeats (:data:`HEARTBEAT_SERVICE`)."""
+    heartbeat_instance: str = "default"
+    """Which copy of the treasury the heartbeats come from."""
 
     @property
     def orders_durable(self) -> str:
@@ -553,9 +562,12 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         _log.info("treasury serving", funds=opened, published=published,
                   keys=len(opts.keys) if opts.keys is not None else 0,
                   namespace=opts.namespace or "", replay_clock=replay is not None)
-        if ready is not None:
-            ready.set()
-        await done.wait()
+        # the wall clock, also on a replay's: liveness is about now, not the replayed session
+        async with Heartbeater(bus, HEARTBEAT_SERVICE, instance=opts.heartbeat_instance,
+                               interval_s=opts.heartbeat_interval, clock=SystemClock()):
+            if ready is not None:
+                ready.set()
+            await done.wait()
         _log.info("treasury draining")
         if scheduler is not None:
             scheduler.cancel()
