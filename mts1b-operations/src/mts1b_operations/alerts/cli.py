@@ -140,12 +140,18 @@ def serve_alerts(
     config: ConfigOption = None,
     namespace: Annotated[str | None, typer.Option(envvar="MTS_NATS_NAMESPACE",
                                                   help="NATS namespace prefix")] = None,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two of the router's own heartbeats on "
+             "mts.v1.operations.heartbeats.mts1b-operations-alerts")] = 10.0,
 ) -> None:
-    """Run the alert router: group, inhibit, silence and deliver alerts to the receivers."""
+    """Run the alert router: group, inhibit, silence and deliver alerts to the receivers; raise
+    HeartbeatMissing for a service whose heartbeats stop. It beats itself as
+    mts1b-operations-alerts."""
     from mts1b_operations.alerts.service import run_alerts
 
     loaded: AlertsConfig = load_alerts_config(config)
-    asyncio.run(run_alerts(loaded, namespace=namespace))
+    asyncio.run(run_alerts(loaded, namespace=namespace, heartbeat_interval=heartbeat_interval))
 
 
 def register(app: typer.Typer, serve: typer.Typer) -> None:

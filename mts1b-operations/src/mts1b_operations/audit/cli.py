@@ -292,9 +292,14 @@ def serve_audit(
     ack_wait: Annotated[float, typer.Option(
         min=0.1, help="seconds before events held by a dead recorder are delivered again")
     ] = 30.0,
+    heartbeat_interval: Annotated[float, typer.Option(
+        envvar="MTS_HEARTBEAT_INTERVAL", min=0.001, max=3600,
+        help="seconds between two heartbeats on "
+             "mts.v1.operations.heartbeats.mts1b-operations-audit")] = 10.0,
 ) -> None:
-    """Record every domain event (but market data and the chain's own) into the chain until
-    SIGTERM, once each; checkpoint it, signed."""
+    """Record every domain event (but market data, heartbeats and the chain's own) into the
+    chain until SIGTERM, once each; checkpoint it, signed. It beats as
+    mts1b-operations-audit every --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
     from mts1b_platform.signing import SigningKey
 
@@ -306,7 +311,8 @@ def serve_audit(
     opts = RecorderOptions(dsn=dsn, schema=schema, namespace=namespace, signing_key=key,
                            checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
                            checkpoint_interval=checkpoint_interval,
-                           skew_threshold=skew_threshold, batch=batch, ack_wait=ack_wait)
+                           skew_threshold=skew_threshold, batch=batch, ack_wait=ack_wait,
+                           heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
         ready = asyncio.Event()

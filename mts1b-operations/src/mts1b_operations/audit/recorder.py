@@ -11,7 +11,11 @@ entry.
 
 Streams: every domain's but the datalake's (market data: bars, quotes and trades at a rate no
 audit needs, and kept by the datalake itself); of the operations stream, everything but the
-audit chain's own checkpoints.
+audit chain's own checkpoints and the services' heartbeats (a pulse every few seconds from
+every service says nothing that happened; the alert router keeps the last one of each).
+
+The recorder beats itself, as ``mts1b-operations-audit`` (:data:`HEARTBEAT_SERVICE`), every
+``RecorderOptions.heartbeat_interval`` seconds while it serves.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import nats.js.errors
 from mts1b_foundation import STREAMS, Clock, Severity, SystemClock
 from mts1b_platform.alerts import raise_alert
 from mts1b_platform.bus import Bus
+from mts1b_platform.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_SUBJECTS, Heartbeater
 from mts1b_platform.logging import get_logger
 from mts1b_platform.signing import SigningKey
 from nats.js import api
@@ -49,11 +54,15 @@ from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.entries import Incoming
 from mts1b_operations.audit.merkle import CompactTree, leaf_hash
 
-__all__ = ["RECORDED_DOMAINS", "Recorder", "RecorderOptions", "message_key", "run_recorder"]
+__all__ = ["HEARTBEAT_SERVICE", "RECORDED_DOMAINS", "Recorder", "RecorderOptions",
+           "message_key", "run_recorder"]
 
 _log = get_logger("mts1b_operations.audit.recorder")
 RECORDED_DOMAINS = tuple(d for d in STREAMS if d != "datalake")
-_OWN = "mts.v1.operations.audit."
+HEARTBEAT_SERVICE = "mts1b-operations-audit"
+"""The name the recorder beats as: ``mts.v1.operations.heartbeats.mts1b-operations-audit``."""
+_NOT_RECORDED = ("mts.v1.operations.audit.", HEARTBEAT_SUBJECTS.removesuffix("*"))
+"""The chain's own checkpoints and every service's heartbeats: acknowledged, not recorded."""
 _MAX_KEY = 512
 
 
@@ -75,6 +84,8 @@ class RecorderOptions:
     skew_threshold: float = 2.0
     skew_alert_every: float = 60.0
     domains: Sequence[str] = RECORDED_DOMAINS
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    heartbeat_instance: str = "default"
 
 
 def message_key(headers: dict[str, str] | None, stream: str, stream_seq: Callable[[], int]
@@ -229,8 +240,8 @@ async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.
         incoming = []
         for msg in msgs:
             subject = bus.logical_subject(msg.subject)
-            if subject.startswith(_OWN):
-                continue  # the chain's own checkpoints: acknowledged below, not recorded
+            if subject.startswith(_NOT_RECORDED):
+                continue  # checkpoints and heartbeats: acknowledged below, not recorded
             incoming.append(Incoming(subject, msg.data, msg.headers or {},
                                      message_key(msg.headers, stream,
                                                  functools.partial(_stream_seq, msg))))
@@ -291,7 +302,8 @@ async def run_recorder(opts: RecorderOptions, *, ready: asyncio.Event | None = N
     db = await open_audit_db(opts.dsn, opts.schema)
     done = stop or asyncio.Event()
     try:
-        await bus.declare_streams(opts.domains)
+        # the operations stream also when it is not recorded: the heartbeats go there
+        await bus.declare_streams(list(dict.fromkeys([*opts.domains, "operations"])))
         recorder = Recorder(bus, db, opts)
         await recorder.load()
         stop_on_signals(done)
@@ -299,12 +311,14 @@ async def run_recorder(opts: RecorderOptions, *, ready: asyncio.Event | None = N
         tasks.append(asyncio.create_task(_checkpoints(recorder, done)))
         _log.info("audit recorder serving", schema=opts.schema, entries=recorder.tree.size,
                   domains=",".join(opts.domains), namespace=opts.namespace or "")
-        if ready is not None:
-            ready.set()
-        waiter = asyncio.create_task(done.wait())
-        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-        done.set()  # a consumer that failed stops the others too
-        waiter.cancel()
+        async with Heartbeater(bus, HEARTBEAT_SERVICE, instance=opts.heartbeat_instance,
+                               interval_s=opts.heartbeat_interval):
+            if ready is not None:
+                ready.set()
+            waiter = asyncio.create_task(done.wait())
+            await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+            done.set()  # a consumer that failed stops the others too
+            waiter.cancel()
         # each consumer stops after the batch in hand; a failure is raised, not swallowed
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
