@@ -2,20 +2,29 @@
 
 A library's public surface is its package's ``__all__``; where an exported name is a module
 (``mts1b_quantkit.metrics``) that module's ``__all__`` is part of it, and so is the ``__all__`` of
-each further module a reference page renders (``mts1b_operations.audit``). The pages hold no
-list of names - mkdocstrings selects each module's ``__all__`` (``filters: public``) - so the
-test builds the site once and looks for each name's anchor in the rendered page: a name that
-a template, an option or an unresolvable re-export drops fails here, not in a reader's browser.
+each further module a reference page renders (``mts1b_operations.audit``). Users also import
+from submodules by path (``from mts1b_platform.bus import Bus``, the stand-ins of
+``mts1b_brokers.testing``), so every public submodule with an ``__all__`` - no underscore in its
+path, not a command-line module - is covered too: it has its own ``::: module`` section, or each
+name of its ``__all__`` is rendered under a module that has one. A module path the guides or a
+README import from always gets its own section, so the reader finds it under the name they saw.
+
+The pages hold no list of names - mkdocstrings selects each module's ``__all__`` (``filters:
+public``) - so the test builds the site once and looks for each name's anchor in the rendered
+page: a name that a template, an option or an unresolvable re-export drops fails here, not in a
+reader's browser.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import re
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import griffe
@@ -29,6 +38,16 @@ API = ROOT / "docs" / "api"
 LIBRARIES: list[dict[str, str]] = yaml.safe_load(
     (ROOT / "repos.yaml").read_text(encoding="utf-8"))["libraries"]
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
+IMPORT_FROM = re.compile(r"\bfrom (mts1b_\w+(?:\.\w+)+) import\b")
+IMPORT_NAMES = {library["import_name"] for library in LIBRARIES}
+
+# Public-looking submodules with an ``__all__`` that get no section, and why. Command-line
+# modules (``cli``, ``*_cli``) and anything with an underscore in its path are skipped by rule.
+LEFT_OUT = {
+    "mts1b_platform.commands": "the `mts` sub-commands' implementation; the CLI is the interface",
+    "mts1b_pluginsdk.pytest_plugin": "the pytest plugin's collection internals, loaded by pytest",
+    "mts1b_GPUbacktester.demo": "the `python -m mts1b_GPUbacktester.demo` entry point",
+}
 
 
 def _directives(page: Path) -> list[str]:
@@ -51,26 +70,116 @@ def _public(module_name: str) -> list[str]:
     return list(names)
 
 
+def _value(module_name: str, name: str) -> object:
+    """``module_name.name``; a deprecated name still in ``__all__`` is shown, not warned about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(importlib.import_module(module_name), name)
+
+
 def _anchors_for(module_name: str, name: str) -> set[str]:
     """The anchors under which ``module.name`` may be rendered: its public path, or - for a
     name Griffe cannot place there (a function that shares a submodule's name, a lazy import),
     which the page renders from its own ``::: defining.module.name`` block - its defining path."""
-    value = getattr(importlib.import_module(module_name), name)
+    value = _value(module_name, name)
     anchors = {f"{module_name}.{name}"}
     if isinstance(value, type | types.FunctionType):
         anchors.add(f"{value.__module__}.{value.__qualname__}")
     return anchors
 
 
-def _expected(library: dict[str, str]) -> list[tuple[str, set[str]]]:
-    """Every public name the library's page must render, with the anchors that count."""
+def _rendered_modules(library: dict[str, str]) -> set[str]:
+    """The modules whose ``__all__`` the library's page renders: the package, each module it
+    exports by name, and each module with a ``::: module`` section."""
     package = library["import_name"]
     modules = {package} | {d for d in _directives(API / f"{library['name']}.md") if _is_module(d)}
     for name in _public(package):
-        if isinstance(getattr(importlib.import_module(package), name), types.ModuleType):
+        if isinstance(_value(package, name), types.ModuleType):
             modules.add(f"{package}.{name}")
+    return modules
+
+
+def _expected(library: dict[str, str]) -> list[tuple[str, set[str]]]:
+    """Every public name the library's page must render, with the anchors that count."""
     return [(f"{module}.{name}", _anchors_for(module, name))
-            for module in sorted(modules) for name in _public(module)]
+            for module in sorted(_rendered_modules(library)) for name in _public(module)]
+
+
+def _is_public_path(module_name: str) -> bool:
+    parts = module_name.split(".")
+    return not any(p.startswith("_") or p == "cli" or p.endswith("_cli") for p in parts)
+
+
+def _public_submodules(package: str) -> list[str]:
+    """Every submodule of ``package`` with an ``__all__`` whose path is public by rule."""
+    root = importlib.import_module(package)
+    found = []
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        if not _is_public_path(info.name):
+            continue
+        if hasattr(importlib.import_module(info.name), "__all__"):
+            found.append(info.name)
+    return sorted(found)
+
+
+def _documented_modules() -> set[str]:
+    """The library module paths the guides and READMEs import from (``from a.b import x``)."""
+    texts = [p for p in (ROOT / "docs").rglob("*.md") if API not in p.parents]
+    texts += sorted(ROOT.glob("mts1b-*/README.md"))
+    return {m for path in texts for m in IMPORT_FROM.findall(path.read_text(encoding="utf-8"))
+            if m.split(".")[0] in IMPORT_NAMES}
+
+
+def _exports(modules: set[str]) -> dict[int, set[str]]:
+    """Each object the ``__all__`` of ``modules`` export, by identity, with the names it has."""
+    exported: dict[int, set[str]] = {}
+    for module in modules:
+        for name in _public(module):
+            exported.setdefault(id(_value(module, name)), set()).add(name)
+    return exported
+
+
+def _uncovered(module_name: str, exported: dict[int, set[str]]) -> list[str]:
+    """The names of ``module_name.__all__`` that ``exported`` lacks: a class, function or
+    module counts when exported under any name, another value only under its own name."""
+    missing = []
+    for name in _public(module_name):
+        value = _value(module_name, name)
+        names = exported.get(id(value), set())
+        by_identity = isinstance(value, type | types.FunctionType | types.ModuleType)
+        if not names or not (by_identity or name in names):
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.parametrize("module_name", sorted(_documented_modules()))
+def test_documented_module_paths_have_a_section(module_name: str) -> None:
+    """A guide that says ``from mts1b_x.y import z`` sends the reader to ``mts1b_x.y``."""
+    library = next(lib for lib in LIBRARIES if lib["import_name"] == module_name.split(".")[0])
+    assert _is_module(module_name), f"the docs import from {module_name}, which is not a module"
+    page = API / f"{library['name']}.md"
+    assert module_name in _directives(page), f"no '::: {module_name}' section in {page.name}"
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=[lib["name"] for lib in LIBRARIES])
+def test_every_public_submodule_is_covered(library: dict[str, str]) -> None:
+    rendered = _rendered_modules(library)
+    exported = _exports(rendered)
+    gaps = {}
+    for module_name in _public_submodules(library["import_name"]):
+        if module_name in rendered or module_name in LEFT_OUT:
+            continue
+        missing = _uncovered(module_name, exported)
+        if missing:
+            gaps[module_name] = missing
+    assert not gaps, f"add a '::: module' section to docs/api/{library['name']}.md: {gaps}"
+
+
+def test_left_out_modules_exist_and_are_not_rendered() -> None:
+    for module_name, why in LEFT_OUT.items():
+        assert why and _is_module(module_name) and _is_public_path(module_name), module_name
+        page = API / f"{module_name.split('.')[0].removeprefix('mts1b_')}.md"
+        assert module_name not in _directives(page), module_name
 
 
 def test_every_library_has_a_page_in_the_nav() -> None:
