@@ -107,11 +107,12 @@ def test_push_installs_the_release_in_the_container(node: SshNodeStandIn, server
     # the intact release behind a gate that fails (the stand-in's systemctl starts nothing,
     # so no heartbeat comes): installed, then the container goes back to the first
     wheel.write_bytes(good)
-    gated = runner.invoke(app, [*push, "--heartbeat", "--gate-timeout", "1", "--nats-url",
-                                servers.nats_url, "--namespace", servers.namespace("push")])
+    gated = runner.invoke(app, [*push, "--heartbeat", "mts1b-treasury", "--gate-timeout", "1",
+                                "--nats-url", servers.nats_url,
+                                "--namespace", servers.namespace("push")])
     assert isinstance(gated.exception, GateFailed), gated.output
     assert gated.exception.message.startswith(
-        f"{second} failed the gate 'heartbeats' in CT 2007 (no heartbeat from treasury")
+        f"{second} failed the gate 'heartbeats' in CT 2007 (no heartbeat from mts1b-treasury")
     assert os.readlink(opt / "current") == f"releases/{first}"
     assert (ct / "systemctl.log").read_text().count("restart") == 3
     generations, switches = read_history(opt)  # the container's history, the local format

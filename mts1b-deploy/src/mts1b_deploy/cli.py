@@ -302,8 +302,9 @@ def push_command(
     delivery: Annotated[Path | None, typer.Option(
         help="also push this Vault delivery (vault bootstrap's delivery/<service>.json) to "
              f"{DELIVERY_PATH}, mode 0600")] = None,
-    heartbeat: Annotated[bool, typer.Option(
-        "--heartbeat", help="gate: the service's heartbeat on NATS")] = False,
+    heartbeat: Annotated[list[str] | None, typer.Option(
+        help="gate: a heartbeat on NATS from this name, as the service beats (mts1b-oms, "
+             "mts1b-treasury, mts1b-brokers-<broker>, ...; repeat)")] = None,
     oms_answers: Annotated[bool, typer.Option(
         "--oms-answers", help="gate: the OMS answers on its trading-state subject")] = False,
     watch_kill_switch: Annotated[bool, typer.Option(
@@ -346,7 +347,7 @@ def push_command(
     folder = LocalTarget(root).releases / chosen[0].generation.directory
     gates: list[Gate] = []
     if heartbeat:
-        gates.append(Heartbeats(nats_url, [service], namespace=namespace,
+        gates.append(Heartbeats(nats_url, list(heartbeat), namespace=namespace,
                                 timeout_s=gate_timeout))
     if oms_answers:
         gates.append(OmsAnswers(nats_url, namespace=namespace, timeout_s=gate_timeout))
