@@ -287,6 +287,48 @@ async def test_relay_publishing_again_after_a_lost_mark_sends_the_same_msg_ids(
     assert await store.unpublished_count() == 0
 
 
+async def test_running_relay_writes_the_marks_of_several_batches_in_one_delete(
+        store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
+    """The running relay holds the marks of what it published and deletes them together;
+    a sweep writes the held marks first, so nothing already out is published a second time,
+    and held marks are written within ``mark_linger_seconds`` with no more traffic."""
+    pub = InMemoryPublisher()
+    deletes: list[int] = []
+    real_mark = store.mark_published
+
+    async def counted(msg_ids: Any) -> None:
+        deletes.append(len(msg_ids))
+        await real_mark(msg_ids)
+
+    store.mark_published = counted  # type: ignore[method-assign]
+    relay = OutboxRelay(store, pub, linger_seconds=0, idle_seconds=60,
+                        sweep_after_seconds=3600, mark_linger_seconds=3600)
+    oms = await make(broker, relay=relay)
+    relay.start()
+    try:
+        for i in range(3):  # one after another: the relay publishes in several batches
+            await oms.submit(order(f"held-{i}"))
+            for _ in range(200):
+                if len(pub.published) == 2 * (i + 1):
+                    break
+                await asyncio.sleep(0.01)
+        assert len(pub.published) == 6
+        assert deletes == [] and await store.unpublished_count() == 6  # marks held
+        assert await relay.sweep(dt.timedelta(0)) == 0  # writes them, then finds nothing
+        assert deletes == [6] and await store.unpublished_count() == 0
+        assert len(pub.published) == 6  # nothing went out twice
+        relay.mark_linger = 0.05
+        await oms.submit(order("held-3"))
+        for _ in range(300):
+            if deletes == [6, 2]:
+                break
+            await asyncio.sleep(0.01)
+        assert deletes == [6, 2] and await store.unpublished_count() == 0
+    finally:
+        await relay.stop()
+        store.mark_published = real_mark  # type: ignore[method-assign]
+
+
 async def test_halt_cancels_working_orders_and_only_resume_clears(
         store: OrderStore, broker: RecordingBroker, make: MakeOms) -> None:
     oms = await make(broker, fund("f1"), fund("f2"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -307,3 +308,20 @@ def test_state_survives_its_json_column() -> None:
     assert state_from_json(text) == s
     fresh = run()  # before its first event
     assert state_from_json(state_to_json(fresh)) == fresh
+
+
+def test_state_json_reuses_an_orders_json_only_for_that_same_order() -> None:
+    """The order's JSON is remembered per order object: the same order's second state reuses
+    it, and a changed order (a new object, e.g. a replace's new terms) is serialised anew."""
+    from mts1b_oms.store import state_from_json, state_to_json
+
+    s = run(go(E.SUBMITTED))
+    first = state_to_json(s)
+    accepted = run(go(E.SUBMITTED), go(E.ACCEPTED))
+    assert state_from_json(state_to_json(accepted)) == accepted
+    assert state_to_json(s) == first
+    bigger = dataclasses.replace(
+        s, order=s.order.model_copy(update={"quantity": Decimal("77")}))
+    again = state_from_json(state_to_json(bigger))
+    assert again.order.quantity == Decimal("77") and again == bigger
+    assert state_from_json(first).order.quantity == s.order.quantity != Decimal("77")

@@ -50,6 +50,8 @@ from mts1b_foundation import (
     parse_message,
 )
 
+_ZERO = Decimal(0)
+
 __all__ = [
     "TRANSITIONS",
     "OrderState",
@@ -191,6 +193,8 @@ class OrderState:
 
     @property
     def filled_quantity(self) -> Decimal:
+        if not self.fills:  # most reads: an order not yet filled (several per submit)
+            return _ZERO
         return sum((f.quantity for f in self.fills.values()), Decimal(0))
 
     @property

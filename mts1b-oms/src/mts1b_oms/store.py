@@ -71,6 +71,28 @@ _TERMINAL = [s.value for s in OrderStatus if s.is_terminal]
 _RETRYABLE = sorted(s.value for s in RETRYABLE)
 
 
+_ORDER_JSON: dict[int, tuple[Order, str]] = {}
+_ORDER_JSON_SIZE = 4096
+
+
+def _order_json(order: Order) -> str:
+    """``order.model_dump_json()``, remembered for the same order object: an order's state is
+    written at least twice with the same (frozen) order in it - pending, then the broker's
+    answer - and its JSON was half of each write's serialising. Keyed by identity and holding
+    the order itself, so a key cannot be reused by another object while it is remembered; the
+    oldest entries go first. Sound because nothing changes an order in place (it is frozen;
+    its ``tags`` and ``sleeves`` dicts are never written to after validation): a changed order
+    is a new object."""
+    hit = _ORDER_JSON.get(id(order))
+    if hit is not None and hit[0] is order:
+        return hit[1]
+    text = order.model_dump_json()
+    if len(_ORDER_JSON) >= _ORDER_JSON_SIZE:
+        del _ORDER_JSON[next(iter(_ORDER_JSON))]
+    _ORDER_JSON[id(order)] = (order, text)
+    return text
+
+
 def state_to_json(s: OrderState) -> str:
     """The ``state`` column: the order, its status and fills, as one JSON object.
 
@@ -79,7 +101,7 @@ def state_to_json(s: OrderState) -> str:
     """
     fills = ",".join(f.model_dump_json() for f in s.fills.values())
     replace = s.pending_replace.model_dump_json() if s.pending_replace else "null"
-    return (f'{{"order":{s.order.model_dump_json()},'
+    return (f'{{"order":{_order_json(s.order)},'
             f'"status":{_json_enum(s.status)},"prior":{_json_enum(s.prior)},'
             f'"fills":[{fills}],"busted":{json.dumps(sorted(s.busted))},'
             f'"pending_replace":{replace},"sequence":{int(s.sequence)}'
