@@ -41,6 +41,7 @@ from mts1b_foundation import (
     OrderType,
     ReplyCode,
     TimeInForce,
+    TradingSession,
 )
 
 BTC = CryptoPair(symbol="BTC-USD", base="BTC", quote="USD")
@@ -214,6 +215,25 @@ async def test_rejects_carry_coinbase_code_and_text(run: _Run) -> None:
     with pytest.raises(BrokerRejected, match="UNSUPPORTED"):
         await run.broker.submit(_order(6, tif=TimeInForce.DAY))
     assert run.creates("o-6") == 0  # refused here: Coinbase has no DAY orders
+
+
+async def test_the_orders_session_24h_or_rth_is_sent_and_any_other_refused(run: _Run) -> None:
+    """Coinbase trades around the clock: the default RTH and 24H go out with the same body;
+    an equity-market window (or weekdays-only 24X5) is refused and never reaches Coinbase."""
+    for n, session in (("s-rth", TradingSession.RTH), ("s-24h", TradingSession.H24)):
+        ack = await run.broker.submit(_order(n).model_copy(update={"session": session}))
+        assert ack.exec_type is ExecType.ACK
+    bodies = [r.body["order_configuration"] for r in run.server.sent("POST", "/orders")
+              if r.body.get("client_order_id") in ("o-s-rth", "o-s-24h")]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    for n, session in (("s-pre", TradingSession.PRE), ("s-night", TradingSession.IBEOS),
+                       ("s-24x5", TradingSession.H24X5)):
+        with pytest.raises(BrokerRejected,
+                           match=f"UNSUPPORTED: session '{session.value}' cannot be kept"):
+            await run.broker.submit(_order(n).model_copy(update={"session": session}))
+        assert run.creates(f"o-{n}") == 0
+        report = await run.until(f"o-{n}", ExecType.REJECT)
+        assert report.code is ReplyCode.UNSUPPORTED
 
 
 async def test_a_fill_racing_the_cancel_wins(run: _Run) -> None:

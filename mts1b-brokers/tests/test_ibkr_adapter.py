@@ -14,7 +14,13 @@ import pytest
 from ib_async import Forex, Future, Option, Stock
 from mts1b_brokers import get_broker
 from mts1b_brokers.ibkr import IbkrBroker, JsonFileOrderStore, MemoryOrderStore, OrderRecord
-from mts1b_brokers.ibkr.mapping import UnsupportedOrder, to_contract
+from mts1b_brokers.ibkr.mapping import (
+    UnsupportedOrder,
+    ib_order,
+    order_contract,
+    session_route,
+    to_contract,
+)
 from mts1b_brokers.testing.tws import FakeTws
 from mts1b_foundation import (
     BrokerRejected,
@@ -31,6 +37,7 @@ from mts1b_foundation import (
     OrderType,
     Side,
     TimeInForce,
+    TradingSession,
 )
 from mts1b_foundation import Future as FutureInstrument
 from mts1b_foundation import Option as OptionInstrument
@@ -503,3 +510,71 @@ async def test_ready_only_after_next_valid_id_and_managed_accounts(tws: FakeTws)
     await broker.connect()
     assert (await broker.submit(order(1))).exec_type is ExecType.ACK
     await broker.close()
+
+
+def in_session(o: Order, session: TradingSession) -> Order:
+    return o.model_copy(update={"session": session})
+
+
+async def test_the_orders_session_sets_outside_rth_and_the_overnight_venue(
+        tws: FakeTws) -> None:
+    """What reaches TWS (the placeOrder's exchange and outsideRth fields, as FakeTws decodes
+    them) for each session IB can keep; a replace sends them again unchanged."""
+    broker = broker_for(tws)
+    await broker.connect()
+    for n, session in (("rth", TradingSession.RTH), ("pre", TradingSession.PRE),
+                       ("post", TradingSession.POST), ("night", TradingSession.IBEOS)):
+        ack = await broker.submit(in_session(order(n), session))
+        assert ack.exec_type is ExecType.ACK
+    seen = {n: (o.contract.exchange, o.outside_rth) for n in ("rth", "pre", "post", "night")
+            for o in tws.placed(f"ord-{n}")}
+    assert seen == {"rth": ("SMART", False), "pre": ("SMART", True),
+                    "post": ("SMART", True), "night": ("OVERNIGHT", True)}
+    replaced = await broker.replace("ord-night", limit_price=Decimal("99.40"))
+    assert replaced.exec_type is ExecType.REPLACED
+    (night,) = tws.placed("ord-night")
+    assert (night.limit_price, night.contract.exchange, night.outside_rth) == (
+        Decimal("99.4"), "OVERNIGHT", True)
+    await broker.close()
+
+
+async def test_a_session_ib_cannot_keep_is_refused_before_it_is_sent(tws: FakeTws) -> None:
+    broker = broker_for(tws)
+    await broker.connect()
+    eurusd = FxPair(symbol="EURUSD", base="EUR", quote="USD")
+    cases = [
+        (in_session(order("pre-mkt", limit=None), TradingSession.PRE),
+         "a market order cannot trade in the PRE session at IB"),
+        (in_session(order("night-mkt", limit=None), TradingSession.IBEOS),
+         "IB's overnight venue takes limit orders only"),
+        (in_session(order("night-fx", limit="1.09", instrument=eurusd), TradingSession.IBEOS),
+         "trades stocks and ETFs, not fx"),
+        (in_session(order("h24"), TradingSession.H24), "session '24H' is not a session IB"),
+        (in_session(order("h24x5"), TradingSession.H24X5),
+         "session '24X5' is not a session IB trades equity"),
+    ]
+    for o, why in cases:
+        with pytest.raises(BrokerRejected, match=why) as caught:
+            await broker.submit(o)
+        assert caught.value.context["reason_code"] == "UNSUPPORTED"
+        assert o.order_id is not None and tws.placed(o.order_id) == []
+        status = await broker.order_status(o.order_id)
+        assert status is not None and status.exec_type is ExecType.REJECT
+    assert [f for f in tws.received if f[0] == "3"] == []  # not one placeOrder left
+    await broker.close()
+
+
+def test_session_routes_without_a_gateway() -> None:
+    eurusd = FxPair(symbol="EURUSD", base="EUR", quote="USD")
+    stop_limit = order("sl").model_copy(update={
+        "order_type": OrderType.STOP_LIMIT, "stop_price": Decimal("99")})
+    assert session_route(in_session(stop_limit, TradingSession.POST)) == (True, None)
+    assert session_route(in_session(order("fx", instrument=eurusd),
+                                    TradingSession.H24X5)) == (True, None)
+    assert session_route(order("plain")) == (False, None)
+    with pytest.raises(UnsupportedOrder, match="limit and stop-limit orders only"):
+        session_route(in_session(stop_limit.model_copy(update={
+            "order_type": OrderType.STOP, "limit_price": None}), TradingSession.POST))
+    night = order_contract(in_session(order("n"), TradingSession.IBEOS))
+    assert isinstance(night, Stock) and night.exchange == "OVERNIGHT"
+    assert ib_order(in_session(order("p"), TradingSession.PRE), ACCOUNT, 5).outsideRth is True

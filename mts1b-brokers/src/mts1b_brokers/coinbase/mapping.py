@@ -20,6 +20,7 @@ from mts1b_foundation import (
     ReplyCode,
     Side,
     TimeInForce,
+    TradingSession,
 )
 from mts1b_foundation.plugins import Capabilities
 from mts1b_foundation.wire import fit_to_domain
@@ -28,6 +29,7 @@ __all__ = [
     "CAPABILITIES",
     "TERMINAL",
     "Unsupported",
+    "check_session",
     "create_code",
     "decimal",
     "order_configuration",
@@ -76,14 +78,32 @@ def _end_time(order: Order) -> str:
     return order.expire_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_SESSIONS = frozenset({TradingSession.RTH, TradingSession.H24})
+"""The sessions a Coinbase order can honour. Coinbase trades every pair around the clock, so
+its regular hours are all 24 of them: ``RTH`` (what ``Order.session`` defaults to) and ``H24``
+ask for the same thing. ``PRE``/``POST``/``IBEOS`` are equity-market windows Coinbase has no
+equivalent of, and ``H24X5`` asks for weekdays only, which Coinbase cannot hold an order to:
+those are refused rather than sent to trade at hours the order did not ask for."""
+
+
+def check_session(order: Order) -> None:
+    """Raise :class:`Unsupported` when Coinbase cannot keep to ``order.session``."""
+    if order.session not in _SESSIONS:
+        raise Unsupported(f"session {order.session.value!r} cannot be kept on Coinbase, which "
+                          "trades around the clock; send it as '24H' (or 'RTH', the same "
+                          "hours there)")
+
+
 def order_configuration(order: Order) -> dict[str, dict[str, Any]]:
     """The ``order_configuration`` of ``POST /orders`` for ``order``.
 
     Coinbase spot takes: market (IOC; a GTC market order goes as one), limit GTC / GTD / IOC
     (``sor_limit_ioc``) / FOK, and stop-limit GTC / GTD. Everything else (DAY - Coinbase has
     no trading day -, stop-market, on-close orders, OPG/CLS) raises
-    :class:`Unsupported`: sending an approximation would trade differently than asked.
+    :class:`Unsupported`: sending an approximation would trade differently than asked. So
+    does a session other than RTH/24H (:func:`check_session`).
     """
+    check_session(order)
     size = _plain(order.quantity)
     tif = order.time_in_force
     t = order.order_type

@@ -73,6 +73,7 @@ from mts1b_brokers.ibkr.mapping import (
     TRANSPORT_CODES,
     UnsupportedOrder,
     ib_order,
+    order_contract,
     stack_code,
     to_contract,
 )
@@ -370,7 +371,7 @@ class IbkrBroker:
         ib_id = ib.client.getReqId()
         tracked = Tracked(order=order, account=account, ib_order_id=ib_id, broker=self._name)
         try:
-            contract = to_contract(order.instrument)
+            contract = order_contract(order)
             wire = ib_order(order, account, ib_id)
         except UnsupportedOrder as exc:
             report = tracked.report(ExecType.REJECT, reason=f"UNSUPPORTED: {exc}",
@@ -426,7 +427,7 @@ class IbkrBroker:
         waiter = self._wait("replace", order_id)
         tracked.pending = new
         try:
-            ib.placeOrder(to_contract(new.instrument),
+            ib.placeOrder(order_contract(new),
                           ib_order(new, tracked.account, tracked.ib_order_id))
         except ConnectionError:
             self._waiters.pop(("replace", order_id), None)

@@ -3,6 +3,12 @@
 Contracts: equities and ETFs (``STK``), options (``OPT``), futures (``FUT``) and FX pairs
 (``CASH`` on IDEALPRO). Crypto and event contracts are refused as ``UNSUPPORTED``.
 
+Sessions (``Order.session``, see :func:`session_route`): IB holds an order to the regular hours
+unless ``outsideRth`` is set, and takes limit orders only outside them; its overnight session
+is a venue of its own (``exchange="OVERNIGHT"``). An order whose session IB cannot honour as
+asked - a market order before the open, a stock for 24 hours - is refused before it is sent,
+never sent to trade at other hours than the order says.
+
 Error codes: IB's codes fall in three kinds for an order we sent - the venue refused it (the
 order does not exist there: :data:`REJECT_CODES`), the request never reached the venue
 (:data:`TRANSPORT_CODES`), or the message is informational and the order lives on
@@ -26,6 +32,7 @@ from mts1b_foundation import (
     OrderType,
     ReplyCode,
     TimeInForce,
+    TradingSession,
 )
 from mts1b_foundation import Future as FutureInstrument
 from mts1b_foundation import Option as OptionInstrument
@@ -38,6 +45,8 @@ __all__ = [
     "TRANSPORT_CODES",
     "UnsupportedOrder",
     "ib_order",
+    "order_contract",
+    "session_route",
     "stack_code",
     "to_contract",
 ]
@@ -108,15 +117,74 @@ asset classes :func:`to_contract` builds a contract for; execution reports are p
 come, and an order is replaced in place (``placeOrder`` with its IB order id)."""
 
 
+OVERNIGHT = "OVERNIGHT"
+"""IB's destination for its overnight session (20:00-03:50 New York; Blue Ocean ATS)."""
+_OUTSIDE_RTH_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+"""What IB works before the open and after the close: orders with a limit price (a market or
+stop-market order there would wait for the open, or fill at an extended-hours quote nobody
+chose; on-close orders belong to the regular close)."""
+_EXTENDED = frozenset({TradingSession.PRE, TradingSession.POST})
+
+
+def session_route(order: Order) -> tuple[bool, str | None]:
+    """``(outsideRth, exchange or None)`` for ``order.session``, or :class:`UnsupportedOrder`.
+
+    - ``RTH``: ``outsideRth`` False (IB's default: the order works in regular hours only);
+    - ``PRE`` / ``POST``: ``outsideRth`` True, limit and stop-limit orders only (the flag lets
+      the order work outside regular hours as well as in them, and covers both windows: a PRE
+      order left working also trades in the regular session and after the close);
+    - ``IBEOS``: limit orders for a stock or ETF, sent to the ``OVERNIGHT`` destination;
+    - ``24X5``: FX only (IDEALPRO trades Sunday to Friday), with ``outsideRth`` True;
+    - ``24H``, and ``24X5`` for anything but FX: refused - nothing this adapter trades at IB
+      trades around the clock.
+    """
+    session, kind = order.session, order.order_type
+    stock = isinstance(order.instrument, Equity | ETF)
+    if session is TradingSession.RTH:
+        return False, None
+    if session in _EXTENDED:
+        if kind not in _OUTSIDE_RTH_TYPES:
+            raise UnsupportedOrder(
+                f"a {kind.value} order cannot trade in the {session.value} session at IB "
+                "(outside regular hours IB takes limit and stop-limit orders only)")
+        return True, None
+    if session is TradingSession.IBEOS:
+        if not stock:
+            raise UnsupportedOrder(
+                f"session 'IBEOS' (IB's overnight venue) trades stocks and ETFs, not "
+                f"{order.instrument.asset_class.value}")
+        if kind is not OrderType.LIMIT:
+            raise UnsupportedOrder(
+                f"a {kind.value} order cannot trade in the IBEOS session (IB's overnight "
+                "venue takes limit orders only)")
+        return True, OVERNIGHT
+    if session is TradingSession.H24X5 and isinstance(order.instrument, FxPair):
+        return True, None
+    raise UnsupportedOrder(
+        f"session {session.value!r} is not a session IB trades "
+        f"{order.instrument.asset_class.value} in (use RTH, PRE, POST or IBEOS)")
+
+
+def order_contract(order: Order) -> Contract:
+    """:func:`to_contract` of the order's instrument, sent to the venue its session needs."""
+    contract = to_contract(order.instrument)
+    _outside, exchange = session_route(order)
+    if exchange is not None:
+        contract.exchange = exchange
+    return contract
+
+
 def ib_order(order: Order, account: str, ib_order_id: int) -> IbOrder:
-    """The ib_async order for ``order``: our ``order_id`` in ``orderRef``."""
+    """The ib_async order for ``order``: our ``order_id`` in ``orderRef``, ``outsideRth`` from
+    its session (:func:`session_route`)."""
     kind = _TYPES.get(order.order_type)
     if kind is None:
         raise UnsupportedOrder(f"order_type {order.order_type.value!r} is not supported")
+    outside_rth, _exchange = session_route(order)
     ib = IbOrder(orderId=ib_order_id, action="BUY" if order.side.value == "buy" else "SELL",
                  totalQuantity=float(order.quantity), orderType=kind,
                  tif=_TIFS[order.time_in_force], account=account,
-                 orderRef=order.order_id or "", transmit=True)
+                 orderRef=order.order_id or "", transmit=True, outsideRth=outside_rth)
     if order.limit_price is not None:
         ib.lmtPrice = float(order.limit_price)
     if order.stop_price is not None:

@@ -7,7 +7,8 @@ in ib_async's 157..178 range and before the protobuf framing of server versions 
 not a mock of ib_async: any client of that protocol can connect to it.
 
 What it serves: the handshake reply (server version, connection time), nextValidId and
-managedAccounts after startApi, placeOrder (new and modify) -> openOrder + orderStatus,
+managedAccounts after startApi, placeOrder (new and modify; the contract's exchange and the
+order's ``outsideRth`` kept as sent, :attr:`TwsOrder.outside_rth`) -> openOrder + orderStatus,
 fills as execDetails + commissionReport (+ position to position subscribers), cancelOrder
 (orderStatus Cancelled + error 202, or 10147/10148), reqOpenOrders / reqAllOpenOrders,
 reqCompletedOrders, reqExecutions (replays every execution with its commission report),
@@ -55,6 +56,9 @@ SUPPORTED_SERVER_VERSIONS = (176, 178)
 """Server versions FakeTws claims (and the tests decode every message with ib_async for)."""
 
 DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+_OUTSIDE_RTH = 33
+"""Index of ``outsideRth`` in a placeOrder message (after the contract, the order's terms,
+orderRef .. triggerMethod); the contract's ``exchange`` is field 9."""
 
 
 @dataclass
@@ -113,6 +117,8 @@ class TwsOrder:
     notional: Decimal = Decimal(0)
     last_price: Decimal = Decimal(0)
     completed_time: str = ""
+    outside_rth: bool = False
+    """The placeOrder's ``outsideRth`` field as it arrived (a modify sends it again)."""
 
     @property
     def remaining(self) -> Decimal:
@@ -411,7 +417,7 @@ class FakeTws:
     def _place(self, conn: _Conn, f: list[str]) -> bool:
         order_id = int(f[1])
         symbol, sec_type = f[3], f[4]
-        contract = self._contract(symbol)
+        contract = dataclasses.replace(self._contract(symbol), exchange=f[9] or "SMART")
         if sec_type != "STK":
             strike = Decimal(f[6]) if f[6] and Decimal(f[6]) else None
             contract = ContractFields(
@@ -424,6 +430,7 @@ class FakeTws:
         lmt = Decimal(f[19]) if f[19] else None
         aux = Decimal(f[20]) if f[20] else None
         tif, account, ref = f[21], f[23], f[26]
+        outside_rth = len(f) > _OUTSIDE_RTH and f[_OUTSIDE_RTH] == "1"  # absent: IB default
         existing = self.orders.get(order_id)
         lose = self.faults.lose_next_place
         if lose is not None:
@@ -431,10 +438,10 @@ class FakeTws:
             if lose == "delivered" and existing is None:
                 self.orders[order_id] = TwsOrder(
                     order_id, conn.client_id, next(self._perm), account, contract, action, qty,
-                    otype, lmt, aux, tif, ref)
+                    otype, lmt, aux, tif, ref, outside_rth=outside_rth)
             return False
         if existing is not None:
-            return self._modify(conn, existing, qty, lmt, aux)
+            return self._modify(conn, existing, qty, lmt, aux, outside_rth)
         if order_id < self.next_order_id or order_id in self.orders:
             self._error(conn, 0, order_id, 103, "Duplicate order id")
             return True
@@ -445,7 +452,7 @@ class FakeTws:
             self._error(conn, 0, order_id, *refusal)
             return True
         order = TwsOrder(order_id, conn.client_id, next(self._perm), account, contract, action,
-                         qty, otype, lmt, aux, tif, ref)
+                         qty, otype, lmt, aux, tif, ref, outside_rth=outside_rth)
         self.orders[order_id] = order
         if self.faults.silence_next_place:
             self.faults.silence_next_place = False
@@ -480,7 +487,7 @@ class FakeTws:
         return None
 
     def _modify(self, conn: _Conn, order: TwsOrder, qty: Decimal, lmt: Decimal | None,
-                aux: Decimal | None) -> bool:
+                aux: Decimal | None, outside_rth: bool) -> bool:
         if order.status in DONE:
             self._error(conn, 0, order.order_id, 104,
                         f"Can't modify a filled order. (state: {order.status})"
@@ -496,6 +503,7 @@ class FakeTws:
                         "quantity is below the filled quantity")
             return True
         order.quantity, order.limit_price, order.aux_price = qty, lmt, aux
+        order.outside_rth = outside_rth
         self._report(order, open_order=True)
         return True
 
