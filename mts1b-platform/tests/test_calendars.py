@@ -284,6 +284,8 @@ def test_the_former_session_names_work_with_a_deprecation_warning(nyse: MarketCa
         old = calendars.Session
     with pytest.warns(DeprecationWarning, match=r"Session\.X24X5 is deprecated"):
         assert old.X24X5 is TradingSession.H24X5
+    with pytest.warns(DeprecationWarning, match=r"Session\['X24X5'\] is deprecated"):
+        assert old["X24X5"] is TradingSession.H24X5
     assert old.RTH is TradingSession.RTH and isinstance(TradingSession.PRE, old)
     assert list(old) == list(TradingSession)
     with pytest.warns(DeprecationWarning, match="'24h' is deprecated"):

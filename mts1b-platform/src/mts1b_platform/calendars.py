@@ -128,6 +128,8 @@ class _SessionAliasType(type):
         return as_session(value)  # CalendarError is a ValueError, as the old enum raised
 
     def __getitem__(cls, name: str) -> TradingSession:
+        if name in _OLD_NAMES:
+            _deprecated(f"Session[{name!r}]", f"TradingSession[{_OLD_NAMES[name]!r}]")
         return TradingSession[_OLD_NAMES.get(name, name)]
 
     def __iter__(cls) -> Iterator[TradingSession]:
