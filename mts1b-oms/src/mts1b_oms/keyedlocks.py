@@ -10,8 +10,8 @@ soon as its last user leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
+from types import TracebackType
 
 __all__ = ["KeyedLocks"]
 
@@ -26,18 +26,43 @@ class KeyedLocks:
         """Keys held or waited for right now."""
         return len(self._entries)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._entries.get(key, (None, 0))
+    def hold(self, key: Hashable) -> _Hold:
+        return _Hold(self._entries, key)
+
+
+class _Hold:
+    """One use of :meth:`KeyedLocks.hold`. A class rather than an ``asynccontextmanager``
+    generator: the OMS takes an order's lock for every change of every order, and the
+    generator's machinery cost more than the lock itself."""
+
+    __slots__ = ("_entries", "_key", "_lock")
+
+    def __init__(self, entries: dict[Hashable, tuple[asyncio.Lock, int]], key: Hashable) -> None:
+        self._entries = entries
+        self._key = key
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        lock, users = self._entries.get(self._key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
-        self._entries[key] = (lock, users + 1)
+        self._entries[self._key] = (lock, users + 1)
+        self._lock = lock
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._entries[key]
-            if users == 1:
-                del self._entries[key]
-            else:
-                self._entries[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:  # cancelled while waiting: no longer a user
+            self._leave()
+            raise
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._lock is not None:  # always: entered before it can exit
+            self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        lock, users = self._entries[self._key]
+        if users == 1:
+            del self._entries[self._key]
+        else:
+            self._entries[self._key] = (lock, users - 1)

@@ -1172,15 +1172,18 @@ class Oms:
         submits concurrently and a broker may fill synchronously) would both start from the
         same position and one fill would be lost."""
         o = out.state.order
+        if fill is None and busted is None:  # no position moves (most changes): no locks
+            await self._write_change(before, out, fill=fill, busted=busted, replace=replace,
+                                     reason=reason, rejection=rejection)
+            return
         async with contextlib.AsyncExitStack() as stack:
-            if fill is not None or busted is not None:
-                # every sleeve position the change moves, in one order (no two changes can
-                # then wait on each other's locks)
-                trade = fill.trade_id if fill is not None else busted or ""
-                names = (set(o.sleeves) or {o.strategy_id}) | set(before.credits_of(trade))
-                for name in sorted(names):
-                    await stack.enter_async_context(self._position_locks.hold(
-                        (o.fund_id, name, o.instrument.symbol)))
+            # every sleeve position the change moves, in one order (no two changes can then
+            # wait on each other's locks)
+            trade = fill.trade_id if fill is not None else busted or ""
+            names = (set(o.sleeves) or {o.strategy_id}) | set(before.credits_of(trade))
+            for name in sorted(names):
+                await stack.enter_async_context(self._position_locks.hold(
+                    (o.fund_id, name, o.instrument.symbol)))
             await self._write_change(before, out, fill=fill, busted=busted, replace=replace,
                                      reason=reason, rejection=rejection)
 
