@@ -153,7 +153,8 @@ WHEEL_SERVER_PATHS = ("extraction/tests", "mts1b-platform/tests")
 # the three take about as long (each pytest run prints its slowest tests and leaves a JUnit
 # report in .mts1b-dev/test-reports/): the paper loop's tests are the longest.
 FIRST_LANE = ("mts1b-research", "mts1b-GPUbacktester", "mts1b-quantkit", "mts1b-foundation",
-              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "extraction")
+              "mts1b-datalake", "mts1b-portfolio", "mts1b-treasury", "mts1b-platform",
+              "extraction")
 CHECKS_LANE = ("tools",)
 PYTEST_RUNS = 3
 

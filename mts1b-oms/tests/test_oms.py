@@ -297,8 +297,8 @@ async def test_running_relay_writes_the_marks_of_several_batches_in_one_delete(
     real_mark = store.mark_published
 
     async def counted(msg_ids: Any) -> None:
-        deletes.append(len(msg_ids))
         await real_mark(msg_ids)
+        deletes.append(len(msg_ids))  # once written: the test reads the table after it
 
     store.mark_published = counted  # type: ignore[method-assign]
     relay = OutboxRelay(store, pub, linger_seconds=0, idle_seconds=60,

@@ -34,6 +34,7 @@ from mts1b_foundation import (
     OrderStatus,
     Side,
 )
+from mts1b_platform.alerts import ALERT_SUBJECT
 from mts1b_platform.bus import Bus, BusError
 from mts1b_treasury.db import TreasuryDb
 from mts1b_treasury.funds import FundRegistry
@@ -86,7 +87,8 @@ async def running() -> AsyncIterator[tuple[Bus, TreasuryDb, Any]]:
     await bus.declare_streams(["oms", "treasury", "dlq", "operations"])
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.get_running_loop().create_task(run_service(
-        ServeOptions(dsn=DSN, schema=db.schema, namespace=bus.namespace), ready=ready,
+        ServeOptions(dsn=DSN, schema=db.schema, namespace=bus.namespace,
+                     heartbeat_interval=0.2), ready=ready,  # beats land beside the alerts
         stop=stop))
     await asyncio.wait_for(ready.wait(), 20)
     try:
@@ -140,8 +142,10 @@ async def test_hostile_events_are_dead_lettered_and_good_ones_booked_once(
     assert await ledger.positions("f1") == {"AAPL": (D(17), D(1700))}
     assert [f.posting.fill.trade_id for f in await ledger.fills("f1")] == ["t1", "t2"]
     assert (await ledger.trial_balance()) == {"f1": D(0)}
-    alerts = await bus.js.stream_info(bus.stream_for("operations"))
-    assert alerts.state.messages == 3  # the three that decoded: ghost order, fund, terms
+    # the three that decoded: ghost order, fund, terms (the stream also holds the heartbeats)
+    subject = bus.wire_subject(ALERT_SUBJECT)
+    alerts = await bus.js.stream_info(bus.stream_for("operations"), subjects_filter=subject)
+    assert (alerts.state.subjects or {}).get(subject) == 3
 
 
 async def _at_least(bus: Bus, n: int) -> bool:
