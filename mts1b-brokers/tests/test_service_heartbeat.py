@@ -39,10 +39,13 @@ async def test_a_served_broker_beats_with_its_name(namespace: str) -> None:
         venue = PaperClient(name="paper-hb", accounts={"a1": Decimal(1000)})
         async with BrokerService(venue, bus, heartbeat_interval=0.2,
                                  heartbeat_instance="b1") as service:
-            first = await asyncio.wait_for(beats.get(), 2)
-            second = await asyncio.wait_for(beats.get(), 2)
+            first = await asyncio.wait_for(beats.get(), 10)
+            second = await asyncio.wait_for(beats.get(), 10)
             assert service.heartbeat is not None and service.heartbeat.failed == 0
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.5)  # a beat acknowledged before the stop may still be on its way
+        while not beats.empty():
+            beats.get_nowait()
+        await asyncio.sleep(0.5)
         assert beats.empty()  # nothing after the stop
         await sub.unsubscribe()
     assert (first.service, first.instance, first.interval_s) == (

@@ -43,14 +43,14 @@ async def test_the_oms_beats_while_it_serves() -> None:
     task = asyncio.get_running_loop().create_task(run_service(opts, ready=ready, stop=stop))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        first = await asyncio.wait_for(beats.get(), 2)
-        second = await asyncio.wait_for(beats.get(), 2)
+        first = await asyncio.wait_for(beats.get(), 10)
+        second = await asyncio.wait_for(beats.get(), 10)
         assert (first.service, first.instance, first.interval_s) == ("mts1b-oms", "oms-a", 0.2)
         assert second.started_at == first.started_at and second.ts > first.ts
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        await asyncio.sleep(0.1)  # a beat acknowledged before the stop may still be on its way
+        await asyncio.sleep(0.5)  # a beat acknowledged before the stop may still be on its way
         while not beats.empty():
             beats.get_nowait()
         await asyncio.sleep(0.5)

@@ -59,16 +59,17 @@ async def test_the_router_raises_and_resolves_heartbeat_missing_for_the_oms(
                                              ready=ready, heartbeat_interval=0.2))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        async with Heartbeater(bus, OMS, interval_s=0.2):  # the OMS serving
+        # 0.5 s: a beat late by a loaded machine's second still counts as beating
+        async with Heartbeater(bus, OMS, interval_s=0.5):  # the OMS serving
             await _until(beating)
             await asyncio.sleep(0.8)  # beating: never missing
             assert await oms_alert("firing") == []
-        # the OMS stopped: missing after 3 intervals (0.6 s), at the router's next tick
-        [firing] = await _until(lambda: oms_alert("firing"), timeout=5)
+        # the OMS stopped: missing after 3 intervals (1.5 s), at the router's next tick
+        [firing] = await _until(lambda: oms_alert("firing"), timeout=10)
         assert firing.alert.labels == {"alertname": "HeartbeatMissing", "service": OMS,
                                        "instance": "default"}
-        async with Heartbeater(bus, OMS, interval_s=0.2):  # the OMS back
-            [resolved] = await _until(lambda: oms_alert("resolved"), timeout=5)
+        async with Heartbeater(bus, OMS, interval_s=0.5):  # the OMS back
+            [resolved] = await _until(lambda: oms_alert("resolved"), timeout=10)
         assert resolved.alert.fingerprint == firing.alert.fingerprint
         # the router itself beats all along
         async with alerts_db.pool.acquire() as conn:
@@ -96,8 +97,8 @@ async def test_the_recorder_beats_and_keeps_heartbeats_out_of_the_chain(
     task = asyncio.create_task(run_recorder(opts, ready=ready, stop=stop))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        first = await asyncio.wait_for(beats.get(), 2)
-        await asyncio.wait_for(beats.get(), 2)
+        first = await asyncio.wait_for(beats.get(), 10)
+        await asyncio.wait_for(beats.get(), 10)
         await bus.publish_bytes("mts.v1.oms.orders.accepted", b'{"order_id": "o1"}',
                                 {"Nats-Msg-Id": "m-1"})
         chain = AuditChain(audit_db)

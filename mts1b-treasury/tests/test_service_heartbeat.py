@@ -38,12 +38,12 @@ async def test_the_treasury_beats_while_it_serves(db: TreasuryDb) -> None:
                      heartbeat_interval=0.2, heartbeat_instance="t1"), ready=ready, stop=stop))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        first = await asyncio.wait_for(beats.get(), 2)
-        second = await asyncio.wait_for(beats.get(), 2)
+        first = await asyncio.wait_for(beats.get(), 10)
+        second = await asyncio.wait_for(beats.get(), 10)
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        await asyncio.sleep(0.1)  # a beat acknowledged before the stop may still be on its way
+        await asyncio.sleep(0.5)  # a beat acknowledged before the stop may still be on its way
         while not beats.empty():
             beats.get_nowait()
         await asyncio.sleep(0.4)
