@@ -11,7 +11,6 @@ from types import SimpleNamespace as Kit
 from typing import Any
 
 import pytest
-from mts1b_foundation import Heartbeat, parse_message
 from mts1b_operations.alerts.config import load_alerts_config
 from mts1b_operations.alerts.router import Router
 from mts1b_operations.alerts.service import HEARTBEAT_SERVICE as ROUTER_SERVICE
@@ -20,7 +19,7 @@ from mts1b_operations.alerts.store import AlertsDb
 from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.recorder import HEARTBEAT_SERVICE, RecorderOptions, run_recorder
-from mts1b_platform.heartbeat import Heartbeater, heartbeat_subject
+from mts1b_platform.heartbeat import Heartbeater, HeartbeatProbe
 
 pytestmark = [pytest.mark.integration]
 OMS = "mts1b-oms"  # what mts1b-oms's service beats as (mts1b_oms.service.HEARTBEAT_SERVICE)
@@ -83,13 +82,7 @@ async def test_the_router_raises_and_resolves_heartbeat_missing_for_the_oms(
 async def test_the_recorder_beats_and_keeps_heartbeats_out_of_the_chain(
         audit_db: AuditDb, fresh_bus: Any, kit: Kit) -> None:
     bus = fresh_bus
-    beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
-
-    async def on_beat(msg: Any) -> None:
-        await beats.put(parse_message(Heartbeat, msg.data))
-
-    sub = await bus.nc.subscribe(bus.wire_subject(heartbeat_subject(HEARTBEAT_SERVICE)),
-                                 cb=on_beat)
+    probe = await HeartbeatProbe(bus, HEARTBEAT_SERVICE).open()
     stop, ready = asyncio.Event(), asyncio.Event()
     opts = RecorderOptions(dsn=kit.DSN, schema=audit_db.schema, namespace=bus.namespace,
                            domains=("oms", "operations"), skew_threshold=0.0,
@@ -97,8 +90,8 @@ async def test_the_recorder_beats_and_keeps_heartbeats_out_of_the_chain(
     task = asyncio.create_task(run_recorder(opts, ready=ready, stop=stop))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        first = await asyncio.wait_for(beats.get(), 10)
-        await asyncio.wait_for(beats.get(), 10)
+        first = await probe.next()
+        await probe.next()
         await bus.publish_bytes("mts.v1.oms.orders.accepted", b'{"order_id": "o1"}',
                                 {"Nats-Msg-Id": "m-1"})
         chain = AuditChain(audit_db)
@@ -111,7 +104,7 @@ async def test_the_recorder_beats_and_keeps_heartbeats_out_of_the_chain(
     finally:
         stop.set()
         recorder = await asyncio.wait_for(task, 20)
-        await sub.unsubscribe()
+        await probe.close()
     assert (first.service, first.instance, first.interval_s) == (
         "mts1b-operations-audit", "rec-1", 0.2)
     subjects = [r.subject async for r in chain.entries()]

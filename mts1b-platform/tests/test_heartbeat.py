@@ -14,7 +14,7 @@ pytest.importorskip("nats", reason="nats-py (the bus extra of mts1b-platform) is
 
 from mts1b_foundation import Heartbeat, parse_message
 from mts1b_platform.bus import Bus
-from mts1b_platform.heartbeat import Heartbeater, heartbeat_subject
+from mts1b_platform.heartbeat import Heartbeater, HeartbeatProbe, heartbeat_subject
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,16 @@ async def test_stop_is_idempotent_and_start_again_beats_again(bus: Bus) -> None:
         await asyncio.sleep(0.01)
     await beater.stop()
     assert beater.sent in (first + 1, first + 2)  # it beats again at once
+
+
+async def test_the_probe_sees_the_beats_skips_junk_and_tells_silence(bus: Bus) -> None:
+    await bus.declare_streams(["operations"])
+    async with HeartbeatProbe(bus, "mts1b-portfolio") as probe:
+        await bus.publish_bytes(heartbeat_subject("mts1b-portfolio"), b"not a heartbeat")
+        async with Heartbeater(bus, "mts1b-portfolio", instance="p1", interval_s=0.1):
+            beat = await probe.next()
+            assert (beat.service, beat.instance) == ("mts1b-portfolio", "p1")
+            assert not await probe.silent(in_flight=0, window=0.4)  # still beating
+        assert await probe.silent()
+    with pytest.raises(TimeoutError):
+        await probe.next(timeout=0.2)  # closed: nothing more comes

@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mts1b_foundation import Heartbeat, parse_message
 from mts1b_platform.bus import Bus, BusError
-from mts1b_platform.heartbeat import heartbeat_subject
+from mts1b_platform.heartbeat import HeartbeatProbe
 from mts1b_research.service import HEARTBEAT_SERVICE, ServeOptions, run_service
 
 from .conftest import DSN, open_db
@@ -26,34 +24,24 @@ async def test_the_signal_service_beats_while_it_serves(tmp_path: Path) -> None:
     except BusError as exc:
         pytest.skip(f"NATS not reachable: {exc}")
     db = await open_db()
-    beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
-
-    async def on_beat(msg: Any) -> None:
-        await beats.put(parse_message(Heartbeat, msg.data))
-
-    sub = await bus.nc.subscribe(bus.wire_subject(heartbeat_subject(HEARTBEAT_SERVICE)),
-                                 cb=on_beat)
+    probe = await HeartbeatProbe(bus, HEARTBEAT_SERVICE).open()
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.get_running_loop().create_task(run_service(
         ServeOptions(dsn=DSN, store=tmp_path, schema=db.schema, namespace=bus.namespace,
                      heartbeat_interval=0.2, heartbeat_instance="r1"), ready=ready, stop=stop))
     try:
         await asyncio.wait_for(ready.wait(), 20)
-        first = await asyncio.wait_for(beats.get(), 10)
-        second = await asyncio.wait_for(beats.get(), 10)
+        first = await probe.next()
+        second = await probe.next()
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        await asyncio.sleep(0.5)  # a beat acknowledged before the stop may still be on its way
-        while not beats.empty():
-            beats.get_nowait()
-        await asyncio.sleep(0.4)
-        after_stop = beats.qsize()
-        await sub.unsubscribe()
+        quiet = await probe.silent()
+        await probe.close()
         await bus.delete_streams()
         await bus.drain()
         await db.drop_schema()
         await db.close()
     assert (first.service, first.instance, first.interval_s) == ("mts1b-research", "r1", 0.2)
     assert second.started_at == first.started_at and second.ts > first.ts
-    assert after_stop == 0
+    assert quiet  # nothing after the stop

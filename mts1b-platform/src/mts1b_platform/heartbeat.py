@@ -24,13 +24,14 @@ import asyncio
 import contextlib
 import datetime as dt
 from types import TracebackType
+from typing import Any
 
-from mts1b_foundation import Clock, Heartbeat, MtsError, SystemClock
+from mts1b_foundation import Clock, Heartbeat, MtsError, SystemClock, parse_message
 
 from mts1b_platform.bus import Bus
 from mts1b_platform.logging import get_logger
 
-__all__ = ["DEFAULT_HEARTBEAT_INTERVAL", "HEARTBEAT_SUBJECTS", "Heartbeater",
+__all__ = ["DEFAULT_HEARTBEAT_INTERVAL", "HEARTBEAT_SUBJECTS", "HeartbeatProbe", "Heartbeater",
            "heartbeat_subject"]
 
 HEARTBEAT_SUBJECTS = "mts.v1.operations.heartbeats.*"
@@ -137,3 +138,57 @@ class Heartbeater:
                 due = now + self.interval_s - (now - due) % self.interval_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=due - now)
+
+
+class HeartbeatProbe:
+    """Listen to one service's heartbeats as they pass on the wire (core NATS, no consumer).
+
+    Why: a check that a service beats while it runs and falls silent once it stopped is the
+    same for every service - its tests, and a person's script against a running stack - so it
+    is written once. Use it as an async context manager (or :meth:`open` and :meth:`close`),
+    then :meth:`next` and :meth:`silent`.
+    A heartbeat that does not decode is skipped.
+    """
+
+    def __init__(self, bus: Bus, service: str) -> None:
+        self._bus = bus
+        self.service = service
+        self._beats: asyncio.Queue[Heartbeat] = asyncio.Queue()
+        self._sub: Any = None
+
+    async def _on_msg(self, msg: Any) -> None:
+        with contextlib.suppress(MtsError, ValueError):
+            await self._beats.put(parse_message(Heartbeat, msg.data))
+
+    async def open(self) -> HeartbeatProbe:
+        """Start listening (beats published before this are not seen)."""
+        if self._sub is None:
+            self._sub = await self._bus.nc.subscribe(
+                self._bus.wire_subject(heartbeat_subject(self.service)), cb=self._on_msg)
+        return self
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def __aenter__(self) -> HeartbeatProbe:
+        return await self.open()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def next(self, timeout: float = 10.0) -> Heartbeat:
+        """The next heartbeat; ``TimeoutError`` when none comes within ``timeout`` seconds."""
+        return await asyncio.wait_for(self._beats.get(), timeout)
+
+    async def silent(self, in_flight: float = 0.5, window: float = 0.5) -> bool:
+        """Whether no heartbeat arrives for ``window`` seconds, once the ones still on their
+        way (published before the service stopped, for up to ``in_flight`` seconds) are
+        dropped. Call it after the service stopped."""
+        await asyncio.sleep(in_flight)
+        while not self._beats.empty():
+            self._beats.get_nowait()
+        await asyncio.sleep(window)
+        return self._beats.empty()
