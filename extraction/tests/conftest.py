@@ -58,6 +58,15 @@ class Servers:
     def unique(prefix: str) -> str:
         return unique(prefix)
 
+    async def drop_schemas(self, *schemas: str) -> None:
+        """Remove the PostgreSQL schemas a test made (with everything in them)."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
 
 @pytest.fixture(scope="session")
 def servers() -> Servers:

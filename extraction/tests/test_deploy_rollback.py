@@ -192,7 +192,6 @@ def _next_bar(previous: dt.datetime | None) -> dt.datetime:
 
 
 async def _drop(servers: Any, namespace: str, schemas: list[str]) -> None:
-    import asyncpg
     from mts1b_platform.bus import Bus
 
     bus = await Bus.connect(url=servers.nats_url, namespace=namespace, connect_timeout=5)
@@ -200,12 +199,7 @@ async def _drop(servers: Any, namespace: str, schemas: list[str]) -> None:
         await bus.delete_streams()
     finally:
         await bus.drain()
-    conn = await asyncpg.connect(servers.dsn, timeout=10)
-    try:
-        for schema in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await servers.drop_schemas(*schemas)
 
 
 @pytest.fixture

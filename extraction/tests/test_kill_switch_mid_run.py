@@ -34,7 +34,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from mts1b_foundation import (
     Bar,
@@ -240,12 +239,7 @@ async def stack(servers: Any, tmp_path: Path) -> AsyncIterator[Stack]:
         await venue_bus.drain()
         await bus.delete_streams()
         await bus.drain()
-        conn = await asyncpg.connect(dsn, timeout=10)
-        try:
-            for schema in schemas.values():
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await servers.drop_schemas(*schemas.values())
 
 
 def _halt(stack: Stack) -> Any:

@@ -234,7 +234,7 @@ def strategy(servers: Any, lake: Lake, factor: Factor,
     try:
         yield Registered(schema, evidence, history, refused)
     finally:
-        asyncio.run(_drop(servers.dsn, schema))
+        asyncio.run(servers.drop_schemas(schema))
 
 
 @integration
@@ -273,17 +273,6 @@ class Trading:
     """Where the recorder wrote its signed checkpoints (outside the database)."""
     audit_keys: KeyRegistry
     """The key registry that holds the recorder's public key."""
-
-
-async def _drop(dsn: str, *schemas: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        for schema in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -475,7 +464,7 @@ def trading(servers: Any, lake: Lake, strategy: Registered,
     try:
         yield asyncio.run(_trade(servers, lake, strategy, folder, plan))
     finally:
-        asyncio.run(_drop(servers.dsn, plan.oms_schema, plan.treasury_schema,
+        asyncio.run(servers.drop_schemas(plan.oms_schema, plan.treasury_schema,
                           plan.audit_schema))
 
 

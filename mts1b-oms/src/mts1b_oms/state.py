@@ -200,11 +200,8 @@ class OrderState:
     @property
     def leaves_quantity(self) -> Decimal:
         """What is still working (0 once the order is terminal)."""
-        status = self.status
-        if status is None or status.is_terminal:
+        if self.status is None or self.status.is_terminal:
             return _ZERO
-        if not self.fills:  # the usual case, read several times per submit
-            return max(self.order.quantity, _ZERO)
         return max(self.quantity - self.filled_quantity, _ZERO)
 
     @property
