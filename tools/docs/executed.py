@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.docs.fences import fences
+
 __all__ = ["Block", "PageError", "PageRun", "parse_page", "run_page"]
 
-_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _SKIP = re.compile(r"<!--\s*executed:\s*skip\b\s*(?:[-:]\s*)?(.*?)\s*-->\s*$")
 
 # The child: runs each block in one namespace, capturing its stdout, and writes one JSON record
@@ -90,25 +91,20 @@ def _normalise(text: str) -> str:
 
 def parse_page(text: str) -> list[Block]:
     """The python blocks of a markdown page, each with the ```text block that follows it."""
-    fences = list(_FENCE.finditer(text))
     blocks: list[Block] = []
-    for i, fence in enumerate(fences):
-        lang = fence.group(1).lower()
-        if lang != "python":
+    for fence in fences(text):
+        if fence.lang != "python":
             continue
-        line = text.count("\n", 0, fence.start()) + 1
-        before = text[:fence.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        line = fence.line
         skip: str | None = None
-        marker = _SKIP.search(before)
+        marker = _SKIP.search(fence.before)
         if marker:
             skip = marker.group(1).strip()
             if not skip:
                 raise PageError(f"line {line}: a skipped block must say why "
                                 "(<!-- executed: skip - reason -->)")
-        expected = None
-        if i + 1 < len(fences) and fences[i + 1].group(1).lower() == "text":
-            expected = fences[i + 1].group(2)
-        blocks.append(Block("python", fence.group(2), line, expected, skip))
+        expected = fence.shown
+        blocks.append(Block("python", fence.source, line, expected, skip))
     return blocks
 
 

@@ -47,13 +47,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.docs.fences import fences
+
 __all__ = ["REPO", "ShellBlock", "ShellError", "check_run_by_repocheck", "check_tested_by",
            "commands_of",
            "inventory", "parse_shell_blocks", "run_shell_page", "shell_pages"]
 
 REPO = Path(__file__).resolve().parents[2]
 SHELL_LANGS = frozenset({"bash", "console", "shell", "sh"})
-_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _MARKER = re.compile(r"<!--\s*shell:\s*(.*?)\s*-->\s*$")
 _SKIP = re.compile(r"skip\b\s*(?:[-:]\s*)?(.*)$", re.S)
 _TESTED = re.compile(r"tested-by\s+(\S+?)(?:::(\w+))?$")
@@ -110,16 +111,14 @@ def _console_split(source: str) -> tuple[str, str]:
 
 def parse_shell_blocks(text: str, page: Path) -> list[ShellBlock]:
     """The shell blocks of one markdown page, each with its marker and its shown output."""
-    fences = list(_FENCE.finditer(text))
     blocks: list[ShellBlock] = []
-    for i, fence in enumerate(fences):
-        lang = fence.group(1).lower()
+    for fence in fences(text):
+        lang = fence.lang
         if lang not in SHELL_LANGS:
             continue
-        line = text.count("\n", 0, fence.start()) + 1
+        line = fence.line
         where = f"{_rel(page)}:{line}"
-        before = text[:fence.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        marker = _MARKER.search(before)
+        marker = _MARKER.search(fence.before)
         mode, detail, cwd_repo = "run", "", False
         if marker:
             body = marker.group(1).strip()
@@ -139,14 +138,13 @@ def parse_shell_blocks(text: str, page: Path) -> list[ShellBlock]:
                 cwd_repo = True
             else:
                 raise ShellError(f"{where}: unknown shell marker {body!r}")
-        source = fence.group(2)
+        source = fence.source
         expected: str | None = None
         if lang == "console":
             source, shown = _console_split(source)
             expected = shown if shown.strip() else None
-        elif (i + 1 < len(fences) and fences[i + 1].group(1).lower() == "text"
-              and not text[fence.end():fences[i + 1].start()].strip()):
-            expected = fences[i + 1].group(2)
+        elif fence.shown_adjacent:
+            expected = fence.shown
         blocks.append(ShellBlock(page, line, lang, source, mode, detail, cwd_repo, expected))
     return blocks
 
