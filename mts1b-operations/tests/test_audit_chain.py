@@ -180,3 +180,47 @@ async def test_an_entry_that_is_no_longer_json_is_named(audit_db: AuditDb, kit: 
     assert [f.detail for f in report.findings[:2]] == [
         "row 1: its hash is not SHA-256 of prev_hash and the entry",
         "row 1: its entry is not JSON"]
+
+
+def _entry_sql(old: str, new: str) -> str:
+    """Rewrite the last row's entry text (``old`` a POSIX regex) and give it a hash that
+    matches, as a superuser covering a rewrite would."""
+    return (f"UPDATE audit_entries SET entry = convert_to(regexp_replace(convert_from(entry, "
+            f"'UTF8'), '{old}', '{new}'), 'UTF8') WHERE seq = 2")
+
+
+_REHASH = "UPDATE audit_entries SET hash = sha256(prev_hash || entry) WHERE seq = 2"
+_TS = '"ts":"[^"]*"'
+
+
+@pytest.mark.parametrize(("statements", "expected"), [
+    # the same value spelled with an escape, or a key given twice: still what json.loads reads
+    ([_entry_sql('"msg_id":"evt-2"', '"msg_id":"\\\\u0065vt-2"')], []),
+    ([_entry_sql('"sequence":2', '"sequence":7,"sequence":2')], []),
+    # times the fast comparison spells differently from PostgreSQL
+    ([_entry_sql(_TS, '"ts":"2026-01-02T03:04:05.500000Z"'),
+      "UPDATE audit_entries SET producer_ts = '2026-01-02 03:04:05.5Z' WHERE seq = 2"], []),
+    ([_entry_sql(_TS, '"ts":"2026-01-02T03:04:05Z"'),
+      "UPDATE audit_entries SET producer_ts = '2026-01-02 03:04:05Z' WHERE seq = 2"], []),
+    (["UPDATE audit_entries SET producer_ts = 'infinity' WHERE seq = 2"], ["producer_ts"]),
+    (["UPDATE audit_entries SET ids = ARRAY['ord-2', NULL] WHERE seq = 2"], ["ids"]),
+    ([_entry_sql('"ids":\\[[^]]*\\]', '"ids":["NULL"]'),
+      "UPDATE audit_entries SET ids = ARRAY[NULL]::text[] WHERE seq = 2"], ["ids"]),
+    (["UPDATE audit_entries SET domain = 'treasury' WHERE seq = 2"], ["domain"]),
+    ([_entry_sql('"subject":"[^"]*"', '"subject":"mts.v1"'),
+      "UPDATE audit_entries SET subject = 'mts.v1' WHERE seq = 2"], ["domain"]),
+    ([_entry_sql('"msg_id":"evt-2"', '"msg_id":"\u00e9vt-2"')], ["msg_id"]),
+    ([_entry_sql('"msg_id":"evt-2"', '"msg_id":"evt-\x01"')], ["not JSON"]),
+])
+async def test_the_quick_check_and_the_full_one_agree(
+        audit_db: AuditDb, kit: Kit, statements: list[str], expected: list[str]) -> None:
+    """``audit verify`` compares most rows by string (its fast path) and hands the rest to
+    the full check; on rows crafted to sit at the edge between them, its report equals that
+    of the full check over every row (``verify`` asserts it) and names the same column."""
+    await AuditChain(audit_db).append([kit.incoming(i) for i in range(3)])
+    await kit.tamper(audit_db, *statements, _REHASH)
+    report = await verify(audit_db)
+    details = [f.detail for f in report.findings if f.kind != "unanchored"]
+    assert len(details) == len(expected), details
+    for detail, word in zip(details, expected, strict=True):
+        assert detail.startswith("row 2: ") and word in detail

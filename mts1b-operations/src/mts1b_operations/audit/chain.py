@@ -9,6 +9,7 @@ inside the same transaction, makes the second delivery add nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from mts1b_foundation import GENESIS_HASH
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.entries import Entry, Incoming, build_entry, subject_domain
 
-__all__ = ["APPEND_LOCK", "SELECT_ENTRY", "AppendResult", "AuditChain", "ChainHead",
-           "StoredEntry"]
+__all__ = ["APPEND_LOCK", "SELECT_ENTRY", "SELECT_LINK", "AppendResult", "AuditChain",
+           "ChainHead", "StoredEntry"]
 
 APPEND_LOCK = 0x6D74_6163  # advisory lock id held while appending ("mtac")
 _COLUMNS = ("seq", "domain", "msg_id", "subject", "ids", "producer_ts", "recorded_ts",
@@ -28,6 +29,13 @@ _COLUMNS = ("seq", "domain", "msg_id", "subject", "ids", "producer_ts", "recorde
 SELECT_ENTRY = ("SELECT seq, domain, msg_id, subject, ids, producer_ts, recorded_ts, "
                 "prev_hash, hash, entry, event FROM audit_entries ")
 """The columns of :class:`StoredEntry`; a query appends its WHERE and ORDER BY."""
+SELECT_LINK = ("SELECT seq, prev_hash, hash, entry, event, domain, msg_id, subject, "
+               "array_to_json(ids)::text, left(replace(producer_ts::text, ' ', 'T'), -3), "
+               "left(replace(recorded_ts::text, ' ', 'T'), -3) FROM audit_entries ")
+"""A row as ``verify`` reads it: the hashes and bytes, and the indexed columns as text the
+database writes - ids as a JSON array, times as ISO 8601 in UTC without the zone
+(``2026-12-07T01:06:42.7688``; see :meth:`link_batches`) - which is cheaper to compare with
+an entry than the values decoded in Python."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,29 @@ class AuditChain:
         async with self.db.pool.acquire() as conn, conn.transaction(readonly=True):
             async for row in conn.cursor(query, start, stop, prefetch=prefetch):
                 yield StoredEntry.from_row(row)
+
+    async def link_batches(self, start: int = 0, stop: int | None = None, *,
+                           batch: int = 1000) -> AsyncIterator[list[asyncpg.Record]]:
+        """The rows with ``start <= seq < stop`` as :data:`SELECT_LINK` reads them, by ``seq``,
+        in lists of ``batch``.
+
+        Why the next batch is asked for before this one is handed over: the database then
+        reads and encodes it on its own core while the caller checks this one."""
+        query = SELECT_LINK + "WHERE seq >= $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq"
+        async with self.db.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute("SET LOCAL TimeZone TO 'UTC'; SET LOCAL DateStyle TO 'ISO'")
+            cursor = await conn.cursor(query, start, stop)
+            ahead = asyncio.ensure_future(cursor.fetch(batch))
+            try:
+                while rows := await ahead:
+                    ahead = asyncio.ensure_future(cursor.fetch(batch))
+                    await asyncio.sleep(0)  # let the FETCH go out before the caller works
+                    yield rows
+            finally:
+                if not ahead.done():
+                    await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()  # the caller stopped first: what it raised is moot
 
     async def entry(self, seq: int) -> StoredEntry | None:
         row = await self.db.pool.fetchrow(

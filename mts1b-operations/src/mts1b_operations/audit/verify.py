@@ -22,12 +22,15 @@ elsewhere) expose it, so every checkpoint whose tree the chain covers is recompu
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from mts1b_foundation import GENESIS_HASH
+import asyncpg
+from mts1b_foundation import GENESIS_HASH, AuditRecord
 from mts1b_foundation.operations import AuditCheckpoint
 from mts1b_platform.signing import KeyRegistry
 
@@ -38,6 +41,7 @@ from mts1b_operations.audit.merkle import CompactTree, leaf_hash
 
 __all__ = ["FAILURES", "Finding", "VerifyReport", "check_row", "verify_chain", "verify_entries"]
 
+_sha256 = hashlib.sha256
 FAILURES = frozenset({"altered", "deleted", "inserted", "reordered", "broken", "checkpoint"})
 
 
@@ -114,32 +118,101 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
     return (sequence if isinstance(sequence, int) else None), problems
 
 
-class _Link(Protocol):
-    """What the walk needs of a row: where it is, its two hashes, its entry's bytes."""
+_Checked = tuple[int, bytes, bytes, bytes, int | None, list[str]]
+"""What the walk needs of a row: ``(seq, prev_hash, hash, leaf, claimed, problems)`` - where
+it is, its two hashes, its Merkle leaf, the sequence number its entry claims and what in it
+contradicts itself. A plain tuple: the walk makes a million of them."""
 
-    @property
-    def seq(self) -> int: ...
 
-    @property
-    def prev_hash(self) -> str: ...
+def _checked_row(row: StoredEntry) -> _Checked:
+    return (row.seq, bytes.fromhex(row.prev_hash), bytes.fromhex(row.hash),
+            leaf_hash(row.entry), *check_row(row))
 
-    @property
-    def hash(self) -> str: ...
 
-    @property
-    def entry(self) -> bytes: ...
+def _entry_pattern() -> re.Pattern[str]:
+    """The entry as :func:`~mts1b_operations.audit.chainhash.entry_bytes` writes it when
+    every string is plain ASCII with nothing escaped: the model's fields in sorted order, each
+    value strictly JSON. A match therefore means what ``json.loads`` would read, field for
+    field; anything else (an escape, an older layout, a tampered byte) is left to
+    :func:`check_row`.
+
+    The groups: ``ids`` (the JSON array as written), ``msg_id``, ``payload_digest``,
+    ``sequence``, ``subject`` and its third token ``domain``, and ``ts`` and ``recorded_ts``
+    without their ``Z`` and their fraction's trailing zeros (as PostgreSQL writes a time)."""
+    plain = r'[^"\\\x00-\x1f]*'
+    part = r'[^".\\\x00-\x1f]*'
+    string = f'"{plain}"'
+    integer = "-?(?:0|[1-9][0-9]*)"
+    strings = rf"\[(?:{string}(?:,{string})*)?\]"
+    value = "|".join([string, integer, "null", "true", "false", strings])
+
+    def utc(name: str) -> str:
+        return (f'"(?P<{name}>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}'
+                r'(?:\.[0-9]*[1-9])?)0*Z"')
+
+    patterns = {
+        "action": string, "actor": string, "subject_id": string, "schema_version": integer,
+        "ids": f"(?P<ids>{strings})", "sequence": "(?P<sequence>0|[1-9][0-9]*)",
+        "msg_id": f'"(?P<msg_id>{plain})"', "payload_digest": f'"(?P<payload_digest>{plain})"',
+        "subject": f'"(?P<subject>{part}\\.{part}\\.(?P<domain>{part})(?:\\.{plain})?)"',
+        "ts": utc("ts"), "recorded_ts": utc("recorded_ts")}
+    names = sorted(set(AuditRecord.model_fields) - {"hash", "prev_hash"})
+    return re.compile("{" + ",".join(f'"{name}":' + patterns.get(name, f"(?:{value})")
+                                     for name in names) + "}")
+
+
+_ENTRY = _entry_pattern()
+_GROUPS = ("ids", "msg_id", "payload_digest", "sequence", "subject", "domain", "ts",
+           "recorded_ts")
+
+
+def _time_of(text: str) -> dt.datetime:
+    """A time as :data:`SELECT_LINK` reads it (UTC, no zone), for the full check."""
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    except ValueError:  # 'infinity', a year BC: no time an entry can name
+        return _NOT_A_TIME
+
+
+# naive on purpose: unequal to every time an entry names (those carry a zone)
+_NOT_A_TIME = dt.datetime.min  # noqa: DTZ901
+
+
+def _checked_link(record: asyncpg.Record) -> _Checked:
+    """:func:`check_row` for a row as :data:`SELECT_ENTRY` reads it.
+
+    Why two ways: parsing each entry as JSON costs more than all the hashing; for the common
+    row, one match of :data:`_ENTRY` and a few string comparisons prove the same, and a row
+    that does not compare equal that way - a mismatch, an escape, an unusual time - gets the
+    full check, which names the problem. A test holds both ways to the same report on
+    tampered rows."""
+    (seq, prev_hash, hash_, entry, event, domain, msg_id, subject, ids, producer_ts,
+     recorded_ts) = record
+    if (entry.isascii() and _sha256(prev_hash + entry).digest() == hash_
+            and (match := _ENTRY.fullmatch(entry.decode("ascii"))) is not None):
+        (m_ids, m_msg_id, m_digest, m_sequence, m_subject, m_domain, m_ts,
+         m_recorded) = match.group(*_GROUPS)
+        if (m_msg_id == msg_id and m_subject == subject and m_domain == domain
+                and m_ids == ids and m_ts == producer_ts and m_recorded == recorded_ts
+                and m_digest == _sha256(event).hexdigest()):
+            return (seq, prev_hash, hash_, _sha256(b"\x00" + entry).digest(),
+                    int(m_sequence), [])
+    row = StoredEntry(seq, domain, msg_id, subject, tuple(json.loads(ids)),
+                      _time_of(producer_ts), _time_of(recorded_ts), prev_hash.hex(),
+                      hash_.hex(), entry, event)
+    return _checked_row(row)
 
 
 class _Walk:
     """The state of one pass over the rows (see the module docstring for the findings)."""
 
-    def __init__(self, report: VerifyReport, prev_hash: str, checkpoints:
+    def __init__(self, report: VerifyReport, prev_hash: bytes, checkpoints:
                  Mapping[int, tuple[AuditCheckpoint, bool]]) -> None:
         self.report = report
         self.expect = report.start
         self.prev = prev_hash
         self.before_last = prev_hash  # prev_hash of the entry accepted last
-        self.last: _Link | None = None
+        self.last: _Checked | None = None
         self.missing: dict[int, int] = {}  # claimed-later sequence -> row seq where it was due
         self.tree: CompactTree | None = CompactTree() if report.start == 0 else None
         self.checkpoints = checkpoints
@@ -147,67 +220,74 @@ class _Walk:
     def add(self, kind: str, seq: int | None, detail: str) -> None:
         self.report.findings.append(Finding(kind, seq, detail))
 
-    def grow(self, row: _Link) -> None:
-        if self.tree is None:
-            return
-        self.tree.append(leaf_hash(row.entry))
-        point = self.checkpoints.get(self.tree.size)
-        if point is None:
-            return
-        checkpoint, signed = point
-        if self.tree.root().hex() != checkpoint.root_hash or row.hash != checkpoint.chain_hash:
-            self.add("checkpoint", self.tree.size - 1,
-                     f"the first {self.tree.size} rows no longer have the Merkle root (or last "
-                     f"hash) signed in checkpoint {self.tree.size} at "
+    def checkpoint(self, tree: CompactTree, hash_: bytes) -> None:
+        """``tree`` has just reached a checkpoint's size: does the table still make the root
+        (and the last hash) that checkpoint signed?"""
+        checkpoint, signed = self.checkpoints[tree.size]
+        if tree.root().hex() != checkpoint.root_hash or hash_.hex() != checkpoint.chain_hash:
+            self.add("checkpoint", tree.size - 1,
+                     f"the first {tree.size} rows no longer have the Merkle root (or last "
+                     f"hash) signed in checkpoint {tree.size} at "
                      f"{checkpoint.timestamp.isoformat()}")
         elif signed:
-            self.report.anchored = self.tree.size
+            self.report.anchored = tree.size
             self.report.checkpoints_matched += 1
 
-    def accept(self, row: _Link, claimed: int) -> None:
-        self.before_last, self.prev, self.last = row.prev_hash, row.hash, row
+    def accept(self, row: _Checked, claimed: int) -> None:
+        self.before_last, self.prev, self.last = row[1], row[2], row
         self.expect = claimed + 1
 
-    def step(self, row: _Link, following: _Link | None, claimed: int | None,
-             problems: list[str]) -> None:
-        """Place ``row``, whose entry claims sequence number ``claimed`` and whose content
-        contradicts itself in ``problems``; ``following`` is the next row, if any."""
+    def step(self, row: _Checked, following: _Checked | None) -> None:
+        """Place ``row``; ``following`` is the next row, if any."""
         self.report.checked += 1
+        _, prev_hash, hash_, leaf, claimed, problems = row
+        if not problems and claimed == self.expect and prev_hash == self.prev:
+            # the common row, linked where it belongs (accept, inline: a million times)
+            self.before_last, self.prev, self.last = prev_hash, hash_, row
+            self.expect = claimed + 1
+        else:
+            self.place(row, following)
+        if (tree := self.tree) is not None:  # the tree of the table as it stands, as a
+            tree.append(leaf)                # checkpoint's was
+            if tree.size in self.checkpoints:
+                self.checkpoint(tree, hash_)
+
+    def place(self, row: _Checked, following: _Checked | None) -> None:
+        seq, prev_hash, hash_, _, claimed, problems = row
         for problem in problems:
-            self.add("altered", row.seq, f"row {row.seq}: {problem}")
+            self.add("altered", seq, f"row {seq}: {problem}")
         if claimed is None:
-            claimed = row.seq
+            claimed = seq
         if claimed == self.expect:
-            if row.prev_hash != self.prev and not problems and (
-                    following is not None and following.prev_hash == self.prev):
-                self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}"
+            if prev_hash != self.prev and not problems and (
+                    following is not None and following[1] == self.prev):
+                self.add("inserted", seq, f"row {seq} claims to be entry {claimed}"
                          f" but links to no entry before it; the next row does")
             else:
-                if row.prev_hash != self.prev and not problems:
-                    self.add("broken", row.seq, f"row {row.seq}: prev_hash is not the hash "
+                if prev_hash != self.prev and not problems:
+                    self.add("broken", seq, f"row {seq}: prev_hash is not the hash "
                              f"of entry {claimed - 1}")
                 self.accept(row, claimed)
         elif claimed > self.expect:
             for missing in range(self.expect, claimed):
-                self.missing[missing] = row.seq
+                self.missing[missing] = seq
             self.accept(row, claimed)
         elif claimed in self.missing:
-            self.add("reordered", claimed, f"entry {claimed} is stored at row {row.seq}, after "
+            self.add("reordered", claimed, f"entry {claimed} is stored at row {seq}, after "
                      f"entries that follow it (it was due before row {self.missing.pop(claimed)})")
         elif (self.last is not None and claimed == self.expect - 1
-              and row.prev_hash == self.before_last):
+              and prev_hash == self.before_last):
             # Two rows claim one sequence number: the one the next row links to is the entry.
-            if following is not None and following.prev_hash == row.hash:
-                self.add("inserted", self.last.seq, f"row {self.last.seq} claims to be entry "
-                         f"{claimed}, but the next entry links to row {row.seq}")
+            if following is not None and following[1] == hash_:
+                self.add("inserted", self.last[0], f"row {self.last[0]} claims to be entry "
+                         f"{claimed}, but the next entry links to row {seq}")
                 self.accept(row, claimed)
             else:
-                self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}, "
-                         f"which row {self.last.seq} already is")
+                self.add("inserted", seq, f"row {seq} claims to be entry {claimed}, "
+                         f"which row {self.last[0]} already is")
         else:
-            self.add("inserted", row.seq, f"row {row.seq} claims to be entry {claimed}, which "
+            self.add("inserted", seq, f"row {seq} claims to be entry {claimed}, which "
                      "the chain already passed")
-        self.grow(row)  # the tree of the table as it stands, as a checkpoint's was
 
     def finish(self) -> None:
         for missing, due in sorted(self.missing.items()):
@@ -237,21 +317,32 @@ def _checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | 
     return found
 
 
-async def _checked(rows: AsyncIterable[StoredEntry]
-                   ) -> AsyncIterator[tuple[_Link, int | None, list[str]]]:
+async def _checked(rows: AsyncIterable[StoredEntry]) -> AsyncIterator[list[_Checked]]:
     async for row in rows:
-        yield (row, *check_row(row))
+        yield [_checked_row(row)]
 
 
-async def _walk_all(walk: _Walk, rows: AsyncIterator[tuple[_Link, int | None, list[str]]],
+def _checked_links(batch: list[asyncpg.Record]) -> list[_Checked]:
+    check = _checked_link
+    return [check(record) for record in batch]
+
+
+async def _linked(chain: AuditChain, start: int, stop: int | None
+                  ) -> AsyncIterator[list[_Checked]]:
+    async for batch in chain.link_batches(start, stop):
+        yield _checked_links(batch)
+
+
+async def _walk_all(walk: _Walk, batches: AsyncIterator[list[_Checked]],
                     keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
-    held: tuple[_Link, int | None, list[str]] | None = None
-    async for item in rows:
-        if held is not None:
-            walk.step(held[0], item[0], held[1], held[2])
-        held = item
+    held: _Checked | None = None
+    async for batch in batches:
+        for item in batch:
+            if held is not None:
+                walk.step(held, item)
+            held = item
     if held is not None:
-        walk.step(held[0], None, held[1], held[2])
+        walk.step(held, None)
     walk.finish()
     report, end = walk.report, walk.expect
     if walk.tree is not None and to_end:
@@ -282,7 +373,7 @@ async def verify_entries(rows: AsyncIterable[StoredEntry], *, start: int = 0,
     the table, so a checkpoint of more entries than it holds means entries were removed.
     """
     report = VerifyReport(start)
-    walk = _Walk(report, prev_hash, _checkpoint_map(checkpoints, keys, report))
+    walk = _Walk(report, bytes.fromhex(prev_hash), _checkpoint_map(checkpoints, keys, report))
     return await _walk_all(walk, _checked(rows), keys, to_end)
 
 
@@ -291,6 +382,8 @@ async def verify_chain(chain: AuditChain, *, start: int = 0, stop: int | None = 
                        checkpoints: Iterable[AuditCheckpoint] = (),
                        keys: KeyRegistry | None = None) -> VerifyReport:
     """:func:`verify_entries` over the chain's rows from ``start`` to ``stop`` (to the end of
-    the table when None), read with one cursor."""
-    return await verify_entries(chain.entries(start, stop), start=start, prev_hash=prev_hash,
-                                checkpoints=checkpoints, keys=keys, to_end=stop is None)
+    the table when None), read with one cursor, the database encoding the next rows while
+    these are checked."""
+    report = VerifyReport(start)
+    walk = _Walk(report, bytes.fromhex(prev_hash), _checkpoint_map(checkpoints, keys, report))
+    return await _walk_all(walk, _linked(chain, start, stop), keys, stop is None)
