@@ -13,9 +13,10 @@ in this process (the issue's targets in brackets):
 2. **lag** [p99 <= 1 s at 1,000 events/s]: events published at ``--rate`` for ``--seconds``
    while the recorder runs; lag = recorded time - the event's own time (one machine, one
    clock).
-3. **verify** [1,000,000 entries <= 10 s]: ``verify_chain`` (what ``audit verify`` runs) over
-   a chain of ``--verify`` entries appended beforehand (every hash, digest and column; the
-   Merkle root as it goes).
+3. **verify** [1,000,000 entries <= 10 s]: over a chain of ``--verify`` entries appended
+   beforehand (every hash, digest and column; the Merkle root as it goes), ``verify_chain`` in
+   this process alone, then ``verify_chain_split`` (what ``audit verify`` runs: a second
+   process checks the newer half from ``MIN_SPLIT_ROWS`` rows on); the two reports must agree.
 
 Run at a small size by default (about a minute); the figures scale with the machine.
 """
@@ -40,6 +41,7 @@ from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.entries import Incoming
 from mts1b_operations.audit.recorder import RecorderOptions, run_recorder
 from mts1b_operations.audit.verify import verify_chain
+from mts1b_operations.audit.verify_split import MIN_SPLIT_ROWS, verify_chain_split
 from mts1b_platform.bus import Bus, BusSettings
 
 DSN = os.environ.get("MTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -137,7 +139,7 @@ async def lag(rate: int, seconds: float) -> list[float]:
         await cleanup(bus, db)
 
 
-async def verify_speed(n: int) -> tuple[float, bool]:
+async def verify_speed(n: int) -> tuple[float, float, bool]:
     db = await AuditDb.open(DSN, schema=f"au_b_{uuid.uuid4().hex[:10]}")
     try:
         chain, stamp = AuditChain(db), now_iso()
@@ -146,7 +148,12 @@ async def verify_speed(n: int) -> tuple[float, bool]:
                                 for i in range(k, min(n, k + 2000))])
         t0 = time.perf_counter()
         report = await verify_chain(chain)
-        return n / (time.perf_counter() - t0), report.ok and report.checked == n
+        alone = n / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        split = await verify_chain_split(chain, DSN)
+        two = n / (time.perf_counter() - t0)
+        return alone, two, (report.ok and report.checked == n
+                            and split.as_dict() == report.as_dict())
     finally:
         await db.drop_schema()
         await db.close()
@@ -173,9 +180,11 @@ async def main() -> None:
     p50, p99 = statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))]
     print(f"lag at {args.rate:,} events/s for {args.seconds:g} s: p50 {p50 * 1000:.0f} ms, "
           f"p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms")
-    rate, ok = await verify_speed(args.verify)
-    print(f"verify: {rate:,.0f} entries/s over {args.verify:,} entries (ok={ok}); "
-          f"1,000,000 entries would take {1e6 / rate:.1f} s")
+    alone, two, ok = await verify_speed(args.verify)
+    print(f"verify over {args.verify:,} entries (ok={ok}): {alone:,.0f} entries/s in one "
+          f"process, {two:,.0f} entries/s as `audit verify` runs it (a second process from "
+          f"{MIN_SPLIT_ROWS:,} rows); 1,000,000 entries would take {1e6 / alone:.1f} s and "
+          f"{1e6 / two:.1f} s")
 
 
 if __name__ == "__main__":

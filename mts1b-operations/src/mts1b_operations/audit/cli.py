@@ -29,7 +29,8 @@ from mts1b_operations.audit.merkle import (
     verify_inclusion,
 )
 from mts1b_operations.audit.show import entry_views
-from mts1b_operations.audit.verify import VerifyReport, verify_chain
+from mts1b_operations.audit.verify import VerifyReport
+from mts1b_operations.audit.verify_split import verify_chain_split
 
 __all__ = ["audit_app", "register"]
 
@@ -167,10 +168,9 @@ def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry
                                           "chain, so the first link cannot be checked")
                 prev = before.hash
             copies = await _object_store_copies(namespace, schema) if object_store else []
-            return await verify_chain(chain, start=start, stop=stop, prev_hash=prev,
-                                      keys=registry,
-                                      checkpoints=merged(await stored_checkpoints(db),
-                                                         external, copies))
+            return await verify_chain_split(
+                chain, dsn, start=start, stop=stop, prev_hash=prev, keys=registry,
+                checkpoints=merged(await stored_checkpoints(db), external, copies))
         finally:
             await db.close()
     report = _run(go())

@@ -118,13 +118,13 @@ def check_row(row: StoredEntry) -> tuple[int | None, list[str]]:
     return (sequence if isinstance(sequence, int) else None), problems
 
 
-_Checked = tuple[int, bytes, bytes, bytes, int | None, list[str]]
+Checked = tuple[int, bytes, bytes, bytes, int | None, list[str]]
 """What the walk needs of a row: ``(seq, prev_hash, hash, leaf, claimed, problems)`` - where
 it is, its two hashes, its Merkle leaf, the sequence number its entry claims and what in it
 contradicts itself. A plain tuple: the walk makes a million of them."""
 
 
-def _checked_row(row: StoredEntry) -> _Checked:
+def _checked_row(row: StoredEntry) -> Checked:
     return (row.seq, bytes.fromhex(row.prev_hash), bytes.fromhex(row.hash),
             leaf_hash(row.entry), *check_row(row))
 
@@ -178,7 +178,7 @@ def _time_of(text: str) -> dt.datetime:
 _NOT_A_TIME = dt.datetime.min  # noqa: DTZ901
 
 
-def _checked_link(record: asyncpg.Record) -> _Checked:
+def _checked_link(record: asyncpg.Record) -> Checked:
     """:func:`check_row` for a row as :data:`SELECT_ENTRY` reads it.
 
     Why two ways: parsing each entry as JSON costs more than all the hashing; for the common
@@ -203,7 +203,7 @@ def _checked_link(record: asyncpg.Record) -> _Checked:
     return _checked_row(row)
 
 
-class _Walk:
+class Walk:
     """The state of one pass over the rows (see the module docstring for the findings)."""
 
     def __init__(self, report: VerifyReport, prev_hash: bytes, checkpoints:
@@ -212,10 +212,11 @@ class _Walk:
         self.expect = report.start
         self.prev = prev_hash
         self.before_last = prev_hash  # prev_hash of the entry accepted last
-        self.last: _Checked | None = None
+        self.last: Checked | None = None
         self.missing: dict[int, int] = {}  # claimed-later sequence -> row seq where it was due
         self.tree: CompactTree | None = CompactTree() if report.start == 0 else None
         self.checkpoints = checkpoints
+        self.irregular = 0  # rows placed other than where the chain expected them
 
     def add(self, kind: str, seq: int | None, detail: str) -> None:
         self.report.findings.append(Finding(kind, seq, detail))
@@ -233,11 +234,11 @@ class _Walk:
             self.report.anchored = tree.size
             self.report.checkpoints_matched += 1
 
-    def accept(self, row: _Checked, claimed: int) -> None:
+    def accept(self, row: Checked, claimed: int) -> None:
         self.before_last, self.prev, self.last = row[1], row[2], row
         self.expect = claimed + 1
 
-    def step(self, row: _Checked, following: _Checked | None) -> None:
+    def step(self, row: Checked, following: Checked | None) -> None:
         """Place ``row``; ``following`` is the next row, if any."""
         self.report.checked += 1
         _, prev_hash, hash_, leaf, claimed, problems = row
@@ -252,7 +253,8 @@ class _Walk:
             if tree.size in self.checkpoints:
                 self.checkpoint(tree, hash_)
 
-    def place(self, row: _Checked, following: _Checked | None) -> None:
+    def place(self, row: Checked, following: Checked | None) -> None:
+        self.irregular += 1
         seq, prev_hash, hash_, _, claimed, problems = row
         for problem in problems:
             self.add("altered", seq, f"row {seq}: {problem}")
@@ -294,7 +296,7 @@ class _Walk:
             self.add("deleted", missing, f"entry {missing} is missing (due before row {due})")
 
 
-def _checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | None,
+def checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | None,
                     report: VerifyReport) -> dict[int, tuple[AuditCheckpoint, bool]]:
     found: dict[int, tuple[AuditCheckpoint, bool]] = {}
     for checkpoint in checkpoints:
@@ -317,32 +319,45 @@ def _checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | 
     return found
 
 
-async def _checked(rows: AsyncIterable[StoredEntry]) -> AsyncIterator[list[_Checked]]:
+async def _checked(rows: AsyncIterable[StoredEntry]) -> AsyncIterator[list[Checked]]:
     async for row in rows:
         yield [_checked_row(row)]
 
 
-def _checked_links(batch: list[asyncpg.Record]) -> list[_Checked]:
+def _check_batch(batch: list[asyncpg.Record]) -> list[Checked]:
     check = _checked_link
     return [check(record) for record in batch]
 
 
-async def _linked(chain: AuditChain, start: int, stop: int | None
-                  ) -> AsyncIterator[list[_Checked]]:
+async def checked_links(chain: AuditChain, start: int, stop: int | None
+                  ) -> AsyncIterator[list[Checked]]:
     async for batch in chain.link_batches(start, stop):
-        yield _checked_links(batch)
+        yield _check_batch(batch)
 
 
-async def _walk_all(walk: _Walk, batches: AsyncIterator[list[_Checked]],
-                    keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
-    held: _Checked | None = None
+async def walk_rows(walk: Walk, batches: AsyncIterator[list[Checked]],
+                    held: Checked | None = None) -> Checked | None:
+    """Step ``walk`` through ``batches``, after ``held`` (a row not yet placed because its
+    successor was unknown); returns the last row, still to place."""
+    for_next = held
     async for batch in batches:
         for item in batch:
-            if held is not None:
-                walk.step(held, item)
-            held = item
-    if held is not None:
-        walk.step(held, None)
+            if for_next is not None:
+                walk.step(for_next, item)
+            for_next = item
+    return for_next
+
+
+async def _walk_all(walk: Walk, batches: AsyncIterator[list[Checked]],
+                    keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
+    if (last := await walk_rows(walk, batches)) is not None:
+        walk.step(last, None)
+    return conclude(walk, keys, to_end)
+
+
+def conclude(walk: Walk, keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
+    """The walk's report once every row is placed: what went missing, what no checkpoint
+    covers."""
     walk.finish()
     report, end = walk.report, walk.expect
     if walk.tree is not None and to_end:
@@ -373,7 +388,7 @@ async def verify_entries(rows: AsyncIterable[StoredEntry], *, start: int = 0,
     the table, so a checkpoint of more entries than it holds means entries were removed.
     """
     report = VerifyReport(start)
-    walk = _Walk(report, bytes.fromhex(prev_hash), _checkpoint_map(checkpoints, keys, report))
+    walk = Walk(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
     return await _walk_all(walk, _checked(rows), keys, to_end)
 
 
@@ -385,5 +400,5 @@ async def verify_chain(chain: AuditChain, *, start: int = 0, stop: int | None = 
     the table when None), read with one cursor, the database encoding the next rows while
     these are checked."""
     report = VerifyReport(start)
-    walk = _Walk(report, bytes.fromhex(prev_hash), _checkpoint_map(checkpoints, keys, report))
-    return await _walk_all(walk, _linked(chain, start, stop), keys, stop is None)
+    walk = Walk(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
+    return await _walk_all(walk, checked_links(chain, start, stop), keys, stop is None)
