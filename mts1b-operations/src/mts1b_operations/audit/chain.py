@@ -114,12 +114,11 @@ class AuditChain:
                     continue
                 seen.add(key)
                 entry = build_entry(message, sequence=size, prev_hash=prev, recorded_ts=recorded)
-                record = entry.record
-                rows.append((size, key[0], message.msg_id, message.subject, list(record.ids),
-                             record.ts, record.recorded_ts, bytes.fromhex(prev),
-                             bytes.fromhex(record.hash), entry.entry, entry.event))
+                rows.append((size, key[0], message.msg_id, message.subject, entry.ids,
+                             entry.ts, entry.recorded_ts, bytes.fromhex(prev),
+                             bytes.fromhex(entry.hash), entry.entry, entry.event))
                 result.appended.append(entry)
-                size, prev = size + 1, record.hash
+                size, prev = size + 1, entry.hash
             if rows:
                 await conn.copy_records_to_table("audit_entries", records=rows,
                                                  columns=list(_COLUMNS),

@@ -46,11 +46,43 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """An entry ready to append: the wire record and the two byte strings the table keeps."""
+    """An entry ready to append: the wire record's fields, and the two byte strings the table
+    keeps.
 
-    record: AuditRecord
+    Why the record is made on demand: constructing a model costs more than hashing the entry,
+    and the recorder's path needs only a few of its fields."""
+
+    fields: dict[str, Any]
     entry: bytes
     event: bytes
+
+    @property
+    def record(self) -> AuditRecord:
+        """The :class:`~mts1b_foundation.AuditRecord` (built from checked parts, not
+        validated again)."""
+        return AuditRecord.model_construct(**self.fields)
+
+    @property
+    def hash(self) -> str:
+        return str(self.fields["hash"])
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.fields["ids"])
+
+    @property
+    def actor(self) -> str:
+        return str(self.fields["actor"])
+
+    @property
+    def ts(self) -> dt.datetime:
+        value: dt.datetime = self.fields["ts"]
+        return value
+
+    @property
+    def recorded_ts(self) -> dt.datetime:
+        value: dt.datetime = self.fields["recorded_ts"]
+        return value
 
 
 def subject_domain(subject: object) -> str | None:
@@ -142,14 +174,14 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
         "schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
         "subject": incoming.subject, "subject_id": subject_id, "ts": _json_time(ts)},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    # Built from checked parts (ids and actor match the id pattern, the action is cut to its
-    # length): constructed, not validated again, which would cost as much as the rest.
-    record = AuditRecord.model_construct(
-        schema_version=AuditRecord.SCHEMA_VERSION, sequence=sequence, prev_hash=prev_hash,
-        hash=audit_chain_hash(prev_hash, entry), msg_id=incoming.msg_id,
-        subject=incoming.subject, subject_id=subject_id, ids=ids, actor=actor, action=action,
-        payload_digest=digest, ts=ts, recorded_ts=recorded_ts)
-    return Entry(record, entry, event_bytes)
+    # Checked parts (ids and actor match the id pattern, the action is cut to its length):
+    # Entry.record constructs the model from them without validating again.
+    return Entry({"schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
+                  "prev_hash": prev_hash, "hash": audit_chain_hash(prev_hash, entry),
+                  "msg_id": incoming.msg_id, "subject": incoming.subject,
+                  "subject_id": subject_id, "ids": ids, "actor": actor, "action": action,
+                  "payload_digest": digest, "ts": ts, "recorded_ts": recorded_ts},
+                 entry, event_bytes)
 
 
 def _json_time(value: dt.datetime) -> str:

@@ -193,10 +193,9 @@ class Recorder:
             return
         worst: dict[str, float] = {}
         for entry in result.appended:
-            record = entry.record
-            skew = (record.recorded_ts - record.ts).total_seconds()
-            if abs(skew) > threshold and abs(skew) > abs(worst.get(record.actor, 0.0)):
-                worst[record.actor] = skew
+            skew = (entry.recorded_ts - entry.ts).total_seconds()
+            if abs(skew) > threshold and abs(skew) > abs(worst.get(entry.actor, 0.0)):
+                worst[entry.actor] = skew
         now = time.monotonic()
         for actor, skew in worst.items():
             if now - self.stats.last_alert.get(actor, -1e18) < self.opts.skew_alert_every:
