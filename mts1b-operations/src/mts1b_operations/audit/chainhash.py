@@ -20,8 +20,8 @@ from typing import Any
 import rfc8785
 from mts1b_foundation import AuditRecord
 
-__all__ = ["audit_chain_hash", "canonical_event", "canonical_json", "entry_bytes",
-           "event_digest"]
+__all__ = ["SORTED_JSON", "audit_chain_hash", "canonical_event", "canonical_json",
+           "entry_bytes", "event_digest"]
 
 _LINK_FIELDS = {"hash", "prev_hash"}
 _MAX_SAFE = 2**53 - 1
@@ -30,6 +30,11 @@ _MAX_SAFE = 2**53 - 1
 class _NotPlain(Exception):
     """The payload holds something the fast path does not canonicalize (a float, a large
     integer): RFC 8785's own serializer takes it."""
+
+
+SORTED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps`` with sorted keys and no spaces, made once (``dumps`` with options builds an
+encoder per call): RFC 8785 for plain values, see :func:`canonical_event`."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -50,6 +55,10 @@ def _safe_int(text: str) -> int:
     return value
 
 
+_PLAIN = json.JSONDecoder(parse_float=_reject_float, parse_int=_safe_int,
+                          parse_constant=_reject_float)
+
+
 def canonical_event(payload: bytes) -> tuple[Any, bytes]:
     """The JSON value of ``payload`` and its RFC 8785 bytes. Raises ``ValueError`` for bytes
     that are not JSON or hold what RFC 8785 refuses.
@@ -64,13 +73,11 @@ def canonical_event(payload: bytes) -> tuple[Any, bytes]:
     """
     if payload.isascii() and b"\\u" not in payload:
         try:
-            value = json.loads(payload, parse_float=_reject_float, parse_int=_safe_int,
-                               parse_constant=_reject_float)
+            value = _PLAIN.decode(payload.decode("ascii"))
         except _NotPlain:
             pass
         else:
-            return value, json.dumps(value, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()
+            return value, SORTED_JSON.encode(value).encode()
     value = json.loads(payload)
     return value, canonical_json(value)
 
@@ -87,8 +94,7 @@ def entry_bytes(record: AuditRecord) -> bytes:
     2**53, lists of strings and nulls, for which sorted ``json.dumps`` is RFC 8785 exactly (see
     :func:`canonical_event`); a test holds the two equal."""
     body = {k: v for k, v in record.model_dump(mode="json").items() if k not in _LINK_FIELDS}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return SORTED_JSON.encode(body).encode()
 
 
 def audit_chain_hash(prev_hash: str, entry: bytes) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from mts1b_foundation import AuditRecord
 
 from mts1b_operations.audit.chainhash import (
+    SORTED_JSON,
     audit_chain_hash,
     canonical_event,
     canonical_json,
@@ -168,12 +168,11 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
     ts = _producer_time(event, recorded_ts)
     # The entry's JSON written directly, as entry_bytes(record) would write it (a test holds
     # the two equal): dumping a model costs as much as the rest of an append.
-    entry = json.dumps({
+    entry = SORTED_JSON.encode({
         "action": action, "actor": actor, "ids": ids, "msg_id": incoming.msg_id,
         "payload_digest": digest, "recorded_ts": _json_time(recorded_ts),
         "schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
-        "subject": incoming.subject, "subject_id": subject_id, "ts": _json_time(ts)},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        "subject": incoming.subject, "subject_id": subject_id, "ts": _json_time(ts)}).encode()
     # Checked parts (ids and actor match the id pattern, the action is cut to its length):
     # Entry.record constructs the model from them without validating again.
     return Entry({"schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
