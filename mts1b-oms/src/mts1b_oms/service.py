@@ -697,6 +697,10 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
     async def on_rebalance(target: TargetPortfolio) -> CommandReply:
         return await oms.rebalance(target)
 
+    # SIGTERM is handled from before the first command is taken: a service that answers
+    # orders is always stopped by draining, never by the signal's default action.
+    done = stop or asyncio.Event()
+    stop_on_signals(done)
     subs = [
         await bus.serve("mts.v1.oms.commands.submit", on_submit, concurrency=opts.concurrency),
         # every answer to a cancel, replace, rebalance or state command is recorded for the
@@ -744,8 +748,6 @@ async def run_service(opts: ServeOptions, *, ready: asyncio.Event | None = None,
         subs.append(await bus.nc.subscribe(bus.wire_subject(pattern), cb=on_price))
     await _seed_prices(bus, oms, live)
 
-    done = stop or asyncio.Event()
-    stop_on_signals(done)
     _log.info("oms serving", funds=",".join(oms.funds), schema=opts.schema,
               namespace=opts.namespace or "", replay_clock=opts.replay_clock)
     await bus.nc.flush()  # every subscription is known to the server before we say ready
