@@ -164,23 +164,20 @@ def build_entry(incoming: Incoming, *, sequence: int, prev_hash: str,
     model = _MODEL.match(incoming.headers.get("Mts-Model", ""))
     subject_id = ids[0] if ids else (model.group(1) if model else domain)
     action = ".".join(tokens[2:])[:128].rstrip(".") or "unknown"
-    actor, digest = _actor(event, domain), event_digest(event_bytes)
     ts = _producer_time(event, recorded_ts)
-    # The entry's JSON written directly, as entry_bytes(record) would write it (a test holds
-    # the two equal): dumping a model costs as much as the rest of an append.
-    entry = SORTED_JSON.encode({
-        "action": action, "actor": actor, "ids": ids, "msg_id": incoming.msg_id,
-        "payload_digest": digest, "recorded_ts": _json_time(recorded_ts),
-        "schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
-        "subject": incoming.subject, "subject_id": subject_id, "ts": _json_time(ts)}).encode()
     # Checked parts (ids and actor match the id pattern, the action is cut to its length):
     # Entry.record constructs the model from them without validating again.
-    return Entry({"schema_version": AuditRecord.SCHEMA_VERSION, "sequence": sequence,
-                  "prev_hash": prev_hash, "hash": audit_chain_hash(prev_hash, entry),
-                  "msg_id": incoming.msg_id, "subject": incoming.subject,
-                  "subject_id": subject_id, "ids": ids, "actor": actor, "action": action,
-                  "payload_digest": digest, "ts": ts, "recorded_ts": recorded_ts},
-                 entry, event_bytes)
+    fields: dict[str, Any] = {
+        "action": action, "actor": _actor(event, domain), "ids": ids,
+        "msg_id": incoming.msg_id, "payload_digest": event_digest(event_bytes),
+        "recorded_ts": recorded_ts, "schema_version": AuditRecord.SCHEMA_VERSION,
+        "sequence": sequence, "subject": incoming.subject, "subject_id": subject_id, "ts": ts}
+    # The entry's JSON written directly, as entry_bytes(record) would write it (a test holds
+    # the two equal): dumping a model costs as much as the rest of an append.
+    entry = SORTED_JSON.encode({**fields, "ts": _json_time(ts),
+                                "recorded_ts": _json_time(recorded_ts)}).encode()
+    fields.update(prev_hash=prev_hash, hash=audit_chain_hash(prev_hash, entry))
+    return Entry(fields, entry, event_bytes)
 
 
 def _json_time(value: dt.datetime) -> str:

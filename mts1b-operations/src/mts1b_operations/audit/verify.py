@@ -179,7 +179,7 @@ _NOT_A_TIME = dt.datetime.min  # noqa: DTZ901
 
 
 def _checked_link(record: asyncpg.Record) -> Checked:
-    """:func:`check_row` for a row as :data:`SELECT_ENTRY` reads it.
+    """:func:`check_row` for a row as :data:`SELECT_LINK` reads it.
 
     Why two ways: parsing each entry as JSON costs more than all the hashing; for the common
     row, one match of :data:`_ENTRY` and a few string comparisons prove the same, and a row
@@ -205,6 +205,14 @@ def _checked_link(record: asyncpg.Record) -> Checked:
 
 class Walk:
     """The state of one pass over the rows (see the module docstring for the findings)."""
+
+    @classmethod
+    def starting(cls, start: int, prev_hash: str, checkpoints: Iterable[AuditCheckpoint],
+                 keys: KeyRegistry | None) -> Walk:
+        """A walk from row ``start``, after the entry whose hash is ``prev_hash`` (hex), with
+        ``checkpoints`` checked against ``keys`` (bad signatures already reported)."""
+        report = VerifyReport(start)
+        return cls(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
 
     def __init__(self, report: VerifyReport, prev_hash: bytes, checkpoints:
                  Mapping[int, tuple[AuditCheckpoint, bool]]) -> None:
@@ -238,14 +246,18 @@ class Walk:
         self.before_last, self.prev, self.last = row[1], row[2], row
         self.expect = claimed + 1
 
+    def in_place(self, row: Checked) -> bool:
+        """Whether ``row`` is the common row: self-consistent, claiming the expected sequence
+        number and linked to the entry before it (then its successor changes nothing)."""
+        return not row[5] and row[4] == self.expect and row[1] == self.prev
+
     def step(self, row: Checked, following: Checked | None) -> None:
         """Place ``row``; ``following`` is the next row, if any."""
         self.report.checked += 1
-        _, prev_hash, hash_, leaf, claimed, problems = row
-        if not problems and claimed == self.expect and prev_hash == self.prev:
-            # the common row, linked where it belongs (accept, inline: a million times)
+        _, prev_hash, hash_, leaf, _, _ = row
+        if self.in_place(row):  # accept, inline: a million times
             self.before_last, self.prev, self.last = prev_hash, hash_, row
-            self.expect = claimed + 1
+            self.expect += 1  # the row claimed exactly the expected number
         else:
             self.place(row, following)
         if (tree := self.tree) is not None:  # the tree of the table as it stands, as a
@@ -324,15 +336,12 @@ async def _checked(rows: AsyncIterable[StoredEntry]) -> AsyncIterator[list[Check
         yield [_checked_row(row)]
 
 
-def _check_batch(batch: list[asyncpg.Record]) -> list[Checked]:
-    check = _checked_link
-    return [check(record) for record in batch]
-
-
 async def checked_links(chain: AuditChain, start: int, stop: int | None
-                  ) -> AsyncIterator[list[Checked]]:
+                        ) -> AsyncIterator[list[Checked]]:
+    """The chain's rows from ``start`` to ``stop``, checked, a batch at a time."""
+    check = _checked_link
     async for batch in chain.link_batches(start, stop):
-        yield _check_batch(batch)
+        yield [check(record) for record in batch]
 
 
 async def walk_rows(walk: Walk, batches: AsyncIterator[list[Checked]],
@@ -348,10 +357,16 @@ async def walk_rows(walk: Walk, batches: AsyncIterator[list[Checked]],
     return for_next
 
 
+async def walk_to_end(walk: Walk, batches: AsyncIterator[list[Checked]],
+                      held: Checked | None = None) -> None:
+    """:func:`walk_rows`, then the last row placed: nothing follows it."""
+    if (last := await walk_rows(walk, batches, held)) is not None:
+        walk.step(last, None)
+
+
 async def _walk_all(walk: Walk, batches: AsyncIterator[list[Checked]],
                     keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
-    if (last := await walk_rows(walk, batches)) is not None:
-        walk.step(last, None)
+    await walk_to_end(walk, batches)
     return conclude(walk, keys, to_end)
 
 
@@ -387,8 +402,7 @@ async def verify_entries(rows: AsyncIterable[StoredEntry], *, start: int = 0,
     still compared but nothing is reported as anchored. ``to_end``: the rows run to the end of
     the table, so a checkpoint of more entries than it holds means entries were removed.
     """
-    report = VerifyReport(start)
-    walk = Walk(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
+    walk = Walk.starting(start, prev_hash, checkpoints, keys)
     return await _walk_all(walk, _checked(rows), keys, to_end)
 
 
@@ -399,6 +413,5 @@ async def verify_chain(chain: AuditChain, *, start: int = 0, stop: int | None = 
     """:func:`verify_entries` over the chain's rows from ``start`` to ``stop`` (to the end of
     the table when None), read with one cursor, the database encoding the next rows while
     these are checked."""
-    report = VerifyReport(start)
-    walk = Walk(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
+    walk = Walk.starting(start, prev_hash, checkpoints, keys)
     return await _walk_all(walk, checked_links(chain, start, stop), keys, stop is None)

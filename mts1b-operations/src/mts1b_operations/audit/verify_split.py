@@ -31,10 +31,10 @@ from mts1b_operations.audit.verify import (
     VerifyReport,
     Walk,
     checked_links,
-    checkpoint_map,
     conclude,
     verify_chain,
     walk_rows,
+    walk_to_end,
 )
 
 __all__ = ["MIN_SPLIT_ROWS", "verify_chain_split"]
@@ -45,17 +45,14 @@ MIN_SPLIT_ROWS = 200_000
 
 @dataclass(frozen=True, slots=True)
 class _Half:
-    """What the second process found over its rows: whether they are clean, how many, each
-    row's Merkle leaf and hash (32 bytes each, in row order) and where its walk ended."""
+    """What the second process found over its rows: whether every one was in place, how many
+    there were, and each row's Merkle leaf and hash (32 bytes each, in row order). Where its
+    walk ended follows from those: a clean half claims ``start .. start + checked - 1``."""
 
     clean: bool
     checked: int
     leaves: bytes
     hashes: bytes
-    expect: int
-    prev: bytes
-    before_last: bytes
-    last: Checked | None
 
 
 async def _recorded(batches: AsyncIterator[list[Checked]], leaves: list[bytes],
@@ -67,52 +64,38 @@ async def _recorded(batches: AsyncIterator[list[Checked]], leaves: list[bytes],
 
 
 async def _check_half(dsn: str, schema: str, start: int, stop: int | None,
-                      prev_hash: bytes) -> _Half:
+                      prev_hash: str) -> _Half:
     db = await AuditDb.open_existing(dsn, schema=schema, min_size=1, max_size=1)
     try:
-        walk = Walk(VerifyReport(start), prev_hash, {})  # start > 0: no tree of its own
+        walk = Walk.starting(start, prev_hash, (), None)  # start > 0: no tree of its own
         leaves: list[bytes] = []
         hashes: list[bytes] = []
-        batches = _recorded(checked_links(AuditChain(db), start, stop), leaves, hashes)
-        if (last := await walk_rows(walk, batches)) is not None:
-            walk.step(last, None)
-        walk.finish()
+        await walk_to_end(walk, _recorded(checked_links(AuditChain(db), start, stop), leaves,
+                                          hashes))
         return _Half(walk.irregular == 0, walk.report.checked, b"".join(leaves),
-                     b"".join(hashes), walk.expect, walk.prev, walk.before_last, walk.last)
+                     b"".join(hashes))
     finally:
         await db.close()
 
 
 def _child() -> None:
     """The second process: its task as JSON on stdin (the DSN may hold a password, so not on
-    the command line), the :class:`_Half` on stdout (see :func:`_encode`)."""
+    the command line); on stdout one line of JSON (``clean``, ``checked``), then the leaves
+    and the hashes."""
     task = json.loads(sys.stdin.buffer.read())
     half = asyncio.run(_check_half(task["dsn"], task["schema"], task["start"], task["stop"],
-                                   bytes.fromhex(task["prev_hash"])))
-    sys.stdout.buffer.write(_encode(half))
-
-
-def _encode(half: _Half) -> bytes:
-    """One line of JSON (everything but the leaves and hashes), then the two blobs."""
-    last = None if half.last is None else [
-        half.last[0], half.last[1].hex(), half.last[2].hex(), half.last[3].hex(),
-        half.last[4], half.last[5]]
-    head = {"clean": half.clean, "checked": half.checked, "expect": half.expect,
-            "prev": half.prev.hex(), "before_last": half.before_last.hex(), "last": last,
-            "leaves": len(half.leaves)}
-    return json.dumps(head).encode() + b"\n" + half.leaves + half.hashes
+                                   task["prev_hash"]))
+    sys.stdout.buffer.write(json.dumps({"clean": half.clean, "checked": half.checked}).encode()
+                            + b"\n" + half.leaves + half.hashes)
 
 
 def _decode(data: bytes) -> _Half:
     line, _, blobs = data.partition(b"\n")
     head = json.loads(line)
-    raw = head["last"]
-    last: Checked | None = None if raw is None else (
-        raw[0], bytes.fromhex(raw[1]), bytes.fromhex(raw[2]), bytes.fromhex(raw[3]), raw[4],
-        raw[5])
-    size = head["leaves"]
-    return _Half(head["clean"], head["checked"], blobs[:size], blobs[size:], head["expect"],
-                 bytes.fromhex(head["prev"]), bytes.fromhex(head["before_last"]), last)
+    clean, checked = head["clean"], head["checked"]
+    if not isinstance(clean, bool) or not isinstance(checked, int) or len(blobs) != 64 * checked:
+        raise ValueError("not what the second process writes")
+    return _Half(clean, checked, blobs[:32 * checked], blobs[32 * checked:])
 
 
 async def _start_child(dsn: str, schema: str, start: int, stop: int | None,
@@ -133,10 +116,10 @@ async def _start_child(dsn: str, schema: str, start: int, stop: int | None,
 
 
 def _join(walk: Walk, half: _Half) -> None:
-    """Continue ``walk`` as if it had stepped through the second half's clean rows."""
+    """End ``walk`` as if it had stepped through the second half's clean rows (nothing
+    follows them, so only the count, the next expected number and the tree move on)."""
     walk.report.checked += half.checked
-    walk.expect, walk.prev, walk.before_last = half.expect, half.prev, half.before_last
-    walk.last = half.last
+    walk.expect += half.checked
     if (tree := walk.tree) is None:
         return
     leaves, hashes, points = half.leaves, half.hashes, walk.checkpoints
@@ -164,11 +147,9 @@ async def verify_chain_split(chain: AuditChain, dsn: str, *, start: int = 0,
                                   checkpoints=checkpoints, keys=keys)
     child, output = await _start_child(dsn, chain.db.schema, middle, stop, before.hash)
     try:
-        report = VerifyReport(start)
-        walk = Walk(report, bytes.fromhex(prev_hash), checkpoint_map(checkpoints, keys, report))
+        walk = Walk.starting(start, prev_hash, checkpoints, keys)
         last = await walk_rows(walk, checked_links(chain, start, middle))
-        clean = walk.irregular == 0 and (last is None or (
-            not last[5] and last[4] == walk.expect and last[1] == walk.prev))
+        clean = walk.irregular == 0 and (last is None or walk.in_place(last))
         if clean and last is not None:
             walk.step(last, None)  # a row in place: its successor changes nothing
             last = None
@@ -177,8 +158,7 @@ async def verify_chain_split(chain: AuditChain, dsn: str, *, start: int = 0,
                 and walk.prev.hex() == before.hash):
             _join(walk, half)
         else:
-            if (last := await walk_rows(walk, checked_links(chain, middle, stop), last)):
-                walk.step(last, None)
+            await walk_to_end(walk, checked_links(chain, middle, stop), last)
         return conclude(walk, keys, stop is None)
     finally:
         if child.returncode is None:
