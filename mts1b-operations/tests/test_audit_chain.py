@@ -10,6 +10,7 @@ from types import SimpleNamespace as Kit
 import asyncpg
 import pytest
 from mts1b_foundation import GENESIS_HASH
+from mts1b_operations.audit import verify as verify_module
 from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.chainhash import audit_chain_hash, canonical_json
 from mts1b_operations.audit.db import AuditDb
@@ -224,3 +225,10 @@ async def test_the_quick_check_and_the_full_one_agree(
     assert len(details) == len(expected), details
     for detail, word in zip(details, expected, strict=True):
         assert detail.startswith("row 2: ") and word in detail
+
+
+def test_the_entry_pattern_gives_its_groups_in_the_order_the_quick_check_unpacks() -> None:
+    """The quick check takes the pattern's groups by position (``groups()`` is cheaper than
+    asking by name a million times); a field added to the entry must not shift them."""
+    index = verify_module._ENTRY.groupindex
+    assert tuple(sorted(index, key=index.__getitem__)) == verify_module._GROUPS

@@ -55,6 +55,29 @@ def test_roots_match_the_rfc_for_every_size() -> None:
             compact.append(LEAVES[n])
 
 
+@pytest.mark.parametrize("height", [0, 1, 2, 3])
+def test_a_subtree_appended_whole_is_its_leaves_appended_one_by_one(height: int) -> None:
+    """How ``audit verify`` joins the second process's blocks: after any prefix whose size the
+    block divides, the block's root appended whole gives the root of the leaves appended."""
+    block = 1 << height
+    for prefix in range(0, 24 + 1, block):
+        whole = CompactTree()
+        for leaf in LEAVES[:prefix]:
+            whole.append(leaf)
+        whole.append_subtree(tree_root(LEAVES[prefix:prefix + block]), height)
+        assert whole.size == prefix + block
+        assert whole.root() == mth(ENTRIES[:prefix + block]), (prefix, height)
+
+
+def test_a_subtree_cannot_start_inside_a_block() -> None:
+    tree = CompactTree()
+    for leaf in LEAVES[:3]:
+        tree.append(leaf)
+    with pytest.raises(AuditError, match="cannot start at leaf 3"):
+        tree.append_subtree(tree_root(LEAVES[3:5]), 1)
+    assert tree.size == 3 and tree.root() == mth(ENTRIES[:3])
+
+
 def test_every_inclusion_proof_verifies_and_tampered_ones_fail() -> None:
     for size in range(1, 24):
         root = mth(ENTRIES[:size])

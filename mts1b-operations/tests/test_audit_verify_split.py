@@ -1,12 +1,17 @@
 """``audit verify`` on two processes gives the one-process report, word for word.
 
-The second process checks the newer half; its result is joined only when both halves are
-clean and meet. Each test tampers near the middle of a 40-row chain (or not at all) and
-compares the two reports, and counts whether the join was used, so that both the joined path
-and the fall-back are exercised on a real PostgreSQL."""
+The second process checks the newer rows (here it is waited for and given the rows from 16
+on: half of 40, down to a block of eight); its result is joined only when both parts are
+clean and meet. Each test tampers near row 16 of a 40-row chain (or not at all) and compares
+the two reports, and counts whether the join was used, so that both the joined path and the
+fall-back are exercised on a real PostgreSQL. The second process is forked (as on Linux) or
+spawned (as elsewhere), fails, or is never needed."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator
 from types import SimpleNamespace as Kit
 from typing import Any
 
@@ -29,11 +34,12 @@ KEYS = KeyRegistry([KEY.registered(["operations"])])
 
 async def _checkpoints(chain: AuditChain, log: str, *, wrong: int | None = None
                        ) -> list[AuditCheckpoint]:
-    """Signed checkpoints at 10 entries (in the first half) and 30 (in the second), and at
+    """Signed checkpoints at 10 entries (in the first part), 24 (in the second, which starts
+    at row 16, at the end of one of its blocks of eight) and 30 (inside a block), and at
     ``wrong`` one whose root is not the table's."""
     leaves = [leaf_hash(entry) for entry in await chain.entry_bytes()]
     out = []
-    for size in (10, 30, wrong) if wrong else (10, 30):
+    for size in (10, 24, 30, wrong) if wrong else (10, 24, 30):
         row = await chain.entry(size - 1)
         assert row is not None
         root = bytes(32) if size == wrong else tree_root(leaves[:size])
@@ -43,14 +49,16 @@ async def _checkpoints(chain: AuditChain, log: str, *, wrong: int | None = None
 
 
 async def _split_and_alone(chain: AuditChain, dsn: str, points: list[AuditCheckpoint],
-                           monkeypatch: pytest.MonkeyPatch) -> tuple[VerifyReport, int]:
+                           monkeypatch: pytest.MonkeyPatch, *, wait: bool = True
+                           ) -> tuple[VerifyReport, int]:
     """The two-process report (asserted equal to the one-process one) and how many times the
-    second half was joined."""
+    second part was joined; no second process is left running."""
     joins: list[Any] = []
     real_join = verify_split._join
     monkeypatch.setattr(verify_split, "_join", lambda *a: joins.append(a) or real_join(*a))
     split = await verify_split.verify_chain_split(chain, dsn, checkpoints=points, keys=KEYS,
-                                                  min_rows=2)
+                                                  min_rows=2, share=0.5, wait_for_second=wait)
+    assert multiprocessing.active_children() == []
     alone = await verify_chain(chain, checkpoints=points, keys=KEYS)
     assert split.as_dict() == alone.as_dict()
     return split, len(joins)
@@ -67,20 +75,20 @@ async def test_a_clean_chain_is_joined(audit_db: AuditDb, kit: Kit,
     points = await _checkpoints(chain, audit_db.schema, wrong=35)
     report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch)
     assert joins == 1
-    assert report.checked == ROWS and report.checkpoints_matched == 2
+    assert report.checked == ROWS and report.checkpoints_matched == 3
     # the wrong root at 35 lies in the second half: the join checks it too
     assert _kinds(report) == [("checkpoint", 34), ("unanchored", 30)]
 
 
 @pytest.mark.parametrize("statements", [
-    ["UPDATE audit_entries SET seq = 100 WHERE seq = 19",  # swapped across the middle
-     "UPDATE audit_entries SET seq = 19 WHERE seq = 20",
-     "UPDATE audit_entries SET seq = 20 WHERE seq = 100"],
+    ["UPDATE audit_entries SET seq = 100 WHERE seq = 15",  # swapped across the middle
+     "UPDATE audit_entries SET seq = 15 WHERE seq = 16",
+     "UPDATE audit_entries SET seq = 16 WHERE seq = 100"],
     ["UPDATE audit_entries SET event = overlay(event placing 'X' from 5 for 1) "
      "WHERE seq = 27"],  # the second half altered
     ["UPDATE audit_entries SET ids = ARRAY['x'] WHERE seq = 5"],  # the first half altered
     ["DELETE FROM audit_entries WHERE seq = 21"],  # a gap in the second half
-    ["DELETE FROM audit_entries WHERE seq = 19"],  # the row before the middle is gone
+    ["DELETE FROM audit_entries WHERE seq = 15"],  # the row before the middle is gone
 ])
 async def test_a_tampered_chain_is_reported_as_by_one_process(
         audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch,
@@ -91,3 +99,71 @@ async def test_a_tampered_chain_is_reported_as_by_one_process(
     await kit.tamper(audit_db, *statements)
     report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch)
     assert not report.ok and joins == 0
+
+
+async def test_a_spawned_second_process_gives_the_same_report(
+        audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fork is unsafe (macOS) the second process is a fresh interpreter."""
+    monkeypatch.setattr(verify_split, "_context", lambda: multiprocessing.get_context("spawn"))
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(ROWS)])
+    points = await _checkpoints(chain, audit_db.schema)
+    report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch)
+    assert joins == 1 and report.ok and report.checked == ROWS
+
+
+async def test_a_second_process_that_cannot_connect_changes_nothing(
+        audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """It exits quietly (what went wrong could name the DSN) and this process checks every
+    row itself."""
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(ROWS)])
+    points = await _checkpoints(chain, audit_db.schema)
+    dsn = kit.DSN.rsplit("/", 1)[0] + "/no_such_database_x"
+    report, joins = await _split_and_alone(chain, dsn, points, monkeypatch)
+    assert joins == 0 and report.ok and report.checked == ROWS
+    out, err = capfd.readouterr()
+    assert "no_such_database_x" not in out + err and "Traceback" not in err
+
+
+async def test_the_rows_divide_where_this_process_has_got_to(
+        audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows come one at a time and the second process is ready after row 5: what is left
+    (6..39) divides at 6 + 17 = 23, down to a block of eight: 16."""
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(ROWS)])
+    points = await _checkpoints(chain, audit_db.schema)
+    started: list[Any] = []
+    real_start, real_links = verify_split._SecondProcess.start, verify_split.checked_links
+    monkeypatch.setattr(verify_split._SecondProcess, "start",
+                        lambda *a: started.append(real_start(*a)) or started[-1])
+
+    async def one_at_a_time(*args: Any) -> AsyncIterator[Any]:
+        async for batch in real_links(*args):
+            for row in batch:
+                yield [row]
+                if row[0] == 5 and started:
+                    await started[0].ready
+
+    monkeypatch.setattr(verify_split, "checked_links", one_at_a_time)
+    report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch, wait=False)
+    assert joins == 1 and started[0].middle == 16 and report.checked == ROWS
+
+
+async def test_a_second_process_not_needed_is_sent_away(
+        audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows checked before the second process is ready are not handed over: it is told so
+    (or stopped) and nothing is joined."""
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(ROWS)])
+    points = await _checkpoints(chain, audit_db.schema)
+    real_serve = verify_split._serve
+
+    async def slow(*args: Any) -> None:
+        await asyncio.sleep(0.5)  # in the second process: this one is done long before
+        await real_serve(*args)
+
+    monkeypatch.setattr(verify_split, "_serve", slow)
+    report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch, wait=False)
+    assert joins == 0 and report.ok and report.checked == ROWS

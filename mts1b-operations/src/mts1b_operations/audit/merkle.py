@@ -175,6 +175,20 @@ class CompactTree:
         stack.append(node)
         self.size += 1
 
+    def append_subtree(self, root: bytes, height: int) -> None:
+        """Append ``2 ** height`` leaves at once, given the root of their perfect subtree;
+        the tree's size must be a multiple of that count (the subtree is then one of the
+        tree's own). The same as appending the leaves one by one, at the cost of one."""
+        if self.size % (1 << height):
+            raise AuditError(f"a subtree of 2**{height} leaves cannot start at leaf "
+                             f"{self.size}", size=self.size, height=height)
+        node, n, stack = root, self.size >> height, self._stack
+        while n & 1:
+            node = _sha256(b"\x01" + stack.pop() + node).digest()
+            n >>= 1
+        stack.append(node)
+        self.size += 1 << height
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

@@ -137,18 +137,21 @@ def _entry_pattern() -> re.Pattern[str]:
     :func:`check_row`.
 
     The groups: ``ids`` (the JSON array as written), ``msg_id``, ``payload_digest``,
-    ``sequence``, ``subject`` and its third token ``domain``, and ``ts`` and ``recorded_ts``
-    without their ``Z`` and their fraction's trailing zeros (as PostgreSQL writes a time)."""
-    plain = r'[^"\\\x00-\x1f]*'
-    part = r'[^".\\\x00-\x1f]*'
+    ``sequence``, ``subject`` and its third token ``domain``, and the date and the time of
+    ``ts`` and ``recorded_ts`` (the time without the fraction's trailing zeros, as PostgreSQL
+    writes it)."""
+    # possessive (``*+``): each run stops at a character it cannot hold (``"`` or ``.``),
+    # which must come next, so giving characters back could never help - only cost
+    plain = r'[^"\\\x00-\x1f]*+'
+    part = r'[^".\\\x00-\x1f]*+'
     string = f'"{plain}"'
     integer = "-?(?:0|[1-9][0-9]*)"
     strings = rf"\[(?:{string}(?:,{string})*)?\]"
     value = "|".join([string, integer, "null", "true", "false", strings])
 
     def utc(name: str) -> str:
-        return (f'"(?P<{name}>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}'
-                r'(?:\.[0-9]*[1-9])?)0*Z"')
+        return (f'"(?P<{name}>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})T'
+                f'(?P<{name}_time>[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\\.[0-9]*[1-9])?)0*Z"')
 
     patterns = {
         "action": string, "actor": string, "subject_id": string, "schema_version": integer,
@@ -162,14 +165,15 @@ def _entry_pattern() -> re.Pattern[str]:
 
 
 _ENTRY = _entry_pattern()
-_GROUPS = ("ids", "msg_id", "payload_digest", "sequence", "subject", "domain", "ts",
-           "recorded_ts")
+_GROUPS = ("ids", "msg_id", "payload_digest", "recorded_ts", "recorded_ts_time", "sequence",
+           "subject", "domain", "ts", "ts_time")
+"""The pattern's groups in the order ``groups()`` gives them (the fields' sorted order)."""
 
 
 def _time_of(text: str) -> dt.datetime:
-    """A time as :data:`SELECT_LINK` reads it (UTC, no zone), for the full check."""
+    """A time as :data:`SELECT_LINK` reads it (``+00``), for the full check."""
     try:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+        return dt.datetime.fromisoformat(text)
     except ValueError:  # 'infinity', a year BC: no time an entry can name
         return _NOT_A_TIME
 
@@ -190,10 +194,11 @@ def _checked_link(record: asyncpg.Record) -> Checked:
      recorded_ts) = record
     if (entry.isascii() and _sha256(prev_hash + entry).digest() == hash_
             and (match := _ENTRY.fullmatch(entry.decode("ascii"))) is not None):
-        (m_ids, m_msg_id, m_digest, m_sequence, m_subject, m_domain, m_ts,
-         m_recorded) = match.group(*_GROUPS)
+        (m_ids, m_msg_id, m_digest, m_recorded, m_recorded_time, m_sequence, m_subject,
+         m_domain, m_ts, m_ts_time) = match.groups()
         if (m_msg_id == msg_id and m_subject == subject and m_domain == domain
-                and m_ids == ids and m_ts == producer_ts and m_recorded == recorded_ts
+                and m_ids == ids and f"{m_ts} {m_ts_time}+00" == producer_ts
+                and f"{m_recorded} {m_recorded_time}+00" == recorded_ts
                 and m_digest == _sha256(event).hexdigest()):
             return (seq, prev_hash, hash_, _sha256(b"\x00" + entry).digest(),
                     int(m_sequence), [])
