@@ -226,34 +226,59 @@ async def _consume(recorder: Recorder, domain: str, stop: asyncio.Event) -> None
 
 
 async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.Event) -> None:
-    bus, opts = recorder.bus, recorder.opts
-    while not stop.is_set():
-        try:
-            msgs = await psub.fetch(opts.batch, timeout=1.0)
-        except (nats.errors.TimeoutError, TimeoutError):
-            continue
-        except nats.errors.Error as exc:
-            _log.warning("fetch failed", stream=stream, error=type(exc).__name__)
-            await asyncio.sleep(1.0)
-            continue
-        incoming = []
-        for msg in msgs:
-            subject = bus.logical_subject(msg.subject)
-            if subject.startswith(_NOT_RECORDED):
-                continue  # checkpoints and heartbeats: acknowledged below, not recorded
-            incoming.append(Incoming(subject, msg.data, msg.headers or {},
-                                     message_key(msg.headers, stream,
-                                                 functools.partial(_stream_seq, msg))))
-        try:
-            await recorder.record(incoming)
-        except Exception as exc:  # not acknowledged: JetStream delivers them again
-            _log.error("batch not recorded; it will be delivered again", stream=stream,
-                       messages=len(incoming), error=type(exc).__name__)
-            await asyncio.sleep(1.0)
-            continue
-        for msg in msgs:
-            with contextlib.suppress(nats.errors.Error):
-                await msg.ack()
+    """Fetch, record, acknowledge - with the next fetch already on its way while a batch is
+    recorded, so that the bus's round trip overlaps the database's commit (20-35% more
+    events a second, bench/RESULTS.md). When ``stop`` comes, the fetch on its way is finished
+    and recorded too, so that nothing waits for its redelivery."""
+    ahead = asyncio.ensure_future(_fetch(recorder, psub, stream))
+    try:
+        while True:
+            msgs = await ahead
+            if not stop.is_set():
+                ahead = asyncio.ensure_future(_fetch(recorder, psub, stream))
+            if msgs:
+                await _record_and_ack(recorder, msgs, stream)
+            if stop.is_set() and ahead.done():
+                return
+    finally:
+        if not ahead.done():  # cancelled from outside: its messages come again
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
+
+
+async def _fetch(recorder: Recorder, psub: Any, stream: str) -> list[Any]:
+    try:
+        msgs: list[Any] = await psub.fetch(recorder.opts.batch, timeout=1.0)
+    except (nats.errors.TimeoutError, TimeoutError):
+        return []
+    except nats.errors.Error as exc:
+        _log.warning("fetch failed", stream=stream, error=type(exc).__name__)
+        await asyncio.sleep(1.0)
+        return []
+    return msgs
+
+
+async def _record_and_ack(recorder: Recorder, msgs: list[Any], stream: str) -> None:
+    bus = recorder.bus
+    incoming = []
+    for msg in msgs:
+        subject = bus.logical_subject(msg.subject)
+        if subject.startswith(_NOT_RECORDED):
+            continue  # checkpoints and heartbeats: acknowledged below, not recorded
+        incoming.append(Incoming(subject, msg.data, msg.headers or {},
+                                 message_key(msg.headers, stream,
+                                             functools.partial(_stream_seq, msg))))
+    try:
+        await recorder.record(incoming)
+    except Exception as exc:  # not acknowledged: JetStream delivers them again
+        _log.error("batch not recorded; it will be delivered again", stream=stream,
+                   messages=len(incoming), error=type(exc).__name__)
+        await asyncio.sleep(1.0)
+        return
+    for msg in msgs:
+        with contextlib.suppress(nats.errors.Error):
+            await msg.ack()
 
 
 def _stream_seq(msg: Any) -> int:

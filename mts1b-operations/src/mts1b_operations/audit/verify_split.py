@@ -22,6 +22,7 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ def _second(dsn: str, schema: str, pipe: Connection) -> None:
     collector is off: it makes no cycles, and collecting a million short-lived rows costs a
     few percent."""
     gc.disable()
+    signal.set_wakeup_fd(-1)  # forked: a signal here must not wake the parent's event loop
     try:
         asyncio.run(_serve(dsn, schema, pipe))
     except BaseException:  # the first process learns of it from the pipe
