@@ -167,3 +167,17 @@ async def test_a_second_process_not_needed_is_sent_away(
     monkeypatch.setattr(verify_split, "_serve", slow)
     report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch, wait=False)
     assert joins == 0 and report.ok and report.checked == ROWS
+
+
+async def test_where_no_process_can_be_started_every_row_is_checked_here(
+        audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As inside a daemonic worker, which multiprocessing refuses children."""
+    def refuse(*_: Any) -> Any:
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(verify_split._SecondProcess, "start", refuse)
+    chain = AuditChain(audit_db)
+    await chain.append([kit.incoming(i) for i in range(ROWS)])
+    points = await _checkpoints(chain, audit_db.schema)
+    report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch)
+    assert joins == 0 and report.ok and report.checked == ROWS

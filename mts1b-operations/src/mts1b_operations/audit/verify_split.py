@@ -270,16 +270,21 @@ async def verify_chain_split(chain: AuditChain, dsn: str, *, start: int = 0,
                              wait_for_second: bool = False) -> VerifyReport:
     """:func:`~mts1b_operations.audit.verify.verify_chain`, the newer rows checked by a second
     process connecting with ``dsn`` (the same database and schema as ``chain``). Ranges under
-    ``min_rows`` rows, and every range on a one-core machine, are checked here alone.
+    ``min_rows`` rows, every range on a one-core machine and every range where no process can
+    be started are checked here alone.
 
     ``share``: this process's share of the rows left once the second one is ready.
     ``wait_for_second``: check nothing until it is ready, so that the rows divide at a known
     row (``start + round((stop - start) * share)``; for tests)."""
     end = stop if stop is not None else (await chain.head()).size
-    if end - start < max(min_rows, 2) or (os.cpu_count() or 1) < 2:
+    second = None
+    if end - start >= max(min_rows, 2) and (os.cpu_count() or 1) > 1:
+        # a daemonic process may not start one (AssertionError), nor one out of resources
+        with contextlib.suppress(OSError, AssertionError, ValueError):
+            second = _SecondProcess.start(dsn, chain.db.schema)
+    if second is None:
         return await verify_chain(chain, start=start, stop=stop, prev_hash=prev_hash,
                                   checkpoints=checkpoints, keys=keys)
-    second = _SecondProcess.start(dsn, chain.db.schema)
     try:
         if wait_for_second:
             await asyncio.wait([second.ready])
