@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections.abc import AsyncIterator
 from types import SimpleNamespace as Kit
 from typing import Any
@@ -181,3 +182,16 @@ async def test_where_no_process_can_be_started_every_row_is_checked_here(
     points = await _checkpoints(chain, audit_db.schema)
     report, joins = await _split_and_alone(chain, kit.DSN, points, monkeypatch)
     assert joins == 0 and report.ok and report.checked == ROWS
+
+
+async def test_a_second_process_whose_first_is_gone_stops() -> None:
+    """Its parent SIGKILLed, it is adopted; it stops at its next batch instead of checking
+    rows nobody will read."""
+    async def batches() -> AsyncIterator[list[Any]]:
+        yield [(0, b"", b"h", b"l", 0, [])]
+
+    rows = verify_split._recorded(batches(), [], [], parent=os.getppid() + 1)
+    with pytest.raises(verify_split._Orphaned):
+        await anext(rows)
+    kept = [b async for b in verify_split._recorded(batches(), [], [], parent=os.getppid())]
+    assert len(kept) == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -135,7 +135,7 @@ class AuditChain:
                 yield StoredEntry.from_row(row)
 
     async def link_batches(self, start: int = 0, stop: int | None = None, *,
-                           batch: int = 1000) -> AsyncIterator[list[asyncpg.Record]]:
+                           batch: int = 1000) -> AsyncGenerator[list[asyncpg.Record], None]:
         """The rows with ``start <= seq < stop`` as :data:`SELECT_LINK` reads them, by ``seq``,
         in lists of ``batch``.
 

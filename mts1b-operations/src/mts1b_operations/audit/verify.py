@@ -21,11 +21,12 @@ elsewhere) expose it, so every checkpoint whose tree the chain covers is recompu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,40 +337,48 @@ def checkpoint_map(checkpoints: Iterable[AuditCheckpoint], keys: KeyRegistry | N
     return found
 
 
-async def _checked(rows: AsyncIterable[StoredEntry]) -> AsyncIterator[list[Checked]]:
+Batches = AsyncGenerator[list[Checked], None]
+"""Checked rows a batch at a time. A generator, so that a walk that stops early or fails can
+close it at once - and with it the cursor and the connection it holds, which the pool would
+otherwise wait for when it closes."""
+
+
+async def _checked(rows: AsyncIterable[StoredEntry]) -> Batches:
     async for row in rows:
         yield [_checked_row(row)]
 
 
 async def checked_links(chain: AuditChain, start: int, stop: int | None
-                        ) -> AsyncIterator[list[Checked]]:
+                        ) -> Batches:
     """The chain's rows from ``start`` to ``stop``, checked, a batch at a time."""
     check = _checked_link
-    async for batch in chain.link_batches(start, stop):
-        yield [check(record) for record in batch]
+    async with contextlib.aclosing(chain.link_batches(start, stop)) as batches:
+        async for batch in batches:
+            yield [check(record) for record in batch]
 
 
-async def walk_rows(walk: Walk, batches: AsyncIterator[list[Checked]],
+async def walk_rows(walk: Walk, batches: Batches,
                     held: Checked | None = None) -> Checked | None:
     """Step ``walk`` through ``batches``, after ``held`` (a row not yet placed because its
     successor was unknown); returns the last row, still to place."""
     for_next = held
-    async for batch in batches:
-        for item in batch:
-            if for_next is not None:
-                walk.step(for_next, item)
-            for_next = item
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for item in batch:
+                if for_next is not None:
+                    walk.step(for_next, item)
+                for_next = item
     return for_next
 
 
-async def walk_to_end(walk: Walk, batches: AsyncIterator[list[Checked]],
+async def walk_to_end(walk: Walk, batches: Batches,
                       held: Checked | None = None) -> None:
     """:func:`walk_rows`, then the last row placed: nothing follows it."""
     if (last := await walk_rows(walk, batches, held)) is not None:
         walk.step(last, None)
 
 
-async def _walk_all(walk: Walk, batches: AsyncIterator[list[Checked]],
+async def _walk_all(walk: Walk, batches: Batches,
                     keys: KeyRegistry | None, to_end: bool) -> VerifyReport:
     await walk_to_end(walk, batches)
     return conclude(walk, keys, to_end)

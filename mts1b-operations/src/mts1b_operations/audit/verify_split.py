@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkContext, SpawnContext
@@ -38,7 +38,7 @@ from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.db import AuditDb
 from mts1b_operations.audit.merkle import tree_root
 from mts1b_operations.audit.verify import (
-    Checked,
+    Batches,
     VerifyReport,
     Walk,
     checked_links,
@@ -101,26 +101,34 @@ def _block_roots(leaves: list[bytes]) -> bytes:
                     for at in range(0, len(leaves) - _BLOCK + 1, _BLOCK))
 
 
-async def _recorded(batches: AsyncIterator[list[Checked]], leaves: list[bytes],
-                    hashes: list[bytes]) -> AsyncIterator[list[Checked]]:
-    async for batch in batches:
-        leaves.extend(row[3] for row in batch)
-        hashes.extend(row[2] for row in batch)
-        yield batch
+class _Orphaned(Exception):
+    """The first process is gone (killed): nobody is waiting for the answer."""
 
 
-async def _check_half(db: AuditDb, start: int, stop: int | None, prev_hash: str) -> _Half:
+async def _recorded(batches: Batches, leaves: list[bytes], hashes: list[bytes],
+                    parent: int) -> Batches:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if os.getppid() != parent:  # adopted: the first process died without stopping it
+                raise _Orphaned
+            leaves.extend(row[3] for row in batch)
+            hashes.extend(row[2] for row in batch)
+            yield batch
+
+
+async def _check_half(db: AuditDb, start: int, stop: int | None, prev_hash: str,
+                      parent: int) -> _Half:
     walk = Walk.starting(start, prev_hash, (), None)  # start > 0: no tree of its own
     leaves: list[bytes] = []
     hashes: list[bytes] = []
     await walk_to_end(walk, _recorded(checked_links(AuditChain(db), start, stop), leaves,
-                                      hashes))
+                                      hashes, parent))
     clean = walk.irregular == 0
     return _Half(clean, walk.report.checked, b"".join(leaves), b"".join(hashes),
                  _block_roots(leaves) if clean else b"")
 
 
-async def _serve(dsn: str, schema: str, pipe: Connection) -> None:
+async def _serve(dsn: str, schema: str, pipe: Connection, parent: int) -> None:
     db = await AuditDb.open_existing(dsn, schema=schema, min_size=1, max_size=1)
     try:
         pipe.send_bytes(_READY)
@@ -128,7 +136,7 @@ async def _serve(dsn: str, schema: str, pipe: Connection) -> None:
         if task is None:
             return  # the first process checked every row itself
         start, stop, prev_hash = task
-        half = await _check_half(db, start, stop, prev_hash)
+        half = await _check_half(db, start, stop, prev_hash, parent)
     finally:
         await db.close()
     pipe.send_bytes(half.encode())
@@ -137,13 +145,15 @@ async def _serve(dsn: str, schema: str, pipe: Connection) -> None:
 def _second(dsn: str, schema: str, pipe: Connection) -> None:
     """The second process. Once connected it says ``ready``; then it is sent its rows
     (``start``, ``stop``, ``prev_hash``), or None if it is not needed; at the end it sends one
-    line of JSON (``clean``, ``checked``), then the leaves and the hashes. Its garbage
-    collector is off: it makes no cycles, and collecting a million short-lived rows costs a
-    few percent."""
+    line of JSON (``clean``, ``checked``), then the leaves, the hashes and the block roots.
+    Its garbage collector is off: it makes no cycles, and collecting a million short-lived
+    rows costs a few percent. It stops when the first process dies (a SIGKILL gives that one
+    no chance to stop it)."""
+    parent = os.getppid()
     gc.disable()
     signal.set_wakeup_fd(-1)  # forked: a signal here must not wake the parent's event loop
     try:
-        asyncio.run(_serve(dsn, schema, pipe))
+        asyncio.run(_serve(dsn, schema, pipe, parent))
     except BaseException:  # the first process learns of it from the pipe
         sys.exit(1)  # quietly: what went wrong may name the DSN, and the report is unchanged
 
@@ -200,19 +210,19 @@ class _SecondProcess:
             with contextlib.suppress(OSError):  # it may have died: then it needs no answer
                 self.pipe.send(None)
 
-    async def rows_before(self, chain: AuditChain, batches: AsyncIterator[list[Checked]],
-                          end: int, stop: int | None, share: float
-                          ) -> AsyncIterator[list[Checked]]:
+    async def rows_before(self, chain: AuditChain, batches: Batches, end: int,
+                          stop: int | None, share: float) -> Batches:
         """``batches`` up to the row handed over, once it is ready (all of them if it never
         is); rows come in ``seq`` order, so the cut is one place in one batch."""
-        async for batch in batches:
-            if self.middle is None and not self.declined and self.ready.done():
-                await self.hand_over(chain, batch[0][0], end, stop, share)
-            if self.middle is not None and batch[-1][0] >= self.middle:
-                if head := [row for row in batch if row[0] < self.middle]:
-                    yield head
-                return
-            yield batch
+        async with contextlib.aclosing(batches):  # cut short: the cursor goes at once
+            async for batch in batches:
+                if self.middle is None and not self.declined and self.ready.done():
+                    await self.hand_over(chain, batch[0][0], end, stop, share)
+                if self.middle is not None and batch[-1][0] >= self.middle:
+                    if head := [row for row in batch if row[0] < self.middle]:
+                        yield head
+                    return
+                yield batch
 
     async def outcome(self) -> _Half | None:
         """What it found, or None if it failed (the caller then checks the rows itself)."""
