@@ -154,8 +154,8 @@ async def test_the_rows_divide_where_this_process_has_got_to(
 
 async def test_a_second_process_not_needed_is_sent_away(
         audit_db: AuditDb, kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows checked before the second process is ready are not handed over: it is told so
-    (or stopped) and nothing is joined."""
+    """Rows checked before the second process is ready are not handed over: it is stopped,
+    none is left running, and nothing is joined."""
     chain = AuditChain(audit_db)
     await chain.append([kit.incoming(i) for i in range(ROWS)])
     points = await _checkpoints(chain, audit_db.schema)

@@ -168,6 +168,8 @@ class CompactTree:
         self._stack: list[bytes] = []
 
     def append(self, leaf: bytes) -> None:
+        # append_subtree(leaf, 0) without its check: verify calls this a million times, and
+        # going through the general one costs it about 0.25 s more
         node, n, stack = leaf, self.size, self._stack
         while n & 1:
             node = _sha256(b"\x01" + stack.pop() + node).digest()

@@ -227,7 +227,7 @@ async def _consume(recorder: Recorder, domain: str, stop: asyncio.Event) -> None
 
 async def _fetch_loop(recorder: Recorder, psub: Any, stream: str, stop: asyncio.Event) -> None:
     """Fetch, record, acknowledge - with the next fetch already on its way while a batch is
-    recorded, so that the bus's round trip overlaps the database's commit (20-35% more
+    recorded, so that the bus's round trip overlaps the database's commit (10-35% more
     events a second, bench/RESULTS.md). When ``stop`` comes, the fetch on its way is finished
     and recorded too, so that nothing waits for its redelivery."""
     ahead = asyncio.ensure_future(_fetch(recorder, psub, stream))

@@ -57,7 +57,7 @@ PARENT_SHARE = 0.5
 """This process's share of the rows left when the second process is ready. Each checks a row
 at about the same cost: this one keeps the Merkle tree, the other sends its leaves back."""
 
-_READY = b"ready\n"
+_READY = b"ready"
 BLOCK_HEIGHT = 3
 """The second process sends the Merkle root of each aligned block of ``2 ** BLOCK_HEIGHT``
 leaves, so that this process adds one node per block instead of eight leaves: the hashing
@@ -89,8 +89,9 @@ class _Half:
         line, _, blobs = data.partition(b"\n")
         head = json.loads(line)
         clean, checked = head["clean"], head["checked"]
+        roots = 32 * (checked // _BLOCK) if clean is True else 0  # of no use unless clean
         if (not isinstance(clean, bool) or not isinstance(checked, int)
-                or len(blobs) != 64 * checked + 32 * (checked // _BLOCK)):
+                or len(blobs) != 64 * checked + roots):
             raise ValueError("not what the second process writes")
         n = 32 * checked
         return cls(clean, checked, blobs[:n], blobs[n:2 * n], blobs[2 * n:])
@@ -202,13 +203,9 @@ class _SecondProcess:
                 self.pipe.send((middle, stop, before.hash))
                 self.middle, self.before_hash = middle, before.hash
                 return
-        self.decline()
-
-    def decline(self) -> None:
-        if not self.declined and self.middle is None:
-            self.declined = True
-            with contextlib.suppress(OSError):  # it may have died: then it needs no answer
-                self.pipe.send(None)
+        self.declined = True  # it exits; what is left is checked here
+        with contextlib.suppress(OSError):  # it may have died: then it needs no answer
+            self.pipe.send(None)
 
     async def rows_before(self, chain: AuditChain, batches: Batches, end: int,
                           stop: int | None, share: float) -> Batches:
@@ -236,7 +233,6 @@ class _SecondProcess:
 
     async def close(self) -> None:
         """Stop it if it is still running: its answer is in, or no longer wanted."""
-        self.decline()
         if self.process.is_alive():
             self.process.kill()
         await asyncio.to_thread(self.process.join)
@@ -285,7 +281,8 @@ async def verify_chain_split(chain: AuditChain, dsn: str, *, start: int = 0,
 
     ``share``: this process's share of the rows left once the second one is ready.
     ``wait_for_second``: check nothing until it is ready, so that the rows divide at a known
-    row (``start + round((stop - start) * share)``; for tests)."""
+    row (``start + round((stop - start) * share)``, down to a multiple of eight; for
+    tests)."""
     end = stop if stop is not None else (await chain.head()).size
     second = None
     if end - start >= max(min_rows, 2) and (os.cpu_count() or 1) > 1:
@@ -301,7 +298,6 @@ async def verify_chain_split(chain: AuditChain, dsn: str, *, start: int = 0,
         walk = Walk.starting(start, prev_hash, checkpoints, keys)
         last = await walk_rows(walk, second.rows_before(
             chain, checked_links(chain, start, stop), end, stop, share))
-        second.decline()  # if it was not handed rows by now, it never will be
         if second.middle is None:  # every row was checked here
             if last is not None:
                 walk.step(last, None)
