@@ -414,9 +414,11 @@ def test_a_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.key"
     garbage.write_text(f'{{"kind": "x", "seed": "{seed}"}}')
     garbage.chmod(0o600)
-    with pytest.raises(KeyFileError, match="not an mts1b-oms signing key file") as info:
+    with pytest.raises(KeyFileError, match="not an MTS1B signing key file") as info:
         SigningKey.load(garbage)
     assert seed not in str(info.value)
+    # the code names the shared home, not the OMS: the operations' audit keys load here too
+    assert info.value.code == "PLATFORM.SIGNING.KEY_FILE"
 
 
 def test_the_verifier_window_is_bounded() -> None:

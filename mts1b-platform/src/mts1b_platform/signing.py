@@ -111,13 +111,13 @@ class Role(StrEnum):
 class KeyRegistryError(MtsError):
     """The key registry file cannot be used (named with the entry and field at fault)."""
 
-    code = "OMS.KEYS"  # the code the OMS gave it first; kept for log searches
+    code = "PLATFORM.SIGNING.KEYS"  # OMS.KEYS until 2026-12-07: the OMS had it first
 
 
 class KeyFileError(MtsError):
     """A private key file cannot be read or written. The message never holds its content."""
 
-    code = "OMS.KEY_FILE"  # the code the OMS gave it first; kept for log searches
+    code = "PLATFORM.SIGNING.KEY_FILE"  # OMS.KEY_FILE until 2026-12-07
 
 
 def _b64_32(text: object) -> bytes | None:
@@ -296,8 +296,9 @@ class SigningKey:
         name = data.get("name") if isinstance(data, dict) else None
         if (seed is None or not isinstance(name, str) or not isinstance(data, dict)
                 or data.get("kind") != _KEY_FILE_KIND):
-            raise KeyFileError(f"{where} is not an mts1b-oms signing key file (written by "
-                               "`mts mts1b-oms keygen`)", path=where)
+            raise KeyFileError(f"{where} is not an MTS1B signing key file (one written by `mts "
+                               "mts1b-oms keygen` or `mts mts1b-operations audit keygen`; a key "
+                               "registry of public keys is not one)", path=where)
         return cls(name, nacl.signing.SigningKey(seed))
 
     def save(self, path: str | os.PathLike[str]) -> None:
