@@ -61,6 +61,14 @@ async def test_tutorial_2_runs_as_written(tmp_path: Path, paper_env: dict[str, s
     # the FAQ's audit trace of the loop's last order (the recorder runs with the loop)
     trace = next(out for line, out in outputs.items() if "audit show" in line)
     assert re.search(r"\bsubmitted\b", trace) and re.search(r"\baccepted\b", trace), trace
+    # ... and verify, with the checkpoint files and the audit key's registry `paper env` names:
+    # the recorder's checkpoints match and their signatures check (none did before the
+    # registry was written: every entry came out unanchored)
+    verified = next(out for line, out in outputs.items() if "audit verify" in line)
+    matched = re.search(r"audit verify: ok - (\d+) rows from 0, (\d+) checkpoints? matched",
+                        verified)
+    assert matched and int(matched.group(2)) >= 1, verified
+    assert "no key registry" not in verified, verified
     after = statuses[1]
     assert re.search(r"orders: (\d+) in all, 0 working", after), after
     assert re.search(r"positions: (\d+)", after).group(1) == held.group(1)  # type: ignore[union-attr]

@@ -262,9 +262,15 @@ def audit_installed() -> bool:
     return importlib.util.find_spec("mts1b_operations") is not None
 
 
+AUDIT_KEYS_FILE = "audit-keys.json"
+"""The public registry of the loop's audit key, in its run folder: ``paper env`` names it
+(``MTS_AUDIT_KEYS``) so that ``audit verify`` checks the checkpoints' signatures."""
+
+
 def write_inputs(plan: PaperPlan, folder: Path) -> None:
-    """The OMS's instrument registry (the universe's symbols, plain equities) and a signing key
-    with both roles and its registry, unless a previous ``up`` wrote them."""
+    """The OMS's instrument registry (the universe's symbols, plain equities), a signing key
+    with both roles and its registry, and the audit chain's signing key with its public
+    registry, unless a previous ``up`` wrote them."""
     from mts1b_platform.signing import KeyRegistry, Role, SigningKey
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,6 +290,10 @@ def write_inputs(plan: PaperPlan, folder: Path) -> None:
     audit_key = folder / "audit.key"
     if not audit_key.exists():  # signs the audit chain's checkpoints
         SigningKey.generate("paper-audit").save(audit_key)
+    audit_keys = folder / AUDIT_KEYS_FILE
+    if not audit_keys.exists():  # what `audit verify --keys` checks the signatures with
+        public = SigningKey.load(audit_key).registered([Role.OPERATIONS])
+        audit_keys.write_text(KeyRegistry([public]).to_json(), encoding="utf-8")
 
 
 def start(plan: PaperPlan, env: Mapping[str, str], *, fund_exists: bool) -> PaperState:
@@ -435,8 +445,17 @@ def stop(namespace: str, *, timeout: float = 30.0) -> dict[str, str]:
 
 
 def forget(namespace: str) -> None:
-    """Drop the loop's record (after its books were purged)."""
-    (run_dir(namespace) / "paper.json").unlink(missing_ok=True)
+    """Drop the loop's record and its audit checkpoint files (after its books were purged).
+
+    The checkpoints sign the roots of a chain that is gone: kept, they would be checked against
+    the next loop's chain, whose entries differ, and `audit verify` would report it tampered."""
+    folder = run_dir(namespace)
+    (folder / "paper.json").unlink(missing_ok=True)
+    checkpoints = folder / "checkpoints"
+    if checkpoints.is_dir():
+        for item in checkpoints.iterdir():
+            if item.is_file():
+                item.unlink()
 
 
 def _stop_one(proc: Mapping[str, Any], timeout: float) -> str:

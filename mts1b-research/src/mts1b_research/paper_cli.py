@@ -286,13 +286,14 @@ def status(
 @paper_app.command("env")
 def env(namespace: Namespace = "paper") -> None:
     """Shell lines that point the other `mts` commands at the loop - its NATS, its namespace,
-    its signing key - for `eval "$(mts mts1b-research paper env)"`. A URL's credentials are
+    its signing key, its audit chain (schema, checkpoint folder, the audit key's public
+    registry) - for `eval "$(mts mts1b-research paper env)"`. A URL's credentials are
     never printed (give them in your own environment)."""
     import shlex
 
     from mts1b_platform.redaction import redact_url
 
-    from mts1b_research.paper import PaperError, PaperState, run_dir
+    from mts1b_research.paper import AUDIT_KEYS_FILE, PaperError, PaperState, run_dir
 
     try:
         state = PaperState.load(namespace)
@@ -304,6 +305,10 @@ def env(namespace: Namespace = "paper") -> None:
              "MTS_OMS_KEY_FILE": str(run_dir(namespace) / "paper-desk.key")}
     if "audit_schema" in state.plan:  # `mts mts1b-operations audit show` reads the loop's chain
         lines["MTS_AUDIT_SCHEMA"] = state.plan["audit_schema"]
+        # and `audit verify` checks it against the recorder's checkpoint files and key
+        lines["MTS_AUDIT_CHECKPOINT_DIR"] = str(run_dir(namespace) / "checkpoints")
+        if (run_dir(namespace) / AUDIT_KEYS_FILE).exists():
+            lines["MTS_AUDIT_KEYS"] = str(run_dir(namespace) / AUDIT_KEYS_FILE)
         if state.plan.get("database_url"):
             lines["MTS_DATABASE_URL"] = state.plan["database_url"]
     last = asyncio.run(_last_order(state))
@@ -319,7 +324,8 @@ def env(namespace: Namespace = "paper") -> None:
 def down(
     namespace: Namespace = "paper",
     purge: Annotated[bool, typer.Option(
-        help="also delete the loop's streams and its OMS and treasury schemas")] = False,
+        help="also delete the loop's streams, its OMS, treasury and audit schemas and its "
+             "audit checkpoint files")] = False,
 ) -> None:
     """Stop the loop's processes (the replay first, the venue last)."""
     from mts1b_research.paper import PaperError, PaperState, forget, stop
@@ -340,8 +346,8 @@ def down(
         typer.echo(f"purged the streams of namespace {namespace} and the schemas "
                    f"{', '.join(schemas)}")
     else:
-        typer.echo("its books stay (the OMS's and treasury's schemas, the streams): `paper down "
-                   "--purge` deletes them")
+        typer.echo("its books stay (the OMS's, treasury's and audit schemas, the streams): "
+                   "`paper down --purge` deletes them")
     typer.echo(f"paper loop {namespace} down")
 
 
