@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from mts1b_foundation import Alert
@@ -112,6 +113,51 @@ def test_config_reads_secrets_from_the_environment_and_never_shows_them(
     assert parse_duration("2h") == dt.timedelta(hours=2)
     with pytest.raises(AlertsInputError, match="--for"):
         parse_duration("soon")
+
+
+
+@pytest.mark.parametrize("data", [
+    {"receivers": [{"kind": "telegram", "name": "ops", "bot_token": "999:SECRET-tok"}]},
+    {"receivers": [{"kind": "telegram", "name": "ops", "token": "999:SECRET-tok",
+                    "chat_ids": [1]}]},
+    {"receivers": [{"kind": "telgram", "name": "ops", "bot_token": "999:SECRET-tok"}]},
+    {"receivers": [{"name": "ops", "bot_token": "999:SECRET-tok", "chat_ids": [1]}]},
+    {"receivers": [{"kind": "email", "name": "m", "sender": "a@b.c", "to": ["d@e.f"],
+                    "username": "bot", "password": "hunter2-SECRET"}]},
+    {"receivers": [{"kind": "webhook", "name": "w", "url": "https://u:SECRET@x.test"}] * 2},
+    {"receivers": [{"kind": "plugin", "name": "p", "sink": "bad sink",
+                    "options": {"api_key": "SECRET-key"}}]},
+    {"db_password": "hunter2-SECRET"},
+    {"receivers": [{"kind": "telegram", "name": "ops", "bot_token": ["999:SECRET-tok"],
+                    "chat_ids": [1]}]},
+], ids=["missing-beside-token", "misspelt-token", "bad-kind", "no-kind", "missing-beside-"
+        "password", "duplicate-names", "plugin", "unknown-top-level-key", "token-not-text"])
+def test_config_errors_hold_no_secret_and_survive_the_redactor(data: dict[str, object]) -> None:
+    """The error itself (its message and context, which logs and replies carry unredacted)
+    never holds a secret - not inside the enclosing mapping pydantic reports for a missing
+    field, nor under a misspelt key - and the redactor leaves its message whole."""
+    from mts1b_platform.redaction import redact
+
+    with pytest.raises(AlertsInputError) as err:
+        load_alerts_config(None, environ={}, overrides=data)
+    shown = str(err.value) + repr(dict(err.value.context))
+    assert "SECRET" not in shown and "hunter2" not in shown
+    assert redact(err.value.message) == err.value.message
+
+
+def test_an_email_username_without_a_password_is_refused_at_start(tmp_path: Path) -> None:
+    """Before, the receiver logged in with an empty password at the first alert."""
+    path = tmp_path / "alerts.yaml"
+    path.write_text("receivers:\n  - {kind: email, name: mail, host: 127.0.0.1, sender: a@b.c,"
+                    " to: [d@e.f], username: ops}\n", encoding="utf-8")
+    with pytest.raises(AlertsInputError, match=r"receivers\.mail\.password is missing: a "
+                                               "username is given"):
+        load_alerts_config(path, environ={})
+    config = load_alerts_config(path, environ={"MTS_ALERTS_SMTP_PASSWORD": "pw"})
+    assert config.receivers[0].password is not None  # type: ignore[union-attr]
+    path.write_text(path.read_text(encoding="utf-8").replace(", username: ops", ""),
+                    encoding="utf-8")
+    assert load_alerts_config(path, environ={}).receivers[0].password is None  # type: ignore[union-attr]
 
 
 def test_token_bucket_spaces_and_holds() -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from mts1b_foundation import Alert, TradingState, TradingStateChange
 from mts1b_operations.alerts.config import load_alerts_config
 from mts1b_operations.alerts.service import run_alerts
@@ -52,3 +58,32 @@ async def test_a_halt_from_the_oms_mutes_that_funds_order_alerts(
             await asyncio.wait_for(service, 20)
     assert ("TradingHalted", "f1") in names and ("OrderRejected", "f2") in names
     assert ("OrderRejected", "f1") not in names
+
+
+async def test_serve_alerts_says_it_serves_and_shows_no_secret(
+        alerts_db: AlertsDb, fresh_bus: Any, kit: Any, tmp_path: Path) -> None:
+    """``serve alerts`` prints one line once it consumes (as ``serve audit`` does) and one when
+    SIGTERM stopped it; neither holds the token or the webhook's credentials."""
+    config = tmp_path / "alerts.yaml"
+    config.write_text(yaml.safe_dump({
+        "database_url": kit.DSN, "schema_name": alerts_db.schema, "receivers": [
+            {"kind": "telegram", "name": "ops", "chat_ids": [1]},
+            {"kind": "webhook", "name": "hook", "url": "https://bot:SECRET-pw@127.0.0.1:9/h"}]}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mts1b_operations.cli", "serve", "alerts", "--config",
+         str(config), "--namespace", fresh_bus.namespace],
+        env={**os.environ, "MTS_ALERTS_TELEGRAM_TOKEN": "999:SECRET-tok"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert first == (f"alert router serving (2 receivers, schema {alerts_db.schema}, "
+                         f"namespace {fresh_bus.namespace}); SIGTERM stops it\n")
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+    assert (proc.returncode, out) == (0, "alert router stopped\n"), err
+    assert "SECRET" not in first + out + err

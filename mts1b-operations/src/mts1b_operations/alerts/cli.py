@@ -21,7 +21,7 @@ import typer
 
 from mts1b_operations.alerts.config import AlertsConfig, load_alerts_config
 from mts1b_operations.alerts.errors import AlertsInputError
-from mts1b_operations.alerts.router import Router
+from mts1b_operations.alerts.router import AlertView, Router
 from mts1b_operations.alerts.store import AlertsDb
 
 __all__ = ["alerts_app", "parse_duration", "register"]
@@ -63,29 +63,37 @@ def _with_router(config_path: Path | None, work: Callable[[Router], Awaitable[T]
 def list_alerts(
     config: ConfigOption = None,
     all_: Annotated[bool, typer.Option("--all", help="resolved ones too")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="one JSON array of objects ([] when there are none)")] = False,
 ) -> None:
     """The alerts the router holds: firing ones (``--all``: resolved too), newest first, with
-    whether they were notified, silenced, inhibited, flapping or acknowledged."""
+    whether they were notified, silenced, inhibited, flapping or acknowledged. ``--json`` is
+    one JSON document whatever the count, so a script parses ``[]`` rather than prose."""
     views = _with_router(config, lambda r: r.list_alerts(include_resolved=all_))
+    if as_json:
+        typer.echo(json.dumps([{"fingerprint": v.alert.fingerprint, "status": v.status,
+                                "notified": v.notified, "muted": _muted(v),
+                                "alert": json.loads(v.alert.model_dump_json())}
+                               for v in views]))
+        return
     if not views:
         typer.echo("no alerts")
         return
     for v in views:
-        muted = ([f"silenced by {','.join(v.silenced_by)}"] if v.silenced_by else []) + \
-            (["inhibited"] if v.inhibited else []) + (["flapping"] if v.flapping else []) + \
-            ([f"acked by {v.acked_by}"] if v.acked_by else [])
-        if as_json:
-            typer.echo(json.dumps({"fingerprint": v.alert.fingerprint, "status": v.status,
-                                   "notified": v.notified, "muted": muted,
-                                   "alert": json.loads(v.alert.model_dump_json())}))
-            continue
+        muted = _muted(v)
         labels = " ".join(f"{k}={val}" for k, val in sorted(v.alert.labels.items())
                           if k != "alertname")
         typer.echo(f"{v.alert.fingerprint}  {v.status:<8} {v.alert.severity.value:<8} "
                    f"{v.alert.alertname}  {labels}  since {v.alert.starts_at:%Y-%m-%d %H:%M}Z"
                    + (f"  [{'; '.join(muted)}]" if muted else ""))
         typer.echo(f"    {v.alert.text.splitlines()[0][:200] if v.alert.text else ''}")
+
+
+def _muted(v: AlertView) -> list[str]:
+    """Why a notification of the alert is held back, in words (empty: it is not)."""
+    return (([f"silenced by {','.join(v.silenced_by)}"] if v.silenced_by else [])
+            + (["inhibited"] if v.inhibited else []) + (["flapping"] if v.flapping else [])
+            + ([f"acked by {v.acked_by}"] if v.acked_by else []))
 
 
 @alerts_app.command("silence")
@@ -115,9 +123,19 @@ def unsilence(silence_id: Annotated[str, typer.Argument(help="the id `silence` p
 
 
 @alerts_app.command("silences")
-def silences(config: ConfigOption = None) -> None:
-    """The silences in force or to come."""
+def silences(config: ConfigOption = None,
+             as_json: Annotated[bool, typer.Option(
+                 "--json", help="one JSON array of objects ([] when there are none)")] = False,
+             ) -> None:
+    """The silences in force or to come (``--json``: one JSON document, ``[]`` for none)."""
     rows: list[dict[str, Any]] = _with_router(config, lambda r: r.silences())
+    if as_json:
+        typer.echo(json.dumps([{"silence_id": s["silence_id"], "matchers": s["matchers"],
+                                "starts_at": s["starts_at"].isoformat(),
+                                "ends_at": s["ends_at"].isoformat(),
+                                "created_by": s["created_by"], "comment": s["comment"]}
+                               for s in rows]))
+        return
     if not rows:
         typer.echo("no silences")
     for s in rows:
@@ -147,11 +165,31 @@ def serve_alerts(
 ) -> None:
     """Run the alert router: group, inhibit, silence and deliver alerts to the receivers; raise
     HeartbeatMissing for a service whose heartbeats stop. It beats itself as
-    mts1b-operations-alerts."""
+    mts1b-operations-alerts.
+
+    Once it consumes it prints one line, as ``serve audit`` does, so a person (or a script
+    waiting for it) knows it came up: the receivers' count, the schema and the namespace only,
+    never a receiver's token or URL."""
     from mts1b_operations.alerts.service import run_alerts
 
     loaded: AlertsConfig = load_alerts_config(config)
-    asyncio.run(run_alerts(loaded, namespace=namespace, heartbeat_interval=heartbeat_interval))
+
+    async def serve_and_report() -> None:
+        ready = asyncio.Event()
+        service = asyncio.create_task(run_alerts(loaded, namespace=namespace, ready=ready,
+                                                 heartbeat_interval=heartbeat_interval))
+        announce = asyncio.create_task(ready.wait())
+        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            count = len(loaded.receivers)
+            typer.echo(f"alert router serving ({count} receiver{'' if count == 1 else 's'}, "
+                       f"schema {loaded.schema_name}"
+                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM stops it")
+        announce.cancel()
+        await service
+        typer.echo("alert router stopped")
+
+    asyncio.run(serve_and_report())
 
 
 def register(app: typer.Typer, serve: typer.Typer) -> None:

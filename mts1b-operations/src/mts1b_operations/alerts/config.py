@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from mts1b_platform.redaction import SENSITIVE_KEY
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from mts1b_operations.alerts.errors import AlertsInputError
@@ -164,10 +165,27 @@ class AlertsConfig(_Strict):
         return value
 
 
-def _shown(path: tuple[Any, ...], value: Any) -> str:
-    if any(str(part) in _SECRET_FIELDS for part in path):
+def _secret_named(name: str) -> bool:
+    return name in _SECRET_FIELDS or SENSITIVE_KEY.match(name) is not None
+
+
+def _shown(path: tuple[Any, ...], err: Mapping[str, Any]) -> Any:
+    """What an error about ``path`` may show of the value it got: never a secret. For a
+    missing field pydantic's input is the enclosing mapping (a receiver's ``bot_token`` with
+    it), a misspelt key may be a secret's (``token:``), and a mapping or a list may hold one:
+    those are described, not echoed."""
+    value = err.get("input")
+    if err.get("type") == "missing":
+        return "<missing>"
+    if any(_secret_named(str(part)) for part in path):
         return "<secret>"
-    return repr(value)[:80]
+    if err.get("type") == "extra_forbidden":
+        return "<not shown>"
+    if isinstance(value, Mapping):
+        return f"<a mapping with keys {', '.join(str(k) for k in value)[:80]}>"
+    if isinstance(value, list | tuple):
+        return f"<a list of {len(value)}>"
+    return value[:80] if isinstance(value, str) else value
 
 
 def load_alerts_config(path: str | os.PathLike[str] | None = None, *,
@@ -207,10 +225,17 @@ def load_alerts_config(path: str | os.PathLike[str] | None = None, *,
         err = exc.errors(include_url=False)[0]
         loc = tuple(err.get("loc", ()))
         raise AlertsInputError(".".join(str(p) for p in loc) or "config",
-                               _shown(loc, err.get("input")), err.get("msg", "invalid")
-                               ) from None
+                               _shown(loc, err), err.get("msg", "invalid")) from None
     for receiver in config.receivers:
         if isinstance(receiver, TelegramReceiver) and receiver.bot_token is None:
             raise AlertsInputError(f"receivers.{receiver.name}.bot_token", "<missing>",
-                                   "set it in the file or MTS_ALERTS_TELEGRAM_TOKEN")
+                                   "put it in the file or set MTS_ALERTS_TELEGRAM_TOKEN",
+                                   missing=True)
+        # a username without a password would log in with an empty one: a typo or a missing
+        # variable, found at start rather than at the first alert
+        if (isinstance(receiver, EmailReceiver) and receiver.username
+                and receiver.password is None):
+            raise AlertsInputError(f"receivers.{receiver.name}.password", "<missing>",
+                                   "a username is given: put the password in the file or set "
+                                   "MTS_ALERTS_SMTP_PASSWORD", missing=True)
     return config
