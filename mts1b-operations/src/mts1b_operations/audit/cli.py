@@ -35,6 +35,10 @@ from mts1b_operations.audit.verify_split import verify_chain_split
 __all__ = ["audit_app", "register"]
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number or tree size an argument may name: PostgreSQL's ``bigint``, the
+type of the chain's ``seq`` column. A larger number is refused as the option it came from,
+where the database would answer with a DataError naming nothing."""
 T = TypeVar("T")
 
 audit_app = typer.Typer(help="The audit chain: show, verify, prove.", no_args_is_help=True,
@@ -66,6 +70,14 @@ async def _object_store_copies(namespace: str | None, schema: str) -> list[Any]:
         await bus.drain()
 
 
+def _within_bigint(field: str, value: int | None) -> None:
+    """Refuse an entry number or tree size above :data:`MAX_SEQ`, naming the option and
+    the value (the database would only say DataError)."""
+    if value is not None and value > MAX_SEQ:
+        raise AuditInputError(field, value, f"must be at most {MAX_SEQ}, the largest entry "
+                                            "number the chain can hold")
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
@@ -78,8 +90,12 @@ async def _open(dsn: str, schema: str) -> AuditDb:
 def init(dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA,
          grant: Annotated[str | None, typer.Option(
              help="a role to let append and read only (the recorder's)")] = None) -> None:
-    """Create the chain's schema (as its owner) and, with --grant, the recorder's rights."""
+    """Create the chain's schema (as its owner) and, with --grant, the recorder's rights.
+    The role must exist already (CREATE ROLE ... LOGIN): it is checked before anything is
+    created."""
     async def go() -> None:
+        if grant is not None:
+            await AuditDb.check_role(dsn, grant)
         db = await AuditDb.open(dsn, schema=schema)
         try:
             if grant:
@@ -98,6 +114,10 @@ def show(subject_id: Annotated[str, typer.Option("--subject-id", help="an id the
          ) -> None:
     """Every recorded event that mentions the id, across services, in chain order, with
     whether each entry still verifies."""
+    if not subject_id.strip():
+        raise AuditInputError("--subject-id", subject_id, "must not be empty or blank: give "
+                              "an id the events mention (an order, fund, strategy, ...)")
+
     async def go() -> list[Any]:
         db = await _open(dsn, schema)
         try:
@@ -131,9 +151,11 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
         where = "" if finding.seq is None else f" entry {finding.seq}:"
         typer.echo(f"{finding.kind.upper()}{where} {finding.detail}")
     verdict = "ok" if report.ok else "FAILED"
+    # "anchored up to 0" read as if entry 0 were anchored; the JSON keeps the number
+    anchored = (f"anchored up to {report.anchored}" if report.anchored
+                else "nothing anchored")
     typer.echo(f"audit verify: {verdict} - {report.checked} rows from {report.start}, "
-               f"{report.checkpoints_matched} checkpoints matched, anchored up to "
-               f"{report.anchored}")
+               f"{report.checkpoints_matched} checkpoints matched, {anchored}")
 
 
 @audit_app.command("verify")
@@ -150,6 +172,8 @@ def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry
     (from entry 0); name each altered, deleted, inserted or reordered row."""
     from mts1b_platform.signing import KeyRegistry
 
+    _within_bigint("--from", start)
+    _within_bigint("--to", stop)
     if stop is not None and stop <= start:
         raise AuditInputError("--to", stop, f"must be above --from ({start})")
     registry = KeyRegistry.load(keys) if keys is not None else None
@@ -184,11 +208,18 @@ def verify(start: Annotated[int, typer.Option("--from", min=0, help="first entry
 @audit_app.command("proof")
 def proof(entry: Annotated[int, typer.Argument(min=0, help="the entry's sequence number")],
           size: Annotated[int | None, typer.Option(
-              help="the tree size to prove it in (default: the smallest checkpoint holding "
-                   "it, else the whole chain)")] = None,
+              help="the tree size to prove it in, at least 1 (default: the smallest "
+                   "checkpoint holding it, else the whole chain)")] = None,
           as_json: AsJson = False, dsn: Dsn = DEFAULT_DSN, schema: Schema = DEFAULT_SCHEMA
           ) -> None:
     """An RFC 6962 inclusion proof of ENTRY, checked against the checkpoint's signed root."""
+    _within_bigint("entry", entry)
+    _within_bigint("--size", size)
+    if size is not None and size < 1:  # not "the whole chain": a tree of no entries
+        raise AuditInputError("--size", size, "must be at least 1 (a tree of that many "
+                              "entries); leave it out for the smallest checkpoint holding "
+                              "the entry, else the whole chain")
+
     async def go() -> dict[str, Any]:
         db = await _open(dsn, schema)
         try:
@@ -198,11 +229,16 @@ def proof(entry: Annotated[int, typer.Argument(min=0, help="the entry's sequence
             await db.close()
         covering = [c for c in stored if c.tree_size > entry and (size is None
                                                                    or c.tree_size == size)]
-        tree = size or (covering[0].tree_size if covering else len(leaves))
-        if not entry < tree <= len(leaves):
-            raise AuditInputError("entry" if entry >= len(leaves) else "--size",
-                                  entry if entry >= len(leaves) else tree,
-                                  f"the chain has {len(leaves)} entries")
+        tree = size if size is not None else (covering[0].tree_size if covering
+                                              else len(leaves))
+        if entry >= len(leaves):
+            raise AuditInputError("entry", entry, f"the chain has {len(leaves)} entries")
+        if tree > len(leaves):
+            raise AuditInputError("--size", tree, f"must be at most the chain's size "
+                                  f"({len(leaves)})")
+        if entry >= tree:
+            raise AuditInputError("--size", tree, f"must be above the entry ({entry}): the "
+                                  f"tree of the first {tree} entries does not hold it")
         path = inclusion_proof(leaves, entry, tree)
         root = tree_root(leaves[:tree])
         signed = covering[0] if covering and covering[0].tree_size == tree else None
@@ -232,16 +268,25 @@ def consistency(old: Annotated[int, typer.Argument(min=1, help="the earlier tree
                 as_json: AsJson = False, dsn: Dsn = DEFAULT_DSN,
                 schema: Schema = DEFAULT_SCHEMA) -> None:
     """An RFC 6962 consistency proof: the tree of NEW entries extends that of OLD."""
+    _within_bigint("old", old)
+    _within_bigint("new", new)
+
     async def go() -> dict[str, Any]:
         db = await _open(dsn, schema)
         try:
-            leaves = [leaf_hash(e) for e in await AuditChain(db).entry_bytes(new)]
+            chain = AuditChain(db)
+            size = (await chain.head()).size
+            if new > size:
+                raise AuditInputError("new", new, f"must be at most the chain's size ({size})")
+            if old > new:
+                raise AuditInputError("old", old, f"must be at most new ({new}); the chain "
+                                      f"has {size} entries")
+            leaves = [leaf_hash(e) for e in await chain.entry_bytes(new)]
         finally:
             await db.close()
-        if new > len(leaves) or old > new:
-            raise AuditInputError("new" if new > len(leaves) else "old",
-                                  new if new > len(leaves) else old,
-                                  f"need old <= new <= {len(leaves)} (the chain's size)")
+        if len(leaves) != new:
+            raise AuditError(f"the table holds {len(leaves)} of entries 0..{new - 1}: run "
+                             "`audit verify`", tree_size=new)
         path = consistency_proof(leaves, old, new)
         old_root, new_root = tree_root(leaves[:old]), tree_root(leaves)
         return {"old": old, "new": new, "old_root": old_root.hex(),
@@ -298,8 +343,9 @@ def serve_audit(
              "mts.v1.operations.heartbeats.mts1b-operations-audit")] = 10.0,
 ) -> None:
     """Record every domain event (but market data, heartbeats and the chain's own) into the
-    chain until SIGTERM, once each; checkpoint it, signed. It beats as
-    mts1b-operations-audit every --heartbeat-interval seconds."""
+    chain until SIGTERM, once each; checkpoint it, signed - on SIGTERM too, after the last
+    batch, when entries are waiting. It beats as mts1b-operations-audit every
+    --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
     from mts1b_platform.signing import SigningKey
 
@@ -326,7 +372,8 @@ def serve_audit(
         announce.cancel()
         recorder = await service
         typer.echo(f"audit recorder stopped: {recorder.stats.appended} appended, "
-                   f"{recorder.stats.duplicates} already recorded")
+                   f"{recorder.stats.duplicates} already recorded, "
+                   f"{recorder.stats.checkpoints} checkpoints signed")
 
     _run(serve_and_report())
 

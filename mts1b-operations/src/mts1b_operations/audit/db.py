@@ -4,22 +4,60 @@ Why two ways to open: the schema's owner creates it and applies the migrations
 (:meth:`AuditDb.open`), while the recorder should run as a role that can insert and select
 and nothing else (:meth:`AuditDb.grant_recorder`) - such a role cannot create a schema, so
 :meth:`AuditDb.open_existing` opens one the owner prepared and checks its migrations are in.
+
+The DSN is read (:mod:`mts1b_platform.dsn`) before asyncpg sees it, so that a malformed one is
+one line naming ``--dsn`` and a refused connection names the server, never the password.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, Self
 
 import asyncpg
+from mts1b_platform.dsn import DSN_FORM, DsnProblem, shown_dsn
+from mts1b_platform.dsn import dsn_target as platform_dsn_target
 from mts1b_platform.migrations import SchemaDatabase, package_migrations, schema_name_error
 
 from mts1b_operations.audit.errors import AuditError, AuditInputError
 
-__all__ = ["DEFAULT_SCHEMA", "AuditDb"]
+__all__ = ["DEFAULT_SCHEMA", "AuditDb", "dsn_target"]
 
 DEFAULT_SCHEMA = "mts_audit"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _dsn_error(dsn: str, problem: str) -> AuditInputError:
+    """The error for a DSN that cannot be used: it names ``--dsn`` and shows the DSN with its
+    credentials masked (:func:`~mts1b_platform.dsn.shown_dsn`; the reason quotes no part)."""
+    return AuditInputError("--dsn", shown_dsn(dsn),
+                           f"{problem}; write {DSN_FORM} (--dsn or $MTS_DATABASE_URL)")
+
+
+def dsn_target(dsn: str) -> str:
+    """:func:`mts1b_platform.dsn.dsn_target`, its problem as AuditInputError naming ``--dsn``."""
+    try:
+        return platform_dsn_target(dsn)
+    except DsnProblem as exc:
+        raise _dsn_error(dsn, exc.problem) from None
+
+
+@contextlib.contextmanager
+def _connecting(dsn: str) -> Iterator[str]:
+    """Check ``dsn`` (:func:`dsn_target`, yielded) and turn what asyncpg raises while
+    connecting into one line: which server could not be reached and why (the exception's type
+    only: its text may quote the DSN), or - for what the checks let through - that ``--dsn``
+    is not a connection URL asyncpg can read."""
+    target = dsn_target(dsn)
+    try:
+        yield target
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise AuditError(f"cannot connect to PostgreSQL at {target}: {type(exc).__name__}",
+                         target=target) from None
+    except ValueError:  # asyncpg's ClientConfigurationError is one
+        raise _dsn_error(dsn, "asyncpg cannot read it as a connection URL") from None
 
 
 class AuditDb(SchemaDatabase):
@@ -42,11 +80,9 @@ class AuditDb(SchemaDatabase):
         name = schema or cls.DEFAULT_SCHEMA
         if (problem := schema_name_error(name)) is not None:
             raise AuditInputError("schema", name, problem)
-        try:
+        with _connecting(dsn):
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              server_settings={"search_path": name})
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise AuditError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
         db = cls(pool, name)
         wanted = {m.version for m in package_migrations(cls.PACKAGE)}
         try:
@@ -59,6 +95,33 @@ class AuditDb(SchemaDatabase):
                              "`mts mts1b-operations audit init` as its owner", schema=name)
         return db
 
+    @classmethod
+    async def open(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
+                   max_size: int = 8) -> Self:
+        """:meth:`SchemaDatabase.open` (create the schema, migrate it) after one connection
+        of its own: the platform's open reports a failure without the server's address, and a
+        malformed DSN as asyncpg's ValueError; this names the server or ``--dsn``."""
+        with _connecting(dsn):
+            conn = await asyncpg.connect(dsn)
+        await conn.close()
+        return await super().open(dsn, schema=schema, min_size=min_size, max_size=max_size)
+
+    @classmethod
+    async def check_role(cls, dsn: str, role: str) -> None:
+        """Refuse ``role`` (``audit init --grant``) unless it is a plain name of a role the
+        server has. Called before :meth:`open`, so that a mistyped role, or one not created
+        yet, leaves nothing half done: no schema without its grant."""
+        if not _ROLE.match(role):
+            raise AuditInputError("--grant", role, f"must match {_ROLE.pattern}")
+        with _connecting(dsn):
+            conn = await asyncpg.connect(dsn)
+        try:
+            found = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role)
+        finally:
+            await conn.close()
+        if not found:
+            raise AuditInputError("--grant", role, f"{_missing_role(role)}; nothing was created")
+
     async def grant_recorder(self, role: str) -> None:
         """Let ``role`` append to and read the chain, and nothing else: INSERT and SELECT on
         the two tables (and reading ``schema_migrations``), UPDATE, DELETE and TRUNCATE
@@ -67,8 +130,20 @@ class AuditDb(SchemaDatabase):
         if not _ROLE.match(role):
             raise AuditInputError("role", role, f"must match {_ROLE.pattern}")
         tables = "audit_entries, audit_checkpoints"
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"GRANT USAGE ON SCHEMA {self.schema} TO {role}")
-            await conn.execute(f"REVOKE ALL ON {tables}, schema_migrations FROM {role}")
-            await conn.execute(f"GRANT SELECT, INSERT ON {tables} TO {role}")
-            await conn.execute(f"GRANT SELECT ON schema_migrations TO {role}")
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"GRANT USAGE ON SCHEMA {self.schema} TO {role}")
+                await conn.execute(f"REVOKE ALL ON {tables}, schema_migrations FROM {role}")
+                await conn.execute(f"GRANT SELECT, INSERT ON {tables} TO {role}")
+                await conn.execute(f"GRANT SELECT ON schema_migrations TO {role}")
+        except asyncpg.UndefinedObjectError:  # dropped since check_role, or never checked
+            raise AuditInputError("role", role, _missing_role(role)) from None
+        except asyncpg.PostgresError as exc:  # e.g. not the schema's owner
+            raise AuditError(f"cannot grant {role} its rights on the audit schema "
+                             f"{self.schema!r}: {type(exc).__name__}", role=role,
+                             schema=self.schema) from None
+
+
+def _missing_role(role: str) -> str:
+    return (f"no such role in the database: create it first (CREATE ROLE {role} LOGIN, with "
+            "a password or another way to log in), then run `audit init --grant` again")

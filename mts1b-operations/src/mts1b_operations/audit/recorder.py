@@ -7,7 +7,8 @@ below the rate the services publish at. So each stream's consumer fetches a batc
 is appended in one transaction, and only then are its messages acknowledged: a SIGKILL at any
 point leaves messages that come again and are found already recorded by their
 ``Nats-Msg-Id``, or messages not yet recorded that come again - never a loss, never a second
-entry.
+entry. A graceful stop (SIGTERM, SIGINT) records the batch in hand and then signs a last
+checkpoint of whatever no checkpoint covers yet, as the periodic one would.
 
 Streams: every domain's but the datalake's (market data: bars, quotes and trades at a rate no
 audit needs, and kept by the datalake itself); of the operations stream, everything but the
@@ -151,12 +152,24 @@ class Recorder:
     async def checkpoint_if_idle(self) -> None:
         """Checkpoint entries older than the interval that no checkpoint covers yet."""
         async with self._lock:
-            due = time.monotonic() - self.last_checkpoint_at >= self.opts.checkpoint_interval
-            if due and self.tree.size > self.last_checkpoint:
-                head = await self.chain.head()
-                if head.size != self.tree.size:
-                    await self.load()
-                await self._checkpoint(head.hash)
+            if time.monotonic() - self.last_checkpoint_at >= self.opts.checkpoint_interval:
+                await self._checkpoint_waiting()
+
+    async def checkpoint_on_stop(self) -> None:
+        """Checkpoint the entries no checkpoint covers yet, now, when a key is configured:
+        on a graceful stop, after the last batch committed. Otherwise a recorder stopped
+        before the interval ran out (a deploy, a short run) would leave its last entries
+        unanchored until another one ran that long."""
+        async with self._lock:
+            if self.opts.signing_key is not None:
+                await self._checkpoint_waiting()
+
+    async def _checkpoint_waiting(self) -> None:
+        if self.tree.size > self.last_checkpoint:
+            head = await self.chain.head()
+            if head.size != self.tree.size:
+                await self.load()
+            await self._checkpoint(head.hash)
 
     async def _checkpoint(self, chain_hash: str) -> None:
         self.last_checkpoint_at = time.monotonic()
@@ -298,10 +311,12 @@ async def _checkpoints(recorder: Recorder, stop: asyncio.Event) -> None:
 
 async def open_audit_db(dsn: str, schema: str) -> AuditDb:
     """The schema as the recorder's insert-only role finds it, or created by its owner."""
-    from mts1b_operations.audit.errors import AuditError
+    from mts1b_operations.audit.errors import AuditError, AuditInputError
 
     try:
         return await AuditDb.open_existing(dsn, schema=schema)
+    except AuditInputError:
+        raise  # a malformed DSN or schema name: creating the schema would fail the same way
     except AuditError:
         pass
     try:
@@ -347,6 +362,10 @@ async def run_recorder(opts: RecorderOptions, *, ready: asyncio.Event | None = N
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
+        try:  # every batch is committed: anchor them all, through the periodic path
+            await recorder.checkpoint_on_stop()
+        except Exception as exc:  # the entries stay, unanchored until the next checkpoint
+            _log.error("final checkpoint failed", error=type(exc).__name__)
         return recorder
     finally:
         await bus.drain()
