@@ -3,6 +3,7 @@ skip naming the server that does not answer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -45,11 +46,22 @@ async def tamper(db: AuditDb, *statements: str) -> None:
         await conn.close()
 
 
+async def until_size(db: AuditDb, n: int, timeout: float = 60) -> None:
+    """Wait until the chain holds ``n`` entries (a recorder in another process appends them)."""
+    from mts1b_operations.audit.chain import AuditChain
+
+    chain = AuditChain(db)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (held := (await chain.head()).size) < n:
+        assert asyncio.get_running_loop().time() < deadline, f"{held} of {n}"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 def kit() -> types.SimpleNamespace:
     """The helpers above, for the test modules (which cannot import this file)."""
     return types.SimpleNamespace(event=event, incoming=incoming, tamper=tamper, DSN=DSN,
-                                 BASE=BASE)
+                                 BASE=BASE, until_size=until_size)
 
 
 async def _reachable() -> bool:

@@ -38,13 +38,6 @@ async def size(db: AuditDb) -> int:
     return (await AuditChain(db).head()).size
 
 
-async def until_size(db: AuditDb, n: int, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await size(db) < n:
-        assert asyncio.get_running_loop().time() < deadline, f"{await size(db)} of {n}"
-        await asyncio.sleep(0.02)
-
-
 async def test_sigkill_mid_stream_loses_nothing_and_adds_nothing_twice(
         audit_db: AuditDb, fresh_bus: Any, kit: Kit, tmp_path: Path) -> None:
     bus = fresh_bus
@@ -66,14 +59,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_adds_nothing_twice(
                                         {"Nats-Msg-Id": f"evt-{i}"})
             published += total // (kills + 1)
             if kill < kills:
-                await until_size(audit_db, before + 1)  # it is recording this batch
+                await kit.until_size(audit_db, before + 1)  # it is recording this batch
                 await asyncio.sleep(rng.uniform(0, 0.005))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 assert await size(audit_db) < published, "the kill landed after the batch"
                 proc = spawn(kit, bus.namespace, audit_db.schema, tmp_path / "audit.key",
                              checkpoints, tmp_path / "recorder.log")
-        await until_size(audit_db, published)
+        await kit.until_size(audit_db, published)
         await asyncio.sleep(1.5)  # redeliveries of the last unacknowledged batch, checkpoint
     finally:
         proc.send_signal(signal.SIGTERM)

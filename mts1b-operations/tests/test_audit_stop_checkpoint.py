@@ -29,14 +29,6 @@ from mts1b_platform.signing import KeyRegistry, SigningKey
 pytestmark = pytest.mark.integration
 
 
-async def until_size(db: AuditDb, n: int, timeout: float = 30) -> None:
-    chain = AuditChain(db)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (await chain.head()).size < n:
-        assert asyncio.get_running_loop().time() < deadline, f"{(await chain.head()).size}/{n}"
-        await asyncio.sleep(0.05)
-
-
 async def test_sigterm_signs_a_last_checkpoint_of_the_waiting_entries(
         audit_db: AuditDb, fresh_bus: Any, kit: Kit, tmp_path: Path) -> None:
     bus = fresh_bus
@@ -56,7 +48,7 @@ async def test_sigterm_signs_a_last_checkpoint_of_the_waiting_entries(
         env={**os.environ, "MTS_DATABASE_URL": kit.DSN}, stdout=log.open("wb"),
         stderr=subprocess.STDOUT)
     try:
-        await until_size(audit_db, 3)
+        await kit.until_size(audit_db, 3)
         assert await stored_checkpoints(audit_db) == []  # nothing anchored while it runs
     finally:
         proc.send_signal(signal.SIGTERM)
