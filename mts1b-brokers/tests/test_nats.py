@@ -115,6 +115,34 @@ async def test_no_service_is_a_transport_error_and_silence_an_unknown_outcome(
         await bus.drain()
 
 
+async def test_a_submit_waits_for_a_service_that_comes_back_within_the_grace(
+        namespace: str) -> None:
+    """"No responders" proves the command reached no service, so it is sent again until one
+    listens (``unavailable_grace``) - a supervised venue restarting after a SIGKILL - and the
+    order is executed once. Without the grace the same moment is a transport error."""
+    h = await paper_harness()()
+    bus = await Bus.connect(url=URL, namespace=namespace)
+    async with RemoteBroker("paper", url=URL, namespace=namespace) as impatient:
+        with pytest.raises(BrokerTransportError, match="no 'paper' broker service is listening"):
+            await impatient.submit(order())
+    async with RemoteBroker("paper", url=URL, namespace=namespace,
+                            unavailable_grace=20) as patient:
+        submitted = asyncio.create_task(patient.submit(order(2)))
+        await asyncio.sleep(0.6)  # several refused sends while nobody listens
+        assert not submitted.done()
+        async with BrokerService(h.broker, bus):
+            ack = await asyncio.wait_for(submitted, 10)
+            assert ack.exec_type is ExecType.ACK
+            assert [o.order_id for o in await patient.open_orders(None)] == [ack.order_id]
+    with pytest.raises(BrokerTransportError, match=r"listening \(waited 0.3s\)"):
+        async with RemoteBroker("paper", url=URL, namespace=namespace,
+                                unavailable_grace=0.3) as brief:
+            await brief.submit(order(3))
+    with pytest.raises(ValueError, match="unavailable_grace"):
+        RemoteBroker("paper", unavailable_grace=-1)
+    await bus.drain()
+
+
 def _serve_paper(name: str, namespace: str, **env: str) -> subprocess.Popen[str]:
     """``python -m mts1b_brokers.cli serve paper`` (that is, ``mts mts1b-brokers serve``), with
     stdout and stderr kept apart; ``MTS_LOG_*`` only as given."""

@@ -70,14 +70,26 @@ class RemoteBroker:
 
     ``settings`` / ``overrides`` go to :meth:`mts1b_platform.bus.Bus.connect` (``url``,
     ``namespace``, credentials...). ``timeout`` bounds each request in seconds.
+
+    ``unavailable_grace``: how many seconds a command keeps being sent again while no broker
+    service listens (NATS "no responders"), before it fails with ``BrokerTransportError``.
+    Safe for every command, submits included: "no responders" proves the command reached no
+    service, so a second send cannot execute it twice. Why: a supervised service that was
+    killed is back within seconds; without the grace every order sent meanwhile was rejected
+    (the paper loop's kill test traded a session differently). 0, the default, fails at once.
     """
 
     def __init__(self, name: str = "paper", *, settings: BusSettings | None = None,
-                 timeout: float = 5.0, **overrides: Any) -> None:
+                 timeout: float = 5.0, unavailable_grace: float = 0.0,
+                 **overrides: Any) -> None:
+        if not (0 <= unavailable_grace < float("inf")):
+            raise ValueError(f"unavailable_grace must be a number of seconds >= 0, got "
+                             f"{unavailable_grace!r}")
         self._name = name
         self._settings = settings
         self._overrides = overrides
         self._timeout = timeout
+        self._grace = unavailable_grace
         self._bus: Bus | None = None
         self._state = ConnectionState.DISCONNECTED
         self._subscribers: set[ReportStream] = set()
@@ -200,10 +212,7 @@ class RemoteBroker:
                                        f"{command} not sent", broker=self._name, call=command)
         subject = bus.wire_subject(command_subject(self._name, command))
         try:
-            msg = await bus.nc.request(subject, message.to_json(), timeout=self._timeout)
-        except nats.errors.NoRespondersError:
-            raise BrokerTransportError(f"no {self._name!r} broker service is listening",
-                                       broker=self._name, call=command) from None
+            msg = await self._send(bus, subject, message.to_json(), command)
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError,
                 nats.errors.ConnectionReconnectingError) as exc:
             raise BrokerTransportError(f"{command} not sent: {type(exc).__name__}",
@@ -223,6 +232,24 @@ class RemoteBroker:
         if not reply.ok and not (absent and reply.code is ReplyCode.ORDER_NOT_FOUND):
             self._raise_for(reply, command)
         return reply
+
+    async def _send(self, bus: Bus, subject: str, payload: bytes, command: str) -> Msg:
+        """The request, sent again while nobody listens, for up to ``unavailable_grace``
+        seconds (waits of 0.05 s doubling to 0.5 s); then ``BrokerTransportError``."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._grace
+        wait = 0.05
+        while True:
+            try:
+                return await bus.nc.request(subject, payload, timeout=self._timeout)
+            except nats.errors.NoRespondersError:
+                if loop.time() + wait > give_up:
+                    waited = f" (waited {self._grace:g}s)" if self._grace else ""
+                    raise BrokerTransportError(
+                        f"no {self._name!r} broker service is listening{waited}",
+                        broker=self._name, call=command) from None
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 0.5)
 
     def _raise_for(self, reply: CommandReply, command: str) -> None:
         report = (parse_message(ExecutionReport, reply.payload) if reply.payload else None)

@@ -247,6 +247,14 @@ async def _answers(broker: BrokerProtocol, seconds: float) -> bool:
         await asyncio.sleep(0.2)
 
 
+PAPER_UNAVAILABLE_GRACE = 20.0
+"""Seconds a command to the paper broker service is sent again while none listens, before the
+order is rejected (``RemoteBroker(unavailable_grace=...)``): the paper loop's supervisor
+restarts a killed venue within seconds, and an order refused meanwhile made the loop trade that
+session differently from an undisturbed one. Below the composer's 30 s wait for the OMS's
+answer to a rebalance."""
+
+
 async def connect_broker(opts: ServeOptions, store: Store | None = None) -> BrokerLink:
     """The broker the service trades through, connected.
 
@@ -268,7 +276,7 @@ async def connect_broker(opts: ServeOptions, store: Store | None = None) -> Brok
         broker = load_broker(opts.broker, **opts.broker_args)
         await broker.connect()
         return BrokerLink(broker)
-    remote: dict[str, Any] = {"name": PAPER}
+    remote: dict[str, Any] = {"name": PAPER, "unavailable_grace": PAPER_UNAVAILABLE_GRACE}
     if opts.namespace:
         remote["namespace"] = opts.namespace
     if opts.nats_url:
