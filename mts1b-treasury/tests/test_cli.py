@@ -35,15 +35,31 @@ def schema() -> Iterator[str]:
             await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         finally:
             await conn.close()
+        # and the streams and buckets the commands made in the test's namespace: left there,
+        # every run added a namespace's three to the machine's NATS
+        from mts1b_platform.bus import Bus, BusError
+
+        try:
+            bus = await Bus.connect(namespace=namespace_of(name), connect_timeout=3)
+        except BusError:
+            return  # no NATS here: the commands published nothing either
+        try:
+            await bus.delete_streams()
+        finally:
+            await bus.drain()
 
     import asyncio
     asyncio.run(drop())
 
 
+def namespace_of(schema: str) -> str:
+    return f"n{schema[-10:]}"
+
+
 def run(schema: str, *args: str) -> Any:
     # no namespace given and none in the environment: publishing goes to a namespace of its own
     env = {"MTS_DATABASE_URL": DSN, "MTS_TREASURY_SCHEMA": schema,
-           "MTS_NATS_NAMESPACE": f"n{schema[-10:]}"}
+           "MTS_NATS_NAMESPACE": namespace_of(schema)}
     return CliRunner().invoke(app, list(args), env=env)
 
 
