@@ -13,7 +13,6 @@ import asyncpg
 import pytest
 from mts1b_operations.audit.chain import AuditChain
 from mts1b_operations.audit.db import AuditDb
-from mts1b_operations.audit.errors import AuditInputError
 
 pytestmark = pytest.mark.integration
 BIG = "99999999999999999999999"
@@ -173,14 +172,3 @@ def test_a_malformed_dsn_is_refused_by_name(capsys: pytest.CaptureFixture[str],
     code, out = mts(capsys, *command, "--schema", "au_t_unreached", "--dsn", dsn)
     assert (code, out) == (1, f"{BAD_INPUT} --dsn: {problem}; {DSN_FORM} (got {shown!r})\n")
     assert "s3cret" not in out
-
-
-def test_a_dsn_problem_becomes_an_input_error_naming_dsn() -> None:
-    """The reading itself is mts1b_platform.dsn's (tested there); here its problem is named."""
-    from mts1b_operations.audit.db import dsn_target
-
-    assert dsn_target("postgresql://u:s3cret-pw@db.internal:5433/mts") == (
-        "db.internal:5433/mts (user u)")
-    with pytest.raises(AuditInputError) as refused:
-        dsn_target("postgresql://u:s3cret-pw@h:x/db")
-    assert refused.value.context["field"] == "--dsn" and "s3cret" not in str(refused.value)

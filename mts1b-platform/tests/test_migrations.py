@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mts1b_platform.migrations import (
+    SchemaDatabase,
     applied_versions,
     apply_migrations,
     create_schema,
@@ -87,3 +88,23 @@ async def test_each_migration_applies_once_and_concurrent_starts_are_safe(
     finally:
         await pool.execute(f"DROP SCHEMA {schema} CASCADE")
         await pool.close()
+
+
+class _Db(SchemaDatabase):
+    PACKAGE = "unused_here"  # open fails before any migration is read
+    DEFAULT_SCHEMA = "unused_here"
+
+
+async def test_open_names_the_server_it_cannot_reach_never_the_password() -> None:
+    """Every library's database opens through here: a refused connection says where it went
+    (host:port/database and user), a DSN no driver can read is refused as a DSN, and neither
+    quotes the password (both were asyncpg's exception type alone, or its ValueError)."""
+    with pytest.raises(ConnectionError) as refused:
+        await _Db.open("postgresql://ops:s3cret-pw@127.0.0.1:1/books")
+    assert str(refused.value) == ("cannot connect to PostgreSQL at 127.0.0.1:1/books (user ops): "
+                                  "ConnectionRefusedError")
+    with pytest.raises(ConnectionError) as malformed:
+        await _Db.open("postgresql://ops:s3cret-pw@127.0.0.1:notaport/books")
+    assert str(malformed.value) == (
+        "the DSN 'postgresql://ops:***@127.0.0.1:notaport/books' cannot be used: its port is "
+        "not a number from 1 to 65535; write postgresql://USER@HOST:PORT/DATABASE")

@@ -124,6 +124,7 @@ def serve(
     `mts mts1b-datalake replay`.
     """
     from mts1b_platform.logging import set_service
+    from mts1b_platform.shutdown import run_announced
 
     set_service("oms")  # before anything logs: every line of this process names the OMS
     from mts1b_oms.instruments import InstrumentRegistry
@@ -143,22 +144,21 @@ def serve(
                         heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
-        ready = asyncio.Event()
         started: list[int] = []
-        service = asyncio.get_running_loop().create_task(run_service(opts, ready=ready,
-                                                                     started=started))
-        announce = asyncio.get_running_loop().create_task(ready.wait())
-        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
-        for pid in started:
-            typer.echo(f"started the paper broker service (mts mts1b-brokers serve paper) as "
-                       f"pid {pid}; it keeps running when the OMS stops (it holds the paper "
-                       f"orders): stop it with `kill {pid}`")
-        if ready.is_set():
-            typer.echo(f"oms serving funds {', '.join(f.fund_id for f in opts.funds)} on "
-                       f"mts.v1.oms.commands.* (schema {schema}"
-                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
-        announce.cancel()
-        await service  # its exception, if it failed to start, ends the command
+
+        def announce(ready: bool) -> None:
+            for pid in started:  # also when the OMS failed after starting it
+                typer.echo(f"started the paper broker service (mts mts1b-brokers serve paper) "
+                           f"as pid {pid}; it keeps running when the OMS stops (it holds the "
+                           f"paper orders): stop it with `kill {pid}`")
+            if ready:
+                typer.echo(f"oms serving funds {', '.join(f.fund_id for f in opts.funds)} on "
+                           f"mts.v1.oms.commands.* (schema {schema}"
+                           f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
+
+        ready = asyncio.Event()
+        # its exception, if it failed to start, ends the command
+        await run_announced(run_service(opts, ready=ready, started=started), ready, announce)
         typer.echo("oms stopped")
 
     asyncio.run(serve_and_report())

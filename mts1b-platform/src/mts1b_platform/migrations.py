@@ -9,10 +9,14 @@ type so the platform itself does not depend on asyncpg.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, Self
+
+from mts1b_platform.dsn import DSN_FORM, DsnProblem, dsn_target, shown_dsn
 
 __all__ = [
     "Migration",
@@ -146,19 +150,46 @@ class SchemaDatabase:
         return ConnectionError(message)
 
     @classmethod
+    def dsn_error(cls, dsn: str, problem: str) -> Exception:
+        """The error raised for a DSN no driver can read (``problem`` quotes none of it); a
+        subclass names the option it came from."""
+        return cls.connect_error(f"the DSN {shown_dsn(dsn)!r} cannot be used: {problem}; "
+                                 f"write {DSN_FORM}")
+
+    @classmethod
+    @contextlib.contextmanager
+    def connecting(cls, dsn: str) -> Iterator[str]:
+        """Around a connection attempt to ``dsn``: the DSN is read first
+        (:mod:`mts1b_platform.dsn`; a malformed one is :meth:`dsn_error`) and where it points
+        is yielded; a server that cannot be reached is :meth:`connect_error` naming it as
+        ``host:port/database (user)``, never with its password (the exception's type only:
+        its text may quote the DSN)."""
+        import asyncpg
+
+        try:
+            target = dsn_target(dsn)
+        except DsnProblem as exc:
+            raise cls.dsn_error(dsn, exc.problem) from None
+        try:
+            yield target
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise cls.connect_error(f"cannot connect to PostgreSQL at {target}: "
+                                    f"{type(exc).__name__}", target=target) from None
+        except ValueError:  # asyncpg's ClientConfigurationError is one
+            raise cls.dsn_error(dsn, "asyncpg cannot read it as a connection URL") from None
+
+    @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
                    max_size: int = 8) -> Self:
-        """Connect, create the schema if needed and apply pending migrations."""
+        """Connect (:meth:`connecting`), create the schema if needed and apply pending
+        migrations."""
         import asyncpg
 
         name = schema or cls.DEFAULT_SCHEMA
         if (problem := schema_name_error(name)) is not None:
             raise cls.connect_error(problem, schema=name)
-        try:
+        with cls.connecting(dsn):
             conn = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise cls.connect_error(f"cannot connect to PostgreSQL: {type(exc).__name__}"
-                                    ) from None
         try:
             await create_schema(conn, name)
         finally:

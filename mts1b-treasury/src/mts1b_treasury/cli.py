@@ -401,6 +401,7 @@ def serve(
     configurations, broker snapshots kept for reconciliation, every fund published. It beats
     as mts1b-treasury every --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
+    from mts1b_platform.shutdown import run_announced
     from mts1b_platform.signing import KeyRegistry
 
     from mts1b_treasury.service import ServeOptions, run_service
@@ -414,16 +415,13 @@ def serve(
                         replay_clock=replay_clock, heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
+        def announce(ready: bool) -> None:
+            if ready:
+                typer.echo(f"treasury serving (schema {schema}"
+                           f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
+
         ready = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        service = loop.create_task(run_service(opts, ready=ready))
-        announce = loop.create_task(ready.wait())
-        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set():
-            typer.echo(f"treasury serving (schema {schema}"
-                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
-        announce.cancel()
-        await service
+        await run_announced(run_service(opts, ready=ready), ready, announce)
         typer.echo("treasury stopped")
 
     asyncio.run(serve_and_report())

@@ -170,23 +170,23 @@ def serve_alerts(
     Once it consumes it prints one line, as ``serve audit`` does, so a person (or a script
     waiting for it) knows it came up: the receivers' count, the schema and the namespace only,
     never a receiver's token or URL."""
+    from mts1b_platform.shutdown import run_announced
+
     from mts1b_operations.alerts.service import run_alerts
 
     loaded: AlertsConfig = load_alerts_config(config)
 
     async def serve_and_report() -> None:
+        def announce(ready: bool) -> None:
+            if ready:
+                count = len(loaded.receivers)
+                typer.echo(f"alert router serving ({count} receiver"
+                           f"{'' if count == 1 else 's'}, schema {loaded.schema_name}"
+                           f"{f', namespace {namespace}' if namespace else ''}); SIGTERM stops it")
+
         ready = asyncio.Event()
-        service = asyncio.create_task(run_alerts(loaded, namespace=namespace, ready=ready,
-                                                 heartbeat_interval=heartbeat_interval))
-        announce = asyncio.create_task(ready.wait())
-        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set():
-            count = len(loaded.receivers)
-            typer.echo(f"alert router serving ({count} receiver{'' if count == 1 else 's'}, "
-                       f"schema {loaded.schema_name}"
-                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM stops it")
-        announce.cancel()
-        await service
+        await run_announced(run_alerts(loaded, namespace=namespace, ready=ready,
+                                       heartbeat_interval=heartbeat_interval), ready, announce)
         typer.echo("alert router stopped")
 
     asyncio.run(serve_and_report())

@@ -347,6 +347,7 @@ def serve_audit(
     batch, when entries are waiting. It beats as mts1b-operations-audit every
     --heartbeat-interval seconds."""
     from mts1b_platform.logging import set_service
+    from mts1b_platform.shutdown import run_announced
     from mts1b_platform.signing import SigningKey
 
     from mts1b_operations.audit.keys import configured_signing_key
@@ -361,16 +362,13 @@ def serve_audit(
                            heartbeat_interval=heartbeat_interval)
 
     async def serve_and_report() -> None:
+        def announce(ready: bool) -> None:
+            if ready:
+                typer.echo(f"audit recorder serving (schema {schema}"
+                           f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains")
+
         ready = asyncio.Event()
-        service = asyncio.create_task(run_recorder(opts, ready=ready))
-        announce = asyncio.create_task(ready.wait())
-        await asyncio.wait([service, announce], return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set():
-            typer.echo(f"audit recorder serving (schema {schema}"
-                       f"{f', namespace {namespace}' if namespace else ''}); SIGTERM drains",
-                       )
-        announce.cancel()
-        recorder = await service
+        recorder = await run_announced(run_recorder(opts, ready=ready), ready, announce)
         typer.echo(f"audit recorder stopped: {recorder.stats.appended} appended, "
                    f"{recorder.stats.duplicates} already recorded, "
                    f"{recorder.stats.checkpoints} checkpoints signed")

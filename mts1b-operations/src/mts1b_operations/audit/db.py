@@ -5,59 +5,26 @@ Why two ways to open: the schema's owner creates it and applies the migrations
 and nothing else (:meth:`AuditDb.grant_recorder`) - such a role cannot create a schema, so
 :meth:`AuditDb.open_existing` opens one the owner prepared and checks its migrations are in.
 
-The DSN is read (:mod:`mts1b_platform.dsn`) before asyncpg sees it, so that a malformed one is
-one line naming ``--dsn`` and a refused connection names the server, never the password.
+Every connection goes through :meth:`SchemaDatabase.connecting`: a malformed DSN is one line
+naming ``--dsn`` (:meth:`AuditDb.dsn_error`) and a refused connection names the server, never
+the password.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any, Self
 
 import asyncpg
-from mts1b_platform.dsn import DSN_FORM, DsnProblem, shown_dsn
-from mts1b_platform.dsn import dsn_target as platform_dsn_target
+from mts1b_platform.dsn import DSN_FORM, shown_dsn
 from mts1b_platform.migrations import SchemaDatabase, package_migrations, schema_name_error
 
 from mts1b_operations.audit.errors import AuditError, AuditInputError
 
-__all__ = ["DEFAULT_SCHEMA", "AuditDb", "dsn_target"]
+__all__ = ["DEFAULT_SCHEMA", "AuditDb"]
 
 DEFAULT_SCHEMA = "mts_audit"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def _dsn_error(dsn: str, problem: str) -> AuditInputError:
-    """The error for a DSN that cannot be used: it names ``--dsn`` and shows the DSN with its
-    credentials masked (:func:`~mts1b_platform.dsn.shown_dsn`; the reason quotes no part)."""
-    return AuditInputError("--dsn", shown_dsn(dsn),
-                           f"{problem}; write {DSN_FORM} (--dsn or $MTS_DATABASE_URL)")
-
-
-def dsn_target(dsn: str) -> str:
-    """:func:`mts1b_platform.dsn.dsn_target`, its problem as AuditInputError naming ``--dsn``."""
-    try:
-        return platform_dsn_target(dsn)
-    except DsnProblem as exc:
-        raise _dsn_error(dsn, exc.problem) from None
-
-
-@contextlib.contextmanager
-def _connecting(dsn: str) -> Iterator[str]:
-    """Check ``dsn`` (:func:`dsn_target`, yielded) and turn what asyncpg raises while
-    connecting into one line: which server could not be reached and why (the exception's type
-    only: its text may quote the DSN), or - for what the checks let through - that ``--dsn``
-    is not a connection URL asyncpg can read."""
-    target = dsn_target(dsn)
-    try:
-        yield target
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise AuditError(f"cannot connect to PostgreSQL at {target}: {type(exc).__name__}",
-                         target=target) from None
-    except ValueError:  # asyncpg's ClientConfigurationError is one
-        raise _dsn_error(dsn, "asyncpg cannot read it as a connection URL") from None
 
 
 class AuditDb(SchemaDatabase):
@@ -73,6 +40,13 @@ class AuditDb(SchemaDatabase):
         return AuditError(message, **context)
 
     @classmethod
+    def dsn_error(cls, dsn: str, problem: str) -> Exception:
+        """A DSN no driver can read, named as the option (or variable) it came from, with its
+        credentials masked."""
+        return AuditInputError("--dsn", shown_dsn(dsn),
+                               f"{problem}; write {DSN_FORM} (--dsn or $MTS_DATABASE_URL)")
+
+    @classmethod
     async def open_existing(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
                             max_size: int = 8) -> Self:
         """A pool on a schema whose migrations are all applied, creating nothing: what the
@@ -80,7 +54,7 @@ class AuditDb(SchemaDatabase):
         name = schema or cls.DEFAULT_SCHEMA
         if (problem := schema_name_error(name)) is not None:
             raise AuditInputError("schema", name, problem)
-        with _connecting(dsn):
+        with cls.connecting(dsn):
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              server_settings={"search_path": name})
         db = cls(pool, name)
@@ -96,24 +70,13 @@ class AuditDb(SchemaDatabase):
         return db
 
     @classmethod
-    async def open(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
-                   max_size: int = 8) -> Self:
-        """:meth:`SchemaDatabase.open` (create the schema, migrate it) after one connection
-        of its own: the platform's open reports a failure without the server's address, and a
-        malformed DSN as asyncpg's ValueError; this names the server or ``--dsn``."""
-        with _connecting(dsn):
-            conn = await asyncpg.connect(dsn)
-        await conn.close()
-        return await super().open(dsn, schema=schema, min_size=min_size, max_size=max_size)
-
-    @classmethod
     async def check_role(cls, dsn: str, role: str) -> None:
         """Refuse ``role`` (``audit init --grant``) unless it is a plain name of a role the
         server has. Called before :meth:`open`, so that a mistyped role, or one not created
         yet, leaves nothing half done: no schema without its grant."""
         if not _ROLE.match(role):
             raise AuditInputError("--grant", role, f"must match {_ROLE.pattern}")
-        with _connecting(dsn):
+        with cls.connecting(dsn):
             conn = await asyncpg.connect(dsn)
         try:
             found = await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role)
