@@ -99,6 +99,7 @@ async def test_open_names_the_server_it_cannot_reach_never_the_password() -> Non
     """Every library's database opens through here: a refused connection says where it went
     (host:port/database and user), a DSN no driver can read is refused as a DSN, and neither
     quotes the password (both were asyncpg's exception type alone, or its ValueError)."""
+    pytest.importorskip("asyncpg", reason="the database extra (asyncpg) is not installed")
     with pytest.raises(ConnectionError) as refused:
         await _Db.open("postgresql://ops:s3cret-pw@127.0.0.1:1/books")
     assert str(refused.value) == ("cannot connect to PostgreSQL at 127.0.0.1:1/books (user ops): "
