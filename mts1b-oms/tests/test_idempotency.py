@@ -24,6 +24,7 @@ import pytest
 from mts1b_foundation import (
     BrokerTransportError,
     BrokerUnknownOutcome,
+    Denial,
     Equity,
     ExecutionReport,
     Option,
@@ -39,6 +40,7 @@ from mts1b_foundation import (
 from mts1b_oms.idempotency import canonical_content, content_hash, differing_fields
 from mts1b_oms.orderstore import Attempt, KeyClaim, OrderStore
 from mts1b_oms.state import OrderState, apply_event, new_order_state
+from mts1b_oms.store import Store
 from mts1b_oms.testing import RecordingBroker, make_fund
 from mts1b_oms.testing import make_order as order
 
@@ -192,6 +194,36 @@ async def test_concurrent_retries_of_a_denied_key_open_one_attempt(store: OrderS
     assert len(won) == 1 and won[0].previous_order_id == "ord-x0"
     assert {c.order_id for c in claims if not c.created} == {won[0].order_id}
     assert [a.order_id for a in await store.attempts("kx")] == ["ord-x0", won[0].order_id]
+
+
+async def test_one_batch_of_fresh_taken_over_held_and_denied_keys(store: OrderStore) -> None:
+    """Orders created together share one statement on PostgreSQL: the usual batch (fresh
+    keys, nothing denied) takes a short one, and an order whose key exists, or a denied
+    one, is decided by the full one. Each must come out as it would alone."""
+    await _create(store, _state("bt", "6", S.DENIED, order_id="b-t0"))
+    await _create(store, _state("bh", order_id="b-h0"))
+    denied = _state("bn", "7", S.DENIED, order_id="b-n1")
+    denial = ("ev-b-n1", Denial(code=ReplyCode.QUANTITY_EXCEEDS_MAXIMUM, gate="order_size",
+                                message="too large"))
+    claims = await asyncio.gather(  # one batch: fresh keys and keys that exist
+        _create(store, _state("bf1", order_id="b-f1")),
+        _create(store, _state("bt", "5", order_id="b-t1")),
+        _create(store, _state("bh", "9", order_id="b-h1")),
+        _create(store, _state("bf2", order_id="b-f2")))
+    assert [(c.created, c.order_id, c.previous_order_id) for c in claims] == [
+        (True, "b-f1", None), (True, "b-t1", "b-t0"), (False, "b-h0", None),
+        (True, "b-f2", None)]
+    assert await store.load_order("b-h1") is None
+    assert [a.order_id for a in await store.attempts("bt")] == ["b-t0", "b-t1"]
+    if isinstance(store, Store):
+        assert store.fresh_batches == 3  # the two creates before, then this batch
+    claims = await asyncio.gather(  # one batch with a denial
+        _create(store, _state("bf3", order_id="b-f3")), _create(store, denied, denial=denial))
+    assert [(c.created, c.order_id) for c in claims] == [(True, "b-f3"), (True, "b-n1")]
+    assert [(d["order_id"], d["gate"]) for d in await store.denials()] == [
+        ("b-n1", "order_size")]
+    assert {o.order_id for o in await store.orders()} == {
+        "b-t0", "b-h0", "b-f1", "b-t1", "b-f2", "b-f3", "b-n1"}
 
 
 # --- the OMS: conflicts -----------------------------------------------------------------------
