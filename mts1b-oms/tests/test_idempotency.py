@@ -68,6 +68,29 @@ def test_equal_numbers_are_equal_content_and_tags_and_times_are_not_content() ->
     assert "schema_version" not in canonical_content(base)["instrument"]
 
 
+@pytest.mark.parametrize("text", [
+    "Tech", 'quote " and back\\slash', "tab\tnew\nline\r\x08\x0c\x00\x01\x1f\x7f /",
+    "Énergie", "株式", "emoji \U0001f4c8", ""])
+def test_the_fast_writer_gives_the_reference_json(text: str) -> None:
+    """``content_hash`` writes the canonical JSON with a faster writer where the text is
+    ASCII; it must be the reference encoder's text, escapes included, and the reference
+    encoder writes everything else."""
+    from mts1b_oms.idempotency import _ENCODE, _canonical_json
+
+    content = {"a": text, "b": None, "c": True, "d": 7, "e": {"x": [text, "1.5"], "y": False}}
+    assert _canonical_json(content) == _ENCODE(content).encode("ascii")
+
+
+def test_canonical_content_is_in_sorted_order() -> None:
+    o = Order(fund_id="f1", strategy_id="s1", idempotency_key="k9",
+              instrument=Equity(symbol="BRK.B", sector="Énergie"), side=Side.SELL,
+              quantity=D("150"), sleeves={"zeta": D("-100"), "alpha": D("-50")})
+    content = canonical_content(o)
+    assert list(content) == sorted(content)
+    assert list(content["instrument"]) == sorted(content["instrument"])
+    assert list(content["sleeves"]) == ["alpha", "zeta"]
+
+
 def test_other_content_has_another_hash_and_names_its_fields() -> None:
     base = order("k", "10")
     limit = base.model_copy(update={"order_type": OrderType.LIMIT, "limit_price": D("99.5")})

@@ -37,6 +37,7 @@ from typing import Any
 
 from mts1b_foundation import Order
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 __all__ = ["EXCLUDED", "canonical_content", "content_hash", "differing_fields"]
 
@@ -113,7 +114,8 @@ def _model(value: BaseModel) -> dict[str, Any]:
 
 
 def _mapping(value: dict[Any, Any]) -> dict[str, Any]:
-    return {str(k): _canonical(v) for k, v in value.items()}
+    out = {str(k): _canonical(v) for k, v in value.items()}
+    return dict(sorted(out.items()))  # keys in the canonical order (see content_hash)
 
 
 def _sequence(value: list[Any] | tuple[Any, ...]) -> list[Any]:
@@ -125,14 +127,14 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {}
 
 def _fields(model: BaseModel, excluded: frozenset[str]) -> dict[str, Any]:
     """A validated model's fields as canonical values, without ``schema_version`` and
-    ``excluded``. Read from the model itself rather than through ``model_dump``: this runs
-    for every order submitted, and a dump costs several times more. The names to read are
-    worked out once per model class."""
+    ``excluded``, in sorted order. Read from the model itself rather than through
+    ``model_dump``: this runs for every order submitted, and a dump costs several times more.
+    The names to read are worked out once per model class."""
     names = _NAMES.get((type(model), excluded))
     if names is None:
         skip = {"schema_version", *excluded}
-        names = _NAMES[(type(model), excluded)] = tuple(
-            name for name in type(model).model_fields if name not in skip)
+        names = _NAMES[(type(model), excluded)] = tuple(sorted(
+            name for name in type(model).model_fields if name not in skip))
     out: dict[str, Any] = {}
     for name in names:
         value = getattr(model, name)
@@ -164,9 +166,24 @@ option differs from its defaults); the same options, so the same text."""
 
 
 def content_hash(order: Order) -> str:
-    """``sha256:<hex>`` of the canonical JSON of the order's content."""
-    text = _ENCODE(canonical_content(order))
-    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+    """``sha256:<hex>`` of the canonical JSON of the order's content.
+
+    The canonical JSON is :data:`_ENCODE`'s. Every mapping of the canonical content is built
+    with its keys already sorted, so a compact JSON writer that keeps insertion order writes
+    the same text wherever the content is ASCII without DEL: ``pydantic_core.to_json``, five
+    times faster than the standard library's encoder, and this runs for every order
+    submitted. Text with other characters, which ``_ENCODE`` writes as ``\\u`` escapes, is
+    written by ``_ENCODE``.
+    """
+    return "sha256:" + hashlib.sha256(_canonical_json(canonical_content(order))).hexdigest()
+
+
+def _canonical_json(content: dict[str, Any]) -> bytes:
+    """:data:`_ENCODE`'s text of canonical content (mappings in sorted key order), as bytes."""
+    text = to_json(content)
+    if text.isascii() and b"\x7f" not in text:  # _ENCODE escapes DEL, to_json does not
+        return text
+    return _ENCODE(content).encode("ascii")
 
 
 def differing_fields(original: Order, repeat: Order) -> list[str]:

@@ -103,7 +103,7 @@ def state_to_json(s: OrderState) -> str:
     replace = s.pending_replace.model_dump_json() if s.pending_replace else "null"
     return (f'{{"order":{_order_json(s.order)},'
             f'"status":{_json_enum(s.status)},"prior":{_json_enum(s.prior)},'
-            f'"fills":[{fills}],"busted":{json.dumps(sorted(s.busted))},'
+            f'"fills":[{fills}],"busted":{json.dumps(sorted(s.busted)) if s.busted else "[]"},'
             f'"pending_replace":{replace},"sequence":{int(s.sequence)}'
             f'{_credits_json(s.credits)}}}')
 
@@ -118,7 +118,10 @@ def _credits_json(credits: Mapping[str, Mapping[str, Decimal]]) -> str:
 
 
 def _json_enum(value: OrderStatus | None) -> str:
-    return "null" if value is None else json.dumps(value.value)
+    return "null" if value is None else _STATUS_JSON[value]
+
+
+_STATUS_JSON = {s: json.dumps(s.value) for s in OrderStatus}
 
 
 def state_from_json(text: str | dict[str, Any]) -> OrderState:
