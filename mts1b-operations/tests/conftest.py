@@ -8,9 +8,12 @@ import contextlib
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 import types
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -57,11 +60,23 @@ async def until_size(db: AuditDb, n: int, timeout: float = 60) -> None:
         await asyncio.sleep(0.02)
 
 
+def spawn_recorder(schema: str, namespace: str, key: Path, checkpoints: Path, log: Path,
+                   *options: str) -> subprocess.Popen[bytes]:
+    """``mts mts1b-operations serve audit`` in its own process, signing with ``key`` into
+    ``checkpoints`` (``options``: more of its flags), its output appended to ``log``."""
+    cmd = [sys.executable, "-m", "mts1b_operations.cli", "serve", "audit", "--schema", schema,
+           "--namespace", namespace, "--signing-key", str(key), "--checkpoints",
+           str(checkpoints), "--skew-threshold", "0", *options]
+    return subprocess.Popen(cmd, env={**os.environ, "MTS_DATABASE_URL": DSN},
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 def kit() -> types.SimpleNamespace:
     """The helpers above, for the test modules (which cannot import this file)."""
     return types.SimpleNamespace(event=event, incoming=incoming, tamper=tamper, DSN=DSN,
-                                 BASE=BASE, until_size=until_size)
+                                 BASE=BASE, until_size=until_size,
+                                 spawn_recorder=spawn_recorder)
 
 
 async def _reachable() -> bool:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace as Kit
 from typing import Any
@@ -26,12 +24,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def spawn(kit: Kit, ns: str, schema: str, key: Path, checkpoints: Path, log: Path
           ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "mts1b_operations.cli", "serve", "audit", "--schema", schema,
-           "--namespace", ns, "--ack-wait", "1", "--batch", "40", "--signing-key", str(key),
-           "--checkpoints", str(checkpoints), "--checkpoint-every", "100",
-           "--checkpoint-interval", "0.5", "--skew-threshold", "0"]
-    env = {**os.environ, "MTS_DATABASE_URL": kit.DSN}
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    """The recorder with small batches and frequent checkpoints, so kills land mid-work."""
+    proc: subprocess.Popen[bytes] = kit.spawn_recorder(
+        schema, ns, key, checkpoints, log, "--ack-wait", "1", "--batch", "40",
+        "--checkpoint-every", "100", "--checkpoint-interval", "0.5")
+    return proc
 
 
 async def size(db: AuditDb) -> int:

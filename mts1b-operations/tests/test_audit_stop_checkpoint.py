@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace as Kit
 from typing import Any
@@ -40,13 +37,8 @@ async def test_sigterm_signs_a_last_checkpoint_of_the_waiting_entries(
                                 {"Nats-Msg-Id": f"evt-{i}"})
     log = tmp_path / "recorder.log"
     # the defaults: a checkpoint after 1,000 entries or 60 s - neither comes in this test
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mts1b_operations.cli", "serve", "audit", "--schema",
-         audit_db.schema, "--namespace", bus.namespace, "--signing-key",
-         str(tmp_path / "audit.key"), "--checkpoints", str(tmp_path / "ckpt"),
-         "--skew-threshold", "0"],
-        env={**os.environ, "MTS_DATABASE_URL": kit.DSN}, stdout=log.open("wb"),
-        stderr=subprocess.STDOUT)
+    proc = kit.spawn_recorder(audit_db.schema, bus.namespace, tmp_path / "audit.key",
+                              tmp_path / "ckpt", log)
     try:
         await kit.until_size(audit_db, 3)
         assert await stored_checkpoints(audit_db) == []  # nothing anchored while it runs

@@ -334,17 +334,16 @@ class Store:
         rows = _columns([item.row for item in batch], 8)
         events = _columns([e for item in batch for e in item.events], 7)
         outbox = _columns([r for item in batch for r in item.outbox], 4)
-        plain = not any(item.fill or item.busted or item.positions or item.sleeves
-                        for item in batch)
+        if any(item.fill or item.busted or item.positions or item.sleeves for item in batch):
+            query, args = _UPDATE_ORDERS, [
+                *rows, *_columns([item.fill for item in batch if item.fill], 10),
+                *_columns([(item.row[0], item.busted) for item in batch if item.busted], 2),
+                *_columns([p for item in batch for p in item.positions], 8), *events, *outbox,
+                *_columns([r for item in batch for r in item.sleeves], 7)]
+        else:
+            query, args = _UPDATE_PLAIN, [*rows, *events, *outbox]
         async with self.pool.acquire() as conn:
-            changed = {r[0] for r in await (
-                conn.fetch(_UPDATE_PLAIN, *rows, *events, *outbox) if plain else conn.fetch(
-                    _UPDATE_ORDERS, *rows,
-                    *_columns([item.fill for item in batch if item.fill], 10),
-                    *_columns([(item.row[0], item.busted) for item in batch if item.busted], 2),
-                    *_columns([p for item in batch for p in item.positions], 8),
-                    *events, *outbox,
-                    *_columns([r for item in batch for r in item.sleeves], 7)))}
+            changed = {r[0] for r in await conn.fetch(query, *args)}
         self._committed([(r[1], r[2], r[3]) for item in batch if item.row[0] in changed
                          for r in item.outbox])
         return [item.row[0] in changed for item in batch]
@@ -828,9 +827,8 @@ def _event_rows(order_id: str, items: Sequence[OutboxItem]
     return events, outbox
 
 
-# The statements take their rows as arrays (unnest): one fixed text serves any number of orders,
-# with or without denials, fills, busts or position rows (an empty array inserts nothing), and
-# PostgreSQL prepares each statement once per connection.
+# The statements take their rows as arrays (unnest): one fixed text serves any number of orders
+# (an empty array inserts nothing), and PostgreSQL prepares each statement once per connection.
 
 # $7 = escalate_only: then an existing row changes only for a more restrictive state (the CASE
 # is tradingstate.restrictiveness); RETURNING yields no row when nothing was written.
@@ -901,9 +899,9 @@ ON CONFLICT (msg_id) DO NOTHING
 # The create and update statements are put together from the parts below, each taking its
 # rows as arrays from the parameter number it is given. A batch of plain orders - the usual
 # case - goes out as a statement without the parts it does not need: every part is planned
-# again for each batch (custom plans, see ``Store.open``), and an unused one cost a fifth of the
-# statement's server time. The parts a statement leaves out are exactly those that would
-# have inserted nothing.
+# again for each batch (custom plans, see ``Store.open``), and the parts an acknowledged order
+# does not need were over a quarter of its two statements' server time (bench/RESULTS.md).
+# The parts a statement leaves out are exactly those that would have inserted nothing.
 
 def _events_cte(n: int, keep: str) -> str:
     """``new_events``: order event rows from parameters $n..$n+6, kept if ``keep``'s CTE
