@@ -34,6 +34,7 @@ from mts1b_foundation import (
     TradingStateChange,
 )
 from mts1b_foundation.subjects import check_publishable
+from mts1b_platform.dsn import connecting, dsn_message
 from mts1b_platform.migrations import (
     applied_versions,
     apply_migrations,
@@ -179,14 +180,13 @@ class Store:
     @classmethod
     async def open(cls, dsn: str, *, schema: str = "mts_oms", min_size: int = 2,
                    max_size: int = 10) -> Store:
-        """Connect, create ``schema`` if needed and apply pending migrations."""
+        """Connect, create ``schema`` if needed and apply pending migrations. A malformed DSN
+        or a server that cannot be reached is a :class:`StoreError` in one line
+        (:func:`mts1b_platform.dsn.connecting`)."""
         if (problem := schema_name_error(schema)) is not None:
             raise StoreError(problem, schema=schema)
-        try:
+        with connecting(dsn, StoreError, _dsn_error):  # names the server, never the password
             conn = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}"
-                             ) from None
         try:
             await create_schema(conn, schema)
         finally:
@@ -746,6 +746,10 @@ def _sweeps(rows: Sequence[asyncpg.Record]) -> list[Sweep]:
 
 def _status(state: OrderState) -> str:
     return state.status.value if state.status else "new"
+
+
+def _dsn_error(dsn: str, problem: str) -> StoreError:
+    return StoreError(dsn_message(dsn, problem) + " (--dsn or $MTS_DATABASE_URL)")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

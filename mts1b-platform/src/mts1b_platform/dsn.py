@@ -9,12 +9,14 @@ user, never the password).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import urllib.parse
+from collections.abc import Callable, Iterator
 
 from mts1b_platform.redaction import MASK, redact_url
 
-__all__ = ["DSN_FORM", "DsnProblem", "dsn_target", "shown_dsn"]
+__all__ = ["DSN_FORM", "DsnProblem", "connecting", "dsn_message", "dsn_target", "shown_dsn"]
 
 DSN_FORM = "postgresql://USER@HOST:PORT/DATABASE"
 """The form a DSN error asks for. Without a password: ``USER:PASSWORD@`` in a message would be
@@ -81,3 +83,31 @@ def dsn_target(dsn: str) -> str:
     database = urllib.parse.unquote(parts.path.removeprefix("/"))
     return (f"{hosts or '(default host)'}/{database or '(default database)'}"
             + (f" (user {user})" if user else ""))
+
+
+def dsn_message(dsn: str, problem: str) -> str:
+    """The line for a DSN no driver can read: the DSN shown safely, what is wrong, the form."""
+    return f"the DSN {shown_dsn(dsn)!r} cannot be used: {problem}; write {DSN_FORM}"
+
+
+@contextlib.contextmanager
+def connecting(dsn: str, connect_error: Callable[..., Exception],
+               dsn_error: Callable[[str, str], Exception]) -> Iterator[str]:
+    """Around a connection attempt to ``dsn``: the DSN is read first (a malformed one raises
+    ``dsn_error(dsn, problem)``) and where it points is yielded; a server that cannot be
+    reached raises ``connect_error(message, target=...)`` naming it as ``host:port/database
+    (user)``, never with its password (the exception's type only: its text may quote the
+    DSN). Every store that connects to PostgreSQL goes through this."""
+    import asyncpg
+
+    try:
+        target = dsn_target(dsn)
+    except DsnProblem as exc:
+        raise dsn_error(dsn, exc.problem) from None
+    try:
+        yield target
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise connect_error(f"cannot connect to PostgreSQL at {target}: {type(exc).__name__}",
+                            target=target) from None
+    except ValueError:  # asyncpg's ClientConfigurationError is one
+        raise dsn_error(dsn, "asyncpg cannot read it as a connection URL") from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, Self
 
-from mts1b_platform.dsn import DSN_FORM, DsnProblem, dsn_target, shown_dsn
+from mts1b_platform.dsn import connecting, dsn_message
 
 __all__ = [
     "Migration",
@@ -153,30 +153,14 @@ class SchemaDatabase:
     def dsn_error(cls, dsn: str, problem: str) -> Exception:
         """The error raised for a DSN no driver can read (``problem`` quotes none of it); a
         subclass names the option it came from."""
-        return cls.connect_error(f"the DSN {shown_dsn(dsn)!r} cannot be used: {problem}; "
-                                 f"write {DSN_FORM}")
+        return cls.connect_error(dsn_message(dsn, problem))
 
     @classmethod
     @contextlib.contextmanager
     def connecting(cls, dsn: str) -> Iterator[str]:
-        """Around a connection attempt to ``dsn``: the DSN is read first
-        (:mod:`mts1b_platform.dsn`; a malformed one is :meth:`dsn_error`) and where it points
-        is yielded; a server that cannot be reached is :meth:`connect_error` naming it as
-        ``host:port/database (user)``, never with its password (the exception's type only:
-        its text may quote the DSN)."""
-        import asyncpg
-
-        try:
-            target = dsn_target(dsn)
-        except DsnProblem as exc:
-            raise cls.dsn_error(dsn, exc.problem) from None
-        try:
+        """:func:`mts1b_platform.dsn.connecting` with this class's errors."""
+        with connecting(dsn, cls.connect_error, cls.dsn_error) as target:
             yield target
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise cls.connect_error(f"cannot connect to PostgreSQL at {target}: "
-                                    f"{type(exc).__name__}", target=target) from None
-        except ValueError:  # asyncpg's ClientConfigurationError is one
-            raise cls.dsn_error(dsn, "asyncpg cannot read it as a connection URL") from None
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None, min_size: int = 1,
